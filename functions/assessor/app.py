@@ -1,0 +1,36 @@
+"""Scheduled assessor (EventBridge schedule): judges every active CodeDeploy-driven
+deployment. The logic is in deployguard.assessor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from deployguard import runtime
+from deployguard.assessor import assess_active_deployments
+
+logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_parser(model=EventBridgeModel)
+def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+    run = assess_active_deployments(runtime.config(), runtime.repository(), runtime.publisher())
+    metrics.add_metric(name="DeploymentsAssessed", unit="Count", value=len(run.assessed))
+    metrics.add_metric(name="GetMetricDataCalls", unit="Count", value=run.metric_calls)
+    summary = {
+        "scheduled_at": event.time.isoformat(),
+        "assessed": [
+            {"deployment_id": a.deployment_id, "decision": a.verdict.decision.value, "summary": a.verdict.summary}
+            for a in run.assessed
+        ],
+        "skipped": run.skipped,
+        "metric_calls": run.metric_calls,
+    }
+    logger.info("assessment run", extra=summary)
+    return summary

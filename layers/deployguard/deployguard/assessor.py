@@ -1,0 +1,78 @@
+"""The scheduled assessor: every minute, judge every active deployment that
+DeployGuard's own state machine is not already judging.
+
+Deployments whose traffic CodeDeploy moves (driver ``codedeploy``) are assessed
+here. All their metrics are read in the fewest GetMetricData calls, each verdict
+is stored as an assessment, and a change of status is announced once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from deployguard import clock
+from deployguard.analysis.judge import judge_canary
+from deployguard.assessment import assessment_from_verdict
+from deployguard.aws.cloudwatch import MetricsReader
+from deployguard.aws.events import EventPublisher
+from deployguard.config import DeployGuardConfig
+from deployguard.models import (
+    Assessment,
+    Decision,
+    DeploymentEvent,
+    EventType,
+    LambdaTarget,
+    Severity,
+)
+from deployguard.storage.repository import DeploymentRepository
+
+
+@dataclass
+class AssessorRun:
+    assessed: list[Assessment] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    metric_calls: int = 0
+
+
+def assess_active_deployments(
+    config: DeployGuardConfig,
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    reader: MetricsReader | None = None,
+) -> AssessorRun:
+    reader = reader or MetricsReader()
+    run = AssessorRun()
+    candidates = []
+    for deployment in repository.active_deployments():
+        if deployment.driver != "codedeploy" or not isinstance(deployment.target, LambdaTarget):
+            run.skipped.append(deployment.deployment_id)
+            continue
+        candidates.append((deployment, config.service(deployment.service).judge.metrics))
+    if not candidates:
+        return run
+    interval = min(config.service(d.service).canary.assessment_interval_seconds for d, _ in candidates)
+    windows = reader.canary_windows(candidates, clock.now(), interval)
+    run.metric_calls = reader.calls
+    for deployment, _ in candidates:
+        window = windows[deployment.deployment_id]
+        verdict = judge_canary(window, config.service(deployment.service).judge)
+        assessment = assessment_from_verdict(deployment, window, verdict)
+        previous = repository.assessments(deployment.deployment_id)
+        repository.add_assessment(assessment)
+        run.assessed.append(assessment)
+        if previous and previous[-1].verdict.decision != verdict.decision:
+            event = DeploymentEvent(
+                event_type=EventType.ASSESSMENT_STATUS_CHANGED,
+                deployment_id=deployment.deployment_id,
+                service=deployment.service,
+                version=deployment.version,
+                environment=deployment.environment,
+                severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
+                title=f"Canary {verdict.decision.value.title()}",
+                message=verdict.summary,
+                reasons=verdict.reasons,
+                details={"previous": previous[-1].verdict.decision.value},
+            )
+            repository.add_event(event)
+            publisher.publish(event)
+    return run

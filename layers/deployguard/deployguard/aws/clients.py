@@ -1,0 +1,66 @@
+"""boto3 clients, created lazily and once per container.
+
+Every AWS call of DeployGuard goes through a client from here, so that:
+- throttled calls are retried with backoff (botocore ``adaptive`` retry mode);
+- a local endpoint (``DEPLOYGUARD_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL``) applies to all;
+- the embedded AWS (moto, in-process) can reset the cache between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_RETRY_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 8},
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+_clients: dict[str, Any] = {}
+_resources: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def endpoint_url() -> str | None:
+    return os.environ.get("DEPLOYGUARD_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def client(service: str) -> Any:
+    """The one boto3 client of ``service`` for this container."""
+    cached = _clients.get(service)
+    if cached is not None:
+        return cached
+    with _lock:
+        if service not in _clients:
+            _clients[service] = boto3.client(
+                service, region_name=region(), endpoint_url=endpoint_url(), config=_RETRY_CONFIG
+            )
+        return _clients[service]
+
+
+def resource(service: str) -> Any:
+    cached = _resources.get(service)
+    if cached is not None:
+        return cached
+    with _lock:
+        if service not in _resources:
+            _resources[service] = boto3.resource(
+                service, region_name=region(), endpoint_url=endpoint_url(), config=_RETRY_CONFIG
+            )
+        return _resources[service]
+
+
+def reset() -> None:
+    """Forget every cached client (the embedded AWS calls this when it starts)."""
+    with _lock:
+        _clients.clear()
+        _resources.clear()

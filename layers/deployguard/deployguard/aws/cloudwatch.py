@@ -1,0 +1,181 @@
+"""CloudWatch reads (GetMetricData, batched) and writes (PutMetricData).
+
+A canary assessment needs every configured metric for both versions over the same
+periods. All the queries of any number of deployments are packed into as few
+GetMetricData calls as the API allows (500 queries a call), so assessing N
+deployments with M metrics costs ceil(2*N*M / 500) calls, plus paging.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from deployguard.aws import clients
+from deployguard.models import CanaryWindow, Deployment, LambdaTarget, MetricSpec, MetricWindow
+
+MAX_QUERIES_PER_CALL = 500
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One metric of one version over a time range."""
+
+    key: tuple[str, str, str]  # (request id, metric id, "baseline" | "canary")
+    spec: MetricSpec
+    dimensions: dict[str, str]
+
+
+def floor_time(at: datetime, interval_seconds: int) -> datetime:
+    epoch = int(at.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % interval_seconds, tz=at.tzinfo)
+
+
+def version_dimensions(spec: MetricSpec, target: LambdaTarget, version: str) -> dict[str, str]:
+    """Dimensions that select one version of an aliased Lambda function.
+
+    AWS/Lambda publishes per-version metrics of an alias with the dimensions
+    FunctionName, Resource (function:alias) and ExecutedVersion. A custom metric
+    names its own dimensions, with ``{function}``, ``{alias}`` and ``{version}``
+    replaced here.
+    """
+    if spec.namespace == "AWS/Lambda" and not spec.dimensions:
+        return {
+            "FunctionName": target.function_name,
+            "Resource": f"{target.function_name}:{target.alias}",
+            "ExecutedVersion": version,
+        }
+    return {
+        name: value.format(function=target.function_name, alias=target.alias, version=version)
+        for name, value in spec.dimensions.items()
+    }
+
+
+def canary_queries(request_id: str, deployment: Deployment, specs: Sequence[MetricSpec]) -> list[MetricQuery]:
+    target = deployment.target
+    if not isinstance(target, LambdaTarget):
+        raise TypeError(f"deployment {deployment.deployment_id}: only Lambda targets have per-version metrics")
+    queries = []
+    for spec in specs:
+        for role, version in (("baseline", target.stable_version), ("canary", target.new_version)):
+            queries.append(MetricQuery((request_id, spec.id, role), spec, version_dimensions(spec, target, version)))
+    return queries
+
+
+class MetricsReader:
+    """Reads per-period metric values for many queries in the fewest GetMetricData calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read(
+        self, queries: Sequence[MetricQuery], start: datetime, end: datetime, interval_seconds: int
+    ) -> dict[tuple[str, str, str], list[float | None]]:
+        """Values per query key, one per period in [start, end), None where CloudWatch has no datapoint."""
+        periods = max(0, int((end - start).total_seconds()) // interval_seconds)
+        out: dict[tuple[str, str, str], list[float | None]] = {q.key: [None] * periods for q in queries}
+        if periods == 0 or not queries:
+            return out
+        for offset in range(0, len(queries), MAX_QUERIES_PER_CALL):
+            batch = queries[offset : offset + MAX_QUERIES_PER_CALL]
+            ids = {f"q{i}": q.key for i, q in enumerate(batch)}
+            request: dict[str, Any] = {
+                "MetricDataQueries": [
+                    {
+                        "Id": qid,
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": q.spec.namespace,
+                                "MetricName": q.spec.name,
+                                "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(q.dimensions.items())],
+                            },
+                            "Period": interval_seconds,
+                            "Stat": q.spec.stat,
+                        },
+                        "ReturnData": True,
+                    }
+                    for qid, q in zip(ids, batch, strict=True)
+                ],
+                "StartTime": start,
+                "EndTime": end,
+                "ScanBy": "TimestampAscending",
+            }
+            while True:
+                resp = clients.client("cloudwatch").get_metric_data(**request)
+                self.calls += 1
+                for result in resp.get("MetricDataResults", []):
+                    series = out[ids[result["Id"]]]
+                    for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
+                        index = int((ts - start).total_seconds()) // interval_seconds
+                        if 0 <= index < periods and value is not None and math.isfinite(value):
+                            series[index] = float(value)
+                token = resp.get("NextToken")
+                if not token:
+                    break
+                request["NextToken"] = token
+        return out
+
+    def canary_windows(
+        self,
+        deployments: Iterable[tuple[Deployment, Sequence[MetricSpec]]],
+        now: datetime,
+        interval_seconds: int = 60,
+    ) -> dict[str, CanaryWindow]:
+        """The CanaryWindow of each deployment, read together in the fewest calls.
+
+        Periods run from the canary's start (floored to the interval) to the last
+        complete period before ``now``.
+        """
+        items = list(deployments)
+        if not items:
+            return {}
+        end = floor_time(now, interval_seconds)
+        starts = {d.deployment_id: floor_time(d.started_at, interval_seconds) for d, _ in items}
+        start = min(starts.values())
+        queries = [q for d, specs in items for q in canary_queries(d.deployment_id, d, specs)]
+        values = self.read(queries, start, end, interval_seconds)
+        windows = {}
+        for deployment, specs in items:
+            skip = int((starts[deployment.deployment_id] - start).total_seconds()) // interval_seconds
+            since_shift = None
+            if deployment.weight_changed_at is not None:
+                since_shift = max(
+                    0, int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds())
+                    // interval_seconds,
+                )
+            windows[deployment.deployment_id] = CanaryWindow(
+                interval_seconds=interval_seconds,
+                canary_weight=deployment.canary_weight,
+                periods_since_shift=since_shift,
+                metrics=[
+                    MetricWindow(
+                        spec=spec,
+                        baseline=values[(deployment.deployment_id, spec.id, "baseline")][skip:],
+                        canary=values[(deployment.deployment_id, spec.id, "canary")][skip:],
+                    )
+                    for spec in specs
+                ],
+            )
+        return windows
+
+
+def put_metric_values(
+    namespace: str, name: str, dimensions: dict[str, str], at: datetime, unit: str,
+    value: float | None = None, values: Sequence[float] = (), counts: Sequence[float] = (),
+) -> None:
+    """Publish one datapoint, or a distribution as Values/Counts (used by the demo's traffic)."""
+    datum: dict[str, Any] = {
+        "MetricName": name,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dimensions.items())],
+        "Timestamp": at,
+        "Unit": unit,
+    }
+    if values:
+        datum["Values"] = list(values)
+        datum["Counts"] = list(counts) or [1.0] * len(values)
+    else:
+        datum["Value"] = float(value or 0.0)
+    clients.client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=[datum])

@@ -1,0 +1,69 @@
+"""Traffic shifting on a Lambda alias (``RoutingConfig.AdditionalVersionWeights``).
+
+The alias points at the stable version; the new version receives ``weight`` of the
+traffic through the routing configuration. Promotion points the alias at the new
+version with no routing; rollback points it at the stable version with no routing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deployguard.aws import clients
+from deployguard.exceptions import TrafficShiftError
+from deployguard.models import LambdaTarget
+
+
+@dataclass(frozen=True)
+class AliasState:
+    function_version: str
+    additional_weights: dict[str, float]
+
+    def weight_of(self, version: str) -> float:
+        if self.function_version == version and not self.additional_weights:
+            return 1.0
+        if self.function_version == version:
+            return 1.0 - sum(self.additional_weights.values())
+        return self.additional_weights.get(version, 0.0)
+
+
+class LambdaTrafficShifter:
+    def __init__(self, target: LambdaTarget) -> None:
+        self.target = target
+
+    def _update(self, function_version: str, weights: dict[str, float]) -> AliasState:
+        try:
+            clients.client("lambda").update_alias(
+                FunctionName=self.target.function_name,
+                Name=self.target.alias,
+                FunctionVersion=function_version,
+                RoutingConfig={"AdditionalVersionWeights": weights},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise TrafficShiftError(
+                f"{self.target.function_name}:{self.target.alias}: cannot route {weights or 'all'} "
+                f"to version {function_version}: {exc}"
+            ) from exc
+        return AliasState(function_version, weights)
+
+    def shift(self, weight: float) -> AliasState:
+        """Send ``weight`` (0..1, exclusive) of the alias's traffic to the new version."""
+        if not 0.0 < weight < 1.0:
+            raise TrafficShiftError(f"canary weight {weight} must be between 0 and 1 (exclusive)")
+        return self._update(self.target.stable_version, {self.target.new_version: round(weight, 4)})
+
+    def promote(self) -> AliasState:
+        return self._update(self.target.new_version, {})
+
+    def rollback(self) -> AliasState:
+        return self._update(self.target.stable_version, {})
+
+    def current(self) -> AliasState:
+        try:
+            alias = clients.client("lambda").get_alias(FunctionName=self.target.function_name, Name=self.target.alias)
+        except (ClientError, BotoCoreError) as exc:
+            raise TrafficShiftError(f"{self.target.function_name}:{self.target.alias}: {exc}") from exc
+        weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}) or {}
+        return AliasState(alias["FunctionVersion"], {k: float(v) for k, v in weights.items()})

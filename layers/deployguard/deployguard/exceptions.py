@@ -1,0 +1,45 @@
+"""Every domain exception DeployGuard raises, in one place."""
+
+from __future__ import annotations
+
+
+class DeployGuardError(Exception):
+    """Base of all DeployGuard errors."""
+
+
+class ConfigError(DeployGuardError):
+    """A configuration file or value is wrong; the message names file and field."""
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:
+        self.source = source
+        self.field = field
+        where = ", ".join(p for p in (f"file {source}" if source else "", f"field {field}" if field else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InvalidEventError(DeployGuardError):
+    """An incoming event does not have the shape its trigger promises."""
+
+
+class ConflictError(DeployGuardError):
+    """A conditional write lost a race: somebody else changed the item first."""
+
+
+class NotFoundError(DeployGuardError):
+    """A deployment, incident or other record does not exist."""
+
+
+class TrafficShiftError(DeployGuardError):
+    """Moving traffic on a Lambda alias or ECS service failed."""
+
+
+class ScenarioError(DeployGuardError):
+    """A replay scenario file is malformed; the message names file and field."""
+
+
+class DeliveryError(DeployGuardError):
+    """A notification could not be delivered to a channel."""
+
+
+class ValidationCheckError(DeployGuardError):
+    """A pre- or post-traffic validation check could not run."""

@@ -1,0 +1,329 @@
+"""Pydantic v2 models for everything that crosses a boundary.
+
+Deployments, phases, metric readings, assessments, verdicts, events and
+notifications. Storage, Step Functions payloads, SNS messages and the CLI all
+speak these models; nothing else is passed between modules as a loose dict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def utcnow() -> datetime:
+    """Current time; the embedded AWS swaps the clock (see deployguard.clock)."""
+    from deployguard.clock import now
+
+    return now()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+class DeploymentStatus(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (DeploymentStatus.PENDING, DeploymentStatus.IN_PROGRESS)
+
+
+class Phase(StrEnum):
+    PRE_DEPLOYMENT = "pre_deployment"
+    DEPLOYMENT_ACTIVE = "deployment_active"
+    VALIDATION = "validation"
+    MONITORING = "monitoring"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Strategy(StrEnum):
+    CANARY = "canary"
+    LINEAR = "linear"
+    ALL_AT_ONCE = "all_at_once"
+    BLUE_GREEN = "blue_green"
+
+
+class PhaseChange(Model):
+    phase: Phase
+    at: datetime
+    reason: str = ""
+
+
+class LambdaTarget(Model):
+    """A Lambda alias whose traffic moves from a stable version to a new one."""
+
+    kind: Literal["lambda"] = "lambda"
+    function_name: str = Field(min_length=1)
+    alias: str = Field(min_length=1)
+    stable_version: str = Field(min_length=1)
+    new_version: str = Field(min_length=1)
+
+
+class EcsTarget(Model):
+    kind: Literal["ecs"] = "ecs"
+    cluster: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    stable_task_definition: str = ""
+    new_task_definition: str = ""
+
+
+class Deployment(Model):
+    deployment_id: str = Field(default_factory=lambda: new_id("dg"), min_length=1)
+    service: str = Field(min_length=1)
+    environment: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    strategy: Strategy = Strategy.CANARY
+    target: LambdaTarget | EcsTarget = Field(discriminator="kind")
+    status: DeploymentStatus = DeploymentStatus.PENDING
+    phase: Phase = Phase.PRE_DEPLOYMENT
+    phase_history: list[PhaseChange] = Field(default_factory=list)
+    canary_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    step_index: int = Field(default=0, ge=0)
+    driver: Literal["stepfunctions", "codedeploy"] = Field(
+        default="stepfunctions", description="who moves the traffic: DeployGuard's state machine or CodeDeploy"
+    )
+    codedeploy_application: str | None = None
+    codedeploy_group: str | None = None
+    codedeploy_deployment_id: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    weight_changed_at: datetime | None = None
+    ended_at: datetime | None = None
+    expected_duration_seconds: int | None = None
+    decision: str | None = None
+    decision_reason: str | None = None
+    version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class MetricKind(StrEnum):
+    """What a metric is, which decides how the judge tests it."""
+
+    COUNT = "count"  # a count of requests (invocations): the denominator of rates
+    RATE_COUNT = "rate_count"  # a count of events out of another count (errors / invocations)
+    LATENCY = "latency"  # a per-period percentile or mean of a duration
+    GAUGE = "gauge"  # any other per-period value (CPU %, memory %)
+
+
+class Direction(StrEnum):
+    INCREASE_IS_BAD = "increase_is_bad"
+    DECREASE_IS_BAD = "decrease_is_bad"
+
+
+class MetricType(StrEnum):
+    APPLICATION = "application"
+    INFRASTRUCTURE = "infrastructure"
+    BUSINESS = "business"
+    PERFORMANCE = "performance"
+    SECURITY = "security"
+
+
+class MetricSpec(Model):
+    """One CloudWatch metric read for both versions."""
+
+    id: str = Field(pattern=r"^[a-z][a-zA-Z0-9_]*$")
+    namespace: str = "AWS/Lambda"
+    name: str
+    stat: str = "Sum"
+    unit: str | None = None
+    kind: MetricKind = MetricKind.GAUGE
+    direction: Direction = Direction.INCREASE_IS_BAD
+    relative_to: str | None = Field(default=None, description="id of the count this is a rate of")
+    metric_type: MetricType = MetricType.APPLICATION
+    dimensions: dict[str, str] = Field(default_factory=dict)
+
+
+class MetricWindow(Model):
+    """Per-period values of one metric for both versions; None = no datapoint."""
+
+    spec: MetricSpec
+    baseline: list[float | None]
+    canary: list[float | None]
+
+    @field_validator("baseline", "canary")
+    @classmethod
+    def _finite(cls, values: list[float | None]) -> list[float | None]:
+        for v in values:
+            if v is not None and v != v:  # NaN
+                raise ValueError("values must be numbers or null, not NaN")
+        return values
+
+
+class CanaryWindow(Model):
+    """Everything the judge sees at one assessment: periods 0..n-1 since the canary began."""
+
+    interval_seconds: int = Field(default=60, gt=0)
+    canary_weight: float = Field(ge=0.0, le=1.0)
+    metrics: list[MetricWindow]
+    periods_since_shift: int | None = Field(
+        default=None, description="periods since the last traffic shift (for the grace period)"
+    )
+
+    @property
+    def periods(self) -> int:
+        return max((len(m.canary) for m in self.metrics), default=0)
+
+
+class MetricReading(Model):
+    """One datapoint as read from CloudWatch."""
+
+    metric_id: str
+    version: Literal["baseline", "canary"]
+    timestamp: datetime
+    value: float
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+class Decision(StrEnum):
+    HEALTHY = "healthy"  # enough evidence that the canary is not worse
+    FAILING = "failing"  # the canary is worse: roll back
+    INCONCLUSIVE = "inconclusive"  # not enough evidence either way: hold
+
+
+class VerdictReason(Model):
+    metric_id: str
+    status: Literal["pass", "fail", "inconclusive"]
+    effect: float | None = Field(default=None, description="relative change canary vs baseline")
+    baseline_value: float | None = None
+    canary_value: float | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    message: str
+
+
+class Verdict(Model):
+    decision: Decision
+    summary: str
+    reasons: list[VerdictReason] = Field(default_factory=list)
+    periods: int = 0
+    judge: str = "deployguard"
+
+    @property
+    def failing_reasons(self) -> list[VerdictReason]:
+        return [r for r in self.reasons if r.status == "fail"]
+
+
+class HealthStatus(StrEnum):
+    HEALTHY = "healthy"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+
+class Assessment(Model):
+    assessment_id: str = Field(default_factory=lambda: new_id("as"))
+    deployment_id: str
+    at: datetime = Field(default_factory=utcnow)
+    step_index: int = 0
+    canary_weight: float = 0.0
+    verdict: Verdict
+    health_status: HealthStatus = HealthStatus.UNKNOWN
+    health_score: float | None = Field(default=None, ge=0, le=100)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- events
+
+
+class EventType(StrEnum):
+    DEPLOYMENT_STARTED = "deployment.started"
+    DEPLOYMENT_COMPLETED = "deployment.completed"
+    DEPLOYMENT_FAILED = "deployment.failed"
+    ROLLBACK_INITIATED = "rollback.initiated"
+    ROLLBACK_COMPLETED = "rollback.completed"
+    ROLLBACK_FAILED = "rollback.failed"
+    CANARY_STARTED = "canary.started"
+    CANARY_STEP_ADVANCED = "canary.step_advanced"
+    CANARY_COMPLETED = "canary.completed"
+    PROMOTION_COMPLETED = "promotion.completed"
+    VALIDATION_FAILED = "validation.failed"
+    VALIDATION_WARNED = "validation.warned"
+    ASSESSMENT_STATUS_CHANGED = "assessment.status_changed"
+    DEPLOYMENT_LONG_RUNNING = "deployment.long_running"
+    ALERT = "alert"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return ["info", "warning", "error", "critical"].index(self.value)
+
+
+class DeploymentEvent(Model):
+    """What DeployGuard publishes on its SNS topic."""
+
+    event_id: str = Field(default_factory=lambda: new_id("ev"))
+    event_type: EventType
+    deployment_id: str
+    service: str
+    version: str
+    environment: str
+    severity: Severity = Severity.INFO
+    title: str
+    message: str = ""
+    reasons: list[VerdictReason] = Field(default_factory=list)
+    links: dict[str, str] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=utcnow)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditEntry(Model):
+    deployment_id: str
+    at: datetime = Field(default_factory=utcnow)
+    action: str
+    actor: str
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class Notification(Model):
+    """One delivery of an event to one channel."""
+
+    notification_id: str = Field(default_factory=lambda: new_id("nt"))
+    event_id: str
+    deployment_id: str
+    channel: str
+    status: DeliveryStatus
+    attempts: int = 0
+    latency_ms: float | None = None
+    at: datetime = Field(default_factory=utcnow)
+    error: str | None = None

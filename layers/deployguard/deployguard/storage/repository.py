@@ -1,0 +1,272 @@
+"""DynamoDB storage of deployments, assessments, events, alerts, deliveries and audit.
+
+Writes that change a deployment are conditional on its ``version_counter``
+(optimistic locking): when two writers race, one wins and the other gets
+:class:`ConflictError` and re-reads, so no update is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from deployguard import clock
+from deployguard.aws import clients
+from deployguard.exceptions import ConflictError, NotFoundError
+from deployguard.models import (
+    Assessment,
+    AuditEntry,
+    Deployment,
+    DeploymentEvent,
+    Notification,
+    new_id,
+)
+from deployguard.storage import keys
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_RETENTION_DAYS = 90
+
+
+def _to_item(model: BaseModel) -> dict[str, Any]:
+    """A model as a DynamoDB item: JSON round trip, floats as Decimal."""
+    data = json.loads(model.model_dump_json(), parse_float=Decimal)
+    return data  # type: ignore[no-any-return]
+
+
+def _from_item(cls: type[M], item: dict[str, Any]) -> M:
+    data = {k: v for k, v in item.items() if k in cls.model_fields}
+    return cls.model_validate(json.loads(json.dumps(data, default=_decimal)))
+
+
+def _decimal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class DeploymentRepository:
+    """Data access for the DeploymentsTable (see :mod:`deployguard.storage.keys`)."""
+
+    def __init__(self, table_name: str | None = None, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
+        self.table_name = table_name or os.environ["DEPLOYMENTS_TABLE"]
+        self.retention = timedelta(days=retention_days)
+
+    @property
+    def table(self) -> Any:
+        return clients.resource("dynamodb").Table(self.table_name)
+
+    def _expires_at(self, at: datetime | None = None) -> int:
+        return int(((at or clock.now()) + self.retention).timestamp())
+
+    # ------------------------------------------------------------------ deployments
+
+    def _deployment_item(self, deployment: Deployment) -> dict[str, Any]:
+        item = _to_item(deployment)
+        started = keys.time_key(deployment.started_at)
+        item.update(
+            {
+                keys.PK: keys.deployment_pk(deployment.deployment_id),
+                keys.SK: keys.META,
+                keys.GSI2_PK: keys.service_env_pk(deployment.service, deployment.environment),
+                keys.GSI2_SK: f"{started}#{deployment.deployment_id}",
+                "record_type": "deployment",
+            }
+        )
+        if not deployment.status.is_terminal:
+            item[keys.GSI1_PK] = keys.ACTIVE
+            item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
+        return item
+
+    def create_deployment(self, deployment: Deployment) -> Deployment:
+        """Store a new deployment; fails with ConflictError if the id exists."""
+        deployment.version_counter = 1
+        try:
+            self.table.put_item(
+                Item=self._deployment_item(deployment),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConflictError(f"deployment {deployment.deployment_id} already exists") from exc
+            raise
+        return deployment
+
+    def save_deployment(self, deployment: Deployment) -> Deployment:
+        """Write a changed deployment, only if nobody wrote it since it was read."""
+        expected = deployment.version_counter
+        new = deployment.model_copy(update={"version_counter": expected + 1})
+        try:
+            self.table.put_item(
+                Item=self._deployment_item(new),
+                ConditionExpression="version_counter = :expected",
+                ExpressionAttributeValues={":expected": expected},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConflictError(
+                    f"deployment {deployment.deployment_id} changed since it was read (version {expected})"
+                ) from exc
+            raise
+        deployment.version_counter = expected + 1
+        return deployment
+
+    def update_deployment(
+        self, deployment_id: str, change: Callable[[Deployment], None], attempts: int = 5
+    ) -> Deployment:
+        """Read-modify-write with retries on conflict: the safe way to change a deployment."""
+        last: ConflictError | None = None
+        for _ in range(attempts):
+            deployment = self.get_deployment(deployment_id)
+            change(deployment)
+            try:
+                return self.save_deployment(deployment)
+            except ConflictError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def get_deployment(self, deployment_id: str) -> Deployment:
+        found = self.find_deployment(deployment_id)
+        if found is None:
+            raise NotFoundError(f"deployment {deployment_id} not found")
+        return found
+
+    def find_deployment(self, deployment_id: str) -> Deployment | None:
+        resp = self.table.get_item(
+            Key={keys.PK: keys.deployment_pk(deployment_id), keys.SK: keys.META}, ConsistentRead=True
+        )
+        item = resp.get("Item")
+        return _from_item(Deployment, item) if item else None
+
+    def active_deployments(self) -> list[Deployment]:
+        return [
+            _from_item(Deployment, item)
+            for item in self._query(
+                IndexName=keys.GSI1,
+                KeyConditionExpression="gsi1pk = :pk",
+                ExpressionAttributeValues={":pk": keys.ACTIVE},
+            )
+        ]
+
+    def deployments_of(self, service: str, environment: str, limit: int = 50) -> list[Deployment]:
+        items = self._query(
+            IndexName=keys.GSI2,
+            KeyConditionExpression="gsi2pk = :pk",
+            ExpressionAttributeValues={":pk": keys.service_env_pk(service, environment)},
+            ScanIndexForward=False,
+            Limit=limit,
+            max_items=limit,
+        )
+        return [_from_item(Deployment, item) for item in items]
+
+    # ------------------------------------------------------------------ history
+
+    def _put_history(self, deployment_id: str, prefix: str, at: datetime, unique: str, model: BaseModel) -> None:
+        item = _to_item(model)
+        item.update(
+            {
+                keys.PK: keys.deployment_pk(deployment_id),
+                keys.SK: keys.history_sk(prefix, at, unique),
+                keys.TTL_ATTRIBUTE: self._expires_at(at),
+                "record_type": prefix.rstrip("#").lower(),
+            }
+        )
+        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    def add_assessment(self, assessment: Assessment) -> None:
+        self._put_history(
+            assessment.deployment_id, keys.ASSESSMENT, assessment.at, assessment.assessment_id, assessment
+        )
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        # the suffix keeps entries written in the same instant in the order they were written
+        self._put_history(entry.deployment_id, keys.AUDIT, entry.at, f"{time.time_ns():020d}-{new_id('au')}", entry)
+
+    def audit(self, deployment_id: str, action: str, actor: str, reason: str = "", **details: Any) -> AuditEntry:
+        entry = AuditEntry(
+            deployment_id=deployment_id, action=action, actor=actor, reason=reason, details=details
+        )
+        self.add_audit(entry)
+        return entry
+
+    def add_event(self, event: DeploymentEvent) -> None:
+        self._put_history(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
+
+    def add_notification(self, notification: Notification) -> None:
+        self._put_history(
+            notification.deployment_id,
+            keys.NOTIFICATION,
+            notification.at,
+            notification.notification_id,
+            notification,
+        )
+
+    def assessments(self, deployment_id: str) -> list[Assessment]:
+        return [_from_item(Assessment, i) for i in self._history(deployment_id, keys.ASSESSMENT)]
+
+    def audit_trail(self, deployment_id: str) -> list[AuditEntry]:
+        return [_from_item(AuditEntry, i) for i in self._history(deployment_id, keys.AUDIT)]
+
+    def events(self, deployment_id: str) -> list[DeploymentEvent]:
+        return [_from_item(DeploymentEvent, i) for i in self._history(deployment_id, keys.EVENT)]
+
+    def notifications(self, deployment_id: str) -> list[Notification]:
+        return [_from_item(Notification, i) for i in self._history(deployment_id, keys.NOTIFICATION)]
+
+    def _history(self, deployment_id: str, prefix: str) -> Iterator[dict[str, Any]]:
+        return self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": keys.deployment_pk(deployment_id), ":prefix": prefix},
+        )
+
+    # ------------------------------------------------------------------ once-only markers
+
+    def claim_once(self, kind: str, key: str, ttl: timedelta, **attributes: Any) -> bool:
+        """Create a marker unless it exists and has not expired; True if this caller got it.
+
+        Used for deduplication (SNS delivers at least once), cooldowns and locks.
+        """
+        pk, sk = keys.singleton_key(kind, key)
+        now = clock.now()
+        item = {keys.PK: pk, keys.SK: sk, keys.TTL_ATTRIBUTE: int((now + ttl).timestamp())}
+        item.update(json.loads(json.dumps(attributes, default=str), parse_float=Decimal))
+        try:
+            self.table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues={":now": int(now.timestamp())},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, kind: str, key: str) -> None:
+        pk, sk = keys.singleton_key(kind, key)
+        self.table.delete_item(Key={keys.PK: pk, keys.SK: sk})
+
+    # ------------------------------------------------------------------ paging
+
+    def _query(self, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        count = 0
+        while True:
+            resp = self.table.query(**kwargs)
+            for item in resp.get("Items", []):
+                yield item
+                count += 1
+                if max_items is not None and count >= max_items:
+                    return
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                return
+            kwargs["ExclusiveStartKey"] = start

@@ -1,0 +1,234 @@
+"""`deployguard demo`: canary rollouts end to end on the embedded AWS.
+
+Two rollouts of sample Lambda functions run through the real canary state machine
+(moto's ASL interpreter, real handlers, simulated clock): one healthy release that
+is promoted, and one that regresses midway and is rolled back. ``--scenario FILE``
+replays a recorded scenario (deployguard-scenario/1) through the same system.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from deployguard.models import AuditEntry, Deployment
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.emulator import REPO_ROOT, EmbeddedAws
+from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
+
+DEMO_CONFIG = REPO_ROOT / "examples" / "deployguard.yaml"
+
+
+@dataclass
+class RolloutResult:
+    name: str
+    deployment: Deployment | None
+    execution_status: str
+    assessments: int
+    events_published: int
+    deliveries: int
+    wall_seconds: float
+
+    @property
+    def decision(self) -> str:
+        return (self.deployment.decision if self.deployment else None) or self.execution_status.lower()
+
+    @property
+    def simulated_seconds(self) -> float | None:
+        return self.deployment.duration_seconds if self.deployment else None
+
+
+def _sample_handler(event: Any, context: Any) -> dict[str, Any]:
+    return {"statusCode": 200, "body": json.dumps({"ok": True})}
+
+
+class ProgressPrinter:
+    """Prints a deployment's audit trail as it grows (the execution runs in another thread)."""
+
+    def __init__(self, repository: DeploymentRepository, out: TextIO) -> None:
+        self.repository = repository
+        self.out = out
+        self.seen = 0
+
+    def poll(self, deployment_id: str | None) -> None:
+        if deployment_id is None or self.repository.find_deployment(deployment_id) is None:
+            return
+        trail = self.repository.audit_trail(deployment_id)
+        for entry in trail[self.seen :]:
+            self.out.write(self._line(entry) + "\n")
+        self.out.flush()
+        self.seen = len(trail)
+
+    @staticmethod
+    def _line(entry: AuditEntry) -> str:
+        at = entry.at.strftime("%H:%M:%S")
+        if entry.action == "traffic_shifted":
+            return f"  {at}  shift     weight {entry.details.get('weight'):>4g}%  ({entry.reason})"
+        if entry.action == "assessed":
+            decision = str(entry.details.get("decision", "")).upper()
+            return f"  {at}  assess    {decision:<12} next={entry.details.get('next'):<8} {entry.reason}"
+        return f"  {at}  {entry.action:<9} {entry.reason}"
+
+
+def _count_published(deployment_id: str) -> int:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns.models import sns_backends
+
+    count = 0
+    for topic in sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].topics.values():
+        for notification in topic.sent_notifications:
+            message = notification[1]
+            if deployment_id in message:
+                count += 1
+    return count
+
+
+def run_rollout(
+    aws: EmbeddedAws,
+    name: str,
+    function_name: str,
+    traffic: LambdaTrafficSource | ScenarioTrafficSource,
+    versions: list[str],
+    out: TextIO,
+) -> RolloutResult:
+    repository = DeploymentRepository()
+    deployment_id = f"demo-{name}"
+    out.write(f"\n== {name}: {function_name} version {versions[0]} -> {versions[1]}\n")
+    assert aws.clock is not None
+    aws.clock.listeners.append(traffic.on_clock)
+    printer = ProgressPrinter(repository, out)
+    result: dict[str, Any] = {}
+    started = time.perf_counter()
+
+    def run() -> None:
+        result["execution"] = aws.run_state_machine(
+            "CanaryStateMachine",
+            {
+                "deployment": {
+                    "deployment_id": deployment_id,
+                    "service": function_name,
+                    "version": versions[1],
+                    "target": {
+                        "function_name": function_name,
+                        "alias": "live",
+                        "stable_version": versions[0],
+                        "new_version": versions[1],
+                    },
+                }
+            },
+        )
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        printer.poll(deployment_id)
+        worker.join(0.05)
+    printer.poll(deployment_id)
+    traffic.active = False
+    aws.clock.listeners.remove(traffic.on_clock)
+    deployment = repository.find_deployment(deployment_id)
+    execution = result.get("execution", {})
+    status = execution.get("status", "UNKNOWN")
+    if deployment is not None:
+        out.write(f"  => {deployment.decision}: {deployment.decision_reason}\n")
+    else:
+        out.write(f"  => execution {status}: {execution.get('error', '')} {execution.get('cause', '')}\n")
+    return RolloutResult(
+        name=name,
+        deployment=deployment,
+        execution_status=status,
+        assessments=len(repository.assessments(deployment_id)) if deployment else 0,
+        events_published=_count_published(deployment_id),
+        deliveries=len(repository.notifications(deployment_id)) if deployment else 0,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def print_summary(results: list[RolloutResult], out: TextIO) -> None:
+    header = f"{'rollout':<22} {'decision':<12} {'time to decision':>17} {'assessments':>12} {'events':>7} {'deliveries':>11} {'wall':>7}"
+    out.write("\n" + header + "\n" + "-" * len(header) + "\n")
+    for r in results:
+        sim = r.simulated_seconds
+        took = f"{sim / 60:.0f} min (sim)" if sim is not None else "-"
+        out.write(
+            f"{r.name:<22} {r.decision:<12} {took:>17} {r.assessments:>12} {r.events_published:>7} "
+            f"{r.deliveries:>11} {r.wall_seconds:>6.1f}s\n"
+        )
+
+
+def builtin_demo(out: TextIO) -> list[RolloutResult]:
+    results = []
+    with EmbeddedAws(config_file=DEMO_CONFIG) as aws:
+        assert aws.clock is not None
+        healthy_versions = aws.deploy_sample_function("checkout-api", "live", _sample_handler)
+        healthy = LambdaTrafficSource(
+            "checkout-api", "live", 2000,
+            {v: VersionBehaviour() for v in healthy_versions}, seed=11,
+        )
+        results.append(run_rollout(aws, "healthy-release", "checkout-api", healthy, healthy_versions, out))
+        bad_versions = aws.deploy_sample_function("payments-api", "live", _sample_handler)
+        minute_now = 0
+        regressing = LambdaTrafficSource(
+            "payments-api", "live", 2000,
+            {bad_versions[0]: VersionBehaviour(), bad_versions[1]: VersionBehaviour(regress_at=minute_now + 5)},
+            seed=12,
+        )
+        results.append(run_rollout(aws, "regression-midway", "payments-api", regressing, bad_versions, out))
+    return results
+
+
+def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
+    """Replay one recorded scenario through the whole system."""
+    from deployguard_local.scenario import load_scenario_file
+
+    scenario = load_scenario_file(path)
+    intervals = int(scenario["intervals"])
+    weight = float(scenario["canary_weight"]) * 100 or 1.0
+    metrics = []
+    for metric in scenario["metrics"]:
+        spec = {k: metric[k] for k in ("id", "namespace", "name", "stat") if k in metric}
+        if metric.get("unit"):
+            spec["unit"] = metric["unit"]
+        for key in ("direction", "relative_to"):
+            if metric.get(key):
+                spec[key] = metric[key]
+        if metric.get("namespace", "AWS/Lambda") != "AWS/Lambda":
+            spec["dimensions"] = {"FunctionName": "{function}", "Version": "{version}"}
+        metrics.append(spec)
+    config = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    config["services"] = {
+        "scenario-api": {
+            "function_name": "scenario-api",
+            "canary": {
+                "steps": [min(weight, 99.0)],
+                "step_duration_seconds": max(60, (intervals - 1) * 60),
+                "assessment_interval_seconds": 60,
+                "max_inconclusive_assessments": 1,
+                "on_no_evidence": "hold",
+            },
+            "judge": {"metrics": metrics},
+        }
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = Path(tmp) / "scenario-config.yaml"
+        config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+        with EmbeddedAws(config_file=config_file) as aws:
+            versions = aws.deploy_sample_function("scenario-api", "live", _sample_handler)
+            traffic = ScenarioTrafficSource(scenario, "scenario-api", "live", versions[0], versions[1])
+            result = run_rollout(aws, str(scenario.get("name", path.stem))[:22], "scenario-api", traffic, versions, out)
+    return [result]
+
+
+def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
+    out.write("DeployGuard demo: canary rollouts on the embedded AWS (moto), simulated clock\n")
+    results = scenario_demo(scenario, out) if scenario else builtin_demo(out)
+    print_summary(results, out)
+    return 0

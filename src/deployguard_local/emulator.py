@@ -1,0 +1,593 @@
+"""The embedded AWS: moto in-process, shaped by template.yaml, with a simulated clock.
+
+- Tables, topic, queue, functions and the state machine are created from
+  template.yaml (keys, names, ASL definition with its DefinitionSubstitutions).
+- Step Functions executions run on moto's ASL interpreter; their Lambda tasks run the
+  real handlers of ``functions/`` in this process.
+- Wait states and retry back-offs advance a simulated clock instead of sleeping, so
+  a ten-minute canary runs in seconds; listeners on the clock (the demo's traffic)
+  see every simulated minute go by.
+
+Gaps of moto that are filled here, and only these: invoking a Lambda function runs
+its handler in-process (moto would need Docker); GetMetricData answers percentile
+statistics (p50, p99 ...) from the datapoints it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+import types
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from deployguard import clock as dg_clock
+from deployguard import runtime
+from deployguard.aws import clients
+from deployguard_local.template import Stack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ClockListener = Callable[[datetime, datetime], None]
+
+
+class ListeningClock(dg_clock.SimulatedClock):
+    """A simulated clock that tells listeners about each advance (start, end)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        super().__init__(start)
+        self.listeners: list[ClockListener] = []
+        self._advance_lock = threading.RLock()
+
+    def advance(self, seconds: float) -> datetime:
+        with self._advance_lock:
+            before = self()
+            after = super().advance(seconds)
+            for listener in list(self.listeners):
+                listener(before, after)
+            return after
+
+
+@dataclass
+class LambdaContext:
+    """What a Lambda handler gets as its context object."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass
+class LocalFunction:
+    logical_id: str
+    name: str
+    code_dir: Path
+    handler: str
+    timeout: int
+    memory: int
+    environment: dict[str, str]
+
+    def load_handler(self) -> Callable[[Any, Any], Any]:
+        module_file, func_name = self.handler.rsplit(".", 1)
+        module_name = f"deployguard_function_{self.code_dir.name}_{module_file}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, self.code_dir / f"{module_file}.py")
+            if spec is None or spec.loader is None:
+                raise FileNotFoundError(f"{self.code_dir / module_file}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        return getattr(module, func_name)  # type: ignore[no-any-return]
+
+
+class FunctionRegistry:
+    """Handlers that moto's Lambda runs in-process, by function name."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, LocalFunction] = {}
+        self.handlers: dict[str, Callable[[Any, Any], Any]] = {}
+        self.invocations: list[tuple[str, str]] = []  # (function name, outcome)
+        self._lock = threading.Lock()
+
+    def register(self, fn: LocalFunction) -> None:
+        self.functions[fn.name] = fn
+
+    def register_handler(self, name: str, handler: Callable[[Any, Any], Any]) -> None:
+        self.handlers[name] = handler
+
+    def invoke(self, name: str, arn: str, event: Any) -> tuple[Any, bool]:
+        """Run the handler; returns (payload, errored) as Lambda would."""
+        fn = self.functions.get(name)
+        try:
+            if fn is not None:
+                handler = fn.load_handler()
+                context = LambdaContext(name, arn, fn.memory, fn.timeout)
+            elif name in self.handlers:
+                handler = self.handlers[name]
+                context = LambdaContext(name, arn, 128, 30)
+            else:
+                raise LookupError(f"no local handler for Lambda function {name}")
+            result = handler(event, context)
+        except Exception as exc:  # a Lambda runtime turns any exception into a function error
+            with self._lock:
+                self.invocations.append((name, f"error: {type(exc).__name__}"))
+            return {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }, True
+        with self._lock:
+            self.invocations.append((name, "ok"))
+        return result, False
+
+
+class AsyncInvoker:
+    """Lambda's asynchronous invocation (SNS, EventBridge): a queue, retries, an on-failure destination.
+
+    moto delivers SNS messages to Lambda synchronously, inside Publish; AWS does not:
+    the publisher never sees the subscriber fail. Here deliveries go to a worker
+    thread, are retried twice as Lambda does, and what still fails is sent to the
+    function's OnFailure SQS destination, so nothing is lost.
+    """
+
+    def __init__(self, registry: FunctionRegistry, max_retries: int = 2) -> None:
+        self.registry = registry
+        self.max_retries = max_retries
+        self.on_failure: dict[str, str] = {}  # function name -> SQS queue URL
+        self.failed: list[tuple[str, Any]] = []
+        self._queue: list[tuple[str, str, Any]] = []
+        self._cv = threading.Condition()
+        self._busy = 0
+        self._thread = threading.Thread(target=self._work, daemon=True, name="lambda-async")
+        self._stopped = False
+        self._thread.start()
+
+    def submit(self, name: str, arn: str, event: Any) -> None:
+        with self._cv:
+            self._queue.append((name, arn, event))
+            self._cv.notify_all()
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait until every queued invocation has run (its retries included)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("asynchronous Lambda invocations still running")
+                self._cv.wait(remaining)
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+        self._thread.join(5)
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stopped:
+                    self._cv.wait()
+                if self._stopped and not self._queue:
+                    return
+                name, arn, event = self._queue.pop(0)
+                self._busy += 1
+            try:
+                for _attempt in range(1 + self.max_retries):
+                    result, errored = self.registry.invoke(name, arn, event)
+                    if not errored:
+                        break
+                else:
+                    self._fail(name, arn, event, result)
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self._cv.notify_all()
+
+    def _fail(self, name: str, arn: str, event: Any, result: Any) -> None:
+        self.failed.append((name, result))
+        queue_url = self.on_failure.get(name)
+        if queue_url:
+            record = {
+                "version": "1.0",
+                "requestContext": {"functionArn": arn, "condition": "RetriesExhausted", "approximateInvokeCount": 1 + self.max_retries},
+                "requestPayload": event,
+                "responsePayload": result,
+            }
+            clients.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(record, default=str))
+
+
+def _sns_event(topic_arn: str, message: str, subject: str | None) -> dict[str, Any]:
+    """The event Lambda receives from an SNS subscription, in AWS's shape."""
+    message_id = str(uuid.uuid4())
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": f"{topic_arn}:{uuid.uuid4()}",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": message_id,
+                    "TopicArn": topic_arn,
+                    "Subject": subject,
+                    "Message": message,
+                    "Timestamp": dg_clock.now().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                    "SignatureVersion": "1",
+                    "Signature": "EXAMPLE",
+                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    "MessageAttributes": {},
+                },
+            }
+        ]
+    }
+
+
+def _patch_moto(
+    registry: FunctionRegistry, invoker: AsyncInvoker, topics: Callable[[], list[str]], sim_clock: ListeningClock | None
+) -> list[Callable[[], None]]:
+    """Fill moto's gaps; returns the undo functions."""
+    from moto.awslambda import models as lambda_models
+    from moto.cloudwatch import models as cw_models
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+    undo: list[Callable[[], None]] = []
+
+    def invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        payload = json.loads(event) if isinstance(event, str | bytes) else event
+        result, errored = registry.invoke(self.function_name, self.function_arn, payload)
+        return json.dumps(result, default=str), errored, ""
+
+    original_invoke = lambda_models.LambdaFunction._invoke_lambda
+    lambda_models.LambdaFunction._invoke_lambda = invoke_in_process
+    undo.append(lambda: setattr(lambda_models.LambdaFunction, "_invoke_lambda", original_invoke))
+
+    # moto's Docker-free backend echoes the payload; send invocations to the function instead
+    from moto.awslambda_simple import models as simple_models
+
+    original_simple_invoke = simple_models.LambdaSimpleBackend.invoke
+    simple_models.LambdaSimpleBackend.invoke = lambda_models.LambdaBackend.invoke  # type: ignore[method-assign]
+    undo.append(lambda: setattr(simple_models.LambdaSimpleBackend, "invoke", original_simple_invoke))
+
+    def send_sns_message_async(
+        self: Any, function_name: str, message: str, subject: str | None = None, qualifier: str | None = None
+    ) -> None:
+        fn = self.get_function(function_name, qualifier)
+        topic = next((t for t in topics() if t), "arn:aws:sns:us-east-1:123456789012:unknown")
+        invoker.submit(fn.function_name, fn.function_arn, _sns_event(topic, message, subject))
+
+    original_sns = lambda_models.LambdaBackend.send_sns_message
+    lambda_models.LambdaBackend.send_sns_message = send_sns_message_async  # type: ignore[method-assign]
+    undo.append(lambda: setattr(lambda_models.LambdaBackend, "send_sns_message", original_sns))
+
+    original_stat = cw_models.Statistics.get_statistics_for_type
+
+    def statistics_with_percentiles(self: Any, stat: str) -> Any:
+        if stat.startswith("p") and stat[1:].replace(".", "", 1).isdigit():
+            values = sorted(self.metric_single_values_list)
+            if not values:
+                return None
+            rank = max(1, math.ceil(float(stat[1:]) / 100.0 * len(values)))
+            return values[min(rank, len(values)) - 1]
+        return original_stat(self, stat)
+
+    cw_models.Statistics.get_statistics_for_type = statistics_with_percentiles
+    undo.append(lambda: setattr(cw_models.Statistics, "get_statistics_for_type", original_stat))
+
+    if sim_clock is not None:
+        original_wait = wait_function.WaitFunction._wait_interval
+
+        def simulated_wait(self: Any, env: Any, wait_seconds: int) -> None:
+            if wait_seconds > 0:
+                sim_clock.advance(wait_seconds)
+
+        wait_function.WaitFunction._wait_interval = simulated_wait
+        undo.append(lambda: setattr(wait_function.WaitFunction, "_wait_interval", original_wait))
+
+        original_time = retrier_decl.time
+        retrier_decl.time = types.SimpleNamespace(sleep=sim_clock.advance, time=time.time)  # type: ignore[assignment]
+        undo.append(lambda: setattr(retrier_decl, "time", original_time))
+    return undo
+
+
+def _code_zip(code_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(code_dir.rglob("*.py")):
+            archive.write(path, path.relative_to(code_dir).as_posix())
+    return buffer.getvalue()
+
+
+class EmbeddedAws:
+    """Context manager: the whole DeployGuard stack on moto, in this process."""
+
+    def __init__(
+        self,
+        root: Path = REPO_ROOT,
+        *,
+        simulated_clock: bool = True,
+        start: datetime | None = None,
+        config_file: Path | None = None,
+        endpoint_url: str | None = None,
+        quiet: bool = True,
+    ) -> None:
+        self.root = root
+        self.clock = ListeningClock(start) if simulated_clock else None
+        self.config_file = config_file
+        self.endpoint_url = endpoint_url
+        self.quiet = quiet
+        self.stack = Stack.load(root)
+        self.registry = FunctionRegistry()
+        self.functions: dict[str, LocalFunction] = {}
+        self.function_environment: dict[str, str] = {}
+        self._exit = contextlib.ExitStack()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> EmbeddedAws:
+        env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_REGION": self.stack.region,
+            "DEPLOYGUARD_LOCAL": "1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+        }
+        if self.quiet:
+            env.update({"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"})
+            level = runtime.logger.log_level
+            runtime.logger.setLevel("WARNING")
+            self._exit.callback(runtime.logger.setLevel, level)
+        if self.config_file is not None:
+            env["DEPLOYGUARD_CONFIG_FILE"] = str(self.config_file)
+        if self.endpoint_url:
+            env["DEPLOYGUARD_ENDPOINT_URL"] = self.endpoint_url
+        self._exit.enter_context(_environment(env))
+        if self.clock is not None:
+            dg_clock.install(self.clock)
+            self._exit.callback(dg_clock.reset)
+        if not self.endpoint_url:
+            from moto import mock_aws
+
+            self._exit.enter_context(
+                mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+            )
+            self.invoker = AsyncInvoker(self.registry)
+            self._exit.callback(self.invoker.stop)
+            topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
+            for undo in _patch_moto(self.registry, self.invoker, topics, self.clock):
+                self._exit.callback(undo)
+        clients.reset()
+        runtime.reset()
+        self._exit.callback(clients.reset)
+        self._exit.callback(runtime.reset)
+        self._create_stack()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    # ------------------------------------------------------------------ resources
+
+    def _create_stack(self) -> None:
+        stack = self.stack
+        name = stack.stack_name
+        dynamodb = clients.client("dynamodb")
+        for logical_id, res in stack.of_type("AWS::DynamoDB::Table").items():
+            props = stack.resolve(res["Properties"])
+            table_name = f"{name}-{logical_id}"
+            request = {
+                k: props[k]
+                for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+                if k in props
+            }
+            dynamodb.create_table(TableName=table_name, **request)
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
+            stack.set_physical(logical_id, Ref=table_name, Arn=f"arn:aws:dynamodb:{stack.region}:{stack.account_id}:table/{table_name}")
+        sqs = clients.client("sqs")
+        for logical_id, _res in stack.of_type("AWS::SQS::Queue").items():
+            queue_name = f"{name}-{logical_id}"
+            url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            stack.set_physical(logical_id, Ref=url, Arn=arn, QueueName=queue_name)
+        sns = clients.client("sns")
+        for logical_id, res in stack.of_type("AWS::SNS::Topic").items():
+            props = stack.resolve(res["Properties"])
+            topic_name = f"{name}-{logical_id}"
+            attributes = {"KmsMasterKeyId": props["KmsMasterKeyId"]} if "KmsMasterKeyId" in props else {}
+            arn = sns.create_topic(Name=topic_name, Attributes=attributes)["TopicArn"]
+            stack.set_physical(logical_id, Ref=arn, TopicName=topic_name)
+        for logical_id in stack.of_type("AWS::Serverless::LayerVersion"):
+            stack.set_physical(logical_id, Ref=f"arn:aws:lambda:{stack.region}:{stack.account_id}:layer:{logical_id}:1")
+        iam = clients.client("iam")
+        role_arn = iam.create_role(
+            RoleName=f"{name}-execution",
+            AssumeRolePolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            ),
+        )["Role"]["Arn"]
+        self.role_arn = role_arn
+        # names first, so environments can refer to any function
+        for logical_id, res in stack.of_type("AWS::Serverless::Function").items():
+            fn_name = str(stack.resolve(res["Properties"].get("FunctionName", f"{name}-{logical_id}")))
+            arn = f"arn:aws:lambda:{stack.region}:{stack.account_id}:function:{fn_name}"
+            stack.set_physical(logical_id, Ref=fn_name, Arn=arn)
+        for logical_id in stack.of_type("AWS::Serverless::StateMachine"):
+            sm_name = f"{name}-{logical_id}"
+            stack.set_physical(
+                logical_id, Ref=f"arn:aws:states:{stack.region}:{stack.account_id}:stateMachine:{sm_name}", Name=sm_name
+            )
+        lambda_client = clients.client("lambda")
+        for logical_id in stack.of_type("AWS::Serverless::Function"):
+            definition = stack.function_definition(logical_id)
+            environment = {k: str(v) for k, v in stack.resolve(definition["Environment"]["Variables"]).items()}
+            fn = LocalFunction(
+                logical_id=logical_id,
+                name=stack.ref(logical_id),
+                code_dir=self.root / definition["CodeUri"],
+                handler=definition["Handler"],
+                timeout=int(definition.get("Timeout", 3)),
+                memory=int(definition.get("MemorySize", 128)),
+                environment=environment,
+            )
+            lambda_client.create_function(
+                FunctionName=fn.name,
+                Runtime=definition["Runtime"],
+                Role=role_arn,
+                Handler=fn.handler,
+                Code={"ZipFile": _code_zip(fn.code_dir)},
+                Timeout=fn.timeout,
+                MemorySize=fn.memory,
+                Environment={"Variables": environment},
+            )
+            self.functions[logical_id] = fn
+            self.registry.register(fn)
+            self.function_environment.update(environment)
+            self._subscribe_events(logical_id, fn, stack.resolve(definition.get("Events", {})))
+            on_failure = stack.resolve(definition.get("EventInvokeConfig", {})).get("DestinationConfig", {}).get("OnFailure")
+            if on_failure and on_failure.get("Type") == "SQS" and hasattr(self, "invoker"):
+                queue_url = next(v["Ref"] for v in stack.physical.values() if v.get("Arn") == on_failure["Destination"])
+                self.invoker.on_failure[fn.name] = queue_url
+        sfn = clients.client("stepfunctions")
+        for logical_id in stack.of_type("AWS::Serverless::StateMachine"):
+            arn = sfn.create_state_machine(
+                name=stack.physical[logical_id]["Name"],
+                definition=stack.state_machine_definition(logical_id),
+                roleArn=role_arn,
+            )["stateMachineArn"]
+            stack.set_physical(logical_id, Ref=arn)
+        # the functions run in this process: their environment becomes the process's
+        self._exit.enter_context(_environment(self.function_environment))
+        runtime.reset()
+
+    def _subscribe_events(self, logical_id: str, fn: LocalFunction, events: dict[str, Any]) -> None:
+        arn = self.stack.get_att(logical_id, "Arn")
+        for event in events.values():
+            props = event.get("Properties", {})
+            if event["Type"] == "SNS":
+                clients.client("sns").subscribe(TopicArn=props["Topic"], Protocol="lambda", Endpoint=arn)
+            elif event["Type"] in ("Schedule", "EventBridgeRule"):
+                rule = f"{fn.name}-{len(self.rules)}"
+                kwargs: dict[str, Any] = {"Name": rule}
+                if event["Type"] == "Schedule":
+                    kwargs["ScheduleExpression"] = props["Schedule"]
+                    kwargs["State"] = props.get("State", "ENABLED")
+                else:
+                    kwargs["EventPattern"] = json.dumps(props["Pattern"])
+                clients.client("events").put_rule(**kwargs)
+                clients.client("events").put_targets(Rule=rule, Targets=[{"Id": "1", "Arn": arn}])
+                self.rules[rule] = (event["Type"], logical_id)
+
+    @property
+    def rules(self) -> dict[str, tuple[str, str]]:
+        if not hasattr(self, "_rules"):
+            self._rules: dict[str, tuple[str, str]] = {}
+        return self._rules
+
+    # ------------------------------------------------------------------ use
+
+    def ref(self, logical_id: str) -> str:
+        return str(self.stack.ref(logical_id))
+
+    def invoke(self, logical_id: str, event: Any) -> tuple[Any, bool]:
+        """Invoke a template function through the real Lambda Invoke API (served in-process)."""
+        resp = clients.client("lambda").invoke(FunctionName=self.ref(logical_id), Payload=json.dumps(event).encode())
+        payload = json.loads(resp["Payload"].read() or b"null")
+        return payload, "FunctionError" in resp
+
+    def run_state_machine(self, logical_id: str, execution_input: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+        """Start an execution and wait (in real time) until it ends; returns DescribeExecution."""
+        sfn = clients.client("stepfunctions")
+        arn = sfn.start_execution(
+            stateMachineArn=self.ref(logical_id), name=f"run-{uuid.uuid4().hex[:12]}", input=json.dumps(execution_input)
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            desc = sfn.describe_execution(executionArn=arn)
+            if desc["status"] != "RUNNING":
+                self.last_execution_arn = arn
+                return desc  # type: ignore[no-any-return]
+            time.sleep(0.01)
+        raise TimeoutError(f"state machine execution {arn} still running after {timeout:.0f} s")
+
+    def deploy_sample_function(self, name: str, alias: str, handler: Callable[[Any, Any], Any], versions: int = 2) -> list[str]:
+        """Create an application function with published versions and an alias at version 1."""
+        lambda_client = clients.client("lambda")
+        lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=self.role_arn,
+            Handler="app.handler",
+            Code={"ZipFile": _zip_text("app.py", "def handler(event, context):\n    return {'statusCode': 200}\n")},
+        )
+        published = []
+        for i in range(versions):
+            lambda_client.update_function_configuration(FunctionName=name, Description=f"release {i + 1}")
+            published.append(lambda_client.publish_version(FunctionName=name)["Version"])
+        lambda_client.create_alias(FunctionName=name, Name=alias, FunctionVersion=published[0])
+        self.registry.register_handler(name, handler)
+        return published
+
+
+def _zip_text(name: str, text: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def minute_floor(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def minutes_between(start: datetime, end: datetime) -> list[datetime]:
+    """Whole minutes that began in [start, end)."""
+    first = minute_floor(start) + (timedelta(minutes=1) if start.second or start.microsecond else timedelta())
+    out = []
+    at = first
+    while at < end:
+        out.append(at)
+        at += timedelta(minutes=1)
+    return out
