@@ -36,6 +36,8 @@ def _invoke(args: argparse.Namespace) -> int:
             known = ", ".join(sorted(aws.functions))
             print(f"deployguard invoke: {args.function} is not a function of template.yaml ({known})", file=sys.stderr)
             return 2
+        if not args.endpoint_url:
+            aws.seed_sample()
         payload, errored = aws.invoke(args.function, event)
     print(json.dumps(payload, indent=2, default=str))
     return 1 if errored else 0

@@ -21,7 +21,7 @@ import yaml
 
 from deployguard.models import AuditEntry, Deployment
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.emulator import REPO_ROOT, EmbeddedAws
+from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
 
 DEMO_CONFIG = REPO_ROOT / "examples" / "deployguard.yaml"
@@ -44,10 +44,6 @@ class RolloutResult:
     @property
     def simulated_seconds(self) -> float | None:
         return self.deployment.duration_seconds if self.deployment else None
-
-
-def _sample_handler(event: Any, context: Any) -> dict[str, Any]:
-    return {"statusCode": 200, "body": json.dumps({"ok": True})}
 
 
 class ProgressPrinter:
@@ -168,13 +164,13 @@ def builtin_demo(out: TextIO) -> list[RolloutResult]:
     results = []
     with EmbeddedAws(config_file=DEMO_CONFIG) as aws:
         assert aws.clock is not None
-        healthy_versions = aws.deploy_sample_function("checkout-api", "live", _sample_handler)
+        healthy_versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
         healthy = LambdaTrafficSource(
             "checkout-api", "live", 2000,
             {v: VersionBehaviour() for v in healthy_versions}, seed=11,
         )
         results.append(run_rollout(aws, "healthy-release", "checkout-api", healthy, healthy_versions, out))
-        bad_versions = aws.deploy_sample_function("payments-api", "live", _sample_handler)
+        bad_versions = aws.deploy_sample_function("payments-api", "live", sample_handler)
         minute_now = 0
         regressing = LambdaTrafficSource(
             "payments-api", "live", 2000,
@@ -221,7 +217,7 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
         config_file = Path(tmp) / "scenario-config.yaml"
         config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
         with EmbeddedAws(config_file=config_file) as aws:
-            versions = aws.deploy_sample_function("scenario-api", "live", _sample_handler)
+            versions = aws.deploy_sample_function("scenario-api", "live", sample_handler)
             traffic = ScenarioTrafficSource(scenario, "scenario-api", "live", versions[0], versions[1])
             result = run_rollout(aws, str(scenario.get("name", path.stem))[:22], "scenario-api", traffic, versions, out)
     return [result]

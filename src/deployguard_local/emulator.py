@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -364,6 +365,11 @@ class EmbeddedAws:
             level = runtime.logger.log_level
             runtime.logger.setLevel("WARNING")
             self._exit.callback(runtime.logger.setLevel, level)
+            # moto's ASL interpreter logs every caught task error at ERROR; the audit trail tells it better
+            asl_logger = logging.getLogger("moto.stepfunctions")
+            asl_level = asl_logger.level
+            asl_logger.setLevel(logging.CRITICAL)
+            self._exit.callback(asl_logger.setLevel, asl_level)
         if self.config_file is not None:
             env["DEPLOYGUARD_CONFIG_FILE"] = str(self.config_file)
         if self.endpoint_url:
@@ -555,6 +561,33 @@ class EmbeddedAws:
         lambda_client.create_alias(FunctionName=name, Name=alias, FunctionVersion=published[0])
         self.registry.register_handler(name, handler)
         return published
+
+    def seed_sample(self) -> list[str]:
+        """The sample application the events/ files refer to.
+
+        Function ``checkout-api`` with versions 1 and 2 and alias ``live`` at version 1;
+        deployment ``dg-sample-0001`` (a canary driven by the state machine) and
+        ``dg-sample-0003`` (a CodeDeploy-driven one the scheduled assessor judges).
+        """
+        from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
+        from deployguard.storage.repository import DeploymentRepository
+
+        versions = self.deploy_sample_function("checkout-api", "live", sample_handler)
+        target = LambdaTarget(function_name="checkout-api", alias="live", stable_version=versions[0], new_version=versions[1])
+        repository = DeploymentRepository()
+        for deployment_id, driver in (("dg-sample-0001", "stepfunctions"), ("dg-sample-0003", "codedeploy")):
+            repository.create_deployment(
+                Deployment(
+                    deployment_id=deployment_id, service="checkout-api", environment="production",
+                    version=versions[1], target=target, status=DeploymentStatus.IN_PROGRESS, driver=driver,  # type: ignore[arg-type]
+                )
+            )
+        return versions
+
+
+def sample_handler(event: Any, context: Any) -> dict[str, Any]:
+    """The sample application's handler: answers like a healthy API."""
+    return {"statusCode": 200, "body": json.dumps({"ok": True, "echo": event})}
 
 
 def _zip_text(name: str, text: str) -> bytes:

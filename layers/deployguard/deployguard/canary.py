@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from deployguard import clock
 from deployguard.analysis.judge import judge_canary
@@ -302,8 +302,13 @@ class CanaryController:
         if not deployment_id:
             request = state.get("deployment") or state
             target = request.get("target") if isinstance(request, dict) else None
-            if target:
-                LambdaTrafficShifter(LambdaTarget.model_validate(target)).rollback()
+            if isinstance(target, dict):
+                try:
+                    parsed = LambdaTarget.model_validate(target)
+                except ValidationError:
+                    parsed = None  # too malformed to name an alias: nothing was shifted
+                if parsed is not None:
+                    LambdaTrafficShifter(parsed).rollback()
             return {"next": "done", "decision": "rejected", "reason": reason}
         try:
             deployment = self.repository.get_deployment(deployment_id)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from deployguard import clock
+from deployguard.aws.cloudwatch import MetricQuery, MetricsReader, put_metric_values
+from deployguard.models import Deployment, DeploymentStatus, LambdaTarget, MetricKind, MetricSpec
+
+TARGET = LambdaTarget(function_name="checkout-api", alias="live", stable_version="1", new_version="2")
+SPECS = [
+    MetricSpec(id="invocations", name="Invocations", stat="Sum", kind=MetricKind.COUNT),
+    MetricSpec(id="duration_p99", name="Duration", stat="p99", kind=MetricKind.LATENCY),
+]
+
+
+def _dims(version: str) -> dict[str, str]:
+    return {"FunctionName": "checkout-api", "Resource": "checkout-api:live", "ExecutedVersion": version}
+
+
+def test_canary_window_aligns_periods_and_keeps_gaps(embedded: Any) -> None:
+    start = clock.now()
+    deployment = Deployment(
+        deployment_id="d-cw", service="checkout-api", environment="prod", version="2", target=TARGET,
+        status=DeploymentStatus.IN_PROGRESS, started_at=start,
+    )
+    for minute in range(4):
+        at = start + timedelta(minutes=minute, seconds=30)
+        put_metric_values("AWS/Lambda", "Invocations", _dims("1"), at, "Count", value=100 + minute)
+        if minute != 2:  # the canary had no invocation in minute 2
+            put_metric_values("AWS/Lambda", "Invocations", _dims("2"), at, "Count", value=10)
+        put_metric_values("AWS/Lambda", "Duration", _dims("1"), at, "Milliseconds", values=[80, 300], counts=[98, 2])
+    embedded.clock.advance(4 * 60)
+    reader = MetricsReader()
+    window = reader.canary_windows([(deployment, SPECS)], clock.now())["d-cw"]
+    by_id = {m.spec.id: m for m in window.metrics}
+    assert by_id["invocations"].baseline == [100, 101, 102, 103]
+    assert by_id["invocations"].canary == [10, 10, None, 10]
+    assert by_id["duration_p99"].baseline == [300, 300, 300, 300]  # the p99 of each minute's distribution
+    assert by_id["duration_p99"].canary == [None] * 4
+    assert reader.calls == 1
+
+
+def test_queries_are_batched_500_per_call(embedded: Any) -> None:
+    start = clock.now()
+    specs = [MetricSpec(id=f"m{i}", name=f"Metric{i}", stat="Sum") for i in range(4)]
+    deployments = [
+        (
+            Deployment(
+                deployment_id=f"d-{n}", service="s", environment="e", version="2", target=TARGET,
+                status=DeploymentStatus.IN_PROGRESS, started_at=start,
+            ),
+            specs,
+        )
+        for n in range(80)
+    ]  # 80 deployments x 4 metrics x 2 versions = 640 queries
+    embedded.clock.advance(120)
+    reader = MetricsReader()
+    windows = reader.canary_windows(deployments, clock.now())
+    assert len(windows) == 80
+    assert reader.calls == 2  # ceil(640 / 500)
+
+
+def test_no_complete_period_reads_nothing(embedded: Any) -> None:
+    reader = MetricsReader()
+    query = MetricQuery(("r", "m", "canary"), SPECS[0], _dims("2"))
+    assert reader.read([query], clock.now(), clock.now(), 60) == {("r", "m", "canary"): []}
+    assert reader.calls == 0

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployguard.config import DeployGuardConfig, load_config, parse_config
+from deployguard.exceptions import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_loads_and_services_inherit_defaults() -> None:
+    config = load_config(REPO_ROOT / "examples" / "deployguard.yaml")
+    checkout = config.service("checkout-api")
+    assert checkout.canary.steps == [10, 25, 50]
+    assert checkout.canary.step_duration_seconds == 180  # from defaults, not the built-in 300
+    assert config.service("unknown-service") is config.defaults
+
+
+def test_env_interpolation_with_default_and_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DG_TEST_ENV", "staging")
+    text = "environment: ${DG_TEST_ENV}\nservices:\n  a:\n    alias: ${DG_ALIAS_UNSET:-blue}\n"
+    config = parse_config(text, "inline.yaml")
+    assert config.environment == "staging"
+    assert config.services["a"].alias == "blue"
+
+
+def test_missing_env_var_names_file_and_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DG_NOT_SET", raising=False)
+    with pytest.raises(ConfigError) as err:
+        parse_config("services:\n  a:\n    alias: ${DG_NOT_SET}\n", "conf.yaml")
+    assert err.value.source == "conf.yaml"
+    assert err.value.field == "services.a.alias"
+    assert "DG_NOT_SET" in str(err.value)
+
+
+def test_invalid_value_names_the_field_path() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("services:\n  a:\n    canary:\n      steps: [10, 5]\n", "conf.yaml")
+    assert err.value.field is not None and err.value.field.startswith("services.a.canary")
+    assert "steps.1" in str(err.value)
+
+
+def test_unknown_key_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("services:\n  a:\n    canary:\n      stepz: [10]\n", "conf.yaml")
+    assert err.value.field == "services.a.canary.stepz"
+
+
+def test_bad_yaml_and_json_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="bad.json"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="top level"):
+        parse_config("- a\n- b\n", "list.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_defaults_without_any_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEPLOYGUARD_CONFIG_FILE", raising=False)
+    monkeypatch.delenv("DEPLOYGUARD_CONFIG_PARAMETER", raising=False)
+    assert load_config() == DeployGuardConfig()

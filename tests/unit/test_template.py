@@ -1,0 +1,85 @@
+"""template.yaml and the state machine hold the promises the README makes about them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deployguard.storage import keys
+from deployguard_local.template import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = Stack.load(ROOT)
+RESOURCES = STACK.resources
+
+
+def test_table_is_durable_encrypted_expiring_and_keyed_for_the_access_patterns() -> None:
+    table = RESOURCES["DeploymentsTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": keys.TTL_ATTRIBUTE, "Enabled": True}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == [keys.PK, keys.SK]
+    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in table["GlobalSecondaryIndexes"]}
+    assert indexes == {keys.GSI1: [keys.GSI1_PK, keys.GSI1_SK], keys.GSI2: [keys.GSI2_PK, keys.GSI2_SK]}
+
+
+def test_topic_is_encrypted_and_router_has_a_dead_letter_queue() -> None:
+    assert "KmsMasterKeyId" in RESOURCES["DeploymentEventsTopic"]["Properties"]
+    router = RESOURCES["NotificationRouterFunction"]["Properties"]
+    sns_event = router["Events"]["DeploymentEvents"]["Properties"]
+    assert sns_event["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["NotificationDeadLetterQueue", "Arn"]}
+    assert router["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+
+
+def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> None:
+    functions = STACK.of_type("AWS::Serverless::Function")
+    assert set(functions) == {
+        "CanaryStepFunction", "AssessorFunction", "LifecycleHookFunction", "DeploymentRecorderFunction",
+        "NotificationRouterFunction",
+    }
+    for logical_id, resource in functions.items():
+        props = resource["Properties"]
+        handler_file = ROOT / props["CodeUri"] / (props["Handler"].split(".")[0] + ".py")
+        assert handler_file.is_file(), logical_id
+        assert len(handler_file.read_text().splitlines()) < 80, f"{logical_id}: handlers stay thin"
+        assert props["Policies"], logical_id
+        for policy in props["Policies"]:
+            assert policy != "AdministratorAccess" and "FullAccess" not in str(policy), logical_id
+    assert STACK.template["Globals"]["Function"]["Runtime"] == "python3.11"
+
+
+def test_schedule_is_every_minute_and_switchable() -> None:
+    schedule = RESOURCES["AssessorFunction"]["Properties"]["Events"]["EveryMinute"]["Properties"]
+    assert schedule["Schedule"] == "rate(1 minute)"
+    assert schedule["State"] == {"Fn::If": ["ScheduleEnabled", "ENABLED", "DISABLED"]}
+
+
+def test_recorder_listens_to_codedeploy_state_changes() -> None:
+    pattern = RESOURCES["DeploymentRecorderFunction"]["Properties"]["Events"]["CodeDeployStateChange"]["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.codedeploy"]
+    assert "CodeDeploy Deployment State-change Notification" in pattern["detail-type"]
+
+
+def test_layer_is_built_with_python311() -> None:
+    layer = RESOURCES["DeployGuardLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    assert (ROOT / layer["Properties"]["ContentUri"] / "deployguard" / "__init__.py").is_file()
+
+
+def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:
+    definition = json.loads((ROOT / "statemachine" / "canary.asl.json").read_text())
+    substitutions = RESOURCES["CanaryStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    text = json.dumps(definition)
+    for name in substitutions:
+        assert "${" + name + "}" in text
+    tasks = {n: s for n, s in definition["States"].items() if s["Type"] == "Task"}
+    assert set(tasks) >= {"Validate", "ShiftTraffic", "Assess", "Promote", "Rollback", "NotifyOutcome"}
+    for name, state in tasks.items():
+        assert state["Retry"] and all(r.get("BackoffRate", 1) > 1 for r in state["Retry"]), name
+        assert state["Catch"], name
+    for name in ("Validate", "ShiftTraffic", "Assess", "Promote"):
+        assert tasks[name]["Catch"][0]["Next"] == "Rollback"
+    choices = {c["StringEquals"]: c["Next"] for c in definition["States"]["RouteVerdict"]["Choices"]}
+    assert choices == {"wait": "WaitForMetrics", "advance": "ShiftTraffic", "promote": "Promote", "rollback": "Rollback", "hold": "Rollback"}
+    assert definition["States"]["RouteVerdict"]["Default"] == "Rollback"
