@@ -9,8 +9,10 @@
   see every simulated minute go by.
 
 Gaps of moto that are filled here, and only these: invoking a Lambda function runs
-its handler in-process (moto would need Docker); GetMetricData answers percentile
-statistics (p50, p99 ...) from the datapoints it holds.
+its handler in-process (moto would need Docker), asynchronously for SNS deliveries as
+AWS does; GetMetricData answers percentile statistics (p50, p99 ...) from the
+datapoints it holds, and looks them up through an index instead of a scan per query
+and period (same answers, usable at 500 queries a call).
 """
 
 from __future__ import annotations
@@ -298,6 +300,67 @@ def _patch_moto(
 
     cw_models.Statistics.get_statistics_for_type = statistics_with_percentiles
     undo.append(lambda: setattr(cw_models.Statistics, "get_statistics_for_type", original_stat))
+
+    original_get_metric_data = cw_models.CloudWatchBackend.get_metric_data
+
+    def indexed_get_metric_data(
+        self: Any, queries: list[dict[str, Any]], start_time: datetime, end_time: datetime,
+        scan_by: str = "TimestampAscending",
+    ) -> list[dict[str, Any]]:
+        """GetMetricData for MetricStat queries with an index instead of a scan per query and period.
+
+        moto filters every stored datapoint for every query and every period, which makes a
+        batch of 500 queries over thousands of datapoints take minutes; the answer is the same.
+        """
+        if any("MetricStat" not in q for q in queries) or start_time >= end_time:
+            return original_get_metric_data(self, queries, start_time, end_time, scan_by)  # type: ignore[no-any-return]
+        start_time = start_time.replace(microsecond=0)
+        end_time = end_time.replace(microsecond=0)
+        index: dict[tuple[str, str, frozenset[tuple[str, str]]], list[Any]] = {}
+        for md in self.get_all_metrics():
+            if start_time <= md.timestamp < end_time:
+                key = (md.namespace, md.name, frozenset((d.name, d.value) for d in md.dimensions))
+                index.setdefault(key, []).append(md)
+        results = []
+        for query in queries:
+            stat_query = query["MetricStat"]
+            metric = stat_query["Metric"]
+            period = int(stat_query["Period"])
+            key = (
+                metric["Namespace"], metric["MetricName"],
+                frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])),
+            )
+            buckets: dict[int, list[Any]] = {}
+            for md in index.get(key, []):
+                if stat_query.get("Unit") and md.unit != stat_query["Unit"]:
+                    continue
+                buckets.setdefault(int((md.timestamp - start_time).total_seconds()) // period, []).append(md)
+            timestamps, values = [], []
+            for bucket in sorted(buckets):
+                at = start_time + timedelta(seconds=bucket * period)
+                stats = cw_models.Statistics([stat_query["Stat"]], at)
+                stats.metric_data = buckets[bucket]
+                value = stats.get_statistics_for_type(stat_query["Stat"])
+                if value is not None:
+                    timestamps.append(stats.timestamp)
+                    values.append(value)
+            if scan_by == "TimestampDescending":
+                timestamps.reverse()
+                values.reverse()
+            if query.get("ReturnData", True):
+                results.append(
+                    {
+                        "id": query["Id"],
+                        "label": query.get("Label") or f"{metric['MetricName']} {stat_query['Stat']}",
+                        "values": values,
+                        "timestamps": timestamps,
+                        "status_code": "Complete",
+                    }
+                )
+        return results
+
+    cw_models.CloudWatchBackend.get_metric_data = indexed_get_metric_data  # type: ignore[method-assign]
+    undo.append(lambda: setattr(cw_models.CloudWatchBackend, "get_metric_data", original_get_metric_data))
 
     if sim_clock is not None:
         original_wait = wait_function.WaitFunction._wait_interval
