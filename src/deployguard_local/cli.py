@@ -1,9 +1,9 @@
 """The ``deployguard`` command.
 
-    deployguard demo [--scenario FILE]          canary rollouts end to end on the embedded AWS
-    deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
-    deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
-    deployguard notifications retry|list ...     redeliver dead letters, list deliveries
+deployguard demo [--scenario FILE]          canary rollouts end to end on the embedded AWS
+deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
+deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
+deployguard notifications retry|list ...     redeliver dead letters, list deliveries
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ replays a recorded scenario (deployguard-scenario/1) through the same system.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import threading
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
-
 from deployguard.models import AuditEntry, Deployment
 from deployguard.storage.repository import DeploymentRepository
+
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
 
@@ -149,7 +148,10 @@ def run_rollout(
 
 
 def print_summary(results: list[RolloutResult], out: TextIO) -> None:
-    header = f"{'rollout':<22} {'decision':<12} {'time to decision':>17} {'assessments':>12} {'events':>7} {'deliveries':>11} {'wall':>7}"
+    header = (
+        f"{'rollout':<22} {'decision':<12} {'time to decision':>17} {'assessments':>12} {'events':>7} "
+        f"{'deliveries':>11} {'wall':>7}"
+    )
     out.write("\n" + header + "\n" + "-" * len(header) + "\n")
     for r in results:
         sim = r.simulated_seconds
@@ -166,14 +168,19 @@ def builtin_demo(out: TextIO) -> list[RolloutResult]:
         assert aws.clock is not None
         healthy_versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
         healthy = LambdaTrafficSource(
-            "checkout-api", "live", 2000,
-            {v: VersionBehaviour() for v in healthy_versions}, seed=11,
+            "checkout-api",
+            "live",
+            2000,
+            {v: VersionBehaviour() for v in healthy_versions},
+            seed=11,
         )
         results.append(run_rollout(aws, "healthy-release", "checkout-api", healthy, healthy_versions, out))
         bad_versions = aws.deploy_sample_function("payments-api", "live", sample_handler)
         minute_now = 0
         regressing = LambdaTrafficSource(
-            "payments-api", "live", 2000,
+            "payments-api",
+            "live",
+            2000,
             {bad_versions[0]: VersionBehaviour(), bad_versions[1]: VersionBehaviour(regress_at=minute_now + 5)},
             seed=12,
         )

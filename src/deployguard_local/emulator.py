@@ -40,6 +40,7 @@ from typing import Any
 from deployguard import clock as dg_clock
 from deployguard import runtime
 from deployguard.aws import clients
+
 from deployguard_local.template import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +103,7 @@ class LocalFunction:
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
-        return getattr(module, func_name)  # type: ignore[no-any-return]
+        return getattr(module, func_name)
 
 
 class FunctionRegistry:
@@ -215,7 +216,11 @@ class AsyncInvoker:
         if queue_url:
             record = {
                 "version": "1.0",
-                "requestContext": {"functionArn": arn, "condition": "RetriesExhausted", "approximateInvokeCount": 1 + self.max_retries},
+                "requestContext": {
+                    "functionArn": arn,
+                    "condition": "RetriesExhausted",
+                    "approximateInvokeCount": 1 + self.max_retries,
+                },
                 "requestPayload": event,
                 "responsePayload": result,
             }
@@ -266,7 +271,7 @@ def _patch_moto(
         return json.dumps(result, default=str), errored, ""
 
     original_invoke = lambda_models.LambdaFunction._invoke_lambda
-    lambda_models.LambdaFunction._invoke_lambda = invoke_in_process
+    setattr(lambda_models.LambdaFunction, "_invoke_lambda", invoke_in_process)  # noqa: B010
     undo.append(lambda: setattr(lambda_models.LambdaFunction, "_invoke_lambda", original_invoke))
 
     # moto's Docker-free backend echoes the payload; send invocations to the function instead
@@ -298,13 +303,16 @@ def _patch_moto(
             return values[min(rank, len(values)) - 1]
         return original_stat(self, stat)
 
-    cw_models.Statistics.get_statistics_for_type = statistics_with_percentiles
+    setattr(cw_models.Statistics, "get_statistics_for_type", statistics_with_percentiles)  # noqa: B010
     undo.append(lambda: setattr(cw_models.Statistics, "get_statistics_for_type", original_stat))
 
     original_get_metric_data = cw_models.CloudWatchBackend.get_metric_data
 
     def indexed_get_metric_data(
-        self: Any, queries: list[dict[str, Any]], start_time: datetime, end_time: datetime,
+        self: Any,
+        queries: list[dict[str, Any]],
+        start_time: datetime,
+        end_time: datetime,
         scan_by: str = "TimestampAscending",
     ) -> list[dict[str, Any]]:
         """GetMetricData for MetricStat queries with an index instead of a scan per query and period.
@@ -313,7 +321,7 @@ def _patch_moto(
         batch of 500 queries over thousands of datapoints take minutes; the answer is the same.
         """
         if any("MetricStat" not in q for q in queries) or start_time >= end_time:
-            return original_get_metric_data(self, queries, start_time, end_time, scan_by)  # type: ignore[no-any-return]
+            return original_get_metric_data(self, queries, start_time, end_time, scan_by)
         start_time = start_time.replace(microsecond=0)
         end_time = end_time.replace(microsecond=0)
         index: dict[tuple[str, str, frozenset[tuple[str, str]]], list[Any]] = {}
@@ -327,7 +335,8 @@ def _patch_moto(
             metric = stat_query["Metric"]
             period = int(stat_query["Period"])
             key = (
-                metric["Namespace"], metric["MetricName"],
+                metric["Namespace"],
+                metric["MetricName"],
                 frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])),
             )
             buckets: dict[int, list[Any]] = {}
@@ -369,7 +378,7 @@ def _patch_moto(
             if wait_seconds > 0:
                 sim_clock.advance(wait_seconds)
 
-        wait_function.WaitFunction._wait_interval = simulated_wait
+        setattr(wait_function.WaitFunction, "_wait_interval", simulated_wait)  # noqa: B010
         undo.append(lambda: setattr(wait_function.WaitFunction, "_wait_interval", original_wait))
 
         original_time = retrier_decl.time
@@ -480,7 +489,9 @@ class EmbeddedAws:
             ttl = props.get("TimeToLiveSpecification")
             if ttl:
                 dynamodb.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
-            stack.set_physical(logical_id, Ref=table_name, Arn=f"arn:aws:dynamodb:{stack.region}:{stack.account_id}:table/{table_name}")
+            stack.set_physical(
+                logical_id, Ref=table_name, Arn=f"arn:aws:dynamodb:{stack.region}:{stack.account_id}:table/{table_name}"
+            )
         sqs = clients.client("sqs")
         for logical_id, _res in stack.of_type("AWS::SQS::Queue").items():
             queue_name = f"{name}-{logical_id}"
@@ -500,7 +511,16 @@ class EmbeddedAws:
         role_arn = iam.create_role(
             RoleName=f"{name}-execution",
             AssumeRolePolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
             ),
         )["Role"]["Arn"]
         self.role_arn = role_arn
@@ -541,7 +561,9 @@ class EmbeddedAws:
             self.registry.register(fn)
             self.function_environment.update(environment)
             self._subscribe_events(logical_id, fn, stack.resolve(definition.get("Events", {})))
-            on_failure = stack.resolve(definition.get("EventInvokeConfig", {})).get("DestinationConfig", {}).get("OnFailure")
+            on_failure = (
+                stack.resolve(definition.get("EventInvokeConfig", {})).get("DestinationConfig", {}).get("OnFailure")
+            )
             if on_failure and on_failure.get("Type") == "SQS" and hasattr(self, "invoker"):
                 queue_url = next(v["Ref"] for v in stack.physical.values() if v.get("Arn") == on_failure["Destination"])
                 self.invoker.on_failure[fn.name] = queue_url
@@ -592,7 +614,9 @@ class EmbeddedAws:
         payload = json.loads(resp["Payload"].read() or b"null")
         return payload, "FunctionError" in resp
 
-    def run_state_machine(self, logical_id: str, execution_input: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    def run_state_machine(
+        self, logical_id: str, execution_input: dict[str, Any], timeout: float = 120.0
+    ) -> dict[str, Any]:
         """Start an execution and wait (in real time) until it ends; returns DescribeExecution."""
         sfn = clients.client("stepfunctions")
         arn = sfn.start_execution(
@@ -603,11 +627,13 @@ class EmbeddedAws:
             desc = sfn.describe_execution(executionArn=arn)
             if desc["status"] != "RUNNING":
                 self.last_execution_arn = arn
-                return desc  # type: ignore[no-any-return]
+                return desc
             time.sleep(0.01)
         raise TimeoutError(f"state machine execution {arn} still running after {timeout:.0f} s")
 
-    def deploy_sample_function(self, name: str, alias: str, handler: Callable[[Any, Any], Any], versions: int = 2) -> list[str]:
+    def deploy_sample_function(
+        self, name: str, alias: str, handler: Callable[[Any, Any], Any], versions: int = 2
+    ) -> list[str]:
         """Create an application function with published versions and an alias at version 1."""
         lambda_client = clients.client("lambda")
         lambda_client.create_function(
@@ -636,13 +662,20 @@ class EmbeddedAws:
         from deployguard.storage.repository import DeploymentRepository
 
         versions = self.deploy_sample_function("checkout-api", "live", sample_handler)
-        target = LambdaTarget(function_name="checkout-api", alias="live", stable_version=versions[0], new_version=versions[1])
+        target = LambdaTarget(
+            function_name="checkout-api", alias="live", stable_version=versions[0], new_version=versions[1]
+        )
         repository = DeploymentRepository()
         for deployment_id, driver in (("dg-sample-0001", "stepfunctions"), ("dg-sample-0003", "codedeploy")):
             repository.create_deployment(
                 Deployment(
-                    deployment_id=deployment_id, service="checkout-api", environment="production",
-                    version=versions[1], target=target, status=DeploymentStatus.IN_PROGRESS, driver=driver,  # type: ignore[arg-type]
+                    deployment_id=deployment_id,
+                    service="checkout-api",
+                    environment="production",
+                    version=versions[1],
+                    target=target,
+                    status=DeploymentStatus.IN_PROGRESS,
+                    driver=driver,
                 )
             )
         return versions

@@ -18,6 +18,7 @@ from typing import Any
 
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import put_metric_values
+
 from deployguard_local.emulator import minutes_between
 
 
@@ -84,7 +85,11 @@ class LambdaTrafficSource:
         self.minutes_written += 1
 
     def _put(self, version: str, at: datetime, requests: int, errors: int, p50: float, p99: float) -> None:
-        dims = {"FunctionName": self.function_name, "Resource": f"{self.function_name}:{self.alias}", "ExecutedVersion": version}
+        dims = {
+            "FunctionName": self.function_name,
+            "Resource": f"{self.function_name}:{self.alias}",
+            "ExecutedVersion": version,
+        }
         stamp = at + timedelta(seconds=30)
         put_metric_values("AWS/Lambda", "Invocations", dims, stamp, "Count", value=requests)
         put_metric_values("AWS/Lambda", "Errors", dims, stamp, "Count", value=errors)
@@ -136,12 +141,31 @@ class ScenarioTrafficSource:
                 if value is None:
                     continue
                 if metric.get("namespace", "AWS/Lambda") == "AWS/Lambda":
-                    dims = {"FunctionName": self.function_name, "Resource": f"{self.function_name}:{self.alias}", "ExecutedVersion": version}
+                    dims = {
+                        "FunctionName": self.function_name,
+                        "Resource": f"{self.function_name}:{self.alias}",
+                        "ExecutedVersion": version,
+                    }
                 else:
                     dims = {"FunctionName": self.function_name, "Version": version}
                 stat = metric.get("stat", "Sum")
                 if stat.startswith("p"):
                     # one value per minute: every percentile of the minute is that value
-                    put_metric_values(metric["namespace"], metric["name"], dims, stamp, metric.get("unit") or "None", values=[float(value)], counts=[1])
+                    put_metric_values(
+                        metric["namespace"],
+                        metric["name"],
+                        dims,
+                        stamp,
+                        metric.get("unit") or "None",
+                        values=[float(value)],
+                        counts=[1],
+                    )
                 else:
-                    put_metric_values(metric["namespace"], metric["name"], dims, stamp, metric.get("unit") or "None", value=float(value))
+                    put_metric_values(
+                        metric["namespace"],
+                        metric["name"],
+                        dims,
+                        stamp,
+                        metric.get("unit") or "None",
+                        value=float(value),
+                    )

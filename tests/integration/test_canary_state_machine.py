@@ -6,23 +6,34 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import DeploymentStatus, EventType, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
+
 from deployguard_local.emulator import sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
 
 
-def _start(embedded: Any, name: str, behaviours: dict[int, VersionBehaviour] | None = None, rpm: float = 2000) -> tuple[dict[str, Any], LambdaTarget]:
+def _start(
+    embedded: Any, name: str, behaviours: dict[int, VersionBehaviour] | None = None, rpm: float = 2000
+) -> tuple[dict[str, Any], LambdaTarget]:
     versions = embedded.deploy_sample_function(name, "live", sample_handler)
     target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
     chosen = behaviours or {}
-    traffic = LambdaTrafficSource(name, "live", rpm, {v: chosen.get(i, VersionBehaviour()) for i, v in enumerate(versions)}, seed=3)
+    traffic = LambdaTrafficSource(
+        name, "live", rpm, {v: chosen.get(i, VersionBehaviour()) for i, v in enumerate(versions)}, seed=3
+    )
     embedded.clock.listeners.append(traffic.on_clock)
     execution = embedded.run_state_machine(
         "CanaryStateMachine",
-        {"deployment": {"deployment_id": f"dep-{name}", "service": name, "version": versions[1], "target": target.model_dump()}},
+        {
+            "deployment": {
+                "deployment_id": f"dep-{name}",
+                "service": name,
+                "version": versions[1],
+                "target": target.model_dump(),
+            }
+        },
     )
     embedded.invoker.drain()
     return execution, target
@@ -42,7 +53,9 @@ def test_healthy_release_is_promoted_step_by_step(embedded: Any) -> None:
     assert _alias_weights(target) == (target.new_version, {})
     actions = [e.action for e in repository.audit_trail(deployment.deployment_id)]
     assert actions[0] == "validated" and actions[-1] == "promoted"
-    assert [e.details["weight"] for e in repository.audit_trail(deployment.deployment_id) if e.action == "traffic_shifted"] == [10, 25, 50]
+    assert [
+        e.details["weight"] for e in repository.audit_trail(deployment.deployment_id) if e.action == "traffic_shifted"
+    ] == [10, 25, 50]
     assert len(repository.assessments(deployment.deployment_id)) >= 9  # 3 steps x 3 minutes
     events = [e.event_type for e in repository.events(deployment.deployment_id)]
     assert EventType.PROMOTION_COMPLETED in events and EventType.DEPLOYMENT_COMPLETED in events
@@ -110,7 +123,9 @@ def test_a_failed_rollback_ends_failed_and_is_announced(embedded: Any, monkeypat
 
 def test_malformed_input_is_rejected_and_touches_nothing(embedded: Any) -> None:
     versions = embedded.deploy_sample_function("untouched", "live", sample_handler)
-    execution = embedded.run_state_machine("CanaryStateMachine", {"deployment": {"service": "", "target": {"function_name": "untouched"}}})
+    execution = embedded.run_state_machine(
+        "CanaryStateMachine", {"deployment": {"service": "", "target": {"function_name": "untouched"}}}
+    )
     assert execution["status"] == "SUCCEEDED"
     import json
 

@@ -9,7 +9,6 @@ from threading import Thread
 from typing import Any
 
 import pytest
-
 from deployguard.aws import clients
 from deployguard.storage.repository import DeploymentRepository
 
@@ -18,7 +17,7 @@ class _ThrottlingDynamoDB(BaseHTTPRequestHandler):
     throttles_left = 2
     requests = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         cls = type(self)
         cls.requests += 1

@@ -21,8 +21,13 @@ def _dims(version: str) -> dict[str, str]:
 def test_canary_window_aligns_periods_and_keeps_gaps(embedded: Any) -> None:
     start = clock.now()
     deployment = Deployment(
-        deployment_id="d-cw", service="checkout-api", environment="prod", version="2", target=TARGET,
-        status=DeploymentStatus.IN_PROGRESS, started_at=start,
+        deployment_id="d-cw",
+        service="checkout-api",
+        environment="prod",
+        version="2",
+        target=TARGET,
+        status=DeploymentStatus.IN_PROGRESS,
+        started_at=start,
     )
     for minute in range(4):
         at = start + timedelta(minutes=minute, seconds=30)
@@ -47,8 +52,13 @@ def test_queries_are_batched_500_per_call(embedded: Any) -> None:
     deployments = [
         (
             Deployment(
-                deployment_id=f"d-{n}", service="s", environment="e", version="2", target=TARGET,
-                status=DeploymentStatus.IN_PROGRESS, started_at=start,
+                deployment_id=f"d-{n}",
+                service="s",
+                environment="e",
+                version="2",
+                target=TARGET,
+                status=DeploymentStatus.IN_PROGRESS,
+                started_at=start,
             ),
             specs,
         )

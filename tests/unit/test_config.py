@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from deployguard.config import DeployGuardConfig, load_config, parse_config
 from deployguard.exceptions import ConfigError
 
@@ -51,7 +50,7 @@ def test_unknown_key_is_refused() -> None:
 def test_bad_yaml_and_json_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
-    with pytest.raises(ConfigError, match="bad.json"):
+    with pytest.raises(ConfigError, match=r"bad\.json"):
         load_config(bad)
     with pytest.raises(ConfigError, match="top level"):
         parse_config("- a\n- b\n", "list.yaml")

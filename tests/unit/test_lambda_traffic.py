@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import TrafficShiftError
 from deployguard.models import LambdaTarget
+
 from deployguard_local.emulator import sample_handler
 
 
@@ -27,7 +27,9 @@ def test_shift_promote_and_rollback_move_the_alias(embedded: Any) -> None:
 
 
 def test_bad_weight_and_missing_function_are_clear_errors(embedded: Any) -> None:
-    shifter = LambdaTrafficShifter(LambdaTarget(function_name="nope", alias="live", stable_version="1", new_version="2"))
+    shifter = LambdaTrafficShifter(
+        LambdaTarget(function_name="nope", alias="live", stable_version="1", new_version="2")
+    )
     with pytest.raises(TrafficShiftError, match="between 0 and 1"):
         shifter.shift(1.5)
     with pytest.raises(TrafficShiftError, match="nope:live"):

@@ -4,7 +4,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
 from deployguard.exceptions import ConflictError, NotFoundError
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 
@@ -13,7 +12,11 @@ TARGET = LambdaTarget(function_name="fn", alias="live", stable_version="1", new_
 
 def _deployment(deployment_id: str, service: str = "svc", environment: str = "prod") -> Deployment:
     return Deployment(
-        deployment_id=deployment_id, service=service, environment=environment, version="2", target=TARGET,
+        deployment_id=deployment_id,
+        service=service,
+        environment=environment,
+        version="2",
+        target=TARGET,
         status=DeploymentStatus.IN_PROGRESS,
     )
 
@@ -56,7 +59,12 @@ def test_history_and_audit_keep_write_order(repository: Any) -> None:
     repository.create_deployment(_deployment("d-audit"))
     for action in ("validated", "traffic_shifted", "assessed", "promoted"):
         repository.audit("d-audit", action, "test", "same instant")
-    assert [e.action for e in repository.audit_trail("d-audit")] == ["validated", "traffic_shifted", "assessed", "promoted"]
+    assert [e.action for e in repository.audit_trail("d-audit")] == [
+        "validated",
+        "traffic_shifted",
+        "assessed",
+        "promoted",
+    ]
 
 
 def test_claim_once_until_expiry(repository: Any, embedded: Any) -> None:

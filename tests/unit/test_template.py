@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from deployguard.storage import keys
+
 from deployguard_local.template import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,10 @@ def test_topic_is_encrypted_and_router_has_a_dead_letter_queue() -> None:
 def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> None:
     functions = STACK.of_type("AWS::Serverless::Function")
     assert set(functions) == {
-        "CanaryStepFunction", "AssessorFunction", "LifecycleHookFunction", "DeploymentRecorderFunction",
+        "CanaryStepFunction",
+        "AssessorFunction",
+        "LifecycleHookFunction",
+        "DeploymentRecorderFunction",
         "NotificationRouterFunction",
     }
     for logical_id, resource in functions.items():
@@ -56,7 +60,9 @@ def test_schedule_is_every_minute_and_switchable() -> None:
 
 
 def test_recorder_listens_to_codedeploy_state_changes() -> None:
-    pattern = RESOURCES["DeploymentRecorderFunction"]["Properties"]["Events"]["CodeDeployStateChange"]["Properties"]["Pattern"]
+    pattern = RESOURCES["DeploymentRecorderFunction"]["Properties"]["Events"]["CodeDeployStateChange"]["Properties"][
+        "Pattern"
+    ]
     assert pattern["source"] == ["aws.codedeploy"]
     assert "CodeDeploy Deployment State-change Notification" in pattern["detail-type"]
 
@@ -81,5 +87,11 @@ def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:
     for name in ("Validate", "ShiftTraffic", "Assess", "Promote"):
         assert tasks[name]["Catch"][0]["Next"] == "Rollback"
     choices = {c["StringEquals"]: c["Next"] for c in definition["States"]["RouteVerdict"]["Choices"]}
-    assert choices == {"wait": "WaitForMetrics", "advance": "ShiftTraffic", "promote": "Promote", "rollback": "Rollback", "hold": "Rollback"}
+    assert choices == {
+        "wait": "WaitForMetrics",
+        "advance": "ShiftTraffic",
+        "promote": "Promote",
+        "rollback": "Rollback",
+        "hold": "Rollback",
+    }
     assert definition["States"]["RouteVerdict"]["Default"] == "Rollback"

@@ -20,12 +20,12 @@ from pydantic import Field, ValidationError
 
 from deployguard import clock
 from deployguard.analysis.judge import judge_canary
+from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig, ServiceConfig
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
-from deployguard.assessment import assessment_from_verdict
 from deployguard.models import (
     Decision,
     Deployment,
@@ -166,8 +166,7 @@ class CanaryController:
             deployment,
             EventType.DEPLOYMENT_STARTED,
             "Deployment Started",
-            f"{deployment.service} {deployment.version}: canary over steps "
-            + ", ".join(f"{w:g}%" for w in plan.steps),
+            f"{deployment.service} {deployment.version}: canary over steps " + ", ".join(f"{w:g}%" for w in plan.steps),
         )
         return CanaryState(
             deployment_id=deployment.deployment_id,
@@ -194,8 +193,12 @@ class CanaryController:
 
         deployment = self._change(deployment.deployment_id, change)
         self.repository.audit(
-            deployment.deployment_id, "traffic_shifted", ACTOR, f"step {state.step_index + 1}: {weight:g}% to canary",
-            weight=weight, step=state.step_index,
+            deployment.deployment_id,
+            "traffic_shifted",
+            ACTOR,
+            f"step {state.step_index + 1}: {weight:g}% to canary",
+            weight=weight,
+            step=state.step_index,
         )
         first = state.step_index == 0
         self._announce(
@@ -265,8 +268,13 @@ class CanaryController:
             else:
                 update["next"] = "wait"
         self.repository.audit(
-            deployment.deployment_id, "assessed", ACTOR, verdict.summary,
-            decision=verdict.decision.value, next=update["next"], weight=state.weight,
+            deployment.deployment_id,
+            "assessed",
+            ACTOR,
+            verdict.summary,
+            decision=verdict.decision.value,
+            next=update["next"],
+            weight=state.weight,
         )
         return state.model_copy(update=update)
 
@@ -287,7 +295,9 @@ class CanaryController:
         deployment = self._change(deployment.deployment_id, change)
         self.repository.audit(deployment.deployment_id, "promoted", ACTOR, state.reason or "all steps healthy")
         self._announce(
-            deployment, EventType.PROMOTION_COMPLETED, "Promotion Completed",
+            deployment,
+            EventType.PROMOTION_COMPLETED,
+            "Promotion Completed",
             f"version {deployment.target.new_version} now receives 100% of traffic",  # type: ignore[union-attr]
         )
         return state.model_copy(update={"weight": 100.0, "next": "done", "decision": "promoted"})
@@ -318,9 +328,7 @@ class CanaryController:
         shifter = LambdaTrafficShifter(deployment.target)
         hold = state.get("next") == "hold"
         self.repository.audit(deployment_id, "rollback_initiated", ACTOR, reason)
-        self._announce(
-            deployment, EventType.ROLLBACK_INITIATED, "Rollback Initiated", reason, severity=Severity.ERROR
-        )
+        self._announce(deployment, EventType.ROLLBACK_INITIATED, "Rollback Initiated", reason, severity=Severity.ERROR)
         alias = shifter.rollback()
         if alias.weight_of(deployment.target.stable_version) != 1.0:
             raise TrafficShiftError(f"alias still routes {alias.additional_weights} after rollback")
@@ -366,8 +374,13 @@ class CanaryController:
             title, event_type, severity = "Deployment Failed", EventType.DEPLOYMENT_FAILED, Severity.ERROR
             message = deployment.decision_reason or "rolled back"
         self._announce(
-            deployment, event_type, title, message, severity=severity,
-            duration_seconds=deployment.duration_seconds, decision=deployment.decision,
+            deployment,
+            event_type,
+            title,
+            message,
+            severity=severity,
+            duration_seconds=deployment.duration_seconds,
+            decision=deployment.decision,
         )
         return state
 

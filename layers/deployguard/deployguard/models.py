@@ -8,7 +8,7 @@ speak these models; nothing else is passed between modules as a loose dict.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 

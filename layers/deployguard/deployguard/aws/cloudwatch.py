@@ -143,7 +143,8 @@ class MetricsReader:
             since_shift = None
             if deployment.weight_changed_at is not None:
                 since_shift = max(
-                    0, int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds())
+                    0,
+                    int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds())
                     // interval_seconds,
                 )
             windows[deployment.deployment_id] = CanaryWindow(
@@ -163,8 +164,14 @@ class MetricsReader:
 
 
 def put_metric_values(
-    namespace: str, name: str, dimensions: dict[str, str], at: datetime, unit: str,
-    value: float | None = None, values: Sequence[float] = (), counts: Sequence[float] = (),
+    namespace: str,
+    name: str,
+    dimensions: dict[str, str],
+    at: datetime,
+    unit: str,
+    value: float | None = None,
+    values: Sequence[float] = (),
+    counts: Sequence[float] = (),
 ) -> None:
     """Publish one datapoint, or a distribution as Values/Counts (used by the demo's traffic)."""
     datum: dict[str, Any] = {

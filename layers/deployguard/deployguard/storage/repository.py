@@ -39,7 +39,7 @@ DEFAULT_RETENTION_DAYS = 90
 def _to_item(model: BaseModel) -> dict[str, Any]:
     """A model as a DynamoDB item: JSON round trip, floats as Decimal."""
     data = json.loads(model.model_dump_json(), parse_float=Decimal)
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def _from_item(cls: type[M], item: dict[str, Any]) -> M:
@@ -192,9 +192,7 @@ class DeploymentRepository:
         self._put_history(entry.deployment_id, keys.AUDIT, entry.at, f"{time.time_ns():020d}-{new_id('au')}", entry)
 
     def audit(self, deployment_id: str, action: str, actor: str, reason: str = "", **details: Any) -> AuditEntry:
-        entry = AuditEntry(
-            deployment_id=deployment_id, action=action, actor=actor, reason=reason, details=details
-        )
+        entry = AuditEntry(deployment_id=deployment_id, action=action, actor=actor, reason=reason, details=details)
         self.add_audit(entry)
         return entry
 
