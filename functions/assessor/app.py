@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from deployguard import runtime
 from deployguard.assessor import assess_active_deployments
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from deployguard import runtime
 from deployguard.canary import CanaryTask, run_task
 

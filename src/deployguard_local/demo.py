@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+
 from deployguard.models import AuditEntry, Deployment
 from deployguard.storage.repository import DeploymentRepository
-
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
 

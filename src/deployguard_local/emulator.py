@@ -40,7 +40,6 @@ from typing import Any
 from deployguard import clock as dg_clock
 from deployguard import runtime
 from deployguard.aws import clients
-
 from deployguard_local.template import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import DeploymentStatus, EventType, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
-
 from deployguard_local.emulator import sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
 

@@ -9,6 +9,7 @@ from threading import Thread
 from typing import Any
 
 import pytest
+
 from deployguard.aws import clients
 from deployguard.storage.repository import DeploymentRepository
 

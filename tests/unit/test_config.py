@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from deployguard.config import DeployGuardConfig, load_config, parse_config
 from deployguard.exceptions import ConfigError
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import TrafficShiftError
 from deployguard.models import LambdaTarget
-
 from deployguard_local.emulator import sample_handler
 
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from deployguard.exceptions import ConflictError, NotFoundError
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from deployguard.storage import keys
-
 from deployguard_local.template import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
