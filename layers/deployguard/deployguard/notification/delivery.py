@@ -1,0 +1,217 @@
+"""Delivery of one outbound message with retries, backoff and ``Retry-After``.
+
+- timeouts, connection errors, HTTP 408 and 5xx are retried with exponential
+  backoff and jitter, up to ``max_attempts`` and within ``deadline_seconds``;
+- HTTP 429 (and 503) wait what ``Retry-After`` says (seconds or an HTTP date); a wait
+  longer than ``max_retry_after_seconds`` ends the delivery (the router dead-letters it);
+- other 4xx and every 3xx fail at once: redirects are never followed (no SSRF hop);
+- the URL is checked with :func:`validate_outbound_url` before the first attempt.
+
+``sleep``, ``monotonic`` and ``random`` are injectable so tests never really wait.
+Error texts are built here and never contain the URL (webhook URLs are secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deployguard import clock
+from deployguard.aws import clients
+from deployguard.exceptions import ConfigError
+from deployguard.notification.base import HttpMessage, OutboundMessage, SnsMessage
+from deployguard.notification.settings import DeliverySettings
+from deployguard.notification.urlsafety import Resolver, validate_outbound_url
+
+USER_AGENT = "DeployGuard-Notifier/1"
+
+
+class _NoRequestLines(logging.Filter):
+    """urllib3 logs every request line, path included, at DEBUG: webhook paths are secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _NoRequestLines) for f in _URLLIB3_LOG.filters):
+    _URLLIB3_LOG.addFilter(_NoRequestLines())
+_RETRYABLE_SNS_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "InternalError",
+    "ServiceUnavailable",
+}
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    ok: bool
+    attempts: int
+    latency_ms: float
+    status_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    ok: bool
+    retryable: bool
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or clock.now())).total_seconds())
+
+
+class Deliverer:
+    def __init__(
+        self,
+        settings: DeliverySettings | None = None,
+        allowlist: Iterable[str] = (),
+        local_mode: bool = False,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self.settings = settings or DeliverySettings()
+        self.allowlist = list(allowlist)
+        self.local_mode = local_mode
+        self.session = session or requests.Session()
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.random = random
+        self.resolver = resolver
+
+    def backoff(self, attempt: int) -> float:
+        """Wait before attempt ``attempt + 1``: exponential, capped, with jitter in [50%, 100%]."""
+        delay = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
+        return delay * (0.5 + self.random() / 2)
+
+    def deliver(self, message: OutboundMessage, field: str | None = None) -> DeliveryResult:
+        started = self.monotonic()
+        if isinstance(message, HttpMessage):
+            try:
+                validate_outbound_url(
+                    message.url.get_secret_value(),
+                    self.allowlist,
+                    self.local_mode,
+                    field=field,
+                    resolve=not self.local_mode,
+                    resolver=self.resolver,
+                )
+            except ConfigError as exc:
+                return DeliveryResult(ok=False, attempts=0, latency_ms=0.0, error=str(exc))
+        attempts = 0
+        last = _Attempt(ok=False, retryable=False, error="not attempted")
+        while attempts < self.settings.max_attempts:
+            attempts += 1
+            last = self._http(message) if isinstance(message, HttpMessage) else self._sns(message)
+            if last.ok or not last.retryable or attempts >= self.settings.max_attempts:
+                break
+            wait = self.backoff(attempts) if last.retry_after is None else last.retry_after
+            if last.retry_after is not None and last.retry_after > self.settings.max_retry_after_seconds:
+                last = _Attempt(
+                    ok=False,
+                    retryable=False,
+                    status_code=last.status_code,
+                    error=f"{last.error}; Retry-After {last.retry_after:.0f}s exceeds "
+                    f"{self.settings.max_retry_after_seconds:.0f}s",
+                )
+                break
+            if self.monotonic() - started + wait > self.settings.deadline_seconds:
+                last = _Attempt(
+                    ok=False,
+                    retryable=False,
+                    status_code=last.status_code,
+                    error=f"{last.error}; delivery deadline of {self.settings.deadline_seconds:.0f}s reached",
+                )
+                break
+            self.sleep(wait)
+        latency = (self.monotonic() - started) * 1000
+        return DeliveryResult(
+            ok=last.ok,
+            attempts=attempts,
+            latency_ms=round(latency, 3),
+            status_code=last.status_code,
+            error=None if last.ok else last.error,
+        )
+
+    def _http(self, message: HttpMessage) -> _Attempt:
+        headers = {"User-Agent": USER_AGENT, **message.headers}
+        try:
+            resp = self.session.post(
+                message.url.get_secret_value(),
+                data=message.body,
+                headers=headers,
+                timeout=(self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds),
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            return _Attempt(ok=False, retryable=True, error="timed out")
+        except requests.ConnectionError:
+            return _Attempt(ok=False, retryable=True, error="connection failed")
+        except requests.RequestException as exc:
+            return _Attempt(ok=False, retryable=False, error=f"request failed ({type(exc).__name__})")
+        with resp:
+            code = resp.status_code
+            if 200 <= code < 300:
+                return _Attempt(ok=True, retryable=False, status_code=code)
+            if 300 <= code < 400:
+                return _Attempt(
+                    ok=False, retryable=False, status_code=code, error=f"HTTP {code}: redirect not followed"
+                )
+            if code in (429, 503):
+                return _Attempt(
+                    ok=False,
+                    retryable=True,
+                    status_code=code,
+                    error=f"HTTP {code}",
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                )
+            if code == 408 or code >= 500:
+                return _Attempt(ok=False, retryable=True, status_code=code, error=f"HTTP {code}")
+            return _Attempt(ok=False, retryable=False, status_code=code, error=f"HTTP {code}")
+
+    def _sns(self, message: SnsMessage) -> _Attempt:
+        kwargs: dict[str, object] = {"TopicArn": message.topic_arn, "Message": message.body}
+        if message.subject:
+            kwargs["Subject"] = message.subject
+        if message.attributes:
+            kwargs["MessageAttributes"] = message.attributes
+        try:
+            clients.client("sns").publish(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            retryable = code in _RETRYABLE_SNS_CODES or (isinstance(status, int) and status >= 500)
+            return _Attempt(ok=False, retryable=retryable, status_code=status, error=f"SNS {code}")
+        except BotoCoreError as exc:
+            return _Attempt(ok=False, retryable=True, error=f"SNS {type(exc).__name__}")
+        return _Attempt(ok=True, retryable=False, status_code=200)

@@ -1,0 +1,82 @@
+"""The notification dead-letter queue (SQS): what could not be delivered, kept whole.
+
+The router writes :class:`DeadLetter` bodies (JSON): the channel, the event(s) and why
+delivery failed, or the raw text of a malformed SNS message. The same queue is the
+SNS subscription's redrive target and the function's on-failure destination, whose
+bodies :func:`events_in` reads. ``deployguard notifications retry`` redelivers all.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployguard.aws import clients
+from deployguard.models import DeploymentEvent, utcnow
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    kind: Literal["event", "digest", "malformed"]
+    channel: str | None = None
+    events: list[DeploymentEvent] = Field(default_factory=list)
+    raw: str | None = Field(default=None, description="a malformed message as it arrived")
+    error: str
+    attempts: int = 0
+    redeliveries: int = 0
+    failed_at: datetime = Field(default_factory=utcnow)
+
+
+class DeadLetterQueue:
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, letter: DeadLetter) -> str:
+        attributes: dict[str, Any] = {"kind": {"DataType": "String", "StringValue": letter.kind}}
+        if letter.channel:
+            attributes["channel"] = {"DataType": "String", "StringValue": letter.channel}
+        resp = clients.client("sqs").send_message(
+            QueueUrl=self.queue_url, MessageBody=letter.model_dump_json(), MessageAttributes=attributes
+        )
+        return str(resp["MessageId"])
+
+    def receive(self, max_messages: int, visibility_timeout: int = 300) -> list[dict[str, Any]]:
+        resp = clients.client("sqs").receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max(1, min(10, max_messages)),
+            VisibilityTimeout=visibility_timeout,
+            WaitTimeSeconds=0,
+        )
+        return list(resp.get("Messages", []))
+
+    def release(self, receipt_handle: str) -> None:
+        """Make a received message visible again at once (it stays in the queue)."""
+        clients.client("sqs").change_message_visibility(
+            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
+        )
+
+    def delete(self, receipt_handle: str) -> None:
+        clients.client("sqs").delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+
+
+def events_in(body: str) -> list[DeploymentEvent]:
+    """The deployment events in a queue message that is not a :class:`DeadLetter`.
+
+    The notification DLQ also receives what SNS could not hand to the function (the
+    published message: a DeploymentEvent, or the SNS envelope JSON) and Lambda's
+    on-failure records (``requestPayload`` is the SNS event). Raises ``ValueError``.
+    """
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    if isinstance(document.get("requestPayload"), dict):  # Lambda on-failure destination record
+        records = document["requestPayload"].get("Records") or []
+        return [DeploymentEvent.model_validate_json(r["Sns"]["Message"]) for r in records]
+    if document.get("Type") == "Notification" and isinstance(document.get("Message"), str):  # SNS envelope
+        return [DeploymentEvent.model_validate_json(document["Message"])]
+    return [DeploymentEvent.model_validate(document)]

@@ -1,0 +1,131 @@
+"""What the notification router function does, so that its handler stays thin.
+
+- an SNS event: each record's Message is a DeploymentEvent; a malformed one is logged
+  once with the field that is wrong and kept whole in the dead-letter queue, and the
+  rest of the batch goes on; then due digests are flushed;
+- an EventBridge scheduled event (``source: aws.events``): due digests are flushed.
+
+When something could be neither delivered nor dead-lettered, :class:`DeliveryError`
+is raised at the end so that Lambda's retries (and its on-failure destination, the
+same queue) take over: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import SnsModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deployguard.exceptions import ConfigError, DeliveryError
+from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
+from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
+from deployguard.notification.router import NotificationRouter
+from deployguard.notification.settings import NotificationSettings, load_notification_settings
+from deployguard.storage.repository import DeploymentRepository
+
+logger = logging.getLogger(__name__)
+
+
+class RouterEnvironment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    deployments_table: str = Field(alias="DEPLOYMENTS_TABLE", min_length=1)
+    notification_dlq_url: str | None = Field(default=None, alias="NOTIFICATION_DLQ_URL")
+    config_file: str | None = Field(default=None, alias="DEPLOYGUARD_CONFIG_FILE")
+    local_mode: bool = Field(default=False, alias="DEPLOYGUARD_LOCAL")
+
+
+@functools.cache
+def environment() -> RouterEnvironment:
+    try:
+        return RouterEnvironment.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(first["msg"], source="environment", field=str(first["loc"][0])) from exc
+
+
+@functools.cache
+def settings() -> NotificationSettings:
+    path = environment().config_file
+    return load_notification_settings(path) if path else NotificationSettings()
+
+
+@functools.cache
+def router() -> NotificationRouter:
+    env = environment()
+    return NotificationRouter(
+        settings(),
+        DeploymentRepository(env.deployments_table),
+        env.notification_dlq_url or None,
+        local_mode=env.local_mode,
+    )
+
+
+def reset() -> None:
+    """Forget cached configuration and router (a new container; tests)."""
+    for cached in (environment, settings, router):
+        cached.cache_clear()
+
+
+def _field(exc: ValidationError) -> str:
+    return ".".join(str(p) for p in exc.errors()[0]["loc"]) or "(message)"
+
+
+def _dead_letter_malformed(raw: str, error: str) -> None:
+    """Keep a malformed message whole in the DLQ; without a DLQ fail, so it is retried."""
+    url = environment().notification_dlq_url
+    if not url:
+        raise DeliveryError(f"malformed message and no NOTIFICATION_DLQ_URL to keep it: {error}")
+    DeadLetterQueue(url).send(DeadLetter(kind="malformed", raw=raw, error=error))
+
+
+def _count(notifications: list[Notification], totals: dict[str, int]) -> None:
+    for n in notifications:
+        totals[n.status.value] = totals.get(n.status.value, 0) + 1
+
+
+def handle(event: Any) -> dict[str, int]:
+    """Process one invocation; returns counts per delivery status and of malformed records."""
+    totals: dict[str, int] = {s.value: 0 for s in DeliveryStatus}
+    totals["malformed"] = 0
+    if isinstance(event, dict) and event.get("source") == "aws.events":
+        _count(router().flush_digests(), totals)
+        return totals
+    try:
+        envelope = SnsModel.model_validate(event)
+    except ValidationError as exc:
+        field, message = _field(exc), exc.errors()[0]["msg"]
+        logger.error("malformed SNS event", extra={"field": field, "error": message})
+        _dead_letter_malformed(json.dumps(event, default=str), f"SNS envelope: field {field}: {message}")
+        totals["malformed"] += 1
+        return totals
+
+    undelivered: list[str] = []
+    for record in envelope.Records:
+        raw = str(record.Sns.Message)
+        try:
+            deployment_event = DeploymentEvent.model_validate_json(raw)
+        except ValidationError as exc:
+            field, message = _field(exc), exc.errors()[0]["msg"]
+            logger.error(
+                "malformed deployment event",
+                extra={"field": field, "error": message, "sns_message_id": record.Sns.MessageId},
+            )
+            _dead_letter_malformed(raw, f"field {field}: {message}")
+            totals["malformed"] += 1
+            continue
+        try:
+            _count(router().route(deployment_event), totals)
+        except DeliveryError as exc:
+            logger.error("event not delivered", extra={"event_id": deployment_event.event_id, "error": str(exc)})
+            undelivered.append(deployment_event.event_id)
+    _count(router().flush_digests(), totals)
+    logger.info("notifications routed", extra={"totals": totals})
+    if undelivered:
+        raise DeliveryError(f"events neither delivered nor dead-lettered (to be retried): {', '.join(undelivered)}")
+    return totals

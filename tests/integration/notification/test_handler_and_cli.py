@@ -1,0 +1,224 @@
+"""The Lambda handler on an SNS event, and `deployguard notifications retry|list`."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from notif_support_it import TABLE, Aws, make_event
+
+from deployguard.exceptions import DeliveryError
+from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Severity
+from deployguard.notification.dlq import DeadLetter
+from deployguard_local import notifications_cli
+from deployguard_local.receivers import Behaviour, LocalReceivers, local_receivers
+
+APP = Path(__file__).resolve().parents[3] / "functions" / "notification_router" / "app.py"
+
+
+@dataclass
+class Context:
+    function_name: str = "NotificationRouterFunction"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:NotificationRouterFunction"
+    aws_request_id: str = "req-1"
+
+
+def write_config(path: Path, receivers: LocalReceivers, **delivery: Any) -> Path:
+    notifications = {
+        "channels": {
+            "ops-slack": {"type": "slack", "url": receivers.urls["slack"]},
+            "ops-webhook": {"type": "webhook", "url": receivers.urls["webhook"], "signing_key": "k"},
+        },
+        "roles": {"ops": {"channels": ["ops-slack", "ops-webhook"]}},
+        "routes": [{"roles": ["ops"]}],
+        "delivery": {"max_attempts": 2, "backoff_base_seconds": 0.001, **delivery},
+    }
+    path.write_text(yaml.safe_dump({"environment": "production", "notifications": notifications}), encoding="utf-8")
+    return path
+
+
+def sns_event(*messages: str) -> dict[str, Any]:
+    topic = "arn:aws:sns:us-east-1:123456789012:deployguard-events"
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": f"{topic}:sub-1",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": f"msg-{i}",
+                    "TopicArn": topic,
+                    "Subject": "[production] Deployment Failed",
+                    "Message": message,
+                    "Timestamp": "2026-03-01T12:00:00.000Z",
+                    "SignatureVersion": "1",
+                    "Signature": "EXAMPLE",
+                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    "MessageAttributes": {},
+                },
+            }
+            for i, message in enumerate(messages)
+        ]
+    }
+
+
+@pytest.fixture
+def app(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("NOTIFICATION_DLQ_URL", aws.dlq_url)
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+    spec = importlib.util.spec_from_file_location("notification_router_app", APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    module.reset()
+
+
+def test_handler_delivers_valid_records_and_dead_letters_a_malformed_one(
+    aws: Aws, app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(write_config(tmp_path / "dg.yaml", receivers)))
+        good = make_event(EventType.DEPLOYMENT_FAILED, Severity.ERROR)
+        bad = json.loads(make_event().model_dump_json())
+        del bad["event_type"]
+        result = app.lambda_handler(sns_event(good.model_dump_json(), json.dumps(bad), "not json"), Context())
+        assert receivers.counts() == {"slack": 1, "teams": 0, "pagerduty": 0, "webhook": 1}
+    assert result["delivered"] == 2 and result["malformed"] == 2
+    letters = [DeadLetter.model_validate_json(m["Body"]) for m in aws.dlq_messages()]
+    assert sorted(letter.kind for letter in letters) == ["malformed", "malformed"]
+    assert any("field event_type" in letter.error for letter in letters)
+    assert any(letter.raw == json.dumps(bad) for letter in letters)
+    malformed = [r for r in caplog.records if r.getMessage() == "malformed deployment event"]
+    assert [r.__dict__["field"] for r in malformed] == ["event_type", "(message)"]
+    assert {n.status for n in aws.repository.notifications("dg-1")} == {DeliveryStatus.DELIVERED}
+
+
+def test_handler_on_a_schedule_flushes_digests(aws: Aws, app: ModuleType, tmp_path: Path, monkeypatch: Any) -> None:
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(write_config(tmp_path / "dg.yaml", receivers)))
+        router = app.router()
+        router.noise.hold("ops-slack", make_event(EventType.VALIDATION_WARNED, Severity.WARNING))
+        aws.clock.advance(120)
+        result = app.lambda_handler({"source": "aws.events", "detail-type": "Scheduled Event"}, Context())
+        assert result["delivered"] == 1 and receivers.counts()["slack"] == 1
+
+
+def test_handler_without_a_dlq_fails_so_sns_retries(
+    aws: Aws, app: ModuleType, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("NOTIFICATION_DLQ_URL")
+    with local_receivers({"slack": Behaviour(mode="error")}, signing_key="k", echo=None) as receivers:
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(write_config(tmp_path / "dg.yaml", receivers)))
+        with pytest.raises(DeliveryError, match="to be retried"):
+            app.lambda_handler(sns_event(make_event().model_dump_json()), Context())
+
+
+def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
+    aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "dg.yaml"
+    with local_receivers({"slack": Behaviour(mode="down")}, signing_key="k", echo=None) as down:
+        write_config(config, down)
+        from deployguard.notification.settings import load_notification_settings
+
+        router = aws.router(load_notification_settings(config))
+        event: DeploymentEvent = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL)
+        router.route(event)
+    assert len(aws.dlq_messages()) == 1
+    base = ["--queue-url", aws.dlq_url, "--table", TABLE, "--config", str(config)]
+    out = io.StringIO()  # literal URLs in the configuration: local mode only
+    assert notifications_cli.main(["retry", *base], out) == 2 and "only in local mode" in out.getvalue()
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+
+    out = io.StringIO()  # still down: the letter stays, with its redelivery count
+    assert notifications_cli.main(["retry", "--limit", "5", *base], out) == 1
+    assert "still failing 1" in out.getvalue()
+    [kept] = [DeadLetter.model_validate_json(m["Body"]) for m in aws.dlq_messages()]
+    assert kept.redeliveries == 1 and kept.events[0].event_id == event.event_id
+
+    with local_receivers(signing_key="k", echo=None) as up:
+        write_config(config, up)
+        out = io.StringIO()
+        assert notifications_cli.main(["notifications", "retry", "--limit", "5", *base], out) == 0
+        assert "redelivered 1, still failing 0" in out.getvalue()
+        assert up.counts()["slack"] == 1
+    assert aws.dlq_messages() == []
+
+    out = io.StringIO()
+    assert notifications_cli.main(["list", "dg-1", "--table", TABLE], out) == 0
+    text = out.getvalue()
+    assert text.count("ops-slack") == 3 and "dead_lettered" in text and "redelivery 1" in text
+    assert '"delivered": 2' in text  # webhook at first, slack on the second retry
+    out = io.StringIO()
+    assert notifications_cli.main(["list", "dg-1", "--table", TABLE, "--json"], out) == 0
+    assert len(out.getvalue().splitlines()) == 4
+
+
+def test_cli_needs_a_queue_and_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFICATION_DLQ_URL", raising=False)
+    monkeypatch.delenv("DEPLOYMENTS_TABLE", raising=False)
+    out = io.StringIO()
+    assert notifications_cli.main(["retry"], out) == 2 and "--queue-url" in out.getvalue()
+
+
+def test_retry_leaves_what_cannot_be_redelivered_in_the_queue(aws: Aws) -> None:
+    import boto3
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs.send_message(
+        QueueUrl=aws.dlq_url, MessageBody=DeadLetter(kind="malformed", raw="{", error="x").model_dump_json()
+    )
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody="garbage")
+    out = io.StringIO()
+    assert notifications_cli.main(["retry", "--queue-url", aws.dlq_url, "--table", TABLE], out) == 0
+    assert "redelivered 0, still failing 0, skipped 2" in out.getvalue()
+    assert len(aws.dlq_messages()) == 2
+
+
+def test_retry_routes_lambda_failure_records_and_sns_redrives_again(
+    aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    failed_invocation = make_event(EventType.DEPLOYMENT_FAILED, Severity.ERROR, deployment_id="dg-7")
+    on_failure = {
+        "version": "1.0",
+        "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": sns_event(failed_invocation.model_dump_json()),
+        "responsePayload": {"errorType": "DeliveryError", "errorMessage": "..."},
+    }
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=json.dumps(on_failure))
+    redriven = make_event(EventType.ROLLBACK_COMPLETED, Severity.INFO, deployment_id="dg-8")
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=redriven.model_dump_json())
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        config = write_config(tmp_path / "dg.yaml", receivers)
+        out = io.StringIO()
+        args = ["retry", "--queue-url", aws.dlq_url, "--table", TABLE, "--config", str(config)]
+        assert notifications_cli.main(args, out) == 0
+        assert "redelivered 2, still failing 0" in out.getvalue()
+        assert receivers.counts() == {"slack": 2, "teams": 0, "pagerduty": 0, "webhook": 2}
+    assert aws.dlq_messages() == []
+    assert {n.status for n in aws.repository.notifications("dg-7")} == {DeliveryStatus.DELIVERED}
+
+
+def test_a_malformed_sns_envelope_is_kept_whole(aws: Aws, app: ModuleType) -> None:
+    result = app.lambda_handler({"Records": [{"EventSource": "aws:sns"}]}, Context())
+    assert result["malformed"] == 1
+    [message] = aws.dlq_messages()
+    letter = DeadLetter.model_validate_json(message["Body"])
+    assert letter.kind == "malformed" and letter.error.startswith("SNS envelope: field Records.0.")
+    assert json.loads(letter.raw or "") == {"Records": [{"EventSource": "aws:sns"}]}

@@ -1,0 +1,7 @@
+"""Fixtures of the notification unit tests (helpers in notif_support.py)."""
+
+from __future__ import annotations
+
+from notif_support import aws, event_factory
+
+__all__ = ["aws", "event_factory"]
