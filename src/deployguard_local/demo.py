@@ -8,6 +8,7 @@ replays a recorded scenario (deployguard-scenario/1) through the same system.
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import threading
@@ -20,10 +21,11 @@ import yaml
 
 from deployguard.models import AuditEntry, Deployment
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, sample_handler
+from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
+from deployguard_local.receivers import local_receivers
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
 
-DEMO_CONFIG = REPO_ROOT / "examples" / "deployguard.yaml"
+DEMO_CONFIG = REPO_ROOT / "examples" / "demo.yaml"
 
 
 @dataclass
@@ -127,6 +129,7 @@ def run_rollout(
         printer.poll(deployment_id)
         worker.join(0.05)
     printer.poll(deployment_id)
+    aws.invoker.drain()  # the notification router runs asynchronously, as SNS invokes it
     traffic.active = False
     aws.clock.listeners.remove(traffic.on_clock)
     deployment = repository.find_deployment(deployment_id)
@@ -162,30 +165,31 @@ def print_summary(results: list[RolloutResult], out: TextIO) -> None:
         )
 
 
-def builtin_demo(out: TextIO) -> list[RolloutResult]:
-    results = []
-    with EmbeddedAws(config_file=DEMO_CONFIG) as aws:
-        assert aws.clock is not None
-        healthy_versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
-        healthy = LambdaTrafficSource(
-            "checkout-api",
-            "live",
-            2000,
-            {v: VersionBehaviour() for v in healthy_versions},
-            seed=11,
-        )
-        results.append(run_rollout(aws, "healthy-release", "checkout-api", healthy, healthy_versions, out))
-        bad_versions = aws.deploy_sample_function("payments-api", "live", sample_handler)
-        minute_now = 0
-        regressing = LambdaTrafficSource(
-            "payments-api",
-            "live",
-            2000,
-            {bad_versions[0]: VersionBehaviour(), bad_versions[1]: VersionBehaviour(regress_at=minute_now + 5)},
-            seed=12,
-        )
-        results.append(run_rollout(aws, "regression-midway", "payments-api", regressing, bad_versions, out))
+def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
+    assert aws.clock is not None
+    healthy_versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
+    healthy = LambdaTrafficSource(
+        "checkout-api", "live", 2000, {v: VersionBehaviour() for v in healthy_versions}, seed=11
+    )
+    results = [run_rollout(aws, "healthy-release", "checkout-api", healthy, healthy_versions, out)]
+    bad_versions = aws.deploy_sample_function("payments-api", "live", sample_handler)
+    regressing = LambdaTrafficSource(
+        "payments-api",
+        "live",
+        2000,
+        {bad_versions[0]: VersionBehaviour(), bad_versions[1]: VersionBehaviour(regress_at=5)},
+        seed=12,
+    )
+    results.append(run_rollout(aws, "regression-midway", "payments-api", regressing, bad_versions, out))
     return results
+
+
+def flush_digests(aws: EmbeddedAws) -> None:
+    """Let the digest window pass and run the router's schedule, as EventBridge would."""
+    assert aws.clock is not None
+    aws.clock.advance(60)
+    event = json.loads((REPO_ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
+    aws.invoke("NotificationRouterFunction", event)
 
 
 def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
@@ -207,6 +211,7 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
             spec["dimensions"] = {"FunctionName": "{function}", "Version": "{version}"}
         metrics.append(spec)
     config = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    config.pop("notifications", None)
     config["services"] = {
         "scenario-api": {
             "function_name": "scenario-api",
@@ -227,11 +232,25 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
             versions = aws.deploy_sample_function("scenario-api", "live", sample_handler)
             traffic = ScenarioTrafficSource(scenario, "scenario-api", "live", versions[0], versions[1])
             result = run_rollout(aws, str(scenario.get("name", path.stem))[:22], "scenario-api", traffic, versions, out)
+            flush_digests(aws)
     return [result]
 
 
 def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
     out.write("DeployGuard demo: canary rollouts on the embedded AWS (moto), simulated clock\n")
-    results = scenario_demo(scenario, out) if scenario else builtin_demo(out)
-    print_summary(results, out)
+    if scenario:
+        results = scenario_demo(scenario, out)
+        print_summary(results, out)
+        return 0
+    with local_receivers(echo=lambda line: out.write(f"      -> {line}\n")) as receivers:
+        env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
+        with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
+            results = builtin_demo(aws, out)
+            flush_digests(aws)
+            aws.invoker.drain()
+            for r in results:
+                if r.deployment is not None:
+                    r.deliveries = len(DeploymentRepository().notifications(r.deployment.deployment_id))
+        print_summary(results, out)
+        out.write("\n" + receivers.summary() + " (local HTTP receivers on 127.0.0.1)\n")
     return 0

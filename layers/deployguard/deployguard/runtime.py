@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -65,10 +66,20 @@ def publisher() -> EventPublisher:
     return EventPublisher(environment().events_topic_arn)
 
 
+_reset_hooks: list[Callable[[], None]] = []
+
+
+def on_reset(hook: Callable[[], None]) -> None:
+    """Register what a module caches per container, to be forgotten by :func:`reset`."""
+    _reset_hooks.append(hook)
+
+
 def reset() -> None:
     """Forget everything cached (a new container; the embedded AWS calls this)."""
     for cached in (environment, config, repository, publisher, canary_controller):
         cached.cache_clear()
+    for hook in _reset_hooks:
+        hook()
 
 
 @functools.cache

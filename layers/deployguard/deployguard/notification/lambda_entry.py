@@ -21,11 +21,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import SnsModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deployguard import runtime
+from deployguard.config import load_config
 from deployguard.exceptions import ConfigError, DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
 from deployguard.notification.router import NotificationRouter
-from deployguard.notification.settings import NotificationSettings, load_notification_settings
+from deployguard.notification.settings import NotificationSettings
 from deployguard.storage.repository import DeploymentRepository
 
 logger = logging.getLogger(__name__)
@@ -51,8 +53,7 @@ def environment() -> RouterEnvironment:
 
 @functools.cache
 def settings() -> NotificationSettings:
-    path = environment().config_file
-    return load_notification_settings(path) if path else NotificationSettings()
+    return load_config(environment().config_file).notifications
 
 
 @functools.cache
@@ -70,6 +71,9 @@ def reset() -> None:
     """Forget cached configuration and router (a new container; tests)."""
     for cached in (environment, settings, router):
         cached.cache_clear()
+
+
+runtime.on_reset(reset)
 
 
 def _field(exc: ValidationError) -> str:

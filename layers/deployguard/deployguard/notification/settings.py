@@ -11,8 +11,6 @@ in local mode (``DEPLOYGUARD_LOCAL=1``), checked when the router starts.
 from __future__ import annotations
 
 import fnmatch
-import json
-import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -403,51 +401,8 @@ def parse_notification_settings(document: Any, source: str, prefix: str = "notif
         raise ConfigError(first["msg"] + more, source=source, field=f"{prefix}.{loc}" if loc else prefix) from exc
 
 
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, source: str, path: str) -> Any:
-    """``${VAR}`` and ``${VAR:-default}`` in strings, as the main configuration loader does."""
-    if isinstance(value, dict):
-        return {k: _interpolate(v, source, f"{path}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, source, f"{path}.{i}") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"environment variable {name} is not set", source=source, field=path)
-
-    return _ENV_PATTERN.sub(replace, value)
-
-
 def load_notification_settings(path: str | Path) -> NotificationSettings:
-    """Read the ``notifications:`` key of a YAML or JSON configuration file.
+    """The ``notifications:`` section of a configuration file (read by :func:`deployguard.config.load_config`)."""
+    from deployguard.config import load_config  # config embeds this module's settings
 
-    ``deployguard.config.load_config().notifications`` gives the same object with the
-    rest of the configuration; this loader needs nothing but the file (and interpolates
-    ``${VAR}`` / ``${VAR:-default}`` the same way).
-    """
-    import yaml
-
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=str(file)) from exc
-    is_json = file.suffix.lower() == ".json"
-    try:
-        document = json.loads(text) if is_json else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"not valid {'JSON' if is_json else 'YAML'}: {exc}", source=str(file)) from exc
-    if document is None:
-        return NotificationSettings()
-    if not isinstance(document, dict):
-        raise ConfigError("the top level must be a mapping", source=str(file))
-    section = _interpolate(document.get("notifications"), str(file), "notifications")
-    return parse_notification_settings(section, str(file))
+    return load_config(path).notifications
