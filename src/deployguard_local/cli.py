@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.set_defaults(handler=_invoke)
     sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
+    sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
     return parser
 
 
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(argv[1:])
     if argv and argv[0] == "notifications":
         return _notifications(argv[1:])
+    if argv and argv[0] == "incidents":
+        from deployguard_local import incidents_cli
+
+        return incidents_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from deployguard.alerts.settings import AlertingSettings
 from deployguard.analysis.judge import JudgeSettings
 from deployguard.exceptions import ConfigError
 from deployguard.notification.settings import NotificationSettings
@@ -85,6 +86,7 @@ class DeployGuardConfig(StrictModel):
     defaults: ServiceConfig = Field(default_factory=ServiceConfig)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
 
     @model_validator(mode="before")
     @classmethod

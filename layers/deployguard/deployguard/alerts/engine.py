@@ -1,0 +1,274 @@
+"""The one entry point of alerting: rules -> alerts -> incidents -> remediation -> paging.
+
+    engine = AlertEngine.for_config(config, repository, publisher)
+    engine.on_assessment(deployment, assessment, metric_values, baseline_values)  # after each assessment
+    engine.on_event(event)                     # after announcing a deployment event
+    engine.on_tick()                           # every minute: escalation, auto-resolution, approved actions
+
+For every rule that fires the engine, in this order (remediation first: an emergency
+rollback must land within ``remediation.emergency_deadline_seconds`` of the decision):
+1. applies the rule's cooldown and rate limit (a suppressed alert is still recorded);
+2. stores the alert (deployment history ``ALERT#``) and opens or joins the incident of
+   its grouping key (one per deployment and rule group by default);
+3. runs the remediation plans that match, automatically or as an approval request;
+4. publishes the alert (``EventType.ALERT``, ``details.kind = "alert"``, ``details.routes``);
+5. pages the first escalation step at once when the incident is new (or its policy rose).
+Every step is in the deployment's audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import Field
+
+from deployguard import clock
+from deployguard.alerts.evaluator import Evaluation, RuleEvaluator
+from deployguard.alerts.models import Alert, AlertStatus
+from deployguard.alerts.settings import AlertingSettings, PlanStep
+from deployguard.aws.events import EventPublisher
+from deployguard.exceptions import DeployGuardError, NotFoundError
+from deployguard.incidents.escalation import Escalator, Page
+from deployguard.incidents.models import Incident, IncidentStatus
+from deployguard.incidents.repository import IncidentRepository
+from deployguard.incidents.service import IncidentService
+from deployguard.models import Assessment, Deployment, DeploymentEvent, EventType, Model
+from deployguard.remediation.executor import RemediationExecutor
+from deployguard.remediation.models import Approval, Outcome, RemediationResult
+from deployguard.remediation.targets import TargetAllowlist
+from deployguard.storage.repository import DeploymentRepository
+
+ACTOR = "deployguard:alerts"
+COOLDOWN = "ALERT-COOLDOWN"
+
+
+class GuardConfig(Protocol):
+    """What the engine needs of DeployGuardConfig."""
+
+    @property
+    def alerting(self) -> AlertingSettings: ...
+
+    @property
+    def services(self) -> Mapping[str, Any]: ...
+
+
+class TickReport(Model):
+    at: datetime
+    pages: list[Page] = Field(default_factory=list)
+    resolved: list[str] = Field(default_factory=list, description="incidents resolved automatically")
+    remediations: list[RemediationResult] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list, description="alerts of deployment-only rules (long-running)")
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        settings: AlertingSettings,
+        repository: DeploymentRepository,
+        publisher: EventPublisher | None,
+        *,
+        allowlist: TargetAllowlist | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.publisher = publisher
+        self.evaluator = RuleEvaluator(settings)
+        self.incident_store = IncidentRepository(repository)
+        self.incidents = IncidentService(settings, self.incident_store, publisher)
+        self.allowlist = allowlist or TargetAllowlist(settings.remediation.allowed_targets)
+        self.remediation = RemediationExecutor(settings.remediation, repository, publisher, self.allowlist)
+
+    @classmethod
+    def for_config(
+        cls, config: GuardConfig, repository: DeploymentRepository, publisher: EventPublisher | None
+    ) -> AlertEngine:
+        """The engine of a DeployGuardConfig: its ``alerting`` section, and its services' functions allowed."""
+        settings = config.alerting
+        functions = [getattr(s, "function_name", None) for s in config.services.values()]
+        allowlist = TargetAllowlist(settings.remediation.allowed_targets, [f for f in functions if f])
+        return cls(settings, repository, publisher, allowlist=allowlist)
+
+    @property
+    def escalator(self) -> Escalator:
+        if self.publisher is None:
+            raise DeployGuardError("escalation needs an EventPublisher (EVENTS_TOPIC_ARN)")
+        return Escalator(self.settings, self.incident_store, self.publisher)
+
+    # ------------------------------------------------------------------ entry points
+
+    def on_assessment(
+        self,
+        deployment: Deployment,
+        assessment: Assessment,
+        metric_values: Mapping[str, float | None] | None = None,
+        baseline_values: Mapping[str, float | None] | None = None,
+    ) -> list[Alert]:
+        """Evaluate the rules on an assessment; returns every alert (fired and suppressed)."""
+        decided_at = time.monotonic()
+        evaluation = self.evaluator.evaluate(
+            deployment=deployment,
+            assessment=assessment,
+            metric_values=metric_values,
+            baseline_values=baseline_values,
+        )
+        alerts = self._process(evaluation, deployment, decided_at)
+        self.incidents.note_evaluation(
+            deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+        )
+        return alerts
+
+    def on_event(self, event: DeploymentEvent, deployment: Deployment | None = None) -> list[Alert]:
+        """Evaluate the rules on a deployment event (failed, rollback failed, long running ...)."""
+        if event.event_type == EventType.ALERT:
+            return []  # the engine's own announcements never raise alerts
+        decided_at = time.monotonic()
+        if deployment is None:
+            deployment = self.repository.find_deployment(event.deployment_id)
+        evaluation = self.evaluator.evaluate(deployment=deployment, event=event)
+        return self._process(evaluation, deployment, decided_at)
+
+    def on_tick(self, now: datetime | None = None) -> TickReport:
+        """Every minute: deployment-only rules, escalation, automatic resolution, approved actions."""
+        at = now or clock.now()
+        report = TickReport(at=at)
+        if not self.settings.enabled:
+            return report
+        for deployment in self.repository.active_deployments():
+            evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
+            report.alerts.extend(self._process(evaluation, deployment, time.monotonic()))
+        if self.publisher is not None:
+            report.pages = self.escalator.escalate_due(at)
+        report.resolved = [i.incident_id for i in self.incidents.auto_resolve_due(at)]
+        open_incidents = {i.incident_id: i for i in self.incident_store.open_incidents()}
+        report.remediations = self.remediation.run_approved(open_incidents)
+        return report
+
+    # ------------------------------------------------------------------ people (the CLI)
+
+    def acknowledge(self, incident_id: str, by: str, notes: str = "") -> Incident:
+        return self.incidents.acknowledge(incident_id, by, notes)
+
+    def resolve(self, incident_id: str, by: str, notes: str = "") -> Incident:
+        return self.incidents.resolve(incident_id, by, notes)
+
+    def decide(self, approval_id: str, by: str, approve: bool, notes: str = "") -> Approval:
+        return self.remediation.decide(approval_id, by, approve, notes)
+
+    def plan_steps(self, incident: Incident, deployment: Deployment) -> list[PlanStep]:
+        """The remediation steps configured for an incident (from its rules)."""
+        steps: list[PlanStep] = []
+        for rule_name in incident.rules:
+            rule = self.settings.rule(rule_name)
+            if rule is None:
+                continue
+            for step in self._steps_for(rule_name, rule.incident_group, incident, deployment):
+                if step.action not in {s.action for s in steps}:
+                    steps.append(step)
+        return steps
+
+    def remediate(
+        self, incident_id: str, by: str, action: str | None = None, *, dry_run: bool = False
+    ) -> list[RemediationResult]:
+        """A person runs remediation of an incident (the configured actions, or one named)."""
+        incident = self.incident_store.get(incident_id)
+        deployment = self.repository.find_deployment(incident.deployment_id)
+        if deployment is None:
+            raise NotFoundError(f"deployment {incident.deployment_id} of incident {incident_id} not found")
+        steps = [PlanStep(action=action, mode="auto")] if action else self.plan_steps(incident, deployment)
+        if not steps:
+            raise DeployGuardError(f"no remediation is configured for incident {incident_id}; name one with --action")
+        return [
+            self.remediation.run(incident, deployment, step, actor=by, manual=True, dry_run=dry_run) for step in steps
+        ]
+
+    # ------------------------------------------------------------------ internals
+
+    def _steps_for(self, rule: str, group: str, incident: Incident, deployment: Deployment) -> Iterable[PlanStep]:
+        for plan in self.settings.remediation.plans:
+            if plan.matches(rule, group, incident.severity, deployment.environment, deployment.target.kind):
+                yield from plan.actions
+
+    def _process(self, evaluation: Evaluation, deployment: Deployment | None, decided_at: float) -> list[Alert]:
+        out = []
+        for alert in evaluation.fired:
+            rule = self.settings.rule(alert.rule)
+            assert rule is not None
+            if rule.cooldown_seconds and not self.repository.claim_once(
+                COOLDOWN, f"{alert.rule}#{alert.grouping_key}", timedelta(seconds=rule.cooldown_seconds)
+            ):
+                alert.status = AlertStatus.SUPPRESSED_COOLDOWN
+            elif not self.incident_store.take_rate_slot(
+                alert.rule, rule.rate_limit.max_alerts, rule.rate_limit.per_seconds
+            ):
+                alert.status = AlertStatus.SUPPRESSED_RATE_LIMIT
+                self.repository.audit(
+                    alert.deployment_id,
+                    "alert_rate_limited",
+                    ACTOR,
+                    f"{alert.rule}: more than {rule.rate_limit.max_alerts} alerts in {rule.rate_limit.per_seconds} s",
+                    rule=alert.rule,
+                )
+            if alert.status != AlertStatus.FIRED:
+                self.incident_store.add_alert(alert)
+                out.append(alert)
+                continue
+            incident, opened = self.incidents.open_or_join(alert)
+            alert.incident_id = incident.incident_id
+            self.incident_store.add_alert(alert)
+            self.repository.audit(
+                alert.deployment_id,
+                "alert_raised",
+                ACTOR,
+                f"{alert.rule} ({alert.severity.value}): {alert.message}",
+                alert_id=alert.alert_id,
+                rule=alert.rule,
+                incident_id=incident.incident_id,
+                values=alert.values,
+                baseline=alert.baseline,
+            )
+            if deployment is not None and incident.status == IncidentStatus.OPEN:
+                self._remediate(alert, incident, deployment, decided_at)
+            self._publish(alert, incident, opened)
+            due = incident.escalation.next_at
+            if self.publisher is not None and due is not None and due <= alert.at:
+                self.escalator.page_if_due(incident.incident_id, alert.at)
+            out.append(alert)
+        return out
+
+    def _remediate(self, alert: Alert, incident: Incident, deployment: Deployment, decided_at: float) -> None:
+        for step in self._steps_for(alert.rule, alert.group, incident, deployment):
+            previous = self.remediation.store.attempts(incident.incident_id, step.action)
+            if previous.get("last_outcome") in (Outcome.SUCCEEDED.value, Outcome.NOOP.value):
+                continue
+            self.remediation.run(incident, deployment, step, decided_at=decided_at)
+
+    def _publish(self, alert: Alert, incident: Incident, opened: bool) -> None:
+        if self.publisher is None:
+            return
+        event = DeploymentEvent(
+            event_type=EventType.ALERT,
+            deployment_id=alert.deployment_id,
+            service=alert.service,
+            version=alert.version,
+            environment=alert.environment,
+            severity=alert.severity,
+            title=alert.title,
+            message=alert.message,
+            at=alert.at,
+            details={
+                "kind": "alert",
+                "alert_id": alert.alert_id,
+                "rule": alert.rule,
+                "group": alert.group,
+                "incident_id": incident.incident_id,
+                "incident_opened": opened,
+                "routes": alert.routes,
+                "values": alert.values,
+                "baseline": alert.baseline,
+            },
+        )
+        self.repository.add_event(event)
+        self.publisher.publish(event)

@@ -1,0 +1,114 @@
+"""Evaluating the rules against one assessment or event: pure, no storage, no AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from deployguard import clock
+from deployguard.alerts.fields import EvaluationContext, build_context
+from deployguard.alerts.models import Alert
+from deployguard.alerts.settings import AlertingSettings, AlertRule
+from deployguard.models import Assessment, Deployment, DeploymentEvent
+
+
+@dataclass
+class Evaluation:
+    """The outcome of every rule that applies: fired (true), clear (false), unknown (None)."""
+
+    context: EvaluationContext
+    fired: list[Alert] = field(default_factory=list)
+    clear: list[AlertRule] = field(default_factory=list)
+    unknown: list[AlertRule] = field(default_factory=list)
+
+
+def grouping_key(rule: AlertRule, deployment_id: str, service: str, environment: str) -> str:
+    parts = {
+        "deployment_id": deployment_id,
+        "service": service,
+        "environment": environment,
+        "group": rule.incident_group,
+        "rule": rule.name,
+    }
+    return "#".join(parts[p] for p in rule.grouping_key)
+
+
+def _format(value: float | str | None) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class RuleEvaluator:
+    def __init__(self, settings: AlertingSettings) -> None:
+        self.settings = settings
+
+    def evaluate(
+        self,
+        *,
+        deployment: Deployment | None = None,
+        assessment: Assessment | None = None,
+        event: DeploymentEvent | None = None,
+        metric_values: Mapping[str, float | None] | None = None,
+        baseline_values: Mapping[str, float | None] | None = None,
+        now: datetime | None = None,
+    ) -> Evaluation:
+        """Evaluate every enabled rule in scope; an alert for each rule whose condition is true."""
+        if deployment is None and event is None:
+            raise ValueError("evaluate needs a deployment or an event")
+        at = now or clock.now()
+        context = build_context(
+            now=at,
+            deployment=deployment,
+            assessment=assessment,
+            event=event,
+            metric_values=metric_values,
+            baseline_values=baseline_values,
+        )
+        result = Evaluation(context=context)
+        if not self.settings.enabled:
+            return result
+        deployment_id = deployment.deployment_id if deployment else event.deployment_id  # type: ignore[union-attr]
+        service = deployment.service if deployment else event.service  # type: ignore[union-attr]
+        environment = deployment.environment if deployment else event.environment  # type: ignore[union-attr]
+        version = deployment.version if deployment else event.version  # type: ignore[union-attr]
+        for rule in self.settings.effective_rules:
+            if not rule.applies_to(environment):
+                continue
+            expression = rule.compiled
+            outcome = expression.evaluate(context.values, context.baseline)
+            if outcome is None:
+                result.unknown.append(rule)
+                continue
+            if not outcome:
+                result.clear.append(rule)
+                continue
+            used = {name: context.values.get(name) for name in sorted(expression.fields)}
+            base = {name: context.baseline.get(name) for name in sorted(expression.fields) if name in context.baseline}
+            readings = ", ".join(f"{k}={_format(v)}" for k, v in used.items() if v is not None)
+            result.fired.append(
+                Alert(
+                    rule=rule.name,
+                    group=rule.incident_group,
+                    grouping_key=grouping_key(rule, deployment_id, service, environment),
+                    severity=rule.severity,
+                    source="event" if event is not None else "assessment",
+                    deployment_id=deployment_id,
+                    service=service,
+                    environment=environment,
+                    version=version,
+                    title=f"{rule.severity.value.upper()}: {rule.name} on {service} {version}",
+                    message=f"{rule.description or rule.expression} ({readings})" if readings else rule.expression,
+                    expression=rule.expression,
+                    values=used,
+                    baseline=base,
+                    routes=list(rule.routes or self.settings.default_routes),
+                    escalation_policy=self.settings.escalation.policy_for(rule.escalation, rule.severity),
+                    auto_resolve=rule.auto_resolve,
+                    assessment_id=assessment.assessment_id if assessment else None,
+                    event_id=event.event_id if event else None,
+                    at=at,
+                )
+            )
+        return result

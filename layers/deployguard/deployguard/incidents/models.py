@@ -1,0 +1,116 @@
+"""Incidents: what alerts open or join, what people acknowledge and resolve."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, computed_field
+
+from deployguard.exceptions import DeployGuardError
+from deployguard.models import Model, Severity, new_id, utcnow
+
+
+class IncidentStateError(DeployGuardError):
+    """The incident is not in a state that allows the change (e.g. acknowledging a resolved one)."""
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class TimelineEntry(Model):
+    at: datetime = Field(default_factory=utcnow)
+    action: str
+    actor: str
+    notes: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class EscalationState(Model):
+    policy: str | None = None
+    step: int = Field(default=0, ge=0, description="index of the next step to page")
+    pages: int = Field(default=0, ge=0)
+    next_at: datetime | None = Field(default=None, description="when the next page is due (None: no more)")
+    last_paged_at: datetime | None = None
+    stopped_reason: str | None = None
+
+
+class Incident(Model):
+    incident_id: str = Field(default_factory=lambda: new_id("inc"))
+    key: str = Field(description="grouping key: one open incident per key")
+    group: str
+    deployment_id: str
+    service: str
+    environment: str
+    version: str
+    title: str
+    severity: Severity
+    status: IncidentStatus = IncidentStatus.OPEN
+    rules: list[str] = Field(default_factory=list)
+    alert_ids: list[str] = Field(default_factory=list, description="the latest alerts (bounded)")
+    alert_count: int = 0
+    opened_at: datetime = Field(default_factory=utcnow)
+    last_alert_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution_notes: str = ""
+    auto_resolved: bool = False
+    auto_resolve: bool = True
+    condition_clear_since: datetime | None = None
+    escalation: EscalationState = Field(default_factory=EscalationState)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def time_to_acknowledge_seconds(self) -> float | None:
+        if self.acknowledged_at is None:
+            return None
+        return (self.acknowledged_at - self.opened_at).total_seconds()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def time_to_resolve_seconds(self) -> float | None:
+        if self.resolved_at is None:
+            return None
+        return (self.resolved_at - self.opened_at).total_seconds()
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != IncidentStatus.RESOLVED
+
+
+class IncidentStats(Model):
+    """Response and resolution times over a set of incidents."""
+
+    incidents: int
+    open: int
+    acknowledged: int
+    resolved: int
+    auto_resolved: int
+    mean_time_to_acknowledge_seconds: float | None
+    mean_time_to_resolve_seconds: float | None
+    max_time_to_acknowledge_seconds: float | None
+    max_time_to_resolve_seconds: float | None
+
+    @classmethod
+    def of(cls, incidents: list[Incident]) -> IncidentStats:
+        tta = [i.time_to_acknowledge_seconds for i in incidents if i.time_to_acknowledge_seconds is not None]
+        ttr = [i.time_to_resolve_seconds for i in incidents if i.time_to_resolve_seconds is not None]
+        return cls(
+            incidents=len(incidents),
+            open=sum(1 for i in incidents if i.status == IncidentStatus.OPEN),
+            acknowledged=sum(1 for i in incidents if i.status == IncidentStatus.ACKNOWLEDGED),
+            resolved=sum(1 for i in incidents if i.status == IncidentStatus.RESOLVED),
+            auto_resolved=sum(1 for i in incidents if i.auto_resolved),
+            mean_time_to_acknowledge_seconds=sum(tta) / len(tta) if tta else None,
+            mean_time_to_resolve_seconds=sum(ttr) / len(ttr) if ttr else None,
+            max_time_to_acknowledge_seconds=max(tta) if tta else None,
+            max_time_to_resolve_seconds=max(ttr) if ttr else None,
+        )

@@ -1,0 +1,279 @@
+"""Storage of incidents and alerts in the DeploymentsTable (keys as in deployguard.storage.keys).
+
+- an incident: ``INCIDENT#<id>`` / ``META``; gsi1 ``INCIDENT#OPEN`` while not resolved, gsi2
+  ``INCIDENTS`` (every incident, newest first by gsi2sk)
+- the open incident of a grouping key: ``INCIDENT-KEY#<key>`` / ``INCIDENT-KEY`` (deleted on resolution)
+- an alert, in the deployment's history: ``DEP#<deployment>`` / ``ALERT#<time>#<alert>``
+- the alert count of a rule in a rate-limit window: ``ALERT-RATE#<rule>#<window>`` / ``ALERT-RATE``
+
+An incident is written before its key marker is claimed (conditionally), so two alerts
+of one group racing each other open one incident and a key always leads to its incident;
+every change is conditional on the incident's ``version_counter``. Resolved incidents and alerts expire (``expires_at``)
+after the repository's retention.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from deployguard import clock
+from deployguard.alerts.models import Alert
+from deployguard.exceptions import ConflictError, NotFoundError
+from deployguard.incidents.models import Incident
+from deployguard.storage import keys
+from deployguard.storage.repository import DeploymentRepository
+
+M = TypeVar("M", bound=BaseModel)
+
+INCIDENT = "INCIDENT"
+INCIDENT_KEY = "INCIDENT-KEY"
+INCIDENT_OPEN = "INCIDENT#OPEN"
+INCIDENTS_ALL = "INCIDENTS"
+ALERT_RATE = "ALERT-RATE"
+
+
+def to_item(model: BaseModel) -> dict[str, Any]:
+    """A model as a DynamoDB item: JSON round trip, floats as Decimal (computed fields left out)."""
+    data = json.loads(model.model_dump_json(), parse_float=Decimal)
+    return {k: v for k, v in data.items() if k in type(model).model_fields}
+
+
+def from_item(cls: type[M], item: dict[str, Any]) -> M:
+    data = {k: v for k, v in item.items() if k in cls.model_fields}
+    return cls.model_validate(json.loads(json.dumps(data, default=_plain)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class IncidentRepository:
+    def __init__(self, deployments: DeploymentRepository) -> None:
+        self.deployments = deployments
+
+    @property
+    def table(self) -> Any:
+        return self.deployments.table
+
+    def expires_at(self, at: datetime | None = None) -> int:
+        return int(((at or clock.now()) + self.deployments.retention).timestamp())
+
+    # ------------------------------------------------------------------ incidents
+
+    def _item(self, incident: Incident, provisional: bool = False) -> dict[str, Any]:
+        item = to_item(incident)
+        opened = f"{keys.time_key(incident.opened_at)}#{incident.incident_id}"
+        item.update(
+            {
+                keys.PK: f"{INCIDENT}#{incident.incident_id}",
+                keys.SK: keys.META,
+                keys.GSI2_PK: INCIDENTS_ALL,
+                keys.GSI2_SK: opened,
+                "record_type": "incident",
+            }
+        )
+        if provisional:  # written before its key is claimed; expires if the writer dies in between
+            item[keys.TTL_ATTRIBUTE] = int((clock.now() + timedelta(hours=1)).timestamp())
+        elif incident.is_open:
+            item[keys.GSI1_PK] = INCIDENT_OPEN
+            item[keys.GSI1_SK] = opened
+        else:
+            item[keys.TTL_ATTRIBUTE] = self.expires_at(incident.resolved_at)
+        return item
+
+    def _marker_key(self, key: str) -> dict[str, str]:
+        pk, sk = keys.singleton_key(INCIDENT_KEY, key)
+        return {keys.PK: pk, keys.SK: sk}
+
+    def create(self, incident: Incident) -> Incident | None:
+        """Store a new open incident and claim its grouping key; None if the key has an open incident.
+
+        The incident is written first (provisionally: not listed as open) and the key claimed
+        second, so whoever finds the key always finds its incident; the loser of a race
+        deletes its provisional incident and joins the winner's.
+        """
+        incident.version_counter = 1
+        self.table.put_item(Item=self._item(incident, provisional=True), ConditionExpression="attribute_not_exists(pk)")
+        marker = {**self._marker_key(incident.key), "incident_id": incident.incident_id, "record_type": "incident_key"}
+        try:
+            self.table.put_item(Item=marker, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                self.table.delete_item(Key={keys.PK: f"{INCIDENT}#{incident.incident_id}", keys.SK: keys.META})
+                return None
+            raise
+        listed, _ = self.update(incident.incident_id, lambda i: None)  # now listed as open
+        return listed
+
+    def open_incident_id(self, key: str) -> str | None:
+        resp = self.table.get_item(Key=self._marker_key(key), ConsistentRead=True)
+        item = resp.get("Item")
+        return str(item["incident_id"]) if item else None
+
+    def release_key(self, key: str, incident_id: str) -> None:
+        """Free the grouping key of a resolved incident (only if it still belongs to it)."""
+        try:
+            self.table.delete_item(
+                Key=self._marker_key(key),
+                ConditionExpression="incident_id = :id",
+                ExpressionAttributeValues={":id": incident_id},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    def find(self, incident_id: str) -> Incident | None:
+        resp = self.table.get_item(Key={keys.PK: f"{INCIDENT}#{incident_id}", keys.SK: keys.META}, ConsistentRead=True)
+        item = resp.get("Item")
+        return from_item(Incident, item) if item else None
+
+    def get(self, incident_id: str) -> Incident:
+        found = self.find(incident_id)
+        if found is None:
+            raise NotFoundError(f"incident {incident_id} not found")
+        return found
+
+    def save(self, incident: Incident) -> Incident:
+        """Write a changed incident, only if nobody wrote it since it was read."""
+        expected = incident.version_counter
+        new = incident.model_copy(update={"version_counter": expected + 1})
+        try:
+            self.table.put_item(
+                Item=self._item(new),
+                ConditionExpression="version_counter = :expected",
+                ExpressionAttributeValues={":expected": expected},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise ConflictError(f"incident {incident.incident_id} changed since it was read") from exc
+            raise
+        incident.version_counter = expected + 1
+        return incident
+
+    def update(
+        self, incident_id: str, change: Callable[[Incident], bool | None], attempts: int = 8
+    ) -> tuple[Incident, bool]:
+        """Read-modify-write with retries; ``change`` returns False to leave the incident as it is.
+
+        Returns the incident and whether it was written.
+        """
+        last: ConflictError | None = None
+        for _ in range(attempts):
+            incident = self.get(incident_id)
+            if change(incident) is False:
+                return incident, False
+            try:
+                return self.save(incident), True
+            except ConflictError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def open_incidents(self) -> list[Incident]:
+        return [
+            from_item(Incident, item)
+            for item in self._query(
+                IndexName=keys.GSI1,
+                KeyConditionExpression="gsi1pk = :pk",
+                ExpressionAttributeValues={":pk": INCIDENT_OPEN},
+            )
+        ]
+
+    def recent(self, limit: int = 50) -> list[Incident]:
+        """Incidents newest first, open and resolved (within the retention)."""
+        items = self._query(
+            IndexName=keys.GSI2,
+            KeyConditionExpression="gsi2pk = :pk",
+            ExpressionAttributeValues={":pk": INCIDENTS_ALL},
+            ScanIndexForward=False,
+            Limit=limit,
+            max_items=limit,
+        )
+        return [from_item(Incident, item) for item in items]
+
+    def open_incidents_of(self, deployment_id: str) -> list[Incident]:
+        return [i for i in self.open_incidents() if i.deployment_id == deployment_id]
+
+    def find_by_prefix(self, prefix: str, limit: int = 200) -> Incident:
+        """An incident by id or by a unique prefix of its id (for the CLI)."""
+        exact = self.find(prefix)
+        if exact is not None:
+            return exact
+        matches = [i for i in self.recent(limit) if i.incident_id.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(f"incident {prefix} not found")
+        raise NotFoundError(f"incident {prefix} is ambiguous: " + ", ".join(i.incident_id for i in matches))
+
+    # ------------------------------------------------------------------ alerts
+
+    def add_alert(self, alert: Alert) -> None:
+        item = to_item(alert)
+        item.update(
+            {
+                keys.PK: keys.deployment_pk(alert.deployment_id),
+                keys.SK: keys.history_sk(keys.ALERT, alert.at, f"{time.time_ns():020d}-{alert.alert_id}"),
+                keys.TTL_ATTRIBUTE: self.expires_at(alert.at),
+                "record_type": "alert",
+            }
+        )
+        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    def alerts(self, deployment_id: str) -> list[Alert]:
+        return [
+            from_item(Alert, item)
+            for item in self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": keys.deployment_pk(deployment_id), ":prefix": keys.ALERT},
+            )
+        ]
+
+    def take_rate_slot(self, rule: str, limit: int, window_seconds: int) -> bool:
+        """Count one alert of ``rule`` in the current window; False once ``limit`` is reached."""
+        now = clock.now()
+        window = int(now.timestamp()) // window_seconds
+        pk, sk = keys.singleton_key(ALERT_RATE, f"{rule}#{window}")
+        expires = int((now + timedelta(seconds=2 * window_seconds)).timestamp())
+        try:
+            self.table.update_item(
+                Key={keys.PK: pk, keys.SK: sk},
+                UpdateExpression="ADD alerts :one SET expires_at = :expires",
+                ConditionExpression="attribute_not_exists(alerts) OR alerts < :limit",
+                ExpressionAttributeValues={":one": 1, ":limit": limit, ":expires": expires},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------ paging
+
+    def _query(self, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        count = 0
+        while True:
+            resp = self.table.query(**kwargs)
+            for item in resp.get("Items", []):
+                yield item
+                count += 1
+                if max_items is not None and count >= max_items:
+                    return
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                return
+            kwargs["ExclusiveStartKey"] = start

@@ -1,0 +1,335 @@
+"""The incident lifecycle: open or join, acknowledge, resolve (by a person or automatically).
+
+Every change is written conditionally (see :mod:`deployguard.incidents.repository`),
+recorded on the incident's timeline and in the deployment's audit trail, and announced
+as an ``alert`` event (``details.kind``: ``incident_opened``, ``incident_acknowledged``,
+``incident_resolved``) when a publisher is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from deployguard import clock
+from deployguard.alerts.models import Alert
+from deployguard.alerts.settings import AlertingSettings
+from deployguard.aws.events import EventPublisher
+from deployguard.exceptions import ConflictError, NotFoundError
+from deployguard.incidents.models import (
+    EscalationState,
+    Incident,
+    IncidentStateError,
+    IncidentStats,
+    IncidentStatus,
+    TimelineEntry,
+)
+from deployguard.incidents.repository import IncidentRepository
+from deployguard.models import DeploymentEvent, EventType, Severity
+
+ACTOR = "deployguard:incidents"
+AUTO_RESOLVER = "deployguard:auto-resolve"
+
+
+class IncidentService:
+    def __init__(
+        self,
+        settings: AlertingSettings,
+        incidents: IncidentRepository,
+        publisher: EventPublisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.incidents = incidents
+        self.publisher = publisher
+
+    # ------------------------------------------------------------------ alerts
+
+    def open_or_join(self, alert: Alert) -> tuple[Incident, bool]:
+        """The open incident of the alert's grouping key, joined, or a new one; (incident, opened)."""
+        now = alert.at
+        for _ in range(6):
+            existing = self.incidents.open_incident_id(alert.grouping_key)
+            if existing is not None:
+                joined = self._join(existing, alert, now)
+                if joined is not None:
+                    return joined, False
+                self.incidents.release_key(alert.grouping_key, existing)  # stale: resolved meanwhile
+                continue
+            incident = Incident(
+                key=alert.grouping_key,
+                group=alert.group,
+                deployment_id=alert.deployment_id,
+                service=alert.service,
+                environment=alert.environment,
+                version=alert.version,
+                title=f"{alert.group} incident on {alert.service} {alert.version} ({alert.environment})",
+                severity=alert.severity,
+                rules=[alert.rule],
+                alert_ids=[alert.alert_id],
+                alert_count=1,
+                opened_at=now,
+                last_alert_at=now,
+                auto_resolve=alert.auto_resolve,
+                escalation=EscalationState(
+                    policy=alert.escalation_policy, next_at=now if alert.escalation_policy else None
+                ),
+                timeline=[
+                    TimelineEntry(at=now, action="opened", actor=ACTOR, notes=alert.message, details=_ref(alert))
+                ],
+            )
+            created = self.incidents.create(incident)
+            if created is not None:
+                incident = created
+                self.incidents.deployments.audit(
+                    incident.deployment_id,
+                    "incident_opened",
+                    ACTOR,
+                    f"{alert.rule}: {alert.message}",
+                    incident_id=incident.incident_id,
+                    alert_id=alert.alert_id,
+                    severity=incident.severity.value,
+                    escalation_policy=incident.escalation.policy,
+                )
+                self._announce(incident, "incident_opened", f"Incident opened: {alert.message}")
+                return incident, True
+        raise ConflictError(f"could not open or join an incident for {alert.grouping_key}")
+
+    def _join(self, incident_id: str, alert: Alert, now: datetime) -> Incident | None:
+        keep = self.settings.incidents.max_alerts_kept
+        upgraded: list[str] = []
+
+        def change(incident: Incident) -> bool:
+            upgraded.clear()
+            if not incident.is_open:
+                return False
+            incident.alert_count += 1
+            incident.alert_ids = [*incident.alert_ids, alert.alert_id][-keep:]
+            incident.last_alert_at = now
+            incident.condition_clear_since = None
+            if alert.rule not in incident.rules:
+                incident.rules.append(alert.rule)
+            if not alert.auto_resolve:
+                incident.auto_resolve = False
+            if alert.severity.rank > incident.severity.rank:
+                incident.severity = alert.severity
+                upgraded.append(f"severity {alert.severity.value}")
+            new_policy = alert.escalation_policy
+            if (
+                new_policy
+                and new_policy != incident.escalation.policy
+                and incident.status == IncidentStatus.OPEN
+                and (incident.escalation.policy is None or alert.severity.rank >= incident.severity.rank)
+            ):
+                incident.escalation = EscalationState(policy=new_policy, next_at=now)
+                upgraded.append(f"escalation {new_policy}")
+            incident.timeline.append(
+                TimelineEntry(at=now, action="alert_joined", actor=ACTOR, notes=alert.message, details=_ref(alert))
+            )
+            return True
+
+        incident, written = self._update_if_present(incident_id, change)
+        if incident is None or not written:
+            return None
+        self.incidents.deployments.audit(
+            incident.deployment_id,
+            "alert_joined_incident",
+            ACTOR,
+            f"{alert.rule}: {alert.message}" + (f" ({', '.join(upgraded)})" if upgraded else ""),
+            incident_id=incident.incident_id,
+            alert_id=alert.alert_id,
+        )
+        return incident
+
+    def _update_if_present(self, incident_id: str, change: Any) -> tuple[Incident | None, bool]:
+        try:
+            return self.incidents.update(incident_id, change)
+        except NotFoundError:  # the key outlived a provisional incident (its writer died): the key is stale
+            return None, False
+
+    # ------------------------------------------------------------------ people
+
+    def acknowledge(self, incident_id: str, by: str, notes: str = "") -> Incident:
+        """Acknowledge an open incident: escalation stops (at most the page already claimed goes out)."""
+        if not by.strip():
+            raise IncidentStateError("acknowledging needs a name (--by)")
+        now = clock.now()
+
+        def change(incident: Incident) -> bool:
+            if incident.status != IncidentStatus.OPEN:
+                raise IncidentStateError(f"incident {incident.incident_id} is {incident.status.value}, not open")
+            incident.status = IncidentStatus.ACKNOWLEDGED
+            incident.acknowledged_at = now
+            incident.acknowledged_by = by
+            incident.escalation.next_at = None
+            incident.escalation.stopped_reason = f"acknowledged by {by}"
+            incident.timeline.append(TimelineEntry(at=now, action="acknowledged", actor=by, notes=notes))
+            return True
+
+        incident, _ = self.incidents.update(incident_id, change)
+        self.incidents.deployments.audit(
+            incident.deployment_id,
+            "incident_acknowledged",
+            by,
+            notes or "acknowledged",
+            incident_id=incident.incident_id,
+            time_to_acknowledge_seconds=incident.time_to_acknowledge_seconds,
+        )
+        self._announce(incident, "incident_acknowledged", f"Acknowledged by {by}" + (f": {notes}" if notes else ""))
+        return incident
+
+    def resolve(self, incident_id: str, by: str, notes: str = "", *, automatic: bool = False) -> Incident:
+        if not by.strip():
+            raise IncidentStateError("resolving needs a name (--by)")
+        now = clock.now()
+
+        def change(incident: Incident) -> bool:
+            if incident.status == IncidentStatus.RESOLVED:
+                raise IncidentStateError(f"incident {incident.incident_id} is already resolved")
+            if automatic and not _auto_resolvable(incident, now, self._clear_for):
+                return False
+            incident.status = IncidentStatus.RESOLVED
+            incident.resolved_at = now
+            incident.resolved_by = by
+            incident.resolution_notes = notes
+            incident.auto_resolved = automatic
+            incident.escalation.next_at = None
+            incident.escalation.stopped_reason = incident.escalation.stopped_reason or "resolved"
+            incident.timeline.append(TimelineEntry(at=now, action="resolved", actor=by, notes=notes))
+            return True
+
+        incident, written = self.incidents.update(incident_id, change)
+        if not written:
+            return incident
+        self.incidents.release_key(incident.key, incident.incident_id)
+        self.incidents.deployments.audit(
+            incident.deployment_id,
+            "incident_resolved",
+            by,
+            notes or ("condition cleared" if automatic else "resolved"),
+            incident_id=incident.incident_id,
+            automatic=automatic,
+            time_to_acknowledge_seconds=incident.time_to_acknowledge_seconds,
+            time_to_resolve_seconds=incident.time_to_resolve_seconds,
+        )
+        self._announce(incident, "incident_resolved", f"Resolved by {by}" + (f": {notes}" if notes else ""))
+        return incident
+
+    # ------------------------------------------------------------------ automatic resolution
+
+    @property
+    def _clear_for(self) -> timedelta:
+        return timedelta(seconds=self.settings.incidents.auto_resolve_after_seconds)
+
+    def note_evaluation(self, deployment_id: str, fired_keys: Iterable[str], clear_rules: Iterable[str]) -> list[str]:
+        """After an evaluation: incidents whose every rule evaluated false start (or keep) their clear time.
+
+        Returns the ids of incidents that became clear now.
+        """
+        fired = set(fired_keys)
+        clear = set(clear_rules)
+        now = clock.now()
+        became_clear = []
+        for incident in self.incidents.open_incidents_of(deployment_id):
+            if incident.key in fired and incident.condition_clear_since is not None:
+                self._still_active(incident.incident_id, now)
+                continue
+            if incident.key in fired or incident.condition_clear_since is not None or not incident.auto_resolve:
+                continue
+            if not set(incident.rules) <= clear:
+                continue
+
+            def change(i: Incident) -> bool:
+                if not i.is_open or i.condition_clear_since is not None:
+                    return False
+                i.condition_clear_since = now
+                i.timeline.append(TimelineEntry(at=now, action="condition_cleared", actor=ACTOR))
+                return True
+
+            _, written = self.incidents.update(incident.incident_id, change)
+            if written:
+                became_clear.append(incident.incident_id)
+                self.incidents.deployments.audit(
+                    incident.deployment_id,
+                    "incident_condition_cleared",
+                    ACTOR,
+                    "every rule of the incident evaluated false",
+                    incident_id=incident.incident_id,
+                    rules=incident.rules,
+                )
+        return became_clear
+
+    def _still_active(self, incident_id: str, now: datetime) -> None:
+        """A rule of the incident fired again (even if suppressed by its cooldown): it is not clear."""
+
+        def change(i: Incident) -> bool:
+            if i.condition_clear_since is None:
+                return False
+            i.condition_clear_since = None
+            i.timeline.append(TimelineEntry(at=now, action="condition_returned", actor=ACTOR))
+            return True
+
+        self.incidents.update(incident_id, change)
+
+    def auto_resolve_due(self, now: datetime | None = None) -> list[Incident]:
+        """Resolve incidents whose conditions have been clear for ``auto_resolve_after_seconds``."""
+        at = now or clock.now()
+        resolved = []
+        for incident in self.incidents.open_incidents():
+            if _auto_resolvable(incident, at, self._clear_for):
+                clear_since = incident.condition_clear_since
+                assert clear_since is not None
+                done = self.resolve(
+                    incident.incident_id,
+                    AUTO_RESOLVER,
+                    f"condition clear since {clear_since.isoformat()}",
+                    automatic=True,
+                )
+                if done.status == IncidentStatus.RESOLVED:
+                    resolved.append(done)
+        return resolved
+
+    # ------------------------------------------------------------------ history
+
+    def stats(self, limit: int = 200) -> IncidentStats:
+        return IncidentStats.of(self.incidents.recent(limit))
+
+    # ------------------------------------------------------------------ announcements
+
+    def _announce(self, incident: Incident, kind: str, message: str) -> None:
+        if self.publisher is None:
+            return
+        severity = incident.severity if kind == "incident_opened" else Severity.INFO
+        event = DeploymentEvent(
+            event_type=EventType.ALERT,
+            deployment_id=incident.deployment_id,
+            service=incident.service,
+            version=incident.version,
+            environment=incident.environment,
+            severity=severity,
+            title=f"{kind.replace('_', ' ').capitalize()}: {incident.title}"[:200],
+            message=message,
+            details={
+                "kind": kind,
+                "incident_id": incident.incident_id,
+                "status": incident.status.value,
+                "rules": incident.rules,
+                "time_to_acknowledge_seconds": incident.time_to_acknowledge_seconds,
+                "time_to_resolve_seconds": incident.time_to_resolve_seconds,
+            },
+        )
+        self.incidents.deployments.add_event(event)
+        self.publisher.publish(event)
+
+
+def _auto_resolvable(incident: Incident, at: datetime, clear_for: timedelta) -> bool:
+    return (
+        incident.is_open
+        and incident.auto_resolve
+        and incident.condition_clear_since is not None
+        and at - incident.condition_clear_since >= clear_for
+    )
+
+
+def _ref(alert: Alert) -> dict[str, Any]:
+    return {"alert_id": alert.alert_id, "rule": alert.rule, "severity": alert.severity.value}

@@ -1,0 +1,388 @@
+"""The remediation actions. Each reads the current state first (``plan``) so that running it
+again is a no-op, then makes its AWS call (``execute``) and checks the effect.
+
+- ``lambda_rollback``: lambda:UpdateAlias to the stable version, no routing (no-op: alias already 100% stable)
+- ``codedeploy_stop``: codedeploy:StopDeployment autoRollbackEnabled=true (no-op: deployment finished)
+- ``lambda_reserved_concurrency``: lambda:PutFunctionConcurrency, shed load (no-op: reserved already <= wanted)
+- ``lambda_provisioned_concurrency``: lambda:PutProvisionedConcurrencyConfig on the alias (no-op: already >= wanted)
+- ``ecs_force_new_deployment``: ecs:UpdateService forceNewDeployment, a restart (once per incident)
+- ``ecs_scale``: ecs:UpdateService desiredCount (no-op: already that count)
+- ``ecs_rollback``: ecs:UpdateService taskDefinition=previous (no-op: already on it)
+- ``rollback``: whichever of codedeploy_stop / lambda_rollback / ecs_rollback fits the deployment
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deployguard import clock
+from deployguard.alerts.settings import RemediationAction
+from deployguard.aws import clients
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.exceptions import TrafficShiftError
+from deployguard.models import Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Phase, PhaseChange
+from deployguard.remediation import codedeploy
+from deployguard.remediation.models import ActionPlan, NotApplicableError, RemediationError
+from deployguard.remediation.targets import target_id
+from deployguard.storage.repository import DeploymentRepository
+
+ACTOR = "deployguard:remediation"
+
+
+class Handler(ABC):
+    type: str
+
+    def __init__(self, name: str, config: RemediationAction, deployment: Deployment) -> None:
+        self.name = name
+        self.config = config
+        self.deployment = deployment
+
+    @property
+    def target(self) -> str:
+        return target_id(self.deployment)
+
+    def _plan(self, description: str, calls: list[str], noop: bool = False) -> ActionPlan:
+        return ActionPlan(
+            action=self.name, type=self.type, target=self.target, description=description, calls=calls, noop=noop
+        )
+
+    @abstractmethod
+    def plan(self) -> ActionPlan:
+        """What the action would do now (reads AWS, changes nothing)."""
+
+    @abstractmethod
+    def execute(self, repository: DeploymentRepository) -> str:
+        """Do it and check the effect; a message. Raises RemediationError on failure."""
+
+
+def _aws(what: str, exc: Exception) -> RemediationError:
+    return RemediationError(f"{what}: {exc}")
+
+
+# --------------------------------------------------------------------------- Lambda
+
+
+class _LambdaHandler(Handler):
+    @property
+    def lambda_target(self) -> LambdaTarget:
+        target = self.deployment.target
+        if not isinstance(target, LambdaTarget):
+            raise NotApplicableError(f"{self.type} needs a Lambda target, {self.deployment.deployment_id} has ECS")
+        return target
+
+
+class LambdaRollback(_LambdaHandler):
+    type = "lambda_rollback"
+
+    def plan(self) -> ActionPlan:
+        t = self.lambda_target
+        try:
+            alias = LambdaTrafficShifter(t).current()
+        except TrafficShiftError as exc:
+            raise RemediationError(str(exc)) from exc
+        if alias.weight_of(t.stable_version) == 1.0:
+            return self._plan(f"alias {t.function_name}:{t.alias} already at 100% version {t.stable_version}", [], True)
+        return self._plan(
+            f"point alias {t.function_name}:{t.alias} at 100% version {t.stable_version} "
+            f"(now {alias.function_version} + {alias.additional_weights or 'no routing'})",
+            [f"lambda:UpdateAlias {t.function_name}:{t.alias} FunctionVersion={t.stable_version} RoutingConfig={{}}"],
+        )
+
+    def execute(self, repository: DeploymentRepository) -> str:
+        t = self.lambda_target
+        shifter = LambdaTrafficShifter(t)
+        try:
+            shifter.rollback()
+            alias = shifter.current()
+        except TrafficShiftError as exc:
+            raise RemediationError(str(exc)) from exc
+        if alias.weight_of(t.stable_version) != 1.0:
+            raise RemediationError(f"alias still routes {alias.additional_weights} to {alias.function_version}")
+        _mark_rolled_back(repository, self.deployment.deployment_id, f"remediation {self.name}")
+        return f"alias {t.function_name}:{t.alias} at 100% version {t.stable_version}"
+
+
+class CodeDeployStop(_LambdaHandler):
+    type = "codedeploy_stop"
+
+    @property
+    def codedeploy_id(self) -> str:
+        deployment_id = self.deployment.codedeploy_deployment_id
+        if not deployment_id:
+            raise NotApplicableError(f"{self.deployment.deployment_id} is not driven by CodeDeploy")
+        return deployment_id
+
+    def plan(self) -> ActionPlan:
+        deployment_id = self.codedeploy_id
+        try:
+            status = codedeploy.deployment_status(deployment_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws(f"codedeploy:GetDeployment {deployment_id}", exc) from exc
+        if status in codedeploy.FINISHED:
+            return self._plan(f"CodeDeploy deployment {deployment_id} already {status}", [], True)
+        return self._plan(
+            f"stop CodeDeploy deployment {deployment_id} ({status}) and roll it back",
+            [f"codedeploy:StopDeployment deploymentId={deployment_id} autoRollbackEnabled=true"],
+        )
+
+    def execute(self, repository: DeploymentRepository) -> str:
+        deployment_id = self.codedeploy_id
+        try:
+            status = codedeploy.stop_deployment(deployment_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws(f"codedeploy:StopDeployment {deployment_id}", exc) from exc
+        return f"CodeDeploy deployment {deployment_id} stopping with rollback ({status or 'accepted'})"
+
+
+class ReservedConcurrency(_LambdaHandler):
+    type = "lambda_reserved_concurrency"
+
+    def _current(self) -> int | None:
+        try:
+            resp = clients.client("lambda").get_function_concurrency(FunctionName=self.lambda_target.function_name)
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws("lambda:GetFunctionConcurrency", exc) from exc
+        value = resp.get("ReservedConcurrentExecutions")
+        return None if value is None else int(value)
+
+    def plan(self) -> ActionPlan:
+        wanted = self.config.reserved_concurrency
+        assert wanted is not None
+        name = self.lambda_target.function_name
+        current = self._current()
+        if current is not None and current <= wanted:
+            return self._plan(f"{name} reserved concurrency already {current} (<= {wanted})", [], True)
+        return self._plan(
+            f"shed load: lower {name} reserved concurrency from {current if current is not None else 'unreserved'} "
+            f"to {wanted}",
+            [f"lambda:PutFunctionConcurrency {name} ReservedConcurrentExecutions={wanted}"],
+        )
+
+    def execute(self, repository: DeploymentRepository) -> str:
+        wanted = self.config.reserved_concurrency
+        assert wanted is not None
+        name = self.lambda_target.function_name
+        try:
+            clients.client("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=wanted)
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws("lambda:PutFunctionConcurrency", exc) from exc
+        if self._current() != wanted:
+            raise RemediationError(f"{name} reserved concurrency is not {wanted} after PutFunctionConcurrency")
+        return f"{name} reserved concurrency {wanted}"
+
+
+class ProvisionedConcurrency(_LambdaHandler):
+    type = "lambda_provisioned_concurrency"
+
+    def _current(self) -> int | None:
+        t = self.lambda_target
+        try:
+            resp = clients.client("lambda").get_provisioned_concurrency_config(
+                FunctionName=t.function_name, Qualifier=t.alias
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ProvisionedConcurrencyConfigNotFoundException":
+                return None
+            raise _aws("lambda:GetProvisionedConcurrencyConfig", exc) from exc
+        except BotoCoreError as exc:
+            raise _aws("lambda:GetProvisionedConcurrencyConfig", exc) from exc
+        value = resp.get("RequestedProvisionedConcurrentExecutions")
+        return None if value is None else int(value)
+
+    def plan(self) -> ActionPlan:
+        t = self.lambda_target
+        wanted = self.config.provisioned_concurrency
+        assert wanted is not None
+        current = self._current()
+        if current is not None and current >= wanted:
+            return self._plan(f"{t.function_name}:{t.alias} provisioned concurrency already {current}", [], True)
+        return self._plan(
+            f"scale {t.function_name}:{t.alias} provisioned concurrency from {current or 0} to {wanted}",
+            [
+                f"lambda:PutProvisionedConcurrencyConfig {t.function_name}:{t.alias} "
+                f"ProvisionedConcurrentExecutions={wanted}"
+            ],
+        )
+
+    def execute(self, repository: DeploymentRepository) -> str:
+        t = self.lambda_target
+        wanted = self.config.provisioned_concurrency
+        assert wanted is not None
+        try:
+            resp = clients.client("lambda").put_provisioned_concurrency_config(
+                FunctionName=t.function_name, Qualifier=t.alias, ProvisionedConcurrentExecutions=wanted
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws("lambda:PutProvisionedConcurrencyConfig", exc) from exc
+        return f"{t.function_name}:{t.alias} provisioned concurrency {wanted} ({resp.get('Status', 'requested')})"
+
+
+# --------------------------------------------------------------------------- ECS
+
+
+class _EcsHandler(Handler):
+    @property
+    def ecs_target(self) -> EcsTarget:
+        target = self.deployment.target
+        if not isinstance(target, EcsTarget):
+            raise NotApplicableError(f"{self.type} needs an ECS target, {self.deployment.deployment_id} has Lambda")
+        return target
+
+    def _service(self) -> dict[str, Any]:
+        t = self.ecs_target
+        try:
+            resp = clients.client("ecs").describe_services(cluster=t.cluster, services=[t.service])
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws("ecs:DescribeServices", exc) from exc
+        services = resp.get("services") or []
+        if not services:
+            raise RemediationError(f"ECS service {t.cluster}/{t.service} not found")
+        return dict(services[0])
+
+    def _update(self, **changes: Any) -> dict[str, Any]:
+        t = self.ecs_target
+        try:
+            resp = clients.client("ecs").update_service(cluster=t.cluster, service=t.service, **changes)
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws("ecs:UpdateService", exc) from exc
+        return dict(resp["service"])
+
+
+class EcsForceNewDeployment(_EcsHandler):
+    type = "ecs_force_new_deployment"
+
+    def plan(self) -> ActionPlan:
+        t = self.ecs_target
+        service = self._service()
+        return self._plan(
+            f"restart {t.cluster}/{t.service}: new tasks of {service.get('taskDefinition')}",
+            [f"ecs:UpdateService {t.cluster}/{t.service} forceNewDeployment=true"],
+        )
+
+    def execute(self, repository: DeploymentRepository) -> str:
+        t = self.ecs_target
+        self._update(forceNewDeployment=True)
+        return f"{t.cluster}/{t.service} restarting (new deployment forced)"
+
+
+class EcsScale(_EcsHandler):
+    type = "ecs_scale"
+
+    def _wanted(self, current: int) -> int:
+        if self.config.desired_count is not None:
+            return self.config.desired_count
+        assert self.config.scale_factor is not None
+        return min(self.config.max_desired_count, max(1, math.ceil(current * self.config.scale_factor)))
+
+    def plan(self) -> ActionPlan:
+        t = self.ecs_target
+        current = int(self._service().get("desiredCount", 0))
+        wanted = self._wanted(current)
+        if current == wanted:
+            return self._plan(f"{t.cluster}/{t.service} desired count already {current}", [], True)
+        return self._plan(
+            f"scale {t.cluster}/{t.service} from {current} to {wanted} tasks",
+            [f"ecs:UpdateService {t.cluster}/{t.service} desiredCount={wanted}"],
+        )
+
+    def execute(self, repository: DeploymentRepository) -> str:
+        t = self.ecs_target
+        wanted = self._wanted(int(self._service().get("desiredCount", 0)))
+        service = self._update(desiredCount=wanted)
+        if int(service.get("desiredCount", -1)) != wanted:
+            raise RemediationError(f"{t.cluster}/{t.service} desired count is not {wanted} after UpdateService")
+        return f"{t.cluster}/{t.service} desired count {wanted}"
+
+
+class EcsRollback(_EcsHandler):
+    type = "ecs_rollback"
+
+    def _previous(self, current: str) -> str:
+        """The stable task definition, or else the revision before the deployment's new one."""
+        target = self.ecs_target
+        if target.stable_task_definition:
+            return target.stable_task_definition
+        if target.new_task_definition and not self._same(current, target.new_task_definition):
+            return current  # the service already left the new revision: nothing to roll back
+        base = target.new_task_definition or current
+        family, _, revision = base.rpartition(":")
+        if not family or not revision.isdigit() or int(revision) <= 1:
+            raise NotApplicableError(f"no previous task definition of {base} is known")
+        return f"{family}:{int(revision) - 1}"
+
+    @staticmethod
+    def _same(a: str, b: str) -> bool:
+        return a == b or a.endswith("/" + b) or b.endswith("/" + a)
+
+    def plan(self) -> ActionPlan:
+        t = self.ecs_target
+        current = str(self._service().get("taskDefinition", ""))
+        previous = self._previous(current)
+        if self._same(current, previous):
+            return self._plan(f"{t.cluster}/{t.service} already runs {previous}", [], True)
+        return self._plan(
+            f"roll {t.cluster}/{t.service} back from {current} to {previous}",
+            [f"ecs:UpdateService {t.cluster}/{t.service} taskDefinition={previous} forceNewDeployment=true"],
+        )
+
+    def execute(self, repository: DeploymentRepository) -> str:
+        t = self.ecs_target
+        current = str(self._service().get("taskDefinition", ""))
+        previous = self._previous(current)
+        service = self._update(taskDefinition=previous, forceNewDeployment=True)
+        if not self._same(str(service.get("taskDefinition", "")), previous):
+            raise RemediationError(f"{t.cluster}/{t.service} does not run {previous} after UpdateService")
+        _mark_rolled_back(repository, self.deployment.deployment_id, f"remediation {self.name}")
+        return f"{t.cluster}/{t.service} back on {previous}"
+
+
+# --------------------------------------------------------------------------- dispatch
+
+HANDLERS: dict[str, type[Handler]] = {
+    h.type: h
+    for h in (
+        LambdaRollback,
+        CodeDeployStop,
+        ReservedConcurrency,
+        ProvisionedConcurrency,
+        EcsForceNewDeployment,
+        EcsScale,
+        EcsRollback,
+    )
+}
+
+
+def handler_for(name: str, config: RemediationAction, deployment: Deployment) -> Handler:
+    """The handler of an action; ``rollback`` becomes the right rollback for the deployment."""
+    kind = config.type
+    if kind == "rollback":
+        if isinstance(deployment.target, EcsTarget):
+            kind = "ecs_rollback"
+        elif deployment.driver == "codedeploy" and deployment.codedeploy_deployment_id:
+            kind = "codedeploy_stop"
+        else:
+            kind = "lambda_rollback"
+    return HANDLERS[kind](name, config, deployment)
+
+
+def _mark_rolled_back(repository: DeploymentRepository, deployment_id: str, reason: str) -> None:
+    """Record on the deployment that it was rolled back (unless it already ended)."""
+    now = clock.now()
+
+    def change(d: Deployment) -> None:
+        if d.status.is_terminal:
+            return
+        d.status = DeploymentStatus.ROLLED_BACK
+        d.canary_weight = 0.0
+        d.decision = "rolled_back"
+        d.decision_reason = reason
+        d.ended_at = now
+        d.phase = Phase.FAILED
+        d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
+
+    if repository.find_deployment(deployment_id) is not None:
+        repository.update_deployment(deployment_id, change)

@@ -1,0 +1,433 @@
+"""Running remediation actions safely.
+
+For each action the executor, in this order:
+1. refuses targets outside the allowlist, and actions that do not apply;
+2. stops when the circuit breaker of the target (or the global one) is open;
+3. with ``dry_run``, plans and records what it would do, and stops;
+4. asks for approval when the plan step says so (an approval record the CLI answers);
+5. takes the target's lock (``claim_once`` with an expiry): never two at once on a target;
+6. under the lock: plans (already in the wanted state: a no-op, no attempt used: idempotent),
+   honours the cooldown, counts the attempt (max attempts per incident), executes and
+   checks the effect;
+7. records every attempt and its outcome in the audit trail; a failure counts towards the
+   breaker, and the failure that opens it pages a person.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from deployguard import clock
+from deployguard.alerts.settings import PlanStep, RemediationSettings
+from deployguard.aws.events import EventPublisher
+from deployguard.exceptions import DeployGuardError
+from deployguard.incidents.models import Incident
+from deployguard.models import Deployment, DeploymentEvent, EventType, Severity
+from deployguard.remediation.actions import Handler, handler_for
+from deployguard.remediation.models import (
+    ActionPlan,
+    Approval,
+    ApprovalStatus,
+    NotApplicableError,
+    Outcome,
+    RemediationError,
+    RemediationResult,
+)
+from deployguard.remediation.store import LOCK, RemediationStore
+from deployguard.remediation.targets import TargetAllowlist, target_id
+from deployguard.storage.repository import DeploymentRepository
+
+ACTOR = "deployguard:remediation"
+COOLDOWN = "REMEDIATION-COOLDOWN"
+
+
+class RemediationExecutor:
+    def __init__(
+        self,
+        settings: RemediationSettings,
+        repository: DeploymentRepository,
+        publisher: EventPublisher | None,
+        allowlist: TargetAllowlist,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.publisher = publisher
+        self.allowlist = allowlist
+        self.store = RemediationStore(repository)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _breaker_scope(self, target: str) -> str:
+        return "global" if self.settings.circuit_breaker.scope == "global" else target
+
+    @property
+    def _reset_after(self) -> timedelta:
+        return timedelta(seconds=self.settings.circuit_breaker.reset_after_seconds)
+
+    def breaker_open(self, target: str) -> bool:
+        return self.store.breaker_open(self._breaker_scope(target), self._reset_after)
+
+    def reset_breaker(self, target: str, by: str, deployment_id: str) -> None:
+        self.store.reset_breaker(self._breaker_scope(target))
+        self.repository.audit(deployment_id, "circuit_breaker_reset", by, f"breaker of {target} reset", target=target)
+
+    def _result(
+        self,
+        incident: Incident,
+        action: str,
+        target: str,
+        outcome: Outcome,
+        message: str,
+        actor: str,
+        audit: bool = True,
+        **extra: object,
+    ) -> RemediationResult:
+        result = RemediationResult(
+            incident_id=incident.incident_id,
+            deployment_id=incident.deployment_id,
+            action=action,
+            target=target,
+            outcome=outcome,
+            message=message,
+            **extra,
+        )
+        if audit:
+            self.repository.audit(
+                incident.deployment_id,
+                f"remediation_{outcome.value}",
+                actor,
+                f"{action} on {target}: {message}",
+                incident_id=incident.incident_id,
+                remediation_action=action,
+                target=target,
+                attempt=result.attempt,
+                duration_ms=result.duration_ms,
+                seconds_since_decision=result.seconds_since_decision,
+                approval_id=result.approval_id,
+                plan=result.plan.model_dump(mode="json") if result.plan else None,
+            )
+        return result
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self, deployment: Deployment, action: str) -> ActionPlan:
+        """What ``action`` would do to the deployment's target now (reads AWS, changes nothing)."""
+        config = self.settings.actions.get(action)
+        if config is None:
+            raise NotApplicableError(
+                f"unknown remediation action {action!r} (known: {', '.join(self.settings.actions)})"
+            )
+        return handler_for(action, config, deployment).plan()
+
+    # ------------------------------------------------------------------ running
+
+    def run(
+        self,
+        incident: Incident,
+        deployment: Deployment,
+        step: PlanStep,
+        *,
+        actor: str = ACTOR,
+        approved_by: str | None = None,
+        manual: bool = False,
+        dry_run: bool | None = None,
+        decided_at: float | None = None,
+    ) -> RemediationResult:
+        """Run one plan step for an incident. ``decided_at`` is ``time.monotonic()`` of the decision.
+
+        ``manual`` (a person ran it from the CLI) skips the breaker, the attempt limit and the
+        cooldown, never the allowlist or the lock.
+        """
+        name = step.action
+        target = target_id(deployment)
+        dry = self.settings.dry_run if dry_run is None else dry_run
+        config = self.settings.actions.get(name)
+        if config is None:
+            return self._result(incident, name, target, Outcome.REFUSED, f"unknown action {name!r}", actor)
+        if not self.settings.enabled and not manual:
+            return self._result(incident, name, target, Outcome.DISABLED, "remediation is disabled", actor)
+        if not self.allowlist.allows(target):
+            return self._result(
+                incident, name, target, Outcome.REFUSED, "target is not one DeployGuard is configured for", actor
+            )
+        try:
+            handler = handler_for(name, config, deployment)
+        except NotApplicableError as exc:
+            return self._result(incident, name, target, Outcome.REFUSED, str(exc), actor)
+        if not manual and self.breaker_open(target):
+            return self._result(
+                incident, name, target, Outcome.BLOCKED, "circuit breaker open: automation stopped", actor
+            )
+        if dry or (step.mode == "approval" and approved_by is None and not manual):
+            try:
+                plan = handler.plan()
+            except (NotApplicableError, RemediationError) as exc:
+                return self._result(incident, name, target, Outcome.REFUSED, f"cannot plan: {exc}", actor)
+            if dry:
+                return self._result(incident, name, target, Outcome.DRY_RUN, plan.description, actor, plan=plan)
+            if plan.noop:
+                return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
+            return self._request_approval(incident, name, target, plan, actor)
+        lock_holder = f"{incident.incident_id}#{name}"
+        if not self.repository.claim_once(
+            LOCK, target, timedelta(seconds=self.settings.lock_ttl_seconds), holder=lock_holder
+        ):
+            return self._result(
+                incident, name, target, Outcome.BUSY, "another remediation holds the target's lock", actor
+            )
+        try:
+            return self._run_locked(incident, handler, target, actor, manual, decided_at, approved_by)
+        finally:
+            self.repository.release(LOCK, target)
+
+    def _run_locked(
+        self,
+        incident: Incident,
+        handler: Handler,
+        target: str,
+        actor: str,
+        manual: bool,
+        decided_at: float | None,
+        approved_by: str | None,
+    ) -> RemediationResult:
+        name, config = handler.name, handler.config
+        state = self.store.attempts(incident.incident_id, name)
+        if state.get("succeeded") and not manual:
+            return self._result(incident, name, target, Outcome.NOOP, "already done for this incident", actor)
+        plan: ActionPlan | None = None
+        plan_error: str | None = None
+        try:
+            plan = handler.plan()
+        except (NotApplicableError, RemediationError) as exc:
+            plan_error = f"cannot plan: {exc}"
+        if plan is not None and plan.noop:  # already in the wanted state: no attempt used
+            self.store.record_outcome(incident.incident_id, name, Outcome.NOOP.value, True)
+            return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
+        if not manual and not self.repository.claim_once(
+            COOLDOWN, f"{target}#{name}", timedelta(seconds=config.cooldown_seconds)
+        ):
+            return self._result(
+                incident, name, target, Outcome.COOLDOWN, f"within the {config.cooldown_seconds} s cooldown", actor
+            )
+        attempt = self.store.take_attempt(incident.incident_id, name, 10_000 if manual else config.max_attempts)
+        if attempt is None:
+            return self._result(
+                incident, name, target, Outcome.EXHAUSTED, f"{config.max_attempts} attempts used", actor
+            )
+        started = time.monotonic()
+        if plan is None:
+            return self._failed(incident, name, target, actor, attempt, plan_error or "cannot plan", None, started)
+        self.repository.audit(
+            incident.deployment_id,
+            "remediation_attempt",
+            actor,
+            f"{name} attempt {attempt}/{config.max_attempts}: {plan.description}",
+            incident_id=incident.incident_id,
+            remediation_action=name,
+            target=target,
+            attempt=attempt,
+            calls=plan.calls,
+            approved_by=approved_by,
+        )
+        try:
+            message = handler.execute(self.repository)
+        except (RemediationError, NotApplicableError, DeployGuardError) as exc:
+            return self._failed(incident, name, target, actor, attempt, str(exc), plan, started)
+        duration_ms = (time.monotonic() - started) * 1000.0
+        since = time.monotonic() - decided_at if decided_at is not None else None
+        self.store.record_outcome(incident.incident_id, name, Outcome.SUCCEEDED.value, True)
+        self.store.record_success(self._breaker_scope(target))
+        return self._result(
+            incident,
+            name,
+            target,
+            Outcome.SUCCEEDED,
+            message,
+            actor,
+            attempt=attempt,
+            plan=plan,
+            duration_ms=round(duration_ms, 3),
+            seconds_since_decision=None if since is None else round(since, 3),
+        )
+
+    def _failed(
+        self,
+        incident: Incident,
+        name: str,
+        target: str,
+        actor: str,
+        attempt: int,
+        message: str,
+        plan: ActionPlan | None,
+        started: float,
+    ) -> RemediationResult:
+        self.store.record_outcome(incident.incident_id, name, Outcome.FAILED.value, False)
+        breaker = self.settings.circuit_breaker
+        failures, opened = self.store.record_failure(
+            self._breaker_scope(target), breaker.failure_threshold, self._reset_after
+        )
+        result = self._result(
+            incident,
+            name,
+            target,
+            Outcome.FAILED,
+            message,
+            actor,
+            attempt=attempt,
+            plan=plan,
+            duration_ms=round((time.monotonic() - started) * 1000.0, 3),
+            details={"consecutive_failures": failures, "breaker_opened": opened},
+        )
+        if opened:
+            self._page_breaker(incident, name, target, failures, message)
+        return result
+
+    def _page_breaker(self, incident: Incident, name: str, target: str, failures: int, message: str) -> None:
+        routes = self.settings.circuit_breaker.page_routes
+        text = (
+            f"Automatic remediation of {target} failed {failures} times in a row ({name}: {message}). "
+            f"Automation is stopped for {self.settings.circuit_breaker.reset_after_seconds} s; a person must act."
+        )
+        self.repository.audit(
+            incident.deployment_id,
+            "circuit_breaker_opened",
+            ACTOR,
+            text,
+            incident_id=incident.incident_id,
+            target=target,
+            failures=failures,
+            routes=routes,
+        )
+        event = DeploymentEvent(
+            event_type=EventType.ALERT,
+            deployment_id=incident.deployment_id,
+            service=incident.service,
+            version=incident.version,
+            environment=incident.environment,
+            severity=Severity.CRITICAL,
+            title=f"Remediation stopped on {target}: a person is needed",
+            message=text,
+            details={
+                "kind": "circuit_breaker_open",
+                "incident_id": incident.incident_id,
+                "target": target,
+                "action": name,
+                "failures": failures,
+                "routes": routes,
+            },
+        )
+        self.repository.add_event(event)
+        if self.publisher is not None:
+            self.publisher.publish(event)
+
+    # ------------------------------------------------------------------ approvals
+
+    def _request_approval(
+        self, incident: Incident, name: str, target: str, plan: ActionPlan, actor: str
+    ) -> RemediationResult:
+        ttl = timedelta(seconds=self.settings.approval_ttl_seconds)
+        approval = Approval(
+            incident_id=incident.incident_id,
+            deployment_id=incident.deployment_id,
+            action=name,
+            target=target,
+            description=plan.description,
+            expires_at_time=clock.now() + ttl,
+        )
+        if not self.store.request_approval(approval, ttl):
+            return self._result(
+                incident, name, target, Outcome.PENDING_APPROVAL, "an approval is already pending", actor, audit=False
+            )
+        result = self._result(
+            incident,
+            name,
+            target,
+            Outcome.PENDING_APPROVAL,
+            f"{plan.description}; approve with: deployguard incidents approve {approval.approval_id} --by NAME",
+            actor,
+            plan=plan,
+            approval_id=approval.approval_id,
+        )
+        event = DeploymentEvent(
+            event_type=EventType.ALERT,
+            deployment_id=incident.deployment_id,
+            service=incident.service,
+            version=incident.version,
+            environment=incident.environment,
+            severity=incident.severity,
+            title=f"Approval needed: {name} on {target}",
+            message=result.message,
+            details={
+                "kind": "approval_requested",
+                "incident_id": incident.incident_id,
+                "approval_id": approval.approval_id,
+                "action": name,
+                "target": target,
+                "calls": plan.calls,
+            },
+        )
+        self.repository.add_event(event)
+        if self.publisher is not None:
+            self.publisher.publish(event)
+        return result
+
+    def decide(self, approval_id: str, by: str, approve: bool, notes: str = "") -> Approval:
+        """A person's answer to an approval request; an approved action runs at the next tick."""
+        if not by.strip():
+            raise DeployGuardError("deciding an approval needs a name (--by)")
+        approval = self.store.approval(approval_id)
+        if approval.status != ApprovalStatus.PENDING:
+            raise DeployGuardError(f"approval {approval_id} is {approval.status.value}, not pending")
+        if clock.now() >= approval.expires_at_time:
+            approval.status = ApprovalStatus.EXPIRED
+            self.store.save_approval(approval)
+            raise DeployGuardError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
+        approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
+        approval.decided_by = by
+        approval.decided_at = clock.now()
+        approval.notes = notes
+        self.store.save_approval(approval)
+        self.repository.audit(
+            approval.deployment_id,
+            "remediation_approved" if approve else "remediation_rejected",
+            by,
+            notes or f"{approval.action} on {approval.target}",
+            incident_id=approval.incident_id,
+            approval_id=approval.approval_id,
+            remediation_action=approval.action,
+        )
+        return approval
+
+    def run_approved(self, incidents: dict[str, Incident]) -> list[RemediationResult]:
+        """Run approved actions (and expire stale requests); called every tick."""
+        results = []
+        now = clock.now()
+        for approval in self.store.open_approvals():
+            if approval.status == ApprovalStatus.PENDING and now >= approval.expires_at_time:
+                approval.status = ApprovalStatus.EXPIRED
+                self.store.save_approval(approval)
+                continue
+            if approval.status != ApprovalStatus.APPROVED:
+                continue
+            incident = incidents.get(approval.incident_id)
+            deployment = self.repository.find_deployment(approval.deployment_id)
+            if incident is None or deployment is None:
+                approval.status = ApprovalStatus.EXPIRED
+                approval.result = "incident or deployment no longer open"
+                self.store.save_approval(approval)
+                continue
+            result = self.run(
+                incident,
+                deployment,
+                PlanStep(action=approval.action, mode="approval"),
+                actor=f"{ACTOR} (approved by {approval.decided_by})",
+                approved_by=approval.decided_by,
+            )
+            if result.outcome in (Outcome.BUSY, Outcome.COOLDOWN):
+                continue  # try again at the next tick
+            approval.status = ApprovalStatus.EXECUTED
+            approval.result = f"{result.outcome.value}: {result.message}"
+            self.store.save_approval(approval)
+            results.append(result)
+        return results

@@ -1,0 +1,84 @@
+"""What remediation plans, does and asks approval for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from deployguard.exceptions import DeployGuardError
+from deployguard.models import Model, new_id, utcnow
+
+
+class RemediationError(DeployGuardError):
+    """An action could not be carried out (the AWS call failed, or its effect is not there)."""
+
+
+class NotApplicableError(DeployGuardError):
+    """The action makes no sense for this deployment (e.g. stopping CodeDeploy for a Step Functions canary)."""
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    NOOP = "noop"  # already in the wanted state: nothing to do (idempotency)
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    PENDING_APPROVAL = "pending_approval"
+    REFUSED = "refused"  # target not allowed, or action not applicable
+    BUSY = "busy"  # another remediation holds the target's lock
+    COOLDOWN = "cooldown"
+    EXHAUSTED = "exhausted"  # max attempts reached for this incident
+    BLOCKED = "blocked"  # the circuit breaker is open
+    DISABLED = "disabled"
+
+
+class ActionPlan(Model):
+    action: str
+    type: str
+    target: str
+    description: str
+    calls: list[str] = Field(default_factory=list, description="the AWS calls it would make")
+    noop: bool = False
+
+
+class RemediationResult(Model):
+    incident_id: str
+    deployment_id: str
+    action: str
+    target: str
+    outcome: Outcome
+    message: str
+    attempt: int | None = None
+    plan: ActionPlan | None = None
+    approval_id: str | None = None
+    duration_ms: float | None = None
+    seconds_since_decision: float | None = None
+    at: datetime = Field(default_factory=utcnow)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXECUTED = "executed"
+    EXPIRED = "expired"
+
+
+class Approval(Model):
+    approval_id: str = Field(default_factory=lambda: new_id("ap"))
+    incident_id: str
+    deployment_id: str
+    action: str
+    target: str
+    description: str
+    status: ApprovalStatus = ApprovalStatus.PENDING
+    requested_at: datetime = Field(default_factory=utcnow)
+    expires_at_time: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    notes: str = ""
+    result: str | None = None
+    version_counter: int = 0

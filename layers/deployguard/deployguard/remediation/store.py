@@ -1,0 +1,204 @@
+"""Remediation state in the DeploymentsTable: attempts, circuit breakers, approvals.
+
+- attempts of one action for one incident: ``REMEDIATION#<incident>#<action>`` / ``REMEDIATION``
+- circuit breaker of a target (or ``global``): ``REMEDIATION-BREAKER#<scope>`` / ``REMEDIATION-BREAKER``
+- an approval request: ``APPROVAL#<id>`` / ``META``, in gsi1 under ``APPROVAL#OPEN`` while open
+- lock of a target: ``REMEDIATION-LOCK#<target>`` (``DeploymentRepository.claim_once``)
+
+Counters change with atomic, conditional updates, so racing workers never both take
+the last attempt or both page for one opening of a breaker.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deployguard import clock
+from deployguard.exceptions import ConflictError, NotFoundError
+from deployguard.incidents.repository import from_item, to_item
+from deployguard.remediation.models import Approval, ApprovalStatus
+from deployguard.storage import keys
+from deployguard.storage.repository import DeploymentRepository
+
+ATTEMPTS = "REMEDIATION"
+BREAKER = "REMEDIATION-BREAKER"
+LOCK = "REMEDIATION-LOCK"
+APPROVAL = "APPROVAL"
+APPROVAL_OPEN = "APPROVAL#OPEN"
+APPROVAL_REQUEST = "APPROVAL-REQUEST"
+
+
+def _failed_condition(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+class RemediationStore:
+    def __init__(self, deployments: DeploymentRepository) -> None:
+        self.deployments = deployments
+
+    @property
+    def table(self) -> Any:
+        return self.deployments.table
+
+    def _expires(self, at: datetime | None = None) -> int:
+        return _epoch((at or clock.now()) + self.deployments.retention)
+
+    # ------------------------------------------------------------------ attempts
+
+    def _attempts_key(self, incident_id: str, action: str) -> dict[str, str]:
+        pk, sk = keys.singleton_key(ATTEMPTS, f"{incident_id}#{action}")
+        return {keys.PK: pk, keys.SK: sk}
+
+    def attempts(self, incident_id: str, action: str) -> dict[str, Any]:
+        item = self.table.get_item(Key=self._attempts_key(incident_id, action), ConsistentRead=True).get("Item")
+        return dict(item) if item else {}
+
+    def take_attempt(self, incident_id: str, action: str, max_attempts: int) -> int | None:
+        """Count one more attempt; its number, or None when ``max_attempts`` were used or it succeeded."""
+        now = clock.now()
+        try:
+            resp = self.table.update_item(
+                Key=self._attempts_key(incident_id, action),
+                UpdateExpression="ADD attempts :one SET last_attempt_at = :now, expires_at = :expires",
+                ConditionExpression="(attribute_not_exists(attempts) OR attempts < :max) AND "
+                "(attribute_not_exists(succeeded) OR succeeded = :false)",
+                ExpressionAttributeValues={
+                    ":one": 1,
+                    ":max": max_attempts,
+                    ":now": now.isoformat(),
+                    ":expires": self._expires(now),
+                    ":false": False,
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                return None
+            raise
+        return int(resp["Attributes"]["attempts"])
+
+    def record_outcome(self, incident_id: str, action: str, outcome: str, succeeded: bool) -> None:
+        self.table.update_item(
+            Key=self._attempts_key(incident_id, action),
+            UpdateExpression="SET last_outcome = :outcome, succeeded = :ok, expires_at = :expires",
+            ExpressionAttributeValues={":outcome": outcome, ":ok": succeeded, ":expires": self._expires()},
+        )
+
+    # ------------------------------------------------------------------ circuit breaker
+
+    def _breaker_key(self, scope: str) -> dict[str, str]:
+        pk, sk = keys.singleton_key(BREAKER, scope)
+        return {keys.PK: pk, keys.SK: sk}
+
+    def breaker(self, scope: str) -> dict[str, Any]:
+        item = self.table.get_item(Key=self._breaker_key(scope), ConsistentRead=True).get("Item")
+        return dict(item) if item else {}
+
+    def breaker_open(self, scope: str, reset_after: timedelta) -> bool:
+        opened = self.breaker(scope).get("opened_at")
+        return opened is not None and clock.now().timestamp() - float(opened) < reset_after.total_seconds()
+
+    def record_failure(self, scope: str, threshold: int, reset_after: timedelta) -> tuple[int, bool]:
+        """Count a failure; (consecutive failures, whether this call opened the breaker)."""
+        now = clock.now()
+        resp = self.table.update_item(
+            Key=self._breaker_key(scope),
+            UpdateExpression="ADD failures :one SET expires_at = :expires",
+            ExpressionAttributeValues={":one": 1, ":expires": self._expires(now)},
+            ReturnValues="ALL_NEW",
+        )
+        failures = int(resp["Attributes"]["failures"])
+        if failures < threshold:
+            return failures, False
+        try:
+            self.table.update_item(
+                Key=self._breaker_key(scope),
+                UpdateExpression="SET opened_at = :now",
+                ConditionExpression="attribute_not_exists(opened_at) OR opened_at < :stale",
+                ExpressionAttributeValues={
+                    ":now": int(now.timestamp()),
+                    ":stale": int(now.timestamp() - reset_after.total_seconds()),
+                },
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                return failures, False
+            raise
+        return failures, True
+
+    def record_success(self, scope: str) -> None:
+        self.table.update_item(
+            Key=self._breaker_key(scope),
+            UpdateExpression="SET failures = :zero, expires_at = :expires REMOVE opened_at",
+            ExpressionAttributeValues={":zero": 0, ":expires": self._expires()},
+        )
+
+    def reset_breaker(self, scope: str) -> None:
+        self.table.delete_item(Key=self._breaker_key(scope))
+
+    # ------------------------------------------------------------------ approvals
+
+    def _approval_item(self, approval: Approval) -> dict[str, Any]:
+        item = to_item(approval)
+        item.update({keys.PK: f"{APPROVAL}#{approval.approval_id}", keys.SK: keys.META, "record_type": "approval"})
+        if approval.status in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED):
+            item[keys.GSI1_PK] = APPROVAL_OPEN
+            item[keys.GSI1_SK] = f"{keys.time_key(approval.requested_at)}#{approval.approval_id}"
+        else:
+            item[keys.TTL_ATTRIBUTE] = self._expires()
+        return item
+
+    def request_approval(self, approval: Approval, ttl: timedelta) -> bool:
+        """Store a pending approval, once per incident and action while one is open."""
+        if not self.deployments.claim_once(
+            APPROVAL_REQUEST, f"{approval.incident_id}#{approval.action}", ttl, approval_id=approval.approval_id
+        ):
+            return False
+        approval.version_counter = 1
+        self.table.put_item(Item=self._approval_item(approval), ConditionExpression="attribute_not_exists(pk)")
+        return True
+
+    def approval(self, approval_id: str) -> Approval:
+        item = self.table.get_item(Key={keys.PK: f"{APPROVAL}#{approval_id}", keys.SK: keys.META}, ConsistentRead=True)
+        if "Item" not in item:
+            raise NotFoundError(f"approval {approval_id} not found")
+        return from_item(Approval, item["Item"])
+
+    def save_approval(self, approval: Approval) -> Approval:
+        expected = approval.version_counter
+        new = approval.model_copy(update={"version_counter": expected + 1})
+        try:
+            self.table.put_item(
+                Item=self._approval_item(new),
+                ConditionExpression="version_counter = :expected",
+                ExpressionAttributeValues={":expected": expected},
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                raise ConflictError(f"approval {approval.approval_id} changed since it was read") from exc
+            raise
+        approval.version_counter = expected + 1
+        if new.status not in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED):
+            self.deployments.release(APPROVAL_REQUEST, f"{approval.incident_id}#{approval.action}")
+        return approval
+
+    def open_approvals(self) -> list[Approval]:
+        out: list[Approval] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": keys.GSI1,
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ExpressionAttributeValues": {":pk": APPROVAL_OPEN},
+        }
+        while True:
+            resp = self.table.query(**kwargs)
+            out.extend(from_item(Approval, item) for item in resp.get("Items", []))
+            if not resp.get("LastEvaluatedKey"):
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]

@@ -1,0 +1,81 @@
+"""Helpers of the incident integration tests: a guarded function with a canary in flight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployguard.alerts.engine import AlertEngine
+from deployguard.alerts.settings import AlertingSettings
+from deployguard.aws.events import EventPublisher
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.models import (
+    Assessment,
+    Decision,
+    Deployment,
+    DeploymentStatus,
+    LambdaTarget,
+    Verdict,
+    VerdictReason,
+)
+from deployguard.remediation.targets import TargetAllowlist
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.emulator import sample_handler
+
+FUNCTION = "checkout-api"  # a service of examples/deployguard.yaml, so the CLI's allowlist has it
+
+
+def canary_in_flight(embedded: Any, weight: float = 0.25) -> tuple[Deployment, LambdaTrafficShifter]:
+    versions = embedded.deploy_sample_function(FUNCTION, "live", sample_handler)
+    target = LambdaTarget(function_name=FUNCTION, alias="live", stable_version=versions[0], new_version=versions[1])
+    shifter = LambdaTrafficShifter(target)
+    shifter.shift(weight)
+    deployment = Deployment(
+        deployment_id="dg-regression-1",
+        service=FUNCTION,
+        environment="production",
+        version=versions[1],
+        target=target,
+        status=DeploymentStatus.IN_PROGRESS,
+        canary_weight=weight,
+    )
+    DeploymentRepository().create_deployment(deployment)
+    return deployment, shifter
+
+
+def engine(settings: AlertingSettings | None = None) -> AlertEngine:
+    settings = settings or AlertingSettings()
+    allowlist = TargetAllowlist(settings.remediation.allowed_targets, [FUNCTION])
+    return AlertEngine(settings, DeploymentRepository(), EventPublisher(), allowlist=allowlist)
+
+
+def failing_assessment(deployment: Deployment, score: float = 42.0) -> Assessment:
+    reason = VerdictReason(
+        metric_id="error_rate",
+        status="fail",
+        baseline_value=0.004,
+        canary_value=0.09,
+        confidence=0.99,
+        message="error rate 9% vs 0.4%",
+    )
+    return Assessment(
+        deployment_id=deployment.deployment_id,
+        canary_weight=deployment.canary_weight,
+        verdict=Verdict(decision=Decision.FAILING, summary="error rate regression", reasons=[reason]),
+        health_score=score,
+    )
+
+
+def healthy_assessment(deployment: Deployment) -> Assessment:
+    return Assessment(
+        deployment_id=deployment.deployment_id,
+        verdict=Verdict(
+            decision=Decision.HEALTHY,
+            summary="no difference",
+            reasons=[
+                VerdictReason(
+                    metric_id="error_rate", status="pass", baseline_value=0.004, canary_value=0.005, message="same"
+                )
+            ],
+        ),
+        health_score=96.0,
+    )
