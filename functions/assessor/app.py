@@ -20,7 +20,9 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @tracer.capture_lambda_handler
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    run = assess_active_deployments(runtime.config(), runtime.repository(), runtime.publisher())
+    run = assess_active_deployments(
+        runtime.config(), runtime.repository(), runtime.publisher(), alerts=runtime.alert_engine()
+    )
     metrics.add_metric(name="DeploymentsAssessed", unit="Count", value=len(run.assessed))
     metrics.add_metric(name="GetMetricDataCalls", unit="Count", value=run.metric_calls)
     summary = {
@@ -31,6 +33,9 @@ def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str,
         ],
         "skipped": run.skipped,
         "metric_calls": run.metric_calls,
+        "alerts": run.alerts,
+        "pages": len(run.tick.pages) if run.tick else 0,
+        "incidents_resolved": len(run.tick.resolved) if run.tick else 0,
     }
     logger.info("assessment run", extra=summary)
     return summary

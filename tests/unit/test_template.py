@@ -92,5 +92,6 @@ def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:
         "promote": "Promote",
         "rollback": "Rollback",
         "hold": "Rollback",
+        "done": "NotifyOutcome",
     }
     assert definition["States"]["RouteVerdict"]["Default"] == "Rollback"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deployguard import clock
+from deployguard.alerts.engine import AlertEngine, TickReport
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
@@ -32,6 +33,8 @@ class AssessorRun:
     assessed: list[Assessment] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     metric_calls: int = 0
+    alerts: int = 0
+    tick: TickReport | None = None
 
 
 def assess_active_deployments(
@@ -39,9 +42,25 @@ def assess_active_deployments(
     repository: DeploymentRepository,
     publisher: EventPublisher,
     reader: MetricsReader | None = None,
+    alerts: AlertEngine | None = None,
 ) -> AssessorRun:
+    """Judge every CodeDeploy-driven deployment, then give the alert engine its minute tick."""
     reader = reader or MetricsReader()
     run = AssessorRun()
+    _assess(config, repository, publisher, reader, alerts, run)
+    if alerts is not None:
+        run.tick = alerts.on_tick()
+    return run
+
+
+def _assess(
+    config: DeployGuardConfig,
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    reader: MetricsReader,
+    alerts: AlertEngine | None,
+    run: AssessorRun,
+) -> None:
     candidates = []
     for deployment in repository.active_deployments():
         if deployment.driver != "codedeploy" or not isinstance(deployment.target, LambdaTarget):
@@ -49,7 +68,7 @@ def assess_active_deployments(
             continue
         candidates.append((deployment, config.service(deployment.service).judge.metrics))
     if not candidates:
-        return run
+        return
     interval = min(config.service(d.service).canary.assessment_interval_seconds for d, _ in candidates)
     windows = reader.canary_windows(candidates, clock.now(), interval)
     run.metric_calls = reader.calls
@@ -60,6 +79,8 @@ def assess_active_deployments(
         previous = repository.assessments(deployment.deployment_id)
         repository.add_assessment(assessment)
         run.assessed.append(assessment)
+        if alerts is not None:
+            run.alerts += len(alerts.on_assessment(deployment, assessment))
         if previous and previous[-1].verdict.decision != verdict.decision:
             event = DeploymentEvent(
                 event_type=EventType.ASSESSMENT_STATUS_CHANGED,
@@ -75,4 +96,3 @@ def assess_active_deployments(
             )
             repository.add_event(event)
             publisher.publish(event)
-    return run

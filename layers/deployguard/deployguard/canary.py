@@ -12,6 +12,7 @@ state machine's Choice state follows it. Any failure the machine catches ends in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from deployguard import clock
+from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
@@ -43,6 +45,7 @@ from deployguard.models import (
 from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:canary-state-machine"
+logger = logging.getLogger(__name__)
 
 NextStep = Literal["shift", "wait", "advance", "promote", "rollback", "hold", "done"]
 
@@ -83,11 +86,23 @@ class CanaryController:
         repository: DeploymentRepository,
         publisher: EventPublisher,
         reader: MetricsReader | None = None,
+        alerts: AlertEngine | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
         self.publisher = publisher
         self.reader = reader or MetricsReader()
+        self.alerts = alerts
+
+    def _alerting(self, deployment_id: str, what: str, call: Callable[[], object]) -> None:
+        """Run the alert engine; its failure is recorded, but never stops or fails the canary itself."""
+        if self.alerts is None:
+            return
+        try:
+            call()
+        except Exception as exc:
+            logger.exception("alert engine failed", extra={"deployment_id": deployment_id, "on": what})
+            self.repository.audit(deployment_id, "alerting_failed", ACTOR, f"{what}: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ helpers
 
@@ -118,6 +133,9 @@ class CanaryController:
         )
         self.repository.add_event(event)
         self.publisher.publish(event)
+        if self.alerts is not None:
+            alerts = self.alerts
+            self._alerting(deployment.deployment_id, event.event_type.value, lambda: alerts.on_event(event, deployment))
         return event
 
     def _change(self, deployment_id: str, change: Callable[[Deployment], None]) -> Deployment:
@@ -177,6 +195,8 @@ class CanaryController:
 
     def shift(self, state: CanaryState) -> CanaryState:
         deployment = self.repository.get_deployment(state.deployment_id)
+        if deployment.status.is_terminal:  # e.g. rolled back by remediation: never shift again
+            return state.model_copy(update={"next": "done", "decision": deployment.decision})
         target = deployment.target
         if not isinstance(target, LambdaTarget):
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
@@ -220,6 +240,8 @@ class CanaryController:
 
     def assess(self, state: CanaryState) -> CanaryState:
         deployment = self.repository.get_deployment(state.deployment_id)
+        if deployment.status.is_terminal:  # ended elsewhere (remediation, a person): stop here
+            return state.model_copy(update={"next": "done", "decision": deployment.decision})
         service = self._service(deployment)
         plan = service.canary
         now = clock.now()
@@ -229,6 +251,30 @@ class CanaryController:
         verdict = judge_canary(window, service.judge)
         assessment = assessment_from_verdict(deployment, window, verdict)
         self.repository.add_assessment(assessment)
+        if self.alerts is not None:
+            alerts = self.alerts
+            self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
+            deployment = self.repository.get_deployment(deployment.deployment_id)
+            if deployment.status.is_terminal:  # remediation already rolled it back: say so, with the verdict
+                reason = f"{verdict.summary} ({deployment.decision_reason})"
+                deployment = self._change(deployment.deployment_id, lambda d: setattr(d, "decision_reason", reason))
+                self._announce(
+                    deployment,
+                    EventType.ROLLBACK_INITIATED,
+                    "Rollback Initiated",
+                    reason,
+                    severity=Severity.ERROR,
+                    verdict=verdict,
+                )
+                self._announce(
+                    deployment,
+                    EventType.ROLLBACK_COMPLETED,
+                    "Rollback Completed",
+                    f"{reason}; alias back at 100% version {deployment.target.stable_version}",  # type: ignore[union-attr]
+                    severity=Severity.CRITICAL,
+                    verdict=verdict,
+                )
+                return state.model_copy(update={"next": "done", "decision": deployment.decision, "reason": reason})
         if state.last_verdict is not None and state.last_verdict != verdict.decision:
             self._announce(
                 deployment,
@@ -326,6 +372,12 @@ class CanaryController:
             return {"deployment_id": deployment_id, "next": "done", "decision": "rejected", "reason": reason}
         assert isinstance(deployment.target, LambdaTarget)
         shifter = LambdaTrafficShifter(deployment.target)
+        if deployment.status == DeploymentStatus.ROLLED_BACK:
+            # already rolled back (remediation got there first): make sure, announce nothing twice
+            shifter.rollback()
+            out = {k: v for k, v in state.items() if k != "error"}
+            out.update({"weight": 0.0, "next": "done", "decision": "rolled_back", "reason": deployment.decision_reason})
+            return out
         hold = state.get("next") == "hold"
         self.repository.audit(deployment_id, "rollback_initiated", ACTOR, reason)
         self._announce(deployment, EventType.ROLLBACK_INITIATED, "Rollback Initiated", reason, severity=Severity.ERROR)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deployguard.alerts.engine import AlertEngine
 from deployguard.aws.events import EventPublisher
 from deployguard.canary import CanaryController
 from deployguard.config import DeployGuardConfig, load_config
@@ -76,12 +77,17 @@ def on_reset(hook: Callable[[], None]) -> None:
 
 def reset() -> None:
     """Forget everything cached (a new container; the embedded AWS calls this)."""
-    for cached in (environment, config, repository, publisher, canary_controller):
+    for cached in (environment, config, repository, publisher, alert_engine, canary_controller):
         cached.cache_clear()
     for hook in _reset_hooks:
         hook()
 
 
 @functools.cache
+def alert_engine() -> AlertEngine:
+    return AlertEngine.for_config(config(), repository(), publisher())
+
+
+@functools.cache
 def canary_controller() -> CanaryController:
-    return CanaryController(config(), repository(), publisher())
+    return CanaryController(config(), repository(), publisher(), alerts=alert_engine())

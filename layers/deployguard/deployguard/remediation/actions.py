@@ -40,6 +40,7 @@ class Handler(ABC):
         self.name = name
         self.config = config
         self.deployment = deployment
+        self.reason = f"remediation {name}"  # why it runs; the executor names the incident and its rules
 
     @property
     def target(self) -> str:
@@ -102,7 +103,7 @@ class LambdaRollback(_LambdaHandler):
             raise RemediationError(str(exc)) from exc
         if alias.weight_of(t.stable_version) != 1.0:
             raise RemediationError(f"alias still routes {alias.additional_weights} to {alias.function_version}")
-        _mark_rolled_back(repository, self.deployment.deployment_id, f"remediation {self.name}")
+        _mark_rolled_back(repository, self.deployment.deployment_id, self.reason)
         return f"alias {t.function_name}:{t.alias} at 100% version {t.stable_version}"
 
 
@@ -336,7 +337,7 @@ class EcsRollback(_EcsHandler):
         service = self._update(taskDefinition=previous, forceNewDeployment=True)
         if not self._same(str(service.get("taskDefinition", "")), previous):
             raise RemediationError(f"{t.cluster}/{t.service} does not run {previous} after UpdateService")
-        _mark_rolled_back(repository, self.deployment.deployment_id, f"remediation {self.name}")
+        _mark_rolled_back(repository, self.deployment.deployment_id, self.reason)
         return f"{t.cluster}/{t.service} back on {previous}"
 
 

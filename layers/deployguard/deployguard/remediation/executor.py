@@ -230,6 +230,9 @@ class RemediationExecutor:
             calls=plan.calls,
             approved_by=approved_by,
         )
+        handler.reason = (
+            f"remediation {name} for incident {incident.incident_id} ({', '.join(incident.rules)}): {incident.title}"
+        )
         try:
             message = handler.execute(self.repository)
         except (RemediationError, NotApplicableError, DeployGuardError) as exc:
