@@ -51,3 +51,13 @@ def repository(embedded: Any) -> Any:
     from deployguard.storage.repository import DeploymentRepository
 
     return DeploymentRepository()
+
+
+@pytest.fixture
+def atomic_dynamodb() -> Iterator[None]:
+    """moto's DynamoDB made atomic between threads, as the embedded AWS has it (for bare mock_aws tests)."""
+    from deployguard_local.emulator import atomic_dynamodb as serialise
+
+    undo = serialise()
+    yield
+    undo()

@@ -184,6 +184,42 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
     return results
 
 
+def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None:
+    """What follows the regression: its incidents page until a person acknowledges them
+    from the CLI, then the person resolves them; every step lands in the audit trail."""
+    from deployguard import runtime
+    from deployguard_local import incidents_cli
+
+    assert aws.clock is not None
+    engine = runtime.alert_engine()
+    incidents = sorted(engine.incident_store.open_incidents_of(deployment_id), key=lambda i: i.group)
+    out.write(f"\n== Incidents of {deployment_id} (deployguard incidents list)\n")
+    out.flush()
+    incidents_cli.main(["list"])
+    out.write("\n== Nobody answers: two minutes later escalation pages its next step\n")
+    aws.clock.advance(120)
+    for page in engine.on_tick().pages:
+        out.write(f"   page {page.page_number} of {page.incident_id}: {', '.join(page.routes)}\n")
+    out.write("\n== The on-call engineer acknowledges (deployguard incidents ack ID --by alice)\n")
+    out.flush()
+    for incident in incidents:
+        incidents_cli.main(["ack", incident.incident_id, "--by", "alice", "--notes", "looking"])
+    aws.clock.advance(600)
+    out.write(f"   10 minutes later: {len(engine.on_tick().pages)} pages (escalation stopped)\n")
+    out.write("\n== ... and resolves (deployguard incidents resolve ID --by alice --notes ...)\n")
+    out.flush()
+    for incident in incidents:
+        incidents_cli.main(
+            ["resolve", incident.incident_id, "--by", "alice", "--notes", "rolled back; fix next release"]
+        )
+    aws.invoker.drain()
+    out.write(f"\n== Audit trail of {deployment_id}\n")
+    for entry in DeploymentRepository().audit_trail(deployment_id):
+        out.write(f"   {entry.at:%H:%M:%S}  {entry.action:<28} {entry.actor:<34} {entry.reason[:80]}\n")
+    out.flush()
+    incidents_cli.main(["history"])
+
+
 def flush_digests(aws: EmbeddedAws) -> None:
     """Let the digest window pass and run the router's schedule, as EventBridge would."""
     assert aws.clock is not None
@@ -246,6 +282,9 @@ def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
         with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
             results = builtin_demo(aws, out)
+            regression = results[-1].deployment
+            if regression is not None:
+                incident_followup(aws, regression.deployment_id, out)
             flush_digests(aws)
             aws.invoker.drain()
             for r in results:

@@ -253,6 +253,46 @@ def _sns_event(topic_arn: str, message: str, subject: str | None) -> dict[str, A
     }
 
 
+_DYNAMODB_OPERATIONS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "query",
+    "scan",
+    "batch_get_item",
+    "batch_write_item",
+    "transact_write_items",
+    "transact_get_items",
+)
+
+
+def atomic_dynamodb() -> Callable[[], None]:
+    """Make moto's DynamoDB operations atomic between threads, as DynamoDB's are.
+
+    moto checks a ConditionExpression and then writes without a lock, and iterates a
+    table's items while another thread may add one; the state machine, the asynchronous
+    Lambda invocations and the caller all use it at once. Returns the undo.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {name: getattr(DynamoDBBackend, name) for name in _DYNAMODB_OPERATIONS}
+    for name, original in originals.items():
+
+        def serialised(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, serialised)
+
+    def undo() -> None:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return undo
+
+
 def _patch_moto(
     registry: FunctionRegistry, invoker: AsyncInvoker, topics: Callable[[], list[str]], sim_clock: ListeningClock | None
 ) -> list[Callable[[], None]]:
@@ -262,7 +302,7 @@ def _patch_moto(
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
-    undo: list[Callable[[], None]] = []
+    undo: list[Callable[[], None]] = [atomic_dynamodb()]
 
     def invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         payload = json.loads(event) if isinstance(event, str | bytes) else event

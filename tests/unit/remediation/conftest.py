@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,26 +56,6 @@ def sim_clock() -> Iterator[clock.SimulatedClock]:
     clock.install(sim)
     yield sim
     clock.reset()
-
-
-@pytest.fixture
-def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB writes atomic between threads, as DynamoDB's are.
-
-    moto checks a ConditionExpression and then writes without a lock, so two racing
-    threads can both pass a condition that only one of them may pass on AWS.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        def serialised(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, serialised)
 
 
 @pytest.fixture
