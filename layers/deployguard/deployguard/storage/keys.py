@@ -9,8 +9,14 @@ queries the product needs, none of them a scan:
 | history of deployment X (everything, in time) | table   | pk = DEP#<id>, sk begins_with AS# / AUDIT# / ...|
 | active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
-| open incidents                               | gsi1    | gsi1pk = INCIDENT#OPEN                          |
+| open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
+| all incidents, newest first                  | gsi2    | gsi2pk = INCIDENTS                              |
 | a record that must exist once (dedup, locks) | table   | pk = <KIND>#<key>, sk = <KIND>                  |
+
+Kinds of once-only and state records: ``DEDUP``/``COOLDOWN``/``NOTIFY-DIGEST``
+(notifications), ``INCIDENT``, ``INCIDENT-KEY``, ``ALERT-RATE``, ``APPROVAL``
+(incidents), ``REMEDIATION``, ``REMEDIATION-LOCK``, ``REMEDIATION-COOLDOWN``,
+``REMEDIATION-BREAKER`` (remediation).
 
 Items other than the deployment record carry ``expires_at`` (epoch seconds), the
 table's TTL attribute, so the audit trail is kept for a configurable retention.
