@@ -1,0 +1,797 @@
+"""The canary judge: is the new version worse than the stable one, period by period?
+
+``judge_canary(window, settings)`` is a pure function of the periods 0..n-1 it is
+given. It is called every period, live by the assessor and the state machine, and by
+``deployguard replay`` on recorded scenarios, so it must not raise false alarms just
+because it looks often. How each kind of metric is tested:
+
+- **rates** (errors, throttles out of invocations; conversions out of successful
+  invocations): counts are compared as counts, in the same periods. Given the events
+  of both versions in a period, the canary's share of them follows a binomial law
+  whose parameter depends only on the canary's relative risk ``theta`` and the two
+  denominators, so anything that hits both versions in that period (an incident, a
+  traffic spike) cancels out. For a grid of harmful relative risks a one-sided
+  CUSUM (Page's test, the repeated sequential probability ratio test) of
+  "theta = harmful" against "theta = the smallest change that matters" runs over all
+  periods; the canary fails when one crosses a threshold set from the confidence.
+  Looking every period does not inflate false alarms: the CUSUM is built to be
+  looked at after every observation.
+- **latency percentiles**: the paired log-difference canary minus baseline in each
+  period, whose noise is that of a sample quantile of n draws (known from the
+  percentile, the traffic of each version and the spread of the distribution, read
+  from the baseline's own p50/p99), plus a small floor. The same CUSUM runs on it;
+  one period's contribution is capped so that a single odd minute cannot fail a
+  release alone.
+- **gauges**: paired differences with a noise level estimated robustly from the
+  data itself.
+
+A canary without enough evidence (too few invocations or periods) is inconclusive,
+never healthy. Periods just after a traffic shift are a grace period for latency and
+gauges (cold starts of the new version's instances).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from deployguard.analysis.stats import (
+    cusum_peak,
+    mad_sigma,
+    median,
+    norm_ppf,
+    percentile_of_stat,
+    quantile_noise_factor,
+    quantile_small_sample_bias,
+    rate_bounds,
+)
+from deployguard.models import (
+    CanaryWindow,
+    Decision,
+    Direction,
+    MetricKind,
+    MetricSpec,
+    MetricType,
+    MetricWindow,
+    Verdict,
+    VerdictReason,
+)
+
+JUDGE_NAME = "deployguard"
+
+# Harmful alternatives the CUSUMs test at once (relative changes in the bad direction).
+_RATE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 29.0, 99.0)
+_RATE_DROP_GRID = (0.15, 0.25, 0.4, 0.55, 0.7, 0.9, 0.99)
+_LATENCY_GRID = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0)
+_GAUGE_GRID = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # in noise standard deviations
+_ALTERNATIVES = max(len(_RATE_GRID), len(_RATE_DROP_GRID), len(_LATENCY_GRID), len(_GAUGE_GRID))
+
+# --------------------------------------------------------------------------- settings
+
+
+def default_metrics() -> list[MetricSpec]:
+    """The Lambda metrics every canary has, under the ids the scenario format uses."""
+    return [
+        MetricSpec(id="invocations", name="Invocations", stat="Sum", unit="Count", kind=MetricKind.COUNT),
+        MetricSpec(
+            id="errors",
+            name="Errors",
+            stat="Sum",
+            unit="Count",
+            kind=MetricKind.RATE_COUNT,
+            relative_to="invocations",
+        ),
+        MetricSpec(
+            id="throttles",
+            name="Throttles",
+            stat="Sum",
+            unit="Count",
+            kind=MetricKind.RATE_COUNT,
+            relative_to="invocations",
+            metric_type=MetricType.INFRASTRUCTURE,
+        ),
+        MetricSpec(
+            id="duration_p50",
+            name="Duration",
+            stat="p50",
+            unit="Milliseconds",
+            kind=MetricKind.LATENCY,
+            metric_type=MetricType.PERFORMANCE,
+        ),
+        MetricSpec(
+            id="duration_p99",
+            name="Duration",
+            stat="p99",
+            unit="Milliseconds",
+            kind=MetricKind.LATENCY,
+            metric_type=MetricType.PERFORMANCE,
+        ),
+    ]
+
+
+_LAMBDA_EVENT_COUNTS = {"errors", "throttles", "deadlettererrors", "destinationdeliveryfailures"}
+_TIME_UNITS = {"milliseconds", "seconds", "microseconds"}
+
+
+def infer_kind(spec: dict[str, Any] | MetricSpec) -> MetricKind:
+    """What a metric is, from its CloudWatch description, when the user did not say."""
+    get = spec.get if isinstance(spec, dict) else (lambda key, default=None: getattr(spec, key, default))
+    if get("relative_to"):
+        return MetricKind.RATE_COUNT
+    name = str(get("name", "") or "").lower()
+    namespace = str(get("namespace", "AWS/Lambda") or "AWS/Lambda")
+    stat = str(get("stat", "Sum") or "Sum")
+    unit = str(get("unit", "") or "").lower()
+    if namespace == "AWS/Lambda" and name == "invocations":
+        return MetricKind.COUNT
+    if namespace == "AWS/Lambda" and name in _LAMBDA_EVENT_COUNTS:
+        return MetricKind.RATE_COUNT
+    if percentile_of_stat(stat) is not None or unit in _TIME_UNITS or re.search(r"duration|latency", name):
+        return MetricKind.LATENCY
+    return MetricKind.GAUGE
+
+
+def resolve_spec(spec: MetricSpec, ids: set[str] | None = None) -> MetricSpec:
+    """A spec whose kind (and, for Lambda event counts, relative_to) is filled in when not given."""
+    updates: dict[str, Any] = {}
+    kind = spec.kind
+    if "kind" not in spec.model_fields_set:
+        kind = infer_kind(spec)
+        if kind != spec.kind:
+            updates["kind"] = kind
+    if kind == MetricKind.RATE_COUNT and not spec.relative_to and (ids is None or "invocations" in ids):
+        updates["relative_to"] = "invocations"
+    if "metric_type" not in spec.model_fields_set and spec.metric_type == MetricType.APPLICATION:
+        if kind == MetricKind.LATENCY:
+            updates["metric_type"] = MetricType.PERFORMANCE
+        elif not spec.namespace.startswith("AWS/"):
+            updates["metric_type"] = MetricType.BUSINESS
+    return spec.model_copy(update=updates) if updates else spec
+
+
+class MinimumEffects(BaseModel):
+    """The smallest changes that matter: smaller real differences are not failures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_relative: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=10.0,
+        description="relative change of a rate (0.05: 5% more errors, 5% fewer conversions)",
+    )
+    rate_absolute: float = Field(
+        default=0.0005,
+        ge=0.0,
+        le=1.0,
+        description="and at least this absolute change of the rate (0.0005 = 0.05 points)",
+    )
+    latency_relative: float = Field(
+        default=0.05, ge=0.0, le=10.0, description="relative change of a latency percentile"
+    )
+    gauge_relative: float = Field(default=0.1, ge=0.0, le=10.0, description="relative change of any other metric")
+    gauge_absolute: float = Field(default=0.0, ge=0.0, description="and at least this absolute change")
+
+
+class JudgeSettings(BaseModel):
+    """Per-service configuration of the canary judge. Every field has a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[MetricSpec] = Field(
+        default_factory=default_metrics,
+        description="metrics read for both versions; kind and relative_to are inferred when not given",
+    )
+    min_effect: MinimumEffects = Field(default_factory=MinimumEffects)
+    confidence: float = Field(
+        default=0.995, gt=0.5, lt=1.0, description="how sure the judge must be, all looks included, to fail a canary"
+    )
+    healthy_confidence: float = Field(
+        default=0.9, gt=0.5, lt=1.0, description="how sure it must be that the canary is not much worse to pass it"
+    )
+    healthy_margin_absolute: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="a rate may be at most this much worse (absolute) to pass"
+    )
+    healthy_margin_relative: float = Field(
+        default=0.5, ge=0.0, description="... or this much worse relative to the baseline, whichever is larger"
+    )
+    latency_healthy_margin: float = Field(
+        default=0.5, ge=0.0, description="a latency percentile may be at most this much worse (relative) to pass"
+    )
+    min_canary_invocations: int = Field(default=50, ge=0, description="evidence needed before a canary can pass")
+    min_periods: int = Field(default=3, ge=1, description="periods with canary traffic needed before it can pass")
+    grace_periods: int = Field(
+        default=2, ge=0, description="periods after each traffic shift in which latency and gauges are not judged"
+    )
+    rate_grace_periods: int = Field(default=0, ge=0, description="the same for rates (errors, throttles)")
+    max_inconclusive_periods: int = Field(
+        default=10, ge=0, description="periods a canary may stay without evidence before on_no_evidence applies"
+    )
+    on_no_evidence: Literal["rollback", "hold"] = Field(
+        default="hold", description="after max_inconclusive_periods without evidence: roll back, or hold for a person"
+    )
+    errors_metric: str | None = Field(
+        default="errors",
+        description="id of the error count: rates where decrease is bad (conversions) count out of successes",
+    )
+    outside_denominator: list[str] = Field(
+        default_factory=lambda: ["throttles"],
+        description="rate metrics whose events are not part of their relative_to count (a throttle is no invocation)",
+    )
+    latency_noise_floor: float = Field(
+        default=0.02, ge=0.0, le=1.0, description="per-period noise of a latency beyond sampling, in log units"
+    )
+    latency_min_samples: int = Field(default=5, ge=1, description="invocations a version-period needs for a percentile")
+    max_period_evidence: float = Field(
+        default=0.6, gt=0.0, description="cap on one period's latency/gauge evidence, as a share of the threshold"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("metrics"), list):
+            metrics = []
+            ids = {m.get("id") for m in data["metrics"] if isinstance(m, dict)}
+            for m in data["metrics"]:
+                if isinstance(m, dict) and "kind" not in m:
+                    m = dict(m)
+                    m["kind"] = infer_kind(m)
+                    if m["kind"] == MetricKind.RATE_COUNT and not m.get("relative_to") and "invocations" in ids:
+                        m["relative_to"] = "invocations"
+                metrics.append(m)
+            data = dict(data) | {"metrics": metrics}
+        return data
+
+    @model_validator(mode="after")
+    def _references(self) -> JudgeSettings:
+        ids = [m.id for m in self.metrics]
+        for i, m in enumerate(self.metrics):
+            if ids.count(m.id) > 1:
+                raise ValueError(f"metrics.{i}.id: metric id {m.id!r} appears more than once")
+            if m.relative_to is not None and m.relative_to not in ids:
+                raise ValueError(f"metrics.{i}.relative_to: {m.relative_to!r} is not the id of a configured metric")
+            if m.relative_to == m.id:
+                raise ValueError(f"metrics.{i}.relative_to: a metric cannot be a rate of itself")
+        return self
+
+    evidence_threshold: float | None = Field(
+        default=None, gt=0.0, description="expert: the CUSUM threshold itself, instead of one derived from confidence"
+    )
+
+    @property
+    def threshold(self) -> float:
+        """CUSUM threshold (log-likelihood ratio), from the confidence: log(1 / (1 - confidence))
+        plus room for the alternatives tried at once (a union bound over the grid)."""
+        if self.evidence_threshold is not None:
+            return self.evidence_threshold
+        return math.log(1.0 / (1.0 - self.confidence)) + math.log(_ALTERNATIVES)
+
+
+# --------------------------------------------------------------------------- per-metric tests
+
+
+@dataclass
+class _Result:
+    spec: MetricSpec
+    status: Literal["pass", "fail", "inconclusive"]
+    message: str
+    evidence: float = 0.0  # CUSUM statistic (log-likelihood ratio)
+    effect: float | None = None
+    baseline_value: float | None = None
+    canary_value: float | None = None
+    confidence: float | None = None
+    at: int | None = None  # period the failing evidence peaked
+    blocks_healthy: bool = True
+
+    def reason(self) -> VerdictReason:
+        return VerdictReason(
+            metric_id=self.spec.id,
+            status=self.status,
+            effect=None if self.effect is None or not math.isfinite(self.effect) else round(self.effect, 4),
+            baseline_value=self.baseline_value,
+            canary_value=self.canary_value,
+            confidence=None if self.confidence is None else round(min(1.0, max(0.0, self.confidence)), 6),
+            message=self.message,
+        )
+
+
+def _at(values: list[float | None], i: int) -> float | None:
+    return values[i] if i < len(values) else None
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.3g}%"
+
+
+def _confidence_of(evidence: float) -> float:
+    return 1.0 - math.exp(-evidence) if evidence > 0 else 0.0
+
+
+def _judged_periods(n: int, window: CanaryWindow, grace: int) -> list[int]:
+    """Periods outside the grace after the start and after the last traffic shift."""
+    skip: set[int] = set(range(min(grace, n)))
+    since = window.periods_since_shift
+    if since is not None and 0 < since <= n:
+        shift = n - since
+        skip.update(range(shift, min(n, shift + grace)))
+    return [i for i in range(n) if i not in skip]
+
+
+def _rate_test(
+    spec: MetricSpec,
+    num: MetricWindow,
+    den: MetricWindow,
+    minus: MetricWindow | None,
+    add_numerator: bool,
+    periods: list[int],
+    settings: JudgeSettings,
+    threshold: float,
+) -> _Result:
+    """Conditional binomial CUSUM on the relative risk of an event, canary vs baseline."""
+    bad_up = spec.direction == Direction.INCREASE_IS_BAD
+    rel = settings.min_effect.rate_relative
+    theta0 = 1.0 + rel if bad_up else max(1e-6, 1.0 - rel)
+    grid = (
+        [1.0 + g for g in _RATE_GRID if 1.0 + g > theta0]
+        if bad_up
+        else [1.0 - g for g in _RATE_DROP_GRID if 1.0 - g < theta0]
+    )
+    log_ratio = [math.log(t / theta0) for t in grid]
+    rows: list[tuple[int, float, float, float, float]] = []  # period, k_c, n_c, k_b, n_b
+    for i in periods:
+        kc, kb = _at(num.canary, i), _at(num.baseline, i)
+        nc, nb = _at(den.canary, i) or 0.0, _at(den.baseline, i) or 0.0
+        if add_numerator:
+            nc += kc or 0.0
+            nb += kb or 0.0
+        if minus is not None:
+            nc -= _at(minus.canary, i) or 0.0
+            nb -= _at(minus.baseline, i) or 0.0
+        if nc <= 0 or nb <= 0 or kc is None or kb is None:
+            continue
+        kc, kb = max(0.0, min(kc, nc)), max(0.0, min(kb, nb))
+        rows.append((i, kc, nc, kb, nb))
+    if not rows:
+        return _Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions", blocks_healthy=False)
+    increments = []
+    for _, kc, nc, kb, nb in rows:
+        k = kc + kb
+        if k <= 0:
+            increments.append([0.0] * len(grid))
+            continue
+        r = nc / nb
+        base = theta0 * r + 1.0
+        # the conditional law of the canary's share is hypergeometric, narrower than the
+        # binomial by 1 - k/N: scale the evidence accordingly (quasi-likelihood)
+        scale = 1.0 / max(0.05, 1.0 - k / (nc + nb))
+        increments.append(
+            [scale * (kc * lr + k * math.log(base / (t * r + 1.0))) for t, lr in zip(grid, log_ratio, strict=True)]
+        )
+    evidence, _, start, peak = cusum_peak(increments)
+    tot = [sum(row[j] for row in rows) for j in (1, 2, 3, 4)]
+    rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
+    what = (
+        f"{spec.id}: canary {_pct(rate_c)} ({tot[0]:g}/{tot[1]:g}) vs baseline {_pct(rate_b)} ({tot[2]:g}/{tot[3]:g})"
+    )
+    if evidence >= threshold:
+        run = rows[start : peak + 1]
+        kc_w, nc_w = sum(r[1] for r in run), sum(r[2] for r in run)
+        kb_w, nb_w = sum(r[3] for r in run), sum(r[4] for r in run)
+        wc, wb = kc_w / nc_w, kb_w / nb_w
+        diff = wc - wb if bad_up else wb - wc
+        if diff >= settings.min_effect.rate_absolute:
+            effect: float | None = (wc / wb - 1.0) if wb > 0 else math.inf
+            since = rows[start][0]
+            change = f"{effect:+.0%}" if effect is not None and math.isfinite(effect) else "from none"
+            return _Result(
+                spec,
+                "fail",
+                f"{spec.id}: canary {_pct(wc)} ({kc_w:g}/{nc_w:g}) vs baseline {_pct(wb)} ({kb_w:g}/{nb_w:g})"
+                f" since period {since}, {change}",
+                evidence=evidence,
+                effect=effect,
+                baseline_value=wb,
+                canary_value=wc,
+                confidence=_confidence_of(evidence),
+                at=rows[peak][0],
+            )
+    effect = (rate_c / rate_b - 1.0) if rate_b > 0 else (0.0 if rate_c == 0 else None)
+    # healthy needs a bound: the canary's rate is not much worse than the baseline's
+    z = norm_ppf(settings.healthy_confidence)
+    lo, hi = rate_bounds(tot[0], tot[1], z)
+    margin = max(settings.healthy_margin_absolute, settings.healthy_margin_relative * rate_b)
+    ok = (hi - rate_b <= margin) if bad_up else (rate_b - lo <= margin)
+    if ok:
+        return _Result(
+            spec,
+            "pass",
+            f"{what}: not worse",
+            evidence=evidence,
+            effect=effect,
+            baseline_value=rate_b,
+            canary_value=rate_c,
+            confidence=settings.healthy_confidence,
+        )
+    return _Result(
+        spec,
+        "inconclusive",
+        f"{what}: too few canary events to bound it",
+        evidence=evidence,
+        effect=effect,
+        baseline_value=rate_b,
+        canary_value=rate_c,
+    )
+
+
+def _latency_spread(window: CanaryWindow, spec: MetricSpec, counts: MetricWindow | None) -> float | None:
+    """The spread (lognormal sigma) of the duration behind a percentile, from two percentiles
+    of the same metric in the same periods (the baseline's first, else the canary's).
+
+    log(p_hi / p_lo) = sigma (z_hi - z_lo) for a lognormal; the sample upper percentile of
+    few draws sits low, which is corrected for. Shared slowdowns scale both percentiles
+    and cancel out.
+    """
+    q = percentile_of_stat(spec.stat)
+    if q is None:
+        return None
+    sibling = None
+    for m in window.metrics:
+        if m.spec.id == spec.id or m.spec.name != spec.name or m.spec.namespace != spec.namespace:
+            continue
+        q2 = percentile_of_stat(m.spec.stat)
+        if q2 is not None and abs(q2 - q) > 0.2:
+            sibling = (q2, m)
+            break
+    if sibling is None:
+        return None
+    own = next(m for m in window.metrics if m.spec.id == spec.id)
+    (q_lo, lo_m), (q_hi, hi_m) = sorted([(q, own), (sibling[0], sibling[1])], key=lambda x: x[0])
+    gap = norm_ppf(q_hi) - norm_ppf(q_lo)
+    tail = min(q_hi, 1.0 - q_hi)
+    for side in ("baseline", "canary"):
+        lo_vals, hi_vals = getattr(lo_m, side), getattr(hi_m, side)
+        n_vals = getattr(counts, side) if counts is not None else None
+        spreads = []
+        for i in range(min(len(lo_vals), len(hi_vals))):
+            lo, hi = lo_vals[i], hi_vals[i]
+            if lo is None or hi is None or lo <= 0 or hi < lo:
+                continue
+            n = _at(n_vals, i) if n_vals is not None else None
+            if n_vals is not None and (n is None or n * tail < 1.0):
+                continue
+            correction = 1.0 - (0.2 / (n * tail) if n else 0.0) / gap
+            spreads.append(math.log(hi / lo) / gap / correction)
+        if spreads:
+            return median(spreads)
+    return None
+
+
+def _shift_test(
+    spec: MetricSpec,
+    rows: list[tuple[int, float, float]],  # period, difference, noise variance
+    delta0: float,
+    grid: list[float],
+    cap: float,
+    threshold: float,
+) -> tuple[float, int, int]:
+    """Gaussian CUSUM on per-period differences for shifts in `grid` against `delta0`."""
+    increments = []
+    for _, d, v in rows:
+        row = []
+        for delta in grid:
+            inc = (delta - delta0) * (d - 0.5 * (delta + delta0)) / v
+            row.append(min(inc, cap))
+        increments.append(row)
+    evidence, _, start, peak = cusum_peak(increments)
+    return evidence, start, peak
+
+
+def _noise_from_data(
+    raw: list[tuple[int, float, float | None, float, float]],
+    q: float | None,
+    k: float | None,
+    counts: MetricWindow | None,
+    settings: JudgeSettings,
+) -> list[tuple[int, float, float]] | None:
+    """Per-period noise when the spread is unknown: estimated robustly from consecutive
+    differences of the paired differences (a level shift moves one difference only),
+    scaled by each period's traffic when the traffic is known."""
+    if len(raw) < 4:
+        return None
+    floor2 = settings.latency_noise_floor**2
+    if counts is not None and q is not None and k is not None:
+        weights, steps = [], []
+        for i, *_ in raw:
+            nc, nb = _at(counts.canary, i) or 1.0, _at(counts.baseline, i) or 1.0
+            weights.append(k * k * (1.0 / nc + 1.0 / nb))
+        # each version's own period-to-period changes, scaled by their sampling noise: a
+        # regression moves one step only, and the median absolute deviation ignores it
+        for is_canary in (True, False):
+            counts_side = counts.canary if is_canary else counts.baseline
+            for j in range(len(raw) - 1):
+                a, b = raw[j], raw[j + 1]
+                va, vb = (a[3], b[3]) if is_canary else (a[4], b[4])
+                na, nb_ = _at(counts_side, a[0]) or 1.0, _at(counts_side, b[0]) or 1.0
+                steps.append((math.log(vb) - math.log(va)) / (k * math.sqrt(1.0 / na + 1.0 / nb_)))
+        # shrunk towards a wide spread (0.6) as if 4 periods had shown it
+        observed = mad_sigma(steps)
+        m = len(steps) / 2
+        sigma = max(0.1, math.sqrt((4 * 0.36 + m * observed * observed) / (4 + m)))
+        return [(r[0], r[1], sigma * sigma * w + floor2) for r, w in zip(raw, weights, strict=True)]
+    steps = [raw[j + 1][1] - raw[j][1] for j in range(len(raw) - 1)]
+    noise = max(mad_sigma(steps) / math.sqrt(2.0), settings.latency_noise_floor, 0.02)
+    return [(r[0], r[1], noise * noise) for r in raw]
+
+
+def _latency_test(
+    window: CanaryWindow,
+    mw: MetricWindow,
+    counts: MetricWindow | None,
+    periods: list[int],
+    settings: JudgeSettings,
+    threshold: float,
+) -> _Result:
+    spec = mw.spec
+    bad_up = spec.direction == Direction.INCREASE_IS_BAD
+    sign = 1.0 if bad_up else -1.0
+    q = percentile_of_stat(spec.stat)
+    sigma = _latency_spread(window, spec, counts)
+    k = quantile_noise_factor(q) if q is not None else None
+    min_n = float(settings.latency_min_samples)
+    if q is not None:
+        min_n = max(min_n, 1.0 / (1.0 - q) if q > 0.5 else 1.0 / q)
+    raw: list[tuple[int, float, float | None, float, float]] = []  # period, d (bad direction +), var, c, b
+    floor2 = settings.latency_noise_floor**2
+    for i in periods:
+        c, b = _at(mw.canary, i), _at(mw.baseline, i)
+        if c is None or b is None or c <= 0 or b <= 0:
+            continue
+        var: float | None = None
+        d = math.log(c) - math.log(b)
+        if counts is not None:
+            nc, nb = _at(counts.canary, i) or 0.0, _at(counts.baseline, i) or 0.0
+            if nc < min_n or nb < min_n:
+                continue
+            if q is not None and sigma is not None and k is not None:
+                d -= quantile_small_sample_bias(q, nc, sigma) - quantile_small_sample_bias(q, nb, sigma)
+                var = (k * sigma) ** 2 * (1.0 / nc + 1.0 / nb) + floor2
+        raw.append((i, sign * d, var, c, b))
+    if not raw:
+        return _Result(
+            spec, "inconclusive", f"{spec.id}: too little traffic per period to compare", blocks_healthy=False
+        )
+    if any(r[2] is None for r in raw):
+        rows = _noise_from_data(raw, q, k, counts, settings)
+        if rows is None:
+            return _Result(
+                spec, "inconclusive", f"{spec.id}: {len(raw)} periods, too few to judge", blocks_healthy=False
+            )
+    else:
+        rows = [(i, d, v) for i, d, v, _, _ in raw if v is not None]
+    delta0 = math.log1p(settings.min_effect.latency_relative)
+    grid = [math.log1p(g) for g in _LATENCY_GRID if math.log1p(g) > delta0]
+    cap = settings.max_period_evidence * threshold
+    evidence, start, peak = _shift_test(spec, rows, delta0, grid, cap, threshold)
+    c_med = median([r[3] for r in raw])
+    b_med = median([r[4] for r in raw])
+    if evidence >= threshold:
+        run = rows[start : peak + 1]
+        wsum = sum(1.0 / v for _, _, v in run)
+        shift = sign * sum(d / v for _, d, v in run) / wsum
+        c_run = median([r[3] for r in raw[start : peak + 1]])
+        b_run = median([r[4] for r in raw[start : peak + 1]])
+        return _Result(
+            spec,
+            "fail",
+            f"{spec.id}: canary {c_run:.4g} vs baseline {b_run:.4g} {spec.unit or ''}".rstrip()
+            + f" since period {rows[start][0]}, {math.expm1(shift):+.0%}",
+            evidence=evidence,
+            effect=math.expm1(shift),
+            baseline_value=b_run,
+            canary_value=c_run,
+            confidence=_confidence_of(evidence),
+            at=rows[peak][0],
+        )
+    wsum = sum(1.0 / v for _, _, v in rows)
+    mean = sum(d / v for _, d, v in rows) / wsum
+    se = math.sqrt(1.0 / wsum)
+    upper = mean + norm_ppf(settings.healthy_confidence) * se
+    what = f"{spec.id}: canary {c_med:.4g} vs baseline {b_med:.4g} {spec.unit or ''}".rstrip()
+    effect = math.expm1(sign * mean)
+    if upper <= math.log1p(settings.latency_healthy_margin):
+        return _Result(
+            spec,
+            "pass",
+            f"{what} (median of {len(rows)} periods): not worse",
+            evidence=evidence,
+            effect=effect,
+            baseline_value=b_med,
+            canary_value=c_med,
+            confidence=settings.healthy_confidence,
+        )
+    return _Result(
+        spec,
+        "inconclusive",
+        f"{what}: too noisy to bound yet",
+        evidence=evidence,
+        effect=effect,
+        baseline_value=b_med,
+        canary_value=c_med,
+    )
+
+
+def _gauge_test(mw: MetricWindow, periods: list[int], settings: JudgeSettings, threshold: float) -> _Result:
+    spec = mw.spec
+    sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
+    pairs = [
+        (i, c, b) for i in periods if (c := _at(mw.canary, i)) is not None and (b := _at(mw.baseline, i)) is not None
+    ]
+    if len(pairs) < 4:
+        return _Result(spec, "inconclusive", f"{spec.id}: {len(pairs)} periods, too few to judge", blocks_healthy=False)
+    level = median([abs(b) for _, _, b in pairs])
+    diffs = [sign * (c - b) for _, c, b in pairs]
+    steps = [diffs[j + 1] - diffs[j] for j in range(len(diffs) - 1)]
+    noise = max(mad_sigma(steps) / math.sqrt(2.0), 0.01 * level, 1e-9)
+    delta0 = max(settings.min_effect.gauge_relative * level, settings.min_effect.gauge_absolute)
+    grid = [delta0 + g * noise for g in _GAUGE_GRID]
+    rows = [(i, d, noise**2) for (i, _, _), d in zip(pairs, diffs, strict=True)]
+    cap = settings.max_period_evidence * threshold
+    evidence, start, peak = _shift_test(spec, rows, delta0, grid, cap, threshold)
+    c_med, b_med = median([c for _, c, _ in pairs]), median([b for _, _, b in pairs])
+    effect = (c_med / b_med - 1.0) if b_med else None
+    what = f"{spec.id}: canary {c_med:.4g} vs baseline {b_med:.4g}"
+    if evidence >= threshold:
+        return _Result(
+            spec,
+            "fail",
+            f"{what} since period {rows[start][0]}",
+            evidence=evidence,
+            effect=effect,
+            baseline_value=b_med,
+            canary_value=c_med,
+            confidence=_confidence_of(evidence),
+            at=rows[peak][0],
+        )
+    return _Result(
+        spec,
+        "pass",
+        f"{what}: not worse",
+        evidence=evidence,
+        effect=effect,
+        baseline_value=b_med,
+        canary_value=c_med,
+        confidence=settings.healthy_confidence,
+    )
+
+
+# --------------------------------------------------------------------------- the judge
+
+
+def _count_metric(metrics: dict[str, MetricWindow]) -> MetricWindow | None:
+    for m in metrics.values():
+        if m.spec.kind == MetricKind.COUNT:
+            return m
+    return metrics.get("invocations")
+
+
+def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: float | None = None) -> list[_Result]:
+    """Every judged metric's test result (the judge's working, exposed for tuning and tests)."""
+    n = window.periods
+    ids = {m.spec.id for m in window.metrics}
+    metrics: dict[str, MetricWindow] = {}
+    for m in window.metrics:
+        spec = resolve_spec(m.spec, ids)
+        metrics[spec.id] = (
+            m if spec is m.spec else MetricWindow.model_construct(spec=spec, baseline=m.baseline, canary=m.canary)
+        )
+    counts = _count_metric(metrics)
+    if threshold is None:
+        threshold = settings.threshold
+    latency_periods = _judged_periods(n, window, settings.grace_periods)
+    rate_periods = _judged_periods(n, window, settings.rate_grace_periods)
+    results: list[_Result] = []
+    for mw in metrics.values():
+        spec = mw.spec
+        if spec.kind == MetricKind.COUNT:
+            continue
+        if spec.kind == MetricKind.RATE_COUNT:
+            den = metrics.get(spec.relative_to or "")
+            if den is None:
+                results.append(
+                    _Result(
+                        spec,
+                        "inconclusive",
+                        f"{spec.id}: its count {spec.relative_to!r} is not read",
+                        blocks_healthy=False,
+                    )
+                )
+                continue
+            minus = None
+            if (
+                spec.direction == Direction.DECREASE_IS_BAD
+                and settings.errors_metric
+                and settings.errors_metric != spec.id
+                and settings.errors_metric in metrics
+            ):
+                minus = metrics[settings.errors_metric]
+            results.append(
+                _rate_test(
+                    spec, mw, den, minus, spec.id in settings.outside_denominator, rate_periods, settings, threshold
+                )
+            )
+        elif spec.kind == MetricKind.LATENCY:
+            results.append(_latency_test(window, mw, counts, latency_periods, settings, threshold))
+        else:
+            results.append(_gauge_test(mw, latency_periods, settings, threshold))
+    return results
+
+
+def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
+    """Failing, healthy or inconclusive, with a reason per metric, from periods 0..n-1."""
+    n = window.periods
+    results = evaluate_metrics(window, settings)
+    metrics = {m.spec.id: m for m in window.metrics}
+    counts = _count_metric(
+        {
+            m.spec.id: MetricWindow.model_construct(spec=resolve_spec(m.spec), baseline=m.baseline, canary=m.canary)
+            for m in window.metrics
+        }
+    )
+    # evidence: canary traffic
+    if counts is not None:
+        canary_calls = sum(v for v in counts.canary[:n] if v)
+        active = sum(1 for v in counts.canary[:n] if v)
+    else:
+        canary_calls = math.nan
+        active = max((sum(1 for v in m.canary[:n] if v is not None) for m in metrics.values()), default=0)
+    traffic = (
+        f"{canary_calls:g} canary invocations in {active} of {n} periods"
+        if counts is not None
+        else f"canary data in {active} of {n} periods"
+    )
+    reasons = [r.reason() for r in results]
+    failing = sorted((r for r in results if r.status == "fail"), key=lambda r: -r.evidence)
+    if failing:
+        worst = failing[0]
+        others = f" (and {', '.join(r.spec.id for r in failing[1:])})" if failing[1:] else ""
+        summary = f"canary worse: {worst.message}{others}; {worst.confidence:.2%} sure"
+        return Verdict(decision=Decision.FAILING, summary=summary, reasons=reasons, periods=n, judge=JUDGE_NAME)
+    enough = active >= settings.min_periods and (counts is None or canary_calls >= settings.min_canary_invocations)
+    if not enough:
+        need = (
+            f"need {settings.min_canary_invocations} invocations in {settings.min_periods} periods"
+            if counts is not None
+            else f"need {settings.min_periods} periods"
+        )
+        waited = ""
+        if n > settings.max_inconclusive_periods:
+            then = "roll back" if settings.on_no_evidence == "rollback" else "hold for a person"
+            waited = f"; no evidence after {n} periods ({then})"
+        return Verdict(
+            decision=Decision.INCONCLUSIVE,
+            summary=f"not enough evidence: {traffic}, {need}{waited}",
+            reasons=reasons,
+            periods=n,
+            judge=JUDGE_NAME,
+        )
+    blocking = [r for r in results if r.status == "inconclusive" and r.blocks_healthy]
+    if blocking:
+        return Verdict(
+            decision=Decision.INCONCLUSIVE,
+            summary="not sure yet: " + "; ".join(r.message for r in blocking),
+            reasons=reasons,
+            periods=n,
+            judge=JUDGE_NAME,
+        )
+    tested = [r.spec.id for r in results if r.status == "pass"]
+    return Verdict(
+        decision=Decision.HEALTHY,
+        summary=f"canary not worse on {', '.join(tested) or 'its traffic'} ({traffic})",
+        reasons=reasons,
+        periods=n,
+        judge=JUDGE_NAME,
+    )

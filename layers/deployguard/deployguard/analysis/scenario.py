@@ -1,0 +1,152 @@
+"""Recorded deployments in the ``deployguard-scenario/1`` format, mapped onto CanaryWindow.
+
+A scenario holds, per metric, the CloudWatch values of the stable version
+(``baseline``) and the new one (``canary``), one per period, ``null`` where a version
+had no datapoint. ``truth`` (what really happened, in benchmark corpora) is ignored.
+Malformed input raises ScenarioError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from deployguard.analysis.judge import JudgeSettings, resolve_spec
+from deployguard.exceptions import ScenarioError
+from deployguard.models import CanaryWindow, Direction, MetricSpec, MetricWindow
+
+FORMAT = "deployguard-scenario/1"
+
+
+class ScenarioMetric(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(pattern=r"^[a-z][a-zA-Z0-9_]*$")
+    namespace: str = "AWS/Lambda"
+    name: str = Field(min_length=1)
+    stat: str = Field(default="Sum", min_length=1)
+    unit: str | None = None
+    direction: Direction | None = None
+    relative_to: str | None = None
+    baseline: list[float | None]
+    canary: list[float | None]
+
+    @field_validator("baseline", "canary")
+    @classmethod
+    def _finite(cls, values: list[float | None]) -> list[float | None]:
+        for i, v in enumerate(values):
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"value {i} is {v}: values must be finite numbers or null")
+        return values
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    format: Literal["deployguard-scenario/1"]
+    name: str = Field(min_length=1)
+    interval_seconds: int = Field(default=60, gt=0)
+    intervals: int = Field(ge=1)
+    canary_weight: float = Field(ge=0.0, le=1.0)
+    metrics: list[ScenarioMetric] = Field(min_length=1)
+    truth: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        ids = [m.id for m in self.metrics]
+        for i, m in enumerate(self.metrics):
+            for side in ("baseline", "canary"):
+                got = len(getattr(m, side))
+                if got != self.intervals:
+                    raise ValueError(f"metrics.{i}.{side}: {got} values for {self.intervals} intervals")
+            if ids.count(m.id) > 1:
+                raise ValueError(f"metrics.{i}.id: metric id {m.id!r} appears more than once")
+            if m.relative_to is not None and m.relative_to not in ids:
+                raise ValueError(f"metrics.{i}.relative_to: {m.relative_to!r} is not the id of a metric here")
+        return self
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def parse_scenario(document: Any, source: str) -> Scenario:
+    if not isinstance(document, dict):
+        raise ScenarioError(f"file {source}: a scenario must be a JSON object")
+    try:
+        return Scenario.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = _location(first["loc"])
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        if ": " in msg and not field:  # model-level checks name their field first
+            field, msg = msg.split(": ", 1)
+        more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ScenarioError(f"file {source}, field {field or '(top level)'}: {msg}{more}") from exc
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"file {path}: cannot read: {exc.strerror}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"file {path}: not valid JSON: {exc}") from exc
+    return parse_scenario(document, str(path))
+
+
+def metric_specs_from_scenario(scenario: Scenario, settings: JudgeSettings | None = None) -> list[MetricSpec]:
+    """The MetricSpec of every metric of a scenario.
+
+    A metric the settings configure under the same id keeps the configured spec (its
+    kind, direction, relative_to); the others are described by the scenario, their
+    kind inferred (Invocations a count, Errors/Throttles rates of invocations, a
+    percentile a latency, a metric with ``relative_to`` a rate).
+    """
+    configured = {m.id: m for m in (settings.metrics if settings else [])}
+    ids = {m.id for m in scenario.metrics}
+    specs = []
+    for m in scenario.metrics:
+        if m.id in configured:
+            specs.append(resolve_spec(configured[m.id], ids))
+            continue
+        fields: dict[str, Any] = {"id": m.id, "namespace": m.namespace, "name": m.name, "stat": m.stat, "unit": m.unit}
+        if m.direction is not None:
+            fields["direction"] = m.direction
+        if m.relative_to is not None:
+            fields["relative_to"] = m.relative_to
+        specs.append(resolve_spec(MetricSpec(**fields), ids))
+    return specs
+
+
+def scenario_window(scenario: Scenario, specs: list[MetricSpec] | None = None) -> CanaryWindow:
+    """The whole scenario as one CanaryWindow (periods 0..intervals-1, one traffic shift at 0)."""
+    specs = specs or metric_specs_from_scenario(scenario)
+    return CanaryWindow(
+        interval_seconds=scenario.interval_seconds,
+        canary_weight=scenario.canary_weight,
+        metrics=[
+            MetricWindow(spec=spec, baseline=m.baseline, canary=m.canary)
+            for spec, m in zip(specs, scenario.metrics, strict=True)
+        ],
+    )
+
+
+def truncate_window(window: CanaryWindow, periods: int) -> CanaryWindow:
+    """The window as it was after ``periods`` periods (no re-validation: it was validated whole)."""
+    return CanaryWindow.model_construct(
+        interval_seconds=window.interval_seconds,
+        canary_weight=window.canary_weight,
+        periods_since_shift=window.periods_since_shift,
+        metrics=[
+            MetricWindow.model_construct(spec=m.spec, baseline=m.baseline[:periods], canary=m.canary[:periods])
+            for m in window.metrics
+        ],
+    )

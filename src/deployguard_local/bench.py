@@ -1,0 +1,172 @@
+"""``make bench``: the canary judge against the reference judges, and the anomaly detector on NAB.
+
+    python -m deployguard_local.bench [--seed 1] [--per-family 40] [--seeds 1,2,3] [--out DIR]
+
+1. Generates the corpus with the shared benchmark's ``canarygen.py`` (``--seed``,
+   ``--per-family``; ``--seeds`` runs several) and runs ``judge_bench.py`` on it with
+   DeployGuard's judge (``deployguard replay --json``, as a subprocess) beside the
+   reference judges, printing its table.
+2. Runs the anomaly detector over the NAB CloudWatch series (labelled anomaly windows):
+   detected windows, and false alarms per series outside the windows, the first 15% of
+   each series being a learning period that is not scored (as NAB does).
+
+The shared folder is ``../shared`` beside the repository, or ``$DEPLOYGUARD_SHARED``.
+Sections are listed by ``report_sections()``; more can be appended there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("DEPLOYGUARD_SHARED") or REPO_ROOT.parent / "shared").resolve()
+
+
+# --------------------------------------------------------------------------- canary judge
+
+
+def judge_command() -> str:
+    return f"{sys.executable} -m deployguard_local.replay --json"
+
+
+def generate_corpus(out: Path, seed: int, per_family: int) -> None:
+    gen = shared_dir() / "bench" / "canarygen.py"
+    subprocess.run(
+        [sys.executable, str(gen), str(out), "--seed", str(seed), "--per-family", str(per_family)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def run_judge_bench(corpus: Path, out: TextIO, json_out: Path | None = None) -> int:
+    bench = shared_dir() / "bench" / "judge_bench.py"
+    cmd = [sys.executable, str(bench), str(corpus), "--judge", f"deployguard={judge_command()}"]
+    if json_out is not None:
+        cmd += ["--json", str(json_out)]
+    env = dict(os.environ)
+    paths = [str(REPO_ROOT / "src"), str(REPO_ROOT / "layers" / "deployguard")]
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out.write(proc.stdout)
+    if proc.returncode != 0:
+        out.write(proc.stderr[-2000:])
+    return proc.returncode
+
+
+def canary_section(seeds: list[int], per_family: int, keep: Path | None, out: TextIO) -> int:
+    status = 0
+    for seed in seeds:
+        out.write(f"\n== Canary judge: corpus --seed {seed} --per-family {per_family} ==\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            base = keep / f"seed{seed}" if keep else Path(tmp)
+            corpus = base / "scenarios"
+            corpus.mkdir(parents=True, exist_ok=True)
+            generate_corpus(corpus, seed, per_family)
+            status |= run_judge_bench(corpus, out, base / "judge_bench.json" if keep else None)
+        out.flush()
+    return status
+
+
+# --------------------------------------------------------------------------- anomaly detector on NAB
+
+
+def _read_series(path: Path) -> list[tuple[datetime, float]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [(datetime.fromisoformat(r["timestamp"]), float(r["value"])) for r in csv.DictReader(fh)]
+
+
+def nab_report(out: TextIO, threshold: float = 6.0) -> dict[str, object]:
+    """Detected anomaly windows and false alarms per series of the NAB CloudWatch data."""
+    from deployguard.analysis.anomaly import alarms, stream_scores
+
+    root = shared_dir() / "datasets" / "nab"
+    windows = json.loads((root / "windows.json").read_text(encoding="utf-8"))
+    out.write(f"\n== Anomaly detector on NAB realAWSCloudwatch ({len(windows)} series, threshold {threshold:g}) ==\n")
+    out.write(f"{'series':<44}{'windows':>9}{'detected':>10}{'false alarms':>14}\n")
+    total_w = total_d = total_fa = 0
+    started = time.perf_counter()
+    rows = []
+    for name, spans in sorted(windows.items()):
+        series = _read_series(root / name)
+        scores = stream_scores(series)
+        raised = alarms(scores, threshold)
+        learn = int(0.15 * len(series))  # NAB's probationary period: not scored
+        labelled = [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in spans]
+
+        def inside(i: int, labelled: list[tuple[datetime, datetime]] = labelled, series: list = series) -> bool:
+            return any(a <= series[i][0] <= b for a, b in labelled)
+
+        detected = sum(1 for a, b in labelled if any(a <= series[i][0] <= b for i in raised))
+        false_alarms = sum(1 for i in raised if i >= learn and not inside(i))
+        total_w, total_d, total_fa = total_w + len(labelled), total_d + detected, total_fa + false_alarms
+        short = name.split("/")[-1].removesuffix(".csv")
+        rows.append({"series": short, "windows": len(labelled), "detected": detected, "false_alarms": false_alarms})
+        out.write(f"{short:<44}{len(labelled):>9}{detected:>10}{false_alarms:>14}\n")
+    out.write(
+        f"{'total':<44}{total_w:>9}{total_d:>10}{total_fa:>14}\n"
+        f"detected windows {total_d}/{total_w} ({total_d / max(1, total_w):.0%}); "
+        f"false alarms {total_fa / max(1, len(windows)):.1f} per series "
+        f"({time.perf_counter() - started:.1f}s)\n"
+    )
+    return {"windows": total_w, "detected": total_d, "false_alarms": total_fa, "series": rows}
+
+
+def anomaly_section(out: TextIO) -> int:
+    nab_report(out)
+    return 0
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def report_sections(args: argparse.Namespace) -> list[tuple[str, Callable[[TextIO], int]]]:
+    """The sections ``make bench`` prints, in order; append more here."""
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    keep = Path(args.out) if args.out else None
+    return [
+        ("canary judge", lambda out: canary_section(seeds, args.per_family, keep, out)),
+        ("anomaly detector (NAB)", anomaly_section),
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deployguard_local.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
+    parser.add_argument("--seeds", help="several seeds, comma-separated (e.g. 1,2,3); overrides --seed")
+    parser.add_argument("--per-family", type=int, default=40, help="scenarios per family (default 40: 520 in all)")
+    parser.add_argument("--out", help="keep the corpora and judge_bench JSON here (default: temporary)")
+    parser.add_argument("--only", help="run only the sections whose name contains this")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not (shared_dir() / "bench" / "judge_bench.py").is_file():
+        print(f"bench: the shared benchmark is not at {shared_dir()} (set DEPLOYGUARD_SHARED)", file=sys.stderr)
+        return 2
+    status = 0
+    for name, section in report_sections(args):
+        if args.only and args.only not in name:
+            continue
+        status |= section(sys.stdout)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

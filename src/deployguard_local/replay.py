@@ -1,0 +1,190 @@
+"""``deployguard replay [--json] [--config FILE] PATH...``: recorded deployments through the judge.
+
+Every scenario (``deployguard-scenario/1`` files, or folders of them) is judged period
+by period with the very ``judge_canary`` the assessor runs, at period i on periods
+0..i only, as it would have been live:
+
+- the first failing verdict rolls back, at that period;
+- otherwise, at the last period, a healthy verdict promotes; an inconclusive one holds
+  (or, with ``on_no_evidence: rollback``, rolls back once ``max_inconclusive_periods``
+  inconclusive verdicts have passed). No traffic is never promoted.
+
+With ``--json`` one line per scenario, as the benchmark's replay contract says:
+``{"scenario": NAME, "decision": "rollback|promote|hold", "decided_at": PERIOD, "reason": ...}``;
+otherwise a table. ``--config FILE`` (YAML or JSON) holds JudgeSettings fields (or a
+whole DeployGuard configuration, whose ``defaults.judge`` is used). Errors name the
+file and the field. Kept light: no numpy, no boto3 on this path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from deployguard.analysis.judge import JudgeSettings, judge_canary
+from deployguard.analysis.scenario import (
+    Scenario,
+    load_scenario,
+    metric_specs_from_scenario,
+    scenario_window,
+    truncate_window,
+)
+from deployguard.exceptions import ConfigError, ScenarioError
+from deployguard.models import Decision
+
+
+@dataclass
+class ReplayResult:
+    scenario: str
+    decision: str  # rollback | promote | hold
+    decided_at: int | None
+    reason: str
+    file: str = ""
+
+    def contract(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "decision": self.decision,
+            "decided_at": self.decided_at,
+            "reason": self.reason,
+        }
+
+
+def replay_scenario(scenario: Scenario, settings: JudgeSettings) -> ReplayResult:
+    """Judge one scenario period by period, using at period i only periods 0..i."""
+    window = scenario_window(scenario, metric_specs_from_scenario(scenario, settings))
+    inconclusive = 0
+    verdict = None
+    for i in range(scenario.intervals):
+        verdict = judge_canary(truncate_window(window, i + 1), settings)
+        if verdict.decision == Decision.FAILING:
+            return ReplayResult(scenario.name, "rollback", i, verdict.summary)
+        if verdict.decision == Decision.INCONCLUSIVE:
+            inconclusive += 1
+            if settings.on_no_evidence == "rollback" and inconclusive > settings.max_inconclusive_periods:
+                return ReplayResult(
+                    scenario.name,
+                    "rollback",
+                    i,
+                    f"no conclusive evidence after {inconclusive} periods: {verdict.summary}",
+                )
+    last = scenario.intervals - 1
+    assert verdict is not None
+    if verdict.decision == Decision.HEALTHY:
+        return ReplayResult(scenario.name, "promote", last, verdict.summary)
+    return ReplayResult(scenario.name, "hold", last, verdict.summary)
+
+
+def load_settings(path: str | Path) -> JudgeSettings:
+    """JudgeSettings from a YAML or JSON file; errors name the file and the field."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from exc
+    try:
+        if source.endswith(".json"):
+            document = json.loads(text)
+        else:
+            import yaml
+
+            document = yaml.safe_load(text)
+    except Exception as exc:  # json or yaml syntax errors
+        raise ConfigError(f"not valid {'JSON' if source.endswith('.json') else 'YAML'}: {exc}", source=source) from exc
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError("the top level must be a mapping of judge settings", source=source)
+    prefix = ""
+    if isinstance(document.get("defaults"), dict) or "services" in document:
+        document, prefix = (document.get("defaults") or {}).get("judge") or {}, "defaults.judge."
+    elif isinstance(document.get("judge"), dict):
+        document, prefix = document["judge"], "judge."
+    try:
+        return JudgeSettings.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        if not field and ": " in msg:
+            field, msg = msg.split(": ", 1)
+        more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(
+            msg + more, source=source, field=prefix + field if field else prefix.rstrip(".") or None
+        ) from exc
+
+
+def scenario_files(paths: list[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*.json") if p.is_file())
+        else:
+            yield path
+
+
+def _table(results: list[ReplayResult]) -> str:
+    width = max([len("scenario"), *(len(r.scenario) for r in results)])
+    lines = [f"{'scenario':<{width}}  {'decision':<8}  {'at':>4}  reason"]
+    for r in results:
+        at = "-" if r.decided_at is None else str(r.decided_at)
+        lines.append(f"{r.scenario:<{width}}  {r.decision:<8}  {at:>4}  {r.reason}")
+    counts = {d: sum(1 for r in results if r.decision == d) for d in ("rollback", "promote", "hold")}
+    lines.append(
+        f"\n{len(results)} scenarios: {counts['rollback']} rolled back, "
+        f"{counts['promote']} promoted, {counts['hold']} held"
+    )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deployguard replay",
+        description="Judge recorded deployments (deployguard-scenario/1) period by period, as live.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")
+    parser.add_argument("--json", action="store_true", help="one JSON line per scenario (the replay contract)")
+    parser.add_argument("--config", help="judge settings, YAML or JSON (JudgeSettings fields)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config) if args.config else JudgeSettings()
+    except ConfigError as exc:
+        print(f"deployguard replay: {exc}", file=sys.stderr)
+        return 2
+    results: list[ReplayResult] = []
+    errors = 0
+    files = list(scenario_files(args.paths))
+    if not files:
+        print("deployguard replay: no scenario files in " + ", ".join(args.paths), file=sys.stderr)
+        return 2
+    for file in files:
+        try:
+            result = replay_scenario(load_scenario(file), settings)
+        except ScenarioError as exc:
+            errors += 1
+            print(f"deployguard replay: {exc}", file=sys.stderr)
+            continue
+        result.file = str(file)
+        if args.json:
+            print(json.dumps(result.contract()), flush=False)
+        else:
+            results.append(result)
+    if not args.json and results:
+        print(_table(results))
+    sys.stdout.flush()
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
