@@ -141,7 +141,16 @@ def report_sections(args: argparse.Namespace) -> list[tuple[str, Callable[[TextI
     return [
         ("canary judge", lambda out: canary_section(seeds, args.per_family, keep, out)),
         ("anomaly detector (NAB)", anomaly_section),
+        ("cloudwatch batch read", batch_read_section),
     ]
+
+
+def batch_read_section(out: TextIO) -> int:
+    """GetMetricData calls and wall time of the assessor over 200 active deployments x 8 metrics."""
+    from deployguard_local.bench_batch import report, run_batch_read
+
+    out.write(report(run_batch_read()) + "\n")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

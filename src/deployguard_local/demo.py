@@ -255,10 +255,8 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
                 "steps": [min(weight, 99.0)],
                 "step_duration_seconds": max(60, (intervals - 1) * 60),
                 "assessment_interval_seconds": 60,
-                "max_inconclusive_assessments": 1,
-                "on_no_evidence": "hold",
             },
-            "judge": {"metrics": metrics},
+            "judge": {"metrics": metrics, "max_inconclusive_periods": 1, "on_no_evidence": "hold"},
         }
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,7 +276,11 @@ def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
         results = scenario_demo(scenario, out)
         print_summary(results, out)
         return 0
-    with local_receivers(echo=lambda line: out.write(f"      -> {line}\n")) as receivers:
+
+    def echo(line: str) -> None:
+        out.write(f"      -> {line}\n")
+
+    with local_receivers(echo=echo) as receivers:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
         with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
             results = builtin_demo(aws, out)

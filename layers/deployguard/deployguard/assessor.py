@@ -75,7 +75,7 @@ def _assess(
     for deployment, _ in candidates:
         window = windows[deployment.deployment_id]
         verdict = judge_canary(window, config.service(deployment.service).judge)
-        assessment = assessment_from_verdict(deployment, window, verdict)
+        assessment = assessment_from_verdict(deployment, window, verdict, config.service(deployment.service).health)
         previous = repository.assessments(deployment.deployment_id)
         repository.add_assessment(assessment)
         run.assessed.append(assessment)

@@ -171,7 +171,8 @@ class CanaryController:
                 strategy=Strategy.CANARY,
                 target=request.target,
                 status=DeploymentStatus.IN_PROGRESS,
-                expected_duration_seconds=service.expected_duration_seconds or service.canary.total_seconds,
+                expected_duration_seconds=service.expected_duration_seconds
+                or service.canary.total_seconds(service.judge.max_inconclusive_periods),
                 **({"deployment_id": request.deployment_id} if request.deployment_id else {}),
             )
             self._enter(deployment, Phase.PRE_DEPLOYMENT, "canary requested")
@@ -249,7 +250,7 @@ class CanaryController:
             [(deployment, service.judge.metrics)], now, plan.assessment_interval_seconds
         )[deployment.deployment_id]
         verdict = judge_canary(window, service.judge)
-        assessment = assessment_from_verdict(deployment, window, verdict)
+        assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
         if self.alerts is not None:
             alerts = self.alerts
@@ -305,8 +306,8 @@ class CanaryController:
         else:
             count = state.inconclusive_count + 1
             update["inconclusive_count"] = count
-            if count > plan.max_inconclusive_assessments:
-                update["next"] = "rollback" if plan.on_no_evidence == "rollback" else "hold"
+            if count > service.judge.max_inconclusive_periods:
+                update["next"] = "rollback" if service.judge.on_no_evidence == "rollback" else "hold"
                 update["reason"] = (
                     f"no conclusive evidence after {count - 1} extra assessments at {state.weight:g}%: "
                     + verdict.summary

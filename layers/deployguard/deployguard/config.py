@@ -17,12 +17,13 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deployguard.alerts.settings import AlertingSettings
+from deployguard.analysis.health import HealthSettings
 from deployguard.analysis.judge import JudgeSettings
 from deployguard.exceptions import ConfigError
 from deployguard.notification.settings import NotificationSettings
@@ -43,13 +44,6 @@ class CanaryPlan(StrictModel):
     )
     step_duration_seconds: int = Field(default=300, ge=60, le=3600, description="bake time of each step")
     assessment_interval_seconds: int = Field(default=60, ge=10, le=900)
-    max_inconclusive_assessments: int = Field(
-        default=10, ge=1, le=240, description="extra assessments a step may wait for evidence"
-    )
-    on_no_evidence: Literal["rollback", "hold"] = Field(
-        default="rollback",
-        description="after the bounded wait without evidence: roll back, or hold at stable for a person",
-    )
 
     @model_validator(mode="after")
     def _increasing(self) -> CanaryPlan:
@@ -62,10 +56,9 @@ class CanaryPlan(StrictModel):
                 raise ValueError(f"steps.{i}: weights must increase ({self.steps[i - 1]} then {weight})")
         return self
 
-    @property
-    def total_seconds(self) -> int:
-        """Upper bound of a canary run: every step baked and waited out."""
-        per_step = self.step_duration_seconds + self.max_inconclusive_assessments * self.assessment_interval_seconds
+    def total_seconds(self, max_inconclusive_periods: int) -> int:
+        """Upper bound of a canary run: every step baked and waited out for evidence."""
+        per_step = self.step_duration_seconds + max_inconclusive_periods * self.assessment_interval_seconds
         return per_step * len(self.steps)
 
 
@@ -77,6 +70,7 @@ class ServiceConfig(StrictModel):
     alias: str = "live"
     canary: CanaryPlan = Field(default_factory=CanaryPlan)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     expected_duration_seconds: int | None = Field(default=None, ge=60)
 
 
