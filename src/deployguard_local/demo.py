@@ -229,23 +229,21 @@ def flush_digests(aws: EmbeddedAws) -> None:
 
 
 def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
-    """Replay one recorded scenario through the whole system."""
-    from deployguard_local.scenario import load_scenario_file
+    """Replay one recorded scenario (deployguard-scenario/1) through the whole system.
 
-    scenario = load_scenario_file(path)
-    intervals = int(scenario["intervals"])
-    weight = float(scenario["canary_weight"]) * 100 or 1.0
-    metrics = []
-    for metric in scenario["metrics"]:
-        spec = {k: metric[k] for k in ("id", "namespace", "name", "stat") if k in metric}
-        if metric.get("unit"):
-            spec["unit"] = metric["unit"]
-        for key in ("direction", "relative_to"):
-            if metric.get(key):
-                spec[key] = metric[key]
-        if metric.get("namespace", "AWS/Lambda") != "AWS/Lambda":
-            spec["dimensions"] = {"FunctionName": "{function}", "Version": "{version}"}
-        metrics.append(spec)
+    Period i's values of both versions are published to CloudWatch at minute i; the
+    canary runs one step at the scenario's weight for the scenario's length.
+    """
+    from deployguard.analysis.scenario import load_scenario, metric_specs_from_scenario
+
+    scenario = load_scenario(path)
+    specs = [
+        spec
+        if spec.namespace == "AWS/Lambda"
+        else spec.model_copy(update={"dimensions": {"FunctionName": "{function}", "Version": "{version}"}})
+        for spec in metric_specs_from_scenario(scenario)
+    ]
+    weight = scenario.canary_weight * 100 or 1.0  # no traffic to the canary: the alias still moves
     config = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
     config.pop("notifications", None)
     config["services"] = {
@@ -253,10 +251,14 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
             "function_name": "scenario-api",
             "canary": {
                 "steps": [min(weight, 99.0)],
-                "step_duration_seconds": max(60, (intervals - 1) * 60),
-                "assessment_interval_seconds": 60,
+                "step_duration_seconds": max(60, (scenario.intervals - 1) * scenario.interval_seconds),
+                "assessment_interval_seconds": scenario.interval_seconds,
             },
-            "judge": {"metrics": metrics, "max_inconclusive_periods": 1, "on_no_evidence": "hold"},
+            "judge": {
+                "metrics": [spec.model_dump(mode="json") for spec in specs],
+                "max_inconclusive_periods": 1,
+                "on_no_evidence": "hold",
+            },
         }
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,9 +266,12 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
         config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
         with EmbeddedAws(config_file=config_file) as aws:
             versions = aws.deploy_sample_function("scenario-api", "live", sample_handler)
-            traffic = ScenarioTrafficSource(scenario, "scenario-api", "live", versions[0], versions[1])
-            result = run_rollout(aws, str(scenario.get("name", path.stem))[:22], "scenario-api", traffic, versions, out)
-            flush_digests(aws)
+            traffic = ScenarioTrafficSource(
+                scenario.model_dump(mode="json"), "scenario-api", "live", versions[0], versions[1]
+            )
+            result = run_rollout(aws, scenario.name[:22], "scenario-api", traffic, versions, out)
+    if scenario.truth:
+        out.write(f"  truth: {scenario.truth}\n")
     return [result]
 
 

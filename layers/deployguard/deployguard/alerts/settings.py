@@ -330,9 +330,12 @@ def _default_actions() -> dict[str, RemediationAction]:
 
 def _default_plans() -> list[RemediationPlan]:
     return [
+        # automatic only on the judge's verdict, which is statistically sound; descriptive
+        # health readings page people and propose the rollback for approval
+        RemediationPlan(rules=["canary-issue"], actions=[PlanStep(action="rollback", mode="auto")]),
         RemediationPlan(
-            rules=["canary-issue", "high-error-rate", "critical-health-score", "business-impact"],
-            actions=[PlanStep(action="rollback", mode="auto")],
+            rules=["high-error-rate", "critical-health-score", "business-impact"],
+            actions=[PlanStep(action="rollback", mode="approval")],
         ),
         RemediationPlan(rules=["performance-degradation"], actions=[PlanStep(action="rollback", mode="approval")]),
         RemediationPlan(

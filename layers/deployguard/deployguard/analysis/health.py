@@ -280,8 +280,13 @@ def _recent(values: list[float | None], periods: int) -> list[tuple[int, float]]
     return got[-periods:]
 
 
-def health_values_from_window(window: CanaryWindow, recent_periods: int = 5) -> dict[str, float | None]:
+def health_values_from_window(
+    window: CanaryWindow, recent_periods: int = 5, min_count: float = 200.0
+) -> dict[str, float | None]:
     """The canary's current readings from a CanaryWindow (its last ``recent_periods`` periods).
+
+    A rate or a drop needs ``min_count`` requests behind it (on both versions for a drop):
+    below that it is sampling noise, not a reading, and stays unknown (None).
 
     error_rate (% of invocations), latency_p99_ms (median of the recent per-period
     p99), conversion_rate_drop (% below the baseline's rate in the same periods), and
@@ -306,10 +311,10 @@ def health_values_from_window(window: CanaryWindow, recent_periods: int = 5) -> 
             kb = sum(v or 0.0 for v in m.baseline[start:n])
             nb = sum(v or 0.0 for v in den.baseline[start:n])
             if spec.direction == Direction.INCREASE_IS_BAD:
-                out[f"{spec.id}_rate"] = 100.0 * kc / nc if nc > 0 else None
+                out[f"{spec.id}_rate"] = 100.0 * kc / nc if nc >= min_count else None
             else:
                 drop = None
-                if nc > 0 and nb > 0 and kb > 0:
+                if nc >= min_count and nb >= min_count and kb > 0:
                     drop = max(0.0, 100.0 * (1.0 - (kc / nc) / (kb / nb)))
                 out[f"{spec.id}_drop"] = drop
                 if out["conversion_rate_drop"] is None:
