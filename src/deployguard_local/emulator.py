@@ -500,6 +500,9 @@ class EmbeddedAws:
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
             for undo in _patch_moto(self.registry, self.invoker, topics, self.clock):
                 self._exit.callback(undo)
+            from deployguard_local.codedeploy import install_hook_status_api
+
+            self._exit.callback(install_hook_status_api())
         clients.reset()
         runtime.reset()
         self._exit.callback(clients.reset)
@@ -717,7 +720,27 @@ class EmbeddedAws:
                     driver=driver,
                 )
             )
+        self._seed_codedeploy(target)
         return versions
+
+    @staticmethod
+    def _seed_codedeploy(target: Any) -> None:
+        """CodeDeploy deployment d-SAMPLE0001 of the sample function, with one issued hook execution.
+
+        moto names deployments with UUIDs; the sample keeps the id the events/ files use.
+        """
+        from moto.codedeploy.models import codedeploy_backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        from deployguard_local.codedeploy import LEDGER, create_lambda_deployment
+
+        created = create_lambda_deployment(target, "checkout-api", "checkout-api-live")
+        backend = codedeploy_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        info = backend.deployments.pop(created)
+        info.deployment_id = "d-SAMPLE0001"
+        backend.deployments["d-SAMPLE0001"] = info
+        hook_event = json.loads((REPO_ROOT / "events" / "codedeploy_lifecycle_hook.json").read_text(encoding="utf-8"))
+        LEDGER.issued[hook_event["LifecycleEventHookExecutionId"]] = "d-SAMPLE0001"
 
 
 def sample_handler(event: Any, context: Any) -> dict[str, Any]:

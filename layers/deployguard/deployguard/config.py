@@ -26,6 +26,7 @@ from deployguard.alerts.settings import AlertingSettings
 from deployguard.analysis.health import HealthSettings
 from deployguard.analysis.judge import JudgeSettings
 from deployguard.exceptions import ConfigError
+from deployguard.hooks.settings import HookSettings
 from deployguard.notification.settings import NotificationSettings
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -71,6 +72,7 @@ class ServiceConfig(StrictModel):
     canary: CanaryPlan = Field(default_factory=CanaryPlan)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    hooks: HookSettings = Field(default_factory=HookSettings)
     expected_duration_seconds: int | None = Field(default=None, ge=60)
 
 

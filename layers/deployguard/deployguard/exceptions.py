@@ -43,3 +43,7 @@ class DeliveryError(DeployGuardError):
 
 class ValidationCheckError(DeployGuardError):
     """A pre- or post-traffic validation check could not run."""
+
+
+class CodeDeployError(DeployGuardError):
+    """CodeDeploy answered an error, or could not be reached."""
