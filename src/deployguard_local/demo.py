@@ -181,7 +181,46 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
         seed=12,
     )
     results.append(run_rollout(aws, "regression-midway", "payments-api", regressing, bad_versions, out))
+    results.append(codedeploy_rollout(aws, out))
     return results
+
+
+def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
+    """A CodeDeploy Canary10Percent5Minutes deployment guarded by DeployGuard's hooks; it regresses at 10%."""
+    from deployguard.models import LambdaTarget
+    from deployguard_local.codedeploy import simulate_lambda_rollout
+
+    assert aws.clock is not None
+    versions = aws.deploy_sample_function("search-api", "live", sample_handler)
+    out.write(f"\n== codedeploy-canary: search-api version {versions[0]} -> {versions[1]} (Canary10Percent5Minutes)\n")
+    target = LambdaTarget(function_name="search-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    behaviours = {versions[0]: VersionBehaviour(), versions[1]: VersionBehaviour(regress_at=1, regressed_p99_ms=1600)}
+    traffic = LambdaTrafficSource("search-api", "live", 3000, behaviours, seed=13)
+    aws.clock.listeners.append(traffic.on_clock)
+    started = time.perf_counter()
+    sim_clock = aws.clock
+
+    def step(line: str) -> None:
+        out.write(f"  {sim_clock():%H:%M:%S}  {line}\n")
+
+    result = simulate_lambda_rollout(aws, target, application="search-api", on_step=step)
+    )
+    aws.clock.listeners.remove(traffic.on_clock)
+    aws.invoker.drain()
+    repository = DeploymentRepository()
+    deployment = repository.find_deployment(result.deployment_id)
+    for entry in repository.audit_trail(result.deployment_id):
+        if entry.action == "hook_verdict":
+            out.write(f"  {entry.at:%H:%M:%S}  hook      {entry.reason[:150]}\n")
+    return RolloutResult(
+        name="codedeploy-canary",
+        deployment=deployment,
+        execution_status=result.final_state,
+        assessments=len(repository.assessments(result.deployment_id)),
+        events_published=_count_published(result.deployment_id),
+        deliveries=len(repository.notifications(result.deployment_id)),
+        wall_seconds=time.perf_counter() - started,
+    )
 
 
 def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None:
@@ -289,7 +328,7 @@ def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
         with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
             results = builtin_demo(aws, out)
-            regression = results[-1].deployment
+            regression = next(r.deployment for r in results if r.name == "regression-midway")
             if regression is not None:
                 incident_followup(aws, regression.deployment_id, out)
             flush_digests(aws)

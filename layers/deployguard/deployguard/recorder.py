@@ -89,7 +89,9 @@ class DeploymentRecorder:
         info = self.codedeploy.deployment(detail.deploymentId)
         deployment = self.repository.find_deployment(detail.deploymentId) or self._create(detail, info, at)
         status = _STATUS[detail.state]
-        if detail.state == "FAILURE" and info.target is not None and isinstance(info.target, LambdaTarget):
+        traffic_moved = any(p.phase == Phase.VALIDATION for p in deployment.phase_history)
+        if detail.state == "FAILURE" and traffic_moved and isinstance(info.target, LambdaTarget):
+            # it passed pre-traffic validation, traffic moved, and the alias is back on the stable version
             status = DeploymentStatus.ROLLED_BACK if self._alias_back_on_stable(info.target) else status
         changed = False
 
