@@ -204,7 +204,6 @@ def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
         out.write(f"  {sim_clock():%H:%M:%S}  {line}\n")
 
     result = simulate_lambda_rollout(aws, target, application="search-api", on_step=step)
-    )
     aws.clock.listeners.remove(traffic.on_clock)
     aws.invoker.drain()
     repository = DeploymentRepository()
