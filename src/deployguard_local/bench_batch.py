@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from deployguard import clock
-from deployguard.analysis.judge import JudgeSettings
+from deployguard.analysis.judge import JudgeSettings, default_metrics
 from deployguard.assessor import assess_active_deployments
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MAX_QUERIES_PER_CALL, MetricsReader, version_dimensions
@@ -35,20 +35,7 @@ from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.emulator import EmbeddedAws
 
 BENCH_METRICS = [
-    MetricSpec(id="invocations", name="Invocations", stat="Sum", unit="Count", kind=MetricKind.COUNT),
-    MetricSpec(
-        id="errors", name="Errors", stat="Sum", unit="Count", kind=MetricKind.RATE_COUNT, relative_to="invocations"
-    ),
-    MetricSpec(
-        id="throttles",
-        name="Throttles",
-        stat="Sum",
-        unit="Count",
-        kind=MetricKind.RATE_COUNT,
-        relative_to="invocations",
-    ),
-    MetricSpec(id="duration_p50", name="Duration", stat="p50", unit="Milliseconds", kind=MetricKind.LATENCY),
-    MetricSpec(id="duration_p99", name="Duration", stat="p99", unit="Milliseconds", kind=MetricKind.LATENCY),
+    *default_metrics(),  # invocations, errors, throttles, duration p50 and p99
     MetricSpec(
         id="concurrent_executions",
         name="ConcurrentExecutions",

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from notif_support_it import aws, event_factory
+from notif_support import aws, event_factory
 
 __all__ = ["aws", "event_factory"]

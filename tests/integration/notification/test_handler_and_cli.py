@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from notif_support_it import TABLE, Aws, make_event
+from notif_support import TABLE, Aws, make_event
 
 from deployguard.exceptions import DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Severity

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from notif_support_it import Aws, make_event
+from notif_support import Aws, make_event
 
 from deployguard.exceptions import ConfigError, DeliveryError
 from deployguard.models import DeliveryStatus, EventType, Notification, Severity
