@@ -29,7 +29,7 @@ from deployguard.alerts.models import Alert
 from deployguard.exceptions import ConflictError, NotFoundError
 from deployguard.incidents.models import Incident
 from deployguard.storage import keys
-from deployguard.storage.repository import DeploymentRepository
+from deployguard.storage.repository import DeploymentRepository, put_if_unchanged
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -151,16 +151,7 @@ class IncidentRepository:
         """Write a changed incident, only if nobody wrote it since it was read."""
         expected = incident.version_counter
         new = incident.model_copy(update={"version_counter": expected + 1})
-        try:
-            self.table.put_item(
-                Item=self._item(new),
-                ConditionExpression="version_counter = :expected",
-                ExpressionAttributeValues={":expected": expected},
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                raise ConflictError(f"incident {incident.incident_id} changed since it was read") from exc
-            raise
+        put_if_unchanged(self.table, self._item(new), expected, f"incident {incident.incident_id}")
         incident.version_counter = expected + 1
         return incident
 

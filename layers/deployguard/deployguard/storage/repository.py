@@ -53,6 +53,20 @@ def _decimal(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def put_if_unchanged(table: Any, item: dict[str, Any], expected: int, what: str) -> None:
+    """Write ``item`` only if the stored one still has ``version_counter == expected`` (optimistic lock)."""
+    try:
+        table.put_item(
+            Item=item,
+            ConditionExpression="version_counter = :expected",
+            ExpressionAttributeValues={":expected": expected},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise ConflictError(f"{what} changed since it was read (version {expected})") from exc
+        raise
+
+
 class DeploymentRepository:
     """Data access for the DeploymentsTable (see :mod:`deployguard.storage.keys`)."""
 
@@ -104,18 +118,7 @@ class DeploymentRepository:
         """Write a changed deployment, only if nobody wrote it since it was read."""
         expected = deployment.version_counter
         new = deployment.model_copy(update={"version_counter": expected + 1})
-        try:
-            self.table.put_item(
-                Item=self._deployment_item(new),
-                ConditionExpression="version_counter = :expected",
-                ExpressionAttributeValues={":expected": expected},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConflictError(
-                    f"deployment {deployment.deployment_id} changed since it was read (version {expected})"
-                ) from exc
-            raise
+        put_if_unchanged(self.table, self._deployment_item(new), expected, f"deployment {deployment.deployment_id}")
         deployment.version_counter = expected + 1
         return deployment
 
