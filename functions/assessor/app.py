@@ -34,6 +34,7 @@ def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str,
         "skipped": run.skipped,
         "metric_calls": run.metric_calls,
         "alerts": run.alerts,
+        "monitored": [a.deployment_id for a in run.monitoring.assessed] if run.monitoring else [],
         "pages": len(run.tick.pages) if run.tick else 0,
         "incidents_resolved": len(run.tick.resolved) if run.tick else 0,
     }

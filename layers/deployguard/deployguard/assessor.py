@@ -25,6 +25,7 @@ from deployguard.models import (
     LambdaTarget,
     Severity,
 )
+from deployguard.monitoring import MonitoringRun, monitor_promoted
 from deployguard.storage.repository import DeploymentRepository
 
 
@@ -35,6 +36,7 @@ class AssessorRun:
     metric_calls: int = 0
     alerts: int = 0
     tick: TickReport | None = None
+    monitoring: MonitoringRun | None = None
 
 
 def assess_active_deployments(
@@ -44,10 +46,11 @@ def assess_active_deployments(
     reader: MetricsReader | None = None,
     alerts: AlertEngine | None = None,
 ) -> AssessorRun:
-    """Judge every CodeDeploy-driven deployment, then give the alert engine its minute tick."""
+    """Judge every CodeDeploy-driven deployment, monitor promoted ones, then give the alert engine its tick."""
     reader = reader or MetricsReader()
     run = AssessorRun()
     _assess(config, repository, publisher, reader, alerts, run)
+    run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader)
     if alerts is not None:
         run.tick = alerts.on_tick()
     return run

@@ -337,7 +337,7 @@ class CanaryController:
             d.decision = "promoted"
             d.decision_reason = state.reason
             d.ended_at = now
-            self._enter(d, Phase.COMPLETED, "promoted to 100%")
+            self._enter(d, Phase.MONITORING, "promoted to 100%; post-deployment monitoring for 24 hours")
 
         deployment = self._change(deployment.deployment_id, change)
         self.repository.audit(deployment.deployment_id, "promoted", ACTOR, state.reason or "all steps healthy")

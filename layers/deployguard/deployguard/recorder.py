@@ -45,7 +45,7 @@ _STATUS = {
 _PHASE = {
     "START": Phase.DEPLOYMENT_ACTIVE,
     "READY": Phase.VALIDATION,
-    "SUCCESS": Phase.COMPLETED,
+    "SUCCESS": Phase.MONITORING,  # post-deployment monitoring for 24 hours, then completed
     "FAILURE": Phase.FAILED,
     "STOP": Phase.FAILED,
 }

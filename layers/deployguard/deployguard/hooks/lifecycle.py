@@ -208,7 +208,10 @@ class LifecycleHook:
     def _pre_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
         service = self.config.service(deployment.service)
         ctx = CheckContext(deployment, service.judge.metrics, self.local_mode)
-        results = [run_check(check, ctx, deadline, self.sleep) for check in service.hooks.pre_traffic]
+        lambda_target = isinstance(deployment.target, LambdaTarget)
+        # smoke-testing a Lambda version and reading per-version Lambda metrics apply to Lambda targets only
+        checks = [c for c in service.hooks.pre_traffic if lambda_target or c.type not in ("lambda_invoke", "baseline")]
+        results = [run_check(check, ctx, deadline, self.sleep) for check in checks]
         failed = [r for r in results if r.status == "failed"]
         warned = [r for r in results if r.status == "warned"]
         for result in results:

@@ -8,6 +8,7 @@ queries the product needs, none of them a scan:
 | a deployment                                 | table   | pk = DEP#<id>, sk = META                        |
 | history of deployment X (everything, in time) | table   | pk = DEP#<id>, sk begins_with AS# / AUDIT# / ...|
 | active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
+| promoted, in post-deployment monitoring      | gsi1    | gsi1pk = MONITOR (24 hours after promotion)     |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
 | all incidents, newest first                  | gsi2    | gsi2pk = INCIDENTS                              |
@@ -38,6 +39,7 @@ TTL_ATTRIBUTE = "expires_at"
 
 META = "META"
 ACTIVE = "ACTIVE"
+MONITORING = "MONITOR"
 
 # sort-key prefixes of a deployment's history
 ASSESSMENT = "AS#"

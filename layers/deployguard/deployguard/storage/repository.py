@@ -27,6 +27,7 @@ from deployguard.models import (
     Deployment,
     DeploymentEvent,
     Notification,
+    Phase,
     new_id,
 )
 from deployguard.storage import keys
@@ -98,6 +99,9 @@ class DeploymentRepository:
         if not deployment.status.is_terminal:
             item[keys.GSI1_PK] = keys.ACTIVE
             item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
+        elif deployment.phase == Phase.MONITORING:
+            item[keys.GSI1_PK] = keys.MONITORING
+            item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
         return item
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
@@ -157,6 +161,17 @@ class DeploymentRepository:
                 IndexName=keys.GSI1,
                 KeyConditionExpression="gsi1pk = :pk",
                 ExpressionAttributeValues={":pk": keys.ACTIVE},
+            )
+        ]
+
+    def monitored_deployments(self) -> list[Deployment]:
+        """Promoted deployments still in post-deployment monitoring (24 hours)."""
+        return [
+            _from_item(Deployment, item)
+            for item in self._query(
+                IndexName=keys.GSI1,
+                KeyConditionExpression="gsi1pk = :pk",
+                ExpressionAttributeValues={":pk": keys.MONITORING},
             )
         ]
 

@@ -1,0 +1,159 @@
+"""Post-deployment monitoring: after promotion there is no baseline left to compare with,
+so a promoted release is compared with the service's own recent history.
+
+The scheduled assessor calls :func:`monitor_promoted` every minute. A deployment stays
+in the MONITORING phase for 24 hours after promotion and is assessed on the schedule of
+:mod:`deployguard.analysis.schedule` (every minute for the first hour, every 5 minutes
+for the next 6 hours, every 15 minutes until 24 hours; sooner while unusual). Each
+assessment runs the robust anomaly detector on the service's metrics of the last 24
+hours (both versions' datapoints, 5-minute periods) and is stored; a change to or from
+"unusual" is announced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from deployguard.analysis.anomaly import detect_anomalies
+from deployguard.analysis.schedule import next_assessment_seconds
+from deployguard.aws.cloudwatch import MetricsReader, canary_queries, floor_time
+from deployguard.aws.events import EventPublisher
+from deployguard.config import DeployGuardConfig
+from deployguard.models import (
+    Assessment,
+    Decision,
+    Deployment,
+    DeploymentEvent,
+    EventType,
+    HealthStatus,
+    LambdaTarget,
+    MetricKind,
+    Phase,
+    PhaseChange,
+    Severity,
+    Verdict,
+    VerdictReason,
+)
+from deployguard.storage.repository import DeploymentRepository
+
+ACTOR = "deployguard:post-deployment-monitoring"
+HISTORY = timedelta(hours=24)
+PERIOD_SECONDS = 300
+
+
+@dataclass
+class MonitoringRun:
+    assessed: list[Assessment] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    not_due: list[str] = field(default_factory=list)
+
+
+def _series(
+    deployment: Deployment, config: DeployGuardConfig, now: datetime, reader: MetricsReader
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Per metric, the service's values over the last 24 hours (both versions; rates derived from counts)."""
+    specs = config.service(deployment.service).judge.metrics
+    start = floor_time(now - HISTORY, PERIOD_SECONDS)
+    end = floor_time(now, PERIOD_SECONDS) + timedelta(seconds=PERIOD_SECONDS)
+    values = reader.read(canary_queries(deployment.deployment_id, deployment, specs), start, end, PERIOD_SECONDS)
+    by_id = {spec.id: spec for spec in specs}
+
+    def combined(metric_id: str) -> list[float | None]:
+        base = values[(deployment.deployment_id, metric_id, "baseline")]
+        new = values[(deployment.deployment_id, metric_id, "canary")]
+        if by_id[metric_id].kind in (MetricKind.COUNT, MetricKind.RATE_COUNT):
+            return [
+                None if b is None and n is None else (b or 0.0) + (n or 0.0) for b, n in zip(base, new, strict=True)
+            ]
+        return [n if n is not None else b for b, n in zip(base, new, strict=True)]
+
+    out: dict[str, list[tuple[datetime, float]]] = {}
+    for spec in specs:
+        series = combined(spec.id)
+        if spec.kind == MetricKind.RATE_COUNT and spec.relative_to in by_id:
+            totals = combined(spec.relative_to)
+            series = [k / n if k is not None and n else None for k, n in zip(series, totals, strict=True)]
+        elif spec.kind == MetricKind.COUNT:
+            continue  # traffic volume alone is not health
+        out[spec.id] = [
+            (start + timedelta(seconds=i * PERIOD_SECONDS), v) for i, v in enumerate(series) if v is not None
+        ]
+    return out
+
+
+def monitor_promoted(
+    config: DeployGuardConfig,
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    now: datetime,
+    reader: MetricsReader | None = None,
+) -> MonitoringRun:
+    reader = reader or MetricsReader()
+    run = MonitoringRun()
+    for deployment in repository.monitored_deployments():
+        promoted_at = deployment.ended_at or deployment.started_at
+        history = repository.assessments(deployment.deployment_id)
+        monitoring = [a for a in history if a.details.get("kind") == "post_deployment"]
+        last_status = monitoring[-1].health_status if monitoring else None
+        interval = next_assessment_seconds(Phase.MONITORING, last_status, (now - promoted_at).total_seconds())
+        if interval is None:
+            repository.update_deployment(deployment.deployment_id, _finish)
+            repository.audit(deployment.deployment_id, "monitoring_ended", ACTOR, "24 hours after promotion")
+            run.finished.append(deployment.deployment_id)
+            continue
+        if monitoring and (now - monitoring[-1].at).total_seconds() < interval:
+            run.not_due.append(deployment.deployment_id)
+            continue
+        if not isinstance(deployment.target, LambdaTarget):
+            run.not_due.append(deployment.deployment_id)
+            continue
+        reasons = []
+        for metric_id, series in _series(deployment, config, now, reader).items():
+            report = detect_anomalies(series, recent=timedelta(minutes=15), lookback=HISTORY)
+            if report.status == "anomalous":
+                reasons.append(
+                    VerdictReason(
+                        metric_id=metric_id,
+                        status="fail",
+                        canary_value=report.anomalies[-1].value if report.anomalies else None,
+                        baseline_value=report.expected,
+                        message=f"{metric_id}: {report.message}",
+                    )
+                )
+            elif report.status == "normal":
+                reasons.append(
+                    VerdictReason(metric_id=metric_id, status="pass", message=f"{metric_id}: {report.message}")
+                )
+        unusual = [r for r in reasons if r.status == "fail"]
+        status = HealthStatus.WARNING if unusual else (HealthStatus.HEALTHY if reasons else HealthStatus.UNKNOWN)
+        summary = (
+            "post-deployment: unusual against the last 24 h: " + "; ".join(r.message for r in unusual)
+            if unusual else f"post-deployment: {len(reasons)} metrics usual against the last 24 h"
+        )  # fmt: skip
+        assessment = Assessment(
+            deployment_id=deployment.deployment_id, at=now, step_index=deployment.step_index, canary_weight=1.0,
+            verdict=Verdict(decision=Decision.HEALTHY if reasons and not unusual else Decision.INCONCLUSIVE,
+                            summary=summary, reasons=reasons, judge="anomaly"),
+            health_status=status, details={"kind": "post_deployment", "next_in_seconds": interval},
+        )  # fmt: skip
+        repository.add_assessment(assessment)
+        run.assessed.append(assessment)
+        if (last_status == HealthStatus.WARNING) != bool(unusual) and (monitoring or unusual):
+            event = DeploymentEvent(
+                event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,
+                service=deployment.service, version=deployment.version, environment=deployment.environment,
+                severity=Severity.WARNING if unusual else Severity.INFO,
+                title="Post-Deployment " + ("Anomaly" if unusual else "Back To Usual"), message=summary,
+                reasons=unusual,
+            )  # fmt: skip
+            repository.add_event(event)
+            publisher.publish(event)
+    return run
+
+
+def _finish(deployment: Deployment) -> None:
+    deployment.phase = Phase.COMPLETED
+    deployment.phase_history.append(
+        PhaseChange(phase=Phase.COMPLETED, at=deployment.ended_at or deployment.started_at, reason="monitoring ended")
+    )
