@@ -721,7 +721,31 @@ class EmbeddedAws:
                 )
             )
         self._seed_codedeploy(target)
+        self._seed_approval()
         return versions
+
+    @staticmethod
+    def _seed_approval() -> None:
+        """A pending remediation approval ``ap-sample00001`` (the approval function's sample event)."""
+        from datetime import timedelta
+
+        from deployguard import clock
+        from deployguard.remediation.models import Approval
+        from deployguard.remediation.store import RemediationStore
+        from deployguard.storage.repository import DeploymentRepository
+
+        RemediationStore(DeploymentRepository()).request_approval(
+            Approval(
+                approval_id="ap-sample00001",
+                incident_id="inc-sample00001",
+                deployment_id="dg-sample-0001",
+                action="rollback",
+                target="lambda:checkout-api",
+                description="roll checkout-api:live back to 1",
+                expires_at_time=clock.now() + timedelta(hours=1),
+            ),
+            timedelta(hours=1),
+        )
 
     @staticmethod
     def _seed_codedeploy(target: Any) -> None:

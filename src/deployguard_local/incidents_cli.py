@@ -253,7 +253,9 @@ def _decide(engine: AlertEngine, args: argparse.Namespace, approve: bool) -> int
     approval = engine.decide(args.id, args.by, approve, args.notes or "")
     verb = "approved" if approve else "rejected"
     text = f"{approval.approval_id} {verb} by {args.by}: {approval.action} on {approval.target}" + (
-        " (runs at the next scheduled check, within a minute)" if approve else ""
+        (" (its approval state machine runs it now)" if approval.task_token else " (runs at the next scheduled check)")
+        if approve
+        else ""
     )
     _emit(args, approval.model_dump(mode="json"), text)
     return 0

@@ -24,6 +24,7 @@ CASES = [
     ("NotificationRouterFunction", "sns_deployment_event.json", lambda r: r["malformed"] == 0),
     ("LifecycleHookFunction", "codedeploy_lifecycle_hook.json", lambda r: r["status"] == "Succeeded" and r["reported"]),
     ("DeploymentRecorderFunction", "codedeploy_state_change.json", lambda r: r["status"] == "in_progress"),
+    ("RemediationApprovalFunction", "remediation_approval_run.json", lambda r: r["outcome"] == "not_approved"),
 ]
 
 

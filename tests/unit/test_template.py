@@ -40,6 +40,7 @@ def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> Non
         "LifecycleHookFunction",
         "DeploymentRecorderFunction",
         "NotificationRouterFunction",
+        "RemediationApprovalFunction",
     }
     for logical_id, resource in functions.items():
         props = resource["Properties"]

@@ -12,6 +12,7 @@ from incident_support_it import canary_in_flight, engine, failing_assessment, he
 
 from deployguard.alerts.models import AlertStatus
 from deployguard.alerts.settings import AlertingSettings
+from deployguard.aws import clients
 from deployguard.incidents.models import IncidentStatus
 from deployguard.models import DeploymentEvent, DeploymentStatus, EventType
 from deployguard.storage.repository import DeploymentRepository
@@ -155,10 +156,29 @@ def test_approval_answered_from_the_cli(embedded: Any, capsys: pytest.CaptureFix
     dry = _cli(capsys, "remediate", alerts[0].incident_id or "", "--by", "bob", "--dry-run")
     assert dry[0]["outcome"] == "dry_run" and dry[0]["plan"]["calls"]
     assert shifter.current().additional_weights
+    # the approval waits in the approval state machine on a task token; the CLI's answer resumes it
+    execution_arn = (
+        embedded.ref("ApprovalStateMachine").replace(":stateMachine:", ":execution:")
+        + ":"
+        + approvals[0]["approval_id"]
+    )
+    sfn = clients.client("stepfunctions")
+    _wait_for(lambda: sfn.get_execution_history(executionArn=execution_arn)["events"][-1]["type"] == "TaskSubmitted")
+    assert sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING"
     _cli(capsys, "approve", approvals[0]["approval_id"], "--by", "bob")
-    report = eng.on_tick()
-    assert [r.outcome.value for r in report.remediations] == ["succeeded"]
+    _wait_for(lambda: sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING")
+    assert sfn.describe_execution(executionArn=execution_arn)["status"] == "SUCCEEDED"
+    assert eng.on_tick().remediations == []  # the state machine ran it; the tick does not run it again
     assert shifter.current().weight_of(deployment.target.stable_version) == 1.0  # type: ignore[union-attr]
+    actions = [e.action for e in DeploymentRepository().audit_trail(deployment.deployment_id)]
+    assert "remediation_approved" in actions and "remediation_succeeded" in actions
+
+
+def _wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
 
 
 def test_long_running_deployment_alerts_from_the_tick(embedded: Any) -> None:

@@ -15,11 +15,14 @@ For each action the executor, in this order:
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from datetime import timedelta
 
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
+from deployguard.aws import clients
 from deployguard.aws.events import EventPublisher
 from deployguard.exceptions import DeployGuardError
 from deployguard.incidents.models import Incident
@@ -342,6 +345,14 @@ class RemediationExecutor:
             return self._result(
                 incident, name, target, Outcome.PENDING_APPROVAL, "an approval is already pending", actor, audit=False
             )
+        state_machine = os.environ.get("APPROVAL_STATE_MACHINE_ARN")
+        if state_machine:
+            # the approval waits in a Step Functions task token; the CLI's answer resumes it
+            clients.client("stepfunctions").start_execution(
+                stateMachineArn=state_machine,
+                name=approval.approval_id,
+                input=json.dumps({"approval_id": approval.approval_id}),
+            )
         result = self._result(
             incident,
             name,
@@ -390,7 +401,13 @@ class RemediationExecutor:
         approval.decided_by = by
         approval.decided_at = clock.now()
         approval.notes = notes
-        self.store.save_approval(approval)
+        approval = self.store.save_approval(approval)
+        if approval.task_token:
+            sfn = clients.client("stepfunctions")
+            if approve:
+                sfn.send_task_success(taskToken=approval.task_token, output=json.dumps({"approved_by": by}))
+            else:
+                sfn.send_task_failure(taskToken=approval.task_token, error="Rejected", cause=f"rejected by {by}")
         self.repository.audit(
             approval.deployment_id,
             "remediation_approved" if approve else "remediation_rejected",
@@ -402,11 +419,31 @@ class RemediationExecutor:
         )
         return approval
 
-    def run_approved(self, incidents: dict[str, Incident]) -> list[RemediationResult]:
+    def register_task_token(self, approval_id: str, task_token: str) -> Approval:
+        """The approval state machine waits on ``task_token`` until a person answers."""
+        approval = self.store.approval(approval_id)
+        approval.task_token = task_token
+        return self.store.save_approval(approval)
+
+    def run_one_approved(self, approval_id: str, incidents: dict[str, Incident]) -> RemediationResult | None:
+        """Run one approved action now (the approval state machine's last step)."""
+        approval = self.store.approval(approval_id)
+        if approval.status != ApprovalStatus.APPROVED:
+            return None
+        approval.task_token = None  # from here on it is an ordinary approved action
+        self.store.save_approval(approval)
+        results = self.run_approved({k: v for k, v in incidents.items() if k == approval.incident_id}, only=approval_id)
+        return results[0] if results else None
+
+    def run_approved(self, incidents: dict[str, Incident], only: str | None = None) -> list[RemediationResult]:
         """Run approved actions (and expire stale requests); called every tick."""
         results = []
         now = clock.now()
         for approval in self.store.open_approvals():
+            if only is not None and approval.approval_id != only:
+                continue
+            if approval.task_token and approval.status == ApprovalStatus.APPROVED:
+                continue  # its state machine runs it
             if approval.status == ApprovalStatus.PENDING and now >= approval.expires_at_time:
                 approval.status = ApprovalStatus.EXPIRED
                 self.store.save_approval(approval)

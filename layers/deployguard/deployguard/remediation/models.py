@@ -81,4 +81,5 @@ class Approval(Model):
     decided_at: datetime | None = None
     notes: str = ""
     result: str | None = None
+    task_token: str | None = Field(default=None, description="Step Functions task token waiting on this approval")
     version_counter: int = 0

@@ -1,0 +1,40 @@
+"""Remediation approval tasks of the approval state machine: register the task token a
+person's answer resumes, then run the approved action. The logic is in deployguard.remediation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployguard import runtime
+
+logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
+
+
+class ApprovalTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["register", "run"]
+    approval_id: str = Field(min_length=1)
+    task_token: str | None = None
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_parser(model=ApprovalTask)
+def lambda_handler(task: ApprovalTask, context: LambdaContext) -> dict[str, Any]:
+    engine = runtime.alert_engine()
+    if task.action == "register":
+        if not task.task_token:
+            raise ValueError("task_token: the register action needs the task token")
+        engine.remediation.register_task_token(task.approval_id, task.task_token)
+        return {"approval_id": task.approval_id, "waiting": True}
+    incidents = {i.incident_id: i for i in engine.incident_store.open_incidents()}
+    result = engine.remediation.run_one_approved(task.approval_id, incidents)
+    outcome = result.outcome.value if result else "not_approved"
+    metrics.add_metric(name="ApprovedRemediations", unit="Count", value=1)
+    return {"approval_id": task.approval_id, "outcome": outcome, "message": result.message if result else ""}
