@@ -1,5 +1,9 @@
-"""CodeDeploy lifecycle hook (BeforeAllowTraffic / AfterAllowTraffic, and ECS hooks): validates
-the deployment and answers CodeDeploy exactly once. The logic is in deployguard.hooks.lifecycle."""
+"""CodeDeploy lifecycle hook (BeforeAllowTraffic / AfterAllowTraffic, and the ECS hooks): validates
+the deployment and answers CodeDeploy exactly once. The logic is in deployguard.hooks.lifecycle.
+
+No event_parser here on purpose: a malformed event must still be answered ``Failed`` when it
+carries an execution id, so the hook validates the event itself (naming the field) and never
+raises; CodeDeploy is never left waiting on a crash."""
 
 from __future__ import annotations
 
@@ -17,11 +21,11 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # the event is validated inside, so a malformed one still gets a Failed answer when it can
     hook = LifecycleHook(
         runtime.config(), runtime.repository(), runtime.publisher(), local_mode=runtime.environment().local_mode
     )
     outcome = hook.handle(event, context.get_remaining_time_in_millis)
-    metrics.add_metric(name=f"Hook{outcome.status or 'Unanswered'}", unit="Count", value=1)
-    logger.info("lifecycle hook", extra=outcome.as_dict())
-    return outcome.as_dict()
+    metrics.add_metric(name=outcome.metric_name, unit="Count", value=1)
+    report = outcome.as_dict()
+    logger.info("lifecycle hook", extra=report)
+    return report

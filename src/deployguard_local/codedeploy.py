@@ -2,13 +2,16 @@
 
 moto serves CreateApplication, CreateDeploymentGroup, CreateDeployment and
 GetDeployment, but not PutLifecycleEventHookExecutionStatus. :func:`install_hook_status_api`
-adds that one action to moto's CodeDeploy responder, so the hook's real boto3 request
-is served in-process like every other call. Like CodeDeploy it accepts one status per
-hook execution it issued and refuses a second one (LifecycleEventAlreadyCompletedException).
+adds that one action to moto's CodeDeploy responder class, so the hook's real boto3
+request (signed, serialised, sent through botocore) is served in-process like every
+other call. Like CodeDeploy it accepts one status per hook execution it issued and
+refuses a second one (``LifecycleEventAlreadyCompletedException``); every call, accepted
+or refused, is kept in the :class:`HookLedger`.
 
 :func:`simulate_lambda_rollout` then drives a deployment as ``Canary10Percent5Minutes``
-would: state-change events to the recorder, BeforeAllowTraffic hook, 10% for five
-(simulated) minutes, 100%, AfterAllowTraffic hook, and a rollback when a hook fails.
+would: state-change events to the recorder, the BeforeAllowTraffic hook, 10% on the
+alias (the real UpdateAlias call) for five simulated minutes, 100%, the AfterAllowTraffic
+hook, and a rollback of the alias when a hook answers ``Failed`` (or never answers).
 """
 
 from __future__ import annotations
@@ -18,12 +21,26 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import LambdaTarget
+
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class StatusCall:
+    """One PutLifecycleEventHookExecutionStatus request as CodeDeploy received it."""
+
+    deployment_id: str | None
+    execution_id: str
+    status: str
+    accepted: bool
+    error: str | None = None
 
 
 @dataclass
@@ -31,7 +48,8 @@ class HookLedger:
     """The hook executions CodeDeploy issued and the statuses it was told."""
 
     issued: dict[str, str] = field(default_factory=dict)  # execution id -> deployment id
-    statuses: list[tuple[str, str, str]] = field(default_factory=list)  # (deployment, execution, status)
+    statuses: list[tuple[str, str, str]] = field(default_factory=list)  # accepted (deployment, execution, status)
+    calls: list[StatusCall] = field(default_factory=list)  # every request, accepted or refused
     refuse_next: list[str] = field(default_factory=list)  # error codes to answer the next calls with
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -46,7 +64,12 @@ class HookLedger:
         return found[-1] if found else None
 
     def calls_for(self, execution_id: str) -> int:
+        """Accepted status calls of one hook execution (CodeDeploy's view: 0 or 1)."""
         return sum(1 for _, e, _ in self.statuses if e == execution_id)
+
+    def attempts_for(self, execution_id: str) -> int:
+        """Every status request of one hook execution, refused ones included."""
+        return sum(1 for c in self.calls if c.execution_id == execution_id)
 
 
 LEDGER = HookLedger()
@@ -58,26 +81,38 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
     from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
 
+    def refuse(call: dict[str, Any], code: str, message: str) -> JsonRESTError:
+        ledger.calls.append(StatusCall(**call, accepted=False, error=code))
+        return JsonRESTError(code, message)
+
     def put_lifecycle_event_hook_execution_status(self: Any) -> ActionResult:
-        deployment_id = self._get_param("deploymentId")
-        execution_id = self._get_param("lifecycleEventHookExecutionId")
-        status = self._get_param("status")
+        call = {
+            "deployment_id": self._get_param("deploymentId"),
+            "execution_id": str(self._get_param("lifecycleEventHookExecutionId") or ""),
+            "status": str(self._get_param("status") or ""),
+        }
+        execution_id = call["execution_id"]
         with ledger.lock:
             if ledger.refuse_next:
                 code = ledger.refuse_next.pop(0)
-                raise JsonRESTError(code, f"{code} (simulated)")
-            if status not in ("Succeeded", "Failed"):
-                raise JsonRESTError("InvalidLifecycleEventHookExecutionStatusException", f"status {status}")
-            if ledger.issued.get(execution_id) != deployment_id:
-                raise JsonRESTError(
+                raise refuse(call, code, f"{code} (simulated)")
+            if call["status"] not in ("Succeeded", "Failed"):
+                raise refuse(call, "InvalidLifecycleEventHookExecutionStatusException", f"status {call['status']}")
+            issued_to = ledger.issued.get(execution_id)
+            if issued_to is None or call["deployment_id"] not in (None, issued_to):
+                raise refuse(
+                    call,
                     "InvalidLifecycleEventHookExecutionIdException",
-                    f"{execution_id} is not a hook execution of deployment {deployment_id}",
+                    f"{execution_id} is not a hook execution of deployment {call['deployment_id']}",
                 )
             if any(e == execution_id for _, e, _ in ledger.statuses):
-                raise JsonRESTError(
-                    "LifecycleEventAlreadyCompletedException", f"hook execution {execution_id} already has a status"
+                raise refuse(
+                    call,
+                    "LifecycleEventAlreadyCompletedException",
+                    f"hook execution {execution_id} already has a status",
                 )
-            ledger.statuses.append((deployment_id, execution_id, status))
+            ledger.statuses.append((issued_to, execution_id, call["status"]))
+            ledger.calls.append(StatusCall(**call, accepted=True))
         return ActionResult({"lifecycleEventHookExecutionId": execution_id})
 
     setattr(CodeDeployResponse, "put_lifecycle_event_hook_execution_status", put_lifecycle_event_hook_execution_status)  # noqa: B010
@@ -88,19 +123,41 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
     return undo
 
 
-def create_lambda_deployment(target: LambdaTarget, application: str, group: str) -> str:
+def _moto_deployment(deployment_id: str) -> Any:
+    from moto.codedeploy.models import codedeploy_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return codedeploy_backends[DEFAULT_ACCOUNT_ID][clients.region()].deployments[deployment_id]
+
+
+def _set_state(deployment_id: str, status: str, *, ended: bool = False) -> None:
+    """CodeDeploy's own view of the deployment (what GetDeployment answers), on the simulated clock."""
+    info = _moto_deployment(deployment_id)
+    info.status = status
+    if status == "InProgress" and info.start_time is None:
+        info.start_time = clock.now()
+    if ended:
+        info.complete_time = clock.now()
+
+
+def create_lambda_deployment(
+    target: LambdaTarget,
+    application: str,
+    group: str,
+    config_name: str = "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+) -> str:
     """A CodeDeploy deployment of a Lambda alias (AppSpec content, as SAM's DeploymentPreference makes)."""
     codedeploy = clients.client("codedeploy")
-    try:
+    existing = codedeploy.list_applications().get("applications", [])
+    if application not in existing:
         codedeploy.create_application(applicationName=application, computePlatform="Lambda")
+    if group not in codedeploy.list_deployment_groups(applicationName=application).get("deploymentGroups", []):
         codedeploy.create_deployment_group(
             applicationName=application, deploymentGroupName=group,
-            serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeployServiceRole",
-            deploymentConfigName="CodeDeployDefault.LambdaCanary10Percent5Minutes",
+            serviceRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT}:role/CodeDeployServiceRole",
+            deploymentConfigName=config_name,
             deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
         )  # fmt: skip
-    except codedeploy.exceptions.ApplicationAlreadyExistsException:
-        pass  # a second deployment of the same application
     appspec = {
         "version": 0.0,
         "Resources": [{target.function_name: {"Type": "AWS::Lambda::Function", "Properties": {
@@ -111,80 +168,148 @@ def create_lambda_deployment(target: LambdaTarget, application: str, group: str)
             {"AfterAllowTraffic": "CodeDeployHook_deployguard"},
         ],
     }  # fmt: skip
-    return str(
+    deployment_id = str(
         codedeploy.create_deployment(
-            applicationName=application, deploymentGroupName=group,
+            applicationName=application, deploymentGroupName=group, deploymentConfigName=config_name,
             revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": json.dumps(appspec)}},
         )["deploymentId"]
     )  # fmt: skip
+    _moto_deployment(deployment_id).create_time = clock.now()  # the simulated clock, like every other timestamp
+    return deployment_id
 
 
 def state_change_event(deployment_id: str, application: str, group: str, state: str) -> dict[str, Any]:
     """The EventBridge event CodeDeploy emits for a deployment's state change."""
+    region = clients.region()
     return {
         "version": "0", "id": str(uuid.uuid4()), "detail-type": "CodeDeploy Deployment State-change Notification",
-        "source": "aws.codedeploy", "account": "123456789012",
-        "time": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
-        "resources": [f"arn:aws:codedeploy:us-east-1:123456789012:deploymentgroup:{application}/{group}"],
-        "detail": {"region": "us-east-1", "deploymentId": deployment_id, "instanceGroupId": str(uuid.uuid4()),
+        "source": "aws.codedeploy", "account": DEFAULT_ACCOUNT,
+        "time": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "resources": [
+            f"arn:aws:codedeploy:{region}:{DEFAULT_ACCOUNT}:application:{application}",
+            f"arn:aws:codedeploy:{region}:{DEFAULT_ACCOUNT}:deploymentgroup:{application}/{group}",
+        ],
+        "detail": {"region": region, "deploymentId": deployment_id, "instanceGroupId": str(uuid.uuid4()),
                    "deploymentGroup": group, "state": state, "application": application},
     }  # fmt: skip
+
+
+FinalState = Literal["SUCCESS", "FAILURE"]
 
 
 @dataclass
 class RolloutResult:
     deployment_id: str
-    hooks: list[tuple[str, str | None]]  # (lifecycle event, status CodeDeploy was told)
-    final_state: str
+    hooks: list[tuple[str, str | None]]  # (lifecycle event, status CodeDeploy was told; None: never answered)
+    status_calls: list[StatusCall]  # every status request of this deployment's hooks
+    final_state: FinalState
+    rolled_back: bool
     alias_version: str
+    states: list[str]  # the state-change events emitted, in order
+
+    @property
+    def status(self) -> str:
+        return "Succeeded" if self.final_state == "SUCCESS" else ("RolledBack" if self.rolled_back else "Failed")
 
 
 def simulate_lambda_rollout(
-    aws: Any,
-    target: LambdaTarget,
+    function_name: str,
+    alias: str,
+    current_version: str,
+    target_version: str,
     *,
-    application: str,
+    hooks_function: Callable[[dict[str, Any]], Any],
+    clock_advance: Callable[[float], Any],
+    recorder_function: Callable[[dict[str, Any]], Any] | None = None,
+    traffic_hook: Callable[[int, float], None] | None = None,
+    application: str | None = None,
     group: str = "live",
     canary_percent: float = 10.0,
     canary_minutes: int = 5,
     ledger: HookLedger = LEDGER,
     on_step: Callable[[str], None] | None = None,
 ) -> RolloutResult:
-    """Drive a CodeDeploy ``Canary10Percent5Minutes`` deployment of ``target`` on the embedded AWS."""
+    """Drive a CodeDeploy ``Canary10Percent5Minutes`` deployment of ``function_name:alias``.
+
+    ``hooks_function(event)`` is the lifecycle hook (called in-process with CodeDeploy's real
+    event shape); ``recorder_function(event)`` receives the EventBridge state-change events;
+    ``clock_advance(seconds)`` moves the simulated clock one minute at a time and
+    ``traffic_hook(minute, weight)`` is called after each minute (synthetic traffic and metrics).
+    A hook answering ``Failed``, or not answering, fails the deployment and rolls the alias back.
+    """
     say = on_step or (lambda _: None)
+    application = application or function_name
+    target = LambdaTarget(
+        function_name=function_name, alias=alias, stable_version=current_version, new_version=target_version
+    )
     deployment_id = create_lambda_deployment(target, application, group)
     shifter = LambdaTrafficShifter(target)
     hooks: list[tuple[str, str | None]] = []
+    states: list[str] = []
+    executions: list[str] = []
+    minute = 0
 
     def emit(state: str) -> None:
-        aws.invoke("DeploymentRecorderFunction", state_change_event(deployment_id, application, group, state))
+        states.append(state)
+        if recorder_function is not None:
+            recorder_function(state_change_event(deployment_id, application, group, state))
         say(f"CodeDeploy {state}")
 
-    def run_hook(name: str) -> str | None:
+    def run_hook(name: str) -> bool:
         execution_id = ledger.issue(deployment_id)
-        aws.invoke(
-            "LifecycleHookFunction", {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution_id}
-        )
+        executions.append(execution_id)
+        hooks_function({"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution_id})
         status = ledger.status_of(execution_id)
         hooks.append((name, status))
-        say(f"{name} hook answered {status}")
-        return status
+        say(f"{name} hook answered {status or 'nothing (CodeDeploy times the hook out: Failed)'}")
+        return status == "Succeeded"
 
+    def bake(weight: float, minutes: int) -> None:
+        nonlocal minute
+        for _ in range(minutes):
+            clock_advance(60.0)
+            minute += 1
+            if traffic_hook is not None:
+                traffic_hook(minute, weight)
+
+    def finish(state: FinalState, rolled_back: bool) -> RolloutResult:
+        _set_state(deployment_id, "Succeeded" if state == "SUCCESS" else "Failed", ended=True)
+        emit(state)
+        calls = [c for c in ledger.calls if c.execution_id in executions]
+        return RolloutResult(deployment_id, hooks, calls, state, rolled_back, shifter.current().function_version,
+                             states)  # fmt: skip
+
+    _set_state(deployment_id, "InProgress")
     emit("START")
-    if run_hook("BeforeAllowTraffic") != "Succeeded":
-        emit("FAILURE")
-        return RolloutResult(deployment_id, hooks, "FAILURE", shifter.current().function_version)
+    if not run_hook("BeforeAllowTraffic"):
+        return finish("FAILURE", rolled_back=False)  # no traffic moved: nothing to roll back
     shifter.shift(canary_percent / 100.0)
-    say(f"traffic {canary_percent:g}% to version {target.new_version} for {canary_minutes} min")
-    for _ in range(canary_minutes):
-        aws.clock.advance(60)
+    say(f"traffic {canary_percent:g}% to version {target_version} for {canary_minutes} min")
+    bake(canary_percent / 100.0, canary_minutes)
     shifter.promote()
-    say(f"traffic 100% to version {target.new_version}")
-    aws.clock.advance(60)
-    if run_hook("AfterAllowTraffic") != "Succeeded":
+    say(f"traffic 100% to version {target_version}")
+    bake(1.0, 1)
+    if not run_hook("AfterAllowTraffic"):
         shifter.rollback()
-        say(f"rolled back: 100% to version {target.stable_version}")
-        emit("FAILURE")
-        return RolloutResult(deployment_id, hooks, "FAILURE", shifter.current().function_version)
-    emit("SUCCESS")
-    return RolloutResult(deployment_id, hooks, "SUCCESS", shifter.current().function_version)
+        say(f"rolled back: 100% to version {current_version}")
+        return finish("FAILURE", rolled_back=True)
+    return finish("SUCCESS", rolled_back=False)
+
+
+def simulate_embedded_rollout(
+    aws: Any,
+    target: LambdaTarget,
+    *,
+    application: str,
+    group: str = "live",
+    ledger: HookLedger = LEDGER,
+    on_step: Callable[[str], None] | None = None,
+) -> RolloutResult:
+    """:func:`simulate_lambda_rollout` on the embedded AWS: the template's hook and recorder
+    functions through the real Lambda Invoke API, the clock's listeners as the traffic."""
+    return simulate_lambda_rollout(
+        target.function_name, target.alias, target.stable_version, target.new_version,
+        hooks_function=lambda event: aws.invoke("LifecycleHookFunction", event),
+        recorder_function=lambda event: aws.invoke("DeploymentRecorderFunction", event),
+        clock_advance=aws.clock.advance, application=application, group=group, ledger=ledger, on_step=on_step,
+    )  # fmt: skip

@@ -188,7 +188,7 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
 def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
     """A CodeDeploy Canary10Percent5Minutes deployment guarded by DeployGuard's hooks; it regresses at 10%."""
     from deployguard.models import LambdaTarget
-    from deployguard_local.codedeploy import simulate_lambda_rollout
+    from deployguard_local.codedeploy import simulate_embedded_rollout
 
     assert aws.clock is not None
     versions = aws.deploy_sample_function("search-api", "live", sample_handler)
@@ -203,7 +203,7 @@ def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
     def step(line: str) -> None:
         out.write(f"  {sim_clock():%H:%M:%S}  {line}\n")
 
-    result = simulate_lambda_rollout(aws, target, application="search-api", on_step=step)
+    result = simulate_embedded_rollout(aws, target, application="search-api", on_step=step)
     aws.clock.listeners.remove(traffic.on_clock)
     aws.invoker.drain()
     repository = DeploymentRepository()

@@ -1,7 +1,16 @@
 """The deployment recorder: CodeDeploy state-change events into the deployment's record.
 
-EventBridge delivers at least once and not always in order: a state already recorded
-is not recorded twice, and a terminal status is never overwritten by a late START.
+EventBridge delivers at least once and not always in order, so:
+- a state already recorded is not recorded twice (nor counted twice in the metrics);
+- a terminal status is never overwritten by a late START or READY;
+- the phase history is kept in time order whatever the delivery order;
+- start and end come from CodeDeploy (``createTime``, ``completeTime``) when it has them.
+
+A failed deployment whose traffic had moved is ``rolled_back`` once the stable version
+has all the traffic again (a Lambda alias back on its ``CurrentVersion``, or a rollback
+deployment that succeeded); a rollback that fails raises ``rollback.failed``. A
+deployment running past its expected duration raises ``deployment.long_running``
+once (on its next event, or from :meth:`DeploymentRecorder.sweep_long_running`).
 """
 
 from __future__ import annotations
@@ -9,30 +18,32 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from deployguard import clock
-from deployguard.aws.codedeploy import CodeDeployGateway
+from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
-from deployguard.exceptions import ConflictError
+from deployguard.exceptions import ConflictError, TrafficShiftError
 from deployguard.models import (
     Deployment,
     DeploymentEvent,
     DeploymentStatus,
+    EcsTarget,
     EventType,
     LambdaTarget,
     Model,
     Phase,
     PhaseChange,
     Severity,
-    Strategy,
 )
 from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:deployment-recorder"
+DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
+INSTANCE_STATE_CHANGE = "CodeDeploy Instance State-change Notification"
 logger = logging.getLogger(__name__)
 
 _STATUS = {
@@ -52,24 +63,121 @@ _PHASE = {
 
 
 class StateChangeDetail(Model):
-    model_config = Model.model_config | {"extra": "ignore"}
+    """``detail`` of a CodeDeploy Deployment (or Instance) State-change Notification."""
+
+    model_config = ConfigDict(extra="ignore")
 
     deploymentId: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
     application: str = Field(min_length=1)
     deploymentGroup: str = Field(min_length=1)
-    state: str = Field(pattern=r"^(START|SUCCESS|FAILURE|STOP|READY)$")
+    state: str = Field(pattern=r"^[A-Z_]{2,32}$")
     region: str | None = None
+    instanceGroupId: str | None = None
+    instanceId: str | None = None
+
+
+# --------------------------------------------------------------------------- shared with the hook
+
+
+def service_for(config: DeployGuardConfig, application: str, group: str, function_name: str | None = None) -> str:
+    """The service a CodeDeploy deployment belongs to.
+
+    First a service listing the application (or ``application/group``) in
+    ``hooks.codedeploy_applications``; then a service whose ``function_name`` is the
+    deployed function; else the application's name.
+    """
+    for name, service in config.services.items():
+        listed = service.hooks.codedeploy_applications
+        if application in listed or f"{application}/{group}" in listed:
+            return name
+    if function_name:
+        for name, service in config.services.items():
+            if service.function_name == function_name:
+                return name
+    return application
+
+
+def record_of(config: DeployGuardConfig, info: CodeDeployDeployment, at: datetime, reason: str) -> Deployment:
+    """A new deployment record for a CodeDeploy deployment (driver ``codedeploy``)."""
+    target: LambdaTarget | EcsTarget = info.target or LambdaTarget(
+        function_name=info.application, alias="unknown", stable_version="unknown", new_version="unknown"
+    )
+    function_name = target.function_name if isinstance(target, LambdaTarget) else None
+    service = service_for(config, info.application, info.group, function_name)
+    service_config = config.service(service)
+    version = target.new_version if isinstance(target, LambdaTarget) else target.new_task_definition
+    started = info.create_time or at
+    return Deployment(
+        deployment_id=info.deployment_id,
+        service=service,
+        environment=service_config.environment,
+        version=version or "unknown",
+        strategy=info.strategy,
+        target=target,
+        status=DeploymentStatus.IN_PROGRESS,
+        phase=Phase.PRE_DEPLOYMENT,
+        driver="codedeploy",
+        codedeploy_application=info.application,
+        codedeploy_group=info.group,
+        codedeploy_deployment_id=info.deployment_id,
+        started_at=started,
+        expected_duration_seconds=service_config.expected_duration_seconds,
+        phase_history=[PhaseChange(phase=Phase.PRE_DEPLOYMENT, at=started, reason=reason)],
+    )
+
+
+def ensure_record(
+    repository: DeploymentRepository, config: DeployGuardConfig, info: CodeDeployDeployment, at: datetime, reason: str
+) -> Deployment:
+    """The deployment's record, created by whichever of hook and recorder sees it first."""
+    found = repository.find_deployment(info.deployment_id)
+    if found is not None:
+        return found
+    try:
+        return repository.create_deployment(record_of(config, info, at, reason))
+    except ConflictError:  # the other one created it meanwhile
+        return repository.get_deployment(info.deployment_id)
+
+
+# --------------------------------------------------------------------------- the recorder
 
 
 @dataclass
 class RecordOutcome:
     deployment_id: str
     state: str
+    kind: Literal["deployment", "instance", "sweep"]
     changed: bool
     status: DeploymentStatus
     environment: str
     strategy: str
     duration_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "deployment_id": self.deployment_id,
+            "kind": self.kind,
+            "state": self.state,
+            "changed": self.changed,
+            "status": self.status.value,
+            "duration_seconds": self.duration_seconds,
+        }
+
+    def metric_points(self) -> list[tuple[str, str, float]]:
+        """(name, unit, value) of the deployment statistics this change contributes, if any."""
+        if not self.changed or self.kind != "deployment":
+            return []
+        if self.status == DeploymentStatus.IN_PROGRESS:
+            return [("DeploymentsStarted", "Count", 1.0)] if self.state == "START" else []
+        name = "Deployments" + self.status.value.title().replace("_", "")  # DeploymentsRolledBack, ...
+        points = [
+            (name, "Count", 1.0),
+            ("DeploymentsEnded", "Count", 1.0),
+            ("DeploymentSuccessRate", "Percent", 100.0 if self.status == DeploymentStatus.SUCCEEDED else 0.0),
+        ]
+        if self.duration_seconds is not None:
+            points.append(("DeploymentDuration", "Seconds", max(0.0, self.duration_seconds)))
+        return points
 
 
 class DeploymentRecorder:
@@ -85,65 +193,97 @@ class DeploymentRecorder:
         self.publisher = publisher
         self.codedeploy = codedeploy or CodeDeployGateway()
 
+    # ------------------------------------------------------------------ entry
+
+    def handle(self, detail_type: str, detail: StateChangeDetail, at: datetime) -> RecordOutcome:
+        if detail_type == INSTANCE_STATE_CHANGE:
+            return self.record_instance(detail, at)
+        return self.record(detail, at)
+
     def record(self, detail: StateChangeDetail, at: datetime) -> RecordOutcome:
+        """One Deployment State-change Notification."""
         info = self.codedeploy.deployment(detail.deploymentId)
-        deployment = self.repository.find_deployment(detail.deploymentId) or self._create(detail, info, at)
-        status = _STATUS[detail.state]
-        traffic_moved = any(p.phase == Phase.VALIDATION for p in deployment.phase_history)
-        if detail.state == "FAILURE" and traffic_moved and isinstance(info.target, LambdaTarget):
-            # it passed pre-traffic validation, traffic moved, and the alias is back on the stable version
-            status = DeploymentStatus.ROLLED_BACK if self._alias_back_on_stable(info.target) else status
+        deployment = ensure_record(self.repository, self.config, info, at, "recorded from CodeDeploy")
+        state = detail.state
+        marker = f"CodeDeploy {state}"
+        if state not in _STATUS:
+            return self._audit_only(deployment, info, f"codedeploy_{state.lower()}", marker, state, "deployment", at)
+        status = self._final_status(state, deployment, info)
+        ended_at = (info.complete_time or at) if status.is_terminal else None
         changed = False
 
         def change(d: Deployment) -> None:
             nonlocal changed
-            already = any(p.reason == f"CodeDeploy {detail.state}" for p in d.phase_history)
-            if already or (d.status.is_terminal and not status.is_terminal) or (d.status.is_terminal and already):
-                return
+            changed = False
+            if any(p.reason == marker for p in d.phase_history) or d.status.is_terminal:
+                return  # a duplicate, or a late event after the end
             changed = True
+            d.phase_history.append(PhaseChange(phase=_PHASE[state], at=at, reason=marker))
+            d.phase_history.sort(key=lambda p: p.at)
             d.status = status
-            d.phase = _PHASE[detail.state]
-            d.phase_history.append(PhaseChange(phase=d.phase, at=at, reason=f"CodeDeploy {detail.state}"))
+            d.phase = d.phase_history[-1].phase if not status.is_terminal else _PHASE[state]
             if status.is_terminal:
-                d.ended_at = at
+                d.ended_at = max(ended_at or at, d.started_at)
                 d.decision = status.value
+                d.decision_reason = info.error_message or marker
+                if status == DeploymentStatus.ROLLED_BACK:
+                    d.canary_weight = 0.0
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
         if changed:
             self.repository.audit(
-                deployment.deployment_id, f"codedeploy_{detail.state.lower()}", ACTOR,
-                f"{detail.application}/{detail.deploymentGroup}: {detail.state}", state=detail.state,
+                deployment.deployment_id, f"codedeploy_{state.lower()}", ACTOR,
+                f"{info.application}/{info.group}: {state} ({deployment.status.value})"
+                + (f": {info.error_message}" if info.error_message else ""),
+                state=state, status=deployment.status.value, creator=info.creator,
             )  # fmt: skip
-            self._announce_state(deployment, detail.state, info.creator)
+            self._announce_state(deployment, state, info)
+        if info.rollback_of:
+            self._rollback_ended(info, state, at)
         self._check_long_running(deployment)
-        return RecordOutcome(
-            deployment.deployment_id, detail.state, changed, deployment.status, deployment.environment,
-            deployment.strategy.value, deployment.duration_seconds,
-        )  # fmt: skip
+        return self._outcome(deployment, state, "deployment", changed)
 
-    def _create(self, detail: StateChangeDetail, info: Any, at: datetime) -> Deployment:
+    def record_instance(self, detail: StateChangeDetail, at: datetime) -> RecordOutcome:
+        """One Instance State-change Notification (a Lambda function or ECS task set): audited once."""
+        info = self.codedeploy.deployment(detail.deploymentId)
+        deployment = ensure_record(self.repository, self.config, info, at, "recorded from CodeDeploy")
+        action = f"codedeploy_instance_{detail.state.lower()}"
+        marker = f"{detail.instanceId or detail.instanceGroupId or '-'}#{detail.state}"
+        return self._audit_only(deployment, info, action, marker, detail.state, "instance", at)
+
+    def sweep_long_running(self) -> list[str]:
+        """Raise ``deployment.long_running`` for every running CodeDeploy deployment past its expected duration."""
+        raised = []
+        for deployment in self.repository.active_deployments():
+            if deployment.driver == "codedeploy" and self._check_long_running(deployment):
+                raised.append(deployment.deployment_id)
+        return raised
+
+    # ------------------------------------------------------------------ status
+
+    def _final_status(self, state: str, deployment: Deployment, info: CodeDeployDeployment) -> DeploymentStatus:
+        status = _STATUS[state]
+        if state != "FAILURE" or info.is_rollback:
+            return status
+        if info.rollback_deployment_id:
+            return status  # a rollback deployment of its own follows; it decides (see _rollback_ended)
         target = info.target
-        if target is None:
-            target = LambdaTarget(
-                function_name=detail.application, alias="unknown", stable_version="?", new_version="?"
-            )
-        service = self.config.service(detail.application)
-        version = target.new_version if isinstance(target, LambdaTarget) else target.new_task_definition
-        deployment = Deployment(
-            deployment_id=detail.deploymentId, service=detail.application, environment=service.environment,
-            version=version or "unknown",
-            strategy=Strategy.CANARY if "Canary" in info.config_name else (
-                Strategy.LINEAR if "Linear" in info.config_name else Strategy.ALL_AT_ONCE),
-            target=target, status=DeploymentStatus.IN_PROGRESS, driver="codedeploy", started_at=at,
-            codedeploy_application=detail.application, codedeploy_group=detail.deploymentGroup,
-            codedeploy_deployment_id=detail.deploymentId,
-            expected_duration_seconds=service.expected_duration_seconds,
-            phase_history=[PhaseChange(phase=Phase.PRE_DEPLOYMENT, at=at, reason="recorded from CodeDeploy")],
-        )  # fmt: skip
-        try:
-            return self.repository.create_deployment(deployment)
-        except ConflictError:
-            return self.repository.get_deployment(detail.deploymentId)
+        traffic_moved = deployment.canary_weight > 0.0
+        if isinstance(target, LambdaTarget) and traffic_moved:
+            try:
+                back = self._alias_back_on_stable(target)
+            except TrafficShiftError as exc:
+                logger.warning("cannot read the alias after a failure", extra={"error": str(exc)})
+                return status
+            if back:
+                return DeploymentStatus.ROLLED_BACK
+            self._announce(
+                deployment, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
+                f"deployment failed after traffic moved and {target.function_name}:{target.alias} "
+                f"does not route all traffic to version {target.stable_version}",
+                once=f"rollback-failed#{deployment.deployment_id}",
+            )  # fmt: skip
+        return status
 
     @staticmethod
     def _alias_back_on_stable(target: LambdaTarget) -> bool:
@@ -151,45 +291,124 @@ class DeploymentRecorder:
 
         return LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
 
-    def _announce_state(self, deployment: Deployment, state: str, creator: str) -> None:
-        rollback_deployment = creator == "codeDeployRollback"
+    def _rollback_ended(self, info: CodeDeployDeployment, state: str, at: datetime) -> None:
+        """A rollback deployment ended: the deployment it rolls back is rolled back, or its rollback failed."""
+        original_id = info.rollback_of
+        if original_id is None or state not in ("SUCCESS", "FAILURE", "STOP"):
+            return
+        original = self.repository.find_deployment(original_id)
+        if original is None or not self.repository.claim_once(
+            "CD-ROLLBACK", f"{info.deployment_id}#{state}", timedelta(days=2)
+        ):
+            return
+        if state == "SUCCESS":
+
+            def rolled_back(d: Deployment) -> None:
+                if d.status in (DeploymentStatus.FAILED, DeploymentStatus.STOPPED, DeploymentStatus.IN_PROGRESS):
+                    d.status = DeploymentStatus.ROLLED_BACK
+                    d.decision = d.status.value
+                    d.ended_at = d.ended_at or max(at, d.started_at)
+                    d.canary_weight = 0.0
+                    d.phase = Phase.FAILED
+                    d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=at,
+                                                       reason=f"rolled back by {info.deployment_id}"))  # fmt: skip
+
+            updated = self.repository.update_deployment(original_id, rolled_back)
+            self.repository.audit(original_id, "rollback_completed", ACTOR,
+                                  f"rollback deployment {info.deployment_id} succeeded",
+                                  rollback_deployment_id=info.deployment_id)  # fmt: skip
+            self._announce(updated, EventType.ROLLBACK_COMPLETED, "Rollback Completed", Severity.WARNING,
+                           f"rollback deployment {info.deployment_id} restored the previous version")  # fmt: skip
+        else:
+            self.repository.audit(original_id, "rollback_failed", ACTOR,
+                                  f"rollback deployment {info.deployment_id} ended {state}"
+                                  + (f": {info.error_message}" if info.error_message else ""),
+                                  rollback_deployment_id=info.deployment_id)  # fmt: skip
+            self._announce(original, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
+                           f"rollback deployment {info.deployment_id} ended {state}; the new version may still "
+                           f"take traffic")  # fmt: skip
+
+    # ------------------------------------------------------------------ helpers
+
+    def _audit_only(
+        self,
+        deployment: Deployment,
+        info: CodeDeployDeployment,
+        action: str,
+        marker: str,
+        state: str,
+        kind: Literal["deployment", "instance"],
+        at: datetime,
+    ) -> RecordOutcome:
+        changed = self.repository.claim_once("CD-STATE", f"{info.deployment_id}#{marker}", timedelta(days=2))
+        if changed:
+            self.repository.audit(deployment.deployment_id, action, ACTOR,
+                                  f"{info.application}/{info.group}: {marker}", event_time=at.isoformat())  # fmt: skip
+        self._check_long_running(deployment)
+        return self._outcome(deployment, state, kind, changed)
+
+    @staticmethod
+    def _outcome(
+        deployment: Deployment, state: str, kind: Literal["deployment", "instance"], changed: bool
+    ) -> RecordOutcome:
+        return RecordOutcome(
+            deployment.deployment_id, state, kind, changed, deployment.status, deployment.environment,
+            deployment.strategy.value, deployment.duration_seconds,
+        )  # fmt: skip
+
+    def _announce_state(self, deployment: Deployment, state: str, info: CodeDeployDeployment) -> None:
+        if info.is_rollback:
+            return  # the deployment it rolls back carries the rollback's events (_rollback_ended)
+        status = deployment.status
         if state == "START":
             kind, title, severity = EventType.DEPLOYMENT_STARTED, "Deployment Started", Severity.INFO
-        elif state == "SUCCESS":
-            kind, title, severity = (
-                (EventType.ROLLBACK_COMPLETED, "Rollback Completed", Severity.WARNING) if rollback_deployment
-                else (EventType.DEPLOYMENT_COMPLETED, "Deployment Completed", Severity.INFO)
-            )  # fmt: skip
-        elif state in ("FAILURE", "STOP"):
-            kind, title, severity = (
-                (EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL) if rollback_deployment
-                else (EventType.DEPLOYMENT_FAILED, "Deployment Failed", Severity.ERROR)
-            )  # fmt: skip
+        elif status == DeploymentStatus.SUCCEEDED:
+            kind, title, severity = EventType.DEPLOYMENT_COMPLETED, "Deployment Completed", Severity.INFO
+        elif status == DeploymentStatus.ROLLED_BACK:
+            kind, title, severity = EventType.ROLLBACK_COMPLETED, "Deployment Rolled Back", Severity.WARNING
+        elif status.is_terminal:
+            kind, title, severity = EventType.DEPLOYMENT_FAILED, f"Deployment {status.value.title()}", Severity.ERROR
         else:
+            return
+        message = f"CodeDeploy {state}; status {status.value}" + (
+            f": {info.error_message}" if info.error_message else ""
+        )
+        self._announce(deployment, kind, title, severity, message)
+
+    def _announce(
+        self,
+        deployment: Deployment,
+        kind: EventType,
+        title: str,
+        severity: Severity,
+        message: str,
+        once: str | None = None,
+    ) -> None:
+        if once is not None and not self.repository.claim_once("CD-EVENT", once, timedelta(days=2)):
             return
         event = DeploymentEvent(
             event_type=kind, deployment_id=deployment.deployment_id, service=deployment.service,
             version=deployment.version, environment=deployment.environment, severity=severity, title=title,
-            message=f"CodeDeploy {state}; status {deployment.status.value}",
-            details={"duration_seconds": deployment.duration_seconds, "strategy": deployment.strategy.value},
+            message=message,
+            details={"duration_seconds": deployment.duration_seconds, "strategy": deployment.strategy.value,
+                     "status": deployment.status.value, "driver": deployment.driver,
+                     "codedeploy_deployment_id": deployment.codedeploy_deployment_id},
         )  # fmt: skip
         self.repository.add_event(event)
         self.publisher.publish(event)
+        self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
+                              event_id=event.event_id)  # fmt: skip
 
-    def _check_long_running(self, deployment: Deployment) -> None:
+    def _check_long_running(self, deployment: Deployment) -> bool:
         expected = deployment.expected_duration_seconds
         if expected is None or deployment.status.is_terminal:
-            return
+            return False
         running = (clock.now() - deployment.started_at).total_seconds()
-        if running <= expected or not self.repository.claim_once(
-            "LONG-RUNNING", deployment.deployment_id, timedelta(days=2)
-        ):
-            return
-        event = DeploymentEvent(
-            event_type=EventType.DEPLOYMENT_LONG_RUNNING, deployment_id=deployment.deployment_id,
-            service=deployment.service, version=deployment.version, environment=deployment.environment,
-            severity=Severity.WARNING, title="Deployment Long Running",
-            message=f"running {running / 60:.0f} min, expected {expected / 60:.0f} min",
-        )  # fmt: skip
-        self.repository.add_event(event)
-        self.publisher.publish(event)
+        if running <= expected:
+            return False
+        if not self.repository.claim_once("LONG-RUNNING", deployment.deployment_id, timedelta(days=2)):
+            return False
+        message = f"running {running / 60:.0f} min, expected {expected / 60:.0f} min"
+        self._announce(deployment, EventType.DEPLOYMENT_LONG_RUNNING, "Deployment Long Running",
+                       Severity.WARNING, message)  # fmt: skip
+        return True

@@ -20,7 +20,7 @@ from deployguard.hooks.lifecycle import LifecycleHook
 from deployguard.models import DeploymentStatus, LambdaTarget
 from deployguard.recorder import DeploymentRecorder, StateChangeDetail
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, simulate_lambda_rollout
+from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, simulate_embedded_rollout
 from deployguard_local.emulator import sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
 
@@ -179,8 +179,15 @@ def test_malformed_events_name_the_field(embedded: Any) -> None:
     )
     assert not errored and payload["status"] == "Failed" and "Surprise" in payload["reason"]
     assert LEDGER.calls_for(execution) == 1
-    payload, errored = embedded.invoke("LifecycleHookFunction", {"LifecycleEventHookExecutionId": "x"})
-    assert not errored and payload["status"] is None and "DeploymentId" in payload["reason"]
+    assert _verdicts(deployment_id)[0].reason.startswith("Failed: malformed lifecycle hook event: field Surprise")
+    # no DeploymentId: the execution id alone is enough to answer Failed
+    lone = LEDGER.issue(deployment_id)
+    payload, errored = embedded.invoke("LifecycleHookFunction", {"LifecycleEventHookExecutionId": lone})
+    assert not errored and payload["status"] == "Failed" and "DeploymentId" in payload["reason"]
+    assert payload["reported"] and LEDGER.calls_for(lone) == 1
+    # nothing to answer with at all: logged, no call
+    payload, errored = embedded.invoke("LifecycleHookFunction", ["not", "an", "object"])
+    assert not errored and payload["status"] is None and payload["reported"] is False
 
 
 def test_a_failing_smoke_test_fails_the_deployment_and_keeps_the_alias(embedded: Any) -> None:
@@ -189,7 +196,7 @@ def test_a_failing_smoke_test_fails_the_deployment_and_keeps_the_alias(embedded:
 
     versions = embedded.deploy_sample_function("broken", "live", broken_release)
     target = LambdaTarget(function_name="broken", alias="live", stable_version=versions[0], new_version=versions[1])
-    result = simulate_lambda_rollout(embedded, target, application="broken")
+    result = simulate_embedded_rollout(embedded, target, application="broken")
     assert result.final_state == "FAILURE" and result.hooks == [("BeforeAllowTraffic", "Failed")]
     assert result.alias_version == versions[0]
     record = DeploymentRepository().get_deployment(result.deployment_id)
@@ -206,7 +213,7 @@ def test_codedeploy_canary_with_a_regression_is_failed_after_traffic_and_rolled_
     }
     traffic = LambdaTrafficSource("pay", "live", 3000, behaviours, seed=4)
     embedded.clock.listeners.append(traffic.on_clock)
-    result = simulate_lambda_rollout(embedded, target, application="pay")
+    result = simulate_embedded_rollout(embedded, target, application="pay")
     assert result.hooks == [("BeforeAllowTraffic", "Succeeded"), ("AfterAllowTraffic", "Failed")]
     assert result.alias_version == versions[0]
     record = DeploymentRepository().get_deployment(result.deployment_id)
@@ -219,7 +226,7 @@ def test_healthy_codedeploy_canary_succeeds(embedded: Any) -> None:
     target = LambdaTarget(function_name="fine", alias="live", stable_version=versions[0], new_version=versions[1])
     traffic = LambdaTrafficSource("fine", "live", 3000, {v: VersionBehaviour() for v in versions}, seed=5)
     embedded.clock.listeners.append(traffic.on_clock)
-    result = simulate_lambda_rollout(embedded, target, application="fine")
+    result = simulate_embedded_rollout(embedded, target, application="fine")
     assert result.final_state == "SUCCESS", result.hooks
     assert result.alias_version == versions[1]
     assert DeploymentRepository().get_deployment(result.deployment_id).status == DeploymentStatus.SUCCEEDED
@@ -240,7 +247,7 @@ def test_recorder_ignores_duplicates_and_late_events(embedded: Any) -> None:
     record = DeploymentRepository().get_deployment(deployment_id)
     assert record.duration_seconds == 300
     actions = [e.action for e in DeploymentRepository().audit_trail(deployment_id)]
-    assert actions == ["codedeploy_start", "codedeploy_success"]
+    assert [a for a in actions if a.startswith("codedeploy_")] == ["codedeploy_start", "codedeploy_success"]
 
 
 def test_a_validation_longer_than_the_hook_limit_is_refused() -> None:

@@ -1,7 +1,9 @@
 """Pre-traffic checks, each run with retries and backoff inside a deadline.
 
-A check that hangs is abandoned at its deadline (it runs in a worker thread) and
-counts as failed, so the hook always keeps time to answer CodeDeploy.
+Each attempt runs in a worker thread and is abandoned at its budget (never later than
+the hook's deadline): a check that hangs counts as failed, and the hook always keeps
+time to answer CodeDeploy. Every outbound address (http and tcp checks) passes the
+SSRF validator in one place, :func:`safe_address`.
 """
 
 from __future__ import annotations
@@ -11,33 +13,46 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 import requests
+from pydantic import Field
 
 from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries
 from deployguard.exceptions import ValidationCheckError
 from deployguard.hooks.settings import CheckSettings
-from deployguard.models import Deployment, LambdaTarget, MetricSpec
+from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
 from deployguard.notification.urlsafety import validate_outbound_url
 
 CheckStatus = Literal["passed", "failed", "warned"]
+Sleep = Callable[[float], None]
 
 
-@dataclass
-class CheckResult:
+class CheckResult(Model):
+    """One check's outcome, as reported (``can_deploy`` style) and recorded in the audit trail."""
+
     name: str
-    description: str
+    description: str = ""
     status: CheckStatus
     critical: bool
-    attempts: int
-    duration_ms: float
+    attempts: int = Field(ge=0)
+    duration_ms: float = Field(ge=0)
     message: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "critical": self.critical,
+            "attempts": self.attempts,
+            "duration_ms": round(self.duration_ms, 1),
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -47,38 +62,67 @@ class CheckContext:
     local_mode: bool
 
 
-def _lambda_invoke(check: CheckSettings, ctx: CheckContext) -> tuple[str, dict[str, Any]]:
+def safe_address(check: CheckSettings, ctx: CheckContext) -> str:
+    """The check's URL (http) or ``host:port`` (tcp), refused unless the SSRF rules allow it."""
+    if check.type == "http" and check.url:
+        return validate_outbound_url(check.url, check.allowed_hosts, ctx.local_mode, field=f"{check.name}.url")
+    if check.type == "tcp" and check.host and check.port:
+        host = f"[{check.host}]" if ":" in check.host else check.host
+        validate_outbound_url(f"https://{host}:{check.port}/", check.allowed_hosts, ctx.local_mode,
+                              field=f"{check.name}.host")  # fmt: skip
+        return f"{check.host}:{check.port}"
+    raise ValidationCheckError(f"{check.name}: a {check.type} check has no address")
+
+
+def _document(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def _missing_fields(document: Any, expected: dict[str, Any]) -> list[str]:
+    if not isinstance(document, dict):
+        return [f"body is not a JSON object (expected {', '.join(expected)})"] if expected else []
+    return [f"field {key!r} is {document.get(key)!r}, not {want!r}" for key, want in expected.items()
+            if document.get(key) != want]  # fmt: skip
+
+
+def _lambda_invoke(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
     target = ctx.deployment.target
     if not isinstance(target, LambdaTarget):
         raise ValidationCheckError("lambda_invoke needs a Lambda deployment")
+    started = time.monotonic()
     resp = clients.client("lambda").invoke(
         FunctionName=target.function_name, Qualifier=target.new_version, Payload=json.dumps(check.payload).encode()
     )
+    elapsed_ms = (time.monotonic() - started) * 1000.0
     body_text = resp["Payload"].read().decode("utf-8", "replace")
     if resp.get("FunctionError"):
-        raise ValidationCheckError(f"version {target.new_version} raised: {body_text[:200]}")
-    body: Any = json.loads(body_text) if body_text else None
-    if (
-        check.expect_status_code is not None
-        and isinstance(body, dict)
-        and body.get("statusCode", check.expect_status_code) != check.expect_status_code
-    ):
+        raise ValidationCheckError(f"version {target.new_version} raised {resp['FunctionError']}: {body_text[:200]}")
+    body = _document(body_text)
+    expected_code = check.expect_status_code
+    if expected_code is not None and isinstance(body, dict) and body.get("statusCode", expected_code) != expected_code:
         raise ValidationCheckError(f"statusCode {body['statusCode']}, expected {check.expect_status_code}")
-    inner = body.get("body") if isinstance(body, dict) else None
     if check.expect_fields:
-        document = json.loads(inner) if isinstance(inner, str) else body
-        for key, expected in check.expect_fields.items():
-            if not isinstance(document, dict) or document.get(key) != expected:
-                raise ValidationCheckError(f"response field {key!r} is not {expected!r}")
-    return f"version {target.new_version} answered", {"version": target.new_version}
+        inner = body.get("body") if isinstance(body, dict) else None
+        problems = _missing_fields(_document(inner) if isinstance(inner, str) else body, check.expect_fields)
+        if problems:
+            raise ValidationCheckError("; ".join(problems))
+    if check.max_response_ms is not None and elapsed_ms > check.max_response_ms:
+        raise ValidationCheckError(f"answered in {elapsed_ms:.0f} ms, over {check.max_response_ms:.0f} ms")
+    return f"version {target.new_version} answered in {elapsed_ms:.0f} ms", {
+        "version": target.new_version,
+        "ms": round(elapsed_ms, 1),
+    }
 
 
 def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
-    assert check.url is not None
-    url = validate_outbound_url(check.url, check.allowed_hosts, ctx.local_mode, field=f"{check.name}.url")
-    wait_until = time.monotonic() + check.wait_until_healthy_seconds
-    last = ""
+    url = safe_address(check, ctx)
+    healthy_by = min(deadline, time.monotonic() + check.wait_until_healthy_seconds)
+    polls = 0
     while True:
+        polls += 1
         started = time.monotonic()
         timeout = max(0.05, min(check.timeout_seconds, deadline - started))
         try:
@@ -90,118 +134,116 @@ def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str
             if check.max_response_ms is not None and elapsed_ms > check.max_response_ms:
                 problems.append(f"answered in {elapsed_ms:.0f} ms, over {check.max_response_ms:.0f} ms")
             if check.expect_fields and not problems:
-                try:
-                    document = resp.json()
-                except ValueError:
-                    document = None
-                for key, expected in check.expect_fields.items():
-                    if not isinstance(document, dict) or document.get(key) != expected:
-                        problems.append(f"body field {key!r} is not {expected!r}")
+                problems.extend(_missing_fields(_document(resp.text), check.expect_fields))
             if not problems:
-                return f"healthy in {elapsed_ms:.0f} ms", {"status": resp.status_code, "ms": round(elapsed_ms, 1)}
+                return f"healthy in {elapsed_ms:.0f} ms", {
+                    "status": resp.status_code,
+                    "ms": round(elapsed_ms, 1),
+                    "polls": polls,
+                }
             last = "; ".join(problems)
         except requests.RequestException as exc:
-            last = f"{type(exc).__name__}"
-        if time.monotonic() >= min(wait_until, deadline):
-            raise ValidationCheckError(last)
-        time.sleep(min(1.0, max(0.0, wait_until - time.monotonic())))
+            last = f"{type(exc).__name__}: unreachable"
+        pause = min(check.poll_interval_seconds, healthy_by - time.monotonic())
+        if pause <= 0:
+            raise ValidationCheckError(f"{last} (after {polls} poll{'s' if polls > 1 else ''})")
+        time.sleep(pause)
 
 
 def _tcp(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
-    assert check.host is not None and check.port is not None
+    address = safe_address(check, ctx)
+    host, port = str(check.host), int(check.port or 0)
     started = time.monotonic()
     timeout = max(0.05, min(check.timeout_seconds, deadline - started))
     try:
-        with socket.create_connection((check.host, check.port), timeout=timeout):
-            pass
+        connection = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
-        raise ValidationCheckError(f"{check.host}:{check.port} unreachable: {exc.strerror or exc}") from exc
-    return f"{check.host}:{check.port} reachable in {(time.monotonic() - started) * 1000:.0f} ms", {}
+        raise ValidationCheckError(f"{address} unreachable: {exc.strerror or exc}") from exc
+    connection.close()
+    elapsed_ms = (time.monotonic() - started) * 1000.0
+    return f"{address} reachable in {elapsed_ms:.0f} ms", {"ms": round(elapsed_ms, 1)}
 
 
-def _alarms(check: CheckSettings, ctx: CheckContext) -> tuple[str, dict[str, Any]]:
-    kwargs: dict[str, Any] = {"StateValue": "ALARM"}
+def _alarms(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
+    selections: list[dict[str, Any]] = []
     if check.alarm_prefix:
-        kwargs["AlarmNamePrefix"] = check.alarm_prefix
+        selections.append({"AlarmNamePrefix": check.alarm_prefix})
     if check.alarm_names:
-        kwargs["AlarmNames"] = check.alarm_names
-    alarms = clients.client("cloudwatch").describe_alarms(**kwargs).get("MetricAlarms", [])
-    firing = [a["AlarmName"] for a in alarms]
+        selections.append({"AlarmNames": check.alarm_names})
+    firing: set[str] = set()
+    paginator = clients.client("cloudwatch").get_paginator("describe_alarms")
+    for selection in selections:
+        for page in paginator.paginate(StateValue="ALARM", AlarmTypes=["MetricAlarm", "CompositeAlarm"], **selection):
+            alarms = [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]
+            # the state is checked again here: not every CloudWatch emulation honours StateValue
+            firing.update(str(a["AlarmName"]) for a in alarms if a.get("StateValue") == "ALARM")
     if firing:
-        raise ValidationCheckError(f"in ALARM: {', '.join(firing)}")
+        raise ValidationCheckError(f"in ALARM: {', '.join(sorted(firing))}")
     return "no alarm of the service is in ALARM", {}
 
 
-def _baseline(check: CheckSettings, ctx: CheckContext) -> tuple[str, dict[str, Any]]:
+def _baseline(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
+    if not isinstance(ctx.deployment.target, LambdaTarget):
+        raise ValidationCheckError("baseline capture reads per-version Lambda metrics: a Lambda deployment only")
     now = clock.now()
     start = now - timedelta(minutes=check.baseline_minutes)
     queries = [q for q in canary_queries("baseline", ctx.deployment, ctx.metrics) if q.key[2] == "baseline"]
     values = MetricsReader().read(queries, start, now, 60)
-    summary = {
-        key[1]: round(sum(v for v in series if v is not None), 3) if series else None for key, series in values.items()
+    summary: dict[str, dict[str, float | int | None]] = {}
+    for key, series in values.items():
+        points = [v for v in series if v is not None]
+        summary[key[1]] = {
+            "points": len(points),
+            "sum": round(sum(points), 3) if points else None,
+            "mean": round(sum(points) / len(points), 3) if points else None,
+            "max": round(max(points), 3) if points else None,
+        }
+    return f"stable version {ctx.deployment.target.stable_version}: last {check.baseline_minutes} min captured", {
+        "baseline": summary,
+        "from": start.isoformat(),
+        "to": now.isoformat(),
     }
-    return f"stable version's last {check.baseline_minutes} min captured", {"baseline": summary}
 
 
-def run_check(
-    check: CheckSettings,
-    ctx: CheckContext,
-    deadline: float,
-    sleep: Callable[[float], None] = time.sleep,
-) -> CheckResult:
-    """Run one check with its retries and backoff; never past ``deadline`` (time.monotonic())."""
+_KINDS: dict[str, Callable[[CheckSettings, CheckContext, float], tuple[str, dict[str, Any]]]] = {
+    "lambda_invoke": _lambda_invoke,
+    "http": _http,
+    "tcp": _tcp,
+    "alarms": _alarms,
+    "baseline": _baseline,
+}
+
+
+def run_check(check: CheckSettings, ctx: CheckContext, deadline: float, sleep: Sleep = time.sleep) -> CheckResult:
+    """Run one check with its retries and backoff; never past ``deadline`` (a ``time.monotonic()`` value)."""
     started = time.monotonic()
     attempts, message = 0, ""
-    details: dict[str, Any] = {}
     for attempt in range(check.retries + 1):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            message = message or "no time left before the hook must answer"
+            message = (message + "; " if message else "") + "no time left before the hook must answer"
             break
         attempts += 1
-        budget = min(check.timeout_seconds + check.wait_until_healthy_seconds, remaining)
+        budget = min(check.attempt_seconds, remaining)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"check-{check.name}")
-        future = pool.submit(_run_once, check, ctx, time.monotonic() + budget)
+        future = pool.submit(_KINDS[check.type], check, ctx, time.monotonic() + budget)
         try:
             message, details = future.result(timeout=budget)
-            pool.shutdown(wait=False)
-            return CheckResult(
-                check.name,
-                check.description,
-                "passed",
-                check.critical,
-                attempts,
-                (time.monotonic() - started) * 1000.0,
-                message,
-                details,
-            )
         except concurrent.futures.TimeoutError:
-            message = f"timed out after {budget:.1f} s"
-        except Exception as exc:
+            message = f"attempt {attempts} timed out after {budget:.1f} s"
+        except Exception as exc:  # any error of the check is its failure, recorded with its type
             message = f"{type(exc).__name__}: {exc}"
-        pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            pool.shutdown(wait=False)
+            duration = (time.monotonic() - started) * 1000.0
+            return CheckResult(name=check.name, description=check.description, status="passed",
+                               critical=check.critical, attempts=attempts, duration_ms=duration,
+                               message=message, details=details)  # fmt: skip
+        pool.shutdown(wait=False, cancel_futures=True)  # a hung attempt is abandoned, not waited for
         if attempt < check.retries:
-            pause = min(check.backoff_seconds * 2**attempt, max(0.0, deadline - time.monotonic()))
-            sleep(pause)
+            sleep(max(0.0, min(check.backoff_seconds * 2**attempt, deadline - time.monotonic())))
     return CheckResult(
-        check.name,
-        check.description,
-        "failed" if check.critical else "warned",
-        check.critical,
-        attempts,
-        (time.monotonic() - started) * 1000.0,
-        message,
-        details,
-    )
-
-
-def _run_once(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
-    if check.type == "lambda_invoke":
-        return _lambda_invoke(check, ctx)
-    if check.type == "http":
-        return _http(check, ctx, deadline)
-    if check.type == "tcp":
-        return _tcp(check, ctx, deadline)
-    if check.type == "alarms":
-        return _alarms(check, ctx)
-    return _baseline(check, ctx)
+        name=check.name, description=check.description, status="failed" if check.critical else "warned",
+        critical=check.critical, attempts=attempts, duration_ms=(time.monotonic() - started) * 1000.0,
+        message=message,
+    )  # fmt: skip

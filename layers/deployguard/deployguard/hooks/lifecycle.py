@@ -1,25 +1,28 @@
 """The CodeDeploy lifecycle hook: validate, record, and answer CodeDeploy exactly once.
 
 The event is ``{"DeploymentId", "LifecycleEventHookExecutionId"}``. Everything else is
-learned from CodeDeploy (the AppSpec's function, alias, current and target versions)
-and from the configuration. For a Lambda deployment, which hook this is follows from
-the alias: before traffic moves it still routes only to the current version
-(BeforeAllowTraffic: pre-traffic checks); after, it routes to the target version
-(AfterAllowTraffic: the judge and the health assessment).
+learned from CodeDeploy (the AppSpec's function, alias, current and target versions;
+for ECS the deployment group's service and the lifecycle event in progress) and from
+the configuration. For a Lambda deployment, which hook this is follows from the alias:
+before traffic moves it routes only to the current version (BeforeAllowTraffic:
+pre-traffic checks); after, it routes to the target version (AfterAllowTraffic: the
+judge and the health assessment over ``post_traffic_window_seconds``).
 
 Exactly once: a once-only record keyed on the hook execution id is claimed before any
-work; a second delivery of the same execution (Lambda's async retries, duplicates)
-finds it and neither runs the checks again nor answers again. Fail closed: any error
-inside is answered ``Failed``, with the reason recorded. Checks get a deadline that
-leaves ``report_margin_seconds`` to answer before the function's own timeout.
+work, and a second one before the status call; a second delivery of the same execution
+(Lambda's async retries, duplicates) finds them and neither runs the checks again nor
+answers again. Should the first attempt die without answering (killed at its timeout),
+a later delivery past that attempt's deadline answers ``Failed`` for it. Fail closed:
+any error inside is answered ``Failed``, with the reason recorded. Checks get a deadline
+that leaves ``report_margin_seconds`` to answer before the function's own timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -33,13 +36,12 @@ from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway, 
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
-from deployguard.exceptions import CodeDeployError, ConflictError
-from deployguard.hooks.checks import CheckContext, CheckResult, run_check
+from deployguard.exceptions import CodeDeployError
+from deployguard.hooks.checks import CheckContext, CheckResult, Sleep, run_check
 from deployguard.models import (
     Decision,
     Deployment,
     DeploymentEvent,
-    DeploymentStatus,
     EventType,
     HealthStatus,
     LambdaTarget,
@@ -47,42 +49,52 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
-    Strategy,
 )
+from deployguard.recorder import ensure_record
+from deployguard.storage import keys
 from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:lifecycle-hook"
-HOOK_KIND = "HOOK"
+HOOK_KIND = "HOOK"  # claimed before any work: the checks run once per hook execution
+REPORT_KIND = "HOOK-REPORT"  # claimed before the status call: CodeDeploy is answered once
+MARKER_TTL = timedelta(days=2)
+DEAD_ATTEMPT_GRACE_SECONDS = 5.0
 logger = logging.getLogger(__name__)
+
+_EXECUTION_ID = r"^\S{1,1024}$"
+_DEPLOYMENT_ID = r"^[A-Za-z0-9-]{1,64}$"
 
 
 class HookEvent(Model):
     """What CodeDeploy sends a lifecycle hook function."""
 
-    DeploymentId: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
-    LifecycleEventHookExecutionId: str = Field(min_length=1, max_length=1024)
+    DeploymentId: str = Field(pattern=_DEPLOYMENT_ID)
+    LifecycleEventHookExecutionId: str = Field(pattern=_EXECUTION_ID)
 
 
-HookPhase = Literal["pre_traffic", "post_traffic"]
+HookPhase = Literal["pre_traffic", "post_traffic", "no_checks"]
 
 
-@dataclass
-class HookOutcome:
+class HookOutcome(Model):
+    """What the hook did: the ``can_deploy``-style report returned, logged and audited."""
+
     execution_id: str | None
     deployment_id: str | None
     status: HookStatus | None
     reason: str
     phase: HookPhase | None = None
+    lifecycle_event: str | None = None
     duplicate: bool = False
     reported: bool = False
     report_error: str | None = None
-    checks: list[CheckResult] = field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "deployment_id": self.deployment_id,
             "execution_id": self.execution_id,
             "phase": self.phase,
+            "lifecycle_event": self.lifecycle_event,
             "status": self.status,
             "reason": self.reason,
             "duplicate": self.duplicate,
@@ -92,12 +104,21 @@ class HookOutcome:
             "passed": [c.name for c in self.checks if c.status == "passed"],
             "failed": [c.name for c in self.checks if c.status == "failed"],
             "warnings": [c.name for c in self.checks if c.status == "warned"],
-            "checks": [
-                {"name": c.name, "status": c.status, "critical": c.critical, "attempts": c.attempts,
-                 "duration_ms": round(c.duration_ms, 1), "message": c.message}
-                for c in self.checks
-            ],
-        }  # fmt: skip
+            "checks": [c.report() for c in self.checks],
+        }
+
+    @property
+    def metric_name(self) -> str:
+        if self.duplicate:
+            return "HookDuplicate"
+        return f"Hook{self.status or 'Unanswered'}"
+
+
+def _malformed_reason(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field_name = ".".join(str(p) for p in first["loc"]) or "(event)"
+    more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"malformed lifecycle hook event: field {field_name}: {first['msg']}{more}"
 
 
 class LifecycleHook:
@@ -109,7 +130,7 @@ class LifecycleHook:
         codedeploy: CodeDeployGateway | None = None,
         *,
         local_mode: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Sleep = time.sleep,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -121,89 +142,82 @@ class LifecycleHook:
     # ------------------------------------------------------------------ entry
 
     def handle(self, raw: Any, remaining_ms: Callable[[], int]) -> HookOutcome:
+        """Validate the deployment of one hook execution and answer CodeDeploy, once; never raises."""
         try:
             event = HookEvent.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field_name = ".".join(str(p) for p in first["loc"]) or "(event)"
-            reason = f"malformed lifecycle hook event: field {field_name}: {first['msg']}"
-            logger.error(reason)
-            execution_id = raw.get("LifecycleEventHookExecutionId") if isinstance(raw, dict) else None
-            deployment_id = raw.get("DeploymentId") if isinstance(raw, dict) else None
-            if isinstance(execution_id, str) and execution_id and isinstance(deployment_id, str) and deployment_id:
-                return self._answer_once(deployment_id, execution_id, "Failed", reason, None, [])
-            return HookOutcome(execution_id, deployment_id, None, reason + " (nothing to answer CodeDeploy with)")
-        if not self.repository.claim_once(
-            HOOK_KIND, event.LifecycleEventHookExecutionId, timedelta(days=2), deployment_id=event.DeploymentId
-        ):
-            logger.info("duplicate hook delivery", extra={"execution_id": event.LifecycleEventHookExecutionId})
-            return HookOutcome(
-                event.LifecycleEventHookExecutionId,
-                event.DeploymentId,
-                None,
-                "duplicate delivery of a hook execution already handled",
-                duplicate=True,
-            )
-        deadline = time.monotonic() + remaining_ms() / 1000.0
-        phase: HookPhase | None = None
-        checks: list[CheckResult] = []
+            return self._malformed(raw, _malformed_reason(exc))
+        execution_id, deployment_id = event.LifecycleEventHookExecutionId, event.DeploymentId
+        must_answer_by = clock.now() + timedelta(milliseconds=remaining_ms())
         try:
-            info = self.codedeploy.deployment(event.DeploymentId)
-            deployment = self._record(info)
-            settings = self.config.service(deployment.service).hooks
-            check_deadline = deadline - settings.report_margin_seconds
-            phase = self._phase(info)
-            if phase == "pre_traffic":
-                status, reason, checks = self._pre_traffic(deployment, check_deadline)
-            else:
-                status, reason = self._post_traffic(deployment)
-        except Exception as exc:
-            logger.exception("lifecycle hook failed inside", extra={"deployment_id": event.DeploymentId})
-            status, reason = "Failed", f"internal error, failing closed: {type(exc).__name__}: {exc}"
-        return self._answer_once(event.DeploymentId, event.LifecycleEventHookExecutionId, status, reason, phase, checks)
+            first = self.repository.claim_once(
+                HOOK_KIND, execution_id, MARKER_TTL, deployment_id=deployment_id, deadline=must_answer_by.timestamp()
+            )
+        except Exception as exc:  # cannot even record the claim: answer Failed rather than leave CodeDeploy waiting
+            logger.exception("cannot claim the hook execution", extra={"deployment_id": deployment_id})
+            return self._answer(deployment_id, execution_id, "Failed",
+                                f"internal error, failing closed: {type(exc).__name__}: {exc}", None)  # fmt: skip
+        if not first:
+            return self._duplicate(deployment_id, execution_id)
+        deadline = time.monotonic() + remaining_ms() / 1000.0
+        outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason="")
+        try:
+            self._validate(outcome, deadline)
+        except Exception as exc:  # fail closed: whatever went wrong inside, the answer is Failed with the reason
+            logger.exception("lifecycle hook failed inside", extra={"deployment_id": deployment_id})
+            outcome.status, outcome.reason = "Failed", f"internal error, failing closed: {type(exc).__name__}: {exc}"
+        return self._answer_outcome(outcome)
 
-    # ------------------------------------------------------------------ learning
+    # ------------------------------------------------------------------ learning and validating
 
-    def _phase(self, info: CodeDeployDeployment) -> HookPhase:
+    def _validate(self, outcome: HookOutcome, deadline: float) -> None:
+        assert outcome.deployment_id is not None
+        info = self.codedeploy.deployment(outcome.deployment_id)
+        if info.target is None:
+            raise CodeDeployError(f"deployment {info.deployment_id}: no Lambda or ECS target in its AppSpec")
+        deployment = ensure_record(self.repository, self.config, info, clock.now(), "first lifecycle hook")
+        settings = self.config.service(deployment.service).hooks
+        outcome.phase, outcome.lifecycle_event, weight = self._phase(info, settings.ecs_check_hooks)
+        self._enter_phase(deployment, outcome, weight)
+        check_deadline = deadline - settings.report_margin_seconds
+        if outcome.phase == "pre_traffic":
+            outcome.status, outcome.reason, outcome.checks = self._pre_traffic(deployment, check_deadline)
+        elif outcome.phase == "post_traffic":
+            outcome.status, outcome.reason, outcome.checks = self._post_traffic(deployment, check_deadline)
+        else:
+            outcome.status, outcome.reason = "Succeeded", f"{outcome.lifecycle_event}: no checks configured"
+
+    def _phase(
+        self, info: CodeDeployDeployment, ecs_check_hooks: Sequence[str]
+    ) -> tuple[HookPhase, str | None, float | None]:
+        """Which validation this hook execution is, the lifecycle event, and the new version's traffic share."""
         target = info.target
         if isinstance(target, LambdaTarget):
             alias = LambdaTrafficShifter(target).current()
-            moved = alias.function_version == target.new_version or target.new_version in alias.additional_weights
-            return "post_traffic" if moved else "pre_traffic"
-        return "pre_traffic"
+            weight = alias.weight_of(target.new_version)
+            if weight >= 1.0:
+                return "post_traffic", "AfterAllowTraffic", weight
+            return "pre_traffic", "BeforeAllowTraffic", weight
+        event = self.codedeploy.running_lifecycle_event(info.deployment_id)
+        if event == "AfterAllowTraffic":
+            return "post_traffic", event, None
+        if event is None or event in ecs_check_hooks:
+            return "pre_traffic", event, None  # an unknown hook runs the checks: the cautious choice
+        return "no_checks", event, None
 
-    def _record(self, info: CodeDeployDeployment) -> Deployment:
-        """The deployment record of this CodeDeploy deployment (created by the first to see it)."""
-        found = self.repository.find_deployment(info.deployment_id)
-        if found is not None:
-            return found
-        if info.target is None:
-            raise CodeDeployError(f"deployment {info.deployment_id}: no Lambda or ECS target in its AppSpec")
-        service = info.application
-        service_config = self.config.service(service)
-        version = info.target.new_version if isinstance(info.target, LambdaTarget) else info.target.new_task_definition
-        deployment = Deployment(
-            deployment_id=info.deployment_id,
-            service=service,
-            environment=service_config.environment,
-            version=version or "unknown",
-            strategy=Strategy.CANARY if "Canary" in info.config_name else (
-                Strategy.LINEAR if "Linear" in info.config_name else Strategy.ALL_AT_ONCE
-            ),
-            target=info.target,
-            status=DeploymentStatus.IN_PROGRESS,
-            driver="codedeploy",
-            codedeploy_application=info.application,
-            codedeploy_group=info.group,
-            codedeploy_deployment_id=info.deployment_id,
-            phase_history=[PhaseChange(phase=Phase.PRE_DEPLOYMENT, at=clock.now(), reason="first lifecycle hook")],
-        )  # fmt: skip
-        try:
-            return self.repository.create_deployment(deployment)
-        except ConflictError:  # the recorder created it meanwhile
-            return self.repository.get_deployment(info.deployment_id)
+    def _enter_phase(self, deployment: Deployment, outcome: HookOutcome, weight: float | None) -> None:
+        reason = f"{outcome.lifecycle_event or 'lifecycle hook'}: {outcome.phase} validation"
 
-    # ------------------------------------------------------------------ validation
+        def change(d: Deployment) -> None:
+            if d.status.is_terminal:
+                return
+            if weight is not None and weight != d.canary_weight:
+                d.canary_weight = weight
+                d.weight_changed_at = clock.now()
+            d.phase = Phase.VALIDATION
+            d.phase_history.append(PhaseChange(phase=Phase.VALIDATION, at=clock.now(), reason=reason))
+
+        self.repository.update_deployment(deployment.deployment_id, change)
 
     def _pre_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
         service = self.config.service(deployment.service)
@@ -212,32 +226,20 @@ class LifecycleHook:
         # smoke-testing a Lambda version and reading per-version Lambda metrics apply to Lambda targets only
         checks = [c for c in service.hooks.pre_traffic if lambda_target or c.type not in ("lambda_invoke", "baseline")]
         results = [run_check(check, ctx, deadline, self.sleep) for check in checks]
-        failed = [r for r in results if r.status == "failed"]
-        warned = [r for r in results if r.status == "warned"]
         for result in results:
-            if result.details.get("baseline"):
-                self.repository.audit(
-                    deployment.deployment_id,
-                    "baseline_captured",
-                    ACTOR,
-                    result.message,
-                    baseline=result.details["baseline"],
-                )
-        summary = f"{len(results) - len(failed) - len(warned)} passed, {len(failed)} failed, {len(warned)} warned"
-        if failed:
-            return "Failed", f"pre-traffic: {summary}: " + "; ".join(f"{r.name}: {r.message}" for r in failed), results
-        if warned:
-            self._announce(
-                deployment,
-                EventType.VALIDATION_WARNED,
-                "Validation Warned",
-                "; ".join(f"{r.name}: {r.message}" for r in warned),
-                Severity.WARNING,
-            )
-        return "Succeeded", f"pre-traffic: {summary}", results
+            if result.status == "passed" and "baseline" in result.details:
+                self.repository.audit(deployment.deployment_id, "baseline_captured", ACTOR, result.message,
+                                      **result.details)  # fmt: skip
+        return self._summarise("pre-traffic", deployment, results)
 
-    def _post_traffic(self, deployment: Deployment) -> tuple[HookStatus, str]:
+    def _post_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
         service = self.config.service(deployment.service)
+        # alarms still apply after traffic moved; for ECS they are the whole post-traffic assessment
+        alarm_checks = [c for c in service.hooks.pre_traffic if c.type == "alarms"]
+        ctx = CheckContext(deployment, service.judge.metrics, self.local_mode)
+        results = [run_check(check, ctx, deadline, self.sleep) for check in alarm_checks]
+        if not isinstance(deployment.target, LambdaTarget):
+            return self._summarise("post-traffic", deployment, results)
         now = clock.now()
         window_start = max(deployment.started_at, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
         windowed = deployment.model_copy(update={"started_at": window_start})
@@ -247,65 +249,130 @@ class LifecycleHook:
         verdict = judge_canary(window, service.judge)
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
-        critical = verdict.decision == Decision.FAILING or assessment.health_status == HealthStatus.CRITICAL
-        if critical or (service.hooks.fail_post_traffic_on_inconclusive and verdict.decision == Decision.INCONCLUSIVE):
-            return "Failed", f"post-traffic: {verdict.summary} (health {assessment.health_status.value})"
-        return "Succeeded", f"post-traffic: {verdict.summary}"
+        health = assessment.health_status
+        failing = verdict.decision == Decision.FAILING or health == HealthStatus.CRITICAL
+        inconclusive = service.hooks.fail_post_traffic_on_inconclusive and verdict.decision == Decision.INCONCLUSIVE
+        status, summary, results = self._summarise("post-traffic", deployment, results)
+        judged = f"judge {verdict.decision.value}: {verdict.summary} (health {health.value})"
+        if failing or inconclusive:
+            return "Failed", f"{summary}; {judged}", results
+        return status, f"{summary}; {judged}", results
+
+    def _summarise(
+        self, name: str, deployment: Deployment, results: list[CheckResult]
+    ) -> tuple[HookStatus, str, list[CheckResult]]:
+        failed = [r for r in results if r.status == "failed"]
+        warned = [r for r in results if r.status == "warned"]
+        summary = (
+            f"{name}: {len(results) - len(failed) - len(warned)} passed, {len(failed)} failed, {len(warned)} warned"
+        )
+        if warned:
+            self._announce(deployment, EventType.VALIDATION_WARNED, "Validation Warned", Severity.WARNING,
+                           "; ".join(f"{r.name}: {r.message}" for r in warned), warned)  # fmt: skip
+        if failed:
+            return "Failed", f"{summary}: " + "; ".join(f"{r.name}: {r.message}" for r in failed), results
+        return "Succeeded", summary, results
+
+    # ------------------------------------------------------------------ duplicates and malformed events
+
+    def _duplicate(self, deployment_id: str, execution_id: str) -> HookOutcome:
+        """A second delivery: nothing runs again; only a first attempt that died unanswered is answered for."""
+        logger.info("duplicate hook delivery", extra={"execution_id": execution_id})
+        claim = self._marker(HOOK_KIND, execution_id) or {}
+        answered = self._marker(REPORT_KIND, execution_id)
+        deadline = float(claim.get("deadline", 0) or 0)
+        if answered is None and deadline and clock.now().timestamp() > deadline + DEAD_ATTEMPT_GRACE_SECONDS:
+            return self._answer(deployment_id, execution_id, "Failed",
+                                "the first attempt of this hook execution ended without answering "
+                                "(timed out or crashed); failing closed", None)  # fmt: skip
+        return HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status=None,
+                           reason="duplicate delivery of a hook execution already handled", duplicate=True)  # fmt: skip
+
+    def _marker(self, kind: str, key: str) -> dict[str, Any] | None:
+        pk, sk = keys.singleton_key(kind, key)
+        item = self.repository.table.get_item(Key={keys.PK: pk, keys.SK: sk}, ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def _malformed(self, raw: Any, reason: str) -> HookOutcome:
+        logger.error(reason)
+        raw_dict = raw if isinstance(raw, dict) else {}
+        execution_id = raw_dict.get("LifecycleEventHookExecutionId")
+        deployment_id = raw_dict.get("DeploymentId")
+        if not (isinstance(deployment_id, str) and re.fullmatch(_DEPLOYMENT_ID, deployment_id)):
+            deployment_id = None  # only a well-formed deployment id goes along with the Failed answer
+        if isinstance(execution_id, str) and execution_id.strip():
+            return self._answer(deployment_id, execution_id, "Failed", reason, None)
+        return HookOutcome(execution_id=None, deployment_id=deployment_id, status=None,
+                           reason=reason + " (no execution id: nothing to answer CodeDeploy with)")  # fmt: skip
 
     # ------------------------------------------------------------------ answering
 
-    def _answer_once(
-        self,
-        deployment_id: str,
-        execution_id: str,
-        status: HookStatus,
-        reason: str,
-        phase: HookPhase | None,
-        checks: list[CheckResult],
+    def _answer(
+        self, deployment_id: str | None, execution_id: str, status: HookStatus, reason: str, phase: HookPhase | None
     ) -> HookOutcome:
-        outcome = HookOutcome(execution_id, deployment_id, status, reason, phase, checks=checks)
-        if not self.repository.claim_once("HOOK-REPORT", execution_id, timedelta(days=2), status=status):
+        return self._answer_outcome(HookOutcome(execution_id=execution_id, deployment_id=deployment_id,
+                                                status=status, reason=reason, phase=phase))  # fmt: skip
+
+    def _answer_outcome(self, outcome: HookOutcome) -> HookOutcome:
+        """The status call, once per execution id; then the verdict in the record."""
+        assert outcome.execution_id is not None and outcome.status is not None
+        if not self.repository.claim_once(REPORT_KIND, outcome.execution_id, MARKER_TTL, status=outcome.status):
             outcome.duplicate = True
-            outcome.reason = "already answered: " + reason
+            outcome.reason = "already answered: " + outcome.reason
             return outcome
         try:
-            self.codedeploy.report(deployment_id, execution_id, status)
+            self.codedeploy.report(outcome.deployment_id, outcome.execution_id, outcome.status)
             outcome.reported = True
         except CodeDeployError as exc:
             outcome.report_error = str(exc)
             logger.error("CodeDeploy refused the hook status", extra={"error": str(exc)})
-        self._write_verdict(outcome)
+        try:
+            self._write_verdict(outcome)
+        except Exception:  # CodeDeploy has its answer; a failed write of the record is logged with its reason
+            logger.exception("cannot record the hook verdict", extra=outcome.as_dict())
         return outcome
 
     def _write_verdict(self, outcome: HookOutcome) -> None:
-        assert outcome.deployment_id is not None
+        if not outcome.deployment_id:
+            return  # a malformed event without a deployment id: the log has it
         deployment = self.repository.find_deployment(outcome.deployment_id)
-        if deployment is None:
-            return  # nothing known of it (malformed event, unknown deployment): the log has it
+        if deployment is None:  # answered before anything was learned (malformed event): record it now
+            info = self.codedeploy.deployment(outcome.deployment_id)
+            deployment = ensure_record(self.repository, self.config, info, clock.now(), "lifecycle hook")
         details = outcome.as_dict()
         self.repository.audit(
-            deployment.deployment_id,
-            "hook_verdict",
-            ACTOR,
-            f"{outcome.status}: {outcome.reason}",
-            **{k: details[k] for k in ("phase", "execution_id", "reported", "report_error", "checks")},
-        )
-        phase = Phase.VALIDATION if outcome.status == "Succeeded" else Phase.FAILED
-
-        def change(d: Deployment) -> None:
-            if not d.status.is_terminal:
-                d.phase = phase
-                d.phase_history.append(PhaseChange(phase=phase, at=clock.now(), reason=outcome.reason[:300]))
-
-        self.repository.update_deployment(deployment.deployment_id, change)
+            deployment.deployment_id, "hook_verdict", ACTOR, f"{outcome.status}: {outcome.reason}",
+            **{k: details[k] for k in ("phase", "lifecycle_event", "execution_id", "reported", "report_error",
+                                       "passed", "failed", "warnings", "checks")},
+        )  # fmt: skip
         if outcome.status == "Failed":
-            self._announce(deployment, EventType.VALIDATION_FAILED, "Validation Failed", outcome.reason, Severity.ERROR)
 
-    def _announce(self, deployment: Deployment, kind: EventType, title: str, message: str, severity: Severity) -> None:
+            def failed(d: Deployment) -> None:
+                if not d.status.is_terminal:
+                    d.phase = Phase.FAILED
+                    d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=clock.now(), reason=outcome.reason[:300]))
+                    d.decision_reason = outcome.reason[:500]
+
+            self.repository.update_deployment(deployment.deployment_id, failed)
+            failing_checks = [c for c in outcome.checks if c.status == "failed"]
+            self._announce(deployment, EventType.VALIDATION_FAILED, "Validation Failed", Severity.ERROR,
+                           outcome.reason, failing_checks)  # fmt: skip
+
+    def _announce(
+        self,
+        deployment: Deployment,
+        kind: EventType,
+        title: str,
+        severity: Severity,
+        message: str,
+        checks: list[CheckResult],
+    ) -> None:
         event = DeploymentEvent(
             event_type=kind, deployment_id=deployment.deployment_id, service=deployment.service,
             version=deployment.version, environment=deployment.environment, severity=severity,
-            title=title, message=message,
+            title=title, message=message, details={"checks": [c.report() for c in checks]},
         )  # fmt: skip
         self.repository.add_event(event)
         self.publisher.publish(event)
+        self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
+                              event_id=event.event_id)  # fmt: skip

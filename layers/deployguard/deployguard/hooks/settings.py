@@ -1,5 +1,6 @@
 """Settings of the CodeDeploy lifecycle hooks: the checks, their budgets, the post-traffic window.
 
+This is the ``hooks:`` section of a service (``defaults.hooks`` / ``services.<name>.hooks``).
 A validation that could outlast CodeDeploy's one-hour hook limit is refused when the
 configuration loads, naming the field.
 """
@@ -10,8 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# CodeDeploy fails a hook after one hour; DeployGuard keeps well inside it
+# CodeDeploy fails a hook after one hour; DeployGuard keeps ten minutes of it in reserve
+CODEDEPLOY_HOOK_LIMIT_SECONDS = 3600.0
 MAX_HOOK_SECONDS = 3000.0
+
+CheckType = Literal["lambda_invoke", "http", "tcp", "alarms", "baseline"]
+EcsHook = Literal["BeforeInstall", "AfterInstall", "AfterAllowTestTraffic", "BeforeAllowTraffic"]
 
 
 class CheckSettings(BaseModel):
@@ -21,21 +26,22 @@ class CheckSettings(BaseModel):
 
     name: str = Field(min_length=1, max_length=64)
     description: str = ""
-    type: Literal["lambda_invoke", "http", "tcp", "alarms", "baseline"]
-    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    retries: int = Field(default=2, ge=0, le=10)
-    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
-    critical: bool = True
+    type: CheckType
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600, description="budget of one attempt")
+    retries: int = Field(default=2, ge=0, le=10, description="attempts after the first")
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60, description="pause before retry n: backoff * 2**n")
+    critical: bool = Field(default=True, description="a failure fails the hook; else it is a warning")
     # lambda_invoke: the new version is invoked with this payload
     payload: dict[str, Any] = Field(default_factory=dict)
     expect_status_code: int | None = Field(default=200, description="statusCode the response must carry, if any")
     expect_fields: dict[str, Any] = Field(default_factory=dict, description="fields the (JSON) body must hold")
     # http
     url: str | None = None
-    expect_status: int = 200
+    expect_status: int = Field(default=200, ge=100, le=599)
     max_response_ms: float | None = Field(default=None, gt=0)
-    wait_until_healthy_seconds: float = Field(default=0.0, ge=0, le=1800)
-    allowed_hosts: list[str] = Field(default_factory=list)
+    wait_until_healthy_seconds: float = Field(default=0.0, ge=0, le=1800, description="keep polling until healthy")
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    allowed_hosts: list[str] = Field(default_factory=list, description="allowlist of hosts for http and tcp")
     # tcp
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -56,10 +62,15 @@ class CheckSettings(BaseModel):
         return self
 
     @property
+    def attempt_seconds(self) -> float:
+        """The budget of one attempt (an http check may keep polling until healthy within it)."""
+        return self.timeout_seconds + self.wait_until_healthy_seconds
+
+    @property
     def worst_case_seconds(self) -> float:
-        attempts = self.retries + 1
+        """Every attempt used to its budget plus every backoff pause."""
         backoff = sum(self.backoff_seconds * 2**i for i in range(self.retries))
-        return attempts * self.timeout_seconds + backoff + self.wait_until_healthy_seconds
+        return (self.retries + 1) * self.attempt_seconds + backoff
 
 
 def _default_checks() -> list[CheckSettings]:
@@ -76,25 +87,46 @@ def _default_checks() -> list[CheckSettings]:
     ]
 
 
+def _default_ecs_check_hooks() -> list[EcsHook]:
+    return ["AfterAllowTestTraffic"]
+
+
 class HookSettings(BaseModel):
     """The ``hooks:`` section of a service."""
 
     model_config = ConfigDict(extra="forbid")
 
     pre_traffic: list[CheckSettings] = Field(default_factory=_default_checks)
-    post_traffic_window_seconds: int = Field(default=600, ge=60, le=3600)
+    post_traffic_window_seconds: int = Field(default=600, ge=60, le=3600, description="what the judge looks at")
     fail_post_traffic_on_inconclusive: bool = False
     report_margin_seconds: float = Field(default=15.0, ge=1, le=300, description="kept to answer CodeDeploy")
+    ecs_check_hooks: list[EcsHook] = Field(
+        default_factory=_default_ecs_check_hooks,
+        description="ECS hooks that run the pre-traffic checks; the other ECS hooks before traffic succeed",
+    )
+    codedeploy_applications: list[str] = Field(
+        default_factory=list,
+        description="CodeDeploy applications (or application/group) deployed as this service; "
+        "by default a deployment belongs to the service named as its application",
+    )
 
     @model_validator(mode="after")
     def _inside_the_hook_limit(self) -> HookSettings:
         names = [c.name for c in self.pre_traffic]
-        if len(set(names)) != len(names):
-            raise ValueError("pre_traffic: check names must be unique")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"pre_traffic: check names must be unique ({', '.join(duplicates)})")
         total = sum(c.worst_case_seconds for c in self.pre_traffic) + self.report_margin_seconds
         if total > MAX_HOOK_SECONDS:
+            longest = max(self.pre_traffic, key=lambda c: c.worst_case_seconds)
             raise ValueError(
-                f"pre_traffic: the checks could take {total:.0f} s (timeouts x attempts + backoff + waits), "
-                f"more than the {MAX_HOOK_SECONDS:.0f} s DeployGuard allows inside CodeDeploy's one-hour hook limit"
+                f"pre_traffic: the checks could take {total:.0f} s (timeout_seconds x attempts + backoff + "
+                f"wait_until_healthy_seconds + report_margin_seconds), more than the {MAX_HOOK_SECONDS:.0f} s "
+                f"DeployGuard allows inside CodeDeploy's one-hour hook limit; the longest is "
+                f"pre_traffic.{self.pre_traffic.index(longest)} ({longest.name!r}, {longest.worst_case_seconds:.0f} s)"
             )
         return self
+
+    @property
+    def worst_case_seconds(self) -> float:
+        return sum(c.worst_case_seconds for c in self.pre_traffic) + self.report_margin_seconds

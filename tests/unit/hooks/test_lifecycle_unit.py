@@ -1,0 +1,234 @@
+"""The hook on moto: every path ends with exactly one status call and a complete record."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from moto_table import TABLE, RecordingPublisher
+from pytest_httpserver import HTTPServer
+
+import deployguard.hooks.lifecycle as lifecycle
+from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.config import parse_config
+from deployguard.hooks.lifecycle import HOOK_KIND, LifecycleHook
+from deployguard.models import EcsTarget, EventType, LambdaTarget, Phase
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.codedeploy import HookLedger, create_lambda_deployment
+
+
+def _hook(publisher: RecordingPublisher, config: str = "{}", gateway: CodeDeployGateway | None = None) -> LifecycleHook:
+    return LifecycleHook(
+        parse_config(config, "t.yaml"),
+        DeploymentRepository(TABLE),
+        publisher,
+        gateway,
+        local_mode=True,
+        sleep=lambda s: None,
+    )
+
+
+def _http_only(url: str) -> str:
+    return (
+        "defaults:\n  hooks:\n    report_margin_seconds: 1\n    pre_traffic:\n"
+        f"      - {{name: health, type: http, url: '{url}', retries: 0, timeout_seconds: 2}}\n"
+    )
+
+
+def _event(deployment_id: str, execution_id: str) -> dict[str, str]:
+    return {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution_id}
+
+
+def _verdicts(deployment_id: str) -> list[Any]:
+    return [e for e in DeploymentRepository(TABLE).audit_trail(deployment_id) if e.action == "hook_verdict"]
+
+
+def test_duplicate_delivery_runs_the_checks_once_and_answers_once(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/health").respond_with_json({"status": "ok"})
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    hook = _hook(publisher, _http_only(httpserver.url_for("/health")))
+    first = hook.handle(_event(deployment_id, execution), lambda: 30_000)
+    second = hook.handle(_event(deployment_id, execution), lambda: 30_000)
+    assert (first.status, first.reported, first.phase) == ("Succeeded", True, "pre_traffic")
+    assert second.duplicate and second.status is None and not second.reported and second.checks == []
+    assert len(httpserver.log) == 1  # the health endpoint was asked once
+    assert ledger.attempts_for(execution) == 1 and ledger.status_of(execution) == "Succeeded"
+    assert len(_verdicts(deployment_id)) == 1
+    record = DeploymentRepository(TABLE).get_deployment(deployment_id)
+    assert record.driver == "codedeploy" and record.phase == Phase.VALIDATION and record.version == target.new_version
+
+
+def test_a_first_attempt_that_died_unanswered_is_answered_failed_by_the_redelivery(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, sim_clock: Any
+) -> None:
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    # the first attempt claimed the execution, then was killed at its timeout without answering
+    DeploymentRepository(TABLE).claim_once(HOOK_KIND, execution, timedelta(days=2), deadline=sim_clock().timestamp())
+    sim_clock.advance(60)
+    outcome = _hook(publisher).handle(_event(deployment_id, execution), lambda: 30_000)
+    assert outcome.status == "Failed" and outcome.reported and "ended without answering" in outcome.reason
+    again = _hook(publisher).handle(_event(deployment_id, execution), lambda: 30_000)
+    assert again.duplicate and ledger.attempts_for(execution) == 1
+
+
+def test_an_internal_exception_fails_closed(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("checks exploded")
+
+    monkeypatch.setattr(lifecycle, "run_check", explode)
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    outcome = _hook(publisher).handle(_event(deployment_id, execution), lambda: 30_000)
+    assert outcome.status == "Failed" and "RuntimeError: checks exploded" in outcome.reason
+    assert ledger.attempts_for(execution) == 1 and ledger.status_of(execution) == "Failed"
+    assert "checks exploded" in _verdicts(deployment_id)[0].reason
+    assert DeploymentRepository(TABLE).get_deployment(deployment_id).phase == Phase.FAILED
+    assert [e.event_type for e in publisher.events] == [EventType.VALIDATION_FAILED]
+
+
+def test_codedeploy_refusing_the_status_is_recorded_and_not_repeated(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher
+) -> None:
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    ledger.refuse_next.append("LifecycleEventAlreadyCompletedException")
+    outcome = _hook(publisher).handle(_event(deployment_id, execution), lambda: 30_000)
+    assert not outcome.reported and "LifecycleEventAlreadyCompletedException" in (outcome.report_error or "")
+    assert _hook(publisher).handle(_event(deployment_id, execution), lambda: 30_000).duplicate
+    assert ledger.attempts_for(execution) == 1
+    assert _verdicts(deployment_id)[0].details["reported"] is False
+
+
+def test_codedeploy_not_knowing_the_deployment_fails_closed(
+    cd_aws: None, ledger: HookLedger, publisher: RecordingPublisher
+) -> None:
+    execution = ledger.issue("d-UNKNOWN1")
+    outcome = _hook(publisher).handle(_event("d-UNKNOWN1", execution), lambda: 30_000)
+    assert outcome.status == "Failed" and "DeploymentDoesNotExistException" in outcome.reason
+    assert outcome.reported and ledger.attempts_for(execution) == 1
+
+
+def test_a_failed_critical_check_fails_the_hook_and_keeps_the_alias(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/health").respond_with_data("down", status=503)
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    outcome = _hook(publisher, _http_only(httpserver.url_for("/health"))).handle(
+        _event(deployment_id, execution), lambda: 30_000
+    )
+    assert outcome.status == "Failed" and outcome.as_dict()["failed"] == ["health"]
+    assert ledger.status_of(execution) == "Failed" and ledger.attempts_for(execution) == 1
+    assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+    verdict = _verdicts(deployment_id)[0]
+    assert verdict.details["checks"][0]["status"] == "failed" and verdict.details["phase"] == "pre_traffic"
+
+
+def test_a_failed_non_critical_check_is_a_warning(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/health").respond_with_data("down", status=503)
+    config = _http_only(httpserver.url_for("/health")).replace("retries: 0", "retries: 0, critical: false")
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    outcome = _hook(publisher, config).handle(_event(deployment_id, execution), lambda: 30_000)
+    assert outcome.status == "Succeeded" and outcome.as_dict()["warnings"] == ["health"]
+    assert [e.event_type for e in publisher.events] == [EventType.VALIDATION_WARNED]
+
+
+def test_after_traffic_moved_the_judge_decides(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher
+) -> None:
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    LambdaTrafficShifter(target).promote()
+    execution = ledger.issue(deployment_id)
+    outcome = _hook(publisher).handle(_event(deployment_id, execution), lambda: 30_000)
+    # no metrics at all: the judge is inconclusive, which passes unless configured otherwise
+    assert outcome.phase == "post_traffic" and outcome.lifecycle_event == "AfterAllowTraffic"
+    assert outcome.status == "Succeeded" and "judge inconclusive" in outcome.reason
+    assert DeploymentRepository(TABLE).get_deployment(deployment_id).canary_weight == 1.0
+    strict = "defaults:\n  hooks:\n    fail_post_traffic_on_inconclusive: true\n"
+    second = ledger.issue(deployment_id)
+    assert _hook(publisher, strict).handle(_event(deployment_id, second), lambda: 30_000).status == "Failed"
+
+
+def test_malformed_event_with_an_execution_id_is_answered_failed(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher
+) -> None:
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    outcome = _hook(publisher).handle({"DeploymentId": 42, "LifecycleEventHookExecutionId": execution}, lambda: 1)
+    assert outcome.status == "Failed" and "field DeploymentId" in outcome.reason
+    assert outcome.reported and ledger.attempts_for(execution) == 1
+
+
+class _EcsGateway(CodeDeployGateway):
+    def __init__(self, hook: str) -> None:
+        self.hook = hook
+        self.reports: list[tuple[str | None, str, str]] = []
+
+    def deployment(self, deployment_id: str) -> CodeDeployDeployment:
+        return CodeDeployDeployment(
+            deployment_id=deployment_id,
+            application="shop",
+            group="shop-bg",
+            compute_platform="ECS",
+            config_name="CodeDeployDefault.ECSAllAtOnce",
+            target=EcsTarget(cluster="main", service="shop", new_task_definition="shop:7"),
+        )
+
+    def running_lifecycle_event(self, deployment_id: str) -> str | None:
+        return self.hook
+
+    def report(self, deployment_id: str | None, execution_id: str, status: Any) -> None:
+        self.reports.append((deployment_id, execution_id, status))
+
+
+@pytest.mark.parametrize(
+    ("hook", "phase"),
+    [("BeforeInstall", "no_checks"), ("AfterAllowTestTraffic", "pre_traffic"), ("AfterAllowTraffic", "post_traffic")],
+)
+def test_ecs_hooks(cd_aws: None, publisher: RecordingPublisher, hook: str, phase: str) -> None:
+    gateway = _EcsGateway(hook)
+    config = "defaults:\n  hooks:\n    pre_traffic: [{name: a, type: alarms, alarm_prefix: shop-}]\n"
+    outcome = _hook(publisher, config, gateway).handle(_event("d-ECS0001", "exec-1"), lambda: 30_000)
+    assert (outcome.phase, outcome.status, outcome.lifecycle_event) == (phase, "Succeeded", hook)
+    assert gateway.reports == [("d-ECS0001", "exec-1", "Succeeded")]
+    record = DeploymentRepository(TABLE).get_deployment("d-ECS0001")
+    assert record.strategy == "blue_green" and record.version == "shop:7"
+
+
+def test_simulated_canary_rollout_calls_the_hook_twice_and_the_traffic_each_minute(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, sim_clock: Any
+) -> None:
+    from deployguard.recorder import DEPLOYMENT_STATE_CHANGE, DeploymentRecorder, StateChangeDetail
+    from deployguard_local.codedeploy import simulate_lambda_rollout
+
+    config = "defaults:\n  hooks:\n    pre_traffic: [{name: a, type: alarms, alarm_prefix: orders-}]\n"
+    hook = _hook(publisher, config)
+    recorder = DeploymentRecorder(parse_config("{}", "t.yaml"), DeploymentRepository(TABLE), publisher)
+    minutes: list[tuple[int, float]] = []
+    result = simulate_lambda_rollout(
+        target.function_name, target.alias, target.stable_version, target.new_version,
+        hooks_function=lambda event: hook.handle(event, lambda: 60_000),
+        recorder_function=lambda event: recorder.handle(
+            DEPLOYMENT_STATE_CHANGE, StateChangeDetail.model_validate(event["detail"]), sim_clock()
+        ),
+        clock_advance=sim_clock.advance, traffic_hook=lambda minute, weight: minutes.append((minute, weight)),
+        application="orders", ledger=ledger,
+    )  # fmt: skip
+    assert result.final_state == "SUCCESS" and result.states == ["START", "SUCCESS"]
+    assert result.hooks == [("BeforeAllowTraffic", "Succeeded"), ("AfterAllowTraffic", "Succeeded")]
+    assert [c.status for c in result.status_calls] == ["Succeeded", "Succeeded"]
+    assert minutes == [(1, 0.1), (2, 0.1), (3, 0.1), (4, 0.1), (5, 0.1), (6, 1.0)]
+    assert result.alias_version == target.new_version
+    record = DeploymentRepository(TABLE).get_deployment(result.deployment_id)
+    assert record.status == "succeeded" and record.duration_seconds == 360

@@ -1,0 +1,12 @@
+"""Fixtures of the hook tests (see recorder_support)."""
+
+import pytest
+from recorder_support import cd_aws, ledger, publisher, sim_clock, target
+
+__all__ = ["cd_aws", "ledger", "publisher", "sim_clock", "target"]
+
+
+@pytest.fixture(autouse=True)
+def _local_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local mode (http and loopback health checks allowed), for these tests only."""
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
