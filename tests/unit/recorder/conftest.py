@@ -1,7 +1,7 @@
-"""Fixtures of the hook tests (see recorder_support)."""
+"""Fixtures of the recorder tests (shared with the hook tests: tests/support/hook_support.py)."""
 
 import pytest
-from recorder_support import cd_aws, ledger, publisher, sim_clock, target
+from hook_support import cd_aws, ledger, publisher, sim_clock, target
 
 __all__ = ["cd_aws", "ledger", "publisher", "sim_clock", "target"]
 
