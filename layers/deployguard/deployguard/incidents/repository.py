@@ -29,7 +29,7 @@ from deployguard.alerts.models import Alert
 from deployguard.exceptions import ConflictError, NotFoundError
 from deployguard.incidents.models import Incident
 from deployguard.storage import keys
-from deployguard.storage.repository import DeploymentRepository, put_if_unchanged
+from deployguard.storage.repository import DeploymentRepository, put_if_unchanged, query_pages
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -256,15 +256,4 @@ class IncidentRepository:
     # ------------------------------------------------------------------ paging
 
     def _query(self, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        count = 0
-        while True:
-            resp = self.table.query(**kwargs)
-            for item in resp.get("Items", []):
-                yield item
-                count += 1
-                if max_items is not None and count >= max_items:
-                    return
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return
-            kwargs["ExclusiveStartKey"] = start
+        return query_pages(self.table, max_items, **kwargs)

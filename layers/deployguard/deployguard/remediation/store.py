@@ -17,11 +17,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deployguard import clock
-from deployguard.exceptions import ConflictError, NotFoundError
+from deployguard.exceptions import NotFoundError
 from deployguard.incidents.repository import from_item, to_item
 from deployguard.remediation.models import Approval, ApprovalStatus
 from deployguard.storage import keys
-from deployguard.storage.repository import DeploymentRepository
+from deployguard.storage.repository import DeploymentRepository, put_if_unchanged
 
 ATTEMPTS = "REMEDIATION"
 BREAKER = "REMEDIATION-BREAKER"
@@ -174,16 +174,7 @@ class RemediationStore:
     def save_approval(self, approval: Approval) -> Approval:
         expected = approval.version_counter
         new = approval.model_copy(update={"version_counter": expected + 1})
-        try:
-            self.table.put_item(
-                Item=self._approval_item(new),
-                ConditionExpression="version_counter = :expected",
-                ExpressionAttributeValues={":expected": expected},
-            )
-        except ClientError as exc:
-            if _failed_condition(exc):
-                raise ConflictError(f"approval {approval.approval_id} changed since it was read") from exc
-            raise
+        put_if_unchanged(self.table, self._approval_item(new), expected, f"approval {approval.approval_id}")
         approval.version_counter = expected + 1
         if new.status not in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED):
             self.deployments.release(APPROVAL_REQUEST, f"{approval.incident_id}#{approval.action}")

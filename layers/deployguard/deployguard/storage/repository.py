@@ -68,6 +68,22 @@ def put_if_unchanged(table: Any, item: dict[str, Any], expected: int, what: str)
         raise
 
 
+def query_pages(table: Any, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item a Query returns, page after page (at most ``max_items``)."""
+    count = 0
+    while True:
+        resp = table.query(**kwargs)
+        for item in resp.get("Items", []):
+            yield item
+            count += 1
+            if max_items is not None and count >= max_items:
+                return
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return
+        kwargs["ExclusiveStartKey"] = start
+
+
 class DeploymentRepository:
     """Data access for the DeploymentsTable (see :mod:`deployguard.storage.keys`)."""
 
@@ -274,15 +290,4 @@ class DeploymentRepository:
     # ------------------------------------------------------------------ paging
 
     def _query(self, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        count = 0
-        while True:
-            resp = self.table.query(**kwargs)
-            for item in resp.get("Items", []):
-                yield item
-                count += 1
-                if max_items is not None and count >= max_items:
-                    return
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return
-            kwargs["ExclusiveStartKey"] = start
+        return query_pages(self.table, max_items, **kwargs)
