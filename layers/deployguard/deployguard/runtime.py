@@ -36,7 +36,6 @@ class FunctionEnvironment(BaseModel):
 
     deployments_table: str = Field(alias="DEPLOYMENTS_TABLE", min_length=1)
     events_topic_arn: str = Field(alias="EVENTS_TOPIC_ARN", min_length=1)
-    idempotency_table: str | None = Field(default=None, alias="IDEMPOTENCY_TABLE")
     notification_dlq_url: str | None = Field(default=None, alias="NOTIFICATION_DLQ_URL")
     canary_state_machine_arn: str | None = Field(default=None, alias="CANARY_STATE_MACHINE_ARN")
     environment: str = Field(default="production", alias="DEPLOYGUARD_ENVIRONMENT")
