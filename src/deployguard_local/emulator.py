@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -31,7 +32,7 @@ import traceback
 import types
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,20 +48,58 @@ ClockListener = Callable[[datetime, datetime], None]
 
 
 class ListeningClock(dg_clock.SimulatedClock):
-    """A simulated clock that tells listeners about each advance (start, end)."""
+    """A simulated clock that tells listeners about each advance (start, end).
+
+    ``listeners`` (traffic, metrics) run first, then ``late_listeners`` (EventBridge
+    schedules), so a schedule that fires at a minute's end reads what that minute wrote.
+    """
 
     def __init__(self, start: datetime | None = None) -> None:
         super().__init__(start)
         self.listeners: list[ClockListener] = []
+        self.late_listeners: list[ClockListener] = []
         self._advance_lock = threading.RLock()
 
     def advance(self, seconds: float) -> datetime:
         with self._advance_lock:
             before = self()
             after = super().advance(seconds)
-            for listener in list(self.listeners):
+            for listener in [*self.listeners, *self.late_listeners]:
                 listener(before, after)
             return after
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+
+
+def rate_seconds(expression: str) -> int:
+    """The period of an EventBridge ``rate(...)`` schedule expression, in seconds."""
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise ValueError(f"only rate(N minute[s]|hour[s]|day[s]) schedules follow the simulated clock, not {expression}")
+    value, unit = int(match.group(1)), match.group(2)
+    if value < 1 or (value == 1) != (not unit.endswith("s")):  # EventBridge: rate(1 minute), rate(5 minutes)
+        raise ValueError(f"invalid schedule expression {expression}")
+    return value * {"minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
+
+
+def schedule_boundaries(period_seconds: int, before: datetime, after: datetime) -> list[datetime]:
+    """The times in (before, after] at which a schedule of this period fires (whole periods since the epoch)."""
+    first = math.floor(before.timestamp() / period_seconds) + 1
+    last = math.floor(after.timestamp() / period_seconds)
+    return [datetime.fromtimestamp(n * period_seconds, tz=before.tzinfo) for n in range(first, last + 1)]
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One firing of an EventBridge schedule rule: its target invoked with the Scheduled Event."""
+
+    rule: str
+    function: str  # the template's logical id
+    at: datetime  # the schedule's time (the event's ``time``)
+    event: dict[str, Any]
+    payload: Any  # what the function answered
+    errored: bool
 
 
 @dataclass
@@ -456,6 +495,9 @@ class EmbeddedAws:
         self.registry = FunctionRegistry()
         self.functions: dict[str, LocalFunction] = {}
         self.function_environment: dict[str, str] = {}
+        self.schedule_runs: list[ScheduleRun] = []
+        self._schedule_fired: dict[str, datetime] = {}  # rule -> the last boundary it fired at
+        self._schedule_lock = threading.Lock()
         self._exit = contextlib.ExitStack()
 
     # ------------------------------------------------------------------ lifecycle
@@ -501,8 +543,10 @@ class EmbeddedAws:
             for undo in _patch_moto(self.registry, self.invoker, topics, self.clock):
                 self._exit.callback(undo)
             from deployguard_local.codedeploy import install_hook_status_api
+            from deployguard_local.ecs import install_deployment_target_api
 
             self._exit.callback(install_hook_status_api())
+            self._exit.callback(install_deployment_target_api())
         clients.reset()
         runtime.reset()
         self._exit.callback(clients.reset)
@@ -645,6 +689,92 @@ class EmbeddedAws:
             self._rules: dict[str, tuple[str, str]] = {}
         return self._rules
 
+    # ------------------------------------------------------------------ EventBridge schedules
+
+    def schedule_rules(self, functions: Iterable[str] | None = None) -> list[str]:
+        """The Schedule rules of these functions (logical ids of template.yaml; every function's when None)."""
+        wanted = None if functions is None else set(functions)
+        unknown = (wanted or set()) - set(self.functions)
+        if unknown:
+            raise KeyError(f"no function {', '.join(sorted(unknown))} in template.yaml")
+        return [
+            rule
+            for rule, (kind, logical_id) in self.rules.items()
+            if kind == "Schedule" and (wanted is None or logical_id in wanted)
+        ]
+
+    def fire_due_schedules(
+        self, before: datetime, after: datetime, rules: Iterable[str] | None = None
+    ) -> list[ScheduleRun]:
+        """Fire every ENABLED schedule rule whose boundary falls in (before, after], as EventBridge does.
+
+        The rule, its state and its target are read through the real EventBridge API
+        (DescribeRule, ListTargetsByRule), so a rule disabled with DisableRule does not fire.
+        Each target function gets a ``Scheduled Event`` (the shape of events/schedule.json,
+        the rule's ARN in ``resources``, the schedule's time) through the real Lambda Invoke
+        API. EventBridge invokes asynchronously; here the invocation completes before the
+        clock moves on, so each simulated minute's run is over when the next one begins.
+        """
+        events = clients.client("events")
+        runs = []
+        for rule in self.schedule_rules() if rules is None else list(rules):
+            described = events.describe_rule(Name=rule)
+            if described.get("State") != "ENABLED" or not described.get("ScheduleExpression"):
+                continue
+            period = rate_seconds(described["ScheduleExpression"])
+            targets = events.list_targets_by_rule(Rule=rule).get("Targets", [])
+            for at in schedule_boundaries(period, before, after):
+                with self._schedule_lock:
+                    if self._schedule_fired.get(rule) is not None and at <= self._schedule_fired[rule]:
+                        continue  # fired already (a nested clock advance)
+                    self._schedule_fired[rule] = at
+                for target in targets:
+                    runs.append(self._fire(rule, described["Arn"], target["Arn"], at))
+        return runs
+
+    def _fire(self, rule: str, rule_arn: str, function_arn: str, at: datetime) -> ScheduleRun:
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.stack.account_id,
+            "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.stack.region,
+            "resources": [rule_arn],
+            "detail": {},
+        }
+        resp = clients.client("lambda").invoke(FunctionName=function_arn, Payload=json.dumps(event).encode())
+        payload = json.loads(resp["Payload"].read() or b"null")
+        logical_id = self.rules.get(rule, ("", function_arn))[1]
+        run = ScheduleRun(rule, logical_id, at, event, payload, "FunctionError" in resp)
+        self.schedule_runs.append(run)
+        return run
+
+    def follow_schedules(
+        self, functions: Iterable[str] | None = None, on_fire: Callable[[ScheduleRun], None] | None = None
+    ) -> Callable[[], None]:
+        """From now on fire these functions' schedule rules as the simulated clock passes their
+        boundaries (:meth:`fire_due_schedules`); ``on_fire`` sees every run. Returns the undo.
+
+        Opt-in: without it no schedule fires, and time passes without the assessor."""
+        if self.clock is None:
+            raise RuntimeError("schedules follow the simulated clock; this EmbeddedAws has none")
+        rules = self.schedule_rules(functions)
+
+        def listener(before: datetime, after: datetime) -> None:
+            for run in self.fire_due_schedules(before, after, rules):
+                if on_fire is not None:
+                    on_fire(run)
+
+        self.clock.late_listeners.append(listener)
+
+        def undo() -> None:
+            if self.clock is not None and listener in self.clock.late_listeners:
+                self.clock.late_listeners.remove(listener)
+
+        return undo
+
     # ------------------------------------------------------------------ use
 
     def ref(self, logical_id: str) -> str:
@@ -721,6 +851,7 @@ class EmbeddedAws:
                 )
             )
         self._seed_codedeploy(target)
+        self._seed_ecs_codedeploy()
         self._seed_approval()
         return versions
 
@@ -765,6 +896,31 @@ class EmbeddedAws:
         backend.deployments["d-SAMPLE0001"] = info
         hook_event = json.loads((REPO_ROOT / "events" / "codedeploy_lifecycle_hook.json").read_text(encoding="utf-8"))
         LEDGER.issued[hook_event["LifecycleEventHookExecutionId"]] = "d-SAMPLE0001"
+
+    @staticmethod
+    def _seed_ecs_codedeploy() -> None:
+        """ECS service ``shop/checkout-web`` behind a load balancer, and CodeDeploy blue/green deployment
+        d-SAMPLEECS1 of it at AfterAllowTestTraffic, with the ECS hook event's execution issued."""
+        from moto.codedeploy.models import codedeploy_backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        from deployguard_local.codedeploy import LEDGER
+        from deployguard_local.ecs import TARGETS, create_ecs_deployment, create_ecs_service
+
+        stack = create_ecs_service("shop", "checkout-web")
+        created = create_ecs_deployment(stack, "checkout-web", "checkout-web-bg")
+        backend = codedeploy_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        info = backend.deployments.pop(created)
+        info.deployment_id = "d-SAMPLEECS1"
+        info.status = "InProgress"
+        backend.deployments["d-SAMPLEECS1"] = info
+        with TARGETS.lock:
+            target = TARGETS.targets.pop(created)
+            target["ecsTarget"]["deploymentId"] = "d-SAMPLEECS1"
+            TARGETS.targets["d-SAMPLEECS1"] = target
+        TARGETS.enter("d-SAMPLEECS1", "AfterAllowTestTraffic")
+        event = json.loads((REPO_ROOT / "events" / "codedeploy_lifecycle_hook_ecs.json").read_text(encoding="utf-8"))
+        LEDGER.issued[event["LifecycleEventHookExecutionId"]] = "d-SAMPLEECS1"
 
 
 def sample_handler(event: Any, context: Any) -> dict[str, Any]:

@@ -23,6 +23,11 @@ CASES = [
     ("AssessorFunction", "schedule.json", lambda r: r["assessed"][0]["deployment_id"] == "dg-sample-0003"),
     ("NotificationRouterFunction", "sns_deployment_event.json", lambda r: r["malformed"] == 0),
     ("LifecycleHookFunction", "codedeploy_lifecycle_hook.json", lambda r: r["status"] == "Succeeded" and r["reported"]),
+    (
+        "LifecycleHookFunction",
+        "codedeploy_lifecycle_hook_ecs.json",
+        lambda r: (r["status"], r["lifecycle_event"], r["reported"]) == ("Succeeded", "AfterAllowTestTraffic", True),
+    ),
     ("DeploymentRecorderFunction", "codedeploy_state_change.json", lambda r: r["status"] == "in_progress"),
     ("RemediationApprovalFunction", "remediation_approval_run.json", lambda r: r["outcome"] == "not_approved"),
 ]

@@ -17,6 +17,7 @@ from deployguard import clock
 from deployguard.aws import clients
 from deployguard.models import LambdaTarget
 from deployguard_local.codedeploy import HookLedger, install_hook_status_api
+from deployguard_local.ecs import TargetStore, install_deployment_target_api
 
 os.environ.update(
     {
@@ -63,13 +64,22 @@ def ledger() -> HookLedger:
 
 
 @pytest.fixture
-def cd_aws(sim_clock: clock.SimulatedClock, atomic_dynamodb: None, ledger: HookLedger) -> Iterator[None]:
+def targets() -> TargetStore:
+    return TargetStore()
+
+
+@pytest.fixture
+def cd_aws(
+    sim_clock: clock.SimulatedClock, atomic_dynamodb: None, ledger: HookLedger, targets: TargetStore
+) -> Iterator[None]:
     with mock_aws(config={"lambda": {"use_docker": False}}):
         clients.reset()
         create_table()
-        undo = install_hook_status_api(ledger)
+        undo_status = install_hook_status_api(ledger)
+        undo_targets = install_deployment_target_api(targets)
         yield
-        undo()
+        undo_targets()
+        undo_status()
     clients.reset()
 
 

@@ -2,31 +2,35 @@
 DeployGuard's own state machine is not already judging.
 
 Deployments whose traffic CodeDeploy moves (driver ``codedeploy``) are assessed
-here. All their metrics are read in the fewest GetMetricData calls, each verdict
+here: Lambda versions by their per-version metrics, ECS task sets by their target
+groups' metrics. All their metrics are read in the fewest GetMetricData calls, each verdict
 is stored as an assessment, and a change of status is announced once.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from deployguard import clock
 from deployguard.alerts.engine import AlertEngine, TickReport
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
-from deployguard.aws.cloudwatch import MetricsReader
+from deployguard.aws.cloudwatch import MetricsReader, canary_queries
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
+from deployguard.exceptions import MetricsConfigError
 from deployguard.models import (
     Assessment,
     Decision,
     DeploymentEvent,
     EventType,
-    LambdaTarget,
     Severity,
 )
 from deployguard.monitoring import MonitoringRun, monitor_promoted
 from deployguard.storage.repository import DeploymentRepository
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,10 +70,18 @@ def _assess(
 ) -> None:
     candidates = []
     for deployment in repository.active_deployments():
-        if deployment.driver != "codedeploy" or not isinstance(deployment.target, LambdaTarget):
+        if deployment.driver != "codedeploy":
             run.skipped.append(deployment.deployment_id)
             continue
-        candidates.append((deployment, config.service(deployment.service).judge.metrics))
+        metrics = config.service(deployment.service).judge.metrics
+        try:
+            canary_queries(deployment.deployment_id, deployment, metrics)
+        except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
+            logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
+                                                                       "reason": str(exc)})  # fmt: skip
+            run.skipped.append(deployment.deployment_id)
+            continue
+        candidates.append((deployment, metrics))
     if not candidates:
         return
     interval = min(config.service(d.service).canary.assessment_interval_seconds for d, _ in candidates)

@@ -47,3 +47,11 @@ class ValidationCheckError(DeployGuardError):
 
 class CodeDeployError(DeployGuardError):
     """CodeDeploy answered an error, or could not be reached."""
+
+
+class LoadBalancerError(DeployGuardError):
+    """An Elastic Load Balancing call failed, or a target group is not behind a load balancer."""
+
+
+class MetricsConfigError(DeployGuardError):
+    """The metrics configured for a service cannot be read for its deployment target."""

@@ -79,11 +79,23 @@ class LambdaTarget(Model):
 
 
 class EcsTarget(Model):
+    """An ECS service deployed blue/green: the original (blue) task set and its replacement (green).
+
+    Each task set sits behind its own load balancer target group; per-target-group
+    metrics (``AWS/ApplicationELB`` with the ``LoadBalancer`` and ``TargetGroup``
+    dimensions, given here as ARN suffixes) are what tells the two versions apart.
+    """
+
     kind: Literal["ecs"] = "ecs"
     cluster: str = Field(min_length=1)
     service: str = Field(min_length=1)
     stable_task_definition: str = ""
     new_task_definition: str = ""
+    load_balancer: str = Field(default="", description="ARN suffix: app/<name>/<id>")
+    stable_target_group: str = Field(default="", description="ARN suffix of the blue target group")
+    new_target_group: str = Field(default="", description="ARN suffix of the green target group")
+    stable_task_set: str = ""
+    new_task_set: str = ""
 
 
 class Deployment(Model):
@@ -157,6 +169,10 @@ class MetricSpec(Model):
     relative_to: str | None = Field(default=None, description="id of the count this is a rate of")
     metric_type: MetricType = MetricType.APPLICATION
     dimensions: dict[str, str] = Field(default_factory=dict)
+    fill_missing: float | None = Field(
+        default=None,
+        description="the value of a period without a datapoint (0 for counts published only when non-zero)",
+    )
 
 
 class MetricWindow(Model):

@@ -269,6 +269,16 @@ class DeploymentRecorder:
             return status  # a rollback deployment of its own follows; it decides (see _rollback_ended)
         target = info.target
         traffic_moved = deployment.canary_weight > 0.0
+        if isinstance(target, EcsTarget) and traffic_moved and info.new_traffic_weight is not None:
+            if info.new_traffic_weight == 0.0:
+                return DeploymentStatus.ROLLED_BACK  # production is back on the blue task set
+            self._announce(
+                deployment, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
+                f"deployment failed after traffic moved and the green task set of {target.cluster}/"
+                f"{target.service} still serves {info.new_traffic_weight:.0%} of production",
+                once=f"rollback-failed#{deployment.deployment_id}",
+            )  # fmt: skip
+            return status
         if isinstance(target, LambdaTarget) and traffic_moved:
             try:
                 back = self._alias_back_on_stable(target)

@@ -10,13 +10,14 @@ from moto_table import TABLE, RecordingPublisher
 from pytest_httpserver import HTTPServer
 
 import deployguard.hooks.lifecycle as lifecycle
-from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
+from deployguard.aws.codedeploy import CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import parse_config
 from deployguard.hooks.lifecycle import HOOK_KIND, LifecycleHook
 from deployguard.models import EcsTarget, EventType, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.codedeploy import HookLedger, create_lambda_deployment
+from deployguard_local.ecs import TargetStore, create_ecs_deployment, create_ecs_service, shift_traffic
 
 
 def _hook(publisher: RecordingPublisher, config: str = "{}", gateway: CodeDeployGateway | None = None) -> LifecycleHook:
@@ -170,40 +171,34 @@ def test_malformed_event_with_an_execution_id_is_answered_failed(
     assert outcome.reported and ledger.attempts_for(execution) == 1
 
 
-class _EcsGateway(CodeDeployGateway):
-    def __init__(self, hook: str) -> None:
-        self.hook = hook
-        self.reports: list[tuple[str | None, str, str]] = []
-
-    def deployment(self, deployment_id: str) -> CodeDeployDeployment:
-        return CodeDeployDeployment(
-            deployment_id=deployment_id,
-            application="shop",
-            group="shop-bg",
-            compute_platform="ECS",
-            config_name="CodeDeployDefault.ECSAllAtOnce",
-            target=EcsTarget(cluster="main", service="shop", new_task_definition="shop:7"),
-        )
-
-    def running_lifecycle_event(self, deployment_id: str) -> str | None:
-        return self.hook
-
-    def report(self, deployment_id: str | None, execution_id: str, status: Any) -> None:
-        self.reports.append((deployment_id, execution_id, status))
-
-
 @pytest.mark.parametrize(
     ("hook", "phase"),
     [("BeforeInstall", "no_checks"), ("AfterAllowTestTraffic", "pre_traffic"), ("AfterAllowTraffic", "post_traffic")],
 )
-def test_ecs_hooks(cd_aws: None, publisher: RecordingPublisher, hook: str, phase: str) -> None:
-    gateway = _EcsGateway(hook)
-    config = "defaults:\n  hooks:\n    pre_traffic: [{name: a, type: alarms, alarm_prefix: shop-}]\n"
-    outcome = _hook(publisher, config, gateway).handle(_event("d-ECS0001", "exec-1"), lambda: 30_000)
+def test_ecs_hooks(
+    cd_aws: None, ledger: HookLedger, targets: TargetStore, publisher: RecordingPublisher, hook: str, phase: str
+) -> None:
+    """Which ECS hook is running comes from CodeDeploy's deployment target (GetDeploymentTarget)."""
+    stack = create_ecs_service("main", "shop")
+    deployment_id = create_ecs_deployment(stack, "shop", "shop-bg", "CodeDeployDefault.ECSAllAtOnce", store=targets)
+    targets.enter(deployment_id, hook)
+    if phase == "post_traffic":
+        shift_traffic(stack, deployment_id, 100.0, targets)
+    execution = ledger.issue(deployment_id)
+    config = (
+        "defaults:\n  judge: {metrics_preset: alb}\n"
+        "  hooks:\n    pre_traffic: [{name: a, type: alarms, alarm_prefix: shop-}]\n"
+    )
+    outcome = _hook(publisher, config).handle(_event(deployment_id, execution), lambda: 30_000)
     assert (outcome.phase, outcome.status, outcome.lifecycle_event) == (phase, "Succeeded", hook)
-    assert gateway.reports == [("d-ECS0001", "exec-1", "Succeeded")]
-    record = DeploymentRepository(TABLE).get_deployment("d-ECS0001")
-    assert record.strategy == "blue_green" and record.version == "shop:7"
+    assert ledger.calls_for(execution) == 1
+    record = DeploymentRepository(TABLE).get_deployment(deployment_id)
+    assert record.strategy == "blue_green" and record.version == stack.task_definitions[1]
+    assert isinstance(record.target, EcsTarget)
+    assert (record.target.cluster, record.target.service) == ("main", "shop")  # from the group's ecsServices
+    assert record.target.new_target_group.startswith("targetgroup/shop-green/")
+    if phase == "post_traffic":  # no traffic yet: the judge has no evidence, which alone does not fail
+        assert record.canary_weight == 1.0 and "judge inconclusive" in outcome.reason
 
 
 def test_simulated_canary_rollout_calls_the_hook_twice_and_the_traffic_each_minute(

@@ -1,9 +1,9 @@
 """Fixtures of the recorder tests (shared with the hook tests: tests/support/hook_support.py)."""
 
 import pytest
-from hook_support import cd_aws, ledger, publisher, sim_clock, target
+from hook_support import cd_aws, ledger, publisher, sim_clock, target, targets
 
-__all__ = ["cd_aws", "ledger", "publisher", "sim_clock", "target"]
+__all__ = ["cd_aws", "ledger", "publisher", "sim_clock", "target", "targets"]
 
 
 @pytest.fixture(autouse=True)

@@ -69,6 +69,9 @@ def test_rollback_picks_the_right_action() -> None:
     codedeploy = _lambda_deployment(driver="codedeploy", codedeploy_deployment_id="d-ABC")
     assert handler_for("rollback", rollback, codedeploy).type == "codedeploy_stop"
     assert handler_for("rollback", rollback, _ecs_deployment()).type == "ecs_rollback"
+    # CodeDeploy drives an ECS blue/green deployment too: stopping it sends production back to blue
+    ecs_blue_green = _ecs_deployment().model_copy(update={"driver": "codedeploy", "codedeploy_deployment_id": "d-E"})
+    assert handler_for("rollback", rollback, ecs_blue_green).type == "codedeploy_stop"
 
 
 def test_shed_load_lowers_reserved_concurrency_once(repo: Any) -> None:

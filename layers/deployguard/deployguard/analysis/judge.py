@@ -113,6 +113,35 @@ def default_metrics() -> list[MetricSpec]:
     ]
 
 
+def alb_metrics() -> list[MetricSpec]:
+    """The load balancer metrics of an ECS service's task sets, each behind its own target group.
+
+    AWS/ApplicationELB publishes a target group's 5XX count only in periods that had
+    one, so a missing datapoint of ``errors`` counts as zero.
+    """
+    return [
+        MetricSpec(
+            id="requests", namespace="AWS/ApplicationELB", name="RequestCount", stat="Sum", unit="Count",
+            kind=MetricKind.COUNT,
+        ),
+        MetricSpec(
+            id="errors", namespace="AWS/ApplicationELB", name="HTTPCode_Target_5XX_Count", stat="Sum", unit="Count",
+            kind=MetricKind.RATE_COUNT, relative_to="requests", fill_missing=0.0,
+        ),
+        MetricSpec(
+            id="latency_p50", namespace="AWS/ApplicationELB", name="TargetResponseTime", stat="p50", unit="Seconds",
+            kind=MetricKind.LATENCY, metric_type=MetricType.PERFORMANCE,
+        ),
+        MetricSpec(
+            id="latency_p99", namespace="AWS/ApplicationELB", name="TargetResponseTime", stat="p99", unit="Seconds",
+            kind=MetricKind.LATENCY, metric_type=MetricType.PERFORMANCE,
+        ),
+    ]  # fmt: skip
+
+
+METRIC_PRESETS = {"lambda": default_metrics, "alb": alb_metrics}
+
+
 _LAMBDA_EVENT_COUNTS = {"errors", "throttles", "deadlettererrors", "destinationdeliveryfailures"}
 _TIME_UNITS = {"milliseconds", "seconds", "microseconds"}
 
@@ -182,6 +211,11 @@ class JudgeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    metrics_preset: Literal["lambda", "alb"] = Field(
+        default="lambda",
+        description="the metrics used when none are listed: lambda (AWS/Lambda per version) or alb "
+        "(AWS/ApplicationELB per target group, for ECS blue/green task sets)",
+    )
     metrics: list[MetricSpec] = Field(
         default_factory=default_metrics,
         description="metrics read for both versions; kind and relative_to are inferred when not given",
@@ -233,6 +267,8 @@ class JudgeSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _infer_kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "metrics" not in data and data.get("metrics_preset") in METRIC_PRESETS:
+            data = dict(data) | {"metrics": METRIC_PRESETS[data["metrics_preset"]]()}
         if isinstance(data, dict) and isinstance(data.get("metrics"), list):
             metrics = []
             ids = {m.get("id") for m in data["metrics"] if isinstance(m, dict)}
@@ -749,7 +785,7 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
         canary_calls = math.nan
         active = max((sum(1 for v in m.canary[:n] if v is not None) for m in metrics.values()), default=0)
     traffic = (
-        f"{canary_calls:g} canary invocations in {active} of {n} periods"
+        f"{canary_calls:g} canary {counts.spec.id} in {active} of {n} periods"
         if counts is not None
         else f"canary data in {active} of {n} periods"
     )
@@ -763,7 +799,7 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
     enough = active >= settings.min_periods and (counts is None or canary_calls >= settings.min_canary_invocations)
     if not enough:
         need = (
-            f"need {settings.min_canary_invocations} invocations in {settings.min_periods} periods"
+            f"need {settings.min_canary_invocations} {counts.spec.id} in {settings.min_periods} periods"
             if counts is not None
             else f"need {settings.min_periods} periods"
         )

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from deployguard.aws import clients
-from deployguard.models import CanaryWindow, Deployment, LambdaTarget, MetricSpec, MetricWindow
+from deployguard.exceptions import MetricsConfigError
+from deployguard.models import CanaryWindow, Deployment, EcsTarget, LambdaTarget, MetricSpec, MetricWindow
 
 MAX_QUERIES_PER_CALL = 500
 
@@ -54,15 +55,61 @@ def version_dimensions(spec: MetricSpec, target: LambdaTarget, version: str) -> 
     }
 
 
+def task_set_dimensions(spec: MetricSpec, target: EcsTarget, role: str) -> dict[str, str]:
+    """Dimensions that select one task set (blue: ``baseline``, green: ``canary``) of an ECS service.
+
+    Each task set is behind its own target group, so AWS/ApplicationELB metrics with
+    the LoadBalancer and TargetGroup dimensions are per version. A custom metric names
+    its own dimensions, with ``{cluster}``, ``{service}``, ``{task_set}``,
+    ``{task_definition}``, ``{target_group}``, ``{load_balancer}`` and ``{version}``
+    (the task definition) replaced here.
+    """
+    canary = role == "canary"
+    target_group = target.new_target_group if canary else target.stable_target_group
+    task_definition = target.new_task_definition if canary else target.stable_task_definition
+    if spec.namespace == "AWS/ApplicationELB" and not spec.dimensions:
+        if not (target_group and target.load_balancer):
+            raise MetricsConfigError(
+                f"ECS service {target.cluster}/{target.service}: the {role} task set's target group is unknown "
+                "(CodeDeploy's deployment target names none yet), so its AWS/ApplicationELB metrics cannot be read"
+            )
+        return {"LoadBalancer": target.load_balancer, "TargetGroup": target_group}
+    if spec.namespace == "AWS/Lambda" and not spec.dimensions:
+        raise MetricsConfigError(
+            f"metric {spec.id!r} reads AWS/Lambda, which knows nothing of ECS service {target.cluster}/"
+            f"{target.service}: give the service judge.metrics_preset: alb, or metrics with their own dimensions"
+        )
+    values = {
+        "cluster": target.cluster,
+        "service": target.service,
+        "task_set": target.new_task_set if canary else target.stable_task_set,
+        "task_definition": task_definition,
+        "version": task_definition,
+        "target_group": target_group,
+        "load_balancer": target.load_balancer,
+    }
+    return {name: value.format(**values) for name, value in spec.dimensions.items()}
+
+
 def canary_queries(request_id: str, deployment: Deployment, specs: Sequence[MetricSpec]) -> list[MetricQuery]:
+    """Every metric of both versions: baseline (stable) and canary (new)."""
     target = deployment.target
-    if not isinstance(target, LambdaTarget):
-        raise TypeError(f"deployment {deployment.deployment_id}: only Lambda targets have per-version metrics")
     queries = []
     for spec in specs:
-        for role, version in (("baseline", target.stable_version), ("canary", target.new_version)):
-            queries.append(MetricQuery((request_id, spec.id, role), spec, version_dimensions(spec, target, version)))
+        for role in ("baseline", "canary"):
+            if isinstance(target, LambdaTarget):
+                version = target.new_version if role == "canary" else target.stable_version
+                dims = version_dimensions(spec, target, version)
+            else:
+                dims = task_set_dimensions(spec, target, role)
+            queries.append(MetricQuery((request_id, spec.id, role), spec, dims))
     return queries
+
+
+def _filled(values: list[float | None], spec: MetricSpec) -> list[float | None]:
+    if spec.fill_missing is None:
+        return values
+    return [spec.fill_missing if v is None else v for v in values]
 
 
 class MetricsReader:
@@ -154,8 +201,8 @@ class MetricsReader:
                 metrics=[
                     MetricWindow(
                         spec=spec,
-                        baseline=values[(deployment.deployment_id, spec.id, "baseline")][skip:],
-                        canary=values[(deployment.deployment_id, spec.id, "canary")][skip:],
+                        baseline=_filled(values[(deployment.deployment_id, spec.id, "baseline")][skip:], spec),
+                        canary=_filled(values[(deployment.deployment_id, spec.id, "canary")][skip:], spec),
                     )
                     for spec in specs
                 ],

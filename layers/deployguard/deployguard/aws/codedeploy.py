@@ -3,29 +3,38 @@
 Each call goes through :func:`deployguard.aws.clients.client` (adaptive retries) and
 turns every AWS or transport error into a :class:`CodeDeployError` naming the call.
 
-The deployment's target comes from its revision's AppSpec: for Lambda the function,
-alias, ``CurrentVersion`` and ``TargetVersion`` (the AppSpec SAM's DeploymentPreference
-writes); for ECS the task definition of ``TargetService``, with the cluster and service
-names from the deployment group (an ECS AppSpec does not name them).
+The deployment's target comes from its revision's AppSpec (inline content, or a JSON
+or YAML file in S3): for Lambda the function, alias, ``CurrentVersion`` and
+``TargetVersion`` (the AppSpec SAM's DeploymentPreference writes); for ECS the task
+definition of ``TargetService``, with the cluster and service names from the deployment
+group (an ECS AppSpec does not name them), and the blue and green task sets with their
+target groups from the deployment target (GetDeploymentTarget ``taskSetsInfo``),
+turned into CloudWatch dimensions by :mod:`deployguard.aws.elbv2`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
 
 from deployguard.aws import clients
-from deployguard.exceptions import CodeDeployError
+from deployguard.aws.elbv2 import target_group_dimensions
+from deployguard.exceptions import CodeDeployError, LoadBalancerError
 from deployguard.models import EcsTarget, LambdaTarget, Model, Strategy
+
+logger = logging.getLogger(__name__)
 
 HookStatus = Literal["Succeeded", "Failed"]
 LAMBDA_HOOKS = ("BeforeAllowTraffic", "AfterAllowTraffic")
 ECS_HOOKS = ("BeforeInstall", "AfterInstall", "AfterAllowTestTraffic", "BeforeAllowTraffic", "AfterAllowTraffic")
 ROLLBACK_CREATOR = "codeDeployRollback"
+FINISHED_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
 
 
 class CodeDeployDeployment(Model):
@@ -44,6 +53,8 @@ class CodeDeployDeployment(Model):
     error_message: str = ""
     rollback_deployment_id: str | None = None  # the deployment that rolls this one back
     rollback_of: str | None = None  # the deployment this one rolls back
+    lifecycle_event: str | None = None  # ECS: the lifecycle event in progress on the target
+    new_traffic_weight: float | None = None  # ECS: the green task set's share of production traffic
 
     @property
     def is_rollback(self) -> bool:
@@ -66,12 +77,22 @@ def strategy_of(config_name: str, compute_platform: str = "") -> Strategy:
     return Strategy.ALL_AT_ONCE
 
 
+MAX_APPSPEC_BYTES = 1_000_000
+
+
 def appspec_of(revision: dict[str, Any]) -> dict[str, Any]:
-    """The AppSpec document of a revision (``AppSpecContent`` or ``String``; JSON or YAML)."""
-    holder = revision.get("appSpecContent") or revision.get("string") or {}
-    content = holder.get("content") if isinstance(holder, dict) else None
+    """The AppSpec document of a revision (``AppSpecContent``, ``String`` or ``S3``; JSON or YAML)."""
+    if revision.get("revisionType") == "S3" or revision.get("s3Location"):
+        content: str | None = _s3_appspec(revision.get("s3Location") or {})
+    else:
+        holder = revision.get("appSpecContent") or revision.get("string") or {}
+        content = holder.get("content") if isinstance(holder, dict) else None
     if not content:
         return {}
+    return _parse_appspec(content)
+
+
+def _parse_appspec(content: str) -> dict[str, Any]:
     try:
         parsed = json.loads(content)
     except json.JSONDecodeError:
@@ -80,6 +101,35 @@ def appspec_of(revision: dict[str, Any]) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise CodeDeployError(f"the revision's AppSpec is neither JSON nor YAML: {exc}") from exc
     return parsed if isinstance(parsed, dict) else {}
+
+
+def _s3_appspec(location: dict[str, Any]) -> str:
+    """The AppSpec file of an S3 revision (Lambda and ECS revisions are a YAML or JSON file, not an archive)."""
+    bucket, key = location.get("bucket"), location.get("key")
+    if not bucket or not key:
+        raise CodeDeployError("S3 revision: s3Location needs bucket and key")
+    bundle = str(location.get("bundleType") or "").upper()
+    if bundle and bundle not in ("YAML", "JSON"):
+        raise CodeDeployError(
+            f"S3 revision s3://{bucket}/{key}: bundleType {bundle} is an archive; "
+            "Lambda and ECS AppSpec revisions are a YAML or JSON file"
+        )
+    request: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if location.get("version"):
+        request["VersionId"] = location["version"]
+    if location.get("eTag"):
+        request["IfMatch"] = location["eTag"]
+    try:
+        body = clients.client("s3").get_object(**request)["Body"]
+        data = body.read(MAX_APPSPEC_BYTES + 1)
+    except (ClientError, BotoCoreError) as exc:
+        raise CodeDeployError(f"GetObject s3://{bucket}/{key} (the revision's AppSpec): {exc}") from exc
+    if len(data) > MAX_APPSPEC_BYTES:
+        raise CodeDeployError(f"S3 revision s3://{bucket}/{key}: AppSpec larger than {MAX_APPSPEC_BYTES} bytes")
+    try:
+        return str(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CodeDeployError(f"S3 revision s3://{bucket}/{key}: AppSpec is not UTF-8 text") from exc
 
 
 def target_from_appspec(
@@ -124,6 +174,48 @@ def target_from_appspec(
     return None
 
 
+class TaskSetInfo(Model):
+    """One ECS task set of a deployment target (GetDeploymentTarget ``taskSetsInfo``)."""
+
+    task_set: str = ""
+    label: str = ""  # Blue: the original; Green: the replacement
+    target_group: str = ""
+    traffic_weight: float = 0.0  # percent of production traffic
+    status: str = ""
+
+
+class DeploymentTargetInfo(Model):
+    """What GetDeploymentTarget says of a deployment's target: its lifecycle events and task sets."""
+
+    lifecycle_events: list[tuple[str, str]] = Field(default_factory=list)  # (name, status), in order
+    task_sets: list[TaskSetInfo] = Field(default_factory=list)
+
+    @property
+    def running_event(self) -> str | None:
+        return next((name for name, status in self.lifecycle_events if status == "InProgress"), None)
+
+    def task_set(self, label: str) -> TaskSetInfo | None:
+        return next((t for t in self.task_sets if t.label.lower() == label.lower()), None)
+
+
+def _target_info(body: dict[str, Any]) -> DeploymentTargetInfo:
+    return DeploymentTargetInfo(
+        lifecycle_events=[
+            (str(e.get("lifecycleEventName", "")), str(e.get("status", ""))) for e in body.get("lifecycleEvents", [])
+        ],
+        task_sets=[
+            TaskSetInfo(
+                task_set=str(t.get("identifer") or t.get("identifier") or ""),  # the API spells it "identifer"
+                label=str(t.get("taskSetLabel", "")),
+                target_group=str((t.get("targetGroup") or {}).get("name", "")),
+                traffic_weight=float(t.get("trafficWeight") or 0.0),
+                status=str(t.get("status", "")),
+            )
+            for t in body.get("taskSetsInfo", [])
+        ],
+    )
+
+
 def _fail(call: str, exc: Exception) -> CodeDeployError:
     return CodeDeployError(f"{call}: {exc}")
 
@@ -132,7 +224,8 @@ class CodeDeployGateway:
     """The CodeDeploy calls DeployGuard makes, each turned into a CodeDeployError on failure."""
 
     def deployment(self, deployment_id: str) -> CodeDeployDeployment:
-        """GetDeployment, its AppSpec, and for ECS the deployment group's service (GetDeploymentGroup)."""
+        """GetDeployment and its AppSpec; for ECS also the deployment group's service
+        (GetDeploymentGroup) and the target's task sets and lifecycle events (GetDeploymentTarget)."""
         try:
             info = clients.client("codedeploy").get_deployment(deploymentId=deployment_id)["deploymentInfo"]
         except (ClientError, BotoCoreError) as exc:
@@ -142,9 +235,10 @@ class CodeDeployGateway:
         platform = str(info.get("computePlatform", ""))
         appspec = appspec_of(info.get("revision") or {})
         ecs_services = self.deployment_group(application, group).get("ecsServices") if platform == "ECS" else None
+        target = target_from_appspec(appspec, ecs_services)
         rollback = info.get("rollbackInfo") or {}
         error = info.get("errorInformation") or {}
-        return CodeDeployDeployment(
+        deployment = CodeDeployDeployment(
             deployment_id=deployment_id,
             application=application,
             group=group,
@@ -152,13 +246,59 @@ class CodeDeployGateway:
             compute_platform=platform,
             creator=str(info.get("creator") or "user"),
             config_name=str(info.get("deploymentConfigName", "")),
-            target=target_from_appspec(appspec, ecs_services),
+            target=target,
             create_time=info.get("createTime") or None,
             complete_time=info.get("completeTime") or None,
             error_message=str(error.get("message", "")),
             rollback_deployment_id=rollback.get("rollbackDeploymentId") or None,
             rollback_of=rollback.get("rollbackTriggeringDeploymentId") or None,
         )
+        if isinstance(target, EcsTarget):
+            self._add_task_sets(deployment, target)
+        return deployment
+
+    def _add_task_sets(self, deployment: CodeDeployDeployment, target: EcsTarget) -> None:
+        """The blue and green task sets, their target groups' CloudWatch dimensions, the running event."""
+        state = self.deployment_target(deployment.deployment_id)
+        if state is None:
+            return
+        deployment.lifecycle_event = state.running_event
+        blue, green = state.task_set("Blue"), state.task_set("Green")
+        if green is not None:
+            deployment.new_traffic_weight = min(1.0, max(0.0, green.traffic_weight / 100.0))
+        update: dict[str, str] = {}
+        if blue is not None:
+            update["stable_task_set"] = blue.task_set
+        if green is not None:
+            update["new_task_set"] = green.task_set
+        if blue is not None and green is not None and blue.target_group and green.target_group:
+            try:
+                dims = target_group_dimensions([blue.target_group, green.target_group])
+            except LoadBalancerError as exc:  # the hook can still run its pre-traffic checks; the judge will say
+                logger.warning("target groups of the task sets unknown", extra={"error": str(exc)})
+            else:
+                update |= {
+                    "load_balancer": dims[green.target_group].load_balancer,
+                    "stable_target_group": dims[blue.target_group].target_group,
+                    "new_target_group": dims[green.target_group].target_group,
+                }
+        deployment.target = target.model_copy(update=update)
+
+    def deployment_target(self, deployment_id: str) -> DeploymentTargetInfo | None:
+        """The lifecycle events and task sets of the deployment's (first) target, if it has one yet."""
+        codedeploy = clients.client("codedeploy")
+        try:
+            target_ids = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds", [])
+            for target_id in target_ids:
+                target = codedeploy.get_deployment_target(deploymentId=deployment_id, targetId=target_id)[
+                    "deploymentTarget"
+                ]
+                body = target.get("ecsTarget") or target.get("lambdaTarget")
+                if body:
+                    return _target_info(body)
+        except (ClientError, BotoCoreError) as exc:
+            raise _fail(f"ListDeploymentTargets/GetDeploymentTarget {deployment_id}", exc) from exc
+        return None
 
     def deployment_group(self, application: str, group: str) -> dict[str, Any]:
         try:
@@ -171,20 +311,8 @@ class CodeDeployGateway:
 
     def running_lifecycle_event(self, deployment_id: str) -> str | None:
         """The lifecycle event (hook) in progress on the deployment's target, if CodeDeploy says."""
-        codedeploy = clients.client("codedeploy")
-        try:
-            target_ids = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds", [])
-            for target_id in target_ids:
-                target = codedeploy.get_deployment_target(deploymentId=deployment_id, targetId=target_id)[
-                    "deploymentTarget"
-                ]
-                body = target.get("ecsTarget") or target.get("lambdaTarget") or {}
-                for event in body.get("lifecycleEvents", []):
-                    if event.get("status") == "InProgress":
-                        return str(event["lifecycleEventName"])
-        except (ClientError, BotoCoreError) as exc:
-            raise _fail(f"ListDeploymentTargets/GetDeploymentTarget {deployment_id}", exc) from exc
-        return None
+        state = self.deployment_target(deployment_id)
+        return state.running_event if state else None
 
     def report(self, deployment_id: str | None, execution_id: str, status: HookStatus) -> None:
         """PutLifecycleEventHookExecutionStatus (throttling is retried by the client's adaptive mode).
@@ -198,6 +326,14 @@ class CodeDeployGateway:
             clients.client("codedeploy").put_lifecycle_event_hook_execution_status(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise _fail(f"PutLifecycleEventHookExecutionStatus {status}", exc) from exc
+
+    def status(self, deployment_id: str) -> str:
+        """CodeDeploy's status of a deployment (GetDeployment), without reading its AppSpec."""
+        try:
+            info = clients.client("codedeploy").get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _fail(f"GetDeployment {deployment_id}", exc) from exc
+        return str(info.get("status", ""))
 
     def stop(self, deployment_id: str, *, auto_rollback: bool = True) -> str:
         """StopDeployment; returns CodeDeploy's status (``Pending`` or ``Succeeded``)."""

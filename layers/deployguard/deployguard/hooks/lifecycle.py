@@ -42,6 +42,7 @@ from deployguard.models import (
     Decision,
     Deployment,
     DeploymentEvent,
+    EcsTarget,
     EventType,
     HealthStatus,
     LambdaTarget,
@@ -178,7 +179,7 @@ class LifecycleHook:
         deployment = ensure_record(self.repository, self.config, info, clock.now(), "first lifecycle hook")
         settings = self.config.service(deployment.service).hooks
         outcome.phase, outcome.lifecycle_event, weight = self._phase(info, settings.ecs_check_hooks)
-        self._enter_phase(deployment, outcome, weight)
+        deployment = self._enter_phase(deployment, outcome, weight, info)
         check_deadline = deadline - settings.report_margin_seconds
         if outcome.phase == "pre_traffic":
             outcome.status, outcome.reason, outcome.checks = self._pre_traffic(deployment, check_deadline)
@@ -194,30 +195,36 @@ class LifecycleHook:
         target = info.target
         if isinstance(target, LambdaTarget):
             alias = LambdaTrafficShifter(target).current()
-            weight = alias.weight_of(target.new_version)
-            if weight >= 1.0:
-                return "post_traffic", "AfterAllowTraffic", weight
-            return "pre_traffic", "BeforeAllowTraffic", weight
-        event = self.codedeploy.running_lifecycle_event(info.deployment_id)
+            new_weight = alias.weight_of(target.new_version)
+            if new_weight >= 1.0:
+                return "post_traffic", "AfterAllowTraffic", new_weight
+            return "pre_traffic", "BeforeAllowTraffic", new_weight
+        event, green_weight = info.lifecycle_event, info.new_traffic_weight
         if event == "AfterAllowTraffic":
-            return "post_traffic", event, None
+            return "post_traffic", event, green_weight
         if event is None or event in ecs_check_hooks:
-            return "pre_traffic", event, None  # an unknown hook runs the checks: the cautious choice
-        return "no_checks", event, None
+            return "pre_traffic", event, green_weight  # an unknown hook runs the checks: the cautious choice
+        return "no_checks", event, green_weight
 
-    def _enter_phase(self, deployment: Deployment, outcome: HookOutcome, weight: float | None) -> None:
+    def _enter_phase(
+        self, deployment: Deployment, outcome: HookOutcome, weight: float | None, info: CodeDeployDeployment
+    ) -> Deployment:
         reason = f"{outcome.lifecycle_event or 'lifecycle hook'}: {outcome.phase} validation"
 
         def change(d: Deployment) -> None:
             if d.status.is_terminal:
                 return
+            if isinstance(info.target, EcsTarget) and isinstance(d.target, EcsTarget):
+                # task sets and target groups appear as CodeDeploy creates them: keep what is known
+                learned = {k: v for k, v in info.target.model_dump().items() if v}
+                d.target = d.target.model_copy(update=learned)
             if weight is not None and weight != d.canary_weight:
                 d.canary_weight = weight
                 d.weight_changed_at = clock.now()
             d.phase = Phase.VALIDATION
             d.phase_history.append(PhaseChange(phase=Phase.VALIDATION, at=clock.now(), reason=reason))
 
-        self.repository.update_deployment(deployment.deployment_id, change)
+        return self.repository.update_deployment(deployment.deployment_id, change)
 
     def _pre_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
         service = self.config.service(deployment.service)
@@ -234,12 +241,11 @@ class LifecycleHook:
 
     def _post_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
         service = self.config.service(deployment.service)
-        # alarms still apply after traffic moved; for ECS they are the whole post-traffic assessment
+        # alarms still apply after traffic moved
         alarm_checks = [c for c in service.hooks.pre_traffic if c.type == "alarms"]
         ctx = CheckContext(deployment, service.judge.metrics, self.local_mode)
         results = [run_check(check, ctx, deadline, self.sleep) for check in alarm_checks]
-        if not isinstance(deployment.target, LambdaTarget):
-            return self._summarise("post-traffic", deployment, results)
+        # the judge compares the versions: Lambda versions by ExecutedVersion, ECS task sets by target group
         now = clock.now()
         window_start = max(deployment.started_at, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
         windowed = deployment.model_copy(update={"started_at": window_start})

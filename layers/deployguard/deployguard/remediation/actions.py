@@ -8,7 +8,7 @@ again is a no-op, then makes its AWS call (``execute``) and checks the effect.
 - ``ecs_force_new_deployment``: ecs:UpdateService forceNewDeployment, a restart (once per incident)
 - ``ecs_scale``: ecs:UpdateService desiredCount (no-op: already that count)
 - ``ecs_rollback``: ecs:UpdateService taskDefinition=previous (no-op: already on it)
-- ``rollback``: whichever of codedeploy_stop / lambda_rollback / ecs_rollback fits the deployment
+- ``rollback``: codedeploy_stop for a deployment CodeDeploy drives, else lambda_rollback or ecs_rollback
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from deployguard import clock
 from deployguard.alerts.settings import RemediationAction
 from deployguard.aws import clients
+from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.exceptions import TrafficShiftError
+from deployguard.exceptions import CodeDeployError, TrafficShiftError
 from deployguard.models import Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Phase, PhaseChange
-from deployguard.remediation import codedeploy
 from deployguard.remediation.models import ActionPlan, NotApplicableError, RemediationError
 from deployguard.remediation.targets import target_id
 from deployguard.storage.repository import DeploymentRepository
@@ -107,7 +107,9 @@ class LambdaRollback(_LambdaHandler):
         return f"alias {t.function_name}:{t.alias} at 100% version {t.stable_version}"
 
 
-class CodeDeployStop(_LambdaHandler):
+class CodeDeployStop(Handler):
+    """Stop a CodeDeploy deployment (Lambda or ECS) and let CodeDeploy roll it back."""
+
     type = "codedeploy_stop"
 
     @property
@@ -120,10 +122,10 @@ class CodeDeployStop(_LambdaHandler):
     def plan(self) -> ActionPlan:
         deployment_id = self.codedeploy_id
         try:
-            status = codedeploy.deployment_status(deployment_id)
-        except (ClientError, BotoCoreError) as exc:
-            raise _aws(f"codedeploy:GetDeployment {deployment_id}", exc) from exc
-        if status in codedeploy.FINISHED:
+            status = CodeDeployGateway().status(deployment_id)
+        except CodeDeployError as exc:
+            raise RemediationError(f"codedeploy:{exc}") from exc
+        if status in FINISHED_STATUSES:
             return self._plan(f"CodeDeploy deployment {deployment_id} already {status}", [], True)
         return self._plan(
             f"stop CodeDeploy deployment {deployment_id} ({status}) and roll it back",
@@ -133,9 +135,9 @@ class CodeDeployStop(_LambdaHandler):
     def execute(self, repository: DeploymentRepository) -> str:
         deployment_id = self.codedeploy_id
         try:
-            status = codedeploy.stop_deployment(deployment_id)
-        except (ClientError, BotoCoreError) as exc:
-            raise _aws(f"codedeploy:StopDeployment {deployment_id}", exc) from exc
+            status = CodeDeployGateway().stop(deployment_id, auto_rollback=True)
+        except CodeDeployError as exc:
+            raise RemediationError(f"codedeploy:{exc}") from exc
         return f"CodeDeploy deployment {deployment_id} stopping with rollback ({status or 'accepted'})"
 
 
@@ -361,10 +363,10 @@ def handler_for(name: str, config: RemediationAction, deployment: Deployment) ->
     """The handler of an action; ``rollback`` becomes the right rollback for the deployment."""
     kind = config.type
     if kind == "rollback":
-        if isinstance(deployment.target, EcsTarget):
+        if deployment.driver == "codedeploy" and deployment.codedeploy_deployment_id:
+            kind = "codedeploy_stop"  # CodeDeploy moves the traffic: it rolls back (Lambda alias or ECS task sets)
+        elif isinstance(deployment.target, EcsTarget):
             kind = "ecs_rollback"
-        elif deployment.driver == "codedeploy" and deployment.codedeploy_deployment_id:
-            kind = "codedeploy_stop"
         else:
             kind = "lambda_rollback"
     return HANDLERS[kind](name, config, deployment)

@@ -1,0 +1,111 @@
+"""ECS blue/green deployments through CodeDeploy, guarded by the lifecycle hook, on the embedded AWS.
+
+The service, its load balancer, listeners and target groups are real moto resources;
+CodeDeploy's deployment target (lifecycle events, blue and green task sets) is served
+through the real ListDeploymentTargets/GetDeploymentTarget calls; the traffic writes
+AWS/ApplicationELB metrics per target group, which is what the judge compares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deployguard.models import DeploymentStatus, EcsTarget
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.codedeploy import LEDGER
+from deployguard_local.ecs import (
+    AlbTrafficSource,
+    EcsStack,
+    create_ecs_service,
+    simulate_ecs_rollout,
+)
+from deployguard_local.traffic import VersionBehaviour
+
+
+@pytest.fixture
+def stack(embedded: Any) -> EcsStack:
+    return create_ecs_service("shop", "checkout-web")
+
+
+def _traffic(embedded: Any, stack: EcsStack, green: VersionBehaviour, seed: int) -> AlbTrafficSource:
+    source = AlbTrafficSource(
+        stack.prod_listener_arn, 3000, {stack.blue_target_group: VersionBehaviour(), stack.green_target_group: green},
+        seed=seed,
+    )  # fmt: skip
+    embedded.clock.listeners.append(source.on_clock)
+    return source
+
+
+def _rollout(embedded: Any, stack: EcsStack) -> Any:
+    return simulate_ecs_rollout(
+        stack, application="checkout-web", group="checkout-web-bg",
+        hooks_function=lambda event: embedded.invoke("LifecycleHookFunction", event),
+        recorder_function=lambda event: embedded.invoke("DeploymentRecorderFunction", event),
+        clock_advance=embedded.clock.advance,
+    )  # fmt: skip
+
+
+def _verdicts(deployment_id: str) -> list[Any]:
+    return [e for e in DeploymentRepository().audit_trail(deployment_id) if e.action == "hook_verdict"]
+
+
+def test_healthy_green_task_set_passes_both_hooks_and_takes_production(embedded: Any, stack: EcsStack) -> None:
+    _traffic(embedded, stack, VersionBehaviour(), seed=21)
+    result = _rollout(embedded, stack)
+    assert result.hooks == [("AfterAllowTestTraffic", "Succeeded"), ("AfterAllowTraffic", "Succeeded")]
+    assert result.final_state == "SUCCESS" and result.green_percent == 100.0
+    record = DeploymentRepository().get_deployment(result.deployment_id)
+    assert record.status == DeploymentStatus.SUCCEEDED and record.service == "checkout-web"
+    target = record.target
+    assert isinstance(target, EcsTarget)
+    # learned from CodeDeploy's task sets and turned into CloudWatch dimensions by DescribeTargetGroups
+    assert target.new_target_group.startswith("targetgroup/checkout-web-green/")
+    assert target.stable_target_group.startswith("targetgroup/checkout-web-blue/")
+    assert target.load_balancer.startswith("app/checkout-web-alb/")
+    assert target.new_task_definition.endswith("task-definition/checkout-web:2")
+    assessment = DeploymentRepository().assessments(result.deployment_id)[-1]
+    assert assessment.verdict.decision.value == "healthy", assessment.verdict.summary
+    judged = {r.metric_id for r in assessment.verdict.reasons}
+    assert {"errors", "latency_p99"} <= judged
+    assert [e.reason.split(":")[0] for e in _verdicts(result.deployment_id)] == ["Succeeded", "Succeeded"]
+
+
+def test_green_task_set_with_5xx_fails_after_traffic_and_production_returns_to_blue(
+    embedded: Any, stack: EcsStack
+) -> None:
+    _traffic(embedded, stack, VersionBehaviour(regress_at=0, regressed_error_rate=0.08), seed=22)
+    result = _rollout(embedded, stack)
+    assert result.hooks == [("AfterAllowTestTraffic", "Succeeded"), ("AfterAllowTraffic", "Failed")]
+    assert result.final_state == "FAILURE" and result.rolled_back and result.green_percent == 0.0
+    after = _verdicts(result.deployment_id)[-1]
+    assert "judge failing" in after.reason and "errors" in after.reason
+    assert after.details["lifecycle_event"] == "AfterAllowTraffic"
+    record = DeploymentRepository().get_deployment(result.deployment_id)
+    assert record.status == DeploymentStatus.ROLLED_BACK
+    # one status call per hook execution, each accepted by CodeDeploy
+    executions = [e.details["execution_id"] for e in _verdicts(result.deployment_id)]
+    assert [LEDGER.calls_for(x) for x in executions] == [1, 1]
+    assert [LEDGER.attempts_for(x) for x in executions] == [1, 1]
+
+
+def test_slow_green_task_set_fails_on_latency(embedded: Any, stack: EcsStack) -> None:
+    _traffic(embedded, stack, VersionBehaviour(regress_at=0, regressed_error_rate=0.005, regressed_p99_ms=1500),
+             seed=23)  # fmt: skip
+    result = _rollout(embedded, stack)
+    assert result.hooks[-1] == ("AfterAllowTraffic", "Failed")
+    assert "latency_p99" in _verdicts(result.deployment_id)[-1].reason
+
+
+def test_ecs_service_read_with_lambda_metrics_fails_closed_naming_the_setting(embedded: Any, stack: EcsStack) -> None:
+    """A service left on the Lambda metrics cannot be judged on ECS: Failed, and the reason says what to set."""
+    _traffic(embedded, stack, VersionBehaviour(), seed=24)
+    result = simulate_ecs_rollout(
+        stack, application="web-without-preset", group="bg",
+        hooks_function=lambda event: embedded.invoke("LifecycleHookFunction", event),
+        clock_advance=embedded.clock.advance,
+    )  # fmt: skip
+    assert result.hooks[-1] == ("AfterAllowTraffic", "Failed")
+    reason = _verdicts(result.deployment_id)[-1].reason
+    assert "failing closed" in reason and "metrics_preset: alb" in reason
