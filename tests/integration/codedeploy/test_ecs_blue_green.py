@@ -70,6 +70,10 @@ def test_healthy_green_task_set_passes_both_hooks_and_takes_production(embedded:
     judged = {r.metric_id for r in assessment.verdict.reasons}
     assert {"errors", "latency_p99"} <= judged
     assert [e.reason.split(":")[0] for e in _verdicts(result.deployment_id)] == ["Succeeded", "Succeeded"]
+    trail = DeploymentRepository().audit_trail(result.deployment_id)
+    baseline = next(e for e in trail if e.action == "baseline_captured")
+    assert "blue task set (targetgroup/checkout-web-blue/" in baseline.reason
+    assert set(baseline.details["baseline"]) == {"requests", "errors", "latency_p50", "latency_p99"}
 
 
 def test_green_task_set_with_5xx_fails_after_traffic_and_production_returns_to_blue(

@@ -23,7 +23,7 @@ from pydantic import Field
 from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries
-from deployguard.exceptions import ValidationCheckError
+from deployguard.exceptions import MetricsConfigError, ValidationCheckError
 from deployguard.hooks.settings import CheckSettings
 from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
 from deployguard.notification.urlsafety import validate_outbound_url
@@ -183,11 +183,18 @@ def _alarms(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[s
 
 
 def _baseline(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
-    if not isinstance(ctx.deployment.target, LambdaTarget):
-        raise ValidationCheckError("baseline capture reads per-version Lambda metrics: a Lambda deployment only")
+    target = ctx.deployment.target
+    stable = (
+        f"stable version {target.stable_version}"
+        if isinstance(target, LambdaTarget)
+        else f"blue task set ({target.stable_target_group or 'target group unknown'})"
+    )
     now = clock.now()
     start = now - timedelta(minutes=check.baseline_minutes)
-    queries = [q for q in canary_queries("baseline", ctx.deployment, ctx.metrics) if q.key[2] == "baseline"]
+    try:
+        queries = [q for q in canary_queries("baseline", ctx.deployment, ctx.metrics) if q.key[2] == "baseline"]
+    except MetricsConfigError as exc:
+        raise ValidationCheckError(str(exc)) from exc
     values = MetricsReader().read(queries, start, now, 60)
     summary: dict[str, dict[str, float | int | None]] = {}
     for key, series in values.items():
@@ -198,7 +205,7 @@ def _baseline(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple
             "mean": round(sum(points) / len(points), 3) if points else None,
             "max": round(max(points), 3) if points else None,
         }
-    return f"stable version {ctx.deployment.target.stable_version}: last {check.baseline_minutes} min captured", {
+    return f"{stable}: last {check.baseline_minutes} min captured", {
         "baseline": summary,
         "from": start.isoformat(),
         "to": now.isoformat(),

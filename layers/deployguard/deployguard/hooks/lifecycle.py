@@ -230,8 +230,8 @@ class LifecycleHook:
         service = self.config.service(deployment.service)
         ctx = CheckContext(deployment, service.judge.metrics, self.local_mode)
         lambda_target = isinstance(deployment.target, LambdaTarget)
-        # smoke-testing a Lambda version and reading per-version Lambda metrics apply to Lambda targets only
-        checks = [c for c in service.hooks.pre_traffic if lambda_target or c.type not in ("lambda_invoke", "baseline")]
+        # smoke-testing a Lambda version applies to Lambda targets only
+        checks = [c for c in service.hooks.pre_traffic if lambda_target or c.type != "lambda_invoke"]
         results = [run_check(check, ctx, deadline, self.sleep) for check in checks]
         for result in results:
             if result.status == "passed" and "baseline" in result.details:
