@@ -1,17 +1,26 @@
-"""CodeDeploy, locally: the one API moto lacks, and a simulated Lambda canary deployment.
+"""CodeDeploy, locally: the APIs moto lacks, and a simulated Lambda canary deployment.
 
 moto serves CreateApplication, CreateDeploymentGroup, CreateDeployment and
-GetDeployment, but not PutLifecycleEventHookExecutionStatus. :func:`install_hook_status_api`
-adds that one action to moto's CodeDeploy responder class, so the hook's real boto3
-request (signed, serialised, sent through botocore) is served in-process like every
-other call. Like CodeDeploy it accepts one status per hook execution it issued and
-refuses a second one (``LifecycleEventAlreadyCompletedException``); every call, accepted
-or refused, is kept in the :class:`HookLedger`.
+GetDeployment, but not PutLifecycleEventHookExecutionStatus nor StopDeployment.
+:func:`install_hook_status_api` adds both to moto's CodeDeploy responder class, so the
+real boto3 requests (signed, serialised, sent through botocore) are served in-process
+like every other call. Like CodeDeploy it accepts one status per hook execution it
+issued and refuses a second one (``LifecycleEventAlreadyCompletedException``); it stops
+a running deployment (status ``Stopped``) and refuses to stop a finished one
+(``DeploymentAlreadyCompletedException``). Every call, accepted or refused, is kept in
+the :class:`HookLedger`; GetDeployment answers ``rollbackInfo`` (moto leaves it empty).
 
 :func:`simulate_lambda_rollout` then drives a deployment as ``Canary10Percent5Minutes``
 would: state-change events to the recorder, the BeforeAllowTraffic hook, 10% on the
 alias (the real UpdateAlias call) for five simulated minutes, 100%, the AfterAllowTraffic
 hook, and a rollback of the alias when a hook answers ``Failed`` (or never answers).
+After every simulated minute it reads CodeDeploy's status of the deployment, as
+CodeDeploy's engine would: a deployment stopped with ``autoRollbackEnabled`` is rolled
+back by a rollback deployment of its own (a new deployment id, ``rollbackInfo`` linking
+both), which puts the alias back on the current version; no further hook runs.
+:func:`simulate_embedded_rollout` lets the scheduled assessor run every simulated minute
+meanwhile (the EventBridge schedule of ``template.yaml``), so a canary the judge finds
+failing is stopped during its 10% phase.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import Any, Literal
 
 from deployguard import clock
 from deployguard.aws import clients
+from deployguard.aws.codedeploy import ROLLBACK_CREATOR
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import LambdaTarget
 
@@ -43,14 +53,26 @@ class StatusCall:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class StopCall:
+    """One StopDeployment request as CodeDeploy received it."""
+
+    deployment_id: str
+    auto_rollback: bool
+    accepted: bool
+    status_before: str | None = None  # the deployment's status when the request came
+    error: str | None = None
+
+
 @dataclass
 class HookLedger:
-    """The hook executions CodeDeploy issued and the statuses it was told."""
+    """The hook executions CodeDeploy issued and the statuses it was told; the stop requests it got."""
 
     issued: dict[str, str] = field(default_factory=dict)  # execution id -> deployment id
     statuses: list[tuple[str, str, str]] = field(default_factory=list)  # accepted (deployment, execution, status)
     calls: list[StatusCall] = field(default_factory=list)  # every request, accepted or refused
     refuse_next: list[str] = field(default_factory=list)  # error codes to answer the next calls with
+    stops: list[StopCall] = field(default_factory=list)  # every StopDeployment request, accepted or refused
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def issue(self, deployment_id: str) -> str:
@@ -71,12 +93,18 @@ class HookLedger:
         """Every status request of one hook execution, refused ones included."""
         return sum(1 for c in self.calls if c.execution_id == execution_id)
 
+    def stops_of(self, deployment_id: str) -> list[StopCall]:
+        """Every StopDeployment request for one deployment, refused ones included."""
+        return [c for c in self.stops if c.deployment_id == deployment_id]
+
 
 LEDGER = HookLedger()
 
 
 def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
-    """Teach moto's CodeDeploy PutLifecycleEventHookExecutionStatus; returns the undo."""
+    """Teach moto's CodeDeploy PutLifecycleEventHookExecutionStatus and StopDeployment, and
+    GetDeployment its ``rollbackInfo``; returns the undo."""
+    from moto.codedeploy import responses as cd_responses
     from moto.codedeploy.responses import CodeDeployResponse
     from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
@@ -115,10 +143,48 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
             ledger.calls.append(StatusCall(**call, accepted=True))
         return ActionResult({"lifecycleEventHookExecutionId": execution_id})
 
+    def stop_deployment(self: Any) -> ActionResult:
+        deployment_id = str(self._get_param("deploymentId") or "")
+        auto_rollback = bool(self._get_param("autoRollbackEnabled"))
+        with ledger.lock:
+            try:
+                info = self.codedeploy_backend.get_deployment(deployment_id)  # DeploymentDoesNotExistException
+            except JsonRESTError as exc:
+                ledger.stops.append(StopCall(deployment_id, auto_rollback, False, None, exc.error_type))
+                raise
+            before = str(info.status)
+            if before in ("Succeeded", "Failed", "Stopped"):
+                ledger.stops.append(
+                    StopCall(deployment_id, auto_rollback, False, before, "DeploymentAlreadyCompletedException")
+                )
+                raise JsonRESTError(
+                    "DeploymentAlreadyCompletedException", f"The deployment {deployment_id} is already completed."
+                )
+            info.status = "Stopped"
+            info.complete_time = clock.now()
+            info.rollback_requested = auto_rollback  # CodeDeploy's engine rolls it back (simulate_lambda_rollout)
+            if auto_rollback:
+                info.rollback_info = {"rollbackMessage": "Deployment stopped on request; automatic rollback requested."}
+            ledger.stops.append(StopCall(deployment_id, auto_rollback, True, before))
+        return ActionResult({"status": "Pending", "statusMessage": "Stop of the deployment is in progress."})
+
+    original_info = cd_responses._deployment_info
+
+    def deployment_info(deployment: Any) -> dict[str, Any]:
+        body = original_info(deployment)
+        rollback_info = getattr(deployment, "rollback_info", None)
+        if rollback_info:
+            body["rollbackInfo"] = dict(rollback_info)
+        return body
+
     setattr(CodeDeployResponse, "put_lifecycle_event_hook_execution_status", put_lifecycle_event_hook_execution_status)  # noqa: B010
+    setattr(CodeDeployResponse, "stop_deployment", stop_deployment)  # noqa: B010
+    setattr(cd_responses, "_deployment_info", deployment_info)  # noqa: B010
 
     def undo() -> None:
         delattr(CodeDeployResponse, "put_lifecycle_event_hook_execution_status")
+        delattr(CodeDeployResponse, "stop_deployment")
+        setattr(cd_responses, "_deployment_info", original_info)  # noqa: B010
 
     return undo
 
@@ -194,7 +260,43 @@ def state_change_event(deployment_id: str, application: str, group: str, state: 
     }  # fmt: skip
 
 
-FinalState = Literal["SUCCESS", "FAILURE"]
+def start_rollback_deployment(deployment_id: str) -> str:
+    """The deployment CodeDeploy creates to roll a Lambda deployment back (stopped or failed with
+    automatic rollback): a new deployment id, creator ``codeDeployRollback``, an AppSpec that moves
+    the alias from the target version back to the current one, and ``rollbackInfo`` linking both."""
+    from moto.codedeploy.models import codedeploy_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    backend = codedeploy_backends[DEFAULT_ACCOUNT_ID][clients.region()]
+    original: Any = backend.deployments[deployment_id]
+    appspec = json.loads(original.revision["appSpecContent"]["content"])
+    for resource in appspec.get("Resources", []):
+        for spec in resource.values():
+            props = spec["Properties"]
+            props["CurrentVersion"], props["TargetVersion"] = props["TargetVersion"], props["CurrentVersion"]
+    appspec.pop("Hooks", None)  # the rollback moves the traffic back at once, without validation
+    rollback_id = str(
+        backend.create_deployment(
+            application_name=original.application_name, deployment_group_name=original.deployment_group_name,
+            revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": json.dumps(appspec)}},
+            deployment_config_name="CodeDeployDefault.LambdaAllAtOnce",
+        )
+    )  # fmt: skip
+    rollback: Any = backend.deployments[rollback_id]
+    rollback.creator = ROLLBACK_CREATOR
+    rollback.create_time = clock.now()
+    rollback.rollback_info = {
+        "rollbackTriggeringDeploymentId": deployment_id,
+        "rollbackMessage": f"Rollback of deployment {deployment_id}.",
+    }
+    original.rollback_info = {
+        "rollbackDeploymentId": rollback_id,
+        "rollbackMessage": f"Deployment stopped; rolled back by deployment {rollback_id}.",
+    }
+    return rollback_id
+
+
+FinalState = Literal["SUCCESS", "FAILURE", "STOP"]
 
 
 @dataclass
@@ -202,14 +304,20 @@ class RolloutResult:
     deployment_id: str
     hooks: list[tuple[str, str | None]]  # (lifecycle event, status CodeDeploy was told; None: never answered)
     status_calls: list[StatusCall]  # every status request of this deployment's hooks
-    final_state: FinalState
+    final_state: FinalState  # the deployment's last state-change event
     rolled_back: bool
     alias_version: str
-    states: list[str]  # the state-change events emitted, in order
+    states: list[str]  # the state-change events of the deployment, in order
+    stop_calls: list[StopCall] = field(default_factory=list)  # every StopDeployment request of this deployment
+    rollback_deployment_id: str | None = None  # the deployment that rolled it back, if CodeDeploy made one
 
     @property
     def status(self) -> str:
-        return "Succeeded" if self.final_state == "SUCCESS" else ("RolledBack" if self.rolled_back else "Failed")
+        if self.final_state == "SUCCESS":
+            return "Succeeded"
+        if self.rolled_back:
+            return "RolledBack"
+        return "Stopped" if self.final_state == "STOP" else "Failed"
 
 
 def simulate_lambda_rollout(
@@ -228,6 +336,7 @@ def simulate_lambda_rollout(
     canary_minutes: int = 5,
     ledger: HookLedger = LEDGER,
     on_step: Callable[[str], None] | None = None,
+    deployment_id: str | None = None,
 ) -> RolloutResult:
     """Drive a CodeDeploy ``Canary10Percent5Minutes`` deployment of ``function_name:alias``.
 
@@ -236,24 +345,28 @@ def simulate_lambda_rollout(
     ``clock_advance(seconds)`` moves the simulated clock one minute at a time and
     ``traffic_hook(minute, weight)`` is called after each minute (synthetic traffic and metrics).
     A hook answering ``Failed``, or not answering, fails the deployment and rolls the alias back.
+    After each minute CodeDeploy's status of the deployment is read: once StopDeployment stopped
+    it, it ends ``STOP`` there, rolled back by a rollback deployment if ``autoRollbackEnabled``.
+    ``deployment_id`` drives a deployment :func:`create_lambda_deployment` made, instead of a new one.
     """
     say = on_step or (lambda _: None)
     application = application or function_name
     target = LambdaTarget(
         function_name=function_name, alias=alias, stable_version=current_version, new_version=target_version
     )
-    deployment_id = create_lambda_deployment(target, application, group)
+    deployment_id = deployment_id or create_lambda_deployment(target, application, group)
     shifter = LambdaTrafficShifter(target)
     hooks: list[tuple[str, str | None]] = []
     states: list[str] = []
     executions: list[str] = []
     minute = 0
 
-    def emit(state: str) -> None:
-        states.append(state)
+    def emit(state: str, of: str = deployment_id, label: str = "") -> None:
+        if of == deployment_id:
+            states.append(state)
         if recorder_function is not None:
-            recorder_function(state_change_event(deployment_id, application, group, state))
-        say(f"CodeDeploy {state}")
+            recorder_function(state_change_event(of, application, group, state))
+        say(f"CodeDeploy {state}{label}")
 
     def run_hook(name: str) -> bool:
         execution_id = ledger.issue(deployment_id)
@@ -264,20 +377,47 @@ def simulate_lambda_rollout(
         say(f"{name} hook answered {status or 'nothing (CodeDeploy times the hook out: Failed)'}")
         return status == "Succeeded"
 
-    def bake(weight: float, minutes: int) -> None:
+    def stopped() -> bool:
+        return str(_moto_deployment(deployment_id).status) == "Stopped"
+
+    def bake(weight: float, minutes: int) -> bool:
+        """Minutes at ``weight``; False as soon as CodeDeploy says the deployment was stopped."""
         nonlocal minute
         for _ in range(minutes):
             clock_advance(60.0)
             minute += 1
             if traffic_hook is not None:
                 traffic_hook(minute, weight)
+            if stopped():
+                return False
+        return True
+
+    def result(state: FinalState, rolled_back: bool, rollback_id: str | None = None) -> RolloutResult:
+        calls = [c for c in ledger.calls if c.execution_id in executions]
+        return RolloutResult(deployment_id, hooks, calls, state, rolled_back, shifter.current().function_version,
+                             states, ledger.stops_of(deployment_id), rollback_id)  # fmt: skip
 
     def finish(state: FinalState, rolled_back: bool) -> RolloutResult:
         _set_state(deployment_id, "Succeeded" if state == "SUCCESS" else "Failed", ended=True)
         emit(state)
-        calls = [c for c in ledger.calls if c.execution_id in executions]
-        return RolloutResult(deployment_id, hooks, calls, state, rolled_back, shifter.current().function_version,
-                             states)  # fmt: skip
+        return result(state, rolled_back)
+
+    def stop(weight: float) -> RolloutResult:
+        """CodeDeploy's engine after StopDeployment: STOP, and the rollback it was asked for."""
+        rollback = bool(getattr(_moto_deployment(deployment_id), "rollback_requested", False))
+        say(f"StopDeployment received with {weight:.0%} of traffic on version {target_version} "
+            f"(autoRollbackEnabled={str(rollback).lower()}): no further hooks run")  # fmt: skip
+        emit("STOP")
+        if not rollback:
+            return result("STOP", rolled_back=False)
+        rollback_id = start_rollback_deployment(deployment_id)
+        _set_state(rollback_id, "InProgress")
+        emit("START", of=rollback_id, label=f" (rollback deployment {rollback_id})")
+        shifter.rollback()
+        say(f"rolled back: 100% to version {current_version}")
+        _set_state(rollback_id, "Succeeded", ended=True)
+        emit("SUCCESS", of=rollback_id, label=f" (rollback deployment {rollback_id})")
+        return result("STOP", rolled_back=True, rollback_id=rollback_id)
 
     _set_state(deployment_id, "InProgress")
     emit("START")
@@ -285,10 +425,12 @@ def simulate_lambda_rollout(
         return finish("FAILURE", rolled_back=False)  # no traffic moved: nothing to roll back
     shifter.shift(canary_percent / 100.0)
     say(f"traffic {canary_percent:g}% to version {target_version} for {canary_minutes} min")
-    bake(canary_percent / 100.0, canary_minutes)
+    if not bake(canary_percent / 100.0, canary_minutes):
+        return stop(canary_percent / 100.0)
     shifter.promote()
     say(f"traffic 100% to version {target_version}")
-    bake(1.0, 1)
+    if not bake(1.0, 1):
+        return stop(1.0)
     if not run_hook("AfterAllowTraffic"):
         shifter.rollback()
         say(f"rolled back: 100% to version {current_version}")
@@ -304,12 +446,39 @@ def simulate_embedded_rollout(
     group: str = "live",
     ledger: HookLedger = LEDGER,
     on_step: Callable[[str], None] | None = None,
+    assessor_schedule: bool = True,
 ) -> RolloutResult:
     """:func:`simulate_lambda_rollout` on the embedded AWS: the template's hook and recorder
-    functions through the real Lambda Invoke API, the clock's listeners as the traffic."""
-    return simulate_lambda_rollout(
-        target.function_name, target.alias, target.stable_version, target.new_version,
-        hooks_function=lambda event: aws.invoke("LifecycleHookFunction", event),
-        recorder_function=lambda event: aws.invoke("DeploymentRecorderFunction", event),
-        clock_advance=aws.clock.advance, application=application, group=group, ledger=ledger, on_step=on_step,
-    )  # fmt: skip
+    functions through the real Lambda Invoke API, the clock's listeners as the traffic.
+
+    With ``assessor_schedule`` the AssessorFunction's EventBridge schedule fires every
+    simulated minute of the rollout, as it does on AWS: its verdicts are told through
+    ``on_step``, and a failing one stops the deployment (the ``canary-issue`` alert's
+    automatic rollback: StopDeployment with automatic rollback).
+    """
+    say = on_step or (lambda _: None)
+    deployment_id = create_lambda_deployment(target, application, group)
+
+    def assessed(run: Any) -> None:
+        payload = run.payload if isinstance(run.payload, dict) else {}
+        if run.errored:
+            say(f"scheduled assessor failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
+            return
+        for item in payload.get("assessed", []):
+            if item.get("deployment_id") == deployment_id:
+                alerts = payload.get("alerts", 0)
+                say(f"scheduled assessor: {str(item['decision']).upper()} {item['summary']}"
+                    + (f" (alerts this run: {alerts})" if alerts else ""))  # fmt: skip
+
+    undo = aws.follow_schedules(["AssessorFunction"], on_fire=assessed) if assessor_schedule else None
+    try:
+        return simulate_lambda_rollout(
+            target.function_name, target.alias, target.stable_version, target.new_version,
+            hooks_function=lambda event: aws.invoke("LifecycleHookFunction", event),
+            recorder_function=lambda event: aws.invoke("DeploymentRecorderFunction", event),
+            clock_advance=aws.clock.advance, application=application, group=group, ledger=ledger, on_step=on_step,
+            deployment_id=deployment_id,
+        )  # fmt: skip
+    finally:
+        if undo is not None:
+            undo()

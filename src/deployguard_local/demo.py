@@ -2,7 +2,9 @@
 
 Two rollouts of sample Lambda functions run through the real canary state machine
 (moto's ASL interpreter, real handlers, simulated clock): one healthy release that
-is promoted, and one that regresses midway and is rolled back. ``--scenario FILE``
+is promoted, and one that regresses midway and is rolled back. A third is a CodeDeploy
+``Canary10Percent5Minutes`` deployment guarded by the lifecycle hooks and the scheduled
+assessor, which stops it (with rollback) during its 10% phase. ``--scenario FILE``
 replays a recorded scenario (deployguard-scenario/1) through the same system.
 """
 
@@ -181,12 +183,21 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
         seed=12,
     )
     results.append(run_rollout(aws, "regression-midway", "payments-api", regressing, bad_versions, out))
+    regression = results[-1].deployment
+    if regression is not None:  # its incidents are followed up before the next rollout opens its own
+        incident_followup(aws, regression.deployment_id, out)
     results.append(codedeploy_rollout(aws, out))
     return results
 
 
+CODEDEPLOY_AUDIT = ("hook_verdict", "alert_raised", "remediation_", "codedeploy_", "rollback_")
+
+
 def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
-    """A CodeDeploy Canary10Percent5Minutes deployment guarded by DeployGuard's hooks; it regresses at 10%."""
+    """A CodeDeploy Canary10Percent5Minutes deployment guarded by DeployGuard's hooks and the
+    scheduled assessor (its EventBridge schedule fires every simulated minute); it regresses at
+    10%, the assessor's failing verdict stops it with rollback before traffic goes to 100%."""
+    from deployguard import runtime
     from deployguard.models import LambdaTarget
     from deployguard_local.codedeploy import simulate_embedded_rollout
 
@@ -208,9 +219,17 @@ def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
     aws.invoker.drain()
     repository = DeploymentRepository()
     deployment = repository.find_deployment(result.deployment_id)
+    out.write("  audit trail:\n")
     for entry in repository.audit_trail(result.deployment_id):
-        if entry.action == "hook_verdict":
-            out.write(f"  {entry.at:%H:%M:%S}  hook      {entry.reason[:150]}\n")
+        if entry.action.startswith(CODEDEPLOY_AUDIT):
+            out.write(f"  {entry.at:%H:%M:%S}  {entry.action:<22} {entry.reason[:120]}\n")
+    if deployment is not None:
+        out.write(f"  => {deployment.status.value}: CodeDeploy {result.final_state}, alias {target.function_name}:"
+                  f"{target.alias} on version {result.alias_version}\n")  # fmt: skip
+    incidents = runtime.alert_engine().incident_store.open_incidents_of(result.deployment_id)
+    if incidents:
+        listed = ", ".join(f"{i.incident_id} ({i.group})" for i in sorted(incidents, key=lambda i: i.group))
+        out.write(f"  open incidents, for a person to acknowledge and resolve: {listed}\n")
     return RolloutResult(
         name="codedeploy-canary",
         deployment=deployment,
@@ -327,9 +346,6 @@ def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
         with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
             results = builtin_demo(aws, out)
-            regression = next(r.deployment for r in results if r.name == "regression-midway")
-            if regression is not None:
-                incident_followup(aws, regression.deployment_id, out)
             flush_digests(aws)
             aws.invoker.drain()
             for r in results:

@@ -6,7 +6,8 @@
   real handlers of ``functions/`` in this process.
 - Wait states and retry back-offs advance a simulated clock instead of sleeping, so
   a ten-minute canary runs in seconds; listeners on the clock (the demo's traffic)
-  see every simulated minute go by.
+  see every simulated minute go by, and so, when asked (:meth:`EmbeddedAws.follow_schedules`),
+  do the template's EventBridge schedules: their functions run at every boundary passed.
 
 Gaps of moto that are filled here, and only these: invoking a Lambda function runs
 its handler in-process (moto would need Docker), asynchronously for SNS deliveries as
@@ -31,6 +32,7 @@ import time
 import traceback
 import types
 import uuid
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -76,7 +78,7 @@ def rate_seconds(expression: str) -> int:
     """The period of an EventBridge ``rate(...)`` schedule expression, in seconds."""
     match = _RATE.match(expression.strip())
     if match is None:
-        raise ValueError(f"only rate(N minute[s]|hour[s]|day[s]) schedules follow the simulated clock, not {expression}")
+        raise ValueError(f"only rate(...) schedules follow the simulated clock, not {expression}")
     value, unit = int(match.group(1)), match.group(2)
     if value < 1 or (value == 1) != (not unit.endswith("s")):  # EventBridge: rate(1 minute), rate(5 minutes)
         raise ValueError(f"invalid schedule expression {expression}")
@@ -523,6 +525,10 @@ class EmbeddedAws:
             asl_level = asl_logger.level
             asl_logger.setLevel(logging.CRITICAL)
             self._exit.callback(asl_logger.setLevel, asl_level)
+            # disabled Powertools metrics keep their dimensions between invocations (a deployed
+            # function's flush clears them), so the next invocation's own values draw a warning
+            self._exit.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", message=r"Dimension '.*' has already been added")
         if self.config_file is not None:
             env["DEPLOYGUARD_CONFIG_FILE"] = str(self.config_file)
         if self.endpoint_url:

@@ -263,13 +263,20 @@ class DeploymentRecorder:
 
     def _final_status(self, state: str, deployment: Deployment, info: CodeDeployDeployment) -> DeploymentStatus:
         status = _STATUS[state]
-        if state != "FAILURE" or info.is_rollback:
+        if state not in ("FAILURE", "STOP") or info.is_rollback:
             return status
         if info.rollback_deployment_id:
             return status  # a rollback deployment of its own follows; it decides (see _rollback_ended)
         target = info.target
         traffic_moved = deployment.canary_weight > 0.0
-        if isinstance(target, EcsTarget) and traffic_moved and info.new_traffic_weight is not None:
+        if state == "STOP" and not isinstance(target, EcsTarget):
+            return status
+        # ECS blue/green rolls back inside the deployment: production goes back to the blue task set
+        if (
+            isinstance(target, EcsTarget)
+            and info.new_traffic_weight is not None
+            and (traffic_moved or info.production_traffic_moved)
+        ):
             if info.new_traffic_weight == 0.0:
                 return DeploymentStatus.ROLLED_BACK  # production is back on the blue task set
             self._announce(

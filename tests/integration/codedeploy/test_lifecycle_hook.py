@@ -213,7 +213,10 @@ def test_codedeploy_canary_with_a_regression_is_failed_after_traffic_and_rolled_
     }
     traffic = LambdaTrafficSource("pay", "live", 3000, behaviours, seed=4)
     embedded.clock.listeners.append(traffic.on_clock)
-    result = simulate_embedded_rollout(embedded, target, application="pay")
+    # without the scheduled assessor (which would stop it at 10%: test_codedeploy_canary_phase.py)
+    # the AfterAllowTraffic hook is what catches it
+    result = simulate_embedded_rollout(embedded, target, application="pay", assessor_schedule=False)
+    assert embedded.schedule_runs == [] and result.stop_calls == []
     assert result.hooks == [("BeforeAllowTraffic", "Succeeded"), ("AfterAllowTraffic", "Failed")]
     assert result.alias_version == versions[0]
     record = DeploymentRepository().get_deployment(result.deployment_id)

@@ -55,6 +55,7 @@ class CodeDeployDeployment(Model):
     rollback_of: str | None = None  # the deployment this one rolls back
     lifecycle_event: str | None = None  # ECS: the lifecycle event in progress on the target
     new_traffic_weight: float | None = None  # ECS: the green task set's share of production traffic
+    production_traffic_moved: bool = False  # ECS: the AllowTraffic event began (production reached green)
 
     @property
     def is_rollback(self) -> bool:
@@ -263,6 +264,9 @@ class CodeDeployGateway:
         if state is None:
             return
         deployment.lifecycle_event = state.running_event
+        deployment.production_traffic_moved = any(
+            name == "AllowTraffic" and status not in ("Pending", "Skipped") for name, status in state.lifecycle_events
+        )
         blue, green = state.task_set("Blue"), state.task_set("Green")
         if green is not None:
             deployment.new_traffic_weight = min(1.0, max(0.0, green.traffic_weight / 100.0))
