@@ -17,14 +17,18 @@ from deployguard.alerts.engine import AlertEngine, TickReport
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries
+from deployguard.aws.codedeploy import CodeDeployGateway
 from deployguard.aws.events import EventPublisher
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
-from deployguard.exceptions import MetricsConfigError
+from deployguard.exceptions import CodeDeployError, MetricsConfigError, TrafficShiftError
 from deployguard.models import (
     Assessment,
     Decision,
+    Deployment,
     DeploymentEvent,
     EventType,
+    LambdaTarget,
     Severity,
 )
 from deployguard.monitoring import MonitoringRun, monitor_promoted
@@ -60,6 +64,38 @@ def assess_active_deployments(
     return run
 
 
+def current_weight(deployment: Deployment) -> float | None:
+    """The new version's share of traffic now, as CodeDeploy has set it: the alias's routing
+    (Lambda) or the green task set's traffic weight (ECS); None when it cannot be read."""
+    target = deployment.target
+    try:
+        if isinstance(target, LambdaTarget):
+            return LambdaTrafficShifter(target).current().weight_of(target.new_version)
+        if deployment.codedeploy_deployment_id:
+            state = CodeDeployGateway().deployment_target(deployment.codedeploy_deployment_id)
+            green = state.task_set("Green") if state else None
+            return None if green is None else min(1.0, max(0.0, green.traffic_weight / 100.0))
+    except (TrafficShiftError, CodeDeployError) as exc:
+        logger.warning("cannot read the traffic weight", extra={"deployment_id": deployment.deployment_id,
+                                                                 "reason": str(exc)})  # fmt: skip
+    return None
+
+
+def _with_current_weight(repository: DeploymentRepository, deployment: Deployment) -> Deployment:
+    """The deployment with the weight CodeDeploy gives the new version now; a change is recorded
+    (its time starts the judge's grace period after a shift)."""
+    weight = current_weight(deployment)
+    if weight is None or weight == deployment.canary_weight:
+        return deployment
+
+    def change(d: Deployment) -> None:
+        if d.canary_weight != weight:
+            d.canary_weight = weight
+            d.weight_changed_at = clock.now()
+
+    return repository.update_deployment(deployment.deployment_id, change)
+
+
 def _assess(
     config: DeployGuardConfig,
     repository: DeploymentRepository,
@@ -81,7 +117,7 @@ def _assess(
                                                                        "reason": str(exc)})  # fmt: skip
             run.skipped.append(deployment.deployment_id)
             continue
-        candidates.append((deployment, metrics))
+        candidates.append((_with_current_weight(repository, deployment), metrics))
     if not candidates:
         return
     interval = min(config.service(d.service).canary.assessment_interval_seconds for d, _ in candidates)

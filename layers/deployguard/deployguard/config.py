@@ -69,6 +69,11 @@ class ServiceConfig(StrictModel):
     environment: str = "production"
     function_name: str | None = None
     alias: str = "live"
+    ecs_service: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,255}/[A-Za-z0-9_-]{1,255}$",
+        description="cluster/service of the ECS service deployed as this service (remediation may act on it)",
+    )
     canary: CanaryPlan = Field(default_factory=CanaryPlan)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)

@@ -117,3 +117,28 @@ def test_ecs_service_read_with_lambda_metrics_fails_closed_naming_the_setting(em
     assert (warned["name"], warned["status"]) == ("baseline", "warned")
     assert "metrics_preset: alb" in warned["message"]
     assert "failing closed" in after.reason and "metrics_preset: alb" in after.reason
+
+
+def test_scheduled_assessor_stops_a_failing_green_task_set_during_the_canary(embedded: Any, stack: EcsStack) -> None:
+    """Every simulated minute the assessor judges green against blue; a failing verdict's automatic
+    rollback stops the CodeDeploy deployment, and production goes back to blue before 100%."""
+    _traffic(embedded, stack, VersionBehaviour(regress_at=0, regressed_error_rate=0.1), seed=25)
+    undo = embedded.follow_schedules(["AssessorFunction"])
+    try:
+        result = _rollout(embedded, stack)
+    finally:
+        undo()
+    assert result.final_state == "STOP" and result.rolled_back and result.green_percent == 0.0
+    assert result.hooks == [("AfterAllowTestTraffic", "Succeeded")]  # AfterAllowTraffic never ran
+    stops = LEDGER.stops_of(result.deployment_id)
+    assert [(s.accepted, s.auto_rollback) for s in stops] == [(True, True)]
+    repository = DeploymentRepository()
+    record = repository.get_deployment(result.deployment_id)
+    assert record.status == DeploymentStatus.ROLLED_BACK
+    assessments = repository.assessments(result.deployment_id)
+    assert assessments[-1].verdict.decision.value == "failing"
+    assert "errors" in assessments[-1].verdict.summary
+    # the assessor read the green task set's weight from CodeDeploy: the verdicts were taken at 10%
+    assert {a.canary_weight for a in assessments} == {0.1}
+    actions = [e.action for e in repository.audit_trail(result.deployment_id)]
+    assert "alert_raised" in actions and "remediation_succeeded" in actions

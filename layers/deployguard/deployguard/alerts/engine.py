@@ -85,10 +85,14 @@ class AlertEngine:
     def for_config(
         cls, config: GuardConfig, repository: DeploymentRepository, publisher: EventPublisher | None
     ) -> AlertEngine:
-        """The engine of a DeployGuardConfig: its ``alerting`` section, and its services' functions allowed."""
+        """The engine of a DeployGuardConfig: its ``alerting`` section, and its services' functions
+        and ECS services allowed."""
         settings = config.alerting
         functions = [getattr(s, "function_name", None) for s in config.services.values()]
-        allowlist = TargetAllowlist(settings.remediation.allowed_targets, [f for f in functions if f])
+        ecs_services = [getattr(s, "ecs_service", None) for s in config.services.values()]
+        allowlist = TargetAllowlist(
+            settings.remediation.allowed_targets, [f for f in functions if f], [e for e in ecs_services if e]
+        )
         return cls(settings, repository, publisher, allowlist=allowlist)
 
     @property

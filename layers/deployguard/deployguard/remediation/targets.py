@@ -20,12 +20,16 @@ def target_id(deployment: Deployment) -> str:
 class TargetAllowlist:
     """Globs of targets DeployGuard may change; nothing else is ever remediated.
 
-    Built from ``remediation.allowed_targets`` and the functions of the configured
-    services (``services.<name>.function_name``).
+    Built from ``remediation.allowed_targets`` and the functions and ECS services of the
+    configured services (``services.<name>.function_name``, ``services.<name>.ecs_service``).
     """
 
-    def __init__(self, patterns: Iterable[str] = (), functions: Iterable[str] = ()) -> None:
-        self.patterns = sorted({*patterns, *(f"lambda:{f}" for f in functions if f)})
+    def __init__(
+        self, patterns: Iterable[str] = (), functions: Iterable[str] = (), ecs_services: Iterable[str] = ()
+    ) -> None:
+        self.patterns = sorted(
+            {*patterns, *(f"lambda:{f}" for f in functions if f), *(f"ecs:{e}" for e in ecs_services if e)}
+        )
 
     def allows(self, target: str) -> bool:
         return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.patterns)
