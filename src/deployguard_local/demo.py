@@ -187,10 +187,11 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
     if regression is not None:  # its incidents are followed up before the next rollout opens its own
         incident_followup(aws, regression.deployment_id, out)
     results.append(codedeploy_rollout(aws, out))
+    results.append(ecs_rollout(aws, out))
     return results
 
 
-CODEDEPLOY_AUDIT = ("hook_verdict", "alert_raised", "remediation_", "codedeploy_", "rollback_")
+CODEDEPLOY_AUDIT = ("hook_verdict", "alert_raised", "remediation_", "codedeploy_", "rollback_", "traffic_observed")
 
 
 def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
@@ -232,6 +233,64 @@ def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
         out.write(f"  open incidents, for a person to acknowledge and resolve: {listed}\n")
     return RolloutResult(
         name="codedeploy-canary",
+        deployment=deployment,
+        execution_status=result.final_state,
+        assessments=len(repository.assessments(result.deployment_id)),
+        events_published=_count_published(result.deployment_id),
+        deliveries=len(repository.notifications(result.deployment_id)),
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def ecs_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
+    """A CodeDeploy ECSCanary10Percent5Minutes blue/green deployment of an ECS service behind a
+    load balancer; the green task set answers 5xx, the assessor compares the target groups every
+    minute, and its failing verdict stops the deployment: production goes back to blue."""
+    from deployguard_local.ecs import AlbTrafficSource, create_ecs_service, simulate_ecs_rollout
+
+    assert aws.clock is not None
+    stack = create_ecs_service("shop", "checkout-web")
+    out.write(f"\n== ecs-blue-green: {stack.cluster}/{stack.service} task definition :1 -> :2 "
+              "(ECSCanary10Percent5Minutes)\n")  # fmt: skip
+    behaviours = {
+        stack.blue_target_group: VersionBehaviour(),
+        stack.green_target_group: VersionBehaviour(regress_at=0, regressed_error_rate=0.06),
+    }
+    traffic = AlbTrafficSource(stack.prod_listener_arn, 3000, behaviours, seed=17)
+    aws.clock.listeners.append(traffic.on_clock)
+    started = time.perf_counter()
+    sim_clock = aws.clock
+
+    def step(line: str) -> None:
+        out.write(f"  {sim_clock():%H:%M:%S}  {line}\n")
+
+    def assessed(run: Any) -> None:
+        for item in run.payload.get("assessed", []) if isinstance(run.payload, dict) else []:
+            step(f"scheduled assessor: {item['decision'].upper()} {item['summary'][:110]}")
+
+    undo = aws.follow_schedules(["AssessorFunction"], on_fire=assessed)
+    try:
+        result = simulate_ecs_rollout(
+            stack, application="checkout-web", group="checkout-web-bg", on_step=step,
+            hooks_function=lambda event: aws.invoke("LifecycleHookFunction", event),
+            recorder_function=lambda event: aws.invoke("DeploymentRecorderFunction", event),
+            clock_advance=aws.clock.advance,
+        )  # fmt: skip
+    finally:
+        undo()
+        aws.clock.listeners.remove(traffic.on_clock)
+    aws.invoker.drain()
+    repository = DeploymentRepository()
+    deployment = repository.find_deployment(result.deployment_id)
+    out.write("  audit trail:\n")
+    for entry in repository.audit_trail(result.deployment_id):
+        if entry.action.startswith(CODEDEPLOY_AUDIT):
+            out.write(f"  {entry.at:%H:%M:%S}  {entry.action:<22} {entry.reason[:120]}\n")
+    if deployment is not None:
+        out.write(f"  => {deployment.status.value}: CodeDeploy {result.final_state}, production "
+                  f"{100 - result.green_percent:.0f}% blue / {result.green_percent:.0f}% green\n")  # fmt: skip
+    return RolloutResult(
+        name="ecs-blue-green",
         deployment=deployment,
         execution_status=result.final_state,
         assessments=len(repository.assessments(result.deployment_id)),

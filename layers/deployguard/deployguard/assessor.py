@@ -34,6 +34,7 @@ from deployguard.models import (
 from deployguard.monitoring import MonitoringRun, monitor_promoted
 from deployguard.storage.repository import DeploymentRepository
 
+ACTOR = "deployguard:assessor"
 logger = logging.getLogger(__name__)
 
 
@@ -93,7 +94,13 @@ def _with_current_weight(repository: DeploymentRepository, deployment: Deploymen
             d.canary_weight = weight
             d.weight_changed_at = clock.now()
 
-    return repository.update_deployment(deployment.deployment_id, change)
+    updated = repository.update_deployment(deployment.deployment_id, change)
+    repository.audit(
+        deployment.deployment_id, "traffic_observed", ACTOR,
+        f"CodeDeploy routes {weight:.0%} of traffic to the new version (was {deployment.canary_weight:.0%})",
+        weight=weight,
+    )  # fmt: skip
+    return updated
 
 
 def _assess(

@@ -105,7 +105,8 @@ def record_of(config: DeployGuardConfig, info: CodeDeployDeployment, at: datetim
     function_name = target.function_name if isinstance(target, LambdaTarget) else None
     service = service_for(config, info.application, info.group, function_name)
     service_config = config.service(service)
-    version = target.new_version if isinstance(target, LambdaTarget) else target.new_task_definition
+    # a task definition ARN is named by its family and revision (checkout-web:2), as the ECS console does
+    version = target.new_version if isinstance(target, LambdaTarget) else target.new_task_definition.split("/")[-1]
     started = info.create_time or at
     return Deployment(
         deployment_id=info.deployment_id,

@@ -140,5 +140,8 @@ def test_scheduled_assessor_stops_a_failing_green_task_set_during_the_canary(emb
     assert "errors" in assessments[-1].verdict.summary
     # the assessor read the green task set's weight from CodeDeploy: the verdicts were taken at 10%
     assert {a.canary_weight for a in assessments} == {0.1}
-    actions = [e.action for e in repository.audit_trail(result.deployment_id)]
-    assert "alert_raised" in actions and "remediation_succeeded" in actions
+    trail = repository.audit_trail(result.deployment_id)
+    observed = [e for e in trail if e.action == "traffic_observed"]
+    assert [e.details["weight"] for e in observed] == [0.1]
+    actions = [e.action for e in trail]
+    assert actions.index("traffic_observed") < actions.index("alert_raised") < actions.index("remediation_succeeded")

@@ -193,7 +193,7 @@ def test_ecs_hooks(
     assert (outcome.phase, outcome.status, outcome.lifecycle_event) == (phase, "Succeeded", hook)
     assert ledger.calls_for(execution) == 1
     record = DeploymentRepository(TABLE).get_deployment(deployment_id)
-    assert record.strategy == "blue_green" and record.version == stack.task_definitions[1]
+    assert record.strategy == "blue_green" and record.version == "shop:2"  # family:revision of the new task definition
     assert isinstance(record.target, EcsTarget)
     assert (record.target.cluster, record.target.service) == ("main", "shop")  # from the group's ecsServices
     assert record.target.new_target_group.startswith("targetgroup/shop-green/")

@@ -130,18 +130,33 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict[str, Stubber]:
     return stubbers
 
 
-def test_stop_codedeploy_with_rollback(repo: Any, stubbed: dict[str, Stubber]) -> None:
-    cd = stubbed["codedeploy"]
-    cd.add_response("get_deployment", {"deploymentInfo": {"status": "InProgress"}}, {"deploymentId": "d-ABC"})
-    cd.add_response("stop_deployment", {"status": "Pending"}, {"deploymentId": "d-ABC", "autoRollbackEnabled": True})
-    cd.add_response("get_deployment", {"deploymentInfo": {"status": "Stopped"}}, {"deploymentId": "d-ABC"})
+@pytest.fixture
+def codedeploy_stops(repo: Any) -> Any:
+    """A running CodeDeploy deployment on moto, with the StopDeployment call moto lacks served locally."""
+    from deployguard_local.codedeploy import HookLedger, _set_state, create_lambda_deployment, install_hook_status_api
+
+    ledger = HookLedger()
+    undo = install_hook_status_api(ledger)
+    target = _lambda_deployment().target
+    assert isinstance(target, LambdaTarget)
+    deployment_id = create_lambda_deployment(target, "checkout-api", "live")
+    _set_state(deployment_id, "InProgress")
+    yield deployment_id, ledger
+    undo()
+
+
+def test_stop_codedeploy_with_rollback(repo: Any, codedeploy_stops: Any) -> None:
+    deployment_id, ledger = codedeploy_stops
     handler = handler_for(
-        "stop", RemediationAction(type="codedeploy_stop"), _lambda_deployment(codedeploy_deployment_id="d-ABC")
+        "stop", RemediationAction(type="codedeploy_stop"), _lambda_deployment(codedeploy_deployment_id=deployment_id)
     )
-    assert handler.plan().calls == ["codedeploy:StopDeployment deploymentId=d-ABC autoRollbackEnabled=true"]
+    assert handler.plan().calls == [f"codedeploy:StopDeployment deploymentId={deployment_id} autoRollbackEnabled=true"]
     assert "stopping with rollback (Pending)" in handler.execute(repo)
-    assert handler.plan().noop
-    cd.assert_no_pending_responses()
+    assert handler.plan().noop  # stopped: running it again does nothing
+    assert [(s.accepted, s.auto_rollback) for s in ledger.stops_of(deployment_id)] == [(True, True)]
+    assert clients.client("codedeploy").get_deployment(deploymentId=deployment_id)["deploymentInfo"]["status"] == (
+        "Stopped"
+    )
 
 
 def test_provisioned_concurrency(repo: Any, stubbed: dict[str, Stubber]) -> None:
@@ -165,10 +180,16 @@ def test_provisioned_concurrency(repo: Any, stubbed: dict[str, Stubber]) -> None
     assert handler.plan().noop
 
 
-def test_aws_failures_become_remediation_errors(repo: Any, stubbed: dict[str, Stubber]) -> None:
-    stubbed["codedeploy"].add_client_error("stop_deployment", "DeploymentAlreadyCompletedException")
+def test_aws_failures_become_remediation_errors(repo: Any, codedeploy_stops: Any) -> None:
+    deployment_id, ledger = codedeploy_stops
     handler = handler_for(
-        "stop", RemediationAction(type="codedeploy_stop"), _lambda_deployment(codedeploy_deployment_id="d-ABC")
+        "stop", RemediationAction(type="codedeploy_stop"), _lambda_deployment(codedeploy_deployment_id=deployment_id)
     )
+    handler.execute(repo)
     with pytest.raises(RemediationError, match="DeploymentAlreadyCompletedException"):
-        handler.execute(repo)
+        handler.execute(repo)  # CodeDeploy refuses to stop a stopped deployment
+    assert [s.accepted for s in ledger.stops_of(deployment_id)] == [True, False]
+    with pytest.raises(RemediationError, match="DeploymentDoesNotExistException"):
+        handler_for(
+            "stop", RemediationAction(type="codedeploy_stop"), _lambda_deployment(codedeploy_deployment_id="d-NONE")
+        ).plan()
