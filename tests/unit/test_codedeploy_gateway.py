@@ -61,6 +61,10 @@ def test_s3_revision_errors_name_the_object_and_the_problem(aws: None) -> None:
         appspec_of(archive)
     with pytest.raises(CodeDeployError, match="needs bucket and key"):
         appspec_of({"revisionType": "S3", "s3Location": {"bucket": bucket}})
+    clients.client("s3").put_object(Bucket=bucket, Key="changed.json", Body=b"{}")
+    stale = {"revisionType": "S3", "s3Location": {"bucket": bucket, "key": "changed.json", "eTag": "0123abcd"}}
+    with pytest.raises(CodeDeployError, match="the AppSpec changed after the deployment was created"):
+        appspec_of(stale)
 
 
 def test_deployment_with_an_s3_revision_names_its_lambda_target(aws: None) -> None:

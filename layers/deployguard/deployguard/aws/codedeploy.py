@@ -118,13 +118,17 @@ def _s3_appspec(location: dict[str, Any]) -> str:
     request: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if location.get("version"):
         request["VersionId"] = location["version"]
-    if location.get("eTag"):
-        request["IfMatch"] = location["eTag"]
     try:
-        body = clients.client("s3").get_object(**request)["Body"]
-        data = body.read(MAX_APPSPEC_BYTES + 1)
+        response = clients.client("s3").get_object(**request)
+        data = response["Body"].read(MAX_APPSPEC_BYTES + 1)
     except (ClientError, BotoCoreError) as exc:
         raise CodeDeployError(f"GetObject s3://{bucket}/{key} (the revision's AppSpec): {exc}") from exc
+    wanted, found = str(location.get("eTag") or "").strip('"'), str(response.get("ETag") or "").strip('"')
+    if wanted and found and wanted != found:  # the object changed since the deployment was created
+        raise CodeDeployError(
+            f"S3 revision s3://{bucket}/{key}: ETag {found} is not the revision's eTag {wanted}; "
+            "the AppSpec changed after the deployment was created"
+        )
     if len(data) > MAX_APPSPEC_BYTES:
         raise CodeDeployError(f"S3 revision s3://{bucket}/{key}: AppSpec larger than {MAX_APPSPEC_BYTES} bytes")
     try:
