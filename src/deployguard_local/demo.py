@@ -198,7 +198,6 @@ def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
     """A CodeDeploy Canary10Percent5Minutes deployment guarded by DeployGuard's hooks and the
     scheduled assessor (its EventBridge schedule fires every simulated minute); it regresses at
     10%, the assessor's failing verdict stops it with rollback before traffic goes to 100%."""
-    from deployguard import runtime
     from deployguard.models import LambdaTarget
     from deployguard_local.codedeploy import simulate_embedded_rollout
 
@@ -218,28 +217,8 @@ def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
     result = simulate_embedded_rollout(aws, target, application="search-api", on_step=step)
     aws.clock.listeners.remove(traffic.on_clock)
     aws.invoker.drain()
-    repository = DeploymentRepository()
-    deployment = repository.find_deployment(result.deployment_id)
-    out.write("  audit trail:\n")
-    for entry in repository.audit_trail(result.deployment_id):
-        if entry.action.startswith(CODEDEPLOY_AUDIT):
-            out.write(f"  {entry.at:%H:%M:%S}  {entry.action:<22} {entry.reason[:120]}\n")
-    if deployment is not None:
-        out.write(f"  => {deployment.status.value}: CodeDeploy {result.final_state}, alias {target.function_name}:"
-                  f"{target.alias} on version {result.alias_version}\n")  # fmt: skip
-    incidents = runtime.alert_engine().incident_store.open_incidents_of(result.deployment_id)
-    if incidents:
-        listed = ", ".join(f"{i.incident_id} ({i.group})" for i in sorted(incidents, key=lambda i: i.group))
-        out.write(f"  open incidents, for a person to acknowledge and resolve: {listed}\n")
-    return RolloutResult(
-        name="codedeploy-canary",
-        deployment=deployment,
-        execution_status=result.final_state,
-        assessments=len(repository.assessments(result.deployment_id)),
-        events_published=_count_published(result.deployment_id),
-        deliveries=len(repository.notifications(result.deployment_id)),
-        wall_seconds=time.perf_counter() - started,
-    )
+    where = f"alias {target.function_name}:{target.alias} on version {result.alias_version}"
+    return _codedeploy_outcome("codedeploy-canary", result.deployment_id, result.final_state, where, started, out)
 
 
 def ecs_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
@@ -280,22 +259,35 @@ def ecs_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
         undo()
         aws.clock.listeners.remove(traffic.on_clock)
     aws.invoker.drain()
+    where = f"production {100 - result.green_percent:.0f}% blue / {result.green_percent:.0f}% green"
+    return _codedeploy_outcome("ecs-blue-green", result.deployment_id, result.final_state, where, started, out)
+
+
+def _codedeploy_outcome(
+    name: str, deployment_id: str, final_state: str, where: str, started: float, out: TextIO
+) -> RolloutResult:
+    """Print a CodeDeploy-driven rollout's audit trail, outcome and open incidents; its summary row."""
+    from deployguard import runtime
+
     repository = DeploymentRepository()
-    deployment = repository.find_deployment(result.deployment_id)
+    deployment = repository.find_deployment(deployment_id)
     out.write("  audit trail:\n")
-    for entry in repository.audit_trail(result.deployment_id):
+    for entry in repository.audit_trail(deployment_id):
         if entry.action.startswith(CODEDEPLOY_AUDIT):
             out.write(f"  {entry.at:%H:%M:%S}  {entry.action:<22} {entry.reason[:120]}\n")
     if deployment is not None:
-        out.write(f"  => {deployment.status.value}: CodeDeploy {result.final_state}, production "
-                  f"{100 - result.green_percent:.0f}% blue / {result.green_percent:.0f}% green\n")  # fmt: skip
+        out.write(f"  => {deployment.status.value}: CodeDeploy {final_state}, {where}\n")
+    incidents = runtime.alert_engine().incident_store.open_incidents_of(deployment_id)
+    if incidents:
+        listed = ", ".join(f"{i.incident_id} ({i.group})" for i in sorted(incidents, key=lambda i: i.group))
+        out.write(f"  open incidents, for a person to acknowledge and resolve: {listed}\n")
     return RolloutResult(
-        name="ecs-blue-green",
+        name=name,
         deployment=deployment,
-        execution_status=result.final_state,
-        assessments=len(repository.assessments(result.deployment_id)),
-        events_published=_count_published(result.deployment_id),
-        deliveries=len(repository.notifications(result.deployment_id)),
+        execution_status=final_state,
+        assessments=len(repository.assessments(deployment_id)),
+        events_published=_count_published(deployment_id),
+        deliveries=len(repository.notifications(deployment_id)),
         wall_seconds=time.perf_counter() - started,
     )
 
