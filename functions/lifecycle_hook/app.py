@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard import runtime
-from deployguard.hooks.lifecycle import LifecycleHook
+from deployguard.hooks.lifecycle import LifecycleHook, answer_without_setup
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 
@@ -21,10 +21,15 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    hook = LifecycleHook(
-        runtime.config(), runtime.repository(), runtime.publisher(), local_mode=runtime.environment().local_mode
-    )
-    outcome = hook.handle(event, context.get_remaining_time_in_millis)
+    try:
+        hook = LifecycleHook(
+            runtime.config(), runtime.repository(), runtime.publisher(), local_mode=runtime.environment().local_mode
+        )
+    except Exception as exc:  # no configuration, no table: still answer CodeDeploy, Failed, rather than never
+        logger.exception("lifecycle hook cannot start")
+        outcome = answer_without_setup(event, f"internal error, failing closed: {type(exc).__name__}: {exc}")
+    else:
+        outcome = hook.handle(event, context.get_remaining_time_in_millis)
     metrics.add_metric(name=outcome.metric_name, unit="Count", value=1)
     report = outcome.as_dict()
     logger.info("lifecycle hook", extra=report)

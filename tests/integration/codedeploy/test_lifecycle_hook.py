@@ -261,3 +261,19 @@ def test_a_validation_longer_than_the_hook_limit_is_refused() -> None:
             "conf.yaml",
         )
     assert err.value.field == "defaults.hooks" and "one-hour" in str(err.value)
+
+
+def test_a_configuration_that_cannot_load_still_answers_failed(embedded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook function cannot be built (its configuration is unreadable): CodeDeploy still gets Failed, once."""
+    deployment_id, _ = _deploy(embedded, "unconfigured")
+    execution = LEDGER.issue(deployment_id)
+    monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", "/nonexistent/deployguard.yaml")
+    from deployguard import runtime
+
+    runtime.reset()
+    payload, errored = embedded.invoke(
+        "LifecycleHookFunction", {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution}
+    )
+    assert not errored, payload
+    assert payload["status"] == "Failed" and payload["reported"] and "failing closed" in payload["reason"]
+    assert LEDGER.calls_for(execution) == 1 and LEDGER.status_of(execution) == "Failed"

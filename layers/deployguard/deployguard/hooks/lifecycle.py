@@ -382,3 +382,27 @@ class LifecycleHook:
         self.publisher.publish(event)
         self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
                               event_id=event.event_id)  # fmt: skip
+
+
+def answer_without_setup(raw: Any, reason: str, codedeploy: CodeDeployGateway | None = None) -> HookOutcome:
+    """Answer ``Failed`` when the hook cannot even be built (configuration or table unreadable).
+
+    Nothing can be recorded then, so there is no once-only claim: CodeDeploy refuses a second
+    status for the same execution (LifecycleEventAlreadyCompletedException), which is the guard.
+    """
+    raw_dict = raw if isinstance(raw, dict) else {}
+    execution_id = raw_dict.get("LifecycleEventHookExecutionId")
+    deployment_id = raw_dict.get("DeploymentId")
+    if not (isinstance(deployment_id, str) and re.fullmatch(_DEPLOYMENT_ID, deployment_id)):
+        deployment_id = None
+    if not (isinstance(execution_id, str) and execution_id.strip()):
+        return HookOutcome(execution_id=None, deployment_id=deployment_id, status=None,
+                           reason=reason + " (no execution id: nothing to answer CodeDeploy with)")  # fmt: skip
+    outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason=reason)
+    try:
+        (codedeploy or CodeDeployGateway()).report(deployment_id, execution_id, "Failed")
+        outcome.reported = True
+    except CodeDeployError as exc:
+        outcome.report_error = str(exc)
+        logger.error("CodeDeploy refused the hook status", extra={"error": str(exc)})
+    return outcome

@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# CodeDeploy fails a hook after one hour; DeployGuard keeps ten minutes of it in reserve
+# CodeDeploy fails a hook after one hour, but the hook function itself runs at most 900 s
+# (its Timeout in template.yaml, Lambda's maximum): every check and the answer must fit in that
 CODEDEPLOY_HOOK_LIMIT_SECONDS = 3600.0
-MAX_HOOK_SECONDS = 3000.0
+HOOK_FUNCTION_TIMEOUT_SECONDS = 900.0
+MAX_HOOK_SECONDS = HOOK_FUNCTION_TIMEOUT_SECONDS
 
 CheckType = Literal["lambda_invoke", "http", "tcp", "alarms", "baseline"]
 EcsHook = Literal["BeforeInstall", "AfterInstall", "AfterAllowTestTraffic", "BeforeAllowTraffic"]
@@ -122,7 +124,7 @@ class HookSettings(BaseModel):
             raise ValueError(
                 f"pre_traffic: the checks could take {total:.0f} s (timeout_seconds x attempts + backoff + "
                 f"wait_until_healthy_seconds + report_margin_seconds), more than the {MAX_HOOK_SECONDS:.0f} s "
-                f"DeployGuard allows inside CodeDeploy's one-hour hook limit; the longest is "
+                "the hook function may run (its timeout, inside CodeDeploy's one-hour hook limit); the longest is "
                 f"pre_traffic.{self.pre_traffic.index(longest)} ({longest.name!r}, {longest.worst_case_seconds:.0f} s)"
             )
         return self
