@@ -27,6 +27,7 @@ from deployguard.models import (
     Decision,
     Deployment,
     DeploymentEvent,
+    EcsTarget,
     EventType,
     LambdaTarget,
     Severity,
@@ -124,7 +125,12 @@ def _assess(
                                                                        "reason": str(exc)})  # fmt: skip
             run.skipped.append(deployment.deployment_id)
             continue
-        candidates.append((_with_current_weight(repository, deployment), metrics))
+        deployment = _with_current_weight(repository, deployment)
+        if isinstance(deployment.target, EcsTarget) and deployment.canary_weight == 0.0:
+            # green serves only the test listener: test traffic is no production evidence against blue
+            run.skipped.append(deployment.deployment_id)
+            continue
+        candidates.append((deployment, metrics))
     if not candidates:
         return
     interval = min(config.service(d.service).canary.assessment_interval_seconds for d, _ in candidates)

@@ -173,7 +173,12 @@ def test_malformed_event_with_an_execution_id_is_answered_failed(
 
 @pytest.mark.parametrize(
     ("hook", "phase"),
-    [("BeforeInstall", "no_checks"), ("AfterAllowTestTraffic", "pre_traffic"), ("AfterAllowTraffic", "post_traffic")],
+    [
+        ("BeforeInstall", "no_checks"),
+        ("AfterAllowTestTraffic", "pre_traffic"),
+        ("AfterAllowTraffic", "post_traffic"),
+        ("AllowTraffic", "pre_traffic"),  # not a hook (a stale read): the checks run, never a blind Succeeded
+    ],
 )
 def test_ecs_hooks(
     cd_aws: None, ledger: HookLedger, targets: TargetStore, publisher: RecordingPublisher, hook: str, phase: str

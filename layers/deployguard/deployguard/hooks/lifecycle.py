@@ -32,7 +32,7 @@ from deployguard import clock
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
-from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway, HookStatus
+from deployguard.aws.codedeploy import ECS_HOOKS, CodeDeployDeployment, CodeDeployGateway, HookStatus
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
@@ -202,9 +202,11 @@ class LifecycleHook:
         event, green_weight = info.lifecycle_event, info.new_traffic_weight
         if event == "AfterAllowTraffic":
             return "post_traffic", event, green_weight
-        if event is None or event in ecs_check_hooks:
-            return "pre_traffic", event, green_weight  # an unknown hook runs the checks: the cautious choice
-        return "no_checks", event, green_weight
+        if event in ECS_HOOKS and event not in ecs_check_hooks and not green_weight:
+            return "no_checks", event, green_weight
+        # a configured hook, or anything unexpected (no event, a stale read, traffic already on green):
+        # run the checks, the cautious choice
+        return "pre_traffic", event, green_weight
 
     def _enter_phase(
         self, deployment: Deployment, outcome: HookOutcome, weight: float | None, info: CodeDeployDeployment
