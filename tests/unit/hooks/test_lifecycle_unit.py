@@ -204,6 +204,8 @@ def test_ecs_hooks(
     assert record.target.new_target_group.startswith("targetgroup/shop-green/")
     if phase == "post_traffic":  # no traffic yet: the judge has no evidence, which alone does not fail
         assert record.canary_weight == 1.0 and "judge inconclusive" in outcome.reason
+        warned = [e for e in publisher.events if e.event_type == EventType.VALIDATION_WARNED]
+        assert len(warned) == 1 and "no evidence" in warned[0].message
 
 
 def test_simulated_canary_rollout_calls_the_hook_twice_and_the_traffic_each_minute(

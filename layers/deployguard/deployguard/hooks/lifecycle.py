@@ -264,6 +264,10 @@ class LifecycleHook:
         judged = f"judge {verdict.decision.value}: {verdict.summary} (health {health.value})"
         if failing or inconclusive:
             return "Failed", f"{summary}; {judged}", results
+        if verdict.decision == Decision.INCONCLUSIVE:  # passes without evidence: say so, loudly
+            self._announce(deployment, EventType.VALIDATION_WARNED, "Validation Warned", Severity.WARNING,
+                           f"post-traffic judge had no evidence and let the deployment pass: {verdict.summary} "
+                           "(set hooks.fail_post_traffic_on_inconclusive to fail instead)", [])  # fmt: skip
         return status, f"{summary}; {judged}", results
 
     def _summarise(
