@@ -272,35 +272,32 @@ class DeploymentRecorder:
         traffic_moved = deployment.canary_weight > 0.0
         if state == "STOP" and not isinstance(target, EcsTarget):
             return status
-        # ECS blue/green rolls back inside the deployment: production goes back to the blue task set
-        if (
-            isinstance(target, EcsTarget)
-            and info.new_traffic_weight is not None
-            and (traffic_moved or info.production_traffic_moved)
-        ):
-            if info.new_traffic_weight == 0.0:
-                return DeploymentStatus.ROLLED_BACK  # production is back on the blue task set
-            self._announce(
-                deployment, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
-                f"deployment failed after traffic moved and the green task set of {target.cluster}/"
-                f"{target.service} still serves {info.new_traffic_weight:.0%} of production",
-                once=f"rollback-failed#{deployment.deployment_id}",
-            )  # fmt: skip
-            return status
-        if isinstance(target, LambdaTarget) and traffic_moved:
+        # did the traffic go back? ECS blue/green rolls back inside the deployment (production to blue)
+        if isinstance(target, EcsTarget):
+            if info.new_traffic_weight is None or not (traffic_moved or info.production_traffic_moved):
+                return status
+            back = info.new_traffic_weight == 0.0
+            still = (
+                f"the green task set of {target.cluster}/{target.service} still serves "
+                f"{info.new_traffic_weight:.0%} of production"
+            )
+        elif isinstance(target, LambdaTarget) and traffic_moved:
             try:
                 back = self._alias_back_on_stable(target)
             except TrafficShiftError as exc:
                 logger.warning("cannot read the alias after a failure", extra={"error": str(exc)})
                 return status
-            if back:
-                return DeploymentStatus.ROLLED_BACK
-            self._announce(
-                deployment, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
-                f"deployment failed after traffic moved and {target.function_name}:{target.alias} "
-                f"does not route all traffic to version {target.stable_version}",
-                once=f"rollback-failed#{deployment.deployment_id}",
-            )  # fmt: skip
+            still = (
+                f"{target.function_name}:{target.alias} does not route all traffic to version {target.stable_version}"
+            )
+        else:
+            return status
+        if back:
+            return DeploymentStatus.ROLLED_BACK
+        self._announce(
+            deployment, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
+            f"deployment failed after traffic moved and {still}", once=f"rollback-failed#{deployment.deployment_id}",
+        )  # fmt: skip
         return status
 
     @staticmethod

@@ -307,15 +307,10 @@ class LifecycleHook:
 
     def _malformed(self, raw: Any, reason: str) -> HookOutcome:
         logger.error(reason)
-        raw_dict = raw if isinstance(raw, dict) else {}
-        execution_id = raw_dict.get("LifecycleEventHookExecutionId")
-        deployment_id = raw_dict.get("DeploymentId")
-        if not (isinstance(deployment_id, str) and re.fullmatch(_DEPLOYMENT_ID, deployment_id)):
-            deployment_id = None  # only a well-formed deployment id goes along with the Failed answer
-        if isinstance(execution_id, str) and execution_id.strip():
+        deployment_id, execution_id = _ids_of(raw)
+        if execution_id is not None:
             return self._answer(deployment_id, execution_id, "Failed", reason, None)
-        return HookOutcome(execution_id=None, deployment_id=deployment_id, status=None,
-                           reason=reason + " (no execution id: nothing to answer CodeDeploy with)")  # fmt: skip
+        return _unanswerable(deployment_id, reason)
 
     # ------------------------------------------------------------------ answering
 
@@ -396,14 +391,9 @@ def answer_without_setup(raw: Any, reason: str, codedeploy: CodeDeployGateway | 
     Nothing can be recorded then, so there is no once-only claim: CodeDeploy refuses a second
     status for the same execution (LifecycleEventAlreadyCompletedException), which is the guard.
     """
-    raw_dict = raw if isinstance(raw, dict) else {}
-    execution_id = raw_dict.get("LifecycleEventHookExecutionId")
-    deployment_id = raw_dict.get("DeploymentId")
-    if not (isinstance(deployment_id, str) and re.fullmatch(_DEPLOYMENT_ID, deployment_id)):
-        deployment_id = None
-    if not (isinstance(execution_id, str) and execution_id.strip()):
-        return HookOutcome(execution_id=None, deployment_id=deployment_id, status=None,
-                           reason=reason + " (no execution id: nothing to answer CodeDeploy with)")  # fmt: skip
+    deployment_id, execution_id = _ids_of(raw)
+    if execution_id is None:
+        return _unanswerable(deployment_id, reason)
     outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason=reason)
     try:
         (codedeploy or CodeDeployGateway()).report(deployment_id, execution_id, "Failed")
@@ -412,3 +402,18 @@ def answer_without_setup(raw: Any, reason: str, codedeploy: CodeDeployGateway | 
         outcome.report_error = str(exc)
         logger.error("CodeDeploy refused the hook status", extra={"error": str(exc)})
     return outcome
+
+
+def _ids_of(raw: Any) -> tuple[str | None, str | None]:
+    """The deployment id (only a well-formed one) and the execution id of a possibly malformed event."""
+    raw_dict = raw if isinstance(raw, dict) else {}
+    execution_id = raw_dict.get("LifecycleEventHookExecutionId")
+    deployment_id = raw_dict.get("DeploymentId")
+    well_formed = isinstance(deployment_id, str) and re.fullmatch(_DEPLOYMENT_ID, deployment_id)
+    answerable = isinstance(execution_id, str) and execution_id.strip()
+    return (deployment_id if well_formed else None), (execution_id if answerable else None)
+
+
+def _unanswerable(deployment_id: str | None, reason: str) -> HookOutcome:
+    return HookOutcome(execution_id=None, deployment_id=deployment_id, status=None,
+                       reason=reason + " (no execution id: nothing to answer CodeDeploy with)")  # fmt: skip
