@@ -349,6 +349,8 @@ def simulate_lambda_rollout(
     it, it ends ``STOP`` there, rolled back by a rollback deployment if ``autoRollbackEnabled``.
     ``deployment_id`` drives a deployment :func:`create_lambda_deployment` made, instead of a new one.
     """
+    from deployguard_local.ecs import TARGETS  # the deployment targets CodeDeploy answers (ecs imports this module)
+
     say = on_step or (lambda _: None)
     application = application or function_name
     target = LambdaTarget(
@@ -414,25 +416,30 @@ def simulate_lambda_rollout(
         _set_state(rollback_id, "InProgress")
         emit("START", of=rollback_id, label=f" (rollback deployment {rollback_id})")
         shifter.rollback()
+        TARGETS.weigh_lambda(deployment_id, 0.0)
         say(f"rolled back: 100% to version {current_version}")
         _set_state(rollback_id, "Succeeded", ended=True)
         emit("SUCCESS", of=rollback_id, label=f" (rollback deployment {rollback_id})")
         return result("STOP", rolled_back=True, rollback_id=rollback_id)
 
     _set_state(deployment_id, "InProgress")
+    TARGETS.add_lambda_target(deployment_id, function_name, alias, current_version, target_version)
     emit("START")
     if not run_hook("BeforeAllowTraffic"):
         return finish("FAILURE", rolled_back=False)  # no traffic moved: nothing to roll back
     shifter.shift(canary_percent / 100.0)
+    TARGETS.weigh_lambda(deployment_id, canary_percent)
     say(f"traffic {canary_percent:g}% to version {target_version} for {canary_minutes} min")
     if not bake(canary_percent / 100.0, canary_minutes):
         return stop(canary_percent / 100.0)
     shifter.promote()
+    TARGETS.weigh_lambda(deployment_id, 100.0)
     say(f"traffic 100% to version {target_version}")
     if not bake(1.0, 1):
         return stop(1.0)
     if not run_hook("AfterAllowTraffic"):
         shifter.rollback()
+        TARGETS.weigh_lambda(deployment_id, 0.0)
         say(f"rolled back: 100% to version {current_version}")
         return finish("FAILURE", rolled_back=True)
     return finish("SUCCESS", rolled_back=False)

@@ -75,6 +75,41 @@ class TargetStore:
                 },
             }
 
+    def add_lambda_target(
+        self, deployment_id: str, function_name: str, alias: str, current_version: str, target_version: str
+    ) -> None:
+        """A Lambda deployment's target: the alias, its versions and the target version's weight (percent)."""
+        with self.lock:
+            self.targets[deployment_id] = {
+                "deploymentTargetType": "LambdaTarget",
+                "lambdaTarget": {
+                    "deploymentId": deployment_id,
+                    "targetId": f"{function_name}:{alias}",
+                    "targetArn": f"arn:aws:lambda:{clients.region()}:{DEFAULT_ACCOUNT}:function:"
+                    f"{function_name}:{alias}",
+                    "lastUpdatedAt": clock.now(),
+                    "lifecycleEvents": [
+                        {"lifecycleEventName": n, "status": "Pending"}
+                        for n in ("BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic")
+                    ],
+                    "status": "InProgress",
+                    "lambdaFunctionInfo": {
+                        "functionName": function_name,
+                        "functionAlias": alias,
+                        "currentVersion": current_version,
+                        "targetVersion": target_version,
+                        "targetVersionWeight": 0.0,
+                    },
+                },
+            }
+
+    def weigh_lambda(self, deployment_id: str, target_percent: float) -> None:
+        with self.lock:
+            target = self.targets.get(deployment_id)
+            if target is not None and "lambdaTarget" in target:
+                target["lambdaTarget"]["lambdaFunctionInfo"]["targetVersionWeight"] = target_percent
+                target["lambdaTarget"]["lastUpdatedAt"] = clock.now()
+
     def body(self, deployment_id: str) -> dict[str, Any]:
         return dict(self.targets[deployment_id]["ecsTarget"])
 
@@ -126,6 +161,10 @@ def _task_set(label: str, target_group: str, weight: float) -> dict[str, Any]:
 TARGETS = TargetStore()
 
 
+def _target_body(target: dict[str, Any]) -> dict[str, Any]:
+    return dict(target.get("ecsTarget") or target["lambdaTarget"])
+
+
 def install_deployment_target_api(store: TargetStore = TARGETS) -> Callable[[], None]:
     """Teach moto's CodeDeploy ListDeploymentTargets and GetDeploymentTarget; returns the undo."""
     from moto.codedeploy.responses import CodeDeployResponse
@@ -137,7 +176,7 @@ def install_deployment_target_api(store: TargetStore = TARGETS) -> Callable[[], 
         self.codedeploy_backend.get_deployment(deployment_id)  # DeploymentDoesNotExistException, as AWS answers
         with store.lock:
             target = store.targets.get(deployment_id)
-            ids = [target["ecsTarget"]["targetId"]] if target else []
+            ids = [_target_body(target)["targetId"]] if target else []
         return ActionResult({"targetIds": ids})
 
     def get_deployment_target(self: Any) -> ActionResult:
@@ -146,12 +185,13 @@ def install_deployment_target_api(store: TargetStore = TARGETS) -> Callable[[], 
         self.codedeploy_backend.get_deployment(deployment_id)
         with store.lock:
             target = store.targets.get(deployment_id)
-            if target is None or target["ecsTarget"]["targetId"] != target_id:
+            if target is None or _target_body(target)["targetId"] != target_id:
                 raise JsonRESTError(
                     "DeploymentTargetDoesNotExistException", f"no target {target_id} in deployment {deployment_id}"
                 )
             answer = json.loads(json.dumps(target, default=str))
-        answer["ecsTarget"]["lastUpdatedAt"] = target["ecsTarget"]["lastUpdatedAt"]
+        kind = "ecsTarget" if "ecsTarget" in target else "lambdaTarget"
+        answer[kind]["lastUpdatedAt"] = target[kind]["lastUpdatedAt"]
         return ActionResult({"deploymentTarget": answer})
 
     added = {"list_deployment_targets": list_deployment_targets, "get_deployment_target": get_deployment_target}

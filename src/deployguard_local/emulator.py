@@ -677,6 +677,9 @@ class EmbeddedAws:
             props = event.get("Properties", {})
             if event["Type"] == "SNS":
                 clients.client("sns").subscribe(TopicArn=props["Topic"], Protocol="lambda", Endpoint=arn)
+            elif event["Type"] == "SQS":
+                queue_url = next(v["Ref"] for v in self.stack.physical.values() if v.get("Arn") == props["Queue"])
+                self.queue_sources[logical_id] = (queue_url, props["Queue"], int(props.get("BatchSize", 10)))
             elif event["Type"] in ("Schedule", "EventBridgeRule"):
                 rule = f"{fn.name}-{len(self.rules)}"
                 kwargs: dict[str, Any] = {"Name": rule}
@@ -688,6 +691,51 @@ class EmbeddedAws:
                 clients.client("events").put_rule(**kwargs)
                 clients.client("events").put_targets(Rule=rule, Targets=[{"Id": "1", "Arn": arn}])
                 self.rules[rule] = (event["Type"], logical_id)
+
+    @property
+    def queue_sources(self) -> dict[str, tuple[str, str, int]]:
+        """Per function with an SQS event: its queue's URL and ARN, and the batch size."""
+        if not hasattr(self, "_queue_sources"):
+            self._queue_sources: dict[str, tuple[str, str, int]] = {}
+        return self._queue_sources
+
+    def deliver_queue(self, logical_id: str) -> list[tuple[Any, bool]]:
+        """Deliver what waits in the function's SQS event source, as Lambda's poller does: batches of
+        ``BatchSize`` messages in an ``aws:sqs`` event through the Lambda Invoke API, deleted when the
+        invocation succeeds (left on the queue when it fails). Returns each invocation's answer."""
+        queue_url, queue_arn, batch_size = self.queue_sources[logical_id]
+        sqs = clients.client("sqs")
+        answers: list[tuple[Any, bool]] = []
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=min(10, batch_size), AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return answers
+            event = {
+                "Records": [
+                    {
+                        "messageId": m["MessageId"],
+                        "receiptHandle": m["ReceiptHandle"],
+                        "body": m["Body"],
+                        "attributes": m.get("Attributes", {}),
+                        "messageAttributes": {},
+                        "md5OfBody": m["MD5OfBody"],
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": queue_arn,
+                        "awsRegion": self.stack.region,
+                    }
+                    for m in messages
+                ]
+            }
+            payload, errored = self.invoke(logical_id, event)
+            answers.append((payload, errored))
+            if errored:
+                return answers  # left on the queue: visible again after its visibility timeout
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
 
     @property
     def rules(self) -> dict[str, tuple[str, str]]:

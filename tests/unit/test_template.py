@@ -37,6 +37,7 @@ def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> Non
     assert set(functions) == {
         "CanaryStepFunction",
         "AssessorFunction",
+        "AssessorShardFunction",
         "LifecycleHookFunction",
         "DeploymentRecorderFunction",
         "NotificationRouterFunction",
@@ -57,6 +58,26 @@ def test_schedule_is_every_minute_and_switchable() -> None:
     schedule = RESOURCES["AssessorFunction"]["Properties"]["Events"]["EveryMinute"]["Properties"]
     assert schedule["Schedule"] == "rate(1 minute)"
     assert schedule["State"] == {"Fn::If": ["ScheduleEnabled", "ENABLED", "DISABLED"]}
+
+
+def test_fan_out_queue_is_encrypted_with_a_dead_letter_queue_and_every_function_has_reserved_concurrency() -> None:
+    queue = RESOURCES["AssessmentQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["AssessmentDeadLetterQueue", "Arn"]}
+    assert RESOURCES["AssessmentDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    shard = RESOURCES["AssessorShardFunction"]["Properties"]
+    source = shard["Events"]["Shards"]["Properties"]
+    assert source["Queue"] == {"Fn::GetAtt": ["AssessmentQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * shard["Timeout"]
+    assert source["ScalingConfig"]["MaximumConcurrency"] <= shard["ReservedConcurrentExecutions"]
+    tick = RESOURCES["AssessorFunction"]["Properties"]
+    assert tick["Environment"]["Variables"]["ASSESSMENT_QUEUE_URL"] == {"Ref": "AssessmentQueue"}
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["AssessmentQueue", "QueueName"]}}} in tick[
+        "Policies"
+    ]
+    assert not any("SQSSendMessagePolicy" in str(p) for p in shard["Policies"])  # only the tick hands out shards
+    for logical_id, resource in STACK.of_type("AWS::Serverless::Function").items():
+        assert resource["Properties"]["ReservedConcurrentExecutions"] >= 1, logical_id
 
 
 def test_recorder_listens_to_codedeploy_state_changes() -> None:

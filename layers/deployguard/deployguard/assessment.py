@@ -1,9 +1,26 @@
-"""Turning a judge verdict and the health report into a stored Assessment."""
+"""Turning a judge verdict and the health report into an Assessment, and storing it with the
+deployment record that carries what the next assessment needs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+
 from deployguard.analysis.health import HealthSettings, assess_health, health_values_from_window
-from deployguard.models import Assessment, CanaryWindow, Decision, Deployment, HealthStatus, Verdict
+from deployguard.exceptions import ConflictError
+from deployguard.models import (
+    Assessment,
+    AssessmentCursor,
+    CanaryWindow,
+    Decision,
+    Deployment,
+    HealthStatus,
+    Verdict,
+)
+from deployguard.storage.repository import DeploymentRepository
+
+# an assessment stored this close to another of the same kind belongs to the same cycle
+SAME_CYCLE = timedelta(seconds=5)
 
 _VERDICT_STATUS = {
     Decision.FAILING: HealthStatus.CRITICAL,
@@ -35,3 +52,30 @@ def assessment_from_verdict(
         health_score=report.score,
         details={"health": report.model_dump(mode="json"), "periods": window.periods},
     )
+
+
+def save_assessment(
+    repository: DeploymentRepository,
+    deployment: Deployment,
+    assessment: Assessment,
+    cursor: AssessmentCursor,
+    change: Callable[[Deployment], None] | None = None,
+    attempts: int = 3,
+) -> Deployment | None:
+    """Store ``assessment`` and the deployment's record with ``cursor`` (and ``change``) in one
+    conditional write. On a conflict the record is read again and the write retried, unless
+    another run stored a newer assessment meanwhile (then None: this one is dropped, not doubled)."""
+    for attempt in range(attempts):
+        deployment.last_assessment = cursor
+        if change is not None:
+            change(deployment)
+        try:
+            return repository.save_with_assessment(deployment, assessment)
+        except ConflictError:
+            if attempt == attempts - 1:
+                raise
+            deployment = repository.get_deployment(deployment.deployment_id)
+            last = deployment.last_assessment
+            if last is not None and last.kind == cursor.kind and last.at >= cursor.at - SAME_CYCLE:
+                return None
+    return None

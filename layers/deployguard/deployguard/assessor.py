@@ -1,52 +1,121 @@
-"""The scheduled assessor: every minute, judge every active deployment that
-DeployGuard's own state machine is not already judging.
+"""The scheduled assessor: every minute, judge every active deployment that DeployGuard's own
+state machine is not already judging, and watch promoted ones.
 
-Deployments whose traffic CodeDeploy moves (driver ``codedeploy``) are assessed
-here: Lambda versions by their per-version metrics, ECS task sets by their target
-groups' metrics. All their metrics are read in the fewest GetMetricData calls, each verdict
-is stored as an assessment, and a change of status is announced once.
+Deployments whose traffic CodeDeploy moves (driver ``codedeploy``) are assessed here:
+Lambda versions by their per-version metrics, ECS task sets by their target groups'
+metrics. The work of one cycle does not grow with a deployment's age:
+
+- what the next assessment needs (last verdict, when the next one is due, open incident
+  keys) is in the deployment's record (:class:`~deployguard.models.AssessmentCursor`),
+  written in the same conditional write as the assessment: no history is read;
+- the new version's traffic weight is the one stored; CodeDeploy is asked again only while
+  no traffic moved yet, or every :data:`WEIGHT_RECHECK` (its deployment target, never the
+  Lambda control plane when CodeDeploy has a target);
+- canary and monitoring reads of every due deployment go together, 500 queries a call;
+- open incidents are read once per cycle.
+
+The minute tick (:func:`run_tick`) holds a run lock (no two ticks overlap), lists what is
+due, assesses it within the invocation's time budget or hands it out in shards
+(:mod:`deployguard.aws.shards`, one SQS message per shard, :func:`run_shard` each), then
+reconciles and gives the alert engine its tick, for which time is always kept.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from deployguard import clock
-from deployguard.alerts.engine import AlertEngine, TickReport
 from deployguard.analysis.judge import judge_canary
-from deployguard.assessment import assessment_from_verdict
-from deployguard.aws.cloudwatch import MetricsReader, canary_queries
-from deployguard.aws.codedeploy import CodeDeployGateway
+from deployguard.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
+from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
 from deployguard.aws.events import EventPublisher
-from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import CodeDeployError, MetricsConfigError, TrafficShiftError
 from deployguard.models import (
     Assessment,
+    AssessmentCursor,
     Decision,
     Deployment,
     DeploymentEvent,
     EcsTarget,
     EventType,
     LambdaTarget,
+    Phase,
     Severity,
 )
-from deployguard.monitoring import MonitoringRun, monitor_promoted
+from deployguard.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
 from deployguard.storage.repository import DeploymentRepository
 
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine, TickReport
+    from deployguard.incidents.models import Incident
+
 ACTOR = "deployguard:assessor"
+KIND = "canary"
+RUN_LOCK = "ASSESSOR-RUN"
+WEIGHT_RECHECK = timedelta(minutes=5)
+QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at the clock
+ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
+CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with this much left
 logger = logging.getLogger(__name__)
+
+RemainingMillis = Callable[[], int]
+ShardSender = Callable[[list[list[str]]], int]
+Reconciler = Callable[[], object]
 
 
 @dataclass
 class AssessorRun:
     assessed: list[Assessment] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # due, left for the next tick (time budget)
     metric_calls: int = 0
     alerts: int = 0
+    shards: int = 0
+    overlapping: bool = False  # another tick held the run lock: nothing done
     tick: TickReport | None = None
     monitoring: MonitoringRun | None = None
+
+
+@dataclass
+class DueCanary:
+    deployment: Deployment
+    request: WindowRequest
+    interval_seconds: int
+
+
+Due = DueCanary | DueMonitoring
+
+
+class Budget:
+    """The invocation's time left (``context.get_remaining_time_in_millis``), less a reserve."""
+
+    def __init__(self, remaining_ms: RemainingMillis | None, reserve_ms: int = 0) -> None:
+        self.remaining_ms = remaining_ms
+        self.reserve_ms = reserve_ms
+
+    def allows(self, needed_ms: int) -> bool:
+        return self.remaining_ms is None or self.remaining_ms() - self.reserve_ms >= needed_ms
+
+
+@dataclass
+class Cycle:
+    """What one cycle shares: configuration, storage, the reader and the alert engine."""
+
+    config: DeployGuardConfig
+    repository: DeploymentRepository
+    publisher: EventPublisher
+    reader: MetricsReader
+    alerts: AlertEngine | None
+    now: datetime
+
+
+# ---------------------------------------------------------------------------- entry points
 
 
 def assess_active_deployments(
@@ -56,107 +125,238 @@ def assess_active_deployments(
     reader: MetricsReader | None = None,
     alerts: AlertEngine | None = None,
 ) -> AssessorRun:
-    """Judge every CodeDeploy-driven deployment, monitor promoted ones, then give the alert engine its tick."""
-    reader = reader or MetricsReader()
-    run = AssessorRun()
-    _assess(config, repository, publisher, reader, alerts, run)
-    run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader)
-    if alerts is not None:
-        run.tick = alerts.on_tick()
+    """One whole cycle in this process, without lock or time budget (tests, the bench's reference)."""
+    return run_tick(config, repository, publisher, reader=reader, alerts=alerts, lock=False)
+
+
+def run_tick(
+    config: DeployGuardConfig,
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    *,
+    reader: MetricsReader | None = None,
+    alerts: AlertEngine | None = None,
+    remaining_ms: RemainingMillis | None = None,
+    send_shards: ShardSender | None = None,
+    shard_size: int = 200,
+    inline_limit: int = 200,
+    reconcile: Reconciler | None = None,
+    lock: bool = True,
+    lock_seconds: int = 120,
+) -> AssessorRun:
+    """The minute tick: assess due deployments (here, or in shards when more than ``inline_limit``
+    are due and ``send_shards`` is given), monitor, reconcile, then the alert tick."""
+    cycle = Cycle(config, repository, publisher, reader or MetricsReader(), alerts, clock.now())
+    run = AssessorRun(monitoring=MonitoringRun())
+    if lock and not repository.claim_once(RUN_LOCK, "tick", timedelta(seconds=lock_seconds)):
+        run.overlapping = True  # the tick holding the lock does this minute's work, alert tick included
+        return run
+    try:
+        due = _due(cycle, repository.active_deployments(), repository.monitored_deployments(), run)
+        if send_shards is not None and len(due) > inline_limit:
+            ids = [d.deployment.deployment_id for d in due]
+            run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
+        else:
+            _assess(cycle, due, run, Budget(remaining_ms, ALERT_TICK_RESERVE_MS))
+        # the failsafe reconciler runs here, after assessment and before the alert tick
+        if reconcile is not None:
+            reconcile()
+        if alerts is not None:
+            run.tick = alerts.on_tick()
+    finally:
+        if lock:
+            repository.release(RUN_LOCK, "tick")
     return run
 
 
+def run_shard(
+    deployment_ids: Sequence[str],
+    config: DeployGuardConfig,
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    *,
+    reader: MetricsReader | None = None,
+    alerts: AlertEngine | None = None,
+    remaining_ms: RemainingMillis | None = None,
+) -> AssessorRun:
+    """One shard handed out by the tick: its deployments read in BatchGetItem calls, those still
+    due assessed within the time budget; the rest stays due for the next tick."""
+    cycle = Cycle(config, repository, publisher, reader or MetricsReader(), alerts, clock.now())
+    run = AssessorRun(monitoring=MonitoringRun())
+    deployments = repository.deployments_by_id(list(deployment_ids))
+    active = [d for d in deployments if not d.status.is_terminal]
+    monitored = [d for d in deployments if d.status.is_terminal and d.phase == Phase.MONITORING]
+    due = _due(cycle, active, monitored, run)
+    _assess(cycle, due, run, Budget(remaining_ms))
+    return run
+
+
+# ---------------------------------------------------------------------------- what is due
+
+
+def _due(cycle: Cycle, active: Sequence[Deployment], monitored: Sequence[Deployment], run: AssessorRun) -> list[Due]:
+    due: list[Due] = []
+    for deployment in active:
+        item = _due_canary(cycle, deployment, run)
+        if item is not None:
+            due.append(item)
+    assert run.monitoring is not None
+    due.extend(due_monitoring(monitored, cycle.config, cycle.repository, cycle.now, run.monitoring))
+    return due
+
+
+def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCanary | None:
+    if deployment.driver != "codedeploy":
+        run.skipped.append(deployment.deployment_id)
+        return None
+    service = cycle.config.service(deployment.service)
+    last = deployment.last_assessment
+    if last is not None and not last.due(KIND, cycle.now):
+        return None
+    interval = service.canary.assessment_interval_seconds
+    try:
+        request = canary_request(deployment, service.judge.metrics, cycle.now, interval)
+    except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
+        logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
+                                                                   "reason": str(exc)})  # fmt: skip
+        run.skipped.append(deployment.deployment_id)
+        return None
+    _refresh_weight(cycle, deployment)
+    if isinstance(deployment.target, EcsTarget) and deployment.canary_weight == 0.0:
+        # green serves only the test listener: test traffic is no production evidence against blue
+        run.skipped.append(deployment.deployment_id)
+        return None
+    return DueCanary(deployment, request, interval)
+
+
 def current_weight(deployment: Deployment) -> float | None:
-    """The new version's share of traffic now, as CodeDeploy has set it: the alias's routing
-    (Lambda) or the green task set's traffic weight (ECS); None when it cannot be read."""
+    """The new version's share of traffic now, as CodeDeploy has set it: its deployment target
+    (the Lambda target version's weight, or the green task set's); the alias's routing when
+    CodeDeploy names no target; None when it cannot be read."""
     target = deployment.target
     try:
-        if isinstance(target, LambdaTarget):
-            return LambdaTrafficShifter(target).current().weight_of(target.new_version)
         if deployment.codedeploy_deployment_id:
+            from deployguard.aws.codedeploy import CodeDeployGateway
+
             state = CodeDeployGateway().deployment_target(deployment.codedeploy_deployment_id)
-            green = state.task_set("Green") if state else None
-            return None if green is None else min(1.0, max(0.0, green.traffic_weight / 100.0))
+            weight = state.new_version_weight() if state else None
+            if weight is not None or not isinstance(target, LambdaTarget):
+                return weight
+        if isinstance(target, LambdaTarget):
+            from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+
+            return LambdaTrafficShifter(target).current().weight_of(target.new_version)
     except (TrafficShiftError, CodeDeployError) as exc:
         logger.warning("cannot read the traffic weight", extra={"deployment_id": deployment.deployment_id,
                                                                  "reason": str(exc)})  # fmt: skip
     return None
 
 
-def _with_current_weight(repository: DeploymentRepository, deployment: Deployment) -> Deployment:
-    """The deployment with the weight CodeDeploy gives the new version now; a change is recorded
-    (its time starts the judge's grace period after a shift)."""
+def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
+    """Ask CodeDeploy for the weight only when it may have changed: before traffic first moved,
+    and every WEIGHT_RECHECK after; a change is kept in the record with the assessment (its time
+    starts the judge's grace period) and in the audit trail."""
+    checked = deployment.weight_checked_at
+    if deployment.canary_weight > 0.0 and checked is not None and cycle.now - checked < WEIGHT_RECHECK:
+        return
     weight = current_weight(deployment)
+    deployment.weight_checked_at = cycle.now
     if weight is None or weight == deployment.canary_weight:
-        return deployment
-
-    def change(d: Deployment) -> None:
-        if d.canary_weight != weight:
-            d.canary_weight = weight
-            d.weight_changed_at = clock.now()
-
-    updated = repository.update_deployment(deployment.deployment_id, change)
-    repository.audit(
+        return
+    cycle.repository.audit(
         deployment.deployment_id, "traffic_observed", ACTOR,
         f"CodeDeploy routes {weight:.0%} of traffic to the new version (was {deployment.canary_weight:.0%})",
         weight=weight,
     )  # fmt: skip
-    return updated
+    deployment.canary_weight = weight
+    deployment.weight_changed_at = cycle.now
 
 
-def _assess(
-    config: DeployGuardConfig,
-    repository: DeploymentRepository,
-    publisher: EventPublisher,
-    reader: MetricsReader,
-    alerts: AlertEngine | None,
+# ---------------------------------------------------------------------------- assessing
+
+
+def _chunks(due: Sequence[Due]) -> Iterator[list[Due]]:
+    chunk: list[Due] = []
+    queries = 0
+    for item in due:
+        chunk.append(item)
+        queries += len(item.request.queries)
+        if queries >= QUERIES_PER_CHUNK:
+            yield chunk
+            chunk, queries = [], 0
+    if chunk:
+        yield chunk
+
+
+def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) -> None:
+    """Read, judge and store every due deployment, a chunk at a time while the budget allows."""
+    if not due:
+        return
+    incidents: AbstractContextManager[dict[str, list[Incident]]] = (
+        cycle.alerts.incident_store.one_read_per_cycle() if cycle.alerts is not None else nullcontext({})
+    )
+    with incidents as open_incidents:
+        for chunk in _chunks(due):
+            if not budget.allows(CHUNK_RESERVE_MS):
+                run.deferred.extend(item.deployment.deployment_id for item in chunk)
+                continue
+            values = cycle.reader.read_windows([item.request for item in chunk])
+            for item in chunk:
+                if isinstance(item, DueCanary):
+                    keys = [i.key for i in open_incidents.get(item.deployment.deployment_id, [])]
+                    _complete_canary(cycle, item, values, keys, run)
+                else:
+                    assert run.monitoring is not None
+                    complete_monitoring(
+                        item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring
+                    )
+    run.metric_calls = cycle.reader.calls
+
+
+def _complete_canary(
+    cycle: Cycle,
+    item: DueCanary,
+    values: dict[tuple[str, str, str], list[float | None]],
+    open_keys: list[str],
     run: AssessorRun,
 ) -> None:
-    candidates = []
-    for deployment in repository.active_deployments():
-        if deployment.driver != "codedeploy":
-            run.skipped.append(deployment.deployment_id)
-            continue
-        metrics = config.service(deployment.service).judge.metrics
-        try:
-            canary_queries(deployment.deployment_id, deployment, metrics)
-        except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
-            logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
-                                                                       "reason": str(exc)})  # fmt: skip
-            run.skipped.append(deployment.deployment_id)
-            continue
-        deployment = _with_current_weight(repository, deployment)
-        if isinstance(deployment.target, EcsTarget) and deployment.canary_weight == 0.0:
-            # green serves only the test listener: test traffic is no production evidence against blue
-            run.skipped.append(deployment.deployment_id)
-            continue
-        candidates.append((deployment, metrics))
-    if not candidates:
-        return
-    interval = min(config.service(d.service).canary.assessment_interval_seconds for d, _ in candidates)
-    windows = reader.canary_windows(candidates, clock.now(), interval)
-    run.metric_calls = reader.calls
-    for deployment, _ in candidates:
-        window = windows[deployment.deployment_id]
-        verdict = judge_canary(window, config.service(deployment.service).judge)
-        assessment = assessment_from_verdict(deployment, window, verdict, config.service(deployment.service).health)
-        previous = repository.assessments(deployment.deployment_id)
-        repository.add_assessment(assessment)
-        run.assessed.append(assessment)
-        if alerts is not None:
-            run.alerts += len(alerts.on_assessment(deployment, assessment))
-        if previous and previous[-1].verdict.decision != verdict.decision:
-            event = DeploymentEvent(
-                event_type=EventType.ASSESSMENT_STATUS_CHANGED,
-                deployment_id=deployment.deployment_id,
-                service=deployment.service,
-                version=deployment.version,
-                environment=deployment.environment,
-                severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
-                title=f"Canary {verdict.decision.value.title()}",
-                message=verdict.summary,
-                reasons=verdict.reasons,
-                details={"previous": previous[-1].verdict.decision.value},
-            )
-            repository.add_event(event)
-            publisher.publish(event)
+    deployment = item.deployment
+    service = cycle.config.service(deployment.service)
+    window = canary_window(deployment, service.judge.metrics, values, cycle.now, item.interval_seconds)
+    verdict = judge_canary(window, service.judge)
+    assessment = assessment_from_verdict(deployment, window, verdict, service.health)
+    assessment.at = cycle.now
+    previous = deployment.last_assessment
+    previous_decision = previous.decision if previous is not None and previous.kind == KIND else None
+    cursor = AssessmentCursor(
+        kind=KIND, at=cycle.now, decision=verdict.decision, health_status=assessment.health_status,
+        next_at=cycle.now + timedelta(seconds=item.interval_seconds) - SAME_CYCLE, read_until=item.request.end,
+        judge_state=previous.judge_state if previous is not None and previous.kind == KIND else None,
+    )  # fmt: skip
+
+    def keep(d: Deployment) -> None:  # what this cycle learnt, laid over a record read again after a conflict
+        d.canary_weight, d.weight_changed_at = deployment.canary_weight, deployment.weight_changed_at
+        d.weight_checked_at = deployment.weight_checked_at
+        d.open_incident_keys = sorted(set(open_keys))
+
+    stored = save_assessment(cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep)
+    if stored is None:
+        return  # another run stored this cycle's assessment
+    run.assessed.append(assessment)
+    if cycle.alerts is not None:
+        run.alerts += len(cycle.alerts.on_assessment(stored, assessment))
+    if previous_decision is not None and previous_decision != verdict.decision:
+        event = DeploymentEvent(
+            event_type=EventType.ASSESSMENT_STATUS_CHANGED,
+            deployment_id=deployment.deployment_id,
+            service=deployment.service,
+            version=deployment.version,
+            environment=deployment.environment,
+            severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
+            title=f"Canary {verdict.decision.value.title()}",
+            message=verdict.summary,
+            reasons=verdict.reasons,
+            details={"previous": previous_decision.value},
+        )
+        cycle.repository.add_event(event)
+        cycle.publisher.publish(event)

@@ -122,6 +122,13 @@ class Deployment(Model):
     expected_duration_seconds: int | None = None
     decision: str | None = None
     decision_reason: str | None = None
+    last_assessment: AssessmentCursor | None = Field(
+        default=None, description="what the next scheduled assessment needs, written with each assessment"
+    )
+    weight_checked_at: datetime | None = Field(default=None, description="when CodeDeploy's weight was last read")
+    open_incident_keys: list[str] = Field(
+        default_factory=list, description="grouping keys of the deployment's open incidents at its last assessment"
+    )
     version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
 
     @property
@@ -251,6 +258,29 @@ class HealthStatus(StrEnum):
     WARNING = "warning"
     CRITICAL = "critical"
     UNKNOWN = "unknown"
+
+
+class AssessmentCursor(Model):
+    """The last scheduled assessment of a deployment, kept in its record so that the next one
+    needs no history read: when it is due, the verdict and status to compare with (a change is
+    announced once), and up to where the metrics were read.
+
+    ``judge_state`` is where an incremental judge keeps its sequential state between looks
+    (a compact JSON object folded forward with each new period); None means the judge reads
+    the whole window again.
+    """
+
+    kind: Literal["canary", "post_deployment"]
+    at: datetime
+    decision: Decision
+    health_status: HealthStatus
+    next_at: datetime
+    read_until: datetime | None = None
+    judge_state: dict[str, Any] | None = None
+
+    def due(self, kind: str, now: datetime) -> bool:
+        """Whether an assessment of ``kind`` is due at ``now`` (always, after one of another kind)."""
+        return self.kind != kind or now >= self.next_at
 
 
 class Assessment(Model):

@@ -6,22 +6,25 @@ in the MONITORING phase for 24 hours after promotion and is assessed on the sche
 :mod:`deployguard.analysis.schedule` (every minute for the first hour, every 5 minutes
 for the next 6 hours, every 15 minutes until 24 hours; sooner while unusual). Each
 assessment runs the robust anomaly detector on the service's metrics of the last 24
-hours (both versions' datapoints, 5-minute periods) and is stored; a change to or from
-"unusual" is announced.
+hours (both versions' datapoints, 5-minute periods) and is stored with the record that says
+when the next one is due; a change to or from "unusual" is announced.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from deployguard.analysis.anomaly import detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
-from deployguard.aws.cloudwatch import MetricsReader, canary_queries, floor_time
+from deployguard.assessment import SAME_CYCLE, save_assessment
+from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_queries, floor_time
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
 from deployguard.models import (
     Assessment,
+    AssessmentCursor,
     Decision,
     Deployment,
     DeploymentEvent,
@@ -40,6 +43,7 @@ from deployguard.storage.repository import DeploymentRepository
 ACTOR = "deployguard:post-deployment-monitoring"
 HISTORY = timedelta(hours=24)
 PERIOD_SECONDS = 300
+KIND = "post_deployment"
 
 
 @dataclass
@@ -49,14 +53,30 @@ class MonitoringRun:
     not_due: list[str] = field(default_factory=list)
 
 
-def _series(
-    deployment: Deployment, config: DeployGuardConfig, now: datetime, reader: MetricsReader
-) -> dict[str, list[tuple[datetime, float]]]:
-    """Per metric, the service's values over the last 24 hours (both versions; rates derived from counts)."""
+@dataclass
+class DueMonitoring:
+    """A monitored deployment due for an assessment, and the read it needs."""
+
+    deployment: Deployment
+    request: WindowRequest
+
+
+def monitoring_request(deployment: Deployment, config: DeployGuardConfig, now: datetime) -> WindowRequest:
+    """The service's metrics over the last 24 hours, both versions, 5-minute periods."""
     specs = config.service(deployment.service).judge.metrics
     start = floor_time(now - HISTORY, PERIOD_SECONDS)
     end = floor_time(now, PERIOD_SECONDS) + timedelta(seconds=PERIOD_SECONDS)
-    values = reader.read(canary_queries(deployment.deployment_id, deployment, specs), start, end, PERIOD_SECONDS)
+    return WindowRequest(canary_queries(deployment.deployment_id, deployment, specs), start, end, PERIOD_SECONDS)
+
+
+def _series(
+    deployment: Deployment,
+    config: DeployGuardConfig,
+    request: WindowRequest,
+    values: dict[tuple[str, str, str], list[float | None]],
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Per metric, the service's values over the last 24 hours (both versions; rates derived from counts)."""
+    specs = config.service(deployment.service).judge.metrics
     by_id = {spec.id: spec for spec in specs}
 
     def combined(metric_id: str) -> list[float | None]:
@@ -77,9 +97,106 @@ def _series(
         elif spec.kind == MetricKind.COUNT:
             continue  # traffic volume alone is not health
         out[spec.id] = [
-            (start + timedelta(seconds=i * PERIOD_SECONDS), v) for i, v in enumerate(series) if v is not None
+            (request.start + timedelta(seconds=i * PERIOD_SECONDS), v) for i, v in enumerate(series) if v is not None
         ]
     return out
+
+
+def _last(deployment: Deployment) -> AssessmentCursor | None:
+    cursor = deployment.last_assessment
+    return cursor if cursor is not None and cursor.kind == KIND else None
+
+
+def due_monitoring(
+    deployments: Iterable[Deployment],
+    config: DeployGuardConfig,
+    repository: DeploymentRepository,
+    now: datetime,
+    run: MonitoringRun,
+) -> list[DueMonitoring]:
+    """The monitored deployments due now (from their records: no history read); those past 24 hours
+    are completed here."""
+    due = []
+    for deployment in deployments:
+        promoted_at = deployment.ended_at or deployment.started_at
+        last = _last(deployment)
+        interval = next_assessment_seconds(
+            Phase.MONITORING, last.health_status if last else None, (now - promoted_at).total_seconds()
+        )
+        if interval is None:
+            repository.update_deployment(deployment.deployment_id, _finish)
+            repository.audit(deployment.deployment_id, "monitoring_ended", ACTOR, "24 hours after promotion")
+            run.finished.append(deployment.deployment_id)
+            continue
+        if last is not None and now < last.at + timedelta(seconds=interval) - SAME_CYCLE:
+            run.not_due.append(deployment.deployment_id)
+            continue
+        if not isinstance(deployment.target, LambdaTarget):
+            run.not_due.append(deployment.deployment_id)
+            continue
+        due.append(DueMonitoring(deployment, monitoring_request(deployment, config, now)))
+    return due
+
+
+def complete_monitoring(
+    item: DueMonitoring,
+    values: dict[tuple[str, str, str], list[float | None]],
+    config: DeployGuardConfig,
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    now: datetime,
+    run: MonitoringRun,
+) -> None:
+    """Judge one due deployment on its values, store the assessment with its record, announce a change."""
+    deployment = item.deployment
+    last = _last(deployment)
+    last_status = last.health_status if last else None
+    reasons = []
+    for metric_id, series in _series(deployment, config, item.request, values).items():
+        report = detect_anomalies(series, recent=timedelta(minutes=15), lookback=HISTORY)
+        if report.status == "anomalous":
+            reasons.append(
+                VerdictReason(
+                    metric_id=metric_id,
+                    status="fail",
+                    canary_value=report.anomalies[-1].value if report.anomalies else None,
+                    baseline_value=report.expected,
+                    message=f"{metric_id}: {report.message}",
+                )
+            )
+        elif report.status == "normal":
+            reasons.append(VerdictReason(metric_id=metric_id, status="pass", message=f"{metric_id}: {report.message}"))
+    unusual = [r for r in reasons if r.status == "fail"]
+    status = HealthStatus.WARNING if unusual else (HealthStatus.HEALTHY if reasons else HealthStatus.UNKNOWN)
+    summary = (
+        "post-deployment: unusual against the last 24 h: " + "; ".join(r.message for r in unusual)
+        if unusual else f"post-deployment: {len(reasons)} metrics usual against the last 24 h"
+    )  # fmt: skip
+    promoted_at = deployment.ended_at or deployment.started_at
+    interval = next_assessment_seconds(Phase.MONITORING, status, (now - promoted_at).total_seconds())
+    decision = Decision.HEALTHY if reasons and not unusual else Decision.INCONCLUSIVE
+    assessment = Assessment(
+        deployment_id=deployment.deployment_id, at=now, step_index=deployment.step_index, canary_weight=1.0,
+        verdict=Verdict(decision=decision, summary=summary, reasons=reasons, judge="anomaly"),
+        health_status=status, details={"kind": KIND, "next_in_seconds": interval},
+    )  # fmt: skip
+    cursor = AssessmentCursor(
+        kind=KIND, at=now, decision=decision, health_status=status,
+        next_at=now + timedelta(seconds=interval or PERIOD_SECONDS), read_until=item.request.end,
+    )  # fmt: skip
+    if save_assessment(repository, deployment, assessment, cursor) is None:
+        return  # another run assessed it in this cycle
+    run.assessed.append(assessment)
+    if (last_status == HealthStatus.WARNING) != bool(unusual) and (last is not None or unusual):
+        event = DeploymentEvent(
+            event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,
+            service=deployment.service, version=deployment.version, environment=deployment.environment,
+            severity=Severity.WARNING if unusual else Severity.INFO,
+            title="Post-Deployment " + ("Anomaly" if unusual else "Back To Usual"), message=summary,
+            reasons=unusual,
+        )  # fmt: skip
+        repository.add_event(event)
+        publisher.publish(event)
 
 
 def monitor_promoted(
@@ -89,66 +206,13 @@ def monitor_promoted(
     now: datetime,
     reader: MetricsReader | None = None,
 ) -> MonitoringRun:
+    """Monitor every promoted deployment that is due (the scheduled assessor batches this with its canary reads)."""
     reader = reader or MetricsReader()
     run = MonitoringRun()
-    for deployment in repository.monitored_deployments():
-        promoted_at = deployment.ended_at or deployment.started_at
-        history = repository.assessments(deployment.deployment_id)
-        monitoring = [a for a in history if a.details.get("kind") == "post_deployment"]
-        last_status = monitoring[-1].health_status if monitoring else None
-        interval = next_assessment_seconds(Phase.MONITORING, last_status, (now - promoted_at).total_seconds())
-        if interval is None:
-            repository.update_deployment(deployment.deployment_id, _finish)
-            repository.audit(deployment.deployment_id, "monitoring_ended", ACTOR, "24 hours after promotion")
-            run.finished.append(deployment.deployment_id)
-            continue
-        if monitoring and (now - monitoring[-1].at).total_seconds() < interval:
-            run.not_due.append(deployment.deployment_id)
-            continue
-        if not isinstance(deployment.target, LambdaTarget):
-            run.not_due.append(deployment.deployment_id)
-            continue
-        reasons = []
-        for metric_id, series in _series(deployment, config, now, reader).items():
-            report = detect_anomalies(series, recent=timedelta(minutes=15), lookback=HISTORY)
-            if report.status == "anomalous":
-                reasons.append(
-                    VerdictReason(
-                        metric_id=metric_id,
-                        status="fail",
-                        canary_value=report.anomalies[-1].value if report.anomalies else None,
-                        baseline_value=report.expected,
-                        message=f"{metric_id}: {report.message}",
-                    )
-                )
-            elif report.status == "normal":
-                reasons.append(
-                    VerdictReason(metric_id=metric_id, status="pass", message=f"{metric_id}: {report.message}")
-                )
-        unusual = [r for r in reasons if r.status == "fail"]
-        status = HealthStatus.WARNING if unusual else (HealthStatus.HEALTHY if reasons else HealthStatus.UNKNOWN)
-        summary = (
-            "post-deployment: unusual against the last 24 h: " + "; ".join(r.message for r in unusual)
-            if unusual else f"post-deployment: {len(reasons)} metrics usual against the last 24 h"
-        )  # fmt: skip
-        assessment = Assessment(
-            deployment_id=deployment.deployment_id, at=now, step_index=deployment.step_index, canary_weight=1.0,
-            verdict=Verdict(decision=Decision.HEALTHY if reasons and not unusual else Decision.INCONCLUSIVE,
-                            summary=summary, reasons=reasons, judge="anomaly"),
-            health_status=status, details={"kind": "post_deployment", "next_in_seconds": interval},
-        )  # fmt: skip
-        repository.add_assessment(assessment)
-        run.assessed.append(assessment)
-        if (last_status == HealthStatus.WARNING) != bool(unusual) and (monitoring or unusual):
-            event = DeploymentEvent(
-                event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,
-                service=deployment.service, version=deployment.version, environment=deployment.environment,
-                severity=Severity.WARNING if unusual else Severity.INFO,
-                title="Post-Deployment " + ("Anomaly" if unusual else "Back To Usual"), message=summary,
-                reasons=unusual,
-            )  # fmt: skip
-            repository.add_event(event)
-            publisher.publish(event)
+    due = due_monitoring(repository.monitored_deployments(), config, repository, now, run)
+    values = reader.read_windows([d.request for d in due])
+    for item in due:
+        complete_monitoring(item, values, config, repository, publisher, now, run)
     return run
 
 

@@ -2,7 +2,10 @@
 
 Powertools Logger, Tracer and Metrics, the environment each function needs (one
 pydantic model, validated once per container, naming any missing variable), and
-the long-lived collaborators (repository, publisher), created lazily and once.
+the long-lived collaborators (repository, publisher, alert engine, canary controller),
+created lazily and once. Nothing heavy is imported here: the alert engine and the
+canary controller are imported by the first function that asks for them, and the
+X-Ray SDK only when tracing is active (``_X_AMZN_TRACE_ID`` or ``AWS_XRAY_*`` set by Lambda).
 """
 
 from __future__ import annotations
@@ -10,22 +13,32 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deployguard.alerts.engine import AlertEngine
-from deployguard.aws.events import EventPublisher
-from deployguard.canary import CanaryController
-from deployguard.config import DeployGuardConfig, load_config
 from deployguard.exceptions import ConfigError
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine
+    from deployguard.aws.events import EventPublisher
+    from deployguard.canary import CanaryController
+    from deployguard.config import DeployGuardConfig
+    from deployguard.storage.repository import DeploymentRepository
 
 SERVICE_NAME = "deployguard"
 METRICS_NAMESPACE = "DeployGuard"
 
+
+def tracing_active() -> bool:
+    """Whether Lambda traces this function (active tracing sets the X-Ray daemon address)."""
+    return bool(os.environ.get("AWS_XRAY_DAEMON_ADDRESS")) and os.environ.get("POWERTOOLS_TRACE_DISABLED") != "true"
+
+
 logger = Logger(service=SERVICE_NAME)
-tracer = Tracer(service=SERVICE_NAME)
+# disabled: Powertools never imports the X-Ray SDK (its import is most of a cold start's cost)
+tracer = Tracer(service=SERVICE_NAME, disabled=not tracing_active())
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 
 
@@ -38,6 +51,7 @@ class FunctionEnvironment(BaseModel):
     events_topic_arn: str = Field(alias="EVENTS_TOPIC_ARN", min_length=1)
     notification_dlq_url: str | None = Field(default=None, alias="NOTIFICATION_DLQ_URL")
     canary_state_machine_arn: str | None = Field(default=None, alias="CANARY_STATE_MACHINE_ARN")
+    assessment_queue_url: str | None = Field(default=None, alias="ASSESSMENT_QUEUE_URL")
     environment: str = Field(default="production", alias="DEPLOYGUARD_ENVIRONMENT")
     local_mode: bool = Field(default=False, alias="DEPLOYGUARD_LOCAL")
 
@@ -53,16 +67,22 @@ def environment() -> FunctionEnvironment:
 
 @functools.cache
 def config() -> DeployGuardConfig:
+    from deployguard.config import load_config
+
     return load_config()
 
 
 @functools.cache
 def repository() -> DeploymentRepository:
+    from deployguard.storage.repository import DeploymentRepository
+
     return DeploymentRepository(environment().deployments_table, retention_days=config().retention_days)
 
 
 @functools.cache
 def publisher() -> EventPublisher:
+    from deployguard.aws.events import EventPublisher
+
     return EventPublisher(environment().events_topic_arn)
 
 
@@ -84,9 +104,13 @@ def reset() -> None:
 
 @functools.cache
 def alert_engine() -> AlertEngine:
+    from deployguard.alerts.engine import AlertEngine
+
     return AlertEngine.for_config(config(), repository(), publisher())
 
 
 @functools.cache
 def canary_controller() -> CanaryController:
+    from deployguard.canary import CanaryController
+
     return CanaryController(config(), repository(), publisher(), alerts=alert_engine())

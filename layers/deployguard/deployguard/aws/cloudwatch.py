@@ -112,6 +112,20 @@ def _filled(values: list[float | None], spec: MetricSpec) -> list[float | None]:
     return [spec.fill_missing if v is None else v for v in values]
 
 
+@dataclass(frozen=True)
+class WindowRequest:
+    """Queries that share one time range and period (one deployment's canary or monitoring read)."""
+
+    queries: Sequence[MetricQuery]
+    start: datetime
+    end: datetime
+    interval_seconds: int
+
+    @property
+    def periods(self) -> int:
+        return max(0, int((self.end - self.start).total_seconds()) // self.interval_seconds)
+
+
 class MetricsReader:
     """Reads per-period metric values for many queries in the fewest GetMetricData calls."""
 
@@ -122,48 +136,68 @@ class MetricsReader:
         self, queries: Sequence[MetricQuery], start: datetime, end: datetime, interval_seconds: int
     ) -> dict[tuple[str, str, str], list[float | None]]:
         """Values per query key, one per period in [start, end), None where CloudWatch has no datapoint."""
-        periods = max(0, int((end - start).total_seconds()) // interval_seconds)
-        out: dict[tuple[str, str, str], list[float | None]] = {q.key: [None] * periods for q in queries}
-        if periods == 0 or not queries:
-            return out
-        for offset in range(0, len(queries), MAX_QUERIES_PER_CALL):
-            batch = queries[offset : offset + MAX_QUERIES_PER_CALL]
-            ids = {f"q{i}": q.key for i, q in enumerate(batch)}
-            request: dict[str, Any] = {
-                "MetricDataQueries": [
-                    {
-                        "Id": qid,
-                        "MetricStat": {
-                            "Metric": {
-                                "Namespace": q.spec.namespace,
-                                "MetricName": q.spec.name,
-                                "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(q.dimensions.items())],
-                            },
-                            "Period": interval_seconds,
-                            "Stat": q.spec.stat,
-                        },
-                        "ReturnData": True,
-                    }
-                    for qid, q in zip(ids, batch, strict=True)
-                ],
-                "StartTime": start,
-                "EndTime": end,
-                "ScanBy": "TimestampAscending",
-            }
-            while True:
-                resp = clients.client("cloudwatch").get_metric_data(**request)
-                self.calls += 1
-                for result in resp.get("MetricDataResults", []):
-                    series = out[ids[result["Id"]]]
-                    for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
-                        index = int((ts - start).total_seconds()) // interval_seconds
-                        if 0 <= index < periods and value is not None and math.isfinite(value):
-                            series[index] = float(value)
-                token = resp.get("NextToken")
-                if not token:
-                    break
-                request["NextToken"] = token
+        return self.read_windows([WindowRequest(queries, start, end, interval_seconds)])
+
+    def read_windows(self, requests: Sequence[WindowRequest]) -> dict[tuple[str, str, str], list[float | None]]:
+        """Values per query key over each request's own range and period, every request read together.
+
+        The queries are packed 500 a call in the order of their start, and a call asks from
+        the earliest start of its queries: canary and monitoring reads of any number of
+        deployments cost ceil(queries / 500) calls (plus paging past 100,800 datapoints),
+        and a young canary's queries do not share a call's range with a day of history
+        unless they have to.
+        """
+        out: dict[tuple[str, str, str], list[float | None]] = {}
+        entries: list[tuple[MetricQuery, WindowRequest]] = []
+        for request in requests:
+            for q in request.queries:
+                out[q.key] = [None] * request.periods
+                if request.periods:
+                    entries.append((q, request))
+        entries.sort(key=lambda e: (e[1].start, e[1].interval_seconds))
+        for offset in range(0, len(entries), MAX_QUERIES_PER_CALL):
+            self._read_batch(entries[offset : offset + MAX_QUERIES_PER_CALL], out)
         return out
+
+    def _read_batch(
+        self, batch: Sequence[tuple[MetricQuery, WindowRequest]], out: dict[tuple[str, str, str], list[float | None]]
+    ) -> None:
+        ids = {f"q{i}": entry for i, entry in enumerate(batch)}
+        request: dict[str, Any] = {
+            "MetricDataQueries": [
+                {
+                    "Id": qid,
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": q.spec.namespace,
+                            "MetricName": q.spec.name,
+                            "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(q.dimensions.items())],
+                        },
+                        "Period": window.interval_seconds,
+                        "Stat": q.spec.stat,
+                    },
+                    "ReturnData": True,
+                }
+                for qid, (q, window) in ids.items()
+            ],
+            "StartTime": min(window.start for _, window in batch),
+            "EndTime": max(window.end for _, window in batch),
+            "ScanBy": "TimestampAscending",
+        }
+        while True:
+            resp = clients.client("cloudwatch").get_metric_data(**request)
+            self.calls += 1
+            for result in resp.get("MetricDataResults", []):
+                q, window = ids[result["Id"]]
+                series = out[q.key]
+                for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
+                    index = int((ts - window.start).total_seconds()) // window.interval_seconds
+                    if 0 <= index < len(series) and value is not None and math.isfinite(value):
+                        series[index] = float(value)
+            token = resp.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
 
     def canary_windows(
         self,
@@ -177,37 +211,53 @@ class MetricsReader:
         complete period before ``now``.
         """
         items = list(deployments)
-        if not items:
-            return {}
-        end = floor_time(now, interval_seconds)
-        starts = {d.deployment_id: floor_time(d.started_at, interval_seconds) for d, _ in items}
-        start = min(starts.values())
-        queries = [q for d, specs in items for q in canary_queries(d.deployment_id, d, specs)]
-        values = self.read(queries, start, end, interval_seconds)
-        windows = {}
-        for deployment, specs in items:
-            skip = int((starts[deployment.deployment_id] - start).total_seconds()) // interval_seconds
-            since_shift = None
-            if deployment.weight_changed_at is not None:
-                since_shift = max(
-                    0,
-                    int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds())
-                    // interval_seconds,
-                )
-            windows[deployment.deployment_id] = CanaryWindow(
-                interval_seconds=interval_seconds,
-                canary_weight=deployment.canary_weight,
-                periods_since_shift=since_shift,
-                metrics=[
-                    MetricWindow(
-                        spec=spec,
-                        baseline=_filled(values[(deployment.deployment_id, spec.id, "baseline")][skip:], spec),
-                        canary=_filled(values[(deployment.deployment_id, spec.id, "canary")][skip:], spec),
-                    )
-                    for spec in specs
-                ],
+        requests = [canary_request(d, specs, now, interval_seconds) for d, specs in items]
+        values = self.read_windows(requests)
+        return {d.deployment_id: canary_window(d, specs, values, now, interval_seconds) for d, specs in items}
+
+
+def canary_request(
+    deployment: Deployment, specs: Sequence[MetricSpec], now: datetime, interval_seconds: int = 60
+) -> WindowRequest:
+    """The read of a canary's window: both versions, from its start to the last complete period."""
+    return WindowRequest(
+        canary_queries(deployment.deployment_id, deployment, specs),
+        floor_time(deployment.started_at, interval_seconds),
+        floor_time(now, interval_seconds),
+        interval_seconds,
+    )
+
+
+def canary_window(
+    deployment: Deployment,
+    specs: Sequence[MetricSpec],
+    values: dict[tuple[str, str, str], list[float | None]],
+    now: datetime,
+    interval_seconds: int = 60,
+) -> CanaryWindow:
+    """The CanaryWindow of a deployment from the values of its :func:`canary_request`."""
+    end = floor_time(now, interval_seconds)
+    since_shift = None
+    if deployment.weight_changed_at is not None:
+        since_shift = max(
+            0,
+            int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds())
+            // interval_seconds,
+        )
+    key = deployment.deployment_id
+    return CanaryWindow(
+        interval_seconds=interval_seconds,
+        canary_weight=deployment.canary_weight,
+        periods_since_shift=since_shift,
+        metrics=[
+            MetricWindow(
+                spec=spec,
+                baseline=_filled(values[(key, spec.id, "baseline")], spec),
+                canary=_filled(values[(key, spec.id, "canary")], spec),
             )
-        return windows
+            for spec in specs
+        ],
+    )
 
 
 def put_metric_values(

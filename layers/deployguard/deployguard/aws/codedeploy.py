@@ -194,6 +194,15 @@ class DeploymentTargetInfo(Model):
 
     lifecycle_events: list[tuple[str, str]] = Field(default_factory=list)  # (name, status), in order
     task_sets: list[TaskSetInfo] = Field(default_factory=list)
+    lambda_weight: float | None = None  # Lambda: lambdaFunctionInfo.targetVersionWeight, in percent
+
+    def new_version_weight(self) -> float | None:
+        """The new version's share of production traffic (0..1): the Lambda target version's
+        weight, or the green task set's; None when CodeDeploy names neither."""
+        if self.lambda_weight is not None:
+            return min(1.0, max(0.0, self.lambda_weight / 100.0))
+        green = self.task_set("Green")
+        return None if green is None else min(1.0, max(0.0, green.traffic_weight / 100.0))
 
     @property
     def running_event(self) -> str | None:
@@ -204,7 +213,9 @@ class DeploymentTargetInfo(Model):
 
 
 def _target_info(body: dict[str, Any]) -> DeploymentTargetInfo:
+    weight = (body.get("lambdaFunctionInfo") or {}).get("targetVersionWeight")
     return DeploymentTargetInfo(
+        lambda_weight=None if weight is None else float(weight),
         lifecycle_events=[
             (str(e.get("lifecycleEventName", "")), str(e.get("status", ""))) for e in body.get("lifecycleEvents", [])
         ],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -64,6 +65,7 @@ def _conditional_failed(exc: ClientError) -> bool:
 class IncidentRepository:
     def __init__(self, deployments: DeploymentRepository) -> None:
         self.deployments = deployments
+        self._cycle: dict[str, list[Incident]] | None = None
 
     @property
     def table(self) -> Any:
@@ -197,7 +199,26 @@ class IncidentRepository:
         return [from_item(Incident, item) for item in items]
 
     def open_incidents_of(self, deployment_id: str) -> list[Incident]:
+        """The deployment's open incidents: from the cycle's one read while a cycle runs (see
+        :meth:`one_read_per_cycle`), else read now."""
+        if self._cycle is not None:
+            return list(self._cycle.get(deployment_id, []))
         return [i for i in self.open_incidents() if i.deployment_id == deployment_id]
+
+    @contextmanager
+    def one_read_per_cycle(self) -> Iterator[dict[str, list[Incident]]]:
+        """Read the open incidents once for a whole assessment cycle (one Query, not one per deployment).
+
+        Incidents opened during the cycle are not in it; every change of an incident still
+        re-reads it under its optimistic lock, so a stale view never overwrites anything."""
+        by_deployment: dict[str, list[Incident]] = {}
+        for incident in self.open_incidents():
+            by_deployment.setdefault(incident.deployment_id, []).append(incident)
+        self._cycle = by_deployment
+        try:
+            yield by_deployment
+        finally:
+            self._cycle = None
 
     def find_by_prefix(self, prefix: str, limit: int = 200) -> Incident:
         """An incident by id or by a unique prefix of its id (for the CLI)."""

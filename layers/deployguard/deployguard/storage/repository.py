@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -142,6 +143,70 @@ class DeploymentRepository:
         deployment.version_counter = expected + 1
         return deployment
 
+    def save_with_assessment(self, deployment: Deployment, assessment: Assessment) -> Deployment:
+        """Store an assessment and the changed deployment record in one transaction (TransactWriteItems),
+        the record only if nobody wrote it since it was read: ConflictError otherwise, and neither is written."""
+        expected = deployment.version_counter
+        new = deployment.model_copy(update={"version_counter": expected + 1})
+        serialize = TypeSerializer().serialize
+        history = self._history_item(
+            assessment.deployment_id, keys.ASSESSMENT, assessment.at, assessment.assessment_id, assessment
+        )
+
+        def marshalled(item: dict[str, Any]) -> dict[str, Any]:
+            return {k: serialize(v) for k, v in item.items()}
+
+        try:
+            clients.client("dynamodb").transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": marshalled(history),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": marshalled(self._deployment_item(new)),
+                            "ConditionExpression": "version_counter = :expected",
+                            "ExpressionAttributeValues": {":expected": serialize(expected)},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+                raise ConflictError(
+                    f"deployment {deployment.deployment_id} changed since it was read (version {expected})"
+                ) from exc
+            raise
+        deployment.version_counter = expected + 1
+        return deployment
+
+    def deployments_by_id(self, deployment_ids: list[str]) -> list[Deployment]:
+        """Many deployments in BatchGetItem calls (100 keys a call, unprocessed keys asked again)."""
+        found: list[Deployment] = []
+        dynamodb = clients.resource("dynamodb")
+        for offset in range(0, len(deployment_ids), 100):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [
+                        {keys.PK: keys.deployment_pk(i), keys.SK: keys.META}
+                        for i in deployment_ids[offset : offset + 100]
+                    ],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                resp = dynamodb.batch_get_item(RequestItems=request)
+                items = resp.get("Responses", {}).get(self.table_name, [])
+                found.extend(_from_item(Deployment, item) for item in items)
+                request = resp.get("UnprocessedKeys") or {}
+        order = {d: i for i, d in enumerate(deployment_ids)}
+        return sorted(found, key=lambda d: order[d.deployment_id])
+
     def update_deployment(
         self, deployment_id: str, change: Callable[[Deployment], None], attempts: int = 5
     ) -> Deployment:
@@ -205,6 +270,12 @@ class DeploymentRepository:
     # ------------------------------------------------------------------ history
 
     def _put_history(self, deployment_id: str, prefix: str, at: datetime, unique: str, model: BaseModel) -> None:
+        item = self._history_item(deployment_id, prefix, at, unique, model)
+        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    def _history_item(
+        self, deployment_id: str, prefix: str, at: datetime, unique: str, model: BaseModel
+    ) -> dict[str, Any]:
         item = _to_item(model)
         item.update(
             {
@@ -214,7 +285,7 @@ class DeploymentRepository:
                 "record_type": prefix.rstrip("#").lower(),
             }
         )
-        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return item
 
     def add_assessment(self, assessment: Assessment) -> None:
         self._put_history(
