@@ -42,6 +42,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m deployguard_local.bench
+	$(BIN)/deployguard bench scale
 
 # The AWS SAM CLI lives in its own environment (its pins differ from ours).
 $(SAM):

@@ -334,6 +334,61 @@ def atomic_dynamodb() -> Callable[[], None]:
     return undo
 
 
+def transactions_without_table_copy() -> Callable[[], None]:
+    """moto's TransactWriteItems deep-copies every table it touches (to roll back on failure), so a
+    transaction costs as much as the table is large. Here the conditions are checked first and the
+    operations applied only if all hold, which needs no copy; any other case (a condition fails,
+    an operation moto must refuse) goes to moto's own code for its exact answer. Atomic between
+    threads once :func:`atomic_dynamodb` serialises it. Returns the undo."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        plan = []
+        seen = set()
+        for entry in transact_items:
+            if len(entry) != 1:
+                return original(self, transact_items)
+            op_type, op = next(iter(entry.items()))
+            if op_type not in ("Put", "Delete", "ConditionCheck") or op["TableName"] not in self.tables:
+                return original(self, transact_items)
+            table = self.tables[op["TableName"]]
+            if op_type == "Put":
+                attrs = op["Item"]
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+            marker = (op["TableName"], str(sorted(key.items())))
+            if marker in seen:
+                return original(self, transact_items)
+            seen.add(marker)
+            condition = op.get("ConditionExpression")
+            if condition is not None:
+                check = get_filter_expression(
+                    condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+                )
+                if not check.expr(self.get_item(op["TableName"], key)):
+                    return original(self, transact_items)  # moto cancels it, with the reasons
+            plan.append((op_type, op, key))
+        for op_type, op, key in plan:
+            if op_type == "Put":
+                self.put_item(op["TableName"], op["Item"])
+            elif op_type == "Delete":
+                self.delete_item(op["TableName"], key)
+        return None
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+    def undo() -> None:
+        DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+
+    return undo
+
+
 def _patch_moto(
     registry: FunctionRegistry, invoker: AsyncInvoker, topics: Callable[[], list[str]], sim_clock: ListeningClock | None
 ) -> list[Callable[[], None]]:
@@ -343,7 +398,7 @@ def _patch_moto(
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
-    undo: list[Callable[[], None]] = [atomic_dynamodb()]
+    undo: list[Callable[[], None]] = [transactions_without_table_copy(), atomic_dynamodb()]
 
     def invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         payload = json.loads(event) if isinstance(event, str | bytes) else event

@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deployguard.alerts.settings import AlertingSettings
@@ -33,7 +32,7 @@ _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class CanaryPlan(StrictModel):
@@ -142,6 +141,8 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_config(text: str, source: str) -> DeployGuardConfig:
+    import yaml  # only a YAML configuration needs it (a cold start saved for JSON ones)
+
     try:
         document = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -27,7 +27,8 @@ def new_id(prefix: str) -> str:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+    # schemas are built on first use, not at import: a function pays only for the models it uses
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- deployments

@@ -13,19 +13,23 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployguard.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
     from deployguard.alerts.engine import AlertEngine
     from deployguard.aws.events import EventPublisher
     from deployguard.canary import CanaryController
     from deployguard.config import DeployGuardConfig
     from deployguard.storage.repository import DeploymentRepository
+
+H = TypeVar("H", bound=Callable[..., Any])
 
 SERVICE_NAME = "deployguard"
 METRICS_NAMESPACE = "DeployGuard"
@@ -36,9 +40,24 @@ def tracing_active() -> bool:
     return bool(os.environ.get("AWS_XRAY_DAEMON_ADDRESS")) and os.environ.get("POWERTOOLS_TRACE_DISABLED") != "true"
 
 
+class LazyTracer:
+    """The Powertools Tracer, created (and the X-Ray SDK imported, most of a cold start's cost)
+    only when Lambda traces the function; otherwise handlers run undecorated."""
+
+    @functools.cached_property
+    def tracer(self) -> Tracer:
+        from aws_lambda_powertools import Tracer
+
+        return Tracer(service=SERVICE_NAME)
+
+    def capture_lambda_handler(self, handler: H) -> H:
+        if not tracing_active():
+            return handler
+        return cast(H, self.tracer.capture_lambda_handler(handler))
+
+
 logger = Logger(service=SERVICE_NAME)
-# disabled: Powertools never imports the X-Ray SDK (its import is most of a cold start's cost)
-tracer = Tracer(service=SERVICE_NAME, disabled=not tracing_active())
+tracer = LazyTracer()
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 
 

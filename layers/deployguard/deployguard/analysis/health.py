@@ -19,7 +19,7 @@ from deployguard.models import CanaryWindow, Direction, HealthStatus, MetricKind
 
 
 class MetricThreshold(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: str = Field(pattern=r"^[a-z][a-zA-Z0-9_]*$")
     metric_type: MetricType
@@ -85,7 +85,7 @@ def default_type_weights() -> dict[MetricType, float]:
 class HealthSettings(BaseModel):
     """The metric catalogue with thresholds, and the weight of each metric type in the score."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     catalogue: list[MetricThreshold] = Field(default_factory=default_catalogue)
     extra_metrics: list[MetricThreshold] = Field(

@@ -185,7 +185,7 @@ def resolve_spec(spec: MetricSpec, ids: set[str] | None = None) -> MetricSpec:
 class MinimumEffects(BaseModel):
     """The smallest changes that matter: smaller real differences are not failures."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     rate_relative: float = Field(
         default=0.05,
@@ -209,7 +209,7 @@ class MinimumEffects(BaseModel):
 class JudgeSettings(BaseModel):
     """Per-service configuration of the canary judge. Every field has a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     metrics_preset: Literal["lambda", "alb"] = Field(
         default="lambda",

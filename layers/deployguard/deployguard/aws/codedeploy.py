@@ -19,7 +19,6 @@ import logging
 from datetime import datetime
 from typing import Any, Literal
 
-import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
@@ -97,6 +96,8 @@ def _parse_appspec(content: str) -> dict[str, Any]:
     try:
         parsed = json.loads(content)
     except json.JSONDecodeError:
+        import yaml  # YAML AppSpecs only
+
         try:
             parsed = yaml.safe_load(content)
         except yaml.YAMLError as exc:

@@ -24,7 +24,7 @@ EcsHook = Literal["BeforeInstall", "AfterInstall", "AfterAllowTestTraffic", "Bef
 class CheckSettings(BaseModel):
     """One pre-traffic check."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str = Field(min_length=1, max_length=64)
     description: str = ""
@@ -96,7 +96,7 @@ def _default_ecs_check_hooks() -> list[EcsHook]:
 class HookSettings(BaseModel):
     """The ``hooks:`` section of a service."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     pre_traffic: list[CheckSettings] = Field(default_factory=_default_checks)
     post_traffic_window_seconds: int = Field(default=600, ge=60, le=3600, description="what the judge looks at")

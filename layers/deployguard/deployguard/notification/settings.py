@@ -33,7 +33,7 @@ DEFAULT_ALLOWED_HOSTS = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ChannelKind(StrEnum):
