@@ -150,11 +150,11 @@ def counting() -> Iterator[CallCounter]:
         clients.reset()
 
 
-def _target(n: int) -> LambdaTarget:
-    return LambdaTarget(function_name=f"svc-{n % FUNCTIONS:02d}", alias="live", stable_version="1", new_version="2")
+def _target(n: int, functions: int = FUNCTIONS) -> LambdaTarget:
+    return LambdaTarget(function_name=f"svc-{n % functions:02d}", alias="live", stable_version="1", new_version="2")
 
 
-def _write_metrics(start: datetime, end: datetime, seed: int) -> None:
+def _write_metrics(start: datetime, end: datetime, seed: int, functions: int) -> None:
     """Every function's five Lambda metrics, both versions (and the alias, as Lambda publishes them):
     a datapoint a minute from ``start`` to ``end`` (a datapoint every 5 minutes before the last 3 hours)."""
     rng = random.Random(seed)
@@ -163,8 +163,8 @@ def _write_metrics(start: datetime, end: datetime, seed: int) -> None:
     at = start
     while at < end:
         step = 60 if end - at <= timedelta(hours=3) else 300
-        for n in range(FUNCTIONS):
-            target = _target(n)
+        for n in range(functions):
+            target = _target(n, functions)
             for version, requests in (("1", 1000.0), ("2", 100.0)):
                 values = {"invocations": requests, "errors": requests * 0.01 * (0.8 + 0.4 * rng.random()),
                           "throttles": 0.0, "duration_p50": 80 * (0.95 + 0.1 * rng.random()),
@@ -180,7 +180,9 @@ def _write_metrics(start: datetime, end: datetime, seed: int) -> None:
         cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=pending[offset : offset + 1000])
 
 
-def _seed(aws: EmbeddedAws, deployments: int, age_minutes: int, monitored: int, seed: int) -> None:
+def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -> None:
+    """N active CodeDeploy canaries aged ``age_minutes`` (with their assessment history, weight 10%,
+    CodeDeploy's Lambda targets) and ``monitored`` promoted deployments, with their functions' metrics."""
     from deployguard_local.codedeploy import create_lambda_deployment
     from deployguard_local.ecs import TARGETS
 
@@ -189,9 +191,10 @@ def _seed(aws: EmbeddedAws, deployments: int, age_minutes: int, monitored: int, 
     repository = DeploymentRepository()
     table = repository.table
     started = now - timedelta(minutes=age_minutes)
+    functions = max(1, min(FUNCTIONS, max(deployments, monitored)))
     with table.batch_writer() as batch:
         for n in range(deployments):
-            target = _target(n)
+            target = _target(n, functions)
             codedeploy_id = create_lambda_deployment(target, target.function_name, "live")
             TARGETS.add_lambda_target(codedeploy_id, target.function_name, "live", "1", "2")
             TARGETS.weigh_lambda(codedeploy_id, 10.0)
@@ -220,7 +223,7 @@ def _seed(aws: EmbeddedAws, deployments: int, age_minutes: int, monitored: int, 
                     )
                 )
         for n in range(monitored):
-            target = _target(n)
+            target = _target(n, functions)
             promoted = now - timedelta(seconds=rng.uniform(0, 23.5 * 3600))
             age = (now - promoted).total_seconds()
             interval = 60 if age < 3600 else 300 if age < 7 * 3600 else 900
@@ -235,7 +238,8 @@ def _seed(aws: EmbeddedAws, deployments: int, age_minutes: int, monitored: int, 
                                                  next_at=last + timedelta(seconds=interval - 5)),
             )  # fmt: skip
             batch.put_item(Item=repository._deployment_item(deployment))
-    _write_metrics(now - timedelta(hours=24), now + timedelta(minutes=CYCLES + 1), seed)
+    history = timedelta(hours=24) if monitored else timedelta(minutes=age_minutes + 1)
+    _write_metrics(now - history, now + timedelta(minutes=CYCLES + 1), seed, functions)
 
 
 def _schedule_event(at: datetime) -> dict[str, Any]:
@@ -248,7 +252,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -
     """One configuration: CYCLES consecutive minute ticks (and their shards), per deployment per cycle."""
     with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
         assert aws.clock is not None
-        _seed(aws, deployments, age_minutes, monitored, seed)
+        seed_loop(deployments, age_minutes, monitored, seed)
         assessed = 0
         cpu = 0.0
         deferred = 0

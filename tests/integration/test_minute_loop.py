@@ -1,0 +1,103 @@
+"""The minute loop's work per deployment does not grow with its age, two ticks never overlap, a
+tick out of time leaves the rest for the next one (and still runs the alert tick), and more due
+deployments than one invocation takes are handed out in shards through the assessment queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from deployguard import clock, runtime
+from deployguard.assessor import RUN_LOCK, run_tick
+from deployguard.aws.shards import send_shards
+from deployguard.models import Decision
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.bench_scale import counting, seed_loop
+from deployguard_local.emulator import EmbeddedAws
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def loop() -> Iterator[EmbeddedAws]:
+    with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
+        seed_loop(deployments=4, age_minutes=5, monitored=0)
+        assert aws.clock is not None
+        aws.clock.advance(60)
+        yield aws
+
+
+def _tick(aws: EmbeddedAws) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
+    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload, errored = aws.invoke("AssessorFunction", event)
+    assert not errored, payload
+    return dict(payload)
+
+
+def test_a_cycle_reads_no_history_writes_once_per_deployment_and_never_asks_lambda(loop: EmbeddedAws) -> None:
+    queries: list[dict[str, Any]] = []
+    with counting() as counter:
+
+        def note(params: Any = None, **_: Any) -> None:
+            queries.append(dict(params))
+
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build.dynamodb.Query", note, unique_id="t-q")
+        first = _tick(loop)
+        assert loop.clock is not None
+        loop.clock.advance(60)
+        second = _tick(loop)
+        boto3.DEFAULT_SESSION.events.unregister("before-parameter-build.dynamodb.Query", unique_id="t-q")
+    assert len(first["assessed"]) == len(second["assessed"]) == 4
+    calls = counter.guard_calls()
+    assert calls[("dynamodb", "TransactWriteItems")] == 8  # assessment and record together, once each
+    assert not any(service == "lambda" for service, _ in calls)  # weights come from CodeDeploy's targets
+    assert calls[("cloudwatch", "GetMetricData")] == 2  # 40 queries a cycle: one call
+    assert all("IndexName" in q for q in queries), "no history Query on the hot path"
+    assert calls[("dynamodb", "Query")] <= 2 * 8  # a fixed number a cycle, whatever the number of deployments
+    record = DeploymentRepository().get_deployment("bench-00000")
+    assert record.last_assessment is not None and record.last_assessment.kind == "canary"
+    assert record.last_assessment.decision in tuple(Decision)
+    assert record.last_assessment.next_at > clock.now()
+
+
+def test_a_tick_is_refused_while_another_holds_the_run_lock(loop: EmbeddedAws) -> None:
+    repository = DeploymentRepository()
+    assert repository.claim_once(RUN_LOCK, "tick", timedelta(seconds=120))
+    payload = _tick(loop)
+    assert payload["overlapping"] is True and payload["assessed"] == []
+    repository.release(RUN_LOCK, "tick")
+    assert len(_tick(loop)["assessed"]) == 4
+
+
+def test_out_of_time_the_rest_waits_for_the_next_tick_and_the_alert_tick_still_runs(loop: EmbeddedAws) -> None:
+    repository = DeploymentRepository()
+    args = (runtime.config(), repository, runtime.publisher())
+    starved = run_tick(*args, alerts=runtime.alert_engine(), remaining_ms=lambda: 25_000)
+    assert starved.assessed == [] and sorted(starved.deferred) == [f"bench-{n:05d}" for n in range(4)]
+    assert starved.tick is not None  # escalation, auto-resolution and approved actions were not starved
+    assert len(run_tick(*args, alerts=runtime.alert_engine()).assessed) == 4
+    assert run_tick(*args, alerts=runtime.alert_engine()).assessed == []  # not due again within the minute
+
+
+def test_more_due_than_one_invocation_takes_go_out_in_shards_to_the_shard_function(loop: EmbeddedAws) -> None:
+    queue_url = loop.ref("AssessmentQueue")
+    repository = DeploymentRepository()
+    run = run_tick(
+        runtime.config(), repository, runtime.publisher(), alerts=runtime.alert_engine(),
+        send_shards=lambda shards: send_shards(queue_url, shards, clock.now()), shard_size=3, inline_limit=2,
+    )  # fmt: skip
+    assert run.shards == 2 and run.assessed == []
+    answers = loop.deliver_queue("AssessorShardFunction")
+    assert [errored for _, errored in answers] == [False, False]
+    assert sum(payload["assessed"] for payload, _ in answers) == 4
+    assert all(payload["deferred"] == 0 for payload, _ in answers)
+    assert all(repository.get_deployment(f"bench-{n:05d}").last_assessment is not None for n in range(4))
+    assert loop.deliver_queue("AssessorShardFunction") == []  # every shard was deleted once done
