@@ -4,7 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from deployguard import clock
-from deployguard.aws.cloudwatch import MetricQuery, MetricsReader, put_metric_values
+from deployguard.aws.cloudwatch import MetricQuery, MetricsReader, WindowRequest, put_metric_values
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget, MetricKind, MetricSpec
 
 TARGET = LambdaTarget(function_name="checkout-api", alias="live", stable_version="1", new_version="2")
@@ -76,3 +76,21 @@ def test_no_complete_period_reads_nothing(embedded: Any) -> None:
     query = MetricQuery(("r", "m", "canary"), SPECS[0], _dims("2"))
     assert reader.read([query], clock.now(), clock.now(), 60) == {("r", "m", "canary"): []}
     assert reader.calls == 0
+
+
+def test_reads_of_different_ranges_and_periods_go_together_each_in_its_own_periods(embedded: Any) -> None:
+    day_ago = clock.now()
+    put_metric_values("AWS/Lambda", "Invocations", _dims("1"), day_ago + timedelta(minutes=2), "Count", value=7)
+    embedded.clock.advance(24 * 3600)
+    young = clock.now()
+    put_metric_values("AWS/Lambda", "Invocations", _dims("2"), young + timedelta(seconds=30), "Count", value=3)
+    embedded.clock.advance(180)
+    history = WindowRequest([MetricQuery(("old", "invocations", "baseline"), SPECS[0], _dims("1"))],
+                            day_ago, day_ago + timedelta(hours=1), 300)  # fmt: skip
+    canary = WindowRequest([MetricQuery(("new", "invocations", "canary"), SPECS[0], _dims("2"))],
+                           young, clock.now(), 60)  # fmt: skip
+    reader = MetricsReader()
+    values = reader.read_windows([canary, history])
+    assert reader.calls == 1  # two queries, one GetMetricData call
+    assert values[("old", "invocations", "baseline")] == [7.0] + [None] * 11  # twelve 5-minute periods
+    assert values[("new", "invocations", "canary")] == [3.0, None, None]  # three minutes from its own start
