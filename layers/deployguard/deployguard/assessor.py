@@ -221,12 +221,22 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
                                                                    "reason": str(exc)})  # fmt: skip
         run.skipped.append(deployment.deployment_id)
         return None
-    _refresh_weight(cycle, deployment)
-    if isinstance(deployment.target, EcsTarget) and deployment.canary_weight == 0.0:
-        # green serves only the test listener: test traffic is no production evidence against blue
-        run.skipped.append(deployment.deployment_id)
-        return None
     return DueCanary(deployment, request, interval)
+
+
+def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -> list[Due]:
+    """The chunk with each canary's weight refreshed when due (by whoever assesses it: the tick, or
+    the shard it was handed to); an ECS green task set serving only test traffic is skipped."""
+    kept: list[Due] = []
+    for item in chunk:
+        if isinstance(item, DueCanary):
+            _refresh_weight(cycle, item.deployment)
+            if isinstance(item.deployment.target, EcsTarget) and item.deployment.canary_weight == 0.0:
+                # green serves only the test listener: test traffic is no production evidence against blue
+                run.skipped.append(item.deployment.deployment_id)
+                continue
+        kept.append(item)
+    return kept
 
 
 def current_weight(deployment: Deployment) -> float | None:
@@ -300,6 +310,7 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
             if not budget.allows(CHUNK_RESERVE_MS):
                 run.deferred.extend(item.deployment.deployment_id for item in chunk)
                 continue
+            chunk = _with_production_traffic(cycle, chunk, run)
             values = cycle.reader.read_windows([item.request for item in chunk])
             for item in chunk:
                 if isinstance(item, DueCanary):
