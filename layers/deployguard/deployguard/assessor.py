@@ -248,7 +248,12 @@ def current_weight(deployment: Deployment) -> float | None:
         if deployment.codedeploy_deployment_id:
             from deployguard.aws.codedeploy import CodeDeployGateway
 
-            state = CodeDeployGateway().deployment_target(deployment.codedeploy_deployment_id)
+            target_id = (
+                f"{target.function_name}:{target.alias}"
+                if isinstance(target, LambdaTarget)
+                else f"{target.cluster}:{target.service}"
+            )
+            state = CodeDeployGateway().deployment_target(deployment.codedeploy_deployment_id, target_id)
             weight = state.new_version_weight() if state else None
             if weight is not None or not isinstance(target, LambdaTarget):
                 return weight

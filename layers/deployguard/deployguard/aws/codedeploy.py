@@ -304,9 +304,23 @@ class CodeDeployGateway:
                 }
         deployment.target = target.model_copy(update=update)
 
-    def deployment_target(self, deployment_id: str) -> DeploymentTargetInfo | None:
-        """The lifecycle events and task sets of the deployment's (first) target, if it has one yet."""
+    def deployment_target(self, deployment_id: str, target_id: str | None = None) -> DeploymentTargetInfo | None:
+        """The lifecycle events and task sets of the deployment's (first) target, if it has one yet.
+
+        ``target_id`` (``function:alias`` for Lambda, ``cluster:service`` for ECS, as CodeDeploy
+        names them) saves the ListDeploymentTargets call; the list is asked when it is not the id."""
         codedeploy = clients.client("codedeploy")
+        if target_id:
+            try:
+                target = codedeploy.get_deployment_target(deploymentId=deployment_id, targetId=target_id)
+                body = target["deploymentTarget"].get("ecsTarget") or target["deploymentTarget"].get("lambdaTarget")
+                if body:
+                    return _target_info(body)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "DeploymentTargetDoesNotExistException":
+                    raise _fail(f"GetDeploymentTarget {deployment_id} {target_id}", exc) from exc
+            except BotoCoreError as exc:
+                raise _fail(f"GetDeploymentTarget {deployment_id} {target_id}", exc) from exc
         try:
             target_ids = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds", [])
             for target_id in target_ids:
