@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-import requests
 from pydantic import Field
 
 from deployguard import clock
@@ -118,6 +117,8 @@ def _lambda_invoke(check: CheckSettings, ctx: CheckContext, deadline: float) -> 
 
 
 def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
+    import requests  # only HTTP checks need it: a cold start saved for every other hook
+
     url = safe_address(check, ctx)
     healthy_by = min(deadline, time.monotonic() + check.wait_until_healthy_seconds)
     polls = 0
