@@ -4,6 +4,7 @@ deployguard demo [--scenario FILE]          canary rollouts end to end on the em
 deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
+deployguard config validate FILE... | schema  check a configuration file, write its JSON Schema
 """
 
 from __future__ import annotations
@@ -55,8 +56,18 @@ def _notifications(argv: list[str]) -> int:
     return notifications_cli.main(argv)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deployguard")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deployguard", description="Keeps bad releases out of production on AWS.")
+    parser.add_argument("--version", action="version", version=f"deployguard {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run canary rollouts end to end on the embedded AWS")
     demo.add_argument("--scenario", type=Path, help="replay a deployguard-scenario/1 file through the system")
@@ -71,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
+    sub.add_parser("config", help="validate a configuration file (every problem at once), write its JSON Schema")
     return parser
 
 
@@ -81,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(argv[1:])
     if argv and argv[0] == "notifications":
         return _notifications(argv[1:])
+    if argv and argv[0] == "config":
+        from deployguard_local import config_cli
+
+        return config_cli.main(argv[1:])
     if argv and argv[0] == "incidents":
         from deployguard_local import incidents_cli
 
