@@ -68,6 +68,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deployguard", description="Keeps bad releases out of production on AWS.")
     parser.add_argument("--version", action="version", version=f"deployguard {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run canary rollouts end to end on the embedded AWS")
     demo.add_argument("--scenario", type=Path, help="replay a deployguard-scenario/1 file through the system")
@@ -86,8 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     # subcommands with their own parsers
     if argv and argv[0] == "replay":
         return _replay(argv[1:])
@@ -102,10 +102,55 @@ def main(argv: list[str] | None = None) -> int:
 
         return incidents_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: what went wrong and, where we know it, what to do about it."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, DeployGuardError):
+        return str(exc)
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or try --local)"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region set (set AWS_REGION or pass --region)"
+    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
+        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the AWS endpoint')}: is it running?"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "a call")
+        return f"AWS refused {operation}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 a negative answer (problems found, the function errored, ...); 2 an error."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     try:
-        return int(args.handler(args))
-    except DeployGuardError as exc:
-        print(f"deployguard {args.command}: {exc}", file=sys.stderr)
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `deployguard replay --json DIR | head -1`: the reader has gone, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        command = argv[0] if argv and not argv[0].startswith("-") else ""
+        print(f"deployguard{' ' + command if command else ''}: {describe_error(exc)}", file=sys.stderr)
         return 2
 
 
