@@ -14,12 +14,17 @@ SAM_CLI_VERSION := 1.170.0
 .PHONY: venv demo test lint typecheck cfn-lint pytest bench sam-validate sam-build deploy clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
+	@echo "[1/4] creating the virtual environment .venv (first run only)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "[2/4] upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "[3/4] installing the pinned dependencies of requirements-dev.txt (about a minute; moto is large)"
+	@$(BIN)/python -m pip install --quiet --progress-bar on -r requirements-dev.txt
+	@echo "[4/4] installing deployguard itself (editable)"
+	@$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+	@echo "ready: .venv"
 
 venv: $(STAMP)
 

@@ -20,7 +20,7 @@ from deployguard.exceptions import DeployGuardError
 def _demo(args: argparse.Namespace) -> int:
     from deployguard_local import demo
 
-    return demo.main(args.scenario)
+    return demo.main(args.scenario, quiet=args.quiet, as_json=args.json)
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run canary rollouts end to end on the embedded AWS")
     demo.add_argument("--scenario", type=Path, help="replay a deployguard-scenario/1 file through the system")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary table")
+    demo.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     demo.set_defaults(handler=_demo)
     invoke = sub.add_parser("invoke", help="run one function of template.yaml with an event file")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. CanaryStepFunction")
