@@ -25,10 +25,11 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from deployguard import clock
+from deployguard.config import load_config
 from deployguard.exceptions import DeliveryError, DeployGuardError
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, events_in
 from deployguard.notification.router import NotificationRouter
-from deployguard.notification.settings import NotificationSettings, load_notification_settings
+from deployguard.notification.settings import NotificationSettings
 from deployguard.storage.repository import DeploymentRepository
 
 
@@ -80,7 +81,7 @@ def retry(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit < 1:
         print("error: --limit must be at least 1", file=out)
         return 2
-    settings = load_notification_settings(args.config) if args.config else NotificationSettings()
+    settings = load_config(args.config).notifications if args.config else NotificationSettings()
     router = NotificationRouter(settings, DeploymentRepository(args.table), args.queue_url)
     queue = DeadLetterQueue(args.queue_url)
     delivered = failed = skipped = 0

@@ -131,9 +131,9 @@ def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
     config = tmp_path / "dg.yaml"
     with local_receivers({"slack": Behaviour(mode="down")}, signing_key="k", echo=None) as down:
         write_config(config, down)
-        from deployguard.notification.settings import load_notification_settings
+        from deployguard.config import load_config
 
-        router = aws.router(load_notification_settings(config))
+        router = aws.router(load_config(config).notifications)
         event: DeploymentEvent = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL)
         router.route(event)
     assert len(aws.dlq_messages()) == 1
