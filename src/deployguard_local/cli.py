@@ -4,6 +4,8 @@ deployguard demo [--scenario FILE]          canary rollouts end to end on the em
 deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
+deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
+deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
+    sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
+    sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
     return parser
 
 
@@ -85,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         from deployguard_local import incidents_cli
 
         return incidents_cli.main(argv[1:])
+    if argv and argv[0] in ("deployments", "status"):
+        from deployguard_local import deployments_cli
+
+        return (deployments_cli.main if argv[0] == "deployments" else deployments_cli.status_main)(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
