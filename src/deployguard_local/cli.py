@@ -5,6 +5,8 @@ deployguard invoke FUNCTION --event FILE     run one function of template.yaml w
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
 deployguard config validate FILE... | schema  check a configuration file, write its JSON Schema
+deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
+deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
     sub.add_parser("config", help="validate a configuration file (every problem at once), write its JSON Schema")
+    sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
+    sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
     return parser
 
 
@@ -103,6 +107,10 @@ def _dispatch(argv: list[str]) -> int:
         from deployguard_local import incidents_cli
 
         return incidents_cli.main(argv[1:])
+    if argv and argv[0] in ("deployments", "status"):
+        from deployguard_local import deployments_cli
+
+        return (deployments_cli.main if argv[0] == "deployments" else deployments_cli.status_main)(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.handler(args))
 

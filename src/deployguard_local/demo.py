@@ -26,6 +26,7 @@ import yaml
 
 from deployguard.models import AuditEntry, Deployment
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local import local_state
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 from deployguard_local.receivers import local_receivers
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
@@ -467,25 +468,37 @@ def summary_json(results: list[RolloutResult]) -> list[dict[str, Any]]:
     ]
 
 
-def main(scenario: Path | None = None, out: TextIO = sys.stdout, quiet: bool = False, as_json: bool = False) -> int:
-    """Run the demo; ``quiet`` prints only the summary table, ``as_json`` only the summary as JSON."""
+def main(
+    scenario: Path | None = None,
+    out: TextIO = sys.stdout,
+    quiet: bool = False,
+    as_json: bool = False,
+    state_dir: Path | None = None,
+) -> int:
+    """Run the demo; ``quiet`` prints only the summary table, ``as_json`` only the summary as JSON.
+    The built-in demo's state is saved (``state_dir``) for the ``--local`` read commands."""
     story: TextIO = io.StringIO() if quiet or as_json else out
     with contextlib.redirect_stdout(story) if story is not out else contextlib.nullcontext():
-        results, receipts = _run(scenario, story)
+        results, receipts, saved = _run(scenario, story, state_dir)
     if as_json:
-        out.write(json.dumps({"rollouts": summary_json(results), "receivers": receipts}, indent=2) + "\n")
+        summary = {"rollouts": summary_json(results), "receivers": receipts, "state_dir": str(saved) if saved else None}
+        out.write(json.dumps(summary, indent=2) + "\n")
         return 0
     print_summary(results, out)
     if receipts:
         parts = ", ".join(f"{kind}={count}" for kind, count in receipts.items())
         out.write(f"\ndeliveries per channel: {parts} (local HTTP receivers on 127.0.0.1)\n")
+    if saved is not None and not quiet:
+        print_reports(results, saved, out)
     return 0
 
 
-def _run(scenario: Path | None, out: TextIO) -> tuple[list[RolloutResult], dict[str, int]]:
+def _run(
+    scenario: Path | None, out: TextIO, state_dir: Path | None
+) -> tuple[list[RolloutResult], dict[str, int], Path | None]:
     out.write("DeployGuard demo: canary rollouts on the embedded AWS (moto), simulated clock\n")
     if scenario:
-        return scenario_demo(scenario, out), {}
+        return scenario_demo(scenario, out), {}, None
     with local_receivers(echo=None) as receivers:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
         with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
@@ -495,4 +508,23 @@ def _run(scenario: Path | None, out: TextIO) -> tuple[list[RolloutResult], dict[
             for r in results:
                 if r.deployment is not None:
                     r.deliveries = len(DeploymentRepository().notifications(r.deployment.deployment_id))
-        return results, receivers.counts()
+            saved = local_state.save(aws, state_dir)
+        return results, receivers.counts(), saved
+
+
+def print_reports(results: list[RolloutResult], state_dir: Path, out: TextIO) -> None:
+    """Where the demo's state went, and the commands that read it back."""
+    out.write(f"\nstate saved in {_shown(state_dir)}; read it back with --local:\n")
+    out.write("  deployguard deployments list --local\n")
+    for r in results:
+        if r.deployment is None:
+            continue
+        dep = r.deployment.deployment_id
+        out.write(f"  {r.name:<22} deployguard report {dep} --local --format html -o {dep}.html\n")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
