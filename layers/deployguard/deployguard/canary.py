@@ -256,7 +256,7 @@ class CanaryController:
         verdict = judge_canary(window, service.judge)
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
-        if self.alerts is not None:
+        if self.alerts is not None and not deployment.control.skip_analysis:  # skipped: recorded, not acted on
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
             deployment = self.repository.get_deployment(deployment.deployment_id)

@@ -168,9 +168,7 @@ class CanaryControlService:
             deployment_id=deployment_id, verb=request.verb, changed=changed, message=message, deployment=deployment
         )
 
-    def _flags(
-        self, deployment: Deployment, request: ControlRequest, change: Callable[[CanaryControl], bool]
-    ) -> bool:
+    def _flags(self, deployment: Deployment, request: ControlRequest, change: Callable[[CanaryControl], bool]) -> bool:
         """Change the control flags of a deployment in progress; True if they changed."""
         changed = False
 
