@@ -4,6 +4,7 @@ deployguard demo [--scenario FILE]          canary rollouts end to end on the em
 deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
+deployguard serve --local [--port 8700]      the operations console over the embedded AWS
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
+    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
     return parser
 
 
@@ -81,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(argv[1:])
     if argv and argv[0] == "notifications":
         return _notifications(argv[1:])
+    if argv and argv[0] == "serve":
+        from deployguard_local import console_server
+
+        return console_server.main(argv[1:])
     if argv and argv[0] == "incidents":
         from deployguard_local import incidents_cli
 
