@@ -104,6 +104,8 @@ class ConsoleServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
+        # one request at a time, as one Lambda container serves them (the resolver holds the current event)
+        self.invoke_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -141,7 +143,8 @@ class ConsoleServer:
                         self._reply(401, {"content-type": "application/json"}, b'{"message":"Unauthorized"}')
                         return
                 event = http_api_event(self.command, self.path, headers, body, claims)
-                payload, errored = server.aws.invoke(FUNCTION, event)
+                with server.invoke_lock:
+                    payload, errored = server.aws.invoke(FUNCTION, event)
                 if errored or not isinstance(payload, dict):
                     self._reply(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
                     return
