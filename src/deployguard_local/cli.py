@@ -7,6 +7,7 @@ deployguard notifications retry|list ...     redeliver dead letters, list delive
 deployguard config validate FILE... | schema  check a configuration file, write its JSON Schema
 deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
 deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
+deployguard serve --local [--port 8700]      the operations console over the embedded AWS
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("config", help="validate a configuration file (every problem at once), write its JSON Schema")
     sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
     sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
+    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
     return parser
 
 
@@ -103,6 +105,10 @@ def _dispatch(argv: list[str]) -> int:
         from deployguard_local import config_cli
 
         return config_cli.main(argv[1:])
+    if argv and argv[0] == "serve":
+        from deployguard_local import console_server
+
+        return console_server.main(argv[1:])
     if argv and argv[0] == "incidents":
         from deployguard_local import incidents_cli
 

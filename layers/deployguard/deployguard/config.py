@@ -84,6 +84,9 @@ class ServiceConfig(StrictModel):
     health: HealthSettings = Field(default_factory=HealthSettings)
     hooks: HookSettings = Field(default_factory=HookSettings)
     expected_duration_seconds: int | None = Field(default=None, ge=60)
+    approval_before_full_traffic: bool = Field(
+        default=False, description="a canary waits for a person (Step Functions task token) before 100%"
+    )
 
 
 class DeployGuardConfig(StrictModel):
