@@ -34,6 +34,7 @@ class Context:
 
 def write_config(path: Path, receivers: LocalReceivers, **delivery: Any) -> Path:
     notifications = {
+        "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         "channels": {
             "ops-slack": {"type": "slack", "url": receivers.urls["slack"]},
             "ops-webhook": {"type": "webhook", "url": receivers.urls["webhook"], "signing_key": "k"},

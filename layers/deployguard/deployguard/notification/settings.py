@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deployguard.exceptions import ConfigError
 from deployguard.models import DeploymentEvent, EventType, Severity
+from deployguard.notification.urlsafety import check_allowlist
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -289,6 +290,11 @@ class NotificationSettings(_Strict):
     noise: NoiseSettings = Field(default_factory=NoiseSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowlist(cls, value: list[str]) -> list[str]:
+        return check_allowlist(value)
 
     @field_validator("channels", "roles")
     @classmethod
