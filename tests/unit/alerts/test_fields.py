@@ -116,7 +116,9 @@ def test_readings_of_a_window_put_the_baseline_on_the_canarys_footing() -> None:
     assert canary["cpu_utilization"] == 50.0 and canary["security_violations"] == 2.0
     assert baseline["security_violations"] is None  # no datapoint on the baseline: unknown, never 0
     assert canary.get("memory_utilization") is None and canary.get("throttle_rate") is None  # no metric: unknown
-    assert canary["errors"] == 80.0 and canary["takings"] == 500.0  # each metric's own id too
+    # counts span all recent periods; the baseline's at the canary's number of requests (60 x 4000/12000)
+    assert canary["errors"] == 95.0 and baseline["errors"] == pytest.approx(20.0)
+    assert canary["takings"] == 500.0  # each metric's own id is a field too
 
 
 def test_too_few_requests_leave_rates_unknown_and_unknown_rules_quiet() -> None:

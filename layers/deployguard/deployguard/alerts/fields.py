@@ -111,6 +111,7 @@ METRIC_FIELDS = frozenset(_NAMES[_NAMES.index("error_rate") :])  # fields only a
 
 RECENT_PERIODS = 5  # readings look back at most five periods, as the health report's
 MIN_REQUESTS = 200.0  # a rate over fewer requests is sampling noise: unknown (the health report's minimum)
+MIN_BASELINE_EVENTS = 10.0  # a count compared with fewer baseline events is noise: the baseline is unknown
 
 Values = dict[str, float | str | None]
 Scaling = Literal["none", "requests", "share"]
@@ -274,7 +275,7 @@ class _Window:
     def __init__(self, window: CanaryWindow, requests: str | None, recent_periods: int, min_requests: float) -> None:
         self.by_id: dict[str, MetricWindow] = {m.spec.id: m for m in window.metrics}
         self.end = window.periods
-        self.start = max(0, self.end - recent_periods)
+        self.start = self.count_start = max(0, self.end - recent_periods)
         if requests is not None:
             seen = 0.0
             for i in range(self.end - 1, self.start - 1, -1):
@@ -308,25 +309,33 @@ def fields_from_window(
     request_ids = requests.metrics if requests else ()
     data = _Window(window, request_ids[0] if request_ids else None, recent_periods, min_requests)
     out = FieldReadings(sources={name: source.description for name, source in sources.items()})
-    n_c, n_b = data.total(request_ids, "canary"), data.total(request_ids, "baseline")
     weight = window.canary_weight
     share = weight / (1.0 - weight) if 0.0 < weight < 1.0 and data.share_start < data.end else None
-    per_request = n_c / n_b if n_c is not None and n_b else None
 
     def rate(source: FieldSource, side: str) -> float | None:
         den = data.total([source.denominator or ""], side)
         num = data.total(source.metrics, side)
         return None if num is None or den is None or den < min_requests else num / den
 
+    def requests_ratio(start: int) -> float | None:
+        n_c, n_b = data.total(request_ids, "canary", start), data.total(request_ids, "baseline", start)
+        return n_c / n_b if n_c is not None and n_b else None
+
     def volume(metric_ids: Sequence[str], side: str, scaling: Scaling, per_minute: bool) -> float | None:
-        start = data.share_start if scaling == "share" else data.start
+        # volumes per minute are current (the latest periods); counts of rare events (failed
+        # logins) span all recent periods, which makes them less noisy
+        start = data.share_start if scaling == "share" else (data.start if per_minute else data.count_start)
         total = data.total(metric_ids, side, start)
-        if total is not None and per_minute:
-            total /= (data.end - start) * data.interval_minutes
-        if side == "canary" or total is None or scaling == "none":
-            return total
-        factor = share if scaling == "share" else per_request
-        return None if factor is None else total * factor
+        if total is None or data.end <= start:
+            return None
+        if side == "baseline" and scaling != "none":
+            if scaling == "requests" and not per_minute and total < MIN_BASELINE_EVENTS:
+                return None  # "3 against 1 event" is no increase of 200%: too few to compare with
+            factor = share if scaling == "share" else requests_ratio(start)
+            if factor is None:
+                return None
+            total *= factor
+        return total / ((data.end - start) * data.interval_minutes) if per_minute else total
 
     for metric in window.metrics:  # each metric's own id, for custom fields
         spec = metric.spec
