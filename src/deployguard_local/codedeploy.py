@@ -496,6 +496,8 @@ def simulate_embedded_rollout(
     ledger: HookLedger = LEDGER,
     on_step: Callable[[str], None] | None = None,
     assessor_schedule: bool = True,
+    recorder_schedule: bool = False,
+    hook_timeout_minutes: int = 0,
 ) -> RolloutResult:
     """:func:`simulate_lambda_rollout` on the embedded AWS: the template's hook and recorder
     functions through the real Lambda Invoke API, the clock's listeners as the traffic.
@@ -504,12 +506,19 @@ def simulate_embedded_rollout(
     simulated minute of the rollout, as it does on AWS: its verdicts are told through
     ``on_step``, and a failing one stops the deployment (the ``canary-issue`` alert's
     automatic rollback: StopDeployment with automatic rollback).
+    With ``recorder_schedule`` the DeploymentRecorderFunction's schedule fires too (it finishes
+    hook answers left unconfirmed); ``hook_timeout_minutes`` is how long CodeDeploy waits for one.
     """
     say = on_step or (lambda _: None)
     deployment_id = create_lambda_deployment(target, application, group)
 
     def assessed(run: Any) -> None:
         payload = run.payload if isinstance(run.payload, dict) else {}
+        if run.function == "DeploymentRecorderFunction" and not run.errored:
+            for item in payload.get("hooks_answered", []):
+                say(f"scheduled recorder: hook execution {item['execution_id']} {item['action']} "
+                    f"{item['status']} ({item['answer']})")  # fmt: skip
+            return
         if run.errored:
             say(f"scheduled assessor failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
             return
@@ -519,14 +528,17 @@ def simulate_embedded_rollout(
                 say(f"scheduled assessor: {str(item['decision']).upper()} {item['summary']}"
                     + (f" (alerts this run: {alerts})" if alerts else ""))  # fmt: skip
 
-    undo = aws.follow_schedules(["AssessorFunction"], on_fire=assessed) if assessor_schedule else None
+    scheduled = (["AssessorFunction"] if assessor_schedule else []) + (
+        ["DeploymentRecorderFunction"] if recorder_schedule else []
+    )
+    undo = aws.follow_schedules(scheduled, on_fire=assessed) if scheduled else None
     try:
         return simulate_lambda_rollout(
             target.function_name, target.alias, target.stable_version, target.new_version,
             hooks_function=lambda event: aws.invoke("LifecycleHookFunction", event),
             recorder_function=lambda event: aws.invoke("DeploymentRecorderFunction", event),
             clock_advance=aws.clock.advance, application=application, group=group, ledger=ledger, on_step=on_step,
-            deployment_id=deployment_id,
+            deployment_id=deployment_id, hook_timeout_minutes=hook_timeout_minutes,
         )  # fmt: skip
     finally:
         if undo is not None:
