@@ -257,7 +257,7 @@ class JudgeSettings(BaseModel):
         description="rate metrics whose events are not part of their relative_to count (a throttle is no invocation)",
     )
     latency_noise_floor: float = Field(
-        default=0.02,
+        default=0.05,
         ge=0.0,
         le=1.0,
         description="prior per-period wobble of a version's latency beyond sampling noise, in log units; "
@@ -555,28 +555,50 @@ def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
     return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
 
 
+def _tail_var(per_version: list[list[tuple[float, float]]]) -> float | None:
+    """The same from the mean square, each version's largest step left out (a regression moves a
+    version's level once): unlike the median it keeps rare one-period spikes in the noise, so a
+    version that spikes now and then is not read as a regression when it does."""
+    squares: list[float] = []
+    sampling: list[float] = []
+    for pairs in per_version:
+        if len(pairs) < 3:
+            continue
+        ranked = sorted(pairs, key=lambda p: p[0] * p[0])[:-1]
+        squares += [d * d for d, _ in ranked]
+        sampling += [s for _, s in ranked]
+    if len(squares) < 2:
+        return None
+    return max(0.0, (sum(squares) - sum(sampling)) / len(squares))
+
+
 def _between_period_variance(
-    series: list[tuple[list[float], list[float]]],  # per version: log values and their sampling variances
+    rows: list[tuple[int, float, float]],  # period, paired difference, its sampling variance
+    baseline: list[tuple[float, float]],  # the baseline's own log values and sampling variances, every period
+    shape: set[int],
     settings: JudgeSettings,
 ) -> float:
-    """Long-run variance of one version's level beyond sampling noise, from both versions' own
-    period-to-period spread (robust: a regression moves a version's level once, the median of
-    its squared steps ignores that step), with a prior from the sampling noise alone.
+    """Long-run variance of the paired difference beyond sampling noise, from the period-to-period
+    steps of both versions' own wobble (each step of canary minus baseline is the canary's own
+    step less the baseline's: what hits both versions cancels, a regression moves it once and
+    the largest step is left out), with a prior from the sampling noise alone.
 
     Versions wobble on their own with some memory (minute-to-minute changes that revert
     over a few minutes): the lag-1 and lag-2 steps give the memory rho, and a sum of L
     periods varies like L tau^2 (1 + rho) / (1 - rho), which is what the CUSUM adds up.
     """
-    lag1: list[tuple[float, float]] = []
-    lag2: list[tuple[float, float]] = []
-    for ys, ss in series:
-        for j in range(len(ys) - 1):
-            lag1.append((ys[j + 1] - ys[j], ss[j] + ss[j + 1]))
-        for j in range(len(ys) - 2):
-            lag2.append((ys[j + 2] - ys[j], ss[j] + ss[j + 2]))
-    prior = settings.latency_noise_floor**2
+    steady = [r for r in rows if r[0] not in shape]
+    lag1 = [(steady[j + 1][1] - steady[j][1], steady[j][2] + steady[j + 1][2]) for j in range(len(steady) - 1)]
+    lag2 = [(steady[j + 2][1] - steady[j][1], steady[j][2] + steady[j + 2][2]) for j in range(len(steady) - 2)]
+    # the baseline has no cold start: its own steps tell from the first periods on (a
+    # difference of two versions wobbles like two of them: sqrt(2) of one)
+    own = [
+        (math.sqrt(2.0) * (baseline[j + 1][0] - baseline[j][0]), 2.0 * (baseline[j][1] + baseline[j + 1][1]))
+        for j in range(len(baseline) - 1)
+    ]
+    prior = 2.0 * settings.latency_noise_floor**2
     prior_weight = 3.0
-    v1 = _robust_var(lag1)
+    v1 = _robust_var(lag1 + own)
     if v1 is None:
         return prior
     rho = 0.3  # prior memory, pulled towards the data's own
@@ -585,10 +607,11 @@ def _between_period_variance(
         observed = min(0.8, max(0.0, v2 / v1 - 1.0))
         weight = len(lag2) / (len(lag2) + 8.0)
         rho = weight * observed + (1.0 - weight) * rho
+    v1 = max(v1, _tail_var([lag1]) or 0.0)
     tau2 = v1 / (2.0 * (1.0 - rho))
     long_run = tau2 * (1.0 + rho) / (1.0 - rho)
-    m = len(lag1) / 2.0
-    return (prior_weight * prior + m * long_run) / (prior_weight + m) if m else prior
+    m = float(len(lag1) + len(own)) / 2.0
+    return (prior_weight * prior + m * long_run) / (prior_weight + m)
 
 
 def _sibling_percentile(window: CanaryWindow, spec: MetricSpec) -> MetricSpec | None:
@@ -651,14 +674,9 @@ def _latency_test(
                 blocks_healthy=False,
             )
         return _Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
-    canary_series = [(r[1], r[3]) for r in rows_raw if r[0] not in shape]
-    baseline_series = [(r[2], r[4]) for r in rows_raw]
-    tau2 = _between_period_variance(
-        [([y for y, _ in canary_series], [s for _, s in canary_series]),
-         ([y for y, _ in baseline_series], [s for _, s in baseline_series])],
-        settings,
-    )  # fmt: skip
-    rows = [(r[0], sign * (r[1] - r[2]), r[3] + r[4] + 2.0 * tau2) for r in rows_raw]
+    paired = [(r[0], sign * (r[1] - r[2]), r[3] + r[4]) for r in rows_raw]
+    between = _between_period_variance(paired, [(r[2], r[4]) for r in rows_raw], shape, settings)
+    rows = [(i, d, s + between) for i, d, s in paired]
     delta0 = math.log1p(settings.min_effect.latency_relative)
     grid = [math.log1p(g) for g in _LATENCY_GRID if math.log1p(g) > delta0]
     increments = _shift_increments(rows, delta0, grid, shape)
