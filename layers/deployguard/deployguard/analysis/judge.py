@@ -547,29 +547,31 @@ def _shift_increments(
     return increments
 
 
+def _centred(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Steps less their median: a steady trend (a creeping regression) is no noise."""
+    if len(pairs) < 3:
+        return pairs
+    mid = median([d for d, _ in pairs])
+    return [(d - mid, s) for d, s in pairs]
+
+
 def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
-    """Variance beyond sampling noise of differences, from (difference, its sampling variance) pairs,
-    robustly: the median squared difference over its chi-square median, less the typical sampling part."""
+    """Variance beyond sampling noise of steps, from (step, its sampling variance) pairs, robustly:
+    the median squared (centred) step over its chi-square median, less the typical sampling part."""
     if len(pairs) < 2:
         return None
+    pairs = _centred(pairs)
     return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
 
 
-def _tail_var(per_version: list[list[tuple[float, float]]]) -> float | None:
-    """The same from the mean square, each version's largest step left out (a regression moves a
-    version's level once): unlike the median it keeps rare one-period spikes in the noise, so a
-    version that spikes now and then is not read as a regression when it does."""
-    squares: list[float] = []
-    sampling: list[float] = []
-    for pairs in per_version:
-        if len(pairs) < 3:
-            continue
-        ranked = sorted(pairs, key=lambda p: p[0] * p[0])[:-1]
-        squares += [d * d for d, _ in ranked]
-        sampling += [s for _, s in ranked]
-    if len(squares) < 2:
+def _tail_var(pairs: list[tuple[float, float]]) -> float | None:
+    """The same from the mean square, the largest step left out (a regression moves the level
+    once): unlike the median it keeps rare one-period spikes in the noise, so a version that
+    spikes now and then is not read as a regression when it does."""
+    if len(pairs) < 3:
         return None
-    return max(0.0, (sum(squares) - sum(sampling)) / len(squares))
+    ranked = sorted(_centred(pairs), key=lambda p: p[0] * p[0])[:-1]
+    return max(0.0, sum(d * d - s for d, s in ranked) / len(ranked))
 
 
 def _between_period_variance(
@@ -592,10 +594,13 @@ def _between_period_variance(
     lag2 = [(steady[j + 2][1] - steady[j][1], steady[j][2] + steady[j + 2][2]) for j in range(len(steady) - 2)]
     # the baseline has no cold start: its own steps tell from the first periods on (a
     # difference of two versions wobbles like two of them: sqrt(2) of one)
-    own = [
-        (math.sqrt(2.0) * (baseline[j + 1][0] - baseline[j][0]), 2.0 * (baseline[j][1] + baseline[j + 1][1]))
-        for j in range(len(baseline) - 1)
-    ]
+    own = _centred(
+        [
+            (math.sqrt(2.0) * (baseline[j + 1][0] - baseline[j][0]), 2.0 * (baseline[j][1] + baseline[j + 1][1]))
+            for j in range(len(baseline) - 1)
+        ]
+    )
+    lag1 = _centred(lag1)
     prior = 2.0 * settings.latency_noise_floor**2
     prior_weight = 3.0
     v1 = _robust_var(lag1 + own)
@@ -607,7 +612,7 @@ def _between_period_variance(
         observed = min(0.8, max(0.0, v2 / v1 - 1.0))
         weight = len(lag2) / (len(lag2) + 8.0)
         rho = weight * observed + (1.0 - weight) * rho
-    v1 = max(v1, _tail_var([lag1]) or 0.0)
+    v1 = max(v1, _tail_var(lag1) or 0.0)
     tau2 = v1 / (2.0 * (1.0 - rho))
     long_run = tau2 * (1.0 + rho) / (1.0 - rho)
     m = float(len(lag1) + len(own)) / 2.0
