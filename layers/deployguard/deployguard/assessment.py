@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from deployguard.alerts.fields import fields_from_window
 from deployguard.analysis.health import HealthSettings, assess_health, health_values_from_window
 from deployguard.exceptions import ConflictError
 from deployguard.models import (
@@ -50,7 +51,11 @@ def assessment_from_verdict(
         verdict=verdict,
         health_status=status,
         health_score=report.score,
-        details={"health": report.model_dump(mode="json"), "periods": window.periods},
+        details={
+            "health": report.model_dump(mode="json"),
+            "periods": window.periods,
+            "fields": fields_from_window(window).as_details(),  # what the alert rules read
+        },
     )
 
 

@@ -338,7 +338,9 @@ def _complete_canary(
 ) -> None:
     deployment = item.deployment
     service = cycle.config.service(deployment.service)
-    window = canary_window(deployment, service.judge.metrics, values, cycle.now, item.interval_seconds)
+    window = canary_window(
+        deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
+    )
     verdict = judge_canary(window, service.judge)
     assessment = assessment_from_verdict(deployment, window, verdict, service.health)
     assessment.at = cycle.now

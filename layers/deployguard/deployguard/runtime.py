@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
     from deployguard.canary import CanaryController
     from deployguard.config import DeployGuardConfig
+    from deployguard.control import CanaryControlService
     from deployguard.storage.repository import DeploymentRepository
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -115,7 +116,7 @@ def on_reset(hook: Callable[[], None]) -> None:
 
 def reset() -> None:
     """Forget everything cached (a new container; the embedded AWS calls this)."""
-    for cached in (environment, config, repository, publisher, alert_engine, canary_controller):
+    for cached in (environment, config, repository, publisher, alert_engine, canary_controller, control_service):
         cached.cache_clear()
     for hook in _reset_hooks:
         hook()
@@ -133,3 +134,10 @@ def canary_controller() -> CanaryController:
     from deployguard.canary import CanaryController
 
     return CanaryController(config(), repository(), publisher(), alerts=alert_engine())
+
+
+@functools.cache
+def control_service() -> CanaryControlService:
+    from deployguard.control import CanaryControlService
+
+    return CanaryControlService(config(), repository(), publisher(), environment().canary_state_machine_arn)

@@ -16,7 +16,15 @@ from typing import Any
 
 from deployguard.aws import clients
 from deployguard.exceptions import MetricsConfigError
-from deployguard.models import CanaryWindow, Deployment, EcsTarget, LambdaTarget, MetricSpec, MetricWindow
+from deployguard.models import (
+    CanaryWindow,
+    DataGap,
+    Deployment,
+    EcsTarget,
+    LambdaTarget,
+    MetricSpec,
+    MetricWindow,
+)
 
 MAX_QUERIES_PER_CALL = 500
 
@@ -106,10 +114,30 @@ def canary_queries(request_id: str, deployment: Deployment, specs: Sequence[Metr
     return queries
 
 
-def _filled(values: list[float | None], spec: MetricSpec) -> list[float | None]:
-    if spec.fill_missing is None:
+def _filled(values: list[float | None], spec: MetricSpec, unknown: bool = False) -> list[float | None]:
+    if spec.fill_missing is None or unknown:  # a failed query's periods are unknown, not zero
         return values
     return [spec.fill_missing if v is None else v for v in values]
+
+
+_FAILED_STATUSES = {"InternalError", "Forbidden"}
+
+
+def _status_reason(result: dict[str, Any]) -> str:
+    status = str(result.get("StatusCode") or "Complete")
+    messages = [f"{m.get('Code', '')}: {m.get('Value', '')}".strip(": ") for m in result.get("Messages") or []]
+    return f"CloudWatch returned {status}" + (f" ({'; '.join(messages)})" if messages else "")
+
+
+def _gaps(
+    key: tuple[str, str, str], failures: dict[tuple[str, str, str], str], values: list[float | None]
+) -> list[DataGap]:
+    """The periods of a failed query that got no value, as a DataGap of that version."""
+    if key not in failures:
+        return []
+    periods = [i for i, v in enumerate(values) if v is None]
+    role = "canary" if key[2] == "canary" else "baseline"
+    return [DataGap(version=role, periods=periods, reason=failures[key])] if periods else []
 
 
 @dataclass(frozen=True)
@@ -127,10 +155,17 @@ class WindowRequest:
 
 
 class MetricsReader:
-    """Reads per-period metric values for many queries in the fewest GetMetricData calls."""
+    """Reads per-period metric values for many queries in the fewest GetMetricData calls.
+
+    Each result's ``StatusCode`` is read: ``PartialData`` is paged to completion with
+    ``NextToken``; ``InternalError`` or ``Forbidden`` (or data still partial when no page
+    is left) leaves that query's periods without value *unknown*: ``failures`` maps its
+    key to the reason, and its windows carry them as gaps, never as zeros.
+    """
 
     def __init__(self) -> None:
         self.calls = 0
+        self.failures: dict[tuple[str, str, str], str] = {}
 
     def read(
         self, queries: Sequence[MetricQuery], start: datetime, end: datetime, interval_seconds: int
@@ -184,12 +219,21 @@ class MetricsReader:
             "EndTime": max(window.end for _, window in batch),
             "ScanBy": "TimestampAscending",
         }
+        partial: dict[tuple[str, str, str], str] = {}
         while True:
             resp = clients.client("cloudwatch").get_metric_data(**request)
             self.calls += 1
             for result in resp.get("MetricDataResults", []):
                 q, window = ids[result["Id"]]
-                series = out[q.key]
+                key = q.key
+                status = result.get("StatusCode") or "Complete"
+                if status in _FAILED_STATUSES:
+                    self.failures[key] = _status_reason(result)
+                elif status == "PartialData":
+                    partial[key] = _status_reason(result)
+                else:
+                    partial.pop(key, None)
+                series = out[key]
                 for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
                     index = int((ts - window.start).total_seconds()) // window.interval_seconds
                     if 0 <= index < len(series) and value is not None and math.isfinite(value):
@@ -198,6 +242,8 @@ class MetricsReader:
             if not token:
                 break
             request["NextToken"] = token
+        for key, reason in partial.items():  # still partial with no page left
+            self.failures.setdefault(key, reason)
 
     def canary_windows(
         self,
@@ -213,7 +259,10 @@ class MetricsReader:
         items = list(deployments)
         requests = [canary_request(d, specs, now, interval_seconds) for d, specs in items]
         values = self.read_windows(requests)
-        return {d.deployment_id: canary_window(d, specs, values, now, interval_seconds) for d, specs in items}
+        return {
+            d.deployment_id: canary_window(d, specs, values, now, interval_seconds, self.failures)
+            for d, specs in items
+        }
 
 
 def canary_request(
@@ -234,8 +283,11 @@ def canary_window(
     values: dict[tuple[str, str, str], list[float | None]],
     now: datetime,
     interval_seconds: int = 60,
+    failures: dict[tuple[str, str, str], str] | None = None,
 ) -> CanaryWindow:
-    """The CanaryWindow of a deployment from the values of its :func:`canary_request`."""
+    """The CanaryWindow of a deployment from the values of its :func:`canary_request` (``failures``:
+    the reader's failed queries, whose periods without value are gaps, not zeros)."""
+    failed = failures or {}
     end = floor_time(now, interval_seconds)
     since_shift = None
     if deployment.weight_changed_at is not None:
@@ -244,19 +296,22 @@ def canary_window(
             int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds())
             // interval_seconds,
         )
-    key = deployment.deployment_id
+
+    def metric_window(spec: MetricSpec) -> MetricWindow:
+        b_key, c_key = (deployment.deployment_id, spec.id, "baseline"), (deployment.deployment_id, spec.id, "canary")
+        baseline, canary = values[b_key], values[c_key]
+        return MetricWindow(
+            spec=spec,
+            baseline=_filled(baseline, spec, b_key in failed),
+            canary=_filled(canary, spec, c_key in failed),
+            gaps=_gaps(b_key, failed, baseline) + _gaps(c_key, failed, canary),
+        )
+
     return CanaryWindow(
         interval_seconds=interval_seconds,
         canary_weight=deployment.canary_weight,
         periods_since_shift=since_shift,
-        metrics=[
-            MetricWindow(
-                spec=spec,
-                baseline=_filled(values[(key, spec.id, "baseline")], spec),
-                canary=_filled(values[(key, spec.id, "canary")], spec),
-            )
-            for spec in specs
-        ],
+        metrics=[metric_window(spec) for spec in specs],
     )
 
 
