@@ -20,11 +20,11 @@ def test_assessor_writes_verdict_metrics_per_service(
         payload, errored = aws.invoke("AssessorFunction", load_event("schedule.json"))
     assert not errored and payload["assessed"], payload
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    by_name = {b["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: b for b in blobs if "Service" in b}
+    by_name = {b["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: b for b in blobs if "DeployedService" in b}
     decision = payload["assessed"][0]["decision"]
     assert {"CanaryFailing", f"Verdict{decision.title()}", "CanaryTrafficWeight"} <= set(by_name)
     failing = by_name["CanaryFailing"]
-    assert failing["Service"] == "checkout-api" and failing["Environment"] == "production"
+    assert failing["DeployedService"] == "checkout-api" and failing["Environment"] == "production"
     assert failing["CanaryFailing"] == [1.0 if decision == "failing" else 0.0]
     assert failing["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "DeployGuard"
-    assert failing["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service", "Environment"]]
+    assert failing["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["DeployedService", "Environment", "service"]]

@@ -1,7 +1,8 @@
 """EMF metrics of every verdict, per service: what the dashboard draws and CodeDeploy alarms watch.
 
 After each assessment (the canary state machine's and the scheduled assessor's) DeployGuard
-writes, in the ``DeployGuard`` namespace with dimensions ``Service`` and ``Environment``:
+writes, in the ``DeployGuard`` namespace with dimensions ``DeployedService``, ``Environment`` and
+Powertools' ``service`` (``deployguard``):
 
 - ``CanaryFailing`` (Count): 1 when the verdict is failing, else 0. Put an alarm on it
   (Maximum >= 1) and list the alarm under ``DeploymentPreference.Alarms``: CodeDeploy then
@@ -41,7 +42,7 @@ def publish_verdict_metrics(deployment: Deployment, assessment: Assessment) -> N
     """Write the verdict's metrics as EMF (stdout; CloudWatch Logs turns them into metrics)."""
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
         return
-    dimensions = {"Service": deployment.service, "Environment": deployment.environment}
+    dimensions = {"DeployedService": deployment.service, "Environment": deployment.environment}
     namespace = os.environ.get(NAMESPACE_ENV, "DeployGuard")
     for name, unit, value in verdict_metric_points(deployment, assessment):
         with single_metric(name=name, unit=unit, value=value, namespace=namespace, default_dimensions=dimensions):
