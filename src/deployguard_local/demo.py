@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import yaml
 
 from deployguard.models import AuditEntry, Deployment
+from deployguard.report_writer import report_key
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local import local_state
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
@@ -411,14 +412,16 @@ def main(scenario: Path | None = None, out: TextIO = sys.stdout, state_dir: Path
 
 
 def print_reports(results: list[RolloutResult], state_dir: Path, out: TextIO) -> None:
-    """Where the demo's state went, and the commands that read it back."""
-    out.write(f"\nstate saved in {_shown(state_dir)}; read it back with --local:\n")
-    out.write("  deployguard deployments list --local\n")
+    """Where each rollout's report is (the stack's report writer put it in the ReportsBucket), and how to read more."""
+    out.write(f"\nstate saved in {_shown(state_dir)}; read it with --local: deployguard deployments list --local\n")
+    out.write("reports (written to the ReportsBucket by ReportWriterFunction when each deployment ended):\n")
     for r in results:
         if r.deployment is None:
             continue
         dep = r.deployment.deployment_id
-        out.write(f"  {r.name:<22} deployguard report {dep} --local --format html -o {dep}.html\n")
+        html = local_state.report_path(state_dir, "ReportsBucket", report_key(dep, "html"))
+        where = _shown(html) if html.exists() else f"deployguard report {dep} --local --format html -o {dep}.html"
+        out.write(f"  {r.name:<22} {where}\n")
 
 
 def _shown(path: Path) -> str:
