@@ -7,6 +7,7 @@ deployguard notifications retry|list ...     redeliver dead letters, list delive
 deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
 deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
 deployguard report ID [--format md|html|json] [-o FILE]   one deployment's health report
+deployguard summary [--since 7d]             what DeployGuard decided in a period, against the one before
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
     sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
     sub.add_parser("report", help="one deployment's health report (md, html, json)")
+    sub.add_parser("summary", help="deployments, success rate, incidents of a period (--since 7d)")
     return parser
 
 
@@ -99,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from deployguard_local import report_cli
 
         return report_cli.main(argv[1:])
+    if argv and argv[0] == "summary":
+        from deployguard_local import summary_cli
+
+        return summary_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
