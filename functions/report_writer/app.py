@@ -28,7 +28,8 @@ class SummaryRequest(BaseModel):
 
 
 def writer() -> ReportWriter:
-    return ReportWriter(DeploymentReader(runtime.repository()), ReportStore(os.environ["REPORTS_BUCKET"]))
+    reader, store = DeploymentReader(runtime.repository()), ReportStore(os.environ["REPORTS_BUCKET"])
+    return ReportWriter(reader, store, runtime.publisher(), runtime.environment().environment)
 
 
 @logger.inject_lambda_context

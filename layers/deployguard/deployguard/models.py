@@ -284,6 +284,7 @@ class EventType(StrEnum):
     ASSESSMENT_STATUS_CHANGED = "assessment.status_changed"
     DEPLOYMENT_LONG_RUNNING = "deployment.long_running"
     ALERT = "alert"
+    SUMMARY_PUBLISHED = "summary.published"  # the daily or weekly summary (route "summary.*" to email, Slack)
 
 
 class Severity(StrEnum):

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
+from deployguard.aws.events import EventPublisher
 from deployguard.aws.reports_bucket import ReportStore
-from deployguard.models import EventType
+from deployguard.models import DeploymentEvent, EventType, Severity
 from deployguard.readmodels import DeploymentReader, Summary, SummaryBuilder
 from deployguard.reporting import CONTENT_TYPES, FORMATS, render
 from deployguard.reporting.summary import render_summary_markdown
@@ -33,9 +34,14 @@ def summary_key(period: str, end: datetime, fmt: str) -> str:
 
 
 class ReportWriter:
-    def __init__(self, reader: DeploymentReader, store: ReportStore) -> None:
+    def __init__(
+        self, reader: DeploymentReader, store: ReportStore, publisher: EventPublisher | None = None,
+        environment: str = "production",
+    ) -> None:  # fmt: skip
         self.reader = reader
         self.store = store
+        self.publisher = publisher
+        self.environment = environment
 
     def write_deployment(self, deployment_id: str) -> list[str]:
         """The deployment's report in every format; returns the s3:// URIs."""
@@ -53,4 +59,30 @@ class ReportWriter:
             self.store.put(summary_key(period, now, "json"), summary.model_dump_json(by_alias=True, indent=2),
                            CONTENT_TYPES["json"]),
         ]  # fmt: skip
+        if self.publisher is not None:  # the notification router sends it on the routes for "summary.*"
+            self.publisher.publish(summary_event(summary, uris, self.environment))
         return summary, uris
+
+
+def summary_event(summary: Summary, uris: list[str], environment: str) -> DeploymentEvent:
+    """The summary as an event on the topic: title, headline figures, and where the full text is."""
+    cur = summary.current
+    rate = "-" if cur.success_rate is None else f"{cur.success_rate:.0%}"
+    message = (
+        f"{cur.deployments} deployments ({summary.previous.deployments} the period before): {cur.succeeded} "
+        f"succeeded, {cur.rolled_back} rolled back, {cur.failed} failed; success rate {rate}; "
+        f"{summary.incidents.incidents} incidents. Full summary: {uris[0]}"
+    )
+    return DeploymentEvent(
+        event_type=EventType.SUMMARY_PUBLISHED,
+        deployment_id=f"summary-{summary.period}-{cur.end:%Y-%m-%d}",
+        service="deployguard",
+        version=summary.period,
+        environment=environment,
+        severity=Severity.INFO,
+        title=f"DeployGuard {summary.period} summary",
+        message=message,
+        links={"summary": uris[0], "json": uris[1]},
+        details={"success_rate": cur.success_rate, "change_failure_rate": cur.change_failure_rate,
+                 "deployments": cur.deployments},
+    )  # fmt: skip
