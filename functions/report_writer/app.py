@@ -1,6 +1,6 @@
 """Report writer: writes a deployment's health report to the ReportsBucket when it ends (SNS
 subscription of the events topic, filtered on ending event types), and the daily and weekly
-summaries (EventBridge schedules). The logic is in deployguard.report_writer."""
+summaries (EventBridge schedules). The logic is in deployguard.reporting.writer."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from deployguard import clock, runtime
 from deployguard.aws.reports_bucket import ReportStore
 from deployguard.models import DeploymentEvent, EventType
 from deployguard.readmodels import DeploymentReader
-from deployguard.report_writer import ENDING_EVENTS, ReportWriter
+from deployguard.reporting.writer import ENDING_EVENTS, ReportWriter
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import yaml
 
 from deployguard.models import AuditEntry, Deployment
-from deployguard.report_writer import report_key
+from deployguard.reporting.writer import report_key
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local import local_state
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler

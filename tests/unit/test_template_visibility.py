@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deployguard.report_writer import ENDING_EVENTS
+from deployguard.reporting.writer import ENDING_EVENTS
 from deployguard.verdict_metrics import verdict_metric_points
 from deployguard_local.template import Stack
 

@@ -1,5 +1,7 @@
 """Writing reports to the ReportsBucket: a deployment's when it ends, summaries on a schedule.
 
+Presentation (entry-point floor, shared by ReportWriterFunction): it renders the read models.
+
 Keys: ``reports/<deployment_id>.html`` (and ``.md``, ``.json``: the history export), written
 again whenever another ending event arrives, so the latest stays; ``summaries/<period>/<date>.md``
 and ``.json`` for the daily and weekly summaries.
