@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
-
-from conftest import load_event
+from pathlib import Path
 
 from deployguard.aws import clients
 from deployguard_local.emulator import EmbeddedAws
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_event(name: str) -> dict:
+    return dict(json.loads((ROOT / "events" / name).read_text(encoding="utf-8")))
 
 
 def test_daily_summary_lands_in_the_bucket_and_on_the_topic() -> None:

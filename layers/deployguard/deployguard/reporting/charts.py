@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 
 PALETTE = {
@@ -51,6 +51,8 @@ class Chart:
     y_max: float | None = None
     width: int = 760
     height: int = 240
+    x_start: datetime | None = None  # the time axis (default: the data's own range)
+    x_end: datetime | None = None
 
 
 def _nice_top(value: float) -> float:
@@ -71,9 +73,11 @@ def render_svg(chart: Chart) -> str:
     plot_w, plot_h = width - left - right, height - top - bottom
     times = [t for s in chart.series for t, v in s.points if v is not None] + [m.at for m in chart.markers]
     values = [v for s in chart.series for _, v in s.points if v is not None]
-    start = min(times) if times else datetime.min
-    end = max(times) if times else datetime.min
-    span = max((end - start).total_seconds(), 60.0)
+    start = chart.x_start or (min(times) if times else datetime.min)
+    end = chart.x_end or (max(times) if times else start)
+    if (end - start).total_seconds() < 60:  # at least a minute wide, so ticks and points spread
+        end = start + timedelta(seconds=60)
+    span = (end - start).total_seconds()
     low = chart.y_min if chart.y_min is not None else min([0.0, *values])
     high = chart.y_max if chart.y_max is not None else _nice_top(max(values, default=1.0) * 1.05)
     high = high if high > low else low + 1.0
@@ -100,9 +104,10 @@ def render_svg(chart: Chart) -> str:
                      f"{escape(chart.y_format(value))}</text>")  # fmt: skip
     ticks = 6
     for i in range(ticks + 1):  # time axis
-        at = start + (end - start) * i / ticks if end > start else start
+        at = start + (end - start) * i / ticks
+        label = at.strftime("%H:%M" if span >= 600 else "%H:%M:%S")
         parts.append(f'<text x="{x(at):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#444">'
-                     f"{at:%H:%M}</text>")  # fmt: skip
+                     f"{label}</text>")  # fmt: skip
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" fill="#444">time (UTC)</text>')
     if chart.y_label:
         parts.append(f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '

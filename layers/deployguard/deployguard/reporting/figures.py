@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from deployguard.readmodels import DeploymentHistory, business_impact
 from deployguard.reporting.charts import PALETTE, Chart, Marker, Series, number, percent
@@ -10,10 +11,19 @@ from deployguard.reporting.charts import PALETTE, Chart, Marker, Series, number,
 _CHART_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
 
+def time_range(history: DeploymentHistory) -> tuple[datetime, datetime]:
+    """Every chart's time axis: from the start to the end (or the last thing recorded)."""
+    start = history.deployment.started_at
+    seen = [a.at for a in history.assessments] + [s.at for s in history.traffic]
+    end = max([start, *seen, *([history.deployment.ended_at] if history.deployment.ended_at else [])])
+    return start, end
+
+
 def decision_markers(history: DeploymentHistory) -> list[Marker]:
     """Traffic shifts, and where the deployment ended (promoted, rolled back, held)."""
     steps = history.traffic
-    markers = [Marker(at=s.at, label=f"{s.weight:.0%}") for s in steps[1:-1]]
+    last_at = steps[-1].at if len(steps) > 1 else None
+    markers = [Marker(at=s.at, label=f"{s.weight:.0%}") for s in steps[1:-1] if s.at != last_at]
     if len(steps) > 1:
         last = steps[-1]
         ended = history.outcome.state if history.outcome.state != "running" else "shift"
@@ -97,5 +107,9 @@ def health_chart(history: DeploymentHistory) -> Chart:
 
 
 def report_charts(history: DeploymentHistory) -> list[Chart]:
-    """Traffic, health, then one chart per metric the judge reasoned about."""
-    return [traffic_chart(history), health_chart(history)] + [metric_chart(history, m) for m in history.metric_ids()]
+    """Traffic, health, then one chart per metric the judge reasoned about, on one time axis."""
+    charts = [traffic_chart(history), health_chart(history)] + [metric_chart(history, m) for m in history.metric_ids()]
+    start, end = time_range(history)
+    for chart in charts:
+        chart.x_start, chart.x_end = start, end
+    return charts

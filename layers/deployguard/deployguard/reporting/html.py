@@ -60,7 +60,8 @@ def render_html(history: DeploymentHistory) -> str:
     target_text = (
         f"Lambda {target.function_name}:{target.alias}, version {target.stable_version} -> {target.new_version}"
         if target.kind == "lambda"
-        else f"ECS {target.cluster}/{target.service}, {target.stable_task_definition} -> {target.new_task_definition}"
+        else f"ECS {target.cluster}/{target.service}, task definition "
+        f"{target.stable_task_definition or '(not recorded)'} -> {target.new_task_definition or '(not recorded)'}"
     )
     facts = [
         ("Outcome", _badge(outcome.state) + " " + escape(outcome.message)),
