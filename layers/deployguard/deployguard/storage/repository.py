@@ -343,6 +343,14 @@ class DeploymentRepository:
             raise
         return True
 
+    def find_claim(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The attributes of an unexpired marker made by :meth:`claim_once`, or None."""
+        pk, sk = keys.singleton_key(kind, key)
+        item = self.table.get_item(Key={keys.PK: pk, keys.SK: sk}, ConsistentRead=True).get("Item")
+        if item is None or int(item.get(keys.TTL_ATTRIBUTE, 0)) < int(clock.now().timestamp()):
+            return None
+        return dict(item)
+
     def release(self, kind: str, key: str) -> None:
         pk, sk = keys.singleton_key(kind, key)
         self.table.delete_item(Key={keys.PK: pk, keys.SK: sk})
