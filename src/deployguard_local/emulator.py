@@ -685,7 +685,10 @@ class EmbeddedAws:
         for event in events.values():
             props = event.get("Properties", {})
             if event["Type"] == "SNS":
-                clients.client("sns").subscribe(TopicArn=props["Topic"], Protocol="lambda", Endpoint=arn)
+                attributes = {"FilterPolicy": json.dumps(props["FilterPolicy"])} if "FilterPolicy" in props else {}
+                clients.client("sns").subscribe(
+                    TopicArn=props["Topic"], Protocol="lambda", Endpoint=arn, Attributes=attributes
+                )
             elif event["Type"] in ("Schedule", "EventBridgeRule"):
                 rule = f"{fn.name}-{len(self.rules)}"
                 kwargs: dict[str, Any] = {"Name": rule}
