@@ -346,4 +346,26 @@ def static(name: str) -> Response[str]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    refused = refuse_before_reading(event)
+    return refused if refused is not None else app.resolve(event, context)
+
+
+def refuse_before_reading(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Every /api request needs an identity, every write the permission to write, before its input is read."""
+    context = event.get("requestContext") or {}
+    method = str((context.get("http") or {}).get("method", "")).upper()
+    if not str(event.get("rawPath", "")).startswith("/api/"):
+        return None
+    try:
+        who = caller_of(context.get("authorizer"), write_scope())
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            writer(who)
+    except (NotAuthorizedError, ForbiddenError) as exc:
+        status = 401 if isinstance(exc, NotAuthorizedError) else 403
+        return {
+            "statusCode": status,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps({"message": str(exc)}),
+            "isBase64Encoded": False,
+        }
+    return None
