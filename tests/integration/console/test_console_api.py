@@ -58,7 +58,7 @@ def test_every_write_refuses_callers_who_may_not_write(console: Any, who: str) -
             else [None]
         )
         for verb in verbs:
-            path = re.sub(r"\{(\w+)\}", lambda m: verb if m.group(1) == "verb" else values[m.group(1)], template)
+            path = re.sub(r"\{(\w+)\}", lambda m, v=verb: v if m.group(1) == "verb" else values[m.group(1)], template)
             response = requests.post(f"{console.url}{path}", json=bodies, headers=headers, timeout=30)
             assert response.status_code == expected, (path, response.text)
     after = repository.find_deployment("live-orders-api")
@@ -89,7 +89,7 @@ def test_no_request_from_the_document_meets_a_server_error(console: Any) -> None
         )
         def check(case: Any) -> None:
             response = case.call(base_url=console.url, headers=headers, timeout=30)
-            calls[operation.label] = calls.get(operation.label, 0) + 1
+            calls[case.operation.label] = calls.get(case.operation.label, 0) + 1
             assert response.status_code < 500, (case.method, case.formatted_path, response.text[:500])
 
         check()
