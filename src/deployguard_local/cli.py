@@ -5,6 +5,7 @@ deployguard invoke FUNCTION --event FILE     run one function of template.yaml w
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
 deployguard serve --local [--port 8700]      the operations console over the embedded AWS
+deployguard control VERB ID --by --reason    promote, abort, pause, resume, retry, skip_analysis, approve; rollback
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
+    sub.add_parser("control", help="control a canary or roll a service back (see deployguard control --help)")
     sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
     return parser
 
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(argv[1:])
     if argv and argv[0] == "notifications":
         return _notifications(argv[1:])
+    if argv and argv[0] == "control":
+        from deployguard_local import control_cli
+
+        return control_cli.main(argv[1:])
     if argv and argv[0] == "serve":
         from deployguard_local import console_server
 
