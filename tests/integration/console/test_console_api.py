@@ -94,3 +94,38 @@ def test_no_request_from_the_document_meets_a_server_error(console: Any) -> None
 
         check()
     assert len(calls) == sum(len(item) for item in openapi_document()["paths"].values())
+
+
+def test_escalate_and_resolve_an_incident_as_the_caller(console: Any) -> None:
+    headers = {"Authorization": f"Bearer {console.credentials.write_token}"}
+    open_now = requests.get(f"{console.url}/api/incidents", headers=headers, timeout=30).json()
+    escalating = [i for i in open_now if i["status"] == "open" and i["escalation"]["next_at"]]
+    assert escalating, open_now
+    incident = escalating[0]
+    pages_before = incident["escalation"]["pages"]
+    response = requests.post(
+        f"{console.url}/api/incidents/{incident['incident_id']}/escalate",
+        json={"notes": "need the database team"},
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["page"] is not None and body["incident"]["escalation"]["pages"] == pages_before + 1
+    assert body["incident"]["timeline"][-2]["actor"] == "local-operator"  # escalated, then paged
+    response = requests.post(
+        f"{console.url}/api/incidents/{incident['incident_id']}/resolve",
+        json={"notes": "fixed"},
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code == 200 and response.json()["resolved_by"] == "local-operator"
+    again = requests.post(
+        f"{console.url}/api/incidents/{incident['incident_id']}/escalate", json={}, headers=headers, timeout=30
+    )
+    assert again.status_code == 409 and "only an open incident escalates" in again.json()["message"]
+    trail = DeploymentRepository().audit_trail(incident["deployment_id"])
+    assert [(e.action, e.actor) for e in trail if e.action in ("incident_escalated", "incident_resolved")][-2:] == [
+        ("incident_escalated", "local-operator"),
+        ("incident_resolved", "local-operator"),
+    ]

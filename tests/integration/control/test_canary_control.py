@@ -213,7 +213,7 @@ def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: An
 
 
 def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> None:
-    from deployguard_local.codedeploy import LEDGER, create_lambda_deployment
+    from deployguard_local.codedeploy import LEDGER, _moto_deployment, create_lambda_deployment
 
     versions = aws.deploy_sample_function("search-api", "live", sample_handler)
     target = LambdaTarget(function_name="search-api", alias="live", stable_version=versions[0], new_version=versions[1])
@@ -230,6 +230,10 @@ def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> Non
             codedeploy_deployment_id=codedeploy_id,
         )
     )
+    with pytest.raises(ControlStateError, match="not waiting to reroute traffic"):
+        _ask(aws, "dg-codedeploy-1", "promote")  # a Lambda canary never waits: ContinueDeployment refuses
+    _moto_deployment(codedeploy_id).ready_wait = True  # as a blue/green deployment waiting to reroute
+    assert _ask(aws, "dg-codedeploy-1", "promote").changed and LEDGER.continues[-1] == codedeploy_id
     assert _ask(aws, "dg-codedeploy-1", "abort").changed
     stop = LEDGER.stops[-1]
     assert (stop.deployment_id, stop.auto_rollback, stop.accepted) == (codedeploy_id, True, True)
@@ -238,7 +242,11 @@ def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> Non
     with pytest.raises(ControlStateError, match="not available for CodeDeploy-driven"):
         _ask(aws, "dg-codedeploy-1", "pause")
     trail = DeploymentRepository().audit_trail("dg-codedeploy-1")
-    assert [(e.action, e.details["changed"]) for e in trail] == [("control_abort", True), ("control_abort", False)]
+    assert [(e.action, e.details["changed"]) for e in trail] == [
+        ("control_promote", True),
+        ("control_abort", True),
+        ("control_abort", False),
+    ]
 
 
 def test_the_cli_runs_the_same_verbs(aws: Any, capsys: Any) -> None:
