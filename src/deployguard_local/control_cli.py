@@ -22,30 +22,30 @@ from deployguard.config import load_config
 from deployguard.control import VERBS, CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard.exceptions import DeployGuardError
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.incidents_cli import _stack_outputs
+from deployguard_local.incidents_cli import _stack_outputs, where_parser
 
 PROG = "deployguard control"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="control a canary, or roll a service back in an emergency")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="control a canary, or roll a service back in an emergency", parents=[where_parser()]
+    )
     parser.add_argument("verb", choices=[*VERBS, "rollback"])
     parser.add_argument("target", help="deployment id (a verb) or service name (rollback)")
     parser.add_argument("--by", required=True, help="who asks (kept in the audit trail)")
     parser.add_argument("--reason", required=True, help="why (kept in the audit trail)")
-    parser.add_argument("--confirm", help="rollback: the service's name again")
-    parser.add_argument("--environment", help="rollback: the service's environment (default: its configuration's)")
-    parser.add_argument("--from-version", help="rollback: the version you saw live (a repeat then changes nothing)")
-    parser.add_argument("--stack", help="a deployed DeployGuard stack (its outputs name the table, topic, machine)")
-    parser.add_argument("--table", help="the deployments table")
-    parser.add_argument("--topic-arn", help="the deployment events topic")
-    parser.add_argument("--state-machine-arn", help="the canary state machine (for retry)")
-    parser.add_argument("--config", help="DeployGuard configuration file")
-    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    rollback = parser.add_argument_group("rollback")
+    rollback.add_argument("--confirm", help="the service's name again")
+    rollback.add_argument("--environment", help="the service's environment (default: its configuration's)")
+    rollback.add_argument("--from-version", help="the version you saw live (a repeat then changes nothing)")
+    parser.add_argument("--state-machine-arn", help="the canary state machine (retry; default: the stack's)")
     return parser
 
 
 def build_service(args: argparse.Namespace) -> CanaryControlService:
+    if args.region:
+        os.environ["AWS_REGION"] = args.region
     outputs = _stack_outputs(args.stack) if args.stack else {}
     table = args.table or outputs.get("DeploymentsTableName") or os.environ.get("DEPLOYMENTS_TABLE")
     topic = args.topic_arn or outputs.get("DeploymentEventsTopicArn") or os.environ.get("EVENTS_TOPIC_ARN")
