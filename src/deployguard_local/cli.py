@@ -6,6 +6,9 @@ deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios p
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
 deployguard serve --local [--port 8700]      the operations console over the embedded AWS
 deployguard control VERB ID --by --reason    promote, abort, pause, resume, retry, skip_analysis, approve; rollback
+deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
+deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
+deployguard report ID [--format md|html|json] [-o FILE]   one deployment's health report
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
     sub.add_parser("control", help="control a canary or roll a service back (see deployguard control --help)")
     sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
+    sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
+    sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
+    sub.add_parser("report", help="one deployment's health report (md, html, json)")
     return parser
 
 
@@ -97,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         from deployguard_local import incidents_cli
 
         return incidents_cli.main(argv[1:])
+    if argv and argv[0] in ("deployments", "status"):
+        from deployguard_local import deployments_cli
+
+        return (deployments_cli.main if argv[0] == "deployments" else deployments_cli.status_main)(argv[1:])
+    if argv and argv[0] == "report":
+        from deployguard_local import report_cli
+
+        return report_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

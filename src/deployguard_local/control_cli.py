@@ -22,7 +22,8 @@ from deployguard.config import load_config
 from deployguard.control import VERBS, CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard.exceptions import DeployGuardError
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.incidents_cli import _stack_outputs, where_parser
+from deployguard_local.incidents_cli import where_parser
+from deployguard_local.sources import stack_outputs
 
 PROG = "deployguard control"
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_service(args: argparse.Namespace) -> CanaryControlService:
     if args.region:
         os.environ["AWS_REGION"] = args.region
-    outputs = _stack_outputs(args.stack) if args.stack else {}
+    outputs = stack_outputs(args.stack) if args.stack else {}
     table = args.table or outputs.get("DeploymentsTableName") or os.environ.get("DEPLOYMENTS_TABLE")
     topic = args.topic_arn or outputs.get("DeploymentEventsTopicArn") or os.environ.get("EVENTS_TOPIC_ARN")
     machine = (

@@ -23,6 +23,7 @@ import yaml
 
 from deployguard.models import AuditEntry, Deployment
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local import local_state
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 from deployguard_local.receivers import local_receivers
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
@@ -383,7 +384,7 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
     return [result]
 
 
-def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
+def main(scenario: Path | None = None, out: TextIO = sys.stdout, state_dir: Path | None = None) -> int:
     out.write("DeployGuard demo: canary rollouts on the embedded AWS (moto), simulated clock\n")
     if scenario:
         results = scenario_demo(scenario, out)
@@ -402,6 +403,26 @@ def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
             for r in results:
                 if r.deployment is not None:
                     r.deliveries = len(DeploymentRepository().notifications(r.deployment.deployment_id))
+            saved = local_state.save(aws, state_dir)
         print_summary(results, out)
         out.write("\n" + receivers.summary() + " (local HTTP receivers on 127.0.0.1)\n")
+        print_reports(results, saved, out)
     return 0
+
+
+def print_reports(results: list[RolloutResult], state_dir: Path, out: TextIO) -> None:
+    """Where the demo's state went, and the commands that read it back."""
+    out.write(f"\nstate saved in {_shown(state_dir)}; read it back with --local:\n")
+    out.write("  deployguard deployments list --local\n")
+    for r in results:
+        if r.deployment is None:
+            continue
+        dep = r.deployment.deployment_id
+        out.write(f"  {r.name:<22} deployguard report {dep} --local --format html -o {dep}.html\n")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -204,7 +204,7 @@ class DeploymentReader:
         *,
         timeout_seconds: float,
         poll_seconds: float = 10.0,
-        sleep: Callable[[float], None],
+        sleep: Callable[[float], object],
         on_change: Callable[[Deployment], None] | None = None,
     ) -> GateOutcome:
         """Poll until the deployment ends or ``timeout_seconds`` pass (measured on :mod:`deployguard.clock`).

@@ -69,22 +69,22 @@ class GateOutcome(Model):
 
     state: Literal["running", "promoted", "rolled_back", "failed", "held"]
     exit_code: int = Field(description="0 promoted, 1 rolled back or failed, 2 held for a person, 3 still running")
-    message: str
+    message: str = Field(description="why: the decision's reason, or where a running deployment is")
 
     @classmethod
     def of(cls, deployment: Deployment) -> GateOutcome:
         status, decision = deployment.status, deployment.decision or ""
-        why = f": {deployment.decision_reason}" if deployment.decision_reason else ""
+        why = deployment.decision_reason or decision or status.value
         if not status.is_terminal:
             weight = f"{deployment.canary_weight:.0%}"
             return cls(state="running", exit_code=3, message=f"{status.value} at {weight} ({deployment.phase.value})")
         if status == DeploymentStatus.SUCCEEDED:
-            return cls(state="promoted", exit_code=0, message=f"promoted{why}")
+            return cls(state="promoted", exit_code=0, message=why)
         if status == DeploymentStatus.STOPPED and decision == "held":
-            return cls(state="held", exit_code=2, message=f"held for a person{why}")
+            return cls(state="held", exit_code=2, message=why)
         if status == DeploymentStatus.FAILED:
-            return cls(state="failed", exit_code=1, message=f"failed{why}")
-        return cls(state="rolled_back", exit_code=1, message=f"{decision or status.value}{why}")
+            return cls(state="failed", exit_code=1, message=why)
+        return cls(state="rolled_back", exit_code=1, message=why)
 
 
 class DeploymentHistory(Model):
@@ -206,6 +206,7 @@ def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[
         TimelineItem(at=s.at, kind="traffic", title=f"traffic {s.weight:.0%} to the new version", detail=s.reason)
         for s in history.traffic
     ]
+    last_step = items[-1] if len(items) > 1 and history.deployment.status.is_terminal else None
     for a in history.assessments:
         reasons = "; ".join(r.message for r in a.verdict.reasons if r.status != "pass") or a.verdict.summary
         score = f", health {a.health_score:.0f}" if a.health_score is not None else ""
@@ -263,7 +264,8 @@ def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[
             for n in history.notifications
         ]
     order = {k: i for i, k in enumerate(TimelineKind.__args__)}  # type: ignore[attr-defined]
-    return sorted(items, key=lambda i: (i.at, order[i.kind]))
+    # a shift comes before the assessments at its time; where traffic ended up comes after them
+    return sorted(items, key=lambda i: (i.at, len(order) if i is last_step else order[i.kind]))
 
 
 def business_impact(assessment: Assessment) -> float | None:
