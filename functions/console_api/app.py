@@ -63,6 +63,7 @@ from deployguard.readmodels import (
     parse_since,
     timeline,
 )
+from deployguard.reporting import CONTENT_TYPES, ReportFormat, render
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 STATIC = Path(__file__).resolve().parent / "static"
@@ -220,6 +221,21 @@ def deployment_timeline(
 ) -> list[TimelineItem]:
     caller()
     return timeline(console().history(deployment_id), notifications=False)
+
+
+@app.get(
+    "/api/deployments/<deployment_id>/report",
+    tags=["deployments"],
+    summary="The deployment's health report (deployguard.reporting): html, md or json",
+    responses={200: {"description": "the report", "content": {"text/html": {}, "text/markdown": {}}}},
+)
+def deployment_report(
+    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    format: Annotated[ReportFormat, Query()] = "html",
+) -> Response[str]:
+    caller()
+    history = console().history(deployment_id)
+    return Response(200, CONTENT_TYPES[format], render(history, format))
 
 
 @app.get("/api/services", tags=["services"], summary="Services with their latest deployment")

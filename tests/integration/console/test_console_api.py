@@ -129,3 +129,14 @@ def test_escalate_and_resolve_an_incident_as_the_caller(console: Any) -> None:
         ("incident_escalated", "local-operator"),
         ("incident_resolved", "local-operator"),
     ]
+
+
+def test_a_deployment_report_is_rendered_by_the_reporting_package(console: Any) -> None:
+    headers = {"Authorization": f"Bearer {console.credentials.read_token}"}
+    url = f"{console.url}/api/deployments/demo-regression-midway/report"
+    html = requests.get(url, headers=headers, timeout=60)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "<svg" in html.text and "payments-api" in html.text
+    markdown = requests.get(url, params={"format": "md"}, headers=headers, timeout=60)
+    assert markdown.headers["content-type"].startswith("text/markdown") and "payments-api" in markdown.text
+    assert requests.get(url, params={"format": "pdf"}, headers=headers, timeout=60).status_code == 422

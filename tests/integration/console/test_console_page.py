@@ -25,6 +25,7 @@ ARGS = [
 ]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+playwright_api.expect.set_options(timeout=30_000)  # a shared 2-core machine: reads of a long history take seconds
 
 
 @pytest.fixture(scope="module")
