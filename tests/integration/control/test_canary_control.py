@@ -263,3 +263,39 @@ def test_the_cli_runs_the_same_verbs(aws: Any, capsys: Any) -> None:
     repeat = ["--confirm", "checkout-api", "--from-version", target.new_version]
     assert main(["control", "rollback", "checkout-api", *by, *repeat]) == 0
     assert "nothing changed" in capsys.readouterr().out
+
+
+def test_retry_starts_a_held_canary_step_again(aws: Any) -> None:
+    versions = aws.deploy_sample_function("quiet-api", "live", sample_handler)
+    target = LambdaTarget(function_name="quiet-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    quiet = LambdaTrafficSource("quiet-api", "live", 0, {v: VersionBehaviour() for v in versions}, seed=7)
+    aws.clock.listeners.append(quiet.on_clock)
+    request = {
+        "deployment": {
+            "deployment_id": "dep-quiet-api",
+            "service": "quiet-api",
+            "version": versions[1],
+            "target": target.model_dump(),
+        }
+    }
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    held = DeploymentRepository().get_deployment("dep-quiet-api")
+    assert (held.status, held.decision) == (DeploymentStatus.STOPPED, "held")  # no traffic is no evidence
+    with pytest.raises(ControlStateError, match="only to a canary in progress"):
+        _ask(aws, "dep-quiet-api", "pause")
+    aws.clock.listeners.remove(quiet.on_clock)
+    busy = LambdaTrafficSource("quiet-api", "live", 2000, {v: VersionBehaviour() for v in versions}, seed=8)
+    aws.clock.listeners.append(busy.on_clock)
+    outcome = _ask(aws, "dep-quiet-api", "retry", by="frank")
+    assert outcome.changed and "step 1 starts again" in outcome.message
+    assert not _ask(aws, "dep-quiet-api", "retry").changed  # already running again
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the new execution runs on moto's interpreter thread
+        again = DeploymentRepository().get_deployment("dep-quiet-api")
+        if again.status.is_terminal:
+            break
+        time.sleep(0.05)
+    aws.invoker.drain()
+    again = DeploymentRepository().get_deployment("dep-quiet-api")
+    assert (again.status, again.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
+    assert LambdaTrafficShifter(target).current().function_version == target.new_version
