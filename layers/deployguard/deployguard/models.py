@@ -187,6 +187,18 @@ class MetricSpec(Model):
         default=None,
         description="the value of a period without a datapoint (0 for counts published only when non-zero)",
     )
+    optional: bool = Field(
+        default=False,
+        description="when true, missing data of this metric does not keep the canary from passing",
+    )
+
+
+class DataGap(Model):
+    """Periods of one version of a metric that CloudWatch did not return (an error status)."""
+
+    version: Literal["baseline", "canary"]
+    periods: list[int] = Field(description="period indexes of the window, ascending")
+    reason: str = Field(description="why, e.g. 'CloudWatch returned InternalError'")
 
 
 class MetricWindow(Model):
@@ -195,6 +207,9 @@ class MetricWindow(Model):
     spec: MetricSpec
     baseline: list[float | None]
     canary: list[float | None]
+    gaps: list[DataGap] = Field(
+        default_factory=list, description="periods whose values are unknown (not zero, not 'no datapoint')"
+    )
 
     @field_validator("baseline", "canary")
     @classmethod
