@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import DEMO_CONFIG, load_event
 
 from deployguard_local.emulator import EmbeddedAws
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = ROOT / "examples" / "deployguard.yaml"
+
+
+def load_event(name: str) -> dict:
+    return dict(json.loads((ROOT / "events" / name).read_text(encoding="utf-8")))
 
 
 def test_assessor_writes_verdict_metrics_per_service(
