@@ -27,8 +27,12 @@ from deployguard.analysis.health import HealthSettings
 from deployguard.analysis.judge import JudgeSettings
 from deployguard.exceptions import ConfigError
 from deployguard.hooks.settings import HookSettings
+from deployguard.inbound import TooLarge, check_bounds
 from deployguard.notification.settings import NotificationSettings
 
+MAX_CONFIG_BYTES = 1024 * 1024  # an SSM advanced parameter holds 8 KiB; a file this size is a mistake
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_VALUES = 100_000  # counts every expansion of a YAML alias (no "billion laughs")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -142,14 +146,22 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_config(text: str, source: str) -> DeployGuardConfig:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{len(text)} characters, at most {MAX_CONFIG_BYTES} are read", source=source)
     try:
         document = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"not valid {'JSON' if source.endswith('.json') else 'YAML'}: {exc}", source=source) from exc
+    except RecursionError:
+        raise ConfigError(f"nested more than {MAX_CONFIG_DEPTH} deep", source=source) from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
         raise ConfigError("the top level must be a mapping", source=source)
+    try:
+        check_bounds(document, max_depth=MAX_CONFIG_DEPTH, max_nodes=MAX_CONFIG_VALUES)
+    except TooLarge as exc:
+        raise ConfigError(str(exc), source=source) from None
     document = interpolate(document, source)
     try:
         return DeployGuardConfig.model_validate(document)
