@@ -63,7 +63,11 @@ def expand(template_path: Path) -> dict[str, Any]:
 
 # Actions that change nothing, or that AWS only grants on "*" (no resource-level permission)
 _READ_VERBS = ("Get", "List", "Describe", "BatchGet", "Query", "Scan")
-_ANY_RESOURCE_ONLY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData"}
+_ANY_RESOURCE_ONLY = {
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData",
+    # a task token is itself the capability: Step Functions grants callbacks on "*"
+    "states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat",
+}  # fmt: skip
 _KMS_THROUGH_A_SERVICE = {"kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKey*"}
 
 

@@ -84,6 +84,9 @@ def parse_event(model: type[ModelT], raw: Any, what: str, *, max_bytes: int = MA
         return model.model_validate(raw)
     except ValidationError as exc:
         raise _invalid(what, exc) from None
+    except (TypeError, AttributeError, KeyError) as exc:  # a validator (ours or a library's) choked on the shape
+        message = f"{what}: not the expected shape ({type(exc).__name__}: {exc})"
+        raise InvalidEventError(message, field="(event)") from None
 
 
 def parse_json_event(model: type[ModelT], text: str | bytes, what: str, *, max_bytes: int = MAX_EVENT_BYTES) -> ModelT:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,9 @@ from deployguard.recorder import StateChangeDetail
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "events"
-FEW = settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+# 30 examples each in the suite; DG_HYPOTHESIS_EXAMPLES=1000 for a deeper run by hand
+EXAMPLES = int(os.environ.get("DG_HYPOTHESIS_EXAMPLES", "30"))
+FEW = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
 json_values = st.recursive(

@@ -23,7 +23,7 @@ GUARDED = {
 MUTATING = {
     "lambda:UpdateAlias", "lambda:PutFunctionConcurrency", "lambda:PutProvisionedConcurrencyConfig",
     "lambda:InvokeFunction", "ecs:UpdateService", "codedeploy:StopDeployment",
-    "codedeploy:PutLifecycleEventHookExecutionStatus",
+    "codedeploy:PutLifecycleEventHookExecutionStatus", "codedeploy:ContinueDeployment",
 }  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """Delivery of one outbound message with retries, backoff and ``Retry-After``.
 
 - timeouts, connection errors, HTTP 408 and 5xx are retried with exponential
-  backoff and jitter, up to ``max_attempts`` and within ``deadline_seconds``;
+  backoff and jitter, up to ``max_attempts`` and within ``deadline_seconds`` (or the
+  caller's ``deadline_at``, the router's time budget, if sooner): no wait and no read
+  outlasts it;
 - HTTP 429 (and 503) wait what ``Retry-After`` says (seconds or an HTTP date); a wait
   longer than ``max_retry_after_seconds`` ends the delivery (the router dead-letters it);
 - other 4xx and every 3xx fail at once: redirects are never followed (no SSRF hop);
@@ -114,9 +116,16 @@ class Deliverer:
         delay = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
         return delay * (0.5 + self.random() / 2)
 
-    def deliver(self, message: OutboundMessage, field: str | None = None) -> DeliveryResult:
+    def deliver(
+        self, message: OutboundMessage, field: str | None = None, deadline_at: float | None = None
+    ) -> DeliveryResult:
+        """One message, retried; ``deadline_at`` (on ``monotonic``) ends it sooner than ``deadline_seconds``."""
         started = self.monotonic()
         target: CheckedTarget | None = None
+        ends_at = started + self.settings.deadline_seconds
+        if deadline_at is not None and deadline_at < ends_at:
+            ends_at = deadline_at
+        budget = ends_at - started
         if isinstance(message, HttpMessage):
             try:
                 target = check_outbound(
@@ -127,10 +136,16 @@ class Deliverer:
         attempts = 0
         last = _Attempt(ok=False, retryable=False, error="not attempted")
         while attempts < self.settings.max_attempts:
+            left = ends_at - self.monotonic()
+            if left <= 0:
+                reached = f"delivery deadline of {budget:.0f}s reached"
+                last = _Attempt(ok=False, retryable=False, status_code=last.status_code,
+                                error=f"{last.error}; {reached}" if attempts else reached)  # fmt: skip
+                break
             attempts += 1
             if isinstance(message, HttpMessage):
                 assert target is not None
-                last = self._http(message, target)
+                last = self._http(message, target, left)
             else:
                 last = self._sns(message)
             if last.ok or not last.retryable or attempts >= self.settings.max_attempts:
@@ -145,12 +160,12 @@ class Deliverer:
                     f"{self.settings.max_retry_after_seconds:.0f}s",
                 )
                 break
-            if self.monotonic() - started + wait > self.settings.deadline_seconds:
+            if self.monotonic() + wait > ends_at:
                 last = _Attempt(
                     ok=False,
                     retryable=False,
                     status_code=last.status_code,
-                    error=f"{last.error}; delivery deadline of {self.settings.deadline_seconds:.0f}s reached",
+                    error=f"{last.error}; delivery deadline of {budget:.0f}s reached",
                 )
                 break
             self.sleep(wait)
@@ -163,7 +178,7 @@ class Deliverer:
             error=None if last.ok else last.error,
         )
 
-    def _http(self, message: HttpMessage, target: CheckedTarget) -> _Attempt:
+    def _http(self, message: HttpMessage, target: CheckedTarget, left: float) -> _Attempt:
         headers = {"User-Agent": USER_AGENT, **message.headers}
         try:
             with pinned_session(target) as session:
@@ -171,7 +186,10 @@ class Deliverer:
                     target.url,
                     data=message.body,
                     headers=headers,
-                    timeout=(self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds),
+                    timeout=(
+                        min(self.settings.connect_timeout_seconds, left),
+                        min(self.settings.read_timeout_seconds, left),
+                    ),
                     allow_redirects=False,
                 )
         except requests.Timeout:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -405,10 +404,3 @@ def parse_notification_settings(document: Any, source: str, prefix: str = "notif
         loc = _field_path(first["loc"])
         more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(first["msg"] + more, source=source, field=f"{prefix}.{loc}" if loc else prefix) from exc
-
-
-def load_notification_settings(path: str | Path) -> NotificationSettings:
-    """The ``notifications:`` section of a configuration file (read by :func:`deployguard.config.load_config`)."""
-    from deployguard.config import load_config  # config embeds this module's settings
-
-    return load_config(path).notifications
