@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from deployguard import clock
 from deployguard.analysis.judge import judge_canary
@@ -41,9 +41,10 @@ from deployguard.aws.codedeploy import ECS_HOOKS, CodeDeployDeployment, CodeDepl
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
-from deployguard.exceptions import CodeDeployError
+from deployguard.exceptions import CodeDeployError, InvalidEventError
 from deployguard.hooks.answers import DEFAULT_BUDGET_SECONDS, HOOK_KIND, HookAnswers, Settled
 from deployguard.hooks.checks import CheckContext, CheckResult, Sleep, run_check
+from deployguard.inbound import parse_event
 from deployguard.models import (
     Decision,
     Deployment,
@@ -123,13 +124,6 @@ class HookOutcome(Model):
         return f"Hook{self.status or 'Unanswered'}"
 
 
-def _malformed_reason(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    field_name = ".".join(str(p) for p in first["loc"]) or "(event)"
-    more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"malformed lifecycle hook event: field {field_name}: {first['msg']}{more}"
-
-
 class LifecycleHook:
     def __init__(
         self,
@@ -162,9 +156,9 @@ class LifecycleHook:
 
     def _handle(self, raw: Any, remaining_ms: Callable[[], int]) -> HookOutcome:
         try:
-            event = HookEvent.model_validate(raw)
-        except ValidationError as exc:
-            return self._malformed(raw, _malformed_reason(exc))
+            event = parse_event(HookEvent, raw, "malformed lifecycle hook event")
+        except InvalidEventError as exc:
+            return self._malformed(raw, str(exc))
         execution_id, deployment_id = event.LifecycleEventHookExecutionId, event.DeploymentId
         must_answer_by = clock.now() + timedelta(milliseconds=remaining_ms())
         outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason="")
@@ -476,7 +470,7 @@ def _ids_of(raw: Any) -> tuple[str | None, str | None]:
     execution_id = raw_dict.get("LifecycleEventHookExecutionId")
     deployment_id = raw_dict.get("DeploymentId")
     well_formed = isinstance(deployment_id, str) and re.fullmatch(_DEPLOYMENT_ID, deployment_id)
-    answerable = isinstance(execution_id, str) and execution_id.strip()
+    answerable = isinstance(execution_id, str) and execution_id.strip() and len(execution_id) <= 256
     return (deployment_id if well_formed else None), (execution_id if answerable else None)
 
 
