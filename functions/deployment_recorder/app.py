@@ -23,7 +23,9 @@ SCHEDULED = "Scheduled Event"
 @tracer.capture_lambda_handler
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    recorder = DeploymentRecorder(runtime.config(), runtime.repository(), runtime.publisher())
+    recorder = DeploymentRecorder(
+        runtime.config(), runtime.repository(), runtime.publisher(), alerts=runtime.alert_engine()
+    )
     if event.detail_type == SCHEDULED:
         return {"long_running": recorder.sweep_long_running()}
     outcome = recorder.handle(event.detail_type, StateChangeDetail.model_validate(event.detail), event.time)

@@ -60,7 +60,7 @@ def assess_active_deployments(
     reader = reader or MetricsReader()
     run = AssessorRun()
     _assess(config, repository, publisher, reader, alerts, run)
-    run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader)
+    run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader, alerts)
     if alerts is not None:
         run.tick = alerts.on_tick()
     return run

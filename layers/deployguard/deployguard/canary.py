@@ -41,6 +41,7 @@ from deployguard.models import (
     Severity,
     Strategy,
     Verdict,
+    deployment_statistics,
 )
 from deployguard.storage.repository import DeploymentRepository
 
@@ -426,6 +427,7 @@ class CanaryController:
         else:
             title, event_type, severity = "Deployment Failed", EventType.DEPLOYMENT_FAILED, Severity.ERROR
             message = deployment.decision_reason or "rolled back"
+        self._announce_canary_completed(deployment, "rollback_failed" if error else deployment.decision, message)
         self._announce(
             deployment,
             event_type,
@@ -436,6 +438,28 @@ class CanaryController:
             decision=deployment.decision,
         )
         return state
+
+    # ------------------------------------------------------------------ completion (alerts lane)
+
+    def _announce_canary_completed(self, deployment: Deployment, decision: str | None, message: str) -> None:
+        """``canary.completed``: the canary's last step is behind it, with how it ended and what it took."""
+        assessments = self.repository.assessments(deployment.deployment_id)
+        self._announce(
+            deployment, EventType.CANARY_COMPLETED, "Canary Completed", f"{decision or 'ended'}: {message}",
+            severity=Severity.INFO if decision == "promoted" else Severity.WARNING,
+            decision=decision, duration_seconds=deployment.duration_seconds, steps_reached=deployment.step_index + 1,
+            assessments=len(assessments), last_weight=deployment.canary_weight,
+        )  # fmt: skip
+
+    def statistics(self, action: str, result: dict[str, Any]) -> tuple[Deployment, list[tuple[str, str, float]]] | None:
+        """The EMF deployment statistics a task contributes (like the recorder's for CodeDeploy): a start
+        at ``validate``, the end at ``notify`` (a failed rollback counts as failed)."""
+        deployment_id = result.get("deployment_id")
+        deployment = self.repository.find_deployment(deployment_id) if deployment_id else None
+        if deployment is None or action not in ("validate", "notify"):
+            return None
+        status = deployment.status if deployment.status.is_terminal else DeploymentStatus.FAILED
+        return deployment, deployment_statistics(status, deployment.duration_seconds, started=action == "validate")
 
 
 def _short(text: str, limit: int = 300) -> str:

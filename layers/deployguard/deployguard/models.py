@@ -343,3 +343,26 @@ class Notification(Model):
     latency_ms: float | None = None
     at: datetime = Field(default_factory=utcnow)
     error: str | None = None
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def deployment_statistics(
+    status: DeploymentStatus, duration_seconds: float | None, started: bool = False
+) -> list[tuple[str, str, float]]:
+    """(name, unit, value) of the EMF deployment statistics one deployment contributes when it
+    starts (``started``) or ends in ``status`` (the recorder's CodeDeploy deployments and the state
+    machine's canaries alike, in the ``DeployGuard`` namespace by environment and strategy)."""
+    if started:
+        return [("DeploymentsStarted", "Count", 1.0)]
+    if not status.is_terminal:
+        return []
+    points = [
+        ("Deployments" + status.value.title().replace("_", ""), "Count", 1.0),  # DeploymentsRolledBack, ...
+        ("DeploymentsEnded", "Count", 1.0),
+        ("DeploymentSuccessRate", "Percent", 100.0 if status == DeploymentStatus.SUCCEEDED else 0.0),
+    ]
+    if duration_seconds is not None:
+        points.append(("DeploymentDuration", "Seconds", max(0.0, duration_seconds)))
+    return points

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.anomaly import detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries, floor_time
@@ -88,7 +89,10 @@ def monitor_promoted(
     publisher: EventPublisher,
     now: datetime,
     reader: MetricsReader | None = None,
+    alerts: AlertEngine | None = None,
 ) -> MonitoringRun:
+    """Assess every promoted deployment that is due; each assessment goes through the alert rules
+    (``post-deployment-anomaly``: incident, paging, rollback for approval) when ``alerts`` is given."""
     reader = reader or MetricsReader()
     run = MonitoringRun()
     for deployment in repository.monitored_deployments():
@@ -139,6 +143,9 @@ def monitor_promoted(
         )  # fmt: skip
         repository.add_assessment(assessment)
         run.assessed.append(assessment)
+        if alerts is not None:
+            alerts.guarded(deployment.deployment_id, ACTOR, "post-deployment assessment", alerts.on_assessment,
+                           deployment, assessment)  # fmt: skip
         if (last_status == HealthStatus.WARNING) != bool(unusual) and (monitoring or unusual):
             event = DeploymentEvent(
                 event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,

@@ -84,7 +84,7 @@ def reset() -> None:
 
 @functools.cache
 def alert_engine() -> AlertEngine:
-    return AlertEngine.for_config(config(), repository(), publisher())
+    return AlertEngine.for_config(config(), repository(), publisher(), local_mode=environment().local_mode)
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from deployguard import clock
+from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
@@ -132,6 +133,7 @@ class LifecycleHook:
         *,
         local_mode: bool = False,
         sleep: Sleep = time.sleep,
+        alerts: AlertEngine | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -139,6 +141,7 @@ class LifecycleHook:
         self.codedeploy = codedeploy or CodeDeployGateway()
         self.local_mode = local_mode
         self.sleep = sleep
+        self.alerts = alerts  # validation failures raise alerts (canary-issue: incident, paging)
 
     # ------------------------------------------------------------------ entry
 
@@ -383,6 +386,8 @@ class LifecycleHook:
         self.publisher.publish(event)
         self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
                               event_id=event.event_id)  # fmt: skip
+        if self.alerts is not None:
+            self.alerts.guarded(deployment.deployment_id, ACTOR, kind.value, self.alerts.on_event, event, deployment)
 
 
 def answer_without_setup(raw: Any, reason: str, codedeploy: CodeDeployGateway | None = None) -> HookOutcome:
