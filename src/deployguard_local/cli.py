@@ -4,6 +4,7 @@ deployguard demo [--scenario FILE]          canary rollouts end to end on the em
 deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
+deployguard alerts fields [--config FILE]     rule fields each metric feeds; rules that cannot fire
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
+    sub.add_parser("alerts", help="which rule fields the metrics feed, which rules cannot fire (alerts fields)")
     return parser
 
 
@@ -81,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(argv[1:])
     if argv and argv[0] == "notifications":
         return _notifications(argv[1:])
+    if argv and argv[0] == "alerts":
+        from deployguard_local import alerts_cli
+
+        return alerts_cli.main(argv[1:])
     if argv and argv[0] == "incidents":
         from deployguard_local import incidents_cli
 
