@@ -118,6 +118,11 @@ class Deployment(Model):
     codedeploy_deployment_id: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
     weight_changed_at: datetime | None = None
+    traffic_started_at: datetime | None = Field(
+        default=None,
+        description="when production traffic was first seen on the new version (ECS: green's test-listener "
+        "traffic before it is no evidence, the judge's windows start here)",
+    )
     ended_at: datetime | None = None
     expected_duration_seconds: int | None = None
     decision: str | None = None
@@ -366,3 +371,12 @@ def deployment_statistics(
     if duration_seconds is not None:
         points.append(("DeploymentDuration", "Seconds", max(0.0, duration_seconds)))
     return points
+
+
+def judged_from(deployment: Deployment) -> Deployment:
+    """The deployment as the judge's windows see it: an ECS deployment's periods start when production
+    traffic reached green (before, green served only the test listener), when that is known."""
+    start = deployment.traffic_started_at
+    if deployment.target.kind != "ecs" or start is None or start <= deployment.started_at:
+        return deployment
+    return deployment.model_copy(update={"started_at": start})

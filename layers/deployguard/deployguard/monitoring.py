@@ -21,6 +21,7 @@ from deployguard.analysis.schedule import next_assessment_seconds
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries, floor_time
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
+from deployguard.exceptions import MetricsConfigError
 from deployguard.models import (
     Assessment,
     Decision,
@@ -28,7 +29,6 @@ from deployguard.models import (
     DeploymentEvent,
     EventType,
     HealthStatus,
-    LambdaTarget,
     MetricKind,
     Phase,
     PhaseChange,
@@ -109,11 +109,13 @@ def monitor_promoted(
         if monitoring and (now - monitoring[-1].at).total_seconds() < interval:
             run.not_due.append(deployment.deployment_id)
             continue
-        if not isinstance(deployment.target, LambdaTarget):
+        try:  # Lambda: both versions' metrics; ECS: both target groups' (the service behind its load balancer)
+            history_of = _series(deployment, config, now, reader)
+        except MetricsConfigError:  # e.g. an ECS deployment whose target groups were never learned
             run.not_due.append(deployment.deployment_id)
             continue
         reasons = []
-        for metric_id, series in _series(deployment, config, now, reader).items():
+        for metric_id, series in history_of.items():
             report = detect_anomalies(series, recent=timedelta(minutes=15), lookback=HISTORY)
             if report.status == "anomalous":
                 reasons.append(

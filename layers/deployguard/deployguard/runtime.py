@@ -89,4 +89,6 @@ def alert_engine() -> AlertEngine:
 
 @functools.cache
 def canary_controller() -> CanaryController:
-    return CanaryController(config(), repository(), publisher(), alerts=alert_engine())
+    return CanaryController(
+        config(), repository(), publisher(), alerts=alert_engine(), local_mode=environment().local_mode
+    )

@@ -50,10 +50,15 @@ def _failing_canary(aws: Any) -> tuple[Deployment, Assessment]:
     return deployment, Assessment(deployment_id=deployment.deployment_id, canary_weight=0.25, verdict=verdict)
 
 
-def _on_update_alias(hook: Callable[..., Any]) -> Callable[[], None]:
+def _assess_with_update_alias(aws: Any, hook: Callable[..., Any], deployment: Deployment, assessment: Any) -> None:
+    """The engine judges the failing assessment while UpdateAlias behaves as ``hook`` makes it."""
     events = clients.client("lambda").meta.events
     events.register("before-call.lambda.UpdateAlias", hook)
-    return lambda: events.unregister("before-call.lambda.UpdateAlias", hook)
+    try:
+        alert_engine().on_assessment(deployment, assessment)
+    finally:
+        events.unregister("before-call.lambda.UpdateAlias", hook)
+    aws.invoker.drain()
 
 
 def _missed(deployment_id: str) -> list[Any]:
@@ -71,12 +76,7 @@ def test_a_rollback_that_fails_pages_at_once(stack: Any) -> None:
     def refuse(**kwargs: Any) -> None:
         raise ClientError({"Error": {"Code": "ServiceException", "Message": "injected: unavailable"}}, "UpdateAlias")
 
-    undo = _on_update_alias(refuse)
-    try:
-        alert_engine().on_assessment(deployment, assessment)
-    finally:
-        undo()
-    aws.invoker.drain()
+    _assess_with_update_alias(aws, refuse, deployment, assessment)
     [missed] = _missed(deployment.deployment_id)
     assert missed.details["outcome"] == "failed" and missed.details["routes"] == ["oncall-primary", "oncall-secondary"]
     [page] = _paged(receivers)
@@ -90,12 +90,7 @@ def test_a_rollback_confirmed_too_late_pages(stack: Any) -> None:
     def slow(**kwargs: Any) -> None:
         aws.clock.advance(45)  # UpdateAlias answers after 45 s
 
-    undo = _on_update_alias(slow)
-    try:
-        alert_engine().on_assessment(deployment, assessment)
-    finally:
-        undo()
-    aws.invoker.drain()
+    _assess_with_update_alias(aws, slow, deployment, assessment)
     assert DeploymentRepository().get_deployment(deployment.deployment_id).status == DeploymentStatus.ROLLED_BACK
     [missed] = _missed(deployment.deployment_id)
     assert missed.details["outcome"] == "succeeded" and missed.details["seconds_since_decision"] >= 45

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from alert_rules_support import alert_deliveries, shop_stack, webhook_events
+from metric_history import write_lambda_history
 
 from deployguard import clock
-from deployguard.aws import clients
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.incidents.models import IncidentStatus
 from deployguard.incidents.repository import IncidentRepository
@@ -103,31 +103,14 @@ def test_a_failed_pre_traffic_validation_raises_canary_issue_and_stops_the_deplo
     assert any(e["event_type"] == "validation.failed" for e in webhook_events(receivers))
 
 
-def _lambda_metrics(version: str, start: Any, minutes: int, errors_per_1000: float) -> None:
-    dims = [{"Name": "ExecutedVersion", "Value": version}, {"Name": "FunctionName", "Value": "checkout-api"},
-            {"Name": "Resource", "Value": "checkout-api:live"}]  # fmt: skip
-    data = []
-    for m in range(0, minutes, 5):
-        at = start + timedelta(minutes=m, seconds=30)
-        wobble = 1 + 0.05 * ((m // 5) % 3 - 1)
-        data += [
-            {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Unit": "Count", "Value": 1000.0},
-            {"MetricName": "Errors", "Dimensions": dims, "Timestamp": at, "Unit": "Count",
-             "Value": errors_per_1000 * wobble},
-            {"MetricName": "Throttles", "Dimensions": dims, "Timestamp": at, "Unit": "Count", "Value": 0.0},
-            {"MetricName": "Duration", "Dimensions": dims, "Timestamp": at, "Unit": "Milliseconds",
-             "Value": 120 * wobble},
-        ]  # fmt: skip
-    for offset in range(0, len(data), 1000):
-        clients.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=data[offset : offset + 1000])
-
-
 def test_a_post_deployment_anomaly_opens_an_incident_and_asks_to_roll_back(stack: Any) -> None:
     aws, receivers = stack
     versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
     target = LambdaTarget(function_name="checkout-api", alias="live", stable_version=versions[0],
                           new_version=versions[1])  # fmt: skip
-    _lambda_metrics(versions[0], clock.now(), 20 * 60, errors_per_1000=5)  # 20 hours of the stable version
+    write_lambda_history(
+        "checkout-api", versions[0], clock.now(), 20 * 60, errors_per_1000=5
+    )  # 20 hours of the stable version
     aws.clock.advance(20 * 3600)
     LambdaTrafficShifter(target).promote()
     promoted = clock.now()
@@ -139,7 +122,9 @@ def test_a_post_deployment_anomaly_opens_an_incident_and_asks_to_roll_back(stack
             started_at=promoted - timedelta(minutes=15), ended_at=promoted, canary_weight=1.0,
         )
     )  # fmt: skip
-    _lambda_metrics(versions[1], promoted, 20, errors_per_1000=80)  # far more errors than the service ever had
+    write_lambda_history(
+        "checkout-api", versions[1], promoted, 20, errors_per_1000=80
+    )  # far more errors than the service ever had
     aws.clock.advance(20 * 60)
     schedule = json.loads((REPO_ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
     payload, errored = aws.invoke("AssessorFunction", schedule)

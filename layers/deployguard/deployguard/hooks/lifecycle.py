@@ -51,6 +51,7 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
+    judged_from,
 )
 from deployguard.recorder import ensure_record
 from deployguard.storage import keys
@@ -252,7 +253,8 @@ class LifecycleHook:
         results = [run_check(check, ctx, deadline, self.sleep) for check in alarm_checks]
         # the judge compares the versions: Lambda versions by ExecutedVersion, ECS task sets by target group
         now = clock.now()
-        window_start = max(deployment.started_at, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
+        since = judged_from(deployment).started_at  # ECS: from when production reached green, if known
+        window_start = max(since, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
         windowed = deployment.model_copy(update={"started_at": window_start})
         window = MetricsReader().canary_windows(
             [(windowed, service.judge.metrics)], now, service.canary.assessment_interval_seconds
