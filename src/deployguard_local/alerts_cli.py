@@ -15,12 +15,25 @@ import sys
 from typing import Any
 
 from deployguard.alerts.fields import field_sources, rule_coverage
-from deployguard.config import load_config
+from deployguard.config import DeployGuardConfig, load_config
 from deployguard.exceptions import DeployGuardError
 
 
 def report(config_file: str | None, only: str | None = None) -> dict[str, Any]:
-    config = load_config(config_file)
+    return report_of(load_config(config_file), only)
+
+
+def coverage_warnings(config: DeployGuardConfig) -> list[str]:
+    """One line per service and rule that can never fire (for ``deployguard config validate``)."""
+    return [
+        f"service {name}: rule {rule['message']}"
+        for name, data in report_of(config).items()
+        for rule in data["rules"].values()
+        if rule["status"] == "cannot_fire"
+    ]
+
+
+def report_of(config: DeployGuardConfig, only: str | None = None) -> dict[str, Any]:
     alerting = config.alerting
     names = [only] if only else sorted(config.services) or ["(defaults)"]
     out: dict[str, Any] = {}

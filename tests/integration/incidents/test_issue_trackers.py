@@ -38,9 +38,10 @@ def _settings(github: FakeApi, jira: FakeApi, **extra: Any) -> AlertingSettings:
         {
             "issue_trackers": {
                 "github": {"type": "github", "repository": "acme/shop", "api_url": github.url,
-                           "token_secret": "deployguard/github#token", "labels": ["deployguard", "incident"]},
+                           "token_secret": "deployguard/github#token", "labels": ["deployguard", "incident"],
+                           "allowed_hosts": ["127.0.0.1"]},  # loopback: an explicit opt-in (local mode)
                 "jira": {"type": "jira", "base_url": jira.url, "project_key": "OPS", "email": JIRA_EMAIL,
-                         "token_secret": "deployguard/jira"},
+                         "token_secret": "deployguard/jira", "allowed_hosts": ["127.0.0.1"]},
                 **extra,
             }
         }

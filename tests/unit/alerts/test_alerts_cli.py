@@ -53,3 +53,10 @@ def test_a_bad_configuration_names_the_field(tmp_path: Path, capsys: pytest.Capt
     config.write_text("alerting:\n  rules:\n    - {name: x, expression: 'cpu > 5'}\n", encoding="utf-8")
     assert main(["alerts", "fields", "--config", str(config)]) == 2
     assert "alerting" in capsys.readouterr().err
+
+
+def test_config_validate_warns_of_rules_that_cannot_fire(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["config", "validate", str(ROOT / "examples" / "deployguard.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0, out  # a warning, not a problem
+    assert "warning service checkout-api: rule system-overload: never fires: no metric feeds cpu_utilization" in out

@@ -7,7 +7,8 @@ and the issue's key is kept on the incident (``Incident.issues``); each comment 
 (a once-only marker per incident, tracker and news, released when the call fails so a retry
 may send it). The API token comes from Secrets Manager (``token_secret``); a literal token is
 accepted only in local mode. Every URL passes the outbound guard of the notifications
-(https, an allowed host, no private, loopback or link-local address; redirects not followed).
+(https, an allowed host, no private, loopback or link-local address, resolved once and
+connected to that address; redirects not followed).
 
 A tracker that fails never stops the alert engine: the failure is audited on the deployment
 (``issue_tracker_failed``) and the next news of the incident tries again (creating the issue
@@ -31,7 +32,7 @@ from deployguard.incidents.models import Incident
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.settings import SecretSource
-from deployguard.notification.urlsafety import redact, validate_outbound_url
+from deployguard.notification.urlsafety import check_outbound, pinned_session, redact
 
 ACTOR = "deployguard:issue-trackers"
 COMMENTED = "ISSUE-COMMENT"
@@ -65,32 +66,31 @@ class Tracker(Protocol):
 
 
 class _Http:
-    """JSON calls to one tracker's API: guarded URLs, no redirects, errors naming the tracker."""
+    """JSON calls to one tracker's API: each URL checked and its host resolved once, the connection made to
+    that checked address (no DNS rebinding), no redirects, no proxy; errors name the tracker."""
 
     def __init__(self, name: str, settings: IssueTrackerSettings, headers: dict[str, str], local_mode: bool) -> None:
         self.name = name
         self.settings = settings
         self.local_mode = local_mode
-        self.session = requests.Session()
-        self.session.headers.update({"User-Agent": USER_AGENT, "Content-Type": "application/json", **headers})
+        self.headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", **headers}
 
     def call(self, method: str, path: str, payload: Any = None, params: dict[str, str] | None = None) -> Any:
         url = self.settings.url + path
-        validate_outbound_url(
-            url, self.settings.hosts, self.local_mode, field=f"alerting.issue_trackers.{self.name}", resolve=True
-        )
+        target = check_outbound(url, self.settings.hosts, self.local_mode, field=f"alerting.issue_trackers.{self.name}")
         try:
-            response = self.session.request(
-                method, url, json=payload, params=params, timeout=self.settings.timeout_seconds, allow_redirects=False
-            )
+            with pinned_session(target) as session:
+                response = session.request(
+                    method, url, json=payload, params=params, headers=self.headers,
+                    timeout=self.settings.timeout_seconds, allow_redirects=False,
+                )  # fmt: skip
         except requests.RequestException as exc:
             what = f"issue tracker {self.name}: {method} {redact(url)} failed ({type(exc).__name__})"
             raise TrackerError(what) from None
         with response:
             if not 200 <= response.status_code < 300:
-                raise TrackerError(
-                    f"issue tracker {self.name}: {method} {path.split('?')[0]} -> HTTP {response.status_code}"
-                )
+                code = response.status_code
+                raise TrackerError(f"issue tracker {self.name}: {method} {path} -> HTTP {code}")
             return response.json() if response.content else None
 
 
