@@ -25,7 +25,9 @@ SCHEDULED = "Scheduled Event"
 def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # a malformed or oversized event raises InvalidEventError naming the field: two retries, then FunctionFailureQueue
     event = parse_event(EventBridgeModel, raw, "EventBridge event")
-    recorder = DeploymentRecorder(runtime.config(), runtime.repository(), runtime.publisher())
+    recorder = DeploymentRecorder(
+        runtime.config(), runtime.repository(), runtime.publisher(), alerts=runtime.alert_engine()
+    )
     if event.detail_type == SCHEDULED:
         # the AssessorStalledAlarm and the dashboard read how many deployments are active
         metrics.add_metric(name="ActiveDeployments", unit="Count", value=len(runtime.repository().active_deployments()))

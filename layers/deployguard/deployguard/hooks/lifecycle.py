@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from deployguard import clock
+from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
@@ -57,6 +58,7 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
+    judged_from,
 )
 from deployguard.recorder import ensure_record
 from deployguard.storage.leases import Marker
@@ -134,6 +136,7 @@ class LifecycleHook:
         *,
         local_mode: bool = False,
         sleep: Sleep = clock.sleep,
+        alerts: AlertEngine | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -142,6 +145,7 @@ class LifecycleHook:
         self.local_mode = local_mode
         self.sleep = sleep
         self.answers = HookAnswers(repository, self.codedeploy, sleep=sleep)
+        self.alerts = alerts  # validation failures raise alerts (canary-issue: incident, paging)
 
     # ------------------------------------------------------------------ entry
 
@@ -279,7 +283,8 @@ class LifecycleHook:
         results = [run_check(check, ctx, deadline, self.sleep) for check in alarm_checks]
         # the judge compares the versions: Lambda versions by ExecutedVersion, ECS task sets by target group
         now = clock.now()
-        window_start = max(deployment.started_at, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
+        since = judged_from(deployment).started_at  # ECS: from when production reached green, if known
+        window_start = max(since, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
         windowed = deployment.model_copy(update={"started_at": window_start})
         window = MetricsReader().canary_windows(
             [(windowed, service.judge.metrics)], now, service.canary.assessment_interval_seconds
@@ -432,6 +437,8 @@ class LifecycleHook:
         self.publisher.publish(event)
         self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
                               event_id=event.event_id)  # fmt: skip
+        if self.alerts is not None:
+            self.alerts.guarded(deployment.deployment_id, ACTOR, kind.value, self.alerts.on_event, event, deployment)
 
 
 def answer_without_setup(
