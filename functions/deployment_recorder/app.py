@@ -26,7 +26,10 @@ SCHEDULED = "Scheduled Event"
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     recorder = DeploymentRecorder(runtime.config(), runtime.repository(), runtime.publisher())
     if event.detail_type == SCHEDULED:
-        return {"long_running": recorder.sweep_long_running(), "hooks_answered": recorder.sweep_unanswered_hooks()}
+        return {
+            "long_running": recorder.sweep_long_running(),
+            "hooks_answered": recorder.sweep_unanswered_hooks(context.get_remaining_time_in_millis),
+        }
     outcome = recorder.handle(event.detail_type, StateChangeDetail.model_validate(event.detail), event.time)
     points = outcome.metric_points()
     if points:
