@@ -116,6 +116,7 @@ def test_503_until_the_margin_ends_then_the_redelivery_resends_the_same_status_w
     hook = _hook(publisher, _config(httpserver.url_for("/health")))
     first = hook.handle(_event(deployment_id, execution), lambda: 900_000)
     assert first.status == "Succeeded" and not first.reported and "ServiceUnavailable" in (first.report_error or "")
+    assert first.answer == "unconfirmed" and first.metric_name == "HookAnswerUnconfirmed"
     assert plan.attempts >= 3 and ledger.status_of(execution) is None
     faults.clear()  # CodeDeploy recovers
     second = hook.handle(_event(deployment_id, execution), lambda: 900_000)
