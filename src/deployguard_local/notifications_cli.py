@@ -28,11 +28,12 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from deployguard import clock
+from deployguard.config import load_config
 from deployguard.exceptions import DeliveryError, DeployGuardError
 from deployguard.models import DeliveryStatus
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, events_in
 from deployguard.notification.router import IN_PROGRESS, NotificationRouter
-from deployguard.notification.settings import NotificationSettings, load_notification_settings
+from deployguard.notification.settings import NotificationSettings
 from deployguard.storage.repository import DeploymentRepository
 
 
@@ -91,7 +92,7 @@ def retry(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit < 1:
         print("error: --limit must be at least 1", file=out)
         return 2
-    settings = load_notification_settings(args.config) if args.config else NotificationSettings()
+    settings = load_config(args.config).notifications if args.config else NotificationSettings()
     router = NotificationRouter(settings, DeploymentRepository(args.table), args.queue_url)
     queue = DeadLetterQueue(args.queue_url)
     delivered = failed = skipped = 0

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from notif_support import TABLE, Aws, make_event
 
+from deployguard.config import load_config
 from deployguard.exceptions import DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Severity
 from deployguard.notification.dlq import DeadLetter
-from deployguard.notification.settings import load_notification_settings
 from deployguard_local import notifications_cli
 from deployguard_local.receivers import Behaviour, LocalReceivers, local_receivers
 
@@ -38,6 +38,7 @@ class Context:
 
 def write_config(path: Path, receivers: LocalReceivers, **delivery: Any) -> Path:
     notifications = {
+        "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         "channels": {
             "ops-slack": {"type": "slack", "url": receivers.urls["slack"]},
             "ops-webhook": {"type": "webhook", "url": receivers.urls["webhook"], "signing_key": "k"},
@@ -135,9 +136,9 @@ def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
     config = tmp_path / "dg.yaml"
     with local_receivers({"slack": Behaviour(mode="down")}, signing_key="k", echo=None) as down:
         write_config(config, down)
-        from deployguard.notification.settings import load_notification_settings
+        from deployguard.config import load_config
 
-        router = aws.router(load_notification_settings(config))
+        router = aws.router(load_config(config).notifications)
         event: DeploymentEvent = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL)
         router.route(event)
     assert len(aws.dlq_messages()) == 1
@@ -240,7 +241,7 @@ def test_a_delivery_an_invocation_died_in_is_kept_then_delivered_once_its_claim_
     event = make_event(EventType.DEPLOYMENT_FAILED, Severity.ERROR, deployment_id="dg-died")
     with local_receivers(signing_key="k", echo=None) as receivers:
         config = write_config(tmp_path / "dg.yaml", receivers)
-        dying = aws.router(load_notification_settings(str(config)))
+        dying = aws.router(load_config(str(config)).notifications)
         lease_until = aws.clock().timestamp() + 120  # the dead invocation's remaining time
         for channel in ("ops-slack", "ops-webhook"):
             assert dying.noise.claim_delivery(event, channel, lease_until).mine  # ...then it was killed

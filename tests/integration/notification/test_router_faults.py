@@ -34,6 +34,7 @@ def _settings(channels: dict[str, dict[str, Any]], **delivery: Any) -> Notificat
     return NotificationSettings.model_validate(
         {
             "channels": channels,
+            "allowed_hosts": ["127.0.0.1"],  # the local receivers: loopback by explicit opt-in
             "roles": {"ops": {"channels": list(channels)}},
             "routes": [{"name": "ops", "roles": ["ops"]}],
             "delivery": {"max_attempts": 3, "backoff_base_seconds": 0.01, **delivery},
@@ -74,7 +75,7 @@ def test_a_channel_throttled_with_retry_after_60_delays_no_other(aws: Aws) -> No
             }
         )
         sleep = HeldSleep()
-        router = aws.router(settings, deliverer=Deliverer(settings.delivery, [], True, sleep=sleep))
+        router = aws.router(settings, deliverer=Deliverer(settings.delivery, settings.allowed_hosts, True, sleep=sleep))
         event = make_event()
         routed: dict[str, Any] = {}
         worker = threading.Thread(target=lambda: routed.update(result=router.route(event, lambda: 120_000)))
@@ -101,7 +102,7 @@ def test_a_retry_after_beyond_the_invocation_s_budget_goes_to_the_dead_letter_qu
         settings = _settings({"ops-teams": {"type": "teams", "url": receivers.urls["teams"]},
                               "ops-slack": {"type": "slack", "url": receivers.urls["slack"]}})  # fmt: skip
         sleep = HeldSleep()
-        router = aws.router(settings, deliverer=Deliverer(settings.delivery, [], True, sleep=sleep))
+        router = aws.router(settings, deliverer=Deliverer(settings.delivery, settings.allowed_hosts, True, sleep=sleep))
         # 40 s left in the invocation: the deliveries get 30 s, so waiting 60 s is not even started
         recorded = {n.channel: n for n in router.route(make_event(), lambda: 40_000)}
     assert sleep.asked == []

@@ -33,7 +33,7 @@ class FakeTime:
 def _deliverer(fake: FakeTime, **settings: float) -> Deliverer:
     return Deliverer(
         DeliverySettings.model_validate(settings),
-        allowlist=[],
+        allowlist=["localhost", "127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         local_mode=True,
         sleep=fake.sleep,
         monotonic=fake.monotonic,

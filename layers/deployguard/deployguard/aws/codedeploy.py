@@ -428,3 +428,12 @@ class CodeDeployGateway:
         except (ClientError, BotoCoreError) as exc:
             raise _fail(f"StopDeployment {deployment_id}", exc) from exc
         return str(resp.get("status", ""))
+
+    def continue_deployment(self, deployment_id: str) -> None:
+        """ContinueDeployment: a blue/green deployment waiting to reroute traffic goes on now."""
+        try:
+            clients.client("codedeploy").continue_deployment(
+                deploymentId=deployment_id, deploymentWaitType="READY_WAIT"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _fail(f"ContinueDeployment {deployment_id}", exc) from exc
