@@ -261,7 +261,7 @@ def test_a_validation_longer_than_the_hook_limit_is_refused() -> None:
             "      - {name: slow, type: tcp, host: db, port: 5432, timeout_seconds: 600, retries: 10}\n",
             "conf.yaml",
         )
-    assert err.value.field == "defaults.hooks" and "one-hour" in str(err.value)
+    assert err.value.field == "defaults.hooks.pre_traffic" and "one-hour" in str(err.value)
 
 
 def test_a_configuration_that_cannot_load_still_answers_failed(embedded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
