@@ -352,7 +352,7 @@ class LifecycleHook:
         _apply(outcome, settled.report)
         if settled.action == "resent":
             outcome.reason = f"re-sent the status {settled.status} an earlier attempt decided but could not confirm"
-            self._audit_quietly(outcome, "hook_status_resent")
+            self._audit_quietly(outcome, "hook_resent")  # as the recorder's sweep audits it
             return outcome
         outcome.reason = ("the first attempt of this hook execution ended without answering "
                           "(timed out or crashed); failing closed")  # fmt: skip
