@@ -26,6 +26,8 @@ SCHEDULED = "Scheduled Event"
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     recorder = DeploymentRecorder(runtime.config(), runtime.repository(), runtime.publisher())
     if event.detail_type == SCHEDULED:
+        # the AssessorStalledAlarm and the dashboard read how many deployments are active
+        metrics.add_metric(name="ActiveDeployments", unit="Count", value=len(runtime.repository().active_deployments()))
         return {
             "long_running": recorder.sweep_long_running(),
             "hooks_answered": recorder.sweep_unanswered_hooks(context.get_remaining_time_in_millis),

@@ -276,7 +276,8 @@ def _history(engine: AlertEngine, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def where_parser() -> argparse.ArgumentParser:
+    """The options that say which DeployGuard to talk to (shared with ``deployguard control``)."""
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_argument_group("where")
     where.add_argument("--stack", help="a deployed DeployGuard stack (table and topic from its outputs)")
@@ -285,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--region", help="AWS region (default: $AWS_REGION)")
     where.add_argument("--config", help="DeployGuard configuration file (default: $DEPLOYGUARD_CONFIG_FILE)")
     common.add_argument("--json", action="store_true", help="print JSON")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = where_parser()
 
     parser = argparse.ArgumentParser(prog=PROG, description="Incidents, escalation and remediation approvals.")
     sub = parser.add_subparsers(dest="command", required=True)

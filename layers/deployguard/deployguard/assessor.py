@@ -34,6 +34,7 @@ from deployguard.models import (
 )
 from deployguard.monitoring import MonitoringRun, monitor_promoted
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.verdict_metrics import publish_verdict_metrics
 
 ACTOR = "deployguard:assessor"
 logger = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def _assess(
         assessment = assessment_from_verdict(deployment, window, verdict, config.service(deployment.service).health)
         previous = repository.assessments(deployment.deployment_id)
         repository.add_assessment(assessment)
+        publish_verdict_metrics(deployment, assessment)
         run.assessed.append(assessment)
         if alerts is not None:
             run.alerts += len(alerts.on_assessment(deployment, assessment))

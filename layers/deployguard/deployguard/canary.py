@@ -44,6 +44,7 @@ from deployguard.models import (
     Verdict,
 )
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.verdict_metrics import publish_verdict_metrics
 
 ACTOR = "deployguard:canary-state-machine"
 logger = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ class CanaryController:
         verdict = judge_canary(window, service.judge)
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
+        publish_verdict_metrics(deployment, assessment)
         if self.alerts is not None and not deployment.control.skip_analysis:  # skipped: recorded, not acted on
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))

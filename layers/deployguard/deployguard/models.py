@@ -314,6 +314,7 @@ class EventType(StrEnum):
     DEPLOYMENT_LONG_RUNNING = "deployment.long_running"
     CONTROL_ACTION = "control.action"
     ALERT = "alert"
+    SUMMARY_PUBLISHED = "summary.published"  # the daily or weekly summary (route "summary.*" to email, Slack)
 
 
 class Severity(StrEnum):

@@ -25,6 +25,8 @@ ARGS = [
 ]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+# Waits are for conditions, not races: on a busy 2-core machine a page can take seconds to settle.
+playwright_api.expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,8 @@ def _dynamodb() -> Any:
 def _config(url: str) -> str:
     return (
         f"defaults:\n  hooks:\n    report_margin_seconds: {MARGIN}\n    pre_traffic:\n"
-        f"      - {{name: health, type: http, url: '{url}', retries: 0, timeout_seconds: 2, "
-        "allowed_hosts: [localhost]}\n"  # the loopback health endpoint: explicit opt-in
+        f"      - {{name: health, type: http, url: '{url}', retries: 0, timeout_seconds: 2,\n"
+        "         allowed_hosts: [localhost]}\n"  # the local server: loopback by explicit opt-in
     )
 
 
