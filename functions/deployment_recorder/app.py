@@ -31,7 +31,10 @@ def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any
     if event.detail_type == SCHEDULED:
         # the AssessorStalledAlarm and the dashboard read how many deployments are active
         metrics.add_metric(name="ActiveDeployments", unit="Count", value=len(runtime.repository().active_deployments()))
-        return {"long_running": recorder.sweep_long_running(), "hooks_answered": recorder.sweep_unanswered_hooks()}
+        return {
+            "long_running": recorder.sweep_long_running(),
+            "hooks_answered": recorder.sweep_unanswered_hooks(context.get_remaining_time_in_millis),
+        }
     detail = parse_event(StateChangeDetail, event.detail, "CodeDeploy state-change detail")
     outcome = recorder.handle(event.detail_type, detail, event.time)
     points = outcome.metric_points()

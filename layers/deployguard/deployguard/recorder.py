@@ -18,6 +18,7 @@ schedule finishes lifecycle-hook answers left unconfirmed
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -259,10 +260,11 @@ class DeploymentRecorder:
                 raised.append(deployment.deployment_id)
         return raised
 
-    def sweep_unanswered_hooks(self) -> list[dict[str, Any]]:
+    def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
         """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died."""
         finished = []
-        for settled in HookAnswers(self.repository, self.codedeploy).sweep():
+        seconds_left = (lambda: remaining_ms() / 1000.0) if remaining_ms is not None else None
+        for settled in HookAnswers(self.repository, self.codedeploy).sweep(seconds_left=seconds_left):
             report = settled.report
             summary = {"execution_id": settled.execution_id, "deployment_id": settled.deployment_id,
                        "action": settled.action, "status": settled.status,

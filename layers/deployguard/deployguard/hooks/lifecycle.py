@@ -38,7 +38,14 @@ from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
-from deployguard.aws.codedeploy import ECS_HOOKS, CodeDeployDeployment, CodeDeployGateway, HookStatus, StatusReport
+from deployguard.aws.codedeploy import (
+    ECS_HOOKS,
+    CodeDeployDeployment,
+    CodeDeployGateway,
+    HookStatus,
+    ReportOutcome,
+    StatusReport,
+)
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
@@ -96,6 +103,7 @@ class HookOutcome(Model):
     reported: bool = False
     report_error: str | None = None
     report_attempts: int = 0
+    answer: ReportOutcome | None = None  # how CodeDeploy took the status (unconfirmed: to be sent again)
     resent: bool = False  # the status an earlier attempt decided, sent again
     checks: list[CheckResult] = Field(default_factory=list)
 
@@ -111,6 +119,7 @@ class HookOutcome(Model):
             "reported": self.reported,
             "report_error": self.report_error,
             "report_attempts": self.report_attempts,
+            "answer": self.answer,
             "resent": self.resent,
             "can_deploy": self.status == "Succeeded",
             "passed": [c.name for c in self.checks if c.status == "passed"],
@@ -123,6 +132,8 @@ class HookOutcome(Model):
     def metric_name(self) -> str:
         if self.duplicate:
             return "HookDuplicate"
+        if self.answer == "unconfirmed":  # decided, not yet taken by CodeDeploy: the sweep sends it again
+            return "HookAnswerUnconfirmed"
         return f"Hook{self.status or 'Unanswered'}"
 
 
@@ -340,7 +351,7 @@ class LifecycleHook:
         _apply(outcome, settled.report)
         if settled.action == "resent":
             outcome.reason = f"re-sent the status {settled.status} an earlier attempt decided but could not confirm"
-            self._audit_quietly(outcome, "hook_status_resent")
+            self._audit_quietly(outcome, "hook_resent")  # as the recorder's sweep audits it
             return outcome
         outcome.reason = ("the first attempt of this hook execution ended without answering "
                           "(timed out or crashed); failing closed")  # fmt: skip
@@ -469,6 +480,7 @@ def _apply(outcome: HookOutcome, report: StatusReport) -> None:
     outcome.reported = report.outcome == "accepted"
     outcome.report_error = report.error
     outcome.report_attempts = report.attempts
+    outcome.answer = report.outcome
 
 
 def _ids_of(raw: Any) -> tuple[str | None, str | None]:
