@@ -606,17 +606,20 @@ def _between_period_variance(
     v1 = _robust_var(lag1 + own)
     if v1 is None:
         return prior
-    rho = 0.3  # prior memory, pulled towards the data's own
+    # memory: at least a prior 0.5 (a short series cannot tell much less from much more,
+    # and too little would make a slow wander look like a shift), more when the data shows it
+    rho = 0.5
     v2 = _robust_var(lag2)
-    if v2 is not None and v1 > 0 and len(lag2) >= 4:
-        observed = min(0.8, max(0.0, v2 / v1 - 1.0))
-        weight = len(lag2) / (len(lag2) + 8.0)
-        rho = weight * observed + (1.0 - weight) * rho
-    v1 = max(v1, _tail_var(lag1) or 0.0)
+    if v2 is not None and v1 > 0 and len(lag2) >= 8:
+        rho = max(rho, min(0.7, v2 / v1 - 1.0))
+    # one-period spikes have no memory: each adds twice its square to the steps, once to the level
+    spikes = max(0.0, (_tail_var(lag1) or 0.0) - v1) / 2.0
     tau2 = v1 / (2.0 * (1.0 - rho))
-    long_run = tau2 * (1.0 + rho) / (1.0 - rho)
+    long_run = tau2 * (1.0 + rho) / (1.0 - rho) + spikes
     m = float(len(lag1) + len(own)) / 2.0
-    return (prior_weight * prior + m * long_run) / (prior_weight + m)
+    # an estimate from few steps is itself uncertain: widen it as a Student t would (few
+    # degrees of freedom, heavier tails), less and less as the periods add up
+    return (prior_weight * prior + m * long_run) / (prior_weight + m) * (1.0 + 3.0 / (prior_weight + m))
 
 
 def _sibling_percentile(window: CanaryWindow, spec: MetricSpec) -> MetricSpec | None:
