@@ -183,7 +183,17 @@ def generate(family: str, seed: int) -> dict[str, Any]:
         "intervals": plan.periods,
         "canary_weight": plan.weight,
         "metrics": metrics,
-        "truth": {"family": family, "expect": plan.expect, "onset": plan.onset, **plan.params},
+        "truth": {
+            "family": family,
+            "expect": plan.expect,
+            "onset": plan.onset,
+            "rpm": round(plan.per_period * 60.0 / plan.interval, 2),
+            "error_rate": plan.error_rate,
+            "median_ms": plan.median_ms,
+            "sigma": plan.sigma,
+            "conversion_rate": 0.0,
+            **plan.params,
+        },
     }
 
 
