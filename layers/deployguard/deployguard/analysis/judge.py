@@ -424,7 +424,15 @@ def _rate_test(
         increments.append(
             [scale * (kc * lr + k * math.log(base / (t * r + 1.0))) for t, lr in zip(grid, log_ratio, strict=True)]
         )
-    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows])
+    # a weighted union bound over the alternatives: the canary failing where the baseline does
+    # not (the largest relative risk: a new failure mode) gets 30% of the false-alarm budget,
+    # so a few events against none are tested nearly exactly (10 against 0 at equal traffic:
+    # p 0.001 in a fixed-size test); the others share the rest
+    weights = [0.3 if j == len(grid) - 1 and bad_up else 0.7 / max(1, len(grid) - 1) for j in range(len(grid))]
+    if not bad_up or len(grid) == 1:
+        weights = [1.0 / len(grid)] * len(grid)
+    offsets = [math.log(1.0 / w) - math.log(_ALTERNATIVES) for w in weights]
+    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows], offsets=offsets)
     tot = [sum(row[j] for row in rows) for j in (1, 2, 3, 4)]
     rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
     what = (
@@ -886,6 +894,7 @@ def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: f
     all_periods = list(range(n))
     shape = _shape_periods(n, window, settings.grace_periods)
     rate_periods = [i for i in all_periods if i not in _shape_periods(n, window, settings.rate_grace_periods)]
+    optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
     results: list[_Result] = []
     for mw in metrics.values():
         spec = mw.spec
@@ -911,7 +920,8 @@ def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: f
             result = _latency_test(window, mw, counts, all_periods, shape, settings, threshold, penalty)
         elif spec.kind != MetricKind.COUNT:
             result = _gauge_test(mw, all_periods, shape, settings, threshold, penalty)
-        missing = [] if spec.optional else _missing_evidence(mw, counts, n)
+        optional = spec.optional or spec.id in optional_ids
+        missing = [] if optional else _missing_evidence(mw, counts, n)
         if missing and (result is None or result.status != "fail"):
             # a guarded metric without evidence keeps the canary from passing, whatever else says
             result = _Result(
@@ -923,7 +933,7 @@ def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: f
             )
         if result is None:
             continue
-        if spec.optional and result.status == "inconclusive":
+        if optional and result.status == "inconclusive":
             result.blocks_healthy = False
         results.append(result)
     return results
