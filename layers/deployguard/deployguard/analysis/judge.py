@@ -572,14 +572,20 @@ def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
     return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
 
 
-def _tail_var(pairs: list[tuple[float, float]]) -> float | None:
-    """The same from the mean square, the largest step left out (a regression moves the level
-    once): unlike the median it keeps rare one-period spikes in the noise, so a version that
-    spikes now and then is not read as a regression when it does."""
-    if len(pairs) < 3:
-        return None
-    ranked = sorted(_centred(pairs), key=lambda p: p[0] * p[0])[:-1]
-    return max(0.0, sum(d * d - s for d, s in ranked) / len(ranked))
+def _spike_var(rows: list[tuple[int, float, float]]) -> float:
+    """Variance of one-period spikes beyond sampling noise, from each period's departure from the
+    mean of its two neighbours: a spike departs by its whole size, a trend (a creeping
+    regression) not at all, a level shift by half its size twice (the two largest are left
+    out). Unlike a median this keeps rare spikes in the noise, so a version that spikes now
+    and then is not read as a regression when it does."""
+    if len(rows) < 5:
+        return 0.0
+    excess = []
+    for j in range(1, len(rows) - 1):
+        r = rows[j][1] - 0.5 * (rows[j - 1][1] + rows[j + 1][1])
+        excess.append(r * r - rows[j][2] - 0.25 * (rows[j - 1][2] + rows[j + 1][2]))
+    kept = sorted(excess)[:-2]
+    return max(0.0, sum(kept) / len(kept) / 1.5)
 
 
 def _between_period_variance(
@@ -620,9 +626,8 @@ def _between_period_variance(
     v2 = _robust_var(lag2)
     if v2 is not None and v1 > 0 and len(lag2) >= 8:
         rho = max(rho, min(0.7, v2 / v1 - 1.0))
-    # one-period spikes have no memory: each adds twice its square to the steps, once to the level
-    spikes = max(0.0, (_tail_var(lag1) or 0.0) - v1) / 2.0
     tau2 = v1 / (2.0 * (1.0 - rho))
+    spikes = max(0.0, _spike_var(steady) - tau2)  # one-period spikes have no memory
     long_run = tau2 * (1.0 + rho) / (1.0 - rho) + spikes
     m = float(len(lag1) + len(own)) / 2.0
     # an estimate from few steps is itself uncertain: widen it as a Student t would (few

@@ -133,9 +133,9 @@ def robust_cusum_peak(
     with the canary's length), ``offsets[j]`` from alternative j's (a weighted union
     bound: an alternative given more prior weight needs less evidence). With
     ``second_opinion`` no single step decides alone: the largest increment of the
-    current run counts only as much as the second largest, so one odd period cannot
-    fail a release, but a second period that confirms it lets the first count in full
-    (no cap on how much a period weighs).
+    current run counts at most twice the second largest, so one odd period cannot
+    fail a release, but a second period that confirms it lets the first count (no
+    fixed cap on how much a period weighs).
     """
     best, best_j, best_start, best_at = 0.0, -1, 0, -1
     if not increments:
@@ -160,7 +160,8 @@ def robust_cusum_peak(
                 top1[j], top2[j] = inc, top1[j]
             elif inc > top2[j]:
                 top2[j] = inc
-            value = s - (top1[j] - top2[j] if second_opinion else 0.0) - extra - (offsets[j] if offsets else 0.0)
+            alone = max(0.0, top1[j] - 2.0 * top2[j]) if second_opinion else 0.0
+            value = s - alone - extra - (offsets[j] if offsets else 0.0)
             if value > best:
                 best, best_j, best_start, best_at = value, j, starts[j], t
     return best, best_j, best_start, best_at
