@@ -424,15 +424,20 @@ def _rate_test(
         increments.append(
             [scale * (kc * lr + k * math.log(base / (t * r + 1.0))) for t, lr in zip(grid, log_ratio, strict=True)]
         )
-    # a weighted union bound over the alternatives: the canary failing where the baseline does
-    # not (the largest relative risk: a new failure mode) gets 30% of the false-alarm budget,
-    # so a few events against none are tested nearly exactly (10 against 0 at equal traffic:
-    # p 0.001 in a fixed-size test); the others share the rest
-    weights = [0.3 if j == len(grid) - 1 and bad_up else 0.7 / max(1, len(grid) - 1) for j in range(len(grid))]
-    if not bad_up or len(grid) == 1:
-        weights = [1.0 / len(grid)] * len(grid)
-    offsets = [math.log(1.0 / w) - math.log(_ALTERNATIVES) for w in weights]
-    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows], offsets=offsets)
+    # a weighted union bound over the alternatives: when the baseline had no event at all in
+    # the run, the largest relative risk (the canary failing where the baseline does not: a
+    # new failure mode) gets 30% of the false-alarm budget, so a few events against none are
+    # tested nearly exactly (10 against 0 at equal traffic: p 0.001 in a fixed-size test);
+    # otherwise every alternative has the same share
+    penalties = [penalty[r[0]] for r in rows]
+    evidence, _, start, peak = robust_cusum_peak(increments, penalties)
+    if bad_up and len(grid) > 1:
+        weights = [0.7 / (len(grid) - 1)] * (len(grid) - 1) + [0.3]
+        offsets = [math.log(1.0 / w) - math.log(_ALTERNATIVES) for w in weights]
+        new_mode = robust_cusum_peak(increments, penalties, offsets=offsets)
+        no_baseline_event = sum(r[3] for r in rows[new_mode[2] : new_mode[3] + 1]) == 0
+        if new_mode[0] > evidence and new_mode[1] == len(grid) - 1 and no_baseline_event:
+            evidence, _, start, peak = new_mode
     tot = [sum(row[j] for row in rows) for j in (1, 2, 3, 4)]
     rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
     what = (
