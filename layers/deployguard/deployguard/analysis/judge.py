@@ -257,7 +257,7 @@ class JudgeSettings(BaseModel):
         description="rate metrics whose events are not part of their relative_to count (a throttle is no invocation)",
     )
     latency_noise_floor: float = Field(
-        default=0.05,
+        default=0.1,
         ge=0.0,
         le=1.0,
         description="prior per-period wobble of a version's latency beyond sampling noise, in log units; "
@@ -621,7 +621,7 @@ def _between_period_variance(
     )
     lag1 = _centred(lag1)
     prior = 2.0 * settings.latency_noise_floor**2
-    prior_weight = 3.0
+    prior_weight = 2.0
     v1 = _robust_var(lag1 + own)
     if v1 is None:
         return prior
@@ -635,9 +635,11 @@ def _between_period_variance(
     spikes = max(0.0, _spike_var(steady) - tau2)  # one-period spikes have no memory
     long_run = tau2 * (1.0 + rho) / (1.0 - rho) + spikes
     m = float(len(lag1) + len(own)) / 2.0
-    # an estimate from few steps is itself uncertain: widen it as a Student t would (few
-    # degrees of freedom, heavier tails), less and less as the periods add up
-    return (prior_weight * prior + m * long_run) / (prior_weight + m) * (1.0 + 3.0 / (prior_weight + m))
+    # the prior fades fast as the data's own steps come in (it speaks for the first periods
+    # only); an estimate from few steps is itself uncertain: widen it as a Student t would
+    # (few degrees of freedom, heavier tails), less and less as the periods add up
+    fading = (prior_weight / (prior_weight + m)) ** 2
+    return (fading * prior + m * long_run / (prior_weight + m)) * (1.0 + 3.0 / (prior_weight + m))
 
 
 def _sibling_percentile(window: CanaryWindow, spec: MetricSpec) -> MetricSpec | None:
