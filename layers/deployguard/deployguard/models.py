@@ -98,6 +98,19 @@ class EcsTarget(Model):
     new_task_set: str = ""
 
 
+class CanaryControl(Model):
+    """What people asked of a running canary (deployguard.control); the canary controller honours it."""
+
+    paused: bool = Field(default=False, description="hold the current weight; a failing verdict still rolls back")
+    promote_requested: bool = Field(default=False, description="skip the remaining steps at the next assessment")
+    skip_analysis: bool = Field(default=False, description="emergency fix: verdicts are recorded, never acted on")
+    awaiting_approval: bool = Field(default=False, description="waiting for a person before 100% of traffic")
+    approval_token: str | None = Field(default=None, description="Step Functions task token of that wait")
+    last_action: str | None = None
+    last_actor: str | None = None
+    last_action_at: datetime | None = None
+
+
 class Deployment(Model):
     deployment_id: str = Field(default_factory=lambda: new_id("dg"), min_length=1)
     service: str = Field(min_length=1)
@@ -122,6 +135,7 @@ class Deployment(Model):
     expected_duration_seconds: int | None = None
     decision: str | None = None
     decision_reason: str | None = None
+    control: CanaryControl = Field(default_factory=CanaryControl)
     version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
 
     @property
@@ -298,6 +312,7 @@ class EventType(StrEnum):
     VALIDATION_WARNED = "validation.warned"
     ASSESSMENT_STATUS_CHANGED = "assessment.status_changed"
     DEPLOYMENT_LONG_RUNNING = "deployment.long_running"
+    CONTROL_ACTION = "control.action"
     ALERT = "alert"
 
 

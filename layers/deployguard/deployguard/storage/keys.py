@@ -10,6 +10,7 @@ queries the product needs, none of them a scan:
 | active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
 | promoted, in post-deployment monitoring      | gsi1    | gsi1pk = MONITOR (24 hours after promotion)     |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
+| every service/environment ever deployed      | table   | pk = CATALOG, sk = SVC#<S>#ENV#<E>              |
 | open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
 | all incidents, newest first                  | gsi2    | gsi2pk = INCIDENTS                              |
 | a record that must exist once (dedup, locks) | table   | pk = <KIND>#<key>, sk = <KIND>                  |
@@ -40,6 +41,7 @@ TTL_ATTRIBUTE = "expires_at"
 META = "META"
 ACTIVE = "ACTIVE"
 MONITORING = "MONITOR"
+CATALOG = "CATALOG"  # one item per service/environment pair that has deployments
 
 # sort-key prefixes of a deployment's history
 ASSESSMENT = "AS#"
