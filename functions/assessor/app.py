@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard import runtime
 from deployguard.assessor import AssessorRun, run_tick
+from deployguard.inbound import parse_event
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 
@@ -20,8 +20,8 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_parser(model=EventBridgeModel)
-def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    event = parse_event(EventBridgeModel, raw, "scheduled event")
     queue_url = runtime.environment().assessment_queue_url
     send = None
     if queue_url:
@@ -44,6 +44,8 @@ def report(run: AssessorRun, scheduled_at: str) -> dict[str, Any]:
     metrics.add_metric(name="DeploymentsAssessed", unit="Count", value=len(run.assessed))
     metrics.add_metric(name="GetMetricDataCalls", unit="Count", value=run.metric_calls)
     metrics.add_metric(name="DeploymentsDeferred", unit="Count", value=len(run.deferred))
+    metrics.add_metric(name="AlertsRaised", unit="Count", value=run.alerts)
+    metrics.add_metric(name="IncidentPages", unit="Count", value=len(run.tick.pages) if run.tick else 0)
     return {
         "scheduled_at": scheduled_at,
         "assessed": [

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard import runtime
 from deployguard.assessor import run_shard
 from deployguard.aws.shards import Shard
+from deployguard.inbound import parse_event
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 
@@ -20,8 +20,8 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_parser(model=SqsModel)
-def lambda_handler(event: SqsModel, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    event = parse_event(SqsModel, raw, "assessment shard")
     assessed, deferred, calls = 0, 0, 0
     for record in event.Records:
         shard = Shard.model_validate_json(record.body)

@@ -47,9 +47,11 @@ from deployguard.models import (
     LambdaTarget,
     Phase,
     Severity,
+    judged_from,
 )
 from deployguard.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine, TickReport
@@ -215,7 +217,7 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
         return None
     interval = service.canary.assessment_interval_seconds
     try:
-        request = canary_request(deployment, service.judge.metrics, cycle.now, interval)
+        request = canary_request(judged_from(deployment), service.judge.metrics, cycle.now, interval)
     except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
         logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
                                                                    "reason": str(exc)})  # fmt: skip
@@ -285,6 +287,8 @@ def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
     )  # fmt: skip
     deployment.canary_weight = weight
     deployment.weight_changed_at = cycle.now
+    if weight > 0 and deployment.traffic_started_at is None:  # production reached the new version (seen now)
+        deployment.traffic_started_at = cycle.now
 
 
 # ---------------------------------------------------------------------------- assessing
@@ -324,8 +328,9 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
                 else:
                     assert run.monitoring is not None
                     complete_monitoring(
-                        item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring
-                    )
+                        item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring,
+                        cycle.alerts,
+                    )  # fmt: skip
     run.metric_calls = cycle.reader.calls
 
 
@@ -355,11 +360,13 @@ def _complete_canary(
     def keep(d: Deployment) -> None:  # what this cycle learnt, laid over a record read again after a conflict
         d.canary_weight, d.weight_changed_at = deployment.canary_weight, deployment.weight_changed_at
         d.weight_checked_at = deployment.weight_checked_at
+        d.traffic_started_at = d.traffic_started_at or deployment.traffic_started_at
         d.open_incident_keys = sorted(set(open_keys))
 
     stored = save_assessment(cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep)
     if stored is None:
         return  # another run stored this cycle's assessment
+    publish_verdict_metrics(stored, assessment)
     run.assessed.append(assessment)
     if cycle.alerts is not None:
         run.alerts += len(cycle.alerts.on_assessment(stored, assessment))

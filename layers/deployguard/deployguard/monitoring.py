@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from deployguard.analysis.anomaly import detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
@@ -22,6 +23,7 @@ from deployguard.assessment import SAME_CYCLE, save_assessment
 from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_queries, floor_time
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
+from deployguard.exceptions import MetricsConfigError
 from deployguard.models import (
     Assessment,
     AssessmentCursor,
@@ -30,7 +32,6 @@ from deployguard.models import (
     DeploymentEvent,
     EventType,
     HealthStatus,
-    LambdaTarget,
     MetricKind,
     Phase,
     PhaseChange,
@@ -39,6 +40,9 @@ from deployguard.models import (
     VerdictReason,
 )
 from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine
 
 ACTOR = "deployguard:post-deployment-monitoring"
 HISTORY = timedelta(hours=24)
@@ -131,10 +135,12 @@ def due_monitoring(
         if last is not None and now < last.at + timedelta(seconds=interval) - SAME_CYCLE:
             run.not_due.append(deployment.deployment_id)
             continue
-        if not isinstance(deployment.target, LambdaTarget):
+        try:  # Lambda: both versions' metrics; ECS: both target groups' (the service behind its load balancer)
+            request = monitoring_request(deployment, config, now)
+        except MetricsConfigError:  # e.g. an ECS deployment whose target groups were never learned
             run.not_due.append(deployment.deployment_id)
             continue
-        due.append(DueMonitoring(deployment, monitoring_request(deployment, config, now)))
+        due.append(DueMonitoring(deployment, request))
     return due
 
 
@@ -146,6 +152,7 @@ def complete_monitoring(
     publisher: EventPublisher,
     now: datetime,
     run: MonitoringRun,
+    alerts: AlertEngine | None = None,
 ) -> None:
     """Judge one due deployment on its values, store the assessment with its record, announce a change."""
     deployment = item.deployment
@@ -187,6 +194,9 @@ def complete_monitoring(
     if save_assessment(repository, deployment, assessment, cursor) is None:
         return  # another run assessed it in this cycle
     run.assessed.append(assessment)
+    if alerts is not None:  # post-deployment-anomaly: incident, paging, rollback for approval
+        alerts.guarded(deployment.deployment_id, ACTOR, "post-deployment assessment", alerts.on_assessment,
+                       deployment, assessment)  # fmt: skip
     if (last_status == HealthStatus.WARNING) != bool(unusual) and (last is not None or unusual):
         event = DeploymentEvent(
             event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,
@@ -205,14 +215,16 @@ def monitor_promoted(
     publisher: EventPublisher,
     now: datetime,
     reader: MetricsReader | None = None,
+    alerts: AlertEngine | None = None,
 ) -> MonitoringRun:
-    """Monitor every promoted deployment that is due (the scheduled assessor batches this with its canary reads)."""
+    """Monitor every promoted deployment that is due (the scheduled assessor batches this with its canary reads);
+    each assessment goes through the alert rules when ``alerts`` is given."""
     reader = reader or MetricsReader()
     run = MonitoringRun()
     due = due_monitoring(repository.monitored_deployments(), config, repository, now, run)
     values = reader.read_windows([d.request for d in due])
     for item in due:
-        complete_monitoring(item, values, config, repository, publisher, now, run)
+        complete_monitoring(item, values, config, repository, publisher, now, run, alerts)
     return run
 
 

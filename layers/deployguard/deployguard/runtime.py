@@ -126,14 +126,16 @@ def reset() -> None:
 def alert_engine() -> AlertEngine:
     from deployguard.alerts.engine import AlertEngine
 
-    return AlertEngine.for_config(config(), repository(), publisher())
+    return AlertEngine.for_config(config(), repository(), publisher(), local_mode=environment().local_mode)
 
 
 @functools.cache
 def canary_controller() -> CanaryController:
     from deployguard.canary import CanaryController
 
-    return CanaryController(config(), repository(), publisher(), alerts=alert_engine())
+    return CanaryController(
+        config(), repository(), publisher(), alerts=alert_engine(), local_mode=environment().local_mode
+    )
 
 
 @functools.cache
