@@ -65,9 +65,9 @@ def test_schedule_is_every_minute_and_switchable() -> None:
 
 def test_fan_out_queue_is_encrypted_with_a_dead_letter_queue_and_every_function_has_reserved_concurrency() -> None:
     queue = RESOURCES["AssessmentQueue"]["Properties"]
-    assert queue["SqsManagedSseEnabled"] is True
+    assert "KmsMasterKeyId" in queue
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["AssessmentDeadLetterQueue", "Arn"]}
-    assert RESOURCES["AssessmentDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    assert "KmsMasterKeyId" in RESOURCES["AssessmentDeadLetterQueue"]["Properties"]
     shard = RESOURCES["AssessorShardFunction"]["Properties"]
     source = shard["Events"]["Shards"]["Properties"]
     assert source["Queue"] == {"Fn::GetAtt": ["AssessmentQueue", "Arn"]}
