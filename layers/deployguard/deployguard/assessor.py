@@ -237,6 +237,8 @@ def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -
                 # green serves only the test listener: test traffic is no production evidence against blue
                 run.skipped.append(item.deployment.deployment_id)
                 continue
+            specs = cycle.config.service(item.deployment.service).judge.metrics  # periods from traffic start
+            item.request = canary_request(judged_from(item.deployment), specs, cycle.now, item.interval_seconds)
         kept.append(item)
     return kept
 
