@@ -9,6 +9,7 @@ queries the product needs, none of them a scan:
 | history of deployment X (everything, in time) | table   | pk = DEP#<id>, sk begins_with AS# / AUDIT# / ...|
 | active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
 | promoted, in post-deployment monitoring      | gsi1    | gsi1pk = MONITOR (24 hours after promotion)     |
+| ended unpromoted (rolled back, failed, held) | gsi1    | gsi1pk = ENDED, gsi1sk = ended time (reconciler)|
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
 | all incidents, newest first                  | gsi2    | gsi2pk = INCIDENTS                              |
@@ -40,6 +41,7 @@ TTL_ATTRIBUTE = "expires_at"
 META = "META"
 ACTIVE = "ACTIVE"
 MONITORING = "MONITOR"
+ENDED = "ENDED"
 
 # sort-key prefixes of a deployment's history
 ASSESSMENT = "AS#"
