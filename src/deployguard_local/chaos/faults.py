@@ -93,6 +93,21 @@ class FaultInjector:
     _armed: list[tuple[str, str, str, FaultKind, float, frozenset[str] | None]] = field(default_factory=list)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _inside: threading.local = field(default_factory=threading.local)  # .depth: function invocations running
+    _functions_only: bool = False  # after watch(): only the calls DeployGuard's functions make
+
+    def _in_function(self) -> bool:
+        return not self._functions_only or getattr(self._inside, "depth", 0) > 0
+
+    def advance(self, seconds: float) -> None:
+        """Let simulated time pass; what the clock's listeners do meanwhile (the harness's traffic,
+        schedules firing) is not a call of the function that waits, so it is not faulted as one."""
+        depth = getattr(self._inside, "depth", 0)
+        self._inside.depth = 0
+        try:
+            self.clock.advance(seconds)
+        finally:
+            self._inside.depth = depth
 
     def add(self, fault: Fault) -> Fault:
         self.faults.append(fault)
@@ -113,10 +128,19 @@ class FaultInjector:
 
     def watch(self, registry: FunctionRegistry) -> Callable[[], None]:
         """Watch the Lambda invocations the embedded AWS runs: armed faults start, task faults fail
-        them. Returns the undo (also run by :meth:`uninstall`)."""
+        them. From then on only the AWS calls made inside function invocations are faulted (not the
+        harness's). Returns the undo (also run by :meth:`uninstall`)."""
         original = registry.invoke
+        self._functions_only = True
 
         def invoke(name: str, arn: str, event: Any) -> tuple[Any, bool]:
+            self._inside.depth = getattr(self._inside, "depth", 0) + 1
+            try:
+                return faulted(name, arn, event)
+            finally:
+                self._inside.depth -= 1
+
+        def faulted(name: str, arn: str, event: Any) -> tuple[Any, bool]:
             action = event.get("action") if isinstance(event, dict) else None
             now = clock.now()
             with self._lock:
@@ -162,7 +186,7 @@ class FaultInjector:
             for emitter in events:
                 emitter.register_first("before-send", self._before_send)
                 self._undo.append(functools.partial(emitter.unregister, "before-send", self._before_send))
-        self._undo.append(simulated_botocore_backoff(self.clock))
+        self._undo.append(simulated_botocore_backoff(self.advance))
 
     def uninstall(self) -> None:
         while self._undo:
@@ -170,6 +194,8 @@ class FaultInjector:
 
     def _before_send(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
         service_id, operation = event_name.split(".", 2)[1:]
+        if not self._in_function():
+            return None
         now = clock.now()
         with self._lock:
             self.calls[f"{service_id}:{operation}"] += 1
@@ -182,7 +208,7 @@ class FaultInjector:
         if fault.kind == "outage":
             raise EndpointConnectionError(endpoint_url=request.url)
         if fault.kind == "timeout":
-            self.clock.advance(clients.client(fault.service).meta.config.read_timeout or 60)
+            self.advance(clients.client(fault.service).meta.config.read_timeout or 60)
             raise ReadTimeoutError(endpoint_url=request.url)
         if fault.kind != "ambiguous":
             request.url = _UNREACHABLE  # moto must not apply what AWS refused
@@ -254,7 +280,7 @@ def _cbor_text_map(values: dict[str, str]) -> bytes:
     return out
 
 
-def simulated_botocore_backoff(sim_clock: SimulatedClock) -> Callable[[], None]:
+def simulated_botocore_backoff(sleep: Callable[[float], Any]) -> Callable[[], None]:
     """botocore's retry back-off sleeps and adaptive client-side pacing on the simulated clock; returns the undo.
 
     On AWS these are real waits; on the embedded AWS they advance simulated time, as Step
@@ -264,7 +290,7 @@ def simulated_botocore_backoff(sim_clock: SimulatedClock) -> Callable[[], None]:
     from botocore.retries import bucket
 
     original_time = endpoint.time
-    endpoint.time = types.SimpleNamespace(sleep=sim_clock.advance, time=original_time.time)
+    endpoint.time = types.SimpleNamespace(sleep=sleep, time=original_time.time)
     # adaptive mode paces a throttled client with a token bucket that waits in real time: not simulated
     original_acquire = bucket.TokenBucket.acquire
     bucket.TokenBucket.acquire = lambda self, amount=1, block=True: True

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployguard.aws import clients
 from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter
 from deployguard.models import LambdaTarget
 from deployguard_local.emulator import EmbeddedAws, sample_handler
@@ -65,8 +69,21 @@ def run_canary(aws: EmbeddedAws, run: CanaryRun, timeout: float = 120.0) -> Cana
         "version": run.target.new_version,
         "target": run.target.model_dump(),
     }
+    sfn = clients.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=aws.ref("CanaryStateMachine"), name=f"run-{uuid.uuid4().hex[:12]}",
+        input=json.dumps({"deployment": request}),
+    )["executionArn"]  # fmt: skip
+    deadline = time.monotonic() + timeout
     try:
-        run.execution = aws.run_state_machine("CanaryStateMachine", {"deployment": request}, timeout=timeout)
+        while True:  # polled gently: DescribeExecution competes with the execution for the interpreter
+            time.sleep(0.05)
+            description = sfn.describe_execution(executionArn=arn)
+            if description["status"] != "RUNNING":
+                run.execution = description
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"canary execution {arn} still running after {timeout:.0f} s")
     finally:
         run.traffic.active = False
     aws.invoker.drain()
