@@ -37,6 +37,14 @@ def faults(aws: EmbeddedAws) -> Iterator[FaultInjector]:
         yield injector
 
 
+@pytest.fixture
+def direct_faults(aws: EmbeddedAws) -> Iterator[FaultInjector]:
+    """Faults on every call, the test's own included (no function invocations to watch)."""
+    assert aws.clock is not None
+    with FaultInjector(aws.clock) as injector:
+        yield injector
+
+
 def _step_function(aws: EmbeddedAws) -> str:
     return aws.ref("CanaryStepFunction")
 
@@ -91,11 +99,12 @@ def test_a_write_answered_500_after_it_succeeded_is_recognised(aws: EmbeddedAws,
     assert run.alias().weight_of(run.target.new_version) == 1.0
 
 
-def test_every_conditional_write_recognises_its_own_earlier_write(aws: EmbeddedAws, faults: FaultInjector) -> None:
+def test_every_conditional_write_recognises_its_own_earlier_write(direct_faults: FaultInjector) -> None:
     from datetime import timedelta
 
     repository = DeploymentRepository()
     target = LambdaTarget(function_name="f", alias="live", stable_version="1", new_version="2")
+    faults = direct_faults
     faults.at("dynamodb", "ambiguous", 1, "PutItem")
     deployment = repository.create_deployment(
         Deployment(deployment_id="d-amb", service="f", environment="production", version="2", target=target)
@@ -164,3 +173,19 @@ def test_a_rollback_beyond_its_retries_is_finished_by_the_reconciler(aws: Embedd
     assert _events(run.deployment_id)["rollback.failed"] == 1
 
 
+
+
+def test_an_event_recorded_while_sns_is_down_is_published_by_the_minute_tick(
+    aws: EmbeddedAws, faults: FaultInjector
+) -> None:
+    run = prepare_canary(aws, "outbox")
+    faults.arm(_step_function(aws), "shift", "sns", "outage", 300)
+    aws.follow_schedules(["AssessorFunction"])
+    run_canary(aws, run)
+    assert aws.clock is not None
+    aws.clock.advance(300)  # past the outage
+    aws.invoker.drain()
+    assert faults.injected
+    recorded = _events(run.deployment_id)
+    assert recorded["canary.started"] >= 1
+    assert _published(faults, run.deployment_id) == recorded  # recorded and never published: none

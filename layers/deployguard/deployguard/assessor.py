@@ -33,7 +33,7 @@ from deployguard.models import (
     Severity,
 )
 from deployguard.monitoring import MonitoringRun, monitor_promoted
-from deployguard.reconciler import reconcile_traffic
+from deployguard.reconciler import reconcile
 from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:assessor"
@@ -63,7 +63,7 @@ def assess_active_deployments(
     run = AssessorRun()
     _assess(config, repository, publisher, reader, alerts, run)
     run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader)
-    reconcile_traffic(repository, publisher)  # traffic where the record says (deployguard.reconciler)
+    reconcile(repository, publisher)  # traffic where the record says, unpublished events out (deployguard.reconciler)
     if alerts is not None:
         run.tick = alerts.on_tick()
     return run

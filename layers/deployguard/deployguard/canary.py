@@ -142,12 +142,19 @@ class CanaryController:
             reasons=verdict.failing_reasons or verdict.reasons if verdict else [],
             details=details,
         )
-        self.repository.add_event(event)
-        self.publisher.publish(event)
+        self._record_and_publish(event, deployment)
+        return event
+
+    def _record_and_publish(self, event: DeploymentEvent, deployment: Deployment) -> None:
+        """Record ``event`` in the outbox, publish it, mark it published. A publication that fails leaves
+        it in the outbox, and the minute tick publishes it (:func:`deployguard.reconciler.publish_outbox`)."""
+        if not self.repository.record_event(event):
+            return  # recorded and published by an earlier attempt
+        self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
+        self.repository.mark_published(event)
         if self.alerts is not None:
             alerts = self.alerts
             self._alerting(deployment.deployment_id, event.event_type.value, lambda: alerts.on_event(event, deployment))
-        return event
 
     def _announce_once(
         self,
@@ -175,13 +182,7 @@ class CanaryController:
             message=message,
             details=details,
         )
-        if not self.repository.record_event(event):
-            return  # recorded and published by an earlier attempt
-        self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
-        self.repository.mark_published(event)
-        if self.alerts is not None:
-            alerts = self.alerts
-            self._alerting(deployment.deployment_id, event.event_type.value, lambda: alerts.on_event(event, deployment))
+        self._record_and_publish(event, deployment)
 
     def _change(self, deployment_id: str, change: Callable[[Deployment], None]) -> Deployment:
         return self.repository.update_deployment(deployment_id, change)

@@ -11,7 +11,10 @@ promotion in the last 24 hours (rolled back, failed, held or rejected: index ``g
   deployment runs is stopped with rollback, so production returns to blue.
 
 Each repair is audited (``traffic_reconciled``) and announced once
-(``rollback.completed``, details ``reconciled: true``). A rollback that could not move
+(``rollback.completed``, details ``reconciled: true``).
+
+The same tick publishes the outbox: events the canary recorded but could not publish
+(SNS down when they happened) go out then, so an event is never recorded and silent. A rollback that could not move
 the alias when it ran (an outage longer than the state machine's retries) is finished
 here once the alias can be moved; its record already says failed.
 """
@@ -32,6 +35,7 @@ from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:reconciler"
 RECONCILE_WINDOW = timedelta(hours=24)
+OUTBOX_GRACE = timedelta(seconds=60)
 logger = logging.getLogger(__name__)
 
 
@@ -47,6 +51,14 @@ class ReconcileRun:
     checked: int = 0
     repaired: list[Repair] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # deployment id ("*": the query) -> reason
+    published: int = 0  # events published from the outbox
+
+
+def reconcile(repository: DeploymentRepository, publisher: EventPublisher) -> ReconcileRun:
+    """The minute tick's reconciliation: traffic where the records say, then the outbox published."""
+    run = reconcile_traffic(repository, publisher)
+    run.published = publish_outbox(repository, publisher)
+    return run
 
 
 def reconcile_traffic(
@@ -84,6 +96,22 @@ def reconcile_traffic(
             logger.exception("traffic reconciled, not recorded", extra={"deployment_id": deployment.deployment_id})
             run.failed[deployment.deployment_id] = f"recording the repair: {type(exc).__name__}: {exc}"
     return run
+
+
+def publish_outbox(
+    repository: DeploymentRepository, publisher: EventPublisher, now: datetime | None = None
+) -> int:
+    """Publish the events whose publication failed when they were recorded (older than a minute,
+    so none still in flight); returns how many went out. Never raises."""
+    published = 0
+    try:
+        for event in repository.unpublished_events((now or clock.now()) - OUTBOX_GRACE):
+            publisher.publish(event)
+            repository.mark_published(event)
+            published += 1
+    except Exception as exc:  # the next tick tries again
+        logger.warning("cannot publish the outbox", extra={"reason": str(exc), "published": published})
+    return published
 
 
 def _reconcile(deployment: Deployment) -> Repair | None:
@@ -148,5 +176,6 @@ def _record(
         message=f"{reason}; {repair.action}",
         details={"reconciled": True, "observed": repair.observed, "action": repair.action},
     )
-    repository.add_event(event)
-    publisher.publish(event)
+    if repository.record_event(event):
+        publisher.publish(event)
+        repository.mark_published(event)

@@ -15,7 +15,8 @@ service, optionally operations, a kind and a span of simulated time:
 
 Two more fault sources, for what is not a boto3 call of DeployGuard: ``task`` faults fail
 the invocation of a Lambda function by a Step Functions task (``Lambda.ServiceException``,
-``Lambda.TooManyRequestsException``, or ``States.Timeout`` after the handler ran), and
+``Lambda.TooManyRequestsException``, or ``Sandbox.Timedout`` after the handler ran: the
+function timed out, what it did stands), and
 :meth:`FaultInjector.arm` starts a fault when a function is invoked with a given action
 (``at every state of the canary state machine``).
 
@@ -157,7 +158,7 @@ class FaultInjector:
                 return original(name, arn, event)
             if fault.kind in ("timeout", "ambiguous"):  # the handler ran; its answer never came back
                 original(name, arn, event)
-                return {"errorType": "States.Timeout", "errorMessage": "injected task timeout"}, True
+                return {"errorType": "Sandbox.Timedout", "errorMessage": "injected: task timed out"}, True
             error = "Lambda.TooManyRequestsException" if fault.kind == "throttle" else "Lambda.ServiceException"
             return {"errorType": error, "errorMessage": f"injected {fault.kind}"}, True
 

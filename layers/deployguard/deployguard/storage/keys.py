@@ -10,6 +10,7 @@ queries the product needs, none of them a scan:
 | active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
 | promoted, in post-deployment monitoring      | gsi1    | gsi1pk = MONITOR (24 hours after promotion)     |
 | ended unpromoted (rolled back, failed, held) | gsi1    | gsi1pk = ENDED, gsi1sk = ended time (reconciler)|
+| events recorded, not yet published (outbox)  | gsi1    | gsi1pk = OUTBOX, gsi1sk = event time            |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
 | all incidents, newest first                  | gsi2    | gsi2pk = INCIDENTS                              |
@@ -42,6 +43,7 @@ META = "META"
 ACTIVE = "ACTIVE"
 MONITORING = "MONITOR"
 ENDED = "ENDED"
+OUTBOX = "OUTBOX"
 
 # sort-key prefixes of a deployment's history
 ASSESSMENT = "AS#"

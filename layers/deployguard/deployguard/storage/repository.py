@@ -301,9 +301,13 @@ class DeploymentRepository:
         self._put_history(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
 
     def record_event(self, event: DeploymentEvent) -> bool:
-        """Store an event whose id and time are fixed (see :meth:`mark_published`), unless it is stored
-        and published already; True if it still has to be published."""
+        """Store an event in the outbox (index ``gsi1``, ``gsi1pk = OUTBOX``) until :meth:`mark_published`,
+        unless it is stored and published already; True if it still has to be published.
+
+        An event whose publication failed stays in the outbox; :meth:`unpublished_events` finds it."""
         item = self._history_item(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
+        item[keys.GSI1_PK] = keys.OUTBOX
+        item[keys.GSI1_SK] = f"{keys.time_key(event.at)}#{event.event_id}"
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(published_at)")
         except ClientError as exc:
@@ -317,9 +321,20 @@ class DeploymentRepository:
         self.table.update_item(
             Key={keys.PK: keys.deployment_pk(event.deployment_id), keys.SK: keys.history_sk(keys.EVENT, event.at,
                                                                                             event.event_id)},
-            UpdateExpression="SET published_at = :now",
+            UpdateExpression="SET published_at = :now REMOVE gsi1pk, gsi1sk",
             ExpressionAttributeValues={":now": keys.time_key(clock.now())},
         )  # fmt: skip
+
+    def unpublished_events(self, before: datetime, limit: int = 100) -> list[DeploymentEvent]:
+        """Events recorded (at or before ``before``) whose publication did not complete: the outbox."""
+        items = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :before",
+            ExpressionAttributeValues={":pk": keys.OUTBOX, ":before": keys.time_key(before) + "~"},
+            Limit=limit,
+            max_items=limit,
+        )
+        return [_from_item(DeploymentEvent, item) for item in items]
 
     def add_notification(self, notification: Notification) -> None:
         self._put_history(
