@@ -49,6 +49,13 @@ def _step_function(aws: EmbeddedAws) -> str:
     return aws.ref("CanaryStepFunction")
 
 
+def _after_the_outage(aws: EmbeddedAws, seconds: float = 360) -> None:
+    """Simulated time passes (the assessor's minute ticks publish what SNS refused)."""
+    assert aws.clock is not None
+    aws.clock.advance(seconds)
+    aws.invoker.drain()
+
+
 def _events(deployment_id: str) -> Counter[str]:
     return Counter(e.event_type.value for e in DeploymentRepository().events(deployment_id))
 
@@ -64,7 +71,9 @@ def test_rollback_moves_traffic_first_when_dynamodb_or_sns_is_down(
 ) -> None:
     run = prepare_canary(aws, f"rb-{service}", REGRESSION)
     faults.arm(_step_function(aws), "rollback", service, "outage", 60)
+    aws.follow_schedules(["AssessorFunction"])
     run_canary(aws, run)
+    _after_the_outage(aws)
     assert run.execution is not None and run.execution["status"] == "SUCCEEDED"  # not DeployGuard.RollbackFailed
     assert run.stable_only
     assert faults.injected, "the outage was injected"
@@ -73,13 +82,15 @@ def test_rollback_moves_traffic_first_when_dynamodb_or_sns_is_down(
     recorded = _events(run.deployment_id)
     for once in ("rollback.initiated", "rollback.completed", "deployment.failed"):
         assert recorded[once] == 1, recorded
-    assert _published(faults, run.deployment_id) == recorded  # every recorded event went out, once
+    assert _published(faults, run.deployment_id) == recorded  # every recorded event went out, once (by now)
 
 
 def test_promotion_survives_an_sns_outage_longer_than_a_task_retry(aws: EmbeddedAws, faults: FaultInjector) -> None:
     run = prepare_canary(aws, "promote-sns")
     faults.arm(_step_function(aws), "promote", "sns", "outage", 300)
+    aws.follow_schedules(["AssessorFunction"])
     run_canary(aws, run)
+    _after_the_outage(aws)
     assert run.execution is not None and run.execution["status"] == "SUCCEEDED"
     assert run.alias().weight_of(run.target.new_version) == 1.0  # not rolled back for a notification
     deployment = DeploymentRepository().get_deployment(run.deployment_id)

@@ -150,8 +150,12 @@ class CanaryController:
         it in the outbox, and the minute tick publishes it (:func:`deployguard.reconciler.publish_outbox`)."""
         if not self.repository.record_event(event):
             return  # recorded and published by an earlier attempt
-        self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
-        self.repository.mark_published(event)
+        try:
+            self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
+            self.repository.mark_published(event)
+        except Exception:  # recorded: it stays in the outbox, and the minute tick publishes it
+            logger.exception("event recorded, publication deferred", extra={"event_id": event.event_id})
+            return
         if self.alerts is not None:
             alerts = self.alerts
             self._alerting(deployment.deployment_id, event.event_type.value, lambda: alerts.on_event(event, deployment))
@@ -375,11 +379,7 @@ class CanaryController:
     def promote(self, state: CanaryState) -> CanaryState:
         """Traffic first: the alias to 100% new and verified, then the record and the announcement."""
         target = state.target or self._lambda_target_of(state.deployment_id)
-        shifter = LambdaTrafficShifter(target)
-        shifter.promote()
-        alias = shifter.current()
-        if alias.weight_of(target.new_version) != 1.0:
-            raise TrafficShiftError(f"alias routes {alias.function_version} {alias.additional_weights} after promotion")
+        LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
             update={"weight": 100.0, "next": "done", "decision": "promoted", "target": target, "ended_at": ended_at}
@@ -401,7 +401,10 @@ class CanaryController:
             request = request if isinstance(request, dict) else {}
             parsed = _lambda_target(request.get("target"))
             if parsed is not None:  # too malformed to name an alias: nothing was shifted
-                _restore_stable(parsed)
+                try:  # validation never moves traffic: this only makes sure
+                    LambdaTrafficShifter(parsed).rollback_verified()
+                except TrafficShiftError:
+                    logger.exception("cannot confirm the alias of a rejected canary", extra={"reason": reason})
             self._reject_unfinished(request.get("deployment_id"), reason)
             return {"next": "done", "decision": "rejected", "reason": reason}
         target = _lambda_target(state.get("target"))
@@ -410,7 +413,7 @@ class CanaryController:
                 target = self._lambda_target_of(deployment_id)
             except NotFoundError:
                 return {"deployment_id": deployment_id, "next": "done", "decision": "rejected", "reason": reason}
-        _restore_stable(target)
+        LambdaTrafficShifter(target).rollback_verified()
         hold = state.get("next") == "hold"
         out = {k: v for k, v in state.items() if k != "error"}
         out.update(
@@ -580,17 +583,6 @@ def _lambda_target(value: Any) -> LambdaTarget | None:
         return LambdaTarget.model_validate(value)
     except ValidationError:
         return None
-
-
-def _restore_stable(target: LambdaTarget) -> None:
-    """The alias at 100% stable, verified by reading it back; raises TrafficShiftError otherwise."""
-    shifter = LambdaTrafficShifter(target)
-    shifter.rollback()
-    alias = shifter.current()
-    if alias.weight_of(target.stable_version) != 1.0:
-        raise TrafficShiftError(
-            f"alias still routes {alias.function_version} {alias.additional_weights} after rollback"
-        )
 
 
 def _short(text: str, limit: int = 300) -> str:

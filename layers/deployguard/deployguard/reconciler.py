@@ -29,7 +29,6 @@ from deployguard import clock
 from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.exceptions import TrafficShiftError
 from deployguard.models import Deployment, DeploymentEvent, EcsTarget, EventType, LambdaTarget, Severity
 from deployguard.storage.repository import DeploymentRepository
 
@@ -134,10 +133,7 @@ def _reconcile_alias(deployment: Deployment, target: LambdaTarget) -> Repair | N
     codedeploy_id = deployment.codedeploy_deployment_id
     if codedeploy_id and CodeDeployGateway().status(codedeploy_id) not in FINISHED_STATUSES:
         CodeDeployGateway().stop(codedeploy_id, auto_rollback=True)  # or CodeDeploy moves it again
-    shifter.rollback()
-    after = shifter.current()
-    if after.weight_of(target.stable_version) != 1.0:
-        raise TrafficShiftError(f"alias still routes {after.function_version} {after.additional_weights}")
+    shifter.rollback_verified()
     return Repair(deployment.deployment_id, observed, f"alias back at 100% version {target.stable_version}")
 
 
