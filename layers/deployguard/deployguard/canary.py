@@ -462,7 +462,8 @@ class CanaryController:
         deployment_id = str(data["deployment_id"])
 
         def change(d: Deployment) -> None:
-            if d.status.is_terminal:
+            overridden = d.decision == "promoted" and decision != "promoted"  # a promotion rolled back after all
+            if d.status.is_terminal and not overridden:
                 return  # ended already: by an earlier attempt of this step, or elsewhere
             d.decision, d.decision_reason, d.ended_at = decision, reason, ended_at
             if decision == "promoted":

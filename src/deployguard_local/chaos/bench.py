@@ -24,7 +24,7 @@ by worker processes, each with one embedded AWS. It prints a table and writes
 - ``events_lost``: events recorded but never published, or published but never recorded;
 - ``records_inconsistent``: records still in progress, or whose decision the traffic contradicts.
 
-    python -m deployguard_local.chaos.bench [--runs 240] [--seed 11] [--workers 2] [--report chaos-report.json]
+    python -m deployguard_local.chaos.bench [--runs 216] [--seed 11] [--workers 2] [--report chaos-report.json]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -151,6 +152,7 @@ class World:
         _end_sample_records()
         assert self.aws.clock is not None
         self.clock = self.aws.clock
+        self.seeded = self._table_keys()
         self.faults = stack.enter_context(FaultInjector(self.clock))
         self.faults.watch(self.aws.registry)
         self._unfollow: Callable[[], None] | None = None
@@ -172,7 +174,29 @@ class World:
         self.faults.faults.clear()
         self.faults._armed.clear()
         cloudwatch_backends[DEFAULT_ACCOUNT_ID][self.aws.stack.region].metric_data = []
+        self._clear_table()  # moto reads every item on every query: each run starts from the seeded table
         self.clock.advance(25 * 3600)
+
+    def _table_keys(self) -> set[tuple[str, str]]:
+        from deployguard.aws import clients
+
+        table = clients.resource("dynamodb").Table(self.aws.ref("DeploymentsTable"))
+        keys: set[tuple[str, str]] = set()
+        kwargs: dict[str, Any] = {"ProjectionExpression": "pk, sk"}
+        while True:
+            page = table.scan(**kwargs)
+            keys.update((str(i["pk"]), str(i["sk"])) for i in page.get("Items", []))
+            if not page.get("LastEvaluatedKey"):
+                return keys
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _clear_table(self) -> None:
+        from deployguard.aws import clients
+
+        table = clients.resource("dynamodb").Table(self.aws.ref("DeploymentsTable"))
+        with table.batch_writer() as batch:
+            for pk, sk in self._table_keys() - self.seeded:
+                batch.delete_item(Key={"pk": pk, "sk": sk})
 
     def settle(self, schedules: list[str]) -> None:
         """The schedules of these functions fire every minute until two minutes after the run and
@@ -422,14 +446,14 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"{'total':22}{report['runs']:>6}" + "".join(f"{report[c]:>12}" for c in COUNTERS))
     lines.append(
         f"\n{report['runs']} runs, {report['faults_injected']} faulted AWS calls, seed {report['seed']}, "
-        f"{report['workers']} workers, {report['wall_seconds']} s wall"
+        f"{report['workers']} workers, {report['wall_seconds']} s wall, {report.get('cpu_seconds', '?')} s CPU"
     )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=240)
+    parser.add_argument("--runs", type=int, default=216)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report", type=Path, default=Path("chaos-report.json"))
@@ -446,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             outcomes = [o for shard in results for o in shard]
     outcomes.sort(key=lambda o: o.case.index)
     report = summarise(outcomes, time.monotonic() - started, args.workers, args.seed)
+    used = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    report["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in used), 1)
     args.report.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print(table(report))
     print(f"report: {args.report}")
