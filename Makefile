@@ -12,15 +12,20 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
 
-.PHONY: venv demo test lint typecheck cfn-lint pytest bench chaos sam-validate sam-build clean
+.PHONY: venv demo test lint typecheck cfn-lint pytest bench chaos sam-validate sam-build deploy clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
+	@echo "[1/4] creating the virtual environment .venv (first run only)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "[2/4] upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "[3/4] installing the pinned dependencies of requirements-dev.txt (about a minute; moto is large)"
+	@$(BIN)/python -m pip install --quiet --progress-bar on -r requirements-dev.txt
+	@echo "[4/4] installing deployguard itself (editable)"
+	@$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+	@echo "ready: .venv"
 
 venv: $(STAMP)
 
@@ -58,6 +63,14 @@ sam-validate: $(SAM)
 
 sam-build: $(SAM)
 	SAM_CLI_TELEMETRY=0 $(SAM) build
+
+# make deploy [STACK=name]: the hook function is CodeDeployHook_<stack>, at most 64 characters.
+STACK ?= deployguard
+deploy: sam-build
+	@stack='$(STACK)'; if [ $${#stack} -gt 49 ]; then \
+	  echo "stack name '$$stack' has $${#stack} characters; at most 49 fit the hook's function name CodeDeployHook_<stack> (64)" >&2; \
+	  exit 2; fi
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy --stack-name $(STACK) --guided
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """Deployment recorder (EventBridge: CodeDeploy deployment and instance state-change notifications,
-and a schedule that looks for long-running deployments): keeps each deployment's record and
-phases, and publishes deployment statistics as EMF metrics. The logic is in deployguard.recorder."""
+and a schedule that looks for long-running deployments and finishes unconfirmed hook answers):
+keeps each deployment's record and phases, and publishes deployment statistics as EMF metrics.
+The logic is in deployguard.recorder."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ SCHEDULED = "Scheduled Event"
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     recorder = DeploymentRecorder(runtime.config(), runtime.repository(), runtime.publisher())
     if event.detail_type == SCHEDULED:
-        return {"long_running": recorder.sweep_long_running()}
+        return {"long_running": recorder.sweep_long_running(), "hooks_answered": recorder.sweep_unanswered_hooks()}
     outcome = recorder.handle(event.detail_type, StateChangeDetail.model_validate(event.detail), event.time)
     points = outcome.metric_points()
     if points:

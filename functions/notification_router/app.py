@@ -22,7 +22,7 @@ __all__ = ["lambda_handler", "reset", "router"]
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    totals = lambda_entry.handle(event)
+    totals = lambda_entry.handle(event, context.get_remaining_time_in_millis)
     for status, value in totals.items():
         name = "Notifications" + "".join(part.title() for part in status.split("_"))
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

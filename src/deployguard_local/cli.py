@@ -4,6 +4,10 @@ deployguard demo [--scenario FILE]          canary rollouts end to end on the em
 deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
+deployguard config validate FILE... | schema  check a configuration file, write its JSON Schema
+deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
+deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
+deployguard serve --local [--port 8700]      the operations console over the embedded AWS
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from deployguard.exceptions import DeployGuardError
 def _demo(args: argparse.Namespace) -> int:
     from deployguard_local import demo
 
-    return demo.main(args.scenario)
+    return demo.main(args.scenario, quiet=args.quiet, as_json=args.json)
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -55,11 +59,24 @@ def _notifications(argv: list[str]) -> int:
     return notifications_cli.main(argv)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deployguard")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deployguard", description="Keeps bad releases out of production on AWS.")
+    parser.add_argument("--version", action="version", version=f"deployguard {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run canary rollouts end to end on the embedded AWS")
     demo.add_argument("--scenario", type=Path, help="replay a deployguard-scenario/1 file through the system")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary table")
+    demo.add_argument("--json", action="store_true", help="print only the summary, as JSON")
     demo.set_defaults(handler=_demo)
     invoke = sub.add_parser("invoke", help="run one function of template.yaml with an event file")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. CanaryStepFunction")
@@ -71,25 +88,85 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
+    sub.add_parser("config", help="validate a configuration file (every problem at once), write its JSON Schema")
+    sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
+    sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
+    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     # subcommands with their own parsers
     if argv and argv[0] == "replay":
         return _replay(argv[1:])
     if argv and argv[0] == "notifications":
         return _notifications(argv[1:])
+    if argv and argv[0] == "config":
+        from deployguard_local import config_cli
+
+        return config_cli.main(argv[1:])
+    if argv and argv[0] == "serve":
+        from deployguard_local import console_server
+
+        return console_server.main(argv[1:])
     if argv and argv[0] == "incidents":
         from deployguard_local import incidents_cli
 
         return incidents_cli.main(argv[1:])
+    if argv and argv[0] in ("deployments", "status"):
+        from deployguard_local import deployments_cli
+
+        return (deployments_cli.main if argv[0] == "deployments" else deployments_cli.status_main)(argv[1:])
     args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: what went wrong and, where we know it, what to do about it."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, DeployGuardError):
+        return str(exc)
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or try --local)"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region set (set AWS_REGION or pass --region)"
+    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
+        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the AWS endpoint')}: is it running?"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "a call")
+        return f"AWS refused {operation}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 a negative answer (problems found, the function errored, ...); 2 an error."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     try:
-        return int(args.handler(args))
-    except DeployGuardError as exc:
-        print(f"deployguard {args.command}: {exc}", file=sys.stderr)
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `deployguard replay --json DIR | head -1`: the reader has gone, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        command = argv[0] if argv and not argv[0].startswith("-") else ""
+        print(f"deployguard{' ' + command if command else ''}: {describe_error(exc)}", file=sys.stderr)
         return 2
 
 

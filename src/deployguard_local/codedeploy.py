@@ -4,8 +4,15 @@ moto serves CreateApplication, CreateDeploymentGroup, CreateDeployment and
 GetDeployment, but not PutLifecycleEventHookExecutionStatus nor StopDeployment.
 :func:`install_hook_status_api` adds both to moto's CodeDeploy responder class, so the
 real boto3 requests (signed, serialised, sent through botocore) are served in-process
-like every other call. Like CodeDeploy it accepts one status per hook execution it
-issued and refuses a second one (``LifecycleEventAlreadyCompletedException``); it stops
+like every other call. Like CodeDeploy it takes one result per hook execution it issued:
+while the lifecycle event still waits (the deployment engine has not moved on), the same
+status sent again is accepted (a retry after an unconfirmed answer), a different one is
+refused; once CodeDeploy no longer waits on the execution (the engine took its result,
+timed the hook out, or the deployment ended) every status is refused with
+``LifecycleEventAlreadyCompletedException`` ("an attempt to return the status of an
+already completed lifecycle event", as the API reference and botocore's model name it); a
+status other than Succeeded/Failed is ``InvalidLifecycleEventHookExecutionStatusException``
+and an execution it never issued ``InvalidLifecycleEventHookExecutionIdException``. It stops
 a running deployment (status ``Stopped``) and refuses to stop a finished one
 (``DeploymentAlreadyCompletedException``). Every call, accepted or refused, is kept in
 the :class:`HookLedger`; GetDeployment answers ``rollbackInfo`` (moto leaves it empty).
@@ -51,6 +58,7 @@ class StatusCall:
     status: str
     accepted: bool
     error: str | None = None
+    repeat: bool = False  # accepted as a repetition of the status CodeDeploy already had
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,13 @@ class HookLedger:
     calls: list[StatusCall] = field(default_factory=list)  # every request, accepted or refused
     refuse_next: list[str] = field(default_factory=list)  # error codes to answer the next calls with
     stops: list[StopCall] = field(default_factory=list)  # every StopDeployment request, accepted or refused
+    completed: set[str] = field(default_factory=set)  # executions CodeDeploy no longer waits on
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def complete(self, execution_id: str) -> None:
+        """CodeDeploy's engine moved on from this execution (took its result or timed it out)."""
+        with self.lock:
+            self.completed.add(execution_id)
 
     def issue(self, deployment_id: str) -> str:
         execution_id = f"hook-{uuid.uuid4().hex}"
@@ -86,7 +100,7 @@ class HookLedger:
         return found[-1] if found else None
 
     def calls_for(self, execution_id: str) -> int:
-        """Accepted status calls of one hook execution (CodeDeploy's view: 0 or 1)."""
+        """Results CodeDeploy recorded for one hook execution (0 or 1; accepted repeats not counted)."""
         return sum(1 for _, e, _ in self.statuses if e == execution_id)
 
     def attempts_for(self, execution_id: str) -> int:
@@ -125,7 +139,12 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
                 code = ledger.refuse_next.pop(0)
                 raise refuse(call, code, f"{code} (simulated)")
             if call["status"] not in ("Succeeded", "Failed"):
-                raise refuse(call, "InvalidLifecycleEventHookExecutionStatusException", f"status {call['status']}")
+                raise refuse(
+                    call,
+                    "InvalidLifecycleEventHookExecutionStatusException",
+                    f"The result of a Lambda validation function that verifies a lifecycle event is invalid "
+                    f"({call['status']}). It should return Succeeded or Failed.",
+                )
             issued_to = ledger.issued.get(execution_id)
             if issued_to is None or call["deployment_id"] not in (None, issued_to):
                 raise refuse(
@@ -133,14 +152,23 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
                     "InvalidLifecycleEventHookExecutionIdException",
                     f"{execution_id} is not a hook execution of deployment {call['deployment_id']}",
                 )
-            if any(e == execution_id for _, e, _ in ledger.statuses):
+            if execution_id in ledger.completed or str(_status_of_deployment(self, issued_to)) in FINISHED:
                 raise refuse(
                     call,
                     "LifecycleEventAlreadyCompletedException",
-                    f"hook execution {execution_id} already has a status",
+                    f"An attempt to return the status of an already completed lifecycle event occurred "
+                    f"({execution_id})",
                 )
-            ledger.statuses.append((issued_to, execution_id, call["status"]))
-            ledger.calls.append(StatusCall(**call, accepted=True))
+            earlier = ledger.status_of(execution_id)
+            if earlier is not None and earlier != call["status"]:
+                raise refuse(
+                    call,
+                    "LifecycleEventAlreadyCompletedException",
+                    f"hook execution {execution_id} already has the result {earlier}",
+                )
+            if earlier is None:
+                ledger.statuses.append((issued_to, execution_id, call["status"]))
+            ledger.calls.append(StatusCall(**call, accepted=True, repeat=earlier is not None))
         return ActionResult({"lifecycleEventHookExecutionId": execution_id})
 
     def stop_deployment(self: Any) -> ActionResult:
@@ -153,7 +181,7 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
                 ledger.stops.append(StopCall(deployment_id, auto_rollback, False, None, exc.error_type))
                 raise
             before = str(info.status)
-            if before in ("Succeeded", "Failed", "Stopped"):
+            if before in FINISHED:
                 ledger.stops.append(
                     StopCall(deployment_id, auto_rollback, False, before, "DeploymentAlreadyCompletedException")
                 )
@@ -187,6 +215,16 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
         setattr(cd_responses, "_deployment_info", original_info)  # noqa: B010
 
     return undo
+
+
+FINISHED = ("Succeeded", "Failed", "Stopped")
+
+
+def _status_of_deployment(responder: Any, deployment_id: str) -> str | None:
+    try:
+        return str(responder.codedeploy_backend.get_deployment(deployment_id).status)
+    except Exception:  # a deployment moto does not know (tests issue executions for made-up ids)
+        return None
 
 
 def _moto_deployment(deployment_id: str) -> Any:
@@ -337,6 +375,7 @@ def simulate_lambda_rollout(
     ledger: HookLedger = LEDGER,
     on_step: Callable[[str], None] | None = None,
     deployment_id: str | None = None,
+    hook_timeout_minutes: int = 0,
 ) -> RolloutResult:
     """Drive a CodeDeploy ``Canary10Percent5Minutes`` deployment of ``function_name:alias``.
 
@@ -348,6 +387,9 @@ def simulate_lambda_rollout(
     After each minute CodeDeploy's status of the deployment is read: once StopDeployment stopped
     it, it ends ``STOP`` there, rolled back by a rollback deployment if ``autoRollbackEnabled``.
     ``deployment_id`` drives a deployment :func:`create_lambda_deployment` made, instead of a new one.
+    ``hook_timeout_minutes``: how long CodeDeploy waits for a hook that returned without a
+    confirmed status (CodeDeploy's own limit is 60), one simulated minute at a time, so a
+    late answer (the recorder's sweep on its schedule) still counts; 0 times it out at once.
     """
     say = on_step or (lambda _: None)
     application = application or function_name
@@ -372,7 +414,14 @@ def simulate_lambda_rollout(
         execution_id = ledger.issue(deployment_id)
         executions.append(execution_id)
         hooks_function({"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution_id})
+        waited = 0
+        while ledger.status_of(execution_id) is None and waited < hook_timeout_minutes:
+            clock_advance(60.0)
+            waited += 1
         status = ledger.status_of(execution_id)
+        ledger.complete(execution_id)  # CodeDeploy moves on: later statuses are refused
+        if waited and status is not None:
+            say(f"{name} hook answered after {waited} more simulated minute(s)")
         hooks.append((name, status))
         say(f"{name} hook answered {status or 'nothing (CodeDeploy times the hook out: Failed)'}")
         return status == "Succeeded"
@@ -447,6 +496,8 @@ def simulate_embedded_rollout(
     ledger: HookLedger = LEDGER,
     on_step: Callable[[str], None] | None = None,
     assessor_schedule: bool = True,
+    recorder_schedule: bool = False,
+    hook_timeout_minutes: int = 0,
 ) -> RolloutResult:
     """:func:`simulate_lambda_rollout` on the embedded AWS: the template's hook and recorder
     functions through the real Lambda Invoke API, the clock's listeners as the traffic.
@@ -455,12 +506,19 @@ def simulate_embedded_rollout(
     simulated minute of the rollout, as it does on AWS: its verdicts are told through
     ``on_step``, and a failing one stops the deployment (the ``canary-issue`` alert's
     automatic rollback: StopDeployment with automatic rollback).
+    With ``recorder_schedule`` the DeploymentRecorderFunction's schedule fires too (it finishes
+    hook answers left unconfirmed); ``hook_timeout_minutes`` is how long CodeDeploy waits for one.
     """
     say = on_step or (lambda _: None)
     deployment_id = create_lambda_deployment(target, application, group)
 
     def assessed(run: Any) -> None:
         payload = run.payload if isinstance(run.payload, dict) else {}
+        if run.function == "DeploymentRecorderFunction" and not run.errored:
+            for item in payload.get("hooks_answered", []):
+                say(f"scheduled recorder: hook execution {item['execution_id']} {item['action']} "
+                    f"{item['status']} ({item['answer']})")  # fmt: skip
+            return
         if run.errored:
             say(f"scheduled assessor failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
             return
@@ -470,14 +528,17 @@ def simulate_embedded_rollout(
                 say(f"scheduled assessor: {str(item['decision']).upper()} {item['summary']}"
                     + (f" (alerts this run: {alerts})" if alerts else ""))  # fmt: skip
 
-    undo = aws.follow_schedules(["AssessorFunction"], on_fire=assessed) if assessor_schedule else None
+    scheduled = (["AssessorFunction"] if assessor_schedule else []) + (
+        ["DeploymentRecorderFunction"] if recorder_schedule else []
+    )
+    undo = aws.follow_schedules(scheduled, on_fire=assessed) if scheduled else None
     try:
         return simulate_lambda_rollout(
             target.function_name, target.alias, target.stable_version, target.new_version,
             hooks_function=lambda event: aws.invoke("LifecycleHookFunction", event),
             recorder_function=lambda event: aws.invoke("DeploymentRecorderFunction", event),
             clock_advance=aws.clock.advance, application=application, group=group, ledger=ledger, on_step=on_step,
-            deployment_id=deployment_id,
+            deployment_id=deployment_id, hook_timeout_minutes=hook_timeout_minutes,
         )  # fmt: skip
     finally:
         if undo is not None:

@@ -10,12 +10,15 @@ replays a recorded scenario (deployguard-scenario/1) through the same system.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 import tempfile
-import threading
+import textwrap
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +26,7 @@ import yaml
 
 from deployguard.models import AuditEntry, Deployment
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local import local_state
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 from deployguard_local.receivers import local_receivers
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
@@ -49,25 +53,56 @@ class RolloutResult:
         return self.deployment.duration_seconds if self.deployment else None
 
 
-class ProgressPrinter:
-    """Prints a deployment's audit trail as it grows (the execution runs in another thread)."""
+# Events published in the same simulated instant are told in the order a deployment lives them.
+_LIFECYCLE_ORDER = {
+    "deployment.started": 0, "canary.started": 1, "canary.step_advanced": 2, "assessment.status_changed": 3,
+    "alert": 4, "validation.failed": 4, "validation.warned": 4, "deployment.long_running": 4,
+    "rollback.initiated": 5, "rollback.completed": 6, "rollback.failed": 6, "promotion.completed": 7,
+    "canary.completed": 8, "deployment.completed": 9, "deployment.failed": 9,
+}  # fmt: skip
+
+
+class StoryPrinter:
+    """Prints what happened to a deployment in simulated-time order, read back from DynamoDB: its
+    audit trail, and each event it published with the channels the router delivered it to.
+
+    The notification router runs asynchronously (as SNS invokes it), so deliveries are read only
+    after the invocations have drained; :meth:`flush` prints what is new since the last flush,
+    oldest first, so the story is strictly chronological whatever order things arrived in.
+    """
 
     def __init__(self, repository: DeploymentRepository, out: TextIO) -> None:
         self.repository = repository
         self.out = out
-        self.seen = 0
+        self.printed: set[tuple[str, ...]] = set()
 
-    def poll(self, deployment_id: str | None) -> None:
-        if deployment_id is None or self.repository.find_deployment(deployment_id) is None:
+    def flush(self, deployment_id: str) -> None:
+        if self.repository.find_deployment(deployment_id) is None:
             return
-        trail = self.repository.audit_trail(deployment_id)
-        for entry in trail[self.seen :]:
-            self.out.write(self._line(entry) + "\n")
+        items: list[tuple[datetime, int, tuple[str, ...], str]] = []
+        for seq, entry in enumerate(self.repository.audit_trail(deployment_id)):
+            key: tuple[str, ...] = ("audit", entry.at.isoformat(), entry.action, entry.reason)
+            items.append((entry.at, seq, key, self._audit_line(entry)))
+        deliveries: dict[str, list[str]] = {}
+        for notification in self.repository.notifications(deployment_id):
+            mark = "" if notification.status.value == "delivered" else f" ({notification.status.value})"
+            deliveries.setdefault(notification.event_id, []).append(notification.channel + mark)
+        for seq, event in enumerate(self.repository.events(deployment_id)):
+            seq += 100_000 + 1_000 * _LIFECYCLE_ORDER.get(event.event_type.value, 4)  # same instant: lifecycle order
+            channels = deliveries.get(event.event_id)
+            key = ("event", event.event_id)
+            to = f" -> {', '.join(sorted(channels))}" if channels else ""
+            items.append((event.at, seq, key, f"  {event.at:%H:%M:%S}  event     {event.event_type.value}: "
+                                              f"{event.title}{to}"))  # fmt: skip
+        for _, _, key, line in sorted(items, key=lambda item: (item[0], item[1])):
+            if key in self.printed:
+                continue
+            self.printed.add(key)
+            self.out.write(line + "\n")
         self.out.flush()
-        self.seen = len(trail)
 
     @staticmethod
-    def _line(entry: AuditEntry) -> str:
+    def _audit_line(entry: AuditEntry) -> str:
         at = entry.at.strftime("%H:%M:%S")
         if entry.action == "traffic_shifted":
             return f"  {at}  shift     weight {entry.details.get('weight'):>4g}%  ({entry.reason})"
@@ -97,13 +132,14 @@ def run_rollout(
     traffic: LambdaTrafficSource | ScenarioTrafficSource,
     versions: list[str],
     out: TextIO,
+    about: str = "",
 ) -> RolloutResult:
     repository = DeploymentRepository()
     deployment_id = f"demo-{name}"
     out.write(f"\n== {name}: {function_name} version {versions[0]} -> {versions[1]}\n")
+    _explain(about, out)
     assert aws.clock is not None
     aws.clock.listeners.append(traffic.on_clock)
-    printer = ProgressPrinter(repository, out)
     result: dict[str, Any] = {}
     started = time.perf_counter()
 
@@ -125,13 +161,9 @@ def run_rollout(
             },
         )
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    while worker.is_alive():
-        printer.poll(deployment_id)
-        worker.join(0.05)
-    printer.poll(deployment_id)
+    run()
     aws.invoker.drain()  # the notification router runs asynchronously, as SNS invokes it
+    StoryPrinter(repository, out).flush(deployment_id)
     traffic.active = False
     aws.clock.listeners.remove(traffic.on_clock)
     deployment = repository.find_deployment(deployment_id)
@@ -150,6 +182,14 @@ def run_rollout(
         deliveries=len(repository.notifications(deployment_id)) if deployment else 0,
         wall_seconds=time.perf_counter() - started,
     )
+
+
+def _explain(about: str, out: TextIO) -> None:
+    """A rollout's short introduction: what happens and what to watch for."""
+    for line in textwrap.wrap(about, width=96):
+        out.write(f"   {line}\n")
+    if about:
+        out.write("\n")
 
 
 def print_summary(results: list[RolloutResult], out: TextIO) -> None:
@@ -173,7 +213,14 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
     healthy = LambdaTrafficSource(
         "checkout-api", "live", 2000, {v: VersionBehaviour() for v in healthy_versions}, seed=11
     )
-    results = [run_rollout(aws, "healthy-release", "checkout-api", healthy, healthy_versions, out)]
+    results = [
+        run_rollout(
+            aws, "healthy-release", "checkout-api", healthy, healthy_versions, out,
+            about="The state machine moves 10%, 25%, then 50% of traffic to the new version; every minute the judge "
+            "compares it with the stable version in the same minutes. Nothing is worse, so each step advances after "
+            "its bake time and the release is promoted.",
+        )
+    ]  # fmt: skip
     bad_versions = aws.deploy_sample_function("payments-api", "live", sample_handler)
     regressing = LambdaTrafficSource(
         "payments-api",
@@ -182,16 +229,20 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
         {bad_versions[0]: VersionBehaviour(), bad_versions[1]: VersionBehaviour(regress_at=5)},
         seed=12,
     )
-    results.append(run_rollout(aws, "regression-midway", "payments-api", regressing, bad_versions, out))
+    results.append(
+        run_rollout(
+            aws, "regression-midway", "payments-api", regressing, bad_versions, out,
+            about="The same canary, but the new version starts failing 8% of its requests at minute 5. The judge's "
+            "failing verdict raises the canary-issue alert; its automatic remediation puts the alias back at 100% of "
+            "the stable version, incidents open and page until a person acknowledges them.",
+        )
+    )  # fmt: skip
     regression = results[-1].deployment
     if regression is not None:  # its incidents are followed up before the next rollout opens its own
         incident_followup(aws, regression.deployment_id, out)
     results.append(codedeploy_rollout(aws, out))
     results.append(ecs_rollout(aws, out))
     return results
-
-
-CODEDEPLOY_AUDIT = ("hook_verdict", "alert_raised", "remediation_", "codedeploy_", "rollback_", "traffic_observed")
 
 
 def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
@@ -204,6 +255,12 @@ def codedeploy_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
     assert aws.clock is not None
     versions = aws.deploy_sample_function("search-api", "live", sample_handler)
     out.write(f"\n== codedeploy-canary: search-api version {versions[0]} -> {versions[1]} (Canary10Percent5Minutes)\n")
+    _explain(
+        "CodeDeploy moves the traffic and calls DeployGuard's lifecycle hooks; the scheduled assessor judges the 10% "
+        "phase every minute. The new version is slow and failing from its second minute, so the assessor stops the "
+        "deployment with rollback before it reaches 100%.",
+        out,
+    )
     target = LambdaTarget(function_name="search-api", alias="live", stable_version=versions[0], new_version=versions[1])
     behaviours = {versions[0]: VersionBehaviour(), versions[1]: VersionBehaviour(regress_at=1, regressed_p99_ms=1600)}
     traffic = LambdaTrafficSource("search-api", "live", 3000, behaviours, seed=13)
@@ -231,6 +288,12 @@ def ecs_rollout(aws: EmbeddedAws, out: TextIO) -> RolloutResult:
     stack = create_ecs_service("shop", "checkout-web")
     out.write(f"\n== ecs-blue-green: {stack.cluster}/{stack.service} task definition :1 -> :2 "
               "(ECSCanary10Percent5Minutes)\n")  # fmt: skip
+    _explain(
+        "An ECS service behind a load balancer, deployed blue/green by CodeDeploy. The green task set answers 5xx; "
+        "the assessor compares its target group with the blue one and stops the deployment: production goes back "
+        "to blue.",
+        out,
+    )
     behaviours = {
         stack.blue_target_group: VersionBehaviour(),
         stack.green_target_group: VersionBehaviour(regress_at=0, regressed_error_rate=0.06),
@@ -271,10 +334,8 @@ def _codedeploy_outcome(
 
     repository = DeploymentRepository()
     deployment = repository.find_deployment(deployment_id)
-    out.write("  audit trail:\n")
-    for entry in repository.audit_trail(deployment_id):
-        if entry.action.startswith(CODEDEPLOY_AUDIT):
-            out.write(f"  {entry.at:%H:%M:%S}  {entry.action:<22} {entry.reason[:120]}\n")
+    out.write("  what DeployGuard recorded (audit trail, events and their deliveries):\n")
+    StoryPrinter(repository, out).flush(deployment_id)
     if deployment is not None:
         out.write(f"  => {deployment.status.value}: CodeDeploy {final_state}, {where}\n")
     incidents = runtime.alert_engine().incident_store.open_incidents_of(deployment_id)
@@ -301,6 +362,14 @@ def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None
     assert aws.clock is not None
     engine = runtime.alert_engine()
     incidents = sorted(engine.incident_store.open_incidents_of(deployment_id), key=lambda i: i.group)
+    story = StoryPrinter(DeploymentRepository(), io.StringIO())
+    story.flush(deployment_id)  # what the rollout already printed
+    story.out = out
+
+    def what_followed() -> None:
+        aws.invoker.drain()
+        story.flush(deployment_id)
+
     out.write(f"\n== Incidents of {deployment_id} (deployguard incidents list)\n")
     out.flush()
     incidents_cli.main(["list"])
@@ -308,10 +377,12 @@ def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None
     aws.clock.advance(120)
     for page in engine.on_tick().pages:
         out.write(f"   page {page.page_number} of {page.incident_id}: {', '.join(page.routes)}\n")
+    what_followed()
     out.write("\n== The on-call engineer acknowledges (deployguard incidents ack ID --by alice)\n")
     out.flush()
     for incident in incidents:
         incidents_cli.main(["ack", incident.incident_id, "--by", "alice", "--notes", "looking"])
+    what_followed()
     aws.clock.advance(600)
     out.write(f"   10 minutes later: {len(engine.on_tick().pages)} pages (escalation stopped)\n")
     out.write("\n== ... and resolves (deployguard incidents resolve ID --by alice --notes ...)\n")
@@ -320,10 +391,8 @@ def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None
         incidents_cli.main(
             ["resolve", incident.incident_id, "--by", "alice", "--notes", "rolled back; fix next release"]
         )
-    aws.invoker.drain()
-    out.write(f"\n== Audit trail of {deployment_id}\n")
-    for entry in DeploymentRepository().audit_trail(deployment_id):
-        out.write(f"   {entry.at:%H:%M:%S}  {entry.action:<28} {entry.actor:<34} {entry.reason[:80]}\n")
+    what_followed()
+    out.write("\n== Incident history (deployguard incidents history)\n")
     out.flush()
     incidents_cli.main(["history"])
 
@@ -383,17 +452,54 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
     return [result]
 
 
-def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
+def summary_json(results: list[RolloutResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "rollout": r.name,
+            "deployment_id": r.deployment.deployment_id if r.deployment else None,
+            "decision": r.decision,
+            "simulated_seconds_to_decision": r.simulated_seconds,
+            "assessments": r.assessments,
+            "events": r.events_published,
+            "deliveries": r.deliveries,
+            "wall_seconds": round(r.wall_seconds, 2),
+        }
+        for r in results
+    ]
+
+
+def main(
+    scenario: Path | None = None,
+    out: TextIO = sys.stdout,
+    quiet: bool = False,
+    as_json: bool = False,
+    state_dir: Path | None = None,
+) -> int:
+    """Run the demo; ``quiet`` prints only the summary table, ``as_json`` only the summary as JSON.
+    The built-in demo's state is saved (``state_dir``) for the ``--local`` read commands."""
+    story: TextIO = io.StringIO() if quiet or as_json else out
+    with contextlib.redirect_stdout(story) if story is not out else contextlib.nullcontext():
+        results, receipts, saved = _run(scenario, story, state_dir)
+    if as_json:
+        summary = {"rollouts": summary_json(results), "receivers": receipts, "state_dir": str(saved) if saved else None}
+        out.write(json.dumps(summary, indent=2) + "\n")
+        return 0
+    print_summary(results, out)
+    if receipts:
+        parts = ", ".join(f"{kind}={count}" for kind, count in receipts.items())
+        out.write(f"\ndeliveries per channel: {parts} (local HTTP receivers on 127.0.0.1)\n")
+    if saved is not None and not quiet:
+        print_reports(results, saved, out)
+    return 0
+
+
+def _run(
+    scenario: Path | None, out: TextIO, state_dir: Path | None
+) -> tuple[list[RolloutResult], dict[str, int], Path | None]:
     out.write("DeployGuard demo: canary rollouts on the embedded AWS (moto), simulated clock\n")
     if scenario:
-        results = scenario_demo(scenario, out)
-        print_summary(results, out)
-        return 0
-
-    def echo(line: str) -> None:
-        out.write(f"      -> {line}\n")
-
-    with local_receivers(echo=echo) as receivers:
+        return scenario_demo(scenario, out), {}, None
+    with local_receivers(echo=None) as receivers:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
         with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
             results = builtin_demo(aws, out)
@@ -402,6 +508,23 @@ def main(scenario: Path | None = None, out: TextIO = sys.stdout) -> int:
             for r in results:
                 if r.deployment is not None:
                     r.deliveries = len(DeploymentRepository().notifications(r.deployment.deployment_id))
-        print_summary(results, out)
-        out.write("\n" + receivers.summary() + " (local HTTP receivers on 127.0.0.1)\n")
-    return 0
+            saved = local_state.save(aws, state_dir)
+        return results, receivers.counts(), saved
+
+
+def print_reports(results: list[RolloutResult], state_dir: Path, out: TextIO) -> None:
+    """Where the demo's state went, and the commands that read it back."""
+    out.write(f"\nstate saved in {_shown(state_dir)}; read it back with --local:\n")
+    out.write("  deployguard deployments list --local\n")
+    for r in results:
+        if r.deployment is None:
+            continue
+        dep = r.deployment.deployment_id
+        out.write(f"  {r.name:<22} deployguard report {dep} --local --format html -o {dep}.html\n")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

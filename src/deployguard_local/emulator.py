@@ -487,8 +487,10 @@ class EmbeddedAws:
         config_file: Path | None = None,
         endpoint_url: str | None = None,
         quiet: bool = True,
+        storage_only: bool = False,
     ) -> None:
         self.root = root
+        self.storage_only = storage_only  # tables and buckets only: what read commands need
         self.clock = ListeningClock(start) if simulated_clock else None
         self.config_file = config_file
         self.endpoint_url = endpoint_url
@@ -584,6 +586,13 @@ class EmbeddedAws:
             stack.set_physical(
                 logical_id, Ref=table_name, Arn=f"arn:aws:dynamodb:{stack.region}:{stack.account_id}:table/{table_name}"
             )
+        s3 = clients.client("s3")
+        for logical_id in stack.of_type("AWS::S3::Bucket"):
+            bucket = f"{name}-{logical_id}".lower()
+            s3.create_bucket(Bucket=bucket)
+            stack.set_physical(logical_id, Ref=bucket, Arn=f"arn:aws:s3:::{bucket}")
+        if self.storage_only:
+            return
         sqs = clients.client("sqs")
         for logical_id, _res in stack.of_type("AWS::SQS::Queue").items():
             queue_name = f"{name}-{logical_id}"

@@ -25,10 +25,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard.alerts.engine import AlertEngine
 from deployguard.alerts.settings import AlertingSettings
@@ -38,20 +35,12 @@ from deployguard.exceptions import DeployGuardError
 from deployguard.incidents.models import Incident
 from deployguard.remediation.targets import TargetAllowlist
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.sources import duration, stack_outputs, when
 
 PROG = "deployguard incidents"
 
 
 # --------------------------------------------------------------------------- wiring
-
-
-def _stack_outputs(stack: str) -> dict[str, str]:
-    try:
-        stacks = clients.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
-    except (ClientError, BotoCoreError) as exc:
-        raise DeployGuardError(f"stack {stack}: {exc}") from exc
-    outputs = stacks[0].get("Outputs", []) if stacks else []
-    return {o["OutputKey"]: o["OutputValue"] for o in outputs}
 
 
 def _settings(config_path: str | None) -> tuple[AlertingSettings, list[str]]:
@@ -70,7 +59,7 @@ def build_engine(args: argparse.Namespace) -> AlertEngine:
         clients.reset()
     table, topic = args.table, args.topic_arn
     if args.stack:
-        outputs = _stack_outputs(args.stack)
+        outputs = stack_outputs(args.stack)
         table = table or outputs.get("DeploymentsTableName")
         topic = topic or outputs.get("DeploymentEventsTopicArn")
         if not table:
@@ -87,21 +76,6 @@ def build_engine(args: argparse.Namespace) -> AlertEngine:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -122,9 +96,9 @@ def _incident_rows(incidents: Sequence[Incident]) -> list[list[Any]]:
             i.environment,
             i.group,
             i.alert_count,
-            _when(i.opened_at),
-            _duration(i.time_to_acknowledge_seconds),
-            _duration(i.time_to_resolve_seconds),
+            when(i.opened_at),
+            duration(i.time_to_acknowledge_seconds),
+            duration(i.time_to_resolve_seconds),
             i.acknowledged_by or i.resolved_by or "-",
         ]
         for i in incidents
@@ -174,19 +148,19 @@ def _show(engine: AlertEngine, args: argparse.Namespace) -> int:
         f"Title      {incident.title}",
         f"Deployment {incident.deployment_id}  ({incident.service} {incident.version}, {incident.environment})",
         f"Rules      {', '.join(incident.rules)}   alerts: {incident.alert_count}",
-        f"Opened     {_when(incident.opened_at)}",
-        f"Acked      {_when(incident.acknowledged_at)} by {incident.acknowledged_by or '-'}"
-        f"  (time to acknowledge {_duration(incident.time_to_acknowledge_seconds)})",
-        f"Resolved   {_when(incident.resolved_at)} by {incident.resolved_by or '-'}"
-        f"  (time to resolve {_duration(incident.time_to_resolve_seconds)})"
+        f"Opened     {when(incident.opened_at)}",
+        f"Acked      {when(incident.acknowledged_at)} by {incident.acknowledged_by or '-'}"
+        f"  (time to acknowledge {duration(incident.time_to_acknowledge_seconds)})",
+        f"Resolved   {when(incident.resolved_at)} by {incident.resolved_by or '-'}"
+        f"  (time to resolve {duration(incident.time_to_resolve_seconds)})"
         + (f"  notes: {incident.resolution_notes}" if incident.resolution_notes else ""),
         f"Escalation {esc.policy or 'none'}: {esc.pages} page(s), next "
-        f"{_when(esc.next_at) if esc.next_at else '-'}" + (f" ({esc.stopped_reason})" if esc.stopped_reason else ""),
+        f"{when(esc.next_at) if esc.next_at else '-'}" + (f" ({esc.stopped_reason})" if esc.stopped_reason else ""),
         "",
         "Timeline",
         table(
             ["AT", "ACTION", "BY", "NOTES"],
-            [[_when(t.at), t.action, t.actor, t.notes[:80]] for t in incident.timeline],
+            [[when(t.at), t.action, t.actor, t.notes[:80]] for t in incident.timeline],
         ),
     ]
     if alerts:
@@ -195,7 +169,7 @@ def _show(engine: AlertEngine, args: argparse.Namespace) -> int:
             "Alerts",
             table(
                 ["AT", "RULE", "SEVERITY", "STATUS", "MESSAGE"],
-                [[_when(a.at), a.rule, a.severity.value, a.status.value, a.message[:70]] for a in alerts],
+                [[when(a.at), a.rule, a.severity.value, a.status.value, a.message[:70]] for a in alerts],
             ),
         ]
     if audit:
@@ -203,7 +177,7 @@ def _show(engine: AlertEngine, args: argparse.Namespace) -> int:
             "",
             "Audit",
             table(
-                ["AT", "ACTION", "ACTOR", "REASON"], [[_when(e.at), e.action, e.actor, e.reason[:80]] for e in audit]
+                ["AT", "ACTION", "ACTOR", "REASON"], [[when(e.at), e.action, e.actor, e.reason[:80]] for e in audit]
             ),
         ]
     if approvals:
@@ -224,7 +198,7 @@ def _ack(engine: AlertEngine, args: argparse.Namespace) -> int:
     done = engine.acknowledge(incident.incident_id, args.by, args.notes or "")
     text = (
         f"{done.incident_id} acknowledged by {done.acknowledged_by} after "
-        f"{_duration(done.time_to_acknowledge_seconds)}; escalation stopped"
+        f"{duration(done.time_to_acknowledge_seconds)}; escalation stopped"
     )
     _emit(args, done.model_dump(mode="json"), text)
     return 0
@@ -233,7 +207,7 @@ def _ack(engine: AlertEngine, args: argparse.Namespace) -> int:
 def _resolve(engine: AlertEngine, args: argparse.Namespace) -> int:
     incident = engine.incident_store.find_by_prefix(args.id)
     done = engine.resolve(incident.incident_id, args.by, args.notes)
-    text = f"{done.incident_id} resolved by {done.resolved_by} after {_duration(done.time_to_resolve_seconds)}"
+    text = f"{done.incident_id} resolved by {done.resolved_by} after {duration(done.time_to_resolve_seconds)}"
     _emit(args, done.model_dump(mode="json"), text)
     return 0
 
@@ -241,7 +215,7 @@ def _resolve(engine: AlertEngine, args: argparse.Namespace) -> int:
 def _approvals(engine: AlertEngine, args: argparse.Namespace) -> int:
     approvals = engine.remediation.store.open_approvals()
     rows = [
-        [a.approval_id, a.status.value, a.incident_id, a.action, a.target, _when(a.expires_at_time), a.description[:60]]
+        [a.approval_id, a.status.value, a.incident_id, a.action, a.target, when(a.expires_at_time), a.description[:60]]
         for a in approvals
     ]
     text = table(["ID", "STATUS", "INCIDENT", "ACTION", "TARGET", "EXPIRES", "WHAT"], rows) if rows else "no approvals"
@@ -283,10 +257,10 @@ def _history(engine: AlertEngine, args: argparse.Namespace) -> int:
         [
             f"{stats.incidents} incidents: {stats.open} open, {stats.acknowledged} acknowledged, "
             f"{stats.resolved} resolved ({stats.auto_resolved} automatically)",
-            f"time to acknowledge: mean {_duration(stats.mean_time_to_acknowledge_seconds)}, "
-            f"max {_duration(stats.max_time_to_acknowledge_seconds)}",
-            f"time to resolve:     mean {_duration(stats.mean_time_to_resolve_seconds)}, "
-            f"max {_duration(stats.max_time_to_resolve_seconds)}",
+            f"time to acknowledge: mean {duration(stats.mean_time_to_acknowledge_seconds)}, "
+            f"max {duration(stats.max_time_to_acknowledge_seconds)}",
+            f"time to resolve:     mean {duration(stats.mean_time_to_resolve_seconds)}, "
+            f"max {duration(stats.max_time_to_resolve_seconds)}",
             "",
             table(INCIDENT_HEADERS, _incident_rows(incidents)) if incidents else "no incidents",
         ]

@@ -6,10 +6,13 @@
 ``retry`` takes up to N messages from the notification DLQ. A dead letter of the
 router is delivered again to its channel (no dedup or cooldown: a person asked for
 it); an SNS message the function never got, or a Lambda on-failure record, is routed
-again (dedup keeps channels that already have it from getting it twice). Every attempt is recorded on the
-deployment. A letter that is delivered is deleted; one that fails again is put back
-with its redelivery count and last error (then the original deleted), so nothing is
-lost; a malformed message cannot be redelivered and stays in the queue.
+again (dedup keeps channels that already have it from getting it twice; a delivery an
+invocation claimed and died in is taken over once its lease ended). Every attempt is
+recorded on the deployment. A message is deleted only once every channel has it (or a
+new dead letter of this run holds it); one still being delivered elsewhere, or that
+could be neither delivered nor dead-lettered, stays; a dead letter that fails again is
+put back with its redelivery count and last error (then the original deleted), so
+nothing is lost; a malformed message cannot be redelivered and stays in the queue.
 
 Defaults come from NOTIFICATION_DLQ_URL, DEPLOYMENTS_TABLE and DEPLOYGUARD_CONFIG_FILE.
 """
@@ -25,10 +28,12 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from deployguard import clock
+from deployguard.config import load_config
 from deployguard.exceptions import DeliveryError, DeployGuardError
+from deployguard.models import DeliveryStatus
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, events_in
-from deployguard.notification.router import NotificationRouter
-from deployguard.notification.settings import NotificationSettings, load_notification_settings
+from deployguard.notification.router import IN_PROGRESS, NotificationRouter
+from deployguard.notification.settings import NotificationSettings
 from deployguard.storage.repository import DeploymentRepository
 
 
@@ -56,19 +61,26 @@ def _identity(letter: DeadLetter) -> str:
 def _route_again(router: NotificationRouter, body: str) -> str | None:
     """Route the events of an undelivered SNS message or Lambda failure record.
 
-    None: the body holds no deployment event; "": routing failed; else a summary.
-    Dedup markers keep channels that already got an event from getting it twice.
+    None: the body holds no deployment event; "": not every channel has it yet (routing
+    failed, or another invocation is still delivering to a channel: keep the message);
+    else a summary. Dedup markers keep channels that already got an event from getting it twice.
     """
     try:
         events = events_in(body)
     except (ValueError, ValidationError, KeyError, TypeError):
         return None
     statuses: dict[str, int] = {}
+    settled = True
     try:
         for event in events:
             for notification in router.route(event):
                 statuses[notification.status.value] = statuses.get(notification.status.value, 0) + 1
+                settled = settled and not (
+                    notification.status is DeliveryStatus.SUPPRESSED and notification.error == IN_PROGRESS
+                )
     except DeliveryError:
+        return ""
+    if not settled:
         return ""
     return ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "no channel matched"
 
@@ -80,7 +92,7 @@ def retry(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit < 1:
         print("error: --limit must be at least 1", file=out)
         return 2
-    settings = load_notification_settings(args.config) if args.config else NotificationSettings()
+    settings = load_config(args.config).notifications if args.config else NotificationSettings()
     router = NotificationRouter(settings, DeploymentRepository(args.table), args.queue_url)
     queue = DeadLetterQueue(args.queue_url)
     delivered = failed = skipped = 0
@@ -109,7 +121,7 @@ def retry(args: argparse.Namespace, out: TextIO) -> int:
                     delivered += 1
                 else:
                     queue.release(message["ReceiptHandle"])
-                    print(f"failed {message['MessageId']}: could not be routed (kept in the queue)", file=out)
+                    print(f"failed {message['MessageId']}: not every channel has it yet (kept in the queue)", file=out)
                     failed += 1
                 fresh += 1
                 continue

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
-from deployguard_local import demo
+from demo_support import DemoRun
 
 
-def test_builtin_demo_reaches_every_decision() -> None:
-    out = io.StringIO()
-    assert demo.main(out=out) == 0
-    text = out.getvalue()
-    rows = {line.split()[0]: line.split()[1:5] for line in text.splitlines()[-8:] if "(sim)" in line}
+def test_builtin_demo_reaches_every_decision(demo_run: DemoRun) -> None:
+    assert demo_run.exit_code == 0
+    text = demo_run.output
+    rows = {line.split()[0]: line.split()[1:5] for line in text.splitlines() if "(sim)" in line}
     assert rows == {
         "healthy-release": ["promoted", "9", "min", "(sim)"],
         "regression-midway": ["rolled_back", "6", "min", "(sim)"],
@@ -21,3 +18,5 @@ def test_builtin_demo_reaches_every_decision() -> None:
     assert "StopDeployment received during the canary" in text  # the ECS canary never reached 100%
     assert "production 100% blue / 0% green" in text
     assert "Traceback" not in text
+    assert (demo_run.state_dir / "state.json").exists()  # the read commands' --local state
+    assert set(demo_run.deployment_ids()) == set(rows)

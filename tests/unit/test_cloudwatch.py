@@ -76,3 +76,104 @@ def test_no_complete_period_reads_nothing(embedded: Any) -> None:
     query = MetricQuery(("r", "m", "canary"), SPECS[0], _dims("2"))
     assert reader.read([query], clock.now(), clock.now(), 60) == {("r", "m", "canary"): []}
     assert reader.calls == 0
+
+
+def _deployment(start: Any) -> Deployment:
+    return Deployment(
+        deployment_id="d-status",
+        service="checkout-api",
+        environment="prod",
+        version="2",
+        target=TARGET,
+        status=DeploymentStatus.IN_PROGRESS,
+        started_at=start,
+    )
+
+
+def _errors_specs() -> list[MetricSpec]:
+    return [
+        MetricSpec(id="invocations", name="Invocations", stat="Sum", kind=MetricKind.COUNT),
+        MetricSpec(id="errors", name="Errors", stat="Sum", kind=MetricKind.RATE_COUNT, relative_to="invocations"),
+    ]
+
+
+def _publish(start: Any, minutes: int) -> None:
+    for minute in range(minutes):
+        at = start + timedelta(minutes=minute, seconds=30)
+        for version, calls in (("1", 900), ("2", 100)):
+            put_metric_values("AWS/Lambda", "Invocations", _dims(version), at, "Count", value=calls)
+            put_metric_values("AWS/Lambda", "Errors", _dims(version), at, "Count", value=0)
+
+
+def test_failed_result_status_is_missing_evidence_not_zero(embedded: Any) -> None:
+    """InternalError for the canary's Errors query: its periods are unknown, and the judge says so."""
+    from deployguard.analysis.judge import JudgeSettings, judge_canary
+    from deployguard.aws import clients
+    from deployguard.models import Decision
+
+    start = clock.now()
+    _publish(start, 12)
+    embedded.clock.advance(12 * 60)
+
+    def fail_canary_errors(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        for result in parsed.get("MetricDataResults", []):
+            ids = {q["Id"]: q for q in fail_canary_errors.request}  # type: ignore[attr-defined]
+            stat = ids[result["Id"]]["MetricStat"]["Metric"]
+            dims = {d["Name"]: d["Value"] for d in stat["Dimensions"]}
+            if stat["MetricName"] == "Errors" and dims["ExecutedVersion"] == "2":
+                result.update(StatusCode="InternalError", Timestamps=[], Values=[],
+                              Messages=[{"Code": "InternalError", "Value": "try again"}])  # fmt: skip
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        fail_canary_errors.request = params["MetricDataQueries"]  # type: ignore[attr-defined]
+
+    events = clients.client("cloudwatch").meta.events
+    events.register("provide-client-params.cloudwatch.GetMetricData", remember)
+    events.register("after-call.cloudwatch.GetMetricData", fail_canary_errors)
+    try:
+        reader = MetricsReader()
+        window = reader.canary_windows([(_deployment(start), _errors_specs())], clock.now())["d-status"]
+    finally:
+        events.unregister("after-call.cloudwatch.GetMetricData", fail_canary_errors)
+        events.unregister("provide-client-params.cloudwatch.GetMetricData", remember)
+    errors = next(m for m in window.metrics if m.spec.id == "errors")
+    assert errors.canary == [None] * 12 and errors.baseline == [0.0] * 12
+    assert [(g.version, g.periods[0], g.periods[-1]) for g in errors.gaps] == [("canary", 0, 11)]
+    verdict = judge_canary(window, JudgeSettings(metrics=_errors_specs()))
+    assert verdict.decision == Decision.INCONCLUSIVE
+    assert "errors" in verdict.summary and "InternalError" in verdict.summary and "periods 0-11" in verdict.summary
+
+
+def test_partial_data_is_paged_to_completion(embedded: Any) -> None:
+    """A PartialData result with a NextToken is read on; one left partial is a gap, not zeros."""
+    from deployguard.aws import clients
+
+    start = clock.now()
+    _publish(start, 4)
+    embedded.clock.advance(4 * 60)
+    pages: list[dict[str, Any]] = []
+
+    def split_pages(parsed: dict[str, Any], **_: Any) -> None:
+        # the first answer holds only the first two periods of each series and asks for more
+        if not pages:
+            for result in parsed["MetricDataResults"]:
+                pages.append({k: list(v) if isinstance(v, list) else v for k, v in result.items()})
+                result.update(StatusCode="PartialData", Timestamps=result["Timestamps"][:2],
+                              Values=result["Values"][:2])  # fmt: skip
+            parsed["NextToken"] = "page-2"
+
+    def no_token_to_moto(params: dict[str, Any], **_: Any) -> None:
+        params.pop("NextToken", None)
+
+    events = clients.client("cloudwatch").meta.events
+    events.register("after-call.cloudwatch.GetMetricData", split_pages)
+    events.register("provide-client-params.cloudwatch.GetMetricData", no_token_to_moto)
+    try:
+        reader = MetricsReader()
+        window = reader.canary_windows([(_deployment(start), _errors_specs())], clock.now())["d-status"]
+    finally:
+        events.unregister("after-call.cloudwatch.GetMetricData", split_pages)
+        events.unregister("provide-client-params.cloudwatch.GetMetricData", no_token_to_moto)
+    assert reader.calls == 2 and not reader.failures
+    invocations = next(m for m in window.metrics if m.spec.id == "invocations")
+    assert invocations.canary == [100.0] * 4 and not invocations.gaps

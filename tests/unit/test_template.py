@@ -84,13 +84,14 @@ def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:
     for name, state in tasks.items():
         assert state["Retry"] and all(r.get("BackoffRate", 1) > 1 for r in state["Retry"]), name
         assert state["Catch"], name
-    for name in ("Validate", "ShiftTraffic", "Assess", "Promote"):
+    for name in ("Validate", "ShiftTraffic", "Assess", "Promote", "AwaitApproval"):
         assert tasks[name]["Catch"][0]["Next"] == "Rollback"
     choices = {c["StringEquals"]: c["Next"] for c in definition["States"]["RouteVerdict"]["Choices"]}
     assert choices == {
         "wait": "WaitForMetrics",
         "advance": "ShiftTraffic",
         "promote": "Promote",
+        "await_approval": "AwaitApproval",
         "rollback": "Rollback",
         "hold": "Rollback",
         "done": "NotifyOutcome",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deployguard.alerts.fields import fields_from_window
 from deployguard.analysis.health import HealthSettings, assess_health, health_values_from_window
 from deployguard.models import Assessment, CanaryWindow, Decision, Deployment, HealthStatus, Verdict
 
@@ -33,5 +34,9 @@ def assessment_from_verdict(
         verdict=verdict,
         health_status=status,
         health_score=report.score,
-        details={"health": report.model_dump(mode="json"), "periods": window.periods},
+        details={
+            "health": report.model_dump(mode="json"),
+            "periods": window.periods,
+            "fields": fields_from_window(window).as_details(),  # what the alert rules read
+        },
     )

@@ -35,6 +35,7 @@ from deployguard.aws.cloudwatch import MetricsReader
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig, ServiceConfig
+from deployguard.control import CanaryControlService, effective_decision, steer
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
 from deployguard.models import (
     Decision,
@@ -55,7 +56,7 @@ from deployguard.storage.repository import DeploymentRepository
 ACTOR = "deployguard:canary-state-machine"
 logger = logging.getLogger(__name__)
 
-NextStep = Literal["shift", "wait", "advance", "promote", "rollback", "hold", "done"]
+NextStep = Literal["shift", "wait", "advance", "promote", "await_approval", "rollback", "hold", "done"]
 
 
 class CanaryRequest(Model):
@@ -66,6 +67,7 @@ class CanaryRequest(Model):
     environment: str | None = None
     version: str = Field(min_length=1)
     target: LambdaTarget
+    start_step: int = Field(default=0, ge=0, description="a retried canary starts again at this step")
 
 
 class CanaryState(Model):
@@ -104,6 +106,7 @@ class CanaryController:
         self.publisher = publisher
         self.reader = reader or MetricsReader()
         self.alerts = alerts
+        self.control = CanaryControlService(config, repository, publisher)
 
     def _alerting(self, deployment_id: str, what: str, call: Callable[[], object]) -> None:
         """Run the alert engine; its failure is recorded, but never stops or fails the canary itself."""
@@ -239,6 +242,7 @@ class CanaryController:
         )
         return CanaryState(
             deployment_id=deployment.deployment_id,
+            step_index=min(request.start_step, len(plan.steps) - 1),
             steps=plan.steps,
             wait_seconds=plan.assessment_interval_seconds,
             next="shift",
@@ -303,7 +307,7 @@ class CanaryController:
         verdict = judge_canary(window, service.judge)
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
-        if self.alerts is not None:
+        if self.alerts is not None and not deployment.control.skip_analysis:  # skipped: recorded, not acted on
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
             deployment = self.repository.get_deployment(deployment.deployment_id)
@@ -345,11 +349,12 @@ class CanaryController:
             "last_verdict": verdict.decision,
             "reason": verdict.summary,
         }
-        if verdict.decision == Decision.FAILING:
+        decision = effective_decision(deployment.control, verdict.decision)  # people's control: deployguard.control
+        if decision == Decision.FAILING:
             update["next"] = "rollback"
         elif not step_elapsed:
             update["next"] = "wait"
-        elif verdict.decision == Decision.HEALTHY:
+        elif decision == Decision.HEALTHY:
             last = state.step_index + 1 >= len(state.steps)
             update["next"] = "promote" if last else "advance"
             if not last:
@@ -365,6 +370,10 @@ class CanaryController:
                 )
             else:
                 update["next"] = "wait"
+        steered = steer(deployment.control, update["next"], decision, service.approval_before_full_traffic)
+        if steered != update["next"]:  # paused, promote requested, or approval before 100%
+            update.pop("step_index", None)
+            update["next"] = steered
         self.repository.audit(
             deployment.deployment_id,
             "assessed",
@@ -593,8 +602,9 @@ def _short(text: str, limit: int = 300) -> str:
 class CanaryTask(Model):
     """What the state machine sends to the canary step function."""
 
-    action: Literal["validate", "shift", "assess", "promote", "rollback", "notify"]
+    action: Literal["validate", "shift", "assess", "promote", "rollback", "notify", "await_approval"]
     state: dict[str, Any]
+    task_token: str | None = Field(default=None, description="await_approval: the token a person's answer resumes")
 
 
 def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
@@ -606,6 +616,11 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
         result = controller.rollback(task.state)
     elif task.action == "notify":
         result = controller.notify(task.state)
+    elif task.action == "await_approval":  # approval before 100%: deployguard.control answers the token
+        if not task.task_token:
+            raise InvalidEventError("task_token: await_approval needs the state machine's task token")
+        controller.control.wait_for_approval(str(task.state.get("deployment_id")), task.task_token)
+        result = task.state
     else:
         state = CanaryState.model_validate({k: v for k, v in task.state.items() if k != "error"})
         result = getattr(controller, task.action)(state)

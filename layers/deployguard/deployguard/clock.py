@@ -8,6 +8,7 @@ sleeping, and synthetic CloudWatch datapoints are stamped with it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +26,17 @@ def install(source: Callable[[], datetime]) -> None:
 
 def reset() -> None:
     install(lambda: datetime.now(UTC))
+
+
+def sleep(seconds: float) -> None:
+    """Wait ``seconds``: really on AWS; under a :class:`SimulatedClock` by moving it instead."""
+    if seconds <= 0:
+        return
+    advance = getattr(_source, "advance", None)
+    if callable(advance):
+        advance(seconds)
+    else:
+        time.sleep(seconds)
 
 
 class SimulatedClock:

@@ -13,9 +13,13 @@ Where the file comes from, first match wins:
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from deployguard.exceptions import ConfigError
 from deployguard.hooks.settings import HookSettings
 from deployguard.notification.settings import NotificationSettings
 
+_INNER_FIELD = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+)*): (.+)$", re.DOTALL)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -79,6 +84,9 @@ class ServiceConfig(StrictModel):
     health: HealthSettings = Field(default_factory=HealthSettings)
     hooks: HookSettings = Field(default_factory=HookSettings)
     expected_duration_seconds: int | None = Field(default=None, ge=60)
+    approval_before_full_traffic: bool = Field(
+        default=False, description="a canary waits for a person (Step Functions task token) before 100%"
+    )
 
 
 class DeployGuardConfig(StrictModel):
@@ -117,12 +125,16 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def interpolate(value: Any, source: str, path: str = "") -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a loaded document."""
+def interpolate(value: Any, source: str, path: str = "", unset: list[ConfigProblem] | None = None) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a loaded document.
+
+    An unset variable without a default raises :class:`ConfigError`, or, given a list
+    ``unset``, is collected there (every one at once) and left as written.
+    """
     if isinstance(value, dict):
-        return {k: interpolate(v, source, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: interpolate(v, source, f"{path}.{k}" if path else str(k), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, source, f"{path}.{i}") for i, v in enumerate(value)]
+        return [interpolate(v, source, f"{path}.{i}", unset) for i, v in enumerate(value)]
     if isinstance(value, str):
 
         def repl(match: re.Match[str]) -> str:
@@ -131,47 +143,190 @@ def interpolate(value: Any, source: str, path: str = "") -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"environment variable {name} is not set", source=source, field=path or None)
+            message = f"environment variable {name} is not set (give it a value or write ${{{name}:-default}})"
+            if unset is None:
+                raise ConfigError(message, source=source, field=path or None)
+            unset.append(ConfigProblem(source=source, field=path or None, message=message))
+            return match.group(0)
 
         return _ENV_PATTERN.sub(repl, value)
     return value
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a configuration file: where (file, line, field) and what is expected."""
+
+    source: str
+    message: str
+    field: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def parse_config(text: str, source: str) -> DeployGuardConfig:
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Line (1-based) of every mapping key and list item in a YAML or JSON document, by its path."""
     try:
-        document = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"not valid {'JSON' if source.endswith('.json') else 'YAML'}: {exc}", source=source) from exc
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                here = (*path, str(key.value))
+                lines[here] = key.start_mark.line + 1
+                walk(value, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                here = (*path, str(i))
+                lines[here] = item.start_mark.line + 1
+                walk(item, here)
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_of(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return None
+
+
+def _model_fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names the model at ``loc`` (a path into DeployGuardConfig) accepts."""
+    current: Any = DeployGuardConfig
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part)) or next(
+                (f for f in current.model_fields.values() if f.alias == part), None
+            )
+            if info is None:
+                return []
+            current = info.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted({f.alias or name for name, f in current.model_fields.items()})
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` and ``Optional[X]`` -> X; anything else unchanged."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kept = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(kept) == 1:
+            return kept[0]
+    return annotation
+
+
+def _problem_from_error(error: Any, source: str, lines: dict[tuple[str, ...], int]) -> ConfigProblem:
+    loc = tuple(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    inner = _INNER_FIELD.match(message) if error["type"] == "value_error" else None
+    if inner:  # a model validator that names the field inside its model: "steps.1: weights must increase"
+        loc = (*loc, *inner.group(1).split("."))
+        message = inner.group(2)
+    if error["type"] == "extra_forbidden":
+        known = _model_fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        message = f"unknown key {loc[-1]!r}" + (f": did you mean {close[0]!r}?" if close else "")
+        if known and not close:
+            message += f" (expected one of: {', '.join(known)})"
+    elif error["type"] not in ("value_error", "assertion_error") and "input" in error:
+        shown = repr(error["input"])
+        message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return ConfigProblem(
+        source=source,
+        field=_field_path(loc) or None,
+        line=_line_of(lines, tuple(str(p) for p in loc)),
+        message=message,
+    )
+
+
+def check_config(text: str, source: str) -> tuple[DeployGuardConfig | None, list[ConfigProblem]]:
+    """Every problem of a configuration file at once (file, line, field, what is expected), and
+    the configuration when there are none."""
+    is_json = source.endswith(".json")
+    try:
+        document = json.loads(text) if is_json else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        return None, [ConfigProblem(source=source, line=exc.lineno, message=f"not valid JSON: {exc.msg}")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [
+            ConfigProblem(source=source, line=mark.line + 1 if mark else None, message=f"not valid YAML: {problem}")
+        ]
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise ConfigError("the top level must be a mapping", source=source)
-    document = interpolate(document, source)
+        return None, [ConfigProblem(source=source, line=1, message="the top level must be a mapping")]
+    lines = _key_lines(text)
+    problems: list[ConfigProblem] = []
+    document = interpolate(document, source, unset=problems)
+    problems = [
+        ConfigProblem(source=p.source, field=p.field, line=_line_of(lines, tuple((p.field or "").split("."))),
+                      message=p.message)
+        for p in problems
+    ]  # fmt: skip
     try:
-        return DeployGuardConfig.model_validate(document)
+        config = DeployGuardConfig.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(
-            first["msg"] + (f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""),
-            source=source,
-            field=_field_path(first["loc"]),
-        ) from exc
+        found = [_problem_from_error(error, source, lines) for error in exc.errors()]
+        problems.extend(p for p in found if not _inherited(p, found))
+        return None, problems
+    return (None if problems else config), problems
+
+
+def _inherited(problem: ConfigProblem, problems: list[ConfigProblem]) -> bool:
+    """A service's copy of a problem it only inherits from ``defaults`` (reported once, under defaults)."""
+    parts = (problem.field or "").split(".")
+    if len(parts) < 3 or parts[0] != "services":
+        return False
+    in_defaults = ".".join(["defaults", *parts[2:]])
+    return any(p.field == in_defaults and p.message == problem.message for p in problems)
+
+
+def parse_config(text: str, source: str) -> DeployGuardConfig:
+    """The configuration in ``text``; the first problem raises :class:`ConfigError` (naming how many more)."""
+    config, problems = check_config(text, source)
+    if config is not None:
+        return config
+    first = problems[0]
+    more = f" ({len(problems) - 1} more; run: deployguard config validate {source})" if len(problems) > 1 else ""
+    line = f" (line {first.line})" if first.line else ""
+    raise ConfigError(first.message + line + more, source=source, field=first.field)
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    file = Path(path)
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=str(file)) from exc
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> DeployGuardConfig:
     if path is None:
         path = os.environ.get("DEPLOYGUARD_CONFIG_FILE") or None
     if path is not None:
-        file = Path(path)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read: {exc.strerror}", source=str(file)) from exc
-        return parse_config(text, str(file))
+        return parse_config(read_config_text(path), str(Path(path)))
     parameter = os.environ.get("DEPLOYGUARD_CONFIG_PARAMETER")
     if parameter:
         from aws_lambda_powertools.utilities import parameters

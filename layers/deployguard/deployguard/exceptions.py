@@ -55,3 +55,7 @@ class LoadBalancerError(DeployGuardError):
 
 class MetricsConfigError(DeployGuardError):
     """The metrics configured for a service cannot be read for its deployment target."""
+
+
+class ControlStateError(DeployGuardError):
+    """A control verb does not apply to the deployment as it is (e.g. promoting a rolled-back canary)."""

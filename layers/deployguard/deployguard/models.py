@@ -98,6 +98,19 @@ class EcsTarget(Model):
     new_task_set: str = ""
 
 
+class CanaryControl(Model):
+    """What people asked of a running canary (deployguard.control); the canary controller honours it."""
+
+    paused: bool = Field(default=False, description="hold the current weight; a failing verdict still rolls back")
+    promote_requested: bool = Field(default=False, description="skip the remaining steps at the next assessment")
+    skip_analysis: bool = Field(default=False, description="emergency fix: verdicts are recorded, never acted on")
+    awaiting_approval: bool = Field(default=False, description="waiting for a person before 100% of traffic")
+    approval_token: str | None = Field(default=None, description="Step Functions task token of that wait")
+    last_action: str | None = None
+    last_actor: str | None = None
+    last_action_at: datetime | None = None
+
+
 class Deployment(Model):
     deployment_id: str = Field(default_factory=lambda: new_id("dg"), min_length=1)
     service: str = Field(min_length=1)
@@ -122,6 +135,7 @@ class Deployment(Model):
     expected_duration_seconds: int | None = None
     decision: str | None = None
     decision_reason: str | None = None
+    control: CanaryControl = Field(default_factory=CanaryControl)
     version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
 
     @property
@@ -173,6 +187,18 @@ class MetricSpec(Model):
         default=None,
         description="the value of a period without a datapoint (0 for counts published only when non-zero)",
     )
+    optional: bool = Field(
+        default=False,
+        description="when true, missing data of this metric does not keep the canary from passing",
+    )
+
+
+class DataGap(Model):
+    """Periods of one version of a metric that CloudWatch did not return (an error status)."""
+
+    version: Literal["baseline", "canary"]
+    periods: list[int] = Field(description="period indexes of the window, ascending")
+    reason: str = Field(description="why, e.g. 'CloudWatch returned InternalError'")
 
 
 class MetricWindow(Model):
@@ -181,6 +207,9 @@ class MetricWindow(Model):
     spec: MetricSpec
     baseline: list[float | None]
     canary: list[float | None]
+    gaps: list[DataGap] = Field(
+        default_factory=list, description="periods whose values are unknown (not zero, not 'no datapoint')"
+    )
 
     @field_validator("baseline", "canary")
     @classmethod
@@ -283,6 +312,7 @@ class EventType(StrEnum):
     VALIDATION_WARNED = "validation.warned"
     ASSESSMENT_STATUS_CHANGED = "assessment.status_changed"
     DEPLOYMENT_LONG_RUNNING = "deployment.long_running"
+    CONTROL_ACTION = "control.action"
     ALERT = "alert"
 
 

@@ -10,7 +10,9 @@ A failed deployment whose traffic had moved is ``rolled_back`` once the stable v
 has all the traffic again (a Lambda alias back on its ``CurrentVersion``, or a rollback
 deployment that succeeded); a rollback that fails raises ``rollback.failed``. A
 deployment running past its expected duration raises ``deployment.long_running``
-once (on its next event, or from :meth:`DeploymentRecorder.sweep_long_running`).
+once (on its next event, or from :meth:`DeploymentRecorder.sweep_long_running`). The same
+schedule finishes lifecycle-hook answers left unconfirmed
+(:meth:`DeploymentRecorder.sweep_unanswered_hooks`, see :mod:`deployguard.hooks.answers`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import ConflictError, TrafficShiftError
+from deployguard.hooks.answers import HookAnswers
 from deployguard.models import (
     Deployment,
     DeploymentEvent,
@@ -259,6 +262,22 @@ class DeploymentRecorder:
             if deployment.driver == "codedeploy" and self._check_long_running(deployment):
                 raised.append(deployment.deployment_id)
         return raised
+
+    def sweep_unanswered_hooks(self) -> list[dict[str, Any]]:
+        """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died."""
+        finished = []
+        for settled in HookAnswers(self.repository, self.codedeploy).sweep():
+            report = settled.report
+            summary = {"execution_id": settled.execution_id, "deployment_id": settled.deployment_id,
+                       "action": settled.action, "status": settled.status,
+                       "answer": report.outcome if report else None}  # fmt: skip
+            finished.append(summary)
+            if settled.deployment_id and self.repository.find_deployment(settled.deployment_id) is not None:
+                self.repository.audit(settled.deployment_id, f"hook_{settled.action}", ACTOR,
+                                      f"{settled.status}: hook answer finished by the scheduled sweep "
+                                      f"({summary['answer']})", execution_id=settled.execution_id,
+                                      status=settled.status, answer=summary["answer"])  # fmt: skip
+        return finished
 
     # ------------------------------------------------------------------ status
 

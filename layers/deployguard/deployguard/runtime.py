@@ -18,6 +18,7 @@ from deployguard.alerts.engine import AlertEngine
 from deployguard.aws.events import EventPublisher
 from deployguard.canary import CanaryController
 from deployguard.config import DeployGuardConfig, load_config
+from deployguard.control import CanaryControlService
 from deployguard.exceptions import ConfigError
 from deployguard.storage.repository import DeploymentRepository
 
@@ -76,7 +77,7 @@ def on_reset(hook: Callable[[], None]) -> None:
 
 def reset() -> None:
     """Forget everything cached (a new container; the embedded AWS calls this)."""
-    for cached in (environment, config, repository, publisher, alert_engine, canary_controller):
+    for cached in (environment, config, repository, publisher, alert_engine, canary_controller, control_service):
         cached.cache_clear()
     for hook in _reset_hooks:
         hook()
@@ -90,3 +91,8 @@ def alert_engine() -> AlertEngine:
 @functools.cache
 def canary_controller() -> CanaryController:
     return CanaryController(config(), repository(), publisher(), alerts=alert_engine())
+
+
+@functools.cache
+def control_service() -> CanaryControlService:
+    return CanaryControlService(config(), repository(), publisher(), environment().canary_state_machine_arn)

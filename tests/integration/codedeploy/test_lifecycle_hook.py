@@ -98,7 +98,8 @@ def _http_config(url: str, **extra: Any) -> str:
     options = ", ".join(f"{k}: {v}" for k, v in extra.items())
     return (
         "defaults:\n  hooks:\n    report_margin_seconds: 1\n    pre_traffic:\n"
-        f"      - {{name: health, type: http, url: '{url}', expect_fields: {{status: ok}}, {options}}}\n"
+        f"      - {{name: health, type: http, url: '{url}', expect_fields: {{status: ok}}, "
+        f"allowed_hosts: [127.0.0.1], {options}}}\n"
     )
 
 

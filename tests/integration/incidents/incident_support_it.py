@@ -62,6 +62,7 @@ def failing_assessment(deployment: Deployment, score: float = 42.0) -> Assessmen
         canary_weight=deployment.canary_weight,
         verdict=Verdict(decision=Decision.FAILING, summary="error rate regression", reasons=[reason]),
         health_score=score,
+        details={"fields": {"canary": {"error_rate": 0.09}, "baseline": {"error_rate": 0.004}}},
     )
 
 
@@ -78,4 +79,5 @@ def healthy_assessment(deployment: Deployment) -> Assessment:
             ],
         ),
         health_score=96.0,
+        details={"fields": {"canary": {"error_rate": 0.005}, "baseline": {"error_rate": 0.004}}},
     )

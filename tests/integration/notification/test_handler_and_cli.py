@@ -15,6 +15,7 @@ import pytest
 import yaml
 from notif_support import TABLE, Aws, make_event
 
+from deployguard.config import load_config
 from deployguard.exceptions import DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Severity
 from deployguard.notification.dlq import DeadLetter
@@ -31,9 +32,13 @@ class Context:
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:NotificationRouterFunction"
     aws_request_id: str = "req-1"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000  # the router function's timeout; the deliveries here end long before
+
 
 def write_config(path: Path, receivers: LocalReceivers, **delivery: Any) -> Path:
     notifications = {
+        "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         "channels": {
             "ops-slack": {"type": "slack", "url": receivers.urls["slack"]},
             "ops-webhook": {"type": "webhook", "url": receivers.urls["webhook"], "signing_key": "k"},
@@ -131,9 +136,9 @@ def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
     config = tmp_path / "dg.yaml"
     with local_receivers({"slack": Behaviour(mode="down")}, signing_key="k", echo=None) as down:
         write_config(config, down)
-        from deployguard.notification.settings import load_notification_settings
+        from deployguard.config import load_config
 
-        router = aws.router(load_notification_settings(config))
+        router = aws.router(load_config(config).notifications)
         event: DeploymentEvent = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL)
         router.route(event)
     assert len(aws.dlq_messages()) == 1
@@ -222,3 +227,43 @@ def test_a_malformed_sns_envelope_is_kept_whole(aws: Aws, app: ModuleType) -> No
     letter = DeadLetter.model_validate_json(message["Body"])
     assert letter.kind == "malformed" and letter.error.startswith("SNS envelope: field Records.0.")
     assert json.loads(letter.raw or "") == {"Records": [{"EventSource": "aws:sns"}]}
+
+
+def test_a_delivery_an_invocation_died_in_is_kept_then_delivered_once_its_claim_expires(
+    aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: the router claimed the channels, the invocation died at its timeout mid-delivery,
+    Lambda's on-failure record reached the queue. ``retry`` must neither call the channels
+    "duplicate" nor delete the record before they have the event."""
+    import boto3
+
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+    event = make_event(EventType.DEPLOYMENT_FAILED, Severity.ERROR, deployment_id="dg-died")
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        config = write_config(tmp_path / "dg.yaml", receivers)
+        dying = aws.router(load_config(str(config)).notifications)
+        lease_until = aws.clock().timestamp() + 120  # the dead invocation's remaining time
+        for channel in ("ops-slack", "ops-webhook"):
+            assert dying.noise.claim_delivery(event, channel, lease_until).mine  # ...then it was killed
+        on_failure = {
+            "version": "1.0",
+            "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "requestPayload": sns_event(event.model_dump_json()),
+            "responsePayload": {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 120.00 seconds"},
+        }
+        boto3.client("sqs", region_name="us-east-1").send_message(
+            QueueUrl=aws.dlq_url, MessageBody=json.dumps(on_failure)
+        )
+        args = ["retry", "--queue-url", aws.dlq_url, "--table", TABLE, "--config", str(config)]
+        early = io.StringIO()
+        assert notifications_cli.main(args, early) == 1  # the claims' lease still runs: kept, not deleted
+        assert "not every channel has it yet (kept in the queue)" in early.getvalue()
+        assert len(aws.dlq_messages()) == 1 and receivers.counts()["slack"] == 0
+        aws.clock.advance(200)  # past the dead invocation's lease
+        later = io.StringIO()
+        assert notifications_cli.main(args, later) == 0
+        assert "redelivered 1, still failing 0" in later.getvalue()
+        assert receivers.counts() == {"slack": 1, "teams": 0, "pagerduty": 0, "webhook": 1}
+    assert aws.dlq_messages() == []
+    delivered = [n for n in aws.repository.notifications("dg-died") if n.status is DeliveryStatus.DELIVERED]
+    assert sorted(n.channel for n in delivered) == ["ops-slack", "ops-webhook"]

@@ -36,6 +36,7 @@ def settings_for(
     for name, values in channel_extra.items():
         channels[name.replace("_", "-")].update(values)
     document: dict[str, Any] = {
+        "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         "channels": channels,
         "roles": {"ops": {"channels": list(channels)}},
         "routes": [{"name": "ops-everything", "roles": ["ops"]}],
@@ -240,6 +241,7 @@ def test_secrets_come_from_ssm(aws: Aws, receivers: LocalReceivers) -> None:
     )
     settings = NotificationSettings.model_validate(
         {
+            "allowed_hosts": ["127.0.0.1"],
             "channels": {"slack": {"type": "slack", "url_parameter": "/deployguard/slack-url"}},
             "routes": [{"channels": ["slack"]}],
         }

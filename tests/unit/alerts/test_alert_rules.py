@@ -94,13 +94,13 @@ def test_each_default_rule_fires_on_its_condition(kwargs: dict[str, Any], rule: 
     assert rule in _fired(deployment=_deployment(), **kwargs)
 
 
-def test_metric_values_come_from_the_verdict_reasons() -> None:
-    reasons = [
-        VerdictReason(
-            metric_id="response_time_p99", status="fail", baseline_value=100, canary_value=200, message="slower"
-        )
-    ]
-    assert "performance-degradation" in _fired(deployment=_deployment(), assessment=_assessment(reasons=reasons))
+def test_metric_values_come_from_the_assessments_fields_not_from_reason_ids() -> None:
+    # a verdict reason's value is what the judge compared (a rate for "errors"), not a field
+    reasons = [VerdictReason(metric_id="errors", status="fail", baseline_value=0.004, canary_value=0.09, message="x")]
+    assert "high-error-rate" not in _fired(deployment=_deployment(), assessment=_assessment(reasons=reasons))
+    fields = {"canary": {"response_time_p99": 200.0}, "baseline": {"response_time_p99": 100.0}}
+    assessment = _assessment(reasons=reasons).model_copy(update={"details": {"fields": fields}})
+    assert "performance-degradation" in _fired(deployment=_deployment(), assessment=assessment)
 
 
 def test_minimum_health_score_is_scoped_to_production() -> None:

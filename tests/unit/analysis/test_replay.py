@@ -137,3 +137,49 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["scenario"] == "s"
+
+
+def _healthy_scenario(periods: int = 20) -> dict[str, object]:
+    from analysis_support import make_window
+
+    window = make_window(periods, seed=11)
+    return {
+        "format": "deployguard-scenario/1",
+        "name": "errors-lost",
+        "interval_seconds": 60,
+        "intervals": periods,
+        "canary_weight": window.canary_weight,
+        "metrics": [
+            {"id": m.spec.id, "namespace": m.spec.namespace, "name": m.spec.name, "stat": m.spec.stat,
+             "baseline": m.baseline, "canary": m.canary}
+            for m in window.metrics
+        ],
+    }  # fmt: skip
+
+
+def test_null_series_is_missing_evidence_and_held(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A canary Errors query that came back empty (recorded as null) is never promoted; optional opts out."""
+    document = _healthy_scenario()
+    assert replay.main(["--json", str(_write(tmp_path / "full.json", document))]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "promote"
+    for m in document["metrics"]:  # type: ignore[union-attr]
+        if m["id"] == "errors":
+            m["canary"] = None
+    path = _write(tmp_path / "lost.json", document)
+    assert replay.main(["--json", str(path)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["decision"] == "hold" and row["decided_at"] == 19
+    assert "errors" in row["reason"] and "no datapoint for the canary in periods 0-19" in row["reason"]
+    config = tmp_path / "judge.yaml"
+    config.write_text(
+        "metrics:\n"
+        "  - {id: invocations, name: Invocations}\n"
+        "  - {id: errors, name: Errors, optional: true}\n"
+    )
+    assert replay.main(["--json", "--config", str(config), str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "promote"
+
+
+def _write(path: Path, document: dict[str, object]) -> Path:
+    path.write_text(json.dumps(document))
+    return path

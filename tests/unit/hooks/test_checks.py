@@ -25,7 +25,12 @@ def _ctx(local_mode: bool = True) -> CheckContext:
 
 
 def _http(url: str, **kw: Any) -> CheckSettings:
-    return CheckSettings(name="health", type="http", url=url, **{"retries": 0, "timeout_seconds": 2, **kw})
+    settings = {"retries": 0, "timeout_seconds": 2, "allowed_hosts": ["localhost", "127.0.0.1"], **kw}
+    return CheckSettings(name="health", type="http", url=url, **settings)
+
+
+def _tcp_loopback(port: int) -> CheckSettings:
+    return CheckSettings(name="db", type="tcp", host="127.0.0.1", port=port, retries=0, allowed_hosts=["127.0.0.1"])
 
 
 def _deadline(seconds: float = 10.0) -> float:
@@ -129,9 +134,9 @@ def test_tcp_dependency_reachable_and_unreachable() -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    ok = run_check(CheckSettings(name="db", type="tcp", host="127.0.0.1", port=port, retries=0), _ctx(), _deadline())
+    ok = run_check(_tcp_loopback(port), _ctx(), _deadline())
     listener.close()
-    down = run_check(CheckSettings(name="db", type="tcp", host="127.0.0.1", port=port, retries=0), _ctx(), _deadline())
+    down = run_check(_tcp_loopback(port), _ctx(), _deadline())
     assert ok.status == "passed" and "reachable" in ok.message
     assert down.status == "failed" and "unreachable" in down.message
 

@@ -34,7 +34,8 @@ def _hook(publisher: RecordingPublisher, config: str = "{}", gateway: CodeDeploy
 def _http_only(url: str) -> str:
     return (
         "defaults:\n  hooks:\n    report_margin_seconds: 1\n    pre_traffic:\n"
-        f"      - {{name: health, type: http, url: '{url}', retries: 0, timeout_seconds: 2}}\n"
+        f"      - {{name: health, type: http, url: '{url}', retries: 0, timeout_seconds: 2, "
+        "allowed_hosts: [localhost]}\n"
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -12,7 +15,6 @@ from pytest_httpserver import HTTPServer
 from deployguard.notification.base import HttpMessage
 from deployguard.notification.delivery import Deliverer, parse_retry_after
 from deployguard.notification.settings import DeliverySettings
-from deployguard_local.receivers import Behaviour, LocalReceiver
 
 
 class FakeTime:
@@ -31,7 +33,7 @@ class FakeTime:
 def _deliverer(fake: FakeTime, **settings: float) -> Deliverer:
     return Deliverer(
         DeliverySettings.model_validate(settings),
-        allowlist=[],
+        allowlist=["localhost", "127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         local_mode=True,
         sleep=fake.sleep,
         monotonic=fake.monotonic,
@@ -99,17 +101,58 @@ def test_4xx_is_not_retried_and_redirects_are_not_followed(httpserver: HTTPServe
     assert len(httpserver.log) == 2
 
 
+class _FirstRequestNeverAnswered:
+    """A real HTTP server on 127.0.0.1 that never answers its first request and answers the rest at once."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.answered = 0
+        self.release = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.requests += 1
+                if owner.requests == 1:
+                    owner.release.wait(timeout=30)  # never answered while the client waits
+                    return
+                owner.answered += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/services/hook"
+
+    def __enter__(self) -> _FirstRequestNeverAnswered:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_timeout_is_retried() -> None:
-    receiver = LocalReceiver("slack", Behaviour(mode="slow", delay_seconds=0.3, slow_requests=1), echo=None)
-    receiver.start()
-    try:
+    # the first attempt times out because its server never answers, not because a 50 ms timer
+    # beat a slow one; the second is answered at once, well inside a read timeout of 2 s
+    with _FirstRequestNeverAnswered() as server:
         fake = FakeTime()
-        message = HttpMessage.json(SecretStr(receiver.url), {"text": "hello"})
-        result = _deliverer(fake, read_timeout_seconds=0.05).deliver(message)
-    finally:
-        receiver.stop()
-    assert result.ok and result.attempts == 2 and len(fake.sleeps) == 1
-    assert receiver.requests == 2 and receiver.delivered >= 1
+        message = HttpMessage.json(SecretStr(server.url), {"text": "hello"})
+        result = _deliverer(fake, read_timeout_seconds=2).deliver(message)
+        assert result.ok and result.attempts == 2 and len(fake.sleeps) == 1
+        assert (server.requests, server.answered) == (2, 1)
 
 
 def test_connection_refused_is_retried_then_fails() -> None:

@@ -10,11 +10,27 @@ from deployguard.notification.settings import NotificationSettings, RateLimit
 def test_dedup_marker_per_event_and_channel(aws: Aws) -> None:
     noise = NoiseControl(NotificationSettings(), aws.repository)
     event = make_event()
-    assert noise.first_delivery(event, "slack")
-    assert not noise.first_delivery(event, "slack")
-    assert noise.first_delivery(event, "teams")
-    noise.forget_delivery(event, "slack")
-    assert noise.first_delivery(event, "slack")
+    lease = aws.clock().timestamp() + 120
+    slack = noise.claim_delivery(event, "slack", lease)
+    assert slack.mine and not noise.claim_delivery(event, "slack", lease).mine  # in progress elsewhere
+    assert noise.claim_delivery(event, "teams", lease).mine
+    noise.forget_delivery(event, "slack", slack)
+    again = noise.claim_delivery(event, "slack", lease)
+    assert again.mine
+    noise.delivered(event, "slack", "delivered")
+    aws.clock.advance(600)  # past the lease: a delivered event stays a duplicate until the TTL
+    duplicate = noise.claim_delivery(event, "slack", aws.clock().timestamp() + 120)
+    assert not duplicate.mine and duplicate.existing is not None and duplicate.existing.state == "done"
+
+
+def test_a_claim_whose_invocation_died_is_taken_over_after_its_lease(aws: Aws) -> None:
+    noise = NoiseControl(NotificationSettings(), aws.repository)
+    event = make_event()
+    assert noise.claim_delivery(event, "slack", aws.clock().timestamp() + 120).mine  # then the invocation died
+    assert not noise.claim_delivery(event, "slack", aws.clock().timestamp() + 120).mine  # its lease still runs
+    aws.clock.advance(121)
+    retry = noise.claim_delivery(event, "slack", aws.clock().timestamp() + 120)
+    assert retry.mine and retry.taken_over is not None
 
 
 def test_cooldown_expires_and_escalation_passes(aws: Aws) -> None:

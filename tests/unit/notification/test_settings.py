@@ -7,11 +7,11 @@ import pytest
 import yaml
 from notif_support import make_event
 
+from deployguard.config import load_config
 from deployguard.exceptions import ConfigError
 from deployguard.models import EventType, Severity
 from deployguard.notification.settings import (
     NotificationSettings,
-    load_notification_settings,
     parse_notification_settings,
 )
 
@@ -119,24 +119,24 @@ def test_errors_name_the_field(change: dict[str, Any], field: str, text: str) ->
 def test_load_reads_the_notifications_key_of_yaml_and_json(tmp_path: Path) -> None:
     path = tmp_path / "deployguard.yaml"
     path.write_text(EXAMPLE, encoding="utf-8")
-    assert set(load_notification_settings(path).channels) >= {"ops-slack", "ops-sms"}
+    assert set(load_config(path).notifications.channels) >= {"ops-slack", "ops-sms"}
     as_json = tmp_path / "deployguard.json"
     as_json.write_text('{"environment": "x"}', encoding="utf-8")
-    assert load_notification_settings(as_json).channels == {}
+    assert load_config(as_json).notifications.channels == {}
 
 
 def test_load_errors_name_file_and_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("notifications:\n  noise: {cooldown_seconds: -1}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        load_notification_settings(path)
+        load_config(path)
     assert caught.value.source == str(path) and caught.value.field == "notifications.noise.cooldown_seconds"
     with pytest.raises(ConfigError, match="cannot read"):
-        load_notification_settings(tmp_path / "missing.yaml")
+        load_config(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("notifications: [unclosed", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_notification_settings(broken)
+        load_config(broken)
 
 
 def test_alerts_and_pages_name_their_targets() -> None:
@@ -171,10 +171,10 @@ def test_load_interpolates_environment_variables(tmp_path: Path, monkeypatch: py
         "    t: {type: teams, url_parameter: '${TEAMS_PARAM:-/deployguard/teams}'}\n",
         encoding="utf-8",
     )
-    settings = load_notification_settings(path)
+    settings = load_config(path).notifications
     assert settings.channels["s"].url == "http://127.0.0.1:9999/services/x"  # type: ignore[union-attr]
     assert settings.channels["t"].url_parameter == "/deployguard/teams"  # type: ignore[union-attr]
     path.write_text("notifications:\n  channels:\n    s: {type: slack, url: '${MISSING_VAR}'}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        load_notification_settings(path)
+        load_config(path)
     assert caught.value.field == "notifications.channels.s.url" and "MISSING_VAR" in str(caught.value)

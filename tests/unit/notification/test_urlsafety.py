@@ -37,9 +37,11 @@ def test_refused_outside_local_mode(url: str, reason: str) -> None:
     assert "SeCrEtToKeN" not in str(caught.value)
 
 
-def test_local_mode_allows_http_and_loopback_only() -> None:
-    assert validate_outbound_url("http://127.0.0.1:9000/hook", [], local_mode=True)
-    assert validate_outbound_url("http://localhost:9000/hook", [], local_mode=True)
+def test_local_mode_allows_http_and_listed_loopback_only() -> None:
+    assert validate_outbound_url("http://127.0.0.1:9000/hook", ["127.0.0.1"], local_mode=True)
+    assert validate_outbound_url("http://localhost:9000/hook", ["localhost"], local_mode=True)
+    with pytest.raises(ConfigError, match=r"need 127\.0\.0\.1 on the allowlist"):
+        validate_outbound_url("http://127.0.0.1:9000/hook", [], local_mode=True)
     with pytest.raises(ConfigError, match="private address"):
         validate_outbound_url("http://10.0.0.5/hook", ALLOW, local_mode=True)
     with pytest.raises(ConfigError, match="not on the allowlist"):
@@ -70,7 +72,7 @@ def test_unresolvable_host_is_refused() -> None:
 
 
 def test_ipv4_mapped_ipv6_metadata_address_is_refused() -> None:
-    with pytest.raises(ConfigError, match="link-local"):
+    with pytest.raises(ConfigError, match="IPv4-mapped"):
         validate_outbound_url("https://[::ffff:169.254.169.254]/", ["::ffff:169.254.169.254"], False)
 
 

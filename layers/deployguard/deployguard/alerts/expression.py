@@ -15,6 +15,11 @@ walking that tree. Grammar::
     operand    := FIELD | NUMBER ["%"] | STRING
     OP         := ">" | ">=" | "<" | "<=" | "==" | "!="
 
+Limits: an expression is at most :data:`MAX_EXPRESSION_LENGTH` characters and nests
+parentheses and ``not`` at most :data:`MAX_NESTING` deep; only ASCII digits, letters and
+``_`` make numbers and names. Anything else is an :class:`ExpressionError` with the
+column, never a ``RecursionError`` or ``ValueError``.
+
 Examples: ``error_rate > 5%``, ``cpu_utilization > 90% and memory_utilization > 95%``,
 ``response_time_p99 increase > 50% vs baseline``, ``throughput decrease > 30%``,
 ``event == "deployment.failed"``, ``not (health_score >= 70)``.
@@ -36,6 +41,12 @@ from enum import StrEnum
 from typing import Literal
 
 from deployguard.exceptions import DeployGuardError
+
+MAX_EXPRESSION_LENGTH = 2000
+MAX_NESTING = 32
+_DIGITS = frozenset("0123456789")
+_NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_NAME_CHARS = _NAME_START | _DIGITS
 
 
 class ExpressionError(DeployGuardError):
@@ -96,27 +107,34 @@ class Token:
 
 
 def tokenize(text: str) -> list[Token]:
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(
+            f"expression is {len(text)} characters long, at most {MAX_EXPRESSION_LENGTH} are allowed",
+            MAX_EXPRESSION_LENGTH + 1,
+        )
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
         col = i + 1
-        if ch.isspace():
+        if ch in " \t\r\n":
             i += 1
-        elif ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        elif ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
             j = i
-            while j < n and (text[j].isdigit() or text[j] == "."):
+            while j < n and (text[j] in _DIGITS or text[j] == "."):
                 j += 1
             literal = text[i:j]
             if literal.count(".") > 1:
                 raise ExpressionError(f"malformed number {literal!r}", col)
-            if j < n and (text[j].isalpha() or text[j] == "_"):
+            if j < n and (text[j] in _NAME_START or text[j].isalnum()):
                 raise ExpressionError(f"malformed number {text[i : j + 1]!r}", col)
+            if not math.isfinite(float(literal)):
+                raise ExpressionError(f"number {literal[:20]}... is too large", col)
             tokens.append(Token("number", literal, col))
             i = j
-        elif ch.isalpha() or ch == "_":
+        elif ch in _NAME_START:
             j = i
-            while j < n and (text[j].isalnum() or text[j] == "_"):
+            while j < n and text[j] in _NAME_CHARS:
                 j += 1
             tokens.append(Token("ident", text[i:j], col))
             i = j
@@ -139,6 +157,8 @@ def tokenize(text: str) -> list[Token]:
             op = next((o for o in OPERATORS if text.startswith(o, i)), None)
             if op is None:
                 hint = " (use == to compare)" if ch == "=" else " (use 'and' / 'or')" if ch in "&|" else ""
+                if not ch.isascii():
+                    hint = " (only ASCII digits, letters and '_' make numbers and names)"
                 raise ExpressionError(f"unexpected character {ch!r}{hint}", col)
             tokens.append(Token("op", op, col))
             i += len(op)
@@ -256,6 +276,12 @@ class _Parser:
         self.tokens = tokenize(text)
         self.pos = 0
         self.fields = fields
+        self.depth = 0
+
+    def _nest(self, column: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ExpressionError(f"nested more than {MAX_NESTING} deep (parentheses and 'not')", column)
 
     @property
     def tok(self) -> Token:
@@ -298,16 +324,20 @@ class _Parser:
     def _not(self) -> Node:
         if self.tok.keyword == "not":
             col = self._take().column
-            return Not(self._not(), col)
+            self._nest(col)
+            operand = self._not()
+            self.depth -= 1
+            return Not(operand, col)
         return self._primary()
 
     def _primary(self) -> Node:
         if self.tok.kind == "lparen":
-            self._take()
+            self._nest(self._take().column)
             inner = self._or()
             if self.tok.kind != "rparen":
                 raise self._expected("')'")
             self._take()
+            self.depth -= 1
             return inner
         return self._comparison()
 

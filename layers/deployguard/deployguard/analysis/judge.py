@@ -40,7 +40,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deployguard.analysis.stats import (
-    cusum_peak,
     mad_sigma,
     median,
     norm_ppf,
@@ -48,6 +47,7 @@ from deployguard.analysis.stats import (
     quantile_noise_factor,
     quantile_small_sample_bias,
     rate_bounds,
+    robust_cusum_peak,
 )
 from deployguard.models import (
     CanaryWindow,
@@ -257,11 +257,20 @@ class JudgeSettings(BaseModel):
         description="rate metrics whose events are not part of their relative_to count (a throttle is no invocation)",
     )
     latency_noise_floor: float = Field(
-        default=0.02, ge=0.0, le=1.0, description="per-period noise of a latency beyond sampling, in log units"
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="prior per-period wobble of a version's latency beyond sampling noise, in log units; "
+        "the data's own period-to-period spread updates it",
     )
-    latency_min_samples: int = Field(default=5, ge=1, description="invocations a version-period needs for a percentile")
-    max_period_evidence: float = Field(
-        default=0.6, gt=0.0, description="cap on one period's latency/gauge evidence, as a share of the threshold"
+    latency_min_samples: int = Field(
+        default=1, ge=1, description="invocations a version-period needs for a median (tail percentiles need more)"
+    )
+    horizon_periods: int = Field(
+        default=30,
+        ge=1,
+        description="canary length the base threshold covers; beyond it the threshold grows with the log of the "
+        "length, so a long canary does not accumulate false alarms",
     )
 
     @model_validator(mode="before")
@@ -306,6 +315,10 @@ class JudgeSettings(BaseModel):
             return self.evidence_threshold
         return math.log(1.0 / (1.0 - self.confidence)) + math.log(_ALTERNATIVES)
 
+    def horizon_penalty(self, period: int) -> float:
+        """Added to the threshold at ``period``: 2 ln((period + 1) / horizon_periods) past the horizon."""
+        return 2.0 * math.log(max(1.0, (period + 1) / self.horizon_periods))
+
 
 # --------------------------------------------------------------------------- per-metric tests
 
@@ -322,6 +335,7 @@ class _Result:
     confidence: float | None = None
     at: int | None = None  # period the failing evidence peaked
     blocks_healthy: bool = True
+    missing: bool = False  # a guarded metric without evidence (a reported gap, or silent while invoked)
 
     def reason(self) -> VerdictReason:
         return VerdictReason(
@@ -344,17 +358,19 @@ def _pct(x: float) -> str:
 
 
 def _confidence_of(evidence: float) -> float:
-    return 1.0 - math.exp(-evidence) if evidence > 0 else 0.0
+    """How sure a failing verdict is: the threshold of confidence c is reached at c (the union
+    over the alternatives tried at once and the canary's length already paid for)."""
+    return max(0.0, 1.0 - _ALTERNATIVES * math.exp(-evidence)) if evidence > 0 else 0.0
 
 
-def _judged_periods(n: int, window: CanaryWindow, grace: int) -> list[int]:
-    """Periods outside the grace after the start and after the last traffic shift."""
-    skip: set[int] = set(range(min(grace, n)))
+def _shape_periods(n: int, window: CanaryWindow, grace: int) -> set[int]:
+    """Periods just after the start and after the last traffic shift (cold starts of new instances)."""
+    shape: set[int] = set(range(min(grace, n)))
     since = window.periods_since_shift
     if since is not None and 0 < since <= n:
         shift = n - since
-        skip.update(range(shift, min(n, shift + grace)))
-    return [i for i in range(n) if i not in skip]
+        shape.update(range(shift, min(n, shift + grace)))
+    return shape
 
 
 def _rate_test(
@@ -366,6 +382,7 @@ def _rate_test(
     periods: list[int],
     settings: JudgeSettings,
     threshold: float,
+    penalty: list[float],
 ) -> _Result:
     """Conditional binomial CUSUM on the relative risk of an event, canary vs baseline."""
     bad_up = spec.direction == Direction.INCREASE_IS_BAD
@@ -392,7 +409,7 @@ def _rate_test(
         kc, kb = max(0.0, min(kc, nc)), max(0.0, min(kb, nb))
         rows.append((i, kc, nc, kb, nb))
     if not rows:
-        return _Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions", blocks_healthy=False)
+        return _Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions")
     increments = []
     for _, kc, nc, kb, nb in rows:
         k = kc + kb
@@ -407,7 +424,7 @@ def _rate_test(
         increments.append(
             [scale * (kc * lr + k * math.log(base / (t * r + 1.0))) for t, lr in zip(grid, log_ratio, strict=True)]
         )
-    evidence, _, start, peak = cusum_peak(increments)
+    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows])
     tot = [sum(row[j] for row in rows) for j in (1, 2, 3, 4)]
     rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
     what = (
@@ -506,61 +523,113 @@ def _latency_spread(window: CanaryWindow, spec: MetricSpec, counts: MetricWindow
     return None
 
 
-def _shift_test(
-    spec: MetricSpec,
-    rows: list[tuple[int, float, float]],  # period, difference, noise variance
+def _shift_increments(
+    rows: list[tuple[int, float, float]],  # period, difference (bad direction +), noise variance
     delta0: float,
     grid: list[float],
-    cap: float,
-    threshold: float,
-) -> tuple[float, int, int]:
-    """Gaussian CUSUM on per-period differences for shifts in `grid` against `delta0`."""
-    increments = []
-    for _, d, v in rows:
-        row = []
-        for delta in grid:
-            inc = (delta - delta0) * (d - 0.5 * (delta + delta0)) / v
-            row.append(min(inc, cap))
-        increments.append(row)
-    evidence, _, start, peak = cusum_peak(increments)
-    return evidence, start, peak
+    shape: set[int],
+) -> list[list[float]]:
+    """Gaussian log-likelihood ratios per period of each shift in ``grid`` against ``delta0``.
+
+    Periods in ``shape`` (just after a traffic shift) are told apart by shape: a cold
+    start decays, a regression persists. Their evidence counts only as far as the
+    first period after them confirms it (nothing until that period is seen).
+    """
+    increments = [[(delta - delta0) * (d - 0.5 * (delta + delta0)) / v for delta in grid] for _, d, v in rows]
+    confirm: list[float] | None = None
+    for r in range(len(rows) - 1, -1, -1):
+        if rows[r][0] not in shape:
+            confirm = increments[r]
+            continue
+        increments[r] = [
+            min(inc, confirm[j]) if confirm is not None else min(inc, 0.0) for j, inc in enumerate(increments[r])
+        ]
+    return increments
 
 
-def _noise_from_data(
-    raw: list[tuple[int, float, float | None, float, float]],
-    q: float | None,
-    k: float | None,
-    counts: MetricWindow | None,
-    settings: JudgeSettings,
-) -> list[tuple[int, float, float]] | None:
-    """Per-period noise when the spread is unknown: estimated robustly from consecutive
-    differences of the paired differences (a level shift moves one difference only),
-    scaled by each period's traffic when the traffic is known."""
-    if len(raw) < 4:
+def _centred(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Steps less their median: a steady trend (a creeping regression) is no noise."""
+    if len(pairs) < 3:
+        return pairs
+    mid = median([d for d, _ in pairs])
+    return [(d - mid, s) for d, s in pairs]
+
+
+def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
+    """Variance beyond sampling noise of steps, from (step, its sampling variance) pairs, robustly:
+    the median squared (centred) step over its chi-square median, less the typical sampling part."""
+    if len(pairs) < 2:
         return None
-    floor2 = settings.latency_noise_floor**2
-    if counts is not None and q is not None and k is not None:
-        weights, steps = [], []
-        for i, *_ in raw:
-            nc, nb = _at(counts.canary, i) or 1.0, _at(counts.baseline, i) or 1.0
-            weights.append(k * k * (1.0 / nc + 1.0 / nb))
-        # each version's own period-to-period changes, scaled by their sampling noise: a
-        # regression moves one step only, and the median absolute deviation ignores it
-        for is_canary in (True, False):
-            counts_side = counts.canary if is_canary else counts.baseline
-            for j in range(len(raw) - 1):
-                a, b = raw[j], raw[j + 1]
-                va, vb = (a[3], b[3]) if is_canary else (a[4], b[4])
-                na, nb_ = _at(counts_side, a[0]) or 1.0, _at(counts_side, b[0]) or 1.0
-                steps.append((math.log(vb) - math.log(va)) / (k * math.sqrt(1.0 / na + 1.0 / nb_)))
-        # shrunk towards a wide spread (0.6) as if 4 periods had shown it
-        observed = mad_sigma(steps)
-        m = len(steps) / 2
-        sigma = max(0.1, math.sqrt((4 * 0.36 + m * observed * observed) / (4 + m)))
-        return [(r[0], r[1], sigma * sigma * w + floor2) for r, w in zip(raw, weights, strict=True)]
-    steps = [raw[j + 1][1] - raw[j][1] for j in range(len(raw) - 1)]
-    noise = max(mad_sigma(steps) / math.sqrt(2.0), settings.latency_noise_floor, 0.02)
-    return [(r[0], r[1], noise * noise) for r in raw]
+    pairs = _centred(pairs)
+    return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
+
+
+def _tail_var(pairs: list[tuple[float, float]]) -> float | None:
+    """The same from the mean square, the largest step left out (a regression moves the level
+    once): unlike the median it keeps rare one-period spikes in the noise, so a version that
+    spikes now and then is not read as a regression when it does."""
+    if len(pairs) < 3:
+        return None
+    ranked = sorted(_centred(pairs), key=lambda p: p[0] * p[0])[:-1]
+    return max(0.0, sum(d * d - s for d, s in ranked) / len(ranked))
+
+
+def _between_period_variance(
+    rows: list[tuple[int, float, float]],  # period, paired difference, its sampling variance
+    baseline: list[tuple[float, float]],  # the baseline's own log values and sampling variances, every period
+    shape: set[int],
+    settings: JudgeSettings,
+) -> float:
+    """Long-run variance of the paired difference beyond sampling noise, from the period-to-period
+    steps of both versions' own wobble (each step of canary minus baseline is the canary's own
+    step less the baseline's: what hits both versions cancels, a regression moves it once and
+    the largest step is left out), with a prior from the sampling noise alone.
+
+    Versions wobble on their own with some memory (minute-to-minute changes that revert
+    over a few minutes): the lag-1 and lag-2 steps give the memory rho, and a sum of L
+    periods varies like L tau^2 (1 + rho) / (1 - rho), which is what the CUSUM adds up.
+    """
+    steady = [r for r in rows if r[0] not in shape]
+    lag1 = [(steady[j + 1][1] - steady[j][1], steady[j][2] + steady[j + 1][2]) for j in range(len(steady) - 1)]
+    lag2 = [(steady[j + 2][1] - steady[j][1], steady[j][2] + steady[j + 2][2]) for j in range(len(steady) - 2)]
+    # the baseline has no cold start: its own steps tell from the first periods on (a
+    # difference of two versions wobbles like two of them: sqrt(2) of one)
+    own = _centred(
+        [
+            (math.sqrt(2.0) * (baseline[j + 1][0] - baseline[j][0]), 2.0 * (baseline[j][1] + baseline[j + 1][1]))
+            for j in range(len(baseline) - 1)
+        ]
+    )
+    lag1 = _centred(lag1)
+    prior = 2.0 * settings.latency_noise_floor**2
+    prior_weight = 3.0
+    v1 = _robust_var(lag1 + own)
+    if v1 is None:
+        return prior
+    rho = 0.3  # prior memory, pulled towards the data's own
+    v2 = _robust_var(lag2)
+    if v2 is not None and v1 > 0 and len(lag2) >= 4:
+        observed = min(0.8, max(0.0, v2 / v1 - 1.0))
+        weight = len(lag2) / (len(lag2) + 8.0)
+        rho = weight * observed + (1.0 - weight) * rho
+    v1 = max(v1, _tail_var(lag1) or 0.0)
+    tau2 = v1 / (2.0 * (1.0 - rho))
+    long_run = tau2 * (1.0 + rho) / (1.0 - rho)
+    m = float(len(lag1) + len(own)) / 2.0
+    return (prior_weight * prior + m * long_run) / (prior_weight + m)
+
+
+def _sibling_percentile(window: CanaryWindow, spec: MetricSpec) -> MetricSpec | None:
+    """A lower percentile of the same metric (p50 for a p99): what a p99 falls back to."""
+    q = percentile_of_stat(spec.stat)
+    best = None
+    for m in window.metrics:
+        q2 = percentile_of_stat(m.spec.stat)
+        if m.spec.id == spec.id or m.spec.name != spec.name or m.spec.namespace != spec.namespace or q2 is None:
+            continue
+        if q is not None and q2 < q and (best is None or q2 > (percentile_of_stat(best.stat) or 0.0)):
+            best = m.spec
+    return best
 
 
 def _latency_test(
@@ -568,72 +637,78 @@ def _latency_test(
     mw: MetricWindow,
     counts: MetricWindow | None,
     periods: list[int],
+    shape: set[int],
     settings: JudgeSettings,
     threshold: float,
+    penalty: list[float],
 ) -> _Result:
+    """Paired log differences per period, noise = sampling noise of the statistic at that traffic
+    plus each version's own between-period wobble estimated from the data."""
     spec = mw.spec
-    bad_up = spec.direction == Direction.INCREASE_IS_BAD
-    sign = 1.0 if bad_up else -1.0
+    sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
     q = percentile_of_stat(spec.stat)
-    sigma = _latency_spread(window, spec, counts)
-    k = quantile_noise_factor(q) if q is not None else None
+    spread = _latency_spread(window, spec, counts)
+    sigma = spread if spread is not None else 0.6  # a wide prior spread when no sibling percentile tells
+    k = quantile_noise_factor(q) if q is not None else 1.0
+    tail = min(q, 1.0 - q) if q is not None else 0.5
     min_n = float(settings.latency_min_samples)
-    if q is not None:
-        min_n = max(min_n, 1.0 / (1.0 - q) if q > 0.5 else 1.0 / q)
-    raw: list[tuple[int, float, float | None, float, float]] = []  # period, d (bad direction +), var, c, b
-    floor2 = settings.latency_noise_floor**2
+    if tail < 0.25:
+        min_n = max(min_n, 1.0 / tail)
+    rows_raw: list[tuple[int, float, float, float, float, float, float]] = []  # i, yc, yb, sc, sb, c, b
     for i in periods:
         c, b = _at(mw.canary, i), _at(mw.baseline, i)
         if c is None or b is None or c <= 0 or b <= 0:
             continue
-        var: float | None = None
-        d = math.log(c) - math.log(b)
+        yc, yb, sc, sb = math.log(c), math.log(b), 0.0, 0.0
         if counts is not None:
             nc, nb = _at(counts.canary, i) or 0.0, _at(counts.baseline, i) or 0.0
             if nc < min_n or nb < min_n:
                 continue
-            if q is not None and sigma is not None and k is not None:
-                d -= quantile_small_sample_bias(q, nc, sigma) - quantile_small_sample_bias(q, nb, sigma)
-                var = (k * sigma) ** 2 * (1.0 / nc + 1.0 / nb) + floor2
-        raw.append((i, sign * d, var, c, b))
-    if not raw:
-        return _Result(
-            spec, "inconclusive", f"{spec.id}: too little traffic per period to compare", blocks_healthy=False
-        )
-    if any(r[2] is None for r in raw):
-        rows = _noise_from_data(raw, q, k, counts, settings)
-        if rows is None:
+            if q is not None:
+                yc -= quantile_small_sample_bias(q, nc, sigma)
+                yb -= quantile_small_sample_bias(q, nb, sigma)
+            sc, sb = (k * sigma) ** 2 / nc, (k * sigma) ** 2 / nb
+        rows_raw.append((i, yc, yb, sc, sb, c, b))
+    if not rows_raw:
+        sibling = _sibling_percentile(window, spec) if q is not None and tail < 0.25 else None
+        if sibling is not None:
             return _Result(
-                spec, "inconclusive", f"{spec.id}: {len(raw)} periods, too few to judge", blocks_healthy=False
+                spec,
+                "inconclusive",
+                f"{spec.id}: too few invocations per period for a {spec.stat}; judged through {sibling.id}",
+                blocks_healthy=False,
             )
-    else:
-        rows = [(i, d, v) for i, d, v, _, _ in raw if v is not None]
+        return _Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
+    paired = [(r[0], sign * (r[1] - r[2]), r[3] + r[4]) for r in rows_raw]
+    between = _between_period_variance(paired, [(r[2], r[4]) for r in rows_raw], shape, settings)
+    rows = [(i, d, s + between) for i, d, s in paired]
     delta0 = math.log1p(settings.min_effect.latency_relative)
     grid = [math.log1p(g) for g in _LATENCY_GRID if math.log1p(g) > delta0]
-    cap = settings.max_period_evidence * threshold
-    evidence, start, peak = _shift_test(spec, rows, delta0, grid, cap, threshold)
-    c_med = median([r[3] for r in raw])
-    b_med = median([r[4] for r in raw])
+    increments = _shift_increments(rows, delta0, grid, shape)
+    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows], second_opinion=True)
+    c_med = median([r[5] for r in rows_raw])
+    b_med = median([r[6] for r in rows_raw])
     if evidence >= threshold:
         run = rows[start : peak + 1]
         wsum = sum(1.0 / v for _, _, v in run)
         shift = sign * sum(d / v for _, d, v in run) / wsum
-        c_run = median([r[3] for r in raw[start : peak + 1]])
-        b_run = median([r[4] for r in raw[start : peak + 1]])
+        c_run = median([r[5] for r in rows_raw[start : peak + 1]])
+        b_run = median([r[6] for r in rows_raw[start : peak + 1]])
         return _Result(
             spec,
             "fail",
             f"{spec.id}: canary {c_run:.4g} vs baseline {b_run:.4g} {spec.unit or ''}".rstrip()
-            + f" since period {rows[start][0]}, {math.expm1(shift):+.0%}",
+            + f" since period {rows[start][0]}, {math.expm1(sign * shift):+.0%}",
             evidence=evidence,
-            effect=math.expm1(shift),
+            effect=math.expm1(sign * shift),
             baseline_value=b_run,
             canary_value=c_run,
             confidence=_confidence_of(evidence),
             at=rows[peak][0],
         )
-    wsum = sum(1.0 / v for _, _, v in rows)
-    mean = sum(d / v for _, d, v in rows) / wsum
+    steady = [r for r in rows if r[0] not in shape] or rows
+    wsum = sum(1.0 / v for _, _, v in steady)
+    mean = sum(d / v for _, d, v in steady) / wsum
     se = math.sqrt(1.0 / wsum)
     upper = mean + norm_ppf(settings.healthy_confidence) * se
     what = f"{spec.id}: canary {c_med:.4g} vs baseline {b_med:.4g} {spec.unit or ''}".rstrip()
@@ -660,7 +735,14 @@ def _latency_test(
     )
 
 
-def _gauge_test(mw: MetricWindow, periods: list[int], settings: JudgeSettings, threshold: float) -> _Result:
+def _gauge_test(
+    mw: MetricWindow,
+    periods: list[int],
+    shape: set[int],
+    settings: JudgeSettings,
+    threshold: float,
+    penalty: list[float],
+) -> _Result:
     spec = mw.spec
     sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
     pairs = [
@@ -675,8 +757,8 @@ def _gauge_test(mw: MetricWindow, periods: list[int], settings: JudgeSettings, t
     delta0 = max(settings.min_effect.gauge_relative * level, settings.min_effect.gauge_absolute)
     grid = [delta0 + g * noise for g in _GAUGE_GRID]
     rows = [(i, d, noise**2) for (i, _, _), d in zip(pairs, diffs, strict=True)]
-    cap = settings.max_period_evidence * threshold
-    evidence, start, peak = _shift_test(spec, rows, delta0, grid, cap, threshold)
+    increments = _shift_increments(rows, delta0, grid, shape)
+    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows], second_opinion=True)
     c_med, b_med = median([c for _, c, _ in pairs]), median([b for _, _, b in pairs])
     effect = (c_med / b_med - 1.0) if b_med else None
     what = f"{spec.id}: canary {c_med:.4g} vs baseline {b_med:.4g}"
@@ -704,6 +786,69 @@ def _gauge_test(mw: MetricWindow, periods: list[int], settings: JudgeSettings, t
     )
 
 
+# --------------------------------------------------------------------------- missing evidence
+
+
+def _ranges(periods: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9'."""
+    parts: list[str] = []
+    start = prev = None
+    for p in sorted(periods):
+        if start is None:
+            start = prev = p
+        elif p == (prev or 0) + 1:
+            prev = p
+        else:
+            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = p
+    if start is not None:
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(parts)
+
+
+def _normalised(mw: MetricWindow, n: int) -> MetricWindow:
+    """Values as the judge reads them: a reported gap is unknown (None) even where the metric
+    has a fill value; elsewhere a period without datapoint takes the metric's fill value."""
+    gap = {(g.version, p) for g in mw.gaps for p in g.periods}
+    fill = mw.spec.fill_missing
+    if not gap and fill is None:
+        return mw
+    sides = {}
+    for side in ("baseline", "canary"):
+        values = list(getattr(mw, side)[:n])
+        sides[side] = [
+            None if (side, i) in gap else (fill if v is None and fill is not None else v) for i, v in enumerate(values)
+        ]
+    return MetricWindow.model_construct(spec=mw.spec, baseline=sides["baseline"], canary=sides["canary"], gaps=mw.gaps)
+
+
+def _missing_evidence(mw: MetricWindow, counts: MetricWindow | None, n: int) -> list[str]:
+    """Why a guarded metric lacks evidence, per version: periods CloudWatch reported an error for,
+    and periods without a datapoint in which the version was invoked (never zero)."""
+    problems = []
+    for side in ("canary", "baseline"):
+        reported: dict[str, list[int]] = {}
+        for g in mw.gaps:
+            if g.version == side:
+                reported.setdefault(g.reason, []).extend(p for p in g.periods if p < n)
+        for reason, ps in reported.items():
+            if ps:
+                problems.append(f"{reason} for the {side}'s periods {_ranges(ps)}")
+        if counts is None or counts is mw:
+            continue
+        values, calls = getattr(mw, side), getattr(counts, side)
+        silent = [
+            i
+            for i in range(n)
+            if _at(values, i) is None and (_at(calls, i) or 0.0) > 0 and not any(i in ps for ps in reported.values())
+        ]
+        if silent:
+            problems.append(
+                f"no datapoint for the {side} in periods {_ranges(silent)} although it was invoked (missing, not zero)"
+            )
+    return problems
+
+
 # --------------------------------------------------------------------------- the judge
 
 
@@ -714,55 +859,70 @@ def _count_metric(metrics: dict[str, MetricWindow]) -> MetricWindow | None:
     return metrics.get("invocations")
 
 
-def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: float | None = None) -> list[_Result]:
-    """Every judged metric's test result (the judge's working, exposed for tuning and tests)."""
+def _resolved(window: CanaryWindow) -> dict[str, MetricWindow]:
     n = window.periods
     ids = {m.spec.id for m in window.metrics}
     metrics: dict[str, MetricWindow] = {}
     for m in window.metrics:
         spec = resolve_spec(m.spec, ids)
-        metrics[spec.id] = (
-            m if spec is m.spec else MetricWindow.model_construct(spec=spec, baseline=m.baseline, canary=m.canary)
-        )
+        mw = m if spec is m.spec else MetricWindow.model_construct(
+            spec=spec, baseline=m.baseline, canary=m.canary, gaps=m.gaps
+        )  # fmt: skip
+        metrics[spec.id] = _normalised(mw, n)
+    return metrics
+
+
+def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: float | None = None) -> list[_Result]:
+    """Every judged metric's test result (the judge's working, exposed for tuning and tests)."""
+    n = window.periods
+    metrics = _resolved(window)
     counts = _count_metric(metrics)
     if threshold is None:
         threshold = settings.threshold
-    latency_periods = _judged_periods(n, window, settings.grace_periods)
-    rate_periods = _judged_periods(n, window, settings.rate_grace_periods)
+    penalty = [settings.horizon_penalty(i) for i in range(n)]
+    all_periods = list(range(n))
+    shape = _shape_periods(n, window, settings.grace_periods)
+    rate_periods = [i for i in all_periods if i not in _shape_periods(n, window, settings.rate_grace_periods)]
     results: list[_Result] = []
     for mw in metrics.values():
         spec = mw.spec
-        if spec.kind == MetricKind.COUNT:
-            continue
+        result: _Result | None = None
         if spec.kind == MetricKind.RATE_COUNT:
             den = metrics.get(spec.relative_to or "")
             if den is None:
-                results.append(
-                    _Result(
-                        spec,
-                        "inconclusive",
-                        f"{spec.id}: its count {spec.relative_to!r} is not read",
-                        blocks_healthy=False,
-                    )
-                )
-                continue
-            minus = None
-            if (
-                spec.direction == Direction.DECREASE_IS_BAD
-                and settings.errors_metric
-                and settings.errors_metric != spec.id
-                and settings.errors_metric in metrics
-            ):
-                minus = metrics[settings.errors_metric]
-            results.append(
-                _rate_test(
-                    spec, mw, den, minus, spec.id in settings.outside_denominator, rate_periods, settings, threshold
-                )
-            )
+                result = _Result(spec, "inconclusive", f"{spec.id}: its count {spec.relative_to!r} is not read")
+            else:
+                minus = None
+                if (
+                    spec.direction == Direction.DECREASE_IS_BAD
+                    and settings.errors_metric
+                    and settings.errors_metric != spec.id
+                    and settings.errors_metric in metrics
+                ):
+                    minus = metrics[settings.errors_metric]
+                result = _rate_test(
+                    spec, mw, den, minus, spec.id in settings.outside_denominator, rate_periods, settings, threshold,
+                    penalty,
+                )  # fmt: skip
         elif spec.kind == MetricKind.LATENCY:
-            results.append(_latency_test(window, mw, counts, latency_periods, settings, threshold))
-        else:
-            results.append(_gauge_test(mw, latency_periods, settings, threshold))
+            result = _latency_test(window, mw, counts, all_periods, shape, settings, threshold, penalty)
+        elif spec.kind != MetricKind.COUNT:
+            result = _gauge_test(mw, all_periods, shape, settings, threshold, penalty)
+        missing = [] if spec.optional else _missing_evidence(mw, counts, n)
+        if missing and (result is None or result.status != "fail"):
+            # a guarded metric without evidence keeps the canary from passing, whatever else says
+            result = _Result(
+                spec,
+                "inconclusive",
+                f"{spec.id}: missing evidence: " + "; ".join(missing),
+                evidence=result.evidence if result else 0.0,
+                missing=True,
+            )
+        if result is None:
+            continue
+        if spec.optional and result.status == "inconclusive":
+            result.blocks_healthy = False
+        results.append(result)
     return results
 
 
@@ -770,13 +930,8 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
     """Failing, healthy or inconclusive, with a reason per metric, from periods 0..n-1."""
     n = window.periods
     results = evaluate_metrics(window, settings)
-    metrics = {m.spec.id: m for m in window.metrics}
-    counts = _count_metric(
-        {
-            m.spec.id: MetricWindow.model_construct(spec=resolve_spec(m.spec), baseline=m.baseline, canary=m.canary)
-            for m in window.metrics
-        }
-    )
+    metrics = _resolved(window)
+    counts = _count_metric(metrics)
     # evidence: canary traffic
     if counts is not None:
         canary_calls = sum(v for v in counts.canary[:n] if v)
@@ -796,6 +951,19 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
         others = f" (and {', '.join(r.spec.id for r in failing[1:])})" if failing[1:] else ""
         summary = f"canary worse: {worst.message}{others}; {worst.confidence:.2%} sure"
         return Verdict(decision=Decision.FAILING, summary=summary, reasons=reasons, periods=n, judge=JUDGE_NAME)
+    waited = ""
+    if n > settings.max_inconclusive_periods:
+        then = "roll back" if settings.on_no_evidence == "rollback" else "hold for a person"
+        waited = f"; no evidence after {n} periods ({then})"
+    missing = [r for r in results if r.missing and r.blocks_healthy]
+    if missing:
+        return Verdict(
+            decision=Decision.INCONCLUSIVE,
+            summary="; ".join(r.message for r in missing) + waited,
+            reasons=reasons,
+            periods=n,
+            judge=JUDGE_NAME,
+        )
     enough = active >= settings.min_periods and (counts is None or canary_calls >= settings.min_canary_invocations)
     if not enough:
         need = (
@@ -803,10 +971,6 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
             if counts is not None
             else f"need {settings.min_periods} periods"
         )
-        waited = ""
-        if n > settings.max_inconclusive_periods:
-            then = "roll back" if settings.on_no_evidence == "rollback" else "hold for a person"
-            waited = f"; no evidence after {n} periods ({then})"
         return Verdict(
             decision=Decision.INCONCLUSIVE,
             summary=f"not enough evidence: {traffic}, {need}{waited}",
@@ -818,7 +982,7 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
     if blocking:
         return Verdict(
             decision=Decision.INCONCLUSIVE,
-            summary="not sure yet: " + "; ".join(r.message for r in blocking),
+            summary="not sure yet: " + "; ".join(r.message for r in blocking) + waited,
             reasons=reasons,
             periods=n,
             judge=JUDGE_NAME,

@@ -2,7 +2,9 @@
 
 A scenario holds, per metric, the CloudWatch values of the stable version
 (``baseline``) and the new one (``canary``), one per period, ``null`` where a version
-had no datapoint. ``truth`` (what really happened, in benchmark corpora) is ignored.
+had no datapoint (a whole series may be ``null`` when its query returned nothing). The
+judge reads a metric without datapoint in a period its version was invoked as missing
+evidence, never as zero. ``truth`` (what really happened, in benchmark corpora) is ignored.
 Malformed input raises ScenarioError naming the file and the field.
 """
 
@@ -54,6 +56,22 @@ class Scenario(BaseModel):
     canary_weight: float = Field(ge=0.0, le=1.0)
     metrics: list[ScenarioMetric] = Field(min_length=1)
     truth: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_series(cls, data: Any) -> Any:
+        """A version whose query returned nothing at all may be recorded as ``null``: no value in any period."""
+        if isinstance(data, dict) and isinstance(data.get("metrics"), list) and isinstance(data.get("intervals"), int):
+            metrics = []
+            for m in data["metrics"]:
+                if isinstance(m, dict) and any(m.get(side, []) is None for side in ("baseline", "canary")):
+                    m = dict(m)
+                    for side in ("baseline", "canary"):
+                        if side in m and m[side] is None:
+                            m[side] = [None] * data["intervals"]
+                metrics.append(m)
+            data = dict(data) | {"metrics": metrics}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -146,7 +164,9 @@ def truncate_window(window: CanaryWindow, periods: int) -> CanaryWindow:
         canary_weight=window.canary_weight,
         periods_since_shift=window.periods_since_shift,
         metrics=[
-            MetricWindow.model_construct(spec=m.spec, baseline=m.baseline[:periods], canary=m.canary[:periods])
+            MetricWindow.model_construct(
+                spec=m.spec, baseline=m.baseline[:periods], canary=m.canary[:periods], gaps=m.gaps
+            )
             for m in window.metrics
         ],
     )

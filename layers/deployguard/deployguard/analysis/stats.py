@@ -70,8 +70,13 @@ def quantile_small_sample_bias(q: float, n: float, sigma: float) -> float:
     with linear interpolation (numpy's and CloudWatch's percentiles behave alike).
     """
     tail = min(q, 1.0 - q)
-    if tail >= 0.25 or n <= 0:
+    if n <= 0:
         return 0.0
+    if tail >= 0.25:
+        # an even number of draws interpolates between the two middle ones: their mean
+        # sits above their geometric mean by about sigma^2 / (2n) in log units
+        rounded = round(n)
+        return sigma * sigma / (2.0 * n) if abs(q - 0.5) < 1e-9 and rounded % 2 == 0 and rounded < 50 else 0.0
     bias = 0.2 * sigma / (n * tail)
     return -bias if q > 0.5 else bias
 
@@ -113,4 +118,46 @@ def cusum_peak(increments: Sequence[Sequence[float]]) -> tuple[float, int, int, 
                 stats[j] = s
                 if s > best:
                     best, best_j, best_start, best_at = s, j, starts[j], t
+    return best, best_j, best_start, best_at
+
+
+def robust_cusum_peak(
+    increments: Sequence[Sequence[float]],
+    penalty: Sequence[float] | None = None,
+    second_opinion: bool = False,
+) -> tuple[float, int, int, int]:
+    """Page's CUSUM on every alternative at once, like ``cusum_peak``, with two options.
+
+    ``penalty[t]`` is subtracted from the statistic at step t (a threshold that grows
+    with the canary's length). With ``second_opinion`` no single step decides alone:
+    the largest increment of the current run counts only as much as the second
+    largest, so one odd period cannot fail a release, but a second period that
+    confirms it lets the first count in full (no cap on how much a period weighs).
+    """
+    best, best_j, best_start, best_at = 0.0, -1, 0, -1
+    if not increments:
+        return best, best_j, best_start, best_at
+    width = len(increments[0])
+    stats = [0.0] * width
+    starts = [0] * width
+    top1 = [0.0] * width
+    top2 = [0.0] * width
+    for t, row in enumerate(increments):
+        extra = penalty[t] if penalty is not None else 0.0
+        for j in range(width):
+            inc = row[j]
+            s = stats[j] + inc
+            if s <= 0.0:
+                stats[j], top1[j], top2[j] = 0.0, 0.0, 0.0
+                continue
+            if stats[j] == 0.0:
+                starts[j] = t
+            stats[j] = s
+            if inc > top1[j]:
+                top1[j], top2[j] = inc, top1[j]
+            elif inc > top2[j]:
+                top2[j] = inc
+            value = s - (top1[j] - top2[j] if second_opinion else 0.0) - extra
+            if value > best:
+                best, best_j, best_start, best_at = value, j, starts[j], t
     return best, best_j, best_start, best_at

@@ -21,6 +21,13 @@ _RETRY_CONFIG = Config(
     read_timeout=30,
 )
 
+# one HTTP attempt per call: for callers that retry themselves within a deadline of their own
+_SINGLE_ATTEMPT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=5,
+    read_timeout=10,
+)
+
 _clients: dict[str, Any] = {}
 _resources: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -34,17 +41,25 @@ def endpoint_url() -> str | None:
     return os.environ.get("DEPLOYGUARD_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def client(service: str) -> Any:
-    """The one boto3 client of ``service`` for this container."""
-    cached = _clients.get(service)
+def client(service: str, *, retries: bool = True) -> Any:
+    """The one boto3 client of ``service`` for this container.
+
+    ``retries=False``: a client that makes one HTTP attempt per call, for a caller that
+    retries within its own deadline (the hook's status call must land before it).
+    """
+    key = service if retries else f"{service}#single-attempt"
+    cached = _clients.get(key)
     if cached is not None:
         return cached
     with _lock:
-        if service not in _clients:
-            _clients[service] = boto3.client(
-                service, region_name=region(), endpoint_url=endpoint_url(), config=_RETRY_CONFIG
+        if key not in _clients:
+            _clients[key] = boto3.client(
+                service,
+                region_name=region(),
+                endpoint_url=endpoint_url(),
+                config=_RETRY_CONFIG if retries else _SINGLE_ATTEMPT_CONFIG,
             )
-        return _clients[service]
+        return _clients[key]
 
 
 def resource(service: str) -> Any:

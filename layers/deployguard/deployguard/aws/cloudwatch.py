@@ -16,7 +16,15 @@ from typing import Any
 
 from deployguard.aws import clients
 from deployguard.exceptions import MetricsConfigError
-from deployguard.models import CanaryWindow, Deployment, EcsTarget, LambdaTarget, MetricSpec, MetricWindow
+from deployguard.models import (
+    CanaryWindow,
+    DataGap,
+    Deployment,
+    EcsTarget,
+    LambdaTarget,
+    MetricSpec,
+    MetricWindow,
+)
 
 MAX_QUERIES_PER_CALL = 500
 
@@ -106,17 +114,44 @@ def canary_queries(request_id: str, deployment: Deployment, specs: Sequence[Metr
     return queries
 
 
-def _filled(values: list[float | None], spec: MetricSpec) -> list[float | None]:
-    if spec.fill_missing is None:
+def _filled(values: list[float | None], spec: MetricSpec, unknown: bool = False) -> list[float | None]:
+    if spec.fill_missing is None or unknown:  # a failed query's periods are unknown, not zero
         return values
     return [spec.fill_missing if v is None else v for v in values]
 
 
+_FAILED_STATUSES = {"InternalError", "Forbidden"}
+
+
+def _status_reason(result: dict[str, Any]) -> str:
+    status = str(result.get("StatusCode") or "Complete")
+    messages = [f"{m.get('Code', '')}: {m.get('Value', '')}".strip(": ") for m in result.get("Messages") or []]
+    return f"CloudWatch returned {status}" + (f" ({'; '.join(messages)})" if messages else "")
+
+
+def _gaps(
+    key: tuple[str, str, str], failures: dict[tuple[str, str, str], str], values: list[float | None]
+) -> list[DataGap]:
+    """The periods of a failed query that got no value, as a DataGap of that version."""
+    if key not in failures:
+        return []
+    periods = [i for i, v in enumerate(values) if v is None]
+    role = "canary" if key[2] == "canary" else "baseline"
+    return [DataGap(version=role, periods=periods, reason=failures[key])] if periods else []
+
+
 class MetricsReader:
-    """Reads per-period metric values for many queries in the fewest GetMetricData calls."""
+    """Reads per-period metric values for many queries in the fewest GetMetricData calls.
+
+    Each result's ``StatusCode`` is read: ``PartialData`` is paged to completion with
+    ``NextToken``; ``InternalError`` or ``Forbidden`` (or data still partial when no page
+    is left) leaves that query's periods without value *unknown*: ``failures`` maps its
+    key to the reason, and its windows carry them as gaps, never as zeros.
+    """
 
     def __init__(self) -> None:
         self.calls = 0
+        self.failures: dict[tuple[str, str, str], str] = {}
 
     def read(
         self, queries: Sequence[MetricQuery], start: datetime, end: datetime, interval_seconds: int
@@ -150,11 +185,20 @@ class MetricsReader:
                 "EndTime": end,
                 "ScanBy": "TimestampAscending",
             }
+            partial: dict[tuple[str, str, str], str] = {}
             while True:
                 resp = clients.client("cloudwatch").get_metric_data(**request)
                 self.calls += 1
                 for result in resp.get("MetricDataResults", []):
-                    series = out[ids[result["Id"]]]
+                    key = ids[result["Id"]]
+                    status = result.get("StatusCode") or "Complete"
+                    if status in _FAILED_STATUSES:
+                        self.failures[key] = _status_reason(result)
+                    elif status == "PartialData":
+                        partial[key] = _status_reason(result)
+                    else:
+                        partial.pop(key, None)
+                    series = out[key]
                     for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
                         index = int((ts - start).total_seconds()) // interval_seconds
                         if 0 <= index < periods and value is not None and math.isfinite(value):
@@ -163,7 +207,21 @@ class MetricsReader:
                 if not token:
                     break
                 request["NextToken"] = token
+            for key, reason in partial.items():  # still partial with no page left
+                self.failures.setdefault(key, reason)
         return out
+
+    def _metric_window(
+        self, request_id: str, spec: MetricSpec, values: dict[tuple[str, str, str], list[float | None]], skip: int
+    ) -> MetricWindow:
+        b_key, c_key = (request_id, spec.id, "baseline"), (request_id, spec.id, "canary")
+        baseline, canary = values[b_key][skip:], values[c_key][skip:]
+        return MetricWindow(
+            spec=spec,
+            baseline=_filled(baseline, spec, b_key in self.failures),
+            canary=_filled(canary, spec, c_key in self.failures),
+            gaps=_gaps(b_key, self.failures, baseline) + _gaps(c_key, self.failures, canary),
+        )
 
     def canary_windows(
         self,
@@ -198,14 +256,7 @@ class MetricsReader:
                 interval_seconds=interval_seconds,
                 canary_weight=deployment.canary_weight,
                 periods_since_shift=since_shift,
-                metrics=[
-                    MetricWindow(
-                        spec=spec,
-                        baseline=_filled(values[(deployment.deployment_id, spec.id, "baseline")][skip:], spec),
-                        canary=_filled(values[(deployment.deployment_id, spec.id, "canary")][skip:], spec),
-                    )
-                    for spec in specs
-                ],
+                metrics=[self._metric_window(deployment.deployment_id, spec, values, skip) for spec in specs],
             )
         return windows
 

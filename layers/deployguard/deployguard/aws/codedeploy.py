@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,6 +25,7 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.elbv2 import target_group_dimensions
 from deployguard.exceptions import CodeDeployError, LoadBalancerError
@@ -221,6 +224,46 @@ def _target_info(body: dict[str, Any]) -> DeploymentTargetInfo:
     )
 
 
+ReportOutcome = Literal["accepted", "already_completed", "refused", "unconfirmed"]
+# CodeDeploy's answers to PutLifecycleEventHookExecutionStatus that another try may change
+_RETRYABLE_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
+    "InternalFailure", "InternalError", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
+    "RequestTimeout", "RequestTimeoutException",
+})  # fmt: skip
+ALREADY_COMPLETED = "LifecycleEventAlreadyCompletedException"
+
+
+class StatusReport(Model):
+    """How a PutLifecycleEventHookExecutionStatus ended, after the retries its budget allowed.
+
+    ``accepted``: CodeDeploy took the status (a repeat of the same status included);
+    ``already_completed``: CodeDeploy no longer waits on the execution
+    (LifecycleEventAlreadyCompletedException), nothing left to answer; ``refused``: an error
+    no retry changes (unknown execution or deployment, invalid status); ``unconfirmed``:
+    throttled, 5xx or unreachable until the budget ran out, to be sent again.
+    """
+
+    outcome: ReportOutcome
+    attempts: int
+    error: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more to send: CodeDeploy has an answer or will never take one."""
+        return self.outcome != "unconfirmed"
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, BotoCoreError):  # connection failed, read timed out
+        return True
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
+    return False
+
+
 def _fail(call: str, exc: Exception) -> CodeDeployError:
     return CodeDeployError(f"{call}: {exc}")
 
@@ -322,18 +365,51 @@ class CodeDeployGateway:
         state = self.deployment_target(deployment_id)
         return state.running_event if state else None
 
-    def report(self, deployment_id: str | None, execution_id: str, status: HookStatus) -> None:
-        """PutLifecycleEventHookExecutionStatus (throttling is retried by the client's adaptive mode).
+    def report(
+        self,
+        deployment_id: str | None,
+        execution_id: str,
+        status: HookStatus,
+        *,
+        budget_seconds: float = 15.0,
+        sleep: Callable[[float], None] = clock.sleep,
+        backoff_base_seconds: float = 0.5,
+        backoff_max_seconds: float = 4.0,
+        jitter: Callable[[], float] = random.random,
+    ) -> StatusReport:
+        """PutLifecycleEventHookExecutionStatus, retried within ``budget_seconds``; never raises.
 
-        ``deployment_id`` is optional in the API: a malformed event may still carry the execution id.
+        One HTTP attempt per try (a client without botocore's retries), so the whole answer,
+        back-offs included, fits the budget: throttling, 5xx and transport errors are tried
+        again with capped exponential back-off (jitter 50-100%) while the next try can start
+        inside the budget. ``deployment_id`` is optional in the API: a malformed event may
+        still carry the execution id.
         """
         kwargs: dict[str, Any] = {"lifecycleEventHookExecutionId": execution_id, "status": status}
         if deployment_id:
             kwargs["deploymentId"] = deployment_id
-        try:
-            clients.client("codedeploy").put_lifecycle_event_hook_execution_status(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise _fail(f"PutLifecycleEventHookExecutionStatus {status}", exc) from exc
+        started = clock.now()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                clients.client("codedeploy", retries=False).put_lifecycle_event_hook_execution_status(**kwargs)
+                return StatusReport(outcome="accepted", attempts=attempts)
+            except (ClientError, BotoCoreError) as exc:
+                error = str(_fail(f"PutLifecycleEventHookExecutionStatus {status}", exc))
+                code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+                if code == ALREADY_COMPLETED:
+                    return StatusReport(outcome="already_completed", attempts=attempts, error=error)
+                if not _retryable(exc):
+                    return StatusReport(outcome="refused", attempts=attempts, error=error)
+            wait = min(backoff_max_seconds, backoff_base_seconds * 2 ** (attempts - 1)) * (0.5 + jitter() / 2)
+            elapsed = (clock.now() - started).total_seconds()
+            if elapsed + wait >= budget_seconds:
+                logger.warning("hook status not confirmed within its budget",
+                               extra={"execution_id": execution_id, "attempts": attempts, "error": error})  # fmt: skip
+                return StatusReport(outcome="unconfirmed", attempts=attempts,
+                                    error=f"{error} (gave up after {attempts} attempts in {elapsed:.1f}s)")  # fmt: skip
+            sleep(wait)
 
     def status(self, deployment_id: str) -> str:
         """CodeDeploy's status of a deployment (GetDeployment), without reading its AppSpec."""
@@ -352,3 +428,12 @@ class CodeDeployGateway:
         except (ClientError, BotoCoreError) as exc:
             raise _fail(f"StopDeployment {deployment_id}", exc) from exc
         return str(resp.get("status", ""))
+
+    def continue_deployment(self, deployment_id: str) -> None:
+        """ContinueDeployment: a blue/green deployment waiting to reroute traffic goes on now."""
+        try:
+            clients.client("codedeploy").continue_deployment(
+                deploymentId=deployment_id, deploymentWaitType="READY_WAIT"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _fail(f"ContinueDeployment {deployment_id}", exc) from exc

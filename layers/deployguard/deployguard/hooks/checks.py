@@ -3,14 +3,15 @@
 Each attempt runs in a worker thread and is abandoned at its budget (never later than
 the hook's deadline): a check that hangs counts as failed, and the hook always keeps
 time to answer CodeDeploy. Every outbound address (http and tcp checks) passes the
-SSRF validator in one place, :func:`safe_address`.
+SSRF guard in one place, :func:`safe_target`: the host is resolved once and checked,
+and the connection goes to that checked address (the name kept for TLS and ``Host``);
+redirects are not followed.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from deployguard.aws.cloudwatch import MetricsReader, canary_queries
 from deployguard.exceptions import MetricsConfigError, ValidationCheckError
 from deployguard.hooks.settings import CheckSettings
 from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
-from deployguard.notification.urlsafety import validate_outbound_url
+from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, open_tcp, pinned_session
 
 CheckStatus = Literal["passed", "failed", "warned"]
 Sleep = Callable[[float], None]
@@ -60,17 +61,21 @@ class CheckContext:
     deployment: Deployment
     metrics: list[MetricSpec]
     local_mode: bool
+    resolver: Resolver | None = None  # tests inject one; by default the system's
 
 
-def safe_address(check: CheckSettings, ctx: CheckContext) -> str:
-    """The check's URL (http) or ``host:port`` (tcp), refused unless the SSRF rules allow it."""
+def safe_target(check: CheckSettings, ctx: CheckContext) -> CheckedTarget:
+    """The check's URL (http) or ``host:port`` (tcp), resolved once; refused unless the SSRF rules allow it."""
     if check.type == "http" and check.url:
-        return validate_outbound_url(check.url, check.allowed_hosts, ctx.local_mode, field=f"{check.name}.url")
+        return check_outbound(
+            check.url, check.allowed_hosts, ctx.local_mode, field=f"{check.name}.url", resolver=ctx.resolver
+        )
     if check.type == "tcp" and check.host and check.port:
         host = f"[{check.host}]" if ":" in check.host else check.host
-        validate_outbound_url(f"https://{host}:{check.port}/", check.allowed_hosts, ctx.local_mode,
-                              field=f"{check.name}.host")  # fmt: skip
-        return f"{check.host}:{check.port}"
+        # the scheme only carries the host through the same rules; a tcp check speaks no https
+        scheme = "http" if ctx.local_mode else "https"
+        return check_outbound(f"{scheme}://{host}:{check.port}/", check.allowed_hosts, ctx.local_mode,
+                              field=f"{check.name}.host", resolver=ctx.resolver)  # fmt: skip
     raise ValidationCheckError(f"{check.name}: a {check.type} check has no address")
 
 
@@ -118,7 +123,7 @@ def _lambda_invoke(check: CheckSettings, ctx: CheckContext, deadline: float) -> 
 
 
 def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
-    url = safe_address(check, ctx)
+    target = safe_target(check, ctx)
     healthy_by = min(deadline, time.monotonic() + check.wait_until_healthy_seconds)
     polls = 0
     while True:
@@ -126,7 +131,8 @@ def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str
         started = time.monotonic()
         timeout = max(0.05, min(check.timeout_seconds, deadline - started))
         try:
-            resp = requests.get(url, timeout=timeout, allow_redirects=False)
+            with pinned_session(target) as session:
+                resp = session.get(target.url, timeout=timeout, allow_redirects=False)
             elapsed_ms = (time.monotonic() - started) * 1000.0
             problems = []
             if resp.status_code != check.expect_status:
@@ -151,12 +157,12 @@ def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str
 
 
 def _tcp(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
-    address = safe_address(check, ctx)
-    host, port = str(check.host), int(check.port or 0)
+    target = safe_target(check, ctx)
+    address = f"{check.host}:{check.port}"
     started = time.monotonic()
     timeout = max(0.05, min(check.timeout_seconds, deadline - started))
     try:
-        connection = socket.create_connection((host, port), timeout=timeout)
+        connection = open_tcp(target, timeout)
     except OSError as exc:
         raise ValidationCheckError(f"{address} unreachable: {exc.strerror or exc}") from exc
     connection.close()

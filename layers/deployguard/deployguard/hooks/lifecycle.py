@@ -8,13 +8,18 @@ before traffic moves it routes only to the current version (BeforeAllowTraffic:
 pre-traffic checks); after, it routes to the target version (AfterAllowTraffic: the
 judge and the health assessment over ``post_traffic_window_seconds``).
 
-Exactly once: a once-only record keyed on the hook execution id is claimed before any
-work, and a second one before the status call; a second delivery of the same execution
-(Lambda's async retries, duplicates) finds them and neither runs the checks again nor
-answers again. Should the first attempt die without answering (killed at its timeout),
-a later delivery past that attempt's deadline answers ``Failed`` for it. Fail closed:
-any error inside is answered ``Failed``, with the reason recorded. Checks get a deadline
-that leaves ``report_margin_seconds`` to answer before the function's own timeout.
+Exactly once (:mod:`deployguard.hooks.answers`): a marker keyed on the hook execution id is
+claimed before any work, with a lease until this attempt's deadline; the status decided is
+stored on it before the PutLifecycleEventHookExecutionStatus call, and the marker is done once
+CodeDeploy confirmed it. A second delivery of the same execution (Lambda's async retries,
+duplicates) runs no checks: it finds the marker done (nothing to do), a decided status not
+confirmed (sends the same status again), or a claim whose lease ended undecided (the first
+attempt died: it answers ``Failed`` for it). The recorder's schedule does the same for
+executions nobody delivers again. A claim written but answered with an error (a 500) is
+recognised as this attempt's own by its token. Fail closed: any error inside is answered
+``Failed``, with the reason recorded; :meth:`LifecycleHook.handle` never raises, even with
+DynamoDB down. Checks get a deadline that leaves ``report_margin_seconds`` before the
+function's own timeout, and the status call is retried within that margin.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -32,11 +37,12 @@ from deployguard import clock
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
-from deployguard.aws.codedeploy import ECS_HOOKS, CodeDeployDeployment, CodeDeployGateway, HookStatus
+from deployguard.aws.codedeploy import ECS_HOOKS, CodeDeployDeployment, CodeDeployGateway, HookStatus, StatusReport
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import CodeDeployError
+from deployguard.hooks.answers import DEFAULT_BUDGET_SECONDS, HOOK_KIND, HookAnswers, Settled
 from deployguard.hooks.checks import CheckContext, CheckResult, Sleep, run_check
 from deployguard.models import (
     Decision,
@@ -52,14 +58,12 @@ from deployguard.models import (
     Severity,
 )
 from deployguard.recorder import ensure_record
-from deployguard.storage import keys
+from deployguard.storage.leases import Marker
 from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:lifecycle-hook"
-HOOK_KIND = "HOOK"  # claimed before any work: the checks run once per hook execution
-REPORT_KIND = "HOOK-REPORT"  # claimed before the status call: CodeDeploy is answered once
-MARKER_TTL = timedelta(days=2)
-DEAD_ATTEMPT_GRACE_SECONDS = 5.0
+REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to the function's end
+__all__ = ["HOOK_KIND", "HookEvent", "HookOutcome", "LifecycleHook", "answer_without_setup"]
 logger = logging.getLogger(__name__)
 
 _EXECUTION_ID = r"^\S{1,1024}$"
@@ -88,6 +92,8 @@ class HookOutcome(Model):
     duplicate: bool = False
     reported: bool = False
     report_error: str | None = None
+    report_attempts: int = 0
+    resent: bool = False  # the status an earlier attempt decided, sent again
     checks: list[CheckResult] = Field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,6 +107,8 @@ class HookOutcome(Model):
             "duplicate": self.duplicate,
             "reported": self.reported,
             "report_error": self.report_error,
+            "report_attempts": self.report_attempts,
+            "resent": self.resent,
             "can_deploy": self.status == "Succeeded",
             "passed": [c.name for c in self.checks if c.status == "passed"],
             "failed": [c.name for c in self.checks if c.status == "failed"],
@@ -131,7 +139,7 @@ class LifecycleHook:
         codedeploy: CodeDeployGateway | None = None,
         *,
         local_mode: bool = False,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep = clock.sleep,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -139,39 +147,66 @@ class LifecycleHook:
         self.codedeploy = codedeploy or CodeDeployGateway()
         self.local_mode = local_mode
         self.sleep = sleep
+        self.answers = HookAnswers(repository, self.codedeploy, sleep=sleep)
 
     # ------------------------------------------------------------------ entry
 
     def handle(self, raw: Any, remaining_ms: Callable[[], int]) -> HookOutcome:
         """Validate the deployment of one hook execution and answer CodeDeploy, once; never raises."""
         try:
+            return self._handle(raw, remaining_ms)
+        except Exception as exc:  # a bug or an outage nothing inside caught: still answer, Failed
+            logger.exception("lifecycle hook failed outside its checks")
+            return answer_without_setup(raw, f"internal error, failing closed: {type(exc).__name__}: {exc}",
+                                        self.codedeploy, sleep=self.sleep)  # fmt: skip
+
+    def _handle(self, raw: Any, remaining_ms: Callable[[], int]) -> HookOutcome:
+        try:
             event = HookEvent.model_validate(raw)
         except ValidationError as exc:
             return self._malformed(raw, _malformed_reason(exc))
         execution_id, deployment_id = event.LifecycleEventHookExecutionId, event.DeploymentId
         must_answer_by = clock.now() + timedelta(milliseconds=remaining_ms())
+        outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason="")
         try:
-            first = self.repository.claim_once(
-                HOOK_KIND, execution_id, MARKER_TTL, deployment_id=deployment_id, deadline=must_answer_by.timestamp()
+            claim = self.answers.markers.claim(
+                execution_id, must_answer_by.timestamp(), reclaim_expired=False, deployment_id=deployment_id
             )
         except Exception as exc:  # cannot even record the claim: answer Failed rather than leave CodeDeploy waiting
             logger.exception("cannot claim the hook execution", extra={"deployment_id": deployment_id})
-            return self._answer(deployment_id, execution_id, "Failed",
-                                f"internal error, failing closed: {type(exc).__name__}: {exc}", None)  # fmt: skip
-        if not first:
-            return self._duplicate(deployment_id, execution_id)
+            outcome.reason = (
+                f"internal error, failing closed: cannot claim the hook execution: {type(exc).__name__}: {exc}"
+            )
+            self._send(outcome, must_answer_by, DEFAULT_BUDGET_SECONDS)
+            self._record_verdict(outcome)
+            return outcome
+        if not claim.mine:
+            return self._existing(claim.existing, deployment_id, execution_id, must_answer_by)
         deadline = time.monotonic() + remaining_ms() / 1000.0
-        outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason="")
+        margin = DEFAULT_BUDGET_SECONDS
         try:
-            self._validate(outcome, deadline)
+            margin = self._validate(outcome, deadline)
         except Exception as exc:  # fail closed: whatever went wrong inside, the answer is Failed with the reason
             logger.exception("lifecycle hook failed inside", extra={"deployment_id": deployment_id})
             outcome.status, outcome.reason = "Failed", f"internal error, failing closed: {type(exc).__name__}: {exc}"
-        return self._answer_outcome(outcome)
+        assert outcome.status is not None
+        try:
+            decided = self.answers.markers.decide(execution_id, claim.token, outcome.status)
+        except Exception:  # the marker cannot take the decision: answer anyway (CodeDeploy takes one result)
+            logger.exception("cannot store the hook's decision", extra={"execution_id": execution_id})
+            decided = True
+        if not decided:  # our lease ran out and another attempt answered for this one
+            outcome.duplicate = True
+            outcome.reason = "another attempt answered this execution (this one outlived its lease): " + outcome.reason
+            return outcome
+        self._send(outcome, must_answer_by, margin)
+        self._record_verdict(outcome)
+        return outcome
 
     # ------------------------------------------------------------------ learning and validating
 
-    def _validate(self, outcome: HookOutcome, deadline: float) -> None:
+    def _validate(self, outcome: HookOutcome, deadline: float) -> float:
+        """Learn, check and decide; returns the service's ``report_margin_seconds``."""
         assert outcome.deployment_id is not None
         info = self.codedeploy.deployment(outcome.deployment_id)
         if info.target is None:
@@ -187,6 +222,7 @@ class LifecycleHook:
             outcome.status, outcome.reason, outcome.checks = self._post_traffic(deployment, check_deadline)
         else:
             outcome.status, outcome.reason = "Succeeded", f"{outcome.lifecycle_event}: no checks configured"
+        return settings.report_margin_seconds
 
     def _phase(
         self, info: CodeDeployDeployment, ecs_check_hooks: Sequence[str]
@@ -287,57 +323,76 @@ class LifecycleHook:
 
     # ------------------------------------------------------------------ duplicates and malformed events
 
-    def _duplicate(self, deployment_id: str, execution_id: str) -> HookOutcome:
-        """A second delivery: nothing runs again; only a first attempt that died unanswered is answered for."""
+    def _existing(
+        self, marker: Marker | None, deployment_id: str, execution_id: str, must_answer_by: datetime
+    ) -> HookOutcome:
+        """A second delivery: no checks run again; an answer left unconfirmed is finished."""
         logger.info("duplicate hook delivery", extra={"execution_id": execution_id})
-        claim = self._marker(HOOK_KIND, execution_id) or {}
-        answered = self._marker(REPORT_KIND, execution_id)
-        deadline = float(claim.get("deadline", 0) or 0)
-        if answered is None and deadline and clock.now().timestamp() > deadline + DEAD_ATTEMPT_GRACE_SECONDS:
-            return self._answer(deployment_id, execution_id, "Failed",
-                                "the first attempt of this hook execution ended without answering "
-                                "(timed out or crashed); failing closed", None)  # fmt: skip
-        return HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status=None,
-                           reason="duplicate delivery of a hook execution already handled", duplicate=True)  # fmt: skip
-
-    def _marker(self, kind: str, key: str) -> dict[str, Any] | None:
-        pk, sk = keys.singleton_key(kind, key)
-        item = self.repository.table.get_item(Key={keys.PK: pk, keys.SK: sk}, ConsistentRead=True).get("Item")
-        return dict(item) if item else None
+        duplicate = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status=None,
+                                reason="duplicate delivery of a hook execution already handled",
+                                duplicate=True)  # fmt: skip
+        if marker is None:  # the claim vanished between the write and the read (TTL): nothing to finish
+            return duplicate
+        settled: Settled = self.answers.settle(marker, self._budget(must_answer_by, DEFAULT_BUDGET_SECONDS))
+        if settled.action in ("answered", "in_progress") or settled.report is None:
+            return duplicate
+        outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status=settled.status,
+                              reason="", resent=settled.action == "resent")  # fmt: skip
+        _apply(outcome, settled.report)
+        if settled.action == "resent":
+            outcome.reason = f"re-sent the status {settled.status} an earlier attempt decided but could not confirm"
+            self._audit_quietly(outcome, "hook_status_resent")
+            return outcome
+        outcome.reason = ("the first attempt of this hook execution ended without answering "
+                          "(timed out or crashed); failing closed")  # fmt: skip
+        self._record_verdict(outcome)
+        return outcome
 
     def _malformed(self, raw: Any, reason: str) -> HookOutcome:
         logger.error(reason)
         deployment_id, execution_id = _ids_of(raw)
-        if execution_id is not None:
-            return self._answer(deployment_id, execution_id, "Failed", reason, None)
-        return _unanswerable(deployment_id, reason)
+        if execution_id is None:
+            return _unanswerable(deployment_id, reason)
+        # no claim: an event that names no valid deployment cannot be tied to a record; CodeDeploy
+        # takes one result per execution, which keeps a redelivery from changing the answer
+        outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason=reason)
+        _apply(outcome, self.codedeploy.report(deployment_id, execution_id, "Failed", sleep=self.sleep))
+        self._record_verdict(outcome)
+        return outcome
 
     # ------------------------------------------------------------------ answering
 
-    def _answer(
-        self, deployment_id: str | None, execution_id: str, status: HookStatus, reason: str, phase: HookPhase | None
-    ) -> HookOutcome:
-        return self._answer_outcome(HookOutcome(execution_id=execution_id, deployment_id=deployment_id,
-                                                status=status, reason=reason, phase=phase))  # fmt: skip
+    @staticmethod
+    def _budget(must_answer_by: datetime, margin: float) -> float:
+        """Seconds the status call may take: the margin, and never past the function's end."""
+        left = (must_answer_by - clock.now()).total_seconds() - REPORT_SAFETY_SECONDS
+        return max(0.0, min(margin, left))
 
-    def _answer_outcome(self, outcome: HookOutcome) -> HookOutcome:
-        """The status call, once per execution id; then the verdict in the record."""
+    def _send(self, outcome: HookOutcome, must_answer_by: datetime, margin: float) -> None:
         assert outcome.execution_id is not None and outcome.status is not None
-        if not self.repository.claim_once(REPORT_KIND, outcome.execution_id, MARKER_TTL, status=outcome.status):
-            outcome.duplicate = True
-            outcome.reason = "already answered: " + outcome.reason
-            return outcome
-        try:
-            self.codedeploy.report(outcome.deployment_id, outcome.execution_id, outcome.status)
-            outcome.reported = True
-        except CodeDeployError as exc:
-            outcome.report_error = str(exc)
-            logger.error("CodeDeploy refused the hook status", extra={"error": str(exc)})
+        report = self.answers.send(
+            outcome.deployment_id, outcome.execution_id, outcome.status, self._budget(must_answer_by, margin)
+        )
+        _apply(outcome, report)
+        if report.error:
+            logger.error("CodeDeploy did not take the hook status", extra={"error": report.error,
+                                                                            "outcome": report.outcome})  # fmt: skip
+
+    def _record_verdict(self, outcome: HookOutcome) -> None:
         try:
             self._write_verdict(outcome)
         except Exception:  # CodeDeploy has its answer; a failed write of the record is logged with its reason
             logger.exception("cannot record the hook verdict", extra=outcome.as_dict())
-        return outcome
+
+    def _audit_quietly(self, outcome: HookOutcome, action: str) -> None:
+        if not outcome.deployment_id:
+            return
+        try:
+            self.repository.audit(outcome.deployment_id, action, ACTOR, f"{outcome.status}: {outcome.reason}",
+                                  execution_id=outcome.execution_id, reported=outcome.reported,
+                                  report_error=outcome.report_error)  # fmt: skip
+        except Exception:
+            logger.exception("cannot audit the hook answer", extra=outcome.as_dict())
 
     def _write_verdict(self, outcome: HookOutcome) -> None:
         if not outcome.deployment_id:
@@ -385,23 +440,34 @@ class LifecycleHook:
                               event_id=event.event_id)  # fmt: skip
 
 
-def answer_without_setup(raw: Any, reason: str, codedeploy: CodeDeployGateway | None = None) -> HookOutcome:
+def answer_without_setup(
+    raw: Any, reason: str, codedeploy: CodeDeployGateway | None = None, *, sleep: Sleep = clock.sleep
+) -> HookOutcome:
     """Answer ``Failed`` when the hook cannot even be built (configuration or table unreadable).
 
-    Nothing can be recorded then, so there is no once-only claim: CodeDeploy refuses a second
-    status for the same execution (LifecycleEventAlreadyCompletedException), which is the guard.
+    Nothing can be recorded then, so there is no once-only claim: CodeDeploy takes one result
+    per execution and refuses a status once it no longer waits on it
+    (LifecycleEventAlreadyCompletedException), which is the guard.
     """
     deployment_id, execution_id = _ids_of(raw)
     if execution_id is None:
         return _unanswerable(deployment_id, reason)
     outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason=reason)
     try:
-        (codedeploy or CodeDeployGateway()).report(deployment_id, execution_id, "Failed")
-        outcome.reported = True
-    except CodeDeployError as exc:
-        outcome.report_error = str(exc)
-        logger.error("CodeDeploy refused the hook status", extra={"error": str(exc)})
+        report = (codedeploy or CodeDeployGateway()).report(deployment_id, execution_id, "Failed", sleep=sleep)
+    except Exception as exc:  # never raise: the log has it
+        logger.exception("cannot answer CodeDeploy")
+        outcome.report_error = f"{type(exc).__name__}: {exc}"
+        return outcome
+    _apply(outcome, report)
     return outcome
+
+
+def _apply(outcome: HookOutcome, report: StatusReport) -> None:
+    """How the status call ended, on the outcome: reported only when CodeDeploy accepted it."""
+    outcome.reported = report.outcome == "accepted"
+    outcome.report_error = report.error
+    outcome.report_attempts = report.attempts
 
 
 def _ids_of(raw: Any) -> tuple[str | None, str | None]:

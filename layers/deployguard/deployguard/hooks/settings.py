@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from deployguard.notification.urlsafety import check_allowlist
 
 # CodeDeploy fails a hook after one hour, but the hook function itself runs at most 900 s
 # (its Timeout in template.yaml, Lambda's maximum): every check and the answer must fit in that
@@ -52,6 +54,11 @@ class CheckSettings(BaseModel):
     alarm_prefix: str | None = None
     # baseline: the stable version's recent metrics, stored for later comparison
     baseline_minutes: int = Field(default=15, ge=1, le=180)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowlist(cls, value: list[str]) -> list[str]:
+        return check_allowlist(value)
 
     @model_validator(mode="after")
     def _needs(self) -> CheckSettings:

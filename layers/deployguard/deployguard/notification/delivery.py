@@ -1,11 +1,15 @@
 """Delivery of one outbound message with retries, backoff and ``Retry-After``.
 
 - timeouts, connection errors, HTTP 408 and 5xx are retried with exponential
-  backoff and jitter, up to ``max_attempts`` and within ``deadline_seconds``;
+  backoff and jitter, up to ``max_attempts`` and within ``deadline_seconds`` (or the
+  caller's ``deadline_at``, the router's time budget, if sooner): no wait and no read
+  outlasts it;
 - HTTP 429 (and 503) wait what ``Retry-After`` says (seconds or an HTTP date); a wait
   longer than ``max_retry_after_seconds`` ends the delivery (the router dead-letters it);
 - other 4xx and every 3xx fail at once: redirects are never followed (no SSRF hop);
-- the URL is checked with :func:`validate_outbound_url` before the first attempt.
+- the URL is checked and its host resolved once with :func:`check_outbound` before the
+  first attempt; every attempt connects to that checked address (:func:`pinned_session`),
+  so a second DNS answer cannot send the message elsewhere.
 
 ``sleep``, ``monotonic`` and ``random`` are injectable so tests never really wait.
 Error texts are built here and never contain the URL (webhook URLs are secrets).
@@ -29,7 +33,7 @@ from deployguard.aws import clients
 from deployguard.exceptions import ConfigError
 from deployguard.notification.base import HttpMessage, OutboundMessage, SnsMessage
 from deployguard.notification.settings import DeliverySettings
-from deployguard.notification.urlsafety import Resolver, validate_outbound_url
+from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, pinned_session
 
 USER_AGENT = "DeployGuard-Notifier/1"
 
@@ -94,7 +98,6 @@ class Deliverer:
         allowlist: Iterable[str] = (),
         local_mode: bool = False,
         *,
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -103,7 +106,6 @@ class Deliverer:
         self.settings = settings or DeliverySettings()
         self.allowlist = list(allowlist)
         self.local_mode = local_mode
-        self.session = session or requests.Session()
         self.sleep = sleep
         self.monotonic = monotonic
         self.random = random
@@ -114,25 +116,38 @@ class Deliverer:
         delay = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
         return delay * (0.5 + self.random() / 2)
 
-    def deliver(self, message: OutboundMessage, field: str | None = None) -> DeliveryResult:
+    def deliver(
+        self, message: OutboundMessage, field: str | None = None, deadline_at: float | None = None
+    ) -> DeliveryResult:
+        """One message, retried; ``deadline_at`` (on ``monotonic``) ends it sooner than ``deadline_seconds``."""
         started = self.monotonic()
+        target: CheckedTarget | None = None
+        ends_at = started + self.settings.deadline_seconds
+        if deadline_at is not None and deadline_at < ends_at:
+            ends_at = deadline_at
+        budget = ends_at - started
         if isinstance(message, HttpMessage):
             try:
-                validate_outbound_url(
-                    message.url.get_secret_value(),
-                    self.allowlist,
-                    self.local_mode,
-                    field=field,
-                    resolve=not self.local_mode,
-                    resolver=self.resolver,
+                target = check_outbound(
+                    message.url.get_secret_value(), self.allowlist, self.local_mode, field=field, resolver=self.resolver
                 )
             except ConfigError as exc:
                 return DeliveryResult(ok=False, attempts=0, latency_ms=0.0, error=str(exc))
         attempts = 0
         last = _Attempt(ok=False, retryable=False, error="not attempted")
         while attempts < self.settings.max_attempts:
+            left = ends_at - self.monotonic()
+            if left <= 0:
+                reached = f"delivery deadline of {budget:.0f}s reached"
+                last = _Attempt(ok=False, retryable=False, status_code=last.status_code,
+                                error=f"{last.error}; {reached}" if attempts else reached)  # fmt: skip
+                break
             attempts += 1
-            last = self._http(message) if isinstance(message, HttpMessage) else self._sns(message)
+            if isinstance(message, HttpMessage):
+                assert target is not None
+                last = self._http(message, target, left)
+            else:
+                last = self._sns(message)
             if last.ok or not last.retryable or attempts >= self.settings.max_attempts:
                 break
             wait = self.backoff(attempts) if last.retry_after is None else last.retry_after
@@ -145,12 +160,12 @@ class Deliverer:
                     f"{self.settings.max_retry_after_seconds:.0f}s",
                 )
                 break
-            if self.monotonic() - started + wait > self.settings.deadline_seconds:
+            if self.monotonic() + wait > ends_at:
                 last = _Attempt(
                     ok=False,
                     retryable=False,
                     status_code=last.status_code,
-                    error=f"{last.error}; delivery deadline of {self.settings.deadline_seconds:.0f}s reached",
+                    error=f"{last.error}; delivery deadline of {budget:.0f}s reached",
                 )
                 break
             self.sleep(wait)
@@ -163,16 +178,20 @@ class Deliverer:
             error=None if last.ok else last.error,
         )
 
-    def _http(self, message: HttpMessage) -> _Attempt:
+    def _http(self, message: HttpMessage, target: CheckedTarget, left: float) -> _Attempt:
         headers = {"User-Agent": USER_AGENT, **message.headers}
         try:
-            resp = self.session.post(
-                message.url.get_secret_value(),
-                data=message.body,
-                headers=headers,
-                timeout=(self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds),
-                allow_redirects=False,
-            )
+            with pinned_session(target) as session:
+                resp = session.post(
+                    target.url,
+                    data=message.body,
+                    headers=headers,
+                    timeout=(
+                        min(self.settings.connect_timeout_seconds, left),
+                        min(self.settings.read_timeout_seconds, left),
+                    ),
+                    allow_redirects=False,
+                )
         except requests.Timeout:
             return _Attempt(ok=False, retryable=True, error="timed out")
         except requests.ConnectionError:

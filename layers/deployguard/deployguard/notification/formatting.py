@@ -33,6 +33,7 @@ LABELS: dict[EventType, str] = {
     EventType.VALIDATION_WARNED: "Validation Warning",
     EventType.ASSESSMENT_STATUS_CHANGED: "Assessment Status Changed",
     EventType.DEPLOYMENT_LONG_RUNNING: "Long-Running Deployment",
+    EventType.CONTROL_ACTION: "Control Action",
     EventType.ALERT: "Alert",
 }
 

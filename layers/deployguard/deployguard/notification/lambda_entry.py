@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import SnsModel
@@ -93,8 +94,11 @@ def _count(notifications: list[Notification], totals: dict[str, int]) -> None:
         totals[n.status.value] = totals.get(n.status.value, 0) + 1
 
 
-def handle(event: Any) -> dict[str, int]:
-    """Process one invocation; returns counts per delivery status and of malformed records."""
+def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[str, int]:
+    """Process one invocation; returns counts per delivery status and of malformed records.
+
+    ``remaining_ms`` (the context's ``get_remaining_time_in_millis``) bounds each event's deliveries.
+    """
     totals: dict[str, int] = {s.value: 0 for s in DeliveryStatus}
     totals["malformed"] = 0
     if isinstance(event, dict) and event.get("source") == "aws.events":
@@ -124,7 +128,7 @@ def handle(event: Any) -> dict[str, int]:
             totals["malformed"] += 1
             continue
         try:
-            _count(router().route(deployment_event), totals)
+            _count(router().route(deployment_event, remaining_ms), totals)
         except DeliveryError as exc:
             logger.error("event not delivered", extra={"event_id": deployment_event.event_id, "error": str(exc)})
             undelivered.append(deployment_event.event_id)

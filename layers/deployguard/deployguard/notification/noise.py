@@ -2,7 +2,10 @@
 
 All state lives in the DeploymentsTable so that it holds across Lambda containers:
 
-- dedup: a once-only marker per (event id, channel); SNS delivers at least once;
+- dedup: a leased marker per (event id, channel) (:mod:`deployguard.storage.leases`),
+  claimed before delivery until the invocation's end and done only once the channel got the
+  event or the dead-letter queue holds it; SNS delivers at least once, and a claim whose
+  lease ran out undone (the invocation died mid-delivery) is taken over by the next one;
 - cooldown: a marker per (channel, deployment, event type, status/step/alert,
   severity) that lives ``cooldown_seconds``, so a repeated "still waiting" is sent
   once, while an escalation (a higher severity or another status) always passes;
@@ -24,6 +27,7 @@ from deployguard.models import DeploymentEvent, EventType
 from deployguard.notification import formatting as fmt
 from deployguard.notification.settings import NotificationSettings, RateLimit
 from deployguard.storage import keys
+from deployguard.storage.leases import Claim, Leases
 from deployguard.storage.repository import DeploymentRepository
 
 DEDUP = "NOTIFY-DEDUP"
@@ -60,16 +64,26 @@ class NoiseControl:
     def __init__(self, settings: NotificationSettings, repository: DeploymentRepository) -> None:
         self.settings = settings
         self.repository = repository
+        ttl = timedelta(seconds=settings.noise.dedup_ttl_seconds)
+        self.deliveries = Leases(lambda: repository.table, DEDUP, ttl)
 
     # ------------------------------------------------------------------ dedup and cooldown
 
-    def first_delivery(self, event: DeploymentEvent, channel: str) -> bool:
-        ttl = timedelta(seconds=self.settings.noise.dedup_ttl_seconds)
-        return self.repository.claim_once(DEDUP, f"{event.event_id}#{channel}", ttl)
+    def claim_delivery(self, event: DeploymentEvent, channel: str, lease_until: float) -> Claim:
+        """Claim the delivery of ``event`` to ``channel`` until ``lease_until`` (epoch seconds).
 
-    def forget_delivery(self, event: DeploymentEvent, channel: str) -> None:
-        """Undo :meth:`first_delivery` so a redelivered SNS message is processed again."""
-        self.repository.release(DEDUP, f"{event.event_id}#{channel}")
+        Not ``mine``: delivered already (``existing.state == "done"``) or another invocation is
+        at it (its lease runs). ``taken_over``: an earlier invocation claimed it and died.
+        """
+        return self.deliveries.claim(f"{event.event_id}#{channel}", lease_until, reclaim_expired=True)
+
+    def delivered(self, event: DeploymentEvent, channel: str, outcome: str) -> None:
+        """The channel got the event (or the dead-letter queue holds it): later copies are duplicates."""
+        self.deliveries.done(f"{event.event_id}#{channel}", outcome=outcome)
+
+    def forget_delivery(self, event: DeploymentEvent, channel: str, claim: Claim) -> None:
+        """Give the claim up so a redelivered SNS message is processed again."""
+        self.deliveries.release(f"{event.event_id}#{channel}", claim.token)
 
     def cooled_down(self, event: DeploymentEvent, channel: str) -> bool:
         seconds = self.settings.cooldown_seconds(event.event_type)

@@ -2,18 +2,24 @@
 
 For each channel the configured routes select (each channel once per event):
 
-1. dedup: an event id already handled for the channel is suppressed (SNS redelivery);
+1. dedup: the delivery of the event to the channel is claimed until the invocation's end
+   (a lease); an event the channel already got, or one another invocation is delivering
+   now, is suppressed (SNS redelivery); a claim left by an invocation that died is taken
+   over and delivered again (a channel is marked delivered only once it was);
 2. cooldown: the same deployment/event type/status/severity within the cooldown is
    suppressed;
 3. the channel renders the event (PagerDuty renders nothing for events it does not act
    on: recorded as suppressed);
 4. rate limit: below ``noise.bypass_severity`` an event over the channel's limit is
    held for the digest (recorded as suppressed, sent by :meth:`flush_digests`);
-5. delivery with retries; what still fails goes to the dead-letter queue.
+5. delivery with retries, every channel at once (one thread each), within a time budget
+   taken from the invocation's remaining time (``remaining_ms``) less a reserve for
+   dead-lettering and recording: a channel throttled with ``Retry-After 60`` delays no
+   other; what is not delivered in the budget, or fails, goes to the dead-letter queue.
 
 Every outcome is recorded with ``repository.add_notification`` (channel, status,
 attempts, latency, error), so "did ops get paged?" has an answer. If a failed
-delivery cannot be dead-lettered either, its dedup marker is released and
+delivery cannot be dead-lettered either, its dedup claim is released and
 :class:`DeliveryError` is raised after the other channels, so that the caller fails
 and SNS delivers the event again: nothing is lost.
 """
@@ -24,6 +30,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -44,9 +52,13 @@ from deployguard.notification.sns_channels import EmailChannel, SmsChannel
 from deployguard.notification.teams import TeamsChannel
 from deployguard.notification.urlsafety import validate_outbound_url
 from deployguard.notification.webhook import WebhookChannel
+from deployguard.storage.leases import Claim
 from deployguard.storage.repository import DeploymentRepository
 
 logger = logging.getLogger(__name__)
+RESERVE_SECONDS = 10.0  # kept from the invocation's remaining time to dead-letter and record
+LEASE_MARGIN_SECONDS = 30.0  # a claim outlives the budget by this much (the reserve, and clock skew)
+IN_PROGRESS = "in progress: another invocation is delivering it"
 
 
 def local_mode_from_env() -> bool:
@@ -64,6 +76,23 @@ class RedeliveryOutcome:
 class _Failure:
     event: DeploymentEvent
     channel: str
+
+
+@dataclass
+class _Ready:
+    """A channel past dedup, cooldown, rendering and rate limit: its messages wait for delivery."""
+
+    channel: str
+    messages: list[OutboundMessage]
+    claim: Claim
+
+
+def delivery_budget(remaining_ms: Callable[[], int] | None, default_seconds: float) -> float:
+    """Seconds the deliveries of one event may take: the invocation's remaining time less a reserve."""
+    if remaining_ms is None:
+        return default_seconds
+    remaining = max(0.0, remaining_ms() / 1000.0)
+    return min(default_seconds, remaining - min(RESERVE_SECONDS, remaining / 4))
 
 
 class NotificationRouter:
@@ -141,8 +170,12 @@ class NotificationRouter:
 
     # ------------------------------------------------------------------ routing
 
-    def route(self, event: DeploymentEvent) -> list[Notification]:
-        """Deliver ``event`` to every channel its routes select; one record per channel."""
+    def route(self, event: DeploymentEvent, remaining_ms: Callable[[], int] | None = None) -> list[Notification]:
+        """Deliver ``event`` to every channel its routes select, in parallel; one record per channel.
+
+        ``remaining_ms`` is the invocation's ``context.get_remaining_time_in_millis``: the
+        deliveries end within it, less a reserve (without it: ``delivery.deadline_seconds``).
+        """
         if not self.settings.enabled:
             return []
         unknown = self.settings.unknown_targets(event)
@@ -151,19 +184,39 @@ class NotificationRouter:
                 "event names unknown notification targets",
                 extra={"event_id": event.event_id, "unknown": unknown},
             )
-        recorded: list[Notification] = []
-        lost: list[_Failure] = []
-        for name in self.settings.route_channels(event):
-            notification = self._route_to(event, name)
-            recorded.append(notification)
-            if notification.status is DeliveryStatus.FAILED:
-                lost.append(_Failure(event, name))
+        budget = delivery_budget(remaining_ms, self.settings.delivery.deadline_seconds)
+        deadline_at = self.deliverer.monotonic() + budget
+        lease_until = clock.now().timestamp() + budget + LEASE_MARGIN_SECONDS
+        names = self.settings.route_channels(event)
+        recorded: dict[str, Notification] = {}
+        ready: list[_Ready] = []
+        for name in names:
+            prepared = self._prepare(event, name, lease_until)
+            if isinstance(prepared, _Ready):
+                ready.append(prepared)
+            else:
+                recorded[name] = prepared
+        results = self._deliver_parallel(ready, deadline_at, budget)
+        for item in ready:
+            result = results[item.channel]
+            if result.ok:
+                recorded[item.channel] = self._record(event, item.channel, DeliveryStatus.DELIVERED, result)
+                self._confirm(event, item.channel, "delivered")
+            else:
+                recorded[item.channel] = self._fail(event, item.channel, [event], "event", result, claim=item.claim)
+        lost = [_Failure(event, n) for n in names if recorded[n].status is DeliveryStatus.FAILED]
         if lost:
             raise DeliveryError(
                 f"event {event.event_id} could not be delivered to {', '.join(f.channel for f in lost)} "
                 "nor dead-lettered; it will be processed again"
             )
-        return recorded
+        return [recorded[n] for n in names]
+
+    def _confirm(self, event: DeploymentEvent, name: str, outcome: str) -> None:
+        try:
+            self.noise.delivered(event, name, outcome)
+        except (ClientError, BotoCoreError) as exc:  # delivered all the same; a redelivery may repeat it
+            logger.error("cannot mark the delivery done", extra={"channel": name, "error": _short(exc)})
 
     def _record(
         self,
@@ -199,10 +252,17 @@ class NotificationRouter:
         )
         return notification
 
-    def _route_to(self, event: DeploymentEvent, name: str) -> Notification:
-        if not self.noise.first_delivery(event, name):
-            return self._record(event, name, DeliveryStatus.SUPPRESSED, error="duplicate: event already handled")
-        if not self.noise.cooled_down(event, name):
+    def _prepare(self, event: DeploymentEvent, name: str, lease_until: float) -> Notification | _Ready:
+        """Dedup, cooldown, rendering and rate limit of one channel: a record, or messages to deliver."""
+        claim = self.noise.claim_delivery(event, name, lease_until)
+        if not claim.mine:
+            done = claim.existing is None or claim.existing.state == "done"
+            reason = "duplicate: event already handled" if done else IN_PROGRESS
+            return self._record(event, name, DeliveryStatus.SUPPRESSED, error=reason)
+        # a claim taken over from an invocation that died: that one passed cooldown and rate limit already
+        resumed = claim.taken_over is not None
+        if not resumed and not self.noise.cooled_down(event, name):
+            self._confirm(event, name, "suppressed")
             return self._record(
                 event,
                 name,
@@ -213,24 +273,51 @@ class NotificationRouter:
         try:
             messages = channel.render(event)
         except (ConfigError, ClientError, BotoCoreError) as exc:
-            return self._fail(event, name, [event], "event", DeliveryResult(False, 0, 0.0, error=_short(exc)))
+            result = DeliveryResult(False, 0, 0.0, error=_short(exc))
+            return self._fail(event, name, [event], "event", result, claim=claim)
         if not messages:
+            self._confirm(event, name, "suppressed")
             return self._record(
                 event, name, DeliveryStatus.SUPPRESSED, error=f"{channel.kind.value} does not act on this event"
             )
-        bypass = event.severity.rank >= self.settings.noise.bypass_severity.rank
+        bypass = resumed or event.severity.rank >= self.settings.noise.bypass_severity.rank
         if not bypass and not self.noise.rate_allows(name, self.settings.rate_limit(name)):
             self.noise.hold(name, event)
+            self._confirm(event, name, "held")
             return self._record(event, name, DeliveryStatus.SUPPRESSED, error="rate limited: held for the digest")
-        result = self._deliver_all(messages, name)
-        if result.ok:
-            return self._record(event, name, DeliveryStatus.DELIVERED, result)
-        return self._fail(event, name, [event], "event", result)
+        return _Ready(name, list(messages), claim)
 
-    def _deliver_all(self, messages: Sequence[OutboundMessage], name: str) -> DeliveryResult:
+    def _deliver_parallel(self, ready: list[_Ready], deadline_at: float, budget: float) -> dict[str, DeliveryResult]:
+        """Every channel's messages at once; a channel not finished within the budget counts as failed."""
+        if not ready:
+            return {}
+        if len(ready) == 1:
+            only = ready[0]
+            return {only.channel: self._deliver_all(only.messages, only.channel, deadline_at)}
+        pool = ThreadPoolExecutor(max_workers=len(ready), thread_name_prefix="deliver")
+        futures: dict[str, Future[DeliveryResult]] = {
+            item.channel: pool.submit(self._deliver_all, item.messages, item.channel, deadline_at) for item in ready
+        }
+        wait_for(list(futures.values()), timeout=max(0.0, deadline_at - self.deliverer.monotonic()))
+        pool.shutdown(wait=False, cancel_futures=True)  # a straggler is dead-lettered, not waited for
+        results: dict[str, DeliveryResult] = {}
+        for name, future in futures.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                results[name] = future.result()
+            elif future.done() and not future.cancelled():
+                error = f"delivery raised {type(future.exception()).__name__}"
+                results[name] = DeliveryResult(False, 0, 0.0, error=error)
+            else:
+                error = f"not delivered within the invocation's time budget of {budget:.0f}s"
+                results[name] = DeliveryResult(False, 0, round(budget * 1000, 3), error=error)
+        return results
+
+    def _deliver_all(
+        self, messages: Sequence[OutboundMessage], name: str, deadline_at: float | None = None
+    ) -> DeliveryResult:
         attempts, latency = 0, 0.0
         for message in messages:
-            result = self.deliverer.deliver(message, field=f"notifications.channels.{name}")
+            result = self.deliverer.deliver(message, field=f"notifications.channels.{name}", deadline_at=deadline_at)
             attempts += result.attempts
             latency += result.latency_ms
             if not result.ok:
@@ -245,8 +332,13 @@ class NotificationRouter:
         kind: str,
         result: DeliveryResult,
         redeliveries: int = 0,
+        claim: Claim | None = None,
     ) -> Notification:
-        """Dead-letter a failed delivery; record DEAD_LETTERED, or FAILED if even that failed."""
+        """Dead-letter a failed delivery; record DEAD_LETTERED, or FAILED if even that failed.
+
+        With the event's dedup ``claim``: done once dead-lettered (the queue holds it),
+        released if not (SNS delivers the event again and it must not look like a duplicate).
+        """
         error = result.error or "delivery failed"
         if self.dlq is not None:
             letter = DeadLetter(
@@ -262,10 +354,12 @@ class NotificationRouter:
             except (ClientError, BotoCoreError) as exc:
                 logger.error("dead-letter queue unavailable", extra={"channel": name, "error": _short(exc)})
             else:
+                if claim is not None:
+                    self._confirm(event, name, "dead_lettered")
                 return self._record(event, name, DeliveryStatus.DEAD_LETTERED, result, error=error)
-        if kind == "event" and redeliveries == 0:
+        if claim is not None:
             # SNS will deliver the event again: it must not look like a duplicate then
-            self.noise.forget_delivery(event, name)
+            self.noise.forget_delivery(event, name, claim)
             self.noise.forget_cooldown(event, name)
         return self._record(event, name, DeliveryStatus.FAILED, result, error=f"{error}; not dead-lettered")
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import fnmatch
 import re
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deployguard.exceptions import ConfigError
 from deployguard.models import DeploymentEvent, EventType, Severity
+from deployguard.notification.urlsafety import check_allowlist
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -291,6 +291,11 @@ class NotificationSettings(_Strict):
     digest: DigestSettings = Field(default_factory=DigestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowlist(cls, value: list[str]) -> list[str]:
+        return check_allowlist(value)
+
     @field_validator("channels", "roles")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -399,10 +404,3 @@ def parse_notification_settings(document: Any, source: str, prefix: str = "notif
         loc = _field_path(first["loc"])
         more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(first["msg"] + more, source=source, field=f"{prefix}.{loc}" if loc else prefix) from exc
-
-
-def load_notification_settings(path: str | Path) -> NotificationSettings:
-    """The ``notifications:`` section of a configuration file (read by :func:`deployguard.config.load_config`)."""
-    from deployguard.config import load_config  # config embeds this module's settings
-
-    return load_config(path).notifications

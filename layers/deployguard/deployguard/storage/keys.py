@@ -12,6 +12,7 @@ queries the product needs, none of them a scan:
 | ended unpromoted (rolled back, failed, held) | gsi1    | gsi1pk = ENDED, gsi1sk = ended time (reconciler)|
 | events recorded, not yet published (outbox)  | gsi1    | gsi1pk = OUTBOX, gsi1sk = event time            |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
+| every service/environment ever deployed      | table   | pk = CATALOG, sk = SVC#<S>#ENV#<E>              |
 | open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
 | all incidents, newest first                  | gsi2    | gsi2pk = INCIDENTS                              |
 | a record that must exist once (dedup, locks) | table   | pk = <KIND>#<key>, sk = <KIND>                  |
@@ -44,6 +45,7 @@ ACTIVE = "ACTIVE"
 MONITORING = "MONITOR"
 ENDED = "ENDED"
 OUTBOX = "OUTBOX"
+CATALOG = "CATALOG"  # one item per service/environment pair that has deployments
 
 # sort-key prefixes of a deployment's history
 ASSESSMENT = "AS#"

@@ -157,6 +157,14 @@ class DeploymentRepository:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ConflictError(f"deployment {deployment.deployment_id} already exists") from exc
             raise
+        self.table.put_item(  # idempotent: the catalog lists every service/environment pair once
+            Item={
+                keys.PK: keys.CATALOG,
+                keys.SK: keys.service_env_pk(deployment.service, deployment.environment),
+                "service": deployment.service,
+                "environment": deployment.environment,
+            }
+        )
         return deployment
 
     def save_deployment(self, deployment: Deployment) -> Deployment:
@@ -237,6 +245,58 @@ class DeploymentRepository:
             max_items=limit,
         )
         return [_from_item(Deployment, item) for item in items]
+
+    def service_environments(self) -> list[tuple[str, str]]:
+        """Every (service, environment) pair that has had a deployment (the catalog)."""
+        items = self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": keys.CATALOG})
+        return [(str(i["service"]), str(i["environment"])) for i in items]
+
+    def deployments_page(
+        self,
+        service: str,
+        environment: str,
+        *,
+        before: str | None = None,
+        since: datetime | None = None,
+        statuses: list[str] | None = None,
+        limit: int = 50,
+    ) -> list[tuple[str, Deployment]]:
+        """Deployments of one service/environment, newest first, with their sort keys (for paging).
+
+        ``before`` is a sort key returned earlier (keyset paging); ``since`` keeps deployments that
+        started at or after it; ``statuses`` keeps those in one of the statuses.
+        """
+        condition = "gsi2pk = :pk"
+        values: dict[str, Any] = {":pk": keys.service_env_pk(service, environment)}
+        low = keys.time_key(since) if since else None
+        if before and low:
+            condition += " AND gsi2sk BETWEEN :low AND :before"
+            values.update({":low": low, ":before": before})
+        elif before:
+            condition += " AND gsi2sk < :before"
+            values[":before"] = before
+        elif low:
+            condition += " AND gsi2sk >= :low"
+            values[":low"] = low
+        kwargs: dict[str, Any] = {
+            "IndexName": keys.GSI2,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if statuses:
+            names = [f":st{i}" for i in range(len(statuses))]
+            kwargs["FilterExpression"] = f"#status IN ({', '.join(names)})"
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+            values.update(dict(zip(names, statuses, strict=True)))
+        found = []
+        extra = 1 if before and low else 0  # BETWEEN may return the ``before`` item itself
+        for item in self._query(max_items=limit + extra, **kwargs):
+            if before and item[keys.GSI2_SK] >= before:  # BETWEEN includes its upper bound
+                continue
+            found.append((str(item[keys.GSI2_SK]), _from_item(Deployment, item)))
+        return found[:limit]
 
     # ------------------------------------------------------------------ history
 
@@ -386,6 +446,14 @@ class DeploymentRepository:
                 return False
             raise
         return True
+
+    def find_claim(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The attributes of an unexpired marker made by :meth:`claim_once`, or None."""
+        pk, sk = keys.singleton_key(kind, key)
+        item = self.table.get_item(Key={keys.PK: pk, keys.SK: sk}, ConsistentRead=True).get("Item")
+        if item is None or int(item.get(keys.TTL_ATTRIBUTE, 0)) < int(clock.now().timestamp()):
+            return None
+        return dict(item)
 
     def release(self, kind: str, key: str) -> None:
         pk, sk = keys.singleton_key(kind, key)

@@ -1,0 +1,385 @@
+// DeployGuard console: plain JavaScript, no build step. Every call goes to /api with the bearer token.
+"use strict";
+
+const state = { token: null, me: null, view: "dashboard", deploymentId: null, timer: null, historyCursor: null };
+const POLL_MS = 3000;
+
+// ------------------------------------------------------------------ helpers
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const $ = (id) => document.getElementById(id);
+const when = (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "-");
+const badge = (text, kind) => h("span", { class: `badge ${kind || text}` }, String(text).replace("_", " "));
+const say = (text) => { $("status").textContent = text; };
+
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(path, { ...options, headers });
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (e) { body = { message: text }; }
+  if (response.status === 401) { signOut("Your token was refused: sign in again."); throw new Error("unauthorised"); }
+  if (!response.ok) {
+    const detail = body && (body.message || JSON.stringify(body.detail || body));
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return body;
+}
+
+function signOut(message) {
+  sessionStorage.removeItem("deployguard-token");
+  state.token = null;
+  $("signin").hidden = false;
+  document.querySelectorAll(".view").forEach((v) => { v.hidden = true; });
+  say(message || "");
+}
+
+// ------------------------------------------------------------------ confirmation dialog
+
+function confirmAction({ title, text, expected, danger, run }) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-typed").hidden = !expected;
+  $("confirm-expected").textContent = expected || "";
+  $("confirm-name").value = "";
+  $("confirm-reason").value = "";
+  $("confirm-error").textContent = "";
+  $("confirm-ok").className = danger ? "danger" : "";
+  const form = $("confirm-form");
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const reason = $("confirm-reason").value.trim();
+    if (!reason) { $("confirm-error").textContent = "A reason is needed: it goes into the audit trail."; $("confirm-reason").focus(); return; }
+    if (expected && $("confirm-name").value.trim() !== expected) {
+      $("confirm-error").textContent = `Type ${expected} exactly to confirm.`; $("confirm-name").focus(); return;
+    }
+    $("confirm-ok").disabled = true;
+    try {
+      const message = await run(reason);
+      dialog.close();
+      say(message);
+      refresh();
+    } catch (error) {
+      $("confirm-error").textContent = error.message;
+    } finally {
+      $("confirm-ok").disabled = false;
+    }
+  };
+  $("confirm-cancel").onclick = () => dialog.close();
+  dialog.showModal();
+  (expected ? $("confirm-name") : $("confirm-reason")).focus();
+}
+
+const VERBS = {
+  pause: { label: "Pause", text: "Hold the current traffic weight. Analysis goes on and a failing verdict still rolls back." },
+  resume: { label: "Resume", text: "Let the canary advance again when its verdict is healthy." },
+  promote: { label: "Promote", text: "Skip the remaining steps: the next assessment that is not failing sends 100% of traffic to the new version." },
+  approve: { label: "Approve 100%", text: "Approve full traffic for the canary waiting for a person." },
+  retry: { label: "Retry step", text: "Start the held canary's step again." },
+  skip_analysis: { label: "Skip analysis", text: "EMERGENCY: verdicts will be recorded but no longer roll back; steps follow their bake time. Everyone is told.", danger: true },
+  abort: { label: "Abort", text: "Roll back now: the alias goes back to 100% of the stable version.", danger: true },
+};
+
+function verbsFor(deployment) {
+  const active = deployment.status === "in_progress" || deployment.status === "pending";
+  if (deployment.driver === "codedeploy") return active ? ["promote", "abort"] : [];
+  if (deployment.decision === "held") return ["retry"];
+  if (!active) return [];
+  const verbs = [deployment.control.paused ? "resume" : "pause", "promote"];
+  if (deployment.control.awaiting_approval) verbs.push("approve");
+  if (!deployment.control.skip_analysis) verbs.push("skip_analysis");
+  verbs.push("abort");
+  return verbs;
+}
+
+function controlButtons(deployment) {
+  const name = `${deployment.service} ${deployment.version}`;
+  return verbsFor(deployment).map((verb) => h("button", {
+    type: "button",
+    class: VERBS[verb].danger ? "danger" : "secondary",
+    disabled: !(state.me && state.me.can_write),
+    title: state.me && state.me.can_write ? null : "your credential may only read",
+    "aria-label": `${VERBS[verb].label} ${name}`,
+    onclick: () => confirmAction({
+      title: `${VERBS[verb].label}: ${name}`,
+      text: VERBS[verb].text,
+      danger: VERBS[verb].danger,
+      run: async (reason) => {
+        const out = await api(`/api/deployments/${encodeURIComponent(deployment.deployment_id)}/control/${verb}`,
+          { method: "POST", body: JSON.stringify({ reason }) });
+        return `${VERBS[verb].label} ${name}: ${out.message}${out.changed ? "" : " (nothing changed)"}`;
+      },
+    }),
+  }, VERBS[verb].label));
+}
+
+// ------------------------------------------------------------------ views
+
+function canaryCard(card) {
+  const d = card.deployment;
+  const meter = h("span", {});
+  meter.style.width = `${Math.min(100, card.weight_percent)}%`;
+  const flags = [];
+  if (d.control.paused) flags.push(badge("paused"));
+  if (d.control.skip_analysis) flags.push(badge("analysis skipped", "critical"));
+  if (d.control.awaiting_approval) flags.push(badge("waiting for approval", "warning"));
+  return h("article", { class: "card", "aria-labelledby": `card-${d.deployment_id}` },
+    h("h3", { id: `card-${d.deployment_id}` },
+      h("a", { href: `#/deployments/${encodeURIComponent(d.deployment_id)}` }, `${d.service} ${d.version}`)),
+    h("div", {}, h("span", { class: "weight" }, `${card.weight_percent}%`), " of traffic on the new version ",
+      card.verdict ? badge(card.verdict) : badge("not assessed yet", "info"), " ", flags),
+    h("div", { class: "meter", role: "img", "aria-label": `traffic weight ${card.weight_percent} percent` }, meter),
+    h("div", { class: "hint" }, `${d.environment} · ${d.driver} · ${d.deployment_id} · assessed ${when(card.assessed_at)}`),
+    card.summary ? h("p", {}, card.summary) : null,
+    card.reasons.length ? h("ul", { class: "reasons" }, card.reasons.map((r) => h("li", {}, `${r.status}: ${r.message}`))) : null,
+    card.open_incidents ? h("p", {}, badge(`${card.open_incidents} open incident(s)`, "open")) : null,
+    h("div", { class: "actions" }, controlButtons(d)));
+}
+
+async function showDashboard() {
+  const [cards, incidents] = await Promise.all([api("/api/canaries"), api("/api/incidents")]);
+  const box = $("canaries");
+  box.replaceChildren(...(cards.length ? cards.map(canaryCard) : [h("p", {}, "No canary in flight.")]));
+  $("dashboard-incidents").replaceChildren(incidentTable(incidents));
+}
+
+function incidentButtons(incident) {
+  const can = state.me && state.me.can_write;
+  const act = (action, label, danger) => h("button", {
+    type: "button", class: danger ? "danger" : "secondary", disabled: !can,
+    "aria-label": `${label} incident ${incident.incident_id}`,
+    onclick: () => confirmAction({
+      title: `${label} ${incident.incident_id}`,
+      text: `${incident.title}`,
+      run: async (reason) => {
+        await api(`/api/incidents/${encodeURIComponent(incident.incident_id)}/${action}`,
+          { method: "POST", body: JSON.stringify({ notes: reason }) });
+        return `Incident ${incident.incident_id}: ${action} done`;
+      },
+    }),
+  }, label);
+  const buttons = [];
+  if (incident.status === "open") buttons.push(act("acknowledge", "Acknowledge"), act("escalate", "Escalate"));
+  if (incident.status !== "resolved") buttons.push(act("resolve", "Resolve"));
+  return buttons;
+}
+
+function incidentTable(incidents) {
+  if (!incidents.length) return h("p", {}, "No incident.");
+  return h("table", {},
+    h("caption", { class: "hint" }, `${incidents.length} incident(s)`),
+    h("thead", {}, h("tr", {}, ["Incident", "Status", "Severity", "Service", "Opened", "Rules", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, incidents.map((i) => h("tr", { "data-incident": i.incident_id },
+      h("td", {}, h("a", { href: `#/deployments/${encodeURIComponent(i.deployment_id)}` }, i.incident_id), h("div", { class: "hint" }, i.title)),
+      h("td", {}, badge(i.status)), h("td", {}, badge(i.severity)),
+      h("td", {}, `${i.service} ${i.version}`), h("td", {}, when(i.opened_at)),
+      h("td", {}, i.rules.join(", ")),
+      h("td", {}, h("div", { class: "actions" }, incidentButtons(i)))))));
+}
+
+async function showIncidents() {
+  const all = $("incidents-all").checked;
+  $("incidents").replaceChildren(incidentTable(await api(`/api/incidents?all=${all}`)));
+}
+
+function deploymentRows(items) {
+  return items.map((d) => h("tr", {},
+    h("td", {}, h("a", { href: `#/deployments/${encodeURIComponent(d.deployment_id)}` }, d.deployment_id)),
+    h("td", {}, d.service), h("td", {}, d.environment), h("td", {}, d.version),
+    h("td", {}, badge(d.status)), h("td", {}, d.decision || "-"), h("td", {}, when(d.started_at)),
+    h("td", {}, d.decision_reason || "")));
+}
+
+async function showHistory(append) {
+  const form = new FormData($("history-filters"));
+  const params = new URLSearchParams();
+  for (const [key, value] of form.entries()) if (value) params.set(key, value);
+  params.set("limit", "25");
+  if (append && state.historyCursor) params.set("cursor", state.historyCursor);
+  const page = await api(`/api/deployments?${params}`);
+  state.historyCursor = page.next_cursor;
+  $("history-more").hidden = !page.next_cursor;
+  let body = $("history-body");
+  if (!append || !body) {
+    body = h("tbody", { id: "history-body" });
+    $("history").replaceChildren(h("table", {},
+      h("caption", { class: "hint" }, "Newest first"),
+      h("thead", {}, h("tr", {}, ["Deployment", "Service", "Environment", "Version", "Status", "Decision", "Started", "Why"].map((t) => h("th", { scope: "col" }, t)))),
+      body));
+  }
+  body.append(...deploymentRows(page.items));
+  if (!page.items.length && !append) $("history").replaceChildren(h("p", {}, "No deployment matches."));
+}
+
+async function showServices() {
+  const services = await api("/api/services");
+  const can = state.me && state.me.can_write;
+  $("services").replaceChildren(h("table", {},
+    h("thead", {}, h("tr", {}, ["Service", "Environment", "Latest deployment", "Live version", "Action"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, services.map((s) => {
+      const d = s.latest;
+      const live = d ? (d.status === "succeeded" ? d.version : (d.target.stable_version || d.target.stable_task_definition)) : "-";
+      return h("tr", {},
+        h("td", {}, s.service), h("td", {}, s.environment),
+        h("td", {}, d ? h("a", { href: `#/deployments/${encodeURIComponent(d.deployment_id)}` }, `${d.deployment_id} `) : "-", d ? badge(d.status) : ""),
+        h("td", {}, live),
+        h("td", {}, h("button", {
+          type: "button", class: "danger", disabled: !can || !d || d.target.kind !== "lambda",
+          "aria-label": `Emergency rollback of ${s.service}`,
+          onclick: () => confirmAction({
+            title: `Emergency rollback: ${s.service}`,
+            text: `Put ${s.service} (${s.environment}) back on its last known good version now. Everyone is told.`,
+            expected: s.service, danger: true,
+            run: async (reason) => {
+              const out = await api(`/api/services/${encodeURIComponent(s.service)}/emergency-rollback`, {
+                method: "POST",
+                body: JSON.stringify({ reason, confirm: s.service, environment: s.environment }),
+              });
+              return `Emergency rollback of ${s.service}: ${out.message}`;
+            },
+          }),
+        }, "Emergency rollback")));
+    }))));
+}
+
+function chart(metricId, points) {
+  const W = 380, H = 150, P = 30;
+  const values = points.flatMap((p) => [p.baseline, p.canary]).filter((v) => v !== null && v !== undefined);
+  const max = Math.max(...values, 1e-9), min = Math.min(...values, 0);
+  const x = (i) => P + (points.length < 2 ? 0 : (i * (W - P - 8)) / (points.length - 1));
+  const y = (v) => H - P - ((v - min) / (max - min || 1)) * (H - P - 10);
+  const line = (key, color) => {
+    const d = points.map((p, i) => (p[key] === null || p[key] === undefined ? null : `${x(i)},${y(p[key])}`)).filter(Boolean);
+    return d.length ? svg("polyline", { points: d.join(" "), fill: "none", stroke: color, "stroke-width": 2.5 }) : null;
+  };
+  const fmt = (v) => (v === null || v === undefined ? "-" : Number(v).toPrecision(4));
+  const desc = `${metricId}: baseline from ${fmt(points[0].baseline)} to ${fmt(points[points.length - 1].baseline)}, canary from ${fmt(points[0].canary)} to ${fmt(points[points.length - 1].canary)} over ${points.length} assessments`;
+  return h("figure", { class: "chart" },
+    h("h4", {}, metricId),
+    svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": desc },
+      svg("line", { x1: P, y1: H - P, x2: W, y2: H - P, stroke: "#6b6b6b" }),
+      svg("line", { x1: P, y1: 0, x2: P, y2: H - P, stroke: "#6b6b6b" }),
+      svg("text", { x: 2, y: 12, "font-size": 10, fill: "#1a1a1a" }, fmt(max)),
+      svg("text", { x: 2, y: H - P, "font-size": 10, fill: "#1a1a1a" }, fmt(min)),
+      line("baseline", "#4a4a4a"), line("canary", "#c2410c")),
+    h("div", { class: "legend" }, h("span", { class: "b" }, "baseline (stable)"), h("span", { class: "c" }, "canary (new)")),
+    h("details", {}, h("summary", {}, `Data of ${metricId}`),
+      h("table", {}, h("thead", {}, h("tr", {}, ["Assessed", "Baseline", "Canary", "Status"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, points.map((p) => h("tr", {}, h("td", {}, when(p.at)), h("td", {}, fmt(p.baseline)), h("td", {}, fmt(p.canary)), h("td", {}, p.status)))))));
+}
+
+async function showDeployment(id) {
+  const [history, timeline] = await Promise.all([
+    api(`/api/deployments/${encodeURIComponent(id)}`),
+    api(`/api/deployments/${encodeURIComponent(id)}/timeline`),
+  ]);
+  const d = history.deployment;
+  $("deployment-title").textContent = `${d.service} ${d.version} (${d.deployment_id})`;
+  const latest = history.assessments[history.assessments.length - 1];
+  $("deployment-summary").replaceChildren(h("dl", { class: "kv" },
+    h("dt", {}, "Status"), h("dd", {}, badge(d.status), " ", d.decision || ""),
+    h("dt", {}, "Traffic on new version"), h("dd", { id: "deployment-weight" }, `${Math.round(d.canary_weight * 10000) / 100}%`),
+    h("dt", {}, "Latest verdict"), h("dd", {}, latest ? [badge(latest.verdict.decision), " ", latest.verdict.summary] : "not assessed"),
+    h("dt", {}, "Why it ended"), h("dd", {}, d.decision_reason || "-"),
+    h("dt", {}, "Target"), h("dd", {}, d.target.kind === "lambda"
+      ? `${d.target.function_name}:${d.target.alias} ${d.target.stable_version} → ${d.target.new_version}`
+      : `${d.target.cluster}/${d.target.service}`),
+    h("dt", {}, "Driver"), h("dd", {}, d.driver),
+    h("dt", {}, "Started"), h("dd", {}, when(d.started_at)),
+    h("dt", {}, "Outcome"), h("dd", {}, history.outcome.message)));
+  $("deployment-actions").replaceChildren(...controlButtons(d));
+  const series = {};
+  for (const a of history.assessments) {
+    for (const r of a.verdict.reasons) {
+      (series[r.metric_id] = series[r.metric_id] || []).push({ at: a.at, baseline: r.baseline_value, canary: r.canary_value, status: r.status });
+    }
+  }
+  const charts = Object.entries(series).map(([metric, points]) => chart(metric, points));
+  $("deployment-charts").replaceChildren(...(charts.length ? charts : [h("p", {}, "No assessment recorded.")]));
+  $("deployment-incidents").replaceChildren(incidentTable(history.incidents));
+  $("deployment-timeline").replaceChildren(...timeline.map((t) => h("li", {},
+    h("time", { datetime: t.at }, when(t.at)), " ", badge(t.kind, t.severity), " ", h("strong", {}, t.title), t.detail ? ` ${t.detail}` : "")));
+}
+
+// ------------------------------------------------------------------ routing and polling
+
+const VIEWS = { dashboard: showDashboard, incidents: showIncidents, history: () => showHistory(false), services: showServices };
+
+function route() {
+  const hash = location.hash || "#/";
+  const match = hash.match(/^#\/deployments\/(.+)$/);
+  state.view = match ? "deployment" : ({ "#/incidents": "incidents", "#/history": "history", "#/services": "services" }[hash] || "dashboard");
+  state.deploymentId = match ? decodeURIComponent(match[1]) : null;
+  document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== `view-${state.view}`; });
+  document.querySelectorAll("nav a").forEach((a) => {
+    if (a.dataset.view === state.view) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  });
+  refresh(true);
+}
+
+async function refresh(moveFocus) {
+  clearTimeout(state.timer);
+  if (!state.token) return;
+  try {
+    if (state.view === "deployment") await showDeployment(state.deploymentId);
+    else await VIEWS[state.view]();
+    if (moveFocus) { const title = document.querySelector(`#view-${state.view} h2`); if (title) { title.tabIndex = -1; title.focus(); } }
+  } catch (error) {
+    if (error.message !== "unauthorised") say(`Could not load: ${error.message}`);
+  }
+  const live = state.view === "dashboard" || state.view === "deployment" || state.view === "incidents";
+  if (live && !$("confirm").open) state.timer = setTimeout(() => refresh(false), POLL_MS);
+}
+
+async function signIn(token) {
+  state.token = token;
+  try {
+    state.me = await api("/api/whoami");
+  } catch (error) {
+    if (error.message !== "unauthorised") say(`Could not sign in: ${error.message}`);
+    return;
+  }
+  sessionStorage.setItem("deployguard-token", token);
+  $("signin").hidden = true;
+  $("who").textContent = `${state.me.identity} · ${state.me.can_write ? "may act" : "read only"}`;
+  route();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const fromLink = location.hash.match(/^#token=(.+)$/);
+  if (fromLink) history.replaceState(null, "", location.pathname + "#/");
+  $("signin-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("token").value.trim()); });
+  $("incidents-all").addEventListener("change", () => refresh(false));
+  $("history-filters").addEventListener("submit", (event) => { event.preventDefault(); showHistory(false).catch((e) => say(e.message)); });
+  $("history-more").addEventListener("click", () => showHistory(true).catch((e) => say(e.message)));
+  $("confirm").addEventListener("close", () => refresh(false));
+  window.addEventListener("hashchange", route);
+  const token = fromLink ? decodeURIComponent(fromLink[1]) : sessionStorage.getItem("deployguard-token");
+  if (token) signIn(token); else signOut("");
+});

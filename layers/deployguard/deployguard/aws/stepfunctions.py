@@ -1,0 +1,38 @@
+"""Step Functions: start a canary execution, answer a task token a state machine waits on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deployguard.aws import clients
+from deployguard.exceptions import DeployGuardError
+
+
+class StepFunctionsError(DeployGuardError):
+    """Step Functions refused or could not be reached."""
+
+
+def start_execution(state_machine_arn: str, name: str, execution_input: dict[str, Any]) -> str:
+    """StartExecution; returns the execution ARN (an execution of the same name is refused by AWS)."""
+    try:
+        resp = clients.client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=json.dumps(execution_input)
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise StepFunctionsError(f"StartExecution {name}: {exc}") from exc
+    return str(resp["executionArn"])
+
+
+def answer_task(token: str, *, approved: bool, by: str, reason: str) -> None:
+    """SendTaskSuccess (approved) or SendTaskFailure (rejected) for a waiting task token."""
+    sfn = clients.client("stepfunctions")
+    try:
+        if approved:
+            sfn.send_task_success(taskToken=token, output=json.dumps({"approved_by": by, "reason": reason}))
+        else:
+            sfn.send_task_failure(taskToken=token, error="Rejected", cause=f"rejected by {by}: {reason}"[:256])
+    except (ClientError, BotoCoreError) as exc:
+        raise StepFunctionsError(f"{'SendTaskSuccess' if approved else 'SendTaskFailure'}: {exc}") from exc

@@ -1,0 +1,197 @@
+"""The operations console's workflow: what the HTTP API and the web page show and do.
+
+Reads go through the read models (:mod:`deployguard.readmodels`); canary verbs and emergency
+rollback through :mod:`deployguard.control`; incidents through the incident service and the
+escalator. Every write names the caller (``actor``), which the audit trail keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from deployguard import clock
+from deployguard.alerts.engine import AlertEngine
+from deployguard.control import (
+    CanaryControlService,
+    ControlOutcome,
+    ControlRequest,
+    EmergencyRollbackOutcome,
+    EmergencyRollbackRequest,
+    Verb,
+)
+from deployguard.exceptions import DeployGuardError
+from deployguard.incidents.escalation import Page
+from deployguard.incidents.models import Incident, IncidentStateError, IncidentStatus, TimelineEntry
+from deployguard.models import Assessment, Deployment, Model, VerdictReason
+from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
+
+
+class CanaryCard(Model):
+    """One deployment in flight as the console shows it: weight, the latest verdict and its reasons."""
+
+    deployment: Deployment
+    weight_percent: float
+    verdict: str | None = Field(default=None, description="healthy, failing or inconclusive (latest assessment)")
+    summary: str | None = None
+    reasons: list[VerdictReason] = Field(default_factory=list)
+    assessed_at: datetime | None = None
+    open_incidents: int = 0
+
+
+class ServiceCard(Model):
+    """A service and environment with its latest deployment (emergency rollback starts here)."""
+
+    service: str
+    environment: str
+    latest: Deployment | None = None
+
+
+class EscalationOutcome(Model):
+    incident: Incident
+    page: Page | None = Field(default=None, description="the page sent now (none when no step is left)")
+
+
+class OperationsConsole:
+    def __init__(self, reader: DeploymentReader, control: CanaryControlService, alerts: AlertEngine) -> None:
+        self.reader = reader
+        self.control = control
+        self.alerts = alerts
+
+    # ------------------------------------------------------------------ reads
+
+    def active(self) -> list[CanaryCard]:
+        open_by_deployment: dict[str, int] = {}
+        for incident in self.alerts.incident_store.open_incidents():
+            open_by_deployment[incident.deployment_id] = open_by_deployment.get(incident.deployment_id, 0) + 1
+        cards = []
+        for deployment in sorted(self.reader.active(), key=lambda d: d.started_at, reverse=True):
+            latest = self.latest_assessment(deployment.deployment_id)
+            cards.append(
+                CanaryCard(
+                    deployment=deployment,
+                    weight_percent=round(deployment.canary_weight * 100, 2),
+                    verdict=latest.verdict.decision.value if latest else None,
+                    summary=latest.verdict.summary if latest else None,
+                    reasons=latest.verdict.reasons if latest else [],
+                    assessed_at=latest.at if latest else None,
+                    open_incidents=open_by_deployment.get(deployment.deployment_id, 0),
+                )
+            )
+        return cards
+
+    def latest_assessment(self, deployment_id: str) -> Assessment | None:
+        assessments = self.reader.repository.assessments(deployment_id)
+        return assessments[-1] if assessments else None
+
+    def deployments(self, query: DeploymentQuery) -> DeploymentPage:
+        return self.reader.page(query)
+
+    def history(self, deployment_id: str) -> DeploymentHistory:
+        return self.reader.history(deployment_id)
+
+    def services(self) -> list[ServiceCard]:
+        cards = []
+        for service, environment in sorted(self.reader.repository.service_environments()):
+            latest = self.reader.page(DeploymentQuery(service=service, environment=environment, limit=1)).items
+            cards.append(ServiceCard(service=service, environment=environment, latest=latest[0] if latest else None))
+        return cards
+
+    def incidents(self, *, include_resolved: bool = False, limit: int = 50) -> list[Incident]:
+        if include_resolved:
+            return self.alerts.incident_store.recent(limit)
+        return sorted(self.alerts.incident_store.open_incidents(), key=lambda i: i.opened_at, reverse=True)[:limit]
+
+    def incident(self, incident_id: str) -> Incident:
+        return self.alerts.incident_store.get(incident_id)
+
+    # ------------------------------------------------------------------ writes (actor = the caller)
+
+    def control_canary(self, deployment_id: str, verb: Verb, actor: str, reason: str) -> ControlOutcome:
+        deployment = self.reader.get(deployment_id)
+        return self.control.apply(deployment.deployment_id, ControlRequest(verb=verb, actor=actor, reason=reason))
+
+    def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
+        return self.control.emergency_rollback(request)
+
+    def acknowledge(self, incident_id: str, actor: str, notes: str) -> Incident:
+        return self.alerts.incidents.acknowledge(incident_id, actor, notes)
+
+    def resolve(self, incident_id: str, actor: str, notes: str) -> Incident:
+        return self.alerts.incidents.resolve(incident_id, actor, notes)
+
+    def escalate(self, incident_id: str, actor: str, notes: str) -> EscalationOutcome:
+        """Page the incident's next escalation step now instead of when it is due."""
+        now = clock.now()
+
+        def bring_forward(incident: Incident) -> bool:
+            if incident.status != IncidentStatus.OPEN:
+                raise IncidentStateError(
+                    f"incident {incident.incident_id} is {incident.status.value}: only an open incident escalates"
+                )
+            if incident.escalation.policy is None or incident.escalation.next_at is None:
+                raise IncidentStateError(
+                    f"incident {incident.incident_id} has no escalation step left "
+                    f"({incident.escalation.stopped_reason or 'no escalation policy'})"
+                )
+            incident.escalation.next_at = now
+            incident.timeline.append(TimelineEntry(at=now, action="escalated", actor=actor, notes=notes))
+            return True
+
+        incident, _ = self.alerts.incident_store.update(incident_id, bring_forward)
+        self.alerts.repository.audit(
+            incident.deployment_id, "incident_escalated", actor, notes or "escalated", incident_id=incident_id
+        )
+        page = self.alerts.escalator.page_if_due(incident_id, now)
+        return EscalationOutcome(incident=self.alerts.incident_store.get(incident_id), page=page)
+
+
+# --------------------------------------------------------------------------- who is calling
+
+
+class NotAuthorizedError(DeployGuardError):
+    """No identity came with the request: nothing is served without one."""
+
+
+class ForbiddenError(DeployGuardError):
+    """The caller is known but may not do this (a read-only caller asking to write)."""
+
+
+class Caller(Model):
+    """The identity API Gateway's authoriser vouched for (IAM SigV4, or JWT claims)."""
+
+    identity: str = Field(min_length=1, description="IAM user/role ARN, or the JWT's username, email or sub")
+    kind: Literal["iam", "jwt"]
+    can_write: bool
+
+
+def caller_of(authorizer: Mapping[str, Any] | None, write_scope: str) -> Caller:
+    """The caller of an HTTP API request from its ``requestContext.authorizer``.
+
+    IAM: API Gateway already checked ``execute-api:Invoke`` on the route (the read policy allows
+    GET routes, the write policy POST ones), so a caller that reached a write route may write.
+    JWT: writing needs ``write_scope`` among the token's scopes (``scope`` or ``scp`` claim).
+    """
+    authorizer = authorizer or {}
+    iam = authorizer.get("iam") or {}
+    if iam:
+        identity = iam.get("userArn") or iam.get("callerId") or iam.get("accessKey") or ""
+        if identity:
+            return Caller(identity=str(identity), kind="iam", can_write=True)
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    identity = next((str(claims[k]) for k in ("username", "email", "sub") if claims.get(k)), "")
+    if not identity:
+        raise NotAuthorizedError("no authorised identity came with the request (IAM SigV4 or a bearer token)")
+    raw = claims.get("scope") or claims.get("scp") or ""
+    scopes = raw.split() if isinstance(raw, str) else [str(s) for s in raw]
+    return Caller(identity=identity, kind="jwt", can_write=write_scope in scopes)
+
+
+def writer(caller: Caller) -> str:
+    """The caller's identity for the audit trail, if it may write."""
+    if not caller.can_write:
+        raise ForbiddenError(f"{caller.identity} may read but not write (no write permission)")
+    return caller.identity

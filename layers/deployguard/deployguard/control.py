@@ -1,0 +1,497 @@
+"""Manual control of canaries, and emergency rollback of a service: one code path for CLI, API and page.
+
+Verbs on a deployment (``CanaryControlService.apply``):
+
+- ``promote``: skip the remaining steps: the next assessment that is not failing promotes to 100%
+  (for a canary waiting for approval before full traffic, it is the approval);
+- ``abort``: roll back now: the alias goes back to 100% stable at once, the state machine ends at its next task;
+- ``pause`` / ``resume``: hold the current weight; analysis goes on and a failing verdict still rolls back;
+- ``retry``: a canary held for a person (no conclusive evidence) starts its step again (a new execution);
+- ``skip_analysis``: an emergency fix: verdicts are still recorded but no longer acted on; steps follow
+  their bake time. Announced as critical;
+- ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``).
+
+For CodeDeploy-driven deployments ``abort`` is StopDeployment with rollback and ``promote`` is
+ContinueDeployment; CodeDeploy owns the traffic, so the other verbs are refused with the reason.
+The canary controller honours the flags through :func:`effective_decision` and :func:`steer`.
+
+Every action is recorded in the audit trail with who, when and why; a change is announced on the
+events topic. Actions are idempotent: asking again for what is already so changes nothing (``changed``
+is false) and announces nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field
+
+from deployguard import clock
+from deployguard.aws import stepfunctions
+from deployguard.aws.codedeploy import CodeDeployGateway
+from deployguard.aws.events import EventPublisher
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.config import DeployGuardConfig
+from deployguard.exceptions import CodeDeployError, ControlStateError, InvalidEventError, TrafficShiftError
+from deployguard.models import (
+    CanaryControl,
+    Decision,
+    Deployment,
+    DeploymentEvent,
+    DeploymentStatus,
+    EventType,
+    LambdaTarget,
+    Model,
+    Phase,
+    PhaseChange,
+    Severity,
+)
+from deployguard.storage.repository import DeploymentRepository
+
+logger = logging.getLogger(__name__)
+
+Verb = Literal["promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve"]
+VERBS: tuple[Verb, ...] = ("promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve")
+EMERGENCY_CLAIM_TTL = timedelta(days=1)
+
+
+class ControlRequest(Model):
+    """A person's request to control one deployment."""
+
+    verb: Verb
+    actor: str = Field(min_length=1, max_length=200, description="who asks (the API fills in the caller)")
+    reason: str = Field(min_length=1, max_length=1000, description="why: kept in the audit trail")
+
+
+class ControlOutcome(Model):
+    deployment_id: str
+    verb: Verb
+    changed: bool = Field(description="false when it was already so (the request is idempotent)")
+    message: str
+    deployment: Deployment
+
+
+class EmergencyRollbackRequest(Model):
+    """Put a service back on its last known good version, without an incident."""
+
+    service: str = Field(min_length=1)
+    environment: str | None = None
+    actor: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=1000)
+    confirm: str = Field(description="the service's name again: the confirmation")
+    from_version: str | None = Field(
+        default=None, description="the version the person saw live; the rollback is refused if another is live now"
+    )
+
+
+class EmergencyRollbackOutcome(Model):
+    service: str
+    environment: str
+    function_name: str
+    alias: str
+    from_version: str
+    to_version: str
+    changed: bool
+    message: str
+    deployment_id: str = Field(description="the deployment that had put from_version live")
+
+
+# --------------------------------------------------------------------------- honoured by the canary
+
+
+def effective_decision(control: CanaryControl, decision: Decision) -> Decision:
+    """The verdict the canary acts on: with analysis skipped, the judge's verdict is only recorded."""
+    return Decision.HEALTHY if control.skip_analysis else decision
+
+
+def steer(control: CanaryControl, proposed: str, decision: Decision, approval_before_full_traffic: bool) -> str:
+    """The canary's next step once people's requests are honoured. A failing verdict always wins."""
+    if decision == Decision.FAILING:
+        return proposed
+    if control.promote_requested:
+        return "promote"
+    if control.paused and proposed in ("advance", "promote", "hold"):
+        return "wait"
+    if proposed == "promote" and approval_before_full_traffic:
+        return "await_approval"
+    return proposed
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class CanaryControlService:
+    """Carries out control verbs and emergency rollbacks, auditing and announcing each."""
+
+    def __init__(
+        self,
+        config: DeployGuardConfig,
+        repository: DeploymentRepository,
+        publisher: EventPublisher,
+        canary_state_machine_arn: str | None = None,
+        codedeploy: CodeDeployGateway | None = None,
+    ) -> None:
+        self.config = config
+        self.repository = repository
+        self.publisher = publisher
+        self.canary_state_machine_arn = canary_state_machine_arn
+        self.codedeploy = codedeploy or CodeDeployGateway()
+
+    # ------------------------------------------------------------------ verbs
+
+    def apply(self, deployment_id: str, request: ControlRequest) -> ControlOutcome:
+        deployment = self.repository.get_deployment(deployment_id)
+        if deployment.driver == "codedeploy":
+            changed, message = self._codedeploy(deployment, request)
+        else:
+            verb: Callable[[Deployment, ControlRequest], tuple[bool, str]] = getattr(self, f"_{request.verb}")
+            changed, message = verb(deployment, request)
+        deployment = self.repository.get_deployment(deployment_id)
+        self.repository.audit(
+            deployment_id, f"control_{request.verb}", request.actor, request.reason, changed=changed, result=message
+        )
+        if changed:
+            loud = request.verb in ("abort", "skip_analysis")
+            self.announce(
+                deployment,
+                EventType.CONTROL_ACTION,
+                f"Canary {request.verb.replace('_', ' ').title()} by {request.actor}",
+                f"{message}. Reason: {request.reason}",
+                Severity.CRITICAL if loud else Severity.WARNING,
+                verb=request.verb,
+                actor=request.actor,
+            )
+        return ControlOutcome(
+            deployment_id=deployment_id, verb=request.verb, changed=changed, message=message, deployment=deployment
+        )
+
+    def _flags(self, deployment: Deployment, request: ControlRequest, change: Callable[[CanaryControl], bool]) -> bool:
+        """Change the control flags of a deployment in progress; True if they changed."""
+        changed = False
+
+        def update(d: Deployment) -> None:
+            nonlocal changed
+            if d.status.is_terminal:
+                raise ControlStateError(
+                    f"deployment {d.deployment_id} is {d.status.value} ({d.decision}): {request.verb} applies "
+                    "only to a canary in progress"
+                )
+            changed = change(d.control)
+            if changed:
+                d.control.last_action, d.control.last_actor = request.verb, request.actor
+                d.control.last_action_at = clock.now()
+
+        self.repository.update_deployment(deployment.deployment_id, update)
+        return changed
+
+    def _promote(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        if deployment.decision == "promoted":
+            return False, "already promoted"
+        if deployment.control.awaiting_approval:
+            return self._approve(deployment, request)
+
+        def change(c: CanaryControl) -> bool:
+            before = c.promote_requested and not c.paused
+            c.promote_requested, c.paused = True, False
+            return not before
+
+        changed = self._flags(deployment, request, change)
+        return changed, "promotes to 100% at the next assessment unless the verdict is failing"
+
+    def _pause(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        def change(c: CanaryControl) -> bool:
+            before, c.paused = c.paused, True
+            return not before
+
+        changed = self._flags(deployment, request, change)
+        return changed, f"held at {deployment.canary_weight * 100:g}%; a failing verdict still rolls back"
+
+    def _resume(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        def change(c: CanaryControl) -> bool:
+            before, c.paused = c.paused, False
+            return before
+
+        changed = self._flags(deployment, request, change)
+        return changed, "steps go on when the verdict is healthy"
+
+    def _skip_analysis(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        def change(c: CanaryControl) -> bool:
+            before, c.skip_analysis = c.skip_analysis, True
+            return not before
+
+        changed = self._flags(deployment, request, change)
+        return changed, "ANALYSIS SKIPPED: verdicts are recorded but no longer roll back; steps follow their bake time"
+
+    def _approve(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        if deployment.decision == "promoted":
+            return False, "already promoted"
+        token = deployment.control.approval_token
+        if not deployment.control.awaiting_approval or not token:
+            raise ControlStateError(f"deployment {deployment.deployment_id} is not waiting for approval before 100%")
+
+        def change(c: CanaryControl) -> bool:
+            c.awaiting_approval, c.approval_token = False, None
+            return True
+
+        self._flags(deployment, request, change)
+        stepfunctions.answer_task(token, approved=True, by=request.actor, reason=request.reason)
+        return True, "approved: traffic goes to 100%"
+
+    def _abort(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        if deployment.status == DeploymentStatus.ROLLED_BACK:
+            return False, "already rolled back"
+        if deployment.status.is_terminal:
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id} is {deployment.status.value}: nothing to abort "
+                "(an emergency rollback puts a service back on its last known good version)"
+            )
+        target = deployment.target
+        if not isinstance(target, LambdaTarget):
+            raise ControlStateError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
+        alias = LambdaTrafficShifter(target).rollback()
+        if alias.weight_of(target.stable_version) != 1.0:
+            raise TrafficShiftError(f"alias still routes {alias.additional_weights} after the abort")
+        reason = f"aborted by {request.actor}: {request.reason}"
+        token = deployment.control.approval_token
+        now = clock.now()
+
+        def change(d: Deployment) -> None:
+            d.canary_weight = 0.0
+            d.status = DeploymentStatus.ROLLED_BACK
+            d.decision, d.decision_reason, d.ended_at = "aborted", reason, now
+            d.control.awaiting_approval, d.control.approval_token = False, None
+            d.control.last_action, d.control.last_actor, d.control.last_action_at = "abort", request.actor, now
+            if d.phase != Phase.FAILED:
+                d.phase = Phase.FAILED
+                d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
+
+        deployment = self.repository.update_deployment(deployment.deployment_id, change)
+        if token:  # the state machine waits before 100%: it goes to its rollback, which finds this done
+            stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
+        self.repository.audit(deployment.deployment_id, "rolled_back", request.actor, reason, alias="100% stable")
+        self.announce(
+            deployment,
+            EventType.ROLLBACK_COMPLETED,
+            "Rollback Completed",
+            f"{reason}; alias back at 100% version {target.stable_version}",
+            Severity.CRITICAL,
+        )
+        return True, f"alias {target.function_name}:{target.alias} back at 100% version {target.stable_version}"
+
+    def _retry(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        if not deployment.status.is_terminal:
+            return False, "already running"
+        if deployment.decision != "held" or not isinstance(deployment.target, LambdaTarget):
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id} is {deployment.decision or deployment.status.value}: "
+                "only a canary held for a person can be retried"
+            )
+        if not self.canary_state_machine_arn:
+            raise ControlStateError("retry needs the canary state machine (CANARY_STATE_MACHINE_ARN is not set)")
+        flipped = False
+
+        def change(d: Deployment) -> None:
+            nonlocal flipped
+            flipped = d.status.is_terminal and d.decision == "held"
+            if flipped:
+                d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
+                d.control = CanaryControl(last_action="retry", last_actor=request.actor, last_action_at=clock.now())
+
+        deployment = self.repository.update_deployment(deployment.deployment_id, change)
+        if not flipped:
+            return False, "already running"
+        step = deployment.step_index
+        execution_input = {
+            "deployment": {
+                "deployment_id": deployment.deployment_id,
+                "service": deployment.service,
+                "environment": deployment.environment,
+                "version": deployment.version,
+                "target": deployment.target.model_dump(mode="json"),
+                "start_step": step,
+            }
+        }
+        name = f"{deployment.deployment_id}-retry-{deployment.version_counter}"[:80]
+        try:
+            stepfunctions.start_execution(self.canary_state_machine_arn, name, execution_input)
+        except stepfunctions.StepFunctionsError:
+
+            def undo(d: Deployment) -> None:
+                d.status, d.decision = DeploymentStatus.STOPPED, "held"
+
+            self.repository.update_deployment(deployment.deployment_id, undo)
+            raise
+        return True, f"step {step + 1} starts again (execution {name})"
+
+    def _codedeploy(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        cd_id = deployment.codedeploy_deployment_id
+        if not cd_id:
+            raise ControlStateError(f"deployment {deployment.deployment_id} names no CodeDeploy deployment")
+        if request.verb == "abort":
+            try:
+                self.codedeploy.stop(cd_id, auto_rollback=True)
+            except CodeDeployError as exc:
+                if "DeploymentAlreadyCompleted" in str(exc):
+                    return False, f"CodeDeploy deployment {cd_id} had already completed"
+                raise
+            return True, f"CodeDeploy deployment {cd_id} stopped with rollback"
+        if request.verb == "promote":
+            self.codedeploy.continue_deployment(cd_id)
+            return True, f"CodeDeploy deployment {cd_id} continues (ContinueDeployment)"
+        raise ControlStateError(
+            f"{request.verb} is not available for CodeDeploy-driven deployment {deployment.deployment_id}: "
+            "CodeDeploy moves its traffic (abort stops it with rollback, promote continues it)"
+        )
+
+    # ------------------------------------------------------------------ the canary's side
+
+    def wait_for_approval(self, deployment_id: str, task_token: str) -> Deployment:
+        """The canary reached its last step healthy and waits for a person before 100% (task token)."""
+
+        def change(d: Deployment) -> None:
+            d.control.awaiting_approval, d.control.approval_token = True, task_token
+
+        deployment = self.repository.update_deployment(deployment_id, change)
+        self.repository.audit(deployment_id, "approval_requested", "deployguard:canary-state-machine", "before 100%")
+        self.announce(
+            deployment,
+            EventType.CONTROL_ACTION,
+            "Canary Waiting For Approval",
+            f"{deployment.service} {deployment.version} is healthy at {deployment.canary_weight * 100:g}% and waits "
+            "for a person to approve 100% of traffic (approve, promote or abort)",
+            Severity.WARNING,
+            verb="await_approval",
+        )
+        return deployment
+
+    # ------------------------------------------------------------------ emergency rollback
+
+    def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
+        if request.confirm != request.service:
+            raise InvalidEventError(f"confirm: type the service name {request.service!r} to confirm the rollback")
+        environment = request.environment or self.config.service(request.service).environment
+        history = self.repository.deployments_of(request.service, environment, limit=100)
+        lambda_history = [d for d in history if isinstance(d.target, LambdaTarget)]
+        if not lambda_history:
+            raise ControlStateError(
+                f"service {request.service} in {environment}: no Lambda deployment in the history to roll back"
+            )
+        running = [d.deployment_id for d in lambda_history if not d.status.is_terminal]
+        if running:
+            raise ControlStateError(f"deployment {running[0]} is in progress: abort it instead")
+        newest = lambda_history[0].target
+        assert isinstance(newest, LambdaTarget)
+        alias = LambdaTrafficShifter(newest).current()
+        current = alias.function_version
+        if alias.additional_weights:
+            raise ControlStateError(
+                f"alias {newest.function_name}:{newest.alias} splits traffic {alias.additional_weights}: "
+                "a canary is in progress"
+            )
+        claim_key = f"{request.service}#{environment}#{request.from_version or current}"
+        if request.from_version and request.from_version != current:
+            done = self.repository.find_claim("emergency_rollback", claim_key)
+            if done is not None:
+                return EmergencyRollbackOutcome(
+                    service=request.service,
+                    environment=environment,
+                    function_name=newest.function_name,
+                    alias=newest.alias,
+                    from_version=request.from_version,
+                    to_version=str(done.get("to_version", current)),
+                    changed=False,
+                    message=f"already rolled back from version {request.from_version}",
+                    deployment_id=str(done.get("deployment_id", "")),
+                )
+            raise ControlStateError(f"version {current} is live, not {request.from_version}: look again")
+        culprit = next((d for d in lambda_history if d.decision == "promoted" and _new(d) == current), None)
+        if culprit is None:
+            raise ControlStateError(
+                f"service {request.service}: version {current} was not put live by a promoted deployment; "
+                "nothing to roll back"
+            )
+        good = next(
+            (_new(d) for d in lambda_history if d.decision == "promoted" and _new(d) != current),
+            _stable(culprit),
+        )
+        if not self.repository.claim_once(
+            "emergency_rollback", claim_key, EMERGENCY_CLAIM_TTL, to_version=good, deployment_id=culprit.deployment_id
+        ):
+            raise ControlStateError(f"an emergency rollback of {request.service} from {current} is under way")
+        target = LambdaTarget(
+            function_name=newest.function_name, alias=newest.alias, stable_version=good, new_version=current
+        )
+        try:
+            after = LambdaTrafficShifter(target).rollback()
+        except TrafficShiftError:
+            self.repository.release("emergency_rollback", claim_key)
+            raise
+        if after.function_version != good or after.additional_weights:
+            raise TrafficShiftError(f"alias routes {after.function_version} {after.additional_weights} after rollback")
+        reason = f"emergency rollback by {request.actor}: {request.reason}"
+        now = clock.now()
+
+        def change(d: Deployment) -> None:
+            d.status, d.decision, d.decision_reason = DeploymentStatus.ROLLED_BACK, "emergency_rolled_back", reason
+            d.canary_weight, d.ended_at = 0.0, d.ended_at or now
+            d.phase = Phase.FAILED
+            d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
+
+        deployment = self.repository.update_deployment(culprit.deployment_id, change)
+        self.repository.audit(
+            culprit.deployment_id, "emergency_rollback", request.actor, request.reason, from_version=current, to=good
+        )
+        message = f"{target.function_name}:{target.alias} back on version {good} (was {current})"
+        self.announce(
+            deployment, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL
+        )
+        return EmergencyRollbackOutcome(
+            service=request.service,
+            environment=environment,
+            function_name=target.function_name,
+            alias=target.alias,
+            from_version=current,
+            to_version=good,
+            changed=True,
+            message=message,
+            deployment_id=culprit.deployment_id,
+        )
+
+    # ------------------------------------------------------------------ announcing
+
+    def announce(
+        self,
+        deployment: Deployment,
+        event_type: EventType,
+        title: str,
+        message: str,
+        severity: Severity,
+        **details: object,
+    ) -> DeploymentEvent:
+        event = DeploymentEvent(
+            event_type=event_type,
+            deployment_id=deployment.deployment_id,
+            service=deployment.service,
+            version=deployment.version,
+            environment=deployment.environment,
+            severity=severity,
+            title=title,
+            message=message,
+            details=dict(details),
+        )
+        self.repository.add_event(event)
+        self.publisher.publish(event)
+        return event
+
+
+def _new(deployment: Deployment) -> str:
+    assert isinstance(deployment.target, LambdaTarget)
+    return deployment.target.new_version
+
+
+def _stable(deployment: Deployment) -> str:
+    assert isinstance(deployment.target, LambdaTarget)
+    return deployment.target.stable_version

@@ -1,0 +1,118 @@
+"""Answering CodeDeploy once per hook execution, and finishing answers left unconfirmed.
+
+One marker per ``LifecycleEventHookExecutionId`` (:class:`deployguard.storage.leases.Leases`,
+kind ``HOOK``): ``claimed`` by the attempt that runs the checks, with a lease until that
+attempt's deadline; the status it decided is stored on the marker *before* the
+PutLifecycleEventHookExecutionStatus call; ``done`` once CodeDeploy accepted it (or said it
+no longer waits on the execution: LifecycleEventAlreadyCompletedException). Whoever finds a
+marker not done, a later delivery of the same execution or the recorder's scheduled sweep,
+finishes it with :meth:`HookAnswers.settle`:
+
+- a decided status: sent again, the same one (CodeDeploy accepts a repeated status while it
+  waits, and answers LifecycleEventAlreadyCompletedException once it no longer does);
+- no status and the lease over: the attempt died before deciding (killed at its timeout):
+  ``Failed`` is decided for it and sent (fail closed);
+- no status and the lease running: the attempt is still at work; nothing to do.
+
+This module sits below the lifecycle hook and the recorder (both use it) and imports neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from deployguard import clock
+from deployguard.aws.codedeploy import CodeDeployGateway, HookStatus, StatusReport
+from deployguard.storage.leases import DONE, Leases, Marker
+from deployguard.storage.repository import DeploymentRepository
+
+HOOK_KIND = "HOOK"
+MARKER_TTL = timedelta(days=2)
+DEAD_ATTEMPT_GRACE_SECONDS = 5.0
+DEFAULT_BUDGET_SECONDS = 15.0
+logger = logging.getLogger(__name__)
+
+SettleAction = Literal["answered", "resent", "failed_for_dead_attempt", "in_progress"]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What :meth:`HookAnswers.settle` did with a marker."""
+
+    action: SettleAction
+    execution_id: str
+    deployment_id: str | None
+    status: HookStatus | None = None
+    report: StatusReport | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.action == "answered" or (self.report is not None and self.report.settled)
+
+
+def _status(value: str | None) -> HookStatus | None:
+    return value if value in ("Succeeded", "Failed") else None  # type: ignore[return-value]
+
+
+class HookAnswers:
+    def __init__(
+        self,
+        repository: DeploymentRepository,
+        codedeploy: CodeDeployGateway,
+        *,
+        sleep: Callable[[float], None] = clock.sleep,
+    ) -> None:
+        self.markers = Leases(lambda: repository.table, HOOK_KIND, MARKER_TTL, pending_index=True)
+        self.codedeploy = codedeploy
+        self.sleep = sleep
+
+    def send(
+        self, deployment_id: str | None, execution_id: str, status: HookStatus, budget_seconds: float
+    ) -> StatusReport:
+        """The status call within ``budget_seconds``; the marker is done once CodeDeploy settled it."""
+        report = self.codedeploy.report(
+            deployment_id, execution_id, status, budget_seconds=max(0.0, budget_seconds), sleep=self.sleep
+        )
+        if report.settled:
+            try:
+                self.markers.done(execution_id, answer=report.outcome, attempts=report.attempts)
+            except Exception:  # CodeDeploy has its answer; a re-send later is harmless
+                logger.exception("cannot mark the hook answer confirmed", extra={"execution_id": execution_id})
+        return report
+
+    def settle(self, marker: Marker, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> Settled:
+        """Finish a marker somebody else claimed (see the module docstring)."""
+        deployment_id = marker.attributes.get("deployment_id")
+        deployment_id = str(deployment_id) if deployment_id else None
+        if marker.state == DONE:
+            return Settled("answered", marker.key, deployment_id, _status(marker.result))
+        decided = _status(marker.result)
+        if decided is not None:
+            report = self.send(deployment_id, marker.key, decided, budget_seconds)
+            return Settled("resent", marker.key, deployment_id, decided, report)
+        if clock.now().timestamp() <= marker.lease_until + DEAD_ATTEMPT_GRACE_SECONDS:
+            return Settled("in_progress", marker.key, deployment_id)
+        if not self.markers.decide(marker.key, marker.token, "Failed"):
+            # somebody decided meanwhile: finish what they decided
+            fresh = self.markers.get(marker.key)
+            if fresh is None or (fresh.token == marker.token and fresh.result is None):
+                return Settled("in_progress", marker.key, deployment_id)
+            return self.settle(fresh, budget_seconds)
+        report = self.send(deployment_id, marker.key, "Failed", budget_seconds)
+        return Settled("failed_for_dead_attempt", marker.key, deployment_id, "Failed", report)
+
+    def sweep(self, budget_seconds: float = DEFAULT_BUDGET_SECONDS, max_items: int = 100) -> list[Settled]:
+        """Settle every hook marker left unconfirmed (the recorder's schedule calls this)."""
+        settled = []
+        for marker in self.markers.pending(max_items):
+            fresh = self.markers.get(marker.key)  # the index lags: read the marker itself
+            if fresh is None or fresh.state == DONE:
+                continue
+            result = self.settle(fresh, budget_seconds)
+            if result.action != "in_progress":
+                settled.append(result)
+        return settled

@@ -1,0 +1,55 @@
+"""Read models: what DeployGuard decided, read back for people, reports, CI and the console.
+
+A workflow-floor package (it composes :mod:`deployguard.storage`, the incidents repository
+and the ground models; it writes nothing):
+
+- :class:`DeploymentReader` (``deployments.py``): lists with filters (service, environment,
+  statuses, since), newest first, paged through the indexes; one deployment by id or prefix;
+  :meth:`DeploymentReader.history` (everything recorded); :meth:`DeploymentReader.wait` (the CI gate).
+- :class:`DeploymentHistory` (``history.py``): the JSON export, schema ``deployguard-history/1``
+  (:func:`history_json_schema`); :func:`timeline` merges it into one list in time order;
+  :class:`GateOutcome` maps a deployment to the gate's exit code.
+- :class:`SummaryBuilder` (``summary.py``): figures of a period against the previous one.
+"""
+
+from deployguard.readmodels.deployments import (
+    DeploymentPage,
+    DeploymentQuery,
+    DeploymentReader,
+    QueryError,
+    parse_since,
+)
+from deployguard.readmodels.history import (
+    HISTORY_SCHEMA,
+    CheckResult,
+    DeploymentHistory,
+    GateOutcome,
+    RemediationStep,
+    TimelineItem,
+    TrafficStep,
+    business_impact,
+    history_json_schema,
+    timeline,
+)
+from deployguard.readmodels.summary import SUMMARY_SCHEMA, Summary, SummaryBuilder
+
+__all__ = [
+    "HISTORY_SCHEMA",
+    "SUMMARY_SCHEMA",
+    "CheckResult",
+    "DeploymentHistory",
+    "DeploymentPage",
+    "DeploymentQuery",
+    "DeploymentReader",
+    "GateOutcome",
+    "QueryError",
+    "RemediationStep",
+    "Summary",
+    "SummaryBuilder",
+    "TimelineItem",
+    "TrafficStep",
+    "business_impact",
+    "history_json_schema",
+    "parse_since",
+    "timeline",
+]

@@ -1,0 +1,276 @@
+"""The whole recorded history of one deployment, and the timeline people read.
+
+:class:`DeploymentHistory` is the JSON export (schema ``deployguard-history/1``, printed by
+``deployguard report ID --format json`` and described by :func:`history_json_schema`): the
+deployment record and every item DeployGuard stored about it, plus what is derived from
+them (traffic steps, checks, remediation). :func:`timeline` merges them into one list in
+time order. Everything here is pure: the records come from :mod:`deployguard.readmodels.deployments`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from deployguard.alerts.models import Alert
+from deployguard.incidents.models import Incident
+from deployguard.models import (
+    Assessment,
+    AuditEntry,
+    Deployment,
+    DeploymentEvent,
+    DeploymentStatus,
+    Model,
+    Notification,
+)
+
+HISTORY_SCHEMA = "deployguard-history/1"
+
+# audit actions that move traffic: weight in percent (state machine) or as a fraction (CodeDeploy)
+_TRAFFIC_PERCENT = {"traffic_shifted"}
+_TRAFFIC_FRACTION = {"traffic_observed"}
+_TRAFFIC_FULL = {"promoted"}
+_TRAFFIC_ZERO = {"rolled_back", "rollback_completed"}
+_CHECK_ACTIONS = {"hook_verdict", "validated", "baseline_captured"}
+
+
+class TrafficStep(Model):
+    """The share of traffic the new version received from ``at`` on."""
+
+    at: datetime
+    weight: float = Field(ge=0.0, le=1.0, description="fraction of traffic on the new version")
+    reason: str = ""
+
+
+class CheckResult(Model):
+    """A validation: the canary's pre-flight check, baseline capture, a CodeDeploy hook's verdict."""
+
+    at: datetime
+    name: str
+    status: str = Field(description="Succeeded, Failed, passed ... as the check reported it")
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RemediationStep(Model):
+    """An action taken on the deployment's target (attempt, approval, rejection, circuit breaker)."""
+
+    at: datetime
+    action: str
+    actor: str
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateOutcome(Model):
+    """What a CI pipeline needs: is it over, and how did it end."""
+
+    state: Literal["running", "promoted", "rolled_back", "failed", "held"]
+    exit_code: int = Field(description="0 promoted, 1 rolled back or failed, 2 held for a person, 3 still running")
+    message: str = Field(description="why: the decision's reason, or where a running deployment is")
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> GateOutcome:
+        status, decision = deployment.status, deployment.decision or ""
+        why = deployment.decision_reason or decision or status.value
+        if not status.is_terminal:
+            weight = f"{deployment.canary_weight:.0%}"
+            return cls(state="running", exit_code=3, message=f"{status.value} at {weight} ({deployment.phase.value})")
+        if status == DeploymentStatus.SUCCEEDED:
+            return cls(state="promoted", exit_code=0, message=why)
+        if status == DeploymentStatus.STOPPED and decision == "held":
+            return cls(state="held", exit_code=2, message=why)
+        if status == DeploymentStatus.FAILED:
+            return cls(state="failed", exit_code=1, message=why)
+        return cls(state="rolled_back", exit_code=1, message=why)
+
+
+class DeploymentHistory(Model):
+    """Export of everything DeployGuard recorded about one deployment (``deployguard-history/1``)."""
+
+    schema_: str = Field(default=HISTORY_SCHEMA, alias="schema")
+    exported_at: datetime
+    deployment: Deployment
+    outcome: GateOutcome
+    traffic: list[TrafficStep] = Field(default_factory=list, description="traffic weight changes, in time order")
+    assessments: list[Assessment] = Field(default_factory=list, description="every verdict with its reasons")
+    checks: list[CheckResult] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
+    incidents: list[Incident] = Field(default_factory=list)
+    remediation: list[RemediationStep] = Field(default_factory=list)
+    events: list[DeploymentEvent] = Field(default_factory=list, description="what was published on the SNS topic")
+    notifications: list[Notification] = Field(default_factory=list, description="every delivery to a channel")
+    audit: list[AuditEntry] = Field(default_factory=list, description="the audit trail, in order")
+
+    def metric_ids(self) -> list[str]:
+        """The metrics the judge reasoned about, in the order first seen."""
+        seen: dict[str, None] = {}
+        for assessment in self.assessments:
+            for reason in assessment.verdict.reasons:
+                seen.setdefault(reason.metric_id, None)
+        return list(seen)
+
+
+def history_json_schema() -> dict[str, Any]:
+    """JSON Schema of the export (``deployguard report ID --format json``)."""
+    schema = DeploymentHistory.model_json_schema(by_alias=True)
+    schema["$id"] = f"https://deployguard.dev/schemas/{HISTORY_SCHEMA}.json"
+    return schema
+
+
+def build_history(
+    deployment: Deployment,
+    *,
+    assessments: list[Assessment],
+    audit: list[AuditEntry],
+    events: list[DeploymentEvent],
+    notifications: list[Notification],
+    alerts: list[Alert],
+    incidents: list[Incident],
+    exported_at: datetime,
+) -> DeploymentHistory:
+    return DeploymentHistory(
+        exported_at=exported_at,
+        deployment=deployment,
+        outcome=GateOutcome.of(deployment),
+        traffic=traffic_steps(deployment, audit),
+        assessments=sorted(assessments, key=lambda a: a.at),
+        checks=checks(audit),
+        alerts=alerts,
+        incidents=incidents,
+        remediation=[
+            RemediationStep(at=e.at, action=e.action, actor=e.actor, reason=e.reason, details=e.details)
+            for e in audit
+            if e.action.startswith(("remediation_", "circuit_breaker_"))
+        ],
+        events=events,
+        notifications=notifications,
+        audit=audit,
+    )
+
+
+def traffic_steps(deployment: Deployment, audit: list[AuditEntry]) -> list[TrafficStep]:
+    """Traffic weight over time: 0 at the start, then every shift, promotion and rollback."""
+    steps = [TrafficStep(at=deployment.started_at, weight=0.0, reason="started")]
+    for entry in audit:
+        weight: float | None = None
+        raw = entry.details.get("weight")
+        if entry.action in _TRAFFIC_PERCENT and isinstance(raw, int | float):
+            weight = float(raw) / 100.0
+        elif entry.action in _TRAFFIC_FRACTION and isinstance(raw, int | float):
+            weight = float(raw)
+        elif entry.action in _TRAFFIC_FULL:
+            weight = 1.0
+        elif entry.action in _TRAFFIC_ZERO:
+            weight = 0.0
+        if weight is not None and weight != steps[-1].weight:
+            steps.append(TrafficStep(at=entry.at, weight=min(max(weight, 0.0), 1.0), reason=entry.reason))
+    if deployment.status.is_terminal and deployment.ended_at is not None:  # where traffic ended up
+        final = 1.0 if deployment.status == DeploymentStatus.SUCCEEDED else 0.0
+        if final != steps[-1].weight:
+            steps.append(TrafficStep(at=max(deployment.ended_at, steps[-1].at), weight=final,
+                                     reason=deployment.decision or deployment.status.value))  # fmt: skip
+    return steps
+
+
+def checks(audit: list[AuditEntry]) -> list[CheckResult]:
+    found = []
+    for entry in audit:
+        if entry.action not in _CHECK_ACTIONS:
+            continue
+        if entry.action == "hook_verdict":
+            status, _, reason = entry.reason.partition(": ")
+            name = str(entry.details.get("lifecycle_event") or entry.details.get("phase") or "hook")
+        else:
+            status, reason, name = "passed", entry.reason, entry.action
+        found.append(CheckResult(at=entry.at, name=name, status=status, reason=reason, details=entry.details))
+    return found
+
+
+TimelineKind = Literal["traffic", "assessment", "check", "alert", "incident", "remediation", "event", "notification"]
+
+
+class TimelineItem(Model):
+    at: datetime
+    kind: TimelineKind
+    title: str
+    detail: str = ""
+    severity: str = "info"
+
+
+def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[TimelineItem]:
+    """Traffic steps, assessments, checks, alerts, incidents, remediation, events and deliveries, in time order."""
+    items: list[TimelineItem] = [
+        TimelineItem(at=s.at, kind="traffic", title=f"traffic {s.weight:.0%} to the new version", detail=s.reason)
+        for s in history.traffic
+    ]
+    last_step = items[-1] if len(items) > 1 and history.deployment.status.is_terminal else None
+    for a in history.assessments:
+        reasons = "; ".join(r.message for r in a.verdict.reasons if r.status != "pass") or a.verdict.summary
+        score = f", health {a.health_score:.0f}" if a.health_score is not None else ""
+        impact = business_impact(a)
+        impact_text = f", business impact {impact:.1f}/10" if impact is not None else ""
+        items.append(
+            TimelineItem(
+                at=a.at,
+                kind="assessment",
+                title=f"{a.verdict.decision.value} at {a.canary_weight:.0%}{score}{impact_text}",
+                detail=reasons,
+                severity={"failing": "critical", "inconclusive": "warning"}.get(a.verdict.decision.value, "info"),
+            )
+        )
+    items += [
+        TimelineItem(
+            at=c.at,
+            kind="check",
+            title=f"{c.name}: {c.status}",
+            detail=c.reason,
+            severity="critical" if c.status.lower() in ("failed", "fail") else "info",
+        )
+        for c in history.checks
+    ]
+    items += [
+        TimelineItem(at=a.at, kind="alert", title=f"alert {a.rule} ({a.status.value})", detail=a.message,
+                     severity=a.severity.value)
+        for a in history.alerts
+    ]  # fmt: skip
+    for inc in history.incidents:
+        items.append(TimelineItem(at=inc.opened_at, kind="incident", title=f"incident {inc.incident_id} opened",
+                                  detail=inc.title, severity=inc.severity.value))  # fmt: skip
+        for entry in inc.timeline:
+            if entry.action != "opened":
+                title = f"incident {inc.incident_id} {entry.action} by {entry.actor}"
+                items.append(TimelineItem(at=entry.at, kind="incident", title=title, detail=entry.notes))
+    items += [
+        TimelineItem(at=r.at, kind="remediation", title=f"{r.action} by {r.actor}", detail=r.reason)
+        for r in history.remediation
+    ]
+    items += [
+        TimelineItem(at=e.at, kind="event", title=f"{e.event_type.value}: {e.title}", detail=e.message,
+                     severity=e.severity.value)
+        for e in history.events
+    ]  # fmt: skip
+    if notifications:
+        items += [
+            TimelineItem(
+                at=n.at,
+                kind="notification",
+                title=f"{n.channel}: {n.status.value} after {n.attempts} attempt(s)",
+                detail=n.error or "",
+                severity="warning" if n.status.value in ("failed", "dead_lettered") else "info",
+            )
+            for n in history.notifications
+        ]
+    order = {k: i for i, k in enumerate(TimelineKind.__args__)}  # type: ignore[attr-defined]
+    # a shift comes before the assessments at its time; where traffic ended up comes after them
+    return sorted(items, key=lambda i: (i.at, len(order) if i is last_step else order[i.kind]))
+
+
+def business_impact(assessment: Assessment) -> float | None:
+    """The 0-10 business impact the health report gave this assessment (None if not recorded)."""
+    health = assessment.details.get("health")
+    if isinstance(health, dict) and isinstance(health.get("business_impact"), int | float):
+        return float(health["business_impact"])
+    return None

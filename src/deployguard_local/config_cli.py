@@ -1,0 +1,116 @@
+"""``deployguard config validate|schema``: check a configuration file before it is deployed.
+
+    deployguard config validate FILE...   every problem at once: file, line, field, what is expected
+    deployguard config schema [-o FILE]   the JSON Schema of the configuration (editors complete and check with it)
+
+``validate`` uses the same loader as the functions, ``invoke`` and ``replay``, so a file it
+accepts is a file they accept. Exit codes: 0 valid, 1 problems found, 2 a file cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from deployguard.config import DeployGuardConfig, check_config
+from deployguard.exceptions import ConfigError
+
+SCHEMA_ID = "https://deployguard.dev/schema/deployguard-config.json"
+
+app = typer.Typer(
+    name="config",
+    help="Check a DeployGuard configuration file, or write its JSON Schema.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def config_schema() -> dict[str, object]:
+    """The JSON Schema of a DeployGuard configuration file (unknown keys refused, as the loader does)."""
+    schema = DeployGuardConfig.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+@app.command("validate")
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="configuration files (YAML or JSON) to check")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the problems as JSON, one object per file")] = False,
+) -> None:
+    """Report every problem of each file at once, with its line and field; exit 1 if any."""
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    found = 0
+    unreadable = False
+    reports = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            err.print(f"deployguard config validate: {file}: cannot read: {exc.strerror}")
+            unreadable = True
+            continue
+        config, problems = check_config(text, str(file))
+        found += len(problems)
+        if as_json:
+            reports.append(
+                {
+                    "file": str(file),
+                    "valid": not problems,
+                    "services": sorted(config.services) if config else None,
+                    "problems": [
+                        {"line": p.line, "field": p.field, "message": p.message} for p in problems
+                    ],
+                }
+            )
+            continue
+        if not problems and config is not None:
+            names = ", ".join(sorted(config.services)) or "none (defaults only)"
+            out.print(f"[green]ok[/green] {file}: valid; services: {names}")
+            continue
+        for problem in problems:
+            out.print(str(problem), markup=False)
+        out.print(f"[red]{len(problems)} problem{'s' if len(problems) != 1 else ''}[/red] in {file}")
+    if as_json:
+        out.print_json(json.dumps(reports))
+    raise typer.Exit(2 if unreadable else 1 if found else 0)
+
+
+@app.command("schema")
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the schema to this file instead of printing it")
+    ] = None,
+) -> None:
+    """Write the JSON Schema of the configuration file (reference it from your YAML for completion)."""
+    text = json.dumps(config_schema(), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror}", source=str(output)) from exc
+    typer.echo(f"wrote {output}")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        code = app(args=argv, prog_name="deployguard config", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except ConfigError as exc:
+        typer.echo(f"deployguard config: {exc}", err=True)
+        return 2
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return int(code or 0)

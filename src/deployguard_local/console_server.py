@@ -1,0 +1,308 @@
+"""`deployguard serve --local`: the operations console on 127.0.0.1 over the embedded AWS.
+
+A small HTTP server stands in for API Gateway's HTTP API: each request becomes a payload 2.0
+event and goes to ``ConsoleApiFunction`` through the real Lambda Invoke API of the embedded AWS.
+It also stands in for the JWT authoriser: two local-only bearer tokens, made at start and
+printed, one that may write and one that may only read; any other token is refused (401) as
+API Gateway would, and a request without one reaches the function without an identity (which
+then refuses every /api route). The embedded AWS holds what ``make demo`` leaves (its four
+rollouts are run in-process at start) and, with ``--live``, one canary that moves slowly
+enough to watch and abort from the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import secrets
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from deployguard.models import LambdaTarget
+from deployguard_local.emulator import EmbeddedAws, _environment, sample_handler
+from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
+
+FUNCTION = "ConsoleApiFunction"
+READ_SCOPE, WRITE_SCOPE = "deployguard/read", "deployguard/write"
+
+
+@dataclass
+class LocalCredentials:
+    """Bearer tokens the local server accepts, and the identity and scopes each stands for."""
+
+    write_token: str = field(default_factory=lambda: "dgw-" + secrets.token_urlsafe(24))
+    read_token: str = field(default_factory=lambda: "dgr-" + secrets.token_urlsafe(24))
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        if secrets.compare_digest(token, self.write_token):
+            return {"sub": "local-operator", "username": "local-operator", "scope": f"{READ_SCOPE} {WRITE_SCOPE}"}
+        if secrets.compare_digest(token, self.read_token):
+            return {"sub": "local-viewer", "username": "local-viewer", "scope": READ_SCOPE}
+        return None
+
+
+def http_api_event(
+    method: str, target: str, headers: dict[str, str], body: bytes, claims: dict[str, Any] | None
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event, as the $default route sends it."""
+    parts = urlsplit(target)
+    now = time.time()
+    context: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "local",
+        "domainName": headers.get("host", "127.0.0.1"),
+        "http": {
+            "method": method,
+            "path": parts.path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": str(uuid.uuid4()),
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": datetime.now().strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "timeEpoch": int(now * 1000),
+    }
+    if claims is not None:
+        context["authorizer"] = {"jwt": {"claims": claims, "scopes": claims["scope"].split()}}
+    query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query.setdefault(key, []).append(value)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "headers": headers,
+        "requestContext": context,
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in query.items()}
+    if body:
+        event["body"] = body.decode("utf-8", errors="replace")
+    return event
+
+
+class ConsoleServer:
+    """The local stand-in for API Gateway in front of ConsoleApiFunction."""
+
+    def __init__(self, aws: EmbeddedAws, credentials: LocalCredentials, port: int = 8700) -> None:
+        self.aws = aws
+        self.credentials = credentials
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.httpd.daemon_threads = True
+        self.thread: threading.Thread | None = None
+        # one request at a time, as one Lambda container serves them (the resolver holds the current event)
+        self.invoke_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> ConsoleServer:
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="console-server", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet: the function's own logs tell what happened
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                claims = None
+                auth = headers.get("authorization", "")
+                if auth:
+                    scheme, _, token = auth.partition(" ")
+                    claims = server.credentials.claims(token.strip()) if scheme.lower() == "bearer" else None
+                    if claims is None:  # API Gateway's JWT authoriser refuses it before the function
+                        self._reply(401, {"content-type": "application/json"}, b'{"message":"Unauthorized"}')
+                        return
+                event = http_api_event(self.command, self.path, headers, body, claims)
+                with server.invoke_lock:
+                    payload, errored = server.aws.invoke(FUNCTION, event)
+                if errored or not isinstance(payload, dict):
+                    self._reply(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
+                    return
+                out = payload.get("body") or ""
+                data = out.encode("utf-8") if isinstance(out, str) else bytes(out)
+                reply_headers = {k.lower(): str(v) for k, v in (payload.get("headers") or {}).items()}
+                self._reply(int(payload.get("statusCode", 200)), reply_headers, data)
+
+            def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    if key not in ("content-length", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+        return Handler
+
+
+# --------------------------------------------------------------------------- what the server shows
+
+
+class ClockGate:
+    """Holds the simulated clock at each advance until released: a canary stays in flight."""
+
+    def __init__(self, seconds_per_minute: float | None) -> None:
+        self.seconds_per_minute = seconds_per_minute
+        self.released = threading.Event()
+
+    def __call__(self, before: datetime, after: datetime) -> None:
+        minutes = (after - before).total_seconds() / 60
+        if self.seconds_per_minute is None:
+            self.released.wait()  # until released
+        else:
+            self.released.wait(self.seconds_per_minute * minutes)
+
+
+def start_live_canary(
+    aws: EmbeddedAws, function_name: str = "orders-api", seconds_per_minute: float | None = 5.0
+) -> tuple[LambdaTarget, ClockGate, threading.Thread]:
+    """Start a canary through the real state machine whose simulated minutes last
+    ``seconds_per_minute`` of real time (None: until the gate is released)."""
+    assert aws.clock is not None
+    versions = aws.deploy_sample_function(function_name, "live", sample_handler)
+    target = LambdaTarget(
+        function_name=function_name, alias="live", stable_version=versions[0], new_version=versions[1]
+    )
+    traffic = LambdaTrafficSource(function_name, "live", 2000, {v: VersionBehaviour() for v in versions}, seed=21)
+    aws.clock.listeners.append(traffic.on_clock)
+    gate = ClockGate(seconds_per_minute)
+    aws.clock.late_listeners.append(gate)
+    request = {
+        "deployment": {
+            "deployment_id": f"live-{function_name}",
+            "service": function_name,
+            "version": versions[1],
+            "target": target.model_dump(),
+        }
+    }
+    worker = threading.Thread(
+        target=lambda: aws.run_state_machine("CanaryStateMachine", request, timeout=24 * 3600),
+        name="live-canary",
+        daemon=True,
+    )
+    worker.start()
+    return target, gate, worker
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@contextlib.contextmanager
+def demo_console(
+    port: int = 8700, *, live: bool = True, seconds_per_minute: float | None = 5.0, out: Any = None
+) -> Iterator[tuple[ConsoleServer, EmbeddedAws, LocalCredentials]]:
+    """The embedded AWS holding the demo's four rollouts (and a live canary), served on 127.0.0.1."""
+    from deployguard.storage.repository import DeploymentRepository
+    from deployguard_local.demo import DEMO_CONFIG, builtin_demo, flush_digests
+    from deployguard_local.receivers import local_receivers
+
+    log = out if out is not None else io.StringIO()
+    with local_receivers(echo=None) as receivers:
+        env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
+        with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
+            builtin_demo(aws, log)
+            flush_digests(aws)
+            aws.invoker.drain()
+            gate = None
+            if live:
+                _target, gate, _ = start_live_canary(aws, seconds_per_minute=seconds_per_minute)
+                repository = DeploymentRepository()
+                wait_until(
+                    lambda: (d := repository.find_deployment("live-orders-api")) is not None and d.canary_weight > 0
+                )
+            credentials = LocalCredentials()
+            server = ConsoleServer(aws, credentials, port).start()
+            try:
+                yield server, aws, credentials
+            finally:
+                server.stop()
+                if gate is not None:
+                    gate.released.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deployguard serve", description="the operations console on 127.0.0.1")
+    parser.add_argument("--local", action="store_true", help="over the embedded AWS holding the demo's rollouts")
+    parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--no-live", action="store_true", help="do not start the slow canary you can abort")
+    parser.add_argument("--seconds-per-minute", type=float, default=5.0, help="pace of the live canary")
+    parser.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
+    args = parser.parse_args(argv)
+    if args.openapi:
+        print(json.dumps(openapi_document(), indent=2))
+        return 0
+    if not args.local:
+        print("deployguard serve: only --local is served from here; on AWS the console is the stack's ConsoleUrl")
+        return 2
+    print("deployguard serve: running the demo's rollouts on the embedded AWS ...", flush=True)
+    with demo_console(args.port, live=not args.no_live, seconds_per_minute=args.seconds_per_minute) as (
+        server,
+        _aws,
+        credentials,
+    ):
+        print(f"console:     {server.url}/#token={credentials.write_token}")
+        print(f"write token: {credentials.write_token}   (local only; may control canaries)")
+        print(f"read token:  {credentials.read_token}   (local only; may only read)")
+        print(f"OpenAPI:     {server.url}/openapi.json      Ctrl-C stops", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    return 0
+
+
+def openapi_document() -> dict[str, Any]:
+    """The console function's OpenAPI document, generated from its routes."""
+    import importlib.util
+
+    from deployguard_local.emulator import REPO_ROOT
+
+    path = REPO_ROOT / "functions" / "console_api" / "app.py"
+    name = "deployguard_function_console_api_app"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    document: dict[str, Any] = module.openapi_document()
+    return document

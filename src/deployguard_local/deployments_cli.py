@@ -1,0 +1,284 @@
+"""``deployguard deployments list|show|watch`` and ``deployguard status ID [--wait]``: what DeployGuard decided.
+
+    deployguard deployments list [--service S] [--environment E] [--status ST]... [--since 7d] [--limit N]
+    deployguard deployments show ID              # the timeline: traffic, verdicts, checks, alerts, incidents ...
+    deployguard deployments watch ID             # follow a running deployment until it ends
+    deployguard status ID [--wait] [--timeout S] # CI gate: exit 0 promoted, 1 rolled back or failed,
+                                                 #          2 held for a person, 3 still running / timed out
+
+Every command takes ``--json``, and reads ``--local`` (the demo's saved state), ``--stack NAME``,
+``--table NAME`` or ``$DEPLOYMENTS_TABLE`` (see :mod:`deployguard_local.sources`). IDs may be a
+unique prefix. Errors exit 4 with a message naming the field (2 and 3 belong to the gate).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from deployguard.exceptions import DeployGuardError
+from deployguard.models import Deployment, DeploymentStatus
+from deployguard.readmodels import (
+    DeploymentHistory,
+    DeploymentQuery,
+    GateOutcome,
+    TimelineItem,
+    parse_since,
+    timeline,
+)
+from deployguard_local.sources import duration, open_source, when
+
+ERROR_EXIT = 4
+
+# ---------------------------------------------------------------------------- shared options
+
+Local = Annotated[bool, typer.Option("--local", help="read the state `make demo` saved (.deployguard/local-state)")]
+Stack = Annotated[str | None, typer.Option("--stack", help="a deployed DeployGuard stack (table from its outputs)")]
+TableName = Annotated[str | None, typer.Option("--table", help="the DeploymentsTable (default: $DEPLOYMENTS_TABLE)")]
+Region = Annotated[str | None, typer.Option("--region", help="AWS region (default: $AWS_REGION)")]
+StateDir = Annotated[
+    Path | None, typer.Option("--state-dir", help="where --local state is (default: $DEPLOYGUARD_LOCAL_STATE)")
+]
+Json = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": ""}
+STATUS_STYLE = {"succeeded": "green", "rolled_back": "red", "failed": "bold red", "stopped": "yellow",
+                "in_progress": "cyan", "pending": "cyan"}  # fmt: skip
+
+
+def console() -> Console:
+    terminal = Console()
+    return Console(highlight=False, soft_wrap=False, width=terminal.width if terminal.is_terminal else 160)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run(action: Callable[[], int]) -> int:
+    """Run a command; domain errors print one line naming what is wrong and exit 4."""
+    try:
+        return action()
+    except DeployGuardError as exc:
+        sys.stderr.write(f"deployguard: {exc}\n")
+        return ERROR_EXIT
+
+
+def source(local: bool, stack: str | None, table: str | None, region: str | None, state_dir: Path | None) -> Any:
+    return open_source(local=local, stack=stack, table=table, region=region, state_dir=state_dir)
+
+
+def _target(d: Deployment) -> str:
+    t = d.target
+    return f"{t.function_name}:{t.alias}" if t.kind == "lambda" else f"{t.cluster}/{t.service}"
+
+
+def deployment_table(items: list[Deployment]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for header in ("ID", "SERVICE", "ENV", "VERSION", "STATUS", "TRAFFIC", "STARTED", "TOOK", "WHY"):
+        table.add_column(header, no_wrap=header in ("ID", "STATUS", "STARTED"), overflow="fold")
+    for d in items:
+        table.add_row(
+            d.deployment_id, d.service, d.environment, d.version,
+            Text(d.status.value, style=STATUS_STYLE.get(d.status.value, "")), f"{d.canary_weight:.0%}",
+            when(d.started_at), duration(d.duration_seconds), _short(d.decision_reason or d.decision or ""),
+        )  # fmt: skip
+    return table
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def timeline_table(items: list[TimelineItem]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("TIME", no_wrap=True)
+    table.add_column("WHAT", no_wrap=True)
+    table.add_column("", overflow="fold")
+    for item in items:
+        style = SEVERITY_STYLE.get(item.severity, "")
+        text = Text(item.title, style=style or "bold" if item.kind in ("assessment", "traffic") else style)
+        if item.detail:
+            text.append("\n" + item.detail, style="dim")
+        table.add_row(item.at.strftime("%H:%M:%S"), item.kind, text)
+    return table
+
+
+def print_history(out: Console, history: DeploymentHistory, notifications: bool) -> None:
+    d = history.deployment
+    out.print(Text(f"{d.deployment_id}  {d.service} {d.version} -> {d.environment}", style="bold"))
+    out.print(f"target {_target(d)}  driver {d.driver}  strategy {d.strategy.value}  phase {d.phase.value}")
+    out.print(f"started {when(d.started_at)}  ended {when(d.ended_at)}  took {duration(d.duration_seconds)}")
+    out.print(Text(f"outcome: {history.outcome.message} (exit {history.outcome.exit_code})",
+                   style=STATUS_STYLE.get(d.status.value, "")))  # fmt: skip
+    steps = "  ".join(f"{s.at:%H:%M} {s.weight:.0%}" for s in history.traffic)
+    out.print(f"traffic: {steps}")
+    scores = [f"{a.health_score:.0f}" for a in history.assessments if a.health_score is not None]
+    counts = (
+        f"{len(history.assessments)} assessments, {len(history.checks)} checks, {len(history.alerts)} alerts, "
+        f"{len(history.incidents)} incidents, {len(history.remediation)} remediation steps, "
+        f"{len(history.notifications)} deliveries"
+    )
+    out.print(counts + (f"; health score {' '.join(scores)}" if scores else ""))
+    out.print(timeline_table(timeline(history, notifications=notifications)))
+
+
+# ---------------------------------------------------------------------------- deployments
+
+app = typer.Typer(name="deployguard deployments", help="What DeployGuard decided, deployment by deployment.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)  # fmt: skip
+
+
+@app.command("list")
+def list_deployments(
+    service: Annotated[str | None, typer.Option(help="only this service")] = None,
+    environment: Annotated[str | None, typer.Option(help="only this environment")] = None,
+    status: Annotated[list[DeploymentStatus] | None, typer.Option(help="only these statuses (repeat)")] = None,
+    since: Annotated[str | None, typer.Option(help="started since: 7d, 12h, 30m or an ISO time")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="deployments per page")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="the next page (printed after a full page)")] = None,
+    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
+    state_dir: StateDir = None, json_: Json = False,
+) -> None:  # fmt: skip
+    """Deployments, newest first, with filters."""
+
+    def action() -> int:
+        with source(local, stack, table, region, state_dir) as src:
+            query = DeploymentQuery(service=service, environment=environment, statuses=status or [], limit=limit,
+                                    since=parse_since(since) if since else None, cursor=cursor)  # fmt: skip
+            page = src.reader.page(query)
+        if json_:
+            print_json({"items": [d.model_dump(mode="json") for d in page.items], "next_cursor": page.next_cursor})
+            return 0
+        out = console()
+        out.print(deployment_table(page.items) if page.items else "no deployments match")
+        if page.next_cursor:
+            out.print(f"more: --cursor {page.next_cursor}", markup=False)
+        return 0
+
+    raise typer.Exit(run(action))
+
+
+@app.command("show")
+def show(
+    deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
+    notifications: Annotated[bool, typer.Option(help="list every delivery in the timeline")] = True,
+    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
+    state_dir: StateDir = None, json_: Json = False,
+) -> None:  # fmt: skip
+    """One deployment's timeline: traffic, verdicts and reasons, checks, alerts, incidents, remediation."""
+
+    def action() -> int:
+        with source(local, stack, table, region, state_dir) as src:
+            history = src.reader.history(deployment_id)
+        if json_:
+            print_json(history.model_dump(mode="json", by_alias=True))
+        else:
+            print_history(console(), history, notifications)
+        return 0
+
+    raise typer.Exit(run(action))
+
+
+@app.command("watch")
+def watch(
+    deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
+    interval: Annotated[float, typer.Option(min=1, help="seconds between polls")] = 10.0,
+    timeout: Annotated[float, typer.Option(min=0, help="give up after this many seconds")] = 3600.0,
+    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
+    state_dir: StateDir = None, json_: Json = False,
+) -> None:  # fmt: skip
+    """Follow a deployment live: print each new timeline entry until it ends (exit as `status`)."""
+
+    def action() -> int:
+        out = console()
+        printed: set[tuple[str, str, str]] = set()
+        with source(local, stack, table, region, state_dir) as src:
+
+            def changed(_: Deployment) -> None:
+                fresh = [
+                    i for i in timeline(src.reader.history(deployment_id), notifications=False)
+                    if (i.at.isoformat(), i.kind, i.title) not in printed
+                ]  # fmt: skip
+                for item in fresh:
+                    printed.add((item.at.isoformat(), item.kind, item.title))
+                    if json_:
+                        sys.stdout.write(item.model_dump_json() + "\n")
+                    else:
+                        style = SEVERITY_STYLE.get(item.severity, "")
+                        line = Text(f"{item.at:%H:%M:%S} {item.kind:<11} {item.title}", style=style)
+                        out.print(line, Text(f"  {item.detail}", style="dim") if item.detail else "")
+
+            outcome = src.reader.wait(deployment_id, timeout_seconds=timeout, poll_seconds=interval,
+                                      sleep=src.sleep, on_change=changed)  # fmt: skip
+        return _finish(outcome, json_, out)
+
+    raise typer.Exit(run(action))
+
+
+def _finish(outcome: GateOutcome, json_: bool, out: Console) -> int:
+    if json_:
+        sys.stdout.write(outcome.model_dump_json() + "\n")
+    else:
+        out.print(Text(f"{outcome.state}: {outcome.message}", style="bold"))
+    return outcome.exit_code
+
+
+# ---------------------------------------------------------------------------- status (the CI gate)
+
+status_app = typer.Typer(name="deployguard status", add_completion=False, pretty_exceptions_enable=False)
+
+
+@status_app.command()
+def status(
+    deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
+    wait: Annotated[bool, typer.Option("--wait", help="poll until the deployment ends")] = False,
+    timeout: Annotated[float, typer.Option(min=0, help="with --wait: give up after this many seconds")] = 1800.0,
+    interval: Annotated[float, typer.Option(min=1, help="with --wait: seconds between polls")] = 10.0,
+    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
+    state_dir: StateDir = None, json_: Json = False,
+) -> None:  # fmt: skip
+    """A deployment's outcome as an exit code: 0 promoted, 1 rolled back or failed, 2 held, 3 running/timeout."""
+
+    def action() -> int:
+        with source(local, stack, table, region, state_dir) as src:
+            if wait:
+                outcome = src.reader.wait(deployment_id, timeout_seconds=timeout, poll_seconds=interval,
+                                          sleep=src.sleep)  # fmt: skip
+            else:
+                outcome = src.reader.outcome(deployment_id)
+        return _finish(outcome, json_, console())
+
+    raise typer.Exit(run(action))
+
+
+def _invoke(typer_app: typer.Typer, prog: str, argv: list[str]) -> int:
+    command = typer.main.get_command(typer_app)
+    try:  # without standalone mode, click returns the code a command exits with
+        return int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # click's usage errors: name the option, exit 4
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        return ERROR_EXIT
+
+
+def main(argv: list[str]) -> int:
+    return _invoke(app, "deployguard deployments", argv)
+
+
+def status_main(argv: list[str]) -> int:
+    return _invoke(status_app, "deployguard status", argv)

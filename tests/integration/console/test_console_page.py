@@ -1,0 +1,152 @@
+"""The console page in a real headless Chromium (Debian's package, driven by Playwright) against
+`deployguard serve --local`'s server over the embedded AWS holding the demo's rollouts."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.incidents.repository import IncidentRepository
+from deployguard.models import DeploymentStatus, LambdaTarget
+from deployguard.storage.repository import DeploymentRepository
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+# Waits are for conditions, not races: on a busy 2-core machine a page can take seconds to settle.
+playwright_api.expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def _confirm(page: Any, reason: str) -> None:
+    dialog = page.locator("dialog#confirm")
+    playwright_api.expect(dialog).to_be_visible()
+    page.get_by_label("Reason (kept in the audit trail)").fill(reason)
+    page.locator("#confirm-ok").click()
+    playwright_api.expect(dialog).to_be_hidden()
+
+
+def test_the_operator_watches_opens_acknowledges_and_aborts(console: Any, page: Any) -> None:
+    expect = playwright_api.expect
+    page.goto(f"{console.url}/#token={console.credentials.write_token}")
+    expect(page.locator("#who")).to_contain_text("local-operator")
+    card = page.locator("#canaries article", has_text="orders-api 2")
+    expect(card).to_contain_text("10%")  # the live canary at its first step
+
+    # history: the demo's four rollouts
+    page.get_by_role("link", name="History").click()
+    rows = page.locator("#history-body tr")
+    expect(rows.first).to_be_visible()
+    for text in ("demo-healthy-release", "demo-regression-midway", "search-api", "checkout-web"):
+        expect(rows.filter(has_text=text).first).to_be_visible()
+    page.get_by_label("Status").select_option("rolled_back")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows.filter(has_text="demo-healthy-release")).to_have_count(0)
+    expect(rows.filter(has_text="demo-regression-midway")).to_have_count(1)
+
+    # open one: the judge's metric charts and its timeline
+    page.get_by_role("link", name="demo-regression-midway").click()
+    expect(page.locator("#deployment-title")).to_contain_text("payments-api 2")
+    expect(page.locator("figure.chart", has_text="errors")).to_be_visible()
+    expect(page.locator("#deployment-timeline li").first).to_be_visible()
+    expect(page.locator("#deployment-summary")).to_contain_text("rolled back")
+
+    # acknowledge an open incident
+    page.get_by_role("link", name="Incidents").click()
+    row = page.locator("#incidents tr[data-incident]").first
+    incident_id = row.get_attribute("data-incident")
+    row.get_by_role("button", name=f"Acknowledge incident {incident_id}").click()
+    _confirm(page, "looking at it from the console")
+    expect(page.locator("#status")).to_contain_text(f"Incident {incident_id}: acknowledge done")
+    incident = IncidentRepository(DeploymentRepository()).get(str(incident_id))
+    assert (incident.status.value, incident.acknowledged_by) == ("acknowledged", "local-operator")
+
+    # abort the running canary; its alias is back at stable in the embedded AWS
+    page.get_by_role("link", name="Canaries").click()
+    page.get_by_role("button", name="Abort orders-api 2").click()
+    _confirm(page, "abort from the browser test")
+    expect(page.locator("#status")).to_contain_text("back at 100% version 1")
+    expect(page.locator("#canaries article", has_text="orders-api 2")).to_have_count(0)
+    deployment = DeploymentRepository().get_deployment("live-orders-api")
+    assert (deployment.status, deployment.decision) == (DeploymentStatus.ROLLED_BACK, "aborted")
+    assert isinstance(deployment.target, LambdaTarget)
+    alias = LambdaTrafficShifter(deployment.target).current()
+    assert (alias.function_version, alias.additional_weights) == (deployment.target.stable_version, {})
+    trail = DeploymentRepository().audit_trail("live-orders-api")
+    assert [(e.actor, e.reason) for e in trail if e.action == "control_abort"] == [
+        ("local-operator", "abort from the browser test")
+    ]
+
+
+def test_keyboard_labels_and_a_read_only_caller(console: Any, page: Any) -> None:
+    expect = playwright_api.expect
+    page.goto(f"{console.url}/")
+    page.get_by_label("Access token").fill(console.credentials.read_token)
+    page.keyboard.press("Enter")
+    expect(page.locator("#who")).to_contain_text("local-viewer · read only")
+    page.get_by_role("link", name="Services").click()
+    expect(page.get_by_role("button", name="Emergency rollback of checkout-api")).to_be_disabled()
+    page.get_by_role("link", name="Incidents").click()
+    page.get_by_label("Show acknowledged and resolved").check()
+    expect(page.locator("#incidents tr[data-incident]").first).to_be_visible()
+    for button in page.locator("#incidents button").all():
+        expect(button).to_be_disabled()
+    unlabeled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+             .filter(el => !el.labels || el.labels.length === 0).map(el => el.id)"""
+    )
+    assert unlabeled == []
+
+
+def test_confirmation_works_from_the_keyboard(console: Any, page: Any) -> None:
+    expect = playwright_api.expect
+    page.goto(f"{console.url}/#token={console.credentials.write_token}")
+    page.get_by_role("link", name="Services").click()
+    button = page.get_by_role("button", name="Emergency rollback of checkout-api")
+    button.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#confirm-name")).to_be_focused()  # type the service name first
+    page.keyboard.type("checkout")  # wrong name
+    page.keyboard.press("Tab")
+    page.keyboard.type("bad release")
+    page.locator("#confirm-ok").press("Enter")
+    expect(page.locator("#confirm-error")).to_contain_text("Type checkout-api exactly")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    alias = LambdaTrafficShifter(
+        LambdaTarget(function_name="checkout-api", alias="live", stable_version="1", new_version="2")
+    ).current()
+    assert alias.function_version == "2"  # nothing rolled back without the confirmation

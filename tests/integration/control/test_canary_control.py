@@ -1,0 +1,212 @@
+"""Manual control of canaries through the real state machine on the embedded AWS: people's
+requests arrive at chosen simulated minutes (clock listeners), the canary honours them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployguard.aws.events import EventPublisher
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.config import load_config
+from deployguard.control import CanaryControlService, ControlRequest, EmergencyRollbackRequest
+from deployguard.exceptions import ControlStateError, InvalidEventError
+from deployguard.models import DeploymentStatus, EventType, LambdaTarget, Severity
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.emulator import EmbeddedAws, sample_handler
+from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
+
+CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
+
+
+def _service(aws: Any) -> CanaryControlService:
+    return CanaryControlService(
+        load_config(),
+        DeploymentRepository(),
+        EventPublisher(aws.ref("DeploymentEventsTopic")),
+        canary_state_machine_arn=aws.ref("CanaryStateMachine"),
+    )
+
+
+def _ask(aws: Any, deployment_id: str, verb: str, by: str = "alice") -> Any:
+    return _service(aws).apply(deployment_id, ControlRequest(verb=verb, actor=by, reason=f"{verb} from the test"))  # type: ignore[arg-type]
+
+
+def _at_minute(aws: Any, minute: float, action: Callable[[], object]) -> None:
+    """Run ``action`` once the simulated clock has moved ``minute`` minutes from now."""
+    start = aws.clock()
+    fired: list[bool] = []
+
+    def listener(before: Any, after: Any) -> None:
+        if not fired and (after - start).total_seconds() >= minute * 60:
+            fired.append(True)
+            action()
+
+    aws.clock.listeners.append(listener)
+
+
+def _prepare(aws: Any, name: str, regress_at: int | None = None) -> tuple[dict[str, Any], LambdaTarget]:
+    versions = aws.deploy_sample_function(name, "live", sample_handler)
+    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
+    bad = VersionBehaviour(regress_at=regress_at, regressed_error_rate=0.10, regressed_p99_ms=2000)
+    behaviours = {versions[0]: VersionBehaviour(), versions[1]: bad if regress_at is not None else VersionBehaviour()}
+    aws.clock.listeners.append(LambdaTrafficSource(name, "live", 2000, behaviours, seed=5).on_clock)
+    request = {
+        "deployment": {
+            "deployment_id": f"dep-{name}",
+            "service": name,
+            "version": versions[1],
+            "target": target.model_dump(),
+        }
+    }
+    return request, target
+
+
+def _run(aws: Any, request: dict[str, Any]) -> dict[str, Any]:
+    execution = aws.run_state_machine("CanaryStateMachine", request)
+    aws.invoker.drain()
+    return execution
+
+
+def _shifts(deployment_id: str) -> list[float]:
+    return [
+        e.details["weight"] for e in DeploymentRepository().audit_trail(deployment_id) if e.action == "traffic_shifted"
+    ]
+
+
+@pytest.fixture
+def aws() -> Any:
+    with EmbeddedAws(config_file=CONFIG) as embedded:
+        yield embedded
+
+
+def test_pause_holds_the_weight_until_resumed(aws: Any) -> None:
+    request, _target = _prepare(aws, "checkout-api")
+    _at_minute(aws, 1, lambda: _ask(aws, "dep-checkout-api", "pause"))
+    held_at: list[list[float]] = []
+    _at_minute(aws, 8, lambda: (held_at.append(_shifts("dep-checkout-api")), _ask(aws, "dep-checkout-api", "resume")))
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    assert held_at == [[10]]  # 8 minutes at 10% while the step bakes 3: paused
+    deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+    assert deployment.decision == "promoted" and _shifts("dep-checkout-api") == [10, 25, 50]
+    trail = DeploymentRepository().audit_trail("dep-checkout-api")
+    assert [(e.action, e.actor) for e in trail if e.action.startswith("control_")] == [
+        ("control_pause", "alice"),
+        ("control_resume", "alice"),
+    ]
+    events = [e for e in DeploymentRepository().events("dep-checkout-api") if e.event_type == EventType.CONTROL_ACTION]
+    assert [e.details["verb"] for e in events] == ["pause", "resume"]
+
+
+def test_a_failing_verdict_rolls_back_a_paused_canary(aws: Any) -> None:
+    request, target = _prepare(aws, "payments-api", regress_at=3)
+    _at_minute(aws, 1, lambda: _ask(aws, "dep-payments-api", "pause"))
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    deployment = DeploymentRepository().get_deployment("dep-payments-api")
+    assert deployment.status == DeploymentStatus.ROLLED_BACK and deployment.control.paused
+    assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+
+
+def test_promote_skips_the_remaining_steps(aws: Any) -> None:
+    request, target = _prepare(aws, "checkout-api")
+    _at_minute(aws, 1, lambda: _ask(aws, "dep-checkout-api", "promote"))
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+    assert deployment.decision == "promoted" and _shifts("dep-checkout-api") == [10]
+    assert LambdaTrafficShifter(target).current().function_version == target.new_version
+    again = _ask(aws, "dep-checkout-api", "promote")  # idempotent: nothing changes, nothing announced
+    assert not again.changed and again.message == "already promoted"
+    with pytest.raises(ControlStateError, match="only to a canary in progress"):
+        _ask(aws, "dep-checkout-api", "pause")
+
+
+def test_abort_rolls_back_at_once_and_the_execution_ends(aws: Any) -> None:
+    request, target = _prepare(aws, "checkout-api")
+    seen: list[Any] = []
+
+    def abort() -> None:
+        seen.append(LambdaTrafficShifter(target).current().additional_weights)
+        seen.append(_ask(aws, "dep-checkout-api", "abort", by="bob"))
+        seen.append(LambdaTrafficShifter(target).current())
+
+    _at_minute(aws, 4, abort)
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    assert seen[0] == {target.new_version: 0.25}  # a canary in flight at 25%
+    assert seen[1].changed and seen[2].function_version == target.stable_version and not seen[2].additional_weights
+    deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+    assert (deployment.status, deployment.decision) == (DeploymentStatus.ROLLED_BACK, "aborted")
+    assert _shifts("dep-checkout-api") == [10, 25]  # nothing shifted after the abort
+    assert "aborted by bob" in (deployment.decision_reason or "")
+    assert not _ask(aws, "dep-checkout-api", "abort").changed
+
+
+def test_skip_analysis_promotes_a_failing_canary_loudly(aws: Any) -> None:
+    request, _target = _prepare(aws, "payments-api", regress_at=1)
+    _at_minute(aws, 0.5, lambda: _ask(aws, "dep-payments-api", "skip_analysis"))
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    deployment = DeploymentRepository().get_deployment("dep-payments-api")
+    assert deployment.decision == "promoted" and _shifts("dep-payments-api") == [10, 25, 50]
+    skipped = [e for e in DeploymentRepository().events("dep-payments-api") if e.event_type == EventType.CONTROL_ACTION]
+    assert skipped[0].severity == Severity.CRITICAL and "ANALYSIS SKIPPED" in skipped[0].message
+    assessed = [e for e in DeploymentRepository().audit_trail("dep-payments-api") if e.action == "assessed"]
+    assert any(e.details["decision"] == "failing" for e in assessed)  # the verdicts are still recorded
+
+
+def test_approval_before_full_traffic_waits_on_a_task_token(tmp_path: Path) -> None:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config["services"]["checkout-api"]["approval_before_full_traffic"] = True
+    path = tmp_path / "deployguard.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with EmbeddedAws(config_file=path) as aws:
+        request, target = _prepare(aws, "checkout-api")
+        result: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: result.update(_run(aws, request)), daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the execution waits on the token in real time
+            found = DeploymentRepository().find_deployment("dep-checkout-api")
+            if found is not None and found.control.awaiting_approval:
+                break
+            worker.join(0.05)
+        assert found is not None and found.control.awaiting_approval and found.control.approval_token
+        assert LambdaTrafficShifter(target).current().additional_weights == {target.new_version: 0.5}
+        assert _ask(aws, "dep-checkout-api", "approve", by="carol").changed
+        worker.join(60)
+        assert result["status"] == "SUCCEEDED"
+        deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+        assert deployment.decision == "promoted" and not deployment.control.awaiting_approval
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version
+
+
+def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: Any) -> None:
+    request, target = _prepare(aws, "checkout-api")
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    service = _service(aws)
+    ask = {"service": "checkout-api", "actor": "dave", "reason": "checkout errors after the release"}
+    with pytest.raises(InvalidEventError, match="confirm"):
+        service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout"))
+    outcome = service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout-api"))
+    assert (outcome.changed, outcome.from_version, outcome.to_version) == (
+        True,
+        target.new_version,
+        target.stable_version,
+    )
+    assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+    again = service.emergency_rollback(
+        EmergencyRollbackRequest(**ask, confirm="checkout-api", from_version=target.new_version)
+    )
+    assert not again.changed and again.to_version == target.stable_version
+    deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+    assert deployment.decision == "emergency_rolled_back"
+    trail = DeploymentRepository().audit_trail("dep-checkout-api")
+    assert [(e.actor, e.details["to"]) for e in trail if e.action == "emergency_rollback"] == [
+        ("dave", target.stable_version)
+    ]
+    with pytest.raises(ControlStateError, match="nothing to roll back"):
+        service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout-api"))

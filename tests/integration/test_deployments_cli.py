@@ -1,0 +1,105 @@
+"""`deployguard deployments|status` read what `make demo` left (--local), as a new user would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from demo_support import DemoRun
+
+from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local import cli, local_state
+from deployguard_local.emulator import EmbeddedAws
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def local(demo_run: DemoRun) -> list[str]:
+    return ["--local", "--state-dir", str(demo_run.state_dir)]
+
+
+def test_list_filters_and_pages_what_the_demo_left(demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = demo_run.deployment_ids()
+    code, out, _ = run(capsys, "deployments", "list", *local(demo_run), "--json")
+    listed = json.loads(out)
+    assert code == 0 and listed["next_cursor"] is None
+    started = [d["started_at"] for d in listed["items"]]
+    assert started == sorted(started, reverse=True)
+    assert set(ids.values()) <= {d["deployment_id"] for d in listed["items"]}
+
+    code, out, _ = run(capsys, "deployments", "list", *local(demo_run), "--status", "rolled_back", "--json")
+    rolled = {d["deployment_id"] for d in json.loads(out)["items"]}
+    assert {ids["regression-midway"], ids["codedeploy-canary"], ids["ecs-blue-green"]} <= rolled
+    assert ids["healthy-release"] not in rolled
+
+    code, out, _ = run(capsys, "deployments", "list", *local(demo_run), "--limit", "2", "--json")
+    first = json.loads(out)
+    code, out, _ = run(capsys, "deployments", "list", *local(demo_run), "--limit", "2", "--cursor",
+                       first["next_cursor"], "--json")  # fmt: skip
+    second = json.loads(out)
+    paged = [d["deployment_id"] for d in first["items"] + second["items"]]
+    assert paged == [d["deployment_id"] for d in listed["items"][:4]]
+
+    code, out, _ = run(capsys, "deployments", "list", *local(demo_run), "--service", "payments-api")
+    assert code == 0 and ids["regression-midway"] in out and ids["healthy-release"] not in out
+
+
+def test_show_prints_the_timeline_with_reasons(demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
+    regression = demo_run.deployment_ids()["regression-midway"]
+    code, out, _ = run(capsys, "deployments", "show", regression[:12], *local(demo_run), "--no-notifications")
+    assert code == 0
+    for expected in ("traffic 25% to the new version", "failing at 25%", "errors: canary", "alert canary-issue",
+                     "opened", "remediation_succeeded", "acknowledged by alice", "rolled_back"):  # fmt: skip
+        assert expected in out, expected
+    code, out, _ = run(capsys, "deployments", "show", regression, *local(demo_run), "--json")
+    history = json.loads(out)
+    assert history["schema"] == "deployguard-history/1" and history["outcome"]["exit_code"] == 1
+    assert [s["weight"] for s in history["traffic"]] == [0.0, 0.1, 0.25, 0.0]
+    assert history["incidents"] and history["notifications"] and history["remediation"]
+
+
+def test_status_is_a_ci_gate(demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = demo_run.deployment_ids()
+    assert run(capsys, "status", ids["healthy-release"], *local(demo_run), "--wait")[0] == 0
+    code, out, _ = run(capsys, "status", ids["ecs-blue-green"], *local(demo_run), "--wait", "--json")
+    assert code == 1 and json.loads(out)["state"] == "rolled_back"
+    code, _, err = run(capsys, "status", "dg-nope", *local(demo_run))
+    assert code == 4 and "deployment dg-nope not found" in err
+    code, _, err = run(capsys, "deployments", "list", *local(demo_run), "--since", "last week")
+    assert code == 4 and "since" in err
+
+
+@pytest.fixture
+def running_state(tmp_path: Path) -> Path:
+    """A saved local state holding a deployment still in progress and one held for a person."""
+    with EmbeddedAws(storage_only=True) as aws:
+        repository = DeploymentRepository(aws.ref("DeploymentsTable"))
+        target = LambdaTarget(function_name="orders", alias="live", stable_version="1", new_version="2")
+        for deployment_id, status, decision in (("dg-running", DeploymentStatus.IN_PROGRESS, None),
+                                                ("dg-held", DeploymentStatus.STOPPED, "held")):  # fmt: skip
+            repository.create_deployment(Deployment(deployment_id=deployment_id, service="orders", version="2",
+                                                    environment="production", target=target, status=status,
+                                                    decision=decision))  # fmt: skip
+        local_state.save(aws, tmp_path)
+    return tmp_path
+
+
+def test_status_wait_times_out_on_the_simulated_clock(running_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    where = ["--local", "--state-dir", str(running_state)]
+    code, out, _ = run(capsys, "status", "dg-running", *where, "--wait", "--timeout", "300", "--interval", "60")
+    assert code == 3 and "timed out after 300s" in out
+    assert run(capsys, "status", "dg-held", *where)[0] == 2
+    code, out, _ = run(capsys, "deployments", "watch", "dg-running", *where, "--timeout", "120", "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 3 and lines[0]["kind"] == "traffic" and lines[-1]["state"] == "running"
+
+
+def test_missing_local_state_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "deployments", "list", "--local", "--state-dir", str(tmp_path))
+    assert code == 4 and "run `make demo` first" in err
