@@ -114,7 +114,9 @@ def test_summary_counts_what_the_demo_decided(demo_run: DemoRun, capsys: pytest.
     assert current["deployments"] >= len(ids) and current["rolled_back"] == 3  # regression, CodeDeploy, ECS
     assert sorted(summary["failed_deployments"]) == sorted(ids[r] for r in ids if r != "healthy-release")
     assert current["median_time_to_detect_seconds"] > 0 and summary["previous"]["deployments"] == 0
-    assert summary["incidents"]["resolved"] == 2 and summary["noisiest_rules"][0][0] == "canary-issue"
+    incidents = summary["incidents"]
+    assert incidents["incidents"] >= incidents["resolved"] >= 2  # the demo resolves the regression's incidents
+    assert summary["noisiest_rules"][0][0] == "canary-issue"
     code, out, _ = run(capsys, "summary", "--since", "1d", *local(demo_run), "--markdown")
     assert code == 0 and "| change failure rate |" in out and "### By service" in out
 
