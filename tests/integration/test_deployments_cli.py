@@ -142,3 +142,6 @@ def test_stack_resolves_the_table_from_its_outputs(capsys: pytest.CaptureFixture
         assert run(capsys, "status", "dg-on-aws", "--stack", "deployguard")[0] == 0
         code, _, err = run(capsys, "deployments", "list", "--stack", "nope")
         assert code == 4 and "stack nope" in err
+        # AWS refuses: exit 4, never one of the gate's codes
+        code, _, err = run(capsys, "status", "dg-on-aws", "--table", "no-such-table", "--wait")
+        assert code == 4 and "ResourceNotFoundException" in err
