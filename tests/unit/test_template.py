@@ -42,6 +42,7 @@ def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> Non
         "NotificationRouterFunction",
         "RemediationApprovalFunction",
         "ReportWriterFunction",
+        "ConsoleApiFunction",
     }
     for logical_id, resource in functions.items():
         props = resource["Properties"]
