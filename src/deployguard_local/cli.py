@@ -12,6 +12,7 @@ deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled 
 deployguard report ID [--format md|html|json] [-o FILE]   one deployment's health report
 deployguard summary [--since 7d]             what DeployGuard decided in a period, against the one before
 deployguard serve --local [--port 8700]      the operations console over the embedded AWS
+deployguard alerts fields [--config FILE]     rule fields each metric feeds; rules that cannot fire
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("report", help="one deployment's health report (md, html, json)")
     sub.add_parser("summary", help="deployments, success rate, incidents of a period (--since 7d)")
     sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
+    sub.add_parser("alerts", help="which rule fields the metrics feed, which rules cannot fire (alerts fields)")
     return parser
 
 
@@ -121,6 +123,10 @@ def _dispatch(argv: list[str]) -> int:
         from deployguard_local import console_server
 
         return console_server.main(argv[1:])
+    if argv and argv[0] == "alerts":
+        from deployguard_local import alerts_cli
+
+        return alerts_cli.main(argv[1:])
     if argv and argv[0] == "incidents":
         from deployguard_local import incidents_cli
 

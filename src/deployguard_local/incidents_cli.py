@@ -72,7 +72,8 @@ def build_engine(args: argparse.Namespace) -> AlertEngine:
     repository = DeploymentRepository(table)
     publisher = EventPublisher(topic) if topic else None
     allowlist = TargetAllowlist(settings.remediation.allowed_targets, functions)
-    return AlertEngine(settings, repository, publisher, allowlist=allowlist)
+    local_mode = os.environ.get("DEPLOYGUARD_LOCAL") == "1"  # issue trackers on 127.0.0.1 (local mode only)
+    return AlertEngine(settings, repository, publisher, allowlist=allowlist, local_mode=local_mode)
 
 
 # --------------------------------------------------------------------------- output

@@ -81,5 +81,5 @@ def test_malformed_events_are_refused_naming_the_field(function: str, field: str
     with EmbeddedAws() as aws:
         payload, errored = aws.invoke(function, {"unexpected": True})
     assert errored
-    assert payload["errorType"] == "ValidationError"
+    assert payload["errorType"] == "InvalidEventError"
     assert field in payload["errorMessage"]
