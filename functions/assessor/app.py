@@ -25,6 +25,8 @@ def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any
     )
     metrics.add_metric(name="DeploymentsAssessed", unit="Count", value=len(run.assessed))
     metrics.add_metric(name="GetMetricDataCalls", unit="Count", value=run.metric_calls)
+    metrics.add_metric(name="AlertsRaised", unit="Count", value=run.alerts)
+    metrics.add_metric(name="IncidentPages", unit="Count", value=len(run.tick.pages) if run.tick else 0)
     summary = {
         "scheduled_at": event.time.isoformat(),
         "assessed": [

@@ -25,9 +25,16 @@ SCHEDULED = "Scheduled Event"
 def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # a malformed or oversized event raises InvalidEventError naming the field: two retries, then FunctionFailureQueue
     event = parse_event(EventBridgeModel, raw, "EventBridge event")
-    recorder = DeploymentRecorder(runtime.config(), runtime.repository(), runtime.publisher())
+    recorder = DeploymentRecorder(
+        runtime.config(), runtime.repository(), runtime.publisher(), alerts=runtime.alert_engine()
+    )
     if event.detail_type == SCHEDULED:
-        return {"long_running": recorder.sweep_long_running(), "hooks_answered": recorder.sweep_unanswered_hooks()}
+        # the AssessorStalledAlarm and the dashboard read how many deployments are active
+        metrics.add_metric(name="ActiveDeployments", unit="Count", value=len(runtime.repository().active_deployments()))
+        return {
+            "long_running": recorder.sweep_long_running(),
+            "hooks_answered": recorder.sweep_unanswered_hooks(context.get_remaining_time_in_millis),
+        }
     detail = parse_event(StateChangeDetail, event.detail, "CodeDeploy state-change detail")
     outcome = recorder.handle(event.detail_type, detail, event.time)
     points = outcome.metric_points()

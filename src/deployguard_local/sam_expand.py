@@ -67,6 +67,9 @@ _ANY_RESOURCE_ONLY = {
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData",
     # a task token is itself the capability: Step Functions grants callbacks on "*"
     "states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat",
+    # Step Functions' log delivery (vended logs): CloudWatch Logs supports no resource-level permission
+    # for these, so SAM's Logging grants them on "*" (the log group itself is named in the state machine)
+    "logs:CreateLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:PutResourcePolicy",
 }  # fmt: skip
 _KMS_THROUGH_A_SERVICE = {"kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKey*"}
 

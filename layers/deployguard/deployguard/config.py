@@ -54,6 +54,9 @@ class CanaryPlan(StrictModel):
     )
     step_duration_seconds: int = Field(default=300, ge=60, le=3600, description="bake time of each step")
     assessment_interval_seconds: int = Field(default=60, ge=10, le=900)
+    validation_budget_seconds: int = Field(
+        default=300, ge=10, le=300, description="Validate runs the pre-traffic checks within this time"
+    )
 
     @model_validator(mode="after")
     def _increasing(self) -> CanaryPlan:
