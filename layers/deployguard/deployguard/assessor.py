@@ -34,6 +34,7 @@ from deployguard.models import (
     judged_from,
 )
 from deployguard.monitoring import MonitoringRun, monitor_promoted
+from deployguard.reconciler import reconcile
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.verdict_metrics import publish_verdict_metrics
 
@@ -58,11 +59,13 @@ def assess_active_deployments(
     reader: MetricsReader | None = None,
     alerts: AlertEngine | None = None,
 ) -> AssessorRun:
-    """Judge every CodeDeploy-driven deployment, monitor promoted ones, then give the alert engine its tick."""
+    """Judge every CodeDeploy-driven deployment, monitor promoted ones, put the traffic of ended ones
+    where their record says, then give the alert engine its tick."""
     reader = reader or MetricsReader()
     run = AssessorRun()
     _assess(config, repository, publisher, reader, alerts, run)
     run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader, alerts)
+    reconcile(repository, publisher)  # traffic where the record says, unpublished events out (deployguard.reconciler)
     if alerts is not None:
         run.tick = alerts.on_tick()
     return run
