@@ -100,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
     sub.add_parser("report", help="one deployment's health report (md, html, json)")
     sub.add_parser("summary", help="deployments, success rate, incidents of a period (--since 7d)")
-    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
     sub.add_parser("alerts", help="which rule fields the metrics feed, which rules cannot fire (alerts fields)")
     return parser
 
