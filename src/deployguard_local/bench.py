@@ -5,7 +5,11 @@
 1. Generates the corpus with the shared benchmark's ``canarygen.py`` (``--seed``,
    ``--per-family``; ``--seeds`` runs several) and runs ``judge_bench.py`` on it with
    DeployGuard's judge (``deployguard replay --json``, as a subprocess) beside the
-   reference judges, printing its table.
+   reference judges, printing its table; then the same on our own families of other
+   shapes (``deployguard_local.scenario_families``: 240-period canaries, 5-minute
+   periods, 5-10 period canaries, recordings with gaps), and the calibration table:
+   stated confidence (0.99, 0.995, 0.999) against the share of healthy canaries of
+   both corpora rolled back, which must not exceed 1 - confidence.
 2. Runs the anomaly detector over the NAB CloudWatch series (labelled anomaly windows):
    detected windows, and false alarms per series outside the windows, the first 15% of
    each series being a learning period that is not scored (as NAB does).
@@ -25,9 +29,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
+
+from deployguard_local.scenario_families import write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,18 +75,88 @@ def run_judge_bench(corpus: Path, out: TextIO, json_out: Path | None = None) -> 
     return proc.returncode
 
 
-def canary_section(seeds: list[int], per_family: int, keep: Path | None, out: TextIO) -> int:
+def canary_section(seeds: list[int], per_family: int, keep: Path | None, out: TextIO, own_per_family: int = 10) -> int:
+    """Per seed: the shared v2 corpus and our own families of other shapes, each scored by
+    ``judge_bench.py`` beside the reference judges, then the calibration table on the healthy
+    scenarios of both."""
     status = 0
     for seed in seeds:
-        out.write(f"\n== Canary judge: corpus --seed {seed} --per-family {per_family} ==\n")
         with tempfile.TemporaryDirectory() as tmp:
             base = keep / f"seed{seed}" if keep else Path(tmp)
-            corpus = base / "scenarios"
+            corpus, own = base / "scenarios", base / "own_families"
             corpus.mkdir(parents=True, exist_ok=True)
+            out.write(f"\n== Canary judge: corpus --seed {seed} --per-family {per_family} (judge_bench v2) ==\n")
             generate_corpus(corpus, seed, per_family)
             status |= run_judge_bench(corpus, out, base / "judge_bench.json" if keep else None)
+            out.write(
+                f"\n== Canary judge: own families of other shapes (deployguard_local.scenario_families,"
+                f" --seed {seed}, {own_per_family} each) ==\n"
+            )
+            write_corpus(own, seed, own_per_family)
+            status |= run_judge_bench(own, out, base / "judge_bench_own.json" if keep else None)
+            calibration_report([corpus, own], out)
         out.flush()
     return status
+
+
+CALIBRATION_LEVELS = (0.99, 0.995, 0.999)
+
+
+def _replay_healthy(job: tuple[str, float]) -> str:
+    from deployguard.analysis.judge import JudgeSettings
+    from deployguard.analysis.scenario import load_scenario
+    from deployguard_local.replay import replay_scenario
+
+    path, confidence = job
+    return replay_scenario(load_scenario(path), JudgeSettings(confidence=confidence)).decision
+
+
+def _replay_all(jobs: list[tuple[str, float]]) -> list[str]:
+    if len(jobs) < 8:
+        return [_replay_healthy(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        return list(pool.map(_replay_healthy, jobs, chunksize=8))
+
+
+def calibration_report(corpora: list[Path], out: TextIO, levels: tuple[float, ...] = CALIBRATION_LEVELS) -> bool:
+    """Stated confidence against the observed share of healthy canaries rolled back.
+
+    A healthy canary (``truth.expect`` promote) rolled back is a false alarm; at confidence
+    c the judge promises at most 1 - c of them, over the whole canary however long.
+    """
+    healthy = [
+        str(p)
+        for corpus in corpora
+        for p in sorted(corpus.glob("*.json"))
+        if json.loads(p.read_text(encoding="utf-8")).get("truth", {}).get("expect") == "promote"
+    ]
+    started = time.perf_counter()
+    # a higher confidence only raises the threshold: what the lowest level did not roll back,
+    # no higher level rolls back, and its final verdict is the same; only rollbacks are re-run
+    decisions = {levels[0]: _replay_all([(path, levels[0]) for path in healthy])}
+    for level in levels[1:]:
+        previous = decisions[levels[levels.index(level) - 1]]
+        again = [path for path, d in zip(healthy, previous, strict=True) if d == "rollback"]
+        redone = dict(zip(again, _replay_all([(path, level) for path in again]), strict=True))
+        decisions[level] = [redone.get(path, d) for path, d in zip(healthy, previous, strict=True)]
+    out.write(
+        f"\n== Calibration: stated confidence vs false rollbacks on {len(healthy)} healthy canaries "
+        f"({time.perf_counter() - started:.0f}s) ==\n"
+        f"{'confidence':>10}  {'allowed (1-c)':>13}  {'rolled back':>11}  {'share':>6}  {'held':>5}  within\n"
+    )
+    ok = True
+    for level in levels:
+        mine = decisions[level]
+        false = sum(1 for d in mine if d == "rollback")
+        held = sum(1 for d in mine if d == "hold")
+        share = false / max(1, len(healthy))
+        good = share <= 1.0 - level
+        ok &= good
+        out.write(
+            f"{level:>10}  {1 - level:>13.4f}  {false:>5}/{len(healthy):<5}  {share:>6.4f}  {held:>5}  "
+            f"{'yes' if good else 'NO'}\n"
+        )
+    return ok
 
 
 # --------------------------------------------------------------------------- anomaly detector on NAB

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -37,6 +38,7 @@ from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig, ServiceConfig
 from deployguard.control import CanaryControlService, effective_decision, steer
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
+from deployguard.hooks.checks import CheckContext, Sleep, run_check
 from deployguard.models import (
     Decision,
     Deployment,
@@ -50,8 +52,10 @@ from deployguard.models import (
     Severity,
     Strategy,
     Verdict,
+    deployment_statistics,
 )
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.verdict_metrics import publish_verdict_metrics
 
 ACTOR = "deployguard:canary-state-machine"
 logger = logging.getLogger(__name__)
@@ -100,12 +104,17 @@ class CanaryController:
         publisher: EventPublisher,
         reader: MetricsReader | None = None,
         alerts: AlertEngine | None = None,
+        *,
+        local_mode: bool = False,
+        sleep: Sleep = clock.sleep,
     ) -> None:
         self.config = config
         self.repository = repository
         self.publisher = publisher
         self.reader = reader or MetricsReader()
         self.alerts = alerts
+        self.local_mode = local_mode  # the pre-traffic checks' outbound rules (loopback only locally)
+        self.sleep = sleep  # between check retries
         self.control = CanaryControlService(config, repository, publisher)
 
     def _alerting(self, deployment_id: str, what: str, call: Callable[[], object]) -> None:
@@ -222,12 +231,15 @@ class CanaryController:
             "Deployment Started",
             f"{deployment.service} {deployment.version}: canary over steps " + ", ".join(f"{w:g}%" for w in plan.steps),
         )
+        failed = self._pre_deployment_checks(deployment, service)
         return CanaryState(
             deployment_id=deployment.deployment_id,
             step_index=min(request.start_step, len(plan.steps) - 1),
             steps=plan.steps,
             wait_seconds=plan.assessment_interval_seconds,
-            next="shift",
+            next="done" if failed else "shift",  # a failed deployment is never shifted (shift and assess end it)
+            decision="validation_failed" if failed else None,
+            reason=failed,
             target=request.target,
         )
 
@@ -289,6 +301,7 @@ class CanaryController:
         verdict = judge_canary(window, service.judge)
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
+        publish_verdict_metrics(deployment, assessment)
         if self.alerts is not None and not deployment.control.skip_analysis:  # skipped: recorded, not acted on
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
@@ -535,6 +548,7 @@ class CanaryController:
         else:
             title, event_type, severity = "Deployment Failed", EventType.DEPLOYMENT_FAILED, Severity.ERROR
             message = deployment.decision_reason or "rolled back"
+        self._announce_canary_completed(deployment, "rollback_failed" if error else deployment.decision, message)
         self._announce_once(
             deployment,
             f"outcome.{event_type.value}",
@@ -547,6 +561,67 @@ class CanaryController:
             decision=deployment.decision,
         )
         return state
+
+    # ------------------------------------------------------------------ pre-deployment checks (alerts lane)
+
+    def _pre_deployment_checks(self, deployment: Deployment, service: ServiceConfig) -> str | None:
+        """The service's pre-traffic checks (the hook's, with its settings) within
+        ``canary.validation_budget_seconds``; a failed critical check fails the deployment before
+        any traffic moves (``validation.failed``). Returns the failure, or None."""
+        checks = service.hooks.pre_traffic
+        if not checks:
+            return None
+        ctx = CheckContext(deployment, service.judge.metrics, self.local_mode)
+        deadline = time.monotonic() + service.canary.validation_budget_seconds
+        results = [run_check(check, ctx, deadline, self.sleep) for check in checks]
+        failed = [r for r in results if r.status == "failed"]
+        counts = {s: sum(1 for r in results if r.status == s) for s in ("passed", "failed", "warned")}
+        summary = "pre-deployment checks: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        if failed:
+            summary += ": " + "; ".join(f"{r.name}: {r.message}" for r in failed)
+        self.repository.audit(deployment.deployment_id, "pre_deployment_checks", ACTOR, summary,
+                              checks=[r.report() for r in results])  # fmt: skip
+        if not failed:
+            return None
+        now = clock.now()
+
+        def fail(d: Deployment) -> None:
+            d.status, d.decision, d.decision_reason, d.ended_at = (
+                DeploymentStatus.FAILED,
+                "validation_failed",
+                summary,
+                now,
+            )
+            self._enter(d, Phase.FAILED, summary[:300])
+
+        deployment = self._change(deployment.deployment_id, fail)
+        self._announce(deployment, EventType.VALIDATION_FAILED, "Validation Failed", summary, severity=Severity.ERROR,
+                       checks=[r.report() for r in failed])  # fmt: skip
+        return summary
+
+    # ------------------------------------------------------------------ completion (alerts lane)
+
+    def _announce_canary_completed(self, deployment: Deployment, decision: str | None, message: str) -> None:
+        """``canary.completed``: the canary's last step is behind it, with how it ended and what it took."""
+        assessments = self.repository.assessments(deployment.deployment_id)
+        self._announce_once(
+            deployment, "canary.completed", deployment.ended_at or clock.now(), EventType.CANARY_COMPLETED,
+            "Canary Completed", f"{decision or 'ended'}: {message}",
+            severity=Severity.INFO if decision == "promoted" else Severity.WARNING,
+            decision=decision, duration_seconds=deployment.duration_seconds, steps_reached=deployment.step_index + 1,
+            assessments=len(assessments), last_weight=deployment.canary_weight,
+        )  # fmt: skip
+
+    def statistics(self, action: str, result: dict[str, Any]) -> tuple[Deployment, list[tuple[str, str, float]]] | None:
+        """The EMF deployment statistics a task contributes (like the recorder's for CodeDeploy): a start
+        at ``validate``, the end at ``notify`` (a failed rollback counts as failed)."""
+        deployment_id = result.get("deployment_id")
+        deployment = self.repository.find_deployment(deployment_id) if deployment_id else None
+        if deployment is None or action not in ("validate", "notify"):
+            return None
+        status = deployment.status if deployment.status.is_terminal else DeploymentStatus.FAILED
+        return deployment, deployment_statistics(status, deployment.duration_seconds, started=action == "validate")
+
 
     def _record_rollback_failed(self, deployment: Deployment, message: str) -> Deployment:
         """The record says failed, so the reconciler puts the traffic back once the alias can be moved."""

@@ -39,10 +39,18 @@ def make_window(
     base_latency: float = 100.0,
     canary_latency_mult: float | list[float] = 1.0,
     shared_error: dict[int, float] | None = None,
+    jitter: float = 0.0,
+    spikes: float = 0.0,
     seed: int = 7,
 ) -> CanaryWindow:
-    """Per-minute Lambda aggregates for both versions; canary values may change per period."""
+    """Per-minute Lambda aggregates for both versions; canary values may change per period.
+
+    ``jitter``: each version's latency wobbles on its own from minute to minute (a
+    mean-reverting walk with this step, in log units); ``spikes``: the chance that a
+    version-minute is 1.3-2x slower on its own.
+    """
     rng = random.Random(seed)
+    wobble = {"baseline": 0.0, "canary": 0.0}
     specs = {s.id: s for s in default_metrics()}
     series: dict[str, dict[str, list[float | None]]] = {k: {"baseline": [], "canary": []} for k in specs}
     for i in range(periods):
@@ -60,10 +68,12 @@ def make_window(
                     series[k][who].append(None if k != "throttles" else 0.0)
                 continue
             errors = sum(1 for _ in range(n) if rng.random() < p) if n < 5000 else round(n * p)
+            wobble[who] = 0.6 * wobble[who] + (rng.gauss(0, jitter) if jitter else 0.0)
+            own = math.exp(wobble[who]) * (rng.uniform(1.3, 2.0) if spikes and rng.random() < spikes else 1.0)
             sd50 = 1.25 * 0.5 / math.sqrt(n)
             sd99 = 3.7 * 0.5 / math.sqrt(n)
-            p50 = base_latency * mult * math.exp(rng.gauss(0, sd50))
-            p99 = base_latency * mult * math.exp(2.326 * 0.5 + rng.gauss(0, sd99))
+            p50 = base_latency * mult * own * math.exp(rng.gauss(0, sd50))
+            p99 = base_latency * mult * own * math.exp(2.326 * 0.5 + rng.gauss(0, sd99))
             series["invocations"][who].append(float(n))
             series["errors"][who].append(float(errors))
             series["throttles"][who].append(0.0)

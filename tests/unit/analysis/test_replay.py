@@ -172,9 +172,7 @@ def test_null_series_is_missing_evidence_and_held(tmp_path: Path, capsys: pytest
     assert "errors" in row["reason"] and "no datapoint for the canary in periods 0-19" in row["reason"]
     config = tmp_path / "judge.yaml"
     config.write_text(
-        "metrics:\n"
-        "  - {id: invocations, name: Invocations}\n"
-        "  - {id: errors, name: Errors, optional: true}\n"
+        "metrics:\n  - {id: invocations, name: Invocations}\n  - {id: errors, name: Errors, optional: true}\n"
     )
     assert replay.main(["--json", "--config", str(config), str(path)]) == 0
     assert json.loads(capsys.readouterr().out)["decision"] == "promote"

@@ -257,7 +257,7 @@ class JudgeSettings(BaseModel):
         description="rate metrics whose events are not part of their relative_to count (a throttle is no invocation)",
     )
     latency_noise_floor: float = Field(
-        default=0.05,
+        default=0.1,
         ge=0.0,
         le=1.0,
         description="prior per-period wobble of a version's latency beyond sampling noise, in log units; "
@@ -424,7 +424,20 @@ def _rate_test(
         increments.append(
             [scale * (kc * lr + k * math.log(base / (t * r + 1.0))) for t, lr in zip(grid, log_ratio, strict=True)]
         )
-    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows])
+    # a weighted union bound over the alternatives: when the baseline had no event at all in
+    # the run, the largest relative risk (the canary failing where the baseline does not: a
+    # new failure mode) gets 30% of the false-alarm budget, so a few events against none are
+    # tested nearly exactly (10 against 0 at equal traffic: p 0.001 in a fixed-size test);
+    # otherwise every alternative has the same share
+    penalties = [penalty[r[0]] for r in rows]
+    evidence, _, start, peak = robust_cusum_peak(increments, penalties)
+    if bad_up and len(grid) > 1:
+        weights = [0.7 / (len(grid) - 1)] * (len(grid) - 1) + [0.3]
+        offsets = [math.log(1.0 / w) - math.log(_ALTERNATIVES) for w in weights]
+        new_mode = robust_cusum_peak(increments, penalties, offsets=offsets)
+        no_baseline_event = sum(r[3] for r in rows[new_mode[2] : new_mode[3] + 1]) == 0
+        if new_mode[0] > evidence and new_mode[1] == len(grid) - 1 and no_baseline_event:
+            evidence, _, start, peak = new_mode
     tot = [sum(row[j] for row in rows) for j in (1, 2, 3, 4)]
     rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
     what = (
@@ -564,14 +577,20 @@ def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
     return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
 
 
-def _tail_var(pairs: list[tuple[float, float]]) -> float | None:
-    """The same from the mean square, the largest step left out (a regression moves the level
-    once): unlike the median it keeps rare one-period spikes in the noise, so a version that
-    spikes now and then is not read as a regression when it does."""
-    if len(pairs) < 3:
-        return None
-    ranked = sorted(_centred(pairs), key=lambda p: p[0] * p[0])[:-1]
-    return max(0.0, sum(d * d - s for d, s in ranked) / len(ranked))
+def _spike_var(rows: list[tuple[int, float, float]]) -> float:
+    """Variance of one-period spikes beyond sampling noise, from each period's departure from the
+    mean of its two neighbours: a spike departs by its whole size, a trend (a creeping
+    regression) not at all, a level shift by half its size twice (the two largest are left
+    out). Unlike a median this keeps rare spikes in the noise, so a version that spikes now
+    and then is not read as a regression when it does."""
+    if len(rows) < 5:
+        return 0.0
+    excess = []
+    for j in range(1, len(rows) - 1):
+        r = rows[j][1] - 0.5 * (rows[j - 1][1] + rows[j + 1][1])
+        excess.append(r * r - rows[j][2] - 0.25 * (rows[j - 1][2] + rows[j + 1][2]))
+    kept = sorted(excess)[:-2]
+    return max(0.0, sum(kept) / len(kept) / 1.5)
 
 
 def _between_period_variance(
@@ -602,21 +621,25 @@ def _between_period_variance(
     )
     lag1 = _centred(lag1)
     prior = 2.0 * settings.latency_noise_floor**2
-    prior_weight = 3.0
+    prior_weight = 2.0
     v1 = _robust_var(lag1 + own)
     if v1 is None:
         return prior
-    rho = 0.3  # prior memory, pulled towards the data's own
+    # memory: at least a prior 0.5 (a short series cannot tell much less from much more,
+    # and too little would make a slow wander look like a shift), more when the data shows it
+    rho = 0.5
     v2 = _robust_var(lag2)
-    if v2 is not None and v1 > 0 and len(lag2) >= 4:
-        observed = min(0.8, max(0.0, v2 / v1 - 1.0))
-        weight = len(lag2) / (len(lag2) + 8.0)
-        rho = weight * observed + (1.0 - weight) * rho
-    v1 = max(v1, _tail_var(lag1) or 0.0)
+    if v2 is not None and v1 > 0 and len(lag2) >= 8:
+        rho = max(rho, min(0.7, v2 / v1 - 1.0))
     tau2 = v1 / (2.0 * (1.0 - rho))
-    long_run = tau2 * (1.0 + rho) / (1.0 - rho)
+    spikes = max(0.0, _spike_var(steady) - tau2)  # one-period spikes have no memory
+    long_run = tau2 * (1.0 + rho) / (1.0 - rho) + spikes
     m = float(len(lag1) + len(own)) / 2.0
-    return (prior_weight * prior + m * long_run) / (prior_weight + m)
+    # the prior fades fast as the data's own steps come in (it speaks for the first periods
+    # only); an estimate from few steps is itself uncertain: widen it as a Student t would
+    # (few degrees of freedom, heavier tails), less and less as the periods add up
+    fading = (prior_weight / (prior_weight + m)) ** 2
+    return (fading * prior + m * long_run / (prior_weight + m)) * (1.0 + 3.0 / (prior_weight + m))
 
 
 def _sibling_percentile(window: CanaryWindow, spec: MetricSpec) -> MetricSpec | None:
@@ -883,6 +906,7 @@ def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: f
     all_periods = list(range(n))
     shape = _shape_periods(n, window, settings.grace_periods)
     rate_periods = [i for i in all_periods if i not in _shape_periods(n, window, settings.rate_grace_periods)]
+    optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
     results: list[_Result] = []
     for mw in metrics.values():
         spec = mw.spec
@@ -908,7 +932,8 @@ def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: f
             result = _latency_test(window, mw, counts, all_periods, shape, settings, threshold, penalty)
         elif spec.kind != MetricKind.COUNT:
             result = _gauge_test(mw, all_periods, shape, settings, threshold, penalty)
-        missing = [] if spec.optional else _missing_evidence(mw, counts, n)
+        optional = spec.optional or spec.id in optional_ids
+        missing = [] if optional else _missing_evidence(mw, counts, n)
         if missing and (result is None or result.status != "fail"):
             # a guarded metric without evidence keeps the canary from passing, whatever else says
             result = _Result(
@@ -920,7 +945,7 @@ def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: f
             )
         if result is None:
             continue
-        if spec.optional and result.status == "inconclusive":
+        if optional and result.status == "inconclusive":
             result.blocks_healthy = False
         results.append(result)
     return results

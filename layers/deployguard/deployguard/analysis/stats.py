@@ -125,14 +125,17 @@ def robust_cusum_peak(
     increments: Sequence[Sequence[float]],
     penalty: Sequence[float] | None = None,
     second_opinion: bool = False,
+    offsets: Sequence[float] | None = None,
 ) -> tuple[float, int, int, int]:
     """Page's CUSUM on every alternative at once, like ``cusum_peak``, with two options.
 
     ``penalty[t]`` is subtracted from the statistic at step t (a threshold that grows
-    with the canary's length). With ``second_opinion`` no single step decides alone:
-    the largest increment of the current run counts only as much as the second
-    largest, so one odd period cannot fail a release, but a second period that
-    confirms it lets the first count in full (no cap on how much a period weighs).
+    with the canary's length), ``offsets[j]`` from alternative j's (a weighted union
+    bound: an alternative given more prior weight needs less evidence). With
+    ``second_opinion`` no single step decides alone: the largest increment of the
+    current run counts at most twice the second largest, so one odd period cannot
+    fail a release, but a second period that confirms it lets the first count (no
+    fixed cap on how much a period weighs).
     """
     best, best_j, best_start, best_at = 0.0, -1, 0, -1
     if not increments:
@@ -157,7 +160,8 @@ def robust_cusum_peak(
                 top1[j], top2[j] = inc, top1[j]
             elif inc > top2[j]:
                 top2[j] = inc
-            value = s - (top1[j] - top2[j] if second_opinion else 0.0) - extra
+            alone = max(0.0, top1[j] - 2.0 * top2[j]) if second_opinion else 0.0
+            value = s - alone - extra - (offsets[j] if offsets else 0.0)
             if value > best:
                 best, best_j, best_start, best_at = value, j, starts[j], t
     return best, best_j, best_start, best_at
