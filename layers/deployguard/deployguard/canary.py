@@ -142,17 +142,9 @@ class CanaryController:
         verdict: Verdict | None = None,
         **details: Any,
     ) -> DeploymentEvent:
-        event = DeploymentEvent(
-            event_type=event_type,
-            deployment_id=deployment.deployment_id,
-            service=deployment.service,
-            version=deployment.version,
-            environment=deployment.environment,
-            severity=severity,
-            title=title,
-            message=message,
-            reasons=verdict.failing_reasons or verdict.reasons if verdict else [],
-            details=details,
+        reasons = verdict.failing_reasons or verdict.reasons if verdict else []
+        event = DeploymentEvent.about(
+            deployment, event_type, title, message, severity=severity, reasons=reasons, details=details
         )
         self._record_and_publish(event, deployment)
         return event
@@ -185,18 +177,8 @@ class CanaryController:
     ) -> None:
         """Record and publish an event once whatever the retries: its id and time come from ``key`` and ``at``."""
         digest = hashlib.sha256(f"{deployment.deployment_id}#{key}".encode()).hexdigest()[:16]
-        event = DeploymentEvent(
-            event_id=f"ev-{digest}",
-            at=at,
-            event_type=event_type,
-            deployment_id=deployment.deployment_id,
-            service=deployment.service,
-            version=deployment.version,
-            environment=deployment.environment,
-            severity=severity,
-            title=title,
-            message=message,
-            details=details,
+        event = DeploymentEvent.about(
+            deployment, event_type, title, message, event_id=f"ev-{digest}", at=at, severity=severity, details=details
         )
         self._record_and_publish(event, deployment)
 

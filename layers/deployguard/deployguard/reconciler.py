@@ -161,17 +161,10 @@ def _record(
 ) -> None:
     reason = f"record says {deployment.decision or deployment.status.value}, but {repair.observed}"
     repository.audit(deployment.deployment_id, "traffic_reconciled", ACTOR, reason, repair=repair.action)
-    event = DeploymentEvent(
-        event_type=EventType.ROLLBACK_COMPLETED,
-        deployment_id=deployment.deployment_id,
-        service=deployment.service,
-        version=deployment.version,
-        environment=deployment.environment,
-        severity=Severity.CRITICAL,
-        title="Traffic Reconciled",
-        message=f"{reason}; {repair.action}",
-        details={"reconciled": True, "observed": repair.observed, "action": repair.action},
-    )
+    event = DeploymentEvent.about(
+        deployment, EventType.ROLLBACK_COMPLETED, "Traffic Reconciled", f"{reason}; {repair.action}",
+        severity=Severity.CRITICAL, details={"reconciled": True, "observed": repair.observed, "action": repair.action},
+    )  # fmt: skip
     if repository.record_event(event):
         publisher.publish(event)
         repository.mark_published(event)

@@ -24,7 +24,7 @@ by worker processes, each with one embedded AWS. It prints a table and writes
 - ``events_lost``: events recorded but never published, or published but never recorded;
 - ``records_inconsistent``: records still in progress, or whose decision the traffic contradicts.
 
-    python -m deployguard_local.chaos.bench [--runs 216] [--seed 11] [--workers 2] [--report chaos-report.json]
+    python -m deployguard_local.chaos.bench [--runs 200] [--seed 11] [--workers 2] [--report chaos-report.json]
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ PROBE_SERVICE = "notify-probe"
 
 CHAOS_CONFIG_EXTRA = f"""\
 notifications:
+  allowed_hosts: [127.0.0.1]  # the local receivers: loopback by explicit opt-in (local mode only)
   channels:
     probe-slack: {{type: slack, url: "${{CHAOS_SLACK_URL}}"}}
     probe-webhook: {{type: webhook, url: "${{CHAOS_WEBHOOK_URL}}", signing_key: chaos-signing-key}}
@@ -453,7 +454,7 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=216)
+    parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report", type=Path, default=Path("chaos-report.json"))

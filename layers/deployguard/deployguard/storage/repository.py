@@ -145,18 +145,8 @@ class DeploymentRepository:
     def create_deployment(self, deployment: Deployment) -> Deployment:
         """Store a new deployment; fails with ConflictError if the id exists."""
         deployment.version_counter = 1
-        item = self._deployment_item(deployment)
-        item[REQUEST_TOKEN] = new_request_token()
-        try:
-            self.table.put_item(
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR request_token = :token",
-                ExpressionAttributeValues={":token": item[REQUEST_TOKEN]},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConflictError(f"deployment {deployment.deployment_id} already exists") from exc
-            raise
+        if not self._put_new(self._deployment_item(deployment)):
+            raise ConflictError(f"deployment {deployment.deployment_id} already exists")
         self.table.put_item(  # idempotent: the catalog lists every service/environment pair once
             Item={
                 keys.PK: keys.CATALOG,
@@ -315,13 +305,25 @@ class DeploymentRepository:
         )
         return item
 
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """Write an item that must not exist yet (or is this very write, retried after an ambiguous
+        answer: same request token); False if another write made it first."""
+        item.setdefault(REQUEST_TOKEN, new_request_token())
+        try:
+            self.table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR request_token = :token",
+                ExpressionAttributeValues={":token": item[REQUEST_TOKEN]},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def _put_history(self, deployment_id: str, prefix: str, at: datetime, unique: str, model: BaseModel) -> None:
-        item = self._history_item(deployment_id, prefix, at, unique, model)
-        self.table.put_item(
-            Item=item,
-            ConditionExpression="attribute_not_exists(pk) OR request_token = :token",
-            ExpressionAttributeValues={":token": item[REQUEST_TOKEN]},
-        )
+        if not self._put_new(self._history_item(deployment_id, prefix, at, unique, model)):
+            raise ConflictError(f"{prefix}{unique} of deployment {deployment_id} already exists")
 
     def add_assessment(self, assessment: Assessment) -> None:
         self._put_history(
@@ -344,18 +346,7 @@ class DeploymentRepository:
         it again harmlessly); True if this call wrote it."""
         entry = AuditEntry(deployment_id=deployment_id, at=at, action=action, actor=actor, reason=reason,
                            details=details)  # fmt: skip
-        item = self._history_item(deployment_id, keys.AUDIT, at, f"once-{key}", entry)
-        try:
-            self.table.put_item(
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR request_token = :token",
-                ExpressionAttributeValues={":token": item[REQUEST_TOKEN]},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._put_new(self._history_item(deployment_id, keys.AUDIT, at, f"once-{key}", entry))
 
     def add_event(self, event: DeploymentEvent) -> None:
         self._put_history(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
