@@ -102,6 +102,9 @@ def default_metrics() -> list[MetricSpec]:
             kind=MetricKind.RATE_COUNT,
             relative_to="invocations",
             metric_type=MetricType.INFRASTRUCTURE,
+            # a throttled request runs no version: unlike Errors, no datapoint is no throttle
+            # (a failed query is still a gap, never zero)
+            fill_missing=0.0,
         ),
         MetricSpec(
             id="duration_p50",
