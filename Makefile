@@ -1,6 +1,7 @@
 # DeployGuard: two commands on a fresh machine.
 #   make demo   canary rollouts end to end on the embedded AWS (moto)
-#   make test   ruff, mypy, cfn-lint, pytest
+#   make test   ruff, mypy, cfn-lint, checkov, pytest
+#   make chaos  AWS faults injected on the embedded AWS, counted (chaos-report.json)
 # Both create .venv and install the pinned requirements first.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -10,8 +11,11 @@ STAMP := $(VENV)/.installed-stamp
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+EXPANDED_TEMPLATE := build/template.expanded.json
 
-.PHONY: venv demo test lint typecheck cfn-lint pytest bench sam-validate sam-build deploy clean
+.PHONY: venv demo test lint typecheck cfn-lint checkov pytest bench chaos sam-validate sam-build deploy clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
@@ -31,7 +35,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/deployguard demo
 
-test: lint typecheck cfn-lint pytest
+test: lint typecheck cfn-lint checkov pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,11 +46,28 @@ typecheck: $(STAMP)
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
+# checkov on the template as AWS SAM expands it (aws-sam-translator), plus a scan of the expanded IAM
+# policies for mutating actions on "*"; suppressions sit next to their resources (Metadata.checkov.skip)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/python src/deployguard_local/sam_expand.py template.yaml $(EXPANDED_TEMPLATE)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f $(EXPANDED_TEMPLATE) --framework cloudformation \
+		--compact --quiet --skip-download
+
 pytest: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m deployguard_local.bench
+
+# Fault injection on the embedded AWS: >= 200 seeded runs, a table and chaos-report.json.
+chaos: $(STAMP)
+	$(BIN)/python -m deployguard_local.chaos.bench
 
 # The AWS SAM CLI lives in its own environment (its pins differ from ours).
 $(SAM):
@@ -68,4 +89,4 @@ deploy: sam-build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy --stack-name $(STACK) --guided
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) build .aws-sam .mypy_cache .ruff_cache

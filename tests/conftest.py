@@ -61,3 +61,18 @@ def atomic_dynamodb() -> Iterator[None]:
     undo = serialise()
     yield
     undo()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The built-in demo, run once per session: its output and the local state it saves."""
+    import io
+
+    from demo_support import DemoRun
+
+    from deployguard_local import demo
+
+    state_dir = tmp_path_factory.mktemp("local-state")
+    out = io.StringIO()
+    code = demo.main(out=out, state_dir=state_dir)
+    return DemoRun(code, out.getvalue(), state_dir)

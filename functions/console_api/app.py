@@ -63,6 +63,7 @@ from deployguard.readmodels import (
     parse_since,
     timeline,
 )
+from deployguard.reporting import CONTENT_TYPES, ReportFormat, render
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 STATIC = Path(__file__).resolve().parent / "static"
@@ -222,6 +223,21 @@ def deployment_timeline(
     return timeline(console().history(deployment_id), notifications=False)
 
 
+@app.get(
+    "/api/deployments/<deployment_id>/report",
+    tags=["deployments"],
+    summary="The deployment's health report (deployguard.reporting): html, md or json",
+    responses={200: {"description": "the report", "content": {"text/html": {}, "text/markdown": {}}}},
+)
+def deployment_report(
+    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    format: Annotated[ReportFormat, Query()] = "html",
+) -> Response[str]:
+    caller()
+    history = console().history(deployment_id)
+    return Response(200, CONTENT_TYPES[format], render(history, format))
+
+
 @app.get("/api/services", tags=["services"], summary="Services with their latest deployment")
 def services() -> list[ServiceCard]:
     caller()
@@ -346,4 +362,26 @@ def static(name: str) -> Response[str]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    refused = refuse_before_reading(event)
+    return refused if refused is not None else app.resolve(event, context)
+
+
+def refuse_before_reading(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Every /api request needs an identity, every write the permission to write, before its input is read."""
+    context = event.get("requestContext") or {}
+    method = str((context.get("http") or {}).get("method", "")).upper()
+    if not str(event.get("rawPath", "")).startswith("/api/"):
+        return None
+    try:
+        who = caller_of(context.get("authorizer"), write_scope())
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            writer(who)
+    except (NotAuthorizedError, ForbiddenError) as exc:
+        status = 401 if isinstance(exc, NotAuthorizedError) else 403
+        return {
+            "statusCode": status,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps({"message": str(exc)}),
+            "isBase64Encoded": False,
+        }
+    return None

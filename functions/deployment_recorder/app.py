@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard import runtime
+from deployguard.inbound import parse_event
 from deployguard.recorder import DeploymentRecorder, StateChangeDetail
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
@@ -22,12 +22,21 @@ SCHEDULED = "Scheduled Event"
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_parser(model=EventBridgeModel)
-def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    recorder = DeploymentRecorder(runtime.config(), runtime.repository(), runtime.publisher())
+def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # a malformed or oversized event raises InvalidEventError naming the field: two retries, then FunctionFailureQueue
+    event = parse_event(EventBridgeModel, raw, "EventBridge event")
+    recorder = DeploymentRecorder(
+        runtime.config(), runtime.repository(), runtime.publisher(), alerts=runtime.alert_engine()
+    )
     if event.detail_type == SCHEDULED:
-        return {"long_running": recorder.sweep_long_running(), "hooks_answered": recorder.sweep_unanswered_hooks()}
-    outcome = recorder.handle(event.detail_type, StateChangeDetail.model_validate(event.detail), event.time)
+        # the AssessorStalledAlarm and the dashboard read how many deployments are active
+        metrics.add_metric(name="ActiveDeployments", unit="Count", value=len(runtime.repository().active_deployments()))
+        return {
+            "long_running": recorder.sweep_long_running(),
+            "hooks_answered": recorder.sweep_unanswered_hooks(context.get_remaining_time_in_millis),
+        }
+    detail = parse_event(StateChangeDetail, event.detail, "CodeDeploy state-change detail")
+    outcome = recorder.handle(event.detail_type, detail, event.time)
     points = outcome.metric_points()
     if points:
         metrics.add_dimension(name="environment", value=outcome.environment)

@@ -23,7 +23,11 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         hook = LifecycleHook(
-            runtime.config(), runtime.repository(), runtime.publisher(), local_mode=runtime.environment().local_mode
+            runtime.config(),
+            runtime.repository(),
+            runtime.publisher(),
+            local_mode=runtime.environment().local_mode,
+            alerts=runtime.alert_engine(),
         )
     except Exception as exc:  # no configuration, no table: still answer CodeDeploy, Failed, rather than never
         logger.exception("lifecycle hook cannot start")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard import runtime
+from deployguard.inbound import parse_event
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 
@@ -18,15 +18,15 @@ class ApprovalTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["register", "run"]
-    approval_id: str = Field(min_length=1)
-    task_token: str | None = None
+    approval_id: str = Field(min_length=1, max_length=128)
+    task_token: str | None = Field(default=None, max_length=8192)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_parser(model=ApprovalTask)
-def lambda_handler(task: ApprovalTask, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = parse_event(ApprovalTask, event, "approval task")
     engine = runtime.alert_engine()
     if task.action == "register":
         if not task.task_token:

@@ -5,9 +5,14 @@ deployguard invoke FUNCTION --event FILE     run one function of template.yaml w
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
 deployguard config validate FILE... | schema  check a configuration file, write its JSON Schema
+deployguard serve --local [--port 8700]      the operations console over the embedded AWS
+deployguard control VERB ID --by --reason    promote, abort, pause, resume, retry, skip_analysis, approve; rollback
 deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
 deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
+deployguard report ID [--format md|html|json] [-o FILE]   one deployment's health report
+deployguard summary [--since 7d]             what DeployGuard decided in a period, against the one before
 deployguard serve --local [--port 8700]      the operations console over the embedded AWS
+deployguard alerts fields [--config FILE]     rule fields each metric feeds; rules that cannot fire
 """
 
 from __future__ import annotations
@@ -89,9 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
     sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
     sub.add_parser("config", help="validate a configuration file (every problem at once), write its JSON Schema")
+    sub.add_parser("control", help="control a canary or roll a service back (see deployguard control --help)")
+    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
     sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
     sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
+    sub.add_parser("report", help="one deployment's health report (md, html, json)")
+    sub.add_parser("summary", help="deployments, success rate, incidents of a period (--since 7d)")
     sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
+    sub.add_parser("alerts", help="which rule fields the metrics feed, which rules cannot fire (alerts fields)")
     return parser
 
 
@@ -101,6 +111,10 @@ def _dispatch(argv: list[str]) -> int:
         return _replay(argv[1:])
     if argv and argv[0] == "notifications":
         return _notifications(argv[1:])
+    if argv and argv[0] == "control":
+        from deployguard_local import control_cli
+
+        return control_cli.main(argv[1:])
     if argv and argv[0] == "config":
         from deployguard_local import config_cli
 
@@ -109,6 +123,10 @@ def _dispatch(argv: list[str]) -> int:
         from deployguard_local import console_server
 
         return console_server.main(argv[1:])
+    if argv and argv[0] == "alerts":
+        from deployguard_local import alerts_cli
+
+        return alerts_cli.main(argv[1:])
     if argv and argv[0] == "incidents":
         from deployguard_local import incidents_cli
 
@@ -117,6 +135,14 @@ def _dispatch(argv: list[str]) -> int:
         from deployguard_local import deployments_cli
 
         return (deployments_cli.main if argv[0] == "deployments" else deployments_cli.status_main)(argv[1:])
+    if argv and argv[0] == "report":
+        from deployguard_local import report_cli
+
+        return report_cli.main(argv[1:])
+    if argv and argv[0] == "summary":
+        from deployguard_local import summary_cli
+
+        return summary_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.handler(args))
 

@@ -82,6 +82,7 @@ class HookLedger:
     refuse_next: list[str] = field(default_factory=list)  # error codes to answer the next calls with
     stops: list[StopCall] = field(default_factory=list)  # every StopDeployment request, accepted or refused
     completed: set[str] = field(default_factory=set)  # executions CodeDeploy no longer waits on
+    continues: list[str] = field(default_factory=list)  # deployments ContinueDeployment went on with
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def complete(self, execution_id: str) -> None:
@@ -543,3 +544,29 @@ def simulate_embedded_rollout(
     finally:
         if undo is not None:
             undo()
+
+
+def install_continue_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
+    """Teach moto's CodeDeploy ContinueDeployment as AWS answers it: only a blue/green deployment waiting
+    to reroute traffic (``ready_wait`` set on it) continues; any other is refused with
+    DeploymentIsNotInReadyStateException (a Lambda canary never waits). Returns the undo."""
+    from moto.codedeploy.responses import CodeDeployResponse
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+
+    def continue_deployment(self: Any) -> ActionResult:
+        deployment_id = str(self._get_param("deploymentId") or "")
+        with ledger.lock:
+            info = self.codedeploy_backend.get_deployment(deployment_id)  # DeploymentDoesNotExistException
+            if str(info.status) in ("Succeeded", "Failed", "Stopped"):
+                raise JsonRESTError("DeploymentAlreadyCompletedException", f"{deployment_id} is already completed")
+            if not getattr(info, "ready_wait", False):
+                raise JsonRESTError(
+                    "DeploymentIsNotInReadyStateException", f"{deployment_id} is not waiting to reroute traffic"
+                )
+            info.ready_wait = False
+            ledger.continues.append(deployment_id)
+        return ActionResult({})
+
+    setattr(CodeDeployResponse, "continue_deployment", continue_deployment)  # noqa: B010
+    return lambda: delattr(CodeDeployResponse, "continue_deployment")

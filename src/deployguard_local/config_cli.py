@@ -18,6 +18,7 @@ from rich.console import Console
 
 from deployguard.config import DeployGuardConfig, check_config
 from deployguard.exceptions import ConfigError
+from deployguard_local.alerts_cli import coverage_warnings
 
 SCHEMA_ID = "https://deployguard.dev/schema/deployguard-config.json"
 
@@ -62,6 +63,7 @@ def validate(
                     "file": str(file),
                     "valid": not problems,
                     "services": sorted(config.services) if config else None,
+                    "warnings": coverage_warnings(config) if config and not problems else [],
                     "problems": [
                         {"line": p.line, "field": p.field, "message": p.message} for p in problems
                     ],
@@ -71,6 +73,8 @@ def validate(
         if not problems and config is not None:
             names = ", ".join(sorted(config.services)) or "none (defaults only)"
             out.print(f"[green]ok[/green] {file}: valid; services: {names}")
+            for warning in coverage_warnings(config):  # alert rules whose fields no metric feeds
+                out.print(f"[yellow]warning[/yellow] {warning}")
             continue
         for problem in problems:
             out.print(str(problem), markup=False)

@@ -5,9 +5,10 @@ event and goes to ``ConsoleApiFunction`` through the real Lambda Invoke API of t
 It also stands in for the JWT authoriser: two local-only bearer tokens, made at start and
 printed, one that may write and one that may only read; any other token is refused (401) as
 API Gateway would, and a request without one reaches the function without an identity (which
-then refuses every /api route). The embedded AWS holds what ``make demo`` leaves (its four
-rollouts are run in-process at start) and, with ``--live``, one canary that moves slowly
-enough to watch and abort from the page.
+then refuses every /api route). The embedded AWS holds what ``make demo`` left (its saved local
+state, see :mod:`deployguard_local.local_state`; without one the demo's four rollouts run
+in-process at start) and one live canary that moves slowly enough to watch and abort from the
+page (``--no-live`` leaves it out).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -226,22 +228,61 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
     return condition()
 
 
+def restore_functions(aws: EmbeddedAws) -> list[str]:
+    """The saved state keeps DynamoDB, not Lambda: recreate the Lambda functions its deployments name,
+    with their versions and the alias where the history left it (the newest deployment's new version if
+    it was promoted, else its stable one), so verbs and emergency rollback act on real aliases."""
+    from deployguard.aws import clients
+    from deployguard.readmodels import DeploymentQuery, DeploymentReader
+    from deployguard.storage.repository import DeploymentRepository
+
+    newest: dict[str, tuple[LambdaTarget, bool]] = {}
+    versions: dict[str, int] = {}
+    items = DeploymentReader(DeploymentRepository()).page(DeploymentQuery(limit=500)).items
+    for deployment in sorted(items, key=lambda d: d.started_at):
+        target = deployment.target
+        if not isinstance(target, LambdaTarget) or not (target.stable_version + target.new_version).isdigit():
+            continue
+        newest[target.function_name] = (target, deployment.decision == "promoted")
+        versions[target.function_name] = max(
+            versions.get(target.function_name, 0), int(target.stable_version), int(target.new_version)
+        )
+    for name, (target, promoted) in newest.items():
+        aws.deploy_sample_function(name, target.alias, sample_handler, versions=versions[name])
+        live = target.new_version if promoted else target.stable_version
+        clients.client("lambda").update_alias(FunctionName=name, Name=target.alias, FunctionVersion=live)
+    return sorted(newest)
+
+
 @contextlib.contextmanager
 def demo_console(
-    port: int = 8700, *, live: bool = True, seconds_per_minute: float | None = 5.0, out: Any = None
+    port: int = 8700,
+    *,
+    state_dir: Path | None = None,
+    live: bool = True,
+    seconds_per_minute: float | None = 5.0,
+    out: Any = None,
 ) -> Iterator[tuple[ConsoleServer, EmbeddedAws, LocalCredentials]]:
-    """The embedded AWS holding the demo's four rollouts (and a live canary), served on 127.0.0.1."""
+    """The embedded AWS holding what ``make demo`` left (its saved state, or the demo run here when none
+    was saved) and a live canary, served on 127.0.0.1."""
     from deployguard.storage.repository import DeploymentRepository
+    from deployguard_local import local_state
     from deployguard_local.demo import DEMO_CONFIG, builtin_demo, flush_digests
     from deployguard_local.receivers import local_receivers
 
+    directory = state_dir or local_state.default_dir()
+    saved = (directory / "state.json").exists()
     log = out if out is not None else io.StringIO()
     with local_receivers(echo=None) as receivers:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
         with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
-            builtin_demo(aws, log)
-            flush_digests(aws)
-            aws.invoker.drain()
+            if saved:
+                local_state.load(aws, directory)
+                restore_functions(aws)
+            else:
+                builtin_demo(aws, log)
+                flush_digests(aws)
+                aws.invoker.drain()
             gate = None
             if live:
                 _target, gate, _ = start_live_canary(aws, seconds_per_minute=seconds_per_minute)
@@ -265,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8700)
     parser.add_argument("--no-live", action="store_true", help="do not start the slow canary you can abort")
     parser.add_argument("--seconds-per-minute", type=float, default=5.0, help="pace of the live canary")
+    parser.add_argument("--state-dir", type=Path, help="the saved local state (default: where make demo saves it)")
     parser.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
     args = parser.parse_args(argv)
     if args.openapi:
@@ -273,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.local:
         print("deployguard serve: only --local is served from here; on AWS the console is the stack's ConsoleUrl")
         return 2
-    print("deployguard serve: running the demo's rollouts on the embedded AWS ...", flush=True)
-    with demo_console(args.port, live=not args.no_live, seconds_per_minute=args.seconds_per_minute) as (
+    print("deployguard serve: loading what make demo left into the embedded AWS ...", flush=True)
+    with demo_console(
+        args.port, state_dir=args.state_dir, live=not args.no_live, seconds_per_minute=args.seconds_per_minute
+    ) as (
         server,
         _aws,
         credentials,

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import yaml
 
 from deployguard.models import AuditEntry, Deployment
+from deployguard.reporting.writer import report_key
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local import local_state
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
@@ -481,7 +482,9 @@ def main(
     with contextlib.redirect_stdout(story) if story is not out else contextlib.nullcontext():
         results, receipts, saved = _run(scenario, story, state_dir)
     if as_json:
-        summary = {"rollouts": summary_json(results), "receivers": receipts, "state_dir": str(saved) if saved else None}
+        reports = {name: str(path) for name, path in report_paths(results, saved).items()} if saved else {}
+        summary = {"rollouts": summary_json(results), "receivers": receipts, "state_dir": str(saved) if saved else None,
+                   "reports": reports}  # fmt: skip
         out.write(json.dumps(summary, indent=2) + "\n")
         return 0
     print_summary(results, out)
@@ -512,15 +515,23 @@ def _run(
         return results, receivers.counts(), saved
 
 
+def report_paths(results: list[RolloutResult], state_dir: Path) -> dict[str, Path]:
+    """rollout -> the HTML report the stack's ReportWriterFunction left in the (saved) ReportsBucket."""
+    return {
+        r.name: local_state.report_path(state_dir, "ReportsBucket", report_key(r.deployment.deployment_id, "html"))
+        for r in results
+        if r.deployment is not None
+    }
+
+
 def print_reports(results: list[RolloutResult], state_dir: Path, out: TextIO) -> None:
-    """Where the demo's state went, and the commands that read it back."""
-    out.write(f"\nstate saved in {_shown(state_dir)}; read it back with --local:\n")
-    out.write("  deployguard deployments list --local\n")
-    for r in results:
-        if r.deployment is None:
-            continue
-        dep = r.deployment.deployment_id
-        out.write(f"  {r.name:<22} deployguard report {dep} --local --format html -o {dep}.html\n")
+    """Where each rollout's report is (the stack's report writer put it in the ReportsBucket), and how to read more."""
+    out.write(f"\nstate saved in {_shown(state_dir)}; read it with --local: deployguard deployments list --local\n")
+    out.write("reports (written to the ReportsBucket by ReportWriterFunction when each deployment ended):\n")
+    for name, html in report_paths(results, state_dir).items():
+        dep = html.name.removesuffix(".html")
+        where = _shown(html) if html.exists() else f"deployguard report {dep} --local --format html -o {dep}.html"
+        out.write(f"  {name:<22} {where}\n")
 
 
 def _shown(path: Path) -> str:

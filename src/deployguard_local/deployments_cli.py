@@ -260,7 +260,7 @@ def status(
     raise typer.Exit(run(action))
 
 
-def _invoke(typer_app: typer.Typer, prog: str, argv: list[str]) -> int:
+def invoke(typer_app: typer.Typer, prog: str, argv: list[str]) -> int:
     command = typer.main.get_command(typer_app)
     try:  # without standalone mode, click returns the code a command exits with
         return int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
@@ -277,8 +277,8 @@ def _invoke(typer_app: typer.Typer, prog: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    return _invoke(app, "deployguard deployments", argv)
+    return invoke(app, "deployguard deployments", argv)
 
 
 def status_main(argv: list[str]) -> int:
-    return _invoke(status_app, "deployguard status", argv)
+    return invoke(status_app, "deployguard status", argv)

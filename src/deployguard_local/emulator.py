@@ -550,10 +550,11 @@ class EmbeddedAws:
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
             for undo in _patch_moto(self.registry, self.invoker, topics, self.clock):
                 self._exit.callback(undo)
-            from deployguard_local.codedeploy import install_hook_status_api
+            from deployguard_local.codedeploy import install_continue_api, install_hook_status_api
             from deployguard_local.ecs import install_deployment_target_api
 
             self._exit.callback(install_hook_status_api())
+            self._exit.callback(install_continue_api())
             self._exit.callback(install_deployment_target_api())
         clients.reset()
         runtime.reset()
@@ -685,7 +686,10 @@ class EmbeddedAws:
         for event in events.values():
             props = event.get("Properties", {})
             if event["Type"] == "SNS":
-                clients.client("sns").subscribe(TopicArn=props["Topic"], Protocol="lambda", Endpoint=arn)
+                attributes = {"FilterPolicy": json.dumps(props["FilterPolicy"])} if "FilterPolicy" in props else {}
+                clients.client("sns").subscribe(
+                    TopicArn=props["Topic"], Protocol="lambda", Endpoint=arn, Attributes=attributes
+                )
             elif event["Type"] in ("Schedule", "EventBridgeRule"):
                 rule = f"{fn.name}-{len(self.rules)}"
                 kwargs: dict[str, Any] = {"Name": rule}

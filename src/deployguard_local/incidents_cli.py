@@ -72,7 +72,8 @@ def build_engine(args: argparse.Namespace) -> AlertEngine:
     repository = DeploymentRepository(table)
     publisher = EventPublisher(topic) if topic else None
     allowlist = TargetAllowlist(settings.remediation.allowed_targets, functions)
-    return AlertEngine(settings, repository, publisher, allowlist=allowlist)
+    local_mode = os.environ.get("DEPLOYGUARD_LOCAL") == "1"  # issue trackers on 127.0.0.1 (local mode only)
+    return AlertEngine(settings, repository, publisher, allowlist=allowlist, local_mode=local_mode)
 
 
 # --------------------------------------------------------------------------- output
@@ -276,7 +277,8 @@ def _history(engine: AlertEngine, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def where_parser() -> argparse.ArgumentParser:
+    """The options that say which DeployGuard to talk to (shared with ``deployguard control``)."""
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_argument_group("where")
     where.add_argument("--stack", help="a deployed DeployGuard stack (table and topic from its outputs)")
@@ -285,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--region", help="AWS region (default: $AWS_REGION)")
     where.add_argument("--config", help="DeployGuard configuration file (default: $DEPLOYGUARD_CONFIG_FILE)")
     common.add_argument("--json", action="store_true", help="print JSON")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = where_parser()
 
     parser = argparse.ArgumentParser(prog=PROG, description="Incidents, escalation and remediation approvals.")
     sub = parser.add_subparsers(dest="command", required=True)

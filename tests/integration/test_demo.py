@@ -20,3 +20,5 @@ def test_builtin_demo_reaches_every_decision(demo_run: DemoRun) -> None:
     assert "Traceback" not in text
     assert (demo_run.state_dir / "state.json").exists()  # the read commands' --local state
     assert set(demo_run.deployment_ids()) == set(rows)
+    for rollout in rows:  # the stack's report writer wrote each rollout's report when it ended
+        assert demo_run.report(rollout).read_text(encoding="utf-8").startswith("<!DOCTYPE html>"), rollout

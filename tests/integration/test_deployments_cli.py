@@ -103,3 +103,40 @@ def test_status_wait_times_out_on_the_simulated_clock(running_state: Path, capsy
 def test_missing_local_state_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "deployments", "list", "--local", "--state-dir", str(tmp_path))
     assert code == 4 and "run `make demo` first" in err
+
+
+def test_summary_counts_what_the_demo_decided(demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "summary", "--since", "1d", *local(demo_run), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["schema"] == "deployguard-summary/1"
+    current = summary["current"]
+    ids = demo_run.deployment_ids()
+    assert current["deployments"] >= len(ids) and current["rolled_back"] == 3  # regression, CodeDeploy, ECS
+    assert sorted(summary["failed_deployments"]) == sorted(ids[r] for r in ids if r != "healthy-release")
+    assert current["median_time_to_detect_seconds"] > 0 and summary["previous"]["deployments"] == 0
+    assert summary["incidents"]["resolved"] == 2 and summary["noisiest_rules"][0][0] == "canary-issue"
+    code, out, _ = run(capsys, "summary", "--since", "1d", *local(demo_run), "--markdown")
+    assert code == 0 and "| change failure rate |" in out and "### By service" in out
+
+
+def test_stack_resolves_the_table_from_its_outputs(capsys: pytest.CaptureFixture[str]) -> None:
+    """--stack NAME reads DeploymentsTableName from the CloudFormation stack's outputs (moto's CloudFormation)."""
+    from deployguard.aws import clients
+
+    with EmbeddedAws(storage_only=True) as aws:
+        table = aws.ref("DeploymentsTable")
+        target = LambdaTarget(function_name="orders", alias="live", stable_version="1", new_version="2")
+        DeploymentRepository(table).create_deployment(
+            Deployment(deployment_id="dg-on-aws", service="orders", version="2", environment="production",
+                       target=target, status=DeploymentStatus.SUCCEEDED, decision="promoted")
+        )  # fmt: skip
+        template = {
+            "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "marker"}}},
+            "Outputs": {"DeploymentsTableName": {"Value": table}, "ReportsBucketName": {"Value": "reports"}},
+        }
+        clients.client("cloudformation").create_stack(StackName="deployguard", TemplateBody=json.dumps(template))
+        code, out, _ = run(capsys, "deployments", "list", "--stack", "deployguard", "--json")
+        assert code == 0 and [d["deployment_id"] for d in json.loads(out)["items"]] == ["dg-on-aws"]
+        assert run(capsys, "status", "dg-on-aws", "--stack", "deployguard")[0] == 0
+        code, _, err = run(capsys, "deployments", "list", "--stack", "nope")
+        assert code == 4 and "stack nope" in err

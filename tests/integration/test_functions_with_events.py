@@ -30,6 +30,15 @@ CASES = [
     ),
     ("DeploymentRecorderFunction", "codedeploy_state_change.json", lambda r: r["status"] == "in_progress"),
     ("RemediationApprovalFunction", "remediation_approval_run.json", lambda r: r["outcome"] == "not_approved"),
+    (
+        "ReportWriterFunction",
+        "sns_deployment_event.json",
+        lambda r: (
+            [u.rsplit("/", 1)[1] for u in r["written"]]
+            == ["dg-sample-0001.md", "dg-sample-0001.html", "dg-sample-0001.json"]
+        ),
+    ),
+    ("ReportWriterFunction", "summary_daily.json", lambda r: r["summary"] == "daily" and len(r["written"]) == 2),
 ]
 
 
@@ -58,5 +67,5 @@ def test_malformed_events_are_refused_naming_the_field(function: str, field: str
     with EmbeddedAws() as aws:
         payload, errored = aws.invoke(function, {"unexpected": True})
     assert errored
-    assert payload["errorType"] == "ValidationError"
+    assert payload["errorType"] == "InvalidEventError"
     assert field in payload["errorMessage"]

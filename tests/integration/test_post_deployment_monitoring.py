@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from metric_history import write_lambda_history
+
 from deployguard import clock
-from deployguard.aws import clients
 from deployguard.aws.events import EventPublisher
 from deployguard.config import load_config
 from deployguard.models import Deployment, DeploymentStatus, EventType, HealthStatus, LambdaTarget, Phase
@@ -18,35 +19,7 @@ TARGET = LambdaTarget(function_name="checkout-api", alias="live", stable_version
 
 
 def _write(version: str, start: Any, minutes: int, errors_per_1000: float) -> None:
-    dims = [
-        {"Name": "ExecutedVersion", "Value": version},
-        {"Name": "FunctionName", "Value": "checkout-api"},
-        {"Name": "Resource", "Value": "checkout-api:live"},
-    ]
-    data = []
-    for m in range(0, minutes, 5):
-        at = start + timedelta(minutes=m, seconds=30)
-        wobble = 1 + 0.05 * ((m // 5) % 3 - 1)
-        data += [
-            {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Unit": "Count", "Value": 1000.0},
-            {
-                "MetricName": "Errors",
-                "Dimensions": dims,
-                "Timestamp": at,
-                "Unit": "Count",
-                "Value": errors_per_1000 * wobble,
-            },
-            {"MetricName": "Throttles", "Dimensions": dims, "Timestamp": at, "Unit": "Count", "Value": 0.0},
-            {
-                "MetricName": "Duration",
-                "Dimensions": dims,
-                "Timestamp": at,
-                "Unit": "Milliseconds",
-                "Value": 120 * wobble,
-            },
-        ]
-    for offset in range(0, len(data), 1000):
-        clients.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=data[offset : offset + 1000])
+    write_lambda_history("checkout-api", version, start, minutes, errors_per_1000)
 
 
 def test_promoted_release_is_watched_against_its_history_then_released(embedded: Any) -> None:

@@ -13,10 +13,14 @@ class DemoRun:
     state_dir: Path
 
     def deployment_ids(self) -> dict[str, str]:
-        """rollout name -> deployment id, from the report lines the demo prints last."""
+        """rollout name -> deployment id, from the report paths the demo prints last."""
         found = {}
         for line in self.output.splitlines():
             parts = line.split()
-            if len(parts) >= 4 and parts[1:3] == ["deployguard", "report"]:
-                found[parts[0]] = parts[3]
+            if len(parts) == 2 and parts[1].endswith(".html") and "/reports/" in parts[1]:
+                found[parts[0]] = parts[1].rsplit("/", 1)[1].removesuffix(".html")
         return found
+
+    def report(self, rollout: str) -> Path:
+        """The HTML report the stack's report writer left for a rollout."""
+        return self.state_dir / "s3" / "ReportsBucket" / "reports" / f"{self.deployment_ids()[rollout]}.html"

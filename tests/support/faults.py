@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -137,3 +138,13 @@ def faults() -> Iterator[Faults]:
 def body_mentions(text: str) -> Callable[[Any], bool]:
     """Only requests whose body contains ``text`` (one execution id, one table key)."""
     return lambda request: text.encode() in (request.body or b"")
+
+
+@contextmanager
+def never_answering_server(path: str = "/never-answers") -> Iterator[str]:
+    """A URL on 127.0.0.1 whose server accepts the connection and never answers: a timeout in a
+    test comes from it, whatever the machine's speed, not from racing a short timer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)  # connections complete in the backlog; nothing ever reads or answers them
+        yield f"http://127.0.0.1:{server.getsockname()[1]}{path}"

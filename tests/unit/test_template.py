@@ -41,6 +41,7 @@ def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> Non
         "DeploymentRecorderFunction",
         "NotificationRouterFunction",
         "RemediationApprovalFunction",
+        "ReportWriterFunction",
     }
     for logical_id, resource in functions.items():
         props = resource["Properties"]

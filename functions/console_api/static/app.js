@@ -313,7 +313,8 @@ async function showDeployment(id) {
     h("dt", {}, "Driver"), h("dd", {}, d.driver),
     h("dt", {}, "Started"), h("dd", {}, when(d.started_at)),
     h("dt", {}, "Outcome"), h("dd", {}, history.outcome.message)));
-  $("deployment-actions").replaceChildren(...controlButtons(d));
+  const report = h("button", { type: "button", class: "secondary", onclick: () => openReport(d.deployment_id) }, "Open the report");
+  $("deployment-actions").replaceChildren(...controlButtons(d), report);
   const series = {};
   for (const a of history.assessments) {
     for (const r of a.verdict.reasons) {
@@ -325,6 +326,15 @@ async function showDeployment(id) {
   $("deployment-incidents").replaceChildren(incidentTable(history.incidents));
   $("deployment-timeline").replaceChildren(...timeline.map((t) => h("li", {},
     h("time", { datetime: t.at }, when(t.at)), " ", badge(t.kind, t.severity), " ", h("strong", {}, t.title), t.detail ? ` ${t.detail}` : "")));
+}
+
+async function openReport(id) {
+  const response = await fetch(`/api/deployments/${encodeURIComponent(id)}/report?format=html`,
+    { headers: { Authorization: `Bearer ${state.token}` } });
+  if (!response.ok) { say(`Could not load the report: ${response.status}`); return; }
+  const url = URL.createObjectURL(new Blob([await response.text()], { type: "text/html" }));
+  window.open(url, "_blank", "noopener");
+  say("The report opened in a new tab.");
 }
 
 // ------------------------------------------------------------------ routing and polling

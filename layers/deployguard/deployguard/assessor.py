@@ -31,9 +31,12 @@ from deployguard.models import (
     EventType,
     LambdaTarget,
     Severity,
+    judged_from,
 )
 from deployguard.monitoring import MonitoringRun, monitor_promoted
+from deployguard.reconciler import reconcile
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.verdict_metrics import publish_verdict_metrics
 
 ACTOR = "deployguard:assessor"
 logger = logging.getLogger(__name__)
@@ -56,11 +59,13 @@ def assess_active_deployments(
     reader: MetricsReader | None = None,
     alerts: AlertEngine | None = None,
 ) -> AssessorRun:
-    """Judge every CodeDeploy-driven deployment, monitor promoted ones, then give the alert engine its tick."""
+    """Judge every CodeDeploy-driven deployment, monitor promoted ones, put the traffic of ended ones
+    where their record says, then give the alert engine its tick."""
     reader = reader or MetricsReader()
     run = AssessorRun()
     _assess(config, repository, publisher, reader, alerts, run)
-    run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader)
+    run.monitoring = monitor_promoted(config, repository, publisher, clock.now(), reader, alerts)
+    reconcile(repository, publisher)  # traffic where the record says, unpublished events out (deployguard.reconciler)
     if alerts is not None:
         run.tick = alerts.on_tick()
     return run
@@ -94,6 +99,8 @@ def _with_current_weight(repository: DeploymentRepository, deployment: Deploymen
         if d.canary_weight != weight:
             d.canary_weight = weight
             d.weight_changed_at = clock.now()
+        if weight > 0 and d.traffic_started_at is None:  # production reached the new version (seen now)
+            d.traffic_started_at = clock.now()
 
     updated = repository.update_deployment(deployment.deployment_id, change)
     repository.audit(
@@ -134,7 +141,7 @@ def _assess(
     if not candidates:
         return
     interval = min(config.service(d.service).canary.assessment_interval_seconds for d, _ in candidates)
-    windows = reader.canary_windows(candidates, clock.now(), interval)
+    windows = reader.canary_windows([(judged_from(d), m) for d, m in candidates], clock.now(), interval)
     run.metric_calls = reader.calls
     for deployment, _ in candidates:
         window = windows[deployment.deployment_id]
@@ -142,6 +149,7 @@ def _assess(
         assessment = assessment_from_verdict(deployment, window, verdict, config.service(deployment.service).health)
         previous = repository.assessments(deployment.deployment_id)
         repository.add_assessment(assessment)
+        publish_verdict_metrics(deployment, assessment)
         run.assessed.append(assessment)
         if alerts is not None:
             run.alerts += len(alerts.on_assessment(deployment, assessment))

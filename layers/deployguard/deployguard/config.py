@@ -31,8 +31,12 @@ from deployguard.analysis.health import HealthSettings
 from deployguard.analysis.judge import JudgeSettings
 from deployguard.exceptions import ConfigError
 from deployguard.hooks.settings import HookSettings
+from deployguard.inbound import TooLarge, check_bounds
 from deployguard.notification.settings import NotificationSettings
 
+MAX_CONFIG_BYTES = 1024 * 1024  # an SSM advanced parameter holds 8 KiB; a file this size is a mistake
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_VALUES = 100_000  # counts every expansion of a YAML alias (no "billion laughs")
 _INNER_FIELD = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+)*): (.+)$", re.DOTALL)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -50,6 +54,9 @@ class CanaryPlan(StrictModel):
     )
     step_duration_seconds: int = Field(default=300, ge=60, le=3600, description="bake time of each step")
     assessment_interval_seconds: int = Field(default=60, ge=10, le=900)
+    validation_budget_seconds: int = Field(
+        default=300, ge=10, le=300, description="Validate runs the pre-traffic checks within this time"
+    )
 
     @model_validator(mode="after")
     def _increasing(self) -> CanaryPlan:
@@ -263,8 +270,13 @@ def check_config(text: str, source: str) -> tuple[DeployGuardConfig | None, list
     """Every problem of a configuration file at once (file, line, field, what is expected), and
     the configuration when there are none."""
     is_json = source.endswith(".json")
+    if len(text) > MAX_CONFIG_BYTES:
+        too_long = f"{len(text)} characters, at most {MAX_CONFIG_BYTES} are read"
+        return None, [ConfigProblem(source=source, message=too_long)]
     try:
         document = json.loads(text) if is_json else yaml.safe_load(text)
+    except RecursionError:
+        return None, [ConfigProblem(source=source, message=f"nested more than {MAX_CONFIG_DEPTH} deep")]
     except json.JSONDecodeError as exc:
         return None, [ConfigProblem(source=source, line=exc.lineno, message=f"not valid JSON: {exc.msg}")]
     except yaml.YAMLError as exc:
@@ -277,6 +289,10 @@ def check_config(text: str, source: str) -> tuple[DeployGuardConfig | None, list
         document = {}
     if not isinstance(document, dict):
         return None, [ConfigProblem(source=source, line=1, message="the top level must be a mapping")]
+    try:
+        check_bounds(document, max_depth=MAX_CONFIG_DEPTH, max_nodes=MAX_CONFIG_VALUES)
+    except TooLarge as exc:
+        return None, [ConfigProblem(source=source, message=str(exc))]
     lines = _key_lines(text)
     problems: list[ConfigProblem] = []
     document = interpolate(document, source, unset=problems)

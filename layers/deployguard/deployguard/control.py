@@ -339,7 +339,15 @@ class CanaryControlService:
                 raise
             return True, f"CodeDeploy deployment {cd_id} stopped with rollback"
         if request.verb == "promote":
-            self.codedeploy.continue_deployment(cd_id)
+            try:
+                self.codedeploy.continue_deployment(cd_id)
+            except CodeDeployError as exc:
+                if "DeploymentIsNotInReadyState" in str(exc) or "DeploymentAlreadyCompleted" in str(exc):
+                    raise ControlStateError(
+                        f"CodeDeploy deployment {cd_id} is not waiting to reroute traffic: only a blue/green "
+                        f"deployment with a wait time continues ({exc})"
+                    ) from exc
+                raise
             return True, f"CodeDeploy deployment {cd_id} continues (ContinueDeployment)"
         raise ControlStateError(
             f"{request.verb} is not available for CodeDeploy-driven deployment {deployment.deployment_id}: "

@@ -18,7 +18,11 @@ class ConfigError(DeployGuardError):
 
 
 class InvalidEventError(DeployGuardError):
-    """An incoming event does not have the shape its trigger promises."""
+    """An incoming event does not have the shape its trigger promises; ``field`` names what is wrong."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class ConflictError(DeployGuardError):

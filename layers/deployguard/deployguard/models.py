@@ -131,6 +131,11 @@ class Deployment(Model):
     codedeploy_deployment_id: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
     weight_changed_at: datetime | None = None
+    traffic_started_at: datetime | None = Field(
+        default=None,
+        description="when production traffic was first seen on the new version (ECS: green's test-listener "
+        "traffic before it is no evidence, the judge's windows start here)",
+    )
     ended_at: datetime | None = None
     expected_duration_seconds: int | None = None
     decision: str | None = None
@@ -314,6 +319,7 @@ class EventType(StrEnum):
     DEPLOYMENT_LONG_RUNNING = "deployment.long_running"
     CONTROL_ACTION = "control.action"
     ALERT = "alert"
+    SUMMARY_PUBLISHED = "summary.published"  # the daily or weekly summary (route "summary.*" to email, Slack)
 
 
 class Severity(StrEnum):
@@ -373,3 +379,35 @@ class Notification(Model):
     latency_ms: float | None = None
     at: datetime = Field(default_factory=utcnow)
     error: str | None = None
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def deployment_statistics(
+    status: DeploymentStatus, duration_seconds: float | None, started: bool = False
+) -> list[tuple[str, str, float]]:
+    """(name, unit, value) of the EMF deployment statistics one deployment contributes when it
+    starts (``started``) or ends in ``status`` (the recorder's CodeDeploy deployments and the state
+    machine's canaries alike, in the ``DeployGuard`` namespace by environment and strategy)."""
+    if started:
+        return [("DeploymentsStarted", "Count", 1.0)]
+    if not status.is_terminal:
+        return []
+    points = [
+        ("Deployments" + status.value.title().replace("_", ""), "Count", 1.0),  # DeploymentsRolledBack, ...
+        ("DeploymentsEnded", "Count", 1.0),
+        ("DeploymentSuccessRate", "Percent", 100.0 if status == DeploymentStatus.SUCCEEDED else 0.0),
+    ]
+    if duration_seconds is not None:
+        points.append(("DeploymentDuration", "Seconds", max(0.0, duration_seconds)))
+    return points
+
+
+def judged_from(deployment: Deployment) -> Deployment:
+    """The deployment as the judge's windows see it: an ECS deployment's periods start when production
+    traffic reached green (before, green served only the test listener), when that is known."""
+    start = deployment.traffic_started_at
+    if deployment.target.kind != "ecs" or start is None or start <= deployment.started_at:
+        return deployment
+    return deployment.model_copy(update={"started_at": start})

@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.anomaly import detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries, floor_time
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
+from deployguard.exceptions import MetricsConfigError
 from deployguard.models import (
     Assessment,
     Decision,
@@ -27,7 +29,6 @@ from deployguard.models import (
     DeploymentEvent,
     EventType,
     HealthStatus,
-    LambdaTarget,
     MetricKind,
     Phase,
     PhaseChange,
@@ -88,7 +89,10 @@ def monitor_promoted(
     publisher: EventPublisher,
     now: datetime,
     reader: MetricsReader | None = None,
+    alerts: AlertEngine | None = None,
 ) -> MonitoringRun:
+    """Assess every promoted deployment that is due; each assessment goes through the alert rules
+    (``post-deployment-anomaly``: incident, paging, rollback for approval) when ``alerts`` is given."""
     reader = reader or MetricsReader()
     run = MonitoringRun()
     for deployment in repository.monitored_deployments():
@@ -105,11 +109,13 @@ def monitor_promoted(
         if monitoring and (now - monitoring[-1].at).total_seconds() < interval:
             run.not_due.append(deployment.deployment_id)
             continue
-        if not isinstance(deployment.target, LambdaTarget):
+        try:  # Lambda: both versions' metrics; ECS: both target groups' (the service behind its load balancer)
+            history_of = _series(deployment, config, now, reader)
+        except MetricsConfigError:  # e.g. an ECS deployment whose target groups were never learned
             run.not_due.append(deployment.deployment_id)
             continue
         reasons = []
-        for metric_id, series in _series(deployment, config, now, reader).items():
+        for metric_id, series in history_of.items():
             report = detect_anomalies(series, recent=timedelta(minutes=15), lookback=HISTORY)
             if report.status == "anomalous":
                 reasons.append(
@@ -139,6 +145,9 @@ def monitor_promoted(
         )  # fmt: skip
         repository.add_assessment(assessment)
         run.assessed.append(assessment)
+        if alerts is not None:
+            alerts.guarded(deployment.deployment_id, ACTOR, "post-deployment assessment", alerts.on_assessment,
+                           deployment, assessment)  # fmt: skip
         if (last_status == HealthStatus.WARNING) != bool(unusual) and (monitoring or unusual):
             event = DeploymentEvent(
                 event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,

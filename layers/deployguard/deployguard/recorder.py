@@ -18,6 +18,7 @@ schedule finishes lifecycle-hook answers left unconfirmed
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from deployguard import clock
+from deployguard.alerts.engine import AlertEngine
 from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
@@ -41,6 +43,7 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
+    deployment_statistics,
 )
 from deployguard.storage.repository import DeploymentRepository
 
@@ -172,16 +175,8 @@ class RecordOutcome:
         if not self.changed or self.kind != "deployment":
             return []
         if self.status == DeploymentStatus.IN_PROGRESS:
-            return [("DeploymentsStarted", "Count", 1.0)] if self.state == "START" else []
-        name = "Deployments" + self.status.value.title().replace("_", "")  # DeploymentsRolledBack, ...
-        points = [
-            (name, "Count", 1.0),
-            ("DeploymentsEnded", "Count", 1.0),
-            ("DeploymentSuccessRate", "Percent", 100.0 if self.status == DeploymentStatus.SUCCEEDED else 0.0),
-        ]
-        if self.duration_seconds is not None:
-            points.append(("DeploymentDuration", "Seconds", max(0.0, self.duration_seconds)))
-        return points
+            return deployment_statistics(self.status, None, started=True) if self.state == "START" else []
+        return deployment_statistics(self.status, self.duration_seconds)
 
 
 class DeploymentRecorder:
@@ -191,11 +186,13 @@ class DeploymentRecorder:
         repository: DeploymentRepository,
         publisher: EventPublisher,
         codedeploy: CodeDeployGateway | None = None,
+        alerts: AlertEngine | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
         self.publisher = publisher
         self.codedeploy = codedeploy or CodeDeployGateway()
+        self.alerts = alerts  # failures, long runs and failed rollbacks raise alerts (incidents, paging)
 
     # ------------------------------------------------------------------ entry
 
@@ -263,10 +260,11 @@ class DeploymentRecorder:
                 raised.append(deployment.deployment_id)
         return raised
 
-    def sweep_unanswered_hooks(self) -> list[dict[str, Any]]:
+    def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
         """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died."""
         finished = []
-        for settled in HookAnswers(self.repository, self.codedeploy).sweep():
+        seconds_left = (lambda: remaining_ms() / 1000.0) if remaining_ms is not None else None
+        for settled in HookAnswers(self.repository, self.codedeploy).sweep(seconds_left=seconds_left):
             report = settled.report
             summary = {"execution_id": settled.execution_id, "deployment_id": settled.deployment_id,
                        "action": settled.action, "status": settled.status,
@@ -432,6 +430,8 @@ class DeploymentRecorder:
         self.publisher.publish(event)
         self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
                               event_id=event.event_id)  # fmt: skip
+        if self.alerts is not None:
+            self.alerts.guarded(deployment.deployment_id, ACTOR, kind.value, self.alerts.on_event, event, deployment)
 
     def _check_long_running(self, deployment: Deployment) -> bool:
         expected = deployment.expected_duration_seconds

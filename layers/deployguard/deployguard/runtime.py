@@ -85,12 +85,14 @@ def reset() -> None:
 
 @functools.cache
 def alert_engine() -> AlertEngine:
-    return AlertEngine.for_config(config(), repository(), publisher())
+    return AlertEngine.for_config(config(), repository(), publisher(), local_mode=environment().local_mode)
 
 
 @functools.cache
 def canary_controller() -> CanaryController:
-    return CanaryController(config(), repository(), publisher(), alerts=alert_engine())
+    return CanaryController(
+        config(), repository(), publisher(), alerts=alert_engine(), local_mode=environment().local_mode
+    )
 
 
 @functools.cache

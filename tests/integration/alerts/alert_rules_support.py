@@ -90,10 +90,13 @@ def service_config(name: str) -> dict[str, Any]:
 
 
 @contextmanager
-def shop_stack(services: list[str]) -> Iterator[tuple[EmbeddedAws, LocalReceivers]]:
-    """The embedded AWS configured like the demo (alert routes to local receivers) for these services."""
+def shop_stack(
+    services: list[str], others: dict[str, Any] | None = None
+) -> Iterator[tuple[EmbeddedAws, LocalReceivers]]:
+    """The embedded AWS configured like the demo (alert routes to local receivers) for these
+    services with the Shop metrics, and ``others`` as given."""
     config = yaml.safe_load((REPO_ROOT / "examples" / "demo.yaml").read_text(encoding="utf-8"))
-    config["services"] = {name: service_config(name) for name in services}
+    config["services"] = {name: service_config(name) for name in services} | (others or {})
     with tempfile.TemporaryDirectory() as tmp, local_receivers(echo=None) as receivers:
         path = Path(tmp) / "deployguard.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -124,13 +127,20 @@ def run_canary(
     return execution, target
 
 
-def alert_deliveries(receivers: LocalReceivers) -> dict[str, set[str]]:
-    """Per deployment, the rules whose alerts reached the signed webhook receiver."""
-    out: dict[str, set[str]] = {}
+def webhook_events(receivers: LocalReceivers) -> list[dict[str, Any]]:
+    """Every event that reached the signed webhook receiver (single or in a digest)."""
+    out: list[dict[str, Any]] = []
     for received in receivers.received("webhook"):
         body = received.json()
-        for event in [body["event"]] if body.get("type") == "event" else body.get("events", []):
-            details = event.get("details") or {}
-            if details.get("kind") == "alert":
-                out.setdefault(event["deployment_id"], set()).add(details["rule"])
+        out += [body["event"]] if body.get("type") == "event" else body.get("events", [])
+    return out
+
+
+def alert_deliveries(receivers: LocalReceivers) -> dict[str, set[str]]:
+    """Per deployment, the rules whose alerts reached the webhook receiver."""
+    out: dict[str, set[str]] = {}
+    for event in webhook_events(receivers):
+        details = event.get("details") or {}
+        if details.get("kind") == "alert":
+            out.setdefault(event["deployment_id"], set()).add(details["rule"])
     return out

@@ -17,7 +17,7 @@ from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import load_config
 from deployguard.control import CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard.exceptions import ControlStateError, InvalidEventError
-from deployguard.models import DeploymentStatus, EventType, LambdaTarget, Severity
+from deployguard.models import Deployment, DeploymentStatus, EventType, LambdaTarget, Severity
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
@@ -210,3 +210,92 @@ def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: An
     ]
     with pytest.raises(ControlStateError, match="nothing to roll back"):
         service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout-api"))
+
+
+def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> None:
+    from deployguard_local.codedeploy import LEDGER, _moto_deployment, create_lambda_deployment
+
+    versions = aws.deploy_sample_function("search-api", "live", sample_handler)
+    target = LambdaTarget(function_name="search-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    codedeploy_id = create_lambda_deployment(target, "search-api", "search-api-live")
+    DeploymentRepository().create_deployment(
+        Deployment(
+            deployment_id="dg-codedeploy-1",
+            service="search-api",
+            environment="production",
+            version=versions[1],
+            target=target,
+            status=DeploymentStatus.IN_PROGRESS,
+            driver="codedeploy",
+            codedeploy_deployment_id=codedeploy_id,
+        )
+    )
+    with pytest.raises(ControlStateError, match="not waiting to reroute traffic"):
+        _ask(aws, "dg-codedeploy-1", "promote")  # a Lambda canary never waits: ContinueDeployment refuses
+    _moto_deployment(codedeploy_id).ready_wait = True  # as a blue/green deployment waiting to reroute
+    assert _ask(aws, "dg-codedeploy-1", "promote").changed and LEDGER.continues[-1] == codedeploy_id
+    assert _ask(aws, "dg-codedeploy-1", "abort").changed
+    stop = LEDGER.stops[-1]
+    assert (stop.deployment_id, stop.auto_rollback, stop.accepted) == (codedeploy_id, True, True)
+    again = _ask(aws, "dg-codedeploy-1", "abort")  # CodeDeploy: already completed; nothing changes
+    assert not again.changed and "already completed" in again.message
+    with pytest.raises(ControlStateError, match="not available for CodeDeploy-driven"):
+        _ask(aws, "dg-codedeploy-1", "pause")
+    trail = DeploymentRepository().audit_trail("dg-codedeploy-1")
+    assert [(e.action, e.details["changed"]) for e in trail] == [
+        ("control_promote", True),
+        ("control_abort", True),
+        ("control_abort", False),
+    ]
+
+
+def test_the_cli_runs_the_same_verbs(aws: Any, capsys: Any) -> None:
+    from deployguard_local.cli import main
+
+    request, target = _prepare(aws, "checkout-api")
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    by = ["--by", "erin", "--reason", "bad release"]
+    assert main(["control", "pause", "dep-checkout-api", *by]) == 2
+    assert "applies only to a canary in progress" in capsys.readouterr().err
+    assert main(["control", "rollback", "checkout-api", *by, "--confirm", "checkout-api"]) == 0
+    assert f"back on version {target.stable_version}" in capsys.readouterr().out
+    assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+    repeat = ["--confirm", "checkout-api", "--from-version", target.new_version]
+    assert main(["control", "rollback", "checkout-api", *by, *repeat]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+
+
+def test_retry_starts_a_held_canary_step_again(aws: Any) -> None:
+    versions = aws.deploy_sample_function("quiet-api", "live", sample_handler)
+    target = LambdaTarget(function_name="quiet-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    quiet = LambdaTrafficSource("quiet-api", "live", 0, {v: VersionBehaviour() for v in versions}, seed=7)
+    aws.clock.listeners.append(quiet.on_clock)
+    request = {
+        "deployment": {
+            "deployment_id": "dep-quiet-api",
+            "service": "quiet-api",
+            "version": versions[1],
+            "target": target.model_dump(),
+        }
+    }
+    assert _run(aws, request)["status"] == "SUCCEEDED"
+    held = DeploymentRepository().get_deployment("dep-quiet-api")
+    assert (held.status, held.decision) == (DeploymentStatus.STOPPED, "held")  # no traffic is no evidence
+    with pytest.raises(ControlStateError, match="only to a canary in progress"):
+        _ask(aws, "dep-quiet-api", "pause")
+    aws.clock.listeners.remove(quiet.on_clock)
+    busy = LambdaTrafficSource("quiet-api", "live", 2000, {v: VersionBehaviour() for v in versions}, seed=8)
+    aws.clock.listeners.append(busy.on_clock)
+    outcome = _ask(aws, "dep-quiet-api", "retry", by="frank")
+    assert outcome.changed and "step 1 starts again" in outcome.message
+    assert not _ask(aws, "dep-quiet-api", "retry").changed  # already running again
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the new execution runs on moto's interpreter thread
+        again = DeploymentRepository().get_deployment("dep-quiet-api")
+        if again.status.is_terminal:
+            break
+        time.sleep(0.05)
+    aws.invoker.drain()
+    again = DeploymentRepository().get_deployment("dep-quiet-api")
+    assert (again.status, again.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
+    assert LambdaTrafficShifter(target).current().function_version == target.new_version

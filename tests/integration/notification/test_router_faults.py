@@ -1,6 +1,6 @@
 """Issue 11, part 3: no notification lost, and no channel held up by another.
 
-Real HTTP receivers on 127.0.0.1: one that throttles with ``Retry-After: 60``, and a socket
+Real HTTP receivers on 127.0.0.1: one that throttles with ``Retry-After: 60``, and a server
 that accepts connections and never answers. The router's waits go through an injected sleep
 that blocks until the test lets it go, so the test sees what happens *while* a channel waits,
 without racing any timer.
@@ -9,12 +9,12 @@ without racing any timer.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from faults import never_answering_server
 from notif_support import Aws, make_event
 
 from deployguard.models import DeliveryStatus
@@ -26,11 +26,8 @@ from deployguard_local.receivers import Behaviour, local_receivers
 
 @pytest.fixture
 def silent_server() -> Iterator[str]:
-    """An address that accepts connections and never answers a request."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/services/T0/B0/never-answers"
+    with never_answering_server("/services/T0/B0/never-answers") as url:
+        yield url
 
 
 def _settings(channels: dict[str, dict[str, Any]], **delivery: Any) -> NotificationSettings:

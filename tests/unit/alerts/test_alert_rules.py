@@ -57,6 +57,7 @@ def test_defaults_compile_and_cover_the_issue() -> None:
         "business-impact",
         "system-overload",
         "security-signals",
+        "post-deployment-anomaly",
         "critical-health-score",
         "minimum-health-score",
     }

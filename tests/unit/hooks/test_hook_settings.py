@@ -33,8 +33,9 @@ def test_a_validation_longer_than_the_hook_limit_is_refused_naming_the_field() -
     )
     with pytest.raises(ConfigError) as err:
         parse_config(text, "conf.yaml")
-    assert err.value.field == "services.orders.hooks"
+    assert err.value.field == "services.orders.hooks.pre_traffic"  # the list, with its line
     assert "pre_traffic.1" in str(err.value) and "'slow'" in str(err.value) and "one-hour" in str(err.value)
+    assert "(line 4)" in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -153,3 +153,21 @@ def test_wait_follows_the_simulated_clock_until_the_end_or_the_timeout(
     stuck = repo.create_deployment(_deployment("search", status=DeploymentStatus.IN_PROGRESS))
     outcome = reader.wait(stuck.deployment_id, timeout_seconds=100, poll_seconds=30, sleep=sim_clock.advance)
     assert (outcome.exit_code, outcome.message.startswith("timed out after 100s")) == (3, True)
+
+
+def test_summary_figures_trends_and_false_rollbacks(
+    repo: DeploymentRepository, sim_clock: clock.SimulatedClock
+) -> None:
+    from deployguard.readmodels import SummaryBuilder
+
+    start = clock.now()
+    made = _seed(repo, sim_clock)  # seven deployments, ten minutes apart, all of version 2
+    summary = SummaryBuilder(DeploymentReader(repo)).build(start, clock.now() + timedelta(seconds=1), "test")
+    figures = summary.current
+    assert (figures.deployments, figures.succeeded, figures.rolled_back, figures.running) == (7, 3, 2, 2)
+    assert figures.success_rate == 3 / 5 and figures.change_failure_rate == 2 / 5
+    assert summary.previous.deployments == 0
+    assert {g.key: g.deployments for g in summary.by_service} == {"checkout": 4, "payments": 2, "search": 1}
+    # payments 2 was rolled back, then the same version promoted: a false-rollback candidate
+    candidates = [(c.rolled_back, c.redeployed) for c in summary.false_rollback_candidates]
+    assert candidates == [(made[1].deployment_id, made[5].deployment_id)]

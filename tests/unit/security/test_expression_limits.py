@@ -47,7 +47,7 @@ def test_length_limit() -> None:
 @pytest.mark.parametrize(
     ("text", "column"),
     [("error_rate > ²", 14), ("error_rate > 5²", 14), ("error_rate > ٣", 14), ("érror_rate > 5", 1),
-     ("error_rate > 5 and cpu_utilization > ９0", 38), ("error_rate\u00a0> 5", 11)],  # noqa: RUF001
+     ("error_rate > 5 and cpu_utilization > \uff190", 38), ("error_rate\u00a0> 5", 11)],
 )  # fmt: skip
 def test_non_ascii_digits_and_letters_are_clean_errors(text: str, column: int) -> None:
     with pytest.raises(ExpressionError, match=r"only ASCII|malformed number") as caught:

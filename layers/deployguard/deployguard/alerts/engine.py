@@ -3,10 +3,12 @@
     engine = AlertEngine.for_config(config, repository, publisher)
     engine.on_assessment(deployment, assessment, metric_values, baseline_values)  # after each assessment
     engine.on_event(event)                     # after announcing a deployment event
+    engine.guarded(deployment_id, actor, what, engine.on_event, event)   # the same, never raising
     engine.on_tick()                           # every minute: escalation, auto-resolution, approved actions
 
 For every rule that fires the engine, in this order (remediation first: an emergency
-rollback must land within ``remediation.emergency_deadline_seconds`` of the decision):
+rollback must land within ``remediation.emergency_deadline_seconds`` of the decision, or the
+incident's first escalation routes are paged at once, see ``_enforce_deadline``):
 1. applies the rule's cooldown and rate limit (a suppressed alert is still recorded);
 2. stores the alert (deployment history ``ALERT#``) and opens or joins the incident of
    its grouping key (one per deployment and rule group by default);
@@ -18,8 +20,9 @@ Every step is in the deployment's audit trail.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -35,7 +38,8 @@ from deployguard.incidents.escalation import Escalator, Page
 from deployguard.incidents.models import Incident, IncidentStatus
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.incidents.service import IncidentService
-from deployguard.models import Assessment, Deployment, DeploymentEvent, EventType, Model
+from deployguard.incidents.trackers import IssueTrackerSync
+from deployguard.models import Assessment, Deployment, DeploymentEvent, EventType, Model, Severity
 from deployguard.remediation.executor import RemediationExecutor
 from deployguard.remediation.models import Approval, Outcome, RemediationResult
 from deployguard.remediation.targets import TargetAllowlist
@@ -43,6 +47,9 @@ from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:alerts"
 COOLDOWN = "ALERT-COOLDOWN"
+ROLLBACK_TYPES = frozenset({"rollback", "lambda_rollback", "codedeploy_stop", "ecs_rollback"})
+UNCONFIRMED = (Outcome.FAILED, Outcome.REFUSED, Outcome.EXHAUSTED)
+logger = logging.getLogger(__name__)
 
 
 class GuardConfig(Protocol):
@@ -71,6 +78,7 @@ class AlertEngine:
         publisher: EventPublisher | None,
         *,
         allowlist: TargetAllowlist | None = None,
+        local_mode: bool = False,
     ) -> None:
         self.settings = settings
         self.repository = repository
@@ -80,10 +88,16 @@ class AlertEngine:
         self.incidents = IncidentService(settings, self.incident_store, publisher)
         self.allowlist = allowlist or TargetAllowlist(settings.remediation.allowed_targets)
         self.remediation = RemediationExecutor(settings.remediation, repository, publisher, self.allowlist)
+        self.trackers = IssueTrackerSync(settings, self.incident_store, local_mode=local_mode)
 
     @classmethod
     def for_config(
-        cls, config: GuardConfig, repository: DeploymentRepository, publisher: EventPublisher | None
+        cls,
+        config: GuardConfig,
+        repository: DeploymentRepository,
+        publisher: EventPublisher | None,
+        *,
+        local_mode: bool = False,
     ) -> AlertEngine:
         """The engine of a DeployGuardConfig: its ``alerting`` section, and its services' functions
         and ECS services allowed."""
@@ -93,7 +107,7 @@ class AlertEngine:
         allowlist = TargetAllowlist(
             settings.remediation.allowed_targets, [f for f in functions if f], [e for e in ecs_services if e]
         )
-        return cls(settings, repository, publisher, allowlist=allowlist)
+        return cls(settings, repository, publisher, allowlist=allowlist, local_mode=local_mode)
 
     @property
     def escalator(self) -> Escalator:
@@ -134,6 +148,15 @@ class AlertEngine:
         evaluation = self.evaluator.evaluate(deployment=deployment, event=event)
         return self._process(evaluation, deployment, decided_at)
 
+    def guarded(self, deployment_id: str, actor: str, what: str, call: Callable[..., object], *args: Any) -> None:
+        """Run an entry point for a workflow (recorder, hook, monitoring): a failure of alerting is
+        logged and audited under the workflow's actor, never raised into its own work."""
+        try:
+            call(*args)
+        except Exception as exc:
+            logger.exception("alert engine failed", extra={"deployment_id": deployment_id, "on": what})
+            self.repository.audit(deployment_id, "alerting_failed", actor, f"{what}: {type(exc).__name__}: {exc}")
+
     def on_tick(self, now: datetime | None = None) -> TickReport:
         """Every minute: deployment-only rules, escalation, automatic resolution, approved actions."""
         at = now or clock.now()
@@ -145,7 +168,11 @@ class AlertEngine:
             report.alerts.extend(self._process(evaluation, deployment, time.monotonic()))
         if self.publisher is not None:
             report.pages = self.escalator.escalate_due(at)
-        report.resolved = [i.incident_id for i in self.incidents.auto_resolve_due(at)]
+        resolved = self.incidents.auto_resolve_due(at)
+        report.resolved = [i.incident_id for i in resolved]
+        self._track_pages(report.pages)
+        for incident in resolved:
+            self.trackers.on_news(incident, "resolved", "Resolved automatically: its conditions stayed clear.")
         open_incidents = {i.incident_id: i for i in self.incident_store.open_incidents()}
         report.remediations = self.remediation.run_approved(open_incidents)
         return report
@@ -153,10 +180,22 @@ class AlertEngine:
     # ------------------------------------------------------------------ people (the CLI)
 
     def acknowledge(self, incident_id: str, by: str, notes: str = "") -> Incident:
-        return self.incidents.acknowledge(incident_id, by, notes)
+        incident = self.incidents.acknowledge(incident_id, by, notes)
+        self.trackers.on_news(incident, "acknowledged", f"Acknowledged by {by}" + (f": {notes}" if notes else "."))
+        return incident
 
     def resolve(self, incident_id: str, by: str, notes: str = "") -> Incident:
-        return self.incidents.resolve(incident_id, by, notes)
+        incident = self.incidents.resolve(incident_id, by, notes)
+        self.trackers.on_news(incident, "resolved", f"Resolved by {by}" + (f": {notes}" if notes else "."))
+        return incident
+
+    def _track_pages(self, pages: Iterable[Page | None]) -> None:
+        """Comment escalations (page 2 on) on the incidents' issues; the first page is the opening."""
+        for page in pages:
+            if page is not None and page.page_number > 1 and self.trackers.enabled:
+                incident = self.incident_store.get(page.incident_id)
+                routes = ", ".join(page.routes)
+                self.trackers.on_news(incident, "paged", f"Escalated: page {page.page_number} to {routes}.")
 
     def decide(self, approval_id: str, by: str, approve: bool, notes: str = "") -> Approval:
         return self.remediation.decide(approval_id, by, approve, notes)
@@ -236,9 +275,11 @@ class AlertEngine:
             if deployment is not None and incident.status == IncidentStatus.OPEN:
                 self._remediate(alert, incident, deployment, decided_at)
             self._publish(alert, incident, opened)
+            if opened:
+                self.trackers.on_news(incident, "opened")
             due = incident.escalation.next_at
             if self.publisher is not None and due is not None and due <= alert.at:
-                self.escalator.page_if_due(incident.incident_id, alert.at)
+                self._track_pages([self.escalator.page_if_due(incident.incident_id, alert.at)])
             out.append(alert)
         return out
 
@@ -247,7 +288,47 @@ class AlertEngine:
             previous = self.remediation.store.attempts(incident.incident_id, step.action)
             if previous.get("last_outcome") in (Outcome.SUCCEEDED.value, Outcome.NOOP.value):
                 continue
-            self.remediation.run(incident, deployment, step, decided_at=decided_at)
+            result = self.remediation.run(incident, deployment, step, decided_at=decided_at)
+            self._enforce_deadline(alert, incident, step, result)
+
+    def _enforce_deadline(self, alert: Alert, incident: Incident, step: PlanStep, result: RemediationResult) -> None:
+        """An automatic rollback must be confirmed (done and verified, or already in place) within
+        ``remediation.emergency_deadline_seconds`` of the decision (the alert's time). When it failed,
+        was refused, ran out of attempts or took longer, the incident's first escalation routes are
+        paged at once: the new version may still take traffic."""
+        action = self.settings.remediation.actions.get(step.action)
+        if step.mode != "auto" or action is None or action.type not in ROLLBACK_TYPES:
+            return
+        deadline = self.settings.remediation.emergency_deadline_seconds
+        elapsed = (clock.now() - alert.at).total_seconds()
+        if result.outcome in (Outcome.SUCCEEDED, Outcome.NOOP) and elapsed <= deadline:
+            return
+        if result.outcome not in (Outcome.SUCCEEDED, Outcome.NOOP, *UNCONFIRMED):
+            return  # busy, cooling down, blocked (the breaker pages), disabled, dry run: no rollback was due now
+        policy = self.settings.escalation.policies.get(incident.escalation.policy or "")
+        routes = policy.steps[0].routes if policy else self.settings.remediation.circuit_breaker.page_routes
+        why = (
+            f"{result.outcome.value}: {result.message}"
+            if result.outcome in UNCONFIRMED
+            else f"confirmed only after {elapsed:.1f} s"
+        )
+        text = f"rollback of {result.target} not confirmed within {deadline:g} s of the decision ({why})"
+        self.repository.audit(
+            alert.deployment_id, "emergency_deadline_missed", ACTOR, text,
+            incident_id=incident.incident_id, remediation_action=step.action, outcome=result.outcome.value,
+            seconds_since_decision=round(elapsed, 3), routes=routes,
+        )  # fmt: skip
+        if self.publisher is None:
+            return
+        event = DeploymentEvent(
+            event_type=EventType.ALERT, deployment_id=alert.deployment_id, service=alert.service,
+            version=alert.version, environment=alert.environment, severity=Severity.CRITICAL,
+            title=f"Rollback not confirmed: {alert.service} {alert.version}", message=text,
+            details={"kind": "emergency_deadline_missed", "incident_id": incident.incident_id,
+                     "action": step.action, "outcome": result.outcome.value, "routes": routes},
+        )  # fmt: skip
+        self.repository.add_event(event)
+        self.publisher.publish(event)
 
     def _publish(self, alert: Alert, incident: Incident, opened: bool) -> None:
         if self.publisher is None:

@@ -159,6 +159,13 @@ def default_rules() -> list[AlertRule]:
             escalation="emergency",
         ),
         AlertRule(
+            name="post-deployment-anomaly",
+            description="after promotion, a metric is unusual against the service's own last 24 hours",
+            expression='phase == "monitoring" and failing_metrics > 0',
+            severity=Severity.ERROR,
+            group="post-deployment",
+        ),
+        AlertRule(
             name="critical-health-score",
             description="health score below 70",
             expression="health_score < 70",
@@ -337,7 +344,10 @@ def _default_plans() -> list[RemediationPlan]:
             rules=["high-error-rate", "critical-health-score", "business-impact"],
             actions=[PlanStep(action="rollback", mode="approval")],
         ),
-        RemediationPlan(rules=["performance-degradation"], actions=[PlanStep(action="rollback", mode="approval")]),
+        RemediationPlan(
+            rules=["performance-degradation", "post-deployment-anomaly"],
+            actions=[PlanStep(action="rollback", mode="approval")],
+        ),
         RemediationPlan(
             rules=["system-overload"], target_kinds=["lambda"], actions=[PlanStep(action="shed-load", mode="approval")]
         ),
@@ -383,6 +393,52 @@ class RemediationSettings(_Strict):
         return self
 
 
+# --------------------------------------------------------------------------- issue trackers
+
+
+class IssueTrackerSettings(_Strict):
+    """An issue tracker every incident opens one issue in (GitHub REST API or Jira Cloud REST API v3)."""
+
+    type: Literal["github", "jira"]
+    repository: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$", description="GitHub: owner/name")
+    api_url: str = Field(default="https://api.github.com", description="GitHub: the REST API root")
+    base_url: str | None = Field(default=None, description="Jira: https://your-site.atlassian.net")
+    project_key: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]+$", description="Jira: project")
+    issue_type: str = Field(default="Task", description="Jira: issue type of new issues")
+    email: str | None = Field(default=None, description="Jira: the account the API token belongs to")
+    done_transition: str | None = Field(
+        default=None, description="Jira: transition that closes an issue (default: the first into a done status)"
+    )
+    token_secret: str | None = Field(
+        default=None, description="Secrets Manager secret of the API token ('name' or 'name#json_key')"
+    )
+    token: str | None = Field(default=None, description="a literal token: local mode (DEPLOYGUARD_LOCAL=1) only")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="hosts it may call (default: api.github.com, *.atlassian.net)"
+    )
+    labels: list[str] = Field(default_factory=lambda: ["deployguard"])
+    min_severity: Severity = Field(default=Severity.ERROR, description="incidents below this open no issue")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _complete(self) -> IssueTrackerSettings:
+        needed = ["repository"] if self.type == "github" else ["base_url", "project_key", "email"]
+        for name in needed:
+            if not getattr(self, name):
+                raise ValueError(f"{name} is required for a {self.type} tracker")
+        if (self.token_secret is None) == (self.token is None):
+            raise ValueError("exactly one of token_secret and token is required")
+        return self
+
+    @property
+    def url(self) -> str:
+        return (self.api_url if self.type == "github" else str(self.base_url)).rstrip("/")
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.allowed_hosts or (["api.github.com"] if self.type == "github" else ["*.atlassian.net"])
+
+
 # --------------------------------------------------------------------------- the section
 
 
@@ -400,6 +456,9 @@ class AlertingSettings(_Strict):
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     remediation: RemediationSettings = Field(default_factory=RemediationSettings)
+    issue_trackers: dict[str, IssueTrackerSettings] = Field(
+        default_factory=dict, description="GitHub or Jira: one issue per incident, comments, closed on resolve"
+    )
 
     @field_validator("custom_fields")
     @classmethod

@@ -19,7 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deployguard.analysis.judge import JudgeSettings, resolve_spec
 from deployguard.exceptions import ScenarioError
+from deployguard.inbound import TooLarge, check_bounds
 from deployguard.models import CanaryWindow, Direction, MetricSpec, MetricWindow
+
+MAX_SCENARIO_BYTES = 16 * 1024 * 1024
+MAX_SCENARIO_VALUES = 2_000_000
 
 FORMAT = "deployguard-scenario/1"
 
@@ -96,6 +100,10 @@ def parse_scenario(document: Any, source: str) -> Scenario:
     if not isinstance(document, dict):
         raise ScenarioError(f"file {source}: a scenario must be a JSON object")
     try:
+        check_bounds(document, max_depth=16, max_nodes=MAX_SCENARIO_VALUES)
+    except TooLarge as exc:
+        raise ScenarioError(f"file {source}: {exc}") from None
+    try:
         return Scenario.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -110,14 +118,28 @@ def parse_scenario(document: Any, source: str) -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(f"file {path}: {size} bytes, at most {MAX_SCENARIO_BYTES} are read")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"file {path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"file {path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_scenario_text(text, str(path))
+
+
+def parse_scenario_text(text: str, source: str) -> Scenario:
+    """A scenario from JSON text, bounded; :class:`ScenarioError` names the file and the field."""
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"file {source}: {len(text)} characters, at most {MAX_SCENARIO_BYTES} are read")
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScenarioError(f"file {path}: not valid JSON: {exc}") from exc
-    return parse_scenario(document, str(path))
+        raise ScenarioError(f"file {source}: not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ScenarioError(f"file {source}: nested too deep") from None
+    return parse_scenario(document, source)
 
 
 def metric_specs_from_scenario(scenario: Scenario, settings: JudgeSettings | None = None) -> list[MetricSpec]:

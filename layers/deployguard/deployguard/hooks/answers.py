@@ -105,10 +105,21 @@ class HookAnswers:
         report = self.send(deployment_id, marker.key, "Failed", budget_seconds)
         return Settled("failed_for_dead_attempt", marker.key, deployment_id, "Failed", report)
 
-    def sweep(self, budget_seconds: float = DEFAULT_BUDGET_SECONDS, max_items: int = 100) -> list[Settled]:
-        """Settle every hook marker left unconfirmed (the recorder's schedule calls this)."""
+    def sweep(
+        self,
+        budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+        max_items: int = 100,
+        seconds_left: Callable[[], float] | None = None,
+    ) -> list[Settled]:
+        """Settle every hook marker left unconfirmed (the recorder's schedule calls this).
+
+        ``seconds_left``: the invocation's remaining time; no status call starts that could not
+        end within it (the rest waits for the next run).
+        """
         settled = []
         for marker in self.markers.pending(max_items):
+            if seconds_left is not None and seconds_left() < budget_seconds + 2:
+                break
             fresh = self.markers.get(marker.key)  # the index lags: read the marker itself
             if fresh is None or fresh.state == DONE:
                 continue

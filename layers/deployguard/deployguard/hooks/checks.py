@@ -24,7 +24,7 @@ from pydantic import Field
 from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries
-from deployguard.exceptions import MetricsConfigError, ValidationCheckError
+from deployguard.exceptions import ConfigError, MetricsConfigError, ValidationCheckError
 from deployguard.hooks.settings import CheckSettings
 from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
 from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, open_tcp, pinned_session
@@ -197,10 +197,8 @@ def _baseline(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple
     )
     now = clock.now()
     start = now - timedelta(minutes=check.baseline_minutes)
-    try:
-        queries = [q for q in canary_queries("baseline", ctx.deployment, ctx.metrics) if q.key[2] == "baseline"]
-    except MetricsConfigError as exc:
-        raise ValidationCheckError(str(exc)) from exc
+    # a MetricsConfigError (metrics that cannot be read for this target) is a configuration error: not retried
+    queries = [q for q in canary_queries("baseline", ctx.deployment, ctx.metrics) if q.key[2] == "baseline"]
     values = MetricsReader().read(queries, start, now, 60)
     summary: dict[str, dict[str, float | int | None]] = {}
     for key, series in values.items():
@@ -244,6 +242,10 @@ def run_check(check: CheckSettings, ctx: CheckContext, deadline: float, sleep: S
             message, details = future.result(timeout=budget)
         except concurrent.futures.TimeoutError:
             message = f"attempt {attempts} timed out after {budget:.1f} s"
+        except (ConfigError, MetricsConfigError) as exc:  # a retry cannot fix a configuration: fail at once
+            pool.shutdown(wait=False)
+            message = f"{type(exc).__name__}: {exc} (a configuration error: not retried)"
+            break
         except Exception as exc:  # any error of the check is its failure, recorded with its type
             message = f"{type(exc).__name__}: {exc}"
         else:

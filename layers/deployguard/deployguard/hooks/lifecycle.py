@@ -31,19 +31,28 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from deployguard import clock
+from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.judge import judge_canary
 from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
-from deployguard.aws.codedeploy import ECS_HOOKS, CodeDeployDeployment, CodeDeployGateway, HookStatus, StatusReport
+from deployguard.aws.codedeploy import (
+    ECS_HOOKS,
+    CodeDeployDeployment,
+    CodeDeployGateway,
+    HookStatus,
+    ReportOutcome,
+    StatusReport,
+)
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig
-from deployguard.exceptions import CodeDeployError
+from deployguard.exceptions import CodeDeployError, InvalidEventError
 from deployguard.hooks.answers import DEFAULT_BUDGET_SECONDS, HOOK_KIND, HookAnswers, Settled
 from deployguard.hooks.checks import CheckContext, CheckResult, Sleep, run_check
+from deployguard.inbound import parse_event
 from deployguard.models import (
     Decision,
     Deployment,
@@ -56,6 +65,7 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
+    judged_from,
 )
 from deployguard.recorder import ensure_record
 from deployguard.storage.leases import Marker
@@ -93,6 +103,7 @@ class HookOutcome(Model):
     reported: bool = False
     report_error: str | None = None
     report_attempts: int = 0
+    answer: ReportOutcome | None = None  # how CodeDeploy took the status (unconfirmed: to be sent again)
     resent: bool = False  # the status an earlier attempt decided, sent again
     checks: list[CheckResult] = Field(default_factory=list)
 
@@ -108,6 +119,7 @@ class HookOutcome(Model):
             "reported": self.reported,
             "report_error": self.report_error,
             "report_attempts": self.report_attempts,
+            "answer": self.answer,
             "resent": self.resent,
             "can_deploy": self.status == "Succeeded",
             "passed": [c.name for c in self.checks if c.status == "passed"],
@@ -120,14 +132,9 @@ class HookOutcome(Model):
     def metric_name(self) -> str:
         if self.duplicate:
             return "HookDuplicate"
+        if self.answer == "unconfirmed":  # decided, not yet taken by CodeDeploy: the sweep sends it again
+            return "HookAnswerUnconfirmed"
         return f"Hook{self.status or 'Unanswered'}"
-
-
-def _malformed_reason(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    field_name = ".".join(str(p) for p in first["loc"]) or "(event)"
-    more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"malformed lifecycle hook event: field {field_name}: {first['msg']}{more}"
 
 
 class LifecycleHook:
@@ -140,6 +147,7 @@ class LifecycleHook:
         *,
         local_mode: bool = False,
         sleep: Sleep = clock.sleep,
+        alerts: AlertEngine | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -148,6 +156,7 @@ class LifecycleHook:
         self.local_mode = local_mode
         self.sleep = sleep
         self.answers = HookAnswers(repository, self.codedeploy, sleep=sleep)
+        self.alerts = alerts  # validation failures raise alerts (canary-issue: incident, paging)
 
     # ------------------------------------------------------------------ entry
 
@@ -162,9 +171,9 @@ class LifecycleHook:
 
     def _handle(self, raw: Any, remaining_ms: Callable[[], int]) -> HookOutcome:
         try:
-            event = HookEvent.model_validate(raw)
-        except ValidationError as exc:
-            return self._malformed(raw, _malformed_reason(exc))
+            event = parse_event(HookEvent, raw, "malformed lifecycle hook event")
+        except InvalidEventError as exc:
+            return self._malformed(raw, str(exc))
         execution_id, deployment_id = event.LifecycleEventHookExecutionId, event.DeploymentId
         must_answer_by = clock.now() + timedelta(milliseconds=remaining_ms())
         outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason="")
@@ -285,7 +294,8 @@ class LifecycleHook:
         results = [run_check(check, ctx, deadline, self.sleep) for check in alarm_checks]
         # the judge compares the versions: Lambda versions by ExecutedVersion, ECS task sets by target group
         now = clock.now()
-        window_start = max(deployment.started_at, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
+        since = judged_from(deployment).started_at  # ECS: from when production reached green, if known
+        window_start = max(since, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
         windowed = deployment.model_copy(update={"started_at": window_start})
         window = MetricsReader().canary_windows(
             [(windowed, service.judge.metrics)], now, service.canary.assessment_interval_seconds
@@ -341,7 +351,7 @@ class LifecycleHook:
         _apply(outcome, settled.report)
         if settled.action == "resent":
             outcome.reason = f"re-sent the status {settled.status} an earlier attempt decided but could not confirm"
-            self._audit_quietly(outcome, "hook_status_resent")
+            self._audit_quietly(outcome, "hook_resent")  # as the recorder's sweep audits it
             return outcome
         outcome.reason = ("the first attempt of this hook execution ended without answering "
                           "(timed out or crashed); failing closed")  # fmt: skip
@@ -438,6 +448,8 @@ class LifecycleHook:
         self.publisher.publish(event)
         self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
                               event_id=event.event_id)  # fmt: skip
+        if self.alerts is not None:
+            self.alerts.guarded(deployment.deployment_id, ACTOR, kind.value, self.alerts.on_event, event, deployment)
 
 
 def answer_without_setup(
@@ -468,6 +480,7 @@ def _apply(outcome: HookOutcome, report: StatusReport) -> None:
     outcome.reported = report.outcome == "accepted"
     outcome.report_error = report.error
     outcome.report_attempts = report.attempts
+    outcome.answer = report.outcome
 
 
 def _ids_of(raw: Any) -> tuple[str | None, str | None]:
@@ -476,7 +489,7 @@ def _ids_of(raw: Any) -> tuple[str | None, str | None]:
     execution_id = raw_dict.get("LifecycleEventHookExecutionId")
     deployment_id = raw_dict.get("DeploymentId")
     well_formed = isinstance(deployment_id, str) and re.fullmatch(_DEPLOYMENT_ID, deployment_id)
-    answerable = isinstance(execution_id, str) and execution_id.strip()
+    answerable = isinstance(execution_id, str) and execution_id.strip() and len(execution_id) <= 256
     return (deployment_id if well_formed else None), (execution_id if answerable else None)
 
 

@@ -65,6 +65,9 @@ class Incident(Model):
     condition_clear_since: datetime | None = None
     escalation: EscalationState = Field(default_factory=EscalationState)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    issues: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="per issue tracker, the incident's issue: key and url"
+    )
     version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
 
     @computed_field  # type: ignore[prop-decorator]

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployguard import runtime
 from deployguard.config import load_config
-from deployguard.exceptions import ConfigError, DeliveryError
+from deployguard.exceptions import ConfigError, DeliveryError, InvalidEventError
+from deployguard.inbound import parse_event, parse_json_event
 from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
 from deployguard.notification.router import NotificationRouter
@@ -77,8 +78,23 @@ def reset() -> None:
 runtime.on_reset(reset)
 
 
-def _field(exc: ValidationError) -> str:
-    return ".".join(str(p) for p in exc.errors()[0]["loc"]) or "(message)"
+def parse_sns(event: Any) -> SnsModel:
+    """The SNS envelope, bounded; :class:`InvalidEventError` names the field."""
+    return parse_event(SnsModel, event, "SNS envelope")
+
+
+def parse_deployment_event(message: str) -> DeploymentEvent:
+    """One SNS message as a DeploymentEvent (at most SNS's 256 KiB); :class:`InvalidEventError` names the field."""
+    return parse_json_event(DeploymentEvent, message, "deployment event")
+
+
+def _kept(event: Any) -> str:
+    """The malformed event as text for the dead-letter queue (SQS keeps at most 256 KiB: cut at 200,000)."""
+    try:
+        text = json.dumps(event, default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = f"<{type(event).__name__} that is not JSON>"
+    return text[:200_000]
 
 
 def _dead_letter_malformed(raw: str, error: str) -> None:
@@ -105,11 +121,10 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
         _count(router().flush_digests(), totals)
         return totals
     try:
-        envelope = SnsModel.model_validate(event)
-    except ValidationError as exc:
-        field, message = _field(exc), exc.errors()[0]["msg"]
-        logger.error("malformed SNS event", extra={"field": field, "error": message})
-        _dead_letter_malformed(json.dumps(event, default=str), f"SNS envelope: field {field}: {message}")
+        envelope = parse_sns(event)
+    except InvalidEventError as exc:
+        logger.error("malformed SNS event", extra={"field": exc.field, "error": str(exc)})
+        _dead_letter_malformed(_kept(event), str(exc))
         totals["malformed"] += 1
         return totals
 
@@ -117,14 +132,11 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
     for record in envelope.Records:
         raw = str(record.Sns.Message)
         try:
-            deployment_event = DeploymentEvent.model_validate_json(raw)
-        except ValidationError as exc:
-            field, message = _field(exc), exc.errors()[0]["msg"]
-            logger.error(
-                "malformed deployment event",
-                extra={"field": field, "error": message, "sns_message_id": record.Sns.MessageId},
-            )
-            _dead_letter_malformed(raw, f"field {field}: {message}")
+            deployment_event = parse_deployment_event(raw)
+        except InvalidEventError as exc:
+            extra = {"field": exc.field, "error": str(exc), "sns_message_id": record.Sns.MessageId}
+            logger.error("malformed deployment event", extra=extra)
+            _dead_letter_malformed(raw, str(exc))
             totals["malformed"] += 1
             continue
         try:

@@ -108,7 +108,6 @@ class Leases:
         """Claim ``key`` until ``lease_until``; with ``reclaim_expired`` also an undecided claim whose lease is over."""
         token = uuid.uuid4().hex
         now = clock.now()
-        previous = self.get(key) if reclaim_expired else None
         item: dict[str, Any] = {
             **self._key(key),
             "state": CLAIMED,
@@ -128,20 +127,22 @@ class Leases:
             values.update({":claimed": CLAIMED, ":lease_now": Decimal(str(round(now.timestamp(), 3)))})
         names = {"#state": "state", "#result": "result"} if reclaim_expired else None
         try:
-            self.table.put_item(
+            replaced = self.table.put_item(
                 Item=item,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",  # the expired claim this one replaced, if any
                 **({"ExpressionAttributeNames": names} if names else {}),
-            )
+            ).get("Attributes")
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
             existing = self.get(key)
             if existing is not None and existing.token == token:  # our own write, answered with an error
-                return Claim(True, token, taken_over=_expired(previous))
+                return Claim(True, token)
             return Claim(False, token, existing=existing)
-        return Claim(True, token, taken_over=_expired(previous))
+        previous = Marker.of(key, dict(replaced)) if replaced else None
+        return Claim(True, token, taken_over=_expired(previous, now.timestamp()))
 
     def decide(self, key: str, token: str, result: str) -> bool:
         """Record the claimer's decision; False if the claim is no longer the caller's or already decided."""
@@ -208,8 +209,9 @@ class Leases:
             yield Marker.of(str(item[keys.PK])[prefix:], dict(item))
 
 
-def _expired(previous: Marker | None) -> Marker | None:
-    """The claim a reclaim replaced: only one that was held by someone else and had expired."""
-    if previous is None or previous.state == DONE or previous.result is not None or not previous.lease_over:
+def _expired(previous: Marker | None, now: float) -> Marker | None:
+    """The claim a reclaim replaced: an undecided one whose lease was over (not one past its TTL)."""
+    if previous is None or previous.state == DONE or previous.result is not None:
         return None
-    return previous
+    expires_at = float(previous.attributes.get(keys.TTL_ATTRIBUTE, 0) or 0)
+    return previous if previous.lease_until < now and expires_at >= now else None

@@ -1,0 +1,56 @@
+"""Report writer: writes a deployment's health report to the ReportsBucket when it ends (SNS
+subscription of the events topic, filtered on ending event types), and the daily and weekly
+summaries (EventBridge schedules). The logic is in deployguard.reporting.writer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import SnsModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from deployguard import clock, runtime
+from deployguard.aws.reports_bucket import ReportStore
+from deployguard.models import DeploymentEvent, EventType
+from deployguard.readmodels import DeploymentReader
+from deployguard.reporting.writer import ENDING_EVENTS, ReportWriter
+
+logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
+
+
+class SummaryRequest(BaseModel):
+    """The schedules' constant input."""
+
+    summary: Literal["daily", "weekly"]
+
+
+def writer() -> ReportWriter:
+    reader, store = DeploymentReader(runtime.repository()), ReportStore(os.environ["REPORTS_BUCKET"])
+    return ReportWriter(reader, store, runtime.publisher(), runtime.environment().environment)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "summary" in event:
+        request = parse(event=event, model=SummaryRequest)
+        summary, uris = writer().write_summary(request.summary, clock.now())
+        metrics.add_metric(name="SummariesWritten", unit="Count", value=1)
+        logger.info("summary written", extra={"period": request.summary, "uris": uris,
+                                              "deployments": summary.current.deployments})  # fmt: skip
+        return {"summary": request.summary, "written": uris}
+    written: list[str] = []
+    for record in parse(event=event, model=SnsModel).Records:
+        deployment_event = DeploymentEvent.model_validate_json(record.Sns.Message)
+        if deployment_event.event_type not in ENDING_EVENTS:  # the subscription's filter already drops these
+            continue
+        if deployment_event.event_type == EventType.ROLLBACK_FAILED:  # RollbackFailedAlarm watches this
+            metrics.add_metric(name="RollbackFailed", unit="Count", value=1)
+        written += writer().write_deployment(deployment_event.deployment_id)
+    metrics.add_metric(name="ReportsWritten", unit="Count", value=len(written))
+    logger.info("reports written", extra={"uris": written})
+    return {"written": written}

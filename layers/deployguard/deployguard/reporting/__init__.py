@@ -1,0 +1,32 @@
+"""Deployment reports: presentation of the read models (Markdown, self-contained HTML with SVG, JSON).
+
+Used by the report-writer Lambda (written to S3 when a deployment ends) and by
+``deployguard report``. Rendering only: the data comes from :mod:`deployguard.readmodels`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from deployguard.readmodels import DeploymentHistory
+from deployguard.reporting.html import render_html
+from deployguard.reporting.markdown import render_markdown
+
+ReportFormat = Literal["md", "html", "json"]
+FORMATS: tuple[ReportFormat, ...] = ("md", "html", "json")
+CONTENT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",
+                 "json": "application/json"}  # fmt: skip
+
+
+def render(history: DeploymentHistory, fmt: ReportFormat) -> str:
+    """The report of one deployment in ``fmt`` (json: the history export, deployguard-history/1)."""
+    if fmt == "html":
+        return render_html(history)
+    if fmt == "md":
+        return render_markdown(history)
+    if fmt == "json":
+        return history.model_dump_json(by_alias=True, indent=2) + "\n"
+    raise ValueError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+__all__ = ["CONTENT_TYPES", "FORMATS", "ReportFormat", "render", "render_html", "render_markdown"]

@@ -1,0 +1,62 @@
+"""Who may do what (the caller from API Gateway's authoriser), and how people's requests steer a canary."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployguard.console import ForbiddenError, NotAuthorizedError, caller_of, writer
+from deployguard.control import effective_decision, steer
+from deployguard.models import CanaryControl, Decision
+
+WRITE = "deployguard/write"
+
+
+def test_an_iam_caller_is_its_arn_and_may_write_where_the_gateway_let_it() -> None:
+    caller = caller_of({"iam": {"userArn": "arn:aws:iam::123456789012:user/alice", "accessKey": "AKIA"}}, WRITE)
+    assert (caller.identity, caller.kind, caller.can_write) == ("arn:aws:iam::123456789012:user/alice", "iam", True)
+    assert writer(caller) == "arn:aws:iam::123456789012:user/alice"
+
+
+@pytest.mark.parametrize(
+    ("claims", "identity", "can_write"),
+    [
+        ({"sub": "u-1", "username": "bob", "scope": "deployguard/read deployguard/write"}, "bob", True),
+        ({"sub": "u-2", "email": "carol@example.com", "scope": "deployguard/read"}, "carol@example.com", False),
+        ({"sub": "u-3", "scp": ["deployguard/write"]}, "u-3", True),
+    ],
+)
+def test_a_jwt_caller_needs_the_write_scope_to_write(claims: dict[str, object], identity: str, can_write: bool) -> None:
+    caller = caller_of({"jwt": {"claims": claims}}, WRITE)
+    assert (caller.identity, caller.kind, caller.can_write) == (identity, "jwt", can_write)
+    if not can_write:
+        with pytest.raises(ForbiddenError, match="may read but not write"):
+            writer(caller)
+
+
+@pytest.mark.parametrize("authorizer", [None, {}, {"jwt": {"claims": {}}}, {"iam": {}}, {"lambda": {"x": 1}}])
+def test_no_identity_no_service(authorizer: dict[str, object] | None) -> None:
+    with pytest.raises(NotAuthorizedError):
+        caller_of(authorizer, WRITE)
+
+
+@pytest.mark.parametrize(
+    ("control", "proposed", "decision", "approval", "expected"),
+    [
+        (CanaryControl(paused=True), "advance", Decision.HEALTHY, False, "wait"),
+        (CanaryControl(paused=True), "hold", Decision.INCONCLUSIVE, False, "wait"),
+        (CanaryControl(paused=True), "rollback", Decision.FAILING, False, "rollback"),
+        (CanaryControl(promote_requested=True), "wait", Decision.INCONCLUSIVE, True, "promote"),
+        (CanaryControl(promote_requested=True), "rollback", Decision.FAILING, False, "rollback"),
+        (CanaryControl(), "promote", Decision.HEALTHY, True, "await_approval"),
+        (CanaryControl(), "advance", Decision.HEALTHY, True, "advance"),
+    ],
+)
+def test_people_steer_but_a_failing_verdict_wins(
+    control: CanaryControl, proposed: str, decision: Decision, approval: bool, expected: str
+) -> None:
+    assert steer(control, proposed, decision, approval) == expected
+
+
+def test_skipped_analysis_acts_as_healthy_only_when_skipped() -> None:
+    assert effective_decision(CanaryControl(skip_analysis=True), Decision.FAILING) == Decision.HEALTHY
+    assert effective_decision(CanaryControl(), Decision.FAILING) == Decision.FAILING
