@@ -11,7 +11,6 @@ deployguard deployments list|show|watch ...  what DeployGuard decided (deploymen
 deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
 deployguard report ID [--format md|html|json] [-o FILE]   one deployment's health report
 deployguard summary [--since 7d]             what DeployGuard decided in a period, against the one before
-deployguard serve --local [--port 8700]      the operations console over the embedded AWS
 deployguard alerts fields [--config FILE]     rule fields each metric feeds; rules that cannot fire
 """
 
@@ -100,7 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
     sub.add_parser("report", help="one deployment's health report (md, html, json)")
     sub.add_parser("summary", help="deployments, success rate, incidents of a period (--since 7d)")
-    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
     sub.add_parser("alerts", help="which rule fields the metrics feed, which rules cannot fire (alerts fields)")
     return parser
 
