@@ -1,6 +1,7 @@
 # DeployGuard: two commands on a fresh machine.
 #   make demo   canary rollouts end to end on the embedded AWS (moto)
 #   make test   ruff, mypy, cfn-lint, checkov, pytest
+#   make chaos  AWS faults injected on the embedded AWS, counted (chaos-report.json)
 # Both create .venv and install the pinned requirements first.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -14,7 +15,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 EXPANDED_TEMPLATE := build/template.expanded.json
 
-.PHONY: venv demo test lint typecheck cfn-lint checkov pytest bench sam-validate sam-build deploy clean
+.PHONY: venv demo test lint typecheck cfn-lint checkov pytest bench chaos sam-validate sam-build deploy clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
@@ -64,6 +65,10 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m deployguard_local.bench
 	$(BIN)/deployguard bench scale
+
+# Fault injection on the embedded AWS: >= 200 seeded runs, a table and chaos-report.json.
+chaos: $(STAMP)
+	$(BIN)/python -m deployguard_local.chaos.bench
 
 # The AWS SAM CLI lives in its own environment (its pins differ from ours).
 $(SAM):

@@ -387,3 +387,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def bench_main(argv: list[str]) -> int:
+    """``deployguard bench scale ...``."""
+    if argv[:1] != ["scale"]:
+        print("usage: deployguard bench scale [--json] [--sizes N,...]", file=sys.stderr)
+        return 2
+    return main(argv[1:])

@@ -4,7 +4,6 @@ deployguard demo [--scenario FILE]          canary rollouts end to end on the em
 deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
 deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
 deployguard notifications retry|list ...     redeliver dead letters, list deliveries
-deployguard bench scale [--json]             the minute loop at scale on the embedded AWS
 deployguard config validate FILE... | schema  check a configuration file, write its JSON Schema
 deployguard serve --local [--port 8700]      the operations console over the embedded AWS
 deployguard control VERB ID --by --reason    promote, abort, pause, resume, retry, skip_analysis, approve; rollback
@@ -53,18 +52,6 @@ def _invoke(args: argparse.Namespace) -> int:
     return 1 if errored else 0
 
 
-def _replay(argv: list[str]) -> int:
-    from deployguard_local import replay
-
-    return replay.main(argv)
-
-
-def _notifications(argv: list[str]) -> int:
-    from deployguard_local import notifications_cli
-
-    return notifications_cli.main(argv)
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -91,64 +78,35 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--endpoint-url", help="use a running local AWS endpoint instead of the embedded one")
     invoke.add_argument("--verbose", action="store_true", help="show the function's logs and metrics")
     invoke.set_defaults(handler=_invoke)
-    sub.add_parser("replay", help="judge recorded scenarios period by period (see deployguard replay --help)")
-    sub.add_parser("notifications", help="redeliver dead-lettered notifications, list deliveries")
-    sub.add_parser("incidents", help="list, show, acknowledge, resolve incidents; approve remediations")
-    sub.add_parser("bench", help="bench scale [--json]: the minute loop at scale on the embedded AWS")
-    sub.add_parser("config", help="validate a configuration file (every problem at once), write its JSON Schema")
-    sub.add_parser("control", help="control a canary or roll a service back (see deployguard control --help)")
-    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
-    sub.add_parser("deployments", help="list, show and watch deployments: what DeployGuard decided")
-    sub.add_parser("status", help="a deployment's outcome as an exit code (CI gate; --wait)")
-    sub.add_parser("report", help="one deployment's health report (md, html, json)")
-    sub.add_parser("summary", help="deployments, success rate, incidents of a period (--since 7d)")
-    sub.add_parser("serve", help="the operations console (API and page) on 127.0.0.1 (see deployguard serve --help)")
-    sub.add_parser("alerts", help="which rule fields the metrics feed, which rules cannot fire (alerts fields)")
+    for name, (_, _, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text)
     return parser
 
 
+# Subcommands with parsers of their own: name -> (module in deployguard_local, its entry point, help).
+# Each module is imported only when its command runs.
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "replay": ("replay", "main", "judge recorded scenarios period by period (see deployguard replay --help)"),
+    "notifications": ("notifications_cli", "main", "redeliver dead-lettered notifications, list deliveries"),
+    "incidents": ("incidents_cli", "main", "list, show, acknowledge, resolve incidents; approve remediations"),
+    "config": ("config_cli", "main", "validate a configuration file (every problem at once), write its JSON Schema"),
+    "control": ("control_cli", "main", "control a canary or roll a service back (see deployguard control --help)"),
+    "serve": ("console_server", "main", "the operations console (API and page) on 127.0.0.1"),
+    "deployments": ("deployments_cli", "main", "list, show and watch deployments: what DeployGuard decided"),
+    "status": ("deployments_cli", "status_main", "a deployment's outcome as an exit code (CI gate; --wait)"),
+    "report": ("report_cli", "main", "one deployment's health report (md, html, json)"),
+    "summary": ("summary_cli", "main", "deployments, success rate, incidents of a period (--since 7d)"),
+    "alerts": ("alerts_cli", "main", "which rule fields the metrics feed, which rules cannot fire (alerts fields)"),
+    "bench": ("bench_scale", "bench_main", "bench scale [--json]: the minute loop at scale on the embedded AWS"),
+}
+
+
 def _dispatch(argv: list[str]) -> int:
-    # subcommands with their own parsers
-    if argv and argv[0] == "replay":
-        return _replay(argv[1:])
-    if argv and argv[0] == "notifications":
-        return _notifications(argv[1:])
-    if argv[:2] == ["bench", "scale"]:
-        from deployguard_local import bench_scale
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
 
-        return bench_scale.main(argv[2:])
-    if argv and argv[0] == "control":
-        from deployguard_local import control_cli
-
-        return control_cli.main(argv[1:])
-    if argv and argv[0] == "config":
-        from deployguard_local import config_cli
-
-        return config_cli.main(argv[1:])
-    if argv and argv[0] == "serve":
-        from deployguard_local import console_server
-
-        return console_server.main(argv[1:])
-    if argv and argv[0] == "alerts":
-        from deployguard_local import alerts_cli
-
-        return alerts_cli.main(argv[1:])
-    if argv and argv[0] == "incidents":
-        from deployguard_local import incidents_cli
-
-        return incidents_cli.main(argv[1:])
-    if argv and argv[0] in ("deployments", "status"):
-        from deployguard_local import deployments_cli
-
-        return (deployments_cli.main if argv[0] == "deployments" else deployments_cli.status_main)(argv[1:])
-    if argv and argv[0] == "report":
-        from deployguard_local import report_cli
-
-        return report_cli.main(argv[1:])
-    if argv and argv[0] == "summary":
-        from deployguard_local import summary_cli
-
-        return summary_cli.main(argv[1:])
+        module, entry, _ = SUBCOMMANDS[argv[0]]
+        return int(getattr(importlib.import_module(f"deployguard_local.{module}"), entry)(argv[1:]))
     args = build_parser().parse_args(argv)
     return int(args.handler(args))
 

@@ -18,7 +18,6 @@ import contextlib
 import io
 import json
 import secrets
-import sys
 import threading
 import time
 import uuid
@@ -283,9 +282,8 @@ def demo_console(
                 builtin_demo(aws, log)
                 flush_digests(aws)
                 aws.invoker.drain()
-            gate = None
             if live:
-                _target, gate, _ = start_live_canary(aws, seconds_per_minute=seconds_per_minute)
+                start_live_canary(aws, seconds_per_minute=seconds_per_minute)
                 repository = DeploymentRepository()
                 wait_until(
                     lambda: (d := repository.find_deployment("live-orders-api")) is not None and d.canary_weight > 0
@@ -295,9 +293,9 @@ def demo_console(
             try:
                 yield server, aws, credentials
             finally:
+                # the live canary's execution stays parked at its gate: released, it would go on calling
+                # AWS after this embedded AWS has closed (its daemon thread ends with the process)
                 server.stop()
-                if gate is not None:
-                    gate.released.set()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,19 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def openapi_document() -> dict[str, Any]:
-    """The console function's OpenAPI document, generated from its routes."""
-    import importlib.util
+    """The console API's OpenAPI document, generated from its routes (deployguard.console_api)."""
+    from deployguard.console_api import openapi_document as generate
 
-    from deployguard_local.emulator import REPO_ROOT
-
-    path = REPO_ROOT / "functions" / "console_api" / "app.py"
-    name = "deployguard_function_console_api_app"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    document: dict[str, Any] = module.openapi_document()
-    return document
+    return generate()

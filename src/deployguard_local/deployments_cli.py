@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -64,11 +65,13 @@ def print_json(data: Any) -> None:
 
 
 def run(action: Callable[[], int]) -> int:
-    """Run a command; domain errors print one line naming what is wrong and exit 4."""
+    """Run a command; any error prints one line naming what is wrong and exits 4 (never a gate's 1, 2 or 3)."""
+    from deployguard_local.cli import describe_error
+
     try:
         return action()
-    except DeployGuardError as exc:
-        sys.stderr.write(f"deployguard: {exc}\n")
+    except (DeployGuardError, BotoCoreError, ClientError) as exc:
+        sys.stderr.write(f"deployguard: {describe_error(exc)}\n")
         return ERROR_EXIT
 
 

@@ -13,7 +13,7 @@ def test_builtin_demo_reaches_every_decision(demo_run: DemoRun) -> None:
         "healthy-release": ["promoted", "9", "min", "(sim)"],
         "regression-midway": ["rolled_back", "6", "min", "(sim)"],
         "codedeploy-canary": ["rolled_back", "2", "min", "(sim)"],
-        "ecs-blue-green": ["rolled_back", "1", "min", "(sim)"],
+        "ecs-blue-green": ["rolled_back", "2", "min", "(sim)"],  # its window starts when production reached green
     }
     assert "StopDeployment received during the canary" in text  # the ECS canary never reached 100%
     assert "production 100% blue / 0% green" in text

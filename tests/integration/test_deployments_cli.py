@@ -114,7 +114,9 @@ def test_summary_counts_what_the_demo_decided(demo_run: DemoRun, capsys: pytest.
     assert current["deployments"] >= len(ids) and current["rolled_back"] == 3  # regression, CodeDeploy, ECS
     assert sorted(summary["failed_deployments"]) == sorted(ids[r] for r in ids if r != "healthy-release")
     assert current["median_time_to_detect_seconds"] > 0 and summary["previous"]["deployments"] == 0
-    assert summary["incidents"]["resolved"] == 2 and summary["noisiest_rules"][0][0] == "canary-issue"
+    incidents = summary["incidents"]
+    assert incidents["incidents"] >= incidents["resolved"] >= 2  # the demo resolves the regression's incidents
+    assert summary["noisiest_rules"][0][0] == "canary-issue"
     code, out, _ = run(capsys, "summary", "--since", "1d", *local(demo_run), "--markdown")
     assert code == 0 and "| change failure rate |" in out and "### By service" in out
 
@@ -140,3 +142,6 @@ def test_stack_resolves_the_table_from_its_outputs(capsys: pytest.CaptureFixture
         assert run(capsys, "status", "dg-on-aws", "--stack", "deployguard")[0] == 0
         code, _, err = run(capsys, "deployments", "list", "--stack", "nope")
         assert code == 4 and "stack nope" in err
+        # AWS refuses: exit 4, never one of the gate's codes
+        code, _, err = run(capsys, "status", "dg-on-aws", "--table", "no-such-table", "--wait")
+        assert code == 4 and "ResourceNotFoundException" in err

@@ -40,6 +40,20 @@ CASES = [
         ),
     ),
     ("ReportWriterFunction", "summary_daily.json", lambda r: r["summary"] == "daily" and len(r["written"]) == 2),
+    (
+        "ConsoleApiFunction",
+        "console_api_canaries.json",
+        lambda r: (
+            r["statusCode"] == 200
+            and {c["deployment"]["deployment_id"] for c in json.loads(r["body"])}
+            == {"dg-sample-0001", "dg-sample-0003"}
+        ),
+    ),
+    (
+        "ConsoleApiFunction",
+        "console_api_pause.json",
+        lambda r: r["statusCode"] == 200 and json.loads(r["body"])["deployment"]["control"]["last_actor"] == "bob",
+    ),
 ]
 
 

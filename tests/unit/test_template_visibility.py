@@ -46,7 +46,7 @@ def test_report_writer_hears_every_ending_and_fails_into_its_queue() -> None:
 
 
 def test_every_function_and_state_machine_has_a_log_group_with_retention() -> None:
-    groups = {str(g["Properties"]["LogGroupName"]): g for g in STACK.of_type("AWS::Logs::LogGroup").values()}
+    groups = {str(g["Properties"].get("LogGroupName")): g for g in STACK.of_type("AWS::Logs::LogGroup").values()}
     for logical_id in STACK.of_type("AWS::Serverless::Function"):
         group = groups[str({"Fn::Sub": f"/aws/lambda/${{{logical_id}}}"})]
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical_id

@@ -50,6 +50,7 @@ from deployguard.models import (
     judged_from,
 )
 from deployguard.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
+from deployguard.reconciler import reconcile as reconcile_traffic
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.verdict_metrics import publish_verdict_metrics
 
@@ -160,9 +161,11 @@ def run_tick(
             run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
         else:
             _assess(cycle, due, run, Budget(remaining_ms, ALERT_TICK_RESERVE_MS))
-        # the failsafe reconciler runs here, after assessment and before the alert tick
+        # the reconciler (deployguard.reconciler): traffic where the record says, unpublished events out
         if reconcile is not None:
             reconcile()
+        else:
+            reconcile_traffic(repository, publisher)
         if alerts is not None:
             run.tick = alerts.on_tick()
     finally:

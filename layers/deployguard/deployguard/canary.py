@@ -8,10 +8,18 @@ one action here with the execution's state and gets the next state back:
 ``assess`` sets ``next`` to ``wait``, ``advance``, ``promote`` or ``rollback``; the
 state machine's Choice state follows it. Any failure the machine catches ends in
 ``rollback``, which always leaves the alias at 100% stable.
+
+Traffic first: ``rollback`` and ``promote`` move the alias and verify it before they
+record and announce anything, and need no DynamoDB read to do it (the state carries
+the target). Once traffic has moved, a failure to record or announce never fails the
+task: the state says ``recorded: false`` and ``notify`` (retried by the state machine)
+finishes the record. Every record and announcement of an outcome is keyed, so a retried
+step writes and publishes it once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -81,6 +89,9 @@ class CanaryState(Model):
     decision: str | None = None
     reason: str | None = None
     last_verdict: Decision | None = None
+    target: LambdaTarget | None = Field(default=None, description="the alias moved: rollback reads no record")
+    ended_at: datetime | None = None
+    recorded: bool = Field(default=True, description="false: traffic moved, the record has not followed yet")
 
 
 class CanaryController:
@@ -131,24 +142,45 @@ class CanaryController:
         verdict: Verdict | None = None,
         **details: Any,
     ) -> DeploymentEvent:
-        event = DeploymentEvent(
-            event_type=event_type,
-            deployment_id=deployment.deployment_id,
-            service=deployment.service,
-            version=deployment.version,
-            environment=deployment.environment,
-            severity=severity,
-            title=title,
-            message=message,
-            reasons=verdict.failing_reasons or verdict.reasons if verdict else [],
-            details=details,
+        reasons = verdict.failing_reasons or verdict.reasons if verdict else []
+        event = DeploymentEvent.about(
+            deployment, event_type, title, message, severity=severity, reasons=reasons, details=details
         )
-        self.repository.add_event(event)
-        self.publisher.publish(event)
+        self._record_and_publish(event, deployment)
+        return event
+
+    def _record_and_publish(self, event: DeploymentEvent, deployment: Deployment) -> None:
+        """Record ``event`` in the outbox, publish it, mark it published. A publication that fails leaves
+        it in the outbox, and the minute tick publishes it (:func:`deployguard.reconciler.publish_outbox`)."""
+        if not self.repository.record_event(event):
+            return  # recorded and published by an earlier attempt
+        try:
+            self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
+            self.repository.mark_published(event)
+        except Exception:  # recorded: it stays in the outbox, and the minute tick publishes it
+            logger.exception("event recorded, publication deferred", extra={"event_id": event.event_id})
+            return
         if self.alerts is not None:
             alerts = self.alerts
             self._alerting(deployment.deployment_id, event.event_type.value, lambda: alerts.on_event(event, deployment))
-        return event
+
+    def _announce_once(
+        self,
+        deployment: Deployment,
+        key: str,
+        at: datetime,
+        event_type: EventType,
+        title: str,
+        message: str,
+        severity: Severity = Severity.INFO,
+        **details: Any,
+    ) -> None:
+        """Record and publish an event once whatever the retries: its id and time come from ``key`` and ``at``."""
+        digest = hashlib.sha256(f"{deployment.deployment_id}#{key}".encode()).hexdigest()[:16]
+        event = DeploymentEvent.about(
+            deployment, event_type, title, message, event_id=f"ev-{digest}", at=at, severity=severity, details=details
+        )
+        self._record_and_publish(event, deployment)
 
     def _change(self, deployment_id: str, change: Callable[[Deployment], None]) -> Deployment:
         return self.repository.update_deployment(deployment_id, change)
@@ -208,6 +240,7 @@ class CanaryController:
             next="done" if failed else "shift",  # a failed deployment is never shifted (shift and assess end it)
             decision="validation_failed" if failed else None,
             reason=failed,
+            target=request.target,
         )
 
     def shift(self, state: CanaryState) -> CanaryState:
@@ -348,31 +381,20 @@ class CanaryController:
         return state.model_copy(update=update)
 
     def promote(self, state: CanaryState) -> CanaryState:
-        deployment = self.repository.get_deployment(state.deployment_id)
-        assert isinstance(deployment.target, LambdaTarget)
-        LambdaTrafficShifter(deployment.target).promote()
-        now = clock.now()
-
-        def change(d: Deployment) -> None:
-            d.canary_weight = 1.0
-            d.status = DeploymentStatus.SUCCEEDED
-            d.decision = "promoted"
-            d.decision_reason = state.reason
-            d.ended_at = now
-            self._enter(d, Phase.MONITORING, "promoted to 100%; post-deployment monitoring for 24 hours")
-
-        deployment = self._change(deployment.deployment_id, change)
-        self.repository.audit(deployment.deployment_id, "promoted", ACTOR, state.reason or "all steps healthy")
-        self._announce(
-            deployment,
-            EventType.PROMOTION_COMPLETED,
-            "Promotion Completed",
-            f"version {deployment.target.new_version} now receives 100% of traffic",  # type: ignore[union-attr]
+        """Traffic first: the alias to 100% new and verified, then the record and the announcement."""
+        target = state.target or self._lambda_target_of(state.deployment_id)
+        LambdaTrafficShifter(target).promote_verified()
+        ended_at = clock.now()
+        out = state.model_copy(
+            update={"weight": 100.0, "next": "done", "decision": "promoted", "target": target, "ended_at": ended_at}
         )
-        return state.model_copy(update={"weight": 100.0, "next": "done", "decision": "promoted"})
+        return out.model_copy(update={"recorded": self._record_or_defer(out) is not None})
 
     def rollback(self, state: dict[str, Any]) -> CanaryState | dict[str, Any]:
-        """Put the alias back at 100% stable. Takes the raw state: it also runs after failures."""
+        """Put the alias back at 100% stable and verify it; only then record and announce.
+
+        Takes the raw state: it also runs after failures. It fails (and the state machine
+        retries it) only while the alias cannot be moved back."""
         deployment_id = state.get("deployment_id")
         error = state.get("error")
         reason = state.get("reason") or "rollback requested"
@@ -380,68 +402,146 @@ class CanaryController:
             reason = f"{error.get('Error', 'error')}: {_short(error.get('Cause', ''))}"
         if not deployment_id:
             request = state.get("deployment") or state
-            target = request.get("target") if isinstance(request, dict) else None
-            if isinstance(target, dict):
-                try:
-                    parsed = LambdaTarget.model_validate(target)
-                except ValidationError:
-                    parsed = None  # too malformed to name an alias: nothing was shifted
-                if parsed is not None:
-                    LambdaTrafficShifter(parsed).rollback()
+            request = request if isinstance(request, dict) else {}
+            parsed = _lambda_target(request.get("target"))
+            if parsed is not None:  # too malformed to name an alias: nothing was shifted
+                try:  # validation never moves traffic: this only makes sure
+                    LambdaTrafficShifter(parsed).rollback_verified()
+                except TrafficShiftError:
+                    logger.exception("cannot confirm the alias of a rejected canary", extra={"reason": reason})
+            self._reject_unfinished(request.get("deployment_id"), reason)
             return {"next": "done", "decision": "rejected", "reason": reason}
-        try:
-            deployment = self.repository.get_deployment(deployment_id)
-        except NotFoundError:
-            return {"deployment_id": deployment_id, "next": "done", "decision": "rejected", "reason": reason}
-        assert isinstance(deployment.target, LambdaTarget)
-        shifter = LambdaTrafficShifter(deployment.target)
-        if deployment.status == DeploymentStatus.ROLLED_BACK:
-            # already rolled back (remediation got there first): make sure, announce nothing twice
-            shifter.rollback()
-            out = {k: v for k, v in state.items() if k != "error"}
-            out.update({"weight": 0.0, "next": "done", "decision": "rolled_back", "reason": deployment.decision_reason})
-            return out
+        target = _lambda_target(state.get("target"))
+        if target is None:  # a state from before targets were carried: read the record
+            try:
+                target = self._lambda_target_of(deployment_id)
+            except NotFoundError:
+                return {"deployment_id": deployment_id, "next": "done", "decision": "rejected", "reason": reason}
+        LambdaTrafficShifter(target).rollback_verified()
         hold = state.get("next") == "hold"
-        self.repository.audit(deployment_id, "rollback_initiated", ACTOR, reason)
-        self._announce(deployment, EventType.ROLLBACK_INITIATED, "Rollback Initiated", reason, severity=Severity.ERROR)
-        alias = shifter.rollback()
-        if alias.weight_of(deployment.target.stable_version) != 1.0:
-            raise TrafficShiftError(f"alias still routes {alias.additional_weights} after rollback")
-        now = clock.now()
-        decision = "held" if hold else "rolled_back"
-
-        def change(d: Deployment) -> None:
-            d.canary_weight = 0.0
-            d.status = DeploymentStatus.STOPPED if hold else DeploymentStatus.ROLLED_BACK
-            d.decision = decision
-            d.decision_reason = reason
-            d.ended_at = now
-            self._enter(d, Phase.FAILED, reason)
-
-        deployment = self._change(deployment_id, change)
-        self.repository.audit(deployment_id, "rolled_back", ACTOR, reason, alias="100% stable")
-        self._announce(
-            deployment,
-            EventType.ROLLBACK_COMPLETED,
-            "Rollback Completed" if not hold else "Canary Held For A Person",
-            f"{reason}; alias back at 100% version {deployment.target.stable_version}",  # type: ignore[union-attr]
-            severity=Severity.CRITICAL if not hold else Severity.WARNING,
+        out = {k: v for k, v in state.items() if k != "error"}
+        out.update(
+            {
+                "weight": 0.0,
+                "next": "done",
+                "decision": "held" if hold else "rolled_back",
+                "reason": reason,
+                "target": target.model_dump(mode="json"),
+                "ended_at": clock.now().isoformat(),
+            }
         )
-        out = dict(state)
-        out.pop("error", None)
-        out.update({"weight": 0.0, "next": "done", "decision": decision, "reason": reason})
+        deployment = self._record_or_defer(out)
+        out["recorded"] = deployment is not None
+        if deployment is not None:  # ended elsewhere first (remediation): the record's decision stands
+            out.update({"decision": deployment.decision, "reason": deployment.decision_reason})
         return CanaryState.model_validate(out) if "steps" in out else out
 
+    # ------------------------------------------------------------------ recording an outcome
+
+    def _lambda_target_of(self, deployment_id: str) -> LambdaTarget:
+        deployment = self.repository.get_deployment(deployment_id)
+        if not isinstance(deployment.target, LambdaTarget):
+            raise InvalidEventError(f"deployment {deployment_id}: target is not a Lambda alias")
+        return deployment.target
+
+    def _record_or_defer(self, state: CanaryState | dict[str, Any]) -> Deployment | None:
+        """Record the outcome the traffic already shows; on failure leave it to ``notify`` (None)."""
+        try:
+            return self._record_outcome(state)
+        except Exception:
+            deployment_id = state.deployment_id if isinstance(state, CanaryState) else state.get("deployment_id")
+            logger.exception("traffic moved, recording deferred", extra={"deployment_id": deployment_id})
+            return None
+
+    def _record_outcome(self, state: CanaryState | dict[str, Any]) -> Deployment:
+        """The record, audit and announcements of a promotion, rollback or hold whose traffic has moved.
+
+        Idempotent: keyed by the outcome and its time, so a retry completes what an earlier
+        attempt began and duplicates nothing. A deployment ended elsewhere first (remediation)
+        keeps its own record and announcements."""
+        data = state.model_dump(mode="json") if isinstance(state, CanaryState) else state
+        decision = str(data["decision"])
+        reason = data.get("reason") or decision
+        ended_at = datetime.fromisoformat(str(data["ended_at"]))
+        deployment_id = str(data["deployment_id"])
+
+        def change(d: Deployment) -> None:
+            overridden = d.decision == "promoted" and decision != "promoted"  # a promotion rolled back after all
+            if d.status.is_terminal and not overridden:
+                return  # ended already: by an earlier attempt of this step, or elsewhere
+            d.decision, d.decision_reason, d.ended_at = decision, reason, ended_at
+            if decision == "promoted":
+                d.canary_weight, d.status = 1.0, DeploymentStatus.SUCCEEDED
+                self._enter(d, Phase.MONITORING, "promoted to 100%; post-deployment monitoring for 24 hours")
+            else:
+                d.canary_weight = 0.0
+                d.status = DeploymentStatus.STOPPED if decision == "held" else DeploymentStatus.ROLLED_BACK
+                self._enter(d, Phase.FAILED, reason)
+
+        deployment = self._change(deployment_id, change)
+        if deployment.ended_at != ended_at:
+            return deployment  # ended elsewhere first; whoever ended it announced it
+        target = deployment.target
+        assert isinstance(target, LambdaTarget)
+        if decision == "promoted":
+            self.repository.audit_once(deployment_id, "promoted", ended_at, "promoted", ACTOR, reason)
+            self._announce_once(
+                deployment, "promotion.completed", ended_at, EventType.PROMOTION_COMPLETED, "Promotion Completed",
+                f"version {target.new_version} now receives 100% of traffic",
+            )  # fmt: skip
+            return deployment
+        hold = decision == "held"
+        self.repository.audit_once(deployment_id, "rollback", ended_at, "rolled_back", ACTOR, reason,
+                                   alias="100% stable", held=hold)  # fmt: skip
+        self._announce_once(
+            deployment, "rollback.initiated", ended_at, EventType.ROLLBACK_INITIATED, "Rollback Initiated", reason,
+            severity=Severity.ERROR,
+        )  # fmt: skip
+        self._announce_once(
+            deployment, "rollback.completed", ended_at, EventType.ROLLBACK_COMPLETED,
+            "Rollback Completed" if not hold else "Canary Held For A Person",
+            f"{reason}; alias back at 100% version {target.stable_version}",
+            severity=Severity.CRITICAL if not hold else Severity.WARNING,
+        )  # fmt: skip
+        return deployment
+
+    def _reject_unfinished(self, deployment_id: Any, reason: str) -> None:
+        """A canary rejected before it started: a record it left in progress is ended (best effort)."""
+        if not isinstance(deployment_id, str) or not deployment_id:
+            return
+        try:
+            deployment = self.repository.find_deployment(deployment_id)
+            if deployment is None or deployment.status.is_terminal:
+                return
+            now = clock.now()
+
+            def change(d: Deployment) -> None:
+                if not d.status.is_terminal:
+                    d.status, d.decision, d.ended_at = DeploymentStatus.FAILED, "rejected", now
+                    d.decision_reason = reason
+                    self._enter(d, Phase.FAILED, reason)
+
+            self._change(deployment_id, change)
+            self.repository.audit_once(deployment_id, "rejected", now, "rejected", ACTOR, reason)
+        except Exception:
+            logger.exception("cannot end the rejected canary's record", extra={"deployment_id": deployment_id})
+
     def notify(self, state: dict[str, Any]) -> dict[str, Any]:
-        """Announce how the canary ended (after promotion, rollback or a failed rollback)."""
+        """Finish recording the outcome if the traffic move could not, then announce how the canary
+        ended (after promotion, rollback or a failed rollback). Raises while AWS fails, so the
+        state machine retries it; every write and event is keyed, so retries duplicate nothing."""
         deployment_id = state.get("deployment_id")
         if not deployment_id:
             return state
-        deployment = self.repository.get_deployment(deployment_id)
         error = state.get("error")
+        if state.get("recorded") is False and not error:
+            self._record_outcome(state)
+            state = {**state, "recorded": True}
+        deployment = self.repository.get_deployment(deployment_id)
         if error:
             title, event_type, severity = "Rollback Failed", EventType.ROLLBACK_FAILED, Severity.CRITICAL
             message = f"{error.get('Error')}: {_short(error.get('Cause', ''))}"
+            deployment = self._record_rollback_failed(deployment, message)
         elif deployment.status == DeploymentStatus.SUCCEEDED:
             title, event_type, severity = "Deployment Completed", EventType.DEPLOYMENT_COMPLETED, Severity.INFO
             message = deployment.decision_reason or "promoted"
@@ -449,8 +549,10 @@ class CanaryController:
             title, event_type, severity = "Deployment Failed", EventType.DEPLOYMENT_FAILED, Severity.ERROR
             message = deployment.decision_reason or "rolled back"
         self._announce_canary_completed(deployment, "rollback_failed" if error else deployment.decision, message)
-        self._announce(
+        self._announce_once(
             deployment,
+            f"outcome.{event_type.value}",
+            deployment.ended_at or clock.now(),
             event_type,
             title,
             message,
@@ -502,8 +604,9 @@ class CanaryController:
     def _announce_canary_completed(self, deployment: Deployment, decision: str | None, message: str) -> None:
         """``canary.completed``: the canary's last step is behind it, with how it ended and what it took."""
         assessments = self.repository.assessments(deployment.deployment_id)
-        self._announce(
-            deployment, EventType.CANARY_COMPLETED, "Canary Completed", f"{decision or 'ended'}: {message}",
+        self._announce_once(
+            deployment, "canary.completed", deployment.ended_at or clock.now(), EventType.CANARY_COMPLETED,
+            "Canary Completed", f"{decision or 'ended'}: {message}",
             severity=Severity.INFO if decision == "promoted" else Severity.WARNING,
             decision=decision, duration_seconds=deployment.duration_seconds, steps_reached=deployment.step_index + 1,
             assessments=len(assessments), last_weight=deployment.canary_weight,
@@ -518,6 +621,35 @@ class CanaryController:
             return None
         status = deployment.status if deployment.status.is_terminal else DeploymentStatus.FAILED
         return deployment, deployment_statistics(status, deployment.duration_seconds, started=action == "validate")
+
+
+    def _record_rollback_failed(self, deployment: Deployment, message: str) -> Deployment:
+        """The record says failed, so the reconciler puts the traffic back once the alias can be moved."""
+        if deployment.status.is_terminal and deployment.decision != "promoted":
+            return deployment
+        now = clock.now()
+
+        def change(d: Deployment) -> None:
+            if not d.status.is_terminal or d.decision == "promoted":
+                d.status, d.decision, d.ended_at = DeploymentStatus.FAILED, "rollback_failed", now
+                d.decision_reason = message
+                self._enter(d, Phase.FAILED, message)
+
+        deployment = self._change(deployment.deployment_id, change)
+        self.repository.audit_once(deployment.deployment_id, "rollback_failed", deployment.ended_at or now,
+                                   "rollback_failed", ACTOR, message)  # fmt: skip
+        return deployment
+
+
+def _lambda_target(value: Any) -> LambdaTarget | None:
+    if isinstance(value, LambdaTarget):
+        return value
+    if not isinstance(value, dict):
+        return None
+    try:
+        return LambdaTarget.model_validate(value)
+    except ValidationError:
+        return None
 
 
 def _short(text: str, limit: int = 300) -> str:

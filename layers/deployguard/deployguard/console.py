@@ -111,8 +111,8 @@ class OperationsConsole:
     # ------------------------------------------------------------------ writes (actor = the caller)
 
     def control_canary(self, deployment_id: str, verb: Verb, actor: str, reason: str) -> ControlOutcome:
-        deployment = self.reader.get(deployment_id)
-        return self.control.apply(deployment.deployment_id, ControlRequest(verb=verb, actor=actor, reason=reason))
+        # a write names its deployment exactly: never act on whatever a prefix happens to match
+        return self.control.apply(deployment_id, ControlRequest(verb=verb, actor=actor, reason=reason))
 
     def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
         return self.control.emergency_rollback(request)

@@ -336,13 +336,17 @@ class CanaryControlService:
             except CodeDeployError as exc:
                 if "DeploymentAlreadyCompleted" in str(exc):
                     return False, f"CodeDeploy deployment {cd_id} had already completed"
+                if "DeploymentDoesNotExist" in str(exc):
+                    raise ControlStateError(
+                        f"CodeDeploy has no deployment {cd_id} (recorded for {deployment.deployment_id})"
+                    ) from exc
                 raise
             return True, f"CodeDeploy deployment {cd_id} stopped with rollback"
         if request.verb == "promote":
             try:
                 self.codedeploy.continue_deployment(cd_id)
             except CodeDeployError as exc:
-                if "DeploymentIsNotInReadyState" in str(exc) or "DeploymentAlreadyCompleted" in str(exc):
+                if any(code in str(exc) for code in ("NotInReadyState", "AlreadyCompleted", "DoesNotExist")):
                     raise ControlStateError(
                         f"CodeDeploy deployment {cd_id} is not waiting to reroute traffic: only a blue/green "
                         f"deployment with a wait time continues ({exc})"

@@ -381,6 +381,22 @@ class DeploymentEvent(Model):
     at: datetime = Field(default_factory=utcnow)
     details: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def about(
+        cls, deployment: Deployment, event_type: EventType, title: str, message: str = "", **fields: Any
+    ) -> DeploymentEvent:
+        """An event about ``deployment`` (its id, service, version and environment)."""
+        return cls(
+            event_type=event_type,
+            deployment_id=deployment.deployment_id,
+            service=deployment.service,
+            version=deployment.version,
+            environment=deployment.environment,
+            title=title,
+            message=message,
+            **fields,
+        )
+
 
 class AuditEntry(Model):
     deployment_id: str

@@ -61,6 +61,12 @@ def test_every_write_refuses_callers_who_may_not_write(console: Any, who: str) -
             path = re.sub(r"\{(\w+)\}", lambda m, v=verb: v if m.group(1) == "verb" else values[m.group(1)], template)
             response = requests.post(f"{console.url}{path}", json=bodies, headers=headers, timeout=30)
             assert response.status_code == expected, (path, response.text)
+    if who == "reader":  # a writer's request names its deployment exactly: a prefix is not enough
+        writer = {"Authorization": f"Bearer {console.credentials.write_token}"}
+        prefix = requests.post(
+            f"{console.url}/api/deployments/live-orders/control/pause", json={"reason": "x"}, headers=writer, timeout=30
+        )
+        assert prefix.status_code == 404, prefix.text
     after = repository.find_deployment("live-orders-api")
     assert before is not None and after is not None and after.version_counter == before.version_counter
     trail = repository.audit_trail("checkout-api")

@@ -19,6 +19,7 @@ from pydantic import SecretStr, ValidationError
 from pytest_httpserver import HTTPServer
 from tls_support import FakeDns, Tls, https_servers, make_tls
 
+from deployguard.alerts.settings import IssueTrackerSettings
 from deployguard.exceptions import ConfigError
 from deployguard.hooks.checks import CheckContext, run_check
 from deployguard.hooks.settings import CheckSettings
@@ -200,6 +201,10 @@ def test_wildcard_only_allowlists_are_refused_at_load(pattern: str) -> None:
         NotificationSettings.model_validate({"allowed_hosts": [pattern]})
     with pytest.raises(ValidationError, match=r"allowed_hosts\.0"):
         CheckSettings(name="c", type="tcp", host="db.example.com", port=5432, allowed_hosts=[pattern])
+    with pytest.raises(ValidationError, match=r"allowed_hosts\.0"):  # issue trackers (GitHub, Jira)
+        IssueTrackerSettings.model_validate(
+            {"type": "github", "repository": "acme/ops", "token": "t", "allowed_hosts": [pattern]}
+        )
 
 
 def test_wildcard_allowlist_refused_by_the_configuration_loader() -> None:

@@ -188,7 +188,7 @@ def test_configuration_loader(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "[" * 5000 + "]" * 5000,
+        "[" * 1000 + "]" * 1000,
         "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
             f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
             f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"

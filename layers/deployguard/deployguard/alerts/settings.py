@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from deployguard.alerts.expression import Expression, ExpressionError, Unit, parse
 from deployguard.alerts.fields import BUILTIN_FIELDS
 from deployguard.models import Severity
+from deployguard.notification.urlsafety import check_allowlist
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -419,6 +420,11 @@ class IssueTrackerSettings(_Strict):
     labels: list[str] = Field(default_factory=lambda: ["deployguard"])
     min_severity: Severity = Field(default=Severity.ERROR, description="incidents below this open no issue")
     timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowlist(cls, value: list[str]) -> list[str]:
+        return check_allowlist(value)
 
     @model_validator(mode="after")
     def _complete(self) -> IssueTrackerSettings:

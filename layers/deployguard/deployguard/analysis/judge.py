@@ -19,15 +19,24 @@ because it looks often. How each kind of metric is tested:
 - **latency percentiles**: the paired log-difference canary minus baseline in each
   period, whose noise is that of a sample quantile of n draws (known from the
   percentile, the traffic of each version and the spread of the distribution, read
-  from the baseline's own p50/p99), plus a small floor. The same CUSUM runs on it;
-  one period's contribution is capped so that a single odd minute cannot fail a
-  release alone.
+  from the baseline's own p50/p99) plus each version's own wobble between periods,
+  estimated from the data (both versions' own period-to-period steps, robustly, with
+  their memory and rare spikes, and a prior that fades as the periods add up). A
+  median is read from one invocation; a p99 with too few invocations per period is
+  judged through the p50 of the same metric. The same CUSUM runs on it, with no cap:
+  a period's evidence counts up to twice the next largest of its run (one odd minute
+  cannot fail a release alone, a confirmed one fails it at once).
 - **gauges**: paired differences with a noise level estimated robustly from the
   data itself.
 
 A canary without enough evidence (too few invocations or periods) is inconclusive,
-never healthy. Periods just after a traffic shift are a grace period for latency and
-gauges (cold starts of the new version's instances).
+never healthy; so is one whose guarded metric is missing (a CloudWatch error status,
+or no datapoint in a period its version was invoked: missing, never zero) unless the
+metric is ``optional``. Just after a traffic shift, latency and gauge evidence is told
+apart by shape: it counts only as far as the first period after the grace periods
+confirms it (a cold start decays, a regression persists). Beyond ``horizon_periods``
+the threshold grows with the log of the canary's length, so a long canary does not
+accumulate false alarms.
 """
 
 from __future__ import annotations
@@ -93,6 +102,9 @@ def default_metrics() -> list[MetricSpec]:
             kind=MetricKind.RATE_COUNT,
             relative_to="invocations",
             metric_type=MetricType.INFRASTRUCTURE,
+            # a throttled request runs no version: unlike Errors, no datapoint is no throttle
+            # (a failed query is still a gap, never zero)
+            fill_missing=0.0,
         ),
         MetricSpec(
             id="duration_p50",

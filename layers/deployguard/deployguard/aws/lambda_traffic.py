@@ -60,6 +60,25 @@ class LambdaTrafficShifter:
     def rollback(self) -> AliasState:
         return self._update(self.target.stable_version, {})
 
+    def rollback_verified(self) -> AliasState:
+        """Roll back, then read the alias back: TrafficShiftError unless it routes 100% to the stable version."""
+        self.rollback()
+        return self._verify(self.target.stable_version, "rollback")
+
+    def promote_verified(self) -> AliasState:
+        """Promote, then read the alias back: TrafficShiftError unless it routes 100% to the new version."""
+        self.promote()
+        return self._verify(self.target.new_version, "promotion")
+
+    def _verify(self, version: str, after: str) -> AliasState:
+        alias = self.current()
+        if alias.weight_of(version) != 1.0:
+            raise TrafficShiftError(
+                f"{self.target.function_name}:{self.target.alias} routes {alias.function_version} "
+                f"{alias.additional_weights or ''} after {after}, not 100% version {version}"
+            )
+        return alias
+
     def current(self) -> AliasState:
         try:
             alias = clients.client("lambda").get_alias(FunctionName=self.target.function_name, Name=self.target.alias)

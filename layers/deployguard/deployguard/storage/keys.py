@@ -9,6 +9,8 @@ queries the product needs, none of them a scan:
 | history of deployment X (everything, in time) | table   | pk = DEP#<id>, sk begins_with AS# / AUDIT# / ...|
 | active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
 | promoted, in post-deployment monitoring      | gsi1    | gsi1pk = MONITOR (24 hours after promotion)     |
+| ended unpromoted (rolled back, failed, held) | gsi1    | gsi1pk = ENDED, gsi1sk = ended time (reconciler)|
+| events recorded, not yet published (outbox)  | gsi1    | gsi1pk = OUTBOX, gsi1sk = event time            |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | every service/environment ever deployed      | table   | pk = CATALOG, sk = SVC#<S>#ENV#<E>              |
 | open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
@@ -41,6 +43,8 @@ TTL_ATTRIBUTE = "expires_at"
 META = "META"
 ACTIVE = "ACTIVE"
 MONITORING = "MONITOR"
+ENDED = "ENDED"
+OUTBOX = "OUTBOX"
 CATALOG = "CATALOG"  # one item per service/environment pair that has deployments
 
 # sort-key prefixes of a deployment's history

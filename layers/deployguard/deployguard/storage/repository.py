@@ -3,6 +3,12 @@
 Writes that change a deployment are conditional on its ``version_counter``
 (optimistic locking): when two writers race, one wins and the other gets
 :class:`ConflictError` and re-reads, so no update is lost.
+
+Every conditional write carries a request token (``request_token``, new for each
+logical write, the same for botocore's retries of it). A write that succeeded but was
+answered with an error (a 500 or a timeout after DynamoDB applied it) is retried by
+botocore; its condition then also accepts the item it wrote itself, so the retry
+succeeds instead of failing "already exists" or "changed since it was read".
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,6 +34,7 @@ from deployguard.models import (
     AuditEntry,
     Deployment,
     DeploymentEvent,
+    DeploymentStatus,
     Notification,
     Phase,
     new_id,
@@ -55,13 +63,23 @@ def _decimal(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+REQUEST_TOKEN = "request_token"
+
+
+def new_request_token() -> str:
+    """A token naming one logical write; botocore's retries of that write send the same one."""
+    return uuid.uuid4().hex
+
+
 def put_if_unchanged(table: Any, item: dict[str, Any], expected: int, what: str) -> None:
-    """Write ``item`` only if the stored one still has ``version_counter == expected`` (optimistic lock)."""
+    """Write ``item`` only if the stored one still has ``version_counter == expected`` (optimistic lock),
+    or is this very write already applied (same request token: a retry after an ambiguous answer)."""
+    token = item.setdefault(REQUEST_TOKEN, new_request_token())
     try:
         table.put_item(
             Item=item,
-            ConditionExpression="version_counter = :expected",
-            ExpressionAttributeValues={":expected": expected},
+            ConditionExpression="version_counter = :expected OR request_token = :token",
+            ExpressionAttributeValues={":expected": expected, ":token": token},
         )
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -119,20 +137,17 @@ class DeploymentRepository:
         elif deployment.phase == Phase.MONITORING:
             item[keys.GSI1_PK] = keys.MONITORING
             item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
+        elif deployment.ended_at is not None and deployment.status != DeploymentStatus.SUCCEEDED:
+            # rolled back, failed, held: the reconciler checks that its traffic agrees
+            item[keys.GSI1_PK] = keys.ENDED
+            item[keys.GSI1_SK] = f"{keys.time_key(deployment.ended_at)}#{deployment.deployment_id}"
         return item
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
         """Store a new deployment; fails with ConflictError if the id exists."""
         deployment.version_counter = 1
-        try:
-            self.table.put_item(
-                Item=self._deployment_item(deployment),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConflictError(f"deployment {deployment.deployment_id} already exists") from exc
-            raise
+        if not self._put_new(self._deployment_item(deployment)):
+            raise ConflictError(f"deployment {deployment.deployment_id} already exists")
         self.table.put_item(  # idempotent: the catalog lists every service/environment pair once
             Item={
                 keys.PK: keys.CATALOG,
@@ -264,6 +279,17 @@ class DeploymentRepository:
             )
         ]
 
+    def ended_deployments(self, since: datetime) -> list[Deployment]:
+        """Deployments that ended without promotion (rolled back, failed, held) at or after ``since``."""
+        return [
+            _from_item(Deployment, item)
+            for item in self._query(
+                IndexName=keys.GSI1,
+                KeyConditionExpression="gsi1pk = :pk AND gsi1sk >= :since",
+                ExpressionAttributeValues={":pk": keys.ENDED, ":since": keys.time_key(since)},
+            )
+        ]
+
     def deployments_of(self, service: str, environment: str, limit: int = 50) -> list[Deployment]:
         items = self._query(
             IndexName=keys.GSI2,
@@ -329,10 +355,6 @@ class DeploymentRepository:
 
     # ------------------------------------------------------------------ history
 
-    def _put_history(self, deployment_id: str, prefix: str, at: datetime, unique: str, model: BaseModel) -> None:
-        item = self._history_item(deployment_id, prefix, at, unique, model)
-        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
-
     def _history_item(
         self, deployment_id: str, prefix: str, at: datetime, unique: str, model: BaseModel
     ) -> dict[str, Any]:
@@ -343,9 +365,30 @@ class DeploymentRepository:
                 keys.SK: keys.history_sk(prefix, at, unique),
                 keys.TTL_ATTRIBUTE: self._expires_at(at),
                 "record_type": prefix.rstrip("#").lower(),
+                REQUEST_TOKEN: new_request_token(),
             }
         )
         return item
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """Write an item that must not exist yet (or is this very write, retried after an ambiguous
+        answer: same request token); False if another write made it first."""
+        item.setdefault(REQUEST_TOKEN, new_request_token())
+        try:
+            self.table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR request_token = :token",
+                ExpressionAttributeValues={":token": item[REQUEST_TOKEN]},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _put_history(self, deployment_id: str, prefix: str, at: datetime, unique: str, model: BaseModel) -> None:
+        if not self._put_new(self._history_item(deployment_id, prefix, at, unique, model)):
+            raise ConflictError(f"{prefix}{unique} of deployment {deployment_id} already exists")
 
     def add_assessment(self, assessment: Assessment) -> None:
         self._put_history(
@@ -361,8 +404,53 @@ class DeploymentRepository:
         self.add_audit(entry)
         return entry
 
+    def audit_once(
+        self, deployment_id: str, key: str, at: datetime, action: str, actor: str, reason: str = "", **details: Any
+    ) -> bool:
+        """An audit entry written at most once under ``key`` (a step retried after a failure writes
+        it again harmlessly); True if this call wrote it."""
+        entry = AuditEntry(deployment_id=deployment_id, at=at, action=action, actor=actor, reason=reason,
+                           details=details)  # fmt: skip
+        return self._put_new(self._history_item(deployment_id, keys.AUDIT, at, f"once-{key}", entry))
+
     def add_event(self, event: DeploymentEvent) -> None:
         self._put_history(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
+
+    def record_event(self, event: DeploymentEvent) -> bool:
+        """Store an event in the outbox (index ``gsi1``, ``gsi1pk = OUTBOX``) until :meth:`mark_published`,
+        unless it is stored and published already; True if it still has to be published.
+
+        An event whose publication failed stays in the outbox; :meth:`unpublished_events` finds it."""
+        item = self._history_item(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
+        item[keys.GSI1_PK] = keys.OUTBOX
+        item[keys.GSI1_SK] = f"{keys.time_key(event.at)}#{event.event_id}"
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(published_at)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mark_published(self, event: DeploymentEvent) -> None:
+        """Note that ``event`` went out on the topic, so a retried step does not publish it again."""
+        self.table.update_item(
+            Key={keys.PK: keys.deployment_pk(event.deployment_id), keys.SK: keys.history_sk(keys.EVENT, event.at,
+                                                                                            event.event_id)},
+            UpdateExpression="SET published_at = :now REMOVE gsi1pk, gsi1sk",
+            ExpressionAttributeValues={":now": keys.time_key(clock.now())},
+        )  # fmt: skip
+
+    def unpublished_events(self, before: datetime, limit: int = 100) -> list[DeploymentEvent]:
+        """Events recorded (at or before ``before``) whose publication did not complete: the outbox."""
+        items = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :before",
+            ExpressionAttributeValues={":pk": keys.OUTBOX, ":before": keys.time_key(before) + "~"},
+            Limit=limit,
+            max_items=limit,
+        )
+        return [_from_item(DeploymentEvent, item) for item in items]
 
     def add_notification(self, notification: Notification) -> None:
         self._put_history(
@@ -402,11 +490,12 @@ class DeploymentRepository:
         now = clock.now()
         item = {keys.PK: pk, keys.SK: sk, keys.TTL_ATTRIBUTE: int((now + ttl).timestamp())}
         item.update(json.loads(json.dumps(attributes, default=str), parse_float=Decimal))
+        item[REQUEST_TOKEN] = new_request_token()
         try:
             self.table.put_item(
                 Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
-                ExpressionAttributeValues={":now": int(now.timestamp())},
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR request_token = :token",
+                ExpressionAttributeValues={":now": int(now.timestamp()), ":token": item[REQUEST_TOKEN]},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

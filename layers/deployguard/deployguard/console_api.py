@@ -1,0 +1,356 @@
+"""The operations console's HTTP API (API Gateway HTTP API, payload 2.0): routes, errors, OpenAPI document.
+
+The entry-point floor's presentation (as :mod:`deployguard.reporting` is for reports): the thin
+handler ``functions/console_api/app.py`` adds the page's static assets and resolves events.
+
+Reads: active canaries, deployments with filters, one deployment's history export and timeline,
+incidents, services. Writes: the canary verbs (deployguard.control), emergency rollback of a
+service, incident acknowledge / escalate / resolve. Every /api route needs an authorised caller
+(IAM SigV4 or a JWT, see template.yaml); writes need write permission and are audited with the
+caller's identity. The OpenAPI document is generated from these routes (GET /openapi.json,
+kept in docs/openapi.json). The logic is in deployguard.console.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.models import (
+    APIKey,
+    APIKeyIn,
+    HTTPBearer,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deployguard import runtime
+from deployguard.aws.stepfunctions import StepFunctionsError
+from deployguard.console import (
+    Caller,
+    CanaryCard,
+    EscalationOutcome,
+    ForbiddenError,
+    NotAuthorizedError,
+    OperationsConsole,
+    ServiceCard,
+    caller_of,
+    writer,
+)
+from deployguard.control import ControlOutcome, EmergencyRollbackOutcome, EmergencyRollbackRequest, Verb
+from deployguard.exceptions import (
+    CodeDeployError,
+    ConflictError,
+    ControlStateError,
+    InvalidEventError,
+    NotFoundError,
+    TrafficShiftError,
+)
+from deployguard.incidents.models import Incident, IncidentStateError
+from deployguard.models import DeploymentStatus
+from deployguard.readmodels import (
+    DeploymentHistory,
+    DeploymentPage,
+    DeploymentQuery,
+    DeploymentReader,
+    QueryError,
+    TimelineItem,
+    parse_since,
+    timeline,
+)
+from deployguard.reporting import CONTENT_TYPES, ReportFormat, render
+
+logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
+API_TITLE = "DeployGuard operations console"
+API_VERSION = "1.0.0"
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+@functools.cache
+def console() -> OperationsConsole:
+    runtime.on_reset(console.cache_clear)
+    engine = runtime.alert_engine()
+    return OperationsConsole(DeploymentReader(runtime.repository()), runtime.control_service(), engine)
+
+
+def write_scope() -> str:
+    return os.environ.get("CONSOLE_WRITE_SCOPE", "deployguard/write")
+
+
+def caller() -> Caller:
+    authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer")
+    return caller_of(authorizer, write_scope())
+
+
+def actor() -> str:
+    """The caller's identity, refused unless it may write: every write goes through here."""
+    who = writer(caller())
+    metrics.add_metric(name="ConsoleWrites", unit="Count", value=1)
+    return who
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReasonBody(Body):
+    reason: str = Field(min_length=1, max_length=1000, description="why: kept in the audit trail")
+
+
+class NotesBody(Body):
+    notes: str = Field(default="", max_length=2000)
+
+
+class ResolveBody(Body):
+    notes: str = Field(min_length=1, max_length=2000, description="what was done")
+
+
+class EmergencyRollbackBody(Body):
+    reason: str = Field(min_length=1, max_length=1000)
+    confirm: str = Field(description="the service's name again")
+    environment: str | None = None
+    from_version: str | None = Field(default=None, description="the version seen live (makes a repeat harmless)")
+
+
+class ErrorBody(BaseModel):
+    message: str
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def error_response(status: int, exc: Exception) -> Response[str]:
+    return Response(status, content_types.APPLICATION_JSON, json.dumps({"message": str(exc)}))
+
+
+@app.exception_handler(NotAuthorizedError)
+def _unauthorised(exc: NotAuthorizedError) -> Response[str]:
+    return error_response(401, exc)
+
+
+@app.exception_handler(ForbiddenError)
+def _forbidden(exc: ForbiddenError) -> Response[str]:
+    return error_response(403, exc)
+
+
+@app.exception_handler(NotFoundError)
+def _not_found(exc: NotFoundError) -> Response[str]:
+    return error_response(404, exc)
+
+
+@app.exception_handler([ControlStateError, IncidentStateError, ConflictError])
+def _conflict(exc: Exception) -> Response[str]:
+    return error_response(409, exc)
+
+
+@app.exception_handler([InvalidEventError, QueryError, ValidationError])
+def _bad_request(exc: Exception) -> Response[str]:
+    return error_response(400, exc)
+
+
+@app.exception_handler([TrafficShiftError, CodeDeployError, StepFunctionsError])
+def _upstream(exc: Exception) -> Response[str]:
+    logger.exception("AWS refused a console action")
+    return error_response(502, exc)
+
+
+ERRORS: dict[int, Any] = {
+    401: {"description": "no authorised caller", "content": {"application/json": {"model": ErrorBody}}},
+    404: {"description": "not found", "content": {"application/json": {"model": ErrorBody}}},
+}
+WRITE_ERRORS: dict[int, Any] = {
+    **ERRORS,
+    400: {
+        "description": "bad input (the message names the field)",
+        "content": {"application/json": {"model": ErrorBody}},
+    },
+    403: {"description": "the caller may not write", "content": {"application/json": {"model": ErrorBody}}},
+    409: {"description": "not possible in the current state", "content": {"application/json": {"model": ErrorBody}}},
+    502: {"description": "AWS refused the action", "content": {"application/json": {"model": ErrorBody}}},
+}
+
+# --------------------------------------------------------------------------- reads
+
+
+@app.get("/api/canaries", tags=["deployments"], responses=ERRORS, summary="Deployments in flight")
+def active_canaries() -> list[CanaryCard]:
+    caller()
+    return console().active()
+
+
+@app.get("/api/deployments", tags=["deployments"], summary="Deployments, newest first, with filters")
+def list_deployments(
+    service: Annotated[str | None, Query(max_length=200)] = None,
+    environment: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[DeploymentStatus | None, Query()] = None,
+    since: Annotated[str | None, Query(max_length=64, description="7d, 12h, 30m, 2w or ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> DeploymentPage:
+    caller()
+    query = DeploymentQuery(
+        service=service or None,
+        environment=environment or None,
+        statuses=[status] if status else [],
+        since=parse_since(since) if since else None,
+        limit=limit,
+        cursor=cursor or None,
+    )
+    return console().deployments(query)
+
+
+@app.get("/api/deployments/<deployment_id>", tags=["deployments"], summary="Everything recorded about a deployment")
+def deployment_history(deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)]) -> DeploymentHistory:
+    caller()
+    return console().history(deployment_id)
+
+
+@app.get("/api/deployments/<deployment_id>/timeline", tags=["deployments"], summary="One deployment in time order")
+def deployment_timeline(
+    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+) -> list[TimelineItem]:
+    caller()
+    return timeline(console().history(deployment_id), notifications=False)
+
+
+@app.get(
+    "/api/deployments/<deployment_id>/report",
+    tags=["deployments"],
+    summary="The deployment's health report (deployguard.reporting): html, md or json",
+    responses={200: {"description": "the report", "content": {"text/html": {}, "text/markdown": {}}}},
+)
+def deployment_report(
+    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    format: Annotated[ReportFormat, Query()] = "html",
+) -> Response[str]:
+    caller()
+    history = console().history(deployment_id)
+    return Response(200, CONTENT_TYPES[format], render(history, format))
+
+
+@app.get("/api/services", tags=["services"], summary="Services with their latest deployment")
+def services() -> list[ServiceCard]:
+    caller()
+    return console().services()
+
+
+@app.get("/api/incidents", tags=["incidents"], summary="Open incidents (all recent ones with all=true)")
+def incidents(
+    all: Annotated[bool, Query(description="include acknowledged and resolved incidents")] = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[Incident]:
+    caller()
+    return console().incidents(include_resolved=all, limit=limit)
+
+
+@app.get("/api/incidents/<incident_id>", tags=["incidents"], summary="One incident with its timeline")
+def incident(incident_id: Annotated[str, PathParam(min_length=1, max_length=200)]) -> Incident:
+    caller()
+    return console().incident(incident_id)
+
+
+@app.get("/api/whoami", tags=["console"], summary="The caller and whether it may write")
+def whoami() -> Caller:
+    return caller()
+
+
+# --------------------------------------------------------------------------- writes
+
+
+@app.post(
+    "/api/deployments/<deployment_id>/control/<verb>",
+    tags=["control"],
+    responses=WRITE_ERRORS,
+    summary="promote, abort, pause, resume, retry, skip_analysis or approve a canary",
+)
+def control(
+    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    verb: Annotated[Verb, PathParam()],
+    body: ReasonBody,
+) -> ControlOutcome:
+    return console().control_canary(deployment_id, verb, actor(), body.reason)
+
+
+@app.post(
+    "/api/services/<service>/emergency-rollback",
+    tags=["services"],
+    responses=WRITE_ERRORS,
+    summary="Put a service back on its last known good version",
+)
+def emergency_rollback(
+    service: Annotated[str, PathParam(min_length=1, max_length=200)], body: EmergencyRollbackBody
+) -> EmergencyRollbackOutcome:
+    request = EmergencyRollbackRequest(service=service, actor=actor(), **body.model_dump())
+    return console().emergency_rollback(request)
+
+
+@app.post("/api/incidents/<incident_id>/acknowledge", tags=["incidents"], responses=WRITE_ERRORS)
+def acknowledge(incident_id: Annotated[str, PathParam(min_length=1, max_length=200)], body: NotesBody) -> Incident:
+    return console().acknowledge(incident_id, actor(), body.notes)
+
+
+@app.post("/api/incidents/<incident_id>/escalate", tags=["incidents"], responses=WRITE_ERRORS)
+def escalate(
+    incident_id: Annotated[str, PathParam(min_length=1, max_length=200)], body: NotesBody
+) -> EscalationOutcome:
+    return console().escalate(incident_id, actor(), body.notes)
+
+
+@app.post("/api/incidents/<incident_id>/resolve", tags=["incidents"], responses=WRITE_ERRORS)
+def resolve(incident_id: Annotated[str, PathParam(min_length=1, max_length=200)], body: ResolveBody) -> Incident:
+    return console().resolve(incident_id, actor(), body.notes)
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def openapi_document() -> dict[str, Any]:
+    text = app.get_openapi_json_schema(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=(
+            "Watch canaries and take control. Every /api route needs an authorised caller: IAM (SigV4, the "
+            "ConsoleReadPolicy / ConsoleWritePolicy managed policies) or a JWT bearer token (write scope for writes)."
+        ),
+        security_schemes={
+            "sigv4": APIKey(name="Authorization", in_=APIKeyIn.header, description="AWS SigV4 (IAM authorisation)"),
+            "bearer": HTTPBearer(description="JWT from the configured issuer (ConsoleJwtIssuer)"),
+        },
+        security=[{"sigv4": []}, {"bearer": []}],
+    )
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(200, content_types.APPLICATION_JSON, json.dumps(openapi_document(), indent=2))
+
+
+def refuse_before_reading(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Every /api request needs an identity, every write the permission to write, before its input is read."""
+    context = event.get("requestContext") or {}
+    method = str((context.get("http") or {}).get("method", "")).upper()
+    if not str(event.get("rawPath", "")).startswith("/api/"):
+        return None
+    try:
+        who = caller_of(context.get("authorizer"), write_scope())
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            writer(who)
+    except (NotAuthorizedError, ForbiddenError) as exc:
+        status = 401 if isinstance(exc, NotAuthorizedError) else 403
+        return {
+            "statusCode": status,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps({"message": str(exc)}),
+            "isBase64Encoded": False,
+        }
+    return None

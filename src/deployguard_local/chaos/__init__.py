@@ -1,0 +1,1 @@
+"""Fault injection on the embedded AWS (:mod:`.faults`) and the ``make chaos`` benchmark (:mod:`.bench`)."""

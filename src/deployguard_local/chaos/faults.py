@@ -1,0 +1,303 @@
+"""Fault injection on the embedded AWS through botocore's event system, keyed on simulated time.
+
+A :class:`FaultInjector` registers one ``before-send`` handler first on each boto3
+client DeployGuard uses (``deployguard.aws.clients``), so it runs before moto answers
+and inside botocore's retry loop: botocore retries what it would retry on AWS
+(throttling, 5xx, timeouts) and gives up where it would. Each :class:`Fault` names a
+service, optionally operations, a kind and a span of simulated time:
+
+- ``throttle``: the service answers its throttling error (HTTP 400/429), nothing applied;
+- ``5xx``: HTTP 500 ``InternalFailure``, nothing applied;
+- ``timeout``: the read times out after the client's read timeout (simulated), nothing applied;
+- ``outage``: the endpoint cannot be reached (connection refused), nothing applied;
+- ``ambiguous``: the request *is* applied, then answered HTTP 500 (the write that succeeded
+  but was reported failed).
+
+Two more fault sources, for what is not a boto3 call of DeployGuard: ``task`` faults fail
+the invocation of a Lambda function by a Step Functions task (``Lambda.ServiceException``,
+``Lambda.TooManyRequestsException``, or ``Sandbox.Timedout`` after the handler ran: the
+function timed out, what it did stands), and
+:meth:`FaultInjector.arm` starts a fault when a function is invoked with a given action
+(``at every state of the canary state machine``).
+
+botocore's retry back-off sleeps advance the simulated clock (as the emulator does for
+Step Functions retries), so a 300-second outage costs no wall time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import types
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+from deployguard import clock
+from deployguard.aws import clients
+from deployguard.clock import SimulatedClock
+from deployguard_local.emulator import FunctionRegistry
+
+FaultKind = Literal["throttle", "5xx", "timeout", "outage", "ambiguous"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("throttle", "5xx", "timeout", "outage", "ambiguous")
+
+# botocore service ids (hyphenized) of the clients DeployGuard creates, by the name clients.client() takes
+SERVICES = {
+    "cloudwatch": "cloudwatch",
+    "dynamodb": "dynamodb",
+    "sns": "sns",
+    "lambda": "lambda",
+    "codedeploy": "codedeploy",
+    "stepfunctions": "sfn",
+    "sqs": "sqs",
+    "ssm": "ssm",
+    "secretsmanager": "secrets-manager",
+    "ecs": "ecs",
+    "task": "task",  # a Step Functions task's invocation of its Lambda function (not a boto3 call of ours)
+}
+_UNREACHABLE = "http://deployguard-fault.invalid/"  # an address moto does not serve: the request goes nowhere
+_THROTTLE_CODES = {"lambda": "TooManyRequestsException", "sns": "Throttling", "dynamodb": "ThrottlingException"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    service: str  # a key of SERVICES
+    kind: FaultKind
+    start: datetime
+    seconds: float
+    operations: frozenset[str] | None = None  # botocore operation names (PutItem ...); None: all
+
+    def active(self, service_id: str, operation: str, now: datetime) -> bool:
+        return (
+            SERVICES[self.service] == service_id
+            and (self.operations is None or operation in self.operations or service_id == "task")
+            and self.start <= now < self.start + timedelta(seconds=self.seconds)
+        )
+
+
+@dataclass
+class FaultInjector:
+    """Inject ``faults`` into every AWS call DeployGuard makes while installed (a context manager)."""
+
+    clock: SimulatedClock
+    faults: list[Fault] = field(default_factory=list)
+    injected: Counter[str] = field(default_factory=Counter)  # "service:Operation:kind" -> count
+    published: list[dict[str, Any]] = field(default_factory=list)  # SNS messages that reached the topic
+    calls: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> attempts seen
+    _armed: list[tuple[str, str, str, FaultKind, float, frozenset[str] | None]] = field(default_factory=list)
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _inside: threading.local = field(default_factory=threading.local)  # .depth: function invocations running
+    _functions_only: bool = False  # after watch(): only the calls DeployGuard's functions make
+
+    def _in_function(self) -> bool:
+        return not self._functions_only or getattr(self._inside, "depth", 0) > 0
+
+    def advance(self, seconds: float) -> None:
+        """Let simulated time pass; what the clock's listeners do meanwhile (the harness's traffic,
+        schedules firing) is not a call of the function that waits, so it is not faulted as one."""
+        depth = getattr(self._inside, "depth", 0)
+        self._inside.depth = 0
+        try:
+            self.clock.advance(seconds)
+        finally:
+            self._inside.depth = depth
+
+    def add(self, fault: Fault) -> Fault:
+        self.faults.append(fault)
+        return fault
+
+    def at(self, service: str, kind: FaultKind, seconds: float, *operations: str, after: float = 0.0) -> Fault:
+        """A fault from now (+ ``after`` seconds) for ``seconds`` of simulated time."""
+        start = clock.now() + timedelta(seconds=after)
+        return self.add(Fault(service, kind, start, seconds, frozenset(operations) if operations else None))
+
+    def arm(
+        self, function: str, action: str, service: str, kind: FaultKind, seconds: float, *operations: str
+    ) -> None:
+        """Start this fault when ``function`` (a function name) is next invoked with ``action``
+        (``event["action"]``, ``*``: any event); needs :meth:`watch`."""
+        with self._lock:
+            self._armed.append((function, action, service, kind, seconds, frozenset(operations) or None))
+
+    def watch(self, registry: FunctionRegistry) -> Callable[[], None]:
+        """Watch the Lambda invocations the embedded AWS runs: armed faults start, task faults fail
+        them. From then on only the AWS calls made inside function invocations are faulted (not the
+        harness's). Returns the undo (also run by :meth:`uninstall`)."""
+        original = registry.invoke
+        self._functions_only = True
+
+        def invoke(name: str, arn: str, event: Any) -> tuple[Any, bool]:
+            self._inside.depth = getattr(self._inside, "depth", 0) + 1
+            try:
+                return faulted(name, arn, event)
+            finally:
+                self._inside.depth -= 1
+
+        def faulted(name: str, arn: str, event: Any) -> tuple[Any, bool]:
+            action = event.get("action") if isinstance(event, dict) else None
+            now = clock.now()
+            with self._lock:
+                for armed in [a for a in self._armed if a[0] == name and a[1] in ("*", action)]:
+                    self._armed.remove(armed)
+                    self.faults.append(Fault(armed[2], armed[3], now, armed[4], armed[5]))
+                fault = next((f for f in self.faults if f.active("task", str(action or "*"), now)), None)
+                if fault is not None and not (fault.operations is None or name in fault.operations or
+                                              action in fault.operations):  # fmt: skip
+                    fault = None
+                if fault is not None:
+                    self.injected[f"task:{action}:{fault.kind}"] += 1
+            if fault is None:
+                return original(name, arn, event)
+            if fault.kind in ("timeout", "ambiguous"):  # the handler ran; its answer never came back
+                original(name, arn, event)
+                return {"errorType": "Sandbox.Timedout", "errorMessage": "injected: task timed out"}, True
+            error = "Lambda.TooManyRequestsException" if fault.kind == "throttle" else "Lambda.ServiceException"
+            return {"errorType": error, "errorMessage": f"injected {fault.kind}"}, True
+
+        registry.invoke = invoke  # type: ignore[method-assign]
+
+        def undo() -> None:
+            registry.invoke = original  # type: ignore[method-assign]
+
+        self._undo.append(undo)
+        return undo
+
+    def __enter__(self) -> FaultInjector:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+    def install(self, services: Iterable[str] = SERVICES) -> None:
+        for service in services:
+            if service == "task":
+                continue
+            events = [clients.client(service).meta.events]
+            if service == "dynamodb":
+                events.append(clients.resource("dynamodb").meta.client.meta.events)
+            for emitter in events:
+                emitter.register_first("before-send", self._before_send)
+                self._undo.append(functools.partial(emitter.unregister, "before-send", self._before_send))
+        self._undo.append(simulated_botocore_backoff(self.advance))
+
+    def uninstall(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def _before_send(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
+        service_id, operation = event_name.split(".", 2)[1:]
+        if not self._in_function():
+            return None
+        now = clock.now()
+        with self._lock:
+            self.calls[f"{service_id}:{operation}"] += 1
+            fault = next((f for f in self.faults if f.active(service_id, operation, now)), None)
+            if (fault is None or fault.kind == "ambiguous") and (service_id, operation) == ("sns", "Publish"):
+                self.published.append(_published_message(request.body))
+            if fault is None:
+                return None
+            self.injected[f"{fault.service}:{operation}:{fault.kind}"] += 1
+        if fault.kind == "outage":
+            raise EndpointConnectionError(endpoint_url=request.url)
+        if fault.kind == "timeout":
+            self.advance(clients.client(fault.service).meta.config.read_timeout or 60)
+            raise ReadTimeoutError(endpoint_url=request.url)
+        if fault.kind != "ambiguous":
+            request.url = _UNREACHABLE  # moto must not apply what AWS refused
+        status, code = (500, "InternalFailure") if fault.kind in ("5xx", "ambiguous") else _throttle(service_id)
+        return _error_response(request, service_id, status, code)
+
+
+def _published_message(body: Any) -> dict[str, Any]:
+    form = urllib.parse.parse_qs(body.decode() if isinstance(body, bytes) else str(body or ""))
+    try:
+        message = json.loads(form.get("Message", ["{}"])[0])
+    except json.JSONDecodeError:
+        message = {}
+    return {"topic": form.get("TopicArn", [""])[0], **(message if isinstance(message, dict) else {})}
+
+
+def _throttle(service_id: str) -> tuple[int, str]:
+    code = _THROTTLE_CODES.get(service_id, "ThrottlingException")
+    return (429 if service_id == "lambda" else 400), code
+
+
+def _error_response(request: Any, service_id: str, status: int, code: str) -> AWSResponse:
+    message = f"injected {code}"
+    headers = {"x-amzn-RequestId": "fault-injected", "x-amzn-ErrorType": code}
+    if service_id == "sns" or (service_id == "sqs" and "x-amz-json" not in str(request.headers.get("Content-Type"))):
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+            "<RequestId>fault-injected</RequestId></ErrorResponse>"
+        ).encode()
+        headers["Content-Type"] = "text/xml"
+    elif "cbor" in str(request.headers.get("Content-Type", "")) or "rpc-v2-cbor" in str(request.url):
+        body = _cbor_text_map({"__type": code, "message": message})
+        headers.update({"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"})
+    else:
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+    return AWSResponse(request.url, status, headers, _Raw(body))
+
+
+class _Raw:
+    """The raw body botocore reads from an AWSResponse."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterable[bytes]:
+        yield self._body
+
+    def read(self, *_: Any) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
+def _cbor_text_map(values: dict[str, str]) -> bytes:
+    """A CBOR map of short text strings (what a Smithy RPC v2 CBOR error body is)."""
+
+    def head(major: int, length: int) -> bytes:
+        if length < 24:
+            return bytes([major << 5 | length])
+        if length < 256:
+            return bytes([major << 5 | 24, length])
+        return bytes([major << 5 | 25]) + length.to_bytes(2, "big")
+
+    out = head(5, len(values))
+    for key, value in values.items():
+        for text in (key, value):
+            data = text.encode()
+            out += head(3, len(data)) + data
+    return out
+
+
+def simulated_botocore_backoff(sleep: Callable[[float], Any]) -> Callable[[], None]:
+    """botocore's retry back-off sleeps and adaptive client-side pacing on the simulated clock; returns the undo.
+
+    On AWS these are real waits; on the embedded AWS they advance simulated time, as Step
+    Functions' retry back-offs do, so a fault costs simulated seconds, not wall seconds.
+    """
+    from botocore import endpoint
+    from botocore.retries import bucket
+
+    original_time = endpoint.time
+    endpoint.time = types.SimpleNamespace(sleep=sleep, time=original_time.time)
+    # adaptive mode paces a throttled client with a token bucket that waits in real time: not simulated
+    original_acquire = bucket.TokenBucket.acquire
+    bucket.TokenBucket.acquire = lambda self, amount=1, block=True: True
+
+    def undo() -> None:
+        endpoint.time = original_time
+        bucket.TokenBucket.acquire = original_acquire
+
+    return undo

@@ -1,0 +1,38 @@
+"""Our own scenario families load as scenarios and mean what their truth says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deployguard.analysis.judge import JudgeSettings
+from deployguard.analysis.scenario import load_scenario
+from deployguard_local.bench import calibration_report
+from deployguard_local.replay import replay_scenario
+from deployguard_local.scenario_families import FAMILIES, write_corpus
+
+SHORT = [f for f in FAMILIES if f != "long_healthy_jitter"]
+
+
+def test_families_are_valid_scenarios_with_their_truth(tmp_path: Path) -> None:
+    assert write_corpus(tmp_path, seed=4, per_family=2, families=SHORT) == 2 * len(SHORT)
+    for path in sorted(tmp_path.glob("*.json")):
+        scenario = load_scenario(path)
+        truth = json.loads(path.read_text())["truth"]
+        assert truth["family"] in FAMILIES and truth["expect"] in {"promote", "rollback", "hold"}
+        result = replay_scenario(scenario, JudgeSettings())
+        if truth["expect"] == "hold":  # the canary's Errors lost while it was invoked: never promoted
+            assert result.decision == "hold" and "errors: missing evidence" in result.reason
+        if truth["family"] == "recording_gaps_healthy":  # whole minutes lost: nothing invoked-but-unreported
+            assert "missing" not in result.reason
+    interval = {load_scenario(p).interval_seconds for p in tmp_path.glob("five_minute_*.json")}
+    assert interval == {300}
+
+
+def test_calibration_table_counts_false_rollbacks(tmp_path: Path) -> None:
+    write_corpus(tmp_path, seed=5, per_family=2, families=["short_healthy", "short_error_step"])
+    out = tmp_path / "report.txt"
+    with out.open("w") as fh:
+        assert calibration_report([tmp_path], fh, levels=(0.99, 0.999))
+    text = out.read_text()
+    assert "on 2 healthy canaries" in text and "0/2" in text
