@@ -60,7 +60,7 @@ checkov: $(CHECKOV_STAMP)
 		--compact --quiet --skip-download
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile  # two workers, one per core; a test file stays on one worker (its fixtures)
 
 bench: $(STAMP)
 	$(BIN)/python -m deployguard_local.bench

@@ -113,7 +113,8 @@ def test_tables_and_queues_holding_data_are_retained_and_encrypted() -> None:
         for logical_id, resource in stack.of_type(kind).items():
             assert resource.get("DeletionPolicy") == "Retain", logical_id
             assert resource.get("UpdateReplacePolicy") == "Retain", logical_id
-            properties = stack.resolve(resource["Properties"])
+            encryption = ("SSESpecification", "KmsMasterKeyId", "SqsManagedSseEnabled")
+            properties = {k: stack.resolve(v) for k, v in resource["Properties"].items() if k in encryption}
             encrypted = (
                 properties.get("SSESpecification", {}).get("SSEEnabled")
                 or properties.get("KmsMasterKeyId")
