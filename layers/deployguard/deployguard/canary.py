@@ -302,7 +302,14 @@ class CanaryController:
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
         publish_verdict_metrics(deployment, assessment)
+        told = False
         if self.alerts is not None and not deployment.control.skip_analysis:  # skipped: recorded, not acted on
+            if verdict.decision == Decision.FAILING:  # told before the alert engine's remediation may end the canary
+                self.repository.audit(
+                    deployment.deployment_id, "assessed", ACTOR, verdict.summary,
+                    decision=verdict.decision.value, next="rollback", weight=state.weight,
+                )  # fmt: skip
+                told = True
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
             deployment = self.repository.get_deployment(deployment.deployment_id)
@@ -369,15 +376,16 @@ class CanaryController:
         if steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
             update["next"] = steered
-        self.repository.audit(
-            deployment.deployment_id,
-            "assessed",
-            ACTOR,
-            verdict.summary,
-            decision=verdict.decision.value,
-            next=update["next"],
-            weight=state.weight,
-        )
+        if not told or update["next"] != "rollback":
+            self.repository.audit(
+                deployment.deployment_id,
+                "assessed",
+                ACTOR,
+                verdict.summary,
+                decision=verdict.decision.value,
+                next=update["next"],
+                weight=state.weight,
+            )
         return state.model_copy(update=update)
 
     def promote(self, state: CanaryState) -> CanaryState:

@@ -483,17 +483,7 @@ class CanaryControlService:
         severity: Severity,
         **details: object,
     ) -> DeploymentEvent:
-        event = DeploymentEvent(
-            event_type=event_type,
-            deployment_id=deployment.deployment_id,
-            service=deployment.service,
-            version=deployment.version,
-            environment=deployment.environment,
-            severity=severity,
-            title=title,
-            message=message,
-            details=dict(details),
-        )
+        event = DeploymentEvent.about(deployment, event_type, title, message, severity=severity, details=dict(details))
         self.repository.add_event(event)
         self.publisher.publish(event)
         return event
