@@ -70,7 +70,8 @@ def test_regression_midway_is_rolled_back_within_two_assessments(embedded: Any) 
     deployment = repository.get_deployment("dep-payments-api")
     assert (deployment.status, deployment.decision) == (DeploymentStatus.ROLLED_BACK, "rolled_back")
     assert _alias_weights(target) == (target.stable_version, {})
-    assert deployment.duration_seconds is not None and deployment.duration_seconds <= (4 + 2) * 60
+    # ended before a third assessment could run (a task retried after a racing write adds its seconds of back-off)
+    assert deployment.duration_seconds is not None and deployment.duration_seconds < (4 + 3) * 60
     # rolled back by the canary's own Rollback (judge reasons) or by alert remediation (its rule)
     assert "errors" in (deployment.decision_reason or "") or "canary-issue" in (deployment.decision_reason or "")
     events = [e.event_type for e in repository.events(deployment.deployment_id)]
