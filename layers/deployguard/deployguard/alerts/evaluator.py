@@ -86,7 +86,7 @@ class RuleEvaluator:
                 continue
             used = {name: context.values.get(name) for name in sorted(expression.fields)}
             base = {name: context.baseline.get(name) for name in sorted(expression.fields) if name in context.baseline}
-            readings = ", ".join(f"{k}={_format(v)}" for k, v in used.items() if v is not None)
+            readings = ", ".join(f"{k}={_format(v)}" for k, v in used.items() if v is not None and v != "")
             result.fired.append(
                 Alert(
                     rule=rule.name,
