@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from deployguard.analysis.judge import JudgeSettings, judge_canary
 from deployguard.analysis.scenario import (
     Scenario,
@@ -83,42 +81,31 @@ def replay_scenario(scenario: Scenario, settings: JudgeSettings) -> ReplayResult
 
 
 def load_settings(path: str | Path) -> JudgeSettings:
-    """JudgeSettings from a YAML or JSON file; errors name the file and the field."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from exc
-    try:
-        if source.endswith(".json"):
-            document = json.loads(text)
-        else:
-            import yaml
+    """JudgeSettings from a whole configuration file (its ``defaults.judge``), a file with a
+    ``judge:`` section, or a bare judge section. Read by the one configuration loader, so
+    ``${VAR}``s, unknown keys and errors are what ``invoke`` and ``config validate`` say."""
+    import yaml
 
-            document = yaml.safe_load(text)
-    except Exception as exc:  # json or yaml syntax errors
-        raise ConfigError(f"not valid {'JSON' if source.endswith('.json') else 'YAML'}: {exc}", source=source) from exc
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise ConfigError("the top level must be a mapping of judge settings", source=source)
-    prefix = ""
-    if isinstance(document.get("defaults"), dict) or "services" in document:
-        document, prefix = (document.get("defaults") or {}).get("judge") or {}, "defaults.judge."
-    elif isinstance(document.get("judge"), dict):
-        document, prefix = document["judge"], "judge."
+    from deployguard.config import check_config, parse_config, read_config_text
+
+    source = str(path)
+    text = read_config_text(path)
     try:
-        return JudgeSettings.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        if not field and ": " in msg:
-            field, msg = msg.split(": ", 1)
-        more = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(
-            msg + more, source=source, field=prefix + field if field else prefix.rstrip(".") or None
-        ) from exc
+        document = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError):
+        document = None  # the loader names the syntax error and its line
+    if not isinstance(document, dict) or isinstance(document.get("defaults"), dict) or "services" in document:
+        return parse_config(text, source).defaults.judge
+    prefix = "judge" if isinstance(document.get("judge"), dict) and len(document) == 1 else ""
+    section = document["judge"] if prefix else document
+    wrapped = json.dumps({"defaults": {"judge": section}})
+    config, problems = check_config(wrapped, source + ".json")
+    if config is not None:
+        return config.defaults.judge
+    first = problems[0]
+    inner = (first.field or "").removeprefix("defaults.judge").lstrip(".")
+    more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise ConfigError(first.message + more, source=source, field=".".join(p for p in (prefix, inner) if p) or None)
 
 
 def scenario_files(paths: list[str]) -> Iterator[Path]:

@@ -181,3 +181,18 @@ def test_null_series_is_missing_evidence_and_held(tmp_path: Path, capsys: pytest
 def _write(path: Path, document: dict[str, object]) -> Path:
     path.write_text(json.dumps(document))
     return path
+
+
+def test_replay_config_is_read_by_the_one_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `invoke` and `config validate` refuse, replay refuses too: misspelt keys, unset variables."""
+    monkeypatch.delenv("DG_REPLAY_UNSET", raising=False)
+    misspelt = tmp_path / "judge.yaml"
+    misspelt.write_text("judge:\n  confidnce: 0.99\n", encoding="utf-8")
+    assert replay.main(["--config", str(misspelt), str(tmp_path)]) == 2
+    assert "judge.confidnce" in capsys.readouterr().err
+    unset = tmp_path / "whole.yaml"
+    unset.write_text("defaults:\n  judge:\n    confidence: ${DG_REPLAY_UNSET}\n", encoding="utf-8")
+    assert replay.main(["--config", str(unset), str(tmp_path)]) == 2
+    assert "DG_REPLAY_UNSET is not set" in capsys.readouterr().err
