@@ -562,7 +562,14 @@ class EmbeddedAws:
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> EmbeddedAws:
-        env = {
+        try:
+            return self._enter()
+        except BaseException:
+            self._exit.close()  # a half-built stack must not leave the mock (and its tables) behind
+            raise
+
+    def _enter(self) -> EmbeddedAws:
+        env: dict[str, str | None] = {
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
@@ -588,8 +595,9 @@ class EmbeddedAws:
             warnings.filterwarnings("ignore", message=r"Dimension '.*' has already been added")
         if self.config_file is not None:
             env["DEPLOYGUARD_CONFIG_FILE"] = str(self.config_file)
-        if self.endpoint_url:
-            env["DEPLOYGUARD_ENDPOINT_URL"] = self.endpoint_url
+        # in-process AWS has no endpoint; an endpoint left in the environment must not redirect it
+        env["DEPLOYGUARD_ENDPOINT_URL"] = self.endpoint_url or None
+        env["AWS_ENDPOINT_URL"] = None
         self._exit.enter_context(_environment(env))
         if self.clock is not None:
             dg_clock.install(self.clock)
@@ -1058,9 +1066,14 @@ def _zip_text(name: str, text: str) -> bytes:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    """Set ``values`` in the environment (``None`` unsets) and put back what was there."""
     saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:

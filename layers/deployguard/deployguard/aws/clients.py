@@ -47,7 +47,8 @@ def client(service: str, *, retries: bool = True) -> Any:
     ``retries=False``: a client that makes one HTTP attempt per call, for a caller that
     retries within its own deadline (the hook's status call must land before it).
     """
-    key = service if retries else f"{service}#single-attempt"
+    # the endpoint and region are part of the key: a client made for another endpoint is never reused
+    key = f"{service}#{'retries' if retries else 'single-attempt'}#{endpoint_url()}#{region()}"
     cached = _clients.get(key)
     if cached is not None:
         return cached
@@ -63,15 +64,16 @@ def client(service: str, *, retries: bool = True) -> Any:
 
 
 def resource(service: str) -> Any:
-    cached = _resources.get(service)
+    key = f"{service}#{endpoint_url()}#{region()}"
+    cached = _resources.get(key)
     if cached is not None:
         return cached
     with _lock:
-        if service not in _resources:
-            _resources[service] = boto3.resource(
+        if key not in _resources:
+            _resources[key] = boto3.resource(
                 service, region_name=region(), endpoint_url=endpoint_url(), config=_RETRY_CONFIG
             )
-        return _resources[service]
+        return _resources[key]
 
 
 def reset() -> None:
