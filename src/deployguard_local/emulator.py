@@ -34,7 +34,7 @@ import types
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -1066,7 +1066,7 @@ def _zip_text(name: str, text: str) -> bytes:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str | None]) -> Iterator[None]:
+def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
     """Set ``values`` in the environment (``None`` unsets) and put back what was there."""
     saved = {k: os.environ.get(k) for k in values}
     for key, value in values.items():
