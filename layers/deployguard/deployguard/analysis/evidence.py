@@ -190,13 +190,32 @@ def _centred(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [(d - mid, s) for d, s in pairs]
 
 
+_CHI2_1_MEDIAN = 0.4549  # median of a chi-square with one degree of freedom
+
+
 def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
     """Variance beyond sampling noise of steps, from (step, its sampling variance) pairs, robustly:
-    the median squared (centred) step over its chi-square median, less the typical sampling part."""
+    the tau^2 at which the (centred) steps, each standardised by its own sampling variance plus
+    tau^2, have the median square of a standard normal (0 when sampling noise explains them).
+    Each step keeps its own sampling noise: a step between two quiet periods is not read as
+    wobble because another pair of periods had little traffic."""
     if len(pairs) < 2:
         return None
     pairs = _centred(pairs)
-    return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
+
+    def excess(t: float) -> float:
+        return median([d * d / (s + t) if s + t > 0 else math.inf for d, s in pairs]) - _CHI2_1_MEDIAN
+
+    if excess(0.0) <= 0.0:
+        return 0.0
+    lo, hi = 0.0, max(d * d for d, _ in pairs) / _CHI2_1_MEDIAN + 1e-12
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if excess(mid) > 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def _spike_var(rows: list[list[float]]) -> float:
@@ -215,11 +234,13 @@ def _spike_var(rows: list[list[float]]) -> float:
     return max(0.0, sum(kept) / len(kept) / 1.5)
 
 
-def between_period_variance(steady: list[list[float]], baseline: list[list[float]], noise_floor: float) -> float:
+def between_period_variance(steady: list[list[float]], baseline: list[list[float]], prior: float) -> float:
     """Long-run variance of the paired difference beyond sampling noise, from the period-to-period
     steps of both versions' own wobble over the last periods (``steady``: paired differences
     and their sampling variances outside the grace periods; ``baseline``: the baseline's own
-    log values and sampling variances), with a prior from the sampling noise alone.
+    log values and sampling variances), with a ``prior`` (the sampling noise of the period
+    itself: before the data tells, a version is taken to wobble as much as it is sampled)
+    that fades as the data's own steps come in.
 
     Each step of canary minus baseline is the canary's own step less the baseline's: what hits
     both versions cancels, a regression moves it once (a median leaves it out). Versions wobble
@@ -238,7 +259,6 @@ def between_period_variance(steady: list[list[float]], baseline: list[list[float
         ]
     )
     lag1 = _centred(lag1)
-    prior = 2.0 * noise_floor**2
     prior_weight = 2.0
     v1 = _robust_var(lag1 + own)
     if v1 is None:

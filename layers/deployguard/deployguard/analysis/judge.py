@@ -100,6 +100,7 @@ _RATE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 29.0, 99.0)
 _RATE_DROP_GRID = (0.15, 0.25, 0.4, 0.55, 0.7, 0.9, 0.99)
 _LATENCY_GRID = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0)
 _GAUGE_GRID = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # in noise standard deviations
+_UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 _GAUGE_MIN_PAIRS = 4  # pairs a gauge needs before its noise can be told
 _ALTERNATIVES = max(len(_RATE_GRID), len(_RATE_DROP_GRID), len(_LATENCY_GRID), len(_GAUGE_GRID))
 
@@ -293,11 +294,12 @@ class JudgeSettings(BaseModel):
         description="rate metrics whose events are not part of their relative_to count (a throttle is no invocation)",
     )
     latency_noise_floor: float = Field(
-        default=0.1,
+        default=0.0,
         ge=0.0,
         le=1.0,
-        description="prior per-period wobble of a version's latency beyond sampling noise, in log units; "
-        "the data's own period-to-period spread updates it",
+        description="extra prior per-period wobble of a version's latency beyond sampling noise, in log units, "
+        "on top of the prior drawn from the sampling noise itself; the data's own period-to-period spread "
+        "outweighs both",
     )
     latency_min_samples: int = Field(
         default=1, ge=1, description="invocations a version-period needs for a median (tail percentiles need more)"
@@ -590,7 +592,10 @@ def _fold_latency(
     push_window(st.baseline, [yb, sb], WINDOW + 1)
     if not shape:
         push_window(st.steady, [d, s])
-    v = s + between_period_variance(st.steady, st.baseline, settings.latency_noise_floor)
+    # the prior wobble: the period's own sampling noise (plus the configured floor, none by default);
+    # without invocation counts the sampling noise is unknown: a 10% wobble per version
+    prior = (s if counts is not None else 2.0 * _UNKNOWN_WOBBLE**2) + 2.0 * settings.latency_noise_floor**2
+    v = max(1e-12, s + between_period_variance(st.steady, st.baseline, prior))
     grid = _latency_grid(settings)
     inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
