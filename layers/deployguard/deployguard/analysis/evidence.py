@@ -264,10 +264,15 @@ def between_period_variance(steady: list[list[float]], baseline: list[list[float
     if v1 is None:
         return prior
     # memory: at least a prior 0.5 (a short series cannot tell much less from much more,
-    # and too little would make a slow wander look like a shift), more when the data shows it
+    # and too little would make a slow wander look like a shift), more when the lag-2 steps of
+    # both series show it (the baseline's own too: a canary's creeping regression is no memory)
     rho = 0.5
-    v2 = _robust_var(lag2)
-    if v2 is not None and v1 > 0 and len(lag2) >= 8:
+    own_lag2 = [
+        (math.sqrt(2.0) * (baseline[j + 2][0] - baseline[j][0]), 2.0 * (baseline[j][1] + baseline[j + 2][1]))
+        for j in range(len(baseline) - 2)
+    ]
+    v2 = _robust_var(_centred(lag2) + _centred(own_lag2))
+    if v2 is not None and v1 > 0 and len(lag2) + len(own_lag2) >= 16:
         rho = max(rho, min(0.7, v2 / v1 - 1.0))
     tau2 = v1 / (2.0 * (1.0 - rho))
     spikes = max(0.0, _spike_var(steady) - tau2)  # one-period spikes have no memory
@@ -357,7 +362,9 @@ class LatencyState(_State):
     kind: Literal["latency"]
     shift: ShiftEvidence
     rows: int = 0
-    steady_sums: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])  # rows, sum d/v, sum 1/v
+    # steady rows (outside the grace periods): count, sum d/v, sum 1/v, and with p = 1 / sampling
+    # variance: sum d p, sum p, sum p^2
+    steady_sums: list[float] = Field(default_factory=lambda: [0.0] * 6)
     steady: list[list[float]] = Field(default_factory=list)  # last steady rows: d, sampling variance
     baseline: list[list[float]] = Field(default_factory=list)  # last rows: baseline log value, sampling variance
 

@@ -602,7 +602,9 @@ def _fold_latency(
                   settings.horizon_penalty(period), settings)  # fmt: skip
     st.rows += 1
     if not shape:
-        st.steady_sums = [st.steady_sums[0] + 1.0, r9(st.steady_sums[1] + d / v), r9(st.steady_sums[2] + 1.0 / v)]
+        n_, dv, w, ds, w1, w2 = st.steady_sums
+        p = 1.0 / s if s > 0 else 0.0  # sampling precision
+        st.steady_sums = [n_ + 1.0, r9(dv + d / v), r9(w + 1.0 / v), r9(ds + d * p), r9(w1 + p), r9(w2 + p * p)]
 
 
 def _sibling_percentile(metrics: dict[str, MetricWindow], spec: MetricSpec) -> MetricSpec | None:
@@ -655,9 +657,18 @@ def _latency_result(
         )
     every = cusum.total  # sums over every period so far: d/v, 1/v, log canary, log baseline, periods
     c_mid, b_mid = math.exp(every[2] / st.rows), math.exp(every[3] / st.rows)
-    wd, w = (st.steady_sums[1], st.steady_sums[2]) if st.steady_sums[0] else (every[0], every[1])
-    mean = wd / w
-    upper = mean + norm_ppf(settings.healthy_confidence) * math.sqrt(1.0 / w)
+    steady, _, _, dp_sum, p_sum, p2_sum = st.steady_sums
+    if steady and p_sum > 0:
+        # the mean difference outside the grace periods weighted by sampling precision, its noise
+        # from the latest estimate of the wobble (the most periods tell it best)
+        mean = dp_sum / p_sum
+        wobble = between_period_variance(st.steady, st.baseline, steady / p_sum + 2.0 * settings.latency_noise_floor**2)
+        se = math.sqrt((p_sum + wobble * p2_sum) / (p_sum * p_sum))
+    elif steady:
+        mean, se = st.steady_sums[1] / st.steady_sums[2], math.sqrt(1.0 / st.steady_sums[2])
+    else:
+        mean, se = every[0] / every[1], math.sqrt(1.0 / every[1])
+    upper = mean + norm_ppf(settings.healthy_confidence) * se
     what = f"{spec.id}: canary {c_mid:.4g} vs baseline {b_mid:.4g}{unit}"
     effect = math.expm1(sign * mean)
     if upper <= math.log1p(settings.latency_healthy_margin):
