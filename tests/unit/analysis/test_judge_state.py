@@ -140,3 +140,39 @@ def test_a_state_that_does_not_fit_is_refused() -> None:
         judge_step(state, window, JudgeSettings(), offset=7)
     with pytest.raises(ValueError, match="format"):
         JudgeState.load({"format": "something else", "fingerprint": "x"})
+
+
+def test_a_look_reads_only_the_new_periods() -> None:
+    """The periods already folded are never read again: garbage in them changes nothing."""
+    window = make_window(60, canary_latency_mult=[1.0] * 50 + [2.0] * 10, seed=4)
+    settings = JudgeSettings()
+    state, _ = judge_step(None, truncate_window(window, 55), settings)
+    scrambled = window.model_copy(
+        update={
+            "metrics": [
+                m.model_copy(update={"baseline": [None] * 55 + m.baseline[55:], "canary": [1e9] * 55 + m.canary[55:]})
+                for m in window.metrics
+            ]
+        }
+    )
+    _, verdict = judge_step(state, scrambled, settings, offset=0)
+    assert verdict == judge_canary(window, settings)
+    assert verdict.decision.value == "failing"
+
+
+def test_a_latency_creep_on_a_quiet_service_is_caught_within_a_few_periods() -> None:
+    """10% slower every minute from period 5: the ramp is no wobble of the versions."""
+    settings = JudgeSettings()
+    delays = []
+    for seed in range(8):
+        mult = [1.0] * 5 + [1.0 + 0.1 * k for k in range(15)]
+        window = make_window(20, rpm=2000, canary_latency_mult=mult, seed=seed)
+        state: JudgeState | None = None
+        for i in range(20):
+            state, verdict = judge_step(state, truncate_window(window, i + 1), settings, offset=0)
+            if verdict.decision.value == "failing":
+                delays.append(i - 5 + 1)  # the onset period counted as 1
+                break
+        assert judge_canary(make_window(20, rpm=2000, seed=seed), settings).decision.value == "healthy"
+    assert len(delays) == 8
+    assert sorted(delays)[4] <= 4 and max(delays) <= 6, delays

@@ -234,13 +234,12 @@ def _spike_var(rows: list[list[float]]) -> float:
     return max(0.0, sum(kept) / len(kept) / 1.5)
 
 
-def between_period_variance(steady: list[list[float]], baseline: list[list[float]], prior: float) -> float:
-    """Long-run variance of the paired difference beyond sampling noise, from the period-to-period
-    steps of both versions' own wobble over the last periods (``steady``: paired differences
-    and their sampling variances outside the grace periods; ``baseline``: the baseline's own
-    log values and sampling variances), with a ``prior`` (the sampling noise of the period
-    itself: before the data tells, a version is taken to wobble as much as it is sampled)
-    that fades as the data's own steps come in.
+def wobble_estimate(steady: list[list[float]], baseline: list[list[float]]) -> list[float]:
+    """The data's estimate of the paired difference's long-run variance beyond sampling noise,
+    and how many steps tell it, ``[long_run, m]`` (empty before any step), from the
+    period-to-period steps of both versions' own wobble over the last periods (``steady``:
+    paired differences and their sampling variances outside the grace periods; ``baseline``:
+    the baseline's own log values and sampling variances).
 
     Each step of canary minus baseline is the canary's own step less the baseline's: what hits
     both versions cancels, a regression moves it once (a median leaves it out). Versions wobble
@@ -259,10 +258,9 @@ def between_period_variance(steady: list[list[float]], baseline: list[list[float
         ]
     )
     lag1 = _centred(lag1)
-    prior_weight = 2.0
     v1 = _robust_var(lag1 + own)
     if v1 is None:
-        return prior
+        return []
     # memory: at least a prior 0.5 (a short series cannot tell much less from much more,
     # and too little would make a slow wander look like a shift), more when the lag-2 steps of
     # both series show it (the baseline's own too: a canary's creeping regression is no memory)
@@ -277,10 +275,22 @@ def between_period_variance(steady: list[list[float]], baseline: list[list[float
     tau2 = v1 / (2.0 * (1.0 - rho))
     spikes = max(0.0, _spike_var(steady) - tau2)  # one-period spikes have no memory
     long_run = tau2 * (1.0 + rho) / (1.0 - rho) + spikes
-    m = float(len(lag1) + len(own)) / 2.0
-    # the prior fades fast as the data's own steps come in (it speaks for the first periods
-    # only); an estimate from few steps is itself uncertain: widen it as a Student t would
-    # (few degrees of freedom, heavier tails), less and less as the periods add up
+    return [long_run, float(len(lag1) + len(own)) / 2.0]
+
+
+def between_period_variance(estimate: list[float], prior: float) -> float:
+    """Long-run variance of the paired difference beyond sampling noise: the data's
+    :func:`wobble_estimate` with a ``prior`` (the sampling noise of the period itself: before
+    the data tells, a version is taken to wobble as much as it is sampled).
+
+    The prior fades fast as the data's own steps come in (it speaks for the first periods
+    only); an estimate from few steps is itself uncertain: widen it as a Student t would
+    (few degrees of freedom, heavier tails), less and less as the periods add up.
+    """
+    if not estimate:
+        return prior
+    long_run, m = estimate
+    prior_weight = 2.0
     fading = (prior_weight / (prior_weight + m)) ** 2
     return (fading * prior + m * long_run / (prior_weight + m)) * (1.0 + 3.0 / (prior_weight + m))
 
@@ -367,6 +377,8 @@ class LatencyState(_State):
     steady_sums: list[float] = Field(default_factory=lambda: [0.0] * 6)
     steady: list[list[float]] = Field(default_factory=list)  # last steady rows: d, sampling variance
     baseline: list[list[float]] = Field(default_factory=list)  # last rows: baseline log value, sampling variance
+    wobble: list[float] = Field(default_factory=list)  # the data's estimate: long-run variance, steps
+    life: list[float] = Field(default_factory=lambda: [0.0, 0.0])  # every estimate so far: sum m x long-run, sum m
 
 
 class GaugeState(_State):

@@ -71,6 +71,7 @@ from deployguard.analysis.evidence import (
     r9,
     rounded,
     shift_increments,
+    wobble_estimate,
 )
 from deployguard.analysis.stats import (
     mad_sigma,
@@ -595,7 +596,14 @@ def _fold_latency(
     # the prior wobble: the period's own sampling noise (plus the configured floor, none by default);
     # without invocation counts the sampling noise is unknown: a 10% wobble per version
     prior = (s if counts is not None else 2.0 * _UNKNOWN_WOBBLE**2) + 2.0 * settings.latency_noise_floor**2
-    v = max(1e-12, s + between_period_variance(st.steady, st.baseline, prior))
+    st.wobble = wobble_estimate(st.steady, st.baseline)
+    if st.wobble:
+        # the last periods' estimate, or the canary's life-long one when larger: a long canary's
+        # sliding estimate dips low now and then by chance, and would read a wobble as a shift
+        long_run, m = st.wobble
+        st.life = [r9(st.life[0] + m * long_run), st.life[1] + m]
+        st.wobble = [max(long_run, r9(st.life[0] / st.life[1])), m]
+    v = max(1e-12, s + between_period_variance(st.wobble, prior))
     grid = _latency_grid(settings)
     inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
@@ -662,7 +670,7 @@ def _latency_result(
         # the mean difference outside the grace periods weighted by sampling precision, its noise
         # from the latest estimate of the wobble (the most periods tell it best)
         mean = dp_sum / p_sum
-        wobble = between_period_variance(st.steady, st.baseline, steady / p_sum + 2.0 * settings.latency_noise_floor**2)
+        wobble = between_period_variance(st.wobble, steady / p_sum + 2.0 * settings.latency_noise_floor**2)
         se = math.sqrt((p_sum + wobble * p2_sum) / (p_sum * p_sum))
     elif steady:
         mean, se = st.steady_sums[1] / st.steady_sums[2], math.sqrt(1.0 / st.steady_sums[2])
@@ -922,7 +930,7 @@ def _advance(
             "the judge state was built with other settings or metrics: judge the whole window again (state=None)"
         )
     else:
-        state = state.model_copy(deep=True)
+        state = JudgeState.model_validate(state.model_dump())  # a copy: the caller's state is not changed
     start = state.periods if offset is None else offset
     if start > state.periods:
         raise JudgeStateError(
