@@ -308,15 +308,17 @@ _HTTP_BEHAVIOURS: dict[str, dict[str, Any]] = {
 }
 
 
+PROBE_CHANNELS = {"probe-slack": "slack", "probe-webhook": "webhook"}  # channel -> local receiver
+
+
 def _router(world: World, case: Case) -> Outcome:
-    from deployguard.aws import clients
     from deployguard.aws.events import EventPublisher
     from deployguard.models import DeploymentEvent, EventType, Severity
     from deployguard_local.receivers import Behaviour
 
     event = DeploymentEvent(
         event_type=EventType.ROLLBACK_COMPLETED,
-        deployment_id=f"r{case.index}",
+        deployment_id=f"chaos-r{case.index:04d}",  # fixed width: no id is a part of another (r17, r170)
         service=PROBE_SERVICE,
         version="2",
         environment="production",
@@ -348,6 +350,17 @@ def _router(world: World, case: Case) -> Outcome:
             world.clock.listeners.remove(restore)
             for receiver in world.receivers.receivers.values():
                 receiver.behaviour = Behaviour()
+    counts = dict.fromkeys(COUNTERS, 0)
+    delivered, dead, lost = notification_fate(world, event)
+    counts["notifications_lost"] = len(lost)
+    return Outcome(case, counts, f"delivered={sorted(delivered)} dead_lettered={sorted(dead)} lost={sorted(lost)}")
+
+
+def notification_fate(world: World, event: Any) -> tuple[set[str], set[str], set[str]]:
+    """The probe channels that got ``event`` (a 2xx at their receiver), those whose delivery of it the
+    dead-letter queue holds, and the lost ones: neither."""
+    from deployguard.aws import clients
+
     delivered = {
         kind
         for kind, receiver in world.receivers.receivers.items()
@@ -356,25 +369,46 @@ def _router(world: World, case: Case) -> Outcome:
         )
     }
     queue = world.aws.ref("NotificationDeadLetterQueue")
-    dead = _dead_lettered(clients.client("sqs"), queue, event.event_id)
-    lost = {"slack", "webhook"} - delivered
-    counts = dict.fromkeys(COUNTERS, 0)
-    counts["notifications_lost"] = 0 if dead else len(lost)
-    return Outcome(case, counts, f"delivered={sorted(delivered)} dead_lettered={dead}")
+    dead = dead_lettered(clients.client("sqs"), queue, event.event_id)
+    wanted = set(PROBE_CHANNELS.values())
+    return delivered, dead, wanted - delivered - dead
 
 
-def _dead_lettered(sqs: Any, queue_url: str, event_id: str) -> bool:
-    """Whether a dead-letter message names the event (read without deleting: it stays for `retry`)."""
-    found = False
-    for _ in range(10):
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
-            "Messages", []
-        )
-        if not messages:
-            break
-        if any(event_id in m["Body"] for m in messages):
-            found = True
-            break
+def dead_lettered(sqs: Any, queue_url: str, event_id: str) -> set[str]:
+    """The probe receivers whose delivery of the event a dead-letter message holds: the router's
+    dead letter names one channel; an SNS message or a Lambda on-failure record (the invocation
+    failed) holds the whole event, every channel. The whole queue is read, each message once (a
+    visibility timeout hides those read), then made visible again: they stay for ``retry``."""
+    from pydantic import ValidationError
+
+    from deployguard.notification.dlq import DeadLetter, events_in
+
+    handles: list[str] = []
+    found: set[str] = set()
+    try:
+        while True:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300).get(
+                "Messages", []
+            )
+            if not messages:
+                break
+            for message in messages:
+                handles.append(message["ReceiptHandle"])
+                try:
+                    letter = DeadLetter.model_validate_json(message["Body"])
+                except ValidationError:
+                    try:
+                        events = events_in(message["Body"])
+                    except (ValueError, ValidationError, KeyError, TypeError):
+                        continue
+                    if any(e.event_id == event_id for e in events):
+                        found.update(PROBE_CHANNELS.values())
+                    continue
+                if letter.channel in PROBE_CHANNELS and any(e.event_id == event_id for e in letter.events):
+                    found.add(PROBE_CHANNELS[letter.channel])
+    finally:
+        for handle in handles:
+            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
     return found
 
 
