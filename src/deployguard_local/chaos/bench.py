@@ -172,8 +172,7 @@ class World:
         from moto.cloudwatch.models import cloudwatch_backends
         from moto.core import DEFAULT_ACCOUNT_ID
 
-        self.faults.faults.clear()
-        self.faults._armed.clear()
+        self.faults.clear()
         cloudwatch_backends[DEFAULT_ACCOUNT_ID][self.aws.stack.region].metric_data = []
         self._clear_table()  # moto reads every item on every query: each run starts from the seeded table
         self.clock.advance(25 * 3600)
