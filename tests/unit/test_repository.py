@@ -137,7 +137,7 @@ def test_an_assessment_saved_again_by_its_caller_after_an_ambiguous_answer_is_no
     assessment = _assessment("d-again")
     with FaultInjector(embedded.clock) as faults:  # every attempt botocore makes lands and is answered 500
         faults.at("dynamodb", "ambiguous", 3600, "TransactWriteItems")
-        with pytest.raises(Exception, match="InternalFailure"):
+        with pytest.raises(Exception, match="InternalServerError"):
             repository.save_with_assessment(deployment.model_copy(), assessment)
     saved = save_assessment(repository, deployment, assessment, _cursor(embedded))
     assert saved is not None and saved.version_counter == 2
