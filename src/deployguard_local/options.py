@@ -129,6 +129,7 @@ class Connection:
             state_machine=outputs.get("CanaryStateMachineArn") or os.environ.get("CANARY_STATE_MACHINE_ARN"),
             reports_bucket=outputs.get("ReportsBucketName") or os.environ.get("REPORTS_BUCKET"),
             sleep=time.sleep,
+            dead_letter_queue=outputs.get("NotificationDeadLetterQueueUrl") or os.environ.get("NOTIFICATION_DLQ_URL"),
         )
 
 
@@ -142,6 +143,7 @@ class Resources:
     reports_bucket: str | None
     sleep: Callable[[float], object]
     local_dir: Path | None = None
+    dead_letter_queue: str | None = None
 
     @functools.cached_property
     def reader(self) -> DeploymentReader:
