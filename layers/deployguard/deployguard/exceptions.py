@@ -57,6 +57,10 @@ class LoadBalancerError(DeployGuardError):
     """An Elastic Load Balancing call failed, or a target group is not behind a load balancer."""
 
 
+class EcsError(DeployGuardError):
+    """An ECS call failed."""
+
+
 class MetricsConfigError(DeployGuardError):
     """The metrics configured for a service cannot be read for its deployment target."""
 
