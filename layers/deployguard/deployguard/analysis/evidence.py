@@ -3,8 +3,9 @@ at a time, so that a look costs O(metrics) whatever the canary's age.
 
 Every statistic here is sequential: a period's evidence is weighed with the noise estimated
 from the periods up to it (a plug-in CUSUM), and the noise itself is estimated robustly on a
-sliding window of the last ``WINDOW`` periods, so the state stays small (well under 2 KB
-for the default Lambda metrics) and the whole canary's judgement is the fold of its periods.
+sliding window of the last ``WINDOW`` periods (never below the canary's life-long
+estimate), so the state stays small (about 3-4 KB as JSON for the default Lambda metrics,
+whatever the canary's age) and the whole canary's judgement is the fold of its periods.
 ``judge.judge_canary`` (a whole window) and ``judge.judge_step`` (new periods on a stored
 state) run the very same fold, so they give the same verdicts.
 

@@ -743,7 +743,7 @@ MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminat
 
 class JudgeState(BaseModel):
     """The judge's whole sequential state after ``periods`` periods of a canary: small (about
-    1-2 KB as JSON for the default Lambda metrics, whatever the canary's age) and serialisable.
+    3-4 KB as compact JSON for the default Lambda metrics, whatever the canary's age) and serialisable.
 
     Store it with ``state.dump()`` (a JSON-ready dict, e.g. on the deployment's record) and read
     it back with ``JudgeState.load(data)``; pass it to :func:`judge_step` with the periods read
