@@ -7,9 +7,10 @@ of the canary state machine (validate, shift, assess, promote, rollback, notify)
 lifecycle hook (pre-traffic of a Lambda deployment, test traffic of an ECS blue/green one)
 or the notification router. Faults go through botocore ``before-send`` hooks on the
 clients (:mod:`deployguard_local.chaos.faults`), keyed on the simulated clock. After its
-state machine, hook or router is done, every run goes on until two simulated minutes after
-its fault is over, with the minute schedule that may repair it firing (the assessor's
-reconciler, the recorder's sweep, the router's digest flush), before it is counted.
+state machine, hook or router is done, every run goes on after its fault is over for two
+periods of the schedule that may repair it (at least two simulated minutes; ten for the
+recorder's five-minute sweep), with that schedule firing (the assessor's reconciler, the
+recorder's sweep, the router's digest flush), before it is counted.
 
 The runs are a seeded sample of every (subject, state, service, fault) combination, shared
 by worker processes, each with one embedded AWS. It prints a table and writes
@@ -75,7 +76,7 @@ COUNTERS = (
     "records_inconsistent",
 )
 MUST_BE_ZERO = tuple(c for c in COUNTERS if c != "healthy_rolled_back")
-SETTLE_SECONDS = 120  # after each run and its fault: two minute ticks, so the reconciler can repair
+SETTLE_SECONDS = 120  # after each run and its fault: at least two minute ticks, so the reconciler can repair
 PROBE_SERVICE = "notify-probe"
 
 CHAOS_CONFIG_EXTRA = f"""\
@@ -206,15 +207,27 @@ class World:
                 batch.delete_item(Key={"pk": pk, "sk": sk})
 
     def settle(self, schedules: list[str]) -> None:
-        """The schedules of these functions fire every minute until two minutes after the run and
-        after the end of its fault, whichever is later."""
+        """The schedules of these functions fire until two of their periods (at least two minutes)
+        after the run and after the end of its fault, whichever is later: the recorder's sweep
+        that answers a hook CodeDeploy did not take runs every five minutes."""
         self.aws.invoker.drain()
         now = self.clock()
         ends = [f.start + timedelta(seconds=f.seconds) for f in self.faults.faults]
-        until = max([now, *ends]) + timedelta(seconds=SETTLE_SECONDS)
+        until = max([now, *ends]) + timedelta(seconds=max(SETTLE_SECONDS, 2 * self.period(schedules)))
         with self.schedules(schedules):
             self.clock.advance((until - now).total_seconds())
             self.aws.invoker.drain()
+
+    def period(self, functions: list[str]) -> int:
+        """The longest period, in seconds, of these functions' schedule rules (read through EventBridge)."""
+        from deployguard.aws import clients
+        from deployguard_local.emulator import rate_seconds
+
+        events = clients.client("events")
+        expressions = [
+            events.describe_rule(Name=rule).get("ScheduleExpression") for rule in self.aws.schedule_rules(functions)
+        ]
+        return max((rate_seconds(e) for e in expressions if e), default=60)
 
 
 def _end_sample_records() -> None:

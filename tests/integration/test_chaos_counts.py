@@ -1,10 +1,12 @@
-"""Issue 11, part 5: ``make chaos`` counts a notification lost only when it is.
+"""Issue 11, part 5: ``make chaos`` counts a notification lost, or a hook unanswered, only when it is.
 
 The router runs on the embedded AWS (SNS -> Lambda, its dead-letter queue in SQS) and delivers
 to the local HTTP receivers, made to fail for 300 simulated seconds. The 10 notifications the
 benchmark counted lost were all in the dead-letter queue: it read only the first ten messages
 of the queue (a receive with no visibility timeout returns the same ones again), so once
-earlier runs had left ten there, a later run's dead letters were never seen.
+earlier runs had left ten there, a later run's dead letters were never seen. A hook whose
+status call CodeDeploy did not take is answered by the recorder's sweep, every five minutes:
+a run must last that long before it is counted.
 """
 
 from __future__ import annotations
@@ -82,3 +84,15 @@ def test_a_notification_neither_delivered_nor_dead_lettered_is_counted_lost(worl
 
     assert (delivered, dead, lost) == (set(), set(), {"slack", "webhook"})
     assert _queued(world) == queued  # every message read is visible again, left for ``notifications retry``
+
+
+def test_a_hook_answered_by_the_recorder_s_five_minute_sweep_is_not_counted_unanswered(world: World) -> None:
+    """CodeDeploy unreachable for a minute from the hook's start (its status call included, made by
+    the single-attempt client): the hook fails closed, and the sweep sends its answer later."""
+    case = Case(index=8, seed=2, subject="hook", state="pre-traffic", service="codedeploy", kind="outage", seconds=60)
+
+    outcome = run_case(world, case)
+
+    assert world.faults.injected["codedeploy:PutLifecycleEventHookExecutionStatus:outage"] >= 1
+    assert outcome.counts["hooks_unanswered"] == 0 and outcome.counts["hooks_answered_twice"] == 0
+    assert outcome.detail.startswith("status=Failed requests=")  # CodeDeploy unreachable: fail closed
