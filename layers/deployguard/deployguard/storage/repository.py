@@ -145,10 +145,15 @@ class DeploymentRepository:
         elif deployment.phase == Phase.MONITORING:
             item[keys.GSI1_PK] = keys.MONITORING
             item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
-        elif deployment.ended_at is not None and deployment.status != DeploymentStatus.SUCCEEDED:
-            # rolled back, failed, held: the reconciler checks that its traffic agrees
+        elif (
+            deployment.ended_at is not None
+            and deployment.status != DeploymentStatus.SUCCEEDED
+            and deployment.traffic_check.reconciled_at is None
+        ):
+            # rolled back, failed, held: the reconciler checks that its traffic agrees, when next due
+            due = deployment.traffic_check.next_at or deployment.ended_at
             item[keys.GSI1_PK] = keys.ENDED
-            item[keys.GSI1_SK] = f"{keys.time_key(deployment.ended_at)}#{deployment.deployment_id}"
+            item[keys.GSI1_SK] = f"{keys.time_key(due)}#{deployment.deployment_id}"
         return item
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
@@ -299,14 +304,15 @@ class DeploymentRepository:
             )
         ]
 
-    def ended_deployments(self, since: datetime) -> list[Deployment]:
-        """Deployments that ended without promotion (rolled back, failed, held) at or after ``since``."""
+    def traffic_checks_due(self, now: datetime) -> list[Deployment]:
+        """Deployments that ended without promotion (rolled back, failed, held) whose next traffic
+        check is due at ``now`` (the reconciler's, bounded: see :class:`~deployguard.models.TrafficCheck`)."""
         return [
             _from_item(Deployment, item)
             for item in self._query(
                 IndexName=keys.GSI1,
-                KeyConditionExpression="gsi1pk = :pk AND gsi1sk >= :since",
-                ExpressionAttributeValues={":pk": keys.ENDED, ":since": keys.time_key(since)},
+                KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
+                ExpressionAttributeValues={":pk": keys.ENDED, ":now": f"{keys.time_key(now)}#~"},
             )
         ]
 
