@@ -7,9 +7,9 @@ of the canary state machine (validate, shift, assess, promote, rollback, notify)
 lifecycle hook (pre-traffic of a Lambda deployment, test traffic of an ECS blue/green one)
 or the notification router. Faults go through botocore ``before-send`` hooks on the
 clients (:mod:`deployguard_local.chaos.faults`), keyed on the simulated clock. After its
-state machine, hook or router is done, every run goes on after its fault is over for two
-periods of the schedule that may repair it (at least two simulated minutes; ten for the
-recorder's five-minute sweep), with that schedule firing (the assessor's reconciler, the
+state machine, hook or router is done, every run goes on after its fault is over for a
+period of the schedule that may repair it and a minute (at least two simulated minutes; six
+for the recorder's five-minute sweep), with that schedule firing (the assessor's reconciler, the
 recorder's sweep, the router's digest flush), before it is counted.
 
 The runs are a seeded sample of every (subject, state, service, fault) combination, shared
@@ -207,13 +207,13 @@ class World:
                 batch.delete_item(Key={"pk": pk, "sk": sk})
 
     def settle(self, schedules: list[str]) -> None:
-        """The schedules of these functions fire until two of their periods (at least two minutes)
-        after the run and after the end of its fault, whichever is later: the recorder's sweep
-        that answers a hook CodeDeploy did not take runs every five minutes."""
+        """The schedules of these functions fire until one of their periods and a minute (at least
+        two minutes) after the run and after the end of its fault, whichever is later: the
+        recorder's sweep that answers a hook CodeDeploy did not take runs every five minutes."""
         self.aws.invoker.drain()
         now = self.clock()
         ends = [f.start + timedelta(seconds=f.seconds) for f in self.faults.faults]
-        until = max([now, *ends]) + timedelta(seconds=max(SETTLE_SECONDS, 2 * self.period(schedules)))
+        until = max([now, *ends]) + timedelta(seconds=max(SETTLE_SECONDS, self.period(schedules) + 60))
         with self.schedules(schedules):
             self.clock.advance((until - now).total_seconds())
             self.aws.invoker.drain()
