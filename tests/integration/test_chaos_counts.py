@@ -17,9 +17,8 @@ from contextlib import ExitStack
 import pytest
 
 from deployguard.aws import clients
-from deployguard.models import DeploymentEvent, EventType, Severity
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
-from deployguard_local.chaos.bench import Case, World, notification_fate, run_case
+from deployguard_local.chaos.bench import Case, World, notification_fate, probe_event, run_case
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +41,7 @@ def _earlier_dead_letters(world: World, count: int) -> None:
     """What earlier runs left in the dead-letter queue (``make chaos`` never empties it)."""
     queue = DeadLetterQueue(world.aws.ref("NotificationDeadLetterQueue"))
     for index in range(count):
-        event = DeploymentEvent(
-            event_type=EventType.ROLLBACK_COMPLETED,
-            deployment_id=f"earlier-{index}",
-            service="notify-probe",
-            version="2",
-            environment="production",
-            severity=Severity.CRITICAL,
-            title="Rollback Completed",
-            message="an earlier run",
-        )
+        event = probe_event(f"earlier-{index}", "an earlier run")
         queue.send(DeadLetter(kind="event", channel="probe-slack", events=[event], error="HTTP 503"))
 
 
@@ -67,16 +57,7 @@ def test_a_dead_lettered_notification_behind_ten_others_is_not_counted_lost(worl
 
 
 def test_a_notification_neither_delivered_nor_dead_lettered_is_counted_lost(world: World) -> None:
-    event = DeploymentEvent(
-        event_type=EventType.ROLLBACK_COMPLETED,
-        deployment_id="chaos-r0001",
-        service="notify-probe",
-        version="2",
-        environment="production",
-        severity=Severity.CRITICAL,
-        title="Rollback Completed",
-        message="never published",
-    )
+    event = probe_event("chaos-r0001", "never published")
     _earlier_dead_letters(world, 3)
     queued = _queued(world)
 

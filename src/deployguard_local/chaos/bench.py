@@ -51,9 +51,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployguard_local.chaos.faults import FaultKind
+
+if TYPE_CHECKING:
+    from deployguard.models import DeploymentEvent
 
 CANARY_STATES = ("validate", "shift", "assess", "promote", "rollback", "notify")
 HOOK_STATES = ("pre-traffic", "ecs-test-traffic")
@@ -364,21 +367,27 @@ _HTTP_BEHAVIOURS: dict[str, dict[str, Any]] = {
 PROBE_CHANNELS = {"probe-slack": "slack", "probe-webhook": "webhook"}  # channel -> local receiver
 
 
-def _router(world: World, case: Case) -> Outcome:
-    from deployguard.aws.events import EventPublisher
+def probe_event(deployment_id: str, message: str) -> DeploymentEvent:
+    """A critical event of the probe service, which the probe route sends to both probe channels."""
     from deployguard.models import DeploymentEvent, EventType, Severity
-    from deployguard_local.receivers import Behaviour
 
-    event = DeploymentEvent(
+    return DeploymentEvent(
         event_type=EventType.ROLLBACK_COMPLETED,
-        deployment_id=f"chaos-r{case.index:04d}",  # fixed width: no id is a part of another (r17, r170)
+        deployment_id=deployment_id,
         service=PROBE_SERVICE,
         version="2",
         environment="production",
         severity=Severity.CRITICAL,
         title="Rollback Completed",
-        message=f"chaos run {case.index}",
+        message=message,
     )
+
+
+def _router(world: World, case: Case) -> Outcome:
+    from deployguard.aws.events import EventPublisher
+    from deployguard_local.receivers import Behaviour
+
+    event = probe_event(f"chaos-r{case.index:04d}", f"chaos run {case.index}")  # fixed width: r17 is not in r170
     restore: Callable[[datetime, datetime], None] | None = None
     if case.service == "http":
         end = world.clock() + timedelta(seconds=case.seconds)
@@ -409,7 +418,7 @@ def _router(world: World, case: Case) -> Outcome:
     return Outcome(case, counts, f"delivered={sorted(delivered)} dead_lettered={sorted(dead)} lost={sorted(lost)}")
 
 
-def notification_fate(world: World, event: Any) -> tuple[set[str], set[str], set[str]]:
+def notification_fate(world: World, event: DeploymentEvent) -> tuple[set[str], set[str], set[str]]:
     """The probe channels that got ``event`` (a 2xx at their receiver), those whose delivery of it the
     dead-letter queue holds, and the lost ones: neither."""
     from deployguard.aws import clients
