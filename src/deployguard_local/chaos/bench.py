@@ -7,9 +7,10 @@ of the canary state machine (validate, shift, assess, promote, rollback, notify)
 lifecycle hook (pre-traffic of a Lambda deployment, test traffic of an ECS blue/green one)
 or the notification router. Faults go through botocore ``before-send`` hooks on the
 clients (:mod:`deployguard_local.chaos.faults`), keyed on the simulated clock. After its
-state machine, hook or router is done, every run goes on until two simulated minutes after
-its fault is over, with the minute schedule that may repair it firing (the assessor's
-reconciler, the recorder's sweep, the router's digest flush), before it is counted.
+state machine, hook or router is done, every run goes on after its fault is over for a
+period of the schedule that may repair it and a minute (at least two simulated minutes; six
+for the recorder's five-minute sweep), with that schedule firing (the assessor's reconciler, the
+recorder's sweep, the router's digest flush), before it is counted.
 
 The runs are a seeded sample of every (subject, state, service, fault) combination, shared
 by worker processes, each with one embedded AWS. It prints a table and writes
@@ -50,9 +51,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployguard_local.chaos.faults import FaultKind
+
+if TYPE_CHECKING:
+    from deployguard.models import DeploymentEvent
 
 CANARY_STATES = ("validate", "shift", "assess", "promote", "rollback", "notify")
 HOOK_STATES = ("pre-traffic", "ecs-test-traffic")
@@ -75,7 +79,7 @@ COUNTERS = (
     "records_inconsistent",
 )
 MUST_BE_ZERO = tuple(c for c in COUNTERS if c != "healthy_rolled_back")
-SETTLE_SECONDS = 120  # after each run and its fault: two minute ticks, so the reconciler can repair
+SETTLE_SECONDS = 120  # after each run and its fault: at least two minute ticks, so the reconciler can repair
 PROBE_SERVICE = "notify-probe"
 
 CHAOS_CONFIG_EXTRA = f"""\
@@ -206,15 +210,27 @@ class World:
                 batch.delete_item(Key={"pk": pk, "sk": sk})
 
     def settle(self, schedules: list[str]) -> None:
-        """The schedules of these functions fire every minute until two minutes after the run and
-        after the end of its fault, whichever is later."""
+        """The schedules of these functions fire until one of their periods and a minute (at least
+        two minutes) after the run and after the end of its fault, whichever is later: the
+        recorder's sweep that answers a hook CodeDeploy did not take runs every five minutes."""
         self.aws.invoker.drain()
         now = self.clock()
         ends = [f.start + timedelta(seconds=f.seconds) for f in self.faults.faults]
-        until = max([now, *ends]) + timedelta(seconds=SETTLE_SECONDS)
+        until = max([now, *ends]) + timedelta(seconds=max(SETTLE_SECONDS, self.period(schedules) + 60))
         with self.schedules(schedules):
             self.clock.advance((until - now).total_seconds())
             self.aws.invoker.drain()
+
+    def period(self, functions: list[str]) -> int:
+        """The longest period, in seconds, of these functions' schedule rules (read through EventBridge)."""
+        from deployguard.aws import clients
+        from deployguard_local.emulator import rate_seconds
+
+        events = clients.client("events")
+        expressions = [
+            events.describe_rule(Name=rule).get("ScheduleExpression") for rule in self.aws.schedule_rules(functions)
+        ]
+        return max((rate_seconds(e) for e in expressions if e), default=60)
 
 
 def _end_sample_records() -> None:
@@ -351,21 +367,27 @@ _HTTP_BEHAVIOURS: dict[str, dict[str, Any]] = {
 PROBE_CHANNELS = {"probe-slack": "slack", "probe-webhook": "webhook"}  # channel -> local receiver
 
 
-def _router(world: World, case: Case) -> Outcome:
-    from deployguard.aws.events import EventPublisher
+def probe_event(deployment_id: str, message: str) -> DeploymentEvent:
+    """A critical event of the probe service, which the probe route sends to both probe channels."""
     from deployguard.models import DeploymentEvent, EventType, Severity
-    from deployguard_local.receivers import Behaviour
 
-    event = DeploymentEvent(
+    return DeploymentEvent(
         event_type=EventType.ROLLBACK_COMPLETED,
-        deployment_id=f"chaos-r{case.index:04d}",  # fixed width: no id is a part of another (r17, r170)
+        deployment_id=deployment_id,
         service=PROBE_SERVICE,
         version="2",
         environment="production",
         severity=Severity.CRITICAL,
         title="Rollback Completed",
-        message=f"chaos run {case.index}",
+        message=message,
     )
+
+
+def _router(world: World, case: Case) -> Outcome:
+    from deployguard.aws.events import EventPublisher
+    from deployguard_local.receivers import Behaviour
+
+    event = probe_event(f"chaos-r{case.index:04d}", f"chaos run {case.index}")  # fixed width: r17 is not in r170
     restore: Callable[[datetime, datetime], None] | None = None
     if case.service == "http":
         end = world.clock() + timedelta(seconds=case.seconds)
@@ -396,7 +418,7 @@ def _router(world: World, case: Case) -> Outcome:
     return Outcome(case, counts, f"delivered={sorted(delivered)} dead_lettered={sorted(dead)} lost={sorted(lost)}")
 
 
-def notification_fate(world: World, event: Any) -> tuple[set[str], set[str], set[str]]:
+def notification_fate(world: World, event: DeploymentEvent) -> tuple[set[str], set[str], set[str]]:
     """The probe channels that got ``event`` (a 2xx at their receiver), those whose delivery of it the
     dead-letter queue holds, and the lost ones: neither."""
     from deployguard.aws import clients

@@ -1,10 +1,12 @@
-"""Issue 11, part 5: ``make chaos`` counts a notification lost only when it is.
+"""Issue 11, part 5: ``make chaos`` counts a notification lost, or a hook unanswered, only when it is.
 
 The router runs on the embedded AWS (SNS -> Lambda, its dead-letter queue in SQS) and delivers
 to the local HTTP receivers, made to fail for 300 simulated seconds. The 10 notifications the
 benchmark counted lost were all in the dead-letter queue: it read only the first ten messages
 of the queue (a receive with no visibility timeout returns the same ones again), so once
-earlier runs had left ten there, a later run's dead letters were never seen.
+earlier runs had left ten there, a later run's dead letters were never seen. A hook whose
+status call CodeDeploy did not take is answered by the recorder's sweep, every five minutes:
+a run must last that long before it is counted.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from contextlib import ExitStack
 import pytest
 
 from deployguard.aws import clients
-from deployguard.models import DeploymentEvent, EventType, Severity
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
-from deployguard_local.chaos.bench import Case, World, notification_fate, run_case
+from deployguard_local.chaos.bench import Case, World, notification_fate, probe_event, run_case
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +41,7 @@ def _earlier_dead_letters(world: World, count: int) -> None:
     """What earlier runs left in the dead-letter queue (``make chaos`` never empties it)."""
     queue = DeadLetterQueue(world.aws.ref("NotificationDeadLetterQueue"))
     for index in range(count):
-        event = DeploymentEvent(
-            event_type=EventType.ROLLBACK_COMPLETED,
-            deployment_id=f"earlier-{index}",
-            service="notify-probe",
-            version="2",
-            environment="production",
-            severity=Severity.CRITICAL,
-            title="Rollback Completed",
-            message="an earlier run",
-        )
+        event = probe_event(f"earlier-{index}", "an earlier run")
         queue.send(DeadLetter(kind="event", channel="probe-slack", events=[event], error="HTTP 503"))
 
 
@@ -65,16 +57,7 @@ def test_a_dead_lettered_notification_behind_ten_others_is_not_counted_lost(worl
 
 
 def test_a_notification_neither_delivered_nor_dead_lettered_is_counted_lost(world: World) -> None:
-    event = DeploymentEvent(
-        event_type=EventType.ROLLBACK_COMPLETED,
-        deployment_id="chaos-r0001",
-        service="notify-probe",
-        version="2",
-        environment="production",
-        severity=Severity.CRITICAL,
-        title="Rollback Completed",
-        message="never published",
-    )
+    event = probe_event("chaos-r0001", "never published")
     _earlier_dead_letters(world, 3)
     queued = _queued(world)
 
@@ -82,3 +65,15 @@ def test_a_notification_neither_delivered_nor_dead_lettered_is_counted_lost(worl
 
     assert (delivered, dead, lost) == (set(), set(), {"slack", "webhook"})
     assert _queued(world) == queued  # every message read is visible again, left for ``notifications retry``
+
+
+def test_a_hook_answered_by_the_recorder_s_five_minute_sweep_is_not_counted_unanswered(world: World) -> None:
+    """CodeDeploy unreachable for a minute from the hook's start (its status call included, made by
+    the single-attempt client): the hook fails closed, and the sweep sends its answer later."""
+    case = Case(index=8, seed=2, subject="hook", state="pre-traffic", service="codedeploy", kind="outage", seconds=60)
+
+    outcome = run_case(world, case)
+
+    assert world.faults.injected["codedeploy:PutLifecycleEventHookExecutionStatus:outage"] >= 1
+    assert outcome.counts["hooks_unanswered"] == 0 and outcome.counts["hooks_answered_twice"] == 0
+    assert outcome.detail.startswith("status=Failed requests=")  # CodeDeploy unreachable: fail closed
