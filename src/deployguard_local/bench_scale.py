@@ -76,14 +76,18 @@ ASSUMPTIONS: dict[str, Any] = {
     "function_memory_gb": 0.5,
     "canary_minutes_per_deployment": 10,
     "monitoring_assessments_per_deployment": 200,
+    "deployments_per_service_per_day": 10,
     "days_per_month": 30,
     "ticks_per_month": 43200,
     "measured_at_deployments": 1000,
-    "note": "canary assessments every minute for the canary's minutes; post-deployment monitoring on its "
-    "schedule (60 in the first hour, 72 in the next 6 hours, 68 until 24 hours); per assessment the "
-    "GetMetricData metrics, DynamoDB KB read and written, calls and client CPU measured by this bench "
-    "(per deployment per cycle at age 120); one minute tick a minute (list, lock, alert tick) on top; "
-    "CloudWatch Logs, X-Ray and SNS deliveries left out",
+    "note": "canary assessments every minute for the canary's minutes, each reading both versions' metrics "
+    "(metrics_per_canary_look, measured); post-deployment monitoring on its schedule (60 looks in the first hour, "
+    "72 in the next 6 hours, 68 until 24 hours) per deployment, each an assessment written; its metrics read at "
+    "the alias (alias_metrics_per_service_look, measured), once per service in a minute any of its deployments "
+    "is due (services = deployments a day / deployments_per_service_per_day, deployments evenly spread over the "
+    "day: service_looks_per_day); DynamoDB KB read and written, and client CPU per assessment measured by this "
+    "bench (per deployment per cycle at age 120); one minute tick a minute (lock, one LOOP Query, alert tick) "
+    "on top; CloudWatch Logs, X-Ray and SNS deliveries left out",
 }
 
 
@@ -99,6 +103,9 @@ class CallCounter:
     in_calls_cpu: float = 0.0
     _started: dict[int, float] = field(default_factory=dict)
     queries_requested: int = 0
+    version_queries: int = 0  # queries of one version (canary reads; monitoring of per-version metrics)
+    alias_queries: int = 0  # alias-level queries (post-promotion monitoring, shared per service and alias)
+    alias_sets: int = 0  # distinct aliases read at the alias level, summed over calls
 
     def before_call(self, model: Any, params: Any = None, **_: Any) -> None:
         if threading.get_ident() != self.thread:
@@ -112,7 +119,17 @@ class CallCounter:
             return
         key = (model.service_model.service_name, model.name)
         if key == ("cloudwatch", "GetMetricData"):
-            self.queries_requested += len(params.get("MetricDataQueries", []))
+            queries = params.get("MetricDataQueries", [])
+            self.queries_requested += len(queries)
+            aliases = set()
+            for query in queries:
+                dims = {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]}
+                if "ExecutedVersion" in dims:
+                    self.version_queries += 1
+                else:
+                    self.alias_queries += 1
+                    aliases.add(dims.get("Resource"))
+            self.alias_sets += len(aliases)
         if key == ("dynamodb", "TransactWriteItems"):
             self.write_bytes += len(json.dumps(params.get("TransactItems", []), default=str))
 
@@ -171,9 +188,10 @@ def _write_metrics(start: datetime, end: datetime, seed: int, functions: int) ->
                           "duration_p99": 300 * (0.95 + 0.1 * rng.random())}  # fmt: skip
                 for spec in specs:
                     dims = version_dimensions(spec, target, version)
-                    pending.append({"MetricName": spec.name, "Timestamp": at + timedelta(seconds=30),
-                                    "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())],
-                                    "Unit": spec.unit, "Value": float(values[spec.id])})  # fmt: skip
+                    for each in (dims, {k: v for k, v in dims.items() if k != "ExecutedVersion"}):
+                        pending.append({"MetricName": spec.name, "Timestamp": at + timedelta(seconds=30),
+                                        "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(each.items())],
+                                        "Unit": spec.unit, "Value": float(values[spec.id])})  # fmt: skip
         at += timedelta(seconds=step)
     cloudwatch = clients.client("cloudwatch")
     for offset in range(0, len(pending), 1000):
@@ -254,6 +272,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -
         assert aws.clock is not None
         seed_loop(deployments, age_minutes, monitored, seed)
         assessed = 0
+        canary_looks = 0
         cpu = 0.0
         deferred = 0
         cycle_queries: list[int] = []
@@ -267,13 +286,15 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -
                 if errored:
                     raise RuntimeError(f"AssessorFunction failed: {payload}")
                 assessed += len(payload["assessed"]) + len(payload["monitored"])
+                canary_looks += len(payload["assessed"])
                 deferred += len(payload["deferred"])
                 if payload["shards"]:
                     for shard_payload, shard_errored in aws.deliver_queue("AssessorShardFunction"):
                         if shard_errored:
                             raise RuntimeError(f"AssessorShardFunction failed: {shard_payload}")
-                        assessed += shard_payload["assessed"]
-                        deferred += shard_payload["deferred"]
+                        assessed += len(shard_payload["assessed"]) + len(shard_payload["monitored"])
+                        canary_looks += len(shard_payload["assessed"])
+                        deferred += len(shard_payload["deferred"])
                 cpu += (time.thread_time() - cpu_before) - (counter.in_calls_cpu - started_cpu)
                 cycle_queries.append(counter.queries_requested - queries_before)
         calls = counter.guard_calls()
@@ -293,6 +314,8 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -
             "getmetricdata_calls": gmd,
             "getmetricdata_limit": sum(math.ceil(q / 500) for q in cycle_queries),
             "metrics_per_deployment": round(counter.queries_requested / per, 2),
+            "metrics_per_canary_look": round(counter.version_queries / max(1, canary_looks), 2),
+            "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
             "cpu_ms_per_deployment": round(cpu * 1000 / per, 3),
         }
@@ -319,12 +342,35 @@ def cold_imports(repeats: int = 5) -> dict[str, Any]:
     return {"boto3_ms": round(boto3_ms, 1), "handlers": handlers}
 
 
-def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> float:
-    """The estimate of ASSUMPTIONS from one measured run (age 120, per deployment per cycle)."""
+def service_looks_per_day(deployments_per_day: float) -> int:
+    """Minutes of a day in which one service's alias is read for post-promotion monitoring: any of its
+    deployments (promoted evenly over the day, each watched 24 hours on the schedule) is due."""
+    from deployguard.analysis.schedule import post_deployment_interval
+
+    k = max(1, round(deployments_per_day))
+    promoted = [j * 1440 / k - day * 1440 for j in range(k) for day in (0, 1)]
+    looks = 0
+    for minute in range(1440):
+        for at in promoted:
+            age = minute - at
+            interval = post_deployment_interval(age * 60) if age >= 0 else None
+            if interval is not None and int(age) % (interval // 60) == 0:
+                looks += 1
+                break
+    return looks
+
+
+def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, float]:
+    """The estimate of ASSUMPTIONS from one measured run (age 120, per deployment per cycle), by service."""
     a = ASSUMPTIONS
     month = deployments_per_day * a["days_per_month"]
+    canary_looks = month * a["canary_minutes_per_deployment"]
     looks = month * (a["canary_minutes_per_deployment"] + a["monitoring_assessments_per_deployment"])
-    metrics = looks * run["metrics_per_deployment"] * a["getmetricdata_usd_per_1000_metrics"] / 1000
+    services = max(1, math.ceil(deployments_per_day / a["deployments_per_service_per_day"]))
+    per_service = deployments_per_day / services
+    alias_looks = services * service_looks_per_day(per_service) * a["days_per_month"]
+    metrics = (canary_looks * run["metrics_per_canary_look"] + alias_looks * run["alias_metrics_per_service_look"])
+    getmetricdata = metrics * a["getmetricdata_usd_per_1000_metrics"] / 1000
     reads = looks * run["dynamodb_kb_per_deployment"] / a["dynamodb_read_unit_kb"]
     # TransactWriteItems: two write units per KB of each item (assessment and record)
     writes = looks * 2 * math.ceil(run["dynamodb_kb_written_per_deployment"] / a["dynamodb_write_unit_kb"])
@@ -333,16 +379,19 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> float:
     lambda_usd = cpu_seconds * a["function_memory_gb"] * a["lambda_usd_per_gb_second"]
     lambda_usd += a["ticks_per_month"] * 2 * a["lambda_usd_per_million_requests"] / 1e6
     sqs = a["ticks_per_month"] * 3 * a["sqs_usd_per_million_requests"] / 1e6
-    return round(metrics + dynamodb / 1e6 + lambda_usd + sqs, 2)
+    parts = {"getmetricdata": getmetricdata, "dynamodb": dynamodb / 1e6, "lambda": lambda_usd, "sqs": sqs}
+    return {"total": round(sum(parts.values()), 2), **{k: round(v, 2) for k, v in parts.items()}}
 
 
 def run(sizes: list[int], monitored_share: float = 0.5) -> dict[str, Any]:
     runs = [measure(n, age, int(n * monitored_share)) for n in sizes for age in (5, 120)]
     basis = next((r for r in runs if r["deployments"] == ASSUMPTIONS["measured_at_deployments"]
                   and r["age_minutes"] == 120), runs[-1])  # fmt: skip
+    costs = {str(d): monthly_cost(basis, d) for d in (10, 100, 1000, 10000)}
     return {
         "runs": runs,
-        "monthly_cost_usd": {str(d): monthly_cost(basis, d) for d in (10, 100, 1000, 10000)},
+        "monthly_cost_usd": {str(d): costs[str(d)]["total"] for d in (10, 100, 1000, 10000)},
+        "monthly_cost_breakdown_usd": costs,
         "assumptions": {**ASSUMPTIONS, "measured_run": {"deployments": basis["deployments"], "age_minutes": 120}},
         "cold_import": cold_imports(),
     }

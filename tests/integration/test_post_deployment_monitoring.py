@@ -86,3 +86,38 @@ def test_a_release_that_behaves_like_its_history_raises_nothing(embedded: Any) -
     [assessment] = monitor_promoted(config, repository, EventPublisher(), clock.now()).assessed
     assert assessment.health_status == HealthStatus.HEALTHY, assessment.verdict.summary
     assert repository.events("calm") == []
+
+
+def test_deployments_of_one_alias_share_one_set_of_alias_level_queries(embedded: Any) -> None:
+    import boto3
+
+    from deployguard_local.bench_scale import counting
+
+    config = load_config(embedded.root / "examples" / "deployguard.yaml")
+    repository = DeploymentRepository()
+    _write("1", clock.now(), 20 * 60, errors_per_1000=5)
+    embedded.clock.advance(20 * 3600)
+    promoted = clock.now()
+    for n, version in enumerate(("2", "3")):  # two releases of the service, both still watched
+        target = TARGET.model_copy(update={"stable_version": str(n + 1), "new_version": version})
+        repository.create_deployment(
+            Deployment(deployment_id=f"rel-{version}", service="checkout-api", environment="production",
+                       version=version, target=target, status=DeploymentStatus.SUCCEEDED, phase=Phase.MONITORING,
+                       started_at=promoted, ended_at=promoted + timedelta(minutes=n), canary_weight=1.0)
+        )  # fmt: skip
+    _write("3", promoted, 20, errors_per_1000=80)  # the newest release errs: the alias's series shows it
+    embedded.clock.advance(20 * 60)
+    queries: list[dict[str, Any]] = []
+    with counting():
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register(
+            "before-parameter-build.cloudwatch.GetMetricData", lambda params, **_: queries.extend(
+                params["MetricDataQueries"]), unique_id="t-gmd")  # fmt: skip
+        run = monitor_promoted(config, repository, EventPublisher(), clock.now())
+    assert sorted(a.deployment_id for a in run.assessed) == ["rel-2", "rel-3"]
+    specs = config.service("checkout-api").judge.metrics
+    assert len(queries) == len(specs)  # one query per metric for the alias, not two per metric per deployment
+    assert all(
+        {d["Name"] for d in q["MetricStat"]["Metric"]["Dimensions"]} == {"FunctionName", "Resource"} for q in queries
+    )
+    assert all(a.health_status == HealthStatus.WARNING for a in run.assessed)
