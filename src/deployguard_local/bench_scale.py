@@ -260,17 +260,54 @@ def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7)
     _write_metrics(now - history, now + timedelta(minutes=CYCLES + 1), seed, functions)
 
 
+def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
+    """``ended`` rolled-back deployments (of a few real functions whose alias routes to the stable
+    version), ended over the last 24 hours, each with the traffic checks the reconciler made so far
+    (its schedule) and the next one due: the reconciler's calls are counted with the rest."""
+    from deployguard.models import TrafficCheck
+    from deployguard.reconciler import CHECK_SCHEDULE
+    from deployguard_local.emulator import sample_handler
+
+    if not ended:
+        return
+    rng = random.Random(seed)
+    now = clock.now()
+    repository = DeploymentRepository()
+    names = [f"ended-{n:02d}" for n in range(min(5, ended))]
+    targets = []
+    for name in names:
+        versions = aws.deploy_sample_function(name, "live", sample_handler)
+        targets.append(LambdaTarget(function_name=name, alias="live", stable_version=versions[0],
+                                    new_version=versions[1]))  # fmt: skip
+    with repository.table.batch_writer() as batch:
+        for n in range(ended):
+            ended_at = now - timedelta(seconds=rng.uniform(0, 24 * 3600))
+            done = [after for after in CHECK_SCHEDULE if ended_at + after <= now]
+            later = [ended_at + after for after in CHECK_SCHEDULE if ended_at + after > now]
+            check = TrafficCheck(checks=len(done), next_at=later[0] if later else None,
+                                 reconciled_at=None if later else now)  # fmt: skip
+            target = targets[n % len(targets)]
+            deployment = Deployment(
+                deployment_id=f"bench-end-{n:05d}", service=target.function_name, environment="production",
+                version=target.new_version, target=target, status=DeploymentStatus.ROLLED_BACK, phase=Phase.FAILED,
+                driver="codedeploy", started_at=ended_at - timedelta(minutes=10), ended_at=ended_at,
+                decision="rolled_back", traffic_check=check, version_counter=1,
+            )  # fmt: skip
+            batch.put_item(Item=repository._deployment_item(deployment))
+
+
 def _schedule_event(at: datetime) -> dict[str, Any]:
     event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
     event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return event
 
 
-def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -> dict[str, Any]:
+def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, ended: int = 0) -> dict[str, Any]:
     """One configuration: CYCLES consecutive minute ticks (and their shards), per deployment per cycle."""
     with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
         assert aws.clock is not None
         seed_loop(deployments, age_minutes, monitored, seed)
+        seed_ended(aws, ended, seed)
         assessed = 0
         canary_looks = 0
         cpu = 0.0
@@ -316,6 +353,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -
             "metrics_per_deployment": round(counter.queries_requested / per, 2),
             "metrics_per_canary_look": round(counter.version_queries / max(1, canary_looks), 2),
             "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
+            "ended": ended,
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
             "cpu_ms_per_deployment": round(cpu * 1000 / per, 3),
         }
@@ -383,8 +421,19 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, flo
     return {"total": round(sum(parts.values()), 2), **{k: round(v, 2) for k, v in parts.items()}}
 
 
-def run(sizes: list[int], monitored_share: float = 0.5) -> dict[str, Any]:
-    runs = [measure(n, age, int(n * monitored_share)) for n in sizes for age in (5, 120)]
+def _measure(configuration: tuple[int, int, int, int, int]) -> dict[str, Any]:
+    return measure(*configuration)
+
+
+def run(sizes: list[int], monitored_share: float = 0.5, jobs: int = 1) -> dict[str, Any]:
+    configurations = [(n, age, int(n * monitored_share), 7, max(1, n // 10)) for n in sizes for age in (5, 120)]
+    if jobs > 1:  # each configuration in its own process (its own embedded AWS)
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            runs = list(pool.map(_measure, configurations))
+    else:
+        runs = [_measure(c) for c in configurations]
     basis = next((r for r in runs if r["deployments"] == ASSUMPTIONS["measured_at_deployments"]
                   and r["age_minutes"] == 120), runs[-1])  # fmt: skip
     costs = {str(d): monthly_cost(basis, d) for d in (10, 100, 1000, 10000)}
@@ -400,11 +449,12 @@ def run(sizes: list[int], monitored_share: float = 0.5) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> str:
     lines = ["Minute loop at scale (embedded AWS, real AssessorFunction and AssessorShardFunction, per deployment "
              f"per cycle, {CYCLES} cycles)",
-             f"  {'N':>6} {'age':>4} {'mon':>5} {'calls':>6} {'DDB KB':>7} {'GMD':>4} {'ceil':>4} "
+             f"  {'N':>6} {'age':>4} {'mon':>5} {'ended':>5} {'calls':>6} {'DDB KB':>7} {'GMD':>4} {'ceil':>4} "
              f"{'lambda':>6} {'CPU ms':>7}  by operation"]  # fmt: skip
     for r in result["runs"]:
         ops = ", ".join(f"{k}={v}" for k, v in r["calls_by_operation"].items())
-        lines.append(f"  {r['deployments']:>6} {r['age_minutes']:>4} {r['monitored']:>5} {r['calls_per_deployment']:>6}"
+        lines.append(f"  {r['deployments']:>6} {r['age_minutes']:>4} {r['monitored']:>5} {r['ended']:>5}"
+                     f" {r['calls_per_deployment']:>6}"
                      f" {r['dynamodb_kb_per_deployment']:>7} {r['getmetricdata_calls']:>4} "
                      f"{r['getmetricdata_limit']:>4} {r['lambda_control_plane_calls']:>6} "
                      f"{r['cpu_ms_per_deployment']:>7}  {ops}")  # fmt: skip
@@ -416,6 +466,9 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"  N={n}: age 120 / age 5: DynamoDB KB {kb:.2f}x, client CPU {cpu:.2f}x")
     lines.append("  monthly cost estimate (USD): " + ", ".join(
         f"{k}/day ${v}" for k, v in result["monthly_cost_usd"].items()))  # fmt: skip
+    lines.append("  by service (USD): " + "; ".join(
+        f"{k}/day " + ", ".join(f"{p} {v}" for p, v in parts.items() if p != "total")
+        for k, parts in result["monthly_cost_breakdown_usd"].items()))  # fmt: skip
     lines.append("  assumptions: " + json.dumps(result["assumptions"]))
     cold = result["cold_import"]
     lines.append(f"  cold import (CPU, fresh interpreter): import boto3 {cold['boto3_ms']} ms; " + ", ".join(
@@ -428,8 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--sizes", default="10,100,1000", help="active deployments per run (default 10,100,1000)")
+    parser.add_argument("--jobs", type=int, default=1, help="configurations measured in parallel processes")
     args = parser.parse_args(argv)
-    result = run([int(s) for s in args.sizes.split(",") if s.strip()])
+    result = run([int(s) for s in args.sizes.split(",") if s.strip()], jobs=args.jobs)
     print(json.dumps(result, indent=2) if args.json else report(result))
     return 0
 
