@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
+from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import canary_queries, task_set_dimensions
 from deployguard.aws.codedeploy import CodeDeployGateway, appspec_of
@@ -16,6 +17,7 @@ from deployguard.aws.elbv2 import arn_suffix, target_group_dimensions
 from deployguard.config import parse_config
 from deployguard.exceptions import CodeDeployError, LoadBalancerError, MetricsConfigError
 from deployguard.models import Deployment, EcsTarget, MetricSpec
+from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.ecs import TargetStore, create_ecs_deployment, create_ecs_service, install_deployment_target_api
 
 LAMBDA_APPSPEC = {
@@ -115,6 +117,26 @@ def test_ecs_deployment_learns_task_sets_weights_and_running_hook(aws: None) -> 
     assert target.stable_target_group.startswith("targetgroup/shop-blue/")
     assert target.new_target_group.startswith("targetgroup/shop-green/")
     assert target.stable_task_set.startswith("ecs-svc/") and target.new_task_set != target.stable_task_set
+    # the task definitions the task sets run, from ECS (DescribeTaskSets): blue is the stable one
+    assert target.stable_task_definition == stack.task_definitions[0]
+    assert target.new_task_definition == stack.task_definitions[1]
+
+
+def test_ecs_task_definitions_stay_unknown_when_describe_task_sets_fails(aws: None) -> None:
+    store = TargetStore()
+    undo = install_deployment_target_api(store)
+    try:
+        stack = create_ecs_service("main", "shop")
+        deployment_id = create_ecs_deployment(stack, "shop", "shop-bg", store=store)
+        with FaultInjector(clock.SimulatedClock()) as injected:
+            plan = injected.on("ecs", "DescribeTaskSets", [], then="5xx")
+            info = CodeDeployGateway().deployment(deployment_id)
+    finally:
+        undo()
+    target = info.target
+    assert isinstance(target, EcsTarget) and plan.injected >= 1
+    assert target.stable_task_definition == ""  # unknown, not guessed; the rest of the target is still read
+    assert target.new_task_definition == stack.task_definitions[1] and target.stable_target_group
 
 
 ECS = EcsTarget(
