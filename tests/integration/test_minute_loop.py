@@ -67,6 +67,7 @@ def test_a_cycle_reads_no_history_writes_once_per_deployment_and_never_asks_lamb
     assert record.last_assessment is not None and record.last_assessment.kind == "canary"
     assert record.last_assessment.decision in tuple(Decision)
     assert record.last_assessment.next_at > clock.now()
+    assert record.last_assessment.judge_state is not None  # the judge's state, folded forward at the next look
 
 
 def test_a_tick_is_refused_while_another_holds_the_run_lock(loop: EmbeddedAws) -> None:

@@ -30,15 +30,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
-from deployguard.analysis.judge import judge_canary
+from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_canary, judge_step
+from deployguard.analysis.scenario import truncate_window
 from deployguard.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
 from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
-from deployguard.exceptions import CodeDeployError, MetricsConfigError, TrafficShiftError
+from deployguard.exceptions import CodeDeployError, JudgeStateError, MetricsConfigError, TrafficShiftError
 from deployguard.models import (
     Assessment,
     AssessmentCursor,
+    CanaryWindow,
     Decision,
     Deployment,
     DeploymentEvent,
@@ -47,6 +49,7 @@ from deployguard.models import (
     LambdaTarget,
     Phase,
     Severity,
+    Verdict,
     judged_from,
 )
 from deployguard.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
@@ -64,6 +67,7 @@ LOCK_LEASE_SECONDS = 50  # the tick's lease: it works within it, and the next ti
 WEIGHT_RECHECK = timedelta(minutes=5)
 QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at the clock
 ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
+SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still complete: judged, not folded
 CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with this much left
 logger = logging.getLogger(__name__)
 
@@ -386,6 +390,43 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
     run.metric_calls = cycle.reader.calls
 
 
+def judge_incrementally(
+    window: CanaryWindow, settings: JudgeSettings, stored: dict[str, Any] | None, request: WindowRequest
+) -> tuple[Verdict, dict[str, Any] | None]:
+    """The verdict on the whole window, folding into the judge only the periods the stored state has
+    not seen (O(metrics) per look, whatever the canary's age); and the state to store, folded up to
+    the settled periods (all but the last SETTLE_PERIODS, which CloudWatch may still complete).
+
+    The state is kept with the window's start and period length: a window that starts elsewhere
+    (an ECS canary whose traffic start was learnt later), other settings or metrics, or a state
+    that cannot be read start the judge over on the whole window."""
+    key = {"start": request.start.isoformat(), "interval": request.interval_seconds}
+    state: JudgeState | None = None
+    if stored is not None and {k: stored.get(k) for k in key} == key:
+        try:
+            state = JudgeState.load(stored["state"])
+        except (KeyError, TypeError, ValueError):
+            state = None
+    settled = window.periods - SETTLE_PERIODS
+    try:
+        if settled > 0 and (state is None or settled >= state.periods):
+            state, _ = judge_step(state, _settled(window, settled), settings, offset=0)
+        _, verdict = judge_step(state, window, settings, offset=0)
+    except JudgeStateError:
+        state = judge_step(None, _settled(window, settled), settings, offset=0)[0] if settled > 0 else None
+        verdict = judge_canary(window, settings)
+    return verdict, ({**key, "state": state.dump()} if state is not None else None)
+
+
+def _settled(window: CanaryWindow, periods: int) -> CanaryWindow:
+    """The window's first ``periods`` periods (a traffic shift after them is not in it yet)."""
+    since = window.periods_since_shift
+    cut = window.periods - periods
+    shorter = truncate_window(window, periods)
+    shorter.periods_since_shift = since - cut if since is not None and since > cut else None
+    return shorter
+
+
 def _complete_canary(
     cycle: Cycle,
     item: DueCanary,
@@ -398,15 +439,16 @@ def _complete_canary(
     window = canary_window(
         deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
     )
-    verdict = judge_canary(window, service.judge)
-    assessment = assessment_from_verdict(deployment, window, verdict, service.health)
-    assessment.at = cycle.now
     previous = deployment.last_assessment
     previous_decision = previous.decision if previous is not None and previous.kind == KIND else None
+    folded = previous.judge_state if previous is not None and previous.kind == KIND else None
+    verdict, judge_state = judge_incrementally(window, service.judge, folded, item.request)
+    assessment = assessment_from_verdict(deployment, window, verdict, service.health)
+    assessment.at = cycle.now
     cursor = AssessmentCursor(
         kind=KIND, at=cycle.now, decision=verdict.decision, health_status=assessment.health_status,
         next_at=cycle.now + timedelta(seconds=item.interval_seconds) - SAME_CYCLE, read_until=item.request.end,
-        judge_state=previous.judge_state if previous is not None and previous.kind == KIND else None,
+        judge_state=judge_state,
     )  # fmt: skip
 
     def keep(d: Deployment) -> None:  # what this cycle learnt, laid over a record read again after a conflict
