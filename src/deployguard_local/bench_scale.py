@@ -5,7 +5,8 @@ history already in the table, as the real loop leaves it) plus N/2 promoted depl
 post-deployment monitoring (promoted at times spread over the last 24 hours), the real
 AssessorFunction runs its minute tick on the embedded AWS through the Lambda Invoke API, and
 the shards it hands out are delivered to the real AssessorShardFunction through its SQS event
-source. Over a few consecutive simulated minutes it counts, with a botocore ``before-call``
+source. After one warm-up tick (the previous look, as the loop leaves the records), over a few
+consecutive simulated minutes it counts, with a botocore ``before-call``
 handler on every client, the AWS calls the guard makes by operation (the emulator's own
 Lambda ``Invoke`` and the SQS poller's ``ReceiveMessage``/``DeleteMessageBatch`` are not the
 guard's), the KB of DynamoDB read responses, GetMetricData calls against ceil(queries/500),
@@ -257,7 +258,7 @@ def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7)
             )  # fmt: skip
             batch.put_item(Item=repository._deployment_item(deployment))
     history = timedelta(hours=24) if monitored else timedelta(minutes=age_minutes + 1)
-    _write_metrics(now - history, now + timedelta(minutes=CYCLES + 1), seed, functions)
+    _write_metrics(now - history, now + timedelta(minutes=CYCLES + 2), seed, functions)  # a warm-up tick too
 
 
 def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
@@ -296,6 +297,16 @@ def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
             batch.put_item(Item=repository._deployment_item(deployment))
 
 
+def _tick(aws: EmbeddedAws) -> None:
+    assert aws.clock is not None
+    aws.clock.advance(60)
+    payload, errored = aws.invoke("AssessorFunction", _schedule_event(clock.now()))
+    if errored:
+        raise RuntimeError(f"AssessorFunction failed: {payload}")
+    if payload["shards"]:
+        aws.deliver_queue("AssessorShardFunction")
+
+
 def _schedule_event(at: datetime) -> dict[str, Any]:
     event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
     event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -313,6 +324,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
         cpu = 0.0
         deferred = 0
         cycle_queries: list[int] = []
+        _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
         with counting() as counter:
             for _ in range(CYCLES):
                 aws.clock.advance(60)
