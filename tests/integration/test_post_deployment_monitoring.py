@@ -3,14 +3,14 @@ post-deployment schedule, until monitoring ends."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from metric_history import write_lambda_history
 
 from deployguard import clock
 from deployguard.aws.events import EventPublisher
-from deployguard.config import load_config
+from deployguard.config import DeployGuardConfig, load_config
 from deployguard.models import Deployment, DeploymentStatus, EventType, HealthStatus, LambdaTarget, Phase
 from deployguard.monitoring import monitor_promoted
 from deployguard.storage.repository import DeploymentRepository
@@ -62,12 +62,15 @@ def test_promoted_release_is_watched_against_its_history_then_released(embedded:
     assert repository.monitored_deployments() == []
 
 
-def test_a_release_that_behaves_like_its_history_raises_nothing(embedded: Any) -> None:
-    config = load_config(embedded.root / "examples" / "deployguard.yaml")
-    repository = DeploymentRepository()
+def _after_twenty_hours_of_history(embedded: Any) -> tuple[DeployGuardConfig, DeploymentRepository, datetime]:
+    """The example configuration, the repository, and now: after 20 hours of the stable version."""
     _write("1", clock.now(), 20 * 60, errors_per_1000=5)
     embedded.clock.advance(20 * 3600)
-    promoted = clock.now()
+    return load_config(embedded.root / "examples" / "deployguard.yaml"), DeploymentRepository(), clock.now()
+
+
+def test_a_release_that_behaves_like_its_history_raises_nothing(embedded: Any) -> None:
+    config, repository, promoted = _after_twenty_hours_of_history(embedded)
     repository.create_deployment(
         Deployment(
             deployment_id="calm",
@@ -93,11 +96,7 @@ def test_deployments_of_one_alias_share_one_set_of_alias_level_queries(embedded:
 
     from deployguard_local.bench_scale import counting
 
-    config = load_config(embedded.root / "examples" / "deployguard.yaml")
-    repository = DeploymentRepository()
-    _write("1", clock.now(), 20 * 60, errors_per_1000=5)
-    embedded.clock.advance(20 * 3600)
-    promoted = clock.now()
+    config, repository, promoted = _after_twenty_hours_of_history(embedded)
     for n, version in enumerate(("2", "3")):  # two releases of the service, both still watched
         target = TARGET.model_copy(update={"stable_version": str(n + 1), "new_version": version})
         repository.create_deployment(
