@@ -266,7 +266,7 @@ def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
     version), ended over the last 24 hours, each with the traffic checks the reconciler made so far
     (its schedule) and the next one due: the reconciler's calls are counted with the rest."""
     from deployguard.models import TrafficCheck
-    from deployguard.reconciler import CHECK_SCHEDULE
+    from deployguard.workflows.reconciler import CHECK_SCHEDULE
     from deployguard_local.emulator import sample_handler
 
     if not ended:

@@ -10,8 +10,8 @@ from analysis_support import make_window
 
 from deployguard.analysis.judge import JudgeSettings, judge_canary
 from deployguard.analysis.scenario import truncate_window
-from deployguard.assessor import SETTLE_PERIODS, judge_incrementally
 from deployguard.aws.cloudwatch import WindowRequest
+from deployguard.workflows.assessor import SETTLE_PERIODS, judge_incrementally
 
 START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 from deployguard.analysis.anomaly import detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
-from deployguard.assessment import SAME_CYCLE, save_assessment
 from deployguard.aws.cloudwatch import (
     MetricQuery,
     MetricsReader,
@@ -54,6 +53,7 @@ from deployguard.models import (
     VerdictReason,
 )
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.assessment import SAME_CYCLE, save_assessment
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
