@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard.inbound import parse_event
 from deployguard.workflows import runtime
-from deployguard.workflows.assessor import AssessorRun, run_tick
+from deployguard.workflows.assessor import run_tick
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 
@@ -34,31 +34,6 @@ def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any
         runtime.config(), runtime.repository(), runtime.publisher(), alerts=runtime.alert_engine(),
         remaining_ms=context.get_remaining_time_in_millis, send_shards=send,
     )  # fmt: skip
-    summary = report(run, event.time.isoformat())
+    summary = {"scheduled_at": event.time.isoformat(), **run.report(metrics.add_metric)}
     logger.info("assessment run", extra=summary)
     return summary
-
-
-def report(run: AssessorRun, scheduled_at: str) -> dict[str, Any]:
-    """The run's summary (returned and logged) and its EMF metrics."""
-    metrics.add_metric(name="DeploymentsAssessed", unit="Count", value=len(run.assessed))
-    metrics.add_metric(name="GetMetricDataCalls", unit="Count", value=run.metric_calls)
-    metrics.add_metric(name="DeploymentsDeferred", unit="Count", value=len(run.deferred))
-    metrics.add_metric(name="AlertsRaised", unit="Count", value=run.alerts)
-    metrics.add_metric(name="IncidentPages", unit="Count", value=len(run.tick.pages) if run.tick else 0)
-    return {
-        "scheduled_at": scheduled_at,
-        "assessed": [
-            {"deployment_id": a.deployment_id, "decision": a.verdict.decision.value, "summary": a.verdict.summary}
-            for a in run.assessed
-        ],
-        "skipped": run.skipped,
-        "deferred": run.deferred,
-        "shards": run.shards,
-        "overlapping": run.overlapping,
-        "metric_calls": run.metric_calls,
-        "alerts": run.alerts,
-        "monitored": [a.deployment_id for a in run.monitoring.assessed] if run.monitoring else [],
-        "pages": len(run.tick.pages) if run.tick else 0,
-        "incidents_resolved": len(run.tick.resolved) if run.tick else 0,
-    }

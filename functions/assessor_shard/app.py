@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from deployguard.aws.shards import Shard
 from deployguard.inbound import parse_event
 from deployguard.workflows import runtime
-from deployguard.workflows.assessor import run_shard
+from deployguard.workflows.assessor import AssessorRun, run_shard
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 
@@ -22,19 +22,13 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @tracer.capture_lambda_handler
 def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = parse_event(SqsModel, raw, "assessment shard")
-    assessed, deferred, calls = 0, 0, 0
+    run = AssessorRun()
     for record in event.Records:
         shard = Shard.model_validate_json(record.body)
-        run = run_shard(
+        run.merge(run_shard(
             shard.deployment_ids, runtime.config(), runtime.repository(), runtime.publisher(),
             alerts=runtime.alert_engine(), remaining_ms=context.get_remaining_time_in_millis,
-        )  # fmt: skip
-        assessed += len(run.assessed) + (len(run.monitoring.assessed) if run.monitoring else 0)
-        deferred += len(run.deferred)
-        calls += run.metric_calls
-    metrics.add_metric(name="DeploymentsAssessed", unit="Count", value=assessed)
-    metrics.add_metric(name="DeploymentsDeferred", unit="Count", value=deferred)
-    metrics.add_metric(name="GetMetricDataCalls", unit="Count", value=calls)
-    summary = {"shards": len(event.Records), "assessed": assessed, "deferred": deferred, "metric_calls": calls}
+        ))  # fmt: skip
+    summary = {**run.report(metrics.add_metric), "shards": len(event.Records)}  # shards received
     logger.info("assessment shard", extra=summary)
     return summary

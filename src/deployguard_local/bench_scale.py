@@ -5,7 +5,8 @@ history already in the table, as the real loop leaves it) plus N/2 promoted depl
 post-deployment monitoring (promoted at times spread over the last 24 hours), the real
 AssessorFunction runs its minute tick on the embedded AWS through the Lambda Invoke API, and
 the shards it hands out are delivered to the real AssessorShardFunction through its SQS event
-source. Over a few consecutive simulated minutes it counts, with a botocore ``before-call``
+source. After one warm-up tick (the previous look, as the loop leaves the records), over a few
+consecutive simulated minutes it counts, with a botocore ``before-call``
 handler on every client, the AWS calls the guard makes by operation (the emulator's own
 Lambda ``Invoke`` and the SQS poller's ``ReceiveMessage``/``DeleteMessageBatch`` are not the
 guard's), the KB of DynamoDB read responses, GetMetricData calls against ceil(queries/500),
@@ -76,14 +77,18 @@ ASSUMPTIONS: dict[str, Any] = {
     "function_memory_gb": 0.5,
     "canary_minutes_per_deployment": 10,
     "monitoring_assessments_per_deployment": 200,
+    "deployments_per_service_per_day": 10,
     "days_per_month": 30,
     "ticks_per_month": 43200,
     "measured_at_deployments": 1000,
-    "note": "canary assessments every minute for the canary's minutes; post-deployment monitoring on its "
-    "schedule (60 in the first hour, 72 in the next 6 hours, 68 until 24 hours); per assessment the "
-    "GetMetricData metrics, DynamoDB KB read and written, calls and client CPU measured by this bench "
-    "(per deployment per cycle at age 120); one minute tick a minute (list, lock, alert tick) on top; "
-    "CloudWatch Logs, X-Ray and SNS deliveries left out",
+    "note": "canary assessments every minute for the canary's minutes, each reading both versions' metrics "
+    "(metrics_per_canary_look, measured); post-deployment monitoring on its schedule (60 looks in the first hour, "
+    "72 in the next 6 hours, 68 until 24 hours) per deployment, each an assessment written; its metrics read at "
+    "the alias (alias_metrics_per_service_look, measured), once per service in a minute any of its deployments "
+    "is due (services = deployments a day / deployments_per_service_per_day, deployments evenly spread over the "
+    "day: service_looks_per_day); DynamoDB KB read and written, and client CPU per assessment measured by this "
+    "bench (per deployment per cycle at age 120); one minute tick a minute (lock, one LOOP Query, alert tick) "
+    "on top; CloudWatch Logs, X-Ray and SNS deliveries left out",
 }
 
 
@@ -99,6 +104,9 @@ class CallCounter:
     in_calls_cpu: float = 0.0
     _started: dict[int, float] = field(default_factory=dict)
     queries_requested: int = 0
+    version_queries: int = 0  # queries of one version (canary reads; monitoring of per-version metrics)
+    alias_queries: int = 0  # alias-level queries (post-promotion monitoring, shared per service and alias)
+    alias_sets: int = 0  # distinct aliases read at the alias level, summed over calls
 
     def before_call(self, model: Any, params: Any = None, **_: Any) -> None:
         if threading.get_ident() != self.thread:
@@ -112,7 +120,17 @@ class CallCounter:
             return
         key = (model.service_model.service_name, model.name)
         if key == ("cloudwatch", "GetMetricData"):
-            self.queries_requested += len(params.get("MetricDataQueries", []))
+            queries = params.get("MetricDataQueries", [])
+            self.queries_requested += len(queries)
+            aliases = set()
+            for query in queries:
+                dims = {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]}
+                if "ExecutedVersion" in dims:
+                    self.version_queries += 1
+                else:
+                    self.alias_queries += 1
+                    aliases.add(dims.get("Resource"))
+            self.alias_sets += len(aliases)
         if key == ("dynamodb", "TransactWriteItems"):
             self.write_bytes += len(json.dumps(params.get("TransactItems", []), default=str))
 
@@ -171,9 +189,10 @@ def _write_metrics(start: datetime, end: datetime, seed: int, functions: int) ->
                           "duration_p99": 300 * (0.95 + 0.1 * rng.random())}  # fmt: skip
                 for spec in specs:
                     dims = version_dimensions(spec, target, version)
-                    pending.append({"MetricName": spec.name, "Timestamp": at + timedelta(seconds=30),
-                                    "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())],
-                                    "Unit": spec.unit, "Value": float(values[spec.id])})  # fmt: skip
+                    for each in (dims, {k: v for k, v in dims.items() if k != "ExecutedVersion"}):
+                        pending.append({"MetricName": spec.name, "Timestamp": at + timedelta(seconds=30),
+                                        "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(each.items())],
+                                        "Unit": spec.unit, "Value": float(values[spec.id])})  # fmt: skip
         at += timedelta(seconds=step)
     cloudwatch = clients.client("cloudwatch")
     for offset in range(0, len(pending), 1000):
@@ -239,7 +258,53 @@ def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7)
             )  # fmt: skip
             batch.put_item(Item=repository._deployment_item(deployment))
     history = timedelta(hours=24) if monitored else timedelta(minutes=age_minutes + 1)
-    _write_metrics(now - history, now + timedelta(minutes=CYCLES + 1), seed, functions)
+    _write_metrics(now - history, now + timedelta(minutes=CYCLES + 2), seed, functions)  # a warm-up tick too
+
+
+def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
+    """``ended`` rolled-back deployments (of a few real functions whose alias routes to the stable
+    version), ended over the last 24 hours, each with the traffic checks the reconciler made so far
+    (its schedule) and the next one due: the reconciler's calls are counted with the rest."""
+    from deployguard.models import TrafficCheck
+    from deployguard.workflows.reconciler import CHECK_SCHEDULE
+    from deployguard_local.emulator import sample_handler
+
+    if not ended:
+        return
+    rng = random.Random(seed)
+    now = clock.now()
+    repository = DeploymentRepository()
+    names = [f"ended-{n:02d}" for n in range(min(5, ended))]
+    targets = []
+    for name in names:
+        versions = aws.deploy_sample_function(name, "live", sample_handler)
+        targets.append(LambdaTarget(function_name=name, alias="live", stable_version=versions[0],
+                                    new_version=versions[1]))  # fmt: skip
+    with repository.table.batch_writer() as batch:
+        for n in range(ended):
+            ended_at = now - timedelta(seconds=rng.uniform(0, 24 * 3600))
+            done = [after for after in CHECK_SCHEDULE if ended_at + after <= now]
+            later = [ended_at + after for after in CHECK_SCHEDULE if ended_at + after > now]
+            check = TrafficCheck(checks=len(done), next_at=later[0] if later else None,
+                                 reconciled_at=None if later else now)  # fmt: skip
+            target = targets[n % len(targets)]
+            deployment = Deployment(
+                deployment_id=f"bench-end-{n:05d}", service=target.function_name, environment="production",
+                version=target.new_version, target=target, status=DeploymentStatus.ROLLED_BACK, phase=Phase.FAILED,
+                driver="codedeploy", started_at=ended_at - timedelta(minutes=10), ended_at=ended_at,
+                decision="rolled_back", traffic_check=check, version_counter=1,
+            )  # fmt: skip
+            batch.put_item(Item=repository._deployment_item(deployment))
+
+
+def _tick(aws: EmbeddedAws) -> None:
+    assert aws.clock is not None
+    aws.clock.advance(60)
+    payload, errored = aws.invoke("AssessorFunction", _schedule_event(clock.now()))
+    if errored:
+        raise RuntimeError(f"AssessorFunction failed: {payload}")
+    if payload["shards"]:
+        aws.deliver_queue("AssessorShardFunction")
 
 
 def _schedule_event(at: datetime) -> dict[str, Any]:
@@ -248,15 +313,18 @@ def _schedule_event(at: datetime) -> dict[str, Any]:
     return event
 
 
-def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -> dict[str, Any]:
+def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, ended: int = 0) -> dict[str, Any]:
     """One configuration: CYCLES consecutive minute ticks (and their shards), per deployment per cycle."""
     with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
         assert aws.clock is not None
         seed_loop(deployments, age_minutes, monitored, seed)
+        seed_ended(aws, ended, seed)
         assessed = 0
+        canary_looks = 0
         cpu = 0.0
         deferred = 0
         cycle_queries: list[int] = []
+        _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
         with counting() as counter:
             for _ in range(CYCLES):
                 aws.clock.advance(60)
@@ -267,13 +335,15 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -
                 if errored:
                     raise RuntimeError(f"AssessorFunction failed: {payload}")
                 assessed += len(payload["assessed"]) + len(payload["monitored"])
+                canary_looks += len(payload["assessed"])
                 deferred += len(payload["deferred"])
                 if payload["shards"]:
                     for shard_payload, shard_errored in aws.deliver_queue("AssessorShardFunction"):
                         if shard_errored:
                             raise RuntimeError(f"AssessorShardFunction failed: {shard_payload}")
-                        assessed += shard_payload["assessed"]
-                        deferred += shard_payload["deferred"]
+                        assessed += len(shard_payload["assessed"]) + len(shard_payload["monitored"])
+                        canary_looks += len(shard_payload["assessed"])
+                        deferred += len(shard_payload["deferred"])
                 cpu += (time.thread_time() - cpu_before) - (counter.in_calls_cpu - started_cpu)
                 cycle_queries.append(counter.queries_requested - queries_before)
         calls = counter.guard_calls()
@@ -293,6 +363,9 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -
             "getmetricdata_calls": gmd,
             "getmetricdata_limit": sum(math.ceil(q / 500) for q in cycle_queries),
             "metrics_per_deployment": round(counter.queries_requested / per, 2),
+            "metrics_per_canary_look": round(counter.version_queries / max(1, canary_looks), 2),
+            "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
+            "ended": ended,
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
             "cpu_ms_per_deployment": round(cpu * 1000 / per, 3),
         }
@@ -319,12 +392,35 @@ def cold_imports(repeats: int = 5) -> dict[str, Any]:
     return {"boto3_ms": round(boto3_ms, 1), "handlers": handlers}
 
 
-def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> float:
-    """The estimate of ASSUMPTIONS from one measured run (age 120, per deployment per cycle)."""
+def service_looks_per_day(deployments_per_day: float) -> int:
+    """Minutes of a day in which one service's alias is read for post-promotion monitoring: any of its
+    deployments (promoted evenly over the day, each watched 24 hours on the schedule) is due."""
+    from deployguard.analysis.schedule import post_deployment_interval
+
+    k = max(1, round(deployments_per_day))
+    promoted = [j * 1440 / k - day * 1440 for j in range(k) for day in (0, 1)]
+    looks = 0
+    for minute in range(1440):
+        for at in promoted:
+            age = minute - at
+            interval = post_deployment_interval(age * 60) if age >= 0 else None
+            if interval is not None and int(age) % (interval // 60) == 0:
+                looks += 1
+                break
+    return looks
+
+
+def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, float]:
+    """The estimate of ASSUMPTIONS from one measured run (age 120, per deployment per cycle), by service."""
     a = ASSUMPTIONS
     month = deployments_per_day * a["days_per_month"]
+    canary_looks = month * a["canary_minutes_per_deployment"]
     looks = month * (a["canary_minutes_per_deployment"] + a["monitoring_assessments_per_deployment"])
-    metrics = looks * run["metrics_per_deployment"] * a["getmetricdata_usd_per_1000_metrics"] / 1000
+    services = max(1, math.ceil(deployments_per_day / a["deployments_per_service_per_day"]))
+    per_service = deployments_per_day / services
+    alias_looks = services * service_looks_per_day(per_service) * a["days_per_month"]
+    metrics = (canary_looks * run["metrics_per_canary_look"] + alias_looks * run["alias_metrics_per_service_look"])
+    getmetricdata = metrics * a["getmetricdata_usd_per_1000_metrics"] / 1000
     reads = looks * run["dynamodb_kb_per_deployment"] / a["dynamodb_read_unit_kb"]
     # TransactWriteItems: two write units per KB of each item (assessment and record)
     writes = looks * 2 * math.ceil(run["dynamodb_kb_written_per_deployment"] / a["dynamodb_write_unit_kb"])
@@ -333,16 +429,30 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> float:
     lambda_usd = cpu_seconds * a["function_memory_gb"] * a["lambda_usd_per_gb_second"]
     lambda_usd += a["ticks_per_month"] * 2 * a["lambda_usd_per_million_requests"] / 1e6
     sqs = a["ticks_per_month"] * 3 * a["sqs_usd_per_million_requests"] / 1e6
-    return round(metrics + dynamodb / 1e6 + lambda_usd + sqs, 2)
+    parts = {"getmetricdata": getmetricdata, "dynamodb": dynamodb / 1e6, "lambda": lambda_usd, "sqs": sqs}
+    return {"total": round(sum(parts.values()), 2), **{k: round(v, 2) for k, v in parts.items()}}
 
 
-def run(sizes: list[int], monitored_share: float = 0.5) -> dict[str, Any]:
-    runs = [measure(n, age, int(n * monitored_share)) for n in sizes for age in (5, 120)]
+def _measure(configuration: tuple[int, int, int, int, int]) -> dict[str, Any]:
+    return measure(*configuration)
+
+
+def run(sizes: list[int], monitored_share: float = 0.5, jobs: int = 1) -> dict[str, Any]:
+    configurations = [(n, age, int(n * monitored_share), 7, max(1, n // 10)) for n in sizes for age in (5, 120)]
+    if jobs > 1:  # each configuration in its own process (its own embedded AWS)
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            runs = list(pool.map(_measure, configurations))
+    else:
+        runs = [_measure(c) for c in configurations]
     basis = next((r for r in runs if r["deployments"] == ASSUMPTIONS["measured_at_deployments"]
                   and r["age_minutes"] == 120), runs[-1])  # fmt: skip
+    costs = {str(d): monthly_cost(basis, d) for d in (10, 100, 1000, 10000)}
     return {
         "runs": runs,
-        "monthly_cost_usd": {str(d): monthly_cost(basis, d) for d in (10, 100, 1000, 10000)},
+        "monthly_cost_usd": {str(d): costs[str(d)]["total"] for d in (10, 100, 1000, 10000)},
+        "monthly_cost_breakdown_usd": costs,
         "assumptions": {**ASSUMPTIONS, "measured_run": {"deployments": basis["deployments"], "age_minutes": 120}},
         "cold_import": cold_imports(),
     }
@@ -351,11 +461,12 @@ def run(sizes: list[int], monitored_share: float = 0.5) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> str:
     lines = ["Minute loop at scale (embedded AWS, real AssessorFunction and AssessorShardFunction, per deployment "
              f"per cycle, {CYCLES} cycles)",
-             f"  {'N':>6} {'age':>4} {'mon':>5} {'calls':>6} {'DDB KB':>7} {'GMD':>4} {'ceil':>4} "
+             f"  {'N':>6} {'age':>4} {'mon':>5} {'ended':>5} {'calls':>6} {'DDB KB':>7} {'GMD':>4} {'ceil':>4} "
              f"{'lambda':>6} {'CPU ms':>7}  by operation"]  # fmt: skip
     for r in result["runs"]:
         ops = ", ".join(f"{k}={v}" for k, v in r["calls_by_operation"].items())
-        lines.append(f"  {r['deployments']:>6} {r['age_minutes']:>4} {r['monitored']:>5} {r['calls_per_deployment']:>6}"
+        lines.append(f"  {r['deployments']:>6} {r['age_minutes']:>4} {r['monitored']:>5} {r['ended']:>5}"
+                     f" {r['calls_per_deployment']:>6}"
                      f" {r['dynamodb_kb_per_deployment']:>7} {r['getmetricdata_calls']:>4} "
                      f"{r['getmetricdata_limit']:>4} {r['lambda_control_plane_calls']:>6} "
                      f"{r['cpu_ms_per_deployment']:>7}  {ops}")  # fmt: skip
@@ -367,6 +478,9 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"  N={n}: age 120 / age 5: DynamoDB KB {kb:.2f}x, client CPU {cpu:.2f}x")
     lines.append("  monthly cost estimate (USD): " + ", ".join(
         f"{k}/day ${v}" for k, v in result["monthly_cost_usd"].items()))  # fmt: skip
+    lines.append("  by service (USD): " + "; ".join(
+        f"{k}/day " + ", ".join(f"{p} {v}" for p, v in parts.items() if p != "total")
+        for k, parts in result["monthly_cost_breakdown_usd"].items()))  # fmt: skip
     lines.append("  assumptions: " + json.dumps(result["assumptions"]))
     cold = result["cold_import"]
     lines.append(f"  cold import (CPU, fresh interpreter): import boto3 {cold['boto3_ms']} ms; " + ", ".join(
@@ -379,8 +493,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--sizes", default="10,100,1000", help="active deployments per run (default 10,100,1000)")
+    parser.add_argument("--jobs", type=int, default=1, help="configurations measured in parallel processes")
     args = parser.parse_args(argv)
-    result = run([int(s) for s in args.sizes.split(",") if s.strip()])
+    result = run([int(s) for s in args.sizes.split(",") if s.strip()], jobs=args.jobs)
     print(json.dumps(result, indent=2) if args.json else report(result))
     return 0
 

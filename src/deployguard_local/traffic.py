@@ -3,8 +3,9 @@
 A traffic source listens to the simulated clock. For every minute that passes it
 reads how the alias routes traffic (the real GetAlias call), splits the minute's
 requests between the versions, draws errors and latencies from each version's
-behaviour at that minute, and publishes the per-version Lambda metrics exactly as
-AWS/Lambda does for an alias (FunctionName, Resource, ExecutedVersion).
+behaviour at that minute, and publishes the Lambda metrics as AWS/Lambda does for an
+alias: per version (FunctionName, Resource, ExecutedVersion) and the alias's own
+(FunctionName, Resource: every version it served).
 """
 
 from __future__ import annotations
@@ -90,11 +91,13 @@ class LambdaTrafficSource:
             "ExecutedVersion": version,
         }
         stamp = at + timedelta(seconds=30)
-        put_metric_values("AWS/Lambda", "Invocations", dims, stamp, "Count", value=requests)
-        put_metric_values("AWS/Lambda", "Errors", dims, stamp, "Count", value=errors)
-        put_metric_values("AWS/Lambda", "Throttles", dims, stamp, "Count", value=0)
-        # a distribution whose 50th percentile is p50 and 99th is p99 (CloudWatch Values/Counts)
-        put_metric_values("AWS/Lambda", "Duration", dims, stamp, "Milliseconds", values=[p50, p99], counts=[98, 2])
+        alias_dims = {k: v for k, v in dims.items() if k != "ExecutedVersion"}  # the alias's series, every version
+        for each in (dims, alias_dims):
+            put_metric_values("AWS/Lambda", "Invocations", each, stamp, "Count", value=requests)
+            put_metric_values("AWS/Lambda", "Errors", each, stamp, "Count", value=errors)
+            put_metric_values("AWS/Lambda", "Throttles", each, stamp, "Count", value=0)
+            # a distribution whose 50th percentile is p50 and 99th is p99 (CloudWatch Values/Counts)
+            put_metric_values("AWS/Lambda", "Duration", each, stamp, "Milliseconds", values=[p50, p99], counts=[98, 2])
 
     def _poisson(self, mean: float) -> int:
         if mean <= 0:

@@ -68,6 +68,7 @@ def test_a_cycle_reads_no_history_writes_once_per_deployment_and_never_asks_lamb
     assert record.last_assessment is not None and record.last_assessment.kind == "canary"
     assert record.last_assessment.decision in tuple(Decision)
     assert record.last_assessment.next_at > clock.now()
+    assert record.last_assessment.judge_state is not None  # the judge's state, folded forward at the next look
 
 
 def test_a_tick_is_refused_while_another_holds_the_run_lock(loop: EmbeddedAws) -> None:
@@ -85,8 +86,11 @@ def test_out_of_time_the_rest_waits_for_the_next_tick_and_the_alert_tick_still_r
     starved = run_tick(*args, alerts=runtime.alert_engine(), remaining_ms=lambda: 25_000)
     assert starved.assessed == [] and sorted(starved.deferred) == [f"bench-{n:05d}" for n in range(4)]
     assert starved.tick is not None  # escalation, auto-resolution and approved actions were not starved
+    assert run_tick(*args, alerts=runtime.alert_engine()).overlapping  # its lease runs until the next minute
+    assert loop.clock is not None
+    loop.clock.advance(55)
     assert len(run_tick(*args, alerts=runtime.alert_engine()).assessed) == 4
-    assert run_tick(*args, alerts=runtime.alert_engine()).assessed == []  # not due again within the minute
+    assert run_tick(*args, alerts=runtime.alert_engine(), lock=False).assessed == []  # not due again this minute
 
 
 def test_more_due_than_one_invocation_takes_go_out_in_shards_to_the_shard_function(loop: EmbeddedAws) -> None:
@@ -99,7 +103,7 @@ def test_more_due_than_one_invocation_takes_go_out_in_shards_to_the_shard_functi
     assert run.shards == 2 and run.assessed == []
     answers = loop.deliver_queue("AssessorShardFunction")
     assert [errored for _, errored in answers] == [False, False]
-    assert sum(payload["assessed"] for payload, _ in answers) == 4
-    assert all(payload["deferred"] == 0 for payload, _ in answers)
+    assert sum(len(payload["assessed"]) for payload, _ in answers) == 4
+    assert all(payload["deferred"] == [] for payload, _ in answers)
     assert all(repository.get_deployment(f"bench-{n:05d}").last_assessment is not None for n in range(4))
     assert loop.deliver_queue("AssessorShardFunction") == []  # every shard was deleted once done

@@ -3,14 +3,14 @@ post-deployment schedule, until monitoring ends."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from metric_history import write_lambda_history
 
 from deployguard import clock
 from deployguard.aws.events import EventPublisher
-from deployguard.config import load_config
+from deployguard.config import DeployGuardConfig, load_config
 from deployguard.models import Deployment, DeploymentStatus, EventType, HealthStatus, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.monitoring import monitor_promoted
@@ -62,12 +62,15 @@ def test_promoted_release_is_watched_against_its_history_then_released(embedded:
     assert repository.monitored_deployments() == []
 
 
-def test_a_release_that_behaves_like_its_history_raises_nothing(embedded: Any) -> None:
-    config = load_config(embedded.root / "examples" / "deployguard.yaml")
-    repository = DeploymentRepository()
+def _after_twenty_hours_of_history(embedded: Any) -> tuple[DeployGuardConfig, DeploymentRepository, datetime]:
+    """The example configuration, the repository, and now: after 20 hours of the stable version."""
     _write("1", clock.now(), 20 * 60, errors_per_1000=5)
     embedded.clock.advance(20 * 3600)
-    promoted = clock.now()
+    return load_config(embedded.root / "examples" / "deployguard.yaml"), DeploymentRepository(), clock.now()
+
+
+def test_a_release_that_behaves_like_its_history_raises_nothing(embedded: Any) -> None:
+    config, repository, promoted = _after_twenty_hours_of_history(embedded)
     repository.create_deployment(
         Deployment(
             deployment_id="calm",
@@ -86,3 +89,34 @@ def test_a_release_that_behaves_like_its_history_raises_nothing(embedded: Any) -
     [assessment] = monitor_promoted(config, repository, EventPublisher(), clock.now()).assessed
     assert assessment.health_status == HealthStatus.HEALTHY, assessment.verdict.summary
     assert repository.events("calm") == []
+
+
+def test_deployments_of_one_alias_share_one_set_of_alias_level_queries(embedded: Any) -> None:
+    import boto3
+
+    from deployguard_local.bench_scale import counting
+
+    config, repository, promoted = _after_twenty_hours_of_history(embedded)
+    for n, version in enumerate(("2", "3")):  # two releases of the service, both still watched
+        target = TARGET.model_copy(update={"stable_version": str(n + 1), "new_version": version})
+        repository.create_deployment(
+            Deployment(deployment_id=f"rel-{version}", service="checkout-api", environment="production",
+                       version=version, target=target, status=DeploymentStatus.SUCCEEDED, phase=Phase.MONITORING,
+                       started_at=promoted, ended_at=promoted + timedelta(minutes=n), canary_weight=1.0)
+        )  # fmt: skip
+    _write("3", promoted, 20, errors_per_1000=80)  # the newest release errs: the alias's series shows it
+    embedded.clock.advance(20 * 60)
+    queries: list[dict[str, Any]] = []
+    with counting():
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register(
+            "before-parameter-build.cloudwatch.GetMetricData", lambda params, **_: queries.extend(
+                params["MetricDataQueries"]), unique_id="t-gmd")  # fmt: skip
+        run = monitor_promoted(config, repository, EventPublisher(), clock.now())
+    assert sorted(a.deployment_id for a in run.assessed) == ["rel-2", "rel-3"]
+    specs = config.service("checkout-api").judge.metrics
+    assert len(queries) == len(specs)  # one query per metric for the alias, not two per metric per deployment
+    assert all(
+        {d["Name"] for d in q["MetricStat"]["Metric"]["Dimensions"]} == {"FunctionName", "Resource"} for q in queries
+    )
+    assert all(a.health_status == HealthStatus.WARNING for a in run.assessed)

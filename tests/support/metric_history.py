@@ -29,14 +29,15 @@ def write_lambda_history(
     data: list[dict[str, Any]] = []
     for m in range(0, minutes, 5):
         at, wobble = start + timedelta(minutes=m, seconds=30), _wobble(m)
-        data += [
-            {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Unit": "Count", "Value": 1000.0},
-            {"MetricName": "Errors", "Dimensions": dims, "Timestamp": at, "Unit": "Count",
-             "Value": errors_per_1000 * wobble},
-            {"MetricName": "Throttles", "Dimensions": dims, "Timestamp": at, "Unit": "Count", "Value": 0.0},
-            {"MetricName": "Duration", "Dimensions": dims, "Timestamp": at, "Unit": "Milliseconds",
-             "Value": 120 * wobble},
-        ]  # fmt: skip
+        for each in (dims, dims[1:]):  # per version, and the alias's own series (as AWS/Lambda publishes both)
+            data += [
+                {"MetricName": "Invocations", "Dimensions": each, "Timestamp": at, "Unit": "Count", "Value": 1000.0},
+                {"MetricName": "Errors", "Dimensions": each, "Timestamp": at, "Unit": "Count",
+                 "Value": errors_per_1000 * wobble},
+                {"MetricName": "Throttles", "Dimensions": each, "Timestamp": at, "Unit": "Count", "Value": 0.0},
+                {"MetricName": "Duration", "Dimensions": each, "Timestamp": at, "Unit": "Milliseconds",
+                 "Value": 120 * wobble},
+            ]  # fmt: skip
     _put("AWS/Lambda", data)
 
 

@@ -42,7 +42,8 @@ _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # the schema is built when a configuration is first validated, not when a function imports this module
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class CanaryPlan(StrictModel):

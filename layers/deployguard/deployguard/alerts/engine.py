@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -157,13 +158,22 @@ class AlertEngine:
             logger.exception("alert engine failed", extra={"deployment_id": deployment_id, "on": what})
             self.repository.audit(deployment_id, "alerting_failed", actor, f"{what}: {type(exc).__name__}: {exc}")
 
-    def on_tick(self, now: datetime | None = None) -> TickReport:
-        """Every minute: deployment-only rules, escalation, automatic resolution, approved actions."""
+    @contextmanager
+    def cycle(self, incident_items: list[dict[str, Any]], approval_items: list[dict[str, Any]]) -> Iterator[None]:
+        """The minute tick's cycle: the open incidents and approvals its one read found, used by
+        every assessment and the alert tick of the cycle (no read of their own)."""
+        with self.incident_store.one_read_per_cycle(incident_items), \
+                self.remediation.store.one_read_per_cycle(approval_items):  # fmt: skip
+            yield
+
+    def on_tick(self, now: datetime | None = None, deployments: Iterable[Deployment] | None = None) -> TickReport:
+        """Every minute: deployment-only rules (on ``deployments``, the active ones the minute tick
+        read, else read here), escalation, automatic resolution, approved actions."""
         at = now or clock.now()
         report = TickReport(at=at)
         if not self.settings.enabled:
             return report
-        for deployment in self.repository.active_deployments():
+        for deployment in self.repository.active_deployments() if deployments is None else deployments:
             evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
             report.alerts.extend(self._process(evaluation, deployment, time.monotonic()))
         if self.publisher is not None:
@@ -173,7 +183,8 @@ class AlertEngine:
         self._track_pages(report.pages)
         for incident in resolved:
             self.trackers.on_news(incident, "resolved", "Resolved automatically: its conditions stayed clear.")
-        open_incidents = {i.incident_id: i for i in self.incident_store.open_incidents()}
+        done = set(report.resolved)
+        open_incidents = {i.incident_id: i for i in self.incident_store.open_incidents() if i.incident_id not in done}
         report.remediations = self.remediation.run_approved(open_incidents)
         return report
 

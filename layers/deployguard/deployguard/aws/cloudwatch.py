@@ -63,6 +63,20 @@ def version_dimensions(spec: MetricSpec, target: LambdaTarget, version: str) -> 
     }
 
 
+def alias_dimensions(spec: MetricSpec, target: LambdaTarget) -> dict[str, str] | None:
+    """Dimensions that select every version behind an alias (what the alias served, whichever
+    version), or None when the metric exists only per version (custom dimensions naming ``{version}``).
+
+    AWS/Lambda publishes an alias's metrics with the dimensions FunctionName and Resource
+    (function:alias); a custom metric without ``{version}`` is the same series for every version."""
+    if spec.namespace == "AWS/Lambda" and not spec.dimensions:
+        return {"FunctionName": target.function_name, "Resource": f"{target.function_name}:{target.alias}"}
+    if any("{version}" in value for value in spec.dimensions.values()):
+        return None
+    names = {"function": target.function_name, "alias": target.alias}
+    return {name: value.format(**names) for name, value in spec.dimensions.items()}
+
+
 def task_set_dimensions(spec: MetricSpec, target: EcsTarget, role: str) -> dict[str, str]:
     """Dimensions that select one task set (blue: ``baseline``, green: ``canary``) of an ECS service.
 
@@ -186,6 +200,8 @@ class MetricsReader:
         entries: list[tuple[MetricQuery, WindowRequest]] = []
         for request in requests:
             for q in request.queries:
+                if q.key in out:  # shared by several requests (a service's alias-level monitoring): read once
+                    continue
                 out[q.key] = [None] * request.periods
                 if request.periods:
                     entries.append((q, request))

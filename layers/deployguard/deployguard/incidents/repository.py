@@ -1,6 +1,6 @@
 """Storage of incidents and alerts in the DeploymentsTable (keys as in deployguard.storage.keys).
 
-- an incident: ``INCIDENT#<id>`` / ``META``; gsi1 ``INCIDENT#OPEN`` while not resolved, gsi2
+- an incident: ``INCIDENT#<id>`` / ``META``; gsi1 ``LOOP`` (``!I#``, read by the minute tick) while not resolved, gsi2
   ``INCIDENTS`` (every incident, newest first by gsi2sk)
 - the open incident of a grouping key: ``INCIDENT-KEY#<key>`` / ``INCIDENT-KEY`` (deleted on resolution)
 - an alert, in the deployment's history: ``DEP#<deployment>`` / ``ALERT#<time>#<alert>``
@@ -36,7 +36,6 @@ M = TypeVar("M", bound=BaseModel)
 
 INCIDENT = "INCIDENT"
 INCIDENT_KEY = "INCIDENT-KEY"
-INCIDENT_OPEN = "INCIDENT#OPEN"
 INCIDENTS_ALL = "INCIDENTS"
 ALERT_RATE = "ALERT-RATE"
 
@@ -91,8 +90,8 @@ class IncidentRepository:
         if provisional:  # written before its key is claimed; expires if the writer dies in between
             item[keys.TTL_ATTRIBUTE] = int((clock.now() + timedelta(hours=1)).timestamp())
         elif incident.is_open:
-            item[keys.GSI1_PK] = INCIDENT_OPEN
-            item[keys.GSI1_SK] = opened
+            item[keys.GSI1_PK] = keys.LOOP
+            item[keys.GSI1_SK] = keys.loop_always(keys.INCIDENT_OPEN, incident.opened_at, incident.incident_id)
         else:
             item[keys.TTL_ATTRIBUTE] = self.expires_at(incident.resolved_at)
         return item
@@ -177,12 +176,15 @@ class IncidentRepository:
         raise last
 
     def open_incidents(self) -> list[Incident]:
+        """The open incidents: the cycle's one read while a cycle runs (see :meth:`one_read_per_cycle`)."""
+        if self._cycle is not None:
+            return [incident for incidents in self._cycle.values() for incident in incidents]
         return [
             from_item(Incident, item)
             for item in self._query(
                 IndexName=keys.GSI1,
-                KeyConditionExpression="gsi1pk = :pk",
-                ExpressionAttributeValues={":pk": INCIDENT_OPEN},
+                KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
+                ExpressionAttributeValues={":pk": keys.LOOP, ":prefix": f"{keys.ALWAYS}{keys.INCIDENT_OPEN}#"},
             )
         ]
 
@@ -206,13 +208,15 @@ class IncidentRepository:
         return [i for i in self.open_incidents() if i.deployment_id == deployment_id]
 
     @contextmanager
-    def one_read_per_cycle(self) -> Iterator[dict[str, list[Incident]]]:
-        """Read the open incidents once for a whole assessment cycle (one Query, not one per deployment).
+    def one_read_per_cycle(self, items: list[dict[str, Any]] | None = None) -> Iterator[dict[str, list[Incident]]]:
+        """Read the open incidents once for a whole cycle (one Query, not one per deployment; or
+        ``items``, the stored incidents the minute tick's one read found).
 
         Incidents opened during the cycle are not in it; every change of an incident still
         re-reads it under its optimistic lock, so a stale view never overwrites anything."""
         by_deployment: dict[str, list[Incident]] = {}
-        for incident in self.open_incidents():
+        found = [from_item(Incident, item) for item in items] if items is not None else self.open_incidents()
+        for incident in found:
             by_deployment.setdefault(incident.deployment_id, []).append(incident)
         self._cycle = by_deployment
         try:

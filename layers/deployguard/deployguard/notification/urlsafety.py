@@ -38,15 +38,13 @@ import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
 from deployguard.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import requests
 
 Resolver = Callable[[str], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -298,52 +296,13 @@ def validate_outbound_url(
 # --------------------------------------------------------------------------- connections
 
 
-def _pinned(cls: type[HTTPConnection], address: str) -> type[HTTPConnection]:
-    """A urllib3 connection class that connects to ``address`` whatever its host name resolves to now."""
-
-    class Pinned(cls):  # type: ignore[valid-type,misc]
-        def _new_conn(self) -> socket.socket:
-            # urllib3 opens the socket to _dns_host: the checked address for this one call;
-            # outside it the host stays the name, for SNI, the certificate check and Host
-            name: str = self._dns_host  # type: ignore[has-type]
-            self._dns_host = address
-            try:
-                return super()._new_conn()
-            finally:
-                self._dns_host = name
-
-    return Pinned
-
-
-class PinnedAdapter(HTTPAdapter):
-    """A requests transport that sends every request to one checked address, for one host only."""
-
-    def __init__(self, target: CheckedTarget) -> None:
-        if not target.address:
-            raise ValueError("a target checked without resolution cannot be connected to")
-        self.target = target
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        address = self.target.address
-        http_pool = type("PinnedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": _pinned(HTTPConnection, address)})
-        https_pool = type(
-            "PinnedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": _pinned(HTTPSConnection, address)}
-        )
-        self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        parts = urlsplit(request.url or "")
-        if (parts.hostname or "").lower().rstrip(".") != self.target.host or (
-            parts.port or _default_port(parts.scheme)
-        ) != self.target.port:
-            raise requests.exceptions.InvalidURL(f"{redact(request.url or '')} is not the checked target")
-        return super().send(request, **kwargs)
-
-
 def pinned_session(target: CheckedTarget) -> requests.Session:
-    """A session whose requests go only to ``target``'s checked address; no proxy, no redirect."""
+    """A session whose requests go only to ``target``'s checked address; no proxy, no redirect.
+    (``requests`` is imported here, by the first delivery: a function that only checks URLs does not pay for it.)"""
+    import requests
+
+    from deployguard.notification.pinned_http import PinnedAdapter
+
     session = requests.Session()
     session.trust_env = False  # a proxy from the environment would resolve the name again
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")

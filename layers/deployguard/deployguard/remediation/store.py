@@ -2,7 +2,8 @@
 
 - attempts of one action for one incident: ``REMEDIATION#<incident>#<action>`` / ``REMEDIATION``
 - circuit breaker of a target (or ``global``): ``REMEDIATION-BREAKER#<scope>`` / ``REMEDIATION-BREAKER``
-- an approval request: ``APPROVAL#<id>`` / ``META``, in gsi1 under ``APPROVAL#OPEN`` while open
+- an approval request: ``APPROVAL#<id>`` / ``META``, in gsi1 under ``LOOP`` (``!P#``, read by the minute tick)
+  while open
 - lock of a target: ``REMEDIATION-LOCK#<target>`` (``DeploymentRepository.claim_once``)
 
 Counters change with atomic, conditional updates, so racing workers never both take
@@ -11,6 +12,8 @@ the last attempt or both page for one opening of a breaker.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +30,6 @@ ATTEMPTS = "REMEDIATION"
 BREAKER = "REMEDIATION-BREAKER"
 LOCK = "REMEDIATION-LOCK"
 APPROVAL = "APPROVAL"
-APPROVAL_OPEN = "APPROVAL#OPEN"
 APPROVAL_REQUEST = "APPROVAL-REQUEST"
 
 
@@ -42,6 +44,7 @@ def _epoch(at: datetime) -> int:
 class RemediationStore:
     def __init__(self, deployments: DeploymentRepository) -> None:
         self.deployments = deployments
+        self._cycle: list[Approval] | None = None
 
     @property
     def table(self) -> Any:
@@ -149,8 +152,8 @@ class RemediationStore:
         item = to_item(approval)
         item.update({keys.PK: f"{APPROVAL}#{approval.approval_id}", keys.SK: keys.META, "record_type": "approval"})
         if approval.status in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED):
-            item[keys.GSI1_PK] = APPROVAL_OPEN
-            item[keys.GSI1_SK] = f"{keys.time_key(approval.requested_at)}#{approval.approval_id}"
+            item[keys.GSI1_PK] = keys.LOOP
+            item[keys.GSI1_SK] = keys.loop_always(keys.APPROVAL_OPEN, approval.requested_at, approval.approval_id)
         else:
             item[keys.TTL_ATTRIBUTE] = self._expires()
         return item
@@ -181,11 +184,14 @@ class RemediationStore:
         return approval
 
     def open_approvals(self) -> list[Approval]:
+        """The pending and approved requests: the cycle's one read while a cycle runs (:meth:`one_read_per_cycle`)."""
+        if self._cycle is not None:
+            return list(self._cycle)
         out: list[Approval] = []
         kwargs: dict[str, Any] = {
             "IndexName": keys.GSI1,
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": {":pk": APPROVAL_OPEN},
+            "KeyConditionExpression": "gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": keys.LOOP, ":prefix": f"{keys.ALWAYS}{keys.APPROVAL_OPEN}#"},
         }
         while True:
             resp = self.table.query(**kwargs)
@@ -193,3 +199,12 @@ class RemediationStore:
             if not resp.get("LastEvaluatedKey"):
                 return out
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    @contextmanager
+    def one_read_per_cycle(self, items: list[dict[str, Any]]) -> Iterator[list[Approval]]:
+        """The open approvals the minute tick's one read found (``items``), used for the whole cycle."""
+        self._cycle = [from_item(Approval, item) for item in items]
+        try:
+            yield self._cycle
+        finally:
+            self._cycle = None

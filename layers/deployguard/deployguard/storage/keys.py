@@ -7,15 +7,22 @@ queries the product needs, none of them a scan:
 |----------------------------------------------|---------|-------------------------------------------------|
 | a deployment                                 | table   | pk = DEP#<id>, sk = META                        |
 | history of deployment X (everything, in time) | table   | pk = DEP#<id>, sk begins_with AS# / AUDIT# / ...|
-| active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
-| promoted, in post-deployment monitoring      | gsi1    | gsi1pk = MONITOR (24 hours after promotion)     |
-| ended unpromoted, traffic check due         | gsi1    | gsi1pk = ENDED, gsi1sk = next check (reconciler)|
-| events recorded, not yet published (outbox)  | gsi1    | gsi1pk = OUTBOX, gsi1sk = event time            |
+| the minute loop's work, one Query (below)     | gsi1    | gsi1pk = LOOP, gsi1sk <= <now>                  |
+| active deployments                           | gsi1    | gsi1pk = LOOP, gsi1sk begins_with !A#           |
+| promoted, in post-deployment monitoring      | gsi1    | gsi1pk = LOOP, gsi1sk = <next due>#M#<id>       |
+| ended unpromoted, traffic check due          | gsi1    | gsi1pk = LOOP, gsi1sk = <next check>#E#<id>     |
+| events recorded, not yet published (outbox)  | gsi1    | gsi1pk = LOOP, gsi1sk = <event time>#O#<id>     |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | every service/environment ever deployed      | table   | pk = CATALOG, sk = SVC#<S>#ENV#<E>              |
-| open incidents / open approvals              | gsi1    | gsi1pk = INCIDENT#OPEN / APPROVAL#OPEN          |
+| open incidents / open approvals              | gsi1    | gsi1pk = LOOP, gsi1sk begins_with !I# / !P#     |
 | all incidents, newest first                  | gsi2    | gsi2pk = INCIDENTS                              |
 | a record that must exist once (dedup, locks) | table   | pk = <KIND>#<key>, sk = <KIND>                  |
+
+The minute loop reads everything it works on in one Query of the ``LOOP`` partition,
+``gsi1sk <= <now>``: what it always looks at sorts first (``!`` before any time: active
+deployments ``!A#``, open incidents ``!I#``, open approvals ``!P#``), then what is due by
+time (a monitored deployment's next assessment, an ended deployment's next traffic check,
+an unpublished event), so a monitored or ended deployment that is not due is not read.
 
 Kinds of once-only and state records: ``DEDUP``/``COOLDOWN``/``NOTIFY-DIGEST``
 (notifications), ``INCIDENT``, ``INCIDENT-KEY``, ``ALERT-RATE``, ``APPROVAL``
@@ -41,10 +48,14 @@ GSI2_SK = "gsi2sk"
 TTL_ATTRIBUTE = "expires_at"
 
 META = "META"
-ACTIVE = "ACTIVE"
-MONITORING = "MONITOR"
-ENDED = "ENDED"
-OUTBOX = "OUTBOX"
+LOOP = "LOOP"  # the minute loop's partition of gsi1
+ALWAYS = "!"  # sorts before any time: listed on every tick
+ACTIVE = "A"
+INCIDENT_OPEN = "I"
+APPROVAL_OPEN = "P"
+MONITORING = "M"
+ENDED = "E"
+OUTBOX = "O"
 CATALOG = "CATALOG"  # one item per service/environment pair that has deployments
 
 # sort-key prefixes of a deployment's history
@@ -66,6 +77,23 @@ def service_env_pk(service: str, environment: str) -> str:
 def time_key(at: datetime) -> str:
     """Sortable UTC timestamp with microseconds, so keys order by time."""
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def loop_always(kind: str, at: datetime, unique: str) -> str:
+    """gsi1sk of an item the minute loop lists on every tick (active deployment, open incident or approval)."""
+    return f"{ALWAYS}{kind}#{time_key(at)}#{unique}"
+
+
+def loop_due(kind: str, due: datetime, unique: str) -> str:
+    """gsi1sk of an item the minute loop reads once ``due`` has come."""
+    return f"{time_key(due)}#{kind}#{unique}"
+
+
+def loop_kind(gsi1sk: str) -> str:
+    """The kind of a LOOP item from its gsi1sk."""
+    if gsi1sk.startswith(ALWAYS):
+        return gsi1sk[1]
+    return gsi1sk.split("#", 2)[1]
 
 
 def history_sk(prefix: str, at: datetime, unique: str) -> str:

@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from deployguard.storage import keys
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_RETENTION_DAYS = 90
+DUE_EARLY = timedelta(seconds=5)  # a tick this early still counts as on time (the assessor's SAME_CYCLE)
 
 
 def _to_item(model: BaseModel) -> dict[str, Any]:
@@ -111,6 +113,18 @@ def query_pages(table: Any, max_items: int | None = None, **kwargs: Any) -> Iter
         kwargs["ExclusiveStartKey"] = start
 
 
+@dataclass
+class LoopWork:
+    """What one Query of the LOOP partition found for the minute tick (see :meth:`DeploymentRepository.loop_work`)."""
+
+    active: list[Deployment] = field(default_factory=list)
+    monitored: list[Deployment] = field(default_factory=list)  # due
+    ended: list[Deployment] = field(default_factory=list)  # traffic check due
+    outbox: list[DeploymentEvent] = field(default_factory=list)
+    incident_items: list[dict[str, Any]] = field(default_factory=list)
+    approval_items: list[dict[str, Any]] = field(default_factory=list)
+
+
 class DeploymentRepository:
     """Data access for the DeploymentsTable (see :mod:`deployguard.storage.keys`)."""
 
@@ -140,11 +154,16 @@ class DeploymentRepository:
             }
         )
         if not deployment.status.is_terminal:
-            item[keys.GSI1_PK] = keys.ACTIVE
-            item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
-        elif deployment.phase == Phase.MONITORING:
-            item[keys.GSI1_PK] = keys.MONITORING
-            item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
+            item[keys.GSI1_PK] = keys.LOOP
+            item[keys.GSI1_SK] = keys.loop_always(keys.ACTIVE, deployment.started_at, deployment.deployment_id)
+        elif deployment.phase == Phase.MONITORING:  # read by the loop when its next assessment is due
+            cursor = deployment.last_assessment
+            due = (
+                cursor.next_at - DUE_EARLY if cursor is not None and cursor.kind == "post_deployment"
+                else deployment.ended_at or deployment.started_at
+            )  # fmt: skip
+            item[keys.GSI1_PK] = keys.LOOP
+            item[keys.GSI1_SK] = keys.loop_due(keys.MONITORING, due, deployment.deployment_id)
         elif (
             deployment.ended_at is not None
             and deployment.status != DeploymentStatus.SUCCEEDED
@@ -152,8 +171,8 @@ class DeploymentRepository:
         ):
             # rolled back, failed, held: the reconciler checks that its traffic agrees, when next due
             due = deployment.traffic_check.next_at or deployment.ended_at
-            item[keys.GSI1_PK] = keys.ENDED
-            item[keys.GSI1_SK] = f"{keys.time_key(due)}#{deployment.deployment_id}"
+            item[keys.GSI1_PK] = keys.LOOP
+            item[keys.GSI1_SK] = keys.loop_due(keys.ENDED, due, deployment.deployment_id)
         return item
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
@@ -284,37 +303,54 @@ class DeploymentRepository:
         return _from_item(Deployment, item) if item else None
 
     def active_deployments(self) -> list[Deployment]:
-        return [
-            _from_item(Deployment, item)
-            for item in self._query(
-                IndexName=keys.GSI1,
-                KeyConditionExpression="gsi1pk = :pk",
-                ExpressionAttributeValues={":pk": keys.ACTIVE},
-            )
-        ]
+        return [_from_item(Deployment, item) for item in self._loop_query(f"{keys.ALWAYS}{keys.ACTIVE}#")]
 
     def monitored_deployments(self) -> list[Deployment]:
-        """Promoted deployments still in post-deployment monitoring (24 hours)."""
-        return [
-            _from_item(Deployment, item)
-            for item in self._query(
-                IndexName=keys.GSI1,
-                KeyConditionExpression="gsi1pk = :pk",
-                ExpressionAttributeValues={":pk": keys.MONITORING},
-            )
-        ]
+        """Promoted deployments still in post-deployment monitoring (24 hours), due or not."""
+        items = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND gsi1sk > :always",
+            ExpressionAttributeValues={":pk": keys.LOOP, ":always": f"{keys.ALWAYS}~"},
+        )
+        return [_from_item(Deployment, i) for i in items if keys.loop_kind(i[keys.GSI1_SK]) == keys.MONITORING]
 
     def traffic_checks_due(self, now: datetime) -> list[Deployment]:
         """Deployments that ended without promotion (rolled back, failed, held) whose next traffic
         check is due at ``now`` (the reconciler's, bounded: see :class:`~deployguard.models.TrafficCheck`)."""
-        return [
-            _from_item(Deployment, item)
-            for item in self._query(
-                IndexName=keys.GSI1,
-                KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
-                ExpressionAttributeValues={":pk": keys.ENDED, ":now": f"{keys.time_key(now)}#~"},
-            )
-        ]
+        return self.loop_work(now).ended
+
+    def loop_work(self, now: datetime) -> LoopWork:
+        """Everything the minute tick works on, in one Query (paged): active deployments, monitored
+        ones whose assessment is due, ended ones whose traffic check is due, unpublished events, and
+        the open incidents and approvals (as stored items: their stores read them)."""
+        work = LoopWork()
+        items = self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
+            ExpressionAttributeValues={":pk": keys.LOOP, ":now": f"{keys.time_key(now)}#~"},
+        )
+        for item in items:
+            kind = keys.loop_kind(item[keys.GSI1_SK])
+            if kind == keys.ACTIVE:
+                work.active.append(_from_item(Deployment, item))
+            elif kind == keys.MONITORING:
+                work.monitored.append(_from_item(Deployment, item))
+            elif kind == keys.ENDED:
+                work.ended.append(_from_item(Deployment, item))
+            elif kind == keys.OUTBOX:
+                work.outbox.append(_from_item(DeploymentEvent, item))
+            elif kind == keys.INCIDENT_OPEN:
+                work.incident_items.append(item)
+            elif kind == keys.APPROVAL_OPEN:
+                work.approval_items.append(item)
+        return work
+
+    def _loop_query(self, prefix: str) -> Iterator[dict[str, Any]]:
+        return self._query(
+            IndexName=keys.GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
+            ExpressionAttributeValues={":pk": keys.LOOP, ":prefix": prefix},
+        )
 
     def deployments_of(self, service: str, environment: str, limit: int = 50) -> list[Deployment]:
         items = self._query(
@@ -443,13 +479,13 @@ class DeploymentRepository:
         self._put_history(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
 
     def record_event(self, event: DeploymentEvent) -> bool:
-        """Store an event in the outbox (index ``gsi1``, ``gsi1pk = OUTBOX``) until :meth:`mark_published`,
+        """Store an event in the outbox (index ``gsi1``, ``LOOP``, kind ``O``) until :meth:`mark_published`,
         unless it is stored and published already; True if it still has to be published.
 
         An event whose publication failed stays in the outbox; :meth:`unpublished_events` finds it."""
         item = self._history_item(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
-        item[keys.GSI1_PK] = keys.OUTBOX
-        item[keys.GSI1_SK] = f"{keys.time_key(event.at)}#{event.event_id}"
+        item[keys.GSI1_PK] = keys.LOOP
+        item[keys.GSI1_SK] = keys.loop_due(keys.OUTBOX, event.at, event.event_id)
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(published_at)")
         except ClientError as exc:
@@ -469,14 +505,7 @@ class DeploymentRepository:
 
     def unpublished_events(self, before: datetime, limit: int = 100) -> list[DeploymentEvent]:
         """Events recorded (at or before ``before``) whose publication did not complete: the outbox."""
-        items = self._query(
-            IndexName=keys.GSI1,
-            KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :before",
-            ExpressionAttributeValues={":pk": keys.OUTBOX, ":before": keys.time_key(before) + "~"},
-            Limit=limit,
-            max_items=limit,
-        )
-        return [_from_item(DeploymentEvent, item) for item in items]
+        return [e for e in self.loop_work(before).outbox if e.at <= before][:limit]
 
     def add_notification(self, notification: Notification) -> None:
         self._put_history(

@@ -24,20 +24,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
-from deployguard.analysis.judge import judge_canary
+from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_canary, judge_step
+from deployguard.analysis.scenario import truncate_window
 from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
-from deployguard.exceptions import CodeDeployError, MetricsConfigError, TrafficShiftError
+from deployguard.exceptions import CodeDeployError, JudgeStateError, MetricsConfigError, TrafficShiftError
 from deployguard.models import (
     Assessment,
     AssessmentCursor,
+    CanaryWindow,
     Decision,
     Deployment,
     DeploymentEvent,
@@ -46,6 +48,7 @@ from deployguard.models import (
     LambdaTarget,
     Phase,
     Severity,
+    Verdict,
     judged_from,
 )
 from deployguard.storage.repository import DeploymentRepository
@@ -56,14 +59,15 @@ from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine, TickReport
-    from deployguard.incidents.models import Incident
 
 ACTOR = "deployguard:assessor"
 KIND = "canary"
 RUN_LOCK = "ASSESSOR-RUN"
+LOCK_LEASE_SECONDS = 50  # the tick's lease: it works within it, and the next tick (a minute later) finds it expired
 WEIGHT_RECHECK = timedelta(minutes=5)
 QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at the clock
 ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
+SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still complete: judged, not folded
 CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with this much left
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,45 @@ class AssessorRun:
     overlapping: bool = False  # another tick held the run lock: nothing done
     tick: TickReport | None = None
     monitoring: MonitoringRun | None = None
+
+    def merge(self, other: AssessorRun) -> None:
+        """Add another run's work (the shards of one SQS batch)."""
+        self.assessed += other.assessed
+        self.skipped += other.skipped
+        self.deferred += other.deferred
+        self.metric_calls += other.metric_calls
+        self.alerts += other.alerts
+        if other.monitoring is not None:
+            self.monitoring = self.monitoring or MonitoringRun()
+            self.monitoring.assessed += other.monitoring.assessed
+            self.monitoring.finished += other.monitoring.finished
+            self.monitoring.not_due += other.monitoring.not_due
+
+    def report(self, add_metric: Callable[..., object]) -> dict[str, Any]:
+        """The run's summary (what a handler returns and logs), its EMF metrics given to ``add_metric``
+        (Powertools ``Metrics.add_metric``)."""
+        monitored = [a.deployment_id for a in self.monitoring.assessed] if self.monitoring else []
+        pages = len(self.tick.pages) if self.tick else 0
+        add_metric(name="DeploymentsAssessed", unit="Count", value=len(self.assessed) + len(monitored))
+        add_metric(name="GetMetricDataCalls", unit="Count", value=self.metric_calls)
+        add_metric(name="DeploymentsDeferred", unit="Count", value=len(self.deferred))
+        add_metric(name="AlertsRaised", unit="Count", value=self.alerts)
+        add_metric(name="IncidentPages", unit="Count", value=pages)
+        return {
+            "assessed": [
+                {"deployment_id": a.deployment_id, "decision": a.verdict.decision.value, "summary": a.verdict.summary}
+                for a in self.assessed
+            ],
+            "monitored": monitored,
+            "skipped": self.skipped,
+            "deferred": self.deferred,
+            "shards": self.shards,
+            "overlapping": self.overlapping,
+            "metric_calls": self.metric_calls,
+            "alerts": self.alerts,
+            "pages": pages,
+            "incidents_resolved": len(self.tick.resolved) if self.tick else 0,
+        }
 
 
 @dataclass
@@ -145,32 +188,42 @@ def run_tick(
     inline_limit: int = 200,
     reconcile: Reconciler | None = None,
     lock: bool = True,
-    lock_seconds: int = 120,
+    lease_seconds: int = LOCK_LEASE_SECONDS,
 ) -> AssessorRun:
     """The minute tick: assess due deployments (here, or in shards when more than ``inline_limit``
-    are due and ``send_shards`` is given), monitor, reconcile, then the alert tick."""
+    are due and ``send_shards`` is given), monitor, reconcile, then the alert tick.
+
+    What it works on comes from one Query (:meth:`~DeploymentRepository.loop_work`): active
+    deployments, monitored ones and ended ones that are due, the outbox, open incidents and
+    approvals. The run lock is a lease of ``lease_seconds`` (shorter than the minute between
+    ticks) that is not released: the tick works only within it, so the next tick finds it expired."""
     cycle = Cycle(config, repository, publisher, reader or MetricsReader(), alerts, clock.now())
     run = AssessorRun(monitoring=MonitoringRun())
-    if lock and not repository.claim_once(RUN_LOCK, "tick", timedelta(seconds=lock_seconds)):
+    if lock and not repository.claim_once(RUN_LOCK, "tick", timedelta(seconds=lease_seconds)):
         run.overlapping = True  # the tick holding the lock does this minute's work, alert tick included
         return run
-    try:
-        due = _due(cycle, repository.active_deployments(), repository.monitored_deployments(), run)
+    lease_end = cycle.now + timedelta(seconds=lease_seconds)
+
+    def remaining() -> int:  # the invocation's time, and the lease's when locked (the clock the lock is kept in)
+        left = remaining_ms() if remaining_ms is not None else 10**9
+        return min(left, int((lease_end - clock.now()).total_seconds() * 1000)) if lock else left
+
+    work = repository.loop_work(cycle.now)
+    in_cycle = alerts.cycle(work.incident_items, work.approval_items) if alerts is not None else nullcontext()
+    with in_cycle:
+        due = _due(cycle, work.active, work.monitored, run)
         if send_shards is not None and len(due) > inline_limit:
             ids = [d.deployment.deployment_id for d in due]
             run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
         else:
-            _assess(cycle, due, run, Budget(remaining_ms, ALERT_TICK_RESERVE_MS))
+            _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
         # the reconciler (deployguard.workflows.reconciler): traffic where the record says, unpublished events out
         if reconcile is not None:
             reconcile()
         else:
-            reconcile_traffic(repository, publisher)
+            reconcile_traffic(repository, publisher, due=work.ended, outbox=work.outbox)
         if alerts is not None:
-            run.tick = alerts.on_tick()
-    finally:
-        if lock:
-            repository.release(RUN_LOCK, "tick")
+            run.tick = alerts.on_tick(deployments=work.active)
     return run
 
 
@@ -192,7 +245,8 @@ def run_shard(
     active = [d for d in deployments if not d.status.is_terminal]
     monitored = [d for d in deployments if d.status.is_terminal and d.phase == Phase.MONITORING]
     due = _due(cycle, active, monitored, run)
-    _assess(cycle, due, run, Budget(remaining_ms))
+    with alerts.incident_store.one_read_per_cycle() if alerts is not None and due else nullcontext():
+        _assess(cycle, due, run, Budget(remaining_ms))
     return run
 
 
@@ -316,27 +370,61 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
     """Read, judge and store every due deployment, a chunk at a time while the budget allows."""
     if not due:
         return
-    incidents: AbstractContextManager[dict[str, list[Incident]]] = (
-        cycle.alerts.incident_store.one_read_per_cycle() if cycle.alerts is not None else nullcontext({})
-    )
-    with incidents as open_incidents:
-        for chunk in _chunks(due):
-            if not budget.allows(CHUNK_RESERVE_MS):
-                run.deferred.extend(item.deployment.deployment_id for item in chunk)
-                continue
-            chunk = _with_production_traffic(cycle, chunk, run)
-            values = cycle.reader.read_windows([item.request for item in chunk])
-            for item in chunk:
-                if isinstance(item, DueCanary):
-                    keys = [i.key for i in open_incidents.get(item.deployment.deployment_id, [])]
-                    _complete_canary(cycle, item, values, keys, run)
-                else:
-                    assert run.monitoring is not None
-                    complete_monitoring(
-                        item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring,
-                        cycle.alerts,
-                    )  # fmt: skip
+    for chunk in _chunks(due):
+        if not budget.allows(CHUNK_RESERVE_MS):
+            run.deferred.extend(item.deployment.deployment_id for item in chunk)
+            continue
+        chunk = _with_production_traffic(cycle, chunk, run)
+        values = cycle.reader.read_windows([item.request for item in chunk])
+        for item in chunk:
+            if isinstance(item, DueCanary):
+                incidents = cycle.alerts.incident_store.open_incidents_of(item.deployment.deployment_id) if (
+                    cycle.alerts is not None) else []  # fmt: skip
+                _complete_canary(cycle, item, values, [i.key for i in incidents], run)
+            else:
+                assert run.monitoring is not None
+                complete_monitoring(
+                    item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring,
+                    cycle.alerts,
+                )  # fmt: skip
     run.metric_calls = cycle.reader.calls
+
+
+def judge_incrementally(
+    window: CanaryWindow, settings: JudgeSettings, stored: dict[str, Any] | None, request: WindowRequest
+) -> tuple[Verdict, dict[str, Any] | None]:
+    """The verdict on the whole window, folding into the judge only the periods the stored state has
+    not seen (O(metrics) per look, whatever the canary's age); and the state to store, folded up to
+    the settled periods (all but the last SETTLE_PERIODS, which CloudWatch may still complete).
+
+    The state is kept with the window's start and period length: a window that starts elsewhere
+    (an ECS canary whose traffic start was learnt later), other settings or metrics, or a state
+    that cannot be read start the judge over on the whole window."""
+    key = {"start": request.start.isoformat(), "interval": request.interval_seconds}
+    state: JudgeState | None = None
+    if stored is not None and {k: stored.get(k) for k in key} == key:
+        try:
+            state = JudgeState.load(stored["state"])
+        except (KeyError, TypeError, ValueError):
+            state = None
+    settled = window.periods - SETTLE_PERIODS
+    try:
+        if settled > 0 and (state is None or settled >= state.periods):
+            state, _ = judge_step(state, _settled(window, settled), settings, offset=0)
+        _, verdict = judge_step(state, window, settings, offset=0)
+    except JudgeStateError:
+        state = judge_step(None, _settled(window, settled), settings, offset=0)[0] if settled > 0 else None
+        verdict = judge_canary(window, settings)
+    return verdict, ({**key, "state": state.dump()} if state is not None else None)
+
+
+def _settled(window: CanaryWindow, periods: int) -> CanaryWindow:
+    """The window's first ``periods`` periods (a traffic shift after them is not in it yet)."""
+    since = window.periods_since_shift
+    cut = window.periods - periods
+    shorter = truncate_window(window, periods)
+    shorter.periods_since_shift = since - cut if since is not None and since > cut else None
+    return shorter
 
 
 def _complete_canary(
@@ -351,15 +439,16 @@ def _complete_canary(
     window = canary_window(
         deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
     )
-    verdict = judge_canary(window, service.judge)
-    assessment = assessment_from_verdict(deployment, window, verdict, service.health)
-    assessment.at = cycle.now
     previous = deployment.last_assessment
     previous_decision = previous.decision if previous is not None and previous.kind == KIND else None
+    folded = previous.judge_state if previous is not None and previous.kind == KIND else None
+    verdict, judge_state = judge_incrementally(window, service.judge, folded, item.request)
+    assessment = assessment_from_verdict(deployment, window, verdict, service.health)
+    assessment.at = cycle.now
     cursor = AssessmentCursor(
         kind=KIND, at=cycle.now, decision=verdict.decision, health_status=assessment.health_status,
         next_at=cycle.now + timedelta(seconds=item.interval_seconds) - SAME_CYCLE, read_until=item.request.end,
-        judge_state=previous.judge_state if previous is not None and previous.kind == KIND else None,
+        judge_state=judge_state,
     )  # fmt: skip
 
     def keep(d: Deployment) -> None:  # what this cycle learnt, laid over a record read again after a conflict

@@ -6,8 +6,14 @@ in the MONITORING phase for 24 hours after promotion and is assessed on the sche
 :mod:`deployguard.analysis.schedule` (every minute for the first hour, every 5 minutes
 for the next 6 hours, every 15 minutes until 24 hours; sooner while unusual). Each
 assessment runs the robust anomaly detector on the service's metrics of the last 24
-hours (both versions' datapoints, 5-minute periods) and is stored with the record that says
-when the next one is due; a change to or from "unusual" is announced.
+hours (5-minute periods) and is stored with the record that says when the next one is due; a
+change to or from "unusual" is announced.
+
+After promotion the alias serves the new version only, so a Lambda service is read at the
+alias (FunctionName and Resource: every version the alias served, the history included): one
+set of queries per service and alias, shared by every deployment of it due in the same cycle,
+not two per deployment. Metrics that exist only per version (custom dimensions naming
+``{version}``) and ECS services (target groups) are read per deployment, both versions.
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ from typing import TYPE_CHECKING
 
 from deployguard.analysis.anomaly import detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
-from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_queries, floor_time
+from deployguard.aws.cloudwatch import (
+    MetricQuery,
+    MetricsReader,
+    WindowRequest,
+    alias_dimensions,
+    canary_queries,
+    floor_time,
+)
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import MetricsConfigError
@@ -31,6 +44,7 @@ from deployguard.models import (
     DeploymentEvent,
     EventType,
     HealthStatus,
+    LambdaTarget,
     MetricKind,
     Phase,
     PhaseChange,
@@ -48,6 +62,7 @@ ACTOR = "deployguard:post-deployment-monitoring"
 HISTORY = timedelta(hours=24)
 PERIOD_SECONDS = 300
 KIND = "post_deployment"
+ALIAS = "alias"  # the role of an alias-level query (every version the alias served)
 
 
 @dataclass
@@ -66,11 +81,25 @@ class DueMonitoring:
 
 
 def monitoring_request(deployment: Deployment, config: DeployGuardConfig, now: datetime) -> WindowRequest:
-    """The service's metrics over the last 24 hours, both versions, 5-minute periods."""
+    """The service's metrics over the last 24 hours, 5-minute periods: at the alias for a Lambda
+    service (keys ``(alias:<function>:<alias>, metric, "alias")``, the same for every deployment of
+    it), else both versions of this deployment."""
     specs = config.service(deployment.service).judge.metrics
     start = floor_time(now - HISTORY, PERIOD_SECONDS)
     end = floor_time(now, PERIOD_SECONDS) + timedelta(seconds=PERIOD_SECONDS)
-    return WindowRequest(canary_queries(deployment.deployment_id, deployment, specs), start, end, PERIOD_SECONDS)
+    target = deployment.target
+    queries: list[MetricQuery] = []
+    for spec in specs:
+        dims = alias_dimensions(spec, target) if isinstance(target, LambdaTarget) else None
+        if dims is not None and isinstance(target, LambdaTarget):
+            queries.append(MetricQuery((alias_request_id(target), spec.id, ALIAS), spec, dims))
+        else:
+            queries.extend(canary_queries(deployment.deployment_id, deployment, [spec]))
+    return WindowRequest(queries, start, end, PERIOD_SECONDS)
+
+
+def alias_request_id(target: LambdaTarget) -> str:
+    return f"alias:{target.function_name}:{target.alias}"
 
 
 def _series(
@@ -79,11 +108,15 @@ def _series(
     request: WindowRequest,
     values: dict[tuple[str, str, str], list[float | None]],
 ) -> dict[str, list[tuple[datetime, float]]]:
-    """Per metric, the service's values over the last 24 hours (both versions; rates derived from counts)."""
+    """Per metric, the service's values over the last 24 hours (at the alias, or both versions
+    combined; rates derived from counts)."""
     specs = config.service(deployment.service).judge.metrics
     by_id = {spec.id: spec for spec in specs}
+    read = {q.key[1]: q.key for q in request.queries if q.key[2] == ALIAS}
 
     def combined(metric_id: str) -> list[float | None]:
+        if metric_id in read:
+            return values[read[metric_id]]
         base = values[(deployment.deployment_id, metric_id, "baseline")]
         new = values[(deployment.deployment_id, metric_id, "canary")]
         if by_id[metric_id].kind in (MetricKind.COUNT, MetricKind.RATE_COUNT):

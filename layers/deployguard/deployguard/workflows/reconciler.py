@@ -31,6 +31,7 @@ here once the alias can be moved; its record already says failed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -67,10 +68,16 @@ class ReconcileRun:
     published: int = 0  # events published from the outbox
 
 
-def reconcile(repository: DeploymentRepository, publisher: EventPublisher) -> ReconcileRun:
-    """The minute tick's reconciliation: traffic where the records say, then the outbox published."""
-    run = reconcile_traffic(repository, publisher)
-    run.published = publish_outbox(repository, publisher)
+def reconcile(
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    due: Sequence[Deployment] | None = None,
+    outbox: Sequence[DeploymentEvent] | None = None,
+) -> ReconcileRun:
+    """The minute tick's reconciliation: traffic where the records say, then the outbox published
+    (``due`` and ``outbox``: what the tick's one read found; else read here)."""
+    run = reconcile_traffic(repository, publisher, due=due)
+    run.published = publish_outbox(repository, publisher, events=outbox)
     return run
 
 
@@ -78,15 +85,18 @@ def reconcile_traffic(
     repository: DeploymentRepository,
     publisher: EventPublisher,
     now: datetime | None = None,
+    due: Sequence[Deployment] | None = None,
 ) -> ReconcileRun:
-    """Check (and put right) the traffic of every ended, unpromoted deployment whose check is due.
+    """Check (and put right) the traffic of every ended, unpromoted deployment whose check is due
+    (``due``, when the caller read them).
 
     Never raises: a deployment that cannot be checked or repaired now is tried again later
     (its failure is logged, reported in the run and counted on its record)."""
     run = ReconcileRun()
     at = now or clock.now()
     try:
-        due = repository.traffic_checks_due(at)
+        if due is None:
+            due = repository.traffic_checks_due(at)
     except Exception as exc:
         logger.warning("cannot list ended deployments", extra={"reason": str(exc)})
         run.failed["*"] = f"{type(exc).__name__}: {exc}"
@@ -146,13 +156,19 @@ def _checked(repository: DeploymentRepository, deployment: Deployment, now: date
 
 
 def publish_outbox(
-    repository: DeploymentRepository, publisher: EventPublisher, now: datetime | None = None
+    repository: DeploymentRepository,
+    publisher: EventPublisher,
+    now: datetime | None = None,
+    events: Sequence[DeploymentEvent] | None = None,
 ) -> int:
     """Publish the events whose publication failed when they were recorded (older than a minute,
-    so none still in flight); returns how many went out. Never raises."""
+    so none still in flight; ``events``: the outbox as the caller read it); returns how many went
+    out. Never raises."""
     published = 0
+    before = (now or clock.now()) - OUTBOX_GRACE
     try:
-        for event in repository.unpublished_events((now or clock.now()) - OUTBOX_GRACE):
+        waiting = repository.unpublished_events(before) if events is None else [e for e in events if e.at <= before]
+        for event in waiting:
             publisher.publish(event)
             repository.mark_published(event)
             published += 1

@@ -1,0 +1,59 @@
+"""The requests transport of :func:`deployguard.notification.urlsafety.pinned_session`: every request
+goes to the one checked address (imported with ``requests`` only when something is sent)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from deployguard.notification.urlsafety import CheckedTarget, _default_port, redact
+
+
+def _pinned(cls: type[HTTPConnection], address: str) -> type[HTTPConnection]:
+    """A urllib3 connection class that connects to ``address`` whatever its host name resolves to now."""
+
+    class Pinned(cls):  # type: ignore[valid-type,misc]
+        def _new_conn(self) -> socket.socket:
+            # urllib3 opens the socket to _dns_host: the checked address for this one call;
+            # outside it the host stays the name, for SNI, the certificate check and Host
+            name: str = self._dns_host  # type: ignore[has-type]
+            self._dns_host = address
+            try:
+                return super()._new_conn()
+            finally:
+                self._dns_host = name
+
+    return Pinned
+
+
+class PinnedAdapter(HTTPAdapter):
+    """A requests transport that sends every request to one checked address, for one host only."""
+
+    def __init__(self, target: CheckedTarget) -> None:
+        if not target.address:
+            raise ValueError("a target checked without resolution cannot be connected to")
+        self.target = target
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        address = self.target.address
+        http_pool = type("PinnedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": _pinned(HTTPConnection, address)})
+        https_pool = type(
+            "PinnedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": _pinned(HTTPSConnection, address)}
+        )
+        self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        parts = urlsplit(request.url or "")
+        if (parts.hostname or "").lower().rstrip(".") != self.target.host or (
+            parts.port or _default_port(parts.scheme)
+        ) != self.target.port:
+            raise requests.exceptions.InvalidURL(f"{redact(request.url or '')} is not the checked target")
+        return super().send(request, **kwargs)

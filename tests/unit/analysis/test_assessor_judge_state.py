@@ -1,0 +1,49 @@
+"""The scheduled assessor judges incrementally (issue 12): the judge state stored on the record is
+folded forward look after look, gives the whole-window verdict every time, and stays small."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from analysis_support import make_window
+
+from deployguard.analysis.judge import JudgeSettings, judge_canary
+from deployguard.analysis.scenario import truncate_window
+from deployguard.aws.cloudwatch import WindowRequest
+from deployguard.workflows.assessor import SETTLE_PERIODS, judge_incrementally
+
+START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+
+
+def _request(periods: int, start: datetime = START) -> WindowRequest:
+    return WindowRequest([], start, start + timedelta(minutes=periods), 60)
+
+
+def test_each_look_gives_the_whole_window_verdict_and_keeps_a_small_state() -> None:
+    settings = JudgeSettings()
+    full = make_window(40, canary_error=[0.005] * 25 + [0.05] * 15, seed=3)  # the canary starts failing at 25
+    stored = None
+    sizes = []
+    for n in range(1, 41):
+        window = truncate_window(full, n)
+        verdict, stored = judge_incrementally(window, settings, stored, _request(n))
+        assert verdict == judge_canary(window, settings), n
+        if n > SETTLE_PERIODS:
+            assert stored is not None and stored["state"]["periods"] == n - SETTLE_PERIODS
+            stored = json.loads(json.dumps(stored))  # as the record stores it
+            sizes.append(len(json.dumps(stored)))
+    assert verdict.decision.value == "failing"
+    assert max(sizes) < 4 * 1024 and sizes[-1] <= 1.5 * sizes[len(sizes) // 2]  # does not grow with age
+
+
+def test_a_window_that_starts_elsewhere_or_a_broken_state_starts_the_judge_over() -> None:
+    settings = JudgeSettings()
+    full = make_window(12, seed=5)
+    _, stored = judge_incrementally(truncate_window(full, 10), settings, None, _request(10))
+    assert stored is not None
+    moved = _request(12, START + timedelta(minutes=2))  # an ECS canary's traffic start learnt later
+    verdict, again = judge_incrementally(full, settings, stored, moved)
+    assert verdict == judge_canary(full, settings) and again is not None and again["start"] == moved.start.isoformat()
+    verdict, _ = judge_incrementally(full, settings, {**stored, "state": {"format": "nonsense"}}, _request(12))
+    assert verdict == judge_canary(full, settings)
