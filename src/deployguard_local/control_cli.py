@@ -3,90 +3,128 @@
     deployguard control promote|abort|pause|resume|retry|skip_analysis|approve DEPLOYMENT_ID --by NAME --reason TEXT
     deployguard control rollback SERVICE --by NAME --reason TEXT --confirm SERVICE [--environment E] [--from-version V]
 
-The same code as the console's API and page. ``--stack NAME`` reads the table, topic and canary state
-machine from a deployed stack's outputs; ``--table`` / ``--topic-arn`` / ``--state-machine-arn`` name them;
-otherwise ``DEPLOYMENTS_TABLE``, ``EVENTS_TOPIC_ARN`` and ``CANARY_STATE_MACHINE_ARN`` from the environment.
+The verbs are Argo Rollouts' (``kubectl argo rollouts promote|abort|pause|retry ...``), on the same
+code as the console's API and page. The connection options (:mod:`deployguard_local.options`) say
+where: ``--stack NAME`` reads the table, topic and canary state machine from a deployed stack's
+outputs; ``--table`` / ``--topic-arn`` / ``--state-machine-arn`` name them; otherwise
+``DEPLOYMENTS_TABLE``, ``EVENTS_TOPIC_ARN`` and ``CANARY_STATE_MACHINE_ARN`` from the environment.
+Exit codes: 0 done (or nothing to change), 2 refused or an error.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
+from collections.abc import Callable
+from typing import Annotated
 
-from pydantic import BaseModel, ValidationError
+import typer
+from pydantic import BaseModel
 
 from deployguard.aws.events import EventPublisher
 from deployguard.config import load_config
 from deployguard.control import VERBS, CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard.exceptions import DeployGuardError
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.incidents_cli import where_parser
-from deployguard_local.sources import stack_outputs
+from deployguard_local.options import Connection, Json, connected, invoke, new_app, print_json, run
 
 PROG = "deployguard control"
 
+app = new_app("control", "Control a canary (Argo Rollouts' verbs), or roll a service back in an emergency.",
+              no_args_is_help=True)  # fmt: skip
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="control a canary, or roll a service back in an emergency", parents=[where_parser()]
-    )
-    parser.add_argument("verb", choices=[*VERBS, "rollback"])
-    parser.add_argument("target", help="deployment id (a verb) or service name (rollback)")
-    parser.add_argument("--by", required=True, help="who asks (kept in the audit trail)")
-    parser.add_argument("--reason", required=True, help="why (kept in the audit trail)")
-    rollback = parser.add_argument_group("rollback")
-    rollback.add_argument("--confirm", help="the service's name again")
-    rollback.add_argument("--environment", help="the service's environment (default: its configuration's)")
-    rollback.add_argument("--from-version", help="the version you saw live (a repeat then changes nothing)")
-    parser.add_argument("--state-machine-arn", help="the canary state machine (retry; default: the stack's)")
-    return parser
+By = Annotated[str, typer.Option("--by", help="who asks (kept in the audit trail)")]
+Reason = Annotated[str, typer.Option("--reason", help="why (kept in the audit trail)")]
+StateMachineArn = Annotated[
+    str | None, typer.Option("--state-machine-arn", help="the canary state machine (retry; default: the stack's)")
+]
+
+VERB_HELP = {
+    "promote": "Promote a canary: the new version takes all traffic now.",
+    "abort": "Abort a canary: all traffic back to the stable version.",
+    "pause": "Pause a canary at its current weight (no step, no verdict acts) until resumed.",
+    "resume": "Resume a paused canary.",
+    "retry": "Start a held canary step again (its state machine runs the step anew).",
+    "skip_analysis": "Skip the current step's analysis: the canary moves to its next step.",
+    "approve": "Approve a canary waiting for a person at a manual gate.",
+}
 
 
-def build_service(args: argparse.Namespace) -> CanaryControlService:
-    if args.region:
-        os.environ["AWS_REGION"] = args.region
-    outputs = stack_outputs(args.stack) if args.stack else {}
-    table = args.table or outputs.get("DeploymentsTableName") or os.environ.get("DEPLOYMENTS_TABLE")
-    topic = args.topic_arn or outputs.get("DeploymentEventsTopicArn") or os.environ.get("EVENTS_TOPIC_ARN")
-    machine = (
-        args.state_machine_arn or outputs.get("CanaryStateMachineArn") or os.environ.get("CANARY_STATE_MACHINE_ARN")
-    )
-    if not table or not topic:
-        raise DeployGuardError("name the stack (--stack) or the table and topic (--table, --topic-arn)")
-    config = load_config(args.config)
-    repository = DeploymentRepository(table, retention_days=config.retention_days)
-    return CanaryControlService(config, repository, EventPublisher(topic), canary_state_machine_arn=machine)
+def _apply(conn: Connection, state_machine_arn: str | None, verb: str, use: Callable[[CanaryControlService], BaseModel],
+           text: Callable[[BaseModel], str], json_: bool) -> None:  # fmt: skip
+    def action() -> int:
+        with conn.resources(save=True) as res:
+            if not res.topic:
+                raise DeployGuardError("name the stack (--stack) or the table and topic (--table, --topic-arn)")
+            config = load_config(conn.config)
+            repository = DeploymentRepository(res.table, retention_days=config.retention_days)
+            machine = state_machine_arn or res.state_machine
+            outcome = use(CanaryControlService(config, repository, EventPublisher(res.topic),
+                                               canary_state_machine_arn=machine))  # fmt: skip
+        if json_:
+            print_json(outcome.model_dump(mode="json"))
+        else:
+            sys.stdout.write(text(outcome) + "\n")
+        return 0
+
+    raise typer.Exit(run(action, f"{PROG} {verb}"))
+
+
+def _verb_command(verb: str) -> None:
+    @app.command(verb, help=VERB_HELP.get(verb, f"{verb} a canary"))
+    @connected(topic=True, config=True)
+    def command(
+        conn: Connection,
+        deployment_id: Annotated[str, typer.Argument(help="the deployment id")],
+        by: By,
+        reason: Reason,
+        state_machine_arn: StateMachineArn = None,
+        json_: Json = False,
+    ) -> None:
+        def text(result: BaseModel) -> str:
+            data = result.model_dump()
+            return f"{data['deployment_id']} {data['verb']}: {data['message']}" + (
+                "" if data["changed"] else " (nothing changed)"
+            )
+
+        request = ControlRequest(verb=verb, actor=by, reason=reason)
+        _apply(conn, state_machine_arn, verb, lambda service: service.apply(deployment_id, request), text, json_)
+
+
+for _verb in VERBS:
+    _verb_command(_verb)
+
+
+@app.command("rollback")
+@connected(topic=True, config=True)
+def rollback(
+    conn: Connection,
+    service_name: Annotated[str, typer.Argument(metavar="SERVICE", help="the service to roll back")],
+    by: By,
+    reason: Reason,
+    confirm: Annotated[str, typer.Option("--confirm", help="the service's name again")] = "",
+    environment: Annotated[str | None, typer.Option(help="the service's environment (default: its configuration's)")]
+    = None,
+    from_version: Annotated[str | None, typer.Option(help="the version you saw live (a repeat then changes nothing)")]
+    = None,
+    state_machine_arn: StateMachineArn = None,
+    json_: Json = False,
+) -> None:  # fmt: skip
+    """Emergency rollback: the service's stable version takes all traffic, whatever runs."""
+
+    def use(service: CanaryControlService) -> BaseModel:
+        request = EmergencyRollbackRequest(service=service_name, environment=environment, actor=by, reason=reason,
+                                           confirm=confirm, from_version=from_version)  # fmt: skip
+        return service.emergency_rollback(request)
+
+    def text(result: BaseModel) -> str:
+        data = result.model_dump()
+        return f"{data['service']}: {data['message']}" + ("" if data["changed"] else " (nothing changed)")
+
+    _apply(conn, state_machine_arn, "rollback", use, text, json_)
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        service = build_service(args)
-        if args.verb == "rollback":
-            request = EmergencyRollbackRequest(
-                service=args.target,
-                environment=args.environment,
-                actor=args.by,
-                reason=args.reason,
-                confirm=args.confirm or "",
-                from_version=args.from_version,
-            )
-            rolled = service.emergency_rollback(request)
-            outcome: BaseModel = rolled
-            text = f"{rolled.service}: {rolled.message}" + ("" if rolled.changed else " (nothing changed)")
-        else:
-            result = service.apply(args.target, ControlRequest(verb=args.verb, actor=args.by, reason=args.reason))
-            outcome = result
-            text = f"{result.deployment_id} {result.verb}: {result.message}" + (
-                "" if result.changed else " (nothing changed)"
-            )
-    except (DeployGuardError, ValidationError) as exc:
-        print(f"{PROG} {args.verb}: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(outcome.model_dump(mode="json"), indent=2) if args.json else text)
-    return 0
+    return invoke(app, PROG, argv)
 
 
 if __name__ == "__main__":

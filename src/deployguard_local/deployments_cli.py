@@ -7,25 +7,20 @@
                                                  #          2 held for a person, 3 still running / timed out
 
 Every command takes ``--json``, and reads ``--local`` (the demo's saved state), ``--stack NAME``,
-``--table NAME`` or ``$DEPLOYMENTS_TABLE`` (see :mod:`deployguard_local.sources`). IDs may be a
+``--table NAME`` or ``$DEPLOYMENTS_TABLE`` (:mod:`deployguard_local.options`). IDs may be a
 unique prefix. Errors exit 4 with a message naming the field (2 and 3 belong to the gate).
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deployguard.exceptions import DeployGuardError
 from deployguard.models import Deployment, DeploymentStatus
 from deployguard.readmodels import (
     DeploymentHistory,
@@ -35,48 +30,23 @@ from deployguard.readmodels import (
     parse_since,
     timeline,
 )
-from deployguard_local.sources import duration, open_source, when
-
-ERROR_EXIT = 4
-
-# ---------------------------------------------------------------------------- shared options
-
-Local = Annotated[bool, typer.Option("--local", help="read the state `make demo` saved (.deployguard/local-state)")]
-Stack = Annotated[str | None, typer.Option("--stack", help="a deployed DeployGuard stack (table from its outputs)")]
-TableName = Annotated[str | None, typer.Option("--table", help="the DeploymentsTable (default: $DEPLOYMENTS_TABLE)")]
-Region = Annotated[str | None, typer.Option("--region", help="AWS region (default: $AWS_REGION)")]
-StateDir = Annotated[
-    Path | None, typer.Option("--state-dir", help="where --local state is (default: $DEPLOYGUARD_LOCAL_STATE)")
-]
-Json = Annotated[bool, typer.Option("--json", help="print JSON")]
+from deployguard_local.options import (
+    GATE_ERROR_EXIT,
+    Connection,
+    Json,
+    connected,
+    console,
+    duration,
+    invoke,
+    new_app,
+    print_json,
+    run,
+    when,
+)
 
 SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": ""}
 STATUS_STYLE = {"succeeded": "green", "rolled_back": "red", "failed": "bold red", "stopped": "yellow",
                 "in_progress": "cyan", "pending": "cyan"}  # fmt: skip
-
-
-def console() -> Console:
-    terminal = Console()
-    return Console(highlight=False, soft_wrap=False, width=terminal.width if terminal.is_terminal else 160)
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def run(action: Callable[[], int]) -> int:
-    """Run a command; any error prints one line naming what is wrong and exits 4 (never a gate's 1, 2 or 3)."""
-    from deployguard_local.cli import describe_error
-
-    try:
-        return action()
-    except (DeployGuardError, BotoCoreError, ClientError) as exc:
-        sys.stderr.write(f"deployguard: {describe_error(exc)}\n")
-        return ERROR_EXIT
-
-
-def source(local: bool, stack: str | None, table: str | None, region: str | None, state_dir: Path | None) -> Any:
-    return open_source(local=local, stack=stack, table=table, region=region, state_dir=state_dir)
 
 
 def _target(d: Deployment) -> str:
@@ -136,25 +106,27 @@ def print_history(out: Console, history: DeploymentHistory, notifications: bool)
 
 # ---------------------------------------------------------------------------- deployments
 
-app = typer.Typer(name="deployguard deployments", help="What DeployGuard decided, deployment by deployment.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)  # fmt: skip
+PROG = "deployguard"
+app = new_app("deployments", "What DeployGuard decided, deployment by deployment (list, show, watch).",
+              no_args_is_help=True)  # fmt: skip
 
 
 @app.command("list")
+@connected
 def list_deployments(
+    conn: Connection,
     service: Annotated[str | None, typer.Option(help="only this service")] = None,
     environment: Annotated[str | None, typer.Option(help="only this environment")] = None,
     status: Annotated[list[DeploymentStatus] | None, typer.Option(help="only these statuses (repeat)")] = None,
     since: Annotated[str | None, typer.Option(help="started since: 7d, 12h, 30m or an ISO time")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="deployments per page")] = 20,
     cursor: Annotated[str | None, typer.Option(help="the next page (printed after a full page)")] = None,
-    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
-    state_dir: StateDir = None, json_: Json = False,
+    json_: Json = False,
 ) -> None:  # fmt: skip
     """Deployments, newest first, with filters."""
 
     def action() -> int:
-        with source(local, stack, table, region, state_dir) as src:
+        with conn.resources() as src:
             query = DeploymentQuery(service=service, environment=environment, statuses=status or [], limit=limit,
                                     since=parse_since(since) if since else None, cursor=cursor)  # fmt: skip
             page = src.reader.page(query)
@@ -167,20 +139,21 @@ def list_deployments(
             out.print(f"more: --cursor {page.next_cursor}", markup=False)
         return 0
 
-    raise typer.Exit(run(action))
+    raise typer.Exit(run(action, PROG, GATE_ERROR_EXIT))
 
 
 @app.command("show")
+@connected
 def show(
+    conn: Connection,
     deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
     notifications: Annotated[bool, typer.Option(help="list every delivery in the timeline")] = True,
-    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
-    state_dir: StateDir = None, json_: Json = False,
+    json_: Json = False,
 ) -> None:  # fmt: skip
     """One deployment's timeline: traffic, verdicts and reasons, checks, alerts, incidents, remediation."""
 
     def action() -> int:
-        with source(local, stack, table, region, state_dir) as src:
+        with conn.resources() as src:
             history = src.reader.history(deployment_id)
         if json_:
             print_json(history.model_dump(mode="json", by_alias=True))
@@ -188,23 +161,24 @@ def show(
             print_history(console(), history, notifications)
         return 0
 
-    raise typer.Exit(run(action))
+    raise typer.Exit(run(action, PROG, GATE_ERROR_EXIT))
 
 
 @app.command("watch")
+@connected
 def watch(
+    conn: Connection,
     deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
     interval: Annotated[float, typer.Option(min=1, help="seconds between polls")] = 10.0,
     timeout: Annotated[float, typer.Option(min=0, help="give up after this many seconds")] = 3600.0,
-    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
-    state_dir: StateDir = None, json_: Json = False,
+    json_: Json = False,
 ) -> None:  # fmt: skip
     """Follow a deployment live: print each new timeline entry until it ends (exit as `status`)."""
 
     def action() -> int:
         out = console()
         printed: set[tuple[str, str, str]] = set()
-        with source(local, stack, table, region, state_dir) as src:
+        with conn.resources() as src:
 
             def changed(_: Deployment) -> None:
                 fresh = [
@@ -224,7 +198,7 @@ def watch(
                                       sleep=src.sleep, on_change=changed)  # fmt: skip
         return _finish(outcome, json_, out)
 
-    raise typer.Exit(run(action))
+    raise typer.Exit(run(action, PROG, GATE_ERROR_EXIT))
 
 
 def _finish(outcome: GateOutcome, json_: bool, out: Console) -> int:
@@ -237,22 +211,23 @@ def _finish(outcome: GateOutcome, json_: bool, out: Console) -> int:
 
 # ---------------------------------------------------------------------------- status (the CI gate)
 
-status_app = typer.Typer(name="deployguard status", add_completion=False, pretty_exceptions_enable=False)
+status_app = new_app("status", "A deployment's outcome as an exit code (CI gate).")
 
 
 @status_app.command()
+@connected
 def status(
+    conn: Connection,
     deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
     wait: Annotated[bool, typer.Option("--wait", help="poll until the deployment ends")] = False,
     timeout: Annotated[float, typer.Option(min=0, help="with --wait: give up after this many seconds")] = 1800.0,
     interval: Annotated[float, typer.Option(min=1, help="with --wait: seconds between polls")] = 10.0,
-    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
-    state_dir: StateDir = None, json_: Json = False,
+    json_: Json = False,
 ) -> None:  # fmt: skip
     """A deployment's outcome as an exit code: 0 promoted, 1 rolled back or failed, 2 held, 3 running/timeout."""
 
     def action() -> int:
-        with source(local, stack, table, region, state_dir) as src:
+        with conn.resources() as src:
             if wait:
                 outcome = src.reader.wait(deployment_id, timeout_seconds=timeout, poll_seconds=interval,
                                           sleep=src.sleep)  # fmt: skip
@@ -260,28 +235,12 @@ def status(
                 outcome = src.reader.outcome(deployment_id)
         return _finish(outcome, json_, console())
 
-    raise typer.Exit(run(action))
-
-
-def invoke(typer_app: typer.Typer, prog: str, argv: list[str]) -> int:
-    command = typer.main.get_command(typer_app)
-    try:  # without standalone mode, click returns the code a command exits with
-        return int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
-    except typer.Exit as done:
-        return int(done.exit_code)
-    except typer.Abort:
-        return 130
-    except Exception as exc:  # click's usage errors: name the option, exit 4
-        show = getattr(exc, "show", None)
-        if show is None:
-            raise
-        show()
-        return ERROR_EXIT
+    raise typer.Exit(run(action, PROG, GATE_ERROR_EXIT))
 
 
 def main(argv: list[str]) -> int:
-    return invoke(app, "deployguard deployments", argv)
+    return invoke(app, "deployguard deployments", argv, GATE_ERROR_EXIT)
 
 
 def status_main(argv: list[str]) -> int:
-    return invoke(status_app, "deployguard status", argv)
+    return invoke(status_app, "deployguard status", argv, GATE_ERROR_EXIT)

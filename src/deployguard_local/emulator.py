@@ -43,6 +43,7 @@ from typing import Any
 from deployguard import clock as dg_clock
 from deployguard import runtime
 from deployguard.aws import clients
+from deployguard_local.function_logs import function_running, logs_to_stderr
 from deployguard_local.template import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -173,7 +174,8 @@ class FunctionRegistry:
                 context = LambdaContext(name, arn, 128, 30)
             else:
                 raise LookupError(f"no local handler for Lambda function {name}")
-            result = handler(event, context)
+            with function_running():
+                result = handler(event, context)
         except Exception as exc:  # a Lambda runtime turns any exception into a function error
             with self._lock:
                 self.invocations.append((name, f"error: {type(exc).__name__}"))
@@ -579,6 +581,8 @@ class EmbeddedAws:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
         }
+        # the functions' logs go to stderr: stdout is for the answers of the commands
+        self._exit.callback(logs_to_stderr())
         if self.quiet:
             env.update({"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"})
             level = runtime.logger.log_level

@@ -10,32 +10,42 @@
     deployguard incidents remediate ID --by NAME [--action NAME] [--dry-run]
     deployguard incidents history [--limit N]
 
-Every command takes ``--stack NAME`` (a deployed stack: the table and topic come from its
-outputs ``DeploymentsTableName`` / ``DeploymentEventsTopicArn``), or ``--table NAME``
-(and optionally ``--topic-arn``), or uses ``DEPLOYMENTS_TABLE`` / ``EVENTS_TOPIC_ARN`` from
-the environment, which is how it runs inside the embedded AWS (the demo calls
-:func:`main` in the process that holds it: the embedded AWS lives as long as one command).
-``--json`` prints JSON instead of tables. IDs may be given as a unique prefix.
+Every command takes the connection options (:mod:`deployguard_local.options`): ``--stack NAME``
+(the table and topic from the stack's outputs ``DeploymentsTableName`` /
+``DeploymentEventsTopicArn``), ``--table NAME`` (and optionally ``--topic-arn``), ``--local``
+(the demo's saved state; changes are saved back), or ``DEPLOYMENTS_TABLE`` / ``EVENTS_TOPIC_ARN``
+from the environment, which is how it runs inside the embedded AWS (the demo calls :func:`main`
+in the process that holds it). ``--json`` prints JSON instead of tables. IDs may be a unique
+prefix. Exit codes: 0 done, 1 a remediation failed or was refused, 2 an error.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+import typer
 
 from deployguard.alerts.engine import AlertEngine
 from deployguard.alerts.settings import AlertingSettings
-from deployguard.aws import clients
 from deployguard.aws.events import EventPublisher
-from deployguard.exceptions import DeployGuardError
 from deployguard.incidents.models import Incident
 from deployguard.remediation.targets import TargetAllowlist
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.sources import duration, stack_outputs, when
+from deployguard_local.options import (
+    Connection,
+    Json,
+    Resources,
+    connected,
+    duration,
+    invoke,
+    new_app,
+    print_json,
+    run,
+    when,
+)
 
 PROG = "deployguard incidents"
 
@@ -53,27 +63,23 @@ def _settings(config_path: str | None) -> tuple[AlertingSettings, list[str]]:
     return (settings if isinstance(settings, AlertingSettings) else AlertingSettings()), functions
 
 
-def build_engine(args: argparse.Namespace) -> AlertEngine:
-    if args.region:
-        os.environ["AWS_REGION"] = args.region
-        clients.reset()
-    table, topic = args.table, args.topic_arn
-    if args.stack:
-        outputs = stack_outputs(args.stack)
-        table = table or outputs.get("DeploymentsTableName")
-        topic = topic or outputs.get("DeploymentEventsTopicArn")
-        if not table:
-            raise DeployGuardError(f"stack {args.stack} has no output DeploymentsTableName")
-    table = table or os.environ.get("DEPLOYMENTS_TABLE")
-    topic = topic or os.environ.get("EVENTS_TOPIC_ARN")
-    if not table:
-        raise DeployGuardError("name the stack (--stack NAME) or the table (--table NAME), or set DEPLOYMENTS_TABLE")
-    settings, functions = _settings(args.config)
-    repository = DeploymentRepository(table)
-    publisher = EventPublisher(topic) if topic else None
+def build_engine(resources: Resources, config_path: str | None) -> AlertEngine:
+    settings, functions = _settings(config_path)
+    repository = DeploymentRepository(resources.table)
+    publisher = EventPublisher(resources.topic) if resources.topic else None
     allowlist = TargetAllowlist(settings.remediation.allowed_targets, functions)
     local_mode = os.environ.get("DEPLOYGUARD_LOCAL") == "1"  # issue trackers on 127.0.0.1 (local mode only)
     return AlertEngine(settings, repository, publisher, allowlist=allowlist, local_mode=local_mode)
+
+
+def _with_engine(conn: Connection, verb: str, use: Callable[[AlertEngine], int], *, changes: bool = False) -> None:
+    """Run ``use`` with the alert engine of the connection (``--local``: saved back when it ``changes``)."""
+
+    def action() -> int:
+        with conn.resources(save=changes) as resources:
+            return use(build_engine(resources, conn.config))
+
+    raise typer.Exit(run(action, f"{PROG} {verb}"))
 
 
 # --------------------------------------------------------------------------- output
@@ -109,27 +115,177 @@ def _incident_rows(incidents: Sequence[Incident]) -> list[list[Any]]:
 INCIDENT_HEADERS = ["ID", "STATUS", "SEVERITY", "SERVICE", "ENV", "GROUP", "ALERTS", "OPENED", "TTA", "TTR", "BY"]
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    if as_json:
+        print_json(data)
     else:
-        print(text)
+        sys.stdout.write(text + "\n")
 
 
 # --------------------------------------------------------------------------- commands
 
-
-def _list(engine: AlertEngine, args: argparse.Namespace) -> int:
-    store = engine.incident_store
-    incidents = store.recent(args.limit) if args.all else store.open_incidents()
-    incidents.sort(key=lambda i: i.opened_at, reverse=True)
-    text = table(INCIDENT_HEADERS, _incident_rows(incidents)) if incidents else "no incidents"
-    _emit(args, [i.model_dump(mode="json") for i in incidents], text)
-    return 0
+app = new_app("incidents", "Incidents, escalation and remediation approvals.", no_args_is_help=True)
+IncidentId = Annotated[str, typer.Argument(help="incident id or a unique prefix")]
+By = Annotated[str, typer.Option("--by", help="who does it (kept in the incident's timeline and the audit trail)")]
+Notes = Annotated[str | None, typer.Option("--notes", help="a note for the timeline")]
 
 
-def _show(engine: AlertEngine, args: argparse.Namespace) -> int:
-    incident = engine.incident_store.find_by_prefix(args.id)
+@app.command("list")
+@connected(topic=True, config=True)
+def list_incidents(
+    conn: Connection,
+    all_: Annotated[bool, typer.Option("--all", help="recent incidents too, not only open ones")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="with --all: at most this many")] = 50,
+    json_: Json = False,
+) -> None:
+    """Open incidents (--all: recent ones too), newest first."""
+
+    def use(engine: AlertEngine) -> int:
+        store = engine.incident_store
+        incidents = store.recent(limit) if all_ else store.open_incidents()
+        incidents.sort(key=lambda i: i.opened_at, reverse=True)
+        text = table(INCIDENT_HEADERS, _incident_rows(incidents)) if incidents else "no incidents"
+        _emit(json_, [i.model_dump(mode="json") for i in incidents], text)
+        return 0
+
+    _with_engine(conn, "list", use)
+
+
+@app.command("show")
+@connected(topic=True, config=True)
+def show(conn: Connection, incident_id: IncidentId, json_: Json = False) -> None:
+    """One incident: timeline, alerts, audit trail, open approvals."""
+    _with_engine(conn, "show", lambda engine: _show(engine, incident_id, json_))
+
+
+@app.command("ack")
+@connected(topic=True, config=True)
+def ack(conn: Connection, incident_id: IncidentId, by: By, notes: Notes = None, json_: Json = False) -> None:
+    """Acknowledge an incident: stops its escalation."""
+
+    def use(engine: AlertEngine) -> int:
+        incident = engine.incident_store.find_by_prefix(incident_id)
+        done = engine.acknowledge(incident.incident_id, by, notes or "")
+        text = (
+            f"{done.incident_id} acknowledged by {done.acknowledged_by} after "
+            f"{duration(done.time_to_acknowledge_seconds)}; escalation stopped"
+        )
+        _emit(json_, done.model_dump(mode="json"), text)
+        return 0
+
+    _with_engine(conn, "ack", use, changes=True)
+
+
+@app.command("resolve")
+@connected(topic=True, config=True)
+def resolve(
+    conn: Connection,
+    incident_id: IncidentId,
+    by: By,
+    notes: Annotated[str, typer.Option("--notes", help="how it was resolved (kept in the timeline)")],
+    json_: Json = False,
+) -> None:
+    """Resolve an incident, with notes."""
+
+    def use(engine: AlertEngine) -> int:
+        incident = engine.incident_store.find_by_prefix(incident_id)
+        done = engine.resolve(incident.incident_id, by, notes)
+        text = f"{done.incident_id} resolved by {done.resolved_by} after {duration(done.time_to_resolve_seconds)}"
+        _emit(json_, done.model_dump(mode="json"), text)
+        return 0
+
+    _with_engine(conn, "resolve", use, changes=True)
+
+
+@app.command("approvals")
+@connected(topic=True, config=True)
+def approvals(conn: Connection, json_: Json = False) -> None:
+    """Remediations waiting for a person's approval."""
+
+    def use(engine: AlertEngine) -> int:
+        waiting = engine.remediation.store.open_approvals()
+        rows = [
+            [a.approval_id, a.status.value, a.incident_id, a.action, a.target, when(a.expires_at_time),
+             a.description[:60]]
+            for a in waiting
+        ]  # fmt: skip
+        headers = ["ID", "STATUS", "INCIDENT", "ACTION", "TARGET", "EXPIRES", "WHAT"]
+        _emit(json_, [a.model_dump(mode="json") for a in waiting], table(headers, rows) if rows else "no approvals")
+        return 0
+
+    _with_engine(conn, "approvals", use)
+
+
+ApprovalId = Annotated[str, typer.Argument(help="approval id (see `deployguard incidents approvals`)")]
+
+
+def _decide(conn: Connection, approval_id: str, by: str, notes: str | None, json_: bool, approve: bool) -> None:
+    def use(engine: AlertEngine) -> int:
+        approval = engine.decide(approval_id, by, approve, notes or "")
+        verb = "approved" if approve else "rejected"
+        text = f"{approval.approval_id} {verb} by {by}: {approval.action} on {approval.target}" + (
+            (" (its approval state machine runs it now)" if approval.task_token
+             else " (runs at the next scheduled check)") if approve else ""
+        )  # fmt: skip
+        _emit(json_, approval.model_dump(mode="json"), text)
+        return 0
+
+    _with_engine(conn, "approve" if approve else "reject", use, changes=True)
+
+
+@app.command("approve")
+@connected(topic=True, config=True)
+def approve(conn: Connection, approval_id: ApprovalId, by: By, notes: Notes = None, json_: Json = False) -> None:
+    """Approve a remediation waiting for approval (it runs)."""
+    _decide(conn, approval_id, by, notes, json_, approve=True)
+
+
+@app.command("reject")
+@connected(topic=True, config=True)
+def reject(conn: Connection, approval_id: ApprovalId, by: By, notes: Notes = None, json_: Json = False) -> None:
+    """Reject a remediation waiting for approval (it does not run)."""
+    _decide(conn, approval_id, by, notes, json_, approve=False)
+
+
+@app.command("remediate")
+@connected(topic=True, config=True)
+def remediate(
+    conn: Connection,
+    incident_id: IncidentId,
+    by: By,
+    action: Annotated[str | None, typer.Option(help="one configured action (default: the incident's plan)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would happen, change nothing")] = False,
+    json_: Json = False,
+) -> None:
+    """Run the incident's remediation now (--dry-run: show the AWS calls it would make); exit 1 if a step fails."""
+
+    def use(engine: AlertEngine) -> int:
+        incident = engine.incident_store.find_by_prefix(incident_id)
+        results = engine.remediate(incident.incident_id, by, action, dry_run=dry_run)
+        rows = []
+        for r in results:
+            calls = "; ".join(r.plan.calls) if r.plan and r.plan.calls else "-"
+            rows.append([r.action, r.target, r.outcome.value, r.message[:70], calls])
+        headers = ["ACTION", "TARGET", "OUTCOME", "MESSAGE", "AWS CALLS"]
+        _emit(json_, [r.model_dump(mode="json") for r in results], table(headers, rows))
+        return 0 if all(r.outcome.value not in ("failed", "refused") for r in results) else 1
+
+    _with_engine(conn, "remediate", use, changes=not dry_run)
+
+
+@app.command("history")
+@connected(topic=True, config=True)
+def history(
+    conn: Connection,
+    limit: Annotated[int, typer.Option(min=1, help="the most recent incidents counted")] = 200,
+    json_: Json = False,
+) -> None:
+    """Incidents with their times to acknowledge and to resolve (mean and max)."""
+    _with_engine(conn, "history", lambda engine: _history(engine, limit, json_))
+
+
+def _show(engine: AlertEngine, incident_id: str, json_: bool) -> int:
+    incident = engine.incident_store.find_by_prefix(incident_id)
     alerts = [a for a in engine.incident_store.alerts(incident.deployment_id) if a.incident_id == incident.incident_id]
     audit = [
         e
@@ -177,9 +333,7 @@ def _show(engine: AlertEngine, args: argparse.Namespace) -> int:
         lines += [
             "",
             "Audit",
-            table(
-                ["AT", "ACTION", "ACTOR", "REASON"], [[when(e.at), e.action, e.actor, e.reason[:80]] for e in audit]
-            ),
+            table(["AT", "ACTION", "ACTOR", "REASON"], [[when(e.at), e.action, e.actor, e.reason[:80]] for e in audit]),
         ]
     if approvals:
         lines += [
@@ -190,70 +344,13 @@ def _show(engine: AlertEngine, args: argparse.Namespace) -> int:
                 [[a.approval_id, a.action, a.target, a.status.value, a.description[:60]] for a in approvals],
             ),
         ]
-    _emit(args, data, "\n".join(lines))
+    _emit(json_, data, "\n".join(lines))
     return 0
 
 
-def _ack(engine: AlertEngine, args: argparse.Namespace) -> int:
-    incident = engine.incident_store.find_by_prefix(args.id)
-    done = engine.acknowledge(incident.incident_id, args.by, args.notes or "")
-    text = (
-        f"{done.incident_id} acknowledged by {done.acknowledged_by} after "
-        f"{duration(done.time_to_acknowledge_seconds)}; escalation stopped"
-    )
-    _emit(args, done.model_dump(mode="json"), text)
-    return 0
-
-
-def _resolve(engine: AlertEngine, args: argparse.Namespace) -> int:
-    incident = engine.incident_store.find_by_prefix(args.id)
-    done = engine.resolve(incident.incident_id, args.by, args.notes)
-    text = f"{done.incident_id} resolved by {done.resolved_by} after {duration(done.time_to_resolve_seconds)}"
-    _emit(args, done.model_dump(mode="json"), text)
-    return 0
-
-
-def _approvals(engine: AlertEngine, args: argparse.Namespace) -> int:
-    approvals = engine.remediation.store.open_approvals()
-    rows = [
-        [a.approval_id, a.status.value, a.incident_id, a.action, a.target, when(a.expires_at_time), a.description[:60]]
-        for a in approvals
-    ]
-    text = table(["ID", "STATUS", "INCIDENT", "ACTION", "TARGET", "EXPIRES", "WHAT"], rows) if rows else "no approvals"
-    _emit(args, [a.model_dump(mode="json") for a in approvals], text)
-    return 0
-
-
-def _decide(engine: AlertEngine, args: argparse.Namespace, approve: bool) -> int:
-    approval = engine.decide(args.id, args.by, approve, args.notes or "")
-    verb = "approved" if approve else "rejected"
-    text = f"{approval.approval_id} {verb} by {args.by}: {approval.action} on {approval.target}" + (
-        (" (its approval state machine runs it now)" if approval.task_token else " (runs at the next scheduled check)")
-        if approve
-        else ""
-    )
-    _emit(args, approval.model_dump(mode="json"), text)
-    return 0
-
-
-def _remediate(engine: AlertEngine, args: argparse.Namespace) -> int:
-    incident = engine.incident_store.find_by_prefix(args.id)
-    results = engine.remediate(incident.incident_id, args.by, args.action, dry_run=args.dry_run)
-    rows = []
-    for r in results:
-        calls = "; ".join(r.plan.calls) if r.plan and r.plan.calls else "-"
-        rows.append([r.action, r.target, r.outcome.value, r.message[:70], calls])
-    _emit(
-        args,
-        [r.model_dump(mode="json") for r in results],
-        table(["ACTION", "TARGET", "OUTCOME", "MESSAGE", "AWS CALLS"], rows),
-    )
-    return 0 if all(r.outcome.value not in ("failed", "refused") for r in results) else 1
-
-
-def _history(engine: AlertEngine, args: argparse.Namespace) -> int:
-    incidents = engine.incident_store.recent(args.limit)
-    stats = engine.incidents.stats(args.limit)
+def _history(engine: AlertEngine, limit: int, json_: bool) -> int:
+    incidents = engine.incident_store.recent(limit)
+    stats = engine.incidents.stats(limit)
     text = "\n".join(
         [
             f"{stats.incidents} incidents: {stats.open} open, {stats.acknowledged} acknowledged, "
@@ -267,79 +364,15 @@ def _history(engine: AlertEngine, args: argparse.Namespace) -> int:
         ]
     )
     _emit(
-        args,
+        json_,
         {"stats": stats.model_dump(mode="json"), "incidents": [i.model_dump(mode="json") for i in incidents]},
         text,
     )
     return 0
 
 
-# --------------------------------------------------------------------------- parser
-
-
-def where_parser() -> argparse.ArgumentParser:
-    """The options that say which DeployGuard to talk to (shared with ``deployguard control``)."""
-    common = argparse.ArgumentParser(add_help=False)
-    where = common.add_argument_group("where")
-    where.add_argument("--stack", help="a deployed DeployGuard stack (table and topic from its outputs)")
-    where.add_argument("--table", help="the DeploymentsTable name (default: $DEPLOYMENTS_TABLE)")
-    where.add_argument("--topic-arn", help="the events topic, to announce changes (default: $EVENTS_TOPIC_ARN)")
-    where.add_argument("--region", help="AWS region (default: $AWS_REGION)")
-    where.add_argument("--config", help="DeployGuard configuration file (default: $DEPLOYGUARD_CONFIG_FILE)")
-    common.add_argument("--json", action="store_true", help="print JSON")
-    return common
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = where_parser()
-
-    parser = argparse.ArgumentParser(prog=PROG, description="Incidents, escalation and remediation approvals.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", parents=[common], help="open incidents (--all: recent ones too)")
-    p.add_argument("--all", action="store_true")
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(handler=_list)
-    p = sub.add_parser("show", parents=[common], help="one incident: timeline, alerts, audit, approvals")
-    p.add_argument("id")
-    p.set_defaults(handler=_show)
-    p = sub.add_parser("ack", parents=[common], help="acknowledge: stops escalation")
-    p.add_argument("id")
-    p.add_argument("--by", required=True)
-    p.add_argument("--notes")
-    p.set_defaults(handler=_ack)
-    p = sub.add_parser("resolve", parents=[common], help="resolve with notes")
-    p.add_argument("id")
-    p.add_argument("--by", required=True)
-    p.add_argument("--notes", required=True)
-    p.set_defaults(handler=_resolve)
-    p = sub.add_parser("approvals", parents=[common], help="remediations waiting for approval")
-    p.set_defaults(handler=_approvals)
-    for name, approve in (("approve", True), ("reject", False)):
-        p = sub.add_parser(name, parents=[common], help=f"{name} a remediation waiting for approval")
-        p.add_argument("id", help="approval id")
-        p.add_argument("--by", required=True)
-        p.add_argument("--notes")
-        p.set_defaults(handler=lambda e, a, ok=approve: _decide(e, a, ok))
-    p = sub.add_parser("remediate", parents=[common], help="run (or with --dry-run, show) remediation")
-    p.add_argument("id")
-    p.add_argument("--by", required=True)
-    p.add_argument("--action", help="one configured action (default: the incident's plan)")
-    p.add_argument("--dry-run", action="store_true", help="show what would happen, change nothing")
-    p.set_defaults(handler=_remediate)
-    p = sub.add_parser("history", parents=[common], help="response and resolution times")
-    p.add_argument("--limit", type=int, default=200)
-    p.set_defaults(handler=_history)
-    return parser
-
-
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        engine = build_engine(args)
-        return int(args.handler(engine, args))
-    except DeployGuardError as exc:
-        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
-        return 2
+    return invoke(app, PROG, argv)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,23 @@ could be neither delivered nor dead-lettered, stays; a dead letter that fails ag
 put back with its redelivery count and last error (then the original deleted), so
 nothing is lost; a malformed message cannot be redelivered and stays in the queue.
 
-Defaults come from NOTIFICATION_DLQ_URL, DEPLOYMENTS_TABLE and DEPLOYGUARD_CONFIG_FILE.
+Both take the connection options (:mod:`deployguard_local.options`): ``--stack NAME`` (the table
+and the queue from the stack's outputs), ``--table NAME``, or DEPLOYMENTS_TABLE; the queue is
+``--queue-url``, the stack's ``NotificationDeadLetterQueueUrl`` or NOTIFICATION_DLQ_URL; the
+configuration ``--config`` or DEPLOYGUARD_CONFIG_FILE. Exit codes: 0 done, 1 some dead letters
+still failing, 2 an error (written, as every line, to the command's output).
 """
 
 from __future__ import annotations
 
-import argparse
+import contextvars
 import json
 import os
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Annotated, TextIO
 
+import typer
 from pydantic import ValidationError
 
 from deployguard import clock
@@ -35,23 +41,64 @@ from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, events_in
 from deployguard.notification.router import IN_PROGRESS, NotificationRouter
 from deployguard.notification.settings import NotificationSettings
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.options import Connection, connected, invoke, new_app
+
+PROG = "deployguard notifications"
+app = new_app("notifications", "Redeliver dead-lettered notifications, list deliveries.", no_args_is_help=True)
+_OUT: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar("notifications_out", default=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="deployguard notifications", description="Redeliver dead-lettered notifications, list deliveries."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    retry = sub.add_parser("retry", help="redeliver messages from the notification dead-letter queue")
-    retry.add_argument("--limit", type=int, default=10, help="at most this many dead letters (default 10)")
-    retry.add_argument("--queue-url", default=os.environ.get("NOTIFICATION_DLQ_URL"), help="the DLQ URL")
-    retry.add_argument("--table", default=os.environ.get("DEPLOYMENTS_TABLE"), help="the deployments table")
-    retry.add_argument("--config", default=os.environ.get("DEPLOYGUARD_CONFIG_FILE"), help="configuration file")
-    listing = sub.add_parser("list", help="deliveries recorded for a deployment")
-    listing.add_argument("deployment_id")
-    listing.add_argument("--table", default=os.environ.get("DEPLOYMENTS_TABLE"), help="the deployments table")
-    listing.add_argument("--json", action="store_true", help="one JSON object per delivery")
-    return parser
+def _out() -> TextIO:
+    return _OUT.get() or sys.stdout
+
+
+def _finish(action: Callable[[TextIO], int]) -> None:
+    out = _out()
+    try:
+        code = action(out)
+    except DeployGuardError as exc:
+        print(f"error: {exc}", file=out)
+        code = 2
+    raise typer.Exit(code)
+
+
+@app.command("retry")
+@connected(config=True)
+def retry_command(
+    conn: Connection,
+    limit: Annotated[int, typer.Option(help="at most this many dead letters")] = 10,
+    queue_url: Annotated[
+        str | None, typer.Option(help="the notification DLQ (default: the stack's, or $NOTIFICATION_DLQ_URL)")
+    ] = None,
+) -> None:
+    """Redeliver messages from the notification dead-letter queue (nothing is lost: failures stay queued)."""
+
+    def action(out: TextIO) -> int:
+        if conn.local:
+            raise DeployGuardError("the demo's saved state has no queues: use --stack, or --queue-url and --table")
+        if not (queue_url or conn.stack or os.environ.get("NOTIFICATION_DLQ_URL")):
+            raise DeployGuardError("--queue-url and --table (or --stack, or NOTIFICATION_DLQ_URL and DEPLOYMENTS_TABLE)"
+                                   " are required")  # fmt: skip
+        with conn.resources() as res:
+            return retry(res.table, queue_url or res.dead_letter_queue, conn.config, limit, out)
+
+    _finish(action)
+
+
+@app.command("list")
+@connected
+def list_command(
+    conn: Connection,
+    deployment_id: Annotated[str, typer.Argument(help="the deployment whose deliveries to list")],
+    json_: Annotated[bool, typer.Option("--json", help="one JSON object per delivery")] = False,
+) -> None:
+    """Deliveries recorded for a deployment: channel, status, attempts, latency, error; totals."""
+
+    def action(out: TextIO) -> int:
+        with conn.resources() as res:
+            return list_deliveries(res.table, deployment_id, json_, out)
+
+    _finish(action)
 
 
 def _identity(letter: DeadLetter) -> str:
@@ -85,21 +132,22 @@ def _route_again(router: NotificationRouter, body: str) -> str | None:
     return ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "no channel matched"
 
 
-def retry(args: argparse.Namespace, out: TextIO) -> int:
-    if not args.queue_url or not args.table:
-        print("error: --queue-url and --table (or NOTIFICATION_DLQ_URL, DEPLOYMENTS_TABLE) are required", file=out)
+def retry(table: str, queue_url: str | None, config: str | None, limit: int, out: TextIO) -> int:
+    """Take up to ``limit`` messages from the dead-letter queue and deliver or route them again."""
+    if not queue_url:
+        print("error: --queue-url (or --stack, or NOTIFICATION_DLQ_URL) is required", file=out)
         return 2
-    if args.limit < 1:
+    if limit < 1:
         print("error: --limit must be at least 1", file=out)
         return 2
-    settings = load_config(args.config).notifications if args.config else NotificationSettings()
-    router = NotificationRouter(settings, DeploymentRepository(args.table), args.queue_url)
-    queue = DeadLetterQueue(args.queue_url)
+    settings = load_config(config).notifications if config else NotificationSettings()
+    router = NotificationRouter(settings, DeploymentRepository(table), queue_url)
+    queue = DeadLetterQueue(queue_url)
     delivered = failed = skipped = 0
     seen_messages: set[str] = set()
     seen_letters: set[str] = set()
-    while delivered + failed + skipped < args.limit:
-        messages = queue.receive(args.limit - (delivered + failed + skipped))
+    while delivered + failed + skipped < limit:
+        messages = queue.receive(limit - (delivered + failed + skipped))
         fresh = 0
         for message in messages:
             if message["MessageId"] in seen_messages:
@@ -158,17 +206,14 @@ def retry(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if failed == 0 else 1
 
 
-def list_deliveries(args: argparse.Namespace, out: TextIO) -> int:
-    if not args.table:
-        print("error: --table (or DEPLOYMENTS_TABLE) is required", file=out)
-        return 2
-    notifications = DeploymentRepository(args.table).notifications(args.deployment_id)
-    if args.json:
+def list_deliveries(table: str, deployment_id: str, as_json: bool, out: TextIO) -> int:
+    notifications = DeploymentRepository(table).notifications(deployment_id)
+    if as_json:
         for n in notifications:
             print(n.model_dump_json(), file=out)
         return 0
     if not notifications:
-        print(f"no deliveries recorded for {args.deployment_id}", file=out)
+        print(f"no deliveries recorded for {deployment_id}", file=out)
         return 0
     print(f"{'at':<27} {'channel':<20} {'status':<14} {'attempts':>8} {'latency ms':>10}  error", file=out)
     for n in notifications:
@@ -183,15 +228,12 @@ def list_deliveries(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: list[str], out: TextIO | None = None) -> int:
-    """Entry point of ``deployguard notifications``; ``argv`` follows the word ``notifications``."""
-    stream = out or sys.stdout
+    """Entry point of ``deployguard notifications``; ``argv`` follows the word ``notifications``;
+    what it prints (errors too) goes to ``out`` (default stdout)."""
     if argv and argv[0] == "notifications":
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    token = _OUT.set(out)
     try:
-        if args.command == "retry":
-            return retry(args, stream)
-        return list_deliveries(args, stream)
-    except DeployGuardError as exc:
-        print(f"error: {exc}", file=stream)
-        return 2
+        return invoke(app, PROG, argv)
+    finally:
+        _OUT.reset(token)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from deployguard.reporting import render
-from deployguard_local.deployments_cli import Json, Local, Region, Stack, StateDir, TableName, invoke, run, source
+from deployguard_local.options import GATE_ERROR_EXIT, Connection, Json, connected, invoke, new_app, run
 
 
 class Format(StrEnum):
@@ -24,21 +24,22 @@ class Format(StrEnum):
     json = "json"
 
 
-app = typer.Typer(name="deployguard report", add_completion=False, pretty_exceptions_enable=False)
+app = new_app("report", "One deployment's health report (md, html, json).")
 
 
 @app.command()
+@connected
 def report(
+    conn: Connection,
     deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
     format_: Annotated[Format, typer.Option("--format", "-f", help="md, html or json")] = Format.md,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")] = None,
-    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
-    state_dir: StateDir = None, json_: Json = False,
+    json_: Json = False,
 ) -> None:  # fmt: skip
     """A deployment's health report: verdicts and reasons, charts per metric, traffic, health, audit trail."""
 
     def action() -> int:
-        with source(local, stack, table, region, state_dir) as src:
+        with conn.resources() as src:
             history = src.reader.history(deployment_id)
         text = render(history, "json" if json_ else format_.value)
         if output is None:
@@ -50,8 +51,8 @@ def report(
         sys.stderr.write(done + "\n")
         return 0
 
-    raise typer.Exit(run(action))
+    raise typer.Exit(run(action, "deployguard report", GATE_ERROR_EXIT))
 
 
 def main(argv: list[str]) -> int:
-    return invoke(app, "deployguard report", argv)
+    return invoke(app, "deployguard report", argv, GATE_ERROR_EXIT)

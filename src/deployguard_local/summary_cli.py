@@ -18,20 +18,9 @@ from deployguard import clock
 from deployguard.readmodels import SummaryBuilder, parse_since
 from deployguard.readmodels.summary import GroupCount
 from deployguard.reporting.summary import figure_rows, render_summary_markdown
-from deployguard_local.deployments_cli import (
-    Json,
-    Local,
-    Region,
-    Stack,
-    StateDir,
-    TableName,
-    console,
-    invoke,
-    run,
-    source,
-)
+from deployguard_local.options import GATE_ERROR_EXIT, Connection, Json, connected, console, invoke, new_app, run
 
-app = typer.Typer(name="deployguard summary", add_completion=False, pretty_exceptions_enable=False)
+app = new_app("summary", "What DeployGuard decided in a period, against the period before.")
 
 
 def _groups(title: str, groups: list[GroupCount]) -> Table:
@@ -44,16 +33,17 @@ def _groups(title: str, groups: list[GroupCount]) -> Table:
 
 
 @app.command()
+@connected
 def summary(
+    conn: Connection,
     since: Annotated[str, typer.Option(help="the period: 7d, 24h, 2w or an ISO time")] = "7d",
     markdown: Annotated[bool, typer.Option("--markdown", help="print Markdown (as the scheduled summaries)")] = False,
-    local: Local = False, stack: Stack = None, table: TableName = None, region: Region = None,
-    state_dir: StateDir = None, json_: Json = False,
+    json_: Json = False,
 ) -> None:  # fmt: skip
     """Summary of a period against the one before it."""
 
     def action() -> int:
-        with source(local, stack, table, region, state_dir) as src:
+        with conn.resources() as src:
             end = clock.now()  # local state: the demo's simulated time
             built = SummaryBuilder(src.reader).build(parse_since(since, end), end, f"since {since}")
         if json_:
@@ -81,8 +71,8 @@ def summary(
         out.print("busiest channels: " + (", ".join(f"{c} ({n})" for c, n in built.noisiest_channels) or "none"))
         return 0
 
-    raise typer.Exit(run(action))
+    raise typer.Exit(run(action, "deployguard summary", GATE_ERROR_EXIT))
 
 
 def main(argv: list[str]) -> int:
-    return invoke(app, "deployguard summary", argv)
+    return invoke(app, "deployguard summary", argv, GATE_ERROR_EXIT)

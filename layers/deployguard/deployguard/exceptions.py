@@ -67,3 +67,7 @@ class MetricsConfigError(DeployGuardError):
 
 class ControlStateError(DeployGuardError):
     """A control verb does not apply to the deployment as it is (e.g. promoting a rolled-back canary)."""
+
+
+class JudgeStateError(DeployGuardError):
+    """A stored judge state does not fit the window or settings it is stepped with."""

@@ -23,23 +23,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     code = incidents_cli.main([*argv, "--json"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    return _cli_document(out.out)
-
-
-def _cli_document(text: str) -> Any:
-    """The CLI's JSON answer. The embedded AWS runs asynchronous invocations (the router, on SNS) in
-    threads of this process, whose Powertools logs and EMF lines may land in the same stdout."""
-    decoder, documents, at = json.JSONDecoder(), [], 0
-    while at < len(text):
-        while at < len(text) and text[at].isspace():
-            at += 1
-        if at >= len(text):
-            break
-        document, at = decoder.raw_decode(text, at)
-        if not (isinstance(document, dict) and ("_aws" in document or "level" in document)):
-            documents.append(document)
-    assert len(documents) == 1, text
-    return documents[0]
+    return json.loads(out.out)  # the functions' logs go to stderr: stdout holds the answer alone
 
 
 def test_regression_rolls_back_pages_until_acknowledged_and_resolves(

@@ -1,0 +1,258 @@
+"""What every ``deployguard`` command shares: which DeployGuard to talk to, how to print, how to end.
+
+Connection options (one place, every command that reads or changes DeployGuard's state takes them)::
+
+    --local              the state `make demo` saved (.deployguard/local-state), on the embedded AWS
+    --stack NAME         a deployed DeployGuard stack: table, topic, state machine from its outputs
+    --table NAME         the DeploymentsTable (default: $DEPLOYMENTS_TABLE)
+    --region REGION      AWS region (default: $AWS_REGION)
+    --endpoint-url URL   a local AWS endpoint (moto_server, LocalStack) instead of AWS
+    --state-dir DIR      where --local state is (default: $DEPLOYGUARD_LOCAL_STATE)
+
+A command gets them by :func:`connected`, which adds them to its options and hands it one
+:class:`Connection`. Exit codes are in :data:`EXIT_CODES` (the README lists them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+
+from deployguard.aws import clients
+from deployguard.exceptions import DeployGuardError
+from deployguard.readmodels import DeploymentReader
+from deployguard.storage.repository import DeploymentRepository
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Exit codes, as Argo Rollouts' `status`: the outcome first, then errors.
+EXIT_CODES = {
+    0: "done (status: promoted)",
+    1: "a negative answer: problems found, rolled back or failed, a function errored, a delivery still failing",
+    2: "an error: bad usage, unreadable file, unknown id, AWS unreachable (status: held for a person)",
+    3: "status --wait: still running when the timeout came",
+    4: "an error of a command whose 2 and 3 are outcomes (deployments, status, report, summary)",
+    130: "interrupted (Ctrl-C)",
+}
+ERROR_EXIT = 2
+GATE_ERROR_EXIT = 4
+
+# ---------------------------------------------------------------------------- shared options
+
+Local = Annotated[bool, typer.Option("--local", help="use the state `make demo` saved (.deployguard/local-state)")]
+Stack = Annotated[str | None, typer.Option("--stack", help="a deployed DeployGuard stack (resources from its outputs)")]
+TableName = Annotated[str | None, typer.Option("--table", help="the DeploymentsTable (default: $DEPLOYMENTS_TABLE)")]
+Region = Annotated[str | None, typer.Option("--region", help="AWS region (default: $AWS_REGION)")]
+EndpointUrl = Annotated[
+    str | None, typer.Option("--endpoint-url", help="a local AWS endpoint (moto_server, LocalStack) instead of AWS")
+]
+StateDir = Annotated[
+    Path | None, typer.Option("--state-dir", help="where --local state is (default: $DEPLOYGUARD_LOCAL_STATE)")
+]
+Json = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+ConfigFile = Annotated[
+    str | None, typer.Option("--config", help="DeployGuard configuration file (default: $DEPLOYGUARD_CONFIG_FILE)")
+]
+TopicArn = Annotated[
+    str | None, typer.Option("--topic-arn", help="the events topic, to announce changes (default: $EVENTS_TOPIC_ARN)")
+]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Which DeployGuard a command talks to (the connection options, resolved on use)."""
+
+    local: bool = False
+    stack: str | None = None
+    table: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    state_dir: Path | None = None
+    topic_arn: str | None = None
+    config: str | None = None
+
+    def apply_environment(self) -> None:
+        """Region and endpoint for every boto3 client made from now on."""
+        if self.region:
+            os.environ["AWS_REGION"] = self.region
+        if self.endpoint_url:
+            os.environ["DEPLOYGUARD_ENDPOINT_URL"] = self.endpoint_url
+        if self.region or self.endpoint_url:
+            clients.reset()
+
+    def outputs(self) -> dict[str, str]:
+        return stack_outputs(self.stack) if self.stack else {}
+
+    @contextlib.contextmanager
+    def resources(self, *, save: bool = False) -> Iterator[Resources]:
+        """The table, topic and canary state machine to use. ``--local``: the demo's saved state on the
+        embedded AWS (no topic: nothing listens there), written back afterwards when ``save``."""
+        if self.local:
+            from deployguard_local import local_state
+
+            directory = self.state_dir or local_state.default_dir()
+            with local_state.opened(directory) as aws:
+                assert aws.clock is not None  # local time is simulated: waiting advances it
+                bucket = aws.ref("ReportsBucket") if "ReportsBucket" in aws.stack.physical else None
+                yield Resources(aws.ref("DeploymentsTable"), self.topic_arn, None, bucket, aws.clock.advance, directory)
+                if save:
+                    local_state.save(aws, directory)
+            return
+        self.apply_environment()
+        outputs = self.outputs()
+        if self.stack and not (self.table or outputs.get("DeploymentsTableName")):
+            raise DeployGuardError(f"stack {self.stack} has no output DeploymentsTableName")
+        table = self.table or outputs.get("DeploymentsTableName") or os.environ.get("DEPLOYMENTS_TABLE")
+        if not table:
+            raise DeployGuardError(
+                "name the stack (--stack NAME) or the table (--table NAME), set DEPLOYMENTS_TABLE, "
+                "or use the demo's state with --local"
+            )
+        yield Resources(
+            table=table,
+            topic=self.topic_arn or outputs.get("DeploymentEventsTopicArn") or os.environ.get("EVENTS_TOPIC_ARN"),
+            state_machine=outputs.get("CanaryStateMachineArn") or os.environ.get("CANARY_STATE_MACHINE_ARN"),
+            reports_bucket=outputs.get("ReportsBucketName") or os.environ.get("REPORTS_BUCKET"),
+            sleep=time.sleep,
+            dead_letter_queue=outputs.get("NotificationDeadLetterQueueUrl") or os.environ.get("NOTIFICATION_DLQ_URL"),
+        )
+
+
+@dataclass
+class Resources:
+    """What a command found to talk to."""
+
+    table: str
+    topic: str | None
+    state_machine: str | None
+    reports_bucket: str | None
+    sleep: Callable[[float], object]
+    local_dir: Path | None = None
+    dead_letter_queue: str | None = None
+
+    @functools.cached_property
+    def reader(self) -> DeploymentReader:
+        return DeploymentReader(DeploymentRepository(self.table))
+
+
+def stack_outputs(stack: str) -> dict[str, str]:
+    """The outputs of a deployed CloudFormation stack, by key."""
+    try:
+        stacks = clients.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise DeployGuardError(f"stack {stack}: {exc}") from exc
+    outputs = stacks[0].get("Outputs", []) if stacks else []
+    return {o["OutputKey"]: o["OutputValue"] for o in outputs}
+
+
+_CONNECTION_PARAMETERS = (
+    ("local", Local, False),
+    ("stack", Stack, None),
+    ("table", TableName, None),
+    ("region", Region, None),
+    ("endpoint_url", EndpointUrl, None),
+    ("state_dir", StateDir, None),
+)
+_TOPIC_PARAMETER = ("topic_arn", TopicArn, None)
+_CONFIG_PARAMETER = ("config", ConfigFile, None)
+
+
+def connected(command: F | None = None, *, topic: bool = False, config: bool = False) -> Any:
+    """Give a command the connection options: its parameter ``conn`` becomes --local, --stack,
+    --table, --region, --endpoint-url and --state-dir (with ``topic``: --topic-arn; with ``config``:
+    --config), handed to it as one :class:`Connection`. Use as ``@connected`` or ``@connected(topic=True)``."""
+    parameters = [*_CONNECTION_PARAMETERS, *([_TOPIC_PARAMETER] if topic else []),
+                  *([_CONFIG_PARAMETER] if config else [])]  # fmt: skip
+
+    def decorate(function: F) -> F:
+        signature = inspect.signature(function, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "conn"]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, annotation, default in parameters
+        ]
+
+        @functools.wraps(function)
+        def wrapper(**kwargs: Any) -> Any:
+            conn = Connection(**{name: kwargs.pop(name) for name, _, _ in parameters})
+            return function(conn=conn, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate if command is None else decorate(command)
+
+
+# ---------------------------------------------------------------------------- output and ending
+
+
+def console() -> Console:
+    terminal = Console()
+    return Console(highlight=False, soft_wrap=False, width=terminal.width if terminal.is_terminal else 160)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run(action: Callable[[], int], prog: str = "deployguard", error_exit: int = ERROR_EXIT) -> int:
+    """Run a command's action; an error prints one line naming what is wrong and exits ``error_exit``."""
+    from pydantic import ValidationError
+
+    from deployguard_local.cli import describe_error
+
+    try:
+        return action()
+    except (DeployGuardError, BotoCoreError, ClientError, ValidationError) as exc:
+        sys.stderr.write(f"{prog}: {describe_error(exc)}\n")
+        return error_exit
+
+
+def new_app(name: str, help_text: str, **kwargs: Any) -> typer.Typer:
+    """A Typer app as every ``deployguard`` command group is made."""
+    return typer.Typer(name=name, help=help_text, add_completion=False, pretty_exceptions_enable=False, **kwargs)
+
+
+def invoke(typer_app: typer.Typer, prog: str, argv: list[str], usage_exit: int = ERROR_EXIT) -> int:
+    """Run a Typer app on ``argv``; returns its exit code (a usage error prints click's message)."""
+    command = typer.main.get_command(typer_app)
+    try:  # without standalone mode, click returns the code a command exits with
+        return int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except (typer.Abort, click.exceptions.Abort):
+        return 130
+    except click.ClickException as exc:  # usage errors: name the option
+        exc.show()
+        return usage_exit
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
