@@ -7,16 +7,18 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from faults import faults, internal_error
 from moto import mock_aws
 
+from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import canary_queries, task_set_dimensions
 from deployguard.aws.codedeploy import CodeDeployGateway, appspec_of
 from deployguard.aws.elbv2 import arn_suffix, target_group_dimensions
+from deployguard.clock import SimulatedClock
 from deployguard.config import parse_config
 from deployguard.exceptions import CodeDeployError, LoadBalancerError, MetricsConfigError
 from deployguard.models import Deployment, EcsTarget, MetricSpec
+from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.ecs import (
     EcsStack,
     TargetStore,
@@ -137,9 +139,14 @@ def test_ecs_task_definitions_stay_unknown_when_describe_task_sets_fails(
     ecs: tuple[TargetStore, EcsStack, str],
 ) -> None:
     _, stack, deployment_id = ecs
-    with faults() as injected:
-        plan = injected.on(clients.client("ecs"), "DescribeTaskSets", [], then=internal_error)
-        info = CodeDeployGateway().deployment(deployment_id)
+    sim_clock = SimulatedClock()
+    clock.install(sim_clock)  # botocore's retry back-offs move the simulated clock
+    try:
+        with FaultInjector(sim_clock) as injector:
+            plan = injector.on("ecs", "DescribeTaskSets", [], then="5xx")
+            info = CodeDeployGateway().deployment(deployment_id)
+    finally:
+        clock.reset()
     target = info.target
     assert isinstance(target, EcsTarget) and plan.injected >= 1
     assert target.stable_task_definition == ""  # unknown, not guessed; the rest of the target is still read
