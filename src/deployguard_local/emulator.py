@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from deployguard import clock as dg_clock
-from deployguard import runtime
 from deployguard.aws import clients
+from deployguard.workflows import runtime
 from deployguard_local.function_logs import function_running, logs_to_stderr
 from deployguard_local.template import Stack
 

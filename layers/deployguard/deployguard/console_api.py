@@ -11,11 +11,11 @@ bounds first (path, query and body sizes, JSON depth), then the routes' own (id 
 every refusal is a 400 whose message names the field.
 
 Reads: active canaries, deployments with filters, one deployment's history export and timeline,
-incidents, services. Writes: the canary verbs (deployguard.control), emergency rollback of a
+incidents, services. Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a
 service, incident acknowledge / escalate / resolve. Every /api route needs an authorised caller
 (IAM SigV4 or a JWT, see template.yaml); writes need write permission and are audited with the
 caller's identity. The OpenAPI document is generated from these routes (GET /openapi.json,
-kept in docs/openapi.json). The logic is in deployguard.console.
+kept in docs/openapi.json). The logic is in deployguard.workflows.console.
 """
 
 from __future__ import annotations
@@ -37,20 +37,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deployguard import runtime
 from deployguard.aws.stepfunctions import StepFunctionsError
-from deployguard.console import (
-    Caller,
-    CanaryCard,
-    EscalationOutcome,
-    ForbiddenError,
-    NotAuthorizedError,
-    OperationsConsole,
-    ServiceCard,
-    caller_of,
-    writer,
-)
-from deployguard.control import ControlOutcome, EmergencyRollbackOutcome, EmergencyRollbackRequest, Verb
 from deployguard.exceptions import (
     CodeDeployError,
     ConflictError,
@@ -78,6 +65,19 @@ from deployguard.readmodels import (
     timeline,
 )
 from deployguard.reporting import CONTENT_TYPES, ReportFormat, render
+from deployguard.workflows import runtime
+from deployguard.workflows.console import (
+    Caller,
+    CanaryCard,
+    EscalationOutcome,
+    ForbiddenError,
+    NotAuthorizedError,
+    OperationsConsole,
+    ServiceCard,
+    caller_of,
+    writer,
+)
+from deployguard.workflows.control import ControlOutcome, EmergencyRollbackOutcome, EmergencyRollbackRequest, Verb
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 API_TITLE = "DeployGuard operations console"
