@@ -1,6 +1,8 @@
-"""The operations console (HTTP API and web page): routes in deployguard.console_api, the page's
-assets from ./static; every /api request is refused without an authorised caller, every write
-without write permission, before its input is read."""
+"""The operations console (HTTP API and web page): two functions of this code with their own roles,
+``read_handler`` (ConsoleReadFunction: GET routes and the page, a role that can only read) and
+``write_handler`` (ConsoleWriteFunction: POST routes). Routes, the refusals (no authorised caller,
+no write permission, the other function's request, input out of bounds) and the logic are in
+deployguard.console_api; the page's assets come from ./static."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard.console_api import app, error_response, refuse_before_reading
+from deployguard.console_api import app, error_response, handle
 from deployguard.exceptions import NotFoundError
 from deployguard.workflows import runtime
 
@@ -44,6 +46,12 @@ def static(name: str) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    refused = refuse_before_reading(event)
-    return refused if refused is not None else app.resolve(event, context)
+def read_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event, context, "read")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def write_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event, context, "write")

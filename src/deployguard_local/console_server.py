@@ -1,7 +1,10 @@
 """`deployguard serve --local`: the operations console on 127.0.0.1 over the embedded AWS.
 
-A small HTTP server stands in for API Gateway's HTTP API: each request becomes a payload 2.0
-event and goes to ``ConsoleApiFunction`` through the real Lambda Invoke API of the embedded AWS.
+A small HTTP server stands in for API Gateway's HTTP API: each request is matched against the
+routes of template.yaml (``AWS::ApiGatewayV2::Route``), becomes a payload 2.0 event and goes to
+the function of the route's integration (``ConsoleReadFunction`` for the GET routes and the page,
+``ConsoleWriteFunction`` for the POST routes) through the real Lambda Invoke API of the embedded
+AWS; a request no route matches is answered 404, as API Gateway does.
 It also stands in for the JWT authoriser: two local-only bearer tokens, made at start and
 printed, one that may write and one that may only read; any other token is refused (401) as
 API Gateway would, and a request without one reaches the function without an identity (which
@@ -17,6 +20,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import secrets
 import threading
 import time
@@ -31,10 +35,44 @@ from urllib.parse import parse_qsl, urlsplit
 
 from deployguard.models import LambdaTarget
 from deployguard_local.emulator import EmbeddedAws, _environment, sample_handler
+from deployguard_local.template import Stack
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
 
-FUNCTION = "ConsoleApiFunction"
 READ_SCOPE, WRITE_SCOPE = "deployguard/read", "deployguard/write"
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """One route of the console's HTTP API (its ``RouteKey``) and the function its integration invokes."""
+
+    method: str
+    path: re.Pattern[str]
+    function: str  # the template's logical id
+
+    def matches(self, method: str, path: str) -> bool:
+        wanted = "GET" if method == "HEAD" else method
+        return self.method in (wanted, "ANY") and self.path.fullmatch(path) is not None
+
+
+def api_routes(stack: Stack) -> list[ApiRoute]:
+    """The routes of template.yaml's HTTP API, each with the Lambda function of its integration."""
+    functions: dict[str, str] = {}
+    for logical_id, resource in stack.of_type("AWS::ApiGatewayV2::Integration").items():
+        uri = resource["Properties"]["IntegrationUri"]
+        functions[logical_id] = uri["Fn::GetAtt"][0] if isinstance(uri, dict) and "Fn::GetAtt" in uri else str(uri)
+    routes = []
+    for resource in stack.of_type("AWS::ApiGatewayV2::Route").values():
+        props = resource["Properties"]
+        method, _, template = str(props["RouteKey"]).partition(" ")
+        target = props["Target"]
+        text = target.get("Fn::Sub", "") if isinstance(target, dict) else str(target)
+        integration = re.fullmatch(r"integrations/\$\{(\w+)\}", text)
+        if integration is None or integration.group(1) not in functions:
+            continue
+        pattern = re.sub(r"\\\{(\w+)\\\+\\\}", ".+", re.escape(template))  # {proxy+}: one or more segments
+        pattern = re.sub(r"\\\{(\w+)\\\}", "[^/]+", pattern)  # {name}: one segment
+        routes.append(ApiRoute(method.upper(), re.compile(pattern), functions[integration.group(1)]))
+    return routes
 
 
 @dataclass
@@ -97,11 +135,12 @@ def http_api_event(
 
 
 class ConsoleServer:
-    """The local stand-in for API Gateway in front of ConsoleApiFunction."""
+    """The local stand-in for API Gateway in front of the console's functions (read and write)."""
 
     def __init__(self, aws: EmbeddedAws, credentials: LocalCredentials, port: int = 8700) -> None:
         self.aws = aws
         self.credentials = credentials
+        self.routes = api_routes(aws.stack)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
@@ -143,9 +182,14 @@ class ConsoleServer:
                     if claims is None:  # API Gateway's JWT authoriser refuses it before the function
                         self._reply(401, {"content-type": "application/json"}, b'{"message":"Unauthorized"}')
                         return
+                path = urlsplit(self.path).path
+                route = next((r for r in server.routes if r.matches(self.command, path)), None)
+                if route is None:  # API Gateway answers a request no route matches itself
+                    self._reply(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+                    return
                 event = http_api_event(self.command, self.path, headers, body, claims)
                 with server.invoke_lock:
-                    payload, errored = server.aws.invoke(FUNCTION, event)
+                    payload, errored = server.aws.invoke(route.function, event)
                 if errored or not isinstance(payload, dict):
                     self._reply(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
                     return

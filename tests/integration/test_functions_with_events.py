@@ -41,7 +41,7 @@ CASES = [
     ),
     ("ReportWriterFunction", "summary_daily.json", lambda r: r["summary"] == "daily" and len(r["written"]) == 2),
     (
-        "ConsoleApiFunction",
+        "ConsoleReadFunction",
         "console_api_canaries.json",
         lambda r: (
             r["statusCode"] == 200
@@ -50,7 +50,7 @@ CASES = [
         ),
     ),
     (
-        "ConsoleApiFunction",
+        "ConsoleWriteFunction",
         "console_api_pause.json",
         lambda r: r["statusCode"] == 200 and json.loads(r["body"])["deployment"]["control"]["last_actor"] == "bob",
     ),

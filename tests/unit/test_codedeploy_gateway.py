@@ -14,11 +14,18 @@ from deployguard.aws import clients
 from deployguard.aws.cloudwatch import canary_queries, task_set_dimensions
 from deployguard.aws.codedeploy import CodeDeployGateway, appspec_of
 from deployguard.aws.elbv2 import arn_suffix, target_group_dimensions
+from deployguard.clock import SimulatedClock
 from deployguard.config import parse_config
 from deployguard.exceptions import CodeDeployError, LoadBalancerError, MetricsConfigError
 from deployguard.models import Deployment, EcsTarget, MetricSpec
 from deployguard_local.chaos.faults import FaultInjector
-from deployguard_local.ecs import TargetStore, create_ecs_deployment, create_ecs_service, install_deployment_target_api
+from deployguard_local.ecs import (
+    EcsStack,
+    TargetStore,
+    create_ecs_deployment,
+    create_ecs_service,
+    install_deployment_target_api,
+)
 
 LAMBDA_APPSPEC = {
     "version": 0.0,
@@ -98,17 +105,23 @@ def test_target_group_dimensions_are_arn_suffixes(aws: None) -> None:
         arn_suffix("targetgroup/x")
 
 
-def test_ecs_deployment_learns_task_sets_weights_and_running_hook(aws: None) -> None:
+@pytest.fixture
+def ecs(aws: None) -> Iterator[tuple[TargetStore, EcsStack, str]]:
+    """An ECS service on moto and a CodeDeploy blue/green deployment of it, with its deployment target."""
     store = TargetStore()
     undo = install_deployment_target_api(store)
     try:
         stack = create_ecs_service("main", "shop")
-        deployment_id = create_ecs_deployment(stack, "shop", "shop-bg", store=store)
-        store.enter(deployment_id, "AfterAllowTestTraffic")
-        store.weigh(deployment_id, 10.0)
-        info = CodeDeployGateway().deployment(deployment_id)
+        yield store, stack, create_ecs_deployment(stack, "shop", "shop-bg", store=store)
     finally:
         undo()
+
+
+def test_ecs_deployment_learns_task_sets_weights_and_running_hook(ecs: tuple[TargetStore, EcsStack, str]) -> None:
+    store, stack, deployment_id = ecs
+    store.enter(deployment_id, "AfterAllowTestTraffic")
+    store.weigh(deployment_id, 10.0)
+    info = CodeDeployGateway().deployment(deployment_id)
     assert info.compute_platform == "ECS" and info.strategy == "canary"
     assert info.lifecycle_event == "AfterAllowTestTraffic" and info.new_traffic_weight == pytest.approx(0.1)
     target = info.target
@@ -122,17 +135,18 @@ def test_ecs_deployment_learns_task_sets_weights_and_running_hook(aws: None) -> 
     assert target.new_task_definition == stack.task_definitions[1]
 
 
-def test_ecs_task_definitions_stay_unknown_when_describe_task_sets_fails(aws: None) -> None:
-    store = TargetStore()
-    undo = install_deployment_target_api(store)
+def test_ecs_task_definitions_stay_unknown_when_describe_task_sets_fails(
+    ecs: tuple[TargetStore, EcsStack, str],
+) -> None:
+    _, stack, deployment_id = ecs
+    sim_clock = SimulatedClock()
+    clock.install(sim_clock)  # botocore's retry back-offs move the simulated clock
     try:
-        stack = create_ecs_service("main", "shop")
-        deployment_id = create_ecs_deployment(stack, "shop", "shop-bg", store=store)
-        with FaultInjector(clock.SimulatedClock()) as injected:
-            plan = injected.on("ecs", "DescribeTaskSets", [], then="5xx")
+        with FaultInjector(sim_clock) as injector:
+            plan = injector.on("ecs", "DescribeTaskSets", [], then="5xx")
             info = CodeDeployGateway().deployment(deployment_id)
     finally:
-        undo()
+        clock.reset()
     target = info.target
     assert isinstance(target, EcsTarget) and plan.injected >= 1
     assert target.stable_task_definition == ""  # unknown, not guessed; the rest of the target is still read

@@ -42,7 +42,8 @@ def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> Non
         "DeploymentRecorderFunction",
         "NotificationRouterFunction",
         "RemediationApprovalFunction",
-        "ConsoleApiFunction",
+        "ConsoleReadFunction",
+        "ConsoleWriteFunction",
         "ReportWriterFunction",
     }
     for logical_id, resource in functions.items():
@@ -120,3 +121,88 @@ def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:
         "done": "NotifyOutcome",
     }
     assert definition["States"]["RouteVerdict"]["Default"] == "Rollback"
+
+
+# --------------------------------------------------------------------------- the console's read/write split
+
+READ_VERBS = ("Get", "List", "Describe", "BatchGet", "Query", "Scan")
+READ_POLICY_TEMPLATES = {"DynamoDBReadPolicy", "SSMParameterReadPolicy"}  # SAM policy templates that only read
+
+
+def _policies(logical_id: str) -> list[dict[str, object]]:
+    """The function's policies, conditional ones with both branches, ``AWS::NoValue`` left out."""
+    found: list[dict[str, object]] = []
+    pending: list[object] = list(RESOURCES[logical_id]["Properties"]["Policies"])
+    while pending:
+        policy = pending.pop()
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            pending += policy["Fn::If"][1:]
+        elif isinstance(policy, dict) and policy != {"Ref": "AWS::NoValue"}:
+            found.append(policy)
+    return found
+
+
+def _actions(logical_id: str) -> set[str]:
+    actions: set[str] = set()
+    for policy in _policies(logical_id):
+        pending: list[object] = list(policy.get("Statement", []))  # type: ignore[call-overload]
+        while pending:
+            statement = pending.pop()
+            if isinstance(statement, dict) and "Fn::If" in statement:
+                pending += statement["Fn::If"][1:]
+            elif isinstance(statement, dict) and "Action" in statement:
+                action = statement["Action"]
+                actions |= set(action if isinstance(action, list) else [action])
+    return actions
+
+
+def _route_functions() -> dict[str, str]:
+    """RouteKey -> the function its integration invokes."""
+    integrations = {
+        logical_id: resource["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]
+        for logical_id, resource in STACK.of_type("AWS::ApiGatewayV2::Integration").items()
+    }
+    routes = [route["Properties"] for route in STACK.of_type("AWS::ApiGatewayV2::Route").values()]
+    return {r["RouteKey"]: integrations[r["Target"]["Fn::Sub"][len("integrations/${") : -1]] for r in routes}
+
+
+def test_console_reads_and_writes_are_separate_functions_with_separate_roles() -> None:
+    assert _route_functions() == {
+        "GET /api/{proxy+}": "ConsoleReadFunction",
+        "GET /openapi.json": "ConsoleReadFunction",
+        "GET /": "ConsoleReadFunction",
+        "GET /static/{proxy+}": "ConsoleReadFunction",
+        "POST /api/{proxy+}": "ConsoleWriteFunction",
+    }
+    read, write = RESOURCES["ConsoleReadFunction"]["Properties"], RESOURCES["ConsoleWriteFunction"]["Properties"]
+    assert (read["Handler"], write["Handler"]) == ("app.read_handler", "app.write_handler")
+    assert read["CodeUri"] == write["CodeUri"]  # one code, two roles
+    assert "Role" not in read and "Role" not in write  # each gets its own role from its own Policies
+    permissions = {
+        p["Properties"]["FunctionName"]["Ref"]: p["Properties"]["SourceArn"]["Fn::Sub"]
+        for p in STACK.of_type("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    assert permissions["ConsoleReadFunction"].endswith("/*/GET/*")
+    assert permissions["ConsoleWriteFunction"].endswith("/*/POST/api/*")
+
+
+def test_the_console_read_role_cannot_write() -> None:
+    templates = {next(iter(p)) for p in _policies("ConsoleReadFunction") if "Statement" not in p}
+    assert templates <= READ_POLICY_TEMPLATES, templates
+    actions = _actions("ConsoleReadFunction")
+    assert all(a.split(":", 1)[1].startswith(READ_VERBS) for a in actions), actions
+    # what the write role holds and the read role must not
+    write_templates = {next(iter(p)) for p in _policies("ConsoleWriteFunction") if "Statement" not in p}
+    assert {"DynamoDBCrudPolicy", "SNSPublishMessagePolicy"} <= write_templates
+    assert {"lambda:UpdateAlias", "codedeploy:StopDeployment", "states:StartExecution"} <= _actions(
+        "ConsoleWriteFunction"
+    )
+    assert not {"lambda:UpdateAlias", "codedeploy:StopDeployment", "states:StartExecution"} & actions
+
+
+def test_every_function_that_reads_ecs_deployment_targets_may_read_their_task_sets() -> None:
+    for logical_id in STACK.of_type("AWS::Serverless::Function"):
+        actions = _actions(logical_id)
+        if "codedeploy:GetDeploymentTarget" in actions:
+            assert "ecs:DescribeTaskSets" in actions, logical_id  # the blue task set's task definition

@@ -1,7 +1,14 @@
 """The operations console's HTTP API (API Gateway HTTP API, payload 2.0): routes, errors, OpenAPI document.
 
 The entry-point floor's presentation (as :mod:`deployguard.reporting` is for reports): the thin
-handler ``functions/console_api/app.py`` adds the page's static assets and resolves events.
+handler ``functions/console_api/app.py`` adds the page's static assets and calls :func:`handle`.
+
+Reads and writes are two functions with their own IAM roles (template.yaml): ``ConsoleReadFunction``
+serves the GET routes and the page with a role that can only read, ``ConsoleWriteFunction`` the POST
+routes. Each refuses the other's requests (405) before reading them, so a route pointed at the wrong
+function fails plainly instead of half-working. Input goes through :mod:`deployguard.inbound`'s
+bounds first (path, query and body sizes, JSON depth), then the routes' own (id patterns, lengths);
+every refusal is a 400 whose message names the field.
 
 Reads: active canaries, deployments with filters, one deployment's history export and timeline,
 incidents, services. Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a
@@ -16,9 +23,10 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import (
     APIKey,
     APIKeyIn,
@@ -26,6 +34,7 @@ from aws_lambda_powertools.event_handler.openapi.models import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployguard.aws.stepfunctions import StepFunctionsError
@@ -36,6 +45,12 @@ from deployguard.exceptions import (
     InvalidEventError,
     NotFoundError,
     TrafficShiftError,
+)
+from deployguard.inbound import (
+    RECORD_ID_PATTERN,
+    SERVICE_NAME_PATTERN,
+    bounded_http_request,
+    invalid_from_errors,
 )
 from deployguard.incidents.models import Incident, IncidentStateError
 from deployguard.models import DeploymentStatus
@@ -69,6 +84,14 @@ API_TITLE = "DeployGuard operations console"
 API_VERSION = "1.0.0"
 
 app = APIGatewayHttpResolver(enable_validation=True)
+Access = Literal["read", "write"]
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WHAT = "console request"
+
+# path parameters from outside: ids and names of a bounded shape (deployguard.inbound)
+DeploymentId = Annotated[str, PathParam(pattern=RECORD_ID_PATTERN, max_length=128, description="a deployment id")]
+IncidentId = Annotated[str, PathParam(pattern=RECORD_ID_PATTERN, max_length=128, description="an incident id")]
+ServiceName = Annotated[str, PathParam(pattern=SERVICE_NAME_PATTERN, max_length=128, description="a service")]
 
 
 @functools.cache
@@ -122,13 +145,17 @@ class EmergencyRollbackBody(Body):
 
 class ErrorBody(BaseModel):
     message: str
+    field: str | None = Field(default=None, description="the field at fault (bad input)")
 
 
 # --------------------------------------------------------------------------- errors
 
 
 def error_response(status: int, exc: Exception) -> Response[str]:
-    return Response(status, content_types.APPLICATION_JSON, json.dumps({"message": str(exc)}))
+    body: dict[str, Any] = {"message": str(exc)}
+    if isinstance(exc, InvalidEventError) and exc.field:
+        body["field"] = exc.field
+    return Response(status, content_types.APPLICATION_JSON, json.dumps(body))
 
 
 @app.exception_handler(NotAuthorizedError)
@@ -153,7 +180,15 @@ def _conflict(exc: Exception) -> Response[str]:
 
 @app.exception_handler([InvalidEventError, QueryError, ValidationError])
 def _bad_request(exc: Exception) -> Response[str]:
+    if isinstance(exc, ValidationError):
+        exc = invalid_from_errors(WHAT, exc.errors(), "body")
     return error_response(400, exc)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(exc: RequestValidationError) -> Response[str]:
+    """Path, query or body outside the route's bounds: 400 naming the field (``path.deployment_id``)."""
+    return error_response(400, invalid_from_errors(WHAT, list(exc.errors()), "request"))
 
 
 @app.exception_handler([TrafficShiftError, CodeDeployError, StepFunctionsError])
@@ -208,14 +243,14 @@ def list_deployments(
 
 
 @app.get("/api/deployments/<deployment_id>", tags=["deployments"], summary="Everything recorded about a deployment")
-def deployment_history(deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)]) -> DeploymentHistory:
+def deployment_history(deployment_id: DeploymentId) -> DeploymentHistory:
     caller()
     return console().history(deployment_id)
 
 
 @app.get("/api/deployments/<deployment_id>/timeline", tags=["deployments"], summary="One deployment in time order")
 def deployment_timeline(
-    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    deployment_id: DeploymentId,
 ) -> list[TimelineItem]:
     caller()
     return timeline(console().history(deployment_id), notifications=False)
@@ -228,7 +263,7 @@ def deployment_timeline(
     responses={200: {"description": "the report", "content": {"text/html": {}, "text/markdown": {}}}},
 )
 def deployment_report(
-    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    deployment_id: DeploymentId,
     format: Annotated[ReportFormat, Query()] = "html",
 ) -> Response[str]:
     caller()
@@ -252,7 +287,7 @@ def incidents(
 
 
 @app.get("/api/incidents/<incident_id>", tags=["incidents"], summary="One incident with its timeline")
-def incident(incident_id: Annotated[str, PathParam(min_length=1, max_length=200)]) -> Incident:
+def incident(incident_id: IncidentId) -> Incident:
     caller()
     return console().incident(incident_id)
 
@@ -272,7 +307,7 @@ def whoami() -> Caller:
     summary="promote, abort, pause, resume, retry, skip_analysis or approve a canary",
 )
 def control(
-    deployment_id: Annotated[str, PathParam(min_length=1, max_length=200)],
+    deployment_id: DeploymentId,
     verb: Annotated[Verb, PathParam()],
     body: ReasonBody,
 ) -> ControlOutcome:
@@ -286,26 +321,26 @@ def control(
     summary="Put a service back on its last known good version",
 )
 def emergency_rollback(
-    service: Annotated[str, PathParam(min_length=1, max_length=200)], body: EmergencyRollbackBody
+    service: ServiceName, body: EmergencyRollbackBody
 ) -> EmergencyRollbackOutcome:
     request = EmergencyRollbackRequest(service=service, actor=actor(), **body.model_dump())
     return console().emergency_rollback(request)
 
 
 @app.post("/api/incidents/<incident_id>/acknowledge", tags=["incidents"], responses=WRITE_ERRORS)
-def acknowledge(incident_id: Annotated[str, PathParam(min_length=1, max_length=200)], body: NotesBody) -> Incident:
+def acknowledge(incident_id: IncidentId, body: NotesBody) -> Incident:
     return console().acknowledge(incident_id, actor(), body.notes)
 
 
 @app.post("/api/incidents/<incident_id>/escalate", tags=["incidents"], responses=WRITE_ERRORS)
 def escalate(
-    incident_id: Annotated[str, PathParam(min_length=1, max_length=200)], body: NotesBody
+    incident_id: IncidentId, body: NotesBody
 ) -> EscalationOutcome:
     return console().escalate(incident_id, actor(), body.notes)
 
 
 @app.post("/api/incidents/<incident_id>/resolve", tags=["incidents"], responses=WRITE_ERRORS)
-def resolve(incident_id: Annotated[str, PathParam(min_length=1, max_length=200)], body: ResolveBody) -> Incident:
+def resolve(incident_id: IncidentId, body: ResolveBody) -> Incident:
     return console().resolve(incident_id, actor(), body.notes)
 
 
@@ -335,22 +370,43 @@ def openapi() -> Response[str]:
     return Response(200, content_types.APPLICATION_JSON, json.dumps(openapi_document(), indent=2))
 
 
-def refuse_before_reading(event: dict[str, Any]) -> dict[str, Any] | None:
-    """Every /api request needs an identity, every write the permission to write, before its input is read."""
+def _refusal(status: int, message: str, field: str | None = None, **headers: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message} | ({"field": field} if field else {})
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **headers},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def refuse_before_reading(event: dict[str, Any], access: Access | None = None) -> dict[str, Any] | None:
+    """Every /api request needs an identity, every write the permission to write, before its input is read;
+    then the request must be this function's (``access``: reads or writes) and within the inbound bounds."""
     context = event.get("requestContext") or {}
     method = str((context.get("http") or {}).get("method", "")).upper()
-    if not str(event.get("rawPath", "")).startswith("/api/"):
-        return None
+    path = str(event.get("rawPath", ""))
+    if path.startswith("/api/"):
+        try:
+            who = caller_of(context.get("authorizer"), write_scope())
+            if method not in READ_METHODS:
+                writer(who)
+        except (NotAuthorizedError, ForbiddenError) as exc:
+            return _refusal(401 if isinstance(exc, NotAuthorizedError) else 403, str(exc))
+    if access == "read" and method not in READ_METHODS:
+        return _refusal(405, f"{method} {path}: the console's read function takes no writes "
+                        "(POST routes go to ConsoleWriteFunction)", Allow="GET, HEAD")  # fmt: skip
+    if access == "write" and (method in READ_METHODS or not path.startswith("/api/")):
+        return _refusal(405, f"{method} {path}: the console's write function takes only POST /api/ requests "
+                        "(reads go to ConsoleReadFunction)", Allow="POST")  # fmt: skip
     try:
-        who = caller_of(context.get("authorizer"), write_scope())
-        if method not in ("GET", "HEAD", "OPTIONS"):
-            writer(who)
-    except (NotAuthorizedError, ForbiddenError) as exc:
-        status = 401 if isinstance(exc, NotAuthorizedError) else 403
-        return {
-            "statusCode": status,
-            "headers": {"Content-Type": content_types.APPLICATION_JSON},
-            "body": json.dumps({"message": str(exc)}),
-            "isBase64Encoded": False,
-        }
+        bounded_http_request(event, WHAT)
+    except InvalidEventError as exc:
+        return _refusal(400, str(exc), exc.field)
     return None
+
+
+def handle(event: dict[str, Any], context: LambdaContext, access: Access) -> dict[str, Any]:
+    """One API Gateway (payload 2.0) request to the console's ``access`` function."""
+    refused = refuse_before_reading(event, access)
+    return refused if refused is not None else app.resolve(event, context)

@@ -9,7 +9,10 @@ never a pydantic ``ValidationError``, a ``RecursionError`` or a ``MemoryError``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +22,14 @@ from deployguard.exceptions import InvalidEventError
 MAX_EVENT_BYTES = 256 * 1024  # Lambda's asynchronous payload limit, and SNS's message limit
 MAX_DEPTH = 32
 MAX_NODES = 20_000
+
+# HTTP requests (the console API): what a person's request can need, far below API Gateway's limits
+MAX_REQUEST_BODY_BYTES = 16 * 1024
+MAX_REQUEST_PATH_CHARS = 1024
+MAX_REQUEST_QUERY_CHARS = 2048
+# identifiers that come from outside: deployment and incident ids, service names
+RECORD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+SERVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -54,13 +65,58 @@ def field_of(exc: ValidationError, root: str = "(event)") -> str:
 
 
 def _invalid(what: str, exc: ValidationError, root: str = "(event)") -> InvalidEventError:
-    errors = exc.errors()
+    return invalid_from_errors(what, exc.errors(), root)
+
+
+def invalid_from_errors(what: str, errors: Sequence[Mapping[str, Any]], root: str = "(event)") -> InvalidEventError:
+    """One :class:`InvalidEventError` for pydantic-style ``errors`` (``loc``, ``msg``): the first
+    field named with its message, and how many others failed."""
+    if not errors:
+        return InvalidEventError(f"{what}: not valid", field=root)
     first = errors[0]
-    others = [".".join(str(p) for p in e["loc"]) or root for e in errors[1:]]
+    others = [".".join(str(p) for p in e.get("loc", ())) or root for e in errors[1:]]
     listed = ", ".join(others[:8]) + (", ..." if len(others) > 8 else "")
     more = f" ({len(others)} more: {listed})" if others else ""
-    field = field_of(exc, root)
-    return InvalidEventError(f"{what}: field {field}: {first['msg']}{more}", field=field)
+    field = ".".join(str(p) for p in first.get("loc", ())) or root
+    message = str(first.get("msg") or first.get("type") or "not valid")
+    return InvalidEventError(f"{what}: field {field}: {message}{more}", field=field)
+
+
+def bounded_http_request(event: Mapping[str, Any], what: str, *, max_body_bytes: int = MAX_REQUEST_BODY_BYTES) -> None:
+    """An API Gateway (payload 2.0) request within the bounds: path, query string and body sizes,
+    a body that is JSON within :func:`bounded`'s depth and size. :class:`InvalidEventError` names
+    the part (``path``, ``query``, ``body``) otherwise; the body is measured before it is parsed."""
+    path, query = str(event.get("rawPath") or ""), str(event.get("rawQueryString") or "")
+    if len(path) > MAX_REQUEST_PATH_CHARS:
+        raise InvalidEventError(f"{what}: field path: {len(path)} characters, at most {MAX_REQUEST_PATH_CHARS}",
+                                field="path")  # fmt: skip
+    if len(query) > MAX_REQUEST_QUERY_CHARS:
+        raise InvalidEventError(f"{what}: field query: {len(query)} characters, at most {MAX_REQUEST_QUERY_CHARS}",
+                                field="query")  # fmt: skip
+    body = event.get("body")
+    if body is None or body == "":
+        return
+    raw: bytes
+    if event.get("isBase64Encoded"):
+        if len(str(body)) > (max_body_bytes * 4) // 3 + 4:
+            raise InvalidEventError(f"{what}: field body: over {max_body_bytes} bytes", field="body")
+        try:
+            raw = base64.b64decode(str(body), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidEventError(f"{what}: field body: not valid base64", field="body") from None
+    else:
+        raw = str(body).encode("utf-8", "surrogatepass")
+    if len(raw) > max_body_bytes:
+        raise InvalidEventError(f"{what}: field body: {len(raw)} bytes, at most {max_body_bytes} are accepted",
+                                field="body")  # fmt: skip
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidEventError(f"{what}: field body: not a JSON document", field="body") from None
+    try:
+        check_bounds(document)
+    except TooLarge as exc:
+        raise InvalidEventError(f"{what}: field body: {exc}", field="body") from None
 
 
 def bounded(raw: Any, what: str, *, max_bytes: int = MAX_EVENT_BYTES) -> Any:

@@ -145,4 +145,5 @@ def test_a_deployment_report_is_rendered_by_the_reporting_package(console: Any) 
     assert "<svg" in html.text and "payments-api" in html.text
     markdown = requests.get(url, params={"format": "md"}, headers=headers, timeout=60)
     assert markdown.headers["content-type"].startswith("text/markdown") and "payments-api" in markdown.text
-    assert requests.get(url, params={"format": "pdf"}, headers=headers, timeout=60).status_code == 422
+    refused = requests.get(url, params={"format": "pdf"}, headers=headers, timeout=60)
+    assert refused.status_code == 400 and refused.json()["field"] == "query.format", refused.text
