@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from aws_lambda_powertools.logging.formatter import BasePowertoolsFormatter
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from deployguard import runtime
 
 
 class CurrentStderr:
@@ -36,12 +39,16 @@ _running = threading.local()
 
 @contextlib.contextmanager
 def function_running() -> Iterator[None]:
-    """While a function's handler runs in this thread: what it prints goes to stderr."""
+    """While a function's handler runs in this thread: what it prints goes to stderr. Afterwards,
+    with metrics disabled, their values are cleared as a deployed function's flush clears them:
+    Powertools keeps disabled metrics and prints them once a metric holds 100 values."""
     _running.depth = getattr(_running, "depth", 0) + 1
     try:
         yield
     finally:
         _running.depth -= 1
+        if is_metrics_disabled():
+            runtime.metrics.clear_metrics()
 
 
 class FunctionStdout:
