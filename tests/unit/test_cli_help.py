@@ -49,4 +49,4 @@ def test_commands_with_state_take_the_connection_options(path: str, command: Any
     options = {o for p in command.params for o in getattr(p, "opts", [])}
     if path in OFFLINE:
         return
-    assert CONNECTION <= options, f"deployguard {path} lacks {sorted(CONNECTION - options)}"
+    assert options >= CONNECTION, f"deployguard {path} lacks {sorted(CONNECTION - options)}"
