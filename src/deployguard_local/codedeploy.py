@@ -299,6 +299,17 @@ def state_change_event(deployment_id: str, application: str, group: str, state: 
     }  # fmt: skip
 
 
+def put_state_change(deployment_id: str, application: str, group: str, state: str) -> None:
+    """CodeDeploy's state-change notification put on the default event bus (the real PutEvents call):
+    the rules of template.yaml whose pattern matches it invoke their functions asynchronously."""
+    event = state_change_event(deployment_id, application, group, state)
+    entry = {"Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"]),
+             "Resources": event["resources"], "Time": clock.now()}  # fmt: skip
+    answer = clients.client("events").put_events(Entries=[entry])
+    if answer.get("FailedEntryCount"):
+        raise RuntimeError(f"PutEvents refused the state change: {answer['Entries']}")
+
+
 def start_rollback_deployment(deployment_id: str) -> str:
     """The deployment CodeDeploy creates to roll a Lambda deployment back (stopped or failed with
     automatic rollback): a new deployment id, creator ``codeDeployRollback``, an AppSpec that moves

@@ -56,7 +56,11 @@ class TargetStore:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)  # deployment id -> deploymentTarget
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add_ecs_target(self, deployment_id: str, cluster: str, service: str, blue_tg: str, green_tg: str) -> None:
+    def add_ecs_target(
+        self, deployment_id: str, cluster: str, service: str, blue_tg: str, green_tg: str,
+        task_sets: tuple[str, str] = ("", ""),
+    ) -> None:
+        """``task_sets``: the ids of the blue and green task sets in ECS (made up when not given)."""
         target_id = f"{cluster}:{service}"
         with self.lock:
             self.targets[deployment_id] = {
@@ -69,8 +73,8 @@ class TargetStore:
                     "lifecycleEvents": [{"lifecycleEventName": n, "status": "Pending"} for n in ECS_LIFECYCLE_EVENTS],
                     "status": "InProgress",
                     "taskSetsInfo": [
-                        _task_set("Blue", blue_tg, 100.0),
-                        _task_set("Green", green_tg, 0.0),
+                        _task_set("Blue", blue_tg, 100.0, task_sets[0]),
+                        _task_set("Green", green_tg, 0.0, task_sets[1]),
                     ],
                 },
             }
@@ -145,9 +149,9 @@ class TargetStore:
                 task_set["trafficWeight"] = green_percent if green else 100.0 - green_percent
 
 
-def _task_set(label: str, target_group: str, weight: float) -> dict[str, Any]:
+def _task_set(label: str, target_group: str, weight: float, identifier: str = "") -> dict[str, Any]:
     return {
-        "identifer": f"ecs-svc/{uuid.uuid4().int % 10**19:019d}",  # sic: the API's spelling
+        "identifer": identifier or f"ecs-svc/{uuid.uuid4().int % 10**19:019d}",  # sic: the API's spelling
         "desiredCount": 2,
         "pendingCount": 0,
         "runningCount": 2,
@@ -216,6 +220,7 @@ class EcsStack:
     blue_target_group_arn: str
     green_target_group_arn: str
     task_definitions: tuple[str, str]  # the running revision and the new one
+    blue_task_set: str = ""  # the id of the task set running the first revision
 
     @property
     def blue_target_group(self) -> str:
@@ -270,7 +275,18 @@ def create_ecs_service(cluster: str, service: str, image: str = "public.ecr.aws/
         deploymentController={"type": "CODE_DEPLOY"},
         loadBalancers=[{"targetGroupArn": groups[0], "containerName": service, "containerPort": 80}],
     )  # fmt: skip
-    return EcsStack(cluster, service, prod, test, groups[0], groups[1], (revisions[0], revisions[1]))
+    blue = _create_task_set(cluster, service, revisions[0], groups[0])  # ECS starts a CODE_DEPLOY service so
+    return EcsStack(cluster, service, prod, test, groups[0], groups[1], (revisions[0], revisions[1]), blue)
+
+
+def _create_task_set(cluster: str, service: str, task_definition: str, target_group: str) -> str:
+    """A task set of the service in moto's ECS (on AWS, ECS and CodeDeploy create those of a CODE_DEPLOY
+    service themselves), so DescribeTaskSets answers for the ids GetDeploymentTarget gives."""
+    task_set = clients.client("ecs").create_task_set(
+        cluster=cluster, service=service, taskDefinition=task_definition, launchType="FARGATE",
+        loadBalancers=[{"targetGroupArn": target_group, "containerName": service, "containerPort": 80}],
+    )["taskSet"]  # fmt: skip
+    return str(task_set["id"])
 
 
 def create_ecs_deployment(
@@ -318,8 +334,10 @@ def create_ecs_deployment(
     from deployguard_local.codedeploy import _moto_deployment
 
     _moto_deployment(deployment_id).create_time = clock.now()
+    # CodeDeploy's Install event creates the replacement (green) task set
+    green = _create_task_set(stack.cluster, stack.service, stack.task_definitions[1], stack.green_target_group_arn)
     store.add_ecs_target(deployment_id, stack.cluster, stack.service, stack.blue_target_group,
-                         stack.green_target_group)  # fmt: skip
+                         stack.green_target_group, (stack.blue_task_set, green))  # fmt: skip
     return deployment_id
 
 

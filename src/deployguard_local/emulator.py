@@ -623,6 +623,9 @@ class EmbeddedAws:
             self._exit.callback(install_hook_status_api())
             self._exit.callback(install_continue_api())
             self._exit.callback(install_deployment_target_api())
+            from deployguard_local.eventbridge import install_lambda_targets
+
+            self._exit.callback(install_lambda_targets(self.invoker))
         clients.reset()
         runtime.reset()
         self._exit.callback(clients.reset)

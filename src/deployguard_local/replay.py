@@ -1,8 +1,8 @@
 """``deployguard replay [--json] [--config FILE] PATH...``: recorded deployments through the judge.
 
 Every scenario (``deployguard-scenario/1`` files, or folders of them) is judged period
-by period with the very ``judge_canary`` the assessor runs, at period i on periods
-0..i only, as it would have been live:
+by period with the very judge the assessor runs (``judge_step``: the verdict ``judge_canary``
+gives on periods 0..i, its state carried from look to look), as it would have been live:
 
 - the first failing verdict rolls back, at that period;
 - otherwise, at the last period, a healthy verdict promotes; an inconclusive one holds
@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deployguard.analysis.judge import JudgeSettings, judge_canary
+from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_step
 from deployguard.analysis.scenario import (
     Scenario,
     load_scenario,
@@ -62,8 +62,10 @@ def replay_scenario(scenario: Scenario, settings: JudgeSettings) -> ReplayResult
     window = scenario_window(scenario, metric_specs_from_scenario(scenario, settings))
     inconclusive = 0
     verdict = None
+    state: JudgeState | None = None
     for i in range(scenario.intervals):
-        verdict = judge_canary(truncate_window(window, i + 1), settings)
+        # the judge's state carried from look to look: each look folds in one new period
+        state, verdict = judge_step(state, truncate_window(window, i + 1), settings, offset=0)
         if verdict.decision == Decision.FAILING:
             return ReplayResult(scenario.name, "rollback", i, verdict.summary)
         if verdict.decision == Decision.INCONCLUSIVE:

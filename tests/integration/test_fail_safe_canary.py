@@ -9,11 +9,14 @@ succeeded was retried into "already exists"; nothing repaired traffic a record d
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from deployguard.aws.events import EventPublisher
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.chaos.faults import FaultInjector
@@ -43,6 +46,12 @@ def direct_faults(aws: EmbeddedAws) -> Iterator[FaultInjector]:
     assert aws.clock is not None
     with FaultInjector(aws.clock) as injector:
         yield injector
+
+
+def runtime_publisher() -> EventPublisher:
+    from deployguard import runtime
+
+    return runtime.publisher()
 
 
 def _step_function(aws: EmbeddedAws) -> str:
@@ -111,8 +120,6 @@ def test_a_write_answered_500_after_it_succeeded_is_recognised(aws: EmbeddedAws,
 
 
 def test_every_conditional_write_recognises_its_own_earlier_write(direct_faults: FaultInjector) -> None:
-    from datetime import timedelta
-
     repository = DeploymentRepository()
     target = LambdaTarget(function_name="f", alias="live", stable_version="1", new_version="2")
     faults = direct_faults
@@ -165,6 +172,59 @@ def test_the_minute_tick_puts_traffic_where_the_record_says(
     assert len(repairs) == 1 and "0.5" in repairs[0].reason
     assert _events(deployment_id) == Counter({"rollback.completed": 1})
     assert _published(faults, deployment_id) == Counter({"rollback.completed": 1})
+
+
+def _lambda_reads(calls: list[str]) -> Callable[..., None]:
+    def note(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    return note
+
+
+def test_an_ended_deployments_traffic_is_checked_a_bounded_number_of_times(aws: EmbeddedAws) -> None:
+    from deployguard.aws import clients
+    from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+    from deployguard.reconciler import CHECK_SCHEDULE, reconcile_traffic
+
+    target = _ended_with_split_alias(aws, "bounded", "rolled_back")
+    repository, publisher = DeploymentRepository(), runtime_publisher()
+    calls: list[str] = []
+    clients.client("lambda").meta.events.register("before-call.lambda.*", _lambda_reads(calls), unique_id="t-bounded")
+    assert aws.clock is not None
+    minutes = 0
+    while minutes <= 25 * 60:  # every minute for the first 20 minutes, then every 15: 25 hours of ticks
+        reconcile_traffic(repository, publisher, now=aws.clock())
+        step = 1 if minutes < 20 else 15
+        aws.clock.advance(60 * step)
+        minutes += step
+    record = repository.get_deployment("dep-bounded")
+    assert record.traffic_check.checks == len(CHECK_SCHEDULE) and record.traffic_check.reconciled_at is not None
+    assert calls.count("GetAlias") <= len(CHECK_SCHEDULE) + 1  # one read a check, one read back after the repair
+    assert calls.count("UpdateAlias") == 1
+    assert LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
+    actions = [a.action for a in repository.audit_trail("dep-bounded")]
+    assert actions.count("traffic_reconciled") == 1 and actions.count("traffic_checks_ended") == 1
+    assert _events("dep-bounded") == Counter({"rollback.completed": 1})
+    assert repository.traffic_checks_due(aws.clock() + timedelta(days=2)) == []  # left the index
+
+
+def test_a_check_that_keeps_failing_gives_up_loudly_after_a_bounded_number(
+    aws: EmbeddedAws, direct_faults: FaultInjector
+) -> None:
+    from deployguard.reconciler import MAX_FAILURES, reconcile_traffic
+
+    _ended_with_split_alias(aws, "unreadable", "held")
+    repository, publisher = DeploymentRepository(), runtime_publisher()
+    assert aws.clock is not None
+    direct_faults.at("lambda", "outage", 48 * 3600, "GetAlias")
+    for _ in range(6 * 24):  # every ten minutes for 24 hours
+        reconcile_traffic(repository, publisher, now=aws.clock())
+        aws.clock.advance(600)
+    record = repository.get_deployment("dep-unreadable")
+    assert record.traffic_check.failures == MAX_FAILURES and record.traffic_check.reconciled_at is not None
+    assert MAX_FAILURES <= direct_faults.injected["lambda:GetAlias:outage"] <= 5 * MAX_FAILURES  # with retries
+    ended = [a for a in repository.audit_trail("dep-unreadable") if a.action == "traffic_checks_ended"]
+    assert len(ended) == 1 and "not verified" in ended[0].reason
 
 
 def test_a_rollback_beyond_its_retries_is_finished_by_the_reconciler(aws: EmbeddedAws, faults: FaultInjector) -> None:

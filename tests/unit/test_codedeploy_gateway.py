@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from faults import faults, internal_error
 from moto import mock_aws
 
 from deployguard.aws import clients
@@ -115,6 +116,26 @@ def test_ecs_deployment_learns_task_sets_weights_and_running_hook(aws: None) -> 
     assert target.stable_target_group.startswith("targetgroup/shop-blue/")
     assert target.new_target_group.startswith("targetgroup/shop-green/")
     assert target.stable_task_set.startswith("ecs-svc/") and target.new_task_set != target.stable_task_set
+    # the task definitions the task sets run, from ECS (DescribeTaskSets): blue is the stable one
+    assert target.stable_task_definition == stack.task_definitions[0]
+    assert target.new_task_definition == stack.task_definitions[1]
+
+
+def test_ecs_task_definitions_stay_unknown_when_describe_task_sets_fails(aws: None) -> None:
+    store = TargetStore()
+    undo = install_deployment_target_api(store)
+    try:
+        stack = create_ecs_service("main", "shop")
+        deployment_id = create_ecs_deployment(stack, "shop", "shop-bg", store=store)
+        with faults() as injected:
+            plan = injected.on(clients.client("ecs"), "DescribeTaskSets", [], then=internal_error)
+            info = CodeDeployGateway().deployment(deployment_id)
+    finally:
+        undo()
+    target = info.target
+    assert isinstance(target, EcsTarget) and plan.injected >= 1
+    assert target.stable_task_definition == ""  # unknown, not guessed; the rest of the target is still read
+    assert target.new_task_definition == stack.task_definitions[1] and target.stable_target_group
 
 
 ECS = EcsTarget(

@@ -73,3 +73,83 @@ def test_claim_once_until_expiry(repository: Any, embedded: Any) -> None:
     assert not repository.claim_once("DEDUP", "ev-1", timedelta(minutes=5))
     embedded.clock.advance(301)
     assert repository.claim_once("DEDUP", "ev-1", timedelta(minutes=5))
+
+
+# ---------------------------------------------------------------- issue 11, part 4: idempotent writes
+
+
+def _assessment(deployment_id: str) -> Any:
+    from deployguard.models import Assessment, Decision, HealthStatus, Verdict
+
+    return Assessment(
+        deployment_id=deployment_id,
+        verdict=Verdict(decision=Decision.HEALTHY, summary="no regression"),
+        health_status=HealthStatus.HEALTHY,
+    )
+
+
+def _cursor(embedded: Any) -> Any:
+    from deployguard.models import AssessmentCursor, Decision, HealthStatus
+
+    now = embedded.clock()
+    return AssessmentCursor(kind="canary", at=now, decision=Decision.HEALTHY, health_status=HealthStatus.HEALTHY,
+                            next_at=now + timedelta(minutes=1))  # fmt: skip
+
+
+def test_an_assessment_transaction_written_then_answered_500_recognises_its_own_write(
+    repository: Any, embedded: Any
+) -> None:
+    """TransactWriteItems applied by DynamoDB, answered 500: botocore's retry finds the items it wrote."""
+    from deployguard.aws import clients
+    from deployguard_local.chaos.faults import FaultInjector
+
+    repository.create_deployment(_deployment("d-tx"))
+    deployment = repository.get_deployment("d-tx")
+    deployment.canary_weight = 0.2
+    tokens: list[str] = []
+    events = clients.client("dynamodb").meta.events
+    event = "before-parameter-build.dynamodb.TransactWriteItems"
+    events.register(event, lambda params, **_: tokens.append(params["ClientRequestToken"]), unique_id="test-tokens")
+    try:
+        with FaultInjector(embedded.clock) as faults:
+            faults.at("dynamodb", "ambiguous", 1, "TransactWriteItems")
+            repository.save_with_assessment(deployment, _assessment("d-tx"))
+    finally:
+        events.unregister(event, unique_id="test-tokens")
+    injected = faults.injected["dynamodb:TransactWriteItems:ambiguous"]
+    assert injected >= 1 and faults.calls["dynamodb:TransactWriteItems"] > injected  # retried after the 500
+    stored = repository.get_deployment("d-tx")
+    assert (stored.canary_weight, stored.version_counter, deployment.version_counter) == (0.2, 2, 2)
+    assert len(repository.assessments("d-tx")) == 1
+    assert len(tokens) == 1 and 0 < len(tokens[0]) <= 36  # one call; its token is what AWS deduplicates by
+
+
+def test_an_assessment_saved_again_by_its_caller_after_an_ambiguous_answer_is_not_dropped(
+    repository: Any, embedded: Any
+) -> None:
+    """The monitor's save_assessment: the first try landed but raised; trying the same write again
+    (same deployment as read, same assessment) succeeds instead of conflicting and dropping it."""
+    from deployguard.assessment import save_assessment
+    from deployguard_local.chaos.faults import FaultInjector
+
+    repository.create_deployment(_deployment("d-again"))
+    deployment = repository.get_deployment("d-again")
+    assessment = _assessment("d-again")
+    with FaultInjector(embedded.clock) as faults:  # every attempt botocore makes lands and is answered 500
+        faults.at("dynamodb", "ambiguous", 3600, "TransactWriteItems")
+        with pytest.raises(Exception, match="InternalServerError"):
+            repository.save_with_assessment(deployment.model_copy(), assessment)
+    saved = save_assessment(repository, deployment, assessment, _cursor(embedded))
+    assert saved is not None and saved.version_counter == 2
+    assert repository.get_deployment("d-again").version_counter == 2
+    assert [a.assessment_id for a in repository.assessments("d-again")] == [assessment.assessment_id]
+
+
+def test_a_transaction_of_another_writer_still_conflicts(repository: Any) -> None:
+    repository.create_deployment(_deployment("d-other"))
+    first = repository.get_deployment("d-other")
+    second = repository.get_deployment("d-other")
+    repository.save_with_assessment(first, _assessment("d-other"))
+    with pytest.raises(ConflictError):
+        repository.save_with_assessment(second, _assessment("d-other"))  # another assessment, same version read
+    assert len(repository.assessments("d-other")) == 1

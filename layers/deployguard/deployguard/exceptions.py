@@ -57,9 +57,17 @@ class LoadBalancerError(DeployGuardError):
     """An Elastic Load Balancing call failed, or a target group is not behind a load balancer."""
 
 
+class EcsError(DeployGuardError):
+    """An ECS call failed."""
+
+
 class MetricsConfigError(DeployGuardError):
     """The metrics configured for a service cannot be read for its deployment target."""
 
 
 class ControlStateError(DeployGuardError):
     """A control verb does not apply to the deployment as it is (e.g. promoting a rolled-back canary)."""
+
+
+class JudgeStateError(DeployGuardError):
+    """A stored judge state does not fit the window or settings it is stepped with."""

@@ -112,6 +112,16 @@ class CanaryControl(Model):
     last_action_at: datetime | None = None
 
 
+class TrafficCheck(Model):
+    """The reconciler's checks of an ended, unpromoted deployment's traffic (see
+    :mod:`deployguard.reconciler`): a bounded number, at growing intervals, then done."""
+
+    checks: int = Field(default=0, ge=0, description="checks that read the traffic (a repair included)")
+    failures: int = Field(default=0, ge=0, description="checks that could not read or repair it")
+    next_at: datetime | None = Field(default=None, description="when the next check is due")
+    reconciled_at: datetime | None = Field(default=None, description="when the checks ended: no more reads")
+
+
 class Deployment(Model):
     deployment_id: str = Field(default_factory=lambda: new_id("dg"), min_length=1)
     service: str = Field(min_length=1)
@@ -149,6 +159,9 @@ class Deployment(Model):
         default_factory=list, description="grouping keys of the deployment's open incidents at its last assessment"
     )
     control: CanaryControl = Field(default_factory=CanaryControl)
+    traffic_check: TrafficCheck = Field(
+        default_factory=TrafficCheck, description="the reconciler's checks once it ended unpromoted"
+    )
     version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
 
     @property

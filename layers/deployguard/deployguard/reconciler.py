@@ -1,8 +1,9 @@
 """The traffic reconciler: traffic goes where the record says.
 
-On the scheduled assessor's minute tick it reads every deployment that ended without
-promotion in the last 24 hours (rolled back, failed, held or rejected: index ``gsi1``,
-``gsi1pk = ENDED``, no scan) and compares the record with the real traffic:
+On the scheduled assessor's minute tick it reads the deployments that ended without
+promotion (rolled back, failed, held or rejected) whose next traffic check is due (index
+``gsi1``, ``gsi1pk = ENDED``, ``gsi1sk`` = when the next check is due: no scan, and a
+deployment not due is not read) and compares the record with the real traffic:
 
 - a Lambda alias that still routes any traffic to another version than the stable one
   is put back at 100% stable (a CodeDeploy deployment still running on it is stopped
@@ -12,6 +13,14 @@ promotion in the last 24 hours (rolled back, failed, held or rejected: index ``g
 
 Each repair is audited (``traffic_reconciled``) and announced once
 (``rollback.completed``, details ``reconciled: true``).
+
+The checks are bounded (no Lambda or CodeDeploy call per deployment per minute): right
+after the deployment ends, then at growing intervals (:data:`CHECK_SCHEDULE`, at most
+``len(CHECK_SCHEDULE)`` checks within 24 hours); a check that cannot read or repair the
+traffic is retried a minute later, then at growing intervals (at most :data:`MAX_FAILURES`).
+After the last check the record is marked reconciled (``traffic_check.reconciled_at``)
+and leaves the index: the reconciler never reads it again. Each check's result is kept on
+the record (:class:`~deployguard.models.TrafficCheck`).
 
 The same tick publishes the outbox: events the canary recorded but could not publish
 (SNS down when they happened) go out then, so an event is never recorded and silent. A rollback that could not move
@@ -29,11 +38,16 @@ from deployguard import clock
 from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.exceptions import ConflictError
 from deployguard.models import Deployment, DeploymentEvent, EcsTarget, EventType, LambdaTarget, Severity
 from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:reconciler"
-RECONCILE_WINDOW = timedelta(hours=24)
+# when the traffic of an ended deployment is checked, after it ended: then it is marked reconciled
+CHECK_SCHEDULE: tuple[timedelta, ...] = tuple(
+    timedelta(minutes=m) for m in (0, 1, 5, 15, 60, 240, 1440)
+)
+MAX_FAILURES = 20  # checks that could not read or repair the traffic, retried 1, 1, ..., 2, 4 ... 60 minutes later
 OUTBOX_GRACE = timedelta(seconds=60)
 logger = logging.getLogger(__name__)
 
@@ -64,20 +78,20 @@ def reconcile_traffic(
     repository: DeploymentRepository,
     publisher: EventPublisher,
     now: datetime | None = None,
-    window: timedelta = RECONCILE_WINDOW,
 ) -> ReconcileRun:
-    """Put the traffic of every recently ended, unpromoted deployment where its record says.
+    """Check (and put right) the traffic of every ended, unpromoted deployment whose check is due.
 
-    Never raises: a deployment that cannot be checked or repaired now is tried again on
-    the next tick (its failure is logged and reported in the run)."""
+    Never raises: a deployment that cannot be checked or repaired now is tried again later
+    (its failure is logged, reported in the run and counted on its record)."""
     run = ReconcileRun()
+    at = now or clock.now()
     try:
-        ended = repository.ended_deployments((now or clock.now()) - window)
+        due = repository.traffic_checks_due(at)
     except Exception as exc:
         logger.warning("cannot list ended deployments", extra={"reason": str(exc)})
         run.failed["*"] = f"{type(exc).__name__}: {exc}"
         return run
-    for deployment in ended:
+    for deployment in due:
         run.checked += 1
         try:
             repair = _reconcile(deployment)
@@ -85,16 +99,50 @@ def reconcile_traffic(
             logger.warning("cannot reconcile traffic", extra={"deployment_id": deployment.deployment_id,
                                                                "reason": str(exc)})  # fmt: skip
             run.failed[deployment.deployment_id] = f"{type(exc).__name__}: {exc}"
+            _checked(repository, deployment, at, failed=str(exc))
             continue
-        if repair is None:
-            continue
-        run.repaired.append(repair)
-        try:
-            _record(repository, publisher, deployment, repair)
-        except Exception as exc:  # the traffic is right; the next tick finds nothing to repair
-            logger.exception("traffic reconciled, not recorded", extra={"deployment_id": deployment.deployment_id})
-            run.failed[deployment.deployment_id] = f"recording the repair: {type(exc).__name__}: {exc}"
+        if repair is not None:
+            run.repaired.append(repair)
+            try:
+                _record(repository, publisher, deployment, repair)
+            except Exception as exc:  # the traffic is right; the next check finds nothing to repair
+                logger.exception("traffic reconciled, not recorded", extra={"deployment_id": deployment.deployment_id})
+                run.failed[deployment.deployment_id] = f"recording the repair: {type(exc).__name__}: {exc}"
+        _checked(repository, deployment, at)
     return run
+
+
+def _checked(repository: DeploymentRepository, deployment: Deployment, now: datetime, failed: str = "") -> None:
+    """Keep the check on the record: when the next is due, or reconciled after the last (then audited)."""
+    check = deployment.traffic_check
+    ended_at = deployment.ended_at or now
+    if failed:
+        check.failures += 1
+        retry = timedelta(minutes=min(60, 2 ** max(0, check.failures - 10)))
+        check.next_at = now + retry
+        if check.failures >= MAX_FAILURES:
+            check.reconciled_at = now
+    else:
+        check.checks += 1
+        later = [ended_at + after for after in CHECK_SCHEDULE if ended_at + after > now]
+        if check.checks >= len(CHECK_SCHEDULE) or not later:
+            check.reconciled_at = now
+        else:
+            check.next_at = later[0]
+    try:
+        repository.save_deployment(deployment)  # only if unchanged since the index read; else checked again
+    except ConflictError:
+        return
+    if check.reconciled_at is not None:
+        outcome = (
+            f"traffic not verified: {check.failures} checks failed, the last: {failed}" if failed
+            else f"traffic agrees with the record after {check.checks} checks"
+        )  # fmt: skip
+        repository.audit(deployment.deployment_id, "traffic_checks_ended", ACTOR, outcome,
+                         checks=check.checks, failures=check.failures)  # fmt: skip
+        if failed:
+            logger.error("traffic of an ended deployment could not be verified",
+                         extra={"deployment_id": deployment.deployment_id, "reason": failed})  # fmt: skip
 
 
 def publish_outbox(

@@ -13,6 +13,10 @@ deployment running past its expected duration raises ``deployment.long_running``
 once (on its next event, or from :meth:`DeploymentRecorder.sweep_long_running`). The same
 schedule finishes lifecycle-hook answers left unconfirmed
 (:meth:`DeploymentRecorder.sweep_unanswered_hooks`, see :mod:`deployguard.hooks.answers`).
+
+A CodeDeploy canary or linear deployment ends with ``canary.completed`` (as the state machine's
+canaries do), exactly once: when its own terminal state arrives, or, when CodeDeploy rolls it
+back with a deployment of its own, when that rollback deployment ends.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
+    Strategy,
     deployment_statistics,
 )
 from deployguard.storage.repository import DeploymentRepository
@@ -50,6 +55,7 @@ from deployguard.storage.repository import DeploymentRepository
 ACTOR = "deployguard:deployment-recorder"
 DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
 INSTANCE_STATE_CHANGE = "CodeDeploy Instance State-change Notification"
+CANARY_STRATEGIES = frozenset({Strategy.CANARY, Strategy.LINEAR})  # traffic moves in steps: a canary
 logger = logging.getLogger(__name__)
 
 _STATUS = {
@@ -238,6 +244,8 @@ class DeploymentRecorder:
                 + (f": {info.error_message}" if info.error_message else ""),
                 state=state, status=deployment.status.value, creator=info.creator,
             )  # fmt: skip
+            if deployment.status.is_terminal and not info.is_rollback and not info.rollback_deployment_id:
+                self._announce_canary_completed(deployment)  # else when its rollback deployment ends
             self._announce_state(deployment, state, info)
         if info.rollback_of:
             self._rollback_ended(info, state, at)
@@ -351,6 +359,7 @@ class DeploymentRecorder:
                                   rollback_deployment_id=info.deployment_id)  # fmt: skip
             self._announce(updated, EventType.ROLLBACK_COMPLETED, "Rollback Completed", Severity.WARNING,
                            f"rollback deployment {info.deployment_id} restored the previous version")  # fmt: skip
+            self._announce_canary_completed(updated)
         else:
             self.repository.audit(original_id, "rollback_failed", ACTOR,
                                   f"rollback deployment {info.deployment_id} ended {state}"
@@ -359,6 +368,7 @@ class DeploymentRecorder:
             self._announce(original, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
                            f"rollback deployment {info.deployment_id} ended {state}; the new version may still "
                            f"take traffic")  # fmt: skip
+            self._announce_canary_completed(original, "rollback_failed")
 
     # ------------------------------------------------------------------ helpers
 
@@ -407,6 +417,21 @@ class DeploymentRecorder:
         )
         self._announce(deployment, kind, title, severity, message)
 
+    def _announce_canary_completed(self, deployment: Deployment, decision: str | None = None) -> None:
+        """``canary.completed`` of a CodeDeploy canary or linear deployment that ended: once, whichever
+        of its own end and its rollback deployment's end (and their redeliveries) comes first."""
+        if deployment.strategy not in CANARY_STRATEGIES:
+            return
+        decision = decision or deployment.decision or deployment.status.value
+        assessments = len(self.repository.assessments(deployment.deployment_id))
+        self._announce(
+            deployment, EventType.CANARY_COMPLETED, "Canary Completed",
+            Severity.INFO if deployment.status == DeploymentStatus.SUCCEEDED else Severity.WARNING,
+            f"{decision}: {deployment.decision_reason or 'CodeDeploy ended the deployment'}",
+            once=f"canary-completed#{deployment.deployment_id}",
+            decision=decision, assessments=assessments, last_weight=deployment.canary_weight,
+        )  # fmt: skip
+
     def _announce(
         self,
         deployment: Deployment,
@@ -415,6 +440,7 @@ class DeploymentRecorder:
         severity: Severity,
         message: str,
         once: str | None = None,
+        **details: Any,
     ) -> None:
         if once is not None and not self.repository.claim_once("CD-EVENT", once, timedelta(days=2)):
             return
@@ -424,7 +450,7 @@ class DeploymentRecorder:
             message=message,
             details={"duration_seconds": deployment.duration_seconds, "strategy": deployment.strategy.value,
                      "status": deployment.status.value, "driver": deployment.driver,
-                     "codedeploy_deployment_id": deployment.codedeploy_deployment_id},
+                     "codedeploy_deployment_id": deployment.codedeploy_deployment_id, **details},
         )  # fmt: skip
         self.repository.add_event(event)
         self.publisher.publish(event)

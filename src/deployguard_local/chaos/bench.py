@@ -24,7 +24,12 @@ by worker processes, each with one embedded AWS. It prints a table and writes
 - ``events_lost``: events recorded but never published, or published but never recorded;
 - ``records_inconsistent``: records still in progress, or whose decision the traffic contradicts.
 
+The terminal gets the table, the report's path and a one-line summary; the functions' logs
+(Powertools JSON) go to ``chaos-report.log`` next to the report, or with ``--verbose`` to the
+terminal with one line per run.
+
     python -m deployguard_local.chaos.bench [--runs 200] [--seed 11] [--workers 2] [--report chaos-report.json]
+                                            [--verbose]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import sys
 import tempfile
@@ -104,6 +110,7 @@ class Outcome:
     detail: str = ""
     injected: int = 0
     wall_seconds: float = 0.0
+    cause: str | None = None  # a healthy release not promoted: why (see rollback_cause)
 
 
 def plan(runs: int, seed: int) -> list[Case]:
@@ -172,8 +179,7 @@ class World:
         from moto.cloudwatch.models import cloudwatch_backends
         from moto.core import DEFAULT_ACCOUNT_ID
 
-        self.faults.faults.clear()
-        self.faults._armed.clear()
+        self.faults.clear()
         cloudwatch_backends[DEFAULT_ACCOUNT_ID][self.aws.stack.region].metric_data = []
         self._clear_table()  # moto reads every item on every query: each run starts from the seeded table
         self.clock.advance(25 * 3600)
@@ -271,11 +277,45 @@ def _canary(world: World, case: Case) -> Outcome:
         counts["events_lost"] = len(recorded ^ published)
     status = run.execution["status"] if run.execution else "?"
     error = (run.execution or {}).get("error", "")
+    cause = None
+    if counts["healthy_rolled_back"]:
+        reason = deployment.decision_reason if deployment is not None else None
+        cause = rollback_cause(reason or _execution_reason(run.execution))
     return Outcome(
         case,
         counts,
-        f"{status} {error} decision={decision} alias={alias.function_version}{alias.additional_weights or ''}".strip(),
+        f"{status} {error} decision={decision} alias={alias.function_version}{alias.additional_weights or ''}".strip()
+        + (f" cause={cause}" if cause else ""),
+        cause=cause,
     )
+
+
+_ERROR_NAME = re.compile(r"^([A-Za-z][\w.]*(?:Error|Exception|Timedout|Timeout|Fault|Failed)[\w.]*)\s*:")
+
+
+def rollback_cause(reason: str | None) -> str:
+    """Why a healthy release was not promoted: ``fault: <error>`` when a task failed beyond its
+    retries with an error (the reason the Rollback task recorded starts with the error's name),
+    ``metrics`` when the verdict said so, ``unknown`` without a reason."""
+    if not reason:
+        return "unknown"
+    match = _ERROR_NAME.match(reason.strip())
+    return f"fault: {match.group(1)}" if match else "metrics"
+
+
+def _execution_reason(execution: dict[str, Any] | None) -> str | None:
+    """The reason in the execution's output, or its error (a record that never got one)."""
+    if not execution:
+        return None
+    try:
+        output = json.loads(execution.get("output") or "{}")
+    except json.JSONDecodeError:
+        output = {}
+    reason = output.get("reason") if isinstance(output, dict) else None
+    if reason:
+        return str(reason)
+    error = execution.get("error")
+    return f"{error}: {execution.get('cause', '')}" if error else None
 
 
 def _hook(world: World, case: Case) -> Outcome:
@@ -308,15 +348,17 @@ _HTTP_BEHAVIOURS: dict[str, dict[str, Any]] = {
 }
 
 
+PROBE_CHANNELS = {"probe-slack": "slack", "probe-webhook": "webhook"}  # channel -> local receiver
+
+
 def _router(world: World, case: Case) -> Outcome:
-    from deployguard.aws import clients
     from deployguard.aws.events import EventPublisher
     from deployguard.models import DeploymentEvent, EventType, Severity
     from deployguard_local.receivers import Behaviour
 
     event = DeploymentEvent(
         event_type=EventType.ROLLBACK_COMPLETED,
-        deployment_id=f"r{case.index}",
+        deployment_id=f"chaos-r{case.index:04d}",  # fixed width: no id is a part of another (r17, r170)
         service=PROBE_SERVICE,
         version="2",
         environment="production",
@@ -348,6 +390,17 @@ def _router(world: World, case: Case) -> Outcome:
             world.clock.listeners.remove(restore)
             for receiver in world.receivers.receivers.values():
                 receiver.behaviour = Behaviour()
+    counts = dict.fromkeys(COUNTERS, 0)
+    delivered, dead, lost = notification_fate(world, event)
+    counts["notifications_lost"] = len(lost)
+    return Outcome(case, counts, f"delivered={sorted(delivered)} dead_lettered={sorted(dead)} lost={sorted(lost)}")
+
+
+def notification_fate(world: World, event: Any) -> tuple[set[str], set[str], set[str]]:
+    """The probe channels that got ``event`` (a 2xx at their receiver), those whose delivery of it the
+    dead-letter queue holds, and the lost ones: neither."""
+    from deployguard.aws import clients
+
     delivered = {
         kind
         for kind, receiver in world.receivers.receivers.items()
@@ -356,25 +409,46 @@ def _router(world: World, case: Case) -> Outcome:
         )
     }
     queue = world.aws.ref("NotificationDeadLetterQueue")
-    dead = _dead_lettered(clients.client("sqs"), queue, event.event_id)
-    lost = {"slack", "webhook"} - delivered
-    counts = dict.fromkeys(COUNTERS, 0)
-    counts["notifications_lost"] = 0 if dead else len(lost)
-    return Outcome(case, counts, f"delivered={sorted(delivered)} dead_lettered={dead}")
+    dead = dead_lettered(clients.client("sqs"), queue, event.event_id)
+    wanted = set(PROBE_CHANNELS.values())
+    return delivered, dead, wanted - delivered - dead
 
 
-def _dead_lettered(sqs: Any, queue_url: str, event_id: str) -> bool:
-    """Whether a dead-letter message names the event (read without deleting: it stays for `retry`)."""
-    found = False
-    for _ in range(10):
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
-            "Messages", []
-        )
-        if not messages:
-            break
-        if any(event_id in m["Body"] for m in messages):
-            found = True
-            break
+def dead_lettered(sqs: Any, queue_url: str, event_id: str) -> set[str]:
+    """The probe receivers whose delivery of the event a dead-letter message holds: the router's
+    dead letter names one channel; an SNS message or a Lambda on-failure record (the invocation
+    failed) holds the whole event, every channel. The whole queue is read, each message once (a
+    visibility timeout hides those read), then made visible again: they stay for ``retry``."""
+    from pydantic import ValidationError
+
+    from deployguard.notification.dlq import DeadLetter, events_in
+
+    handles: list[str] = []
+    found: set[str] = set()
+    try:
+        while True:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300).get(
+                "Messages", []
+            )
+            if not messages:
+                break
+            for message in messages:
+                handles.append(message["ReceiptHandle"])
+                try:
+                    letter = DeadLetter.model_validate_json(message["Body"])
+                except ValidationError:
+                    try:
+                        events = events_in(message["Body"])
+                    except (ValueError, ValidationError, KeyError, TypeError):
+                        continue
+                    if any(e.event_id == event_id for e in events):
+                        found.update(PROBE_CHANNELS.values())
+                    continue
+                if letter.channel in PROBE_CHANNELS and any(e.event_id == event_id for e in letter.events):
+                    found.add(PROBE_CHANNELS[letter.channel])
+    finally:
+        for handle in handles:
+            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
     return found
 
 
@@ -413,9 +487,16 @@ def summarise(outcomes: list[Outcome], wall: float, workers: int, seed: int) -> 
         group["runs"] += 1
         group.update(outcome.counts)
     bad = [o for o in outcomes if any(o.counts.get(c) for c in MUST_BE_ZERO)]
+    causes = Counter(o.cause or "unknown" for o in outcomes if o.counts.get("healthy_rolled_back"))
     return {
         "runs": len(outcomes),
         **{c: totals[c] for c in COUNTERS},
+        "healthy_rolled_back_by_cause": dict(causes.most_common()),
+        "healthy_rolled_back_runs": [
+            {"case": asdict(o.case), "cause": o.cause, "detail": o.detail}
+            for o in outcomes
+            if o.counts.get("healthy_rolled_back")
+        ],
         "seed": seed,
         "workers": workers,
         "wall_seconds": round(wall, 1),
@@ -458,28 +539,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report", type=Path, default=Path("chaos-report.json"))
-    parser.add_argument("--verbose", action="store_true", help="one line per run on stderr")
+    parser.add_argument(
+        "--verbose", action="store_true", help="one line per run and the functions' logs on stderr (else in a file)"
+    )
     args = parser.parse_args(argv)
     cases = plan(args.runs, args.seed)
     started = time.monotonic()
     shards = [cases[i :: args.workers] for i in range(args.workers)]
-    if args.workers == 1:
-        outcomes = _worker(shards[0], args.verbose)
-    else:
-        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-            results = pool.starmap(_worker, [(shard, args.verbose) for shard in shards])
-            outcomes = [o for shard in results for o in shard]
+    log = None if args.verbose else args.report.with_suffix(".log")
+    with output_to(log):
+        if args.workers == 1:
+            outcomes = _worker(shards[0], args.verbose)
+        else:
+            with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+                results = pool.starmap(_worker, [(shard, args.verbose) for shard in shards])
+                outcomes = [o for shard in results for o in shard]
     outcomes.sort(key=lambda o: o.case.index)
     report = summarise(outcomes, time.monotonic() - started, args.workers, args.seed)
     used = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     report["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in used), 1)
     args.report.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print(table(report))
-    print(f"report: {args.report}")
+    print(f"report: {args.report}" + (f" (the functions' logs: {log}; --verbose shows them)" if log else ""))
     failing = [c for c in MUST_BE_ZERO if report[c]]
     if failing:
         print("not yet zero: " + ", ".join(f"{c}={report[c]}" for c in failing), file=sys.stderr)
+    else:
+        print(f"every counter that must be 0 is 0 in {report['runs']} runs; " + healthy_summary(report))
     return 1 if failing else 0
+
+
+def healthy_summary(report: dict[str, Any]) -> str:
+    causes = report.get("healthy_rolled_back_by_cause") or {}
+    detail = ", ".join(f"{cause} {count}" for cause, count in causes.items())
+    return f"healthy releases not promoted: {report['healthy_rolled_back']}" + (f" ({detail})" if detail else "")
+
+
+@contextmanager
+def output_to(path: Path | None) -> Iterator[None]:
+    """Everything written to stdout and stderr meanwhile (the functions' Powertools JSON logs, the
+    local receivers' tracebacks), by this process and the worker processes it starts, goes to the
+    file ``path`` (None: where it would go)."""
+    if path is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with path.open("wb") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 if __name__ == "__main__":

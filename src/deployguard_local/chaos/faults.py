@@ -1,13 +1,23 @@
-"""Fault injection on the embedded AWS through botocore's event system, keyed on simulated time.
+"""Fault injection on the embedded AWS through botocore's event system: the one injector of
+``make chaos`` and of the tests.
 
 A :class:`FaultInjector` registers one ``before-send`` handler first on each boto3
-client DeployGuard uses (``deployguard.aws.clients``), so it runs before moto answers
+client DeployGuard uses (``deployguard.aws.clients``: the retrying and the single-attempt
+client of each service, and the DynamoDB resource's), so it runs before moto answers
 and inside botocore's retry loop: botocore retries what it would retry on AWS
-(throttling, 5xx, timeouts) and gives up where it would. Each :class:`Fault` names a
-service, optionally operations, a kind and a span of simulated time:
+(throttling, 5xx, timeouts) and gives up where it would. Faults come two ways:
+
+- a :class:`Fault` (:meth:`FaultInjector.at`, :meth:`FaultInjector.arm`) names a service,
+  optionally operations, a kind and a span of simulated time: every attempt in the span fails;
+- a :class:`Plan` (:meth:`FaultInjector.on`) answers the attempts of one operation one by one
+  (``["throttle"] * 8``, then the service), optionally only those whose request ``when`` accepts.
+
+The kinds:
 
 - ``throttle``: the service answers its throttling error (HTTP 400/429), nothing applied;
-- ``5xx``: HTTP 500 ``InternalFailure``, nothing applied;
+- ``5xx``: HTTP 500 (``InternalServerError`` from DynamoDB, ``InternalError`` from SNS and SQS,
+  ``InternalFailure`` elsewhere), nothing applied;
+- ``unavailable``: HTTP 503 ``ServiceUnavailable(Exception)``, nothing applied;
 - ``timeout``: the read times out after the client's read timeout (simulated), nothing applied;
 - ``outage``: the endpoint cannot be reached (connection refused), nothing applied;
 - ``ambiguous``: the request *is* applied, then answered HTTP 500 (the write that succeeded
@@ -21,18 +31,21 @@ function timed out, what it did stands), and
 (``at every state of the canary state machine``).
 
 botocore's retry back-off sleeps advance the simulated clock (as the emulator does for
-Step Functions retries), so a 300-second outage costs no wall time.
+Step Functions retries), so a 300-second outage costs no wall time. For what is not an AWS
+call, :func:`never_answering_server` is an HTTP endpoint that accepts and never answers.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import socket
 import threading
 import types
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -45,8 +58,8 @@ from deployguard.aws import clients
 from deployguard.clock import SimulatedClock
 from deployguard_local.emulator import FunctionRegistry
 
-FaultKind = Literal["throttle", "5xx", "timeout", "outage", "ambiguous"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("throttle", "5xx", "timeout", "outage", "ambiguous")
+FaultKind = Literal["throttle", "5xx", "unavailable", "timeout", "outage", "ambiguous"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("throttle", "5xx", "unavailable", "timeout", "outage", "ambiguous")
 
 # botocore service ids (hyphenized) of the clients DeployGuard creates, by the name clients.client() takes
 SERVICES = {
@@ -64,6 +77,9 @@ SERVICES = {
 }
 _UNREACHABLE = "http://deployguard-fault.invalid/"  # an address moto does not serve: the request goes nowhere
 _THROTTLE_CODES = {"lambda": "TooManyRequestsException", "sns": "Throttling", "dynamodb": "ThrottlingException"}
+_INTERNAL_CODES = {"dynamodb": "InternalServerError", "sns": "InternalError", "sqs": "InternalError"}
+_UNAVAILABLE_CODES = {"sns": "ServiceUnavailable", "sqs": "ServiceUnavailable"}
+_SERVICE_NAMES = {service_id: name for name, service_id in SERVICES.items()}
 
 
 @dataclass(frozen=True)
@@ -83,11 +99,37 @@ class Fault:
 
 
 @dataclass
+class Plan:
+    """The faults of one operation attempt by attempt: ``faults[i]`` answers its i-th attempt (of
+    those ``when`` accepts), later ones ``then`` (None: the service answers)."""
+
+    service: str  # a key of SERVICES
+    operation: str | None  # a botocore operation name; None: every operation
+    faults: list[FaultKind]
+    then: FaultKind | None = None
+    when: Callable[[Any], bool] | None = None  # (the botocore request) -> whether this plan answers it
+    attempts: int = 0
+    injected: int = 0
+
+    def next_kind(self, service_id: str, operation: str, request: Any) -> FaultKind | None:
+        if SERVICES[self.service] != service_id or self.operation not in (None, operation):
+            return None
+        if self.when is not None and not self.when(request):
+            return None
+        self.attempts += 1
+        kind = self.faults.pop(0) if self.faults else self.then
+        if kind is not None:
+            self.injected += 1
+        return kind
+
+
+@dataclass
 class FaultInjector:
     """Inject ``faults`` into every AWS call DeployGuard makes while installed (a context manager)."""
 
     clock: SimulatedClock
     faults: list[Fault] = field(default_factory=list)
+    plans: list[Plan] = field(default_factory=list)
     injected: Counter[str] = field(default_factory=Counter)  # "service:Operation:kind" -> count
     published: list[dict[str, Any]] = field(default_factory=list)  # SNS messages that reached the topic
     calls: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> attempts seen
@@ -118,6 +160,28 @@ class FaultInjector:
         """A fault from now (+ ``after`` seconds) for ``seconds`` of simulated time."""
         start = clock.now() + timedelta(seconds=after)
         return self.add(Fault(service, kind, start, seconds, frozenset(operations) if operations else None))
+
+    def on(
+        self,
+        service: str,
+        operation: str | None,
+        faults: Iterable[FaultKind],
+        then: FaultKind | None = None,
+        when: Callable[[Any], bool] | None = None,
+    ) -> Plan:
+        """Answer the attempts of ``operation`` of ``service`` (None: every operation) with ``faults``
+        one by one, then with ``then`` (None: the service answers), whatever the time."""
+        plan = Plan(service, operation, list(faults), then, when)
+        with self._lock:
+            self.plans.append(plan)
+        return plan
+
+    def clear(self) -> None:
+        """No fault any more (the service recovers); the injector stays installed."""
+        with self._lock:
+            self.faults.clear()
+            self.plans.clear()
+            self._armed.clear()
 
     def arm(
         self, function: str, action: str, service: str, kind: FaultKind, seconds: float, *operations: str
@@ -181,7 +245,7 @@ class FaultInjector:
         for service in services:
             if service == "task":
                 continue
-            events = [clients.client(service).meta.events]
+            events = [clients.client(service).meta.events, clients.client(service, retries=False).meta.events]
             if service == "dynamodb":
                 events.append(clients.resource("dynamodb").meta.client.meta.events)
             for emitter in events:
@@ -200,20 +264,29 @@ class FaultInjector:
         now = clock.now()
         with self._lock:
             self.calls[f"{service_id}:{operation}"] += 1
-            fault = next((f for f in self.faults if f.active(service_id, operation, now)), None)
-            if (fault is None or fault.kind == "ambiguous") and (service_id, operation) == ("sns", "Publish"):
+            kind = next((k for p in self.plans if (k := p.next_kind(service_id, operation, request))), None)
+            if kind is None:
+                fault = next((f for f in self.faults if f.active(service_id, operation, now)), None)
+                kind = fault.kind if fault is not None else None
+            if kind in (None, "ambiguous") and (service_id, operation) == ("sns", "Publish"):
                 self.published.append(_published_message(request.body))
-            if fault is None:
+            if kind is None:
                 return None
-            self.injected[f"{fault.service}:{operation}:{fault.kind}"] += 1
-        if fault.kind == "outage":
+            service = _SERVICE_NAMES[service_id]
+            self.injected[f"{service}:{operation}:{kind}"] += 1
+        if kind == "outage":
             raise EndpointConnectionError(endpoint_url=request.url)
-        if fault.kind == "timeout":
-            self.advance(clients.client(fault.service).meta.config.read_timeout or 60)
+        if kind == "timeout":
+            self.advance(clients.client(service).meta.config.read_timeout or 60)
             raise ReadTimeoutError(endpoint_url=request.url)
-        if fault.kind != "ambiguous":
+        if kind != "ambiguous":
             request.url = _UNREACHABLE  # moto must not apply what AWS refused
-        status, code = (500, "InternalFailure") if fault.kind in ("5xx", "ambiguous") else _throttle(service_id)
+        if kind in ("5xx", "ambiguous"):
+            status, code = 500, _INTERNAL_CODES.get(service_id, "InternalFailure")
+        elif kind == "unavailable":
+            status, code = 503, _UNAVAILABLE_CODES.get(service_id, "ServiceUnavailableException")
+        else:
+            status, code = _throttle(service_id)
         return _error_response(request, service_id, status, code)
 
 
@@ -301,3 +374,18 @@ def simulated_botocore_backoff(sleep: Callable[[float], Any]) -> Callable[[], No
         bucket.TokenBucket.acquire = original_acquire
 
     return undo
+
+
+def body_mentions(text: str) -> Callable[[Any], bool]:
+    """A plan's ``when``: only requests whose body contains ``text`` (one execution id, one table key)."""
+    return lambda request: text.encode() in (request.body or b"")
+
+
+@contextmanager
+def never_answering_server(path: str = "/never-answers") -> Iterator[str]:
+    """A URL on 127.0.0.1 whose server accepts the connection and never answers: a timeout comes
+    from it, whatever the machine's speed, not from racing a short timer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)  # connections complete in the backlog; nothing ever reads or answers them
+        yield f"http://127.0.0.1:{server.getsockname()[1]}{path}"

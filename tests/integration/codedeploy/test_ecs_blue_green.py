@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from deployguard.models import DeploymentStatus, EcsTarget
+from deployguard.models import DeploymentStatus, EcsTarget, EventType
+from deployguard.readmodels import DeploymentReader
+from deployguard.reporting import render
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.codedeploy import LEDGER
 from deployguard_local.ecs import (
@@ -65,6 +67,8 @@ def test_healthy_green_task_set_passes_both_hooks_and_takes_production(embedded:
     assert target.stable_target_group.startswith("targetgroup/checkout-web-blue/")
     assert target.load_balancer.startswith("app/checkout-web-alb/")
     assert target.new_task_definition.endswith("task-definition/checkout-web:2")
+    # the blue (stable) task set's task definition, from ECS (DescribeTaskSets)
+    assert target.stable_task_definition.endswith("task-definition/checkout-web:1")
     assessment = DeploymentRepository().assessments(result.deployment_id)[-1]
     assert assessment.verdict.decision.value == "healthy", assessment.verdict.summary
     judged = {r.metric_id for r in assessment.verdict.reasons}
@@ -138,6 +142,14 @@ def test_scheduled_assessor_stops_a_failing_green_task_set_during_the_canary(emb
     assessments = repository.assessments(result.deployment_id)
     assert assessments[-1].verdict.decision.value == "failing"
     assert "errors" in assessments[-1].verdict.summary
+    # alerts and the report name both task definitions: green judged against blue
+    events = repository.events(result.deployment_id)
+    alerts = [e for e in events if e.event_type == EventType.ALERT and e.details.get("kind") == "alert"]
+    named = {(a.version, a.details["stable_version"]) for a in alerts}
+    assert alerts and named == {("checkout-web:2", "checkout-web:1")}
+    assert all(a.title.endswith("checkout-web:2 (stable checkout-web:1)") for a in alerts)
+    report = render(DeploymentReader(repository).history(result.deployment_id), "html")
+    assert "task-definition/checkout-web:1 -&gt; arn:aws:ecs:" in report and "task-definition/checkout-web:2" in report
     # the assessor read the green task set's weight from CodeDeploy: the verdicts were taken at 10%
     assert {a.canary_weight for a in assessments} == {0.1}
     trail = repository.audit_trail(result.deployment_id)

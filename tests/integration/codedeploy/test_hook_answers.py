@@ -1,8 +1,8 @@
 """Issue 11, part 2 on the embedded AWS: CodeDeploy's answers to a status, and a hook whose
 status call fails being answered later by the recorder's schedule, exactly once.
 
-Faults come from botocore ``before-send`` handlers (tests/support/faults.py); every wait is
-simulated time."""
+Faults come from botocore ``before-send`` handlers (deployguard_local.chaos.faults); every wait
+is simulated time."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from faults import Faults, unavailable
 
 from deployguard import clock
 from deployguard.aws import clients
 from deployguard.models import DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, simulate_embedded_rollout
 from deployguard_local.emulator import sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
@@ -70,16 +70,11 @@ def test_a_hook_whose_status_call_fails_is_answered_by_the_recorder_schedule_onc
         if line.startswith(trigger):  # CodeDeploy's status API answers 503 through the hook's whole margin
             outage["until"] = clock.now() + timedelta(seconds=outage_seconds)
 
-    faults = Faults()
-    plan = faults.on(
-        [clients.client("codedeploy", retries=False)], "PutLifecycleEventHookExecutionStatus", [],
-        then=unavailable, when=status_call_down,
-    )  # fmt: skip
-    try:
+    with FaultInjector(embedded.clock) as faults:
+        plan = faults.on("codedeploy", "PutLifecycleEventHookExecutionStatus", [], then="unavailable",
+                         when=status_call_down)  # fmt: skip
         result = simulate_embedded_rollout(embedded, target, application=name, on_step=on_step,
                                            recorder_schedule=True, hook_timeout_minutes=60)  # fmt: skip
-    finally:
-        faults.clear()
     assert plan.injected >= 3  # the hook tried within its margin, then left the status for the sweep
     assert result.final_state == "SUCCESS", steps
     assert result.hooks == [("BeforeAllowTraffic", "Succeeded"), ("AfterAllowTraffic", "Succeeded")]

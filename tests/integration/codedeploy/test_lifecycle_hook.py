@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from faults import never_answering_server
 
 from deployguard.aws.events import EventPublisher
 from deployguard.config import parse_config
@@ -20,6 +19,7 @@ from deployguard.hooks.lifecycle import LifecycleHook
 from deployguard.models import DeploymentStatus, LambdaTarget
 from deployguard.recorder import DeploymentRecorder, StateChangeDetail
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.chaos.faults import never_answering_server
 from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, simulate_embedded_rollout
 from deployguard_local.emulator import sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from faults import never_answering_server
 from notif_support import Aws, make_event
 
 from deployguard.models import DeliveryStatus
 from deployguard.notification.delivery import Deliverer
 from deployguard.notification.dlq import DeadLetter
 from deployguard.notification.settings import NotificationSettings
+from deployguard_local.chaos.faults import never_answering_server
 from deployguard_local.receivers import Behaviour, local_receivers
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from faults import never_answering_server
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -16,6 +15,7 @@ from deployguard.aws import clients
 from deployguard.hooks.checks import CheckContext, run_check
 from deployguard.hooks.settings import CheckSettings
 from deployguard.models import Deployment, LambdaTarget
+from deployguard_local.chaos.faults import never_answering_server
 
 
 def _ctx(local_mode: bool = True) -> CheckContext:

@@ -1,55 +1,39 @@
 """Issue 11, part 2: every hook answered exactly once under AWS faults.
 
-Faults come from botocore ``before-send`` handlers on the real clients (tests/support/faults.py);
+Faults come from botocore ``before-send`` handlers on the real clients (the one injector,
+deployguard_local.chaos.faults);
 time is the simulated clock (the hook's back-offs and botocore's own retry sleeps move it), so
 nothing here waits for real or races a timer.
 """
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterator
 from typing import Any
 
-import botocore.endpoint
 import pytest
-from faults import Faults, body_mentions, internal_error, throttled, unavailable, written_then_500
 from moto_table import TABLE, RecordingPublisher
 from pytest_httpserver import HTTPServer
 
 from deployguard import clock
-from deployguard.aws import clients
 from deployguard.config import parse_config
 from deployguard.hooks.answers import HOOK_KIND, HookAnswers
 from deployguard.hooks.lifecycle import LifecycleHook
 from deployguard.models import LambdaTarget
 from deployguard.recorder import DeploymentRecorder
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.chaos.faults import FaultInjector, body_mentions
 from deployguard_local.codedeploy import HookLedger, create_lambda_deployment
 
 MARGIN = 15
 
 
-@pytest.fixture(autouse=True)
-def _botocore_sleeps_on_the_simulated_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's own retry back-offs move the simulated clock instead of sleeping."""
-    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=clock.sleep))
-
-
 @pytest.fixture
-def faults() -> Iterator[Faults]:
-    injected = Faults()
-    yield injected
-    injected.clear()
-
-
-def _codedeploy() -> list[Any]:
-    """Both CodeDeploy clients of the container: the retrying one and the single-attempt one."""
-    return [clients.client("codedeploy"), clients.client("codedeploy", retries=False)]
-
-
-def _dynamodb() -> Any:
-    return clients.resource("dynamodb").meta.client
+def faults(target: LambdaTarget, sim_clock: clock.SimulatedClock) -> Iterator[FaultInjector]:
+    """On every client of the container (CodeDeploy's retrying and single-attempt ones included,
+    made once the embedded AWS is up); botocore's own retry back-offs move the simulated clock."""
+    with FaultInjector(sim_clock) as injector:
+        yield injector
 
 
 def _config(url: str) -> str:
@@ -80,13 +64,13 @@ def test_a_throttled_status_call_answers_within_the_margin_and_the_sweep_finishe
     ledger: HookLedger,
     publisher: RecordingPublisher,
     sim_clock: clock.SimulatedClock,
-    faults: Faults,
+    faults: FaultInjector,
     httpserver: HTTPServer,
 ) -> None:
     httpserver.expect_request("/health").respond_with_json({"status": "ok"})
     deployment_id = create_lambda_deployment(target, "orders", "live")
     execution = ledger.issue(deployment_id)
-    plan = faults.on(_codedeploy(), "PutLifecycleEventHookExecutionStatus", [throttled] * throttles)
+    plan = faults.on("codedeploy", "PutLifecycleEventHookExecutionStatus", ["throttle"] * throttles)
     started = sim_clock()
     outcome = _hook(publisher, _config(httpserver.url_for("/health"))).handle(
         _event(deployment_id, execution), lambda: 900_000
@@ -108,13 +92,13 @@ def test_503_until_the_margin_ends_then_the_redelivery_resends_the_same_status_w
     ledger: HookLedger,
     publisher: RecordingPublisher,
     sim_clock: clock.SimulatedClock,
-    faults: Faults,
+    faults: FaultInjector,
     httpserver: HTTPServer,
 ) -> None:
     httpserver.expect_request("/health").respond_with_json({"status": "ok"})
     deployment_id = create_lambda_deployment(target, "orders", "live")
     execution = ledger.issue(deployment_id)
-    plan = faults.on(_codedeploy(), "PutLifecycleEventHookExecutionStatus", [], then=unavailable)
+    plan = faults.on("codedeploy", "PutLifecycleEventHookExecutionStatus", [], then="unavailable")
     hook = _hook(publisher, _config(httpserver.url_for("/health")))
     first = hook.handle(_event(deployment_id, execution), lambda: 900_000)
     assert first.status == "Succeeded" and not first.reported and "ServiceUnavailable" in (first.report_error or "")
@@ -130,12 +114,16 @@ def test_503_until_the_margin_ends_then_the_redelivery_resends_the_same_status_w
 
 
 def test_a_claim_written_but_answered_500_is_the_first_delivery_s_own(
-    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, faults: Faults, httpserver: HTTPServer
+    target: LambdaTarget,
+    ledger: HookLedger,
+    publisher: RecordingPublisher,
+    faults: FaultInjector,
+    httpserver: HTTPServer,
 ) -> None:
     httpserver.expect_request("/health").respond_with_json({"status": "ok"})
     deployment_id = create_lambda_deployment(target, "orders", "live")
     execution = ledger.issue(deployment_id)
-    plan = faults.on(_dynamodb(), "PutItem", [written_then_500],
+    plan = faults.on("dynamodb", "PutItem", ["ambiguous"],
                      when=body_mentions(f"{HOOK_KIND}#{execution}"))  # fmt: skip
     outcome = _hook(publisher, _config(httpserver.url_for("/health"))).handle(
         _event(deployment_id, execution), lambda: 900_000
@@ -148,11 +136,15 @@ def test_a_claim_written_but_answered_500_is_the_first_delivery_s_own(
 
 
 def test_with_dynamodb_down_handle_does_not_raise_and_answers_failed(
-    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, faults: Faults, httpserver: HTTPServer
+    target: LambdaTarget,
+    ledger: HookLedger,
+    publisher: RecordingPublisher,
+    faults: FaultInjector,
+    httpserver: HTTPServer,
 ) -> None:
     deployment_id = create_lambda_deployment(target, "orders", "live")
     execution = ledger.issue(deployment_id)
-    plan = faults.on(_dynamodb(), None, [], then=internal_error)
+    plan = faults.on("dynamodb", None, [], then="5xx")
     outcome = _hook(publisher, _config(httpserver.url_for("/health"))).handle(
         _event(deployment_id, execution), lambda: 900_000
     )
@@ -162,7 +154,11 @@ def test_with_dynamodb_down_handle_does_not_raise_and_answers_failed(
 
 
 def test_dynamodb_failing_after_the_checks_still_answers_once(
-    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, faults: Faults, httpserver: HTTPServer
+    target: LambdaTarget,
+    ledger: HookLedger,
+    publisher: RecordingPublisher,
+    faults: FaultInjector,
+    httpserver: HTTPServer,
 ) -> None:
     httpserver.expect_request("/health").respond_with_json({"status": "ok"})
     deployment_id = create_lambda_deployment(target, "orders", "live")
@@ -172,7 +168,7 @@ def test_dynamodb_failing_after_the_checks_still_answers_once(
     original = hook.answers.markers.decide
 
     def decide_then_outage(*args: Any, **kwargs: Any) -> bool:
-        faults.on(_dynamodb(), None, [], then=internal_error)
+        faults.on("dynamodb", None, [], then="5xx")
         return original(*args, **kwargs)
 
     hook.answers.markers.decide = decide_then_outage  # type: ignore[method-assign]

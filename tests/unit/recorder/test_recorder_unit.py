@@ -58,10 +58,14 @@ def test_duplicates_and_late_events_do_not_corrupt_the_record(
         "CodeDeploy SUCCESS",
     ]
     assert (record.driver, record.strategy, record.codedeploy_group) == ("codedeploy", Strategy.CANARY, "live")
-    assert [e.event_type for e in publisher.events] == [EventType.DEPLOYMENT_STARTED, EventType.DEPLOYMENT_COMPLETED]
+    assert [e.event_type for e in publisher.events] == [
+        EventType.DEPLOYMENT_STARTED,
+        EventType.CANARY_COMPLETED,  # a CodeDeploy canary (LambdaCanary10Percent5Minutes), once
+        EventType.DEPLOYMENT_COMPLETED,
+    ]
     actions = [e.action for e in DeploymentRepository(TABLE).audit_trail(deployment_id)]
     assert actions.count("codedeploy_start") == 1 and actions.count("codedeploy_success") == 1
-    assert actions.count("notification") == 2
+    assert actions.count("notification") == 3
 
 
 def test_success_before_start_keeps_the_end(

@@ -350,6 +350,7 @@ class AlertEngine:
                 "group": alert.group,
                 "incident_id": incident.incident_id,
                 "incident_opened": opened,
+                "stable_version": alert.stable_version,
                 "routes": alert.routes,
                 "values": alert.values,
                 "baseline": alert.baseline,

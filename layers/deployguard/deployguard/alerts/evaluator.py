@@ -10,7 +10,7 @@ from deployguard import clock
 from deployguard.alerts.fields import EvaluationContext, build_context
 from deployguard.alerts.models import Alert
 from deployguard.alerts.settings import AlertingSettings, AlertRule
-from deployguard.models import Assessment, Deployment, DeploymentEvent
+from deployguard.models import Assessment, Deployment, DeploymentEvent, EcsTarget, LambdaTarget
 
 
 @dataclass
@@ -73,6 +73,7 @@ class RuleEvaluator:
         service = deployment.service if deployment else event.service  # type: ignore[union-attr]
         environment = deployment.environment if deployment else event.environment  # type: ignore[union-attr]
         version = deployment.version if deployment else event.version  # type: ignore[union-attr]
+        stable = stable_version_of(deployment) if deployment else None
         for rule in self.settings.effective_rules:
             if not rule.applies_to(environment):
                 continue
@@ -98,7 +99,9 @@ class RuleEvaluator:
                     service=service,
                     environment=environment,
                     version=version,
-                    title=f"{rule.severity.value.upper()}: {rule.name} on {service} {version}",
+                    stable_version=stable,
+                    title=f"{rule.severity.value.upper()}: {rule.name} on {service} {version}"
+                    + (f" (stable {stable})" if stable else ""),
                     message=f"{rule.description or rule.expression} ({readings})" if readings else rule.expression,
                     expression=rule.expression,
                     values=used,
@@ -112,3 +115,14 @@ class RuleEvaluator:
                 )
             )
         return result
+
+
+def stable_version_of(deployment: Deployment) -> str | None:
+    """The version the new one is judged against: the Lambda alias's stable version, or the ECS blue
+    task set's task definition (``family:revision``); None while it is unknown."""
+    target = deployment.target
+    if isinstance(target, LambdaTarget):
+        return target.stable_version if target.stable_version not in ("", "unknown") else None
+    if isinstance(target, EcsTarget) and target.stable_task_definition:
+        return target.stable_task_definition.rsplit("/", 1)[-1]
+    return None

@@ -29,6 +29,7 @@ class Alert(Model):
     service: str
     environment: str
     version: str
+    stable_version: str | None = Field(default=None, description="what the new version is compared with")
     title: str
     message: str
     expression: str

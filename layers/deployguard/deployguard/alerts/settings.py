@@ -87,8 +87,8 @@ def default_rules() -> list[AlertRule]:
     return [
         AlertRule(
             name="deployment-failed",
-            description="a deployment ended failed or was rolled back",
-            expression='event == "deployment.failed"',
+            description="a deployment ended failed or was rolled back (CodeDeploy's rollback included)",
+            expression='event == "deployment.failed" or event == "rollback.completed"',
             severity=Severity.ERROR,
             group="deployment",
             auto_resolve=False,

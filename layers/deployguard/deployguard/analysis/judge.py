@@ -3,7 +3,13 @@
 ``judge_canary(window, settings)`` is a pure function of the periods 0..n-1 it is
 given. It is called every period, live by the assessor and the state machine, and by
 ``deployguard replay`` on recorded scenarios, so it must not raise false alarms just
-because it looks often. How each kind of metric is tested:
+because it looks often. It is a fold: each period is folded into a small serialisable
+``JudgeState`` (``evidence.py``), so a look may instead carry the state of the previous
+one and pass only the new periods, ``state, verdict = judge_step(state, new_periods,
+settings)``, at O(metrics) per period whatever the canary's age, with the very verdict
+``judge_canary`` gives on the whole window. Every statistic is therefore sequential: a
+period's evidence is weighed with the noise estimated from the periods up to it, and the
+noise estimates look back over the last ``WINDOW`` periods. How each kind of metric is tested:
 
 - **rates** (errors, throttles out of invocations; conversions out of successful
   invocations): counts are compared as counts, in the same periods. Given the events
@@ -20,8 +26,9 @@ because it looks often. How each kind of metric is tested:
   period, whose noise is that of a sample quantile of n draws (known from the
   percentile, the traffic of each version and the spread of the distribution, read
   from the baseline's own p50/p99) plus each version's own wobble between periods,
-  estimated from the data (both versions' own period-to-period steps, robustly, with
-  their memory and rare spikes, and a prior that fades as the periods add up). A
+  estimated from the data (both versions' own period-to-period steps over the last
+  periods, robustly, with their memory and rare spikes, and a prior that fades as the
+  periods add up). A
   median is read from one invocation; a p99 with too few invocations per period is
   judged through the p50 of the same metric. The same CUSUM runs on it, with no cap:
   a period's evidence counts up to twice the next largest of its run (one odd minute
@@ -41,13 +48,30 @@ accumulate false alarms.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deployguard.analysis.evidence import (
+    WINDOW,
+    Cusum,
+    GaugeState,
+    LatencyState,
+    Missing,
+    RateState,
+    Result,
+    ShiftEvidence,
+    between_period_variance,
+    confidence_of,
+    pct,
+    push_window,
+    r9,
+    rounded,
+    shift_increments,
+)
 from deployguard.analysis.stats import (
     mad_sigma,
     median,
@@ -56,8 +80,8 @@ from deployguard.analysis.stats import (
     quantile_noise_factor,
     quantile_small_sample_bias,
     rate_bounds,
-    robust_cusum_peak,
 )
+from deployguard.exceptions import JudgeStateError
 from deployguard.models import (
     CanaryWindow,
     Decision,
@@ -67,7 +91,6 @@ from deployguard.models import (
     MetricType,
     MetricWindow,
     Verdict,
-    VerdictReason,
 )
 
 JUDGE_NAME = "deployguard"
@@ -77,6 +100,7 @@ _RATE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 29.0, 99.0)
 _RATE_DROP_GRID = (0.15, 0.25, 0.4, 0.55, 0.7, 0.9, 0.99)
 _LATENCY_GRID = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0)
 _GAUGE_GRID = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # in noise standard deviations
+_GAUGE_MIN_PAIRS = 4  # pairs a gauge needs before its noise can be told
 _ALTERNATIVES = max(len(_RATE_GRID), len(_RATE_DROP_GRID), len(_LATENCY_GRID), len(_GAUGE_GRID))
 
 # --------------------------------------------------------------------------- settings
@@ -332,150 +356,120 @@ class JudgeSettings(BaseModel):
         return 2.0 * math.log(max(1.0, (period + 1) / self.horizon_periods))
 
 
-# --------------------------------------------------------------------------- per-metric tests
-
-
-@dataclass
-class _Result:
-    spec: MetricSpec
-    status: Literal["pass", "fail", "inconclusive"]
-    message: str
-    evidence: float = 0.0  # CUSUM statistic (log-likelihood ratio)
-    effect: float | None = None
-    baseline_value: float | None = None
-    canary_value: float | None = None
-    confidence: float | None = None
-    at: int | None = None  # period the failing evidence peaked
-    blocks_healthy: bool = True
-    missing: bool = False  # a guarded metric without evidence (a reported gap, or silent while invoked)
-
-    def reason(self) -> VerdictReason:
-        return VerdictReason(
-            metric_id=self.spec.id,
-            status=self.status,
-            effect=None if self.effect is None or not math.isfinite(self.effect) else round(self.effect, 4),
-            baseline_value=self.baseline_value,
-            canary_value=self.canary_value,
-            confidence=None if self.confidence is None else round(min(1.0, max(0.0, self.confidence)), 6),
-            message=self.message,
-        )
+# --------------------------------------------------------------------------- per-metric evidence
 
 
 def _at(values: list[float | None], i: int) -> float | None:
-    return values[i] if i < len(values) else None
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.3g}%"
+    return values[i] if 0 <= i < len(values) else None
 
 
 def _confidence_of(evidence: float) -> float:
-    """How sure a failing verdict is: the threshold of confidence c is reached at c (the union
-    over the alternatives tried at once and the canary's length already paid for)."""
-    return max(0.0, 1.0 - _ALTERNATIVES * math.exp(-evidence)) if evidence > 0 else 0.0
+    return confidence_of(evidence, _ALTERNATIVES)
 
 
-def _shape_periods(n: int, window: CanaryWindow, grace: int) -> set[int]:
-    """Periods just after the start and after the last traffic shift (cold starts of new instances)."""
-    shape: set[int] = set(range(min(grace, n)))
-    since = window.periods_since_shift
-    if since is not None and 0 < since <= n:
-        shift = n - since
-        shape.update(range(shift, min(n, shift + grace)))
-    return shape
+def _rate_grid(spec: MetricSpec, settings: JudgeSettings) -> tuple[float, list[float]]:
+    rel = settings.min_effect.rate_relative
+    if spec.direction == Direction.INCREASE_IS_BAD:
+        theta0 = 1.0 + rel
+        return theta0, [1.0 + g for g in _RATE_GRID if 1.0 + g > theta0]
+    theta0 = max(1e-6, 1.0 - rel)
+    return theta0, [1.0 - g for g in _RATE_DROP_GRID if 1.0 - g < theta0]
 
 
-def _rate_test(
+def _new_mode_offsets(width: int) -> list[float]:
+    """A weighted union bound over the alternatives: the largest relative risk (the canary failing
+    where the baseline does not: a new failure mode) gets 30% of the false-alarm budget, so a
+    few events against none are tested nearly exactly (10 against 0 at equal traffic: p 0.001
+    in a fixed-size test); the others share the rest."""
+    weights = [0.7 / (width - 1)] * (width - 1) + [0.3]
+    return [math.log(1.0 / w) - math.log(_ALTERNATIVES) for w in weights]
+
+
+def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | LatencyState | GaugeState | None:
+    if spec.kind == MetricKind.RATE_COUNT:
+        _, grid = _rate_grid(spec, settings)
+        new_mode = Cusum.new(len(grid), 4) if spec.direction == Direction.INCREASE_IS_BAD and len(grid) > 1 else None
+        return RateState(kind="rate", cusum=Cusum.new(len(grid), 4), new_mode=new_mode)
+    if spec.kind == MetricKind.LATENCY:
+        return LatencyState(kind="latency", shift=ShiftEvidence(cusum=Cusum.new(len(_latency_grid(settings)), 5, True)))
+    if spec.kind == MetricKind.COUNT:
+        return None
+    return GaugeState(kind="gauge", shift=ShiftEvidence(cusum=Cusum.new(len(_GAUGE_GRID), 0, True)))
+
+
+def _fold_rate(
+    st: RateState,
     spec: MetricSpec,
     num: MetricWindow,
     den: MetricWindow,
     minus: MetricWindow | None,
     add_numerator: bool,
-    periods: list[int],
+    i: int,
+    period: int,
     settings: JudgeSettings,
-    threshold: float,
-    penalty: list[float],
-) -> _Result:
-    """Conditional binomial CUSUM on the relative risk of an event, canary vs baseline."""
-    bad_up = spec.direction == Direction.INCREASE_IS_BAD
-    rel = settings.min_effect.rate_relative
-    theta0 = 1.0 + rel if bad_up else max(1e-6, 1.0 - rel)
-    grid = (
-        [1.0 + g for g in _RATE_GRID if 1.0 + g > theta0]
-        if bad_up
-        else [1.0 - g for g in _RATE_DROP_GRID if 1.0 - g < theta0]
-    )
-    log_ratio = [math.log(t / theta0) for t in grid]
-    rows: list[tuple[int, float, float, float, float]] = []  # period, k_c, n_c, k_b, n_b
-    for i in periods:
-        kc, kb = _at(num.canary, i), _at(num.baseline, i)
-        nc, nb = _at(den.canary, i) or 0.0, _at(den.baseline, i) or 0.0
-        if add_numerator:
-            nc += kc or 0.0
-            nb += kb or 0.0
-        if minus is not None:
-            nc -= _at(minus.canary, i) or 0.0
-            nb -= _at(minus.baseline, i) or 0.0
-        if nc <= 0 or nb <= 0 or kc is None or kb is None:
-            continue
-        kc, kb = max(0.0, min(kc, nc)), max(0.0, min(kb, nb))
-        rows.append((i, kc, nc, kb, nb))
-    if not rows:
-        return _Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions")
-    increments = []
-    for _, kc, nc, kb, nb in rows:
-        k = kc + kb
-        if k <= 0:
-            increments.append([0.0] * len(grid))
-            continue
+) -> None:
+    """One period of a rate's conditional binomial CUSUM on the relative risk, canary vs baseline."""
+    kc, kb = _at(num.canary, i), _at(num.baseline, i)
+    nc, nb = _at(den.canary, i) or 0.0, _at(den.baseline, i) or 0.0
+    if add_numerator:
+        nc += kc or 0.0
+        nb += kb or 0.0
+    if minus is not None:
+        nc -= _at(minus.canary, i) or 0.0
+        nb -= _at(minus.baseline, i) or 0.0
+    if nc <= 0 or nb <= 0 or kc is None or kb is None:
+        return
+    kc, kb = max(0.0, min(kc, nc)), max(0.0, min(kb, nb))
+    theta0, grid = _rate_grid(spec, settings)
+    k = kc + kb
+    if k <= 0:
+        inc = [0.0] * len(grid)
+    else:
         r = nc / nb
         base = theta0 * r + 1.0
         # the conditional law of the canary's share is hypergeometric, narrower than the
         # binomial by 1 - k/N: scale the evidence accordingly (quasi-likelihood)
         scale = 1.0 / max(0.05, 1.0 - k / (nc + nb))
-        increments.append(
-            [scale * (kc * lr + k * math.log(base / (t * r + 1.0))) for t, lr in zip(grid, log_ratio, strict=True)]
-        )
-    # a weighted union bound over the alternatives: when the baseline had no event at all in
-    # the run, the largest relative risk (the canary failing where the baseline does not: a
-    # new failure mode) gets 30% of the false-alarm budget, so a few events against none are
-    # tested nearly exactly (10 against 0 at equal traffic: p 0.001 in a fixed-size test);
-    # otherwise every alternative has the same share
-    penalties = [penalty[r[0]] for r in rows]
-    evidence, _, start, peak = robust_cusum_peak(increments, penalties)
-    if bad_up and len(grid) > 1:
-        weights = [0.7 / (len(grid) - 1)] * (len(grid) - 1) + [0.3]
-        offsets = [math.log(1.0 / w) - math.log(_ALTERNATIVES) for w in weights]
-        new_mode = robust_cusum_peak(increments, penalties, offsets=offsets)
-        no_baseline_event = sum(r[3] for r in rows[new_mode[2] : new_mode[3] + 1]) == 0
-        if new_mode[0] > evidence and new_mode[1] == len(grid) - 1 and no_baseline_event:
-            evidence, _, start, peak = new_mode
-    tot = [sum(row[j] for row in rows) for j in (1, 2, 3, 4)]
+        inc = [scale * (kc * math.log(t / theta0) + k * math.log(base / (t * r + 1.0))) for t in grid]
+    row = [kc, nc, kb, nb]
+    extra = settings.horizon_penalty(period)
+    st.cusum.push(period, inc, extra, row)
+    if st.new_mode is not None:
+        st.new_mode.push(period, inc, extra, row, _new_mode_offsets(len(grid)))
+    st.rows += 1
+    st.totals = [r9(a + b) for a, b in zip(st.totals, row, strict=True)]
+
+
+def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, threshold: float) -> Result:
+    if st.rows == 0:
+        return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions")
+    bad_up = spec.direction == Direction.INCREASE_IS_BAD
+    best = st.cusum
+    mode = st.new_mode
+    if mode is not None and mode.best > best.best and mode.best_j == mode.width - 1 and mode.best_run[2] == 0:
+        best = mode  # the baseline had no event at all in the run: a new failure mode
+    evidence = best.best
+    tot = st.totals
     rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
-    what = (
-        f"{spec.id}: canary {_pct(rate_c)} ({tot[0]:g}/{tot[1]:g}) vs baseline {_pct(rate_b)} ({tot[2]:g}/{tot[3]:g})"
-    )
+    what = f"{spec.id}: canary {pct(rate_c)} ({tot[0]:g}/{tot[1]:g}) vs baseline {pct(rate_b)} ({tot[2]:g}/{tot[3]:g})"
     if evidence >= threshold:
-        run = rows[start : peak + 1]
-        kc_w, nc_w = sum(r[1] for r in run), sum(r[2] for r in run)
-        kb_w, nb_w = sum(r[3] for r in run), sum(r[4] for r in run)
+        kc_w, nc_w, kb_w, nb_w = best.best_run
         wc, wb = kc_w / nc_w, kb_w / nb_w
         diff = wc - wb if bad_up else wb - wc
         if diff >= settings.min_effect.rate_absolute:
             effect: float | None = (wc / wb - 1.0) if wb > 0 else math.inf
-            since = rows[start][0]
             change = f"{effect:+.0%}" if effect is not None and math.isfinite(effect) else "from none"
-            return _Result(
+            return Result(
                 spec,
                 "fail",
-                f"{spec.id}: canary {_pct(wc)} ({kc_w:g}/{nc_w:g}) vs baseline {_pct(wb)} ({kb_w:g}/{nb_w:g})"
-                f" since period {since}, {change}",
+                f"{spec.id}: canary {pct(wc)} ({kc_w:g}/{nc_w:g}) vs baseline {pct(wb)} ({kb_w:g}/{nb_w:g})"
+                f" since period {best.best_start}, {change}",
                 evidence=evidence,
                 effect=effect,
                 baseline_value=wb,
                 canary_value=wc,
                 confidence=_confidence_of(evidence),
-                at=rows[peak][0],
+                at=best.best_at,
             )
     effect = (rate_c / rate_b - 1.0) if rate_b > 0 else (0.0 if rate_c == 0 else None)
     # healthy needs a bound: the canary's rate is not much worse than the baseline's
@@ -484,181 +478,133 @@ def _rate_test(
     margin = max(settings.healthy_margin_absolute, settings.healthy_margin_relative * rate_b)
     ok = (hi - rate_b <= margin) if bad_up else (rate_b - lo <= margin)
     if ok:
-        return _Result(
-            spec,
-            "pass",
-            f"{what}: not worse",
-            evidence=evidence,
-            effect=effect,
-            baseline_value=rate_b,
-            canary_value=rate_c,
-            confidence=settings.healthy_confidence,
-        )
-    return _Result(
-        spec,
-        "inconclusive",
-        f"{what}: too few canary events to bound it",
-        evidence=evidence,
-        effect=effect,
-        baseline_value=rate_b,
-        canary_value=rate_c,
-    )
+        return Result(
+            spec, "pass", f"{what}: not worse", evidence=evidence, effect=effect, baseline_value=rate_b,
+            canary_value=rate_c, confidence=settings.healthy_confidence,
+        )  # fmt: skip
+    return Result(
+        spec, "inconclusive", f"{what}: too few canary events to bound it", evidence=evidence, effect=effect,
+        baseline_value=rate_b, canary_value=rate_c,
+    )  # fmt: skip
 
 
-def _latency_spread(window: CanaryWindow, spec: MetricSpec, counts: MetricWindow | None) -> float | None:
-    """The spread (lognormal sigma) of the duration behind a percentile, from two percentiles
-    of the same metric in the same periods (the baseline's first, else the canary's).
+_Pair = tuple[float, MetricWindow, float, MetricWindow]
+
+
+def _sibling_pair(metrics: dict[str, MetricWindow], spec: MetricSpec) -> _Pair | None:
+    """The two percentiles of the same metric that tell its spread: (q_lo, its window, q_hi, its window)."""
+    q = percentile_of_stat(spec.stat)
+    if q is None:
+        return None
+    for m in metrics.values():
+        if m.spec.id == spec.id or m.spec.name != spec.name or m.spec.namespace != spec.namespace:
+            continue
+        q2 = percentile_of_stat(m.spec.stat)
+        if q2 is not None and abs(q2 - q) > 0.2:
+            own = metrics[spec.id]
+            (q_lo, lo_m), (q_hi, hi_m) = sorted([(q, own), (q2, m)], key=lambda x: x[0])
+            return q_lo, lo_m, q_hi, hi_m
+    return None
+
+
+def _fold_spread(
+    spreads: dict[str, list[float]], pair: _Pair,
+    counts: MetricWindow | None, i: int,
+) -> float | None:  # fmt: skip
+    """The spread (lognormal sigma) of the duration behind a percentile as of period i, from two
+    percentiles of the same metric (the baseline's first, else the canary's) over the last periods.
 
     log(p_hi / p_lo) = sigma (z_hi - z_lo) for a lognormal; the sample upper percentile of
     few draws sits low, which is corrected for. Shared slowdowns scale both percentiles
     and cancel out.
     """
-    q = percentile_of_stat(spec.stat)
-    if q is None:
-        return None
-    sibling = None
-    for m in window.metrics:
-        if m.spec.id == spec.id or m.spec.name != spec.name or m.spec.namespace != spec.namespace:
-            continue
-        q2 = percentile_of_stat(m.spec.stat)
-        if q2 is not None and abs(q2 - q) > 0.2:
-            sibling = (q2, m)
-            break
-    if sibling is None:
-        return None
-    own = next(m for m in window.metrics if m.spec.id == spec.id)
-    (q_lo, lo_m), (q_hi, hi_m) = sorted([(q, own), (sibling[0], sibling[1])], key=lambda x: x[0])
+    q_lo, lo_m, q_hi, hi_m = pair
     gap = norm_ppf(q_hi) - norm_ppf(q_lo)
     tail = min(q_hi, 1.0 - q_hi)
     for side in ("baseline", "canary"):
-        lo_vals, hi_vals = getattr(lo_m, side), getattr(hi_m, side)
-        n_vals = getattr(counts, side) if counts is not None else None
-        spreads = []
-        for i in range(min(len(lo_vals), len(hi_vals))):
-            lo, hi = lo_vals[i], hi_vals[i]
-            if lo is None or hi is None or lo <= 0 or hi < lo:
-                continue
-            n = _at(n_vals, i) if n_vals is not None else None
-            if n_vals is not None and (n is None or n * tail < 1.0):
-                continue
-            correction = 1.0 - (0.2 / (n * tail) if n else 0.0) / gap
-            spreads.append(math.log(hi / lo) / gap / correction)
-        if spreads:
-            return median(spreads)
+        lo, hi = _at(getattr(lo_m, side), i), _at(getattr(hi_m, side), i)
+        if lo is None or hi is None or lo <= 0 or hi < lo:
+            continue
+        n = _at(getattr(counts, side), i) if counts is not None else None
+        if counts is not None and (n is None or n * tail < 1.0):
+            continue
+        if side == "canary" and spreads.get("baseline"):
+            continue  # the baseline's spread tells it: the canary's is not needed
+        correction = 1.0 - (0.2 / (n * tail) if n else 0.0) / gap
+        if side == "baseline":
+            spreads.pop("canary", None)
+        recent = spreads.setdefault(side, [])
+        recent.append(rounded(math.log(hi / lo) / gap / correction))
+        if len(recent) > WINDOW:
+            del recent[0]
+    for side in ("baseline", "canary"):
+        if spreads.get(side):
+            return median(spreads[side])
     return None
 
 
-def _shift_increments(
-    rows: list[tuple[int, float, float]],  # period, difference (bad direction +), noise variance
-    delta0: float,
-    grid: list[float],
-    shape: set[int],
-) -> list[list[float]]:
-    """Gaussian log-likelihood ratios per period of each shift in ``grid`` against ``delta0``.
-
-    Periods in ``shape`` (just after a traffic shift) are told apart by shape: a cold
-    start decays, a regression persists. Their evidence counts only as far as the
-    first period after them confirms it (nothing until that period is seen).
-    """
-    increments = [[(delta - delta0) * (d - 0.5 * (delta + delta0)) / v for delta in grid] for _, d, v in rows]
-    confirm: list[float] | None = None
-    for r in range(len(rows) - 1, -1, -1):
-        if rows[r][0] not in shape:
-            confirm = increments[r]
-            continue
-        increments[r] = [
-            min(inc, confirm[j]) if confirm is not None else min(inc, 0.0) for j, inc in enumerate(increments[r])
-        ]
-    return increments
+def _latency_grid(settings: JudgeSettings) -> list[float]:
+    delta0 = math.log1p(settings.min_effect.latency_relative)
+    return [math.log1p(g) for g in _LATENCY_GRID if math.log1p(g) > delta0]
 
 
-def _centred(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Steps less their median: a steady trend (a creeping regression) is no noise."""
-    if len(pairs) < 3:
-        return pairs
-    mid = median([d for d, _ in pairs])
-    return [(d - mid, s) for d, s in pairs]
+def _latency_min_samples(spec: MetricSpec, settings: JudgeSettings) -> float:
+    q = percentile_of_stat(spec.stat)
+    tail = min(q, 1.0 - q) if q is not None else 0.5
+    min_n = float(settings.latency_min_samples)
+    return max(min_n, 1.0 / tail) if tail < 0.25 else min_n
 
 
-def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
-    """Variance beyond sampling noise of steps, from (step, its sampling variance) pairs, robustly:
-    the median squared (centred) step over its chi-square median, less the typical sampling part."""
-    if len(pairs) < 2:
-        return None
-    pairs = _centred(pairs)
-    return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
-
-
-def _spike_var(rows: list[tuple[int, float, float]]) -> float:
-    """Variance of one-period spikes beyond sampling noise, from each period's departure from the
-    mean of its two neighbours: a spike departs by its whole size, a trend (a creeping
-    regression) not at all, a level shift by half its size twice (the two largest are left
-    out). Unlike a median this keeps rare spikes in the noise, so a version that spikes now
-    and then is not read as a regression when it does."""
-    if len(rows) < 5:
-        return 0.0
-    excess = []
-    for j in range(1, len(rows) - 1):
-        r = rows[j][1] - 0.5 * (rows[j - 1][1] + rows[j + 1][1])
-        excess.append(r * r - rows[j][2] - 0.25 * (rows[j - 1][2] + rows[j + 1][2]))
-    kept = sorted(excess)[:-2]
-    return max(0.0, sum(kept) / len(kept) / 1.5)
-
-
-def _between_period_variance(
-    rows: list[tuple[int, float, float]],  # period, paired difference, its sampling variance
-    baseline: list[tuple[float, float]],  # the baseline's own log values and sampling variances, every period
-    shape: set[int],
+def _fold_latency(
+    st: LatencyState,
+    mw: MetricWindow,
+    counts: MetricWindow | None,
+    sigma: float | None,
+    i: int,
+    period: int,
+    shape: bool,
     settings: JudgeSettings,
-) -> float:
-    """Long-run variance of the paired difference beyond sampling noise, from the period-to-period
-    steps of both versions' own wobble (each step of canary minus baseline is the canary's own
-    step less the baseline's: what hits both versions cancels, a regression moves it once and
-    the largest step is left out), with a prior from the sampling noise alone.
-
-    Versions wobble on their own with some memory (minute-to-minute changes that revert
-    over a few minutes): the lag-1 and lag-2 steps give the memory rho, and a sum of L
-    periods varies like L tau^2 (1 + rho) / (1 - rho), which is what the CUSUM adds up.
-    """
-    steady = [r for r in rows if r[0] not in shape]
-    lag1 = [(steady[j + 1][1] - steady[j][1], steady[j][2] + steady[j + 1][2]) for j in range(len(steady) - 1)]
-    lag2 = [(steady[j + 2][1] - steady[j][1], steady[j][2] + steady[j + 2][2]) for j in range(len(steady) - 2)]
-    # the baseline has no cold start: its own steps tell from the first periods on (a
-    # difference of two versions wobbles like two of them: sqrt(2) of one)
-    own = _centred(
-        [
-            (math.sqrt(2.0) * (baseline[j + 1][0] - baseline[j][0]), 2.0 * (baseline[j][1] + baseline[j + 1][1]))
-            for j in range(len(baseline) - 1)
-        ]
-    )
-    lag1 = _centred(lag1)
-    prior = 2.0 * settings.latency_noise_floor**2
-    prior_weight = 2.0
-    v1 = _robust_var(lag1 + own)
-    if v1 is None:
-        return prior
-    # memory: at least a prior 0.5 (a short series cannot tell much less from much more,
-    # and too little would make a slow wander look like a shift), more when the data shows it
-    rho = 0.5
-    v2 = _robust_var(lag2)
-    if v2 is not None and v1 > 0 and len(lag2) >= 8:
-        rho = max(rho, min(0.7, v2 / v1 - 1.0))
-    tau2 = v1 / (2.0 * (1.0 - rho))
-    spikes = max(0.0, _spike_var(steady) - tau2)  # one-period spikes have no memory
-    long_run = tau2 * (1.0 + rho) / (1.0 - rho) + spikes
-    m = float(len(lag1) + len(own)) / 2.0
-    # the prior fades fast as the data's own steps come in (it speaks for the first periods
-    # only); an estimate from few steps is itself uncertain: widen it as a Student t would
-    # (few degrees of freedom, heavier tails), less and less as the periods add up
-    fading = (prior_weight / (prior_weight + m)) ** 2
-    return (fading * prior + m * long_run / (prior_weight + m)) * (1.0 + 3.0 / (prior_weight + m))
+) -> None:
+    """One period of a latency percentile: the paired log difference, its noise (sampling noise of
+    the statistic at that traffic plus both versions' own wobble, estimated on the periods so
+    far) and its evidence for each harmful shift."""
+    spec = mw.spec
+    sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
+    c, b = _at(mw.canary, i), _at(mw.baseline, i)
+    if c is None or b is None or c <= 0 or b <= 0:
+        return
+    q = percentile_of_stat(spec.stat)
+    sigma = sigma if sigma is not None else 0.6  # a wide prior spread when no sibling percentile tells
+    k = quantile_noise_factor(q) if q is not None else 1.0
+    yc, yb, sc, sb = math.log(c), math.log(b), 0.0, 0.0
+    if counts is not None:
+        nc, nb = _at(counts.canary, i) or 0.0, _at(counts.baseline, i) or 0.0
+        min_n = _latency_min_samples(spec, settings)
+        if nc < min_n or nb < min_n:
+            return
+        if q is not None:
+            yc -= quantile_small_sample_bias(q, nc, sigma)
+            yb -= quantile_small_sample_bias(q, nb, sigma)
+        sc, sb = (k * sigma) ** 2 / nc, (k * sigma) ** 2 / nb
+    d, s = sign * (yc - yb), sc + sb
+    push_window(st.baseline, [yb, sb], WINDOW + 1)
+    if not shape:
+        push_window(st.steady, [d, s])
+    v = s + between_period_variance(st.steady, st.baseline, settings.latency_noise_floor)
+    grid = _latency_grid(settings)
+    inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid)
+    st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
+                  settings.horizon_penalty(period), settings)  # fmt: skip
+    st.rows += 1
+    if not shape:
+        st.steady_sums = [st.steady_sums[0] + 1.0, r9(st.steady_sums[1] + d / v), r9(st.steady_sums[2] + 1.0 / v)]
 
 
-def _sibling_percentile(window: CanaryWindow, spec: MetricSpec) -> MetricSpec | None:
+def _sibling_percentile(metrics: dict[str, MetricWindow], spec: MetricSpec) -> MetricSpec | None:
     """A lower percentile of the same metric (p50 for a p99): what a p99 falls back to."""
     q = percentile_of_stat(spec.stat)
     best = None
-    for m in window.metrics:
+    for m in metrics.values():
         q2 = percentile_of_stat(m.spec.stat)
         if m.spec.id == spec.id or m.spec.name != spec.name or m.spec.namespace != spec.namespace or q2 is None:
             continue
@@ -667,178 +613,147 @@ def _sibling_percentile(window: CanaryWindow, spec: MetricSpec) -> MetricSpec | 
     return best
 
 
-def _latency_test(
-    window: CanaryWindow,
-    mw: MetricWindow,
-    counts: MetricWindow | None,
-    periods: list[int],
-    shape: set[int],
-    settings: JudgeSettings,
-    threshold: float,
-    penalty: list[float],
-) -> _Result:
-    """Paired log differences per period, noise = sampling noise of the statistic at that traffic
-    plus each version's own between-period wobble estimated from the data."""
-    spec = mw.spec
+def _latency_result(
+    st: LatencyState, spec: MetricSpec, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float
+) -> Result:
     sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
-    q = percentile_of_stat(spec.stat)
-    spread = _latency_spread(window, spec, counts)
-    sigma = spread if spread is not None else 0.6  # a wide prior spread when no sibling percentile tells
-    k = quantile_noise_factor(q) if q is not None else 1.0
-    tail = min(q, 1.0 - q) if q is not None else 0.5
-    min_n = float(settings.latency_min_samples)
-    if tail < 0.25:
-        min_n = max(min_n, 1.0 / tail)
-    rows_raw: list[tuple[int, float, float, float, float, float, float]] = []  # i, yc, yb, sc, sb, c, b
-    for i in periods:
-        c, b = _at(mw.canary, i), _at(mw.baseline, i)
-        if c is None or b is None or c <= 0 or b <= 0:
-            continue
-        yc, yb, sc, sb = math.log(c), math.log(b), 0.0, 0.0
-        if counts is not None:
-            nc, nb = _at(counts.canary, i) or 0.0, _at(counts.baseline, i) or 0.0
-            if nc < min_n or nb < min_n:
-                continue
-            if q is not None:
-                yc -= quantile_small_sample_bias(q, nc, sigma)
-                yb -= quantile_small_sample_bias(q, nb, sigma)
-            sc, sb = (k * sigma) ** 2 / nc, (k * sigma) ** 2 / nb
-        rows_raw.append((i, yc, yb, sc, sb, c, b))
-    if not rows_raw:
-        sibling = _sibling_percentile(window, spec) if q is not None and tail < 0.25 else None
+    if st.rows == 0:
+        q = percentile_of_stat(spec.stat)
+        tail = min(q, 1.0 - q) if q is not None else 0.5
+        sibling = _sibling_percentile(metrics, spec) if q is not None and tail < 0.25 else None
         if sibling is not None:
-            return _Result(
+            return Result(
                 spec,
                 "inconclusive",
                 f"{spec.id}: too few invocations per period for a {spec.stat}; judged through {sibling.id}",
                 blocks_healthy=False,
             )
-        return _Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
-    paired = [(r[0], sign * (r[1] - r[2]), r[3] + r[4]) for r in rows_raw]
-    between = _between_period_variance(paired, [(r[2], r[4]) for r in rows_raw], shape, settings)
-    rows = [(i, d, s + between) for i, d, s in paired]
-    delta0 = math.log1p(settings.min_effect.latency_relative)
-    grid = [math.log1p(g) for g in _LATENCY_GRID if math.log1p(g) > delta0]
-    increments = _shift_increments(rows, delta0, grid, shape)
-    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows], second_opinion=True)
-    c_med = median([r[5] for r in rows_raw])
-    b_med = median([r[6] for r in rows_raw])
+        return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
+    cusum = st.shift.settled(settings)
+    evidence = cusum.best
+    unit = f" {spec.unit}" if spec.unit else ""
     if evidence >= threshold:
-        run = rows[start : peak + 1]
-        wsum = sum(1.0 / v for _, _, v in run)
-        shift = sign * sum(d / v for _, d, v in run) / wsum
-        c_run = median([r[5] for r in rows_raw[start : peak + 1]])
-        b_run = median([r[6] for r in rows_raw[start : peak + 1]])
-        return _Result(
+        dv, w, log_c, log_b, count = cusum.best_run
+        shift = sign * dv / w
+        c_run, b_run = math.exp(log_c / count), math.exp(log_b / count)
+        return Result(
             spec,
             "fail",
-            f"{spec.id}: canary {c_run:.4g} vs baseline {b_run:.4g} {spec.unit or ''}".rstrip()
-            + f" since period {rows[start][0]}, {math.expm1(sign * shift):+.0%}",
+            f"{spec.id}: canary {c_run:.4g} vs baseline {b_run:.4g}{unit}"
+            f" since period {cusum.best_start}, {math.expm1(sign * shift):+.0%}",
             evidence=evidence,
             effect=math.expm1(sign * shift),
             baseline_value=b_run,
             canary_value=c_run,
             confidence=_confidence_of(evidence),
-            at=rows[peak][0],
+            at=cusum.best_at,
         )
-    steady = [r for r in rows if r[0] not in shape] or rows
-    wsum = sum(1.0 / v for _, _, v in steady)
-    mean = sum(d / v for _, d, v in steady) / wsum
-    se = math.sqrt(1.0 / wsum)
-    upper = mean + norm_ppf(settings.healthy_confidence) * se
-    what = f"{spec.id}: canary {c_med:.4g} vs baseline {b_med:.4g} {spec.unit or ''}".rstrip()
+    every = cusum.total  # sums over every period so far: d/v, 1/v, log canary, log baseline, periods
+    c_mid, b_mid = math.exp(every[2] / st.rows), math.exp(every[3] / st.rows)
+    wd, w = (st.steady_sums[1], st.steady_sums[2]) if st.steady_sums[0] else (every[0], every[1])
+    mean = wd / w
+    upper = mean + norm_ppf(settings.healthy_confidence) * math.sqrt(1.0 / w)
+    what = f"{spec.id}: canary {c_mid:.4g} vs baseline {b_mid:.4g}{unit}"
     effect = math.expm1(sign * mean)
     if upper <= math.log1p(settings.latency_healthy_margin):
-        return _Result(
-            spec,
-            "pass",
-            f"{what} (median of {len(rows)} periods): not worse",
-            evidence=evidence,
-            effect=effect,
-            baseline_value=b_med,
-            canary_value=c_med,
-            confidence=settings.healthy_confidence,
-        )
-    return _Result(
-        spec,
-        "inconclusive",
-        f"{what}: too noisy to bound yet",
-        evidence=evidence,
-        effect=effect,
-        baseline_value=b_med,
-        canary_value=c_med,
-    )
+        return Result(
+            spec, "pass", f"{what} (geometric mean of {st.rows} periods): not worse", evidence=evidence, effect=effect,
+            baseline_value=b_mid, canary_value=c_mid, confidence=settings.healthy_confidence,
+        )  # fmt: skip
+    return Result(
+        spec, "inconclusive", f"{what}: too noisy to bound yet", evidence=evidence, effect=effect,
+        baseline_value=b_mid, canary_value=c_mid,
+    )  # fmt: skip
 
 
-def _gauge_test(
-    mw: MetricWindow,
-    periods: list[int],
-    shape: set[int],
-    settings: JudgeSettings,
-    threshold: float,
-    penalty: list[float],
-) -> _Result:
-    spec = mw.spec
-    sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
-    pairs = [
-        (i, c, b) for i in periods if (c := _at(mw.canary, i)) is not None and (b := _at(mw.baseline, i)) is not None
-    ]
-    if len(pairs) < 4:
-        return _Result(spec, "inconclusive", f"{spec.id}: {len(pairs)} periods, too few to judge", blocks_healthy=False)
-    level = median([abs(b) for _, _, b in pairs])
-    diffs = [sign * (c - b) for _, c, b in pairs]
+def _fold_gauge(st: GaugeState, mw: MetricWindow, i: int, period: int, shape: bool, settings: JudgeSettings) -> None:
+    """One period of a gauge: the paired difference, with a noise level from the last periods'
+    steps (the first pairs wait until there are enough to tell it)."""
+    c, b = _at(mw.canary, i), _at(mw.baseline, i)
+    if c is None or b is None:
+        return
+    sign = 1.0 if mw.spec.direction == Direction.INCREASE_IS_BAD else -1.0
+    d = sign * (c - b)
+    push_window(st.recent, [d, abs(b)])
+    st.pairs += 1
+    st.sums = [r9(st.sums[0] + c), r9(st.sums[1] + b)]
+    st.waiting.append([float(period), d, 1.0 if shape else 0.0])
+    if st.pairs < _GAUGE_MIN_PAIRS:
+        return
+    level = median([r[1] for r in st.recent])
+    diffs = [r[0] for r in st.recent]
     steps = [diffs[j + 1] - diffs[j] for j in range(len(diffs) - 1)]
     noise = max(mad_sigma(steps) / math.sqrt(2.0), 0.01 * level, 1e-9)
     delta0 = max(settings.min_effect.gauge_relative * level, settings.min_effect.gauge_absolute)
     grid = [delta0 + g * noise for g in _GAUGE_GRID]
-    rows = [(i, d, noise**2) for (i, _, _), d in zip(pairs, diffs, strict=True)]
-    increments = _shift_increments(rows, delta0, grid, shape)
-    evidence, _, start, peak = robust_cusum_peak(increments, [penalty[r[0]] for r in rows], second_opinion=True)
-    c_med, b_med = median([c for _, c, _ in pairs]), median([b for _, _, b in pairs])
-    effect = (c_med / b_med - 1.0) if b_med else None
-    what = f"{spec.id}: canary {c_med:.4g} vs baseline {b_med:.4g}"
+    for p, d_p, shape_p in st.waiting:
+        inc = shift_increments(d_p, noise**2, delta0, grid)
+        st.shift.push(int(p), inc, [], bool(shape_p), settings.horizon_penalty(int(p)), settings)
+    st.waiting = []
+
+
+def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, threshold: float) -> Result:
+    if st.pairs < _GAUGE_MIN_PAIRS:
+        return Result(spec, "inconclusive", f"{spec.id}: {st.pairs} periods, too few to judge", blocks_healthy=False)
+    cusum = st.shift.settled(settings)
+    evidence = cusum.best
+    c_mean, b_mean = st.sums[0] / st.pairs, st.sums[1] / st.pairs
+    effect = (c_mean / b_mean - 1.0) if b_mean else None
+    what = f"{spec.id}: canary {c_mean:.4g} vs baseline {b_mean:.4g}"
     if evidence >= threshold:
-        return _Result(
-            spec,
-            "fail",
-            f"{what} since period {rows[start][0]}",
-            evidence=evidence,
-            effect=effect,
-            baseline_value=b_med,
-            canary_value=c_med,
-            confidence=_confidence_of(evidence),
-            at=rows[peak][0],
-        )
-    return _Result(
-        spec,
-        "pass",
-        f"{what}: not worse",
-        evidence=evidence,
-        effect=effect,
-        baseline_value=b_med,
-        canary_value=c_med,
-        confidence=settings.healthy_confidence,
-    )
+        return Result(
+            spec, "fail", f"{what} since period {cusum.best_start}", evidence=evidence, effect=effect,
+            baseline_value=b_mean, canary_value=c_mean, confidence=_confidence_of(evidence), at=cusum.best_at,
+        )  # fmt: skip
+    return Result(
+        spec, "pass", f"{what}: not worse", evidence=evidence, effect=effect, baseline_value=b_mean,
+        canary_value=c_mean, confidence=settings.healthy_confidence,
+    )  # fmt: skip
 
 
-# --------------------------------------------------------------------------- missing evidence
+# --------------------------------------------------------------------------- the state
 
 
-def _ranges(periods: list[int]) -> str:
-    """[3, 4, 5, 9] -> '3-5, 9'."""
-    parts: list[str] = []
-    start = prev = None
-    for p in sorted(periods):
-        if start is None:
-            start = prev = p
-        elif p == (prev or 0) + 1:
-            prev = p
-        else:
-            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = p
-    if start is not None:
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-    return ", ".join(parts)
+MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
+
+
+class JudgeState(BaseModel):
+    """The judge's whole sequential state after ``periods`` periods of a canary: small (about
+    1-2 KB as JSON for the default Lambda metrics, whatever the canary's age) and serialisable.
+
+    Store it with ``state.dump()`` (a JSON-ready dict, e.g. on the deployment's record) and read
+    it back with ``JudgeState.load(data)``; pass it to :func:`judge_step` with the periods read
+    since. ``fingerprint`` ties it to the settings and metrics it was built with.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["deployguard-judge-state/1"]
+    fingerprint: str
+    periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")
+    shift: int | None = Field(default=None, description="the period of the last traffic shift")
+    canary_calls: float = 0.0
+    active: int = 0
+    present: dict[str, int] = Field(default_factory=dict)
+    metrics: dict[str, MetricState] = Field(default_factory=dict)
+    missing: dict[str, Missing] = Field(default_factory=dict)
+    spreads: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
+
+    def dump(self) -> dict[str, Any]:
+        """The state as a small JSON-ready dict (defaults left out)."""
+        return self.model_dump(mode="json", exclude_defaults=True) | {"format": self.format}
+
+    @classmethod
+    def load(cls, data: dict[str, Any] | str | bytes) -> JudgeState:
+        """A state from :meth:`dump`'s dict (or its JSON text)."""
+        if isinstance(data, str | bytes):
+            return cls.model_validate_json(data)
+        return cls.model_validate(data)
+
+
+def _fingerprint(settings: JudgeSettings, metrics: dict[str, MetricWindow]) -> str:
+    text = settings.model_dump_json() + "|" + "|".join(m.spec.model_dump_json() for m in metrics.values())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _normalised(mw: MetricWindow, n: int) -> MetricWindow:
@@ -855,36 +770,6 @@ def _normalised(mw: MetricWindow, n: int) -> MetricWindow:
             None if (side, i) in gap else (fill if v is None and fill is not None else v) for i, v in enumerate(values)
         ]
     return MetricWindow.model_construct(spec=mw.spec, baseline=sides["baseline"], canary=sides["canary"], gaps=mw.gaps)
-
-
-def _missing_evidence(mw: MetricWindow, counts: MetricWindow | None, n: int) -> list[str]:
-    """Why a guarded metric lacks evidence, per version: periods CloudWatch reported an error for,
-    and periods without a datapoint in which the version was invoked (never zero)."""
-    problems = []
-    for side in ("canary", "baseline"):
-        reported: dict[str, list[int]] = {}
-        for g in mw.gaps:
-            if g.version == side:
-                reported.setdefault(g.reason, []).extend(p for p in g.periods if p < n)
-        for reason, ps in reported.items():
-            if ps:
-                problems.append(f"{reason} for the {side}'s periods {_ranges(ps)}")
-        if counts is None or counts is mw:
-            continue
-        values, calls = getattr(mw, side), getattr(counts, side)
-        silent = [
-            i
-            for i in range(n)
-            if _at(values, i) is None and (_at(calls, i) or 0.0) > 0 and not any(i in ps for ps in reported.values())
-        ]
-        if silent:
-            problems.append(
-                f"no datapoint for the {side} in periods {_ranges(silent)} although it was invoked (missing, not zero)"
-            )
-    return problems
-
-
-# --------------------------------------------------------------------------- the judge
 
 
 def _count_metric(metrics: dict[str, MetricWindow]) -> MetricWindow | None:
@@ -907,48 +792,90 @@ def _resolved(window: CanaryWindow) -> dict[str, MetricWindow]:
     return metrics
 
 
-def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: float | None = None) -> list[_Result]:
-    """Every judged metric's test result (the judge's working, exposed for tuning and tests)."""
-    n = window.periods
-    metrics = _resolved(window)
+def _in_grace(period: int, shift: int | None, grace: int) -> bool:
+    """Just after the start or the last traffic shift (cold starts of new instances)."""
+    return period < grace or (shift is not None and shift <= period < shift + grace)
+
+
+def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings: JudgeSettings) -> None:
+    """Fold period ``state.periods`` (index ``i`` of the windows in ``metrics``) into the state."""
+    period = state.periods
     counts = _count_metric(metrics)
-    if threshold is None:
-        threshold = settings.threshold
-    penalty = [settings.horizon_penalty(i) for i in range(n)]
-    all_periods = list(range(n))
-    shape = _shape_periods(n, window, settings.grace_periods)
-    rate_periods = [i for i in all_periods if i not in _shape_periods(n, window, settings.rate_grace_periods)]
-    optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
-    results: list[_Result] = []
+    shape = _in_grace(period, state.shift, settings.grace_periods)
+    rate_shape = _in_grace(period, state.shift, settings.rate_grace_periods)
+    if counts is not None:
+        calls = _at(counts.canary, i)
+        if calls:
+            state.canary_calls = r9(state.canary_calls + calls)
+            state.active += 1
+    sigmas: dict[str, float | None] = {}
     for mw in metrics.values():
         spec = mw.spec
-        result: _Result | None = None
-        if spec.kind == MetricKind.RATE_COUNT:
+        if _at(mw.canary, i) is not None:
+            state.present[spec.id] = state.present.get(spec.id, 0) + 1
+        if spec.kind == MetricKind.LATENCY:
+            pair = _sibling_pair(metrics, spec)
+            if pair is not None:
+                key = f"{spec.namespace}/{spec.name}"
+                if key not in sigmas:
+                    sigmas[key] = _fold_spread(state.spreads.setdefault(key, {}), pair, counts, i)
+                sigmas[spec.id] = sigmas[key]
+        # what is missing: reported gaps, and silent periods while the version was invoked
+        reported = {(g.version, p): g.reason for g in mw.gaps for p in g.periods}
+        for side in ("canary", "baseline"):
+            reason = reported.get((side, i))
+            silent = (
+                counts is not None and counts is not mw and _at(getattr(mw, side), i) is None
+                and (_at(getattr(counts, side), i) or 0.0) > 0
+            )  # fmt: skip
+            if reason is not None or silent:
+                state.missing.setdefault(spec.id, Missing()).add(side, period, reason, silent)
+        st = state.metrics.get(spec.id)
+        if isinstance(st, RateState):
             den = metrics.get(spec.relative_to or "")
-            if den is None:
-                result = _Result(spec, "inconclusive", f"{spec.id}: its count {spec.relative_to!r} is not read")
+            if den is None or rate_shape:
+                continue
+            minus = None
+            if (
+                spec.direction == Direction.DECREASE_IS_BAD
+                and settings.errors_metric
+                and settings.errors_metric != spec.id
+                and settings.errors_metric in metrics
+            ):
+                minus = metrics[settings.errors_metric]
+            add = spec.id in settings.outside_denominator
+            _fold_rate(st, spec, mw, den, minus, add, i, period, settings)
+        elif isinstance(st, LatencyState):
+            _fold_latency(st, mw, counts, sigmas.get(spec.id), i, period, shape, settings)
+        elif isinstance(st, GaugeState):
+            _fold_gauge(st, mw, i, period, shape, settings)
+    state.periods += 1
+
+
+def _results(
+    state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float
+) -> list[Result]:
+    optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
+    results: list[Result] = []
+    for mw in metrics.values():
+        spec = mw.spec
+        st = state.metrics.get(spec.id)
+        result: Result | None = None
+        if isinstance(st, RateState):
+            if spec.relative_to not in metrics:
+                result = Result(spec, "inconclusive", f"{spec.id}: its count {spec.relative_to!r} is not read")
             else:
-                minus = None
-                if (
-                    spec.direction == Direction.DECREASE_IS_BAD
-                    and settings.errors_metric
-                    and settings.errors_metric != spec.id
-                    and settings.errors_metric in metrics
-                ):
-                    minus = metrics[settings.errors_metric]
-                result = _rate_test(
-                    spec, mw, den, minus, spec.id in settings.outside_denominator, rate_periods, settings, threshold,
-                    penalty,
-                )  # fmt: skip
-        elif spec.kind == MetricKind.LATENCY:
-            result = _latency_test(window, mw, counts, all_periods, shape, settings, threshold, penalty)
-        elif spec.kind != MetricKind.COUNT:
-            result = _gauge_test(mw, all_periods, shape, settings, threshold, penalty)
+                result = _rate_result(st, spec, settings, threshold)
+        elif isinstance(st, LatencyState):
+            result = _latency_result(st, spec, metrics, settings, threshold)
+        elif isinstance(st, GaugeState):
+            result = _gauge_result(st, spec, settings, threshold)
         optional = spec.optional or spec.id in optional_ids
-        missing = [] if optional else _missing_evidence(mw, counts, n)
+        gaps = state.missing.get(spec.id)
+        missing = [] if optional or gaps is None else gaps.problems()
         if missing and (result is None or result.status != "fail"):
             # a guarded metric without evidence keeps the canary from passing, whatever else says
-            result = _Result(
+            result = Result(
                 spec,
                 "inconclusive",
                 f"{spec.id}: missing evidence: " + "; ".join(missing),
@@ -963,19 +890,84 @@ def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: f
     return results
 
 
+def _advance(
+    state: JudgeState | None, window: CanaryWindow, settings: JudgeSettings, offset: int | None
+) -> tuple[JudgeState, dict[str, MetricWindow]]:
+    metrics = _resolved(window)
+    fingerprint = _fingerprint(settings, metrics)
+    if state is None:
+        state = JudgeState(format="deployguard-judge-state/1", fingerprint=fingerprint)
+        for mw in metrics.values():
+            new = _new_state(mw.spec, settings)
+            if new is not None:
+                state.metrics[mw.spec.id] = new
+    elif state.fingerprint != fingerprint:
+        raise JudgeStateError(
+            "the judge state was built with other settings or metrics: judge the whole window again (state=None)"
+        )
+    else:
+        state = state.model_copy(deep=True)
+    start = state.periods if offset is None else offset
+    if start > state.periods:
+        raise JudgeStateError(
+            f"the window starts at period {start} but the state has folded only periods 0..{state.periods - 1}"
+        )
+    end = start + window.periods
+    since = window.periods_since_shift
+    if since is not None and 0 < since <= end:
+        state.shift = end - since
+    for i in range(state.periods - start, window.periods):
+        _fold(state, metrics, i, settings)
+    return state, metrics
+
+
+def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: float | None = None) -> list[Result]:
+    """Every judged metric's test result (the judge's working, exposed for tuning and tests)."""
+    state, metrics = _advance(None, window, settings, 0)
+    return _results(state, metrics, settings, settings.threshold if threshold is None else threshold)
+
+
+def judge_step(
+    state: JudgeState | None, window: CanaryWindow, settings: JudgeSettings, *, offset: int | None = None
+) -> tuple[JudgeState, Verdict]:
+    """One look of the judge, in O(metrics) per new period whatever the canary's age.
+
+    ``state`` is what the previous look returned (None at the first look, or to start over);
+    ``window`` holds the periods read since, as ``CanaryWindow`` periods ``offset`` onwards
+    (``offset`` defaults to ``state.periods``: the window holds only new periods; with
+    ``offset=0`` a whole window may be passed and the periods already folded are skipped).
+    Its ``periods_since_shift`` and gap periods count within the window given. Only settled
+    periods should be passed: a folded period is never read again. Returns the new state
+    (the given one is not changed) and the verdict on all periods so far, the very verdict
+    ``judge_canary`` gives on the whole window::
+
+        state, verdict = judge_step(None, first_window, settings)
+        stored = state.dump()                       # a small dict, e.g. on the deployment record
+        state, verdict = judge_step(JudgeState.load(stored), new_periods, settings)
+
+    Raises ``JudgeStateError`` when the state does not fit (other settings or metrics, or
+    periods skipped).
+    """
+    state, metrics = _advance(state, window, settings, offset)
+    return state, _verdict(state, metrics, settings)
+
+
 def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
     """Failing, healthy or inconclusive, with a reason per metric, from periods 0..n-1."""
-    n = window.periods
-    results = evaluate_metrics(window, settings)
-    metrics = _resolved(window)
+    return judge_step(None, window, settings, offset=0)[1]
+
+
+def _verdict(state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings) -> Verdict:
+    n = state.periods
+    results = _results(state, metrics, settings, settings.threshold)
     counts = _count_metric(metrics)
     # evidence: canary traffic
     if counts is not None:
-        canary_calls = sum(v for v in counts.canary[:n] if v)
-        active = sum(1 for v in counts.canary[:n] if v)
+        canary_calls = state.canary_calls
+        active = state.active
     else:
         canary_calls = math.nan
-        active = max((sum(1 for v in m.canary[:n] if v is not None) for m in metrics.values()), default=0)
+        active = max(state.present.values(), default=0)
     traffic = (
         f"{canary_calls:g} canary {counts.spec.id} in {active} of {n} periods"
         if counts is not None

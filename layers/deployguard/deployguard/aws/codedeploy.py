@@ -9,7 +9,9 @@ or YAML file in S3): for Lambda the function, alias, ``CurrentVersion`` and
 definition of ``TargetService``, with the cluster and service names from the deployment
 group (an ECS AppSpec does not name them), and the blue and green task sets with their
 target groups from the deployment target (GetDeploymentTarget ``taskSetsInfo``),
-turned into CloudWatch dimensions by :mod:`deployguard.aws.elbv2`.
+turned into CloudWatch dimensions by :mod:`deployguard.aws.elbv2`, and the task definition
+each task set runs (the blue one is the stable version) from ECS (DescribeTaskSets,
+:mod:`deployguard.aws.ecs`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pydantic import Field
 
 from deployguard import clock
 from deployguard.aws import clients
+from deployguard.aws.ecs import task_set_definitions
 from deployguard.aws.elbv2 import target_group_dimensions
-from deployguard.exceptions import CodeDeployError, LoadBalancerError
+from deployguard.exceptions import CodeDeployError, EcsError, LoadBalancerError
 from deployguard.models import EcsTarget, LambdaTarget, Model, Strategy
 
 logger = logging.getLogger(__name__)
@@ -318,7 +321,8 @@ class CodeDeployGateway:
         return deployment
 
     def _add_task_sets(self, deployment: CodeDeployDeployment, target: EcsTarget) -> None:
-        """The blue and green task sets, their target groups' CloudWatch dimensions, the running event."""
+        """The blue and green task sets, their task definitions and target groups' CloudWatch
+        dimensions, the running event."""
         state = self.deployment_target(deployment.deployment_id)
         if state is None:
             return
@@ -334,6 +338,7 @@ class CodeDeployGateway:
             update["stable_task_set"] = blue.task_set
         if green is not None:
             update["new_task_set"] = green.task_set
+        update |= self._task_definitions(target, blue, green)
         if blue is not None and green is not None and blue.target_group and green.target_group:
             try:
                 dims = target_group_dimensions([blue.target_group, green.target_group])
@@ -346,6 +351,23 @@ class CodeDeployGateway:
                     "new_target_group": dims[green.target_group].target_group,
                 }
         deployment.target = target.model_copy(update=update)
+
+    @staticmethod
+    def _task_definitions(target: EcsTarget, blue: TaskSetInfo | None, green: TaskSetInfo | None) -> dict[str, str]:
+        """``stable_task_definition`` (the blue task set's), and ``new_task_definition`` when the AppSpec
+        named none; nothing when ECS cannot say (the judge's placeholders then stay unresolved)."""
+        task_sets = [t.task_set for t in (blue, green) if t is not None and t.task_set]
+        try:
+            definitions = task_set_definitions(target.cluster, target.service, task_sets)
+        except EcsError as exc:
+            logger.warning("task definitions of the task sets unknown", extra={"error": str(exc)})
+            return {}
+        update: dict[str, str] = {}
+        if blue is not None and definitions.get(blue.task_set):
+            update["stable_task_definition"] = definitions[blue.task_set]
+        if green is not None and definitions.get(green.task_set) and not target.new_task_definition:
+            update["new_task_definition"] = definitions[green.task_set]
+        return update
 
     def deployment_target(self, deployment_id: str, target_id: str | None = None) -> DeploymentTargetInfo | None:
         """The lifecycle events and task sets of the deployment's (first) target, if it has one yet.

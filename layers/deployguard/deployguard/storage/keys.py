@@ -9,7 +9,7 @@ queries the product needs, none of them a scan:
 | history of deployment X (everything, in time) | table   | pk = DEP#<id>, sk begins_with AS# / AUDIT# / ...|
 | active deployments                           | gsi1    | gsi1pk = ACTIVE (only set while active)         |
 | promoted, in post-deployment monitoring      | gsi1    | gsi1pk = MONITOR (24 hours after promotion)     |
-| ended unpromoted (rolled back, failed, held) | gsi1    | gsi1pk = ENDED, gsi1sk = ended time (reconciler)|
+| ended unpromoted, traffic check due         | gsi1    | gsi1pk = ENDED, gsi1sk = next check (reconciler)|
 | events recorded, not yet published (outbox)  | gsi1    | gsi1pk = OUTBOX, gsi1sk = event time            |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | every service/environment ever deployed      | table   | pk = CATALOG, sk = SVC#<S>#ENV#<E>              |

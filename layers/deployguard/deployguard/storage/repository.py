@@ -13,6 +13,7 @@ succeeds instead of failing "already exists" or "changed since it was read".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -69,6 +70,13 @@ REQUEST_TOKEN = "request_token"
 def new_request_token() -> str:
     """A token naming one logical write; botocore's retries of that write send the same one."""
     return uuid.uuid4().hex
+
+
+def transaction_token(deployment_id: str, expected: int, unique: str) -> str:
+    """A deterministic token of one logical write of a deployment (at most 36 characters, as
+    ``ClientRequestToken`` allows): the same deployment, version read and ``unique`` id give the same one."""
+    digest = hashlib.sha256(f"{deployment_id}\x00{expected}\x00{unique}".encode()).hexdigest()
+    return digest[:36]
 
 
 def put_if_unchanged(table: Any, item: dict[str, Any], expected: int, what: str) -> None:
@@ -137,10 +145,15 @@ class DeploymentRepository:
         elif deployment.phase == Phase.MONITORING:
             item[keys.GSI1_PK] = keys.MONITORING
             item[keys.GSI1_SK] = f"{started}#{deployment.deployment_id}"
-        elif deployment.ended_at is not None and deployment.status != DeploymentStatus.SUCCEEDED:
-            # rolled back, failed, held: the reconciler checks that its traffic agrees
+        elif (
+            deployment.ended_at is not None
+            and deployment.status != DeploymentStatus.SUCCEEDED
+            and deployment.traffic_check.reconciled_at is None
+        ):
+            # rolled back, failed, held: the reconciler checks that its traffic agrees, when next due
+            due = deployment.traffic_check.next_at or deployment.ended_at
             item[keys.GSI1_PK] = keys.ENDED
-            item[keys.GSI1_SK] = f"{keys.time_key(deployment.ended_at)}#{deployment.deployment_id}"
+            item[keys.GSI1_SK] = f"{keys.time_key(due)}#{deployment.deployment_id}"
         return item
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
@@ -168,36 +181,48 @@ class DeploymentRepository:
 
     def save_with_assessment(self, deployment: Deployment, assessment: Assessment) -> Deployment:
         """Store an assessment and the changed deployment record in one transaction (TransactWriteItems),
-        the record only if nobody wrote it since it was read: ConflictError otherwise, and neither is written."""
+        the record only if nobody wrote it since it was read: ConflictError otherwise, and neither is written.
+
+        The transaction is idempotent: its ``ClientRequestToken`` and the ``request_token`` on both
+        items are derived from the deployment, the version read and the assessment, so a retry after
+        an ambiguous answer (applied, then answered 500 or timed out) recognises its own earlier
+        write: DynamoDB by the token (within ten minutes), the conditions by the items' token.
+        """
         expected = deployment.version_counter
         new = deployment.model_copy(update={"version_counter": expected + 1})
         serialize = TypeSerializer().serialize
+        token = transaction_token(deployment.deployment_id, expected, assessment.assessment_id)
         history = self._history_item(
             assessment.deployment_id, keys.ASSESSMENT, assessment.at, assessment.assessment_id, assessment
         )
+        history[REQUEST_TOKEN] = token
+        record = self._deployment_item(new)
+        record[REQUEST_TOKEN] = token
 
         def marshalled(item: dict[str, Any]) -> dict[str, Any]:
             return {k: serialize(v) for k, v in item.items()}
 
         try:
             clients.client("dynamodb").transact_write_items(
+                ClientRequestToken=token,
                 TransactItems=[
                     {
                         "Put": {
                             "TableName": self.table_name,
                             "Item": marshalled(history),
-                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "ConditionExpression": "attribute_not_exists(pk) OR request_token = :token",
+                            "ExpressionAttributeValues": {":token": serialize(token)},
                         }
                     },
                     {
                         "Put": {
                             "TableName": self.table_name,
-                            "Item": marshalled(self._deployment_item(new)),
-                            "ConditionExpression": "version_counter = :expected",
-                            "ExpressionAttributeValues": {":expected": serialize(expected)},
+                            "Item": marshalled(record),
+                            "ConditionExpression": "version_counter = :expected OR request_token = :token",
+                            "ExpressionAttributeValues": {":expected": serialize(expected), ":token": serialize(token)},
                         }
                     },
-                ]
+                ],
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException"):
@@ -279,14 +304,15 @@ class DeploymentRepository:
             )
         ]
 
-    def ended_deployments(self, since: datetime) -> list[Deployment]:
-        """Deployments that ended without promotion (rolled back, failed, held) at or after ``since``."""
+    def traffic_checks_due(self, now: datetime) -> list[Deployment]:
+        """Deployments that ended without promotion (rolled back, failed, held) whose next traffic
+        check is due at ``now`` (the reconciler's, bounded: see :class:`~deployguard.models.TrafficCheck`)."""
         return [
             _from_item(Deployment, item)
             for item in self._query(
                 IndexName=keys.GSI1,
-                KeyConditionExpression="gsi1pk = :pk AND gsi1sk >= :since",
-                ExpressionAttributeValues={":pk": keys.ENDED, ":since": keys.time_key(since)},
+                KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
+                ExpressionAttributeValues={":pk": keys.ENDED, ":now": f"{keys.time_key(now)}#~"},
             )
         ]
 

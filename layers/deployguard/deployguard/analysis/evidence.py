@@ -1,0 +1,353 @@
+"""The judge's evidence, kept incrementally: one compact state per metric, folded forward a period
+at a time, so that a look costs O(metrics) whatever the canary's age.
+
+Every statistic here is sequential: a period's evidence is weighed with the noise estimated
+from the periods up to it (a plug-in CUSUM), and the noise itself is estimated robustly on a
+sliding window of the last ``WINDOW`` periods, so the state stays small (well under 2 KB
+for the default Lambda metrics) and the whole canary's judgement is the fold of its periods.
+``judge.judge_canary`` (a whole window) and ``judge.judge_step`` (new periods on a stored
+state) run the very same fold, so they give the same verdicts.
+
+Pure statistics: no AWS, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployguard.analysis.stats import median
+from deployguard.models import MetricSpec, VerdictReason
+
+if TYPE_CHECKING:
+    from deployguard.analysis.judge import JudgeSettings
+
+WINDOW = 12  # periods the robust noise estimates look back over
+
+
+def rounded(x: float) -> float:
+    """A value kept in a sliding window, to 5 significant digits (the state stays small)."""
+    return float(f"{x:.5g}")
+
+
+def r9(x: float) -> float:
+    """A running sum or statistic as the state keeps it, to 9 significant digits: every fold
+    rounds the same way, so a state stored and read back folds on exactly as one never stored."""
+    return float(f"{x:.9g}")
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- the CUSUM
+
+
+class Cusum(_State):
+    """Page's CUSUM on every alternative at once, with its highest point so far.
+
+    ``runs[j]`` holds alternative j's running statistic and the period its run began (and,
+    with a second opinion, the run's two largest increments); an alternative at zero has no
+    entry. Run sums (whatever the test needs to describe a failing run) are kept as prefix
+    sums ``total``, with the prefix at each run's start in ``marks``. With a second opinion
+    the largest increment of a run counts at most twice the second largest: one odd period
+    cannot fail a release alone, a confirmed one fails it at once.
+    """
+
+    width: int
+    second_opinion: bool = False
+    runs: dict[int, list[float]] = Field(default_factory=dict)  # j -> [s, start(, top1, top2)]
+    total: list[float]
+    marks: dict[int, list[float]] = Field(default_factory=dict)
+    best: float = 0.0
+    best_j: int = -1
+    best_start: int = 0
+    best_at: int = -1
+    best_run: list[float] = Field(default_factory=list)
+
+    @classmethod
+    def new(cls, width: int, run_width: int, second_opinion: bool = False) -> Cusum:
+        return cls(width=width, second_opinion=second_opinion, total=[0.0] * run_width)
+
+    def push(self, period: int, inc: list[float], extra: float, run_row: list[float],
+             offsets: list[float] | None = None) -> None:  # fmt: skip
+        before = self.total
+        self.total = [r9(a + b) for a, b in zip(self.total, run_row, strict=True)]
+        for j, x in enumerate(inc):
+            run = self.runs.get(j)
+            s = r9((run[0] if run else 0.0) + x)
+            if s <= 0.0:
+                self.runs.pop(j, None)
+                continue
+            if run is None:
+                run = [0.0, float(period), 0.0, 0.0] if self.second_opinion else [0.0, float(period)]
+                self.runs[j] = run
+                self.marks.setdefault(period, before)
+            run[0] = s
+            alone = 0.0
+            if self.second_opinion:
+                x = r9(x)
+                if x > run[2]:
+                    run[2], run[3] = x, run[2]
+                elif x > run[3]:
+                    run[3] = x
+                alone = max(0.0, run[2] - 2.0 * run[3])
+            value = r9(s - alone - extra - (offsets[j] if offsets else 0.0))
+            if value > self.best:
+                start = int(run[1])
+                self.best, self.best_j, self.best_start, self.best_at = value, j, start, period
+                self.best_run = [r9(a - b) for a, b in zip(self.total, self.marks[start], strict=True)]
+        live = {int(run[1]) for run in self.runs.values()}
+        for p in [p for p in self.marks if p not in live]:
+            del self.marks[p]
+
+
+# --------------------------------------------------------------------------- a test's result
+
+
+@dataclass
+class Result:
+    spec: MetricSpec
+    status: Literal["pass", "fail", "inconclusive"]
+    message: str
+    evidence: float = 0.0  # CUSUM statistic (log-likelihood ratio)
+    effect: float | None = None
+    baseline_value: float | None = None
+    canary_value: float | None = None
+    confidence: float | None = None
+    at: int | None = None  # period the failing evidence peaked
+    blocks_healthy: bool = True
+    missing: bool = False  # a guarded metric without evidence (a reported gap, or silent while invoked)
+
+    def reason(self) -> VerdictReason:
+        return VerdictReason(
+            metric_id=self.spec.id,
+            status=self.status,
+            effect=None if self.effect is None or not math.isfinite(self.effect) else round(self.effect, 4),
+            baseline_value=self.baseline_value,
+            canary_value=self.canary_value,
+            confidence=None if self.confidence is None else round(min(1.0, max(0.0, self.confidence)), 6),
+            message=self.message,
+        )
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.3g}%"
+
+
+# --------------------------------------------------------------------------- missing evidence
+
+
+def _add_range(ranges: list[list[int]], p: int) -> None:
+    if ranges and ranges[-1][1] == p - 1:
+        ranges[-1][1] = p
+    elif not ranges or ranges[-1][1] < p:
+        ranges.append([p, p])
+
+
+def format_ranges(ranges: list[list[int]]) -> str:
+    """[[3, 5], [9, 9]] -> '3-5, 9'."""
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+class Missing(_State):
+    """Periods a guarded metric lacks evidence for, per version: reported by CloudWatch (by
+    reason), or silent (no datapoint although the version was invoked: missing, never zero)."""
+
+    reported: dict[str, dict[str, list[list[int]]]] = Field(default_factory=dict)
+    silent: dict[str, list[list[int]]] = Field(default_factory=dict)
+
+    def add(self, side: str, period: int, reason: str | None, silent: bool) -> None:
+        if reason is not None:
+            _add_range(self.reported.setdefault(side, {}).setdefault(reason, []), period)
+        elif silent:
+            _add_range(self.silent.setdefault(side, []), period)
+
+    def problems(self) -> list[str]:
+        out = []
+        for side in ("canary", "baseline"):
+            for reason, ranges in self.reported.get(side, {}).items():
+                out.append(f"{reason} for the {side}'s periods {format_ranges(ranges)}")
+            if self.silent.get(side):
+                out.append(
+                    f"no datapoint for the {side} in periods {format_ranges(self.silent[side])} although it was"
+                    " invoked (missing, not zero)"
+                )
+        return out
+
+
+# --------------------------------------------------------------------------- noise estimates
+
+
+def _centred(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Steps less their median: a steady trend (a creeping regression) is no noise."""
+    if len(pairs) < 3:
+        return pairs
+    mid = median([d for d, _ in pairs])
+    return [(d - mid, s) for d, s in pairs]
+
+
+def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
+    """Variance beyond sampling noise of steps, from (step, its sampling variance) pairs, robustly:
+    the median squared (centred) step over its chi-square median, less the typical sampling part."""
+    if len(pairs) < 2:
+        return None
+    pairs = _centred(pairs)
+    return max(0.0, median([d * d for d, _ in pairs]) / 0.4549 - median([s for _, s in pairs]))
+
+
+def _spike_var(rows: list[list[float]]) -> float:
+    """Variance of one-period spikes beyond sampling noise, from each period's departure from the
+    mean of its two neighbours: a spike departs by its whole size, a trend (a creeping
+    regression) not at all, a level shift by half its size twice (the two largest are left
+    out). Unlike a median this keeps rare spikes in the noise, so a version that spikes now
+    and then is not read as a regression when it does."""
+    if len(rows) < 5:
+        return 0.0
+    excess = []
+    for j in range(1, len(rows) - 1):
+        r = rows[j][0] - 0.5 * (rows[j - 1][0] + rows[j + 1][0])
+        excess.append(r * r - rows[j][1] - 0.25 * (rows[j - 1][1] + rows[j + 1][1]))
+    kept = sorted(excess)[:-2]
+    return max(0.0, sum(kept) / len(kept) / 1.5)
+
+
+def between_period_variance(steady: list[list[float]], baseline: list[list[float]], noise_floor: float) -> float:
+    """Long-run variance of the paired difference beyond sampling noise, from the period-to-period
+    steps of both versions' own wobble over the last periods (``steady``: paired differences
+    and their sampling variances outside the grace periods; ``baseline``: the baseline's own
+    log values and sampling variances), with a prior from the sampling noise alone.
+
+    Each step of canary minus baseline is the canary's own step less the baseline's: what hits
+    both versions cancels, a regression moves it once (a median leaves it out). Versions wobble
+    on their own with some memory (minute-to-minute changes that revert over a few minutes):
+    the lag-1 and lag-2 steps give the memory rho, and a sum of L periods varies like
+    L tau^2 (1 + rho) / (1 - rho), which is what the CUSUM adds up.
+    """
+    lag1 = [(steady[j + 1][0] - steady[j][0], steady[j][1] + steady[j + 1][1]) for j in range(len(steady) - 1)]
+    lag2 = [(steady[j + 2][0] - steady[j][0], steady[j][1] + steady[j + 2][1]) for j in range(len(steady) - 2)]
+    # the baseline has no cold start: its own steps tell from the first periods on (a
+    # difference of two versions wobbles like two of them: sqrt(2) of one)
+    own = _centred(
+        [
+            (math.sqrt(2.0) * (baseline[j + 1][0] - baseline[j][0]), 2.0 * (baseline[j][1] + baseline[j + 1][1]))
+            for j in range(len(baseline) - 1)
+        ]
+    )
+    lag1 = _centred(lag1)
+    prior = 2.0 * noise_floor**2
+    prior_weight = 2.0
+    v1 = _robust_var(lag1 + own)
+    if v1 is None:
+        return prior
+    # memory: at least a prior 0.5 (a short series cannot tell much less from much more,
+    # and too little would make a slow wander look like a shift), more when the data shows it
+    rho = 0.5
+    v2 = _robust_var(lag2)
+    if v2 is not None and v1 > 0 and len(lag2) >= 8:
+        rho = max(rho, min(0.7, v2 / v1 - 1.0))
+    tau2 = v1 / (2.0 * (1.0 - rho))
+    spikes = max(0.0, _spike_var(steady) - tau2)  # one-period spikes have no memory
+    long_run = tau2 * (1.0 + rho) / (1.0 - rho) + spikes
+    m = float(len(lag1) + len(own)) / 2.0
+    # the prior fades fast as the data's own steps come in (it speaks for the first periods
+    # only); an estimate from few steps is itself uncertain: widen it as a Student t would
+    # (few degrees of freedom, heavier tails), less and less as the periods add up
+    fading = (prior_weight / (prior_weight + m)) ** 2
+    return (fading * prior + m * long_run / (prior_weight + m)) * (1.0 + 3.0 / (prior_weight + m))
+
+
+def push_window(window: list[list[float]], row: list[float], size: int = WINDOW) -> None:
+    window.append([rounded(x) for x in row])
+    if len(window) > size:
+        del window[0]
+
+
+# --------------------------------------------------------------------------- shift tests
+
+
+def shift_increments(d: float, v: float, delta0: float, grid: list[float]) -> list[float]:
+    """Gaussian log-likelihood ratios of one period's difference ``d`` (noise variance ``v``)
+    under each shift in ``grid`` against ``delta0``."""
+    return [(delta - delta0) * (d - 0.5 * (delta + delta0)) / v for delta in grid]
+
+
+class ShiftEvidence(_State):
+    """A CUSUM whose periods just after a traffic shift are told apart by shape: a cold start
+    decays, a regression persists. Their evidence counts only as far as the first period after
+    them confirms it (nothing until that period is seen)."""
+
+    cusum: Cusum
+    pending: list[tuple[int, list[float], list[float]]] = Field(default_factory=list)
+
+    def push(self, period: int, inc: list[float], run_row: list[float], shape: bool, penalty: float,
+             settings: JudgeSettings) -> None:  # fmt: skip
+        if shape:
+            self.pending.append((period, inc, run_row))
+            return
+        for p, inc_p, row_p in self.pending:
+            capped = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
+            self.cusum.push(p, capped, settings.horizon_penalty(p), row_p)
+        self.pending = []
+        self.cusum.push(period, inc, penalty, run_row)
+
+    def settled(self, settings: JudgeSettings) -> Cusum:
+        """The CUSUM as of now: periods still awaiting confirmation count as far as zero."""
+        if not self.pending:
+            return self.cusum
+        cusum = self.cusum.model_copy(deep=True)
+        for p, inc_p, row_p in self.pending:
+            cusum.push(p, [min(a, 0.0) for a in inc_p], settings.horizon_penalty(p), row_p)
+        return cusum
+
+
+def confidence_of(evidence: float, alternatives: int) -> float:
+    """How sure a failing verdict is: the threshold of confidence c is reached at c (the union
+    over the alternatives tried at once and the canary's length already paid for)."""
+    return max(0.0, 1.0 - alternatives * math.exp(-evidence)) if evidence > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- rates
+
+
+class RateState(_State):
+    """Conditional binomial CUSUM on the relative risk of an event, canary vs baseline.
+
+    Given the events of both versions in a period, the canary's share of them follows a
+    binomial law whose parameter depends only on the canary's relative risk and the two
+    denominators, so what hits both versions in that period cancels out. ``new_mode`` is
+    the same CUSUM under a weighted union bound, for a failure mode the baseline lacks.
+    """
+
+    kind: Literal["rate"]
+    cusum: Cusum
+    new_mode: Cusum | None = None
+    rows: int = 0
+    totals: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # k_c, n_c, k_b, n_b
+
+
+class LatencyState(_State):
+    """Paired log differences canary minus baseline, period by period; their noise is the
+    sampling noise of the statistic at that traffic plus each version's own between-period
+    wobble, estimated on the last periods."""
+
+    kind: Literal["latency"]
+    shift: ShiftEvidence
+    rows: int = 0
+    steady_sums: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])  # rows, sum d/v, sum 1/v
+    steady: list[list[float]] = Field(default_factory=list)  # last steady rows: d, sampling variance
+    baseline: list[list[float]] = Field(default_factory=list)  # last rows: baseline log value, sampling variance
+
+
+class GaugeState(_State):
+    """Paired differences with a noise level estimated robustly on the last periods."""
+
+    kind: Literal["gauge"]
+    shift: ShiftEvidence
+    pairs: int = 0
+    sums: list[float] = Field(default_factory=lambda: [0.0, 0.0])  # sum canary, sum baseline
+    recent: list[list[float]] = Field(default_factory=list)  # last pairs: difference, |baseline|
+    waiting: list[list[float]] = Field(default_factory=list)  # the first pairs, before the noise can be told

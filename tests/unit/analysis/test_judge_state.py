@@ -1,0 +1,142 @@
+"""The incremental judge (``judge_step`` with a stored ``JudgeState``) gives the verdicts of the
+whole-window judge (``judge_canary``), look after look, whatever the chunks it is fed."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from analysis_support import make_window
+
+from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_canary, judge_step
+from deployguard.analysis.scenario import truncate_window
+from deployguard.exceptions import JudgeStateError
+from deployguard.models import CanaryWindow, DataGap, MetricSpec, MetricWindow
+
+
+def _scenario(rng: random.Random, periods: int) -> tuple[CanaryWindow, int | None]:
+    """A random canary: healthy or not, jittery or not, with gaps, a gauge and maybe a traffic shift."""
+    onset = rng.randrange(periods)
+    kind = rng.choice(["healthy", "errors", "latency", "jitter", "low"])
+    mult = [1.0] * periods
+    errors: list[float] | None = None
+    if kind == "latency":
+        mult = [1.0 if i < onset else rng.uniform(1.2, 4.0) for i in range(periods)]
+    if kind == "errors":
+        errors = [0.005 if i < onset else rng.uniform(0.01, 0.1) for i in range(periods)]
+    if rng.random() < 0.3:
+        mult = [m * (3.0 if i == 0 else 1.5 if i == 1 else 1.0) for i, m in enumerate(mult)]  # a cold start
+    window = make_window(
+        periods,
+        rpm=rng.choice([30.0, 300.0, 2000.0]) if kind != "low" else 8.0,
+        weight=rng.choice([0.1, 0.2, 0.5]),
+        canary_error=errors,
+        canary_latency_mult=mult,
+        jitter=0.15 if kind == "jitter" else 0.0,
+        spikes=0.05 if kind == "jitter" else 0.0,
+        seed=rng.randrange(10**6),
+    )
+    metrics = list(window.metrics)
+    if rng.random() < 0.4:  # the canary's errors went missing for a while (silent or reported)
+        errs = next(m for m in metrics if m.spec.id == "errors")
+        a = rng.randrange(periods)
+        b = min(periods, a + rng.randint(1, 5))
+        canary = [None if a <= i < b else v for i, v in enumerate(errs.canary)]
+        gaps = [DataGap(version="canary", periods=list(range(a, b)), reason="CloudWatch returned InternalError")]
+        metrics[metrics.index(errs)] = MetricWindow(
+            spec=errs.spec, baseline=errs.baseline, canary=canary, gaps=gaps if rng.random() < 0.5 else []
+        )
+    if rng.random() < 0.5:  # a gauge
+        spec = MetricSpec(id="cpu", namespace="App", name="CpuUtilization", stat="Average", unit="Percent")
+        shift = rng.choice([0.0, 0.0, 15.0])
+        base = [50.0 + rng.gauss(0, 2) for _ in range(periods)]
+        canary = [50.0 + rng.gauss(0, 2) + (shift if i >= onset else 0.0) for i in range(periods)]
+        metrics.append(MetricWindow(spec=spec, baseline=base, canary=canary))
+    shift_at = rng.randrange(3, periods) if rng.random() < 0.3 and periods > 4 else None
+    since = periods - shift_at if shift_at is not None else None
+    return window.model_copy(update={"metrics": metrics, "periods_since_shift": since}), shift_at
+
+
+def _chunk(window: CanaryWindow, start: int, end: int, shift_at: int | None) -> CanaryWindow:
+    """Periods start..end-1 as a reader would return them: gap periods and the time since the
+    last shift counted within the chunk."""
+    since = end - shift_at if shift_at is not None and shift_at < end else None
+    return CanaryWindow(
+        interval_seconds=window.interval_seconds,
+        canary_weight=window.canary_weight,
+        periods_since_shift=since,
+        metrics=[
+            MetricWindow(
+                spec=m.spec,
+                baseline=m.baseline[start:end],
+                canary=m.canary[start:end],
+                gaps=[
+                    DataGap(
+                        version=g.version, periods=[p - start for p in g.periods if start <= p < end], reason=g.reason
+                    )
+                    for g in m.gaps
+                    if any(start <= p < end for p in g.periods)
+                ],
+            )
+            for m in window.metrics
+        ],
+    )
+
+
+def test_incremental_equals_batch_over_many_scenarios() -> None:
+    rng = random.Random(12)
+    settings = JudgeSettings()
+    decisions = set()
+    for _ in range(60):
+        periods = rng.randint(3, 40)
+        window, shift_at = _scenario(rng, periods)
+        state: JudgeState | None = None
+        done = 0
+        while done < periods:
+            end = min(periods, done + rng.choice([1, 1, 1, 2, 5]))
+            state, verdict = judge_step(state, _chunk(window, done, end, shift_at), settings)
+            state = JudgeState.load(json.dumps(state.dump()))  # stored and read back between looks
+            done = end
+            whole = truncate_window(window, end)
+            if shift_at is not None:
+                whole = whole.model_copy(update={"periods_since_shift": end - shift_at if shift_at < end else None})
+            assert verdict == judge_canary(whole, settings), (periods, end)
+            decisions.add(verdict.decision)
+    assert len(decisions) == 3  # failing, healthy and inconclusive verdicts were all compared
+
+
+def _size(state: JudgeState) -> int:
+    return len(json.dumps(state.dump(), separators=(",", ":")))
+
+
+def test_state_stays_small_and_the_same_size_whatever_the_age() -> None:
+    window = make_window(240, jitter=0.1, spikes=0.05, seed=3)
+    settings = JudgeSettings()
+    state, _ = judge_step(None, truncate_window(window, 30), settings)
+    young = _size(state)
+    state, verdict = judge_step(state, window, settings, offset=0)
+    old = _size(state)
+    assert state.periods == 240 and verdict.periods == 240
+    assert old < 4096, old  # five metrics, both versions, after four hours
+    assert old < 1.3 * young
+
+
+def test_whole_window_with_offset_skips_what_was_folded() -> None:
+    window = make_window(20, canary_latency_mult=[1.0] * 10 + [3.0] * 10, seed=5)
+    settings = JudgeSettings()
+    state, _ = judge_step(None, truncate_window(window, 12), settings)
+    state, verdict = judge_step(state, window, settings, offset=0)
+    assert verdict == judge_canary(window, settings)
+    assert verdict.decision.value == "failing"
+
+
+def test_a_state_that_does_not_fit_is_refused() -> None:
+    window = make_window(10, seed=2)
+    state, _ = judge_step(None, truncate_window(window, 5), JudgeSettings())
+    with pytest.raises(JudgeStateError, match="other settings"):
+        judge_step(state, window, JudgeSettings(confidence=0.99), offset=0)
+    with pytest.raises(JudgeStateError, match="starts at period 7"):
+        judge_step(state, window, JudgeSettings(), offset=7)
+    with pytest.raises(ValueError, match="format"):
+        JudgeState.load({"format": "something else", "fingerprint": "x"})
