@@ -31,8 +31,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from deployguard.exceptions import DeployGuardError
-from deployguard_local.commands import ERROR_EXIT, invoke
+from deployguard_local.commands import ERROR_EXIT, describe_error, invoke
 from deployguard_local.options import ConfigFile, EndpointUrl
 
 # Command groups with a module of their own: name -> (module in deployguard_local, its Typer app, its entry point).
@@ -193,32 +192,6 @@ def _dispatch(argv: list[str]) -> int:
         module, _, entry = SUBCOMMANDS[argv[0]]
         return int(getattr(importlib.import_module(f"deployguard_local.{module}"), entry)(argv[1:]))
     return invoke(app, "deployguard", argv)
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a person: what went wrong and, where we know it, what to do about it."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        NoRegionError,
-        ReadTimeoutError,
-    )
-
-    if isinstance(exc, DeployGuardError):
-        return str(exc)
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or try --local)"
-    if isinstance(exc, NoRegionError):
-        return "no AWS region set (set AWS_REGION or pass --region)"
-    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
-        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the AWS endpoint')}: is it running?"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        operation = getattr(exc, "operation_name", "a call")
-        return f"AWS refused {operation}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,6 @@ def run(action: Callable[[], int], prog: str = "deployguard", error_exit: int = 
     from pydantic import ValidationError
 
     from deployguard.exceptions import DeployGuardError
-    from deployguard_local.cli import describe_error
 
     try:
         return action()
@@ -89,3 +88,31 @@ def duration(seconds: float | None) -> str:
     if whole < 3600:
         return f"{whole // 60}m{whole % 60:02d}s"
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: what went wrong and, where we know it, what to do about it."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
+
+    from deployguard.exceptions import DeployGuardError
+
+    if isinstance(exc, DeployGuardError):
+        return str(exc)
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or try --local)"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region set (set AWS_REGION or pass --region)"
+    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
+        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the AWS endpoint')}: is it running?"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "a call")
+        return f"AWS refused {operation}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
