@@ -26,7 +26,7 @@ def test_assessor_writes_verdict_metrics_per_service(
         capsys.readouterr()
         payload, errored = aws.invoke("AssessorFunction", load_event("schedule.json"))
     assert not errored and payload["assessed"], payload
-    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    blobs = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith('{"_aws"')]
     by_name = {b["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: b for b in blobs if "DeployedService" in b}
     decision = payload["assessed"][0]["decision"]
     assert {"CanaryFailing", f"Verdict{decision.title()}", "CanaryTrafficWeight"} <= set(by_name)

@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from faults import faults, internal_error
 from moto import mock_aws
 
+from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import canary_queries, task_set_dimensions
 from deployguard.aws.codedeploy import CodeDeployGateway, appspec_of
@@ -17,6 +17,7 @@ from deployguard.aws.elbv2 import arn_suffix, target_group_dimensions
 from deployguard.config import parse_config
 from deployguard.exceptions import CodeDeployError, LoadBalancerError, MetricsConfigError
 from deployguard.models import Deployment, EcsTarget, MetricSpec
+from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.ecs import TargetStore, create_ecs_deployment, create_ecs_service, install_deployment_target_api
 
 LAMBDA_APPSPEC = {
@@ -127,8 +128,8 @@ def test_ecs_task_definitions_stay_unknown_when_describe_task_sets_fails(aws: No
     try:
         stack = create_ecs_service("main", "shop")
         deployment_id = create_ecs_deployment(stack, "shop", "shop-bg", store=store)
-        with faults() as injected:
-            plan = injected.on(clients.client("ecs"), "DescribeTaskSets", [], then=internal_error)
+        with FaultInjector(clock.SimulatedClock()) as injected:
+            plan = injected.on("ecs", "DescribeTaskSets", [], then="5xx")
             info = CodeDeployGateway().deployment(deployment_id)
     finally:
         undo()
