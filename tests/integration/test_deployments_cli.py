@@ -145,3 +145,17 @@ def test_stack_resolves_the_table_from_its_outputs(capsys: pytest.CaptureFixture
         # AWS refuses: exit 4, never one of the gate's codes
         code, _, err = run(capsys, "status", "dg-on-aws", "--table", "no-such-table", "--wait")
         assert code == 4 and "ResourceNotFoundException" in err
+
+
+def test_incidents_read_the_demo_state_with_the_same_connection_options(
+    demo_run: DemoRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    regression = demo_run.deployment_ids()["regression-midway"]
+    code, out, err = run(capsys, "incidents", "list", "--all", *local(demo_run), "--json")
+    assert code == 0, err
+    incidents = [i for i in json.loads(out) if i["deployment_id"] == regression]
+    assert incidents and all(i["status"] == "resolved" and i["acknowledged_by"] == "alice" for i in incidents)
+    code, out, err = run(capsys, "incidents", "show", incidents[0]["incident_id"][:10], *local(demo_run), "--json")
+    assert code == 0 and json.loads(out)["incident"]["incident_id"] == incidents[0]["incident_id"], err
+    code, _, err = run(capsys, "incidents", "list", "--local", "--state-dir", str(demo_run.state_dir / "nowhere"))
+    assert code == 2 and err.strip().startswith("deployguard incidents list: no local state in"), err
