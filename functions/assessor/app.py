@@ -1,7 +1,7 @@
 """Scheduled assessor (EventBridge schedule, every minute): the minute tick. Under a run lock it
 lists the due deployments and assesses them within its time budget, or hands them out in shards
 to the assessment queue (AssessorShardFunction); then reconciliation and the alert tick.
-The logic is in deployguard.assessor."""
+The logic is in deployguard.workflows.assessor."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard import runtime
-from deployguard.assessor import AssessorRun, run_tick
 from deployguard.inbound import parse_event
+from deployguard.workflows import runtime
+from deployguard.workflows.assessor import AssessorRun, run_tick
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -1,6 +1,6 @@
 """Assessor shard (SQS: the assessment queue the minute tick fills): assesses one shard of due
 deployments within its time budget; what it does not finish stays due for the next tick.
-The logic is in deployguard.assessor."""
+The logic is in deployguard.workflows.assessor."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard import runtime
-from deployguard.assessor import run_shard
 from deployguard.aws.shards import Shard
 from deployguard.inbound import parse_event
+from deployguard.workflows import runtime
+from deployguard.workflows.assessor import run_shard
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

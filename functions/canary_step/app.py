@@ -1,5 +1,5 @@
 """Canary step function: one task of the canary state machine (validate, shift,
-assess, promote, rollback, notify). The logic is in deployguard.canary."""
+assess, promote, rollback, notify). The logic is in deployguard.workflows.canary."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard import runtime
-from deployguard.canary import CanaryTask, run_task
 from deployguard.inbound import parse_event
+from deployguard.workflows import runtime
+from deployguard.workflows.canary import CanaryTask, run_task
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -12,9 +12,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard import runtime
 from deployguard.console_api import app, error_response, refuse_before_reading
 from deployguard.exceptions import NotFoundError
+from deployguard.workflows import runtime
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 STATIC = Path(__file__).resolve().parent / "static"

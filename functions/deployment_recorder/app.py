@@ -1,7 +1,7 @@
 """Deployment recorder (EventBridge: CodeDeploy deployment and instance state-change notifications,
 and a schedule that looks for long-running deployments and finishes unconfirmed hook answers):
 keeps each deployment's record and phases, and publishes deployment statistics as EMF metrics.
-The logic is in deployguard.recorder."""
+The logic is in deployguard.workflows.recorder."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard import runtime
 from deployguard.inbound import parse_event
-from deployguard.recorder import DeploymentRecorder, StateChangeDetail
+from deployguard.workflows import runtime
+from deployguard.workflows.recorder import DeploymentRecorder, StateChangeDetail
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard import runtime
 from deployguard.hooks.lifecycle import LifecycleHook, answer_without_setup
+from deployguard.workflows import runtime
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

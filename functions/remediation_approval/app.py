@@ -8,8 +8,8 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployguard import runtime
 from deployguard.inbound import parse_event
+from deployguard.workflows import runtime
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -12,11 +12,12 @@ from aws_lambda_powertools.utilities.parser.models import SnsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from deployguard import clock, runtime
+from deployguard import clock
 from deployguard.aws.reports_bucket import ReportStore
 from deployguard.models import DeploymentEvent, EventType
 from deployguard.readmodels import DeploymentReader
 from deployguard.reporting.writer import ENDING_EVENTS, ReportWriter
+from deployguard.workflows import runtime
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

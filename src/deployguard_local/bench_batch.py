@@ -17,7 +17,6 @@ from typing import Any
 
 from deployguard import clock
 from deployguard.analysis.judge import JudgeSettings, default_metrics
-from deployguard.assessor import assess_active_deployments
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MAX_QUERIES_PER_CALL, MetricsReader, version_dimensions
 from deployguard.aws.events import EventPublisher
@@ -32,6 +31,7 @@ from deployguard.models import (
     MetricType,
 )
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.assessor import assess_active_deployments
 from deployguard_local.emulator import EmbeddedAws
 
 BENCH_METRICS = [

@@ -1,4 +1,4 @@
-"""``deployguard control``: the canary verbs and emergency rollback from a terminal (deployguard.control).
+"""``deployguard control``: the canary verbs and emergency rollback from a terminal (deployguard.workflows.control).
 
     deployguard control promote|abort|pause|resume|retry|skip_analysis|approve DEPLOYMENT_ID --by NAME --reason TEXT
     deployguard control rollback SERVICE --by NAME --reason TEXT --confirm SERVICE [--environment E] [--from-version V]
@@ -22,9 +22,9 @@ from pydantic import BaseModel
 
 from deployguard.aws.events import EventPublisher
 from deployguard.config import load_config
-from deployguard.control import VERBS, CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard.exceptions import DeployGuardError
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.control import VERBS, CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard_local.commands import invoke, new_app, print_json, run
 from deployguard_local.options import Connection, Json, connected
 

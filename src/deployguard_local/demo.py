@@ -311,7 +311,7 @@ def _codedeploy_outcome(
     name: str, deployment_id: str, final_state: str, where: str, started: float, out: TextIO
 ) -> RolloutResult:
     """Print a CodeDeploy-driven rollout's audit trail, outcome and open incidents; its summary row."""
-    from deployguard import runtime
+    from deployguard.workflows import runtime
 
     repository = DeploymentRepository()
     deployment = repository.find_deployment(deployment_id)
@@ -337,7 +337,7 @@ def _codedeploy_outcome(
 def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None:
     """What follows the regression: its incidents page until a person acknowledges them
     from the CLI, then the person resolves them; every step lands in the audit trail."""
-    from deployguard import runtime
+    from deployguard.workflows import runtime
     from deployguard_local import incidents_cli
 
     assert aws.clock is not None

@@ -82,7 +82,7 @@ def test_regression_midway_is_rolled_back_within_two_assessments(embedded: Any) 
 def test_a_failure_at_any_step_leaves_the_alias_at_100_percent_stable(
     embedded: Any, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    import deployguard.canary as canary
+    import deployguard.workflows.canary as canary
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"injected failure in {failing}")

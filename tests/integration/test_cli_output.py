@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_invoke_verbose_prints_the_payload_alone_and_logs_to_stderr(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deployguard import runtime
+    from deployguard.workflows import runtime
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # as a user's shell: metrics and INFO logs
     level = runtime.logger.log_level

@@ -49,7 +49,7 @@ def direct_faults(aws: EmbeddedAws) -> Iterator[FaultInjector]:
 
 
 def runtime_publisher() -> EventPublisher:
-    from deployguard import runtime
+    from deployguard.workflows import runtime
 
     return runtime.publisher()
 
@@ -184,7 +184,7 @@ def _lambda_reads(calls: list[str]) -> Callable[..., None]:
 def test_an_ended_deployments_traffic_is_checked_a_bounded_number_of_times(aws: EmbeddedAws) -> None:
     from deployguard.aws import clients
     from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-    from deployguard.reconciler import CHECK_SCHEDULE, reconcile_traffic
+    from deployguard.workflows.reconciler import CHECK_SCHEDULE, reconcile_traffic
 
     target = _ended_with_split_alias(aws, "bounded", "rolled_back")
     repository, publisher = DeploymentRepository(), runtime_publisher()
@@ -211,7 +211,7 @@ def test_an_ended_deployments_traffic_is_checked_a_bounded_number_of_times(aws: 
 def test_a_check_that_keeps_failing_gives_up_loudly_after_a_bounded_number(
     aws: EmbeddedAws, direct_faults: FaultInjector
 ) -> None:
-    from deployguard.reconciler import MAX_FAILURES, reconcile_traffic
+    from deployguard.workflows.reconciler import MAX_FAILURES, reconcile_traffic
 
     _ended_with_split_alias(aws, "unreadable", "held")
     repository, publisher = DeploymentRepository(), runtime_publisher()

@@ -13,11 +13,12 @@ from typing import Any
 import boto3
 import pytest
 
-from deployguard import clock, runtime
-from deployguard.assessor import RUN_LOCK, run_tick
+from deployguard import clock
 from deployguard.aws.shards import send_shards
 from deployguard.models import Decision
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows import runtime
+from deployguard.workflows.assessor import RUN_LOCK, run_tick
 from deployguard_local.bench_scale import counting, seed_loop
 from deployguard_local.emulator import EmbeddedAws
 

@@ -12,8 +12,8 @@ from deployguard import clock
 from deployguard.aws.events import EventPublisher
 from deployguard.config import load_config
 from deployguard.models import Deployment, DeploymentStatus, EventType, HealthStatus, LambdaTarget, Phase
-from deployguard.monitoring import monitor_promoted
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.monitoring import monitor_promoted
 
 TARGET = LambdaTarget(function_name="checkout-api", alias="live", stable_version="1", new_version="2")
 

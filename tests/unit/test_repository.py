@@ -129,7 +129,7 @@ def test_an_assessment_saved_again_by_its_caller_after_an_ambiguous_answer_is_no
 ) -> None:
     """The monitor's save_assessment: the first try landed but raised; trying the same write again
     (same deployment as read, same assessment) succeeds instead of conflicting and dropping it."""
-    from deployguard.assessment import save_assessment
+    from deployguard.workflows.assessment import save_assessment
     from deployguard_local.chaos.faults import FaultInjector
 
     repository.create_deployment(_deployment("d-again"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deployguard.reporting.writer import ENDING_EVENTS
-from deployguard.verdict_metrics import verdict_metric_points
+from deployguard.workflows.verdict_metrics import verdict_metric_points
 from deployguard_local.template import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

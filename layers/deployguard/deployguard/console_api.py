@@ -4,11 +4,11 @@ The entry-point floor's presentation (as :mod:`deployguard.reporting` is for rep
 handler ``functions/console_api/app.py`` adds the page's static assets and resolves events.
 
 Reads: active canaries, deployments with filters, one deployment's history export and timeline,
-incidents, services. Writes: the canary verbs (deployguard.control), emergency rollback of a
+incidents, services. Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a
 service, incident acknowledge / escalate / resolve. Every /api route needs an authorised caller
 (IAM SigV4 or a JWT, see template.yaml); writes need write permission and are audited with the
 caller's identity. The OpenAPI document is generated from these routes (GET /openapi.json,
-kept in docs/openapi.json). The logic is in deployguard.console.
+kept in docs/openapi.json). The logic is in deployguard.workflows.console.
 """
 
 from __future__ import annotations
@@ -28,20 +28,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deployguard import runtime
 from deployguard.aws.stepfunctions import StepFunctionsError
-from deployguard.console import (
-    Caller,
-    CanaryCard,
-    EscalationOutcome,
-    ForbiddenError,
-    NotAuthorizedError,
-    OperationsConsole,
-    ServiceCard,
-    caller_of,
-    writer,
-)
-from deployguard.control import ControlOutcome, EmergencyRollbackOutcome, EmergencyRollbackRequest, Verb
 from deployguard.exceptions import (
     CodeDeployError,
     ConflictError,
@@ -63,6 +50,19 @@ from deployguard.readmodels import (
     timeline,
 )
 from deployguard.reporting import CONTENT_TYPES, ReportFormat, render
+from deployguard.workflows import runtime
+from deployguard.workflows.console import (
+    Caller,
+    CanaryCard,
+    EscalationOutcome,
+    ForbiddenError,
+    NotAuthorizedError,
+    OperationsConsole,
+    ServiceCard,
+    caller_of,
+    writer,
+)
+from deployguard.workflows.control import ControlOutcome, EmergencyRollbackOutcome, EmergencyRollbackRequest, Verb
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 API_TITLE = "DeployGuard operations console"

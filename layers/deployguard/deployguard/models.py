@@ -100,7 +100,7 @@ class EcsTarget(Model):
 
 
 class CanaryControl(Model):
-    """What people asked of a running canary (deployguard.control); the canary controller honours it."""
+    """What people asked of a running canary (deployguard.workflows.control); the canary controller honours it."""
 
     paused: bool = Field(default=False, description="hold the current weight; a failing verdict still rolls back")
     promote_requested: bool = Field(default=False, description="skip the remaining steps at the next assessment")
@@ -114,7 +114,7 @@ class CanaryControl(Model):
 
 class TrafficCheck(Model):
     """The reconciler's checks of an ended, unpromoted deployment's traffic (see
-    :mod:`deployguard.reconciler`): a bounded number, at growing intervals, then done."""
+    :mod:`deployguard.workflows.reconciler`): a bounded number, at growing intervals, then done."""
 
     checks: int = Field(default=0, ge=0, description="checks that read the traffic (a repair included)")
     failures: int = Field(default=0, ge=0, description="checks that could not read or repair it")

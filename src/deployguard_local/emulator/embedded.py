@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from deployguard import clock as dg_clock
-from deployguard import runtime
 from deployguard.aws import clients
+from deployguard.workflows import runtime
 from deployguard_local.emulator.clock import ListeningClock
 from deployguard_local.emulator.cloudwatch import install_cloudwatch
 from deployguard_local.emulator.dynamodb import atomic_dynamodb, transactions_without_table_copy

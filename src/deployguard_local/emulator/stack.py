@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deployguard import runtime
 from deployguard.aws import clients
+from deployguard.workflows import runtime
 from deployguard_local.emulator.environment import _environment
 from deployguard_local.emulator.lambda_runtime import AsyncInvoker, FunctionRegistry, LocalFunction, code_zip
 from deployguard_local.template import Stack

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from deployguard import clock, runtime
+from deployguard import clock
 from deployguard.models import Deployment, DeploymentStatus, EventType, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows import runtime
 
 
 def _ended(status: DeploymentStatus, decision: str) -> Deployment:

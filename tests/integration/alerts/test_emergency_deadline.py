@@ -22,8 +22,8 @@ from deployguard.models import (
     Verdict,
     VerdictReason,
 )
-from deployguard.runtime import alert_engine
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.runtime import alert_engine
 from deployguard_local.emulator import sample_handler
 from deployguard_local.receivers import LocalReceivers
 

@@ -17,8 +17,8 @@ from deployguard.config import parse_config
 from deployguard.exceptions import ConfigError
 from deployguard.hooks.lifecycle import LifecycleHook
 from deployguard.models import DeploymentStatus, LambdaTarget
-from deployguard.recorder import DeploymentRecorder, StateChangeDetail
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.recorder import DeploymentRecorder, StateChangeDetail
 from deployguard_local.chaos.faults import never_answering_server
 from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, simulate_embedded_rollout
 from deployguard_local.emulator import sample_handler
@@ -269,7 +269,7 @@ def test_a_configuration_that_cannot_load_still_answers_failed(embedded: Any, mo
     deployment_id, _ = _deploy(embedded, "unconfigured")
     execution = LEDGER.issue(deployment_id)
     monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", "/nonexistent/deployguard.yaml")
-    from deployguard import runtime
+    from deployguard.workflows import runtime
 
     runtime.reset()
     payload, errored = embedded.invoke(

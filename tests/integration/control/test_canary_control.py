@@ -15,10 +15,10 @@ import yaml
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import load_config
-from deployguard.control import CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard.exceptions import ControlStateError, InvalidEventError
 from deployguard.models import Deployment, DeploymentStatus, EventType, LambdaTarget, Severity
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.control import CanaryControlService, ControlRequest, EmergencyRollbackRequest
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
 

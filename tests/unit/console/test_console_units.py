@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployguard.console import ForbiddenError, NotAuthorizedError, caller_of, writer
-from deployguard.control import effective_decision, steer
 from deployguard.models import CanaryControl, Decision
+from deployguard.workflows.console import ForbiddenError, NotAuthorizedError, caller_of, writer
+from deployguard.workflows.control import effective_decision, steer
 
 WRITE = "deployguard/write"
 

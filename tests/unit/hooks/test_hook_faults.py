@@ -20,8 +20,8 @@ from deployguard.config import parse_config
 from deployguard.hooks.answers import HOOK_KIND, HookAnswers
 from deployguard.hooks.lifecycle import LifecycleHook
 from deployguard.models import LambdaTarget
-from deployguard.recorder import DeploymentRecorder
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.recorder import DeploymentRecorder
 from deployguard_local.chaos.faults import FaultInjector, body_mentions
 from deployguard_local.codedeploy import HookLedger, create_lambda_deployment
 

@@ -212,7 +212,7 @@ def test_ecs_hooks(
 def test_simulated_canary_rollout_calls_the_hook_twice_and_the_traffic_each_minute(
     target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, sim_clock: Any
 ) -> None:
-    from deployguard.recorder import DEPLOYMENT_STATE_CHANGE, DeploymentRecorder, StateChangeDetail
+    from deployguard.workflows.recorder import DEPLOYMENT_STATE_CHANGE, DeploymentRecorder, StateChangeDetail
     from deployguard_local.codedeploy import simulate_lambda_rollout
 
     config = "defaults:\n  hooks:\n    pre_traffic: [{name: a, type: alarms, alarm_prefix: orders-}]\n"

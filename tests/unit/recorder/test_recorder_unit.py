@@ -12,13 +12,13 @@ from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway, 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import parse_config
 from deployguard.models import DeploymentStatus, EventType, LambdaTarget, Phase, Strategy
-from deployguard.recorder import (
+from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.recorder import (
     INSTANCE_STATE_CHANGE,
     DeploymentRecorder,
     StateChangeDetail,
     service_for,
 )
-from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.codedeploy import create_lambda_deployment
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"

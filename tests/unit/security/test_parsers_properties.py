@@ -24,14 +24,14 @@ from hypothesis import strategies as st
 from deployguard.alerts.expression import parse as parse_expression
 from deployguard.alerts.fields import BUILTIN_FIELDS
 from deployguard.analysis.scenario import parse_scenario_text
-from deployguard.canary import CanaryTask
 from deployguard.config import parse_config
 from deployguard.exceptions import DeployGuardError, InvalidEventError
 from deployguard.hooks.lifecycle import HookEvent
 from deployguard.inbound import MAX_EVENT_BYTES, parse_event
 from deployguard.notification.lambda_entry import parse_deployment_event, parse_sns
 from deployguard.notification.urlsafety import check_outbound
-from deployguard.recorder import StateChangeDetail
+from deployguard.workflows.canary import CanaryTask
+from deployguard.workflows.recorder import StateChangeDetail
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "events"

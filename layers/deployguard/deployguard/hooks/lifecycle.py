@@ -36,7 +36,6 @@ from pydantic import Field
 from deployguard import clock
 from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.judge import judge_canary
-from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
 from deployguard.aws.codedeploy import (
     ECS_HOOKS,
@@ -67,9 +66,10 @@ from deployguard.models import (
     Severity,
     judged_from,
 )
-from deployguard.recorder import ensure_record
 from deployguard.storage.leases import Marker
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.assessment import assessment_from_verdict
+from deployguard.workflows.recorder import ensure_record
 
 ACTOR = "deployguard:lifecycle-hook"
 REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to the function's end

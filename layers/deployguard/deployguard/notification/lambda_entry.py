@@ -22,7 +22,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import SnsModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deployguard import runtime
 from deployguard.config import load_config
 from deployguard.exceptions import ConfigError, DeliveryError, InvalidEventError
 from deployguard.inbound import parse_event, parse_json_event
@@ -31,6 +30,7 @@ from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
 from deployguard.notification.router import NotificationRouter
 from deployguard.notification.settings import NotificationSettings
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows import runtime
 
 logger = logging.getLogger(__name__)
 

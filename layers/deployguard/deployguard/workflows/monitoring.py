@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from deployguard.analysis.anomaly import detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
-from deployguard.assessment import SAME_CYCLE, save_assessment
 from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_queries, floor_time
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
@@ -40,6 +39,7 @@ from deployguard.models import (
     VerdictReason,
 )
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.assessment import SAME_CYCLE, save_assessment
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine

@@ -1,7 +1,7 @@
 """The operations console's workflow: what the HTTP API and the web page show and do.
 
 Reads go through the read models (:mod:`deployguard.readmodels`); canary verbs and emergency
-rollback through :mod:`deployguard.control`; incidents through the incident service and the
+rollback through :mod:`deployguard.workflows.control`; incidents through the incident service and the
 escalator. Every write names the caller (``actor``), which the audit trail keeps.
 """
 
@@ -15,7 +15,12 @@ from pydantic import Field
 
 from deployguard import clock
 from deployguard.alerts.engine import AlertEngine
-from deployguard.control import (
+from deployguard.exceptions import DeployGuardError
+from deployguard.incidents.escalation import Page
+from deployguard.incidents.models import Incident, IncidentStateError, IncidentStatus, TimelineEntry
+from deployguard.models import Assessment, Deployment, Model, VerdictReason
+from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
+from deployguard.workflows.control import (
     CanaryControlService,
     ControlOutcome,
     ControlRequest,
@@ -23,11 +28,6 @@ from deployguard.control import (
     EmergencyRollbackRequest,
     Verb,
 )
-from deployguard.exceptions import DeployGuardError
-from deployguard.incidents.escalation import Page
-from deployguard.incidents.models import Incident, IncidentStateError, IncidentStatus, TimelineEntry
-from deployguard.models import Assessment, Deployment, Model, VerdictReason
-from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
 
 
 class CanaryCard(Model):

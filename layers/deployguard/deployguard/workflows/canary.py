@@ -31,12 +31,10 @@ from pydantic import Field, ValidationError
 from deployguard import clock
 from deployguard.alerts.engine import AlertEngine
 from deployguard.analysis.judge import judge_canary
-from deployguard.assessment import assessment_from_verdict
 from deployguard.aws.cloudwatch import MetricsReader
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import DeployGuardConfig, ServiceConfig
-from deployguard.control import CanaryControlService, effective_decision, steer
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
 from deployguard.hooks.checks import CheckContext, Sleep, run_check
 from deployguard.models import (
@@ -55,7 +53,9 @@ from deployguard.models import (
     deployment_statistics,
 )
 from deployguard.storage.repository import DeploymentRepository
-from deployguard.verdict_metrics import publish_verdict_metrics
+from deployguard.workflows.assessment import assessment_from_verdict
+from deployguard.workflows.control import CanaryControlService, effective_decision, steer
+from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 ACTOR = "deployguard:canary-state-machine"
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class CanaryController:
 
     def _record_and_publish(self, event: DeploymentEvent, deployment: Deployment) -> None:
         """Record ``event`` in the outbox, publish it, mark it published. A publication that fails leaves
-        it in the outbox, and the minute tick publishes it (:func:`deployguard.reconciler.publish_outbox`)."""
+        it in the outbox, and the minute tick publishes it (:func:`deployguard.workflows.reconciler.publish_outbox`)."""
         if not self.repository.record_event(event):
             return  # recorded and published by an earlier attempt
         try:
@@ -351,7 +351,7 @@ class CanaryController:
             "last_verdict": verdict.decision,
             "reason": verdict.summary,
         }
-        decision = effective_decision(deployment.control, verdict.decision)  # people's control: deployguard.control
+        decision = effective_decision(deployment.control, verdict.decision)  # people's control (workflows.control)
         if decision == Decision.FAILING:
             update["next"] = "rollback"
         elif not step_elapsed:
@@ -681,7 +681,7 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
         result = controller.rollback(task.state)
     elif task.action == "notify":
         result = controller.notify(task.state)
-    elif task.action == "await_approval":  # approval before 100%: deployguard.control answers the token
+    elif task.action == "await_approval":  # approval before 100%: deployguard.workflows.control answers the token
         if not task.task_token:
             raise InvalidEventError("task_token: await_approval needs the state machine's task token")
         controller.control.wait_for_approval(str(task.state.get("deployment_id")), task.task_token)

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
     from deployguard.alerts.engine import AlertEngine
     from deployguard.aws.events import EventPublisher
-    from deployguard.canary import CanaryController
     from deployguard.config import DeployGuardConfig
-    from deployguard.control import CanaryControlService
     from deployguard.storage.repository import DeploymentRepository
+    from deployguard.workflows.canary import CanaryController
+    from deployguard.workflows.control import CanaryControlService
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -131,7 +131,7 @@ def alert_engine() -> AlertEngine:
 
 @functools.cache
 def canary_controller() -> CanaryController:
-    from deployguard.canary import CanaryController
+    from deployguard.workflows.canary import CanaryController
 
     return CanaryController(
         config(), repository(), publisher(), alerts=alert_engine(), local_mode=environment().local_mode
@@ -140,6 +140,6 @@ def canary_controller() -> CanaryController:
 
 @functools.cache
 def control_service() -> CanaryControlService:
-    from deployguard.control import CanaryControlService
+    from deployguard.workflows.control import CanaryControlService
 
     return CanaryControlService(config(), repository(), publisher(), environment().canary_state_machine_arn)

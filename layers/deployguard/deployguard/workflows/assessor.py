@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.analysis.judge import judge_canary
-from deployguard.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
 from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig
@@ -49,10 +48,11 @@ from deployguard.models import (
     Severity,
     judged_from,
 )
-from deployguard.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
-from deployguard.reconciler import reconcile as reconcile_traffic
 from deployguard.storage.repository import DeploymentRepository
-from deployguard.verdict_metrics import publish_verdict_metrics
+from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
+from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
+from deployguard.workflows.reconciler import reconcile as reconcile_traffic
+from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine, TickReport
@@ -161,7 +161,7 @@ def run_tick(
             run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
         else:
             _assess(cycle, due, run, Budget(remaining_ms, ALERT_TICK_RESERVE_MS))
-        # the reconciler (deployguard.reconciler): traffic where the record says, unpublished events out
+        # the reconciler (deployguard.workflows.reconciler): traffic where the record says, unpublished events out
         if reconcile is not None:
             reconcile()
         else:
