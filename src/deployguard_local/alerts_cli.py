@@ -9,14 +9,16 @@ configuration check for CI), 2 on a configuration error.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from deployguard.alerts.fields import field_sources, rule_coverage
 from deployguard.config import DeployGuardConfig, load_config
 from deployguard.exceptions import DeployGuardError
+from deployguard_local.commands import invoke, new_app
 
 
 def report(config_file: str | None, only: str | None = None) -> dict[str, Any]:
@@ -50,23 +52,32 @@ def report_of(config: DeployGuardConfig, only: str | None = None) -> dict[str, A
     return out
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="deployguard alerts", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    fields = sub.add_parser("fields", help="rule fields each service's metrics feed; rules that cannot fire")
-    fields.add_argument("--config", help="configuration file (default: DEPLOYGUARD_CONFIG_FILE or built-in)")
-    fields.add_argument("--service", help="only this service")
-    fields.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+app = new_app("alerts", "What the alert rules can see: the fields each metric feeds.", no_args_is_help=True)
+
+
+@app.callback()
+def alerts() -> None:
+    """What the alert rules can see: the fields each service's metrics feed."""
+
+
+@app.command("fields")
+def fields(
+    config: Annotated[
+        str | None, typer.Option(help="configuration file (default: $DEPLOYGUARD_CONFIG_FILE or built-in)")
+    ] = None,
+    service: Annotated[str | None, typer.Option(help="only this service")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Rule fields each service's metrics feed, and rules that cannot fire; exit 1 if some cannot."""
     try:
-        result = report(args.config, args.service)
+        result = report(config, service)
     except DeployGuardError as exc:
         print(f"deployguard alerts: {exc}", file=sys.stderr)
-        return 2
+        raise typer.Exit(2) from exc
     blocked = any(r["status"] == "cannot_fire" for s in result.values() for r in s["rules"].values())
-    if args.json:
+    if as_json:
         print(json.dumps(result, indent=2))
-        return 1 if blocked else 0
+        raise typer.Exit(1 if blocked else 0)
     for name, data in result.items():
         print(f"{name}:")
         for field_name, how in data["fields"].items():
@@ -74,4 +85,8 @@ def main(argv: list[str]) -> int:
         for rule in data["rules"].values():
             if rule["status"] != "ok":
                 print(f"  ! {rule['message']}")
-    return 1 if blocked else 0
+    raise typer.Exit(1 if blocked else 0)
+
+
+def main(argv: list[str]) -> int:
+    return invoke(app, "deployguard alerts", argv)

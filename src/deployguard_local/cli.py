@@ -1,55 +1,80 @@
-"""The ``deployguard`` command.
+"""The ``deployguard`` command: one Typer app, its command groups loaded when they run.
 
-deployguard demo [--scenario FILE]          canary rollouts end to end on the embedded AWS
-deployguard invoke FUNCTION --event FILE     run one function of template.yaml with an event
-deployguard replay [--json] [--config FILE] PATH...   judge recorded scenarios period by period
-deployguard notifications retry|list ...     redeliver dead letters, list deliveries
-deployguard config validate FILE... | schema  check a configuration file, write its JSON Schema
-deployguard serve --local [--port 8700]      the operations console over the embedded AWS
-deployguard control VERB ID --by --reason    promote, abort, pause, resume, retry, skip_analysis, approve; rollback
-deployguard deployments list|show|watch ...  what DeployGuard decided (deployments_cli, Typer)
-deployguard status ID [--wait] [--timeout S] CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
-deployguard report ID [--format md|html|json] [-o FILE]   one deployment's health report
-deployguard summary [--since 7d]             what DeployGuard decided in a period, against the one before
-deployguard serve --local [--port 8700]      the operations console over the embedded AWS
-deployguard alerts fields [--config FILE]     rule fields each metric feeds; rules that cannot fire
+deployguard demo [--scenario FILE] [--quiet] [--json]    canary rollouts end to end on the embedded AWS
+deployguard invoke FUNCTION --event FILE                 run one function of template.yaml with an event
+deployguard replay [--json] [--config FILE] PATH...      judge recorded scenarios period by period
+deployguard config validate FILE... | schema             check a configuration file, write its JSON Schema
+deployguard deployments list|show|watch                  what DeployGuard decided
+deployguard status ID [--wait] [--timeout S]             CI gate: exit 0 promoted, 1 rolled back, 2 held, 3 timeout
+deployguard report ID [--format md|html|json] [-o FILE]  one deployment's health report
+deployguard summary [--since 7d]                         what DeployGuard decided in a period
+deployguard incidents list|show|ack|resolve|...          incidents, escalation, remediation approvals
+deployguard notifications retry|list                     redeliver dead letters, list deliveries
+deployguard control promote|abort|pause|resume|retry|skip_analysis|approve|rollback   Argo Rollouts' verbs
+deployguard alerts fields                                which rule fields the metrics feed
+deployguard serve --local [--port 8700]                  the operations console over the embedded AWS
+deployguard bench scale [--json]                         the minute loop at scale on the embedded AWS
+deployguard version | --version
+
+Every command that reads or changes DeployGuard's state takes the connection options of
+:mod:`deployguard_local.options`; exit codes are :data:`deployguard_local.commands.EXIT_CODES`.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Annotated, Any
 
-from deployguard.exceptions import DeployGuardError
+import typer
+from typer.core import TyperGroup
+
+from deployguard_local.commands import ERROR_EXIT, describe_error, invoke
+from deployguard_local.options import ConfigFile, EndpointUrl
+
+# Command groups with a module of their own: name -> (module in deployguard_local, its Typer app, its entry point).
+# A module is imported only when its command runs (or help lists it); its entry point keeps its exit codes.
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "replay": ("replay", "app", "main"),
+    "config": ("config_cli", "app", "main"),
+    "deployments": ("deployments_cli", "app", "main"),
+    "status": ("deployments_cli", "status_app", "status_main"),
+    "report": ("report_cli", "app", "main"),
+    "summary": ("summary_cli", "app", "main"),
+    "incidents": ("incidents_cli", "app", "main"),
+    "notifications": ("notifications_cli", "app", "main"),
+    "control": ("control_cli", "app", "main"),
+    "alerts": ("alerts_cli", "app", "main"),
+}
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from deployguard_local import demo
+class DeployGuardGroup(TyperGroup):
+    """The root group: its own commands, and the command groups of :data:`SUBCOMMANDS`, imported on use."""
 
-    return demo.main(args.scenario, quiet=args.quiet, as_json=args.json)
+    def list_commands(self, ctx: Any) -> list[str]:
+        own = super().list_commands(ctx)
+        return [*own[:2], *SUBCOMMANDS, *own[2:]]  # demo, invoke first; then the groups; serve, bench, version
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in SUBCOMMANDS:
+            module, attribute, _ = SUBCOMMANDS[cmd_name]
+            typer_app = getattr(importlib.import_module(f"deployguard_local.{module}"), attribute)
+            command = typer.main.get_command(typer_app)
+            command.name = cmd_name
+            return command
+        return super().get_command(ctx, cmd_name)
 
 
-def _invoke(args: argparse.Namespace) -> int:
-    from deployguard_local.emulator import EmbeddedAws
-
-    try:
-        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"deployguard invoke: event file {args.event}: {exc}", file=sys.stderr)
-        return 2
-    config = Path(args.config) if args.config else None
-    with EmbeddedAws(config_file=config, endpoint_url=args.endpoint_url, quiet=not args.verbose) as aws:
-        if args.function not in aws.functions:
-            known = ", ".join(sorted(aws.functions))
-            print(f"deployguard invoke: {args.function} is not a function of template.yaml ({known})", file=sys.stderr)
-            return 2
-        if not args.endpoint_url:
-            aws.seed_sample()
-        payload, errored = aws.invoke(args.function, event)
-    print(json.dumps(payload, indent=2, default=str))
-    return 1 if errored else 0
+app = typer.Typer(
+    name="deployguard",
+    help="Keeps bad releases out of production on AWS: canary verdicts, rollbacks, incidents, notifications.",
+    cls=DeployGuardGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 def _version() -> str:
@@ -61,84 +86,116 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deployguard", description="Keeps bad releases out of production on AWS.")
-    parser.add_argument("--version", action="version", version=f"deployguard {_version()}")
-    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run canary rollouts end to end on the embedded AWS")
-    demo.add_argument("--scenario", type=Path, help="replay a deployguard-scenario/1 file through the system")
-    demo.add_argument("--quiet", action="store_true", help="print only the summary table")
-    demo.add_argument("--json", action="store_true", help="print only the summary, as JSON")
-    demo.set_defaults(handler=_demo)
-    invoke = sub.add_parser("invoke", help="run one function of template.yaml with an event file")
-    invoke.add_argument("function", help="logical id in template.yaml, e.g. CanaryStepFunction")
-    invoke.add_argument("--event", required=True, help="event JSON file, e.g. events/schedule.json")
-    invoke.add_argument("--config", help="DeployGuard configuration file (default: built-in defaults)")
-    invoke.add_argument("--endpoint-url", help="use a running local AWS endpoint instead of the embedded one")
-    invoke.add_argument("--verbose", action="store_true", help="show the function's logs and metrics")
-    invoke.set_defaults(handler=_invoke)
-    for name, (_, _, help_text) in SUBCOMMANDS.items():
-        sub.add_parser(name, help=help_text)
-    return parser
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deployguard {_version()}")
+        raise typer.Exit(0)
 
 
-# Subcommands with parsers of their own: name -> (module in deployguard_local, its entry point, help).
-# Each module is imported only when its command runs.
-SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "replay": ("replay", "main", "judge recorded scenarios period by period (see deployguard replay --help)"),
-    "notifications": ("notifications_cli", "main", "redeliver dead-lettered notifications, list deliveries"),
-    "incidents": ("incidents_cli", "main", "list, show, acknowledge, resolve incidents; approve remediations"),
-    "config": ("config_cli", "main", "validate a configuration file (every problem at once), write its JSON Schema"),
-    "control": ("control_cli", "main", "control a canary or roll a service back (see deployguard control --help)"),
-    "serve": ("console_server", "main", "the operations console (API and page) on 127.0.0.1"),
-    "deployments": ("deployments_cli", "main", "list, show and watch deployments: what DeployGuard decided"),
-    "status": ("deployments_cli", "status_main", "a deployment's outcome as an exit code (CI gate; --wait)"),
-    "report": ("report_cli", "main", "one deployment's health report (md, html, json)"),
-    "summary": ("summary_cli", "main", "deployments, success rate, incidents of a period (--since 7d)"),
-    "alerts": ("alerts_cli", "main", "which rule fields the metrics feed, which rules cannot fire (alerts fields)"),
-    "bench": ("bench_scale", "bench_main", "bench scale [--json]: the minute loop at scale on the embedded AWS"),
-}
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="show the Python traceback of an error")] = False,
+) -> None:
+    """Keeps bad releases out of production on AWS: canary verdicts, rollbacks, incidents, notifications."""
+
+
+@app.command("demo")
+def demo(
+    scenario: Annotated[
+        Path | None, typer.Option(help="replay a deployguard-scenario/1 file through the system")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="print only the summary table")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the summary, as JSON")] = False,
+) -> None:
+    """Run canary rollouts end to end on the embedded AWS, and tell what happened, minute by minute."""
+    from deployguard_local import demo as demo_module
+
+    raise typer.Exit(demo_module.main(scenario, quiet=quiet, as_json=as_json))
+
+
+@app.command("invoke")
+def invoke_function(
+    function: Annotated[str, typer.Argument(help="logical id in template.yaml, e.g. CanaryStepFunction")],
+    event: Annotated[Path, typer.Option(help="event JSON file, e.g. events/schedule.json")],
+    config: ConfigFile = None,
+    endpoint_url: EndpointUrl = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show the function's logs and metrics (on stderr)")]
+    = False,
+) -> None:  # fmt: skip
+    """Run one function of template.yaml with an event file; exit 1 if the function errored."""
+    from deployguard_local.emulator import EmbeddedAws
+
+    try:
+        payload_in = json.loads(event.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"deployguard invoke: event file {event}: {exc}", file=sys.stderr)
+        raise typer.Exit(ERROR_EXIT) from exc
+    config_file = Path(config) if config else None
+    with EmbeddedAws(config_file=config_file, endpoint_url=endpoint_url, quiet=not verbose) as aws:
+        if function not in aws.functions:
+            known = ", ".join(sorted(aws.functions))
+            print(f"deployguard invoke: {function} is not a function of template.yaml ({known})", file=sys.stderr)
+            raise typer.Exit(ERROR_EXIT)
+        if not endpoint_url:
+            aws.seed_sample()
+        payload, errored = aws.invoke(function, payload_in)
+    print(json.dumps(payload, indent=2, default=str))
+    raise typer.Exit(1 if errored else 0)
+
+
+@app.command("serve")
+def serve(
+    local: Annotated[bool, typer.Option("--local", help="over the embedded AWS holding the demo's rollouts")] = False,
+    port: Annotated[int, typer.Option(help="the port on 127.0.0.1")] = 8700,
+    no_live: Annotated[bool, typer.Option("--no-live", help="do not start the slow canary you can abort")] = False,
+    seconds_per_minute: Annotated[float, typer.Option(help="pace of the live canary (seconds a minute)")] = 5.0,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="the saved local state (default: where make demo saves it)")
+    ] = None,
+    openapi: Annotated[bool, typer.Option("--openapi", help="print the OpenAPI document and exit")] = False,
+) -> None:
+    """The operations console (API and page) on 127.0.0.1, over the demo's saved state."""
+    from deployguard_local import console_server
+
+    argv = [*(["--local"] if local else []), "--port", str(port), *(["--no-live"] if no_live else []),
+            "--seconds-per-minute", str(seconds_per_minute), *(["--state-dir", str(state_dir)] if state_dir else []),
+            *(["--openapi"] if openapi else [])]  # fmt: skip
+    raise typer.Exit(console_server.main(argv))
+
+
+bench_app = typer.Typer(name="bench", help="Benchmarks on the embedded AWS.", no_args_is_help=True)
+app.add_typer(bench_app)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
+    sizes: Annotated[str, typer.Option(help="active deployments per run, comma separated")] = "10,100,1000",
+) -> None:
+    """The minute loop at scale: active deployments judged per minute, its cost per month."""
+    from deployguard_local import bench_scale as bench_module
+
+    raise typer.Exit(bench_module.main([*(["--json"] if as_json else []), "--sizes", sizes]))
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version (as --version)."""
+    typer.echo(f"deployguard {_version()}")
 
 
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
-        module, entry, _ = SUBCOMMANDS[argv[0]]
+        module, _, entry = SUBCOMMANDS[argv[0]]
         return int(getattr(importlib.import_module(f"deployguard_local.{module}"), entry)(argv[1:]))
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a person: what went wrong and, where we know it, what to do about it."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        NoRegionError,
-        ReadTimeoutError,
-    )
-
-    if isinstance(exc, DeployGuardError):
-        return str(exc)
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or try --local)"
-    if isinstance(exc, NoRegionError):
-        return "no AWS region set (set AWS_REGION or pass --region)"
-    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
-        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the AWS endpoint')}: is it running?"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        operation = getattr(exc, "operation_name", "a call")
-        return f"AWS refused {operation}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+    return invoke(app, "deployguard", argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 done; 1 a negative answer (problems found, the function errored, ...); 2 an error."""
+    """Exit codes: :data:`deployguard_local.commands.EXIT_CODES` (0 done; 1 a negative answer; 2 an error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     if debug:
@@ -157,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         command = argv[0] if argv and not argv[0].startswith("-") else ""
         print(f"deployguard{' ' + command if command else ''}: {describe_error(exc)}", file=sys.stderr)
-        return 2
+        return ERROR_EXIT
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from deployguard.aws import clients
 from deployguard.aws.codedeploy import ROLLBACK_CREATOR
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import LambdaTarget
+from deployguard_local.codedeploy_targets import TARGETS
 
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -403,8 +404,6 @@ def simulate_lambda_rollout(
     confirmed status (CodeDeploy's own limit is 60), one simulated minute at a time, so a
     late answer (the recorder's sweep on its schedule) still counts; 0 times it out at once.
     """
-    from deployguard_local.ecs import TARGETS  # the deployment targets CodeDeploy answers (ecs imports this module)
-
     say = on_step or (lambda _: None)
     application = application or function_name
     target = LambdaTarget(

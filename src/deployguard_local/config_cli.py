@@ -19,16 +19,11 @@ from rich.console import Console
 from deployguard.config import DeployGuardConfig, check_config
 from deployguard.exceptions import ConfigError
 from deployguard_local.alerts_cli import coverage_warnings
+from deployguard_local.commands import invoke, new_app
 
 SCHEMA_ID = "https://deployguard.dev/schema/deployguard-config.json"
 
-app = typer.Typer(
-    name="config",
-    help="Check a DeployGuard configuration file, or write its JSON Schema.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = new_app("config", "Check a DeployGuard configuration file, or write its JSON Schema.", no_args_is_help=True)
 
 
 def config_schema() -> dict[str, object]:
@@ -104,17 +99,7 @@ def schema(
 
 def main(argv: list[str]) -> int:
     try:
-        code = app(args=argv, prog_name="deployguard config", standalone_mode=False)
-    except typer.Exit as exc:
-        return int(exc.exit_code)
+        return invoke(app, "deployguard config", argv)
     except ConfigError as exc:
         typer.echo(f"deployguard config: {exc}", err=True)
         return 2
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return int(code or 0)

@@ -25,7 +25,8 @@ from deployguard.config import load_config
 from deployguard.exceptions import DeployGuardError
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.control import VERBS, CanaryControlService, ControlRequest, EmergencyRollbackRequest
-from deployguard_local.options import Connection, Json, connected, invoke, new_app, print_json, run
+from deployguard_local.commands import invoke, new_app, print_json, run
+from deployguard_local.options import Connection, Json, connected
 
 PROG = "deployguard control"
 

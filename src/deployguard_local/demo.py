@@ -18,13 +18,13 @@ import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
-from deployguard.models import AuditEntry, Deployment
+from deployguard.models import Deployment
+from deployguard.readmodels import DeploymentReader, timeline
 from deployguard.reporting.writer import report_key
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local import local_state
@@ -54,18 +54,11 @@ class RolloutResult:
         return self.deployment.duration_seconds if self.deployment else None
 
 
-# Events published in the same simulated instant are told in the order a deployment lives them.
-_LIFECYCLE_ORDER = {
-    "deployment.started": 0, "canary.started": 1, "canary.step_advanced": 2, "assessment.status_changed": 3,
-    "alert": 4, "validation.failed": 4, "validation.warned": 4, "deployment.long_running": 4,
-    "rollback.initiated": 5, "rollback.completed": 6, "rollback.failed": 6, "promotion.completed": 7,
-    "canary.completed": 8, "deployment.completed": 9, "deployment.failed": 9,
-}  # fmt: skip
-
-
 class StoryPrinter:
-    """Prints what happened to a deployment in simulated-time order, read back from DynamoDB: its
-    audit trail, and each event it published with the channels the router delivered it to.
+    """Prints what happened to a deployment in simulated-time order, from its read model (the timeline
+    ``deployguard deployments show`` prints, :func:`deployguard.readmodels.timeline`): traffic steps,
+    every verdict with its reasons, checks, alerts, incidents, remediation, and each event with the
+    channels the router delivered it to.
 
     The notification router runs asynchronously (as SNS invokes it), so deliveries are read only
     after the invocations have drained; :meth:`flush` prints what is new since the last flush,
@@ -73,44 +66,31 @@ class StoryPrinter:
     """
 
     def __init__(self, repository: DeploymentRepository, out: TextIO) -> None:
-        self.repository = repository
+        self.reader = DeploymentReader(repository)
         self.out = out
-        self.printed: set[tuple[str, ...]] = set()
+        self.printed: set[tuple[str, str, str]] = set()
 
     def flush(self, deployment_id: str) -> None:
-        if self.repository.find_deployment(deployment_id) is None:
+        if self.reader.repository.find_deployment(deployment_id) is None:
             return
-        items: list[tuple[datetime, int, tuple[str, ...], str]] = []
-        for seq, entry in enumerate(self.repository.audit_trail(deployment_id)):
-            key: tuple[str, ...] = ("audit", entry.at.isoformat(), entry.action, entry.reason)
-            items.append((entry.at, seq, key, self._audit_line(entry)))
-        deliveries: dict[str, list[str]] = {}
-        for notification in self.repository.notifications(deployment_id):
-            mark = "" if notification.status.value == "delivered" else f" ({notification.status.value})"
-            deliveries.setdefault(notification.event_id, []).append(notification.channel + mark)
-        for seq, event in enumerate(self.repository.events(deployment_id)):
-            seq += 100_000 + 1_000 * _LIFECYCLE_ORDER.get(event.event_type.value, 4)  # same instant: lifecycle order
-            channels = deliveries.get(event.event_id)
-            key = ("event", event.event_id)
-            to = f" -> {', '.join(sorted(channels))}" if channels else ""
-            items.append((event.at, seq, key, f"  {event.at:%H:%M:%S}  event     {event.event_type.value}: "
-                                              f"{event.title}{to}"))  # fmt: skip
-        for _, _, key, line in sorted(items, key=lambda item: (item[0], item[1])):
+        history = self.reader.history(deployment_id)
+        reached: dict[str, list[str]] = {}
+        for n in history.notifications:
+            reached.setdefault(n.event_id, []).append(n.channel + ("" if n.status.value == "delivered"
+                                                                   else f" ({n.status.value})"))  # fmt: skip
+        channels = {(e.at, f"{e.event_type.value}: {e.title}"): reached.get(e.event_id, []) for e in history.events}
+        for item in timeline(history, notifications=False):
+            key = (item.at.isoformat(), item.kind, item.title)
             if key in self.printed:
                 continue
             self.printed.add(key)
+            line = f"  {item.at:%H:%M:%S}  {item.kind:<10} {item.title}"
+            if item.kind == "event" and channels.get((item.at, item.title)):
+                line += f" -> {', '.join(sorted(channels[(item.at, item.title)]))}"
+            elif item.detail and item.kind != "event":
+                line += f"  ({item.detail})"
             self.out.write(line + "\n")
         self.out.flush()
-
-    @staticmethod
-    def _audit_line(entry: AuditEntry) -> str:
-        at = entry.at.strftime("%H:%M:%S")
-        if entry.action == "traffic_shifted":
-            return f"  {at}  shift     weight {entry.details.get('weight'):>4g}%  ({entry.reason})"
-        if entry.action == "assessed":
-            decision = str(entry.details.get("decision", "")).upper()
-            return f"  {at}  assess    {decision:<12} next={entry.details.get('next'):<8} {entry.reason}"
-        return f"  {at}  {entry.action:<9} {entry.reason}"
 
 
 def _count_published(deployment_id: str) -> int:
@@ -335,7 +315,7 @@ def _codedeploy_outcome(
 
     repository = DeploymentRepository()
     deployment = repository.find_deployment(deployment_id)
-    out.write("  what DeployGuard recorded (audit trail, events and their deliveries):\n")
+    out.write("  what DeployGuard recorded (its timeline, as deployguard deployments show prints it):\n")
     StoryPrinter(repository, out).flush(deployment_id)
     if deployment is not None:
         out.write(f"  => {deployment.status.value}: CodeDeploy {final_state}, {where}\n")

@@ -30,19 +30,8 @@ from deployguard.readmodels import (
     parse_since,
     timeline,
 )
-from deployguard_local.options import (
-    GATE_ERROR_EXIT,
-    Connection,
-    Json,
-    connected,
-    console,
-    duration,
-    invoke,
-    new_app,
-    print_json,
-    run,
-    when,
-)
+from deployguard_local.commands import GATE_ERROR_EXIT, console, duration, invoke, new_app, print_json, run, when
+from deployguard_local.options import Connection, Json, connected
 
 SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": ""}
 STATUS_STYLE = {"succeeded": "green", "rolled_back": "red", "failed": "bold red", "stopped": "yellow",

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from aws_lambda_powertools.logging.formatter import BasePowertoolsFormatter
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from deployguard.workflows import runtime
 
 
 class CurrentStderr:
@@ -36,12 +39,16 @@ _running = threading.local()
 
 @contextlib.contextmanager
 def function_running() -> Iterator[None]:
-    """While a function's handler runs in this thread: what it prints goes to stderr."""
+    """While a function's handler runs in this thread: what it prints goes to stderr. Afterwards,
+    with metrics disabled, their values are cleared as a deployed function's flush clears them:
+    Powertools keeps disabled metrics and prints them once a metric holds 100 values."""
     _running.depth = getattr(_running, "depth", 0) + 1
     try:
         yield
     finally:
         _running.depth -= 1
+        if is_metrics_disabled():
+            runtime.metrics.clear_metrics()
 
 
 class FunctionStdout:
@@ -75,18 +82,25 @@ def _powertools_handlers() -> list[logging.StreamHandler]:
     ]
 
 
+def _swap(handler: logging.StreamHandler, stream: Any) -> Any:
+    """Point ``handler`` at ``stream``; returns the stream it had. Unlike ``setStream``, the old stream
+    is not flushed: it may be closed (a handler made while a test captured stdout outlives the capture)."""
+    with handler.lock:  # type: ignore[union-attr]
+        previous, handler.stream = handler.stream, stream
+    return previous
+
+
 def logs_to_stderr() -> Callable[[], None]:
     """Send the functions' logs and metric lines to stderr; returns the undo."""
     stream = CurrentStderr()
-    moved = [(handler, handler.setStream(stream)) for handler in _powertools_handlers()]
+    moved = [(handler, _swap(handler, stream)) for handler in _powertools_handlers()]
     stdout = sys.stdout
     proxy = FunctionStdout(stdout)
     sys.stdout = proxy
 
     def undo() -> None:
         for handler, previous in moved:
-            if previous is not None:
-                handler.setStream(previous)
+            _swap(handler, previous)
         if sys.stdout is proxy:
             sys.stdout = stdout
 

@@ -34,18 +34,8 @@ from deployguard.aws.events import EventPublisher
 from deployguard.incidents.models import Incident
 from deployguard.remediation.targets import TargetAllowlist
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.options import (
-    Connection,
-    Json,
-    Resources,
-    connected,
-    duration,
-    invoke,
-    new_app,
-    print_json,
-    run,
-    when,
-)
+from deployguard_local.commands import duration, invoke, new_app, print_json, run, when
+from deployguard_local.options import Connection, Json, Resources, connected
 
 PROG = "deployguard incidents"
 

@@ -41,7 +41,8 @@ from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, events_in
 from deployguard.notification.router import IN_PROGRESS, NotificationRouter
 from deployguard.notification.settings import NotificationSettings
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.options import Connection, connected, invoke, new_app
+from deployguard_local.commands import invoke, new_app
+from deployguard_local.options import Connection, connected
 
 PROG = "deployguard notifications"
 app = new_app("notifications", "Redeliver dead-lettered notifications, list deliveries.", no_args_is_help=True)

@@ -18,20 +18,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 
 from deployguard.aws import clients
 from deployguard.exceptions import DeployGuardError
@@ -39,18 +34,6 @@ from deployguard.readmodels import DeploymentReader
 from deployguard.storage.repository import DeploymentRepository
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Exit codes, as Argo Rollouts' `status`: the outcome first, then errors.
-EXIT_CODES = {
-    0: "done (status: promoted)",
-    1: "a negative answer: problems found, rolled back or failed, a function errored, a delivery still failing",
-    2: "an error: bad usage, unreadable file, unknown id, AWS unreachable (status: held for a person)",
-    3: "status --wait: still running when the timeout came",
-    4: "an error of a command whose 2 and 3 are outcomes (deployments, status, report, summary)",
-    130: "interrupted (Ctrl-C)",
-}
-ERROR_EXIT = 2
-GATE_ERROR_EXIT = 4
 
 # ---------------------------------------------------------------------------- shared options
 
@@ -197,62 +180,3 @@ def connected(command: F | None = None, *, topic: bool = False, config: bool = F
         return wrapper  # type: ignore[return-value]
 
     return decorate if command is None else decorate(command)
-
-
-# ---------------------------------------------------------------------------- output and ending
-
-
-def console() -> Console:
-    terminal = Console()
-    return Console(highlight=False, soft_wrap=False, width=terminal.width if terminal.is_terminal else 160)
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def run(action: Callable[[], int], prog: str = "deployguard", error_exit: int = ERROR_EXIT) -> int:
-    """Run a command's action; an error prints one line naming what is wrong and exits ``error_exit``."""
-    from pydantic import ValidationError
-
-    from deployguard_local.cli import describe_error
-
-    try:
-        return action()
-    except (DeployGuardError, BotoCoreError, ClientError, ValidationError) as exc:
-        sys.stderr.write(f"{prog}: {describe_error(exc)}\n")
-        return error_exit
-
-
-def new_app(name: str, help_text: str, **kwargs: Any) -> typer.Typer:
-    """A Typer app as every ``deployguard`` command group is made."""
-    return typer.Typer(name=name, help=help_text, add_completion=False, pretty_exceptions_enable=False, **kwargs)
-
-
-def invoke(typer_app: typer.Typer, prog: str, argv: list[str], usage_exit: int = ERROR_EXIT) -> int:
-    """Run a Typer app on ``argv``; returns its exit code (a usage error prints click's message)."""
-    command = typer.main.get_command(typer_app)
-    try:  # without standalone mode, click returns the code a command exits with
-        return int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
-    except typer.Exit as done:
-        return int(done.exit_code)
-    except (typer.Abort, click.exceptions.Abort):
-        return 130
-    except click.ClickException as exc:  # usage errors: name the option
-        exc.show()
-        return usage_exit
-
-
-def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"

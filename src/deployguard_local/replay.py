@@ -11,20 +11,21 @@ gives on periods 0..i, its state carried from look to look), as it would have be
 
 With ``--json`` one line per scenario, as the benchmark's replay contract says:
 ``{"scenario": NAME, "decision": "rollback|promote|hold", "decided_at": PERIOD, "reason": ...}``;
-otherwise a table. ``--config FILE`` (YAML or JSON) holds JudgeSettings fields (or a
+otherwise a table. ``--config FILE`` (YAML or JSON) holds the judge's settings (or a
 whole DeployGuard configuration, whose ``defaults.judge`` is used). Errors name the
 file and the field. Kept light: no numpy, no boto3 on this path.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_step
 from deployguard.analysis.scenario import (
@@ -36,6 +37,7 @@ from deployguard.analysis.scenario import (
 )
 from deployguard.exceptions import ConfigError, ScenarioError
 from deployguard.models import Decision
+from deployguard_local.commands import invoke, new_app
 
 
 @dataclass
@@ -133,29 +135,32 @@ def _table(results: list[ReplayResult]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="deployguard replay",
-        description="Judge recorded deployments (deployguard-scenario/1) period by period, as live.",
-    )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")
-    parser.add_argument("--json", action="store_true", help="one JSON line per scenario (the replay contract)")
-    parser.add_argument("--config", help="judge settings, YAML or JSON (JudgeSettings fields)")
-    return parser
+app = new_app("replay", "Judge recorded deployments (deployguard-scenario/1) period by period, as live.")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@app.command()
+def replay(
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="scenario files or folders of them")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line per scenario (the replay contract)")] = False,
+    config: Annotated[
+        str | None, typer.Option("--config", help="judge settings, or a whole configuration (its defaults.judge)")
+    ] = None,
+) -> None:
+    """Judge each scenario period by period, as the assessor would have live; exit 1 if a file is invalid."""
+    raise typer.Exit(_replay(paths, as_json, config))
+
+
+def _replay(paths: list[str], as_json: bool, config: str | None) -> int:
     try:
-        settings = load_settings(args.config) if args.config else JudgeSettings()
+        settings = load_settings(config) if config else JudgeSettings()
     except ConfigError as exc:
         print(f"deployguard replay: {exc}", file=sys.stderr)
         return 2
     results: list[ReplayResult] = []
     errors = 0
-    files = list(scenario_files(args.paths))
+    files = list(scenario_files(paths))
     if not files:
-        print("deployguard replay: no scenario files in " + ", ".join(args.paths), file=sys.stderr)
+        print("deployguard replay: no scenario files in " + ", ".join(paths), file=sys.stderr)
         return 2
     for file in files:
         try:
@@ -165,14 +170,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deployguard replay: {exc}", file=sys.stderr)
             continue
         result.file = str(file)
-        if args.json:
+        if as_json:
             print(json.dumps(result.contract()), flush=False)
         else:
             results.append(result)
-    if not args.json and results:
+    if not as_json and results:
         print(_table(results))
     sys.stdout.flush()
     return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return invoke(app, "deployguard replay", list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 
 from deployguard.reporting import render
-from deployguard_local.options import GATE_ERROR_EXIT, Connection, Json, connected, invoke, new_app, run
+from deployguard_local.commands import GATE_ERROR_EXIT, invoke, new_app, run
+from deployguard_local.options import Connection, Json, connected
 
 
 class Format(StrEnum):

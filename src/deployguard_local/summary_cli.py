@@ -18,7 +18,8 @@ from deployguard import clock
 from deployguard.readmodels import SummaryBuilder, parse_since
 from deployguard.readmodels.summary import GroupCount
 from deployguard.reporting.summary import figure_rows, render_summary_markdown
-from deployguard_local.options import GATE_ERROR_EXIT, Connection, Json, connected, console, invoke, new_app, run
+from deployguard_local.commands import GATE_ERROR_EXIT, console, invoke, new_app, run
+from deployguard_local.options import Connection, Json, connected
 
 app = new_app("summary", "What DeployGuard decided in a period, against the period before.")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import put_metric_values
-from deployguard_local.emulator import minutes_between
+from deployguard_local.minutes import minutes_between
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The scheduled assessor writes per-service EMF metrics for each verdict (CanaryFailing for CodeDeploy alarms)."""
+"""The scheduled assessor writes per-service EMF metrics for each verdict (CanaryFailing for CodeDeploy alarms);
+the embedded functions print them on stderr (stdout is for the commands' answers)."""
 
 from __future__ import annotations
 

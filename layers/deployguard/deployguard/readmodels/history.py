@@ -189,6 +189,14 @@ def checks(audit: list[AuditEntry]) -> list[CheckResult]:
     return found
 
 
+# Events published in the same instant are told in the order a deployment lives them.
+LIFECYCLE_ORDER = {
+    "deployment.started": 0, "canary.started": 1, "canary.step_advanced": 2, "assessment.status_changed": 3,
+    "alert": 4, "validation.failed": 4, "validation.warned": 4, "deployment.long_running": 4,
+    "rollback.initiated": 5, "rollback.completed": 6, "rollback.failed": 6, "promotion.completed": 7,
+    "canary.completed": 8, "deployment.completed": 9, "deployment.failed": 9,
+}  # fmt: skip
+
 TimelineKind = Literal["traffic", "assessment", "check", "alert", "incident", "remediation", "event", "notification"]
 
 
@@ -264,8 +272,10 @@ def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[
             for n in history.notifications
         ]
     order = {k: i for i, k in enumerate(TimelineKind.__args__)}  # type: ignore[attr-defined]
-    # a shift comes before the assessments at its time; where traffic ended up comes after them
-    return sorted(items, key=lambda i: (i.at, len(order) if i is last_step else order[i.kind]))
+    # a shift comes before the assessments at its time; where traffic ended up comes after them;
+    # events of one instant in the order a deployment lives them
+    return sorted(items, key=lambda i: (i.at, len(order) if i is last_step else order[i.kind],
+                                        LIFECYCLE_ORDER.get(i.title.split(":", 1)[0], 4) if i.kind == "event" else 0))
 
 
 def business_impact(assessment: Assessment) -> float | None:

@@ -1,0 +1,118 @@
+"""How every ``deployguard`` command is made, prints and ends (kept light: no boto3 imported here).
+
+Exit codes (:data:`EXIT_CODES`, listed in the README) follow Argo Rollouts' CLI: the outcome first
+(``status``: 0 promoted, 1 rolled back or failed, 2 held, 3 timed out), then errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+
+# Exit codes, as Argo Rollouts' `status`: the outcome first, then errors.
+EXIT_CODES = {
+    0: "done (status: promoted)",
+    1: "a negative answer: problems found, rolled back or failed, a function errored, a delivery still failing",
+    2: "an error: bad usage, unreadable file, unknown id, AWS unreachable (status: held for a person)",
+    3: "status --wait: still running when the timeout came",
+    4: "an error of a command whose 2 and 3 are outcomes (deployments, status, report, summary)",
+    130: "interrupted (Ctrl-C)",
+}
+ERROR_EXIT = 2
+GATE_ERROR_EXIT = 4
+
+# ---------------------------------------------------------------------------- output and ending
+
+
+def console() -> Console:
+    terminal = Console()
+    return Console(highlight=False, soft_wrap=False, width=terminal.width if terminal.is_terminal else 160)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run(action: Callable[[], int], prog: str = "deployguard", error_exit: int = ERROR_EXIT) -> int:
+    """Run a command's action; an error prints one line naming what is wrong and exits ``error_exit``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pydantic import ValidationError
+
+    from deployguard.exceptions import DeployGuardError
+
+    try:
+        return action()
+    except (DeployGuardError, BotoCoreError, ClientError, ValidationError) as exc:
+        sys.stderr.write(f"{prog}: {describe_error(exc)}\n")
+        return error_exit
+
+
+def new_app(name: str, help_text: str, **kwargs: Any) -> typer.Typer:
+    """A Typer app as every ``deployguard`` command group is made."""
+    return typer.Typer(name=name, help=help_text, add_completion=False, pretty_exceptions_enable=False, **kwargs)
+
+
+def invoke(typer_app: typer.Typer, prog: str, argv: list[str], usage_exit: int = ERROR_EXIT) -> int:
+    """Run a Typer app on ``argv``; returns its exit code (a usage error prints click's message)."""
+    command = typer.main.get_command(typer_app)
+    try:  # without standalone mode, click returns the code a command exits with
+        return int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # Typer's (vendored click's) usage errors: name the option
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        return usage_exit
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: what went wrong and, where we know it, what to do about it."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
+
+    from deployguard.exceptions import DeployGuardError
+
+    if isinstance(exc, DeployGuardError):
+        return str(exc)
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or try --local)"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region set (set AWS_REGION or pass --region)"
+    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
+        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the AWS endpoint')}: is it running?"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "a call")
+        return f"AWS refused {operation}: {error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"

@@ -1,0 +1,158 @@
+"""``EmbeddedAws``: the whole DeployGuard stack on moto, in this process (see the package's docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from deployguard import clock as dg_clock
+from deployguard.aws import clients
+from deployguard.workflows import runtime
+from deployguard_local.emulator.clock import ListeningClock
+from deployguard_local.emulator.cloudwatch import install_cloudwatch
+from deployguard_local.emulator.dynamodb import atomic_dynamodb, transactions_without_table_copy
+from deployguard_local.emulator.environment import REPO_ROOT, _environment
+from deployguard_local.emulator.lambda_runtime import (
+    AsyncInvoker,
+    FunctionRegistry,
+    LocalFunction,
+    install_in_process_lambda,
+)
+from deployguard_local.emulator.sample import SampleApplication
+from deployguard_local.emulator.schedules import ScheduleRun, Schedules
+from deployguard_local.emulator.stepfunctions import install_simulated_waits
+from deployguard_local.function_logs import logs_to_stderr
+from deployguard_local.template import Stack
+
+
+class EmbeddedAws(Schedules, SampleApplication):
+    """Context manager: the whole DeployGuard stack on moto, in this process."""
+
+    def __init__(
+        self,
+        root: Path = REPO_ROOT,
+        *,
+        simulated_clock: bool = True,
+        start: datetime | None = None,
+        config_file: Path | None = None,
+        endpoint_url: str | None = None,
+        quiet: bool = True,
+        storage_only: bool = False,
+    ) -> None:
+        self.root = root
+        self.storage_only = storage_only  # tables and buckets only: what read commands need
+        self.clock = ListeningClock(start) if simulated_clock else None
+        self.config_file = config_file
+        self.endpoint_url = endpoint_url
+        self.quiet = quiet
+        self.stack = Stack.load(root)
+        self.registry = FunctionRegistry()
+        self.functions: dict[str, LocalFunction] = {}
+        self.function_environment: dict[str, str] = {}
+        self.schedule_runs: list[ScheduleRun] = []
+        self._schedule_fired: dict[str, datetime] = {}  # rule -> the last boundary it fired at
+        self._schedule_lock = threading.Lock()
+        self._exit = contextlib.ExitStack()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> EmbeddedAws:
+        try:
+            return self._enter()
+        except BaseException:
+            self._exit.close()  # a half-built stack must not leave the mock (and its tables) behind
+            raise
+
+    def _enter(self) -> EmbeddedAws:
+        env: dict[str, str | None] = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_REGION": self.stack.region,
+            "DEPLOYGUARD_LOCAL": "1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+        }
+        # the functions' logs go to stderr: stdout is for the answers of the commands
+        self._exit.callback(logs_to_stderr())
+        if self.quiet:
+            env.update({"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"})
+            level = runtime.logger.log_level
+            runtime.logger.setLevel("WARNING")
+            self._exit.callback(runtime.logger.setLevel, level)
+            # moto's ASL interpreter logs every caught task error at ERROR; the audit trail tells it better
+            asl_logger = logging.getLogger("moto.stepfunctions")
+            asl_level = asl_logger.level
+            asl_logger.setLevel(logging.CRITICAL)
+            self._exit.callback(asl_logger.setLevel, asl_level)
+            # disabled Powertools metrics keep their dimensions between invocations (a deployed
+            # function's flush clears them), so the next invocation's own values draw a warning
+            self._exit.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", message=r"Dimension '.*' has already been added")
+        if self.config_file is not None:
+            env["DEPLOYGUARD_CONFIG_FILE"] = str(self.config_file)
+        # in-process AWS has no endpoint; an endpoint left in the environment must not redirect it
+        env["DEPLOYGUARD_ENDPOINT_URL"] = self.endpoint_url or None
+        env["AWS_ENDPOINT_URL"] = None
+        self._exit.enter_context(_environment(env))
+        if self.clock is not None:
+            dg_clock.install(self.clock)
+            self._exit.callback(dg_clock.reset)
+        if not self.endpoint_url:
+            from moto import mock_aws
+
+            self._exit.enter_context(
+                mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+            )
+            self.invoker = AsyncInvoker(self.registry)
+            self._exit.callback(self.invoker.stop)
+            topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
+            undos = [transactions_without_table_copy(), atomic_dynamodb(),
+                     *install_in_process_lambda(self.registry, self.invoker, topics), *install_cloudwatch(),
+                     *(install_simulated_waits(self.clock) if self.clock is not None else [])]  # fmt: skip
+            for undo in undos:
+                self._exit.callback(undo)
+            from deployguard_local.codedeploy import install_continue_api, install_hook_status_api
+            from deployguard_local.codedeploy_targets import install_deployment_target_api
+
+            self._exit.callback(install_hook_status_api())
+            self._exit.callback(install_continue_api())
+            self._exit.callback(install_deployment_target_api())
+            from deployguard_local.eventbridge import install_lambda_targets
+
+            self._exit.callback(install_lambda_targets(self.invoker))
+        clients.reset()
+        runtime.reset()
+        self._exit.callback(clients.reset)
+        self._exit.callback(runtime.reset)
+        self._create_stack()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def run_state_machine(
+        self, logical_id: str, execution_input: dict[str, Any], timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """Start an execution and wait (in real time) until it ends; returns DescribeExecution."""
+        sfn = clients.client("stepfunctions")
+        arn = sfn.start_execution(
+            stateMachineArn=self.ref(logical_id), name=f"run-{uuid.uuid4().hex[:12]}", input=json.dumps(execution_input)
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            desc = sfn.describe_execution(executionArn=arn)
+            if desc["status"] != "RUNNING":
+                self.last_execution_arn = arn
+                return desc
+            time.sleep(0.01)
+        raise TimeoutError(f"state machine execution {arn} still running after {timeout:.0f} s")

@@ -1,0 +1,32 @@
+"""Step Functions on moto's ASL interpreter, on the simulated clock: Wait states and retry
+back-offs advance it instead of sleeping, so a ten-minute canary runs in seconds."""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+from deployguard_local.emulator.clock import ListeningClock
+
+
+def install_simulated_waits(sim_clock: ListeningClock) -> list[Callable[[], None]]:
+    """Wait states and retry back-offs advance ``sim_clock``; returns the undos."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+    undo: list[Callable[[], None]] = []
+    original_wait = wait_function.WaitFunction._wait_interval
+
+    def simulated_wait(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            sim_clock.advance(wait_seconds)
+
+    setattr(wait_function.WaitFunction, "_wait_interval", simulated_wait)  # noqa: B010
+    undo.append(lambda: setattr(wait_function.WaitFunction, "_wait_interval", original_wait))
+
+    original_time = retrier_decl.time
+    retrier_decl.time = types.SimpleNamespace(sleep=sim_clock.advance, time=time.time)  # type: ignore[assignment]
+    undo.append(lambda: setattr(retrier_decl, "time", original_time))
+    return undo
