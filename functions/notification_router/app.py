@@ -1,5 +1,5 @@
 """Notification router (SNS subscription of the events topic, and a schedule that
-flushes digests). The logic is in deployguard.notification.lambda_entry."""
+flushes digests). The logic is in deployguard.workflows.notification_router."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from deployguard.notification import lambda_entry
-from deployguard.notification.lambda_entry import reset, router
+from deployguard.workflows import notification_router
+from deployguard.workflows.notification_router import reset, router
 
 # the layer logs through logging.getLogger("deployguard.…"), children of this logger
 logger = Logger(service="deployguard")
@@ -22,7 +22,7 @@ __all__ = ["lambda_handler", "reset", "router"]
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    totals = lambda_entry.handle(event, context.get_remaining_time_in_millis)
+    totals = notification_router.handle(event, context.get_remaining_time_in_millis)
     for status, value in totals.items():
         name = "Notifications" + "".join(part.title() for part in status.split("_"))
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

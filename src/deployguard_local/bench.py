@@ -103,8 +103,8 @@ CALIBRATION_LEVELS = (0.99, 0.995, 0.999)
 
 
 def _replay_healthy(job: tuple[str, float]) -> str:
-    from deployguard.analysis.judge import JudgeSettings
     from deployguard.analysis.scenario import load_scenario
+    from deployguard.analysis.settings import JudgeSettings
     from deployguard_local.replay import replay_scenario
 
     path, confidence = job

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from deployguard import clock
-from deployguard.analysis.judge import JudgeSettings, default_metrics
+from deployguard.analysis.settings import JudgeSettings, default_metrics
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MAX_QUERIES_PER_CALL, MetricsReader, version_dimensions
 from deployguard.aws.events import EventPublisher

@@ -39,7 +39,7 @@ from typing import Any
 import boto3
 
 from deployguard import clock
-from deployguard.analysis.judge import default_metrics
+from deployguard.analysis.settings import default_metrics
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import version_dimensions
 from deployguard.models import (

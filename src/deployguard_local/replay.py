@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_step
+from deployguard.analysis.judge import JudgeState, judge_step
 from deployguard.analysis.scenario import (
     Scenario,
     load_scenario,
@@ -35,6 +35,7 @@ from deployguard.analysis.scenario import (
     scenario_window,
     truncate_window,
 )
+from deployguard.analysis.settings import JudgeSettings
 from deployguard.exceptions import ConfigError, ScenarioError
 from deployguard.models import Decision
 from deployguard_local.commands import invoke, new_app

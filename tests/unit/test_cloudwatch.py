@@ -125,7 +125,8 @@ def _publish(start: Any, minutes: int) -> None:
 
 def test_failed_result_status_is_missing_evidence_not_zero(embedded: Any) -> None:
     """InternalError for the canary's Errors query: its periods are unknown, and the judge says so."""
-    from deployguard.analysis.judge import JudgeSettings, judge_canary
+    from deployguard.analysis.judge import judge_canary
+    from deployguard.analysis.settings import JudgeSettings
     from deployguard.aws import clients
     from deployguard.models import Decision
 

@@ -27,8 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deployguard.alerts.settings import AlertingSettings
-from deployguard.analysis.health import HealthSettings
-from deployguard.analysis.judge import JudgeSettings
+from deployguard.analysis.settings import HealthSettings, JudgeSettings
 from deployguard.exceptions import ConfigError
 from deployguard.hooks.settings import HookSettings
 from deployguard.inbound import TooLarge, check_bounds

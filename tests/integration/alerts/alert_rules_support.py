@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from deployguard.analysis.judge import default_metrics
+from deployguard.analysis.settings import default_metrics
 from deployguard.aws.cloudwatch import put_metric_values
 from deployguard.models import LambdaTarget
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler

@@ -9,7 +9,7 @@ from typing import Any
 from metric_history import write_alb_history
 
 from deployguard import clock
-from deployguard.analysis.judge import alb_metrics
+from deployguard.analysis.settings import alb_metrics
 from deployguard.hooks.checks import CheckContext, run_check
 from deployguard.hooks.settings import CheckSettings
 from deployguard.incidents.repository import IncidentRepository

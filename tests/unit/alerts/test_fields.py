@@ -9,7 +9,7 @@ import pytest
 from deployguard.alerts.evaluator import RuleEvaluator
 from deployguard.alerts.fields import field_sources, fields_from_window, rule_coverage
 from deployguard.alerts.settings import AlertingSettings
-from deployguard.analysis.judge import alb_metrics, default_metrics
+from deployguard.analysis.settings import alb_metrics, default_metrics
 from deployguard.models import (
     Assessment,
     CanaryWindow,

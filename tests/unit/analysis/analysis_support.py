@@ -6,7 +6,7 @@ import math
 import random
 from pathlib import Path
 
-from deployguard.analysis.judge import default_metrics
+from deployguard.analysis.settings import default_metrics
 from deployguard.models import CanaryWindow, MetricWindow
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

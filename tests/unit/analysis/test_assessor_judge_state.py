@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from analysis_support import make_window
 
-from deployguard.analysis.judge import JudgeSettings, judge_canary
+from deployguard.analysis.judge import judge_canary
 from deployguard.analysis.scenario import truncate_window
+from deployguard.analysis.settings import JudgeSettings
 from deployguard.aws.cloudwatch import WindowRequest
 from deployguard.workflows.assessor import SETTLE_PERIODS, judge_incrementally
 

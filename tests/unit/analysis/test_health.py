@@ -4,7 +4,8 @@ import pytest
 from analysis_support import make_window
 from pydantic import ValidationError
 
-from deployguard.analysis.health import HealthSettings, MetricThreshold, assess_health, health_values_from_window
+from deployguard.analysis.health import assess_health, health_values_from_window
+from deployguard.analysis.settings import HealthSettings, MetricThreshold
 from deployguard.models import HealthStatus, MetricType
 
 

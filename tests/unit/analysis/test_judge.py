@@ -6,7 +6,8 @@ import pytest
 from analysis_support import make_window
 from pydantic import ValidationError
 
-from deployguard.analysis.judge import JudgeSettings, judge_canary
+from deployguard.analysis.judge import judge_canary
+from deployguard.analysis.settings import JudgeSettings
 from deployguard.models import CanaryWindow, Decision, MetricKind, MetricSpec, MetricWindow
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from analysis_support import make_window
 
-from deployguard.analysis.judge import JudgeSettings, default_metrics, judge_canary
+from deployguard.analysis.judge import judge_canary
+from deployguard.analysis.settings import JudgeSettings, default_metrics
 from deployguard.models import CanaryWindow, DataGap, Decision, MetricWindow
 
 

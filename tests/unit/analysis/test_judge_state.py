@@ -9,8 +9,9 @@ import random
 import pytest
 from analysis_support import make_window
 
-from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_canary, judge_step
+from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
 from deployguard.analysis.scenario import truncate_window
+from deployguard.analysis.settings import JudgeSettings
 from deployguard.exceptions import JudgeStateError
 from deployguard.models import CanaryWindow, DataGap, MetricSpec, MetricWindow
 

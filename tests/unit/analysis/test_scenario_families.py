@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deployguard.analysis.judge import JudgeSettings
 from deployguard.analysis.scenario import load_scenario
+from deployguard.analysis.settings import JudgeSettings
 from deployguard_local.bench import calibration_report
 from deployguard_local.replay import replay_scenario
 from deployguard_local.scenario_families import FAMILIES, write_corpus

@@ -253,7 +253,7 @@ def test_redirects_are_not_followed(net: Net) -> None:
 
 
 def test_the_connection_is_refused_for_another_host(net: Net) -> None:
-    from deployguard.notification.urlsafety import pinned_session
+    from deployguard.notification.pinned_http import pinned_session
 
     target = check_outbound(f"https://{NAME}:{net.port}/hook", [NAME], local_mode=False)
     with pinned_session(target) as session, pytest.raises(Exception, match="not the checked target"):

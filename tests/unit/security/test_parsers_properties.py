@@ -28,9 +28,9 @@ from deployguard.config import parse_config
 from deployguard.exceptions import DeployGuardError, InvalidEventError
 from deployguard.hooks.lifecycle import HookEvent
 from deployguard.inbound import MAX_EVENT_BYTES, parse_event
-from deployguard.notification.lambda_entry import parse_deployment_event, parse_sns
 from deployguard.notification.urlsafety import check_outbound
 from deployguard.workflows.canary import CanaryTask
+from deployguard.workflows.notification_router import parse_deployment_event, parse_sns
 from deployguard.workflows.recorder import StateChangeDetail
 
 ROOT = Path(__file__).resolve().parents[3]

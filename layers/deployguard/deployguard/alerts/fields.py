@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from deployguard.alerts.expression import Unit
-from deployguard.analysis.judge import resolve_spec
+from deployguard.analysis.settings import resolve_spec
 from deployguard.analysis.stats import percentile_of_stat
 from deployguard.models import (
     Assessment,

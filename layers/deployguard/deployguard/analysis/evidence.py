@@ -24,7 +24,7 @@ from deployguard.analysis.stats import median
 from deployguard.models import MetricSpec, VerdictReason
 
 if TYPE_CHECKING:
-    from deployguard.analysis.judge import JudgeSettings
+    from deployguard.analysis.settings import JudgeSettings
 
 WINDOW = 12  # periods the robust noise estimates look back over
 

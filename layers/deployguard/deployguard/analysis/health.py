@@ -13,103 +13,10 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
+from deployguard.analysis.settings import HealthSettings, MetricThreshold
 from deployguard.models import CanaryWindow, Direction, HealthStatus, MetricKind, MetricType, MetricWindow
-
-
-class MetricThreshold(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    id: str = Field(pattern=r"^[a-z][a-zA-Z0-9_]*$")
-    metric_type: MetricType
-    warning: float
-    critical: float
-    direction: Direction = Direction.INCREASE_IS_BAD
-    unit: str = ""
-    label: str = ""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> MetricThreshold:
-        if self.direction == Direction.INCREASE_IS_BAD and self.critical < self.warning:
-            raise ValueError(f"critical ({self.critical}) must not be below warning ({self.warning})")
-        if self.direction == Direction.DECREASE_IS_BAD and self.critical > self.warning:
-            raise ValueError(f"critical ({self.critical}) must not be above warning ({self.warning})")
-        return self
-
-    @property
-    def title(self) -> str:
-        return self.label or self.id.replace("_", " ")
-
-
-def default_catalogue() -> list[MetricThreshold]:
-    T = MetricThreshold
-    A, INF, B = MetricType.APPLICATION, MetricType.INFRASTRUCTURE, MetricType.BUSINESS
-    P, S = MetricType.PERFORMANCE, MetricType.SECURITY
-    return [
-        T(id="error_rate", metric_type=A, warning=2.0, critical=5.0, unit="%", label="error rate"),
-        T(id="latency_p99_ms", metric_type=P, warning=1000.0, critical=2000.0, unit="ms", label="p99 latency"),
-        T(id="cpu_utilization", metric_type=INF, warning=70.0, critical=90.0, unit="%", label="CPU"),
-        T(id="memory_utilization", metric_type=INF, warning=80.0, critical=95.0, unit="%", label="memory"),
-        T(id="disk_utilization", metric_type=INF, warning=85.0, critical=95.0, unit="%", label="disk"),
-        T(
-            id="conversion_rate_drop",
-            metric_type=B,
-            warning=10.0,
-            critical=20.0,
-            unit="%",
-            label="conversion-rate drop",
-        ),
-        T(
-            id="revenue_impact_per_hour",
-            metric_type=B,
-            warning=1000.0,
-            critical=5000.0,
-            unit="/h",
-            label="revenue impact",
-        ),
-        T(id="auth_failure_rate", metric_type=S, warning=1.0, critical=5.0, unit="%", label="authentication failures"),
-    ]
-
-
-def default_type_weights() -> dict[MetricType, float]:
-    return {
-        MetricType.APPLICATION: 0.35,
-        MetricType.INFRASTRUCTURE: 0.25,
-        MetricType.BUSINESS: 0.25,
-        MetricType.PERFORMANCE: 0.10,
-        MetricType.SECURITY: 0.05,
-    }
-
-
-class HealthSettings(BaseModel):
-    """The metric catalogue with thresholds, and the weight of each metric type in the score."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    catalogue: list[MetricThreshold] = Field(default_factory=default_catalogue)
-    extra_metrics: list[MetricThreshold] = Field(
-        default_factory=list, description="custom metrics, or overrides of catalogue entries by id"
-    )
-    type_weights: dict[MetricType, float] = Field(default_factory=default_type_weights)
-    warning_score: float = Field(default=80.0, ge=0, le=100, description="a score below this is a warning")
-    critical_score: float = Field(default=50.0, ge=0, le=100, description="a score below this is critical")
-
-    @model_validator(mode="after")
-    def _weights(self) -> HealthSettings:
-        for kind, weight in self.type_weights.items():
-            if weight < 0:
-                raise ValueError(f"type_weights.{kind.value}: weight must not be negative")
-        if sum(self.type_weights.values()) <= 0:
-            raise ValueError("type_weights: at least one weight must be positive")
-        if self.critical_score > self.warning_score:
-            raise ValueError("critical_score: must not be above warning_score")
-        return self
-
-    def thresholds(self) -> dict[str, MetricThreshold]:
-        merged = {t.id: t for t in self.catalogue}
-        merged.update({t.id: t for t in self.extra_metrics})
-        return merged
 
 
 class MetricHealth(BaseModel):
@@ -292,7 +199,7 @@ def health_values_from_window(
     p99), conversion_rate_drop (% below the baseline's rate in the same periods), and
     any gauge (e.g. cpu_utilization) by its id, as the median of its recent values.
     """
-    from deployguard.analysis.judge import resolve_spec
+    from deployguard.analysis.settings import resolve_spec
 
     ids = {m.spec.id for m in window.metrics}
     metrics: dict[str, MetricWindow] = {}

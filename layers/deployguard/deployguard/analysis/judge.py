@@ -50,10 +50,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.analysis.evidence import (
     WINDOW,
@@ -73,6 +72,15 @@ from deployguard.analysis.evidence import (
     shift_increments,
     wobble_estimate,
 )
+from deployguard.analysis.settings import (
+    ALTERNATIVES,
+    GAUGE_GRID,
+    LATENCY_GRID,
+    RATE_DROP_GRID,
+    RATE_GRID,
+    JudgeSettings,
+    resolve_spec,
+)
 from deployguard.analysis.stats import (
     mad_sigma,
     median,
@@ -89,294 +97,29 @@ from deployguard.models import (
     Direction,
     MetricKind,
     MetricSpec,
-    MetricType,
     MetricWindow,
     Verdict,
 )
 
 JUDGE_NAME = "deployguard"
-
-# Harmful alternatives the CUSUMs test at once (relative changes in the bad direction).
-_RATE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 29.0, 99.0)
-_RATE_DROP_GRID = (0.15, 0.25, 0.4, 0.55, 0.7, 0.9, 0.99)
-_LATENCY_GRID = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0)
-_GAUGE_GRID = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # in noise standard deviations
-_UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 _GAUGE_MIN_PAIRS = 4  # pairs a gauge needs before its noise can be told
-_ALTERNATIVES = max(len(_RATE_GRID), len(_RATE_DROP_GRID), len(_LATENCY_GRID), len(_GAUGE_GRID))
-
-# --------------------------------------------------------------------------- settings
-
-
-def default_metrics() -> list[MetricSpec]:
-    """The Lambda metrics every canary has, under the ids the scenario format uses."""
-    return [
-        MetricSpec(id="invocations", name="Invocations", stat="Sum", unit="Count", kind=MetricKind.COUNT),
-        MetricSpec(
-            id="errors",
-            name="Errors",
-            stat="Sum",
-            unit="Count",
-            kind=MetricKind.RATE_COUNT,
-            relative_to="invocations",
-        ),
-        MetricSpec(
-            id="throttles",
-            name="Throttles",
-            stat="Sum",
-            unit="Count",
-            kind=MetricKind.RATE_COUNT,
-            relative_to="invocations",
-            metric_type=MetricType.INFRASTRUCTURE,
-            # a throttled request runs no version: unlike Errors, no datapoint is no throttle
-            # (a failed query is still a gap, never zero)
-            fill_missing=0.0,
-        ),
-        MetricSpec(
-            id="duration_p50",
-            name="Duration",
-            stat="p50",
-            unit="Milliseconds",
-            kind=MetricKind.LATENCY,
-            metric_type=MetricType.PERFORMANCE,
-        ),
-        MetricSpec(
-            id="duration_p99",
-            name="Duration",
-            stat="p99",
-            unit="Milliseconds",
-            kind=MetricKind.LATENCY,
-            metric_type=MetricType.PERFORMANCE,
-        ),
-    ]
-
-
-def alb_metrics() -> list[MetricSpec]:
-    """The load balancer metrics of an ECS service's task sets, each behind its own target group.
-
-    AWS/ApplicationELB publishes a target group's 5XX count only in periods that had
-    one, so a missing datapoint of ``errors`` counts as zero.
-    """
-    return [
-        MetricSpec(
-            id="requests", namespace="AWS/ApplicationELB", name="RequestCount", stat="Sum", unit="Count",
-            kind=MetricKind.COUNT,
-        ),
-        MetricSpec(
-            id="errors", namespace="AWS/ApplicationELB", name="HTTPCode_Target_5XX_Count", stat="Sum", unit="Count",
-            kind=MetricKind.RATE_COUNT, relative_to="requests", fill_missing=0.0,
-        ),
-        MetricSpec(
-            id="latency_p50", namespace="AWS/ApplicationELB", name="TargetResponseTime", stat="p50", unit="Seconds",
-            kind=MetricKind.LATENCY, metric_type=MetricType.PERFORMANCE,
-        ),
-        MetricSpec(
-            id="latency_p99", namespace="AWS/ApplicationELB", name="TargetResponseTime", stat="p99", unit="Seconds",
-            kind=MetricKind.LATENCY, metric_type=MetricType.PERFORMANCE,
-        ),
-    ]  # fmt: skip
-
-
-METRIC_PRESETS = {"lambda": default_metrics, "alb": alb_metrics}
-
-
-_LAMBDA_EVENT_COUNTS = {"errors", "throttles", "deadlettererrors", "destinationdeliveryfailures"}
-_TIME_UNITS = {"milliseconds", "seconds", "microseconds"}
-
-
-def infer_kind(spec: dict[str, Any] | MetricSpec) -> MetricKind:
-    """What a metric is, from its CloudWatch description, when the user did not say."""
-    get = spec.get if isinstance(spec, dict) else (lambda key, default=None: getattr(spec, key, default))
-    if get("relative_to"):
-        return MetricKind.RATE_COUNT
-    name = str(get("name", "") or "").lower()
-    namespace = str(get("namespace", "AWS/Lambda") or "AWS/Lambda")
-    stat = str(get("stat", "Sum") or "Sum")
-    unit = str(get("unit", "") or "").lower()
-    if namespace == "AWS/Lambda" and name == "invocations":
-        return MetricKind.COUNT
-    if namespace == "AWS/Lambda" and name in _LAMBDA_EVENT_COUNTS:
-        return MetricKind.RATE_COUNT
-    if percentile_of_stat(stat) is not None or unit in _TIME_UNITS or re.search(r"duration|latency", name):
-        return MetricKind.LATENCY
-    return MetricKind.GAUGE
-
-
-def resolve_spec(spec: MetricSpec, ids: set[str] | None = None) -> MetricSpec:
-    """A spec whose kind (and, for Lambda event counts, relative_to) is filled in when not given."""
-    updates: dict[str, Any] = {}
-    kind = spec.kind
-    if "kind" not in spec.model_fields_set:
-        kind = infer_kind(spec)
-        if kind != spec.kind:
-            updates["kind"] = kind
-    if kind == MetricKind.RATE_COUNT and not spec.relative_to and (ids is None or "invocations" in ids):
-        updates["relative_to"] = "invocations"
-    if "metric_type" not in spec.model_fields_set and spec.metric_type == MetricType.APPLICATION:
-        if kind == MetricKind.LATENCY:
-            updates["metric_type"] = MetricType.PERFORMANCE
-        elif not spec.namespace.startswith("AWS/"):
-            updates["metric_type"] = MetricType.BUSINESS
-    return spec.model_copy(update=updates) if updates else spec
-
-
-class MinimumEffects(BaseModel):
-    """The smallest changes that matter: smaller real differences are not failures."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    rate_relative: float = Field(
-        default=0.05,
-        ge=0.0,
-        le=10.0,
-        description="relative change of a rate (0.05: 5% more errors, 5% fewer conversions)",
-    )
-    rate_absolute: float = Field(
-        default=0.0005,
-        ge=0.0,
-        le=1.0,
-        description="and at least this absolute change of the rate (0.0005 = 0.05 points)",
-    )
-    latency_relative: float = Field(
-        default=0.05, ge=0.0, le=10.0, description="relative change of a latency percentile"
-    )
-    gauge_relative: float = Field(default=0.1, ge=0.0, le=10.0, description="relative change of any other metric")
-    gauge_absolute: float = Field(default=0.0, ge=0.0, description="and at least this absolute change")
-
-
-class JudgeSettings(BaseModel):
-    """Per-service configuration of the canary judge. Every field has a default."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    metrics_preset: Literal["lambda", "alb"] = Field(
-        default="lambda",
-        description="the metrics used when none are listed: lambda (AWS/Lambda per version) or alb "
-        "(AWS/ApplicationELB per target group, for ECS blue/green task sets)",
-    )
-    metrics: list[MetricSpec] = Field(
-        default_factory=default_metrics,
-        description="metrics read for both versions; kind and relative_to are inferred when not given",
-    )
-    min_effect: MinimumEffects = Field(default_factory=MinimumEffects)
-    confidence: float = Field(
-        default=0.995, gt=0.5, lt=1.0, description="how sure the judge must be, all looks included, to fail a canary"
-    )
-    healthy_confidence: float = Field(
-        default=0.9, gt=0.5, lt=1.0, description="how sure it must be that the canary is not much worse to pass it"
-    )
-    healthy_margin_absolute: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="a rate may be at most this much worse (absolute) to pass"
-    )
-    healthy_margin_relative: float = Field(
-        default=0.5, ge=0.0, description="... or this much worse relative to the baseline, whichever is larger"
-    )
-    latency_healthy_margin: float = Field(
-        default=0.5, ge=0.0, description="a latency percentile may be at most this much worse (relative) to pass"
-    )
-    min_canary_invocations: int = Field(default=50, ge=0, description="evidence needed before a canary can pass")
-    min_periods: int = Field(default=3, ge=1, description="periods with canary traffic needed before it can pass")
-    grace_periods: int = Field(
-        default=2, ge=0, description="periods after each traffic shift in which latency and gauges are not judged"
-    )
-    rate_grace_periods: int = Field(default=0, ge=0, description="the same for rates (errors, throttles)")
-    max_inconclusive_periods: int = Field(
-        default=10, ge=0, description="periods a canary may stay without evidence before on_no_evidence applies"
-    )
-    on_no_evidence: Literal["rollback", "hold"] = Field(
-        default="hold", description="after max_inconclusive_periods without evidence: roll back, or hold for a person"
-    )
-    errors_metric: str | None = Field(
-        default="errors",
-        description="id of the error count: rates where decrease is bad (conversions) count out of successes",
-    )
-    outside_denominator: list[str] = Field(
-        default_factory=lambda: ["throttles"],
-        description="rate metrics whose events are not part of their relative_to count (a throttle is no invocation)",
-    )
-    latency_noise_floor: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description="extra prior per-period wobble of a version's latency beyond sampling noise, in log units, "
-        "on top of the prior drawn from the sampling noise itself; the data's own period-to-period spread "
-        "outweighs both",
-    )
-    latency_min_samples: int = Field(
-        default=1, ge=1, description="invocations a version-period needs for a median (tail percentiles need more)"
-    )
-    horizon_periods: int = Field(
-        default=30,
-        ge=1,
-        description="canary length the base threshold covers; beyond it the threshold grows with the log of the "
-        "length, so a long canary does not accumulate false alarms",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_kinds(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "metrics" not in data and data.get("metrics_preset") in METRIC_PRESETS:
-            data = dict(data) | {"metrics": METRIC_PRESETS[data["metrics_preset"]]()}
-        if isinstance(data, dict) and isinstance(data.get("metrics"), list):
-            metrics = []
-            ids = {m.get("id") for m in data["metrics"] if isinstance(m, dict)}
-            for m in data["metrics"]:
-                if isinstance(m, dict) and "kind" not in m:
-                    m = dict(m)
-                    m["kind"] = infer_kind(m)
-                    if m["kind"] == MetricKind.RATE_COUNT and not m.get("relative_to") and "invocations" in ids:
-                        m["relative_to"] = "invocations"
-                metrics.append(m)
-            data = dict(data) | {"metrics": metrics}
-        return data
-
-    @model_validator(mode="after")
-    def _references(self) -> JudgeSettings:
-        ids = [m.id for m in self.metrics]
-        for i, m in enumerate(self.metrics):
-            if ids.count(m.id) > 1:
-                raise ValueError(f"metrics.{i}.id: metric id {m.id!r} appears more than once")
-            if m.relative_to is not None and m.relative_to not in ids:
-                raise ValueError(f"metrics.{i}.relative_to: {m.relative_to!r} is not the id of a configured metric")
-            if m.relative_to == m.id:
-                raise ValueError(f"metrics.{i}.relative_to: a metric cannot be a rate of itself")
-        return self
-
-    evidence_threshold: float | None = Field(
-        default=None, gt=0.0, description="expert: the CUSUM threshold itself, instead of one derived from confidence"
-    )
-
-    @property
-    def threshold(self) -> float:
-        """CUSUM threshold (log-likelihood ratio), from the confidence: log(1 / (1 - confidence))
-        plus room for the alternatives tried at once (a union bound over the grid)."""
-        if self.evidence_threshold is not None:
-            return self.evidence_threshold
-        return math.log(1.0 / (1.0 - self.confidence)) + math.log(_ALTERNATIVES)
-
-    def horizon_penalty(self, period: int) -> float:
-        """Added to the threshold at ``period``: 2 ln((period + 1) / horizon_periods) past the horizon."""
-        return 2.0 * math.log(max(1.0, (period + 1) / self.horizon_periods))
-
-
-# --------------------------------------------------------------------------- per-metric evidence
-
+_UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 
 def _at(values: list[float | None], i: int) -> float | None:
     return values[i] if 0 <= i < len(values) else None
 
 
 def _confidence_of(evidence: float) -> float:
-    return confidence_of(evidence, _ALTERNATIVES)
+    return confidence_of(evidence, ALTERNATIVES)
 
 
 def _rate_grid(spec: MetricSpec, settings: JudgeSettings) -> tuple[float, list[float]]:
     rel = settings.min_effect.rate_relative
     if spec.direction == Direction.INCREASE_IS_BAD:
         theta0 = 1.0 + rel
-        return theta0, [1.0 + g for g in _RATE_GRID if 1.0 + g > theta0]
+        return theta0, [1.0 + g for g in RATE_GRID if 1.0 + g > theta0]
     theta0 = max(1e-6, 1.0 - rel)
-    return theta0, [1.0 - g for g in _RATE_DROP_GRID if 1.0 - g < theta0]
+    return theta0, [1.0 - g for g in RATE_DROP_GRID if 1.0 - g < theta0]
 
 
 def _new_mode_offsets(width: int) -> list[float]:
@@ -385,7 +128,7 @@ def _new_mode_offsets(width: int) -> list[float]:
     few events against none are tested nearly exactly (10 against 0 at equal traffic: p 0.001
     in a fixed-size test); the others share the rest."""
     weights = [0.7 / (width - 1)] * (width - 1) + [0.3]
-    return [math.log(1.0 / w) - math.log(_ALTERNATIVES) for w in weights]
+    return [math.log(1.0 / w) - math.log(ALTERNATIVES) for w in weights]
 
 
 def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | LatencyState | GaugeState | None:
@@ -397,7 +140,7 @@ def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | Latency
         return LatencyState(kind="latency", shift=ShiftEvidence(cusum=Cusum.new(len(_latency_grid(settings)), 5, True)))
     if spec.kind == MetricKind.COUNT:
         return None
-    return GaugeState(kind="gauge", shift=ShiftEvidence(cusum=Cusum.new(len(_GAUGE_GRID), 0, True)))
+    return GaugeState(kind="gauge", shift=ShiftEvidence(cusum=Cusum.new(len(GAUGE_GRID), 0, True)))
 
 
 def _fold_rate(
@@ -548,7 +291,7 @@ def _fold_spread(
 
 def _latency_grid(settings: JudgeSettings) -> list[float]:
     delta0 = math.log1p(settings.min_effect.latency_relative)
-    return [math.log1p(g) for g in _LATENCY_GRID if math.log1p(g) > delta0]
+    return [math.log1p(g) for g in LATENCY_GRID if math.log1p(g) > delta0]
 
 
 def _latency_min_samples(spec: MetricSpec, settings: JudgeSettings) -> float:
@@ -709,7 +452,7 @@ def _fold_gauge(st: GaugeState, mw: MetricWindow, i: int, period: int, shape: bo
     steps = [diffs[j + 1] - diffs[j] for j in range(len(diffs) - 1)]
     noise = max(mad_sigma(steps) / math.sqrt(2.0), 0.01 * level, 1e-9)
     delta0 = max(settings.min_effect.gauge_relative * level, settings.min_effect.gauge_absolute)
-    grid = [delta0 + g * noise for g in _GAUGE_GRID]
+    grid = [delta0 + g * noise for g in GAUGE_GRID]
     for p, d_p, shape_p in st.waiting:
         inc = shift_increments(d_p, noise**2, delta0, grid)
         st.shift.push(int(p), inc, [], bool(shape_p), settings.horizon_penalty(int(p)), settings)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from deployguard.analysis.judge import JudgeSettings, resolve_spec
+from deployguard.analysis.settings import JudgeSettings, resolve_spec
 from deployguard.exceptions import ScenarioError
 from deployguard.inbound import TooLarge, check_bounds
 from deployguard.models import CanaryWindow, Direction, MetricSpec, MetricWindow

@@ -26,7 +26,7 @@ from deployguard.aws.cloudwatch import MetricsReader, canary_queries
 from deployguard.exceptions import ConfigError, MetricsConfigError, ValidationCheckError
 from deployguard.hooks.settings import CheckSettings
 from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
-from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, open_tcp, pinned_session
+from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, open_tcp
 
 CheckStatus = Literal["passed", "failed", "warned"]
 Sleep = Callable[[float], None]
@@ -132,6 +132,8 @@ def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str
         started = time.monotonic()
         timeout = max(0.05, min(check.timeout_seconds, deadline - started))
         try:
+            from deployguard.notification.pinned_http import pinned_session  # requests: at the first send
+
             with pinned_session(target) as session:
                 resp = session.get(target.url, timeout=timeout, allow_redirects=False)
             elapsed_ms = (time.monotonic() - started) * 1000.0

@@ -32,7 +32,7 @@ from deployguard.incidents.models import Incident
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.settings import SecretSource
-from deployguard.notification.urlsafety import check_outbound, pinned_session, redact
+from deployguard.notification.urlsafety import check_outbound, redact
 
 ACTOR = "deployguard:issue-trackers"
 COMMENTED = "ISSUE-COMMENT"
@@ -79,6 +79,8 @@ class _Http:
         url = self.settings.url + path
         target = check_outbound(url, self.settings.hosts, self.local_mode, field=f"alerting.issue_trackers.{self.name}")
         try:
+            from deployguard.notification.pinned_http import pinned_session  # requests: at the first send
+
             with pinned_session(target) as session:
                 response = session.request(
                     method, url, json=payload, params=params, headers=self.headers,

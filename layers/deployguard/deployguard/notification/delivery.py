@@ -33,7 +33,7 @@ from deployguard.aws import clients
 from deployguard.exceptions import ConfigError
 from deployguard.notification.base import HttpMessage, OutboundMessage, SnsMessage
 from deployguard.notification.settings import DeliverySettings
-from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, pinned_session
+from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound
 
 USER_AGENT = "DeployGuard-Notifier/1"
 
@@ -181,6 +181,8 @@ class Deliverer:
     def _http(self, message: HttpMessage, target: CheckedTarget, left: float) -> _Attempt:
         headers = {"User-Agent": USER_AGENT, **message.headers}
         try:
+            from deployguard.notification.pinned_http import pinned_session  # requests: at the first send
+
             with pinned_session(target) as session:
                 resp = session.post(
                     target.url,

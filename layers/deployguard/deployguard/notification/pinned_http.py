@@ -1,8 +1,9 @@
-"""The requests transport of :func:`deployguard.notification.urlsafety.pinned_session`: every request
-goes to the one checked address (imported with ``requests`` only when something is sent)."""
+"""Sessions pinned to a checked address (:func:`pinned_session`): every request goes to the one address
+:mod:`deployguard.notification.urlsafety` checked (imported with ``requests`` only when something is sent)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,3 +58,18 @@ class PinnedAdapter(HTTPAdapter):
         ) != self.target.port:
             raise requests.exceptions.InvalidURL(f"{redact(request.url or '')} is not the checked target")
         return super().send(request, **kwargs)
+
+
+def pinned_session(target: CheckedTarget) -> requests.Session:
+    """A session whose requests go only to ``target``'s checked address; no proxy, no redirect.
+    (Callers import this module when they first send: a function that only checks URLs does not pay for
+    ``requests``.)"""
+    session = requests.Session()
+    session.trust_env = False  # a proxy from the environment would resolve the name again
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle  # a custom CA bundle still applies (trust_env is off)
+    adapter = PinnedAdapter(target)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

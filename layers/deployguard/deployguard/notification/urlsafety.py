@@ -33,7 +33,6 @@ contain the URL's path or query: webhook URLs are secrets.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from collections.abc import Callable, Iterable
@@ -44,7 +43,7 @@ from urllib.parse import urlsplit
 from deployguard.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    import requests
+    pass
 
 Resolver = Callable[[str], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -294,24 +293,6 @@ def validate_outbound_url(
 
 
 # --------------------------------------------------------------------------- connections
-
-
-def pinned_session(target: CheckedTarget) -> requests.Session:
-    """A session whose requests go only to ``target``'s checked address; no proxy, no redirect.
-    (``requests`` is imported here, by the first delivery: a function that only checks URLs does not pay for it.)"""
-    import requests
-
-    from deployguard.notification.pinned_http import PinnedAdapter
-
-    session = requests.Session()
-    session.trust_env = False  # a proxy from the environment would resolve the name again
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle  # a custom CA bundle still applies (trust_env is off)
-    adapter = PinnedAdapter(target)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def open_tcp(target: CheckedTarget, timeout: float) -> socket.socket:

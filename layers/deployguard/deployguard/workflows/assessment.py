@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from deployguard.alerts.fields import fields_from_window
-from deployguard.analysis.health import HealthSettings, assess_health, health_values_from_window
+from deployguard.analysis.health import assess_health, health_values_from_window
+from deployguard.analysis.settings import HealthSettings
 from deployguard.exceptions import ConflictError
 from deployguard.models import (
     Assessment,

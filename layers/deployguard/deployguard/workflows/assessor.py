@@ -30,8 +30,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
-from deployguard.analysis.judge import JudgeSettings, JudgeState, judge_canary, judge_step
+from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
 from deployguard.analysis.scenario import truncate_window
+from deployguard.analysis.settings import JudgeSettings
 from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
 from deployguard.aws.events import EventPublisher
 from deployguard.config import DeployGuardConfig

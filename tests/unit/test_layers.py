@@ -1,4 +1,5 @@
-"""No import circle in deployguard_local nor in the deployguard package: every import counts, those
+"""The floors of ../shared/design/layers.md: imports run downward, and no import circle in deployguard_local
+nor in the deployguard package: every import counts, those
 inside functions too (a lazy import hides a circle, it does not break it), and importing ``a.b.c``
 imports the packages ``a`` and ``a.b`` first.
 
@@ -17,8 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"deployguard_local": ROOT / "src", "deployguard": ROOT / "layers" / "deployguard"}
-# a lazy import of the judge's own modules (analysis/, another engineer's area): reported, not yet broken
-KNOWN = [["deployguard.analysis.evidence", "deployguard.analysis.judge"]]
+GROUND = {"models", "exceptions", "clock", "inbound"}
+DOMAIN = {"alerts", "incidents", "remediation", "notification", "analysis"}
+ACCESS = {"aws", "storage"}
+ABOVE_DOMAIN = {"workflows", "readmodels", "reporting", "hooks", "console_api"}
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
@@ -91,12 +94,55 @@ def import_graph(package: str) -> dict[str, set[str]]:
     return {name: _imports(name, path, known) for name, path in known.items()}
 
 
+def _graph_of(package: str) -> dict[str, set[str]]:
+    done = subprocess.run([sys.executable, __file__, package], capture_output=True, text=True, check=True)
+    return {name: set(edges) for name, edges in json.loads(done.stdout).items()}
+
+
 @pytest.mark.parametrize("package", sorted(PACKAGES))
 def test_no_import_circle(package: str) -> None:
-    done = subprocess.run([sys.executable, __file__, package], capture_output=True, text=True, check=True)
-    graph = {name: set(edges) for name, edges in json.loads(done.stdout).items()}
+    graph = _graph_of(package)
     assert "deployguard_local.emulator" in graph or package != "deployguard_local"
-    assert [c for c in _circles(graph) if c not in KNOWN] == []
+    assert _circles(graph) == []
+
+
+def _floor_rule(module: str, target: str) -> str | None:
+    """Why ``module`` may not import ``target`` (None: it may)."""
+    top, to = (name.split(".")[1] if "." in name else "" for name in (module, target))
+    if top in GROUND and to not in GROUND | {""}:
+        return "the ground imports nothing above it"
+    settings_path = target.endswith(".settings") or target == f"deployguard.{to}"  # a package on the way
+    if top == "config" and not (to in GROUND or settings_path):
+        return "the configuration loader composes the domains' settings models only"
+    if top in ACCESS and to not in ACCESS | GROUND | {"config", ""}:
+        return "aws/ and storage/ know no workflow or domain rule"
+    if top == "analysis" and to not in {"analysis", "models", "exceptions", "inbound", ""}:
+        return "analysis/ stays pure statistics (no AWS, no storage, no clock)"
+    if top in DOMAIN and to in ABOVE_DOMAIN:
+        return "a domain package never imports a workflow"
+    return None
+
+
+def test_imports_run_downward() -> None:
+    wrong = [
+        f"{module} -> {target}: {rule}"
+        for module, targets in sorted(_graph_of("deployguard").items())
+        for target in sorted(targets)
+        if (rule := _floor_rule(module, target))
+    ]
+    assert wrong == []
+
+
+def test_a_wrong_direction_is_found() -> None:
+    assert _floor_rule("deployguard.analysis.judge", "deployguard.aws.cloudwatch")
+    assert _floor_rule("deployguard.notification.router", "deployguard.workflows.runtime")
+    assert _floor_rule("deployguard.config", "deployguard.analysis.judge")
+    assert _floor_rule("deployguard.config", "deployguard.analysis.settings") is None
+
+
+def test_workflows_sit_in_one_folder() -> None:
+    top = {p.stem for p in (PACKAGES["deployguard"] / "deployguard").glob("*.py")}
+    assert top - GROUND - {"__init__", "config", "console_api"} == set()
 
 
 def test_a_circle_is_found() -> None:
