@@ -15,15 +15,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import SnsModel
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.config import load_config
-from deployguard.exceptions import ConfigError, DeliveryError, InvalidEventError
+from deployguard.exceptions import DeliveryError, InvalidEventError
 from deployguard.inbound import parse_event, parse_json_event
 from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
@@ -46,11 +45,7 @@ class RouterEnvironment(BaseModel):
 
 @functools.cache
 def environment() -> RouterEnvironment:
-    try:
-        return RouterEnvironment.model_validate(dict(os.environ))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(first["msg"], source="environment", field=str(first["loc"][0])) from exc
+    return runtime.read_environment(RouterEnvironment)
 
 
 @functools.cache

@@ -76,13 +76,22 @@ class FunctionEnvironment(BaseModel):
     local_mode: bool = Field(default=False, alias="DEPLOYGUARD_LOCAL")
 
 
-@functools.cache
-def environment() -> FunctionEnvironment:
+_EnvironmentT = TypeVar("_EnvironmentT", bound=BaseModel)
+
+
+def read_environment(model: type[_EnvironmentT]) -> _EnvironmentT:
+    """``model`` validated from the process environment; a missing or bad variable is a
+    :class:`ConfigError` naming it."""
     try:
-        return FunctionEnvironment.model_validate(dict(os.environ))
+        return model.model_validate(dict(os.environ))
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(first["msg"], source="environment", field=str(first["loc"][0])) from exc
+
+
+@functools.cache
+def environment() -> FunctionEnvironment:
+    return read_environment(FunctionEnvironment)
 
 
 @functools.cache
