@@ -355,14 +355,17 @@ def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
 
 
 def _chunks(due: Sequence[Due]) -> Iterator[list[Due]]:
+    """Chunks of at most QUERIES_PER_CHUNK queries (a whole number of full GetMetricData calls): a
+    chunk that went past it would start a call of its own for the few queries over."""
     chunk: list[Due] = []
     queries = 0
     for item in due:
-        chunk.append(item)
-        queries += len(item.request.queries)
-        if queries >= QUERIES_PER_CHUNK:
+        size = len(item.request.queries)
+        if chunk and queries + size > QUERIES_PER_CHUNK:
             yield chunk
             chunk, queries = [], 0
+        chunk.append(item)
+        queries += size
     if chunk:
         yield chunk
 
