@@ -10,8 +10,10 @@ consecutive simulated minutes it counts, with a botocore ``before-call``
 handler on every client, the AWS calls the guard makes by operation (the emulator's own
 Lambda ``Invoke`` and the SQS poller's ``ReceiveMessage``/``DeleteMessageBatch`` are not the
 guard's), the KB of DynamoDB read responses, GetMetricData calls against ceil(queries/500),
-and the client CPU of the cycle (thread CPU time less the time spent inside AWS calls, which
-here is moto's work). A fresh interpreter per handler measures its cold import against
+and the guard's client CPU of the cycle (:class:`CpuSplit`: the exclusive thread CPU time of the
+guard's handler invocations, less the time moto's server side takes inside them, which runs
+in-process here: every emulated AWS call is answered by moto's ``BotocoreStubber.process_request``,
+and a Lambda Invoke's handler runs inside that call). A fresh interpreter per handler measures its cold import against
 ``import boto3`` alone (CPU time, median of five). The monthly cost estimate is computed from
 the measured run at 1,000 deployments and the assumptions printed with it.
 """
@@ -94,15 +96,13 @@ ASSUMPTIONS: dict[str, Any] = {
 
 @dataclass
 class CallCounter:
-    """Counts the AWS calls of this thread by (service, operation), the KB of DynamoDB read
-    responses, and the thread CPU time spent inside calls."""
+    """Counts the AWS calls of this thread by (service, operation) and the KB of DynamoDB read
+    responses."""
 
     thread: int = field(default_factory=threading.get_ident)
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     dynamodb_read_bytes: int = 0
     write_bytes: int = 0
-    in_calls_cpu: float = 0.0
-    _started: dict[int, float] = field(default_factory=dict)
     queries_requested: int = 0
     version_queries: int = 0  # queries of one version (canary reads; monitoring of per-version metrics)
     alias_queries: int = 0  # alias-level queries (post-promotion monitoring, shared per service and alias)
@@ -112,7 +112,6 @@ class CallCounter:
         if threading.get_ident() != self.thread:
             return
         self.calls[(model.service_model.service_name, model.name)] += 1
-        self._started[id(params)] = time.thread_time()
 
     def before_parameter_build(self, model: Any, params: Any = None, **_: Any) -> None:
         """The call's own parameters (before-call sees them serialised)."""
@@ -137,14 +136,64 @@ class CallCounter:
     def after_call(self, model: Any, params: Any = None, http_response: Any = None, **_: Any) -> None:
         if threading.get_ident() != self.thread:
             return
-        started = self._started.pop(id(params), None)
-        if started is not None:
-            self.in_calls_cpu += time.thread_time() - started
         if model.service_model.service_name == "dynamodb" and model.name in DYNAMODB_READS and http_response:
             self.dynamodb_read_bytes += len(http_response.content or b"")
 
     def guard_calls(self) -> Counter[tuple[str, str]]:
         return Counter({k: v for k, v in self.calls.items() if k not in NOT_THE_GUARDS})
+
+
+class CpuSplit:
+    """Thread CPU time split between the guard's handlers and moto's server side, exclusive of what
+    runs nested inside: moto answers every AWS call in-process (``BotocoreStubber.process_request``)
+    and a Lambda Invoke runs the handler inside moto's answer, whose own calls go to moto again. The
+    guard's figure is the CPU of its handler invocations (its code, botocore's serialising, signing
+    and parsing) less moto's work for the calls they make."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.totals: Counter[str] = Counter()
+        self._stack: list[list[Any]] = []  # [kind, CPU of the frames nested in it]
+
+    @contextmanager
+    def frame(self, kind: str) -> Iterator[None]:
+        if threading.get_ident() != self.thread:
+            yield
+            return
+        started = time.thread_time()
+        self._stack.append([kind, 0.0])
+        try:
+            yield
+        finally:
+            _, nested = self._stack.pop()
+            elapsed = time.thread_time() - started
+            self.totals[kind] += elapsed - nested
+            if self._stack:
+                self._stack[-1][1] += elapsed
+
+    @contextmanager
+    def installed(self) -> Iterator[CpuSplit]:
+        """Time moto's request processing (``moto``) and the handler invocations (``guard``)."""
+        from unittest import mock
+
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        from deployguard_local.emulator.lambda_runtime import FunctionRegistry
+
+        serve, invoke = BotocoreStubber.process_request, FunctionRegistry.invoke
+        split = self
+
+        def timed_serve(stubber: Any, request: Any) -> Any:
+            with split.frame("moto"):
+                return serve(stubber, request)
+
+        def timed_invoke(registry: Any, name: str, arn: str, event: Any) -> Any:
+            with split.frame("guard"):
+                return invoke(registry, name, arn, event)
+
+        with mock.patch.object(BotocoreStubber, "process_request", timed_serve), \
+                mock.patch.object(FunctionRegistry, "invoke", timed_invoke):  # fmt: skip
+            yield self
 
 
 @contextmanager
@@ -321,16 +370,13 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
         seed_ended(aws, ended, seed)
         assessed = 0
         canary_looks = 0
-        cpu = 0.0
         deferred = 0
         cycle_queries: list[int] = []
         _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
-        with counting() as counter:
+        with counting() as counter, CpuSplit().installed() as split:
             for _ in range(CYCLES):
                 aws.clock.advance(60)
                 queries_before = counter.queries_requested
-                started_cpu = counter.in_calls_cpu
-                cpu_before = time.thread_time()
                 payload, errored = aws.invoke("AssessorFunction", _schedule_event(clock.now()))
                 if errored:
                     raise RuntimeError(f"AssessorFunction failed: {payload}")
@@ -344,7 +390,6 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
                         assessed += len(shard_payload["assessed"]) + len(shard_payload["monitored"])
                         canary_looks += len(shard_payload["assessed"])
                         deferred += len(shard_payload["deferred"])
-                cpu += (time.thread_time() - cpu_before) - (counter.in_calls_cpu - started_cpu)
                 cycle_queries.append(counter.queries_requested - queries_before)
         calls = counter.guard_calls()
         per = max(1, assessed)
@@ -367,7 +412,8 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
             "ended": ended,
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
-            "cpu_ms_per_deployment": round(cpu * 1000 / per, 3),
+            "cpu_ms_per_deployment": round(split.totals["guard"] * 1000 / per, 3),
+            "moto_cpu_ms_per_deployment": round(split.totals["moto"] * 1000 / per, 3),
         }
 
 
