@@ -34,7 +34,8 @@ def test_the_estimate_names_every_service_and_comes_from_the_measured_run() -> N
         "metrics_per_canary_look": 10.0, "alias_metrics_per_service_look": 5.0, "cpu_ms_per_deployment": 40.0,
         "calls_by_operation": {"dynamodb.TransactWriteItems": 1.0, "cloudwatch.GetMetricData": 0.01},
         "dynamodb_units_per_look": {"canary": [0.5, 20], "monitoring": [0.2, 12], "tick": [1.0, 1]},
-        "shards_per_cycle": 0.0, "verdict_metrics_per_service": 4.0, "guard_metrics": 5, "log_bytes_per_deployment": 1000,
+        "shards_per_cycle": 0.0, "verdict_metrics_per_service": 4.0, "guard_metrics": 5,
+        "log_bytes_per_deployment": 1000,
     }  # fmt: skip
     cost = monthly_cost(run, 1000)
     assert set(cost) >= {"getmetricdata", "dynamodb", "lambda", "sqs", "sns", "stepfunctions", "eventbridge",

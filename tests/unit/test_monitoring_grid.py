@@ -4,6 +4,7 @@ deployments share one alias-level read; never later than the schedule's interval
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from deployguard.workflows.monitoring import look_due, next_look
 
@@ -27,7 +28,7 @@ def test_a_services_deployments_look_in_the_same_minutes_and_never_later_than_th
         later = [{at for at in looks if at > START + timedelta(minutes=30)} for looks in runs]
         assert later[0] == later[1] == later[2] == later[3]  # after their first looks, all on the service's grid
         for looks in runs:
-            gaps = [(b - a).total_seconds() for a, b in zip(looks, looks[1:], strict=False)]
+            gaps = [(b - a).total_seconds() for a, b in pairwise(looks)]
             assert max(gaps) <= interval and min(gaps[1:]) == interval
 
 
