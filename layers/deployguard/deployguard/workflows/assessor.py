@@ -380,12 +380,17 @@ def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
 
 def _chunks(due: Sequence[Due]) -> Iterator[list[Due]]:
     """Chunks of at most QUERIES_PER_CHUNK queries (a whole number of full GetMetricData calls): a
-    chunk that went past it would start a call of its own for the few queries over."""
+    chunk that went past it would start a call of its own for the few queries over. Canary reads
+    (the last few minutes, 1-minute periods) and monitoring reads (24 hours, 5-minute periods) are
+    not mixed in one chunk: a call's time range is shared by its queries, so a canary query in a
+    call with a 24-hour read would return 1,440 datapoints instead of a few, and such a call goes
+    past the 100,800 datapoints a call returns (more pages). At most one call more a cycle than
+    ceil(queries / 500)."""
     chunk: list[Due] = []
     queries = 0
     for item in due:
         size = len(item.request.queries)
-        if chunk and queries + size > QUERIES_PER_CHUNK:
+        if chunk and (queries + size > QUERIES_PER_CHUNK or type(item) is not type(chunk[-1])):
             yield chunk
             chunk, queries = [], 0
         chunk.append(item)
