@@ -71,6 +71,7 @@ QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at t
 ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
 SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still complete: judged, not folded
 TAIL_PERIODS = max(RECENT_PERIODS, SETTLE_PERIODS)  # a look reads at least these (health report, alert fields)
+MAX_OPEN_INCIDENT_KEYS = 20  # the record stays one size: an incident storm's keys beyond these are in the incidents
 CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with this much left
 logger = logging.getLogger(__name__)
 
@@ -524,7 +525,7 @@ def _complete_canary(
         d.canary_weight, d.weight_changed_at = deployment.canary_weight, deployment.weight_changed_at
         d.weight_checked_at = deployment.weight_checked_at
         d.traffic_started_at = d.traffic_started_at or deployment.traffic_started_at
-        d.open_incident_keys = sorted(set(open_keys))
+        d.open_incident_keys = sorted(set(open_keys))[:MAX_OPEN_INCIDENT_KEYS]
 
     stored = save_assessment(cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep)
     if stored is None:
