@@ -111,16 +111,44 @@ def _size(state: JudgeState) -> int:
     return len(json.dumps(state.dump(), separators=(",", ":")))
 
 
-def test_state_stays_small_and_the_same_size_whatever_the_age() -> None:
+def test_state_has_one_size_from_the_first_period_whatever_the_age() -> None:
+    """Issue 12: the state on the deployment's record does not grow as its windows fill up."""
     window = make_window(240, jitter=0.1, spikes=0.05, seed=3)
     settings = JudgeSettings()
-    state, _ = judge_step(None, truncate_window(window, 30), settings)
-    young = _size(state)
-    state, verdict = judge_step(state, window, settings, offset=0)
-    old = _size(state)
-    assert state.periods == 240 and verdict.periods == 240
-    assert old < 4096, old  # five metrics, both versions, after four hours
-    assert old < 1.3 * young
+    sizes = {}
+    state: JudgeState | None = None
+    for n in (1, 5, 12, 120, 240):
+        state, verdict = judge_step(state, truncate_window(window, n), settings, offset=0)
+        sizes[n] = _size(state)
+    assert state is not None and state.periods == 240 and verdict.periods == 240
+    assert sizes[5] == sizes[120] == sizes[1] == sizes[12] == sizes[240], sizes
+    assert sizes[120] < 3400, sizes  # five metrics, both versions, packed as float32
+
+
+def test_a_state_with_a_gauge_and_a_shift_round_trips_exactly() -> None:
+    """Every number the fold keeps is a float32: dump and load lose nothing, pending cold-start
+    periods and a gauge's first pairs included."""
+    rng = random.Random(5)
+    for _ in range(10):
+        window, _ = _scenario(rng, rng.randint(2, 12))
+        state, _ = judge_step(None, window, JudgeSettings())
+        assert JudgeState.load(json.dumps(state.dump())) == JudgeState.load(state.dump())
+        again = JudgeState.load(state.dump())
+        assert again.dump() == state.dump()
+        assert again.metrics == state.metrics and again.periods == state.periods and again.shift == state.shift
+
+
+def test_a_damaged_state_is_refused_naming_the_field() -> None:
+    state, _ = judge_step(None, make_window(6, seed=1), JudgeSettings())
+    dumped = state.dump()
+    with pytest.raises(ValueError, match=r"^data: "):
+        JudgeState.load({**dumped, "data": dumped["data"][:-8]})
+    with pytest.raises(ValueError, match=r"^data: "):
+        JudgeState.load({**dumped, "data": "not base64!"})
+    with pytest.raises(ValueError, match=r"^metrics: "):
+        JudgeState.load({**dumped, "metrics": "errors"})
+    with pytest.raises(ValueError, match=r"^fingerprint: "):
+        JudgeState.load({k: v for k, v in dumped.items() if k != "fingerprint"})
 
 
 def test_whole_window_with_offset_skips_what_was_folded() -> None:

@@ -4,8 +4,9 @@ at a time, so that a look costs O(metrics) whatever the canary's age.
 Every statistic here is sequential: a period's evidence is weighed with the noise estimated
 from the periods up to it (a plug-in CUSUM), and the noise itself is estimated robustly on a
 sliding window of the last ``WINDOW`` periods (never below the canary's life-long
-estimate), so the state stays small (about 3-4 KB as JSON for the default Lambda metrics,
-whatever the canary's age) and the whole canary's judgement is the fold of its periods.
+estimate), so the state stays small and of one size whatever the canary's age (every number
+a float32, packed at full capacity by ``packing``) and the whole canary's judgement is the
+fold of its periods.
 ``judge.judge_canary`` (a whole window) and ``judge.judge_step`` (new periods on a stored
 state) run the very same fold, so they give the same verdicts.
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployguard.analysis.packing import Packer, Unpacker, f32
 from deployguard.analysis.stats import median
 from deployguard.models import MetricSpec, VerdictReason
 
@@ -27,17 +29,7 @@ if TYPE_CHECKING:
     from deployguard.analysis.settings import JudgeSettings
 
 WINDOW = 12  # periods the robust noise estimates look back over
-
-
-def rounded(x: float) -> float:
-    """A value kept in a sliding window, to 5 significant digits (the state stays small)."""
-    return float(f"{x:.5g}")
-
-
-def r9(x: float) -> float:
-    """A running sum or statistic as the state keeps it, to 9 significant digits: every fold
-    rounds the same way, so a state stored and read back folds on exactly as one never stored."""
-    return float(f"{x:.9g}")
+GAUGE_MIN_PAIRS = 4  # pairs a gauge needs before its noise can be told
 
 
 class _State(BaseModel):
@@ -76,10 +68,10 @@ class Cusum(_State):
     def push(self, period: int, inc: list[float], extra: float, run_row: list[float],
              offsets: list[float] | None = None) -> None:  # fmt: skip
         before = self.total
-        self.total = [r9(a + b) for a, b in zip(self.total, run_row, strict=True)]
+        self.total = [f32(a + b) for a, b in zip(self.total, run_row, strict=True)]
         for j, x in enumerate(inc):
             run = self.runs.get(j)
-            s = r9((run[0] if run else 0.0) + x)
+            s = f32((run[0] if run else 0.0) + x)
             if s <= 0.0:
                 self.runs.pop(j, None)
                 continue
@@ -90,20 +82,61 @@ class Cusum(_State):
             run[0] = s
             alone = 0.0
             if self.second_opinion:
-                x = r9(x)
+                x = f32(x)
                 if x > run[2]:
                     run[2], run[3] = x, run[2]
                 elif x > run[3]:
                     run[3] = x
                 alone = max(0.0, run[2] - 2.0 * run[3])
-            value = r9(s - alone - extra - (offsets[j] if offsets else 0.0))
+            value = f32(s - alone - extra - (offsets[j] if offsets else 0.0))
             if value > self.best:
                 start = int(run[1])
                 self.best, self.best_j, self.best_start, self.best_at = value, j, start, period
-                self.best_run = [r9(a - b) for a, b in zip(self.total, self.marks[start], strict=True)]
+                self.best_run = [f32(a - b) for a, b in zip(self.total, self.marks[start], strict=True)]
         live = {int(run[1]) for run in self.runs.values()}
         for p in [p for p in self.marks if p not in live]:
             del self.marks[p]
+
+    def pack(self, out: Packer, with_runs: bool = True) -> None:
+        """The CUSUM at its full size: its shape, its highest point, and (``with_runs``) every
+        alternative's run, zeros for those at zero, each with the prefix sums at its start."""
+        run_width = len(self.total)
+        out.extend([self.width, run_width, float(self.second_opinion)], 3)
+        out.extend([self.best, self.best_j, self.best_start, self.best_at], 4)
+        out.extend(self.best_run, run_width)
+        if not with_runs:
+            return
+        out.extend(self.total, run_width)
+        size = 4 if self.second_opinion else 2
+        for j in range(self.width):
+            run = self.runs.get(j)
+            out.extend(run or [], size)
+            out.extend(self.marks[int(run[1])] if run else [], run_width)
+
+    @classmethod
+    def unpack(cls, data: Unpacker, runs_of: Cusum | None = None) -> Cusum:
+        """A CUSUM :meth:`pack` wrote; without its runs, those of ``runs_of`` (which saw the same
+        increments)."""
+        width, run_width, second = data.take_int(), data.take_int(), bool(data.take_int())
+        best, best_j, best_start, best_at = data.take(), data.take_int(), data.take_int(), data.take_int()
+        best_run = data.take_list(run_width)
+        cusum = cls(
+            width=width, second_opinion=second, total=[0.0] * run_width, best=best, best_j=best_j,
+            best_start=best_start, best_at=best_at, best_run=best_run if best_j >= 0 else [],
+        )  # fmt: skip
+        if runs_of is not None:
+            cusum.total = list(runs_of.total)
+            cusum.runs = {j: list(run) for j, run in runs_of.runs.items()}
+            cusum.marks = {p: list(mark) for p, mark in runs_of.marks.items()}
+            return cusum
+        cusum.total = data.take_list(run_width)
+        size = 4 if second else 2
+        for j in range(width):
+            run, mark = data.take_list(size), data.take_list(run_width)
+            if run[0] > 0.0:
+                cusum.runs[j] = run
+                cusum.marks.setdefault(int(run[1]), mark)
+        return cusum
 
 
 # --------------------------------------------------------------------------- a test's result
@@ -297,7 +330,7 @@ def between_period_variance(estimate: list[float], prior: float) -> float:
 
 
 def push_window(window: list[list[float]], row: list[float], size: int = WINDOW) -> None:
-    window.append([rounded(x) for x in row])
+    window.append([f32(x) for x in row])
     if len(window) > size:
         del window[0]
 
@@ -313,16 +346,23 @@ def shift_increments(d: float, v: float, delta0: float, grid: list[float]) -> li
 
 class ShiftEvidence(_State):
     """A CUSUM whose periods just after a traffic shift are told apart by shape: a cold start
-    decays, a regression persists. Their evidence counts only as far as the first period after
-    them confirms it (nothing until that period is seen)."""
+    decays, a regression persists. Their evidence counts only as far as a later period
+    confirms it (nothing until that period is seen): the first period after them, or, when
+    more than ``capacity`` (the grace periods) await at once because the traffic shifted again
+    meanwhile, the newest one for the oldest."""
 
     cusum: Cusum
+    capacity: int = Field(default=1, ge=1)
     pending: list[tuple[int, list[float], list[float]]] = Field(default_factory=list)
 
     def push(self, period: int, inc: list[float], run_row: list[float], shape: bool, penalty: float,
              settings: JudgeSettings) -> None:  # fmt: skip
         if shape:
-            self.pending.append((period, inc, run_row))
+            if len(self.pending) >= self.capacity:
+                p, inc_p, row_p = self.pending.pop(0)
+                capped = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
+                self.cusum.push(p, capped, settings.horizon_penalty(p), row_p)
+            self.pending.append((period, [f32(x) for x in inc], [f32(x) for x in run_row]))
             return
         for p, inc_p, row_p in self.pending:
             capped = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
@@ -338,6 +378,26 @@ class ShiftEvidence(_State):
         for p, inc_p, row_p in self.pending:
             cusum.push(p, [min(a, 0.0) for a in inc_p], settings.horizon_penalty(p), row_p)
         return cusum
+
+    def pack(self, out: Packer) -> None:
+        self.cusum.pack(out)
+        out.add(self.capacity)
+        out.rows([[p, *inc, *row] for p, inc, row in self.pending], self.capacity, self._row_width)
+
+    @property
+    def _row_width(self) -> int:
+        return 1 + self.cusum.width + len(self.cusum.total)
+
+    @classmethod
+    def unpack(cls, data: Unpacker) -> ShiftEvidence:
+        cusum = Cusum.unpack(data)
+        evidence = cls(cusum=cusum, capacity=data.take_int())
+        width = cusum.width
+        evidence.pending = [
+            (int(row[0]), row[1 : 1 + width], row[1 + width :])
+            for row in data.rows(evidence.capacity, evidence._row_width)
+        ]
+        return evidence
 
 
 def confidence_of(evidence: float, alternatives: int) -> float:
@@ -362,7 +422,25 @@ class RateState(_State):
     cusum: Cusum
     new_mode: Cusum | None = None
     rows: int = 0
-    totals: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # k_c, n_c, k_b, n_b
+
+    @property
+    def totals(self) -> list[float]:
+        """Every period so far: k_c, n_c, k_b, n_b (the CUSUM's running sums)."""
+        return self.cusum.total
+
+    def pack(self, out: Packer) -> None:
+        self.cusum.pack(out)
+        out.add(self.rows)
+        out.add(float(self.new_mode is not None))
+        if self.new_mode is not None:  # the same increments as the CUSUM: only its highest point differs
+            self.new_mode.pack(out, with_runs=False)
+
+    @classmethod
+    def unpack(cls, data: Unpacker) -> RateState:
+        cusum = Cusum.unpack(data)
+        rows = data.take_int()
+        new_mode = Cusum.unpack(data, runs_of=cusum) if data.take_int() else None
+        return cls(kind="rate", cusum=cusum, new_mode=new_mode, rows=rows)
 
 
 class LatencyState(_State):
@@ -381,6 +459,24 @@ class LatencyState(_State):
     wobble: list[float] = Field(default_factory=list)  # the data's estimate: long-run variance, steps
     life: list[float] = Field(default_factory=lambda: [0.0, 0.0])  # every estimate so far: sum m x long-run, sum m
 
+    def pack(self, out: Packer) -> None:
+        self.shift.pack(out)
+        out.add(self.rows)
+        out.extend(self.steady_sums, 6)
+        out.rows(self.steady, WINDOW, 2)
+        out.rows(self.baseline, WINDOW + 1, 2)
+        out.rows([self.wobble] if self.wobble else [], 1, 2)
+        out.extend(self.life, 2)
+
+    @classmethod
+    def unpack(cls, data: Unpacker) -> LatencyState:
+        shift, rows, sums = ShiftEvidence.unpack(data), data.take_int(), data.take_list(6)
+        steady, baseline, wobble = data.rows(WINDOW, 2), data.rows(WINDOW + 1, 2), data.rows(1, 2)
+        return cls(
+            kind="latency", shift=shift, rows=rows, steady_sums=sums, steady=steady, baseline=baseline,
+            wobble=wobble[0] if wobble else [], life=data.take_list(2),
+        )  # fmt: skip
+
 
 class GaugeState(_State):
     """Paired differences with a noise level estimated robustly on the last periods."""
@@ -391,3 +487,16 @@ class GaugeState(_State):
     sums: list[float] = Field(default_factory=lambda: [0.0, 0.0])  # sum canary, sum baseline
     recent: list[list[float]] = Field(default_factory=list)  # last pairs: difference, |baseline|
     waiting: list[list[float]] = Field(default_factory=list)  # the first pairs, before the noise can be told
+
+    def pack(self, out: Packer) -> None:
+        self.shift.pack(out)
+        out.add(self.pairs)
+        out.extend(self.sums, 2)
+        out.rows(self.recent, WINDOW, 2)
+        out.rows(self.waiting, GAUGE_MIN_PAIRS, 3)
+
+    @classmethod
+    def unpack(cls, data: Unpacker) -> GaugeState:
+        shift, pairs, sums = ShiftEvidence.unpack(data), data.take_int(), data.take_list(2)
+        recent, waiting = data.rows(WINDOW, 2), data.rows(GAUGE_MIN_PAIRS, 3)
+        return cls(kind="gauge", shift=shift, pairs=pairs, sums=sums, recent=recent, waiting=waiting)

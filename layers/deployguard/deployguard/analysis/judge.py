@@ -49,12 +49,14 @@ accumulate false alarms.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.analysis.evidence import (
+    GAUGE_MIN_PAIRS,
     WINDOW,
     Cusum,
     GaugeState,
@@ -67,11 +69,10 @@ from deployguard.analysis.evidence import (
     confidence_of,
     pct,
     push_window,
-    r9,
-    rounded,
     shift_increments,
     wobble_estimate,
 )
+from deployguard.analysis.packing import Packer, Unpacker, f32
 from deployguard.analysis.settings import (
     ALTERNATIVES,
     GAUGE_GRID,
@@ -102,7 +103,6 @@ from deployguard.models import (
 )
 
 JUDGE_NAME = "deployguard"
-_GAUGE_MIN_PAIRS = 4  # pairs a gauge needs before its noise can be told
 _UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 
 def _at(values: list[float | None], i: int) -> float | None:
@@ -137,10 +137,12 @@ def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | Latency
         new_mode = Cusum.new(len(grid), 4) if spec.direction == Direction.INCREASE_IS_BAD and len(grid) > 1 else None
         return RateState(kind="rate", cusum=Cusum.new(len(grid), 4), new_mode=new_mode)
     if spec.kind == MetricKind.LATENCY:
-        return LatencyState(kind="latency", shift=ShiftEvidence(cusum=Cusum.new(len(_latency_grid(settings)), 5, True)))
+        cusum = Cusum.new(len(_latency_grid(settings)), 5, True)
+        return LatencyState(kind="latency", shift=ShiftEvidence(cusum=cusum, capacity=max(1, settings.grace_periods)))
     if spec.kind == MetricKind.COUNT:
         return None
-    return GaugeState(kind="gauge", shift=ShiftEvidence(cusum=Cusum.new(len(GAUGE_GRID), 0, True)))
+    cusum = Cusum.new(len(GAUGE_GRID), 0, True)
+    return GaugeState(kind="gauge", shift=ShiftEvidence(cusum=cusum, capacity=max(1, settings.grace_periods)))
 
 
 def _fold_rate(
@@ -183,7 +185,6 @@ def _fold_rate(
     if st.new_mode is not None:
         st.new_mode.push(period, inc, extra, row, _new_mode_offsets(len(grid)))
     st.rows += 1
-    st.totals = [r9(a + b) for a, b in zip(st.totals, row, strict=True)]
 
 
 def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, threshold: float) -> Result:
@@ -280,7 +281,7 @@ def _fold_spread(
         if side == "baseline":
             spreads.pop("canary", None)
         recent = spreads.setdefault(side, [])
-        recent.append(rounded(math.log(hi / lo) / gap / correction))
+        recent.append(f32(math.log(hi / lo) / gap / correction))
         if len(recent) > WINDOW:
             del recent[0]
     for side in ("baseline", "canary"):
@@ -344,8 +345,8 @@ def _fold_latency(
         # the last periods' estimate, or the canary's life-long one when larger: a long canary's
         # sliding estimate dips low now and then by chance, and would read a wobble as a shift
         long_run, m = st.wobble
-        st.life = [r9(st.life[0] + m * long_run), st.life[1] + m]
-        st.wobble = [max(long_run, r9(st.life[0] / st.life[1])), m]
+        st.life = [f32(st.life[0] + m * long_run), f32(st.life[1] + m)]
+        st.wobble = [f32(max(long_run, st.life[0] / st.life[1])), f32(m)]
     v = max(1e-12, s + between_period_variance(st.wobble, prior))
     grid = _latency_grid(settings)
     inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid)
@@ -355,7 +356,7 @@ def _fold_latency(
     if not shape:
         n_, dv, w, ds, w1, w2 = st.steady_sums
         p = 1.0 / s if s > 0 else 0.0  # sampling precision
-        st.steady_sums = [n_ + 1.0, r9(dv + d / v), r9(w + 1.0 / v), r9(ds + d * p), r9(w1 + p), r9(w2 + p * p)]
+        st.steady_sums = [n_ + 1.0, f32(dv + d / v), f32(w + 1.0 / v), f32(ds + d * p), f32(w1 + p), f32(w2 + p * p)]
 
 
 def _sibling_percentile(metrics: dict[str, MetricWindow], spec: MetricSpec) -> MetricSpec | None:
@@ -443,9 +444,9 @@ def _fold_gauge(st: GaugeState, mw: MetricWindow, i: int, period: int, shape: bo
     d = sign * (c - b)
     push_window(st.recent, [d, abs(b)])
     st.pairs += 1
-    st.sums = [r9(st.sums[0] + c), r9(st.sums[1] + b)]
-    st.waiting.append([float(period), d, 1.0 if shape else 0.0])
-    if st.pairs < _GAUGE_MIN_PAIRS:
+    st.sums = [f32(st.sums[0] + c), f32(st.sums[1] + b)]
+    st.waiting.append([float(period), f32(d), 1.0 if shape else 0.0])
+    if st.pairs < GAUGE_MIN_PAIRS:
         return
     level = median([r[1] for r in st.recent])
     diffs = [r[0] for r in st.recent]
@@ -460,7 +461,7 @@ def _fold_gauge(st: GaugeState, mw: MetricWindow, i: int, period: int, shape: bo
 
 
 def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, threshold: float) -> Result:
-    if st.pairs < _GAUGE_MIN_PAIRS:
+    if st.pairs < GAUGE_MIN_PAIRS:
         return Result(spec, "inconclusive", f"{spec.id}: {st.pairs} periods, too few to judge", blocks_healthy=False)
     cusum = st.shift.settled(settings)
     evidence = cusum.best
@@ -484,9 +485,17 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
 MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
 
 
+_STATE_FORMAT = "deployguard-judge-state/2"
+_KINDS: dict[str, type[RateState] | type[LatencyState] | type[GaugeState]] = {
+    "rate": RateState, "latency": LatencyState, "gauge": GaugeState,
+}  # fmt: skip
+_KIND_CODES = {"": 0, "rate": 1, "latency": 2, "gauge": 3}
+
+
 class JudgeState(BaseModel):
-    """The judge's whole sequential state after ``periods`` periods of a canary: small (about
-    3-4 KB as compact JSON for the default Lambda metrics, whatever the canary's age) and serialisable.
+    """The judge's whole sequential state after ``periods`` periods of a canary: serialisable, and of
+    one size from the first period on (about 3.3 KB as compact JSON for the default Lambda metrics;
+    see :meth:`dump`).
 
     Store it with ``state.dump()`` (a JSON-ready dict, e.g. on the deployment's record) and read
     it back with ``JudgeState.load(data)``; pass it to :func:`judge_step` with the periods read
@@ -495,8 +504,9 @@ class JudgeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["deployguard-judge-state/1"]
+    format: Literal["deployguard-judge-state/2"]
     fingerprint: str
+    ids: list[str] = Field(default_factory=list, description="every metric of the window, in order")
     periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")
     shift: int | None = Field(default=None, description="the period of the last traffic shift")
     canary_calls: float = 0.0
@@ -507,15 +517,66 @@ class JudgeState(BaseModel):
     spreads: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
 
     def dump(self) -> dict[str, Any]:
-        """The state as a small JSON-ready dict (defaults left out)."""
-        return self.model_dump(mode="json", exclude_defaults=True) | {"format": self.format}
+        """The state as a small JSON-ready dict of strings: the metrics' ids, and every number
+        packed at its full capacity as float32 in one base64 string (``packing``), so its size
+        does not change with the canary's age. Only ``missing`` (the periods a guarded metric
+        lacked evidence, by reason) is kept as it is, when there were any."""
+        out = Packer()
+        out.extend([self.periods, math.nan if self.shift is None else self.shift, self.canary_calls, self.active], 4)
+        for metric_id in self.ids:
+            st = self.metrics.get(metric_id)
+            out.add(self.present.get(metric_id, 0))
+            out.add(_KIND_CODES[st.kind if st is not None else ""])
+            if st is not None:
+                st.pack(out)
+        for sides in self.spreads.values():
+            for side in ("baseline", "canary"):
+                out.rows([[x] for x in sides.get(side, [])], WINDOW, 1)
+        dumped: dict[str, Any] = {
+            "format": self.format, "fingerprint": self.fingerprint, "metrics": list(self.ids),
+            "spreads": list(self.spreads), "data": out.text(),
+        }  # fmt: skip
+        if self.missing:
+            dumped["missing"] = {k: v.model_dump(mode="json", exclude_defaults=True) for k, v in self.missing.items()}
+        return dumped
 
     @classmethod
     def load(cls, data: dict[str, Any] | str | bytes) -> JudgeState:
-        """A state from :meth:`dump`'s dict (or its JSON text)."""
+        """A state from :meth:`dump`'s dict (or its JSON text); ValueError naming the field when
+        it is not one."""
         if isinstance(data, str | bytes):
-            return cls.model_validate_json(data)
-        return cls.model_validate(data)
+            data = json.loads(data)
+        if not isinstance(data, dict):
+            raise ValueError("judge state: expected an object")
+        if data.get("format") != _STATE_FORMAT:
+            raise ValueError(f"format: expected {_STATE_FORMAT!r}, got {data.get('format')!r}")
+        for key in ("fingerprint", "data"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"{key}: expected a string")
+        ids, spread_keys = data.get("metrics"), data.get("spreads")
+        for key, value in (("metrics", ids), ("spreads", spread_keys)):
+            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                raise ValueError(f"{key}: expected a list of strings")
+        assert isinstance(ids, list) and isinstance(spread_keys, list)
+        packed = Unpacker(data["data"])
+        state = cls(
+            format=_STATE_FORMAT, fingerprint=data["fingerprint"], ids=ids, periods=packed.take_int(),
+            shift=packed.take_optional_int(), canary_calls=packed.take(), active=packed.take_int(),
+            missing={k: Missing.model_validate(v) for k, v in (data.get("missing") or {}).items()},
+        )  # fmt: skip
+        kinds = {code: kind for kind, code in _KIND_CODES.items()}
+        for metric_id in ids:
+            state.present[metric_id] = packed.take_int()
+            kind = kinds.get(packed.take_int())
+            if kind is None:
+                raise ValueError(f"data: unknown kind of metric {metric_id!r}")
+            if kind:
+                state.metrics[metric_id] = _KINDS[kind].unpack(packed)
+        for key in spread_keys:
+            sides = {side: [row[0] for row in packed.rows(WINDOW, 1)] for side in ("baseline", "canary")}
+            state.spreads[key] = {side: values for side, values in sides.items() if values}
+        packed.done()
+        return state
 
 
 def _fingerprint(settings: JudgeSettings, metrics: dict[str, MetricWindow]) -> str:
@@ -573,7 +634,7 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
     if counts is not None:
         calls = _at(counts.canary, i)
         if calls:
-            state.canary_calls = r9(state.canary_calls + calls)
+            state.canary_calls = f32(state.canary_calls + calls)
             state.active += 1
     sigmas: dict[str, float | None] = {}
     for mw in metrics.values():
@@ -663,11 +724,14 @@ def _advance(
     metrics = _resolved(window)
     fingerprint = _fingerprint(settings, metrics)
     if state is None:
-        state = JudgeState(format="deployguard-judge-state/1", fingerprint=fingerprint)
+        state = JudgeState(format=_STATE_FORMAT, fingerprint=fingerprint, ids=list(metrics))
         for mw in metrics.values():
+            state.present[mw.spec.id] = 0
             new = _new_state(mw.spec, settings)
             if new is not None:
                 state.metrics[mw.spec.id] = new
+            if mw.spec.kind == MetricKind.LATENCY and _sibling_pair(metrics, mw.spec) is not None:
+                state.spreads.setdefault(f"{mw.spec.namespace}/{mw.spec.name}", {})
     elif state.fingerprint != fingerprint:
         raise JudgeStateError(
             "the judge state was built with other settings or metrics: judge the whole window again (state=None)"
