@@ -578,8 +578,14 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
     """One configuration: CYCLES consecutive minute ticks (and their shards), per deployment per cycle."""
     with capturing_logs() as logs, EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC), quiet=False) as aws:
         assert aws.clock is not None
-        seed_loop(deployments, age_minutes, monitored, seed)
-        seed_ended(aws, ended, seed)
+        gc.disable()  # setup only: full passes over a store that grows to N x age items made seeding quadratic
+        try:
+            seed_loop(deployments, age_minutes, monitored, seed)
+            seed_ended(aws, ended, seed)
+        finally:
+            gc.enable()
+        gc.collect()
+        gc.freeze()
         assessed = 0
         canary_looks = 0
         deferred = 0
