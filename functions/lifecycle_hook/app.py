@@ -7,12 +7,13 @@ raises; CodeDeploy is never left waiting on a crash."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from deployguard.hooks.lifecycle import LifecycleHook, answer_without_setup
 from deployguard.workflows import runtime
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -105,6 +105,7 @@ JUDGE_NAME = "deployguard"
 _GAUGE_MIN_PAIRS = 4  # pairs a gauge needs before its noise can be told
 _UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 
+
 def _at(values: list[float | None], i: int) -> float | None:
     return values[i] if 0 <= i < len(values) else None
 

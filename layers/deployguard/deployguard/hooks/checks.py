@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -24,9 +24,11 @@ from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MetricsReader, canary_queries
 from deployguard.exceptions import ConfigError, MetricsConfigError, ValidationCheckError
-from deployguard.hooks.settings import CheckSettings
 from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
 from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, open_tcp
+
+if TYPE_CHECKING:
+    from deployguard.hooks.settings import CheckSettings
 
 CheckStatus = Literal["passed", "failed", "warned"]
 Sleep = Callable[[float], None]

@@ -25,15 +25,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from deployguard import clock
-from deployguard.alerts.engine import AlertEngine
 from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
-from deployguard.aws.events import EventPublisher
-from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import ConflictError, TrafficShiftError
 from deployguard.hooks.answers import HookAnswers
 from deployguard.models import (
@@ -50,7 +47,12 @@ from deployguard.models import (
     Strategy,
     deployment_statistics,
 )
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import DeployGuardConfig
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:deployment-recorder"
 DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
