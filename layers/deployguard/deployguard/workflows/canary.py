@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError
 
 from deployguard import clock
-from deployguard.aws.cloudwatch import MetricsReader
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
 from deployguard.hooks.checks import CheckContext, Sleep, run_check
@@ -53,6 +52,7 @@ from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
+    from deployguard.aws.cloudwatch import MetricsReader
     from deployguard.aws.events import EventPublisher
     from deployguard.config import DeployGuardConfig, ServiceConfig
     from deployguard.storage.repository import DeploymentRepository
@@ -111,7 +111,7 @@ class CanaryController:
         self.config = config
         self.repository = repository
         self.publisher = publisher
-        self.reader = reader or MetricsReader()
+        self.reader = reader  # CloudWatch: built by the first Assess task
         self.alerts = alerts
         self.local_mode = local_mode  # the pre-traffic checks' outbound rules (loopback only locally)
         self.sleep = sleep  # between check retries
@@ -293,6 +293,10 @@ class CanaryController:
         from deployguard.analysis.judge import judge_canary
         from deployguard.workflows.assessment import assessment_from_verdict
 
+        if self.reader is None:
+            from deployguard.aws.cloudwatch import MetricsReader
+
+            self.reader = MetricsReader()
         deployment = self.repository.get_deployment(state.deployment_id)
         if deployment.status.is_terminal:  # ended elsewhere (remediation, a person): stop here
             return state.model_copy(update={"next": "done", "decision": deployment.decision})

@@ -32,7 +32,6 @@ from pydantic import ConfigDict, Field
 from deployguard import clock
 from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
 from deployguard.exceptions import ConflictError, TrafficShiftError
-from deployguard.hooks.answers import HookAnswers
 from deployguard.models import (
     Deployment,
     DeploymentEvent,
@@ -272,6 +271,8 @@ class DeploymentRecorder:
 
     def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
         """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died."""
+        from deployguard.hooks.answers import HookAnswers  # the schedule's sweep only, not a state change's cold start
+
         finished = []
         seconds_left = (lambda: remaining_ms() / 1000.0) if remaining_ms is not None else None
         for settled in HookAnswers(self.repository, self.codedeploy).sweep(seconds_left=seconds_left):
