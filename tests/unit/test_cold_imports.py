@@ -36,6 +36,8 @@ NEVER_AT_IMPORT = {
     "deployguard.remediation.executor",
     "deployguard.remediation.actions",
     "deployguard.remediation.store",
+    "deployguard.aws.ecs",  # ECS deployments only
+    "deployguard.aws.elbv2",
 }
 # the minute tick judges on every run: deployguard.workflows.assessor imports the judge and the configuration
 JUDGES_EVERY_RUN = {"assessor", "assessor_shard"}
@@ -47,6 +49,7 @@ NOT_BEFORE_FIRST_USE = {
     "deployguard.analysis.judge",
     "deployguard.analysis.evidence",
     "deployguard.workflows.assessment",
+    "deployguard.aws.cloudwatch",
 }
 
 
