@@ -28,7 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             runtime.repository(),
             runtime.publisher(),
             local_mode=runtime.environment().local_mode,
-            alerts=runtime.alert_engine(),
+            alert_engine=runtime.alert_engine,  # built only when the hook raises an alert
         )
     except Exception as exc:  # no configuration, no table: still answer CodeDeploy, Failed, rather than never
         logger.exception("lifecycle hook cannot start")

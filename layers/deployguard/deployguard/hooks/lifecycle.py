@@ -146,7 +146,7 @@ class LifecycleHook:
         *,
         local_mode: bool = False,
         sleep: Sleep = clock.sleep,
-        alerts: AlertEngine | None = None,
+        alert_engine: Callable[[], AlertEngine] | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -155,7 +155,9 @@ class LifecycleHook:
         self.local_mode = local_mode
         self.sleep = sleep
         self.answers = HookAnswers(repository, self.codedeploy, sleep=sleep)
-        self.alerts = alerts  # validation failures raise alerts (canary-issue: incident, paging)
+        # validation failures and warnings raise alerts (canary-issue: incident, paging); the engine is
+        # asked for only then, so a hook that passes never builds it (nor imports it: cold start)
+        self.alert_engine = alert_engine
 
     # ------------------------------------------------------------------ entry
 
@@ -453,8 +455,16 @@ class LifecycleHook:
         self.publisher.publish(event)
         self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
                               event_id=event.event_id)  # fmt: skip
-        if self.alerts is not None:
-            self.alerts.guarded(deployment.deployment_id, ACTOR, kind.value, self.alerts.on_event, event, deployment)
+        if self.alert_engine is None:
+            return
+        try:
+            alerts = self.alert_engine()
+        except Exception as exc:  # alerting never fails the hook's own work
+            logger.exception("alert engine unavailable", extra={"deployment_id": deployment.deployment_id})
+            self.repository.audit(deployment.deployment_id, "alerting_failed", ACTOR,
+                                  f"{kind.value}: alert engine unavailable: {type(exc).__name__}: {exc}")  # fmt: skip
+            return
+        alerts.guarded(deployment.deployment_id, ACTOR, kind.value, alerts.on_event, event, deployment)
 
 
 def answer_without_setup(
