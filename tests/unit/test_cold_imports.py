@@ -92,3 +92,11 @@ def test_the_xray_sdk_is_imported_when_lambda_traces_the_function() -> None:
         "lifecycle_hook", AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:2000", POWERTOOLS_TRACE_DISABLED="true"
     )
     assert "aws_xray_sdk" not in disabled
+
+
+def test_the_functions_skip_pydantic_plugin_discovery() -> None:
+    """No pydantic plugin is used; without this the first model built reads every distribution's entry points."""
+    from deployguard_local.template import Stack
+
+    variables = Stack.load(ROOT).template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
