@@ -53,16 +53,12 @@ NOT_BEFORE_FIRST_USE = {
 }
 
 
-def _lambda_environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY_", "_X_AMZN_", "POWERTOOLS_TRACE"))}
-    return {**env, "PYTHONPATH": os.pathsep.join((str(LAYER), "")), **extra}
-
-
 def modules_after_import(handler: str, **extra_env: str) -> set[str]:
-    """The modules loaded by ``import app`` of functions/<handler>, in a fresh interpreter."""
+    """The modules loaded by ``import app`` of functions/<handler>, in a fresh interpreter whose
+    path is Lambda's (the layer, the function's folder); not traced unless ``extra_env`` says so."""
     folder = ROOT / "functions" / handler
-    env = _lambda_environment(**extra_env)
-    env["PYTHONPATH"] = os.pathsep.join((str(LAYER), str(folder)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY_", "_X_AMZN_", "POWERTOOLS_TRACE"))}
+    env |= {"PYTHONPATH": os.pathsep.join((str(LAYER), str(folder))), **extra_env}
     code = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
