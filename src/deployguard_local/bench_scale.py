@@ -373,6 +373,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
 
 def cold_imports(repeats: int = 5) -> dict[str, Any]:
     """CPU time of each handler's import in a fresh interpreter, against ``import boto3`` alone."""
+
     def cpu_of(code: str, path: str = "") -> float:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "layers" / "deployguard"), path) if p))
         samples = []
@@ -419,12 +420,12 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, flo
     services = max(1, math.ceil(deployments_per_day / a["deployments_per_service_per_day"]))
     per_service = deployments_per_day / services
     alias_looks = services * service_looks_per_day(per_service) * a["days_per_month"]
-    metrics = (canary_looks * run["metrics_per_canary_look"] + alias_looks * run["alias_metrics_per_service_look"])
+    metrics = canary_looks * run["metrics_per_canary_look"] + alias_looks * run["alias_metrics_per_service_look"]
     getmetricdata = metrics * a["getmetricdata_usd_per_1000_metrics"] / 1000
     reads = looks * run["dynamodb_kb_per_deployment"] / a["dynamodb_read_unit_kb"]
     # TransactWriteItems: two write units per KB of each item (assessment and record)
     writes = looks * 2 * math.ceil(run["dynamodb_kb_written_per_deployment"] / a["dynamodb_write_unit_kb"])
-    dynamodb = (reads * a["dynamodb_usd_per_million_read_units"] + writes * a["dynamodb_usd_per_million_write_units"])
+    dynamodb = reads * a["dynamodb_usd_per_million_read_units"] + writes * a["dynamodb_usd_per_million_write_units"]
     cpu_seconds = looks * run["cpu_ms_per_deployment"] / 1000 + a["ticks_per_month"] * 0.2
     lambda_usd = cpu_seconds * a["function_memory_gb"] * a["lambda_usd_per_gb_second"]
     lambda_usd += a["ticks_per_month"] * 2 * a["lambda_usd_per_million_requests"] / 1e6
