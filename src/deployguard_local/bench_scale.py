@@ -663,6 +663,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
 
 def cold_imports(repeats: int = 5) -> dict[str, Any]:
     """CPU time of each handler's import in a fresh interpreter, against ``import boto3`` alone."""
+
     def cpu_of(code: str, path: str = "") -> float:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "layers" / "deployguard"), path) if p))
         samples = []

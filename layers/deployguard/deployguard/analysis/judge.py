@@ -105,6 +105,7 @@ from deployguard.models import (
 JUDGE_NAME = "deployguard"
 _UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 
+
 def _at(values: list[float | None], i: int) -> float | None:
     return values[i] if 0 <= i < len(values) else None
 
