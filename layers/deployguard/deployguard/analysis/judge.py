@@ -103,6 +103,7 @@ from deployguard.models import (
 )
 
 JUDGE_NAME = "deployguard"
+_MIN_DOF, _MAX_DOF = 3.0, 30.0  # degrees of freedom of the latency noise's t reference
 _UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 
 def _at(values: list[float | None], i: int) -> float | None:
@@ -122,20 +123,27 @@ def _rate_grid(spec: MetricSpec, settings: JudgeSettings) -> tuple[float, list[f
     return theta0, [1.0 - g for g in RATE_DROP_GRID if 1.0 - g < theta0]
 
 
-def _new_mode_offsets(width: int) -> list[float]:
-    """A weighted union bound over the alternatives: the largest relative risk (the canary failing
-    where the baseline does not: a new failure mode) gets 30% of the false-alarm budget, so a
-    few events against none are tested nearly exactly (10 against 0 at equal traffic: p 0.001
-    in a fixed-size test); the others share the rest."""
-    weights = [0.7 / (width - 1)] * (width - 1) + [0.3]
+def _rate_offsets(spec: MetricSpec, width: int, restarts: int) -> list[float] | None:
+    """The rate test's false-alarm budget over its alternatives, a weighted union bound: where more
+    events are bad, the largest relative risk (the canary failing where the baseline does not: a
+    new failure mode) gets 30% of it, so a few events against none are tested nearly exactly
+    (10 against 0 at equal traffic: p 0.001 in a fixed-size test); the others share the rest.
+    One test, one budget: the weights sum to 1 (None: the even split the threshold assumes).
+
+    A new failure mode's run (canary events, none of the baseline's) can begin only at the
+    start or after a period in which the baseline had events: each of those ``restarts`` is one
+    more place such a run may start by chance, and its share of the budget is split over them
+    (a scan over the canary's events, not one test). A baseline without errors costs nothing."""
+    if spec.direction != Direction.INCREASE_IS_BAD or width < 2:
+        return None
+    weights = [0.7 / (width - 1)] * (width - 1) + [0.3 / (1.0 + restarts)]
     return [math.log(1.0 / w) - math.log(ALTERNATIVES) for w in weights]
 
 
 def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | LatencyState | GaugeState | None:
     if spec.kind == MetricKind.RATE_COUNT:
         _, grid = _rate_grid(spec, settings)
-        new_mode = Cusum.new(len(grid), 4) if spec.direction == Direction.INCREASE_IS_BAD and len(grid) > 1 else None
-        return RateState(kind="rate", cusum=Cusum.new(len(grid), 4), new_mode=new_mode)
+        return RateState(kind="rate", cusum=Cusum.new(len(grid), 4))
     if spec.kind == MetricKind.LATENCY:
         cusum = Cusum.new(len(_latency_grid(settings)), 5, True)
         return LatencyState(kind="latency", shift=ShiftEvidence(cusum=cusum, capacity=max(1, settings.grace_periods)))
@@ -181,10 +189,10 @@ def _fold_rate(
         inc = [scale * (kc * math.log(t / theta0) + k * math.log(base / (t * r + 1.0))) for t in grid]
     row = [kc, nc, kb, nb]
     extra = settings.horizon_penalty(period)
-    st.cusum.push(period, inc, extra, row)
-    if st.new_mode is not None:
-        st.new_mode.push(period, inc, extra, row, _new_mode_offsets(len(grid)))
+    st.cusum.push(period, inc, extra, row, _rate_offsets(spec, len(grid), st.restarts))
     st.rows += 1
+    if kb > 0:
+        st.restarts += 1
 
 
 def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, threshold: float) -> Result:
@@ -192,9 +200,6 @@ def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, thres
         return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions")
     bad_up = spec.direction == Direction.INCREASE_IS_BAD
     best = st.cusum
-    mode = st.new_mode
-    if mode is not None and mode.best > best.best and mode.best_j == mode.width - 1 and mode.best_run[2] == 0:
-        best = mode  # the baseline had no event at all in the run: a new failure mode
     evidence = best.best
     tot = st.totals
     rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
@@ -349,7 +354,10 @@ def _fold_latency(
         st.wobble = [f32(max(long_run, st.life[0] / st.life[1])), f32(m)]
     v = max(1e-12, s + between_period_variance(st.wobble, prior))
     grid = _latency_grid(settings)
-    inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid)
+    # the noise is estimated from few periods: weigh the period against a Student t with as many
+    # degrees of freedom as steps tell the estimate (heavy tails while young, near normal later)
+    dof = min(_MAX_DOF, max(_MIN_DOF, st.wobble[1] if st.wobble else 0.0))
+    inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid, dof)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
                   settings.horizon_penalty(period), settings)  # fmt: skip
     st.rows += 1
@@ -681,8 +689,12 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
 
 
 def _results(
-    state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float
+    state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float | None = None
 ) -> list[Result]:
+    # the canary's false-alarm budget is split evenly over the metric tests (Bonferroni)
+    tests = max(1, len(state.metrics))
+    if threshold is None:
+        threshold = settings.threshold_for(tests)
     optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
     results: list[Result] = []
     for mw in metrics.values():
@@ -698,6 +710,8 @@ def _results(
             result = _latency_result(st, spec, metrics, settings, threshold)
         elif isinstance(st, GaugeState):
             result = _gauge_result(st, spec, settings, threshold)
+        if result is not None and result.status == "fail":
+            result.confidence = confidence_of(result.evidence, ALTERNATIVES * tests)
         optional = spec.optional or spec.id in optional_ids
         gaps = state.missing.get(spec.id)
         missing = [] if optional or gaps is None else gaps.problems()
@@ -755,7 +769,7 @@ def _advance(
 def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: float | None = None) -> list[Result]:
     """Every judged metric's test result (the judge's working, exposed for tuning and tests)."""
     state, metrics = _advance(None, window, settings, 0)
-    return _results(state, metrics, settings, settings.threshold if threshold is None else threshold)
+    return _results(state, metrics, settings, threshold)
 
 
 def judge_step(
@@ -790,7 +804,7 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
 
 def _verdict(state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings) -> Verdict:
     n = state.periods
-    results = _results(state, metrics, settings, settings.threshold)
+    results = _results(state, metrics, settings)
     counts = _count_metric(metrics)
     # evidence: canary traffic
     if counts is not None:
