@@ -19,18 +19,20 @@ noise estimates look back over the last ``WINDOW`` periods. How each kind of met
   traffic spike) cancels out. For a grid of harmful relative risks a one-sided
   CUSUM (Page's test, the repeated sequential probability ratio test) of
   "theta = harmful" against "theta = the smallest change that matters" runs over all
-  periods; the canary fails when one crosses a threshold set from the confidence.
-  Looking every period does not inflate false alarms: the CUSUM is built to be
-  looked at after every observation.
+  periods; their likelihood ratios are mixed with weights that sum to one (the
+  largest, a new failure mode, gets 30%, split over the places such a run could
+  start), and the canary fails when the mixture crosses a threshold set from the
+  confidence. The CUSUM is built to be looked at after every observation.
 - **latency percentiles**: the paired log-difference canary minus baseline in each
   period, whose noise is that of a sample quantile of n draws (known from the
   percentile, the traffic of each version and the spread of the distribution, read
   from the baseline's own p50/p99) plus each version's own wobble between periods,
   estimated from the data (both versions' own period-to-period steps over the last
   periods, robustly, with their memory and rare spikes, and a prior that fades as the
-  periods add up). A
-  median is read from one invocation; a p99 with too few invocations per period is
-  judged through the p50 of the same metric. The same CUSUM runs on it, with no cap:
+  periods add up), each period weighed against a Student t with as many degrees of
+  freedom as steps tell that estimate (a young estimate's spikes weigh as the log of
+  their size). A median is read from one invocation; a p99 with too few invocations per
+  period is judged through the p50 of the same metric. The same CUSUM runs on it, with no cap:
   a period's evidence counts up to twice the next largest of its run (one odd minute
   cannot fail a release alone, a confirmed one fails it at once).
 - **gauges**: paired differences with a noise level estimated robustly from the
@@ -41,9 +43,10 @@ never healthy; so is one whose guarded metric is missing (a CloudWatch error sta
 or no datapoint in a period its version was invoked: missing, never zero) unless the
 metric is ``optional``. Just after a traffic shift, latency and gauge evidence is told
 apart by shape: it counts only as far as the first period after the grace periods
-confirms it (a cold start decays, a regression persists). Beyond ``horizon_periods``
-the threshold grows with the log of the canary's length, so a long canary does not
-accumulate false alarms.
+confirms it (a cold start decays, a regression persists). The confidence is the
+canary's, not each metric's: its false-alarm budget is split evenly over the metric tests
+judged at once (``JudgeSettings.threshold_for``). Beyond ``horizon_periods`` the threshold
+grows with the log of the canary's length, so a long canary does not accumulate false alarms.
 """
 
 from __future__ import annotations
@@ -502,7 +505,7 @@ _KIND_CODES = {"": 0, "rate": 1, "latency": 2, "gauge": 3}
 
 class JudgeState(BaseModel):
     """The judge's whole sequential state after ``periods`` periods of a canary: serialisable, and of
-    one size from the first period on (about 3.3 KB as compact JSON for the default Lambda metrics;
+    one size from the first period on (about 3.2 KB as compact JSON for the default Lambda metrics;
     see :meth:`dump`).
 
     Store it with ``state.dump()`` (a JSON-ready dict, e.g. on the deployment's record) and read
