@@ -4,15 +4,17 @@ The logic is in deployguard.workflows.assessor."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser.models import SqsModel
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard.aws.shards import Shard
 from deployguard.inbound import parse_event
 from deployguard.workflows import runtime
 from deployguard.workflows.assessor import AssessorRun, run_shard
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

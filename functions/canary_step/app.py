@@ -3,14 +3,16 @@ assess, promote, rollback, notify). The logic is in deployguard.workflows.canary
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard.inbound import parse_event
 from deployguard.workflows import runtime
 from deployguard.workflows.canary import CanaryTask, run_task
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

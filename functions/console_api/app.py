@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard.console_api import app, error_response, handle
 from deployguard.exceptions import NotFoundError
 from deployguard.workflows import runtime
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 STATIC = Path(__file__).resolve().parent / "static"

@@ -7,12 +7,13 @@ raises; CodeDeploy is never left waiting on a crash."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from deployguard.hooks.lifecycle import LifecycleHook, answer_without_setup
 from deployguard.workflows import runtime
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 
@@ -27,7 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             runtime.repository(),
             runtime.publisher(),
             local_mode=runtime.environment().local_mode,
-            alerts=runtime.alert_engine(),
+            alert_engine=runtime.alert_engine,  # built only when the hook raises an alert
         )
     except Exception as exc:  # no configuration, no table: still answer CodeDeploy, Failed, rather than never
         logger.exception("lifecycle hook cannot start")

@@ -3,14 +3,16 @@ flushes digests). The logic is in deployguard.workflows.notification_router."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from deployguard.workflows import notification_router
 from deployguard.workflows.notification_router import reset, router
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # the layer logs through logging.getLogger("deployguard.…"), children of this logger
 logger = Logger(service="deployguard")

@@ -3,13 +3,15 @@ person's answer resumes, then run the approved action. The logic is in deploygua
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.inbound import parse_event
 from deployguard.workflows import runtime
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -5,11 +5,10 @@ summaries (EventBridge schedules). The logic is in deployguard.reporting.writer.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SnsModel
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from deployguard import clock
@@ -18,6 +17,9 @@ from deployguard.models import DeploymentEvent, EventType
 from deployguard.readmodels import DeploymentReader
 from deployguard.reporting.writer import ENDING_EVENTS, ReportWriter
 from deployguard.workflows import runtime
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 

@@ -9,16 +9,26 @@ source. After one warm-up tick (the previous look, as the loop leaves the record
 consecutive simulated minutes it counts, with a botocore ``before-call``
 handler on every client, the AWS calls the guard makes by operation (the emulator's own
 Lambda ``Invoke`` and the SQS poller's ``ReceiveMessage``/``DeleteMessageBatch`` are not the
-guard's), the KB of DynamoDB read responses, GetMetricData calls against ceil(queries/500),
-and the client CPU of the cycle (thread CPU time less the time spent inside AWS calls, which
-here is moto's work). A fresh interpreter per handler measures its cold import against
+guard's), the KB of DynamoDB read responses and the read and write units DynamoDB would bill
+(item sizes as it counts them), GetMetricData calls against ceil(queries/500) of the canary
+reads and of the monitoring reads (never mixed in a call: a call's time range is shared) and the
+datapoints of the largest answer (AWS pages past 100,800), the functions' log bytes and EMF
+metrics, and the guard's client CPU of the cycle (:class:`CpuSplit`: the exclusive thread CPU time of the
+guard's handler invocations, less the time moto's server side takes inside them, which runs
+in-process here: every emulated AWS call is answered by moto's ``BotocoreStubber.process_request``,
+and a Lambda Invoke's handler runs inside that call). A fresh interpreter per handler measures its cold import against
 ``import boto3`` alone (CPU time, median of five). The monthly cost estimate is computed from
 the measured run at 1,000 deployments and the assumptions printed with it.
+
+The starting state (records, history, a day of metrics) is written straight into moto's stores
+(:class:`DirectSeed`), the same items the boto3 calls would store: that was most of an N=1,000
+configuration's time. What is measured goes through boto3 and the real functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -28,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,48 +72,153 @@ FUNCTIONS = 20  # distinct guarded functions the deployments belong to (metrics 
 CYCLES = 2
 NOT_THE_GUARDS = {("lambda", "Invoke"), ("sqs", "ReceiveMessage"), ("sqs", "DeleteMessageBatch")}
 DYNAMODB_READS = {"Query", "GetItem", "BatchGetItem", "Scan", "TransactGetItems"}
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 LAMBDA_CONTROL_PLANE = "lambda"
 
-# prices (us-east-1, on demand) and how a deployment is watched: the estimate's assumptions
+# prices (us-east-1, on demand) and how deployments are watched: the estimate's assumptions; what one
+# look costs (metrics, DynamoDB units, CPU, AWS calls, log bytes) is measured by this bench
 ASSUMPTIONS: dict[str, Any] = {
     "getmetricdata_usd_per_1000_metrics": 0.01,
     "dynamodb_usd_per_million_read_units": 0.125,
     "dynamodb_usd_per_million_write_units": 0.625,
-    "dynamodb_read_unit_kb": 4,
-    "dynamodb_write_unit_kb": 1,
     "lambda_usd_per_gb_second": 0.0000166667,
     "lambda_usd_per_million_requests": 0.20,
     "sqs_usd_per_million_requests": 0.40,
-    "function_memory_gb": 0.5,
+    "sns_usd_per_million_publishes": 0.50,
+    "eventbridge_usd_per_million_custom_events": 1.00,
+    "stepfunctions_usd_per_1000_transitions": 0.025,
+    "cloudwatch_usd_per_custom_metric_month": 0.30,
+    "cloudwatch_logs_usd_per_gb": 0.50,
+    "function_memory_mb": 512,
+    "lambda_memory_mb_per_vcpu": 1769,
+    "aws_call_latency_ms": {"dynamodb": 8, "cloudwatch": 150, "codedeploy": 40, "sqs": 15, "sns": 20, "other": 30},
     "canary_minutes_per_deployment": 10,
-    "monitoring_assessments_per_deployment": 200,
     "deployments_per_service_per_day": 10,
     "days_per_month": 30,
     "ticks_per_month": 43200,
+    "tick_fixed_ms": 200,
+    "sns_publishes_per_deployment": 4,
+    "stepfunctions_share_of_deployments": 0.0,
+    "stepfunctions_transitions_per_deployment": 40,
     "measured_at_deployments": 1000,
-    "note": "canary assessments every minute for the canary's minutes, each reading both versions' metrics "
-    "(metrics_per_canary_look, measured); post-deployment monitoring on its schedule (60 looks in the first hour, "
-    "72 in the next 6 hours, 68 until 24 hours) per deployment, each an assessment written; its metrics read at "
-    "the alias (alias_metrics_per_service_look, measured), once per service in a minute any of its deployments "
-    "is due (services = deployments a day / deployments_per_service_per_day, deployments evenly spread over the "
-    "day: service_looks_per_day); DynamoDB KB read and written, and client CPU per assessment measured by this "
-    "bench (per deployment per cycle at age 120); one minute tick a minute (lock, one LOOP Query, alert tick) "
-    "on top; CloudWatch Logs, X-Ray and SNS deliveries left out",
+    "note": "canary: an assessment a minute for the canary's minutes, each reading both versions' metrics "
+    "(metrics_per_canary_look, measured); post-deployment monitoring on its schedule (monitoring_looks_per_deployment, "
+    "from deployguard.analysis.schedule) per deployment, each an assessment written; its metrics read at the alias "
+    "(alias_metrics_per_service_look, measured), once per service in a minute any of its deployments is due on the "
+    "service's grid (deployguard.workflows.monitoring.look_due; services = deployments a day / "
+    "deployments_per_service_per_day, deployments evenly spread over the day: service_looks_per_day); DynamoDB read "
+    "and write units (item sizes as DynamoDB counts them, transactions twice, each index write), guard CPU, AWS "
+    "calls and log bytes per assessment measured by this bench (per deployment per cycle at age 120); Lambda "
+    "billed for the CPU stretched to the memory's vCPU share plus the AWS calls' latency (assumed, per service); "
+    "one tick a minute on top; verdict metrics (EMF, one set per service, measured names) billed for the hours a "
+    "service has a canary; SNS publishes per deployment assumed; the bench's deployments are CodeDeploy-driven "
+    "(no Step Functions), a share driven by the canary state machine is an assumption; X-Ray left out (off)",
 }
+
+
+def attribute_bytes(value: dict[str, Any]) -> int:
+    """The size DynamoDB bills for one attribute value (wire format, e.g. ``{"S": "..."}``)."""
+    ((kind, v),) = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        digits = v.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + attribute_bytes(x) for x in v)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + attribute_bytes(x) for k, x in v.items())
+    return sum(attribute_bytes({kind[0]: x}) for x in v)  # SS, NS, BS
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: attribute names and values."""
+    return sum(len(name.encode()) + attribute_bytes(value) for name, value in item.items())
+
+
+def write_kind(operation: str, body: dict[str, Any]) -> str:
+    """The look a write is for: an assessment's transaction by the record it writes, else ``other``."""
+    if operation == "TransactWriteItems":
+        kinds = {look_kind(e["Put"]["Item"]) for e in body["TransactItems"] if "Put" in e} - {"other"}
+        return kinds.pop() if len(kinds) == 1 else "other"
+    return "other"
+
+
+def write_units(operation: str, body: dict[str, Any]) -> int:
+    """Write units of one DynamoDB write request: 1 KB units per item, twice in a transaction, and one
+    more write of the item per index it is projected into (gsi1, gsi2: projection ALL), two for gsi1
+    when its key is a due time that moves with each write (a monitored or ended deployment)."""
+
+    def of_item(item: dict[str, Any], transactional: bool) -> int:
+        units = math.ceil(item_bytes(item) / 1024)
+        moving = not item.get(keys.GSI1_SK, {}).get("S", keys.ALWAYS).startswith(keys.ALWAYS)
+        indexes = (keys.GSI2_PK in item) + (keys.GSI1_PK in item) * (2 if moving else 1)
+        return units * (2 if transactional else 1) + units * indexes
+
+    if operation == "PutItem":
+        return of_item(body["Item"], False)
+    if operation == "BatchWriteItem":
+        return sum(of_item(r["PutRequest"]["Item"], False) if "PutRequest" in r else 1
+                   for requests in body["RequestItems"].values() for r in requests)  # fmt: skip
+    if operation == "TransactWriteItems":
+        return sum(of_item(e["Put"]["Item"], True) if "Put" in e else 2 for e in body["TransactItems"])
+    return 1  # UpdateItem, DeleteItem: small items here (leases, counters)
+
+
+def look_kind(item: dict[str, Any]) -> str:
+    """Which look an item is read or written for: ``canary`` (an active deployment's record),
+    ``monitoring`` (a monitored one's) or ``other`` (leases, events, incidents, ended deployments)."""
+    kind = keys.loop_kind(item[keys.GSI1_SK]["S"]) if keys.GSI1_SK in item else None
+    return {keys.ACTIVE: "canary", keys.MONITORING: "monitoring"}.get(kind or "", "other")
+
+
+def read_units(operation: str, parsed: dict[str, Any], consistent: bool) -> dict[str, float]:
+    """Read units of one DynamoDB read response by look kind: a Query by the sum of its items' sizes
+    (shared by size), the others per item, 4 KB units, half a unit for an eventually consistent read
+    (every index Query)."""
+    factor = 1.0 if consistent else 0.5
+    units: dict[str, float] = defaultdict(float)
+    if operation in ("Query", "Scan"):
+        sizes = [(look_kind(i), item_bytes(i)) for i in parsed.get("Items", [])]
+        total = sum(size for _, size in sizes)
+        paid = factor * max(1, math.ceil(total / 4096))
+        for kind, size in sizes:
+            units[kind] += paid * size / total
+        if not sizes:
+            units["other"] += paid
+    elif operation == "GetItem":
+        item = parsed.get("Item") or {}
+        units[look_kind(item)] += factor * max(1, math.ceil(item_bytes(item) / 4096))
+    elif operation == "BatchGetItem":
+        for found in parsed.get("Responses", {}).values():
+            for item in found:
+                units[look_kind(item)] += factor * max(1, math.ceil(item_bytes(item) / 4096))
+    elif operation == "TransactGetItems":
+        for response in parsed.get("Responses", []):
+            item = response.get("Item") or {}
+            units[look_kind(item)] += 2.0 * max(1, math.ceil(item_bytes(item) / 4096))
+    return units
 
 
 @dataclass
 class CallCounter:
-    """Counts the AWS calls of this thread by (service, operation), the KB of DynamoDB read
-    responses, and the thread CPU time spent inside calls."""
+    """Counts the AWS calls of this thread by (service, operation) and the KB of DynamoDB read
+    responses."""
 
     thread: int = field(default_factory=threading.get_ident)
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     dynamodb_read_bytes: int = 0
-    write_bytes: int = 0
-    in_calls_cpu: float = 0.0
-    _started: dict[int, float] = field(default_factory=dict)
+    dynamodb_read_units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # by look kind
+    dynamodb_write_units: Counter[str] = field(default_factory=Counter)
+    dynamodb_written_bytes: int = 0
+    consistent_read: bool = False
+    max_points_per_call: int = 0  # datapoints of the largest GetMetricData answer (AWS pages past 100,800)
     queries_requested: int = 0
+    queries_by_period: Counter[int] = field(default_factory=Counter)
     version_queries: int = 0  # queries of one version (canary reads; monitoring of per-version metrics)
     alias_queries: int = 0  # alias-level queries (post-promotion monitoring, shared per service and alias)
     alias_sets: int = 0  # distinct aliases read at the alias level, summed over calls
@@ -112,7 +227,12 @@ class CallCounter:
         if threading.get_ident() != self.thread:
             return
         self.calls[(model.service_model.service_name, model.name)] += 1
-        self._started[id(params)] = time.thread_time()
+        if model.service_model.service_name == "dynamodb" and model.name in DYNAMODB_WRITES:
+            body = json.loads(params["body"])
+            self.dynamodb_write_units[write_kind(model.name, body)] += write_units(model.name, body)
+            if model.name == "TransactWriteItems":
+                self.dynamodb_written_bytes += sum(item_bytes(e["Put"]["Item"]) for e in body["TransactItems"]
+                                                   if "Put" in e)  # fmt: skip
 
     def before_parameter_build(self, model: Any, params: Any = None, **_: Any) -> None:
         """The call's own parameters (before-call sees them serialised)."""
@@ -122,6 +242,8 @@ class CallCounter:
         if key == ("cloudwatch", "GetMetricData"):
             queries = params.get("MetricDataQueries", [])
             self.queries_requested += len(queries)
+            for query in queries:  # by the read's period: the canary's minute, monitoring's 5 minutes
+                self.queries_by_period[int(query["MetricStat"]["Period"])] += 1
             aliases = set()
             for query in queries:
                 dims = {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]}
@@ -131,20 +253,75 @@ class CallCounter:
                     self.alias_queries += 1
                     aliases.add(dims.get("Resource"))
             self.alias_sets += len(aliases)
-        if key == ("dynamodb", "TransactWriteItems"):
-            self.write_bytes += len(json.dumps(params.get("TransactItems", []), default=str))
+        if key[0] == "dynamodb":
+            self.consistent_read = bool(params.get("ConsistentRead"))
 
-    def after_call(self, model: Any, params: Any = None, http_response: Any = None, **_: Any) -> None:
+    def after_call(self, model: Any, http_response: Any = None, parsed: Any = None, **_: Any) -> None:
         if threading.get_ident() != self.thread:
             return
-        started = self._started.pop(id(params), None)
-        if started is not None:
-            self.in_calls_cpu += time.thread_time() - started
+        if (model.service_model.service_name, model.name) == ("cloudwatch", "GetMetricData") and parsed:
+            points = sum(len(r.get("Values", [])) for r in parsed.get("MetricDataResults", []))
+            self.max_points_per_call = max(self.max_points_per_call, points)
         if model.service_model.service_name == "dynamodb" and model.name in DYNAMODB_READS and http_response:
             self.dynamodb_read_bytes += len(http_response.content or b"")
+            for kind, units in read_units(model.name, parsed or {}, self.consistent_read).items():
+                self.dynamodb_read_units[kind] += units
 
     def guard_calls(self) -> Counter[tuple[str, str]]:
         return Counter({k: v for k, v in self.calls.items() if k not in NOT_THE_GUARDS})
+
+
+class CpuSplit:
+    """Thread CPU time split between the guard's handlers and moto's server side, exclusive of what
+    runs nested inside: moto answers every AWS call in-process (``BotocoreStubber.process_request``)
+    and a Lambda Invoke runs the handler inside moto's answer, whose own calls go to moto again. The
+    guard's figure is the CPU of its handler invocations (its code, botocore's serialising, signing
+    and parsing) less moto's work for the calls they make."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.totals: Counter[str] = Counter()
+        self._stack: list[list[Any]] = []  # [kind, CPU of the frames nested in it]
+
+    @contextmanager
+    def frame(self, kind: str) -> Iterator[None]:
+        if threading.get_ident() != self.thread:
+            yield
+            return
+        started = time.thread_time()
+        self._stack.append([kind, 0.0])
+        try:
+            yield
+        finally:
+            _, nested = self._stack.pop()
+            elapsed = time.thread_time() - started
+            self.totals[kind] += elapsed - nested
+            if self._stack:
+                self._stack[-1][1] += elapsed
+
+    @contextmanager
+    def installed(self) -> Iterator[CpuSplit]:
+        """Time moto's request processing (``moto``) and the handler invocations (``guard``)."""
+        from unittest import mock
+
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        from deployguard_local.emulator.lambda_runtime import FunctionRegistry
+
+        serve, invoke = BotocoreStubber.process_request, FunctionRegistry.invoke
+        split = self
+
+        def timed_serve(stubber: Any, request: Any) -> Any:
+            with split.frame("moto"):
+                return serve(stubber, request)
+
+        def timed_invoke(registry: Any, name: str, arn: str, event: Any) -> Any:
+            with split.frame("guard"):
+                return invoke(registry, name, arn, event)
+
+        with mock.patch.object(BotocoreStubber, "process_request", timed_serve), \
+                mock.patch.object(FunctionRegistry, "invoke", timed_invoke):  # fmt: skip
+            yield self
 
 
 @contextmanager
@@ -168,8 +345,88 @@ def counting() -> Iterator[CallCounter]:
         clients.reset()
 
 
+class LogSink:
+    """What the functions log (stderr here, CloudWatch Logs on AWS): bytes counted while ``counting``,
+    and the metrics their EMF lines define (namespace, name, dimension values); nothing printed."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.bytes = 0
+        self.metrics: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+        self._line = ""
+
+    def write(self, text: str) -> int:
+        if self.counting:
+            self.bytes += len(text.encode())
+            self._line += text
+            *lines, self._line = self._line.split("\n")
+            for line in lines:
+                if '"_aws"' in line:
+                    self._emf(json.loads(line))
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+    def _emf(self, record: dict[str, Any]) -> None:
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for dimensions in directive["Dimensions"]:
+                values = tuple(sorted((d, str(record.get(d))) for d in dimensions))
+                for metric in directive["Metrics"]:
+                    self.metrics.add((directive["Namespace"], metric["Name"], values))
+
+    def per_service(self) -> tuple[float, int]:
+        """Metrics per deployed service (verdict metrics), and metrics of the guard's own (the rest)."""
+        services = {dict(dims).get("DeployedService") for _, _, dims in self.metrics} - {None}
+        verdict = sum(1 for _, _, dims in self.metrics if dict(dims).get("DeployedService"))
+        return verdict / max(1, len(services)), len(self.metrics) - verdict
+
+
+@contextmanager
+def capturing_logs() -> Iterator[LogSink]:
+    sink = LogSink()
+    stderr = sys.stderr
+    sys.stderr = sink
+    try:
+        yield sink
+    finally:
+        sys.stderr = stderr
+
+
 def _target(n: int, functions: int = FUNCTIONS) -> LambdaTarget:
     return LambdaTarget(function_name=f"svc-{n % functions:02d}", alias="live", stable_version="1", new_version="2")
+
+
+class DirectSeed:
+    """Writes the bench's starting state straight into the embedded AWS's stores (moto's backends):
+    the same items and datapoints the boto3 calls would store, without serialising, validating and
+    parsing each of them (which took most of an N=1,000 configuration's time). Only the setup goes
+    this way; everything measured goes through boto3."""
+
+    def __init__(self, table_name: str) -> None:
+        from boto3.dynamodb.types import TypeSerializer
+        from moto.cloudwatch.models import cloudwatch_backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        region = clients.client("dynamodb").meta.region_name
+        self.dynamodb = dynamodb_backends[DEFAULT_ACCOUNT_ID][region]
+        self.cloudwatch = cloudwatch_backends[DEFAULT_ACCOUNT_ID][region]
+        self.table_name = table_name
+        self._serialize = TypeSerializer().serialize
+
+    def __enter__(self) -> DirectSeed:  # used as boto3's batch_writer() would be
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def put_item(self, Item: dict[str, Any]) -> None:  # batch_writer's signature
+        self.dynamodb.put_item(self.table_name, {k: self._serialize(v) for k, v in Item.items()})
+
+    def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:
+        naive = [{**d, "Timestamp": d["Timestamp"].astimezone(UTC).replace(tzinfo=None)} for d in MetricData]
+        self.cloudwatch.put_metric_data(Namespace, naive)  # UTC without a zone, as moto keeps what it parsed
 
 
 def _write_metrics(start: datetime, end: datetime, seed: int, functions: int) -> None:
@@ -194,7 +451,7 @@ def _write_metrics(start: datetime, end: datetime, seed: int, functions: int) ->
                                         "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(each.items())],
                                         "Unit": spec.unit, "Value": float(values[spec.id])})  # fmt: skip
         at += timedelta(seconds=step)
-    cloudwatch = clients.client("cloudwatch")
+    cloudwatch = DirectSeed(DeploymentRepository().table_name)
     for offset in range(0, len(pending), 1000):
         cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=pending[offset : offset + 1000])
 
@@ -202,16 +459,17 @@ def _write_metrics(start: datetime, end: datetime, seed: int, functions: int) ->
 def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -> None:
     """N active CodeDeploy canaries aged ``age_minutes`` (with their assessment history, weight 10%,
     CodeDeploy's Lambda targets) and ``monitored`` promoted deployments, with their functions' metrics."""
+    from deployguard.analysis.schedule import post_deployment_interval
+    from deployguard.workflows.monitoring import next_look
     from deployguard_local.codedeploy import create_lambda_deployment
     from deployguard_local.ecs import TARGETS
 
     rng = random.Random(seed)
     now = clock.now()
     repository = DeploymentRepository()
-    table = repository.table
     started = now - timedelta(minutes=age_minutes)
     functions = max(1, min(FUNCTIONS, max(deployments, monitored)))
-    with table.batch_writer() as batch:
+    with DirectSeed(repository.table_name) as batch:
         for n in range(deployments):
             target = _target(n, functions)
             codedeploy_id = create_lambda_deployment(target, target.function_name, "live")
@@ -245,8 +503,11 @@ def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7)
             target = _target(n, functions)
             promoted = now - timedelta(seconds=rng.uniform(0, 23.5 * 3600))
             age = (now - promoted).total_seconds()
-            interval = 60 if age < 3600 else 300 if age < 7 * 3600 else 900
-            last = now - timedelta(seconds=rng.uniform(0, interval))
+            interval = post_deployment_interval(age) or 900
+            last = next_look(target.function_name, now - timedelta(seconds=interval), interval)  # its grid's
+            if last > now:
+                last -= timedelta(seconds=interval)
+            last = max(last, promoted)
             deployment = Deployment(
                 deployment_id=f"bench-mon-{n:05d}", service=target.function_name, environment="production",
                 version="2", target=target, status=DeploymentStatus.SUCCEEDED, phase=Phase.MONITORING,
@@ -254,7 +515,7 @@ def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7)
                 canary_weight=1.0, version_counter=1,
                 last_assessment=AssessmentCursor(kind="post_deployment", at=last, decision=Decision.HEALTHY,
                                                  health_status=HealthStatus.HEALTHY,
-                                                 next_at=last + timedelta(seconds=interval - 5)),
+                                                 next_at=next_look(target.function_name, last, interval)),
             )  # fmt: skip
             batch.put_item(Item=repository._deployment_item(deployment))
     history = timedelta(hours=24) if monitored else timedelta(minutes=age_minutes + 1)
@@ -280,7 +541,7 @@ def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
         versions = aws.deploy_sample_function(name, "live", sample_handler)
         targets.append(LambdaTarget(function_name=name, alias="live", stable_version=versions[0],
                                     new_version=versions[1]))  # fmt: skip
-    with repository.table.batch_writer() as batch:
+    with DirectSeed(repository.table_name) as batch:
         for n in range(ended):
             ended_at = now - timedelta(seconds=rng.uniform(0, 24 * 3600))
             done = [after for after in CHECK_SCHEDULE if ended_at + after <= now]
@@ -315,28 +576,33 @@ def _schedule_event(at: datetime) -> dict[str, Any]:
 
 def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, ended: int = 0) -> dict[str, Any]:
     """One configuration: CYCLES consecutive minute ticks (and their shards), per deployment per cycle."""
-    with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
+    with capturing_logs() as logs, EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC), quiet=False) as aws:
         assert aws.clock is not None
         seed_loop(deployments, age_minutes, monitored, seed)
         seed_ended(aws, ended, seed)
         assessed = 0
         canary_looks = 0
-        cpu = 0.0
         deferred = 0
-        cycle_queries: list[int] = []
+        least_calls = 0  # ceil(queries / 500) for the canary reads and for the monitoring reads of each cycle
         _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
-        with counting() as counter:
+        # the embedded AWS's stores (a table of N x age history items, a day of datapoints) live in this process:
+        # frozen, the garbage collector's full passes do not scan them in the guard's time (on AWS they are not
+        # in the function's heap at all)
+        gc.collect()
+        gc.freeze()
+        shards = 0
+        with counting() as counter, CpuSplit().installed() as split:
+            logs.counting = True
             for _ in range(CYCLES):
                 aws.clock.advance(60)
-                queries_before = counter.queries_requested
-                started_cpu = counter.in_calls_cpu
-                cpu_before = time.thread_time()
+                queries_before = Counter(counter.queries_by_period)
                 payload, errored = aws.invoke("AssessorFunction", _schedule_event(clock.now()))
                 if errored:
                     raise RuntimeError(f"AssessorFunction failed: {payload}")
                 assessed += len(payload["assessed"]) + len(payload["monitored"])
                 canary_looks += len(payload["assessed"])
                 deferred += len(payload["deferred"])
+                shards += payload["shards"]
                 if payload["shards"]:
                     for shard_payload, shard_errored in aws.deliver_queue("AssessorShardFunction"):
                         if shard_errored:
@@ -344,10 +610,19 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
                         assessed += len(shard_payload["assessed"]) + len(shard_payload["monitored"])
                         canary_looks += len(shard_payload["assessed"])
                         deferred += len(shard_payload["deferred"])
-                cpu += (time.thread_time() - cpu_before) - (counter.in_calls_cpu - started_cpu)
-                cycle_queries.append(counter.queries_requested - queries_before)
+                least_calls += sum(math.ceil(q / 500) for q in (counter.queries_by_period - queries_before).values())
+            logs.counting = False
+        verdict_metrics, own_metrics = logs.per_service()
+        gc.unfreeze()
         calls = counter.guard_calls()
         per = max(1, assessed)
+        looks = {"canary": canary_looks, "monitoring": assessed - canary_looks}
+        units_per_look = {
+            kind: [round(counter.dynamodb_read_units[source] / max(1, times), 3),
+                   round(counter.dynamodb_write_units[source] / max(1, times), 3)]
+            for kind, source, times in (("canary", "canary", looks["canary"]),
+                                        ("monitoring", "monitoring", looks["monitoring"]), ("tick", "other", CYCLES))
+        }  # fmt: skip
         gmd = calls[("cloudwatch", "GetMetricData")]
         return {
             "deployments": deployments,
@@ -359,20 +634,30 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             "calls_per_deployment": round(sum(calls.values()) / per, 3),
             "calls_by_operation": {f"{s}.{o}": round(v / per, 4) for (s, o), v in sorted(calls.items())},
             "dynamodb_kb_per_deployment": round(counter.dynamodb_read_bytes / 1024 / per, 3),
-            "dynamodb_kb_written_per_deployment": round(counter.write_bytes / 1024 / per, 3),
+            "dynamodb_kb_written_per_deployment": round(counter.dynamodb_written_bytes / 1024 / per, 3),
+            "dynamodb_read_units_per_deployment": round(sum(counter.dynamodb_read_units.values()) / per, 3),
+            "dynamodb_write_units_per_deployment": round(sum(counter.dynamodb_write_units.values()) / per, 3),
+            "dynamodb_units_per_look": units_per_look,  # read, write: a canary look, a monitoring look, a tick's own
             "getmetricdata_calls": gmd,
-            "getmetricdata_limit": sum(math.ceil(q / 500) for q in cycle_queries),
+            "getmetricdata_limit": least_calls,
+            "getmetricdata_max_points_per_call": counter.max_points_per_call,
             "metrics_per_deployment": round(counter.queries_requested / per, 2),
             "metrics_per_canary_look": round(counter.version_queries / max(1, canary_looks), 2),
             "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
             "ended": ended,
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
-            "cpu_ms_per_deployment": round(cpu * 1000 / per, 3),
+            "cpu_ms_per_deployment": round(split.totals["guard"] * 1000 / per, 3),
+            "moto_cpu_ms_per_deployment": round(split.totals["moto"] * 1000 / per, 3),
+            "log_bytes_per_deployment": round(logs.bytes / per),
+            "verdict_metrics_per_service": round(verdict_metrics, 2),
+            "guard_metrics": own_metrics,
+            "shards_per_cycle": shards / CYCLES,
         }
 
 
 def cold_imports(repeats: int = 5) -> dict[str, Any]:
     """CPU time of each handler's import in a fresh interpreter, against ``import boto3`` alone."""
+
     def cpu_of(code: str, path: str = "") -> float:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "layers" / "deployguard"), path) if p))
         samples = []
@@ -394,19 +679,36 @@ def cold_imports(repeats: int = 5) -> dict[str, Any]:
 
 def service_looks_per_day(deployments_per_day: float) -> int:
     """Minutes of a day in which one service's alias is read for post-promotion monitoring: any of its
-    deployments (promoted evenly over the day, each watched 24 hours on the schedule) is due."""
+    deployments (promoted evenly over the day, each watched 24 hours on the schedule, its looks on
+    the service's grid as :func:`deployguard.workflows.monitoring.look_due` decides) is due."""
     from deployguard.analysis.schedule import post_deployment_interval
+    from deployguard.workflows.monitoring import look_due
 
     k = max(1, round(deployments_per_day))
-    promoted = [j * 1440 / k - day * 1440 for j in range(k) for day in (0, 1)]
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    promoted = [day + timedelta(minutes=j * 1440 / k - back * 1440) for j in range(k) for back in (1, 0)]
+    last: list[datetime | None] = [None] * len(promoted)
     looks = 0
-    for minute in range(1440):
-        for at in promoted:
-            age = minute - at
-            interval = post_deployment_interval(age * 60) if age >= 0 else None
-            if interval is not None and int(age) % (interval // 60) == 0:
-                looks += 1
-                break
+    for minute in range(-1440, 1440):  # a day of warm-up: the deployments promoted the day before
+        now = day + timedelta(minutes=minute)
+        due = False
+        for n, at in enumerate(promoted):
+            interval = post_deployment_interval((now - at).total_seconds()) if now >= at else None
+            if interval is not None and look_due("service", last[n], interval, now):
+                last[n] = now
+                due = True
+        looks += due and minute >= 0
+    return looks
+
+
+def monitoring_looks_per_deployment() -> int:
+    """Post-promotion assessments of one deployment over its 24 hours (the schedule, healthy)."""
+    from deployguard.analysis.schedule import POST_DEPLOYMENT_SCHEDULE
+
+    looks, since = 0, 0
+    for until, interval in POST_DEPLOYMENT_SCHEDULE:
+        looks += (until - since) // interval
+        since = until
     return looks
 
 
@@ -415,21 +717,42 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, flo
     a = ASSUMPTIONS
     month = deployments_per_day * a["days_per_month"]
     canary_looks = month * a["canary_minutes_per_deployment"]
-    looks = month * (a["canary_minutes_per_deployment"] + a["monitoring_assessments_per_deployment"])
+    looks = canary_looks + month * monitoring_looks_per_deployment()
     services = max(1, math.ceil(deployments_per_day / a["deployments_per_service_per_day"]))
-    per_service = deployments_per_day / services
-    alias_looks = services * service_looks_per_day(per_service) * a["days_per_month"]
-    metrics = (canary_looks * run["metrics_per_canary_look"] + alias_looks * run["alias_metrics_per_service_look"])
+    alias_looks = services * service_looks_per_day(deployments_per_day / services) * a["days_per_month"]
+    metrics = canary_looks * run["metrics_per_canary_look"] + alias_looks * run["alias_metrics_per_service_look"]
     getmetricdata = metrics * a["getmetricdata_usd_per_1000_metrics"] / 1000
-    reads = looks * run["dynamodb_kb_per_deployment"] / a["dynamodb_read_unit_kb"]
-    # TransactWriteItems: two write units per KB of each item (assessment and record)
-    writes = looks * 2 * math.ceil(run["dynamodb_kb_written_per_deployment"] / a["dynamodb_write_unit_kb"])
-    dynamodb = (reads * a["dynamodb_usd_per_million_read_units"] + writes * a["dynamodb_usd_per_million_write_units"])
-    cpu_seconds = looks * run["cpu_ms_per_deployment"] / 1000 + a["ticks_per_month"] * 0.2
-    lambda_usd = cpu_seconds * a["function_memory_gb"] * a["lambda_usd_per_gb_second"]
-    lambda_usd += a["ticks_per_month"] * 2 * a["lambda_usd_per_million_requests"] / 1e6
-    sqs = a["ticks_per_month"] * 3 * a["sqs_usd_per_million_requests"] / 1e6
-    parts = {"getmetricdata": getmetricdata, "dynamodb": dynamodb / 1e6, "lambda": lambda_usd, "sqs": sqs}
+    read_usd, write_usd = a["dynamodb_usd_per_million_read_units"], a["dynamodb_usd_per_million_write_units"]
+    units = run["dynamodb_units_per_look"]
+    dynamodb = 0.0
+    for kind, times in (("canary", canary_looks), ("monitoring", looks - canary_looks),
+                        ("tick", a["ticks_per_month"])):  # fmt: skip
+        read, write = units[kind]
+        dynamodb += times * (read * read_usd + write * write_usd) / 1e6
+    latency = a["aws_call_latency_ms"]
+    calls = run["calls_by_operation"].items()
+    waiting_ms = sum(per * latency.get(op.split(".")[0], latency["other"]) for op, per in calls)
+    stretch = a["lambda_memory_mb_per_vcpu"] / a["function_memory_mb"]  # the function's share of a vCPU
+    look_ms = run["cpu_ms_per_deployment"] * stretch + waiting_ms
+    seconds = (looks * look_ms + a["ticks_per_month"] * a["tick_fixed_ms"]) / 1000
+    lambda_usd = seconds * a["function_memory_mb"] / 1024 * a["lambda_usd_per_gb_second"]
+    invocations = a["ticks_per_month"] * (1 + run["shards_per_cycle"])
+    lambda_usd += invocations * a["lambda_usd_per_million_requests"] / 1e6
+    sqs_requests = a["ticks_per_month"] * run["shards_per_cycle"] * 3  # send, receive, delete
+    sqs = sqs_requests * a["sqs_usd_per_million_requests"] / 1e6
+    sns = month * a["sns_publishes_per_deployment"] * a["sns_usd_per_million_publishes"] / 1e6
+    stepfunctions = (month * a["stepfunctions_share_of_deployments"] * a["stepfunctions_transitions_per_deployment"]
+                     * a["stepfunctions_usd_per_1000_transitions"] / 1000)  # fmt: skip
+    # a verdict metric is billed for the hours it is written in: a service's canaries (10 min each) touch 1-2 hours
+    per_service = deployments_per_day / services
+    canary_hours = min(24.0, per_service * (a["canary_minutes_per_deployment"] + 60) / 60)
+    metric_months = services * run["verdict_metrics_per_service"] * canary_hours / 24
+    custom_metrics = metric_months * a["cloudwatch_usd_per_custom_metric_month"]
+    logs = looks * run["log_bytes_per_deployment"] / 1e9 * a["cloudwatch_logs_usd_per_gb"]
+    custom_metrics += run["guard_metrics"] * a["cloudwatch_usd_per_custom_metric_month"]  # the functions' own
+    parts = {"getmetricdata": getmetricdata, "dynamodb": dynamodb, "lambda": lambda_usd, "sqs": sqs, "sns": sns,
+             "stepfunctions": stepfunctions, "eventbridge": 0.0, "cloudwatch_metrics": custom_metrics,
+             "cloudwatch_logs": logs}  # fmt: skip
     return {"total": round(sum(parts.values()), 2), **{k: round(v, 2) for k, v in parts.items()}}
 
 
@@ -449,27 +772,35 @@ def run(sizes: list[int], monitored_share: float = 0.5, jobs: int = 1) -> dict[s
     basis = next((r for r in runs if r["deployments"] == ASSUMPTIONS["measured_at_deployments"]
                   and r["age_minutes"] == 120), runs[-1])  # fmt: skip
     costs = {str(d): monthly_cost(basis, d) for d in (10, 100, 1000, 10000)}
+    per_service = ASSUMPTIONS["deployments_per_service_per_day"]
+    assumptions = {
+        **ASSUMPTIONS,
+        "measured_run": {"deployments": basis["deployments"], "age_minutes": basis["age_minutes"]},
+        "monitoring_looks_per_deployment": monitoring_looks_per_deployment(),
+        "service_looks_per_day": {str(k): service_looks_per_day(k) for k in (1, per_service)},
+    }
     return {
         "runs": runs,
         "monthly_cost_usd": {str(d): costs[str(d)]["total"] for d in (10, 100, 1000, 10000)},
         "monthly_cost_breakdown_usd": costs,
-        "assumptions": {**ASSUMPTIONS, "measured_run": {"deployments": basis["deployments"], "age_minutes": 120}},
+        "assumptions": assumptions,
         "cold_import": cold_imports(),
     }
 
 
 def report(result: dict[str, Any]) -> str:
     lines = ["Minute loop at scale (embedded AWS, real AssessorFunction and AssessorShardFunction, per deployment "
-             f"per cycle, {CYCLES} cycles)",
-             f"  {'N':>6} {'age':>4} {'mon':>5} {'ended':>5} {'calls':>6} {'DDB KB':>7} {'GMD':>4} {'ceil':>4} "
-             f"{'lambda':>6} {'CPU ms':>7}  by operation"]  # fmt: skip
+             f"per cycle, {CYCLES} cycles; CPU: the guard's, moto's server side apart)",
+             f"  {'N':>6} {'age':>4} {'mon':>5} {'ended':>5} {'calls':>6} {'DDB KB':>7} {'RU':>5} {'WU':>5} "
+             f"{'GMD':>4} {'ceil':>4} {'lambda':>6} {'CPU ms':>7} {'moto ms':>7}  by operation"]  # fmt: skip
     for r in result["runs"]:
         ops = ", ".join(f"{k}={v}" for k, v in r["calls_by_operation"].items())
         lines.append(f"  {r['deployments']:>6} {r['age_minutes']:>4} {r['monitored']:>5} {r['ended']:>5}"
-                     f" {r['calls_per_deployment']:>6}"
-                     f" {r['dynamodb_kb_per_deployment']:>7} {r['getmetricdata_calls']:>4} "
-                     f"{r['getmetricdata_limit']:>4} {r['lambda_control_plane_calls']:>6} "
-                     f"{r['cpu_ms_per_deployment']:>7}  {ops}")  # fmt: skip
+                     f" {r['calls_per_deployment']:>6} {r['dynamodb_kb_per_deployment']:>7}"
+                     f" {r['dynamodb_read_units_per_deployment']:>5} {r['dynamodb_write_units_per_deployment']:>5}"
+                     f" {r['getmetricdata_calls']:>4} {r['getmetricdata_limit']:>4}"
+                     f" {r['lambda_control_plane_calls']:>6}"
+                     f" {r['cpu_ms_per_deployment']:>7} {r['moto_cpu_ms_per_deployment']:>7}  {ops}")  # fmt: skip
     for n in sorted({r["deployments"] for r in result["runs"]}):
         pair = {r["age_minutes"]: r for r in result["runs"] if r["deployments"] == n}
         if 5 in pair and 120 in pair:

@@ -37,7 +37,12 @@ class TargetStore:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_ecs_target(
-        self, deployment_id: str, cluster: str, service: str, blue_tg: str, green_tg: str,
+        self,
+        deployment_id: str,
+        cluster: str,
+        service: str,
+        blue_tg: str,
+        green_tg: str,
         task_sets: tuple[str, str] = ("", ""),
     ) -> None:
         """``task_sets``: the ids of the blue and green task sets in ECS (made up when not given)."""

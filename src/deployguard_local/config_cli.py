@@ -59,9 +59,7 @@ def validate(
                     "valid": not problems,
                     "services": sorted(config.services) if config else None,
                     "warnings": coverage_warnings(config) if config and not problems else [],
-                    "problems": [
-                        {"line": p.line, "field": p.field, "message": p.message} for p in problems
-                    ],
+                    "problems": [{"line": p.line, "field": p.field, "message": p.message} for p in problems],
                 }
             )
             continue

@@ -253,8 +253,17 @@ def start_live_canary(
             "target": target.model_dump(),
         }
     }
+
+    def run() -> None:
+        try:
+            aws.run_state_machine("CanaryStateMachine", request, timeout=24 * 3600)
+        except Exception:
+            if aws.closed.is_set():  # the console (or a test) ended before the canary: nothing left to watch
+                return
+            raise
+
     worker = threading.Thread(
-        target=lambda: aws.run_state_machine("CanaryStateMachine", request, timeout=24 * 3600),
+        target=run,
         name="live-canary",
         daemon=True,
     )

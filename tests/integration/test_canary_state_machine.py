@@ -82,7 +82,7 @@ def test_regression_midway_is_rolled_back_within_two_assessments(embedded: Any) 
 def test_a_failure_at_any_step_leaves_the_alias_at_100_percent_stable(
     embedded: Any, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    import deployguard.workflows.canary as canary
+    import deployguard.analysis.judge as judge  # the canary imports it at its first Assess task
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"injected failure in {failing}")
@@ -91,7 +91,7 @@ def test_a_failure_at_any_step_leaves_the_alias_at_100_percent_stable(
         monkeypatch.setattr(LambdaTrafficShifter, "shift", boom)
     elif failing == "assess":
         calls = {"n": 0}
-        real = canary.judge_canary
+        real = judge.judge_canary
 
         def judge_then_fail(*args: Any, **kwargs: Any) -> Any:
             calls["n"] += 1
@@ -99,7 +99,7 @@ def test_a_failure_at_any_step_leaves_the_alias_at_100_percent_stable(
                 boom()
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(canary, "judge_canary", judge_then_fail)
+        monkeypatch.setattr(judge, "judge_canary", judge_then_fail)
     else:
         monkeypatch.setattr(LambdaTrafficShifter, "promote", boom)
     execution, target = _start(embedded, f"svc-{failing}")

@@ -244,8 +244,6 @@ def test_a_rollback_beyond_its_retries_is_finished_by_the_reconciler(aws: Embedd
     assert _events(run.deployment_id)["rollback.failed"] == 1
 
 
-
-
 def test_an_event_recorded_while_sns_is_down_is_published_by_the_minute_tick(
     aws: EmbeddedAws, faults: FaultInjector
 ) -> None:

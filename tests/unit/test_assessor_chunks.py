@@ -26,3 +26,16 @@ def test_chunks_never_pass_the_chunk_size_so_calls_stay_at_the_least() -> None:
 def test_a_deployment_larger_than_a_chunk_is_a_chunk_of_its_own() -> None:
     chunks = list(_chunks([_due(10), _due(QUERIES_PER_CHUNK + 1), _due(10)]))
     assert [len(chunk) for chunk in chunks] == [1, 1, 1]
+
+
+def test_canary_and_monitoring_reads_are_not_mixed_in_a_chunk() -> None:
+    from deployguard.workflows.assessor import DueCanary
+    from deployguard.workflows.monitoring import DueMonitoring
+
+    def due(kind: type, queries: int) -> Any:
+        item = kind.__new__(kind)
+        item.request = SimpleNamespace(queries=[None] * queries)
+        return item
+
+    chunks = list(_chunks([due(DueCanary, 10)] * 3 + [due(DueMonitoring, 5)] * 2))
+    assert [[type(d).__name__ for d in chunk] for chunk in chunks] == [["DueCanary"] * 3, ["DueMonitoring"] * 2]

@@ -75,9 +75,7 @@ def test_fan_out_queue_is_encrypted_with_a_dead_letter_queue_and_every_function_
     assert source["ScalingConfig"]["MaximumConcurrency"] <= shard["ReservedConcurrentExecutions"]
     tick = RESOURCES["AssessorFunction"]["Properties"]
     assert tick["Environment"]["Variables"]["ASSESSMENT_QUEUE_URL"] == {"Ref": "AssessmentQueue"}
-    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["AssessmentQueue", "QueueName"]}}} in tick[
-        "Policies"
-    ]
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["AssessmentQueue", "QueueName"]}}} in tick["Policies"]
     assert not any("SQSSendMessagePolicy" in str(p) for p in shard["Policies"])  # only the tick hands out shards
     for logical_id, resource in STACK.of_type("AWS::Serverless::Function").items():
         assert resource["Properties"]["ReservedConcurrentExecutions"] >= 1, logical_id

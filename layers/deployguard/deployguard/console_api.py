@@ -320,9 +320,7 @@ def control(
     responses=WRITE_ERRORS,
     summary="Put a service back on its last known good version",
 )
-def emergency_rollback(
-    service: ServiceName, body: EmergencyRollbackBody
-) -> EmergencyRollbackOutcome:
+def emergency_rollback(service: ServiceName, body: EmergencyRollbackBody) -> EmergencyRollbackOutcome:
     request = EmergencyRollbackRequest(service=service, actor=actor(), **body.model_dump())
     return console().emergency_rollback(request)
 
@@ -333,9 +331,7 @@ def acknowledge(incident_id: IncidentId, body: NotesBody) -> Incident:
 
 
 @app.post("/api/incidents/<incident_id>/escalate", tags=["incidents"], responses=WRITE_ERRORS)
-def escalate(
-    incident_id: IncidentId, body: NotesBody
-) -> EscalationOutcome:
+def escalate(incident_id: IncidentId, body: NotesBody) -> EscalationOutcome:
     return console().escalate(incident_id, actor(), body.notes)
 
 

@@ -183,9 +183,7 @@ class FaultInjector:
             self.plans.clear()
             self._armed.clear()
 
-    def arm(
-        self, function: str, action: str, service: str, kind: FaultKind, seconds: float, *operations: str
-    ) -> None:
+    def arm(self, function: str, action: str, service: str, kind: FaultKind, seconds: float, *operations: str) -> None:
         """Start this fault when ``function`` (a function name) is next invoked with ``action``
         (``event["action"]``, ``*``: any event); needs :meth:`watch`."""
         with self._lock:

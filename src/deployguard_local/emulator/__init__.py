@@ -25,7 +25,7 @@ application), :mod:`.environment`. CodeDeploy, ECS and EventBridge targets are f
 
 from deployguard_local.emulator.clock import ClockListener, ListeningClock
 from deployguard_local.emulator.dynamodb import atomic_dynamodb, transactions_without_table_copy
-from deployguard_local.emulator.embedded import EmbeddedAws
+from deployguard_local.emulator.embedded import EmbeddedAws, EmbeddedAwsClosed
 from deployguard_local.emulator.environment import REPO_ROOT, _environment
 from deployguard_local.emulator.lambda_runtime import AsyncInvoker, FunctionRegistry, LambdaContext, LocalFunction
 from deployguard_local.emulator.sample import sample_handler
@@ -37,6 +37,7 @@ __all__ = [
     "AsyncInvoker",
     "ClockListener",
     "EmbeddedAws",
+    "EmbeddedAwsClosed",
     "FunctionRegistry",
     "LambdaContext",
     "ListeningClock",

@@ -33,6 +33,10 @@ from deployguard_local.function_logs import logs_to_stderr
 from deployguard_local.template import Stack
 
 
+class EmbeddedAwsClosed(RuntimeError):
+    """The embedded AWS was torn down while something still waited on it."""
+
+
 class EmbeddedAws(Schedules, SampleApplication):
     """Context manager: the whole DeployGuard stack on moto, in this process."""
 
@@ -61,6 +65,7 @@ class EmbeddedAws(Schedules, SampleApplication):
         self._schedule_fired: dict[str, datetime] = {}  # rule -> the last boundary it fired at
         self._schedule_lock = threading.Lock()
         self._exit = contextlib.ExitStack()
+        self.closed = threading.Event()  # set when the stack is torn down: pollers stop
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,18 +143,22 @@ class EmbeddedAws(Schedules, SampleApplication):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closed.set()
         self._exit.close()
 
     def run_state_machine(
         self, logical_id: str, execution_input: dict[str, Any], timeout: float = 120.0
     ) -> dict[str, Any]:
-        """Start an execution and wait (in real time) until it ends; returns DescribeExecution."""
+        """Start an execution and wait (in real time) until it ends; returns DescribeExecution.
+        Raises :class:`EmbeddedAwsClosed` when the embedded AWS is torn down meanwhile."""
         sfn = clients.client("stepfunctions")
         arn = sfn.start_execution(
             stateMachineArn=self.ref(logical_id), name=f"run-{uuid.uuid4().hex[:12]}", input=json.dumps(execution_input)
         )["executionArn"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.closed.is_set():
+                raise EmbeddedAwsClosed(f"the embedded AWS was torn down while {arn} ran")
             desc = sfn.describe_execution(executionArn=arn)
             if desc["status"] != "RUNNING":
                 self.last_execution_arn = arn

@@ -103,6 +103,21 @@ def test_a_failed_pre_traffic_validation_raises_canary_issue_and_stops_the_deplo
     assert any(e["event_type"] == "validation.failed" for e in webhook_events(receivers))
 
 
+def test_a_passing_hook_never_builds_the_alert_engine(stack: Any) -> None:
+    """The engine (and its modules) is built only when the hook raises an alert: not on a cold start that passes."""
+    from deployguard.workflows import runtime
+
+    aws, _ = stack
+    deployment_id, _ = _codedeploy(aws, "orders-api")
+    execution = LEDGER.issue(deployment_id)
+    runtime.reset()
+    payload, errored = aws.invoke(
+        "LifecycleHookFunction", {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution}
+    )
+    assert not errored and payload["status"] == "Succeeded" and LEDGER.calls_for(execution) == 1
+    assert runtime.alert_engine.cache_info().currsize == 0
+
+
 def test_a_post_deployment_anomaly_opens_an_incident_and_asks_to_roll_back(stack: Any) -> None:
     aws, receivers = stack
     versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)

@@ -126,7 +126,7 @@ def test_a_check_that_hangs_is_cut_at_its_deadline(embedded: Any) -> None:
 
 
 def test_an_internal_error_fails_closed_with_the_reason(embedded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import deployguard.hooks.lifecycle as lifecycle
+    import deployguard.analysis.judge as judge  # the hook imports it after traffic moved
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("judge exploded")
@@ -135,7 +135,7 @@ def test_an_internal_error_fails_closed_with_the_reason(embedded: Any, monkeypat
     from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 
     LambdaTrafficShifter(target).promote()  # traffic has moved: AfterAllowTraffic
-    monkeypatch.setattr(lifecycle, "judge_canary", broken)
+    monkeypatch.setattr(judge, "judge_canary", broken)
     execution = LEDGER.issue(deployment_id)
     outcome = _hook().handle(
         {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution}, lambda: 60_000

@@ -54,9 +54,11 @@ class Console:
 
 @pytest.fixture(scope="module")
 def console() -> Iterator[Console]:
-    with local_receivers(echo=None) as receivers, _environment(
-        {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
-    ), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
+    with (
+        local_receivers(echo=None) as receivers,
+        _environment({f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}),
+        EmbeddedAws(config_file=DEMO_CONFIG) as aws,
+    ):
         target = LambdaTarget(function_name="orders-api", alias="live", stable_version="1", new_version="2")
         DeploymentRepository().create_deployment(
             Deployment(deployment_id="dg-split-1", service="orders-api", environment="production", version="2",

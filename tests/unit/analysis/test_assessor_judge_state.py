@@ -12,7 +12,14 @@ from deployguard.analysis.judge import JudgeState, judge_canary
 from deployguard.analysis.scenario import truncate_window
 from deployguard.analysis.settings import JudgeSettings
 from deployguard.aws.cloudwatch import WindowRequest
-from deployguard.workflows.assessor import SETTLE_PERIODS, judge_incrementally
+from deployguard.models import CanaryWindow, MetricWindow
+from deployguard.workflows.assessor import (
+    SETTLE_PERIODS,
+    TAIL_PERIODS,
+    judge_incrementally,
+    judge_tail,
+    load_judge_state,
+)
 
 START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
@@ -48,3 +55,30 @@ def test_a_window_that_starts_elsewhere_or_a_broken_state_starts_the_judge_over(
     assert verdict == judge_canary(full, settings) and again is not None and again["start"] == moved.start.isoformat()
     verdict, _ = judge_incrementally(full, settings, {**stored, "state": {"format": "nonsense"}}, _request(12))
     assert verdict == judge_canary(full, settings)
+
+
+def _tail(window: CanaryWindow, offset: int) -> CanaryWindow:
+    """Periods ``offset`` onwards, as the assessor reads them (the shift still counted from the end)."""
+    return CanaryWindow.model_construct(
+        interval_seconds=window.interval_seconds, canary_weight=window.canary_weight,
+        periods_since_shift=window.periods_since_shift,
+        metrics=[MetricWindow.model_construct(spec=m.spec, baseline=m.baseline[offset:], canary=m.canary[offset:],
+                                              gaps=[]) for m in window.metrics],
+    )  # fmt: skip
+
+
+def test_a_look_reads_only_the_periods_not_folded_and_gives_the_whole_window_verdict() -> None:
+    settings = JudgeSettings()
+    full = make_window(40, canary_error=[0.005] * 25 + [0.05] * 15, seed=4)
+    stored = None
+    read = []
+    for n in range(1, 41):
+        state = load_judge_state(stored, START, 60)
+        offset = max(0, min(state.periods if state else 0, n - TAIL_PERIODS))  # as the assessor plans its read
+        tail = _tail(truncate_window(full, n), offset)
+        verdict, stored = judge_tail(tail, settings, state, START, 60, offset)
+        assert verdict == judge_canary(truncate_window(full, n), settings), n
+        stored = json.loads(json.dumps(stored))
+        read.append(tail.periods)
+    assert verdict.decision.value == "failing"
+    assert max(read[TAIL_PERIODS:]) == TAIL_PERIODS  # a constant read whatever the age

@@ -259,4 +259,3 @@ def test_the_connection_is_refused_for_another_host(net: Net) -> None:
     with pinned_session(target) as session, pytest.raises(Exception, match="not the checked target"):
         session.get(f"https://127.0.0.1:{net.port}/hook")
     assert not net.internal.log
-

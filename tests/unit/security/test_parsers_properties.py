@@ -189,7 +189,8 @@ def test_configuration_loader(text: str) -> None:
     "text",
     [
         "[" * 1000 + "]" * 1000,
-        "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
             f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
             f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
             for i in range(8)

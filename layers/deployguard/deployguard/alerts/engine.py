@@ -20,31 +20,36 @@ Every step is in the deployment's audit trail.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field
 
 from deployguard import clock
 from deployguard.alerts.evaluator import Evaluation, RuleEvaluator
 from deployguard.alerts.models import Alert, AlertStatus
-from deployguard.alerts.settings import AlertingSettings, PlanStep
-from deployguard.aws.events import EventPublisher
 from deployguard.exceptions import DeployGuardError, NotFoundError
 from deployguard.incidents.escalation import Escalator, Page
-from deployguard.incidents.models import Incident, IncidentStatus
-from deployguard.incidents.repository import IncidentRepository
-from deployguard.incidents.service import IncidentService
-from deployguard.incidents.trackers import IssueTrackerSync
+from deployguard.incidents.models import IncidentStatus
 from deployguard.models import Assessment, Deployment, DeploymentEvent, EventType, Model, Severity
-from deployguard.remediation.executor import RemediationExecutor
-from deployguard.remediation.models import Approval, Outcome, RemediationResult
+from deployguard.remediation.models import Outcome, RemediationResult
 from deployguard.remediation.targets import TargetAllowlist
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:  # imported where first used: a function that raises no alert never loads them (cold start)
+    from deployguard.alerts.settings import AlertingSettings, PlanStep
+    from deployguard.aws.events import EventPublisher
+    from deployguard.incidents.models import Incident
+    from deployguard.incidents.repository import IncidentRepository
+    from deployguard.incidents.service import IncidentService
+    from deployguard.incidents.trackers import IssueTrackerSync
+    from deployguard.remediation.executor import RemediationExecutor
+    from deployguard.remediation.models import Approval
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:alerts"
 COOLDOWN = "ALERT-COOLDOWN"
@@ -72,6 +77,9 @@ class TickReport(Model):
 
 
 class AlertEngine:
+    """Rules are evaluated on every call; incidents, remediation and issue trackers are built
+    (and their modules imported) the first time an alert or the tick needs them."""
+
     def __init__(
         self,
         settings: AlertingSettings,
@@ -84,12 +92,33 @@ class AlertEngine:
         self.settings = settings
         self.repository = repository
         self.publisher = publisher
+        self.local_mode = local_mode
         self.evaluator = RuleEvaluator(settings)
-        self.incident_store = IncidentRepository(repository)
-        self.incidents = IncidentService(settings, self.incident_store, publisher)
         self.allowlist = allowlist or TargetAllowlist(settings.remediation.allowed_targets)
-        self.remediation = RemediationExecutor(settings.remediation, repository, publisher, self.allowlist)
-        self.trackers = IssueTrackerSync(settings, self.incident_store, local_mode=local_mode)
+
+    @functools.cached_property
+    def incident_store(self) -> IncidentRepository:
+        from deployguard.incidents.repository import IncidentRepository
+
+        return IncidentRepository(self.repository)
+
+    @functools.cached_property
+    def incidents(self) -> IncidentService:
+        from deployguard.incidents.service import IncidentService
+
+        return IncidentService(self.settings, self.incident_store, self.publisher)
+
+    @functools.cached_property
+    def remediation(self) -> RemediationExecutor:
+        from deployguard.remediation.executor import RemediationExecutor
+
+        return RemediationExecutor(self.settings.remediation, self.repository, self.publisher, self.allowlist)
+
+    @functools.cached_property
+    def trackers(self) -> IssueTrackerSync:
+        from deployguard.incidents.trackers import IssueTrackerSync
+
+        return IssueTrackerSync(self.settings, self.incident_store, local_mode=self.local_mode)
 
     @classmethod
     def for_config(
@@ -227,6 +256,8 @@ class AlertEngine:
         self, incident_id: str, by: str, action: str | None = None, *, dry_run: bool = False
     ) -> list[RemediationResult]:
         """A person runs remediation of an incident (the configured actions, or one named)."""
+        from deployguard.alerts.settings import PlanStep
+
         incident = self.incident_store.get(incident_id)
         deployment = self.repository.find_deployment(incident.deployment_id)
         if deployment is None:
@@ -246,6 +277,8 @@ class AlertEngine:
                 yield from plan.actions
 
     def _process(self, evaluation: Evaluation, deployment: Deployment | None, decided_at: float) -> list[Alert]:
+        if not evaluation.fired:
+            return []
         out = []
         for alert in evaluation.fired:
             rule = self.settings.rule(alert.rule)

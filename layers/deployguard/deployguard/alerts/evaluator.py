@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.alerts.fields import EvaluationContext, build_context
 from deployguard.alerts.models import Alert
-from deployguard.alerts.settings import AlertingSettings, AlertRule
 from deployguard.models import Assessment, Deployment, DeploymentEvent, EcsTarget, LambdaTarget
+
+if TYPE_CHECKING:
+    from deployguard.alerts.settings import AlertingSettings, AlertRule
 
 
 @dataclass

@@ -109,6 +109,7 @@ JUDGE_NAME = "deployguard"
 _MIN_DOF, _MAX_DOF = 3.0, 30.0  # degrees of freedom of the latency noise's t reference
 _UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 
+
 def _at(values: list[float | None], i: int) -> float | None:
     return values[i] if 0 <= i < len(values) else None
 

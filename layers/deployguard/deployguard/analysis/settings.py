@@ -289,7 +289,6 @@ class JudgeSettings(BaseModel):
 # --------------------------------------------------------------------------- per-metric evidence
 
 
-
 class MetricThreshold(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -382,5 +381,3 @@ class HealthSettings(BaseModel):
         merged = {t.id: t for t in self.catalogue}
         merged.update({t.id: t for t in self.extra_metrics})
         return merged
-
-

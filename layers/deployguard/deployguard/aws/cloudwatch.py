@@ -276,8 +276,7 @@ class MetricsReader:
         requests = [canary_request(d, specs, now, interval_seconds) for d, specs in items]
         values = self.read_windows(requests)
         return {
-            d.deployment_id: canary_window(d, specs, values, now, interval_seconds, self.failures)
-            for d, specs in items
+            d.deployment_id: canary_window(d, specs, values, now, interval_seconds, self.failures) for d, specs in items
         }
 
 
@@ -309,8 +308,7 @@ def canary_window(
     if deployment.weight_changed_at is not None:
         since_shift = max(
             0,
-            int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds())
-            // interval_seconds,
+            int((end - floor_time(deployment.weight_changed_at, interval_seconds)).total_seconds()) // interval_seconds,
         )
 
     def metric_window(spec: MetricSpec) -> MetricWindow:

@@ -28,8 +28,6 @@ from pydantic import Field
 
 from deployguard import clock
 from deployguard.aws import clients
-from deployguard.aws.ecs import task_set_definitions
-from deployguard.aws.elbv2 import target_group_dimensions
 from deployguard.exceptions import CodeDeployError, EcsError, LoadBalancerError
 from deployguard.models import EcsTarget, LambdaTarget, Model, Strategy
 
@@ -340,6 +338,8 @@ class CodeDeployGateway:
             update["new_task_set"] = green.task_set
         update |= self._task_definitions(target, blue, green)
         if blue is not None and green is not None and blue.target_group and green.target_group:
+            from deployguard.aws.elbv2 import target_group_dimensions  # ECS deployments only
+
             try:
                 dims = target_group_dimensions([blue.target_group, green.target_group])
             except LoadBalancerError as exc:  # the hook can still run its pre-traffic checks; the judge will say
@@ -356,6 +356,8 @@ class CodeDeployGateway:
     def _task_definitions(target: EcsTarget, blue: TaskSetInfo | None, green: TaskSetInfo | None) -> dict[str, str]:
         """``stable_task_definition`` (the blue task set's), and ``new_task_definition`` when the AppSpec
         named none; nothing when ECS cannot say (the judge's placeholders then stay unresolved)."""
+        from deployguard.aws.ecs import task_set_definitions  # ECS deployments only
+
         task_sets = [t.task_set for t in (blue, green) if t is not None and t.task_set]
         try:
             definitions = task_set_definitions(target.cluster, target.service, task_sets)

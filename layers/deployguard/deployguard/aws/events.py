@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from deployguard.aws import clients
-from deployguard.models import DeploymentEvent
+
+if TYPE_CHECKING:
+    from deployguard.models import DeploymentEvent
 
 # SNS subject lines are limited to 100 characters
 _SUBJECT_LIMIT = 100

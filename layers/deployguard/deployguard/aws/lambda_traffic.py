@@ -8,12 +8,15 @@ version with no routing; rollback points it at the stable version with no routin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard.aws import clients
 from deployguard.exceptions import TrafficShiftError
-from deployguard.models import LambdaTarget
+
+if TYPE_CHECKING:
+    from deployguard.models import LambdaTarget
 
 
 @dataclass(frozen=True)

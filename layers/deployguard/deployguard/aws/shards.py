@@ -30,8 +30,7 @@ def send_shards(queue_url: str, shards: list[list[str]], tick_at: datetime) -> i
     messages = [Shard(tick_at=tick_at, deployment_ids=ids).model_dump_json() for ids in shards if ids]
     for offset in range(0, len(messages), MESSAGES_PER_CALL):
         entries: list[dict[str, Any]] = [
-            {"Id": str(i), "MessageBody": body}
-            for i, body in enumerate(messages[offset : offset + MESSAGES_PER_CALL])
+            {"Id": str(i), "MessageBody": body} for i, body in enumerate(messages[offset : offset + MESSAGES_PER_CALL])
         ]
         failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
         if failed:

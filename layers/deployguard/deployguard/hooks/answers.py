@@ -23,12 +23,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from deployguard import clock
-from deployguard.aws.codedeploy import CodeDeployGateway, HookStatus, StatusReport
 from deployguard.storage.leases import DONE, Leases, Marker
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.aws.codedeploy import CodeDeployGateway, HookStatus, StatusReport
+    from deployguard.storage.repository import DeploymentRepository
 
 HOOK_KIND = "HOOK"
 MARKER_TTL = timedelta(days=2)

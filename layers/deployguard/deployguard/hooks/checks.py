@@ -16,17 +16,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from deployguard import clock
 from deployguard.aws import clients
-from deployguard.aws.cloudwatch import MetricsReader, canary_queries
 from deployguard.exceptions import ConfigError, MetricsConfigError, ValidationCheckError
-from deployguard.hooks.settings import CheckSettings
 from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
-from deployguard.notification.urlsafety import CheckedTarget, Resolver, check_outbound, open_tcp
+
+if TYPE_CHECKING:  # the metrics reader and the outbound guard: imported by the checks that use them
+    from deployguard.hooks.settings import CheckSettings
+    from deployguard.notification.urlsafety import CheckedTarget, Resolver
 
 CheckStatus = Literal["passed", "failed", "warned"]
 Sleep = Callable[[float], None]
@@ -65,6 +66,8 @@ class CheckContext:
 
 def safe_target(check: CheckSettings, ctx: CheckContext) -> CheckedTarget:
     """The check's URL (http) or ``host:port`` (tcp), resolved once; refused unless the SSRF rules allow it."""
+    from deployguard.notification.urlsafety import check_outbound
+
     if check.type == "http" and check.url:
         return check_outbound(
             check.url, check.allowed_hosts, ctx.local_mode, field=f"{check.name}.url", resolver=ctx.resolver
@@ -160,6 +163,8 @@ def _http(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str
 
 
 def _tcp(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
+    from deployguard.notification.urlsafety import open_tcp
+
     target = safe_target(check, ctx)
     address = f"{check.host}:{check.port}"
     started = time.monotonic()
@@ -200,6 +205,8 @@ def _baseline(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple
     )
     now = clock.now()
     start = now - timedelta(minutes=check.baseline_minutes)
+    from deployguard.aws.cloudwatch import MetricsReader, canary_queries
+
     # a MetricsConfigError (metrics that cannot be read for this target) is a configuration error: not retried
     queries = [q for q in canary_queries("baseline", ctx.deployment, ctx.metrics) if q.key[2] == "baseline"]
     values = MetricsReader().read(queries, start, now, 60)

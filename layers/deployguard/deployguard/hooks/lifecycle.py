@@ -29,14 +29,11 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.alerts.engine import AlertEngine
-from deployguard.analysis.judge import judge_canary
-from deployguard.aws.cloudwatch import MetricsReader
 from deployguard.aws.codedeploy import (
     ECS_HOOKS,
     CodeDeployDeployment,
@@ -45,9 +42,7 @@ from deployguard.aws.codedeploy import (
     ReportOutcome,
     StatusReport,
 )
-from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import CodeDeployError, InvalidEventError
 from deployguard.hooks.answers import DEFAULT_BUDGET_SECONDS, HOOK_KIND, HookAnswers, Settled
 from deployguard.hooks.checks import CheckContext, CheckResult, Sleep, run_check
@@ -66,10 +61,14 @@ from deployguard.models import (
     Severity,
     judged_from,
 )
-from deployguard.storage.leases import Marker
-from deployguard.storage.repository import DeploymentRepository
-from deployguard.workflows.assessment import assessment_from_verdict
 from deployguard.workflows.recorder import ensure_record
+
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import DeployGuardConfig
+    from deployguard.storage.leases import Marker
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:lifecycle-hook"
 REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to the function's end
@@ -147,7 +146,7 @@ class LifecycleHook:
         *,
         local_mode: bool = False,
         sleep: Sleep = clock.sleep,
-        alerts: AlertEngine | None = None,
+        alert_engine: Callable[[], AlertEngine] | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -156,7 +155,9 @@ class LifecycleHook:
         self.local_mode = local_mode
         self.sleep = sleep
         self.answers = HookAnswers(repository, self.codedeploy, sleep=sleep)
-        self.alerts = alerts  # validation failures raise alerts (canary-issue: incident, paging)
+        # validation failures and warnings raise alerts (canary-issue: incident, paging); the engine is
+        # asked for only then, so a hook that passes never builds it (nor imports it: cold start)
+        self.alert_engine = alert_engine
 
     # ------------------------------------------------------------------ entry
 
@@ -287,6 +288,12 @@ class LifecycleHook:
         return self._summarise("pre-traffic", deployment, results)
 
     def _post_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
+        # the judge, the metrics reader and the assessment: only after traffic moved (a pre-traffic
+        # hook's cold start never loads them)
+        from deployguard.analysis.judge import judge_canary
+        from deployguard.aws.cloudwatch import MetricsReader
+        from deployguard.workflows.assessment import assessment_from_verdict
+
         service = self.config.service(deployment.service)
         # alarms still apply after traffic moved
         alarm_checks = [c for c in service.hooks.pre_traffic if c.type == "alarms"]
@@ -448,8 +455,16 @@ class LifecycleHook:
         self.publisher.publish(event)
         self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
                               event_id=event.event_id)  # fmt: skip
-        if self.alerts is not None:
-            self.alerts.guarded(deployment.deployment_id, ACTOR, kind.value, self.alerts.on_event, event, deployment)
+        if self.alert_engine is None:
+            return
+        try:
+            alerts = self.alert_engine()
+        except Exception as exc:  # alerting never fails the hook's own work
+            logger.exception("alert engine unavailable", extra={"deployment_id": deployment.deployment_id})
+            self.repository.audit(deployment.deployment_id, "alerting_failed", ACTOR,
+                                  f"{kind.value}: alert engine unavailable: {type(exc).__name__}: {exc}")  # fmt: skip
+            return
+        alerts.guarded(deployment.deployment_id, ACTOR, kind.value, alerts.on_event, event, deployment)
 
 
 def answer_without_setup(

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.alerts.settings import AlertingSettings
-from deployguard.aws.events import EventPublisher
 from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
-from deployguard.incidents.repository import IncidentRepository
 from deployguard.models import DeploymentEvent, EventType, Model, utcnow
+
+if TYPE_CHECKING:
+    from deployguard.alerts.settings import AlertingSettings
+    from deployguard.aws.events import EventPublisher
+    from deployguard.incidents.repository import IncidentRepository
 
 ACTOR = "deployguard:escalation"
 

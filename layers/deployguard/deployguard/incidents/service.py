@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
-from deployguard.alerts.models import Alert
-from deployguard.alerts.settings import AlertingSettings
-from deployguard.aws.events import EventPublisher
 from deployguard.exceptions import ConflictError, NotFoundError
 from deployguard.incidents.models import (
     EscalationState,
@@ -25,8 +22,13 @@ from deployguard.incidents.models import (
     IncidentStatus,
     TimelineEntry,
 )
-from deployguard.incidents.repository import IncidentRepository
 from deployguard.models import DeploymentEvent, EventType, Severity
+
+if TYPE_CHECKING:
+    from deployguard.alerts.models import Alert
+    from deployguard.alerts.settings import AlertingSettings
+    from deployguard.aws.events import EventPublisher
+    from deployguard.incidents.repository import IncidentRepository
 
 ACTOR = "deployguard:incidents"
 AUTO_RESOLVER = "deployguard:auto-resolve"

@@ -21,18 +21,19 @@ import base64
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import requests
-from pydantic import SecretStr
-
-from deployguard.alerts.settings import AlertingSettings, IssueTrackerSettings
 from deployguard.exceptions import DeployGuardError
-from deployguard.incidents.models import Incident
-from deployguard.incidents.repository import IncidentRepository
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.settings import SecretSource
 from deployguard.notification.urlsafety import check_outbound, redact
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from deployguard.alerts.settings import AlertingSettings, IssueTrackerSettings
+    from deployguard.incidents.models import Incident
+    from deployguard.incidents.repository import IncidentRepository
 
 ACTOR = "deployguard:issue-trackers"
 COMMENTED = "ISSUE-COMMENT"
@@ -77,10 +78,12 @@ class _Http:
 
     def call(self, method: str, path: str, payload: Any = None, params: dict[str, str] | None = None) -> Any:
         url = self.settings.url + path
+        import requests  # at the first call to a tracker, not with the module (cold start)
+
+        from deployguard.notification.pinned_http import pinned_session
+
         target = check_outbound(url, self.settings.hosts, self.local_mode, field=f"alerting.issue_trackers.{self.name}")
         try:
-            from deployguard.notification.pinned_http import pinned_session  # requests: at the first send
-
             with pinned_session(target) as session:
                 response = session.request(
                     method, url, json=payload, params=params, headers=self.headers,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import SecretStr
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
-from deployguard.models import DeploymentEvent
-from deployguard.notification.settings import ChannelKind
+    from deployguard.models import DeploymentEvent
+    from deployguard.notification.settings import ChannelKind
 
 
 @dataclass(frozen=True)

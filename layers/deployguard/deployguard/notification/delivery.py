@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard import clock
@@ -179,10 +178,12 @@ class Deliverer:
         )
 
     def _http(self, message: HttpMessage, target: CheckedTarget, left: float) -> _Attempt:
+        import requests  # at the first HTTP send, not with the module (cold start)
+
+        from deployguard.notification.pinned_http import pinned_session
+
         headers = {"User-Agent": USER_AGENT, **message.headers}
         try:
-            from deployguard.notification.pinned_http import pinned_session  # requests: at the first send
-
             with pinned_session(target) as session:
                 resp = session.post(
                     target.url,

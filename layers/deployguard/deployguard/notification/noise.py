@@ -20,15 +20,17 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
 from deployguard.models import DeploymentEvent, EventType
 from deployguard.notification import formatting as fmt
-from deployguard.notification.settings import NotificationSettings, RateLimit
 from deployguard.storage import keys
 from deployguard.storage.leases import Claim, Leases
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.notification.settings import NotificationSettings, RateLimit
+    from deployguard.storage.repository import DeploymentRepository
 
 DEDUP = "NOTIFY-DEDUP"
 COOLDOWN = "NOTIFY-COOLDOWN"

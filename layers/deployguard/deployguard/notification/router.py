@@ -33,15 +33,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import SecretStr
 
 from deployguard import clock
 from deployguard.exceptions import ConfigError, DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
 from deployguard.notification import settings as cfg
-from deployguard.notification.base import Channel, OutboundMessage
 from deployguard.notification.delivery import Deliverer, DeliveryResult
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
 from deployguard.notification.noise import NoiseControl
@@ -52,8 +51,13 @@ from deployguard.notification.sns_channels import EmailChannel, SmsChannel
 from deployguard.notification.teams import TeamsChannel
 from deployguard.notification.urlsafety import validate_outbound_url
 from deployguard.notification.webhook import WebhookChannel
-from deployguard.storage.leases import Claim
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from deployguard.notification.base import Channel, OutboundMessage
+    from deployguard.storage.leases import Claim
+    from deployguard.storage.repository import DeploymentRepository
 
 logger = logging.getLogger(__name__)
 RESERVE_SECONDS = 10.0  # kept from the invocation's remaining time to dead-letter and record

@@ -9,7 +9,7 @@ parameter, never the value.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
@@ -17,7 +17,9 @@ from pydantic import SecretStr
 
 from deployguard.aws import clients
 from deployguard.exceptions import ConfigError
-from deployguard.notification.settings import SecretSource
+
+if TYPE_CHECKING:
+    from deployguard.notification.settings import SecretSource
 
 DEFAULT_MAX_AGE_SECONDS = 300
 

@@ -8,14 +8,16 @@ actions(buttons), context]}`` within Block Kit limits (header 150 characters,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
-from deployguard.models import DeploymentEvent
 from deployguard.notification import formatting as fmt
 from deployguard.notification.base import HttpMessage, OutboundMessage
 from deployguard.notification.settings import ChannelKind
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from deployguard.models import DeploymentEvent
 
 _MAX_FIELDS = 10
 _MAX_BUTTONS = 5

@@ -8,11 +8,14 @@ SMS: one short line (transactional SMS type).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from deployguard.models import DeploymentEvent
 from deployguard.notification import formatting as fmt
 from deployguard.notification.base import OutboundMessage, SnsMessage
 from deployguard.notification.settings import ChannelKind
+
+if TYPE_CHECKING:
+    from deployguard.models import DeploymentEvent
 
 SMS_LIMIT = 140
 

@@ -8,14 +8,15 @@ where ``card`` is an Adaptive Card 1.4 (``TextBlock``, ``FactSet``, ``Action.Ope
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from deployguard.models import DeploymentEvent, Severity
 from deployguard.notification import formatting as fmt
 from deployguard.notification.base import HttpMessage, OutboundMessage
 from deployguard.notification.settings import ChannelKind
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 _COLOR = {

@@ -37,13 +37,9 @@ import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from deployguard.exceptions import ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 Resolver = Callable[[str], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -13,15 +13,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
-from deployguard.models import DeploymentEvent
 from deployguard.notification import formatting as fmt
 from deployguard.notification.base import HttpMessage, OutboundMessage
 from deployguard.notification.settings import ChannelKind
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from deployguard.models import DeploymentEvent
 
 TIMESTAMP_HEADER = "X-DeployGuard-Timestamp"
 SIGNATURE_HEADER = "X-DeployGuard-Signature"

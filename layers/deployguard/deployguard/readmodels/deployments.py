@@ -27,17 +27,20 @@ import heapq
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
 from deployguard import clock
-from deployguard.alerts.models import Alert
 from deployguard.exceptions import DeployGuardError, NotFoundError
-from deployguard.incidents.models import Incident
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.models import Deployment, DeploymentStatus, Model
 from deployguard.readmodels.history import DeploymentHistory, GateOutcome, build_history
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.alerts.models import Alert
+    from deployguard.incidents.models import Incident
+    from deployguard.storage.repository import DeploymentRepository
 
 _ACTIVE = {DeploymentStatus.PENDING, DeploymentStatus.IN_PROGRESS}
 

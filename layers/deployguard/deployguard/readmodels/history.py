@@ -274,8 +274,14 @@ def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[
     order = {k: i for i, k in enumerate(TimelineKind.__args__)}  # type: ignore[attr-defined]
     # a shift comes before the assessments at its time; where traffic ended up comes after them;
     # events of one instant in the order a deployment lives them
-    return sorted(items, key=lambda i: (i.at, len(order) if i is last_step else order[i.kind],
-                                        LIFECYCLE_ORDER.get(i.title.split(":", 1)[0], 4) if i.kind == "event" else 0))
+    return sorted(
+        items,
+        key=lambda i: (
+            i.at,
+            len(order) if i is last_step else order[i.kind],
+            LIFECYCLE_ORDER.get(i.title.split(":", 1)[0], 4) if i.kind == "event" else 0,
+        ),
+    )
 
 
 def business_impact(assessment: Assessment) -> float | None:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard import clock
-from deployguard.alerts.settings import RemediationAction
 from deployguard.aws import clients
 from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
@@ -28,7 +27,10 @@ from deployguard.exceptions import CodeDeployError, TrafficShiftError
 from deployguard.models import Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Phase, PhaseChange
 from deployguard.remediation.models import ActionPlan, NotApplicableError, RemediationError
 from deployguard.remediation.targets import target_id
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.alerts.settings import RemediationAction
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:remediation"
 

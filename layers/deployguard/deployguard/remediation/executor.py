@@ -19,13 +19,12 @@ import json
 import os
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
 from deployguard.aws import clients
-from deployguard.aws.events import EventPublisher
 from deployguard.exceptions import DeployGuardError
-from deployguard.incidents.models import Incident
 from deployguard.models import Deployment, DeploymentEvent, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
 from deployguard.remediation.models import (
@@ -39,7 +38,11 @@ from deployguard.remediation.models import (
 )
 from deployguard.remediation.store import LOCK, RemediationStore
 from deployguard.remediation.targets import TargetAllowlist, target_id
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.aws.events import EventPublisher
+    from deployguard.incidents.models import Incident
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:remediation"
 COOLDOWN = "REMEDIATION-COOLDOWN"

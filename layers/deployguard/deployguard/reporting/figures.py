@@ -93,7 +93,9 @@ def health_chart(history: DeploymentHistory) -> Chart:
         chart_id="health",
         title="Health score and business impact",
         description=f"health score (0-100) at each assessment, from {known[0]:.0f} to {known[-1]:.0f}; "
-        "business impact (0-10, drawn times 10)" if known else "no health score was recorded",
+        "business impact (0-10, drawn times 10)"
+        if known
+        else "no health score was recorded",
         series=[
             Series("health score", scores, PALETTE["score"]),
             Series("business impact x10", impacts, PALETTE["impact"], dashed=True),

@@ -120,5 +120,5 @@ def render_html(history: DeploymentHistory) -> str:
         f'<body><main style="--accent:{ACCENT.get(outcome.state, "#2e6f95")}">'
         f'<header class="summary"><h1>{escape(title)}</h1>'
         f'<p class="muted">Deployment {escape(d.deployment_id)}; exported {_t(history.exported_at)}; '
-        f"schema {escape(history.schema_)}</p><dl class=\"facts\">{summary}</dl></header>{body}</main></body></html>\n"
+        f'schema {escape(history.schema_)}</p><dl class="facts">{summary}</dl></header>{body}</main></body></html>\n'
     )

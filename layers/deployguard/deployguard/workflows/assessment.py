@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from deployguard.alerts.fields import fields_from_window
 from deployguard.analysis.health import assess_health, health_values_from_window
@@ -19,7 +20,9 @@ from deployguard.models import (
     HealthStatus,
     Verdict,
 )
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.storage.repository import DeploymentRepository
 
 # an assessment stored this close to another of the same kind belongs to the same cycle
 SAME_CYCLE = timedelta(seconds=5)

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
+from deployguard.alerts.fields import RECENT_PERIODS
 from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
 from deployguard.analysis.scenario import truncate_window
 from deployguard.analysis.settings import JudgeSettings
@@ -69,6 +70,8 @@ WEIGHT_RECHECK = timedelta(minutes=5)
 QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at the clock
 ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
 SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still complete: judged, not folded
+TAIL_PERIODS = max(RECENT_PERIODS, SETTLE_PERIODS)  # a look reads at least these (health report, alert fields)
+MAX_OPEN_INCIDENT_KEYS = 20  # the record stays one size: an incident storm's keys beyond these are in the incidents
 CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with this much left
 logger = logging.getLogger(__name__)
 
@@ -131,9 +134,16 @@ class AssessorRun:
 
 @dataclass
 class DueCanary:
+    """A canary due for a look, and its read: only the periods its judge state has not folded (and
+    at least the last TAIL_PERIODS, which the health report and the alert fields read), periods
+    ``offset`` onwards of the window that starts at ``window_start``."""
+
     deployment: Deployment
     request: WindowRequest
     interval_seconds: int
+    state: JudgeState | None = None  # the judge state stored on the record, when it fits this window
+    offset: int = 0
+    window_start: datetime | None = None
 
 
 Due = DueCanary | DueMonitoring
@@ -274,14 +284,30 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
     if last is not None and not last.due(KIND, cycle.now):
         return None
     interval = service.canary.assessment_interval_seconds
+    item = DueCanary(deployment, WindowRequest([], cycle.now, cycle.now, interval), interval)
     try:
-        request = canary_request(judged_from(deployment), service.judge.metrics, cycle.now, interval)
+        _plan_read(cycle, item)
     except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
         logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
                                                                    "reason": str(exc)})  # fmt: skip
         run.skipped.append(deployment.deployment_id)
         return None
-    return DueCanary(deployment, request, interval)
+    return item
+
+
+def _plan_read(cycle: Cycle, item: DueCanary) -> None:
+    """The canary's read this look: the periods its stored judge state has not folded, and at least
+    the last TAIL_PERIODS (the whole window when there is no state that fits it)."""
+    specs = cycle.config.service(item.deployment.service).judge.metrics
+    whole = canary_request(judged_from(item.deployment), specs, cycle.now, item.interval_seconds)
+    last = item.deployment.last_assessment
+    stored = last.judge_state if last is not None and last.kind == KIND else None
+    item.state = load_judge_state(stored, whole.start, whole.interval_seconds)
+    folded = item.state.periods if item.state is not None else 0
+    item.offset = max(0, min(folded, whole.periods - TAIL_PERIODS))
+    item.window_start = whole.start
+    start = whole.start + timedelta(seconds=item.offset * whole.interval_seconds)
+    item.request = WindowRequest(whole.queries, start, whole.end, whole.interval_seconds)
 
 
 def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -> list[Due]:
@@ -295,8 +321,7 @@ def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -
                 # green serves only the test listener: test traffic is no production evidence against blue
                 run.skipped.append(item.deployment.deployment_id)
                 continue
-            specs = cycle.config.service(item.deployment.service).judge.metrics  # periods from traffic start
-            item.request = canary_request(judged_from(item.deployment), specs, cycle.now, item.interval_seconds)
+            _plan_read(cycle, item)  # periods from traffic start, which the weight may have just set
         kept.append(item)
     return kept
 
@@ -356,12 +381,17 @@ def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
 
 def _chunks(due: Sequence[Due]) -> Iterator[list[Due]]:
     """Chunks of at most QUERIES_PER_CHUNK queries (a whole number of full GetMetricData calls): a
-    chunk that went past it would start a call of its own for the few queries over."""
+    chunk that went past it would start a call of its own for the few queries over. Canary reads
+    (the last few minutes, 1-minute periods) and monitoring reads (24 hours, 5-minute periods) are
+    not mixed in one chunk: a call's time range is shared by its queries, so a canary query in a
+    call with a 24-hour read would return 1,440 datapoints instead of a few, and such a call goes
+    past the 100,800 datapoints a call returns (more pages). At most one call more a cycle than
+    ceil(queries / 500)."""
     chunk: list[Due] = []
     queries = 0
     for item in due:
         size = len(item.request.queries)
-        if chunk and queries + size > QUERIES_PER_CHUNK:
+        if chunk and (queries + size > QUERIES_PER_CHUNK or type(item) is not type(chunk[-1])):
             yield chunk
             chunk, queries = [], 0
         chunk.append(item)
@@ -394,29 +424,53 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
     run.metric_calls = cycle.reader.calls
 
 
+def load_judge_state(stored: dict[str, Any] | None, start: datetime, interval_seconds: int) -> JudgeState | None:
+    """The judge state stored on the record, when it was kept for the window that starts at ``start``
+    with periods of ``interval_seconds`` (None when there is none, it is of another window, or it
+    cannot be read)."""
+    if stored is None or stored.get("start") != start.isoformat() or stored.get("interval") != interval_seconds:
+        return None
+    try:
+        return JudgeState.load(stored["state"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def judge_incrementally(
     window: CanaryWindow, settings: JudgeSettings, stored: dict[str, Any] | None, request: WindowRequest
 ) -> tuple[Verdict, dict[str, Any] | None]:
-    """The verdict on the whole window, folding into the judge only the periods the stored state has
+    """The verdict on the whole ``window`` (read by ``request``) and the state to store, from the state
+    stored by the previous look (see :func:`judge_tail`)."""
+    state = load_judge_state(stored, request.start, request.interval_seconds)
+    return judge_tail(window, settings, state, request.start, request.interval_seconds)
+
+
+def judge_tail(
+    window: CanaryWindow,
+    settings: JudgeSettings,
+    state: JudgeState | None,
+    start: datetime,
+    interval_seconds: int,
+    offset: int = 0,
+) -> tuple[Verdict, dict[str, Any] | None]:
+    """The verdict on the whole canary window, given its periods ``offset`` onwards (``offset`` no
+    more than the periods ``state`` folded), folding into the judge only the periods the state has
     not seen (O(metrics) per look, whatever the canary's age); and the state to store, folded up to
     the settled periods (all but the last SETTLE_PERIODS, which CloudWatch may still complete).
 
     The state is kept with the window's start and period length: a window that starts elsewhere
     (an ECS canary whose traffic start was learnt later), other settings or metrics, or a state
-    that cannot be read start the judge over on the whole window."""
-    key = {"start": request.start.isoformat(), "interval": request.interval_seconds}
-    state: JudgeState | None = None
-    if stored is not None and {k: stored.get(k) for k in key} == key:
-        try:
-            state = JudgeState.load(stored["state"])
-        except (KeyError, TypeError, ValueError):
-            state = None
-    settled = window.periods - SETTLE_PERIODS
+    that cannot be read start the judge over on the whole window (raises ``JudgeStateError``
+    when the periods before ``offset`` would be needed and are not in ``window``)."""
+    key = {"start": start.isoformat(), "interval": interval_seconds}
+    settled = offset + window.periods - SETTLE_PERIODS  # absolute: periods 0..settled-1 are settled
     try:
         if settled > 0 and (state is None or settled >= state.periods):
-            state, _ = judge_step(state, _settled(window, settled), settings, offset=0)
-        _, verdict = judge_step(state, window, settings, offset=0)
+            state, _ = judge_step(state, _settled(window, settled - offset), settings, offset=offset)
+        _, verdict = judge_step(state, window, settings, offset=offset)
     except JudgeStateError:
+        if offset:
+            raise  # the periods before the offset were not read: the caller reads the whole window
         state = judge_step(None, _settled(window, settled), settings, offset=0)[0] if settled > 0 else None
         verdict = judge_canary(window, settings)
     return verdict, ({**key, "state": state.dump()} if state is not None else None)
@@ -425,8 +479,8 @@ def judge_incrementally(
 def _settled(window: CanaryWindow, periods: int) -> CanaryWindow:
     """The window's first ``periods`` periods (a traffic shift after them is not in it yet)."""
     since = window.periods_since_shift
-    cut = window.periods - periods
-    shorter = truncate_window(window, periods)
+    cut = window.periods - max(0, periods)
+    shorter = truncate_window(window, max(0, periods))
     shorter.periods_since_shift = since - cut if since is not None and since > cut else None
     return shorter
 
@@ -445,9 +499,21 @@ def _complete_canary(
     )
     previous = deployment.last_assessment
     previous_decision = previous.decision if previous is not None and previous.kind == KIND else None
-    folded = previous.judge_state if previous is not None and previous.kind == KIND else None
-    verdict, judge_state = judge_incrementally(window, service.judge, folded, item.request)
+    start = item.window_start or item.request.start
+    periods = item.offset + window.periods  # the whole window's
+    try:
+        verdict, judge_state = judge_tail(
+            window, service.judge, item.state, start, item.interval_seconds, item.offset
+        )  # fmt: skip
+    except JudgeStateError:  # other settings or metrics than the state's: the judge starts over on the whole window
+        whole = WindowRequest(item.request.queries, start, item.request.end, item.interval_seconds)
+        values = cycle.reader.read_windows([whole])
+        window = canary_window(
+            deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
+        )
+        verdict, judge_state = judge_tail(window, service.judge, None, start, item.interval_seconds)
     assessment = assessment_from_verdict(deployment, window, verdict, service.health)
+    assessment.details["periods"] = periods
     assessment.at = cycle.now
     cursor = AssessmentCursor(
         kind=KIND, at=cycle.now, decision=verdict.decision, health_status=assessment.health_status,
@@ -459,7 +525,7 @@ def _complete_canary(
         d.canary_weight, d.weight_changed_at = deployment.canary_weight, deployment.weight_changed_at
         d.weight_checked_at = deployment.weight_checked_at
         d.traffic_started_at = d.traffic_started_at or deployment.traffic_started_at
-        d.open_incident_keys = sorted(set(open_keys))
+        d.open_incident_keys = sorted(set(open_keys))[:MAX_OPEN_INCIDENT_KEYS]
 
     stored = save_assessment(cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep)
     if stored is None:

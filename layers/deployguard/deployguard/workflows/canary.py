@@ -24,17 +24,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 
 from deployguard import clock
-from deployguard.alerts.engine import AlertEngine
-from deployguard.analysis.judge import judge_canary
-from deployguard.aws.cloudwatch import MetricsReader
-from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.config import DeployGuardConfig, ServiceConfig
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
 from deployguard.hooks.checks import CheckContext, Sleep, run_check
 from deployguard.models import (
@@ -52,10 +47,15 @@ from deployguard.models import (
     Verdict,
     deployment_statistics,
 )
-from deployguard.storage.repository import DeploymentRepository
-from deployguard.workflows.assessment import assessment_from_verdict
 from deployguard.workflows.control import CanaryControlService, effective_decision, steer
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
+
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine
+    from deployguard.aws.cloudwatch import MetricsReader
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import DeployGuardConfig, ServiceConfig
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:canary-state-machine"
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class CanaryController:
         self.config = config
         self.repository = repository
         self.publisher = publisher
-        self.reader = reader or MetricsReader()
+        self.reader = reader  # CloudWatch: built by the first Assess task
         self.alerts = alerts
         self.local_mode = local_mode  # the pre-traffic checks' outbound rules (loopback only locally)
         self.sleep = sleep  # between check retries
@@ -289,6 +289,14 @@ class CanaryController:
         )
 
     def assess(self, state: CanaryState) -> CanaryState:
+        # the judge and the assessment: imported by the first Assess task, not by Validate's cold start
+        from deployguard.analysis.judge import judge_canary
+        from deployguard.workflows.assessment import assessment_from_verdict
+
+        if self.reader is None:
+            from deployguard.aws.cloudwatch import MetricsReader
+
+            self.reader = MetricsReader()
         deployment = self.repository.get_deployment(state.deployment_id)
         if deployment.status.is_terminal:  # ended elsewhere (remediation, a person): stop here
             return state.model_copy(update={"next": "done", "decision": deployment.decision})
@@ -629,7 +637,6 @@ class CanaryController:
             return None
         status = deployment.status if deployment.status.is_terminal else DeploymentStatus.FAILED
         return deployment, deployment_statistics(status, deployment.duration_seconds, started=action == "validate")
-
 
     def _record_rollback_failed(self, deployment: Deployment, message: str) -> Deployment:
         """The record says failed, so the reconciler puts the traffic back once the alias can be moved."""

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.alerts.engine import AlertEngine
 from deployguard.exceptions import DeployGuardError
 from deployguard.incidents.escalation import Page
 from deployguard.incidents.models import Incident, IncidentStateError, IncidentStatus, TimelineEntry
@@ -28,6 +27,9 @@ from deployguard.workflows.control import (
     EmergencyRollbackRequest,
     Verb,
 )
+
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine
 
 
 class CanaryCard(Model):

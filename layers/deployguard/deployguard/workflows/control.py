@@ -25,16 +25,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from deployguard import clock
 from deployguard.aws import stepfunctions
 from deployguard.aws.codedeploy import CodeDeployGateway
-from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import CodeDeployError, ControlStateError, InvalidEventError, TrafficShiftError
 from deployguard.models import (
     CanaryControl,
@@ -49,7 +47,11 @@ from deployguard.models import (
     PhaseChange,
     Severity,
 )
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import DeployGuardConfig
+    from deployguard.storage.repository import DeploymentRepository
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,16 @@ change to or from "unusual" is announced.
 After promotion the alias serves the new version only, so a Lambda service is read at the
 alias (FunctionName and Resource: every version the alias served, the history included): one
 set of queries per service and alias, shared by every deployment of it due in the same cycle,
-not two per deployment. Metrics that exist only per version (custom dimensions naming
+not two per deployment. So that they are due in the same cycle, a service's looks every 5 or
+15 minutes fall on its own grid (:func:`next_look`: the same minutes for all its deployments,
+another phase for another service, so that the loop's load stays spread), never later than
+the schedule says. Metrics that exist only per version (custom dimensions naming
 ``{version}``) and ECS services (target groups) are read per deployment, both versions.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -98,6 +102,21 @@ def monitoring_request(deployment: Deployment, config: DeployGuardConfig, now: d
     return WindowRequest(queries, start, end, PERIOD_SECONDS)
 
 
+def next_look(service: str, after: datetime, interval_seconds: int) -> datetime:
+    """The first look of ``service``'s monitoring after the one at ``after``, ``interval_seconds``
+    apart: on the service's grid (whole minutes, a phase of its own within the interval), so that
+    all its deployments on the same interval are due in the same minute and share one alias read;
+    never more than ``interval_seconds`` after ``after``'s grid point."""
+    minutes = max(1, interval_seconds // 60)
+    phase = timedelta(minutes=zlib.crc32(service.encode()) % minutes)
+    return floor_time(after - phase, interval_seconds) + phase + timedelta(seconds=interval_seconds)
+
+
+def look_due(service: str, last_at: datetime | None, interval_seconds: int, now: datetime) -> bool:
+    """Whether a monitored deployment of ``service`` last looked at ``last_at`` is due at ``now``."""
+    return last_at is None or now >= next_look(service, last_at, interval_seconds) - SAME_CYCLE
+
+
 def alias_request_id(target: LambdaTarget) -> str:
     return f"alias:{target.function_name}:{target.alias}"
 
@@ -165,7 +184,7 @@ def due_monitoring(
             repository.audit(deployment.deployment_id, "monitoring_ended", ACTOR, "24 hours after promotion")
             run.finished.append(deployment.deployment_id)
             continue
-        if last is not None and now < last.at + timedelta(seconds=interval) - SAME_CYCLE:
+        if not look_due(deployment.service, last.at if last is not None else None, interval, now):
             run.not_due.append(deployment.deployment_id)
             continue
         try:  # Lambda: both versions' metrics; ECS: both target groups' (the service behind its load balancer)
@@ -222,7 +241,7 @@ def complete_monitoring(
     )  # fmt: skip
     cursor = AssessmentCursor(
         kind=KIND, at=now, decision=decision, health_status=status,
-        next_at=now + timedelta(seconds=interval or PERIOD_SECONDS), read_until=item.request.end,
+        next_at=next_look(deployment.service, now, interval or PERIOD_SECONDS), read_until=item.request.end,
     )  # fmt: skip
     if save_assessment(repository, deployment, assessment, cursor) is None:
         return  # another run assessed it in this cycle

@@ -16,20 +16,19 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser.models import SnsModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployguard.config import load_config
 from deployguard.exceptions import DeliveryError, InvalidEventError
 from deployguard.inbound import parse_event, parse_json_event
 from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
-from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
-from deployguard.notification.router import NotificationRouter
-from deployguard.notification.settings import NotificationSettings
-from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
+
+if TYPE_CHECKING:  # the configuration, the router (channels, HTTP) and the DLQ: imported when first built (cold start)
+    from deployguard.notification.router import NotificationRouter
+    from deployguard.notification.settings import NotificationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +49,16 @@ def environment() -> RouterEnvironment:
 
 @functools.cache
 def settings() -> NotificationSettings:
+    from deployguard.config import load_config
+
     return load_config(environment().config_file).notifications
 
 
 @functools.cache
 def router() -> NotificationRouter:
+    from deployguard.notification.router import NotificationRouter
+    from deployguard.storage.repository import DeploymentRepository
+
     env = environment()
     return NotificationRouter(
         settings(),
@@ -97,6 +101,8 @@ def _dead_letter_malformed(raw: str, error: str) -> None:
     url = environment().notification_dlq_url
     if not url:
         raise DeliveryError(f"malformed message and no NOTIFICATION_DLQ_URL to keep it: {error}")
+    from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
+
     DeadLetterQueue(url).send(DeadLetter(kind="malformed", raw=raw, error=error))
 
 

@@ -45,9 +45,7 @@ from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:reconciler"
 # when the traffic of an ended deployment is checked, after it ended: then it is marked reconciled
-CHECK_SCHEDULE: tuple[timedelta, ...] = tuple(
-    timedelta(minutes=m) for m in (0, 1, 5, 15, 60, 240, 1440)
-)
+CHECK_SCHEDULE: tuple[timedelta, ...] = tuple(timedelta(minutes=m) for m in (0, 1, 5, 15, 60, 240, 1440))
 MAX_FAILURES = 20  # checks that could not read or repair the traffic, retried 1, 1, ..., 2, 4 ... 60 minutes later
 OUTBOX_GRACE = timedelta(seconds=60)
 logger = logging.getLogger(__name__)

@@ -25,17 +25,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from deployguard import clock
-from deployguard.alerts.engine import AlertEngine
 from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
-from deployguard.aws.events import EventPublisher
-from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import ConflictError, TrafficShiftError
-from deployguard.hooks.answers import HookAnswers
 from deployguard.models import (
     Deployment,
     DeploymentEvent,
@@ -50,7 +46,12 @@ from deployguard.models import (
     Strategy,
     deployment_statistics,
 )
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.alerts.engine import AlertEngine
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import DeployGuardConfig
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:deployment-recorder"
 DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
@@ -270,6 +271,8 @@ class DeploymentRecorder:
 
     def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
         """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died."""
+        from deployguard.hooks.answers import HookAnswers  # the schedule's sweep only, not a state change's cold start
+
         finished = []
         seconds_left = (lambda: remaining_ms() / 1000.0) if remaining_ms is not None else None
         for settled in HookAnswers(self.repository, self.codedeploy).sweep(seconds_left=seconds_left):

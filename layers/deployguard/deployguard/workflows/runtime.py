@@ -54,7 +54,7 @@ class LazyTracer:
     def capture_lambda_handler(self, handler: H) -> H:
         if not tracing_active():
             return handler
-        return cast(H, self.tracer.capture_lambda_handler(handler))
+        return cast("H", self.tracer.capture_lambda_handler(handler))
 
 
 logger = Logger(service=SERVICE_NAME)

@@ -1,0 +1,54 @@
+"""The scale bench's cost model (issue 12): DynamoDB units from item sizes as DynamoDB counts them,
+alias reads on the services' grids, every service the guard pays for in the estimate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployguard_local.bench_scale import (
+    ASSUMPTIONS,
+    item_bytes,
+    monitoring_looks_per_deployment,
+    monthly_cost,
+    read_units,
+    service_looks_per_day,
+    write_units,
+)
+
+RECORD = {"pk": {"S": "DEP#d1"}, "sk": {"S": "META"}, "gsi1pk": {"S": "LOOP"}, "gsi2pk": {"S": "SVC#a#prod"},
+          "gsi1sk": {"S": "2026-11-02T12:00:00.000000Z#M#d1"}, "blob": {"S": "x" * 1500}}  # fmt: skip
+
+
+def test_item_sizes_and_units_as_dynamodb_counts_them() -> None:
+    assert item_bytes({"pk": {"S": "abc"}, "n": {"N": "123"}}) == 2 + 3 + 1 + 3
+    assert item_bytes({"m": {"M": {"a": {"BOOL": True}}, }}) == 1 + 3 + 1 + 1 + 1
+    # a monitored record (gsi1 key moves: delete and put) in a transaction with a 1 KB assessment
+    assessment = {"pk": {"S": "DEP#d1"}, "sk": {"S": "AS#1"}, "v": {"S": "y" * 900}}
+    body = {"TransactItems": [{"Put": {"Item": assessment}}, {"Put": {"Item": RECORD}}]}
+    assert write_units("TransactWriteItems", body) == 2 * 1 + 2 * 2 + 2 * 2 + 2
+    assert read_units("Query", {"Items": [RECORD] * 3}, consistent=False) == {"monitoring": 1.0}
+
+
+def test_the_estimate_names_every_service_and_comes_from_the_measured_run() -> None:
+    run: dict[str, Any] = {
+        "metrics_per_canary_look": 10.0, "alias_metrics_per_service_look": 5.0, "cpu_ms_per_deployment": 40.0,
+        "calls_by_operation": {"dynamodb.TransactWriteItems": 1.0, "cloudwatch.GetMetricData": 0.01},
+        "dynamodb_units_per_look": {"canary": [0.5, 20], "monitoring": [0.2, 12], "tick": [1.0, 1]},
+        "shards_per_cycle": 0.0, "verdict_metrics_per_service": 4.0, "guard_metrics": 5,
+        "log_bytes_per_deployment": 1000,
+    }  # fmt: skip
+    cost = monthly_cost(run, 1000)
+    assert set(cost) >= {"getmetricdata", "dynamodb", "lambda", "sqs", "sns", "stepfunctions", "eventbridge",
+                         "cloudwatch_metrics", "cloudwatch_logs"}  # fmt: skip
+    assert abs(cost["total"] - sum(v for k, v in cost.items() if k != "total")) < 0.05
+    looks = 1000 * ASSUMPTIONS["days_per_month"]
+    canary = looks * ASSUMPTIONS["canary_minutes_per_deployment"] * 10 / 1000 * 0.01
+    alias = 100 * service_looks_per_day(10) * ASSUMPTIONS["days_per_month"] * 5 / 1000 * 0.01
+    assert abs(cost["getmetricdata"] - (canary + alias)) < 0.05
+    assert monthly_cost({**run, "alias_metrics_per_service_look": 10.0}, 1000)["getmetricdata"] > cost["getmetricdata"]
+
+
+def test_a_services_deployments_share_alias_reads_on_its_grid() -> None:
+    assert monitoring_looks_per_deployment() == 60 + 72 + 68
+    assert service_looks_per_day(1) == 200  # one deployment: its own looks
+    assert service_looks_per_day(10) < 0.7 * 10 * 200  # ten a day: the 5- and 15-minute looks shared

@@ -1,0 +1,98 @@
+"""Each handler's cold start imports only what it uses (issue 12 part 4).
+
+Every handler is imported as Lambda does it, in a fresh interpreter (``PYTHONPATH`` = the layer and
+the function's folder), and the modules it loaded are compared with what it must not load before
+it needs them: the alert engine, incidents and remediation (only when an alert is evaluated or a
+remediation runs), ``requests`` and the pinned HTTP session (only at the first send), the
+configuration loader and YAML (on the first invocation), the judge (only where a judgement
+happens), and the X-Ray SDK (only when Lambda traces the function). A module set, never a timing:
+the CPU figures are measured by the bench (``deployguard_local.bench_scale.cold_imports``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER = ROOT / "layers" / "deployguard"
+HANDLERS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+
+# loaded by no handler at import
+NEVER_AT_IMPORT = {
+    "aws_xray_sdk",  # tracing is not active here (no AWS_XRAY_DAEMON_ADDRESS)
+    "requests",
+    "deployguard.notification.pinned_http",
+    "deployguard.notification.delivery",
+    "deployguard.notification.router",
+    "deployguard.notification.secrets",
+    "deployguard.alerts.engine",
+    "deployguard.incidents.service",
+    "deployguard.incidents.trackers",
+    "deployguard.remediation.executor",
+    "deployguard.remediation.actions",
+    "deployguard.remediation.store",
+    "deployguard.aws.ecs",  # ECS deployments only
+    "deployguard.aws.elbv2",
+}
+# the minute tick judges on every run: deployguard.workflows.assessor imports the judge and the configuration
+JUDGES_EVERY_RUN = {"assessor", "assessor_shard"}
+NOT_BEFORE_FIRST_USE = {
+    "yaml",
+    "deployguard.config",
+    "deployguard.alerts.settings",
+    "deployguard.alerts.fields",
+    "deployguard.analysis.judge",
+    "deployguard.analysis.evidence",
+    "deployguard.workflows.assessment",
+    "deployguard.aws.cloudwatch",
+}
+
+
+def modules_after_import(handler: str, **extra_env: str) -> set[str]:
+    """The modules loaded by ``import app`` of functions/<handler>, in a fresh interpreter whose
+    path is Lambda's (the layer, the function's folder); not traced unless ``extra_env`` says so."""
+    folder = ROOT / "functions" / handler
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY_", "_X_AMZN_", "POWERTOOLS_TRACE"))}
+    env |= {"PYTHONPATH": os.pathsep.join((str(LAYER), str(folder))), **extra_env}
+    code = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _loaded(modules: set[str], names: set[str]) -> set[str]:
+    """The names (or a submodule of them) present in ``modules``."""
+    return {n for n in names if n in modules or any(m.startswith(n + ".") for m in modules)}
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_handler_imports_only_what_its_cold_path_uses(handler: str) -> None:
+    modules = modules_after_import(handler)
+    assert "app" in modules and "deployguard.workflows.runtime" in modules  # the handler really was imported
+    assert _loaded(modules, NEVER_AT_IMPORT) == set()
+    if handler not in JUDGES_EVERY_RUN:
+        assert _loaded(modules, NOT_BEFORE_FIRST_USE) == set()
+
+
+def test_the_xray_sdk_is_imported_when_lambda_traces_the_function() -> None:
+    """Active tracing (Lambda sets the daemon address) decorates the handler with the Powertools
+    Tracer, which needs the X-Ray SDK: the lazy tracer must not lose the traces."""
+    traced = modules_after_import("lifecycle_hook", AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:2000")
+    assert "aws_xray_sdk" in traced
+    disabled = modules_after_import(
+        "lifecycle_hook", AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:2000", POWERTOOLS_TRACE_DISABLED="true"
+    )
+    assert "aws_xray_sdk" not in disabled
+
+
+def test_the_functions_skip_pydantic_plugin_discovery() -> None:
+    """No pydantic plugin is used; without this the first model built reads every distribution's entry points."""
+    from deployguard_local.template import Stack
+
+    variables = Stack.load(ROOT).template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
