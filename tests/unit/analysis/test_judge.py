@@ -138,7 +138,7 @@ def test_settings_errors_name_the_field() -> None:
 
 
 def test_grace_period_ignores_cold_start_latency() -> None:
-    mult = [3.0, 2.5] + [1.0] * 18
+    mult = [3.0, 3.0] + [1.0] * 18  # two slow periods the next one does not confirm
     verdict = judge_canary(make_window(20, canary_latency_mult=mult), JudgeSettings())
     assert verdict.decision != Decision.FAILING
     strict = judge_canary(make_window(20, canary_latency_mult=mult), JudgeSettings(grace_periods=0))

@@ -204,4 +204,6 @@ def test_a_latency_creep_on_a_quiet_service_is_caught_within_a_few_periods() -> 
                 break
         assert judge_canary(make_window(20, rpm=2000, seed=seed), settings).decision.value == "healthy"
     assert len(delays) == 8
-    assert sorted(delays)[4] <= 4 and max(delays) <= 6, delays
+    # the threshold pays for the four metric tests judged at once (Bonferroni): a period later
+    # than a single test's would be
+    assert sorted(delays)[4] <= 5 and max(delays) <= 7, delays

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.analysis.packing import Packer, Unpacker, f32
+from deployguard.analysis.settings import ALTERNATIVES
 from deployguard.analysis.stats import median
 from deployguard.models import MetricSpec, VerdictReason
 
@@ -45,7 +46,10 @@ class Cusum(_State):
     ``runs[j]`` holds alternative j's running statistic and the period its run began (and,
     with a second opinion, the run's two largest increments); an alternative at zero has no
     entry. Run sums (whatever the test needs to describe a failing run) are kept as prefix
-    sums ``total``, with the prefix at each run's start in ``marks``. With a second opinion
+    sums ``total``, with the prefix at each run's start in ``marks``. The evidence is the
+    mixture of the alternatives' statistics (``log sum_j w_j exp(S_j)``, the weights ``w_j``
+    given by ``offsets`` as ``log(1 / w_j) - log(ALTERNATIVES)``, even over the grid by default), and the
+    failing run is that of the alternative that weighs most in it. With a second opinion
     the largest increment of a run counts at most twice the second largest: one odd period
     cannot fail a release alone, a confirmed one fails it at once.
     """
@@ -69,11 +73,16 @@ class Cusum(_State):
              offsets: list[float] | None = None) -> None:  # fmt: skip
         before = self.total
         self.total = [f32(a + b) for a, b in zip(self.total, run_row, strict=True)]
+        terms: list[float] = []  # each alternative's weighted evidence, those at zero included (ratio 1)
+        lead, lead_value = -1, -math.inf
+        even = math.log(self.width / ALTERNATIVES)  # the threshold's budget spread over this grid
         for j, x in enumerate(inc):
+            off = (offsets[j] if offsets else even) + extra
             run = self.runs.get(j)
             s = f32((run[0] if run else 0.0) + x)
             if s <= 0.0:
                 self.runs.pop(j, None)
+                terms.append(-off)
                 continue
             if run is None:
                 run = [0.0, float(period), 0.0, 0.0] if self.second_opinion else [0.0, float(period)]
@@ -88,24 +97,28 @@ class Cusum(_State):
                 elif x > run[3]:
                     run[3] = x
                 alone = max(0.0, run[2] - 2.0 * run[3])
-            value = f32(s - alone - extra - (offsets[j] if offsets else 0.0))
-            if value > self.best:
-                start = int(run[1])
-                self.best, self.best_j, self.best_start, self.best_at = value, j, start, period
-                self.best_run = [f32(a - b) for a, b in zip(self.total, self.marks[start], strict=True)]
+            terms.append(s - alone - off)
+            if terms[-1] > lead_value:
+                lead, lead_value = j, terms[-1]
+        # the evidence is the mixture over the alternatives (their likelihood ratios averaged with
+        # their weights), not the largest alone: alternatives near the truth all speak for it
+        top = max(terms)
+        value = f32(top + math.log(sum(math.exp(t - top) for t in terms)))
+        if lead >= 0 and value > self.best:
+            start = int(self.runs[lead][1])
+            self.best, self.best_j, self.best_start, self.best_at = value, lead, start, period
+            self.best_run = [f32(a - b) for a, b in zip(self.total, self.marks[start], strict=True)]
         live = {int(run[1]) for run in self.runs.values()}
         for p in [p for p in self.marks if p not in live]:
             del self.marks[p]
 
-    def pack(self, out: Packer, with_runs: bool = True) -> None:
-        """The CUSUM at its full size: its shape, its highest point, and (``with_runs``) every
-        alternative's run, zeros for those at zero, each with the prefix sums at its start."""
+    def pack(self, out: Packer) -> None:
+        """The CUSUM at its full size: its shape, its highest point, and every alternative's run
+        (zeros for those at zero), each with the prefix sums at its start."""
         run_width = len(self.total)
         out.extend([self.width, run_width, float(self.second_opinion)], 3)
         out.extend([self.best, self.best_j, self.best_start, self.best_at], 4)
         out.extend(self.best_run, run_width)
-        if not with_runs:
-            return
         out.extend(self.total, run_width)
         size = 4 if self.second_opinion else 2
         for j in range(self.width):
@@ -114,22 +127,15 @@ class Cusum(_State):
             out.extend(self.marks[int(run[1])] if run else [], run_width)
 
     @classmethod
-    def unpack(cls, data: Unpacker, runs_of: Cusum | None = None) -> Cusum:
-        """A CUSUM :meth:`pack` wrote; without its runs, those of ``runs_of`` (which saw the same
-        increments)."""
+    def unpack(cls, data: Unpacker) -> Cusum:
+        """A CUSUM :meth:`pack` wrote."""
         width, run_width, second = data.take_int(), data.take_int(), bool(data.take_int())
         best, best_j, best_start, best_at = data.take(), data.take_int(), data.take_int(), data.take_int()
         best_run = data.take_list(run_width)
         cusum = cls(
-            width=width, second_opinion=second, total=[0.0] * run_width, best=best, best_j=best_j,
+            width=width, second_opinion=second, total=data.take_list(run_width), best=best, best_j=best_j,
             best_start=best_start, best_at=best_at, best_run=best_run if best_j >= 0 else [],
         )  # fmt: skip
-        if runs_of is not None:
-            cusum.total = list(runs_of.total)
-            cusum.runs = {j: list(run) for j, run in runs_of.runs.items()}
-            cusum.marks = {p: list(mark) for p, mark in runs_of.marks.items()}
-            return cusum
-        cusum.total = data.take_list(run_width)
         size = 4 if second else 2
         for j in range(width):
             run, mark = data.take_list(size), data.take_list(run_width)
@@ -338,10 +344,16 @@ def push_window(window: list[list[float]], row: list[float], size: int = WINDOW)
 # --------------------------------------------------------------------------- shift tests
 
 
-def shift_increments(d: float, v: float, delta0: float, grid: list[float]) -> list[float]:
-    """Gaussian log-likelihood ratios of one period's difference ``d`` (noise variance ``v``)
-    under each shift in ``grid`` against ``delta0``."""
-    return [(delta - delta0) * (d - 0.5 * (delta + delta0)) / v for delta in grid]
+def shift_increments(d: float, v: float, delta0: float, grid: list[float], dof: float | None = None) -> list[float]:
+    """Log-likelihood ratios of one period's difference ``d`` (noise scale squared ``v``) under each
+    shift in ``grid`` against ``delta0``: Gaussian, or with ``dof`` a Student t of that many degrees
+    of freedom (heavy tails: a period far beyond the noise weighs as the log of its distance, not
+    its square, so a one-off spike is not read as the shift it happens to match)."""
+    if dof is None:
+        return [(delta - delta0) * (d - 0.5 * (delta + delta0)) / v for delta in grid]
+    half, scale = 0.5 * (dof + 1.0), (dof + 1.0) * v
+    null = math.log1p((d - delta0) ** 2 / scale)
+    return [half * (null - math.log1p((d - delta) ** 2 / scale)) for delta in grid]
 
 
 class ShiftEvidence(_State):
@@ -414,14 +426,13 @@ class RateState(_State):
 
     Given the events of both versions in a period, the canary's share of them follows a
     binomial law whose parameter depends only on the canary's relative risk and the two
-    denominators, so what hits both versions in that period cancels out. ``new_mode`` is
-    the same CUSUM under a weighted union bound, for a failure mode the baseline lacks.
+    denominators, so what hits both versions in that period cancels out.
     """
 
     kind: Literal["rate"]
     cusum: Cusum
-    new_mode: Cusum | None = None
     rows: int = 0
+    restarts: int = 0  # periods in which the baseline had events (a new failure mode's run starts after one)
 
     @property
     def totals(self) -> list[float]:
@@ -431,16 +442,12 @@ class RateState(_State):
     def pack(self, out: Packer) -> None:
         self.cusum.pack(out)
         out.add(self.rows)
-        out.add(float(self.new_mode is not None))
-        if self.new_mode is not None:  # the same increments as the CUSUM: only its highest point differs
-            self.new_mode.pack(out, with_runs=False)
+        out.add(self.restarts)
 
     @classmethod
     def unpack(cls, data: Unpacker) -> RateState:
         cusum = Cusum.unpack(data)
-        rows = data.take_int()
-        new_mode = Cusum.unpack(data, runs_of=cusum) if data.take_int() else None
-        return cls(kind="rate", cusum=cusum, new_mode=new_mode, rows=rows)
+        return cls(kind="rate", cusum=cusum, rows=data.take_int(), restarts=data.take_int())
 
 
 class LatencyState(_State):

@@ -19,18 +19,20 @@ noise estimates look back over the last ``WINDOW`` periods. How each kind of met
   traffic spike) cancels out. For a grid of harmful relative risks a one-sided
   CUSUM (Page's test, the repeated sequential probability ratio test) of
   "theta = harmful" against "theta = the smallest change that matters" runs over all
-  periods; the canary fails when one crosses a threshold set from the confidence.
-  Looking every period does not inflate false alarms: the CUSUM is built to be
-  looked at after every observation.
+  periods; their likelihood ratios are mixed with weights that sum to one (the
+  largest, a new failure mode, gets 30%, split over the places such a run could
+  start), and the canary fails when the mixture crosses a threshold set from the
+  confidence. The CUSUM is built to be looked at after every observation.
 - **latency percentiles**: the paired log-difference canary minus baseline in each
   period, whose noise is that of a sample quantile of n draws (known from the
   percentile, the traffic of each version and the spread of the distribution, read
   from the baseline's own p50/p99) plus each version's own wobble between periods,
   estimated from the data (both versions' own period-to-period steps over the last
   periods, robustly, with their memory and rare spikes, and a prior that fades as the
-  periods add up). A
-  median is read from one invocation; a p99 with too few invocations per period is
-  judged through the p50 of the same metric. The same CUSUM runs on it, with no cap:
+  periods add up), each period weighed against a Student t with as many degrees of
+  freedom as steps tell that estimate (a young estimate's spikes weigh as the log of
+  their size). A median is read from one invocation; a p99 with too few invocations per
+  period is judged through the p50 of the same metric. The same CUSUM runs on it, with no cap:
   a period's evidence counts up to twice the next largest of its run (one odd minute
   cannot fail a release alone, a confirmed one fails it at once).
 - **gauges**: paired differences with a noise level estimated robustly from the
@@ -41,9 +43,10 @@ never healthy; so is one whose guarded metric is missing (a CloudWatch error sta
 or no datapoint in a period its version was invoked: missing, never zero) unless the
 metric is ``optional``. Just after a traffic shift, latency and gauge evidence is told
 apart by shape: it counts only as far as the first period after the grace periods
-confirms it (a cold start decays, a regression persists). Beyond ``horizon_periods``
-the threshold grows with the log of the canary's length, so a long canary does not
-accumulate false alarms.
+confirms it (a cold start decays, a regression persists). The confidence is the
+canary's, not each metric's: its false-alarm budget is split evenly over the metric tests
+judged at once (``JudgeSettings.threshold_for``). Beyond ``horizon_periods`` the threshold
+grows with the log of the canary's length, so a long canary does not accumulate false alarms.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ from deployguard.models import (
 )
 
 JUDGE_NAME = "deployguard"
+_MIN_DOF, _MAX_DOF = 3.0, 30.0  # degrees of freedom of the latency noise's t reference
 _UNKNOWN_WOBBLE = 0.1  # a version's latency wobble per period (log units) taken when its sampling noise is unknown
 
 
@@ -123,20 +127,27 @@ def _rate_grid(spec: MetricSpec, settings: JudgeSettings) -> tuple[float, list[f
     return theta0, [1.0 - g for g in RATE_DROP_GRID if 1.0 - g < theta0]
 
 
-def _new_mode_offsets(width: int) -> list[float]:
-    """A weighted union bound over the alternatives: the largest relative risk (the canary failing
-    where the baseline does not: a new failure mode) gets 30% of the false-alarm budget, so a
-    few events against none are tested nearly exactly (10 against 0 at equal traffic: p 0.001
-    in a fixed-size test); the others share the rest."""
-    weights = [0.7 / (width - 1)] * (width - 1) + [0.3]
+def _rate_offsets(spec: MetricSpec, width: int, restarts: int) -> list[float] | None:
+    """The rate test's false-alarm budget over its alternatives, a weighted union bound: where more
+    events are bad, the largest relative risk (the canary failing where the baseline does not: a
+    new failure mode) gets 30% of it, so a few events against none are tested nearly exactly
+    (10 against 0 at equal traffic: p 0.001 in a fixed-size test); the others share the rest.
+    One test, one budget: the weights sum to 1 (None: the even split the threshold assumes).
+
+    A new failure mode's run (canary events, none of the baseline's) can begin only at the
+    start or after a period in which the baseline had events: each of those ``restarts`` is one
+    more place such a run may start by chance, and its share of the budget is split over them
+    (a scan over the canary's events, not one test). A baseline without errors costs nothing."""
+    if spec.direction != Direction.INCREASE_IS_BAD or width < 2:
+        return None
+    weights = [0.7 / (width - 1)] * (width - 1) + [0.3 / (1.0 + restarts)]
     return [math.log(1.0 / w) - math.log(ALTERNATIVES) for w in weights]
 
 
 def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | LatencyState | GaugeState | None:
     if spec.kind == MetricKind.RATE_COUNT:
         _, grid = _rate_grid(spec, settings)
-        new_mode = Cusum.new(len(grid), 4) if spec.direction == Direction.INCREASE_IS_BAD and len(grid) > 1 else None
-        return RateState(kind="rate", cusum=Cusum.new(len(grid), 4), new_mode=new_mode)
+        return RateState(kind="rate", cusum=Cusum.new(len(grid), 4))
     if spec.kind == MetricKind.LATENCY:
         cusum = Cusum.new(len(_latency_grid(settings)), 5, True)
         return LatencyState(kind="latency", shift=ShiftEvidence(cusum=cusum, capacity=max(1, settings.grace_periods)))
@@ -182,10 +193,10 @@ def _fold_rate(
         inc = [scale * (kc * math.log(t / theta0) + k * math.log(base / (t * r + 1.0))) for t in grid]
     row = [kc, nc, kb, nb]
     extra = settings.horizon_penalty(period)
-    st.cusum.push(period, inc, extra, row)
-    if st.new_mode is not None:
-        st.new_mode.push(period, inc, extra, row, _new_mode_offsets(len(grid)))
+    st.cusum.push(period, inc, extra, row, _rate_offsets(spec, len(grid), st.restarts))
     st.rows += 1
+    if kb > 0:
+        st.restarts += 1
 
 
 def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, threshold: float) -> Result:
@@ -193,9 +204,6 @@ def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, thres
         return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions")
     bad_up = spec.direction == Direction.INCREASE_IS_BAD
     best = st.cusum
-    mode = st.new_mode
-    if mode is not None and mode.best > best.best and mode.best_j == mode.width - 1 and mode.best_run[2] == 0:
-        best = mode  # the baseline had no event at all in the run: a new failure mode
     evidence = best.best
     tot = st.totals
     rate_c, rate_b = tot[0] / tot[1], tot[2] / tot[3]
@@ -350,7 +358,10 @@ def _fold_latency(
         st.wobble = [f32(max(long_run, st.life[0] / st.life[1])), f32(m)]
     v = max(1e-12, s + between_period_variance(st.wobble, prior))
     grid = _latency_grid(settings)
-    inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid)
+    # the noise is estimated from few periods: weigh the period against a Student t with as many
+    # degrees of freedom as steps tell the estimate (heavy tails while young, near normal later)
+    dof = min(_MAX_DOF, max(_MIN_DOF, st.wobble[1] if st.wobble else 0.0))
+    inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid, dof)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
                   settings.horizon_penalty(period), settings)  # fmt: skip
     st.rows += 1
@@ -495,7 +506,7 @@ _KIND_CODES = {"": 0, "rate": 1, "latency": 2, "gauge": 3}
 
 class JudgeState(BaseModel):
     """The judge's whole sequential state after ``periods`` periods of a canary: serialisable, and of
-    one size from the first period on (about 3.3 KB as compact JSON for the default Lambda metrics;
+    one size from the first period on (about 3.2 KB as compact JSON for the default Lambda metrics;
     see :meth:`dump`).
 
     Store it with ``state.dump()`` (a JSON-ready dict, e.g. on the deployment's record) and read
@@ -682,8 +693,12 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
 
 
 def _results(
-    state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float
+    state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float | None = None
 ) -> list[Result]:
+    # the canary's false-alarm budget is split evenly over the metric tests (Bonferroni)
+    tests = max(1, len(state.metrics))
+    if threshold is None:
+        threshold = settings.threshold_for(tests)
     optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
     results: list[Result] = []
     for mw in metrics.values():
@@ -699,6 +714,8 @@ def _results(
             result = _latency_result(st, spec, metrics, settings, threshold)
         elif isinstance(st, GaugeState):
             result = _gauge_result(st, spec, settings, threshold)
+        if result is not None and result.status == "fail":
+            result.confidence = confidence_of(result.evidence, ALTERNATIVES * tests)
         optional = spec.optional or spec.id in optional_ids
         gaps = state.missing.get(spec.id)
         missing = [] if optional or gaps is None else gaps.problems()
@@ -756,7 +773,7 @@ def _advance(
 def evaluate_metrics(window: CanaryWindow, settings: JudgeSettings, threshold: float | None = None) -> list[Result]:
     """Every judged metric's test result (the judge's working, exposed for tuning and tests)."""
     state, metrics = _advance(None, window, settings, 0)
-    return _results(state, metrics, settings, settings.threshold if threshold is None else threshold)
+    return _results(state, metrics, settings, threshold)
 
 
 def judge_step(
@@ -791,7 +808,7 @@ def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
 
 def _verdict(state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings) -> Verdict:
     n = state.periods
-    results = _results(state, metrics, settings, settings.threshold)
+    results = _results(state, metrics, settings)
     counts = _count_metric(metrics)
     # evidence: canary traffic
     if counts is not None:

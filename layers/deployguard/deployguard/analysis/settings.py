@@ -272,6 +272,15 @@ class JudgeSettings(BaseModel):
             return self.evidence_threshold
         return math.log(1.0 / (1.0 - self.confidence)) + math.log(ALTERNATIVES)
 
+    def threshold_for(self, tests: int) -> float:
+        """The threshold each of ``tests`` metric tests judged at once must reach: the false-alarm
+        budget ``1 - confidence`` is split evenly over them (Bonferroni), so that the canary, not
+        each metric, is rolled back wrongly at most that often. An ``evidence_threshold`` is used
+        as it is."""
+        if self.evidence_threshold is not None:
+            return self.evidence_threshold
+        return self.threshold + math.log(max(1, tests))
+
     def horizon_penalty(self, period: int) -> float:
         """Added to the threshold at ``period``: 2 ln((period + 1) / horizon_periods) past the horizon."""
         return 2.0 * math.log(max(1.0, (period + 1) / self.horizon_periods))
