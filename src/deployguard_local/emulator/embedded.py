@@ -33,6 +33,18 @@ from deployguard_local.function_logs import logs_to_stderr
 from deployguard_local.template import Stack
 
 
+def stop_running_executions() -> None:
+    """Stop every Step Functions execution still running in moto (its interpreter thread ends at its
+    next state)."""
+    sfn = clients.client("stepfunctions")
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        arn = machine["stateMachineArn"]
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING"):
+            for execution in page["executions"]:
+                with contextlib.suppress(Exception):  # it may end by itself meanwhile
+                    sfn.stop_execution(executionArn=execution["executionArn"], cause="embedded AWS torn down")
+
+
 class EmbeddedAwsClosed(RuntimeError):
     """The embedded AWS was torn down while something still waited on it."""
 
@@ -126,6 +138,9 @@ class EmbeddedAws(Schedules, SampleApplication):
                      *(install_simulated_waits(self.clock) if self.clock is not None else [])]  # fmt: skip
             for undo in undos:
                 self._exit.callback(undo)
+            # runs before the undos: an execution left running (a test's live canary) must not go on
+            # under the next embedded AWS's patched waits and advance *its* clock
+            self._exit.callback(stop_running_executions)
             from deployguard_local.codedeploy import install_continue_api, install_hook_status_api
             from deployguard_local.codedeploy_targets import install_deployment_target_api
 

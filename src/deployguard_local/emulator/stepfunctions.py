@@ -20,7 +20,7 @@ def install_simulated_waits(sim_clock: ListeningClock) -> list[Callable[[], None
     original_wait = wait_function.WaitFunction._wait_interval
 
     def simulated_wait(self: Any, env: Any, wait_seconds: int) -> None:
-        if wait_seconds > 0:
+        if wait_seconds > 0 and env.is_running():  # a stopped execution moves no clock
             sim_clock.advance(wait_seconds)
 
     setattr(wait_function.WaitFunction, "_wait_interval", simulated_wait)  # noqa: B010
