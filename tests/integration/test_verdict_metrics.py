@@ -30,7 +30,10 @@ def test_assessor_writes_verdict_metrics_per_service(
     blobs = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith('{"_aws"')]
     by_name = {b["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: b for b in blobs if "DeployedService" in b}
     decision = payload["assessed"][0]["decision"]
-    assert {"CanaryFailing", f"Verdict{decision.title()}", "CanaryTrafficWeight"} <= set(by_name)
+    assert {"CanaryFailing", "CanaryTrafficWeight"} <= set(by_name)
+    # a verdict count only for inconclusive ones: healthy and failing ones are CanaryFailing's samples
+    assert ("VerdictInconclusive" in by_name) == (decision == "inconclusive")
+    assert not {"VerdictHealthy", "VerdictFailing"} & set(by_name)
     failing = by_name["CanaryFailing"]
     assert failing["DeployedService"] == "checkout-api" and failing["Environment"] == "production"
     assert failing["CanaryFailing"] == [1.0 if decision == "failing" else 0.0]

@@ -4,12 +4,18 @@ After each assessment (the canary state machine's and the scheduled assessor's) 
 writes, in the ``DeployGuard`` namespace with dimensions ``DeployedService``, ``Environment`` and
 Powertools' ``service`` (``deployguard``):
 
-- ``CanaryFailing`` (Count): 1 when the verdict is failing, else 0. Put an alarm on it
-  (Maximum >= 1) and list the alarm under ``DeploymentPreference.Alarms``: CodeDeploy then
-  rolls back on its own;
-- ``VerdictHealthy`` / ``VerdictFailing`` / ``VerdictInconclusive`` (Count): 1 for the verdict given;
+- ``CanaryFailing`` (Count): 1 when the verdict is failing, else 0, one sample every verdict.
+  Put an alarm on it (Maximum >= 1) and list the alarm under ``DeploymentPreference.Alarms``:
+  CodeDeploy then rolls back on its own. Its ``Sum`` counts the failing verdicts, its
+  ``SampleCount`` all verdicts;
+- ``VerdictInconclusive`` (Count): 1, written only for an inconclusive verdict (healthy ones
+  are ``SampleCount - Sum`` of ``CanaryFailing`` less these);
 - ``HealthScore`` (None): 0-100, when known;
 - ``CanaryTrafficWeight`` (Percent): the new version's share of traffic.
+
+CloudWatch bills a custom metric for every hour it is written in, so a service's canary costs
+the metrics written every verdict: three (``VerdictHealthy`` and ``VerdictFailing``, one more
+every look, counted nothing ``CanaryFailing`` does not count already).
 
 They are written as CloudWatch embedded metric format (Powertools ``single_metric``) on the
 function's log stream: no PutMetricData call, nothing to fail.
@@ -30,9 +36,10 @@ def verdict_metric_points(deployment: Deployment, assessment: Assessment) -> lis
     decision = assessment.verdict.decision
     points = [
         ("CanaryFailing", MetricUnit.Count, 1.0 if decision == Decision.FAILING else 0.0),
-        (f"Verdict{decision.value.title()}", MetricUnit.Count, 1.0),
         ("CanaryTrafficWeight", MetricUnit.Percent, round(assessment.canary_weight * 100, 3)),
     ]
+    if decision == Decision.INCONCLUSIVE:
+        points.append(("VerdictInconclusive", MetricUnit.Count, 1.0))
     if assessment.health_score is not None:
         points.append(("HealthScore", MetricUnit.NoUnit, float(assessment.health_score)))
     return points
