@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -641,6 +642,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
     tick; counts per deployment per cycle over all of them, the guard's CPU per look the median of the
     cycles' (each cycle starts from the same collector state: collected, everything older frozen)."""
     cycles = cycles_for(deployments, monitored)
+    started = time.monotonic()
     with capturing_logs() as logs, EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC), quiet=False) as aws:
         assert aws.clock is not None
         gc.disable()  # setup only: full passes over a store that grows to N x age items made seeding quadratic
@@ -736,6 +738,8 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             "verdict_metrics_per_service": round(verdict_metrics, 2),
             "guard_metrics": own_metrics,
             "shards_per_cycle": shards / cycles,
+            "wall_seconds": round(time.monotonic() - started),  # seeding included
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # this process's so far
         }
 
 
