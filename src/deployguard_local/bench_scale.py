@@ -730,6 +730,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             "cpu_ms_per_deployment_by_cycle": [round(c["guard"], 2) for c in per_cycle],
             "moto_cpu_ms_per_deployment": round(statistics.median(c["moto"] for c in per_cycle), 3),
             "bench_cpu_ms_per_deployment": round(statistics.median(c["bench"] for c in per_cycle), 3),
+            "bench_cpu_ms_per_deployment_by_cycle": [round(c["bench"], 3) for c in per_cycle],
             "dynamodb_stored_bytes_per_look": {
                 kind: round(counter.dynamodb_stored_bytes[kind] / max(1, times))
                 for kind, times in (("canary", looks["canary"]), ("monitoring", looks["monitoring"]))
@@ -900,12 +901,22 @@ def run(sizes: list[int], monitored_share: float = 0.5, jobs: int = 1) -> dict[s
     }
 
 
-def paired_cpu_ratio(young: dict[str, Any], old: dict[str, Any]) -> float:
+def paired_cpu_ratio(young: dict[str, Any], old: dict[str, Any], against_bench: bool = False) -> float:
     """The median of the cycles' guard CPU ratios, cycle i of one age against cycle i of the other: the
     same minute does the same work at both ages (the same canary and monitoring looks), and a minute with
-    monitoring looks costs more than one without, so cycles compared in pairs leave the mix out."""
-    pairs = zip(young["cpu_ms_per_deployment_by_cycle"], old["cpu_ms_per_deployment_by_cycle"], strict=False)
-    return statistics.median(b / a for a, b in pairs if a > 0)
+    monitoring looks costs more than one without, so cycles compared in pairs leave the mix out.
+
+    ``against_bench``: each cycle's guard CPU in units of the bench's own counting CPU of that cycle, a
+    reference that does the same work at both ages (the same calls, bodies and log lines), interleaved
+    with the guard's in the same thread: what makes the same code slower in one run than in another (other
+    processes on the cores, the process's heap) slows both."""
+    guard = zip(young["cpu_ms_per_deployment_by_cycle"], old["cpu_ms_per_deployment_by_cycle"], strict=False)
+    if not against_bench:
+        return statistics.median(b / a for a, b in guard if a > 0)
+    bench = zip(young["bench_cpu_ms_per_deployment_by_cycle"], old["bench_cpu_ms_per_deployment_by_cycle"],
+                strict=False)  # fmt: skip
+    return statistics.median((gb / rb) / (ga / ra) for (ga, gb), (ra, rb) in zip(guard, bench, strict=False)
+                             if ga > 0 and ra > 0 and rb > 0)  # fmt: skip
 
 
 def report(result: dict[str, Any]) -> str:
@@ -928,7 +939,9 @@ def report(result: dict[str, Any]) -> str:
             kb = pair[120]["dynamodb_kb_per_deployment"] / max(1e-9, pair[5]["dynamodb_kb_per_deployment"])
             cpu = pair[120]["cpu_ms_per_deployment"] / max(1e-9, pair[5]["cpu_ms_per_deployment"])
             lines.append(f"  N={n}: age 120 / age 5: DynamoDB KB {kb:.2f}x, client CPU {cpu:.2f}x (medians), "
-                         f"{paired_cpu_ratio(pair[5], pair[120]):.2f}x (median of the cycles' ratios)")  # fmt: skip
+                         f"{paired_cpu_ratio(pair[5], pair[120]):.2f}x (median of the cycles' ratios), "
+                         f"{paired_cpu_ratio(pair[5], pair[120], True):.2f}x (the same, each cycle against "
+                         "the bench's own counting)")  # fmt: skip
     lines.append("  monthly cost estimate (USD): " + ", ".join(
         f"{k}/day ${v}" for k, v in result["monthly_cost_usd"].items()))  # fmt: skip
     lines.append("  by service (USD): " + "; ".join(

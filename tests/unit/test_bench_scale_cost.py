@@ -12,6 +12,7 @@ from deployguard_local.bench_scale import (
     item_bytes,
     monitoring_looks_per_deployment,
     monthly_cost,
+    paired_cpu_ratio,
     read_units,
     service_looks_per_day,
     write_units,
@@ -74,3 +75,11 @@ def test_storage_alarms_and_traces_are_priced() -> None:
 
 def test_small_configurations_measure_more_cycles() -> None:
     assert cycles_for(10, 5) == 28 and cycles_for(100, 50) == 3 and cycles_for(1000, 500) == 3
+
+
+def test_the_age_ratio_pairs_the_cycles_and_can_take_the_machines_speed_out() -> None:
+    young = {"cpu_ms_per_deployment_by_cycle": [10.0, 20.0, 10.0], "bench_cpu_ms_per_deployment_by_cycle": [1, 1, 1]}
+    # the same cycles 30% slower at age 120, and so is the bench's own (the same) counting: a slower machine
+    old = {"cpu_ms_per_deployment_by_cycle": [13.0, 26.0, 13.0], "bench_cpu_ms_per_deployment_by_cycle": [1.3] * 3}
+    assert abs(paired_cpu_ratio(young, old) - 1.3) < 1e-9
+    assert abs(paired_cpu_ratio(young, old, against_bench=True) - 1.0) < 1e-9
