@@ -96,3 +96,32 @@ def test_the_functions_skip_pydantic_plugin_discovery() -> None:
 
     variables = Stack.load(ROOT).template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+
+
+def test_the_layer_ships_bytecode_python311_uses_and_not_the_runtimes_boto3(tmp_path: Path) -> None:
+    """The layer's recipe (the one ``sam build`` runs): every module has bytecode that Python 3.11 uses
+    whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s), and no copy of what the
+    runtime ships (a botocore in /opt/python would replace the runtime's under its boto3)."""
+    import importlib.util
+
+    build = ["make", "-s", "-C", str(LAYER), "build-DeployGuardLayer", f"ARTIFACTS_DIR={tmp_path}"]
+    done = subprocess.run([*build, f"PYTHON={sys.executable}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    python = tmp_path / "python"
+    shipped = {p.name for p in python.iterdir()}
+    assert {"deployguard", "pydantic", "aws_lambda_powertools", "yaml", "requests"} <= shipped
+    assert not {"boto3", "botocore", "s3transfer", "jmespath", "dateutil"} & shipped
+    sources = [p for p in python.rglob("*.py") if "__pycache__" not in p.parts]
+    assert len(sources) > 500
+    for source in sources:
+        header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, source  # this interpreter's (3.11) bytecode
+        assert int.from_bytes(header[4:8], "little") == 0b01, source  # hash-based, the source never checked
+    # a handler imported with that layer as Lambda does (nothing written) takes the layer's modules
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_XRAY_"))}
+    path = os.pathsep.join((str(ROOT / "functions" / "lifecycle_hook"), str(python)))
+    env |= {"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+    code = "import app, deployguard.models as m, pydantic; print(m.__file__, pydantic.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert all(path.startswith(str(python)) for path in out.stdout.split())

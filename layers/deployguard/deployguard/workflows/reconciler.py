@@ -34,14 +34,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
-from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import ConflictError
 from deployguard.models import Deployment, DeploymentEvent, EcsTarget, EventType, LambdaTarget, Severity
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.aws.events import EventPublisher
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:reconciler"
 # when the traffic of an ended deployment is checked, after it ended: then it is marked reconciled
