@@ -180,3 +180,19 @@ print(json.dumps([refused["statusCode"], json.loads(refused["body"]), after_requ
     assert (status, body["field"]) == (400, "path.deployment_id")
     assert models_after_request is False
     assert (document_status, schemes, models_after_document) == (200, ["bearer", "sigv4"], True)
+
+
+def test_the_bench_measures_in_the_functions_environment_whatever_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cold-import figures do not depend on the shell they are run from: nothing is written (Lambda's
+    /opt and /var/task are read-only), the template's variables are set, the caller's Python and tracing
+    variables are dropped."""
+    from deployguard_local.cold_start import function_environment
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    env = function_environment()
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__" and env["POWERTOOLS_SERVICE_NAME"] == "deployguard"
+    assert "PYTHONPATH" not in env and "AWS_XRAY_DAEMON_ADDRESS" not in env
