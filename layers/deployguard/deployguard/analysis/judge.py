@@ -59,6 +59,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.analysis.evidence import (
+    CHI2_1_MEDIAN,
     GAUGE_MIN_PAIRS,
     WINDOW,
     Cusum,
@@ -80,6 +81,8 @@ from deployguard.analysis.settings import (
     ALTERNATIVES,
     GAUGE_GRID,
     LATENCY_GRID,
+    LATENCY_GROSS_GRID,
+    LATENCY_GROSS_SHARE,
     RATE_DROP_GRID,
     RATE_GRID,
     JudgeSettings,
@@ -263,8 +266,12 @@ def _sibling_pair(metrics: dict[str, MetricWindow], spec: MetricSpec) -> _Pair |
     return None
 
 
+_SPREAD_SIDES = ("baseline", "canary", "steps")
+_STEP_SPREAD_MIN_CALLS = 5  # invocations a baseline period needs for its median's step to tell the spread
+
+
 def _fold_spread(
-    spreads: dict[str, list[float]], pair: _Pair,
+    spreads: dict[str, list[float]], pair: _Pair | None, lower: MetricWindow,
     counts: MetricWindow | None, i: int,
 ) -> float | None:  # fmt: skip
     """The spread (lognormal sigma) of the duration behind a percentile as of period i, from two
@@ -273,35 +280,71 @@ def _fold_spread(
     log(p_hi / p_lo) = sigma (z_hi - z_lo) for a lognormal; the sample upper percentile of
     few draws sits low, which is corrected for. Shared slowdowns scale both percentiles
     and cancel out.
+
+    When no period has traffic enough for the upper percentile (a p99 needs 100 invocations),
+    the baseline's median tells an upper bound instead: the step of its log from one period
+    to the next varies like k^2 sigma^2 (1/n_1 + 1/n_2) (k the median's noise factor) plus the
+    version's own wobble, so the steps, each scaled by its sampling factor, have a median square
+    of at least that of a standard normal times sigma^2 (``steps``, with the last period in
+    ``last``). Wobble only widens it: a bound, never an underestimate of the sampling noise.
     """
-    q_lo, lo_m, q_hi, hi_m = pair
-    gap = norm_ppf(q_hi) - norm_ppf(q_lo)
-    tail = min(q_hi, 1.0 - q_hi)
-    for side in ("baseline", "canary"):
-        lo, hi = _at(getattr(lo_m, side), i), _at(getattr(hi_m, side), i)
-        if lo is None or hi is None or lo <= 0 or hi < lo:
-            continue
-        n = _at(getattr(counts, side), i) if counts is not None else None
-        if counts is not None and (n is None or n * tail < 1.0):
-            continue
-        if side == "canary" and spreads.get("baseline"):
-            continue  # the baseline's spread tells it: the canary's is not needed
-        correction = 1.0 - (0.2 / (n * tail) if n else 0.0) / gap
-        if side == "baseline":
-            spreads.pop("canary", None)
-        recent = spreads.setdefault(side, [])
-        recent.append(f32(math.log(hi / lo) / gap / correction))
-        if len(recent) > WINDOW:
-            del recent[0]
+    if pair is not None:
+        q_lo, lo_m, q_hi, hi_m = pair
+        gap = norm_ppf(q_hi) - norm_ppf(q_lo)
+        tail = min(q_hi, 1.0 - q_hi)
+        for side in ("baseline", "canary"):
+            lo, hi = _at(getattr(lo_m, side), i), _at(getattr(hi_m, side), i)
+            if lo is None or hi is None or lo <= 0 or hi < lo:
+                continue
+            n = _at(getattr(counts, side), i) if counts is not None else None
+            if counts is not None and (n is None or n * tail < 1.0):
+                continue
+            if side == "canary" and spreads.get("baseline"):
+                continue  # the baseline's spread tells it: the canary's is not needed
+            correction = 1.0 - (0.2 / (n * tail) if n else 0.0) / gap
+            if side == "baseline":
+                spreads.pop("canary", None)
+            recent = spreads.setdefault(side, [])
+            recent.append(f32(math.log(hi / lo) / gap / correction))
+            if len(recent) > WINDOW:
+                del recent[0]
+    q = percentile_of_stat(lower.spec.stat)
+    value, n = _at(lower.baseline, i), _at(counts.baseline, i) if counts is not None else None
+    if q is not None and value is not None and value > 0 and n is not None and n >= _STEP_SPREAD_MIN_CALLS:
+        last = spreads.get("last")
+        if last:
+            k2 = quantile_noise_factor(q) ** 2 * (1.0 / n + 1.0 / last[1])
+            steps = spreads.setdefault("steps", [])
+            steps.append(f32((math.log(value) - last[0]) ** 2 / k2))
+            if len(steps) > WINDOW:
+                del steps[0]
+        spreads["last"] = [f32(math.log(value)), f32(n)]
+    else:
+        spreads.pop("last", None)
     for side in ("baseline", "canary"):
         if spreads.get(side):
             return median(spreads[side])
+    steps = spreads.get("steps") or []
+    if len(steps) >= 3:
+        return math.sqrt(median(steps) / CHI2_1_MEDIAN)
     return None
 
 
 def _latency_grid(settings: JudgeSettings) -> list[float]:
+    """The harmful shifts tested (log units): the common ones, then the gross ones."""
     delta0 = math.log1p(settings.min_effect.latency_relative)
-    return [math.log1p(g) for g in LATENCY_GRID if math.log1p(g) > delta0]
+    return [math.log1p(g) for g in (*LATENCY_GRID, *LATENCY_GROSS_GRID) if math.log1p(g) > delta0]
+
+
+def _latency_offsets(settings: JudgeSettings) -> list[float]:
+    """The latency test's budget over its alternatives (weights summing to one, as offsets):
+    the gross shifts share ``LATENCY_GROSS_SHARE`` of it, the common ones the rest, evenly."""
+    delta0 = math.log1p(settings.min_effect.latency_relative)
+    common = sum(1 for g in LATENCY_GRID if math.log1p(g) > delta0)
+    gross = sum(1 for g in LATENCY_GROSS_GRID if math.log1p(g) > delta0)
+    share = LATENCY_GROSS_SHARE if common and gross else (1.0 if gross else 0.0)
+    weights = ([(1.0 - share) / common] * common if common else []) + ([share / gross] * gross if gross else [])
+    return [math.log(1.0 / w) - math.log(ALTERNATIVES) for w in weights]
 
 
 def _latency_min_samples(spec: MetricSpec, settings: JudgeSettings) -> float:
@@ -363,7 +406,7 @@ def _fold_latency(
     dof = min(_MAX_DOF, max(_MIN_DOF, st.wobble[1] if st.wobble else 0.0))
     inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid, dof)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
-                  settings.horizon_penalty(period), settings)  # fmt: skip
+                  settings.horizon_penalty(period), settings, _latency_offsets(settings))  # fmt: skip
     st.rows += 1
     if not shape:
         n_, dv, w, ds, w1, w2 = st.steady_sums
@@ -385,13 +428,22 @@ def _sibling_percentile(metrics: dict[str, MetricWindow], spec: MetricSpec) -> M
 
 
 def _latency_result(
-    st: LatencyState, spec: MetricSpec, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float
+    st: LatencyState,
+    spec: MetricSpec,
+    metrics: dict[str, MetricWindow],
+    settings: JudgeSettings,
+    threshold: float,
+    active: int = 0,
 ) -> Result:
+    """A latency percentile's verdict. A tail percentile (p99) that had traffic enough in fewer than
+    half the periods the canary was invoked in (a p99 needs 100 invocations a period) is judged
+    through the lower percentile of the same metric while it cannot be bounded: its failing
+    evidence still fails the canary, its missing bound does not hold a low-traffic canary."""
     sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
+    q = percentile_of_stat(spec.stat)
+    tail = min(q, 1.0 - q) if q is not None else 0.5
+    sibling = _sibling_percentile(metrics, spec) if q is not None and tail < 0.25 else None
     if st.rows == 0:
-        q = percentile_of_stat(spec.stat)
-        tail = min(q, 1.0 - q) if q is not None else 0.5
-        sibling = _sibling_percentile(metrics, spec) if q is not None and tail < 0.25 else None
         if sibling is not None:
             return Result(
                 spec,
@@ -400,7 +452,7 @@ def _latency_result(
                 blocks_healthy=False,
             )
         return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
-    cusum = st.shift.settled(settings)
+    cusum = st.shift.settled(settings, _latency_offsets(settings))
     evidence = cusum.best
     unit = f" {spec.unit}" if spec.unit else ""
     if evidence >= threshold:
@@ -439,6 +491,12 @@ def _latency_result(
         return Result(
             spec, "pass", f"{what} (geometric mean of {st.rows} periods): not worse", evidence=evidence, effect=effect,
             baseline_value=b_mid, canary_value=c_mid, confidence=settings.healthy_confidence,
+        )  # fmt: skip
+    if sibling is not None and 2 * st.rows < active:
+        return Result(
+            spec, "inconclusive", f"{what}: a {spec.stat} in only {st.rows} of {active} periods (too few invocations"
+            f" per period), too noisy to bound; judged through {sibling.id}", evidence=evidence, effect=effect,
+            baseline_value=b_mid, canary_value=c_mid, blocks_healthy=False,
         )  # fmt: skip
     return Result(
         spec, "inconclusive", f"{what}: too noisy to bound yet", evidence=evidence, effect=effect,
@@ -497,7 +555,7 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
 MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
 
 
-_STATE_FORMAT = "deployguard-judge-state/2"
+_STATE_FORMAT = "deployguard-judge-state/3"
 _KINDS: dict[str, type[RateState] | type[LatencyState] | type[GaugeState]] = {
     "rate": RateState, "latency": LatencyState, "gauge": GaugeState,
 }  # fmt: skip
@@ -516,7 +574,7 @@ class JudgeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["deployguard-judge-state/2"]
+    format: Literal["deployguard-judge-state/3"]
     fingerprint: str
     ids: list[str] = Field(default_factory=list, description="every metric of the window, in order")
     periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")
@@ -542,8 +600,9 @@ class JudgeState(BaseModel):
             if st is not None:
                 st.pack(out)
         for sides in self.spreads.values():
-            for side in ("baseline", "canary"):
+            for side in _SPREAD_SIDES:
                 out.rows([[x] for x in sides.get(side, [])], WINDOW, 1)
+            out.rows([sides["last"]] if sides.get("last") else [], 1, 2)
         dumped: dict[str, Any] = {
             "format": self.format, "fingerprint": self.fingerprint, "metrics": list(self.ids),
             "spreads": list(self.spreads), "data": out.text(),
@@ -585,7 +644,8 @@ class JudgeState(BaseModel):
             if kind:
                 state.metrics[metric_id] = _KINDS[kind].unpack(packed)
         for key in spread_keys:
-            sides = {side: [row[0] for row in packed.rows(WINDOW, 1)] for side in ("baseline", "canary")}
+            sides = {side: [row[0] for row in packed.rows(WINDOW, 1)] for side in _SPREAD_SIDES}
+            sides["last"] = next(iter(packed.rows(1, 2)), [])
             state.spreads[key] = {side: values for side, values in sides.items() if values}
         packed.done()
         return state
@@ -658,7 +718,7 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
             if pair is not None:
                 key = f"{spec.namespace}/{spec.name}"
                 if key not in sigmas:
-                    sigmas[key] = _fold_spread(state.spreads.setdefault(key, {}), pair, counts, i)
+                    sigmas[key] = _fold_spread(state.spreads.setdefault(key, {}), pair, pair[1], counts, i)
                 sigmas[spec.id] = sigmas[key]
         # what is missing: reported gaps, and silent periods while the version was invoked
         reported = {(g.version, p): g.reason for g in mw.gaps for p in g.periods}
@@ -711,7 +771,7 @@ def _results(
             else:
                 result = _rate_result(st, spec, settings, threshold)
         elif isinstance(st, LatencyState):
-            result = _latency_result(st, spec, metrics, settings, threshold)
+            result = _latency_result(st, spec, metrics, settings, threshold, state.active)
         elif isinstance(st, GaugeState):
             result = _gauge_result(st, spec, settings, threshold)
         if result is not None and result.status == "fail":
