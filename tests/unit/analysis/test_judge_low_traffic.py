@@ -1,7 +1,6 @@
 """Latency at low traffic, through the public judge API: a p99 that has traffic enough in few of
 the canary's periods does not hold a healthy canary (it is judged through the p50), and a gross
-slowdown is told within three periods even when no period has traffic enough for a p99 (the
-spread behind the p50 is read from the baseline's own medians, not a wide prior)."""
+slowdown (10x) is told by its second slow period, without traffic enough for any p99."""
 
 from __future__ import annotations
 
@@ -24,15 +23,19 @@ def test_a_p99_with_traffic_enough_in_few_periods_is_judged_through_the_p50() ->
     assert p99.status == "inconclusive" and "judged through duration_p50" in p99.message, p99.message
 
 
-def test_a_slowdown_at_low_traffic_is_weighed_with_the_spread_the_baseline_shows() -> None:
-    # 12 canary and 48 baseline invocations a minute (never 100 for a p99), a narrow duration
-    # spread (sigma 0.25), the canary 3x slower from period 4: its second slow period decides
-    onset, settings = 4, JudgeSettings()
-    for seed in range(5):
-        slow = [1.0] * onset + [3.0] * 16
-        window = make_window(20, rpm=60.0, weight=0.2, base_error=0.0, canary_latency_mult=slow, sigma=0.25, seed=seed)
+def test_a_gross_slowdown_at_low_traffic_is_told_by_its_second_slow_period() -> None:
+    # 12 canary and 48 baseline invocations a minute (never 100 for a p99), the canary 10x slower
+    # from period 4: a heavy-tailed period weighs most for the shift it matches, so 10x needs
+    # alternatives near 10x (the gross ones) to be told at once
+    onset, settings, second = 4, JudgeSettings(), 0
+    for seed in range(8):
+        slow = [1.0] * onset + [10.0] * 16
+        window = make_window(20, rpm=60.0, weight=0.2, base_error=0.0, canary_latency_mult=slow, seed=seed)
         looks = [judge_canary(truncate_window(window, n), settings).decision for n in range(1, 21)]
-        decided = looks.index(Decision.FAILING) + 1 if Decision.FAILING in looks else None
-        assert decided is not None and decided - 1 <= onset + 1, (seed, decided)  # periods 4 and 5
-        healthy = make_window(20, rpm=60.0, weight=0.2, base_error=0.0, sigma=0.25, seed=seed)
+        assert Decision.FAILING in looks, seed
+        decided = looks.index(Decision.FAILING)  # the period of the first failing verdict
+        assert onset < decided <= onset + 2, (seed, decided)
+        second += decided == onset + 1
+        healthy = make_window(20, rpm=60.0, weight=0.2, base_error=0.0, seed=seed)
         assert judge_canary(healthy, settings).decision != Decision.FAILING
+    assert second >= 6, second  # most at the second slow period (without the gross alternatives: none)

@@ -230,7 +230,7 @@ def _centred(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [(d - mid, s) for d, s in pairs]
 
 
-CHI2_1_MEDIAN = 0.4549  # median of a chi-square with one degree of freedom
+_CHI2_1_MEDIAN = 0.4549  # median of a chi-square with one degree of freedom
 
 
 def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
@@ -244,11 +244,11 @@ def _robust_var(pairs: list[tuple[float, float]]) -> float | None:
     pairs = _centred(pairs)
 
     def excess(t: float) -> float:
-        return median([d * d / (s + t) if s + t > 0 else math.inf for d, s in pairs]) - CHI2_1_MEDIAN
+        return median([d * d / (s + t) if s + t > 0 else math.inf for d, s in pairs]) - _CHI2_1_MEDIAN
 
     if excess(0.0) <= 0.0:
         return 0.0
-    lo, hi = 0.0, max(d * d for d, _ in pairs) / CHI2_1_MEDIAN + 1e-12
+    lo, hi = 0.0, max(d * d for d, _ in pairs) / _CHI2_1_MEDIAN + 1e-12
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         if excess(mid) > 0.0:

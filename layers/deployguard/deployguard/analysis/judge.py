@@ -59,7 +59,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.analysis.evidence import (
-    CHI2_1_MEDIAN,
     GAUGE_MIN_PAIRS,
     WINDOW,
     Cusum,
@@ -266,12 +265,8 @@ def _sibling_pair(metrics: dict[str, MetricWindow], spec: MetricSpec) -> _Pair |
     return None
 
 
-_SPREAD_SIDES = ("baseline", "canary", "steps")
-_STEP_SPREAD_MIN_CALLS = 5  # invocations a baseline period needs for its median's step to tell the spread
-
-
 def _fold_spread(
-    spreads: dict[str, list[float]], pair: _Pair | None, lower: MetricWindow,
+    spreads: dict[str, list[float]], pair: _Pair,
     counts: MetricWindow | None, i: int,
 ) -> float | None:  # fmt: skip
     """The spread (lognormal sigma) of the duration behind a percentile as of period i, from two
@@ -280,53 +275,29 @@ def _fold_spread(
     log(p_hi / p_lo) = sigma (z_hi - z_lo) for a lognormal; the sample upper percentile of
     few draws sits low, which is corrected for. Shared slowdowns scale both percentiles
     and cancel out.
-
-    When no period has traffic enough for the upper percentile (a p99 needs 100 invocations),
-    the baseline's median tells an upper bound instead: the step of its log from one period
-    to the next varies like k^2 sigma^2 (1/n_1 + 1/n_2) (k the median's noise factor) plus the
-    version's own wobble, so the steps, each scaled by its sampling factor, have a median square
-    of at least that of a standard normal times sigma^2 (``steps``, with the last period in
-    ``last``). Wobble only widens it: a bound, never an underestimate of the sampling noise.
     """
-    if pair is not None:
-        q_lo, lo_m, q_hi, hi_m = pair
-        gap = norm_ppf(q_hi) - norm_ppf(q_lo)
-        tail = min(q_hi, 1.0 - q_hi)
-        for side in ("baseline", "canary"):
-            lo, hi = _at(getattr(lo_m, side), i), _at(getattr(hi_m, side), i)
-            if lo is None or hi is None or lo <= 0 or hi < lo:
-                continue
-            n = _at(getattr(counts, side), i) if counts is not None else None
-            if counts is not None and (n is None or n * tail < 1.0):
-                continue
-            if side == "canary" and spreads.get("baseline"):
-                continue  # the baseline's spread tells it: the canary's is not needed
-            correction = 1.0 - (0.2 / (n * tail) if n else 0.0) / gap
-            if side == "baseline":
-                spreads.pop("canary", None)
-            recent = spreads.setdefault(side, [])
-            recent.append(f32(math.log(hi / lo) / gap / correction))
-            if len(recent) > WINDOW:
-                del recent[0]
-    q = percentile_of_stat(lower.spec.stat)
-    value, n = _at(lower.baseline, i), _at(counts.baseline, i) if counts is not None else None
-    if q is not None and value is not None and value > 0 and n is not None and n >= _STEP_SPREAD_MIN_CALLS:
-        last = spreads.get("last")
-        if last:
-            k2 = quantile_noise_factor(q) ** 2 * (1.0 / n + 1.0 / last[1])
-            steps = spreads.setdefault("steps", [])
-            steps.append(f32((math.log(value) - last[0]) ** 2 / k2))
-            if len(steps) > WINDOW:
-                del steps[0]
-        spreads["last"] = [f32(math.log(value)), f32(n)]
-    else:
-        spreads.pop("last", None)
+    q_lo, lo_m, q_hi, hi_m = pair
+    gap = norm_ppf(q_hi) - norm_ppf(q_lo)
+    tail = min(q_hi, 1.0 - q_hi)
+    for side in ("baseline", "canary"):
+        lo, hi = _at(getattr(lo_m, side), i), _at(getattr(hi_m, side), i)
+        if lo is None or hi is None or lo <= 0 or hi < lo:
+            continue
+        n = _at(getattr(counts, side), i) if counts is not None else None
+        if counts is not None and (n is None or n * tail < 1.0):
+            continue
+        if side == "canary" and spreads.get("baseline"):
+            continue  # the baseline's spread tells it: the canary's is not needed
+        correction = 1.0 - (0.2 / (n * tail) if n else 0.0) / gap
+        if side == "baseline":
+            spreads.pop("canary", None)
+        recent = spreads.setdefault(side, [])
+        recent.append(f32(math.log(hi / lo) / gap / correction))
+        if len(recent) > WINDOW:
+            del recent[0]
     for side in ("baseline", "canary"):
         if spreads.get(side):
             return median(spreads[side])
-    steps = spreads.get("steps") or []
-    if len(steps) >= 3:
-        return math.sqrt(median(steps) / CHI2_1_MEDIAN)
     return None
 
 
@@ -600,9 +571,8 @@ class JudgeState(BaseModel):
             if st is not None:
                 st.pack(out)
         for sides in self.spreads.values():
-            for side in _SPREAD_SIDES:
+            for side in ("baseline", "canary"):
                 out.rows([[x] for x in sides.get(side, [])], WINDOW, 1)
-            out.rows([sides["last"]] if sides.get("last") else [], 1, 2)
         dumped: dict[str, Any] = {
             "format": self.format, "fingerprint": self.fingerprint, "metrics": list(self.ids),
             "spreads": list(self.spreads), "data": out.text(),
@@ -644,8 +614,7 @@ class JudgeState(BaseModel):
             if kind:
                 state.metrics[metric_id] = _KINDS[kind].unpack(packed)
         for key in spread_keys:
-            sides = {side: [row[0] for row in packed.rows(WINDOW, 1)] for side in _SPREAD_SIDES}
-            sides["last"] = next(iter(packed.rows(1, 2)), [])
+            sides = {side: [row[0] for row in packed.rows(WINDOW, 1)] for side in ("baseline", "canary")}
             state.spreads[key] = {side: values for side, values in sides.items() if values}
         packed.done()
         return state
@@ -718,7 +687,7 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
             if pair is not None:
                 key = f"{spec.namespace}/{spec.name}"
                 if key not in sigmas:
-                    sigmas[key] = _fold_spread(state.spreads.setdefault(key, {}), pair, pair[1], counts, i)
+                    sigmas[key] = _fold_spread(state.spreads.setdefault(key, {}), pair, counts, i)
                 sigmas[spec.id] = sigmas[key]
         # what is missing: reported gaps, and silent periods while the version was invoked
         reported = {(g.version, p): g.reason for g in mw.gaps for p in g.periods}
