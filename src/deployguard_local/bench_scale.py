@@ -16,9 +16,10 @@ datapoints of the largest answer (AWS pages past 100,800), the functions' log by
 metrics, and the guard's client CPU of the cycle (:class:`CpuSplit`: the exclusive thread CPU time of the
 guard's handler invocations, less the time moto's server side takes inside them, which runs
 in-process here: every emulated AWS call is answered by moto's ``BotocoreStubber.process_request``,
-and a Lambda Invoke's handler runs inside that call). A fresh interpreter per handler measures its cold import against
-``import boto3`` alone (CPU time, median of five). The monthly cost estimate is computed from
-the measured run at 1,000 deployments and the assumptions printed with it.
+and a Lambda Invoke's handler runs inside that call). A fresh interpreter per handler measures its cold import
+against ``import boto3`` alone (CPU time, the least of five; the layer built by its Makefile, with and without
+bytecode). The monthly cost estimate is computed from the measured run at 1,000 deployments and the
+assumptions printed with it.
 
 The starting state (records, history, a day of metrics) is written straight into moto's stores
 (:class:`DirectSeed`), the same items the boto3 calls would store: that was most of an N=1,000
@@ -31,11 +32,9 @@ import argparse
 import gc
 import json
 import math
-import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -745,25 +744,12 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
 
 
 def cold_imports(repeats: int = 5) -> dict[str, Any]:
-    """CPU time of each handler's import in a fresh interpreter, against ``import boto3`` alone."""
+    """CPU time of each handler's import in a fresh interpreter as Lambda imports it, against ``import boto3``
+    alone, with the layer as the build ships it (bytecode compiled) and without bytecode
+    (:mod:`deployguard_local.cold_start`)."""
+    from deployguard_local.cold_start import cold_imports as measure
 
-    def cpu_of(code: str, path: str = "") -> float:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "layers" / "deployguard"), path) if p))
-        samples = []
-        for _ in range(repeats):
-            out = subprocess.run(
-                [sys.executable, "-c", f"import time; s = time.process_time(); {code}; print(time.process_time() - s)"],
-                capture_output=True, text=True, env=env, check=True,
-            )  # fmt: skip
-            samples.append(float(out.stdout.strip().splitlines()[-1]))
-        return statistics.median(samples)
-
-    boto3_ms = cpu_of("import boto3") * 1000
-    handlers = {}
-    for app in sorted((ROOT / "functions").glob("*/app.py")):
-        ms = cpu_of("import app", str(app.parent)) * 1000
-        handlers[app.parent.name] = {"ms": round(ms, 1), "ratio": round(ms / boto3_ms, 2)}
-    return {"boto3_ms": round(boto3_ms, 1), "handlers": handlers}
+    return measure(repeats)
 
 
 def service_looks_per_day(deployments_per_day: float) -> int:
@@ -949,8 +935,11 @@ def report(result: dict[str, Any]) -> str:
         for k, parts in result["monthly_cost_breakdown_usd"].items()))  # fmt: skip
     lines.append("  assumptions: " + json.dumps(result["assumptions"]))
     cold = result["cold_import"]
-    lines.append(f"  cold import (CPU, fresh interpreter): import boto3 {cold['boto3_ms']} ms; " + ", ".join(
-        f"{k} {v['ms']} ms ({v['ratio']}x)" for k, v in cold["handlers"].items()))  # fmt: skip
+    for title, figures in (("layer compiled, as built", cold), ("layer without bytecode", cold["without_bytecode"])):
+        lines.append(
+            f"  cold import (CPU, fresh interpreter, {title}): import boto3 {figures['boto3_ms']} ms; "
+            + ", ".join(f"{k} {v['ms']} ms ({v['ratio']}x)" for k, v in figures["handlers"].items())
+        )
     return "\n".join(lines)
 
 
