@@ -15,7 +15,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 EXPANDED_TEMPLATE := build/template.expanded.json
 
-.PHONY: venv demo test lint typecheck cfn-lint checkov pytest bench chaos sam-validate sam-build deploy clean
+.PHONY: venv demo test lint typecheck cfn-lint checkov pytest bench chaos sam-validate sam-build layer deploy clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
@@ -80,6 +80,11 @@ sam-validate: $(SAM)
 
 sam-build: $(SAM)
 	SAM_CLI_TELEMETRY=0 $(SAM) build
+
+# The layer as sam build makes it (layers/deployguard/Makefile: pinned wheels for Lambda's platform, the
+# deployguard package, bytecode compiled), into build/layer/python without the SAM CLI.
+layer: $(STAMP)
+	$(MAKE) -C layers/deployguard build-DeployGuardLayer ARTIFACTS_DIR=$(abspath build/layer) PYTHON=$(abspath $(BIN)/python)
 
 # make deploy [STACK=name]: the hook function is CodeDeployHook_<stack>, at most 64 characters.
 STACK ?= deployguard

@@ -5,7 +5,8 @@ the function's folder), and the modules it loaded are compared with what it must
 it needs them: the alert engine, incidents and remediation (only when an alert is evaluated or a
 remediation runs), ``requests`` and the pinned HTTP session (only at the first send), the
 configuration loader and YAML (on the first invocation), the judge (only where a judgement
-happens), and the X-Ray SDK (only when Lambda traces the function). A module set, never a timing:
+happens), the report renderers and the OpenAPI document's models (only where they are used), and
+the X-Ray SDK (only when Lambda traces the function). A module set, never a timing:
 the CPU figures are measured by the bench (``deployguard_local.bench_scale.cold_imports``)."""
 
 from __future__ import annotations
@@ -38,19 +39,31 @@ NEVER_AT_IMPORT = {
     "deployguard.remediation.store",
     "deployguard.aws.ecs",  # ECS deployments only
     "deployguard.aws.elbv2",
-}
-# the minute tick judges on every run: deployguard.workflows.assessor imports the judge and the configuration
-JUDGES_EVERY_RUN = {"assessor", "assessor_shard"}
-NOT_BEFORE_FIRST_USE = {
+    # the configuration (YAML, every settings model) is loaded by the first invocation (runtime.config()),
+    # the assessors' included: their workflows name it in annotations only
     "yaml",
     "deployguard.config",
     "deployguard.alerts.settings",
-    "deployguard.alerts.fields",
+    "deployguard.notification.settings",
+    "deployguard.hooks.settings",
+    # the renderers: the first report rendered (the console's report route, the report writer)
+    "deployguard.reporting.html",
+    "deployguard.reporting.markdown",
+    "deployguard.reporting.charts",
+    # the OpenAPI document's models: GET /openapi.json only (request validation does not need them)
+    "aws_lambda_powertools.event_handler.openapi.models",
+}
+# the minute tick judges on every run with a canary due: deployguard.workflows.assessor imports the judge
+JUDGES_EVERY_RUN = {"assessor", "assessor_shard"}
+NOT_BEFORE_FIRST_USE = {
     "deployguard.analysis.judge",
     "deployguard.analysis.evidence",
+    "deployguard.alerts.fields",
     "deployguard.workflows.assessment",
     "deployguard.aws.cloudwatch",
 }
+# the traffic clients: the reconciler's checks (a few in an ended deployment's first day), the weight re-check
+NOT_EVERY_TICK = {"deployguard.aws.codedeploy", "deployguard.aws.lambda_traffic"}
 
 
 def modules_after_import(handler: str, **extra_env: str) -> set[str]:
@@ -75,7 +88,9 @@ def test_a_handler_imports_only_what_its_cold_path_uses(handler: str) -> None:
     modules = modules_after_import(handler)
     assert "app" in modules and "deployguard.workflows.runtime" in modules  # the handler really was imported
     assert _loaded(modules, NEVER_AT_IMPORT) == set()
-    if handler not in JUDGES_EVERY_RUN:
+    if handler in JUDGES_EVERY_RUN:
+        assert _loaded(modules, NOT_EVERY_TICK) == set()
+    else:
         assert _loaded(modules, NOT_BEFORE_FIRST_USE) == set()
 
 
@@ -96,3 +111,88 @@ def test_the_functions_skip_pydantic_plugin_discovery() -> None:
 
     variables = Stack.load(ROOT).template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+
+
+def test_the_layer_ships_bytecode_python311_uses_and_not_the_runtimes_boto3(tmp_path: Path) -> None:
+    """The layer's recipe (the one ``sam build`` runs): every module has bytecode that Python 3.11 uses
+    whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s), and no copy of what the
+    runtime ships (a botocore in /opt/python would replace the runtime's under its boto3)."""
+    import importlib.util
+
+    build = ["make", "-s", "-C", str(LAYER), "build-DeployGuardLayer", f"ARTIFACTS_DIR={tmp_path}"]
+    done = subprocess.run([*build, f"PYTHON={sys.executable}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    python = tmp_path / "python"
+    shipped = {p.name for p in python.iterdir()}
+    assert {"deployguard", "pydantic", "aws_lambda_powertools", "yaml", "requests"} <= shipped
+    assert not {"boto3", "botocore", "s3transfer", "jmespath", "dateutil"} & shipped
+    sources = [p for p in python.rglob("*.py") if "__pycache__" not in p.parts]
+    assert len(sources) > 500
+    for source in sources:
+        header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, source  # this interpreter's (3.11) bytecode
+        assert int.from_bytes(header[4:8], "little") == 0b01, source  # hash-based, the source never checked
+    # a handler imported with that layer as Lambda does (nothing written) takes the layer's modules
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_XRAY_"))}
+    path = os.pathsep.join((str(ROOT / "functions" / "lifecycle_hook"), str(python)))
+    env |= {"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+    code = "import app, deployguard.models as m, pydantic; print(m.__file__, pydantic.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert all(path.startswith(str(python)) for path in out.stdout.split())
+
+
+def test_a_console_request_validates_without_the_openapi_models_and_the_document_still_has_them() -> None:
+    """The real read handler with an API Gateway (payload 2.0) request: a bad deployment id is refused
+    by the route's validation (400 naming the field) without the OpenAPI document's models; GET
+    /openapi.json imports them and its document still declares both security schemes."""
+    folder = ROOT / "functions" / "console_api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY_", "_X_AMZN_", "POWERTOOLS_TRACE"))}
+    env |= {"PYTHONPATH": os.pathsep.join((str(LAYER), str(folder))), "DEPLOYMENTS_TABLE": "deployments",
+            "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events"}  # fmt: skip
+    code = """
+import json, sys
+from types import SimpleNamespace
+import app
+MODELS = "aws_lambda_powertools.event_handler.openapi.models"
+def get(path):
+    http = {"method": "GET", "path": path, "sourceIp": "10.0.0.1"}
+    caller = {"iam": {"userArn": "arn:aws:iam::123456789012:user/ops"}}
+    event = {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "", "headers": {},
+             "isBase64Encoded": False,
+             "requestContext": {"http": http, "authorizer": caller, "requestId": "r", "stage": "$default"}}
+    context = SimpleNamespace(function_name="console", memory_limit_in_mb=512, aws_request_id="r",
+                              invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:console",
+                              get_remaining_time_in_millis=lambda: 9000)
+    return app.read_handler(event, context)
+refused = get("/api/deployments/-bad")
+after_request = MODELS in sys.modules
+document = get("/openapi.json")
+print(json.dumps([refused["statusCode"], json.loads(refused["body"]), after_request, document["statusCode"],
+                  sorted(json.loads(document["body"])["components"]["securitySchemes"]), MODELS in sys.modules]))
+"""
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=folder, env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    status, body, models_after_request, document_status, schemes, models_after_document = json.loads(
+        out.stdout.strip().splitlines()[-1]
+    )
+    assert (status, body["field"]) == (400, "path.deployment_id")
+    assert models_after_request is False
+    assert (document_status, schemes, models_after_document) == (200, ["bearer", "sigv4"], True)
+
+
+def test_the_bench_measures_in_the_functions_environment_whatever_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cold-import figures do not depend on the shell they are run from: nothing is written (Lambda's
+    /opt and /var/task are read-only), the template's variables are set, the caller's Python and tracing
+    variables are dropped."""
+    from deployguard_local.cold_start import function_environment
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    env = function_environment()
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__" and env["POWERTOOLS_SERVICE_NAME"] == "deployguard"
+    assert "PYTHONPATH" not in env and "AWS_XRAY_DAEMON_ADDRESS" not in env

@@ -89,10 +89,14 @@ def test_recorder_listens_to_codedeploy_state_changes() -> None:
     assert "CodeDeploy Deployment State-change Notification" in pattern["detail-type"]
 
 
-def test_layer_is_built_with_python311() -> None:
+def test_layer_is_built_by_its_makefile_for_python311() -> None:
+    """The recipe itself is run by tests/unit/test_cold_imports.py (bytecode compiled, no runtime copies)."""
     layer = RESOURCES["DeployGuardLayer"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
-    assert (ROOT / layer["Properties"]["ContentUri"] / "deployguard" / "__init__.py").is_file()
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+    content = ROOT / layer["Properties"]["ContentUri"]
+    assert (content / "deployguard" / "__init__.py").is_file()
+    assert "build-DeployGuardLayer:" in (content / "Makefile").read_text()
 
 
 def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:

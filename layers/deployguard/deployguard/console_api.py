@@ -27,11 +27,6 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import (
-    APIKey,
-    APIKeyIn,
-    HTTPBearer,
-)
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -344,6 +339,9 @@ def resolve(incident_id: IncidentId, body: ResolveBody) -> Incident:
 
 
 def openapi_document() -> dict[str, Any]:
+    # the OpenAPI document's models (about 45 pydantic models, the console's largest import) only for the document
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
+
     text = app.get_openapi_json_schema(
         title=API_TITLE,
         version=API_VERSION,

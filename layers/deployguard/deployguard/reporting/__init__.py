@@ -6,11 +6,12 @@ Used by the report-writer Lambda (written to S3 when a deployment ends) and by
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from deployguard.readmodels import DeploymentHistory
-from deployguard.reporting.html import render_html
-from deployguard.reporting.markdown import render_markdown
+if TYPE_CHECKING:
+    from deployguard.readmodels import DeploymentHistory
+    from deployguard.reporting.html import render_html
+    from deployguard.reporting.markdown import render_markdown
 
 ReportFormat = Literal["md", "html", "json"]
 FORMATS: tuple[ReportFormat, ...] = ("md", "html", "json")
@@ -20,13 +21,32 @@ CONTENT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; chars
 
 def render(history: DeploymentHistory, fmt: ReportFormat) -> str:
     """The report of one deployment in ``fmt`` (json: the history export, deployguard-history/1)."""
+    # the renderers (HTML with its charts, Markdown) are imported by the first report rendered: the console
+    # imports this package for its report route, and most of its requests render nothing
     if fmt == "html":
+        from deployguard.reporting.html import render_html
+
         return render_html(history)
     if fmt == "md":
+        from deployguard.reporting.markdown import render_markdown
+
         return render_markdown(history)
     if fmt == "json":
         return history.model_dump_json(by_alias=True, indent=2) + "\n"
     raise ValueError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def __getattr__(name: str) -> Any:
+    """``render_html`` and ``render_markdown``, imported when first asked for."""
+    if name == "render_html":
+        from deployguard.reporting.html import render_html
+
+        return render_html
+    if name == "render_markdown":
+        from deployguard.reporting.markdown import render_markdown
+
+        return render_markdown
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["CONTENT_TYPES", "FORMATS", "ReportFormat", "render", "render_html", "render_markdown"]

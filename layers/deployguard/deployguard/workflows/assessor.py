@@ -33,10 +33,7 @@ from deployguard import clock
 from deployguard.alerts.fields import RECENT_PERIODS
 from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
 from deployguard.analysis.scenario import truncate_window
-from deployguard.analysis.settings import JudgeSettings
 from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
-from deployguard.aws.events import EventPublisher
-from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import CodeDeployError, JudgeStateError, MetricsConfigError, TrafficShiftError
 from deployguard.models import (
     Assessment,
@@ -53,7 +50,6 @@ from deployguard.models import (
     Verdict,
     judged_from,
 )
-from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
 from deployguard.workflows.reconciler import reconcile as reconcile_traffic
@@ -61,6 +57,10 @@ from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine, TickReport
+    from deployguard.analysis.settings import JudgeSettings
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import DeployGuardConfig
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:assessor"
 KIND = "canary"

@@ -37,8 +37,6 @@ from deployguard.aws.cloudwatch import (
     canary_queries,
     floor_time,
 )
-from deployguard.aws.events import EventPublisher
-from deployguard.config import DeployGuardConfig
 from deployguard.exceptions import MetricsConfigError
 from deployguard.models import (
     Assessment,
@@ -56,11 +54,13 @@ from deployguard.models import (
     Verdict,
     VerdictReason,
 )
-from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.assessment import SAME_CYCLE, save_assessment
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import DeployGuardConfig
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:post-deployment-monitoring"
 HISTORY = timedelta(hours=24)

@@ -34,14 +34,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from deployguard import clock
-from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
-from deployguard.aws.events import EventPublisher
-from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import ConflictError
 from deployguard.models import Deployment, DeploymentEvent, EcsTarget, EventType, LambdaTarget, Severity
-from deployguard.storage.repository import DeploymentRepository
+
+if TYPE_CHECKING:
+    from deployguard.aws.events import EventPublisher
+    from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:reconciler"
 # when the traffic of an ended deployment is checked, after it ended: then it is marked reconciled
@@ -185,6 +186,10 @@ def _reconcile(deployment: Deployment) -> Repair | None:
 
 
 def _reconcile_alias(deployment: Deployment, target: LambdaTarget) -> Repair | None:
+    # the traffic clients only when a check is due (a few times in a deployment's first day), not every tick
+    from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
+    from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+
     shifter = LambdaTrafficShifter(target)
     alias = shifter.current()
     if alias.weight_of(target.stable_version) == 1.0:
@@ -203,6 +208,8 @@ def _reconcile_task_sets(deployment: Deployment) -> Repair | None:
     codedeploy_id = deployment.codedeploy_deployment_id
     if not codedeploy_id:
         return None
+    from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
+
     gateway = CodeDeployGateway()
     state = gateway.deployment_target(codedeploy_id)
     green = state.task_set("Green") if state else None
