@@ -535,7 +535,7 @@ _KIND_CODES = {"": 0, "rate": 1, "latency": 2, "gauge": 3}
 
 class JudgeState(BaseModel):
     """The judge's whole sequential state after ``periods`` periods of a canary: serialisable, and of
-    one size from the first period on (about 3.2 KB as compact JSON for the default Lambda metrics;
+    one size from the first period on (about 3.5 KB as compact JSON for the default Lambda metrics;
     see :meth:`dump`).
 
     Store it with ``state.dump()`` (a JSON-ready dict, e.g. on the deployment's record) and read
