@@ -33,6 +33,8 @@ import gc
 import json
 import math
 import random
+import resource
+import statistics
 import sys
 import threading
 import time
@@ -67,7 +69,15 @@ from deployguard_local.emulator import EmbeddedAws
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = 20  # distinct guarded functions the deployments belong to (metrics are per function and version)
-CYCLES = 2
+MIN_CYCLES = 3  # measured cycles at least (a median of the per-cycle figures: one slow cycle does not move it)
+MIN_LOOKS = 300  # measured looks at least: small configurations run more cycles (N=10: 20 cycles of 15 looks)
+
+
+def cycles_for(deployments: int, monitored: int) -> int:
+    """Measured cycles of a configuration: enough for MIN_LOOKS looks, at least MIN_CYCLES."""
+    return max(MIN_CYCLES, math.ceil(MIN_LOOKS / max(1, deployments + monitored // 3)))
+
+
 NOT_THE_GUARDS = {("lambda", "Invoke"), ("sqs", "ReceiveMessage"), ("sqs", "DeleteMessageBatch")}
 DYNAMODB_READS = {"Query", "GetItem", "BatchGetItem", "Scan", "TransactGetItems"}
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
@@ -87,6 +97,18 @@ ASSUMPTIONS: dict[str, Any] = {
     "stepfunctions_usd_per_1000_transitions": 0.025,
     "cloudwatch_usd_per_custom_metric_month": 0.30,
     "cloudwatch_logs_usd_per_gb": 0.50,
+    "cloudwatch_logs_usd_per_gb_month_stored": 0.03,
+    "log_retention_days": 30,  # the template's LogRetentionDays default
+    "cloudwatch_usd_per_alarm_metric_month": 0.10,  # standard resolution; an alarm on metric math pays each metric
+    "cloudwatch_usd_per_dashboard_month": 3.00,
+    "dynamodb_usd_per_gb_month": 0.25,
+    "dynamodb_pitr_usd_per_gb_month": 0.20,  # the template enables point-in-time recovery
+    "dynamodb_item_overhead_bytes": 100,
+    "retention_days": 90,  # the template's RetentionDays default: assessments expire (TTL) after it
+    "xray_usd_per_million_traces": 5.00,
+    "xray_free_traces_per_month": 100000,
+    "other_function_invocations_per_deployment": 9,  # recorder 3 (CodeDeploy state changes), hook 2, router 4
+    "other_function_ms": 250,
     "function_memory_mb": 512,
     "lambda_memory_mb_per_vcpu": 1769,
     "aws_call_latency_ms": {"dynamodb": 8, "cloudwatch": 150, "codedeploy": 40, "sqs": 15, "sns": 20, "other": 30},
@@ -110,7 +132,11 @@ ASSUMPTIONS: dict[str, Any] = {
     "billed for the CPU stretched to the memory's vCPU share plus the AWS calls' latency (assumed, per service); "
     "one tick a minute on top; verdict metrics (EMF, one set per service, measured names) billed for the hours a "
     "service has a canary; SNS publishes per deployment assumed; the bench's deployments are CodeDeploy-driven "
-    "(no Step Functions), a share driven by the canary state machine is an assumption; X-Ray left out (off)",
+    "(no Step Functions), a share driven by the canary state machine is an assumption; DynamoDB storage and "
+    "point-in-time recovery for the assessments kept retention_days (their bytes a look measured); X-Ray traces "
+    "(Tracing: Active; the default sampling rule's 1 a second reservoir takes every invocation here) for the tick, "
+    "the shards and the other functions' invocations (assumed per deployment, with their duration); the "
+    "template's alarms (each metric they read) and dashboard; log storage for log_retention_days",
 }
 
 
@@ -167,6 +193,18 @@ def write_units(operation: str, body: dict[str, Any]) -> int:
     return 1  # UpdateItem, DeleteItem: small items here (leases, counters)
 
 
+def put_items(operation: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items a DynamoDB write request puts."""
+    if operation == "PutItem":
+        return [body["Item"]]
+    if operation == "TransactWriteItems":
+        return [e["Put"]["Item"] for e in body["TransactItems"] if "Put" in e]
+    if operation == "BatchWriteItem":
+        return [r["PutRequest"]["Item"] for requests in body["RequestItems"].values() for r in requests
+                if "PutRequest" in r]  # fmt: skip
+    return []
+
+
 def look_kind(item: dict[str, Any]) -> str:
     """Which look an item is read or written for: ``canary`` (an active deployment's record),
     ``monitoring`` (a monitored one's) or ``other`` (leases, events, incidents, ended deployments)."""
@@ -213,6 +251,7 @@ class CallCounter:
     dynamodb_read_units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # by look kind
     dynamodb_write_units: Counter[str] = field(default_factory=Counter)
     dynamodb_written_bytes: int = 0
+    dynamodb_stored_bytes: Counter[str] = field(default_factory=Counter)  # new items (not the records) by look kind
     consistent_read: bool = False
     max_points_per_call: int = 0  # datapoints of the largest GetMetricData answer (AWS pages past 100,800)
     queries_requested: int = 0
@@ -227,10 +266,15 @@ class CallCounter:
         self.calls[(model.service_model.service_name, model.name)] += 1
         if model.service_model.service_name == "dynamodb" and model.name in DYNAMODB_WRITES:
             body = json.loads(params["body"])
-            self.dynamodb_write_units[write_kind(model.name, body)] += write_units(model.name, body)
+            kind = write_kind(model.name, body)
+            self.dynamodb_write_units[kind] += write_units(model.name, body)
             if model.name == "TransactWriteItems":
                 self.dynamodb_written_bytes += sum(item_bytes(e["Put"]["Item"]) for e in body["TransactItems"]
                                                    if "Put" in e)  # fmt: skip
+            self.dynamodb_stored_bytes[kind] += sum(
+                item_bytes(item) for item in put_items(model.name, body)
+                if item.get(keys.SK, {}).get("S", "").startswith(keys.ASSESSMENT)
+            )  # fmt: skip
 
     def before_parameter_build(self, model: Any, params: Any = None, **_: Any) -> None:
         """The call's own parameters (before-call sees them serialised)."""
@@ -323,17 +367,30 @@ class CpuSplit:
 
 
 @contextmanager
-def counting() -> Iterator[CallCounter]:
-    """Register the counter on the default boto3 session (every client created after inherits it)."""
+def counting(split: CpuSplit | None = None) -> Iterator[CallCounter]:
+    """Register the counter on the default boto3 session (every client created after inherits it); with
+    ``split``, its handlers' CPU is the bench's (``bench``), not the guard's."""
     counter = CallCounter()
     clients.reset()
     boto3.setup_default_session()
     session = boto3.DEFAULT_SESSION
     assert session is not None
     events = session.events
-    events.register("before-call.*.*", counter.before_call, unique_id="bench-scale-before")
-    events.register("after-call.*.*", counter.after_call, unique_id="bench-scale-after")
-    events.register("before-parameter-build.*.*", counter.before_parameter_build, unique_id="bench-scale-params")
+
+    def timed(handler: Any) -> Any:
+        if split is None:
+            return handler
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with split.frame("bench"):
+                return handler(*args, **kwargs)
+
+        return run
+
+    events.register("before-call.*.*", timed(counter.before_call), unique_id="bench-scale-before")
+    events.register("after-call.*.*", timed(counter.after_call), unique_id="bench-scale-after")
+    events.register("before-parameter-build.*.*", timed(counter.before_parameter_build),
+                    unique_id="bench-scale-params")  # fmt: skip
     try:
         yield counter
     finally:
@@ -349,19 +406,26 @@ class LogSink:
 
     def __init__(self) -> None:
         self.counting = False
+        self.split: CpuSplit | None = None  # the parsing below is the bench's CPU, not the guard's
         self.bytes = 0
         self.metrics: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         self._line = ""
 
     def write(self, text: str) -> int:
-        if self.counting:
-            self.bytes += len(text.encode())
-            self._line += text
-            *lines, self._line = self._line.split("\n")
-            for line in lines:
-                if '"_aws"' in line:
-                    self._emf(json.loads(line))
+        if self.counting and self.split is not None:
+            with self.split.frame("bench"):
+                self._count(text)
+        elif self.counting:
+            self._count(text)
         return len(text)
+
+    def _count(self, text: str) -> None:
+        self.bytes += len(text.encode())
+        self._line += text
+        *lines, self._line = self._line.split("\n")
+        for line in lines:
+            if '"_aws"' in line:
+                self._emf(json.loads(line))
 
     def flush(self) -> None:
         return None
@@ -454,7 +518,7 @@ def _write_metrics(start: datetime, end: datetime, seed: int, functions: int) ->
         cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=pending[offset : offset + 1000])
 
 
-def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7) -> None:
+def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7, cycles: int = MIN_CYCLES) -> None:
     """N active CodeDeploy canaries aged ``age_minutes`` (with their assessment history, weight 10%,
     CodeDeploy's Lambda targets) and ``monitored`` promoted deployments, with their functions' metrics."""
     from deployguard.analysis.schedule import post_deployment_interval
@@ -517,7 +581,7 @@ def seed_loop(deployments: int, age_minutes: int, monitored: int, seed: int = 7)
             )  # fmt: skip
             batch.put_item(Item=repository._deployment_item(deployment))
     history = timedelta(hours=24) if monitored else timedelta(minutes=age_minutes + 1)
-    _write_metrics(now - history, now + timedelta(minutes=CYCLES + 2), seed, functions)  # a warm-up tick too
+    _write_metrics(now - history, now + timedelta(minutes=cycles + 2), seed, functions)  # a warm-up tick too
 
 
 def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
@@ -573,33 +637,41 @@ def _schedule_event(at: datetime) -> dict[str, Any]:
 
 
 def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, ended: int = 0) -> dict[str, Any]:
-    """One configuration: CYCLES consecutive minute ticks (and their shards), per deployment per cycle."""
+    """One configuration: :func:`cycles_for` consecutive minute ticks (and their shards) after a warm-up
+    tick; counts per deployment per cycle over all of them, the guard's CPU per look the median of the
+    cycles' (each cycle starts from the same collector state: collected, everything older frozen)."""
+    cycles = cycles_for(deployments, monitored)
+    started = time.monotonic()
     with capturing_logs() as logs, EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC), quiet=False) as aws:
         assert aws.clock is not None
         gc.disable()  # setup only: full passes over a store that grows to N x age items made seeding quadratic
         try:
-            seed_loop(deployments, age_minutes, monitored, seed)
+            seed_loop(deployments, age_minutes, monitored, seed, cycles)
             seed_ended(aws, ended, seed)
         finally:
             gc.enable()
-        gc.collect()
-        gc.freeze()
         assessed = 0
         canary_looks = 0
         deferred = 0
         least_calls = 0  # ceil(queries / 500) for the canary reads and for the monitoring reads of each cycle
-        _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
-        # the embedded AWS's stores (a table of N x age history items, a day of datapoints) live in this process:
-        # frozen, the garbage collector's full passes do not scan them in the guard's time (on AWS they are not
-        # in the function's heap at all)
         gc.collect()
         gc.freeze()
+        _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
         shards = 0
-        with counting() as counter, CpuSplit().installed() as split:
-            logs.counting = True
-            for _ in range(CYCLES):
+        per_cycle: list[dict[str, float]] = []  # the guard's and moto's CPU ms per look, each cycle
+        split = CpuSplit()
+        with counting(split) as counter, split.installed():
+            logs.split = split
+            for _ in range(cycles):
+                # the embedded AWS's stores (N x age history items, a day of datapoints) live in this process:
+                # frozen before every cycle, the collector's passes in the guard's time see only what the cycle
+                # makes, at every age alike (on AWS the stores are not in the function's heap at all)
+                gc.collect()
+                gc.freeze()
+                logs.counting = True
                 aws.clock.advance(60)
                 queries_before = Counter(counter.queries_by_period)
+                cpu_before, looks_before = Counter(split.totals), assessed
                 payload, errored = aws.invoke("AssessorFunction", _schedule_event(clock.now()))
                 if errored:
                     raise RuntimeError(f"AssessorFunction failed: {payload}")
@@ -614,8 +686,11 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
                         assessed += len(shard_payload["assessed"]) + len(shard_payload["monitored"])
                         canary_looks += len(shard_payload["assessed"])
                         deferred += len(shard_payload["deferred"])
+                logs.counting = False
                 least_calls += sum(math.ceil(q / 500) for q in (counter.queries_by_period - queries_before).values())
-            logs.counting = False
+                cycle_looks = max(1, assessed - looks_before)
+                per_cycle.append({kind: (split.totals[kind] - cpu_before[kind]) * 1000 / cycle_looks
+                                  for kind in ("guard", "moto", "bench")})  # fmt: skip
         verdict_metrics, own_metrics = logs.per_service()
         gc.unfreeze()
         calls = counter.guard_calls()
@@ -625,14 +700,14 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             kind: [round(counter.dynamodb_read_units[source] / max(1, times), 3),
                    round(counter.dynamodb_write_units[source] / max(1, times), 3)]
             for kind, source, times in (("canary", "canary", looks["canary"]),
-                                        ("monitoring", "monitoring", looks["monitoring"]), ("tick", "other", CYCLES))
+                                        ("monitoring", "monitoring", looks["monitoring"]), ("tick", "other", cycles))
         }  # fmt: skip
         gmd = calls[("cloudwatch", "GetMetricData")]
         return {
             "deployments": deployments,
             "age_minutes": age_minutes,
             "monitored": monitored,
-            "cycles": CYCLES,
+            "cycles": cycles,
             "assessments": assessed,
             "deferred": deferred,
             "calls_per_deployment": round(sum(calls.values()) / per, 3),
@@ -650,12 +725,20 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
             "ended": ended,
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
-            "cpu_ms_per_deployment": round(split.totals["guard"] * 1000 / per, 3),
-            "moto_cpu_ms_per_deployment": round(split.totals["moto"] * 1000 / per, 3),
+            "cpu_ms_per_deployment": round(statistics.median(c["guard"] for c in per_cycle), 3),  # median of cycles
+            "cpu_ms_per_deployment_by_cycle": [round(c["guard"], 2) for c in per_cycle],
+            "moto_cpu_ms_per_deployment": round(statistics.median(c["moto"] for c in per_cycle), 3),
+            "bench_cpu_ms_per_deployment": round(statistics.median(c["bench"] for c in per_cycle), 3),
+            "dynamodb_stored_bytes_per_look": {
+                kind: round(counter.dynamodb_stored_bytes[kind] / max(1, times))
+                for kind, times in (("canary", looks["canary"]), ("monitoring", looks["monitoring"]))
+            },
             "log_bytes_per_deployment": round(logs.bytes / per),
             "verdict_metrics_per_service": round(verdict_metrics, 2),
             "guard_metrics": own_metrics,
-            "shards_per_cycle": shards / CYCLES,
+            "shards_per_cycle": shards / cycles,
+            "wall_seconds": round(time.monotonic() - started),  # seeding included
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # this process's so far
         }
 
 
@@ -739,12 +822,36 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, flo
     canary_hours = min(24.0, per_service * (a["canary_minutes_per_deployment"] + 60) / 60)
     metric_months = services * run["verdict_metrics_per_service"] * canary_hours / 24
     custom_metrics = metric_months * a["cloudwatch_usd_per_custom_metric_month"]
-    logs = looks * run["log_bytes_per_deployment"] / 1e9 * a["cloudwatch_logs_usd_per_gb"]
+    log_gb = looks * run["log_bytes_per_deployment"] / 1e9
+    kept_months = a["log_retention_days"] / a["days_per_month"]
+    logs = log_gb * (a["cloudwatch_logs_usd_per_gb"] + a["cloudwatch_logs_usd_per_gb_month_stored"] * kept_months)
     custom_metrics += run["guard_metrics"] * a["cloudwatch_usd_per_custom_metric_month"]  # the functions' own
+    alarms = (alarm_metrics() * a["cloudwatch_usd_per_alarm_metric_month"]
+              + a["cloudwatch_usd_per_dashboard_month"])  # fmt: skip
+    # DynamoDB storage: the assessments written a month (their measured bytes a look), kept retention_days
+    stored = run["dynamodb_stored_bytes_per_look"]
+    written = (("canary", canary_looks), ("monitoring", looks - canary_looks))
+    stored_gb = sum(times * (stored[kind] + a["dynamodb_item_overhead_bytes"]) for kind, times in written) / 1e9
+    stored_gb *= a["retention_days"] / a["days_per_month"]
+    dynamodb += stored_gb * (a["dynamodb_usd_per_gb_month"] + a["dynamodb_pitr_usd_per_gb_month"])
+    other_invocations = month * a["other_function_invocations_per_deployment"]
+    lambda_usd += other_invocations * (a["lambda_usd_per_million_requests"] / 1e6 + a["other_function_ms"] / 1000
+                                       * a["function_memory_mb"] / 1024 * a["lambda_usd_per_gb_second"])  # fmt: skip
+    traces = invocations + other_invocations
+    xray = max(0.0, traces - a["xray_free_traces_per_month"]) * a["xray_usd_per_million_traces"] / 1e6
     parts = {"getmetricdata": getmetricdata, "dynamodb": dynamodb, "lambda": lambda_usd, "sqs": sqs, "sns": sns,
              "stepfunctions": stepfunctions, "eventbridge": 0.0, "cloudwatch_metrics": custom_metrics,
-             "cloudwatch_logs": logs}  # fmt: skip
+             "cloudwatch_alarms": alarms, "cloudwatch_logs": logs, "xray": xray}  # fmt: skip
     return {"total": round(sum(parts.values()), 2), **{k: round(v, 2) for k, v in parts.items()}}
+
+
+def alarm_metrics(template: Path = ROOT / "template.yaml") -> int:
+    """Metrics the template's alarms read (an alarm on one metric: 1; on metric math: each metric it reads)."""
+    from deployguard_local.template import load_template
+
+    resources = load_template(template)["Resources"].values()
+    alarms = [r["Properties"] for r in resources if r.get("Type") == "AWS::CloudWatch::Alarm"]
+    return sum(sum(1 for m in p["Metrics"] if "MetricStat" in m) if "Metrics" in p else 1 for p in alarms)
 
 
 def _measure(configuration: tuple[int, int, int, int, int]) -> dict[str, Any]:
@@ -779,15 +886,24 @@ def run(sizes: list[int], monitored_share: float = 0.5, jobs: int = 1) -> dict[s
     }
 
 
+def paired_cpu_ratio(young: dict[str, Any], old: dict[str, Any]) -> float:
+    """The median of the cycles' guard CPU ratios, cycle i of one age against cycle i of the other: the
+    same minute does the same work at both ages (the same canary and monitoring looks), and a minute with
+    monitoring looks costs more than one without, so cycles compared in pairs leave the mix out."""
+    pairs = zip(young["cpu_ms_per_deployment_by_cycle"], old["cpu_ms_per_deployment_by_cycle"], strict=False)
+    return statistics.median(b / a for a, b in pairs if a > 0)
+
+
 def report(result: dict[str, Any]) -> str:
     lines = ["Minute loop at scale (embedded AWS, real AssessorFunction and AssessorShardFunction, per deployment "
-             f"per cycle, {CYCLES} cycles; CPU: the guard's, moto's server side apart)",
-             f"  {'N':>6} {'age':>4} {'mon':>5} {'ended':>5} {'calls':>6} {'DDB KB':>7} {'RU':>5} {'WU':>5} "
+             "per cycle over `cyc` cycles; CPU: the guard's, the median of the cycles', moto's server side and the "
+             "bench's counting apart)",
+             f"  {'N':>6} {'age':>4} {'mon':>5} {'ended':>5} {'cyc':>3} {'calls':>6} {'DDB KB':>7} {'RU':>5} {'WU':>5} "
              f"{'GMD':>4} {'ceil':>4} {'lambda':>6} {'CPU ms':>7} {'moto ms':>7}  by operation"]  # fmt: skip
     for r in result["runs"]:
         ops = ", ".join(f"{k}={v}" for k, v in r["calls_by_operation"].items())
         lines.append(f"  {r['deployments']:>6} {r['age_minutes']:>4} {r['monitored']:>5} {r['ended']:>5}"
-                     f" {r['calls_per_deployment']:>6} {r['dynamodb_kb_per_deployment']:>7}"
+                     f" {r['cycles']:>3} {r['calls_per_deployment']:>6} {r['dynamodb_kb_per_deployment']:>7}"
                      f" {r['dynamodb_read_units_per_deployment']:>5} {r['dynamodb_write_units_per_deployment']:>5}"
                      f" {r['getmetricdata_calls']:>4} {r['getmetricdata_limit']:>4}"
                      f" {r['lambda_control_plane_calls']:>6}"
@@ -797,7 +913,8 @@ def report(result: dict[str, Any]) -> str:
         if 5 in pair and 120 in pair:
             kb = pair[120]["dynamodb_kb_per_deployment"] / max(1e-9, pair[5]["dynamodb_kb_per_deployment"])
             cpu = pair[120]["cpu_ms_per_deployment"] / max(1e-9, pair[5]["cpu_ms_per_deployment"])
-            lines.append(f"  N={n}: age 120 / age 5: DynamoDB KB {kb:.2f}x, client CPU {cpu:.2f}x")
+            lines.append(f"  N={n}: age 120 / age 5: DynamoDB KB {kb:.2f}x, client CPU {cpu:.2f}x (medians), "
+                         f"{paired_cpu_ratio(pair[5], pair[120]):.2f}x (median of the cycles' ratios)")  # fmt: skip
     lines.append("  monthly cost estimate (USD): " + ", ".join(
         f"{k}/day ${v}" for k, v in result["monthly_cost_usd"].items()))  # fmt: skip
     lines.append("  by service (USD): " + "; ".join(

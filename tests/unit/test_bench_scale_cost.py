@@ -7,6 +7,8 @@ from typing import Any
 
 from deployguard_local.bench_scale import (
     ASSUMPTIONS,
+    alarm_metrics,
+    cycles_for,
     item_bytes,
     monitoring_looks_per_deployment,
     monthly_cost,
@@ -35,11 +37,11 @@ def test_the_estimate_names_every_service_and_comes_from_the_measured_run() -> N
         "calls_by_operation": {"dynamodb.TransactWriteItems": 1.0, "cloudwatch.GetMetricData": 0.01},
         "dynamodb_units_per_look": {"canary": [0.5, 20], "monitoring": [0.2, 12], "tick": [1.0, 1]},
         "shards_per_cycle": 0.0, "verdict_metrics_per_service": 4.0, "guard_metrics": 5,
-        "log_bytes_per_deployment": 1000,
+        "log_bytes_per_deployment": 1000, "dynamodb_stored_bytes_per_look": {"canary": 3000, "monitoring": 900},
     }  # fmt: skip
     cost = monthly_cost(run, 1000)
     assert set(cost) >= {"getmetricdata", "dynamodb", "lambda", "sqs", "sns", "stepfunctions", "eventbridge",
-                         "cloudwatch_metrics", "cloudwatch_logs"}  # fmt: skip
+                         "cloudwatch_metrics", "cloudwatch_alarms", "cloudwatch_logs", "xray"}  # fmt: skip
     assert abs(cost["total"] - sum(v for k, v in cost.items() if k != "total")) < 0.05
     looks = 1000 * ASSUMPTIONS["days_per_month"]
     canary = looks * ASSUMPTIONS["canary_minutes_per_deployment"] * 10 / 1000 * 0.01
@@ -52,3 +54,23 @@ def test_a_services_deployments_share_alias_reads_on_its_grid() -> None:
     assert monitoring_looks_per_deployment() == 60 + 72 + 68
     assert service_looks_per_day(1) == 200  # one deployment: its own looks
     assert service_looks_per_day(10) < 0.7 * 10 * 200  # ten a day: the 5- and 15-minute looks shared
+
+
+def test_storage_alarms_and_traces_are_priced() -> None:
+    """What the template turns on costs too: the assessments kept (and point-in-time recovery), the alarms'
+    metrics and the dashboard, X-Ray traces of every invocation."""
+    run: dict[str, Any] = {
+        "metrics_per_canary_look": 10.0, "alias_metrics_per_service_look": 5.0, "cpu_ms_per_deployment": 10.0,
+        "calls_by_operation": {}, "dynamodb_units_per_look": {"canary": [0, 0], "monitoring": [0, 0], "tick": [0, 0]},
+        "shards_per_cycle": 0.0, "verdict_metrics_per_service": 3.0, "guard_metrics": 5,
+        "log_bytes_per_deployment": 0, "dynamodb_stored_bytes_per_look": {"canary": 0, "monitoring": 0},
+    }  # fmt: skip
+    bigger = {**run, "dynamodb_stored_bytes_per_look": {"canary": 3000, "monitoring": 900}}
+    assert monthly_cost(bigger, 1000)["dynamodb"] > monthly_cost(run, 1000)["dynamodb"] > 0  # the overhead bytes
+    assert alarm_metrics() >= 6  # six alarms, some on metric math over several metrics
+    assert monthly_cost(run, 1000)["cloudwatch_alarms"] == round(alarm_metrics() * 0.10 + 3.0, 2)
+    assert monthly_cost(run, 10000)["xray"] > monthly_cost(run, 1000)["xray"]
+
+
+def test_small_configurations_measure_more_cycles() -> None:
+    assert cycles_for(10, 5) == 28 and cycles_for(100, 50) == 3 and cycles_for(1000, 500) == 3

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deployguard.reporting.writer import ENDING_EVENTS
-from deployguard.workflows.verdict_metrics import verdict_metric_points
+from deployguard.workflows.verdict_metrics import verdict_metric_points, verdict_properties
 from deployguard_local.template import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,8 @@ def test_dashboard_draws_every_metric_deployguard_writes() -> None:
                                 verdict=Verdict(decision=decision, summary=""))  # fmt: skip
         for name, _, _ in verdict_metric_points(deployment, assessment):
             assert name in text, name
+        for name in verdict_properties(deployment, assessment):  # the by-service table (Logs Insights)
+            assert name in text or name == "DeploymentId", name
     for name in ("DeploymentsStarted", "DeploymentSuccessRate", "DeploymentDuration", "ActiveDeployments",
                  "AlertsRaised", "NotificationsDelivered", "NotificationsFailed", "ExecutionsFailed"):  # fmt: skip
         assert name in text, name

@@ -41,13 +41,15 @@ def make_window(
     shared_error: dict[int, float] | None = None,
     jitter: float = 0.0,
     spikes: float = 0.0,
+    sigma: float = 0.5,
     seed: int = 7,
 ) -> CanaryWindow:
     """Per-minute Lambda aggregates for both versions; canary values may change per period.
 
     ``jitter``: each version's latency wobbles on its own from minute to minute (a
     mean-reverting walk with this step, in log units); ``spikes``: the chance that a
-    version-minute is 1.3-2x slower on its own.
+    version-minute is 1.3-2x slower on its own; ``sigma``: the spread (lognormal) of one
+    invocation's duration.
     """
     rng = random.Random(seed)
     wobble = {"baseline": 0.0, "canary": 0.0}
@@ -70,10 +72,10 @@ def make_window(
             errors = sum(1 for _ in range(n) if rng.random() < p) if n < 5000 else round(n * p)
             wobble[who] = 0.6 * wobble[who] + (rng.gauss(0, jitter) if jitter else 0.0)
             own = math.exp(wobble[who]) * (rng.uniform(1.3, 2.0) if spikes and rng.random() < spikes else 1.0)
-            sd50 = 1.25 * 0.5 / math.sqrt(n)
-            sd99 = 3.7 * 0.5 / math.sqrt(n)
+            sd50 = 1.25 * sigma / math.sqrt(n)
+            sd99 = 3.7 * sigma / math.sqrt(n)
             p50 = base_latency * mult * own * math.exp(rng.gauss(0, sd50))
-            p99 = base_latency * mult * own * math.exp(2.326 * 0.5 + rng.gauss(0, sd99))
+            p99 = base_latency * mult * own * math.exp(2.326 * sigma + rng.gauss(0, sd99))
             series["invocations"][who].append(float(n))
             series["errors"][who].append(float(errors))
             series["throttles"][who].append(0.0)

@@ -368,27 +368,28 @@ class ShiftEvidence(_State):
     pending: list[tuple[int, list[float], list[float]]] = Field(default_factory=list)
 
     def push(self, period: int, inc: list[float], run_row: list[float], shape: bool, penalty: float,
-             settings: JudgeSettings) -> None:  # fmt: skip
+             settings: JudgeSettings, offsets: list[float] | None = None) -> None:  # fmt: skip
+        """Fold one period's increments (``offsets``: the alternatives' weights, as :meth:`Cusum.push`)."""
         if shape:
             if len(self.pending) >= self.capacity:
                 p, inc_p, row_p = self.pending.pop(0)
                 capped = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
-                self.cusum.push(p, capped, settings.horizon_penalty(p), row_p)
+                self.cusum.push(p, capped, settings.horizon_penalty(p), row_p, offsets)
             self.pending.append((period, [f32(x) for x in inc], [f32(x) for x in run_row]))
             return
         for p, inc_p, row_p in self.pending:
             capped = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
-            self.cusum.push(p, capped, settings.horizon_penalty(p), row_p)
+            self.cusum.push(p, capped, settings.horizon_penalty(p), row_p, offsets)
         self.pending = []
-        self.cusum.push(period, inc, penalty, run_row)
+        self.cusum.push(period, inc, penalty, run_row, offsets)
 
-    def settled(self, settings: JudgeSettings) -> Cusum:
+    def settled(self, settings: JudgeSettings, offsets: list[float] | None = None) -> Cusum:
         """The CUSUM as of now: periods still awaiting confirmation count as far as zero."""
         if not self.pending:
             return self.cusum
         cusum = self.cusum.model_copy(deep=True)
         for p, inc_p, row_p in self.pending:
-            cusum.push(p, [min(a, 0.0) for a in inc_p], settings.horizon_penalty(p), row_p)
+            cusum.push(p, [min(a, 0.0) for a in inc_p], settings.horizon_penalty(p), row_p, offsets)
         return cusum
 
     def pack(self, out: Packer) -> None:

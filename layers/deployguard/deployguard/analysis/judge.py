@@ -80,6 +80,8 @@ from deployguard.analysis.settings import (
     ALTERNATIVES,
     GAUGE_GRID,
     LATENCY_GRID,
+    LATENCY_GROSS_GRID,
+    LATENCY_GROSS_SHARE,
     RATE_DROP_GRID,
     RATE_GRID,
     JudgeSettings,
@@ -300,8 +302,20 @@ def _fold_spread(
 
 
 def _latency_grid(settings: JudgeSettings) -> list[float]:
+    """The harmful shifts tested (log units): the common ones, then the gross ones."""
     delta0 = math.log1p(settings.min_effect.latency_relative)
-    return [math.log1p(g) for g in LATENCY_GRID if math.log1p(g) > delta0]
+    return [math.log1p(g) for g in (*LATENCY_GRID, *LATENCY_GROSS_GRID) if math.log1p(g) > delta0]
+
+
+def _latency_offsets(settings: JudgeSettings) -> list[float]:
+    """The latency test's budget over its alternatives (weights summing to one, as offsets):
+    the gross shifts share ``LATENCY_GROSS_SHARE`` of it, the common ones the rest, evenly."""
+    delta0 = math.log1p(settings.min_effect.latency_relative)
+    common = sum(1 for g in LATENCY_GRID if math.log1p(g) > delta0)
+    gross = sum(1 for g in LATENCY_GROSS_GRID if math.log1p(g) > delta0)
+    share = LATENCY_GROSS_SHARE if common and gross else (1.0 if gross else 0.0)
+    weights = ([(1.0 - share) / common] * common if common else []) + ([share / gross] * gross if gross else [])
+    return [math.log(1.0 / w) - math.log(ALTERNATIVES) for w in weights]
 
 
 def _latency_min_samples(spec: MetricSpec, settings: JudgeSettings) -> float:
@@ -363,7 +377,7 @@ def _fold_latency(
     dof = min(_MAX_DOF, max(_MIN_DOF, st.wobble[1] if st.wobble else 0.0))
     inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid, dof)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
-                  settings.horizon_penalty(period), settings)  # fmt: skip
+                  settings.horizon_penalty(period), settings, _latency_offsets(settings))  # fmt: skip
     st.rows += 1
     if not shape:
         n_, dv, w, ds, w1, w2 = st.steady_sums
@@ -385,13 +399,22 @@ def _sibling_percentile(metrics: dict[str, MetricWindow], spec: MetricSpec) -> M
 
 
 def _latency_result(
-    st: LatencyState, spec: MetricSpec, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float
+    st: LatencyState,
+    spec: MetricSpec,
+    metrics: dict[str, MetricWindow],
+    settings: JudgeSettings,
+    threshold: float,
+    active: int = 0,
 ) -> Result:
+    """A latency percentile's verdict. A tail percentile (p99) that had traffic enough in fewer than
+    half the periods the canary was invoked in (a p99 needs 100 invocations a period) is judged
+    through the lower percentile of the same metric while it cannot be bounded: its failing
+    evidence still fails the canary, its missing bound does not hold a low-traffic canary."""
     sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
+    q = percentile_of_stat(spec.stat)
+    tail = min(q, 1.0 - q) if q is not None else 0.5
+    sibling = _sibling_percentile(metrics, spec) if q is not None and tail < 0.25 else None
     if st.rows == 0:
-        q = percentile_of_stat(spec.stat)
-        tail = min(q, 1.0 - q) if q is not None else 0.5
-        sibling = _sibling_percentile(metrics, spec) if q is not None and tail < 0.25 else None
         if sibling is not None:
             return Result(
                 spec,
@@ -400,7 +423,7 @@ def _latency_result(
                 blocks_healthy=False,
             )
         return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
-    cusum = st.shift.settled(settings)
+    cusum = st.shift.settled(settings, _latency_offsets(settings))
     evidence = cusum.best
     unit = f" {spec.unit}" if spec.unit else ""
     if evidence >= threshold:
@@ -439,6 +462,12 @@ def _latency_result(
         return Result(
             spec, "pass", f"{what} (geometric mean of {st.rows} periods): not worse", evidence=evidence, effect=effect,
             baseline_value=b_mid, canary_value=c_mid, confidence=settings.healthy_confidence,
+        )  # fmt: skip
+    if sibling is not None and 2 * st.rows < active:
+        return Result(
+            spec, "inconclusive", f"{what}: a {spec.stat} in only {st.rows} of {active} periods (too few invocations"
+            f" per period), too noisy to bound; judged through {sibling.id}", evidence=evidence, effect=effect,
+            baseline_value=b_mid, canary_value=c_mid, blocks_healthy=False,
         )  # fmt: skip
     return Result(
         spec, "inconclusive", f"{what}: too noisy to bound yet", evidence=evidence, effect=effect,
@@ -497,7 +526,7 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
 MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
 
 
-_STATE_FORMAT = "deployguard-judge-state/2"
+_STATE_FORMAT = "deployguard-judge-state/3"
 _KINDS: dict[str, type[RateState] | type[LatencyState] | type[GaugeState]] = {
     "rate": RateState, "latency": LatencyState, "gauge": GaugeState,
 }  # fmt: skip
@@ -516,7 +545,7 @@ class JudgeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["deployguard-judge-state/2"]
+    format: Literal["deployguard-judge-state/3"]
     fingerprint: str
     ids: list[str] = Field(default_factory=list, description="every metric of the window, in order")
     periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")
@@ -711,7 +740,7 @@ def _results(
             else:
                 result = _rate_result(st, spec, settings, threshold)
         elif isinstance(st, LatencyState):
-            result = _latency_result(st, spec, metrics, settings, threshold)
+            result = _latency_result(st, spec, metrics, settings, threshold, state.active)
         elif isinstance(st, GaugeState):
             result = _gauge_result(st, spec, settings, threshold)
         if result is not None and result.status == "fail":

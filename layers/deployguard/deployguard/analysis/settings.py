@@ -20,6 +20,11 @@ from deployguard.models import Direction, MetricKind, MetricSpec, MetricType
 RATE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 29.0, 99.0)
 RATE_DROP_GRID = (0.15, 0.25, 0.4, 0.55, 0.7, 0.9, 0.99)
 LATENCY_GRID = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0)
+# gross slowdowns (7x, 11x, 16x): a heavy-tailed period weighs most for the shift it matches, so
+# a canary 10x slower needs alternatives near 10x to tell at once; they get a small share of the
+# latency test's budget (``LATENCY_GROSS_SHARE``), the common shifts keep the rest
+LATENCY_GROSS_GRID = (6.0, 10.0, 15.0)
+LATENCY_GROSS_SHARE = 0.06
 GAUGE_GRID = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # in noise standard deviations
 ALTERNATIVES = max(len(RATE_GRID), len(RATE_DROP_GRID), len(LATENCY_GRID), len(GAUGE_GRID))
 

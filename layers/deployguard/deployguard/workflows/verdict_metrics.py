@@ -1,18 +1,21 @@
-"""EMF metrics of every verdict, per service: what the dashboard draws and CodeDeploy alarms watch.
+"""EMF metrics of every verdict, per service: what CodeDeploy alarms watch and the dashboard draws.
 
 After each assessment (the canary state machine's and the scheduled assessor's) DeployGuard
-writes, in the ``DeployGuard`` namespace with dimensions ``DeployedService``, ``Environment`` and
-Powertools' ``service`` (``deployguard``):
+writes one embedded metric format record, in the ``DeployGuard`` namespace with dimensions
+``DeployedService``, ``Environment`` and Powertools' ``service`` (``deployguard``):
 
-- ``CanaryFailing`` (Count): 1 when the verdict is failing, else 0. Put an alarm on it
-  (Maximum >= 1) and list the alarm under ``DeploymentPreference.Alarms``: CodeDeploy then
-  rolls back on its own;
-- ``VerdictHealthy`` / ``VerdictFailing`` / ``VerdictInconclusive`` (Count): 1 for the verdict given;
-- ``HealthScore`` (None): 0-100, when known;
-- ``CanaryTrafficWeight`` (Percent): the new version's share of traffic.
+- ``CanaryFailing`` (Count), the one metric: 1 when the verdict is failing, else 0, one sample
+  every verdict. Put an alarm on it (Maximum >= 1) and list the alarm under
+  ``DeploymentPreference.Alarms``: CodeDeploy then rolls back on its own. Its ``Sum`` counts the
+  failing verdicts, its ``SampleCount`` all verdicts;
+- in the same record, as properties (searchable with CloudWatch Logs Insights, which the
+  dashboard's by-service table uses; not metrics): ``Decision`` (healthy, failing,
+  inconclusive), ``HealthScore`` (0-100, when known), ``CanaryTrafficWeight`` (the new version's
+  share of traffic, percent) and ``DeploymentId``.
 
-They are written as CloudWatch embedded metric format (Powertools ``single_metric``) on the
-function's log stream: no PutMetricData call, nothing to fail.
+CloudWatch bills a custom metric for every hour it is written in: a service's canary costs one
+metric for those hours, not the four (a count per decision, the score, the weight) it cost
+when each was a metric of its own; nobody alarms on the others.
 """
 
 from __future__ import annotations
@@ -27,23 +30,30 @@ NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
 
 
 def verdict_metric_points(deployment: Deployment, assessment: Assessment) -> list[tuple[str, MetricUnit, float]]:
+    """The metrics of a verdict (billed by CloudWatch): CanaryFailing alone."""
     decision = assessment.verdict.decision
-    points = [
-        ("CanaryFailing", MetricUnit.Count, 1.0 if decision == Decision.FAILING else 0.0),
-        (f"Verdict{decision.value.title()}", MetricUnit.Count, 1.0),
-        ("CanaryTrafficWeight", MetricUnit.Percent, round(assessment.canary_weight * 100, 3)),
-    ]
+    return [("CanaryFailing", MetricUnit.Count, 1.0 if decision == Decision.FAILING else 0.0)]
+
+
+def verdict_properties(deployment: Deployment, assessment: Assessment) -> dict[str, str | float]:
+    """What the verdict's EMF record carries besides its metrics (not billed as metrics)."""
+    properties: dict[str, str | float] = {
+        "Decision": assessment.verdict.decision.value,
+        "CanaryTrafficWeight": round(assessment.canary_weight * 100, 3),
+        "DeploymentId": deployment.deployment_id,
+    }
     if assessment.health_score is not None:
-        points.append(("HealthScore", MetricUnit.NoUnit, float(assessment.health_score)))
-    return points
+        properties["HealthScore"] = float(assessment.health_score)
+    return properties
 
 
 def publish_verdict_metrics(deployment: Deployment, assessment: Assessment) -> None:
-    """Write the verdict's metrics as EMF (stdout; CloudWatch Logs turns them into metrics)."""
+    """Write the verdict's EMF record (stdout; CloudWatch Logs turns its metrics into metrics)."""
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
         return
     dimensions = {"DeployedService": deployment.service, "Environment": deployment.environment}
     namespace = os.environ.get(NAMESPACE_ENV, "DeployGuard")
-    for name, unit, value in verdict_metric_points(deployment, assessment):
-        with single_metric(name=name, unit=unit, value=value, namespace=namespace, default_dimensions=dimensions):
-            pass
+    ((name, unit, value),) = verdict_metric_points(deployment, assessment)
+    with single_metric(name=name, unit=unit, value=value, namespace=namespace, default_dimensions=dimensions) as m:
+        for key, each in verdict_properties(deployment, assessment).items():
+            m.add_metadata(key, each)
