@@ -938,7 +938,12 @@ def report(result: dict[str, Any]) -> str:
     for title, figures in (("layer compiled, as built", cold), ("layer without bytecode", cold["without_bytecode"])):
         lines.append(
             f"  cold import (CPU, fresh interpreter, {title}): import boto3 {figures['boto3_ms']} ms; "
-            + ", ".join(f"{k} {v['ms']} ms ({v['ratio']}x)" for k, v in figures["handlers"].items())
+            + ", ".join(
+                f"{k} {v['ms']} ms ({v['ratio']}x"
+                + ("" if v["imports_boto3"] else f"; {v['with_boto3_ratio']}x with the boto3 of its first call")
+                + ")"
+                for k, v in figures["handlers"].items()
+            )
         )
     return "\n".join(lines)
 

@@ -89,29 +89,38 @@ def imports_boto3(folder: Path, layer: Path, env: dict[str, str]) -> bool:
 
 def measure(trees: dict[str, Path], repeats: int = 5) -> dict[str, Any]:
     """For each tree (a name and its root folder) and layer variant: ``import boto3`` and each handler's
-    ``import app`` (CPU ms, the least of ``repeats`` runs, all of them interleaved) and their ratio."""
+    ``import app`` (CPU ms, the least of ``repeats`` runs, all of them interleaved) and their ratio. A
+    handler whose import leaves boto3 out (it pays for it at its first AWS call) is also measured with
+    ``import boto3`` after it (``with_boto3_ms``, ``with_boto3_ratio``), comparable with the others."""
     env = function_environment()
-    setups = {}  # (tree, variant) -> (layer, function folders)
+    setups = {}  # (tree, variant) -> (layer, function folders, the handlers whose import takes boto3)
     for tree, root in trees.items():
         folders = function_folders(root, WORK / tree / "functions")
         for variant, compiled in VARIANTS.items():
-            setups[(tree, variant)] = (build_layer(root, WORK / tree / variant, compiled), folders)
+            layer = build_layer(root, WORK / tree / variant, compiled)
+            takes_boto3 = {name for name, folder in folders.items() if imports_boto3(folder, layer, env)}
+            setups[(tree, variant)] = (layer, folders, takes_boto3)
     samples: dict[tuple[str, str, str], list[float]] = {}
     for _ in range(repeats):
-        for (tree, variant), (layer, folders) in setups.items():
+        for (tree, variant), (layer, folders, takes_boto3) in setups.items():
             samples.setdefault((tree, variant, "boto3"), []).append(cpu_ms("import boto3", [layer], env))
             for name, folder in folders.items():
                 samples.setdefault((tree, variant, name), []).append(cpu_ms("import app", [folder, layer], env))
+                if name not in takes_boto3:
+                    ms = cpu_ms("import app; import boto3", [folder, layer], env)
+                    samples.setdefault((tree, variant, name + "+boto3"), []).append(ms)
     result: dict[str, Any] = {tree: {} for tree in trees}
-    for (tree, variant), (layer, folders) in setups.items():
+    for (tree, variant), (_, folders, takes_boto3) in setups.items():
         # boto3 is the same in every tree (the runtime's, with the layer's urllib3): its runs are pooled
         boto3_ms = min(ms for t in trees for ms in samples[(t, variant, "boto3")])
-        handlers = {}
-        for name, folder in folders.items():
+        handlers: dict[str, dict[str, Any]] = {}
+        for name in folders:
             ms = min(samples[(tree, variant, name)])
-            # a handler whose import leaves boto3 out pays for it at its first AWS call instead
-            with_boto3 = imports_boto3(folder, layer, env)
-            handlers[name] = {"ms": round(ms, 1), "ratio": round(ms / boto3_ms, 2), "imports_boto3": with_boto3}
+            figures = {"ms": round(ms, 1), "ratio": round(ms / boto3_ms, 2), "imports_boto3": name in takes_boto3}
+            handlers[name] = figures
+            if name not in takes_boto3:
+                both = min(samples[(tree, variant, name + "+boto3")])
+                figures |= {"with_boto3_ms": round(both, 1), "with_boto3_ratio": round(both / boto3_ms, 2)}
         result[tree][variant] = {"boto3_ms": round(boto3_ms, 1), "handlers": handlers}
     return result
 
@@ -131,7 +140,9 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{tree:<22} {'compiled layer':>22} {'layer without bytecode':>24}")
         for name, figures in compiled["handlers"].items():
             other = bare["handlers"][name]
-            note = "" if figures["imports_boto3"] else "  (boto3 at its first AWS call, not at import)"
+            note = "" if figures["imports_boto3"] else (
+                f"  (boto3 at its first AWS call; with it {figures['with_boto3_ratio']:.2f}x"
+                f" and {other['with_boto3_ratio']:.2f}x)")  # fmt: skip
             lines.append(f"  {name:<20} {figures['ms']:>10.1f} ms {figures['ratio']:>6.2f}x"
                          f" {other['ms']:>12.1f} ms {other['ratio']:>6.2f}x{note}")  # fmt: skip
         lines.append(f"  {'import boto3':<20} {compiled['boto3_ms']:>10.1f} ms {'':>7} {bare['boto3_ms']:>12.1f} ms")

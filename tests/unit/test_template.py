@@ -96,7 +96,12 @@ def test_layer_is_built_by_its_makefile_for_python311() -> None:
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
     content = ROOT / layer["Properties"]["ContentUri"]
     assert (content / "deployguard" / "__init__.py").is_file()
-    assert "build-DeployGuardLayer:" in (content / "Makefile").read_text()
+    recipe = (content / "Makefile").read_text()
+    assert "build-DeployGuardLayer:" in recipe
+    # the wheels are for the functions' architecture (pydantic_core, pyyaml and wrapt are compiled)
+    platform = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+    architectures = STACK.template["Globals"]["Function"]["Architectures"]
+    assert f"PLATFORM ?= {platform[architectures[0]]}" in recipe
 
 
 def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:
