@@ -1,6 +1,6 @@
 # DeployGuard: two commands on a fresh machine.
 #   make demo   canary rollouts end to end on the embedded AWS (moto)
-#   make test   ruff, mypy, cfn-lint, checkov, pytest
+#   make test   ruff (lint and format), mypy, cfn-lint, checkov, pytest
 #   make chaos  AWS faults injected on the embedded AWS, counted (chaos-report.json)
 # Both create .venv and install the pinned requirements first.
 
@@ -39,6 +39,7 @@ test: lint typecheck cfn-lint checkov pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

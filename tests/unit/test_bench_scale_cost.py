@@ -24,7 +24,7 @@ RECORD = {"pk": {"S": "DEP#d1"}, "sk": {"S": "META"}, "gsi1pk": {"S": "LOOP"}, "
 
 def test_item_sizes_and_units_as_dynamodb_counts_them() -> None:
     assert item_bytes({"pk": {"S": "abc"}, "n": {"N": "123"}}) == 2 + 3 + 1 + 3
-    assert item_bytes({"m": {"M": {"a": {"BOOL": True}}, }}) == 1 + 3 + 1 + 1 + 1
+    assert item_bytes({"m": {"M": {"a": {"BOOL": True}}}}) == 1 + 3 + 1 + 1 + 1
     # a monitored record (gsi1 key moves: delete and put) in a transaction with a 1 KB assessment
     assessment = {"pk": {"S": "DEP#d1"}, "sk": {"S": "AS#1"}, "v": {"S": "y" * 900}}
     body = {"TransactItems": [{"Put": {"Item": assessment}}, {"Put": {"Item": RECORD}}]}
