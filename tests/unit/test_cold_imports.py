@@ -113,6 +113,9 @@ def test_the_functions_skip_pydantic_plugin_discovery() -> None:
     assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11), reason="the layer's bytecode is compiled by Python 3.11, Lambda's runtime"
+)
 def test_the_layer_ships_bytecode_python311_uses_and_not_the_runtimes_boto3(tmp_path: Path) -> None:
     """The layer's recipe (the one ``sam build`` runs): every module has bytecode that Python 3.11 uses
     whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s), and no copy of what the
