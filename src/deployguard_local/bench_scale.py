@@ -29,6 +29,7 @@ configuration's time. What is measured goes through boto3 and the real functions
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -65,12 +66,13 @@ from deployguard.models import (
 )
 from deployguard.storage import keys
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local import cold_start
 from deployguard_local.emulator import EmbeddedAws
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = 20  # distinct guarded functions the deployments belong to (metrics are per function and version)
 MIN_CYCLES = 3  # measured cycles at least (a median of the per-cycle figures: one slow cycle does not move it)
-MIN_LOOKS = 300  # measured looks at least: small configurations run more cycles (N=10: 20 cycles of 15 looks)
+MIN_LOOKS = 300  # measured looks at least: small configurations run more cycles (N=10: 28 cycles)
 
 
 def cycles_for(deployments: int, monitored: int) -> int:
@@ -93,7 +95,6 @@ ASSUMPTIONS: dict[str, Any] = {
     "lambda_usd_per_million_requests": 0.20,
     "sqs_usd_per_million_requests": 0.40,
     "sns_usd_per_million_publishes": 0.50,
-    "eventbridge_usd_per_million_custom_events": 1.00,
     "stepfunctions_usd_per_1000_transitions": 0.025,
     "cloudwatch_usd_per_custom_metric_month": 0.30,
     "cloudwatch_logs_usd_per_gb": 0.50,
@@ -268,13 +269,11 @@ class CallCounter:
             body = json.loads(params["body"])
             kind = write_kind(model.name, body)
             self.dynamodb_write_units[kind] += write_units(model.name, body)
-            if model.name == "TransactWriteItems":
-                self.dynamodb_written_bytes += sum(item_bytes(e["Put"]["Item"]) for e in body["TransactItems"]
-                                                   if "Put" in e)  # fmt: skip
-            self.dynamodb_stored_bytes[kind] += sum(
-                item_bytes(item) for item in put_items(model.name, body)
-                if item.get(keys.SK, {}).get("S", "").startswith(keys.ASSESSMENT)
-            )  # fmt: skip
+            for item in put_items(model.name, body):
+                size = item_bytes(item)
+                self.dynamodb_written_bytes += size
+                if item.get(keys.SK, {}).get("S", "").startswith(keys.ASSESSMENT):
+                    self.dynamodb_stored_bytes[kind] += size
 
     def before_parameter_build(self, model: Any, params: Any = None, **_: Any) -> None:
         """The call's own parameters (before-call sees them serialised)."""
@@ -743,15 +742,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
         }
 
 
-def cold_imports(repeats: int = 5) -> dict[str, Any]:
-    """CPU time of each handler's import in a fresh interpreter as Lambda imports it, against ``import boto3``
-    alone, with the layer as the build ships it (bytecode compiled) and without bytecode
-    (:mod:`deployguard_local.cold_start`)."""
-    from deployguard_local.cold_start import cold_imports as measure
-
-    return measure(repeats)
-
-
+@functools.cache
 def service_looks_per_day(deployments_per_day: float) -> int:
     """Minutes of a day in which one service's alias is read for post-promotion monitoring: any of its
     deployments (promoted evenly over the day, each watched 24 hours on the schedule, its looks on
@@ -846,6 +837,7 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, flo
     return {"total": round(sum(parts.values()), 2), **{k: round(v, 2) for k, v in parts.items()}}
 
 
+@functools.cache
 def alarm_metrics(template: Path = ROOT / "template.yaml") -> int:
     """Metrics the template's alarms read (an alarm on one metric: 1; on metric math: each metric it reads)."""
     from deployguard_local.template import load_template
@@ -883,7 +875,7 @@ def run(sizes: list[int], monitored_share: float = 0.5, jobs: int = 1) -> dict[s
         "monthly_cost_usd": {str(d): costs[str(d)]["total"] for d in (10, 100, 1000, 10000)},
         "monthly_cost_breakdown_usd": costs,
         "assumptions": assumptions,
-        "cold_import": cold_imports(),
+        "cold_import": cold_start.cold_imports(),
     }
 
 

@@ -69,22 +69,24 @@ def function_environment() -> dict[str, str]:
     return env | {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def _run(code: str, path: list[Path], env: dict[str, str]) -> str:
+    """The last line ``code`` prints in a fresh interpreter with ``path`` first on ``sys.path``."""
+    env = env | {"PYTHONPATH": os.pathsep.join(str(p) for p in path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=path[0])
+    if done.returncode:
+        raise RuntimeError(f"{code} failed: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def cpu_ms(code: str, path: list[Path], env: dict[str, str]) -> float:
     """CPU milliseconds of ``code`` in a fresh interpreter with ``path`` first on ``sys.path``."""
     timed = f"import time; s = time.process_time(); {code}; print(time.process_time() - s)"
-    env = env | {"PYTHONPATH": os.pathsep.join(str(p) for p in path)}
-    done = subprocess.run([sys.executable, "-c", timed], capture_output=True, text=True, env=env, cwd=path[0])
-    if done.returncode:
-        raise RuntimeError(f"{code} failed: {done.stderr[-2000:]}")
-    return float(done.stdout.strip().splitlines()[-1]) * 1000
+    return float(_run(timed, path, env)) * 1000
 
 
 def imports_boto3(folder: Path, layer: Path, env: dict[str, str]) -> bool:
     """Whether ``import app`` imports boto3 (every handler needs it by its first AWS call)."""
-    code = "import sys, app; print('boto3' in sys.modules)"
-    env = env | {"PYTHONPATH": os.pathsep.join((str(folder), str(layer)))}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=folder)
-    return done.stdout.strip().splitlines()[-1:] == ["True"]
+    return _run("import sys, app; print('boto3' in sys.modules)", [folder, layer], env) == "True"
 
 
 def measure(trees: dict[str, Path], repeats: int = 5) -> dict[str, Any]:

@@ -7,7 +7,7 @@ remediation runs), ``requests`` and the pinned HTTP session (only at the first s
 configuration loader and YAML (on the first invocation), the judge (only where a judgement
 happens), the report renderers and the OpenAPI document's models (only where they are used), and
 the X-Ray SDK (only when Lambda traces the function). A module set, never a timing:
-the CPU figures are measured by the bench (``deployguard_local.bench_scale.cold_imports``)."""
+the CPU figures are measured by ``deployguard_local.cold_start`` (printed by ``deployguard bench scale``)."""
 
 from __future__ import annotations
 

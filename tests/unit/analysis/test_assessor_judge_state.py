@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from analysis_support import make_window
 
@@ -12,11 +13,10 @@ from deployguard.analysis.judge import JudgeState, judge_canary
 from deployguard.analysis.scenario import truncate_window
 from deployguard.analysis.settings import JudgeSettings
 from deployguard.aws.cloudwatch import WindowRequest
-from deployguard.models import CanaryWindow, MetricWindow
+from deployguard.models import CanaryWindow, MetricWindow, Verdict
 from deployguard.workflows.assessor import (
     SETTLE_PERIODS,
     TAIL_PERIODS,
-    judge_incrementally,
     judge_tail,
     load_judge_state,
 )
@@ -26,6 +26,14 @@ START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 def _request(periods: int, start: datetime = START) -> WindowRequest:
     return WindowRequest([], start, start + timedelta(minutes=periods), 60)
+
+
+def judge_incrementally(
+    window: CanaryWindow, settings: JudgeSettings, stored: dict[str, Any] | None, request: WindowRequest
+) -> tuple[Verdict, dict[str, Any] | None]:
+    """A look as the assessor makes it: the state stored by the previous look read back, then the whole window."""
+    state = load_judge_state(stored, request.start, request.interval_seconds)
+    return judge_tail(window, settings, state, request.start, request.interval_seconds)
 
 
 def test_each_look_gives_the_whole_window_verdict_and_keeps_a_small_state() -> None:

@@ -6,12 +6,10 @@ Used by the report-writer Lambda (written to S3 when a deployment ends) and by
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from deployguard.readmodels import DeploymentHistory
-    from deployguard.reporting.html import render_html
-    from deployguard.reporting.markdown import render_markdown
 
 ReportFormat = Literal["md", "html", "json"]
 FORMATS: tuple[ReportFormat, ...] = ("md", "html", "json")
@@ -36,17 +34,4 @@ def render(history: DeploymentHistory, fmt: ReportFormat) -> str:
     raise ValueError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
 
 
-def __getattr__(name: str) -> Any:
-    """``render_html`` and ``render_markdown``, imported when first asked for."""
-    if name == "render_html":
-        from deployguard.reporting.html import render_html
-
-        return render_html
-    if name == "render_markdown":
-        from deployguard.reporting.markdown import render_markdown
-
-        return render_markdown
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["CONTENT_TYPES", "FORMATS", "ReportFormat", "render", "render_html", "render_markdown"]
+__all__ = ["CONTENT_TYPES", "FORMATS", "ReportFormat", "render"]

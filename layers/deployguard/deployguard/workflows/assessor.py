@@ -436,15 +436,6 @@ def load_judge_state(stored: dict[str, Any] | None, start: datetime, interval_se
         return None
 
 
-def judge_incrementally(
-    window: CanaryWindow, settings: JudgeSettings, stored: dict[str, Any] | None, request: WindowRequest
-) -> tuple[Verdict, dict[str, Any] | None]:
-    """The verdict on the whole ``window`` (read by ``request``) and the state to store, from the state
-    stored by the previous look (see :func:`judge_tail`)."""
-    state = load_judge_state(stored, request.start, request.interval_seconds)
-    return judge_tail(window, settings, state, request.start, request.interval_seconds)
-
-
 def judge_tail(
     window: CanaryWindow,
     settings: JudgeSettings,
