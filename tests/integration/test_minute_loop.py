@@ -18,7 +18,7 @@ from deployguard.aws.shards import send_shards
 from deployguard.models import Decision
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
-from deployguard.workflows.assessor import RUN_LOCK, run_tick
+from deployguard.workflows.assessor import RUN_LOCK, run_tick, settings_key
 from deployguard_local.bench_scale import counting, seed_loop
 from deployguard_local.emulator import EmbeddedAws
 
@@ -107,3 +107,38 @@ def test_more_due_than_one_invocation_takes_go_out_in_shards_to_the_shard_functi
     assert all(payload["deferred"] == [] for payload, _ in answers)
     assert all(repository.get_deployment(f"bench-{n:05d}").last_assessment is not None for n in range(4))
     assert loop.deliver_queue("AssessorShardFunction") == []  # every shard was deleted once done
+
+
+def test_a_judge_state_built_with_other_settings_is_read_again_whole_in_the_batched_read(loop: EmbeddedAws) -> None:
+    """Changed judge settings: the stored state does not fit, and the look plans a whole-window read
+    (decided once, before the read) that goes out with the others: no read of its own per canary."""
+    repository = DeploymentRepository()
+    config = runtime.config()
+    run_tick(config, repository, runtime.publisher(), lock=False)  # every canary keeps a judge state
+    assert loop.clock is not None
+    for _ in range(4):  # states that have folded periods, so the next look reads only a tail
+        loop.clock.advance(60)
+        run_tick(config, repository, runtime.publisher(), lock=False)
+    starts: list[datetime] = []
+    with counting() as counter:
+
+        def note(params: Any = None, **_: Any) -> None:
+            starts.append(params["StartTime"])
+
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build.cloudwatch.GetMetricData", note, unique_id="t-s")
+        loop.clock.advance(60)
+        tail = run_tick(config, repository, runtime.publisher(), lock=False)
+        changed = config.model_copy(deep=True)
+        changed.defaults.judge.min_periods += 1
+        loop.clock.advance(60)
+        again = run_tick(changed, repository, runtime.publisher(), lock=False)
+        boto3.DEFAULT_SESSION.events.unregister("before-parameter-build.cloudwatch.GetMetricData", unique_id="t-s")
+    assert len(tail.assessed) == len(again.assessed) == 4
+    assert counter.guard_calls()[("cloudwatch", "GetMetricData")] == 2  # one batched read a cycle
+    started = repository.get_deployment("bench-00000").started_at
+    assert starts[0] > started + timedelta(minutes=2)  # the tail
+    assert starts[1] <= started  # the whole window, in the same one call
+    record = repository.get_deployment("bench-00000")
+    assert record.last_assessment is not None and record.last_assessment.judge_state is not None
+    assert record.last_assessment.judge_state["settings"] == settings_key(changed.defaults.judge)

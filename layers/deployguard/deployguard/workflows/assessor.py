@@ -22,6 +22,7 @@ reconciles and gives the alert engine its tick, for which time is always kept.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -33,7 +34,13 @@ from deployguard import clock
 from deployguard.alerts.fields import RECENT_PERIODS
 from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
 from deployguard.analysis.scenario import truncate_window
-from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
+from deployguard.aws.cloudwatch import (
+    MetricsReader,
+    WindowRequest,
+    canary_queries,
+    canary_request,
+    canary_window,
+)
 from deployguard.exceptions import CodeDeployError, JudgeStateError, MetricsConfigError, TrafficShiftError
 from deployguard.models import (
     Assessment,
@@ -276,6 +283,8 @@ def _due(cycle: Cycle, active: Sequence[Deployment], monitored: Sequence[Deploym
 
 
 def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCanary | None:
+    """The canary's look when it is due, with its queries (what its read costs, for the chunks); the
+    read's periods are planned once, after its weight is refreshed (:func:`_plan_read`)."""
     if deployment.driver != "codedeploy":
         run.skipped.append(deployment.deployment_id)
         return None
@@ -284,30 +293,31 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
     if last is not None and not last.due(KIND, cycle.now):
         return None
     interval = service.canary.assessment_interval_seconds
-    item = DueCanary(deployment, WindowRequest([], cycle.now, cycle.now, interval), interval)
     try:
-        _plan_read(cycle, item)
+        queries = canary_queries(deployment.deployment_id, deployment, service.judge.metrics)
     except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
         logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
                                                                    "reason": str(exc)})  # fmt: skip
         run.skipped.append(deployment.deployment_id)
         return None
-    return item
+    return DueCanary(deployment, WindowRequest(queries, cycle.now, cycle.now, interval), interval)
 
 
 def _plan_read(cycle: Cycle, item: DueCanary) -> None:
-    """The canary's read this look: the periods its stored judge state has not folded, and at least
-    the last TAIL_PERIODS (the whole window when there is no state that fits it)."""
-    specs = cycle.config.service(item.deployment.service).judge.metrics
-    whole = canary_request(judged_from(item.deployment), specs, cycle.now, item.interval_seconds)
+    """The canary's read this look (planned once, with the weight as refreshed): the periods its
+    stored judge state has not folded, and at least the last TAIL_PERIODS; the whole window when
+    there is no state that fits it (none, another window, or built with other judge settings or
+    metrics), so that read too goes out batched with the others, within the budget."""
+    settings = cycle.config.service(item.deployment.service).judge
+    whole = canary_request(judged_from(item.deployment), [], cycle.now, item.interval_seconds)
     last = item.deployment.last_assessment
     stored = last.judge_state if last is not None and last.kind == KIND else None
-    item.state = load_judge_state(stored, whole.start, whole.interval_seconds)
+    item.state = load_judge_state(stored, whole.start, whole.interval_seconds, settings)
     folded = item.state.periods if item.state is not None else 0
     item.offset = max(0, min(folded, whole.periods - TAIL_PERIODS))
     item.window_start = whole.start
     start = whole.start + timedelta(seconds=item.offset * whole.interval_seconds)
-    item.request = WindowRequest(whole.queries, start, whole.end, whole.interval_seconds)
+    item.request = WindowRequest(item.request.queries, start, whole.end, whole.interval_seconds)
 
 
 def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -> list[Due]:
@@ -424,11 +434,21 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
     run.metric_calls = cycle.reader.calls
 
 
-def load_judge_state(stored: dict[str, Any] | None, start: datetime, interval_seconds: int) -> JudgeState | None:
+def settings_key(settings: JudgeSettings) -> str:
+    """What a stored judge state was built with (the judge's settings and metrics), kept with it: a
+    state built with others does not fit, and the look reads the whole window instead."""
+    return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:16]
+
+
+def load_judge_state(
+    stored: dict[str, Any] | None, start: datetime, interval_seconds: int, settings: JudgeSettings | None = None
+) -> JudgeState | None:
     """The judge state stored on the record, when it was kept for the window that starts at ``start``
-    with periods of ``interval_seconds`` (None when there is none, it is of another window, or it
-    cannot be read)."""
+    with periods of ``interval_seconds`` (and, given ``settings``, built with them); None when there
+    is none, it is of another window or other settings, or it cannot be read."""
     if stored is None or stored.get("start") != start.isoformat() or stored.get("interval") != interval_seconds:
+        return None
+    if settings is not None and stored.get("settings") != settings_key(settings):
         return None
     try:
         return JudgeState.load(stored["state"])
@@ -453,7 +473,7 @@ def judge_tail(
     (an ECS canary whose traffic start was learnt later), other settings or metrics, or a state
     that cannot be read start the judge over on the whole window (raises ``JudgeStateError``
     when the periods before ``offset`` would be needed and are not in ``window``)."""
-    key = {"start": start.isoformat(), "interval": interval_seconds}
+    key = {"start": start.isoformat(), "interval": interval_seconds, "settings": settings_key(settings)}
     settled = offset + window.periods - SETTLE_PERIODS  # absolute: periods 0..settled-1 are settled
     try:
         if settled > 0 and (state is None or settled >= state.periods):
@@ -496,7 +516,9 @@ def _complete_canary(
         verdict, judge_state = judge_tail(
             window, service.judge, item.state, start, item.interval_seconds, item.offset
         )  # fmt: skip
-    except JudgeStateError:  # other settings or metrics than the state's: the judge starts over on the whole window
+    except JudgeStateError:  # a state that fit its settings key but not the judge (new judge code): start over
+        logger.warning("the judge state does not fit: the whole window read again",
+                       extra={"deployment_id": deployment.deployment_id})  # fmt: skip
         whole = WindowRequest(item.request.queries, start, item.request.end, item.interval_seconds)
         values = cycle.reader.read_windows([whole])
         window = canary_window(
