@@ -142,3 +142,48 @@ def test_a_judge_state_built_with_other_settings_is_read_again_whole_in_the_batc
     record = repository.get_deployment("bench-00000")
     assert record.last_assessment is not None and record.last_assessment.judge_state is not None
     assert record.last_assessment.judge_state["settings"] == settings_key(changed.defaults.judge)
+
+
+def test_codedeploy_is_asked_for_the_weight_when_the_invocation_split_moves(loop: EmbeddedAws) -> None:
+    """A steady canary's weight is not asked again for WEIGHT_RECHECK (its split agrees with it); a
+    canary whose traffic CodeDeploy moves shows it in its per-version invocations, and the next look
+    asks CodeDeploy and keeps the new weight (with the time it was seen, which starts the judge's grace)."""
+    from deployguard.aws.cloudwatch import version_dimensions
+    from deployguard.models import LambdaTarget
+    from deployguard_local.bench_scale import _write_metrics
+    from deployguard_local.ecs import TARGETS
+
+    assert loop.clock is not None
+    seeded_until = clock.now() + timedelta(minutes=4)
+    _write_metrics(seeded_until, seeded_until + timedelta(minutes=25), seed=8, functions=4)
+    repository = DeploymentRepository()
+    args = (runtime.config(), repository, runtime.publisher())
+    with counting() as steady:
+        for _ in range(5):  # each was checked 0.5 to 4.5 minutes before: every 5 minutes would ask for all four
+            assert len(run_tick(*args, lock=False).assessed) == 4
+            loop.clock.advance(60)
+    assert steady.guard_calls()[("codedeploy", "GetDeploymentTarget")] == 0  # the split fits the weight
+
+    moved = repository.get_deployment("bench-00001")
+    assert moved.canary_weight == 0.1 and moved.codedeploy_deployment_id is not None
+    target = moved.target
+    assert isinstance(target, LambdaTarget)
+    TARGETS.weigh_lambda(moved.codedeploy_deployment_id, 50.0)
+    specs = runtime.config().service(moved.service).judge.metrics
+    invocations = next(spec for spec in specs if spec.id == "invocations")
+    dims = version_dimensions(invocations, target, "2")
+    shifted = clock.now().replace(second=0, microsecond=0)
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Invocations", "Timestamp": shifted + timedelta(minutes=m, seconds=30), "Value": 800.0,
+         "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())], "Unit": "Count"}
+        for m in range(8)
+    ])  # fmt: skip
+    looks = 0
+    with counting() as shift:
+        while repository.get_deployment("bench-00001").canary_weight != 0.5 and looks < 6:
+            run_tick(*args, lock=False)
+            loop.clock.advance(60)
+            looks += 1
+    assert repository.get_deployment("bench-00001").canary_weight == 0.5
+    assert looks <= 5, looks  # the split is read from settled periods: two to four minutes after the shift
+    assert shift.guard_calls()[("codedeploy", "GetDeploymentTarget")] <= 2  # the moved canary's alone

@@ -8,9 +8,11 @@ metrics. The work of one cycle does not grow with a deployment's age:
 - what the next assessment needs (last verdict, when the next one is due, open incident
   keys) is in the deployment's record (:class:`~deployguard.models.AssessmentCursor`),
   written in the same conditional write as the assessment: no history is read;
-- the new version's traffic weight is the one stored; CodeDeploy is asked again only while
-  no traffic moved yet, or every :data:`WEIGHT_RECHECK` (its deployment target, never the
-  Lambda control plane when CodeDeploy has a target);
+- the new version's traffic weight is the one stored; CodeDeploy is asked again (its deployment
+  target, never the Lambda control plane when CodeDeploy has a target) only while no traffic
+  moved yet, when the invocation split the look read no longer fits the stored weight (or has
+  too few invocations to tell: then every :data:`UNSPLIT_RECHECK`), and every
+  :data:`WEIGHT_RECHECK` whatever the split;
 - canary and monitoring reads of every due deployment go together, 500 queries a call;
 - open incidents are read once per cycle.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ from deployguard import clock
 from deployguard.alerts.fields import RECENT_PERIODS
 from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
 from deployguard.analysis.scenario import truncate_window
+from deployguard.analysis.settings import resolve_spec
 from deployguard.aws.cloudwatch import (
     MetricsReader,
     WindowRequest,
@@ -52,6 +56,7 @@ from deployguard.models import (
     EcsTarget,
     EventType,
     LambdaTarget,
+    MetricKind,
     Phase,
     Severity,
     Verdict,
@@ -73,7 +78,11 @@ ACTOR = "deployguard:assessor"
 KIND = "canary"
 RUN_LOCK = "ASSESSOR-RUN"
 LOCK_LEASE_SECONDS = 50  # the tick's lease: it works within it, and the next tick (a minute later) finds it expired
-WEIGHT_RECHECK = timedelta(minutes=5)
+WEIGHT_RECHECK = timedelta(minutes=15)  # CodeDeploy asked at least this often, whatever the invocation split says
+UNSPLIT_RECHECK = timedelta(minutes=5)  # ... and this often when the split cannot tell (too few invocations)
+SPLIT_MIN_INVOCATIONS = 50  # invocations (both versions, settled periods since the last change) the split needs
+SPLIT_SIGMAS = 4.0  # the canary's count that far from weight x all (binomial deviations) ...
+SPLIT_TOLERANCE = 0.05  # ... and this share of all apart: the traffic moved
 QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at the clock
 ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
 SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still complete: judged, not folded
@@ -365,9 +374,10 @@ def current_weight(deployment: Deployment) -> float | None:
 
 
 def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
-    """Ask CodeDeploy for the weight only when it may have changed: before traffic first moved,
-    and every WEIGHT_RECHECK after; a change is kept in the record with the assessment (its time
-    starts the judge's grace period) and in the audit trail."""
+    """Ask CodeDeploy for the weight only when it may have changed: before traffic first moved, when
+    the last look's invocation split asked for it or could not tell (``weight_checked_at`` cleared,
+    :func:`_weight_recheck_asked`), and every WEIGHT_RECHECK whatever the split; a change is kept in
+    the record with the assessment (its time starts the judge's grace period) and in the audit trail."""
     checked = deployment.weight_checked_at
     if deployment.canary_weight > 0.0 and checked is not None and cycle.now - checked < WEIGHT_RECHECK:
         return
@@ -384,6 +394,30 @@ def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
     deployment.weight_changed_at = cycle.now
     if weight > 0 and deployment.traffic_started_at is None:  # production reached the new version (seen now)
         deployment.traffic_started_at = cycle.now
+
+
+def _weight_recheck_asked(deployment: Deployment, window: CanaryWindow, start: datetime, now: datetime) -> bool:
+    """Whether the next look asks CodeDeploy for the weight (before WEIGHT_RECHECK has passed): when
+    the invocation split this look read (the count metric, per version, in the settled periods since
+    the weight last changed) no longer fits the stored weight (more than SPLIT_SIGMAS binomial
+    deviations and SPLIT_TOLERANCE apart: CodeDeploy has moved the traffic), or when it holds too few
+    invocations to tell (then as before: every UNSPLIT_RECHECK)."""
+    checked = deployment.weight_checked_at
+    if deployment.canary_weight <= 0.0 or checked is None:
+        return False  # asked at every look anyway
+    counts = next((m for m in window.metrics if resolve_spec(m.spec).kind == MetricKind.COUNT), None)
+    first = 0
+    if deployment.weight_changed_at is not None:  # periods that start at or after the change seen
+        ahead = (deployment.weight_changed_at - start).total_seconds()
+        first = max(0, math.ceil(ahead / window.interval_seconds))
+    end = window.periods - SETTLE_PERIODS
+    baseline = sum(v for v in counts.baseline[first:end] if v) if counts is not None else 0.0
+    canary = sum(v for v in counts.canary[first:end] if v) if counts is not None else 0.0
+    n = baseline + canary
+    if n < SPLIT_MIN_INVOCATIONS:
+        return now - checked >= UNSPLIT_RECHECK - SAME_CYCLE
+    w = deployment.canary_weight
+    return abs(canary - w * n) > max(SPLIT_SIGMAS * math.sqrt(n * w * (1 - w)), SPLIT_TOLERANCE * n)
 
 
 # ---------------------------------------------------------------------------- assessing
@@ -512,6 +546,7 @@ def _complete_canary(
     previous_decision = previous.decision if previous is not None and previous.kind == KIND else None
     start = item.window_start or item.request.start
     periods = item.offset + window.periods  # the whole window's
+    read_from = item.request.start  # where the window read starts
     try:
         verdict, judge_state = judge_tail(
             window, service.judge, item.state, start, item.interval_seconds, item.offset
@@ -520,6 +555,7 @@ def _complete_canary(
         logger.warning("the judge state does not fit: the whole window read again",
                        extra={"deployment_id": deployment.deployment_id})  # fmt: skip
         whole = WindowRequest(item.request.queries, start, item.request.end, item.interval_seconds)
+        read_from = start
         values = cycle.reader.read_windows([whole])
         window = canary_window(
             deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
@@ -533,6 +569,9 @@ def _complete_canary(
         next_at=cycle.now + timedelta(seconds=item.interval_seconds) - SAME_CYCLE, read_until=item.request.end,
         judge_state=judge_state,
     )  # fmt: skip
+
+    if _weight_recheck_asked(deployment, window, read_from, cycle.now):
+        deployment.weight_checked_at = None  # the next look asks CodeDeploy
 
     def keep(d: Deployment) -> None:  # what this cycle learnt, laid over a record read again after a conflict
         d.canary_weight, d.weight_changed_at = deployment.canary_weight, deployment.weight_changed_at
