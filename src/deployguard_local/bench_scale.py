@@ -29,6 +29,7 @@ configuration's time. What is measured goes through boto3 and the real functions
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import gc
 import json
@@ -131,7 +132,8 @@ ASSUMPTIONS: dict[str, Any] = {
     "and write units (item sizes as DynamoDB counts them, transactions twice, each index write), guard CPU, AWS "
     "calls and log bytes per assessment measured by this bench (per deployment per cycle at age 120); Lambda "
     "billed for the CPU stretched to the memory's vCPU share plus the AWS calls' latency (assumed, per service); "
-    "one tick a minute on top; verdict metrics (EMF, one set per service, measured names) billed for the hours a "
+    "one tick a minute on top, and one run of the traffic check function (its DynamoDB units measured); "
+    "verdict metrics (EMF, one set per service, measured names) billed for the hours a "
     "service has a canary; SNS publishes per deployment assumed; the bench's deployments are CodeDeploy-driven "
     "(no Step Functions), a share driven by the canary state machine is an assumption; DynamoDB storage and "
     "point-in-time recovery for the assessments kept retention_days (their bytes a look measured); X-Ray traces "
@@ -619,6 +621,42 @@ def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
             batch.put_item(Item=repository._deployment_item(deployment))
 
 
+@dataclass
+class TrafficChecks:
+    """The traffic check function's runs, one after each cycle as its own schedule fires them: counted
+    apart (they are not the minute cycle's: another function, another schedule), then taken out of
+    the cycle's counter and CPU."""
+
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    read_units: float = 0.0
+    write_units: float = 0.0
+    checked: int = 0
+
+    def run(self, aws: EmbeddedAws, counter: CallCounter, split: CpuSplit) -> None:
+        saved, totals = copy.deepcopy(counter.__dict__), Counter(split.totals)
+        payload, errored = aws.invoke("TrafficCheckFunction", _schedule_event(clock.now()))
+        if errored:
+            raise RuntimeError(f"TrafficCheckFunction failed: {payload}")
+        self.checked += payload["checked"]
+        self.calls += counter.guard_calls() - Counter({k: v for k, v in saved["calls"].items()
+                                                       if k not in NOT_THE_GUARDS})  # fmt: skip
+        self.read_units += sum(counter.dynamodb_read_units.values()) - sum(saved["dynamodb_read_units"].values())
+        self.write_units += sum(counter.dynamodb_write_units.values()) - sum(saved["dynamodb_write_units"].values())
+        counter.__dict__.update(saved)
+        split.totals = totals
+
+    def report(self, cycles: int) -> dict[str, Any]:
+        runs = max(1, cycles)
+        return {
+            "runs": cycles,
+            "checked": self.checked,
+            "calls_per_run": round(sum(self.calls.values()) / runs, 3),
+            "calls_by_operation": {f"{s}.{o}": round(v / runs, 3) for (s, o), v in sorted(self.calls.items())},
+            "lambda_control_plane_calls": sum(v for (s, _), v in self.calls.items() if s == LAMBDA_CONTROL_PLANE),
+            "dynamodb_units_per_run": [round(self.read_units / runs, 3), round(self.write_units / runs, 3)],
+        }
+
+
 def _tick(aws: EmbeddedAws) -> None:
     assert aws.clock is not None
     aws.clock.advance(60)
@@ -657,6 +695,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
         gc.freeze()
         _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
         shards = 0
+        traffic = TrafficChecks()
         per_cycle: list[dict[str, float]] = []  # the guard's and moto's CPU ms per look, each cycle
         split = CpuSplit()
         with counting(split) as counter, split.installed():
@@ -690,6 +729,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
                 cycle_looks = max(1, assessed - looks_before)
                 per_cycle.append({kind: (split.totals[kind] - cpu_before[kind]) * 1000 / cycle_looks
                                   for kind in ("guard", "moto", "bench")})  # fmt: skip
+                traffic.run(aws, counter, split)
         verdict_metrics, own_metrics = logs.per_service()
         gc.unfreeze()
         calls = counter.guard_calls()
@@ -724,6 +764,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
             "ended": ended,
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
+            "traffic_checks": traffic.report(cycles),
             "cpu_ms_per_deployment": round(statistics.median(c["guard"] for c in per_cycle), 3),  # median of cycles
             "cpu_ms_per_deployment_by_cycle": [round(c["guard"], 2) for c in per_cycle],
             "moto_cpu_ms_per_deployment": round(statistics.median(c["moto"] for c in per_cycle), 3),
@@ -802,7 +843,12 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, flo
     look_ms = run["cpu_ms_per_deployment"] * stretch + waiting_ms
     seconds = (looks * look_ms + a["ticks_per_month"] * a["tick_fixed_ms"]) / 1000
     lambda_usd = seconds * a["function_memory_mb"] / 1024 * a["lambda_usd_per_gb_second"]
-    invocations = a["ticks_per_month"] * (1 + run["shards_per_cycle"])
+    traffic = run.get("traffic_checks") or {"dynamodb_units_per_run": [0.0, 0.0]}  # its own minute runs
+    lambda_usd += a["ticks_per_month"] * a["tick_fixed_ms"] / 1000 * a["function_memory_mb"] / 1024 * (
+        a["lambda_usd_per_gb_second"])  # fmt: skip
+    read, write = traffic["dynamodb_units_per_run"]
+    dynamodb += a["ticks_per_month"] * (read * read_usd + write * write_usd) / 1e6
+    invocations = a["ticks_per_month"] * (2 + run["shards_per_cycle"])  # the tick, the traffic checks, the shards
     lambda_usd += invocations * a["lambda_usd_per_million_requests"] / 1e6
     sqs_requests = a["ticks_per_month"] * run["shards_per_cycle"] * 3  # send, receive, delete
     sqs = sqs_requests * a["sqs_usd_per_million_requests"] / 1e6
@@ -920,6 +966,14 @@ def report(result: dict[str, Any]) -> str:
                          f"{paired_cpu_ratio(pair[5], pair[120]):.2f}x (median of the cycles' ratios), "
                          f"{paired_cpu_ratio(pair[5], pair[120], True):.2f}x (the same, each cycle against "
                          "the bench's own counting)")  # fmt: skip
+    for r in result["runs"]:
+        traffic = r.get("traffic_checks")
+        if traffic:
+            ops = ", ".join(f"{k}={v}" for k, v in traffic["calls_by_operation"].items())
+            lines.append(f"  N={r['deployments']} age {r['age_minutes']}: traffic checks (TrafficCheckFunction, its "
+                         f"own schedule, not in the cycle): {traffic['checked']} checks in {traffic['runs']} runs, "
+                         f"{traffic['calls_per_run']} calls a run ({ops}), Lambda control plane "
+                         f"{traffic['lambda_control_plane_calls']}")  # fmt: skip
     lines.append("  monthly cost estimate (USD): " + ", ".join(
         f"{k}/day ${v}" for k, v in result["monthly_cost_usd"].items()))  # fmt: skip
     lines.append("  by service (USD): " + "; ".join(

@@ -270,7 +270,7 @@ def _canary(world: World, case: Case) -> Outcome:
     )
     world.faults.arm(world.aws.ref("CanaryStepFunction"), case.state, case.service, case.kind, case.seconds)
     run_canary(world.aws, run, timeout=300)
-    world.settle(["AssessorFunction"])  # the reconciler's minute ticks
+    world.settle(["AssessorFunction", "TrafficCheckFunction"])  # the outbox and the traffic checks, every minute
     alias = run.alias()
     stable = alias.weight_of(run.target.stable_version) == 1.0
     new = alias.weight_of(run.target.new_version) == 1.0

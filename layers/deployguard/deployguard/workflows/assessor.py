@@ -19,7 +19,10 @@ metrics. The work of one cycle does not grow with a deployment's age:
 The minute tick (:func:`run_tick`) holds a run lock (no two ticks overlap), lists what is
 due, assesses it within the invocation's time budget or hands it out in shards
 (:mod:`deployguard.aws.shards`, one SQS message per shard, :func:`run_shard` each), then
-reconciles and gives the alert engine its tick, for which time is always kept.
+publishes the outbox and gives the alert engine its tick, for which time is always kept. The
+traffic checks of ended deployments are not in the tick: they read Lambda's control plane, so
+they run in a function of their own with a rate budget
+(:func:`deployguard.workflows.reconciler.run_traffic_checks`).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from deployguard.models import (
 )
 from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
-from deployguard.workflows.reconciler import reconcile as reconcile_traffic
+from deployguard.workflows.reconciler import hand_over, publish_outbox
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
@@ -84,7 +87,7 @@ SPLIT_MIN_INVOCATIONS = 50  # invocations (both versions, settled periods since 
 SPLIT_SIGMAS = 4.0  # the canary's count that far from weight x all (binomial deviations) ...
 SPLIT_TOLERANCE = 0.05  # ... and this share of all apart: the traffic moved
 QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at the clock
-ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
+ALERT_TICK_RESERVE_MS = 20_000  # kept for the outbox and the alert tick, whatever is due
 SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still complete: judged, not folded
 TAIL_PERIODS = max(RECENT_PERIODS, SETTLE_PERIODS)  # a look reads at least these (health report, alert fields)
 MAX_OPEN_INCIDENT_KEYS = 20  # the record stays one size: an incident storm's keys beyond these are in the incidents
@@ -218,12 +221,14 @@ def run_tick(
     lease_seconds: int = LOCK_LEASE_SECONDS,
 ) -> AssessorRun:
     """The minute tick: assess due deployments (here, or in shards when more than ``inline_limit``
-    are due and ``send_shards`` is given), monitor, reconcile, then the alert tick.
+    are due and ``send_shards`` is given), monitor, publish the outbox (``reconcile``: instead), then
+    the alert tick.
 
     What it works on comes from one Query (:meth:`~DeploymentRepository.loop_work`): active
-    deployments, monitored ones and ended ones that are due, the outbox, open incidents and
-    approvals. The run lock is a lease of ``lease_seconds`` (shorter than the minute between
-    ticks) that is not released: the tick works only within it, so the next tick finds it expired."""
+    deployments, monitored ones that are due, the outbox, open incidents and approvals (and ended
+    deployments stored before the traffic checks had a partition of their own: handed over to it).
+    The run lock is a lease of ``lease_seconds`` (shorter than the minute between ticks) that is not
+    released: the tick works only within it, so the next tick finds it expired."""
     cycle = Cycle(config, repository, publisher, reader or MetricsReader(), alerts, clock.now())
     run = AssessorRun(monitoring=MonitoringRun())
     if lock and not repository.claim_once(RUN_LOCK, "tick", timedelta(seconds=lease_seconds)):
@@ -244,11 +249,13 @@ def run_tick(
             run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
         else:
             _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
-        # the reconciler (deployguard.workflows.reconciler): traffic where the record says, unpublished events out
+        # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
+        # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
         if reconcile is not None:
             reconcile()
         else:
-            reconcile_traffic(repository, publisher, due=work.ended, outbox=work.outbox)
+            publish_outbox(repository, publisher, events=work.outbox)
+            hand_over(repository, work.ended)
         if alerts is not None:
             run.tick = alerts.on_tick(deployments=work.active)
     return run
