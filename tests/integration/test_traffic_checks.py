@@ -15,6 +15,7 @@ import pytest
 from deployguard import clock
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget, Phase, TrafficCheck
+from deployguard.storage import keys
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
 from deployguard.workflows.reconciler import run_traffic_checks
@@ -86,3 +87,16 @@ def test_the_checks_keep_their_rate_and_time_budgets(ended: EmbeddedAws) -> None
     rest = run_traffic_checks(repository, publisher, lock=False)
     assert rest.checked == 2
     assert all(repository.get_deployment(f"end-{n:02d}").traffic_check.checks == 4 for n in range(ENDED))
+
+
+def test_an_ended_record_stored_in_the_loops_partition_is_handed_over_by_the_tick(ended: EmbeddedAws) -> None:
+    repository = DeploymentRepository()
+    legacy = repository.get_deployment("end-03")
+    item = repository._deployment_item(legacy)
+    item[keys.GSI1_PK] = keys.LOOP  # as the records were stored before the traffic checks had their own
+    repository.table.put_item(Item=item)
+    assert "end-03" not in [d.deployment_id for d in repository.traffic_checks_due(clock.now())]
+    payload, errored = ended.invoke("AssessorFunction", _schedule_event())
+    assert not errored, payload
+    assert "end-03" in [d.deployment_id for d in repository.traffic_checks_due(clock.now())]
+    assert repository.loop_work(clock.now()).ended == []
