@@ -114,3 +114,22 @@ def test_counts_that_come_in_bursts_widen_the_split_test_by_the_baselines_own_wo
     intermittent = [8.0, 8.0, 30.0] * 5 + [8.0]
     verdict = judge_canary(_errors_window((5000.0, 1000.0), [40.0] * 16, intermittent), settings)
     assert verdict.decision == Decision.FAILING and "errors" in verdict.summary
+
+
+def test_the_monte_carlo_draws_healthy_canaries_binomial_or_bursty() -> None:
+    """``python -m deployguard_local.judge_montecarlo`` (the errors test's false-alarm share on healthy
+    canaries, binomial or over-dispersed): its over-dispersed draws spread beyond the binomial,
+    both versions alike, and the errors test fails few binomial ones (one run is in the README)."""
+    from deployguard_local.judge_montecarlo import false_alarm_share, healthy_errors_canary
+
+    rng = np.random.default_rng(5)
+    pearson = {0.0: [], 2.0: []}
+    for shape in pearson:
+        for _ in range(40):
+            window = healthy_errors_canary(rng, 30, shape)
+            calls, errors = (np.array([x or 0.0 for x in m.baseline]) for m in window.metrics)
+            rate = errors.sum() / calls.sum()
+            if rate > 0:
+                pearson[shape].append(float(np.mean((errors - calls * rate) ** 2 / (calls * rate))))
+    assert np.median(pearson[0.0]) < 1.5 < np.median(pearson[2.0])
+    assert false_alarm_share(0.99, 15, 0.0, 100, 7) <= 0.03
