@@ -12,11 +12,12 @@ before). The function folders are copied without ``__pycache__`` (SAM copies the
 ``PYTHONDONTWRITEBYTECODE`` is set, and the environment holds the template's global variables
 (``PYDANTIC_DISABLE_PLUGINS`` among them).
 
-The figure is the CPU time of the child (``time.process_time`` around ``import app``, the interpreter's
-own start-up left out) against that of ``import boto3`` alone in the same environment. Every round runs
-each measurement once, in a shuffled order (seeded); a handler's ratio in a round is its CPU time over
-that round's ``import boto3``, so what slows a whole round (other processes on a shared machine) cancels
-out. The median of the rounds' ratios is the figure, printed with the quartiles of the rounds' ratios.
+The figure is CPU time (``time.process_time`` in the child, the interpreter's own start-up left out), a
+ratio to ``import boto3`` measured in the same interpreter: each child times ``import boto3``, then
+``import app`` (together: the modules ``import app`` loads, boto3 among them), so what slows a whole child
+(other processes on a shared machine) slows both and cancels out of the ratio. Every round runs each child
+once, in a shuffled order (seeded); the figure is the median of the rounds' ratios, printed with their
+quartiles.
 
 ``python -m deployguard_local.cold_start [--repeats N] [--json] [--without-bytecode] [--before TREE]`` prints
 the table; ``--before`` measures another tree (an export of main, say) with the same recipe, interleaved.
@@ -44,6 +45,7 @@ DEFAULT_REPEATS = 21
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py"})
 LAYER_PACKAGES = frozenset({"deployguard", "pydantic", "aws_lambda_powertools", "yaml", "requests"})
 UNCHECKED_HASH = 0b01  # the pyc flags of ``--invalidation-mode unchecked-hash``
+LAZY_MARK = "# made lazy by layers/deployguard/lazy_package_init.py"
 
 
 class LayerBuildError(RuntimeError):
@@ -63,11 +65,14 @@ def make_layer(tree: Path, out: Path, target: str = "build-DeployGuardLayer") ->
 
 def layer_faults(python: Path, packages: frozenset[str] = LAYER_PACKAGES) -> list[str]:
     """What is wrong with a built layer's ``python`` folder (none: an empty list): a package missing, a copy of
-    what the runtime ships, a module without bytecode that Python 3.11 uses whatever the files' times (``/opt``
-    is read-only, a zip keeps times to 2 s)."""
+    what the runtime ships, Powertools' event handler package not made lazy, a module without bytecode that
+    Python 3.11 uses whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s)."""
     shipped = {p.name for p in python.iterdir()}
     faults = [f"{name} is missing" for name in sorted(packages - shipped)]
     faults += [f"{name} is shipped (the runtime has it)" for name in sorted(RUNTIME_PROVIDED & shipped)]
+    event_handler = python / "aws_lambda_powertools" / "event_handler" / "__init__.py"
+    if "aws_lambda_powertools" in packages and LAZY_MARK not in event_handler.read_text(encoding="utf-8"):
+        faults.append("aws_lambda_powertools/event_handler/__init__.py imports every resolver (not made lazy)")
     for source in sorted(p for p in python.rglob("*.py") if "__pycache__" not in p.parts):
         compiled = Path(importlib.util.cache_from_source(str(source)))
         header = compiled.read_bytes()[:8] if compiled.is_file() else b""
@@ -127,10 +132,13 @@ def run_in_function(code: str, path: list[Path], env: dict[str, str] | None = No
     return done.stdout.strip().splitlines()[-1]
 
 
-def cpu_ms(code: str, path: list[Path], env: dict[str, str]) -> float:
-    """CPU milliseconds of ``code`` in a fresh interpreter with ``path`` first on ``sys.path``."""
-    timed = f"import time; s = time.process_time(); {code}; print(time.process_time() - s)"
-    return float(run_in_function(timed, path, env)) * 1000
+def cpu_ms(codes: list[str], path: list[Path], env: dict[str, str]) -> list[float]:
+    """CPU milliseconds of each of ``codes`` run one after the other in one fresh interpreter with ``path``
+    first on ``sys.path``."""
+    timed = "import time; t = []\n" + "".join(
+        f"s = time.process_time(); {code}; t.append(time.process_time() - s)\n" for code in codes
+    )
+    return [float(x) * 1000 for x in run_in_function(timed + "print(*t)", path, env).split()]
 
 
 def imports_boto3(folder: Path, layer: Path, env: dict[str, str]) -> bool:
@@ -147,10 +155,13 @@ def measure(
     trees: dict[str, Path], repeats: int = DEFAULT_REPEATS, bytecode_less: bool = False, seed: int = 12
 ) -> dict[str, Any]:
     """For each tree (a name and its root folder) and layer variant (``compiled``, and ``without_bytecode`` if
-    asked): ``import boto3`` and each handler's ``import app``, ``repeats`` rounds of every measurement once in
-    a shuffled order. Per handler: the median CPU ms, and the median and quartiles of the rounds' ratios to
-    that round's ``import boto3``. A handler whose import leaves boto3 out (it pays for it at its first AWS
-    call) is also measured with ``import boto3`` after it (``with_boto3_ms``, ``with_boto3_ratio``)."""
+    asked), ``repeats`` rounds, each of every measurement once in a shuffled order. A measurement is one fresh
+    interpreter that times ``import boto3``, then ``import app``: the two together import what ``import app``
+    imports as Lambda runs it (a handler's import takes boto3; one that leaves it to its first AWS call gets
+    it), and their ratio to the ``import boto3`` of the same interpreter leaves out what slows a whole run
+    (other processes on the cores). Per handler: the median CPU ms and the median and quartiles of the
+    ratios. A handler whose import leaves boto3 out is also timed alone (``ms``, ``ratio`` against the
+    median ``import boto3`` of its round); its figure with boto3 is ``with_boto3_ms``, ``with_boto3_ratio``."""
     env = function_environment()
     setups = {}  # (tree, variant) -> (layer, function folders, the handlers whose import takes boto3)
     for tree, root in trees.items():
@@ -162,35 +173,38 @@ def measure(
         for variant, layer in layers.items():
             takes_boto3 = {name for name, folder in folders.items() if imports_boto3(folder, layer, env)}
             setups[(tree, variant)] = (layer, folders, takes_boto3)
-    runs: list[tuple[tuple[str, str, str], str, list[Path]]] = []  # (tree, variant, what), code, path
+    runs: list[tuple[tuple[str, str, str], list[str], list[Path]]] = []  # (tree, variant, what), codes, path
     for (tree, variant), (layer, folders, takes_boto3) in setups.items():
-        runs.append(((tree, variant, "boto3"), "import boto3", [layer]))
         for name, folder in folders.items():
-            runs.append(((tree, variant, name), "import app", [folder, layer]))
+            runs.append(((tree, variant, name), ["import boto3", "import app"], [folder, layer]))
             if name not in takes_boto3:
-                runs.append(((tree, variant, name + "+boto3"), "import app; import boto3", [folder, layer]))
+                runs.append(((tree, variant, name + " alone"), ["import app"], [folder, layer]))
     order = random.Random(seed)
-    rounds: list[dict[tuple[str, str, str], float]] = []
+    rounds: list[dict[tuple[str, str, str], list[float]]] = []
     for _ in range(repeats):
         order.shuffle(runs)
-        rounds.append({key: cpu_ms(code, path, env) for key, code, path in runs})
+        rounds.append({key: cpu_ms(codes, path, env) for key, codes, path in runs})
 
-    def figures(key: tuple[str, str, str], boto3: list[float]) -> dict[str, float]:
-        ms = [r[key] for r in rounds]
-        q1, ratio, q3 = _quartiles([m / b for m, b in zip(ms, boto3, strict=True)])
-        return {"ms": round(statistics.median(ms), 1), "ratio": round(ratio, 3),
+    def figures(values: list[float], ratios: list[float]) -> dict[str, float]:
+        q1, ratio, q3 = _quartiles(ratios)
+        return {"ms": round(statistics.median(values), 1), "ratio": round(ratio, 3),
                 "ratio_q1": round(q1, 3), "ratio_q3": round(q3, 3)}  # fmt: skip
 
     result: dict[str, Any] = {tree: {} for tree in trees}
     for (tree, variant), (_, folders, takes_boto3) in setups.items():
-        # boto3 is the same in every tree (the runtime's, with the layer's urllib3): a round's runs are pooled
-        boto3 = [statistics.fmean(r[(t, variant, "boto3")] for t in trees) for r in rounds]
+        paired = {name: [r[(tree, variant, name)] for r in rounds] for name in folders}
+        # each round's import boto3: the median of its interpreters' (boto3 is the same in every tree)
+        boto3 = [statistics.median(r[k][0] for k in r if k[1] == variant and len(r[k]) == 2) for r in rounds]
         handlers: dict[str, dict[str, Any]] = {}
         for name in folders:
-            handlers[name] = {**figures((tree, variant, name), boto3), "imports_boto3": name in takes_boto3}
-            if name not in takes_boto3:
-                both = figures((tree, variant, name + "+boto3"), boto3)
-                handlers[name] |= {f"with_boto3_{k}": v for k, v in both.items()}
+            both = figures([b + a for b, a in paired[name]], [(b + a) / b for b, a in paired[name]])
+            if name in takes_boto3:
+                handlers[name] = {**both, "imports_boto3": True}
+            else:
+                alone = [r[(tree, variant, name + " alone")][0] for r in rounds]
+                with_boto3 = {f"with_boto3_{k}": v for k, v in both.items()}
+                ratios = [a / b for a, b in zip(alone, boto3, strict=True)]
+                handlers[name] = {**figures(alone, ratios), "imports_boto3": False, **with_boto3}
         result[tree][variant] = {"boto3_ms": round(statistics.median(boto3), 1), "handlers": handlers}
     return result
 

@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,49 @@ def test_the_bench_measures_in_the_functions_environment_whatever_the_callers(mo
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__" and env["POWERTOOLS_SERVICE_NAME"] == "deployguard"
     assert "PYTHONPATH" not in env and "AWS_XRAY_DAEMON_ADDRESS" not in env
+
+
+def _lazy_init_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lazy_package_init", LAYER / "lazy_package_init.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_layers_powertools_event_handler_exports_the_same_objects_lazily(tmp_path: Path) -> None:
+    """The layer's rewrite of Powertools' event_handler/__init__.py (the installed, pinned one): the API
+    Gateway resolver comes without AppSync and asyncio, and every exported name is the very object the
+    original package gives."""
+    import aws_lambda_powertools
+
+    installed = Path(aws_lambda_powertools.__file__).parent
+    shutil.copytree(installed, tmp_path / "aws_lambda_powertools", ignore=shutil.ignore_patterns("__pycache__"))
+    init = tmp_path / "aws_lambda_powertools" / "event_handler" / "__init__.py"
+    assert _lazy_init_module().main([str(init)]) == 0
+    code = """
+import importlib, json, sys
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+light = sorted(m for m in ("asyncio", "aws_lambda_powertools.event_handler.appsync") if m in sys.modules)
+import aws_lambda_powertools.event_handler as lazy
+names = list(lazy.__all__)
+same = all(getattr(lazy, n) is getattr(importlib.import_module(lazy._FROM[n]), n) for n in names)
+print(json.dumps([lazy.__file__, light, names, same, set(names) <= set(dir(lazy))]))
+"""
+    lazy_file, loaded, names, same, listed = json.loads(run_in_function(code, [tmp_path]))
+    original = json.loads(run_in_function("import json, aws_lambda_powertools.event_handler as e; "
+                                          "print(json.dumps(e.__all__))", [ROOT]))  # fmt: skip
+    assert lazy_file == str(init) and loaded == []
+    assert names == original and same and listed
+
+
+def test_the_lazy_rewrite_refuses_an_init_that_does_more_than_reexport() -> None:
+    lazy = _lazy_init_module()
+    with pytest.raises(lazy.NotReexportsOnly, match=r"__init__.py:2: not a re-export"):
+        lazy.lazy_source("from a import b\nregister(b)\n__all__ = ['b']\n")
+    with pytest.raises(lazy.NotReexportsOnly, match="__all__"):
+        lazy.lazy_source("from a import b\n__all__ = ['b', 'c']\n")
+    source = lazy.lazy_source('"""doc"""\nfrom a import b\n__all__ = ["b"]\n')
+    assert lazy.lazy_source(source) == source  # once rewritten, left alone
