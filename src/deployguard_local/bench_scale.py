@@ -1035,9 +1035,13 @@ def report(result: dict[str, Any]) -> str:
         for k, parts in result["monthly_cost_breakdown_usd"].items()))  # fmt: skip
     lines.append("  assumptions: " + json.dumps(result["assumptions"]))
     cold = result["cold_import"]
-    for title, figures in (("layer compiled, as built", cold), ("layer without bytecode", cold["without_bytecode"])):
+    variants = [("layer compiled, as built", cold)] + (
+        [("layer without bytecode", cold["without_bytecode"])] if "without_bytecode" in cold else []
+    )
+    for title, figures in variants:
         lines.append(
-            f"  cold import (CPU, fresh interpreter, {title}): import boto3 {figures['boto3_ms']} ms; "
+            f"  cold import (CPU, fresh interpreter, {title}, medians of {cold['repeats']} rounds): "
+            f"import boto3 {figures['boto3_ms']} ms; "
             + ", ".join(
                 f"{k} {v['ms']} ms ({v['ratio']}x"
                 + ("" if v["imports_boto3"] else f"; {v['with_boto3_ratio']}x with the boto3 of its first call")
