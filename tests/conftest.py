@@ -64,15 +64,29 @@ def atomic_dynamodb() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The built-in demo, run once per session: its output and the local state it saves."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
+    """The built-in demo, run once per test run: its output and the local state it saves. With xdist the
+    first worker that needs it runs it (the others wait on a lock in the run's common folder) and each
+    worker gets its own copy of the saved state (a test may write to it)."""
+    import fcntl
     import io
+    import shutil
 
     from demo_support import DemoRun
 
     from deployguard_local import demo
 
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "demo-run"
+    shared.mkdir(exist_ok=True)
+    result = shared / "result.json"
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            out = io.StringIO()
+            code = demo.main(out=out, state_dir=shared / "local-state")
+            result.write_text(json.dumps({"exit_code": code, "output": out.getvalue()}), encoding="utf-8")
+    saved = json.loads(result.read_text(encoding="utf-8"))
     state_dir = tmp_path_factory.mktemp("local-state")
-    out = io.StringIO()
-    code = demo.main(out=out, state_dir=state_dir)
-    return DemoRun(code, out.getvalue(), state_dir)
+    shutil.copytree(shared / "local-state", state_dir, dirs_exist_ok=True)
+    return DemoRun(saved["exit_code"], saved["output"], state_dir)

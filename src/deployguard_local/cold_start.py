@@ -5,25 +5,33 @@ then the layer (``/opt/python``), then the runtime's own packages (boto3 and bot
 their bytecode). ``/var/task`` and ``/opt`` are read-only: whatever has no ``__pycache__`` there is
 compiled again on every cold start, and nothing is written.
 
-So the layer is built here by the build's own recipe (``layers/deployguard/Makefile``, the one
-``sam build`` runs), twice: as shipped (bytecode compiled at build time) and without bytecode (the
-``python3.11`` build method's layer, what SAM made before). The function folders are copied without
-``__pycache__`` (SAM copies them so), ``PYTHONDONTWRITEBYTECODE`` is set, and the environment holds the
-template's global variables (``PYDANTIC_DISABLE_PLUGINS`` among them). The CPU time of ``import app``
-(``time.process_time``, the interpreter's own start-up left out) is compared with that of ``import boto3``
-alone in the same environment, runs of all of them interleaved, the least of ``repeats`` (on a shared
-machine other processes only ever add to a run's CPU time: the least is the one they disturbed least).
+So the layer is built once per tree by the build's own recipe (``layers/deployguard/Makefile``, the one
+``sam build`` runs: pip, then bytecode compiled) and checked (:func:`layer_faults`); ``--without-bytecode``
+also measures a copy of it without ``__pycache__`` (the ``python3.11`` build method's layer, what SAM made
+before). The function folders are copied without ``__pycache__`` (SAM copies them so),
+``PYTHONDONTWRITEBYTECODE`` is set, and the environment holds the template's global variables
+(``PYDANTIC_DISABLE_PLUGINS`` among them).
 
-``python -m deployguard_local.cold_start [--repeats N] [--json] [--before TREE]`` prints the table; ``--before``
-measures another tree (an export of main, say) with the same recipe, interleaved with this one.
+The figure is CPU time (``time.process_time`` in the child, the interpreter's own start-up left out), a
+ratio to ``import boto3`` measured in the same interpreter: each child times ``import boto3``, then
+``import app`` (together: the modules ``import app`` loads, boto3 among them), so what slows a whole child
+(other processes on a shared machine) slows both and cancels out of the ratio. Every round runs each child
+once, in a shuffled order (seeded); the figure is the median of the rounds' ratios, printed with their
+quartiles.
+
+``python -m deployguard_local.cold_start [--repeats N] [--json] [--without-bytecode] [--before TREE]`` prints
+the table; ``--before`` measures another tree (an export of main, say) with the same recipe, interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import random
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -32,18 +40,62 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 LAYER_SOURCE = ROOT / "layers" / "deployguard"
 WORK = ROOT / "build" / "cold-imports"
-VARIANTS = {"compiled": True, "without_bytecode": False}  # the layer's bytecode compiled at build time, or not
+DEFAULT_REPEATS = 21
+# what the Lambda runtime ships (a copy in /opt/python would replace the runtime's under its boto3)
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py"})
+LAYER_PACKAGES = frozenset({"deployguard", "pydantic", "aws_lambda_powertools", "yaml", "requests"})
+UNCHECKED_HASH = 0b01  # the pyc flags of ``--invalidation-mode unchecked-hash``
+LAZY_MARK = "# made lazy by layers/deployguard/lazy_package_init.py"
 
 
-def build_layer(tree: Path, out: Path, compiled: bool) -> Path:
-    """The layer of ``tree`` built by the build's recipe into ``out``; returns its ``python`` folder (/opt/python)."""
+class LayerBuildError(RuntimeError):
+    """The layer's recipe failed, or what it built is not what Lambda must get."""
+
+
+def make_layer(tree: Path, out: Path, target: str = "build-DeployGuardLayer") -> Path:
+    """``target`` of the layer's recipe (this tree's Makefile) run over ``tree``'s layer folder into ``out``;
+    returns its ``python`` folder (/opt/python). ``layer-package`` is the offline part after pip."""
     command = ["make", "-s", "-f", str(LAYER_SOURCE / "Makefile"), "-C", str(tree / "layers" / "deployguard"),
-               "build-DeployGuardLayer", f"ARTIFACTS_DIR={out}", f"PYTHON={sys.executable}",
-               f"COMPILE_BYTECODE={int(compiled)}"]  # fmt: skip
+               target, f"ARTIFACTS_DIR={out}", f"PYTHON={sys.executable}"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"building the layer failed: {done.stderr[-2000:]}")
+        raise LayerBuildError(f"make {target} failed: {done.stderr[-2000:]}")
     return out / "python"
+
+
+def layer_faults(python: Path, packages: frozenset[str] = LAYER_PACKAGES) -> list[str]:
+    """What is wrong with a built layer's ``python`` folder (none: an empty list): a package missing, a copy of
+    what the runtime ships, Powertools' event handler package not made lazy, a module without bytecode that
+    Python 3.11 uses whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s)."""
+    shipped = {p.name for p in python.iterdir()}
+    faults = [f"{name} is missing" for name in sorted(packages - shipped)]
+    faults += [f"{name} is shipped (the runtime has it)" for name in sorted(RUNTIME_PROVIDED & shipped)]
+    event_handler = python / "aws_lambda_powertools" / "event_handler" / "__init__.py"
+    if "aws_lambda_powertools" in packages and LAZY_MARK not in event_handler.read_text(encoding="utf-8"):
+        faults.append("aws_lambda_powertools/event_handler/__init__.py imports every resolver (not made lazy)")
+    for source in sorted(p for p in python.rglob("*.py") if "__pycache__" not in p.parts):
+        compiled = Path(importlib.util.cache_from_source(str(source)))
+        header = compiled.read_bytes()[:8] if compiled.is_file() else b""
+        if header[:4] != importlib.util.MAGIC_NUMBER or int.from_bytes(header[4:8], "little") != UNCHECKED_HASH:
+            faults.append(f"{source.relative_to(python)} has no unchecked-hash bytecode of this Python")
+    return faults
+
+
+def build_layer(tree: Path, out: Path) -> Path:
+    """The layer of ``tree`` built once by its recipe into ``out`` and checked; returns its ``python`` folder."""
+    python = make_layer(tree, out)
+    faults = layer_faults(python)
+    if faults:
+        raise LayerBuildError(f"the layer built from {tree} is wrong: {'; '.join(faults[:20])}")
+    return python
+
+
+def without_bytecode(python: Path, out: Path) -> Path:
+    """A copy of a built layer without ``__pycache__`` (the ``python3.11`` build method's layer)."""
+    target = out / "python"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(python, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
 
 
 def function_folders(tree: Path, out: Path) -> dict[str, Path]:
@@ -69,98 +121,130 @@ def function_environment() -> dict[str, str]:
     return env | {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def _run(code: str, path: list[Path], env: dict[str, str]) -> str:
-    """The last line ``code`` prints in a fresh interpreter with ``path`` first on ``sys.path``."""
-    env = env | {"PYTHONPATH": os.pathsep.join(str(p) for p in path)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=path[0])
+def run_in_function(code: str, path: list[Path], env: dict[str, str] | None = None, *options: str) -> str:
+    """The last line ``code`` prints in a fresh interpreter with ``path`` first on ``sys.path`` (Lambda's: the
+    function's folder, then the layer), in ``env`` (default :func:`function_environment`), run from ``path[0]``."""
+    env = (function_environment() if env is None else env) | {"PYTHONPATH": os.pathsep.join(map(str, path))}
+    done = subprocess.run([sys.executable, *options, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=path[0], timeout=120)  # fmt: skip
     if done.returncode:
         raise RuntimeError(f"{code} failed: {done.stderr[-2000:]}")
     return done.stdout.strip().splitlines()[-1]
 
 
-def cpu_ms(code: str, path: list[Path], env: dict[str, str]) -> float:
-    """CPU milliseconds of ``code`` in a fresh interpreter with ``path`` first on ``sys.path``."""
-    timed = f"import time; s = time.process_time(); {code}; print(time.process_time() - s)"
-    return float(_run(timed, path, env)) * 1000
+def cpu_ms(codes: list[str], path: list[Path], env: dict[str, str]) -> list[float]:
+    """CPU milliseconds of each of ``codes`` run one after the other in one fresh interpreter with ``path``
+    first on ``sys.path``."""
+    timed = "import time; t = []\n" + "".join(
+        f"s = time.process_time(); {code}; t.append(time.process_time() - s)\n" for code in codes
+    )
+    return [float(x) * 1000 for x in run_in_function(timed + "print(*t)", path, env).split()]
 
 
 def imports_boto3(folder: Path, layer: Path, env: dict[str, str]) -> bool:
     """Whether ``import app`` imports boto3 (every handler needs it by its first AWS call)."""
-    return _run("import sys, app; print('boto3' in sys.modules)", [folder, layer], env) == "True"
+    return run_in_function("import sys, app; print('boto3' in sys.modules)", [folder, layer], env) == "True"
 
 
-def measure(trees: dict[str, Path], repeats: int = 5) -> dict[str, Any]:
-    """For each tree (a name and its root folder) and layer variant: ``import boto3`` and each handler's
-    ``import app`` (CPU ms, the least of ``repeats`` runs, all of them interleaved) and their ratio. A
-    handler whose import leaves boto3 out (it pays for it at its first AWS call) is also measured with
-    ``import boto3`` after it (``with_boto3_ms``, ``with_boto3_ratio``), comparable with the others."""
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+    return q1, median, q3
+
+
+def measure(
+    trees: dict[str, Path], repeats: int = DEFAULT_REPEATS, bytecode_less: bool = False, seed: int = 12
+) -> dict[str, Any]:
+    """For each tree (a name and its root folder) and layer variant (``compiled``, and ``without_bytecode`` if
+    asked), ``repeats`` rounds, each of every measurement once in a shuffled order. A measurement is one fresh
+    interpreter that times ``import boto3``, then ``import app``: the two together import what ``import app``
+    imports as Lambda runs it (a handler's import takes boto3; one that leaves it to its first AWS call gets
+    it), and their ratio to the ``import boto3`` of the same interpreter leaves out what slows a whole run
+    (other processes on the cores). Per handler: the median CPU ms and the median and quartiles of the
+    ratios. A handler whose import leaves boto3 out is also timed alone (``ms``, ``ratio`` against the
+    median ``import boto3`` of its round); its figure with boto3 is ``with_boto3_ms``, ``with_boto3_ratio``."""
     env = function_environment()
     setups = {}  # (tree, variant) -> (layer, function folders, the handlers whose import takes boto3)
     for tree, root in trees.items():
         folders = function_folders(root, WORK / tree / "functions")
-        for variant, compiled in VARIANTS.items():
-            layer = build_layer(root, WORK / tree / variant, compiled)
+        compiled = build_layer(root, WORK / tree / "compiled")
+        layers = {"compiled": compiled}
+        if bytecode_less:
+            layers["without_bytecode"] = without_bytecode(compiled, WORK / tree / "without_bytecode")
+        for variant, layer in layers.items():
             takes_boto3 = {name for name, folder in folders.items() if imports_boto3(folder, layer, env)}
             setups[(tree, variant)] = (layer, folders, takes_boto3)
-    samples: dict[tuple[str, str, str], list[float]] = {}
+    runs: list[tuple[tuple[str, str, str], list[str], list[Path]]] = []  # (tree, variant, what), codes, path
+    for (tree, variant), (layer, folders, takes_boto3) in setups.items():
+        for name, folder in folders.items():
+            runs.append(((tree, variant, name), ["import boto3", "import app"], [folder, layer]))
+            if name not in takes_boto3:
+                runs.append(((tree, variant, name + " alone"), ["import app"], [folder, layer]))
+    order = random.Random(seed)
+    rounds: list[dict[tuple[str, str, str], list[float]]] = []
     for _ in range(repeats):
-        for (tree, variant), (layer, folders, takes_boto3) in setups.items():
-            samples.setdefault((tree, variant, "boto3"), []).append(cpu_ms("import boto3", [layer], env))
-            for name, folder in folders.items():
-                samples.setdefault((tree, variant, name), []).append(cpu_ms("import app", [folder, layer], env))
-                if name not in takes_boto3:
-                    ms = cpu_ms("import app; import boto3", [folder, layer], env)
-                    samples.setdefault((tree, variant, name + "+boto3"), []).append(ms)
+        order.shuffle(runs)
+        rounds.append({key: cpu_ms(codes, path, env) for key, codes, path in runs})
+
+    def figures(values: list[float], ratios: list[float]) -> dict[str, float]:
+        q1, ratio, q3 = _quartiles(ratios)
+        return {"ms": round(statistics.median(values), 1), "ratio": round(ratio, 3),
+                "ratio_q1": round(q1, 3), "ratio_q3": round(q3, 3)}  # fmt: skip
+
     result: dict[str, Any] = {tree: {} for tree in trees}
     for (tree, variant), (_, folders, takes_boto3) in setups.items():
-        # boto3 is the same in every tree (the runtime's, with the layer's urllib3): its runs are pooled
-        boto3_ms = min(ms for t in trees for ms in samples[(t, variant, "boto3")])
+        paired = {name: [r[(tree, variant, name)] for r in rounds] for name in folders}
+        # each round's import boto3: the median of its interpreters' (boto3 is the same in every tree)
+        boto3 = [statistics.median(r[k][0] for k in r if k[1] == variant and len(r[k]) == 2) for r in rounds]
         handlers: dict[str, dict[str, Any]] = {}
         for name in folders:
-            ms = min(samples[(tree, variant, name)])
-            figures = {"ms": round(ms, 1), "ratio": round(ms / boto3_ms, 2), "imports_boto3": name in takes_boto3}
-            handlers[name] = figures
-            if name not in takes_boto3:
-                both = min(samples[(tree, variant, name + "+boto3")])
-                figures |= {"with_boto3_ms": round(both, 1), "with_boto3_ratio": round(both / boto3_ms, 2)}
-        result[tree][variant] = {"boto3_ms": round(boto3_ms, 1), "handlers": handlers}
+            both = figures([b + a for b, a in paired[name]], [(b + a) / b for b, a in paired[name]])
+            if name in takes_boto3:
+                handlers[name] = {**both, "imports_boto3": True}
+            else:
+                alone = [r[(tree, variant, name + " alone")][0] for r in rounds]
+                with_boto3 = {f"with_boto3_{k}": v for k, v in both.items()}
+                ratios = [a / b for a, b in zip(alone, boto3, strict=True)]
+                handlers[name] = {**figures(alone, ratios), "imports_boto3": False, **with_boto3}
+        result[tree][variant] = {"boto3_ms": round(statistics.median(boto3), 1), "handlers": handlers}
     return result
 
 
-def cold_imports(repeats: int = 5) -> dict[str, Any]:
+def cold_imports(repeats: int = DEFAULT_REPEATS, bytecode_less: bool = False) -> dict[str, Any]:
     """This tree's figures: the top-level ``boto3_ms`` and ``handlers`` are the shipped (compiled) layer's,
-    ``without_bytecode`` the same with a layer without bytecode."""
-    figures = measure({"this": ROOT}, repeats)["this"]
-    return {**figures["compiled"], "without_bytecode": figures["without_bytecode"], "repeats": repeats}
+    ``without_bytecode`` (if asked) the same with a layer without bytecode."""
+    figures = measure({"this": ROOT}, repeats, bytecode_less)["this"]
+    extra = {"without_bytecode": figures["without_bytecode"]} if bytecode_less else {}
+    return {**figures["compiled"], **extra, "repeats": repeats}
 
 
-def table(result: dict[str, Any]) -> str:
-    """Per tree, the handlers' ms and ratio with the compiled layer, then without bytecode."""
-    lines = []
+def table(result: dict[str, Any], repeats: int) -> str:
+    """Per tree and layer variant, each handler's median CPU ms and ratio with the quartiles of the rounds'."""
+    lines = [f"cold import: CPU ms (median of {repeats} rounds) and ratio to `import boto3` "
+             "(median of the rounds' ratios, [quartiles])"]  # fmt: skip
     for tree, variants in result.items():
-        compiled, bare = variants["compiled"], variants["without_bytecode"]
-        lines.append(f"{tree:<22} {'compiled layer':>22} {'layer without bytecode':>24}")
-        for name, figures in compiled["handlers"].items():
-            other = bare["handlers"][name]
-            note = "" if figures["imports_boto3"] else (
-                f"  (boto3 at its first AWS call; with it {figures['with_boto3_ratio']:.2f}x"
-                f" and {other['with_boto3_ratio']:.2f}x)")  # fmt: skip
-            lines.append(f"  {name:<20} {figures['ms']:>10.1f} ms {figures['ratio']:>6.2f}x"
-                         f" {other['ms']:>12.1f} ms {other['ratio']:>6.2f}x{note}")  # fmt: skip
-        lines.append(f"  {'import boto3':<20} {compiled['boto3_ms']:>10.1f} ms {'':>7} {bare['boto3_ms']:>12.1f} ms")
+        for variant, figures in variants.items():
+            lines.append(f"{tree} / {variant} layer")
+            for name, f in figures["handlers"].items():
+                note = "" if f["imports_boto3"] else (
+                    f"  (boto3 at its first AWS call; with it {f['with_boto3_ms']:.1f} ms {f['with_boto3_ratio']:.2f}x"
+                    f" [{f['with_boto3_ratio_q1']:.2f}-{f['with_boto3_ratio_q3']:.2f}])")  # fmt: skip
+                lines.append(f"  {name:<22} {f['ms']:>7.1f} ms {f['ratio']:>6.2f}x"
+                             f" [{f['ratio_q1']:.2f}-{f['ratio_q3']:.2f}]{note}")  # fmt: skip
+            lines.append(f"  {'import boto3':<22} {figures['boto3_ms']:>7.1f} ms")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployguard_local.cold_start", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="rounds (default %(default)s)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--without-bytecode", action="store_true", help="also a copy of the layer without bytecode")
     parser.add_argument("--before", type=Path, help="another tree (e.g. an export of main), measured interleaved")
     args = parser.parse_args(argv)
     trees = {"before": args.before.resolve(), "this": ROOT} if args.before else {"this": ROOT}
-    result = measure(trees, args.repeats)
-    print(json.dumps(result, indent=2) if args.json else table(result))
+    result = measure(trees, args.repeats, args.without_bytecode)
+    print(json.dumps(result, indent=2) if args.json else table(result, args.repeats))
     return 0
 
 

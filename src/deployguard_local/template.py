@@ -7,6 +7,7 @@ the deployed one cannot drift apart.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,11 +19,19 @@ import yaml
 NO_VALUE = object()
 
 
-class _CfnLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (about 8x faster than the pure-Python one: every embedded AWS reads
+# the template), the same constructors
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _CfnLoader(_SafeLoader):
     """YAML loader that understands CloudFormation's short-form intrinsics (!Ref, !Sub ...)."""
 
 
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+def _intrinsic(loader: _SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
     name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):
@@ -39,9 +48,17 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
 _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
+_parsed: dict[tuple[Path, int, int], dict[str, Any]] = {}
+
+
 def load_template(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_CfnLoader)
+    """The template as a new dict (the caller may change it), parsed once per process and file version."""
+    stat = path.stat()
+    key = (path.resolve(), stat.st_mtime_ns, stat.st_size)
+    if key not in _parsed:
+        with path.open(encoding="utf-8") as fh:
+            _parsed[key] = yaml.load(fh, Loader=_CfnLoader)
+    return copy.deepcopy(_parsed[key])
 
 
 @dataclass

@@ -12,12 +12,19 @@ the CPU figures are measured by ``deployguard_local.cold_start`` (printed by ``d
 from __future__ import annotations
 
 import json
-import os
-import subprocess
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from deployguard_local.cold_start import (
+    function_environment,
+    layer_faults,
+    make_layer,
+    run_in_function,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "layers" / "deployguard"
@@ -68,14 +75,12 @@ NOT_EVERY_TICK = {"deployguard.aws.codedeploy", "deployguard.aws.lambda_traffic"
 
 def modules_after_import(handler: str, **extra_env: str) -> set[str]:
     """The modules loaded by ``import app`` of functions/<handler>, in a fresh interpreter whose
-    path is Lambda's (the layer, the function's folder); not traced unless ``extra_env`` says so."""
-    folder = ROOT / "functions" / handler
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY_", "_X_AMZN_", "POWERTOOLS_TRACE"))}
-    env |= {"PYTHONPATH": os.pathsep.join((str(LAYER), str(folder))), **extra_env}
+    path is Lambda's (the function's folder, then the layer) and environment the function's
+    (:func:`function_environment`: not traced unless ``extra_env`` says so)."""
     code = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    return set(
+        json.loads(run_in_function(code, [ROOT / "functions" / handler, LAYER], function_environment() | extra_env))
+    )
 
 
 def _loaded(modules: set[str], names: set[str]) -> set[str]:
@@ -116,43 +121,50 @@ def test_the_functions_skip_pydantic_plugin_discovery() -> None:
 @pytest.mark.skipif(
     sys.version_info[:2] != (3, 11), reason="the layer's bytecode is compiled by Python 3.11, Lambda's runtime"
 )
-def test_the_layer_ships_bytecode_python311_uses_and_not_the_runtimes_boto3(tmp_path: Path) -> None:
-    """The layer's recipe (the one ``sam build`` runs): every module has bytecode that Python 3.11 uses
-    whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s), and no copy of what the
-    runtime ships (a botocore in /opt/python would replace the runtime's under its boto3)."""
-    import importlib.util
-
-    build = ["make", "-s", "-C", str(LAYER), "build-DeployGuardLayer", f"ARTIFACTS_DIR={tmp_path}"]
-    done = subprocess.run([*build, f"PYTHON={sys.executable}"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_the_layer_recipe_drops_the_runtimes_packages_and_compiles_every_module(tmp_path: Path) -> None:
+    """The recipe's step after pip (``make layer-package``, offline) over real installed packages: what the
+    runtime ships (jmespath, dateutil, six here) is removed, deployguard is added, and every module gets
+    bytecode that Python 3.11 uses whatever the files' times (``layer_faults``, the check the cold-start
+    measurement runs on the whole layer, pip's download included); a handler imported with that layer as
+    Lambda does (nothing written) takes the layer's modules."""
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
     python = tmp_path / "python"
-    shipped = {p.name for p in python.iterdir()}
-    assert {"deployguard", "pydantic", "aws_lambda_powertools", "yaml", "requests"} <= shipped
-    assert not {"boto3", "botocore", "s3transfer", "jmespath", "dateutil"} & shipped
-    sources = [p for p in python.rglob("*.py") if "__pycache__" not in p.parts]
-    assert len(sources) > 500
-    for source in sources:
-        header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:8]
-        assert header[:4] == importlib.util.MAGIC_NUMBER, source  # this interpreter's (3.11) bytecode
-        assert int.from_bytes(header[4:8], "little") == 0b01, source  # hash-based, the source never checked
-    # a handler imported with that layer as Lambda does (nothing written) takes the layer's modules
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_XRAY_"))}
-    path = os.pathsep.join((str(ROOT / "functions" / "lifecycle_hook"), str(python)))
-    env |= {"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
-    code = "import app, deployguard.models as m, pydantic; print(m.__file__, pydantic.__file__)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert all(path.startswith(str(python)) for path in out.stdout.split())
+    python.mkdir()
+    for installed in [site / "six.py", *(site / name for name in ("yaml", "jmespath", "dateutil")),
+                      *site.glob("jmespath-*.dist-info")]:  # fmt: skip
+        if installed.is_dir():
+            shutil.copytree(installed, python / installed.name)
+        else:
+            shutil.copy2(installed, python / installed.name)
+    assert make_layer(ROOT, tmp_path, "layer-package") == python
+    assert layer_faults(python, frozenset({"deployguard", "yaml"})) == []
+    assert {p.name for p in python.iterdir()} == {"deployguard", "yaml"}
+    assert len(list(python.rglob("*.pyc"))) > 100
+    code = "import app, deployguard.models as m, yaml; print(m.__file__, yaml.__file__)"
+    loaded = run_in_function(code, [ROOT / "functions" / "lifecycle_hook", python]).split()
+    assert all(path.startswith(str(python)) for path in loaded)
+
+
+def test_a_layer_check_names_what_is_wrong(tmp_path: Path) -> None:
+    """A module without bytecode, a runtime package shipped, a package missing: each named."""
+    python = tmp_path / "python"
+    (python / "botocore").mkdir(parents=True)
+    (python / "botocore" / "__init__.py").write_text("")
+    assert layer_faults(python, frozenset({"deployguard"})) == [
+        "deployguard is missing",
+        "botocore is shipped (the runtime has it)",
+        "botocore/__init__.py has no unchecked-hash bytecode of this Python",
+    ]
 
 
 def test_a_console_request_validates_without_the_openapi_models_and_the_document_still_has_them() -> None:
     """The real read handler with an API Gateway (payload 2.0) request: a bad deployment id is refused
     by the route's validation (400 naming the field) without the OpenAPI document's models; GET
     /openapi.json imports them and its document still declares both security schemes."""
-    folder = ROOT / "functions" / "console_api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY_", "_X_AMZN_", "POWERTOOLS_TRACE"))}
-    env |= {"PYTHONPATH": os.pathsep.join((str(LAYER), str(folder))), "DEPLOYMENTS_TABLE": "deployments",
-            "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events"}  # fmt: skip
+    env = function_environment() | {
+        "DEPLOYMENTS_TABLE": "deployments",
+        "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events",
+    }
     code = """
 import json, sys
 from types import SimpleNamespace
@@ -174,12 +186,8 @@ document = get("/openapi.json")
 print(json.dumps([refused["statusCode"], json.loads(refused["body"]), after_request, document["statusCode"],
                   sorted(json.loads(document["body"])["components"]["securitySchemes"]), MODELS in sys.modules]))
 """
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=folder, env=env, capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    status, body, models_after_request, document_status, schemes, models_after_document = json.loads(
-        out.stdout.strip().splitlines()[-1]
-    )
+    out = run_in_function(code, [ROOT / "functions" / "console_api", LAYER], env, "-W", "ignore")
+    status, body, models_after_request, document_status, schemes, models_after_document = json.loads(out)
     assert (status, body["field"]) == (400, "path.deployment_id")
     assert models_after_request is False
     assert (document_status, schemes, models_after_document) == (200, ["bearer", "sigv4"], True)
@@ -189,8 +197,6 @@ def test_the_bench_measures_in_the_functions_environment_whatever_the_callers(mo
     """The cold-import figures do not depend on the shell they are run from: nothing is written (Lambda's
     /opt and /var/task are read-only), the template's variables are set, the caller's Python and tracing
     variables are dropped."""
-    from deployguard_local.cold_start import function_environment
-
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "")
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
     monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")
@@ -199,3 +205,49 @@ def test_the_bench_measures_in_the_functions_environment_whatever_the_callers(mo
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__" and env["POWERTOOLS_SERVICE_NAME"] == "deployguard"
     assert "PYTHONPATH" not in env and "AWS_XRAY_DAEMON_ADDRESS" not in env
+
+
+def _lazy_init_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lazy_package_init", LAYER / "lazy_package_init.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_layers_powertools_event_handler_exports_the_same_objects_lazily(tmp_path: Path) -> None:
+    """The layer's rewrite of Powertools' event_handler/__init__.py (the installed, pinned one): the API
+    Gateway resolver comes without AppSync and asyncio, and every exported name is the very object the
+    original package gives."""
+    import aws_lambda_powertools
+
+    installed = Path(aws_lambda_powertools.__file__).parent
+    shutil.copytree(installed, tmp_path / "aws_lambda_powertools", ignore=shutil.ignore_patterns("__pycache__"))
+    init = tmp_path / "aws_lambda_powertools" / "event_handler" / "__init__.py"
+    assert _lazy_init_module().main([str(init)]) == 0
+    code = """
+import importlib, json, sys
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+light = sorted(m for m in ("asyncio", "aws_lambda_powertools.event_handler.appsync") if m in sys.modules)
+import aws_lambda_powertools.event_handler as lazy
+names = list(lazy.__all__)
+same = all(getattr(lazy, n) is getattr(importlib.import_module(lazy._FROM[n]), n) for n in names)
+print(json.dumps([lazy.__file__, light, names, same, set(names) <= set(dir(lazy))]))
+"""
+    lazy_file, loaded, names, same, listed = json.loads(run_in_function(code, [tmp_path]))
+    original = json.loads(run_in_function("import json, aws_lambda_powertools.event_handler as e; "
+                                          "print(json.dumps(e.__all__))", [ROOT]))  # fmt: skip
+    assert lazy_file == str(init) and loaded == []
+    assert names == original and same and listed
+
+
+def test_the_lazy_rewrite_refuses_an_init_that_does_more_than_reexport() -> None:
+    lazy = _lazy_init_module()
+    with pytest.raises(lazy.NotReexportsOnly, match=r"__init__.py:2: not a re-export"):
+        lazy.lazy_source("from a import b\nregister(b)\n__all__ = ['b']\n")
+    with pytest.raises(lazy.NotReexportsOnly, match="__all__"):
+        lazy.lazy_source("from a import b\n__all__ = ['b', 'c']\n")
+    source = lazy.lazy_source('"""doc"""\nfrom a import b\n__all__ = ["b"]\n')
+    assert lazy.lazy_source(source) == source  # once rewritten, left alone

@@ -38,6 +38,7 @@ def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> Non
         "CanaryStepFunction",
         "AssessorFunction",
         "AssessorShardFunction",
+        "TrafficCheckFunction",
         "LifecycleHookFunction",
         "DeploymentRecorderFunction",
         "NotificationRouterFunction",
@@ -90,7 +91,7 @@ def test_recorder_listens_to_codedeploy_state_changes() -> None:
 
 
 def test_layer_is_built_by_its_makefile_for_python311() -> None:
-    """The recipe itself is run by tests/unit/test_cold_imports.py (bytecode compiled, no runtime copies)."""
+    """The recipe is run by tests/unit/test_cold_imports.py (its offline part) and by deployguard_local.cold_start."""
     layer = RESOURCES["DeployGuardLayer"]
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]

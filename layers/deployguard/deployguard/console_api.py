@@ -18,8 +18,6 @@ caller's identity. The OpenAPI document is generated from these routes (GET /ope
 kept in docs/openapi.json). The logic is in deployguard.workflows.console.
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import os

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -12,6 +13,10 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import boto3
+import botocore.loaders
+import botocore.session
 
 from deployguard import clock as dg_clock
 from deployguard.aws import clients
@@ -31,6 +36,18 @@ from deployguard_local.emulator.schedules import ScheduleRun, Schedules
 from deployguard_local.emulator.stepfunctions import install_simulated_waits
 from deployguard_local.function_logs import logs_to_stderr
 from deployguard_local.template import Stack
+
+
+@functools.cache
+def _shared_loader() -> botocore.loaders.Loader:
+    """The service models (read-only JSON) loaded once per process."""
+    return botocore.loaders.create_loader()
+
+
+def _session_with_shared_loader() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _shared_loader())
+    return session
 
 
 def stop_running_executions() -> None:
@@ -130,6 +147,9 @@ class EmbeddedAws(Schedules, SampleApplication):
             self._exit.enter_context(
                 mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
             )
+            # moto starts a new default boto3 session (restored when it stops); this one reads the service
+            # models through the process's one loader, not again from JSON for every embedded AWS
+            boto3.setup_default_session(botocore_session=_session_with_shared_loader())
             self.invoker = AsyncInvoker(self.registry)
             self._exit.callback(self.invoker.stop)
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731

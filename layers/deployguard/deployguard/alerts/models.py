@@ -1,7 +1,5 @@
 """What a fired rule produces: an :class:`Alert`."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal

@@ -14,8 +14,6 @@ each task set runs (the blue one is the stable version) from ECS (DescribeTaskSe
 :mod:`deployguard.aws.ecs`).
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import random

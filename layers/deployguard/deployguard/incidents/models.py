@@ -1,10 +1,8 @@
 """Incidents: what alerts open or join, what people acknowledge and resolve."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field, computed_field
 
@@ -103,7 +101,7 @@ class IncidentStats(Model):
     max_time_to_resolve_seconds: float | None
 
     @classmethod
-    def of(cls, incidents: list[Incident]) -> IncidentStats:
+    def of(cls, incidents: list[Incident]) -> Self:
         tta = [i.time_to_acknowledge_seconds for i in incidents if i.time_to_acknowledge_seconds is not None]
         ttr = [i.time_to_resolve_seconds for i in incidents if i.time_to_resolve_seconds is not None]
         return cls(

@@ -12,26 +12,51 @@ and the ground models; it writes nothing):
 - :class:`SummaryBuilder` (``summary.py``): figures of a period against the previous one.
 """
 
-from deployguard.readmodels.deployments import (
-    DeploymentPage,
-    DeploymentQuery,
-    DeploymentReader,
-    QueryError,
-    parse_since,
-)
-from deployguard.readmodels.history import (
-    HISTORY_SCHEMA,
-    CheckResult,
-    DeploymentHistory,
-    GateOutcome,
-    RemediationStep,
-    TimelineItem,
-    TrafficStep,
-    business_impact,
-    history_json_schema,
-    timeline,
-)
-from deployguard.readmodels.summary import SUMMARY_SCHEMA, Summary, SummaryBuilder
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deployguard.readmodels.deployments import (
+        DeploymentPage,
+        DeploymentQuery,
+        DeploymentReader,
+        QueryError,
+        parse_since,
+    )
+    from deployguard.readmodels.history import (
+        HISTORY_SCHEMA,
+        CheckResult,
+        DeploymentHistory,
+        GateOutcome,
+        RemediationStep,
+        TimelineItem,
+        TrafficStep,
+        business_impact,
+        history_json_schema,
+        timeline,
+    )
+    from deployguard.readmodels.summary import SUMMARY_SCHEMA, Summary, SummaryBuilder
+
+# each name is imported from its module on first use: the console reads deployments and histories and
+# never imports the summary (statistics, its models) that only the report writer and the CLI use
+_MODULE_OF = {
+    **dict.fromkeys(("DeploymentPage", "DeploymentQuery", "DeploymentReader", "QueryError", "parse_since"),
+                    "deployments"),
+    **dict.fromkeys(("HISTORY_SCHEMA", "CheckResult", "DeploymentHistory", "GateOutcome", "RemediationStep",
+                     "TimelineItem", "TrafficStep", "business_impact", "history_json_schema", "timeline"), "history"),
+    **dict.fromkeys(("SUMMARY_SCHEMA", "Summary", "SummaryBuilder"), "summary"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "HISTORY_SCHEMA",

@@ -7,10 +7,8 @@ them (traffic steps, checks, remediation). :func:`timeline` merges them into one
 time order. Everything here is pure: the records come from :mod:`deployguard.readmodels.deployments`.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field
 
@@ -72,7 +70,7 @@ class GateOutcome(Model):
     message: str = Field(description="why: the decision's reason, or where a running deployment is")
 
     @classmethod
-    def of(cls, deployment: Deployment) -> GateOutcome:
+    def of(cls, deployment: Deployment) -> Self:
         status, decision = deployment.status, deployment.decision or ""
         why = deployment.decision_reason or decision or status.value
         if not status.is_terminal:

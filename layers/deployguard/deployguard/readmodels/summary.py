@@ -7,8 +7,6 @@ redeployed unchanged (false-rollback candidates); the noisiest alert rules and c
 the same figures for the previous period of equal length, for trends.
 """
 
-from __future__ import annotations
-
 from collections import Counter
 from datetime import datetime
 from statistics import median
