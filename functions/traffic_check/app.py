@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
+from deployguard.exceptions import TrafficChecksUnavailableError
 from deployguard.inbound import parse_event
 from deployguard.workflows import runtime
 from deployguard.workflows.reconciler import run_traffic_checks
@@ -29,4 +30,6 @@ def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any
     )  # fmt: skip
     summary = {"scheduled_at": event.time.isoformat(), **run.report(metrics.add_metric)}
     logger.info("traffic checks", extra=summary)
+    if "*" in run.failed:  # the due checks could not be listed: a failed invocation (Errors alarm, on-failure)
+        raise TrafficChecksUnavailableError(run.failed["*"])
     return summary

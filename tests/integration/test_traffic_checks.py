@@ -139,3 +139,24 @@ def test_a_later_deployment_of_the_same_version_is_never_undone(ended: EmbeddedA
     record = repository.get_deployment("end-07")
     assert record.traffic_check.reconciled_at is not None
     assert any("superseded by deployment later" in a.reason for a in repository.audit_trail("end-07"))
+
+
+def test_a_run_that_cannot_list_the_due_checks_fails_the_invocation(ended: EmbeddedAws) -> None:
+    """The TRAFFIC query fails (a fault injected on the real DynamoDB client): the invocation fails
+    (its Errors alarm, its on-failure destination), it does not report success with nothing checked."""
+    from botocore.exceptions import ClientError
+
+    from deployguard.aws import clients
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("IndexName") == keys.GSI1:  # the due checks' query (the run lock is a PutItem)
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "Query")
+
+    events = clients.resource("dynamodb").meta.client.meta.events
+    events.register("provide-client-params.dynamodb.Query", refuse, unique_id="refuse-traffic-query")
+    try:
+        payload, errored = ended.invoke("TrafficCheckFunction", _schedule_event())
+    finally:
+        events.unregister("provide-client-params.dynamodb.Query", unique_id="refuse-traffic-query")
+    assert errored and "TrafficChecksUnavailableError" in json.dumps(payload)
+    assert LambdaTrafficShifter(DeploymentRepository().get_deployment("end-00").target).current().additional_weights

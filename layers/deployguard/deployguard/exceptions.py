@@ -69,5 +69,9 @@ class ControlStateError(DeployGuardError):
     """A control verb does not apply to the deployment as it is (e.g. promoting a rolled-back canary)."""
 
 
+class TrafficChecksUnavailableError(DeployGuardError):
+    """The traffic checks due could not be listed (the table or its index failed): none was checked."""
+
+
 class JudgeStateError(DeployGuardError):
     """A stored judge state does not fit the window or settings it is stepped with."""

@@ -95,7 +95,6 @@ logger = logging.getLogger(__name__)
 
 RemainingMillis = Callable[[], int]
 ShardSender = Callable[[list[list[str]]], int]
-Reconciler = Callable[[], object]
 
 
 @dataclass
@@ -215,13 +214,11 @@ def run_tick(
     send_shards: ShardSender | None = None,
     shard_size: int = 200,
     inline_limit: int = 200,
-    reconcile: Reconciler | None = None,
     lock: bool = True,
     lease_seconds: int = LOCK_LEASE_SECONDS,
 ) -> AssessorRun:
     """The minute tick: assess due deployments (here, or in shards when more than ``inline_limit``
-    are due and ``send_shards`` is given), monitor, publish the outbox (``reconcile``: instead), then
-    the alert tick.
+    are due and ``send_shards`` is given), monitor, publish the outbox, then the alert tick.
 
     What it works on comes from one Query (:meth:`~DeploymentRepository.loop_work`): active
     deployments, monitored ones that are due, the outbox, open incidents and approvals (and ended
@@ -250,11 +247,8 @@ def run_tick(
             _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
         # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
         # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
-        if reconcile is not None:
-            reconcile()
-        else:
-            publish_outbox(repository, publisher, events=work.outbox)
-            hand_over(repository, work.ended)
+        publish_outbox(repository, publisher, events=work.outbox)
+        hand_over(repository, work.ended)
         if alerts is not None:
             run.tick = alerts.on_tick(deployments=work.active)
     return run

@@ -78,7 +78,6 @@ class ReconcileRun:
     checked: int = 0
     repaired: list[Repair] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # deployment id ("*": the query) -> reason
-    published: int = 0  # events published from the outbox
     deferred: int = 0  # due, left for the next run (rate or time budget)
     overlapping: bool = False  # another run held the run lock: nothing done
 
@@ -139,27 +138,28 @@ def hand_over(repository: DeploymentRepository, ended: Sequence[Deployment]) -> 
             repository.save_deployment(deployment)
         except ConflictError:  # changed since the loop read it: that save moved it already
             continue
+        except Exception as exc:  # the next tick tries again; the alert tick after this one must run
+            logger.warning("cannot hand an ended deployment over to the traffic checks",
+                           extra={"deployment_id": deployment.deployment_id, "reason": str(exc)})  # fmt: skip
 
 
 def reconcile_traffic(
     repository: DeploymentRepository,
     publisher: EventPublisher,
     now: datetime | None = None,
-    due: Sequence[Deployment] | None = None,
     limit: int | None = None,
     proceed: Callable[[], bool] | None = None,
 ) -> ReconcileRun:
     """Check (and put right) the traffic of every ended, unpromoted deployment whose check is due
-    (``due``, when the caller read them; else at most ``limit`` read here), each only when
-    ``proceed()`` allows (the caller's rate and time budget; the rest stays due).
+    (at most ``limit``), each only when ``proceed()`` allows (the caller's rate and time budget; the
+    rest stays due).
 
     Never raises: a deployment that cannot be checked or repaired now is tried again later
     (its failure is logged, reported in the run and counted on its record)."""
     run = ReconcileRun()
     at = now or clock.now()
     try:
-        if due is None:
-            due = repository.traffic_checks_due(at, limit)
+        due = repository.traffic_checks_due(at, limit)
     except Exception as exc:
         logger.warning("cannot list ended deployments", extra={"reason": str(exc)})
         run.failed["*"] = f"{type(exc).__name__}: {exc}"
