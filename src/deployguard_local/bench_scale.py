@@ -29,6 +29,7 @@ configuration's time. What is measured goes through boto3 and the real functions
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import gc
 import json
@@ -72,7 +73,7 @@ from deployguard_local.emulator import EmbeddedAws
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = 20  # distinct guarded functions the deployments belong to (metrics are per function and version)
 MIN_CYCLES = 3  # measured cycles at least (a median of the per-cycle figures: one slow cycle does not move it)
-MIN_LOOKS = 300  # measured looks at least: small configurations run more cycles (N=10: 28 cycles)
+MIN_LOOKS = 600  # measured looks at least: small configurations run more cycles (N=10: 55, N=100: 6)
 
 
 def cycles_for(deployments: int, monitored: int) -> int:
@@ -131,7 +132,8 @@ ASSUMPTIONS: dict[str, Any] = {
     "and write units (item sizes as DynamoDB counts them, transactions twice, each index write), guard CPU, AWS "
     "calls and log bytes per assessment measured by this bench (per deployment per cycle at age 120); Lambda "
     "billed for the CPU stretched to the memory's vCPU share plus the AWS calls' latency (assumed, per service); "
-    "one tick a minute on top; verdict metrics (EMF, one set per service, measured names) billed for the hours a "
+    "one tick a minute on top, and one run of the traffic check function (its DynamoDB units measured); "
+    "verdict metrics (EMF, one set per service, measured names) billed for the hours a "
     "service has a canary; SNS publishes per deployment assumed; the bench's deployments are CodeDeploy-driven "
     "(no Step Functions), a share driven by the canary state machine is an assumption; DynamoDB storage and "
     "point-in-time recovery for the assessments kept retention_days (their bytes a look measured); X-Ray traces "
@@ -619,6 +621,42 @@ def seed_ended(aws: EmbeddedAws, ended: int, seed: int = 7) -> None:
             batch.put_item(Item=repository._deployment_item(deployment))
 
 
+@dataclass
+class TrafficChecks:
+    """The traffic check function's runs, one after each cycle as its own schedule fires them: counted
+    apart (they are not the minute cycle's: another function, another schedule), then taken out of
+    the cycle's counter and CPU."""
+
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    read_units: float = 0.0
+    write_units: float = 0.0
+    checked: int = 0
+
+    def run(self, aws: EmbeddedAws, counter: CallCounter, split: CpuSplit) -> None:
+        saved, totals = copy.deepcopy(counter.__dict__), Counter(split.totals)
+        payload, errored = aws.invoke("TrafficCheckFunction", _schedule_event(clock.now()))
+        if errored:
+            raise RuntimeError(f"TrafficCheckFunction failed: {payload}")
+        self.checked += payload["checked"]
+        self.calls += counter.guard_calls() - Counter({k: v for k, v in saved["calls"].items()
+                                                       if k not in NOT_THE_GUARDS})  # fmt: skip
+        self.read_units += sum(counter.dynamodb_read_units.values()) - sum(saved["dynamodb_read_units"].values())
+        self.write_units += sum(counter.dynamodb_write_units.values()) - sum(saved["dynamodb_write_units"].values())
+        counter.__dict__.update(saved)
+        split.totals = totals
+
+    def report(self, cycles: int) -> dict[str, Any]:
+        runs = max(1, cycles)
+        return {
+            "runs": cycles,
+            "checked": self.checked,
+            "calls_per_run": round(sum(self.calls.values()) / runs, 3),
+            "calls_by_operation": {f"{s}.{o}": round(v / runs, 3) for (s, o), v in sorted(self.calls.items())},
+            "lambda_control_plane_calls": sum(v for (s, _), v in self.calls.items() if s == LAMBDA_CONTROL_PLANE),
+            "dynamodb_units_per_run": [round(self.read_units / runs, 3), round(self.write_units / runs, 3)],
+        }
+
+
 def _tick(aws: EmbeddedAws) -> None:
     assert aws.clock is not None
     aws.clock.advance(60)
@@ -657,6 +695,8 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
         gc.freeze()
         _tick(aws)  # a warm-up tick, not counted: what the previous look leaves on the records (the judge's state)
         shards = 0
+        traffic = TrafficChecks()
+        references: list[float] = []  # the reference workload's CPU ms after each cycle (reference_cpu_ms)
         per_cycle: list[dict[str, float]] = []  # the guard's and moto's CPU ms per look, each cycle
         split = CpuSplit()
         with counting(split) as counter, split.installed():
@@ -690,6 +730,8 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
                 cycle_looks = max(1, assessed - looks_before)
                 per_cycle.append({kind: (split.totals[kind] - cpu_before[kind]) * 1000 / cycle_looks
                                   for kind in ("guard", "moto", "bench")})  # fmt: skip
+                traffic.run(aws, counter, split)
+                references.append(reference_cpu_ms())
         verdict_metrics, own_metrics = logs.per_service()
         gc.unfreeze()
         calls = counter.guard_calls()
@@ -724,11 +766,13 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
             "alias_metrics_per_service_look": round(counter.alias_queries / max(1, counter.alias_sets), 2),
             "ended": ended,
             "lambda_control_plane_calls": sum(v for (s, _), v in calls.items() if s == LAMBDA_CONTROL_PLANE),
+            "traffic_checks": traffic.report(cycles),
             "cpu_ms_per_deployment": round(statistics.median(c["guard"] for c in per_cycle), 3),  # median of cycles
             "cpu_ms_per_deployment_by_cycle": [round(c["guard"], 2) for c in per_cycle],
             "moto_cpu_ms_per_deployment": round(statistics.median(c["moto"] for c in per_cycle), 3),
             "bench_cpu_ms_per_deployment": round(statistics.median(c["bench"] for c in per_cycle), 3),
             "bench_cpu_ms_per_deployment_by_cycle": [round(c["bench"], 3) for c in per_cycle],
+            "reference_cpu_ms_by_cycle": [round(r, 3) for r in references],
             "dynamodb_stored_bytes_per_look": {
                 kind: round(counter.dynamodb_stored_bytes[kind] / max(1, times))
                 for kind, times in (("canary", looks["canary"]), ("monitoring", looks["monitoring"]))
@@ -802,7 +846,12 @@ def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, flo
     look_ms = run["cpu_ms_per_deployment"] * stretch + waiting_ms
     seconds = (looks * look_ms + a["ticks_per_month"] * a["tick_fixed_ms"]) / 1000
     lambda_usd = seconds * a["function_memory_mb"] / 1024 * a["lambda_usd_per_gb_second"]
-    invocations = a["ticks_per_month"] * (1 + run["shards_per_cycle"])
+    traffic = run.get("traffic_checks") or {"dynamodb_units_per_run": [0.0, 0.0]}  # its own minute runs
+    lambda_usd += a["ticks_per_month"] * a["tick_fixed_ms"] / 1000 * a["function_memory_mb"] / 1024 * (
+        a["lambda_usd_per_gb_second"])  # fmt: skip
+    read, write = traffic["dynamodb_units_per_run"]
+    dynamodb += a["ticks_per_month"] * (read * read_usd + write * write_usd) / 1e6
+    invocations = a["ticks_per_month"] * (2 + run["shards_per_cycle"])  # the tick, the traffic checks, the shards
     lambda_usd += invocations * a["lambda_usd_per_million_requests"] / 1e6
     sqs_requests = a["ticks_per_month"] * run["shards_per_cycle"] * 3  # send, receive, delete
     sqs = sqs_requests * a["sqs_usd_per_million_requests"] / 1e6
@@ -879,6 +928,61 @@ def run(sizes: list[int], monitored_share: float = 0.5, jobs: int = 1) -> dict[s
     }
 
 
+REFERENCE_ROUNDS = 5  # the reference workload's rounds a cycle (about 80 ms of CPU here)
+
+
+def reference_cpu_ms(rounds: int = REFERENCE_ROUNDS) -> float:
+    """The thread CPU of a fixed workload of the guard's kind (a deployment record and an assessment
+    validated, dumped and read back as JSON, the judge's verdict on a fixed window), run in the bench's
+    process right after each cycle: what makes the same code slower in one configuration than in another
+    (other processes on the cores, the process's heap, the CPU's clock) slows it as it slows the guard,
+    and it does the very same work at every age and size."""
+    from deployguard.analysis.judge import judge_canary
+    from deployguard.analysis.settings import JudgeSettings
+    from deployguard.models import CanaryWindow, MetricWindow
+
+    settings = JudgeSettings()
+    rng = random.Random(3)
+    window = CanaryWindow(interval_seconds=60, canary_weight=0.1, metrics=[
+        MetricWindow(spec=spec, baseline=[100.0 * (0.9 + 0.2 * rng.random()) for _ in range(30)],
+                     canary=[10.0 * (0.9 + 0.2 * rng.random()) for _ in range(30)])
+        for spec in settings.metrics
+    ])  # fmt: skip
+    target = LambdaTarget(function_name="reference", alias="live", stable_version="1", new_version="2")
+    deployment = Deployment(deployment_id="reference", service="reference", environment="production", version="2",
+                            target=target, status=DeploymentStatus.IN_PROGRESS)  # fmt: skip
+    start = time.thread_time()
+    for _ in range(rounds):
+        verdict = judge_canary(window, settings)
+        assessment = Assessment(deployment_id="reference", verdict=verdict, health_status=HealthStatus.HEALTHY)
+        Deployment.model_validate_json(deployment.model_dump_json())
+        Assessment.model_validate_json(assessment.model_dump_json())
+    return (time.thread_time() - start) * 1000
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """The median and the first and third quartiles (the median three times for fewer than 4 values)."""
+    if len(values) < 4:
+        median = statistics.median(values)
+        return median, median, median
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return q2, q1, q3
+
+
+def paired_cpu_ratios(young: dict[str, Any], old: dict[str, Any], reference: str = "") -> list[float]:
+    """The cycles' guard CPU ratios, cycle i at the older age against cycle i at the younger (see
+    :func:`paired_cpu_ratio`), each cycle's figure in units of ``reference`` when given: ``bench`` (the
+    bench's own counting) or ``reference`` (:func:`reference_cpu_ms`)."""
+    guard = list(zip(young["cpu_ms_per_deployment_by_cycle"], old["cpu_ms_per_deployment_by_cycle"], strict=False))
+    if not reference:
+        return [b / a for a, b in guard if a > 0]
+    key = {"bench": "bench_cpu_ms_per_deployment_by_cycle", "reference": "reference_cpu_ms_by_cycle"}[reference]
+    refs = zip(young.get(key, []), old.get(key, []), strict=False)
+    return [
+        (gb / rb) / (ga / ra) for (ga, gb), (ra, rb) in zip(guard, refs, strict=False) if ga > 0 and ra > 0 and rb > 0
+    ]
+
+
 def paired_cpu_ratio(young: dict[str, Any], old: dict[str, Any], against_bench: bool = False) -> float:
     """The median of the cycles' guard CPU ratios, cycle i of one age against cycle i of the other: the
     same minute does the same work at both ages (the same canary and monitoring looks), and a minute with
@@ -888,13 +992,7 @@ def paired_cpu_ratio(young: dict[str, Any], old: dict[str, Any], against_bench: 
     reference that does the same work at both ages (the same calls, bodies and log lines), interleaved
     with the guard's in the same thread: what makes the same code slower in one run than in another (other
     processes on the cores, the process's heap) slows both."""
-    guard = zip(young["cpu_ms_per_deployment_by_cycle"], old["cpu_ms_per_deployment_by_cycle"], strict=False)
-    if not against_bench:
-        return statistics.median(b / a for a, b in guard if a > 0)
-    bench = zip(young["bench_cpu_ms_per_deployment_by_cycle"], old["bench_cpu_ms_per_deployment_by_cycle"],
-                strict=False)  # fmt: skip
-    return statistics.median((gb / rb) / (ga / ra) for (ga, gb), (ra, rb) in zip(guard, bench, strict=False)
-                             if ga > 0 and ra > 0 and rb > 0)  # fmt: skip
+    return statistics.median(paired_cpu_ratios(young, old, "bench" if against_bench else ""))
 
 
 def report(result: dict[str, Any]) -> str:
@@ -916,10 +1014,20 @@ def report(result: dict[str, Any]) -> str:
         if 5 in pair and 120 in pair:
             kb = pair[120]["dynamodb_kb_per_deployment"] / max(1e-9, pair[5]["dynamodb_kb_per_deployment"])
             cpu = pair[120]["cpu_ms_per_deployment"] / max(1e-9, pair[5]["cpu_ms_per_deployment"])
-            lines.append(f"  N={n}: age 120 / age 5: DynamoDB KB {kb:.2f}x, client CPU {cpu:.2f}x (medians), "
-                         f"{paired_cpu_ratio(pair[5], pair[120]):.2f}x (median of the cycles' ratios), "
-                         f"{paired_cpu_ratio(pair[5], pair[120], True):.2f}x (the same, each cycle against "
-                         "the bench's own counting)")  # fmt: skip
+            spreads = {ref: quartiles(paired_cpu_ratios(pair[5], pair[120], ref)) for ref in ("", "reference", "bench")}
+            shown = {ref: f"{m:.2f}x [{lo:.2f}-{hi:.2f}]" for ref, (m, lo, hi) in spreads.items()}
+            lines.append(f"  N={n}: age 120 / age 5: DynamoDB KB {kb:.2f}x; client CPU {cpu:.2f}x (medians); "
+                         f"cycle by cycle, median [quartiles] over {len(paired_cpu_ratios(pair[5], pair[120]))} "
+                         f"pairs: raw {shown['']}, against the reference workload {shown['reference']}, against "
+                         f"the bench's own counting {shown['bench']}")  # fmt: skip
+    for r in result["runs"]:
+        traffic = r.get("traffic_checks")
+        if traffic:
+            ops = ", ".join(f"{k}={v}" for k, v in traffic["calls_by_operation"].items())
+            lines.append(f"  N={r['deployments']} age {r['age_minutes']}: traffic checks (TrafficCheckFunction, its "
+                         f"own schedule, not in the cycle): {traffic['checked']} checks in {traffic['runs']} runs, "
+                         f"{traffic['calls_per_run']} calls a run ({ops}), Lambda control plane "
+                         f"{traffic['lambda_control_plane_calls']}")  # fmt: skip
     lines.append("  monthly cost estimate (USD): " + ", ".join(
         f"{k}/day ${v}" for k, v in result["monthly_cost_usd"].items()))  # fmt: skip
     lines.append("  by service (USD): " + "; ".join(

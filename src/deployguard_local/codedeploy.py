@@ -546,7 +546,7 @@ def simulate_embedded_rollout(
                 say(f"scheduled assessor: {str(item['decision']).upper()} {item['summary']}"
                     + (f" (alerts this run: {alerts})" if alerts else ""))  # fmt: skip
 
-    scheduled = (["AssessorFunction"] if assessor_schedule else []) + (
+    scheduled = (["AssessorFunction", "TrafficCheckFunction"] if assessor_schedule else []) + (
         ["DeploymentRecorderFunction"] if recorder_schedule else []
     )
     undo = aws.follow_schedules(scheduled, on_fire=assessed) if scheduled else None

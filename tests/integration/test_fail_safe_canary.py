@@ -80,7 +80,7 @@ def test_rollback_moves_traffic_first_when_dynamodb_or_sns_is_down(
 ) -> None:
     run = prepare_canary(aws, f"rb-{service}", REGRESSION)
     faults.arm(_step_function(aws), "rollback", service, "outage", 60)
-    aws.follow_schedules(["AssessorFunction"])
+    aws.follow_schedules(["AssessorFunction", "TrafficCheckFunction"])
     run_canary(aws, run)
     _after_the_outage(aws)
     assert run.execution is not None and run.execution["status"] == "SUCCEEDED"  # not DeployGuard.RollbackFailed
@@ -97,7 +97,7 @@ def test_rollback_moves_traffic_first_when_dynamodb_or_sns_is_down(
 def test_promotion_survives_an_sns_outage_longer_than_a_task_retry(aws: EmbeddedAws, faults: FaultInjector) -> None:
     run = prepare_canary(aws, "promote-sns")
     faults.arm(_step_function(aws), "promote", "sns", "outage", 300)
-    aws.follow_schedules(["AssessorFunction"])
+    aws.follow_schedules(["AssessorFunction", "TrafficCheckFunction"])
     run_canary(aws, run)
     _after_the_outage(aws)
     assert run.execution is not None and run.execution["status"] == "SUCCEEDED"
@@ -163,7 +163,7 @@ def test_the_minute_tick_puts_traffic_where_the_record_says(
 
     target = _ended_with_split_alias(aws, f"split-{decision.replace('_', '-')}", decision)
     assert aws.clock is not None
-    aws.follow_schedules(["AssessorFunction"])
+    aws.follow_schedules(["AssessorFunction", "TrafficCheckFunction"])
     aws.clock.advance(180)  # three minute ticks: one repair, then nothing to repair
     aws.invoker.drain()
     assert LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
@@ -230,7 +230,7 @@ def test_a_check_that_keeps_failing_gives_up_loudly_after_a_bounded_number(
 def test_a_rollback_beyond_its_retries_is_finished_by_the_reconciler(aws: EmbeddedAws, faults: FaultInjector) -> None:
     run = prepare_canary(aws, "rb-lambda", REGRESSION)
     faults.arm(_step_function(aws), "rollback", "lambda", "outage", 300, "UpdateAlias")
-    aws.follow_schedules(["AssessorFunction"])
+    aws.follow_schedules(["AssessorFunction", "TrafficCheckFunction"])
     run_canary(aws, run)
     assert run.execution is not None and run.execution["error"] == "DeployGuard.RollbackFailed"
     deployment = DeploymentRepository().get_deployment(run.deployment_id)
@@ -249,7 +249,7 @@ def test_an_event_recorded_while_sns_is_down_is_published_by_the_minute_tick(
 ) -> None:
     run = prepare_canary(aws, "outbox")
     faults.arm(_step_function(aws), "shift", "sns", "outage", 300)
-    aws.follow_schedules(["AssessorFunction"])
+    aws.follow_schedules(["AssessorFunction", "TrafficCheckFunction"])
     run_canary(aws, run)
     assert aws.clock is not None
     aws.clock.advance(300)  # past the outage

@@ -22,6 +22,7 @@ CASES = [
     ("CanaryStepFunction", "canary_notify.json", lambda r: r["deployment_id"] == "dg-sample-0001"),
     ("AssessorFunction", "schedule.json", lambda r: r["assessed"][0]["deployment_id"] == "dg-sample-0003"),
     ("AssessorShardFunction", "assessment_shard.json", lambda r: (r["shards"], len(r["assessed"])) == (1, 1)),
+    ("TrafficCheckFunction", "schedule.json", lambda r: (r["overlapping"], r["failed"]) == (False, {})),
     ("NotificationRouterFunction", "sns_deployment_event.json", lambda r: r["malformed"] == 0),
     ("LifecycleHookFunction", "codedeploy_lifecycle_hook.json", lambda r: r["status"] == "Succeeded" and r["reported"]),
     (

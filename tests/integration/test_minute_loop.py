@@ -18,7 +18,7 @@ from deployguard.aws.shards import send_shards
 from deployguard.models import Decision
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
-from deployguard.workflows.assessor import RUN_LOCK, run_tick
+from deployguard.workflows.assessor import RUN_LOCK, run_tick, settings_key
 from deployguard_local.bench_scale import counting, seed_loop
 from deployguard_local.emulator import EmbeddedAws
 
@@ -107,3 +107,83 @@ def test_more_due_than_one_invocation_takes_go_out_in_shards_to_the_shard_functi
     assert all(payload["deferred"] == [] for payload, _ in answers)
     assert all(repository.get_deployment(f"bench-{n:05d}").last_assessment is not None for n in range(4))
     assert loop.deliver_queue("AssessorShardFunction") == []  # every shard was deleted once done
+
+
+def test_a_judge_state_built_with_other_settings_is_read_again_whole_in_the_batched_read(loop: EmbeddedAws) -> None:
+    """Changed judge settings: the stored state does not fit, and the look plans a whole-window read
+    (decided once, before the read) that goes out with the others: no read of its own per canary."""
+    repository = DeploymentRepository()
+    config = runtime.config()
+    run_tick(config, repository, runtime.publisher(), lock=False)  # every canary keeps a judge state
+    assert loop.clock is not None
+    for _ in range(4):  # states that have folded periods, so the next look reads only a tail
+        loop.clock.advance(60)
+        run_tick(config, repository, runtime.publisher(), lock=False)
+    starts: list[datetime] = []
+    with counting() as counter:
+
+        def note(params: Any = None, **_: Any) -> None:
+            starts.append(params["StartTime"])
+
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build.cloudwatch.GetMetricData", note, unique_id="t-s")
+        loop.clock.advance(60)
+        tail = run_tick(config, repository, runtime.publisher(), lock=False)
+        changed = config.model_copy(deep=True)
+        changed.defaults.judge.min_periods += 1
+        loop.clock.advance(60)
+        again = run_tick(changed, repository, runtime.publisher(), lock=False)
+        boto3.DEFAULT_SESSION.events.unregister("before-parameter-build.cloudwatch.GetMetricData", unique_id="t-s")
+    assert len(tail.assessed) == len(again.assessed) == 4
+    assert counter.guard_calls()[("cloudwatch", "GetMetricData")] == 2  # one batched read a cycle
+    started = repository.get_deployment("bench-00000").started_at
+    assert starts[0] > started + timedelta(minutes=2)  # the tail
+    assert starts[1] <= started  # the whole window, in the same one call
+    record = repository.get_deployment("bench-00000")
+    assert record.last_assessment is not None and record.last_assessment.judge_state is not None
+    assert record.last_assessment.judge_state["settings"] == settings_key(changed.defaults.judge)
+
+
+def test_codedeploy_is_asked_for_the_weight_when_the_invocation_split_moves(loop: EmbeddedAws) -> None:
+    """A steady canary's weight is not asked again for WEIGHT_RECHECK (its split agrees with it); a
+    canary whose traffic CodeDeploy moves shows it in its per-version invocations, and the next look
+    asks CodeDeploy and keeps the new weight (with the time it was seen, which starts the judge's grace)."""
+    from deployguard.aws.cloudwatch import version_dimensions
+    from deployguard.models import LambdaTarget
+    from deployguard_local.bench_scale import _write_metrics
+    from deployguard_local.ecs import TARGETS
+
+    assert loop.clock is not None
+    seeded_until = clock.now() + timedelta(minutes=4)
+    _write_metrics(seeded_until, seeded_until + timedelta(minutes=25), seed=8, functions=4)
+    repository = DeploymentRepository()
+    args = (runtime.config(), repository, runtime.publisher())
+    with counting() as steady:
+        for _ in range(5):  # each was checked 0.5 to 4.5 minutes before: every 5 minutes would ask for all four
+            assert len(run_tick(*args, lock=False).assessed) == 4
+            loop.clock.advance(60)
+    assert steady.guard_calls()[("codedeploy", "GetDeploymentTarget")] == 0  # the split fits the weight
+
+    moved = repository.get_deployment("bench-00001")
+    assert moved.canary_weight == 0.1 and moved.codedeploy_deployment_id is not None
+    target = moved.target
+    assert isinstance(target, LambdaTarget)
+    TARGETS.weigh_lambda(moved.codedeploy_deployment_id, 50.0)
+    specs = runtime.config().service(moved.service).judge.metrics
+    invocations = next(spec for spec in specs if spec.id == "invocations")
+    dims = version_dimensions(invocations, target, "2")
+    shifted = clock.now().replace(second=0, microsecond=0)
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Invocations", "Timestamp": shifted + timedelta(minutes=m, seconds=30), "Value": 800.0,
+         "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())], "Unit": "Count"}
+        for m in range(8)
+    ])  # fmt: skip
+    looks = 0
+    with counting() as shift:
+        while repository.get_deployment("bench-00001").canary_weight != 0.5 and looks < 6:
+            run_tick(*args, lock=False)
+            loop.clock.advance(60)
+            looks += 1
+    assert repository.get_deployment("bench-00001").canary_weight == 0.5
+    assert looks <= 5, looks  # the split is read from settled periods: two to four minutes after the shift
+    assert shift.guard_calls()[("codedeploy", "GetDeploymentTarget")] <= 2  # the moved canary's alone

@@ -13,6 +13,8 @@ from deployguard_local.bench_scale import (
     monitoring_looks_per_deployment,
     monthly_cost,
     paired_cpu_ratio,
+    paired_cpu_ratios,
+    quartiles,
     read_units,
     service_looks_per_day,
     write_units,
@@ -74,7 +76,7 @@ def test_storage_alarms_and_traces_are_priced() -> None:
 
 
 def test_small_configurations_measure_more_cycles() -> None:
-    assert cycles_for(10, 5) == 28 and cycles_for(100, 50) == 3 and cycles_for(1000, 500) == 3
+    assert cycles_for(10, 5) == 55 and cycles_for(100, 50) == 6 and cycles_for(1000, 500) == 3
 
 
 def test_the_age_ratio_pairs_the_cycles_and_can_take_the_machines_speed_out() -> None:
@@ -83,3 +85,12 @@ def test_the_age_ratio_pairs_the_cycles_and_can_take_the_machines_speed_out() ->
     old = {"cpu_ms_per_deployment_by_cycle": [13.0, 26.0, 13.0], "bench_cpu_ms_per_deployment_by_cycle": [1.3] * 3}
     assert abs(paired_cpu_ratio(young, old) - 1.3) < 1e-9
     assert abs(paired_cpu_ratio(young, old, against_bench=True) - 1.0) < 1e-9
+    young["reference_cpu_ms_by_cycle"] = [80.0, 80.0, 80.0]  # the fixed workload after each cycle
+    old["reference_cpu_ms_by_cycle"] = [104.0, 104.0, 104.0]
+    assert [round(r, 9) for r in paired_cpu_ratios(young, old, "reference")] == [1.0, 1.0, 1.0]
+
+
+def test_the_spread_is_the_quartiles_of_the_cycles_ratios() -> None:
+    assert quartiles([1.0, 2.0, 3.0]) == (2.0, 2.0, 2.0)  # too few for quartiles: the median
+    median, low, high = quartiles([0.9, 1.0, 1.0, 1.1, 1.2, 1.4, 0.8])
+    assert median == 1.0 and low < median < high

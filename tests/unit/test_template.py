@@ -38,6 +38,7 @@ def test_every_function_is_a_thin_handler_with_a_least_privilege_policy() -> Non
         "CanaryStepFunction",
         "AssessorFunction",
         "AssessorShardFunction",
+        "TrafficCheckFunction",
         "LifecycleHookFunction",
         "DeploymentRecorderFunction",
         "NotificationRouterFunction",

@@ -9,7 +9,7 @@ or the notification router. Faults go through botocore ``before-send`` hooks on 
 clients (:mod:`deployguard_local.chaos.faults`), keyed on the simulated clock. After its
 state machine, hook or router is done, every run goes on after its fault is over for a
 period of the schedule that may repair it and a minute (at least two simulated minutes; six
-for the recorder's five-minute sweep), with that schedule firing (the assessor's reconciler, the
+for the recorder's five-minute sweep), with that schedule firing (the traffic checks and the outbox, the
 recorder's sweep, the router's digest flush), before it is counted.
 
 The runs are a seeded sample of every (subject, state, service, fault) combination, shared
@@ -270,7 +270,7 @@ def _canary(world: World, case: Case) -> Outcome:
     )
     world.faults.arm(world.aws.ref("CanaryStepFunction"), case.state, case.service, case.kind, case.seconds)
     run_canary(world.aws, run, timeout=300)
-    world.settle(["AssessorFunction"])  # the reconciler's minute ticks
+    world.settle(["AssessorFunction", "TrafficCheckFunction"])  # the outbox and the traffic checks, every minute
     alias = run.alias()
     stable = alias.weight_of(run.target.stable_version) == 1.0
     new = alias.weight_of(run.target.new_version) == 1.0

@@ -3,6 +3,7 @@ back-offs advance it instead of sleeping, so a ten-minute canary runs in seconds
 
 from __future__ import annotations
 
+import contextvars
 import time
 import types
 from collections.abc import Callable
@@ -26,7 +27,26 @@ def install_simulated_waits(sim_clock: ListeningClock) -> list[Callable[[], None
     setattr(wait_function.WaitFunction, "_wait_interval", simulated_wait)  # noqa: B010
     undo.append(lambda: setattr(wait_function.WaitFunction, "_wait_interval", original_wait))
 
+    # The retrier's back-off calls time.sleep without its execution: remember which execution
+    # is retrying, so that a stopped one (its retry still unwinding) moves no clock either.
+    retrying: contextvars.ContextVar[Any] = contextvars.ContextVar("retrying", default=None)
+    original_eval_body = retrier_decl.RetrierDecl._eval_body
+
+    def eval_body_of_execution(self: Any, env: Any) -> None:
+        token = retrying.set(env)
+        try:
+            original_eval_body(self, env)
+        finally:
+            retrying.reset(token)
+
+    def simulated_backoff(seconds: float) -> None:
+        env = retrying.get()
+        if seconds > 0 and env is not None and env.is_running():
+            sim_clock.advance(seconds)
+
+    setattr(retrier_decl.RetrierDecl, "_eval_body", eval_body_of_execution)  # noqa: B010
+    undo.append(lambda: setattr(retrier_decl.RetrierDecl, "_eval_body", original_eval_body))
     original_time = retrier_decl.time
-    retrier_decl.time = types.SimpleNamespace(sleep=sim_clock.advance, time=time.time)  # type: ignore[assignment]
+    retrier_decl.time = types.SimpleNamespace(sleep=simulated_backoff, time=time.time)  # type: ignore[assignment]
     undo.append(lambda: setattr(retrier_decl, "time", original_time))
     return undo

@@ -94,3 +94,42 @@ def test_a_version_that_spikes_now_and_then_is_no_regression_but_a_shift_is() ->
     slower = [1.0] * 5 + [1.8] * 20
     bad = [make_window(25, rpm=4000, jitter=0.05, spikes=0.07, canary_latency_mult=slower, seed=s) for s in range(20)]
     assert sum(judge_canary(w, settings).decision == Decision.FAILING for w in bad) >= 18
+
+
+def test_counts_that_come_in_bursts_widen_the_split_test_by_the_baselines_own_wobble() -> None:
+    """Over-dispersed counts: a service whose errors come in bursts beyond their rate (the
+    baseline's own period-to-period steps tell it) splits them between the versions more
+    unevenly than a binomial law does, so one period's uneven split (14 canary errors of 1,000
+    against 15 of 5,000) does not fail a release; against a baseline whose counts are binomial
+    the same split does. The canary's own bursts are never read as wobble: intermittent canary
+    errors against a steady baseline fail."""
+    settings = _errors_only()
+    split = [8.0] * 12 + [14.0] + [8.0] * 3
+    bursty = [20.0, 60.0, 15.0, 55.0, 25.0, 70.0, 10.0, 50.0, 30.0, 65.0, 20.0, 45.0, 15.0, 60.0, 25.0, 40.0]
+    calm = [40.0] * 12 + [15.0] + [40.0] * 3
+    assert bursty[12] == calm[12]
+    assert judge_canary(_errors_window((5000.0, 1000.0), bursty, split), settings).decision != Decision.FAILING
+    failing = judge_canary(_errors_window((5000.0, 1000.0), calm, split), settings)
+    assert failing.decision == Decision.FAILING and "since period 12" in failing.summary
+    intermittent = [8.0, 8.0, 30.0] * 5 + [8.0]
+    verdict = judge_canary(_errors_window((5000.0, 1000.0), [40.0] * 16, intermittent), settings)
+    assert verdict.decision == Decision.FAILING and "errors" in verdict.summary
+
+
+def test_the_monte_carlo_draws_healthy_canaries_binomial_or_bursty() -> None:
+    """``python -m deployguard_local.judge_montecarlo`` (the errors test's false-alarm share on healthy
+    canaries, binomial or over-dispersed): its over-dispersed draws spread beyond the binomial,
+    both versions alike, and the errors test fails few binomial ones (one run is in the README)."""
+    from deployguard_local.judge_montecarlo import false_alarm_share, healthy_errors_canary
+
+    rng = np.random.default_rng(5)
+    pearson = {0.0: [], 2.0: []}
+    for shape in pearson:
+        for _ in range(40):
+            window = healthy_errors_canary(rng, 30, shape)
+            calls, errors = (np.array([x or 0.0 for x in m.baseline]) for m in window.metrics)
+            rate = errors.sum() / calls.sum()
+            if rate > 0:
+                pearson[shape].append(float(np.mean((errors - calls * rate) ** 2 / (calls * rate))))
+    assert np.median(pearson[0.0]) < 1.5 < np.median(pearson[2.0])
+    assert false_alarm_share(0.99, 15, 0.0, 100, 7) <= 0.03

@@ -421,6 +421,46 @@ def confidence_of(evidence: float, alternatives: int) -> float:
 
 # --------------------------------------------------------------------------- rates
 
+RATE_WOBBLE_WIDTH = 7  # last rate, last count, and the steps' sums (see ``fold_rate_wobble``)
+RATE_WOBBLE_PRIOR_STEPS = 8.0  # the prior (no wobble) weighs as this many steps
+
+
+def fold_rate_wobble(spread: list[float], k: float, n: float) -> None:
+    """Fold one period of the baseline (``k`` events of ``n``) into its own period-to-period spread
+    of the rate, for :func:`rate_wobble`.
+
+    A version's event rate wobbles on its own from period to period (events that come in bursts
+    beyond their rate: counts over-dispersed): p times a factor of mean 1 and variance tau^2. A
+    step of its rate between two periods then varies by the binomial noise at their pooled rate
+    plus 2 p^2 tau^2, and the product of the two rates averages p^2 (their wobbles are apart):
+    the excess of the squared steps over their binomial noise, over twice the products, tells
+    tau^2. A rate that moved earlier does not count; two periods without events tell nothing.
+    Kept: the sums of the excesses and of the products, and the largest excess with its product."""
+    last_rate, last_n, excess, scale, top, top_scale, steps = spread
+    rate = k / n
+    pooled = (k + last_rate * last_n) / (n + last_n)
+    if last_n > 0 and 0.0 < pooled < 1.0:
+        step = (rate - last_rate) ** 2 - pooled * (1.0 - pooled) * (1.0 / n + 1.0 / last_n)
+        excess, scale, steps = excess + step, scale + 2.0 * rate * last_rate, steps + 1.0
+        if step > top:
+            top, top_scale = step, 2.0 * rate * last_rate
+    spread[:] = [f32(x) for x in (rate, n, excess, scale, top, top_scale)] + [steps]
+
+
+def rate_wobble(spread: list[float]) -> float:
+    """tau^2, the variance of a version's own rate wobble per period relative to its rate (0 for
+    binomial counts), from the baseline's own steps (:func:`fold_rate_wobble`), its largest left
+    out (a rate that moved once, a shared incident's start), with a prior of none that weighs as
+    ``RATE_WOBBLE_PRIOR_STEPS`` steps. The baseline tells how the service's counts wobble; the
+    canary's own bursts are not read as wobble, since bursts of canary errors (intermittent
+    failures) are the regression itself. Leaving out the largest biases it low: on binomial
+    counts it is mostly 0."""
+    _, _, excess, scale, top, top_scale, steps = spread[:RATE_WOBBLE_WIDTH]
+    excess, scale, steps = excess - top, scale - top_scale, steps - 1.0
+    if excess <= 0.0 or scale <= 0.0 or steps < 1.0:
+        return 0.0
+    return excess / scale * steps / (steps + RATE_WOBBLE_PRIOR_STEPS)
+
 
 class RateState(_State):
     """Conditional binomial CUSUM on the relative risk of an event, canary vs baseline.
@@ -434,6 +474,8 @@ class RateState(_State):
     cusum: Cusum
     rows: int = 0
     restarts: int = 0  # periods in which the baseline had events (a new failure mode's run starts after one)
+    # the baseline's own period-to-period spread of the rate (``fold_rate_wobble``)
+    spread: list[float] = Field(default_factory=lambda: [0.0] * RATE_WOBBLE_WIDTH)
 
     @property
     def totals(self) -> list[float]:
@@ -444,11 +486,13 @@ class RateState(_State):
         self.cusum.pack(out)
         out.add(self.rows)
         out.add(self.restarts)
+        out.extend(self.spread, RATE_WOBBLE_WIDTH)
 
     @classmethod
     def unpack(cls, data: Unpacker) -> RateState:
         cusum = Cusum.unpack(data)
-        return cls(kind="rate", cusum=cusum, rows=data.take_int(), restarts=data.take_int())
+        rows, restarts = data.take_int(), data.take_int()
+        return cls(kind="rate", cusum=cusum, rows=rows, restarts=restarts, spread=data.take_list(RATE_WOBBLE_WIDTH))
 
 
 class LatencyState(_State):

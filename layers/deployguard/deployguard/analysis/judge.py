@@ -70,8 +70,10 @@ from deployguard.analysis.evidence import (
     ShiftEvidence,
     between_period_variance,
     confidence_of,
+    fold_rate_wobble,
     pct,
     push_window,
+    rate_wobble,
     shift_increments,
     wobble_estimate,
 )
@@ -142,7 +144,11 @@ def _rate_offsets(spec: MetricSpec, width: int, restarts: int) -> list[float] | 
     (a scan over the canary's events, not one test). A baseline without errors costs nothing."""
     if spec.direction != Direction.INCREASE_IS_BAD or width < 2:
         return None
-    weights = [0.7 / (width - 1)] * (width - 1) + [0.3 / (1.0 + restarts)]
+    return _offsets([0.7 / (width - 1)] * (width - 1) + [0.3 / (1.0 + restarts)])
+
+
+def _offsets(weights: list[float]) -> list[float]:
+    """Alternatives' weights (summing to at most one) as the CUSUM's offsets: ``log(1 / w) - log(ALTERNATIVES)``."""
     return [math.log(1.0 / w) - math.log(ALTERNATIVES) for w in weights]
 
 
@@ -151,7 +157,7 @@ def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | Latency
         _, grid = _rate_grid(spec, settings)
         return RateState(kind="rate", cusum=Cusum.new(len(grid), 4))
     if spec.kind == MetricKind.LATENCY:
-        cusum = Cusum.new(len(_latency_grid(settings)), 5, True)
+        cusum = Cusum.new(len(_latency_alternatives(settings)[0]), 5, True)
         return LatencyState(kind="latency", shift=ShiftEvidence(cusum=cusum, capacity=max(1, settings.grace_periods)))
     if spec.kind == MetricKind.COUNT:
         return None
@@ -184,14 +190,20 @@ def _fold_rate(
     kc, kb = max(0.0, min(kc, nc)), max(0.0, min(kb, nb))
     theta0, grid = _rate_grid(spec, settings)
     k = kc + kb
+    fold_rate_wobble(st.spread, kb, nb)
     if k <= 0:
         inc = [0.0] * len(grid)
     else:
         r = nc / nb
         base = theta0 * r + 1.0
         # the conditional law of the canary's share is hypergeometric, narrower than the
-        # binomial by 1 - k/N: scale the evidence accordingly (quasi-likelihood)
-        scale = 1.0 / max(0.05, 1.0 - k / (nc + nb))
+        # binomial by 1 - k/N; when each version's rate wobbles on its own (relative variance
+        # tau^2 each, told by the baseline's), the share's log-odds varies by about 2 tau^2 and
+        # the split is wider than the binomial by 1 + (k - 1) 2 tau^2 pi (1 - pi)
+        # (beta-binomial): scale the evidence accordingly (quasi-likelihood)
+        share = theta0 * r / base
+        over = 1.0 + max(0.0, k - 1.0) * 2.0 * rate_wobble(st.spread) * share * (1.0 - share)
+        scale = 1.0 / max(0.05, 1.0 - k / (nc + nb)) / over
         inc = [scale * (kc * math.log(t / theta0) + k * math.log(base / (t * r + 1.0))) for t in grid]
     row = [kc, nc, kb, nb]
     extra = settings.horizon_penalty(period)
@@ -301,21 +313,16 @@ def _fold_spread(
     return None
 
 
-def _latency_grid(settings: JudgeSettings) -> list[float]:
-    """The harmful shifts tested (log units): the common ones, then the gross ones."""
+def _latency_alternatives(settings: JudgeSettings) -> tuple[list[float], list[float]]:
+    """The harmful shifts tested (log units: the common ones, then the gross ones) beyond the
+    smallest effect, and their share of the latency test's budget as offsets (weights summing to
+    one): the gross shifts share ``LATENCY_GROSS_SHARE`` of it, the common ones the rest, evenly."""
     delta0 = math.log1p(settings.min_effect.latency_relative)
-    return [math.log1p(g) for g in (*LATENCY_GRID, *LATENCY_GROSS_GRID) if math.log1p(g) > delta0]
-
-
-def _latency_offsets(settings: JudgeSettings) -> list[float]:
-    """The latency test's budget over its alternatives (weights summing to one, as offsets):
-    the gross shifts share ``LATENCY_GROSS_SHARE`` of it, the common ones the rest, evenly."""
-    delta0 = math.log1p(settings.min_effect.latency_relative)
-    common = sum(1 for g in LATENCY_GRID if math.log1p(g) > delta0)
-    gross = sum(1 for g in LATENCY_GROSS_GRID if math.log1p(g) > delta0)
+    common = [math.log1p(g) for g in LATENCY_GRID if math.log1p(g) > delta0]
+    gross = [math.log1p(g) for g in LATENCY_GROSS_GRID if math.log1p(g) > delta0]
     share = LATENCY_GROSS_SHARE if common and gross else (1.0 if gross else 0.0)
-    weights = ([(1.0 - share) / common] * common if common else []) + ([share / gross] * gross if gross else [])
-    return [math.log(1.0 / w) - math.log(ALTERNATIVES) for w in weights]
+    weights = [(1.0 - share) / len(common)] * len(common) + [share / len(gross)] * len(gross)
+    return common + gross, _offsets(weights)
 
 
 def _latency_min_samples(spec: MetricSpec, settings: JudgeSettings) -> float:
@@ -371,13 +378,13 @@ def _fold_latency(
         st.life = [f32(st.life[0] + m * long_run), f32(st.life[1] + m)]
         st.wobble = [f32(max(long_run, st.life[0] / st.life[1])), f32(m)]
     v = max(1e-12, s + between_period_variance(st.wobble, prior))
-    grid = _latency_grid(settings)
+    grid, offsets = _latency_alternatives(settings)
     # the noise is estimated from few periods: weigh the period against a Student t with as many
     # degrees of freedom as steps tell the estimate (heavy tails while young, near normal later)
     dof = min(_MAX_DOF, max(_MIN_DOF, st.wobble[1] if st.wobble else 0.0))
     inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid, dof)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
-                  settings.horizon_penalty(period), settings, _latency_offsets(settings))  # fmt: skip
+                  settings.horizon_penalty(period), settings, offsets)  # fmt: skip
     st.rows += 1
     if not shape:
         n_, dv, w, ds, w1, w2 = st.steady_sums
@@ -404,7 +411,7 @@ def _latency_result(
     metrics: dict[str, MetricWindow],
     settings: JudgeSettings,
     threshold: float,
-    active: int = 0,
+    active: int,
 ) -> Result:
     """A latency percentile's verdict. A tail percentile (p99) that had traffic enough in fewer than
     half the periods the canary was invoked in (a p99 needs 100 invocations a period) is judged
@@ -423,7 +430,7 @@ def _latency_result(
                 blocks_healthy=False,
             )
         return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
-    cusum = st.shift.settled(settings, _latency_offsets(settings))
+    cusum = st.shift.settled(settings, _latency_alternatives(settings)[1])
     evidence = cusum.best
     unit = f" {spec.unit}" if spec.unit else ""
     if evidence >= threshold:
@@ -526,7 +533,7 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
 MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
 
 
-_STATE_FORMAT = "deployguard-judge-state/3"
+_STATE_FORMAT = "deployguard-judge-state/4"
 _KINDS: dict[str, type[RateState] | type[LatencyState] | type[GaugeState]] = {
     "rate": RateState, "latency": LatencyState, "gauge": GaugeState,
 }  # fmt: skip
@@ -545,7 +552,7 @@ class JudgeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["deployguard-judge-state/3"]
+    format: Literal["deployguard-judge-state/4"]
     fingerprint: str
     ids: list[str] = Field(default_factory=list, description="every metric of the window, in order")
     periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")

@@ -10,7 +10,7 @@ queries the product needs, none of them a scan:
 | the minute loop's work, one Query (below)     | gsi1    | gsi1pk = LOOP, gsi1sk <= <now>                  |
 | active deployments                           | gsi1    | gsi1pk = LOOP, gsi1sk begins_with !A#           |
 | promoted, in post-deployment monitoring      | gsi1    | gsi1pk = LOOP, gsi1sk = <next due>#M#<id>       |
-| ended unpromoted, traffic check due          | gsi1    | gsi1pk = LOOP, gsi1sk = <next check>#E#<id>     |
+| ended unpromoted, traffic check due          | gsi1    | gsi1pk = TRAFFIC, gsi1sk = <next check>#E#<id>  |
 | events recorded, not yet published (outbox)  | gsi1    | gsi1pk = LOOP, gsi1sk = <event time>#O#<id>     |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | every service/environment ever deployed      | table   | pk = CATALOG, sk = SVC#<S>#ENV#<E>              |
@@ -21,8 +21,9 @@ queries the product needs, none of them a scan:
 The minute loop reads everything it works on in one Query of the ``LOOP`` partition,
 ``gsi1sk <= <now>``: what it always looks at sorts first (``!`` before any time: active
 deployments ``!A#``, open incidents ``!I#``, open approvals ``!P#``), then what is due by
-time (a monitored deployment's next assessment, an ended deployment's next traffic check,
-an unpublished event), so a monitored or ended deployment that is not due is not read.
+time (a monitored deployment's next assessment, an unpublished event), so a monitored
+deployment that is not due is not read. The traffic checks of ended deployments are in a
+partition of their own (``TRAFFIC``), read by the traffic check function on its own schedule.
 
 Kinds of once-only and state records: ``DEDUP``/``COOLDOWN``/``NOTIFY-DIGEST``
 (notifications), ``INCIDENT``, ``INCIDENT-KEY``, ``ALERT-RATE``, ``APPROVAL``
@@ -49,6 +50,7 @@ TTL_ATTRIBUTE = "expires_at"
 
 META = "META"
 LOOP = "LOOP"  # the minute loop's partition of gsi1
+TRAFFIC = "TRAFFIC"  # the traffic checks' partition of gsi1 (ended unpromoted deployments, by next check)
 ALWAYS = "!"  # sorts before any time: listed on every tick
 ACTIVE = "A"
 INCIDENT_OPEN = "I"

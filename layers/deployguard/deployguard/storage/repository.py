@@ -146,7 +146,7 @@ class LoopWork:
 
     active: list[Deployment] = field(default_factory=list)
     monitored: list[Deployment] = field(default_factory=list)  # due
-    ended: list[Deployment] = field(default_factory=list)  # traffic check due
+    ended: list[Deployment] = field(default_factory=list)  # stored before the traffic checks' own partition
     outbox: list[DeploymentEvent] = field(default_factory=list)
     incident_items: list[dict[str, Any]] = field(default_factory=list)
     approval_items: list[dict[str, Any]] = field(default_factory=list)
@@ -198,7 +198,7 @@ class DeploymentRepository:
         ):
             # rolled back, failed, held: the reconciler checks that its traffic agrees, when next due
             due = deployment.traffic_check.next_at or deployment.ended_at
-            item[keys.GSI1_PK] = keys.LOOP
+            item[keys.GSI1_PK] = keys.TRAFFIC
             item[keys.GSI1_SK] = keys.loop_due(keys.ENDED, due, deployment.deployment_id)
         return item
 
@@ -341,15 +341,24 @@ class DeploymentRepository:
         )
         return [_from_item(Deployment, i) for i in items if keys.loop_kind(i[keys.GSI1_SK]) == keys.MONITORING]
 
-    def traffic_checks_due(self, now: datetime) -> list[Deployment]:
+    def traffic_checks_due(self, now: datetime, limit: int | None = None) -> list[Deployment]:
         """Deployments that ended without promotion (rolled back, failed, held) whose next traffic
-        check is due at ``now`` (the reconciler's, bounded: see :class:`~deployguard.models.TrafficCheck`)."""
-        return self.loop_work(now).ended
+        check is due at ``now``, the longest due first, at most ``limit`` (the reconciler's, bounded:
+        see :class:`~deployguard.models.TrafficCheck`), from their own partition of ``gsi1``."""
+        items = self._query(
+            limit,
+            IndexName=keys.GSI1,
+            KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
+            ExpressionAttributeValues={":pk": keys.TRAFFIC, ":now": f"{keys.time_key(now)}#~"},
+            **({"Limit": limit} if limit is not None else {}),
+        )
+        return [_from_item(Deployment, item) for item in items]
 
     def loop_work(self, now: datetime) -> LoopWork:
         """Everything the minute tick works on, in one Query (paged): active deployments, monitored
-        ones whose assessment is due, ended ones whose traffic check is due, unpublished events, and
-        the open incidents and approvals (as stored items: their stores read them)."""
+        ones whose assessment is due, unpublished events, and the open incidents and approvals (as
+        stored items: their stores read them); ``ended``: only deployments stored before the traffic
+        checks had a partition of their own (:meth:`traffic_checks_due`)."""
         work = LoopWork()
         items = self._query(
             IndexName=keys.GSI1,

@@ -8,21 +8,28 @@ metrics. The work of one cycle does not grow with a deployment's age:
 - what the next assessment needs (last verdict, when the next one is due, open incident
   keys) is in the deployment's record (:class:`~deployguard.models.AssessmentCursor`),
   written in the same conditional write as the assessment: no history is read;
-- the new version's traffic weight is the one stored; CodeDeploy is asked again only while
-  no traffic moved yet, or every :data:`WEIGHT_RECHECK` (its deployment target, never the
-  Lambda control plane when CodeDeploy has a target);
+- the new version's traffic weight is the one stored; CodeDeploy is asked again (its deployment
+  target, never the Lambda control plane when CodeDeploy has a target) only while no traffic
+  moved yet, when the invocation split the look read no longer fits the stored weight (or has
+  too few invocations to tell: then every :data:`UNSPLIT_RECHECK`), and every
+  :data:`WEIGHT_RECHECK` whatever the split;
 - canary and monitoring reads of every due deployment go together, 500 queries a call;
 - open incidents are read once per cycle.
 
 The minute tick (:func:`run_tick`) holds a run lock (no two ticks overlap), lists what is
 due, assesses it within the invocation's time budget or hands it out in shards
 (:mod:`deployguard.aws.shards`, one SQS message per shard, :func:`run_shard` each), then
-reconciles and gives the alert engine its tick, for which time is always kept.
+publishes the outbox and gives the alert engine its tick, for which time is always kept. The
+traffic checks of ended deployments are not in the tick: they read Lambda's control plane, so
+they run in a function of their own with a rate budget
+(:func:`deployguard.workflows.reconciler.run_traffic_checks`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -33,7 +40,14 @@ from deployguard import clock
 from deployguard.alerts.fields import RECENT_PERIODS
 from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
 from deployguard.analysis.scenario import truncate_window
-from deployguard.aws.cloudwatch import MetricsReader, WindowRequest, canary_request, canary_window
+from deployguard.analysis.settings import resolve_spec
+from deployguard.aws.cloudwatch import (
+    MetricsReader,
+    WindowRequest,
+    canary_queries,
+    canary_request,
+    canary_window,
+)
 from deployguard.exceptions import CodeDeployError, JudgeStateError, MetricsConfigError, TrafficShiftError
 from deployguard.models import (
     Assessment,
@@ -45,6 +59,7 @@ from deployguard.models import (
     EcsTarget,
     EventType,
     LambdaTarget,
+    MetricKind,
     Phase,
     Severity,
     Verdict,
@@ -52,7 +67,7 @@ from deployguard.models import (
 )
 from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
-from deployguard.workflows.reconciler import reconcile as reconcile_traffic
+from deployguard.workflows.reconciler import hand_over, publish_outbox
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
@@ -66,9 +81,13 @@ ACTOR = "deployguard:assessor"
 KIND = "canary"
 RUN_LOCK = "ASSESSOR-RUN"
 LOCK_LEASE_SECONDS = 50  # the tick's lease: it works within it, and the next tick (a minute later) finds it expired
-WEIGHT_RECHECK = timedelta(minutes=5)
+WEIGHT_RECHECK = timedelta(minutes=15)  # CodeDeploy asked at least this often, whatever the invocation split says
+UNSPLIT_RECHECK = timedelta(minutes=5)  # ... and this often when the split cannot tell (too few invocations)
+SPLIT_MIN_INVOCATIONS = 50  # invocations (both versions, settled periods since the last change) the split needs
+SPLIT_SIGMAS = 4.0  # the canary's count that far from weight x all (binomial deviations) ...
+SPLIT_TOLERANCE = 0.05  # ... and this share of all apart: the traffic moved
 QUERIES_PER_CHUNK = 2500  # five full GetMetricData calls between two looks at the clock
-ALERT_TICK_RESERVE_MS = 20_000  # kept for reconciliation and the alert tick, whatever is due
+ALERT_TICK_RESERVE_MS = 20_000  # kept for the outbox and the alert tick, whatever is due
 SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still complete: judged, not folded
 TAIL_PERIODS = max(RECENT_PERIODS, SETTLE_PERIODS)  # a look reads at least these (health report, alert fields)
 MAX_OPEN_INCIDENT_KEYS = 20  # the record stays one size: an incident storm's keys beyond these are in the incidents
@@ -202,12 +221,14 @@ def run_tick(
     lease_seconds: int = LOCK_LEASE_SECONDS,
 ) -> AssessorRun:
     """The minute tick: assess due deployments (here, or in shards when more than ``inline_limit``
-    are due and ``send_shards`` is given), monitor, reconcile, then the alert tick.
+    are due and ``send_shards`` is given), monitor, publish the outbox (``reconcile``: instead), then
+    the alert tick.
 
     What it works on comes from one Query (:meth:`~DeploymentRepository.loop_work`): active
-    deployments, monitored ones and ended ones that are due, the outbox, open incidents and
-    approvals. The run lock is a lease of ``lease_seconds`` (shorter than the minute between
-    ticks) that is not released: the tick works only within it, so the next tick finds it expired."""
+    deployments, monitored ones that are due, the outbox, open incidents and approvals (and ended
+    deployments stored before the traffic checks had a partition of their own: handed over to it).
+    The run lock is a lease of ``lease_seconds`` (shorter than the minute between ticks) that is not
+    released: the tick works only within it, so the next tick finds it expired."""
     cycle = Cycle(config, repository, publisher, reader or MetricsReader(), alerts, clock.now())
     run = AssessorRun(monitoring=MonitoringRun())
     if lock and not repository.claim_once(RUN_LOCK, "tick", timedelta(seconds=lease_seconds)):
@@ -228,11 +249,13 @@ def run_tick(
             run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
         else:
             _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
-        # the reconciler (deployguard.workflows.reconciler): traffic where the record says, unpublished events out
+        # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
+        # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
         if reconcile is not None:
             reconcile()
         else:
-            reconcile_traffic(repository, publisher, due=work.ended, outbox=work.outbox)
+            publish_outbox(repository, publisher, events=work.outbox)
+            hand_over(repository, work.ended)
         if alerts is not None:
             run.tick = alerts.on_tick(deployments=work.active)
     return run
@@ -276,6 +299,8 @@ def _due(cycle: Cycle, active: Sequence[Deployment], monitored: Sequence[Deploym
 
 
 def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCanary | None:
+    """The canary's look when it is due, with its queries (what its read costs, for the chunks); the
+    read's periods are planned once, after its weight is refreshed (:func:`_plan_read`)."""
     if deployment.driver != "codedeploy":
         run.skipped.append(deployment.deployment_id)
         return None
@@ -284,30 +309,31 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
     if last is not None and not last.due(KIND, cycle.now):
         return None
     interval = service.canary.assessment_interval_seconds
-    item = DueCanary(deployment, WindowRequest([], cycle.now, cycle.now, interval), interval)
     try:
-        _plan_read(cycle, item)
+        queries = canary_queries(deployment.deployment_id, deployment, service.judge.metrics)
     except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
         logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
                                                                    "reason": str(exc)})  # fmt: skip
         run.skipped.append(deployment.deployment_id)
         return None
-    return item
+    return DueCanary(deployment, WindowRequest(queries, cycle.now, cycle.now, interval), interval)
 
 
 def _plan_read(cycle: Cycle, item: DueCanary) -> None:
-    """The canary's read this look: the periods its stored judge state has not folded, and at least
-    the last TAIL_PERIODS (the whole window when there is no state that fits it)."""
-    specs = cycle.config.service(item.deployment.service).judge.metrics
-    whole = canary_request(judged_from(item.deployment), specs, cycle.now, item.interval_seconds)
+    """The canary's read this look (planned once, with the weight as refreshed): the periods its
+    stored judge state has not folded, and at least the last TAIL_PERIODS; the whole window when
+    there is no state that fits it (none, another window, or built with other judge settings or
+    metrics), so that read too goes out batched with the others, within the budget."""
+    settings = cycle.config.service(item.deployment.service).judge
+    whole = canary_request(judged_from(item.deployment), [], cycle.now, item.interval_seconds)
     last = item.deployment.last_assessment
     stored = last.judge_state if last is not None and last.kind == KIND else None
-    item.state = load_judge_state(stored, whole.start, whole.interval_seconds)
+    item.state = load_judge_state(stored, whole.start, whole.interval_seconds, settings)
     folded = item.state.periods if item.state is not None else 0
     item.offset = max(0, min(folded, whole.periods - TAIL_PERIODS))
     item.window_start = whole.start
     start = whole.start + timedelta(seconds=item.offset * whole.interval_seconds)
-    item.request = WindowRequest(whole.queries, start, whole.end, whole.interval_seconds)
+    item.request = WindowRequest(item.request.queries, start, whole.end, whole.interval_seconds)
 
 
 def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -> list[Due]:
@@ -355,9 +381,10 @@ def current_weight(deployment: Deployment) -> float | None:
 
 
 def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
-    """Ask CodeDeploy for the weight only when it may have changed: before traffic first moved,
-    and every WEIGHT_RECHECK after; a change is kept in the record with the assessment (its time
-    starts the judge's grace period) and in the audit trail."""
+    """Ask CodeDeploy for the weight only when it may have changed: before traffic first moved, when
+    the last look's invocation split asked for it or could not tell (``weight_checked_at`` cleared,
+    :func:`_weight_recheck_asked`), and every WEIGHT_RECHECK whatever the split; a change is kept in
+    the record with the assessment (its time starts the judge's grace period) and in the audit trail."""
     checked = deployment.weight_checked_at
     if deployment.canary_weight > 0.0 and checked is not None and cycle.now - checked < WEIGHT_RECHECK:
         return
@@ -374,6 +401,30 @@ def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
     deployment.weight_changed_at = cycle.now
     if weight > 0 and deployment.traffic_started_at is None:  # production reached the new version (seen now)
         deployment.traffic_started_at = cycle.now
+
+
+def _weight_recheck_asked(deployment: Deployment, window: CanaryWindow, start: datetime, now: datetime) -> bool:
+    """Whether the next look asks CodeDeploy for the weight (before WEIGHT_RECHECK has passed): when
+    the invocation split this look read (the count metric, per version, in the settled periods since
+    the weight last changed) no longer fits the stored weight (more than SPLIT_SIGMAS binomial
+    deviations and SPLIT_TOLERANCE apart: CodeDeploy has moved the traffic), or when it holds too few
+    invocations to tell (then as before: every UNSPLIT_RECHECK)."""
+    checked = deployment.weight_checked_at
+    if deployment.canary_weight <= 0.0 or checked is None:
+        return False  # asked at every look anyway
+    counts = next((m for m in window.metrics if resolve_spec(m.spec).kind == MetricKind.COUNT), None)
+    first = 0
+    if deployment.weight_changed_at is not None:  # periods that start at or after the change seen
+        ahead = (deployment.weight_changed_at - start).total_seconds()
+        first = max(0, math.ceil(ahead / window.interval_seconds))
+    end = window.periods - SETTLE_PERIODS
+    baseline = sum(v for v in counts.baseline[first:end] if v) if counts is not None else 0.0
+    canary = sum(v for v in counts.canary[first:end] if v) if counts is not None else 0.0
+    n = baseline + canary
+    if n < SPLIT_MIN_INVOCATIONS:
+        return now - checked >= UNSPLIT_RECHECK - SAME_CYCLE
+    w = deployment.canary_weight
+    return abs(canary - w * n) > max(SPLIT_SIGMAS * math.sqrt(n * w * (1 - w)), SPLIT_TOLERANCE * n)
 
 
 # ---------------------------------------------------------------------------- assessing
@@ -424,11 +475,21 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
     run.metric_calls = cycle.reader.calls
 
 
-def load_judge_state(stored: dict[str, Any] | None, start: datetime, interval_seconds: int) -> JudgeState | None:
+def settings_key(settings: JudgeSettings) -> str:
+    """What a stored judge state was built with (the judge's settings and metrics), kept with it: a
+    state built with others does not fit, and the look reads the whole window instead."""
+    return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:16]
+
+
+def load_judge_state(
+    stored: dict[str, Any] | None, start: datetime, interval_seconds: int, settings: JudgeSettings | None = None
+) -> JudgeState | None:
     """The judge state stored on the record, when it was kept for the window that starts at ``start``
-    with periods of ``interval_seconds`` (None when there is none, it is of another window, or it
-    cannot be read)."""
+    with periods of ``interval_seconds`` (and, given ``settings``, built with them); None when there
+    is none, it is of another window or other settings, or it cannot be read."""
     if stored is None or stored.get("start") != start.isoformat() or stored.get("interval") != interval_seconds:
+        return None
+    if settings is not None and stored.get("settings") != settings_key(settings):
         return None
     try:
         return JudgeState.load(stored["state"])
@@ -453,7 +514,7 @@ def judge_tail(
     (an ECS canary whose traffic start was learnt later), other settings or metrics, or a state
     that cannot be read start the judge over on the whole window (raises ``JudgeStateError``
     when the periods before ``offset`` would be needed and are not in ``window``)."""
-    key = {"start": start.isoformat(), "interval": interval_seconds}
+    key = {"start": start.isoformat(), "interval": interval_seconds, "settings": settings_key(settings)}
     settled = offset + window.periods - SETTLE_PERIODS  # absolute: periods 0..settled-1 are settled
     try:
         if settled > 0 and (state is None or settled >= state.periods):
@@ -492,12 +553,16 @@ def _complete_canary(
     previous_decision = previous.decision if previous is not None and previous.kind == KIND else None
     start = item.window_start or item.request.start
     periods = item.offset + window.periods  # the whole window's
+    read_from = item.request.start  # where the window read starts
     try:
         verdict, judge_state = judge_tail(
             window, service.judge, item.state, start, item.interval_seconds, item.offset
         )  # fmt: skip
-    except JudgeStateError:  # other settings or metrics than the state's: the judge starts over on the whole window
+    except JudgeStateError:  # a state that fit its settings key but not the judge (new judge code): start over
+        logger.warning("the judge state does not fit: the whole window read again",
+                       extra={"deployment_id": deployment.deployment_id})  # fmt: skip
         whole = WindowRequest(item.request.queries, start, item.request.end, item.interval_seconds)
+        read_from = start
         values = cycle.reader.read_windows([whole])
         window = canary_window(
             deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
@@ -511,6 +576,9 @@ def _complete_canary(
         next_at=cycle.now + timedelta(seconds=item.interval_seconds) - SAME_CYCLE, read_until=item.request.end,
         judge_state=judge_state,
     )  # fmt: skip
+
+    if _weight_recheck_asked(deployment, window, read_from, cycle.now):
+        deployment.weight_checked_at = None  # the next look asks CodeDeploy
 
     def keep(d: Deployment) -> None:  # what this cycle learnt, laid over a record read again after a conflict
         d.canary_weight, d.weight_changed_at = deployment.canary_weight, deployment.weight_changed_at

@@ -1,8 +1,9 @@
 """The traffic reconciler: traffic goes where the record says.
 
-On the scheduled assessor's minute tick it reads the deployments that ended without
+The traffic check function (``TrafficCheckFunction``, its own schedule, every minute, not the
+assessor's minute tick: :func:`run_traffic_checks`) reads the deployments that ended without
 promotion (rolled back, failed, held or rejected) whose next traffic check is due (index
-``gsi1``, ``gsi1pk = ENDED``, ``gsi1sk`` = when the next check is due: no scan, and a
+``gsi1``, ``gsi1pk = TRAFFIC``, ``gsi1sk`` = when the next check is due: no scan, and a
 deployment not due is not read) and compares the record with the real traffic:
 
 - a Lambda alias that still routes any traffic to another version than the stable one
@@ -14,6 +15,11 @@ deployment not due is not read) and compares the record with the real traffic:
 Each repair is audited (``traffic_reconciled``) and announced once
 (``rollback.completed``, details ``reconciled: true``).
 
+A check reads the alias from Lambda's control plane (``GetAlias``, 15 requests a second per
+account, shared with the account's deployment tooling), so the checks have a rate budget of
+their own: at most :data:`CHECKS_PER_SECOND` a second and :data:`CHECKS_PER_RUN` a run, under
+a run lock; what a run does not reach stays due (the longest due first) for the next minute.
+
 The checks are bounded (no Lambda or CodeDeploy call per deployment per minute): right
 after the deployment ends, then at growing intervals (:data:`CHECK_SCHEDULE`, at most
 ``len(CHECK_SCHEDULE)`` checks within 24 hours); a check that cannot read or repair the
@@ -22,8 +28,9 @@ After the last check the record is marked reconciled (``traffic_check.reconciled
 and leaves the index: the reconciler never reads it again. Each check's result is kept on
 the record (:class:`~deployguard.models.TrafficCheck`).
 
-The same tick publishes the outbox: events the canary recorded but could not publish
-(SNS down when they happened) go out then, so an event is never recorded and silent. A rollback that could not move
+The assessor's minute tick publishes the outbox (:func:`publish_outbox`): events the canary
+recorded but could not publish (SNS down when they happened) go out then, so an event is never
+recorded and silent. A rollback that could not move
 the alias when it ran (an outage longer than the state machine's retries) is finished
 here once the alias can be moved; its record already says failed.
 """
@@ -31,10 +38,10 @@ here once the alias can be moved; its record already says failed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
 from deployguard.exceptions import ConflictError
@@ -47,6 +54,11 @@ if TYPE_CHECKING:
 ACTOR = "deployguard:reconciler"
 # when the traffic of an ended deployment is checked, after it ended: then it is marked reconciled
 CHECK_SCHEDULE: tuple[timedelta, ...] = tuple(timedelta(minutes=m) for m in (0, 1, 5, 15, 60, 240, 1440))
+CHECKS_PER_RUN = 200  # the checks one run makes at most (a burst of ended deployments waits for the next runs)
+CHECKS_PER_SECOND = 5.0  # a third of the GetAlias quota (15 a second per account); a repair makes 2 calls more
+RUN_LOCK = "TRAFFIC-CHECK-RUN"
+LEASE_SECONDS = 50  # the run works within it; the next run, a minute later, finds it expired
+RESERVE_MS = 5_000  # a check is started only with this much of the invocation (and lease) left
 MAX_FAILURES = 20  # checks that could not read or repair the traffic, retried 1, 1, ..., 2, 4 ... 60 minutes later
 OUTBOX_GRACE = timedelta(seconds=60)
 logger = logging.getLogger(__name__)
@@ -65,19 +77,66 @@ class ReconcileRun:
     repaired: list[Repair] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # deployment id ("*": the query) -> reason
     published: int = 0  # events published from the outbox
+    deferred: int = 0  # due, left for the next run (rate or time budget)
+    overlapping: bool = False  # another run held the run lock: nothing done
+
+    def report(self, add_metric: Callable[..., object]) -> dict[str, Any]:
+        """The run's summary (what the handler returns and logs), its EMF metrics given to ``add_metric``."""
+        add_metric(name="TrafficChecks", unit="Count", value=self.checked)
+        add_metric(name="TrafficRepairs", unit="Count", value=len(self.repaired))
+        return {
+            "checked": self.checked,
+            "repaired": [{"deployment_id": r.deployment_id, "observed": r.observed, "action": r.action}
+                         for r in self.repaired],
+            "failed": self.failed,
+            "deferred": self.deferred,
+            "overlapping": self.overlapping,
+        }  # fmt: skip
 
 
-def reconcile(
+def run_traffic_checks(
     repository: DeploymentRepository,
     publisher: EventPublisher,
-    due: Sequence[Deployment] | None = None,
-    outbox: Sequence[DeploymentEvent] | None = None,
+    *,
+    remaining_ms: Callable[[], int] | None = None,
+    lock: bool = True,
+    limit: int = CHECKS_PER_RUN,
+    per_second: float = CHECKS_PER_SECOND,
 ) -> ReconcileRun:
-    """The minute tick's reconciliation: traffic where the records say, then the outbox published
-    (``due`` and ``outbox``: what the tick's one read found; else read here)."""
-    run = reconcile_traffic(repository, publisher, due=due)
-    run.published = publish_outbox(repository, publisher, events=outbox)
-    return run
+    """One run of the traffic check function: under a run lock (a lease, as the assessor's tick),
+    the due checks, the longest due first, at most ``limit`` and ``per_second`` (a burst of
+    ``per_second`` at once, then paced), each started only with RESERVE_MS of the invocation
+    and the lease left; the rest stays due for the next run."""
+    start = clock.now()
+    if lock and not repository.claim_once(RUN_LOCK, "traffic", timedelta(seconds=LEASE_SECONDS)):
+        return ReconcileRun(overlapping=True)
+    lease_end = start + timedelta(seconds=LEASE_SECONDS)
+    started = 0
+
+    def proceed() -> bool:
+        nonlocal started
+        wait = (started + 1 - per_second) / per_second - (clock.now() - start).total_seconds()
+        if wait > 0:
+            clock.sleep(wait)  # the rate budget: Lambda's control plane is the account's, not ours alone
+        left = remaining_ms() if remaining_ms is not None else 10**9
+        if lock:
+            left = min(left, int((lease_end - clock.now()).total_seconds() * 1000))
+        if left < RESERVE_MS:
+            return False
+        started += 1
+        return True
+
+    return reconcile_traffic(repository, publisher, now=start, limit=limit, proceed=proceed)
+
+
+def hand_over(repository: DeploymentRepository, ended: Sequence[Deployment]) -> None:
+    """Move ended deployments stored in the loop's partition (before the traffic checks had their
+    own) to the traffic checks' partition: saved again as they are, their item keys follow."""
+    for deployment in ended:
+        try:
+            repository.save_deployment(deployment)
+        except ConflictError:  # changed since the loop read it: that save moved it already
+            continue
 
 
 def reconcile_traffic(
@@ -85,9 +144,12 @@ def reconcile_traffic(
     publisher: EventPublisher,
     now: datetime | None = None,
     due: Sequence[Deployment] | None = None,
+    limit: int | None = None,
+    proceed: Callable[[], bool] | None = None,
 ) -> ReconcileRun:
     """Check (and put right) the traffic of every ended, unpromoted deployment whose check is due
-    (``due``, when the caller read them).
+    (``due``, when the caller read them; else at most ``limit`` read here), each only when
+    ``proceed()`` allows (the caller's rate and time budget; the rest stays due).
 
     Never raises: a deployment that cannot be checked or repaired now is tried again later
     (its failure is logged, reported in the run and counted on its record)."""
@@ -95,12 +157,15 @@ def reconcile_traffic(
     at = now or clock.now()
     try:
         if due is None:
-            due = repository.traffic_checks_due(at)
+            due = repository.traffic_checks_due(at, limit)
     except Exception as exc:
         logger.warning("cannot list ended deployments", extra={"reason": str(exc)})
         run.failed["*"] = f"{type(exc).__name__}: {exc}"
         return run
-    for deployment in due:
+    for index, deployment in enumerate(due):
+        if proceed is not None and not proceed():
+            run.deferred = len(due) - index
+            break
         run.checked += 1
         try:
             repair = _reconcile(deployment)

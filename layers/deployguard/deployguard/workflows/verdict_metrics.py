@@ -29,10 +29,12 @@ from deployguard.models import Assessment, Decision, Deployment
 NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
 
 
-def verdict_metric_points(deployment: Deployment, assessment: Assessment) -> list[tuple[str, MetricUnit, float]]:
-    """The metrics of a verdict (billed by CloudWatch): CanaryFailing alone."""
-    decision = assessment.verdict.decision
-    return [("CanaryFailing", MetricUnit.Count, 1.0 if decision == Decision.FAILING else 0.0)]
+VERDICT_METRIC = "CanaryFailing"  # the one metric of a verdict (billed by CloudWatch)
+
+
+def canary_failing(assessment: Assessment) -> float:
+    """The verdict's CanaryFailing value: 1 when failing, else 0."""
+    return 1.0 if assessment.verdict.decision == Decision.FAILING else 0.0
 
 
 def verdict_properties(deployment: Deployment, assessment: Assessment) -> dict[str, str | float]:
@@ -53,7 +55,9 @@ def publish_verdict_metrics(deployment: Deployment, assessment: Assessment) -> N
         return
     dimensions = {"DeployedService": deployment.service, "Environment": deployment.environment}
     namespace = os.environ.get(NAMESPACE_ENV, "DeployGuard")
-    ((name, unit, value),) = verdict_metric_points(deployment, assessment)
-    with single_metric(name=name, unit=unit, value=value, namespace=namespace, default_dimensions=dimensions) as m:
+    value = canary_failing(assessment)
+    with single_metric(
+        name=VERDICT_METRIC, unit=MetricUnit.Count, value=value, namespace=namespace, default_dimensions=dimensions
+    ) as m:
         for key, each in verdict_properties(deployment, assessment).items():
             m.add_metadata(key, each)
