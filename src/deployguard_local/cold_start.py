@@ -45,6 +45,10 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "da
 LAYER_PACKAGES = frozenset({"deployguard", "pydantic", "aws_lambda_powertools", "yaml", "requests"})
 UNCHECKED_HASH = 0b01  # the pyc flags of ``--invalidation-mode unchecked-hash``
 LAZY_MARK = "# made lazy by layers/deployguard/lazy_package_init.py"
+LAZY_INITS = (  # the layer Makefile's LAZY_INITS
+    "aws_lambda_powertools/event_handler/__init__.py",
+    "aws_lambda_powertools/utilities/data_classes/__init__.py",
+)
 
 
 class LayerBuildError(RuntimeError):
@@ -64,14 +68,15 @@ def make_layer(tree: Path, out: Path, target: str = "build-DeployGuardLayer") ->
 
 def layer_faults(python: Path, packages: frozenset[str] = LAYER_PACKAGES) -> list[str]:
     """What is wrong with a built layer's ``python`` folder (none: an empty list): a package missing, a copy of
-    what the runtime ships, Powertools' event handler package not made lazy, a module without bytecode that
-    Python 3.11 uses whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s)."""
+    what the runtime ships, a Powertools package ``__init__`` not made lazy (``LAZY_INITS``), a module
+    without bytecode that Python 3.11 uses whatever the files' times (``/opt`` is read-only, a zip keeps
+    times to 2 s)."""
     shipped = {p.name for p in python.iterdir()}
     faults = [f"{name} is missing" for name in sorted(packages - shipped)]
     faults += [f"{name} is shipped (the runtime has it)" for name in sorted(RUNTIME_PROVIDED & shipped)]
-    event_handler = python / "aws_lambda_powertools" / "event_handler" / "__init__.py"
-    if "aws_lambda_powertools" in packages and LAZY_MARK not in event_handler.read_text(encoding="utf-8"):
-        faults.append("aws_lambda_powertools/event_handler/__init__.py imports every resolver (not made lazy)")
+    for init in LAZY_INITS if "aws_lambda_powertools" in packages else ():
+        if LAZY_MARK not in (python / init).read_text(encoding="utf-8"):
+            faults.append(f"{init} imports every module of its package (not made lazy)")
     for source in sorted(p for p in python.rglob("*.py") if "__pycache__" not in p.parts):
         compiled = Path(importlib.util.cache_from_source(str(source)))
         header = compiled.read_bytes()[:8] if compiled.is_file() else b""
