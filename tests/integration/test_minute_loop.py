@@ -14,11 +14,12 @@ import boto3
 import pytest
 
 from deployguard import clock
+from deployguard.analysis.judge import state_fits
 from deployguard.aws.shards import send_shards
 from deployguard.models import Decision
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
-from deployguard.workflows.assessor import RUN_LOCK, run_tick, settings_key
+from deployguard.workflows.assessor import RUN_LOCK, run_tick
 from deployguard_local.bench_scale import counting, seed_loop
 from deployguard_local.emulator import EmbeddedAws
 
@@ -141,7 +142,8 @@ def test_a_judge_state_built_with_other_settings_is_read_again_whole_in_the_batc
     assert starts[1] <= started  # the whole window, in the same one call
     record = repository.get_deployment("bench-00000")
     assert record.last_assessment is not None and record.last_assessment.judge_state is not None
-    assert record.last_assessment.judge_state["settings"] == settings_key(changed.defaults.judge)
+    judge = changed.defaults.judge
+    assert state_fits(record.last_assessment.judge_state["state"], judge, judge.metrics)
 
 
 def test_codedeploy_is_asked_for_the_weight_when_the_invocation_split_moves(loop: EmbeddedAws) -> None:

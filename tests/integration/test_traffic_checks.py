@@ -100,3 +100,42 @@ def test_an_ended_record_stored_in_the_loops_partition_is_handed_over_by_the_tic
     assert not errored, payload
     assert "end-03" in [d.deployment_id for d in repository.traffic_checks_due(clock.now())]
     assert repository.loop_work(clock.now()).ended == []
+
+
+def _later_deployment(repository: DeploymentRepository, target: LambdaTarget, version: str) -> None:
+    repository.create_deployment(Deployment(
+        deployment_id="later", service="ended-fn", environment="production", version=version, target=target,
+        status=DeploymentStatus.IN_PROGRESS, phase=Phase.DEPLOYMENT_ACTIVE, started_at=clock.now(),
+    ))  # fmt: skip
+
+
+def test_a_later_release_on_another_version_is_never_put_back(ended: EmbeddedAws) -> None:
+    """end-00..11 rolled back version 2; version 3, released later, now takes all the alias's traffic
+    (no record of it needed): the earlier rollbacks' checks find nothing of theirs to put back."""
+    from deployguard.aws import clients
+
+    lambda_client = clients.client("lambda")
+    lambda_client.update_function_configuration(FunctionName="ended-fn", Description="release 3")
+    third = lambda_client.publish_version(FunctionName="ended-fn")["Version"]
+    lambda_client.update_alias(FunctionName="ended-fn", Name="live", FunctionVersion=third, RoutingConfig={})
+    payload, errored = ended.invoke("TrafficCheckFunction", _schedule_event())
+    assert not errored, payload
+    assert payload["checked"] == ENDED and payload["repaired"] == []
+    assert lambda_client.get_alias(FunctionName="ended-fn", Name="live")["FunctionVersion"] == third
+
+
+def test_a_later_deployment_of_the_same_version_is_never_undone(ended: EmbeddedAws) -> None:
+    """A later deployment of the service, started after the earlier ones ended, shifts version 2
+    again (the fixture's split alias): the earlier deployments' checks end, superseded, and leave it."""
+    repository = DeploymentRepository()
+    earlier = repository.get_deployment("end-00").target
+    assert isinstance(earlier, LambdaTarget)
+    _later_deployment(repository, earlier, earlier.new_version)
+    before = LambdaTrafficShifter(earlier).current()
+    payload, errored = ended.invoke("TrafficCheckFunction", _schedule_event())
+    assert not errored, payload
+    assert payload["checked"] == ENDED and payload["repaired"] == []
+    assert LambdaTrafficShifter(earlier).current() == before
+    record = repository.get_deployment("end-07")
+    assert record.traffic_check.reconciled_at is not None
+    assert any("superseded by deployment later" in a.reason for a in repository.audit_trail("end-07"))

@@ -9,7 +9,7 @@ import random
 import pytest
 from analysis_support import make_window
 
-from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
+from deployguard.analysis.judge import JudgeState, judge_canary, judge_step, state_fits
 from deployguard.analysis.scenario import truncate_window
 from deployguard.analysis.settings import JudgeSettings
 from deployguard.exceptions import JudgeStateError
@@ -122,7 +122,7 @@ def test_state_has_one_size_from_the_first_period_whatever_the_age() -> None:
         sizes[n] = _size(state)
     assert state is not None and state.periods == 240 and verdict.periods == 240
     assert sizes[5] == sizes[120] == sizes[1] == sizes[12] == sizes[240], sizes
-    # five metrics, both versions, packed as float32 (12 latency alternatives: 3,520 bytes)
+    # five metrics, both versions, packed as float32 (12 latency alternatives, the rate wobble: 3,596 bytes)
     assert sizes[120] < 3700, sizes
 
 
@@ -170,6 +170,21 @@ def test_a_state_that_does_not_fit_is_refused() -> None:
         judge_step(state, window, JudgeSettings(), offset=7)
     with pytest.raises(ValueError, match="format"):
         JudgeState.load({"format": "something else", "fingerprint": "x"})
+
+
+def test_state_fits_tells_what_judge_step_takes_without_reading_the_numbers() -> None:
+    """``state_fits`` (for the assessor's scale path): a stored state fits the settings and metrics it
+    was built with, in this format, and nothing else (judge_step would refuse those)."""
+    window = make_window(10, seed=2)
+    specs = [m.spec for m in window.metrics]
+    state, _ = judge_step(None, truncate_window(window, 5), JudgeSettings())
+    stored = json.loads(json.dumps(state.dump()))
+    assert state_fits(stored, JudgeSettings(), specs) and state_fits(state, JudgeSettings(), specs)
+    assert judge_step(JudgeState.load(stored), window, JudgeSettings(), offset=0)[0].periods == 10
+    assert not state_fits(stored, JudgeSettings(confidence=0.99), specs)
+    assert not state_fits(stored, JudgeSettings(), specs[:-1])
+    assert not state_fits({**stored, "format": "deployguard-judge-state/3"}, JudgeSettings(), specs)
+    assert not state_fits({"data": "x"}, JudgeSettings(), specs)
 
 
 def test_a_look_reads_only_the_new_periods() -> None:

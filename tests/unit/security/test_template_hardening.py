@@ -95,7 +95,8 @@ def test_read_and_write_statements_are_split() -> None:
 
 
 ASYNC_FUNCTIONS = [
-    "AssessorFunction", "LifecycleHookFunction", "DeploymentRecorderFunction", "NotificationRouterFunction"
+    "AssessorFunction", "LifecycleHookFunction", "DeploymentRecorderFunction", "NotificationRouterFunction",
+    "TrafficCheckFunction",
 ]  # fmt: skip
 
 

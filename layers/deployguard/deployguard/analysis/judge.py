@@ -627,9 +627,24 @@ class JudgeState(BaseModel):
         return state
 
 
-def _fingerprint(settings: JudgeSettings, metrics: dict[str, MetricWindow]) -> str:
-    text = settings.model_dump_json() + "|" + "|".join(m.spec.model_dump_json() for m in metrics.values())
+def _fingerprint(settings: JudgeSettings, specs: list[MetricSpec]) -> str:
+    text = settings.model_dump_json() + "|" + "|".join(spec.model_dump_json() for spec in specs)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def state_fits(state: JudgeState | dict[str, Any], settings: JudgeSettings, metrics: list[MetricSpec]) -> bool:
+    """Whether a stored judge state (``JudgeState.dump()``'s dict, or a state) is of this format and
+    was built with these settings and these metrics (in the window's order, as given or as
+    inferred): :func:`judge_step` takes it rather than raising ``JudgeStateError`` for it. Pure and
+    cheap: the packed numbers are not read."""
+    stored: dict[str, Any] = (
+        {"format": state.format, "fingerprint": state.fingerprint} if isinstance(state, JudgeState) else state
+    )
+    if not isinstance(stored, dict):
+        return False
+    form, fingerprint = stored.get("format"), stored.get("fingerprint")
+    ids = {spec.id for spec in metrics}
+    return form == _STATE_FORMAT and fingerprint == _fingerprint(settings, [resolve_spec(s, ids) for s in metrics])
 
 
 def _normalised(mw: MetricWindow, n: int) -> MetricWindow:
@@ -776,7 +791,7 @@ def _advance(
     state: JudgeState | None, window: CanaryWindow, settings: JudgeSettings, offset: int | None
 ) -> tuple[JudgeState, dict[str, MetricWindow]]:
     metrics = _resolved(window)
-    fingerprint = _fingerprint(settings, metrics)
+    fingerprint = _fingerprint(settings, [mw.spec for mw in metrics.values()])
     if state is None:
         state = JudgeState(format=_STATE_FORMAT, fingerprint=fingerprint, ids=list(metrics))
         for mw in metrics.values():

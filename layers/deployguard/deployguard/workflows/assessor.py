@@ -27,7 +27,6 @@ they run in a function of their own with a rate budget
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
 from deployguard.alerts.fields import RECENT_PERIODS
-from deployguard.analysis.judge import JudgeState, judge_canary, judge_step
+from deployguard.analysis.judge import JudgeState, judge_canary, judge_step, state_fits
 from deployguard.analysis.scenario import truncate_window
 from deployguard.analysis.settings import resolve_spec
 from deployguard.aws.cloudwatch import (
@@ -475,21 +474,16 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
     run.metric_calls = cycle.reader.calls
 
 
-def settings_key(settings: JudgeSettings) -> str:
-    """What a stored judge state was built with (the judge's settings and metrics), kept with it: a
-    state built with others does not fit, and the look reads the whole window instead."""
-    return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:16]
-
-
 def load_judge_state(
     stored: dict[str, Any] | None, start: datetime, interval_seconds: int, settings: JudgeSettings | None = None
 ) -> JudgeState | None:
     """The judge state stored on the record, when it was kept for the window that starts at ``start``
-    with periods of ``interval_seconds`` (and, given ``settings``, built with them); None when there
-    is none, it is of another window or other settings, or it cannot be read."""
+    with periods of ``interval_seconds`` (and, given ``settings``, fits them and their metrics:
+    :func:`~deployguard.analysis.judge.state_fits`); None when there is none, it is of another window,
+    format, settings or metrics, or it cannot be read."""
     if stored is None or stored.get("start") != start.isoformat() or stored.get("interval") != interval_seconds:
         return None
-    if settings is not None and stored.get("settings") != settings_key(settings):
+    if settings is not None and not state_fits(stored.get("state") or {}, settings, settings.metrics):
         return None
     try:
         return JudgeState.load(stored["state"])
@@ -514,7 +508,7 @@ def judge_tail(
     (an ECS canary whose traffic start was learnt later), other settings or metrics, or a state
     that cannot be read start the judge over on the whole window (raises ``JudgeStateError``
     when the periods before ``offset`` would be needed and are not in ``window``)."""
-    key = {"start": start.isoformat(), "interval": interval_seconds, "settings": settings_key(settings)}
+    key = {"start": start.isoformat(), "interval": interval_seconds}
     settled = offset + window.periods - SETTLE_PERIODS  # absolute: periods 0..settled-1 are settled
     try:
         if settled > 0 and (state is None or settled >= state.periods):

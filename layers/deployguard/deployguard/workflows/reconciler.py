@@ -6,14 +6,16 @@ promotion (rolled back, failed, held or rejected) whose next traffic check is du
 ``gsi1``, ``gsi1pk = TRAFFIC``, ``gsi1sk`` = when the next check is due: no scan, and a
 deployment not due is not read) and compares the record with the real traffic:
 
-- a Lambda alias that still routes any traffic to another version than the stable one
-  is put back at 100% stable (a CodeDeploy deployment still running on it is stopped
+- a Lambda alias that still routes traffic to the version this deployment rejected is put
+  back at 100% stable (a CodeDeploy deployment still running on it is stopped
   with rollback first) and read back to verify;
 - an ECS green task set that still serves production traffic while its CodeDeploy
   deployment runs is stopped with rollback, so production returns to blue.
 
 Each repair is audited (``traffic_reconciled``) and announced once
-(``rollback.completed``, details ``reconciled: true``).
+(``rollback.completed``, details ``reconciled: true``). A later release is never undone: once a
+newer deployment of the same service and environment started after this one ended, the checks
+of this one end (audited ``traffic_checks_ended``, "superseded by ...") without touching traffic.
 
 A check reads the alias from Lambda's control plane (``GetAlias``, 15 requests a second per
 account, shared with the account's deployment tooling), so the checks have a rate budget of
@@ -168,6 +170,10 @@ def reconcile_traffic(
             break
         run.checked += 1
         try:
+            newer = _superseded_by(repository, deployment)
+            if newer:  # the traffic is a later release's now: never put back under it
+                _checked(repository, deployment, at, superseded=newer)
+                continue
             repair = _reconcile(deployment)
         except Exception as exc:
             logger.warning("cannot reconcile traffic", extra={"deployment_id": deployment.deployment_id,
@@ -186,11 +192,31 @@ def reconcile_traffic(
     return run
 
 
-def _checked(repository: DeploymentRepository, deployment: Deployment, now: datetime, failed: str = "") -> None:
-    """Keep the check on the record: when the next is due, or reconciled after the last (then audited)."""
+def _superseded_by(repository: DeploymentRepository, deployment: Deployment) -> str:
+    """Why the traffic is no longer this deployment's to check ("" while it is): a later deployment
+    of the same service and environment started after this one ended (it may have promoted, or be
+    shifting, the same alias or task sets); putting the stable version of this one back would
+    undo it."""
+    ended_at = deployment.ended_at
+    if ended_at is None:
+        return ""
+    for newest in repository.deployments_of(deployment.service, deployment.environment, limit=1):
+        if newest.deployment_id != deployment.deployment_id and newest.started_at > ended_at:
+            return f"superseded by deployment {newest.deployment_id} (version {newest.version}), started after it ended"
+    return ""
+
+
+def _checked(
+    repository: DeploymentRepository, deployment: Deployment, now: datetime, failed: str = "", superseded: str = ""
+) -> None:
+    """Keep the check on the record: when the next is due, or reconciled after the last (then audited);
+    a superseded deployment's checks end now."""
     check = deployment.traffic_check
     ended_at = deployment.ended_at or now
-    if failed:
+    if superseded:
+        check.checks += 1
+        check.reconciled_at = now
+    elif failed:
         check.failures += 1
         retry = timedelta(minutes=min(60, 2 ** max(0, check.failures - 10)))
         check.next_at = now + retry
@@ -210,6 +236,7 @@ def _checked(repository: DeploymentRepository, deployment: Deployment, now: date
     if check.reconciled_at is not None:
         outcome = (
             f"traffic not verified: {check.failures} checks failed, the last: {failed}" if failed
+            else f"traffic checks ended after {check.checks}: {superseded}" if superseded
             else f"traffic agrees with the record after {check.checks} checks"
         )  # fmt: skip
         repository.audit(deployment.deployment_id, "traffic_checks_ended", ACTOR, outcome,
@@ -257,8 +284,8 @@ def _reconcile_alias(deployment: Deployment, target: LambdaTarget) -> Repair | N
 
     shifter = LambdaTrafficShifter(target)
     alias = shifter.current()
-    if alias.weight_of(target.stable_version) == 1.0:
-        return None
+    if alias.weight_of(target.stable_version) == 1.0 or alias.weight_of(target.new_version) == 0.0:
+        return None  # whole on the stable version, or routing versions this deployment never shipped
     observed = f"alias {target.function_name}:{target.alias} routes to {alias.function_version}" + (
         f" and {alias.additional_weights}" if alias.additional_weights else ""
     )
