@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYER_SOURCE = ROOT / "layers" / "deployguard"
 WORK = ROOT / "build" / "cold-imports"
 DEFAULT_REPEATS = 21
 # what the Lambda runtime ships (a copy in /opt/python would replace the runtime's under its boto3)
@@ -46,6 +45,10 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "da
 LAYER_PACKAGES = frozenset({"deployguard", "pydantic", "aws_lambda_powertools", "yaml", "requests"})
 UNCHECKED_HASH = 0b01  # the pyc flags of ``--invalidation-mode unchecked-hash``
 LAZY_MARK = "# made lazy by layers/deployguard/lazy_package_init.py"
+LAZY_INITS = (  # the layer Makefile's LAZY_INITS
+    "aws_lambda_powertools/event_handler/__init__.py",
+    "aws_lambda_powertools/utilities/data_classes/__init__.py",
+)
 
 
 class LayerBuildError(RuntimeError):
@@ -53,10 +56,10 @@ class LayerBuildError(RuntimeError):
 
 
 def make_layer(tree: Path, out: Path, target: str = "build-DeployGuardLayer") -> Path:
-    """``target`` of the layer's recipe (this tree's Makefile) run over ``tree``'s layer folder into ``out``;
-    returns its ``python`` folder (/opt/python). ``layer-package`` is the offline part after pip."""
-    command = ["make", "-s", "-f", str(LAYER_SOURCE / "Makefile"), "-C", str(tree / "layers" / "deployguard"),
-               target, f"ARTIFACTS_DIR={out}", f"PYTHON={sys.executable}"]  # fmt: skip
+    """``target`` of ``tree``'s own layer recipe (its ``layers/deployguard/Makefile``) into ``out``; returns its
+    ``python`` folder (/opt/python). ``layer-package`` is the offline part after pip."""
+    command = ["make", "-s", "-C", str(tree / "layers" / "deployguard"), target, f"ARTIFACTS_DIR={out}",
+               f"PYTHON={sys.executable}"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise LayerBuildError(f"make {target} failed: {done.stderr[-2000:]}")
@@ -65,14 +68,15 @@ def make_layer(tree: Path, out: Path, target: str = "build-DeployGuardLayer") ->
 
 def layer_faults(python: Path, packages: frozenset[str] = LAYER_PACKAGES) -> list[str]:
     """What is wrong with a built layer's ``python`` folder (none: an empty list): a package missing, a copy of
-    what the runtime ships, Powertools' event handler package not made lazy, a module without bytecode that
-    Python 3.11 uses whatever the files' times (``/opt`` is read-only, a zip keeps times to 2 s)."""
+    what the runtime ships, a Powertools package ``__init__`` not made lazy (``LAZY_INITS``), a module
+    without bytecode that Python 3.11 uses whatever the files' times (``/opt`` is read-only, a zip keeps
+    times to 2 s)."""
     shipped = {p.name for p in python.iterdir()}
     faults = [f"{name} is missing" for name in sorted(packages - shipped)]
     faults += [f"{name} is shipped (the runtime has it)" for name in sorted(RUNTIME_PROVIDED & shipped)]
-    event_handler = python / "aws_lambda_powertools" / "event_handler" / "__init__.py"
-    if "aws_lambda_powertools" in packages and LAZY_MARK not in event_handler.read_text(encoding="utf-8"):
-        faults.append("aws_lambda_powertools/event_handler/__init__.py imports every resolver (not made lazy)")
+    for init in LAZY_INITS if "aws_lambda_powertools" in packages else ():
+        if LAZY_MARK not in (python / init).read_text(encoding="utf-8"):
+            faults.append(f"{init} imports every module of its package (not made lazy)")
     for source in sorted(p for p in python.rglob("*.py") if "__pycache__" not in p.parts):
         compiled = Path(importlib.util.cache_from_source(str(source)))
         header = compiled.read_bytes()[:8] if compiled.is_file() else b""
@@ -82,9 +86,10 @@ def layer_faults(python: Path, packages: frozenset[str] = LAYER_PACKAGES) -> lis
 
 
 def build_layer(tree: Path, out: Path) -> Path:
-    """The layer of ``tree`` built once by its recipe into ``out`` and checked; returns its ``python`` folder."""
+    """The layer of ``tree`` built once by its own recipe into ``out``; returns its ``python`` folder. This
+    tree's layer is checked (:func:`layer_faults`); another tree's (``--before``) is measured as it is."""
     python = make_layer(tree, out)
-    faults = layer_faults(python)
+    faults = layer_faults(python) if tree.resolve() == ROOT else []
     if faults:
         raise LayerBuildError(f"the layer built from {tree} is wrong: {'; '.join(faults[:20])}")
     return python

@@ -157,10 +157,14 @@ def test_a_layer_check_names_what_is_wrong(tmp_path: Path) -> None:
     ]
 
 
-def test_a_console_request_validates_without_the_openapi_models_and_the_document_still_has_them() -> None:
+@pytest.mark.parametrize("powertools", ["installed", "as in the layer"])
+def test_a_console_request_validates_without_the_openapi_models_and_the_document_still_has_them(
+    powertools: str, request: pytest.FixtureRequest
+) -> None:
     """The real read handler with an API Gateway (payload 2.0) request: a bad deployment id is refused
     by the route's validation (400 naming the field) without the OpenAPI document's models; GET
-    /openapi.json imports them and its document still declares both security schemes."""
+    /openapi.json imports them and its document still declares both security schemes. With Powertools
+    as installed and as the layer ships it (its package ``__init__`` files made lazy)."""
     env = function_environment() | {
         "DEPLOYMENTS_TABLE": "deployments",
         "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events",
@@ -186,7 +190,10 @@ document = get("/openapi.json")
 print(json.dumps([refused["statusCode"], json.loads(refused["body"]), after_request, document["statusCode"],
                   sorted(json.loads(document["body"])["components"]["securitySchemes"]), MODELS in sys.modules]))
 """
-    out = run_in_function(code, [ROOT / "functions" / "console_api", LAYER], env, "-W", "ignore")
+    path = [ROOT / "functions" / "console_api", LAYER]
+    if powertools != "installed":
+        path.append(request.getfixturevalue("lazy_powertools"))  # ahead of the installed one
+    out = run_in_function(code, path, env, "-W", "ignore")
     status, body, models_after_request, document_status, schemes, models_after_document = json.loads(out)
     assert (status, body["field"]) == (400, "path.deployment_id")
     assert models_after_request is False
@@ -217,30 +224,47 @@ def _lazy_init_module() -> Any:
     return module
 
 
-def test_the_layers_powertools_event_handler_exports_the_same_objects_lazily(tmp_path: Path) -> None:
-    """The layer's rewrite of Powertools' event_handler/__init__.py (the installed, pinned one): the API
-    Gateway resolver comes without AppSync and asyncio, and every exported name is the very object the
-    original package gives."""
+@pytest.fixture
+def lazy_powertools(tmp_path: Path) -> Path:
+    """A copy of the installed (pinned) Powertools with the layer's rewrite of its package ``__init__`` files."""
     import aws_lambda_powertools
+
+    from deployguard_local.cold_start import LAZY_INITS
 
     installed = Path(aws_lambda_powertools.__file__).parent
     shutil.copytree(installed, tmp_path / "aws_lambda_powertools", ignore=shutil.ignore_patterns("__pycache__"))
-    init = tmp_path / "aws_lambda_powertools" / "event_handler" / "__init__.py"
-    assert _lazy_init_module().main([str(init)]) == 0
+    assert _lazy_init_module().main([str(tmp_path / init) for init in LAZY_INITS]) == 0
+    return tmp_path
+
+
+def test_the_layers_powertools_packages_export_the_same_objects_lazily(lazy_powertools: Path) -> None:
+    """The layer's rewrite of Powertools' event_handler and data_classes ``__init__``: the API Gateway resolver
+    comes without AppSync, asyncio and the other event classes, and every exported name is the very object
+    the original package gives (``event_source``, also a submodule's name, stays the decorator)."""
     code = """
 import importlib, json, sys
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-light = sorted(m for m in ("asyncio", "aws_lambda_powertools.event_handler.appsync") if m in sys.modules)
-import aws_lambda_powertools.event_handler as lazy
-names = list(lazy.__all__)
-same = all(getattr(lazy, n) is getattr(importlib.import_module(lazy._FROM[n]), n) for n in names)
-print(json.dumps([lazy.__file__, light, names, same, set(names) <= set(dir(lazy))]))
+loaded = sorted(m for m in ("asyncio", "aws_lambda_powertools.event_handler.appsync",
+                            "aws_lambda_powertools.utilities.data_classes.kafka_event") if m in sys.modules)
+out = [loaded]
+for package in ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes"):
+    lazy = importlib.import_module(package)
+    same = all(getattr(lazy, n) is getattr(importlib.import_module(lazy._FROM[n], package), n)
+               for n in lazy.__all__ if n in lazy._FROM)
+    out.append([lazy.__file__, sorted(lazy.__all__), same, set(lazy.__all__) <= set(dir(lazy))])
+import aws_lambda_powertools.utilities.data_classes.event_source
+from aws_lambda_powertools.utilities.data_classes import event_source
+out.append(callable(event_source) and not isinstance(event_source, type(sys)))
+print(json.dumps(out))
 """
-    lazy_file, loaded, names, same, listed = json.loads(run_in_function(code, [tmp_path]))
-    original = json.loads(run_in_function("import json, aws_lambda_powertools.event_handler as e; "
-                                          "print(json.dumps(e.__all__))", [ROOT]))  # fmt: skip
-    assert lazy_file == str(init) and loaded == []
-    assert names == original and same and listed
+    loaded, handler, classes, decorator = json.loads(run_in_function(code, [lazy_powertools]))
+    original = "import json, importlib; print(json.dumps([sorted(importlib.import_module(p).__all__) for p in {}]))"
+    packages = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes")
+    names = json.loads(run_in_function(original.format(packages), [ROOT]))
+    assert loaded == [] and decorator
+    for (file, exported, same, listed), package, before in zip((handler, classes), packages, names, strict=True):
+        assert file == str(lazy_powertools.joinpath(*package.split("."), "__init__.py"))
+        assert exported == before and same and listed
 
 
 def test_the_lazy_rewrite_refuses_an_init_that_does_more_than_reexport() -> None:
