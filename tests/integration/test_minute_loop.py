@@ -189,3 +189,49 @@ def test_codedeploy_is_asked_for_the_weight_when_the_invocation_split_moves(loop
     assert repository.get_deployment("bench-00001").canary_weight == 0.5
     assert looks <= 5, looks  # the split is read from settled periods: two to four minutes after the shift
     assert shift.guard_calls()[("codedeploy", "GetDeploymentTarget")] <= 2  # the moved canary's alone
+
+
+def test_a_split_that_never_fits_the_weight_asks_codedeploy_only_every_few_minutes(loop: EmbeddedAws) -> None:
+    """The new version is also invoked directly (not through the alias): its invocations never fit
+    CodeDeploy's weight. CodeDeploy, asked once, says the weight did not move; from then on the
+    split no longer asks every look, only every UNSPLIT_RECHECK (as when it cannot tell)."""
+    from deployguard.aws.cloudwatch import version_dimensions
+    from deployguard.models import LambdaTarget
+    from deployguard.workflows.assessor import UNSPLIT_RECHECK
+    from deployguard_local.bench_scale import _write_metrics
+
+    assert loop.clock is not None
+    seeded_until = clock.now() + timedelta(minutes=4)
+    _write_metrics(seeded_until, seeded_until + timedelta(minutes=25), seed=8, functions=4)
+    repository = DeploymentRepository()
+    direct = repository.get_deployment("bench-00002")
+    target = direct.target
+    assert isinstance(target, LambdaTarget) and direct.canary_weight == 0.1
+    specs = runtime.config().service(direct.service).judge.metrics
+    dims = version_dimensions(next(spec for spec in specs if spec.id == "invocations"), target, "2")
+    now = clock.now().replace(second=0, microsecond=0)
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Invocations", "Timestamp": now + timedelta(minutes=m, seconds=30), "Value": 800.0,
+         "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(dims.items())], "Unit": "Count"}
+        for m in range(-6, 16)
+    ])  # fmt: skip
+    args = (runtime.config(), repository, runtime.publisher())
+    looks = 14
+    asked: list[str] = []
+    with counting():
+
+        def note(params: Any = None, **_: Any) -> None:
+            asked.append(params["deploymentId"])
+
+        assert boto3.DEFAULT_SESSION is not None
+        events = boto3.DEFAULT_SESSION.events
+        events.register("before-parameter-build.codedeploy.GetDeploymentTarget", note, unique_id="t-asked")
+        for _ in range(looks):
+            run_tick(*args, lock=False)
+            loop.clock.advance(60)
+        events.unregister("before-parameter-build.codedeploy.GetDeploymentTarget", unique_id="t-asked")
+    record = repository.get_deployment("bench-00002")
+    assert record.canary_weight == 0.1 and record.split_disagrees
+    times = asked.count(str(record.codedeploy_deployment_id))
+    every = UNSPLIT_RECHECK.total_seconds() / 60
+    assert 1 <= times <= 1 + looks // every, asked  # the first ask, then every UNSPLIT_RECHECK (not every look)

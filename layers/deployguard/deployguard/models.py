@@ -157,6 +157,11 @@ class Deployment(Model):
         default=None, description="what the next scheduled assessment needs, written with each assessment"
     )
     weight_checked_at: datetime | None = Field(default=None, description="when CodeDeploy's weight was last read")
+    split_disagrees: bool = Field(
+        default=False,
+        description="CodeDeploy confirmed the weight when the invocation split said it moved (the version is "
+        "also invoked directly): the split no longer prompts a recheck",
+    )
     open_incident_keys: list[str] = Field(
         default_factory=list, description="grouping keys of the deployment's open incidents at its last assessment"
     )

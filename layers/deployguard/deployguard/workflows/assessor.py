@@ -381,10 +381,17 @@ def _refresh_weight(cycle: Cycle, deployment: Deployment) -> None:
     checked = deployment.weight_checked_at
     if deployment.canary_weight > 0.0 and checked is not None and cycle.now - checked < WEIGHT_RECHECK:
         return
+    split_asked = deployment.canary_weight > 0.0 and checked is None
     weight = current_weight(deployment)
     deployment.weight_checked_at = cycle.now
-    if weight is None or weight == deployment.canary_weight:
+    if weight is None:
         return
+    if weight == deployment.canary_weight:
+        # the split said the traffic moved and CodeDeploy says it did not: the split is no witness for this
+        # version (direct invocations, health checks), so it no longer asks every look, only every UNSPLIT_RECHECK
+        deployment.split_disagrees = deployment.split_disagrees or split_asked
+        return
+    deployment.split_disagrees = False
     cycle.repository.audit(
         deployment.deployment_id, "traffic_observed", ACTOR,
         f"CodeDeploy routes {weight:.0%} of traffic to the new version (was {deployment.canary_weight:.0%})",
@@ -405,6 +412,8 @@ def _weight_recheck_asked(deployment: Deployment, window: CanaryWindow, start: d
     checked = deployment.weight_checked_at
     if deployment.canary_weight <= 0.0 or checked is None:
         return False  # asked at every look anyway
+    if deployment.split_disagrees:  # the split is no witness here: as when it cannot tell
+        return now - checked >= UNSPLIT_RECHECK - SAME_CYCLE
     counts = next((m for m in window.metrics if resolve_spec(m.spec).kind == MetricKind.COUNT), None)
     first = 0
     if deployment.weight_changed_at is not None:  # periods that start at or after the change seen
@@ -570,7 +579,7 @@ def _complete_canary(
 
     def keep(d: Deployment) -> None:  # what this cycle learnt, laid over a record read again after a conflict
         d.canary_weight, d.weight_changed_at = deployment.canary_weight, deployment.weight_changed_at
-        d.weight_checked_at = deployment.weight_checked_at
+        d.weight_checked_at, d.split_disagrees = deployment.weight_checked_at, deployment.split_disagrees
         d.traffic_started_at = d.traffic_started_at or deployment.traffic_started_at
         d.open_incident_keys = sorted(set(open_keys))[:MAX_OPEN_INCIDENT_KEYS]
 
