@@ -64,7 +64,7 @@ def atomic_dynamodb() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The built-in demo, run once per test run: its output and the local state it saves. With xdist the
     first worker that needs it runs it (the others wait on a lock in the run's common folder) and each
     worker gets its own copy of the saved state (a test may write to it)."""
@@ -77,7 +77,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
     from deployguard_local import demo
 
     base = tmp_path_factory.getbasetemp()
-    shared = (base if worker_id == "master" else base.parent) / "demo-run"
+    under_xdist = os.environ.get("PYTEST_XDIST_WORKER") is not None  # also without the xdist plugin
+    shared = (base.parent if under_xdist else base) / "demo-run"
     shared.mkdir(exist_ok=True)
     result = shared / "result.json"
     with (shared / "lock").open("w") as lock:

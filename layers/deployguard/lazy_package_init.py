@@ -34,6 +34,13 @@ _FROM = {origins!r}
 
 def __getattr__(name):
     if name not in _FROM:
+        # the original's imports made its submodules attributes of the package: one is imported when asked for
+        if not name.startswith("__"):
+            try:
+                return _importlib.import_module(f"{{__name__}}.{{name}}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{{__name__}}.{{name}}":
+                    raise
         raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
     value = getattr(_importlib.import_module(_FROM[name], __name__), name)
     globals()[name] = value
@@ -77,7 +84,7 @@ def lazy_source(source: str, filename: str = "__init__.py") -> str:
     provided = set(origins) | {line.rsplit(" ", 1)[-1] for line in eager}
     if names is None or set(names) - provided:
         raise NotReexportsOnly(f"{filename}: __all__ missing or naming what no import provides")
-    quoted = f'"""{docstring}"""' if docstring is not None else ""
+    quoted = repr(docstring) if docstring is not None else ""
     return TEMPLATE.format(docstring=quoted, mark=MARK, eager="\n".join(eager), names=names, origins=origins)
 
 

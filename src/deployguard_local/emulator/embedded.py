@@ -150,6 +150,8 @@ class EmbeddedAws(Schedules, SampleApplication):
             # moto starts a new default boto3 session (restored when it stops); this one reads the service
             # models through the process's one loader, not again from JSON for every embedded AWS
             boto3.setup_default_session(botocore_session=_session_with_shared_loader())
+            search_paths = _shared_loader().search_paths  # each boto3 session adds its data folder again
+            search_paths[:] = list(dict.fromkeys(search_paths))
             self.invoker = AsyncInvoker(self.registry)
             self._exit.callback(self.invoker.stop)
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
