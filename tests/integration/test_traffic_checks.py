@@ -81,11 +81,11 @@ def test_the_checks_keep_their_rate_and_time_budgets(ended: EmbeddedAws) -> None
     before = clock.now()
     with counting() as counter:
         run = run_traffic_checks(repository, publisher, lock=False, limit=10, per_second=4.0)
-    assert run.checked == 10  # the limit: the two others are left for the next run
+    assert run.checked == 10 and run.more_due  # the limit: the two others are left for the next run, and it says so
     assert (clock.now() - before).total_seconds() >= (10 - 4) / 4.0  # a burst of four, then four a second
     assert counter.guard_calls()[("lambda", "GetAlias")] <= 10 + 1  # one a check, one read back after the repair
     rest = run_traffic_checks(repository, publisher, lock=False)
-    assert rest.checked == 2
+    assert rest.checked == 2 and not rest.more_due
     assert all(repository.get_deployment(f"end-{n:02d}").traffic_check.checks == 4 for n in range(ENDED))
 
 

@@ -78,19 +78,22 @@ class ReconcileRun:
     checked: int = 0
     repaired: list[Repair] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # deployment id ("*": the query) -> reason
-    deferred: int = 0  # due, left for the next run (rate or time budget)
+    deferred: int = 0  # due, read, left for the next run (rate or time budget)
+    more_due: bool = False  # more were due than the run reads (its limit): a backlog
     overlapping: bool = False  # another run held the run lock: nothing done
 
     def report(self, add_metric: Callable[..., object]) -> dict[str, Any]:
         """The run's summary (what the handler returns and logs), its EMF metrics given to ``add_metric``."""
         add_metric(name="TrafficChecks", unit="Count", value=self.checked)
         add_metric(name="TrafficRepairs", unit="Count", value=len(self.repaired))
+        add_metric(name="TrafficChecksDeferred", unit="Count", value=self.deferred + int(self.more_due))
         return {
             "checked": self.checked,
             "repaired": [{"deployment_id": r.deployment_id, "observed": r.observed, "action": r.action}
                          for r in self.repaired],
             "failed": self.failed,
             "deferred": self.deferred,
+            "more_due": self.more_due,
             "overlapping": self.overlapping,
         }  # fmt: skip
 
@@ -159,11 +162,13 @@ def reconcile_traffic(
     run = ReconcileRun()
     at = now or clock.now()
     try:
-        due = repository.traffic_checks_due(at, limit)
+        due = repository.traffic_checks_due(at, None if limit is None else limit + 1)  # one more: a backlog?
     except Exception as exc:
         logger.warning("cannot list ended deployments", extra={"reason": str(exc)})
         run.failed["*"] = f"{type(exc).__name__}: {exc}"
         return run
+    if limit is not None and len(due) > limit:
+        run.more_due, due = True, due[:limit]
     for index, deployment in enumerate(due):
         if proceed is not None and not proceed():
             run.deferred = len(due) - index
