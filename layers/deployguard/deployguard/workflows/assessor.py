@@ -555,7 +555,7 @@ def _complete_canary(
         verdict, judge_state = judge_tail(
             window, service.judge, item.state, start, item.interval_seconds, item.offset
         )  # fmt: skip
-    except JudgeStateError:  # a state that fit its settings key but not the judge (new judge code): start over
+    except JudgeStateError:  # state_fits said yes, the judge still refused it (e.g. a window that skips periods)
         logger.warning("the judge state does not fit: the whole window read again",
                        extra={"deployment_id": deployment.deployment_id})  # fmt: skip
         whole = WindowRequest(item.request.queries, start, item.request.end, item.interval_seconds)
