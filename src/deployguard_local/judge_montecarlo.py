@@ -1,7 +1,7 @@
 """Monte Carlo of the judge's rate test on healthy canaries: how often it fails a canary whose two
 versions have the very same error law, against its share of the false-alarm budget.
 
-    python -m deployguard_local.judge_montecarlo [--confidence 0.99] [--periods 15,30,60,240]
+    python -m deployguard_local.judge_montecarlo [--confidence 0.99] [--periods 5,15,30,60,240]
         [--wobble 0,10] [--canaries 3000] [--seed 11]
 
 Each canary is drawn like the benchmark's (``canarygen.py``): 20-300 or 300-20,000 requests a
@@ -10,8 +10,10 @@ errors are binomial (``--wobble 0``), or over-dispersed: each version's rate in 
 multiplied by its own gamma factor of mean 1 and shape ``a`` (``--wobble a``; 10: a relative
 spread of 32% a period), so errors come in bursts beyond their rate in both versions alike.
 Only invocations and errors are judged, so the errors test gets the whole budget 1 - c (among
-the five Lambda metrics it gets a quarter of it). The figure is a share of canaries failed, with
-its binomial standard error; the test is within its budget when the share is below 1 - c.
+the five Lambda metrics it gets a quarter of it). Each canary runs its whole planned length
+(``horizon_periods`` = its periods), so the figure is the whole run's false-alarm probability: a
+share of canaries failed, with its binomial standard error; the test is within its budget when
+the share is below 1 - c, whatever the length.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def false_alarm_share(confidence: float, periods: int, wobble_shape: float, cana
     """The share of healthy canaries whose errors test fails (the errors test alone)."""
     rng = np.random.default_rng(seed)
     specs = [m for m in default_metrics() if m.id in ("invocations", "errors")]
-    settings = JudgeSettings(confidence=confidence, metrics=specs)
+    # a canary planned for this many periods (its horizon: the budget is spread over its whole run)
+    settings = JudgeSettings(confidence=confidence, metrics=specs, horizon_periods=periods)
     failed = 0
     for _ in range(canaries):
         results = evaluate_metrics(healthy_errors_canary(rng, periods, wobble_shape), settings)
@@ -72,7 +75,7 @@ def false_alarm_share(confidence: float, periods: int, wobble_shape: float, cana
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployguard_local.judge_montecarlo", description=__doc__)
     parser.add_argument("--confidence", type=float, default=0.99)
-    parser.add_argument("--periods", default="15,30,60,240", help="canary lengths, comma-separated")
+    parser.add_argument("--periods", default="5,15,30,60,240", help="canary lengths, comma-separated")
     parser.add_argument("--wobble", default="0,10", help="gamma shapes of the rate wobble (0: binomial)")
     parser.add_argument("--canaries", type=int, default=3000, help="canaries per cell (a quarter at 240 periods)")
     parser.add_argument("--seed", type=int, default=11)

@@ -63,3 +63,19 @@ def test_defaults_without_any_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEPLOYGUARD_CONFIG_FILE", raising=False)
     monkeypatch.delenv("DEPLOYGUARD_CONFIG_PARAMETER", raising=False)
     assert load_config() == DeployGuardConfig()
+
+
+def test_the_judge_spreads_its_budget_over_the_canary_plans_longest_run() -> None:
+    """Unless judge.horizon_periods is given, a service's judge is set for its canary's longest run:
+    every step baked and waited out for evidence, in assessment periods."""
+    config = parse_config(
+        "defaults:\n  canary:\n    steps: [10, 50]\n    step_duration_seconds: 300\n"
+        "  judge:\n    max_inconclusive_periods: 5\n"
+        "services:\n  fixed:\n    judge:\n      horizon_periods: 60\n"
+        "  slow:\n    canary:\n      assessment_interval_seconds: 120\n",
+        "inline.yaml",
+    )
+    assert config.defaults.judge.horizon_periods == 2 * (300 + 5 * 60) // 60 == 20
+    assert config.services["fixed"].judge.horizon_periods == 60  # as given
+    assert config.services["slow"].judge.horizon_periods == 2 * (300 + 5 * 120) // 120 == 15
+    assert DeployGuardConfig().defaults.judge.horizon_periods == 3 * (300 + 10 * 60) // 60

@@ -95,6 +95,17 @@ class ServiceConfig(StrictModel):
         default=False, description="a canary waits for a person (Step Functions task token) before 100%"
     )
 
+    @model_validator(mode="after")
+    def _judge_horizon(self) -> ServiceConfig:
+        """The judge spreads its false-alarm budget over the canary's longest run: its plan, every
+        step baked and waited out for evidence, in assessment periods (unless ``judge.horizon_periods``
+        is given), so the whole run, not each stretch of 30 periods, is wrong at most 1 - confidence."""
+        if "horizon_periods" not in self.judge.model_fields_set:
+            seconds = self.canary.total_seconds(self.judge.max_inconclusive_periods)
+            periods = max(1, -(-seconds // self.canary.assessment_interval_seconds))
+            self.judge = self.judge.model_copy(update={"horizon_periods": periods})
+        return self
+
 
 class DeployGuardConfig(StrictModel):
     environment: str = "production"

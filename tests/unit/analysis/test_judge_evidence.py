@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from analysis_support import make_window
 
@@ -114,11 +116,29 @@ def test_a_regression_stands_out_of_the_wobble() -> None:
 
 def test_a_long_canary_does_not_accumulate_false_alarms() -> None:
     """A healthy wobbling canary looked at 240 times (the verdict at period 240 fails if the evidence
-    crossed the line at any period, so one call covers every look); the threshold grows past 30."""
-    settings = JudgeSettings()
-    assert settings.horizon_penalty(29) == 0.0 < settings.horizon_penalty(239)
+    crossed the line at any period, so one call covers every look). The budget is spread over the
+    canary's planned run: a 240-period plan raises the threshold by ln(240 / 30) from its first
+    period on; a run that outlasts its plan pays more as it goes."""
+    planned = JudgeSettings(horizon_periods=240)
+    assert planned.horizon_penalty(0) == pytest.approx(math.log(8.0)) == planned.horizon_penalty(239)
+    assert planned.horizon_penalty(479) == pytest.approx(math.log(8.0) + 2.0 * math.log(2.0))
+    default = JudgeSettings()  # no plan: a 30-period run, beyond it the threshold grows
+    assert default.horizon_penalty(29) == 0.0 < default.horizon_penalty(239)
     window = make_window(240, rpm=2000, jitter=0.04, seed=5)
-    assert judge_canary(window, settings).decision != Decision.FAILING
+    assert judge_canary(window, planned).decision != Decision.FAILING
+    assert judge_canary(window, default).decision != Decision.FAILING
+
+
+def test_a_short_planned_canary_spends_its_budget_over_its_own_run() -> None:
+    """A 15-period plan has half the chances of a 30-period one to fail wrongly: its threshold is
+    ln 2 lower, so a small shift is told sooner; shorter plans keep the 15-period threshold (their
+    first periods' lower hazard does not make up for more)."""
+    assert JudgeSettings(horizon_periods=15).horizon_penalty(3) == pytest.approx(-math.log(2.0))
+    assert JudgeSettings(horizon_periods=5).horizon_penalty(3) == pytest.approx(-math.log(2.0))
+    mult = [1.0] * 6 + [1.12] * 9
+    window = make_window(15, rpm=20000, weight=0.1, canary_latency_mult=mult, seed=3)
+    short, default = _first_failing(window, JudgeSettings(horizon_periods=15)), _first_failing(window, JudgeSettings())
+    assert short is not None and default is not None and short <= default
 
 
 # ---------------------------------------------------------------- 4. fast on plain regressions
@@ -137,6 +157,16 @@ def test_regression_from_the_first_minute_is_caught_within_three_periods() -> No
     window = make_window(15, rpm=3000, weight=0.1, canary_latency_mult=8.0)
     at = _first_failing(window, JudgeSettings())
     assert at is not None and at <= 2
+
+
+def test_a_confirmed_shift_at_high_traffic_weighs_as_its_sampling_noise_says() -> None:
+    """Where the known sampling noise of a median dominates the noise (thousands of invocations a
+    minute, versions that do not wobble), a period far beyond it is weighed near a normal law, not
+    against the heavy tails a young wobble estimate needs: 15% slower from period 6 fails at period
+    7, the second period of it (the first counts once a second confirms it)."""
+    mult = [1.0] * 6 + [1.15] * 9
+    windows = [make_window(15, rpm=20000, weight=0.1, canary_latency_mult=mult, seed=seed) for seed in range(1, 7)]
+    assert [_first_failing(w, JudgeSettings()) for w in windows] == [7] * 6
 
 
 def test_a_cold_start_decays_and_is_not_a_regression() -> None:

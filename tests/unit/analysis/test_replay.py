@@ -196,3 +196,19 @@ def test_replay_config_is_read_by_the_one_loader(
     unset.write_text("defaults:\n  judge:\n    confidence: ${DG_REPLAY_UNSET}\n", encoding="utf-8")
     assert replay.main(["--config", str(unset), str(tmp_path)]) == 2
     assert "DG_REPLAY_UNSET is not set" in capsys.readouterr().err
+
+
+def test_a_recording_is_judged_over_its_own_planned_run() -> None:
+    """A replayed run spreads the judge's false-alarm budget over the recording's length, as the live
+    judge does over its canary plan; a configured horizon is kept."""
+    from deployguard.analysis.scenario import Scenario
+    from deployguard.analysis.settings import JudgeSettings
+
+    scenario = Scenario.model_validate(
+        {
+            "format": "deployguard-scenario/1", "name": "short", "intervals": 12, "canary_weight": 0.1,
+            "metrics": [{"id": "invocations", "name": "Invocations", "baseline": [900.0] * 12, "canary": [100.0] * 12}],
+        }
+    )  # fmt: skip
+    assert replay.run_settings(scenario, JudgeSettings()).horizon_periods == 12
+    assert replay.run_settings(scenario, JudgeSettings(horizon_periods=90)).horizon_periods == 90

@@ -29,9 +29,10 @@ noise estimates look back over the last ``WINDOW`` periods. How each kind of met
   from the baseline's own p50/p99) plus each version's own wobble between periods,
   estimated from the data (both versions' own period-to-period steps over the last
   periods, robustly, with their memory and rare spikes, and a prior that fades as the
-  periods add up), each period weighed against a Student t with as many degrees of
-  freedom as steps tell that estimate (a young estimate's spikes weigh as the log of
-  their size). A median is read from one invocation; a p99 with too few invocations per
+  periods add up), each period weighed against a Student t with the degrees of freedom
+  of that estimate as far as it weighs in the noise (Welch-Satterthwaite: a young
+  estimate's spikes weigh as the log of their size; where the known sampling noise
+  dominates, the reference is near normal). A median is read from one invocation; a p99 with too few invocations per
   period is judged through the p50 of the same metric. The same CUSUM runs on it, with no cap:
   a period's evidence counts up to twice the next largest of its run (one odd minute
   cannot fail a release alone, a confirmed one fails it at once).
@@ -45,8 +46,10 @@ metric is ``optional``. Just after a traffic shift, latency and gauge evidence i
 apart by shape: it counts only as far as the first period after the grace periods
 confirms it (a cold start decays, a regression persists). The confidence is the
 canary's, not each metric's: its false-alarm budget is split evenly over the metric tests
-judged at once (``JudgeSettings.threshold_for``). Beyond ``horizon_periods`` the threshold
-grows with the log of the canary's length, so a long canary does not accumulate false alarms.
+judged at once (``JudgeSettings.threshold_for``), and over the canary's whole run: the threshold is set
+for its longest run, ``horizon_periods`` (a service's canary plan, every step baked and waited out; a
+replayed recording's length), rising with the log of it, so a long canary does not accumulate false
+alarms; a run that outlasts it pays more as it goes.
 """
 
 from __future__ import annotations
@@ -379,9 +382,13 @@ def _fold_latency(
         st.wobble = [f32(max(long_run, st.life[0] / st.life[1])), f32(m)]
     v = max(1e-12, s + between_period_variance(st.wobble, prior))
     grid, offsets = _latency_alternatives(settings)
-    # the noise is estimated from few periods: weigh the period against a Student t with as many
-    # degrees of freedom as steps tell the estimate (heavy tails while young, near normal later)
-    dof = min(_MAX_DOF, max(_MIN_DOF, st.wobble[1] if st.wobble else 0.0))
+    # the noise is partly estimated from few periods: weigh the period against a Student t whose
+    # degrees of freedom are those of the estimated part, as far as it weighs in the noise
+    # (Welch-Satterthwaite: the sampling noise is known; m steps tell the wobble): heavy tails while
+    # a young wobble estimate dominates, near normal where sampling noise does
+    wobble = v - s
+    steps = st.wobble[1] if st.wobble else 0.0
+    dof = _MAX_DOF if wobble <= 0.0 else min(_MAX_DOF, max(_MIN_DOF, steps * (v / wobble) ** 2))
     inc = shift_increments(d, v, math.log1p(settings.min_effect.latency_relative), grid, dof)
     st.shift.push(period, inc, [d / v, 1.0 / v, math.log(c), math.log(b), 1.0], shape,
                   settings.horizon_penalty(period), settings, offsets)  # fmt: skip

@@ -26,6 +26,13 @@ LATENCY_GRID = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 4.0)
 LATENCY_GROSS_GRID = (6.0, 10.0, 15.0)
 LATENCY_GROSS_SHARE = 0.06
 GAUGE_GRID = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # in noise standard deviations
+# The threshold from the confidence is that of a canary of 30 periods (the run the false alarm
+# budget was measured on, ``deployguard_local.judge_montecarlo``); a canary whose run is planned
+# longer or shorter moves it by the log of the ratio, so that its whole run stays within budget
+# (a constant hazard a period: a run twice as long has twice the chances). Shorter than 15
+# periods, the first periods' lower hazard no longer makes up for it: 15 is the floor.
+HORIZON_REFERENCE_PERIODS = 30
+HORIZON_FLOOR_PERIODS = 15
 ALTERNATIVES = max(len(RATE_GRID), len(RATE_DROP_GRID), len(LATENCY_GRID), len(GAUGE_GRID))
 
 # --------------------------------------------------------------------------- settings
@@ -231,8 +238,9 @@ class JudgeSettings(BaseModel):
     horizon_periods: int = Field(
         default=30,
         ge=1,
-        description="canary length the base threshold covers; beyond it the threshold grows with the log of the "
-        "length, so a long canary does not accumulate false alarms",
+        description="the canary's longest run in periods (a service's canary plan sets it when not given): the "
+        "false-alarm budget is spread over the whole run, the threshold rising with the log of its length; a run "
+        "that outlasts it pays more, so no canary accumulates false alarms",
     )
 
     @model_validator(mode="before")
@@ -287,8 +295,11 @@ class JudgeSettings(BaseModel):
         return self.threshold + math.log(max(1, tests))
 
     def horizon_penalty(self, period: int) -> float:
-        """Added to the threshold at ``period``: 2 ln((period + 1) / horizon_periods) past the horizon."""
-        return 2.0 * math.log(max(1.0, (period + 1) / self.horizon_periods))
+        """Added to the threshold at ``period``: the budget spread over the canary's whole run,
+        ln(horizon / 30) (the base threshold is that of a 30-period canary; at least that of 15
+        periods), and 2 ln((period + 1) / horizon) once the run outlasts its horizon."""
+        spread = math.log(max(self.horizon_periods, HORIZON_FLOOR_PERIODS) / HORIZON_REFERENCE_PERIODS)
+        return spread + 2.0 * math.log(max(1.0, (period + 1) / self.horizon_periods))
 
 
 # --------------------------------------------------------------------------- per-metric evidence
