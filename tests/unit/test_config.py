@@ -65,17 +65,39 @@ def test_defaults_without_any_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config() == DeployGuardConfig()
 
 
-def test_the_judge_spreads_its_budget_over_the_canary_plans_longest_run() -> None:
-    """Unless judge.horizon_periods is given, a service's judge is set for its canary's longest run:
-    every step baked and waited out for evidence, in assessment periods."""
-    config = parse_config(
+def test_the_judge_spreads_its_budget_over_the_canary_plans_run() -> None:
+    """Unless judge.horizon_periods is given, a service's judge is set for its canary's planned run
+    (every step baked, in assessment periods); derived, not given, so a copy with another plan or a
+    replay of a recording can set its own."""
+    from deployguard_local.replay import load_settings
+
+    text = (
         "defaults:\n  canary:\n    steps: [10, 50]\n    step_duration_seconds: 300\n"
-        "  judge:\n    max_inconclusive_periods: 5\n"
         "services:\n  fixed:\n    judge:\n      horizon_periods: 60\n"
-        "  slow:\n    canary:\n      assessment_interval_seconds: 120\n",
-        "inline.yaml",
+        "  slow:\n    canary:\n      assessment_interval_seconds: 120\n"
     )
-    assert config.defaults.judge.horizon_periods == 2 * (300 + 5 * 60) // 60 == 20
+    config = parse_config(text, "inline.yaml")
+    assert config.defaults.judge.horizon_periods == 2 * 300 // 60 == 10
     assert config.services["fixed"].judge.horizon_periods == 60  # as given
-    assert config.services["slow"].judge.horizon_periods == 2 * (300 + 5 * 120) // 120 == 15
-    assert DeployGuardConfig().defaults.judge.horizon_periods == 3 * (300 + 10 * 60) // 60
+    assert config.services["slow"].judge.horizon_periods == 2 * 300 // 120 == 5
+    assert DeployGuardConfig().defaults.judge.horizon_periods == 3 * 300 // 60
+    assert "horizon_periods" not in config.defaults.judge.model_fields_set
+    assert "horizon_periods" in config.services["fixed"].judge.model_fields_set
+
+
+def test_a_replay_with_a_whole_configuration_takes_the_recordings_length(tmp_path: Path) -> None:
+    from deployguard.analysis.scenario import Scenario
+    from deployguard_local.replay import load_settings, run_settings
+
+    scenario = Scenario.model_validate(
+        {
+            "format": "deployguard-scenario/1", "name": "short", "intervals": 12, "canary_weight": 0.1,
+            "metrics": [{"id": "invocations", "name": "Invocations", "baseline": [900.0] * 12, "canary": [100.0] * 12}],
+        }
+    )  # fmt: skip
+    whole = tmp_path / "whole.yaml"
+    whole.write_text("defaults:\n  canary:\n    steps: [10, 50]\n", encoding="utf-8")
+    assert run_settings(scenario, load_settings(whole)).horizon_periods == 12
+    given = tmp_path / "given.yaml"
+    given.write_text("judge:\n  horizon_periods: 90\n", encoding="utf-8")
+    assert run_settings(scenario, load_settings(given)).horizon_periods == 90

@@ -97,13 +97,16 @@ class ServiceConfig(StrictModel):
 
     @model_validator(mode="after")
     def _judge_horizon(self) -> ServiceConfig:
-        """The judge spreads its false-alarm budget over the canary's longest run: its plan, every
-        step baked and waited out for evidence, in assessment periods (unless ``judge.horizon_periods``
-        is given), so the whole run, not each stretch of 30 periods, is wrong at most 1 - confidence."""
+        """The judge spreads its false-alarm budget over the canary's planned run: every step baked,
+        in assessment periods (unless ``judge.horizon_periods`` is given); a run extended while it
+        waits for evidence pays more as it goes. Derived, not given: the field stays out of the
+        judge's fields set, so a copy with another plan, or a replay of a recording, sets its own."""
         if "horizon_periods" not in self.judge.model_fields_set:
-            seconds = self.canary.total_seconds(self.judge.max_inconclusive_periods)
+            seconds = len(self.canary.steps) * self.canary.step_duration_seconds
             periods = max(1, -(-seconds // self.canary.assessment_interval_seconds))
-            self.judge = self.judge.model_copy(update={"horizon_periods": periods})
+            judge = self.judge.model_copy(update={"horizon_periods": periods})
+            judge.__pydantic_fields_set__.discard("horizon_periods")
+            self.judge = judge
         return self
 
 

@@ -47,9 +47,9 @@ apart by shape: it counts only as far as the first period after the grace period
 confirms it (a cold start decays, a regression persists). The confidence is the
 canary's, not each metric's: its false-alarm budget is split evenly over the metric tests
 judged at once (``JudgeSettings.threshold_for``), and over the canary's whole run: the threshold is set
-for its longest run, ``horizon_periods`` (a service's canary plan, every step baked and waited out; a
-replayed recording's length), rising with the log of it, so a long canary does not accumulate false
-alarms; a run that outlasts it pays more as it goes.
+for its planned run, ``horizon_periods`` (a service's canary plan, every step baked; a replayed
+recording's length), rising with the log of it, so a long canary does not accumulate false alarms; a
+run that outlasts it, waiting for evidence, pays more as it goes.
 """
 
 from __future__ import annotations
@@ -540,7 +540,7 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
 MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
 
 
-_STATE_FORMAT = "deployguard-judge-state/4"
+_STATE_FORMAT = "deployguard-judge-state/5"
 _KINDS: dict[str, type[RateState] | type[LatencyState] | type[GaugeState]] = {
     "rate": RateState, "latency": LatencyState, "gauge": GaugeState,
 }  # fmt: skip
@@ -559,7 +559,7 @@ class JudgeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["deployguard-judge-state/4"]
+    format: Literal["deployguard-judge-state/5"]
     fingerprint: str
     ids: list[str] = Field(default_factory=list, description="every metric of the window, in order")
     periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")

@@ -238,9 +238,10 @@ class JudgeSettings(BaseModel):
     horizon_periods: int = Field(
         default=30,
         ge=1,
-        description="the canary's longest run in periods (a service's canary plan sets it when not given): the "
-        "false-alarm budget is spread over the whole run, the threshold rising with the log of its length; a run "
-        "that outlasts it pays more, so no canary accumulates false alarms",
+        description="the canary's planned run in periods (a service's canary plan sets it when not given: every "
+        "step baked): the false-alarm budget is spread over the whole run, the threshold rising with the log of "
+        "its length (at least 15 periods); a run that outlasts it, waiting for evidence, pays more as it goes, "
+        "so no canary accumulates false alarms",
     )
 
     @model_validator(mode="before")
@@ -296,10 +297,12 @@ class JudgeSettings(BaseModel):
 
     def horizon_penalty(self, period: int) -> float:
         """Added to the threshold at ``period``: the budget spread over the canary's whole run,
-        ln(horizon / 30) (the base threshold is that of a 30-period canary; at least that of 15
-        periods), and 2 ln((period + 1) / horizon) once the run outlasts its horizon."""
-        spread = math.log(max(self.horizon_periods, HORIZON_FLOOR_PERIODS) / HORIZON_REFERENCE_PERIODS)
-        return spread + 2.0 * math.log(max(1.0, (period + 1) / self.horizon_periods))
+        ln(horizon / 30) (the base threshold is that of a 30-period canary; the horizon is at least
+        15 periods; none with an expert's ``evidence_threshold``), and 2 ln((period + 1) / horizon)
+        once the run outlasts its horizon."""
+        horizon = max(self.horizon_periods, HORIZON_FLOOR_PERIODS)
+        spread = 0.0 if self.evidence_threshold is not None else math.log(horizon / HORIZON_REFERENCE_PERIODS)
+        return spread + 2.0 * math.log(max(1.0, (period + 1) / horizon))
 
 
 # --------------------------------------------------------------------------- per-metric evidence
