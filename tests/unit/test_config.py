@@ -69,8 +69,6 @@ def test_the_judge_spreads_its_budget_over_the_canary_plans_run() -> None:
     """Unless judge.horizon_periods is given, a service's judge is set for its canary's planned run
     (every step baked, in assessment periods); derived, not given, so a copy with another plan or a
     replay of a recording can set its own."""
-    from deployguard_local.replay import load_settings
-
     text = (
         "defaults:\n  canary:\n    steps: [10, 50]\n    step_duration_seconds: 300\n"
         "services:\n  fixed:\n    judge:\n      horizon_periods: 60\n"
