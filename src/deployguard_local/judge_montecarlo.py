@@ -11,9 +11,9 @@ multiplied by its own gamma factor of mean 1 and shape ``a`` (``--wobble a``; 10
 spread of 32% a period), so errors come in bursts beyond their rate in both versions alike.
 Only invocations and errors are judged, so the errors test gets the whole budget 1 - c (among
 the five Lambda metrics it gets a quarter of it). Each canary runs its whole planned length
-(``horizon_periods`` = its periods), so the figure is the whole run's false-alarm probability: a
-share of canaries failed, with its binomial standard error; the test is within its budget when
-the share is below 1 - c, whatever the length.
+(``horizon_periods`` = its periods, at least 15 for the threshold), so the figure is the whole
+run's false-alarm probability: a share of canaries failed, with its binomial standard error; the
+test is within its budget when the share is at most 1 - c, whatever the length.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ gives on periods 0..i, its state carried from look to look), as it would have be
 With ``--json`` one line per scenario, as the benchmark's replay contract says:
 ``{"scenario": NAME, "decision": "rollback|promote|hold", "decided_at": PERIOD, "reason": ...}``;
 otherwise a table. ``--config FILE`` (YAML or JSON) holds the judge's settings (or a
-whole DeployGuard configuration, whose ``defaults.judge`` is used). Errors name the
-file and the field. Kept light: no numpy, no boto3 on this path.
+whole DeployGuard configuration, whose ``defaults.judge`` is used). Each recording is
+judged over its own length as its planned run (the judge's false-alarm budget spread over
+it) unless the settings give ``horizon_periods`` themselves (a configuration's canary plan
+does not). Errors name the file and the field. Kept light: no numpy, no boto3 on this path.
 """
 
 from __future__ import annotations
