@@ -224,6 +224,14 @@ class MetricSpec(Model):
         default=False,
         description="when true, missing data of this metric does not keep the canary from passing",
     )
+    budget_weight: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=100.0,
+        description="this metric test's share of the canary's false-alarm budget, relative to the other metrics "
+        "judged at once (a weighted Bonferroni split): a metric whose regressions are large when they come needs "
+        "little of it, and the others get more",
+    )
 
 
 class DataGap(Model):

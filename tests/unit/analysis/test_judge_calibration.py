@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from analysis_support import make_window
 
 from deployguard.analysis.judge import evaluate_metrics, judge_canary
@@ -51,6 +52,30 @@ def test_the_budget_is_split_over_the_metric_tests() -> None:
     assert alone.evidence == among.evidence
     assert alone.status == "fail" and among.status != "fail"
     assert judge_canary(among_window, settings).decision != Decision.FAILING
+
+
+def test_the_budget_follows_the_metrics_budget_weights() -> None:
+    """A weighted Bonferroni split: the default Lambda metrics give Throttles a fifth of another's
+    weight (a throttling version is far off when it comes), so the errors test among the four gets
+    1 / 3.2 of the budget instead of a quarter: three periods of 16 canary errors against 5 fail
+    the canary with the default weights and not with an even split, and the verdict's "sure"
+    pays for the share its test had."""
+    settings = JudgeSettings()
+    assert settings.threshold_for_share(0.25) == settings.threshold_for(4) == settings.threshold + math.log(4)
+    window = _errors_window((1000.0, 1000.0), [5.0] * 20, [5.0] * 17 + [16.0] * 3)
+    others = [
+        MetricWindow(spec=SPECS["throttles"], baseline=[0.0] * 20, canary=[0.0] * 20),
+        MetricWindow(spec=SPECS["duration_p50"], baseline=[100.0] * 20, canary=[100.0] * 20),
+        MetricWindow(spec=SPECS["duration_p99"], baseline=[400.0] * 20, canary=[400.0] * 20),
+    ]
+    window = window.model_copy(update={"metrics": [*window.metrics, *others]})
+    weighted = judge_canary(window, settings)
+    assert weighted.decision == Decision.FAILING and "errors" in weighted.summary
+    errors = next(r for r in weighted.reasons if r.metric_id == "errors")
+    evidence = next(r.evidence for r in evaluate_metrics(window, settings) if r.spec.id == "errors")
+    assert errors.confidence == pytest.approx(1.0 - 9 * 3.2 * math.exp(-evidence), abs=1e-6)
+    even_specs = [s.model_copy(update={"budget_weight": 1.0}) for s in default_metrics()]
+    assert judge_canary(window, JudgeSettings(metrics=even_specs)).decision != Decision.FAILING
 
 
 def test_a_new_failure_mode_is_tested_nearly_exactly_against_a_clean_baseline() -> None:

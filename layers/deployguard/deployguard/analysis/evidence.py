@@ -413,9 +413,10 @@ class ShiftEvidence(_State):
         return evidence
 
 
-def confidence_of(evidence: float, alternatives: int) -> float:
+def confidence_of(evidence: float, alternatives: float) -> float:
     """How sure a failing verdict is: the threshold of confidence c is reached at c (the union
-    over the alternatives tried at once and the canary's length already paid for)."""
+    over the alternatives tried at once, the test's share of the budget and the canary's length already
+    paid for)."""
     return max(0.0, 1.0 - alternatives * math.exp(-evidence)) if evidence > 0 else 0.0
 
 

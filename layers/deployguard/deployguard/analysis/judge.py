@@ -45,10 +45,12 @@ or no datapoint in a period its version was invoked: missing, never zero) unless
 metric is ``optional``. Just after a traffic shift, latency and gauge evidence is told
 apart by shape: it counts only as far as the first period after the grace periods
 confirms it (a cold start decays, a regression persists). The confidence is the
-canary's, not each metric's: its false-alarm budget is split evenly over the metric tests
-judged at once (``JudgeSettings.threshold_for``), and over the canary's whole run: the threshold is set
-for its planned run, ``horizon_periods`` (a service's canary plan, every step baked; a replayed
-recording's length), rising with the log of it, so a long canary does not accumulate false alarms; a
+canary's, not each metric's: its false-alarm budget is split over the metric tests judged
+at once by their ``budget_weight`` (a weighted Bonferroni split,
+``JudgeSettings.threshold_for_share``; the default Lambda metrics give Throttles a fifth of
+another's weight), and over the canary's whole run: the threshold is set for its planned
+run, ``horizon_periods`` (a service's canary plan, every step baked; a replayed recording's
+length), rising with the log of it, so a long canary does not accumulate false alarms; a
 run that outlasts it, waiting for evidence, pays more as it goes.
 """
 
@@ -753,15 +755,21 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
 def _results(
     state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float | None = None
 ) -> list[Result]:
-    # the canary's false-alarm budget is split evenly over the metric tests (Bonferroni)
-    tests = max(1, len(state.metrics))
-    if threshold is None:
-        threshold = settings.threshold_for(tests)
+    # the canary's false-alarm budget is split over the metric tests by their budget weights (a
+    # weighted Bonferroni split; even by default): the configured weight, whatever the window says
+    configured = {m.id: m.budget_weight for m in settings.metrics}
+    weights = {
+        mid: configured.get(mid, metrics[mid].spec.budget_weight if mid in metrics else 1.0) for mid in state.metrics
+    }
+    total = sum(weights.values()) or 1.0
+    given = threshold
     optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
     results: list[Result] = []
     for mw in metrics.values():
         spec = mw.spec
         st = state.metrics.get(spec.id)
+        share = weights.get(spec.id, 1.0) / total
+        threshold = given if given is not None else settings.threshold_for_share(share)
         result: Result | None = None
         if isinstance(st, RateState):
             if spec.relative_to not in metrics:
@@ -773,7 +781,7 @@ def _results(
         elif isinstance(st, GaugeState):
             result = _gauge_result(st, spec, settings, threshold)
         if result is not None and result.status == "fail":
-            result.confidence = confidence_of(result.evidence, ALTERNATIVES * tests)
+            result.confidence = confidence_of(result.evidence, ALTERNATIVES / share)
         optional = spec.optional or spec.id in optional_ids
         gaps = state.missing.get(spec.id)
         missing = [] if optional or gaps is None else gaps.problems()

@@ -61,6 +61,10 @@ def default_metrics() -> list[MetricSpec]:
             # a throttled request runs no version: unlike Errors, no datapoint is no throttle
             # (a failed query is still a gap, never zero)
             fill_missing=0.0,
+            # a version that throttles (its concurrency, a reserved concurrency set wrong) rejects
+            # a share of its requests from the first minute: large when it comes, told with a
+            # fifth of another metric's share of the budget, which the others get instead
+            budget_weight=0.2,
         ),
         MetricSpec(
             id="duration_p50",
@@ -287,13 +291,18 @@ class JudgeSettings(BaseModel):
         return math.log(1.0 / (1.0 - self.confidence)) + math.log(ALTERNATIVES)
 
     def threshold_for(self, tests: int) -> float:
-        """The threshold each of ``tests`` metric tests judged at once must reach: the false-alarm
+        """The threshold each of ``tests`` metric tests judged at once must reach when the false-alarm
         budget ``1 - confidence`` is split evenly over them (Bonferroni), so that the canary, not
         each metric, is rolled back wrongly at most that often. An ``evidence_threshold`` is used
         as it is."""
+        return self.threshold_for_share(1.0 / max(1, tests))
+
+    def threshold_for_share(self, share: float) -> float:
+        """The threshold of a metric test that gets ``share`` of the canary's false-alarm budget (its
+        ``budget_weight`` over those of the metrics judged at once: a weighted Bonferroni split)."""
         if self.evidence_threshold is not None:
             return self.evidence_threshold
-        return self.threshold + math.log(max(1, tests))
+        return self.threshold + math.log(1.0 / share)
 
     def horizon_penalty(self, period: int) -> float:
         """Added to the threshold at ``period``: the budget spread over the canary's whole run,
