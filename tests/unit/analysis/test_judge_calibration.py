@@ -29,6 +29,16 @@ def _errors_window(calls: tuple[float, float], baseline: list[float], canary: li
     )
 
 
+def _among_the_lambda_metrics(window: CanaryWindow) -> CanaryWindow:
+    """The errors window with the other Lambda metrics of a calm canary (20 periods): four tests."""
+    others = [
+        MetricWindow(spec=SPECS["throttles"], baseline=[0.0] * 20, canary=[0.0] * 20),
+        MetricWindow(spec=SPECS["duration_p50"], baseline=[100.0] * 20, canary=[100.0] * 20),
+        MetricWindow(spec=SPECS["duration_p99"], baseline=[400.0] * 20, canary=[400.0] * 20),
+    ]
+    return window.model_copy(update={"metrics": [*window.metrics, *others]})
+
+
 def _errors_only() -> JudgeSettings:
     return JudgeSettings(metrics=[SPECS["invocations"], SPECS["errors"]])
 
@@ -41,12 +51,7 @@ def test_the_budget_is_split_over_the_metric_tests() -> None:
     # the same canary errors: judged alone they fail; among four metric tests they do not reach
     # the higher threshold each of them must (the canary is failed wrongly at most 1 - c of the time)
     alone_window = _errors_window((1000.0, 1000.0), [5.0] * 20, [5.0] * 12 + [11.0] * 8)
-    others = [
-        MetricWindow(spec=SPECS["throttles"], baseline=[0.0] * 20, canary=[0.0] * 20),
-        MetricWindow(spec=SPECS["duration_p50"], baseline=[100.0] * 20, canary=[100.0] * 20),
-        MetricWindow(spec=SPECS["duration_p99"], baseline=[400.0] * 20, canary=[400.0] * 20),
-    ]
-    among_window = alone_window.model_copy(update={"metrics": [*alone_window.metrics, *others]})
+    among_window = _among_the_lambda_metrics(alone_window)
     alone = next(r for r in evaluate_metrics(alone_window, settings) if r.spec.id == "errors")
     among = next(r for r in evaluate_metrics(among_window, settings) if r.spec.id == "errors")
     assert alone.evidence == among.evidence
@@ -62,13 +67,7 @@ def test_the_budget_follows_the_metrics_budget_weights() -> None:
     pays for the share its test had."""
     settings = JudgeSettings()
     assert settings.threshold_for_share(0.25) == settings.threshold_for(4) == settings.threshold + math.log(4)
-    window = _errors_window((1000.0, 1000.0), [5.0] * 20, [5.0] * 17 + [16.0] * 3)
-    others = [
-        MetricWindow(spec=SPECS["throttles"], baseline=[0.0] * 20, canary=[0.0] * 20),
-        MetricWindow(spec=SPECS["duration_p50"], baseline=[100.0] * 20, canary=[100.0] * 20),
-        MetricWindow(spec=SPECS["duration_p99"], baseline=[400.0] * 20, canary=[400.0] * 20),
-    ]
-    window = window.model_copy(update={"metrics": [*window.metrics, *others]})
+    window = _among_the_lambda_metrics(_errors_window((1000.0, 1000.0), [5.0] * 20, [5.0] * 17 + [16.0] * 3))
     weighted = judge_canary(window, settings)
     assert weighted.decision == Decision.FAILING and "errors" in weighted.summary
     errors = next(r for r in weighted.reasons if r.metric_id == "errors")
