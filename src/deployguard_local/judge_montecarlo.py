@@ -10,7 +10,7 @@ errors are binomial (``--wobble 0``), or over-dispersed: each version's rate in 
 multiplied by its own gamma factor of mean 1 and shape ``a`` (``--wobble a``; 10: a relative
 spread of 32% a period), so errors come in bursts beyond their rate in both versions alike.
 Only invocations and errors are judged, so the errors test gets the whole budget 1 - c (among
-the five Lambda metrics it gets a quarter of it). Each canary runs its whole planned length
+the five Lambda metrics it gets 1 / 3.2 of it, ``budget_weight``). Each canary runs its whole planned length
 (``horizon_periods`` = its periods, at least 15 for the threshold), so the figure is the whole
 run's false-alarm probability: a share of canaries failed, with its binomial standard error; the
 test is within its budget when the share is at most 1 - c, whatever the length.

@@ -758,9 +758,7 @@ def _results(
     # the canary's false-alarm budget is split over the metric tests by their budget weights (a
     # weighted Bonferroni split; even by default): the configured weight, whatever the window says
     configured = {m.id: m.budget_weight for m in settings.metrics}
-    weights = {
-        mid: configured.get(mid, metrics[mid].spec.budget_weight if mid in metrics else 1.0) for mid in state.metrics
-    }
+    weights = {mid: configured.get(mid, metrics[mid].spec.budget_weight) for mid in state.metrics}
     total = sum(weights.values()) or 1.0
     given = threshold
     optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
