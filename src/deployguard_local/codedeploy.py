@@ -1,8 +1,9 @@
 """CodeDeploy, locally: the APIs moto lacks, and a simulated Lambda canary deployment.
 
 moto serves CreateApplication, CreateDeploymentGroup, CreateDeployment and
-GetDeployment, but not PutLifecycleEventHookExecutionStatus nor StopDeployment.
-:func:`install_hook_status_api` adds both to moto's CodeDeploy responder class, so the
+GetDeployment, but not PutLifecycleEventHookExecutionStatus, StopDeployment,
+CreateDeploymentConfig nor GetDeploymentConfig (a custom configuration's traffic routing).
+:func:`install_hook_status_api` adds them to moto's CodeDeploy responder class, so the
 real boto3 requests (signed, serialised, sent through botocore) are served in-process
 like every other call. Like CodeDeploy it takes one result per hook execution it issued:
 while the lifecycle event still waits (the deployment engine has not moved on), the same
@@ -84,6 +85,8 @@ class HookLedger:
     stops: list[StopCall] = field(default_factory=list)  # every StopDeployment request, accepted or refused
     completed: set[str] = field(default_factory=set)  # executions CodeDeploy no longer waits on
     continues: list[str] = field(default_factory=list)  # deployments ContinueDeployment went on with
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # CreateDeploymentConfig's, by name
+    config_reads: list[str] = field(default_factory=list)  # every GetDeploymentConfig request's name
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def complete(self, execution_id: str) -> None:
@@ -198,6 +201,29 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
             ledger.stops.append(StopCall(deployment_id, auto_rollback, True, before))
         return ActionResult({"status": "Pending", "statusMessage": "Stop of the deployment is in progress."})
 
+    def create_deployment_config(self: Any) -> ActionResult:
+        name = str(self._get_param("deploymentConfigName") or "")
+        with ledger.lock:
+            if name in ledger.configs or name.startswith("CodeDeployDefault."):
+                raise JsonRESTError("DeploymentConfigAlreadyExistsException", f"{name} already exists")
+            config_id = str(uuid.uuid4())
+            ledger.configs[name] = {
+                "deploymentConfigId": config_id,
+                "deploymentConfigName": name,
+                "computePlatform": self._get_param("computePlatform") or "Server",
+                "trafficRoutingConfig": self._get_param("trafficRoutingConfig") or {"type": "AllAtOnce"},
+                "createTime": clock.now().timestamp(),
+            }
+        return ActionResult({"deploymentConfigId": config_id})
+
+    def get_deployment_config(self: Any) -> ActionResult:
+        name = str(self._get_param("deploymentConfigName") or "")
+        with ledger.lock:
+            ledger.config_reads.append(name)
+            if name not in ledger.configs:
+                raise JsonRESTError("DeploymentConfigDoesNotExistException", f"No deployment configuration {name}")
+            return ActionResult({"deploymentConfigInfo": dict(ledger.configs[name])})
+
     original_info = cd_responses._deployment_info
 
     def deployment_info(deployment: Any) -> dict[str, Any]:
@@ -209,11 +235,15 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
 
     setattr(CodeDeployResponse, "put_lifecycle_event_hook_execution_status", put_lifecycle_event_hook_execution_status)  # noqa: B010
     setattr(CodeDeployResponse, "stop_deployment", stop_deployment)  # noqa: B010
+    setattr(CodeDeployResponse, "create_deployment_config", create_deployment_config)  # noqa: B010
+    setattr(CodeDeployResponse, "get_deployment_config", get_deployment_config)  # noqa: B010
     setattr(cd_responses, "_deployment_info", deployment_info)  # noqa: B010
 
     def undo() -> None:
         delattr(CodeDeployResponse, "put_lifecycle_event_hook_execution_status")
         delattr(CodeDeployResponse, "stop_deployment")
+        delattr(CodeDeployResponse, "create_deployment_config")
+        delattr(CodeDeployResponse, "get_deployment_config")
         setattr(cd_responses, "_deployment_info", original_info)  # noqa: B010
 
     return undo

@@ -63,9 +63,7 @@ class ReplayResult:
 def run_settings(scenario: Scenario, settings: JudgeSettings) -> JudgeSettings:
     """The settings a recorded run is judged with: unless ``horizon_periods`` is given, its horizon is
     the recording's length, the run as it was planned (live, the service's canary plan sets it)."""
-    if "horizon_periods" in settings.model_fields_set:
-        return settings
-    return settings.model_copy(update={"horizon_periods": scenario.intervals})
+    return settings.for_run(scenario.intervals)
 
 
 def replay_scenario(scenario: Scenario, settings: JudgeSettings) -> ReplayResult:

@@ -101,12 +101,8 @@ class ServiceConfig(StrictModel):
         in assessment periods (unless ``judge.horizon_periods`` is given); a run extended while it
         waits for evidence pays more as it goes. Derived, not given: the field stays out of the
         judge's fields set, so a copy with another plan, or a replay of a recording, sets its own."""
-        if "horizon_periods" not in self.judge.model_fields_set:
-            seconds = len(self.canary.steps) * self.canary.step_duration_seconds
-            periods = max(1, -(-seconds // self.canary.assessment_interval_seconds))
-            judge = self.judge.model_copy(update={"horizon_periods": periods})
-            judge.__pydantic_fields_set__.discard("horizon_periods")
-            self.judge = judge
+        seconds = len(self.canary.steps) * self.canary.step_duration_seconds
+        self.judge = self.judge.for_run(-(-seconds // self.canary.assessment_interval_seconds))
         return self
 
 

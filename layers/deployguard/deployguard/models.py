@@ -151,6 +151,11 @@ class Deployment(Model):
     )
     ended_at: datetime | None = None
     expected_duration_seconds: int | None = None
+    traffic_shift_seconds: int | None = Field(
+        default=None,
+        description="driver codedeploy: how long CodeDeploy's deployment configuration runs the new version beside "
+        "the old one (a canary's interval, every linear step); the judge spreads its false-alarm budget over it",
+    )
     decision: str | None = None
     decision_reason: str | None = None
     last_assessment: "AssessmentCursor | None" = Field(

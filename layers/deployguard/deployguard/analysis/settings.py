@@ -304,6 +304,17 @@ class JudgeSettings(BaseModel):
             return self.evidence_threshold
         return self.threshold + math.log(1.0 / share)
 
+    def for_run(self, periods: int) -> JudgeSettings:
+        """These settings for a run planned to last ``periods`` periods (a canary plan, CodeDeploy's
+        deployment configuration, a post-traffic window, a recording): its horizon, unless
+        ``horizon_periods`` was given. Derived, not given: the field stays out of the fields set, so
+        a copy for another run sets its own."""
+        if "horizon_periods" in self.model_fields_set:
+            return self
+        settings = self.model_copy(update={"horizon_periods": max(1, periods)})
+        settings.__pydantic_fields_set__.discard("horizon_periods")
+        return settings
+
     def horizon_penalty(self, period: int) -> float:
         """Added to the threshold at ``period``: the budget spread over the canary's whole run,
         ln(horizon / 30) (the base threshold is that of a 30-period canary; the horizon is at least

@@ -16,7 +16,9 @@ each task set runs (the blue one is the stable version) from ECS (DescribeTaskSe
 
 import json
 import logging
+import math
 import random
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -77,6 +79,47 @@ def strategy_of(config_name: str, compute_platform: str = "") -> Strategy:
     if compute_platform == "ECS":
         return Strategy.BLUE_GREEN
     return Strategy.ALL_AT_ONCE
+
+
+# CodeDeploy's predefined configurations (CodeDeployDefault.LambdaCanary10Percent5Minutes,
+# .LambdaLinear10PercentEvery1Minute, .ECSLinear10PercentEvery3Minutes, .LambdaAllAtOnce...), told by name
+_PREDEFINED = re.compile(
+    r"^CodeDeployDefault\.(?:Lambda|ECS)"
+    r"(?:Canary(?P<canary_percent>\d+)Percent(?P<canary_minutes>\d+)Minutes?"
+    r"|Linear(?P<linear_percent>\d+)PercentEvery(?P<linear_minutes>\d+)Minutes?|(?P<all>AllAtOnce))$"
+)
+# a deployment configuration cannot be changed once created (only deleted): told once per container
+_SHIFT_SECONDS: dict[str, int] = {}
+
+
+def routing_seconds(routing: dict[str, Any]) -> int:
+    """How long a traffic routing configuration (GetDeploymentConfig's ``trafficRoutingConfig``) runs
+    the new version beside the old one: a canary's interval, every step of a linear shift until all
+    traffic has moved (10% every minute: 10 minutes), none for all at once."""
+    kind = routing.get("type")
+    if kind == "TimeBasedCanary":
+        return int((routing.get("timeBasedCanary") or {}).get("canaryInterval", 0)) * 60
+    if kind == "TimeBasedLinear":
+        linear = routing.get("timeBasedLinear") or {}
+        percent, minutes = float(linear.get("linearPercentage", 100)), int(linear.get("linearInterval", 0))
+        return math.ceil(100.0 / percent) * minutes * 60 if percent > 0 else 0
+    return 0
+
+
+def predefined_seconds(config_name: str) -> int | None:
+    """:func:`routing_seconds` of one of CodeDeploy's predefined Lambda and ECS configurations, from
+    its name (None for any other name)."""
+    found = _PREDEFINED.match(config_name)
+    if found is None:
+        return None
+    if found["canary_minutes"]:
+        routing = {"type": "TimeBasedCanary", "timeBasedCanary": {"canaryInterval": int(found["canary_minutes"])}}
+    elif found["linear_minutes"]:
+        linear = {"linearPercentage": int(found["linear_percent"]), "linearInterval": int(found["linear_minutes"])}
+        routing = {"type": "TimeBasedLinear", "timeBasedLinear": linear}
+    else:
+        routing = {"type": "AllAtOnce"}
+    return routing_seconds(routing)
 
 
 MAX_APPSPEC_BYTES = 1_000_000
@@ -398,6 +441,28 @@ class CodeDeployGateway:
         except (ClientError, BotoCoreError) as exc:
             raise _fail(f"ListDeploymentTargets/GetDeploymentTarget {deployment_id}", exc) from exc
         return None
+
+    def traffic_shift_seconds(self, config_name: str) -> int | None:
+        """How long the deployment configuration ``config_name`` runs the new version beside the old
+        one (:func:`routing_seconds`): CodeDeploy's predefined ones by name, others from
+        GetDeploymentConfig. None when CodeDeploy cannot tell (no name, or the call failed: a
+        warning says why, and the next deployment asks again)."""
+        if not config_name:
+            return None
+        if config_name not in _SHIFT_SECONDS:
+            seconds = predefined_seconds(config_name)
+            if seconds is None:
+                try:
+                    info = clients.client("codedeploy").get_deployment_config(deploymentConfigName=config_name)
+                except (ClientError, BotoCoreError) as exc:
+                    logger.warning(
+                        "%s; the judge spreads its false-alarm budget over the service's canary plan instead",
+                        _fail(f"GetDeploymentConfig {config_name}", exc), extra={"config_name": config_name},
+                    )  # fmt: skip
+                    return None
+                seconds = routing_seconds((info.get("deploymentConfigInfo") or {}).get("trafficRoutingConfig") or {})
+            _SHIFT_SECONDS[config_name] = seconds
+        return _SHIFT_SECONDS[config_name]
 
     def deployment_group(self, application: str, group: str) -> dict[str, Any]:
         try:

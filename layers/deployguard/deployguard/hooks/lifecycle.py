@@ -221,7 +221,9 @@ class LifecycleHook:
         info = self.codedeploy.deployment(outcome.deployment_id)
         if info.target is None:
             raise CodeDeployError(f"deployment {info.deployment_id}: no Lambda or ECS target in its AppSpec")
-        deployment = ensure_record(self.repository, self.config, info, clock.now(), "first lifecycle hook")
+        deployment = ensure_record(
+            self.repository, self.config, info, clock.now(), "first lifecycle hook", self.codedeploy
+        )
         settings = self.config.service(deployment.service).hooks
         outcome.phase, outcome.lifecycle_event, weight = self._phase(info, settings.ecs_check_hooks)
         deployment = self._enter_phase(deployment, outcome, weight, info)
@@ -307,7 +309,8 @@ class LifecycleHook:
         window = MetricsReader().canary_windows(
             [(windowed, service.judge.metrics)], now, service.canary.assessment_interval_seconds
         )[deployment.deployment_id]
-        verdict = judge_canary(window, service.judge)
+        # one look at the window: the false-alarm budget is spread over its periods
+        verdict = judge_canary(window, service.judge.for_run(window.periods))
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
         health = assessment.health_status
@@ -417,7 +420,9 @@ class LifecycleHook:
         deployment = self.repository.find_deployment(outcome.deployment_id)
         if deployment is None:  # answered before anything was learned (malformed event): record it now
             info = self.codedeploy.deployment(outcome.deployment_id)
-            deployment = ensure_record(self.repository, self.config, info, clock.now(), "lifecycle hook")
+            deployment = ensure_record(
+                self.repository, self.config, info, clock.now(), "lifecycle hook", self.codedeploy
+            )
         details = outcome.as_dict()
         self.repository.audit(
             deployment.deployment_id, "hook_verdict", ACTOR, f"{outcome.status}: {outcome.reason}",

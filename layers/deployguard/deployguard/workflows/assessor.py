@@ -312,12 +312,23 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
     return DueCanary(deployment, WindowRequest(queries, cycle.now, cycle.now, interval), interval)
 
 
+def judge_settings(config: DeployGuardConfig, deployment: Deployment, interval_seconds: int) -> JudgeSettings:
+    """The service's judge settings for this deployment's run: CodeDeploy's deployment configuration
+    sets how long the new version runs beside the old one (``traffic_shift_seconds``), so the
+    false-alarm budget is spread over that run, not over DeployGuard's own canary plan (unless the
+    service's ``judge.horizon_periods`` is given)."""
+    settings = config.service(deployment.service).judge
+    if deployment.traffic_shift_seconds is None:
+        return settings
+    return settings.for_run(-(-deployment.traffic_shift_seconds // interval_seconds))
+
+
 def _plan_read(cycle: Cycle, item: DueCanary) -> None:
     """The canary's read this look (planned once, with the weight as refreshed): the periods its
     stored judge state has not folded, and at least the last TAIL_PERIODS; the whole window when
     there is no state that fits it (none, another window, or built with other judge settings or
     metrics), so that read too goes out batched with the others, within the budget."""
-    settings = cycle.config.service(item.deployment.service).judge
+    settings = judge_settings(cycle.config, item.deployment, item.interval_seconds)
     whole = canary_request(judged_from(item.deployment), [], cycle.now, item.interval_seconds)
     last = item.deployment.last_assessment
     stored = last.judge_state if last is not None and last.kind == KIND else None
@@ -551,9 +562,10 @@ def _complete_canary(
     start = item.window_start or item.request.start
     periods = item.offset + window.periods  # the whole window's
     read_from = item.request.start  # where the window read starts
+    settings = judge_settings(cycle.config, deployment, item.interval_seconds)
     try:
         verdict, judge_state = judge_tail(
-            window, service.judge, item.state, start, item.interval_seconds, item.offset
+            window, settings, item.state, start, item.interval_seconds, item.offset
         )  # fmt: skip
     except JudgeStateError:  # state_fits said yes, the judge still refused it (e.g. a window that skips periods)
         logger.warning("the judge state does not fit: the whole window read again",
@@ -564,7 +576,7 @@ def _complete_canary(
         window = canary_window(
             deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
         )
-        verdict, judge_state = judge_tail(window, service.judge, None, start, item.interval_seconds)
+        verdict, judge_state = judge_tail(window, settings, None, start, item.interval_seconds)
     assessment = assessment_from_verdict(deployment, window, verdict, service.health)
     assessment.details["periods"] = periods
     assessment.at = cycle.now

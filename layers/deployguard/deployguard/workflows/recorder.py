@@ -110,8 +110,12 @@ def service_for(config: DeployGuardConfig, application: str, group: str, functio
     return application
 
 
-def record_of(config: DeployGuardConfig, info: CodeDeployDeployment, at: datetime, reason: str) -> Deployment:
-    """A new deployment record for a CodeDeploy deployment (driver ``codedeploy``)."""
+def record_of(
+    config: DeployGuardConfig, info: CodeDeployDeployment, at: datetime, reason: str,
+    traffic_shift_seconds: int | None = None,
+) -> Deployment:  # fmt: skip
+    """A new deployment record for a CodeDeploy deployment (driver ``codedeploy``), with how long its
+    deployment configuration shifts traffic when known (:meth:`CodeDeployGateway.traffic_shift_seconds`)."""
     target: LambdaTarget | EcsTarget = info.target or LambdaTarget(
         function_name=info.application, alias="unknown", stable_version="unknown", new_version="unknown"
     )
@@ -136,19 +140,22 @@ def record_of(config: DeployGuardConfig, info: CodeDeployDeployment, at: datetim
         codedeploy_deployment_id=info.deployment_id,
         started_at=started,
         expected_duration_seconds=service_config.expected_duration_seconds,
+        traffic_shift_seconds=traffic_shift_seconds,
         phase_history=[PhaseChange(phase=Phase.PRE_DEPLOYMENT, at=started, reason=reason)],
     )
 
 
 def ensure_record(
-    repository: DeploymentRepository, config: DeployGuardConfig, info: CodeDeployDeployment, at: datetime, reason: str
-) -> Deployment:
+    repository: DeploymentRepository, config: DeployGuardConfig, info: CodeDeployDeployment, at: datetime, reason: str,
+    codedeploy: CodeDeployGateway,
+) -> Deployment:  # fmt: skip
     """The deployment's record, created by whichever of hook and recorder sees it first."""
     found = repository.find_deployment(info.deployment_id)
     if found is not None:
         return found
+    shift = codedeploy.traffic_shift_seconds(info.config_name)
     try:
-        return repository.create_deployment(record_of(config, info, at, reason))
+        return repository.create_deployment(record_of(config, info, at, reason, shift))
     except ConflictError:  # the other one created it meanwhile
         return repository.get_deployment(info.deployment_id)
 
@@ -211,7 +218,7 @@ class DeploymentRecorder:
     def record(self, detail: StateChangeDetail, at: datetime) -> RecordOutcome:
         """One Deployment State-change Notification."""
         info = self.codedeploy.deployment(detail.deploymentId)
-        deployment = ensure_record(self.repository, self.config, info, at, "recorded from CodeDeploy")
+        deployment = ensure_record(self.repository, self.config, info, at, "recorded from CodeDeploy", self.codedeploy)
         state = detail.state
         marker = f"CodeDeploy {state}"
         if state not in _STATUS:
@@ -256,7 +263,7 @@ class DeploymentRecorder:
     def record_instance(self, detail: StateChangeDetail, at: datetime) -> RecordOutcome:
         """One Instance State-change Notification (a Lambda function or ECS task set): audited once."""
         info = self.codedeploy.deployment(detail.deploymentId)
-        deployment = ensure_record(self.repository, self.config, info, at, "recorded from CodeDeploy")
+        deployment = ensure_record(self.repository, self.config, info, at, "recorded from CodeDeploy", self.codedeploy)
         action = f"codedeploy_instance_{detail.state.lower()}"
         marker = f"{detail.instanceId or detail.instanceGroupId or '-'}#{detail.state}"
         return self._audit_only(deployment, info, action, marker, detail.state, "instance", at)

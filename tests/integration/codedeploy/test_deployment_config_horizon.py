@@ -1,0 +1,121 @@
+"""CodeDeploy's deployment configuration sets the run the judge spreads its false-alarm budget
+over, for canaries CodeDeploy drives: recorded from the real recorder function on the embedded
+AWS (a custom configuration read with GetDeploymentConfig, CodeDeploy's predefined ones by name),
+then used by the assessor's settings and the post-traffic hook's single look."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployguard import clock
+from deployguard.analysis.judge import state_fits
+from deployguard.aws import clients
+from deployguard.aws.codedeploy import predefined_seconds, routing_seconds
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.config import load_config
+from deployguard.models import LambdaTarget
+from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.assessor import judge_settings
+from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, state_change_event
+from deployguard_local.emulator import sample_handler
+from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _record(embedded: Any, name: str, config_name: str, traffic: bool = False) -> Any:
+    versions = embedded.deploy_sample_function(name, "live", sample_handler)
+    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
+    if traffic:
+        source = LambdaTrafficSource(name, "live", 3000, {v: VersionBehaviour() for v in versions}, seed=7)
+        embedded.clock.listeners.append(source.on_clock)
+    deployment_id = create_lambda_deployment(target, name, "live", config_name=config_name)
+    payload, errored = embedded.invoke(
+        "DeploymentRecorderFunction", state_change_event(deployment_id, name, "live", "START")
+    )
+    assert not errored, payload
+    return DeploymentRepository().get_deployment(deployment_id)
+
+
+def test_a_custom_configuration_sets_the_judges_horizon(embedded: Any) -> None:
+    codedeploy = clients.client("codedeploy")
+    codedeploy.create_deployment_config(
+        deploymentConfigName="Guarded.Canary10Percent40Minutes",
+        computePlatform="Lambda",
+        trafficRoutingConfig={
+            "type": "TimeBasedCanary",
+            "timeBasedCanary": {"canaryPercentage": 10, "canaryInterval": 40},
+        },
+    )
+    record = _record(embedded, "horizon-custom", "Guarded.Canary10Percent40Minutes", traffic=True)
+    assert record.traffic_shift_seconds == 40 * 60
+    assert LEDGER.config_reads.count("Guarded.Canary10Percent40Minutes") == 1
+    assert isinstance(record.target, LambdaTarget)
+    LambdaTrafficShifter(record.target).shift(0.1)  # CodeDeploy's 10%
+    embedded.clock.advance(180)
+    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
+    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload, errored = embedded.invoke("AssessorFunction", event)
+    assert not errored, payload
+    assert record.deployment_id in {a["deployment_id"] for a in payload["assessed"]}
+    cursor = DeploymentRepository().get_deployment(record.deployment_id).last_assessment
+    assert cursor is not None and cursor.judge_state is not None
+
+    config = load_config(embedded.config_file)
+    settings = judge_settings(config, record, 60)
+    assert settings.horizon_periods == 40
+    # the assessor judged it over CodeDeploy's 40 minutes, not over the service's own canary plan
+    plan = config.service(record.service).judge
+    assert state_fits(cursor.judge_state["state"], settings, plan.metrics)
+    assert not state_fits(cursor.judge_state["state"], plan, plan.metrics)
+    assert "horizon_periods" not in settings.model_fields_set  # derived: a replay or copy sets its own
+    assert config.service(record.service).judge.horizon_periods != 40  # the service's own plan is untouched
+    # one a minute judged over 40 minutes: the threshold of a 40-period run, ln(40 / 15) above the plan's
+    assert settings.horizon_penalty(0) - config.service(record.service).judge.horizon_penalty(0) == pytest.approx(
+        0.9808, abs=1e-3
+    )
+
+
+def test_predefined_configurations_are_told_by_name_and_a_failed_read_keeps_the_plan(
+    embedded: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reads = len(LEDGER.config_reads)
+    linear = _record(embedded, "horizon-linear", "CodeDeployDefault.LambdaLinear10PercentEvery2Minutes")
+    assert linear.traffic_shift_seconds == 10 * 2 * 60  # ten steps of 10%, two minutes each
+    assert len(LEDGER.config_reads) == reads  # no call for CodeDeploy's own configurations
+
+    with caplog.at_level(logging.WARNING):
+        unknown = _record(embedded, "horizon-unknown", "Guarded.NeverCreated")
+    assert unknown.traffic_shift_seconds is None
+    assert "DeploymentConfigDoesNotExistException" in caplog.text
+    config = load_config(embedded.config_file)
+    assert judge_settings(config, unknown, 60) == config.service(unknown.service).judge
+
+
+@pytest.mark.parametrize(
+    ("name", "seconds"),
+    [
+        ("CodeDeployDefault.LambdaCanary10Percent5Minutes", 300),
+        ("CodeDeployDefault.LambdaCanary10Percent30Minutes", 1800),
+        ("CodeDeployDefault.LambdaLinear10PercentEvery1Minute", 600),
+        ("CodeDeployDefault.LambdaLinear10PercentEvery10Minutes", 6000),
+        ("CodeDeployDefault.ECSCanary10Percent15Minutes", 900),
+        ("CodeDeployDefault.ECSLinear10PercentEvery3Minutes", 1800),
+        ("CodeDeployDefault.LambdaAllAtOnce", 0),
+        ("CodeDeployDefault.OneAtATime", None),
+        ("MyCompany.Canary", None),
+    ],
+)
+def test_predefined_seconds(name: str, seconds: int | None) -> None:
+    assert predefined_seconds(name) == seconds
+
+
+def test_routing_seconds_of_custom_configurations() -> None:
+    linear = {"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 30, "linearInterval": 5}}
+    assert routing_seconds(linear) == 4 * 5 * 60  # 30, 60, 90, 100%
+    assert routing_seconds({"type": "AllAtOnce"}) == 0 and routing_seconds({}) == 0
