@@ -59,7 +59,8 @@ def test_every_function_and_state_machine_has_a_log_group_with_retention() -> No
 def test_self_alarms_page_the_operator_topic() -> None:
     alarms = STACK.of_type("AWS::CloudWatch::Alarm")
     assert set(alarms) == {"DeadLetterQueuesAlarm", "FunctionErrorsAlarm", "HookFunctionErrorsAlarm",
-                           "StateMachineFailuresAlarm", "RollbackFailedAlarm", "AssessorStalledAlarm"}  # fmt: skip
+                           "StateMachineFailuresAlarm", "RollbackFailedAlarm", "AssessorStalledAlarm",
+                           "TrafficCheckBacklogAlarm", "TrafficCheckStalledAlarm"}  # fmt: skip
     for logical_id, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == {
             "Fn::If": ["HasOperatorTopic", [{"Ref": "OperatorTopicArn"}], {"Ref": "AWS::NoValue"}]
@@ -74,12 +75,73 @@ def test_self_alarms_page_the_operator_topic() -> None:
         assert f'"{queue}", "QueueName"' in queues, queue
 
 
-def _dashboard() -> dict[str, Any]:
-    body = RESOURCES["DeployGuardDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    names = set(re.findall(r"\$\{([^}]+)\}", body))
+def _dashboard(conditions: dict[str, bool] | None = None) -> dict[str, Any]:
+    """The dashboard's body as JSON, its substitutions resolved as CloudFormation would (the list form of
+    Fn::Sub: a variable's Fn::If by ``conditions``, all true unless given), every resource as "${Name}"."""
+    body, variables = RESOURCES["DeployGuardDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+
+    def value(variable: Any) -> str:
+        if isinstance(variable, dict) and "Fn::If" in variable:
+            condition, when_true, when_false = variable["Fn::If"]
+            assert condition in STACK.template["Conditions"], condition
+            return value(when_true if (conditions or {}).get(condition, True) else when_false)
+        if isinstance(variable, dict) and "Fn::Sub" in variable:
+            return str(variable["Fn::Sub"])
+        assert isinstance(variable, str), variable
+        return variable
+
+    text = re.sub(r"\$\{([A-Za-z]+)\}", lambda m: value(variables[m.group(1)]) if m.group(1) in variables
+                  else m.group(0), body)  # fmt: skip
+    names = set(re.findall(r"\$\{([^}]+)\}", text))
     for name in names:  # every substitution names a parameter, a pseudo parameter or a resource (attribute)
         assert name.split(".")[0] in RESOURCES or name.startswith("AWS::"), name
-    return dict(json.loads(re.sub(r"\$\{[^}]+\}", "x", body)))
+    return dict(json.loads(text))  # each substitution left inside its JSON string
+
+
+def _widget_alarms(dashboard: dict[str, Any]) -> list[str]:
+    (widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    return [str(arn).removeprefix("${").removesuffix(".Arn}") for arn in widget["properties"]["alarms"]]
+
+
+def test_dashboard_shows_every_self_alarm_that_exists() -> None:
+    """The alarm widget lists every alarm of the stack; one that exists only under a condition (the stalled
+    runs, with the schedules enabled) only when it does, else CloudFormation refuses the dashboard."""
+    alarms = STACK.of_type("AWS::CloudWatch::Alarm")
+    for enabled in (True, False):
+        shown = _widget_alarms(_dashboard({"ScheduleEnabled": enabled}))
+        existing = {name for name, alarm in alarms.items() if enabled or alarm.get("Condition") != "ScheduleEnabled"}
+        assert sorted(shown) == sorted(existing), enabled
+    assert {a.get("Condition") for a in alarms.values()} <= {None, "ScheduleEnabled"}
+
+
+def test_traffic_check_alarms_read_the_metrics_the_function_writes() -> None:
+    """The traffic check function's EMF metrics (namespace and service dimension of the shared Powertools
+    Metrics, names given by its run's report) are what its alarms read; the stalled-run alarm exists when
+    the function's schedule is enabled (tests/integration/test_traffic_check_alarms.py reads a real run's
+    EMF output and drives both alarms)."""
+    from deployguard.workflows import runtime
+    from deployguard.workflows.reconciler import ReconcileRun
+
+    written: list[str] = []
+    ReconcileRun().report(lambda name, **_: written.append(name))
+    variables = STACK.template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == runtime.METRICS_NAMESPACE
+    assert variables["POWERTOOLS_SERVICE_NAME"] == runtime.SERVICE_NAME
+    backlog = RESOURCES["TrafficCheckBacklogAlarm"]["Properties"]
+    stalled = RESOURCES["TrafficCheckStalledAlarm"]["Properties"]
+    for alarm, metric in ((backlog, "TrafficChecksDeferred"), (stalled, "TrafficChecks")):
+        assert alarm["MetricName"] == metric and metric in written
+        assert alarm["Namespace"] == runtime.METRICS_NAMESPACE
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": runtime.SERVICE_NAME}]
+        assert alarm["Period"] == 60  # the function runs every minute
+    # a backlog: checks left over in a run (no run at all is not a backlog: the stalled alarm's, on missing data)
+    assert (backlog["Statistic"], backlog["ComparisonOperator"], backlog["Threshold"], backlog["TreatMissingData"]) == (
+        "Maximum", "GreaterThanOrEqualToThreshold", 1, "notBreaching")  # fmt: skip
+    assert (stalled["Statistic"], stalled["ComparisonOperator"], stalled["Threshold"], stalled["TreatMissingData"]) == (
+        "SampleCount", "LessThanThreshold", 1, "breaching")  # fmt: skip
+    schedule = RESOURCES["TrafficCheckFunction"]["Properties"]["Events"]["EveryMinute"]["Properties"]
+    assert schedule["Schedule"] == "rate(1 minute)"
+    assert RESOURCES["TrafficCheckStalledAlarm"]["Condition"] == schedule["State"]["Fn::If"][0]
 
 
 def test_dashboard_draws_every_metric_deployguard_writes() -> None:
@@ -96,5 +158,6 @@ def test_dashboard_draws_every_metric_deployguard_writes() -> None:
         for name in verdict_properties(deployment, assessment):  # the by-service table (Logs Insights)
             assert name in text or name == "DeploymentId", name
     for name in ("DeploymentsStarted", "DeploymentSuccessRate", "DeploymentDuration", "ActiveDeployments",
-                 "AlertsRaised", "NotificationsDelivered", "NotificationsFailed", "ExecutionsFailed"):  # fmt: skip
+                 "AlertsRaised", "NotificationsDelivered", "NotificationsFailed", "ExecutionsFailed",
+                 "TrafficChecks", "TrafficRepairs", "TrafficChecksDeferred"):  # fmt: skip
         assert name in text, name
