@@ -114,6 +114,12 @@ def test_dashboard_shows_every_self_alarm_that_exists() -> None:
     assert {a.get("Condition") for a in alarms.values()} <= {None, "ScheduleEnabled"}
 
 
+def test_dashboard_shows_every_functions_errors() -> None:
+    (widget,) = [w for w in _dashboard()["widgets"] if w["properties"].get("title") == "Guard health: function errors"]
+    shown = {m[3].removeprefix("${").removesuffix("}") for m in widget["properties"]["metrics"] if m[1] == "Errors"}
+    assert shown == set(STACK.of_type("AWS::Serverless::Function"))
+
+
 def test_traffic_check_alarms_read_the_metrics_the_function_writes() -> None:
     """The traffic check function's EMF metrics (namespace and service dimension of the shared Powertools
     Metrics, names given by its run's report) are what its alarms read; the stalled-run alarm exists when
