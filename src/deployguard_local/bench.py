@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def canary_section(seeds: list[int], per_family: int, keep: Path | None, out: Te
     ``judge_bench.py`` beside the reference judges, then the calibration table on the healthy
     scenarios of both."""
     status = 0
+    tally: dict[float, list[int]] = {}
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             base = keep / f"seed{seed}" if keep else Path(tmp)
@@ -94,8 +96,10 @@ def canary_section(seeds: list[int], per_family: int, keep: Path | None, out: Te
             )
             write_corpus(own, seed, own_per_family)
             status |= run_judge_bench(own, out, base / "judge_bench_own.json" if keep else None)
-            calibration_report([corpus, own], out)
+            calibration_report([corpus, own], out, tally=tally)
         out.flush()
+    if len(seeds) > 1:
+        pooled_calibration(tally, seeds, out)
     return status
 
 
@@ -118,11 +122,15 @@ def _replay_all(jobs: list[tuple[str, float]]) -> list[str]:
         return list(pool.map(_replay_healthy, jobs, chunksize=8))
 
 
-def calibration_report(corpora: list[Path], out: TextIO, levels: tuple[float, ...] = CALIBRATION_LEVELS) -> bool:
+def calibration_report(
+    corpora: list[Path], out: TextIO, levels: tuple[float, ...] = CALIBRATION_LEVELS,
+    tally: dict[float, list[int]] | None = None,
+) -> bool:  # fmt: skip
     """Stated confidence against the observed share of healthy canaries rolled back.
 
     A healthy canary (``truth.expect`` promote) rolled back is a false alarm; at confidence
-    c the judge promises at most 1 - c of them, over the whole canary however long.
+    c the judge promises at most 1 - c of them, over the whole canary however long. ``tally``
+    gathers, per level, the rollbacks and the healthy canaries (several seeds pooled).
     """
     healthy = [
         str(p)
@@ -151,12 +159,56 @@ def calibration_report(corpora: list[Path], out: TextIO, levels: tuple[float, ..
         held = sum(1 for d in mine if d == "hold")
         share = false / max(1, len(healthy))
         good = share <= 1.0 - level
+        if tally is not None:
+            counts = tally.setdefault(level, [0, 0])
+            counts[0], counts[1] = counts[0] + false, counts[1] + len(healthy)
         ok &= good
         out.write(
             f"{level:>10}  {1 - level:>13.4f}  {false:>5}/{len(healthy):<5}  {share:>6.4f}  {held:>5}  "
             f"{'yes' if good else 'NO'}\n"
         )
     return ok
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    log = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+        for i in range(k, n + 1)
+    ]
+    top = max(log)
+    return min(1.0, math.exp(top) * sum(math.exp(x - top) for x in log))
+
+
+def binomial_upper(k: int, n: int, level: float = 0.95) -> float:
+    """The exact (Clopper-Pearson) one-sided upper bound on a share seen k times in n."""
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if binomial_tail(k + 1, n, mid) < level:  # P(X <= k) > 1 - level: mid still plausible
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def pooled_calibration(tally: dict[float, list[int]], seeds: list[int], out: TextIO) -> None:
+    """The calibration table over every seed at once: the rolled-back share with its exact 95% upper
+    bound, and the chance of seeing at least as many at exactly 1 - c (a share within its budget is
+    one this chance does not make implausible: a seed of 280 canaries sees 0 or 1 at 0.999 by chance)."""
+    out.write(
+        f"\n== Calibration over seeds {','.join(map(str, seeds))} at once ==\n"
+        f"{'confidence':>10}  {'allowed (1-c)':>13}  {'rolled back':>11}  {'share':>6}  {'95% upper':>9}  "
+        f"P(>= seen | 1-c)\n"
+    )
+    for level, (false, total) in sorted(tally.items()):
+        share = false / max(1, total)
+        out.write(
+            f"{level:>10}  {1 - level:>13.4f}  {false:>5}/{total:<5}  {share:>6.4f}  "
+            f"{binomial_upper(false, total):>9.4f}  {binomial_tail(false, total, 1 - level):.3f}\n"
+        )
 
 
 # --------------------------------------------------------------------------- anomaly detector on NAB

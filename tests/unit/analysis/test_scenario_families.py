@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from deployguard.analysis.scenario import load_scenario
 from deployguard.analysis.settings import JudgeSettings
 from deployguard_local.bench import calibration_report
@@ -36,3 +38,19 @@ def test_calibration_table_counts_false_rollbacks(tmp_path: Path) -> None:
         assert calibration_report([tmp_path], fh, levels=(0.99, 0.999))
     text = out.read_text()
     assert "on 2 healthy canaries" in text and "0/2" in text
+
+
+def test_pooled_calibration_gives_the_share_its_exact_bound_and_chance() -> None:
+    import io
+
+    from deployguard_local.bench import binomial_tail, binomial_upper, pooled_calibration
+
+    assert binomial_upper(0, 280) == pytest.approx(1 - 0.05 ** (1 / 280), rel=1e-6)  # no false alarm in a seed
+    assert binomial_tail(0, 1400, 0.001) == 1.0
+    assert binomial_tail(1, 280, 0.001) == pytest.approx(1 - 0.999**280, rel=1e-9)  # one in a seed: 24% by chance
+    out = io.StringIO()
+    pooled_calibration({0.999: [2, 1400], 0.99: [6, 1400]}, [1, 2, 3, 4, 5], out)
+    rows = out.getvalue().splitlines()
+    assert rows[1] == "== Calibration over seeds 1,2,3,4,5 at once =="
+    assert rows[3].split() == ["0.99", "0.0100", "6/1400", "0.0043", "0.0084", "0.995"]
+    assert rows[4].split() == ["0.999", "0.0010", "2/1400", "0.0014", "0.0045", "0.408"]
