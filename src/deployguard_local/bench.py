@@ -174,6 +174,10 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p)."""
     if k <= 0:
         return 1.0
+    if k > n or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
     log = [
         math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
         for i in range(k, n + 1)
@@ -184,6 +188,8 @@ def binomial_tail(k: int, n: int, p: float) -> float:
 
 def binomial_upper(k: int, n: int, level: float = 0.95) -> float:
     """The exact (Clopper-Pearson) one-sided upper bound on a share seen k times in n."""
+    if n <= 0 or k >= n:
+        return 1.0
     lo, hi = k / n, 1.0
     for _ in range(60):
         mid = 0.5 * (lo + hi)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from deployguard import clock
 from deployguard.aws import clients
-from deployguard.aws.codedeploy import ROLLBACK_CREATOR
+from deployguard.aws.codedeploy import ROLLBACK_CREATOR, forget_deployment_configs
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import LambdaTarget
 from deployguard_local.codedeploy_targets import TARGETS
@@ -244,6 +244,10 @@ def install_hook_status_api(ledger: HookLedger = LEDGER) -> Callable[[], None]:
         delattr(CodeDeployResponse, "stop_deployment")
         delattr(CodeDeployResponse, "create_deployment_config")
         delattr(CodeDeployResponse, "get_deployment_config")
+        with ledger.lock:  # configurations live as long as the embedded CodeDeploy, like moto's state
+            ledger.configs.clear()
+            ledger.config_reads.clear()
+        forget_deployment_configs()
         setattr(cd_responses, "_deployment_info", original_info)  # noqa: B010
 
     return undo

@@ -86,7 +86,7 @@ def test_predefined_configurations_are_told_by_name_and_a_failed_read_keeps_the_
 ) -> None:
     reads = len(LEDGER.config_reads)
     linear = _record(embedded, "horizon-linear", "CodeDeployDefault.LambdaLinear10PercentEvery2Minutes")
-    assert linear.traffic_shift_seconds == 10 * 2 * 60  # ten steps of 10%, two minutes each
+    assert linear.traffic_shift_seconds == 9 * 2 * 60  # 10% at once, 100% nine two-minute steps later
     assert len(LEDGER.config_reads) == reads  # no call for CodeDeploy's own configurations
 
     with caplog.at_level(logging.WARNING):
@@ -96,17 +96,24 @@ def test_predefined_configurations_are_told_by_name_and_a_failed_read_keeps_the_
     config = load_config(embedded.config_file)
     assert judge_settings(config, unknown, 60) == config.service(unknown.service).judge
 
+    # a configuration it cannot read (no percentage) is no horizon either: the record is still made
+    clients.client("codedeploy").create_deployment_config(
+        deploymentConfigName="Guarded.Linear", computePlatform="Lambda",
+        trafficRoutingConfig={"type": "TimeBasedLinear", "timeBasedLinear": {"linearInterval": 1}},
+    )  # fmt: skip
+    assert _record(embedded, "horizon-malformed", "Guarded.Linear").traffic_shift_seconds is None
+
 
 @pytest.mark.parametrize(
     ("name", "seconds"),
     [
         ("CodeDeployDefault.LambdaCanary10Percent5Minutes", 300),
         ("CodeDeployDefault.LambdaCanary10Percent30Minutes", 1800),
-        ("CodeDeployDefault.LambdaLinear10PercentEvery1Minute", 600),
-        ("CodeDeployDefault.LambdaLinear10PercentEvery10Minutes", 6000),
+        ("CodeDeployDefault.LambdaLinear10PercentEvery1Minute", 540),
+        ("CodeDeployDefault.LambdaLinear10PercentEvery10Minutes", 5400),
         ("CodeDeployDefault.ECSCanary10Percent15Minutes", 900),
-        ("CodeDeployDefault.ECSLinear10PercentEvery3Minutes", 1800),
-        ("CodeDeployDefault.LambdaAllAtOnce", 0),
+        ("CodeDeployDefault.ECSLinear10PercentEvery3Minutes", 1620),
+        ("CodeDeployDefault.LambdaAllAtOnce", None),
         ("CodeDeployDefault.OneAtATime", None),
         ("MyCompany.Canary", None),
     ],
@@ -117,5 +124,7 @@ def test_predefined_seconds(name: str, seconds: int | None) -> None:
 
 def test_routing_seconds_of_custom_configurations() -> None:
     linear = {"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 30, "linearInterval": 5}}
-    assert routing_seconds(linear) == 4 * 5 * 60  # 30, 60, 90, 100%
-    assert routing_seconds({"type": "AllAtOnce"}) == 0 and routing_seconds({}) == 0
+    assert routing_seconds(linear) == 3 * 5 * 60  # 30% at once, then 60, 90 and 100% every 5 minutes
+    assert routing_seconds({"type": "AllAtOnce"}) is None and routing_seconds({}) is None
+    with pytest.raises(ValueError):
+        routing_seconds({"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 0, "linearInterval": 1}})

@@ -47,6 +47,8 @@ def test_pooled_calibration_gives_the_share_its_exact_bound_and_chance() -> None
 
     assert binomial_upper(0, 280) == pytest.approx(1 - 0.05 ** (1 / 280), rel=1e-6)  # no false alarm in a seed
     assert binomial_tail(0, 1400, 0.001) == 1.0
+    assert binomial_tail(3, 2, 0.5) == 0.0 and binomial_tail(1, 5, 0.0) == 0.0 and binomial_tail(1, 5, 1.0) == 1.0
+    assert binomial_upper(5, 5) == 1.0 and binomial_upper(0, 0) == 1.0  # all rolled back; none to judge
     assert binomial_tail(1, 280, 0.001) == pytest.approx(1 - 0.999**280, rel=1e-9)  # one in a seed: 24% by chance
     out = io.StringIO()
     pooled_calibration({0.999: [2, 1400], 0.99: [6, 1400]}, [1, 2, 3, 4, 5], out)

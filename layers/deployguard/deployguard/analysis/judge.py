@@ -49,8 +49,9 @@ canary's, not each metric's: its false-alarm budget is split over the metric tes
 at once by their ``budget_weight`` (a weighted Bonferroni split,
 ``JudgeSettings.threshold_for_share``; the default Lambda metrics give Throttles a fifth of
 another's weight), and over the canary's whole run: the threshold is set for its planned
-run, ``horizon_periods`` (a service's canary plan, every step baked; a replayed recording's
-length), rising with the log of it, so a long canary does not accumulate false alarms; a
+run, ``horizon_periods`` (a service's canary plan, every step baked; CodeDeploy's deployment
+configuration for a canary it drives; the post-traffic hook's window; a replayed recording's
+length: ``JudgeSettings.for_run``), rising with the log of it, so a long canary does not accumulate false alarms; a
 run that outlasts it, waiting for evidence, pays more as it goes.
 """
 

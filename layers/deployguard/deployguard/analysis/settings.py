@@ -242,8 +242,9 @@ class JudgeSettings(BaseModel):
     horizon_periods: int = Field(
         default=30,
         ge=1,
-        description="the canary's planned run in periods (a service's canary plan sets it when not given: every "
-        "step baked): the false-alarm budget is spread over the whole run, the threshold rising with the log of "
+        description="the canary's planned run in periods (when not given: a service's canary plan, every step "
+        "baked; CodeDeploy's deployment configuration for a canary it drives; the post-traffic hook's window): "
+        "the false-alarm budget is spread over the whole run, the threshold rising with the log of "
         "its length (at least 15 periods); a run that outlasts it, waiting for evidence, pays more as it goes, "
         "so no canary accumulates false alarms",
     )

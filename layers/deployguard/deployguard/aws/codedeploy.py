@@ -88,37 +88,45 @@ _PREDEFINED = re.compile(
     r"(?:Canary(?P<canary_percent>\d+)Percent(?P<canary_minutes>\d+)Minutes?"
     r"|Linear(?P<linear_percent>\d+)PercentEvery(?P<linear_minutes>\d+)Minutes?|(?P<all>AllAtOnce))$"
 )
-# a deployment configuration cannot be changed once created (only deleted): told once per container
-_SHIFT_SECONDS: dict[str, int] = {}
+# a deployment configuration cannot be changed once created (only deleted, and a name taken again):
+# told once per container (a container outlives no more than a few hours)
+_SHIFT_SECONDS: dict[str, int | None] = {}
 
 
-def routing_seconds(routing: dict[str, Any]) -> int:
+def forget_deployment_configs() -> None:
+    """Drop what this container learnt of deployment configurations (a fresh container, a test)."""
+    _SHIFT_SECONDS.clear()
+
+
+def routing_seconds(routing: dict[str, Any]) -> int | None:
     """How long a traffic routing configuration (GetDeploymentConfig's ``trafficRoutingConfig``) runs
-    the new version beside the old one: a canary's interval, every step of a linear shift until all
-    traffic has moved (10% every minute: 10 minutes), none for all at once."""
+    the new version beside the old one: a canary's interval; a linear shift's steps until all traffic
+    has moved, each step's percentage shifted at the start of its interval (10% every minute: 100% at
+    the start of the tenth, 9 minutes); None for all at once (no canary phase: the service's plan
+    tells) or a routing it does not know."""
     kind = routing.get("type")
     if kind == "TimeBasedCanary":
-        return int((routing.get("timeBasedCanary") or {}).get("canaryInterval", 0)) * 60
+        return int((routing.get("timeBasedCanary") or {})["canaryInterval"]) * 60
     if kind == "TimeBasedLinear":
         linear = routing.get("timeBasedLinear") or {}
-        percent, minutes = float(linear.get("linearPercentage", 100)), int(linear.get("linearInterval", 0))
-        return math.ceil(100.0 / percent) * minutes * 60 if percent > 0 else 0
-    return 0
+        percent, minutes = float(linear["linearPercentage"]), int(linear["linearInterval"])
+        if not 0.0 < percent <= 100.0:
+            raise ValueError(f"linearPercentage {percent} is not in (0, 100]")
+        return (math.ceil(100.0 / percent) - 1) * minutes * 60
+    return None
 
 
 def predefined_seconds(config_name: str) -> int | None:
     """:func:`routing_seconds` of one of CodeDeploy's predefined Lambda and ECS configurations, from
-    its name (None for any other name)."""
+    its name (None for any other name, and for all at once)."""
     found = _PREDEFINED.match(config_name)
-    if found is None:
+    if found is None or found["all"]:
         return None
     if found["canary_minutes"]:
         routing = {"type": "TimeBasedCanary", "timeBasedCanary": {"canaryInterval": int(found["canary_minutes"])}}
-    elif found["linear_minutes"]:
+    else:
         linear = {"linearPercentage": int(found["linear_percent"]), "linearInterval": int(found["linear_minutes"])}
         routing = {"type": "TimeBasedLinear", "timeBasedLinear": linear}
-    else:
-        routing = {"type": "AllAtOnce"}
     return routing_seconds(routing)
 
 
@@ -445,24 +453,29 @@ class CodeDeployGateway:
     def traffic_shift_seconds(self, config_name: str) -> int | None:
         """How long the deployment configuration ``config_name`` runs the new version beside the old
         one (:func:`routing_seconds`): CodeDeploy's predefined ones by name, others from
-        GetDeploymentConfig. None when CodeDeploy cannot tell (no name, or the call failed: a
-        warning says why, and the next deployment asks again)."""
+        GetDeploymentConfig (one attempt: the answer is optional, the hook's time is not). None when
+        it cannot be told (no name, all at once, or the read failed: a warning says why, and the next
+        deployment asks again): the service's canary plan is used then."""
         if not config_name:
             return None
-        if config_name not in _SHIFT_SECONDS:
+        if config_name in _SHIFT_SECONDS:
+            return _SHIFT_SECONDS[config_name]
+        if _PREDEFINED.match(config_name):
             seconds = predefined_seconds(config_name)
-            if seconds is None:
-                try:
-                    info = clients.client("codedeploy").get_deployment_config(deploymentConfigName=config_name)
-                except (ClientError, BotoCoreError) as exc:
-                    logger.warning(
-                        "%s; the judge spreads its false-alarm budget over the service's canary plan instead",
-                        _fail(f"GetDeploymentConfig {config_name}", exc), extra={"config_name": config_name},
-                    )  # fmt: skip
-                    return None
+        else:
+            try:
+                info = clients.client("codedeploy", retries=False).get_deployment_config(
+                    deploymentConfigName=config_name
+                )
                 seconds = routing_seconds((info.get("deploymentConfigInfo") or {}).get("trafficRoutingConfig") or {})
-            _SHIFT_SECONDS[config_name] = seconds
-        return _SHIFT_SECONDS[config_name]
+            except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
+                logger.warning(
+                    "%s; the judge spreads its false-alarm budget over the service's canary plan instead",
+                    _fail(f"GetDeploymentConfig {config_name}", exc), extra={"config_name": config_name},
+                )  # fmt: skip
+                return None
+        _SHIFT_SECONDS[config_name] = seconds
+        return seconds
 
     def deployment_group(self, application: str, group: str) -> dict[str, Any]:
         try:
