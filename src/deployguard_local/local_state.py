@@ -42,6 +42,7 @@ from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sam
 
 STATE_FORMAT = "deployguard-local-state/1"
 STATE_DIR_ENV = "DEPLOYGUARD_LOCAL_STATE"
+DEMO_CONFIG = REPO_ROOT / "examples" / "demo.yaml"  # the configuration `make demo` runs with (and saves)
 
 
 def default_dir() -> Path:
@@ -200,13 +201,11 @@ def load(aws: EmbeddedAws, directory: Path) -> None:
 
 def restore_functions(aws: EmbeddedAws, directory: Path) -> list[str]:
     """Recreate the application's Lambda functions the saved state names, each alias routing as it was
-    saved. A state saved before functions were kept has them rebuilt from the deployment history (as
-    ``serve --local`` does: the newest deployment's new version if it was promoted, else its stable one)."""
+    saved. A state saved before functions were kept has them rebuilt from the deployment history
+    (:func:`functions_from_history`)."""
     saved = read_manifest(directory).get("functions")
     if saved is None:
-        from deployguard_local.console_server import restore_functions as from_history
-
-        return from_history(aws)
+        return functions_from_history(aws)
     lam = clients.client("lambda")
     for name, function in saved.items():
         aliases: dict[str, Any] = function["aliases"]
@@ -219,13 +218,37 @@ def restore_functions(aws: EmbeddedAws, directory: Path) -> list[str]:
     return sorted(saved)
 
 
+def functions_from_history(aws: EmbeddedAws) -> list[str]:
+    """Recreate the Lambda functions the deployments of the loaded tables name, with their versions and the
+    alias where the history left it (the newest deployment's new version if it was promoted, else its stable
+    one): for a state saved before functions were kept."""
+    from deployguard.models import LambdaTarget
+    from deployguard.readmodels import DeploymentQuery, DeploymentReader
+    from deployguard.storage.repository import DeploymentRepository
+
+    newest: dict[str, tuple[LambdaTarget, bool]] = {}
+    versions: dict[str, int] = {}
+    items = DeploymentReader(DeploymentRepository()).page(DeploymentQuery(limit=500)).items
+    for deployment in sorted(items, key=lambda d: d.started_at):
+        target = deployment.target
+        if not isinstance(target, LambdaTarget) or not (target.stable_version + target.new_version).isdigit():
+            continue
+        newest[target.function_name] = (target, deployment.decision == "promoted")
+        versions[target.function_name] = max(
+            versions.get(target.function_name, 0), int(target.stable_version), int(target.new_version)
+        )
+    for name, (target, promoted) in newest.items():
+        aws.deploy_sample_function(name, target.alias, sample_handler, versions=versions[name])
+        live = target.new_version if promoted else target.stable_version
+        clients.client("lambda").update_alias(FunctionName=name, Name=target.alias, FunctionVersion=live)
+    return sorted(newest)
+
+
 def saved_config(directory: Path) -> Path | None:
     """The configuration file the saved state's stack ran with (a state saved before it was kept: the
     demo's, which made it)."""
     manifest = read_manifest(directory)
     if "config_file" not in manifest:
-        from deployguard_local.demo import DEMO_CONFIG
-
         return DEMO_CONFIG
     if manifest["config_file"] is None:
         return None
