@@ -284,26 +284,9 @@ def restore_functions(aws: EmbeddedAws) -> list[str]:
     """The saved state keeps DynamoDB, not Lambda: recreate the Lambda functions its deployments name,
     with their versions and the alias where the history left it (the newest deployment's new version if
     it was promoted, else its stable one), so verbs and emergency rollback act on real aliases."""
-    from deployguard.aws import clients
-    from deployguard.readmodels import DeploymentQuery, DeploymentReader
-    from deployguard.storage.repository import DeploymentRepository
+    from deployguard_local import local_state
 
-    newest: dict[str, tuple[LambdaTarget, bool]] = {}
-    versions: dict[str, int] = {}
-    items = DeploymentReader(DeploymentRepository()).page(DeploymentQuery(limit=500)).items
-    for deployment in sorted(items, key=lambda d: d.started_at):
-        target = deployment.target
-        if not isinstance(target, LambdaTarget) or not (target.stable_version + target.new_version).isdigit():
-            continue
-        newest[target.function_name] = (target, deployment.decision == "promoted")
-        versions[target.function_name] = max(
-            versions.get(target.function_name, 0), int(target.stable_version), int(target.new_version)
-        )
-    for name, (target, promoted) in newest.items():
-        aws.deploy_sample_function(name, target.alias, sample_handler, versions=versions[name])
-        live = target.new_version if promoted else target.stable_version
-        clients.client("lambda").update_alias(FunctionName=name, Name=target.alias, FunctionVersion=live)
-    return sorted(newest)
+    return local_state.functions_from_history(aws)
 
 
 @contextlib.contextmanager

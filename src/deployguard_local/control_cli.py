@@ -8,6 +8,10 @@ code as the console's API and page. The connection options (:mod:`deployguard_lo
 where: ``--stack NAME`` reads the table, topic and canary state machine from a deployed stack's
 outputs; ``--table`` / ``--topic-arn`` / ``--state-machine-arn`` name them; otherwise
 ``DEPLOYMENTS_TABLE``, ``EVENTS_TOPIC_ARN`` and ``CANARY_STATE_MACHINE_ARN`` from the environment.
+``--local`` acts on the demo's saved state: the whole stack on the embedded AWS (its topic and the
+router subscribed to it, the canary state machine, the application's Lambda aliases), saved back
+afterwards; what it cannot do there (CodeDeploy's deployments and Step Functions executions are not
+kept) is refused naming what is missing (:func:`deployguard_local.local_state.unemulated`).
 Exit codes: 0 done (or nothing to change), 2 refused or an error.
 """
 
@@ -24,7 +28,13 @@ from deployguard.aws.events import EventPublisher
 from deployguard.config import load_config
 from deployguard.exceptions import DeployGuardError
 from deployguard.storage.repository import DeploymentRepository
-from deployguard.workflows.control import VERBS, CanaryControlService, ControlRequest, EmergencyRollbackRequest
+from deployguard.workflows.control import (
+    VERBS,
+    CanaryControlService,
+    ControlOutcome,
+    ControlRequest,
+    EmergencyRollbackRequest,
+)
 from deployguard_local.commands import invoke, new_app, print_json, run
 from deployguard_local.options import Connection, Json, connected
 
@@ -51,13 +61,24 @@ VERB_HELP = {
 
 
 def _apply(conn: Connection, state_machine_arn: str | None, verb: str, use: Callable[[CanaryControlService], BaseModel],
-           text: Callable[[BaseModel], str], json_: bool) -> None:  # fmt: skip
+           text: Callable[[BaseModel], str], json_: bool, deployment_id: str | None = None) -> None:  # fmt: skip
     def action() -> int:
-        with conn.resources(save=True) as res:
+        with conn.resources(save=True, whole_stack=True) as res:
             if not res.topic:
-                raise DeployGuardError("name the stack (--stack) or the table and topic (--table, --topic-arn)")
+                raise DeployGuardError(
+                    "the events topic is unknown: name the stack (--stack NAME) or the topic "
+                    "(--topic-arn ARN, or EVENTS_TOPIC_ARN), or use the demo's state with --local"
+                )
             config = load_config(conn.config)
             repository = DeploymentRepository(res.table, retention_days=config.retention_days)
+            local = res.local_dir is not None
+            if local:  # the saved local state keeps no CodeDeploy deployments nor executions: say so first
+                from deployguard_local import local_state
+
+                found = repository.find_deployment(deployment_id) if deployment_id else None
+                refusal = local_state.unemulated(found, verb) if found is not None else None
+                if refusal:
+                    raise DeployGuardError(refusal)
             machine = state_machine_arn or res.state_machine
             outcome = use(CanaryControlService(config, repository, EventPublisher(res.topic),
                                                canary_state_machine_arn=machine))  # fmt: skip
@@ -65,6 +86,12 @@ def _apply(conn: Connection, state_machine_arn: str | None, verb: str, use: Call
             print_json(outcome.model_dump(mode="json"))
         else:
             sys.stdout.write(text(outcome) + "\n")
+        if local and isinstance(outcome, ControlOutcome) and outcome.changed:
+            from deployguard_local import local_state
+
+            note = local_state.unhonoured(outcome.deployment, verb)
+            if note:
+                sys.stderr.write(f"{PROG} {verb}: note: {note}\n")
         return 0
 
     raise typer.Exit(run(action, f"{PROG} {verb}"))
@@ -88,7 +115,11 @@ def _verb_command(verb: str) -> None:
             )
 
         request = ControlRequest(verb=verb, actor=by, reason=reason)
-        _apply(conn, state_machine_arn, verb, lambda service: service.apply(deployment_id, request), text, json_)
+
+        def use(service: CanaryControlService) -> BaseModel:
+            return service.apply(deployment_id, request)
+
+        _apply(conn, state_machine_arn, verb, use, text, json_, deployment_id)
 
 
 for _verb in VERBS:

@@ -32,7 +32,7 @@ from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sam
 from deployguard_local.receivers import local_receivers
 from deployguard_local.traffic import LambdaTrafficSource, ScenarioTrafficSource, VersionBehaviour
 
-DEMO_CONFIG = REPO_ROOT / "examples" / "demo.yaml"
+DEMO_CONFIG = local_state.DEMO_CONFIG  # examples/demo.yaml
 
 
 @dataclass

@@ -1,16 +1,27 @@
-"""The embedded AWS's state kept on disk, so read commands work after the process that made it.
+"""The embedded AWS's state kept on disk, so ``--local`` commands work after the process that made it.
 
-``make demo`` ends by saving what its embedded AWS holds (every DynamoDB table of the stack,
-every object of its S3 buckets, and the simulated clock) under ``.deployguard/local-state/``
-(ignored by git). ``--local`` commands start a fresh embedded AWS from ``template.yaml`` and
-load that state into it, then read it through the same boto3 calls as against a deployed
-stack::
+``make demo`` ends by saving what its embedded AWS holds under ``.deployguard/local-state/``
+(ignored by git): every DynamoDB table of the stack, every object of its S3 buckets, the
+messages waiting in its SQS queues (the notification dead-letter queue among them), the
+application's Lambda functions (how many versions each has, and where each alias routes its
+traffic), the configuration file it ran with and the simulated clock. ``--local`` commands
+start a fresh embedded AWS from ``template.yaml`` and load that state into it, then use it
+through the same boto3 calls as a deployed stack::
 
-    with opened() as aws:                   # EmbeddedAws with the demo's state
+    with opened() as aws:                   # tables and buckets: what read commands need
         DeploymentReader(DeploymentRepository()).list(...)
+    with opened(whole_stack=True) as aws:   # the whole stack: topic, queues, functions, state machines
+        ...                                 # act on it (control verbs, dead letters), then
+        settle(aws); save(aws, directory)   # let what was started finish, and keep the result
 
-Layout: ``state.json`` (format, saved-at, simulated time, tables and buckets),
-``dynamodb/<LogicalId>.json`` (items in DynamoDB's typed JSON), ``s3/<LogicalId>/<key>``.
+Not kept (moto holds them in memory only, and they end with the process that ran them): Step
+Functions executions (a canary's execution and the approval token it waits on), CodeDeploy's
+deployments and lifecycle hooks, CloudWatch metrics. :func:`unemulated` names which control
+verbs need one of them.
+
+Layout: ``state.json`` (format, simulated time, configuration, tables, buckets, queues and
+Lambda functions), ``dynamodb/<LogicalId>.json`` (items in DynamoDB's typed JSON),
+``s3/<LogicalId>/<key>``, ``sqs/<LogicalId>.json`` (message bodies and attributes).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +37,12 @@ from typing import Any
 
 from deployguard.aws import clients
 from deployguard.exceptions import DeployGuardError
-from deployguard_local.emulator import REPO_ROOT, EmbeddedAws
+from deployguard.models import Deployment
+from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 
 STATE_FORMAT = "deployguard-local-state/1"
 STATE_DIR_ENV = "DEPLOYGUARD_LOCAL_STATE"
+DEMO_CONFIG = REPO_ROOT / "examples" / "demo.yaml"  # the configuration `make demo` runs with (and saves)
 
 
 def default_dir() -> Path:
@@ -45,8 +59,69 @@ def _buckets(aws: EmbeddedAws) -> dict[str, str]:
     return {logical: aws.ref(logical) for logical in buckets if logical in aws.stack.physical}
 
 
+def _queues(aws: EmbeddedAws) -> dict[str, str]:
+    """The template's queues (logical id -> URL); none on a storage-only embedded AWS."""
+    queues = aws.stack.of_type("AWS::SQS::Queue")
+    return {logical: aws.ref(logical) for logical in queues if logical in aws.stack.physical}
+
+
+def _messages(queue_url: str) -> list[dict[str, Any]]:
+    """Every message waiting in a queue (body and attributes), left in it as it was."""
+    sqs = clients.client("sqs")
+    found: dict[str, dict[str, Any]] = {}
+    handles: list[str] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            handles.append(message["ReceiptHandle"])
+            kept: dict[str, Any] = {"Body": message["Body"]}
+            if message.get("MessageAttributes"):
+                kept["MessageAttributes"] = message["MessageAttributes"]
+            found.setdefault(message["MessageId"], kept)
+    for handle in handles:  # visible again at once: saving takes nothing away
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+    return list(found.values())
+
+
+def _functions(aws: EmbeddedAws) -> dict[str, Any]:
+    """The application's Lambda functions (not the stack's own): how many versions each has, and where each
+    alias routes its traffic (``{"versions": 2, "aliases": {"live": {"version": "1", "weights": {"2": 0.1}}}}``)."""
+    if aws.storage_only:
+        return {}
+    own = {aws.ref(logical) for logical in aws.stack.of_type("AWS::Serverless::Function")}
+    lam = clients.client("lambda")
+    found: dict[str, Any] = {}
+    for page in lam.get_paginator("list_functions").paginate():
+        for function in page["Functions"]:
+            name = function["FunctionName"]
+            if name in own:
+                continue
+            versions = [int(v["Version"]) for p in lam.get_paginator("list_versions_by_function").paginate(
+                FunctionName=name) for v in p["Versions"] if v["Version"].isdigit()]  # fmt: skip
+            aliases = {
+                a["Name"]: {"version": a["FunctionVersion"],
+                            "weights": a.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})}
+                for p in lam.get_paginator("list_aliases").paginate(FunctionName=name) for a in p["Aliases"]
+            }  # fmt: skip
+            if versions and aliases:
+                found[name] = {"versions": max(versions), "aliases": aliases}
+    return found
+
+
+def _relative(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    path = Path(path).resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
-    """Write the tables, buckets and clock of ``aws`` to ``directory`` (replacing what was there)."""
+    """Write the tables, buckets, queues, application functions, configuration and clock of ``aws`` to
+    ``directory`` (replacing what was there)."""
     directory = directory or default_dir()
     (directory / "dynamodb").mkdir(parents=True, exist_ok=True)
     dynamodb = clients.client("dynamodb")
@@ -63,12 +138,28 @@ def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
                 path = root / obj["Key"]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-    manifest = {
+    queues = _queues(aws)
+    if queues:
+        (directory / "sqs").mkdir(exist_ok=True)
+    for logical, url in queues.items():
+        (directory / "sqs" / f"{logical}.json").write_text(json.dumps(_messages(url)), encoding="utf-8")
+    manifest: dict[str, Any] = {
         "format": STATE_FORMAT,
         "simulated_now": aws.clock().isoformat() if aws.clock is not None else None,
+        "config_file": _relative(aws.config_file),
         "tables": _tables(aws),
         "buckets": _buckets(aws),
+        "queues": queues,
     }
+    if not aws.storage_only:
+        manifest["functions"] = _functions(aws)
+    elif (directory / "state.json").exists():  # no queues, Lambda nor configuration here: keep what was saved
+        previous = read_manifest(directory)
+        for key in ("config_file", "queues", "functions"):
+            if key in previous:
+                manifest[key] = previous[key]
+            else:
+                manifest.pop(key, None)
     (directory / "state.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return directory
 
@@ -79,7 +170,8 @@ def report_path(directory: Path, bucket_logical_id: str, key: str) -> Path:
 
 
 def load(aws: EmbeddedAws, directory: Path) -> None:
-    """Put a saved state into a freshly started embedded AWS."""
+    """Put a saved state's tables, buckets, queued messages and clock into a freshly started embedded AWS
+    (the application's functions: :func:`restore_functions`)."""
     manifest = read_manifest(directory)
     dynamodb = clients.client("dynamodb")
     for logical, name in _tables(aws).items():
@@ -96,9 +188,75 @@ def load(aws: EmbeddedAws, directory: Path) -> None:
         for path in sorted(root.rglob("*")) if root.exists() else []:
             if path.is_file():
                 s3.put_object(Bucket=bucket, Key=path.relative_to(root).as_posix(), Body=path.read_bytes())
+    sqs = clients.client("sqs")
+    for logical, url in _queues(aws).items():
+        path = directory / "sqs" / f"{logical}.json"
+        for message in json.loads(path.read_text(encoding="utf-8")) if path.exists() else []:
+            sqs.send_message(QueueUrl=url, MessageBody=message["Body"],
+                             MessageAttributes=message.get("MessageAttributes", {}))  # fmt: skip
     if aws.clock is not None and manifest.get("simulated_now"):
         saved = datetime.fromisoformat(manifest["simulated_now"])
         aws.clock.advance(max(0.0, (saved - aws.clock()).total_seconds()))
+
+
+def restore_functions(aws: EmbeddedAws, directory: Path) -> list[str]:
+    """Recreate the application's Lambda functions the saved state names, each alias routing as it was
+    saved. A state saved before functions were kept has them rebuilt from the deployment history
+    (:func:`functions_from_history`)."""
+    saved = read_manifest(directory).get("functions")
+    if saved is None:
+        return functions_from_history(aws)
+    lam = clients.client("lambda")
+    for name, function in saved.items():
+        aliases: dict[str, Any] = function["aliases"]
+        first = next(iter(aliases))
+        aws.deploy_sample_function(name, first, sample_handler, versions=int(function["versions"]))
+        for alias, route in aliases.items():
+            routing = {"RoutingConfig": {"AdditionalVersionWeights": route["weights"]}} if route["weights"] else {}
+            change = lam.update_alias if alias == first else lam.create_alias
+            change(FunctionName=name, Name=alias, FunctionVersion=route["version"], **routing)
+    return sorted(saved)
+
+
+def functions_from_history(aws: EmbeddedAws) -> list[str]:
+    """Recreate the Lambda functions the deployments of the loaded tables name, with their versions and the
+    alias where the history left it (the newest deployment's new version if it was promoted, else its stable
+    one): for a state saved before functions were kept."""
+    from deployguard.models import LambdaTarget
+    from deployguard.readmodels import DeploymentQuery, DeploymentReader
+    from deployguard.storage.repository import DeploymentRepository
+
+    newest: dict[str, tuple[LambdaTarget, bool]] = {}
+    versions: dict[str, int] = {}
+    items = DeploymentReader(DeploymentRepository()).page(DeploymentQuery(limit=500)).items
+    for deployment in sorted(items, key=lambda d: d.started_at):
+        target = deployment.target
+        if not isinstance(target, LambdaTarget) or not (target.stable_version + target.new_version).isdigit():
+            continue
+        newest[target.function_name] = (target, deployment.decision == "promoted")
+        versions[target.function_name] = max(
+            versions.get(target.function_name, 0), int(target.stable_version), int(target.new_version)
+        )
+    for name, (target, promoted) in newest.items():
+        aws.deploy_sample_function(name, target.alias, sample_handler, versions=versions[name])
+        live = target.new_version if promoted else target.stable_version
+        clients.client("lambda").update_alias(FunctionName=name, Name=target.alias, FunctionVersion=live)
+    return sorted(newest)
+
+
+def saved_config(directory: Path) -> Path | None:
+    """The configuration file the saved state's stack ran with (a state saved before it was kept: the
+    demo's, which made it)."""
+    manifest = read_manifest(directory)
+    if "config_file" not in manifest:
+        return DEMO_CONFIG
+    if manifest["config_file"] is None:
+        return None
+    path = Path(manifest["config_file"])
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if not path.exists():
+        raise DeployGuardError(f"{directory}: saved with the configuration {path}, which is gone (pass --config FILE)")
+    return path
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -113,10 +271,97 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def opened(directory: Path | None = None) -> Iterator[EmbeddedAws]:
-    """An embedded AWS holding the saved state (read it through boto3 as a deployed stack)."""
+def opened(
+    directory: Path | None = None, *, whole_stack: bool = False, config_file: str | Path | None = None
+) -> Iterator[EmbeddedAws]:
+    """An embedded AWS holding the saved state (use it through boto3 as a deployed stack).
+
+    ``whole_stack``: every resource of the template (topic, queues, the stack's functions subscribed
+    and scheduled as deployed, state machines) and the application's functions with their aliases,
+    configured with ``config_file`` (default: the configuration the state was saved with); the
+    channels of the demo's configuration (``DEMO_<KIND>_URL``) answer on local receivers, as in the
+    demo. Otherwise tables and buckets only: what read commands need."""
     directory = directory or default_dir()
     read_manifest(directory)
-    with EmbeddedAws(storage_only=True) as aws:
-        load(aws, directory)
-        yield aws
+    if not whole_stack:
+        with EmbeddedAws(storage_only=True) as aws:
+            load(aws, directory)
+            yield aws
+        return
+    from deployguard_local.receivers import local_receivers
+
+    config = Path(config_file) if config_file else saved_config(directory)
+    with local_receivers(echo=None) as receivers:
+        env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
+        with _environment(env), EmbeddedAws(config_file=config) as aws:
+            load(aws, directory)
+            restore_functions(aws, directory)
+            yield aws
+
+
+SETTLE_TIMEOUT = 120.0  # real seconds an execution a command started may take to end
+
+
+def settle(aws: EmbeddedAws, timeout: float = SETTLE_TIMEOUT) -> list[dict[str, Any]]:
+    """Let what a command started finish before its state is saved (nothing of it outlives the process):
+    Step Functions executions run to their end on the simulated clock (waiting at most ``timeout`` real
+    seconds: one still running then is stopped with the embedded AWS), and asynchronous invocations (the
+    topic's deliveries) are drained. Returns DescribeExecution of each execution that ran."""
+    sfn = clients.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    ran: list[dict[str, Any]] = []
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine["stateMachineArn"])
+        for execution in (e for page in pages for e in page["executions"]):
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            while described["status"] == "RUNNING" and time.monotonic() < deadline:
+                time.sleep(0.02)
+                described = sfn.describe_execution(executionArn=execution["executionArn"])
+            ran.append(described)
+    aws.invoker.drain()
+    return ran
+
+
+def what_ran(execution: dict[str, Any]) -> str:
+    """One line about an execution :func:`settle` waited for."""
+    if execution["status"] == "RUNNING":
+        return (f"execution {execution['name']} still ran after {SETTLE_TIMEOUT:g} s: stopped (executions are not "
+                "kept in the local state)")  # fmt: skip
+    return f"execution {execution['name']} ran to its end on the simulated clock ({execution['status']})"
+
+
+# ---------------------------------------------------------------------------- what is not kept
+
+_CODEDEPLOY_CALLS = {"abort": "StopDeployment", "promote": "ContinueDeployment"}
+_FLAG_VERBS = ("promote", "pause", "resume", "skip_analysis")
+
+
+def unemulated(deployment: Deployment, verb: str) -> str | None:
+    """Why ``verb`` cannot act on ``deployment`` in the saved local state (None: it can): what it needs
+    is one of the things not kept (a CodeDeploy deployment, a Step Functions execution's task token)."""
+    call = _CODEDEPLOY_CALLS.get(verb)
+    if deployment.driver == "codedeploy" and call:
+        return (
+            f"{verb} of CodeDeploy-driven deployment {deployment.deployment_id} is CodeDeploy's {call} on "
+            f"{deployment.codedeploy_deployment_id or '(none recorded)'}, and the saved local state has no CodeDeploy "
+            "deployments (it keeps DynamoDB, S3, SQS and the Lambda aliases; CodeDeploy's deployments ended with the "
+            "demo's process): use it on a deployed stack (--stack NAME)"
+        )
+    if verb in ("approve", "promote", "abort") and deployment.control.approval_token:
+        return (
+            f"{verb} of {deployment.deployment_id} answers the approval task token of its canary's Step Functions "
+            "execution, and the saved local state has no Step Functions executions (they end with the process that "
+            "ran them): nothing waits on that token here"
+        )
+    return None
+
+
+def unhonoured(deployment: Deployment, verb: str) -> str | None:
+    """What a flag verb that changed a Step Functions canary of the saved state leaves undone locally."""
+    if deployment.driver == "codedeploy" or deployment.status.is_terminal or verb not in _FLAG_VERBS:
+        return None
+    return (
+        f"{verb} is recorded on {deployment.deployment_id}; its canary's execution is not in the saved local "
+        "state (Step Functions executions end with the process that ran them), so nothing here moves its "
+        "traffic: on AWS the execution honours it at its next task"
+    )

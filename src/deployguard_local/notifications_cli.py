@@ -17,8 +17,11 @@ nothing is lost; a malformed message cannot be redelivered and stays in the queu
 Both take the connection options (:mod:`deployguard_local.options`): ``--stack NAME`` (the table
 and the queue from the stack's outputs), ``--table NAME``, or DEPLOYMENTS_TABLE; the queue is
 ``--queue-url``, the stack's ``NotificationDeadLetterQueueUrl`` or NOTIFICATION_DLQ_URL; the
-configuration ``--config`` or DEPLOYGUARD_CONFIG_FILE. Exit codes: 0 done, 1 some dead letters
-still failing, 2 an error (written, as every line, to the command's output).
+configuration ``--config`` or DEPLOYGUARD_CONFIG_FILE. ``--local``: the demo's saved state on the
+embedded AWS, its NotificationDeadLetterQueue and the configuration it ran with (the demo's channels
+answer on local receivers, as in the demo); what is delivered, and what stays, is saved back.
+Exit codes: 0 done, 1 some dead letters still failing, 2 an error (written, as every line, to the
+command's output).
 """
 
 from __future__ import annotations
@@ -75,13 +78,12 @@ def retry_command(
     """Redeliver messages from the notification dead-letter queue (nothing is lost: failures stay queued)."""
 
     def action(out: TextIO) -> int:
-        if conn.local:
-            raise DeployGuardError("the demo's saved state has no queues: use --stack, or --queue-url and --table")
-        if not (queue_url or conn.stack or os.environ.get("NOTIFICATION_DLQ_URL")):
+        if not (queue_url or conn.stack or conn.local or os.environ.get("NOTIFICATION_DLQ_URL")):
             raise DeployGuardError("--queue-url and --table (or --stack, or NOTIFICATION_DLQ_URL and DEPLOYMENTS_TABLE)"
                                    " are required")  # fmt: skip
-        with conn.resources() as res:
-            return retry(res.table, queue_url or res.dead_letter_queue, conn.config, limit, out)
+        with conn.resources(save=conn.local, whole_stack=conn.local) as res:
+            # --local: the saved dead-letter queue, and the channels of the configuration the state ran with
+            return retry(res.table, queue_url or res.dead_letter_queue, conn.config or res.config_file, limit, out)
 
     _finish(action)
 

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import inspect
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,19 +83,17 @@ class Connection:
         return stack_outputs(self.stack) if self.stack else {}
 
     @contextlib.contextmanager
-    def resources(self, *, save: bool = False) -> Iterator[Resources]:
-        """The table, topic and canary state machine to use. ``--local``: the demo's saved state on the
-        embedded AWS (no topic: nothing listens there), written back afterwards when ``save``."""
-        if self.local:
-            from deployguard_local import local_state
+    def resources(self, *, save: bool = False, whole_stack: bool = False) -> Iterator[Resources]:
+        """The table, topic, canary state machine, dead-letter queue and reports bucket to use.
 
-            directory = self.state_dir or local_state.default_dir()
-            with local_state.opened(directory) as aws:
-                assert aws.clock is not None  # local time is simulated: waiting advances it
-                bucket = aws.ref("ReportsBucket") if "ReportsBucket" in aws.stack.physical else None
-                yield Resources(aws.ref("DeploymentsTable"), self.topic_arn, None, bucket, aws.clock.advance, directory)
-                if save:
-                    local_state.save(aws, directory)
+        ``--local``: the demo's saved state on the embedded AWS (:mod:`deployguard_local.local_state`),
+        written back afterwards when ``save``. By default only its tables and buckets (no topic: nothing
+        listens); ``whole_stack`` (commands that act: control verbs, dead letters) starts every resource of
+        the template with the application's functions, so a verb acts as on AWS: the events topic and its
+        subscribers, the canary state machine, the notification dead-letter queue. What such a command
+        starts (an execution, the topic's deliveries) ends before the state is saved."""
+        if self.local:
+            yield from self._local(save, whole_stack)
             return
         self.apply_environment()
         outputs = self.outputs()
@@ -115,6 +114,30 @@ class Connection:
             dead_letter_queue=outputs.get("NotificationDeadLetterQueueUrl") or os.environ.get("NOTIFICATION_DLQ_URL"),
         )
 
+    def _local(self, save: bool, whole_stack: bool) -> Iterator[Resources]:
+        from deployguard_local import local_state
+
+        directory = self.state_dir or local_state.default_dir()
+        with local_state.opened(directory, whole_stack=whole_stack, config_file=self.config) as aws:
+            assert aws.clock is not None  # local time is simulated: waiting advances it
+            physical = aws.stack.physical
+            ref = lambda logical: aws.ref(logical) if logical in physical else None  # noqa: E731
+            yield Resources(
+                table=aws.ref("DeploymentsTable"),
+                topic=self.topic_arn or ref("DeploymentEventsTopic"),
+                state_machine=ref("CanaryStateMachine"),
+                reports_bucket=ref("ReportsBucket"),
+                sleep=aws.clock.advance,
+                local_dir=directory,
+                dead_letter_queue=ref("NotificationDeadLetterQueue"),
+                config_file=str(aws.config_file) if aws.config_file else None,
+            )
+            if whole_stack:
+                for execution in local_state.settle(aws):  # stderr: stdout holds the command's answer alone
+                    sys.stderr.write(f"deployguard: local: {local_state.what_ran(execution)}\n")
+            if save:
+                local_state.save(aws, directory)
+
 
 @dataclass
 class Resources:
@@ -127,6 +150,7 @@ class Resources:
     sleep: Callable[[float], object]
     local_dir: Path | None = None
     dead_letter_queue: str | None = None
+    config_file: str | None = None  # --local: the configuration the embedded stack runs with
 
     @functools.cached_property
     def reader(self) -> DeploymentReader:

@@ -1,0 +1,212 @@
+"""`deployguard control ... --local` and `notifications retry --local` act on a saved local state as on a
+deployed stack: the embedded stack's topic (and the router subscribed to it), canary state machine, dead-letter
+queue and Lambda aliases, through the same workflows; the next command sees the effect.
+
+The saved states are made as `make demo` makes its own (an embedded AWS configured like the demo, canaries run
+by the real state machine, ``local_state.save``): the session's demo run (its four rollouts), and one made here
+(module-scoped, a few seconds) with a canary held for a person, one in flight and a dead letter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from demo_support import DemoRun
+
+from deployguard.aws import clients
+from deployguard.aws.events import EventPublisher
+from deployguard.config import load_config
+from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
+from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
+from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.control import CanaryControlService
+from deployguard_local import cli, local_state
+from deployguard_local.console_server import start_live_canary, wait_until
+from deployguard_local.demo import DEMO_CONFIG
+from deployguard_local.emulator import EmbeddedAws, _environment, sample_handler
+from deployguard_local.receivers import local_receivers
+
+BY = ["--by", "erin", "--reason", "checking the canary by hand"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved local state, made as the demo makes its own: ``dep-quiet-api`` held for a person (its canary saw no
+    traffic: no evidence), ``live-orders-api`` in flight at 10% (its execution waits at a gate, as serve --local's
+    live canary), ``dep-waiting`` waiting for approval before 100%, and a dead letter of ops-slack."""
+    directory = tmp_path_factory.mktemp("saved-local-state")
+    with local_receivers(echo=None) as receivers:
+        env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
+        with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
+            versions = aws.deploy_sample_function("quiet-api", "live", sample_handler)
+            target = LambdaTarget(function_name="quiet-api", alias="live", stable_version=versions[0],
+                                  new_version=versions[1])  # fmt: skip
+            request = {"deployment": {"deployment_id": "dep-quiet-api", "service": "quiet-api",
+                                      "version": versions[1], "target": target.model_dump()}}  # fmt: skip
+            assert aws.run_state_machine("CanaryStateMachine", request)["status"] == "SUCCEEDED"
+            repository = DeploymentRepository()
+            assert repository.get_deployment("dep-quiet-api").decision == "held"
+            start_live_canary(aws, seconds_per_minute=None)  # held at its gate until the embedded AWS closes
+            assert wait_until(lambda: (d := repository.find_deployment("live-orders-api")) is not None
+                              and d.canary_weight > 0)  # fmt: skip
+            waiting = Deployment(deployment_id="dep-waiting", service="quiet-api", version=versions[1],
+                                 environment="production", target=target, status=DeploymentStatus.IN_PROGRESS,
+                                 canary_weight=0.5)  # fmt: skip
+            repository.create_deployment(waiting)
+            service = CanaryControlService(load_config(), repository, EventPublisher(aws.ref("DeploymentEventsTopic")))
+            service.wait_for_approval("dep-waiting", "token-of-an-execution")  # as the canary's approval task does
+            event = repository.events("dep-quiet-api")[0]
+            DeadLetterQueue(aws.ref("NotificationDeadLetterQueue")).send(
+                DeadLetter(kind="event", channel="ops-slack", events=[event], error="HTTP 503 from Slack", attempts=3)
+            )
+            aws.invoker.drain()
+            local_state.save(aws, directory)
+    return directory
+
+
+@pytest.fixture
+def state(saved: Path, tmp_path: Path) -> Path:
+    """A copy of the saved state for one test (commands write it back)."""
+    return Path(shutil.copytree(saved, tmp_path / "state"))
+
+
+def local(directory: Path) -> list[str]:
+    return ["--local", "--state-dir", str(directory)]
+
+
+def reopened(directory: Path) -> Any:
+    """The saved state in a fresh embedded AWS (whole stack), to look at what a command left."""
+    return local_state.opened(directory, whole_stack=True)
+
+
+def alias(function_name: str) -> tuple[str, dict[str, float]]:
+    found = clients.client("lambda").get_alias(FunctionName=function_name, Name="live")
+    return found["FunctionVersion"], found.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+
+
+def history(capsys: pytest.CaptureFixture[str], directory: Path, deployment_id: str) -> dict[str, Any]:
+    code, out, err = run(capsys, "deployments", "show", deployment_id, *local(directory), "--json")
+    assert code == 0, err
+    return dict(json.loads(out))
+
+
+def test_pause_is_recorded_announced_and_seen_by_the_next_command(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "control", "pause", "live-orders-api", *BY, *local(state))
+    assert code == 0, err
+    assert out.strip() == "live-orders-api pause: held at 10%; a failing verdict still rolls back"
+    assert "its canary's execution is not in the saved local state" in err  # nothing here moves its traffic
+    after = history(capsys, state, "live-orders-api")
+    assert after["deployment"]["control"]["paused"] and after["deployment"]["control"]["last_actor"] == "erin"
+    assert after["outcome"]["state"] == "running"
+    audit = [(a["action"], a["actor"], a["reason"], a["details"].get("changed")) for a in after["audit"]]
+    assert audit[-1] == ("control_pause", "erin", "checking the canary by hand", True)
+    announced = [e for e in after["events"] if e["event_type"] == "control.action"]
+    assert [e["details"]["verb"] for e in announced] == ["pause"]
+    # published on the embedded stack's topic: its router delivered it to the demo's channels (local receivers)
+    delivered = {n["channel"] for n in after["notifications"] if n["event_id"] == announced[0]["event_id"]}
+    assert delivered >= {"dev-slack", "audit-webhook"}
+    code, out, _ = run(capsys, "control", "resume", "live-orders-api", *BY, *local(state), "--json")
+    resumed = json.loads(out)
+    assert code == 0 and resumed["changed"] and not resumed["deployment"]["control"]["paused"]
+
+
+def test_abort_puts_the_alias_back_at_stable_for_the_next_command(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with reopened(state):
+        assert alias("orders-api") == ("1", {"2": 0.1})  # the saved alias: the canary in flight at 10%
+    code, out, err = run(capsys, "control", "abort", "live-orders-api", *BY, *local(state))
+    assert code == 0, err
+    assert "alias orders-api:live back at 100% version 1" in out
+    with reopened(state):
+        assert alias("orders-api") == ("1", {})
+        deployment = DeploymentRepository().get_deployment("live-orders-api")
+        assert (deployment.status, deployment.decision, deployment.canary_weight) == (
+            DeploymentStatus.ROLLED_BACK, "aborted", 0.0)  # fmt: skip
+        trail = [(e.action, e.actor) for e in DeploymentRepository().audit_trail("live-orders-api")]
+        assert trail[-2:] == [("rolled_back", "erin"), ("control_abort", "erin")]
+    code, out, _ = run(capsys, "control", "abort", "live-orders-api", *BY, *local(state))
+    assert code == 0 and "already rolled back (nothing changed)" in out
+
+
+def test_retry_runs_the_held_step_again_on_the_embedded_state_machine(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    code, out, err = run(capsys, "control", "retry", "dep-quiet-api", *BY, *local(state))
+    assert code == 0, err
+    assert out.startswith("dep-quiet-api retry: step 1 starts again (execution dep-quiet-api-retry-")
+    assert "ran to its end on the simulated clock (SUCCEEDED)" in err  # an execution ends with the command
+    after = history(capsys, state, "dep-quiet-api")
+    actions = [a["action"] for a in after["audit"]]
+    retried = actions.index("control_retry")
+    assert "assessed" in actions[retried:]  # the new execution judged the step again ...
+    # ... and, as no traffic reaches quiet-api in the saved state (no evidence), held it for a person again
+    assert (after["deployment"]["decision"], after["outcome"]["state"]) == ("held", "held")
+    assert time.monotonic() - started < 60
+
+
+def test_notifications_retry_redelivers_the_saved_dead_letters(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dead = json.loads((state / "sqs" / "NotificationDeadLetterQueue.json").read_text(encoding="utf-8"))
+    assert len(dead) == 1 and json.loads(dead[0]["Body"])["channel"] == "ops-slack"
+    before = history(capsys, state, "dep-quiet-api")["notifications"]
+    code, out, err = run(capsys, "notifications", "retry", *local(state))
+    assert code == 0, out + err
+    assert "delivered event to ops-slack" in out and out.rstrip().endswith("redelivered 1, still failing 0, skipped 0")
+    assert json.loads((state / "sqs" / "NotificationDeadLetterQueue.json").read_text(encoding="utf-8")) == []
+    after = history(capsys, state, "dep-quiet-api")["notifications"]
+    fresh = [n for n in after if n not in before]
+    assert [(n["channel"], n["status"]) for n in fresh] == [("ops-slack", "delivered")]
+    code, out, _ = run(capsys, "notifications", "retry", *local(state))  # the queue is empty now, and stays so
+    assert code == 0 and "redelivered 0, still failing 0, skipped 0" in out
+
+
+def test_what_the_local_state_does_not_keep_is_named(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "control", "approve", "dep-waiting", *BY, *local(state))
+    assert code == 2 and "saved local state has no Step Functions executions" in err
+    assert "approval task token" in err
+    code, _, err = run(capsys, "control", "promote", "nonexist", *BY, *local(state))
+    assert code == 2 and err.strip() == "deployguard control promote: deployment nonexist not found"
+    with reopened(state):  # refused before anything changed
+        waiting = DeploymentRepository().get_deployment("dep-waiting")
+        assert waiting.control.awaiting_approval and waiting.control.approval_token
+        assert not [e for e in DeploymentRepository().audit_trail("dep-waiting") if e.action.startswith("control_")]
+
+
+def test_the_demo_state_rolls_back_and_refuses_what_codedeploy_owns(
+    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = Path(shutil.copytree(demo_run.state_dir, tmp_path / "state"))  # the session's copy is shared
+    ids = demo_run.deployment_ids()
+    confirm = ["--confirm", "checkout-api"]
+    code, out, err = run(capsys, "control", "rollback", "checkout-api", *BY, *confirm, *local(state))
+    assert code == 0, err
+    assert out.strip() == "checkout-api: checkout-api:live back on version 1 (was 2)"
+    with reopened(state):
+        assert alias("checkout-api") == ("1", {})
+        healthy = DeploymentRepository().get_deployment(ids["healthy-release"])
+        assert healthy.decision == "emergency_rolled_back"
+        trail = [
+            (e.action, e.actor, e.details.get("to")) for e in DeploymentRepository().audit_trail(healthy.deployment_id)
+        ]
+        assert ("emergency_rollback", "erin", "1") in trail
+    code, out, _ = run(
+        capsys, "control", "rollback", "checkout-api", *BY, *confirm, "--from-version", "2", *local(state)
+    )
+    assert code == 0 and "already rolled back from version 2 (nothing changed)" in out
+    code, _, err = run(capsys, "control", "abort", ids["codedeploy-canary"], *BY, *local(state))
+    assert code == 2 and "the saved local state has no CodeDeploy deployments" in err and "StopDeployment" in err
+    code, _, err = run(capsys, "control", "pause", ids["healthy-release"], *BY, *local(state))
+    assert code == 2 and "applies only to a canary in progress" in err
