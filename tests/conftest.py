@@ -66,28 +66,41 @@ def atomic_dynamodb() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The built-in demo, run once per test run: its output and the local state it saves. With xdist the
-    first worker that needs it runs it (the others wait on a lock in the run's common folder) and each
-    worker gets its own copy of the saved state (a test may write to it)."""
-    import fcntl
-    import io
+    controller starts it at once beside the workers (:func:`pytest_xdist_node_collection_finished`), else the
+    first worker that needs it runs it; the others wait on a lock in the run's common folder, and each worker
+    gets its own copy of the saved state (a test may write to it)."""
     import shutil
 
-    from demo_support import DemoRun
-
-    from deployguard_local import demo
+    from demo_support import DemoRun, run_demo_once
 
     base = tmp_path_factory.getbasetemp()
     under_xdist = os.environ.get("PYTEST_XDIST_WORKER") is not None  # also without the xdist plugin
     shared = (base.parent if under_xdist else base) / "demo-run"
-    shared.mkdir(exist_ok=True)
-    result = shared / "result.json"
-    with (shared / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not result.exists():
-            out = io.StringIO()
-            code = demo.main(out=out, state_dir=shared / "local-state")
-            result.write_text(json.dumps({"exit_code": code, "output": out.getvalue()}), encoding="utf-8")
-    saved = json.loads(result.read_text(encoding="utf-8"))
+    saved = run_demo_once(shared)
     state_dir = tmp_path_factory.mktemp("local-state")
     shutil.copytree(shared / "local-state", state_dir, dirs_exist_ok=True)
     return DemoRun(saved["exit_code"], saved["output"], state_dir)
+
+
+_DEMO_BESIDE: list[Any] = []  # the demo run the xdist controller started beside its workers
+
+
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """With xdist, the controller starts the session's demo run at once, beside the workers, when the run has
+    integration tests (they read it): no worker then waits for it idle, several minutes in, while the other
+    works. The workers' ``demo_run`` fixture waits on the same lock and reads its result."""
+    import subprocess
+    import sys
+
+    if _DEMO_BESIDE or not any(i.startswith("tests/integration/") for i in ids):
+        return
+    shared = node.config._tmp_path_factory.getbasetemp() / "demo-run"  # the workers' basetemp is one below
+    shared.mkdir(exist_ok=True)
+    script = REPO_ROOT / "tests" / "support" / "demo_support.py"
+    _DEMO_BESIDE.append(subprocess.Popen([sys.executable, str(script), str(shared)], cwd=REPO_ROOT,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for process in _DEMO_BESIDE:
+        process.wait(timeout=600)

@@ -1,9 +1,34 @@
-"""What the session's demo run left (see tests/integration/conftest.py)."""
+"""The session's demo run: run once for every worker (:func:`run_demo_once`), and what it left (:class:`DemoRun`).
+
+python tests/support/demo_support.py SHARED_DIR   # what the xdist controller starts at once (tests/conftest.py)
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+
+def run_demo_once(shared: Path) -> dict[str, Any]:
+    """The demo's exit code and output, its local state saved in ``shared / "local-state"``: run by whoever
+    comes first (a lock in ``shared``), read by everyone after."""
+    import fcntl
+    import io
+
+    shared.mkdir(parents=True, exist_ok=True)
+    result = shared / "result.json"
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            from deployguard_local import demo
+
+            out = io.StringIO()
+            code = demo.main(out=out, state_dir=shared / "local-state")
+            result.write_text(json.dumps({"exit_code": code, "output": out.getvalue()}), encoding="utf-8")
+    return dict(json.loads(result.read_text(encoding="utf-8")))
 
 
 @dataclass(frozen=True)
@@ -24,3 +49,7 @@ class DemoRun:
     def report(self, rollout: str) -> Path:
         """The HTML report the stack's report writer left for a rollout."""
         return self.state_dir / "s3" / "ReportsBucket" / "reports" / f"{self.deployment_ids()[rollout]}.html"
+
+
+if __name__ == "__main__":
+    run_demo_once(Path(sys.argv[1]))
