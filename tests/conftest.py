@@ -85,6 +85,17 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
 _DEMO_BESIDE: list[Any] = []  # the demo run the xdist controller started beside its workers
 
 
+# the tests that read the demo's run (its output or saved state): the prewarm starts only for them
+_DEMO_READERS = (
+    "tests/integration/console/",
+    "tests/integration/test_demo.py",
+    "tests/integration/test_deployments_cli.py",
+    "tests/integration/test_report_html.py",
+    "tests/integration/control/test_control_cli_demo_state.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: a run without xdist never calls it
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """With xdist, the controller starts the session's demo run at once, beside the workers, when the run has
     integration tests (they read it): no worker then waits for it idle, several minutes in, while the other
@@ -92,7 +103,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     import subprocess
     import sys
 
-    if _DEMO_BESIDE or not any(i.startswith("tests/integration/") for i in ids):
+    if _DEMO_BESIDE or not any(i.startswith(_DEMO_READERS) for i in ids):
         return
     shared = node.config._tmp_path_factory.getbasetemp() / "demo-run"  # the workers' basetemp is one below
     shared.mkdir(exist_ok=True)
@@ -102,5 +113,14 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run is over (passed, failed, stopped): the demo run beside it is no longer needed."""
+    import subprocess
+
     for process in _DEMO_BESIDE:
-        process.wait(timeout=600)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
