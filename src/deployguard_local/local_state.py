@@ -305,7 +305,7 @@ SETTLE_TIMEOUT = 120.0  # real seconds an execution a command started may take t
 def settle(aws: EmbeddedAws, timeout: float = SETTLE_TIMEOUT) -> list[dict[str, Any]]:
     """Let what a command started finish before its state is saved (nothing of it outlives the process):
     Step Functions executions run to their end on the simulated clock (waiting at most ``timeout`` real
-    seconds: one still running then is stopped with the embedded AWS), and asynchronous invocations (the
+    seconds: the caller stops one still running then, and saves nothing), and asynchronous invocations (the
     topic's deliveries) are drained. Returns DescribeExecution of each execution that ran."""
     sfn = clients.client("stepfunctions")
     deadline = time.monotonic() + timeout
@@ -325,8 +325,7 @@ def settle(aws: EmbeddedAws, timeout: float = SETTLE_TIMEOUT) -> list[dict[str, 
 def what_ran(execution: dict[str, Any]) -> str:
     """One line about an execution :func:`settle` waited for."""
     if execution["status"] == "RUNNING":
-        return (f"execution {execution['name']} still ran after {SETTLE_TIMEOUT:g} s: stopped (executions are not "
-                "kept in the local state)")  # fmt: skip
+        return f"execution {execution['name']} still ran after {SETTLE_TIMEOUT:g} s"
     return f"execution {execution['name']} ran to its end on the simulated clock ({execution['status']})"
 
 

@@ -135,6 +135,12 @@ class Connection:
             if whole_stack:
                 for execution in local_state.settle(aws):  # stderr: stdout holds the command's answer alone
                     sys.stderr.write(f"deployguard: local: {local_state.what_ran(execution)}\n")
+                    if execution["status"] == "RUNNING":  # stopped half-way: saving it would keep half a step
+                        clients.client("stepfunctions").stop_execution(executionArn=execution["executionArn"])
+                        raise DeployGuardError(
+                            f"execution {execution['name']} did not end within {local_state.SETTLE_TIMEOUT:g} s: "
+                            "stopped, and the local state left as it was (nothing saved)"
+                        )
             if save:
                 local_state.save(aws, directory)
 
