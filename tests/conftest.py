@@ -85,16 +85,6 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
 _DEMO_BESIDE: list[Any] = []  # the demo run the xdist controller started beside its workers
 
 
-# the tests that read the demo's run (its output or saved state): the prewarm starts only for them
-_DEMO_READERS = (
-    "tests/integration/console/",
-    "tests/integration/test_demo.py",
-    "tests/integration/test_deployments_cli.py",
-    "tests/integration/test_report_html.py",
-    "tests/integration/control/test_control_cli_demo_state.py",
-)
-
-
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: a run without xdist never calls it
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """With xdist, the controller starts the session's demo run at once, beside the workers, when the run has
@@ -103,7 +93,9 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     import subprocess
     import sys
 
-    if _DEMO_BESIDE or not any(i.startswith(_DEMO_READERS) for i in ids):
+    from demo_support import DEMO_READERS
+
+    if _DEMO_BESIDE or not any(i.startswith(DEMO_READERS) for i in ids):
         return
     shared = node.config._tmp_path_factory.getbasetemp() / "demo-run"  # the workers' basetemp is one below
     shared.mkdir(exist_ok=True)

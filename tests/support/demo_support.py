@@ -11,6 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# the tests that read the demo's run (its output or saved state): the prewarm starts only for them
+DEMO_READERS = (
+    "tests/integration/console/",
+    "tests/integration/test_demo.py",
+    "tests/integration/test_deployments_cli.py",
+    "tests/integration/test_report_html.py",
+    "tests/integration/control/test_control_cli_demo_state.py",
+)
+
 
 def run_demo_once(shared: Path) -> dict[str, Any]:
     """The demo's exit code and output, its local state saved in ``shared / "local-state"``: run by whoever

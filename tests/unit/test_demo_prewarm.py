@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import _DEMO_READERS
+from demo_support import DEMO_READERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,4 +18,4 @@ def test_every_reader_of_the_demo_run_starts_it() -> None:
         and path != ROOT / "tests" / "conftest.py"  # this list; the fixture
         and "demo_run" in path.read_text(encoding="utf-8")
     }
-    assert readers and all(r.startswith(_DEMO_READERS) for r in readers), sorted(readers)
+    assert readers and all(r.startswith(DEMO_READERS) for r in readers), sorted(readers)
