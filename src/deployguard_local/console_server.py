@@ -280,15 +280,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
     return condition()
 
 
-def restore_functions(aws: EmbeddedAws) -> list[str]:
-    """The saved state keeps DynamoDB, not Lambda: recreate the Lambda functions its deployments name,
-    with their versions and the alias where the history left it (the newest deployment's new version if
-    it was promoted, else its stable one), so verbs and emergency rollback act on real aliases."""
-    from deployguard_local import local_state
-
-    return local_state.functions_from_history(aws)
-
-
 @contextlib.contextmanager
 def demo_console(
     port: int = 8700,
@@ -310,10 +301,12 @@ def demo_console(
     log = out if out is not None else io.StringIO()
     with local_receivers(echo=None) as receivers:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
-        with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
+        # a saved state runs with the configuration it was saved with, its functions and aliases as saved
+        config = (local_state.saved_config(directory) if saved else None) or DEMO_CONFIG
+        with _environment(env), EmbeddedAws(config_file=config) as aws:
             if saved:
                 local_state.load(aws, directory)
-                restore_functions(aws)
+                local_state.restore_functions(aws, directory)
             else:
                 builtin_demo(aws, log)
                 flush_digests(aws)
