@@ -161,6 +161,7 @@ class DueCanary:
     state: JudgeState | None = None  # the judge state stored on the record, when it fits this window
     offset: int = 0
     window_start: datetime | None = None
+    settings: JudgeSettings | None = None  # the judge's settings for this deployment's run (:func:`judge_settings`)
 
 
 Due = DueCanary | DueMonitoring
@@ -328,7 +329,7 @@ def _plan_read(cycle: Cycle, item: DueCanary) -> None:
     stored judge state has not folded, and at least the last TAIL_PERIODS; the whole window when
     there is no state that fits it (none, another window, or built with other judge settings or
     metrics), so that read too goes out batched with the others, within the budget."""
-    settings = judge_settings(cycle.config, item.deployment, item.interval_seconds)
+    settings = item.settings = judge_settings(cycle.config, item.deployment, item.interval_seconds)
     whole = canary_request(judged_from(item.deployment), [], cycle.now, item.interval_seconds)
     last = item.deployment.last_assessment
     stored = last.judge_state if last is not None and last.kind == KIND else None
@@ -562,7 +563,8 @@ def _complete_canary(
     start = item.window_start or item.request.start
     periods = item.offset + window.periods  # the whole window's
     read_from = item.request.start  # where the window read starts
-    settings = judge_settings(cycle.config, deployment, item.interval_seconds)
+    settings = item.settings
+    assert settings is not None  # set when its read was planned (_plan_read), as every canary's is
     try:
         verdict, judge_state = judge_tail(
             window, settings, item.state, start, item.interval_seconds, item.offset
