@@ -64,6 +64,24 @@ def test_show_prints_the_timeline_with_reasons(demo_run: DemoRun, capsys: pytest
     assert history["incidents"] and history["notifications"] and history["remediation"]
 
 
+def test_every_export_of_the_demo_validates_against_the_documented_schema(
+    demo_run: DemoRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jsonschema import Draft202012Validator
+
+    documented = json.loads((Path(__file__).parents[2] / "docs" / "history-schema.json").read_text(encoding="utf-8"))
+    validator = Draft202012Validator(documented)
+    incidents = 0
+    for rollout, deployment_id in demo_run.deployment_ids().items():
+        code, out, _ = run(capsys, "report", deployment_id, *local(demo_run), "--format", "json")
+        assert code in (0, 1), rollout
+        exported = json.loads(out)
+        problems = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(exported)]
+        assert problems == [], (rollout, problems[:3])
+        incidents += len(exported["incidents"])
+    assert incidents > 0  # an incident's computed fields (times to acknowledge and resolve) are exported
+
+
 def test_status_is_a_ci_gate(demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:
     ids = demo_run.deployment_ids()
     assert run(capsys, "status", ids["healthy-release"], *local(demo_run), "--wait")[0] == 0

@@ -112,8 +112,9 @@ class DeploymentHistory(Model):
 
 
 def history_json_schema() -> dict[str, Any]:
-    """JSON Schema of the export (``deployguard report ID --format json``)."""
-    schema = DeploymentHistory.model_json_schema(by_alias=True)
+    """JSON Schema of the export (``deployguard report ID --format json``): the shape it is written in
+    (serialization mode, so computed fields such as an incident's times to acknowledge and resolve are in it)."""
+    schema = DeploymentHistory.model_json_schema(by_alias=True, mode="serialization")
     schema["$id"] = f"https://deployguard.dev/schemas/{HISTORY_SCHEMA}.json"
     return schema
 
