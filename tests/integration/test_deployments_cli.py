@@ -129,7 +129,9 @@ def test_summary_counts_what_the_demo_decided(demo_run: DemoRun, capsys: pytest.
     assert code == 0 and summary["schema"] == "deployguard-summary/1"
     current = summary["current"]
     ids = demo_run.deployment_ids()
-    assert current["deployments"] >= len(ids) and current["rolled_back"] == 3  # regression, CodeDeploy, ECS
+    assert current["deployments"] == len(ids) and current["rolled_back"] == 3  # regression, CodeDeploy, ECS
+    # CodeDeploy's own rollback deployments put the old version back: no release of their own
+    assert current["rollback_deployments"] >= 1 and current["succeeded"] == 1 and current["success_rate"] == 0.25
     assert sorted(summary["failed_deployments"]) == sorted(ids[r] for r in ids if r != "healthy-release")
     assert current["median_time_to_detect_seconds"] > 0 and summary["previous"]["deployments"] == 0
     incidents = summary["incidents"]

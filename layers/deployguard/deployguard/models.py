@@ -142,6 +142,11 @@ class Deployment(Model):
     codedeploy_application: str | None = None
     codedeploy_group: str | None = None
     codedeploy_deployment_id: str | None = None
+    rollback_of: str | None = Field(
+        default=None,
+        description="a CodeDeploy rollback deployment (automatic or requested): the id of the deployment it rolls "
+        "back. It puts the old version back; it is no release of its own",
+    )
     started_at: datetime = Field(default_factory=utcnow)
     weight_changed_at: datetime | None = None
     traffic_started_at: datetime | None = Field(

@@ -5,7 +5,9 @@ template's rule invoking the recorder, the alert engine, deliveries at local rec
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +16,9 @@ from alert_rules_support import alert_deliveries, shop_stack, webhook_events
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.models import DeploymentStatus, EventType, LambdaTarget
+from deployguard.readmodels import DeploymentReader, SummaryBuilder
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows import runtime
 from deployguard_local.codedeploy import create_lambda_deployment, put_state_change, start_rollback_deployment
 from deployguard_local.emulator import sample_handler
 from deployguard_local.receivers import LocalReceivers
@@ -74,8 +78,12 @@ def test_a_rollback_codedeploy_reports_fires_deployment_failed_and_completes_the
     assert [e["deployment_id"] for e in delivered] == [deployment_id]
 
 
-def test_a_canary_rolled_back_by_a_rollback_deployment_completes_when_the_rollback_ends(stack: Any) -> None:
+def test_a_canary_rolled_back_by_a_rollback_deployment_completes_when_the_rollback_ends(
+    stack: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     aws, receivers = stack
+    runtime.metrics.clear_metrics()  # what earlier tests' functions added while metrics were disabled
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     deployment_id, target = _canary(aws)
     _put(aws, deployment_id, "START")
     _moved_10_percent(deployment_id, target)
@@ -85,7 +93,17 @@ def test_a_canary_rolled_back_by_a_rollback_deployment_completes_when_the_rollba
     assert not _events(deployment_id, EventType.CANARY_COMPLETED)  # the rollback deployment decides how it ended
     assert "deployment-failed" in alert_deliveries(receivers)[deployment_id]
     LambdaTrafficShifter(target).rollback()
+    capsys.readouterr()
     _put(aws, rollback_id, "START", "SUCCESS", "SUCCESS")
+    # the rollback deployment puts the old version back: no release started or succeeded on the dashboard,
+    # none in the summary, where the release it rolls back counts as rolled back
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert emf and not [b for b in emf if "DeploymentsStarted" in b or "DeploymentsSucceeded" in b], emf
+    rollback = DeploymentRepository().get_deployment(rollback_id)
+    assert rollback.rollback_of == deployment_id
+    start, end = rollback.started_at - timedelta(days=1), rollback.started_at + timedelta(days=1)
+    figures = SummaryBuilder(DeploymentReader(DeploymentRepository())).build(start, end, "2d").current
+    assert (figures.deployments, figures.rollback_deployments, figures.succeeded, figures.rolled_back) == (1, 1, 0, 1)
     assert DeploymentRepository().get_deployment(deployment_id).status == DeploymentStatus.ROLLED_BACK
     [completed] = _events(deployment_id, EventType.CANARY_COMPLETED)
     assert completed.details["decision"] == "rolled_back"

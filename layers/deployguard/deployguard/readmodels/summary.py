@@ -33,7 +33,10 @@ class PeriodFigures(Model):
 
     start: datetime
     end: datetime
-    deployments: int
+    deployments: int = Field(description="releases started in the period (CodeDeploy's rollback deployments apart)")
+    rollback_deployments: int = Field(
+        default=0, description="CodeDeploy rollback deployments started in the period: the old version put back"
+    )
     succeeded: int
     rolled_back: int
     failed: int
@@ -114,6 +117,8 @@ class SummaryBuilder:
         return found
 
     def figures(self, deployments: list[Deployment], start: datetime, end: datetime) -> PeriodFigures:
+        rollbacks = sum(d.rollback_of is not None for d in deployments)
+        deployments = releases(deployments)
         ended = [d for d in deployments if d.status.is_terminal]
         succeeded = [d for d in ended if d.status == DeploymentStatus.SUCCEEDED]
         held = [d for d in ended if d.decision == "held"]
@@ -135,6 +140,7 @@ class SummaryBuilder:
             start=start,
             end=end,
             deployments=len(deployments),
+            rollback_deployments=rollbacks,
             succeeded=len(succeeded),
             rolled_back=sum(d.status == DeploymentStatus.ROLLED_BACK for d in failed),
             failed=sum(d.status != DeploymentStatus.ROLLED_BACK for d in failed),
@@ -164,15 +170,21 @@ class SummaryBuilder:
             period=period,
             current=self.figures(current, start, end),
             previous=self.figures(previous, start - length, start),
-            by_service=_groups(current, "service"),
-            by_environment=_groups(current, "environment"),
-            by_strategy=_groups(current, "strategy"),
+            by_service=_groups(releases(current), "service"),
+            by_environment=_groups(releases(current), "environment"),
+            by_strategy=_groups(releases(current), "strategy"),
             incidents=IncidentStats.of(list(incidents.values())),
-            false_rollback_candidates=false_rollbacks(current),
+            false_rollback_candidates=false_rollbacks(releases(current)),
             noisiest_rules=alerts_by_rule.most_common(5),
             noisiest_channels=deliveries.most_common(5),
-            failed_deployments=[d.deployment_id for d in current if d.status in _FAILED],
+            failed_deployments=[d.deployment_id for d in releases(current) if d.status in _FAILED],
         )
+
+
+def releases(deployments: list[Deployment]) -> list[Deployment]:
+    """The releases among ``deployments``: a CodeDeploy rollback deployment puts the old version back, and counts
+    neither as a release that succeeded nor as one more failure (the release it rolls back counts)."""
+    return [d for d in deployments if d.rollback_of is None]
 
 
 def false_rollbacks(deployments: list[Deployment]) -> list[FalseRollbackCandidate]:

@@ -23,6 +23,8 @@ def _trend(now: float | None, before: float | None, fmt: str = "{:+.0%}") -> str
 def figure_rows(current: PeriodFigures, previous: PeriodFigures) -> list[tuple[str, str]]:
     return [
         ("deployments", f"{current.deployments} (previous period {previous.deployments})"),
+        *([("CodeDeploy rollback deployments (not releases)", str(current.rollback_deployments))]
+          if current.rollback_deployments else []),
         ("succeeded / rolled back / failed / held / running",
          f"{current.succeeded} / {current.rolled_back} / {current.failed} / {current.held} / {current.running}"),
         ("success rate", _pct(current.success_rate) + _trend(current.success_rate, previous.success_rate)),

@@ -138,6 +138,7 @@ def record_of(
         codedeploy_application=info.application,
         codedeploy_group=info.group,
         codedeploy_deployment_id=info.deployment_id,
+        rollback_of=info.rollback_of,
         started_at=started,
         expected_duration_seconds=service_config.expected_duration_seconds,
         traffic_shift_seconds=traffic_shift_seconds,
@@ -173,6 +174,7 @@ class RecordOutcome:
     environment: str
     strategy: str
     duration_seconds: float | None
+    rollback: bool = False  # a CodeDeploy rollback deployment: the old version put back, no release
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -186,8 +188,8 @@ class RecordOutcome:
 
     def metric_points(self) -> list[tuple[str, str, float]]:
         """(name, unit, value) of the deployment statistics this change contributes, if any."""
-        if not self.changed or self.kind != "deployment":
-            return []
+        if not self.changed or self.kind != "deployment" or self.rollback:
+            return []  # a rollback deployment is counted as the release it rolls back: rolled back
         if self.status == DeploymentStatus.IN_PROGRESS:
             return deployment_statistics(self.status, None, started=True) if self.state == "START" else []
         return deployment_statistics(self.status, self.duration_seconds)
@@ -405,7 +407,7 @@ class DeploymentRecorder:
     ) -> RecordOutcome:
         return RecordOutcome(
             deployment.deployment_id, state, kind, changed, deployment.status, deployment.environment,
-            deployment.strategy.value, deployment.duration_seconds,
+            deployment.strategy.value, deployment.duration_seconds, deployment.rollback_of is not None,
         )  # fmt: skip
 
     def _announce_state(self, deployment: Deployment, state: str, info: CodeDeployDeployment) -> None:
