@@ -36,11 +36,11 @@ class Context:
         return 120_000  # the router function's timeout; the deliveries here end long before
 
 
-def write_config(path: Path, receivers: LocalReceivers, **delivery: Any) -> Path:
+def write_config(path: Path, receivers: LocalReceivers, slack: dict[str, Any] | None = None, **delivery: Any) -> Path:
     notifications = {
         "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         "channels": {
-            "ops-slack": {"type": "slack", "url": receivers.urls["slack"]},
+            "ops-slack": {"type": "slack", "url": receivers.urls["slack"], **(slack or {})},
             "ops-webhook": {"type": "webhook", "url": receivers.urls["webhook"], "signing_key": "k"},
         },
         "roles": {"ops": {"channels": ["ops-slack", "ops-webhook"]}},
@@ -76,6 +76,17 @@ def sns_event(*messages: str) -> dict[str, Any]:
             for i, message in enumerate(messages)
         ]
     }
+
+
+SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event"}
+
+
+def recorded(aws: Aws, deployment_id: str = "dg-1") -> dict[str, list[str]]:
+    """The statuses recorded per channel, oldest first."""
+    found: dict[str, list[str]] = {}
+    for n in aws.repository.notifications(deployment_id):
+        found.setdefault(n.channel, []).append(n.status.value)
+    return found
 
 
 @pytest.fixture
@@ -267,3 +278,32 @@ def test_a_delivery_an_invocation_died_in_is_kept_then_delivered_once_its_claim_
     assert aws.dlq_messages() == []
     delivered = [n for n in aws.repository.notifications("dg-died") if n.status is DeliveryStatus.DELIVERED]
     assert sorted(n.channel for n in delivered) == ["ops-slack", "ops-webhook"]
+
+
+def test_a_digest_that_can_be_neither_delivered_nor_dead_lettered_stays_held_for_the_next_schedule(
+    aws: Aws, app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit: a digest that failed without a dead-letter queue was released all the same, while the
+    error said "kept held": the held events were gone."""
+    monkeypatch.delenv("NOTIFICATION_DLQ_URL")
+    limited = {"rate_limit": {"max_messages": 1, "per_seconds": 3600}}
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        config = write_config(tmp_path / "dg.yaml", receivers, slack=limited, max_attempts=1)
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(config))
+        events = [make_event(EventType.VALIDATION_WARNED, Severity.WARNING, deployment_id=f"dg-{i}") for i in range(3)]
+        for event in events:
+            app.lambda_handler(sns_event(event.model_dump_json()), Context())
+        assert receivers.counts()["slack"] == 1  # the other two are held for the digest
+        receivers.receivers["slack"].behaviour = Behaviour(mode="error")
+        aws.clock.advance(120)
+        with pytest.raises(DeliveryError, match="kept held for the next flush"):
+            app.lambda_handler(SCHEDULE, Context())
+        assert [h.event.event_id for h in app.router().noise.held("ops-slack")] == [e.event_id for e in events[1:]]
+
+        receivers.receivers["slack"].behaviour = Behaviour()  # Slack is back
+        aws.clock.advance(60)
+        result = app.lambda_handler(SCHEDULE, Context())
+        assert result["delivered"] == 2 and app.router().noise.held("ops-slack") == []
+        assert receivers.received("slack")[-1].json()["text"] == "DeployGuard digest: 2 events for 2 deployment(s)"
+    for event in events[1:]:
+        assert recorded(aws, event.deployment_id)["ops-slack"] == ["suppressed", "failed", "delivered"]

@@ -300,3 +300,35 @@ def test_successive_escalation_pages_are_not_cooled_down(aws: Aws, receivers: Lo
         assert statuses(outcomes) == {"ops-pagerduty": "delivered", "ops-slack": "delivered"}
     actions = [(r.json()["event_action"], r.json()["dedup_key"]) for r in receivers.received("pagerduty")]
     assert actions == [("trigger", "deployguard/dg-1/incident/in-1")] * 2
+
+
+def test_a_digest_whose_secret_cannot_be_read_without_a_dlq_is_recorded_failed_and_kept_held(aws: Aws) -> None:
+    """Audit: when the digest could not be rendered nor dead-lettered, the events after the first were
+    recorded "dead_lettered", and all were released."""
+    settings = NotificationSettings.model_validate(
+        {
+            "allowed_hosts": ["127.0.0.1"],
+            "channels": {"slack": {"type": "slack", "url_parameter": "/deployguard/slack-url"}},
+            "routes": [{"channels": ["slack"]}],
+            "digest": {"window_seconds": 1},
+        }
+    )
+    router = aws.router(settings, dlq=False)
+    events = [make_event(EventType.VALIDATION_WARNED, Severity.WARNING, deployment_id=f"dg-{i}") for i in range(3)]
+    for event in events:  # held by the rate limit of earlier invocations
+        router.noise.hold("slack", event)
+    aws.clock.advance(5)
+    with pytest.raises(DeliveryError, match="kept held"):
+        router.flush_digests()
+    stored = [n for e in events for n in aws.repository.notifications(e.deployment_id)]
+    assert [n.status for n in stored] == [DeliveryStatus.FAILED] * 3
+    assert all(n.error and "ssm:/deployguard/slack-url" in n.error and "not dead-lettered" in n.error for n in stored)
+    assert len(router.noise.held("slack")) == 3
+
+    with local_receivers(echo=None) as receivers:
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name="/deployguard/slack-url", Value=receivers.urls["slack"], Type="SecureString"
+        )
+        assert [n.status for n in router.flush_digests()] == [DeliveryStatus.DELIVERED] * 3
+        assert receivers.counts()["slack"] == 1
+    assert router.noise.held("slack") == []

@@ -373,7 +373,9 @@ class NotificationRouter:
         """Send held events as one digest per channel once the oldest waited ``digest.window_seconds``.
 
         Call it regularly (the Lambda handler does on every invocation, and on a
-        schedule); ``force`` sends whatever is held now (end of a demo).
+        schedule); ``force`` sends whatever is held now (end of a demo). Held events are
+        released once delivered or dead-lettered; what could be neither stays held for the
+        next flush and :class:`DeliveryError` is raised.
         """
         recorded: list[Notification] = []
         now = clock.now()
@@ -387,24 +389,27 @@ class NotificationRouter:
             if not self.noise.lock_digest(name):
                 continue
             try:
-                recorded += self._send_digest(name, [h.event for h in held])
-                self.noise.release_held(name, held)
+                outcomes = self._send_digest(name, [h.event for h in held])
+                recorded += outcomes
+                done = [h for h, n in zip(held, outcomes, strict=True) if n.status is not DeliveryStatus.FAILED]
+                if done:
+                    self.noise.release_held(name, done)
             finally:
                 self.noise.unlock_digest(name)
         failed = [n for n in recorded if n.status is DeliveryStatus.FAILED]
         if failed:
-            raise DeliveryError(f"{len(failed)} digest deliveries failed and could not be dead-lettered; kept held")
+            raise DeliveryError(
+                f"{len(failed)} held events could be neither delivered nor dead-lettered; kept held for the next flush"
+            )
         return recorded
 
     def _send_digest(self, name: str, events: list[DeploymentEvent]) -> list[Notification]:
+        """The records of the held ``events`` in order, one each."""
         channel = self.channels[name]
         try:
             messages = channel.render_digest(events)
         except (ConfigError, ClientError, BotoCoreError) as exc:
-            result = DeliveryResult(False, 0, 0.0, error=_short(exc))
-            return [self._fail(events[0], name, events, "digest", result)] + [
-                self._record(e, name, DeliveryStatus.DEAD_LETTERED, result) for e in events[1:]
-            ]
+            return self._fail_digest(name, events, DeliveryResult(False, 0, 0.0, error=_short(exc)))
         if not messages:
             return [
                 self._record(e, name, DeliveryStatus.SUPPRESSED, error=f"{channel.kind.value} sends no digests")
@@ -413,6 +418,10 @@ class NotificationRouter:
         result = self._deliver_all(messages, name)
         if result.ok:
             return [self._record(e, name, DeliveryStatus.DELIVERED, result, error=None) for e in events]
+        return self._fail_digest(name, events, result)
+
+    def _fail_digest(self, name: str, events: list[DeploymentEvent], result: DeliveryResult) -> list[Notification]:
+        """The digest dead-lettered whole; every event recorded with its status (FAILED if not dead-lettered)."""
         first = self._fail(events[0], name, events, "digest", result)
         return [first] + [self._record(e, name, first.status, result, error=first.error) for e in events[1:]]
 
