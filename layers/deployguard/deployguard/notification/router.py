@@ -7,11 +7,12 @@ For each channel the configured routes select (each channel once per event):
    now, is suppressed (SNS redelivery); a claim left by an invocation that died is taken
    over and delivered again (a channel is marked delivered only once it was);
 2. cooldown: the same deployment/event type/status/severity within the cooldown is
-   suppressed;
+   suppressed (not on PagerDuty, which groups repeats by ``dedup_key`` itself);
 3. the channel renders the event (PagerDuty renders nothing for events it does not act
    on: recorded as suppressed);
 4. rate limit: below ``noise.bypass_severity`` an event over the channel's limit is
-   held for the digest (recorded as suppressed, sent by :meth:`flush_digests`);
+   held for the digest (recorded as suppressed, sent by :meth:`flush_digests`); PagerDuty
+   is never rate limited: a page, acknowledge or resolve held back would be lost;
 5. delivery with retries, every channel at once (one thread each), within a time budget
    taken from the invocation's remaining time (``remaining_ms``) less a reserve for
    dead-lettering and recording: a channel throttled with ``Retry-After 60`` delays no
@@ -265,7 +266,7 @@ class NotificationRouter:
             return self._record(event, name, DeliveryStatus.SUPPRESSED, error=reason)
         # a claim taken over from an invocation that died: that one passed cooldown and rate limit already
         resumed = claim.taken_over is not None
-        if not resumed and not self.noise.cooled_down(event, name):
+        if not resumed and self.settings.noise_controlled(name) and not self.noise.cooled_down(event, name):
             self._confirm(event, name, "suppressed")
             return self._record(
                 event,
@@ -284,8 +285,9 @@ class NotificationRouter:
             return self._record(
                 event, name, DeliveryStatus.SUPPRESSED, error=f"{channel.kind.value} does not act on this event"
             )
+        limit = self.settings.rate_limit(name)  # None: never rate limited (PagerDuty)
         bypass = resumed or event.severity.rank >= self.settings.noise.bypass_severity.rank
-        if not bypass and not self.noise.rate_allows(name, self.settings.rate_limit(name)):
+        if not bypass and limit is not None and not self.noise.rate_allows(name, limit):
             self.noise.hold(name, event)
             self._confirm(event, name, "held")
             return self._record(event, name, DeliveryStatus.SUPPRESSED, error="rate limited: held for the digest")
@@ -391,7 +393,8 @@ class NotificationRouter:
             try:
                 outcomes = self._send_digest(name, [h.event for h in held])
                 recorded += outcomes
-                done = [h for h, n in zip(held, outcomes, strict=True) if n.status is not DeliveryStatus.FAILED]
+                # outcomes[i] tells held[i]; events after a failure sent one by one are not attempted (kept)
+                done = [h for h, n in zip(held, outcomes, strict=False) if n.status is not DeliveryStatus.FAILED]
                 if done:
                     self.noise.release_held(name, done)
             finally:
@@ -404,17 +407,14 @@ class NotificationRouter:
         return recorded
 
     def _send_digest(self, name: str, events: list[DeploymentEvent]) -> list[Notification]:
-        """The records of the held ``events`` in order, one each."""
+        """The records of the held ``events`` in order, one each (a prefix of them if sent one by one)."""
         channel = self.channels[name]
         try:
             messages = channel.render_digest(events)
         except (ConfigError, ClientError, BotoCoreError) as exc:
             return self._fail_digest(name, events, DeliveryResult(False, 0, 0.0, error=_short(exc)))
-        if not messages:
-            return [
-                self._record(e, name, DeliveryStatus.SUPPRESSED, error=f"{channel.kind.value} sends no digests")
-                for e in events
-            ]
+        if not messages:  # a channel without digests (PagerDuty, held by an earlier version): one by one
+            return self._send_held_one_by_one(name, events)
         result = self._deliver_all(messages, name)
         if result.ok:
             return [self._record(e, name, DeliveryStatus.DELIVERED, result, error=None) for e in events]
@@ -424,6 +424,31 @@ class NotificationRouter:
         """The digest dead-lettered whole; every event recorded with its status (FAILED if not dead-lettered)."""
         first = self._fail(events[0], name, events, "digest", result)
         return [first] + [self._record(e, name, first.status, result, error=first.error) for e in events[1:]]
+
+    def _send_held_one_by_one(self, name: str, events: list[DeploymentEvent]) -> list[Notification]:
+        """Held events of a channel that sends no digest, each delivered (or dead-lettered) alone, in the
+        order they came; after one that could be neither, the rest wait (a resolve must not overtake
+        its trigger)."""
+        channel = self.channels[name]
+        recorded: list[Notification] = []
+        for event in events:
+            try:
+                messages = channel.render(event)
+            except (ConfigError, ClientError, BotoCoreError) as exc:
+                result = DeliveryResult(False, 0, 0.0, error=_short(exc))
+            else:
+                if not messages:
+                    error = f"{channel.kind.value} does not act on this event"
+                    recorded.append(self._record(event, name, DeliveryStatus.SUPPRESSED, error=error))
+                    continue
+                result = self._deliver_all(messages, name)
+            if result.ok:
+                recorded.append(self._record(event, name, DeliveryStatus.DELIVERED, result))
+                continue
+            recorded.append(self._fail(event, name, [event], "event", result))
+            if recorded[-1].status is DeliveryStatus.FAILED:
+                break
+        return recorded
 
     # ------------------------------------------------------------------ redelivery
 
