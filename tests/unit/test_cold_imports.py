@@ -99,11 +99,15 @@ def test_a_handler_imports_only_what_its_cold_path_uses(handler: str) -> None:
         assert _loaded(modules, NOT_BEFORE_FIRST_USE) == set()
 
 
-def test_the_xray_sdk_is_imported_when_lambda_traces_the_function() -> None:
-    """Active tracing (Lambda sets the daemon address) decorates the handler with the Powertools
-    Tracer, which needs the X-Ray SDK: the lazy tracer must not lose the traces."""
-    traced = modules_after_import("lifecycle_hook", AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:2000")
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_every_handler_is_traced_when_lambda_traces_the_function(handler: str) -> None:
+    """Active tracing (Lambda sets the daemon address) decorates each handler with the Powertools
+    Tracer, which needs the X-Ray SDK: no handler may be left untraced (the notification router was)."""
+    traced = modules_after_import(handler, AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:2000")
     assert "aws_xray_sdk" in traced
+
+
+def test_the_xray_sdk_is_not_imported_when_tracing_is_disabled() -> None:
     disabled = modules_after_import(
         "lifecycle_hook", AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:2000", POWERTOOLS_TRACE_DISABLED="true"
     )

@@ -20,6 +20,7 @@ from deployguard.exceptions import DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Severity
 from deployguard.notification.dlq import DeadLetter
 from deployguard_local import notifications_cli
+from deployguard_local.chaos.faults import FaultInjector, body_mentions
 from deployguard_local.receivers import Behaviour, LocalReceivers, local_receivers
 
 APP = Path(__file__).resolve().parents[3] / "functions" / "notification_router" / "app.py"
@@ -36,11 +37,11 @@ class Context:
         return 120_000  # the router function's timeout; the deliveries here end long before
 
 
-def write_config(path: Path, receivers: LocalReceivers, **delivery: Any) -> Path:
+def write_config(path: Path, receivers: LocalReceivers, slack: dict[str, Any] | None = None, **delivery: Any) -> Path:
     notifications = {
         "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
         "channels": {
-            "ops-slack": {"type": "slack", "url": receivers.urls["slack"]},
+            "ops-slack": {"type": "slack", "url": receivers.urls["slack"], **(slack or {})},
             "ops-webhook": {"type": "webhook", "url": receivers.urls["webhook"], "signing_key": "k"},
         },
         "roles": {"ops": {"channels": ["ops-slack", "ops-webhook"]}},
@@ -76,6 +77,25 @@ def sns_event(*messages: str) -> dict[str, Any]:
             for i, message in enumerate(messages)
         ]
     }
+
+
+SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event"}
+
+
+@pytest.fixture
+def faults(aws: Aws) -> Iterator[FaultInjector]:
+    """Faults on the AWS clients the router uses (botocore ``before-send`` hooks, before moto answers);
+    botocore's retry back-offs move the simulated clock."""
+    with FaultInjector(aws.clock) as injector:
+        yield injector
+
+
+def recorded(aws: Aws, deployment_id: str = "dg-1") -> dict[str, list[str]]:
+    """The statuses recorded per channel, oldest first."""
+    found: dict[str, list[str]] = {}
+    for n in aws.repository.notifications(deployment_id):
+        found.setdefault(n.channel, []).append(n.status.value)
+    return found
 
 
 @pytest.fixture
@@ -267,3 +287,114 @@ def test_a_delivery_an_invocation_died_in_is_kept_then_delivered_once_its_claim_
     assert aws.dlq_messages() == []
     delivered = [n for n in aws.repository.notifications("dg-died") if n.status is DeliveryStatus.DELIVERED]
     assert sorted(n.channel for n in delivered) == ["ops-slack", "ops-webhook"]
+
+
+def test_a_digest_that_can_be_neither_delivered_nor_dead_lettered_stays_held_for_the_next_schedule(
+    aws: Aws, app: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit: a digest that failed without a dead-letter queue was released all the same, while the
+    error said "kept held": the held events were gone."""
+    monkeypatch.delenv("NOTIFICATION_DLQ_URL")
+    limited = {"rate_limit": {"max_messages": 1, "per_seconds": 3600}}
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        config = write_config(tmp_path / "dg.yaml", receivers, slack=limited, max_attempts=1)
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(config))
+        events = [make_event(EventType.VALIDATION_WARNED, Severity.WARNING, deployment_id=f"dg-{i}") for i in range(3)]
+        for event in events:
+            app.lambda_handler(sns_event(event.model_dump_json()), Context())
+        assert receivers.counts()["slack"] == 1  # the other two are held for the digest
+        receivers.receivers["slack"].behaviour = Behaviour(mode="error")
+        aws.clock.advance(120)
+        with pytest.raises(DeliveryError, match="kept held for the next flush"):
+            app.lambda_handler(SCHEDULE, Context())
+        assert [h.event.event_id for h in app.router().noise.held("ops-slack")] == [e.event_id for e in events[1:]]
+
+        receivers.receivers["slack"].behaviour = Behaviour()  # Slack is back
+        aws.clock.advance(60)
+        result = app.lambda_handler(SCHEDULE, Context())
+        assert result["delivered"] == 2 and app.router().noise.held("ops-slack") == []
+        assert receivers.received("slack")[-1].json()["text"] == "DeployGuard digest: 2 events for 2 deployment(s)"
+    for event in events[1:]:
+        assert recorded(aws, event.deployment_id)["ops-slack"] == ["suppressed", "failed", "delivered"]
+
+
+def test_records_throttled_after_delivery_fail_the_invocation_and_its_retry_records_what_was_done(
+    aws: Aws, app: ModuleType, faults: FaultInjector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit: the invocation raised once its first record write was throttled, leaving the channels
+    claimed; Lambda's retry a minute later found them "in progress" and returned, so the channel that
+    had failed was never dead-lettered. Now what was delivered is marked so, what failed is
+    dead-lettered, and the retry writes the records the throttled invocation could not."""
+    with local_receivers({"webhook": Behaviour(mode="error")}, signing_key="k", echo=None) as receivers:
+        config = write_config(tmp_path / "dg.yaml", receivers, max_attempts=1)
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(config))
+        message = sns_event(make_event().model_dump_json())
+        writes = faults.on("dynamodb", "PutItem", [], then="throttle", when=body_mentions('"NOTIF#'))
+        with pytest.raises(DeliveryError, match="to be retried"):
+            app.lambda_handler(message, Context())
+        assert writes.injected >= 2 and recorded(aws) == {}
+        assert receivers.counts()["slack"] == 1
+        [letter] = [DeadLetter.model_validate_json(m["Body"]) for m in aws.dlq_messages()]
+        assert letter.channel == "ops-webhook"
+
+        faults.clear()
+        aws.clock.advance(60)  # Lambda retries a failed asynchronous invocation about a minute later
+        result = app.lambda_handler(message, Context())
+        assert receivers.counts()["slack"] == 1  # not twice
+    assert result["suppressed"] == 2  # both channels: handled already
+    assert len(aws.dlq_messages()) == 1
+    assert recorded(aws) == {"ops-slack": ["delivered", "suppressed"], "ops-webhook": ["dead_lettered", "suppressed"]}
+
+
+def test_a_channel_throttled_before_its_delivery_is_given_back_and_the_retry_delivers_it_once(
+    aws: Aws, app: ModuleType, faults: FaultInjector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook's rate-limit count is throttled after its delivery was claimed: the claim (and its
+    cooldown) is given back, the invocation fails, and Lambda's retry delivers it; Slack, delivered
+    by the first invocation, is not delivered again."""
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(write_config(tmp_path / "dg.yaml", receivers)))
+        message = sns_event(make_event().model_dump_json())
+        faults.on("dynamodb", "UpdateItem", [], then="throttle", when=body_mentions("NOTIFY-RATE#ops-webhook"))
+        with pytest.raises(DeliveryError, match="to be retried"):
+            app.lambda_handler(message, Context())
+        assert (receivers.counts()["slack"], receivers.counts()["webhook"]) == (1, 0)
+
+        faults.clear()
+        aws.clock.advance(60)
+        result = app.lambda_handler(message, Context())
+        assert (receivers.counts()["slack"], receivers.counts()["webhook"]) == (1, 1)
+    assert (result["delivered"], result["suppressed"]) == (1, 1)
+    assert recorded(aws) == {"ops-slack": ["delivered", "suppressed"], "ops-webhook": ["delivered"]}
+
+
+def test_a_claim_that_cannot_be_given_back_fails_every_retry_until_its_lease_ends_then_delivers(
+    aws: Aws, app: ModuleType, faults: FaultInjector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, and giving the webhook's claim back is throttled too: while its lease runs a retry
+    must not take "in progress" for done (the audit: it returned, and nothing more came); it fails
+    again, and the retry after the lease takes the claim over and delivers."""
+    with local_receivers(signing_key="k", echo=None) as receivers:
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(write_config(tmp_path / "dg.yaml", receivers)))
+        event = make_event()
+        message = sns_event(event.model_dump_json())
+        faults.on("dynamodb", "UpdateItem", [], then="throttle", when=body_mentions("NOTIFY-RATE#ops-webhook"))
+        faults.on("dynamodb", "DeleteItem", [], then="throttle", when=body_mentions(f"{event.event_id}#ops-webhook"))
+        with pytest.raises(DeliveryError, match="to be retried"):
+            app.lambda_handler(message, Context())
+        faults.clear()
+        claim = app.router().noise.deliveries.get(f"{event.event_id}#ops-webhook")
+        assert claim is not None and claim.state == "claimed" and not claim.lease_over
+
+        aws.clock.advance(claim.lease_until - aws.clock().timestamp() - 1)  # a retry while the lease runs
+        with pytest.raises(DeliveryError, match="to be retried"):
+            app.lambda_handler(message, Context())
+        assert receivers.counts()["webhook"] == 0
+        aws.clock.advance(120)  # Lambda's second retry, two minutes later: the lease is over
+        app.lambda_handler(message, Context())
+        assert (receivers.counts()["slack"], receivers.counts()["webhook"]) == (1, 1)
+    webhook = [n for n in aws.repository.notifications("dg-1") if n.channel == "ops-webhook"]
+    assert [(n.status.value, n.error) for n in webhook] == [
+        ("suppressed", "in progress: another invocation is delivering it"),
+        ("delivered", None),
+    ]

@@ -300,3 +300,112 @@ def test_successive_escalation_pages_are_not_cooled_down(aws: Aws, receivers: Lo
         assert statuses(outcomes) == {"ops-pagerduty": "delivered", "ops-slack": "delivered"}
     actions = [(r.json()["event_action"], r.json()["dedup_key"]) for r in receivers.received("pagerduty")]
     assert actions == [("trigger", "deployguard/dg-1/incident/in-1")] * 2
+
+
+def test_a_digest_whose_secret_cannot_be_read_without_a_dlq_is_recorded_failed_and_kept_held(aws: Aws) -> None:
+    """Audit: when the digest could not be rendered nor dead-lettered, the events after the first were
+    recorded "dead_lettered", and all were released."""
+    settings = NotificationSettings.model_validate(
+        {
+            "allowed_hosts": ["127.0.0.1"],
+            "channels": {"slack": {"type": "slack", "url_parameter": "/deployguard/slack-url"}},
+            "routes": [{"channels": ["slack"]}],
+            "digest": {"window_seconds": 1},
+        }
+    )
+    router = aws.router(settings, dlq=False)
+    events = [make_event(EventType.VALIDATION_WARNED, Severity.WARNING, deployment_id=f"dg-{i}") for i in range(3)]
+    for event in events:  # held by the rate limit of earlier invocations
+        router.noise.hold("slack", event)
+    aws.clock.advance(5)
+    with pytest.raises(DeliveryError, match="kept held"):
+        router.flush_digests()
+    stored = [n for e in events for n in aws.repository.notifications(e.deployment_id)]
+    assert [n.status for n in stored] == [DeliveryStatus.FAILED] * 3
+    assert all(n.error and "ssm:/deployguard/slack-url" in n.error and "not dead-lettered" in n.error for n in stored)
+    assert len(router.noise.held("slack")) == 3
+
+    with local_receivers(echo=None) as receivers:
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name="/deployguard/slack-url", Value=receivers.urls["slack"], Type="SecureString"
+        )
+        assert [n.status for n in router.flush_digests()] == [DeliveryStatus.DELIVERED] * 3
+        assert receivers.counts()["slack"] == 1
+    assert router.noise.held("slack") == []
+
+
+def _pagerduty_actions(receivers: LocalReceivers) -> list[tuple[str, str]]:
+    accepted = [r.json() for r in receivers.received("pagerduty") if r.status == 202]
+    return [(p["event_action"], p["dedup_key"].removeprefix("deployguard/")) for p in accepted]
+
+
+def test_pagerduty_pages_acknowledges_and_resolves_are_never_held_back(aws: Aws, receivers: LocalReceivers) -> None:
+    """Audit: over the channel's rate limit, pages and resolves were held for a digest PagerDuty does not
+    have, then recorded "suppressed" and dropped. PagerDuty is never rate limited nor cooled down (it
+    groups repeated triggers by dedup_key itself): a re-trigger after a resolve is a new page, and the
+    resolve after it must close it. Slack, under the same limits, holds and cools down."""
+    aws.clock.advance(3600 - aws.clock().timestamp() % 3600)  # the start of a rate-limit window
+    limits = {"cooldown_seconds": 3600, "default_rate_limit": {"max_messages": 1, "per_seconds": 3600}}
+    settings = settings_for(
+        receivers,
+        aws,
+        ops_pagerduty={"trigger_severity": "error"},
+        extra={"routes": [{"channels": ["ops-slack", "ops-pagerduty"]}], "noise": limits},
+    )
+    router = aws.router(settings)
+
+    def alert(kind: str, incident: str, severity: Severity = Severity.INFO) -> Any:
+        return make_event(EventType.ALERT, severity, details={"kind": kind, "incident_id": incident, "page": 1})
+
+    def health(status: str, severity: Severity) -> Any:
+        return make_event(EventType.ASSESSMENT_STATUS_CHANGED, severity, details={"status": status})
+
+    events = [
+        alert("page", "in-1", Severity.ERROR),
+        alert("page", "in-2", Severity.ERROR),
+        alert("incident_acknowledged", "in-1"),
+        alert("incident_resolved", "in-1"),
+        health("critical", Severity.ERROR),
+        health("healthy", Severity.INFO),
+        health("critical", Severity.ERROR),  # flapping within the cooldown
+        health("healthy", Severity.INFO),
+    ]
+    outcomes = [statuses(router.route(e)) for e in events]
+    assert [o["ops-pagerduty"] for o in outcomes] == ["delivered"] * 8
+    assert [o["ops-slack"] for o in outcomes] == ["delivered"] + ["suppressed"] * 7
+    assert _pagerduty_actions(receivers) == [
+        ("trigger", "dg-1/incident/in-1"),
+        ("trigger", "dg-1/incident/in-2"),
+        ("acknowledge", "dg-1/incident/in-1"),
+        ("resolve", "dg-1/incident/in-1"),
+        ("trigger", "dg-1"),
+        ("resolve", "dg-1"),
+        ("trigger", "dg-1"),
+        ("resolve", "dg-1"),
+    ]
+    aws.clock.advance(61)
+    digest = router.flush_digests()
+    assert {n.channel for n in digest} == {"ops-slack"} and len(digest) == 5  # the last two: cooled down
+    assert router.noise.held("ops-pagerduty") == []
+
+
+def test_pagerduty_events_an_earlier_version_held_are_sent_one_by_one_and_in_order(aws: Aws) -> None:
+    """Events held for PagerDuty by an earlier version's rate limit are sent alone when the digests
+    flush, oldest first; while one can be neither delivered nor dead-lettered the later ones wait,
+    so a resolve never overtakes its trigger."""
+    with local_receivers({"pagerduty": Behaviour(mode="error")}, echo=None) as r:
+        extra = {"routes": [{"channels": ["ops-pagerduty"]}], "digest": {"window_seconds": 1}}
+        router = aws.router(settings_for(r, aws, extra=extra), dlq=False)
+        router.noise.hold("ops-pagerduty", make_event(EventType.DEPLOYMENT_FAILED, Severity.CRITICAL))
+        router.noise.hold("ops-pagerduty", make_event(EventType.ROLLBACK_COMPLETED, Severity.INFO))
+        aws.clock.advance(5)
+        with pytest.raises(DeliveryError, match="kept held"):
+            router.flush_digests()
+        assert {x.json()["event_action"] for x in r.received("pagerduty")} == {"trigger"}  # the resolve waited
+        assert len(router.noise.held("ops-pagerduty")) == 2
+
+        r.receivers["pagerduty"].behaviour = Behaviour()
+        aws.clock.advance(1)
+        assert [n.status for n in router.flush_digests()] == [DeliveryStatus.DELIVERED] * 2
+        assert _pagerduty_actions(r) == [("trigger", "dg-1"), ("resolve", "dg-1")]
+    assert router.noise.held("ops-pagerduty") == []

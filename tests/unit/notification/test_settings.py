@@ -106,6 +106,11 @@ def test_cooldown_override_by_event_type() -> None:
             "matches no event type",
         ),
         ({"channels": {"x": {"type": "carrier-pigeon"}}}, "notifications.channels.x", "does not match any"),
+        (  # a page or resolve held back for a digest PagerDuty does not have would be lost
+            {"channels": {"pd": {"type": "pagerduty", "routing_key": "k", "rate_limit": {"max_messages": 5}}}},
+            "notifications",
+            "channels.pd.rate_limit: a pagerduty channel is never rate limited",
+        ),
     ],
 )
 def test_errors_name_the_field(change: dict[str, Any], field: str, text: str) -> None:

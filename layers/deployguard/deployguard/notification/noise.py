@@ -4,8 +4,9 @@ All state lives in the DeploymentsTable so that it holds across Lambda container
 
 - dedup: a leased marker per (event id, channel) (:mod:`deployguard.storage.leases`),
   claimed before delivery until the invocation's end and done only once the channel got the
-  event or the dead-letter queue holds it; SNS delivers at least once, and a claim whose
-  lease ran out undone (the invocation died mid-delivery) is taken over by the next one;
+  event or the dead-letter queue holds it (with the delivery's record); SNS delivers at least
+  once, and a claim whose lease ran out undone (the invocation died mid-delivery) is taken
+  over by the next one;
 - cooldown: a marker per (channel, deployment, event type, status/step/alert,
   severity) that lives ``cooldown_seconds``, so a repeated "still waiting" is sent
   once, while an escalation (a higher severity or another status) always passes;
@@ -23,10 +24,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
-from deployguard.models import DeploymentEvent, EventType
+from deployguard.models import DeploymentEvent, EventType, Notification
 from deployguard.notification import formatting as fmt
 from deployguard.storage import keys
-from deployguard.storage.leases import Claim, Leases
+from deployguard.storage.leases import Claim, Leases, Marker
 
 if TYPE_CHECKING:
     from deployguard.notification.settings import NotificationSettings, RateLimit
@@ -37,6 +38,7 @@ COOLDOWN = "NOTIFY-COOLDOWN"
 RATE = "NOTIFY-RATE"
 DIGEST = "NOTIFY-DIGEST"
 DIGEST_LOCK = "NOTIFY-DIGEST-LOCK"
+RECORD_ATTRIBUTE = "notification_record"  # on a done dedup marker: the delivery's record (JSON)
 _LOCK_TTL = timedelta(seconds=120)
 _DIGEST_TTL = timedelta(days=2)
 
@@ -79,9 +81,18 @@ class NoiseControl:
         """
         return self.deliveries.claim(f"{event.event_id}#{channel}", lease_until, reclaim_expired=True)
 
-    def delivered(self, event: DeploymentEvent, channel: str, outcome: str) -> None:
-        """The channel got the event (or the dead-letter queue holds it): later copies are duplicates."""
-        self.deliveries.done(f"{event.event_id}#{channel}", outcome=outcome)
+    def delivered(self, event: DeploymentEvent, channel: str, outcome: str, record: Notification | None = None) -> None:
+        """The channel got the event (or the dead-letter queue holds it, or the digest): later copies are
+        duplicates. ``record``, the delivery's record, is kept on the marker: a copy that finds the marker
+        done writes it if the invocation that settled the delivery failed before it could."""
+        extra = {RECORD_ATTRIBUTE: record.model_dump_json()} if record is not None else {}
+        self.deliveries.done(f"{event.event_id}#{channel}", outcome=outcome, **extra)
+
+    @staticmethod
+    def settled_record(marker: Marker | None) -> Notification | None:
+        """The record kept on a done dedup marker by :meth:`delivered` (None: none kept)."""
+        stored = marker.attributes.get(RECORD_ATTRIBUTE) if marker is not None else None
+        return Notification.model_validate_json(str(stored)) if stored else None
 
     def forget_delivery(self, event: DeploymentEvent, channel: str, claim: Claim) -> None:
         """Give the claim up so a redelivered SNS message is processed again."""

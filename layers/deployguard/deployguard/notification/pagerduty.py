@@ -14,6 +14,10 @@ update the open PagerDuty incident instead of opening new ones.
   an assessment back to ``healthy`` resolve the deployment's key and the keys of the
   alerts and incidents recorded for the deployment;
 - everything else is not PagerDuty's business (the router records it as suppressed).
+
+No cooldown, rate limit or digest of DeployGuard applies: PagerDuty groups repeated
+triggers by ``dedup_key`` and answers HTTP 429 over its own per-routing-key limit, which
+delivery retries and then dead-letters (see :mod:`deployguard.notification.settings`).
 """
 
 from __future__ import annotations
@@ -160,7 +164,8 @@ class PagerDutyChannel:
         return []
 
     def render_digest(self, events: Sequence[DeploymentEvent]) -> list[OutboundMessage]:
-        """Incidents are never digested: what should page bypasses the rate limit."""
+        """No digest: PagerDuty is never rate limited (each trigger, acknowledge and resolve is sent as it
+        comes); events held by an earlier version are sent one by one when the router flushes."""
         return []
 
     def _key(self) -> str:

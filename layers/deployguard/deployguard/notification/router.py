@@ -3,25 +3,30 @@
 For each channel the configured routes select (each channel once per event):
 
 1. dedup: the delivery of the event to the channel is claimed until the invocation's end
-   (a lease); an event the channel already got, or one another invocation is delivering
-   now, is suppressed (SNS redelivery); a claim left by an invocation that died is taken
+   (a lease); an event the channel already got is suppressed (SNS redelivery); one another
+   invocation is delivering now is recorded "in progress" and not final: :class:`DeliveryError`
+   is raised so that the event comes again; a claim left by an invocation that died is taken
    over and delivered again (a channel is marked delivered only once it was);
 2. cooldown: the same deployment/event type/status/severity within the cooldown is
-   suppressed;
+   suppressed (not on PagerDuty, which groups repeats by ``dedup_key`` itself);
 3. the channel renders the event (PagerDuty renders nothing for events it does not act
    on: recorded as suppressed);
 4. rate limit: below ``noise.bypass_severity`` an event over the channel's limit is
-   held for the digest (recorded as suppressed, sent by :meth:`flush_digests`);
+   held for the digest (recorded as suppressed, sent by :meth:`flush_digests`); PagerDuty
+   is never rate limited: a page, acknowledge or resolve held back would be lost;
 5. delivery with retries, every channel at once (one thread each), within a time budget
    taken from the invocation's remaining time (``remaining_ms``) less a reserve for
    dead-lettering and recording: a channel throttled with ``Retry-After 60`` delays no
    other; what is not delivered in the budget, or fails, goes to the dead-letter queue.
 
 Every outcome is recorded with ``repository.add_notification`` (channel, status,
-attempts, latency, error), so "did ops get paged?" has an answer. If a failed
-delivery cannot be dead-lettered either, its dedup claim is released and
-:class:`DeliveryError` is raised after the other channels, so that the caller fails
-and SNS delivers the event again: nothing is lost.
+attempts, latency, error), so "did ops get paged?" has an answer; the record is also
+kept on the channel's dedup marker, so that a copy of the event arriving after an
+invocation that failed to write it writes it. If a failed delivery cannot be
+dead-lettered either, or an AWS call fails on a channel (a throttled DynamoDB), the
+claims of the channels whose event is not safe yet (delivered, dead-lettered or held)
+are released and :class:`DeliveryError` is raised after the other channels, so that
+the caller fails and the event comes again: nothing is lost.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard import clock
-from deployguard.exceptions import ConfigError, DeliveryError
+from deployguard.exceptions import ConfigError, ConflictError, DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
 from deployguard.notification import settings as cfg
 from deployguard.notification.delivery import Deliverer, DeliveryResult
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from deployguard.notification.base import Channel, OutboundMessage
-    from deployguard.storage.leases import Claim
+    from deployguard.storage.leases import Claim, Marker
     from deployguard.storage.repository import DeploymentRepository
 
 logger = logging.getLogger(__name__)
@@ -89,6 +94,15 @@ class _Ready:
     channel: str
     messages: list[OutboundMessage]
     claim: Claim
+
+
+@dataclass
+class _Pending:
+    """A channel claimed by this invocation whose event is not safe yet (delivered, dead-lettered or
+    held): if the invocation fails before it is, the claim is given back so that the retry delivers."""
+
+    claim: Claim
+    cooldown: bool = False  # this invocation took the cooldown marker: given back with the claim
 
 
 def delivery_budget(remaining_ms: Callable[[], int] | None, default_seconds: float) -> float:
@@ -193,34 +207,104 @@ class NotificationRouter:
         lease_until = clock.now().timestamp() + budget + LEASE_MARGIN_SECONDS
         names = self.settings.route_channels(event)
         recorded: dict[str, Notification] = {}
+        errors: dict[str, str] = {}  # channels an AWS call failed on: the event must come again
+        pending: dict[str, _Pending] = {}
         ready: list[_Ready] = []
-        for name in names:
-            prepared = self._prepare(event, name, lease_until)
-            if isinstance(prepared, _Ready):
-                ready.append(prepared)
-            else:
-                recorded[name] = prepared
-        results = self._deliver_parallel(ready, deadline_at, budget)
-        for item in ready:
-            result = results[item.channel]
-            if result.ok:
-                recorded[item.channel] = self._record(event, item.channel, DeliveryStatus.DELIVERED, result)
-                self._confirm(event, item.channel, "delivered")
-            else:
-                recorded[item.channel] = self._fail(event, item.channel, [event], "event", result, claim=item.claim)
-        lost = [_Failure(event, n) for n in names if recorded[n].status is DeliveryStatus.FAILED]
-        if lost:
-            raise DeliveryError(
-                f"event {event.event_id} could not be delivered to {', '.join(f.channel for f in lost)} "
-                "nor dead-lettered; it will be processed again"
-            )
+        try:
+            for name in names:
+                try:
+                    prepared = self._prepare(event, name, lease_until, pending)
+                except (ClientError, BotoCoreError) as exc:
+                    errors[name] = _short(exc)
+                    self._give_back(event, name, pending)
+                    continue
+                if isinstance(prepared, _Ready):
+                    ready.append(prepared)
+                else:
+                    recorded[name] = prepared
+            results = self._deliver_parallel(ready, deadline_at, budget)
+            for item in ready:
+                try:
+                    recorded[item.channel] = self._settle_delivery(event, item, results[item.channel], pending)
+                except (ClientError, BotoCoreError) as exc:
+                    errors[item.channel] = _short(exc)
+                    self._give_back(event, item.channel, pending)
+        finally:
+            for name in list(pending):  # an unexpected error: no claim stays leased with its event unsafe
+                self._give_back(event, name, pending)
+        self._raise_unless_final(event, names, recorded, errors)
         return [recorded[n] for n in names]
 
-    def _confirm(self, event: DeploymentEvent, name: str, outcome: str) -> None:
+    def _raise_unless_final(
+        self, event: DeploymentEvent, names: list[str], recorded: dict[str, Notification], errors: dict[str, str]
+    ) -> None:
+        """:class:`DeliveryError` unless every channel's outcome is final, so that the event comes again."""
+        lost = [_Failure(event, n) for n in names if n in recorded and recorded[n].status is DeliveryStatus.FAILED]
+        busy = [n for n in names if n in recorded and _in_progress(recorded[n])]
+        problems: list[str] = []
+        if lost:
+            problems.append(f"could not be delivered to {', '.join(f.channel for f in lost)} nor dead-lettered")
+        if errors:
+            problems.append("failed on " + ", ".join(f"{n} ({error})" for n, error in errors.items()))
+        if busy:
+            problems.append(f"is still being delivered to {', '.join(busy)} by another invocation")
+        if problems:
+            raise DeliveryError(f"event {event.event_id} {'; '.join(problems)}; it will be processed again")
+
+    def _give_back(self, event: DeploymentEvent, name: str, pending: dict[str, _Pending]) -> None:
+        """Release a claim whose event is not safe yet (and the cooldown taken with it): the retry delivers."""
+        held = pending.pop(name, None)
+        if held is None:
+            return
         try:
-            self.noise.delivered(event, name, outcome)
+            self.noise.forget_delivery(event, name, held.claim)
+            if held.cooldown:
+                self.noise.forget_cooldown(event, name)
+        except (ClientError, BotoCoreError) as exc:  # the lease runs out: a retry after it takes the claim over
+            logger.error("cannot give the delivery claim back", extra={"channel": name, "error": _short(exc)})
+
+    def _settle_delivery(
+        self, event: DeploymentEvent, item: _Ready, result: DeliveryResult, pending: dict[str, _Pending]
+    ) -> Notification:
+        pending.pop(item.channel, None)  # delivered, or dead-lettered now (or released if it cannot be)
+        if result.ok:
+            return self._settle(event, item.channel, DeliveryStatus.DELIVERED, "delivered", result)
+        return self._fail(event, item.channel, [event], "event", result, claim=item.claim)
+
+    def _settle(
+        self,
+        event: DeploymentEvent,
+        name: str,
+        status: DeliveryStatus,
+        outcome: str,
+        result: DeliveryResult | None = None,
+        error: str | None = None,
+    ) -> Notification:
+        """Mark the channel's delivery done (keeping its record on the marker), then record it."""
+        notification = self._notification(event, name, status, result, error)
+        self._confirm(event, name, outcome, notification)
+        return self._write(event, notification)
+
+    def _confirm(self, event: DeploymentEvent, name: str, outcome: str, notification: Notification) -> None:
+        try:
+            self.noise.delivered(event, name, outcome, notification)
         except (ClientError, BotoCoreError) as exc:  # delivered all the same; a redelivery may repeat it
             logger.error("cannot mark the delivery done", extra={"channel": name, "error": _short(exc)})
+
+    def _restore_record(self, marker: Marker | None) -> None:
+        """Write the record kept on a done marker, in case the invocation that settled the delivery
+        failed before writing it (the same item: written once)."""
+        notification = self.noise.settled_record(marker)
+        if notification is None:
+            return
+        try:
+            self.repository.add_notification(notification)
+        except ConflictError:
+            return  # recorded already: the usual case
+        logger.warning(
+            "notification record restored",
+            extra={"channel": notification.channel, "event_id": notification.event_id, "status": notification.status},
+        )
 
     def _record(
         self,
@@ -230,7 +314,17 @@ class NotificationRouter:
         result: DeliveryResult | None = None,
         error: str | None = None,
     ) -> Notification:
-        notification = Notification(
+        return self._write(event, self._notification(event, channel, status, result, error))
+
+    @staticmethod
+    def _notification(
+        event: DeploymentEvent,
+        channel: str,
+        status: DeliveryStatus,
+        result: DeliveryResult | None = None,
+        error: str | None = None,
+    ) -> Notification:
+        return Notification(
             event_id=event.event_id,
             deployment_id=event.deployment_id,
             channel=channel,
@@ -239,13 +333,16 @@ class NotificationRouter:
             latency_ms=result.latency_ms if result else None,
             error=error if error is not None else (result.error if result else None),
         )
+
+    def _write(self, event: DeploymentEvent, notification: Notification) -> Notification:
         self.repository.add_notification(notification)
+        status = notification.status
         log = logger.warning if status in (DeliveryStatus.FAILED, DeliveryStatus.DEAD_LETTERED) else logger.info
         log(
             "notification %s",
             status.value,
             extra={
-                "channel": channel,
+                "channel": notification.channel,
                 "event_id": event.event_id,
                 "event_type": event.event_type.value,
                 "deployment_id": event.deployment_id,
@@ -256,39 +353,48 @@ class NotificationRouter:
         )
         return notification
 
-    def _prepare(self, event: DeploymentEvent, name: str, lease_until: float) -> Notification | _Ready:
-        """Dedup, cooldown, rendering and rate limit of one channel: a record, or messages to deliver."""
+    def _prepare(
+        self, event: DeploymentEvent, name: str, lease_until: float, pending: dict[str, _Pending]
+    ) -> Notification | _Ready:
+        """Dedup, cooldown, rendering and rate limit of one channel: a record, or messages to deliver.
+
+        A claim taken is in ``pending`` until the event is safe (held, suppressed, or ready: then
+        :meth:`_settle_delivery` takes it out), so that a failure gives it back.
+        """
         claim = self.noise.claim_delivery(event, name, lease_until)
         if not claim.mine:
-            done = claim.existing is None or claim.existing.state == "done"
-            reason = "duplicate: event already handled" if done else IN_PROGRESS
-            return self._record(event, name, DeliveryStatus.SUPPRESSED, error=reason)
+            if claim.existing is not None and claim.existing.state != "done":
+                return self._record(event, name, DeliveryStatus.SUPPRESSED, error=IN_PROGRESS)
+            self._restore_record(claim.existing)
+            return self._record(event, name, DeliveryStatus.SUPPRESSED, error="duplicate: event already handled")
+        pending[name] = _Pending(claim)
         # a claim taken over from an invocation that died: that one passed cooldown and rate limit already
         resumed = claim.taken_over is not None
-        if not resumed and not self.noise.cooled_down(event, name):
-            self._confirm(event, name, "suppressed")
-            return self._record(
-                event,
-                name,
-                DeliveryStatus.SUPPRESSED,
-                error=f"cooldown: sent in the last {self.settings.cooldown_seconds(event.event_type)}s",
-            )
+        if not resumed and self.settings.noise_controlled(name):
+            if not self.noise.cooled_down(event, name):
+                del pending[name]
+                cooldown = self.settings.cooldown_seconds(event.event_type)
+                error = f"cooldown: sent in the last {cooldown}s"
+                return self._settle(event, name, DeliveryStatus.SUPPRESSED, "suppressed", error=error)
+            pending[name].cooldown = True
         channel = self.channels[name]
         try:
             messages = channel.render(event)
         except (ConfigError, ClientError, BotoCoreError) as exc:
+            del pending[name]  # dead-lettered now (or released if it cannot be)
             result = DeliveryResult(False, 0, 0.0, error=_short(exc))
             return self._fail(event, name, [event], "event", result, claim=claim)
         if not messages:
-            self._confirm(event, name, "suppressed")
-            return self._record(
-                event, name, DeliveryStatus.SUPPRESSED, error=f"{channel.kind.value} does not act on this event"
-            )
+            del pending[name]
+            error = f"{channel.kind.value} does not act on this event"
+            return self._settle(event, name, DeliveryStatus.SUPPRESSED, "suppressed", error=error)
+        limit = self.settings.rate_limit(name)  # None: never rate limited (PagerDuty)
         bypass = resumed or event.severity.rank >= self.settings.noise.bypass_severity.rank
-        if not bypass and not self.noise.rate_allows(name, self.settings.rate_limit(name)):
+        if not bypass and limit is not None and not self.noise.rate_allows(name, limit):
             self.noise.hold(name, event)
-            self._confirm(event, name, "held")
-            return self._record(event, name, DeliveryStatus.SUPPRESSED, error="rate limited: held for the digest")
+            del pending[name]  # safe in the digest buffer
+            error = "rate limited: held for the digest"
+            return self._settle(event, name, DeliveryStatus.SUPPRESSED, "held", error=error)
         return _Ready(name, list(messages), claim)
 
     def _deliver_parallel(self, ready: list[_Ready], deadline_at: float, budget: float) -> dict[str, DeliveryResult]:
@@ -359,7 +465,7 @@ class NotificationRouter:
                 logger.error("dead-letter queue unavailable", extra={"channel": name, "error": _short(exc)})
             else:
                 if claim is not None:
-                    self._confirm(event, name, "dead_lettered")
+                    return self._settle(event, name, DeliveryStatus.DEAD_LETTERED, "dead_lettered", result, error)
                 return self._record(event, name, DeliveryStatus.DEAD_LETTERED, result, error=error)
         if claim is not None:
             # SNS will deliver the event again: it must not look like a duplicate then
@@ -373,7 +479,9 @@ class NotificationRouter:
         """Send held events as one digest per channel once the oldest waited ``digest.window_seconds``.
 
         Call it regularly (the Lambda handler does on every invocation, and on a
-        schedule); ``force`` sends whatever is held now (end of a demo).
+        schedule); ``force`` sends whatever is held now (end of a demo). Held events are
+        released once delivered or dead-lettered; what could be neither stays held for the
+        next flush and :class:`DeliveryError` is raised.
         """
         recorded: list[Notification] = []
         now = clock.now()
@@ -387,34 +495,64 @@ class NotificationRouter:
             if not self.noise.lock_digest(name):
                 continue
             try:
-                recorded += self._send_digest(name, [h.event for h in held])
-                self.noise.release_held(name, held)
+                outcomes = self._send_digest(name, [h.event for h in held])
+                recorded += outcomes
+                # outcomes[i] tells held[i]; events after a failure sent one by one are not attempted (kept)
+                done = [h for h, n in zip(held, outcomes, strict=False) if n.status is not DeliveryStatus.FAILED]
+                if done:
+                    self.noise.release_held(name, done)
             finally:
                 self.noise.unlock_digest(name)
         failed = [n for n in recorded if n.status is DeliveryStatus.FAILED]
         if failed:
-            raise DeliveryError(f"{len(failed)} digest deliveries failed and could not be dead-lettered; kept held")
+            raise DeliveryError(
+                f"{len(failed)} held events could be neither delivered nor dead-lettered; kept held for the next flush"
+            )
         return recorded
 
     def _send_digest(self, name: str, events: list[DeploymentEvent]) -> list[Notification]:
+        """The records of the held ``events`` in order, one each (a prefix of them if sent one by one)."""
         channel = self.channels[name]
         try:
             messages = channel.render_digest(events)
         except (ConfigError, ClientError, BotoCoreError) as exc:
-            result = DeliveryResult(False, 0, 0.0, error=_short(exc))
-            return [self._fail(events[0], name, events, "digest", result)] + [
-                self._record(e, name, DeliveryStatus.DEAD_LETTERED, result) for e in events[1:]
-            ]
-        if not messages:
-            return [
-                self._record(e, name, DeliveryStatus.SUPPRESSED, error=f"{channel.kind.value} sends no digests")
-                for e in events
-            ]
+            return self._fail_digest(name, events, DeliveryResult(False, 0, 0.0, error=_short(exc)))
+        if not messages:  # a channel without digests (PagerDuty, held by an earlier version): one by one
+            return self._send_held_one_by_one(name, events)
         result = self._deliver_all(messages, name)
         if result.ok:
             return [self._record(e, name, DeliveryStatus.DELIVERED, result, error=None) for e in events]
+        return self._fail_digest(name, events, result)
+
+    def _fail_digest(self, name: str, events: list[DeploymentEvent], result: DeliveryResult) -> list[Notification]:
+        """The digest dead-lettered whole; every event recorded with its status (FAILED if not dead-lettered)."""
         first = self._fail(events[0], name, events, "digest", result)
         return [first] + [self._record(e, name, first.status, result, error=first.error) for e in events[1:]]
+
+    def _send_held_one_by_one(self, name: str, events: list[DeploymentEvent]) -> list[Notification]:
+        """Held events of a channel that sends no digest, each delivered (or dead-lettered) alone, in the
+        order they came; after one that could be neither, the rest wait (a resolve must not overtake
+        its trigger)."""
+        channel = self.channels[name]
+        recorded: list[Notification] = []
+        for event in events:
+            try:
+                messages = channel.render(event)
+            except (ConfigError, ClientError, BotoCoreError) as exc:
+                result = DeliveryResult(False, 0, 0.0, error=_short(exc))
+            else:
+                if not messages:
+                    error = f"{channel.kind.value} does not act on this event"
+                    recorded.append(self._record(event, name, DeliveryStatus.SUPPRESSED, error=error))
+                    continue
+                result = self._deliver_all(messages, name)
+            if result.ok:
+                recorded.append(self._record(event, name, DeliveryStatus.DELIVERED, result))
+                continue
+            recorded.append(self._fail(event, name, [event], "event", result))
+            if recorded[-1].status is DeliveryStatus.FAILED:
+                break
+        return recorded
 
     # ------------------------------------------------------------------ redelivery
 
@@ -442,6 +580,10 @@ class NotificationRouter:
         error = None if result.ok else f"redelivery {letter.redeliveries + 1}: {result.error}"
         notifications = [self._record(e, name, status, result, error=error) for e in letter.events]
         return RedeliveryOutcome(result.ok, notifications, None if result.ok else result.error)
+
+
+def _in_progress(notification: Notification) -> bool:
+    return notification.status is DeliveryStatus.SUPPRESSED and notification.error == IN_PROGRESS
 
 
 def _short(exc: BaseException) -> str:

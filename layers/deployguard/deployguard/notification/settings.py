@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -86,6 +86,9 @@ class RateLimit(_Strict):
 
 
 class _ChannelBase(_Strict):
+    # DeployGuard may hold this channel's messages back (cooldown, rate limit and digest)
+    noise_controlled: ClassVar[bool] = True
+
     rate_limit: RateLimit | None = Field(
         default=None, description="per-channel limit; over it, events are held and sent as one digest"
     )
@@ -144,6 +147,11 @@ class WebhookChannel(_UrlChannel):
 
 
 class PagerDutyChannel(_ChannelBase):
+    # PagerDuty keeps an incident's state by dedup_key: a trigger, acknowledge or resolve held back is a
+    # page missed or an incident left open, and PagerDuty groups repeated triggers itself. So no
+    # cooldown, rate limit or digest applies here, only the dedup of SNS redeliveries.
+    noise_controlled: ClassVar[bool] = False
+
     type: Literal["pagerduty"] = "pagerduty"
     url: str = Field(default="https://events.pagerduty.com/v2/enqueue", description="Events API v2 endpoint")
     routing_key: str | None = Field(default=None, description="literal integration key: local mode only")
@@ -321,6 +329,12 @@ class NotificationSettings(_Strict):
                 self._known_channel(new, f"service_overrides.{service}.replace.{old}")
             for i, channel in enumerate(override.add_channels):
                 self._known_channel(channel, f"service_overrides.{service}.add_channels.{i}")
+        for name, settings in self.channels.items():
+            if not settings.noise_controlled and settings.rate_limit is not None:
+                raise ValueError(
+                    f"channels.{name}.rate_limit: a {settings.type} channel is never rate limited (a page, "
+                    "acknowledge or resolve held back is lost to the incident); remove rate_limit"
+                )
         return self
 
     def _known_channel(self, name: str, where: str) -> None:
@@ -380,7 +394,14 @@ class NotificationSettings(_Strict):
         known = {r.name for r in self.routes if r.name} | set(self.roles) | set(self.channels)
         return [str(n) for n in names if n not in known]
 
-    def rate_limit(self, channel: str) -> RateLimit:
+    def noise_controlled(self, channel: str) -> bool:
+        """Whether cooldown and rate limit may hold this channel's messages back (not PagerDuty's)."""
+        return self.channels[channel].noise_controlled
+
+    def rate_limit(self, channel: str) -> RateLimit | None:
+        """The channel's rate limit; None for a channel that is never rate limited (PagerDuty)."""
+        if not self.noise_controlled(channel):
+            return None
         return self.channels[channel].rate_limit or self.noise.default_rate_limit
 
     def cooldown_seconds(self, event_type: EventType) -> int:
