@@ -1,5 +1,6 @@
 """Deployment recorder (EventBridge: CodeDeploy deployment and instance state-change notifications,
-and a schedule that looks for long-running deployments and finishes unconfirmed hook answers):
+and a schedule that looks for long-running deployments, finishes unconfirmed hook answers and records
+the Failed hook verdicts whose recording failed):
 keeps each deployment's record and phases, and publishes deployment statistics as EMF metrics.
 The logic is in deployguard.workflows.recorder."""
 
@@ -36,6 +37,7 @@ def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any
         return {
             "long_running": recorder.sweep_long_running(),
             "hooks_answered": recorder.sweep_unanswered_hooks(context.get_remaining_time_in_millis),
+            "hook_verdicts": _finish_hook_verdicts(context),
         }
     detail = parse_event(StateChangeDetail, event.detail, "CodeDeploy state-change detail")
     outcome = recorder.handle(event.detail_type, detail, event.time)
@@ -47,3 +49,12 @@ def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any
             metrics.add_metric(name=name, unit=unit, value=value)
     logger.info("deployment recorded", extra=outcome.as_dict())
     return outcome.as_dict()
+
+
+def _finish_hook_verdicts(context: LambdaContext) -> list[dict[str, Any]]:
+    """The lifecycle hook's Failed verdicts left unrecorded (deployment record, validation.failed, its alert)."""
+    from deployguard.hooks.lifecycle import LifecycleHook  # the schedule's only, not a state change's cold start
+
+    hook = LifecycleHook(runtime.config(), runtime.repository(), runtime.publisher(),
+                         local_mode=runtime.environment().local_mode, alert_engine=runtime.alert_engine)  # fmt: skip
+    return hook.finish_verdicts(seconds_left=lambda: context.get_remaining_time_in_millis() / 1000.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from deployguard.inbound import parse_event
 from deployguard.workflows import runtime
@@ -21,7 +21,15 @@ class ApprovalTask(BaseModel):
 
     action: Literal["register", "run"]
     approval_id: str = Field(min_length=1, max_length=128)
-    task_token: str | None = Field(default=None, max_length=8192)
+    # validated even when absent (validate_default): the register action needs it, and the error names it
+    task_token: str | None = Field(default=None, max_length=8192, validate_default=True)
+
+    @field_validator("task_token")
+    @classmethod
+    def _token_to_register(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("action") == "register" and not value:
+            raise ValueError("the register action needs the task token")
+        return value
 
 
 @logger.inject_lambda_context
@@ -31,8 +39,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     task = parse_event(ApprovalTask, event, "approval task")
     engine = runtime.alert_engine()
     if task.action == "register":
-        if not task.task_token:
-            raise ValueError("task_token: the register action needs the task token")
+        assert task.task_token, "ApprovalTask refuses a register without its task token"
         engine.remediation.register_task_token(task.approval_id, task.task_token)
         return {"approval_id": task.approval_id, "waiting": True}
     incidents = {i.incident_id: i for i in engine.incident_store.open_incidents()}

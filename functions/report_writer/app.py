@@ -4,15 +4,14 @@ summaries (EventBridge schedules). The logic is in deployguard.reporting.writer.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SnsModel
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard import clock
 from deployguard.aws.reports_bucket import ReportStore
+from deployguard.inbound import parse_event, parse_json_event
 from deployguard.models import DeploymentEvent, EventType
 from deployguard.readmodels import DeploymentReader
 from deployguard.reporting.writer import ENDING_EVENTS, ReportWriter
@@ -30,8 +29,18 @@ class SummaryRequest(BaseModel):
     summary: Literal["daily", "weekly"]
 
 
+class ReportWriterEnvironment(BaseModel):
+    """The variables of this function beyond the shared ones (template.yaml)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reports_bucket: str = Field(alias="REPORTS_BUCKET", min_length=1)
+
+
 def writer() -> ReportWriter:
-    reader, store = DeploymentReader(runtime.repository()), ReportStore(os.environ["REPORTS_BUCKET"])
+    # a missing or empty REPORTS_BUCKET is a ConfigError naming it, as the shared variables are
+    bucket = runtime.read_environment(ReportWriterEnvironment).reports_bucket
+    reader, store = DeploymentReader(runtime.repository()), ReportStore(bucket)
     return ReportWriter(reader, store, runtime.publisher(), runtime.environment().environment)
 
 
@@ -39,16 +48,19 @@ def writer() -> ReportWriter:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "summary" in event:
-        request = parse(event=event, model=SummaryRequest)
+    # a malformed or oversized event raises InvalidEventError naming the field: two retries, then the failure queue
+    if isinstance(event, dict) and "summary" in event:
+        request = parse_event(SummaryRequest, event, "summary request")
         summary, uris = writer().write_summary(request.summary, clock.now())
         metrics.add_metric(name="SummariesWritten", unit="Count", value=1)
         logger.info("summary written", extra={"period": request.summary, "uris": uris,
                                               "deployments": summary.current.deployments})  # fmt: skip
         return {"summary": request.summary, "written": uris}
     written: list[str] = []
-    for record in parse(event=event, model=SnsModel).Records:
-        deployment_event = DeploymentEvent.model_validate_json(record.Sns.Message)
+    envelope = parse_event(SnsModel, event, "SNS envelope")
+    events = [parse_json_event(DeploymentEvent, r.Sns.Message, f"deployment event in Records.{i}.Sns.Message")
+              for i, r in enumerate(envelope.Records)]  # fmt: skip
+    for deployment_event in events:
         if deployment_event.event_type not in ENDING_EVENTS:  # the subscription's filter already drops these
             continue
         if deployment_event.event_type == EventType.ROLLBACK_FAILED:  # RollbackFailedAlarm watches this

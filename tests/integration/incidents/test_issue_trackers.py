@@ -17,6 +17,7 @@ from deployguard.alerts.settings import AlertingSettings
 from deployguard.aws import clients
 from deployguard.aws.events import EventPublisher
 from deployguard.incidents.models import IncidentStatus
+from deployguard.incidents.trackers import SYNC_RETRY
 from deployguard.remediation.targets import TargetAllowlist
 from deployguard.storage.repository import DeploymentRepository
 
@@ -116,6 +117,66 @@ def test_a_tracker_outage_is_audited_and_the_issue_created_on_the_next_news(embe
     canary = next(i for i in eng.incident_store.open_incidents() if i.group == "canary")
     eng.acknowledge(canary.incident_id, "bob")
     assert len(jira.issues) == 2 and "jira" in eng.incident_store.get(canary.incident_id).issues
+
+
+@pytest.mark.parametrize(
+    ("tracker", "failing"),
+    [
+        ("github", ("POST", r"/repos/acme/shop/issues/\d+/comments")),  # the close's comment
+        ("github", ("PATCH", r"/repos/acme/shop/issues/\d+")),  # the state change, after the comment went out
+        ("jira", ("POST", r"/rest/api/3/issue/OPS-\d+/transitions")),  # the transition to Done
+    ],
+    ids=["github-comment", "github-close", "jira-transition"],
+)
+def test_a_failed_close_is_kept_and_the_tick_closes_the_issue(
+    embedded: Any, servers: Any, tracker: str, failing: tuple[str, str]
+) -> None:
+    """A resolved incident gets no more news: the close that failed is retried by the minute tick
+    (IssueTrackerSync.retry_pending), against the tracker answering 503 once, then normally."""
+    github, jira = servers
+    api = {"github": github, "jira": jira}[tracker]
+    _secrets()
+    deployment, _ = canary_in_flight(embedded)
+    eng = engine(_settings(github, jira))
+    eng.on_assessment(deployment, failing_assessment(deployment))
+    canary = next(i for i in eng.incident_store.open_incidents() if i.group == "canary")
+    key = eng.incident_store.get(canary.incident_id).issues[tracker]["key"]
+    api.fail_once.append((*failing, 503))
+    eng.resolve(canary.incident_id, "alice", "fixed in 43")
+    assert not api.fail_once  # the tracker failed once ...
+    state = github.issues[key]["state"] if tracker == "github" else jira.issues[key]["status"]
+    assert state in ("open", "To Do")  # ... and the issue stayed open
+    failed = _audit(deployment.deployment_id, "issue_tracker_failed")
+    assert len(failed) == 1 and "HTTP 503" in failed[0].reason and "retried by the minute tick" in failed[0].reason
+    assert eng.trackers.retry_pending() == [  # what the tick runs (the tracker is back)
+        {"tracker": tracker, "incident_id": canary.incident_id, "news": "resolved", "synced": True}
+    ]
+    if tracker == "github":
+        assert github.issues[key]["state"] == "closed" and github.issues[key]["state_reason"] == "completed"
+        assert github.comments[key].count("Resolved by alice: fixed in 43") == 1  # not commented twice
+    else:
+        assert jira.issues[key]["status"] == "Done" and len(jira.comments[key]) == 1
+    assert len(_audit(deployment.deployment_id, "issue_closed")) == 2  # both trackers, each once
+    assert eng.trackers.retry_pending() == []  # done: nothing left, no call made
+    calls = len(api.requests)
+    embedded.clock.advance(60)
+    assert eng.trackers.retry_pending() == [] and len(api.requests) == calls
+
+
+def test_a_sync_still_failing_is_given_up_after_its_retries(embedded: Any, servers: Any) -> None:
+    github, jira = servers
+    _secrets()
+    deployment, _ = canary_in_flight(embedded)
+    eng = engine(_settings(github, jira))
+    eng.on_assessment(deployment, failing_assessment(deployment))
+    canary = next(i for i in eng.incident_store.open_incidents() if i.group == "canary")
+    github.fail_once.extend([("POST", r"/repos/acme/shop/issues/\d+/comments", 503)] * 2)
+    eng.acknowledge(canary.incident_id, "bob")
+    [retried] = eng.trackers.retry_pending()
+    assert (retried["news"], retried["synced"]) == ("acknowledged", False) and "HTTP 503" in retried["error"]
+    embedded.clock.advance(SYNC_RETRY.total_seconds() + 60)
+    assert [(r["news"], r.get("gave_up")) for r in eng.trackers.retry_pending()] == [("acknowledged", True)]
+    assert _audit(deployment.deployment_id, "issue_tracker_gave_up") and eng.trackers.retry_pending() == []
 
 
 def test_tracker_urls_pass_the_outbound_guard(embedded: Any) -> None:

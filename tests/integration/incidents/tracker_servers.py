@@ -4,7 +4,8 @@ Each is a real HTTP server (stdlib ``http.server`` in a thread) that checks what
 checks for the calls DeployGuard makes: the authentication headers, the paths, the JSON
 bodies (unknown or missing fields are refused with 422 / 400, Jira descriptions and comments
 must be Atlassian Document Format), and answers with the real API's shapes and status codes.
-``fail_next`` makes the next requests fail with a status (an outage).
+``fail_next`` makes the next requests fail with a status (an outage); ``fail_once`` fails the first
+request of a method and path (a regular expression) with a status, once.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FakeApi:
     comments: dict[str, list[Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)
+    fail_once: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path pattern, status)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -179,7 +181,11 @@ def _server(api: FakeApi, route: Any) -> ThreadingHTTPServer:
                 body = "<not json>"
             with api.lock:
                 api.requests.append(Recorded(self.command, parts.path, body))
-                if api.fail_next:
+                once = next((f for f in api.fail_once if f[0] == self.command and re.fullmatch(f[1], parts.path)), None)
+                if once is not None:
+                    api.fail_once.remove(once)
+                    status, payload = once[2], {"message": "Service Unavailable"}
+                elif api.fail_next:
                     status, payload = api.fail_next.pop(0), {"message": "Service Unavailable"}
                 elif raw and self.headers.get("Content-Type") != "application/json":
                     status, payload = 415, {"message": "Content-Type must be application/json"}

@@ -235,3 +235,18 @@ def test_simulated_canary_rollout_calls_the_hook_twice_and_the_traffic_each_minu
     assert result.alias_version == target.new_version
     record = DeploymentRepository(TABLE).get_deployment(result.deployment_id)
     assert record.status == "succeeded" and record.duration_seconds == 360
+
+
+def test_a_failed_verdict_that_cannot_be_recorded_is_retried_then_given_up(
+    cd_aws: None, ledger: HookLedger, publisher: RecordingPublisher, sim_clock: Any
+) -> None:
+    """Kept pending for the recorder's schedule (finish_verdicts), which gives it up after a day."""
+    execution = ledger.issue("d-UNKNOWN2")
+    hook = _hook(publisher)
+    assert hook.handle(_event("d-UNKNOWN2", execution), lambda: 30_000).status == "Failed"
+    tried = hook.finish_verdicts()
+    assert [(v["execution_id"], v["recorded"]) for v in tried] == [(execution, False)]
+    assert "DeploymentDoesNotExistException" in tried[0]["error"]
+    sim_clock.advance(timedelta(hours=25).total_seconds())
+    assert [(v["execution_id"], v["gave_up"]) for v in hook.finish_verdicts()] == [(execution, True)]
+    assert hook.finish_verdicts() == [] and publisher.events == []

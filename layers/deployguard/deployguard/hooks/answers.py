@@ -14,6 +14,11 @@ finishes it with :meth:`HookAnswers.settle`:
   ``Failed`` is decided for it and sent (fail closed);
 - no status and the lease running: the attempt is still at work; nothing to do.
 
+A ``Failed`` verdict is also kept, under its own marker (kind ``HOOK-VERDICT``, in the pending
+index until done), from just before the hook records it (the deployment's record, the
+``validation.failed`` event and its alert) until all of that is written: whatever failed then
+is finished by the recorder's schedule (:meth:`deployguard.hooks.lifecycle.LifecycleHook.finish_verdicts`).
+
 This module sits below the lifecycle hook and the recorder (both use it) and imports neither.
 """
 
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
     from deployguard.storage.repository import DeploymentRepository
 
 HOOK_KIND = "HOOK"
+VERDICT_KIND = "HOOK-VERDICT"
 MARKER_TTL = timedelta(days=2)
 DEAD_ATTEMPT_GRACE_SECONDS = 5.0
 DEFAULT_BUDGET_SECONDS = 15.0
@@ -69,6 +75,7 @@ class HookAnswers:
         sleep: Callable[[float], None] = clock.sleep,
     ) -> None:
         self.markers = Leases(lambda: repository.table, HOOK_KIND, MARKER_TTL, pending_index=True)
+        self.verdicts = Leases(lambda: repository.table, VERDICT_KIND, MARKER_TTL, pending_index=True)
         self.codedeploy = codedeploy
         self.sleep = sleep
 

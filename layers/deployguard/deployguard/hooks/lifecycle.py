@@ -20,10 +20,17 @@ recognised as this attempt's own by its token. Fail closed: any error inside is 
 ``Failed``, with the reason recorded; :meth:`LifecycleHook.handle` never raises, even with
 DynamoDB down. Checks get a deadline that leaves ``report_margin_seconds`` before the
 function's own timeout, and the status call is retried within that margin.
+
+Recorded once CodeDeploy has its answer: the verdict (audited), its warning (``validation.warned``)
+and, for ``Failed``, the record's phase and ``validation.failed`` with its alert. Events go through
+the outbox (recorded, published, marked published): a notification outage never changes the answer,
+and the minute tick publishes what could not be. A ``Failed`` verdict is kept pending until all of it
+is written; the recorder's schedule finishes what failed (:meth:`LifecycleHook.finish_verdicts`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -61,6 +68,7 @@ from deployguard.models import (
     Severity,
     judged_from,
 )
+from deployguard.storage.leases import DONE
 from deployguard.workflows.recorder import ensure_record
 
 if TYPE_CHECKING:
@@ -72,6 +80,8 @@ if TYPE_CHECKING:
 
 ACTOR = "deployguard:lifecycle-hook"
 REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to the function's end
+VERDICT_RETRY = timedelta(hours=24)  # a Failed verdict whose recording keeps failing is given up after this
+FINISH_RESERVE_SECONDS = 10.0  # finish_verdicts starts no verdict with less of the invocation left
 __all__ = ["HOOK_KIND", "HookEvent", "HookOutcome", "LifecycleHook", "answer_without_setup"]
 logger = logging.getLogger(__name__)
 
@@ -87,6 +97,7 @@ class HookEvent(Model):
 
 
 HookPhase = Literal["pre_traffic", "post_traffic", "no_checks"]
+Validated = tuple[HookStatus, str, list[CheckResult], str | None]  # status, reason, checks, warning
 
 
 class HookOutcome(Model):
@@ -105,6 +116,7 @@ class HookOutcome(Model):
     answer: ReportOutcome | None = None  # how CodeDeploy took the status (unconfirmed: to be sent again)
     resent: bool = False  # the status an earlier attempt decided, sent again
     checks: list[CheckResult] = Field(default_factory=list)
+    warning: str | None = None  # announced (validation.warned) once CodeDeploy has its answer
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +136,7 @@ class HookOutcome(Model):
             "passed": [c.name for c in self.checks if c.status == "passed"],
             "failed": [c.name for c in self.checks if c.status == "failed"],
             "warnings": [c.name for c in self.checks if c.status == "warned"],
+            "warning": self.warning,
             "checks": [c.report() for c in self.checks],
         }
 
@@ -229,9 +242,13 @@ class LifecycleHook:
         deployment = self._enter_phase(deployment, outcome, weight, info)
         check_deadline = deadline - settings.report_margin_seconds
         if outcome.phase == "pre_traffic":
-            outcome.status, outcome.reason, outcome.checks = self._pre_traffic(deployment, check_deadline)
+            outcome.status, outcome.reason, outcome.checks, outcome.warning = self._pre_traffic(
+                deployment, check_deadline
+            )
         elif outcome.phase == "post_traffic":
-            outcome.status, outcome.reason, outcome.checks = self._post_traffic(deployment, check_deadline)
+            outcome.status, outcome.reason, outcome.checks, outcome.warning = self._post_traffic(
+                deployment, check_deadline
+            )
         else:
             outcome.status, outcome.reason = "Succeeded", f"{outcome.lifecycle_event}: no checks configured"
         return settings.report_margin_seconds
@@ -276,7 +293,7 @@ class LifecycleHook:
 
         return self.repository.update_deployment(deployment.deployment_id, change)
 
-    def _pre_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
+    def _pre_traffic(self, deployment: Deployment, deadline: float) -> Validated:
         service = self.config.service(deployment.service)
         ctx = CheckContext(deployment, service.judge.metrics, self.local_mode)
         lambda_target = isinstance(deployment.target, LambdaTarget)
@@ -287,9 +304,9 @@ class LifecycleHook:
             if result.status == "passed" and "baseline" in result.details:
                 self.repository.audit(deployment.deployment_id, "baseline_captured", ACTOR, result.message,
                                       **result.details)  # fmt: skip
-        return self._summarise("pre-traffic", deployment, results)
+        return _summarise("pre-traffic", results)
 
-    def _post_traffic(self, deployment: Deployment, deadline: float) -> tuple[HookStatus, str, list[CheckResult]]:
+    def _post_traffic(self, deployment: Deployment, deadline: float) -> Validated:
         # the judge, the metrics reader and the assessment: only after traffic moved (a pre-traffic
         # hook's cold start never loads them)
         from deployguard.analysis.judge import judge_canary
@@ -316,30 +333,15 @@ class LifecycleHook:
         health = assessment.health_status
         failing = verdict.decision == Decision.FAILING or health == HealthStatus.CRITICAL
         inconclusive = service.hooks.fail_post_traffic_on_inconclusive and verdict.decision == Decision.INCONCLUSIVE
-        status, summary, results = self._summarise("post-traffic", deployment, results)
+        status, summary, results, warning = _summarise("post-traffic", results)
         judged = f"judge {verdict.decision.value}: {verdict.summary} (health {health.value})"
         if failing or inconclusive:
-            return "Failed", f"{summary}; {judged}", results
+            return "Failed", f"{summary}; {judged}", results, warning
         if verdict.decision == Decision.INCONCLUSIVE:  # passes without evidence: say so, loudly
-            self._announce(deployment, EventType.VALIDATION_WARNED, "Validation Warned", Severity.WARNING,
-                           f"post-traffic judge had no evidence and let the deployment pass: {verdict.summary} "
-                           "(set hooks.fail_post_traffic_on_inconclusive to fail instead)", [])  # fmt: skip
-        return status, f"{summary}; {judged}", results
-
-    def _summarise(
-        self, name: str, deployment: Deployment, results: list[CheckResult]
-    ) -> tuple[HookStatus, str, list[CheckResult]]:
-        failed = [r for r in results if r.status == "failed"]
-        warned = [r for r in results if r.status == "warned"]
-        summary = (
-            f"{name}: {len(results) - len(failed) - len(warned)} passed, {len(failed)} failed, {len(warned)} warned"
-        )
-        if warned:
-            self._announce(deployment, EventType.VALIDATION_WARNED, "Validation Warned", Severity.WARNING,
-                           "; ".join(f"{r.name}: {r.message}" for r in warned), warned)  # fmt: skip
-        if failed:
-            return "Failed", f"{summary}: " + "; ".join(f"{r.name}: {r.message}" for r in failed), results
-        return "Succeeded", summary, results
+            no_evidence = (f"post-traffic judge had no evidence and let the deployment pass: {verdict.summary} "
+                           "(set hooks.fail_post_traffic_on_inconclusive to fail instead)")  # fmt: skip
+            warning = f"{warning}; {no_evidence}" if warning else no_evidence
+        return status, f"{summary}; {judged}", results, warning
 
     # ------------------------------------------------------------------ duplicates and malformed events
 
@@ -399,10 +401,78 @@ class LifecycleHook:
                                                                             "outcome": report.outcome})  # fmt: skip
 
     def _record_verdict(self, outcome: HookOutcome) -> None:
+        """Record the verdict CodeDeploy was answered with; never raises (CodeDeploy has its answer).
+
+        Audited, its warning announced; a Failed one also fails the record and is announced
+        (``validation.failed`` and its alert). A Failed verdict is kept pending first (a marker,
+        :attr:`HookAnswers.verdicts`) and the marker done once all of that is written: what fails
+        here is finished by the recorder's schedule (:meth:`finish_verdicts`)."""
+        if not outcome.deployment_id:
+            return  # a malformed event without a deployment id: the log has it
+        at = clock.now()
+        pending = outcome.status == "Failed" and self._keep_pending(outcome, at)
         try:
-            self._write_verdict(outcome)
-        except Exception:  # CodeDeploy has its answer; a failed write of the record is logged with its reason
-            logger.exception("cannot record the hook verdict", extra=outcome.as_dict())
+            self._write_verdict(outcome, at)
+        except Exception:
+            logger.exception("cannot record the hook verdict", extra={**outcome.as_dict(), "pending": pending})
+            return
+        if pending:
+            self._verdict_written(str(outcome.execution_id))
+
+    def finish_verdicts(
+        self, max_items: int = 100, seconds_left: Callable[[], float] | None = None
+    ) -> list[dict[str, Any]]:
+        """Record the Failed verdicts whose recording failed when CodeDeploy was answered (the
+        deployment's record, ``validation.failed`` and its alert); the recorder's schedule calls
+        this. A verdict still failing after :data:`VERDICT_RETRY` is given up (logged). Never raises."""
+        finished: list[dict[str, Any]] = []
+        try:
+            waiting = list(self.answers.verdicts.pending(max_items))
+        except Exception:
+            logger.exception("cannot list the hook verdicts left unrecorded")
+            return finished
+        for marker in waiting:
+            if seconds_left is not None and seconds_left() < FINISH_RESERVE_SECONDS:
+                break
+            summary: dict[str, Any] = {"execution_id": marker.key,
+                                       "deployment_id": marker.attributes.get("deployment_id")}  # fmt: skip
+            try:
+                fresh = self.answers.verdicts.get(marker.key)  # the index lags: read the marker itself
+                if fresh is None or fresh.state == DONE:
+                    continue
+                at = datetime.fromisoformat(str(fresh.attributes["at"]))
+                if clock.now() - at > VERDICT_RETRY:
+                    logger.error("hook verdict never recorded, given up", extra=summary)
+                    self.answers.verdicts.done(marker.key, gave_up=True)
+                    finished.append({**summary, "recorded": False, "gave_up": True})
+                    continue
+                self._write_verdict(HookOutcome.model_validate_json(str(fresh.attributes["outcome"])), at)
+                self.answers.verdicts.done(marker.key)
+            except Exception as exc:  # still failing: the next run tries again
+                logger.exception("cannot finish a hook verdict", extra=summary)
+                finished.append({**summary, "recorded": False, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            finished.append({**summary, "recorded": True})
+        return finished
+
+    def _keep_pending(self, outcome: HookOutcome, at: datetime) -> bool:
+        """The verdict, kept until it is recorded (its checks without their details: what is announced)."""
+        if outcome.execution_id is None:
+            return False
+        kept = outcome.model_copy(update={"checks": [c.model_copy(update={"details": {}}) for c in outcome.checks]})
+        try:
+            self.answers.verdicts.claim(outcome.execution_id, at.timestamp(), deployment_id=outcome.deployment_id,
+                                        at=at.isoformat(), outcome=kept.model_dump_json())  # fmt: skip
+        except Exception:  # the table refuses: recorded now or never (logged)
+            logger.exception("cannot keep the hook verdict pending", extra={"execution_id": outcome.execution_id})
+            return False
+        return True
+
+    def _verdict_written(self, execution_id: str) -> None:
+        try:
+            self.answers.verdicts.done(execution_id)
+        except Exception:  # recorded: the schedule records it again harmlessly (each part once)
+            logger.exception("cannot mark the hook verdict recorded", extra={"execution_id": execution_id})
 
     def _audit_quietly(self, outcome: HookOutcome, action: str) -> None:
         if not outcome.deployment_id:
@@ -414,9 +484,10 @@ class LifecycleHook:
         except Exception:
             logger.exception("cannot audit the hook answer", extra=outcome.as_dict())
 
-    def _write_verdict(self, outcome: HookOutcome) -> None:
-        if not outcome.deployment_id:
-            return  # a malformed event without a deployment id: the log has it
+    def _write_verdict(self, outcome: HookOutcome, at: datetime) -> None:
+        """Each part written once whatever the retries (the audit and the events keyed on the execution);
+        raises when a part of a Failed verdict could not be written (it stays pending)."""
+        assert outcome.deployment_id is not None
         deployment = self.repository.find_deployment(outcome.deployment_id)
         if deployment is None:  # answered before anything was learned (malformed event): record it now
             info = self.codedeploy.deployment(outcome.deployment_id)
@@ -424,52 +495,100 @@ class LifecycleHook:
                 self.repository, self.config, info, clock.now(), "lifecycle hook", self.codedeploy
             )
         details = outcome.as_dict()
-        self.repository.audit(
-            deployment.deployment_id, "hook_verdict", ACTOR, f"{outcome.status}: {outcome.reason}",
+        self.repository.audit_once(
+            deployment.deployment_id, f"hook-verdict#{outcome.execution_id}", at, "hook_verdict", ACTOR,
+            f"{outcome.status}: {outcome.reason}",
             **{k: details[k] for k in ("phase", "lifecycle_event", "execution_id", "reported", "report_error",
                                        "passed", "failed", "warnings", "checks")},
         )  # fmt: skip
-        if outcome.status == "Failed":
+        if outcome.warning:  # a notification outage never touches the verdict: the outbox keeps the event
+            warned = [c for c in outcome.checks if c.status == "warned"]
+            try:
+                self._announce(deployment, outcome, at, EventType.VALIDATION_WARNED, "Validation Warned",
+                               Severity.WARNING, outcome.warning, warned)  # fmt: skip
+            except Exception:
+                logger.exception("cannot record the validation warning", extra={"execution_id": outcome.execution_id})
+        if outcome.status != "Failed":
+            return
 
-            def failed(d: Deployment) -> None:
-                if not d.status.is_terminal:
-                    d.phase = Phase.FAILED
-                    d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=clock.now(), reason=outcome.reason[:300]))
-                    d.decision_reason = outcome.reason[:500]
+        def failed(d: Deployment) -> None:
+            if not d.status.is_terminal and d.phase != Phase.FAILED:  # once, whatever the retries
+                d.phase = Phase.FAILED
+                d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=at, reason=outcome.reason[:300]))
+                d.decision_reason = outcome.reason[:500]
 
-            self.repository.update_deployment(deployment.deployment_id, failed)
-            failing_checks = [c for c in outcome.checks if c.status == "failed"]
-            self._announce(deployment, EventType.VALIDATION_FAILED, "Validation Failed", Severity.ERROR,
-                           outcome.reason, failing_checks)  # fmt: skip
+        deployment = self.repository.update_deployment(deployment.deployment_id, failed)
+        failing_checks = [c for c in outcome.checks if c.status == "failed"]
+        self._announce(deployment, outcome, at, EventType.VALIDATION_FAILED, "Validation Failed", Severity.ERROR,
+                       outcome.reason, failing_checks)  # fmt: skip
 
     def _announce(
         self,
         deployment: Deployment,
+        outcome: HookOutcome,
+        at: datetime,
         kind: EventType,
         title: str,
         severity: Severity,
         message: str,
         checks: list[CheckResult],
     ) -> None:
-        event = DeploymentEvent(
-            event_type=kind, deployment_id=deployment.deployment_id, service=deployment.service,
-            version=deployment.version, environment=deployment.environment, severity=severity,
-            title=title, message=message, details={"checks": [c.report() for c in checks]},
-        )  # fmt: skip
-        self.repository.add_event(event)
-        self.publisher.publish(event)
-        self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
-                              event_id=event.event_id)  # fmt: skip
+        """Record the event in the outbox, publish it, mark it published (as the canary's
+        ``_record_and_publish``): a failed publication leaves it in the outbox and the minute tick
+        publishes it (:func:`deployguard.workflows.reconciler.publish_outbox`). Then its alert, which
+        never raises. Raises only when the event cannot be recorded. Its id and time come from the
+        execution and the verdict: a retry finds it recorded, and an event already published is not
+        announced again."""
+        digest = hashlib.sha256(f"{outcome.execution_id}#{kind.value}".encode()).hexdigest()[:16]
+        event = DeploymentEvent.about(deployment, kind, title, message, event_id=f"ev-{digest}", at=at,
+                                      severity=severity, details={"checks": [c.report() for c in checks]})  # fmt: skip
+        if not self.repository.record_event(event):
+            return  # recorded and published by an earlier attempt, which raised its alert
+        try:
+            self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
+            self.repository.mark_published(event)
+        except Exception as exc:  # recorded: it stays in the outbox, and the minute tick publishes it
+            logger.exception("event recorded, publication deferred", extra={"event_id": event.event_id})
+            self._audit_best_effort(deployment.deployment_id, "notification_deferred",
+                                    f"{kind.value}: {title}: left in the outbox for the next tick: "
+                                    f"{type(exc).__name__}: {exc}", event_id=event.event_id)  # fmt: skip
+        else:
+            self._audit_best_effort(deployment.deployment_id, "notification", f"{kind.value}: {title}",
+                                    event_id=event.event_id)  # fmt: skip
+        self._alert(deployment, kind, event)
+
+    def _alert(self, deployment: Deployment, kind: EventType, event: DeploymentEvent) -> None:
+        """The alert of an announced event (canary-issue: incident, paging); alerting never fails the hook."""
         if self.alert_engine is None:
             return
         try:
             alerts = self.alert_engine()
-        except Exception as exc:  # alerting never fails the hook's own work
+        except Exception as exc:
             logger.exception("alert engine unavailable", extra={"deployment_id": deployment.deployment_id})
-            self.repository.audit(deployment.deployment_id, "alerting_failed", ACTOR,
-                                  f"{kind.value}: alert engine unavailable: {type(exc).__name__}: {exc}")  # fmt: skip
+            self._audit_best_effort(deployment.deployment_id, "alerting_failed",
+                                    f"{kind.value}: alert engine unavailable: {type(exc).__name__}: {exc}")  # fmt: skip
             return
-        alerts.guarded(deployment.deployment_id, ACTOR, kind.value, alerts.on_event, event, deployment)
+        try:
+            alerts.guarded(deployment.deployment_id, ACTOR, kind.value, alerts.on_event, event, deployment)
+        except Exception:  # guarded audits a failure; that audit itself failed
+            logger.exception("alerting failed", extra={"deployment_id": deployment.deployment_id})
+
+    def _audit_best_effort(self, deployment_id: str, action: str, reason: str, **details: Any) -> None:
+        try:
+            self.repository.audit(deployment_id, action, ACTOR, reason, **details)
+        except Exception:
+            logger.exception("cannot audit", extra={"deployment_id": deployment_id, "action": action})
+
+
+def _summarise(name: str, results: list[CheckResult]) -> Validated:
+    """The verdict of a list of checks; the warned ones make the warning (announced once answered)."""
+    failed = [r for r in results if r.status == "failed"]
+    warned = [r for r in results if r.status == "warned"]
+    summary = f"{name}: {len(results) - len(failed) - len(warned)} passed, {len(failed)} failed, {len(warned)} warned"
+    warning = "; ".join(f"{r.name}: {r.message}" for r in warned) or None
+    if failed:
+        return "Failed", f"{summary}: " + "; ".join(f"{r.name}: {r.message}" for r in failed), results, warning
+    return "Succeeded", summary, results, warning
 
 
 def answer_without_setup(

@@ -11,22 +11,29 @@ accepted only in local mode. Every URL passes the outbound guard of the notifica
 connected to that address; redirects not followed).
 
 A tracker that fails never stops the alert engine: the failure is audited on the deployment
-(``issue_tracker_failed``) and the next news of the incident tries again (creating the issue
-first when it is still missing).
+(``issue_tracker_failed``) and the news is kept as a pending sync (a marker of kind
+``ISSUE-SYNC``, in the pending index until done) that the minute tick retries
+(:meth:`IssueTrackerSync.retry_pending`) until it goes through, for at most :data:`SYNC_RETRY`:
+a resolved incident gets no more news, yet its issue is closed once the tracker is back. A
+close is a comment then the state change, each sent once, so a retry does not comment twice.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from deployguard.exceptions import DeployGuardError
+from deployguard import clock
+from deployguard.exceptions import DeployGuardError, NotFoundError
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.settings import SecretSource
 from deployguard.notification.urlsafety import check_outbound, redact
+from deployguard.storage.leases import DONE, Leases
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -37,6 +44,9 @@ if TYPE_CHECKING:
 
 ACTOR = "deployguard:issue-trackers"
 COMMENTED = "ISSUE-COMMENT"
+SYNC_KIND = "ISSUE-SYNC"  # news a tracker failed, retried by the minute tick
+SYNC_RETRY = timedelta(days=3)  # a pending sync still failing after this is given up (audited)
+SYNC_TTL = SYNC_RETRY + timedelta(days=1)  # the marker outlives its retries: the give-up is audited
 USER_AGENT = "DeployGuard-IssueTracker/1"
 logger = logging.getLogger(__name__)
 
@@ -63,7 +73,7 @@ class Tracker(Protocol):
     def find(self, incident: Incident) -> IssueRef | None: ...
     def create(self, incident: Incident, body: str) -> IssueRef: ...
     def comment(self, ref: IssueRef, text: str) -> None: ...
-    def close(self, ref: IssueRef, text: str) -> None: ...
+    def close(self, ref: IssueRef) -> None: ...
 
 
 class _Http:
@@ -145,8 +155,7 @@ class GitHubTracker:
     def comment(self, ref: IssueRef, text: str) -> None:
         self.http.call("POST", f"{self.base}/{ref.key}/comments", {"body": text})
 
-    def close(self, ref: IssueRef, text: str) -> None:
-        self.comment(ref, text)
+    def close(self, ref: IssueRef) -> None:
         self.http.call("PATCH", f"{self.base}/{ref.key}", {"state": "closed", "state_reason": "completed"})
 
 
@@ -190,8 +199,7 @@ class JiraTracker:
     def comment(self, ref: IssueRef, text: str) -> None:
         self.http.call("POST", f"/rest/api/3/issue/{ref.key}/comment", {"body": _adf(text)})
 
-    def close(self, ref: IssueRef, text: str) -> None:
-        self.comment(ref, text)
+    def close(self, ref: IssueRef) -> None:
         transitions = self.http.call("GET", f"/rest/api/3/issue/{ref.key}/transitions").get("transitions", [])
         wanted = self.settings.done_transition
 
@@ -223,6 +231,7 @@ class IssueTrackerSync:
         self.local_mode = local_mode
         self.secrets = secrets or SecretResolver(local_mode=local_mode)
         self._trackers: dict[str, Tracker] = {}
+        self.pending = Leases(lambda: incidents.deployments.table, SYNC_KIND, SYNC_TTL, pending_index=True)
 
     @property
     def enabled(self) -> bool:
@@ -245,33 +254,96 @@ class IssueTrackerSync:
                 continue
             try:
                 self._sync(name, incident, news, text)
-            except Exception as exc:  # a tracker's outage must not stop alerting: audited, retried on the next news
+            except Exception as exc:  # a tracker's outage must not stop alerting: audited, kept for the tick
                 logger.warning("issue tracker failed", extra={"tracker": name, "incident_id": incident.incident_id})
+                kept = self._keep(name, incident, news, text)
                 self.incidents.deployments.audit(
-                    incident.deployment_id, "issue_tracker_failed", ACTOR, f"{name}: {news}: {exc}",
-                    incident_id=incident.incident_id, tracker=name,
+                    incident.deployment_id, "issue_tracker_failed", ACTOR,
+                    f"{name}: {news}: {exc}" + ("; retried by the minute tick" if kept else ""),
+                    incident_id=incident.incident_id, tracker=name, retried=kept,
                 )  # fmt: skip
+
+    def retry_pending(self, now: datetime | None = None, max_items: int = 50) -> list[dict[str, Any]]:
+        """Send again the news a tracker failed (the minute tick calls this); each goes through once.
+        A sync still failing after :data:`SYNC_RETRY` is given up (audited). Never raises; nothing is
+        read when no tracker is configured."""
+        done: list[dict[str, Any]] = []
+        if not self.enabled:
+            return done
+        at = now or clock.now()
+        try:
+            waiting = list(self.pending.pending(max_items))
+        except Exception:
+            logger.exception("cannot list the pending issue-tracker syncs")
+            return done
+        for marker in waiting:
+            attrs = marker.attributes
+            name, news, text = str(attrs.get("tracker")), str(attrs.get("news")), str(attrs.get("text", ""))
+            summary: dict[str, Any] = {"tracker": name, "incident_id": attrs.get("incident_id"), "news": news}
+            try:
+                fresh = self.pending.get(marker.key)  # the index lags: read the marker itself
+                if fresh is None or fresh.state == DONE:
+                    continue
+                if name not in self.settings.issue_trackers:  # the tracker was removed from the configuration
+                    self.pending.done(marker.key, dropped=True)
+                    continue
+                incident = self.incidents.get(str(attrs.get("incident_id")))
+                if at - datetime.fromisoformat(str(attrs.get("failed_at"))) > SYNC_RETRY:
+                    self.pending.done(marker.key, gave_up=True)
+                    self.incidents.deployments.audit(
+                        incident.deployment_id, "issue_tracker_gave_up", ACTOR,
+                        f"{name}: {news}: still failing after {SYNC_RETRY}", incident_id=incident.incident_id,
+                        tracker=name,
+                    )  # fmt: skip
+                    done.append({**summary, "synced": False, "gave_up": True})
+                    continue
+                self._sync(name, incident, news, text)  # type: ignore[arg-type]
+                self.pending.done(marker.key)
+            except NotFoundError:  # the incident is gone (TTL): nothing to say any more
+                self.pending.done(marker.key, dropped=True)
+                continue
+            except Exception as exc:  # still failing: the next tick tries again
+                logger.warning("issue tracker still failing", extra={**summary, "reason": str(exc)})
+                done.append({**summary, "synced": False, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            done.append({**summary, "synced": True})
+        return done
+
+    def _keep(self, name: str, incident: Incident, news: News, text: str) -> bool:
+        """The failed news, kept for :meth:`retry_pending`; False if even that cannot be written."""
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        try:
+            self.pending.claim(f"{name}#{incident.incident_id}#{news}#{digest}", clock.now().timestamp(),
+                               tracker=name, incident_id=incident.incident_id, deployment_id=incident.deployment_id,
+                               news=news, text=text, failed_at=clock.now().isoformat())  # fmt: skip
+        except Exception:
+            logger.exception("cannot keep the issue-tracker sync", extra={"incident_id": incident.incident_id})
+            return False
+        return True
 
     def _sync(self, name: str, incident: Incident, news: News, text: str) -> None:
         ref = self._issue(name, incident)
         if news == "opened":
             return
         key = f"{name}#{incident.incident_id}#{news}#{text[:60]}"
+        said = self._once(key, lambda: self.tracker(name).comment(ref, text))
+        closed = news == "resolved" and self._once(f"{key}#close", lambda: self.tracker(name).close(ref))
+        if closed or (said and news != "resolved"):
+            self.incidents.deployments.audit(
+                incident.deployment_id, f"issue_{'closed' if news == 'resolved' else 'commented'}", ACTOR,
+                f"{name} issue {ref.key}: {news}", incident_id=incident.incident_id, tracker=name, issue=ref.key,
+            )  # fmt: skip
+
+    def _once(self, key: str, call: Callable[[], None]) -> bool:
+        """``call`` unless it went through already (a retried delivery); True if this call made it."""
         if not self.incidents.deployments.claim_once(COMMENTED, key, timedelta(days=30)):
-            return  # already said (a retried delivery)
+            return False
         try:
-            tracker = self.tracker(name)
-            if news == "resolved":
-                tracker.close(ref, text)
-            else:
-                tracker.comment(ref, text)
+            call()
         except Exception:
-            self.incidents.deployments.release(COMMENTED, key)
+            self.incidents.deployments.release(COMMENTED, key)  # free for the retry
             raise
-        self.incidents.deployments.audit(
-            incident.deployment_id, f"issue_{'closed' if news == 'resolved' else 'commented'}", ACTOR,
-            f"{name} issue {ref.key}: {news}", incident_id=incident.incident_id, tracker=name, issue=ref.key,
-        )  # fmt: skip
+        return True
 
     def _issue(self, name: str, incident: Incident) -> IssueRef:
         """The incident's issue in this tracker: kept on the incident, else found by its marker, else created."""

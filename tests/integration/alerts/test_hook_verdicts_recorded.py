@@ -1,0 +1,158 @@
+"""The lifecycle hook's answer never depends on notifications, and its verdict is recorded whatever
+fails meanwhile: each through the real LifecycleHookFunction on the embedded AWS, a CodeDeploy
+lifecycle hook event, faults injected with botocore hooks (deployguard_local.chaos.faults), time on
+the simulated clock, the schedules of template.yaml firing as it passes (the minute tick, the
+recorder's five-minute sweep)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from alert_rules_support import shop_stack, webhook_events
+
+from deployguard import clock
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.hooks.answers import VERDICT_KIND
+from deployguard.incidents.repository import IncidentRepository
+from deployguard.models import EventType, LambdaTarget, Phase
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.chaos.faults import FaultInjector
+from deployguard_local.codedeploy import LEDGER, create_lambda_deployment
+from deployguard_local.emulator import EmbeddedAws, sample_handler
+from deployguard_local.receivers import LocalReceivers
+
+SERVICES = {
+    "orders-api": {"environment": "production", "function_name": "orders-api"},
+    "broken-api": {"environment": "production", "function_name": "broken-api"},
+}
+
+
+@pytest.fixture
+def stack() -> Iterator[tuple[EmbeddedAws, LocalReceivers]]:
+    with shop_stack([], SERVICES) as (aws, receivers):
+        yield aws, receivers
+
+
+def _codedeploy(aws: EmbeddedAws, name: str, handler: Any = sample_handler) -> tuple[str, LambdaTarget]:
+    versions = aws.deploy_sample_function(name, "live", handler)
+    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
+    return create_lambda_deployment(target, name, "live"), target
+
+
+def _hook(aws: EmbeddedAws, deployment_id: str, execution: str) -> dict[str, Any]:
+    payload, errored = aws.invoke(
+        "LifecycleHookFunction", {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution}
+    )
+    assert not errored, payload
+    return dict(payload)
+
+
+def _actions(deployment_id: str) -> list[str]:
+    return [e.action for e in DeploymentRepository().audit_trail(deployment_id)]
+
+
+def _outbox(deployment_id: str) -> list[Any]:
+    return [e for e in DeploymentRepository().unpublished_events(clock.now()) if e.deployment_id == deployment_id]
+
+
+def test_sns_down_while_a_healthy_post_traffic_hook_warns_answers_succeeded_and_the_tick_publishes(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    aws, receivers = stack
+    deployment_id, target = _codedeploy(aws, "orders-api")
+    LambdaTrafficShifter(target).promote()  # AfterAllowTraffic: all traffic on the new version, no metrics yet
+    execution = LEDGER.issue(deployment_id)
+    assert aws.clock is not None
+    with FaultInjector(aws.clock) as faults:
+        publish = faults.on("sns", "Publish", [], then="5xx")  # every SNS Publish fails (botocore retries too)
+        payload = _hook(aws, deployment_id, execution)
+        # the judge had no evidence (a warning), the deployment is healthy: Succeeded, answered once
+        assert (payload["phase"], payload["status"], payload["reported"]) == ("post_traffic", "Succeeded", True)
+        assert "judge inconclusive" in payload["reason"] and "no evidence" in payload["warning"]
+        assert LEDGER.status_of(execution) == "Succeeded" and LEDGER.calls_for(execution) == 1
+        assert publish.injected >= 1  # the announcement was tried, and failed
+        waiting = _outbox(deployment_id)
+        assert [e.event_type for e in waiting] == [EventType.VALIDATION_WARNED]
+        assert "notification_deferred" in _actions(deployment_id) and "notification" not in _actions(deployment_id)
+    # SNS is back; the minute tick (AssessorFunction's schedule) publishes the outbox
+    stop = aws.follow_schedules(["AssessorFunction"])
+    aws.clock.advance(120)
+    stop()
+    aws.invoker.drain()
+    assert _outbox(deployment_id) == []
+    assert any(run.function == "AssessorFunction" and not run.errored for run in aws.schedule_runs)
+    delivered = [e for e in webhook_events(receivers) if e.get("deployment_id") == deployment_id]
+    assert [(e["event_type"], e["event_id"]) for e in delivered] == [("validation.warned", waiting[0].event_id)]
+    assert LEDGER.calls_for(execution) == 1  # nothing answered again
+
+
+def _deployment_record_failed(request: Any) -> bool:
+    """The PutItem that writes a deployment record in phase ``failed`` (the hook's verdict)."""
+    try:
+        item = json.loads(request.body or b"{}").get("Item", {})
+    except ValueError:
+        return False
+    return item.get("record_type", {}).get("S") == "deployment" and item.get("phase", {}).get("S") == "failed"
+
+
+def test_a_failed_verdict_whose_record_update_fails_is_recorded_by_the_recorder_schedule(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    aws, receivers = stack
+
+    def broken(event: Any, context: Any) -> dict[str, Any]:
+        return {"statusCode": 503, "body": "{}"}
+
+    deployment_id, _ = _codedeploy(aws, "broken-api", broken)
+    execution = LEDGER.issue(deployment_id)
+    assert aws.clock is not None
+    with FaultInjector(aws.clock) as faults:
+        # DynamoDB fails the deployment's update to FAILED, every attempt (botocore's retries included)
+        update = faults.on("dynamodb", "PutItem", [], then="5xx", when=_deployment_record_failed)
+        payload = _hook(aws, deployment_id, execution)
+        assert payload["status"] == "Failed" and payload["reported"]  # the answer does not wait on the record
+        assert LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1
+        assert update.injected >= 1
+    aws.invoker.drain()
+    record = DeploymentRepository().get_deployment(deployment_id)
+    assert record.phase != Phase.FAILED  # not written ...
+    events = DeploymentRepository().events(deployment_id)
+    assert EventType.VALIDATION_FAILED not in [e.event_type for e in events]  # ... nor announced, nor alerted
+    assert "canary" not in _incidents(deployment_id)
+    assert "hook_verdict" in _actions(deployment_id)
+    # ... but kept: the verdict's marker waits in the pending index
+    pending = list(DeploymentRepository().table.query(
+        IndexName="gsi1", KeyConditionExpression="gsi1pk = :pk",
+        ExpressionAttributeValues={":pk": f"PENDING#{VERDICT_KIND}"},
+    )["Items"])  # fmt: skip
+    assert [p["deployment_id"] for p in pending] == [deployment_id]
+
+    # the recorder's schedule (every five minutes) finishes the verdict
+    stop = aws.follow_schedules(["DeploymentRecorderFunction"])
+    aws.clock.advance(300)
+    stop()
+    aws.invoker.drain()
+    runs = [r for r in aws.schedule_runs if r.function == "DeploymentRecorderFunction"]
+    assert runs and not runs[0].errored, runs
+    assert [(v["execution_id"], v["recorded"]) for v in runs[0].payload["hook_verdicts"]] == [(execution, True)]
+    record = DeploymentRepository().get_deployment(deployment_id)
+    assert record.phase == Phase.FAILED and [p.phase for p in record.phase_history].count(Phase.FAILED) == 1
+    assert "smoke-test" in (record.decision_reason or "")
+    failed = [e for e in DeploymentRepository().events(deployment_id) if e.event_type == EventType.VALIDATION_FAILED]
+    assert len(failed) == 1 and _outbox(deployment_id) == []  # recorded and published
+    assert any(e["event_type"] == "validation.failed" for e in webhook_events(receivers))
+    assert _incidents(deployment_id)["canary"].rules == ["canary-issue"]  # its alert
+    assert _actions(deployment_id).count("hook_verdict") == 1  # each part once
+    # done: a later run has nothing to finish, and CodeDeploy was answered once
+    stop = aws.follow_schedules(["DeploymentRecorderFunction"])
+    aws.clock.advance(300)
+    stop()
+    later = [r for r in aws.schedule_runs if r.function == "DeploymentRecorderFunction"][-1]
+    assert later.payload["hook_verdicts"] == [] and LEDGER.calls_for(execution) == 1
+
+
+def _incidents(deployment_id: str) -> dict[str, Any]:
+    return {i.group: i for i in IncidentRepository(DeploymentRepository()).recent() if i.deployment_id == deployment_id}
