@@ -21,7 +21,9 @@ verbs need one of them.
 
 Layout: ``state.json`` (format, simulated time, configuration, tables, buckets, queues and
 Lambda functions), ``dynamodb/<LogicalId>.json`` (items in DynamoDB's typed JSON),
-``s3/<LogicalId>/<key>``, ``sqs/<LogicalId>.json`` (message bodies and attributes).
+``s3/<LogicalId>/<key>``, ``sqs/<LogicalId>.json`` (message bodies and attributes). A save replaces
+the whole directory at once (:func:`save`: written beside it, then swapped in by renames), so a save that
+fails half-way leaves the previous state whole.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -119,30 +123,109 @@ def _relative(path: Path | None) -> str | None:
     return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
 
 
+_KEPT = ("state.json", "dynamodb", "s3", "sqs")  # what a saved state holds; nothing else is replaced by a save
+_NEW, _OLD = "new", "old"  # the siblings a save uses: `.<name>.new-<id>` being written, `.<name>.old-<id>` replaced
+
+
+def _siblings(directory: Path, kind: str) -> list[Path]:
+    """The save's leftovers of ``kind`` beside ``directory`` (a save in progress, or one a crash interrupted)."""
+    if not directory.parent.is_dir():
+        return []
+    return sorted(p for p in directory.parent.glob(f".{directory.name}.{kind}-*") if p.is_dir())
+
+
+def _recover(directory: Path) -> None:
+    """Put back the previous state if a save was interrupted between its two renames (the state moved aside, the
+    new one not yet in its place): an interrupted save leaves the state it replaced."""
+    directory = directory.resolve()  # a link: the directory it points to was swapped
+    if directory.exists():
+        return
+    replaced = [p for p in _siblings(directory, _OLD) if (p / "state.json").exists()]
+    if replaced:
+        newest = max(replaced, key=lambda p: p.stat().st_mtime)
+        with contextlib.suppress(FileNotFoundError, FileExistsError, OSError):  # another process may do it too
+            newest.rename(directory)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """One file of a state being saved, on disk (fsync) before the state is swapped in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened for it
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sibling(directory: Path, kind: str) -> Path:
+    """A new, empty sibling directory ``.<name>.<kind>-<id>`` (created with the usual permissions)."""
+    while True:
+        path = directory.parent / f".{directory.name}.{kind}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
 def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
     """Write the tables, buckets, queues, application functions, configuration and clock of ``aws`` to
-    ``directory`` (replacing what was there)."""
-    directory = directory or default_dir()
-    (directory / "dynamodb").mkdir(parents=True, exist_ok=True)
+    ``directory``, replacing what was there at once: everything is written into a sibling directory
+    (``.<name>.new-<id>``), then the saved state is moved aside (``.<name>.old-<id>``), the new one renamed
+    into its place and the old one removed. A save that fails (a full disk) or is interrupted leaves the
+    previous state as it was (one stopped between the two renames is put back by the next read or save);
+    a crashed save's leftovers are removed by the next save. A directory holding anything else than a saved
+    state is refused (the swap would delete it)."""
+    directory = Path(directory or default_dir())
+    if directory.is_symlink():  # swap the directory it points to, leave the link
+        directory = directory.resolve()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _recover(directory)
+    if directory.exists():
+        foreign = sorted(p.name for p in directory.iterdir() if p.name not in _KEPT)
+        if foreign:
+            raise DeployGuardError(
+                f"{directory} holds {', '.join(foreign)}, which is not part of a saved local state: not replacing "
+                "it (move them away, or save elsewhere with --state-dir / $DEPLOYGUARD_LOCAL_STATE)"
+            )
+    for leftover in _siblings(directory, _NEW) + _siblings(directory, _OLD):  # of a save that crashed
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = _sibling(directory, _NEW)
+    try:
+        _write_state(aws, directory, staging)
+        _swap(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the swap succeeded
+    return directory
+
+
+def _write_state(aws: EmbeddedAws, previous: Path, directory: Path) -> None:
+    """Write the state of ``aws`` into the empty ``directory``, ``state.json`` last (``previous``: the state
+    it replaces, for what a storage-only embedded AWS does not hold)."""
     dynamodb = clients.client("dynamodb")
+    (directory / "dynamodb").mkdir()
     for logical, name in _tables(aws).items():
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=name):  # a snapshot: the whole table
             items += page["Items"]
-        (directory / "dynamodb" / f"{logical}.json").write_text(json.dumps(items), encoding="utf-8")
+        _write(directory / "dynamodb" / f"{logical}.json", json.dumps(items).encode())
     s3 = clients.client("s3")
     for logical, bucket in _buckets(aws).items():
         root = directory / "s3" / logical
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
-                path = root / obj["Key"]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                _write(root / obj["Key"], s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
     queues = _queues(aws)
-    if queues:
-        (directory / "sqs").mkdir(exist_ok=True)
     for logical, url in queues.items():
-        (directory / "sqs" / f"{logical}.json").write_text(json.dumps(_messages(url)), encoding="utf-8")
+        _write(directory / "sqs" / f"{logical}.json", json.dumps(_messages(url)).encode())
     manifest: dict[str, Any] = {
         "format": STATE_FORMAT,
         "simulated_now": aws.clock().isoformat() if aws.clock is not None else None,
@@ -153,15 +236,35 @@ def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
     }
     if not aws.storage_only:
         manifest["functions"] = _functions(aws)
-    elif (directory / "state.json").exists():  # no queues, Lambda nor configuration here: keep what was saved
-        previous = read_manifest(directory)
+    elif (previous / "state.json").exists():  # no queues, Lambda nor configuration here: keep what was saved
+        kept = read_manifest(previous)
         for key in ("config_file", "queues", "functions"):
-            if key in previous:
-                manifest[key] = previous[key]
+            if key in kept:
+                manifest[key] = kept[key]
             else:
                 manifest.pop(key, None)
-    (directory / "state.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return directory
+        if (previous / "sqs").is_dir():  # the queues' messages, as they were saved
+            shutil.copytree(previous / "sqs", directory / "sqs")
+    _write(directory / "state.json", json.dumps(manifest, indent=2).encode())
+    _fsync_dir(directory)
+
+
+def _swap(staging: Path, directory: Path) -> None:
+    """Put the fully written ``staging`` in the place of ``directory``: the old state moved aside first, kept
+    until the new one is in place, then removed."""
+    replaced = None
+    if directory.exists():
+        replaced = _sibling(directory, _OLD)
+        directory.rename(replaced)  # onto the empty directory just made: a unique name, taken atomically
+    try:
+        staging.rename(directory)
+    except BaseException:
+        if replaced is not None:
+            replaced.rename(directory)
+        raise
+    _fsync_dir(directory.parent)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
 
 
 def report_path(directory: Path, bucket_logical_id: str, key: str) -> Path:
@@ -259,7 +362,14 @@ def saved_config(directory: Path) -> Path | None:
     return path
 
 
+def present(directory: Path) -> bool:
+    """Whether a saved state is in ``directory``."""
+    _recover(directory)
+    return (directory / "state.json").exists()
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
+    _recover(directory)
     path = directory / "state.json"
     if not path.exists():
         raise DeployGuardError(f"no local state in {directory}: run `make demo` first (it saves its state there)")
