@@ -2,7 +2,10 @@
 killed in the middle of one leaves the previous state whole, and ``read_manifest`` / ``load`` / ``opened`` give it
 exactly; a crash's leftovers are ignored by readers and removed by the next save; a normal save loads back as it
 was saved. States made on the embedded AWS (whole stack, as ``control --local`` opens it), saved by the real code;
-the kill is a real one (``os._exit`` in a child process at a chosen point of the save)."""
+the kill is a real one (``os._exit`` in a child process at a chosen point of the save).
+
+A state saved by the first format (tables, buckets and clock only) still opens, for ``control --local`` and
+``serve --local``: the demo's configuration, the application's aliases rebuilt from the deployment history."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from local_control import BY, alias, local, reopened, run
 
 import deployguard
 import deployguard_local
@@ -25,6 +29,7 @@ from deployguard.exceptions import DeployGuardError
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local import local_state
+from deployguard_local.console_server import demo_console
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 
 REPORT_KEY = "reports/dep-saved.html"
@@ -154,6 +159,7 @@ CRASHING_SAVE = """
 import os, pathlib, sys
 from deployguard.aws import clients
 from deployguard_local import local_state
+from deployguard_local.console_server import demo_console
 directory, when = pathlib.Path(sys.argv[1]), sys.argv[2]
 with local_state.opened(directory) as aws:  # storage only, as `incidents ack --local` saves
     clients.client("s3").put_object(Bucket=aws.ref("ReportsBucket"), Key="reports/crash.html", Body=b"new")
@@ -211,3 +217,65 @@ def test_a_directory_holding_something_else_is_not_replaced(tmp_path: Path) -> N
     with EmbeddedAws(storage_only=True) as aws, pytest.raises(DeployGuardError, match=r"notes\.txt"):
         local_state.save(aws, directory)
     assert files(directory) == {"notes.txt": b"mine"} and leftovers(directory) == []
+
+
+# ---------------------------------------------------------------------------- a state saved by the first format
+
+OLD_KEYS = {"format", "simulated_now", "tables", "buckets"}  # what save() wrote before queues, functions, config
+
+
+@pytest.fixture
+def old_state(saved: Path, tmp_path: Path) -> Path:
+    """The saved state as the first ``save`` (b2a13c2) wrote it: the same STATE_FORMAT, tables, buckets and clock
+    only (no ``config_file``, ``queues`` nor ``functions``, no ``sqs/``): a real save with what it did not write
+    taken away."""
+    directory = Path(shutil.copytree(saved, tmp_path / "old"))
+    manifest = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    for key in ("config_file", "queues", "functions"):
+        del manifest[key]
+    assert set(manifest) == OLD_KEYS and manifest["format"] == local_state.STATE_FORMAT
+    (directory / "state.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    shutil.rmtree(directory / "sqs")
+    return directory
+
+
+def test_an_old_state_opens_with_its_aliases_from_the_history_and_the_demos_configuration(old_state: Path) -> None:
+    assert local_state.saved_config(old_state) == local_state.DEMO_CONFIG  # the demo made it (none was kept)
+    with local_state.opened(old_state, whole_stack=True) as aws:
+        assert aws.config_file == local_state.DEMO_CONFIG
+        found = contents(aws)
+        assert found["dead_letters"] == []  # none kept: the queues start empty
+        # dep-saved (1 -> 2, in flight) is the newest deployment of orders-api, not promoted: live at its stable
+        # version (the 10% the canary had is not in the history's last word), both versions published
+        assert found["alias"] == ("1", {})
+        versions = clients.client("lambda").list_versions_by_function(FunctionName="orders-api")["Versions"]
+        assert sorted(v["Version"] for v in versions) == ["$LATEST", "1", "2"]
+        assert found["now"] == "2026-01-01T13:00:00+00:00"
+    with local_state.opened(old_state) as aws:  # a read command, then a storage-only save (incidents --local)
+        local_state.save(aws, old_state)
+    assert set(local_state.read_manifest(old_state)) == OLD_KEYS  # still no config, queues nor functions
+    assert not (old_state / "sqs").exists()
+    assert local_state.saved_config(old_state) == local_state.DEMO_CONFIG
+
+
+def test_control_local_acts_on_an_old_state_and_saves_it_in_the_current_shape(
+    old_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "control", "abort", "dep-saved", *BY, *local(old_state))
+    assert code == 0, err
+    assert "alias orders-api:live back at 100% version 1" in out  # the alias rebuilt from the history
+    manifest = local_state.read_manifest(old_state)
+    assert manifest["config_file"] == "examples/demo.yaml" and "NotificationDeadLetterQueue" in manifest["queues"]
+    assert manifest["functions"] == {
+        "orders-api": {"versions": 2, "aliases": {"live": {"version": "1", "weights": {}}}}
+    }
+    with reopened(old_state):
+        assert alias("orders-api") == ("1", {})
+        assert DeploymentRepository().get_deployment("dep-saved").decision == "aborted"
+
+
+def test_serve_local_opens_an_old_state(old_state: Path) -> None:
+    with demo_console(0, state_dir=old_state, live=False) as (server, aws, _):
+        assert aws.config_file == local_state.DEMO_CONFIG and alias("orders-api") == ("1", {})
+        assert DeploymentRepository().get_deployment("dep-saved").status == DeploymentStatus.IN_PROGRESS
+        assert server.url.startswith("http://127.0.0.1:")
