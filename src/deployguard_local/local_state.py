@@ -17,7 +17,8 @@ through the same boto3 calls as a deployed stack::
 Not kept (moto holds them in memory only, and they end with the process that ran them): Step
 Functions executions (a canary's execution and the approval token it waits on), CodeDeploy's
 deployments and lifecycle hooks, CloudWatch metrics. :func:`unemulated` names which control
-verbs need one of them.
+verbs need one of them; a CodeDeploy deployment whose record says it has ended is made again as a
+finished one (:func:`restore_codedeploy`), so CodeDeploy answers a verb on it as on AWS.
 
 Layout: ``state.json`` (format, simulated time, configuration, tables, buckets, queues and
 Lambda functions), ``dynamodb/<LogicalId>.json`` (items in DynamoDB's typed JSON),
@@ -37,11 +38,11 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deployguard.aws import clients
 from deployguard.exceptions import DeployGuardError
-from deployguard.models import Deployment
+from deployguard.models import Deployment, DeploymentStatus
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 
 STATE_FORMAT = "deployguard-local-state/1"
@@ -447,14 +448,17 @@ _FLAG_VERBS = ("promote", "pause", "resume", "skip_analysis")
 
 def unemulated(deployment: Deployment, verb: str) -> str | None:
     """Why ``verb`` cannot act on ``deployment`` in the saved local state (None: it can): what it needs
-    is one of the things not kept (a CodeDeploy deployment, a Step Functions execution's task token)."""
+    is one of the things not kept (a CodeDeploy deployment still running, a Step Functions execution's task
+    token). A CodeDeploy deployment the record says has ended is not refused: CodeDeploy's answer for it is
+    known (it has completed), and :func:`restore_codedeploy` gives it."""
     call = _CODEDEPLOY_CALLS.get(verb)
-    if deployment.driver == "codedeploy" and call:
+    if deployment.driver == "codedeploy" and call and not deployment.status.is_terminal:
         return (
             f"{verb} of CodeDeploy-driven deployment {deployment.deployment_id} is CodeDeploy's {call} on "
-            f"{deployment.codedeploy_deployment_id or '(none recorded)'}, and the saved local state has no CodeDeploy "
-            "deployments (it keeps DynamoDB, S3, SQS and the Lambda aliases; CodeDeploy's deployments ended with the "
-            "demo's process): use it on a deployed stack (--stack NAME)"
+            f"{deployment.codedeploy_deployment_id or '(none recorded)'}, which the record leaves "
+            f"{deployment.status.value}, and the saved local state has no CodeDeploy deployments (it keeps DynamoDB, "
+            "S3, SQS and the Lambda aliases; CodeDeploy's deployments ended with the demo's process): use it on a "
+            "deployed stack (--stack NAME)"
         )
     if verb in ("approve", "promote", "abort") and deployment.control.approval_token:
         return (
@@ -463,6 +467,42 @@ def unemulated(deployment: Deployment, verb: str) -> str | None:
             "ran them): nothing waits on that token here"
         )
     return None
+
+
+_CODEDEPLOY_ENDED: dict[DeploymentStatus, Literal["Succeeded", "Failed", "Stopped"]] = {
+    DeploymentStatus.SUCCEEDED: "Succeeded",
+    DeploymentStatus.STOPPED: "Stopped",
+}
+
+
+def restore_codedeploy(deployment: Deployment) -> bool:
+    """The CodeDeploy deployment of a CodeDeploy-driven record that says it has ended, back in the embedded
+    CodeDeploy as a finished deployment (id, application and group as recorded), so a control verb gets
+    CodeDeploy's own answer, as on AWS: StopDeployment and ContinueDeployment refuse it as already completed.
+    CodeDeploy's exact final status is not kept: Succeeded for a succeeded record, Stopped for a stopped one,
+    else Failed (either refuses the same). False (nothing made) for any other record, or one already there."""
+    from deployguard.models import EcsTarget
+    from deployguard_local.codedeploy import restore_finished_deployment
+
+    cd_id = deployment.codedeploy_deployment_id
+    if deployment.driver != "codedeploy" or not cd_id or not deployment.status.is_terminal:
+        return False
+    codedeploy = clients.client("codedeploy")
+    try:
+        codedeploy.get_deployment(deploymentId=cd_id)
+        return False  # made already (by an earlier verb of this process)
+    except codedeploy.exceptions.DeploymentDoesNotExistException:
+        pass
+    restore_finished_deployment(
+        cd_id,
+        deployment.codedeploy_application or deployment.service,
+        deployment.codedeploy_group or deployment.environment,
+        compute_platform="ECS" if isinstance(deployment.target, EcsTarget) else "Lambda",
+        status=_CODEDEPLOY_ENDED.get(deployment.status, "Failed"),
+        created=deployment.started_at,
+        completed=deployment.ended_at or deployment.started_at,
+    )
+    return True
 
 
 def unhonoured(deployment: Deployment, verb: str) -> str | None:

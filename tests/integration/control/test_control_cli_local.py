@@ -24,6 +24,7 @@ from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.control import CanaryControlService
 from deployguard_local import local_state
+from deployguard_local.codedeploy import _set_state, create_lambda_deployment
 from deployguard_local.console_server import start_live_canary, wait_until
 from deployguard_local.demo import DEMO_CONFIG
 from deployguard_local.emulator import EmbeddedAws, _environment, sample_handler
@@ -153,3 +154,50 @@ def test_what_the_local_state_does_not_keep_is_named(state: Path, capsys: pytest
         waiting = DeploymentRepository().get_deployment("dep-waiting")
         assert waiting.control.awaiting_approval and waiting.control.approval_token
         assert not [e for e in DeploymentRepository().audit_trail("dep-waiting") if e.action.startswith("control_")]
+
+
+def test_abort_of_a_codedeploy_deployment_that_ended_answers_as_on_aws(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CodeDeploy-driven record that says its deployment ended: on a stack whose CodeDeploy has that deployment
+    (finished), abort answers ``had already completed`` (StopDeployment refused) and exits 0, promote is refused
+    (ContinueDeployment) with 2; ``--local`` on the same records saved answers the same, line for line. A record
+    still in progress is refused locally: what CodeDeploy would do with it is not in the saved state."""
+    directory = tmp_path / "state"
+    verbs = [("abort", "dep-cd-ended"), ("promote", "dep-cd-ended")]
+    with local_receivers(echo=None) as receivers:
+        env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
+        with _environment(env), EmbeddedAws(config_file=DEMO_CONFIG) as aws:
+            versions = aws.deploy_sample_function("search-api", "live", sample_handler)
+            target = LambdaTarget(function_name="search-api", alias="live", stable_version=versions[0],
+                                  new_version=versions[1])  # fmt: skip
+            ended = create_lambda_deployment(target, "search-api", "search-api-live")
+            _set_state(ended, "InProgress")
+            aws.clock.advance(600)
+            _set_state(ended, "Stopped", ended=True)  # stopped with rollback by CodeDeploy, the record says so
+            repository = DeploymentRepository()
+            for deployment_id, cd_id, status in (
+                ("dep-cd-ended", ended, DeploymentStatus.ROLLED_BACK),
+                ("dep-cd-running", "d-NOTKEPT01", DeploymentStatus.IN_PROGRESS),
+            ):
+                repository.create_deployment(Deployment(
+                    deployment_id=deployment_id, service="search-api", environment="production",
+                    version=versions[1], target=target, status=status, driver="codedeploy",
+                    codedeploy_application="search-api", codedeploy_group="search-api-live",
+                    codedeploy_deployment_id=cd_id,
+                    ended_at=aws.clock() if status.is_terminal else None))  # fmt: skip
+            local_state.save(aws, directory)  # the records; CodeDeploy's deployments are not kept
+            on_aws = ["--table", aws.ref("DeploymentsTable"), "--topic-arn", aws.ref("DeploymentEventsTopic")]
+            answers = [run(capsys, "control", verb, dep, *BY, *on_aws) for verb, dep in verbs]
+    assert answers[0] == (0, f"dep-cd-ended abort: CodeDeploy deployment {ended} had already completed "
+                             "(nothing changed)\n", "")  # fmt: skip
+    assert answers[1][0] == 2 and "is not waiting to reroute traffic" in answers[1][2]
+    assert [run(capsys, "control", verb, dep, *BY, *local(directory)) for verb, dep in verbs] == answers
+    with reopened(directory):
+        trail = DeploymentRepository().audit_trail("dep-cd-ended")
+        assert [(e.action, e.actor, e.details["changed"], e.details["result"]) for e in trail] == [
+            ("control_abort", "erin", False, f"CodeDeploy deployment {ended} had already completed")]  # fmt: skip
+        assert DeploymentRepository().get_deployment("dep-cd-ended").status == DeploymentStatus.ROLLED_BACK
+    code, _, err = run(capsys, "control", "abort", "dep-cd-running", *BY, *local(directory))
+    assert code == 2 and "d-NOTKEPT01, which the record leaves in_progress" in err
+    assert "the saved local state has no CodeDeploy deployments" in err
