@@ -35,7 +35,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -411,22 +411,32 @@ def opened(
 
 
 SETTLE_TIMEOUT = 120.0  # real seconds an execution a command started may take to end
+SETTLE_POLL_MAX = 0.5  # the longest pause between two looks at a running execution
 
 
-def settle(aws: EmbeddedAws, timeout: float = SETTLE_TIMEOUT) -> list[dict[str, Any]]:
+def settle(
+    aws: EmbeddedAws,
+    timeout: float = SETTLE_TIMEOUT,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+) -> list[dict[str, Any]]:
     """Let what a command started finish before its state is saved (nothing of it outlives the process):
-    Step Functions executions run to their end on the simulated clock (waiting at most ``timeout`` real
-    seconds: the caller stops one still running then, and saves nothing), and asynchronous invocations (the
-    topic's deliveries) are drained. Returns DescribeExecution of each execution that ran."""
+    Step Functions executions run to their end on the simulated clock (waiting at most ``timeout`` seconds of
+    ``monotonic``, looking again after pauses of ``sleep`` growing from 20 ms to :data:`SETTLE_POLL_MAX`: the
+    caller stops one still running then, and saves nothing), and asynchronous invocations (the topic's
+    deliveries) are drained. Returns DescribeExecution of each execution that ran."""
     sfn = clients.client("stepfunctions")
-    deadline = time.monotonic() + timeout
+    deadline = monotonic() + timeout
     ran: list[dict[str, Any]] = []
     for machine in sfn.list_state_machines()["stateMachines"]:
         pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine["stateMachineArn"])
         for execution in (e for page in pages for e in page["executions"]):
             described = sfn.describe_execution(executionArn=execution["executionArn"])
-            while described["status"] == "RUNNING" and time.monotonic() < deadline:
-                time.sleep(0.02)
+            pause = 0.02
+            while described["status"] == "RUNNING" and (left := deadline - monotonic()) > 0:
+                sleep(min(pause, left))
+                pause = min(2 * pause, SETTLE_POLL_MAX)
                 described = sfn.describe_execution(executionArn=execution["executionArn"])
             ran.append(described)
     aws.invoker.drain()

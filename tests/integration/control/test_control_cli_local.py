@@ -8,15 +8,20 @@ by the real state machine, ``local_state.save``): the session's demo run (its fo
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from local_control import BY, alias, local, reopened, run
 
+from deployguard.aws import clients
 from deployguard.aws.events import EventPublisher
 from deployguard.config import load_config
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
@@ -25,7 +30,7 @@ from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.control import CanaryControlService
 from deployguard_local import local_state
 from deployguard_local.codedeploy import _set_state, create_lambda_deployment
-from deployguard_local.console_server import start_live_canary, wait_until
+from deployguard_local.console_server import ClockGate, start_live_canary, wait_until
 from deployguard_local.demo import DEMO_CONFIG
 from deployguard_local.emulator import EmbeddedAws, _environment, sample_handler
 from deployguard_local.receivers import local_receivers
@@ -201,3 +206,80 @@ def test_abort_of_a_codedeploy_deployment_that_ended_answers_as_on_aws(
     code, _, err = run(capsys, "control", "abort", "dep-cd-running", *BY, *local(directory))
     assert code == 2 and "d-NOTKEPT01, which the record leaves in_progress" in err
     assert "the saved local state has no CodeDeploy deployments" in err
+
+
+class SteppedClock:
+    """A monotonic clock that moves only when slept on: ``settle``'s wait without real time. Its first sleep waits
+    until ``ready`` is set (the execution is held), so the settle time runs out only once it can never end."""
+
+    def __init__(self, ready: threading.Event) -> None:
+        self.now, self.slept, self.ready = 0.0, 0, ready
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if not self.slept:
+            assert self.ready.wait(60), "the execution was never held at the clock"
+        self.now += seconds
+        self.slept += 1
+
+
+def ended(sfn: Any, arn: str) -> dict[str, Any]:
+    """DescribeExecution once the execution has ended (moto's StopExecution takes effect at the execution's
+    next state, AWS's at once)."""
+    for _ in range(3000):
+        described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.01)
+    raise AssertionError(f"{arn} still runs")
+
+
+def test_an_execution_that_does_not_end_is_stopped_and_nothing_is_saved(
+    state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``control retry --local`` starts the held canary's step again; here its execution never ends: its own thread
+    is held at its first advance of the simulated clock (its Wait state), as serve --local holds its live canary
+    (:class:`ClockGate`, released once the command is over). ``settle`` waits the settle time out on an injected
+    clock, then the command stops the execution, fails with 2 and leaves the saved state byte for byte."""
+    before = {p.relative_to(state): p.read_bytes() for p in state.rglob("*") if p.is_file()}
+    gate, held, seen = ClockGate(None), threading.Event(), []
+    opened = local_state.opened
+
+    command = threading.current_thread()  # the CLI runs here; the topic's deliveries run on "lambda-async"
+
+    def held_in_executions(start: Any, end: Any) -> None:  # the execution's thread only
+        if threading.current_thread() is not command and threading.current_thread().name != "lambda-async":
+            held.set()
+            gate(start, end)
+
+    @contextlib.contextmanager
+    def opened_with_the_gate(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        with opened(*args, **kwargs) as aws:
+            aws.clock.late_listeners.append(held_in_executions)
+            try:
+                yield aws
+            finally:  # the command is over: let the execution go on, to see where the command left it
+                gate.released.set()
+                sfn = clients.client("stepfunctions")
+                for machine in sfn.list_state_machines()["stateMachines"]:
+                    for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
+                        seen.append(ended(sfn, execution["executionArn"]))
+
+    clock = SteppedClock(held)
+    monkeypatch.setattr(local_state, "opened", opened_with_the_gate)
+    monkeypatch.setattr(
+        local_state, "settle", functools.partial(local_state.settle, monotonic=clock, sleep=clock.sleep)
+    )
+    code, out, err = run(capsys, "control", "retry", "dep-quiet-api", *BY, *local(state))
+    assert code == 2 and out == ""  # the outcome is printed once the state is saved: never, here
+    [name] = [e["name"] for e in seen]
+    assert name.startswith("dep-quiet-api-retry-")
+    assert f"deployguard: local: execution {name} still ran after 120 s\n" in err
+    assert err.rstrip().endswith(
+        f"execution {name} did not end within 120 s: stopped, and the local state left as it was (nothing saved)"
+    )
+    assert clock.now == pytest.approx(local_state.SETTLE_TIMEOUT) and clock.slept > 1  # its settle time, run out
+    assert [e["status"] for e in seen] == ["ABORTED"]  # stopped by the command (released, it went no further)
+    assert {p.relative_to(state): p.read_bytes() for p in state.rglob("*") if p.is_file()} == before
