@@ -38,6 +38,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from deployguard import clock
@@ -379,6 +380,43 @@ def start_rollback_deployment(deployment_id: str) -> str:
         "rollbackMessage": f"Deployment stopped; rolled back by deployment {rollback_id}.",
     }
     return rollback_id
+
+
+def restore_finished_deployment(
+    deployment_id: str,
+    application: str,
+    group: str,
+    *,
+    compute_platform: Literal["Lambda", "ECS"],
+    status: Literal["Succeeded", "Failed", "Stopped"],
+    created: datetime,
+    completed: datetime,
+) -> None:
+    """A deployment CodeDeploy has finished, made again under its own id from what a record kept of it (the
+    saved local state keeps no CodeDeploy deployments): StopDeployment and ContinueDeployment then answer it as
+    CodeDeploy answers a finished deployment (``DeploymentAlreadyCompletedException``). Its revision is not
+    kept (an empty AppSpec)."""
+    codedeploy = clients.client("codedeploy")
+    if application not in codedeploy.list_applications().get("applications", []):
+        codedeploy.create_application(applicationName=application, computePlatform=compute_platform)
+    if group not in codedeploy.list_deployment_groups(applicationName=application).get("deploymentGroups", []):
+        codedeploy.create_deployment_group(
+            applicationName=application, deploymentGroupName=group,
+            serviceRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT}:role/CodeDeployServiceRole",
+            deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+        )  # fmt: skip
+    made = codedeploy.create_deployment(
+        applicationName=application, deploymentGroupName=group,
+        revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": "{}"}},
+    )["deploymentId"]  # fmt: skip
+    from moto.codedeploy.models import codedeploy_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    deployments = codedeploy_backends[DEFAULT_ACCOUNT_ID][clients.region()].deployments
+    info: Any = deployments.pop(made)  # moto names its deployments itself: under the recorded id instead
+    info.deployment_id = deployment_id
+    info.status, info.create_time, info.start_time, info.complete_time = status, created, created, completed
+    deployments[deployment_id] = info
 
 
 FinalState = Literal["SUCCESS", "FAILURE", "STOP"]

@@ -297,7 +297,7 @@ def demo_console(
     from deployguard_local.receivers import local_receivers
 
     directory = state_dir or local_state.default_dir()
-    saved = (directory / "state.json").exists()
+    saved = local_state.present(directory)
     log = out if out is not None else io.StringIO()
     with local_receivers(echo=None) as receivers:
         env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}

@@ -11,7 +11,9 @@ outputs; ``--table`` / ``--topic-arn`` / ``--state-machine-arn`` name them; othe
 ``--local`` acts on the demo's saved state: the whole stack on the embedded AWS (its topic and the
 router subscribed to it, the canary state machine, the application's Lambda aliases), saved back
 afterwards; what it cannot do there (CodeDeploy's deployments and Step Functions executions are not
-kept) is refused naming what is missing (:func:`deployguard_local.local_state.unemulated`).
+kept) is refused naming what is missing (:func:`deployguard_local.local_state.unemulated`), except abort and
+promote of a CodeDeploy deployment its record says has ended: CodeDeploy's answer (already completed) is
+given, as on AWS.
 Exit codes: 0 done (or nothing to change), 2 refused or an error.
 """
 
@@ -79,6 +81,8 @@ def _apply(conn: Connection, state_machine_arn: str | None, verb: str, use: Call
                 refusal = local_state.unemulated(found, verb) if found is not None else None
                 if refusal:
                     raise DeployGuardError(refusal)
+                if found is not None:  # one the record says has ended: CodeDeploy answers it (already completed)
+                    local_state.restore_codedeploy(found)
             machine = state_machine_arn or res.state_machine
             outcome = use(CanaryControlService(config, repository, EventPublisher(res.topic),
                                                canary_state_machine_arn=machine))  # fmt: skip

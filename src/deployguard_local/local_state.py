@@ -17,11 +17,14 @@ through the same boto3 calls as a deployed stack::
 Not kept (moto holds them in memory only, and they end with the process that ran them): Step
 Functions executions (a canary's execution and the approval token it waits on), CodeDeploy's
 deployments and lifecycle hooks, CloudWatch metrics. :func:`unemulated` names which control
-verbs need one of them.
+verbs need one of them; a CodeDeploy deployment whose record says it has ended is made again as a
+finished one (:func:`restore_codedeploy`), so CodeDeploy answers a verb on it as on AWS.
 
 Layout: ``state.json`` (format, simulated time, configuration, tables, buckets, queues and
 Lambda functions), ``dynamodb/<LogicalId>.json`` (items in DynamoDB's typed JSON),
-``s3/<LogicalId>/<key>``, ``sqs/<LogicalId>.json`` (message bodies and attributes).
+``s3/<LogicalId>/<key>``, ``sqs/<LogicalId>.json`` (message bodies and attributes). A save replaces
+the whole directory at once (:func:`save`: written beside it, then swapped in by renames), so a save that
+fails half-way leaves the previous state whole.
 """
 
 from __future__ import annotations
@@ -29,15 +32,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deployguard.aws import clients
 from deployguard.exceptions import DeployGuardError
-from deployguard.models import Deployment
+from deployguard.models import Deployment, DeploymentStatus
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 
 STATE_FORMAT = "deployguard-local-state/1"
@@ -119,30 +124,109 @@ def _relative(path: Path | None) -> str | None:
     return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
 
 
+_KEPT = ("state.json", "dynamodb", "s3", "sqs")  # what a saved state holds; nothing else is replaced by a save
+_NEW, _OLD = "new", "old"  # the siblings a save uses: `.<name>.new-<id>` being written, `.<name>.old-<id>` replaced
+
+
+def _siblings(directory: Path, kind: str) -> list[Path]:
+    """The save's leftovers of ``kind`` beside ``directory`` (a save in progress, or one a crash interrupted)."""
+    if not directory.parent.is_dir():
+        return []
+    return sorted(p for p in directory.parent.glob(f".{directory.name}.{kind}-*") if p.is_dir())
+
+
+def _recover(directory: Path) -> None:
+    """Put back the previous state if a save was interrupted between its two renames (the state moved aside, the
+    new one not yet in its place): an interrupted save leaves the state it replaced."""
+    directory = directory.resolve()  # a link: the directory it points to was swapped
+    if directory.exists():
+        return
+    replaced = [p for p in _siblings(directory, _OLD) if (p / "state.json").exists()]
+    if replaced:
+        newest = max(replaced, key=lambda p: p.stat().st_mtime)
+        with contextlib.suppress(FileNotFoundError, FileExistsError, OSError):  # another process may do it too
+            newest.rename(directory)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """One file of a state being saved, on disk (fsync) before the state is swapped in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened for it
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sibling(directory: Path, kind: str) -> Path:
+    """A new, empty sibling directory ``.<name>.<kind>-<id>`` (created with the usual permissions)."""
+    while True:
+        path = directory.parent / f".{directory.name}.{kind}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
 def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
     """Write the tables, buckets, queues, application functions, configuration and clock of ``aws`` to
-    ``directory`` (replacing what was there)."""
-    directory = directory or default_dir()
-    (directory / "dynamodb").mkdir(parents=True, exist_ok=True)
+    ``directory``, replacing what was there at once: everything is written into a sibling directory
+    (``.<name>.new-<id>``), then the saved state is moved aside (``.<name>.old-<id>``), the new one renamed
+    into its place and the old one removed. A save that fails (a full disk) or is interrupted leaves the
+    previous state as it was (one stopped between the two renames is put back by the next read or save);
+    a crashed save's leftovers are removed by the next save. A directory holding anything else than a saved
+    state is refused (the swap would delete it)."""
+    directory = Path(directory or default_dir())
+    if directory.is_symlink():  # swap the directory it points to, leave the link
+        directory = directory.resolve()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _recover(directory)
+    if directory.exists():
+        foreign = sorted(p.name for p in directory.iterdir() if p.name not in _KEPT)
+        if foreign:
+            raise DeployGuardError(
+                f"{directory} holds {', '.join(foreign)}, which is not part of a saved local state: not replacing "
+                "it (move them away, or save elsewhere with --state-dir / $DEPLOYGUARD_LOCAL_STATE)"
+            )
+    for leftover in _siblings(directory, _NEW) + _siblings(directory, _OLD):  # of a save that crashed
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = _sibling(directory, _NEW)
+    try:
+        _write_state(aws, directory, staging)
+        _swap(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the swap succeeded
+    return directory
+
+
+def _write_state(aws: EmbeddedAws, previous: Path, directory: Path) -> None:
+    """Write the state of ``aws`` into the empty ``directory``, ``state.json`` last (``previous``: the state
+    it replaces, for what a storage-only embedded AWS does not hold)."""
     dynamodb = clients.client("dynamodb")
+    (directory / "dynamodb").mkdir()
     for logical, name in _tables(aws).items():
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=name):  # a snapshot: the whole table
             items += page["Items"]
-        (directory / "dynamodb" / f"{logical}.json").write_text(json.dumps(items), encoding="utf-8")
+        _write(directory / "dynamodb" / f"{logical}.json", json.dumps(items).encode())
     s3 = clients.client("s3")
     for logical, bucket in _buckets(aws).items():
         root = directory / "s3" / logical
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
-                path = root / obj["Key"]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                _write(root / obj["Key"], s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
     queues = _queues(aws)
-    if queues:
-        (directory / "sqs").mkdir(exist_ok=True)
     for logical, url in queues.items():
-        (directory / "sqs" / f"{logical}.json").write_text(json.dumps(_messages(url)), encoding="utf-8")
+        _write(directory / "sqs" / f"{logical}.json", json.dumps(_messages(url)).encode())
     manifest: dict[str, Any] = {
         "format": STATE_FORMAT,
         "simulated_now": aws.clock().isoformat() if aws.clock is not None else None,
@@ -153,15 +237,35 @@ def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
     }
     if not aws.storage_only:
         manifest["functions"] = _functions(aws)
-    elif (directory / "state.json").exists():  # no queues, Lambda nor configuration here: keep what was saved
-        previous = read_manifest(directory)
+    elif (previous / "state.json").exists():  # no queues, Lambda nor configuration here: keep what was saved
+        kept = read_manifest(previous)
         for key in ("config_file", "queues", "functions"):
-            if key in previous:
-                manifest[key] = previous[key]
+            if key in kept:
+                manifest[key] = kept[key]
             else:
                 manifest.pop(key, None)
-    (directory / "state.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return directory
+        if (previous / "sqs").is_dir():  # the queues' messages, as they were saved
+            shutil.copytree(previous / "sqs", directory / "sqs")
+    _write(directory / "state.json", json.dumps(manifest, indent=2).encode())
+    _fsync_dir(directory)
+
+
+def _swap(staging: Path, directory: Path) -> None:
+    """Put the fully written ``staging`` in the place of ``directory``: the old state moved aside first, kept
+    until the new one is in place, then removed."""
+    replaced = None
+    if directory.exists():
+        replaced = _sibling(directory, _OLD)
+        directory.rename(replaced)  # onto the empty directory just made: a unique name, taken atomically
+    try:
+        staging.rename(directory)
+    except BaseException:
+        if replaced is not None:
+            replaced.rename(directory)
+        raise
+    _fsync_dir(directory.parent)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
 
 
 def report_path(directory: Path, bucket_logical_id: str, key: str) -> Path:
@@ -259,7 +363,14 @@ def saved_config(directory: Path) -> Path | None:
     return path
 
 
+def present(directory: Path) -> bool:
+    """Whether a saved state is in ``directory``."""
+    _recover(directory)
+    return (directory / "state.json").exists()
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
+    _recover(directory)
     path = directory / "state.json"
     if not path.exists():
         raise DeployGuardError(f"no local state in {directory}: run `make demo` first (it saves its state there)")
@@ -300,22 +411,32 @@ def opened(
 
 
 SETTLE_TIMEOUT = 120.0  # real seconds an execution a command started may take to end
+SETTLE_POLL_MAX = 0.5  # the longest pause between two looks at a running execution
 
 
-def settle(aws: EmbeddedAws, timeout: float = SETTLE_TIMEOUT) -> list[dict[str, Any]]:
+def settle(
+    aws: EmbeddedAws,
+    timeout: float = SETTLE_TIMEOUT,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+) -> list[dict[str, Any]]:
     """Let what a command started finish before its state is saved (nothing of it outlives the process):
-    Step Functions executions run to their end on the simulated clock (waiting at most ``timeout`` real
-    seconds: the caller stops one still running then, and saves nothing), and asynchronous invocations (the
-    topic's deliveries) are drained. Returns DescribeExecution of each execution that ran."""
+    Step Functions executions run to their end on the simulated clock (waiting at most ``timeout`` seconds of
+    ``monotonic``, looking again after pauses of ``sleep`` growing from 20 ms to :data:`SETTLE_POLL_MAX`: the
+    caller stops one still running then, and saves nothing), and asynchronous invocations (the topic's
+    deliveries) are drained. Returns DescribeExecution of each execution that ran."""
     sfn = clients.client("stepfunctions")
-    deadline = time.monotonic() + timeout
+    deadline = monotonic() + timeout
     ran: list[dict[str, Any]] = []
     for machine in sfn.list_state_machines()["stateMachines"]:
         pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine["stateMachineArn"])
         for execution in (e for page in pages for e in page["executions"]):
             described = sfn.describe_execution(executionArn=execution["executionArn"])
-            while described["status"] == "RUNNING" and time.monotonic() < deadline:
-                time.sleep(0.02)
+            pause = 0.02
+            while described["status"] == "RUNNING" and (left := deadline - monotonic()) > 0:
+                sleep(min(pause, left))
+                pause = min(2 * pause, SETTLE_POLL_MAX)
                 described = sfn.describe_execution(executionArn=execution["executionArn"])
             ran.append(described)
     aws.invoker.drain()
@@ -337,14 +458,17 @@ _FLAG_VERBS = ("promote", "pause", "resume", "skip_analysis")
 
 def unemulated(deployment: Deployment, verb: str) -> str | None:
     """Why ``verb`` cannot act on ``deployment`` in the saved local state (None: it can): what it needs
-    is one of the things not kept (a CodeDeploy deployment, a Step Functions execution's task token)."""
+    is one of the things not kept (a CodeDeploy deployment still running, a Step Functions execution's task
+    token). A CodeDeploy deployment the record says has ended is not refused: CodeDeploy's answer for it is
+    known (it has completed), and :func:`restore_codedeploy` gives it."""
     call = _CODEDEPLOY_CALLS.get(verb)
-    if deployment.driver == "codedeploy" and call:
+    if deployment.driver == "codedeploy" and call and not deployment.status.is_terminal:
         return (
             f"{verb} of CodeDeploy-driven deployment {deployment.deployment_id} is CodeDeploy's {call} on "
-            f"{deployment.codedeploy_deployment_id or '(none recorded)'}, and the saved local state has no CodeDeploy "
-            "deployments (it keeps DynamoDB, S3, SQS and the Lambda aliases; CodeDeploy's deployments ended with the "
-            "demo's process): use it on a deployed stack (--stack NAME)"
+            f"{deployment.codedeploy_deployment_id or '(none recorded)'}, which the record leaves "
+            f"{deployment.status.value}, and the saved local state has no CodeDeploy deployments (it keeps DynamoDB, "
+            "S3, SQS and the Lambda aliases; CodeDeploy's deployments ended with the demo's process): use it on a "
+            "deployed stack (--stack NAME)"
         )
     if verb in ("approve", "promote", "abort") and deployment.control.approval_token:
         return (
@@ -353,6 +477,42 @@ def unemulated(deployment: Deployment, verb: str) -> str | None:
             "ran them): nothing waits on that token here"
         )
     return None
+
+
+_CODEDEPLOY_ENDED: dict[DeploymentStatus, Literal["Succeeded", "Failed", "Stopped"]] = {
+    DeploymentStatus.SUCCEEDED: "Succeeded",
+    DeploymentStatus.STOPPED: "Stopped",
+}
+
+
+def restore_codedeploy(deployment: Deployment) -> bool:
+    """The CodeDeploy deployment of a CodeDeploy-driven record that says it has ended, back in the embedded
+    CodeDeploy as a finished deployment (id, application and group as recorded), so a control verb gets
+    CodeDeploy's own answer, as on AWS: StopDeployment and ContinueDeployment refuse it as already completed.
+    CodeDeploy's exact final status is not kept: Succeeded for a succeeded record, Stopped for a stopped one,
+    else Failed (either refuses the same). False (nothing made) for any other record, or one already there."""
+    from deployguard.models import EcsTarget
+    from deployguard_local.codedeploy import restore_finished_deployment
+
+    cd_id = deployment.codedeploy_deployment_id
+    if deployment.driver != "codedeploy" or not cd_id or not deployment.status.is_terminal:
+        return False
+    codedeploy = clients.client("codedeploy")
+    try:
+        codedeploy.get_deployment(deploymentId=cd_id)
+        return False  # made already (by an earlier verb of this process)
+    except codedeploy.exceptions.DeploymentDoesNotExistException:
+        pass
+    restore_finished_deployment(
+        cd_id,
+        deployment.codedeploy_application or deployment.service,
+        deployment.codedeploy_group or deployment.environment,
+        compute_platform="ECS" if isinstance(deployment.target, EcsTarget) else "Lambda",
+        status=_CODEDEPLOY_ENDED.get(deployment.status, "Failed"),
+        created=deployment.started_at,
+        completed=deployment.ended_at or deployment.started_at,
+    )
+    return True
 
 
 def unhonoured(deployment: Deployment, verb: str) -> str | None:

@@ -1,28 +1,32 @@
 """CodeDeploy's deployment configuration sets the run the judge spreads its false-alarm budget
 over, for canaries CodeDeploy drives: recorded from the real recorder function on the embedded
 AWS (a custom configuration read with GetDeploymentConfig, CodeDeploy's predefined ones by name),
-then used by the assessor's settings and the post-traffic hook's single look."""
+then used by the assessor's settings. The post-traffic hook's single look spreads it over its own
+window's periods instead, whatever the plan."""
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from deployguard import clock
-from deployguard.analysis.judge import state_fits
+from deployguard.analysis.judge import judge_canary, state_fits
 from deployguard.aws import clients
+from deployguard.aws.cloudwatch import MetricsReader
 from deployguard.aws.codedeploy import predefined_seconds, routing_seconds
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import load_config
-from deployguard.models import LambdaTarget
+from deployguard.models import Decision, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.assessor import judge_settings
-from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, state_change_event
-from deployguard_local.emulator import sample_handler
+from deployguard_local.codedeploy import LEDGER, create_lambda_deployment, simulate_embedded_rollout, state_change_event
+from deployguard_local.emulator import EmbeddedAws, sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -128,3 +132,46 @@ def test_routing_seconds_of_custom_configurations() -> None:
     assert routing_seconds({"type": "AllAtOnce"}) is None and routing_seconds({}) is None
     with pytest.raises(ValueError):
         routing_seconds({"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 0, "linearInterval": 1}})
+
+
+def test_the_post_traffic_hook_judges_its_window_over_the_windows_own_periods(tmp_path: Path) -> None:
+    """The AfterAllowTraffic hook's single look spreads the false-alarm budget over its window's periods (6 here:
+    five minutes at 10%, one at 100%), not over the service's canary plan (three steps of an hour: 180 periods).
+    A canary slightly worse than its stable version (1.9% errors against 0.5%, seeded traffic) is failing for a
+    6-period look and not for a 180-period one: the hook, run by CodeDeploy's rollout through the real hook
+    function on a recorded deployment, fails it."""
+    config_text = yaml.safe_load((ROOT / "examples" / "deployguard.yaml").read_text(encoding="utf-8"))
+    config_text["services"]["slow-plan-api"] = {
+        "function_name": "slow-plan-api",
+        "canary": {"steps": [10, 25, 50], "step_duration_seconds": 3600, "assessment_interval_seconds": 60},
+    }
+    config_file = tmp_path / "deployguard.yaml"
+    config_file.write_text(yaml.safe_dump(config_text), encoding="utf-8")
+    with EmbeddedAws(config_file=config_file) as aws:
+        versions = aws.deploy_sample_function("slow-plan-api", "live", sample_handler)
+        behaviours = {versions[0]: VersionBehaviour(), versions[1]: VersionBehaviour(error_rate=0.019)}
+        aws.clock.listeners.append(LambdaTrafficSource("slow-plan-api", "live", 3000, behaviours, seed=1).on_clock)
+        target = LambdaTarget(function_name="slow-plan-api", alias="live", stable_version=versions[0],
+                              new_version=versions[1])  # fmt: skip
+        result = simulate_embedded_rollout(aws, target, application="slow-plan-api", assessor_schedule=False)
+        assert result.hooks == [("BeforeAllowTraffic", "Succeeded"), ("AfterAllowTraffic", "Failed")]
+        repository = DeploymentRepository()
+        record = repository.get_deployment(result.deployment_id)
+        [hooks_look] = repository.assessments(record.deployment_id)  # the hook's own judgement, the only one
+        assert hooks_look.verdict.decision == Decision.FAILING
+
+        # the window the hook read (its look's time, its post_traffic_window_seconds), judged both ways
+        service = load_config(config_file).service(record.service)
+        plan = service.judge
+        assert plan.horizon_periods == 180  # the service's canary plan: 3 steps of 3600 s, a look a minute
+        window_start = max(
+            record.started_at, hooks_look.at - timedelta(seconds=service.hooks.post_traffic_window_seconds)
+        )
+        windowed = record.model_copy(update={"started_at": window_start})
+        window = MetricsReader().canary_windows([(windowed, plan.metrics)], hooks_look.at, 60)[record.deployment_id]
+        assert window.periods == 6
+        over_the_window = judge_canary(window, plan.for_run(window.periods))
+        over_the_plan = judge_canary(window, plan)
+    assert over_the_window.decision == Decision.FAILING and over_the_plan.decision != Decision.FAILING
+    assert hooks_look.verdict.summary == over_the_window.summary  # the hook judged over its window's periods
+    assert hooks_look.verdict.reasons == over_the_window.reasons
