@@ -148,7 +148,7 @@ def test_a_failed_close_is_kept_and_the_tick_closes_the_issue(
     assert state in ("open", "To Do")  # ... and the issue stayed open
     failed = _audit(deployment.deployment_id, "issue_tracker_failed")
     assert len(failed) == 1 and "HTTP 503" in failed[0].reason and "retried by the minute tick" in failed[0].reason
-    assert eng.trackers.retry_pending() == [  # what the tick runs (the tracker is back)
+    assert eng.on_tick().tracker_syncs == [  # the minute tick sends it again (the tracker is back)
         {"tracker": tracker, "incident_id": canary.incident_id, "news": "resolved", "synced": True}
     ]
     if tracker == "github":

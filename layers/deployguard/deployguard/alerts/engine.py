@@ -74,6 +74,9 @@ class TickReport(Model):
     resolved: list[str] = Field(default_factory=list, description="incidents resolved automatically")
     remediations: list[RemediationResult] = Field(default_factory=list)
     alerts: list[Alert] = Field(default_factory=list, description="alerts of deployment-only rules (long-running)")
+    tracker_syncs: list[dict[str, Any]] = Field(
+        default_factory=list, description="issue-tracker news sent again after a tracker failed it"
+    )
 
 
 class AlertEngine:
@@ -212,6 +215,8 @@ class AlertEngine:
         self._track_pages(report.pages)
         for incident in resolved:
             self.trackers.on_news(incident, "resolved", "Resolved automatically: its conditions stayed clear.")
+        if self.settings.issue_trackers:  # news a tracker failed (a close once resolved gets no more news)
+            report.tracker_syncs = self.trackers.retry_pending(at)
         done = set(report.resolved)
         open_incidents = {i.incident_id: i for i in self.incident_store.open_incidents() if i.incident_id not in done}
         report.remediations = self.remediation.run_approved(open_incidents)
