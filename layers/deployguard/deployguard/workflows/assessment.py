@@ -3,7 +3,7 @@ deployment record that carries what the next assessment needs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from deployguard.models import (
     CanaryWindow,
     Decision,
     Deployment,
+    DeploymentEvent,
     HealthStatus,
     Verdict,
 )
@@ -70,16 +71,18 @@ def save_assessment(
     cursor: AssessmentCursor,
     change: Callable[[Deployment], None] | None = None,
     attempts: int = 3,
+    events: Sequence[DeploymentEvent] = (),
 ) -> Deployment | None:
     """Store ``assessment`` and the deployment's record with ``cursor`` (and ``change``) in one
-    conditional write. On a conflict the record is read again and the write retried, unless
-    another run stored a newer assessment meanwhile (then None: this one is dropped, not doubled)."""
+    conditional write, with the ``events`` it announces in the outbox. On a conflict the record is
+    read again and the write retried, unless another run stored a newer assessment meanwhile (then
+    None: this one is dropped, not doubled, and so are its events)."""
     for attempt in range(attempts):
         deployment.last_assessment = cursor
         if change is not None:
             change(deployment)
         try:
-            return repository.save_with_assessment(deployment, assessment)
+            return repository.save_with_assessment(deployment, assessment, events)
         except ConflictError:
             if attempt == attempts - 1:
                 raise
