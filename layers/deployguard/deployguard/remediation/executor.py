@@ -16,8 +16,10 @@ For each action the executor, in this order:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from contextlib import suppress
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,7 @@ from deployguard.remediation.models import (
 )
 from deployguard.remediation.store import LOCK, RemediationStore
 from deployguard.remediation.targets import TargetAllowlist, target_id
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:remediation"
+logger = logging.getLogger(__name__)
 COOLDOWN = "REMEDIATION-COOLDOWN"
 
 
@@ -326,9 +330,7 @@ class RemediationExecutor:
                 "routes": routes,
             },
         )
-        self.repository.add_event(event)
-        if self.publisher is not None:
-            self.publisher.publish(event)
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick
 
     # ------------------------------------------------------------------ approvals
 
@@ -348,6 +350,18 @@ class RemediationExecutor:
             return self._result(
                 incident, name, target, Outcome.PENDING_APPROVAL, "an approval is already pending", actor, audit=False
             )
+        try:
+            return self._ask(incident, name, target, plan, actor, approval)
+        except Exception:  # nobody was asked: the request is withdrawn, so the retry asks again
+            approval.status, approval.result = ApprovalStatus.EXPIRED, "the request could not be sent"
+            with suppress(Exception):
+                self.store.save_approval(approval)  # releases its claim
+            raise
+
+    def _ask(
+        self, incident: Incident, name: str, target: str, plan: ActionPlan, actor: str, approval: Approval
+    ) -> RemediationResult:
+        """Start the approval's wait (its state machine) and announce the request."""
         state_machine = os.environ.get("APPROVAL_STATE_MACHINE_ARN")
         if state_machine:
             # the approval waits in a Step Functions task token; the CLI's answer resumes it
@@ -384,9 +398,7 @@ class RemediationExecutor:
                 "calls": plan.calls,
             },
         )
-        self.repository.add_event(event)
-        if self.publisher is not None:
-            self.publisher.publish(event)
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick
         return result
 
     def decide(self, approval_id: str, by: str, approve: bool, notes: str = "") -> Approval:

@@ -64,6 +64,8 @@ from deployguard.models import (
     Verdict,
     judged_from,
 )
+from deployguard.storage import outbox
+from deployguard.storage.repository import OutboxEntry
 from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
 from deployguard.workflows.reconciler import hand_over, publish_outbox
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from deployguard.analysis.settings import JudgeSettings
     from deployguard.aws.events import EventPublisher
     from deployguard.config import DeployGuardConfig
+    from deployguard.storage.outbox import Alert
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:assessor"
@@ -248,11 +251,18 @@ def run_tick(
             _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
         # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
         # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
-        publish_outbox(repository, publisher, events=work.outbox)
+        publish_outbox(repository, publisher, events=work.outbox, alert=_event_alerts(alerts))
         hand_over(repository, work.ended)
         if alerts is not None:
             run.tick = alerts.on_tick(deployments=work.active)
     return run
+
+
+def _event_alerts(alerts: AlertEngine | None) -> Alert | None:
+    """The alert engine's entry for events (those of the outbox it has not seen yet)."""
+    if alerts is None:
+        return None
+    return lambda event: alerts.on_event(event)
 
 
 def run_shard(
@@ -597,25 +607,31 @@ def _complete_canary(
         d.traffic_started_at = d.traffic_started_at or deployment.traffic_started_at
         d.open_incident_keys = sorted(set(open_keys))[:MAX_OPEN_INCIDENT_KEYS]
 
-    stored = save_assessment(cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep)
+    events = []
+    if previous_decision is not None and previous_decision != verdict.decision:
+        events.append(
+            DeploymentEvent(
+                event_type=EventType.ASSESSMENT_STATUS_CHANGED,
+                deployment_id=deployment.deployment_id,
+                service=deployment.service,
+                version=deployment.version,
+                environment=deployment.environment,
+                severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
+                title=f"Canary {verdict.decision.value.title()}",
+                message=verdict.summary,
+                reasons=verdict.reasons,
+                at=cycle.now,
+                details={"previous": previous_decision.value},
+            )
+        )
+    stored = save_assessment(
+        cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep, events=events
+    )  # the change of verdict is in the outbox with the assessment: never one without the other
     if stored is None:
-        return  # another run stored this cycle's assessment
+        return  # another run stored this cycle's assessment (and its events)
     publish_verdict_metrics(stored, assessment)
     run.assessed.append(assessment)
     if cycle.alerts is not None:
         run.alerts += len(cycle.alerts.on_assessment(stored, assessment))
-    if previous_decision is not None and previous_decision != verdict.decision:
-        event = DeploymentEvent(
-            event_type=EventType.ASSESSMENT_STATUS_CHANGED,
-            deployment_id=deployment.deployment_id,
-            service=deployment.service,
-            version=deployment.version,
-            environment=deployment.environment,
-            severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
-            title=f"Canary {verdict.decision.value.title()}",
-            message=verdict.summary,
-            reasons=verdict.reasons,
-            details={"previous": previous_decision.value},
-        )
-        cycle.repository.add_event(event)
-        cycle.publisher.publish(event)
+    for event in events:  # recorded with the assessment: published now, or by the minute tick
+        outbox.deliver(cycle.repository, cycle.publisher, OutboxEntry(event), actor=ACTOR)
