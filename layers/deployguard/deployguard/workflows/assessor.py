@@ -97,6 +97,7 @@ CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with t
 logger = logging.getLogger(__name__)
 
 RemainingMillis = Callable[[], int]
+Values = dict[tuple[str, str, str], list[float | None]]  # a chunk's read: (request id, metric, role) -> values
 ShardSender = Callable[[list[list[str]]], int]
 
 
@@ -105,6 +106,7 @@ class AssessorRun:
     assessed: list[Assessment] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # due, left for the next tick (time budget)
+    failed: dict[str, str] = field(default_factory=dict)  # due, its look failed (tried again next tick)
     metric_calls: int = 0
     alerts: int = 0
     shards: int = 0
@@ -117,6 +119,7 @@ class AssessorRun:
         self.assessed += other.assessed
         self.skipped += other.skipped
         self.deferred += other.deferred
+        self.failed.update(other.failed)
         self.metric_calls += other.metric_calls
         self.alerts += other.alerts
         if other.monitoring is not None:
@@ -133,6 +136,7 @@ class AssessorRun:
         add_metric(name="DeploymentsAssessed", unit="Count", value=len(self.assessed) + len(monitored))
         add_metric(name="GetMetricDataCalls", unit="Count", value=self.metric_calls)
         add_metric(name="DeploymentsDeferred", unit="Count", value=len(self.deferred))
+        add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
         add_metric(name="AlertsRaised", unit="Count", value=self.alerts)
         add_metric(name="IncidentPages", unit="Count", value=pages)
         return {
@@ -143,6 +147,7 @@ class AssessorRun:
             "monitored": monitored,
             "skipped": self.skipped,
             "deferred": self.deferred,
+            "failed": self.failed,
             "shards": self.shards,
             "overlapping": self.overlapping,
             "metric_calls": self.metric_calls,
@@ -486,17 +491,25 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
         chunk = _with_production_traffic(cycle, chunk, run)
         values = cycle.reader.read_windows([item.request for item in chunk])
         for item in chunk:
-            if isinstance(item, DueCanary):
-                incidents = cycle.alerts.incident_store.open_incidents_of(item.deployment.deployment_id) if (
-                    cycle.alerts is not None) else []  # fmt: skip
-                _complete_canary(cycle, item, values, [i.key for i in incidents], run)
-            else:
-                assert run.monitoring is not None
-                complete_monitoring(
-                    item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring,
-                    cycle.alerts,
-                )  # fmt: skip
+            try:
+                _complete(cycle, item, values, run)
+            except Exception as exc:  # one deployment's failure is its own: the rest of the tick goes on
+                deployment_id = item.deployment.deployment_id
+                logger.exception("cannot complete a deployment's assessment", extra={"deployment_id": deployment_id})
+                run.failed[deployment_id] = f"{type(exc).__name__}: {exc}"
     run.metric_calls = cycle.reader.calls
+
+
+def _complete(cycle: Cycle, item: Due, values: Values, run: AssessorRun) -> None:
+    if isinstance(item, DueCanary):
+        incidents = cycle.alerts.incident_store.open_incidents_of(item.deployment.deployment_id) if (
+            cycle.alerts is not None) else []  # fmt: skip
+        _complete_canary(cycle, item, values, [i.key for i in incidents], run)
+    else:
+        assert run.monitoring is not None
+        complete_monitoring(
+            item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring, cycle.alerts
+        )
 
 
 def load_judge_state(
@@ -631,7 +644,11 @@ def _complete_canary(
         return  # another run stored this cycle's assessment (and its events)
     publish_verdict_metrics(stored, assessment)
     run.assessed.append(assessment)
-    if cycle.alerts is not None:
-        run.alerts += len(cycle.alerts.on_assessment(stored, assessment))
+    if cycle.alerts is not None:  # as monitoring's: one deployment's alerting never stops the tick
+        alerts = cycle.alerts
+        fired: list[object] = []
+        alerts.guarded(deployment.deployment_id, ACTOR, "assessment",
+                       lambda: fired.extend(alerts.on_assessment(stored, assessment)))  # fmt: skip
+        run.alerts += len(fired)
     for event in events:  # recorded with the assessment: published now, or by the minute tick
         outbox.deliver(cycle.repository, cycle.publisher, OutboxEntry(event), actor=ACTOR)
