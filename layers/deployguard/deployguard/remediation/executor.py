@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
-from deployguard.aws import clients
+from deployguard.aws import clients, stepfunctions
 from deployguard.exceptions import DeployGuardError
 from deployguard.models import Deployment, DeploymentEvent, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
@@ -418,11 +418,7 @@ class RemediationExecutor:
         approval.notes = notes
         approval = self.store.save_approval(approval)
         if approval.task_token:
-            sfn = clients.client("stepfunctions")
-            if approve:
-                sfn.send_task_success(taskToken=approval.task_token, output=json.dumps({"approved_by": by}))
-            else:
-                sfn.send_task_failure(taskToken=approval.task_token, error="Rejected", cause=f"rejected by {by}")
+            approval = self._answer_waiting(approval, by, approve, notes)
         self.repository.audit(
             approval.deployment_id,
             "remediation_approved" if approve else "remediation_rejected",
@@ -432,6 +428,28 @@ class RemediationExecutor:
             approval_id=approval.approval_id,
             remediation_action=approval.action,
         )
+        return approval
+
+    def _answer_waiting(self, approval: Approval, by: str, approve: bool, notes: str) -> Approval:
+        """Answer the approval state machine waiting on the approval's task token. When Step Functions
+        cannot be told (down, throttled, the wait timed out), the token is cleared: the decision
+        stands, and an approved action is run by the minute tick (:meth:`run_approved`) instead."""
+        assert approval.task_token is not None
+        try:
+            stepfunctions.answer_task(approval.task_token, approved=approve, by=by, reason=notes or "decided")
+            return approval
+        except stepfunctions.StepFunctionsError as exc:
+            logger.warning("cannot answer the approval's state machine: the minute tick runs it",
+                           extra={"approval_id": approval.approval_id, "reason": str(exc)})  # fmt: skip
+            error = exc
+        approval.task_token = None
+        approval = self.store.save_approval(approval)
+        self.repository.audit(
+            approval.deployment_id, "approval_answer_failed", ACTOR,
+            f"the approval's state machine could not be answered ({error}); "
+            + ("the minute tick runs the approved action" if approve else "it ends when its wait times out"),
+            incident_id=approval.incident_id, approval_id=approval.approval_id,
+        )  # fmt: skip
         return approval
 
     def register_task_token(self, approval_id: str, task_token: str) -> Approval:
