@@ -1,6 +1,7 @@
 """The minute tick (the AssessorFunction on its schedule event, on the embedded AWS) keeps one
 deployment's trouble to that deployment: an alert engine or a write that fails for one does not
-stop the others' assessments, the outbox or the alert tick."""
+stop the others' assessments, the outbox or the alert tick; a deployment whose metrics cannot be
+read is not skipped in silence (audited once, logged, counted)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ import pytest
 from deployguard import clock
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.models import (
+    Deployment,
     DeploymentEvent,
+    DeploymentStatus,
+    EcsTarget,
     EventType,
+    Phase,
 )
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.bench_scale import seed_loop
@@ -98,3 +103,37 @@ def test_a_deployment_whose_assessment_cannot_be_stored_is_retried_the_others_ar
     assert loop.clock is not None
     loop.clock.advance(60)
     assert "bench-00000" in [a["deployment_id"] for a in _tick(loop)["assessed"]]
+
+
+def _unreadable_ecs(status: DeploymentStatus, phase: Phase, deployment_id: str) -> None:
+    """An ECS deployment of checkout-web (target groups' metrics) whose target groups were never learnt."""
+    now = clock.now()
+    DeploymentRepository().create_deployment(
+        Deployment(
+            deployment_id=deployment_id, service="checkout-web", environment="production", version="checkout-web:2",
+            target=EcsTarget(cluster="shop", service="checkout-web"), status=status, phase=phase,
+            driver="codedeploy", started_at=now - timedelta(minutes=20),
+            ended_at=now - timedelta(minutes=10) if status.is_terminal else None,
+        )
+    )  # fmt: skip
+
+
+def test_a_deployment_whose_metrics_cannot_be_read_is_audited_once_and_counted(
+    embedded: EmbeddedAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _unreadable_ecs(DeploymentStatus.IN_PROGRESS, Phase.DEPLOYMENT_ACTIVE, "dep-ecs-canary")
+    _unreadable_ecs(DeploymentStatus.SUCCEEDED, Phase.MONITORING, "dep-ecs-monitored")
+    assert embedded.clock is not None
+    payloads = []
+    for _ in range(3):  # three minutes: due every minute, never assessed
+        payloads.append(_tick(embedded))
+        embedded.clock.advance(60)
+    for payload in payloads:
+        assert {"dep-ecs-canary", "dep-ecs-monitored"} <= set(payload["unreadable"])
+        assert "dep-ecs-monitored" not in payload["monitored"]
+    repository = DeploymentRepository()
+    for deployment_id, kind in (("dep-ecs-canary", "canary"), ("dep-ecs-monitored", "post_deployment")):
+        [entry] = [a for a in repository.audit_trail(deployment_id) if a.action == "metrics_unreadable"]
+        assert entry.details["kind"] == kind and "cannot be read" in entry.reason
+    logged = capsys.readouterr()
+    assert "deployment not assessed: its metrics cannot be read" in logged.out + logged.err

@@ -66,7 +66,7 @@ from deployguard.models import (
 )
 from deployguard.storage import outbox
 from deployguard.storage.repository import OutboxEntry
-from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
+from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, note_unreadable, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
 from deployguard.workflows.reconciler import hand_over, publish_outbox
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
@@ -106,6 +106,7 @@ class AssessorRun:
     assessed: list[Assessment] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # due, left for the next tick (time budget)
+    unreadable: list[str] = field(default_factory=list)  # due, metrics cannot be read (also in skipped)
     failed: dict[str, str] = field(default_factory=dict)  # due, its look failed (tried again next tick)
     metric_calls: int = 0
     alerts: int = 0
@@ -119,6 +120,7 @@ class AssessorRun:
         self.assessed += other.assessed
         self.skipped += other.skipped
         self.deferred += other.deferred
+        self.unreadable += other.unreadable
         self.failed.update(other.failed)
         self.metric_calls += other.metric_calls
         self.alerts += other.alerts
@@ -127,15 +129,18 @@ class AssessorRun:
             self.monitoring.assessed += other.monitoring.assessed
             self.monitoring.finished += other.monitoring.finished
             self.monitoring.not_due += other.monitoring.not_due
+            self.monitoring.unreadable += other.monitoring.unreadable
 
     def report(self, add_metric: Callable[..., object]) -> dict[str, Any]:
         """The run's summary (what a handler returns and logs), its EMF metrics given to ``add_metric``
         (Powertools ``Metrics.add_metric``)."""
         monitored = [a.deployment_id for a in self.monitoring.assessed] if self.monitoring else []
+        unreadable = self.unreadable + (self.monitoring.unreadable if self.monitoring else [])
         pages = len(self.tick.pages) if self.tick else 0
         add_metric(name="DeploymentsAssessed", unit="Count", value=len(self.assessed) + len(monitored))
         add_metric(name="GetMetricDataCalls", unit="Count", value=self.metric_calls)
         add_metric(name="DeploymentsDeferred", unit="Count", value=len(self.deferred))
+        add_metric(name="DeploymentsUnreadable", unit="Count", value=len(unreadable))  # due, not assessed
         add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
         add_metric(name="AlertsRaised", unit="Count", value=self.alerts)
         add_metric(name="IncidentPages", unit="Count", value=pages)
@@ -147,6 +152,7 @@ class AssessorRun:
             "monitored": monitored,
             "skipped": self.skipped,
             "deferred": self.deferred,
+            "unreadable": unreadable,
             "failed": self.failed,
             "shards": self.shards,
             "overlapping": self.overlapping,
@@ -321,9 +327,9 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
     try:
         queries = canary_queries(deployment.deployment_id, deployment, service.judge.metrics)
     except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
-        logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
-                                                                   "reason": str(exc)})  # fmt: skip
+        note_unreadable(cycle.repository, deployment.deployment_id, KIND, str(exc), ACTOR)
         run.skipped.append(deployment.deployment_id)
+        run.unreadable.append(deployment.deployment_id)
         return None
     return DueCanary(deployment, WindowRequest(queries, cycle.now, cycle.now, interval), interval)
 

@@ -56,7 +56,7 @@ from deployguard.models import (
 )
 from deployguard.storage import outbox
 from deployguard.storage.repository import OutboxEntry
-from deployguard.workflows.assessment import SAME_CYCLE, save_assessment
+from deployguard.workflows.assessment import SAME_CYCLE, note_unreadable, save_assessment
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
@@ -76,6 +76,7 @@ class MonitoringRun:
     assessed: list[Assessment] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # due, its metrics cannot be read: not assessed
 
 
 @dataclass
@@ -191,8 +192,9 @@ def due_monitoring(
             continue
         try:  # Lambda: both versions' metrics; ECS: both target groups' (the service behind its load balancer)
             request = monitoring_request(deployment, config, now)
-        except MetricsConfigError:  # e.g. an ECS deployment whose target groups were never learned
-            run.not_due.append(deployment.deployment_id)
+        except MetricsConfigError as exc:  # e.g. an ECS deployment whose target groups were never learned
+            note_unreadable(repository, deployment.deployment_id, KIND, str(exc), ACTOR)
+            run.unreadable.append(deployment.deployment_id)
             continue
         due.append(DueMonitoring(deployment, request))
     return due
