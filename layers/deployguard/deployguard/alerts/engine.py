@@ -24,7 +24,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,6 +39,7 @@ from deployguard.incidents.models import IncidentStatus
 from deployguard.models import Assessment, Deployment, DeploymentEvent, EventType, Model, Severity
 from deployguard.remediation.models import Outcome, RemediationResult
 from deployguard.remediation.targets import TargetAllowlist
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:  # imported where first used: a function that raises no alert never loads them (cold start)
     from deployguard.alerts.settings import AlertingSettings, PlanStep
@@ -288,8 +289,10 @@ class AlertEngine:
         for alert in evaluation.fired:
             rule = self.settings.rule(alert.rule)
             assert rule is not None
-            if rule.cooldown_seconds and not self.repository.claim_once(
-                COOLDOWN, f"{alert.rule}#{alert.grouping_key}", timedelta(seconds=rule.cooldown_seconds)
+            cooldown = f"{alert.rule}#{alert.grouping_key}"
+            cooling = False  # this alert took the rule's cooldown: released if it cannot be raised
+            if rule.cooldown_seconds and not (
+                cooling := self.repository.claim_once(COOLDOWN, cooldown, timedelta(seconds=rule.cooldown_seconds))
             ):
                 alert.status = AlertStatus.SUPPRESSED_COOLDOWN
             elif not self.incident_store.take_rate_slot(
@@ -307,30 +310,40 @@ class AlertEngine:
                 self.incident_store.add_alert(alert)
                 out.append(alert)
                 continue
-            incident, opened = self.incidents.open_or_join(alert)
-            alert.incident_id = incident.incident_id
-            self.incident_store.add_alert(alert)
-            self.repository.audit(
-                alert.deployment_id,
-                "alert_raised",
-                ACTOR,
-                f"{alert.rule} ({alert.severity.value}): {alert.message}",
-                alert_id=alert.alert_id,
-                rule=alert.rule,
-                incident_id=incident.incident_id,
-                values=alert.values,
-                baseline=alert.baseline,
-            )
-            if deployment is not None and incident.status == IncidentStatus.OPEN:
-                self._remediate(alert, incident, deployment, decided_at)
-            self._publish(alert, incident, opened)
-            if opened:
-                self.trackers.on_news(incident, "opened")
-            due = incident.escalation.next_at
-            if self.publisher is not None and due is not None and due <= alert.at:
-                self._track_pages([self.escalator.page_if_due(incident.incident_id, alert.at)])
+            try:
+                self._raise(alert, deployment, decided_at)
+            except Exception:  # its retry (the outbox, the next look) must not find the cooldown taken
+                if cooling:
+                    with suppress(Exception):
+                        self.repository.release(COOLDOWN, cooldown)
+                raise
             out.append(alert)
         return out
+
+    def _raise(self, alert: Alert, deployment: Deployment | None, decided_at: float) -> None:
+        """A fired alert: its incident, remediation, announcement and first page."""
+        incident, opened = self.incidents.open_or_join(alert)
+        alert.incident_id = incident.incident_id
+        self.incident_store.add_alert(alert)
+        self.repository.audit(
+            alert.deployment_id,
+            "alert_raised",
+            ACTOR,
+            f"{alert.rule} ({alert.severity.value}): {alert.message}",
+            alert_id=alert.alert_id,
+            rule=alert.rule,
+            incident_id=incident.incident_id,
+            values=alert.values,
+            baseline=alert.baseline,
+        )
+        if deployment is not None and incident.status == IncidentStatus.OPEN:
+            self._remediate(alert, incident, deployment, decided_at)
+        self._publish(alert, incident, opened)
+        if opened:
+            self.trackers.on_news(incident, "opened")
+        due = incident.escalation.next_at
+        if self.publisher is not None and due is not None and due <= alert.at:
+            self._track_pages([self.escalator.page_if_due(incident.incident_id, alert.at)])
 
     def _remediate(self, alert: Alert, incident: Incident, deployment: Deployment, decided_at: float) -> None:
         for step in self._steps_for(alert.rule, alert.group, incident, deployment):
@@ -376,8 +389,7 @@ class AlertEngine:
             details={"kind": "emergency_deadline_missed", "incident_id": incident.incident_id,
                      "action": step.action, "outcome": result.outcome.value, "routes": routes},
         )  # fmt: skip
-        self.repository.add_event(event)
-        self.publisher.publish(event)
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
 
     def _publish(self, alert: Alert, incident: Incident, opened: bool) -> None:
         if self.publisher is None:
@@ -405,5 +417,4 @@ class AlertEngine:
                 "baseline": alert.baseline,
             },
         )
-        self.repository.add_event(event)
-        self.publisher.publish(event)
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)

@@ -10,6 +10,7 @@ page already claimed when the acknowledgement landed goes out.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from pydantic import Field
 from deployguard import clock
 from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
 from deployguard.models import DeploymentEvent, EventType, Model, utcnow
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:
     from deployguard.alerts.settings import AlertingSettings
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from deployguard.incidents.repository import IncidentRepository
 
 ACTOR = "deployguard:escalation"
+logger = logging.getLogger(__name__)
 
 
 class Page(Model):
@@ -51,7 +54,11 @@ class Escalator:
         pages = []
         for incident in self.incidents.open_incidents():
             if _due(incident, at):
-                page = self.page_if_due(incident.incident_id, at)
+                try:
+                    page = self.page_if_due(incident.incident_id, at)
+                except Exception:  # one incident's failure is its own: the others are still paged
+                    logger.exception("cannot page an incident", extra={"incident_id": incident.incident_id})
+                    continue
                 if page is not None:
                     pages.append(page)
         return pages
@@ -66,6 +73,7 @@ class Escalator:
                 return False
             esc = incident.escalation
             assert esc.policy is not None
+            before = _Before(esc.step, esc.next_at, esc.last_paged_at, esc.stopped_reason)
             policy = self.settings.escalation.policies.get(esc.policy)
             if policy is None:
                 esc.next_at = None
@@ -82,7 +90,7 @@ class Escalator:
                 return True
             esc.pages += 1
             esc.last_paged_at = at
-            claimed.append(_Claim(step=esc.step, routes=list(routes), page=esc.pages, policy=esc.policy))
+            claimed.append(_Claim(step=esc.step, routes=list(routes), page=esc.pages, policy=esc.policy, before=before))
             esc.step += 1
             if esc.pages >= policy.max_pages:
                 esc.next_at = None
@@ -127,8 +135,12 @@ class Escalator:
                 "rules": incident.rules,
             },
         )
-        self.incidents.deployments.add_event(event)
-        self.publisher.publish(event)
+        try:  # through the outbox: once recorded, it goes out (now, or at the minute tick if SNS refuses it)
+            outbox.announce(self.incidents.deployments, self.publisher, event, actor=ACTOR)
+        except Exception:  # not recorded: the page is given back, and the next tick pages it again
+            logger.exception("page not recorded: released", extra={"incident_id": incident_id, "page": number})
+            self._release(incident_id, claimed[0], at)
+            return None
         self.incidents.deployments.audit(
             incident.deployment_id,
             "incident_paged",
@@ -151,6 +163,37 @@ class Escalator:
             at=at,
         )
 
+    def _release(self, incident_id: str, claim: _Claim, at: datetime) -> None:
+        """Give back a page claimed at ``at`` and never recorded: the incident is due again as before."""
+
+        def release(incident: Incident) -> bool:
+            esc = incident.escalation
+            if esc.pages != claim.page or esc.last_paged_at != at:
+                return False  # acknowledged, or paged again meanwhile
+            esc.pages -= 1
+            esc.step, esc.next_at = claim.before.step, claim.before.next_at
+            esc.last_paged_at, esc.stopped_reason = claim.before.last_paged_at, claim.before.stopped_reason
+            incident.timeline = [
+                t for t in incident.timeline
+                if not (t.action == "paged" and t.at == at and t.details.get("page") == claim.page)
+            ]  # fmt: skip
+            return True
+
+        try:
+            self.incidents.update(incident_id, release)
+        except Exception:
+            logger.exception("page neither recorded nor given back", extra={"incident_id": incident_id})
+
+
+@dataclass(frozen=True)
+class _Before:
+    """The escalation as it was before a page was claimed."""
+
+    step: int
+    next_at: datetime | None
+    last_paged_at: datetime | None
+    stopped_reason: str | None
+
 
 @dataclass(frozen=True)
 class _Claim:
@@ -158,6 +201,7 @@ class _Claim:
     routes: list[str]
     page: int
     policy: str
+    before: _Before
 
 
 def _due(incident: Incident, at: datetime) -> bool:

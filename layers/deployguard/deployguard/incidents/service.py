@@ -23,6 +23,7 @@ from deployguard.incidents.models import (
     TimelineEntry,
 )
 from deployguard.models import DeploymentEvent, EventType, Severity
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:
     from deployguard.alerts.models import Alert
@@ -320,8 +321,7 @@ class IncidentService:
                 "time_to_resolve_seconds": incident.time_to_resolve_seconds,
             },
         )
-        self.incidents.deployments.add_event(event)
-        self.publisher.publish(event)
+        outbox.announce(self.incidents.deployments, self.publisher, event, actor=ACTOR)
 
 
 def _auto_resolvable(incident: Incident, at: datetime, clear_for: timedelta) -> bool:

@@ -16,14 +16,16 @@ For each action the executor, in this order:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from contextlib import suppress
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
-from deployguard.aws import clients
+from deployguard.aws import clients, stepfunctions
 from deployguard.exceptions import DeployGuardError
 from deployguard.models import Deployment, DeploymentEvent, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
@@ -38,6 +40,7 @@ from deployguard.remediation.models import (
 )
 from deployguard.remediation.store import LOCK, RemediationStore
 from deployguard.remediation.targets import TargetAllowlist, target_id
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:remediation"
+logger = logging.getLogger(__name__)
 COOLDOWN = "REMEDIATION-COOLDOWN"
 
 
@@ -326,9 +330,7 @@ class RemediationExecutor:
                 "routes": routes,
             },
         )
-        self.repository.add_event(event)
-        if self.publisher is not None:
-            self.publisher.publish(event)
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick
 
     # ------------------------------------------------------------------ approvals
 
@@ -348,6 +350,18 @@ class RemediationExecutor:
             return self._result(
                 incident, name, target, Outcome.PENDING_APPROVAL, "an approval is already pending", actor, audit=False
             )
+        try:
+            return self._ask(incident, name, target, plan, actor, approval)
+        except Exception:  # nobody was asked: the request is withdrawn, so the retry asks again
+            approval.status, approval.result = ApprovalStatus.EXPIRED, "the request could not be sent"
+            with suppress(Exception):
+                self.store.save_approval(approval)  # releases its claim
+            raise
+
+    def _ask(
+        self, incident: Incident, name: str, target: str, plan: ActionPlan, actor: str, approval: Approval
+    ) -> RemediationResult:
+        """Start the approval's wait (its state machine) and announce the request."""
         state_machine = os.environ.get("APPROVAL_STATE_MACHINE_ARN")
         if state_machine:
             # the approval waits in a Step Functions task token; the CLI's answer resumes it
@@ -384,9 +398,7 @@ class RemediationExecutor:
                 "calls": plan.calls,
             },
         )
-        self.repository.add_event(event)
-        if self.publisher is not None:
-            self.publisher.publish(event)
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick
         return result
 
     def decide(self, approval_id: str, by: str, approve: bool, notes: str = "") -> Approval:
@@ -406,11 +418,7 @@ class RemediationExecutor:
         approval.notes = notes
         approval = self.store.save_approval(approval)
         if approval.task_token:
-            sfn = clients.client("stepfunctions")
-            if approve:
-                sfn.send_task_success(taskToken=approval.task_token, output=json.dumps({"approved_by": by}))
-            else:
-                sfn.send_task_failure(taskToken=approval.task_token, error="Rejected", cause=f"rejected by {by}")
+            approval = self._answer_waiting(approval, by, approve, notes)
         self.repository.audit(
             approval.deployment_id,
             "remediation_approved" if approve else "remediation_rejected",
@@ -420,6 +428,28 @@ class RemediationExecutor:
             approval_id=approval.approval_id,
             remediation_action=approval.action,
         )
+        return approval
+
+    def _answer_waiting(self, approval: Approval, by: str, approve: bool, notes: str) -> Approval:
+        """Answer the approval state machine waiting on the approval's task token. When Step Functions
+        cannot be told (down, throttled, the wait timed out), the token is cleared: the decision
+        stands, and an approved action is run by the minute tick (:meth:`run_approved`) instead."""
+        assert approval.task_token is not None
+        try:
+            stepfunctions.answer_task(approval.task_token, approved=approve, by=by, reason=notes or "decided")
+            return approval
+        except stepfunctions.StepFunctionsError as exc:
+            logger.warning("cannot answer the approval's state machine: the minute tick runs it",
+                           extra={"approval_id": approval.approval_id, "reason": str(exc)})  # fmt: skip
+            error = exc
+        approval.task_token = None
+        approval = self.store.save_approval(approval)
+        self.repository.audit(
+            approval.deployment_id, "approval_answer_failed", ACTOR,
+            f"the approval's state machine could not be answered ({error}); "
+            + ("the minute tick runs the approved action" if approve else "it ends when its wait times out"),
+            incident_id=approval.incident_id, approval_id=approval.approval_id,
+        )  # fmt: skip
         return approval
 
     def register_task_token(self, approval_id: str, task_token: str) -> Approval:

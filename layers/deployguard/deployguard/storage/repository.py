@@ -18,7 +18,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -140,6 +140,24 @@ def query_pages(table: Any, max_items: int | None = None, **kwargs: Any) -> Iter
         kwargs["ExclusiveStartKey"] = start
 
 
+ALERTS_DUE = "alerts_due"  # on an outbox item: the alert engine has not seen the event yet
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An event as the outbox holds it (see :mod:`deployguard.storage.outbox`): whether it went out on
+    the topic, whether the alert engine has still to see it, and whether this call recorded it."""
+
+    event: DeploymentEvent
+    published: bool = False
+    alerts_due: bool = False
+    new: bool = False
+
+
+def _outbox_entry(item: dict[str, Any]) -> OutboxEntry:
+    return OutboxEntry(_from_item(DeploymentEvent, item), "published_at" in item, bool(item.get(ALERTS_DUE)))
+
+
 @dataclass
 class LoopWork:
     """What one Query of the LOOP partition found for the minute tick (see :meth:`DeploymentRepository.loop_work`)."""
@@ -147,7 +165,7 @@ class LoopWork:
     active: list[Deployment] = field(default_factory=list)
     monitored: list[Deployment] = field(default_factory=list)  # due
     ended: list[Deployment] = field(default_factory=list)  # stored before the traffic checks' own partition
-    outbox: list[DeploymentEvent] = field(default_factory=list)
+    outbox: list[OutboxEntry] = field(default_factory=list)
     incident_items: list[dict[str, Any]] = field(default_factory=list)
     approval_items: list[dict[str, Any]] = field(default_factory=list)
 
@@ -225,9 +243,13 @@ class DeploymentRepository:
         deployment.version_counter = expected + 1
         return deployment
 
-    def save_with_assessment(self, deployment: Deployment, assessment: Assessment) -> Deployment:
+    def save_with_assessment(
+        self, deployment: Deployment, assessment: Assessment, events: Sequence[DeploymentEvent] = ()
+    ) -> Deployment:
         """Store an assessment and the changed deployment record in one transaction (TransactWriteItems),
-        the record only if nobody wrote it since it was read: ConflictError otherwise, and neither is written.
+        the record only if nobody wrote it since it was read: ConflictError otherwise, and none is written.
+        ``events`` (what the assessment announces) go into the outbox in the same transaction, so an
+        assessment is never stored without its events (:mod:`deployguard.storage.outbox` publishes them).
 
         The transaction is idempotent: its ``ClientRequestToken`` and the ``request_token`` on both
         items are derived from the deployment, the version read and the assessment, so a retry after
@@ -244,22 +266,29 @@ class DeploymentRepository:
         history[REQUEST_TOKEN] = token
         record = self._deployment_item(new)
         record[REQUEST_TOKEN] = token
+        outbox = [self._outbox_item(event, alerts=False) for event in events]
+        for item in outbox:
+            item[REQUEST_TOKEN] = token
 
         def marshalled(item: dict[str, Any]) -> dict[str, Any]:
             return {k: serialize(v) for k, v in item.items()}
+
+        def new_item(item: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": marshalled(item),
+                    "ConditionExpression": "attribute_not_exists(pk) OR request_token = :token",
+                    "ExpressionAttributeValues": {":token": serialize(token)},
+                }
+            }
 
         try:
             clients.client("dynamodb").transact_write_items(
                 ClientRequestToken=token,
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": marshalled(history),
-                            "ConditionExpression": "attribute_not_exists(pk) OR request_token = :token",
-                            "ExpressionAttributeValues": {":token": serialize(token)},
-                        }
-                    },
+                    new_item(history),
+                    *(new_item(item) for item in outbox),
                     {
                         "Put": {
                             "TableName": self.table_name,
@@ -374,7 +403,7 @@ class DeploymentRepository:
             elif kind == keys.ENDED:
                 work.ended.append(_from_item(Deployment, item))
             elif kind == keys.OUTBOX:
-                work.outbox.append(_from_item(DeploymentEvent, item))
+                work.outbox.append(_outbox_entry(item))
             elif kind == keys.INCIDENT_OPEN:
                 work.incident_items.append(item)
             elif kind == keys.APPROVAL_OPEN:
@@ -514,34 +543,95 @@ class DeploymentRepository:
     def add_event(self, event: DeploymentEvent) -> None:
         self._put_history(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
 
-    def record_event(self, event: DeploymentEvent) -> bool:
-        """Store an event in the outbox (index ``gsi1``, ``LOOP``, kind ``O``) until :meth:`mark_published`,
-        unless it is stored and published already; True if it still has to be published.
-
-        An event whose publication failed stays in the outbox; :meth:`unpublished_events` finds it."""
+    def _outbox_item(self, event: DeploymentEvent, alerts: bool) -> dict[str, Any]:
         item = self._history_item(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
         item[keys.GSI1_PK] = keys.LOOP
         item[keys.GSI1_SK] = keys.loop_due(keys.OUTBOX, event.at, event.event_id)
+        if alerts:
+            item[ALERTS_DUE] = True
+        return item
+
+    def _event_key(self, event: DeploymentEvent) -> dict[str, str]:
+        return {
+            keys.PK: keys.deployment_pk(event.deployment_id),
+            keys.SK: keys.history_sk(keys.EVENT, event.at, event.event_id),
+        }
+
+    def record_event(self, event: DeploymentEvent, *, alerts: bool = False) -> bool:
+        """Store an event in the outbox unless it is stored already (:meth:`outbox_record`); True if it
+        still has to be published."""
+        return not self.outbox_record(event, alerts=alerts).published
+
+    def outbox_record(self, event: DeploymentEvent, *, alerts: bool = False) -> OutboxEntry:
+        """Store an event in the outbox (index ``gsi1``, ``LOOP``, kind ``O``), ``alerts``: with the alert
+        engine still to see it; it leaves the outbox once published (:meth:`mark_published`) and, if
+        due, alerted (:meth:`mark_alerted`). An event stored already (same id and time: a retried step,
+        or a write retried after an ambiguous answer) is not written again: the entry says what
+        earlier attempts did (``new`` false)."""
         try:
-            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(published_at)")
+            self.table.put_item(Item=self._outbox_item(event, alerts), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            stored = self.table.get_item(Key=self._event_key(event), ConsistentRead=True).get("Item")
+            if stored is not None:
+                return _outbox_entry(stored)
+            self.table.put_item(Item=self._outbox_item(event, alerts))  # expired meanwhile: stored again
+        return OutboxEntry(event, published=False, alerts_due=alerts, new=True)
 
     def mark_published(self, event: DeploymentEvent) -> None:
-        """Note that ``event`` went out on the topic, so a retried step does not publish it again."""
-        self.table.update_item(
-            Key={keys.PK: keys.deployment_pk(event.deployment_id), keys.SK: keys.history_sk(keys.EVENT, event.at,
-                                                                                            event.event_id)},
-            UpdateExpression="SET published_at = :now REMOVE gsi1pk, gsi1sk",
-            ExpressionAttributeValues={":now": keys.time_key(clock.now())},
-        )  # fmt: skip
+        """Note that ``event`` went out on the topic, so a retried step does not publish it again; it
+        leaves the outbox unless the alert engine has still to see it."""
+        now = keys.time_key(clock.now())
+        try:
+            self.table.update_item(
+                Key=self._event_key(event),
+                UpdateExpression="SET published_at = :now REMOVE gsi1pk, gsi1sk",
+                ConditionExpression=f"attribute_exists(pk) AND attribute_not_exists({ALERTS_DUE})",
+                ExpressionAttributeValues={":now": now},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            self._update_if_present(event, "SET published_at = :now", {":now": now})
 
-    def unpublished_events(self, before: datetime, limit: int = 100) -> list[DeploymentEvent]:
-        """Events recorded (at or before ``before``) whose publication did not complete: the outbox."""
-        return [e for e in self.loop_work(before).outbox if e.at <= before][:limit]
+    def mark_alerted(self, event: DeploymentEvent) -> None:
+        """Note that the alert engine saw ``event``; it leaves the outbox if it was published."""
+        try:
+            self.table.update_item(
+                Key=self._event_key(event),
+                UpdateExpression=f"REMOVE {ALERTS_DUE}, gsi1pk, gsi1sk",
+                ConditionExpression="attribute_exists(published_at)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            self._update_if_present(event, f"REMOVE {ALERTS_DUE}")
+
+    def alerting_failed(self, event: DeploymentEvent) -> int:
+        """Count a failed run of the alert engine on ``event``; returns the failures so far."""
+        answer = self.table.update_item(
+            Key=self._event_key(event),
+            UpdateExpression="ADD alert_failures :one",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer.get("Attributes", {}).get("alert_failures", 1))
+
+    def _update_if_present(self, event: DeploymentEvent, expression: str, values: dict[str, Any] | None = None) -> None:
+        try:
+            self.table.update_item(
+                Key=self._event_key(event), UpdateExpression=expression, ConditionExpression="attribute_exists(pk)",
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )  # fmt: skip
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def outbox(self, before: datetime, limit: int = 100) -> list[OutboxEntry]:
+        """Events recorded (at or before ``before``) not yet published, or not yet seen by the alert engine."""
+        return [e for e in self.loop_work(before).outbox if e.event.at <= before][:limit]
 
     def add_notification(self, notification: Notification) -> None:
         self._put_history(

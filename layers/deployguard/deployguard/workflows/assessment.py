@@ -3,7 +3,9 @@ deployment record that carries what the next assessment needs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,7 @@ from deployguard.models import (
     CanaryWindow,
     Decision,
     Deployment,
+    DeploymentEvent,
     HealthStatus,
     Verdict,
 )
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
 
 # an assessment stored this close to another of the same kind belongs to the same cycle
 SAME_CYCLE = timedelta(seconds=5)
+UNREADABLE = "METRICS-UNREADABLE"  # once per deployment and kind of look: its metrics cannot be read
+UNREADABLE_NOTE_TTL = timedelta(days=2)  # longer than a canary and its 24 hours of monitoring
+logger = logging.getLogger(__name__)
 
 _VERDICT_STATUS = {
     Decision.FAILING: HealthStatus.CRITICAL,
@@ -70,16 +76,18 @@ def save_assessment(
     cursor: AssessmentCursor,
     change: Callable[[Deployment], None] | None = None,
     attempts: int = 3,
+    events: Sequence[DeploymentEvent] = (),
 ) -> Deployment | None:
     """Store ``assessment`` and the deployment's record with ``cursor`` (and ``change``) in one
-    conditional write. On a conflict the record is read again and the write retried, unless
-    another run stored a newer assessment meanwhile (then None: this one is dropped, not doubled)."""
+    conditional write, with the ``events`` it announces in the outbox. On a conflict the record is
+    read again and the write retried, unless another run stored a newer assessment meanwhile (then
+    None: this one is dropped, not doubled, and so are its events)."""
     for attempt in range(attempts):
         deployment.last_assessment = cursor
         if change is not None:
             change(deployment)
         try:
-            return repository.save_with_assessment(deployment, assessment)
+            return repository.save_with_assessment(deployment, assessment, events)
         except ConflictError:
             if attempt == attempts - 1:
                 raise
@@ -88,3 +96,24 @@ def save_assessment(
             if last is not None and last.kind == cursor.kind and last.at >= cursor.at - SAME_CYCLE:
                 return None
     return None
+
+
+def note_unreadable(repository: DeploymentRepository, deployment_id: str, kind: str, reason: str, actor: str) -> None:
+    """A deployment that is due but whose metrics cannot be read (its configuration names none that
+    can be queried for it) is not assessed: logged every look, and audited once, so a person can
+    see why it is not watched. Never raises."""
+    logger.warning("deployment not assessed: its metrics cannot be read",
+                   extra={"deployment_id": deployment_id, "kind": kind, "reason": reason})  # fmt: skip
+    try:
+        if not repository.claim_once(UNREADABLE, f"{deployment_id}#{kind}", UNREADABLE_NOTE_TTL):
+            return
+    except Exception:
+        logger.exception("cannot note unreadable metrics", extra={"deployment_id": deployment_id})
+        return
+    try:
+        repository.audit(deployment_id, "metrics_unreadable", actor,
+                         f"not assessed ({kind}): its metrics cannot be read: {reason}", kind=kind)  # fmt: skip
+    except Exception:
+        logger.exception("cannot audit unreadable metrics", extra={"deployment_id": deployment_id})
+        with contextlib.suppress(Exception):
+            repository.release(UNREADABLE, f"{deployment_id}#{kind}")  # audited at the next look

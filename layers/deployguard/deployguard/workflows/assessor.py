@@ -64,7 +64,9 @@ from deployguard.models import (
     Verdict,
     judged_from,
 )
-from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, save_assessment
+from deployguard.storage import outbox
+from deployguard.storage.repository import OutboxEntry
+from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, note_unreadable, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
 from deployguard.workflows.reconciler import hand_over, publish_outbox
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from deployguard.analysis.settings import JudgeSettings
     from deployguard.aws.events import EventPublisher
     from deployguard.config import DeployGuardConfig
+    from deployguard.storage.outbox import Alert
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:assessor"
@@ -94,6 +97,7 @@ CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with t
 logger = logging.getLogger(__name__)
 
 RemainingMillis = Callable[[], int]
+Values = dict[tuple[str, str, str], list[float | None]]  # a chunk's read: (request id, metric, role) -> values
 ShardSender = Callable[[list[list[str]]], int]
 
 
@@ -102,6 +106,8 @@ class AssessorRun:
     assessed: list[Assessment] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # due, left for the next tick (time budget)
+    unreadable: list[str] = field(default_factory=list)  # due, metrics cannot be read (also in skipped)
+    failed: dict[str, str] = field(default_factory=dict)  # due, its look failed (tried again next tick)
     metric_calls: int = 0
     alerts: int = 0
     shards: int = 0
@@ -114,6 +120,8 @@ class AssessorRun:
         self.assessed += other.assessed
         self.skipped += other.skipped
         self.deferred += other.deferred
+        self.unreadable += other.unreadable
+        self.failed.update(other.failed)
         self.metric_calls += other.metric_calls
         self.alerts += other.alerts
         if other.monitoring is not None:
@@ -121,15 +129,19 @@ class AssessorRun:
             self.monitoring.assessed += other.monitoring.assessed
             self.monitoring.finished += other.monitoring.finished
             self.monitoring.not_due += other.monitoring.not_due
+            self.monitoring.unreadable += other.monitoring.unreadable
 
     def report(self, add_metric: Callable[..., object]) -> dict[str, Any]:
         """The run's summary (what a handler returns and logs), its EMF metrics given to ``add_metric``
         (Powertools ``Metrics.add_metric``)."""
         monitored = [a.deployment_id for a in self.monitoring.assessed] if self.monitoring else []
+        unreadable = self.unreadable + (self.monitoring.unreadable if self.monitoring else [])
         pages = len(self.tick.pages) if self.tick else 0
         add_metric(name="DeploymentsAssessed", unit="Count", value=len(self.assessed) + len(monitored))
         add_metric(name="GetMetricDataCalls", unit="Count", value=self.metric_calls)
         add_metric(name="DeploymentsDeferred", unit="Count", value=len(self.deferred))
+        add_metric(name="DeploymentsUnreadable", unit="Count", value=len(unreadable))  # due, not assessed
+        add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
         add_metric(name="AlertsRaised", unit="Count", value=self.alerts)
         add_metric(name="IncidentPages", unit="Count", value=pages)
         return {
@@ -140,6 +152,8 @@ class AssessorRun:
             "monitored": monitored,
             "skipped": self.skipped,
             "deferred": self.deferred,
+            "unreadable": unreadable,
+            "failed": self.failed,
             "shards": self.shards,
             "overlapping": self.overlapping,
             "metric_calls": self.metric_calls,
@@ -248,11 +262,18 @@ def run_tick(
             _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
         # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
         # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
-        publish_outbox(repository, publisher, events=work.outbox)
+        publish_outbox(repository, publisher, events=work.outbox, alert=_event_alerts(alerts))
         hand_over(repository, work.ended)
         if alerts is not None:
             run.tick = alerts.on_tick(deployments=work.active)
     return run
+
+
+def _event_alerts(alerts: AlertEngine | None) -> Alert | None:
+    """The alert engine's entry for events (those of the outbox it has not seen yet)."""
+    if alerts is None:
+        return None
+    return lambda event: alerts.on_event(event)
 
 
 def run_shard(
@@ -306,9 +327,9 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
     try:
         queries = canary_queries(deployment.deployment_id, deployment, service.judge.metrics)
     except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
-        logger.warning("cannot read the canary's metrics", extra={"deployment_id": deployment.deployment_id,
-                                                                   "reason": str(exc)})  # fmt: skip
+        note_unreadable(cycle.repository, deployment.deployment_id, KIND, str(exc), ACTOR)
         run.skipped.append(deployment.deployment_id)
+        run.unreadable.append(deployment.deployment_id)
         return None
     return DueCanary(deployment, WindowRequest(queries, cycle.now, cycle.now, interval), interval)
 
@@ -476,17 +497,25 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
         chunk = _with_production_traffic(cycle, chunk, run)
         values = cycle.reader.read_windows([item.request for item in chunk])
         for item in chunk:
-            if isinstance(item, DueCanary):
-                incidents = cycle.alerts.incident_store.open_incidents_of(item.deployment.deployment_id) if (
-                    cycle.alerts is not None) else []  # fmt: skip
-                _complete_canary(cycle, item, values, [i.key for i in incidents], run)
-            else:
-                assert run.monitoring is not None
-                complete_monitoring(
-                    item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring,
-                    cycle.alerts,
-                )  # fmt: skip
+            try:
+                _complete(cycle, item, values, run)
+            except Exception as exc:  # one deployment's failure is its own: the rest of the tick goes on
+                deployment_id = item.deployment.deployment_id
+                logger.exception("cannot complete a deployment's assessment", extra={"deployment_id": deployment_id})
+                run.failed[deployment_id] = f"{type(exc).__name__}: {exc}"
     run.metric_calls = cycle.reader.calls
+
+
+def _complete(cycle: Cycle, item: Due, values: Values, run: AssessorRun) -> None:
+    if isinstance(item, DueCanary):
+        incidents = cycle.alerts.incident_store.open_incidents_of(item.deployment.deployment_id) if (
+            cycle.alerts is not None) else []  # fmt: skip
+        _complete_canary(cycle, item, values, [i.key for i in incidents], run)
+    else:
+        assert run.monitoring is not None
+        complete_monitoring(
+            item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring, cycle.alerts
+        )
 
 
 def load_judge_state(
@@ -597,25 +626,35 @@ def _complete_canary(
         d.traffic_started_at = d.traffic_started_at or deployment.traffic_started_at
         d.open_incident_keys = sorted(set(open_keys))[:MAX_OPEN_INCIDENT_KEYS]
 
-    stored = save_assessment(cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep)
+    events = []
+    if previous_decision is not None and previous_decision != verdict.decision:
+        events.append(
+            DeploymentEvent(
+                event_type=EventType.ASSESSMENT_STATUS_CHANGED,
+                deployment_id=deployment.deployment_id,
+                service=deployment.service,
+                version=deployment.version,
+                environment=deployment.environment,
+                severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
+                title=f"Canary {verdict.decision.value.title()}",
+                message=verdict.summary,
+                reasons=verdict.reasons,
+                at=cycle.now,
+                details={"previous": previous_decision.value},
+            )
+        )
+    stored = save_assessment(
+        cycle.repository, deployment.model_copy(deep=True), assessment, cursor, keep, events=events
+    )  # the change of verdict is in the outbox with the assessment: never one without the other
     if stored is None:
-        return  # another run stored this cycle's assessment
+        return  # another run stored this cycle's assessment (and its events)
     publish_verdict_metrics(stored, assessment)
     run.assessed.append(assessment)
-    if cycle.alerts is not None:
-        run.alerts += len(cycle.alerts.on_assessment(stored, assessment))
-    if previous_decision is not None and previous_decision != verdict.decision:
-        event = DeploymentEvent(
-            event_type=EventType.ASSESSMENT_STATUS_CHANGED,
-            deployment_id=deployment.deployment_id,
-            service=deployment.service,
-            version=deployment.version,
-            environment=deployment.environment,
-            severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
-            title=f"Canary {verdict.decision.value.title()}",
-            message=verdict.summary,
-            reasons=verdict.reasons,
-            details={"previous": previous_decision.value},
-        )
-        cycle.repository.add_event(event)
-        cycle.publisher.publish(event)
+    if cycle.alerts is not None:  # as monitoring's: one deployment's alerting never stops the tick
+        alerts = cycle.alerts
+        fired: list[object] = []
+        alerts.guarded(deployment.deployment_id, ACTOR, "assessment",
+                       lambda: fired.extend(alerts.on_assessment(stored, assessment)))  # fmt: skip
+        run.alerts += len(fired)
+    for event in events:  # recorded with the assessment: published now, or by the minute tick
+        outbox.deliver(cycle.repository, cycle.publisher, OutboxEntry(event), actor=ACTOR)

@@ -47,6 +47,7 @@ from deployguard.models import (
     Verdict,
     deployment_statistics,
 )
+from deployguard.storage import outbox
 from deployguard.workflows.control import CanaryControlService, effective_decision, steer
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
@@ -150,19 +151,14 @@ class CanaryController:
         return event
 
     def _record_and_publish(self, event: DeploymentEvent, deployment: Deployment) -> None:
-        """Record ``event`` in the outbox, publish it, mark it published. A publication that fails leaves
-        it in the outbox, and the minute tick publishes it (:func:`deployguard.workflows.reconciler.publish_outbox`)."""
-        if not self.repository.record_event(event):
-            return  # recorded and published by an earlier attempt
-        try:
-            self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
-            self.repository.mark_published(event)
-        except Exception:  # recorded: it stays in the outbox, and the minute tick publishes it
-            logger.exception("event recorded, publication deferred", extra={"event_id": event.event_id})
-            return
-        if self.alerts is not None:
-            alerts = self.alerts
-            self._alerting(deployment.deployment_id, event.event_type.value, lambda: alerts.on_event(event, deployment))
+        """Through the outbox (:mod:`deployguard.storage.outbox`): recorded, published, and given to the
+        alert engine once per event id whatever the topic says. A publication or alert run that fails
+        leaves it in the outbox, and the minute tick finishes it
+        (:func:`deployguard.workflows.reconciler.publish_outbox`); a retried step finds what an earlier
+        attempt did."""
+        alerts = self.alerts
+        alert: outbox.Alert | None = None if alerts is None else (lambda e: alerts.on_event(e, deployment))
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR, alert=alert)
 
     def _announce_once(
         self,

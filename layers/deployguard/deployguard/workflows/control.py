@@ -47,12 +47,14 @@ from deployguard.models import (
     PhaseChange,
     Severity,
 )
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
     from deployguard.config import DeployGuardConfig
     from deployguard.storage.repository import DeploymentRepository
 
+ACTOR = "deployguard:control"
 logger = logging.getLogger(__name__)
 
 Verb = Literal["promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve"]
@@ -485,9 +487,9 @@ class CanaryControlService:
         severity: Severity,
         **details: object,
     ) -> DeploymentEvent:
+        """Through the outbox: recorded, then published (by the minute tick if the topic refuses it now)."""
         event = DeploymentEvent.about(deployment, event_type, title, message, severity=severity, details=dict(details))
-        self.repository.add_event(event)
-        self.publisher.publish(event)
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
         return event
 
 

@@ -54,7 +54,9 @@ from deployguard.models import (
     Verdict,
     VerdictReason,
 )
-from deployguard.workflows.assessment import SAME_CYCLE, save_assessment
+from deployguard.storage import outbox
+from deployguard.storage.repository import OutboxEntry
+from deployguard.workflows.assessment import SAME_CYCLE, note_unreadable, save_assessment
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
@@ -74,6 +76,7 @@ class MonitoringRun:
     assessed: list[Assessment] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # due, its metrics cannot be read: not assessed
 
 
 @dataclass
@@ -189,8 +192,9 @@ def due_monitoring(
             continue
         try:  # Lambda: both versions' metrics; ECS: both target groups' (the service behind its load balancer)
             request = monitoring_request(deployment, config, now)
-        except MetricsConfigError:  # e.g. an ECS deployment whose target groups were never learned
-            run.not_due.append(deployment.deployment_id)
+        except MetricsConfigError as exc:  # e.g. an ECS deployment whose target groups were never learned
+            note_unreadable(repository, deployment.deployment_id, KIND, str(exc), ACTOR)
+            run.unreadable.append(deployment.deployment_id)
             continue
         due.append(DueMonitoring(deployment, request))
     return due
@@ -243,22 +247,23 @@ def complete_monitoring(
         kind=KIND, at=now, decision=decision, health_status=status,
         next_at=next_look(deployment.service, now, interval or PERIOD_SECONDS), read_until=item.request.end,
     )  # fmt: skip
-    if save_assessment(repository, deployment, assessment, cursor) is None:
+    events = []
+    if (last_status == HealthStatus.WARNING) != bool(unusual) and (last is not None or unusual):
+        events.append(DeploymentEvent(
+            event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,
+            service=deployment.service, version=deployment.version, environment=deployment.environment,
+            severity=Severity.WARNING if unusual else Severity.INFO,
+            title="Post-Deployment " + ("Anomaly" if unusual else "Back To Usual"), message=summary,
+            reasons=unusual, at=now,
+        ))  # fmt: skip
+    if save_assessment(repository, deployment, assessment, cursor, events=events) is None:
         return  # another run assessed it in this cycle
     run.assessed.append(assessment)
     if alerts is not None:  # post-deployment-anomaly: incident, paging, rollback for approval
         alerts.guarded(deployment.deployment_id, ACTOR, "post-deployment assessment", alerts.on_assessment,
                        deployment, assessment)  # fmt: skip
-    if (last_status == HealthStatus.WARNING) != bool(unusual) and (last is not None or unusual):
-        event = DeploymentEvent(
-            event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,
-            service=deployment.service, version=deployment.version, environment=deployment.environment,
-            severity=Severity.WARNING if unusual else Severity.INFO,
-            title="Post-Deployment " + ("Anomaly" if unusual else "Back To Usual"), message=summary,
-            reasons=unusual,
-        )  # fmt: skip
-        repository.add_event(event)
-        publisher.publish(event)
+    for event in events:  # in the outbox with the assessment: published now, or by the minute tick
+        outbox.deliver(repository, publisher, OutboxEntry(event), actor=ACTOR)
 
 
 def monitor_promoted(

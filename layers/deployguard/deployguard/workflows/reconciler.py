@@ -30,9 +30,10 @@ After the last check the record is marked reconciled (``traffic_check.reconciled
 and leaves the index: the reconciler never reads it again. Each check's result is kept on
 the record (:class:`~deployguard.models.TrafficCheck`).
 
-The assessor's minute tick publishes the outbox (:func:`publish_outbox`): events the canary
-recorded but could not publish (SNS down when they happened) go out then, so an event is never
-recorded and silent. A rollback that could not move
+The assessor's minute tick finishes the outbox (:func:`publish_outbox`, :mod:`deployguard.storage.outbox`):
+events recorded but not published (SNS down when they happened) go out then, and those the alert
+engine has not seen yet (a publication or alert run that failed) are given to it, so an event is
+never recorded and silent. A rollback that could not move
 the alias when it ran (an outage longer than the state machine's retries) is finished
 here once the alias can be moved; its record already says failed.
 """
@@ -48,10 +49,12 @@ from typing import TYPE_CHECKING, Any
 from deployguard import clock
 from deployguard.exceptions import ConflictError
 from deployguard.models import Deployment, DeploymentEvent, EcsTarget, EventType, LambdaTarget, Severity
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
-    from deployguard.storage.repository import DeploymentRepository
+    from deployguard.storage.outbox import Alert
+    from deployguard.storage.repository import DeploymentRepository, OutboxEntry
 
 ACTOR = "deployguard:reconciler"
 # when the traffic of an ended deployment is checked, after it ended: then it is marked reconciled
@@ -62,7 +65,6 @@ RUN_LOCK = "TRAFFIC-CHECK-RUN"
 LEASE_SECONDS = 50  # the run works within it; the next run, a minute later, finds it expired
 RESERVE_MS = 5_000  # a check is started only with this much of the invocation (and lease) left
 MAX_FAILURES = 20  # checks that could not read or repair the traffic, retried 1, 1, ..., 2, 4 ... 60 minutes later
-OUTBOX_GRACE = timedelta(seconds=60)
 logger = logging.getLogger(__name__)
 
 
@@ -255,22 +257,20 @@ def publish_outbox(
     repository: DeploymentRepository,
     publisher: EventPublisher,
     now: datetime | None = None,
-    events: Sequence[DeploymentEvent] | None = None,
+    events: Sequence[OutboxEntry] | None = None,
+    alert: Alert | None = None,
 ) -> int:
-    """Publish the events whose publication failed when they were recorded (older than a minute,
-    so none still in flight; ``events``: the outbox as the caller read it); returns how many went
-    out. Never raises."""
-    published = 0
-    before = (now or clock.now()) - OUTBOX_GRACE
+    """Finish the events whose publication (or alerting) did not complete when they were recorded
+    (older than a minute, so none still in flight; ``events``: the outbox as the caller read it):
+    published, and given to ``alert`` (the alert engine) when it had not seen them
+    (:func:`deployguard.storage.outbox.drain`). Returns how many went out. Never raises."""
+    at = now or clock.now()
     try:
-        waiting = repository.unpublished_events(before) if events is None else [e for e in events if e.at <= before]
-        for event in waiting:
-            publisher.publish(event)
-            repository.mark_published(event)
-            published += 1
+        waiting = repository.outbox(at - outbox.GRACE) if events is None else events
     except Exception as exc:  # the next tick tries again
-        logger.warning("cannot publish the outbox", extra={"reason": str(exc), "published": published})
-    return published
+        logger.warning("cannot read the outbox", extra={"reason": str(exc)})
+        return 0
+    return outbox.drain(repository, publisher, waiting, now=at, actor=ACTOR, alert=alert)
 
 
 def _reconcile(deployment: Deployment) -> Repair | None:
@@ -331,6 +331,4 @@ def _record(
         deployment, EventType.ROLLBACK_COMPLETED, "Traffic Reconciled", f"{reason}; {repair.action}",
         severity=Severity.CRITICAL, details={"reconciled": True, "observed": repair.observed, "action": repair.action},
     )  # fmt: skip
-    if repository.record_event(event):
-        publisher.publish(event)
-        repository.mark_published(event)
+    outbox.announce(repository, publisher, event, actor=ACTOR)

@@ -21,6 +21,8 @@ back with a deployment of its own, when that rollback deployment ends.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from deployguard.models import (
     Strategy,
     deployment_statistics,
 )
+from deployguard.storage import outbox
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
@@ -247,20 +250,29 @@ class DeploymentRecorder:
                     d.canary_weight = 0.0
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
-        if changed:
-            self.repository.audit(
-                deployment.deployment_id, f"codedeploy_{state.lower()}", ACTOR,
-                f"{info.application}/{info.group}: {state} ({deployment.status.value})"
-                + (f": {info.error_message}" if info.error_message else ""),
-                state=state, status=deployment.status.value, creator=info.creator,
-            )  # fmt: skip
-            if deployment.status.is_terminal and not info.is_rollback and not info.rollback_deployment_id:
-                self._announce_canary_completed(deployment)  # else when its rollback deployment ends
-            self._announce_state(deployment, state, info)
+        recorded = next((p for p in deployment.phase_history if p.reason == marker), None)
+        if recorded is not None:  # by this delivery, or by an earlier one whose follow-up may not have finished
+            self._follow_up(deployment, state, info, recorded.at)
         if info.rollback_of:
             self._rollback_ended(info, state, at)
         self._check_long_running(deployment)
         return self._outcome(deployment, state, "deployment", changed)
+
+    def _follow_up(self, deployment: Deployment, state: str, info: CodeDeployDeployment, at: datetime) -> None:
+        """What follows a state recorded at ``at``: its audit entry and announcements. Each is keyed
+        (the audit entry and the state's event by the state and its time, ``canary.completed`` by its
+        claim), so a redelivery, or the retry of a delivery that failed half-way, finishes what an
+        earlier attempt began and duplicates nothing."""
+        self.repository.audit_once(
+            deployment.deployment_id, f"codedeploy-{state}", at, f"codedeploy_{state.lower()}", ACTOR,
+            f"{info.application}/{info.group}: {state} ({deployment.status.value})"
+            + (f": {info.error_message}" if info.error_message else ""),
+            state=state, status=deployment.status.value, creator=info.creator,
+        )  # fmt: skip
+        ended_here = _STATUS[state].is_terminal and deployment.status.is_terminal
+        if ended_here and not info.is_rollback and not info.rollback_deployment_id:
+            self._announce_canary_completed(deployment)  # else when its rollback deployment ends
+        self._announce_state(deployment, state, info, at)
 
     def record_instance(self, detail: StateChangeDetail, at: datetime) -> RecordOutcome:
         """One Instance State-change Notification (a Lambda function or ECS task set): audited once."""
@@ -349,10 +361,19 @@ class DeploymentRecorder:
         if original_id is None or state not in ("SUCCESS", "FAILURE", "STOP"):
             return
         original = self.repository.find_deployment(original_id)
-        if original is None or not self.repository.claim_once(
-            "CD-ROLLBACK", f"{info.deployment_id}#{state}", timedelta(days=2)
-        ):
+        claim = f"{info.deployment_id}#{state}"
+        if original is None or not self.repository.claim_once("CD-ROLLBACK", claim, timedelta(days=2)):
             return
+        try:
+            self._rollback_outcome(original, info, state, at)
+        except Exception:  # the retry (EventBridge's, Lambda's) does it again: each step is keyed
+            with contextlib.suppress(Exception):
+                self.repository.release("CD-ROLLBACK", claim)
+            raise
+
+    def _rollback_outcome(self, original: Deployment, info: CodeDeployDeployment, state: str, at: datetime) -> None:
+        original_id = original.deployment_id
+        key = f"rollback-{info.deployment_id}-{state}"
         if state == "SUCCESS":
 
             def rolled_back(d: Deployment) -> None:
@@ -366,20 +387,21 @@ class DeploymentRecorder:
                                                        reason=f"rolled back by {info.deployment_id}"))  # fmt: skip
 
             updated = self.repository.update_deployment(original_id, rolled_back)
-            self.repository.audit(original_id, "rollback_completed", ACTOR,
-                                  f"rollback deployment {info.deployment_id} succeeded",
-                                  rollback_deployment_id=info.deployment_id)  # fmt: skip
+            self.repository.audit_once(original_id, key, at, "rollback_completed", ACTOR,
+                                       f"rollback deployment {info.deployment_id} succeeded",
+                                       rollback_deployment_id=info.deployment_id)  # fmt: skip
             self._announce(updated, EventType.ROLLBACK_COMPLETED, "Rollback Completed", Severity.WARNING,
-                           f"rollback deployment {info.deployment_id} restored the previous version")  # fmt: skip
+                           f"rollback deployment {info.deployment_id} restored the previous version",
+                           key=key, at=at)  # fmt: skip
             self._announce_canary_completed(updated)
         else:
-            self.repository.audit(original_id, "rollback_failed", ACTOR,
-                                  f"rollback deployment {info.deployment_id} ended {state}"
-                                  + (f": {info.error_message}" if info.error_message else ""),
-                                  rollback_deployment_id=info.deployment_id)  # fmt: skip
+            self.repository.audit_once(original_id, key, at, "rollback_failed", ACTOR,
+                                       f"rollback deployment {info.deployment_id} ended {state}"
+                                       + (f": {info.error_message}" if info.error_message else ""),
+                                       rollback_deployment_id=info.deployment_id)  # fmt: skip
             self._announce(original, EventType.ROLLBACK_FAILED, "Rollback Failed", Severity.CRITICAL,
                            f"rollback deployment {info.deployment_id} ended {state}; the new version may still "
-                           f"take traffic")  # fmt: skip
+                           f"take traffic", key=key, at=at)  # fmt: skip
             self._announce_canary_completed(original, "rollback_failed")
 
     # ------------------------------------------------------------------ helpers
@@ -410,7 +432,7 @@ class DeploymentRecorder:
             deployment.strategy.value, deployment.duration_seconds, deployment.rollback_of is not None,
         )  # fmt: skip
 
-    def _announce_state(self, deployment: Deployment, state: str, info: CodeDeployDeployment) -> None:
+    def _announce_state(self, deployment: Deployment, state: str, info: CodeDeployDeployment, at: datetime) -> None:
         if info.is_rollback:
             return  # the deployment it rolls back carries the rollback's events (_rollback_ended)
         status = deployment.status
@@ -427,7 +449,7 @@ class DeploymentRecorder:
         message = f"CodeDeploy {state}; status {status.value}" + (
             f": {info.error_message}" if info.error_message else ""
         )
-        self._announce(deployment, kind, title, severity, message)
+        self._announce(deployment, kind, title, severity, message, key=f"codedeploy-{state}", at=at)
 
     def _announce_canary_completed(self, deployment: Deployment, decision: str | None = None) -> None:
         """``canary.completed`` of a CodeDeploy canary or linear deployment that ended: once, whichever
@@ -452,10 +474,26 @@ class DeploymentRecorder:
         severity: Severity,
         message: str,
         once: str | None = None,
+        *,
+        claim: tuple[str, str] | None = None,
+        key: str | None = None,
+        at: datetime | None = None,
         **details: Any,
-    ) -> None:
-        if once is not None and not self.repository.claim_once("CD-EVENT", once, timedelta(days=2)):
-            return
+    ) -> bool:
+        """Announce through the outbox (:mod:`deployguard.storage.outbox`): recorded, published (by the
+        minute tick if the topic refuses it now), and given to the alert engine once. ``once`` (a
+        ``CD-EVENT`` claim) or ``claim`` (kind, key): at most once under that claim, released when the
+        event could not be recorded, so the retry announces it; ``key`` and ``at``: the event's id and
+        time, the same for every attempt (a retry finds the event an earlier attempt recorded).
+        Returns whether it was announced (False: claimed already)."""
+        if once is not None:
+            claim = ("CD-EVENT", once)
+        if claim is not None and not self.repository.claim_once(*claim, timedelta(days=2)):
+            return False
+        identity: dict[str, Any] = {"at": at} if at is not None else {}
+        if key is not None:
+            digest = hashlib.sha256(f"{deployment.deployment_id}#{key}".encode()).hexdigest()[:16]
+            identity["event_id"] = f"ev-{digest}"
         event = DeploymentEvent(
             event_type=kind, deployment_id=deployment.deployment_id, service=deployment.service,
             version=deployment.version, environment=deployment.environment, severity=severity, title=title,
@@ -463,13 +501,21 @@ class DeploymentRecorder:
             details={"duration_seconds": deployment.duration_seconds, "strategy": deployment.strategy.value,
                      "status": deployment.status.value, "driver": deployment.driver,
                      "codedeploy_deployment_id": deployment.codedeploy_deployment_id, **details},
+            **identity,
         )  # fmt: skip
-        self.repository.add_event(event)
-        self.publisher.publish(event)
-        self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
-                              event_id=event.event_id)  # fmt: skip
-        if self.alerts is not None:
-            self.alerts.guarded(deployment.deployment_id, ACTOR, kind.value, self.alerts.on_event, event, deployment)
+        alerts = self.alerts
+        alert: outbox.Alert | None = None if alerts is None else (lambda e: alerts.on_event(e, deployment))
+        try:
+            entry = outbox.announce(self.repository, self.publisher, event, actor=ACTOR, alert=alert)
+        except Exception:  # not recorded: nothing was done, and the retry must find the claim free
+            if claim is not None:
+                with contextlib.suppress(Exception):
+                    self.repository.release(*claim)
+            raise
+        if entry.new:
+            self.repository.audit(deployment.deployment_id, "notification", ACTOR, f"{kind.value}: {title}",
+                                  event_id=event.event_id)  # fmt: skip
+        return True
 
     def _check_long_running(self, deployment: Deployment) -> bool:
         expected = deployment.expected_duration_seconds
@@ -478,9 +524,6 @@ class DeploymentRecorder:
         running = (clock.now() - deployment.started_at).total_seconds()
         if running <= expected:
             return False
-        if not self.repository.claim_once("LONG-RUNNING", deployment.deployment_id, timedelta(days=2)):
-            return False
         message = f"running {running / 60:.0f} min, expected {expected / 60:.0f} min"
-        self._announce(deployment, EventType.DEPLOYMENT_LONG_RUNNING, "Deployment Long Running",
-                       Severity.WARNING, message)  # fmt: skip
-        return True
+        return self._announce(deployment, EventType.DEPLOYMENT_LONG_RUNNING, "Deployment Long Running",
+                              Severity.WARNING, message, claim=("LONG-RUNNING", deployment.deployment_id))  # fmt: skip

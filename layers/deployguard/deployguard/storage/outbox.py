@@ -1,0 +1,162 @@
+"""The outbox: how every deployment event goes out, whoever announces it.
+
+An event is recorded first (the deployment's history, and the outbox: index ``gsi1``, ``LOOP``,
+kind ``O``), then published on the events topic, then, for the events the alert rules read,
+given to the alert engine; each step is noted on the stored event, and the event leaves the
+outbox when every step is done (:meth:`DeploymentRepository.outbox_record`,
+:meth:`~DeploymentRepository.mark_published`, :meth:`~DeploymentRepository.mark_alerted`).
+
+    announce(repository, publisher, event, actor=ACTOR, alert=lambda e: engine.on_event(e, deployment))
+
+Only the record can fail the caller (:func:`announce` raises when the event could not be stored:
+nothing was done, and the caller's retry, or the caller releasing what it claimed, does it again).
+Once recorded, nothing is lost and nothing raises: a publication that fails leaves the event in
+the outbox, and so does an alert engine that fails; the minute tick finishes both (:func:`drain`,
+from :func:`deployguard.workflows.reconciler.publish_outbox`). A step retried after an earlier
+attempt recorded the event (same id and time) finds what that attempt did, so an event is
+published once (twice at worst, after a publication whose note failed: the router delivers an
+event id once) and the alert engine sees it once per event id (a lease on the event id, so a
+retry and the tick never run it together; after :data:`MAX_ALERT_ATTEMPTS` failures it is given
+up, audited).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from deployguard import clock
+
+if TYPE_CHECKING:
+    from deployguard.aws.events import EventPublisher
+    from deployguard.models import DeploymentEvent
+    from deployguard.storage.repository import DeploymentRepository, OutboxEntry
+
+ACTOR = "deployguard:outbox"
+ALERTING = "EVENT-ALERTING"  # the lease of one run of the alert engine on one event id
+ALERT_LEASE = timedelta(minutes=15)  # longer than any function runs: a run that died is redone after it
+MAX_ALERT_ATTEMPTS = 3  # failed runs of the alert engine on one event before it is given up (audited)
+GRACE = timedelta(seconds=60)  # the tick leaves younger events to the step that recorded them (still in flight)
+logger = logging.getLogger(__name__)
+
+Alert = Callable[["DeploymentEvent"], object]
+
+
+def announce(
+    repository: DeploymentRepository,
+    publisher: EventPublisher | None,
+    event: DeploymentEvent,
+    *,
+    actor: str = ACTOR,
+    alert: Alert | None = None,
+) -> OutboxEntry:
+    """Record ``event`` in the outbox, publish it, and give it to ``alert`` (the alert engine) when
+    given; returns the entry as stored (``new``: recorded by this call). Raises only when the event
+    could not be recorded. Without a publisher the event waits in the outbox for the minute tick."""
+    entry = repository.outbox_record(event, alerts=alert is not None)
+    deliver(repository, publisher, entry, actor=actor, alert=alert)
+    return entry
+
+
+def deliver(
+    repository: DeploymentRepository,
+    publisher: EventPublisher | None,
+    entry: OutboxEntry,
+    *,
+    actor: str = ACTOR,
+    alert: Alert | None = None,
+) -> bool:
+    """Finish a recorded event: publish it unless published, run ``alert`` on it if still due.
+    Never raises; returns whether it is published by now."""
+    published = entry.published or _publish(repository, publisher, entry.event)
+    if alert is not None and entry.alerts_due:
+        _alert_once(repository, entry.event, alert, actor)
+    return published
+
+
+def drain(
+    repository: DeploymentRepository,
+    publisher: EventPublisher | None,
+    entries: Iterable[OutboxEntry],
+    *,
+    now: datetime | None = None,
+    actor: str = ACTOR,
+    alert: Alert | None = None,
+) -> int:
+    """The minute tick's part: finish the outbox's entries older than :data:`GRACE` (publish those not
+    published, while the topic takes them; run the alert engine on those it has not seen, when
+    ``alert`` is given). Returns how many were published. Never raises."""
+    before = (now or clock.now()) - GRACE
+    published = 0
+    topic_down = False
+    for entry in entries:
+        if entry.event.at > before:
+            continue
+        if not entry.published and not topic_down:
+            if _publish(repository, publisher, entry.event):
+                published += 1
+            else:
+                topic_down = True  # the next tick tries again; the alert engine still runs
+        elif entry.published and not entry.alerts_due:  # a note that raced another: leave the outbox now
+            with suppress(Exception):
+                repository.mark_published(entry.event)
+        if alert is not None and entry.alerts_due:
+            _alert_once(repository, entry.event, alert, actor)
+    return published
+
+
+def _publish(repository: DeploymentRepository, publisher: EventPublisher | None, event: DeploymentEvent) -> bool:
+    if publisher is None:
+        return False
+    try:
+        publisher.publish(event)
+    except Exception as exc:  # recorded: it stays in the outbox, and the minute tick publishes it
+        reason = f"{type(exc).__name__}: {exc}"
+        logger.warning("event recorded, publication deferred", extra={"event_id": event.event_id, "reason": reason})
+        return False
+    try:
+        repository.mark_published(event)
+    except Exception:  # out on the topic; the outbox may publish it again (the router delivers an id once)
+        logger.warning("event published, not noted", extra={"event_id": event.event_id})
+    return True
+
+
+def _alert_once(repository: DeploymentRepository, event: DeploymentEvent, alert: Alert, actor: str) -> bool:
+    """Run the alert engine on ``event`` under a lease on its id; noted when done, released when it failed."""
+    try:
+        if not repository.claim_once(ALERTING, event.event_id, ALERT_LEASE):
+            return False  # another attempt runs it now (or ran it, and its note is on the way)
+    except Exception:
+        logger.warning("cannot take the alerting lease: left to the minute tick", extra={"event_id": event.event_id})
+        return False
+    try:
+        alert(event)
+    except Exception as exc:
+        logger.exception("alert engine failed", extra={"deployment_id": event.deployment_id, "on": event.event_id})
+        _alerting_failed(repository, event, actor, exc)
+        return False
+    try:
+        repository.mark_alerted(event)
+    except Exception:  # the lease keeps another run off until it expires
+        logger.warning("alert engine ran, not noted", extra={"event_id": event.event_id})
+    return True
+
+
+def _alerting_failed(repository: DeploymentRepository, event: DeploymentEvent, actor: str, exc: Exception) -> None:
+    """Audit the failure; the event stays due (the minute tick runs the engine again) until
+    MAX_ALERT_ATTEMPTS failures, then it is given up."""
+    try:
+        repository.release(ALERTING, event.event_id)
+        failures = repository.alerting_failed(event)
+        given_up = failures >= MAX_ALERT_ATTEMPTS
+        if given_up:
+            repository.mark_alerted(event)
+        then = f"given up after {failures} attempts" if given_up else "the minute tick runs it again"
+        repository.audit(event.deployment_id, "alerting_failed", actor,
+                         f"{event.event_type.value}: {type(exc).__name__}: {exc} ({then})",
+                         event_id=event.event_id, attempts=failures)  # fmt: skip
+    except Exception:
+        logger.exception("cannot note a failed alert engine run", extra={"event_id": event.event_id})

@@ -1,0 +1,139 @@
+"""The minute tick (the AssessorFunction on its schedule event, on the embedded AWS) keeps one
+deployment's trouble to that deployment: an alert engine or a write that fails for one does not
+stop the others' assessments, the outbox or the alert tick; a deployment whose metrics cannot be
+read is not skipped in silence (audited once, logged, counted)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployguard import clock
+from deployguard.incidents.repository import IncidentRepository
+from deployguard.models import (
+    Deployment,
+    DeploymentEvent,
+    DeploymentStatus,
+    EcsTarget,
+    EventType,
+    Phase,
+)
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.bench_scale import seed_loop
+from deployguard_local.chaos.faults import FaultInjector
+from deployguard_local.emulator import EmbeddedAws
+
+ROOT = Path(__file__).resolve().parents[2]
+ONE_CALL = ["throttle"] * 9  # botocore's attempts of one call (adaptive mode: 8 retries)
+
+
+@pytest.fixture
+def loop() -> Iterator[EmbeddedAws]:
+    with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
+        seed_loop(deployments=3, age_minutes=5, monitored=0)
+        assert aws.clock is not None
+        aws.clock.advance(60)
+        yield aws
+
+
+@pytest.fixture
+def faults(loop: EmbeddedAws) -> Iterator[FaultInjector]:
+    assert loop.clock is not None
+    with FaultInjector(loop.clock) as injector:
+        injector.watch(loop.registry)  # the function's calls only
+        yield injector
+
+
+def _tick(aws: EmbeddedAws) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
+    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload, errored = aws.invoke("AssessorFunction", event)
+    assert not errored, payload
+    return dict(payload)
+
+
+def _when(*texts: bytes) -> Any:
+    return lambda request: all(text in (request.body or b"") for text in texts)
+
+
+def _waiting_event(deployment_id: str) -> DeploymentEvent:
+    """An event recorded two minutes ago whose publication failed then: the tick's outbox publishes it."""
+    deployment = DeploymentRepository().get_deployment(deployment_id)
+    event = DeploymentEvent.about(deployment, EventType.CONTROL_ACTION, "Canary Paused", "paused by bob",
+                                  at=clock.now() - timedelta(minutes=2))  # fmt: skip
+    assert DeploymentRepository().record_event(event)
+    return event
+
+
+def test_one_deployment_s_alerting_failure_stops_neither_the_others_nor_the_tick(
+    loop: EmbeddedAws, faults: FaultInjector
+) -> None:
+    repository = DeploymentRepository()
+    # bench-00000, assessed first, runs past its expected duration: the long-running rule fires on its assessment
+    repository.update_deployment("bench-00000", lambda d: setattr(d, "expected_duration_seconds", 60))
+    waiting = _waiting_event("bench-00002")
+    plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=_when(b"ALERT-COOLDOWN", b"bench-00000"))
+    payload = _tick(loop)
+    assert plan.injected == 9  # its alerting failed
+    assert sorted(a["deployment_id"] for a in payload["assessed"]) == ["bench-00000", "bench-00001", "bench-00002"]
+    assert payload["failed"] == {}
+    actions = Counter(a.action for a in repository.audit_trail("bench-00000"))
+    assert actions["alerting_failed"] == 1
+    # the rest of the tick ran: the outbox went out, and the alert tick raised the rule (its cooldown is free)
+    assert repository.outbox(clock.now() + timedelta(days=1)) == []
+    assert [e.event_id for e in repository.events("bench-00002") if e.event_id == waiting.event_id]
+    incidents = [i for i in IncidentRepository(repository).recent() if i.deployment_id == "bench-00000"]
+    assert [i.rules for i in incidents] == [["long-running-deployment"]]
+
+
+def test_a_deployment_whose_assessment_cannot_be_stored_is_retried_the_others_are_assessed(
+    loop: EmbeddedAws, faults: FaultInjector
+) -> None:
+    plan = faults.on("dynamodb", "TransactWriteItems", ONE_CALL, when=_when(b"bench-00000"))
+    payload = _tick(loop)
+    assert plan.injected == 9
+    assert sorted(a["deployment_id"] for a in payload["assessed"]) == ["bench-00001", "bench-00002"]
+    assert list(payload["failed"]) == ["bench-00000"]  # reported, and still due: the next tick assesses it
+    assert loop.clock is not None
+    loop.clock.advance(60)
+    assert "bench-00000" in [a["deployment_id"] for a in _tick(loop)["assessed"]]
+
+
+def _unreadable_ecs(status: DeploymentStatus, phase: Phase, deployment_id: str) -> None:
+    """An ECS deployment of checkout-web (target groups' metrics) whose target groups were never learnt."""
+    now = clock.now()
+    DeploymentRepository().create_deployment(
+        Deployment(
+            deployment_id=deployment_id, service="checkout-web", environment="production", version="checkout-web:2",
+            target=EcsTarget(cluster="shop", service="checkout-web"), status=status, phase=phase,
+            driver="codedeploy", started_at=now - timedelta(minutes=20),
+            ended_at=now - timedelta(minutes=10) if status.is_terminal else None,
+        )
+    )  # fmt: skip
+
+
+def test_a_deployment_whose_metrics_cannot_be_read_is_audited_once_and_counted(
+    embedded: EmbeddedAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _unreadable_ecs(DeploymentStatus.IN_PROGRESS, Phase.DEPLOYMENT_ACTIVE, "dep-ecs-canary")
+    _unreadable_ecs(DeploymentStatus.SUCCEEDED, Phase.MONITORING, "dep-ecs-monitored")
+    assert embedded.clock is not None
+    payloads = []
+    for _ in range(3):  # three minutes: due every minute, never assessed
+        payloads.append(_tick(embedded))
+        embedded.clock.advance(60)
+    for payload in payloads:
+        assert {"dep-ecs-canary", "dep-ecs-monitored"} <= set(payload["unreadable"])
+        assert "dep-ecs-monitored" not in payload["monitored"]
+    repository = DeploymentRepository()
+    for deployment_id, kind in (("dep-ecs-canary", "canary"), ("dep-ecs-monitored", "post_deployment")):
+        [entry] = [a for a in repository.audit_trail(deployment_id) if a.action == "metrics_unreadable"]
+        assert entry.details["kind"] == kind and "cannot be read" in entry.reason
+    logged = capsys.readouterr()
+    assert "deployment not assessed: its metrics cannot be read" in logged.out + logged.err
