@@ -55,7 +55,8 @@ def _actions(deployment_id: str) -> list[str]:
 
 
 def _outbox(deployment_id: str) -> list[Any]:
-    return [e for e in DeploymentRepository().unpublished_events(clock.now()) if e.deployment_id == deployment_id]
+    """The events still in the outbox: not published, or not yet seen by the alert engine."""
+    return [o.event for o in DeploymentRepository().outbox(clock.now()) if o.event.deployment_id == deployment_id]
 
 
 def test_sns_down_while_a_healthy_post_traffic_hook_warns_answers_succeeded_and_the_tick_publishes(

@@ -68,6 +68,7 @@ from deployguard.models import (
     Severity,
     judged_from,
 )
+from deployguard.storage import outbox
 from deployguard.storage.leases import DONE
 from deployguard.workflows.recorder import ensure_record
 
@@ -533,45 +534,28 @@ class LifecycleHook:
         message: str,
         checks: list[CheckResult],
     ) -> None:
-        """Record the event in the outbox, publish it, mark it published (as the canary's
-        ``_record_and_publish``): a failed publication leaves it in the outbox and the minute tick
-        publishes it (:func:`deployguard.workflows.reconciler.publish_outbox`). Then its alert, which
-        never raises. Raises only when the event cannot be recorded. Its id and time come from the
-        execution and the verdict: a retry finds it recorded, and an event already published is not
-        announced again."""
+        """Through the outbox (:mod:`deployguard.storage.outbox`, as every announcement): recorded,
+        published, and given to the alert engine once per event id whatever the topic says; a
+        publication or alert run that fails leaves it in the outbox and the minute tick finishes it
+        (:func:`deployguard.workflows.reconciler.publish_outbox`). Raises only when the event cannot
+        be recorded. Its id and time come from the execution and the verdict: a retry finds what an
+        earlier attempt did."""
         digest = hashlib.sha256(f"{outcome.execution_id}#{kind.value}".encode()).hexdigest()[:16]
         event = DeploymentEvent.about(deployment, kind, title, message, event_id=f"ev-{digest}", at=at,
                                       severity=severity, details={"checks": [c.report() for c in checks]})  # fmt: skip
-        if not self.repository.record_event(event):
-            return  # recorded and published by an earlier attempt, which raised its alert
-        try:
-            self.publisher.publish(event)  # published twice at worst (the router delivers an event id once)
-            self.repository.mark_published(event)
-        except Exception as exc:  # recorded: it stays in the outbox, and the minute tick publishes it
-            logger.exception("event recorded, publication deferred", extra={"event_id": event.event_id})
-            self._audit_best_effort(deployment.deployment_id, "notification_deferred",
-                                    f"{kind.value}: {title}: left in the outbox for the next tick: "
-                                    f"{type(exc).__name__}: {exc}", event_id=event.event_id)  # fmt: skip
-        else:
+        engine = self.alert_engine
+        alert: outbox.Alert | None = None if engine is None else (lambda e: engine().on_event(e, deployment))
+        entry = self.repository.outbox_record(event, alerts=alert is not None)
+        if entry.published:
+            outbox.deliver(self.repository, self.publisher, entry, actor=ACTOR, alert=alert)
+            return  # published by an earlier attempt (its alert run, if still due, is finished here)
+        if outbox.deliver(self.repository, self.publisher, entry, actor=ACTOR, alert=alert):
             self._audit_best_effort(deployment.deployment_id, "notification", f"{kind.value}: {title}",
                                     event_id=event.event_id)  # fmt: skip
-        self._alert(deployment, kind, event)
-
-    def _alert(self, deployment: Deployment, kind: EventType, event: DeploymentEvent) -> None:
-        """The alert of an announced event (canary-issue: incident, paging); alerting never fails the hook."""
-        if self.alert_engine is None:
-            return
-        try:
-            alerts = self.alert_engine()
-        except Exception as exc:
-            logger.exception("alert engine unavailable", extra={"deployment_id": deployment.deployment_id})
-            self._audit_best_effort(deployment.deployment_id, "alerting_failed",
-                                    f"{kind.value}: alert engine unavailable: {type(exc).__name__}: {exc}")  # fmt: skip
-            return
-        try:
-            alerts.guarded(deployment.deployment_id, ACTOR, kind.value, alerts.on_event, event, deployment)
-        except Exception:  # guarded audits a failure; that audit itself failed
-            logger.exception("alerting failed", extra={"deployment_id": deployment.deployment_id})
+        else:
+            self._audit_best_effort(deployment.deployment_id, "notification_deferred",
+                                    f"{kind.value}: {title}: left in the outbox for the next tick",
+                                    event_id=event.event_id)  # fmt: skip
 
     def _audit_best_effort(self, deployment_id: str, action: str, reason: str, **details: Any) -> None:
         try:
