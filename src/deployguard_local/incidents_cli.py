@@ -29,10 +29,8 @@ from typing import Annotated, Any
 import typer
 
 from deployguard.alerts.engine import AlertEngine
-from deployguard.alerts.settings import AlertingSettings
 from deployguard.aws.events import EventPublisher
 from deployguard.incidents.models import Incident
-from deployguard.remediation.targets import TargetAllowlist
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.commands import duration, invoke, new_app, print_json, run, when
 from deployguard_local.options import Connection, Json, Resources, connected
@@ -43,23 +41,15 @@ PROG = "deployguard incidents"
 # --------------------------------------------------------------------------- wiring
 
 
-def _settings(config_path: str | None) -> tuple[AlertingSettings, list[str]]:
-    """The alerting section and the guarded functions of the configuration (defaults without one)."""
+def build_engine(resources: Resources, config_path: str | None) -> AlertEngine:
+    """The alert engine of a configuration (defaults without one): its ``alerting`` section, and the
+    functions and ECS services of its services allowed as remediation targets (as the functions build it)."""
     from deployguard.config import load_config
 
-    config = load_config(config_path)
-    settings = getattr(config, "alerting", None)
-    functions = [s.function_name for s in config.services.values() if s.function_name]
-    return (settings if isinstance(settings, AlertingSettings) else AlertingSettings()), functions
-
-
-def build_engine(resources: Resources, config_path: str | None) -> AlertEngine:
-    settings, functions = _settings(config_path)
     repository = DeploymentRepository(resources.table)
     publisher = EventPublisher(resources.topic) if resources.topic else None
-    allowlist = TargetAllowlist(settings.remediation.allowed_targets, functions)
     local_mode = os.environ.get("DEPLOYGUARD_LOCAL") == "1"  # issue trackers on 127.0.0.1 (local mode only)
-    return AlertEngine(settings, repository, publisher, allowlist=allowlist, local_mode=local_mode)
+    return AlertEngine.for_config(load_config(config_path), repository, publisher, local_mode=local_mode)
 
 
 def _with_engine(conn: Connection, verb: str, use: Callable[[AlertEngine], int], *, changes: bool = False) -> None:
