@@ -13,7 +13,7 @@ deployguard notifications retry|list                     redeliver dead letters,
 deployguard control promote|abort|pause|resume|retry|skip_analysis|approve|rollback   Argo Rollouts' verbs
 deployguard alerts fields                                which rule fields the metrics feed
 deployguard serve --local [--port 8700]                  the operations console over the embedded AWS
-deployguard bench scale [--json]                         the minute loop at scale on the embedded AWS
+deployguard bench scale [--json] [--jobs N]              the minute loop at scale on the embedded AWS
 deployguard version | --version
 
 Every command that reads or changes DeployGuard's state takes the connection options of
@@ -174,11 +174,12 @@ app.add_typer(bench_app)
 def bench_scale(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
     sizes: Annotated[str, typer.Option(help="active deployments per run, comma separated")] = "10,100,1000",
+    jobs: Annotated[int, typer.Option(min=1, help="configurations measured in parallel processes")] = 1,
 ) -> None:
     """The minute loop at scale: active deployments judged per minute, its cost per month."""
     from deployguard_local import bench_scale as bench_module
 
-    raise typer.Exit(bench_module.main([*(["--json"] if as_json else []), "--sizes", sizes]))
+    raise typer.Exit(bench_module.main([*(["--json"] if as_json else []), "--sizes", sizes, "--jobs", str(jobs)]))
 
 
 @app.command("version")
