@@ -18,7 +18,7 @@ import typer
 from deployguard.alerts.fields import field_sources, rule_coverage
 from deployguard.config import DeployGuardConfig, load_config
 from deployguard.exceptions import DeployGuardError
-from deployguard_local.commands import invoke, new_app
+from deployguard_local.commands import debug, invoke, new_app
 
 
 def report(config_file: str | None, only: str | None = None) -> dict[str, Any]:
@@ -72,6 +72,8 @@ def fields(
     try:
         result = report(config, service)
     except DeployGuardError as exc:
+        if debug():
+            raise
         print(f"deployguard alerts: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
     blocked = any(r["status"] == "cannot_fire" for s in result.values() for r in s["rules"].values())

@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from deployguard_local.commands import ERROR_EXIT, describe_error, invoke
+from deployguard_local.commands import ERROR_EXIT, debugging, describe_error, invoke
 from deployguard_local.options import ConfigFile, EndpointUrl
 
 # Command groups with a module of their own: name -> (module in deployguard_local, its Typer app, its entry point).
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         argv.remove("--debug")
     try:
-        return _dispatch(argv)
+        with debugging(debug):
+            return _dispatch(argv)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `deployguard replay --json DIR | head -1`: the reader has gone, not an error

@@ -49,7 +49,7 @@ from deployguard.notification.router import IN_PROGRESS, NotificationRouter
 from deployguard.notification.settings import NotificationSettings
 from deployguard.readmodels import DeploymentReader
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.commands import invoke, new_app
+from deployguard_local.commands import debug, invoke, new_app
 from deployguard_local.options import Connection, Json, connected
 
 PROG = "deployguard notifications"
@@ -66,6 +66,8 @@ def _finish(action: Callable[[TextIO], int]) -> None:
     try:
         code = action(out)
     except DeployGuardError as exc:
+        if debug():
+            raise
         print(f"error: {exc}", file=out)
         code = 2
     raise typer.Exit(code)

@@ -33,3 +33,21 @@ def test_a_stack_without_credentials_gets_the_credentials_hint() -> None:
     assert done.returncode == 4 and done.stderr.strip().endswith(f"stack deployguard: {HINT}"), done.stderr
     done = deployguard("incidents", "list", "--table", "DeploymentsTable")  # as --table always said it
     assert done.returncode == 2 and done.stderr.strip() == f"deployguard incidents list: {HINT}"
+
+
+def test_debug_shows_the_traceback_instead_of_the_line(tmp_path: Path) -> None:
+    nowhere = str(tmp_path / "nowhere")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("alerting:\n  rules:\n    - {name: x, expression: 'cpu > 5'}\n", encoding="utf-8")
+    for argv, error in [
+        (["--debug", "incidents", "list", "--table", "DeploymentsTable"], "botocore.exceptions.NoCredentialsError"),
+        (["deployments", "list", "--debug", "--stack", "deployguard"], "DeployGuardError: stack deployguard: no AWS"),
+        (["notifications", "list", "x", "--local", "--state-dir", nowhere, "--debug"], "DeployGuardError: no local"),
+        (["alerts", "fields", "--config", str(bad), "--debug"], "deployguard.exceptions.ConfigError"),
+    ]:
+        done = deployguard(*argv)
+        assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr, (argv, done.stderr)
+        assert error in done.stderr.strip().splitlines()[-1], (argv, done.stderr)
+        without = deployguard(*[a for a in argv if a != "--debug"])  # the one line, and its exit code
+        expected = 4 if "deployments" in argv else 2  # deployments: its 2 is an outcome
+        assert without.returncode == expected and "Traceback" not in without.stderr + without.stdout, (argv, without)
