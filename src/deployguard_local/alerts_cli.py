@@ -4,7 +4,7 @@ rules can never fire on them (their fields stay unknown: no metric feeds them).
     deployguard alerts fields [--config FILE] [--service NAME] [--json]
 
 Exit status 0 when every enabled rule can fire for every service, 1 when some cannot (a
-configuration check for CI), 2 on a configuration error.
+configuration check for CI), 2 on a configuration error or a service it does not name.
 """
 
 from __future__ import annotations
@@ -36,6 +36,13 @@ def coverage_warnings(config: DeployGuardConfig) -> list[str]:
 
 
 def report_of(config: DeployGuardConfig, only: str | None = None) -> dict[str, Any]:
+    """Each service's fields and rules (``only``: that service; one the configuration does not name is an error)."""
+    if only and only not in config.services:
+        known = ", ".join(sorted(config.services))
+        raise DeployGuardError(
+            f"--service {only}: not a service of the configuration "
+            + (f"(its services: {known})" if known else "(it names none: leave --service out for the defaults)")
+        )
     alerting = config.alerting
     names = [only] if only else sorted(config.services) or ["(defaults)"]
     out: dict[str, Any] = {}
