@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +34,9 @@ from typer.core import TyperGroup
 
 from deployguard_local.commands import ERROR_EXIT, debugging, describe_error, invoke
 from deployguard_local.options import ConfigFile, EndpointUrl
+
+# Powertools warns on every flush of a function that put no metric; locally that is noise on stderr (--verbose shows it)
+EMPTY_METRICS_WARNING = r"No application metrics to publish"
 
 # Command groups with a module of their own: name -> (module in deployguard_local, its Typer app, its entry point).
 # A module is imported only when its command runs (or help lists it); its entry point keeps its exit codes.
@@ -128,6 +132,9 @@ def invoke_function(
     """Run one function of template.yaml with an event file; exit 1 if the function errored."""
     from deployguard_local.emulator import EmbeddedAws
 
+    if verbose:  # main() silences it for every command
+        warnings.filterwarnings("default", message=EMPTY_METRICS_WARNING, category=UserWarning)
+
     try:
         payload_in = json.loads(event.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -202,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         argv.remove("--debug")
     try:
-        with debugging(debug):
+        with debugging(debug), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=EMPTY_METRICS_WARNING, category=UserWarning)
             return _dispatch(argv)
     except KeyboardInterrupt:
         return 130
