@@ -248,6 +248,12 @@ def remediate(
 
     def use(engine: AlertEngine) -> int:
         incident = engine.incident_store.find_by_prefix(incident_id)
+        if conn.local:  # the saved state keeps no CodeDeploy deployments: one its record says has ended is made
+            from deployguard_local import local_state  # again, so a rollback (StopDeployment) plans on it, as on AWS
+
+            deployment = engine.repository.find_deployment(incident.deployment_id)
+            if deployment is not None:
+                local_state.restore_codedeploy(deployment)
         results = engine.remediate(incident.incident_id, by, action, dry_run=dry_run)
         rows = []
         for r in results:

@@ -42,6 +42,16 @@ def test_remediate_and_ack_use_the_saved_configuration_and_stack(
     assert code == 0, err
     assert ("remediation_noop", "bob") in {(e["action"], e["actor"]) for e in json.loads(out)["audit"]}  # kept
 
+    # the ECS blue/green rollout's open incident (the README's example, with the demo's own --config): its service
+    # is guarded, and its rollback is CodeDeploy's StopDeployment, which finds the deployment ended (as on AWS)
+    [ecs] = [i for i in _incidents(capsys, state, ids["ecs-blue-green"]) if i["group"] == "canary"]
+    code, out, err = run(capsys, "incidents", "remediate", ecs["incident_id"], "--by", "bob", "--dry-run",
+                         *local(state), "--config", "examples/demo.yaml", "--json")  # fmt: skip
+    assert code == 0, err
+    [planned] = json.loads(out)
+    assert (planned["target"], planned["outcome"]) == ("ecs:shop/checkout-web", "dry_run"), planned
+    assert planned["plan"]["type"] == "codedeploy_stop" and planned["plan"]["noop"], planned
+
     # acknowledging is announced on the stack's topic, and its router delivers it to the demo's channels
     [open_canary] = [i for i in _incidents(capsys, state, ids["codedeploy-canary"]) if i["group"] == "canary"]
     assert open_canary["status"] == "open"
