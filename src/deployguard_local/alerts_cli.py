@@ -4,7 +4,7 @@ rules can never fire on them (their fields stay unknown: no metric feeds them).
     deployguard alerts fields [--config FILE] [--service NAME] [--json]
 
 Exit status 0 when every enabled rule can fire for every service, 1 when some cannot (a
-configuration check for CI), 2 on a configuration error.
+configuration check for CI), 2 on a configuration error or a service it does not name.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import typer
 from deployguard.alerts.fields import field_sources, rule_coverage
 from deployguard.config import DeployGuardConfig, load_config
 from deployguard.exceptions import DeployGuardError
-from deployguard_local.commands import invoke, new_app
+from deployguard_local.commands import debug, invoke, new_app
 
 
 def report(config_file: str | None, only: str | None = None) -> dict[str, Any]:
@@ -36,6 +36,13 @@ def coverage_warnings(config: DeployGuardConfig) -> list[str]:
 
 
 def report_of(config: DeployGuardConfig, only: str | None = None) -> dict[str, Any]:
+    """Each service's fields and rules (``only``: that service; one the configuration does not name is an error)."""
+    if only and only not in config.services:
+        known = ", ".join(sorted(config.services))
+        raise DeployGuardError(
+            f"--service {only}: not a service of the configuration "
+            + (f"(its services: {known})" if known else "(it names none: leave --service out for the defaults)")
+        )
     alerting = config.alerting
     names = [only] if only else sorted(config.services) or ["(defaults)"]
     out: dict[str, Any] = {}
@@ -72,6 +79,8 @@ def fields(
     try:
         result = report(config, service)
     except DeployGuardError as exc:
+        if debug():
+            raise
         print(f"deployguard alerts: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
     blocked = any(r["status"] == "cannot_fire" for s in result.values() for r in s["rules"].values())

@@ -13,7 +13,7 @@ deployguard notifications retry|list                     redeliver dead letters,
 deployguard control promote|abort|pause|resume|retry|skip_analysis|approve|rollback   Argo Rollouts' verbs
 deployguard alerts fields                                which rule fields the metrics feed
 deployguard serve --local [--port 8700]                  the operations console over the embedded AWS
-deployguard bench scale [--json]                         the minute loop at scale on the embedded AWS
+deployguard bench scale [--json] [--jobs N]              the minute loop at scale on the embedded AWS
 deployguard version | --version
 
 Every command that reads or changes DeployGuard's state takes the connection options of
@@ -25,14 +25,18 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from deployguard_local.commands import ERROR_EXIT, describe_error, invoke
+from deployguard_local.commands import ERROR_EXIT, debugging, describe_error, invoke
 from deployguard_local.options import ConfigFile, EndpointUrl
+
+# Powertools warns on every flush of a function that put no metric; locally that is noise on stderr (--verbose shows it)
+EMPTY_METRICS_WARNING = r"No application metrics to publish"
 
 # Command groups with a module of their own: name -> (module in deployguard_local, its Typer app, its entry point).
 # A module is imported only when its command runs (or help lists it); its entry point keeps its exit codes.
@@ -128,6 +132,9 @@ def invoke_function(
     """Run one function of template.yaml with an event file; exit 1 if the function errored."""
     from deployguard_local.emulator import EmbeddedAws
 
+    if verbose:  # main() silences it for every command
+        warnings.filterwarnings("default", message=EMPTY_METRICS_WARNING, category=UserWarning)
+
     try:
         payload_in = json.loads(event.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -174,11 +181,12 @@ app.add_typer(bench_app)
 def bench_scale(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
     sizes: Annotated[str, typer.Option(help="active deployments per run, comma separated")] = "10,100,1000",
+    jobs: Annotated[int, typer.Option(min=1, help="configurations measured in parallel processes")] = 1,
 ) -> None:
     """The minute loop at scale: active deployments judged per minute, its cost per month."""
     from deployguard_local import bench_scale as bench_module
 
-    raise typer.Exit(bench_module.main([*(["--json"] if as_json else []), "--sizes", sizes]))
+    raise typer.Exit(bench_module.main([*(["--json"] if as_json else []), "--sizes", sizes, "--jobs", str(jobs)]))
 
 
 @app.command("version")
@@ -201,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         argv.remove("--debug")
     try:
-        return _dispatch(argv)
+        with debugging(debug), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=EMPTY_METRICS_WARNING, category=UserWarning)
+            return _dispatch(argv)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `deployguard replay --json DIR | head -1`: the reader has gone, not an error

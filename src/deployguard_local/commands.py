@@ -6,9 +6,11 @@ Exit codes (:data:`EXIT_CODES`, listed in the README) follow Argo Rollouts' CLI:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,25 @@ EXIT_CODES = {
 ERROR_EXIT = 2
 GATE_ERROR_EXIT = 4
 
+_DEBUG: contextvars.ContextVar[bool] = contextvars.ContextVar("deployguard_debug", default=False)
+
+
+@contextlib.contextmanager
+def debugging(on: bool = True) -> Iterator[None]:
+    """``deployguard --debug``: while it lasts, an error a command would answer in one line is raised instead, so
+    the Python traceback shows (:func:`run`, and the commands that answer their own errors)."""
+    token = _DEBUG.set(on)
+    try:
+        yield
+    finally:
+        _DEBUG.reset(token)
+
+
+def debug() -> bool:
+    """Whether errors show their traceback (``--debug``)."""
+    return _DEBUG.get()
+
+
 # ---------------------------------------------------------------------------- output and ending
 
 
@@ -40,7 +61,8 @@ def print_json(data: Any) -> None:
 
 
 def run(action: Callable[[], int], prog: str = "deployguard", error_exit: int = ERROR_EXIT) -> int:
-    """Run a command's action; an error prints one line naming what is wrong and exits ``error_exit``."""
+    """Run a command's action; an error prints one line naming what is wrong and exits ``error_exit`` (with
+    ``--debug``, :func:`debugging`: it is raised, its traceback shown)."""
     from botocore.exceptions import BotoCoreError, ClientError
     from pydantic import ValidationError
 
@@ -49,6 +71,8 @@ def run(action: Callable[[], int], prog: str = "deployguard", error_exit: int = 
     try:
         return action()
     except (DeployGuardError, BotoCoreError, ClientError, ValidationError) as exc:
+        if debug():
+            raise
         sys.stderr.write(f"{prog}: {describe_error(exc)}\n")
         return error_exit
 

@@ -13,10 +13,11 @@
 Every command takes the connection options (:mod:`deployguard_local.options`): ``--stack NAME``
 (the table and topic from the stack's outputs ``DeploymentsTableName`` /
 ``DeploymentEventsTopicArn``), ``--table NAME`` (and optionally ``--topic-arn``), ``--local``
-(the demo's saved state; changes are saved back), or ``DEPLOYMENTS_TABLE`` / ``EVENTS_TOPIC_ARN``
-from the environment, which is how it runs inside the embedded AWS (the demo calls :func:`main`
-in the process that holds it). ``--json`` prints JSON instead of tables. IDs may be a unique
-prefix. Exit codes: 0 done, 1 a remediation failed or was refused, 2 an error.
+(the demo's saved state: the commands that act run on its whole stack with the configuration it
+was saved with, as ``control --local``, and what they change is saved back), or
+``DEPLOYMENTS_TABLE`` / ``EVENTS_TOPIC_ARN`` from the environment, which is how it runs inside the
+embedded AWS (the demo calls :func:`main` in the process that holds it). ``--json`` prints JSON
+instead of tables. IDs may be a unique prefix. Exit codes: 0 done, 1 a remediation failed or was refused, 2 an error.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from typing import Annotated, Any
 import typer
 
 from deployguard.alerts.engine import AlertEngine
-from deployguard.alerts.settings import AlertingSettings
 from deployguard.aws.events import EventPublisher
 from deployguard.incidents.models import Incident
-from deployguard.remediation.targets import TargetAllowlist
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.commands import duration, invoke, new_app, print_json, run, when
 from deployguard_local.options import Connection, Json, Resources, connected
@@ -43,31 +42,29 @@ PROG = "deployguard incidents"
 # --------------------------------------------------------------------------- wiring
 
 
-def _settings(config_path: str | None) -> tuple[AlertingSettings, list[str]]:
-    """The alerting section and the guarded functions of the configuration (defaults without one)."""
+def build_engine(resources: Resources, config_path: str | None) -> AlertEngine:
+    """The alert engine of a configuration (defaults without one): its ``alerting`` section, and the
+    functions and ECS services of its services allowed as remediation targets (as the functions build it)."""
     from deployguard.config import load_config
 
-    config = load_config(config_path)
-    settings = getattr(config, "alerting", None)
-    functions = [s.function_name for s in config.services.values() if s.function_name]
-    return (settings if isinstance(settings, AlertingSettings) else AlertingSettings()), functions
-
-
-def build_engine(resources: Resources, config_path: str | None) -> AlertEngine:
-    settings, functions = _settings(config_path)
     repository = DeploymentRepository(resources.table)
     publisher = EventPublisher(resources.topic) if resources.topic else None
-    allowlist = TargetAllowlist(settings.remediation.allowed_targets, functions)
     local_mode = os.environ.get("DEPLOYGUARD_LOCAL") == "1"  # issue trackers on 127.0.0.1 (local mode only)
-    return AlertEngine(settings, repository, publisher, allowlist=allowlist, local_mode=local_mode)
+    return AlertEngine.for_config(load_config(config_path), repository, publisher, local_mode=local_mode)
 
 
-def _with_engine(conn: Connection, verb: str, use: Callable[[AlertEngine], int], *, changes: bool = False) -> None:
-    """Run ``use`` with the alert engine of the connection (``--local``: saved back when it ``changes``)."""
+def _with_engine(
+    conn: Connection, verb: str, use: Callable[[AlertEngine], int], *, acts: bool = False, changes: bool = False
+) -> None:
+    """Run ``use`` with the alert engine of the connection. A command that ``acts`` (answers an incident or an
+    approval, plans or runs a remediation) gets, with ``--local``, the whole stack of the saved state as
+    ``control`` does: its topic announces the change, the application's Lambda aliases are there to plan on, and
+    the configuration is the one the state was saved with (``--config`` overrides it); what it ``changes`` is
+    saved back. Reading commands open the saved tables alone."""
 
     def action() -> int:
-        with conn.resources(save=changes) as resources:
-            return use(build_engine(resources, conn.config))
+        with conn.resources(save=changes, whole_stack=acts) as resources:
+            return use(build_engine(resources, conn.config or resources.config_file))
 
     raise typer.Exit(run(action, f"{PROG} {verb}"))
 
@@ -163,7 +160,7 @@ def ack(conn: Connection, incident_id: IncidentId, by: By, notes: Notes = None, 
         _emit(json_, done.model_dump(mode="json"), text)
         return 0
 
-    _with_engine(conn, "ack", use, changes=True)
+    _with_engine(conn, "ack", use, acts=True, changes=True)
 
 
 @app.command("resolve")
@@ -184,7 +181,7 @@ def resolve(
         _emit(json_, done.model_dump(mode="json"), text)
         return 0
 
-    _with_engine(conn, "resolve", use, changes=True)
+    _with_engine(conn, "resolve", use, acts=True, changes=True)
 
 
 @app.command("approvals")
@@ -220,7 +217,7 @@ def _decide(conn: Connection, approval_id: str, by: str, notes: str | None, json
         _emit(json_, approval.model_dump(mode="json"), text)
         return 0
 
-    _with_engine(conn, "approve" if approve else "reject", use, changes=True)
+    _with_engine(conn, "approve" if approve else "reject", use, acts=True, changes=True)
 
 
 @app.command("approve")
@@ -251,6 +248,12 @@ def remediate(
 
     def use(engine: AlertEngine) -> int:
         incident = engine.incident_store.find_by_prefix(incident_id)
+        if conn.local:  # the saved state keeps no CodeDeploy deployments: one its record says has ended is made
+            from deployguard_local import local_state  # again, so a rollback (StopDeployment) plans on it, as on AWS
+
+            deployment = engine.repository.find_deployment(incident.deployment_id)
+            if deployment is not None:
+                local_state.restore_codedeploy(deployment)
         results = engine.remediate(incident.incident_id, by, action, dry_run=dry_run)
         rows = []
         for r in results:
@@ -260,7 +263,7 @@ def remediate(
         _emit(json_, [r.model_dump(mode="json") for r in results], table(headers, rows))
         return 0 if all(r.outcome.value not in ("failed", "refused") for r in results) else 1
 
-    _with_engine(conn, "remediate", use, changes=not dry_run)
+    _with_engine(conn, "remediate", use, acts=True, changes=not dry_run)
 
 
 @app.command("history")

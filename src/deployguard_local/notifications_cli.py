@@ -1,6 +1,6 @@
 """``deployguard notifications retry|list``: dead letters and delivery records.
 
-    deployguard notifications retry [--limit N] [--queue-url URL] [--table NAME] [--config FILE]
+    deployguard notifications retry [--limit N] [--queue-url URL] [--table NAME] [--config FILE] [--json]
     deployguard notifications list DEPLOYMENT_ID [--table NAME] [--json]
 
 ``retry`` takes up to N messages from the notification DLQ. A dead letter of the
@@ -13,6 +13,10 @@ new dead letter of this run holds it); one still being delivered elsewhere, or t
 could be neither delivered nor dead-lettered, stays; a dead letter that fails again is
 put back with its redelivery count and last error (then the original deleted), so
 nothing is lost; a malformed message cannot be redelivered and stays in the queue.
+``--json``: one object, the counts and what happened to each message.
+
+``list`` takes a deployment id or a unique prefix (as ``deployments show``); ``--json`` prints
+one JSON array of the deliveries.
 
 Both take the connection options (:mod:`deployguard_local.options`): ``--stack NAME`` (the table
 and the queue from the stack's outputs), ``--table NAME``, or DEPLOYMENTS_TABLE; the queue is
@@ -20,8 +24,8 @@ and the queue from the stack's outputs), ``--table NAME``, or DEPLOYMENTS_TABLE;
 configuration ``--config`` or DEPLOYGUARD_CONFIG_FILE. ``--local``: the demo's saved state on the
 embedded AWS, its NotificationDeadLetterQueue and the configuration it ran with (the demo's channels
 answer on local receivers, as in the demo); what is delivered, and what stays, is saved back.
-Exit codes: 0 done, 1 some dead letters still failing, 2 an error (written, as every line, to the
-command's output).
+Exit codes: 0 done, 1 some dead letters still failing, 2 an error, an unknown deployment among them
+(written, as every line, to the command's output).
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ from deployguard.models import DeliveryStatus
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, events_in
 from deployguard.notification.router import IN_PROGRESS, NotificationRouter
 from deployguard.notification.settings import NotificationSettings
+from deployguard.readmodels import DeploymentReader
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.commands import invoke, new_app
-from deployguard_local.options import Connection, connected
+from deployguard_local.commands import debug, invoke, new_app
+from deployguard_local.options import Connection, Json, connected
 
 PROG = "deployguard notifications"
 app = new_app("notifications", "Redeliver dead-lettered notifications, list deliveries.", no_args_is_help=True)
@@ -61,6 +66,8 @@ def _finish(action: Callable[[TextIO], int]) -> None:
     try:
         code = action(out)
     except DeployGuardError as exc:
+        if debug():
+            raise
         print(f"error: {exc}", file=out)
         code = 2
     raise typer.Exit(code)
@@ -74,6 +81,7 @@ def retry_command(
     queue_url: Annotated[
         str | None, typer.Option(help="the notification DLQ (default: the stack's, or $NOTIFICATION_DLQ_URL)")
     ] = None,
+    json_: Json = False,
 ) -> None:
     """Redeliver messages from the notification dead-letter queue (nothing is lost: failures stay queued)."""
 
@@ -83,7 +91,8 @@ def retry_command(
                                    " are required")  # fmt: skip
         with conn.resources(save=conn.local, whole_stack=conn.local) as res:
             # --local: the saved dead-letter queue, and the channels of the configuration the state ran with
-            return retry(res.table, queue_url or res.dead_letter_queue, conn.config or res.config_file, limit, out)
+            return retry(res.table, queue_url or res.dead_letter_queue, conn.config or res.config_file, limit, out,
+                         as_json=json_)  # fmt: skip
 
     _finish(action)
 
@@ -92,8 +101,8 @@ def retry_command(
 @connected
 def list_command(
     conn: Connection,
-    deployment_id: Annotated[str, typer.Argument(help="the deployment whose deliveries to list")],
-    json_: Annotated[bool, typer.Option("--json", help="one JSON object per delivery")] = False,
+    deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
+    json_: Annotated[bool, typer.Option("--json", help="print the deliveries as one JSON array")] = False,
 ) -> None:
     """Deliveries recorded for a deployment: channel, status, attempts, latency, error; totals."""
 
@@ -135,8 +144,10 @@ def _route_again(router: NotificationRouter, body: str) -> str | None:
     return ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "no channel matched"
 
 
-def retry(table: str, queue_url: str | None, config: str | None, limit: int, out: TextIO) -> int:
-    """Take up to ``limit`` messages from the dead-letter queue and deliver or route them again."""
+def retry(table: str, queue_url: str | None, config: str | None, limit: int, out: TextIO, *,
+          as_json: bool = False) -> int:  # fmt: skip
+    """Take up to ``limit`` messages from the dead-letter queue and deliver or route them again; one line each
+    (``as_json``: one JSON object at the end, the counts and each message's outcome)."""
     if not queue_url:
         print("error: --queue-url (or --stack, or NOTIFICATION_DLQ_URL) is required", file=out)
         return 2
@@ -146,6 +157,13 @@ def retry(table: str, queue_url: str | None, config: str | None, limit: int, out
     settings = load_config(config).notifications if config else NotificationSettings()
     router = NotificationRouter(settings, DeploymentRepository(table), queue_url)
     queue = DeadLetterQueue(queue_url)
+    done: list[dict[str, str | None]] = []
+
+    def tell(outcome: str, message_id: str, letter: str | None = None, detail: str | None = None) -> None:
+        done.append({"message_id": message_id, "outcome": outcome, "letter": letter, "detail": detail})
+        if not as_json:
+            print(f"{outcome.replace('_', ' ')} {letter or message_id}" + (f": {detail}" if detail else ""), file=out)
+
     delivered = failed = skipped = 0
     seen_messages: set[str] = set()
     seen_letters: set[str] = set()
@@ -163,16 +181,16 @@ def retry(table: str, queue_url: str | None, config: str | None, limit: int, out
                 routed = _route_again(router, message["Body"])
                 if routed is None:
                     field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "(body)"
-                    print(f"skipped {message['MessageId']}: not a deployment event (field {field})", file=out)
+                    tell("skipped", message["MessageId"], detail=f"not a deployment event (field {field})")
                     queue.release(message["ReceiptHandle"])
                     skipped += 1
                 elif routed:
                     queue.delete(message["ReceiptHandle"])
-                    print(f"routed again {message['MessageId']}: {routed}", file=out)
+                    tell("routed_again", message["MessageId"], detail=routed)
                     delivered += 1
                 else:
                     queue.release(message["ReceiptHandle"])
-                    print(f"failed {message['MessageId']}: not every channel has it yet (kept in the queue)", file=out)
+                    tell("failed", message["MessageId"], detail="not every channel has it yet (kept in the queue)")
                     failed += 1
                 fresh += 1
                 continue
@@ -185,11 +203,11 @@ def retry(table: str, queue_url: str | None, config: str | None, limit: int, out
             what = f"{letter.kind} to {letter.channel or '-'} ({', '.join(e.event_id for e in letter.events) or 'raw'})"
             if outcome.ok:
                 queue.delete(message["ReceiptHandle"])
-                print(f"delivered {what}", file=out)
+                tell("delivered", message["MessageId"], what)
                 delivered += 1
             elif letter.kind == "malformed" or not outcome.notifications:
                 queue.release(message["ReceiptHandle"])
-                print(f"skipped {what}: {outcome.error}", file=out)
+                tell("skipped", message["MessageId"], what, outcome.error)
                 skipped += 1
             else:
                 again = letter.model_copy(
@@ -201,19 +219,28 @@ def retry(table: str, queue_url: str | None, config: str | None, limit: int, out
                 )
                 queue.send(again)
                 queue.delete(message["ReceiptHandle"])
-                print(f"failed {what}: {outcome.error} (kept in the dead-letter queue)", file=out)
+                tell("failed", message["MessageId"], what, f"{outcome.error} (kept in the dead-letter queue)")
                 failed += 1
         if fresh == 0:
             break
-    print(f"redelivered {delivered}, still failing {failed}, skipped {skipped}", file=out)
+    if as_json:
+        summary = {"redelivered": delivered, "still_failing": failed, "skipped": skipped, "messages": done}
+        print(json.dumps(summary, indent=2), file=out)
+    else:
+        print(f"redelivered {delivered}, still failing {failed}, skipped {skipped}", file=out)
     return 0 if failed == 0 else 1
 
 
 def list_deliveries(table: str, deployment_id: str, as_json: bool, out: TextIO) -> int:
-    notifications = DeploymentRepository(table).notifications(deployment_id)
+    """The deliveries recorded for a deployment: its id, or a unique prefix of a recent one's (an unknown one
+    raises :class:`NotFoundError`, naming it)."""
+    repository = DeploymentRepository(table)
+    notifications = repository.notifications(deployment_id)
+    if not notifications:  # not an id with deliveries: a deployment's id or prefix, as `deployments show` takes
+        deployment_id = DeploymentReader(repository).get(deployment_id).deployment_id
+        notifications = repository.notifications(deployment_id)
     if as_json:
-        for n in notifications:
-            print(n.model_dump_json(), file=out)
+        print(json.dumps([n.model_dump(mode="json") for n in notifications], indent=2), file=out)
         return 0
     if not notifications:
         print(f"no deliveries recorded for {deployment_id}", file=out)

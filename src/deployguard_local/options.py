@@ -33,6 +33,7 @@ from deployguard.aws import clients
 from deployguard.exceptions import DeployGuardError
 from deployguard.readmodels import DeploymentReader
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.commands import describe_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -164,11 +165,11 @@ class Resources:
 
 
 def stack_outputs(stack: str) -> dict[str, str]:
-    """The outputs of a deployed CloudFormation stack, by key."""
+    """The outputs of a deployed CloudFormation stack, by key (an AWS error named with its hint, as every command's)."""
     try:
         stacks = clients.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
     except (ClientError, BotoCoreError) as exc:
-        raise DeployGuardError(f"stack {stack}: {exc}") from exc
+        raise DeployGuardError(f"stack {stack}: {describe_error(exc)}") from exc
     outputs = stacks[0].get("Outputs", []) if stacks else []
     return {o["OutputKey"]: o["OutputValue"] for o in outputs}
 

@@ -15,7 +15,8 @@ otherwise a table. ``--config FILE`` (YAML or JSON) holds the judge's settings (
 whole DeployGuard configuration, whose ``defaults.judge`` is used). Each recording is
 judged over its own length as its planned run (the judge's false-alarm budget spread over
 it) unless the settings give ``horizon_periods`` themselves (a configuration's canary plan
-does not). Errors name the file and the field. Kept light: no numpy, no boto3 on this path.
+does not). Errors name the file and the field. Exit codes: 0 judged, 1 an invalid scenario, 2 a
+file that cannot be read (or bad settings). Kept light: no numpy, no boto3 on this path.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def replay(
         str | None, typer.Option("--config", help="judge settings, or a whole configuration (its defaults.judge)")
     ] = None,
 ) -> None:
-    """Judge each scenario period by period, as the assessor would have live; exit 1 if a file is invalid."""
+    """Judge each scenario period by period, as the assessor would have live; exit 1 if a file is invalid, 2 if one
+    cannot be read."""
     raise typer.Exit(_replay(paths, as_json, config))
 
 
@@ -167,7 +169,7 @@ def _replay(paths: list[str], as_json: bool, config: str | None) -> int:
         print(f"deployguard replay: {exc}", file=sys.stderr)
         return 2
     results: list[ReplayResult] = []
-    errors = 0
+    invalid = unreadable = 0
     files = list(scenario_files(paths))
     if not files:
         print("deployguard replay: no scenario files in " + ", ".join(paths), file=sys.stderr)
@@ -176,7 +178,10 @@ def _replay(paths: list[str], as_json: bool, config: str | None) -> int:
         try:
             result = replay_scenario(load_scenario(file), settings)
         except ScenarioError as exc:
-            errors += 1
+            if isinstance(exc.__cause__, OSError):  # missing, a folder, not allowed: an error, not a bad scenario
+                unreadable += 1
+            else:
+                invalid += 1
             print(f"deployguard replay: {exc}", file=sys.stderr)
             continue
         result.file = str(file)
@@ -187,7 +192,7 @@ def _replay(paths: list[str], as_json: bool, config: str | None) -> int:
     if not as_json and results:
         print(_table(results))
     sys.stdout.flush()
-    return 1 if errors else 0
+    return 2 if unreadable else 1 if invalid else 0
 
 
 def main(argv: list[str] | None = None) -> int:

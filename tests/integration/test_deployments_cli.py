@@ -184,3 +184,20 @@ def test_incidents_read_the_demo_state_with_the_same_connection_options(
     assert code == 0 and json.loads(out)["incident"]["incident_id"] == incidents[0]["incident_id"], err
     code, _, err = run(capsys, "incidents", "list", "--local", "--state-dir", str(demo_run.state_dir / "nowhere"))
     assert code == 2 and err.strip().startswith("deployguard incidents list: no local state in"), err
+
+
+def test_notifications_list_takes_a_prefix_and_names_an_unknown_deployment(
+    demo_run: DemoRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment_id = demo_run.deployment_ids()["codedeploy-canary"]
+    code, out, err = run(capsys, "deployments", "show", deployment_id, *local(demo_run), "--json")
+    assert code == 0, err
+    recorded = json.loads(out)["notifications"]
+    code, out, err = run(capsys, "notifications", "list", deployment_id[:8], *local(demo_run), "--json")
+    assert code == 0, out + err
+    listed = json.loads(out)  # one JSON array, as `incidents list --json`
+    assert listed and {n["notification_id"] for n in listed} == {n["notification_id"] for n in recorded}
+    code, out, err = run(capsys, "notifications", "list", deployment_id[:8], *local(demo_run))
+    assert code == 0 and out.rstrip().splitlines()[-1].startswith("totals: "), out + err
+    code, out, _ = run(capsys, "notifications", "list", "nope", *local(demo_run))
+    assert code == 2 and out.strip() == "error: deployment nope not found"

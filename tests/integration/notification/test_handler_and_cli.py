@@ -175,9 +175,12 @@ def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
 
     with local_receivers(signing_key="k", echo=None) as up:
         write_config(config, up)
-        out = io.StringIO()
-        assert notifications_cli.main(["notifications", "retry", "--limit", "5", *base], out) == 0
-        assert "redelivered 1, still failing 0" in out.getvalue()
+        out = io.StringIO()  # --json: one object, the counts and what happened to each message
+        assert notifications_cli.main(["notifications", "retry", "--limit", "5", *base, "--json"], out) == 0
+        answer = json.loads(out.getvalue())
+        assert (answer["redelivered"], answer["still_failing"], answer["skipped"]) == (1, 0, 0)
+        [delivered] = answer["messages"]
+        assert (delivered["outcome"], delivered["letter"]) == ("delivered", f"event to ops-slack ({event.event_id})")
         assert up.counts()["slack"] == 1
     assert aws.dlq_messages() == []
 
@@ -188,7 +191,8 @@ def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
     assert '"delivered": 2' in text  # webhook at first, slack on the second retry
     out = io.StringIO()
     assert notifications_cli.main(["list", "dg-1", "--table", TABLE, "--json"], out) == 0
-    assert len(out.getvalue().splitlines()) == 4
+    listed = json.loads(out.getvalue())  # one JSON array, as the other list commands print
+    assert len(listed) == 4 and [n["channel"] for n in listed].count("ops-slack") == 3
 
 
 def test_cli_needs_a_queue_and_a_table(monkeypatch: pytest.MonkeyPatch) -> None:

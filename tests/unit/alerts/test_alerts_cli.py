@@ -60,3 +60,19 @@ def test_config_validate_warns_of_rules_that_cannot_fire(capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert code == 0, out  # a warning, not a problem
     assert "warning service checkout-api: rule system-overload: never fires: no metric feeds cpu_utilization" in out
+
+
+def test_an_unknown_service_is_named_with_the_known_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(ROOT / "examples" / "deployguard.yaml")
+    assert main(["alerts", "fields", "--config", config, "--service", "nosuch"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == (
+        "deployguard alerts: --service nosuch: not a service of the configuration "
+        "(its services: checkout-api, checkout-web, payments-api)"
+    )
+    assert main(["alerts", "fields", "--config", config, "--service", "checkout-web", "--json"]) == 1
+    assert list(json.loads(capsys.readouterr().out)) == ["checkout-web"]
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("environment: production\n", encoding="utf-8")
+    assert main(["alerts", "fields", "--config", str(empty), "--service", "shop"]) == 2
+    assert "it names none" in capsys.readouterr().err

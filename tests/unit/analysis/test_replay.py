@@ -212,3 +212,21 @@ def test_a_recording_is_judged_over_its_own_planned_run() -> None:
     )  # fmt: skip
     assert replay.run_settings(scenario, JudgeSettings()).horizon_periods == 12
     assert replay.run_settings(scenario, JudgeSettings(horizon_periods=90)).horizon_periods == 90
+
+
+def test_a_file_that_cannot_be_read_is_an_error_not_an_invalid_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deployguard_local import cli
+
+    missing = tmp_path / "missing.json"
+    assert cli.main(["replay", str(missing)]) == 2  # the README's table: an unreadable file is 2
+    said = capsys.readouterr().err.strip()
+    assert said == f"deployguard replay: file {missing}: cannot read: No such file or directory"
+    good = _write(tmp_path / "good.json", _scenario())
+    assert cli.main(["replay", "--json", str(good), str(missing)]) == 2  # the readable one is still judged
+    out, err = capsys.readouterr()
+    assert json.loads(out)["scenario"] == "s" and str(missing) in err
+    bad = _write(tmp_path / "bad.json", _scenario(canary_weight=2))
+    assert cli.main(["replay", str(good), str(bad)]) == 1  # an invalid scenario stays a negative answer
+    assert cli.main(["replay", str(bad), str(missing)]) == 2
