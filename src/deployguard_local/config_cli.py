@@ -32,6 +32,10 @@ def config_schema() -> dict[str, object]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
+
+def _warnings(config: DeployGuardConfig) -> list[str]:
+    return coverage_warnings(config) + config.notifications.ignored_settings()
+
 @app.command("validate")
 def validate(
     files: Annotated[list[Path], typer.Argument(help="configuration files (YAML or JSON) to check")],
@@ -58,7 +62,7 @@ def validate(
                     "file": str(file),
                     "valid": not problems,
                     "services": sorted(config.services) if config else None,
-                    "warnings": coverage_warnings(config) if config and not problems else [],
+                    "warnings": _warnings(config) if config and not problems else [],
                     "problems": [{"line": p.line, "field": p.field, "message": p.message} for p in problems],
                 }
             )
@@ -66,7 +70,7 @@ def validate(
         if not problems and config is not None:
             names = ", ".join(sorted(config.services)) or "none (defaults only)"
             out.print(f"[green]ok[/green] {file}: valid; services: {names}")
-            for warning in coverage_warnings(config):  # alert rules whose fields no metric feeds
+            for warning in _warnings(config):  # alert rules whose fields no metric feeds, settings ignored
                 out.print(f"[yellow]warning[/yellow] {warning}")
             continue
         for problem in problems:

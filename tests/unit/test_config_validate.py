@@ -67,6 +67,24 @@ def test_the_examples_are_valid(capsys: pytest.CaptureFixture[str]):
     assert "valid" in capsys.readouterr().out
 
 
+def test_a_setting_that_never_applies_is_a_warning_not_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A rate limit on a PagerDuty channel was accepted before it was ignored: a stored configuration with one
+    still loads (no function stops on it), and validate says it is ignored, naming the field."""
+    path = tmp_path / "deployguard.yaml"
+    path.write_text(
+        "notifications:\n  channels:\n    pd: {type: pagerduty, routing_key: k, rate_limit: {max_messages: 5}}\n",
+        encoding="utf-8",
+    )
+    assert load_config(str(path)).notifications.rate_limit("pd") is None
+    assert cli.main(["config", "validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning notifications.channels.pd.rate_limit: ignored" in out
+    assert cli.main(["config", "validate", "--json", str(path)]) == 0
+    [report] = json.loads(capsys.readouterr().out)
+    ignored = [w for w in report["warnings"] if w.startswith("notifications.channels.pd.rate_limit: ignored")]
+    assert report["valid"] and len(ignored) == 1
+
+
 def test_unreadable_file_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert cli.main(["config", "validate", str(tmp_path / "missing.yaml")]) == 2
     _, err = capsys.readouterr()

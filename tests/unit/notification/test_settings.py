@@ -106,11 +106,6 @@ def test_cooldown_override_by_event_type() -> None:
             "matches no event type",
         ),
         ({"channels": {"x": {"type": "carrier-pigeon"}}}, "notifications.channels.x", "does not match any"),
-        (  # a page or resolve held back for a digest PagerDuty does not have would be lost
-            {"channels": {"pd": {"type": "pagerduty", "routing_key": "k", "rate_limit": {"max_messages": 5}}}},
-            "notifications",
-            "channels.pd.rate_limit: a pagerduty channel is never rate limited",
-        ),
     ],
 )
 def test_errors_name_the_field(change: dict[str, Any], field: str, text: str) -> None:
@@ -119,6 +114,18 @@ def test_errors_name_the_field(change: dict[str, Any], field: str, text: str) ->
     assert caught.value.source == "deployguard.yaml"
     assert caught.value.field == field
     assert text in str(caught.value)
+
+
+def test_a_rate_limit_on_pagerduty_is_ignored_with_a_warning_not_refused() -> None:
+    """A page or resolve held back for a digest PagerDuty does not have would be lost: PagerDuty is never rate
+    limited. A configuration stored before (which set one) still loads, so no function stops on it; validate warns."""
+    settings = parse_notification_settings(
+        {"channels": {"pd": {"type": "pagerduty", "routing_key": "k", "rate_limit": {"max_messages": 5}}}},
+        "deployguard.yaml",
+    )
+    assert settings.rate_limit("pd") is None
+    [warning] = settings.ignored_settings()
+    assert warning.startswith("notifications.channels.pd.rate_limit: ignored, a pagerduty channel is never rate")
 
 
 def test_load_reads_the_notifications_key_of_yaml_and_json(tmp_path: Path) -> None:

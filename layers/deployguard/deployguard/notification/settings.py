@@ -11,6 +11,7 @@ in local mode (``DEPLOYGUARD_LOCAL=1``), checked when the router starts.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -31,6 +32,8 @@ DEFAULT_ALLOWED_HOSTS = [
     "events.eu.pagerduty.com",
 ]
 
+
+logger = logging.getLogger(__name__)
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -329,13 +332,20 @@ class NotificationSettings(_Strict):
                 self._known_channel(new, f"service_overrides.{service}.replace.{old}")
             for i, channel in enumerate(override.add_channels):
                 self._known_channel(channel, f"service_overrides.{service}.add_channels.{i}")
-        for name, settings in self.channels.items():
-            if not settings.noise_controlled and settings.rate_limit is not None:
-                raise ValueError(
-                    f"channels.{name}.rate_limit: a {settings.type} channel is never rate limited (a page, "
-                    "acknowledge or resolve held back is lost to the incident); remove rate_limit"
-                )
+        for warning in self.ignored_settings():  # accepted before, so a stored configuration still loads
+            logger.warning("configuration setting ignored", extra={"setting": warning})
         return self
+
+    def ignored_settings(self) -> list[str]:
+        """Settings the configuration gives that never apply, one line each (``config validate`` warns):
+        a ``rate_limit`` on a channel that is never rate limited (PagerDuty: a page, acknowledge or
+        resolve held back would be lost to the incident)."""
+        return [
+            f"notifications.channels.{name}.rate_limit: ignored, a {settings.type} channel is never rate limited "
+            "(a page, acknowledge or resolve held back would be lost to the incident); remove it"
+            for name, settings in self.channels.items()
+            if not settings.noise_controlled and settings.rate_limit is not None
+        ]
 
     def _known_channel(self, name: str, where: str) -> None:
         if name not in self.channels:
