@@ -137,3 +137,27 @@ def test_a_deployment_whose_metrics_cannot_be_read_is_audited_once_and_counted(
         assert entry.details["kind"] == kind and "cannot be read" in entry.reason
     logged = capsys.readouterr()
     assert "deployment not assessed: its metrics cannot be read" in logged.out + logged.err
+
+
+def test_a_metrics_read_that_fails_leaves_its_chunk_due_and_the_tick_ends(
+    loop: EmbeddedAws, faults: FaultInjector
+) -> None:
+    """GetMetricData throttled past botocore's retries: the chunk's deployments are reported failed and stay
+    due (the next tick assesses them); the outbox is published and the alert tick runs all the same."""
+    repository = DeploymentRepository()
+    # bench-00000 runs past its expected duration: with its assessment failed, only the alert tick raises the rule
+    repository.update_deployment("bench-00000", lambda d: setattr(d, "expected_duration_seconds", 60))
+    waiting = _waiting_event("bench-00002")
+    plan = faults.on("cloudwatch", "GetMetricData", ONE_CALL)
+    payload = _tick(loop)
+    assert plan.injected == len(ONE_CALL)
+    assert sorted(payload["failed"]) == ["bench-00000", "bench-00001", "bench-00002"]
+    assert all("metrics not read" in reason for reason in payload["failed"].values())
+    assert waiting.event_id not in {o.event.event_id for o in repository.outbox(clock.now() + timedelta(days=1))}
+    incidents = [i for i in IncidentRepository(repository).recent() if i.deployment_id == "bench-00000"]
+    assert [i.rules for i in incidents] == [["long-running-deployment"]]  # the alert tick ran
+    before = {d: len(repository.assessments(d)) for d in payload["failed"]}
+    assert loop.clock is not None
+    loop.clock.advance(60)
+    again = _tick(loop)
+    assert again["failed"] == {} and all(len(repository.assessments(d)) == n + 1 for d, n in before.items())

@@ -254,18 +254,20 @@ def run_tick(
     work = repository.loop_work(cycle.now)
     in_cycle = alerts.cycle(work.incident_items, work.approval_items) if alerts is not None else nullcontext()
     with in_cycle:
-        due = _due(cycle, work.active, work.monitored, run)
-        if send_shards is not None and len(due) > inline_limit:
-            ids = [d.deployment.deployment_id for d in due]
-            run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
-        else:
-            _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
-        # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
-        # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
-        publish_outbox(repository, publisher, events=work.outbox, alert=_event_alerts(alerts))
-        hand_over(repository, work.ended)
-        if alerts is not None:
-            run.tick = alerts.on_tick(deployments=work.active)
+        try:
+            due = _due(cycle, work.active, work.monitored, run)
+            if send_shards is not None and len(due) > inline_limit:
+                ids = [d.deployment.deployment_id for d in due]
+                run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
+            else:
+                _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
+        finally:  # whatever the assessments met, the tick's own work is done (and an error still raised after)
+            # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
+            # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
+            publish_outbox(repository, publisher, events=work.outbox, alert=_event_alerts(alerts))
+            hand_over(repository, work.ended)
+            if alerts is not None:
+                run.tick = alerts.on_tick(deployments=work.active)
     return run
 
 
@@ -494,8 +496,14 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
         if not budget.allows(CHUNK_RESERVE_MS):
             run.deferred.extend(item.deployment.deployment_id for item in chunk)
             continue
-        chunk = _with_production_traffic(cycle, chunk, run)
-        values = cycle.reader.read_windows([item.request for item in chunk])
+        try:
+            chunk = _with_production_traffic(cycle, chunk, run)
+            values = cycle.reader.read_windows([item.request for item in chunk])
+        except Exception as exc:  # a read that fails (CloudWatch throttled past retries): the chunk stays due
+            logger.exception("cannot read a chunk's metrics", extra={"deployments": len(chunk)})
+            for item in chunk:
+                run.failed[item.deployment.deployment_id] = f"metrics not read: {type(exc).__name__}: {exc}"
+            continue
         for item in chunk:
             try:
                 _complete(cycle, item, values, run)
