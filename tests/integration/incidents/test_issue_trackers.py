@@ -179,6 +179,24 @@ def test_a_sync_still_failing_is_given_up_after_its_retries(embedded: Any, serve
     assert _audit(deployment.deployment_id, "issue_tracker_gave_up") and eng.trackers.retry_pending() == []
 
 
+def test_a_tracker_still_down_costs_the_tick_one_request_not_one_per_sync(embedded: Any, servers: Any) -> None:
+    """Two pieces of news GitHub failed (an acknowledgement, then the close): the tick tries the first, which fails
+    again, and leaves the rest of GitHub's for the next tick (a tracker down costs one request's timeout)."""
+    github, jira = servers
+    _secrets()
+    deployment, _ = canary_in_flight(embedded)
+    eng = engine(_settings(github, jira))
+    eng.on_assessment(deployment, failing_assessment(deployment))
+    canary = next(i for i in eng.incident_store.open_incidents() if i.group == "canary")
+    github.fail_once.extend([("POST", r"/repos/acme/shop/issues/\d+/comments", 503)] * 10)
+    eng.acknowledge(canary.incident_id, "bob")
+    eng.resolve(canary.incident_id, "alice", "fixed in 43")
+    calls = len(github.requests)
+    tried = [r for r in eng.on_tick().tracker_syncs if r["tracker"] == "github"]
+    assert [(r["news"], r["synced"]) for r in tried] == [("acknowledged", False)]
+    assert len(github.requests) == calls + 1
+
+
 def test_tracker_urls_pass_the_outbound_guard(embedded: Any) -> None:
     _secrets()
     deployment, _ = canary_in_flight(embedded)

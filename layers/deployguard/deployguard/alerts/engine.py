@@ -216,11 +216,11 @@ class AlertEngine:
         self._track_pages(report.pages)
         for incident in resolved:
             self.trackers.on_news(incident, "resolved", "Resolved automatically: its conditions stayed clear.")
-        if self.settings.issue_trackers:  # news a tracker failed (a close once resolved gets no more news)
-            report.tracker_syncs = self.trackers.retry_pending(at)
         done = set(report.resolved)
         open_incidents = {i.incident_id: i for i in self.incident_store.open_incidents() if i.incident_id not in done}
         report.remediations = self.remediation.run_approved(open_incidents)
+        if self.settings.issue_trackers:  # news a tracker failed (a close once resolved gets no more news), last
+            report.tracker_syncs = self.trackers.retry_pending(at)
         return report
 
     # ------------------------------------------------------------------ people (the CLI)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -263,11 +264,16 @@ class IssueTrackerSync:
                     incident_id=incident.incident_id, tracker=name, retried=kept,
                 )  # fmt: skip
 
-    def retry_pending(self, now: datetime | None = None, max_items: int = 50) -> list[dict[str, Any]]:
+    def retry_pending(
+        self, now: datetime | None = None, max_items: int = 20, budget_seconds: float = 20.0
+    ) -> list[dict[str, Any]]:
         """Send again the news a tracker failed (the minute tick calls this); each goes through once.
-        A sync still failing after :data:`SYNC_RETRY` is given up (audited). Never raises; nothing is
-        read when no tracker is configured."""
+        A sync still failing after :data:`SYNC_RETRY` is given up (audited). A tracker that fails again
+        is left for the next tick after its first failure, and no sync starts after ``budget_seconds``:
+        a tracker that is down costs the tick one request's timeout, not one per sync. Never raises;
+        nothing is read when no tracker is configured."""
         done: list[dict[str, Any]] = []
+        started, down = time.monotonic(), set()
         if not self.enabled:
             return done
         at = now or clock.now()
@@ -280,6 +286,8 @@ class IssueTrackerSync:
             attrs = marker.attributes
             name, news, text = str(attrs.get("tracker")), str(attrs.get("news")), str(attrs.get("text", ""))
             summary: dict[str, Any] = {"tracker": name, "incident_id": attrs.get("incident_id"), "news": news}
+            if name in down or time.monotonic() - started > budget_seconds:
+                continue  # the next tick
             try:
                 fresh = self.pending.get(marker.key)  # the index lags: read the marker itself
                 if fresh is None or fresh.state == DONE:
@@ -303,6 +311,7 @@ class IssueTrackerSync:
                 self.pending.done(marker.key, dropped=True)
                 continue
             except Exception as exc:  # still failing: the next tick tries again
+                down.add(name)
                 logger.warning("issue tracker still failing", extra={**summary, "reason": str(exc)})
                 done.append({**summary, "synced": False, "error": f"{type(exc).__name__}: {exc}"})
                 continue
