@@ -119,6 +119,16 @@ def test_a_tracker_outage_is_audited_and_the_issue_created_on_the_next_news(embe
     assert len(jira.issues) == 2 and "jira" in eng.incident_store.get(canary.incident_id).issues
 
 
+def _canary_incident(embedded: Any, github: Any, jira: Any) -> tuple[Any, Any, Any]:
+    """A canary in flight, its failing assessment through the engine with both trackers: its canary incident."""
+    _secrets()
+    deployment, _ = canary_in_flight(embedded)
+    eng = engine(_settings(github, jira))
+    eng.on_assessment(deployment, failing_assessment(deployment))
+    canary = next(i for i in eng.incident_store.open_incidents() if i.group == "canary")
+    return deployment, eng, canary
+
+
 @pytest.mark.parametrize(
     ("tracker", "failing"),
     [
@@ -165,11 +175,7 @@ def test_a_failed_close_is_kept_and_the_tick_closes_the_issue(
 
 def test_a_sync_still_failing_is_given_up_after_its_retries(embedded: Any, servers: Any) -> None:
     github, jira = servers
-    _secrets()
-    deployment, _ = canary_in_flight(embedded)
-    eng = engine(_settings(github, jira))
-    eng.on_assessment(deployment, failing_assessment(deployment))
-    canary = next(i for i in eng.incident_store.open_incidents() if i.group == "canary")
+    deployment, eng, canary = _canary_incident(embedded, github, jira)
     github.fail_once.extend([("POST", r"/repos/acme/shop/issues/\d+/comments", 503)] * 2)
     eng.acknowledge(canary.incident_id, "bob")
     [retried] = eng.trackers.retry_pending()
@@ -183,11 +189,7 @@ def test_a_tracker_still_down_costs_the_tick_one_request_not_one_per_sync(embedd
     """Two pieces of news GitHub failed (an acknowledgement, then the close): the tick tries the first, which fails
     again, and leaves the rest of GitHub's for the next tick (a tracker down costs one request's timeout)."""
     github, jira = servers
-    _secrets()
-    deployment, _ = canary_in_flight(embedded)
-    eng = engine(_settings(github, jira))
-    eng.on_assessment(deployment, failing_assessment(deployment))
-    canary = next(i for i in eng.incident_store.open_incidents() if i.group == "canary")
+    _, eng, canary = _canary_incident(embedded, github, jira)
     github.fail_once.extend([("POST", r"/repos/acme/shop/issues/\d+/comments", 503)] * 10)
     eng.acknowledge(canary.incident_id, "bob")
     eng.resolve(canary.incident_id, "alice", "fixed in 43")
