@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from alert_rules_support import shop_stack, webhook_events
 
 from deployguard import clock
+from deployguard.aws import clients
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.hooks.answers import VERDICT_KIND
 from deployguard.incidents.repository import IncidentRepository
@@ -153,6 +155,96 @@ def test_a_failed_verdict_whose_record_update_fails_is_recorded_by_the_recorder_
     stop()
     later = [r for r in aws.schedule_runs if r.function == "DeploymentRecorderFunction"][-1]
     assert later.payload["hook_verdicts"] == [] and LEDGER.calls_for(execution) == 1
+
+
+class Killed(BaseException):
+    """Lambda ending the invocation (its timeout): no ``except Exception`` inside the handler catches it."""
+
+
+@contextmanager
+def killed_after_the_answer() -> Iterator[list[str]]:
+    """The first PutLifecycleEventHookExecutionStatus CodeDeploy accepts ends the invocation right after
+    (a botocore ``after-call`` hook raising :class:`Killed`): answered, nothing after it runs."""
+    kills: list[str] = []
+
+    def kill(http_response: Any, parsed: Any, **_: Any) -> None:
+        if not kills and http_response.status_code == 200:
+            kills.append(str(parsed.get("lifecycleEventHookExecutionId")))
+            raise Killed("the function's timeout, right after CodeDeploy took the answer")
+
+    name = "after-call.codedeploy.PutLifecycleEventHookExecutionStatus"
+    emitters = [clients.client("codedeploy").meta.events, clients.client("codedeploy", retries=False).meta.events]
+    for emitter in emitters:
+        emitter.register(name, kill)
+    try:
+        yield kills
+    finally:
+        for emitter in emitters:
+            emitter.unregister(name, kill)
+
+
+def test_a_failed_verdict_whose_invocation_is_killed_right_after_the_answer_is_recorded_by_the_recorder_schedule(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    aws, receivers = stack
+
+    def broken(event: Any, context: Any) -> dict[str, Any]:
+        return {"statusCode": 503, "body": "{}"}
+
+    deployment_id, _ = _codedeploy(aws, "broken-api", broken)
+    execution = LEDGER.issue(deployment_id)
+    assert aws.clock is not None
+    with killed_after_the_answer() as kills, pytest.raises(Killed):
+        _hook(aws, deployment_id, execution)
+    assert kills == [execution]
+    assert LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1  # CodeDeploy has it
+    aws.invoker.drain()
+    # nothing after the answer ran: no verdict recorded, nothing announced ...
+    assert "hook_verdict" not in _actions(deployment_id)
+    assert DeploymentRepository().get_deployment(deployment_id).phase != Phase.FAILED
+    assert EventType.VALIDATION_FAILED not in [e.event_type for e in DeploymentRepository().events(deployment_id)]
+    assert "canary" not in _incidents(deployment_id)
+    # ... but the verdict was kept before the answer was sent
+    assert [p["deployment_id"] for p in _pending_verdicts()] == [deployment_id]
+
+    # the recorder's schedule: its sweep confirms the answer (sent again, the same Failed), then the verdict
+    stop = aws.follow_schedules(["DeploymentRecorderFunction"])
+    aws.clock.advance(300)
+    stop()
+    aws.invoker.drain()
+    runs = [r for r in aws.schedule_runs if r.function == "DeploymentRecorderFunction"]
+    assert runs and not runs[0].errored, runs
+    assert [(h["execution_id"], h["action"], h["answer"]) for h in runs[0].payload["hooks_answered"]] == [
+        (execution, "resent", "accepted")
+    ]
+    assert [(v["execution_id"], v["recorded"]) for v in runs[0].payload["hook_verdicts"]] == [(execution, True)]
+    record = DeploymentRepository().get_deployment(deployment_id)
+    assert record.phase == Phase.FAILED and [p.phase for p in record.phase_history].count(Phase.FAILED) == 1
+    assert "smoke-test" in (record.decision_reason or "")
+    verdicts = [e for e in DeploymentRepository().audit_trail(deployment_id) if e.action == "hook_verdict"]
+    assert len(verdicts) == 1 and verdicts[0].details["reported"] is True  # as CodeDeploy took it
+    failed = [e for e in DeploymentRepository().events(deployment_id) if e.event_type == EventType.VALIDATION_FAILED]
+    assert len(failed) == 1 and _outbox(deployment_id) == []
+    delivered = [e for e in webhook_events(receivers) if e.get("deployment_id") == deployment_id]
+    assert [e["event_type"] for e in delivered].count("validation.failed") == 1
+    assert _incidents(deployment_id)["canary"].rules == ["canary-issue"]
+    assert _pending_verdicts() == []
+    # a later run finds nothing; CodeDeploy holds one result
+    stop = aws.follow_schedules(["DeploymentRecorderFunction"])
+    aws.clock.advance(300)
+    stop()
+    aws.invoker.drain()
+    later = [r for r in aws.schedule_runs if r.function == "DeploymentRecorderFunction"][-1]
+    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
+    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+    assert [e.event_type for e in DeploymentRepository().events(deployment_id)].count(EventType.VALIDATION_FAILED) == 1
+
+
+def _pending_verdicts() -> list[dict[str, Any]]:
+    return list(DeploymentRepository().table.query(
+        IndexName="gsi1", KeyConditionExpression="gsi1pk = :pk",
+        ExpressionAttributeValues={":pk": f"PENDING#{VERDICT_KIND}"},
+    )["Items"])  # fmt: skip
 
 
 def _incidents(deployment_id: str) -> dict[str, Any]:

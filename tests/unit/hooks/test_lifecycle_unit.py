@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -10,9 +12,11 @@ from moto_table import TABLE, RecordingPublisher
 from pytest_httpserver import HTTPServer
 
 import deployguard.hooks.lifecycle as lifecycle
+from deployguard.aws import clients
 from deployguard.aws.codedeploy import CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import parse_config
+from deployguard.hooks.answers import VERDICT_KIND
 from deployguard.hooks.lifecycle import HOOK_KIND, LifecycleHook
 from deployguard.models import EcsTarget, EventType, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
@@ -250,3 +254,94 @@ def test_a_failed_verdict_that_cannot_be_recorded_is_retried_then_given_up(
     sim_clock.advance(timedelta(hours=25).total_seconds())
     assert [(v["execution_id"], v["gave_up"]) for v in hook.finish_verdicts()] == [(execution, True)]
     assert hook.finish_verdicts() == [] and publisher.events == []
+
+
+class Killed(BaseException):
+    """Lambda ending the invocation (its timeout): no ``except Exception`` inside the hook catches it."""
+
+
+@contextmanager
+def _killed_while_answering() -> Iterator[None]:
+    """The hook's status call ends the invocation before it reaches CodeDeploy (``before-send``)."""
+
+    def kill(**_: Any) -> None:
+        raise Killed("the function's timeout, while answering CodeDeploy")
+
+    name = "before-send.codedeploy.PutLifecycleEventHookExecutionStatus"
+    emitter = clients.client("codedeploy", retries=False).meta.events
+    emitter.register_first(name, kill)
+    try:
+        yield
+    finally:
+        emitter.unregister(name, kill)
+
+
+def _failing_hook(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher, monkeypatch: pytest.MonkeyPatch
+) -> tuple[LifecycleHook, str, str]:
+    """A hook whose checks fail (Failed), killed while sending its answer: the verdict kept, nothing recorded."""
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("checks exploded")
+
+    monkeypatch.setattr(lifecycle, "run_check", explode)
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    hook = _hook(publisher)
+    with _killed_while_answering(), pytest.raises(Killed):
+        hook.handle(_event(deployment_id, execution), lambda: 30_000)
+    assert ledger.attempts_for(execution) == 0  # CodeDeploy never received it
+    kept = hook.answers.verdicts.get(execution)
+    assert kept is not None and kept.state != "done" and kept.attributes["before_answer"] is True
+    assert hook.answers.markers.get(execution).result == "Failed"  # type: ignore[union-attr]
+    return hook, deployment_id, execution
+
+
+def test_a_failed_verdict_kept_before_the_answer_waits_for_codedeploy_to_have_it(
+    target: LambdaTarget,
+    ledger: HookLedger,
+    publisher: RecordingPublisher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not recorded while the answer is unconfirmed; once the sweep of unanswered hooks sent it (the
+    recorder's schedule runs it first), recorded once: the record FAILED, validation.failed, one audit."""
+    hook, deployment_id, execution = _failing_hook(target, ledger, publisher, monkeypatch)
+    waiting = hook.finish_verdicts()
+    assert [(v["execution_id"], v["recorded"], "waiting" in v) for v in waiting] == [(execution, False, True)]
+    assert publisher.events == [] and _verdicts(deployment_id) == []
+    assert DeploymentRepository(TABLE).get_deployment(deployment_id).phase != Phase.FAILED
+    assert [(s.action, s.report.outcome if s.report else None) for s in hook.answers.sweep()] == [
+        ("resent", "accepted")
+    ]
+    assert ledger.status_of(execution) == "Failed" and ledger.calls_for(execution) == 1
+    assert [(v["execution_id"], v["recorded"]) for v in hook.finish_verdicts()] == [(execution, True)]
+    record = DeploymentRepository(TABLE).get_deployment(deployment_id)
+    assert record.phase == Phase.FAILED and "checks exploded" in (record.decision_reason or "")
+    assert [e.event_type for e in publisher.events] == [EventType.VALIDATION_FAILED]
+    verdicts = _verdicts(deployment_id)
+    assert len(verdicts) == 1 and verdicts[0].details["reported"] is True
+    assert hook.finish_verdicts() == [] and len(publisher.events) == 1 and len(_verdicts(deployment_id)) == 1
+
+
+def test_a_failed_verdict_codedeploy_never_took_is_given_up_not_recorded(
+    target: LambdaTarget,
+    ledger: HookLedger,
+    publisher: RecordingPublisher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hook, deployment_id, execution = _failing_hook(target, ledger, publisher, monkeypatch)
+    ledger.refuse_next.append("InvalidLifecycleEventHookExecutionIdException")  # the sweep's send is refused
+    assert [(s.action, s.report.outcome if s.report else None) for s in hook.answers.sweep()] == [("resent", "refused")]
+    assert ledger.calls_for(execution) == 0
+    given_up = hook.finish_verdicts()
+    assert [(v["execution_id"], v["recorded"], v["gave_up"], v["answer"]) for v in given_up] == [
+        (execution, False, True, "refused")
+    ]
+    assert publisher.events == [] and _verdicts(deployment_id) == []
+    assert DeploymentRepository(TABLE).get_deployment(deployment_id).phase != Phase.FAILED
+    assert hook.finish_verdicts() == []
+    pending = DeploymentRepository(TABLE).table.query(
+        IndexName="gsi1", KeyConditionExpression="gsi1pk = :pk",
+        ExpressionAttributeValues={":pk": f"PENDING#{VERDICT_KIND}"},
+    )["Items"]  # fmt: skip
+    assert pending == []

@@ -25,7 +25,9 @@ Recorded once CodeDeploy has its answer: the verdict (audited), its warning (``v
 and, for ``Failed``, the record's phase and ``validation.failed`` with its alert. Events go through
 the outbox (recorded, published, marked published): a notification outage never changes the answer,
 and the minute tick publishes what could not be. A ``Failed`` verdict is kept pending until all of it
-is written; the recorder's schedule finishes what failed (:meth:`LifecycleHook.finish_verdicts`).
+is written, from before CodeDeploy is answered when the hook decided it (a kill after the answer loses
+nothing); the recorder's schedule finishes what failed or never ran (:meth:`LifecycleHook.finish_verdicts`),
+once the hook's answer marker says CodeDeploy has the ``Failed`` status.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ ACTOR = "deployguard:lifecycle-hook"
 REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to the function's end
 VERDICT_RETRY = timedelta(hours=24)  # a Failed verdict whose recording keeps failing is given up after this
 FINISH_RESERVE_SECONDS = 10.0  # finish_verdicts starts no verdict with less of the invocation left
+ANSWERED = ("accepted", "already_completed")  # the answer marker's outcomes that mean CodeDeploy has a status
 __all__ = ["HOOK_KIND", "HookEvent", "HookOutcome", "LifecycleHook", "answer_without_setup"]
 logger = logging.getLogger(__name__)
 
@@ -223,8 +226,12 @@ class LifecycleHook:
             outcome.duplicate = True
             outcome.reason = "another attempt answered this execution (this one outlived its lease): " + outcome.reason
             return outcome
+        # a Failed verdict is kept pending before CodeDeploy is answered: killed after the answer (the
+        # status call may use the time up to the function's end), the recorder's schedule still records it
+        at = clock.now()
+        pending = outcome.status == "Failed" and self._keep_pending(outcome, at, before_answer=True)
         self._send(outcome, must_answer_by, margin)
-        self._record_verdict(outcome)
+        self._record_verdict(outcome, at, pending)
         return outcome
 
     # ------------------------------------------------------------------ learning and validating
@@ -401,17 +408,19 @@ class LifecycleHook:
             logger.error("CodeDeploy did not take the hook status", extra={"error": report.error,
                                                                             "outcome": report.outcome})  # fmt: skip
 
-    def _record_verdict(self, outcome: HookOutcome) -> None:
+    def _record_verdict(self, outcome: HookOutcome, at: datetime | None = None, pending: bool | None = None) -> None:
         """Record the verdict CodeDeploy was answered with; never raises (CodeDeploy has its answer).
 
         Audited, its warning announced; a Failed one also fails the record and is announced
-        (``validation.failed`` and its alert). A Failed verdict is kept pending first (a marker,
-        :attr:`HookAnswers.verdicts`) and the marker done once all of that is written: what fails
-        here is finished by the recorder's schedule (:meth:`finish_verdicts`)."""
+        (``validation.failed`` and its alert). A Failed verdict is kept pending (a marker,
+        :attr:`HookAnswers.verdicts`; ``at`` and ``pending`` when the caller kept it before
+        answering) and the marker done once all of that is written: what fails here, or never
+        runs, is finished by the recorder's schedule (:meth:`finish_verdicts`)."""
         if not outcome.deployment_id:
             return  # a malformed event without a deployment id: the log has it
-        at = clock.now()
-        pending = outcome.status == "Failed" and self._keep_pending(outcome, at)
+        if at is None or pending is None:
+            at = clock.now()
+            pending = outcome.status == "Failed" and self._keep_pending(outcome, at)
         try:
             self._write_verdict(outcome, at)
         except Exception:
@@ -425,7 +434,11 @@ class LifecycleHook:
     ) -> list[dict[str, Any]]:
         """Record the Failed verdicts whose recording failed when CodeDeploy was answered (the
         deployment's record, ``validation.failed`` and its alert); the recorder's schedule calls
-        this. A verdict still failing after :data:`VERDICT_RETRY` is given up (logged). Never raises."""
+        this, after its sweep of unanswered hooks. A verdict kept before CodeDeploy was answered is
+        recorded only once the hook's answer marker says CodeDeploy has the ``Failed`` status
+        (:meth:`_answer_of`): while unconfirmed it waits (the sweep sends it again), and one CodeDeploy
+        refused is given up, not recorded. A verdict still failing, or waiting, after
+        :data:`VERDICT_RETRY` is given up (logged). Never raises."""
         finished: list[dict[str, Any]] = []
         try:
             waiting = list(self.answers.verdicts.pending(max_items))
@@ -447,7 +460,21 @@ class LifecycleHook:
                     self.answers.verdicts.done(marker.key, gave_up=True)
                     finished.append({**summary, "recorded": False, "gave_up": True})
                     continue
-                self._write_verdict(HookOutcome.model_validate_json(str(fresh.attributes["outcome"])), at)
+                outcome = HookOutcome.model_validate_json(str(fresh.attributes["outcome"]))
+                if fresh.attributes.get("before_answer"):
+                    answer = self._answer_of(marker.key)
+                    if answer is None:  # not confirmed yet: the sweep of unanswered hooks sends it again
+                        finished.append({**summary, "recorded": False, "waiting": "the answer is not confirmed"})
+                        continue
+                    if answer not in ANSWERED:  # CodeDeploy never took this Failed: nothing to record
+                        logger.error("hook verdict not recorded: CodeDeploy did not take it",
+                                     extra={**summary, "answer": answer})  # fmt: skip
+                        self.answers.verdicts.done(marker.key, gave_up=True, answer=answer)
+                        finished.append({**summary, "recorded": False, "gave_up": True, "answer": answer})
+                        continue
+                    outcome.answer = "accepted" if answer == "accepted" else "already_completed"
+                    outcome.reported = outcome.answer == "accepted"
+                self._write_verdict(outcome, at)
                 self.answers.verdicts.done(marker.key)
             except Exception as exc:  # still failing: the next run tries again
                 logger.exception("cannot finish a hook verdict", extra=summary)
@@ -456,14 +483,28 @@ class LifecycleHook:
             finished.append({**summary, "recorded": True})
         return finished
 
-    def _keep_pending(self, outcome: HookOutcome, at: datetime) -> bool:
-        """The verdict, kept until it is recorded (its checks without their details: what is announced)."""
+    def _answer_of(self, execution_id: str) -> str | None:
+        """How CodeDeploy took the hook's ``Failed`` answer, from its answer marker: ``accepted`` or
+        ``already_completed`` (CodeDeploy has it), ``refused`` (it never will: no Failed status of
+        ours was taken, or another status was decided), None while not confirmed (or unknown)."""
+        marker = self.answers.markers.get(execution_id)
+        if marker is None or marker.state != DONE:
+            return None
+        if marker.result not in (None, "Failed"):  # another status was decided for this execution
+            return f"decided {marker.result}"
+        answer = marker.attributes.get("answer")
+        return str(answer) if answer else None
+
+    def _keep_pending(self, outcome: HookOutcome, at: datetime, *, before_answer: bool = False) -> bool:
+        """The verdict, kept until it is recorded (its checks without their details: what is announced);
+        ``before_answer``: kept before CodeDeploy is answered (recorded once the answer is confirmed)."""
         if outcome.execution_id is None:
             return False
         kept = outcome.model_copy(update={"checks": [c.model_copy(update={"details": {}}) for c in outcome.checks]})
+        extra = {"before_answer": True} if before_answer else {}
         try:
             self.answers.verdicts.claim(outcome.execution_id, at.timestamp(), deployment_id=outcome.deployment_id,
-                                        at=at.isoformat(), outcome=kept.model_dump_json())  # fmt: skip
+                                        at=at.isoformat(), outcome=kept.model_dump_json(), **extra)  # fmt: skip
         except Exception:  # the table refuses: recorded now or never (logged)
             logger.exception("cannot keep the hook verdict pending", extra={"execution_id": outcome.execution_id})
             return False
