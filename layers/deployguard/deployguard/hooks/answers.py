@@ -15,9 +15,11 @@ finishes it with :meth:`HookAnswers.settle`:
 - no status and the lease running: the attempt is still at work; nothing to do.
 
 A ``Failed`` verdict is also kept, under its own marker (kind ``HOOK-VERDICT``, in the pending
-index until done), from just before the hook records it (the deployment's record, the
-``validation.failed`` event and its alert) until all of that is written: whatever failed then
-is finished by the recorder's schedule (:meth:`deployguard.hooks.lifecycle.LifecycleHook.finish_verdicts`).
+index until done), from just before the hook sends it to CodeDeploy until the hook has recorded it
+(the deployment's record, the ``validation.failed`` event and its alert): whatever failed then, a kill
+right after the answer included, is finished by the recorder's schedule
+(:meth:`deployguard.hooks.lifecycle.LifecycleHook.finish_verdicts`, once this marker's answer says
+CodeDeploy has the Failed).
 
 This module sits below the lifecycle hook and the recorder (both use it) and imports neither.
 """
