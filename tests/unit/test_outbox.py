@@ -19,7 +19,8 @@ from deployguard.aws.events import EventPublisher
 from deployguard.models import DeploymentEvent, EventType
 from deployguard.storage import outbox
 from deployguard.storage.leases import DONE
-from deployguard.storage.repository import ALERTS_DUE, DeploymentRepository
+from deployguard.storage.repository import ALERTS_DUE, RECORDED_AT, DeploymentRepository
+from deployguard.workflows.reconciler import publish_outbox
 
 
 class Topic:
@@ -210,3 +211,35 @@ def test_a_failed_run_releases_its_lease_for_the_tick(table: DeploymentRepositor
     _tick(table, topic, engine)
     marker = outbox.alerting(table).get("ev-1")
     assert engine.seen == ["ev-1"] and marker is not None and marker.state == DONE
+
+
+def test_the_tick_leaves_an_old_event_to_the_step_that_recorded_it_for_a_minute_after_recording(
+    table: DeploymentRepository, topic: Topic
+) -> None:
+    """Grace runs from when the event was recorded, not from its own time (CodeDeploy's, minutes old on
+    an asynchronous retry; the hook replaying a verdict's)."""
+    engine, publisher = Engine(), EventPublisher(topic.arn)
+    event = _event().model_copy(update={"at": clock.now() - timedelta(minutes=10)})
+    entry = table.outbox_record(event, alerts=True)  # the step is in flight: it publishes and alerts next
+    assert entry.recorded_at == clock.now()
+    clock.sleep(59)
+    assert publish_outbox(table, publisher, alert=engine) == 0  # the minute tick
+    assert topic.received() == [] and engine.seen == [] and _waiting(table) == ["ev-1"]
+    clock.sleep(2)  # the step did not finish it within the grace: the tick does
+    assert publish_outbox(table, publisher, alert=engine) == 1
+    assert topic.received() == ["ev-1"] and engine.seen == ["ev-1"] and _waiting(table) == []
+
+
+def test_an_event_stored_before_recorded_at_is_given_grace_from_its_own_time(
+    table: DeploymentRepository, topic: Topic
+) -> None:
+    engine, publisher = Engine(), EventPublisher(topic.arn)
+    old, new = (
+        _event(i).model_copy(update={"at": clock.now() - timedelta(seconds=s)}) for i, s in (("ev-1", 61), ("ev-2", 30))
+    )
+    for event in (old, new):
+        table.outbox_record(event, alerts=True)
+        table.table.update_item(Key=table._event_key(event), UpdateExpression=f"REMOVE {RECORDED_AT}")
+    assert {e.event.event_id: e.recorded_at for e in table.outbox(clock.now())} == {"ev-1": None, "ev-2": None}
+    assert publish_outbox(table, publisher, alert=engine) == 1
+    assert topic.received() == ["ev-1"] and engine.seen == ["ev-1"] and _waiting(table) == ["ev-2"]

@@ -21,6 +21,10 @@ up, audited). A run that finished is noted done on its lease before it is noted 
 a run whose note on the event failed is never run again: whoever finds the lease done (a retry,
 the tick once :data:`ALERT_LEASE` is over) only notes the event (:func:`alerting`). A run that
 died without finishing leaves its lease claimed, and is redone after :data:`ALERT_LEASE`.
+
+The tick leaves an event to the step that recorded it for :data:`GRACE` after it was recorded
+(``recorded_at`` on the stored item; the event's own time may be minutes old: CodeDeploy's time
+on an asynchronous retry, the hook replaying a verdict).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ ACTOR = "deployguard:outbox"
 ALERTING = "EVENT-ALERTING"  # the lease of one run of the alert engine on one event id
 ALERT_LEASE = timedelta(minutes=15)  # longer than any function runs: a run that died is redone after it
 MAX_ALERT_ATTEMPTS = 3  # failed runs of the alert engine on one event before it is given up (audited)
-GRACE = timedelta(seconds=60)  # the tick leaves younger events to the step that recorded them (still in flight)
+GRACE = timedelta(seconds=60)  # the tick leaves events recorded since to the step that recorded them (in flight)
 logger = logging.getLogger(__name__)
 
 Alert = Callable[["DeploymentEvent"], object]
@@ -97,14 +101,14 @@ def drain(
     actor: str = ACTOR,
     alert: Alert | None = None,
 ) -> int:
-    """The minute tick's part: finish the outbox's entries older than :data:`GRACE` (publish those not
+    """The minute tick's part: finish the outbox's entries recorded more than :data:`GRACE` ago (publish those not
     published, while the topic takes them; run the alert engine on those it has not seen, when
     ``alert`` is given). Returns how many were published. Never raises."""
     before = (now or clock.now()) - GRACE
     published = 0
     topic_down = False
     for entry in entries:
-        if entry.event.at > before:
+        if (entry.recorded_at or entry.event.at) > before:  # no recorded_at: stored before it was noted
             continue
         if not entry.published and not topic_down:
             if _publish(repository, publisher, entry.event):
