@@ -24,7 +24,8 @@ from deployguard.models import (
     EventType,
     Phase,
 )
-from deployguard.storage.repository import DeploymentRepository
+from deployguard.storage import keys
+from deployguard.storage.repository import RECORDED_AT, DeploymentRepository
 from deployguard_local.bench_scale import seed_loop
 from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.emulator import EmbeddedAws
@@ -67,7 +68,13 @@ def _waiting_event(deployment_id: str) -> DeploymentEvent:
     deployment = DeploymentRepository().get_deployment(deployment_id)
     event = DeploymentEvent.about(deployment, EventType.CONTROL_ACTION, "Canary Paused", "paused by bob",
                                   at=clock.now() - timedelta(minutes=2))  # fmt: skip
-    assert DeploymentRepository().record_event(event)
+    repository = DeploymentRepository()
+    assert repository.record_event(event)
+    repository.table.update_item(  # recorded then too: the tick's grace runs from the recording
+        Key=repository._event_key(event),
+        UpdateExpression=f"SET {RECORDED_AT} = :at",
+        ExpressionAttributeValues={":at": keys.time_key(event.at)},
+    )
     return event
 
 

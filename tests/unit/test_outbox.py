@@ -1,5 +1,6 @@
 """The outbox (deployguard.storage.outbox) on moto: DynamoDB, an SNS topic with an SQS queue
-subscribed (what reached the topic), publication faults injected with a botocore hook."""
+subscribed (what reached the topic), faults (a publication, the note that the alert engine ran)
+injected with botocore hooks."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from deployguard.aws import clients
 from deployguard.aws.events import EventPublisher
 from deployguard.models import DeploymentEvent, EventType
 from deployguard.storage import outbox
-from deployguard.storage.repository import DeploymentRepository
+from deployguard.storage.leases import DONE
+from deployguard.storage.repository import ALERTS_DUE, RECORDED_AT, DeploymentRepository
+from deployguard.workflows.reconciler import publish_outbox
 
 
 class Topic:
@@ -60,6 +63,37 @@ def topic(aws: None) -> Iterator[Topic]:  # noqa: F811
 @pytest.fixture
 def table(aws: None) -> DeploymentRepository:  # noqa: F811
     return DeploymentRepository(TABLE)
+
+
+class NoteRefused:
+    """While ``on``, the UpdateItem that notes an event alerted (``mark_alerted``: ``REMOVE alerts_due ...``)
+    fails as DynamoDB would (a botocore hook on the deployments table's client); ``refused`` counts them."""
+
+    HOOK = "before-parameter-build.dynamodb.UpdateItem"
+
+    def __init__(self) -> None:
+        self.on = True
+        self.refused = 0
+        self.events().register(self.HOOK, self._refuse, unique_id="test-outbox-note-refused")
+
+    @staticmethod
+    def events() -> Any:
+        return clients.resource("dynamodb").meta.client.meta.events
+
+    def _refuse(self, params: dict[str, Any], **_: Any) -> None:
+        if self.on and str(params.get("UpdateExpression", "")).startswith(f"REMOVE {ALERTS_DUE}"):
+            self.refused += 1
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
+
+    def close(self) -> None:
+        self.events().unregister(self.HOOK, unique_id="test-outbox-note-refused")
+
+
+@pytest.fixture
+def note_refused(aws: None) -> Iterator[NoteRefused]:  # noqa: F811
+    made = NoteRefused()
+    yield made
+    made.close()
 
 
 class Engine:
@@ -133,13 +167,79 @@ def test_an_alert_engine_that_keeps_failing_is_given_up_loudly(table: Deployment
     assert len(reasons) == outbox.MAX_ALERT_ATTEMPTS and "given up" in reasons[-1]
 
 
-def test_an_alert_run_in_flight_is_not_run_beside_it(table: DeploymentRepository, topic: Topic) -> None:
+@pytest.mark.parametrize("lease", ["alerting", "claim_once"])  # claim_once: the lease as earlier versions took it
+def test_an_alert_run_in_flight_is_not_run_beside_it(table: DeploymentRepository, topic: Topic, lease: str) -> None:
     """A run that died holding the lease (a function timed out) is redone once the lease expires."""
     engine = Engine()
     event = _event()
     table.outbox_record(event, alerts=True)
-    assert table.claim_once(outbox.ALERTING, event.event_id, outbox.ALERT_LEASE)  # another attempt runs it
+    if lease == "alerting":  # another attempt runs it
+        until = (clock.now() + outbox.ALERT_LEASE).timestamp()
+        assert outbox.alerting(table).claim(event.event_id, until, reclaim_expired=True).mine
+    else:
+        assert table.claim_once(outbox.ALERTING, event.event_id, outbox.ALERT_LEASE)
     _tick(table, topic, engine)
     assert engine.seen == [] and topic.received() == ["ev-1"] and _waiting(table) == ["ev-1"]
     _tick(table, topic, engine, minutes=16)
     assert engine.seen == ["ev-1"] and _waiting(table) == []
+
+
+def test_an_alert_run_whose_note_failed_is_not_run_again_by_a_retry_or_the_tick(
+    table: DeploymentRepository, topic: Topic, note_refused: NoteRefused
+) -> None:
+    """The engine ran but the event could not be noted alerted: the lease, noted done, keeps every later
+    attempt (the step retried, the tick after the lease is over) to retrying the note."""
+    engine, publisher, event = Engine(), EventPublisher(topic.arn), _event()
+    outbox.announce(table, publisher, event, alert=engine)
+    assert engine.seen == ["ev-1"] and note_refused.refused == 1 and _waiting(table) == ["ev-1"]
+    outbox.announce(table, publisher, event, alert=engine)  # the step retried: only the note is tried again
+    assert engine.seen == ["ev-1"]
+    _tick(table, topic, engine, minutes=16)  # the lease (15 min) is over: the tick too only tries the note
+    assert engine.seen == ["ev-1"]
+    assert note_refused.refused == 3 and _waiting(table) == ["ev-1"]  # the note tried by both, refused
+    marker = outbox.alerting(table).get(event.event_id)
+    assert marker is not None and marker.state == DONE  # kept for the event's retention, not the lease
+    note_refused.on = False
+    _tick(table, topic, engine, minutes=16)
+    assert engine.seen == ["ev-1"] and _waiting(table) == [] and topic.received() == ["ev-1"]
+
+
+def test_a_failed_run_releases_its_lease_for_the_tick(table: DeploymentRepository, topic: Topic) -> None:
+    engine = Engine(fail=1)
+    outbox.announce(table, EventPublisher(topic.arn), _event(), alert=engine)
+    assert outbox.alerting(table).get("ev-1") is None  # released: the next tick runs it, not after the lease
+    _tick(table, topic, engine)
+    marker = outbox.alerting(table).get("ev-1")
+    assert engine.seen == ["ev-1"] and marker is not None and marker.state == DONE
+
+
+def test_the_tick_leaves_an_old_event_to_the_step_that_recorded_it_for_a_minute_after_recording(
+    table: DeploymentRepository, topic: Topic
+) -> None:
+    """Grace runs from when the event was recorded, not from its own time (CodeDeploy's, minutes old on
+    an asynchronous retry; the hook replaying a verdict's)."""
+    engine, publisher = Engine(), EventPublisher(topic.arn)
+    event = _event().model_copy(update={"at": clock.now() - timedelta(minutes=10)})
+    entry = table.outbox_record(event, alerts=True)  # the step is in flight: it publishes and alerts next
+    assert entry.recorded_at == clock.now()
+    clock.sleep(59)
+    assert publish_outbox(table, publisher, alert=engine) == 0  # the minute tick
+    assert topic.received() == [] and engine.seen == [] and _waiting(table) == ["ev-1"]
+    clock.sleep(2)  # the step did not finish it within the grace: the tick does
+    assert publish_outbox(table, publisher, alert=engine) == 1
+    assert topic.received() == ["ev-1"] and engine.seen == ["ev-1"] and _waiting(table) == []
+
+
+def test_an_event_stored_before_recorded_at_is_given_grace_from_its_own_time(
+    table: DeploymentRepository, topic: Topic
+) -> None:
+    engine, publisher = Engine(), EventPublisher(topic.arn)
+    old, new = (
+        _event(i).model_copy(update={"at": clock.now() - timedelta(seconds=s)}) for i, s in (("ev-1", 61), ("ev-2", 30))
+    )
+    for event in (old, new):
+        table.outbox_record(event, alerts=True)
+        table.table.update_item(Key=table._event_key(event), UpdateExpression=f"REMOVE {RECORDED_AT}")
+    assert {e.event.event_id: e.recorded_at for e in table.outbox(clock.now())} == {"ev-1": None, "ev-2": None}
+    assert publish_outbox(table, publisher, alert=engine) == 1
+    assert topic.received() == ["ev-1"] and engine.seen == ["ev-1"] and _waiting(table) == ["ev-2"]

@@ -17,7 +17,14 @@ attempt recorded the event (same id and time) finds what that attempt did, so an
 published once (twice at worst, after a publication whose note failed: the router delivers an
 event id once) and the alert engine sees it once per event id (a lease on the event id, so a
 retry and the tick never run it together; after :data:`MAX_ALERT_ATTEMPTS` failures it is given
-up, audited).
+up, audited). A run that finished is noted done on its lease before it is noted on the event, so
+a run whose note on the event failed is never run again: whoever finds the lease done (a retry,
+the tick once :data:`ALERT_LEASE` is over) only notes the event (:func:`alerting`). A run that
+died without finishing leaves its lease claimed, and is redone after :data:`ALERT_LEASE`.
+
+The tick leaves an event to the step that recorded it for :data:`GRACE` after it was recorded
+(``recorded_at`` on the stored item; the event's own time may be minutes old: CodeDeploy's time
+on an asynchronous retry, the hook replaying a verdict).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from deployguard import clock
+from deployguard.storage.leases import DONE, Leases
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
@@ -39,10 +47,17 @@ ACTOR = "deployguard:outbox"
 ALERTING = "EVENT-ALERTING"  # the lease of one run of the alert engine on one event id
 ALERT_LEASE = timedelta(minutes=15)  # longer than any function runs: a run that died is redone after it
 MAX_ALERT_ATTEMPTS = 3  # failed runs of the alert engine on one event before it is given up (audited)
-GRACE = timedelta(seconds=60)  # the tick leaves younger events to the step that recorded them (still in flight)
+GRACE = timedelta(seconds=60)  # the tick leaves events recorded since to the step that recorded them (in flight)
 logger = logging.getLogger(__name__)
 
 Alert = Callable[["DeploymentEvent"], object]
+
+
+def alerting(repository: DeploymentRepository) -> Leases:
+    """The alert engine's leases, one per event id: claimed by a run for :data:`ALERT_LEASE` (taken
+    over after it by the next attempt: that run died), done once the run finished; kept for the
+    repository's retention (as long as the event), so a finished run is not run again."""
+    return Leases(lambda: repository.table, ALERTING, repository.retention)
 
 
 def announce(
@@ -86,14 +101,14 @@ def drain(
     actor: str = ACTOR,
     alert: Alert | None = None,
 ) -> int:
-    """The minute tick's part: finish the outbox's entries older than :data:`GRACE` (publish those not
+    """The minute tick's part: finish the outbox's entries recorded more than :data:`GRACE` ago (publish those not
     published, while the topic takes them; run the alert engine on those it has not seen, when
     ``alert`` is given). Returns how many were published. Never raises."""
     before = (now or clock.now()) - GRACE
     published = 0
     topic_down = False
     for entry in entries:
-        if entry.event.at > before:
+        if (entry.recorded_at or entry.event.at) > before:  # no recorded_at: stored before it was noted
             continue
         if not entry.published and not topic_down:
             if _publish(repository, publisher, entry.event):
@@ -125,31 +140,50 @@ def _publish(repository: DeploymentRepository, publisher: EventPublisher | None,
 
 
 def _alert_once(repository: DeploymentRepository, event: DeploymentEvent, alert: Alert, actor: str) -> bool:
-    """Run the alert engine on ``event`` under a lease on its id; noted when done, released when it failed."""
+    """Run the alert engine on ``event`` under its lease (:func:`alerting`): done on the lease once the
+    run finished, then noted on the event; released when it failed. A lease found done (the run
+    finished, its note on the event did not) only has the event noted: the engine is not run again."""
+    leases = alerting(repository)
     try:
-        if not repository.claim_once(ALERTING, event.event_id, ALERT_LEASE):
-            return False  # another attempt runs it now (or ran it, and its note is on the way)
+        claim = leases.claim(event.event_id, (clock.now() + ALERT_LEASE).timestamp(), reclaim_expired=True)
     except Exception:
         logger.warning("cannot take the alerting lease: left to the minute tick", extra={"event_id": event.event_id})
         return False
+    if not claim.mine:
+        if claim.existing is None or claim.existing.state != DONE:
+            return False  # another attempt runs it now
+        _note_alerted(repository, event)  # it ran; the note on the event had failed
+        return True
+    if claim.taken_over is not None:
+        logger.warning("alert engine run died unfinished: run again", extra={"event_id": event.event_id})
     try:
         alert(event)
     except Exception as exc:
         logger.exception("alert engine failed", extra={"deployment_id": event.deployment_id, "on": event.event_id})
-        _alerting_failed(repository, event, actor, exc)
+        _alerting_failed(repository, leases, claim.token, event, actor, exc)
         return False
     try:
-        repository.mark_alerted(event)
-    except Exception:  # the lease keeps another run off until it expires
-        logger.warning("alert engine ran, not noted", extra={"event_id": event.event_id})
+        leases.done(event.event_id)
+    except Exception:  # the note on the event still ends it; only if both fail is it run again after the lease
+        logger.warning("alert engine ran, lease not marked done", extra={"event_id": event.event_id})
+    _note_alerted(repository, event)
     return True
 
 
-def _alerting_failed(repository: DeploymentRepository, event: DeploymentEvent, actor: str, exc: Exception) -> None:
+def _note_alerted(repository: DeploymentRepository, event: DeploymentEvent) -> None:
+    try:
+        repository.mark_alerted(event)
+    except Exception:  # the lease says done: the next attempt only notes it
+        logger.warning("alert engine ran, not noted", extra={"event_id": event.event_id})
+
+
+def _alerting_failed(
+    repository: DeploymentRepository, leases: Leases, token: str, event: DeploymentEvent, actor: str, exc: Exception
+) -> None:
     """Audit the failure; the event stays due (the minute tick runs the engine again) until
     MAX_ALERT_ATTEMPTS failures, then it is given up."""
     try:
-        repository.release(ALERTING, event.event_id)
+        leases.release(event.event_id, token)
         failures = repository.alerting_failed(event)
         given_up = failures >= MAX_ALERT_ATTEMPTS
         if given_up:

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -152,10 +152,25 @@ class OutboxEntry:
     published: bool = False
     alerts_due: bool = False
     new: bool = False
+    recorded_at: datetime | None = None  # when it was stored (None: stored before this was noted)
+
+
+RECORDED_AT = "recorded_at"  # on an outbox item: when it was stored (the clock's now, not the event's time)
+
+
+def _recorded_at(item: dict[str, Any]) -> datetime | None:
+    value = item.get(RECORDED_AT)
+    if not value:
+        return None
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _outbox_entry(item: dict[str, Any]) -> OutboxEntry:
-    return OutboxEntry(_from_item(DeploymentEvent, item), "published_at" in item, bool(item.get(ALERTS_DUE)))
+    return OutboxEntry(_from_item(DeploymentEvent, item), "published_at" in item, bool(item.get(ALERTS_DUE)),
+                       recorded_at=_recorded_at(item))  # fmt: skip
 
 
 @dataclass
@@ -547,6 +562,7 @@ class DeploymentRepository:
         item = self._history_item(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
         item[keys.GSI1_PK] = keys.LOOP
         item[keys.GSI1_SK] = keys.loop_due(keys.OUTBOX, event.at, event.event_id)
+        item[RECORDED_AT] = keys.time_key(clock.now())  # the tick's grace runs from here, not from event.at
         if alerts:
             item[ALERTS_DUE] = True
         return item
@@ -567,17 +583,20 @@ class DeploymentRepository:
         engine still to see it; it leaves the outbox once published (:meth:`mark_published`) and, if
         due, alerted (:meth:`mark_alerted`). An event stored already (same id and time: a retried step,
         or a write retried after an ambiguous answer) is not written again: the entry says what
-        earlier attempts did (``new`` false)."""
+        earlier attempts did (``new`` false). ``recorded_at``: when it was stored (the clock's now; the
+        minute tick's grace runs from it, as ``event.at`` may be minutes old: CodeDeploy's time, a replay)."""
+        item = self._outbox_item(event, alerts)
         try:
-            self.table.put_item(Item=self._outbox_item(event, alerts), ConditionExpression="attribute_not_exists(pk)")
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             stored = self.table.get_item(Key=self._event_key(event), ConsistentRead=True).get("Item")
             if stored is not None:
                 return _outbox_entry(stored)
-            self.table.put_item(Item=self._outbox_item(event, alerts))  # expired meanwhile: stored again
-        return OutboxEntry(event, published=False, alerts_due=alerts, new=True)
+            item = self._outbox_item(event, alerts)
+            self.table.put_item(Item=item)  # expired meanwhile: stored again
+        return OutboxEntry(event, published=False, alerts_due=alerts, new=True, recorded_at=_recorded_at(item))
 
     def mark_published(self, event: DeploymentEvent) -> None:
         """Note that ``event`` went out on the topic, so a retried step does not publish it again; it
