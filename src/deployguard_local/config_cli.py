@@ -32,9 +32,9 @@ def config_schema() -> dict[str, object]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
-
 def _warnings(config: DeployGuardConfig) -> list[str]:
     return coverage_warnings(config) + config.notifications.ignored_settings()
+
 
 @app.command("validate")
 def validate(

@@ -35,6 +35,7 @@ DEFAULT_ALLOWED_HOSTS = [
 
 logger = logging.getLogger(__name__)
 
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
