@@ -64,7 +64,7 @@ def test_show_prints_the_timeline_with_reasons(demo_run: DemoRun, capsys: pytest
     assert history["incidents"] and history["notifications"] and history["remediation"]
 
 
-def test_every_export_of_the_demo_validates_against_the_documented_schema(
+def test_the_demo_s_exports_validate_against_the_documented_schema(
     demo_run: DemoRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from jsonschema import Draft202012Validator
@@ -72,7 +72,9 @@ def test_every_export_of_the_demo_validates_against_the_documented_schema(
     documented = json.loads((Path(__file__).parents[2] / "docs" / "history-schema.json").read_text(encoding="utf-8"))
     validator = Draft202012Validator(documented)
     incidents = 0
-    for rollout, deployment_id in demo_run.deployment_ids().items():
+    ids = demo_run.deployment_ids()
+    for rollout in ("regression-midway", "codedeploy-canary"):  # incidents, remediation, CodeDeploy's rollback
+        deployment_id = ids[rollout]
         code, out, _ = run(capsys, "report", deployment_id, *local(demo_run), "--format", "json")
         assert code in (0, 1), rollout
         exported = json.loads(out)

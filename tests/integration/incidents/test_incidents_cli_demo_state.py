@@ -28,13 +28,7 @@ def test_remediate_and_ack_use_the_saved_configuration_and_stack(
     [canary] = [i for i in _incidents(capsys, state, ids["regression-midway"]) if i["group"] == "canary"]
 
     # the demo's payments-api is a service of the saved configuration (examples/demo.yaml, no --config given):
-    # its rollback is planned on the saved alias, which the demo's own remediation already put back
-    code, out, err = run(capsys, "incidents", "remediate", canary["incident_id"], "--by", "bob", "--dry-run",
-                         *local(state), "--json")  # fmt: skip
-    assert code == 0, err
-    [planned] = json.loads(out)
-    assert (planned["target"], planned["outcome"]) == ("lambda:payments-api", "dry_run"), planned
-    assert planned["message"] == "alias payments-api:live already at 100% version 1"
+    # its rollback acts on the saved alias, which the demo's own remediation already put back
     code, out, err = run(capsys, "incidents", "remediate", canary["incident_id"][:10], "--by", "bob", *local(state))
     assert code == 0, err
     assert "lambda:payments-api  noop     alias payments-api:live already at 100% version 1" in out
