@@ -14,10 +14,11 @@ from demo_support import DemoRun
 from local_control import local, run
 
 
-def _incidents(capsys: pytest.CaptureFixture[str], state: Path, deployment_id: str) -> list[dict[str, Any]]:
+def _canary_incidents(capsys: pytest.CaptureFixture[str], state: Path) -> dict[str, dict[str, Any]]:
+    """deployment id -> its canary incident, as the saved state has them."""
     code, out, err = run(capsys, "incidents", "list", "--all", *local(state), "--json")
     assert code == 0, err
-    return [i for i in json.loads(out) if i["deployment_id"] == deployment_id]
+    return {i["deployment_id"]: i for i in json.loads(out) if i["group"] == "canary"}
 
 
 def test_remediate_and_ack_use_the_saved_configuration_and_stack(
@@ -25,7 +26,8 @@ def test_remediate_and_ack_use_the_saved_configuration_and_stack(
 ) -> None:
     state = Path(shutil.copytree(demo_run.state_dir, tmp_path / "state"))  # the session's copy is shared
     ids = demo_run.deployment_ids()
-    [canary] = [i for i in _incidents(capsys, state, ids["regression-midway"]) if i["group"] == "canary"]
+    incidents = _canary_incidents(capsys, state)
+    canary = incidents[ids["regression-midway"]]
 
     # the demo's payments-api is a service of the saved configuration (examples/demo.yaml, no --config given):
     # its rollback acts on the saved alias, which the demo's own remediation already put back
@@ -38,7 +40,7 @@ def test_remediate_and_ack_use_the_saved_configuration_and_stack(
 
     # the ECS blue/green rollout's open incident (the README's example, with the demo's own --config): its service
     # is guarded, and its rollback is CodeDeploy's StopDeployment, which finds the deployment ended (as on AWS)
-    [ecs] = [i for i in _incidents(capsys, state, ids["ecs-blue-green"]) if i["group"] == "canary"]
+    ecs = incidents[ids["ecs-blue-green"]]
     code, out, err = run(capsys, "incidents", "remediate", ecs["incident_id"], "--by", "bob", "--dry-run",
                          *local(state), "--config", "examples/demo.yaml", "--json")  # fmt: skip
     assert code == 0, err
@@ -47,7 +49,7 @@ def test_remediate_and_ack_use_the_saved_configuration_and_stack(
     assert planned["plan"]["type"] == "codedeploy_stop" and planned["plan"]["noop"], planned
 
     # acknowledging is announced on the stack's topic, and its router delivers it to the demo's channels
-    [open_canary] = [i for i in _incidents(capsys, state, ids["codedeploy-canary"]) if i["group"] == "canary"]
+    open_canary = incidents[ids["codedeploy-canary"]]
     assert open_canary["status"] == "open"
     code, out, err = run(capsys, "incidents", "ack", open_canary["incident_id"], "--by", "bob", *local(state))
     assert code == 0, err
