@@ -101,16 +101,21 @@ def _deployment_record_failed(request: Any) -> bool:
     return item.get("record_type", {}).get("S") == "deployment" and item.get("phase", {}).get("S") == "failed"
 
 
-def test_a_failed_verdict_whose_record_update_fails_is_recorded_by_the_recorder_schedule(
-    stack: tuple[EmbeddedAws, LocalReceivers],
-) -> None:
-    aws, receivers = stack
+def _broken_rollout(aws: EmbeddedAws) -> tuple[str, str]:
+    """A CodeDeploy rollout of broken-api (its smoke test answers 503) and its hook execution."""
 
     def broken(event: Any, context: Any) -> dict[str, Any]:
         return {"statusCode": 503, "body": "{}"}
 
     deployment_id, _ = _codedeploy(aws, "broken-api", broken)
-    execution = LEDGER.issue(deployment_id)
+    return deployment_id, LEDGER.issue(deployment_id)
+
+
+def test_a_failed_verdict_whose_record_update_fails_is_recorded_by_the_recorder_schedule(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    aws, receivers = stack
+    deployment_id, execution = _broken_rollout(aws)
     assert aws.clock is not None
     with FaultInjector(aws.clock) as faults:
         # DynamoDB fails the deployment's update to FAILED, every attempt (botocore's retries included)
@@ -187,12 +192,7 @@ def test_a_failed_verdict_whose_invocation_is_killed_right_after_the_answer_is_r
     stack: tuple[EmbeddedAws, LocalReceivers],
 ) -> None:
     aws, receivers = stack
-
-    def broken(event: Any, context: Any) -> dict[str, Any]:
-        return {"statusCode": 503, "body": "{}"}
-
-    deployment_id, _ = _codedeploy(aws, "broken-api", broken)
-    execution = LEDGER.issue(deployment_id)
+    deployment_id, execution = _broken_rollout(aws)
     assert aws.clock is not None
     with killed_after_the_answer() as kills, pytest.raises(Killed):
         _hook(aws, deployment_id, execution)
