@@ -141,7 +141,7 @@ def test_cooldown_per_deployment_and_event_type(aws: Aws, receivers: LocalReceiv
 def test_pagerduty_one_incident_per_deployment_then_resolved(aws: Aws, receivers: LocalReceivers) -> None:
     router = aws.router(settings_for(receivers, aws))
     alert = make_event(EventType.ALERT, Severity.CRITICAL, details={"alert": "HighErrorRate", "state": "firing"})
-    aws.repository.add_event(alert)
+    aws.repository.outbox_record(alert)  # stored as every announcement is
     for event in (
         make_event(EventType.DEPLOYMENT_FAILED, Severity.CRITICAL),
         make_event(EventType.ROLLBACK_INITIATED, Severity.CRITICAL),

@@ -555,9 +555,6 @@ class DeploymentRepository:
                            details=details)  # fmt: skip
         return self._put_new(self._history_item(deployment_id, keys.AUDIT, at, f"once-{key}", entry))
 
-    def add_event(self, event: DeploymentEvent) -> None:
-        self._put_history(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
-
     def _outbox_item(self, event: DeploymentEvent, alerts: bool) -> dict[str, Any]:
         item = self._history_item(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
         item[keys.GSI1_PK] = keys.LOOP
@@ -572,11 +569,6 @@ class DeploymentRepository:
             keys.PK: keys.deployment_pk(event.deployment_id),
             keys.SK: keys.history_sk(keys.EVENT, event.at, event.event_id),
         }
-
-    def record_event(self, event: DeploymentEvent, *, alerts: bool = False) -> bool:
-        """Store an event in the outbox unless it is stored already (:meth:`outbox_record`); True if it
-        still has to be published."""
-        return not self.outbox_record(event, alerts=alerts).published
 
     def outbox_record(self, event: DeploymentEvent, *, alerts: bool = False) -> OutboxEntry:
         """Store an event in the outbox (index ``gsi1``, ``LOOP``, kind ``O``), ``alerts``: with the alert
