@@ -30,13 +30,16 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deployguard.aws.stepfunctions import StepFunctionsError
 from deployguard.exceptions import (
     CodeDeployError,
     ConflictError,
     ControlStateError,
+    ForbiddenError,
+    IncidentStateError,
     InvalidEventError,
+    NotAuthorizedError,
     NotFoundError,
+    StepFunctionsError,
     TrafficShiftError,
 )
 from deployguard.inbound import (
@@ -45,7 +48,7 @@ from deployguard.inbound import (
     bounded_http_request,
     invalid_from_errors,
 )
-from deployguard.incidents.models import Incident, IncidentStateError
+from deployguard.incidents.models import Incident
 from deployguard.models import DeploymentStatus
 from deployguard.readmodels import (
     DeploymentHistory,
@@ -63,8 +66,6 @@ from deployguard.workflows.console import (
     Caller,
     CanaryCard,
     EscalationOutcome,
-    ForbiddenError,
-    NotAuthorizedError,
     OperationsConsole,
     ServiceCard,
     caller_of,

@@ -75,3 +75,49 @@ class TrafficChecksUnavailableError(DeployGuardError):
 
 class JudgeStateError(DeployGuardError):
     """A stored judge state does not fit the window or settings it is stepped with."""
+
+
+class QueryError(DeployGuardError):
+    """A filter or cursor is not valid; the message names the field."""
+
+
+class StepFunctionsError(DeployGuardError):
+    """Step Functions refused or could not be reached."""
+
+
+class NotAuthorizedError(DeployGuardError):
+    """No identity came with the request: nothing is served without one."""
+
+
+class ForbiddenError(DeployGuardError):
+    """The caller is known but may not do this (a read-only caller asking to write)."""
+
+
+class RemediationError(DeployGuardError):
+    """An action could not be carried out (the AWS call failed, or its effect is not there)."""
+
+
+class NotApplicableError(DeployGuardError):
+    """The action makes no sense for this deployment (e.g. stopping CodeDeploy for a Step Functions canary)."""
+
+
+class ExpressionError(DeployGuardError):
+    """An expression does not parse or does not type-check; ``column`` is 1-based."""
+
+    def __init__(self, message: str, column: int, rule: str | None = None) -> None:
+        self.reason = message
+        self.column = column
+        self.rule = rule
+        prefix = f"rule {rule!r}: " if rule else ""
+        super().__init__(f"{prefix}column {column}: {message}")
+
+    def for_rule(self, rule: str) -> ExpressionError:
+        return ExpressionError(self.reason, self.column, rule)
+
+
+class IncidentStateError(DeployGuardError):
+    """The incident is not in a state that allows the change (e.g. acknowledging a resolved one)."""
+
+
+class TrackerError(DeployGuardError):
+    """A tracker refused or failed a call; the message names the tracker and the HTTP status."""

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployguard.alerts.expression import ExpressionError, Unit, parse, tokenize
+from deployguard.alerts.expression import Unit, parse, tokenize
 from deployguard.alerts.fields import BUILTIN_FIELDS
+from deployguard.exceptions import ExpressionError
 
 F = BUILTIN_FIELDS
 

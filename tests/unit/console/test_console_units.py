@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from deployguard.exceptions import ForbiddenError, NotAuthorizedError
 from deployguard.models import CanaryControl, Decision
-from deployguard.workflows.console import ForbiddenError, NotAuthorizedError, caller_of, writer
+from deployguard.workflows.console import caller_of, writer
 from deployguard.workflows.control import effective_decision, steer
 
 WRITE = "deployguard/write"

@@ -7,8 +7,9 @@ import pytest
 
 from deployguard.alerts.models import Alert
 from deployguard.alerts.settings import AlertingSettings
+from deployguard.exceptions import IncidentStateError
 from deployguard.incidents.escalation import Escalator
-from deployguard.incidents.models import IncidentStateError, IncidentStatus
+from deployguard.incidents.models import IncidentStatus
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.incidents.service import AUTO_RESOLVER, IncidentService
 from deployguard.models import Severity

@@ -9,9 +9,9 @@ from remediation_support import make_function
 
 from deployguard.alerts.settings import RemediationAction
 from deployguard.aws import clients
+from deployguard.exceptions import NotApplicableError, RemediationError
 from deployguard.models import Deployment, DeploymentStatus, EcsTarget, LambdaTarget
 from deployguard.remediation.actions import handler_for
-from deployguard.remediation.models import NotApplicableError, RemediationError
 from deployguard.remediation.targets import TargetAllowlist, target_id
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployguard.alerts.expression import MAX_EXPRESSION_LENGTH, MAX_NESTING, ExpressionError, Unit, parse
+from deployguard.alerts.expression import MAX_EXPRESSION_LENGTH, MAX_NESTING, Unit, parse
 from deployguard.config import parse_config
-from deployguard.exceptions import ConfigError
+from deployguard.exceptions import ConfigError, ExpressionError
 
 FIELDS = {"error_rate": Unit.RATIO, "cpu_utilization": Unit.PERCENT, "event": Unit.TEXT}
 

@@ -40,27 +40,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from deployguard.exceptions import DeployGuardError
+from deployguard.exceptions import ExpressionError
 
 MAX_EXPRESSION_LENGTH = 2000
 MAX_NESTING = 32
 _DIGITS = frozenset("0123456789")
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_CHARS = _NAME_START | _DIGITS
-
-
-class ExpressionError(DeployGuardError):
-    """An expression does not parse or does not type-check; ``column`` is 1-based."""
-
-    def __init__(self, message: str, column: int, rule: str | None = None) -> None:
-        self.reason = message
-        self.column = column
-        self.rule = rule
-        prefix = f"rule {rule!r}: " if rule else ""
-        super().__init__(f"{prefix}column {column}: {message}")
-
-    def for_rule(self, rule: str) -> ExpressionError:
-        return ExpressionError(self.reason, self.column, rule)
 
 
 class Unit(StrEnum):

@@ -14,8 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from deployguard.alerts.expression import Expression, ExpressionError, Unit, parse
+from deployguard.alerts.expression import Expression, Unit, parse
 from deployguard.alerts.fields import BUILTIN_FIELDS
+from deployguard.exceptions import ExpressionError
 from deployguard.models import Severity
 from deployguard.notification.urlsafety import check_allowlist
 

@@ -8,11 +8,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard.aws import clients
-from deployguard.exceptions import DeployGuardError
-
-
-class StepFunctionsError(DeployGuardError):
-    """Step Functions refused or could not be reached."""
+from deployguard.exceptions import StepFunctionsError
 
 
 def start_execution(state_machine_arn: str, name: str, execution_input: dict[str, Any]) -> str:

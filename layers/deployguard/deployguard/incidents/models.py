@@ -6,12 +6,7 @@ from typing import Any, Self
 
 from pydantic import Field, computed_field
 
-from deployguard.exceptions import DeployGuardError
 from deployguard.models import Model, Severity, new_id, utcnow
-
-
-class IncidentStateError(DeployGuardError):
-    """The incident is not in a state that allows the change (e.g. acknowledging a resolved one)."""
 
 
 class IncidentStatus(StrEnum):

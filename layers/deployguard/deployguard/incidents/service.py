@@ -13,15 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
-from deployguard.exceptions import ConflictError, NotFoundError
-from deployguard.incidents.models import (
-    EscalationState,
-    Incident,
-    IncidentStateError,
-    IncidentStats,
-    IncidentStatus,
-    TimelineEntry,
-)
+from deployguard.exceptions import ConflictError, IncidentStateError, NotFoundError
+from deployguard.incidents.models import EscalationState, Incident, IncidentStats, IncidentStatus, TimelineEntry
 from deployguard.models import DeploymentEvent, EventType, Severity
 from deployguard.storage import outbox
 

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from deployguard import clock
-from deployguard.exceptions import DeployGuardError, NotFoundError
+from deployguard.exceptions import NotFoundError, TrackerError
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.settings import SecretSource
 from deployguard.notification.urlsafety import check_outbound, redact
@@ -52,10 +52,6 @@ USER_AGENT = "DeployGuard-IssueTracker/1"
 logger = logging.getLogger(__name__)
 
 News = Literal["opened", "acknowledged", "paged", "resolved"]
-
-
-class TrackerError(DeployGuardError):
-    """A tracker refused or failed a call; the message names the tracker and the HTTP status."""
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deployguard.readmodels.deployments import (
-        DeploymentPage,
-        DeploymentQuery,
-        DeploymentReader,
-        QueryError,
-        parse_since,
-    )
+    from deployguard.exceptions import QueryError
+    from deployguard.readmodels.deployments import DeploymentPage, DeploymentQuery, DeploymentReader, parse_since
     from deployguard.readmodels.history import (
         HISTORY_SCHEMA,
         CheckResult,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from deployguard import clock
-from deployguard.exceptions import DeployGuardError, NotFoundError
+from deployguard.exceptions import NotFoundError, QueryError
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.models import Deployment, DeploymentStatus, Model
 from deployguard.readmodels.history import DeploymentHistory, GateOutcome, build_history
@@ -43,10 +43,6 @@ if TYPE_CHECKING:
     from deployguard.storage.repository import DeploymentRepository
 
 _ACTIVE = {DeploymentStatus.PENDING, DeploymentStatus.IN_PROGRESS}
-
-
-class QueryError(DeployGuardError):
-    """A filter or cursor is not valid; the message names the field."""
 
 
 class DeploymentQuery(Model):

@@ -23,9 +23,9 @@ from deployguard import clock
 from deployguard.aws import clients
 from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.exceptions import CodeDeployError, TrafficShiftError
+from deployguard.exceptions import CodeDeployError, NotApplicableError, RemediationError, TrafficShiftError
 from deployguard.models import Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Phase, PhaseChange
-from deployguard.remediation.models import ActionPlan, NotApplicableError, RemediationError
+from deployguard.remediation.models import ActionPlan
 from deployguard.remediation.targets import target_id
 
 if TYPE_CHECKING:

@@ -26,18 +26,10 @@ from typing import TYPE_CHECKING
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
 from deployguard.aws import clients, stepfunctions
-from deployguard.exceptions import DeployGuardError
+from deployguard.exceptions import DeployGuardError, NotApplicableError, RemediationError
 from deployguard.models import Deployment, DeploymentEvent, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
-from deployguard.remediation.models import (
-    ActionPlan,
-    Approval,
-    ApprovalStatus,
-    NotApplicableError,
-    Outcome,
-    RemediationError,
-    RemediationResult,
-)
+from deployguard.remediation.models import ActionPlan, Approval, ApprovalStatus, Outcome, RemediationResult
 from deployguard.remediation.store import LOCK, RemediationStore
 from deployguard.remediation.targets import TargetAllowlist, target_id
 from deployguard.storage import outbox

@@ -8,16 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from deployguard.exceptions import DeployGuardError
 from deployguard.models import Model, new_id, utcnow
-
-
-class RemediationError(DeployGuardError):
-    """An action could not be carried out (the AWS call failed, or its effect is not there)."""
-
-
-class NotApplicableError(DeployGuardError):
-    """The action makes no sense for this deployment (e.g. stopping CodeDeploy for a Step Functions canary)."""
 
 
 class Outcome(StrEnum):

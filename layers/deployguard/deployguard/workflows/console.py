@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.exceptions import DeployGuardError
+from deployguard.exceptions import ForbiddenError, IncidentStateError, NotAuthorizedError
 from deployguard.incidents.escalation import Page
-from deployguard.incidents.models import Incident, IncidentStateError, IncidentStatus, TimelineEntry
+from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
 from deployguard.models import Assessment, Deployment, Model, VerdictReason
 from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
 from deployguard.workflows.control import (
@@ -152,14 +152,6 @@ class OperationsConsole:
 
 
 # --------------------------------------------------------------------------- who is calling
-
-
-class NotAuthorizedError(DeployGuardError):
-    """No identity came with the request: nothing is served without one."""
-
-
-class ForbiddenError(DeployGuardError):
-    """The caller is known but may not do this (a read-only caller asking to write)."""
 
 
 class Caller(Model):
