@@ -121,3 +121,7 @@ class IncidentStateError(DeployGuardError):
 
 class TrackerError(DeployGuardError):
     """A tracker refused or failed a call; the message names the tracker and the HTTP status."""
+
+
+class LambdaError(DeployGuardError):
+    """A Lambda call (other than moving an alias's traffic) failed; the message names the operation."""

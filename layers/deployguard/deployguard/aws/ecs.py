@@ -1,4 +1,4 @@
-"""ECS reads: the task definition each task set of a blue/green deployment runs.
+"""ECS: the task definition each task set of a blue/green deployment runs, and a service read and updated.
 
 CodeDeploy names an ECS deployment's task sets (GetDeploymentTarget ``taskSetsInfo``) but not
 what they run; the AppSpec gives only the replacement's (green) task definition.
@@ -10,6 +10,7 @@ alerts and the reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -41,3 +42,22 @@ def task_set_definitions(cluster: str, service: str, task_sets: Sequence[str]) -
 def family_revision(task_definition: str) -> str:
     """``checkout-web:2`` of a task definition ARN (as the ECS console names it); the text itself otherwise."""
     return task_definition.rsplit("/", 1)[-1]
+
+
+def describe_service(cluster: str, service: str) -> dict[str, Any] | None:
+    """The ECS service as DescribeServices gives it; None when ECS does not know it."""
+    try:
+        resp = clients.client("ecs").describe_services(cluster=cluster, services=[service])
+    except (ClientError, BotoCoreError) as exc:
+        raise EcsError(f"ecs:DescribeServices: {exc}") from exc
+    services = resp.get("services") or []
+    return dict(services[0]) if services else None
+
+
+def update_service(cluster: str, service: str, **changes: Any) -> dict[str, Any]:
+    """UpdateService with ``changes`` (desiredCount, taskDefinition, forceNewDeployment); the service after it."""
+    try:
+        resp = clients.client("ecs").update_service(cluster=cluster, service=service, **changes)
+    except (ClientError, BotoCoreError) as exc:
+        raise EcsError(f"ecs:UpdateService: {exc}") from exc
+    return dict(resp["service"])

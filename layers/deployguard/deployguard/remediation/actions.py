@@ -17,13 +17,18 @@ import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from deployguard import clock
-from deployguard.aws import clients
+from deployguard.aws import ecs, lambda_concurrency
 from deployguard.aws.codedeploy import FINISHED_STATUSES, CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.exceptions import CodeDeployError, NotApplicableError, RemediationError, TrafficShiftError
+from deployguard.exceptions import (
+    CodeDeployError,
+    EcsError,
+    LambdaError,
+    NotApplicableError,
+    RemediationError,
+    TrafficShiftError,
+)
 from deployguard.models import Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Phase, PhaseChange
 from deployguard.remediation.models import ActionPlan
 from deployguard.remediation.targets import target_id
@@ -62,8 +67,8 @@ class Handler(ABC):
         """Do it and check the effect; a message. Raises RemediationError on failure."""
 
 
-def _aws(what: str, exc: Exception) -> RemediationError:
-    return RemediationError(f"{what}: {exc}")
+def _failed(exc: LambdaError | EcsError) -> RemediationError:
+    return RemediationError(str(exc))  # names the operation: "lambda:PutFunctionConcurrency: ..."
 
 
 # --------------------------------------------------------------------------- Lambda
@@ -148,11 +153,9 @@ class ReservedConcurrency(_LambdaHandler):
 
     def _current(self) -> int | None:
         try:
-            resp = clients.client("lambda").get_function_concurrency(FunctionName=self.lambda_target.function_name)
-        except (ClientError, BotoCoreError) as exc:
-            raise _aws("lambda:GetFunctionConcurrency", exc) from exc
-        value = resp.get("ReservedConcurrentExecutions")
-        return None if value is None else int(value)
+            return lambda_concurrency.reserved_concurrency(self.lambda_target.function_name)
+        except LambdaError as exc:
+            raise _failed(exc) from exc
 
     def plan(self) -> ActionPlan:
         wanted = self.config.reserved_concurrency
@@ -172,9 +175,9 @@ class ReservedConcurrency(_LambdaHandler):
         assert wanted is not None
         name = self.lambda_target.function_name
         try:
-            clients.client("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=wanted)
-        except (ClientError, BotoCoreError) as exc:
-            raise _aws("lambda:PutFunctionConcurrency", exc) from exc
+            lambda_concurrency.put_reserved_concurrency(name, wanted)
+        except LambdaError as exc:
+            raise _failed(exc) from exc
         if self._current() != wanted:
             raise RemediationError(f"{name} reserved concurrency is not {wanted} after PutFunctionConcurrency")
         return f"{name} reserved concurrency {wanted}"
@@ -186,17 +189,9 @@ class ProvisionedConcurrency(_LambdaHandler):
     def _current(self) -> int | None:
         t = self.lambda_target
         try:
-            resp = clients.client("lambda").get_provisioned_concurrency_config(
-                FunctionName=t.function_name, Qualifier=t.alias
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ProvisionedConcurrencyConfigNotFoundException":
-                return None
-            raise _aws("lambda:GetProvisionedConcurrencyConfig", exc) from exc
-        except BotoCoreError as exc:
-            raise _aws("lambda:GetProvisionedConcurrencyConfig", exc) from exc
-        value = resp.get("RequestedProvisionedConcurrentExecutions")
-        return None if value is None else int(value)
+            return lambda_concurrency.provisioned_concurrency(t.function_name, t.alias)
+        except LambdaError as exc:
+            raise _failed(exc) from exc
 
     def plan(self) -> ActionPlan:
         t = self.lambda_target
@@ -218,12 +213,10 @@ class ProvisionedConcurrency(_LambdaHandler):
         wanted = self.config.provisioned_concurrency
         assert wanted is not None
         try:
-            resp = clients.client("lambda").put_provisioned_concurrency_config(
-                FunctionName=t.function_name, Qualifier=t.alias, ProvisionedConcurrentExecutions=wanted
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _aws("lambda:PutProvisionedConcurrencyConfig", exc) from exc
-        return f"{t.function_name}:{t.alias} provisioned concurrency {wanted} ({resp.get('Status', 'requested')})"
+            status = lambda_concurrency.put_provisioned_concurrency(t.function_name, t.alias, wanted)
+        except LambdaError as exc:
+            raise _failed(exc) from exc
+        return f"{t.function_name}:{t.alias} provisioned concurrency {wanted} ({status})"
 
 
 # --------------------------------------------------------------------------- ECS
@@ -240,21 +233,19 @@ class _EcsHandler(Handler):
     def _service(self) -> dict[str, Any]:
         t = self.ecs_target
         try:
-            resp = clients.client("ecs").describe_services(cluster=t.cluster, services=[t.service])
-        except (ClientError, BotoCoreError) as exc:
-            raise _aws("ecs:DescribeServices", exc) from exc
-        services = resp.get("services") or []
-        if not services:
+            service = ecs.describe_service(t.cluster, t.service)
+        except EcsError as exc:
+            raise _failed(exc) from exc
+        if service is None:
             raise RemediationError(f"ECS service {t.cluster}/{t.service} not found")
-        return dict(services[0])
+        return service
 
     def _update(self, **changes: Any) -> dict[str, Any]:
         t = self.ecs_target
         try:
-            resp = clients.client("ecs").update_service(cluster=t.cluster, service=t.service, **changes)
-        except (ClientError, BotoCoreError) as exc:
-            raise _aws("ecs:UpdateService", exc) from exc
-        return dict(resp["service"])
+            return ecs.update_service(t.cluster, t.service, **changes)
+        except EcsError as exc:
+            raise _failed(exc) from exc
 
 
 class EcsForceNewDeployment(_EcsHandler):

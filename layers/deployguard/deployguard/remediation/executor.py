@@ -15,7 +15,6 @@ For each action the executor, in this order:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
-from deployguard.aws import clients, stepfunctions
+from deployguard.aws import stepfunctions
 from deployguard.exceptions import DeployGuardError, NotApplicableError, RemediationError
 from deployguard.models import Deployment, DeploymentEvent, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
@@ -357,11 +356,7 @@ class RemediationExecutor:
         state_machine = os.environ.get("APPROVAL_STATE_MACHINE_ARN")
         if state_machine:
             # the approval waits in a Step Functions task token; the CLI's answer resumes it
-            clients.client("stepfunctions").start_execution(
-                stateMachineArn=state_machine,
-                name=approval.approval_id,
-                input=json.dumps({"approval_id": approval.approval_id}),
-            )
+            stepfunctions.start_execution(state_machine, approval.approval_id, {"approval_id": approval.approval_id})
         result = self._result(
             incident,
             name,
