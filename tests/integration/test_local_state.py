@@ -83,7 +83,8 @@ def unordered(saved: dict[str, bytes]) -> dict[str, Any]:
 def leftovers(directory: Path) -> list[str]:
     """What a save left beside the state (its lock file, kept for the next command, is not a leftover)."""
     lock = local_state.lock_path(directory).name
-    return sorted(p.name for p in directory.parent.iterdir() if p.name.startswith(f".{directory.name}.") and p.name != lock)
+    siblings = (p.name for p in directory.parent.iterdir() if p.name.startswith(f".{directory.name}."))
+    return sorted(name for name in siblings if name != lock)
 
 
 def contents(aws: EmbeddedAws) -> dict[str, Any]:
@@ -340,9 +341,11 @@ def test_a_command_holds_the_lock_from_its_load_to_its_save(
     command.start()
     try:
         assert loaded.wait(timeout=60)
-        with pytest.raises(local_state.StateLocked, match=f"the local state {state} is in use"):
-            with local_state.locked(state, wait=0):
-                pass
+        with (
+            pytest.raises(local_state.StateLocked, match=f"the local state {state} is in use"),
+            local_state.locked(state, wait=0),
+        ):
+            pass
     finally:
         go_on.set()
         command.join(timeout=120)
