@@ -274,8 +274,13 @@ def refused(topic: Topic) -> Iterator[RefusedForGood]:
 
 
 def test_an_event_sns_refuses_for_good_holds_no_other_and_is_given_up_after_the_bound(
-    table: DeploymentRepository, topic: Topic, refused: RefusedForGood
+    table: DeploymentRepository,
+    topic: Topic,
+    refused: RefusedForGood,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # as deployed: the give-up is counted (EMF)
     engine = Engine()
     events = [_event(f"ev-{i}").model_copy(update={"at": clock.now() + timedelta(seconds=i)}) for i in (1, 2, 3, 4)]
     for event in events:  # recorded, not published (the step died before publishing): the tick publishes them
@@ -290,6 +295,11 @@ def test_an_event_sns_refuses_for_good_holds_no_other_and_is_given_up_after_the_
     [given_up] = [a for a in table.audit_trail("d-1") if a.action == "publication_given_up"]
     assert given_up.details == {"event_id": "ev-2", "attempts": outbox.MAX_PUBLISH_ATTEMPTS}
     assert "InvalidParameter" in given_up.reason and "never published" in given_up.reason
+    captured = capsys.readouterr()
+    blobs = [json.loads(line) for line in (captured.out + captured.err).splitlines() if line.startswith('{"_aws"')]
+    [counted] = [b for b in blobs if outbox.GIVEN_UP_METRIC in b]
+    assert counted[outbox.GIVEN_UP_METRIC] == [1.0] and counted["EventId"] == "ev-2"
+    assert counted["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "DeployGuard"
     entry = table.outbox_record(events[1])  # the history keeps it; a retried step does not publish it again
     assert entry.given_up and entry.published and not entry.new
     outbox.deliver(table, EventPublisher(topic.arn), entry)

@@ -27,8 +27,9 @@ refusal no retry changes, :func:`deployguard.aws.events.refused_for_good`) holds
 the tick goes on publishing the rest, and only a refusal that every event would meet (throttling,
 5xx, credentials, the network) stops its publications until the next tick. Such refusals are
 counted on the event; after :data:`MAX_PUBLISH_ATTEMPTS` the event is given up (audited on its
-deployment as ``publication_given_up`` with SNS's reason, logged at error level) and leaves the
-outbox once the alert engine saw it: it stays in the deployment's history, never published.
+deployment as ``publication_given_up`` with SNS's reason, counted in the EMF metric
+``EventsGivenUp``, logged at error level) and leaves the outbox once the alert engine saw it: it
+stays in the deployment's history, never published.
 (The publisher trims an event over SNS's size limit before sending it, so the usual cause, large
 details, never gets that far.)
 
@@ -40,6 +41,7 @@ on an asynchronous retry, the hook replaying a verdict).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -185,6 +187,7 @@ def _publication_refused(
     logger.error("event refused by SNS, given up: never published",
                  extra={"event_id": event.event_id, "deployment_id": event.deployment_id, "reason": reason,
                         "attempts": refusals})  # fmt: skip
+    _count_given_up(event)
     try:
         repository.give_up_publication(event, reason)
         repository.audit(event.deployment_id, "publication_given_up", actor,
@@ -251,3 +254,23 @@ def _alerting_failed(
                          event_id=event.event_id, attempts=failures)  # fmt: skip
     except Exception:
         logger.exception("cannot note a failed alert engine run", extra={"event_id": event.event_id})
+
+
+GIVEN_UP_METRIC = "EventsGivenUp"  # EMF, namespace DeployGuard: events SNS refused for good, never published
+
+
+def _count_given_up(event: DeploymentEvent) -> None:
+    """One ``EventsGivenUp`` sample (EMF on stdout, as the verdict metrics: CloudWatch Logs makes it a
+    metric to alarm on); the event's id, type and deployment ride along as properties. Never raises."""
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+        return
+    try:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric  # only when an event is given up
+
+        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "DeployGuard")
+        with single_metric(name=GIVEN_UP_METRIC, unit=MetricUnit.Count, value=1, namespace=namespace) as metric:
+            metric.add_metadata("EventId", event.event_id)
+            metric.add_metadata("EventType", event.event_type.value)
+            metric.add_metadata("DeploymentId", event.deployment_id)
+    except Exception:
+        logger.exception("cannot count a given-up event", extra={"event_id": event.event_id})
