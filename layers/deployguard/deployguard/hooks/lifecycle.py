@@ -452,8 +452,10 @@ class LifecycleHook:
         this, after its sweep of unanswered hooks. A verdict kept before CodeDeploy was answered is
         recorded only once the hook's answer marker says CodeDeploy has the ``Failed`` status
         (:meth:`_answer_of`): while unconfirmed it waits (the sweep sends it again), and one CodeDeploy
-        refused is given up, not recorded. A verdict still failing, or waiting, after
-        :data:`VERDICT_RETRY` is given up (logged). Never raises."""
+        refused is given up, not recorded (audited ``hook_verdict_refused``, as inline). One no answer
+        marker tells of (sent after a failed claim, or to a malformed event) is sent again to learn
+        CodeDeploy's answer. A verdict still failing, or waiting, after :data:`VERDICT_RETRY` is given
+        up (logged). Each verdict: :meth:`_finish_kept`. Never raises."""
         finished: list[dict[str, Any]] = []
         try:
             waiting = list(self.answers.verdicts.pending(max_items))
