@@ -25,15 +25,25 @@ Lambda functions), ``dynamodb/<LogicalId>.json`` (items in DynamoDB's typed JSON
 ``s3/<LogicalId>/<key>``, ``sqs/<LogicalId>.json`` (message bodies and attributes). A save replaces
 the whole directory at once (:func:`save`: written beside it, then swapped in by renames), so a save that
 fails half-way leaves the previous state whole.
+
+One command at a time changes a state: a command that will save it holds an exclusive lock
+(:func:`locked`: ``fcntl.flock`` on ``.<name>.lock`` beside the directory, which a save replaces) from
+before it loads the state until its save ended, so two ``--local`` commands run at once never both
+load, change and save (the second one's save would drop the first one's changes). A command that finds
+the lock held waits up to :data:`LOCK_WAIT_SECONDS` (``$DEPLOYGUARD_LOCAL_STATE_LOCK_WAIT``), then fails
+with one line naming the state directory. Read-only commands take no lock (a save swaps the
+directory in at once).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -53,6 +63,81 @@ DEMO_CONFIG = REPO_ROOT / "examples" / "demo.yaml"  # the configuration `make de
 def default_dir() -> Path:
     """``$DEPLOYGUARD_LOCAL_STATE`` or ``.deployguard/local-state`` in the project."""
     return Path(os.environ.get(STATE_DIR_ENV) or REPO_ROOT / ".deployguard" / "local-state")
+
+
+LOCK_WAIT_ENV = "DEPLOYGUARD_LOCAL_STATE_LOCK_WAIT"
+LOCK_WAIT_SECONDS = 30.0  # how long a command waits for another one using the same state (real seconds)
+_LOCK_POLL = 0.05
+_held = threading.local()  # the lock files this thread holds (a save inside a command that holds its lock)
+
+
+class StateLocked(DeployGuardError):
+    """Another command holds the state's lock (it is loading, changing or saving that state)."""
+
+
+def lock_path(directory: Path) -> Path:
+    """The state's lock file: beside the directory (a save replaces the directory itself)."""
+    directory = Path(directory).resolve()  # as save: the directory a link points to
+    return directory.parent / f".{directory.name}.lock"
+
+
+def _lock_wait() -> float:
+    value = os.environ.get(LOCK_WAIT_ENV)
+    if not value:
+        return LOCK_WAIT_SECONDS
+    try:
+        return max(0.0, float(value))
+    except ValueError as exc:
+        raise DeployGuardError(f"${LOCK_WAIT_ENV}={value!r}: not a number of seconds") from exc
+
+
+@contextlib.contextmanager
+def locked(
+    directory: Path,
+    wait: float | None = None,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Iterator[Path]:
+    """Hold the exclusive lock of the state in ``directory`` while the block runs (reentrant within a thread:
+    a save inside a command that holds it). Waits up to ``wait`` seconds (default ``$DEPLOYGUARD_LOCAL_STATE_LOCK_WAIT``
+    or :data:`LOCK_WAIT_SECONDS`) for another process (or another open of the lock) to let it go, then raises
+    :class:`StateLocked` naming the directory and the holder's pid. Released when the process ends, however."""
+    path = lock_path(directory)
+    held: set[Path] = _held.__dict__.setdefault("paths", set())
+    if path in held:
+        yield path
+        return
+    limit = _lock_wait() if wait is None else max(0.0, wait)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = monotonic() + limit
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                left = deadline - monotonic()
+                if left <= 0:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    raise StateLocked(
+                        f"the local state {directory} is in use by another deployguard command (pid {holder}); "
+                        f"waited {limit:g} s: run this once it ends (${LOCK_WAIT_ENV} sets the wait)"
+                    ) from None
+                sleep(min(_LOCK_POLL, left))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        held.add(path)
+        try:
+            yield path
+        finally:
+            held.discard(path)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _tables(aws: EmbeddedAws) -> dict[str, str]:
@@ -184,11 +269,17 @@ def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
     into its place and the old one removed. A save that fails (a full disk) or is interrupted leaves the
     previous state as it was (one stopped between the two renames is put back by the next read or save);
     a crashed save's leftovers are removed by the next save. A directory holding anything else than a saved
-    state is refused (the swap would delete it)."""
+    state is refused (the swap would delete it). Under the state's lock (:func:`locked`): a command that loaded
+    the state it saves holds it from before the load."""
     directory = Path(directory or default_dir())
     if directory.is_symlink():  # swap the directory it points to, leave the link
         directory = directory.resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
+    with locked(directory):  # held already by a command that loaded the state it saves (reentrant)
+        return _save(aws, directory)
+
+
+def _save(aws: EmbeddedAws, directory: Path) -> Path:
     _recover(directory)
     if directory.exists():
         foreign = sorted(p.name for p in directory.iterdir() if p.name not in _KEPT)

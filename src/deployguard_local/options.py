@@ -88,7 +88,8 @@ class Connection:
         """The table, topic, canary state machine, dead-letter queue and reports bucket to use.
 
         ``--local``: the demo's saved state on the embedded AWS (:mod:`deployguard_local.local_state`),
-        written back afterwards when ``save``. By default only its tables and buckets (no topic: nothing
+        written back afterwards when ``save`` (holding the state's lock from the load to the save:
+        :func:`deployguard_local.local_state.locked`). By default only its tables and buckets (no topic: nothing
         listens); ``whole_stack`` (commands that act: control verbs, dead letters) starts every resource of
         the template with the application's functions, so a verb acts as on AWS: the events topic and its
         subscribers, the canary state machine, the notification dead-letter queue. What such a command
@@ -119,7 +120,10 @@ class Connection:
         from deployguard_local import local_state
 
         directory = self.state_dir or local_state.default_dir()
-        with local_state.opened(directory, whole_stack=whole_stack, config_file=self.config) as aws:
+        # a command that saves holds the state's lock from before it loads until its save: two at once never
+        # both load, change and save (the later save would drop the other's changes)
+        lock = local_state.locked(directory) if save else contextlib.nullcontext()
+        with lock, local_state.opened(directory, whole_stack=whole_stack, config_file=self.config) as aws:
             assert aws.clock is not None  # local time is simulated: waiting advances it
             physical = aws.stack.physical
             ref = lambda logical: aws.ref(logical) if logical in physical else None  # noqa: E731

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from deployguard.aws import clients
 from deployguard.exceptions import DeployGuardError
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local import local_state
+from deployguard_local import cli, local_state
 from deployguard_local.console_server import demo_console
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 
@@ -80,7 +81,10 @@ def unordered(saved: dict[str, bytes]) -> dict[str, Any]:
 
 
 def leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.parent.iterdir() if p.name.startswith(f".{directory.name}."))
+    """What a save left beside the state (its lock file, kept for the next command, is not a leftover)."""
+    lock = local_state.lock_path(directory).name
+    siblings = (p.name for p in directory.parent.iterdir() if p.name.startswith(f".{directory.name}."))
+    return sorted(name for name in siblings if name != lock)
 
 
 def contents(aws: EmbeddedAws) -> dict[str, Any]:
@@ -279,3 +283,75 @@ def test_serve_local_opens_an_old_state(old_state: Path) -> None:
         assert aws.config_file == local_state.DEMO_CONFIG and alias("orders-api") == ("1", {})
         assert DeploymentRepository().get_deployment("dep-saved").status == DeploymentStatus.IN_PROGRESS
         assert server.url.startswith("http://127.0.0.1:")
+
+
+HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, f"{os.getpid()}\\n".encode(), 0)
+print("held", flush=True)
+sys.stdin.read()  # held until the test closes stdin (or the process ends)
+"""
+
+
+def test_a_command_that_saves_fails_naming_the_state_while_another_holds_it(
+    state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the state's lock and never lets it go: the command waits the configured time, then
+    fails in one line naming the state directory (exit 2, an error), having loaded and saved nothing."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(local_state.lock_path(state))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        monkeypatch.setenv(local_state.LOCK_WAIT_ENV, "0.2")
+        before = files(state)
+        code, out, err = run(capsys, "control", "abort", "dep-saved", *BY, *local(state))
+        assert (code, out) == (2, "") and len(err.splitlines()) == 1
+        assert f"the local state {state} is in use by another deployguard command (pid {holder.pid})" in err
+        assert "waited 0.2 s" in err and local_state.LOCK_WAIT_ENV in err
+        assert files(state) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    code, out, err = run(capsys, "control", "abort", "dep-saved", *BY, *local(state))  # let go: it runs
+    assert code == 0, err
+    with reopened(state):
+        assert DeploymentRepository().get_deployment("dep-saved").decision == "aborted"
+
+
+def test_a_command_holds_the_lock_from_its_load_to_its_save(
+    state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second command (here: another open of the lock) cannot get in between a command's load and its save, so
+    it never loads the state the first one is about to replace; once the first saved, it gets the lock."""
+    loaded, go_on = threading.Event(), threading.Event()
+    real_load = local_state.load
+
+    def load_then_wait(aws: EmbeddedAws, directory: Path) -> None:
+        real_load(aws, directory)
+        loaded.set()
+        assert go_on.wait(timeout=60)
+
+    monkeypatch.setattr(local_state, "load", load_then_wait)
+    result: dict[str, int] = {}
+    command = threading.Thread(target=lambda: result.update(code=cli.main(["control", "abort", "dep-saved", *BY,
+                                                                           *local(state)])))  # fmt: skip
+    command.start()
+    try:
+        assert loaded.wait(timeout=60)
+        with (
+            pytest.raises(local_state.StateLocked, match=f"the local state {state} is in use"),
+            local_state.locked(state, wait=0),
+        ):
+            pass
+    finally:
+        go_on.set()
+        command.join(timeout=120)
+    assert result == {"code": 0}
+    with local_state.locked(state, wait=0):  # let go once saved
+        pass
+    monkeypatch.setattr(local_state, "load", real_load)
+    with reopened(state):
+        assert DeploymentRepository().get_deployment("dep-saved").decision == "aborted"

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from moto_table import TABLE, aws, sim_clock  # noqa: F401  (fixtures)
 
 from deployguard import clock
-from deployguard.aws import clients
+from deployguard.aws import clients, events
 from deployguard.aws.events import EventPublisher
 from deployguard.models import DeploymentEvent, EventType
 from deployguard.storage import outbox
@@ -243,3 +243,102 @@ def test_an_event_stored_before_recorded_at_is_given_grace_from_its_own_time(
     assert {e.event.event_id: e.recorded_at for e in table.outbox(clock.now())} == {"ev-1": None, "ev-2": None}
     assert publish_outbox(table, publisher, alert=engine) == 1
     assert topic.received() == ["ev-1"] and engine.seen == ["ev-1"] and _waiting(table) == ["ev-2"]
+
+
+class RefusedForGood:
+    """SNS refuses the Publish of the events in ``bad`` as it refuses a message it will never take
+    (InvalidParameter, HTTP 400: a botocore hook on the real client); ``tries`` counts the refusals."""
+
+    HOOK = "before-call.sns.Publish"
+
+    def __init__(self, *bad: str) -> None:
+        self.bad = set(bad)
+        self.tries = 0
+        clients.client("sns").meta.events.register(self.HOOK, self._refuse, unique_id="test-outbox-refused")
+
+    def _refuse(self, params: dict[str, Any], **_: Any) -> None:
+        if json.loads(params["body"]["Message"])["event_id"] in self.bad:
+            self.tries += 1
+            error = {"Code": "InvalidParameter", "Message": "Invalid parameter: injected"}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Publish")
+
+    def close(self) -> None:
+        clients.client("sns").meta.events.unregister(self.HOOK, unique_id="test-outbox-refused")
+
+
+@pytest.fixture
+def refused(topic: Topic) -> Iterator[RefusedForGood]:
+    made = RefusedForGood("ev-2")
+    yield made
+    made.close()
+
+
+def test_an_event_sns_refuses_for_good_holds_no_other_and_is_given_up_after_the_bound(
+    table: DeploymentRepository,
+    topic: Topic,
+    refused: RefusedForGood,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # as deployed: the give-up is counted (EMF)
+    engine = Engine()
+    events = [_event(f"ev-{i}").model_copy(update={"at": clock.now() + timedelta(seconds=i)}) for i in (1, 2, 3, 4)]
+    for event in events:  # recorded, not published (the step died before publishing): the tick publishes them
+        table.outbox_record(event, alerts=True)
+    _tick(table, topic, engine)
+    assert topic.received() == ["ev-1", "ev-3", "ev-4"]  # the same tick, behind the refused one
+    assert refused.tries == 1 and _waiting(table) == ["ev-2"] and engine.seen == ["ev-1", "ev-2", "ev-3", "ev-4"]
+    for _ in range(outbox.MAX_PUBLISH_ATTEMPTS + 2):
+        _tick(table, topic, engine)
+    assert refused.tries == outbox.MAX_PUBLISH_ATTEMPTS and _waiting(table) == []  # given up: it left the outbox
+    assert topic.received() == ["ev-1", "ev-3", "ev-4"] and engine.seen == ["ev-1", "ev-2", "ev-3", "ev-4"]
+    [given_up] = [a for a in table.audit_trail("d-1") if a.action == "publication_given_up"]
+    assert given_up.details == {"event_id": "ev-2", "attempts": outbox.MAX_PUBLISH_ATTEMPTS}
+    assert "InvalidParameter" in given_up.reason and "never published" in given_up.reason
+    captured = capsys.readouterr()
+    blobs = [json.loads(line) for line in (captured.out + captured.err).splitlines() if line.startswith('{"_aws"')]
+    [counted] = [b for b in blobs if outbox.GIVEN_UP_METRIC in b]
+    assert counted[outbox.GIVEN_UP_METRIC] == [1.0] and counted["EventId"] == "ev-2"
+    assert counted["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "DeployGuard"
+    entry = table.outbox_record(events[1])  # the history keeps it; a retried step does not publish it again
+    assert entry.given_up and entry.published and not entry.new
+    outbox.deliver(table, EventPublisher(topic.arn), entry)
+    assert refused.tries == outbox.MAX_PUBLISH_ATTEMPTS
+
+
+def test_a_refusal_every_event_meets_still_waits_for_the_next_tick(table: DeploymentRepository, topic: Topic) -> None:
+    """Throttling (and 5xx, credentials, the network) is never the event's fault: nothing is counted or given up."""
+    for i in (1, 2):
+        table.outbox_record(_event(f"ev-{i}").model_copy(update={"at": clock.now() + timedelta(seconds=i)}))
+    topic.down = True
+    for _ in range(outbox.MAX_PUBLISH_ATTEMPTS + 1):
+        _tick(table, topic, None)
+    assert _waiting(table) == ["ev-1", "ev-2"] and not table.audit_trail("d-1")
+    topic.down = False
+    _tick(table, topic, None)
+    assert topic.received() == ["ev-1", "ev-2"] and _waiting(table) == []
+
+
+def test_an_event_over_the_sns_limit_is_published_trimmed_with_its_id(
+    table: DeploymentRepository, topic: Topic
+) -> None:
+    """Large details (every check's report) would make SNS refuse the event for good (moto refuses a message
+    over 256 KiB as SNS does): it is sent trimmed, with its id and a marker, and kept whole in the history."""
+    big = _event().model_copy(update={"details": {"checks": ["x" * 1000] * 300}})  # ~300 KB of details
+    outbox.announce(table, EventPublisher(topic.arn), big)
+    sqs = clients.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=topic.queue, MaxNumberOfMessages=10)["Messages"]
+    sent = json.loads(message["Body"])
+    assert sent["event_id"] == "ev-1" and sent["event_type"] == big.event_type.value and _waiting(table) == []
+    assert "left out" in sent["details"][events.TRIMMED] and sent["details"]["detail_keys"] == ["checks"]
+    [stored] = [e for e in table.events("d-1") if e.event_id == "ev-1"]
+    assert stored.details == big.details  # the history keeps it whole
+
+
+def test_an_event_too_long_without_its_details_has_its_message_cut() -> None:
+    huge = _event().model_copy(update={"message": "\u00e9\n" * 150_000, "details": {"x": "y" * 10}})
+    cut = events.fit_for_sns(huge)
+    assert len(cut.model_dump_json().encode()) <= events.SNS_MESSAGE_LIMIT - 2048
+    assert cut.message.endswith("[cut: too long for SNS]") and cut.event_id == "ev-1" and cut.at == huge.at
+    small = _event()
+    assert events.fit_for_sns(small) is small

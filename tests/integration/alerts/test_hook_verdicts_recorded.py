@@ -16,8 +16,9 @@ from alert_rules_support import shop_stack, webhook_events
 
 from deployguard import clock
 from deployguard.aws import clients
+from deployguard.aws.codedeploy import CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.hooks.answers import VERDICT_KIND
+from deployguard.hooks.answers import VERDICT_KIND, HookAnswers
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.models import EventType, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
@@ -249,3 +250,103 @@ def _pending_verdicts() -> list[dict[str, Any]]:
 
 def _incidents(deployment_id: str) -> dict[str, Any]:
     return {i.group: i for i in IncidentRepository(DeploymentRepository()).recent() if i.deployment_id == deployment_id}
+
+
+def _recorder_run(aws: EmbeddedAws) -> Any:
+    """One run of the recorder's schedule (every five minutes: its sweep of unanswered hooks, then the verdicts)."""
+    assert aws.clock is not None
+    before = len([r for r in aws.schedule_runs if r.function == "DeploymentRecorderFunction"])
+    stop = aws.follow_schedules(["DeploymentRecorderFunction"])
+    aws.clock.advance(300)
+    stop()
+    aws.invoker.drain()
+    runs = [r for r in aws.schedule_runs if r.function == "DeploymentRecorderFunction"][before:]
+    assert len(runs) == 1 and not runs[0].errored, runs
+    return runs[0]
+
+
+def _dead_attempt(deployment_id: str, execution: str) -> None:
+    """An attempt of the hook claimed the execution (a lease of 60 s) and died at its timeout, undecided."""
+    markers = HookAnswers(DeploymentRepository(), CodeDeployGateway()).markers
+    assert markers.claim(execution, clock.now().timestamp() + 60, deployment_id=deployment_id).mine
+    clock.sleep(120)
+
+
+def _recorded_once(receivers: LocalReceivers, deployment_id: str, reason: str) -> None:
+    """The Failed verdict recorded, each part once: the record FAILED, the audit, validation.failed, its alert."""
+    record = DeploymentRepository().get_deployment(deployment_id)
+    assert record.phase == Phase.FAILED and [p.phase for p in record.phase_history].count(Phase.FAILED) == 1
+    verdicts = [e for e in DeploymentRepository().audit_trail(deployment_id) if e.action == "hook_verdict"]
+    assert len(verdicts) == 1 and reason in verdicts[0].reason and verdicts[0].details["reported"] is True
+    failed = [e for e in DeploymentRepository().events(deployment_id) if e.event_type == EventType.VALIDATION_FAILED]
+    assert len(failed) == 1 and _outbox(deployment_id) == []
+    delivered = [e for e in webhook_events(receivers) if e.get("deployment_id") == deployment_id]
+    assert [e["event_type"] for e in delivered].count("validation.failed") == 1
+    assert _incidents(deployment_id)["canary"].rules == ["canary-issue"]
+    assert _pending_verdicts() == []
+
+
+def test_the_failed_a_redelivery_answers_for_a_dead_attempt_survives_a_kill_right_after_the_answer(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    """Lambda redelivers the execution; the redelivery answers Failed for the dead attempt and is killed right
+    after CodeDeploy took it: the verdict, kept before the answer, is recorded once by the recorder's schedule."""
+    aws, receivers = stack
+    deployment_id, execution = _broken_rollout(aws)
+    _dead_attempt(deployment_id, execution)
+    with killed_after_the_answer() as kills, pytest.raises(Killed):
+        _hook(aws, deployment_id, execution)
+    assert kills == [execution] and LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1
+    aws.invoker.drain()
+    assert "hook_verdict" not in _actions(deployment_id)
+    assert [p["deployment_id"] for p in _pending_verdicts()] == [deployment_id]  # kept before the answer
+    run = _recorder_run(aws)
+    assert [(h["execution_id"], h["action"], h["answer"]) for h in run.payload["hooks_answered"]] == [
+        (execution, "resent", "accepted")  # the kill came before the answer was noted confirmed
+    ]
+    assert [(v["execution_id"], v["recorded"]) for v in run.payload["hook_verdicts"]] == [(execution, True)]
+    _recorded_once(receivers, deployment_id, "ended without answering")
+    later = _recorder_run(aws)
+    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
+    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+
+
+def test_the_failed_the_recorder_sweep_answers_for_a_dead_attempt_is_recorded(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    """Nobody delivers the execution again: the recorder's sweep answers Failed for the dead attempt, and the same
+    run records the verdict (kept before the sweep answered), once."""
+    aws, receivers = stack
+    deployment_id, execution = _broken_rollout(aws)
+    _dead_attempt(deployment_id, execution)
+    run = _recorder_run(aws)
+    assert [(h["execution_id"], h["action"], h["answer"]) for h in run.payload["hooks_answered"]] == [
+        (execution, "failed_for_dead_attempt", "accepted")
+    ]
+    assert [(v["execution_id"], v["recorded"]) for v in run.payload["hook_verdicts"]] == [(execution, True)]
+    assert LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1
+    _recorded_once(receivers, deployment_id, "ended without answering")
+    assert _recorder_run(aws).payload["hook_verdicts"] == []
+
+
+def test_a_failed_codedeploy_refuses_is_given_up_inline_as_the_schedule_gives_it_up(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    """CodeDeploy refuses the hook's Failed (the execution already answered or expired: a validation error no
+    retry changes): the deployment is not recorded failed, nothing is announced, the refusal is audited once."""
+    aws, _ = stack
+    deployment_id, execution = _broken_rollout(aws)
+    LEDGER.refuse_next.append("ValidationException")
+    payload = _hook(aws, deployment_id, execution)
+    assert (payload["status"], payload["answer"], payload["reported"]) == ("Failed", "refused", False)
+    assert LEDGER.calls_for(execution) == 0
+    aws.invoker.drain()
+    assert DeploymentRepository().get_deployment(deployment_id).phase != Phase.FAILED
+    assert EventType.VALIDATION_FAILED not in [e.event_type for e in DeploymentRepository().events(deployment_id)]
+    assert "canary" not in _incidents(deployment_id) and "hook_verdict" not in _actions(deployment_id)
+    [refused] = [e for e in DeploymentRepository().audit_trail(deployment_id) if e.action == "hook_verdict_refused"]
+    assert "ValidationException" in refused.reason and "not recorded" in refused.reason
+    assert _pending_verdicts() == []  # given up, not left for the schedule
+    run = _recorder_run(aws)
+    assert run.payload["hook_verdicts"] == [] and run.payload["hooks_answered"] == []
+    assert _actions(deployment_id).count("hook_verdict_refused") == 1

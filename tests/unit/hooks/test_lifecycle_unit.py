@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto_table import TABLE, RecordingPublisher
 from pytest_httpserver import HTTPServer
 
@@ -345,3 +346,79 @@ def test_a_failed_verdict_codedeploy_never_took_is_given_up_not_recorded(
         ExpressionAttributeValues={":pk": f"PENDING#{VERDICT_KIND}"},
     )["Items"]  # fmt: skip
     assert pending == []
+
+
+@contextmanager
+def _killed_after_the_answer() -> Iterator[list[str]]:
+    """The first status CodeDeploy accepts ends the invocation right after (``after-call``): nothing after it runs."""
+    kills: list[str] = []
+
+    def kill(http_response: Any, parsed: Any, **_: Any) -> None:
+        if not kills and http_response.status_code == 200:
+            kills.append("answered")
+            raise Killed("the function's timeout, right after CodeDeploy took the answer")
+
+    name = "after-call.codedeploy.PutLifecycleEventHookExecutionStatus"
+    emitter = clients.client("codedeploy", retries=False).meta.events
+    emitter.register(name, kill)
+    try:
+        yield kills
+    finally:
+        emitter.unregister(name, kill)
+
+
+@contextmanager
+def _claim_refused() -> Iterator[list[str]]:
+    """DynamoDB fails the PutItem that claims a hook execution (its answer marker), every time."""
+    refused: list[str] = []
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        kind = params.get("Item", {}).get("record_type")
+        if (kind.get("S") if isinstance(kind, dict) else kind) == "lease_hook":
+            refused.append("claim")
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "PutItem")
+
+    name = "before-parameter-build.dynamodb.PutItem"
+    emitter = clients.resource("dynamodb").meta.client.meta.events
+    emitter.register(name, refuse)
+    try:
+        yield refused
+    finally:
+        emitter.unregister(name, refuse)
+
+
+def test_after_a_failed_claim_the_failed_is_kept_before_the_answer_and_recorded_once(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher
+) -> None:
+    """The claim fails, the hook answers Failed and is killed right after CodeDeploy took it: the verdict was
+    kept before the answer; with no answer marker to say CodeDeploy has it, the schedule sends the same Failed
+    again (CodeDeploy takes a repeat) and records it, once."""
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    hook = _hook(publisher)
+    with _claim_refused() as refused, _killed_after_the_answer() as kills, pytest.raises(Killed):
+        hook.handle(_event(deployment_id, execution), lambda: 30_000)
+    assert refused and kills == ["answered"] and ledger.status_of(execution) == "Failed"
+    kept = hook.answers.verdicts.get(execution)
+    assert kept is not None and kept.state != "done" and kept.attributes["unclaimed"] is True
+    assert _verdicts(deployment_id) == [] and publisher.events == []
+    assert [(v["execution_id"], v["recorded"]) for v in hook.finish_verdicts()] == [(execution, True)]
+    assert ledger.calls_for(execution) == 1  # the repeat is not a second result
+    record = DeploymentRepository(TABLE).get_deployment(deployment_id)
+    assert record.phase == Phase.FAILED and "cannot claim the hook execution" in (record.decision_reason or "")
+    assert [e.event_type for e in publisher.events] == [EventType.VALIDATION_FAILED]
+    assert hook.finish_verdicts() == [] and len(_verdicts(deployment_id)) == 1 and len(publisher.events) == 1
+
+
+def test_a_malformed_event_s_failed_is_kept_before_the_answer(
+    target: LambdaTarget, ledger: HookLedger, publisher: RecordingPublisher
+) -> None:
+    deployment_id = create_lambda_deployment(target, "orders", "live")
+    execution = ledger.issue(deployment_id)
+    hook = _hook(publisher)
+    malformed = {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution, "extra": "unexpected"}
+    with _killed_after_the_answer() as kills, pytest.raises(Killed):
+        hook.handle(malformed, lambda: 30_000)
+    assert kills == ["answered"] and ledger.status_of(execution) == "Failed"
+    assert [(v["execution_id"], v["recorded"]) for v in hook.finish_verdicts()] == [(execution, True)]
+    assert [e.event_type for e in publisher.events] == [EventType.VALIDATION_FAILED]

@@ -15,22 +15,25 @@ finishes it with :meth:`HookAnswers.settle`:
 - no status and the lease running: the attempt is still at work; nothing to do.
 
 A ``Failed`` verdict is also kept, under its own marker (kind ``HOOK-VERDICT``, in the pending
-index until done), from just before the hook sends it to CodeDeploy until the hook has recorded it
-(the deployment's record, the ``validation.failed`` event and its alert): whatever failed then, a kill
-right after the answer included, is finished by the recorder's schedule
+index until done), from just before it is sent to CodeDeploy until it is recorded (the deployment's
+record, the ``validation.failed`` event and its alert): whatever failed then, a kill right after the
+answer included, is finished by the recorder's schedule
 (:meth:`deployguard.hooks.lifecycle.LifecycleHook.finish_verdicts`, once this marker's answer says
-CodeDeploy has the Failed).
+CodeDeploy has the Failed). Whoever sends a ``Failed``, keeps it first (:meth:`HookAnswers.keep_verdict`):
+the hook for its own decision, and :meth:`HookAnswers.settle` for an attempt that died (a redelivery,
+or the recorder's sweep).
 
 This module sits below the lifecycle hook and the recorder (both use it) and imports neither.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
 from deployguard import clock
 from deployguard.storage.leases import DONE, Leases, Marker
@@ -44,6 +47,9 @@ VERDICT_KIND = "HOOK-VERDICT"
 MARKER_TTL = timedelta(days=2)
 DEAD_ATTEMPT_GRACE_SECONDS = 5.0
 DEFAULT_BUDGET_SECONDS = 15.0
+DEAD_ATTEMPT_REASON = (
+    "the first attempt of this hook execution ended without answering (timed out or crashed); failing closed"
+)
 logger = logging.getLogger(__name__)
 
 SettleAction = Literal["answered", "resent", "failed_for_dead_attempt", "in_progress"]
@@ -95,6 +101,22 @@ class HookAnswers:
                 logger.exception("cannot mark the hook answer confirmed", extra={"execution_id": execution_id})
         return report
 
+    def keep_verdict(
+        self, execution_id: str, deployment_id: str | None, at: datetime, outcome: str, **attributes: Any
+    ) -> bool:
+        """Keep a ``Failed`` verdict pending before it is sent (``outcome``: the lifecycle hook's outcome as
+        JSON, what will be recorded); ``before_answer``: recorded once the answer marker says CodeDeploy has
+        it; ``unclaimed``: no answer marker says it (the claim failed, a malformed event), the answer is
+        learned by sending the same Failed again. False when the table refuses (logged): then it is recorded
+        now or never."""
+        try:
+            self.verdicts.claim(execution_id, at.timestamp(), deployment_id=deployment_id, at=at.isoformat(),
+                                outcome=outcome, **attributes)  # fmt: skip
+        except Exception:
+            logger.exception("cannot keep the hook verdict pending", extra={"execution_id": execution_id})
+            return False
+        return True
+
     def settle(self, marker: Marker, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> Settled:
         """Finish a marker somebody else claimed (see the module docstring)."""
         deployment_id = marker.attributes.get("deployment_id")
@@ -113,6 +135,10 @@ class HookAnswers:
             if fresh is None or (fresh.token == marker.token and fresh.result is None):
                 return Settled("in_progress", marker.key, deployment_id)
             return self.settle(fresh, budget_seconds)
+        if deployment_id is not None:  # kept before it is sent: a kill after the answer loses no verdict
+            dead = {"execution_id": marker.key, "deployment_id": deployment_id, "status": "Failed",
+                    "reason": DEAD_ATTEMPT_REASON}  # fmt: skip
+            self.keep_verdict(marker.key, deployment_id, clock.now(), json.dumps(dead), before_answer=True)
         report = self.send(deployment_id, marker.key, "Failed", budget_seconds)
         return Settled("failed_for_dead_attempt", marker.key, deployment_id, "Failed", report)
 

@@ -24,10 +24,13 @@ function's own timeout, and the status call is retried within that margin.
 Recorded once CodeDeploy has its answer: the verdict (audited), its warning (``validation.warned``)
 and, for ``Failed``, the record's phase and ``validation.failed`` with its alert. Events go through
 the outbox (recorded, published, marked published): a notification outage never changes the answer,
-and the minute tick publishes what could not be. A ``Failed`` verdict is kept pending until all of it
-is written, from before CodeDeploy is answered when the hook decided it (a kill after the answer loses
-nothing); the recorder's schedule finishes what failed or never ran (:meth:`LifecycleHook.finish_verdicts`),
-once the hook's answer marker says CodeDeploy has the ``Failed`` status.
+and the minute tick publishes what could not be. Every ``Failed`` is kept pending from before it is
+sent to CodeDeploy until all of it is written, whoever sends it (the hook's own decision, the
+``Failed`` for an attempt that died, sent by a redelivery or by the recorder's sweep, the answer
+after a failed claim or to a malformed event): a kill after the answer loses nothing. It is recorded
+only once CodeDeploy has it (accepted, or no longer waiting), inline or by the recorder's schedule
+(:meth:`LifecycleHook.finish_verdicts`, from the hook's answer marker); one CodeDeploy refused is
+given up (audited ``hook_verdict_refused``), not recorded, on every path.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from deployguard.aws.codedeploy import (
 )
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import CodeDeployError, InvalidEventError
-from deployguard.hooks.answers import DEFAULT_BUDGET_SECONDS, HOOK_KIND, HookAnswers, Settled
+from deployguard.hooks.answers import DEAD_ATTEMPT_REASON, DEFAULT_BUDGET_SECONDS, HOOK_KIND, HookAnswers, Settled
 from deployguard.hooks.checks import CheckContext, CheckResult, Sleep, run_check
 from deployguard.inbound import parse_event
 from deployguard.models import (
@@ -204,8 +207,12 @@ class LifecycleHook:
             outcome.reason = (
                 f"internal error, failing closed: cannot claim the hook execution: {type(exc).__name__}: {exc}"
             )
+            # kept before the answer (if the table takes it now): no answer marker here, so the recorder's
+            # schedule learns CodeDeploy's answer by sending the same Failed again
+            at = clock.now()
+            pending = self._keep_pending(outcome, at, unclaimed=True)
             self._send(outcome, must_answer_by, DEFAULT_BUDGET_SECONDS)
-            self._record_verdict(outcome)
+            self._record_verdict(outcome, at, pending)
             return outcome
         if not claim.mine:
             return self._existing(claim.existing, deployment_id, execution_id, must_answer_by)
@@ -229,7 +236,7 @@ class LifecycleHook:
         # a Failed verdict is kept pending before CodeDeploy is answered: killed after the answer (the
         # status call may use the time up to the function's end), the recorder's schedule still records it
         at = clock.now()
-        pending = outcome.status == "Failed" and self._keep_pending(outcome, at, before_answer=True)
+        pending = outcome.status == "Failed" and self._keep_pending(outcome, at)
         self._send(outcome, must_answer_by, margin)
         self._record_verdict(outcome, at, pending)
         return outcome
@@ -373,9 +380,8 @@ class LifecycleHook:
             outcome.reason = f"re-sent the status {settled.status} an earlier attempt decided but could not confirm"
             self._audit_quietly(outcome, "hook_resent")  # as the recorder's sweep audits it
             return outcome
-        outcome.reason = ("the first attempt of this hook execution ended without answering "
-                          "(timed out or crashed); failing closed")  # fmt: skip
-        self._record_verdict(outcome)
+        outcome.reason = DEAD_ATTEMPT_REASON  # kept pending by settle before it sent the Failed
+        self._record_verdict(outcome, pending=True)
         return outcome
 
     def _malformed(self, raw: Any, reason: str) -> HookOutcome:
@@ -386,8 +392,10 @@ class LifecycleHook:
         # no claim: an event that names no valid deployment cannot be tied to a record; CodeDeploy
         # takes one result per execution, which keeps a redelivery from changing the answer
         outcome = HookOutcome(execution_id=execution_id, deployment_id=deployment_id, status="Failed", reason=reason)
+        at = clock.now()
+        pending = deployment_id is not None and self._keep_pending(outcome, at, unclaimed=True)
         _apply(outcome, self.codedeploy.report(deployment_id, execution_id, "Failed", sleep=self.sleep))
-        self._record_verdict(outcome)
+        self._record_verdict(outcome, at, pending)
         return outcome
 
     # ------------------------------------------------------------------ answering
@@ -408,26 +416,33 @@ class LifecycleHook:
             logger.error("CodeDeploy did not take the hook status", extra={"error": report.error,
                                                                             "outcome": report.outcome})  # fmt: skip
 
-    def _record_verdict(self, outcome: HookOutcome, at: datetime | None = None, pending: bool | None = None) -> None:
+    def _record_verdict(self, outcome: HookOutcome, at: datetime | None = None, pending: bool = False) -> None:
         """Record the verdict CodeDeploy was answered with; never raises (CodeDeploy has its answer).
 
         Audited, its warning announced; a Failed one also fails the record and is announced
-        (``validation.failed`` and its alert). A Failed verdict is kept pending (a marker,
-        :attr:`HookAnswers.verdicts`; ``at`` and ``pending`` when the caller kept it before
-        answering) and the marker done once all of that is written: what fails here, or never
-        runs, is finished by the recorder's schedule (:meth:`finish_verdicts`)."""
+        (``validation.failed`` and its alert), once CodeDeploy has it. Every ``Failed`` is kept pending
+        before it is sent (``pending``: a marker, :attr:`HookAnswers.verdicts`, kept at ``at``): it is
+        recorded here if CodeDeploy took it (the answer's outcome), left pending while the answer is
+        unconfirmed, and given up if CodeDeploy refused it (:meth:`_finish_kept`, as
+        :meth:`finish_verdicts` finishes what fails here or never runs). A ``Failed`` that could not be
+        kept is recorded now unless CodeDeploy refused it (now or never)."""
         if not outcome.deployment_id:
             return  # a malformed event without a deployment id: the log has it
-        if at is None or pending is None:
-            at = clock.now()
-            pending = outcome.status == "Failed" and self._keep_pending(outcome, at)
-        try:
-            self._write_verdict(outcome, at)
-        except Exception:
-            logger.exception("cannot record the hook verdict", extra={**outcome.as_dict(), "pending": pending})
+        if pending and outcome.execution_id is not None:
+            try:
+                if self._finish_kept(outcome.execution_id, outcome, outcome.answer) is not None:
+                    return
+            except Exception:
+                logger.exception("cannot record the hook verdict", extra={**outcome.as_dict(), "pending": True})
+                return
+            # the kept verdict is gone (not written after all, or expired): record it as one not kept
+        if outcome.status == "Failed" and outcome.answer == "refused":
+            self._give_up_refused(outcome, None)
             return
-        if pending:
-            self._verdict_written(str(outcome.execution_id))
+        try:
+            self._write_verdict(outcome, at or clock.now())
+        except Exception:
+            logger.exception("cannot record the hook verdict", extra={**outcome.as_dict(), "pending": False})
 
     def finish_verdicts(
         self, max_items: int = 100, seconds_left: Callable[[], float] | None = None
@@ -437,8 +452,10 @@ class LifecycleHook:
         this, after its sweep of unanswered hooks. A verdict kept before CodeDeploy was answered is
         recorded only once the hook's answer marker says CodeDeploy has the ``Failed`` status
         (:meth:`_answer_of`): while unconfirmed it waits (the sweep sends it again), and one CodeDeploy
-        refused is given up, not recorded. A verdict still failing, or waiting, after
-        :data:`VERDICT_RETRY` is given up (logged). Never raises."""
+        refused is given up, not recorded (audited ``hook_verdict_refused``, as inline). One no answer
+        marker tells of (sent after a failed claim, or to a malformed event) is sent again to learn
+        CodeDeploy's answer. A verdict still failing, or waiting, after :data:`VERDICT_RETRY` is given
+        up (logged). Each verdict: :meth:`_finish_kept`. Never raises."""
         finished: list[dict[str, Any]] = []
         try:
             waiting = list(self.answers.verdicts.pending(max_items))
@@ -448,40 +465,87 @@ class LifecycleHook:
         for marker in waiting:
             if seconds_left is not None and seconds_left() < FINISH_RESERVE_SECONDS:
                 break
-            summary: dict[str, Any] = {"execution_id": marker.key,
-                                       "deployment_id": marker.attributes.get("deployment_id")}  # fmt: skip
             try:
-                fresh = self.answers.verdicts.get(marker.key)  # the index lags: read the marker itself
-                if fresh is None or fresh.state == DONE:
-                    continue
-                at = datetime.fromisoformat(str(fresh.attributes["at"]))
-                if clock.now() - at > VERDICT_RETRY:
-                    logger.error("hook verdict never recorded, given up", extra=summary)
-                    self.answers.verdicts.done(marker.key, gave_up=True)
-                    finished.append({**summary, "recorded": False, "gave_up": True})
-                    continue
-                outcome = HookOutcome.model_validate_json(str(fresh.attributes["outcome"]))
-                if fresh.attributes.get("before_answer"):
-                    answer = self._answer_of(marker.key)
-                    if answer is None:  # not confirmed yet: the sweep of unanswered hooks sends it again
-                        finished.append({**summary, "recorded": False, "waiting": "the answer is not confirmed"})
-                        continue
-                    if answer not in ANSWERED:  # CodeDeploy never took this Failed: nothing to record
-                        logger.error("hook verdict not recorded: CodeDeploy did not take it",
-                                     extra={**summary, "answer": answer})  # fmt: skip
-                        self.answers.verdicts.done(marker.key, gave_up=True, answer=answer)
-                        finished.append({**summary, "recorded": False, "gave_up": True, "answer": answer})
-                        continue
-                    outcome.answer = "accepted" if answer == "accepted" else "already_completed"
-                    outcome.reported = outcome.answer == "accepted"
-                self._write_verdict(outcome, at)
-                self.answers.verdicts.done(marker.key)
+                summary = self._finish_kept(marker.key)
             except Exception as exc:  # still failing: the next run tries again
-                logger.exception("cannot finish a hook verdict", extra=summary)
-                finished.append({**summary, "recorded": False, "error": f"{type(exc).__name__}: {exc}"})
-                continue
-            finished.append({**summary, "recorded": True})
+                logger.exception("cannot finish a hook verdict", extra={"execution_id": marker.key})
+                summary = {"execution_id": marker.key, "deployment_id": marker.attributes.get("deployment_id"),
+                           "recorded": False, "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+            if summary is not None and not summary.get("already"):
+                finished.append(summary)
         return finished
+
+    def _finish_kept(
+        self, execution_id: str, outcome: HookOutcome | None = None, answer: str | None = None
+    ) -> dict[str, Any] | None:
+        """Finish one kept ``Failed`` verdict: record it (``outcome``: the hook's own, with its checks'
+        details; else the kept one) once CodeDeploy has it, wait while the answer is unconfirmed, give it
+        up when CodeDeploy refused it or after :data:`VERDICT_RETRY`. ``answer``: how CodeDeploy just took
+        it (the caller's status call); else read from the answer marker (:meth:`_answer_of`), or, for a
+        verdict no answer marker tells of (``unclaimed``), learned by sending the same Failed again.
+        Returns what it did (None: no such verdict kept); raises when the recording fails (it stays pending)."""
+        fresh = self.answers.verdicts.get(execution_id)  # the index lags: read the marker itself
+        if fresh is None:
+            return None
+        summary: dict[str, Any] = {"execution_id": execution_id, "deployment_id": fresh.attributes.get("deployment_id")}
+        if fresh.state == DONE:
+            return {**summary, "recorded": True, "already": True}
+        at = datetime.fromisoformat(str(fresh.attributes["at"]))
+        if clock.now() - at > VERDICT_RETRY:
+            logger.error("hook verdict never recorded, given up", extra=summary)
+            self.answers.verdicts.done(execution_id, gave_up=True)
+            return {**summary, "recorded": False, "gave_up": True}
+        kept = HookOutcome.model_validate_json(str(fresh.attributes["outcome"]))
+        verdict = outcome if outcome is not None else kept
+        unclaimed = bool(fresh.attributes.get("unclaimed"))
+        if not (unclaimed or fresh.attributes.get("before_answer")):  # kept after the answer (earlier versions)
+            self._write_verdict(verdict, at)
+            self.answers.verdicts.done(execution_id)
+            return {**summary, "recorded": True}
+        if answer == "unconfirmed":
+            answer = None
+        if answer is None:
+            answer = self._ask_again(kept) if unclaimed and outcome is None else self._answer_of(execution_id)
+        if answer is None:  # not confirmed yet: the sweep of unanswered hooks sends it again
+            return {**summary, "recorded": False, "waiting": "the answer is not confirmed"}
+        if answer not in ANSWERED:  # CodeDeploy never took this Failed: nothing to record
+            self._give_up_refused(verdict, answer)
+            self.answers.verdicts.done(execution_id, gave_up=True, answer=answer)
+            return {**summary, "recorded": False, "gave_up": True, "answer": answer}
+        verdict.answer = "accepted" if answer == "accepted" else "already_completed"
+        verdict.reported = verdict.answer == "accepted"
+        self._write_verdict(verdict, at)
+        self.answers.verdicts.done(execution_id)
+        return {**summary, "recorded": True}
+
+    def _ask_again(self, kept: HookOutcome) -> str | None:
+        """CodeDeploy's answer to the same ``Failed`` sent again (a verdict no answer marker tells of);
+        None while unconfirmed. Safe: CodeDeploy takes a repeated status, or says it no longer waits."""
+        assert kept.execution_id is not None
+        report = self.codedeploy.report(kept.deployment_id, kept.execution_id, "Failed",
+                                        budget_seconds=DEFAULT_BUDGET_SECONDS, sleep=self.sleep)  # fmt: skip
+        return report.outcome if report.settled else None
+
+    def _give_up_refused(self, outcome: HookOutcome, answer: str | None) -> None:
+        """A ``Failed`` CodeDeploy refused (it does not wait on the execution as we asked, or another status
+        was decided): not recorded as the deployment's failure; logged and audited once."""
+        why = ": ".join(dict.fromkeys(x for x in (answer, outcome.report_error) if x)) or "refused"
+        logger.error("hook verdict not recorded: CodeDeploy did not take it",
+                     extra={"execution_id": outcome.execution_id, "deployment_id": outcome.deployment_id,
+                            "answer": why})  # fmt: skip
+        if not outcome.deployment_id:
+            return
+        try:
+            if self.repository.find_deployment(outcome.deployment_id) is None:
+                return
+            self.repository.audit_once(
+                outcome.deployment_id, f"hook-verdict-refused#{outcome.execution_id}", clock.now(),
+                "hook_verdict_refused", ACTOR,
+                f"{outcome.status}: {outcome.reason} (CodeDeploy did not take it: {why}; not recorded)",
+                execution_id=outcome.execution_id, answer=why,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("cannot audit a refused hook verdict", extra={"execution_id": outcome.execution_id})
 
     def _answer_of(self, execution_id: str) -> str | None:
         """How CodeDeploy took the hook's ``Failed`` answer, from its answer marker: ``accepted`` or
@@ -495,26 +559,16 @@ class LifecycleHook:
         answer = marker.attributes.get("answer")
         return str(answer) if answer else None
 
-    def _keep_pending(self, outcome: HookOutcome, at: datetime, *, before_answer: bool = False) -> bool:
-        """The verdict, kept until it is recorded (its checks without their details: what is announced);
-        ``before_answer``: kept before CodeDeploy is answered (recorded once the answer is confirmed)."""
+    def _keep_pending(self, outcome: HookOutcome, at: datetime, *, unclaimed: bool = False) -> bool:
+        """The ``Failed`` verdict, kept before CodeDeploy is answered until it is recorded (its checks without
+        their details: what is announced), recorded once the answer is confirmed; ``unclaimed``: no answer
+        marker will say so (the claim failed, a malformed event): the schedule asks CodeDeploy again."""
         if outcome.execution_id is None:
             return False
         kept = outcome.model_copy(update={"checks": [c.model_copy(update={"details": {}}) for c in outcome.checks]})
-        extra = {"before_answer": True} if before_answer else {}
-        try:
-            self.answers.verdicts.claim(outcome.execution_id, at.timestamp(), deployment_id=outcome.deployment_id,
-                                        at=at.isoformat(), outcome=kept.model_dump_json(), **extra)  # fmt: skip
-        except Exception:  # the table refuses: recorded now or never (logged)
-            logger.exception("cannot keep the hook verdict pending", extra={"execution_id": outcome.execution_id})
-            return False
-        return True
-
-    def _verdict_written(self, execution_id: str) -> None:
-        try:
-            self.answers.verdicts.done(execution_id)
-        except Exception:  # recorded: the schedule records it again harmlessly (each part once)
-            logger.exception("cannot mark the hook verdict recorded", extra={"execution_id": execution_id})
+        extra = {"unclaimed": True} if unclaimed else {"before_answer": True}
+        return self.answers.keep_verdict(outcome.execution_id, outcome.deployment_id, at, kept.model_dump_json(),
+                                         **extra)  # fmt: skip
 
     def _audit_quietly(self, outcome: HookOutcome, action: str) -> None:
         if not outcome.deployment_id:

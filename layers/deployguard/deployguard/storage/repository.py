@@ -153,6 +153,7 @@ class OutboxEntry:
     alerts_due: bool = False
     new: bool = False
     recorded_at: datetime | None = None  # when it was stored (None: stored before this was noted)
+    given_up: bool = False  # SNS refused it for good: never published (``published`` is true, the topic is done)
 
 
 RECORDED_AT = "recorded_at"  # on an outbox item: when it was stored (the clock's now, not the event's time)
@@ -168,9 +169,13 @@ def _recorded_at(item: dict[str, Any]) -> datetime | None:
         return None
 
 
+PUBLISH_GIVEN_UP_AT = "publish_given_up_at"  # on an event: SNS refused it for good, the outbox gave it up
+
+
 def _outbox_entry(item: dict[str, Any]) -> OutboxEntry:
-    return OutboxEntry(_from_item(DeploymentEvent, item), "published_at" in item, bool(item.get(ALERTS_DUE)),
-                       recorded_at=_recorded_at(item))  # fmt: skip
+    given_up = PUBLISH_GIVEN_UP_AT in item
+    return OutboxEntry(_from_item(DeploymentEvent, item), "published_at" in item or given_up,
+                       bool(item.get(ALERTS_DUE)), recorded_at=_recorded_at(item), given_up=given_up)  # fmt: skip
 
 
 @dataclass
@@ -606,13 +611,43 @@ class DeploymentRepository:
                 raise
             self._update_if_present(event, "SET published_at = :now", {":now": now})
 
+    def publication_failed(self, event: DeploymentEvent) -> int:
+        """Count a publication SNS refused for good (:func:`deployguard.aws.events.refused_for_good`);
+        returns the refusals so far."""
+        answer = self.table.update_item(
+            Key=self._event_key(event),
+            UpdateExpression="ADD publish_failures :one",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer.get("Attributes", {}).get("publish_failures", 1))
+
+    def give_up_publication(self, event: DeploymentEvent, reason: str) -> None:
+        """Note that ``event`` will never be published (SNS refused it for good, every attempt): the
+        topic is done with it, so it leaves the outbox unless the alert engine has still to see it."""
+        now = keys.time_key(clock.now())
+        values = {":now": now, ":reason": reason[:1000]}
+        given_up = f"SET {PUBLISH_GIVEN_UP_AT} = :now, publish_give_up_reason = :reason"
+        try:
+            self.table.update_item(
+                Key=self._event_key(event),
+                UpdateExpression=f"{given_up} REMOVE gsi1pk, gsi1sk",
+                ConditionExpression=f"attribute_exists(pk) AND attribute_not_exists({ALERTS_DUE})",
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            self._update_if_present(event, given_up, values)
+
     def mark_alerted(self, event: DeploymentEvent) -> None:
-        """Note that the alert engine saw ``event``; it leaves the outbox if it was published."""
+        """Note that the alert engine saw ``event``; it leaves the outbox if it was published (or given up)."""
         try:
             self.table.update_item(
                 Key=self._event_key(event),
                 UpdateExpression=f"REMOVE {ALERTS_DUE}, gsi1pk, gsi1sk",
-                ConditionExpression="attribute_exists(published_at)",
+                ConditionExpression=f"attribute_exists(published_at) OR attribute_exists({PUBLISH_GIVEN_UP_AT})",
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
