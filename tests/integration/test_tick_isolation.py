@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alarm_evaluation import create_alarm, evaluate, put_emf
 
 from deployguard import clock
 from deployguard.incidents.repository import IncidentRepository
@@ -29,6 +30,7 @@ from deployguard.storage.repository import RECORDED_AT, DeploymentRepository
 from deployguard_local.bench_scale import seed_loop
 from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.emulator import EmbeddedAws
+from deployguard_local.template import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_CALL = ["throttle"] * 9  # botocore's attempts of one call (adaptive mode: 8 retries)
@@ -125,16 +127,30 @@ def _unreadable_ecs(status: DeploymentStatus, phase: Phase, deployment_id: str) 
     )  # fmt: skip
 
 
+@pytest.fixture
+def loud(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedAws]:
+    """The demo's stack with the functions' logs and EMF metrics on, as deployed."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # each run prints its EMF record
+    with EmbeddedAws(config_file=ROOT / "examples" / "deployguard.yaml", quiet=False) as aws:
+        yield aws
+
+
 def test_a_deployment_whose_metrics_cannot_be_read_is_audited_once_and_counted(
-    embedded: EmbeddedAws, capsys: pytest.CaptureFixture[str]
+    loud: EmbeddedAws, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    embedded = loud
     _unreadable_ecs(DeploymentStatus.IN_PROGRESS, Phase.DEPLOYMENT_ACTIVE, "dep-ecs-canary")
     _unreadable_ecs(DeploymentStatus.SUCCEEDED, Phase.MONITORING, "dep-ecs-monitored")
     assert embedded.clock is not None
-    payloads = []
+    payloads, logs = [], ""
+    alarm = create_alarm(Stack.load(Path(__file__).resolve().parents[2]), "DeploymentsUnreadableAlarm")
     for _ in range(3):  # three minutes: due every minute, never assessed
         payloads.append(_tick(embedded))
+        printed = capsys.readouterr()
+        logs += printed.out + printed.err
+        put_emf(printed.out + "\n" + printed.err, clock.now())  # as CloudWatch Logs would: the run's metrics
         embedded.clock.advance(60)
+    assert evaluate(alarm, clock.now().replace(second=0, microsecond=0)) == "ALARM"  # the operator is told
     for payload in payloads:
         assert {"dep-ecs-canary", "dep-ecs-monitored"} <= set(payload["unreadable"])
         assert "dep-ecs-monitored" not in payload["monitored"]
@@ -142,8 +158,7 @@ def test_a_deployment_whose_metrics_cannot_be_read_is_audited_once_and_counted(
     for deployment_id, kind in (("dep-ecs-canary", "canary"), ("dep-ecs-monitored", "post_deployment")):
         [entry] = [a for a in repository.audit_trail(deployment_id) if a.action == "metrics_unreadable"]
         assert entry.details["kind"] == kind and "cannot be read" in entry.reason
-    logged = capsys.readouterr()
-    assert "deployment not assessed: its metrics cannot be read" in logged.out + logged.err
+    assert "deployment not assessed: its metrics cannot be read" in logs
 
 
 def test_a_metrics_read_that_fails_leaves_its_chunk_due_and_the_tick_ends(

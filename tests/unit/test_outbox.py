@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alarm_evaluation import create_alarm, evaluate, put_emf
 from botocore.exceptions import ClientError
 from moto_table import TABLE, aws, sim_clock  # noqa: F401  (fixtures)
 
@@ -21,6 +23,9 @@ from deployguard.storage import outbox
 from deployguard.storage.leases import DONE
 from deployguard.storage.repository import ALERTS_DUE, RECORDED_AT, DeploymentRepository
 from deployguard.workflows.reconciler import publish_outbox
+from deployguard_local.template import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Topic:
@@ -300,6 +305,10 @@ def test_an_event_sns_refuses_for_good_holds_no_other_and_is_given_up_after_the_
     [counted] = [b for b in blobs if outbox.GIVEN_UP_METRIC in b]
     assert counted[outbox.GIVEN_UP_METRIC] == [1.0] and counted["EventId"] == "ev-2"
     assert counted["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "DeployGuard"
+    # CloudWatch Logs makes it a metric, and the stack's EventsGivenUpAlarm tells the operator
+    put_emf(captured.out + captured.err, clock.now())
+    alarm = create_alarm(Stack.load(ROOT), "EventsGivenUpAlarm")
+    assert evaluate(alarm, clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)) == "ALARM"
     entry = table.outbox_record(events[1])  # the history keeps it; a retried step does not publish it again
     assert entry.given_up and entry.published and not entry.new
     outbox.deliver(table, EventPublisher(topic.arn), entry)

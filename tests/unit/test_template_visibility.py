@@ -60,7 +60,8 @@ def test_self_alarms_page_the_operator_topic() -> None:
     alarms = STACK.of_type("AWS::CloudWatch::Alarm")
     assert set(alarms) == {"DeadLetterQueuesAlarm", "FunctionErrorsAlarm", "HookFunctionErrorsAlarm",
                            "StateMachineFailuresAlarm", "RollbackFailedAlarm", "AssessorStalledAlarm",
-                           "TrafficCheckBacklogAlarm", "TrafficCheckStalledAlarm"}  # fmt: skip
+                           "TrafficCheckBacklogAlarm", "TrafficCheckStalledAlarm", "EventsGivenUpAlarm",
+                           "DeploymentsUnreadableAlarm"}  # fmt: skip
     for logical_id, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == {
             "Fn::If": ["HasOperatorTopic", [{"Ref": "OperatorTopicArn"}], {"Ref": "AWS::NoValue"}]

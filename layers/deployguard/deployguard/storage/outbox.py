@@ -269,6 +269,7 @@ def _count_given_up(event: DeploymentEvent) -> None:
 
         namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "DeployGuard")
         with single_metric(name=GIVEN_UP_METRIC, unit=MetricUnit.Count, value=1, namespace=namespace) as metric:
+            metric.add_dimension(name="service", value=os.environ.get("POWERTOOLS_SERVICE_NAME", "deployguard"))
             metric.add_metadata("EventId", event.event_id)
             metric.add_metadata("EventType", event.event_type.value)
             metric.add_metadata("DeploymentId", event.deployment_id)
