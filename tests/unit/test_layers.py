@@ -148,7 +148,6 @@ def test_workflows_sit_in_one_folder() -> None:
 # Modules above the access floor that still make their own AWS calls (known debt, to move into aws/):
 # a new one is a defect; one moved out is taken off this list.
 OWN_AWS_CALLS = {
-    "hooks/checks.py",  # lambda:Invoke of a check function, cloudwatch:DescribeAlarms
     "notification/delivery.py",  # sns:Publish of the SMS and email channels
     "notification/dlq.py",  # the notification dead-letter queue (sqs)
     "notification/secrets.py",  # Powertools' SSM and Secrets Manager providers take a boto3 client

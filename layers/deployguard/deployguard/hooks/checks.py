@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.aws import clients
+from deployguard.aws import alarms, lambda_invoke
 from deployguard.exceptions import ConfigError, MetricsConfigError, ValidationCheckError
 from deployguard.models import Deployment, LambdaTarget, MetricSpec, Model
 
@@ -100,13 +100,10 @@ def _lambda_invoke(check: CheckSettings, ctx: CheckContext, deadline: float) -> 
     if not isinstance(target, LambdaTarget):
         raise ValidationCheckError("lambda_invoke needs a Lambda deployment")
     started = time.monotonic()
-    resp = clients.client("lambda").invoke(
-        FunctionName=target.function_name, Qualifier=target.new_version, Payload=json.dumps(check.payload).encode()
-    )
+    function_error, body_text = lambda_invoke.invoke_version(target.function_name, target.new_version, check.payload)
     elapsed_ms = (time.monotonic() - started) * 1000.0
-    body_text = resp["Payload"].read().decode("utf-8", "replace")
-    if resp.get("FunctionError"):
-        raise ValidationCheckError(f"version {target.new_version} raised {resp['FunctionError']}: {body_text[:200]}")
+    if function_error:
+        raise ValidationCheckError(f"version {target.new_version} raised {function_error}: {body_text[:200]}")
     body = _document(body_text)
     expected_code = check.expect_status_code
     if expected_code is not None and isinstance(body, dict) and body.get("statusCode", expected_code) != expected_code:
@@ -179,18 +176,7 @@ def _tcp(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str,
 
 
 def _alarms(check: CheckSettings, ctx: CheckContext, deadline: float) -> tuple[str, dict[str, Any]]:
-    selections: list[dict[str, Any]] = []
-    if check.alarm_prefix:
-        selections.append({"AlarmNamePrefix": check.alarm_prefix})
-    if check.alarm_names:
-        selections.append({"AlarmNames": check.alarm_names})
-    firing: set[str] = set()
-    paginator = clients.client("cloudwatch").get_paginator("describe_alarms")
-    for selection in selections:
-        for page in paginator.paginate(StateValue="ALARM", AlarmTypes=["MetricAlarm", "CompositeAlarm"], **selection):
-            alarms = [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]
-            # the state is checked again here: not every CloudWatch emulation honours StateValue
-            firing.update(str(a["AlarmName"]) for a in alarms if a.get("StateValue") == "ALARM")
+    firing = alarms.firing(check.alarm_prefix, check.alarm_names or ())
     if firing:
         raise ValidationCheckError(f"in ALARM: {', '.join(sorted(firing))}")
     return "no alarm of the service is in ALARM", {}
