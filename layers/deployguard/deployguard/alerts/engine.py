@@ -78,6 +78,9 @@ class TickReport(Model):
     tracker_syncs: list[dict[str, Any]] = Field(
         default_factory=list, description="issue-tracker news sent again after a tracker failed it"
     )
+    announced: list[str] = Field(
+        default_factory=list, description="events of incident changes written by the tick (their writer failed)"
+    )
 
 
 class AlertEngine:
@@ -206,6 +209,7 @@ class AlertEngine:
         report = TickReport(at=at)
         if not self.settings.enabled:
             return report
+        report.announced = self.incidents.announce_pending()  # incident changes whose announcement failed
         for deployment in self.repository.active_deployments() if deployments is None else deployments:
             evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
             report.alerts.extend(self._process(evaluation, deployment, time.monotonic()))
