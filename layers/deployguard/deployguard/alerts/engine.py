@@ -343,8 +343,8 @@ class AlertEngine:
         if deployment is not None and incident.status == IncidentStatus.OPEN:
             self._remediate(alert, incident, deployment, decided_at)
         self._publish(alert, incident, opened)
-        if opened:
-            self.trackers.on_news(incident, "opened")
+        if self.trackers.enabled:  # by the incident's state, not this attempt's: a retry opens what a failure missed
+            self.trackers.open_missing(incident)
         due = incident.escalation.next_at
         if self.publisher is not None and due is not None and due <= alert.at:
             self._track_pages([self.escalator.page_if_due(incident.incident_id, alert.at)])

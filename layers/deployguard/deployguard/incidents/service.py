@@ -104,10 +104,14 @@ class IncidentService:
     def _join(self, incident_id: str, alert: Alert, now: datetime) -> Incident | None:
         keep = self.settings.incidents.max_alerts_kept
         upgraded: list[str] = []
+        repeated: list[bool] = []
 
         def change(incident: Incident) -> bool:
             upgraded.clear()
             if not incident.is_open:
+                return False
+            if alert.alert_id in incident.alert_ids:  # joined already: a retry of the same alert
+                repeated.append(True)
                 return False
             incident.alert_count += 1
             incident.alert_ids = [*incident.alert_ids, alert.alert_id][-keep:]
@@ -135,6 +139,8 @@ class IncidentService:
             return True
 
         incident, written = self._update_if_present(incident_id, change)
+        if incident is not None and repeated:
+            return incident
         if incident is None or not written:
             return None
         self.incidents.deployments.audit(
