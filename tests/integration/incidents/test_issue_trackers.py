@@ -220,3 +220,49 @@ def test_tracker_settings_name_the_missing_field() -> None:
             {"issue_trackers": {"j": {"type": "jira", "base_url": "https://acme.atlassian.net", "project_key": "OPS",
                                       "email": "a@b.c"}}}
         )  # fmt: skip
+
+
+def test_a_retry_of_an_alert_that_failed_after_opening_its_incident_opens_the_issue(
+    embedded: Any, servers: Any
+) -> None:
+    """The alert engine's run on an event (through the outbox) opens the incident, then DynamoDB refuses
+    the alert's record (every attempt of that PutItem throttled): the run fails before any issue. The
+    outbox runs the engine again (the minute tick's drain): the same alert joins its incident once, and
+    the issue is opened because the incident has none, whoever opened it."""
+    from deployguard import clock
+    from deployguard.models import DeploymentEvent, EventType, Severity
+    from deployguard.storage import outbox
+    from deployguard_local.chaos.faults import FaultInjector
+
+    github, jira = servers
+    _secrets()
+    deployment, _ = canary_in_flight(embedded)
+    eng = engine(_settings(github, jira))
+    repository = DeploymentRepository()
+    event = DeploymentEvent.about(deployment, EventType.ROLLBACK_FAILED, "Rollback failed", "the alias could not be "
+                                  "moved", severity=Severity.CRITICAL)  # fmt: skip
+
+    def alert_record(request: Any) -> bool:
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        return '"ALERT#' in body
+
+    with FaultInjector(embedded.clock) as faults:
+        plan = faults.on("dynamodb", "PutItem", ["throttle"] * 9, when=alert_record)
+        outbox.announce(repository, eng.publisher, event, alert=eng.on_event)
+        assert plan.injected == 9
+    [incident] = eng.incident_store.open_incidents()
+    assert github.issues == {} and jira.issues == {}  # the run failed before its issue
+    assert _audit(deployment.deployment_id, "alerting_failed")
+
+    embedded.clock.advance(61)
+    outbox.drain(repository, eng.publisher, repository.outbox(clock.now()), alert=eng.on_event)
+    stored = eng.incident_store.get(incident.incident_id)
+    assert len(github.issues) == len(jira.issues) == 1  # opened by the retry
+    assert set(stored.issues) == {"github", "jira"}
+    assert stored.alert_count == 1 and len(stored.alert_ids) == 1  # the same alert: joined once
+    assert [t.action for t in stored.timeline].count("alert_joined") == 0
+    assert len(_audit(deployment.deployment_id, "issue_opened")) == 2
+    assert len(_audit(deployment.deployment_id, "incident_opened")) == 1
+
+    eng.on_assessment(deployment, failing_assessment(deployment))  # other incidents: one issue each, no second
+    assert len(github.issues) == len(jira.issues) == len(eng.incident_store.open_incidents())

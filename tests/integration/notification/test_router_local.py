@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -370,8 +371,10 @@ def test_pagerduty_pages_acknowledges_and_resolves_are_never_held_back(aws: Aws,
         health("critical", Severity.ERROR),  # flapping within the cooldown
         health("healthy", Severity.INFO),
     ]
+    events = [e.model_copy(update={"at": e.at + timedelta(seconds=i)}) for i, e in enumerate(events)]  # in turn
     outcomes = [statuses(router.route(e)) for e in events]
-    assert [o["ops-pagerduty"] for o in outcomes] == ["delivered"] * 8
+    # the resolves of an assessment back to healthy wait for the flap guard (resolve_after_healthy_seconds)
+    assert [o["ops-pagerduty"] for o in outcomes] == ["delivered"] * 5 + ["suppressed", "delivered", "suppressed"]
     assert [o["ops-slack"] for o in outcomes] == ["delivered"] + ["suppressed"] * 7
     assert _pagerduty_actions(receivers) == [
         ("trigger", "dg-1/incident/in-1"),
@@ -379,14 +382,16 @@ def test_pagerduty_pages_acknowledges_and_resolves_are_never_held_back(aws: Aws,
         ("acknowledge", "dg-1/incident/in-1"),
         ("resolve", "dg-1/incident/in-1"),
         ("trigger", "dg-1"),
-        ("resolve", "dg-1"),
-        ("trigger", "dg-1"),
-        ("resolve", "dg-1"),
+        ("trigger", "dg-1"),  # the flap: one PagerDuty incident, no resolve in between, no new page
     ]
     aws.clock.advance(61)
     digest = router.flush_digests()
     assert {n.channel for n in digest} == {"ops-slack"} and len(digest) == 5  # the last two: cooled down
     assert router.noise.held("ops-pagerduty") == []
+    aws.clock.advance(300)  # healthy for the default 300 s: the deferred resolve goes out with the flush
+    resolves = router.flush_digests()
+    assert [(n.channel, n.status.value) for n in resolves] == [("ops-pagerduty", "delivered")]
+    assert _pagerduty_actions(receivers)[6:] == [("resolve", "dg-1")]  # once
 
 
 def test_pagerduty_events_an_earlier_version_held_are_sent_one_by_one_and_in_order(aws: Aws) -> None:

@@ -78,6 +78,9 @@ class TickReport(Model):
     tracker_syncs: list[dict[str, Any]] = Field(
         default_factory=list, description="issue-tracker news sent again after a tracker failed it"
     )
+    announced: list[str] = Field(
+        default_factory=list, description="events of incident changes written by the tick (their writer failed)"
+    )
 
 
 class AlertEngine:
@@ -206,6 +209,7 @@ class AlertEngine:
         report = TickReport(at=at)
         if not self.settings.enabled:
             return report
+        report.announced = self.incidents.announce_pending()  # incident changes whose announcement failed
         for deployment in self.repository.active_deployments() if deployments is None else deployments:
             evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
             report.alerts.extend(self._process(evaluation, deployment, time.monotonic()))
@@ -339,8 +343,8 @@ class AlertEngine:
         if deployment is not None and incident.status == IncidentStatus.OPEN:
             self._remediate(alert, incident, deployment, decided_at)
         self._publish(alert, incident, opened)
-        if opened:
-            self.trackers.on_news(incident, "opened")
+        if self.trackers.enabled:  # by the incident's state, not this attempt's: a retry opens what a failure missed
+            self.trackers.open_missing(incident)
         due = incident.escalation.next_at
         if self.publisher is not None and due is not None and due <= alert.at:
             self._track_pages([self.escalator.page_if_due(incident.incident_id, alert.at)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,16 @@ def grouping_key(rule: AlertRule, deployment_id: str, service: str, environment:
         "rule": rule.name,
     }
     return "#".join(parts[p] for p in rule.grouping_key)
+
+
+def alert_id_of(rule: str, assessment: Assessment | None, event: DeploymentEvent | None) -> str | None:
+    """The id of the alert a rule raises on an assessment or an event: the same on every evaluation of
+    it (a retry of the alert engine on the same event joins the incident once); None (a new id) for
+    the tick's deployment-only rules."""
+    source = event.event_id if event is not None else assessment.assessment_id if assessment is not None else None
+    if source is None:
+        return None
+    return "al-" + hashlib.sha256(f"{source}#{rule}".encode()).hexdigest()[:24]
 
 
 def _format(value: float | str | None) -> str:
@@ -91,8 +102,10 @@ class RuleEvaluator:
             used = {name: context.values.get(name) for name in sorted(expression.fields)}
             base = {name: context.baseline.get(name) for name in sorted(expression.fields) if name in context.baseline}
             readings = ", ".join(f"{k}={_format(v)}" for k, v in used.items() if v is not None and v != "")
+            same = alert_id_of(rule.name, assessment, event)
             result.fired.append(
                 Alert(
+                    **({"alert_id": same} if same else {}),
                     rule=rule.name,
                     group=rule.incident_group,
                     grouping_key=grouping_key(rule, deployment_id, service, environment),

@@ -32,6 +32,24 @@ class EscalationState(Model):
     stopped_reason: str | None = None
 
 
+class PendingAnnouncement(Model):
+    """A change of the incident whose audit entry and event are still to be written: noted on the
+    incident in the change's own conditional write, so the announcement cannot be lost, and cleared
+    once both are written (by the change's caller, else by the minute tick). The event's id and time
+    are fixed here, so a repeat records the same event once; the audit entry is written once under
+    the event id."""
+
+    kind: str = Field(description="incident_opened, incident_acknowledged or incident_resolved")
+    event_id: str
+    at: datetime
+    actor: str
+    severity: Severity
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict, description="the event's details")
+    audit_reason: str = ""
+    audit_details: dict[str, Any] = Field(default_factory=dict)
+
+
 class Incident(Model):
     incident_id: str = Field(default_factory=lambda: new_id("inc"))
     key: str = Field(description="grouping key: one open incident per key")
@@ -60,6 +78,9 @@ class Incident(Model):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     issues: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="per issue tracker, the incident's issue: key and url"
+    )
+    announcements: list[PendingAnnouncement] = Field(
+        default_factory=list, description="changes whose audit entry and event are not written yet"
     )
     version_counter: int = Field(default=0, ge=0, description="optimistic-lock counter")
 

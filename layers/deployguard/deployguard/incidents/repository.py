@@ -1,6 +1,7 @@
 """Storage of incidents and alerts in the DeploymentsTable (keys as in deployguard.storage.keys).
 
-- an incident: ``INCIDENT#<id>`` / ``META``; gsi1 ``LOOP`` (``!I#``, read by the minute tick) while not resolved, gsi2
+- an incident: ``INCIDENT#<id>`` / ``META``; gsi1 ``LOOP`` (``!I#``, read by the minute tick) while not resolved or
+  while announcements of it are pending (:attr:`Incident.announcements`), gsi2
   ``INCIDENTS`` (every incident, newest first by gsi2sk)
 - the open incident of a grouping key: ``INCIDENT-KEY#<key>`` / ``INCIDENT-KEY`` (deleted on resolution)
 - an alert, in the deployment's history: ``DEP#<deployment>`` / ``ALERT#<time>#<alert>``
@@ -65,6 +66,7 @@ class IncidentRepository:
     def __init__(self, deployments: DeploymentRepository) -> None:
         self.deployments = deployments
         self._cycle: dict[str, list[Incident]] | None = None
+        self._cycle_announcing: list[Incident] | None = None
 
     @property
     def table(self) -> Any:
@@ -89,10 +91,11 @@ class IncidentRepository:
         )
         if provisional:  # written before its key is claimed; expires if the writer dies in between
             item[keys.TTL_ATTRIBUTE] = int((clock.now() + timedelta(hours=1)).timestamp())
-        elif incident.is_open:
+            return item
+        if incident.is_open or incident.announcements:  # listed for the minute tick (a resolved one: until announced)
             item[keys.GSI1_PK] = keys.LOOP
             item[keys.GSI1_SK] = keys.loop_always(keys.INCIDENT_OPEN, incident.opened_at, incident.incident_id)
-        else:
+        if not incident.is_open:
             item[keys.TTL_ATTRIBUTE] = self.expires_at(incident.resolved_at)
         return item
 
@@ -179,6 +182,17 @@ class IncidentRepository:
         """The open incidents: the cycle's one read while a cycle runs (see :meth:`one_read_per_cycle`)."""
         if self._cycle is not None:
             return [incident for incidents in self._cycle.values() for incident in incidents]
+        return [incident for incident in self._listed() if incident.is_open]
+
+    def announcing(self) -> list[Incident]:
+        """Incidents (open or resolved) with announcements still to write: from the cycle's one read
+        while a cycle runs, else read now."""
+        if self._cycle_announcing is not None:
+            return list(self._cycle_announcing)
+        return [incident for incident in self._listed() if incident.announcements]
+
+    def _listed(self) -> list[Incident]:
+        """The incidents listed for the minute tick: open, or resolved with announcements pending."""
         return [
             from_item(Incident, item)
             for item in self._query(
@@ -215,14 +229,17 @@ class IncidentRepository:
         Incidents opened during the cycle are not in it; every change of an incident still
         re-reads it under its optimistic lock, so a stale view never overwrites anything."""
         by_deployment: dict[str, list[Incident]] = {}
-        found = [from_item(Incident, item) for item in items] if items is not None else self.open_incidents()
+        found = [from_item(Incident, item) for item in items] if items is not None else self._listed()
         for incident in found:
-            by_deployment.setdefault(incident.deployment_id, []).append(incident)
+            if incident.is_open:
+                by_deployment.setdefault(incident.deployment_id, []).append(incident)
         self._cycle = by_deployment
+        self._cycle_announcing = [incident for incident in found if incident.announcements]
         try:
             yield by_deployment
         finally:
             self._cycle = None
+            self._cycle_announcing = None
 
     def find_by_prefix(self, prefix: str, limit: int = 200) -> Incident:
         """An incident by id or by a unique prefix of its id (for the CLI)."""

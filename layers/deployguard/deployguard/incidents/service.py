@@ -4,17 +4,34 @@ Every change is written conditionally (see :mod:`deployguard.incidents.repositor
 recorded on the incident's timeline and in the deployment's audit trail, and announced
 as an ``alert`` event (``details.kind``: ``incident_opened``, ``incident_acknowledged``,
 ``incident_resolved``) when a publisher is given.
+
+The audit entry and the event of an opening, acknowledgement or resolution are noted on the
+incident in the change's own conditional write (:class:`PendingAnnouncement`: the event's id and
+time fixed), then written (the audit entry once under the event id, the event through the outbox,
+which records an id and time once) and the note cleared. When that fails (DynamoDB refuses the
+event's record), the change stands and the note stays: the minute tick
+(:meth:`IncidentService.announce_pending`, from the alert engine's tick) writes what is left, so
+an acknowledged or resolved incident is always announced, once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
 from deployguard.exceptions import ConflictError, IncidentStateError, NotFoundError
-from deployguard.incidents.models import EscalationState, Incident, IncidentStats, IncidentStatus, TimelineEntry
+from deployguard.incidents.models import (
+    EscalationState,
+    Incident,
+    IncidentStats,
+    IncidentStatus,
+    PendingAnnouncement,
+    TimelineEntry,
+)
 from deployguard.models import DeploymentEvent, EventType, Severity
 from deployguard.storage import outbox
 
@@ -26,6 +43,7 @@ if TYPE_CHECKING:
 
 ACTOR = "deployguard:incidents"
 AUTO_RESOLVER = "deployguard:auto-resolve"
+logger = logging.getLogger(__name__)
 
 
 class IncidentService:
@@ -74,30 +92,25 @@ class IncidentService:
                     TimelineEntry(at=now, action="opened", actor=ACTOR, notes=alert.message, details=_ref(alert))
                 ],
             )
+            _note(incident, "incident_opened", now, ACTOR, f"Incident opened: {alert.message}",
+                  f"{alert.rule}: {alert.message}", alert_id=alert.alert_id, severity=incident.severity.value,
+                  escalation_policy=incident.escalation.policy)  # fmt: skip
             created = self.incidents.create(incident)
             if created is not None:
-                incident = created
-                self.incidents.deployments.audit(
-                    incident.deployment_id,
-                    "incident_opened",
-                    ACTOR,
-                    f"{alert.rule}: {alert.message}",
-                    incident_id=incident.incident_id,
-                    alert_id=alert.alert_id,
-                    severity=incident.severity.value,
-                    escalation_policy=incident.escalation.policy,
-                )
-                self._announce(incident, "incident_opened", f"Incident opened: {alert.message}")
-                return incident, True
+                return self._announce_noted(created), True
         raise ConflictError(f"could not open or join an incident for {alert.grouping_key}")
 
     def _join(self, incident_id: str, alert: Alert, now: datetime) -> Incident | None:
         keep = self.settings.incidents.max_alerts_kept
         upgraded: list[str] = []
+        repeated: list[bool] = []
 
         def change(incident: Incident) -> bool:
             upgraded.clear()
             if not incident.is_open:
+                return False
+            if alert.alert_id in incident.alert_ids:  # joined already: a retry of the same alert
+                repeated.append(True)
                 return False
             incident.alert_count += 1
             incident.alert_ids = [*incident.alert_ids, alert.alert_id][-keep:]
@@ -125,6 +138,8 @@ class IncidentService:
             return True
 
         incident, written = self._update_if_present(incident_id, change)
+        if incident is not None and repeated:
+            return incident
         if incident is None or not written:
             return None
         self.incidents.deployments.audit(
@@ -160,19 +175,13 @@ class IncidentService:
             incident.escalation.next_at = None
             incident.escalation.stopped_reason = f"acknowledged by {by}"
             incident.timeline.append(TimelineEntry(at=now, action="acknowledged", actor=by, notes=notes))
+            said = f"Acknowledged by {by}" + (f": {notes}" if notes else "")
+            _note(incident, "incident_acknowledged", now, by, said, notes or "acknowledged",
+                  time_to_acknowledge_seconds=incident.time_to_acknowledge_seconds)  # fmt: skip
             return True
 
         incident, _ = self.incidents.update(incident_id, change)
-        self.incidents.deployments.audit(
-            incident.deployment_id,
-            "incident_acknowledged",
-            by,
-            notes or "acknowledged",
-            incident_id=incident.incident_id,
-            time_to_acknowledge_seconds=incident.time_to_acknowledge_seconds,
-        )
-        self._announce(incident, "incident_acknowledged", f"Acknowledged by {by}" + (f": {notes}" if notes else ""))
-        return incident
+        return self._announce_noted(incident)
 
     def resolve(self, incident_id: str, by: str, notes: str = "", *, automatic: bool = False) -> Incident:
         if not by.strip():
@@ -192,24 +201,17 @@ class IncidentService:
             incident.escalation.next_at = None
             incident.escalation.stopped_reason = incident.escalation.stopped_reason or "resolved"
             incident.timeline.append(TimelineEntry(at=now, action="resolved", actor=by, notes=notes))
+            _note(incident, "incident_resolved", now, by, f"Resolved by {by}" + (f": {notes}" if notes else ""),
+                  notes or ("condition cleared" if automatic else "resolved"), automatic=automatic,
+                  time_to_acknowledge_seconds=incident.time_to_acknowledge_seconds,
+                  time_to_resolve_seconds=incident.time_to_resolve_seconds)  # fmt: skip
             return True
 
         incident, written = self.incidents.update(incident_id, change)
         if not written:
             return incident
         self.incidents.release_key(incident.key, incident.incident_id)
-        self.incidents.deployments.audit(
-            incident.deployment_id,
-            "incident_resolved",
-            by,
-            notes or ("condition cleared" if automatic else "resolved"),
-            incident_id=incident.incident_id,
-            automatic=automatic,
-            time_to_acknowledge_seconds=incident.time_to_acknowledge_seconds,
-            time_to_resolve_seconds=incident.time_to_resolve_seconds,
-        )
-        self._announce(incident, "incident_resolved", f"Resolved by {by}" + (f": {notes}" if notes else ""))
-        return incident
+        return self._announce_noted(incident)
 
     # ------------------------------------------------------------------ automatic resolution
 
@@ -292,29 +294,103 @@ class IncidentService:
 
     # ------------------------------------------------------------------ announcements
 
-    def _announce(self, incident: Incident, kind: str, message: str) -> None:
-        if self.publisher is None:
-            return
-        severity = incident.severity if kind == "incident_opened" else Severity.INFO
-        event = DeploymentEvent(
-            event_type=EventType.ALERT,
-            deployment_id=incident.deployment_id,
-            service=incident.service,
-            version=incident.version,
-            environment=incident.environment,
+    def announce_pending(self) -> list[str]:
+        """The minute tick's part: write the announcements noted on incidents and not written yet (their
+        writer failed after the change); returns the event ids written. Never raises."""
+        written: list[str] = []
+        try:
+            incidents = self.incidents.announcing()
+        except Exception:
+            logger.exception("cannot list the incidents with announcements pending")
+            return written
+        for incident in incidents:
+            try:
+                written += self._announce(incident)
+            except Exception:  # its own: the next tick tries again
+                logger.exception("incident announcement still pending", extra={"incident_id": incident.incident_id})
+        return written
+
+    def _announce_noted(self, incident: Incident) -> Incident:
+        """After a change: its announcement written and the note cleared; when that fails the change
+        stands (logged) and the minute tick writes the announcement."""
+        try:
+            self._announce(incident)
+        except Exception as exc:
+            logger.warning(
+                "incident changed, announcement left to the minute tick",
+                extra={"incident_id": incident.incident_id, "reason": f"{type(exc).__name__}: {exc}"},
+            )
+        return incident
+
+    def _announce(self, incident: Incident) -> list[str]:
+        """Write each pending announcement of ``incident`` (audit entry once, event once through the
+        outbox), then clear the notes written; raises when a write fails (what is left stays noted)."""
+        notes = list(incident.announcements)
+        if not notes:
+            return []
+        repository = self.incidents.deployments
+        for note in notes:
+            repository.audit_once(incident.deployment_id, note.event_id, note.at, note.kind, note.actor,
+                                  note.audit_reason, incident_id=incident.incident_id,
+                                  **note.audit_details)  # fmt: skip
+            if self.publisher is not None:
+                outbox.announce(repository, self.publisher, _event(incident, note), actor=ACTOR)
+        done = {note.event_id for note in notes}
+
+        def clear(i: Incident) -> bool:
+            if not any(a.event_id in done for a in i.announcements):
+                return False
+            i.announcements = [a for a in i.announcements if a.event_id not in done]
+            return True
+
+        cleared, _ = self.incidents.update(incident.incident_id, clear)
+        incident.announcements = cleared.announcements
+        incident.version_counter = cleared.version_counter
+        return [note.event_id for note in notes]
+
+
+def _note(incident: Incident, kind: str, at: datetime, actor: str, message: str, reason: str, **audit: Any) -> None:
+    """Note the announcement of a change on the incident, in the change's own write (its event id and
+    time fixed: whoever writes it, it is written once)."""
+    digest = hashlib.sha256(f"{incident.incident_id}#{kind}".encode()).hexdigest()[:24]
+    severity = incident.severity if kind == "incident_opened" else Severity.INFO
+    details = {
+        "kind": kind,
+        "incident_id": incident.incident_id,
+        "status": incident.status.value,
+        "rules": list(incident.rules),
+        "time_to_acknowledge_seconds": incident.time_to_acknowledge_seconds,
+        "time_to_resolve_seconds": incident.time_to_resolve_seconds,
+    }
+    incident.announcements.append(
+        PendingAnnouncement(
+            kind=kind,
+            event_id=f"ev-{digest}",
+            at=at,
+            actor=actor,
             severity=severity,
-            title=f"{kind.replace('_', ' ').capitalize()}: {incident.title}"[:200],
             message=message,
-            details={
-                "kind": kind,
-                "incident_id": incident.incident_id,
-                "status": incident.status.value,
-                "rules": incident.rules,
-                "time_to_acknowledge_seconds": incident.time_to_acknowledge_seconds,
-                "time_to_resolve_seconds": incident.time_to_resolve_seconds,
-            },
+            details=details,
+            audit_reason=reason,
+            audit_details=audit,
         )
-        outbox.announce(self.incidents.deployments, self.publisher, event, actor=ACTOR)
+    )
+
+
+def _event(incident: Incident, note: PendingAnnouncement) -> DeploymentEvent:
+    return DeploymentEvent(
+        event_id=note.event_id,
+        at=note.at,
+        event_type=EventType.ALERT,
+        deployment_id=incident.deployment_id,
+        service=incident.service,
+        version=incident.version,
+        environment=incident.environment,
+        severity=note.severity,
+        title=f"{note.kind.replace('_', ' ').capitalize()}: {incident.title}"[:200],
+        message=note.message,
+        details=note.details,
+    )
 
 
 def _auto_resolvable(incident: Incident, at: datetime, clear_for: timedelta) -> bool:

@@ -244,10 +244,31 @@ class IssueTrackerSync:
             self._trackers[name] = kind(name, config, token, self.local_mode)
         return self._trackers[name]
 
-    def on_news(self, incident: Incident, news: News, text: str = "") -> None:
-        """Open, comment on or close the incident's issue in every tracker; never raises."""
+    def open_missing(self, incident: Incident) -> None:
+        """Open the incident's issue in every tracker that has none yet and no pending sync of the opening
+        (a failed one: the minute tick sends it); idempotent (the tracker is searched before anything is
+        created). Driven by the incident's state, not by who opened it: a retry of an alert whose first
+        attempt opened the incident and failed before its issue opens it. Never raises."""
+        missing = []
         for name, config in self.settings.issue_trackers.items():
-            if incident.severity.rank < config.min_severity.rank:
+            if incident.severity.rank < config.min_severity.rank or name in incident.issues:
+                continue
+            try:
+                if self.pending.get(self._sync_key(name, incident, "opened", "")) is not None:
+                    continue  # kept for the tick (or done by it; then the incident has its issue)
+            except Exception:
+                logger.warning(
+                    "cannot read the pending issue-tracker syncs", extra={"incident_id": incident.incident_id}
+                )
+                continue
+            missing.append(name)
+        if missing:
+            self.on_news(incident, "opened", only=missing)
+
+    def on_news(self, incident: Incident, news: News, text: str = "", *, only: list[str] | None = None) -> None:
+        """Open, comment on or close the incident's issue in every tracker (or those named ``only``); never raises."""
+        for name, config in self.settings.issue_trackers.items():
+            if incident.severity.rank < config.min_severity.rank or (only is not None and name not in only):
                 continue
             try:
                 self._sync(name, incident, news, text)
@@ -316,15 +337,19 @@ class IssueTrackerSync:
 
     def _keep(self, name: str, incident: Incident, news: News, text: str) -> bool:
         """The failed news, kept for :meth:`retry_pending`; False if even that cannot be written."""
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         try:
-            self.pending.claim(f"{name}#{incident.incident_id}#{news}#{digest}", clock.now().timestamp(),
+            self.pending.claim(self._sync_key(name, incident, news, text), clock.now().timestamp(),
                                tracker=name, incident_id=incident.incident_id, deployment_id=incident.deployment_id,
                                news=news, text=text, failed_at=clock.now().isoformat())  # fmt: skip
         except Exception:
             logger.exception("cannot keep the issue-tracker sync", extra={"incident_id": incident.incident_id})
             return False
         return True
+
+    @staticmethod
+    def _sync_key(name: str, incident: Incident, news: str, text: str) -> str:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return f"{name}#{incident.incident_id}#{news}#{digest}"
 
     def _sync(self, name: str, incident: Incident, news: News, text: str) -> None:
         ref = self._issue(name, incident)

@@ -12,7 +12,9 @@ update the open PagerDuty incident instead of opening new ones.
   ``details.state`` is ``resolved`` resolves;
 - deployment completed, promotion completed, canary completed, rollback completed and
   an assessment back to ``healthy`` resolve the deployment's key and the keys of the
-  alerts and incidents recorded for the deployment;
+  alerts and incidents recorded for the deployment (the router defers the resolve of an
+  assessment back to healthy until the deployment stayed healthy: the flap guard,
+  :mod:`deployguard.notification.flapguard`);
 - everything else is not PagerDuty's business (the router records it as suppressed).
 
 No cooldown, rate limit or digest of DeployGuard applies: PagerDuty groups repeated

@@ -10,7 +10,9 @@ For each channel the configured routes select (each channel once per event):
 2. cooldown: the same deployment/event type/status/severity within the cooldown is
    suppressed (not on PagerDuty, which groups repeats by ``dedup_key`` itself);
 3. the channel renders the event (PagerDuty renders nothing for events it does not act
-   on: recorded as suppressed);
+   on: recorded as suppressed; PagerDuty's resolve of an assessment back to healthy is
+   deferred by its flap guard, :mod:`deployguard.notification.flapguard`, and sent by
+   :meth:`flush_digests` once the deployment stayed healthy);
 4. rate limit: below ``noise.bypass_severity`` an event over the channel's limit is
    held for the digest (recorded as suppressed, sent by :meth:`flush_digests`); PagerDuty
    is never rate limited: a page, acknowledge or resolve held back would be lost;
@@ -44,12 +46,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard import clock
 from deployguard.exceptions import ConfigError, ConflictError, DeliveryError
-from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
+from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Notification
 from deployguard.notification import settings as cfg
 from deployguard.notification.delivery import Deliverer, DeliveryResult
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
+from deployguard.notification.flapguard import DueResolve, FlapGuard
+from deployguard.notification.formatting import health_status
 from deployguard.notification.noise import NoiseControl
-from deployguard.notification.pagerduty import PagerDutyChannel, alert_event_key
+from deployguard.notification.pagerduty import RECOVERY_EVENTS, PagerDutyChannel, alert_event_key
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.slack import SlackChannel
 from deployguard.notification.sns_channels import EmailChannel, SmsChannel
@@ -132,6 +136,7 @@ class NotificationRouter:
         self.secrets = secrets or SecretResolver(local_mode=self.local_mode)
         self.deliverer = deliverer or Deliverer(settings.delivery, settings.allowed_hosts, self.local_mode, sleep=sleep)
         self.noise = NoiseControl(settings, repository)
+        self.flaps = FlapGuard(repository)
         self.check()
         self.channels: dict[str, Channel] = {
             name: self._build(name, channel) for name, channel in settings.channels.items()
@@ -378,6 +383,10 @@ class NotificationRouter:
                 return self._settle(event, name, DeliveryStatus.SUPPRESSED, "suppressed", error=error)
             pending[name].cooldown = True
         channel = self.channels[name]
+        deferral = self._flap_guard(event, name)
+        if deferral is not None:
+            del pending[name]  # kept by the flap guard: the flush sends it
+            return self._settle(event, name, DeliveryStatus.SUPPRESSED, "suppressed", error=deferral)
         try:
             messages = channel.render(event)
         except (ConfigError, ClientError, BotoCoreError) as exc:
@@ -396,6 +405,62 @@ class NotificationRouter:
             error = "rate limited: held for the digest"
             return self._settle(event, name, DeliveryStatus.SUPPRESSED, "held", error=error)
         return _Ready(name, list(messages), claim)
+
+    def _flap_guard(self, event: DeploymentEvent, name: str) -> str | None:
+        """PagerDuty's flap guard (:mod:`deployguard.notification.flapguard`): the resolve of an assessment
+        back to healthy is deferred (returns why; the event is then not sent now), an unhealthy assessment
+        cancels a deferred resolve, a terminal recovery drops it (and resolves at once). None: send as usual."""
+        delay = self._resolve_delay(name)
+        if delay <= 0:
+            return None
+        if event.event_type in RECOVERY_EVENTS:
+            self.flaps.forget(name, event.deployment_id)
+            return None
+        if event.event_type is not EventType.ASSESSMENT_STATUS_CHANGED or health_status(event) is None:
+            return None
+        if health_status(event) != "healthy":
+            self.flaps.unhealthy(name, event)
+            return None
+        self.flaps.healthy(name, event, delay)
+        return f"resolve deferred: sent once healthy for {delay}s (flap guard)"
+
+    def _resolve_delay(self, name: str) -> int:
+        channel = self.settings.channels[name]
+        return channel.resolve_after_healthy_seconds if isinstance(channel, cfg.PagerDutyChannel) else 0
+
+    def flush_resolves(self) -> list[Notification]:
+        """Send PagerDuty's deferred resolves that are due (the deployment stayed healthy for the channel's
+        ``resolve_after_healthy_seconds``): delivered, or dead-lettered; one that could be neither is kept
+        for the next flush. Called by :meth:`flush_digests`."""
+        names = [n for n in self.settings.channels if self._resolve_delay(n) > 0]
+        if not names:
+            return []
+        recorded: list[Notification] = []
+        for found in self.flaps.due(clock.now()):
+            if found.channel not in names:
+                continue  # the channel was removed, or resolves at once now: the guard's item expires
+            due = self.flaps.take(found)
+            if due is not None:
+                recorded.append(self._send_resolve(due))
+        return recorded
+
+    def _send_resolve(self, due: DueResolve) -> Notification:
+        name, event = due.channel, due.event
+        try:
+            messages = self.channels[name].render(event)
+        except (ConfigError, ClientError, BotoCoreError) as exc:
+            result = DeliveryResult(False, 0, 0.0, error=_short(exc))
+        else:
+            result = self._deliver_all(messages, name) if messages else DeliveryResult(True, 0, 0.0)
+        if result.ok:
+            self.flaps.sent(due)
+            return self._record(event, name, DeliveryStatus.DELIVERED, result)
+        outcome = self._fail(event, name, [event], "event", result)
+        if outcome.status is DeliveryStatus.FAILED:
+            self.flaps.give_back(due)
+        else:
+            self.flaps.sent(due)
+        return outcome
 
     def _deliver_parallel(self, ready: list[_Ready], deadline_at: float, budget: float) -> dict[str, DeliveryResult]:
         """Every channel's messages at once; a channel not finished within the budget counts as failed."""
@@ -483,7 +548,7 @@ class NotificationRouter:
         released once delivered or dead-lettered; what could be neither stays held for the
         next flush and :class:`DeliveryError` is raised.
         """
-        recorded: list[Notification] = []
+        recorded: list[Notification] = [] if channels is not None else self.flush_resolves()
         now = clock.now()
         for name in channels or list(self.settings.channels):
             held = self.noise.held(name)

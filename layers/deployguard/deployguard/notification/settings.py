@@ -164,6 +164,16 @@ class PagerDutyChannel(_ChannelBase):
     trigger_severity: Severity = Field(
         default=Severity.CRITICAL, description="events at or above this severity trigger an incident"
     )
+    resolve_after_healthy_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="flap guard: an assessment back to healthy resolves the deployment's PagerDuty incidents only "
+        "once it stayed healthy this long (an unhealthy assessment meanwhile cancels the resolve, so a flapping "
+        "canary keeps one incident, updated by its triggers, instead of a new page each time); sent by the "
+        "router's flush. 0: resolve at once. Triggers are never held, and a completed deployment, promotion, "
+        "canary or rollback resolves at once",
+    )
 
     @model_validator(mode="after")
     def _key_source(self) -> PagerDutyChannel:
