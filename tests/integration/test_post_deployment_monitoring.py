@@ -50,7 +50,8 @@ def test_promoted_release_is_watched_against_its_history_then_released(embedded:
     [assessment] = run.assessed
     assert assessment.health_status == HealthStatus.WARNING
     assert "errors" in assessment.verdict.summary and assessment.details["next_in_seconds"] == 60
-    assert [e.event_type for e in repository.events("promoted")] == [EventType.ASSESSMENT_STATUS_CHANGED]
+    [changed] = repository.events("promoted")
+    assert changed.event_type == EventType.ASSESSMENT_STATUS_CHANGED and changed.details["status"] == "warning"
 
     embedded.clock.advance(30)  # the schedule says every minute: not due yet
     assert monitor_promoted(config, repository, EventPublisher(), clock.now()).not_due == ["promoted"]

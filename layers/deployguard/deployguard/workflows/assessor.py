@@ -648,7 +648,7 @@ def _complete_canary(
                 message=verdict.summary,
                 reasons=verdict.reasons,
                 at=cycle.now,
-                details={"previous": previous_decision.value},
+                details={"status": verdict.decision.value, "previous": previous_decision.value},
             )
         )
     stored = save_assessment(

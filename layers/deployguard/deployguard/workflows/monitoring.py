@@ -254,7 +254,7 @@ def complete_monitoring(
             service=deployment.service, version=deployment.version, environment=deployment.environment,
             severity=Severity.WARNING if unusual else Severity.INFO,
             title="Post-Deployment " + ("Anomaly" if unusual else "Back To Usual"), message=summary,
-            reasons=unusual, at=now,
+            reasons=unusual, at=now, details={"status": status.value},  # what the channels read (PagerDuty)
         ))  # fmt: skip
     if save_assessment(repository, deployment, assessment, cursor, events=events) is None:
         return  # another run assessed it in this cycle
