@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.alerts.fields import EvaluationContext, build_context
-from deployguard.alerts.models import Alert
+from deployguard.alerts.models import Alert, derived_alert_id
 from deployguard.models import Assessment, Deployment, DeploymentEvent, EcsTarget, LambdaTarget
 
 if TYPE_CHECKING:
@@ -45,7 +44,14 @@ def alert_id_of(rule: str, assessment: Assessment | None, event: DeploymentEvent
     source = event.event_id if event is not None else assessment.assessment_id if assessment is not None else None
     if source is None:
         return None
-    return "al-" + hashlib.sha256(f"{source}#{rule}".encode()).hexdigest()[:24]
+    return derived_alert_id(source, rule)
+
+
+def alert_time_of(assessment: Assessment | None, event: DeploymentEvent | None) -> datetime | None:
+    """The time of the alert a rule raises on an assessment or an event: its source's, the same on every
+    evaluation of it (the alert's record, audit entry and event are keyed on it, so a retry finds them);
+    None (the evaluation's time) for the tick's deployment-only rules."""
+    return event.at if event is not None else assessment.at if assessment is not None else None
 
 
 def _format(value: float | str | None) -> str:
@@ -103,6 +109,7 @@ class RuleEvaluator:
             base = {name: context.baseline.get(name) for name in sorted(expression.fields) if name in context.baseline}
             readings = ", ".join(f"{k}={_format(v)}" for k, v in used.items() if v is not None and v != "")
             same = alert_id_of(rule.name, assessment, event)
+            same_at = alert_time_of(assessment, event) if same else None
             result.fired.append(
                 Alert(
                     **({"alert_id": same} if same else {}),
@@ -127,7 +134,7 @@ class RuleEvaluator:
                     auto_resolve=rule.auto_resolve,
                     assessment_id=assessment.assessment_id if assessment else None,
                     event_id=event.event_id if event else None,
-                    at=at,
+                    at=same_at or at,
                 )
             )
         return result

@@ -1,5 +1,6 @@
 """What a fired rule produces: an :class:`Alert`."""
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -13,6 +14,12 @@ class AlertStatus(StrEnum):
     FIRED = "fired"  # announced, and opened or joined an incident
     SUPPRESSED_COOLDOWN = "suppressed_cooldown"  # the same group alerted within the rule's cooldown
     SUPPRESSED_RATE_LIMIT = "suppressed_rate_limit"  # the rule hit its rate limit
+
+
+def derived_alert_id(source_id: str, rule: str) -> str:
+    """The id of the alert ``rule`` raises on the event or assessment ``source_id``: the same on every
+    evaluation of it (see :func:`deployguard.alerts.evaluator.alert_id_of`)."""
+    return "al-" + hashlib.sha256(f"{source_id}#{rule}".encode()).hexdigest()[:24]
 
 
 class Alert(Model):
@@ -39,4 +46,14 @@ class Alert(Model):
     assessment_id: str | None = None
     event_id: str | None = None
     incident_id: str | None = None
+    # its source's time (the event's or the assessment's: the same on every evaluation of it); the
+    # evaluation's for the tick's deployment-only rules
     at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def derived(self) -> bool:
+        """Whether its id (and time) come from its source, an event or an assessment: every evaluation of
+        that source raises this very alert, so whatever is written of it is written once (its record,
+        audit entry and event). False for the tick's deployment-only rules (a new id on every tick)."""
+        source = self.event_id if self.event_id is not None else self.assessment_id
+        return source is not None and self.alert_id == derived_alert_id(source, self.rule)

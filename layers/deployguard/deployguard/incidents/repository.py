@@ -4,7 +4,8 @@
   while announcements of it are pending (:attr:`Incident.announcements`), gsi2
   ``INCIDENTS`` (every incident, newest first by gsi2sk)
 - the open incident of a grouping key: ``INCIDENT-KEY#<key>`` / ``INCIDENT-KEY`` (deleted on resolution)
-- an alert, in the deployment's history: ``DEP#<deployment>`` / ``ALERT#<time>#<alert>``
+- an alert, in the deployment's history: ``DEP#<deployment>`` / ``ALERT#<time>#<alert>`` (an alert of an event
+  or assessment: its source's time and its derived id, written once; of the tick: ``ALERT#<time>#<ns>-<alert>``)
 - the alert count of a rule in a rate-limit window: ``ALERT-RATE#<rule>#<window>`` / ``ALERT-RATE``
 
 An incident is written before its key marker is claimed (conditionally), so two alerts
@@ -255,17 +256,30 @@ class IncidentRepository:
 
     # ------------------------------------------------------------------ alerts
 
-    def add_alert(self, alert: Alert) -> None:
+    def add_alert(self, alert: Alert) -> bool:
+        """Store an alert in its deployment's history; False if it is stored already.
+
+        An alert of an event or an assessment (:attr:`Alert.derived`: id and time from its source) is
+        keyed on its time and id, so a retry of the alert engine on the same source finds the record
+        the first run wrote (written once; the first one stands). Alerts of the tick's deployment-only
+        rules get a new id each time; their suffix keeps the ones of one instant in writing order."""
+        unique = alert.alert_id if alert.derived else f"{time.time_ns():020d}-{alert.alert_id}"
         item = to_item(alert)
         item.update(
             {
                 keys.PK: keys.deployment_pk(alert.deployment_id),
-                keys.SK: keys.history_sk(keys.ALERT, alert.at, f"{time.time_ns():020d}-{alert.alert_id}"),
+                keys.SK: keys.history_sk(keys.ALERT, alert.at, unique),
                 keys.TTL_ATTRIBUTE: self.expires_at(alert.at),
                 "record_type": "alert",
             }
         )
-        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if alert.derived and _conditional_failed(exc):
+                return False
+            raise
+        return True
 
     def alerts(self, deployment_id: str) -> list[Alert]:
         return [
