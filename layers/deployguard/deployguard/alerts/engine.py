@@ -21,6 +21,7 @@ Every step is in the deployment's audit trail.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -162,14 +163,15 @@ class AlertEngine:
         baseline_values: Mapping[str, float | None] | None = None,
     ) -> list[Alert]:
         """Evaluate the rules on an assessment; returns every alert (fired and suppressed)."""
-        decided_at = time.monotonic()
+        decided_at, decided = time.monotonic(), clock.now()
         evaluation = self.evaluator.evaluate(
             deployment=deployment,
             assessment=assessment,
             metric_values=metric_values,
             baseline_values=baseline_values,
+            now=decided,
         )
-        alerts = self._process(evaluation, deployment, decided_at)
+        alerts = self._process(evaluation, deployment, decided_at, decided)
         self.incidents.note_evaluation(
             deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
         )
@@ -179,11 +181,11 @@ class AlertEngine:
         """Evaluate the rules on a deployment event (failed, rollback failed, long running ...)."""
         if event.event_type == EventType.ALERT:
             return []  # the engine's own announcements never raise alerts
-        decided_at = time.monotonic()
+        decided_at, decided = time.monotonic(), clock.now()
         if deployment is None:
             deployment = self.repository.find_deployment(event.deployment_id)
-        evaluation = self.evaluator.evaluate(deployment=deployment, event=event)
-        return self._process(evaluation, deployment, decided_at)
+        evaluation = self.evaluator.evaluate(deployment=deployment, event=event, now=decided)
+        return self._process(evaluation, deployment, decided_at, decided)
 
     def guarded(self, deployment_id: str, actor: str, what: str, call: Callable[..., object], *args: Any) -> None:
         """Run an entry point for a workflow (recorder, hook, monitoring): a failure of alerting is
@@ -212,7 +214,7 @@ class AlertEngine:
         report.announced = self.incidents.announce_pending()  # incident changes whose announcement failed
         for deployment in self.repository.active_deployments() if deployments is None else deployments:
             evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
-            report.alerts.extend(self._process(evaluation, deployment, time.monotonic()))
+            report.alerts.extend(self._process(evaluation, deployment, time.monotonic(), at))
         if self.publisher is not None:
             report.pages = self.escalator.escalate_due(at)
         resolved = self.incidents.auto_resolve_due(at)
@@ -286,7 +288,12 @@ class AlertEngine:
             if plan.matches(rule, group, incident.severity, deployment.environment, deployment.target.kind):
                 yield from plan.actions
 
-    def _process(self, evaluation: Evaluation, deployment: Deployment | None, decided_at: float) -> list[Alert]:
+    def _process(
+        self, evaluation: Evaluation, deployment: Deployment | None, decided_at: float, decided: datetime
+    ) -> list[Alert]:
+        """Raise the fired alerts. ``decided_at`` (``time.monotonic()``) and ``decided`` (the clock's
+        time) are this run's decision: when the rules were evaluated, which for an alert of an event
+        or an assessment may be well after the alert's own time (its source's: a retry from the outbox)."""
         if not evaluation.fired:
             return []
         out = []
@@ -315,7 +322,7 @@ class AlertEngine:
                 out.append(alert)
                 continue
             try:
-                self._raise(alert, deployment, decided_at)
+                self._raise(alert, deployment, decided_at, decided)
             except Exception:  # its retry (the outbox, the next look) must not find the cooldown taken
                 if cooling:
                     with suppress(Exception):
@@ -324,49 +331,67 @@ class AlertEngine:
             out.append(alert)
         return out
 
-    def _raise(self, alert: Alert, deployment: Deployment | None, decided_at: float) -> None:
-        """A fired alert: its incident, remediation, announcement and first page."""
+    def _raise(self, alert: Alert, deployment: Deployment | None, decided_at: float, decided: datetime) -> None:
+        """A fired alert: its incident, remediation, announcement and first page.
+
+        Idempotent per alert id for an alert of an event or an assessment (:attr:`Alert.derived`): the
+        outbox runs the engine on an event again when a run failed part-way, and the retry raises the
+        same alert (same id, same time: its source's). It joins its incident once
+        (:meth:`IncidentService.open_or_join`), its record and ``alert_raised`` audit entry are keyed on
+        its id and time and written once, and its ``alert`` event has an id and time derived from it,
+        so the outbox records and publishes it once (the channels are told once). What the first run
+        did not do (remediation not confirmed, the page, an issue) is done by the retry."""
         incident, opened = self.incidents.open_or_join(alert)
         alert.incident_id = incident.incident_id
         self.incident_store.add_alert(alert)
-        self.repository.audit(
-            alert.deployment_id,
-            "alert_raised",
-            ACTOR,
-            f"{alert.rule} ({alert.severity.value}): {alert.message}",
-            alert_id=alert.alert_id,
-            rule=alert.rule,
-            incident_id=incident.incident_id,
-            values=alert.values,
-            baseline=alert.baseline,
-        )
+        self._audit_raised(alert, incident)
         if deployment is not None and incident.status == IncidentStatus.OPEN:
-            self._remediate(alert, incident, deployment, decided_at)
-        self._publish(alert, incident, opened)
+            self._remediate(alert, incident, deployment, decided_at, decided)
+        self._publish(alert, incident, opened or _opened_by(alert, incident))
         if self.trackers.enabled:  # by the incident's state, not this attempt's: a retry opens what a failure missed
             self.trackers.open_missing(incident)
         due = incident.escalation.next_at
-        if self.publisher is not None and due is not None and due <= alert.at:
-            self._track_pages([self.escalator.page_if_due(incident.incident_id, alert.at)])
+        if self.publisher is not None and due is not None and due <= decided:  # paged as of this run's decision
+            self._track_pages([self.escalator.page_if_due(incident.incident_id, decided)])
 
-    def _remediate(self, alert: Alert, incident: Incident, deployment: Deployment, decided_at: float) -> None:
+    def _audit_raised(self, alert: Alert, incident: Incident) -> None:
+        """The ``alert_raised`` entry: once per alert of an event or assessment (keyed on its id and
+        time, the same on a retry); an entry per alert of the tick (a new alert each time)."""
+        reason = f"{alert.rule} ({alert.severity.value}): {alert.message}"
+        details: dict[str, Any] = {"alert_id": alert.alert_id, "rule": alert.rule, "incident_id": incident.incident_id,
+                                   "values": alert.values, "baseline": alert.baseline}  # fmt: skip
+        if alert.derived:
+            self.repository.audit_once(alert.deployment_id, alert.alert_id, alert.at, "alert_raised", ACTOR, reason,
+                                       **details)  # fmt: skip
+        else:
+            self.repository.audit(alert.deployment_id, "alert_raised", ACTOR, reason, **details)
+
+    def _remediate(
+        self, alert: Alert, incident: Incident, deployment: Deployment, decided_at: float, decided: datetime
+    ) -> None:
         for step in self._steps_for(alert.rule, alert.group, incident, deployment):
             previous = self.remediation.store.attempts(incident.incident_id, step.action)
             if previous.get("last_outcome") in (Outcome.SUCCEEDED.value, Outcome.NOOP.value):
                 continue
             result = self.remediation.run(incident, deployment, step, decided_at=decided_at)
-            self._enforce_deadline(alert, incident, step, result)
+            self._enforce_deadline(alert, incident, step, result, decided)
 
-    def _enforce_deadline(self, alert: Alert, incident: Incident, step: PlanStep, result: RemediationResult) -> None:
+    def _enforce_deadline(
+        self, alert: Alert, incident: Incident, step: PlanStep, result: RemediationResult, decided: datetime
+    ) -> None:
         """An automatic rollback must be confirmed (done and verified, or already in place) within
-        ``remediation.emergency_deadline_seconds`` of the decision (the alert's time). When it failed,
-        was refused, ran out of attempts or took longer, the incident's first escalation routes are
-        paged at once: the new version may still take traffic."""
+        ``remediation.emergency_deadline_seconds`` of the decision: ``decided``, when this run of the
+        engine evaluated the rules and so decided the rollback. Not the alert's time: that is its
+        source's (the event's, the assessment's), which a retry from the outbox, or an event whose time
+        is CodeDeploy's, finds long past; a run that failed before its rollback decided nothing
+        (it is audited as ``alerting_failed`` and run again), and one whose rollback failed reported
+        it then. When it failed, was refused, ran out of attempts or took longer, the incident's
+        first escalation routes are paged at once: the new version may still take traffic."""
         action = self.settings.remediation.actions.get(step.action)
         if step.mode != "auto" or action is None or action.type not in ROLLBACK_TYPES:
             return
         deadline = self.settings.remediation.emergency_deadline_seconds
-        elapsed = (clock.now() - alert.at).total_seconds()
+        elapsed = (clock.now() - decided).total_seconds()
         if result.outcome in (Outcome.SUCCEEDED, Outcome.NOOP) and elapsed <= deadline:
             return
         if result.outcome not in (Outcome.SUCCEEDED, Outcome.NOOP, *UNCONFIRMED):
@@ -396,9 +421,14 @@ class AlertEngine:
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
 
     def _publish(self, alert: Alert, incident: Incident, opened: bool) -> None:
+        """Announce the alert through the outbox. The event of an alert of an event or assessment has an
+        id derived from the alert's and the alert's time (its source's), so a retry of the engine finds
+        it recorded (and published) and announces nothing twice; the first recording stands."""
         if self.publisher is None:
             return
+        same = {"event_id": alert_event_id(alert.alert_id)} if alert.derived else {}
         event = DeploymentEvent(
+            **same,
             event_type=EventType.ALERT,
             deployment_id=alert.deployment_id,
             service=alert.service,
@@ -422,3 +452,13 @@ class AlertEngine:
             },
         )
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
+
+
+def alert_event_id(alert_id: str) -> str:
+    """The id of the ``alert`` event announcing an alert whose id is derived (the same on a retry)."""
+    return "ev-" + hashlib.sha256(f"{alert_id}#alert".encode()).hexdigest()[:24]
+
+
+def _opened_by(alert: Alert, incident: Incident) -> bool:
+    """Whether ``alert`` opened ``incident`` (a retry joins the incident its first run opened)."""
+    return any(t.action == "opened" and t.details.get("alert_id") == alert.alert_id for t in incident.timeline)
