@@ -77,45 +77,61 @@ def test_a_retried_alert_run_records_publishes_and_audits_its_alert_once(
     stored = eng.incident_store.get(incident.incident_id)
     assert stored.alert_ids == [first.alert_id] and stored.escalation.pages == 1  # joined once; paged now
     [alert] = eng.incident_store.alerts(deployment.deployment_id)  # one record
-    assert alert.alert_id == first.alert_id and alert.at == event.at  # the alert's time is its event's
+    assert alert.alert_id == first.alert_id and alert.at == first.at  # raised when the first run raised it
     [raised] = _audit(deployment.deployment_id, "alert_raised")  # one audit entry
-    assert raised.details["alert_id"] == alert.alert_id
+    assert raised.details["alert_id"] == alert.alert_id and raised.at == first.at
     [announced] = _events(deployment.deployment_id, "alert")  # one alert event recorded ...
     [out] = _published(faults, "alert")  # ... and published: the channels are told once
     assert out["event_id"] == announced.event_id and announced.details["alert_id"] == alert.alert_id
+    assert announced.at == first.at
     assert announced.details["incident_opened"] is True
     assert len(_events(deployment.deployment_id, "page")) == len(_published(faults, "page")) == 1
     assert len(_events(deployment.deployment_id, "incident_opened")) == 1
     assert repository.outbox(clock.now()) == []  # the event is done: the tick never runs the engine on it again
 
 
+def _alert_record(request: Any) -> bool:
+    return '"ALERT#' in _body(request)
+
+
+def _alert_raised_entry(request: Any) -> bool:
+    body = _body(request)
+    return '"AUDIT#' in body and '"alert_raised"' in body
+
+
+@pytest.mark.parametrize("refused", [_alert_record, _alert_raised_entry], ids=["alert-record", "alert-audit-entry"])
 def test_a_late_retry_of_an_alert_is_not_reported_past_the_emergency_deadline(
-    embedded: EmbeddedAws, faults: FaultInjector
+    embedded: EmbeddedAws, faults: FaultInjector, refused: Any
 ) -> None:
     """The first run on a failed validation opens the canary incident, then DynamoDB refuses the alert's
-    record: no rollback was decided. The drain runs the engine again 61 s after the event (past the 30 s
-    deadline): the rollback it decides is confirmed at once, so no deadline is reported missed: the
-    deadline runs from the run's decision, not from the event (nor the alert's time, the event's)."""
+    record (or, the record stored, its ``alert_raised`` entry): no rollback was decided. The drain runs
+    the engine again more than the 30 s deadline after the event (and after the first run raised the
+    alert): the rollback it decides is confirmed at once, so no deadline is reported missed: the
+    deadline runs from the run's decision, not from the event nor from the alert's time."""
     deployment, _ = canary_in_flight(embedded)
     eng = engine()
     repository = DeploymentRepository()
     event = DeploymentEvent.about(deployment, EventType.VALIDATION_FAILED, "Validation failed",
                                   "smoke tests failed", severity=Severity.ERROR)  # fmt: skip
 
-    plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=lambda request: '"ALERT#' in _body(request))
+    plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=refused)
     outbox.announce(repository, eng.publisher, event, alert=eng.on_event)
     assert plan.injected == 9
     [incident] = eng.incident_store.open_incidents()
     assert _audit(deployment.deployment_id, "remediation_attempt") == []  # failed before any rollback
+    first = eng.incident_store.alerts(deployment.deployment_id)  # stored, or not
 
     embedded.clock.advance(61)
     outbox.drain(repository, eng.publisher, repository.outbox(clock.now()), alert=eng.on_event)
     [alert] = eng.incident_store.alerts(deployment.deployment_id)
-    assert alert.rule == "canary-issue" and alert.at == event.at
-    assert (clock.now() - alert.at).total_seconds() > eng.settings.remediation.emergency_deadline_seconds
+    assert alert.rule == "canary-issue" and [a.at for a in first] in ([], [alert.at])
+    deadline = eng.settings.remediation.emergency_deadline_seconds
+    assert (clock.now() - event.at).total_seconds() > deadline
+    assert bool(first) == ((clock.now() - alert.at).total_seconds() > deadline)  # raised by the first run: long ago
     assert repository.get_deployment(deployment.deployment_id).status == DeploymentStatus.ROLLED_BACK
     alias = clients.client("lambda").get_alias(FunctionName=deployment.service, Name="live")
-    assert "RoutingConfig" not in alias or not alias["RoutingConfig"].get("AdditionalVersionWeights")
+    assert not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights")  # all traffic on the stable
     assert _audit(deployment.deployment_id, "emergency_deadline_missed") == []
     assert _events(deployment.deployment_id, "emergency_deadline_missed") == []
     assert eng.incident_store.get(incident.incident_id).alert_ids == [alert.alert_id]
+    assert len(_audit(deployment.deployment_id, "alert_raised")) == len(_events(deployment.deployment_id, "alert")) == 1

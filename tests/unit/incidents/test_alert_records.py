@@ -52,21 +52,23 @@ def engine(repo: DeploymentRepository, publisher: Any) -> AlertEngine:
     return AlertEngine(settings, repo, publisher)
 
 
-def test_alerts_of_an_event_or_assessment_take_its_time_those_of_the_tick_the_evaluations(sim_clock: Any) -> None:
+def test_alerts_of_an_event_or_assessment_have_its_id_those_of_the_tick_new_ones(sim_clock: Any) -> None:
     evaluator = RuleEvaluator(AlertingSettings())
     event = _event(EventType.ROLLBACK_FAILED, sim_clock() - timedelta(minutes=5))  # CodeDeploy's time, say
     [alert] = evaluator.evaluate(deployment=_deployment(), event=event).fired
-    assert alert.derived and alert.at == event.at
-    assert evaluator.evaluate(deployment=_deployment(), event=event).fired[0] == alert  # every evaluation: the same
-    assessment = _failing(sim_clock)
+    assert alert.derived and alert.at == sim_clock()  # raised now (the evaluation), not at the event's time
     sim_clock.advance(30)
-    fired = evaluator.evaluate(deployment=_deployment(), assessment=assessment).fired
-    assert fired and all(a.derived and a.at == assessment.at for a in fired)
+    [again] = evaluator.evaluate(deployment=_deployment(), event=event).fired
+    assert (
+        again.alert_id == alert.alert_id and again.at == sim_clock()
+    )  # the engine takes the first's time from its record
+    fired = evaluator.evaluate(deployment=_deployment(), assessment=_failing(sim_clock)).fired
+    assert fired and all(a.derived for a in fired)
 
     long_running = _deployment(expected_duration_seconds=600, started_at=sim_clock() - timedelta(seconds=1000))
     [tick] = evaluator.evaluate(deployment=long_running, now=sim_clock()).fired
-    again = evaluator.evaluate(deployment=long_running, now=sim_clock()).fired[0]
-    assert not tick.derived and tick.at == sim_clock() and again.alert_id != tick.alert_id
+    [next_tick] = evaluator.evaluate(deployment=long_running, now=sim_clock()).fired
+    assert not tick.derived and tick.at == sim_clock() and next_tick.alert_id != tick.alert_id
 
 
 def test_an_assessment_evaluated_again_raises_its_alerts_once(
@@ -75,6 +77,7 @@ def test_an_assessment_evaluated_again_raises_its_alerts_once(
     deployment = _deployment()
     repo.create_deployment(deployment)
     assessment = _failing(sim_clock)
+    raised_at = sim_clock()
     first = engine.on_assessment(deployment, assessment)
     sim_clock.advance(90)
     again = engine.on_assessment(deployment, assessment)  # the same assessment, a minute and a half later
@@ -83,9 +86,10 @@ def test_an_assessment_evaluated_again_raises_its_alerts_once(
     fired = {a.alert_id for a in first}
     stored = engine.incident_store.alerts("dg-1")
     assert sorted(a.alert_id for a in stored) == sorted(fired)  # one record each
-    assert all(a.at == assessment.at for a in stored)
-    raised = Counter(e.details["alert_id"] for e in repo.audit_trail("dg-1") if e.action == "alert_raised")
-    assert raised == Counter(fired)  # one audit entry each
+    assert all(a.at == raised_at for a in [*stored, *again])  # raised once, then; found again
+    raised = [e for e in repo.audit_trail("dg-1") if e.action == "alert_raised"]
+    assert Counter(e.details["alert_id"] for e in raised) == Counter(fired)  # one audit entry each
+    assert all(e.at == raised_at for e in raised)
     events = [e for e in repo.events("dg-1") if e.details.get("kind") == "alert"]
     assert sorted(e.event_id for e in events) == sorted(alert_event_id(i) for i in fired)  # one event each
     assert Counter(e.event_id for e in publisher.events if e.details.get("kind") == "alert") == Counter(
@@ -95,19 +99,24 @@ def test_an_assessment_evaluated_again_raises_its_alerts_once(
         assert len(incident.alert_ids) == len(set(incident.alert_ids)) == incident.alert_count
 
 
-def test_an_alert_record_is_written_once_per_derived_id_and_listed_by_its_sources_time(
+def test_an_alert_record_is_written_once_per_derived_id_and_alerts_are_listed_as_raised(
     repo: DeploymentRepository, sim_clock: Any
 ) -> None:
     store = IncidentRepository(repo)
     evaluator = RuleEvaluator(AlertingSettings())
-    old = _event(EventType.ROLLBACK_FAILED, sim_clock())
-    sim_clock.advance(120)
     long_running = _deployment(expected_duration_seconds=600, started_at=sim_clock() - timedelta(seconds=1000))
     [tick] = evaluator.evaluate(deployment=long_running, now=sim_clock()).fired
-    assert store.add_alert(tick)
-    [late] = evaluator.evaluate(deployment=_deployment(), event=old).fired  # raised after the tick's (a retry)
-    assert store.add_alert(late) and not store.add_alert(late.model_copy(update={"incident_id": "inc-2"}))
+    assert store.add_alert(tick) is tick
+    sim_clock.advance(60)
+    event = _event(EventType.ROLLBACK_FAILED, sim_clock() - timedelta(minutes=10))  # an old event, alerted now
+    [alert] = evaluator.evaluate(deployment=_deployment(), event=event).fired
+    assert store.add_alert(alert) is alert
+    sim_clock.advance(60)
+    [retry] = evaluator.evaluate(deployment=_deployment(), event=event).fired  # the engine run again on it
+    found = store.add_alert(retry.model_copy(update={"incident_id": "inc-2"}))
+    assert found.alert_id == alert.alert_id and found.at == alert.at and found.incident_id is None  # the first stands
+    sim_clock.advance(60)
+    [later] = evaluator.evaluate(deployment=long_running, now=sim_clock()).fired
+    store.add_alert(later)
     listed = store.alerts("dg-1")
-    assert [a.alert_id for a in listed] == [late.alert_id, tick.alert_id]  # by time: the event's came first
-    assert listed[0].incident_id is None  # the first record stands
-    assert store.add_alert(tick) and len(store.alerts("dg-1")) == 3  # the tick's alerts: a record each time
+    assert [a.alert_id for a in listed] == [tick.alert_id, alert.alert_id, later.alert_id]  # as raised

@@ -292,8 +292,8 @@ class AlertEngine:
         self, evaluation: Evaluation, deployment: Deployment | None, decided_at: float, decided: datetime
     ) -> list[Alert]:
         """Raise the fired alerts. ``decided_at`` (``time.monotonic()``) and ``decided`` (the clock's
-        time) are this run's decision: when the rules were evaluated, which for an alert of an event
-        or an assessment may be well after the alert's own time (its source's: a retry from the outbox)."""
+        time) are this run's decision: when the rules were evaluated, which for an alert raised again (a
+        retry from the outbox) is after the alert's own time (its first raise's)."""
         if not evaluation.fired:
             return []
         out = []
@@ -318,7 +318,7 @@ class AlertEngine:
                     rule=alert.rule,
                 )
             if alert.status != AlertStatus.FIRED:
-                self.incident_store.add_alert(alert)
+                alert.at = self.incident_store.add_alert(alert).at  # raised before (a retry): that time
                 out.append(alert)
                 continue
             try:
@@ -336,14 +336,15 @@ class AlertEngine:
 
         Idempotent per alert id for an alert of an event or an assessment (:attr:`Alert.derived`): the
         outbox runs the engine on an event again when a run failed part-way, and the retry raises the
-        same alert (same id, same time: its source's). It joins its incident once
-        (:meth:`IncidentService.open_or_join`), its record and ``alert_raised`` audit entry are keyed on
-        its id and time and written once, and its ``alert`` event has an id and time derived from it,
-        so the outbox records and publishes it once (the channels are told once). What the first run
-        did not do (remediation not confirmed, the page, an issue) is done by the retry."""
+        same alert (same id). It joins its incident once (:meth:`IncidentService.open_or_join`); its
+        record is written once (keyed on its id), and the retry takes the time the first run raised it
+        at from it; its ``alert_raised`` audit entry is keyed on its id and that time, and its ``alert``
+        event has an id derived from its id and that time, so both are written once, and the outbox
+        records and publishes the event once (the channels are told once). What the first run did not
+        do (remediation not confirmed, the page, an issue) is done by the retry."""
         incident, opened = self.incidents.open_or_join(alert)
         alert.incident_id = incident.incident_id
-        self.incident_store.add_alert(alert)
+        alert.at = self.incident_store.add_alert(alert).at  # raised before (a retry): that time, not this run's
         self._audit_raised(alert, incident)
         if deployment is not None and incident.status == IncidentStatus.OPEN:
             self._remediate(alert, incident, deployment, decided_at, decided)
@@ -381,12 +382,15 @@ class AlertEngine:
     ) -> None:
         """An automatic rollback must be confirmed (done and verified, or already in place) within
         ``remediation.emergency_deadline_seconds`` of the decision: ``decided``, when this run of the
-        engine evaluated the rules and so decided the rollback. Not the alert's time: that is its
-        source's (the event's, the assessment's), which a retry from the outbox, or an event whose time
-        is CodeDeploy's, finds long past; a run that failed before its rollback decided nothing
-        (it is audited as ``alerting_failed`` and run again), and one whose rollback failed reported
-        it then. When it failed, was refused, ran out of attempts or took longer, the incident's
-        first escalation routes are paged at once: the new version may still take traffic."""
+        engine evaluated the rules and so decided this rollback. When it failed, was refused, ran out of
+        attempts or took longer, the incident's first escalation routes are paged at once: the new
+        version may still take traffic.
+
+        Not from the alert's time, nor its source's: a retry from the outbox (a minute or more after
+        the event) raises the alert its first run raised, at that run's time, but the rollback it runs
+        is decided now. The first run either never got to its rollback (it failed before: audited as
+        ``alerting_failed``, run again), or ran it: a confirmed one is not run again, and one that was
+        not confirmed was reported missed by that run already."""
         action = self.settings.remediation.actions.get(step.action)
         if step.mode != "auto" or action is None or action.type not in ROLLBACK_TYPES:
             return
@@ -422,8 +426,8 @@ class AlertEngine:
 
     def _publish(self, alert: Alert, incident: Incident, opened: bool) -> None:
         """Announce the alert through the outbox. The event of an alert of an event or assessment has an
-        id derived from the alert's and the alert's time (its source's), so a retry of the engine finds
-        it recorded (and published) and announces nothing twice; the first recording stands."""
+        id derived from the alert's, and the alert's time (its first raise's), so a retry of the engine
+        finds it recorded (and published) and announces nothing twice; the first recording stands."""
         if self.publisher is None:
             return
         same = {"event_id": alert_event_id(alert.alert_id)} if alert.derived else {}

@@ -47,13 +47,6 @@ def alert_id_of(rule: str, assessment: Assessment | None, event: DeploymentEvent
     return derived_alert_id(source, rule)
 
 
-def alert_time_of(assessment: Assessment | None, event: DeploymentEvent | None) -> datetime | None:
-    """The time of the alert a rule raises on an assessment or an event: its source's, the same on every
-    evaluation of it (the alert's record, audit entry and event are keyed on it, so a retry finds them);
-    None (the evaluation's time) for the tick's deployment-only rules."""
-    return event.at if event is not None else assessment.at if assessment is not None else None
-
-
 def _format(value: float | str | None) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -109,7 +102,6 @@ class RuleEvaluator:
             base = {name: context.baseline.get(name) for name in sorted(expression.fields) if name in context.baseline}
             readings = ", ".join(f"{k}={_format(v)}" for k, v in used.items() if v is not None and v != "")
             same = alert_id_of(rule.name, assessment, event)
-            same_at = alert_time_of(assessment, event) if same else None
             result.fired.append(
                 Alert(
                     **({"alert_id": same} if same else {}),
@@ -134,7 +126,7 @@ class RuleEvaluator:
                     auto_resolve=rule.auto_resolve,
                     assessment_id=assessment.assessment_id if assessment else None,
                     event_id=event.event_id if event else None,
-                    at=same_at or at,
+                    at=at,
                 )
             )
         return result

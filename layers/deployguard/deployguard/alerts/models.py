@@ -46,14 +46,14 @@ class Alert(Model):
     assessment_id: str | None = None
     event_id: str | None = None
     incident_id: str | None = None
-    # its source's time (the event's or the assessment's: the same on every evaluation of it); the
-    # evaluation's for the tick's deployment-only rules
+    # when it was raised (the evaluation's time); a retry of the alert engine raising the same alert
+    # (derived id) takes the first raise's, from its stored record (IncidentRepository.add_alert)
     at: datetime = Field(default_factory=utcnow)
 
     @property
     def derived(self) -> bool:
-        """Whether its id (and time) come from its source, an event or an assessment: every evaluation of
-        that source raises this very alert, so whatever is written of it is written once (its record,
-        audit entry and event). False for the tick's deployment-only rules (a new id on every tick)."""
+        """Whether its id comes from its source, an event or an assessment: every evaluation of that source
+        raises this very alert, so whatever is written of it is written once (its record, audit entry
+        and event). False for the tick's deployment-only rules (a new id on every tick)."""
         source = self.event_id if self.event_id is not None else self.assessment_id
         return source is not None and self.alert_id == derived_alert_id(source, self.rule)

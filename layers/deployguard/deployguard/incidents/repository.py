@@ -4,8 +4,9 @@
   while announcements of it are pending (:attr:`Incident.announcements`), gsi2
   ``INCIDENTS`` (every incident, newest first by gsi2sk)
 - the open incident of a grouping key: ``INCIDENT-KEY#<key>`` / ``INCIDENT-KEY`` (deleted on resolution)
-- an alert, in the deployment's history: ``DEP#<deployment>`` / ``ALERT#<time>#<alert>`` (an alert of an event
-  or assessment: its source's time and its derived id, written once; of the tick: ``ALERT#<time>#<ns>-<alert>``)
+- an alert, in the deployment's history: ``DEP#<deployment>`` / ``ALERT#<alert>`` for an alert of an event or an
+  assessment (its id derived from its source: written once, whichever run of the alert engine raises it),
+  ``ALERT#<time>#<ns>-<alert>`` for one of the tick's deployment-only rules; listed by time
 - the alert count of a rule in a rate-limit window: ``ALERT-RATE#<rule>#<window>`` / ``ALERT-RATE``
 
 An incident is written before its key marker is claimed (conditionally), so two alerts
@@ -256,19 +257,24 @@ class IncidentRepository:
 
     # ------------------------------------------------------------------ alerts
 
-    def add_alert(self, alert: Alert) -> bool:
-        """Store an alert in its deployment's history; False if it is stored already.
+    def add_alert(self, alert: Alert) -> Alert:
+        """Store an alert in its deployment's history; returns the alert as stored.
 
-        An alert of an event or an assessment (:attr:`Alert.derived`: id and time from its source) is
-        keyed on its time and id, so a retry of the alert engine on the same source finds the record
-        the first run wrote (written once; the first one stands). Alerts of the tick's deployment-only
-        rules get a new id each time; their suffix keeps the ones of one instant in writing order."""
-        unique = alert.alert_id if alert.derived else f"{time.time_ns():020d}-{alert.alert_id}"
+        An alert of an event or an assessment (:attr:`Alert.derived`: its id is the same on every
+        evaluation of its source) is keyed on its id alone, ``ALERT#<alert>``, and written once: a retry
+        of the alert engine on the same source finds the record its first run wrote, and gets it back
+        (its time, the first raise's, is the one its audit entry and event are keyed on). An alert of the
+        tick's deployment-only rules is new each time: ``ALERT#<time>#<ns>-<alert>``."""
         item = to_item(alert)
+        sk = (
+            f"{keys.ALERT}{alert.alert_id}"
+            if alert.derived
+            else keys.history_sk(keys.ALERT, alert.at, f"{time.time_ns():020d}-{alert.alert_id}")
+        )
         item.update(
             {
                 keys.PK: keys.deployment_pk(alert.deployment_id),
-                keys.SK: keys.history_sk(keys.ALERT, alert.at, unique),
+                keys.SK: sk,
                 keys.TTL_ATTRIBUTE: self.expires_at(alert.at),
                 "record_type": "alert",
             }
@@ -276,19 +282,26 @@ class IncidentRepository:
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
-            if alert.derived and _conditional_failed(exc):
-                return False
-            raise
-        return True
+            if not (alert.derived and _conditional_failed(exc)):
+                raise
+            key = {keys.PK: item[keys.PK], keys.SK: sk}
+            stored = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+            if stored is not None:
+                return from_item(Alert, stored)
+            self.table.put_item(Item=item)  # expired meanwhile: stored again
+        return alert
 
     def alerts(self, deployment_id: str) -> list[Alert]:
-        return [
+        """The deployment's alerts in the order they were raised (by time; the keys of those of an event or
+        assessment hold no time)."""
+        found = [
             from_item(Alert, item)
             for item in self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={":pk": keys.deployment_pk(deployment_id), ":prefix": keys.ALERT},
             )
         ]
+        return sorted(found, key=lambda alert: alert.at)
 
     def take_rate_slot(self, rule: str, limit: int, window_seconds: int) -> bool:
         """Count one alert of ``rule`` in the current window; False once ``limit`` is reached."""
