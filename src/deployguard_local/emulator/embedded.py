@@ -34,7 +34,7 @@ from deployguard_local.emulator.lambda_runtime import (
 )
 from deployguard_local.emulator.sample import SampleApplication
 from deployguard_local.emulator.schedules import ScheduleRun, Schedules
-from deployguard_local.emulator.stepfunctions import install_simulated_waits
+from deployguard_local.emulator.stepfunctions import install_simulated_waits, parse_definitions_once
 from deployguard_local.function_logs import logs_to_stderr
 from deployguard_local.template import Stack
 
@@ -171,7 +171,8 @@ class EmbeddedAws(Schedules, SampleApplication):
             self._exit.callback(self.invoker.stop)
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
             undos = [transactions_without_table_copy(), atomic_dynamodb(), fast_attribute_values(),
-                     *install_in_process_lambda(self.registry, self.invoker, topics), *install_cloudwatch(),
+                     parse_definitions_once(), *install_in_process_lambda(self.registry, self.invoker, topics),
+                     *install_cloudwatch(),
                      *(install_simulated_waits(self.clock) if self.clock is not None else [])]  # fmt: skip
             for undo in undos:
                 self._exit.callback(undo)
