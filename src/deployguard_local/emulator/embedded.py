@@ -24,7 +24,12 @@ from deployguard.aws import clients
 from deployguard.workflows import runtime
 from deployguard_local.emulator.clock import ListeningClock
 from deployguard_local.emulator.cloudwatch import install_cloudwatch
-from deployguard_local.emulator.dynamodb import atomic_dynamodb, fast_attribute_values, transactions_without_table_copy
+from deployguard_local.emulator.dynamodb import (
+    atomic_dynamodb,
+    fast_attribute_values,
+    faster_items,
+    transactions_without_table_copy,
+)
 from deployguard_local.emulator.environment import REPO_ROOT, _environment
 from deployguard_local.emulator.lambda_runtime import (
     AsyncInvoker,
@@ -170,7 +175,7 @@ class EmbeddedAws(Schedules, SampleApplication):
             self.invoker = AsyncInvoker(self.registry)
             self._exit.callback(self.invoker.stop)
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
-            undos = [transactions_without_table_copy(), atomic_dynamodb(), fast_attribute_values(),
+            undos = [transactions_without_table_copy(), atomic_dynamodb(), fast_attribute_values(), faster_items(),
                      parse_definitions_once(), *install_in_process_lambda(self.registry, self.invoker, topics),
                      *install_cloudwatch(),
                      *(install_simulated_waits(self.clock) if self.clock is not None else [])]  # fmt: skip
