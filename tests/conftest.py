@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -27,6 +28,40 @@ os.environ.update(
 )
 for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "DEPLOYGUARD_ENDPOINT_URL", "DEPLOYGUARD_CONFIG_FILE"):
     os.environ.pop(_var, None)
+
+
+@functools.cache
+def _service_models() -> Any:
+    """botocore's data (service models, endpoints, partitions), read once per test process."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
+
+
+def _share_service_models() -> None:
+    """Every botocore session of the test process reads its data through one loader (as the embedded AWS's do):
+    moto gives each ``mock_aws`` a new default boto3 session, whose new loader read the endpoints and each
+    service's model from JSON again (hundreds of bare ``mock_aws`` fixtures: about a tenth of the suite's CPU).
+    The models are the same files, only read once; boto3 adds its data folder to the loader at each session
+    (kept once)."""
+    import boto3.session
+    import botocore.session
+
+    def register_data_loader(self: Any) -> None:
+        self._components.lazy_register_component("data_loader", _service_models)
+
+    botocore.session.Session._register_data_loader = register_data_loader  # type: ignore[method-assign]
+    boto3_init = boto3.session.Session.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        boto3_init(self, *args, **kwargs)
+        paths = self._loader.search_paths
+        paths[:] = list(dict.fromkeys(paths))
+
+    boto3.session.Session.__init__ = init  # type: ignore[method-assign]
+
+
+_share_service_models()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS_DIR = REPO_ROOT / "events"

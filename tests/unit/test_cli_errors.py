@@ -13,6 +13,15 @@ from deployguard_local import cli
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def retries_without_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clients still retry a refused connection (8 attempts, the product's retry mode), without sleeping the
+    jittered back-off between them (up to 6 s of real time a call)."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+
+
 def _closed_port() -> int:
     """A port on 127.0.0.1 nobody listens on: connections are refused at once."""
     with socket.socket() as sock:

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ from deployguard.aws import clients
 from deployguard.workflows import runtime
 from deployguard_local.emulator.clock import ListeningClock
 from deployguard_local.emulator.cloudwatch import install_cloudwatch
-from deployguard_local.emulator.dynamodb import atomic_dynamodb, transactions_without_table_copy
+from deployguard_local.emulator.dynamodb import (
+    atomic_dynamodb,
+    fast_attribute_values,
+    faster_items,
+    transactions_without_table_copy,
+)
 from deployguard_local.emulator.environment import REPO_ROOT, _environment
 from deployguard_local.emulator.lambda_runtime import (
     AsyncInvoker,
@@ -33,7 +39,7 @@ from deployguard_local.emulator.lambda_runtime import (
 )
 from deployguard_local.emulator.sample import SampleApplication
 from deployguard_local.emulator.schedules import ScheduleRun, Schedules
-from deployguard_local.emulator.stepfunctions import install_simulated_waits
+from deployguard_local.emulator.stepfunctions import install_simulated_waits, parse_definitions_once
 from deployguard_local.function_logs import logs_to_stderr
 from deployguard_local.template import Stack
 
@@ -48,6 +54,20 @@ def _session_with_shared_loader() -> botocore.session.Session:
     session = botocore.session.get_session()
     session.register_component("data_loader", _shared_loader())
     return session
+
+
+def _execution_running(arn: str) -> Callable[[], bool]:
+    """Whether the execution still runs, read from moto's backend: a poll every 10 ms through the API
+    (botocore and moto's dispatch, a few ms of CPU each) took the GIL from the interpreter thread it waits
+    on. When the backend cannot be read, the caller asks the API every time."""
+    try:
+        from moto.stepfunctions.responses import get_backend
+
+        _, _, _, region, account, _ = arn.split(":", 5)
+        execution = get_backend(account, region).describe_execution(arn)
+    except Exception:  # not moto's parser backend: ask the API
+        return lambda: True
+    return lambda: bool(execution.status == "RUNNING")
 
 
 def stop_running_executions() -> None:
@@ -155,8 +175,9 @@ class EmbeddedAws(Schedules, SampleApplication):
             self.invoker = AsyncInvoker(self.registry)
             self._exit.callback(self.invoker.stop)
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
-            undos = [transactions_without_table_copy(), atomic_dynamodb(),
-                     *install_in_process_lambda(self.registry, self.invoker, topics), *install_cloudwatch(),
+            undos = [transactions_without_table_copy(), atomic_dynamodb(), fast_attribute_values(), faster_items(),
+                     parse_definitions_once(), *install_in_process_lambda(self.registry, self.invoker, topics),
+                     *install_cloudwatch(),
                      *(install_simulated_waits(self.clock) if self.clock is not None else [])]  # fmt: skip
             for undo in undos:
                 self._exit.callback(undo)
@@ -193,12 +214,14 @@ class EmbeddedAws(Schedules, SampleApplication):
             stateMachineArn=self.ref(logical_id), name=f"run-{uuid.uuid4().hex[:12]}", input=json.dumps(execution_input)
         )["executionArn"]
         deadline = time.monotonic() + timeout
+        running = _execution_running(arn)
         while time.monotonic() < deadline:
             if self.closed.is_set():
                 raise EmbeddedAwsClosed(f"the embedded AWS was torn down while {arn} ran")
-            desc = sfn.describe_execution(executionArn=arn)
-            if desc["status"] != "RUNNING":
-                self.last_execution_arn = arn
-                return desc
+            if not running():
+                desc = sfn.describe_execution(executionArn=arn)
+                if desc["status"] != "RUNNING":
+                    self.last_execution_arn = arn
+                    return desc
             time.sleep(0.01)
         raise TimeoutError(f"state machine execution {arn} still running after {timeout:.0f} s")

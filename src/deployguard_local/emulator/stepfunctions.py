@@ -50,3 +50,31 @@ def install_simulated_waits(sim_clock: ListeningClock) -> list[Callable[[], None
     retrier_decl.time = types.SimpleNamespace(sleep=simulated_backoff, time=time.time)  # type: ignore[assignment]
     undo.append(lambda: setattr(retrier_decl, "time", original_time))
     return undo
+
+
+_PARSED: dict[str, Any] = {}  # definition -> its ANTLR parse tree, for every embedded AWS of the process
+
+
+def parse_definitions_once() -> Callable[[], None]:
+    """moto lexes and parses a state machine's definition (ANTLR, 40-90 ms of CPU) at CreateStateMachine and
+    again at every StartExecution, though every embedded AWS creates the same two. Here a definition is parsed
+    once per process; each caller still gets evaluation components of its own, built from the tree (which
+    the preprocessor only reads). A definition that does not parse is never kept: moto's error comes again
+    each time. Returns the undo."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = AmazonStateLanguageParser.__dict__["parse"]
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = _PARSED.get(definition)
+        if tree is None:
+            program, tree = original.__func__(definition)
+            if len(_PARSED) >= 64:
+                _PARSED.clear()
+            _PARSED[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    setattr(AmazonStateLanguageParser, "parse", staticmethod(parse))  # noqa: B010
+    return lambda: setattr(AmazonStateLanguageParser, "parse", original)
