@@ -82,6 +82,16 @@ def _without_default_nulls(model: BaseModel, data: dict[str, Any]) -> dict[str, 
     return data
 
 
+def _written_order(item: dict[str, Any]) -> tuple[str, int]:
+    """(time, ns written) of a history item whose key is ``<prefix><time>#<unique>``."""
+    at, _, unique = str(item[keys.SK]).rpartition("#")
+    head = unique.split("-", 1)[0]
+    written = item.get(WRITTEN_NS)
+    if written is None:
+        written = int(head) if head.isdigit() else 0
+    return at, int(written)
+
+
 def _from_item(cls: type[M], item: dict[str, Any]) -> M:
     data = {k: v for k, v in item.items() if k in cls.model_fields}
     return cls.model_validate(json.loads(json.dumps(data, default=_decimal)))
@@ -157,6 +167,7 @@ class OutboxEntry:
 
 
 RECORDED_AT = "recorded_at"  # on an outbox item: when it was stored (the clock's now, not the event's time)
+WRITTEN_NS = "written_ns"  # on an audit entry written once under a fixed key: time.time_ns() of its writing
 
 
 def _recorded_at(item: dict[str, Any]) -> datetime | None:
@@ -558,7 +569,9 @@ class DeploymentRepository:
         it again harmlessly); True if this call wrote it."""
         entry = AuditEntry(deployment_id=deployment_id, at=at, action=action, actor=actor, reason=reason,
                            details=details)  # fmt: skip
-        return self._put_new(self._history_item(deployment_id, keys.AUDIT, at, f"once-{key}", entry))
+        item = self._history_item(deployment_id, keys.AUDIT, at, f"once-{key}", entry)
+        item[WRITTEN_NS] = time.time_ns()  # its place among the entries of the same instant (its key cannot say)
+        return self._put_new(item)
 
     def _outbox_item(self, event: DeploymentEvent, alerts: bool) -> dict[str, Any]:
         item = self._history_item(event.deployment_id, keys.EVENT, event.at, event.event_id, event)
@@ -692,7 +705,12 @@ class DeploymentRepository:
         return [_from_item(Assessment, i) for i in self._history(deployment_id, keys.ASSESSMENT)]
 
     def audit_trail(self, deployment_id: str) -> list[AuditEntry]:
-        return [_from_item(AuditEntry, i) for i in self._history(deployment_id, keys.AUDIT)]
+        """The deployment's audit entries in the order they were written: by time, and within one instant
+        (a simulated clock, or one microsecond) by when they were written: an entry's key says it
+        (``<ns>-<id>``), or, for an entry written once under a fixed key, its ``written_ns``."""
+        items = list(self._history(deployment_id, keys.AUDIT))
+        items.sort(key=_written_order)
+        return [_from_item(AuditEntry, i) for i in items]
 
     def events(self, deployment_id: str) -> list[DeploymentEvent]:
         return [_from_item(DeploymentEvent, i) for i in self._history(deployment_id, keys.EVENT)]
