@@ -299,3 +299,94 @@ def test_retry_starts_a_held_canary_step_again(aws: Any) -> None:
     again = DeploymentRepository().get_deployment("dep-quiet-api")
     assert (again.status, again.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
     assert LambdaTrafficShifter(target).current().function_version == target.new_version
+
+
+def _abort_when_alias_moves(aws: Any, deployment_id: str, moving: Callable[[dict[str, Any]], bool]) -> list[Any]:
+    """A person's abort lands while a task of the state machine is moving the alias (botocore's
+    before-parameter-build on UpdateAlias): the abort runs first, then the task's own move goes on."""
+    from deployguard.aws import clients
+
+    outcomes: list[Any] = []
+
+    def hook(params: dict[str, Any], **_: Any) -> None:
+        if not outcomes and moving(params):
+            outcomes.append(None)  # the abort's own UpdateAlias calls come back through here
+            outcomes[0] = _ask(aws, deployment_id, "abort", by="bob")
+
+    clients.client("lambda").meta.events.register(
+        "before-parameter-build.lambda.UpdateAlias", hook, unique_id="test-abort-in-flight"
+    )
+    return outcomes
+
+
+def _no_abort_hook() -> None:
+    from deployguard.aws import clients
+
+    clients.client("lambda").meta.events.unregister(
+        "before-parameter-build.lambda.UpdateAlias", unique_id="test-abort-in-flight"
+    )
+
+
+def test_an_abort_landing_while_promote_moves_the_alias_is_not_undone(aws: Any) -> None:
+    request, target = _prepare(aws, "checkout-api")
+
+    def promoting(p: dict[str, Any]) -> bool:
+        return p["FunctionVersion"] == target.new_version and not p["RoutingConfig"]["AdditionalVersionWeights"]
+
+    aborted = _abort_when_alias_moves(aws, "dep-checkout-api", promoting)
+    try:
+        assert _run(aws, request)["status"] == "SUCCEEDED"
+    finally:
+        _no_abort_hook()
+    assert aborted[0].changed
+    deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+    assert (deployment.status, deployment.decision) == (DeploymentStatus.ROLLED_BACK, "aborted")
+    alias = LambdaTrafficShifter(target).current()
+    assert (alias.function_version, alias.additional_weights) == (target.stable_version, {})
+    trail = DeploymentRepository().audit_trail("dep-checkout-api")
+    assert "promoted" not in [e.action for e in trail] and "traffic_move_undone" in [e.action for e in trail]
+    events = [e.event_type for e in DeploymentRepository().events("dep-checkout-api")]
+    assert EventType.PROMOTION_COMPLETED not in events and EventType.DEPLOYMENT_COMPLETED not in events
+
+
+def test_an_abort_landing_while_a_step_shifts_stops_the_canary(aws: Any) -> None:
+    request, target = _prepare(aws, "checkout-api")
+    to_25 = lambda p: p["RoutingConfig"]["AdditionalVersionWeights"] == {target.new_version: 0.25}  # noqa: E731
+    aborted = _abort_when_alias_moves(aws, "dep-checkout-api", to_25)
+    try:
+        assert _run(aws, request)["status"] == "SUCCEEDED"
+    finally:
+        _no_abort_hook()
+    assert aborted[0].changed
+    deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+    assert (deployment.status, deployment.decision) == (DeploymentStatus.ROLLED_BACK, "aborted")
+    assert deployment.canary_weight == 0.0
+    alias = LambdaTrafficShifter(target).current()
+    assert (alias.function_version, alias.additional_weights) == (target.stable_version, {})
+    assert _shifts("dep-checkout-api") == [10]  # the 25% step was undone, never recorded; nothing after it
+
+
+def test_promote_after_an_abort_leaves_the_alias_alone(aws: Any) -> None:
+    """The abort lands between Assess (next: promote) and the Promote task."""
+    from deployguard.workflows.canary import CanaryController, CanaryState
+
+    versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
+    target = LambdaTarget(
+        function_name="checkout-api", alias="live", stable_version=versions[0], new_version=versions[1]
+    )
+    DeploymentRepository().create_deployment(
+        Deployment(deployment_id="dep-A", service="checkout-api", environment="production", version=versions[1],
+                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=0.5)
+    )  # fmt: skip
+    LambdaTrafficShifter(target).shift(0.5)
+    assert _ask(aws, "dep-A", "abort", by="bob").changed
+    service = _service(aws)
+    controller = CanaryController(service.config, service.repository, service.publisher)
+    state = CanaryState(
+        deployment_id="dep-A", step_index=2, steps=[10, 25, 50], weight=50, next="promote", target=target
+    )
+    out = controller.promote(state)
+    assert (out.next, out.decision, out.weight) == ("done", "aborted", 0.0)
+    alias = LambdaTrafficShifter(target).current()
+    assert (alias.function_version, alias.additional_weights) == (target.stable_version, {})
+    assert DeploymentRepository().get_deployment("dep-A").status == DeploymentStatus.ROLLED_BACK

@@ -273,6 +273,9 @@ class CanaryControlService:
                 d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
+        # a ShiftTraffic or Promote task may have moved the alias between our move and our record: once the
+        # record is terminal they undo their own moves, and this puts back any move made before it
+        LambdaTrafficShifter(target).rollback_verified()
         if token:  # the state machine waits before 100%: it goes to its rollback, which finds this done
             stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
         self.repository.audit(deployment.deployment_id, "rolled_back", request.actor, reason, alias="100% stable")
