@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.config import load_config
-from deployguard.exceptions import ControlStateError, InvalidEventError
+from deployguard.exceptions import ControlStateError, InvalidEventError, StepFunctionsError
 from deployguard.models import Deployment, DeploymentStatus, EventType, LambdaTarget, Severity
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.control import CanaryControlService, ControlRequest, EmergencyRollbackRequest
@@ -176,12 +177,66 @@ def test_approval_before_full_traffic_waits_on_a_task_token(tmp_path: Path) -> N
             worker.join(0.05)
         assert found is not None and found.control.awaiting_approval and found.control.approval_token
         assert LambdaTrafficShifter(target).current().additional_weights == {target.new_version: 0.5}
+        with _throttled_task_answers(), pytest.raises(StepFunctionsError, match="Throttling"):
+            _ask(aws, "dep-checkout-api", "approve", by="carol")  # a transient failure: approving again works
+        waiting = DeploymentRepository().get_deployment("dep-checkout-api")
+        assert waiting.control.awaiting_approval and waiting.control.approval_token == found.control.approval_token
         assert _ask(aws, "dep-checkout-api", "approve", by="carol").changed
         worker.join(60)
         assert result["status"] == "SUCCEEDED"
         deployment = DeploymentRepository().get_deployment("dep-checkout-api")
         assert deployment.decision == "promoted" and not deployment.control.awaiting_approval
         assert LambdaTrafficShifter(target).current().function_version == target.new_version
+
+
+@contextmanager
+def _throttled_task_answers() -> Iterator[None]:
+    """Step Functions refuses SendTaskSuccess for a while (botocore before-call hook)."""
+    from botocore.exceptions import ClientError
+
+    from deployguard.aws import clients
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "injected"}}, "SendTaskSuccess")
+
+    events = clients.client("stepfunctions").meta.events
+    events.register("before-call.states.SendTaskSuccess", refuse, unique_id="test-throttled-answers")
+    try:
+        yield
+    finally:
+        events.unregister("before-call.states.SendTaskSuccess", unique_id="test-throttled-answers")
+
+
+def test_a_failed_approval_leaves_the_canary_waiting_and_is_audited(aws: Any) -> None:
+    from deployguard.models import CanaryControl
+
+    versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
+    target = LambdaTarget(
+        function_name="checkout-api", alias="live", stable_version=versions[0], new_version=versions[1]
+    )
+    waiting = CanaryControl(awaiting_approval=True, approval_token="tok-1")
+    DeploymentRepository().create_deployment(
+        Deployment(deployment_id="dep-P", service="checkout-api", environment="production", version=versions[1],
+                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=0.5, control=waiting)
+    )  # fmt: skip
+    with _throttled_task_answers():
+        for verb in ("approve", "promote"):  # promote, for a canary waiting for approval, is the approval
+            with pytest.raises(StepFunctionsError, match="Throttling"):
+                _ask(aws, "dep-P", verb, by="carol")
+    deployment = DeploymentRepository().get_deployment("dep-P")
+    assert deployment.control.awaiting_approval and deployment.control.approval_token == "tok-1"
+    assert _ask(aws, "dep-P", "abort", by="bob").changed  # its SendTaskFailure fails (no such token): rolled back
+    assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+    with pytest.raises(ControlStateError, match="not waiting for approval"):
+        _ask(aws, "dep-P", "approve", by="carol")
+    trail = [e for e in DeploymentRepository().audit_trail("dep-P") if e.action.startswith("control_")]
+    assert [(e.action, e.actor, e.details["outcome"], e.details["changed"]) for e in trail] == [
+        ("control_approve", "carol", "failed", False),
+        ("control_promote", "carol", "failed", False),
+        ("control_abort", "bob", "done", True),
+        ("control_approve", "carol", "refused", False),
+    ]
+    assert "ThrottlingException" in trail[0].details["result"]
 
 
 def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: Any) -> None:

@@ -148,15 +148,27 @@ class CanaryControlService:
 
     def apply(self, deployment_id: str, request: ControlRequest) -> ControlOutcome:
         deployment = self.repository.get_deployment(deployment_id)
-        if deployment.driver == "codedeploy":
-            changed, message = self._codedeploy(deployment, request)
-        else:
-            verb: Callable[[Deployment, ControlRequest], tuple[bool, str]] = getattr(self, f"_{request.verb}")
-            changed, message = verb(deployment, request)
+        try:
+            if deployment.driver == "codedeploy":
+                changed, message = self._codedeploy(deployment, request)
+            else:
+                verb: Callable[[Deployment, ControlRequest], tuple[bool, str]] = getattr(self, f"_{request.verb}")
+                changed, message = verb(deployment, request)
+        except Exception as exc:  # refused or failed: the attempt is in the audit trail too
+            outcome = "refused" if isinstance(exc, ControlStateError | InvalidEventError) else "failed"
+            try:
+                self.repository.audit(
+                    deployment_id, f"control_{request.verb}", request.actor, request.reason,
+                    changed=False, outcome=outcome, result=f"{type(exc).__name__}: {exc}"[:1000],
+                )  # fmt: skip
+            except Exception:
+                logger.exception("cannot audit a control attempt", extra={"deployment_id": deployment_id})
+            raise
         deployment = self.repository.get_deployment(deployment_id)
         self.repository.audit(
-            deployment_id, f"control_{request.verb}", request.actor, request.reason, changed=changed, result=message
-        )
+            deployment_id, f"control_{request.verb}", request.actor, request.reason,
+            changed=changed, outcome="done" if changed else "unchanged", result=message,
+        )  # fmt: skip
         if changed:
             loud = request.verb in ("abort", "skip_analysis")
             self.announce(
@@ -235,14 +247,26 @@ class CanaryControlService:
         token = deployment.control.approval_token
         if not deployment.control.awaiting_approval or not token:
             raise ControlStateError(f"deployment {deployment.deployment_id} is not waiting for approval before 100%")
-
-        def change(c: CanaryControl) -> bool:
-            c.awaiting_approval, c.approval_token = False, None
-            return True
-
-        self._flags(deployment, request, change)
+        if deployment.status.is_terminal:
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id} is {deployment.status.value} ({deployment.decision}): "
+                "approve applies only to a canary in progress"
+            )
+        # the answer first: if it fails, the canary still waits and still says so, and approving again works
         stepfunctions.answer_task(token, approved=True, by=request.actor, reason=request.reason)
-        return True, "approved: traffic goes to 100%"
+
+        changed = False
+
+        def change(d: Deployment) -> None:  # the canary may already be promoting: no terminal check here
+            nonlocal changed
+            changed = d.control.approval_token == token  # else a concurrent approval cleared it first
+            if changed:
+                d.control.awaiting_approval, d.control.approval_token = False, None
+                d.control.last_action, d.control.last_actor = request.verb, request.actor
+                d.control.last_action_at = clock.now()
+
+        self.repository.update_deployment(deployment.deployment_id, change)
+        return changed, "approved: traffic goes to 100%" if changed else "already approved"
 
     def _abort(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         if deployment.status == DeploymentStatus.ROLLED_BACK:
@@ -277,7 +301,13 @@ class CanaryControlService:
         # record is terminal they undo their own moves, and this puts back any move made before it
         LambdaTrafficShifter(target).rollback_verified()
         if token:  # the state machine waits before 100%: it goes to its rollback, which finds this done
-            stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
+            try:
+                stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
+            except stepfunctions.StepFunctionsError as exc:  # rolled back all the same: the wait times out
+                logger.warning(
+                    "abort: cannot answer the approval task", extra={"deployment_id": deployment.deployment_id}
+                )
+                self.repository.audit(deployment.deployment_id, "approval_answer_failed", ACTOR, str(exc)[:1000])
         self.repository.audit(deployment.deployment_id, "rolled_back", request.actor, reason, alias="100% stable")
         self.announce(
             deployment,
