@@ -148,8 +148,12 @@ def rollback(
     """Emergency rollback: the service's stable version takes all traffic, whatever runs."""
 
     def use(service: CanaryControlService) -> BaseModel:
+        seen = from_version
+        if seen is None:  # the version live now, shown: the rollback is keyed on it, as the page's
+            seen = service.live_version(service_name, environment)
+            sys.stderr.write(f"{PROG} rollback: version {seen} is live (--from-version {seen} repeats harmlessly)\n")
         request = EmergencyRollbackRequest(service=service_name, environment=environment, actor=by, reason=reason,
-                                           confirm=confirm, from_version=from_version)  # fmt: skip
+                                           confirm=confirm, from_version=seen)  # fmt: skip
         return service.emergency_rollback(request)
 
     def text(result: BaseModel) -> str:

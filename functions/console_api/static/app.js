@@ -244,22 +244,25 @@ async function showServices() {
     h("thead", {}, h("tr", {}, ["Service", "Environment", "Latest deployment", "Live version", "Action"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, services.map((s) => {
       const d = s.latest;
-      const live = d ? (d.status === "succeeded" ? d.version : (d.target.stable_version || d.target.stable_task_definition)) : "-";
+      const lambda = d && d.target.kind === "lambda";
+      // the alias version a Lambda service routes to: sent back as from_version, so a repeat changes nothing
+      const live = !d ? "-" : lambda ? (d.status === "succeeded" ? d.target.new_version : d.target.stable_version)
+        : (d.status === "succeeded" ? d.version : d.target.stable_task_definition);
       return h("tr", {},
         h("td", {}, s.service), h("td", {}, s.environment),
         h("td", {}, d ? h("a", { href: `#/deployments/${encodeURIComponent(d.deployment_id)}` }, `${d.deployment_id} `) : "-", d ? badge(d.status) : ""),
         h("td", {}, live),
         h("td", {}, h("button", {
-          type: "button", class: "danger", disabled: !can || !d || d.target.kind !== "lambda",
+          type: "button", class: "danger", disabled: !can || !lambda,
           "aria-label": `Emergency rollback of ${s.service}`,
           onclick: () => confirmAction({
             title: `Emergency rollback: ${s.service}`,
-            text: `Put ${s.service} (${s.environment}) back on its last known good version now. Everyone is told.`,
+            text: `Put ${s.service} (${s.environment}) back from version ${live} on its last known good version now. Everyone is told.`,
             expected: s.service, danger: true,
             run: async (reason) => {
               const out = await api(`/api/services/${encodeURIComponent(s.service)}/emergency-rollback`, {
                 method: "POST",
-                body: JSON.stringify({ reason, confirm: s.service, environment: s.environment }),
+                body: JSON.stringify({ reason, confirm: s.service, environment: s.environment, from_version: live }),
               });
               return `Emergency rollback of ${s.service}: ${out.message}`;
             },

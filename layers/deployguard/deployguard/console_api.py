@@ -134,7 +134,12 @@ class EmergencyRollbackBody(Body):
     reason: str = Field(min_length=1, max_length=1000)
     confirm: str = Field(description="the service's name again")
     environment: str | None = None
-    from_version: str | None = Field(default=None, description="the version seen live (makes a repeat harmless)")
+    from_version: str = Field(
+        min_length=1,
+        max_length=128,
+        description="the version the caller saw live: the rollback is refused if another is live now, and a repeat "
+        "of the same request changes nothing (instead of rolling back one more version)",
+    )
 
 
 class ErrorBody(BaseModel):

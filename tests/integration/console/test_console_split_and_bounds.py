@@ -152,6 +152,8 @@ def test_each_function_refuses_the_others_requests(console: Console) -> None:
         ("POST", "/api/incidents/in$1/acknowledge", "{}", "path.incident_id", "pattern"),
         ("POST", "/api/services/.hidden/emergency-rollback", '{"reason": "r", "confirm": ".hidden"}',
          "path.service", "pattern"),
+        ("POST", "/api/services/checkout-api/emergency-rollback", '{"reason": "r", "confirm": "checkout-api"}',
+         "body.from_version", "Field required"),
         ("GET", "/api/deployments/" + "d" * 200, None, "path.deployment_id", "at most 128"),
         ("GET", "/api/deployments/a%27%20or%201%3D1", None, "path.deployment_id", "pattern"),
         ("GET", "/api/deployments?service=" + "s" * 3000, None, "query", "at most 2048"),

@@ -313,7 +313,9 @@ def test_the_cli_runs_the_same_verbs(aws: Any, capsys: Any) -> None:
     assert main(["control", "pause", "dep-checkout-api", *by]) == 2
     assert "applies only to a canary in progress" in capsys.readouterr().err
     assert main(["control", "rollback", "checkout-api", *by, "--confirm", "checkout-api"]) == 0
-    assert f"back on version {target.stable_version}" in capsys.readouterr().out
+    said = capsys.readouterr()  # without --from-version: the live version is read, shown, and keys the rollback
+    assert f"back on version {target.stable_version}" in said.out
+    assert f"version {target.new_version} is live (--from-version {target.new_version} repeats harmlessly)" in said.err
     assert LambdaTrafficShifter(target).current().function_version == target.stable_version
     repeat = ["--confirm", "checkout-api", "--from-version", target.new_version]
     assert main(["control", "rollback", "checkout-api", *by, *repeat]) == 0

@@ -418,15 +418,17 @@ class CanaryControlService:
 
     # ------------------------------------------------------------------ emergency rollback
 
-    def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
-        if request.confirm != request.service:
-            raise InvalidEventError(f"confirm: type the service name {request.service!r} to confirm the rollback")
-        environment = request.environment or self.config.service(request.service).environment
-        history = self.repository.deployments_of(request.service, environment, limit=100)
+    def live_version(self, service: str, environment: str | None = None) -> str:
+        """The version a service's alias routes all its traffic to now (what an emergency rollback leaves)."""
+        environment = environment or self.config.service(service).environment
+        return self._live(service, environment)[2]
+
+    def _live(self, service: str, environment: str) -> tuple[list[Deployment], LambdaTarget, str]:
+        history = self.repository.deployments_of(service, environment, limit=100)
         lambda_history = [d for d in history if isinstance(d.target, LambdaTarget)]
         if not lambda_history:
             raise ControlStateError(
-                f"service {request.service} in {environment}: no Lambda deployment in the history to roll back"
+                f"service {service} in {environment}: no Lambda deployment in the history to roll back"
             )
         running = [d.deployment_id for d in lambda_history if not d.status.is_terminal]
         if running:
@@ -434,12 +436,20 @@ class CanaryControlService:
         newest = lambda_history[0].target
         assert isinstance(newest, LambdaTarget)
         alias = LambdaTrafficShifter(newest).current()
-        current = alias.function_version
         if alias.additional_weights:
             raise ControlStateError(
                 f"alias {newest.function_name}:{newest.alias} splits traffic {alias.additional_weights}: "
                 "a canary is in progress"
             )
+        return lambda_history, newest, alias.function_version
+
+    def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
+        """``from_version`` (the version the person saw live) keys the rollback: a repeat of the same request
+        changes nothing instead of rolling back one more version."""
+        if request.confirm != request.service:
+            raise InvalidEventError(f"confirm: type the service name {request.service!r} to confirm the rollback")
+        environment = request.environment or self.config.service(request.service).environment
+        lambda_history, newest, current = self._live(request.service, environment)
         claim_key = f"{request.service}#{environment}#{request.from_version or current}"
         if request.from_version and request.from_version != current:
             done = self.repository.find_claim("emergency_rollback", claim_key)
