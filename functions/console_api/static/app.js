@@ -106,11 +106,15 @@ const VERBS = {
   abort: { label: "Abort", text: "Roll back now: the alias goes back to 100% of the stable version.", danger: true },
 };
 
+// in progress, phase failed: the rollback is under way (the record ends when the alias is back)
+const rollingBack = (d) => (d.status === "in_progress" || d.status === "pending") && d.phase === "failed";
+
 function verbsFor(deployment) {
   const active = deployment.status === "in_progress" || deployment.status === "pending";
   if (deployment.driver === "codedeploy") return active ? ["promote", "abort"] : [];
   if (deployment.decision === "held") return ["retry"];
   if (!active) return [];
+  if (rollingBack(deployment)) return ["abort"];  // Assess decided to roll back: no other verb would be honoured
   const verbs = [deployment.control.paused ? "resume" : "pause", "promote"];
   if (deployment.control.awaiting_approval) verbs.push("approve");
   if (!deployment.control.skip_analysis) verbs.push("skip_analysis");
@@ -146,6 +150,7 @@ function canaryCard(card) {
   const meter = h("span", {});
   meter.style.width = `${Math.min(100, card.weight_percent)}%`;
   const flags = [];
+  if (rollingBack(d)) flags.push(badge("rolling back", "critical"));
   if (d.control.paused) flags.push(badge("paused"));
   if (d.control.skip_analysis) flags.push(badge("analysis skipped", "critical"));
   if (d.control.awaiting_approval) flags.push(badge("waiting for approval", "warning"));

@@ -198,3 +198,35 @@ def test_an_emergency_rollback_sent_twice_from_the_page_rolls_back_once(console:
     assert [(e.details["from_version"], e.details["to"]) for e in trail if e.action == "emergency_rollback"] == [
         (versions[2], versions[1])
     ]
+
+
+def test_a_canary_rolling_back_says_so_and_offers_only_abort(console: Any, page: Any) -> None:
+    """Assess decided to roll back (the record: in progress, phase failed); the page says "rolling back",
+    offers abort only, and the API refuses the other verbs with 409."""
+    import requests
+
+    from deployguard.models import Deployment, Phase, PhaseChange
+    from deployguard_local.emulator import sample_handler
+
+    expect = playwright_api.expect
+    versions = console.aws.deploy_sample_function("ledger-api", "live", sample_handler)
+    target = LambdaTarget(function_name="ledger-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    LambdaTrafficShifter(target).shift(0.25)
+    deployment = Deployment(deployment_id="dep-ledger-rolling", service="ledger-api", environment="production",
+                            version=versions[1], target=target, status=DeploymentStatus.IN_PROGRESS,
+                            canary_weight=0.25, phase=Phase.FAILED)  # fmt: skip
+    deployment.phase_history.append(PhaseChange(phase=Phase.FAILED, at=deployment.started_at, reason="rolling back"))
+    DeploymentRepository().create_deployment(deployment)
+    page.goto(f"{console.url}/#token={console.credentials.write_token}")
+    card = page.locator("#canaries article", has_text=f"ledger-api {versions[1]}")
+    expect(card).to_contain_text("rolling back")
+    expect(card.get_by_role("button")).to_have_count(1)
+    expect(card.get_by_role("button", name=f"Abort ledger-api {versions[1]}")).to_be_enabled()
+    refused = requests.post(
+        f"{console.url}/api/deployments/dep-ledger-rolling/control/promote", json={"reason": "looks fine"},
+        headers={"Authorization": f"Bearer {console.credentials.write_token}"}, timeout=30,
+    )  # fmt: skip
+    assert refused.status_code == 409 and "is rolling back" in refused.json()["message"], refused.text
+    page.get_by_role("button", name=f"Abort ledger-api {versions[1]}").click()  # leave no canary in flight
+    _confirm(page, "finish it")
+    expect(page.locator("#status")).to_contain_text(f"back at 100% version {versions[0]}")

@@ -447,3 +447,46 @@ def test_promote_after_an_abort_leaves_the_alias_alone(aws: Any) -> None:
     alias = LambdaTrafficShifter(target).current()
     assert (alias.function_version, alias.additional_weights) == (target.stable_version, {})
     assert DeploymentRepository().get_deployment("dep-A").status == DeploymentStatus.ROLLED_BACK
+
+
+def test_verbs_are_refused_while_the_canary_rolls_back(aws: Any, capsys: Any) -> None:
+    """Assess decided to roll back; while the alias moves back, people's verbs are refused (409 on the API,
+    exit 2 from the CLI) rather than accepted and never honoured; abort stays available."""
+    from deployguard.aws import clients
+    from deployguard_local.cli import main
+
+    request, target = _prepare(aws, "payments-api", regress_at=3)
+    refused: list[str] = []
+    codes: list[int] = []
+
+    def while_rolling_back(params: dict[str, Any], **_: Any) -> None:
+        moving_back = (
+            params["FunctionVersion"] == target.stable_version
+            and not params["RoutingConfig"]["AdditionalVersionWeights"]
+        )
+        if not moving_back or codes:
+            return
+        codes.append(main(["control", "promote", "dep-payments-api", "--by", "erin", "--reason", "looks fine"]))
+        for verb in ("pause", "skip_analysis"):
+            try:
+                refused.append(f"accepted: {_ask(aws, 'dep-payments-api', verb).message}")
+            except ControlStateError as refusal:
+                refused.append(str(refusal))
+
+    events = clients.client("lambda").meta.events
+    events.register("before-parameter-build.lambda.UpdateAlias", while_rolling_back, unique_id="test-rolling-back")
+    try:
+        assert _run(aws, request)["status"] == "SUCCEEDED"
+    finally:
+        events.unregister("before-parameter-build.lambda.UpdateAlias", unique_id="test-rolling-back")
+    assert codes == [2] and "is rolling back" in capsys.readouterr().err
+    assert len(refused) == 2 and all("is rolling back" in r for r in refused), refused
+    deployment = DeploymentRepository().get_deployment("dep-payments-api")
+    assert deployment.status == DeploymentStatus.ROLLED_BACK
+    assert not deployment.control.promote_requested and not deployment.control.skip_analysis
+    trail = [e for e in DeploymentRepository().audit_trail("dep-payments-api") if e.action.startswith("control_")]
+    assert [(e.action, e.details["outcome"]) for e in trail] == [
+        ("control_promote", "refused"),
+        ("control_pause", "refused"),
+        ("control_skip_analysis", "refused"),
+    ]

@@ -328,6 +328,7 @@ class CanaryController:
                     decision=verdict.decision.value, next="rollback", weight=state.weight,
                 )  # fmt: skip
                 told = True
+                self._mark_rolling_back(deployment.deployment_id, verdict.summary)  # before remediation may act
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
             deployment = self.repository.get_deployment(deployment.deployment_id)
@@ -394,6 +395,8 @@ class CanaryController:
         if steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
             update["next"] = steered
+        if update["next"] == "rollback" and not told:
+            self._mark_rolling_back(deployment.deployment_id, str(update["reason"]))
         if not told or update["next"] != "rollback":
             self.repository.audit(
                 deployment.deployment_id,
@@ -405,6 +408,20 @@ class CanaryController:
                 weight=state.weight,
             )
         return state.model_copy(update=update)
+
+    def _mark_rolling_back(self, deployment_id: str, reason: str) -> None:
+        """The record says the canary is rolling back (phase ``failed`` while in progress) from the moment
+        Assess decides it: people's verbs are refused from then on (:mod:`deployguard.workflows.control`)
+        instead of being accepted and never honoured. Best effort: the rollback never waits for it."""
+
+        def change(d: Deployment) -> None:
+            if not d.status.is_terminal:
+                self._enter(d, Phase.FAILED, f"rolling back: {reason}"[:300])
+
+        try:
+            self._change(deployment_id, change)
+        except Exception:
+            logger.exception("cannot mark the canary rolling back", extra={"deployment_id": deployment_id})
 
     def promote(self, state: CanaryState) -> CanaryState:
         """Traffic first: the alias to 100% new and verified, then the record and the announcement.

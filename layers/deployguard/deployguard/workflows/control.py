@@ -124,6 +124,16 @@ def steer(control: CanaryControl, proposed: str, decision: Decision, approval_be
     return proposed
 
 
+def rolling_back(deployment: Deployment) -> bool:
+    """In progress but failed: the canary's Assess decided to roll back (or a lifecycle hook failed) and
+    the rollback is under way. No verb but abort can change what happens next."""
+    return not deployment.status.is_terminal and deployment.phase == Phase.FAILED
+
+
+def _last_reason(deployment: Deployment) -> str:
+    return deployment.phase_history[-1].reason if deployment.phase_history else "failed"
+
+
 # --------------------------------------------------------------------------- the service
 
 
@@ -194,6 +204,11 @@ class CanaryControlService:
                 raise ControlStateError(
                     f"deployment {d.deployment_id} is {d.status.value} ({d.decision}): {request.verb} applies "
                     "only to a canary in progress"
+                )
+            if rolling_back(d):
+                raise ControlStateError(
+                    f"deployment {d.deployment_id} is rolling back ({_last_reason(d)}): {request.verb} would never "
+                    "be honoured"
                 )
             changed = change(d.control)
             if changed:
