@@ -490,3 +490,65 @@ def test_verbs_are_refused_while_the_canary_rolls_back(aws: Any, capsys: Any) ->
         ("control_pause", "refused"),
         ("control_skip_analysis", "refused"),
     ]
+
+
+def _in_flight(aws: Any, name: str) -> LambdaTarget:
+    versions = aws.deploy_sample_function(name, "live", sample_handler)
+    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
+    DeploymentRepository().create_deployment(
+        Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=versions[1],
+                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=0.25)
+    )  # fmt: skip
+    LambdaTrafficShifter(target).shift(0.25)
+    return target
+
+
+@contextmanager
+def _while_the_alias_moves_once(action: Callable[[], object]) -> Iterator[None]:
+    from deployguard.aws import clients
+
+    done: list[object] = []
+
+    def hook(**_: Any) -> None:
+        if not done:
+            done.append(True)
+            action()
+
+    events = clients.client("lambda").meta.events
+    events.register("before-parameter-build.lambda.UpdateAlias", hook, unique_id="test-while-moving")
+    try:
+        yield
+    finally:
+        events.unregister("before-parameter-build.lambda.UpdateAlias", unique_id="test-while-moving")
+
+
+def test_an_abort_that_finds_the_canary_ended_changes_nothing(aws: Any) -> None:
+    """Two aborts at once: the second to record says changed false and announces nothing; an abort racing
+    the canary's own rollback keeps the judge's reason."""
+    from deployguard.workflows.canary import CanaryController
+
+    _in_flight(aws, "payments-api")
+    second: list[Any] = []
+    with _while_the_alias_moves_once(lambda: second.append(_ask(aws, "dep-payments-api", "abort", "bob"))):
+        first = _ask(aws, "dep-payments-api", "abort", by="alice")
+    assert (second[0].changed, first.changed) == (True, False)
+    deployment = DeploymentRepository().get_deployment("dep-payments-api")
+    assert deployment.decision_reason == "aborted by bob: abort from the test"
+    completed = [
+        e for e in DeploymentRepository().events("dep-payments-api") if e.event_type == EventType.ROLLBACK_COMPLETED
+    ]
+    assert len(completed) == 1
+
+    target = _in_flight(aws, "checkout-api")
+    service = _service(aws)
+    controller = CanaryController(service.config, service.repository, service.publisher)
+    state = {
+        "deployment_id": "dep-checkout-api", "step_index": 1, "steps": [10, 25, 50], "weight": 25,
+        "next": "rollback", "reason": "error rate 8% vs 0.1%", "target": target.model_dump(mode="json"),
+    }  # fmt: skip
+    with _while_the_alias_moves_once(lambda: controller.rollback(state)):
+        late = _ask(aws, "dep-checkout-api", "abort", by="alice")
+    assert not late.changed and "already rolled back" in late.message
+    deployment = DeploymentRepository().get_deployment("dep-checkout-api")
+    assert (deployment.decision, deployment.decision_reason) == ("rolled_back", "error rate 8% vs 0.1%")
+    assert LambdaTrafficShifter(target).current().function_version == target.stable_version

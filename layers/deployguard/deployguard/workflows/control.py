@@ -301,7 +301,15 @@ class CanaryControlService:
         token = deployment.control.approval_token
         now = clock.now()
 
+        ended: str | None = None
+
         def change(d: Deployment) -> None:
+            nonlocal ended
+            # ended meanwhile (a second abort, the canary's own rollback): its reason stands. A promotion that
+            # raced in is overridden: the alias is back on stable, and the record must say so
+            ended = d.decision if d.status.is_terminal and d.decision != "promoted" else None
+            if ended is not None:
+                return
             d.canary_weight = 0.0
             d.status = DeploymentStatus.ROLLED_BACK
             d.decision, d.decision_reason, d.ended_at = "aborted", reason, now
@@ -315,6 +323,8 @@ class CanaryControlService:
         # a ShiftTraffic or Promote task may have moved the alias between our move and our record: once the
         # record is terminal they undo their own moves, and this puts back any move made before it
         LambdaTrafficShifter(target).rollback_verified()
+        if ended is not None:
+            return False, f"already rolled back ({ended}: {deployment.decision_reason})"
         if token:  # the state machine waits before 100%: it goes to its rollback, which finds this done
             try:
                 stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
