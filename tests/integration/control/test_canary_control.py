@@ -297,10 +297,12 @@ def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> Non
     with pytest.raises(ControlStateError, match="not available for CodeDeploy-driven"):
         _ask(aws, "dg-codedeploy-1", "pause")
     trail = DeploymentRepository().audit_trail("dg-codedeploy-1")
-    assert [(e.action, e.details["changed"]) for e in trail] == [
-        ("control_promote", True),
-        ("control_abort", True),
-        ("control_abort", False),
+    assert [(e.action, e.details["changed"], e.details["outcome"]) for e in trail] == [
+        ("control_promote", False, "refused"),  # refused attempts are in the trail too
+        ("control_promote", True, "done"),
+        ("control_abort", True, "done"),
+        ("control_abort", False, "unchanged"),  # stopped with rollback already: nothing to change
+        ("control_pause", False, "refused"),
     ]
 
 
@@ -552,3 +554,26 @@ def test_an_abort_that_finds_the_canary_ended_changes_nothing(aws: Any) -> None:
     deployment = DeploymentRepository().get_deployment("dep-checkout-api")
     assert (deployment.decision, deployment.decision_reason) == ("rolled_back", "error rate 8% vs 0.1%")
     assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+
+
+def test_abort_of_a_codedeploy_deployment_that_succeeded_is_refused(aws: Any, capsys: Any) -> None:
+    """StopDeployment refuses a finished deployment: nothing to change if it was stopped or rolled back, but one
+    that succeeded put its version live, and "nothing changed" would hide that: exit 2, with the way back."""
+    from deployguard_local.cli import main
+    from deployguard_local.codedeploy import _set_state, create_lambda_deployment
+
+    versions = aws.deploy_sample_function("search-api", "live", sample_handler)
+    target = LambdaTarget(function_name="search-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    codedeploy_id = create_lambda_deployment(target, "search-api", "search-api-live")
+    _set_state(codedeploy_id, "Succeeded", ended=True)
+    DeploymentRepository().create_deployment(
+        Deployment(deployment_id="dg-codedeploy-done", service="search-api", environment="production",
+                   version=versions[1], target=target, status=DeploymentStatus.SUCCEEDED, decision="promoted",
+                   driver="codedeploy", codedeploy_deployment_id=codedeploy_id, ended_at=aws.clock())
+    )  # fmt: skip
+    assert main(["control", "abort", "dg-codedeploy-done", "--by", "erin", "--reason", "too late"]) == 2
+    err = capsys.readouterr().err
+    assert f"CodeDeploy deployment {codedeploy_id} has already succeeded" in err
+    assert "deployguard control rollback search-api" in err
+    trail = DeploymentRepository().audit_trail("dg-codedeploy-done")
+    assert [(e.action, e.details["outcome"]) for e in trail] == [("control_abort", "refused")]

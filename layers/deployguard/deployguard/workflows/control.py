@@ -397,7 +397,7 @@ class CanaryControlService:
                 self.codedeploy.stop(cd_id, auto_rollback=True)
             except CodeDeployError as exc:
                 if "DeploymentAlreadyCompleted" in str(exc):
-                    return False, f"CodeDeploy deployment {cd_id} had already completed"
+                    return self._codedeploy_already_completed(deployment, cd_id)
                 if "DeploymentDoesNotExist" in str(exc):
                     raise ControlStateError(
                         f"CodeDeploy has no deployment {cd_id} (recorded for {deployment.deployment_id})"
@@ -418,6 +418,26 @@ class CanaryControlService:
         raise ControlStateError(
             f"{request.verb} is not available for CodeDeploy-driven deployment {deployment.deployment_id}: "
             "CodeDeploy moves its traffic (abort stops it with rollback, promote continues it)"
+        )
+
+    def _codedeploy_already_completed(self, deployment: Deployment, cd_id: str) -> tuple[bool, str]:
+        """StopDeployment refused: nothing changed if it was stopped or rolled back; a deployment that
+        succeeded is refused, for its version is live and stopping it can no longer bring the old one back."""
+        try:
+            status = self.codedeploy.deployment(cd_id).status
+        except CodeDeployError:  # the record's word then
+            status = "Succeeded" if deployment.status == DeploymentStatus.SUCCEEDED else ""
+        if status != "Succeeded":
+            return False, f"CodeDeploy deployment {cd_id} had already completed"
+        hint = (
+            f"An emergency rollback puts the service back on its last known good version: deployguard control "
+            f"rollback {deployment.service} (POST /api/services/{deployment.service}/emergency-rollback)"
+            if isinstance(deployment.target, LambdaTarget)
+            else "To go back, deploy the previous version again through CodeDeploy"
+        )
+        raise ControlStateError(
+            f"CodeDeploy deployment {cd_id} has already succeeded: its version takes all traffic and abort can no "
+            f"longer roll it back. {hint}"
         )
 
     # ------------------------------------------------------------------ the canary's side
