@@ -158,6 +158,11 @@ def test_each_function_refuses_the_others_requests(console: Console) -> None:
         ("GET", "/api/deployments/a%27%20or%201%3D1", None, "path.deployment_id", "pattern"),
         ("GET", "/api/deployments?service=" + "s" * 3000, None, "query", "at most 2048"),
         ("GET", "/api/deployments?limit=100000", None, "query.limit", "less than or equal to 200"),
+        ("GET", "/api/deployments?since=%C2%B2d", None, "query.since", "neither a duration"),  # "²d"
+        ("GET", "/api/deployments?since=99999999999d", None, "query.since", "neither a duration"),
+        ("GET", "/api/deployments?since=9999999w", None, "query.since", "more than 100 years"),
+        ("GET", "/api/deployments?since=2026-13-01", None, "query.since", "neither a duration"),
+        ("GET", "/api/deployments?cursor=zzz", None, "query.cursor", "not a cursor"),
     ],
 )  # fmt: skip
 def test_input_outside_the_bounds_is_refused_naming_the_field(
