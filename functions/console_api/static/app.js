@@ -36,6 +36,13 @@ const when = (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice
 const badge = (text, kind) => h("span", { class: `badge ${kind || text}` }, String(text).replace("_", " "));
 const say = (text) => { $("status").textContent = text; };
 
+// can_write: true, false, or null (IAM: API Gateway decides each write by the caller's policies; the
+// console cannot see them). Unknown keeps the buttons enabled and says what a write needs.
+const IAM_WRITES = "writes need the console write policy (ConsoleWritePolicyArn)";
+const mayWrite = () => Boolean(state.me) && state.me.can_write !== false;
+const writeHint = () => (!state.me || state.me.can_write === false ? "your credential may only read"
+  : state.me.can_write === null ? IAM_WRITES : null);
+
 async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
@@ -127,8 +134,8 @@ function controlButtons(deployment) {
   return verbsFor(deployment).map((verb) => h("button", {
     type: "button",
     class: VERBS[verb].danger ? "danger" : "secondary",
-    disabled: !(state.me && state.me.can_write),
-    title: state.me && state.me.can_write ? null : "your credential may only read",
+    disabled: !mayWrite(),
+    title: writeHint(),
     "aria-label": `${VERBS[verb].label} ${name}`,
     onclick: () => confirmAction({
       title: `${VERBS[verb].label}: ${name}`,
@@ -175,7 +182,7 @@ async function showDashboard() {
 }
 
 function incidentButtons(incident) {
-  const can = state.me && state.me.can_write;
+  const can = mayWrite();
   const act = (action, label, danger) => h("button", {
     type: "button", class: danger ? "danger" : "secondary", disabled: !can,
     "aria-label": `${label} incident ${incident.incident_id}`,
@@ -244,7 +251,7 @@ async function showHistory(append) {
 
 async function showServices() {
   const services = await api("/api/services");
-  const can = state.me && state.me.can_write;
+  const can = mayWrite();
   $("services").replaceChildren(h("table", {},
     h("thead", {}, h("tr", {}, ["Service", "Environment", "Latest deployment", "Live version", "Action"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, services.map((s) => {
@@ -385,7 +392,7 @@ async function signIn(token) {
   }
   sessionStorage.setItem("deployguard-token", token);
   $("signin").hidden = true;
-  $("who").textContent = `${state.me.identity} · ${state.me.can_write ? "may act" : "read only"}`;
+  $("who").textContent = `${state.me.identity} · ${state.me.can_write === null ? IAM_WRITES : state.me.can_write ? "may act" : "read only"}`;
   route();
 }
 

@@ -230,3 +230,19 @@ def test_a_canary_rolling_back_says_so_and_offers_only_abort(console: Any, page:
     page.get_by_role("button", name=f"Abort ledger-api {versions[1]}").click()  # leave no canary in flight
     _confirm(page, "finish it")
     expect(page.locator("#status")).to_contain_text(f"back at 100% version {versions[0]}")
+
+
+def test_an_iam_caller_is_told_what_a_write_needs(console: Any, page: Any) -> None:
+    """Behind a SigV4-signing proxy whoami answers can_write: null (IAM decides each write route): the buttons
+    stay enabled and the page says writes need the write policy. (The local server speaks JWT only: whoami's
+    answer is the IAM one, everything else is served as usual.)"""
+    import json
+
+    expect = playwright_api.expect
+    iam = {"identity": "arn:aws:iam::123456789012:role/oncall", "kind": "iam", "can_write": None}
+    page.route("**/api/whoami", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                            body=json.dumps(iam)))  # fmt: skip
+    page.goto(f"{console.url}/#token={console.credentials.write_token}")
+    expect(page.locator("#who")).to_contain_text("oncall · writes need the console write policy")
+    page.get_by_role("link", name="Services").click()
+    expect(page.get_by_role("button", name="Emergency rollback of checkout-api")).to_be_enabled()

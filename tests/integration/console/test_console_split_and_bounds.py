@@ -178,3 +178,17 @@ def test_input_outside_the_bounds_is_refused_naming_the_field(
     assert answer["field"] == field and f"field {field}" in answer["message"], answer
     assert words in answer["message"], answer
     assert DeploymentRepository().get_deployment("dg-split-1").version_counter == before  # nothing written
+
+
+def test_whoami_promises_no_write_to_an_iam_caller(console: Console) -> None:
+    """IAM mode: API Gateway decides each write route by the caller's policies, which the read function cannot
+    see: can_write is null (unknown), not true; a JWT caller's scopes still answer it."""
+    event = http_api_event("GET", "/api/whoami", {}, b"", None)
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": "arn:aws:iam::123456789012:user/reader"}}
+    payload, errored = console.aws.invoke("ConsoleReadFunction", event)
+    assert not errored and payload["statusCode"] == 200, payload
+    assert json.loads(payload["body"]) == {
+        "identity": "arn:aws:iam::123456789012:user/reader", "kind": "iam", "can_write": None,
+    }  # fmt: skip
+    jwt = requests.get(f"{console.server.url}/api/whoami", headers=console.headers("reader"), timeout=30).json()
+    assert (jwt["kind"], jwt["can_write"]) == ("jwt", False)
