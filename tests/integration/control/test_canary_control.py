@@ -322,6 +322,10 @@ def test_the_cli_runs_the_same_verbs(aws: Any, capsys: Any) -> None:
     repeat = ["--confirm", "checkout-api", "--from-version", target.new_version]
     assert main(["control", "rollback", "checkout-api", *by, *repeat]) == 0
     assert "nothing changed" in capsys.readouterr().out
+    trail = DeploymentRepository().audit_trail("dep-checkout-api")  # who the CLI's credentials are, next to --by
+    acted = [(e.action, e.actor, e.details.get("aws_identity")) for e in trail if e.actor == "erin"]
+    assert [a for a, _, _ in acted] == ["control_pause", "emergency_rollback"]
+    assert all(arn and arn.startswith("arn:aws:") for _, _, arn in acted), acted
 
 
 def test_retry_starts_a_held_canary_step_again(aws: Any) -> None:

@@ -68,6 +68,9 @@ class ControlRequest(Model):
     verb: Verb
     actor: str = Field(min_length=1, max_length=200, description="who asks (the API fills in the caller)")
     reason: str = Field(min_length=1, max_length=1000, description="why: kept in the audit trail")
+    identity: str | None = Field(
+        default=None, max_length=2048, description="the AWS identity the CLI acted as (STS), kept next to actor"
+    )
 
 
 class ControlOutcome(Model):
@@ -88,6 +91,9 @@ class EmergencyRollbackRequest(Model):
     confirm: str = Field(description="the service's name again: the confirmation")
     from_version: str | None = Field(
         default=None, description="the version the person saw live; the rollback is refused if another is live now"
+    )
+    identity: str | None = Field(
+        default=None, max_length=2048, description="the AWS identity the CLI acted as (STS), kept next to actor"
     )
 
 
@@ -170,6 +176,7 @@ class CanaryControlService:
                 self.repository.audit(
                     deployment_id, f"control_{request.verb}", request.actor, request.reason,
                     changed=False, outcome=outcome, result=f"{type(exc).__name__}: {exc}"[:1000],
+                    **_identity(request.identity),
                 )  # fmt: skip
             except Exception:
                 logger.exception("cannot audit a control attempt", extra={"deployment_id": deployment_id})
@@ -178,6 +185,7 @@ class CanaryControlService:
         self.repository.audit(
             deployment_id, f"control_{request.verb}", request.actor, request.reason,
             changed=changed, outcome="done" if changed else "unchanged", result=message,
+            **_identity(request.identity),
         )  # fmt: skip
         if changed:
             loud = request.verb in ("abort", "skip_analysis")
@@ -546,8 +554,9 @@ class CanaryControlService:
 
         deployment = self.repository.update_deployment(culprit.deployment_id, change)
         self.repository.audit(
-            culprit.deployment_id, "emergency_rollback", request.actor, request.reason, from_version=current, to=good
-        )
+            culprit.deployment_id, "emergency_rollback", request.actor, request.reason, from_version=current, to=good,
+            **_identity(request.identity),
+        )  # fmt: skip
         message = f"{target.function_name}:{target.alias} back on version {good} (was {current})"
         self.announce(
             deployment, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL
@@ -579,6 +588,11 @@ class CanaryControlService:
         event = DeploymentEvent.about(deployment, event_type, title, message, severity=severity, details=dict(details))
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
         return event
+
+
+def _identity(identity: str | None) -> dict[str, str]:
+    """The AWS identity next to the actor in an audit entry, when one is known (the CLI's, on AWS)."""
+    return {"aws_identity": identity} if identity else {}
 
 
 def _new(deployment: Deployment) -> str:
