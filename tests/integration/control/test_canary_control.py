@@ -246,6 +246,8 @@ def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: An
     ask = {"service": "checkout-api", "actor": "dave", "reason": "checkout errors after the release"}
     with pytest.raises(InvalidEventError, match="confirm"):
         service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout"))
+    promoted_at = DeploymentRepository().get_deployment("dep-checkout-api").ended_at
+    aws.clock.advance(3 * 3600)  # the release ran three hours before it was rolled back
     outcome = service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout-api"))
     assert (outcome.changed, outcome.from_version, outcome.to_version) == (
         True,
@@ -265,6 +267,10 @@ def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: An
     ]
     with pytest.raises(ControlStateError, match="nothing to roll back"):
         service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout-api"))
+    from deployguard.readmodels import DeploymentReader
+
+    traffic = DeploymentReader(DeploymentRepository()).history("dep-checkout-api").traffic  # the console's chart
+    assert [(s.at, s.weight) for s in traffic[-2:]] == [(promoted_at, 1.0), (aws.clock(), 0.0)]
 
 
 def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> None:
