@@ -238,6 +238,32 @@ def test_a_failed_approval_leaves_the_canary_waiting_and_is_audited(aws: Any) ->
     ]
     assert "ThrottlingException" in trail[0].details["result"]
 
+    # two people approve at once: the second's SendTaskSuccess finds the token answered; nothing failed
+    waiting = CanaryControl(awaiting_approval=True, approval_token="tok-2")
+    DeploymentRepository().create_deployment(
+        Deployment(deployment_id="dep-P2", service="checkout-api", environment="production", version=versions[1],
+                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=0.5, control=waiting)
+    )  # fmt: skip
+
+    def answered_first(d: Deployment) -> None:
+        d.control.awaiting_approval, d.control.approval_token = False, None
+
+    from botocore.exceptions import ClientError
+
+    from deployguard.aws import clients
+
+    def first_approval_wins(**_: Any) -> None:
+        DeploymentRepository().update_deployment("dep-P2", answered_first)
+        raise ClientError({"Error": {"Code": "TaskTimedOut", "Message": "answered"}}, "SendTaskSuccess")
+
+    events = clients.client("stepfunctions").meta.events
+    events.register("before-call.states.SendTaskSuccess", first_approval_wins, unique_id="test-first-approval")
+    try:
+        second = _ask(aws, "dep-P2", "approve", by="dan")
+    finally:
+        events.unregister("before-call.states.SendTaskSuccess", unique_id="test-first-approval")
+    assert (second.changed, second.message) == (False, "already approved")
+
 
 def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: Any) -> None:
     request, target = _prepare(aws, "checkout-api")

@@ -276,7 +276,17 @@ class CanaryControlService:
                 "approve applies only to a canary in progress"
             )
         # the answer first: if it fails, the canary still waits and still says so, and approving again works
-        stepfunctions.answer_task(token, approved=True, by=request.actor, reason=request.reason)
+        try:
+            stepfunctions.answer_task(token, approved=True, by=request.actor, reason=request.reason)
+        except stepfunctions.StepFunctionsError:
+            now = self.repository.get_deployment(deployment.deployment_id)
+            if now.control.approval_token == token:  # still waiting: a failure to retry
+                raise
+            if now.status.is_terminal and now.decision != "promoted":  # an abort answered the token first
+                raise ControlStateError(
+                    f"deployment {now.deployment_id} is {now.status.value} ({now.decision}): nothing to approve"
+                ) from None
+            return False, "already approved"  # another approval answered it first
 
         changed = False
 
@@ -330,7 +340,11 @@ class CanaryControlService:
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
         # a ShiftTraffic or Promote task may have moved the alias between our move and our record: once the
         # record is terminal they undo their own moves, and this puts back any move made before it
-        LambdaTrafficShifter(target).rollback_verified()
+        try:
+            LambdaTrafficShifter(target).rollback_verified()
+        except TrafficShiftError as exc:  # the record says rolled back: the reconciler finishes the traffic
+            logger.warning("abort: cannot confirm the alias again", extra={"deployment_id": deployment.deployment_id})
+            self.repository.audit(deployment.deployment_id, "alias_unconfirmed", ACTOR, str(exc)[:1000])
         if ended is not None:
             return False, f"already rolled back ({ended}: {deployment.decision_reason})"
         if token:  # the state machine waits before 100%: it goes to its rollback, which finds this done
