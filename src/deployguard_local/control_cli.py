@@ -51,19 +51,36 @@ StateMachineArn = Annotated[
     str | None, typer.Option("--state-machine-arn", help="the canary state machine (retry; default: the stack's)")
 ]
 
-VERB_HELP = {
-    "promote": "Promote a canary: the new version takes all traffic now.",
-    "abort": "Abort a canary: all traffic back to the stable version.",
-    "pause": "Pause a canary at its current weight (no step, no verdict acts) until resumed.",
-    "resume": "Resume a paused canary.",
-    "retry": "Start a held canary step again (its state machine runs the step anew).",
-    "skip_analysis": "Skip the current step's analysis: the canary moves to its next step.",
-    "approve": "Approve a canary waiting for a person at a manual gate.",
+VERB_HELP = {  # the README's verb table, word for word where it can be
+    "promote": "Skip the remaining steps: the next assessment that is not failing promotes to 100% (for a canary "
+    "waiting for approval before 100%, it is the approval). CodeDeploy: ContinueDeployment.",
+    "abort": "Roll back now: the alias at 100% stable at once; the execution ends at its next task. "
+    "CodeDeploy: StopDeployment with rollback.",
+    "pause": "Hold the current weight; analysis continues and a failing verdict still rolls back.",
+    "resume": "Let a paused canary step on again when its verdict is healthy.",
+    "retry": "A canary held for a person (no conclusive evidence) starts its step again (a new execution).",
+    "skip_analysis": "Emergency fix: verdicts are recorded but no longer roll back (nor raise alerts); steps follow "
+    "their bake time. Announced as critical.",
+    "approve": "Answer the task token of a canary waiting before 100% (approval_before_full_traffic: true).",
 }
 
 
-def _apply(conn: Connection, state_machine_arn: str | None, verb: str, use: Callable[[CanaryControlService], BaseModel],
-           text: Callable[[BaseModel], str], json_: bool, deployment_id: str | None = None) -> None:  # fmt: skip
+def aws_identity() -> str | None:
+    """The ARN the CLI acts as on AWS (STS GetCallerIdentity), for the audit trail next to --by; None if STS
+    cannot say (the action itself then meets the same credentials)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from deployguard.aws import clients
+
+    try:
+        return str(clients.client("sts").get_caller_identity()["Arn"])
+    except (BotoCoreError, ClientError, KeyError):
+        return None
+
+
+def _apply(conn: Connection, state_machine_arn: str | None, verb: str,
+           use: Callable[[CanaryControlService, str | None], BaseModel], text: Callable[[BaseModel], str], json_: bool,
+           deployment_id: str | None = None) -> None:  # fmt: skip
     def action() -> int:
         with conn.resources(save=True, whole_stack=True) as res:
             if not res.topic:
@@ -84,8 +101,9 @@ def _apply(conn: Connection, state_machine_arn: str | None, verb: str, use: Call
                 if found is not None:  # one the record says has ended: CodeDeploy answers it (already completed)
                     local_state.restore_codedeploy(found)
             machine = state_machine_arn or res.state_machine
+            identity = None if local else aws_identity()  # on AWS: who the credentials are, next to --by
             outcome = use(CanaryControlService(config, repository, EventPublisher(res.topic),
-                                               canary_state_machine_arn=machine))  # fmt: skip
+                                               canary_state_machine_arn=machine), identity)  # fmt: skip
         if json_:
             print_json(outcome.model_dump(mode="json"))
         else:
@@ -118,9 +136,8 @@ def _verb_command(verb: str) -> None:
                 "" if data["changed"] else " (nothing changed)"
             )
 
-        request = ControlRequest(verb=verb, actor=by, reason=reason)
-
-        def use(service: CanaryControlService) -> BaseModel:
+        def use(service: CanaryControlService, identity: str | None) -> BaseModel:
+            request = ControlRequest(verb=verb, actor=by, reason=reason, identity=identity)
             return service.apply(deployment_id, request)
 
         _apply(conn, state_machine_arn, verb, use, text, json_, deployment_id)
@@ -147,9 +164,13 @@ def rollback(
 ) -> None:  # fmt: skip
     """Emergency rollback: the service's stable version takes all traffic, whatever runs."""
 
-    def use(service: CanaryControlService) -> BaseModel:
+    def use(service: CanaryControlService, identity: str | None) -> BaseModel:
+        seen = from_version
+        if seen is None:  # the version live now, shown: the rollback is keyed on it, as the page's
+            seen = service.live_version(service_name, environment)
+            sys.stderr.write(f"{PROG} rollback: version {seen} is live (--from-version {seen} repeats harmlessly)\n")
         request = EmergencyRollbackRequest(service=service_name, environment=environment, actor=by, reason=reason,
-                                           confirm=confirm, from_version=from_version)  # fmt: skip
+                                           confirm=confirm, from_version=seen, identity=identity)  # fmt: skip
         return service.emergency_rollback(request)
 
     def text(result: BaseModel) -> str:

@@ -50,3 +50,25 @@ def test_commands_with_state_take_the_connection_options(path: str, command: Any
     if path in OFFLINE:
         return
     assert options >= CONNECTION, f"deployguard {path} lacks {sorted(CONNECTION - options)}"
+
+
+# what each canary verb does, in the README's verb table and in `deployguard control VERB --help` alike
+VERB_MEANINGS = {
+    "promote": "the next assessment that is not failing promotes to 100%",
+    "abort": "100% stable at once",
+    "pause": "a failing verdict still rolls back",
+    "retry": "starts its step again",
+    "skip_analysis": "verdicts are recorded but no longer roll back",
+    "approve": "waiting before 100%",
+}
+
+
+@pytest.mark.parametrize(("verb", "meaning"), VERB_MEANINGS.items())
+def test_control_help_says_what_the_verb_does(verb: str, meaning: str) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith(f"| `{verb}`"))
+    assert meaning in row.lower()
+    [command] = [c for path, c in LEAVES if path == f"control {verb}"]
+    assert meaning in " ".join((command.help or "").lower().split())

@@ -36,6 +36,13 @@ const when = (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice
 const badge = (text, kind) => h("span", { class: `badge ${kind || text}` }, String(text).replace("_", " "));
 const say = (text) => { $("status").textContent = text; };
 
+// can_write: true, false, or null (IAM: API Gateway decides each write by the caller's policies; the
+// console cannot see them). Unknown keeps the buttons enabled and says what a write needs.
+const IAM_WRITES = "writes need the console write policy (ConsoleWritePolicyArn)";
+const mayWrite = () => Boolean(state.me) && state.me.can_write !== false;
+const writeHint = () => (!state.me || state.me.can_write === false ? "your credential may only read"
+  : state.me.can_write === null ? IAM_WRITES : null);
+
 async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json" };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
@@ -106,11 +113,15 @@ const VERBS = {
   abort: { label: "Abort", text: "Roll back now: the alias goes back to 100% of the stable version.", danger: true },
 };
 
+// in progress, phase failed: the rollback is under way (the record ends when the alias is back)
+const rollingBack = (d) => (d.status === "in_progress" || d.status === "pending") && d.phase === "failed";
+
 function verbsFor(deployment) {
   const active = deployment.status === "in_progress" || deployment.status === "pending";
   if (deployment.driver === "codedeploy") return active ? ["promote", "abort"] : [];
   if (deployment.decision === "held") return ["retry"];
   if (!active) return [];
+  if (rollingBack(deployment)) return ["abort"];  // Assess decided to roll back: no other verb would be honoured
   const verbs = [deployment.control.paused ? "resume" : "pause", "promote"];
   if (deployment.control.awaiting_approval) verbs.push("approve");
   if (!deployment.control.skip_analysis) verbs.push("skip_analysis");
@@ -123,8 +134,8 @@ function controlButtons(deployment) {
   return verbsFor(deployment).map((verb) => h("button", {
     type: "button",
     class: VERBS[verb].danger ? "danger" : "secondary",
-    disabled: !(state.me && state.me.can_write),
-    title: state.me && state.me.can_write ? null : "your credential may only read",
+    disabled: !mayWrite(),
+    title: writeHint(),
     "aria-label": `${VERBS[verb].label} ${name}`,
     onclick: () => confirmAction({
       title: `${VERBS[verb].label}: ${name}`,
@@ -146,6 +157,7 @@ function canaryCard(card) {
   const meter = h("span", {});
   meter.style.width = `${Math.min(100, card.weight_percent)}%`;
   const flags = [];
+  if (rollingBack(d)) flags.push(badge("rolling back", "critical"));
   if (d.control.paused) flags.push(badge("paused"));
   if (d.control.skip_analysis) flags.push(badge("analysis skipped", "critical"));
   if (d.control.awaiting_approval) flags.push(badge("waiting for approval", "warning"));
@@ -170,7 +182,7 @@ async function showDashboard() {
 }
 
 function incidentButtons(incident) {
-  const can = state.me && state.me.can_write;
+  const can = mayWrite();
   const act = (action, label, danger) => h("button", {
     type: "button", class: danger ? "danger" : "secondary", disabled: !can,
     "aria-label": `${label} incident ${incident.incident_id}`,
@@ -239,27 +251,30 @@ async function showHistory(append) {
 
 async function showServices() {
   const services = await api("/api/services");
-  const can = state.me && state.me.can_write;
+  const can = mayWrite();
   $("services").replaceChildren(h("table", {},
     h("thead", {}, h("tr", {}, ["Service", "Environment", "Latest deployment", "Live version", "Action"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, services.map((s) => {
       const d = s.latest;
-      const live = d ? (d.status === "succeeded" ? d.version : (d.target.stable_version || d.target.stable_task_definition)) : "-";
+      const lambda = d && d.target.kind === "lambda";
+      // the alias version a Lambda service routes to: sent back as from_version, so a repeat changes nothing
+      const live = !d ? "-" : lambda ? (d.status === "succeeded" ? d.target.new_version : d.target.stable_version)
+        : (d.status === "succeeded" ? d.version : d.target.stable_task_definition);
       return h("tr", {},
         h("td", {}, s.service), h("td", {}, s.environment),
         h("td", {}, d ? h("a", { href: `#/deployments/${encodeURIComponent(d.deployment_id)}` }, `${d.deployment_id} `) : "-", d ? badge(d.status) : ""),
         h("td", {}, live),
         h("td", {}, h("button", {
-          type: "button", class: "danger", disabled: !can || !d || d.target.kind !== "lambda",
+          type: "button", class: "danger", disabled: !can || !lambda,
           "aria-label": `Emergency rollback of ${s.service}`,
           onclick: () => confirmAction({
             title: `Emergency rollback: ${s.service}`,
-            text: `Put ${s.service} (${s.environment}) back on its last known good version now. Everyone is told.`,
+            text: `Put ${s.service} (${s.environment}) back from version ${live} on its last known good version now. Everyone is told.`,
             expected: s.service, danger: true,
             run: async (reason) => {
               const out = await api(`/api/services/${encodeURIComponent(s.service)}/emergency-rollback`, {
                 method: "POST",
-                body: JSON.stringify({ reason, confirm: s.service, environment: s.environment }),
+                body: JSON.stringify({ reason, confirm: s.service, environment: s.environment, from_version: live }),
               });
               return `Emergency rollback of ${s.service}: ${out.message}`;
             },
@@ -377,7 +392,7 @@ async function signIn(token) {
   }
   sessionStorage.setItem("deployguard-token", token);
   $("signin").hidden = true;
-  $("who").textContent = `${state.me.identity} · ${state.me.can_write ? "may act" : "read only"}`;
+  $("who").textContent = `${state.me.identity} · ${state.me.can_write === null ? IAM_WRITES : state.me.can_write ? "may act" : "read only"}`;
   route();
 }
 

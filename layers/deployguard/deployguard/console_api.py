@@ -134,7 +134,12 @@ class EmergencyRollbackBody(Body):
     reason: str = Field(min_length=1, max_length=1000)
     confirm: str = Field(description="the service's name again")
     environment: str | None = None
-    from_version: str | None = Field(default=None, description="the version seen live (makes a repeat harmless)")
+    from_version: str = Field(
+        min_length=1,
+        max_length=128,
+        description="the version the caller saw live: the rollback is refused if another is live now, and a repeat "
+        "of the same request changes nothing (instead of rolling back one more version)",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -225,15 +230,25 @@ def list_deployments(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> DeploymentPage:
     caller()
-    query = DeploymentQuery(
-        service=service or None,
-        environment=environment or None,
-        statuses=[status] if status else [],
-        since=parse_since(since) if since else None,
-        limit=limit,
-        cursor=cursor or None,
-    )
-    return console().deployments(query)
+    try:
+        query = DeploymentQuery(
+            service=service or None,
+            environment=environment or None,
+            statuses=[status] if status else [],
+            since=parse_since(since) if since else None,
+            limit=limit,
+            cursor=cursor or None,
+        )
+        return console().deployments(query)
+    except QueryError as exc:  # a 400 naming its field, as every other bad input
+        raise _query_field(exc) from exc
+
+
+def _query_field(exc: QueryError) -> InvalidEventError:
+    """The read model's QueryError (its message starts with the parameter: ``since: ...``, ``cursor: ...``)."""
+    name, _, detail = str(exc).partition(": ")
+    field = f"query.{name}" if name in ("since", "cursor") and detail else "query"
+    return InvalidEventError(f"{WHAT}: field {field}: {detail or exc}", field=field)
 
 
 @app.get("/api/deployments/<deployment_id>", tags=["deployments"], summary="Everything recorded about a deployment")

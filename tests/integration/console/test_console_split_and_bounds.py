@@ -152,10 +152,17 @@ def test_each_function_refuses_the_others_requests(console: Console) -> None:
         ("POST", "/api/incidents/in$1/acknowledge", "{}", "path.incident_id", "pattern"),
         ("POST", "/api/services/.hidden/emergency-rollback", '{"reason": "r", "confirm": ".hidden"}',
          "path.service", "pattern"),
+        ("POST", "/api/services/checkout-api/emergency-rollback", '{"reason": "r", "confirm": "checkout-api"}',
+         "body.from_version", "Field required"),
         ("GET", "/api/deployments/" + "d" * 200, None, "path.deployment_id", "at most 128"),
         ("GET", "/api/deployments/a%27%20or%201%3D1", None, "path.deployment_id", "pattern"),
         ("GET", "/api/deployments?service=" + "s" * 3000, None, "query", "at most 2048"),
         ("GET", "/api/deployments?limit=100000", None, "query.limit", "less than or equal to 200"),
+        ("GET", "/api/deployments?since=%C2%B2d", None, "query.since", "neither a duration"),  # "²d"
+        ("GET", "/api/deployments?since=99999999999d", None, "query.since", "neither a duration"),
+        ("GET", "/api/deployments?since=9999999w", None, "query.since", "more than 100 years"),
+        ("GET", "/api/deployments?since=2026-13-01", None, "query.since", "neither a duration"),
+        ("GET", "/api/deployments?cursor=zzz", None, "query.cursor", "not a cursor"),
     ],
 )  # fmt: skip
 def test_input_outside_the_bounds_is_refused_naming_the_field(
@@ -171,3 +178,17 @@ def test_input_outside_the_bounds_is_refused_naming_the_field(
     assert answer["field"] == field and f"field {field}" in answer["message"], answer
     assert words in answer["message"], answer
     assert DeploymentRepository().get_deployment("dg-split-1").version_counter == before  # nothing written
+
+
+def test_whoami_promises_no_write_to_an_iam_caller(console: Console) -> None:
+    """IAM mode: API Gateway decides each write route by the caller's policies, which the read function cannot
+    see: can_write is null (unknown), not true; a JWT caller's scopes still answer it."""
+    event = http_api_event("GET", "/api/whoami", {}, b"", None)
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": "arn:aws:iam::123456789012:user/reader"}}
+    payload, errored = console.aws.invoke("ConsoleReadFunction", event)
+    assert not errored and payload["statusCode"] == 200, payload
+    assert json.loads(payload["body"]) == {
+        "identity": "arn:aws:iam::123456789012:user/reader", "kind": "iam", "can_write": None,
+    }  # fmt: skip
+    jwt = requests.get(f"{console.server.url}/api/whoami", headers=console.headers("reader"), timeout=30).json()
+    assert (jwt["kind"], jwt["can_write"]) == ("jwt", False)

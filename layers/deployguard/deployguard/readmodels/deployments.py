@@ -25,6 +25,7 @@ import base64
 import binascii
 import heapq
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -68,12 +69,21 @@ class DeploymentPage(Model):
     next_cursor: str | None = Field(default=None, description="pass as cursor for the next page; None at the end")
 
 
+_DURATION = re.compile(r"([0-9]{1,7})([mhdw])")  # ASCII digits only: "²d" is no duration
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_SINCE = timedelta(days=100 * 366)
+
+
 def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``7d``, ``12h``, ``30m``, ``2w`` before now, or an ISO 8601 time (UTC if no zone given)."""
+    """``7d``, ``12h``, ``30m``, ``2w`` before now (at most a hundred years), or an ISO 8601 time (UTC if no
+    zone given). :class:`QueryError` (its message starts ``since:``) for anything else."""
     value = text.strip()
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    if value[:-1].isdigit() and value[-1:] in units:
-        return (now or clock.now()) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    duration = _DURATION.fullmatch(value)
+    if duration:
+        back = timedelta(**{_UNITS[duration.group(2)]: int(duration.group(1))})
+        if back > MAX_SINCE:
+            raise QueryError(f"since: {text!r} reaches back more than {MAX_SINCE.days // 366} years")
+        return (now or clock.now()) - back
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:

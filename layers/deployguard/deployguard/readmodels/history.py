@@ -30,7 +30,9 @@ HISTORY_SCHEMA = "deployguard-history/1"
 _TRAFFIC_PERCENT = {"traffic_shifted"}
 _TRAFFIC_FRACTION = {"traffic_observed"}
 _TRAFFIC_FULL = {"promoted"}
-_TRAFFIC_ZERO = {"rolled_back", "rollback_completed"}
+# an emergency rollback takes the version off the alias when it happens (a promoted record keeps its ended_at);
+# a ShiftTraffic or Promote task that lost the race to an abort put the alias back at stable
+_TRAFFIC_ZERO = {"rolled_back", "rollback_completed", "emergency_rollback", "traffic_move_undone"}
 _CHECK_ACTIONS = {"hook_verdict", "validated", "baseline_captured"}
 
 

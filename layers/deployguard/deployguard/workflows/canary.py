@@ -10,11 +10,17 @@ state machine's Choice state follows it. Any failure the machine catches ends in
 ``rollback``, which always leaves the alias at 100% stable.
 
 Traffic first: ``rollback`` and ``promote`` move the alias and verify it before they
-record and announce anything, and need no DynamoDB read to do it (the state carries
+record and announce anything; ``rollback`` needs no DynamoDB read to do it (the state carries
 the target). Once traffic has moved, a failure to record or announce never fails the
 task: the state says ``recorded: false`` and ``notify`` (retried by the state machine)
 finishes the record. Every record and announcement of an outcome is keyed, so a retried
 step writes and publishes it once.
+
+A person's abort (or remediation) may end the deployment while ``shift`` or ``promote`` is
+moving the alias. Both read the record before they touch the alias, and record their move
+only while the record is not terminal; one that loses the race puts the alias back at 100%
+stable and ends with the record's decision. The alias never stays on the new version, or
+split, while the record says rolled back or aborted.
 """
 
 from __future__ import annotations
@@ -249,8 +255,13 @@ class CanaryController:
         weight = state.steps[state.step_index]
         LambdaTrafficShifter(target).shift(weight / 100.0)
         now = clock.now()
+        lost = False
 
         def change(d: Deployment) -> None:
+            nonlocal lost
+            lost = d.status.is_terminal
+            if lost:  # aborted (or remediated) while the alias moved: the record's end stands
+                return
             d.status = DeploymentStatus.IN_PROGRESS
             d.canary_weight = weight / 100.0
             d.step_index = state.step_index
@@ -258,6 +269,9 @@ class CanaryController:
             self._enter(d, Phase.DEPLOYMENT_ACTIVE, f"traffic shifted to {weight:g}%")
 
         deployment = self._change(deployment.deployment_id, change)
+        if lost:
+            self._undo_lost_move(deployment, target, f"shift to {weight:g}%")
+            return state.model_copy(update={"next": "done", "decision": deployment.decision, "weight": 0.0})
         self.repository.audit(
             deployment.deployment_id,
             "traffic_shifted",
@@ -314,6 +328,7 @@ class CanaryController:
                     decision=verdict.decision.value, next="rollback", weight=state.weight,
                 )  # fmt: skip
                 told = True
+                self._mark_rolling_back(deployment.deployment_id, verdict.summary)  # before remediation may act
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
             deployment = self.repository.get_deployment(deployment.deployment_id)
@@ -380,6 +395,8 @@ class CanaryController:
         if steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
             update["next"] = steered
+        if update["next"] == "rollback" and not told:
+            self._mark_rolling_back(deployment.deployment_id, str(update["reason"]))
         if not told or update["next"] != "rollback":
             self.repository.audit(
                 deployment.deployment_id,
@@ -392,15 +409,55 @@ class CanaryController:
             )
         return state.model_copy(update=update)
 
+    def _mark_rolling_back(self, deployment_id: str, reason: str) -> None:
+        """The record says the canary is rolling back (phase ``failed`` while in progress) from the moment
+        Assess decides it: people's verbs are refused from then on (:mod:`deployguard.workflows.control`)
+        instead of being accepted and never honoured. Best effort: the rollback never waits for it."""
+
+        def change(d: Deployment) -> None:
+            if not d.status.is_terminal:
+                self._enter(d, Phase.FAILED, f"rolling back: {reason}"[:300])
+
+        try:
+            self._change(deployment_id, change)
+        except Exception:
+            logger.exception("cannot mark the canary rolling back", extra={"deployment_id": deployment_id})
+
     def promote(self, state: CanaryState) -> CanaryState:
-        """Traffic first: the alias to 100% new and verified, then the record and the announcement."""
+        """Traffic first: the alias to 100% new and verified, then the record and the announcement.
+
+        Never over a record that has ended otherwise (a person's abort, remediation): read before the
+        alias moves, and, if the end lands while it moves, the alias goes back to 100% stable."""
+        deployment = self.repository.get_deployment(state.deployment_id)
         target = state.target or self._lambda_target_of(state.deployment_id)
+        if deployment.status.is_terminal and deployment.decision != "promoted":
+            return state.model_copy(
+                update={"weight": 0.0, "next": "done", "decision": deployment.decision, "target": target,
+                        "reason": deployment.decision_reason}
+            )  # fmt: skip
         LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
             update={"weight": 100.0, "next": "done", "decision": "promoted", "target": target, "ended_at": ended_at}
         )
-        return out.model_copy(update={"recorded": self._record_or_defer(out) is not None})
+        recorded = self._record_or_defer(out)
+        if recorded is not None and recorded.decision != "promoted":  # lost the race to an abort
+            self._undo_lost_move(recorded, target, "promotion")
+            return out.model_copy(
+                update={"weight": 0.0, "decision": recorded.decision, "reason": recorded.decision_reason,
+                        "ended_at": recorded.ended_at}
+            )  # fmt: skip
+        return out.model_copy(update={"recorded": recorded is not None})
+
+    def _undo_lost_move(self, deployment: Deployment, target: LambdaTarget, move: str) -> None:
+        """The record ended (rolled back, aborted) while this task moved the alias: put it back at 100%
+        stable, so the traffic never contradicts the record."""
+        LambdaTrafficShifter(target).rollback_verified()
+        self.repository.audit(
+            deployment.deployment_id, "traffic_move_undone", ACTOR,
+            f"{move} undone: the deployment ended ({deployment.decision}) while the alias moved",
+            alias="100% stable", decision=deployment.decision,
+        )  # fmt: skip
 
     def rollback(self, state: dict[str, Any]) -> CanaryState | dict[str, Any]:
         """Put the alias back at 100% stable and verify it; only then record and announce.
@@ -477,10 +534,15 @@ class CanaryController:
         ended_at = datetime.fromisoformat(str(data["ended_at"]))
         deployment_id = str(data["deployment_id"])
 
+        ours = False
+
         def change(d: Deployment) -> None:
+            nonlocal ours
             overridden = d.decision == "promoted" and decision != "promoted"  # a promotion rolled back after all
+            ours = d.ended_at == ended_at and d.decision == decision  # an earlier attempt of this step wrote it
             if d.status.is_terminal and not overridden:
                 return  # ended already: by an earlier attempt of this step, or elsewhere
+            ours = True
             d.decision, d.decision_reason, d.ended_at = decision, reason, ended_at
             if decision == "promoted":
                 d.canary_weight, d.status = 1.0, DeploymentStatus.SUCCEEDED
@@ -491,8 +553,8 @@ class CanaryController:
                 self._enter(d, Phase.FAILED, reason)
 
         deployment = self._change(deployment_id, change)
-        if deployment.ended_at != ended_at:
-            return deployment  # ended elsewhere first; whoever ended it announced it
+        if not ours:
+            return deployment  # ended elsewhere first (at the same instant, maybe); whoever ended it announced it
         target = deployment.target
         assert isinstance(target, LambdaTarget)
         if decision == "promoted":
@@ -547,8 +609,12 @@ class CanaryController:
             return state
         error = state.get("error")
         if state.get("recorded") is False and not error:
-            self._record_outcome(state)
+            recorded = self._record_outcome(state)
             state = {**state, "recorded": True}
+            target = _lambda_target(state.get("target"))
+            if state.get("decision") == "promoted" and recorded.decision != "promoted" and target is not None:
+                self._undo_lost_move(recorded, target, "promotion")  # ended otherwise while the alias moved
+                state.update({"weight": 0.0, "decision": recorded.decision, "reason": recorded.decision_reason})
         deployment = self.repository.get_deployment(deployment_id)
         if error:
             title, event_type, severity = "Rollback Failed", EventType.ROLLBACK_FAILED, Severity.CRITICAL

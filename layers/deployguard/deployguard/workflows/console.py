@@ -159,22 +159,27 @@ class Caller(Model):
 
     identity: str = Field(min_length=1, description="IAM user/role ARN, or the JWT's username, email or sub")
     kind: Literal["iam", "jwt"]
-    can_write: bool
+    can_write: bool | None = Field(
+        description="JWT: whether the token carries the write scope. IAM: null (unknown): API Gateway decides each "
+        "write route by the caller's policies (the console write policy allows them), which the console cannot see"
+    )
 
 
 def caller_of(authorizer: Mapping[str, Any] | None, write_scope: str) -> Caller:
     """The caller of an HTTP API request from its ``requestContext.authorizer``.
 
-    IAM: API Gateway already checked ``execute-api:Invoke`` on the route (the read policy allows
-    GET routes, the write policy POST ones), so a caller that reached a write route may write.
-    JWT: writing needs ``write_scope`` among the token's scopes (``scope`` or ``scp`` claim).
+    IAM: API Gateway checks ``execute-api:Invoke`` on each route (the read policy allows GET
+    routes, the write policy POST ones), so a caller that reached a write route may write; whether
+    a caller reading ``/api/whoami`` could also write is its policies' business: ``can_write`` is
+    None (unknown) rather than a promise. JWT: writing needs ``write_scope`` among the token's
+    scopes (``scope`` or ``scp`` claim).
     """
     authorizer = authorizer or {}
     iam = authorizer.get("iam") or {}
     if iam:
         identity = iam.get("userArn") or iam.get("callerId") or iam.get("accessKey") or ""
         if identity:
-            return Caller(identity=str(identity), kind="iam", can_write=True)
+            return Caller(identity=str(identity), kind="iam", can_write=None)
     claims = (authorizer.get("jwt") or {}).get("claims") or {}
     identity = next((str(claims[k]) for k in ("username", "email", "sub") if claims.get(k)), "")
     if not identity:
@@ -185,7 +190,8 @@ def caller_of(authorizer: Mapping[str, Any] | None, write_scope: str) -> Caller:
 
 
 def writer(caller: Caller) -> str:
-    """The caller's identity for the audit trail, if it may write."""
-    if not caller.can_write:
+    """The caller's identity for the audit trail, if it may write (an IAM caller at a write route: the
+    gateway let it through, by its policies)."""
+    if caller.can_write is False or (caller.can_write is None and caller.kind != "iam"):
         raise ForbiddenError(f"{caller.identity} may read but not write (no write permission)")
     return caller.identity

@@ -68,6 +68,9 @@ class ControlRequest(Model):
     verb: Verb
     actor: str = Field(min_length=1, max_length=200, description="who asks (the API fills in the caller)")
     reason: str = Field(min_length=1, max_length=1000, description="why: kept in the audit trail")
+    identity: str | None = Field(
+        default=None, max_length=2048, description="the AWS identity the CLI acted as (STS), kept next to actor"
+    )
 
 
 class ControlOutcome(Model):
@@ -88,6 +91,9 @@ class EmergencyRollbackRequest(Model):
     confirm: str = Field(description="the service's name again: the confirmation")
     from_version: str | None = Field(
         default=None, description="the version the person saw live; the rollback is refused if another is live now"
+    )
+    identity: str | None = Field(
+        default=None, max_length=2048, description="the AWS identity the CLI acted as (STS), kept next to actor"
     )
 
 
@@ -124,6 +130,16 @@ def steer(control: CanaryControl, proposed: str, decision: Decision, approval_be
     return proposed
 
 
+def rolling_back(deployment: Deployment) -> bool:
+    """In progress but failed: the canary's Assess decided to roll back (or a lifecycle hook failed) and
+    the rollback is under way. No verb but abort can change what happens next."""
+    return not deployment.status.is_terminal and deployment.phase == Phase.FAILED
+
+
+def _last_reason(deployment: Deployment) -> str:
+    return deployment.phase_history[-1].reason if deployment.phase_history else "failed"
+
+
 # --------------------------------------------------------------------------- the service
 
 
@@ -148,15 +164,29 @@ class CanaryControlService:
 
     def apply(self, deployment_id: str, request: ControlRequest) -> ControlOutcome:
         deployment = self.repository.get_deployment(deployment_id)
-        if deployment.driver == "codedeploy":
-            changed, message = self._codedeploy(deployment, request)
-        else:
-            verb: Callable[[Deployment, ControlRequest], tuple[bool, str]] = getattr(self, f"_{request.verb}")
-            changed, message = verb(deployment, request)
+        try:
+            if deployment.driver == "codedeploy":
+                changed, message = self._codedeploy(deployment, request)
+            else:
+                verb: Callable[[Deployment, ControlRequest], tuple[bool, str]] = getattr(self, f"_{request.verb}")
+                changed, message = verb(deployment, request)
+        except Exception as exc:  # refused or failed: the attempt is in the audit trail too
+            outcome = "refused" if isinstance(exc, ControlStateError | InvalidEventError) else "failed"
+            try:
+                self.repository.audit(
+                    deployment_id, f"control_{request.verb}", request.actor, request.reason,
+                    changed=False, outcome=outcome, result=f"{type(exc).__name__}: {exc}"[:1000],
+                    **_identity(request.identity),
+                )  # fmt: skip
+            except Exception:
+                logger.exception("cannot audit a control attempt", extra={"deployment_id": deployment_id})
+            raise
         deployment = self.repository.get_deployment(deployment_id)
         self.repository.audit(
-            deployment_id, f"control_{request.verb}", request.actor, request.reason, changed=changed, result=message
-        )
+            deployment_id, f"control_{request.verb}", request.actor, request.reason,
+            changed=changed, outcome="done" if changed else "unchanged", result=message,
+            **_identity(request.identity),
+        )  # fmt: skip
         if changed:
             loud = request.verb in ("abort", "skip_analysis")
             self.announce(
@@ -182,6 +212,11 @@ class CanaryControlService:
                 raise ControlStateError(
                     f"deployment {d.deployment_id} is {d.status.value} ({d.decision}): {request.verb} applies "
                     "only to a canary in progress"
+                )
+            if rolling_back(d):
+                raise ControlStateError(
+                    f"deployment {d.deployment_id} is rolling back ({_last_reason(d)}): {request.verb} would never "
+                    "be honoured"
                 )
             changed = change(d.control)
             if changed:
@@ -235,14 +270,36 @@ class CanaryControlService:
         token = deployment.control.approval_token
         if not deployment.control.awaiting_approval or not token:
             raise ControlStateError(f"deployment {deployment.deployment_id} is not waiting for approval before 100%")
+        if deployment.status.is_terminal:
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id} is {deployment.status.value} ({deployment.decision}): "
+                "approve applies only to a canary in progress"
+            )
+        # the answer first: if it fails, the canary still waits and still says so, and approving again works
+        try:
+            stepfunctions.answer_task(token, approved=True, by=request.actor, reason=request.reason)
+        except stepfunctions.StepFunctionsError:
+            now = self.repository.get_deployment(deployment.deployment_id)
+            if now.control.approval_token == token:  # still waiting: a failure to retry
+                raise
+            if now.status.is_terminal and now.decision != "promoted":  # an abort answered the token first
+                raise ControlStateError(
+                    f"deployment {now.deployment_id} is {now.status.value} ({now.decision}): nothing to approve"
+                ) from None
+            return False, "already approved"  # another approval answered it first
 
-        def change(c: CanaryControl) -> bool:
-            c.awaiting_approval, c.approval_token = False, None
-            return True
+        changed = False
 
-        self._flags(deployment, request, change)
-        stepfunctions.answer_task(token, approved=True, by=request.actor, reason=request.reason)
-        return True, "approved: traffic goes to 100%"
+        def change(d: Deployment) -> None:  # the canary may already be promoting: no terminal check here
+            nonlocal changed
+            changed = d.control.approval_token == token  # else a concurrent approval cleared it first
+            if changed:
+                d.control.awaiting_approval, d.control.approval_token = False, None
+                d.control.last_action, d.control.last_actor = request.verb, request.actor
+                d.control.last_action_at = clock.now()
+
+        self.repository.update_deployment(deployment.deployment_id, change)
+        return changed, "approved: traffic goes to 100%" if changed else "already approved"
 
     def _abort(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         if deployment.status == DeploymentStatus.ROLLED_BACK:
@@ -262,7 +319,15 @@ class CanaryControlService:
         token = deployment.control.approval_token
         now = clock.now()
 
+        ended: str | None = None
+
         def change(d: Deployment) -> None:
+            nonlocal ended
+            # ended meanwhile (a second abort, the canary's own rollback): its reason stands. A promotion that
+            # raced in is overridden: the alias is back on stable, and the record must say so
+            ended = d.decision if d.status.is_terminal and d.decision != "promoted" else None
+            if ended is not None:
+                return
             d.canary_weight = 0.0
             d.status = DeploymentStatus.ROLLED_BACK
             d.decision, d.decision_reason, d.ended_at = "aborted", reason, now
@@ -273,8 +338,23 @@ class CanaryControlService:
                 d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
+        # a ShiftTraffic or Promote task may have moved the alias between our move and our record: once the
+        # record is terminal they undo their own moves, and this puts back any move made before it
+        try:
+            LambdaTrafficShifter(target).rollback_verified()
+        except TrafficShiftError as exc:  # the record says rolled back: the reconciler finishes the traffic
+            logger.warning("abort: cannot confirm the alias again", extra={"deployment_id": deployment.deployment_id})
+            self.repository.audit(deployment.deployment_id, "alias_unconfirmed", ACTOR, str(exc)[:1000])
+        if ended is not None:
+            return False, f"already rolled back ({ended}: {deployment.decision_reason})"
         if token:  # the state machine waits before 100%: it goes to its rollback, which finds this done
-            stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
+            try:
+                stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
+            except stepfunctions.StepFunctionsError as exc:  # rolled back all the same: the wait times out
+                logger.warning(
+                    "abort: cannot answer the approval task", extra={"deployment_id": deployment.deployment_id}
+                )
+                self.repository.audit(deployment.deployment_id, "approval_answer_failed", ACTOR, str(exc)[:1000])
         self.repository.audit(deployment.deployment_id, "rolled_back", request.actor, reason, alias="100% stable")
         self.announce(
             deployment,
@@ -339,7 +419,7 @@ class CanaryControlService:
                 self.codedeploy.stop(cd_id, auto_rollback=True)
             except CodeDeployError as exc:
                 if "DeploymentAlreadyCompleted" in str(exc):
-                    return False, f"CodeDeploy deployment {cd_id} had already completed"
+                    return self._codedeploy_already_completed(deployment, cd_id)
                 if "DeploymentDoesNotExist" in str(exc):
                     raise ControlStateError(
                         f"CodeDeploy has no deployment {cd_id} (recorded for {deployment.deployment_id})"
@@ -360,6 +440,26 @@ class CanaryControlService:
         raise ControlStateError(
             f"{request.verb} is not available for CodeDeploy-driven deployment {deployment.deployment_id}: "
             "CodeDeploy moves its traffic (abort stops it with rollback, promote continues it)"
+        )
+
+    def _codedeploy_already_completed(self, deployment: Deployment, cd_id: str) -> tuple[bool, str]:
+        """StopDeployment refused: nothing changed if it was stopped or rolled back; a deployment that
+        succeeded is refused, for its version is live and stopping it can no longer bring the old one back."""
+        try:
+            status = self.codedeploy.deployment(cd_id).status
+        except CodeDeployError:  # the record's word then
+            status = "Succeeded" if deployment.status == DeploymentStatus.SUCCEEDED else ""
+        if status != "Succeeded":
+            return False, f"CodeDeploy deployment {cd_id} had already completed"
+        hint = (
+            f"An emergency rollback puts the service back on its last known good version: deployguard control "
+            f"rollback {deployment.service} (POST /api/services/{deployment.service}/emergency-rollback)"
+            if isinstance(deployment.target, LambdaTarget)
+            else "To go back, deploy the previous version again through CodeDeploy"
+        )
+        raise ControlStateError(
+            f"CodeDeploy deployment {cd_id} has already succeeded: its version takes all traffic and abort can no "
+            f"longer roll it back. {hint}"
         )
 
     # ------------------------------------------------------------------ the canary's side
@@ -385,15 +485,17 @@ class CanaryControlService:
 
     # ------------------------------------------------------------------ emergency rollback
 
-    def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
-        if request.confirm != request.service:
-            raise InvalidEventError(f"confirm: type the service name {request.service!r} to confirm the rollback")
-        environment = request.environment or self.config.service(request.service).environment
-        history = self.repository.deployments_of(request.service, environment, limit=100)
+    def live_version(self, service: str, environment: str | None = None) -> str:
+        """The version a service's alias routes all its traffic to now (what an emergency rollback leaves)."""
+        environment = environment or self.config.service(service).environment
+        return self._live(service, environment)[2]
+
+    def _live(self, service: str, environment: str) -> tuple[list[Deployment], LambdaTarget, str]:
+        history = self.repository.deployments_of(service, environment, limit=100)
         lambda_history = [d for d in history if isinstance(d.target, LambdaTarget)]
         if not lambda_history:
             raise ControlStateError(
-                f"service {request.service} in {environment}: no Lambda deployment in the history to roll back"
+                f"service {service} in {environment}: no Lambda deployment in the history to roll back"
             )
         running = [d.deployment_id for d in lambda_history if not d.status.is_terminal]
         if running:
@@ -401,12 +503,20 @@ class CanaryControlService:
         newest = lambda_history[0].target
         assert isinstance(newest, LambdaTarget)
         alias = LambdaTrafficShifter(newest).current()
-        current = alias.function_version
         if alias.additional_weights:
             raise ControlStateError(
                 f"alias {newest.function_name}:{newest.alias} splits traffic {alias.additional_weights}: "
                 "a canary is in progress"
             )
+        return lambda_history, newest, alias.function_version
+
+    def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
+        """``from_version`` (the version the person saw live) keys the rollback: a repeat of the same request
+        changes nothing instead of rolling back one more version."""
+        if request.confirm != request.service:
+            raise InvalidEventError(f"confirm: type the service name {request.service!r} to confirm the rollback")
+        environment = request.environment or self.config.service(request.service).environment
+        lambda_history, newest, current = self._live(request.service, environment)
         claim_key = f"{request.service}#{environment}#{request.from_version or current}"
         if request.from_version and request.from_version != current:
             done = self.repository.find_claim("emergency_rollback", claim_key)
@@ -458,8 +568,9 @@ class CanaryControlService:
 
         deployment = self.repository.update_deployment(culprit.deployment_id, change)
         self.repository.audit(
-            culprit.deployment_id, "emergency_rollback", request.actor, request.reason, from_version=current, to=good
-        )
+            culprit.deployment_id, "emergency_rollback", request.actor, request.reason, from_version=current, to=good,
+            **_identity(request.identity),
+        )  # fmt: skip
         message = f"{target.function_name}:{target.alias} back on version {good} (was {current})"
         self.announce(
             deployment, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL
@@ -491,6 +602,11 @@ class CanaryControlService:
         event = DeploymentEvent.about(deployment, event_type, title, message, severity=severity, details=dict(details))
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
         return event
+
+
+def _identity(identity: str | None) -> dict[str, str]:
+    """The AWS identity next to the actor in an audit entry, when one is known (the CLI's, on AWS)."""
+    return {"aws_identity": identity} if identity else {}
 
 
 def _new(deployment: Deployment) -> str:
