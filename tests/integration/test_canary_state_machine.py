@@ -60,6 +60,12 @@ def test_healthy_release_is_promoted_step_by_step(embedded: Any) -> None:
     events = [e.event_type for e in repository.events(deployment.deployment_id)]
     assert EventType.PROMOTION_COMPLETED in events and EventType.DEPLOYMENT_COMPLETED in events
     assert not [p for p in deployment.phase_history if p.phase == "failed"]
+    # a change of verdict says what it changed to (details.status: what PagerDuty's resolve and the cooldowns read)
+    changes = [
+        e for e in repository.events(deployment.deployment_id) if e.event_type == EventType.ASSESSMENT_STATUS_CHANGED
+    ]
+    assert changes and all(e.details["status"] == e.title.removeprefix("Canary ").lower() for e in changes)
+    assert changes[-1].details["status"] == "healthy"
 
 
 def test_regression_midway_is_rolled_back_within_two_assessments(embedded: Any) -> None:

@@ -360,6 +360,7 @@ class CanaryController:
                 verdict.summary,
                 severity=Severity.CRITICAL if verdict.decision == Decision.FAILING else Severity.INFO,
                 verdict=verdict,
+                status=verdict.decision.value,
                 previous=state.last_verdict.value,
             )
         step_elapsed = state.step_started_at is not None and (
