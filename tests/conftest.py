@@ -117,6 +117,34 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return DemoRun(saved["exit_code"], saved["output"], state_dir)
 
 
+# The longest test files (seconds of test time, one run): with ``--dist loadfile`` the workers take
+# files in collection order, so these go first and the short ones fill the end (no worker left
+# alone with a long file while the other idles). An ordering only: every file still runs whole.
+LONGEST_FILES = {
+    "tests/integration/control/test_canary_control.py": 42,
+    "tests/integration/test_fail_safe_canary.py": 33,
+    "tests/integration/control/test_control_cli_local.py": 29,
+    "tests/unit/test_cold_imports.py": 22,
+    "tests/integration/test_functions_with_events.py": 25,
+    "tests/integration/alerts/test_default_rules_fire.py": 22,
+    "tests/integration/incidents/test_issue_trackers.py": 26,
+    "tests/integration/test_canary_state_machine.py": 20,
+    "tests/integration/test_report_html.py": 18,
+    "tests/integration/console/test_console_page.py": 16,
+    "tests/integration/console/test_console_api.py": 15,
+    "tests/integration/test_cli_output.py": 15,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest files first (:data:`LONGEST_FILES`), each file's tests kept together and in order."""
+
+    def weight(item: pytest.Item) -> int:
+        return -LONGEST_FILES.get(Path(str(item.fspath)).relative_to(REPO_ROOT).as_posix(), 0)
+
+    items.sort(key=weight)  # stable: the other files keep their order
+
+
 _DEMO_BESIDE: list[Any] = []  # the demo run the xdist controller started beside its workers
 
 
