@@ -3,8 +3,9 @@
 SNS takes a message of at most 256 KiB (the message and its attributes); a larger one is refused
 (InvalidParameter: "Message too long") however often it is sent. An event over the limit (its
 ``details`` can be large: every check's report) is sent trimmed (:func:`fit_for_sns`): the same
-event id, type and time, ``details`` replaced by a marker saying what was left out (the
-deployment's history keeps the event whole), and, if still too long, its reasons and message cut.
+event id, type and time, its largest parts trimmed first (reasons, message, the details other than
+those the router routes and acts on, :data:`ROUTING_DETAILS`, which are kept), with a marker saying
+what was left out (the deployment's history keeps the event whole).
 A refusal no retry changes (:func:`refused_for_good`) is told from one that passes (throttling,
 credentials, 5xx, the network, a topic that is missing or whose key is unusable: every event waits
 for those): the outbox gives such an event up after a few attempts instead of holding the others.
@@ -27,7 +28,17 @@ if TYPE_CHECKING:
 _SUBJECT_LIMIT = 100
 SNS_MESSAGE_LIMIT = 262_144  # bytes, the message and its attributes together
 _ATTRIBUTES_RESERVE = 2_048  # the attributes (names, types, values) and the subject, with room to spare
-TRIMMED = "trimmed"  # the key of the marker that replaces the details of an event too large for SNS
+TRIMMED = "trimmed"  # the key of the marker saying what was left out of an event too large for SNS
+# the details the router reads to route and act (notification/formatting.py, pagerduty.py, noise.py,
+# settings.py's routes): kept when an event is trimmed, or PagerDuty would trigger instead of resolving,
+# a page lose its routes, the noise control merge events it tells apart
+ROUTING_DETAILS = frozenset({
+    "kind", "status", "health_status", "previous", "state", "incident_id", "alert_id", "rule", "alert", "routes",
+    "page", "step_index", "canary_weight", "duration_seconds",
+})  # fmt: skip
+_MARKER_KEYS = frozenset({TRIMMED, "original_bytes", "detail_keys"})
+_FIELD_LIMIT = 4_096  # bytes of one routing field kept when the routing fields alone are too large
+_MESSAGE_FLOOR = 1_000  # characters of a message kept while other parts can be trimmed
 
 # refusals that pass, or that every event meets alike (the topic, its key, the credentials): never an event's own fault
 _TRANSIENT_CODES = frozenset({
@@ -57,27 +68,80 @@ def _size(event: DeploymentEvent) -> int:
     return len(event.model_dump_json().encode())
 
 
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode())
+
+
+def _cut_message(event: DeploymentEvent, limit: int, floor: int = 0) -> DeploymentEvent:
+    """``event`` with its message cut (not below ``floor`` characters) until it fits in ``limit`` bytes."""
+    cut = " [cut: too long for SNS]"
+    while (over := _size(event) - limit) > 0 and len(event.message) > floor:
+        # cut in proportion to the bytes the message takes in JSON (escapes, multi-byte characters)
+        message = event.message
+        as_json = _json_bytes(message)
+        keep = min(len(message) - 1, int(len(message) * (as_json - over) / as_json) - len(cut))
+        keep = max(keep, floor)
+        event = event.model_copy(update={"message": message[:keep] + cut if keep > 0 else ""})
+        if keep == floor:
+            break
+    return event
+
+
 def fit_for_sns(event: DeploymentEvent, limit: int = SNS_MESSAGE_LIMIT - _ATTRIBUTES_RESERVE) -> DeploymentEvent:
-    """``event`` as SNS takes it: itself when its JSON fits in ``limit`` bytes; else the same event (id,
-    type, time, deployment) with its ``details`` replaced by a marker (``{"trimmed": ...}``), and, if still
-    too long, its reasons dropped and its message cut to fit."""
+    """``event`` as SNS takes it: itself when its JSON fits in ``limit`` bytes; else the same event (id, type,
+    time, deployment) made to fit, what is largest first: its reasons dropped from the last, its message cut,
+    its ``details`` reduced to the fields routing reads (:data:`ROUTING_DETAILS`: the PagerDuty action and
+    key, an escalation's routes, the noise control's discriminator), with a marker (``details["trimmed"]``)
+    saying what was left out."""
     size = _size(event)
     if size <= limit:
         return event
-    marker: dict[str, Any] = {TRIMMED: f"details left out: the event is {size} bytes, over SNS's {limit}; "
-                                       "the deployment's history keeps it whole",
-                              "original_bytes": size, "detail_keys": sorted(event.details)[:50]}  # fmt: skip
-    trimmed = event.model_copy(update={"details": marker})
-    if _size(trimmed) <= limit:
-        return trimmed
-    trimmed = trimmed.model_copy(update={"reasons": [], "links": {}})
-    cut = " [cut: too long for SNS]"
-    while (over := _size(trimmed) - limit) > 0 and trimmed.message:
-        # cut in proportion to the bytes the message takes in JSON (escapes, multi-byte characters)
-        message = trimmed.message
-        as_json = len(json.dumps(message, ensure_ascii=False).encode())
-        keep = min(len(message) - 1, int(len(message) * (as_json - over) / as_json) - len(cut))
-        trimmed = trimmed.model_copy(update={"message": message[:keep] + cut if keep > 0 else ""})
+    left_out: list[str] = []
+    trimmed = event
+    for _ in range(6):
+        if _size(trimmed) <= limit:
+            break
+        extra = {k: v for k, v in trimmed.details.items() if k not in ROUTING_DETAILS and k not in _MARKER_KEYS}
+        sizes = {
+            "details": _json_bytes(extra) if extra else 0,
+            "reasons": _json_bytes([r.model_dump(mode="json") for r in trimmed.reasons]) if trimmed.reasons else 0,
+            "message": _json_bytes(trimmed.message) if len(trimmed.message) > _MESSAGE_FLOOR else 0,
+        }
+        largest = max(sizes, key=lambda part: sizes[part])
+        if sizes[largest] == 0:
+            break
+        if largest == "details":
+            kept = {k: v for k, v in trimmed.details.items() if k in ROUTING_DETAILS}
+            kept["detail_keys"] = sorted(extra)[:50]
+            left_out.append(f"details {', '.join(sorted(extra)[:20])}")
+            trimmed = trimmed.model_copy(update={"details": kept})
+        elif largest == "reasons":
+            reasons = trimmed.reasons
+            keep = len(reasons)
+            while keep > 0 and _size(trimmed.model_copy(update={"reasons": reasons[:keep]})) > limit:
+                keep //= 2
+            left_out.append(f"{len(reasons) - keep} of {len(reasons)} reasons")
+            trimmed = trimmed.model_copy(update={"reasons": reasons[:keep]})
+        else:
+            trimmed = _cut_message(trimmed, limit, _MESSAGE_FLOOR)
+            left_out.append("the end of the message")
+    if _size(trimmed) > limit:  # the routing fields alone are too large: the rest goes, then the message
+        if trimmed.links:
+            left_out.append("links")
+        trimmed = _cut_message(trimmed.model_copy(update={"links": {}}), limit)
+    if _size(trimmed) > limit:  # a routing field itself is huge: only the small ones are kept
+        huge = sorted(k for k, v in trimmed.details.items() if _json_bytes(v) > _FIELD_LIMIT)
+        left_out.append(f"details {', '.join(huge)}")
+        kept = {k: v for k, v in trimmed.details.items() if k not in huge}
+        trimmed = trimmed.model_copy(
+            update={"details": {**kept, "detail_keys": sorted(set(huge) | set(kept.get("detail_keys", [])))[:50]}}
+        )
+    marker = {TRIMMED: f"left out: {'; '.join(left_out)} (the event is {size} bytes, over SNS's {limit}; "
+                       "the deployment's history keeps it whole)", "original_bytes": size}  # fmt: skip
+    details = {**trimmed.details, **marker}
+    trimmed = trimmed.model_copy(update={"details": details})
+    if _size(trimmed) > limit:
+        trimmed = _cut_message(trimmed, limit)
     return trimmed
 
 
