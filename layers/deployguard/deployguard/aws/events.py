@@ -6,15 +6,19 @@ SNS takes a message of at most 256 KiB (the message and its attributes); a large
 event id, type and time, its largest parts trimmed first (reasons, message, the details other than
 those the router routes and acts on, :data:`ROUTING_DETAILS`, which are kept), with a marker saying
 what was left out (the deployment's history keeps the event whole).
-A refusal no retry changes (:func:`refused_for_good`) is told from one that passes (throttling,
-credentials, 5xx, the network, a topic that is missing or whose key is unusable: every event waits
-for those): the outbox gives such an event up after a few attempts instead of holding the others.
+A refusal no retry changes (:func:`refused_for_good`: an invalid parameter SNS says is the message,
+its attributes, its subject or its size) is told from all others (throttling, credentials, 5xx, the
+network, the topic, its ARN or key, an expired request, an unknown code: every event waits for those):
+the outbox gives such an event up after a few attempts instead of holding the others. The subject is
+made what SNS takes (:func:`sns_subject`), so no title makes an event unpublishable.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -40,28 +44,39 @@ _MARKER_KEYS = frozenset({TRIMMED, "original_bytes", "detail_keys"})
 _FIELD_LIMIT = 4_096  # bytes of one routing field kept when the routing fields alone are too large
 _MESSAGE_FLOOR = 1_000  # characters of a message kept while other parts can be trimmed
 
-# refusals that pass, or that every event meets alike (the topic, its key, the credentials): never an event's own fault
-_TRANSIENT_CODES = frozenset({
-    "Throttling", "ThrottlingException", "Throttled", "ThrottledException", "RequestLimitExceeded",
-    "TooManyRequestsException", "RequestTimeout", "RequestTimeoutException",
-    "AuthorizationError", "AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "ExpiredToken",
-    "ExpiredTokenException", "UnrecognizedClientException", "SignatureDoesNotMatch", "InvalidSecurity",
-    "NotFound", "EndpointDisabled", "KMSAccessDenied", "KMSDisabled", "KMSInvalidState", "KMSNotFound",
-    "KMSOptInRequired", "KMSThrottling", "InternalError", "InternalFailure", "ServiceUnavailable",
-})  # fmt: skip
+# the codes of a refusal that may be about the message itself; only when SNS's message says so
+# (:data:`_ABOUT_THE_MESSAGE`): the same codes are answered for a wrong-region or malformed TopicArn or a
+# FIFO topic without MessageGroupId, which every event meets alike and must wait out
+_PARAMETER_CODES = frozenset({"InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid"})
+_ABOUT_THE_MESSAGE = re.compile(
+    r"\bmessage\b(?!\s*group)|message\s*attribute|\bsubject\b|too\s+long|\bsize\b|\blength\b", re.IGNORECASE
+)
 
 
 def refused_for_good(exc: BaseException) -> bool:
-    """Whether SNS refused a Publish for the message itself, so that sending it again never passes
-    (InvalidParameter, InvalidParameterValue, a message too long: a client error other than
-    throttling, credentials and the topic's own state); throttling, 5xx and transport errors pass."""
+    """Whether SNS refused a Publish for this message itself, so that sending it again never passes: an
+    invalid parameter whose reason names the message, its attributes or subject, or its size ("Message too
+    long"). Everything else waits (throttling, credentials, 5xx, the network, the topic's own state or ARN,
+    an expired request, a region not opted in, a code unknown to us): every event meets those alike, and
+    giving events up for them would empty the outbox."""
     if not isinstance(exc, ClientError):
         return False  # the network, a timeout, a bug of ours: not the event's fault
-    code = str(exc.response.get("Error", {}).get("Code", ""))
+    error = exc.response.get("Error", {})
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+    if isinstance(status, int) and status >= 500:
         return False
-    return bool(code)
+    if str(error.get("Code", "")) not in _PARAMETER_CODES:
+        return False
+    return bool(_ABOUT_THE_MESSAGE.search(str(error.get("Message", ""))))
+
+
+def sns_subject(text: str) -> str | None:
+    """``text`` as an SNS subject takes it (ASCII printable, no line breaks, at most 100 characters): accents
+    folded, other characters and runs of whitespace replaced; None when nothing is left (no subject)."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    printable = "".join(c if " " <= c <= "~" else " " for c in folded)
+    subject = " ".join(printable.split())[:_SUBJECT_LIMIT].strip()
+    return subject or None
 
 
 def _size(event: DeploymentEvent) -> int:
@@ -153,10 +168,10 @@ class EventPublisher:
         """Publish ``event`` (trimmed to SNS's limit: :func:`fit_for_sns`); returns the SNS message id.
         Attributes allow subscription filters."""
         event = fit_for_sns(event)
-        subject = f"[{event.environment}] {event.title}"[:_SUBJECT_LIMIT]
+        subject = sns_subject(f"[{event.environment}] {event.title}")
         resp = clients.client("sns").publish(
             TopicArn=self.topic_arn,
-            Subject=subject,
+            **({"Subject": subject} if subject else {}),
             Message=event.model_dump_json(),
             MessageAttributes={
                 "event_type": {"DataType": "String", "StringValue": event.event_type.value},
