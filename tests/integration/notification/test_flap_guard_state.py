@@ -13,6 +13,7 @@ import pytest
 from notif_support import Aws, make_event
 
 from deployguard.models import DeploymentEvent, EventType, Severity
+from deployguard.notification.dlq import DeadLetter
 from deployguard.notification.flapguard import FlapGuard
 from deployguard.notification.settings import NotificationSettings
 from deployguard_local.chaos.faults import FaultInjector, body_mentions
@@ -148,3 +149,18 @@ def test_a_dynamodb_failure_of_the_resolve_flush_does_not_hold_the_digests(aws: 
         digest = router.flush_digests()
     assert [n.status.value for n in digest] == ["delivered"] * 2
     assert receivers.counts()["slack"] == 2
+
+
+def test_a_redelivered_trigger_cancels_the_deferred_resolve(aws: Aws, receivers: LocalReceivers) -> None:
+    """``notifications retry`` redelivering a dead-lettered page after the canary recovered: the page
+    stays open (the resolve deferred since the healthy assessment is not sent afterwards)."""
+    router = aws.router(_settings(receivers))
+    router.route(_status(aws, "degraded"))
+    aws.clock.advance(10)
+    router.route(_status(aws, "healthy"))
+    aws.clock.advance(10)
+    failed = make_event(EventType.DEPLOYMENT_FAILED, Severity.CRITICAL, at=aws.clock())
+    assert router.redeliver(DeadLetter(kind="event", channel=PD, events=[failed], error="HTTP 503")).ok
+    aws.clock.advance(600)
+    assert router.flush_resolves() == []
+    assert _actions(receivers) == [("trigger", "deployguard/dg-1")] * 2

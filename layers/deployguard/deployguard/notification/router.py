@@ -425,10 +425,15 @@ class NotificationRouter:
         if status is not None:
             self.flaps.unhealthy(name, event)
             return None
-        channel = self.channels[name]
-        if isinstance(channel, PagerDutyChannel) and channel.triggers(event):
-            self.flaps.triggered(name, event)  # the page must not be closed by the deferred resolve
+        self._cancel_deferred_resolve(event, name)
         return None
+
+    def _cancel_deferred_resolve(self, event: DeploymentEvent, name: str) -> None:
+        """A trigger goes out to PagerDuty for the deployment (a page): the resolve the flap guard defers
+        since a healthy assessment must not close it, so it is cancelled first."""
+        channel = self.channels.get(name)
+        if self._resolve_delay(name) > 0 and isinstance(channel, PagerDutyChannel) and channel.triggers(event):
+            self.flaps.triggered(name, event)
 
     def _resolve_delay(self, name: str) -> int:
         channel = self.settings.channels.get(name)
@@ -635,6 +640,7 @@ class NotificationRouter:
         recorded: list[Notification] = []
         for event in events:
             try:
+                self._cancel_deferred_resolve(event, name)
                 messages = channel.render(event)
             except (ConfigError, ClientError, BotoCoreError) as exc:
                 result = DeliveryResult(False, 0, 0.0, error=_short(exc))
@@ -669,6 +675,8 @@ class NotificationRouter:
             if letter.kind == "digest":
                 messages = channel.render_digest(letter.events)
             else:
+                for event in letter.events:
+                    self._cancel_deferred_resolve(event, name)
                 messages = [m for e in letter.events for m in channel.render(e)]
         except (ConfigError, ClientError, BotoCoreError) as exc:
             result = DeliveryResult(False, 0, 0.0, error=_short(exc))
