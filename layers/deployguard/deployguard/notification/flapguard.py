@@ -7,8 +7,11 @@ Like Alertmanager's ``resolve_timeout`` or Nagios's flap detection, the resolve 
 back to healthy is deferred: it goes out once the deployment stayed healthy for the channel's
 ``resolve_after_healthy_seconds``, sent by the router's flush (every invocation and its
 one-minute schedule). An unhealthy assessment meanwhile cancels it, so a flap keeps one PagerDuty
-incident open, updated by its repeated triggers. Triggers are never held; a terminal recovery
-(deployment, promotion, canary or rollback completed) resolves at once and drops the deferred one.
+incident open, updated by its repeated triggers; so does any other trigger PagerDuty is sent for the
+deployment (:meth:`FlapGuard.triggered`: a failure, an alert, an incident, an escalation page), so that
+a page raised after the canary recovered is not closed by the deferred resolve. Triggers are never
+held; a terminal recovery (deployment, promotion, canary or rollback completed) resolves at once and
+drops the deferred one.
 
 State (one item per channel and deployment, in the DeploymentsTable, so it holds across Lambda
 containers): ``pk = PD-FLAP#<channel>#<deployment>``, ``sk = PD-FLAP``, with ``unhealthy_at``
@@ -17,8 +20,12 @@ containers): ``pk = PD-FLAP#<channel>#<deployment>``, ``sk = PD-FLAP``, with ``u
 ``gsi1pk = PENDING#PD-FLAP``, ``gsi1sk = <due>#<channel>#<deployment>`` by which the flush finds
 the due ones without a scan. Times are compared as sortable keys, so copies arriving out of
 order (SNS keeps no order) never let an older healthy assessment outlive a newer unhealthy one.
-A due resolve is leased to one flush while it is sent, and kept when it could be neither
-delivered nor dead-lettered (the next flush sends it).
+A due resolve is leased to one flush while it is sent (``lease_token``), and kept when it could be
+neither delivered nor dead-lettered (the next flush sends it). A cancel removes the lease with the
+resolve: the flush reads the item again right before sending (:meth:`FlapGuard.still_mine`) and does
+not send a revoked one, and :meth:`FlapGuard.sent` / :meth:`FlapGuard.give_back` change the item only
+while it holds the flush's token and due time, so a flush finishing late never deletes a newer
+deferred resolve.
 """
 
 from __future__ import annotations
