@@ -18,7 +18,7 @@ from moto_table import TABLE, aws, sim_clock  # noqa: F401  (fixtures)
 from deployguard import clock
 from deployguard.aws import clients, events
 from deployguard.aws.events import EventPublisher
-from deployguard.models import DeploymentEvent, EventType
+from deployguard.models import DeploymentEvent, EventType, VerdictReason
 from deployguard.storage import outbox
 from deployguard.storage.leases import DONE
 from deployguard.storage.repository import ALERTS_DUE, RECORDED_AT, DeploymentRepository
@@ -423,6 +423,19 @@ def test_an_event_over_the_sns_limit_is_published_trimmed_with_its_id(
     assert "left out" in sent["details"][events.TRIMMED] and sent["details"]["detail_keys"] == ["checks"]
     [stored] = [e for e in table.events("d-1") if e.event_id == "ev-1"]
     assert stored.details == big.details  # the history keeps it whole
+
+
+def test_an_event_large_everywhere_is_trimmed_largest_parts_first_keeping_what_routes_it() -> None:
+    reasons = [VerdictReason(metric_id=f"m{i}", status="fail", message="x" * 400) for i in range(700)]
+    routing = {"kind": "page", "incident_id": "inc-1", "routes": ["oncall"], "step_index": 2}
+    big = _event().model_copy(
+        update={"message": "m" * 300_000, "reasons": reasons, "details": {**routing, "report": "r" * 300_000}}
+    )
+    cut = events.fit_for_sns(big)
+    assert len(cut.model_dump_json().encode()) <= events.SNS_MESSAGE_LIMIT - 2048
+    assert {k: cut.details[k] for k in routing} == routing and cut.details["detail_keys"] == ["report"]
+    assert 0 < len(cut.reasons) < 700 and cut.message.endswith("[cut: too long for SNS]") and len(cut.message) > 1000
+    assert "reasons after the first" in cut.details[events.TRIMMED] and "details report" in cut.details[events.TRIMMED]
 
 
 def test_an_event_too_long_without_its_details_has_its_message_cut() -> None:

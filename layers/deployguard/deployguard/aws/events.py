@@ -42,6 +42,8 @@ ROUTING_DETAILS = frozenset({
 })  # fmt: skip
 _MARKER_KEYS = frozenset({TRIMMED, "original_bytes", "detail_keys"})
 _FIELD_LIMIT = 4_096  # bytes of one routing field kept when the routing fields alone are too large
+_CUT = " [cut: too long for SNS]"  # the end of a message cut
+_MARKER_RESERVE = 2_048  # bytes kept for the marker (what was left out)
 _MESSAGE_FLOOR = 1_000  # characters of a message kept while other parts can be trimmed
 
 # the codes of a refusal that may be about the message itself; only when SNS's message says so
@@ -84,12 +86,12 @@ def _size(event: DeploymentEvent) -> int:
 
 
 def _json_bytes(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, default=str).encode())
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode())
 
 
 def _cut_message(event: DeploymentEvent, limit: int, floor: int = 0) -> DeploymentEvent:
     """``event`` with its message cut (not below ``floor`` characters) until it fits in ``limit`` bytes."""
-    cut = " [cut: too long for SNS]"
+    cut = _CUT
     while (over := _size(event) - limit) > 0 and len(event.message) > floor:
         # cut in proportion to the bytes the message takes in JSON (escapes, multi-byte characters)
         message = event.message
@@ -102,6 +104,18 @@ def _cut_message(event: DeploymentEvent, limit: int, floor: int = 0) -> Deployme
     return event
 
 
+def _level(sizes: list[int], budget: int) -> int:
+    """The largest level such that the parts, each cut down to it (``min(size, level)``), take at most
+    ``budget`` bytes together: the largest parts are cut first, the small ones kept whole."""
+    remaining, parts = max(budget, 0), sorted(sizes)
+    for index, size in enumerate(parts):
+        share = remaining // (len(parts) - index)
+        if size > share:
+            return share
+        remaining -= size
+    return max(parts, default=0)
+
+
 def fit_for_sns(event: DeploymentEvent, limit: int = SNS_MESSAGE_LIMIT - _ATTRIBUTES_RESERVE) -> DeploymentEvent:
     """``event`` as SNS takes it: itself when its JSON fits in ``limit`` bytes; else the same event (id, type,
     time, deployment) made to fit, what is largest first: its reasons dropped from the last, its message cut,
@@ -112,46 +126,51 @@ def fit_for_sns(event: DeploymentEvent, limit: int = SNS_MESSAGE_LIMIT - _ATTRIB
     if size <= limit:
         return event
     left_out: list[str] = []
+    room = limit - _MARKER_RESERVE  # the marker saying what was left out is added after
     trimmed = event
-    for _ in range(6):
-        if _size(trimmed) <= limit:
+    for _ in range(3):  # the largest parts cut down to one level, so that the event fits (again if short)
+        over = _size(trimmed) - room
+        if over <= 0:
             break
         extra = {k: v for k, v in trimmed.details.items() if k not in ROUTING_DETAILS and k not in _MARKER_KEYS}
         sizes = {
             "details": _json_bytes(extra) if extra else 0,
             "reasons": _json_bytes([r.model_dump(mode="json") for r in trimmed.reasons]) if trimmed.reasons else 0,
-            "message": _json_bytes(trimmed.message) if len(trimmed.message) > _MESSAGE_FLOOR else 0,
+            "message": _json_bytes(trimmed.message) if len(trimmed.message) > _MESSAGE_FLOOR + len(_CUT) else 0,
         }
-        largest = max(sizes, key=lambda part: sizes[part])
-        if sizes[largest] == 0:
-            break
-        if largest == "details":
+        level = _level(list(sizes.values()), sum(sizes.values()) - over)
+        if sizes["details"] > level:
             kept = {k: v for k, v in trimmed.details.items() if k in ROUTING_DETAILS}
             kept["detail_keys"] = sorted(extra)[:50]
             left_out.append(f"details {', '.join(sorted(extra)[:20])}")
             trimmed = trimmed.model_copy(update={"details": kept})
-        elif largest == "reasons":
-            reasons = trimmed.reasons
-            keep = len(reasons)
-            while keep > 0 and _size(trimmed.model_copy(update={"reasons": reasons[:keep]})) > limit:
-                keep //= 2
-            left_out.append(f"{len(reasons) - keep} of {len(reasons)} reasons")
+        if sizes["reasons"] > level:
+            reasons, used, keep = trimmed.reasons, 2, 0  # the JSON list's brackets, then each reason and a comma
+            while keep < len(reasons):
+                used += _json_bytes(reasons[keep].model_dump(mode="json")) + 1
+                if used > level:
+                    break
+                keep += 1
+            left_out.append(f"the reasons after the first {keep}")
             trimmed = trimmed.model_copy(update={"reasons": reasons[:keep]})
-        else:
-            trimmed = _cut_message(trimmed, limit, _MESSAGE_FLOOR)
-            left_out.append("the end of the message")
-    if _size(trimmed) > limit:  # the routing fields alone are too large: the rest goes, then the message
+        if sizes["message"] > level:
+            shorter = _cut_message(trimmed, _size(trimmed) - (sizes["message"] - level), _MESSAGE_FLOOR)
+            if shorter.message != trimmed.message:
+                left_out.append("the end of the message")
+                trimmed = shorter
+    if _size(trimmed) > room:  # the routing fields alone are too large: the rest goes, then the message
         if trimmed.links:
             left_out.append("links")
-        trimmed = _cut_message(trimmed.model_copy(update={"links": {}}), limit)
-    if _size(trimmed) > limit:  # a routing field itself is huge: only the small ones are kept
+        trimmed = _cut_message(trimmed.model_copy(update={"links": {}}), room)
+    if _size(trimmed) > room:  # a routing field itself is huge: only the small ones are kept
         huge = sorted(k for k, v in trimmed.details.items() if _json_bytes(v) > _FIELD_LIMIT)
         left_out.append(f"details {', '.join(huge)}")
         kept = {k: v for k, v in trimmed.details.items() if k not in huge}
         trimmed = trimmed.model_copy(
             update={"details": {**kept, "detail_keys": sorted(set(huge) | set(kept.get("detail_keys", [])))[:50]}}
         )
-    marker = {TRIMMED: f"left out: {'; '.join(left_out)} (the event is {size} bytes, over SNS's {limit}; "
+    told = "; ".join(dict.fromkeys(left_out))[:1_000]
+    marker = {TRIMMED: f"left out: {told} (the event is {size} bytes, over SNS's {limit}; "
                        "the deployment's history keeps it whole)", "original_bytes": size}  # fmt: skip
     details = {**trimmed.details, **marker}
     trimmed = trimmed.model_copy(update={"details": details})
