@@ -18,7 +18,7 @@ from moto_table import TABLE, aws, sim_clock  # noqa: F401  (fixtures)
 from deployguard import clock
 from deployguard.aws import clients, events
 from deployguard.aws.events import EventPublisher
-from deployguard.models import DeploymentEvent, EventType
+from deployguard.models import DeploymentEvent, EventType, VerdictReason
 from deployguard.storage import outbox
 from deployguard.storage.leases import DONE
 from deployguard.storage.repository import ALERTS_DUE, RECORDED_AT, DeploymentRepository
@@ -256,16 +256,18 @@ class RefusedForGood:
 
     HOOK = "before-call.sns.Publish"
 
-    def __init__(self, *bad: str) -> None:
+    def __init__(
+        self, *bad: str, code: str = "InvalidParameter", message: str = "Invalid parameter: Message too long"
+    ) -> None:
         self.bad = set(bad)
         self.tries = 0
+        self.error = {"Code": code, "Message": message}
         clients.client("sns").meta.events.register(self.HOOK, self._refuse, unique_id="test-outbox-refused")
 
     def _refuse(self, params: dict[str, Any], **_: Any) -> None:
-        if json.loads(params["body"]["Message"])["event_id"] in self.bad:
+        if "*" in self.bad or json.loads(params["body"]["Message"])["event_id"] in self.bad:
             self.tries += 1
-            error = {"Code": "InvalidParameter", "Message": "Invalid parameter: injected"}
-            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Publish")
+            raise ClientError({"Error": dict(self.error), "ResponseMetadata": {"HTTPStatusCode": 400}}, "Publish")
 
     def close(self) -> None:
         clients.client("sns").meta.events.unregister(self.HOOK, unique_id="test-outbox-refused")
@@ -328,6 +330,85 @@ def test_a_refusal_every_event_meets_still_waits_for_the_next_tick(table: Deploy
     assert topic.received() == ["ev-1", "ev-2"] and _waiting(table) == []
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("InvalidParameter", "Invalid parameter: TopicArn"),  # a TopicArn of another region, or malformed
+        ("InvalidParameter", "Invalid parameter: The MessageGroupId parameter is required for FIFO topics"),
+        ("RequestExpired", "Request has expired."),  # the host's clock
+        ("OptInRequired", "The AWS Access Key Id needs a subscription for the service"),
+        ("SomethingNew", "a code we do not know"),
+    ],
+)
+def test_a_refusal_every_event_meets_is_never_taken_for_the_events_fault(
+    table: DeploymentRepository, topic: Topic, code: str, message: str
+) -> None:
+    """Errors of the topic, its ARN, the request or the account (the same codes SNS answers for a bad
+    message, other messages) are met by every event: nothing is given up, all wait for the fix."""
+    for i in (1, 2):
+        table.outbox_record(_event(f"ev-{i}").model_copy(update={"at": clock.now() + timedelta(seconds=i)}))
+    refusing = RefusedForGood("*", code=code, message=message)
+    try:
+        for _ in range(outbox.MAX_PUBLISH_ATTEMPTS + 2):
+            _tick(table, topic, None)
+    finally:
+        refusing.close()
+    assert refusing.tries >= outbox.MAX_PUBLISH_ATTEMPTS + 2  # every tick tried, none gave up
+    assert _waiting(table) == ["ev-1", "ev-2"] and not table.audit_trail("d-1")
+    _tick(table, topic, None)
+    assert topic.received() == ["ev-1", "ev-2"] and _waiting(table) == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Invalid parameter: Message too long", "Invalid parameter: MessageAttributes", "Invalid parameter: Subject"],
+)
+def test_a_refusal_about_the_message_itself_is_for_good(message: str) -> None:
+    error = {"Error": {"Code": "InvalidParameter", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    assert events.refused_for_good(ClientError(error, "Publish"))  # type: ignore[arg-type]
+
+
+class SubjectChecked:
+    """SNS's rule for a subject (ASCII printable, no line break, at most 100 characters), as a botocore hook
+    on the real client: a Publish whose Subject breaks it is refused (InvalidParameter: Subject)."""
+
+    HOOK = "before-parameter-build.sns.Publish"
+
+    def __init__(self) -> None:
+        self.subjects: list[str | None] = []
+        clients.client("sns").meta.events.register(self.HOOK, self._check, unique_id="test-outbox-subject")
+
+    def _check(self, params: dict[str, Any], **_: Any) -> None:
+        subject = params.get("Subject")
+        self.subjects.append(subject)
+        if subject is not None and (len(subject) > 100 or any(not " " <= c <= "~" for c in subject)):
+            error = {"Code": "InvalidParameter", "Message": "Invalid parameter: Subject"}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Publish")
+
+    def close(self) -> None:
+        clients.client("sns").meta.events.unregister(self.HOOK, unique_id="test-outbox-subject")
+
+
+@pytest.mark.parametrize(
+    ("title", "subject"),
+    [
+        ("Rollback échoué\nsur 🚀 checkout", "[prod] Rollback echoue sur checkout"),
+        ("R" * 300, "[prod] " + "R" * 93),
+        ("🚀", "[prod]"),
+    ],
+)
+def test_no_title_makes_an_event_unpublishable(
+    table: DeploymentRepository, topic: Topic, title: str, subject: str
+) -> None:
+    checked = SubjectChecked()
+    try:
+        outbox.announce(table, EventPublisher(topic.arn), _event().model_copy(update={"title": title}))
+    finally:
+        checked.close()
+    assert topic.received() == ["ev-1"] and _waiting(table) == [] and checked.subjects == [subject]
+    assert events.sns_subject("\n\t ") is None
+
+
 def test_an_event_over_the_sns_limit_is_published_trimmed_with_its_id(
     table: DeploymentRepository, topic: Topic
 ) -> None:
@@ -342,6 +423,19 @@ def test_an_event_over_the_sns_limit_is_published_trimmed_with_its_id(
     assert "left out" in sent["details"][events.TRIMMED] and sent["details"]["detail_keys"] == ["checks"]
     [stored] = [e for e in table.events("d-1") if e.event_id == "ev-1"]
     assert stored.details == big.details  # the history keeps it whole
+
+
+def test_an_event_large_everywhere_is_trimmed_largest_parts_first_keeping_what_routes_it() -> None:
+    reasons = [VerdictReason(metric_id=f"m{i}", status="fail", message="x" * 400) for i in range(700)]
+    routing = {"kind": "page", "incident_id": "inc-1", "routes": ["oncall"], "step_index": 2}
+    big = _event().model_copy(
+        update={"message": "m" * 300_000, "reasons": reasons, "details": {**routing, "report": "r" * 300_000}}
+    )
+    cut = events.fit_for_sns(big)
+    assert len(cut.model_dump_json().encode()) <= events.SNS_MESSAGE_LIMIT - 2048
+    assert {k: cut.details[k] for k in routing} == routing and cut.details["detail_keys"] == ["report"]
+    assert 0 < len(cut.reasons) < 700 and cut.message.endswith("[cut: too long for SNS]") and len(cut.message) > 1000
+    assert "reasons after the first" in cut.details[events.TRIMMED] and "details report" in cut.details[events.TRIMMED]
 
 
 def test_an_event_too_long_without_its_details_has_its_message_cut() -> None:

@@ -148,3 +148,45 @@ def test_a_healthy_copy_arriving_after_a_later_degraded_one_resolves_nothing(
     for _ in range(6):
         _minute(aws, app)
     assert _actions(receivers) == [("trigger", "deployguard/dg-1")] * 2
+
+
+def test_a_rollback_failure_after_the_canary_recovered_is_not_resolved_by_the_deferred_resolve(
+    aws: Aws, app: ModuleType, receivers: LocalReceivers
+) -> None:
+    """Healthy, then the rollback fails 60 s later: PagerDuty pages, and that page stays open (the resolve
+    deferred since the healthy assessment is cancelled by the trigger, not sent once the delay passed)."""
+    _invoke(app, _sns(_status(aws, "degraded").model_dump_json()))
+    aws.clock.advance(60)
+    _invoke(app, _sns(_status(aws, "healthy").model_dump_json()))  # resolve deferred 180 s
+    aws.clock.advance(60)
+    failed = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL, at=aws.clock())
+    _invoke(app, _sns(failed.model_dump_json()))
+    for _ in range(6):
+        _minute(aws, app)
+    assert _actions(receivers) == [("trigger", "deployguard/dg-1")] * 2
+
+
+def test_an_escalation_page_or_an_alert_after_the_canary_recovered_stays_open(
+    aws: Aws, app: ModuleType, receivers: LocalReceivers
+) -> None:
+    """An escalation page (below the trigger severity) or an alert trigger for the deployment cancels the
+    deferred resolve too: neither the deployment's key nor the incident's is resolved after the delay."""
+    _invoke(app, _sns(_status(aws, "degraded").model_dump_json()))
+    aws.clock.advance(60)
+    _invoke(app, _sns(_status(aws, "healthy").model_dump_json()))
+    aws.clock.advance(30)
+    page = make_event(EventType.ALERT, Severity.INFO, at=aws.clock(),
+                      details={"kind": "page", "incident_id": "inc-1", "step_index": 1})  # fmt: skip
+    _invoke(app, _sns(page.model_dump_json()))
+    for _ in range(6):
+        _minute(aws, app)
+    assert _actions(receivers) == [("trigger", "deployguard/dg-1"), ("trigger", "deployguard/dg-1/incident/inc-1")]
+
+    _invoke(app, _sns(_status(aws, "healthy").model_dump_json()))  # healthy again, later: deferred anew
+    aws.clock.advance(30)
+    firing = {"kind": "alert", "rule": "error-rate", "alert": "error-rate", "state": "firing"}
+    alert = make_event(EventType.ALERT, Severity.CRITICAL, at=aws.clock(), details=firing)
+    _invoke(app, _sns(alert.model_dump_json()))
+    for _ in range(6):
+        _minute(aws, app)
+    assert [a for a, _ in _actions(receivers)] == ["trigger"] * 3

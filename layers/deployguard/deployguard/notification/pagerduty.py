@@ -146,22 +146,29 @@ class PagerDutyChannel:
     def _trigger(self, key: str, event: DeploymentEvent) -> HttpMessage:
         return self._message(trigger_payload(self._key(), key, event), f"pagerduty trigger {key}")
 
+    def triggers(self, event: DeploymentEvent) -> bool:
+        """Whether :meth:`render` sends a trigger for ``event`` (a page: the flap guard's deferred resolve
+        of the deployment must not close it afterwards)."""
+        if alert_event_key(event) is not None:
+            kind = event.details.get("kind")
+            if fmt.alert_resolved(event) or kind == "incident_acknowledged":
+                return False
+            return kind == "page" or event.severity.rank >= self.trigger_severity.rank
+        return not is_recovery(event) and event.severity.rank >= self.trigger_severity.rank
+
     def render(self, event: DeploymentEvent) -> list[OutboundMessage]:
         key = alert_event_key(event)
         if key is not None:
-            kind = event.details.get("kind")
             if fmt.alert_resolved(event):
                 return [self._action("resolve", key)]
-            if kind == "incident_acknowledged":
+            if event.details.get("kind") == "incident_acknowledged":
                 return [self._action("acknowledge", key)]
-            if kind == "page" or event.severity.rank >= self.trigger_severity.rank:
-                return [self._trigger(key, event)]
-            return []
+            return [self._trigger(key, event)] if self.triggers(event) else []
         if is_recovery(event):
             keys = [deployment_dedup_key(event.deployment_id)]
             keys += [k for k in self._alert_keys(event.deployment_id) if k not in keys]
             return [self._action("resolve", k) for k in keys]
-        if event.severity.rank >= self.trigger_severity.rank:
+        if self.triggers(event):
             return [self._trigger(deployment_dedup_key(event.deployment_id), event)]
         return []
 

@@ -409,51 +409,84 @@ class NotificationRouter:
     def _flap_guard(self, event: DeploymentEvent, name: str) -> str | None:
         """PagerDuty's flap guard (:mod:`deployguard.notification.flapguard`): the resolve of an assessment
         back to healthy is deferred (returns why; the event is then not sent now), an unhealthy assessment
-        cancels a deferred resolve, a terminal recovery drops it (and resolves at once). None: send as usual."""
+        or any event PagerDuty is sent a trigger for (a failure, an alert, an incident, an escalation page)
+        cancels a deferred resolve before the trigger goes out, a terminal recovery drops it (and resolves
+        at once). None: send as usual."""
         delay = self._resolve_delay(name)
         if delay <= 0:
             return None
         if event.event_type in RECOVERY_EVENTS:
             self.flaps.forget(name, event.deployment_id)
             return None
-        if event.event_type is not EventType.ASSESSMENT_STATUS_CHANGED or health_status(event) is None:
-            return None
-        if health_status(event) != "healthy":
+        status = health_status(event) if event.event_type is EventType.ASSESSMENT_STATUS_CHANGED else None
+        if status == "healthy":
+            self.flaps.healthy(name, event, delay)
+            return f"resolve deferred: sent once healthy for {delay}s (flap guard)"
+        if status is not None:
             self.flaps.unhealthy(name, event)
             return None
-        self.flaps.healthy(name, event, delay)
-        return f"resolve deferred: sent once healthy for {delay}s (flap guard)"
+        self._cancel_deferred_resolve(event, name)
+        return None
+
+    def _cancel_deferred_resolve(self, event: DeploymentEvent, name: str) -> None:
+        """A trigger goes out to PagerDuty for the deployment (a page): the resolve the flap guard defers
+        since a healthy assessment must not close it, so it is cancelled first."""
+        channel = self.channels.get(name)
+        if self._resolve_delay(name) > 0 and isinstance(channel, PagerDutyChannel) and channel.triggers(event):
+            self.flaps.triggered(name, event)
 
     def _resolve_delay(self, name: str) -> int:
-        channel = self.settings.channels[name]
+        channel = self.settings.channels.get(name)
         return channel.resolve_after_healthy_seconds if isinstance(channel, cfg.PagerDutyChannel) else 0
 
     def flush_resolves(self) -> list[Notification]:
         """Send PagerDuty's deferred resolves that are due (the deployment stayed healthy for the channel's
         ``resolve_after_healthy_seconds``): delivered, or dead-lettered; one that could be neither is kept
-        for the next flush. Called by :meth:`flush_digests`."""
-        names = [n for n in self.settings.channels if self._resolve_delay(n) > 0]
-        if not names:
-            return []
+        for the next flush. One whose channel was removed (or is no PagerDuty channel any more) is dropped;
+        one whose channel resolves at once now is sent now. Called by :meth:`flush_digests`, which logs
+        what fails here (DynamoDB) and goes on with the digests: the next flush takes the rest."""
+        if not any(isinstance(c, cfg.PagerDutyChannel) for c in self.settings.channels.values()):
+            return []  # none to send to; what an earlier configuration deferred waits for its TTL
         recorded: list[Notification] = []
         for found in self.flaps.due(clock.now()):
-            if found.channel not in names:
-                continue  # the channel was removed, or resolves at once now: the guard's item expires
+            if not isinstance(self.settings.channels.get(found.channel), cfg.PagerDutyChannel):
+                self.flaps.drop(found)  # the channel was removed: nobody to resolve at
+                continue
             due = self.flaps.take(found)
-            if due is not None:
-                recorded.append(self._send_resolve(due))
+            if due is None:
+                continue
+            try:
+                outcome = self._send_resolve(due)
+            except (ClientError, BotoCoreError) as exc:  # the lease runs out: a later flush takes it over
+                logger.error(
+                    "cannot send a deferred resolve",
+                    extra={"channel": due.channel, "deployment_id": due.deployment_id, "error": _short(exc)},
+                )
+                continue
+            if outcome is not None:
+                recorded.append(outcome)
         return recorded
 
-    def _send_resolve(self, due: DueResolve) -> Notification:
+    def _send_resolve(self, due: DueResolve) -> Notification | None:
+        """Deliver a leased resolve; None when it was cancelled (a trigger, an unhealthy assessment) since
+        it was taken: checked right before sending, and after (the lease is then not taken for done)."""
         name, event = due.channel, due.event
         try:
             messages = self.channels[name].render(event)
         except (ConfigError, ClientError, BotoCoreError) as exc:
-            result = DeliveryResult(False, 0, 0.0, error=_short(exc))
+            messages, result = [], DeliveryResult(False, 0, 0.0, error=_short(exc))
         else:
-            result = self._deliver_all(messages, name) if messages else DeliveryResult(True, 0, 0.0)
+            result = DeliveryResult(True, 0, 0.0)
+        if not self.flaps.still_mine(due):
+            return None  # cancelled meanwhile: a page went out, or will; it must stay open
+        if result.ok and messages:
+            result = self._deliver_all(messages, name)
         if result.ok:
-            self.flaps.sent(due)
+            if not self.flaps.sent(due):
+                logger.warning(
+                    "deferred resolve cancelled while it was sent: a trigger sent meanwhile may have been resolved",
+                    extra={"channel": name, "deployment_id": due.deployment_id},
+                )
             return self._record(event, name, DeliveryStatus.DELIVERED, result)
         outcome = self._fail(event, name, [event], "event", result)
         if outcome.status is DeliveryStatus.FAILED:
@@ -548,7 +581,12 @@ class NotificationRouter:
         released once delivered or dead-lettered; what could be neither stays held for the
         next flush and :class:`DeliveryError` is raised.
         """
-        recorded: list[Notification] = [] if channels is not None else self.flush_resolves()
+        recorded: list[Notification] = []
+        if channels is None:
+            try:
+                recorded += self.flush_resolves()
+            except (ClientError, BotoCoreError) as exc:  # the digests still go out; the next flush retries
+                logger.error("cannot flush the deferred PagerDuty resolves", extra={"error": _short(exc)})
         now = clock.now()
         for name in channels or list(self.settings.channels):
             held = self.noise.held(name)
@@ -602,6 +640,7 @@ class NotificationRouter:
         recorded: list[Notification] = []
         for event in events:
             try:
+                self._cancel_deferred_resolve(event, name)
                 messages = channel.render(event)
             except (ConfigError, ClientError, BotoCoreError) as exc:
                 result = DeliveryResult(False, 0, 0.0, error=_short(exc))
@@ -636,6 +675,8 @@ class NotificationRouter:
             if letter.kind == "digest":
                 messages = channel.render_digest(letter.events)
             else:
+                for event in letter.events:
+                    self._cancel_deferred_resolve(event, name)
                 messages = [m for e in letter.events for m in channel.render(e)]
         except (ConfigError, ClientError, BotoCoreError) as exc:
             result = DeliveryResult(False, 0, 0.0, error=_short(exc))
