@@ -627,14 +627,7 @@ class DeploymentRepository:
     def publication_failed(self, event: DeploymentEvent) -> int:
         """Count a publication SNS refused for good (:func:`deployguard.aws.events.refused_for_good`);
         returns the refusals so far."""
-        answer = self.table.update_item(
-            Key=self._event_key(event),
-            UpdateExpression="ADD publish_failures :one",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":one": 1},
-            ReturnValues="UPDATED_NEW",
-        )
-        return int(answer.get("Attributes", {}).get("publish_failures", 1))
+        return self._count_on_event(event, "publish_failures")
 
     def give_up_publication(self, event: DeploymentEvent, reason: str) -> None:
         """Note that ``event`` will never be published (SNS refused it for good, every attempt): the
@@ -669,14 +662,18 @@ class DeploymentRepository:
 
     def alerting_failed(self, event: DeploymentEvent) -> int:
         """Count a failed run of the alert engine on ``event``; returns the failures so far."""
+        return self._count_on_event(event, "alert_failures")
+
+    def _count_on_event(self, event: DeploymentEvent, counter: str) -> int:
+        """Add one to ``counter`` on the stored event (which must exist); returns the new count."""
         answer = self.table.update_item(
             Key=self._event_key(event),
-            UpdateExpression="ADD alert_failures :one",
+            UpdateExpression=f"ADD {counter} :one",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":one": 1},
             ReturnValues="UPDATED_NEW",
         )
-        return int(answer.get("Attributes", {}).get("alert_failures", 1))
+        return int(answer.get("Attributes", {}).get(counter, 1))
 
     def _update_if_present(self, event: DeploymentEvent, expression: str, values: dict[str, Any] | None = None) -> None:
         try:
