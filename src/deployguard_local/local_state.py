@@ -424,7 +424,10 @@ def _swapped(staging: Path, directory: Path) -> None:
         staging.rename(directory)
     except BaseException:
         if replaced is not None:
-            replaced.rename(directory)
+            # the failure raised is the rename's; one that also fails putting back leaves the previous state
+            # beside the directory, put back by the next read or save (:func:`_recover`)
+            with contextlib.suppress(OSError):
+                replaced.rename(directory)
         raise
     _fsync_dir(directory.parent)
     if replaced is not None:

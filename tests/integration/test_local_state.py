@@ -421,3 +421,30 @@ def test_a_reader_waits_for_a_save_between_its_renames_and_reads_the_new_state(
     assert "s3/ReportsBucket/reports/new.html" in read["files"]  # the new state, whole
     assert (state / "s3" / "ReportsBucket" / "reports" / "new.html").read_bytes() == b"new"
     assert leftovers(state) == []
+
+
+def test_a_save_whose_swap_and_its_putting_back_fail_raises_the_swaps_error_and_the_next_read_puts_it_back(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new state cannot be renamed into place (a full disk) and neither can the old one be put back: the save
+    raises its own error (not the putting back's), and the next read finds the previous state, whole."""
+    import pathlib
+
+    before = files(state)
+    real_rename = pathlib.Path.rename
+
+    def failing(self: Path, target: Any) -> Any:
+        if Path(target) == state and self.name.startswith(f".{state.name}.new-"):  # the new state renamed in
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        if Path(target) == state:  # the old one put back
+            raise OSError(errno.EIO, "Input/output error putting it back", str(target))
+        return real_rename(self, target)
+
+    with local_state.opened(state) as aws:
+        clients.client("s3").put_object(Bucket=aws.ref("ReportsBucket"), Key="reports/new.html", Body=b"new")
+        monkeypatch.setattr(pathlib.Path, "rename", failing)
+        with pytest.raises(OSError, match="No space left"):
+            local_state.save(aws, state)
+        monkeypatch.undo()
+    assert not state.exists()  # moved aside, not put back ...
+    assert local_state.present(state) and files(state) == before  # ... until the next read puts it back
