@@ -31,8 +31,11 @@ One command at a time changes a state: a command that will save it holds an excl
 before it loads the state until its save ended, so two ``--local`` commands run at once never both
 load, change and save (the second one's save would drop the first one's changes). A command that finds
 the lock held waits up to :data:`LOCK_WAIT_SECONDS` (``$DEPLOYGUARD_LOCAL_STATE_LOCK_WAIT``), then fails
-with one line naming the state directory. Read-only commands take no lock (a save swaps the
-directory in at once).
+with one line naming the state directory. Read-only commands take no command lock: they read under a shared
+lock (:func:`reading`: ``.<name>.swap.lock``) that a save holds exclusive only while it swaps the directory in
+(both renames), so a reader waits for a swap under way, never for a whole command, and reads the previous
+state or the new one, whole; a state a killed save left half-swapped is put back under that lock held
+exclusive, never while a save is between its renames.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def default_dir() -> Path:
 LOCK_WAIT_ENV = "DEPLOYGUARD_LOCAL_STATE_LOCK_WAIT"
 LOCK_WAIT_SECONDS = 30.0  # how long a command waits for another one using the same state (real seconds)
 _LOCK_POLL = 0.05
-_held = threading.local()  # the lock files this thread holds (a save inside a command that holds its lock)
+_pause = time.sleep  # how a command waiting for a lock waits (a test sees it wait)
+_held = threading.local()  # the lock files this thread holds, exclusive or not (a save inside a command)
 
 
 class StateLocked(DeployGuardError):
@@ -92,30 +96,31 @@ def _lock_wait() -> float:
 
 
 @contextlib.contextmanager
-def locked(
+def _flock(
+    path: Path,
     directory: Path,
-    wait: float | None = None,
-    *,
-    monotonic: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], object] = time.sleep,
+    exclusive: bool,
+    wait: float | None,
+    monotonic: Callable[[], float],
+    sleep: Callable[[float], object] | None,
 ) -> Iterator[Path]:
-    """Hold the exclusive lock of the state in ``directory`` while the block runs (reentrant within a thread:
-    a save inside a command that holds it). Waits up to ``wait`` seconds (default ``$DEPLOYGUARD_LOCAL_STATE_LOCK_WAIT``
-    or :data:`LOCK_WAIT_SECONDS`) for another process (or another open of the lock) to let it go, then raises
-    :class:`StateLocked` naming the directory and the holder's pid. Released when the process ends, however."""
-    path = lock_path(directory)
-    held: set[Path] = _held.__dict__.setdefault("paths", set())
-    if path in held:
+    """Hold ``fcntl.flock`` on ``path`` (exclusive or shared) while the block runs, reentrant within a thread
+    (held exclusive: a shared one is held too). Waits up to ``wait`` seconds, then raises :class:`StateLocked`."""
+    held: dict[Path, bool] = _held.__dict__.setdefault("locks", {})
+    if path in held and (held[path] or not exclusive):
         yield path
         return
+    if path in held:  # shared, wanted exclusive: waiting would wait on this thread itself
+        raise DeployGuardError(f"{path}: held shared by this thread, cannot take it exclusive")
     limit = _lock_wait() if wait is None else max(0.0, wait)
+    pause = sleep or _pause
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = monotonic() + limit
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 left = deadline - monotonic()
@@ -125,19 +130,79 @@ def locked(
                         f"the local state {directory} is in use by another deployguard command (pid {holder}); "
                         f"waited {limit:g} s: run this once it ends (${LOCK_WAIT_ENV} sets the wait)"
                     ) from None
-                sleep(min(_LOCK_POLL, left))
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        held.add(path)
+                pause(min(_LOCK_POLL, left))
+        if exclusive:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        held[path] = exclusive
         try:
             yield path
         finally:
-            held.discard(path)
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
+            del held[path]
+            if exclusive:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(
+    directory: Path,
+    wait: float | None = None,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] | None = None,
+) -> Iterator[Path]:
+    """Hold the exclusive lock of the state in ``directory`` while the block runs (reentrant within a thread:
+    a save inside a command that holds it). Waits up to ``wait`` seconds (default ``$DEPLOYGUARD_LOCAL_STATE_LOCK_WAIT``
+    or :data:`LOCK_WAIT_SECONDS`) for another process (or another open of the lock) to let it go, then raises
+    :class:`StateLocked` naming the directory and the holder's pid. Released when the process ends, however."""
+    with _flock(lock_path(directory), directory, True, wait, monotonic, sleep) as path:
+        yield path
+
+
+def swap_lock_path(directory: Path) -> Path:
+    """The lock a save's swap (and the putting back of an interrupted one) holds exclusive and a reader holds
+    shared while it reads the state: beside the directory, as :func:`lock_path`."""
+    directory = Path(directory).resolve()
+    return directory.parent / f".{directory.name}.swap.lock"
+
+
+def _half_swapped(directory: Path) -> bool:
+    """The state moved aside by a save that has not (yet, or ever: killed) put the new one in its place."""
+    directory = directory.resolve()
+    return not directory.exists() and any((p / "state.json").exists() for p in _siblings(directory, _OLD))
+
+
+@contextlib.contextmanager
+def reading(
+    directory: Path,
+    wait: float | None = None,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] | None = None,
+) -> Iterator[None]:
+    """Read the state in ``directory`` while the block runs, whole: under the shared swap lock
+    (:func:`swap_lock_path`), which a save holds exclusive from before it moves the state aside until the new
+    one is in its place, so a reader waits for a swap under way (never the whole command that saves) and
+    a save's swap waits for the readers. A state a killed save left half-swapped is put back first, under the
+    exclusive swap lock (never while a save is between its renames). Reentrant within a thread."""
+    directory = Path(directory)
+    path = swap_lock_path(directory)
+    if path in _held.__dict__.get("locks", {}):  # this thread reads inside its own read or swap: nothing to recover
+        yield
+        return
+    recovered = False
+    while True:
+        with _flock(path, directory, False, wait, monotonic, sleep):
+            if recovered or not _half_swapped(directory):
+                yield
+                return
+        with _flock(path, directory, True, wait, monotonic, sleep):
+            _recover(directory)
+        recovered = True
 
 
 def _tables(aws: EmbeddedAws) -> dict[str, str]:
@@ -222,7 +287,8 @@ def _siblings(directory: Path, kind: str) -> list[Path]:
 
 def _recover(directory: Path) -> None:
     """Put back the previous state if a save was interrupted between its two renames (the state moved aside, the
-    new one not yet in its place): an interrupted save leaves the state it replaced."""
+    new one not yet in its place): an interrupted save leaves the state it replaced. Only under the exclusive
+    swap lock (:func:`reading`, :func:`_save`): a save under way between its renames holds it."""
     directory = directory.resolve()  # a link: the directory it points to was swapped
     if directory.exists():
         return
@@ -267,7 +333,7 @@ def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
     ``directory``, replacing what was there at once: everything is written into a sibling directory
     (``.<name>.new-<id>``), then the saved state is moved aside (``.<name>.old-<id>``), the new one renamed
     into its place and the old one removed. A save that fails (a full disk) or is interrupted leaves the
-    previous state as it was (one stopped between the two renames is put back by the next read or save);
+    previous state as it was (one killed between the two renames is put back by the next read or save);
     a crashed save's leftovers are removed by the next save. A directory holding anything else than a saved
     state is refused (the swap would delete it). Under the state's lock (:func:`locked`): a command that loaded
     the state it saves holds it from before the load."""
@@ -280,7 +346,8 @@ def save(aws: EmbeddedAws, directory: Path | None = None) -> Path:
 
 
 def _save(aws: EmbeddedAws, directory: Path) -> Path:
-    _recover(directory)
+    with _flock(swap_lock_path(directory), directory, True, None, time.monotonic, None):
+        _recover(directory)
     if directory.exists():
         foreign = sorted(p.name for p in directory.iterdir() if p.name not in _KEPT)
         if foreign:
@@ -343,7 +410,12 @@ def _write_state(aws: EmbeddedAws, previous: Path, directory: Path) -> None:
 
 def _swap(staging: Path, directory: Path) -> None:
     """Put the fully written ``staging`` in the place of ``directory``: the old state moved aside first, kept
-    until the new one is in place, then removed."""
+    until the new one is in place, then removed. Under the exclusive swap lock: a reader waits for it to end."""
+    with _flock(swap_lock_path(directory), directory, True, None, time.monotonic, None):
+        _swapped(staging, directory)
+
+
+def _swapped(staging: Path, directory: Path) -> None:
     replaced = None
     if directory.exists():
         replaced = _sibling(directory, _OLD)
@@ -352,7 +424,10 @@ def _swap(staging: Path, directory: Path) -> None:
         staging.rename(directory)
     except BaseException:
         if replaced is not None:
-            replaced.rename(directory)
+            # the failure raised is the rename's; one that also fails putting back leaves the previous state
+            # beside the directory, put back by the next read or save (:func:`_recover`)
+            with contextlib.suppress(OSError):
+                replaced.rename(directory)
         raise
     _fsync_dir(directory.parent)
     if replaced is not None:
@@ -366,7 +441,12 @@ def report_path(directory: Path, bucket_logical_id: str, key: str) -> Path:
 
 def load(aws: EmbeddedAws, directory: Path) -> None:
     """Put a saved state's tables, buckets, queued messages and clock into a freshly started embedded AWS
-    (the application's functions: :func:`restore_functions`)."""
+    (the application's functions: :func:`restore_functions`). Under :func:`reading`: a whole saved state."""
+    with reading(directory):
+        _load(aws, directory)
+
+
+def _load(aws: EmbeddedAws, directory: Path) -> None:
     manifest = read_manifest(directory)
     dynamodb = clients.client("dynamodb")
     for logical, name in _tables(aws).items():
@@ -455,17 +535,17 @@ def saved_config(directory: Path) -> Path | None:
 
 
 def present(directory: Path) -> bool:
-    """Whether a saved state is in ``directory``."""
-    _recover(directory)
-    return (directory / "state.json").exists()
+    """Whether a saved state is in ``directory`` (one a save is swapping in: once it is in place)."""
+    with reading(directory):
+        return (directory / "state.json").exists()
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    _recover(directory)
     path = directory / "state.json"
-    if not path.exists():
-        raise DeployGuardError(f"no local state in {directory}: run `make demo` first (it saves its state there)")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    with reading(directory):
+        if not path.exists():
+            raise DeployGuardError(f"no local state in {directory}: run `make demo` first (it saves its state there)")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     if manifest.get("format") != STATE_FORMAT:
         found = manifest.get("format")
         raise DeployGuardError(f"{path}: format {found!r} is not {STATE_FORMAT}; run `make demo` again")
@@ -482,23 +562,28 @@ def opened(
     and scheduled as deployed, state machines) and the application's functions with their aliases,
     configured with ``config_file`` (default: the configuration the state was saved with); the
     channels of the demo's configuration (``DEMO_<KIND>_URL``) answer on local receivers, as in the
-    demo. Otherwise tables and buckets only: what read commands need."""
+    demo. Otherwise tables and buckets only: what read commands need.
+
+    Loaded under :func:`reading` from its manifest to its last file (one save's state, whole); the block runs
+    after it is let go (a save inside it swaps)."""
     directory = directory or default_dir()
-    read_manifest(directory)
-    if not whole_stack:
-        with EmbeddedAws(storage_only=True) as aws:
-            load(aws, directory)
-            yield aws
-        return
     from deployguard_local.receivers import local_receivers
 
-    config = Path(config_file) if config_file else saved_config(directory)
-    with local_receivers(echo=None) as receivers:
-        env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
-        with _environment(env), EmbeddedAws(config_file=config) as aws:
-            load(aws, directory)
-            restore_functions(aws, directory)
-            yield aws
+    with contextlib.ExitStack() as stack:
+        with reading(directory):
+            read_manifest(directory)
+            if not whole_stack:
+                aws = stack.enter_context(EmbeddedAws(storage_only=True))
+                load(aws, directory)
+            else:
+                config = Path(config_file) if config_file else saved_config(directory)
+                receivers = stack.enter_context(local_receivers(echo=None))
+                stack.enter_context(_environment({f"DEMO_{kind.upper()}_URL": url
+                                                  for kind, url in receivers.urls.items()}))  # fmt: skip
+                aws = stack.enter_context(EmbeddedAws(config_file=config))
+                load(aws, directory)
+                restore_functions(aws, directory)
+        yield aws
 
 
 SETTLE_TIMEOUT = 120.0  # real seconds an execution a command started may take to end

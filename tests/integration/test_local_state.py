@@ -81,10 +81,10 @@ def unordered(saved: dict[str, bytes]) -> dict[str, Any]:
 
 
 def leftovers(directory: Path) -> list[str]:
-    """What a save left beside the state (its lock file, kept for the next command, is not a leftover)."""
-    lock = local_state.lock_path(directory).name
+    """What a save left beside the state (its lock files, kept for the next command, are not leftovers)."""
+    locks = {local_state.lock_path(directory).name, local_state.swap_lock_path(directory).name}
     siblings = (p.name for p in directory.parent.iterdir() if p.name.startswith(f".{directory.name}."))
-    return sorted(name for name in siblings if name != lock)
+    return sorted(name for name in siblings if name not in locks)
 
 
 def contents(aws: EmbeddedAws) -> dict[str, Any]:
@@ -355,3 +355,96 @@ def test_a_command_holds_the_lock_from_its_load_to_its_save(
     monkeypatch.setattr(local_state, "load", real_load)
     with reopened(state):
         assert DeploymentRepository().get_deployment("dep-saved").decision == "aborted"
+
+
+def test_a_reader_waits_for_a_save_between_its_renames_and_reads_the_new_state(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only command (no command lock) starting while a save has moved the old state aside and not yet renamed
+    the new one into its place neither puts the old one back (the save would fail and its changes be lost) nor sees
+    no state: it waits for the swap (on the shared swap lock the save holds exclusive), then reads the new state.
+    The save is held between its renames until the reader is seen waiting (no timers raced)."""
+    import pathlib
+
+    between, go_on, reader_waits = threading.Event(), threading.Event(), threading.Event()
+    reader_on = threading.Event()  # the reader waits, or has ended
+    real_rename, real_pause = pathlib.Path.rename, local_state._pause
+    writer = threading.current_thread()
+
+    def rename(self: Path, target: Any) -> Any:
+        moved = real_rename(self, target)
+        if self == state and threading.current_thread() is not writer:  # the old state just moved aside
+            between.set()
+            assert go_on.wait(timeout=60)
+        return moved
+
+    def pause(seconds: float) -> None:
+        reader_waits.set()
+        reader_on.set()
+        real_pause(seconds)
+
+    monkeypatch.setattr(pathlib.Path, "rename", rename)
+    monkeypatch.setattr(local_state, "_pause", pause)
+    saved: dict[str, Any] = {}
+    read: dict[str, Any] = {}
+    with local_state.opened(state) as aws:
+        clients.client("s3").put_object(Bucket=aws.ref("ReportsBucket"), Key="reports/new.html", Body=b"new")
+
+        def save() -> None:
+            try:
+                saved["path"] = local_state.save(aws, state)
+            except BaseException as exc:  # the test reports it
+                saved["error"] = exc
+
+        def reader() -> None:
+            try:
+                read["present"] = local_state.present(state)
+                read["files"] = sorted(files(state))
+            except BaseException as exc:  # the test reports it
+                read["error"] = exc
+            finally:
+                reader_on.set()
+
+        writing = threading.Thread(target=save)
+        writing.start()
+        try:
+            assert between.wait(timeout=60)
+            reading = threading.Thread(target=reader)
+            reading.start()
+            assert reader_on.wait(timeout=60)
+        finally:
+            go_on.set()
+            writing.join(timeout=60)
+        reading.join(timeout=60)
+    assert "error" not in saved, saved
+    assert reader_waits.is_set() and read.get("present") is True, read
+    assert "s3/ReportsBucket/reports/new.html" in read["files"]  # the new state, whole
+    assert (state / "s3" / "ReportsBucket" / "reports" / "new.html").read_bytes() == b"new"
+    assert leftovers(state) == []
+
+
+def test_a_save_whose_swap_and_its_putting_back_fail_raises_the_swaps_error_and_the_next_read_puts_it_back(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new state cannot be renamed into place (a full disk) and neither can the old one be put back: the save
+    raises its own error (not the putting back's), and the next read finds the previous state, whole."""
+    import pathlib
+
+    before = files(state)
+    real_rename = pathlib.Path.rename
+
+    def failing(self: Path, target: Any) -> Any:
+        if Path(target) == state and self.name.startswith(f".{state.name}.new-"):  # the new state renamed in
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        if Path(target) == state:  # the old one put back
+            raise OSError(errno.EIO, "Input/output error putting it back", str(target))
+        return real_rename(self, target)
+
+    with local_state.opened(state) as aws:
+        clients.client("s3").put_object(Bucket=aws.ref("ReportsBucket"), Key="reports/new.html", Body=b"new")
+        monkeypatch.setattr(pathlib.Path, "rename", failing)
+        with pytest.raises(OSError, match="No space left"):
+            local_state.save(aws, state)
+        monkeypatch.undo()
+    assert not state.exists()  # moved aside, not put back ...
+    assert local_state.present(state) and files(state) == before  # ... until the next read puts it back

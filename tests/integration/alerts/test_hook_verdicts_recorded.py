@@ -350,3 +350,106 @@ def test_a_failed_codedeploy_refuses_is_given_up_inline_as_the_schedule_gives_it
     run = _recorder_run(aws)
     assert run.payload["hook_verdicts"] == [] and run.payload["hooks_answered"] == []
     assert _actions(deployment_id).count("hook_verdict_refused") == 1
+
+
+@contextmanager
+def killed_keeping_the_verdict() -> Iterator[list[str]]:
+    """The first write keeping a hook verdict (the ``HOOK-VERDICT`` marker's PutItem) ends the invocation before
+    it is sent (a botocore ``before-send`` hook raising :class:`Killed`): the hook's decision is on its answer
+    marker, its verdict not kept, CodeDeploy not answered."""
+    kills: list[str] = []
+
+    def kill(request: Any, **_: Any) -> None:
+        if not kills and b'"lease_hook-verdict"' in (request.body or b""):
+            kills.append(json.loads(request.body)["Item"]["deployment_id"]["S"])
+            raise Killed("the function's timeout, between storing the decision and keeping the verdict")
+
+    name = "before-send.dynamodb.PutItem"
+    emitters = [clients.client("dynamodb").meta.events, clients.client("dynamodb", retries=False).meta.events,
+                clients.resource("dynamodb").meta.client.meta.events]  # fmt: skip
+    for emitter in emitters:
+        emitter.register_first(name, kill)
+    try:
+        yield kills
+    finally:
+        for emitter in emitters:
+            emitter.unregister(name, kill)
+
+
+def _killed_before_keeping(aws: EmbeddedAws) -> tuple[str, str]:
+    """A broken rollout whose hook decided Failed (stored on its answer marker) and was killed before keeping it."""
+    deployment_id, execution = _broken_rollout(aws)
+    with killed_keeping_the_verdict() as kills, pytest.raises(Killed):
+        _hook(aws, deployment_id, execution)
+    assert kills == [deployment_id]
+    marker = HookAnswers(DeploymentRepository(), CodeDeployGateway()).markers.get(execution)
+    assert marker is not None and marker.result == "Failed" and marker.state != "done"  # decided, not answered
+    assert LEDGER.calls_for(execution) == 0 and _pending_verdicts() == []  # not sent, not kept
+    aws.invoker.drain()
+    assert "hook_verdict" not in _actions(deployment_id)
+    return deployment_id, execution
+
+
+def test_a_failed_decided_but_not_kept_is_recorded_once_by_the_redelivery_that_sends_it(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    """The hook is killed between storing its Failed on the answer marker and keeping the verdict: Lambda's
+    redelivery sends the decided Failed again, keeping it first, and records it once CodeDeploy has it."""
+    aws, receivers = stack
+    deployment_id, execution = _killed_before_keeping(aws)
+    payload = _hook(aws, deployment_id, execution)
+    assert (payload["status"], payload["resent"], payload["answer"]) == ("Failed", True, "accepted")
+    assert LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1
+    aws.invoker.drain()
+    _recorded_once(receivers, deployment_id, "ended before keeping its verdict")
+    later = _recorder_run(aws)
+    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
+    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+    assert _hook(aws, deployment_id, execution)["duplicate"]  # a later delivery: done, nothing again
+    aws.invoker.drain()
+    _recorded_once(receivers, deployment_id, "ended before keeping its verdict")
+
+
+def test_a_failed_decided_but_not_kept_is_recorded_once_by_the_recorder_sweep_that_sends_it(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    """Nobody delivers the execution again: the recorder's sweep sends the decided Failed again, keeping it first,
+    and the same run records it (finish_verdicts, once the answer marker says CodeDeploy has it), once."""
+    aws, receivers = stack
+    deployment_id, execution = _killed_before_keeping(aws)
+    run = _recorder_run(aws)
+    assert [(h["execution_id"], h["action"], h["answer"]) for h in run.payload["hooks_answered"]] == [
+        (execution, "resent", "accepted")
+    ]
+    assert [(v["execution_id"], v["recorded"]) for v in run.payload["hook_verdicts"]] == [(execution, True)]
+    assert LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1
+    _recorded_once(receivers, deployment_id, "ended before keeping its verdict")
+    later = _recorder_run(aws)
+    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
+    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+
+
+def test_a_redelivery_resending_a_kept_failed_records_the_hooks_own_verdict_once(
+    stack: tuple[EmbeddedAws, LocalReceivers],
+) -> None:
+    """The hook kept its Failed, sent it and was killed right after: a redelivery sends it again and records the
+    verdict the hook kept (its checks' reason, not the resend's), once; the keep before the resend changes nothing."""
+    aws, receivers = stack
+    deployment_id, execution = _broken_rollout(aws)
+    with killed_after_the_answer() as kills, pytest.raises(Killed):
+        _hook(aws, deployment_id, execution)
+    assert kills == [execution] and [p["deployment_id"] for p in _pending_verdicts()] == [deployment_id]
+    aws.invoker.drain()
+    payload = _hook(aws, deployment_id, execution)
+    assert (payload["status"], payload["resent"], payload["answer"]) == ("Failed", True, "accepted")
+    aws.invoker.drain()
+    record = DeploymentRepository().get_deployment(deployment_id)
+    assert record.phase == Phase.FAILED and "smoke-test" in (record.decision_reason or "")
+    verdicts = [e for e in DeploymentRepository().audit_trail(deployment_id) if e.action == "hook_verdict"]
+    assert len(verdicts) == 1 and "smoke-test" in verdicts[0].reason
+    failed = [e for e in DeploymentRepository().events(deployment_id) if e.event_type == EventType.VALIDATION_FAILED]
+    assert len(failed) == 1 and _pending_verdicts() == []
+    assert _incidents(deployment_id)["canary"].rules == ["canary-issue"]
+    delivered = [e for e in webhook_events(receivers) if e.get("deployment_id") == deployment_id]
+    assert [e["event_type"] for e in delivered].count("validation.failed") == 1
+    assert _recorder_run(aws).payload["hook_verdicts"] == [] and LEDGER.calls_for(execution) == 1

@@ -9,7 +9,8 @@ marker not done, a later delivery of the same execution or the recorder's schedu
 finishes it with :meth:`HookAnswers.settle`:
 
 - a decided status: sent again, the same one (CodeDeploy accepts a repeated status while it
-  waits, and answers LifecycleEventAlreadyCompletedException once it no longer does);
+  waits, and answers LifecycleEventAlreadyCompletedException once it no longer does); a decided
+  ``Failed`` is kept first (the attempt that decided it may have ended before keeping it);
 - no status and the lease over: the attempt died before deciding (killed at its timeout):
   ``Failed`` is decided for it and sent (fail closed);
 - no status and the lease running: the attempt is still at work; nothing to do.
@@ -21,7 +22,9 @@ answer included, is finished by the recorder's schedule
 (:meth:`deployguard.hooks.lifecycle.LifecycleHook.finish_verdicts`, once this marker's answer says
 CodeDeploy has the Failed). Whoever sends a ``Failed``, keeps it first (:meth:`HookAnswers.keep_verdict`):
 the hook for its own decision, and :meth:`HookAnswers.settle` for an attempt that died (a redelivery,
-or the recorder's sweep).
+or the recorder's sweep), and before it sends again a ``Failed`` an attempt decided: that attempt stores
+its decision on the answer marker before it keeps its verdict, and may end between the two (a verdict it
+kept already stays as it kept it: a verdict marker is written once).
 
 This module sits below the lifecycle hook and the recorder (both use it) and imports neither.
 """
@@ -49,6 +52,10 @@ DEAD_ATTEMPT_GRACE_SECONDS = 5.0
 DEFAULT_BUDGET_SECONDS = 15.0
 DEAD_ATTEMPT_REASON = (
     "the first attempt of this hook execution ended without answering (timed out or crashed); failing closed"
+)
+RESENT_FAILED_REASON = (
+    "an earlier attempt of this hook execution decided Failed and ended before keeping its verdict "
+    "(its checks are not known here); the Failed sent again"
 )
 logger = logging.getLogger(__name__)
 
@@ -125,6 +132,8 @@ class HookAnswers:
             return Settled("answered", marker.key, deployment_id, _status(marker.result))
         decided = _status(marker.result)
         if decided is not None:
+            if decided == "Failed" and deployment_id is not None:  # kept before it is sent again
+                self._keep_decided(marker, deployment_id)
             report = self.send(deployment_id, marker.key, decided, budget_seconds)
             return Settled("resent", marker.key, deployment_id, decided, report)
         if clock.now().timestamp() <= marker.lease_until + DEAD_ATTEMPT_GRACE_SECONDS:
@@ -141,6 +150,20 @@ class HookAnswers:
             self.keep_verdict(marker.key, deployment_id, clock.now(), json.dumps(dead), before_answer=True)
         report = self.send(deployment_id, marker.key, "Failed", budget_seconds)
         return Settled("failed_for_dead_attempt", marker.key, deployment_id, "Failed", report)
+
+    def _keep_decided(self, marker: Marker, deployment_id: str) -> None:
+        """Keep the ``Failed`` an attempt decided (stored on ``marker``) before it is sent again: that attempt may
+        have ended before it kept its verdict. One it kept stays (a verdict marker is claimed once); recorded
+        once the answer marker says CodeDeploy has it
+        (:meth:`~deployguard.hooks.lifecycle.LifecycleHook.finish_verdicts`)."""
+        decided_at = marker.attributes.get("decided_at")
+        try:
+            at = datetime.fromisoformat(str(decided_at)) if decided_at else clock.now()
+        except ValueError:
+            at = clock.now()
+        verdict = {"execution_id": marker.key, "deployment_id": deployment_id, "status": "Failed",
+                   "reason": RESENT_FAILED_REASON, "resent": True}  # fmt: skip
+        self.keep_verdict(marker.key, deployment_id, at, json.dumps(verdict), before_answer=True)
 
     def sweep(
         self,

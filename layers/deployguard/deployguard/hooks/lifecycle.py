@@ -26,8 +26,9 @@ and, for ``Failed``, the record's phase and ``validation.failed`` with its alert
 the outbox (recorded, published, marked published): a notification outage never changes the answer,
 and the minute tick publishes what could not be. Every ``Failed`` is kept pending from before it is
 sent to CodeDeploy until all of it is written, whoever sends it (the hook's own decision, the
-``Failed`` for an attempt that died, sent by a redelivery or by the recorder's sweep, the answer
-after a failed claim or to a malformed event): a kill after the answer loses nothing. It is recorded
+``Failed`` for an attempt that died, sent by a redelivery or by the recorder's sweep, a ``Failed`` an
+attempt decided and sent again by either, the answer after a failed claim or to a malformed event):
+a kill after the answer, or between the decision and its keeping, loses nothing. It is recorded
 only once CodeDeploy has it (accepted, or no longer waiting), inline or by the recorder's schedule
 (:meth:`LifecycleHook.finish_verdicts`, from the hook's answer marker); one CodeDeploy refused is
 given up (audited ``hook_verdict_refused``), not recorded, on every path.
@@ -56,7 +57,14 @@ from deployguard.aws.codedeploy import (
 )
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import CodeDeployError, InvalidEventError
-from deployguard.hooks.answers import DEAD_ATTEMPT_REASON, DEFAULT_BUDGET_SECONDS, HOOK_KIND, HookAnswers, Settled
+from deployguard.hooks.answers import (
+    DEAD_ATTEMPT_REASON,
+    DEFAULT_BUDGET_SECONDS,
+    HOOK_KIND,
+    RESENT_FAILED_REASON,
+    HookAnswers,
+    Settled,
+)
 from deployguard.hooks.checks import CheckContext, CheckResult, Sleep, run_check
 from deployguard.inbound import parse_event
 from deployguard.models import (
@@ -379,10 +387,26 @@ class LifecycleHook:
         if settled.action == "resent":
             outcome.reason = f"re-sent the status {settled.status} an earlier attempt decided but could not confirm"
             self._audit_quietly(outcome, "hook_resent")  # as the recorder's sweep audits it
+            if settled.status == "Failed":  # kept by settle before it was sent again (or by the attempt itself)
+                self._finish_resent(outcome)
             return outcome
         outcome.reason = DEAD_ATTEMPT_REASON  # kept pending by settle before it sent the Failed
         self._record_verdict(outcome, pending=True)
         return outcome
+
+    def _finish_resent(self, outcome: HookOutcome) -> None:
+        """Record a ``Failed`` an earlier attempt decided, just sent again: the verdict kept for it (by that
+        attempt, with its checks, or by :meth:`HookAnswers.settle` before it sent it again) once CodeDeploy has
+        it; waits (for :meth:`finish_verdicts`) while unconfirmed. One that could not be kept is recorded now
+        unless CodeDeploy refused it (now or never). Never raises."""
+        assert outcome.execution_id is not None
+        try:
+            if self._finish_kept(outcome.execution_id, None, outcome.answer) is not None:
+                return
+        except Exception:
+            logger.exception("cannot record the hook verdict", extra={**outcome.as_dict(), "pending": True})
+            return
+        self._record_verdict(outcome.model_copy(update={"reason": RESENT_FAILED_REASON}))
 
     def _malformed(self, raw: Any, reason: str) -> HookOutcome:
         logger.error(reason)
