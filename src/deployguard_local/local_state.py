@@ -190,6 +190,9 @@ def reading(
     a save's swap waits for the readers. A state a killed save left half-swapped is put back first, under the
     exclusive swap lock (never while a save is between its renames). Reentrant within a thread."""
     directory = Path(directory)
+    if not directory.exists() and not _half_swapped(directory):
+        yield  # no state here to read (the caller says so): no lock file left beside a directory that is not there
+        return
     path = swap_lock_path(directory)
     if path in _held.__dict__.get("locks", {}):  # this thread reads inside its own read or swap: nothing to recover
         yield

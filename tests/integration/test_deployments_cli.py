@@ -171,6 +171,7 @@ def test_incidents_read_the_demo_state_with_the_same_connection_options(
     code, out, err = run(capsys, "incidents", "show", incidents[0]["incident_id"][:10], *local(demo_run), "--json")
     assert code == 0 and json.loads(out)["incident"]["incident_id"] == incidents[0]["incident_id"], err
     code, _, err = run(capsys, "incidents", "list", "--local", "--state-dir", str(demo_run.state_dir / "nowhere"))
+    assert not list(demo_run.state_dir.glob(".nowhere*"))  # reading no state leaves no lock file behind
     assert code == 2 and err.strip().startswith("deployguard incidents list: no local state in"), err
 
 
