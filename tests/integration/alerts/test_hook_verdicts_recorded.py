@@ -62,6 +62,13 @@ def _outbox(deployment_id: str) -> list[Any]:
     return [o.event for o in DeploymentRepository().outbox(clock.now()) if o.event.deployment_id == deployment_id]
 
 
+def _nothing_left(aws: EmbeddedAws, deployment_id: str, execution: str) -> None:
+    """A later recorder run finds nothing to answer or record; CodeDeploy was answered once, one incident."""
+    later = _recorder_run(aws)
+    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
+    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+
+
 def test_sns_down_while_a_healthy_post_traffic_hook_warns_answers_succeeded_and_the_tick_publishes(
     stack: tuple[EmbeddedAws, LocalReceivers],
 ) -> None:
@@ -306,9 +313,7 @@ def test_the_failed_a_redelivery_answers_for_a_dead_attempt_survives_a_kill_righ
     ]
     assert [(v["execution_id"], v["recorded"]) for v in run.payload["hook_verdicts"]] == [(execution, True)]
     _recorded_once(receivers, deployment_id, "ended without answering")
-    later = _recorder_run(aws)
-    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
-    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+    _nothing_left(aws, deployment_id, execution)
 
 
 def test_the_failed_the_recorder_sweep_answers_for_a_dead_attempt_is_recorded(
@@ -402,9 +407,7 @@ def test_a_failed_decided_but_not_kept_is_recorded_once_by_the_redelivery_that_s
     assert LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1
     aws.invoker.drain()
     _recorded_once(receivers, deployment_id, "ended before keeping its verdict")
-    later = _recorder_run(aws)
-    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
-    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+    _nothing_left(aws, deployment_id, execution)
     assert _hook(aws, deployment_id, execution)["duplicate"]  # a later delivery: done, nothing again
     aws.invoker.drain()
     _recorded_once(receivers, deployment_id, "ended before keeping its verdict")
@@ -424,9 +427,7 @@ def test_a_failed_decided_but_not_kept_is_recorded_once_by_the_recorder_sweep_th
     assert [(v["execution_id"], v["recorded"]) for v in run.payload["hook_verdicts"]] == [(execution, True)]
     assert LEDGER.status_of(execution) == "Failed" and LEDGER.calls_for(execution) == 1
     _recorded_once(receivers, deployment_id, "ended before keeping its verdict")
-    later = _recorder_run(aws)
-    assert later.payload["hook_verdicts"] == [] and later.payload["hooks_answered"] == []
-    assert LEDGER.calls_for(execution) == 1 and len(_incidents(deployment_id)) == 1
+    _nothing_left(aws, deployment_id, execution)
 
 
 def test_a_redelivery_resending_a_kept_failed_records_the_hooks_own_verdict_once(
