@@ -18,9 +18,12 @@ step writes and publishes it once.
 
 A person's abort (or remediation) may end the deployment while ``shift`` or ``promote`` is
 moving the alias. Both read the record before they touch the alias, and record their move
-only while the record is not terminal; one that loses the race puts the alias back at 100%
-stable and ends with the record's decision. The alias never stays on the new version, or
-split, while the record says rolled back or aborted.
+only while the record is not terminal; one that loses the race puts the alias back where the
+record's end put it (100% new if it was promoted, else 100% stable) and ends with the record's
+decision. A retry that finds the record ended does the same for an earlier attempt whose move
+landed late, and ``rollback`` reads the alias again once it has recorded. The alias never stays
+on the new version, or split, while the record says rolled back or aborted, nor on stable while
+it says promoted.
 """
 
 from __future__ import annotations
@@ -247,9 +250,11 @@ class CanaryController:
 
     def shift(self, state: CanaryState) -> CanaryState:
         deployment = self.repository.get_deployment(state.deployment_id)
-        if deployment.status.is_terminal:  # e.g. rolled back by remediation: never shift again
-            return state.model_copy(update={"next": "done", "decision": deployment.decision})
         target = deployment.target
+        if deployment.status.is_terminal:  # e.g. rolled back by remediation: never shift again
+            if isinstance(target, LambdaTarget):  # an earlier attempt's move may have landed after the end
+                self._confirm_the_end(deployment, target, f"shift (step {state.step_index + 1})")
+            return state.model_copy(update={"next": "done", "decision": deployment.decision})
         if not isinstance(target, LambdaTarget):
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
@@ -260,7 +265,7 @@ class CanaryController:
         def change(d: Deployment) -> None:
             nonlocal lost
             lost = d.status.is_terminal
-            if lost:  # aborted (or remediated) while the alias moved: the record's end stands
+            if lost:  # ended (aborted, remediated, promoted) while the alias moved: the record's end stands
                 return
             d.status = DeploymentStatus.IN_PROGRESS
             d.canary_weight = weight / 100.0
@@ -269,9 +274,12 @@ class CanaryController:
             self._enter(d, Phase.DEPLOYMENT_ACTIVE, f"traffic shifted to {weight:g}%")
 
         deployment = self._change(deployment.deployment_id, change)
-        if lost:
+        if lost:  # the alias back where the record's end put it: 100% new if promoted, else 100% stable
             self._undo_lost_move(deployment, target, f"shift to {weight:g}%")
-            return state.model_copy(update={"next": "done", "decision": deployment.decision, "weight": 0.0})
+            promoted = deployment.decision == "promoted"
+            return state.model_copy(
+                update={"next": "done", "decision": deployment.decision, "weight": 100.0 if promoted else 0.0}
+            )
         self.repository.audit(
             deployment.deployment_id,
             "traffic_shifted",
@@ -432,6 +440,8 @@ class CanaryController:
         deployment = self.repository.get_deployment(state.deployment_id)
         target = state.target or self._lambda_target_of(state.deployment_id)
         if deployment.status.is_terminal and deployment.decision != "promoted":
+            # an earlier attempt's move may have landed after the end (and its undo failed, or it died)
+            self._confirm_the_end(deployment, target, "promotion")
             return state.model_copy(
                 update={"weight": 0.0, "next": "done", "decision": deployment.decision, "target": target,
                         "reason": deployment.decision_reason}
@@ -451,14 +461,26 @@ class CanaryController:
         return out.model_copy(update={"recorded": recorded is not None})
 
     def _undo_lost_move(self, deployment: Deployment, target: LambdaTarget, move: str) -> None:
-        """The record ended (rolled back, aborted) while this task moved the alias: put it back at 100%
-        stable, so the traffic never contradicts the record."""
-        LambdaTrafficShifter(target).rollback_verified()
+        """The record ended while this task moved the alias: put it back where the end put it, so the
+        traffic never contradicts the record: 100% new after a promotion (a late ShiftTraffic attempt),
+        100% stable after anything else (rolled back, aborted, held, failed)."""
+        promoted = deployment.decision == "promoted"
+        if promoted:
+            LambdaTrafficShifter(target).promote_verified()
+        else:
+            LambdaTrafficShifter(target).rollback_verified()
         self.repository.audit(
             deployment.deployment_id, "traffic_move_undone", ACTOR,
             f"{move} undone: the deployment ended ({deployment.decision}) while the alias moved",
-            alias="100% stable", decision=deployment.decision,
+            alias="100% new" if promoted else "100% stable", decision=deployment.decision,
         )  # fmt: skip
+
+    def _confirm_the_end(self, deployment: Deployment, target: LambdaTarget, move: str) -> None:
+        """A retried step that finds the record ended: an earlier attempt's move may have landed after the
+        end, its undo failed or never ran. Read the alias; undo that move if it contradicts the record."""
+        version = target.new_version if deployment.decision == "promoted" else target.stable_version
+        if LambdaTrafficShifter(target).current().weight_of(version) != 1.0:
+            self._undo_lost_move(deployment, target, f"an earlier attempt's {move}")
 
     def rollback(self, state: dict[str, Any]) -> CanaryState | dict[str, Any]:
         """Put the alias back at 100% stable and verify it; only then record and announce.
@@ -504,6 +526,14 @@ class CanaryController:
         out["recorded"] = deployment is not None
         if deployment is not None:  # ended elsewhere first (remediation): the record's decision stands
             out.update({"decision": deployment.decision, "reason": deployment.decision_reason})
+        # a leftover Promote attempt may have moved the alias after ours and recorded before us (we overrode
+        # its promotion): the record says rolled back, so the alias must still be at 100% stable
+        if LambdaTrafficShifter(target).current().weight_of(target.stable_version) != 1.0:
+            LambdaTrafficShifter(target).rollback_verified()
+            self.repository.audit(
+                deployment_id, "traffic_move_undone", ACTOR,
+                "a late move undone: the alias left 100% stable while the rollback recorded", alias="100% stable",
+            )  # fmt: skip
         return CanaryState.model_validate(out) if "steps" in out else out
 
     # ------------------------------------------------------------------ recording an outcome
