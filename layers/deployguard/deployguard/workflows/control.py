@@ -5,6 +5,7 @@ Verbs on a deployment (``CanaryControlService.apply``):
 - ``promote``: skip the remaining steps: the next assessment that is not failing promotes to 100%
   (for a canary waiting for approval before full traffic, it is the approval);
 - ``abort``: roll back now: the alias goes back to 100% stable at once, the state machine ends at its next task;
+  it also finishes a deployment that ended with its alias still on the new version (a rollback that failed);
 - ``pause`` / ``resume``: hold the current weight; analysis goes on and a failing verdict still rolls back;
 - ``retry``: a canary held for a person (no conclusive evidence) starts its step again (a new execution);
 - ``skip_analysis``: an emergency fix: verdicts are still recorded but no longer acted on; steps follow
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -290,8 +291,13 @@ class CanaryControlService:
 
         changed = False
 
-        def change(d: Deployment) -> None:  # the canary may already be promoting: no terminal check here
+        def change(d: Deployment) -> None:  # the canary may already be promoting: only a promotion may have ended it
             nonlocal changed
+            if d.status.is_terminal and d.decision != "promoted":  # an abort (or the rollback) raced the answer
+                raise ControlStateError(
+                    f"deployment {d.deployment_id} is {d.status.value} ({d.decision}): the approval came too late, "
+                    "nothing goes to 100%"
+                )
             changed = d.control.approval_token == token  # else a concurrent approval cleared it first
             if changed:
                 d.control.awaiting_approval, d.control.approval_token = False, None
@@ -302,14 +308,16 @@ class CanaryControlService:
         return changed, "approved: traffic goes to 100%" if changed else "already approved"
 
     def _abort(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
-        if deployment.status == DeploymentStatus.ROLLED_BACK:
+        target = deployment.target
+        # an ended record whose alias still routes to its new version (a rollback that failed): abort finishes it
+        repair = deployment.status.is_terminal and self._left_on_new(deployment)
+        if deployment.status == DeploymentStatus.ROLLED_BACK and not repair:
             return False, "already rolled back"
-        if deployment.status.is_terminal:
+        if deployment.status.is_terminal and not repair:
             raise ControlStateError(
                 f"deployment {deployment.deployment_id} is {deployment.status.value}: nothing to abort "
                 "(an emergency rollback puts a service back on its last known good version)"
             )
-        target = deployment.target
         if not isinstance(target, LambdaTarget):
             raise ControlStateError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         alias = LambdaTrafficShifter(target).rollback()
@@ -326,6 +334,8 @@ class CanaryControlService:
             # ended meanwhile (a second abort, the canary's own rollback): its reason stands. A promotion that
             # raced in is overridden: the alias is back on stable, and the record must say so
             ended = d.decision if d.status.is_terminal and d.decision != "promoted" else None
+            if repair and ended == deployment.decision:  # the ended record this abort finishes
+                ended = None
             if ended is not None:
                 return
             d.canary_weight = 0.0
@@ -365,6 +375,19 @@ class CanaryControlService:
         )
         return True, f"alias {target.function_name}:{target.alias} back at 100% version {target.stable_version}"
 
+    def _left_on_new(self, deployment: Deployment) -> bool:
+        """An ended, not promoted, Lambda deployment whose alias still routes to its new version (split or all
+        of it), and the newest of its service: a rollback that failed, which only abort can finish."""
+        target = deployment.target
+        if not isinstance(target, LambdaTarget) or deployment.decision == "promoted":
+            return False
+        newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=1)
+        if newest and newest[0].deployment_id != deployment.deployment_id:
+            return False  # a later deployment owns the alias now
+        alias = LambdaTrafficShifter(target).current()
+        versions = {alias.function_version, *alias.additional_weights}
+        return target.new_version in versions and versions <= {target.stable_version, target.new_version}
+
     def _retry(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         if not deployment.status.is_terminal:
             return False, "already running"
@@ -381,8 +404,14 @@ class CanaryControlService:
             nonlocal flipped
             flipped = d.status.is_terminal and d.decision == "held"
             if flipped:
+                now = clock.now()
                 d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
-                d.control = CanaryControl(last_action="retry", last_actor=request.actor, last_action_at=clock.now())
+                d.control = CanaryControl(last_action="retry", last_actor=request.actor, last_action_at=now)
+                # the hold left the phase failed (rolling back); the new execution validates before it shifts
+                d.phase = Phase.PRE_DEPLOYMENT
+                d.phase_history.append(
+                    PhaseChange(phase=Phase.PRE_DEPLOYMENT, at=now, reason=f"retried by {request.actor}")
+                )
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
         if not flipped:
@@ -405,6 +434,10 @@ class CanaryControlService:
 
             def undo(d: Deployment) -> None:
                 d.status, d.decision = DeploymentStatus.STOPPED, "held"
+                d.phase = Phase.FAILED
+                d.phase_history.append(
+                    PhaseChange(phase=Phase.FAILED, at=clock.now(), reason="the retry did not start")
+                )
 
             self.repository.update_deployment(deployment.deployment_id, undo)
             raise
@@ -504,9 +537,15 @@ class CanaryControlService:
         assert isinstance(newest, LambdaTarget)
         alias = LambdaTrafficShifter(newest).current()
         if alias.additional_weights:
+            ended = lambda_history[0]
             raise ControlStateError(
                 f"alias {newest.function_name}:{newest.alias} splits traffic {alias.additional_weights}: "
-                "a canary is in progress"
+                + (
+                    f"deployment {ended.deployment_id} ended {ended.decision} with the alias split: abort it to put "
+                    f"the alias back on version {newest.stable_version}"
+                    if ended.decision != "promoted"
+                    else "a canary is in progress"
+                )
             )
         return lambda_history, newest, alias.function_version
 
@@ -521,6 +560,8 @@ class CanaryControlService:
         if request.from_version and request.from_version != current:
             done = self.repository.find_claim("emergency_rollback", claim_key)
             if done is not None:
+                # the alias moved and the claim was taken; the record or its audit may not have followed
+                self._finish_emergency_rollback(request, done, claim_key, request.from_version)
                 return EmergencyRollbackOutcome(
                     service=request.service,
                     environment=environment,
@@ -544,8 +585,9 @@ class CanaryControlService:
             _stable(culprit),
         )
         if not self.repository.claim_once(
-            "emergency_rollback", claim_key, EMERGENCY_CLAIM_TTL, to_version=good, deployment_id=culprit.deployment_id
-        ):
+            "emergency_rollback", claim_key, EMERGENCY_CLAIM_TTL, to_version=good, deployment_id=culprit.deployment_id,
+            at=clock.now().isoformat(),
+        ):  # fmt: skip
             raise ControlStateError(f"an emergency rollback of {request.service} from {current} is under way")
         target = LambdaTarget(
             function_name=newest.function_name, alias=newest.alias, stable_version=good, new_version=current
@@ -557,24 +599,10 @@ class CanaryControlService:
             raise
         if after.function_version != good or after.additional_weights:
             raise TrafficShiftError(f"alias routes {after.function_version} {after.additional_weights} after rollback")
-        reason = f"emergency rollback by {request.actor}: {request.reason}"
-        now = clock.now()
-
-        def change(d: Deployment) -> None:
-            d.status, d.decision, d.decision_reason = DeploymentStatus.ROLLED_BACK, "emergency_rolled_back", reason
-            d.canary_weight, d.ended_at = 0.0, d.ended_at or now
-            d.phase = Phase.FAILED
-            d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
-
-        deployment = self.repository.update_deployment(culprit.deployment_id, change)
-        self.repository.audit(
-            culprit.deployment_id, "emergency_rollback", request.actor, request.reason, from_version=current, to=good,
-            **_identity(request.identity),
-        )  # fmt: skip
+        claim = self.repository.find_claim("emergency_rollback", claim_key) or {}
+        self._finish_emergency_rollback(request, {**claim, "to_version": good, "deployment_id": culprit.deployment_id},
+                                        claim_key, current)  # fmt: skip
         message = f"{target.function_name}:{target.alias} back on version {good} (was {current})"
-        self.announce(
-            deployment, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL
-        )
         return EmergencyRollbackOutcome(
             service=request.service,
             environment=environment,
@@ -586,6 +614,45 @@ class CanaryControlService:
             message=message,
             deployment_id=culprit.deployment_id,
         )
+
+    def _finish_emergency_rollback(
+        self, request: EmergencyRollbackRequest, claim: dict[str, object], claim_key: str, from_version: str
+    ) -> None:
+        """Record, audit and announce an emergency rollback whose alias has moved. Idempotent: a repeat of the
+        request after a failure here (the claim taken) finishes what the first left, and only that."""
+        deployment_id, good = str(claim.get("deployment_id", "")), str(claim.get("to_version", ""))
+        culprit = self.repository.find_deployment(deployment_id) if deployment_id else None
+        if culprit is None or not isinstance(culprit.target, LambdaTarget):
+            return
+        target = culprit.target
+        at = clock.now()
+        if isinstance(claim.get("at"), str):
+            at = datetime.fromisoformat(str(claim["at"]))
+        reason = f"emergency rollback by {request.actor}: {request.reason}"
+        changed = False
+
+        def change(d: Deployment) -> None:
+            nonlocal changed
+            changed = d.decision == "promoted" and _new(d) == from_version
+            if changed:
+                d.status, d.decision, d.decision_reason = DeploymentStatus.ROLLED_BACK, "emergency_rolled_back", reason
+                d.canary_weight, d.ended_at = 0.0, d.ended_at or at
+                d.phase = Phase.FAILED
+                d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=at, reason=reason))
+
+        if culprit.decision == "promoted":
+            culprit = self.repository.update_deployment(deployment_id, change)
+        if culprit.decision != "emergency_rolled_back":
+            return  # another outcome was recorded since (not this rollback's to finish)
+        audited = self.repository.audit_once(
+            deployment_id, f"emergency_rollback-{claim_key}", at, "emergency_rollback", request.actor, request.reason,
+            from_version=from_version, to=good, **_identity(request.identity),
+        )  # fmt: skip
+        if changed or audited:
+            message = f"{target.function_name}:{target.alias} back on version {good} (was {from_version})"
+            self.announce(
+                culprit, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL
+            )
 
     # ------------------------------------------------------------------ announcing
 
