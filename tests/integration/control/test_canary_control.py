@@ -12,31 +12,23 @@ from typing import Any
 
 import pytest
 import yaml
+from control_support import control_service, while_the_alias_moves_once
 
-from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.config import load_config
 from deployguard.exceptions import ControlStateError, InvalidEventError, StepFunctionsError
 from deployguard.models import Deployment, DeploymentStatus, EventType, LambdaTarget, Severity
 from deployguard.storage.repository import DeploymentRepository
-from deployguard.workflows.control import CanaryControlService, ControlRequest, EmergencyRollbackRequest
+from deployguard.workflows.control import ControlRequest, EmergencyRollbackRequest
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
 
 CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
 
 
-def _service(aws: Any) -> CanaryControlService:
-    return CanaryControlService(
-        load_config(),
-        DeploymentRepository(),
-        EventPublisher(aws.ref("DeploymentEventsTopic")),
-        canary_state_machine_arn=aws.ref("CanaryStateMachine"),
-    )
-
-
 def _ask(aws: Any, deployment_id: str, verb: str, by: str = "alice") -> Any:
-    return _service(aws).apply(deployment_id, ControlRequest(verb=verb, actor=by, reason=f"{verb} from the test"))  # type: ignore[arg-type]
+    return control_service(aws).apply(
+        deployment_id, ControlRequest(verb=verb, actor=by, reason=f"{verb} from the test")
+    )  # type: ignore[arg-type]
 
 
 def _at_minute(aws: Any, minute: float, action: Callable[[], object]) -> None:
@@ -268,7 +260,7 @@ def test_a_failed_approval_leaves_the_canary_waiting_and_is_audited(aws: Any) ->
 def test_emergency_rollback_returns_the_service_to_its_last_good_version(aws: Any) -> None:
     request, target = _prepare(aws, "checkout-api")
     assert _run(aws, request)["status"] == "SUCCEEDED"
-    service = _service(aws)
+    service = control_service(aws)
     ask = {"service": "checkout-api", "actor": "dave", "reason": "checkout errors after the release"}
     with pytest.raises(InvalidEventError, match="confirm"):
         service.emergency_rollback(EmergencyRollbackRequest(**ask, confirm="checkout"))
@@ -475,7 +467,7 @@ def test_promote_after_an_abort_leaves_the_alias_alone(aws: Any) -> None:
     )  # fmt: skip
     LambdaTrafficShifter(target).shift(0.5)
     assert _ask(aws, "dep-A", "abort", by="bob").changed
-    service = _service(aws)
+    service = control_service(aws)
     controller = CanaryController(service.config, service.repository, service.publisher)
     state = CanaryState(
         deployment_id="dep-A", step_index=2, steps=[10, 25, 50], weight=50, next="promote", target=target
@@ -541,25 +533,6 @@ def _in_flight(aws: Any, name: str) -> LambdaTarget:
     return target
 
 
-@contextmanager
-def _while_the_alias_moves_once(action: Callable[[], object]) -> Iterator[None]:
-    from deployguard.aws import clients
-
-    done: list[object] = []
-
-    def hook(**_: Any) -> None:
-        if not done:
-            done.append(True)
-            action()
-
-    events = clients.client("lambda").meta.events
-    events.register("before-parameter-build.lambda.UpdateAlias", hook, unique_id="test-while-moving")
-    try:
-        yield
-    finally:
-        events.unregister("before-parameter-build.lambda.UpdateAlias", unique_id="test-while-moving")
-
-
 def test_an_abort_that_finds_the_canary_ended_changes_nothing(aws: Any) -> None:
     """Two aborts at once: the second to record says changed false and announces nothing; an abort racing
     the canary's own rollback keeps the judge's reason."""
@@ -567,7 +540,7 @@ def test_an_abort_that_finds_the_canary_ended_changes_nothing(aws: Any) -> None:
 
     _in_flight(aws, "payments-api")
     second: list[Any] = []
-    with _while_the_alias_moves_once(lambda: second.append(_ask(aws, "dep-payments-api", "abort", "bob"))):
+    with while_the_alias_moves_once(lambda: second.append(_ask(aws, "dep-payments-api", "abort", "bob"))):
         first = _ask(aws, "dep-payments-api", "abort", by="alice")
     assert (second[0].changed, first.changed) == (True, False)
     deployment = DeploymentRepository().get_deployment("dep-payments-api")
@@ -578,13 +551,13 @@ def test_an_abort_that_finds_the_canary_ended_changes_nothing(aws: Any) -> None:
     assert len(completed) == 1
 
     target = _in_flight(aws, "checkout-api")
-    service = _service(aws)
+    service = control_service(aws)
     controller = CanaryController(service.config, service.repository, service.publisher)
     state = {
         "deployment_id": "dep-checkout-api", "step_index": 1, "steps": [10, 25, 50], "weight": 25,
         "next": "rollback", "reason": "error rate 8% vs 0.1%", "target": target.model_dump(mode="json"),
     }  # fmt: skip
-    with _while_the_alias_moves_once(lambda: controller.rollback(state)):
+    with while_the_alias_moves_once(lambda: controller.rollback(state)):
         late = _ask(aws, "dep-checkout-api", "abort", by="alice")
     assert not late.changed and "already rolled back" in late.message
     deployment = DeploymentRepository().get_deployment("dep-checkout-api")

@@ -6,19 +6,16 @@ attempt run inside another), no threads, no sleeps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from control_support import canary_controller, control_service, while_the_alias_moves_once
 
-from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.config import load_config
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
-from deployguard.workflows.control import CanaryControlService, ControlRequest
+from deployguard.workflows.control import ControlRequest
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 
 CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
@@ -31,24 +28,10 @@ def aws() -> Any:
         yield embedded
 
 
-def _service(aws: Any) -> CanaryControlService:
-    return CanaryControlService(
-        load_config(),
-        DeploymentRepository(),
-        EventPublisher(aws.ref("DeploymentEventsTopic")),
-        canary_state_machine_arn=aws.ref("CanaryStateMachine"),
-    )
-
-
-def _controller(aws: Any) -> Any:
-    from deployguard.workflows.canary import CanaryController
-
-    service = _service(aws)
-    return CanaryController(service.config, service.repository, service.publisher)
-
-
 def _abort(aws: Any, deployment_id: str) -> Any:
-    return _service(aws).apply(deployment_id, ControlRequest(verb="abort", actor="bob", reason="abort from the test"))
+    return control_service(aws).apply(
+        deployment_id, ControlRequest(verb="abort", actor="bob", reason="abort from the test")
+    )
 
 
 def _in_flight(aws: Any, name: str) -> LambdaTarget:
@@ -72,26 +55,6 @@ def _state(target: LambdaTarget, step_index: int, next_step: str) -> Any:
     )  # fmt: skip
 
 
-@contextmanager
-def _while_the_alias_moves_once(action: Callable[[], object]) -> Iterator[None]:
-    """``action`` runs just before the next UpdateAlias goes out; that call then lands after it."""
-    from deployguard.aws import clients
-
-    done: list[object] = []
-
-    def hook(**_: Any) -> None:
-        if not done:
-            done.append(True)
-            action()
-
-    events = clients.client("lambda").meta.events
-    events.register("before-parameter-build.lambda.UpdateAlias", hook, unique_id="test-late-move")
-    try:
-        yield
-    finally:
-        events.unregister("before-parameter-build.lambda.UpdateAlias", unique_id="test-late-move")
-
-
 def _alias(target: LambdaTarget) -> tuple[str, dict[str, float]]:
     alias = LambdaTrafficShifter(target).current()
     return alias.function_version, alias.additional_weights
@@ -106,8 +69,8 @@ def test_a_shift_landing_after_the_promotion_leaves_the_alias_on_new(aws: Any) -
     records promoted before the attempt's UpdateAlias lands. The record's promotion stands, and the
     alias goes back to 100% new, not to stable."""
     target = _in_flight(aws, "checkout-api")
-    late, promote = _controller(aws), _controller(aws)
-    with _while_the_alias_moves_once(lambda: promote.promote(_state(target, 2, "promote"))):
+    late, promote = canary_controller(aws), canary_controller(aws)
+    with while_the_alias_moves_once(lambda: promote.promote(_state(target, 2, "promote"))):
         out = late.shift(_state(target, 1, "shift"))
     deployment = DeploymentRepository().get_deployment("dep-checkout-api")
     assert (deployment.status, deployment.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
@@ -122,7 +85,7 @@ def test_a_promote_retry_that_finds_the_abort_puts_the_alias_back_on_stable(aws:
     target = _in_flight(aws, "checkout-api")
     assert _abort(aws, "dep-checkout-api").changed
     LambdaTrafficShifter(target).promote()  # the first attempt's late move
-    out = _controller(aws).promote(_state(target, 2, "promote"))
+    out = canary_controller(aws).promote(_state(target, 2, "promote"))
     assert (out.next, out.decision, out.weight) == ("done", "aborted", 0.0)
     deployment = DeploymentRepository().get_deployment("dep-checkout-api")
     assert (deployment.status, deployment.decision) == (DeploymentStatus.ROLLED_BACK, "aborted")
@@ -135,7 +98,7 @@ def test_a_shift_retry_that_finds_the_abort_puts_the_alias_back_on_stable(aws: A
     target = _in_flight(aws, "checkout-api")
     assert _abort(aws, "dep-checkout-api").changed
     LambdaTrafficShifter(target).shift(0.5)  # the first attempt's late move
-    out = _controller(aws).shift(_state(target, 2, "shift"))
+    out = canary_controller(aws).shift(_state(target, 2, "shift"))
     assert (out.next, out.decision) == ("done", "aborted")
     assert DeploymentRepository().get_deployment("dep-checkout-api").decision == "aborted"
     assert _alias(target) == (target.stable_version, {})
@@ -146,9 +109,9 @@ def test_a_retry_that_finds_the_alias_where_the_record_says_leaves_it_alone(aws:
     """Nothing to put back: no move, nothing audited."""
     target = _in_flight(aws, "checkout-api")
     assert _abort(aws, "dep-checkout-api").changed
-    out = _controller(aws).promote(_state(target, 2, "promote"))
+    out = canary_controller(aws).promote(_state(target, 2, "promote"))
     assert (out.decision, _alias(target)) == ("aborted", (target.stable_version, {}))
-    assert _controller(aws).shift(_state(target, 2, "shift")).decision == "aborted"
+    assert canary_controller(aws).shift(_state(target, 2, "shift")).decision == "aborted"
     assert _alias(target) == (target.stable_version, {}) and _undone("dep-checkout-api") == []
 
 
@@ -157,7 +120,7 @@ def test_a_promotion_landing_while_the_rollback_records_is_undone(aws: Any, monk
     before Rollback records: Rollback overrides the promotion in the record, and puts the alias back
     at 100% stable before it ends."""
     target = _in_flight(aws, "checkout-api")
-    rollback, leftover = _controller(aws), _controller(aws)
+    rollback, leftover = canary_controller(aws), canary_controller(aws)
     record = rollback._record_or_defer
 
     def promotion_first(state: Any) -> Any:

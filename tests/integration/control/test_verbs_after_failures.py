@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from control_support import canary_controller, control_service
 
-from deployguard.aws.events import EventPublisher
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.config import load_config
 from deployguard.exceptions import ControlStateError, StepFunctionsError
 from deployguard.models import Deployment, DeploymentStatus, EventType, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
-from deployguard.workflows.control import CanaryControlService, ControlRequest, EmergencyRollbackRequest
+from deployguard.workflows.control import ControlRequest, EmergencyRollbackRequest
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 
 CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
@@ -29,24 +28,10 @@ def aws() -> Iterator[Any]:
         yield embedded
 
 
-def _service(aws: Any) -> CanaryControlService:
-    return CanaryControlService(
-        load_config(),
-        DeploymentRepository(),
-        EventPublisher(aws.ref("DeploymentEventsTopic")),
-        canary_state_machine_arn=aws.ref("CanaryStateMachine"),
-    )
-
-
-def _controller(aws: Any) -> Any:
-    from deployguard.workflows.canary import CanaryController
-
-    service = _service(aws)
-    return CanaryController(service.config, service.repository, service.publisher)
-
-
 def _ask(aws: Any, deployment_id: str, verb: str, by: str = "alice") -> Any:
-    return _service(aws).apply(deployment_id, ControlRequest(verb=verb, actor=by, reason=f"{verb} from the test"))  # type: ignore[arg-type]
+    return control_service(aws).apply(
+        deployment_id, ControlRequest(verb=verb, actor=by, reason=f"{verb} from the test")
+    )  # type: ignore[arg-type]
 
 
 def _in_flight(aws: Any, name: str, weight: float = 0.25) -> LambdaTarget:
@@ -64,7 +49,7 @@ def _in_flight(aws: Any, name: str, weight: float = 0.25) -> LambdaTarget:
 def _rollback_failed(aws: Any, name: str) -> LambdaTarget:
     """The canary's rollback failed (its retries spent): NotifyRollbackFailed, the alias still split."""
     target = _in_flight(aws, name)
-    _controller(aws).notify({
+    canary_controller(aws).notify({
         "deployment_id": f"dep-{name}", "error": {"Error": "TrafficShiftError", "Cause": "throttled"},
         "target": target.model_dump(mode="json"), "decision": "rolled_back",
     })  # fmt: skip
@@ -78,7 +63,7 @@ def _emergency(aws: Any, name: str, **ask: Any) -> Any:
     request = EmergencyRollbackRequest(
         service=name, actor="dave", reason="errors after the release", confirm=name, **ask
     )
-    return _service(aws).emergency_rollback(request)
+    return control_service(aws).emergency_rollback(request)
 
 
 # --------------------------------------------------------------------------- a failed rollback
@@ -123,7 +108,7 @@ def test_a_retried_held_canary_is_not_rolling_back(aws: Any) -> None:
     from deployguard.workflows.control import rolling_back
 
     target = _in_flight(aws, "checkout-api")
-    _controller(aws).rollback({
+    canary_controller(aws).rollback({
         "deployment_id": "dep-checkout-api", "step_index": 1, "steps": [10, 25, 50], "weight": 25,
         "next": "hold", "reason": "no conclusive evidence", "target": target.model_dump(mode="json"),
     })  # fmt: skip
@@ -144,7 +129,7 @@ def test_an_approval_that_races_an_abort_is_refused(aws: Any, monkeypatch: pytes
     from deployguard.aws import stepfunctions
 
     _in_flight(aws, "checkout-api")
-    _service(aws).wait_for_approval("dep-checkout-api", "tok-1")
+    control_service(aws).wait_for_approval("dep-checkout-api", "tok-1")
     aborted: list[Any] = []
 
     def answer(token: str, *, approved: bool, by: str, reason: str) -> None:
