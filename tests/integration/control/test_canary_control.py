@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from control_support import control_service, while_the_alias_moves_once
+from control_support import canary_in_flight, control_service, while_the_alias_moves_once
 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import ControlStateError, InvalidEventError, StepFunctionsError
@@ -522,23 +522,12 @@ def test_verbs_are_refused_while_the_canary_rolls_back(aws: Any, capsys: Any) ->
     ]
 
 
-def _in_flight(aws: Any, name: str) -> LambdaTarget:
-    versions = aws.deploy_sample_function(name, "live", sample_handler)
-    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
-    DeploymentRepository().create_deployment(
-        Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=versions[1],
-                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=0.25)
-    )  # fmt: skip
-    LambdaTrafficShifter(target).shift(0.25)
-    return target
-
-
 def test_an_abort_that_finds_the_canary_ended_changes_nothing(aws: Any) -> None:
     """Two aborts at once: the second to record says changed false and announces nothing; an abort racing
     the canary's own rollback keeps the judge's reason."""
     from deployguard.workflows.canary import CanaryController
 
-    _in_flight(aws, "payments-api")
+    canary_in_flight(aws, "payments-api")
     second: list[Any] = []
     with while_the_alias_moves_once(lambda: second.append(_ask(aws, "dep-payments-api", "abort", "bob"))):
         first = _ask(aws, "dep-payments-api", "abort", by="alice")
@@ -550,7 +539,7 @@ def test_an_abort_that_finds_the_canary_ended_changes_nothing(aws: Any) -> None:
     ]
     assert len(completed) == 1
 
-    target = _in_flight(aws, "checkout-api")
+    target = canary_in_flight(aws, "checkout-api")
     service = control_service(aws)
     controller = CanaryController(service.config, service.repository, service.publisher)
     state = {

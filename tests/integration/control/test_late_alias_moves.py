@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from control_support import canary_controller, control_service, while_the_alias_moves_once
+from control_support import canary_controller, canary_in_flight, control_service, while_the_alias_moves_once
 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
+from deployguard.models import DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.control import ControlRequest
-from deployguard_local.emulator import EmbeddedAws, sample_handler
+from deployguard_local.emulator import EmbeddedAws
 
 CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
 STEPS = [10.0, 25.0, 50.0]
@@ -32,18 +32,6 @@ def _abort(aws: Any, deployment_id: str) -> Any:
     return control_service(aws).apply(
         deployment_id, ControlRequest(verb="abort", actor="bob", reason="abort from the test")
     )
-
-
-def _in_flight(aws: Any, name: str) -> LambdaTarget:
-    """A canary at 25% whose record says in progress."""
-    versions = aws.deploy_sample_function(name, "live", sample_handler)
-    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
-    DeploymentRepository().create_deployment(
-        Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=versions[1],
-                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=0.25)
-    )  # fmt: skip
-    LambdaTrafficShifter(target).shift(0.25)
-    return target
 
 
 def _state(target: LambdaTarget, step_index: int, next_step: str) -> Any:
@@ -68,7 +56,7 @@ def test_a_shift_landing_after_the_promotion_leaves_the_alias_on_new(aws: Any) -
     """An old ShiftTraffic attempt (to 25%) read the record in progress; Promote moves the alias and
     records promoted before the attempt's UpdateAlias lands. The record's promotion stands, and the
     alias goes back to 100% new, not to stable."""
-    target = _in_flight(aws, "checkout-api")
+    target = canary_in_flight(aws, "checkout-api")
     late, promote = canary_controller(aws), canary_controller(aws)
     with while_the_alias_moves_once(lambda: promote.promote(_state(target, 2, "promote"))):
         out = late.shift(_state(target, 1, "shift"))
@@ -82,7 +70,7 @@ def test_a_shift_landing_after_the_promotion_leaves_the_alias_on_new(aws: Any) -
 def test_a_promote_retry_that_finds_the_abort_puts_the_alias_back_on_stable(aws: Any) -> None:
     """The first Promote attempt's move landed after the abort's re-check, and its undo never ran (it
     timed out, or the undo failed): the retry finds the record aborted and puts the alias back."""
-    target = _in_flight(aws, "checkout-api")
+    target = canary_in_flight(aws, "checkout-api")
     assert _abort(aws, "dep-checkout-api").changed
     LambdaTrafficShifter(target).promote()  # the first attempt's late move
     out = canary_controller(aws).promote(_state(target, 2, "promote"))
@@ -95,7 +83,7 @@ def test_a_promote_retry_that_finds_the_abort_puts_the_alias_back_on_stable(aws:
 
 def test_a_shift_retry_that_finds_the_abort_puts_the_alias_back_on_stable(aws: Any) -> None:
     """The same for ShiftTraffic: the first attempt's 50% landed after the abort and was never undone."""
-    target = _in_flight(aws, "checkout-api")
+    target = canary_in_flight(aws, "checkout-api")
     assert _abort(aws, "dep-checkout-api").changed
     LambdaTrafficShifter(target).shift(0.5)  # the first attempt's late move
     out = canary_controller(aws).shift(_state(target, 2, "shift"))
@@ -107,7 +95,7 @@ def test_a_shift_retry_that_finds_the_abort_puts_the_alias_back_on_stable(aws: A
 
 def test_a_retry_that_finds_the_alias_where_the_record_says_leaves_it_alone(aws: Any) -> None:
     """Nothing to put back: no move, nothing audited."""
-    target = _in_flight(aws, "checkout-api")
+    target = canary_in_flight(aws, "checkout-api")
     assert _abort(aws, "dep-checkout-api").changed
     out = canary_controller(aws).promote(_state(target, 2, "promote"))
     assert (out.decision, _alias(target)) == ("aborted", (target.stable_version, {}))
@@ -119,7 +107,7 @@ def test_a_promotion_landing_while_the_rollback_records_is_undone(aws: Any, monk
     """A leftover Promote attempt moves the alias after Rollback moved it back, and records promoted
     before Rollback records: Rollback overrides the promotion in the record, and puts the alias back
     at 100% stable before it ends."""
-    target = _in_flight(aws, "checkout-api")
+    target = canary_in_flight(aws, "checkout-api")
     rollback, leftover = canary_controller(aws), canary_controller(aws)
     record = rollback._record_or_defer
 

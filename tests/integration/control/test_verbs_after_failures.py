@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from control_support import canary_controller, control_service
+from control_support import canary_controller, canary_in_flight, control_service
 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import ControlStateError, StepFunctionsError
@@ -34,21 +34,9 @@ def _ask(aws: Any, deployment_id: str, verb: str, by: str = "alice") -> Any:
     )  # type: ignore[arg-type]
 
 
-def _in_flight(aws: Any, name: str, weight: float = 0.25) -> LambdaTarget:
-    """A canary in progress with ``weight`` of the alias on its new version."""
-    versions = aws.deploy_sample_function(name, "live", sample_handler)
-    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
-    DeploymentRepository().create_deployment(
-        Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=versions[1],
-                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=weight)
-    )  # fmt: skip
-    LambdaTrafficShifter(target).shift(weight)
-    return target
-
-
 def _rollback_failed(aws: Any, name: str) -> LambdaTarget:
     """The canary's rollback failed (its retries spent): NotifyRollbackFailed, the alias still split."""
-    target = _in_flight(aws, name)
+    target = canary_in_flight(aws, name)
     canary_controller(aws).notify({
         "deployment_id": f"dep-{name}", "error": {"Error": "TrafficShiftError", "Cause": "throttled"},
         "target": target.model_dump(mode="json"), "decision": "rolled_back",
@@ -107,7 +95,7 @@ def test_a_retried_held_canary_is_not_rolling_back(aws: Any) -> None:
     """Retry puts the phase back to pre_deployment: the verbs are honoured before the first shift."""
     from deployguard.workflows.control import rolling_back
 
-    target = _in_flight(aws, "checkout-api")
+    target = canary_in_flight(aws, "checkout-api")
     canary_controller(aws).rollback({
         "deployment_id": "dep-checkout-api", "step_index": 1, "steps": [10, 25, 50], "weight": 25,
         "next": "hold", "reason": "no conclusive evidence", "target": target.model_dump(mode="json"),
@@ -128,7 +116,7 @@ def test_an_approval_that_races_an_abort_is_refused(aws: Any, monkeypatch: pytes
     """The abort records first; the approval, answered, finds the record aborted and says so."""
     from deployguard.aws import stepfunctions
 
-    _in_flight(aws, "checkout-api")
+    canary_in_flight(aws, "checkout-api")
     control_service(aws).wait_for_approval("dep-checkout-api", "tok-1")
     aborted: list[Any] = []
 
