@@ -60,7 +60,16 @@ checkov: $(CHECKOV_STAMP)
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f $(EXPANDED_TEMPLATE) --framework cloudformation \
 		--compact --quiet --skip-download
 
-pytest: $(STAMP)
+# The report and console tests drive Debian's Chromium headless (Playwright is pointed at it);
+# a fresh machine gets it from Debian's packages on the first run (needs root or sudo).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests (first run only)"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
+pytest: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest -n 2 --dist loadfile  # two workers, one per core; a test file stays on one worker (its fixtures)
 
 bench: $(STAMP)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,6 @@ from deployguard_local import cli
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium (.ci/run installs it)")
-
 
 def _report(demo_run: DemoRun, rollout: str, fmt: str, out: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     deployment_id = demo_run.deployment_ids()[rollout]
