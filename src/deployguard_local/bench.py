@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from deployguard_local.scenario_families import write_corpus
 
@@ -90,6 +91,7 @@ def canary_section(seeds: list[int], per_family: int, keep: Path | None, out: Te
             out.write(f"\n== Canary judge: corpus --seed {seed} --per-family {per_family} (judge_bench v2) ==\n")
             generate_corpus(corpus, seed, per_family)
             status |= run_judge_bench(corpus, out, base / "judge_bench.json" if keep else None)
+            oracle_at_our_bar(corpus, out)
             out.write(
                 f"\n== Canary judge: own families of other shapes (deployguard_local.scenario_families,"
                 f" --seed {seed}, {own_per_family} each) ==\n"
@@ -101,6 +103,55 @@ def canary_section(seeds: list[int], per_family: int, keep: Path | None, out: Te
     if len(seeds) > 1:
         pooled_calibration(tally, seeds, out)
     return status
+
+
+def judge_bench_module() -> Any:
+    """The shared ``judge_bench.py``, used in place (its oracle and its scoring)."""
+    path = shared_dir() / "bench" / "judge_bench.py"
+    spec = importlib.util.spec_from_file_location("judge_bench", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def evidence_bar(path: Path) -> float:
+    """The evidence (nats) DeployGuard's errors or latency test needs to fail this recorded canary at
+    the default settings: its share of the false-alarm budget (the metrics' budget weights), the
+    alternatives it mixes, and the budget spread over the recording's length."""
+    from deployguard.analysis.scenario import load_scenario, metric_specs_from_scenario
+    from deployguard.analysis.settings import JudgeSettings
+    from deployguard.models import MetricKind
+
+    scenario = load_scenario(path)
+    settings = JudgeSettings().for_run(scenario.intervals)
+    specs = metric_specs_from_scenario(scenario, settings)
+    total = sum(spec.budget_weight for spec in specs if spec.kind != MetricKind.COUNT) or 1.0
+    return settings.threshold_for_share(1.0 / total) + settings.horizon_penalty(scenario.intervals - 1)
+
+
+def oracle_at_our_bar(corpus: Path, out: TextIO) -> dict[str, Any]:
+    """The shared benchmark's oracle (it reads the truth: onset, effect, healthy rates; no noise to
+    estimate) asked for as much evidence as DeployGuard's tests need, scenario by scenario: how early
+    any judge holding DeployGuard's stated confidence could roll back. Its TTD bounds ours."""
+    bench = judge_bench_module()
+    paths = sorted(corpus.glob("*.json"))
+    scenarios = [json.loads(p.read_text()) for p in paths]
+    bars = [evidence_bar(p) for p in paths]
+    decisions = {sc["name"]: bench.oracle(sc, math.exp(-bar)) for sc, bar in zip(scenarios, bars, strict=True)}
+    figures: dict[str, Any] = bench.score(scenarios, decisions)
+    ttd = []
+    for sc in scenarios:
+        decision, at = decisions[sc["name"]]
+        if sc["truth"]["expect"] == "rollback" and decision == "rollback" and at is not None:
+            ttd.append(at - sc["truth"]["onset"] + 1)
+    slow = sum(1 for t in ttd if t >= 6)
+    out.write(
+        f"\nlimit: the oracle asked for DeployGuard's evidence bar ({min(bars):.1f}-{max(bars):.1f} nats by scenario):"
+        f" detection {figures['detection_rate']:.3f}, TTD median / p90 {figures['ttd_median']:.0f} /"
+        f" {figures['ttd_p90']:.1f}, {slow} of {len(ttd)} detections taking 6 periods or more\n"
+    )
+    return figures
 
 
 CALIBRATION_LEVELS = (0.99, 0.995, 0.999)
