@@ -496,6 +496,9 @@ class RateState(_State):
         return cls(kind="rate", cusum=cusum, rows=rows, restarts=restarts, spread=data.take_list(RATE_WOBBLE_WIDTH))
 
 
+STEADY_SUMS = 8
+
+
 class LatencyState(_State):
     """Paired log differences canary minus baseline, period by period; their noise is the
     sampling noise of the statistic at that traffic plus each version's own between-period
@@ -505,8 +508,9 @@ class LatencyState(_State):
     shift: ShiftEvidence
     rows: int = 0
     # steady rows (outside the grace periods): count, sum d/v, sum 1/v, and with p = 1 / sampling
-    # variance: sum d p, sum p, sum p^2
-    steady_sums: list[float] = Field(default_factory=lambda: [0.0] * 6)
+    # variance: sum d p, sum p, sum p^2, and the two versions' log values weighted alike (sum p log c,
+    # sum p log b: the values the mean difference is of)
+    steady_sums: list[float] = Field(default_factory=lambda: [0.0] * STEADY_SUMS)
     steady: list[list[float]] = Field(default_factory=list)  # last steady rows: d, sampling variance
     baseline: list[list[float]] = Field(default_factory=list)  # last rows: baseline log value, sampling variance
     wobble: list[float] = Field(default_factory=list)  # the data's estimate: long-run variance, steps
@@ -515,7 +519,7 @@ class LatencyState(_State):
     def pack(self, out: Packer) -> None:
         self.shift.pack(out)
         out.add(self.rows)
-        out.extend(self.steady_sums, 6)
+        out.extend(self.steady_sums, STEADY_SUMS)
         out.rows(self.steady, WINDOW, 2)
         out.rows(self.baseline, WINDOW + 1, 2)
         out.rows([self.wobble] if self.wobble else [], 1, 2)
@@ -523,7 +527,7 @@ class LatencyState(_State):
 
     @classmethod
     def unpack(cls, data: Unpacker) -> LatencyState:
-        shift, rows, sums = ShiftEvidence.unpack(data), data.take_int(), data.take_list(6)
+        shift, rows, sums = ShiftEvidence.unpack(data), data.take_int(), data.take_list(STEADY_SUMS)
         steady, baseline, wobble = data.rows(WINDOW, 2), data.rows(WINDOW + 1, 2), data.rows(1, 2)
         return cls(
             kind="latency", shift=shift, rows=rows, steady_sums=sums, steady=steady, baseline=baseline,

@@ -397,9 +397,12 @@ def _fold_latency(
                   settings.horizon_penalty(period), settings, offsets)  # fmt: skip
     st.rows += 1
     if not shape:
-        n_, dv, w, ds, w1, w2 = st.steady_sums
+        n_, dv, w, ds, w1, w2, lc, lb = st.steady_sums
         p = 1.0 / s if s > 0 else 0.0  # sampling precision
-        st.steady_sums = [n_ + 1.0, f32(dv + d / v), f32(w + 1.0 / v), f32(ds + d * p), f32(w1 + p), f32(w2 + p * p)]
+        st.steady_sums = [
+            n_ + 1.0, f32(dv + d / v), f32(w + 1.0 / v), f32(ds + d * p), f32(w1 + p), f32(w2 + p * p),
+            f32(lc + yc * p), f32(lb + yb * p),
+        ]  # fmt: skip
 
 
 def _sibling_percentile(metrics: dict[str, MetricWindow], spec: MetricSpec) -> MetricSpec | None:
@@ -460,24 +463,34 @@ def _latency_result(
             at=cusum.best_at,
         )
     every = cusum.total  # sums over every period so far: d/v, 1/v, log canary, log baseline, periods
+    # the values shown are of the very periods and weights the mean difference is of, so that
+    # canary / baseline - 1 is the effect shown beside them
     c_mid, b_mid = math.exp(every[2] / st.rows), math.exp(every[3] / st.rows)
-    steady, _, _, dp_sum, p_sum, p2_sum = st.steady_sums
+    of = f"geometric mean of {st.rows} periods"
+    steady, _, _, dp_sum, p_sum, p2_sum, lc_sum, lb_sum = st.steady_sums
     if steady and p_sum > 0:
         # the mean difference outside the grace periods weighted by sampling precision, its noise
         # from the latest estimate of the wobble (the most periods tell it best)
         mean = dp_sum / p_sum
         wobble = between_period_variance(st.wobble, steady / p_sum + 2.0 * settings.latency_noise_floor**2)
         se = math.sqrt((p_sum + wobble * p2_sum) / (p_sum * p_sum))
-    elif steady:
-        mean, se = st.steady_sums[1] / st.steady_sums[2], math.sqrt(1.0 / st.steady_sums[2])
+        c_mid, b_mid = math.exp(lc_sum / p_sum), math.exp(lb_sum / p_sum)
+        of = f"geometric mean of {steady:.0f} periods weighted by traffic" + (
+            f", not the {st.rows - steady:.0f} just after a traffic shift" if st.rows > steady else ""
+        )
+        effect = math.expm1(sign * mean)
     else:
-        mean, se = every[0] / every[1], math.sqrt(1.0 / every[1])
+        mean, se = (
+            (st.steady_sums[1] / st.steady_sums[2], math.sqrt(1.0 / st.steady_sums[2]))
+            if steady
+            else (every[0] / every[1], math.sqrt(1.0 / every[1]))
+        )
+        effect = c_mid / b_mid - 1.0
     upper = mean + norm_ppf(settings.healthy_confidence) * se
     what = f"{spec.id}: canary {c_mid:.4g} vs baseline {b_mid:.4g}{unit}"
-    effect = math.expm1(sign * mean)
     if upper <= math.log1p(settings.latency_healthy_margin):
         return Result(
-            spec, "pass", f"{what} (geometric mean of {st.rows} periods): not worse", evidence=evidence, effect=effect,
+            spec, "pass", f"{what} ({of}): not worse", evidence=evidence, effect=effect,
             baseline_value=b_mid, canary_value=c_mid, confidence=settings.healthy_confidence,
         )  # fmt: skip
     if sibling is not None and 2 * st.rows < active:
@@ -543,7 +556,7 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
 MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
 
 
-_STATE_FORMAT = "deployguard-judge-state/5"
+_STATE_FORMAT = "deployguard-judge-state/6"
 _KINDS: dict[str, type[RateState] | type[LatencyState] | type[GaugeState]] = {
     "rate": RateState, "latency": LatencyState, "gauge": GaugeState,
 }  # fmt: skip
@@ -562,7 +575,7 @@ class JudgeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["deployguard-judge-state/5"]
+    format: Literal["deployguard-judge-state/6"]
     fingerprint: str
     ids: list[str] = Field(default_factory=list, description="every metric of the window, in order")
     periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")
