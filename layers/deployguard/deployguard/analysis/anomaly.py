@@ -72,22 +72,34 @@ def detect_anomalies(
     relative_floor: float = 0.05,
     min_points: int = MIN_POINTS,
     direction: Literal["both", "high", "low"] = "both",
+    now: datetime | None = None,
 ) -> AnomalyReport:
-    """Are the values of the last ``recent`` unusual against the ``lookback`` before them?
+    """Are the values of the last ``recent`` before ``now`` unusual against the ``lookback`` before them?
 
     ``threshold`` is in robust standard deviations; ``relative_floor`` keeps the spread
     at least that share of the level (a 3% wobble of a steady metric is not an
     anomaly). Needs ``min_points`` reference points, else the status is unknown.
+
+    ``now`` is the end of what was read (a live look passes its own time): with no value in
+    (now - recent, now] the status is unknown, never normal, whatever older values say (the
+    latest periods missing are not the latest periods usual). Without it the series' latest
+    point is taken as now (a recorded series judged as of its own end).
     """
     points = sorted((t, float(v)) for t, v in history if v is not None and math.isfinite(v))
     if not points:
         return AnomalyReport(status="unknown", points=0, message="no history")
-    end = points[-1][0]
+    end = points[-1][0] if now is None else now
     split = end - recent
     reference = [(t, v) for t, v in points if end - lookback <= t <= split]
-    current = [(t, v) for t, v in points if t > split] or [points[-1]]
-    if reference and reference[-1] == current[-1]:
-        reference = reference[:-1]
+    current = [(t, v) for t, v in points if split < t <= end]
+    if not current:
+        last_seen = max((t for t, _ in points if t <= end), default=None)
+        return AnomalyReport(
+            status="unknown",
+            points=len(reference),
+            message=f"no value in the last {recent.total_seconds() / 60:g} minutes"
+            + (f" (the latest at {last_seen.isoformat()})" if last_seen is not None else ""),
+        )
     if len(reference) < min_points:
         return AnomalyReport(
             status="unknown",

@@ -174,7 +174,8 @@ class MetricsReader:
     Each result's ``StatusCode`` is read: ``PartialData`` is paged to completion with
     ``NextToken``; ``InternalError`` or ``Forbidden`` (or data still partial when no page
     is left) leaves that query's periods without value *unknown*: ``failures`` maps its
-    key to the reason, and its windows carry them as gaps, never as zeros.
+    key to the reason (of the latest read of that key: a reader kept between looks forgets a
+    failure once the key is read again), and its windows carry them as gaps, never as zeros.
     """
 
     def __init__(self) -> None:
@@ -203,6 +204,7 @@ class MetricsReader:
                 if q.key in out:  # shared by several requests (a service's alias-level monitoring): read once
                     continue
                 out[q.key] = [None] * request.periods
+                self.failures.pop(q.key, None)  # the failures of this read, not of an earlier one
                 if request.periods:
                     entries.append((q, request))
         entries.sort(key=lambda e: (e[1].start, e[1].interval_seconds))

@@ -522,7 +522,15 @@ def _complete(cycle: Cycle, item: Due, values: Values, run: AssessorRun) -> None
     else:
         assert run.monitoring is not None
         complete_monitoring(
-            item, values, cycle.config, cycle.repository, cycle.publisher, cycle.now, run.monitoring, cycle.alerts
+            item,
+            values,
+            cycle.config,
+            cycle.repository,
+            cycle.publisher,
+            cycle.now,
+            run.monitoring,
+            cycle.alerts,
+            cycle.reader.failures,
         )
 
 

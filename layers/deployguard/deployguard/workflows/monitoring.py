@@ -9,6 +9,15 @@ assessment runs the robust anomaly detector on the service's metrics of the last
 hours (5-minute periods) and is stored with the record that says when the next one is due; a
 change to or from "unusual" is announced.
 
+Only a look that judged its metrics can change anything. A look whose read failed (CloudWatch
+answered ``InternalError``, ``Forbidden``, or data still partial) for a metric it needs, or
+that has no value of the last 15 minutes of a metric that has a history, and saw nothing unusual,
+is inconclusive: stored as ``unknown`` with its reasons, it announces nothing, runs no alert
+rule (so it clears no incident), and the status the next look compares with stays the last
+judged one. A metric seen unusual is news even when another could not be read. A look whose read
+failed is counted (``DeploymentsUnreadable``), audited once, and looked at again the next minute,
+so a read failing 3 minutes running raises ``DeploymentsUnreadableAlarm``.
+
 After promotion the alias serves the new version only, so a Lambda service is read at the
 alias (FunctionName and Resource: every version the alias served, the history included): one
 set of queries per service and alias, shared by every deployment of it due in the same cycle,
@@ -27,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from deployguard.analysis.anomaly import detect_anomalies
+from deployguard.analysis.anomaly import MIN_POINTS, detect_anomalies
 from deployguard.analysis.schedule import next_assessment_seconds
 from deployguard.aws.cloudwatch import (
     MetricQuery,
@@ -48,6 +57,7 @@ from deployguard.models import (
     HealthStatus,
     LambdaTarget,
     MetricKind,
+    MetricSpec,
     Phase,
     PhaseChange,
     Severity,
@@ -68,6 +78,8 @@ ACTOR = "deployguard:post-deployment-monitoring"
 HISTORY = timedelta(hours=24)
 PERIOD_SECONDS = 300
 KIND = "post_deployment"
+RECENT = timedelta(minutes=15)  # the values judged against the 24 hours before them
+RETRY_SECONDS = 60  # after a look whose read failed: the next minute (DeploymentsUnreadable counts each)
 ALIAS = "alias"  # the role of an alias-level query (every version the alias served)
 
 
@@ -76,7 +88,9 @@ class MonitoringRun:
     assessed: list[Assessment] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)  # due, its metrics cannot be read: not assessed
+    # due, its metrics cannot be read: not assessed (no query, or the read failed and nothing unusual
+    # was seen); also a look that saw something unusual while another metric's read failed
+    unreadable: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -166,6 +180,29 @@ def _last(deployment: Deployment) -> AssessmentCursor | None:
     return cursor if cursor is not None and cursor.kind == KIND else None
 
 
+def _unread_looks(cursor: AssessmentCursor | None) -> int:
+    """How many looks running, up to the last, could not read the metrics they needed."""
+    state = cursor.judge_state if cursor is not None else None
+    return int(state.get("unread_looks", 0)) if state else 0
+
+
+def _failed_reads(
+    request: WindowRequest, failures: dict[tuple[str, str, str], str], specs: Iterable[MetricSpec]
+) -> dict[str, str]:
+    """Per judged metric, why its values could not be read: "CloudWatch returned X (...) for metric Y
+    (role)", for a query of its own or of the count it is a rate of."""
+    failed: dict[str, str] = {}
+    for q in request.queries:
+        if q.key in failures:
+            failed.setdefault(q.key[1], f"{failures[q.key]} for metric {q.key[1]} ({q.key[2]})")
+    out = {}
+    for spec in specs:
+        reason = failed.get(spec.id) or (failed.get(spec.relative_to) if spec.relative_to else None)
+        if reason is not None:
+            out[spec.id] = reason
+    return out
+
+
 def due_monitoring(
     deployments: Iterable[Deployment],
     config: DeployGuardConfig,
@@ -182,6 +219,8 @@ def due_monitoring(
         interval = next_assessment_seconds(
             Phase.MONITORING, last.health_status if last else None, (now - promoted_at).total_seconds()
         )
+        if interval is not None and _unread_looks(last):  # the last read failed: again the next minute
+            interval = min(interval, RETRY_SECONDS)
         if interval is None:
             repository.update_deployment(deployment.deployment_id, _finish)
             repository.audit(deployment.deployment_id, "monitoring_ended", ACTOR, "24 hours after promotion")
@@ -209,14 +248,27 @@ def complete_monitoring(
     now: datetime,
     run: MonitoringRun,
     alerts: AlertEngine | None = None,
+    failures: dict[tuple[str, str, str], str] | None = None,
 ) -> None:
-    """Judge one due deployment on its values, store the assessment with its record, announce a change."""
+    """Judge one due deployment on its values, store the assessment with its record, announce a change.
+
+    ``failures`` are the reader's (:attr:`MetricsReader.failures`): a metric whose query failed is
+    not judged. A look that saw nothing unusual but could not judge every metric that has a
+    history (read failed, no recent value) is inconclusive: stored as unknown with its reasons,
+    nothing announced, no alert rule run, the status compared with next time left as it was."""
     deployment = item.deployment
     last = _last(deployment)
     last_status = last.health_status if last else None
-    reasons = []
+    specs = config.service(deployment.service).judge.metrics
+    failed = _failed_reads(item.request, failures or {}, specs)
+    reasons: list[VerdictReason] = []
+    blocked: list[VerdictReason] = []  # metrics that could not be judged now: no "usual" without them
     for metric_id, series in _series(deployment, config, item.request, values).items():
-        report = detect_anomalies(series, recent=timedelta(minutes=15), lookback=HISTORY)
+        if metric_id in failed:
+            blocked.append(VerdictReason(metric_id=metric_id, status="inconclusive",
+                                         message=f"{metric_id}: not read: {failed[metric_id]}"))  # fmt: skip
+            continue
+        report = detect_anomalies(series, recent=RECENT, lookback=HISTORY, now=now)
         if report.status == "anomalous":
             reasons.append(
                 VerdictReason(
@@ -229,26 +281,50 @@ def complete_monitoring(
             )
         elif report.status == "normal":
             reasons.append(VerdictReason(metric_id=metric_id, status="pass", message=f"{metric_id}: {report.message}"))
+        elif report.points >= MIN_POINTS:  # a history, but no value of the last 15 minutes: missing, not usual
+            blocked.append(VerdictReason(metric_id=metric_id, status="inconclusive",
+                                         message=f"{metric_id}: {report.message}"))  # fmt: skip
     unusual = [r for r in reasons if r.status == "fail"]
-    status = HealthStatus.WARNING if unusual else (HealthStatus.HEALTHY if reasons else HealthStatus.UNKNOWN)
-    summary = (
-        "post-deployment: unusual against the last 24 h: " + "; ".join(r.message for r in unusual)
-        if unusual else f"post-deployment: {len(reasons)} metrics usual against the last 24 h"
-    )  # fmt: skip
+    judged = bool(unusual) or (bool(reasons) and not blocked)
     promoted_at = deployment.ended_at or deployment.started_at
-    interval = next_assessment_seconds(Phase.MONITORING, status, (now - promoted_at).total_seconds())
-    decision = Decision.HEALTHY if reasons and not unusual else Decision.INCONCLUSIVE
+    since = (now - promoted_at).total_seconds()
+    unread_looks = _unread_looks(last) + 1 if failed else 0
+    if judged:
+        status = HealthStatus.WARNING if unusual else HealthStatus.HEALTHY
+        summary = (
+            "post-deployment: unusual against the last 24 h: " + "; ".join(r.message for r in unusual)
+            if unusual else f"post-deployment: {len(reasons)} metrics usual against the last 24 h"
+        )  # fmt: skip
+        decision = Decision.INCONCLUSIVE if unusual else Decision.HEALTHY
+        compare_status, compare_decision = status, decision
+        interval = next_assessment_seconds(Phase.MONITORING, status, since)
+    else:  # nothing judged, or not all of it: changes nothing, compared next time with the last judged look
+        status, decision = HealthStatus.UNKNOWN, Decision.INCONCLUSIVE
+        summary = "post-deployment: not judged: " + (
+            "; ".join(r.message for r in blocked) if blocked else "no metric with a history and recent values"
+        )
+        compare_status = last_status or HealthStatus.UNKNOWN
+        compare_decision = last.decision if last else Decision.INCONCLUSIVE
+        interval = next_assessment_seconds(Phase.MONITORING, compare_status, since)
+    if interval is not None and failed:
+        interval = min(interval, RETRY_SECONDS)
+    details: dict[str, object] = {"kind": KIND, "next_in_seconds": interval}
+    if not judged:
+        details["inconclusive"] = True
+    if failed:
+        details["unread"] = failed
     assessment = Assessment(
         deployment_id=deployment.deployment_id, at=now, step_index=deployment.step_index, canary_weight=1.0,
-        verdict=Verdict(decision=decision, summary=summary, reasons=reasons, judge="anomaly"),
-        health_status=status, details={"kind": KIND, "next_in_seconds": interval},
+        verdict=Verdict(decision=decision, summary=summary, reasons=reasons + blocked, judge="anomaly"),
+        health_status=status, details=details,
     )  # fmt: skip
     cursor = AssessmentCursor(
-        kind=KIND, at=now, decision=decision, health_status=status,
+        kind=KIND, at=now, decision=compare_decision, health_status=compare_status,
         next_at=next_look(deployment.service, now, interval or PERIOD_SECONDS), read_until=item.request.end,
+        judge_state={"unread_looks": unread_looks} if unread_looks else None,
     )  # fmt: skip
     events = []
-    if (last_status == HealthStatus.WARNING) != bool(unusual) and (last is not None or unusual):
+    if judged and (last_status == HealthStatus.WARNING) != bool(unusual) and (last is not None or unusual):
         events.append(DeploymentEvent(
             event_type=EventType.ASSESSMENT_STATUS_CHANGED, deployment_id=deployment.deployment_id,
             service=deployment.service, version=deployment.version, environment=deployment.environment,
@@ -258,8 +334,12 @@ def complete_monitoring(
         ))  # fmt: skip
     if save_assessment(repository, deployment, assessment, cursor, events=events) is None:
         return  # another run assessed it in this cycle
-    run.assessed.append(assessment)
-    if alerts is not None:  # post-deployment-anomaly: incident, paging, rollback for approval
+    if failed:  # counted (DeploymentsUnreadable), logged every look, audited once
+        note_unreadable(repository, deployment.deployment_id, KIND, "; ".join(sorted(set(failed.values()))), ACTOR)
+        run.unreadable.append(deployment.deployment_id)
+    if judged or not failed:
+        run.assessed.append(assessment)
+    if alerts is not None and judged:  # post-deployment-anomaly: incident, paging, rollback for approval
         alerts.guarded(deployment.deployment_id, ACTOR, "post-deployment assessment", alerts.on_assessment,
                        deployment, assessment)  # fmt: skip
     for event in events:  # in the outbox with the assessment: published now, or by the minute tick
@@ -281,7 +361,7 @@ def monitor_promoted(
     due = due_monitoring(repository.monitored_deployments(), config, repository, now, run)
     values = reader.read_windows([d.request for d in due])
     for item in due:
-        complete_monitoring(item, values, config, repository, publisher, now, run, alerts)
+        complete_monitoring(item, values, config, repository, publisher, now, run, alerts, reader.failures)
     return run
 
 
