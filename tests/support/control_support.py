@@ -66,3 +66,20 @@ def canary_in_flight(aws: Any, name: str, weight: float = 0.25, versions: int = 
     )  # fmt: skip
     LambdaTrafficShifter(target).shift(weight)
     return target
+
+
+def promoted(aws: Any, name: str) -> Any:
+    """A Lambda service ``name`` promoted from version 1 to 2: its record (``dep-<name>``) says so and its alias
+    ``live`` routes all traffic to version 2; returns its target."""
+    from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+    from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
+    from deployguard_local.emulator import sample_handler
+
+    versions = aws.deploy_sample_function(name, "live", sample_handler)
+    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
+    DeploymentRepository().create_deployment(
+        Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=versions[1],
+                   target=target, status=DeploymentStatus.SUCCEEDED, decision="promoted", canary_weight=1.0)
+    )  # fmt: skip
+    LambdaTrafficShifter(target).promote()
+    return target
