@@ -5,10 +5,8 @@ record (9 throttles: every attempt of one call, through botocore hooks); time is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from incident_support_it import canary_in_flight, engine
 
 from deployguard import clock
@@ -30,13 +28,6 @@ ONE_AN_HOUR = AlertingSettings.model_validate(
         ],
     }
 )  # fmt: skip
-
-
-@pytest.fixture
-def faults(embedded: EmbeddedAws) -> Iterator[FaultInjector]:
-    assert embedded.clock is not None
-    with FaultInjector(embedded.clock) as injector:
-        yield injector
 
 
 def _alert_record(request: Any) -> bool:
