@@ -82,6 +82,17 @@ def embedded() -> Iterator[Any]:
 
 
 @pytest.fixture
+def faults(embedded: Any) -> Iterator[Any]:
+    """Faults answering the embedded AWS's calls (``deployguard_local.chaos.faults.FaultInjector``, through
+    botocore's hooks), botocore's back-off on its simulated clock."""
+    from deployguard_local.chaos.faults import FaultInjector
+
+    assert embedded.clock is not None
+    with FaultInjector(embedded.clock) as injector:
+        yield injector
+
+
+@pytest.fixture
 def repository(embedded: Any) -> Any:
     from deployguard.storage.repository import DeploymentRepository
 

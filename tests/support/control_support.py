@@ -51,9 +51,26 @@ def while_the_alias_moves_once(action: Callable[[], object]) -> Iterator[None]:
         events.unregister("before-parameter-build.lambda.UpdateAlias", unique_id="test-while-the-alias-moves")
 
 
-def canary_in_flight(aws: Any, name: str, weight: float = 0.25) -> Any:
-    """A Lambda canary of ``name`` with ``weight`` of its alias ``live`` on the new version, whose record
-    (``dep-<name>``) says in progress; returns its target."""
+def canary_in_flight(aws: Any, name: str, weight: float = 0.25, versions: int = 2) -> Any:
+    """A Lambda canary of ``name`` with ``weight`` of its alias ``live`` on the new version (2 of the
+    function's ``versions``), whose record (``dep-<name>``) says in progress; returns its target."""
+    from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+    from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
+    from deployguard_local.emulator import sample_handler
+
+    published = aws.deploy_sample_function(name, "live", sample_handler, versions=versions)
+    target = LambdaTarget(function_name=name, alias="live", stable_version=published[0], new_version=published[1])
+    DeploymentRepository().create_deployment(
+        Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=published[1],
+                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=weight)
+    )  # fmt: skip
+    LambdaTrafficShifter(target).shift(weight)
+    return target
+
+
+def promoted(aws: Any, name: str) -> Any:
+    """A Lambda service ``name`` promoted from version 1 to 2: its record (``dep-<name>``) says so and its alias
+    ``live`` routes all traffic to version 2; returns its target."""
     from deployguard.aws.lambda_traffic import LambdaTrafficShifter
     from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
     from deployguard_local.emulator import sample_handler
@@ -62,7 +79,7 @@ def canary_in_flight(aws: Any, name: str, weight: float = 0.25) -> Any:
     target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
     DeploymentRepository().create_deployment(
         Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=versions[1],
-                   target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=weight)
+                   target=target, status=DeploymentStatus.SUCCEEDED, decision="promoted", canary_weight=1.0)
     )  # fmt: skip
-    LambdaTrafficShifter(target).shift(weight)
+    LambdaTrafficShifter(target).promote()
     return target

@@ -257,15 +257,17 @@ async function showServices() {
     h("tbody", {}, services.map((s) => {
       const d = s.latest;
       const lambda = d && d.target.kind === "lambda";
-      // the alias version a Lambda service routes to: sent back as from_version, so a repeat changes nothing
-      const live = !d ? "-" : lambda ? (d.status === "succeeded" ? d.target.new_version : d.target.stable_version)
-        : (d.status === "succeeded" ? d.version : d.target.stable_task_definition);
+      // the version the alias routes to now (GetAlias, read by the API): sent back as from_version, so a repeat
+      // changes nothing; when the alias cannot be read the page says so and offers no rollback from a guess
+      const unknown = s.live_version_source === "unavailable";
+      const live = s.live_version || "-";
+      const shown = unknown ? `unknown: ${s.live_version_note}` : s.live_version_note ? `${live} (${s.live_version_note})` : live;
       return h("tr", {},
         h("td", {}, s.service), h("td", {}, s.environment),
         h("td", {}, d ? h("a", { href: `#/deployments/${encodeURIComponent(d.deployment_id)}` }, `${d.deployment_id} `) : "-", d ? badge(d.status) : ""),
-        h("td", {}, live),
+        h("td", {}, shown),
         h("td", {}, h("button", {
-          type: "button", class: "danger", disabled: !can || !lambda,
+          type: "button", class: "danger", disabled: !can || !lambda || unknown || !s.live_version,
           "aria-label": `Emergency rollback of ${s.service}`,
           onclick: () => confirmAction({
             title: `Emergency rollback: ${s.service}`,

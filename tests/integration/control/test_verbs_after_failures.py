@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from control_support import canary_controller, canary_in_flight, control_service
+from control_support import canary_controller, canary_in_flight, control_service, promoted
 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import ControlStateError, StepFunctionsError
-from deployguard.models import Deployment, DeploymentStatus, EventType, LambdaTarget, Phase
+from deployguard.models import DeploymentStatus, EventType, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.control import ControlRequest, EmergencyRollbackRequest
-from deployguard_local.emulator import EmbeddedAws, sample_handler
+from deployguard_local.emulator import EmbeddedAws
 
 CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
 
@@ -139,17 +139,6 @@ def test_an_approval_that_races_an_abort_is_refused(aws: Any, monkeypatch: pytes
 # --------------------------------------------------------------------------- emergency rollback repeated
 
 
-def _promoted(aws: Any, name: str) -> LambdaTarget:
-    versions = aws.deploy_sample_function(name, "live", sample_handler)
-    target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
-    DeploymentRepository().create_deployment(
-        Deployment(deployment_id=f"dep-{name}", service=name, environment="production", version=versions[1],
-                   target=target, status=DeploymentStatus.SUCCEEDED, decision="promoted", canary_weight=1.0)
-    )  # fmt: skip
-    LambdaTrafficShifter(target).promote()
-    return target
-
-
 @contextmanager
 def _failing(monkeypatch: pytest.MonkeyPatch, *names: str) -> Iterator[None]:
     """The first call to any of the repository's ``names`` fails (DynamoDB throttled)."""
@@ -178,7 +167,7 @@ def test_a_repeated_emergency_rollback_finishes_the_record(
 ) -> None:
     """The alias moved and the claim was taken, then the record (or its audit) failed: the same request
     again records the culprit rolled back, audits and announces it once."""
-    target = _promoted(aws, "checkout-api")
+    target = promoted(aws, "checkout-api")
     with _failing(monkeypatch, *failing), pytest.raises(RuntimeError):
         _emergency(aws, "checkout-api", from_version=target.new_version)
     assert LambdaTrafficShifter(target).current().function_version == target.stable_version

@@ -6,7 +6,6 @@ through botocore hooks (9 throttles: every attempt of one call); time is the sim
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.emulator import EmbeddedAws
 
 ONE_CALL = ["throttle"] * 9  # botocore's attempts of one call
-
-
-@pytest.fixture
-def faults(embedded: EmbeddedAws) -> Iterator[FaultInjector]:
-    assert embedded.clock is not None
-    with FaultInjector(embedded.clock) as injector:
-        yield injector
 
 
 def _body(request: Any) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,6 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     code = incidents_cli.main([*argv, "--json"])
     out = capsys.readouterr()
     return code, json.loads(out.out) if code == 0 else out.err
-
-
-@pytest.fixture
-def faults(embedded: EmbeddedAws) -> Iterator[FaultInjector]:
-    assert embedded.clock is not None
-    with FaultInjector(embedded.clock) as injector:
-        yield injector
 
 
 def test_an_approval_whose_answer_step_functions_refuses_runs_at_the_next_tick(

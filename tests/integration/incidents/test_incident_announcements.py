@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,6 @@ from deployguard_local.emulator import EmbeddedAws
 
 ROOT = Path(__file__).resolve().parents[3]
 ONE_CALL = ["throttle"] * 9  # botocore's attempts of one call
-
-
-@pytest.fixture
-def faults(embedded: EmbeddedAws) -> Iterator[FaultInjector]:
-    assert embedded.clock is not None
-    with FaultInjector(embedded.clock) as injector:
-        yield injector
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:

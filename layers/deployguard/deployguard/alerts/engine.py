@@ -306,8 +306,11 @@ class AlertEngine:
                 cooling := self.repository.claim_once(COOLDOWN, cooldown, timedelta(seconds=rule.cooldown_seconds))
             ):
                 alert.status = AlertStatus.SUPPRESSED_COOLDOWN
-            elif not self.incident_store.take_rate_slot(
-                alert.rule, rule.rate_limit.max_alerts, rule.rate_limit.per_seconds
+            elif not self.incident_store.take_rate_slot(  # a retry of the same alert (same id) takes no second slot
+                alert.rule,
+                rule.rate_limit.max_alerts,
+                rule.rate_limit.per_seconds,
+                alert.alert_id if alert.derived else None,
             ):
                 alert.status = AlertStatus.SUPPRESSED_RATE_LIMIT
                 self.repository.audit(

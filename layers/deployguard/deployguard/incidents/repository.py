@@ -303,23 +303,37 @@ class IncidentRepository:
         ]
         return sorted(found, key=lambda alert: alert.at)
 
-    def take_rate_slot(self, rule: str, limit: int, window_seconds: int) -> bool:
-        """Count one alert of ``rule`` in the current window; False once ``limit`` is reached."""
+    def take_rate_slot(self, rule: str, limit: int, window_seconds: int, alert_id: str | None = None) -> bool:
+        """Count one alert of ``rule`` in the current window; False once ``limit`` is reached.
+
+        With ``alert_id`` (an alert that a retry raises again under the same id) the slot is the alert's:
+        its id is kept in the window's counter, and taking the slot again (the outbox's retry of a run that
+        failed after taking it) counts nothing and is granted, whatever the window's count."""
         now = clock.now()
         window = int(now.timestamp()) // window_seconds
         pk, sk = keys.singleton_key(ALERT_RATE, f"{rule}#{window}")
         expires = int((now + timedelta(seconds=2 * window_seconds)).timestamp())
+        update = "ADD alerts :one SET expires_at = :expires"
+        condition = "attribute_not_exists(alerts) OR alerts < :limit"
+        values: dict[str, Any] = {":one": 1, ":limit": limit, ":expires": expires}
+        if alert_id is not None:
+            update = "ADD alerts :one, alert_ids :ids SET expires_at = :expires"
+            condition = f"({condition}) AND NOT contains(alert_ids, :id)"
+            values.update({":ids": {alert_id}, ":id": alert_id})
         try:
             self.table.update_item(
                 Key={keys.PK: pk, keys.SK: sk},
-                UpdateExpression="ADD alerts :one SET expires_at = :expires",
-                ConditionExpression="attribute_not_exists(alerts) OR alerts < :limit",
-                ExpressionAttributeValues={":one": 1, ":limit": limit, ":expires": expires},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if not _conditional_failed(exc):
+                raise
+            if alert_id is None:
                 return False
-            raise
+            item = self.table.get_item(Key={keys.PK: pk, keys.SK: sk}, ConsistentRead=True).get("Item") or {}
+            return alert_id in (item.get("alert_ids") or set())  # counted already: this alert's own slot
         return True
 
     # ------------------------------------------------------------------ paging

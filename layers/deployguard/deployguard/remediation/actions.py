@@ -366,7 +366,8 @@ def handler_for(name: str, config: RemediationAction, deployment: Deployment) ->
 
 
 def _mark_rolled_back(repository: DeploymentRepository, deployment_id: str, reason: str) -> None:
-    """Record on the deployment that it was rolled back (unless it already ended)."""
+    """Record on the deployment that it was rolled back (unless it already ended). A canary that was
+    already rolling back (phase ``failed`` while in progress) keeps its one ``failed`` phase entry."""
     now = clock.now()
 
     def change(d: Deployment) -> None:
@@ -377,8 +378,9 @@ def _mark_rolled_back(repository: DeploymentRepository, deployment_id: str, reas
         d.decision = "rolled_back"
         d.decision_reason = reason
         d.ended_at = now
-        d.phase = Phase.FAILED
-        d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
+        if d.phase != Phase.FAILED:  # a canary already rolling back (Assess decided it) says so once
+            d.phase = Phase.FAILED
+            d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
 
     if repository.find_deployment(deployment_id) is not None:
         repository.update_deployment(deployment_id, change)

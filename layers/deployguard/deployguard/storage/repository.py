@@ -459,6 +459,17 @@ class DeploymentRepository:
         )
         return [_from_item(Deployment, item) for item in items]
 
+    def superseding(self, deployment: Deployment) -> Deployment | None:
+        """The newest deployment of ``deployment``'s service and environment if it started after ``deployment``
+        ended (None while it has not ended, or when nothing started since): its alias or task sets are that
+        later deployment's now, never to be put back under it."""
+        if deployment.ended_at is None:
+            return None
+        for newest in self.deployments_of(deployment.service, deployment.environment, limit=1):
+            if newest.deployment_id != deployment.deployment_id and newest.started_at > deployment.ended_at:
+                return newest
+        return None
+
     def service_environments(self) -> list[tuple[str, str]]:
         """Every (service, environment) pair that has had a deployment (the catalog)."""
         items = self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": keys.CATALOG})

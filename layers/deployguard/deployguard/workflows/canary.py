@@ -23,7 +23,9 @@ record's end put it (100% new if it was promoted, else 100% stable) and ends wit
 decision. A retry that finds the record ended does the same for an earlier attempt whose move
 landed late, and ``rollback`` reads the alias again once it has recorded. The alias never stays
 on the new version, or split, while the record says rolled back or aborted, nor on stable while
-it says promoted.
+it says promoted. A late move of an ended deployment acts only while the alias is still its own: a newer
+deployment of the service that started after it ended, or an alias routing versions it never shipped, is
+left alone (``traffic_move_refused`` in its audit trail).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError
 
 from deployguard import clock
-from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
 from deployguard.hooks.checks import CheckContext, Sleep, run_check
 from deployguard.models import (
@@ -258,7 +260,7 @@ class CanaryController:
         if not isinstance(target, LambdaTarget):
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
-        LambdaTrafficShifter(target).shift(weight / 100.0)
+        moved = LambdaTrafficShifter(target).shift(weight / 100.0)
         now = clock.now()
         lost = False
 
@@ -275,7 +277,7 @@ class CanaryController:
 
         deployment = self._change(deployment.deployment_id, change)
         if lost:  # the alias back where the record's end put it: 100% new if promoted, else 100% stable
-            self._undo_lost_move(deployment, target, f"shift to {weight:g}%")
+            self._undo_lost_move(deployment, target, f"shift to {weight:g}%", own=moved)
             promoted = deployment.decision == "promoted"
             return state.model_copy(
                 update={"next": "done", "decision": deployment.decision, "weight": 100.0 if promoted else 0.0}
@@ -446,24 +448,35 @@ class CanaryController:
                 update={"weight": 0.0, "next": "done", "decision": deployment.decision, "target": target,
                         "reason": deployment.decision_reason}
             )  # fmt: skip
-        LambdaTrafficShifter(target).promote_verified()
+        moved = LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
             update={"weight": 100.0, "next": "done", "decision": "promoted", "target": target, "ended_at": ended_at}
         )
         recorded = self._record_or_defer(out)
         if recorded is not None and recorded.decision != "promoted":  # lost the race to an abort
-            self._undo_lost_move(recorded, target, "promotion")
+            self._undo_lost_move(recorded, target, "promotion", own=moved)
             return out.model_copy(
                 update={"weight": 0.0, "decision": recorded.decision, "reason": recorded.decision_reason,
                         "ended_at": recorded.ended_at}
             )  # fmt: skip
         return out.model_copy(update={"recorded": recorded is not None})
 
-    def _undo_lost_move(self, deployment: Deployment, target: LambdaTarget, move: str) -> None:
+    def _undo_lost_move(
+        self,
+        deployment: Deployment,
+        target: LambdaTarget,
+        move: str,
+        alias: AliasState | None = None,
+        own: AliasState | None = None,
+    ) -> None:
         """The record ended while this task moved the alias: put it back where the end put it, so the
         traffic never contradicts the record: 100% new after a promotion (a late ShiftTraffic attempt),
-        100% stable after anything else (rolled back, aborted, held, failed)."""
+        100% stable after anything else (rolled back, aborted, held, failed). Only while the alias is still
+        this deployment's (:meth:`_not_ours`): a later deployment's alias is refused, and audited. ``own``:
+        the routing this very task just set (its move is undone while the alias still shows it)."""
+        if self._refused(deployment, target, move, alias, own):
+            return
         promoted = deployment.decision == "promoted"
         if promoted:
             LambdaTrafficShifter(target).promote_verified()
@@ -479,8 +492,54 @@ class CanaryController:
         """A retried step that finds the record ended: an earlier attempt's move may have landed after the
         end, its undo failed or never ran. Read the alias; undo that move if it contradicts the record."""
         version = target.new_version if deployment.decision == "promoted" else target.stable_version
-        if LambdaTrafficShifter(target).current().weight_of(version) != 1.0:
-            self._undo_lost_move(deployment, target, f"an earlier attempt's {move}")
+        alias = LambdaTrafficShifter(target).current()
+        if alias.weight_of(version) != 1.0:
+            self._undo_lost_move(deployment, target, f"an earlier attempt's {move}", alias)
+
+    def _not_ours(
+        self, deployment: Deployment | None, target: LambdaTarget, alias: AliasState, own: AliasState | None = None
+    ) -> str:
+        """Why the alias is no longer this deployment's to move ("" while it is): a later deployment of the
+        same service and environment started after this one ended (it may ship the same versions again), or
+        the alias routes versions this deployment never shipped and none of its new version's traffic. An
+        alias that still routes exactly what this task itself set (``own``) is this task's to put back."""
+        if own is not None and alias == own:
+            return ""
+        if deployment is not None:
+            newer = self.repository.superseding(deployment)
+            if newer is not None:
+                return (
+                    f"deployment {newer.deployment_id} (version {newer.version}) started after this one ended "
+                    f"({deployment.decision}): the alias is its now"
+                )
+        versions = {alias.function_version, *alias.additional_weights}
+        foreign = versions - {target.stable_version, target.new_version}
+        if foreign and target.new_version not in versions:
+            return f"the alias routes version {', '.join(sorted(foreign))}, which this deployment never shipped"
+        return ""
+
+    def _refused(
+        self,
+        deployment: Deployment | None,
+        target: LambdaTarget,
+        move: str,
+        alias: AliasState | None = None,
+        own: AliasState | None = None,
+    ) -> bool:
+        """A late move (a retried or leftover task of a deployment that ended) is refused when the alias is
+        no longer its own; the refusal is audited (``traffic_move_refused``) on the deployment."""
+        alias = alias or LambdaTrafficShifter(target).current()
+        why = self._not_ours(deployment, target, alias, own)
+        if not why:
+            return False
+        deployment_id = deployment.deployment_id if deployment is not None else None
+        logger.warning("late alias move refused", extra={"deployment_id": deployment_id, "reason": why})
+        if deployment_id is not None:
+            self.repository.audit(
+                deployment_id, "traffic_move_refused", ACTOR, f"{move} not done: {why}",
+                alias=f"{alias.function_version} {alias.additional_weights or ''}".strip(),
+            )  # fmt: skip
+        return True
 
     def rollback(self, state: dict[str, Any]) -> CanaryState | dict[str, Any]:
         """Put the alias back at 100% stable and verify it; only then record and announce.
@@ -509,7 +568,10 @@ class CanaryController:
                 target = self._lambda_target_of(deployment_id)
             except NotFoundError:
                 return {"deployment_id": deployment_id, "next": "done", "decision": "rejected", "reason": reason}
-        LambdaTrafficShifter(target).rollback_verified()
+        ended = self._ended_record(deployment_id)
+        refused = ended is not None and self._refused(ended, target, "rollback")
+        if not refused:  # traffic first: no record needed to move it; one that ended is only checked
+            LambdaTrafficShifter(target).rollback_verified()
         hold = state.get("next") == "hold"
         out = {k: v for k, v in state.items() if k != "error"}
         out.update(
@@ -528,13 +590,28 @@ class CanaryController:
             out.update({"decision": deployment.decision, "reason": deployment.decision_reason})
         # a leftover Promote attempt may have moved the alias after ours and recorded before us (we overrode
         # its promotion): the record says rolled back, so the alias must still be at 100% stable
-        if LambdaTrafficShifter(target).current().weight_of(target.stable_version) != 1.0:
+        alias = LambdaTrafficShifter(target).current()
+        if (
+            not refused
+            and alias.weight_of(target.stable_version) != 1.0
+            and not self._refused(deployment, target, "the rollback's check", alias)
+        ):
             LambdaTrafficShifter(target).rollback_verified()
             self.repository.audit(
                 deployment_id, "traffic_move_undone", ACTOR,
                 "a late move undone: the alias left 100% stable while the rollback recorded", alias="100% stable",
             )  # fmt: skip
         return CanaryState.model_validate(out) if "steps" in out else out
+
+    def _ended_record(self, deployment_id: str) -> Deployment | None:
+        """The record, if it has ended already (a retried Rollback, or one that runs after a person's abort);
+        None while in progress or when it cannot be read (the rollback then moves the alias all the same)."""
+        try:
+            deployment = self.repository.find_deployment(deployment_id)
+        except Exception:
+            logger.exception("rollback: cannot read the record", extra={"deployment_id": deployment_id})
+            return None
+        return deployment if deployment is not None and deployment.status.is_terminal else None
 
     # ------------------------------------------------------------------ recording an outcome
 

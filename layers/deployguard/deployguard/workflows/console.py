@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.exceptions import ForbiddenError, IncidentStateError, NotAuthorizedError
+from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter
+from deployguard.exceptions import ForbiddenError, IncidentStateError, NotAuthorizedError, TrafficShiftError
 from deployguard.incidents.escalation import Page
 from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
-from deployguard.models import Assessment, Deployment, Model, VerdictReason
+from deployguard.models import Assessment, Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Model, VerdictReason
 from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
 from deployguard.workflows.control import (
     CanaryControlService,
@@ -44,12 +45,30 @@ class CanaryCard(Model):
     open_incidents: int = 0
 
 
+LiveSource = Literal["alias", "record", "unavailable"]
+
+
 class ServiceCard(Model):
     """A service and environment with its latest deployment (emergency rollback starts here)."""
 
     service: str
     environment: str
     latest: Deployment | None = None
+    live_version: str | None = Field(
+        default=None,
+        description="the version the service's traffic goes to now: a Lambda service's is read from its alias "
+        "(GetAlias) as the request is served; null when it cannot be read (live_version_source unavailable) "
+        "or there is no deployment",
+    )
+    live_version_source: LiveSource | None = Field(
+        default=None,
+        description="alias: read from the Lambda alias now; record: from the latest deployment's record (ECS, "
+        "whose task sets the console does not read); unavailable: the alias could not be read, so no version "
+        "is given as live (live_version_note says why)",
+    )
+    live_version_note: str | None = Field(
+        default=None, description="why the live version is unknown, or that the alias splits its traffic"
+    )
 
 
 class EscalationOutcome(Model):
@@ -96,10 +115,14 @@ class OperationsConsole:
         return self.reader.history(deployment_id)
 
     def services(self) -> list[ServiceCard]:
+        """Every service with its latest deployment and the version live now: a Lambda service's read from
+        its alias (once per alias in this request, and only here), never inferred from the records."""
+        aliases: dict[tuple[str, str], AliasState | TrafficShiftError] = {}
         cards = []
         for service, environment in sorted(self.reader.repository.service_environments()):
-            latest = self.reader.page(DeploymentQuery(service=service, environment=environment, limit=1)).items
-            cards.append(ServiceCard(service=service, environment=environment, latest=latest[0] if latest else None))
+            page = self.reader.page(DeploymentQuery(service=service, environment=environment, limit=1)).items
+            latest = page[0] if page else None
+            cards.append(ServiceCard(service=service, environment=environment, latest=latest, **_live(latest, aliases)))
         return cards
 
     def incidents(self, *, include_resolved: bool = False, limit: int = 50) -> list[Incident]:
@@ -149,6 +172,35 @@ class OperationsConsole:
         )
         page = self.alerts.escalator.page_if_due(incident_id, now)
         return EscalationOutcome(incident=self.alerts.incident_store.get(incident_id), page=page)
+
+
+def _live(
+    deployment: Deployment | None, aliases: dict[tuple[str, str], AliasState | TrafficShiftError]
+) -> dict[str, Any]:
+    """The live version fields of a service card. Lambda: GetAlias on the latest deployment's alias (``aliases``
+    keeps this request's reads); a read that fails says so (``unavailable``) instead of a version from the
+    records, which may be stale (someone moved the alias by hand, a rollback the record does not show)."""
+    if deployment is None:
+        return {}
+    target = deployment.target
+    if not isinstance(target, LambdaTarget):
+        stable = target.stable_task_definition if isinstance(target, EcsTarget) else None
+        version = deployment.version if deployment.status == DeploymentStatus.SUCCEEDED else stable
+        return {"live_version": version, "live_version_source": "record",
+                "live_version_note": "from the latest deployment's record"}  # fmt: skip
+    key = (target.function_name, target.alias)
+    if key not in aliases:
+        try:
+            aliases[key] = LambdaTrafficShifter(target).current()
+        except TrafficShiftError as exc:
+            aliases[key] = exc
+    alias = aliases[key]
+    if isinstance(alias, TrafficShiftError):
+        note = f"cannot read alias {target.function_name}:{target.alias}: {alias}"[:500]
+        return {"live_version": None, "live_version_source": "unavailable", "live_version_note": note}
+    split = ", ".join(f"{w:.0%} to version {v}" for v, w in sorted(alias.additional_weights.items()))
+    return {"live_version": alias.function_version, "live_version_source": "alias",
+            "live_version_note": f"the alias splits its traffic: {split}" if split else None}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- who is calling

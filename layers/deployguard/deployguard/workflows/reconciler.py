@@ -204,13 +204,10 @@ def _superseded_by(repository: DeploymentRepository, deployment: Deployment) -> 
     of the same service and environment started after this one ended (it may have promoted, or be
     shifting, the same alias or task sets); putting the stable version of this one back would
     undo it."""
-    ended_at = deployment.ended_at
-    if ended_at is None:
+    newest = repository.superseding(deployment)
+    if newest is None:
         return ""
-    for newest in repository.deployments_of(deployment.service, deployment.environment, limit=1):
-        if newest.deployment_id != deployment.deployment_id and newest.started_at > ended_at:
-            return f"superseded by deployment {newest.deployment_id} (version {newest.version}), started after it ended"
-    return ""
+    return f"superseded by deployment {newest.deployment_id} (version {newest.version}), started after it ended"
 
 
 def _checked(
