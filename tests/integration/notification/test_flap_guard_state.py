@@ -69,8 +69,9 @@ def test_an_unhealthy_assessment_during_a_flush_revokes_its_lease_and_keeps_a_ne
     assert not guard.still_mine(leased)  # the flush checks right before sending: it does not send
     aws.clock.advance(60)
     assert guard.healthy(PD, _status(aws, "healthy"), 300)  # healthy again: a new resolve waits
-    assert guard.sent(leased) is False  # the old flush finishing deletes nothing
-    guard.give_back(leased)
+    assert guard.finish(leased, done=True) is False  # the old flush finishing deletes nothing
+    assert guard.replays(leased) == []  # the degraded assessment sent no trigger (PagerDuty is not told)
+    guard.release(leased)
     assert guard.due(aws.clock()) == []
     aws.clock.advance(301)
     [again] = guard.due(aws.clock())
@@ -84,8 +85,11 @@ def test_a_trigger_during_a_flush_revokes_its_lease(aws: Aws) -> None:
     leased = guard.take(guard.due(aws.clock())[0])
     assert leased is not None
     aws.clock.advance(-30)  # a trigger older than the lease, arriving late, cancels all the same
-    guard.triggered(PD, make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL, at=aws.clock()))
-    assert not guard.still_mine(leased) and guard.sent(leased) is False
+    failed = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL, at=aws.clock())
+    guard.triggered(PD, failed)
+    assert not guard.still_mine(leased) and guard.finish(leased, done=True) is False
+    assert [e.event_id for e in guard.replays(leased)] == [failed.event_id]  # sent again after the resolve
+    guard.release(leased)
     aws.clock.advance(600)
     assert guard.due(aws.clock()) == []
 
@@ -99,7 +103,7 @@ def test_the_router_does_not_send_a_resolve_cancelled_after_it_was_taken(aws: Aw
     leased = router.flaps.take(router.flaps.due(aws.clock())[0])
     assert leased is not None
     router.route(_status(aws, "degraded"))  # the page goes out while the flush holds the resolve
-    assert router._send_resolve(leased) is None
+    assert router._send_resolve(leased) == []
     assert _actions(receivers) == [("trigger", "deployguard/dg-1")] * 2
     aws.clock.advance(600)
     assert router.flush_resolves() == []

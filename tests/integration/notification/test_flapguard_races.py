@@ -1,0 +1,232 @@
+"""PagerDuty's flap guard when a trigger meets a deferred resolve the schedule is flushing, and when a
+channel is switched to resolve at once while a resolve waits: through the router function's handler on
+moto, a local receiver on 127.0.0.1 standing in for PagerDuty's Events API, the simulated clock. Each
+interleaving is forced at one exact point (a botocore hook on the flush's DynamoDB call, or the receiver
+while the resolve is on the wire), never by sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from notif_support import SCHEDULE, Aws, Context, make_event, router_app, sns_event, write_notifications
+
+from deployguard.aws import clients
+from deployguard.models import DeploymentEvent, EventType, Severity
+from deployguard_local.receivers import LocalReceivers, local_receivers
+
+KEY = "deployguard/dg-1"
+
+
+def _config(path: Path, receivers: LocalReceivers, delay: int) -> Path:
+    pagerduty = {"type": "pagerduty", "url": receivers.urls["pagerduty"], "routing_key": "local-routing-key",
+                 "trigger_severity": "warning", "resolve_after_healthy_seconds": delay}  # fmt: skip
+    return write_notifications(
+        path,
+        {
+            "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
+            "channels": {"ops-pagerduty": pagerduty},
+            "routes": [{"channels": ["ops-pagerduty"]}],
+            "delivery": {"max_attempts": 2, "backoff_base_seconds": 0.001},
+        },
+    )
+
+
+@pytest.fixture
+def receivers() -> Iterator[LocalReceivers]:
+    with local_receivers(echo=None, kinds=("pagerduty",)) as group:
+        yield group
+
+
+@pytest.fixture
+def config(tmp_path: Path, receivers: LocalReceivers, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = _config(tmp_path / "dg.yaml", receivers, delay=180)
+    monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(path))
+    return path
+
+
+@pytest.fixture
+def app(aws: Aws, config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    with router_app(aws, monkeypatch) as module:
+        yield module
+
+
+def _invoke(app: ModuleType, event: Any) -> None:
+    app.reset()  # each invocation in a new container: nothing kept in memory
+    app.lambda_handler(event, Context())
+
+
+def _status(aws: Aws, status: str) -> DeploymentEvent:
+    """The assessment's change of status now (degraded: a warning, which triggers PagerDuty here)."""
+    severity = Severity.INFO if status == "healthy" else Severity.WARNING
+    return make_event(EventType.ASSESSMENT_STATUS_CHANGED, severity, at=aws.clock(), details={"status": status})
+
+
+def _send(app: ModuleType, event: DeploymentEvent) -> None:
+    _invoke(app, sns_event(event.model_dump_json()))
+
+
+def _actions(receivers: LocalReceivers) -> list[str]:
+    """What PagerDuty was told about the deployment's key, in the order it received it."""
+    return [r.json()["event_action"] for r in receivers.received("pagerduty") if r.json()["dedup_key"] == KEY]
+
+
+def _recovered_and_due(aws: Aws, app: ModuleType) -> None:
+    """Degraded (a page), healthy 60 s later (its resolve deferred 180 s), and 181 s on: due."""
+    _send(app, _status(aws, "degraded"))
+    aws.clock.advance(60)
+    _send(app, _status(aws, "healthy"))
+    aws.clock.advance(181)
+
+
+def _dynamodb_hook(event_name: str, handler: Callable[..., None]) -> Callable[[], None]:
+    """Register a botocore hook on the DynamoDB client the repository's table uses; returns its undo."""
+    events = clients.resource("dynamodb").meta.client.meta.events
+    events.register(event_name, handler)
+    return lambda: events.unregister(event_name, handler)
+
+
+class _Once:
+    """Runs ``action`` the first time ``matches`` holds for a DynamoDB call's parameters (disarmed first:
+    the action's own calls do not run it again)."""
+
+    def __init__(self, action: Callable[[], None], matches: Callable[[dict[str, Any]], bool]) -> None:
+        self.action, self.matches, self.fired = action, matches, False
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> None:
+        if not self.fired and self.matches(params):
+            self.fired = True
+            self.action()
+
+
+def _is_take(params: dict[str, Any]) -> bool:
+    return str(params.get("UpdateExpression", "")).startswith("SET lease_until")
+
+
+def _is_check(params: dict[str, Any]) -> bool:
+    return bool(params.get("ConsistentRead")) and "PD-FLAP#" in str(params["Key"])
+
+
+def _is_finish(params: dict[str, Any]) -> bool:
+    return str(params.get("ConditionExpression", "")).startswith("lease_token = :token AND resolve_due")
+
+
+@pytest.mark.parametrize("point", ["before the lease", "before the check", "on the wire", "before the end"])
+def test_a_trigger_meeting_the_flush_of_a_deferred_resolve_leaves_the_incident_triggered(
+    aws: Aws, app: ModuleType, receivers: LocalReceivers, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    """The canary degrades again while the schedule flushes the due resolve; the page goes out at
+    ``point`` of the flush: before it leases the resolve, between the lease and its last check, while
+    the resolve is on the wire (PagerDuty gets the trigger first, the resolve after it), or once the
+    resolve went out but before the flush ends. Whatever PagerDuty got first, the last thing it gets for
+    the key is a trigger; and no resolve follows later."""
+    _recovered_and_due(aws, app)
+    page = _Once(lambda: _send(app, _status(aws, "degraded")), lambda _: True)
+    if point == "on the wire":
+        pagerduty = receivers.receivers["pagerduty"]
+        respond = pagerduty._respond
+
+        def wire(headers: Any, body: bytes) -> Any:
+            if b'"resolve"' in body:
+                page({})  # the trigger reaches PagerDuty before this resolve does
+            return respond(headers, body)
+
+        monkeypatch.setattr(pagerduty, "_respond", wire)
+    else:
+        where = {"before the lease": _is_take, "before the check": _is_check, "before the end": _is_finish}[point]
+        page.matches = where
+        undo = _dynamodb_hook("before-parameter-build.dynamodb.*", page)
+    try:
+        _invoke(app, SCHEDULE)
+    finally:
+        if point != "on the wire":
+            undo()
+    assert page.fired
+    actions = _actions(receivers)
+    assert (
+        actions
+        == {
+            "before the lease": ["trigger", "trigger"],  # the page cancels the resolve: not sent at all
+            "before the check": ["trigger", "trigger"],  # the flush's last check sees the cancel: not sent
+            "on the wire": ["trigger", "trigger", "resolve", "trigger"],  # the page again, after the resolve
+            "before the end": ["trigger", "resolve", "trigger", "trigger"],  # the same (once more than needed)
+        }[point]
+    )
+    for _ in range(10):  # ten minutes of the schedule: nothing deferred is left to resolve the page
+        aws.clock.advance(60)
+        _invoke(app, SCHEDULE)
+    assert _actions(receivers) == actions
+
+
+def test_a_flush_that_died_after_sending_is_taken_over_and_the_trigger_since_sent_again(
+    aws: Aws, app: ModuleType, receivers: LocalReceivers
+) -> None:
+    """The flush's invocation dies (its timeout) right after the resolve went out; the canary degrades
+    (the page goes out); once the dead flush's lease ran out, the next schedule takes the resolve over:
+    it does not send it again (cancelled), but sends the trigger again, since the dead flush's resolve
+    may have reached PagerDuty after the page."""
+
+    def die(params: dict[str, Any], **_: Any) -> None:
+        if _is_finish(params):
+            raise TimeoutError("Task timed out after 120.00 seconds")
+
+    undo = _dynamodb_hook("before-parameter-build.dynamodb.UpdateItem", die)
+    _recovered_and_due(aws, app)
+    try:
+        with pytest.raises(TimeoutError):
+            _invoke(app, SCHEDULE)
+    finally:
+        undo()
+    _send(app, _status(aws, "degraded"))
+    assert _actions(receivers) == ["trigger", "resolve", "trigger"]
+    aws.clock.advance(60)
+    _invoke(app, SCHEDULE)  # the lease (5 minutes) still runs: nothing yet
+    assert _actions(receivers) == ["trigger", "resolve", "trigger"]
+    aws.clock.advance(300)
+    _invoke(app, SCHEDULE)
+    assert _actions(receivers) == ["trigger", "resolve", "trigger", "trigger"]
+    for _ in range(5):
+        aws.clock.advance(60)
+        _invoke(app, SCHEDULE)
+    assert _actions(receivers) == ["trigger", "resolve", "trigger", "trigger"]
+
+
+def test_a_channel_switched_to_resolve_at_once_sends_the_waiting_resolve_at_the_next_flush(
+    aws: Aws, app: ModuleType, receivers: LocalReceivers, config: Path
+) -> None:
+    _send(app, _status(aws, "degraded"))
+    aws.clock.advance(60)
+    _send(app, _status(aws, "healthy"))  # deferred 180 s
+    _config(config, receivers, delay=0)  # reconfigured: resolves at once now
+    aws.clock.advance(30)
+    _invoke(app, SCHEDULE)  # 150 s before the old due time
+    assert _actions(receivers) == ["trigger", "resolve"]
+    for _ in range(5):
+        aws.clock.advance(60)
+        _invoke(app, SCHEDULE)
+    assert _actions(receivers) == ["trigger", "resolve"]
+
+
+def test_a_channel_switched_to_resolve_at_once_still_cancels_the_waiting_resolve_with_a_page(
+    aws: Aws, app: ModuleType, receivers: LocalReceivers, config: Path
+) -> None:
+    """Switched to 0 while a resolve waits, and the canary degrades before the next flush: the page
+    cancels the waiting resolve, which is never sent after it; a later recovery resolves at once."""
+    _send(app, _status(aws, "degraded"))
+    aws.clock.advance(60)
+    _send(app, _status(aws, "healthy"))
+    _config(config, receivers, delay=0)
+    aws.clock.advance(10)
+    _send(app, _status(aws, "degraded"))
+    for _ in range(5):
+        aws.clock.advance(60)
+        _invoke(app, SCHEDULE)
+    assert _actions(receivers) == ["trigger", "trigger"]
+    _send(app, _status(aws, "healthy"))
+    for _ in range(5):
+        aws.clock.advance(60)
+        _invoke(app, SCHEDULE)
+    assert _actions(receivers) == ["trigger", "trigger", "resolve"]
