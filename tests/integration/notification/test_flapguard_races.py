@@ -1,8 +1,8 @@
-"""PagerDuty's flap guard when a trigger meets a deferred resolve the schedule is flushing, and when a
-channel is switched to resolve at once while a resolve waits: through the router function's handler on
-moto, a local receiver on 127.0.0.1 standing in for PagerDuty's Events API, the simulated clock. Each
-interleaving is forced at one exact point (a botocore hook on the flush's DynamoDB call, or the receiver
-while the resolve is on the wire), never by sleeping."""
+"""PagerDuty's flap guard when a trigger meets a deferred resolve the schedule is flushing, when a channel
+is switched to resolve at once while a resolve waits, and what an SNS invocation costs it: through the
+router function's handler on moto, a local receiver on 127.0.0.1 standing in for PagerDuty's Events API,
+the simulated clock. Each interleaving is forced at one exact point (a botocore hook on the flush's
+DynamoDB call, or the receiver while the resolve is on the wire), never by sleeping."""
 
 from __future__ import annotations
 
@@ -230,3 +230,27 @@ def test_a_channel_switched_to_resolve_at_once_still_cancels_the_waiting_resolve
         aws.clock.advance(60)
         _invoke(app, SCHEDULE)
     assert _actions(receivers) == ["trigger", "trigger", "resolve"]
+
+
+def test_an_sns_invocation_does_not_query_the_deferred_resolves_the_schedule_does(
+    aws: Aws, app: ModuleType, receivers: LocalReceivers
+) -> None:
+    queries: list[str] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        if "PENDING#PD-FLAP" in str(params.get("ExpressionAttributeValues", {}).get(":pk")):
+            queries.append(str(params.get("IndexName")))
+
+    undo = _dynamodb_hook("before-parameter-build.dynamodb.Query", count)
+    try:
+        _send(app, _status(aws, "degraded"))
+        aws.clock.advance(60)
+        _send(app, _status(aws, "healthy"))
+        aws.clock.advance(181)
+        _send(app, make_event(EventType.CANARY_STEP_ADVANCED, Severity.INFO, at=aws.clock()))
+        assert queries == []  # three SNS invocations, the last one after the resolve was due: no query
+        assert _actions(receivers) == ["trigger"]
+        _invoke(app, SCHEDULE)
+        assert queries == ["gsi1"] and _actions(receivers) == ["trigger", "resolve"]
+    finally:
+        undo()

@@ -5,8 +5,8 @@ PagerDuty opens a new incident (a new page) for a trigger that follows a resolve
 healthy assessment resolved the deployment's incident, the next degraded one triggered a new one.
 Like Alertmanager's ``resolve_timeout`` or Nagios's flap detection, the resolve of an assessment
 back to healthy is deferred: it goes out once the deployment stayed healthy for the channel's
-``resolve_after_healthy_seconds``, sent by the router's flush (every invocation and its one-minute
-schedule). An unhealthy assessment meanwhile cancels it, so a flap keeps one PagerDuty incident open,
+``resolve_after_healthy_seconds``, sent by the router's flush (its one-minute schedule, not the SNS
+invocations). An unhealthy assessment meanwhile cancels it, so a flap keeps one PagerDuty incident open,
 updated by its repeated triggers; so does any other trigger PagerDuty is sent for the deployment
 (:meth:`FlapGuard.triggered`: a failure, an alert, an incident, an escalation page), so that a page
 raised after the canary recovered is not closed by the deferred resolve. Triggers are never held; a

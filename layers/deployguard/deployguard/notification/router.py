@@ -12,7 +12,7 @@ For each channel the configured routes select (each channel once per event):
 3. the channel renders the event (PagerDuty renders nothing for events it does not act
    on: recorded as suppressed; PagerDuty's resolve of an assessment back to healthy is
    deferred by its flap guard, :mod:`deployguard.notification.flapguard`, and sent by
-   :meth:`flush_digests` once the deployment stayed healthy);
+   :meth:`flush_digests` on the schedule once the deployment stayed healthy);
 4. rate limit: below ``noise.bypass_severity`` an event over the channel's limit is
    held for the digest (recorded as suppressed, sent by :meth:`flush_digests`); PagerDuty
    is never rate limited: a page, acknowledge or resolve held back would be lost;
@@ -447,8 +447,9 @@ class NotificationRouter:
         """Send PagerDuty's deferred resolves that are due (the deployment stayed healthy for the channel's
         ``resolve_after_healthy_seconds``): delivered, or dead-lettered; one that could be neither is kept
         for the next flush. One whose channel was removed (or is no PagerDuty channel any more) is dropped;
-        one whose channel resolves at once now is sent now, due or not. Called by :meth:`flush_digests`,
-        which logs what fails here (DynamoDB) and goes on with the digests: the next flush takes the rest."""
+        one whose channel resolves at once now is sent now, due or not. Called by :meth:`flush_digests`
+        (on the router's schedule), which logs what fails here (DynamoDB) and goes on with the digests: the
+        next flush takes the rest."""
         pagerduty = [n for n, c in self.settings.channels.items() if isinstance(c, cfg.PagerDutyChannel)]
         if not pagerduty:
             return []  # none to send to; what an earlier configuration deferred waits for its TTL
@@ -598,16 +599,20 @@ class NotificationRouter:
 
     # ------------------------------------------------------------------ digests
 
-    def flush_digests(self, force: bool = False, channels: Sequence[str] | None = None) -> list[Notification]:
+    def flush_digests(
+        self, force: bool = False, channels: Sequence[str] | None = None, resolves: bool = True
+    ) -> list[Notification]:
         """Send held events as one digest per channel once the oldest waited ``digest.window_seconds``.
 
         Call it regularly (the Lambda handler does on every invocation, and on a
         schedule); ``force`` sends whatever is held now (end of a demo). Held events are
         released once delivered or dead-lettered; what could be neither stays held for the
-        next flush and :class:`DeliveryError` is raised.
+        next flush and :class:`DeliveryError` is raised. PagerDuty's deferred resolves
+        (:meth:`flush_resolves`) are sent too, unless ``channels`` are named or ``resolves``
+        is False (the handler's SNS invocations: the schedule sends them).
         """
         recorded: list[Notification] = []
-        if channels is None:
+        if channels is None and resolves:
             try:
                 recorded += self.flush_resolves()
             except (ClientError, BotoCoreError) as exc:  # the digests still go out; the next flush retries
