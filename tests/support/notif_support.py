@@ -213,3 +213,41 @@ def write_notifications(path: Path, notifications: dict[str, Any]) -> Path:
     """A configuration file with these ``notifications`` (the router reads DEPLOYGUARD_CONFIG_FILE)."""
     path.write_text(yaml.safe_dump({"environment": "production", "notifications": notifications}), encoding="utf-8")
     return path
+
+
+def status_event(aws: Aws, status: str, deployment_id: str = "dg-1") -> DeploymentEvent:
+    """The assessment's change of status now (degraded: a warning; PagerDuty triggers at warning in the
+    flap guard's tests)."""
+    severity = Severity.INFO if status == "healthy" else Severity.WARNING
+    return make_event(EventType.ASSESSMENT_STATUS_CHANGED, severity, deployment_id=deployment_id, at=aws.clock(),
+                      details={"status": status})  # fmt: skip
+
+
+def invoke(app: ModuleType, event: Any) -> Any:
+    """One invocation of the router function's handler, in a new container (nothing kept in memory)."""
+    app.reset()
+    return app.lambda_handler(event, Context())
+
+
+def send(app: ModuleType, event: DeploymentEvent) -> Any:
+    """``event`` published on the topic: the SNS invocation of the router function."""
+    return invoke(app, sns_event(event.model_dump_json()))
+
+
+def pagerduty_actions(receivers: Any) -> list[tuple[str, str]]:
+    """What the local PagerDuty receiver was told: (event_action, dedup_key), in the order it got them."""
+    return [(r.json()["event_action"], r.json()["dedup_key"]) for r in receivers.received("pagerduty")]
+
+
+def write_pagerduty_config(path: Path, url: str, delay: int = 180) -> Path:
+    """A configuration routing every event to one PagerDuty channel at ``url`` (a local receiver) that
+    triggers at warning and defers the resolve of a recovery ``delay`` seconds (its flap guard)."""
+    pagerduty = {"type": "pagerduty", "url": url, "routing_key": "local-routing-key",
+                 "trigger_severity": "warning", "resolve_after_healthy_seconds": delay}  # fmt: skip
+    notifications = {
+        "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
+        "channels": {"ops-pagerduty": pagerduty},
+        "routes": [{"channels": ["ops-pagerduty"]}],
+        "delivery": {"max_attempts": 2, "backoff_base_seconds": 0.001},
+    }
+    return write_notifications(path, notifications)

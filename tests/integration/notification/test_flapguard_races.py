@@ -12,27 +12,23 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from notif_support import SCHEDULE, Aws, Context, make_event, router_app, sns_event, write_notifications
+from notif_support import (
+    SCHEDULE,
+    Aws,
+    invoke,
+    make_event,
+    pagerduty_actions,
+    router_app,
+    send,
+    status_event,
+    write_pagerduty_config,
+)
 
 from deployguard.aws import clients
-from deployguard.models import DeploymentEvent, EventType, Severity
+from deployguard.models import EventType, Severity
 from deployguard_local.receivers import LocalReceivers, local_receivers
 
 KEY = "deployguard/dg-1"
-
-
-def _config(path: Path, receivers: LocalReceivers, delay: int) -> Path:
-    pagerduty = {"type": "pagerduty", "url": receivers.urls["pagerduty"], "routing_key": "local-routing-key",
-                 "trigger_severity": "warning", "resolve_after_healthy_seconds": delay}  # fmt: skip
-    return write_notifications(
-        path,
-        {
-            "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
-            "channels": {"ops-pagerduty": pagerduty},
-            "routes": [{"channels": ["ops-pagerduty"]}],
-            "delivery": {"max_attempts": 2, "backoff_base_seconds": 0.001},
-        },
-    )
 
 
 @pytest.fixture
@@ -43,7 +39,7 @@ def receivers() -> Iterator[LocalReceivers]:
 
 @pytest.fixture
 def config(tmp_path: Path, receivers: LocalReceivers, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = _config(tmp_path / "dg.yaml", receivers, delay=180)
+    path = write_pagerduty_config(tmp_path / "dg.yaml", receivers.urls["pagerduty"])
     monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(path))
     return path
 
@@ -54,31 +50,16 @@ def app(aws: Aws, config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mod
         yield module
 
 
-def _invoke(app: ModuleType, event: Any) -> None:
-    app.reset()  # each invocation in a new container: nothing kept in memory
-    app.lambda_handler(event, Context())
-
-
-def _status(aws: Aws, status: str) -> DeploymentEvent:
-    """The assessment's change of status now (degraded: a warning, which triggers PagerDuty here)."""
-    severity = Severity.INFO if status == "healthy" else Severity.WARNING
-    return make_event(EventType.ASSESSMENT_STATUS_CHANGED, severity, at=aws.clock(), details={"status": status})
-
-
-def _send(app: ModuleType, event: DeploymentEvent) -> None:
-    _invoke(app, sns_event(event.model_dump_json()))
-
-
 def _actions(receivers: LocalReceivers) -> list[str]:
     """What PagerDuty was told about the deployment's key, in the order it received it."""
-    return [r.json()["event_action"] for r in receivers.received("pagerduty") if r.json()["dedup_key"] == KEY]
+    return [action for action, key in pagerduty_actions(receivers) if key == KEY]
 
 
 def _recovered_and_due(aws: Aws, app: ModuleType) -> None:
     """Degraded (a page), healthy 60 s later (its resolve deferred 180 s), and 181 s on: due."""
-    _send(app, _status(aws, "degraded"))
+    send(app, status_event(aws, "degraded"))
     aws.clock.advance(60)
-    _send(app, _status(aws, "healthy"))
+    send(app, status_event(aws, "healthy"))
     aws.clock.advance(181)
 
 
@@ -124,7 +105,7 @@ def test_a_trigger_meeting_the_flush_of_a_deferred_resolve_leaves_the_incident_t
     resolve went out but before the flush ends. Whatever PagerDuty got first, the last thing it gets for
     the key is a trigger; and no resolve follows later."""
     _recovered_and_due(aws, app)
-    page = _Once(lambda: _send(app, _status(aws, "degraded")), lambda _: True)
+    page = _Once(lambda: send(app, status_event(aws, "degraded")), lambda _: True)
     if point == "on the wire":
         pagerduty = receivers.receivers["pagerduty"]
         respond = pagerduty._respond
@@ -140,7 +121,7 @@ def test_a_trigger_meeting_the_flush_of_a_deferred_resolve_leaves_the_incident_t
         page.matches = where
         undo = _dynamodb_hook("before-parameter-build.dynamodb.*", page)
     try:
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
     finally:
         if point != "on the wire":
             undo()
@@ -157,7 +138,7 @@ def test_a_trigger_meeting_the_flush_of_a_deferred_resolve_leaves_the_incident_t
     )
     for _ in range(10):  # ten minutes of the schedule: nothing deferred is left to resolve the page
         aws.clock.advance(60)
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
     assert _actions(receivers) == actions
 
 
@@ -177,36 +158,36 @@ def test_a_flush_that_died_after_sending_is_taken_over_and_the_trigger_since_sen
     _recovered_and_due(aws, app)
     try:
         with pytest.raises(TimeoutError):
-            _invoke(app, SCHEDULE)
+            invoke(app, SCHEDULE)
     finally:
         undo()
-    _send(app, _status(aws, "degraded"))
+    send(app, status_event(aws, "degraded"))
     assert _actions(receivers) == ["trigger", "resolve", "trigger"]
     aws.clock.advance(60)
-    _invoke(app, SCHEDULE)  # the lease (5 minutes) still runs: nothing yet
+    invoke(app, SCHEDULE)  # the lease (5 minutes) still runs: nothing yet
     assert _actions(receivers) == ["trigger", "resolve", "trigger"]
     aws.clock.advance(300)
-    _invoke(app, SCHEDULE)
+    invoke(app, SCHEDULE)
     assert _actions(receivers) == ["trigger", "resolve", "trigger", "trigger"]
     for _ in range(5):
         aws.clock.advance(60)
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
     assert _actions(receivers) == ["trigger", "resolve", "trigger", "trigger"]
 
 
 def test_a_channel_switched_to_resolve_at_once_sends_the_waiting_resolve_at_the_next_flush(
     aws: Aws, app: ModuleType, receivers: LocalReceivers, config: Path
 ) -> None:
-    _send(app, _status(aws, "degraded"))
+    send(app, status_event(aws, "degraded"))
     aws.clock.advance(60)
-    _send(app, _status(aws, "healthy"))  # deferred 180 s
-    _config(config, receivers, delay=0)  # reconfigured: resolves at once now
+    send(app, status_event(aws, "healthy"))  # deferred 180 s
+    write_pagerduty_config(config, receivers.urls["pagerduty"], delay=0)  # reconfigured: resolves at once now
     aws.clock.advance(30)
-    _invoke(app, SCHEDULE)  # 150 s before the old due time
+    invoke(app, SCHEDULE)  # 150 s before the old due time
     assert _actions(receivers) == ["trigger", "resolve"]
     for _ in range(5):
         aws.clock.advance(60)
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
     assert _actions(receivers) == ["trigger", "resolve"]
 
 
@@ -215,20 +196,20 @@ def test_a_channel_switched_to_resolve_at_once_still_cancels_the_waiting_resolve
 ) -> None:
     """Switched to 0 while a resolve waits, and the canary degrades before the next flush: the page
     cancels the waiting resolve, which is never sent after it; a later recovery resolves at once."""
-    _send(app, _status(aws, "degraded"))
+    send(app, status_event(aws, "degraded"))
     aws.clock.advance(60)
-    _send(app, _status(aws, "healthy"))
-    _config(config, receivers, delay=0)
+    send(app, status_event(aws, "healthy"))
+    write_pagerduty_config(config, receivers.urls["pagerduty"], delay=0)
     aws.clock.advance(10)
-    _send(app, _status(aws, "degraded"))
+    send(app, status_event(aws, "degraded"))
     for _ in range(5):
         aws.clock.advance(60)
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
     assert _actions(receivers) == ["trigger", "trigger"]
-    _send(app, _status(aws, "healthy"))
+    send(app, status_event(aws, "healthy"))
     for _ in range(5):
         aws.clock.advance(60)
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
     assert _actions(receivers) == ["trigger", "trigger", "resolve"]
 
 
@@ -243,14 +224,14 @@ def test_an_sns_invocation_does_not_query_the_deferred_resolves_the_schedule_doe
 
     undo = _dynamodb_hook("before-parameter-build.dynamodb.Query", count)
     try:
-        _send(app, _status(aws, "degraded"))
+        send(app, status_event(aws, "degraded"))
         aws.clock.advance(60)
-        _send(app, _status(aws, "healthy"))
+        send(app, status_event(aws, "healthy"))
         aws.clock.advance(181)
-        _send(app, make_event(EventType.CANARY_STEP_ADVANCED, Severity.INFO, at=aws.clock()))
+        send(app, make_event(EventType.CANARY_STEP_ADVANCED, Severity.INFO, at=aws.clock()))
         assert queries == []  # three SNS invocations, the last one after the resolve was due: no query
         assert _actions(receivers) == ["trigger"]
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
         assert queries == ["gsi1"] and _actions(receivers) == ["trigger", "resolve"]
     finally:
         undo()
