@@ -223,15 +223,17 @@ def status_event(aws: Aws, status: str, deployment_id: str = "dg-1") -> Deployme
                       details={"status": status})  # fmt: skip
 
 
-def invoke(app: ModuleType, event: Any) -> Any:
-    """One invocation of the router function's handler, in a new container (nothing kept in memory)."""
-    app.reset()
+def invoke(app: ModuleType, event: Any, new_container: bool = True) -> Any:
+    """One invocation of the router function's handler, by default in a new container (nothing kept in
+    memory: the configuration is read again); else in the container of the last one (faster)."""
+    if new_container:
+        app.reset()
     return app.lambda_handler(event, Context())
 
 
-def send(app: ModuleType, event: DeploymentEvent) -> Any:
+def send(app: ModuleType, event: DeploymentEvent, new_container: bool = True) -> Any:
     """``event`` published on the topic: the SNS invocation of the router function."""
-    return invoke(app, sns_event(event.model_dump_json()))
+    return invoke(app, sns_event(event.model_dump_json()), new_container)
 
 
 def pagerduty_actions(receivers: Any) -> list[tuple[str, str]]:
