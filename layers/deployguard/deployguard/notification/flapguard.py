@@ -62,6 +62,7 @@ TTL = timedelta(days=7)  # the state outlives any flap; a resolve waits at most 
 MAX_WAIT = timedelta(days=1)  # the bound of resolve_after_healthy_seconds
 LEASE = timedelta(minutes=5)  # one flush sends a due resolve; one that died is taken over after it
 # what a waiting resolve is made of, and the lease of a flush sending it: removed when it is cancelled
+# while no flush holds it, or once the flush is done with it (a leased one is revoked: see _revoke)
 _WAITING = "healthy_since, resolve_due, event_json, gsi1pk, gsi1sk, lease_until, lease_token"
 
 
