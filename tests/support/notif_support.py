@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 from deployguard import clock
@@ -139,3 +144,112 @@ def make_event(
 @pytest.fixture
 def event_factory() -> Callable[..., DeploymentEvent]:
     return make_event
+
+
+# ------------------------------------------------------------------ the router function's handler
+
+ROUTER_APP = Path(__file__).resolve().parents[2] / "functions" / "notification_router" / "app.py"
+SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event"}  # the router's one-minute schedule
+TOPIC = "arn:aws:sns:us-east-1:123456789012:deployguard-events"
+
+
+@dataclass
+class Context:
+    """The Lambda context the router function's handler reads."""
+
+    function_name: str = "NotificationRouterFunction"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:NotificationRouterFunction"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000  # the router function's timeout; the deliveries here end long before
+
+
+def sns_event(*messages: str) -> dict[str, Any]:
+    """An SNS invocation of the router function, one record per message."""
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": f"{TOPIC}:sub-1",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": f"msg-{i}",
+                    "TopicArn": TOPIC,
+                    "Subject": "[production] Deployment Failed",
+                    "Message": message,
+                    "Timestamp": "2026-03-01T12:00:00.000Z",
+                    "SignatureVersion": "1",
+                    "Signature": "EXAMPLE",
+                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    "MessageAttributes": {},
+                },
+            }
+            for i, message in enumerate(messages)
+        ]
+    }
+
+
+@contextmanager
+def router_app(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The router function's module (functions/notification_router/app.py), in local mode with the
+    dead-letter queue; its cached configuration and router are dropped at the end."""
+    monkeypatch.setenv("NOTIFICATION_DLQ_URL", aws.dlq_url)
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+    spec = importlib.util.spec_from_file_location("notification_router_app", ROUTER_APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        yield module
+    finally:
+        module.reset()
+
+
+def write_notifications(path: Path, notifications: dict[str, Any]) -> Path:
+    """A configuration file with these ``notifications`` (the router reads DEPLOYGUARD_CONFIG_FILE)."""
+    path.write_text(yaml.safe_dump({"environment": "production", "notifications": notifications}), encoding="utf-8")
+    return path
+
+
+def status_event(aws: Aws, status: str, deployment_id: str = "dg-1") -> DeploymentEvent:
+    """The assessment's change of status now (degraded: a warning; PagerDuty triggers at warning in the
+    flap guard's tests)."""
+    severity = Severity.INFO if status == "healthy" else Severity.WARNING
+    return make_event(EventType.ASSESSMENT_STATUS_CHANGED, severity, deployment_id=deployment_id, at=aws.clock(),
+                      details={"status": status})  # fmt: skip
+
+
+def invoke(app: ModuleType, event: Any, new_container: bool = True) -> Any:
+    """One invocation of the router function's handler, by default in a new container (nothing kept in
+    memory: the configuration is read again); else in the container of the last one (faster)."""
+    if new_container:
+        app.reset()
+    return app.lambda_handler(event, Context())
+
+
+def send(app: ModuleType, event: DeploymentEvent, new_container: bool = True) -> Any:
+    """``event`` published on the topic: the SNS invocation of the router function."""
+    return invoke(app, sns_event(event.model_dump_json()), new_container)
+
+
+def pagerduty_actions(receivers: Any) -> list[tuple[str, str]]:
+    """What the local PagerDuty receiver was told: (event_action, dedup_key), in the order it got them."""
+    return [(r.json()["event_action"], r.json()["dedup_key"]) for r in receivers.received("pagerduty")]
+
+
+def write_pagerduty_config(path: Path, url: str, delay: int = 180) -> Path:
+    """A configuration routing every event to one PagerDuty channel at ``url`` (a local receiver) that
+    triggers at warning and defers the resolve of a recovery ``delay`` seconds (its flap guard)."""
+    pagerduty = {"type": "pagerduty", "url": url, "routing_key": "local-routing-key",
+                 "trigger_severity": "warning", "resolve_after_healthy_seconds": delay}  # fmt: skip
+    notifications = {
+        "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
+        "channels": {"ops-pagerduty": pagerduty},
+        "routes": [{"channels": ["ops-pagerduty"]}],
+        "delivery": {"max_attempts": 2, "backoff_base_seconds": 0.001},
+    }
+    return write_notifications(path, notifications)

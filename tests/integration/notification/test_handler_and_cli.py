@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml
-from notif_support import TABLE, Aws, make_event
+from notif_support import SCHEDULE, TABLE, Aws, Context, make_event, router_app, sns_event, write_notifications
 
 from deployguard.config import load_config
 from deployguard.exceptions import DeliveryError
@@ -22,19 +19,6 @@ from deployguard.notification.dlq import DeadLetter
 from deployguard_local import notifications_cli
 from deployguard_local.chaos.faults import FaultInjector, body_mentions
 from deployguard_local.receivers import Behaviour, LocalReceivers, local_receivers
-
-APP = Path(__file__).resolve().parents[3] / "functions" / "notification_router" / "app.py"
-
-
-@dataclass
-class Context:
-    function_name: str = "NotificationRouterFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:NotificationRouterFunction"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000  # the router function's timeout; the deliveries here end long before
 
 
 def write_config(path: Path, receivers: LocalReceivers, slack: dict[str, Any] | None = None, **delivery: Any) -> Path:
@@ -48,38 +32,7 @@ def write_config(path: Path, receivers: LocalReceivers, slack: dict[str, Any] | 
         "routes": [{"roles": ["ops"]}],
         "delivery": {"max_attempts": 2, "backoff_base_seconds": 0.001, **delivery},
     }
-    path.write_text(yaml.safe_dump({"environment": "production", "notifications": notifications}), encoding="utf-8")
-    return path
-
-
-def sns_event(*messages: str) -> dict[str, Any]:
-    topic = "arn:aws:sns:us-east-1:123456789012:deployguard-events"
-    return {
-        "Records": [
-            {
-                "EventSource": "aws:sns",
-                "EventVersion": "1.0",
-                "EventSubscriptionArn": f"{topic}:sub-1",
-                "Sns": {
-                    "Type": "Notification",
-                    "MessageId": f"msg-{i}",
-                    "TopicArn": topic,
-                    "Subject": "[production] Deployment Failed",
-                    "Message": message,
-                    "Timestamp": "2026-03-01T12:00:00.000Z",
-                    "SignatureVersion": "1",
-                    "Signature": "EXAMPLE",
-                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
-                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
-                    "MessageAttributes": {},
-                },
-            }
-            for i, message in enumerate(messages)
-        ]
-    }
-
-
-SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event"}
+    return write_notifications(path, notifications)
 
 
 @pytest.fixture
@@ -100,14 +53,8 @@ def recorded(aws: Aws, deployment_id: str = "dg-1") -> dict[str, list[str]]:
 
 @pytest.fixture
 def app(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("NOTIFICATION_DLQ_URL", aws.dlq_url)
-    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
-    spec = importlib.util.spec_from_file_location("notification_router_app", APP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    module.reset()
+    with router_app(aws, monkeypatch) as module:
+        yield module
 
 
 def test_handler_delivers_valid_records_and_dead_letters_a_malformed_one(

@@ -7,44 +7,25 @@ cached router is dropped between invocations (a new Lambda container), so the st
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
-import yaml
-from notif_support import Aws, make_event
+from notif_support import (
+    SCHEDULE,
+    Aws,
+    invoke,
+    make_event,
+    pagerduty_actions,
+    router_app,
+    send,
+    status_event,
+    write_pagerduty_config,
+)
 
 from deployguard.models import DeliveryStatus, EventType, Severity
 from deployguard_local.receivers import LocalReceivers, local_receivers
-
-APP = Path(__file__).resolve().parents[3] / "functions" / "notification_router" / "app.py"
-SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event"}
-TOPIC = "arn:aws:sns:us-east-1:123456789012:deployguard-events"
-
-
-@dataclass
-class Context:
-    function_name: str = "NotificationRouterFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:NotificationRouterFunction"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000
-
-
-def _sns(message: str) -> dict[str, Any]:
-    record = {"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": f"{TOPIC}:sub-1",
-              "Sns": {"Type": "Notification", "MessageId": "msg-1", "TopicArn": TOPIC, "Subject": "status",
-                      "Message": message, "Timestamp": "2026-03-01T12:00:00.000Z", "SignatureVersion": "1",
-                      "Signature": "EXAMPLE", "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
-                      "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
-                      "MessageAttributes": {}}}  # fmt: skip
-    return {"Records": [record]}
 
 
 @pytest.fixture
@@ -55,99 +36,69 @@ def receivers() -> Iterator[LocalReceivers]:
 
 @pytest.fixture
 def app(aws: Aws, receivers: LocalReceivers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    pagerduty = {"type": "pagerduty", "url": receivers.urls["pagerduty"], "routing_key": "local-routing-key",
-                 "trigger_severity": "warning", "resolve_after_healthy_seconds": 180}  # fmt: skip
-    notifications = {
-        "allowed_hosts": ["127.0.0.1"],  # loopback receivers: explicit opt-in, local mode only
-        "channels": {"ops-pagerduty": pagerduty},
-        "routes": [{"channels": ["ops-pagerduty"]}],
-        "delivery": {"max_attempts": 2, "backoff_base_seconds": 0.001},
-    }
-    config = tmp_path / "dg.yaml"
-    config.write_text(yaml.safe_dump({"environment": "production", "notifications": notifications}), encoding="utf-8")
+    config = write_pagerduty_config(tmp_path / "dg.yaml", receivers.urls["pagerduty"])
     monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(config))
-    monkeypatch.setenv("NOTIFICATION_DLQ_URL", aws.dlq_url)
-    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
-    spec = importlib.util.spec_from_file_location("notification_router_app", APP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    module.reset()
-
-
-def _status(aws: Aws, status: str) -> Any:
-    """The assessment's change of status now (degraded: a warning, PagerDuty triggers at warning here)."""
-    severity = Severity.INFO if status == "healthy" else Severity.WARNING
-    return make_event(EventType.ASSESSMENT_STATUS_CHANGED, severity, at=aws.clock(), details={"status": status})
-
-
-def _invoke(app: ModuleType, event: Any) -> None:
-    app.reset()  # each invocation in a new container: nothing kept in memory
-    app.lambda_handler(event, Context())
-
-
-def _actions(receivers: LocalReceivers) -> list[tuple[str, str]]:
-    return [(r.json()["event_action"], r.json()["dedup_key"]) for r in receivers.received("pagerduty")]
+    with router_app(aws, monkeypatch) as module:
+        yield module
 
 
 def _minute(aws: Aws, app: ModuleType) -> None:
     """A minute passes; the router's schedule fires twice meanwhile (flushing what is due)."""
     for _ in range(2):
         aws.clock.advance(30)
-        _invoke(app, SCHEDULE)
+        invoke(app, SCHEDULE)
 
 
 def test_a_flapping_canary_keeps_one_pagerduty_incident_and_is_resolved_once_stable(
     aws: Aws, app: ModuleType, receivers: LocalReceivers
 ) -> None:
     for minute in range(10):  # healthy and degraded in turn, for 10 minutes
-        _invoke(app, _sns(_status(aws, "degraded" if minute % 2 == 0 else "healthy").model_dump_json()))
+        send(app, status_event(aws, "degraded" if minute % 2 == 0 else "healthy"))
         _minute(aws, app)
-    actions = _actions(receivers)
+    actions = pagerduty_actions(receivers)
     assert actions == [("trigger", "deployguard/dg-1")] * 5  # one incident, updated; no resolve, no new page
     deferred = [n for n in aws.repository.notifications("dg-1") if n.status is DeliveryStatus.SUPPRESSED]
     assert len(deferred) == 5 and all("resolve deferred" in (n.error or "") for n in deferred)
 
     # the last one (minute 9) was healthy, and it stays so: 60 s passed since, the resolve waits 180 s
     _minute(aws, app)
-    assert [a for a, _ in _actions(receivers)].count("resolve") == 0  # healthy for 120 s: not yet
+    assert [a for a, _ in pagerduty_actions(receivers)].count("resolve") == 0  # healthy for 120 s: not yet
     _minute(aws, app)
-    assert _actions(receivers)[5:] == [("resolve", "deployguard/dg-1")]  # stable for 180 s: resolved, once
+    assert pagerduty_actions(receivers)[5:] == [("resolve", "deployguard/dg-1")]  # stable for 180 s: resolved, once
     for _ in range(5):
         _minute(aws, app)
-    assert _actions(receivers)[5:] == [("resolve", "deployguard/dg-1")]
+    assert pagerduty_actions(receivers)[5:] == [("resolve", "deployguard/dg-1")]
     assert aws.repository.notifications("dg-1")[-1].status is DeliveryStatus.DELIVERED
 
 
 def test_a_terminal_recovery_resolves_at_once_and_drops_the_deferred_resolve(
     aws: Aws, app: ModuleType, receivers: LocalReceivers
 ) -> None:
-    _invoke(app, _sns(_status(aws, "degraded").model_dump_json()))
+    send(app, status_event(aws, "degraded"))
     aws.clock.advance(60)
-    _invoke(app, _sns(_status(aws, "healthy").model_dump_json()))
+    send(app, status_event(aws, "healthy"))
     aws.clock.advance(30)
     completed = make_event(EventType.DEPLOYMENT_COMPLETED, Severity.INFO, at=aws.clock())
-    _invoke(app, _sns(completed.model_dump_json()))
-    assert _actions(receivers) == [("trigger", "deployguard/dg-1"), ("resolve", "deployguard/dg-1")]
+    send(app, completed)
+    assert pagerduty_actions(receivers) == [("trigger", "deployguard/dg-1"), ("resolve", "deployguard/dg-1")]
     for _ in range(5):
         _minute(aws, app)
-    assert _actions(receivers) == [("trigger", "deployguard/dg-1"), ("resolve", "deployguard/dg-1")]
+    assert pagerduty_actions(receivers) == [("trigger", "deployguard/dg-1"), ("resolve", "deployguard/dg-1")]
 
 
 def test_a_healthy_copy_arriving_after_a_later_degraded_one_resolves_nothing(
     aws: Aws, app: ModuleType, receivers: LocalReceivers
 ) -> None:
     """SNS keeps no order: the healthy assessment of 12:01 arrives after the degraded one of 12:02."""
-    _invoke(app, _sns(_status(aws, "degraded").model_dump_json()))
+    send(app, status_event(aws, "degraded"))
     aws.clock.advance(60)
-    healthy = _status(aws, "healthy")
+    healthy = status_event(aws, "healthy")
     aws.clock.advance(60)
-    _invoke(app, _sns(_status(aws, "degraded").model_dump_json()))
-    _invoke(app, _sns(healthy.model_dump_json()))
+    send(app, status_event(aws, "degraded"))
+    send(app, healthy)
     for _ in range(6):
         _minute(aws, app)
-    assert _actions(receivers) == [("trigger", "deployguard/dg-1")] * 2
+    assert pagerduty_actions(receivers) == [("trigger", "deployguard/dg-1")] * 2
 
 
 def test_a_rollback_failure_after_the_canary_recovered_is_not_resolved_by_the_deferred_resolve(
@@ -155,15 +106,15 @@ def test_a_rollback_failure_after_the_canary_recovered_is_not_resolved_by_the_de
 ) -> None:
     """Healthy, then the rollback fails 60 s later: PagerDuty pages, and that page stays open (the resolve
     deferred since the healthy assessment is cancelled by the trigger, not sent once the delay passed)."""
-    _invoke(app, _sns(_status(aws, "degraded").model_dump_json()))
+    send(app, status_event(aws, "degraded"))
     aws.clock.advance(60)
-    _invoke(app, _sns(_status(aws, "healthy").model_dump_json()))  # resolve deferred 180 s
+    send(app, status_event(aws, "healthy"))  # resolve deferred 180 s
     aws.clock.advance(60)
     failed = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL, at=aws.clock())
-    _invoke(app, _sns(failed.model_dump_json()))
+    send(app, failed)
     for _ in range(6):
         _minute(aws, app)
-    assert _actions(receivers) == [("trigger", "deployguard/dg-1")] * 2
+    assert pagerduty_actions(receivers) == [("trigger", "deployguard/dg-1")] * 2
 
 
 def test_an_escalation_page_or_an_alert_after_the_canary_recovered_stays_open(
@@ -171,22 +122,25 @@ def test_an_escalation_page_or_an_alert_after_the_canary_recovered_stays_open(
 ) -> None:
     """An escalation page (below the trigger severity) or an alert trigger for the deployment cancels the
     deferred resolve too: neither the deployment's key nor the incident's is resolved after the delay."""
-    _invoke(app, _sns(_status(aws, "degraded").model_dump_json()))
+    send(app, status_event(aws, "degraded"))
     aws.clock.advance(60)
-    _invoke(app, _sns(_status(aws, "healthy").model_dump_json()))
+    send(app, status_event(aws, "healthy"))
     aws.clock.advance(30)
     page = make_event(EventType.ALERT, Severity.INFO, at=aws.clock(),
                       details={"kind": "page", "incident_id": "inc-1", "step_index": 1})  # fmt: skip
-    _invoke(app, _sns(page.model_dump_json()))
+    send(app, page)
     for _ in range(6):
         _minute(aws, app)
-    assert _actions(receivers) == [("trigger", "deployguard/dg-1"), ("trigger", "deployguard/dg-1/incident/inc-1")]
+    assert pagerduty_actions(receivers) == [
+        ("trigger", "deployguard/dg-1"),
+        ("trigger", "deployguard/dg-1/incident/inc-1"),
+    ]
 
-    _invoke(app, _sns(_status(aws, "healthy").model_dump_json()))  # healthy again, later: deferred anew
+    send(app, status_event(aws, "healthy"))  # healthy again, later: deferred anew
     aws.clock.advance(30)
     firing = {"kind": "alert", "rule": "error-rate", "alert": "error-rate", "state": "firing"}
     alert = make_event(EventType.ALERT, Severity.CRITICAL, at=aws.clock(), details=firing)
-    _invoke(app, _sns(alert.model_dump_json()))
+    send(app, alert)
     for _ in range(6):
         _minute(aws, app)
-    assert [a for a, _ in _actions(receivers)] == ["trigger"] * 3
+    assert [a for a, _ in pagerduty_actions(receivers)] == ["trigger"] * 3

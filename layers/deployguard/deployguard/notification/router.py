@@ -12,7 +12,7 @@ For each channel the configured routes select (each channel once per event):
 3. the channel renders the event (PagerDuty renders nothing for events it does not act
    on: recorded as suppressed; PagerDuty's resolve of an assessment back to healthy is
    deferred by its flap guard, :mod:`deployguard.notification.flapguard`, and sent by
-   :meth:`flush_digests` once the deployment stayed healthy);
+   :meth:`flush_digests` on the schedule once the deployment stayed healthy);
 4. rate limit: below ``noise.bypass_severity`` an event over the channel's limit is
    held for the digest (recorded as suppressed, sent by :meth:`flush_digests`); PagerDuty
    is never rate limited: a page, acknowledge or resolve held back would be lost;
@@ -72,6 +72,7 @@ logger = logging.getLogger(__name__)
 RESERVE_SECONDS = 10.0  # kept from the invocation's remaining time to dead-letter and record
 LEASE_MARGIN_SECONDS = 30.0  # a claim outlives the budget by this much (the reserve, and clock skew)
 IN_PROGRESS = "in progress: another invocation is delivering it"
+REPLAYED = "sent again after a deferred resolve that was on the wire (flap guard)"
 
 
 def local_mode_from_env() -> bool:
@@ -411,28 +412,31 @@ class NotificationRouter:
         back to healthy is deferred (returns why; the event is then not sent now), an unhealthy assessment
         or any event PagerDuty is sent a trigger for (a failure, an alert, an incident, an escalation page)
         cancels a deferred resolve before the trigger goes out, a terminal recovery drops it (and resolves
-        at once). None: send as usual."""
-        delay = self._resolve_delay(name)
-        if delay <= 0:
+        at once). None: send as usual. A channel that resolves at once (``resolve_after_healthy_seconds``
+        0) still cancels or drops what an earlier configuration deferred (the flush sends the rest)."""
+        channel = self.channels.get(name)
+        if not isinstance(channel, PagerDutyChannel):
             return None
-        if event.event_type in RECOVERY_EVENTS:
+        delay = self._resolve_delay(name)
+        status = health_status(event) if event.event_type is EventType.ASSESSMENT_STATUS_CHANGED else None
+        if event.event_type in RECOVERY_EVENTS or (status == "healthy" and delay <= 0):
             self.flaps.forget(name, event.deployment_id)
             return None
-        status = health_status(event) if event.event_type is EventType.ASSESSMENT_STATUS_CHANGED else None
         if status == "healthy":
             self.flaps.healthy(name, event, delay)
             return f"resolve deferred: sent once healthy for {delay}s (flap guard)"
         if status is not None:
-            self.flaps.unhealthy(name, event)
+            self.flaps.unhealthy(name, event, trigger=channel.triggers(event))
             return None
         self._cancel_deferred_resolve(event, name)
         return None
 
     def _cancel_deferred_resolve(self, event: DeploymentEvent, name: str) -> None:
         """A trigger goes out to PagerDuty for the deployment (a page): the resolve the flap guard defers
-        since a healthy assessment must not close it, so it is cancelled first."""
+        since a healthy assessment must not close it, so it is cancelled first (one a flush is sending
+        meanwhile is followed by this trigger again: :meth:`FlapGuard.triggered`)."""
         channel = self.channels.get(name)
-        if self._resolve_delay(name) > 0 and isinstance(channel, PagerDutyChannel) and channel.triggers(event):
+        if isinstance(channel, PagerDutyChannel) and channel.triggers(event):
             self.flaps.triggered(name, event)
 
     def _resolve_delay(self, name: str) -> int:
@@ -443,33 +447,34 @@ class NotificationRouter:
         """Send PagerDuty's deferred resolves that are due (the deployment stayed healthy for the channel's
         ``resolve_after_healthy_seconds``): delivered, or dead-lettered; one that could be neither is kept
         for the next flush. One whose channel was removed (or is no PagerDuty channel any more) is dropped;
-        one whose channel resolves at once now is sent now. Called by :meth:`flush_digests`, which logs
-        what fails here (DynamoDB) and goes on with the digests: the next flush takes the rest."""
-        if not any(isinstance(c, cfg.PagerDutyChannel) for c in self.settings.channels.values()):
+        one whose channel resolves at once now is sent now, due or not. Called by :meth:`flush_digests`
+        (on the router's schedule), which logs what fails here (DynamoDB) and goes on with the digests: the
+        next flush takes the rest."""
+        pagerduty = [n for n, c in self.settings.channels.items() if isinstance(c, cfg.PagerDutyChannel)]
+        if not pagerduty:
             return []  # none to send to; what an earlier configuration deferred waits for its TTL
         recorded: list[Notification] = []
-        for found in self.flaps.due(clock.now()):
-            if not isinstance(self.settings.channels.get(found.channel), cfg.PagerDutyChannel):
+        for found in self.flaps.due(clock.now(), at_once=[n for n in pagerduty if self._resolve_delay(n) <= 0]):
+            if found.channel not in pagerduty:
                 self.flaps.drop(found)  # the channel was removed: nobody to resolve at
                 continue
             due = self.flaps.take(found)
             if due is None:
                 continue
             try:
-                outcome = self._send_resolve(due)
+                recorded += self._send_resolve(due)
             except (ClientError, BotoCoreError) as exc:  # the lease runs out: a later flush takes it over
                 logger.error(
                     "cannot send a deferred resolve",
                     extra={"channel": due.channel, "deployment_id": due.deployment_id, "error": _short(exc)},
                 )
-                continue
-            if outcome is not None:
-                recorded.append(outcome)
         return recorded
 
-    def _send_resolve(self, due: DueResolve) -> Notification | None:
-        """Deliver a leased resolve; None when it was cancelled (a trigger, an unhealthy assessment) since
-        it was taken: checked right before sending, and after (the lease is then not taken for done)."""
+    def _send_resolve(self, due: DueResolve) -> list[Notification]:
+        """Deliver a leased resolve, and after it the triggers PagerDuty was sent while it was on the wire
+        (so that the incident ends open whichever reached PagerDuty first). Nothing when it was cancelled
+        (a trigger, an unhealthy assessment) since it was taken: checked right before sending; but taken
+        over from a flush that died, maybe after sending it, the triggers since are sent again."""
         name, event = due.channel, due.event
         try:
             messages = self.channels[name].render(event)
@@ -477,23 +482,44 @@ class NotificationRouter:
             messages, result = [], DeliveryResult(False, 0, 0.0, error=_short(exc))
         else:
             result = DeliveryResult(True, 0, 0.0)
-        if not self.flaps.still_mine(due):
-            return None  # cancelled meanwhile: a page went out, or will; it must stay open
+        if not self.flaps.still_mine(due):  # cancelled meanwhile: a page went out, or will; it must stay open
+            return self._replay(due) if due.taken_over else self._release(due)
         if result.ok and messages:
             result = self._deliver_all(messages, name)
         if result.ok:
-            if not self.flaps.sent(due):
-                logger.warning(
-                    "deferred resolve cancelled while it was sent: a trigger sent meanwhile may have been resolved",
-                    extra={"channel": name, "deployment_id": due.deployment_id},
-                )
-            return self._record(event, name, DeliveryStatus.DELIVERED, result)
-        outcome = self._fail(event, name, [event], "event", result)
-        if outcome.status is DeliveryStatus.FAILED:
-            self.flaps.give_back(due)
+            outcome = self._record(event, name, DeliveryStatus.DELIVERED, result)
         else:
-            self.flaps.sent(due)
-        return outcome
+            outcome = self._fail(event, name, [event], "event", result)
+        if self.flaps.finish(due, done=outcome.status is not DeliveryStatus.FAILED):
+            return [outcome]
+        return [outcome, *self._replay(due)]  # revoked while it was sent: its triggers go out again, after it
+
+    def _replay(self, due: DueResolve) -> list[Notification]:
+        """Send again, after the resolve, the triggers PagerDuty was sent while the resolve was on the wire;
+        then end the lease. One that can be neither delivered nor dead-lettered keeps the lease: once it
+        runs out, a later flush takes the resolve over and sends them again."""
+        name = due.channel
+        recorded: list[Notification] = []
+        for trigger in self.flaps.replays(due):
+            try:
+                result = self._deliver_all(self.channels[name].render(trigger), name)
+            except (ConfigError, ClientError, BotoCoreError) as exc:
+                result = DeliveryResult(False, 0, 0.0, error=_short(exc))
+            if result.ok:
+                recorded.append(self._record(trigger, name, DeliveryStatus.DELIVERED, result, error=REPLAYED))
+            else:
+                recorded.append(self._fail(trigger, name, [trigger], "event", result))
+            if recorded[-1].status is DeliveryStatus.FAILED:
+                return recorded
+        logger.warning(
+            "deferred resolve cancelled while it was sent: the triggers since are sent again after it",
+            extra={"channel": name, "deployment_id": due.deployment_id, "replayed": len(recorded)},
+        )
+        return recorded + self._release(due)
+
+    def _release(self, due: DueResolve) -> list[Notification]:
+        self.flaps.release(due)
+        return []
 
     def _deliver_parallel(self, ready: list[_Ready], deadline_at: float, budget: float) -> dict[str, DeliveryResult]:
         """Every channel's messages at once; a channel not finished within the budget counts as failed."""
@@ -573,16 +599,20 @@ class NotificationRouter:
 
     # ------------------------------------------------------------------ digests
 
-    def flush_digests(self, force: bool = False, channels: Sequence[str] | None = None) -> list[Notification]:
+    def flush_digests(
+        self, force: bool = False, channels: Sequence[str] | None = None, resolves: bool = True
+    ) -> list[Notification]:
         """Send held events as one digest per channel once the oldest waited ``digest.window_seconds``.
 
         Call it regularly (the Lambda handler does on every invocation, and on a
         schedule); ``force`` sends whatever is held now (end of a demo). Held events are
         released once delivered or dead-lettered; what could be neither stays held for the
-        next flush and :class:`DeliveryError` is raised.
+        next flush and :class:`DeliveryError` is raised. PagerDuty's deferred resolves
+        (:meth:`flush_resolves`) are sent too, unless ``channels`` are named or ``resolves``
+        is False (the handler's SNS invocations: the schedule sends them).
         """
         recorded: list[Notification] = []
-        if channels is None:
+        if channels is None and resolves:
             try:
                 recorded += self.flush_resolves()
             except (ClientError, BotoCoreError) as exc:  # the digests still go out; the next flush retries

@@ -3,7 +3,9 @@
 - an SNS event: each record's Message is a DeploymentEvent; a malformed one is logged
   once with the field that is wrong and kept whole in the dead-letter queue, and the
   rest of the batch goes on; then due digests are flushed;
-- an EventBridge scheduled event (``source: aws.events``): due digests are flushed.
+- an EventBridge scheduled event (``source: aws.events``, every minute): due digests and
+  PagerDuty's due deferred resolves (its flap guard) are flushed; only there, so that an
+  SNS invocation does not query the resolves' index.
 
 When something could be neither delivered nor dead-lettered, :class:`DeliveryError`
 is raised at the end so that Lambda's retries (and its on-failure destination, the
@@ -145,7 +147,7 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
         except DeliveryError as exc:
             logger.error("event not delivered", extra={"event_id": deployment_event.event_id, "error": str(exc)})
             undelivered.append(deployment_event.event_id)
-    _count(router().flush_digests(), totals)
+    _count(router().flush_digests(resolves=False), totals)  # PagerDuty's deferred resolves: on the schedule
     logger.info("notifications routed", extra={"totals": totals})
     if undelivered:
         raise DeliveryError(f"events neither delivered nor dead-lettered (to be retried): {', '.join(undelivered)}")
