@@ -183,7 +183,9 @@ def test_malformed_event_with_an_execution_id_is_answered_failed(
         ("BeforeInstall", "no_checks"),
         ("AfterAllowTestTraffic", "pre_traffic"),
         ("AfterAllowTraffic", "post_traffic"),
-        ("AllowTraffic", "pre_traffic"),  # not a hook (a stale read): the checks run, never a blind Succeeded
+        # not a hook (a stale read): the only hook after AllowTraffic is AfterAllowTraffic, judged
+        # (tests/unit/hooks/test_hook_fail_closed.py: an event not named before production traffic fails closed)
+        ("AllowTraffic", "post_traffic"),
     ],
 )
 def test_ecs_hooks(
@@ -201,7 +203,8 @@ def test_ecs_hooks(
         "  hooks:\n    pre_traffic: [{name: a, type: alarms, alarm_prefix: shop-}]\n"
     )
     outcome = _hook(publisher, config).handle(_event(deployment_id, execution), lambda: 30_000)
-    assert (outcome.phase, outcome.status, outcome.lifecycle_event) == (phase, "Succeeded", hook)
+    expected_event = "AfterAllowTraffic" if phase == "post_traffic" else hook
+    assert (outcome.phase, outcome.status, outcome.lifecycle_event) == (phase, "Succeeded", expected_event)
     assert ledger.calls_for(execution) == 1
     record = DeploymentRepository(TABLE).get_deployment(deployment_id)
     assert record.strategy == "blue_green" and record.version == "shop:2"  # family:revision of the new task definition

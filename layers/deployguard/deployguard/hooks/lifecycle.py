@@ -6,7 +6,12 @@ for ECS the deployment group's service and the lifecycle event in progress) and 
 the configuration. For a Lambda deployment, which hook this is follows from the alias:
 before traffic moves it routes only to the current version (BeforeAllowTraffic:
 pre-traffic checks); after, it routes to the target version (AfterAllowTraffic: the
-judge and the health assessment over ``post_traffic_window_seconds``).
+judge and the health assessment over ``post_traffic_window_seconds``). For ECS the event is
+the one GetDeploymentTarget shows in progress; when it names none (or no hook), green serving
+production traffic means AfterAllowTraffic, and otherwise the hook fails closed
+(:meth:`LifecycleHook._phase`). After traffic moved, missing evidence of a guarded metric fails
+the hook whatever ``fail_post_traffic_on_inconclusive`` says (that setting is about too little
+traffic).
 
 Exactly once (:mod:`deployguard.hooks.answers`): a marker keyed on the hook execution id is
 claimed before any work, with a lease until this attempt's deadline; the status decided is
@@ -87,8 +92,10 @@ from deployguard.workflows.recorder import ensure_record
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
+    from deployguard.analysis.settings import JudgeSettings
     from deployguard.aws.events import EventPublisher
     from deployguard.config import DeployGuardConfig
+    from deployguard.models import CanaryWindow, Verdict
     from deployguard.storage.leases import Marker
     from deployguard.storage.repository import DeploymentRepository
 
@@ -96,6 +103,7 @@ ACTOR = "deployguard:lifecycle-hook"
 REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to the function's end
 VERDICT_RETRY = timedelta(hours=24)  # a Failed verdict whose recording keeps failing is given up after this
 FINISH_RESERVE_SECONDS = 10.0  # finish_verdicts starts no verdict with less of the invocation left
+EVENT_REREAD_PAUSES = (1.0, 2.0)  # ECS: GetDeploymentTarget read again after these when it names no hook
 ANSWERED = ("accepted", "already_completed")  # the answer marker's outcomes that mean CodeDeploy has a status
 __all__ = ["HOOK_KIND", "HookEvent", "HookOutcome", "LifecycleHook", "answer_without_setup"]
 logger = logging.getLogger(__name__)
@@ -111,7 +119,7 @@ class HookEvent(Model):
     LifecycleEventHookExecutionId: str = Field(pattern=_EXECUTION_ID)
 
 
-HookPhase = Literal["pre_traffic", "post_traffic", "no_checks"]
+HookPhase = Literal["pre_traffic", "post_traffic", "no_checks", "unknown"]
 Validated = tuple[HookStatus, str, list[CheckResult], str | None]  # status, reason, checks, warning
 
 
@@ -261,9 +269,14 @@ class LifecycleHook:
             self.repository, self.config, info, clock.now(), "first lifecycle hook", self.codedeploy
         )
         settings = self.config.service(deployment.service).hooks
-        outcome.phase, outcome.lifecycle_event, weight = self._phase(info, settings.ecs_check_hooks)
-        deployment = self._enter_phase(deployment, outcome, weight, info)
         check_deadline = deadline - settings.report_margin_seconds
+        if isinstance(info.target, EcsTarget) and _event_unknown(info):
+            info = self._read_event_again(info, check_deadline)
+        outcome.phase, outcome.lifecycle_event, weight, inferred = self._phase(info, settings.ecs_check_hooks)
+        deployment = self._enter_phase(deployment, outcome, weight, info)
+        if outcome.phase == "unknown":  # which hook this is cannot be told: never a blind Succeeded
+            outcome.status, outcome.reason = "Failed", f"lifecycle event unknown, failing closed: {inferred}"
+            return settings.report_margin_seconds
         if outcome.phase == "pre_traffic":
             outcome.status, outcome.reason, outcome.checks, outcome.warning = self._pre_traffic(
                 deployment, check_deadline
@@ -274,27 +287,73 @@ class LifecycleHook:
             )
         else:
             outcome.status, outcome.reason = "Succeeded", f"{outcome.lifecycle_event}: no checks configured"
+        if inferred:
+            outcome.reason = f"{outcome.reason}; lifecycle event inferred: {inferred}"
         return settings.report_margin_seconds
+
+    def _read_event_again(self, info: CodeDeployDeployment, deadline: float) -> CodeDeployDeployment:
+        """GetDeploymentTarget read again (its lifecycle events are eventually consistent) while it names
+        no hook in progress and green has no production traffic, a few times within the checks' budget."""
+        assert isinstance(info.target, EcsTarget)
+        target_id = f"{info.target.cluster}:{info.target.service}"  # as CodeDeploy names an ECS target
+        for pause in EVENT_REREAD_PAUSES:
+            if time.monotonic() + pause >= deadline:
+                break
+            self.sleep(pause)
+            try:
+                state = self.codedeploy.deployment_target(info.deployment_id, target_id)
+            except CodeDeployError:
+                logger.warning("cannot read the deployment target again", extra={"deployment_id": info.deployment_id})
+                continue
+            if state is None:
+                continue
+            weight = state.new_version_weight()
+            moved = info.production_traffic_moved or _traffic_moved(state.lifecycle_events)
+            info = info.model_copy(update={
+                "lifecycle_event": state.running_event, "production_traffic_moved": moved,
+                "new_traffic_weight": info.new_traffic_weight if weight is None else weight,
+            })  # fmt: skip
+            if not _event_unknown(info):
+                break
+        return info
 
     def _phase(
         self, info: CodeDeployDeployment, ecs_check_hooks: Sequence[str]
-    ) -> tuple[HookPhase, str | None, float | None]:
-        """Which validation this hook execution is, the lifecycle event, and the new version's traffic share."""
+    ) -> tuple[HookPhase, str | None, float | None, str | None]:
+        """Which validation this hook execution is, the lifecycle event, the new version's traffic share,
+        and how the event was inferred when CodeDeploy did not name it (for ``unknown``: why not).
+
+        CodeDeploy's invocation names no lifecycle event (only the deployment and the execution): for ECS
+        it is the event GetDeploymentTarget shows in progress. Whenever the new version serves production
+        traffic the judge decides, whatever event a stale read shows; an event not known (none in progress,
+        or one that is no hook) before any production traffic moved fails closed (``unknown``)."""
         target = info.target
         if isinstance(target, LambdaTarget):
             alias = LambdaTrafficShifter(target).current()
             new_weight = alias.weight_of(target.new_version)
             if new_weight >= 1.0:
-                return "post_traffic", "AfterAllowTraffic", new_weight
-            return "pre_traffic", "BeforeAllowTraffic", new_weight
+                return "post_traffic", "AfterAllowTraffic", new_weight, None
+            if new_weight > 0.0:  # never at BeforeAllowTraffic (the alias routes only to the current version)
+                why = f"the alias routes {new_weight:.0%} of its traffic to version {target.new_version}"
+                return "post_traffic", "AfterAllowTraffic", new_weight, why
+            return "pre_traffic", "BeforeAllowTraffic", new_weight, None
         event, green_weight = info.lifecycle_event, info.new_traffic_weight
         if event == "AfterAllowTraffic":
-            return "post_traffic", event, green_weight
-        if event in ECS_HOOKS and event not in ecs_check_hooks and not green_weight:
-            return "no_checks", event, green_weight
-        # a configured hook, or anything unexpected (no event, a stale read, traffic already on green):
-        # run the checks, the cautious choice
-        return "pre_traffic", event, green_weight
+            return "post_traffic", event, green_weight, None
+        named = f"CodeDeploy shows {event} in progress" if event else "CodeDeploy names no lifecycle event in progress"
+        if green_weight:  # green serves production: only AfterAllowTraffic runs now, whatever a stale read says
+            why = f"{named}, but green has {green_weight:.0%} of production traffic"
+            return "post_traffic", "AfterAllowTraffic", green_weight, why
+        if event in ECS_HOOKS:
+            if event not in ecs_check_hooks:
+                return "no_checks", event, green_weight, None
+            return "pre_traffic", event, green_weight, None
+        if info.production_traffic_moved:  # AllowTraffic began: the only hook after it is AfterAllowTraffic
+            why = f"{named}, and its AllowTraffic event began (production traffic moved to green)"
+            return "post_traffic", "AfterAllowTraffic", green_weight, why
+        why = (f"{named} (read {1 + len(EVENT_REREAD_PAUSES)} times) and green has no production traffic: "
+               "cannot tell which hook this is")  # fmt: skip
+        return "unknown", event, green_weight, why
 
     def _enter_phase(
         self, deployment: Deployment, outcome: HookOutcome, weight: float | None, info: CodeDeployDeployment
@@ -350,7 +409,8 @@ class LifecycleHook:
             [(windowed, service.judge.metrics)], now, service.canary.assessment_interval_seconds
         )[deployment.deployment_id]
         # one look at the window: the false-alarm budget is spread over its periods
-        verdict = judge_canary(window, service.judge.for_run(window.periods))
+        judge_settings = service.judge.for_run(window.periods)
+        verdict = judge_canary(window, judge_settings)
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
         health = assessment.health_status
@@ -358,11 +418,19 @@ class LifecycleHook:
         inconclusive = service.hooks.fail_post_traffic_on_inconclusive and verdict.decision == Decision.INCONCLUSIVE
         status, summary, results, warning = _summarise("post-traffic", results)
         judged = f"judge {verdict.decision.value}: {verdict.summary} (health {health.value})"
+        # missing evidence of a guarded metric (CloudWatch errors, gaps) never lets a release through,
+        # whatever fail_post_traffic_on_inconclusive says: that setting is about too little traffic
+        missing = None if failing else _missing_evidence(window, judge_settings, verdict)
+        if missing:
+            judged = f"judge {verdict.decision.value} (health {health.value})"  # its summary: what is missing
+            return "Failed", f"{summary}; missing evidence, failing closed: {missing}; {judged}", results, warning
         if failing or inconclusive:
             return "Failed", f"{summary}; {judged}", results, warning
         if verdict.decision == Decision.INCONCLUSIVE:  # passes without evidence: say so, loudly
-            no_evidence = (f"post-traffic judge had no evidence and let the deployment pass: {verdict.summary} "
-                           "(set hooks.fail_post_traffic_on_inconclusive to fail instead)")  # fmt: skip
+            no_evidence = (
+                "post-traffic judge had no evidence (too little traffic) and let the deployment pass: "
+                f"{verdict.summary} (set hooks.fail_post_traffic_on_inconclusive to fail instead)"
+            )
             warning = f"{warning}; {no_evidence}" if warning else no_evidence
         return status, f"{summary}; {judged}", results, warning
 
@@ -681,6 +749,26 @@ class LifecycleHook:
             self.repository.audit(deployment_id, action, ACTOR, reason, **details)
         except Exception:
             logger.exception("cannot audit", extra={"deployment_id": deployment_id, "action": action})
+
+
+def _missing_evidence(window: CanaryWindow, settings: JudgeSettings, verdict: Verdict) -> str | None:
+    """What a guarded metric misses (each metric and why: CloudWatch's error status, periods without
+    datapoint while its version was invoked) when that kept the verdict inconclusive; None otherwise."""
+    if verdict.decision != Decision.INCONCLUSIVE:
+        return None
+    from deployguard.analysis.judge import evaluate_metrics
+
+    missing = [r for r in evaluate_metrics(window, settings) if r.missing and r.blocks_healthy]
+    return "; ".join(r.message for r in missing) or None
+
+
+def _event_unknown(info: CodeDeployDeployment) -> bool:
+    """ECS: CodeDeploy names no hook in progress and nothing says production traffic reached green."""
+    return info.lifecycle_event not in ECS_HOOKS and not info.new_traffic_weight and not info.production_traffic_moved
+
+
+def _traffic_moved(events: Sequence[tuple[str, str]]) -> bool:
+    return any(name == "AllowTraffic" and status not in ("Pending", "Skipped") for name, status in events)
 
 
 def _summarise(name: str, results: list[CheckResult]) -> Validated:

@@ -107,7 +107,11 @@ class HookSettings(BaseModel):
 
     pre_traffic: list[CheckSettings] = Field(default_factory=_default_checks)
     post_traffic_window_seconds: int = Field(default=600, ge=60, le=3600, description="what the judge looks at")
-    fail_post_traffic_on_inconclusive: bool = False
+    fail_post_traffic_on_inconclusive: bool = Field(
+        default=False,
+        description="AfterAllowTraffic: fail when too little traffic left the judge inconclusive; "
+        "missing evidence of a guarded metric fails it whatever this says",
+    )
     report_margin_seconds: float = Field(default=15.0, ge=1, le=300, description="kept to answer CodeDeploy")
     ecs_check_hooks: list[EcsHook] = Field(
         default_factory=_default_ecs_check_hooks,
