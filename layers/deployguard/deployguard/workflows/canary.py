@@ -560,8 +560,10 @@ class CanaryController:
                     LambdaTrafficShifter(parsed).rollback_verified()
                 except TrafficShiftError:
                     logger.exception("cannot confirm the alias of a rejected canary", extra={"reason": reason})
-            self._reject_unfinished(request.get("deployment_id"), reason)
-            return {"next": "done", "decision": "rejected", "reason": reason}
+            ended = self._reject_unfinished(request.get("deployment_id"), reason)
+            out: dict[str, Any] = {"next": "done", "decision": "rejected", "reason": reason}
+            # a record it ended is announced by NotifyOutcome like any other end
+            return {"deployment_id": ended, **out} if ended else out
         target = _lambda_target(state.get("target"))
         if target is None:  # a state from before targets were carried: read the record
             try:
@@ -687,14 +689,17 @@ class CanaryController:
         )  # fmt: skip
         return deployment
 
-    def _reject_unfinished(self, deployment_id: Any, reason: str) -> None:
-        """A canary rejected before it started: a record it left in progress is ended (best effort)."""
+    def _reject_unfinished(self, deployment_id: Any, reason: str) -> str | None:
+        """A canary rejected before it started: a record it left in progress is ended (best effort).
+        Returns the id of the record it ended as rejected (now or by an earlier attempt), else None."""
         if not isinstance(deployment_id, str) or not deployment_id:
-            return
+            return None
         try:
             deployment = self.repository.find_deployment(deployment_id)
-            if deployment is None or deployment.status.is_terminal:
-                return
+            if deployment is None:
+                return None
+            if deployment.status.is_terminal:
+                return deployment_id if deployment.decision == "rejected" else None
             now = clock.now()
 
             def change(d: Deployment) -> None:
@@ -705,8 +710,10 @@ class CanaryController:
 
             self._change(deployment_id, change)
             self.repository.audit_once(deployment_id, "rejected", now, "rejected", ACTOR, reason)
+            return deployment_id
         except Exception:
             logger.exception("cannot end the rejected canary's record", extra={"deployment_id": deployment_id})
+            return None
 
     def notify(self, state: dict[str, Any]) -> dict[str, Any]:
         """Finish recording the outcome if the traffic move could not, then announce how the canary
@@ -714,6 +721,11 @@ class CanaryController:
         state machine retries it; every write and event is keyed, so retries duplicate nothing."""
         deployment_id = state.get("deployment_id")
         if not deployment_id:
+            # only a canary rejected before it had a record gets here: there is nothing to announce it on
+            logger.warning(
+                "notify: no state.deployment_id, nothing recorded to announce",
+                extra={"decision": state.get("decision"), "reason": state.get("reason")},
+            )
             return state
         error = state.get("error")
         if state.get("recorded") is False and not error:
