@@ -560,10 +560,10 @@ class CanaryController:
                     LambdaTrafficShifter(parsed).rollback_verified()
                 except TrafficShiftError:
                     logger.exception("cannot confirm the alias of a rejected canary", extra={"reason": reason})
-            ended = self._reject_unfinished(request.get("deployment_id"), reason)
+            rejected = self._reject_unfinished(request.get("deployment_id"), reason)
             out: dict[str, Any] = {"next": "done", "decision": "rejected", "reason": reason}
             # a record it ended is announced by NotifyOutcome like any other end
-            return {"deployment_id": ended, **out} if ended else out
+            return {"deployment_id": rejected, **out} if rejected else out
         target = _lambda_target(state.get("target"))
         if target is None:  # a state from before targets were carried: read the record
             try:
