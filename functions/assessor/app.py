@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-
-from deployguard.inbound import parse_event
+from deployguard.inbound import parse_eventbridge_event
 from deployguard.workflows import runtime
 from deployguard.workflows.assessor import run_tick
 
@@ -23,7 +21,7 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    event = parse_event(EventBridgeModel, raw, "scheduled event")
+    event = parse_eventbridge_event(raw, "scheduled event")
     queue_url = runtime.environment().assessment_queue_url
     send = None
     if queue_url:

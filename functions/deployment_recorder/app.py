@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-
-from deployguard.inbound import parse_event
+from deployguard.inbound import parse_event, parse_eventbridge_event
 from deployguard.workflows import runtime
 from deployguard.workflows.recorder import DeploymentRecorder, StateChangeDetail
 
@@ -27,7 +25,7 @@ SCHEDULED = "Scheduled Event"
 @tracer.capture_lambda_handler
 def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # a malformed or oversized event raises InvalidEventError naming the field: two retries, then FunctionFailureQueue
-    event = parse_event(EventBridgeModel, raw, "EventBridge event")
+    event = parse_eventbridge_event(raw, "EventBridge event")
     recorder = DeploymentRecorder(
         runtime.config(), runtime.repository(), runtime.publisher(), alerts=runtime.alert_engine()
     )

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-
 from deployguard.exceptions import TrafficChecksUnavailableError
-from deployguard.inbound import parse_event
+from deployguard.inbound import parse_eventbridge_event
 from deployguard.workflows import runtime
 from deployguard.workflows.reconciler import run_traffic_checks
 
@@ -24,7 +22,7 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    event = parse_event(EventBridgeModel, raw, "scheduled event")
+    event = parse_eventbridge_event(raw, "scheduled event")
     run = run_traffic_checks(
         runtime.repository(), runtime.publisher(), remaining_ms=context.get_remaining_time_in_millis
     )  # fmt: skip

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from deployguard.exceptions import InvalidEventError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
 MAX_EVENT_BYTES = 256 * 1024  # Lambda's asynchronous payload limit, and SNS's message limit
 MAX_DEPTH = 32
@@ -32,6 +37,17 @@ RECORD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _time_as_text(value: Any) -> Any:
+    """Times from outside come as ISO 8601 text; a number would be read as seconds since 1970."""
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"a time is ISO 8601 text (2026-12-02T03:00:00Z), not the number {value!r}")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_time_as_text)]
+"""A datetime field of an outside document: ISO 8601 text (or a datetime), never a number."""
 
 
 class TooLarge(ValueError):
@@ -154,3 +170,22 @@ def parse_json_event(model: type[ModelT], text: str | bytes, what: str, *, max_b
         return model.model_validate_json(text)
     except ValidationError as exc:
         raise _invalid(what, exc, "(message)") from None
+
+
+@functools.cache
+def _eventbridge_model() -> type[EventBridgeModel]:
+    # Powertools' parser models are imported by the functions that take EventBridge events only
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+    class EventBridgeEvent(EventBridgeModel):
+        """Powertools' EventBridge envelope, its ``time`` ISO 8601 text as EventBridge sends it."""
+
+        time: IsoDatetime
+
+    return EventBridgeEvent
+
+
+def parse_eventbridge_event(raw: Any, what: str) -> EventBridgeModel:
+    """An EventBridge event (a schedule's, a CodeDeploy state change) within the bounds, validated by
+    Powertools' model; a ``time`` that is a number is refused (it would be read as seconds since 1970)."""
+    return parse_event(_eventbridge_model(), raw, what)

@@ -43,6 +43,7 @@ from deployguard import clock
 from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
 from deployguard.hooks.checks import CheckContext, Sleep, run_check
+from deployguard.inbound import IsoDatetime, parse_event
 from deployguard.models import (
     Decision,
     Deployment,
@@ -94,7 +95,7 @@ class CanaryState(Model):
     steps: list[float]
     weight: float = 0.0
     wait_seconds: int = 60
-    step_started_at: datetime | None = None
+    step_started_at: IsoDatetime | None = None
     assessments_in_step: int = 0
     inconclusive_count: int = 0
     next: NextStep = "shift"
@@ -102,7 +103,7 @@ class CanaryState(Model):
     reason: str | None = None
     last_verdict: Decision | None = None
     target: LambdaTarget | None = Field(default=None, description="the alias moved: rollback reads no record")
-    ended_at: datetime | None = None
+    ended_at: IsoDatetime | None = None
     recorded: bool = Field(default=True, description="false: traffic moved, the record has not followed yet")
 
 
@@ -865,7 +866,8 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
     """Run one action; the result becomes the execution's state."""
     result: CanaryState | dict[str, Any]
     if task.action == "validate":
-        result = controller.validate(CanaryRequest.model_validate(task.state.get("deployment", task.state)))
+        request = parse_event(CanaryRequest, task.state.get("deployment", task.state), "canary request")
+        result = controller.validate(request)
     elif task.action == "rollback":
         result = controller.rollback(task.state)
     elif task.action == "notify":
@@ -876,6 +878,6 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
         controller.control.wait_for_approval(str(task.state.get("deployment_id")), task.task_token)
         result = task.state
     else:
-        state = CanaryState.model_validate({k: v for k, v in task.state.items() if k != "error"})
+        state = parse_event(CanaryState, {k: v for k, v in task.state.items() if k != "error"}, "canary state")
         result = getattr(controller, task.action)(state)
     return result.model_dump(mode="json") if isinstance(result, CanaryState) else result
