@@ -142,6 +142,11 @@ class Deployment(Model):
     codedeploy_application: str | None = None
     codedeploy_group: str | None = None
     codedeploy_deployment_id: str | None = None
+    execution_arn: str | None = Field(
+        default=None,
+        description="driver stepfunctions: the canary state machine's execution that drives it (recorded by "
+        "Validate); the minute tick asks Step Functions about it once the record stops moving",
+    )
     rollback_of: str | None = Field(
         default=None,
         description="a CodeDeploy rollback deployment (automatic or requested): the id of the deployment it rolls "

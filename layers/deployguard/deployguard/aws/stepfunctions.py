@@ -1,4 +1,4 @@
-"""Step Functions: start a canary execution, answer a task token a state machine waits on."""
+"""Step Functions: start a canary execution, answer a task token a state machine waits on, ask how an execution is."""
 
 from __future__ import annotations
 
@@ -32,3 +32,14 @@ def answer_task(token: str, *, approved: bool, by: str, reason: str) -> None:
             sfn.send_task_failure(taskToken=token, error="Rejected", cause=f"rejected by {by}: {reason}"[:256])
     except (ClientError, BotoCoreError) as exc:
         raise StepFunctionsError(f"{'SendTaskSuccess' if approved else 'SendTaskFailure'}: {exc}") from exc
+
+
+def execution_status(execution_arn: str) -> str:
+    """DescribeExecution's status of an execution (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED,
+    PENDING_REDRIVE). One attempt (the single-attempt client): a caller that asks again later (the
+    minute tick) retries, and a throttled call never holds it."""
+    try:
+        resp = clients.client("stepfunctions", retries=False).describe_execution(executionArn=execution_arn)
+    except (ClientError, BotoCoreError) as exc:
+        raise StepFunctionsError(f"DescribeExecution {execution_arn}: {exc}") from exc
+    return str(resp["status"])

@@ -287,19 +287,43 @@ class DeploymentRepository:
         an ambiguous answer (applied, then answered 500 or timed out) recognises its own earlier
         write: DynamoDB by the token (within ten minutes), the conditions by the items' token.
         """
-        expected = deployment.version_counter
-        new = deployment.model_copy(update={"version_counter": expected + 1})
-        serialize = TypeSerializer().serialize
-        token = transaction_token(deployment.deployment_id, expected, assessment.assessment_id)
         history = self._history_item(
             assessment.deployment_id, keys.ASSESSMENT, assessment.at, assessment.assessment_id, assessment
         )
-        history[REQUEST_TOKEN] = token
+        return self._transact_with_record(deployment, [history], events, assessment.assessment_id)
+
+    def end_with_audit_and_events(
+        self, deployment: Deployment, audit: AuditEntry, events: Sequence[DeploymentEvent], unique: str
+    ) -> Deployment:
+        """Store a deployment's changed record (e.g. ended), its audit entry and the events that announce it
+        (the outbox) in one transaction, the record only if nobody wrote it since it was read: ConflictError
+        otherwise, and none is written. So a change is never recorded without its announcement, nor
+        announced twice by two racing writers: each write has a request token of its own (botocore's retries
+        of it send the same), so the loser's conditions fail even when both read the same version.
+        ``unique`` keys the audit entry (written once under it)."""
+        item = self._history_item(audit.deployment_id, keys.AUDIT, audit.at, f"once-{unique}", audit)
+        item[WRITTEN_NS] = time.time_ns()
+        return self._transact_with_record(deployment, [item], events, new_request_token())
+
+    def _transact_with_record(
+        self,
+        deployment: Deployment,
+        history: Sequence[dict[str, Any]],
+        events: Sequence[DeploymentEvent],
+        unique: str,
+    ) -> Deployment:
+        """``history`` items and ``events`` (new items) with the changed record, in one TransactWriteItems,
+        the record conditional on its ``version_counter``; idempotent by a token derived from the
+        deployment, the version read and ``unique``."""
+        expected = deployment.version_counter
+        new = deployment.model_copy(update={"version_counter": expected + 1})
+        serialize = TypeSerializer().serialize
+        token = transaction_token(deployment.deployment_id, expected, unique)
+        added = [*history, *(self._outbox_item(event, alerts=False) for event in events)]
+        for item in added:
+            item[REQUEST_TOKEN] = token
         record = self._deployment_item(new)
         record[REQUEST_TOKEN] = token
-        outbox = [self._outbox_item(event, alerts=False) for event in events]
-        for item in outbox:
-            item[REQUEST_TOKEN] = token
 
         def marshalled(item: dict[str, Any]) -> dict[str, Any]:
             return {k: serialize(v) for k, v in item.items()}
@@ -318,8 +342,7 @@ class DeploymentRepository:
             clients.client("dynamodb").transact_write_items(
                 ClientRequestToken=token,
                 TransactItems=[
-                    new_item(history),
-                    *(new_item(item) for item in outbox),
+                    *(new_item(item) for item in added),
                     {
                         "Put": {
                             "TableName": self.table_name,

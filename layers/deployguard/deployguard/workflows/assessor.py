@@ -19,7 +19,9 @@ metrics. The work of one cycle does not grow with a deployment's age:
 The minute tick (:func:`run_tick`) holds a run lock (no two ticks overlap), lists what is
 due, assesses it within the invocation's time budget or hands it out in shards
 (:mod:`deployguard.aws.shards`, one SQS message per shard, :func:`run_shard` each), then
-publishes the outbox and gives the alert engine its tick, for which time is always kept. The
+publishes the outbox and gives the alert engine its tick, for which time is always kept. It also
+asks Step Functions about the execution of a state-machine canary whose record stopped moving, and
+rolls back one whose execution ended before it did (:mod:`deployguard.workflows.stale_canaries`). The
 traffic checks of ended deployments are not in the tick: they read Lambda's control plane, so
 they run in a function of their own with a rate budget
 (:func:`deployguard.workflows.reconciler.run_traffic_checks`).
@@ -69,6 +71,7 @@ from deployguard.storage.repository import OutboxEntry
 from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, note_unreadable, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
 from deployguard.workflows.reconciler import hand_over, publish_outbox
+from deployguard.workflows.stale_canaries import ExecutionCheckRun, check_executions
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
@@ -94,6 +97,7 @@ SETTLE_PERIODS = 2  # the last periods of a window, which CloudWatch may still c
 TAIL_PERIODS = max(RECENT_PERIODS, SETTLE_PERIODS)  # a look reads at least these (health report, alert fields)
 MAX_OPEN_INCIDENT_KEYS = 20  # the record stays one size: an incident storm's keys beyond these are in the incidents
 CHUNK_RESERVE_MS = 10_000  # a chunk (read, judge, store) is started only with this much left
+EXECUTION_CHECK_MS = 5_000  # a stale canary's execution is asked about (and repaired) only with this much left
 logger = logging.getLogger(__name__)
 
 RemainingMillis = Callable[[], int]
@@ -114,6 +118,7 @@ class AssessorRun:
     overlapping: bool = False  # another tick held the run lock: nothing done
     tick: TickReport | None = None
     monitoring: MonitoringRun | None = None
+    executions: ExecutionCheckRun | None = None  # stale state-machine canaries (deployguard.workflows.stale_canaries)
 
     def merge(self, other: AssessorRun) -> None:
         """Add another run's work (the shards of one SQS batch)."""
@@ -144,6 +149,7 @@ class AssessorRun:
         add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
         add_metric(name="AlertsRaised", unit="Count", value=self.alerts)
         add_metric(name="IncidentPages", unit="Count", value=pages)
+        executions = (self.executions or ExecutionCheckRun()).report(add_metric)
         return {
             "assessed": [
                 {"deployment_id": a.deployment_id, "decision": a.verdict.decision.value, "summary": a.verdict.summary}
@@ -160,6 +166,7 @@ class AssessorRun:
             "alerts": self.alerts,
             "pages": pages,
             "incidents_resolved": len(self.tick.resolved) if self.tick else 0,
+            "executions": executions,
         }
 
 
@@ -262,6 +269,11 @@ def run_tick(
             else:
                 _assess(cycle, due, run, Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS))
         finally:  # whatever the assessments met, the tick's own work is done (and an error still raised after)
+            # canaries of the state machine whose execution ended before they did: traffic back, record ended
+            budget = Budget(remaining if (lock or remaining_ms) else None, ALERT_TICK_RESERVE_MS)
+            run.executions = check_executions(
+                config, repository, publisher, work.active, cycle.now, proceed=lambda: budget.allows(EXECUTION_CHECK_MS)
+            )
             # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
             # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
             publish_outbox(repository, publisher, events=work.outbox, alert=_event_alerts(alerts))

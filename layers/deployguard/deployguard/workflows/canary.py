@@ -201,8 +201,11 @@ class CanaryController:
 
     # ------------------------------------------------------------------ actions
 
-    def validate(self, request: CanaryRequest) -> CanaryState:
-        """Record the deployment and check its target before any traffic moves."""
+    def validate(self, request: CanaryRequest, execution_arn: str | None = None) -> CanaryState:
+        """Record the deployment and check its target before any traffic moves. ``execution_arn``: the
+        execution running this canary (the state machine passes ``$$.Execution.Id``), kept on the record
+        (a retried canary's new execution replaces its old one) so the minute tick can tell a canary whose
+        execution ended before it finished (:mod:`deployguard.workflows.stale_canaries`)."""
         service = self.config.service(request.service)
         shifter = LambdaTrafficShifter(request.target)
         alias = shifter.current()
@@ -225,10 +228,18 @@ class CanaryController:
                 status=DeploymentStatus.IN_PROGRESS,
                 expected_duration_seconds=service.expected_duration_seconds
                 or service.canary.total_seconds(service.judge.max_inconclusive_periods),
+                execution_arn=execution_arn,
                 **({"deployment_id": request.deployment_id} if request.deployment_id else {}),
             )
             self._enter(deployment, Phase.PRE_DEPLOYMENT, "canary requested")
             self.repository.create_deployment(deployment)
+        elif execution_arn and deployment.execution_arn != execution_arn and not deployment.status.is_terminal:
+
+            def drive(d: Deployment) -> None:  # a retry's new execution drives the record from now on
+                if not d.status.is_terminal:
+                    d.execution_arn = execution_arn
+
+            deployment = self._change(deployment.deployment_id, drive)
         self.repository.audit(
             deployment.deployment_id, "validated", ACTOR, "target exists and routes only to the stable version"
         )
@@ -860,6 +871,7 @@ class CanaryTask(Model):
     action: Literal["validate", "shift", "assess", "promote", "rollback", "notify", "await_approval"]
     state: dict[str, Any]
     task_token: str | None = Field(default=None, description="await_approval: the token a person's answer resumes")
+    execution: str | None = Field(default=None, description="validate: the execution's ARN ($$.Execution.Id)")
 
 
 def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
@@ -867,7 +879,7 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
     result: CanaryState | dict[str, Any]
     if task.action == "validate":
         request = parse_event(CanaryRequest, task.state.get("deployment", task.state), "canary request")
-        result = controller.validate(request)
+        result = controller.validate(request, execution_arn=task.execution)
     elif task.action == "rollback":
         result = controller.rollback(task.state)
     elif task.action == "notify":
