@@ -193,3 +193,56 @@ def test_a_record_without_its_execution_is_left_alone_and_reported(aws: Embedded
     assert report["unknown"] == ["dep-orders-api"] and report["described"] == 0
     assert LambdaTrafficShifter(target).current().additional_weights == {target.new_version: 0.25}
     assert DeploymentRepository().get_deployment("dep-orders-api").status == DeploymentStatus.IN_PROGRESS
+
+
+@contextmanager
+def _described_as(status: str) -> Iterator[None]:
+    """DescribeExecution answers ``status`` (botocore after-call hook on the tick's client)."""
+
+    def answer(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["status"] = status
+
+    events = clients.client("stepfunctions", retries=False).meta.events
+    events.register("after-call.states.DescribeExecution", answer, unique_id="test-described-as")
+    try:
+        yield
+    finally:
+        events.unregister("after-call.states.DescribeExecution", unique_id="test-described-as")
+
+
+def test_a_succeeded_execution_whose_promotion_was_not_recorded_is_finished_promoted(aws: EmbeddedAws) -> None:
+    """Promote moved the alias to 100% new, its record did not follow and NotifyOutcome gave up (Catch -> Done):
+    the execution SUCCEEDED with the record in progress. The tick finishes the promotion; it never rolls back."""
+    target, _ = _canary(aws, "orders-api", lambda arn: LambdaTrafficShifter(target_of("orders-api")).promote())
+    assert aws.clock is not None
+    aws.clock.advance(LATER)
+    with _described_as("SUCCEEDED"):
+        report = _tick(aws)["executions"]
+    assert report["repaired"] == ["dep-orders-api"]
+    assert LambdaTrafficShifter(target).current().weight_of(target.new_version) == 1.0  # left promoted
+    record = DeploymentRepository().get_deployment("dep-orders-api")
+    assert (record.status, record.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
+    assert record.decision_reason == (
+        "the canary's execution succeeded but its record was not finished: the alias routes all traffic to"
+        f" version {target.new_version}: promoted"
+    )
+    events = DeploymentRepository().events("dep-orders-api")
+    assert [e.event_type for e in events].count(EventType.PROMOTION_COMPLETED) == 1 and _rollbacks(
+        "dep-orders-api"
+    ) == []
+
+
+def test_a_succeeded_execution_with_the_alias_split_is_rolled_back(aws: EmbeddedAws) -> None:
+    target, _ = _canary(aws, "orders-api")
+    assert aws.clock is not None
+    aws.clock.advance(LATER)
+    with _described_as("SUCCEEDED"):
+        assert _tick(aws)["executions"]["repaired"] == ["dep-orders-api"]
+    assert LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
+    assert DeploymentRepository().get_deployment("dep-orders-api").status == DeploymentStatus.ROLLED_BACK
+
+
+def target_of(name: str) -> LambdaTarget:
+    target = DeploymentRepository().get_deployment(f"dep-{name}").target
+    assert isinstance(target, LambdaTarget)
+    return target

@@ -16,8 +16,11 @@ a person's action) for longer than its step lasts (``step_duration_seconds`` and
 is read from the record the tick already holds, and only stale canaries cost a call.
 
 - ``RUNNING`` (waiting, paused, awaiting approval): never touched.
-- anything else (``ABORTED``, ``FAILED``, ``TIMED_OUT``, or ``SUCCEEDED`` while the record is in
-  progress): the alias goes back to 100% stable (read back to verify) unless it no longer routes
+- ``SUCCEEDED`` while the record is in progress, with the alias routing all traffic to the new
+  version: the execution promoted and its record did not follow (NotifyOutcome gave up); the record
+  is finished as promoted ("Promotion Completed"), never rolled back.
+- anything else (``ABORTED``, ``FAILED``, ``TIMED_OUT``, or ``SUCCEEDED`` with the alias not all on
+  the new version): the alias goes back to 100% stable (read back to verify) unless it no longer routes
   to the new version or a later deployment of the service started since; then the record ends
   rolled back ("the canary's execution ended ABORTED before it finished: traffic returned to
   version 1"), with its audit entry (``execution_ended``) and its announcement
@@ -198,32 +201,59 @@ def _end(
     if not isinstance(target, LambdaTarget):
         return False
     newer = _superseded_by(repository, deployment)
+    promoted = False
     if newer:
         outcome = f"traffic left to the later deployment {newer}"
     else:
         shifter = LambdaTrafficShifter(target)
         alias = shifter.current()
-        if alias.weight_of(target.stable_version) != 1.0 and alias.weight_of(target.new_version) > 0.0:
+        # an execution that succeeded ended through Promote or Rollback, whose record did not follow (NotifyOutcome
+        # gave up): a promotion the alias shows is finished as one, never rolled back; a split is never an end
+        promoted = status == "SUCCEEDED" and alias.weight_of(target.new_version) == 1.0
+        if not promoted and alias.weight_of(target.stable_version) != 1.0 and alias.weight_of(target.new_version) > 0.0:
             shifter.rollback_verified()
-        outcome = f"traffic returned to version {target.stable_version}"
-    reason = f"the canary's execution ended {status} before it finished: {outcome}"
+        outcome = (
+            f"the alias routes all traffic to version {target.new_version}: promoted"
+            if promoted
+            else f"traffic returned to version {target.stable_version}"
+        )
+    reason = (
+        f"the canary's execution succeeded but its record was not finished: {outcome}"
+        if promoted
+        else f"the canary's execution ended {status} before it finished: {outcome}"
+    )
     key = hashlib.sha256(f"{deployment.deployment_id}#execution-ended#{deployment.execution_arn}".encode())
     unique = f"execution-ended-{key.hexdigest()[:16]}"
     details = {"execution_arn": deployment.execution_arn, "execution_status": status}
     for _ in range(WRITE_ATTEMPTS):
         if not is_stale(config, deployment, now) or deployment.execution_arn != seen.execution_arn:
             return False  # ended elsewhere (whoever ended it announced it), moved, or a retry's execution drives it
-        deployment.status, deployment.decision, deployment.decision_reason = (
-            DeploymentStatus.ROLLED_BACK, "rolled_back", reason
-        )  # fmt: skip
-        deployment.ended_at, deployment.canary_weight = now, 0.0
-        deployment.phase = Phase.FAILED
-        deployment.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason[:300]))
+        if promoted:
+            deployment.status, deployment.decision, deployment.decision_reason = (
+                DeploymentStatus.SUCCEEDED, "promoted", reason
+            )  # fmt: skip
+            deployment.ended_at, deployment.canary_weight = now, 1.0
+            phase = Phase.MONITORING
+        else:
+            deployment.status, deployment.decision, deployment.decision_reason = (
+                DeploymentStatus.ROLLED_BACK, "rolled_back", reason
+            )  # fmt: skip
+            deployment.ended_at, deployment.canary_weight = now, 0.0
+            phase = Phase.FAILED
+        deployment.phase = phase
+        deployment.phase_history.append(PhaseChange(phase=phase, at=now, reason=reason[:300]))
         audit = AuditEntry(deployment_id=deployment.deployment_id, at=now, action="execution_ended", actor=ACTOR,
                            reason=reason, details={**details, "alias": outcome})  # fmt: skip
-        event = DeploymentEvent.about(
-            deployment, EventType.ROLLBACK_COMPLETED, "Rollback Completed", reason,
-            event_id=f"ev-{key.hexdigest()[:16]}", at=now, severity=Severity.CRITICAL, details=details,
+        event = (
+            DeploymentEvent.about(
+                deployment, EventType.PROMOTION_COMPLETED, "Promotion Completed", reason,
+                event_id=f"ev-{key.hexdigest()[:16]}", at=now, severity=Severity.INFO, details=details,
+            )
+            if promoted
+            else DeploymentEvent.about(
+                deployment, EventType.ROLLBACK_COMPLETED, "Rollback Completed", reason,
+                event_id=f"ev-{key.hexdigest()[:16]}", at=now, severity=Severity.CRITICAL, details=details,
+            )
         )  # fmt: skip
         try:
             repository.end_with_audit_and_events(deployment, audit, [event], unique)
