@@ -50,3 +50,30 @@ def test_a_rejected_request_without_a_record_ends_without_one(embedded: Any) -> 
     assert not failed and notified == rolled
     # the in-progress record of the canary_in_flight set-up is another deployment's: left alone
     assert DeploymentRepository().get_deployment("dep-orders").status == DeploymentStatus.IN_PROGRESS
+
+
+def test_a_validate_that_fails_after_writing_its_record_leaves_no_record_in_progress(
+    embedded: Any, faults: Any
+) -> None:
+    """A request without a deployment id, through the real state machine: Validate writes its record, then
+    every attempt fails on a later write (throttled for good). Its retries find the record the first attempt
+    wrote (named after the execution), and the Rollback after the Catch ends that one record rejected and
+    announces it: no second record, none left in progress."""
+    from deployguard_local.emulator import sample_handler
+
+    versions = embedded.deploy_sample_function("orders", "live", sample_handler)
+    target = {"function_name": "orders", "alias": "live", "stable_version": versions[0], "new_version": versions[1]}
+    request = {"deployment": {"service": "orders", "version": versions[1], "target": target}}
+    plan = faults.on("dynamodb", "PutItem", [], then="throttle", when=lambda r: b'"validated"' in (r.body or b""))
+    execution = embedded.run_state_machine("CanaryStateMachine", request, timeout=60)
+    faults.clear()
+    assert execution["status"] == "SUCCEEDED" and plan.injected > 9  # every Validate attempt failed
+    records = DeploymentRepository().deployments_of("orders", "production")
+    assert len(records) == 1, [(d.deployment_id, d.status) for d in records]
+    [record] = records
+    assert (record.status, record.decision) == (DeploymentStatus.FAILED, "rejected")
+    assert record.execution_arn == execution["executionArn"]
+    failed = [
+        e for e in DeploymentRepository().events(record.deployment_id) if e.event_type == EventType.DEPLOYMENT_FAILED
+    ]
+    assert len(failed) == 1

@@ -216,8 +216,11 @@ class CanaryController:
                 f"{request.target.stable_version} before a canary starts"
             )
         deployment = None
-        if request.deployment_id:
-            deployment = self.repository.find_deployment(request.deployment_id)
+        # without an id of its own, the record is named after the execution: a retried Validate (or the
+        # Rollback after it) finds the record an earlier attempt wrote, instead of leaving it in progress
+        deployment_id = request.deployment_id or (execution_deployment_id(execution_arn) if execution_arn else None)
+        if deployment_id:
+            deployment = self.repository.find_deployment(deployment_id)
         if deployment is None:
             deployment = Deployment(
                 service=request.service,
@@ -229,7 +232,7 @@ class CanaryController:
                 expected_duration_seconds=service.expected_duration_seconds
                 or service.canary.total_seconds(service.judge.max_inconclusive_periods),
                 execution_arn=execution_arn,
-                **({"deployment_id": request.deployment_id} if request.deployment_id else {}),
+                **({"deployment_id": deployment_id} if deployment_id else {}),
             )
             self._enter(deployment, Phase.PRE_DEPLOYMENT, "canary requested")
             self.repository.create_deployment(deployment)
@@ -553,11 +556,12 @@ class CanaryController:
             )  # fmt: skip
         return True
 
-    def rollback(self, state: dict[str, Any]) -> CanaryState | dict[str, Any]:
+    def rollback(self, state: dict[str, Any], execution_arn: str | None = None) -> CanaryState | dict[str, Any]:
         """Put the alias back at 100% stable and verify it; only then record and announce.
 
         Takes the raw state: it also runs after failures. It fails (and the state machine
-        retries it) only while the alias cannot be moved back."""
+        retries it) only while the alias cannot be moved back. ``execution_arn`` names the record a
+        Validate that failed may have left when the request gave no deployment id."""
         deployment_id = state.get("deployment_id")
         error = state.get("error")
         reason = state.get("reason") or "rollback requested"
@@ -572,7 +576,10 @@ class CanaryController:
                     LambdaTrafficShifter(parsed).rollback_verified()
                 except TrafficShiftError:
                     logger.exception("cannot confirm the alias of a rejected canary", extra={"reason": reason})
-            rejected = self._reject_unfinished(request.get("deployment_id"), reason)
+            rejected = self._reject_unfinished(
+                request.get("deployment_id") or (execution_deployment_id(execution_arn) if execution_arn else None),
+                reason,
+            )
             out: dict[str, Any] = {"next": "done", "decision": "rejected", "reason": reason}
             # a record it ended is announced by NotifyOutcome like any other end
             return {"deployment_id": rejected, **out} if rejected else out
@@ -850,6 +857,11 @@ class CanaryController:
         return deployment
 
 
+def execution_deployment_id(execution_arn: str) -> str:
+    """The deployment id of a canary whose request gave none: derived from the execution running it."""
+    return "dg-" + hashlib.sha256(execution_arn.encode()).hexdigest()[:20]
+
+
 def _lambda_target(value: Any) -> LambdaTarget | None:
     if isinstance(value, LambdaTarget):
         return value
@@ -871,7 +883,9 @@ class CanaryTask(Model):
     action: Literal["validate", "shift", "assess", "promote", "rollback", "notify", "await_approval"]
     state: dict[str, Any]
     task_token: str | None = Field(default=None, description="await_approval: the token a person's answer resumes")
-    execution: str | None = Field(default=None, description="validate: the execution's ARN ($$.Execution.Id)")
+    execution: str | None = Field(
+        default=None, description="validate and rollback: the execution's ARN ($$.Execution.Id)"
+    )
 
 
 def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
@@ -881,7 +895,7 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
         request = parse_event(CanaryRequest, task.state.get("deployment", task.state), "canary request")
         result = controller.validate(request, execution_arn=task.execution)
     elif task.action == "rollback":
-        result = controller.rollback(task.state)
+        result = controller.rollback(task.state, execution_arn=task.execution)
     elif task.action == "notify":
         result = controller.notify(task.state)
     elif task.action == "await_approval":  # approval before 100%: deployguard.workflows.control answers the token
