@@ -14,6 +14,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
 
+
 def _report(demo_run: DemoRun, rollout: str, fmt: str, out: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     deployment_id = demo_run.deployment_ids()[rollout]
     where = ["--local", "--state-dir", str(demo_run.state_dir)]
