@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 
 class Submitter(Protocol):
     def submit(self, name: str, arn: str, event: Any) -> None: ...
+
+
+def as_delivered(event: Any) -> Any:
+    """The event as EventBridge hands it to a target: ``time`` is ISO 8601 text (moto keeps the seconds
+    since 1970 it was put with)."""
+    delivered = copy.deepcopy(event)
+    when = delivered.get("time") if isinstance(delivered, dict) else None
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        delivered["time"] = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return delivered
 
 
 def install_lambda_targets(invoker: Submitter) -> Callable[[], None]:
@@ -37,7 +48,7 @@ def install_lambda_targets(invoker: Submitter) -> Callable[[], None]:
             arn = str(target["Arn"])
             if ":lambda:" in arn and ":function:" in arn:
                 name = arn.split(":function:", 1)[1].split(":", 1)[0]
-                invoker.submit(name, arn, copy.deepcopy(original_event))
+                invoker.submit(name, arn, as_delivered(original_event))
             else:
                 others.append(target)
         if others:
