@@ -3,8 +3,10 @@
     deployguard config validate FILE...   every problem at once: file, line, field, what is expected
     deployguard config schema [-o FILE]   the JSON Schema of the configuration (editors complete and check with it)
 
-``validate`` uses the same loader as the functions, ``invoke`` and ``replay``, so a file it
-accepts is a file they accept. Exit codes: 0 valid, 1 problems found, 2 a file cannot be read.
+``validate`` uses the same loader as the functions, ``invoke`` and ``replay``, and runs the
+notification router's start-up check of its channels too (in this shell's local mode,
+``DEPLOYGUARD_LOCAL``), so a file it accepts is a file they accept.
+Exit codes: 0 valid, 1 problems found, 2 a file cannot be read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deployguard.config import DeployGuardConfig, check_config
+from deployguard.config import DeployGuardConfig, check_config, default_route_warnings
 from deployguard.exceptions import ConfigError
 from deployguard_local.alerts_cli import coverage_warnings
 from deployguard_local.commands import invoke, new_app
@@ -33,7 +35,7 @@ def config_schema() -> dict[str, object]:
 
 
 def _warnings(config: DeployGuardConfig) -> list[str]:
-    return coverage_warnings(config) + config.notifications.ignored_settings()
+    return coverage_warnings(config) + config.notifications.ignored_settings() + default_route_warnings(config)
 
 
 @app.command("validate")
@@ -54,7 +56,7 @@ def validate(
             err.print(f"deployguard config validate: {file}: cannot read: {exc.strerror}")
             unreadable = True
             continue
-        config, problems = check_config(text, str(file))
+        config, problems = check_config(text, str(file), outbound=True)
         found += len(problems)
         if as_json:
             reports.append(
