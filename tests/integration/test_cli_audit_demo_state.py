@@ -5,6 +5,7 @@ on stderr, `report` errors and formats, the report's metrics and charts from the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from demo_support import DemoRun
@@ -91,3 +92,16 @@ def test_a_codedeploy_rollback_deployment_is_no_promotion(demo_run: DemoRun, his
     assert not any("to the new version" in t for t in titles)
     assert f"traffic 100% to version 1 (rollback deployment of {released})" in titles
     assert "**Outcome: rolled back** (exit 1)" in render(history, "md")
+
+
+def test_the_readme_shows_the_demos_counts(demo_run: DemoRun) -> None:
+    """The README's summary table of `make demo`: its counts (not its wall times) are the demo's."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("rollout                decision", 1)[1].split("```", 1)[0]
+
+    def counts(text: str) -> dict[str, list[str]]:
+        rows = {line.split()[0]: line.split()[-4:-1] for line in text.splitlines() if "(sim)" in line}
+        rows["per channel"] = [line for line in text.splitlines() if line.startswith("deliveries per channel:")]
+        return rows
+
+    assert counts(shown) == counts(demo_run.output)
