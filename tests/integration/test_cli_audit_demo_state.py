@@ -105,3 +105,11 @@ def test_the_readme_shows_the_demos_counts(demo_run: DemoRun) -> None:
         return rows
 
     assert counts(shown) == counts(demo_run.output)
+
+
+def test_control_verbs_take_a_unique_prefix_as_the_read_commands_do(demo_run: DemoRun, capsys) -> None:
+    by = ["--by", "erin", "--reason", "the prefix names one deployment"]
+    code, out, err = run(capsys, "control", "abort", "demo-regr", *by, *local(demo_run))
+    assert code == 0 and out.strip() == "demo-regression-midway abort: already rolled back (nothing changed)", err
+    code, out, err = run(capsys, "control", "abort", "demo-", *by, *local(demo_run))
+    assert code == 2 and "is ambiguous" in err and "demo-healthy-release" in err
