@@ -19,6 +19,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deployguard.alerts.settings import AlertingSettings
 from deployguard.analysis.settings import HealthSettings, JudgeSettings
-from deployguard.exceptions import ConfigError
+from deployguard.exceptions import ConfigError, Problem, problems_error
 from deployguard.hooks.settings import HookSettings
 from deployguard.inbound import TooLarge, check_bounds
 from deployguard.notification.settings import NotificationSettings
-from deployguard.validation import Problem, problems_error
 
 MAX_CONFIG_BYTES = 1024 * 1024  # an SSM advanced parameter holds 8 KiB; a file this size is a mistake
 MAX_CONFIG_DEPTH = 32
@@ -283,15 +283,14 @@ def _problem_from_error(error: Any, source: str, lines: dict[tuple[str, ...], in
 
 
 def check_config(
-    text: str, source: str, *, outbound: bool = False
+    text: str, source: str, *, checks: Sequence[Callable[[DeployGuardConfig, str], list[ConfigProblem]]] = ()
 ) -> tuple[DeployGuardConfig | None, list[ConfigProblem]]:
     """Every problem of a configuration file at once (file, line, field, what is expected), and
     the configuration when there are none.
 
-    ``outbound``: also the notification router's start-up check of its channels (literal
-    secrets only in local mode, literal URLs safe), in the local mode of this process
-    (``DEPLOYGUARD_LOCAL``, as the router reads it): what ``deployguard config validate`` runs,
-    so that a file it accepts is a file every function accepts.
+    ``checks``: more checks of a valid configuration, each problem placed on its line (``deployguard
+    config validate`` adds the notification router's start-up check of its channels, so that a file
+    it accepts is a file every function accepts).
     """
     is_json = source.endswith(".json")
     if len(text) > MAX_CONFIG_BYTES:
@@ -332,8 +331,8 @@ def check_config(
         problems.extend(p for p in found if not _inherited(p, found))
         return None, problems
     problems += [_located(p, lines) for p in route_problems(config, source)]
-    if outbound:
-        problems += [_located(p, lines) for p in router_problems(config, source)]
+    for check in checks:
+        problems += [_located(p, lines) for p in check(config, source)]
     return (None if problems else config), problems
 
 
@@ -405,37 +404,6 @@ def default_route_warnings(config: DeployGuardConfig) -> list[str]:
         f"route, role or channel: those pages reach no one (define notifications.roles.{name})"
         for name, where in missing.items()
     ]
-
-
-def router_problems(config: DeployGuardConfig, source: str) -> list[ConfigProblem]:
-    """The notification router's start-up check of every channel (``NotificationRouter.check``), every
-    problem at once: a literal secret outside local mode, a literal URL it would refuse."""
-    from deployguard.notification.router import local_mode_from_env
-    from deployguard.notification.secrets import SecretResolver
-    from deployguard.notification.settings import PagerDutyChannel
-    from deployguard.notification.urlsafety import validate_outbound_url
-
-    settings = config.notifications
-    local_mode = local_mode_from_env()
-    secrets = SecretResolver(local_mode=local_mode)
-    problems = []
-
-    def refused(check: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            check(*args, **kwargs)
-        except ConfigError as exc:
-            message = str(exc).removeprefix(f"field {exc.field}: ") if exc.field else str(exc)
-            problems.append(ConfigProblem(source=source, field=exc.field, message=message))
-
-    for name, channel in settings.channels.items():
-        where = f"notifications.channels.{name}"
-        for secret in channel.secret_sources():
-            refused(secrets.check_allowed, secret, where)
-            if secret.field == "url" and secret.value is not None:
-                refused(validate_outbound_url, secret.value, settings.allowed_hosts, local_mode, field=f"{where}.url")
-        if isinstance(channel, PagerDutyChannel):
-            refused(validate_outbound_url, channel.url, settings.allowed_hosts, local_mode, field=f"{where}.url")
-    return problems
 
 
 def _inherited(problem: ConfigProblem, problems: list[ConfigProblem]) -> bool:

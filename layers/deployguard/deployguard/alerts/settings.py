@@ -27,10 +27,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from deployguard.alerts.expression import Expression, Unit, parse
 from deployguard.alerts.fields import BUILTIN_FIELDS
-from deployguard.exceptions import ExpressionError
+from deployguard.exceptions import ExpressionError, Problem, problems_error
 from deployguard.models import Severity
 from deployguard.notification.urlsafety import check_allowlist
-from deployguard.validation import Problem, problems_error
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
