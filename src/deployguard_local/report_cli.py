@@ -1,4 +1,4 @@
-"""``deployguard report ID [--format md|html|json] [-o FILE]``: one deployment's health report.
+"""``deployguard report ID [--format md|markdown|html|json] [-o FILE]``: one deployment's health report.
 
 HTML is one self-contained file (inline CSS and SVG charts, no script, no network); JSON is the
 export of the deployment's whole history (schema ``deployguard-history/1``, docs/history-schema.json).
