@@ -3,21 +3,27 @@
     deployguard config validate FILE...   every problem at once: file, line, field, what is expected
     deployguard config schema [-o FILE]   the JSON Schema of the configuration (editors complete and check with it)
 
-``validate`` uses the same loader as the functions, ``invoke`` and ``replay``, so a file it
-accepts is a file they accept. Exit codes: 0 valid, 1 problems found, 2 a file cannot be read.
+``validate`` uses the same loader as the functions, ``invoke`` and ``replay``, and runs the
+notification router's start-up check of its channels too (in this shell's local mode,
+``DEPLOYGUARD_LOCAL``), so a file it accepts is a file they accept.
+Exit codes: 0 valid, 1 problems found, 2 a file cannot be read.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from deployguard.config import DeployGuardConfig, check_config
+from deployguard.config import ConfigProblem, DeployGuardConfig, check_config, default_route_warnings
 from deployguard.exceptions import ConfigError
+from deployguard.notification.router import local_mode_from_env
+from deployguard.notification.secrets import SecretResolver
+from deployguard.notification.settings import PagerDutyChannel
+from deployguard.notification.urlsafety import validate_outbound_url
 from deployguard_local.alerts_cli import coverage_warnings
 from deployguard_local.commands import invoke, new_app
 
@@ -33,7 +39,33 @@ def config_schema() -> dict[str, object]:
 
 
 def _warnings(config: DeployGuardConfig) -> list[str]:
-    return coverage_warnings(config) + config.notifications.ignored_settings()
+    return coverage_warnings(config) + config.notifications.ignored_settings() + default_route_warnings(config)
+
+
+def router_problems(config: DeployGuardConfig, source: str) -> list[ConfigProblem]:
+    """The notification router's start-up check of every channel (``NotificationRouter.check``), every
+    problem at once: a literal secret outside local mode, a literal URL it would refuse."""
+    settings = config.notifications
+    local_mode = local_mode_from_env()
+    secrets = SecretResolver(local_mode=local_mode)
+    problems = []
+
+    def refused(check: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            check(*args, **kwargs)
+        except ConfigError as exc:
+            message = str(exc).removeprefix(f"field {exc.field}: ") if exc.field else str(exc)
+            problems.append(ConfigProblem(source=source, field=exc.field, message=message))
+
+    for name, channel in settings.channels.items():
+        where = f"notifications.channels.{name}"
+        for secret in channel.secret_sources():
+            refused(secrets.check_allowed, secret, where)
+            if secret.field == "url" and secret.value is not None:
+                refused(validate_outbound_url, secret.value, settings.allowed_hosts, local_mode, field=f"{where}.url")
+        if isinstance(channel, PagerDutyChannel):
+            refused(validate_outbound_url, channel.url, settings.allowed_hosts, local_mode, field=f"{where}.url")
+    return problems
 
 
 @app.command("validate")
@@ -54,7 +86,7 @@ def validate(
             err.print(f"deployguard config validate: {file}: cannot read: {exc.strerror}")
             unreadable = True
             continue
-        config, problems = check_config(text, str(file))
+        config, problems = check_config(text, str(file), checks=[router_problems])
         found += len(problems)
         if as_json:
             reports.append(

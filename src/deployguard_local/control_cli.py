@@ -1,7 +1,9 @@
 """``deployguard control``: the canary verbs and emergency rollback from a terminal (deployguard.workflows.control).
 
-    deployguard control promote|abort|pause|resume|retry|skip_analysis|approve DEPLOYMENT_ID --by NAME --reason TEXT
+    deployguard control promote|abort|pause|resume|retry|skip_analysis|approve ID --by NAME --reason TEXT
     deployguard control rollback SERVICE --by NAME --reason TEXT --confirm SERVICE [--environment E] [--from-version V]
+
+ID is a deployment id or a unique prefix of one, as the read commands take it.
 
 The verbs are Argo Rollouts' (``kubectl argo rollouts promote|abort|pause|retry ...``), on the same
 code as the console's API and page. The connection options (:mod:`deployguard_local.options`) say
@@ -29,6 +31,7 @@ from pydantic import BaseModel
 from deployguard.aws.events import EventPublisher
 from deployguard.config import load_config
 from deployguard.exceptions import DeployGuardError
+from deployguard.readmodels.deployments import DeploymentReader
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows.control import (
     VERBS,
@@ -79,8 +82,8 @@ def aws_identity() -> str | None:
 
 
 def _apply(conn: Connection, state_machine_arn: str | None, verb: str,
-           use: Callable[[CanaryControlService, str | None], BaseModel], text: Callable[[BaseModel], str], json_: bool,
-           deployment_id: str | None = None) -> None:  # fmt: skip
+           use: Callable[[CanaryControlService, str | None, str], BaseModel], text: Callable[[BaseModel], str],
+           json_: bool, deployment_id: str | None = None) -> None:  # fmt: skip
     def action() -> int:
         with conn.resources(save=True, whole_stack=True) as res:
             if not res.topic:
@@ -91,10 +94,11 @@ def _apply(conn: Connection, state_machine_arn: str | None, verb: str,
             config = load_config(conn.config)
             repository = DeploymentRepository(res.table, retention_days=config.retention_days)
             local = res.local_dir is not None
+            # an id or a unique prefix of one, as the read commands take it (an unknown one: not found, exit 2)
+            found = DeploymentReader(repository).get(deployment_id) if deployment_id else None
             if local:  # the saved local state keeps no CodeDeploy deployments nor executions: say so first
                 from deployguard_local import local_state
 
-                found = repository.find_deployment(deployment_id) if deployment_id else None
                 refusal = local_state.unemulated(found, verb) if found is not None else None
                 if refusal:
                     raise DeployGuardError(refusal)
@@ -103,7 +107,8 @@ def _apply(conn: Connection, state_machine_arn: str | None, verb: str,
             machine = state_machine_arn or res.state_machine
             identity = None if local else aws_identity()  # on AWS: who the credentials are, next to --by
             outcome = use(CanaryControlService(config, repository, EventPublisher(res.topic),
-                                               canary_state_machine_arn=machine), identity)  # fmt: skip
+                                               canary_state_machine_arn=machine), identity,
+                          found.deployment_id if found else "")  # fmt: skip
         if json_:
             print_json(outcome.model_dump(mode="json"))
         else:
@@ -124,7 +129,7 @@ def _verb_command(verb: str) -> None:
     @connected(topic=True, config=True)
     def command(
         conn: Connection,
-        deployment_id: Annotated[str, typer.Argument(help="the deployment id")],
+        deployment_id: Annotated[str, typer.Argument(help="the deployment id or a unique prefix")],
         by: By,
         reason: Reason,
         state_machine_arn: StateMachineArn = None,
@@ -136,9 +141,9 @@ def _verb_command(verb: str) -> None:
                 "" if data["changed"] else " (nothing changed)"
             )
 
-        def use(service: CanaryControlService, identity: str | None) -> BaseModel:
+        def use(service: CanaryControlService, identity: str | None, full_id: str) -> BaseModel:
             request = ControlRequest(verb=verb, actor=by, reason=reason, identity=identity)
-            return service.apply(deployment_id, request)
+            return service.apply(full_id, request)
 
         _apply(conn, state_machine_arn, verb, use, text, json_, deployment_id)
 
@@ -164,7 +169,7 @@ def rollback(
 ) -> None:  # fmt: skip
     """Emergency rollback: the service's stable version takes all traffic, whatever runs."""
 
-    def use(service: CanaryControlService, identity: str | None) -> BaseModel:
+    def use(service: CanaryControlService, identity: str | None, _: str) -> BaseModel:
         seen = from_version
         if seen is None:  # the version live now, shown: the rollback is keyed on it, as the page's
             seen = service.live_version(service_name, environment)

@@ -55,20 +55,26 @@ from deployguard_local.options import Connection, Json, connected
 PROG = "deployguard notifications"
 app = new_app("notifications", "Redeliver dead-lettered notifications, list deliveries.", no_args_is_help=True)
 _OUT: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar("notifications_out", default=None)
+_ERR: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar("notifications_err", default=None)
 
 
 def _out() -> TextIO:
     return _OUT.get() or sys.stdout
 
 
-def _finish(action: Callable[[TextIO], int]) -> None:
-    out = _out()
+def _err() -> TextIO:
+    return _ERR.get() or sys.stderr
+
+
+def _finish(command: str, action: Callable[[TextIO], int]) -> None:
+    """Run ``action`` on the output stream; an error is one line on stderr, ``deployguard notifications
+    COMMAND: ...`` (never on stdout, which ``--json`` keeps for the JSON), exit 2."""
     try:
-        code = action(out)
+        code = action(_out())
     except DeployGuardError as exc:
         if debug():
             raise
-        print(f"error: {exc}", file=out)
+        print(f"{PROG} {command}: {exc}", file=_err())
         code = 2
     raise typer.Exit(code)
 
@@ -94,7 +100,7 @@ def retry_command(
             return retry(res.table, queue_url or res.dead_letter_queue, conn.config or res.config_file, limit, out,
                          as_json=json_)  # fmt: skip
 
-    _finish(action)
+    _finish("retry", action)
 
 
 @app.command("list")
@@ -110,7 +116,7 @@ def list_command(
         with conn.resources() as res:
             return list_deliveries(res.table, deployment_id, json_, out)
 
-    _finish(action)
+    _finish("list", action)
 
 
 def _identity(letter: DeadLetter) -> str:
@@ -149,11 +155,9 @@ def retry(table: str, queue_url: str | None, config: str | None, limit: int, out
     """Take up to ``limit`` messages from the dead-letter queue and deliver or route them again; one line each
     (``as_json``: one JSON object at the end, the counts and each message's outcome)."""
     if not queue_url:
-        print("error: --queue-url (or --stack, or NOTIFICATION_DLQ_URL) is required", file=out)
-        return 2
+        raise DeployGuardError("--queue-url (or --stack, or NOTIFICATION_DLQ_URL) is required")
     if limit < 1:
-        print("error: --limit must be at least 1", file=out)
-        return 2
+        raise DeployGuardError("--limit must be at least 1")
     settings = load_config(config).notifications if config else NotificationSettings()
     router = NotificationRouter(settings, DeploymentRepository(table), queue_url)
     queue = DeadLetterQueue(queue_url)
@@ -257,13 +261,14 @@ def list_deliveries(table: str, deployment_id: str, as_json: bool, out: TextIO) 
     return 0
 
 
-def main(argv: list[str], out: TextIO | None = None) -> int:
+def main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Entry point of ``deployguard notifications``; ``argv`` follows the word ``notifications``;
-    what it prints (errors too) goes to ``out`` (default stdout)."""
+    what it prints goes to ``out`` (default stdout), its errors to ``err`` (default stderr)."""
     if argv and argv[0] == "notifications":
         argv = argv[1:]
-    token = _OUT.set(out)
+    token, err_token = _OUT.set(out), _ERR.set(err)
     try:
         return invoke(app, PROG, argv)
     finally:
         _OUT.reset(token)
+        _ERR.reset(err_token)

@@ -1,4 +1,4 @@
-"""``deployguard report ID [--format md|html|json] [-o FILE]``: one deployment's health report.
+"""``deployguard report ID [--format md|markdown|html|json] [-o FILE]``: one deployment's health report.
 
 HTML is one self-contained file (inline CSS and SVG charts, no script, no network); JSON is the
 export of the deployment's whole history (schema ``deployguard-history/1``, docs/history-schema.json).
@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
+from deployguard.exceptions import DeployGuardError
 from deployguard.reporting import render
 from deployguard_local.commands import GATE_ERROR_EXIT, invoke, new_app, run
 from deployguard_local.options import Connection, Json, connected
@@ -21,6 +22,7 @@ from deployguard_local.options import Connection, Json, connected
 
 class Format(StrEnum):
     md = "md"
+    markdown = "markdown"  # an alias of md
     html = "html"
     json = "json"
 
@@ -33,21 +35,32 @@ app = new_app("report", "One deployment's health report (md, html, json).")
 def report(
     conn: Connection,
     deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
-    format_: Annotated[Format, typer.Option("--format", "-f", help="md, html or json")] = Format.md,
+    format_: Annotated[Format, typer.Option("--format", "-f", help="md (or markdown), html or json")] = Format.md,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")] = None,
     json_: Json = False,
 ) -> None:  # fmt: skip
     """A deployment's health report: verdicts and reasons, charts per metric, traffic, health, audit trail."""
 
+    if json_ and format_ not in (Format.md, Format.json):  # --format md is the default: --json alone means json
+        raise typer.BadParameter(
+            f"--json and --format {format_.value} ask for two formats: give one", param_hint="--json"
+        )
+    fmt: Literal["md", "html", "json"] = (
+        "json" if json_ else "html" if format_ is Format.html else ("json" if format_ is Format.json else "md")
+    )
+
     def action() -> int:
         with conn.resources() as src:
             history = src.reader.history(deployment_id)
-        text = render(history, "json" if json_ else format_.value)
+        text = render(history, fmt)
         if output is None:
             sys.stdout.write(text)
             return 0
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise DeployGuardError(f"cannot write {output}: {exc.strerror or exc}") from None
         done = f"report of {history.deployment.deployment_id} ({history.outcome.state}) written to {output}"
         sys.stderr.write(done + "\n")
         return 0

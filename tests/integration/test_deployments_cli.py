@@ -188,5 +188,5 @@ def test_notifications_list_takes_a_prefix_and_names_an_unknown_deployment(
     assert listed and {n["notification_id"] for n in listed} == {n["notification_id"] for n in recorded}
     code, out, err = run(capsys, "notifications", "list", deployment_id[:8], *local(demo_run))
     assert code == 0 and out.rstrip().splitlines()[-1].startswith("totals: "), out + err
-    code, out, _ = run(capsys, "notifications", "list", "nope", *local(demo_run))
-    assert code == 2 and out.strip() == "error: deployment nope not found"
+    code, out, err = run(capsys, "notifications", "list", "nope", *local(demo_run))
+    assert code == 2 and out == "" and err.strip() == "deployguard notifications list: deployment nope not found"

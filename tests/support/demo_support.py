@@ -17,6 +17,7 @@ DEMO_READERS = (
     "tests/integration/test_demo.py",
     "tests/integration/test_deployments_cli.py",
     "tests/integration/test_report_html.py",
+    "tests/integration/test_cli_audit_demo_state.py",
     "tests/integration/control/test_control_cli_demo_state.py",
     "tests/integration/incidents/test_incidents_cli_demo_state.py",
 )

@@ -19,16 +19,17 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deployguard.alerts.settings import AlertingSettings
 from deployguard.analysis.settings import HealthSettings, JudgeSettings
-from deployguard.exceptions import ConfigError
+from deployguard.exceptions import ConfigError, Problem, problems_error
 from deployguard.hooks.settings import HookSettings
 from deployguard.inbound import TooLarge, check_bounds
 from deployguard.notification.settings import NotificationSettings
@@ -58,16 +59,21 @@ class CanaryPlan(StrictModel):
         default=300, ge=10, le=300, description="Validate runs the pre-traffic checks within this time"
     )
 
-    @model_validator(mode="after")
-    def _increasing(self) -> CanaryPlan:
-        if not self.steps:
-            raise ValueError("steps: at least one canary step is needed")
-        for i, weight in enumerate(self.steps):
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[float]) -> list[float]:
+        """A field validator, so that it runs (and reports every bad step) even when another field fails."""
+        if not steps:
+            raise ValueError("at least one canary step is needed")
+        problems: list[Problem] = []
+        for i, weight in enumerate(steps):
             if not 0 < weight < 100:
-                raise ValueError(f"steps.{i}: weight {weight} must be between 0 and 100 (exclusive)")
-            if i and weight <= self.steps[i - 1]:
-                raise ValueError(f"steps.{i}: weights must increase ({self.steps[i - 1]} then {weight})")
-        return self
+                problems.append(((i,), f"weight {weight} must be between 0 and 100 (exclusive)"))
+            elif i and weight <= steps[i - 1]:
+                problems.append(((i,), f"weights must increase ({steps[i - 1]} then {weight})"))
+        if problems:
+            raise problems_error("CanaryPlan.steps", problems)
+        return steps
 
     def total_seconds(self, max_inconclusive_periods: int) -> int:
         """Upper bound of a canary run: every step baked and waited out for evidence."""
@@ -276,9 +282,16 @@ def _problem_from_error(error: Any, source: str, lines: dict[tuple[str, ...], in
     )
 
 
-def check_config(text: str, source: str) -> tuple[DeployGuardConfig | None, list[ConfigProblem]]:
+def check_config(
+    text: str, source: str, *, checks: Sequence[Callable[[DeployGuardConfig, str], list[ConfigProblem]]] = ()
+) -> tuple[DeployGuardConfig | None, list[ConfigProblem]]:
     """Every problem of a configuration file at once (file, line, field, what is expected), and
-    the configuration when there are none."""
+    the configuration when there are none.
+
+    ``checks``: more checks of a valid configuration, each problem placed on its line (``deployguard
+    config validate`` adds the notification router's start-up check of its channels, so that a file
+    it accepts is a file every function accepts).
+    """
     is_json = source.endswith(".json")
     if len(text) > MAX_CONFIG_BYTES:
         too_long = f"{len(text)} characters, at most {MAX_CONFIG_BYTES} are read"
@@ -317,7 +330,80 @@ def check_config(text: str, source: str) -> tuple[DeployGuardConfig | None, list
         found = [_problem_from_error(error, source, lines) for error in exc.errors()]
         problems.extend(p for p in found if not _inherited(p, found))
         return None, problems
+    problems += [_located(p, lines) for p in route_problems(config, source)]
+    for check in checks:
+        problems += [_located(p, lines) for p in check(config, source)]
     return (None if problems else config), problems
+
+
+def _located(problem: ConfigProblem, lines: dict[tuple[str, ...], int]) -> ConfigProblem:
+    line = _line_of(lines, tuple((problem.field or "").split(".")))
+    return ConfigProblem(source=problem.source, field=problem.field, line=line, message=problem.message)
+
+
+def _route_targets(config: DeployGuardConfig) -> set[str]:
+    """What an alert or escalation route may name: a notification route, role or channel."""
+    notifications = config.notifications
+    return {r.name for r in notifications.routes if r.name} | set(notifications.roles) | set(notifications.channels)
+
+
+def _alert_routes(config: DeployGuardConfig) -> list[tuple[str, str, bool]]:
+    """(field, name, written in the file) of every route the ``alerting`` section names."""
+    alerting = config.alerting
+    found = [
+        (f"alerting.rules.{i}.routes.{j}", name, True)
+        for i, rule in enumerate(alerting.rules)
+        for j, name in enumerate(rule.routes)
+    ]
+    found += [(f"alerting.default_routes.{j}", name, True) for j, name in enumerate(alerting.default_routes)]
+    written = "policies" in alerting.escalation.model_fields_set
+    found += [
+        (f"alerting.escalation.policies.{policy}.steps.{s}.routes.{j}", name, written)
+        for policy, settings in alerting.escalation.policies.items()
+        for s, step in enumerate(settings.steps)
+        for j, name in enumerate(step.routes)
+    ]
+    breaker = alerting.remediation.circuit_breaker
+    found += [
+        (f"alerting.remediation.circuit_breaker.page_routes.{j}", name, "page_routes" in breaker.model_fields_set)
+        for j, name in enumerate(breaker.page_routes)
+    ]
+    return found
+
+
+def route_problems(config: DeployGuardConfig, source: str) -> list[ConfigProblem]:
+    """Routes written in the ``alerting`` section that name no notification route, role or channel:
+    the alerts and pages sent to them would reach no one."""
+    known = _route_targets(config)
+    hint = f"known: {', '.join(sorted(known))}" if known else "the notifications section names none"
+    problems = []
+    for field, name, written in _alert_routes(config):
+        if written and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            message = f"unknown route {name!r}: no notification route, role or channel of that name"
+            problems.append(
+                ConfigProblem(
+                    source=source,
+                    field=field,
+                    message=message + (f"; did you mean {close[0]!r}?" if close else f" ({hint})"),
+                )
+            )
+    return problems
+
+
+def default_route_warnings(config: DeployGuardConfig) -> list[str]:
+    """The built-in escalation policies and circuit breaker page roles the file does not define: a warning,
+    not an error (a file without notifications is valid), as those pages would reach no one."""
+    known = _route_targets(config)
+    missing: dict[str, list[str]] = {}
+    for field, name, written in _alert_routes(config):
+        if not written and name not in known:
+            missing.setdefault(name, []).append(field.rsplit(".routes", 1)[0].rsplit(".page_routes", 1)[0])
+    return [
+        f"alerting: {name!r}, paged by the default {', '.join(sorted(set(where)))}, names no notification "
+        f"route, role or channel: those pages reach no one (define notifications.roles.{name})"
+        for name, where in missing.items()
+    ]
 
 
 def _inherited(problem: ConfigProblem, problems: list[ConfigProblem]) -> bool:

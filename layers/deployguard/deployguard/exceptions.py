@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class DeployGuardError(Exception):
     """Base of all DeployGuard errors."""
@@ -125,3 +131,23 @@ class TrackerError(DeployGuardError):
 
 class LambdaError(DeployGuardError):
     """A Lambda call (other than moving an alias's traffic) failed; the message names the operation."""
+
+
+Problem = tuple[tuple[int | str, ...], str]  # (location inside the model being validated, message)
+
+
+def problems_error(title: str, problems: Sequence[Problem]) -> ValidationError:
+    """One pydantic ``ValidationError`` holding each problem at its place (pydantic nests it under the
+    validated field), raised by a validator that reports every problem it finds, not its first."""
+    from pydantic import ValidationError
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}), loc=loc, input=None
+            )
+            for loc, message in problems
+        ],
+    )

@@ -110,8 +110,8 @@ def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
         router.route(event)
     assert len(aws.dlq_messages()) == 1
     base = ["--queue-url", aws.dlq_url, "--table", TABLE, "--config", str(config)]
-    out = io.StringIO()  # literal URLs in the configuration: local mode only
-    assert notifications_cli.main(["retry", *base], out) == 2 and "only in local mode" in out.getvalue()
+    out, err = io.StringIO(), io.StringIO()  # literal URLs in the configuration: local mode only
+    assert notifications_cli.main(["retry", *base], out, err) == 2 and "only in local mode" in err.getvalue()
     monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
 
     out = io.StringIO()  # still down: the letter stays, with its redelivery count
@@ -145,8 +145,9 @@ def test_retry_redelivers_dead_letters_and_list_shows_every_attempt(
 def test_cli_needs_a_queue_and_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFICATION_DLQ_URL", raising=False)
     monkeypatch.delenv("DEPLOYMENTS_TABLE", raising=False)
-    out = io.StringIO()
-    assert notifications_cli.main(["retry"], out) == 2 and "--queue-url" in out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert notifications_cli.main(["retry"], out, err) == 2 and "--queue-url" in err.getvalue()
+    assert out.getvalue() == "" and err.getvalue().startswith("deployguard notifications retry: ")
 
 
 def test_retry_leaves_what_cannot_be_redelivered_in_the_queue(aws: Aws) -> None:

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from deployguard.alerts.expression import Expression, Unit, parse
 from deployguard.alerts.fields import BUILTIN_FIELDS
-from deployguard.exceptions import ExpressionError
+from deployguard.exceptions import ExpressionError, Problem, problems_error
 from deployguard.models import Severity
 from deployguard.notification.urlsafety import check_allowlist
 
@@ -384,14 +395,18 @@ class RemediationSettings(_Strict):
 
     @model_validator(mode="after")
     def _known_actions(self) -> RemediationSettings:
-        for name in self.actions:
-            if not re.match(_NAME, name):
-                raise ValueError(f"actions.{name}: action names are lower-case words")
+        problems: list[Problem] = [
+            (("actions", name), "action names are lower-case words")
+            for name in self.actions
+            if not re.match(_NAME, name)
+        ]
+        known = ", ".join(sorted(self.actions))
         for i, plan in enumerate(self.plans):
             for j, step in enumerate(plan.actions):
                 if step.action not in self.actions:
-                    known = ", ".join(sorted(self.actions))
-                    raise ValueError(f"plans.{i}.actions.{j}: unknown action {step.action!r} (known: {known})")
+                    problems.append((("plans", i, "actions", j), f"unknown action {step.action!r} (known: {known})"))
+        if problems:
+            raise problems_error("RemediationSettings", problems)
         return self
 
 
@@ -454,11 +469,12 @@ class AlertingSettings(_Strict):
 
     enabled: bool = True
     use_default_rules: bool = Field(default=True, description="start from the built-in rules")
-    rules: list[AlertRule] = Field(default_factory=list, description="added to the defaults; same name replaces")
-    disabled_rules: list[str] = Field(default_factory=list)
+    # before rules: the rules' field validator compiles their expressions with these fields
     custom_fields: dict[str, Unit] = Field(
         default_factory=dict, description="metric names rules may use besides the built-in fields, with their unit"
     )
+    rules: list[AlertRule] = Field(default_factory=list, description="added to the defaults; same name replaces")
+    disabled_rules: list[str] = Field(default_factory=list)
     default_routes: list[str] = Field(default_factory=list, description="routes of rules that name none")
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
@@ -475,37 +491,69 @@ class AlertingSettings(_Strict):
                 raise ValueError(f"custom_fields.{name}: field names are lower-case identifiers")
         return fields
 
-    @model_validator(mode="after")
-    def _compile(self) -> AlertingSettings:
-        fields = self.fields
+    @field_validator("rules")
+    @classmethod
+    def _compile_rules(cls, rules: list[AlertRule], info: ValidationInfo) -> list[AlertRule]:
+        """Every rule's expression, parsed and type-checked (a field validator: it runs, and reports every
+        bad rule, even when another part of the section fails)."""
+        if "custom_fields" not in info.data:  # they failed (reported): the expressions are checked once fixed
+            return rules
+        fields = {**BUILTIN_FIELDS, **info.data["custom_fields"]}
+        problems: list[Problem] = []
         names: set[str] = set()
-        for i, rule in enumerate(self.rules):
+        for i, rule in enumerate(rules):
             if rule.name in names:
-                raise ValueError(f"rules.{i}: rule {rule.name!r} is defined twice")
+                problems.append(((i,), f"rule {rule.name!r} is defined twice"))
+                continue
             names.add(rule.name)
             try:
                 rule.compile(fields)
             except ExpressionError as exc:
-                raise ValueError(f"rules.{i}.expression: {exc}") from None
+                problems.append(((i, "expression"), str(exc)))
+        if problems:
+            raise problems_error("AlertingSettings.rules", problems)
+        return rules
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _compile(cls, data: Any, handler: ModelWrapValidatorHandler[AlertingSettings]) -> AlertingSettings:
+        """The names used across the section, every unknown one at once. When another part of the
+        section fails, the rules named by remediation plans are still checked (on the input)."""
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            extra = _plan_rule_problems(data, {_field_path(e["loc"]) for e in exc.errors()})
+            if not extra:
+                raise
+            raise _with_problems(exc, extra) from None
+        problems = settings._reference_problems()
+        if problems:
+            raise problems_error(cls.__name__, problems)
+        return settings
+
+    def _reference_problems(self) -> list[Problem]:
+        fields = self.fields
+        problems: list[Problem] = []
+        names = {r.name for r in self.rules}
         rules = self.effective_rules
         for rule in rules:
             if rule.name not in names:
                 try:
                     rule.compile(fields)
                 except ExpressionError as exc:  # a custom field redefined a built-in one's unit
-                    raise ValueError(f"default rule: {exc}") from None
+                    problems.append(((), f"default rule: {exc}"))
         known = {r.name for r in rules} | {r.name for r in default_rules()}
         for i, name in enumerate(self.disabled_rules):
             if name not in known:
-                raise ValueError(f"disabled_rules.{i}: unknown rule {name!r}")
+                problems.append((("disabled_rules", i), f"unknown rule {name!r}"))
         for rule in rules:
             if rule.escalation not in (None, "none") and rule.escalation not in self.escalation.policies:
-                raise ValueError(f"rule {rule.name!r}: unknown escalation policy {rule.escalation!r}")
+                problems.append(((), f"rule {rule.name!r}: unknown escalation policy {rule.escalation!r}"))
         for i, plan in enumerate(self.remediation.plans):
             for name in plan.rules:
                 if name not in known:
-                    raise ValueError(f"remediation.plans.{i}.rules: unknown rule {name!r}")
-        return self
+                    problems.append((("remediation", "plans", i, "rules"), f"unknown rule {name!r}"))
+        return problems
 
     @property
     def fields(self) -> dict[str, Unit]:
@@ -522,3 +570,51 @@ class AlertingSettings(_Strict):
 
     def rule(self, name: str) -> AlertRule | None:
         return next((r for r in self.effective_rules if r.name == name), None)
+
+
+# --------------------------------------------------------------------------- every problem at once
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _get(item: Any, key: str) -> Any:
+    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+
+
+def _plan_rule_problems(data: Any, reported: set[str]) -> list[Problem]:
+    """Unknown rules named by remediation plans, read from the section's input (it failed elsewhere)."""
+    rules = _get(data, "rules")
+    plans = _get(_get(data, "remediation"), "plans")
+    if not isinstance(plans, list):
+        return []
+    known = {r.name for r in default_rules()}
+    known |= (
+        {n for n in (_get(r, "name") for r in rules if r is not None) if isinstance(n, str)}
+        if isinstance(rules, list)
+        else set()
+    )
+    problems: list[Problem] = []
+    for i, plan in enumerate(plans):
+        names = _get(plan, "rules") if plan is not None else None
+        loc: tuple[int | str, ...] = ("remediation", "plans", i, "rules")
+        if not isinstance(names, list) or any(p.startswith(_field_path(loc)) for p in reported):
+            continue
+        problems += [(loc, f"unknown rule {n!r}") for n in names if isinstance(n, str) and n not in known]
+    return problems
+
+
+def _with_problems(error: ValidationError, problems: list[Problem]) -> ValidationError:
+    """``error`` with ``problems`` added (each error keeps its type, place and message)."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError(e["type"], "{message}", {"message": e["msg"]}), loc=e["loc"], input=e.get("input")
+        )
+        for e in error.errors()
+    ]
+    details += [
+        InitErrorDetails(type=PydanticCustomError("value_error", "{message}", {"message": m}), loc=loc, input=None)
+        for loc, m in problems
+    ]
+    return ValidationError.from_exception_data(error.title, details)

@@ -67,24 +67,38 @@ class RemediationStep(Model):
 class GateOutcome(Model):
     """What a CI pipeline needs: is it over, and how did it end."""
 
+    deployment_id: str | None = Field(default=None, description="the deployment (its whole id)")
     state: Literal["running", "promoted", "rolled_back", "failed", "held"]
-    exit_code: int = Field(description="0 promoted, 1 rolled back or failed, 2 held for a person, 3 still running")
+    exit_code: int = Field(
+        description="0 promoted, 1 rolled back or failed (a rollback deployment: 1 too, the release it rolls back "
+        "was rolled back), 2 held for a person, 3 still running"
+    )
     message: str = Field(description="why: the decision's reason, or where a running deployment is")
 
     @classmethod
     def of(cls, deployment: Deployment) -> Self:
         status, decision = deployment.status, deployment.decision or ""
         why = deployment.decision_reason or decision or status.value
+        dep_id = deployment.deployment_id
+        if deployment.rollback_of:  # CodeDeploy's rollback deployment: the old version back, no release of its own
+            rollback = f"rollback deployment of {deployment.rollback_of}"
+            if not status.is_terminal:
+                return cls(deployment_id=dep_id, state="running", exit_code=3, message=f"{rollback}: {status.value}")
+            if status == DeploymentStatus.SUCCEEDED:
+                message = f"{rollback} succeeded: version {deployment.version} is back ({why})"
+                return cls(deployment_id=dep_id, state="rolled_back", exit_code=1, message=message)
+            return cls(deployment_id=dep_id, state="failed", exit_code=1, message=f"{rollback} {status.value}: {why}")
         if not status.is_terminal:
             weight = f"{deployment.canary_weight:.0%}"
-            return cls(state="running", exit_code=3, message=f"{status.value} at {weight} ({deployment.phase.value})")
+            message = f"{status.value} at {weight} ({deployment.phase.value})"
+            return cls(deployment_id=dep_id, state="running", exit_code=3, message=message)
         if status == DeploymentStatus.SUCCEEDED:
-            return cls(state="promoted", exit_code=0, message=why)
+            return cls(deployment_id=dep_id, state="promoted", exit_code=0, message=why)
         if status == DeploymentStatus.STOPPED and decision == "held":
-            return cls(state="held", exit_code=2, message=why)
+            return cls(deployment_id=dep_id, state="held", exit_code=2, message=why)
         if status == DeploymentStatus.FAILED:
-            return cls(state="failed", exit_code=1, message=why)
-        return cls(state="rolled_back", exit_code=1, message=why)
+            return cls(deployment_id=dep_id, state="failed", exit_code=1, message=why)
+        return cls(deployment_id=dep_id, state="rolled_back", exit_code=1, message=why)
 
 
 class DeploymentHistory(Model):
@@ -104,6 +118,14 @@ class DeploymentHistory(Model):
     notifications: list[Notification] = Field(default_factory=list, description="every delivery to a channel")
     audit: list[AuditEntry] = Field(default_factory=list, description="the audit trail, in order")
 
+    def canary_assessments(self) -> list[Assessment]:
+        """The canary's verdicts (new version against stable), without the post-deployment looks."""
+        return [a for a in self.assessments if not is_post_deployment(a)]
+
+    def post_deployment_assessments(self) -> list[Assessment]:
+        """The anomaly checks after promotion (the version against its own last 24 hours)."""
+        return [a for a in self.assessments if is_post_deployment(a)]
+
     def metric_ids(self) -> list[str]:
         """The metrics the judge reasoned about, in the order first seen."""
         seen: dict[str, None] = {}
@@ -111,6 +133,11 @@ class DeploymentHistory(Model):
             for reason in assessment.verdict.reasons:
                 seen.setdefault(reason.metric_id, None)
         return list(seen)
+
+
+def is_post_deployment(assessment: Assessment) -> bool:
+    """A post-deployment anomaly check (workflows.monitoring), not a canary verdict."""
+    return assessment.details.get("kind") == "post_deployment"
 
 
 def history_json_schema() -> dict[str, Any]:
@@ -211,8 +238,15 @@ class TimelineItem(Model):
 
 def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[TimelineItem]:
     """Traffic steps, assessments, checks, alerts, incidents, remediation, events and deliveries, in time order."""
+    deployment = history.deployment
+    # a rollback deployment moves traffic back to the old version: no "new version" in it
+    to = (
+        f"version {deployment.version} (rollback deployment of {deployment.rollback_of})"
+        if deployment.rollback_of
+        else "the new version"
+    )
     items: list[TimelineItem] = [
-        TimelineItem(at=s.at, kind="traffic", title=f"traffic {s.weight:.0%} to the new version", detail=s.reason)
+        TimelineItem(at=s.at, kind="traffic", title=f"traffic {s.weight:.0%} to {to}", detail=s.reason)
         for s in history.traffic
     ]
     last_step = items[-1] if len(items) > 1 and history.deployment.status.is_terminal else None

@@ -34,36 +34,54 @@ def decision_markers(history: DeploymentHistory) -> list[Marker]:
 
 
 def metric_chart(history: DeploymentHistory, metric_id: str) -> Chart:
-    """Canary against baseline at every assessment, decision points marked."""
-    canary, baseline, failing = [], [], 0
-    as_percent = True
+    """Canary against baseline at every canary assessment, decision points marked; the post-deployment
+    looks after promotion (the version against its own last 24 hours) drawn apart, not as canary values."""
+    canary, baseline, after, failing = [], [], [], 0
+    canary_assessments = history.canary_assessments()
+    looks = history.post_deployment_assessments()
+    post_ids = {id(a) for a in looks}
     for a in history.assessments:
         reason = next((r for r in a.verdict.reasons if r.metric_id == metric_id), None)
-        canary.append((a.at, reason.canary_value if reason else None))
-        baseline.append((a.at, reason.baseline_value if reason else None))
-        if reason is not None:
-            failing += reason.status == "fail"
-            values = [v for v in (reason.canary_value, reason.baseline_value) if v is not None]
-            as_percent = as_percent and "%" in reason.message and all(0 <= v <= 1 for v in values)
+        value = reason.canary_value if reason else None
+        if id(a) in post_ids:
+            after.append((a.at, value))
+        else:
+            canary.append((a.at, value))
+            baseline.append((a.at, reason.baseline_value if reason else None))
+            failing += reason is not None and reason.status == "fail"
+    as_percent = is_rate(history, metric_id)
     fmt = percent if as_percent else number
     known = [v for _, v in canary if v is not None]
     description = (
         f"{metric_id} of the canary (new version) and the baseline (stable version) at each of "
-        f"{len(history.assessments)} assessments; the canary failed on it {failing} time(s)"
+        f"{len(canary_assessments)} canary assessments; the canary failed on it {failing} time(s)"
         + (f"; last canary value {fmt(known[-1])}" if known else "; no value was measured (too little traffic)")
     )
+    series = [
+        Series("canary", canary, PALETTE["canary"]),
+        Series("baseline", baseline, PALETTE["baseline"], dashed=True),
+    ]
+    measured_after = [v for _, v in after if v is not None]
+    if measured_after:
+        description += f"; {len(looks)} post-deployment looks after promotion, last value {fmt(measured_after[-1])}"
+        series.append(Series("after promotion", after, PALETTE["traffic"], dashed=True))
     return Chart(
         chart_id=f"metric-{_CHART_ID.sub('-', metric_id)}",
         title=f"{metric_id}: canary vs baseline",
         description=description,
-        series=[
-            Series("canary", canary, PALETTE["canary"]),
-            Series("baseline", baseline, PALETTE["baseline"], dashed=True),
-        ],
+        series=series,
         markers=decision_markers(history),
         y_label="rate" if as_percent else metric_id,
         y_format=fmt,
     )
+
+
+def is_rate(history: DeploymentHistory, metric_id: str) -> bool:
+    """A rate (errors per request...): the judge states it in percent (a reason without data says no unit),
+    and every value measured is a fraction. Drawn and tabled in percent."""
+    reasons = [r for a in history.assessments for r in a.verdict.reasons if r.metric_id == metric_id]
+    values = [v for r in reasons for v in (r.canary_value, r.baseline_value) if v is not None]
+    return any("%" in r.message for r in reasons) and all(0 <= v <= 1 for v in values)
 
 
 def traffic_chart(history: DeploymentHistory) -> Chart:
@@ -73,7 +91,9 @@ def traffic_chart(history: DeploymentHistory) -> Chart:
         steps.append((end, steps[-1][1]))
     return Chart(
         chart_id="traffic",
-        title="Traffic to the new version",
+        title="Traffic to the new version"
+        if not history.deployment.rollback_of
+        else f"Traffic to version {history.deployment.version} (rollback of {history.deployment.rollback_of})",
         description="share of traffic on the new version over time: "
         + ", ".join(f"{s.weight:.0%} from {s.at:%H:%M}" for s in history.traffic),
         series=[Series("new version", list(steps), PALETTE["traffic"], step=True)],

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from deployguard.readmodels import DeploymentHistory, business_impact
+from deployguard.reporting.charts import percent
+from deployguard.reporting.figures import is_rate
 
 
 def _t(value: datetime | None) -> str:
@@ -55,11 +57,12 @@ def render_markdown(history: DeploymentHistory) -> str:
             for a in history.assessments
         ],
     )  # fmt: skip
-    last = history.assessments[-1].verdict.reasons if history.assessments else []
+    canary = history.canary_assessments()  # a post-deployment look compares with the last 24 h, not the baseline
+    last = canary[-1].verdict.reasons if canary else []
     channels = Counter((n.channel, n.status.value) for n in history.notifications)
     sections: list[tuple[str, list[str], list[list[Any]]]] = [
-        ("Metrics (last assessment)", ["metric", "status", "canary", "baseline", "effect"],
-         [[r.metric_id, r.status, _num(r.canary_value), _num(r.baseline_value),
+        ("Metrics (last canary assessment)", ["metric", "status", "canary", "baseline", "effect"],
+         [[r.metric_id, r.status, *(_value(history, r.metric_id, v) for v in (r.canary_value, r.baseline_value)),
            "-" if r.effect is None else f"{r.effect:+.1%}"] for r in last]),
         ("Checks", ["time", "check", "status", "reason"],
          [[_t(c.at), c.name, c.status, c.reason] for c in history.checks]),
@@ -77,3 +80,8 @@ def render_markdown(history: DeploymentHistory) -> str:
     for title, headers, rows in sections:
         lines += [f"## {title}", "", *_table(headers, rows)]
     return "\n".join(lines)
+
+
+def _value(history: DeploymentHistory, metric_id: str, value: float | None) -> str:
+    """A metric's value as its chart shows it: a rate in percent."""
+    return percent(value) if value is not None and is_rate(history, metric_id) else _num(value)
