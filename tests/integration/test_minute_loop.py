@@ -4,7 +4,6 @@ deployments than one invocation takes are handed out in shards through the asses
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from tick_support import minute_tick
 
 from deployguard import clock
 from deployguard.analysis.judge import state_fits
@@ -36,11 +36,7 @@ def loop() -> Iterator[EmbeddedAws]:
 
 
 def _tick(aws: EmbeddedAws) -> dict[str, Any]:
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload, errored = aws.invoke("AssessorFunction", event)
-    assert not errored, payload
-    return dict(payload)
+    return minute_tick(aws)
 
 
 def test_a_cycle_reads_no_history_writes_once_per_deployment_and_never_asks_lambda(loop: EmbeddedAws) -> None:

@@ -6,7 +6,6 @@ DeploymentsUnreadableAlarm. On the embedded AWS, faults injected by botocore eve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from alarm_evaluation import create_alarm, evaluate, put_emf
 from metric_history import write_lambda_history
+from tick_support import minute_tick
 
 from deployguard import clock
 from deployguard.aws import clients
@@ -219,11 +219,7 @@ def test_a_reader_kept_between_reads_forgets_a_failure_once_read_again(embedded:
 
 
 def _tick(embedded: Any) -> dict[str, Any]:
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload, errored = embedded.invoke("AssessorFunction", event)
-    assert not errored, payload
-    return dict(payload)
+    return minute_tick(embedded)
 
 
 @pytest.fixture

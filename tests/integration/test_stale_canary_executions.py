@@ -8,7 +8,6 @@ Each test runs a real canary execution on the embedded AWS up to its first Wait 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from control_support import while_the_alias_moves_once
+from tick_support import minute_tick
 
 from deployguard import clock
 from deployguard.aws import clients
@@ -38,11 +38,7 @@ def aws() -> Iterator[EmbeddedAws]:
 
 
 def _tick(aws: EmbeddedAws) -> dict[str, Any]:
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload, errored = aws.invoke("AssessorFunction", event)
-    assert not errored, payload
-    return dict(payload)
+    return minute_tick(aws)
 
 
 def _canary(

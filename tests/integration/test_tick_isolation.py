@@ -5,7 +5,6 @@ read is not skipped in silence (audited once, logged, counted)."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 from alarm_evaluation import create_alarm, evaluate, put_emf
+from tick_support import minute_tick
 
 from deployguard import clock
 from deployguard.incidents.repository import IncidentRepository
@@ -54,11 +54,7 @@ def faults(loop: EmbeddedAws) -> Iterator[FaultInjector]:
 
 
 def _tick(aws: EmbeddedAws) -> dict[str, Any]:
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload, errored = aws.invoke("AssessorFunction", event)
-    assert not errored, payload
-    return dict(payload)
+    return minute_tick(aws)
 
 
 def _when(*texts: bytes) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tick_support import schedule_event
 
 from deployguard import clock
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
@@ -46,19 +47,13 @@ def ended() -> Iterator[EmbeddedAws]:
         yield aws
 
 
-def _schedule_event() -> dict[str, Any]:
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    return dict(event)
-
-
 def test_the_minute_tick_makes_no_lambda_call_and_the_traffic_check_function_repairs(ended: EmbeddedAws) -> None:
     with counting() as tick:
-        payload, errored = ended.invoke("AssessorFunction", _schedule_event())
+        payload, errored = ended.invoke("AssessorFunction", schedule_event())
     assert not errored, payload
     assert not any(service == "lambda" for service, _ in tick.guard_calls())  # no control-plane call in the tick
     with counting() as checks:
-        payload, errored = ended.invoke("TrafficCheckFunction", _schedule_event())
+        payload, errored = ended.invoke("TrafficCheckFunction", schedule_event())
     assert not errored, payload
     assert payload["checked"] == ENDED and payload["deferred"] == 0
     assert len(payload["repaired"]) == 1  # the split alias, once (the others then find it whole)
@@ -66,11 +61,11 @@ def test_the_minute_tick_makes_no_lambda_call_and_the_traffic_check_function_rep
     record = DeploymentRepository().get_deployment("end-05")
     assert record.traffic_check.checks == 4 and record.traffic_check.next_at is not None
     assert record.traffic_check.next_at > clock.now()  # the next on its schedule: not read again until then
-    payload, _ = ended.invoke("TrafficCheckFunction", _schedule_event())
+    payload, _ = ended.invoke("TrafficCheckFunction", schedule_event())
     assert payload["overlapping"] is True  # the run lock: its lease runs until the next minute
     assert ended.clock is not None
     ended.clock.advance(60)
-    payload, _ = ended.invoke("TrafficCheckFunction", _schedule_event())
+    payload, _ = ended.invoke("TrafficCheckFunction", schedule_event())
     assert payload["checked"] == 0
 
 
@@ -96,7 +91,7 @@ def test_an_ended_record_stored_in_the_loops_partition_is_handed_over_by_the_tic
     item[keys.GSI1_PK] = keys.LOOP  # as the records were stored before the traffic checks had their own
     repository.table.put_item(Item=item)
     assert "end-03" not in [d.deployment_id for d in repository.traffic_checks_due(clock.now())]
-    payload, errored = ended.invoke("AssessorFunction", _schedule_event())
+    payload, errored = ended.invoke("AssessorFunction", schedule_event())
     assert not errored, payload
     assert "end-03" in [d.deployment_id for d in repository.traffic_checks_due(clock.now())]
     assert repository.loop_work(clock.now()).ended == []
@@ -118,7 +113,7 @@ def test_a_later_release_on_another_version_is_never_put_back(ended: EmbeddedAws
     lambda_client.update_function_configuration(FunctionName="ended-fn", Description="release 3")
     third = lambda_client.publish_version(FunctionName="ended-fn")["Version"]
     lambda_client.update_alias(FunctionName="ended-fn", Name="live", FunctionVersion=third, RoutingConfig={})
-    payload, errored = ended.invoke("TrafficCheckFunction", _schedule_event())
+    payload, errored = ended.invoke("TrafficCheckFunction", schedule_event())
     assert not errored, payload
     assert payload["checked"] == ENDED and payload["repaired"] == []
     assert lambda_client.get_alias(FunctionName="ended-fn", Name="live")["FunctionVersion"] == third
@@ -132,7 +127,7 @@ def test_a_later_deployment_of_the_same_version_is_never_undone(ended: EmbeddedA
     assert isinstance(earlier, LambdaTarget)
     _later_deployment(repository, earlier, earlier.new_version)
     before = LambdaTrafficShifter(earlier).current()
-    payload, errored = ended.invoke("TrafficCheckFunction", _schedule_event())
+    payload, errored = ended.invoke("TrafficCheckFunction", schedule_event())
     assert not errored, payload
     assert payload["checked"] == ENDED and payload["repaired"] == []
     assert LambdaTrafficShifter(earlier).current() == before
@@ -155,7 +150,7 @@ def test_a_run_that_cannot_list_the_due_checks_fails_the_invocation(ended: Embed
     events = clients.resource("dynamodb").meta.client.meta.events
     events.register("provide-client-params.dynamodb.Query", refuse, unique_id="refuse-traffic-query")
     try:
-        payload, errored = ended.invoke("TrafficCheckFunction", _schedule_event())
+        payload, errored = ended.invoke("TrafficCheckFunction", schedule_event())
     finally:
         events.unregister("provide-client-params.dynamodb.Query", unique_id="refuse-traffic-query")
     assert errored and "TrafficChecksUnavailableError" in json.dumps(payload)

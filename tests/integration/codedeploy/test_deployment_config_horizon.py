@@ -6,7 +6,6 @@ window's periods instead, whatever the plan."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from tick_support import minute_tick
 
-from deployguard import clock
 from deployguard.analysis.judge import judge_canary, state_fits
 from deployguard.aws import clients
 from deployguard.aws.cloudwatch import MetricsReader
@@ -62,10 +61,7 @@ def test_a_custom_configuration_sets_the_judges_horizon(embedded: Any) -> None:
     assert isinstance(record.target, LambdaTarget)
     LambdaTrafficShifter(record.target).shift(0.1)  # CodeDeploy's 10%
     embedded.clock.advance(180)
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload, errored = embedded.invoke("AssessorFunction", event)
-    assert not errored, payload
+    payload = minute_tick(embedded)
     assert record.deployment_id in {a["deployment_id"] for a in payload["assessed"]}
     cursor = DeploymentRepository().get_deployment(record.deployment_id).last_assessment
     assert cursor is not None and cursor.judge_state is not None

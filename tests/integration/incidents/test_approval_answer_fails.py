@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from incident_support_it import canary_in_flight, engine, healthy_assessment
+from tick_support import minute_tick
 
-from deployguard import clock
 from deployguard.models import LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local import incidents_cli
@@ -60,10 +60,7 @@ def test_an_approval_whose_answer_step_functions_refuses_runs_at_the_next_tick(
 
 
 def _tick(embedded: EmbeddedAws) -> None:
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload, errored = embedded.invoke("AssessorFunction", event)
-    assert not errored, payload
+    minute_tick(embedded)
 
 
 def _wait_until(condition: Any, timeout: float = 10.0) -> None:

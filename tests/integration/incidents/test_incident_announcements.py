@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from incident_support_it import canary_in_flight, engine, failing_assessment
+from tick_support import minute_tick
 
-from deployguard import clock
 from deployguard.incidents.models import IncidentStatus
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local import incidents_cli
@@ -31,10 +31,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
 
 
 def _tick(embedded: EmbeddedAws) -> None:
-    event = json.loads((ROOT / "events" / "schedule.json").read_text(encoding="utf-8"))
-    event["time"] = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload, errored = embedded.invoke("AssessorFunction", event)
-    assert not errored, payload
+    minute_tick(embedded)
 
 
 def _event_record_of(kind: str) -> Any:
