@@ -8,23 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-from demo_support import DemoRun
+from demo_support import DemoRun, local
+from local_control import run
 
 from deployguard.readmodels.deployments import DeploymentQuery, DeploymentReader
 from deployguard.readmodels.history import DeploymentHistory, timeline
 from deployguard.reporting import render
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local import cli, local_state
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def local(demo_run: DemoRun) -> list[str]:
-    return ["--local", "--state-dir", str(demo_run.state_dir)]
+from deployguard_local import local_state
 
 
 def test_notifications_errors_go_to_stderr_even_with_json(demo_run: DemoRun, capsys) -> None:

@@ -6,22 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from demo_support import DemoRun
+from demo_support import DemoRun, local
+from local_control import run
 
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local import cli, local_state
+from deployguard_local import local_state
 from deployguard_local.emulator import EmbeddedAws
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def local(demo_run: DemoRun) -> list[str]:
-    return ["--local", "--state-dir", str(demo_run.state_dir)]
 
 
 def test_list_filters_and_pages_what_the_demo_left(demo_run: DemoRun, capsys: pytest.CaptureFixture[str]) -> None:

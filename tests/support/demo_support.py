@@ -62,5 +62,10 @@ class DemoRun:
         return self.state_dir / "s3" / "ReportsBucket" / "reports" / f"{self.deployment_ids()[rollout]}.html"
 
 
+def local(demo_run: DemoRun) -> list[str]:
+    """The CLI's options that read the demo's saved state."""
+    return ["--local", "--state-dir", str(demo_run.state_dir)]
+
+
 if __name__ == "__main__":
     run_demo_once(Path(sys.argv[1]))
