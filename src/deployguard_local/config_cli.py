@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from deployguard.config import ConfigProblem, DeployGuardConfig, check_config, default_route_warnings
+from deployguard.config import ConfigProblem, DeployGuardConfig, check_config, default_route_warnings, route_problems
 from deployguard.exceptions import ConfigError
 from deployguard.notification.router import local_mode_from_env
 from deployguard.notification.secrets import SecretResolver
@@ -86,7 +86,7 @@ def validate(
             err.print(f"deployguard config validate: {file}: cannot read: {exc.strerror}")
             unreadable = True
             continue
-        config, problems = check_config(text, str(file), checks=[router_problems])
+        config, problems = check_config(text, str(file), checks=[route_problems, router_problems])
         found += len(problems)
         if as_json:
             reports.append(

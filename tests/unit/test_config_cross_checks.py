@@ -11,7 +11,6 @@ import pytest
 
 from deployguard import config as config_module
 from deployguard.config import DeployGuardConfig, check_config
-from deployguard.exceptions import ConfigError
 from deployguard_local import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,8 +82,15 @@ def test_a_route_that_names_nothing_known_is_an_error_naming_the_field(tmp_path,
     assert ":10: alerting.rules.0.routes.0: unknown route 'opps'" in out and "did you mean 'ops'?" in out
     assert ":13: alerting.escalation.policies.emergency.steps.0.routes.0: unknown route 'oncall-primry'" in out
     assert "2 problems" in out
-    with pytest.raises(ConfigError, match="unknown route 'opps'"):  # the functions refuse it too
-        config_module.parse_config(MISSPELLED_ROUTES, "conf.yaml")
+
+
+def test_the_functions_load_a_file_with_an_unknown_route_and_warn(caplog):
+    """A function does not stop guarding every deployment for a page that would reach no one: it logs it."""
+    with caplog.at_level("WARNING", logger="deployguard.config"):
+        config = config_module.parse_config(MISSPELLED_ROUTES, "conf.yaml")
+    assert config.alerting.rules[0].routes == ["opps"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("alerting.rules.0.routes.0: unknown route 'opps'" in m for m in warned), warned
 
 
 def test_default_policies_paging_undefined_roles_warn_and_the_example_stays_valid(capsys):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import types
@@ -33,6 +34,8 @@ from deployguard.exceptions import ConfigError, Problem, problems_error
 from deployguard.hooks.settings import HookSettings
 from deployguard.inbound import TooLarge, check_bounds
 from deployguard.notification.settings import NotificationSettings
+
+logger = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 1024 * 1024  # an SSM advanced parameter holds 8 KiB; a file this size is a mistake
 MAX_CONFIG_DEPTH = 32
@@ -330,7 +333,6 @@ def check_config(
         found = [_problem_from_error(error, source, lines) for error in exc.errors()]
         problems.extend(p for p in found if not _inherited(p, found))
         return None, problems
-    problems += [_located(p, lines) for p in route_problems(config, source)]
     for check in checks:
         problems += [_located(p, lines) for p in check(config, source)]
     return (None if problems else config), problems
@@ -416,9 +418,16 @@ def _inherited(problem: ConfigProblem, problems: list[ConfigProblem]) -> bool:
 
 
 def parse_config(text: str, source: str) -> DeployGuardConfig:
-    """The configuration in ``text``; the first problem raises :class:`ConfigError` (naming how many more)."""
+    """The configuration in ``text``; the first problem raises :class:`ConfigError` (naming how many more).
+
+    A route of the ``alerting`` section that names nothing known (:func:`route_problems`) is an error to
+    ``deployguard config validate`` but only a warning here: a function refusing its whole configuration
+    for a page that would reach no one would stop guarding every deployment (the router logs the
+    unknown target again when an alert names it)."""
     config, problems = check_config(text, source)
     if config is not None:
+        for problem in route_problems(config, source):
+            logger.warning("configuration: %s: %s", problem.field, problem.message, extra={"source": source})
         return config
     first = problems[0]
     more = f" ({len(problems) - 1} more; run: deployguard config validate {source})" if len(problems) > 1 else ""
