@@ -51,3 +51,10 @@ def test_a_canary_state_time_given_as_a_number_is_refused(aws: Any) -> None:
 def test_the_sample_times_as_text_still_run(aws: Any) -> None:
     payload, errored = aws.invoke("DeploymentRecorderFunction", _event("codedeploy_state_change.json"))
     assert not errored and payload["status"] == "in_progress", payload
+
+
+@pytest.mark.parametrize(("time", "says"), [("1700000000", "not the number"), ("2026-12-02T03:00:00", "its zone")])
+def test_digits_or_a_time_without_its_zone_are_refused(aws: Any, time: str, says: str) -> None:
+    payload, errored = aws.invoke("AssessorFunction", _event("schedule.json") | {"time": time})
+    assert errored and payload["errorType"] == "InvalidEventError", payload
+    assert "field time" in payload["errorMessage"] and says in payload["errorMessage"]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 
 from deployguard.exceptions import InvalidEventError
 
@@ -40,14 +40,28 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _time_as_text(value: Any) -> Any:
-    """Times from outside come as ISO 8601 text; a number would be read as seconds since 1970."""
-    if isinstance(value, bool | int | float):
+    """Times from outside come as ISO 8601 text; a number (or digits) would be read as seconds since 1970."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _is_number(value)):
         raise ValueError(f"a time is ISO 8601 text (2026-12-02T03:00:00Z), not the number {value!r}")
     return value
 
 
-IsoDatetime = Annotated[datetime, BeforeValidator(_time_as_text)]
-"""A datetime field of an outside document: ISO 8601 text (or a datetime), never a number."""
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _with_zone(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("a time needs its zone (2026-12-02T03:00:00Z or +00:00)")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_time_as_text), AfterValidator(_with_zone)]
+"""A datetime field of an outside document: ISO 8601 text with its zone (or an aware datetime), never a number."""
 
 
 class TooLarge(ValueError):
