@@ -8,6 +8,7 @@ Each test runs a real canary execution on the embedded AWS up to its first Wait 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -192,11 +193,13 @@ def test_a_record_without_its_execution_is_left_alone_and_reported(aws: Embedded
 
 
 @contextmanager
-def _described_as(status: str) -> Iterator[None]:
-    """DescribeExecution answers ``status`` (botocore after-call hook on the tick's client)."""
+def _described_as(status: str, output: dict[str, Any] | None = None) -> Iterator[None]:
+    """DescribeExecution answers ``status`` (and ``output``) (botocore after-call hook on the tick's client)."""
 
     def answer(parsed: dict[str, Any], **_: Any) -> None:
         parsed["status"] = status
+        if output is not None:
+            parsed["output"] = json.dumps(output)
 
     events = clients.client("stepfunctions", retries=False).meta.events
     events.register("after-call.states.DescribeExecution", answer, unique_id="test-described-as")
@@ -242,3 +245,22 @@ def target_of(name: str) -> LambdaTarget:
     target = DeploymentRepository().get_deployment(f"dep-{name}").target
     assert isinstance(target, LambdaTarget)
     return target
+
+
+def test_a_succeeded_execution_that_held_the_canary_is_recorded_held_not_rolled_back(aws: EmbeddedAws) -> None:
+    """Rollback ran with next "hold" and NotifyOutcome gave up: the execution's output says held, so the record
+    ends held (retryable by a person) at the time the execution ended it, announced as a hold, not a rollback."""
+    target, _ = _canary(aws, "orders-api")
+    ended = clock.now()
+    assert aws.clock is not None
+    aws.clock.advance(LATER)
+    output = {"deployment_id": "dep-orders-api", "decision": "held", "reason": "no evidence after 12 periods",
+              "ended_at": ended.isoformat(), "next": "done"}  # fmt: skip
+    with _described_as("SUCCEEDED", output):
+        assert _tick(aws)["executions"]["repaired"] == ["dep-orders-api"]
+    assert LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
+    record = DeploymentRepository().get_deployment("dep-orders-api")
+    assert (record.status, record.decision, record.ended_at) == (DeploymentStatus.STOPPED, "held", ended)
+    assert record.decision_reason is not None and "held: no evidence after 12 periods" in record.decision_reason
+    [event] = [e for e in DeploymentRepository().events("dep-orders-api") if "execution_status" in e.details]
+    assert event.title == "Canary Held For A Person" and event.severity.value == "warning"

@@ -34,12 +34,19 @@ def answer_task(token: str, *, approved: bool, by: str, reason: str) -> None:
         raise StepFunctionsError(f"{'SendTaskSuccess' if approved else 'SendTaskFailure'}: {exc}") from exc
 
 
-def execution_status(execution_arn: str) -> str:
+def execution_status(execution_arn: str) -> tuple[str, dict[str, Any] | None]:
     """DescribeExecution's status of an execution (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED,
-    PENDING_REDRIVE). One attempt (the single-attempt client): a caller that asks again later (the
+    PENDING_REDRIVE) and, for one that succeeded, its output (the state it ended with; None when it is
+    not a JSON object). One attempt (the single-attempt client): a caller that asks again later (the
     minute tick) retries, and a throttled call never holds it."""
     try:
         resp = clients.client("stepfunctions", retries=False).describe_execution(executionArn=execution_arn)
     except (ClientError, BotoCoreError) as exc:
         raise StepFunctionsError(f"DescribeExecution {execution_arn}: {exc}") from exc
-    return str(resp["status"])
+    output: Any = None
+    if resp.get("output"):
+        try:
+            output = json.loads(resp["output"])
+        except ValueError:
+            output = None
+    return str(resp["status"]), output if isinstance(output, dict) else None

@@ -155,11 +155,11 @@ def check_executions(
             continue
         try:
             run.described += 1
-            status = stepfunctions.execution_status(deployment.execution_arn)
+            status, output = stepfunctions.execution_status(deployment.execution_arn)
             if status in STILL_RUNNING:
                 run.running.append(deployment_id)
                 continue
-            if _end(config, repository, publisher, deployment, status, now):
+            if _end(config, repository, publisher, deployment, status, now, output):
                 run.repaired.append(deployment_id)
         except Exception as exc:  # nothing changed (or the traffic only): the next tick asks again
             logger.warning("cannot check a canary's execution", extra={"deployment_id": deployment_id,
@@ -181,6 +181,51 @@ def _superseded_by(repository: DeploymentRepository, deployment: Deployment) -> 
     return ""
 
 
+@dataclass(frozen=True)
+class _Ending:
+    """How a stale canary's record is ended: what the execution's own end (or its traffic) says."""
+
+    status: DeploymentStatus
+    decision: str
+    phase: Phase
+    weight: float
+    event_type: EventType
+    title: str
+    severity: Severity
+
+
+_PROMOTED = _Ending(DeploymentStatus.SUCCEEDED, "promoted", Phase.MONITORING, 1.0, EventType.PROMOTION_COMPLETED,
+                    "Promotion Completed", Severity.INFO)  # fmt: skip
+_HELD = _Ending(DeploymentStatus.STOPPED, "held", Phase.FAILED, 0.0, EventType.ROLLBACK_COMPLETED,
+                "Canary Held For A Person", Severity.WARNING)  # fmt: skip
+_ROLLED_BACK = _Ending(DeploymentStatus.ROLLED_BACK, "rolled_back", Phase.FAILED, 0.0, EventType.ROLLBACK_COMPLETED,
+                       "Rollback Completed", Severity.CRITICAL)  # fmt: skip
+
+
+def _ending(status: str, output: dict[str, Any] | None, promoted: bool) -> _Ending:
+    """An execution that SUCCEEDED ended through Promote or Rollback and says how in its output (the state it
+    ended with), though NotifyOutcome could not record it: a promotion the alias shows, a hold for a person
+    (retryable), a request rejected before any traffic moved. Anything else ended the canary rolled back."""
+    if promoted:
+        return _PROMOTED
+    decision = (output or {}).get("decision") if status == "SUCCEEDED" else None
+    if decision == "held":
+        return _HELD
+    if decision in ("rejected", "validation_failed"):
+        return _Ending(DeploymentStatus.FAILED, str(decision), Phase.FAILED, 0.0, EventType.DEPLOYMENT_FAILED,
+                       "Deployment Failed", Severity.ERROR)  # fmt: skip
+    return _ROLLED_BACK
+
+
+def _ended_at(output: dict[str, Any] | None, now: datetime) -> datetime:
+    """When the execution's own end says the canary ended (its Promote or Rollback), else now."""
+    try:
+        at = datetime.fromisoformat(str((output or {})["ended_at"]))
+    except (KeyError, TypeError, ValueError):
+        return now
+    return at if at.tzinfo is not None and at <= now else now
+
+
 def _end(
     config: DeployGuardConfig,
     repository: DeploymentRepository,
@@ -188,10 +233,12 @@ def _end(
     seen: Deployment,
     status: str,
     now: datetime,
+    output: dict[str, Any] | None = None,
 ) -> bool:
-    """Traffic first, then the record: the alias back at 100% stable (verified), then the record ended rolled
-    back with its audit entry and announcement in one conditional write. False when the record moved meanwhile
-    (another tick, a person, a retry's new execution): it is left as it is."""
+    """Traffic first, then the record: the alias back at 100% stable (verified) unless the execution promoted,
+    then the record ended as the execution's own end says (:func:`_ending`) with its audit entry and
+    announcement in one conditional write. False when the record moved meanwhile (another tick, a person, a
+    retry's new execution): it is left as it is."""
     from deployguard.aws.lambda_traffic import LambdaTrafficShifter  # Lambda's control plane: only for a repair
 
     deployment = repository.get_deployment(seen.deployment_id)
@@ -217,43 +264,28 @@ def _end(
             if promoted
             else f"traffic returned to version {target.stable_version}"
         )
+    ending = _ending(status, output, promoted)
+    said = str((output or {}).get("reason") or "") if status == "SUCCEEDED" and not promoted else ""
     reason = (
         f"the canary's execution succeeded but its record was not finished: {outcome}"
-        if promoted
+        if status == "SUCCEEDED"
         else f"the canary's execution ended {status} before it finished: {outcome}"
-    )
+    ) + (f" ({ending.decision}: {said[:200]})" if said else "")
+    ended_at = _ended_at(output, now) if status == "SUCCEEDED" else now
     key = hashlib.sha256(f"{deployment.deployment_id}#execution-ended#{deployment.execution_arn}".encode())
     unique = f"execution-ended-{key.hexdigest()[:16]}"
     details = {"execution_arn": deployment.execution_arn, "execution_status": status}
     for _ in range(WRITE_ATTEMPTS):
         if not is_stale(config, deployment, now) or deployment.execution_arn != seen.execution_arn:
             return False  # ended elsewhere (whoever ended it announced it), moved, or a retry's execution drives it
-        if promoted:
-            deployment.status, deployment.decision, deployment.decision_reason = (
-                DeploymentStatus.SUCCEEDED, "promoted", reason
-            )  # fmt: skip
-            deployment.ended_at, deployment.canary_weight = now, 1.0
-            phase = Phase.MONITORING
-        else:
-            deployment.status, deployment.decision, deployment.decision_reason = (
-                DeploymentStatus.ROLLED_BACK, "rolled_back", reason
-            )  # fmt: skip
-            deployment.ended_at, deployment.canary_weight = now, 0.0
-            phase = Phase.FAILED
-        deployment.phase = phase
-        deployment.phase_history.append(PhaseChange(phase=phase, at=now, reason=reason[:300]))
+        deployment.status, deployment.decision, deployment.decision_reason = ending.status, ending.decision, reason
+        deployment.ended_at, deployment.canary_weight, deployment.phase = ended_at, ending.weight, ending.phase
+        deployment.phase_history.append(PhaseChange(phase=ending.phase, at=now, reason=reason[:300]))
         audit = AuditEntry(deployment_id=deployment.deployment_id, at=now, action="execution_ended", actor=ACTOR,
                            reason=reason, details={**details, "alias": outcome})  # fmt: skip
-        event = (
-            DeploymentEvent.about(
-                deployment, EventType.PROMOTION_COMPLETED, "Promotion Completed", reason,
-                event_id=f"ev-{key.hexdigest()[:16]}", at=now, severity=Severity.INFO, details=details,
-            )
-            if promoted
-            else DeploymentEvent.about(
-                deployment, EventType.ROLLBACK_COMPLETED, "Rollback Completed", reason,
-                event_id=f"ev-{key.hexdigest()[:16]}", at=now, severity=Severity.CRITICAL, details=details,
-            )
+        event = DeploymentEvent.about(
+            deployment, ending.event_type, ending.title, reason,
+            event_id=f"ev-{key.hexdigest()[:16]}", at=now, severity=ending.severity, details=details,
         )  # fmt: skip
         try:
             repository.end_with_audit_and_events(deployment, audit, [event], unique)
