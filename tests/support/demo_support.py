@@ -62,9 +62,9 @@ class DemoRun:
         return self.state_dir / "s3" / "ReportsBucket" / "reports" / f"{self.deployment_ids()[rollout]}.html"
 
 
-def local(demo_run: DemoRun) -> list[str]:
+def local(demo: DemoRun) -> list[str]:
     """The CLI's options that read the demo's saved state."""
-    return ["--local", "--state-dir", str(demo_run.state_dir)]
+    return ["--local", "--state-dir", str(demo.state_dir)]
 
 
 if __name__ == "__main__":
