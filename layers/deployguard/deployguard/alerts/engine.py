@@ -36,7 +36,6 @@ from deployguard.alerts.evaluator import Evaluation, RuleEvaluator
 from deployguard.alerts.models import Alert, AlertStatus
 from deployguard.exceptions import DeployGuardError, NotFoundError
 from deployguard.incidents.escalation import Escalator, Page
-from deployguard.incidents.models import IncidentStatus
 from deployguard.models import Assessment, Deployment, DeploymentEvent, EventType, Model, Severity
 from deployguard.remediation.models import Outcome, RemediationResult
 from deployguard.remediation.targets import TargetAllowlist
@@ -120,7 +119,9 @@ class AlertEngine:
     def remediation(self) -> RemediationExecutor:
         from deployguard.remediation.executor import RemediationExecutor
 
-        return RemediationExecutor(self.settings.remediation, self.repository, self.publisher, self.allowlist)
+        executor = RemediationExecutor(self.settings.remediation, self.repository, self.publisher, self.allowlist)
+        executor.routes_for = self._first_routes  # an approved action that cannot be done pages as a rollback does
+        return executor
 
     @functools.cached_property
     def trackers(self) -> IssueTrackerSync:
@@ -267,7 +268,8 @@ class AlertEngine:
     def remediate(
         self, incident_id: str, by: str, action: str | None = None, *, dry_run: bool = False
     ) -> list[RemediationResult]:
-        """A person runs remediation of an incident (the configured actions, or one named)."""
+        """A person runs remediation of an incident (the configured actions, or one named). With
+        ``remediation.dry_run`` set it only plans whatever ``dry_run`` says (it can only make it drier)."""
         from deployguard.alerts.settings import PlanStep
 
         incident = self.incident_store.get(incident_id)
@@ -278,7 +280,8 @@ class AlertEngine:
         if not steps:
             raise DeployGuardError(f"no remediation is configured for incident {incident_id}; name one with --action")
         return [
-            self.remediation.run(incident, deployment, step, actor=by, manual=True, dry_run=dry_run) for step in steps
+            self.remediation.run(incident, deployment, step, actor=by, manual=True, dry_run=dry_run or None)
+            for step in steps
         ]
 
     # ------------------------------------------------------------------ internals
@@ -349,7 +352,7 @@ class AlertEngine:
         alert.incident_id = incident.incident_id
         alert.at = self.incident_store.add_alert(alert).at  # raised before (a retry): that time, not this run's
         self._audit_raised(alert, incident)
-        if deployment is not None and incident.status == IncidentStatus.OPEN:
+        if deployment is not None and incident.is_open:  # acknowledged too: a person looking does not stop a rollback
             self._remediate(alert, incident, deployment, decided_at, decided)
         self._publish(alert, incident, opened or _opened_by(alert, incident))
         if self.trackers.enabled:  # by the incident's state, not this attempt's: a retry opens what a failure missed
@@ -403,8 +406,7 @@ class AlertEngine:
             return
         if result.outcome not in (Outcome.SUCCEEDED, Outcome.NOOP, *UNCONFIRMED):
             return  # busy, cooling down, blocked (the breaker pages), disabled, dry run: no rollback was due now
-        policy = self.settings.escalation.policies.get(incident.escalation.policy or "")
-        routes = policy.steps[0].routes if policy else self.settings.remediation.circuit_breaker.page_routes
+        routes = self._first_routes(incident)
         why = (
             f"{result.outcome.value}: {result.message}"
             if result.outcome in UNCONFIRMED
@@ -426,6 +428,12 @@ class AlertEngine:
                      "action": step.action, "outcome": result.outcome.value, "routes": routes},
         )  # fmt: skip
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
+
+    def _first_routes(self, incident: Incident) -> list[str]:
+        """Who is paged at once when a rollback is not done: the incident's first escalation routes (else
+        the circuit breaker's)."""
+        policy = self.settings.escalation.policies.get(incident.escalation.policy or "")
+        return list(policy.steps[0].routes if policy else self.settings.remediation.circuit_breaker.page_routes)
 
     def _publish(self, alert: Alert, incident: Incident, opened: bool) -> None:
         """Announce the alert through the outbox. The event of an alert of an event or assessment has an

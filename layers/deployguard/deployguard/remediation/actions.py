@@ -53,9 +53,15 @@ class Handler(ABC):
     def target(self) -> str:
         return target_id(self.deployment)
 
-    def _plan(self, description: str, calls: list[str], noop: bool = False) -> ActionPlan:
+    def _plan(self, description: str, calls: list[str], noop: bool = False, routing: str | None = None) -> ActionPlan:
         return ActionPlan(
-            action=self.name, type=self.type, target=self.target, description=description, calls=calls, noop=noop
+            action=self.name,
+            type=self.type,
+            target=self.target,
+            description=description,
+            calls=calls,
+            noop=noop,
+            routing=routing,
         )
 
     @abstractmethod
@@ -65,6 +71,13 @@ class Handler(ABC):
     @abstractmethod
     def execute(self, repository: DeploymentRepository) -> str:
         """Do it and check the effect; a message. Raises RemediationError on failure."""
+
+
+def alias_routing(function_version: str, weights: dict[str, float]) -> str:
+    """What a Lambda alias routes, as text that compares equal only for the same routing:
+    ``version 1`` or ``version 1 + version 2 at 0.25``."""
+    extra = "".join(f" + version {v} at {float(w):g}" for v, w in sorted(weights.items()))
+    return f"version {function_version}{extra}"
 
 
 def _failed(exc: LambdaError | EcsError) -> RemediationError:
@@ -92,12 +105,16 @@ class LambdaRollback(_LambdaHandler):
             alias = LambdaTrafficShifter(t).current()
         except TrafficShiftError as exc:
             raise RemediationError(str(exc)) from exc
+        routing = alias_routing(alias.function_version, alias.additional_weights)
         if alias.weight_of(t.stable_version) == 1.0:
-            return self._plan(f"alias {t.function_name}:{t.alias} already at 100% version {t.stable_version}", [], True)
+            return self._plan(
+                f"alias {t.function_name}:{t.alias} already at 100% version {t.stable_version}", [], True, routing
+            )
         return self._plan(
             f"point alias {t.function_name}:{t.alias} at 100% version {t.stable_version} "
             f"(now {alias.function_version} + {alias.additional_weights or 'no routing'})",
             [f"lambda:UpdateAlias {t.function_name}:{t.alias} FunctionVersion={t.stable_version} RoutingConfig={{}}"],
+            routing=routing,
         )
 
     def execute(self, repository: DeploymentRepository) -> str:
@@ -222,6 +239,10 @@ class ProvisionedConcurrency(_LambdaHandler):
 # --------------------------------------------------------------------------- ECS
 
 
+def _task_definition(service: dict[str, Any]) -> str:
+    return f"task definition {service.get('taskDefinition', '')}"
+
+
 class _EcsHandler(Handler):
     @property
     def ecs_target(self) -> EcsTarget:
@@ -257,6 +278,7 @@ class EcsForceNewDeployment(_EcsHandler):
         return self._plan(
             f"restart {t.cluster}/{t.service}: new tasks of {service.get('taskDefinition')}",
             [f"ecs:UpdateService {t.cluster}/{t.service} forceNewDeployment=true"],
+            routing=_task_definition(service),
         )
 
     def execute(self, repository: DeploymentRepository) -> str:
@@ -276,13 +298,15 @@ class EcsScale(_EcsHandler):
 
     def plan(self) -> ActionPlan:
         t = self.ecs_target
-        current = int(self._service().get("desiredCount", 0))
+        service = self._service()
+        current = int(service.get("desiredCount", 0))
         wanted = self._wanted(current)
         if current == wanted:
             return self._plan(f"{t.cluster}/{t.service} desired count already {current}", [], True)
         return self._plan(
             f"scale {t.cluster}/{t.service} from {current} to {wanted} tasks",
             [f"ecs:UpdateService {t.cluster}/{t.service} desiredCount={wanted}"],
+            routing=_task_definition(service),
         )
 
     def execute(self, repository: DeploymentRepository) -> str:
@@ -319,10 +343,13 @@ class EcsRollback(_EcsHandler):
         current = str(self._service().get("taskDefinition", ""))
         previous = self._previous(current)
         if self._same(current, previous):
-            return self._plan(f"{t.cluster}/{t.service} already runs {previous}", [], True)
+            return self._plan(
+                f"{t.cluster}/{t.service} already runs {previous}", [], True, f"task definition {current}"
+            )
         return self._plan(
             f"roll {t.cluster}/{t.service} back from {current} to {previous}",
             [f"ecs:UpdateService {t.cluster}/{t.service} taskDefinition={previous} forceNewDeployment=true"],
+            routing=f"task definition {current}",
         )
 
     def execute(self, repository: DeploymentRepository) -> str:

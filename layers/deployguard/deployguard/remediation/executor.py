@@ -4,13 +4,22 @@ For each action the executor, in this order:
 1. refuses targets outside the allowlist, and actions that do not apply;
 2. stops when the circuit breaker of the target (or the global one) is open;
 3. with ``dry_run``, plans and records what it would do, and stops;
-4. asks for approval when the plan step says so (an approval record the CLI answers);
+4. asks for approval when the plan step says so (an approval record the CLI answers, with what the
+   plan saw: the deployment's status and what the target routed);
 5. takes the target's lock (``claim_once`` with an expiry): never two at once on a target;
 6. under the lock: plans (already in the wanted state: a no-op, no attempt used: idempotent),
    honours the cooldown, counts the attempt (max attempts per incident), executes and
    checks the effect;
 7. records every attempt and its outcome in the audit trail; a failure counts towards the
    breaker, and the failure that opens it pages a person.
+
+An approved action (:meth:`run_approved`, every tick and the approval state machine) plans again
+against the present under the lock and is refused (the request expired, audited on its deployment
+and on the newer one) when its deployment ended since it was asked, a newer deployment of the
+service and environment started, or the target no longer routes what the approval saw. One that
+fails stays approved and is tried again at the next tick within the action's ``max_attempts``; when
+they are spent, or ``approval_ttl_seconds`` after the approval it is still not done, a person is
+paged (:attr:`RemediationExecutor.page_unconfirmed`, the engine's escalation routes).
 """
 
 from __future__ import annotations
@@ -18,15 +27,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
 from deployguard.aws import stepfunctions
 from deployguard.exceptions import DeployGuardError, NotApplicableError, RemediationError
-from deployguard.models import Deployment, DeploymentEvent, EventType, Severity
+from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
 from deployguard.remediation.models import ActionPlan, Approval, ApprovalStatus, Outcome, RemediationResult
 from deployguard.remediation.store import LOCK, RemediationStore
@@ -56,6 +66,10 @@ class RemediationExecutor:
         self.publisher = publisher
         self.allowlist = allowlist
         self.store = RemediationStore(repository)
+        # who is paged when an approved action cannot be done (the engine: the incident's first escalation routes)
+        self.routes_for: Callable[[Incident], list[str]] = lambda _incident: list(
+            self.settings.circuit_breaker.page_routes
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -134,15 +148,18 @@ class RemediationExecutor:
         manual: bool = False,
         dry_run: bool | None = None,
         decided_at: float | None = None,
+        approval: Approval | None = None,
     ) -> RemediationResult:
         """Run one plan step for an incident. ``decided_at`` is ``time.monotonic()`` of the decision.
 
         ``manual`` (a person ran it from the CLI) skips the breaker, the attempt limit and the
-        cooldown, never the allowlist or the lock.
+        cooldown, never the allowlist or the lock. ``dry_run`` can only make it drier: with
+        ``remediation.dry_run`` set nothing calls AWS whatever is passed. ``approval``: the approved
+        request it runs, checked against the present under the lock (:meth:`_stale`).
         """
         name = step.action
         target = target_id(deployment)
-        dry = self.settings.dry_run if dry_run is None else dry_run
+        dry = self.settings.dry_run or bool(dry_run)
         config = self.settings.actions.get(name)
         if config is None:
             return self._result(incident, name, target, Outcome.REFUSED, f"unknown action {name!r}", actor)
@@ -169,7 +186,7 @@ class RemediationExecutor:
                 return self._result(incident, name, target, Outcome.DRY_RUN, plan.description, actor, plan=plan)
             if plan.noop:
                 return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
-            return self._request_approval(incident, name, target, plan, actor)
+            return self._request_approval(incident, deployment, name, target, plan, actor)
         lock_holder = f"{incident.incident_id}#{name}"
         if not self.repository.claim_once(
             LOCK, target, timedelta(seconds=self.settings.lock_ttl_seconds), holder=lock_holder
@@ -178,7 +195,7 @@ class RemediationExecutor:
                 incident, name, target, Outcome.BUSY, "another remediation holds the target's lock", actor
             )
         try:
-            return self._run_locked(incident, handler, target, actor, manual, decided_at, approved_by)
+            return self._run_locked(incident, handler, target, actor, manual, decided_at, approved_by, approval)
         finally:
             self.repository.release(LOCK, target)
 
@@ -191,6 +208,7 @@ class RemediationExecutor:
         manual: bool,
         decided_at: float | None,
         approved_by: str | None,
+        approval: Approval | None = None,
     ) -> RemediationResult:
         name, config = handler.name, handler.config
         state = self.store.attempts(incident.incident_id, name)
@@ -202,6 +220,11 @@ class RemediationExecutor:
             plan = handler.plan()
         except (NotApplicableError, RemediationError) as exc:
             plan_error = f"cannot plan: {exc}"
+        if approval is not None and (why := self._stale(approval, handler.deployment, plan)):
+            return self._result(
+                incident, name, target, Outcome.REFUSED, f"approval {approval.approval_id} not run: {why}", actor,
+                plan=plan, approval_id=approval.approval_id, details={"stale": True},
+            )  # fmt: skip
         if plan is not None and plan.noop:  # already in the wanted state: no attempt used
             self.store.record_outcome(incident.incident_id, name, Outcome.NOOP.value, True)
             return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
@@ -326,7 +349,7 @@ class RemediationExecutor:
     # ------------------------------------------------------------------ approvals
 
     def _request_approval(
-        self, incident: Incident, name: str, target: str, plan: ActionPlan, actor: str
+        self, incident: Incident, deployment: Deployment, name: str, target: str, plan: ActionPlan, actor: str
     ) -> RemediationResult:
         ttl = timedelta(seconds=self.settings.approval_ttl_seconds)
         approval = Approval(
@@ -336,6 +359,8 @@ class RemediationExecutor:
             target=target,
             description=plan.description,
             expires_at_time=clock.now() + ttl,
+            routing=plan.routing,
+            deployment_status=deployment.status.value,
         )
         if not self.store.request_approval(approval, ttl):
             return self._result(
@@ -456,7 +481,12 @@ class RemediationExecutor:
         return results[0] if results else None
 
     def run_approved(self, incidents: dict[str, Incident], only: str | None = None) -> list[RemediationResult]:
-        """Run approved actions (and expire stale requests); called every tick."""
+        """Run approved actions (and expire stale requests); called every tick.
+
+        An approved action is checked against the present first (:meth:`_stale`: refused and expired
+        when it no longer applies). One that failed stays approved and runs again at the next tick while
+        attempts remain; when they are spent, or it is still not done ``approval_ttl_seconds`` after the
+        approval, it ends and a person is paged (:meth:`_page_unconfirmed`)."""
         results = []
         now = clock.now()
         for approval in self.store.open_approvals():
@@ -477,17 +507,122 @@ class RemediationExecutor:
                 approval.result = "incident or deployment no longer open"
                 self.store.save_approval(approval)
                 continue
+            if now >= (deadline := self._deadline(approval)):
+                self._give_up(
+                    approval, incident, f"not done by {deadline.isoformat()} ({approval.result or 'never ran'})"
+                )
+                continue
             result = self.run(
                 incident,
                 deployment,
                 PlanStep(action=approval.action, mode="approval"),
                 actor=f"{ACTOR} (approved by {approval.decided_by})",
                 approved_by=approval.decided_by,
+                approval=approval,
             )
             if result.outcome in (Outcome.BUSY, Outcome.COOLDOWN):
                 continue  # try again at the next tick
+            results.append(result)
+            if result.details.get("stale"):
+                approval.status, approval.result = ApprovalStatus.EXPIRED, f"refused: {result.message}"
+                self.store.save_approval(approval)
+                continue
+            config = self.settings.actions.get(approval.action)
+            attempts = config.max_attempts if config is not None else 1
+            if result.outcome == Outcome.FAILED and (result.attempt or attempts) < attempts:
+                approval.result = (
+                    f"failed (attempt {result.attempt}/{attempts}): {result.message}; tried again at the next tick"
+                )
+                self.store.save_approval(approval)  # still approved: the next tick runs it again
+                continue
+            if result.outcome in (Outcome.FAILED, Outcome.EXHAUSTED):
+                self._give_up(approval, incident, f"{result.outcome.value}: {result.message}", result)
+                continue
             approval.status = ApprovalStatus.EXECUTED
             approval.result = f"{result.outcome.value}: {result.message}"
             self.store.save_approval(approval)
-            results.append(result)
         return results
+
+    def _deadline(self, approval: Approval) -> datetime:
+        """When an approved action that is still not done is given up (and a person paged)."""
+        decided = approval.decided_at or approval.requested_at
+        return decided + timedelta(seconds=self.settings.approval_ttl_seconds)
+
+    def _stale(self, approval: Approval, deployment: Deployment, plan: ActionPlan | None) -> str:
+        """Why an approved action no longer applies ("" while it does): its deployment ended since the
+        request, a newer deployment of its service and environment started, or the target no longer
+        routes what the approval saw (an action already in place is a no-op, not stale)."""
+        current = self.repository.find_deployment(deployment.deployment_id) or deployment
+        asked = DeploymentStatus(approval.deployment_status) if approval.deployment_status else None
+        ended_since = current.status.is_terminal and (
+            (asked is not None and not asked.is_terminal)
+            or (asked is None and (current.ended_at is None or current.ended_at >= approval.requested_at))
+        )
+        newer = self._newer(current)
+        if newer is not None:
+            self.repository.audit(
+                newer.deployment_id, "stale_remediation_refused", ACTOR,
+                f"approval {approval.approval_id} of {approval.action} on {approval.target} for "
+                f"{current.deployment_id} refused: it would have undone this deployment",
+                approval_id=approval.approval_id, incident_id=approval.incident_id,
+                remediation_action=approval.action, target=approval.target,
+            )  # fmt: skip
+            return (
+                f"deployment {newer.deployment_id} (version {newer.version}) of {current.service} in "
+                f"{current.environment} started after {current.deployment_id}; the target is its now"
+            )
+        if ended_since:
+            return f"deployment {current.deployment_id} ended ({current.status.value}) after the approval was asked"
+        if plan is not None and not plan.noop and approval.routing and plan.routing != approval.routing:
+            return f"the target no longer routes what was approved (then {approval.routing}, now {plan.routing})"
+        return ""
+
+    def _newer(self, deployment: Deployment) -> Deployment | None:
+        """A deployment of the same service and environment that started after ``deployment``."""
+        newer = self.repository.superseding(deployment)
+        if newer is not None:
+            return newer
+        for newest in self.repository.deployments_of(deployment.service, deployment.environment, limit=1):
+            if newest.deployment_id != deployment.deployment_id and newest.started_at > deployment.started_at:
+                return newest
+        return None
+
+    def _give_up(
+        self, approval: Approval, incident: Incident, why: str, result: RemediationResult | None = None
+    ) -> None:
+        """An approved action that cannot be done: ended, and a person paged."""
+        approval.status, approval.result = ApprovalStatus.EXECUTED, why
+        self.store.save_approval(approval)
+        self._page_unconfirmed(incident, approval, why)
+
+    def _page_unconfirmed(self, incident: Incident, approval: Approval, why: str) -> None:
+        """Page the incident's first escalation routes at once, as for an automatic rollback not confirmed."""
+        routes = self.routes_for(incident)
+        text = (
+            f"approved {approval.action} of {approval.target} (approved by {approval.decided_by}) not done: {why}; "
+            "a person must act"
+        )
+        self.repository.audit(
+            approval.deployment_id, "approved_remediation_failed", ACTOR, text,
+            incident_id=incident.incident_id, approval_id=approval.approval_id,
+            remediation_action=approval.action, target=approval.target, routes=routes,
+        )  # fmt: skip
+        event = DeploymentEvent(
+            event_type=EventType.ALERT,
+            deployment_id=incident.deployment_id,
+            service=incident.service,
+            version=incident.version,
+            environment=incident.environment,
+            severity=Severity.CRITICAL,
+            title=f"Approved remediation not done: {approval.action} on {approval.target}",
+            message=text,
+            details={
+                "kind": "approved_remediation_failed",
+                "incident_id": incident.incident_id,
+                "approval_id": approval.approval_id,
+                "action": approval.action,
+                "target": approval.target,
+                "routes": routes,
+            },
+        )
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick

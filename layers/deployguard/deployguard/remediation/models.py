@@ -32,6 +32,11 @@ class ActionPlan(Model):
     description: str
     calls: list[str] = Field(default_factory=list, description="the AWS calls it would make")
     noop: bool = False
+    routing: str | None = Field(
+        default=None,
+        description="what the target routes as the plan read it (a Lambda alias's versions and weights, an ECS "
+        "service's task definition); None when the action does not read it",
+    )
 
 
 class RemediationResult(Model):
@@ -73,4 +78,8 @@ class Approval(Model):
     notes: str = ""
     result: str | None = None
     task_token: str | None = Field(default=None, description="Step Functions task token waiting on this approval")
+    routing: str | None = Field(
+        default=None, description="what the target routed when the approval was asked (ActionPlan.routing)"
+    )
+    deployment_status: str | None = Field(default=None, description="the deployment's status when it was asked")
     version_counter: int = 0
