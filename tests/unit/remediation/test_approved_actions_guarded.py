@@ -177,6 +177,24 @@ def test_an_approval_is_refused_when_the_alias_no_longer_routes_what_was_approve
     assert engine.remediation.store.approval(approval.approval_id).status == ApprovalStatus.EXPIRED
 
 
+def test_an_approval_still_runs_when_the_canary_stepped_up_since(repo: Any, publisher: Any, sim_clock: Any) -> None:
+    """The canary moved from 25% to 50% of the same versions while the approval waited: rolling it back is
+    what was approved, and more urgent now, not stale."""
+    v1, v2 = make_function("checkout-api")
+    _set_alias(v1, {v2: 0.25})
+    d1 = _deployment(repo, "dg-1", v1, v2)
+    engine = _engine(repo, publisher)
+    approval = _ask_rollback(engine, d1)
+    _set_alias(v1, {v2: 0.5})  # the canary's next step
+    engine.decide(approval.approval_id, "bob", approve=True)
+
+    [result] = engine.on_tick().remediations
+
+    assert result.outcome == Outcome.SUCCEEDED, result.message
+    assert _alias() == (v1, {})
+    assert repo.find_deployment("dg-1").status == DeploymentStatus.ROLLED_BACK
+
+
 def test_an_approval_still_runs_when_nothing_changed(repo: Any, publisher: Any, sim_clock: Any) -> None:
     v1, v2 = make_function("checkout-api")
     d1 = _deployment(repo, "dg-1", v1, v2)

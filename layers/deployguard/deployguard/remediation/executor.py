@@ -573,7 +573,14 @@ class RemediationExecutor:
             )
         if ended_since:
             return f"deployment {current.deployment_id} ended ({current.status.value}) after the approval was asked"
-        if plan is not None and not plan.noop and approval.routing and plan.routing != approval.routing:
+        # a canary still in progress may have stepped its weight since: the same versions, another split, is
+        # what was approved (rolling it back is more urgent, not stale); other versions are not
+        moved = plan is not None and not plan.noop and bool(approval.routing) and plan.routing != approval.routing
+        if (
+            moved
+            and plan is not None
+            and (current.status.is_terminal or _routed_versions(plan.routing) != _routed_versions(approval.routing))
+        ):
             return f"the target no longer routes what was approved (then {approval.routing}, now {plan.routing})"
         return ""
 
@@ -626,3 +633,8 @@ class RemediationExecutor:
             },
         )
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick
+
+
+def _routed_versions(routing: str | None) -> frozenset[str]:
+    """The versions a routing text (:func:`~deployguard.remediation.actions.alias_routing`) names, weights aside."""
+    return frozenset(part.split(" at ")[0].strip() for part in (routing or "").split(" + "))
