@@ -176,7 +176,7 @@ def test_a_rollback_that_failed_while_sns_is_down_still_opens_its_incident_and_p
     assert _alerts(deployment_id) == ["rollback-failed"]  # the tick did not run the engine on it again
 
 
-def test_a_page_whose_record_is_refused_is_given_back_and_paged_by_the_next_tick(stack: Any) -> None:
+def test_a_page_whose_record_is_refused_stays_claimed_and_is_sent_by_the_next_tick(stack: Any) -> None:
     aws, receivers, faults = stack
     deployment_id = _rollback_stuck(aws)
     plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=mentions("PAGE 1"))
@@ -184,11 +184,13 @@ def test_a_page_whose_record_is_refused_is_given_back_and_paged_by_the_next_tick
     assert plan.injected == 9
     assert _alerts(deployment_id) == ["rollback-failed"] and _pages(deployment_id) == []
     [incident] = [i for i in IncidentRepository(DeploymentRepository()).recent() if i.deployment_id == deployment_id]
-    assert incident.escalation.pages == 0 and incident.escalation.next_at is not None  # given back: due
+    claimed = incident.escalation.claimed  # kept (the record may have landed): the next tick sends it
+    assert incident.escalation.pages == 1 and claimed is not None and claimed.page == 1
     _minute_ticks(aws, 1)
     assert _pages(deployment_id) == [1]
     assert _published(faults, deployment_id) == _stored(deployment_id)
     incident = IncidentRepository(DeploymentRepository()).get(incident.incident_id)
     assert incident.escalation.pages == 1 and [t.action for t in incident.timeline].count("paged") == 1
+    assert incident.escalation.claimed is None  # recorded: the claim is cleared
     delivered = [e for e in webhook_events(receivers) if e["deployment_id"] == deployment_id]
     assert [e["details"]["page"] for e in delivered if e["details"].get("kind") == "page"] == [1]

@@ -44,7 +44,8 @@ def _settings(github: FakeApi, jira: FakeApi, **extra: Any) -> AlertingSettings:
                 "jira": {"type": "jira", "base_url": jira.url, "project_key": "OPS", "email": JIRA_EMAIL,
                          "token_secret": "deployguard/jira", "allowed_hosts": ["127.0.0.1"]},
                 **extra,
-            }
+            },
+            "remediation": {"plans": []},  # no automatic rollback: a rolled-back deployment's incidents page no more
         }
     )  # fmt: skip
 

@@ -6,20 +6,28 @@ due. Each page is claimed with a conditional write on the incident before it is 
 so two schedulers never send the same page, and an acknowledgement (which clears
 ``escalation.next_at`` in the same conditional way) stops paging at once: at most the
 page already claimed when the acknowledgement landed goes out.
+
+A page is never lost nor sent twice: its claim is noted on the incident
+(``escalation.claimed``, with the page's event id, derived from the incident, policy, step and
+page number, and its time) and cleared once the page's event is recorded in the outbox. A claim
+answered with an error is read back; a claim whose page was not recorded is sent by the next tick
+under the same id and time (the outbox records an id once, the router delivers it once), or
+withdrawn if the incident was acknowledged meanwhile. An incident whose deployment ended rolled
+back pages no more (:func:`deployment_rolled_back`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
-from deployguard.models import DeploymentEvent, EventType, Model, utcnow
+from deployguard.incidents.models import ClaimedPage, Incident, IncidentStatus, TimelineEntry
+from deployguard.models import DeploymentEvent, DeploymentStatus, EventType, Model, utcnow
 from deployguard.storage import outbox
 
 if TYPE_CHECKING:
@@ -49,11 +57,12 @@ class Escalator:
         self.publisher = publisher
 
     def escalate_due(self, now: datetime | None = None) -> list[Page]:
-        """Page every open, unacknowledged incident whose next escalation step is due."""
+        """Page every open, unacknowledged incident whose next escalation step is due, and send the
+        pages claimed earlier and not known recorded (:attr:`EscalationState.claimed`)."""
         at = now or clock.now()
         pages = []
         for incident in self.incidents.open_incidents():
-            if _due(incident, at):
+            if _due(incident, at) or incident.escalation.claimed is not None:
                 try:
                     page = self.page_if_due(incident.incident_id, at)
                 except Exception:  # one incident's failure is its own: the others are still paged
@@ -64,16 +73,51 @@ class Escalator:
         return pages
 
     def page_if_due(self, incident_id: str, now: datetime | None = None) -> Page | None:
+        """Claim the incident's next page if due and send it; or send the page claimed earlier and not
+        known recorded (sent late, under its own event id and time: recorded and delivered once).
+
+        The claim is noted on the incident (:class:`ClaimedPage`) in its own conditional write and
+        cleared once the page's event is recorded in the outbox. A claim whose write was answered with an
+        error is read back (consistent read): stored, it is sent now; else the error is raised (logged by
+        :meth:`escalate_due`), and a claim stored after all is found by the next tick. A page whose record
+        failed is never given back (its record may have landed): the next tick sends it again, same id.
+
+        No page goes out for an incident whose deployment was rolled back (PagerDuty resolved its key on
+        ``rollback.completed``; a page would open it again): its escalation stops (a page claimed before
+        and not recorded is withdrawn); the incident stays open, quiet, for a person to resolve."""
         at = now or clock.now()
-        claimed: list[_Claim] = []
+        outcome: list[ClaimedPage] = []
+        ended: dict[str, bool] = {}
+
+        def rolled_back(incident: Incident) -> bool:
+            if incident.deployment_id not in ended:
+                ended[incident.deployment_id] = deployment_rolled_back(self.incidents, incident.deployment_id)
+            return ended[incident.deployment_id]
 
         def claim(incident: Incident) -> bool:
-            claimed.clear()
+            outcome.clear()
+            esc = incident.escalation
+            if esc.claimed is not None:  # claimed before, not known recorded: sent late, or withdrawn
+                if incident.status == IncidentStatus.OPEN and not rolled_back(incident):
+                    outcome.append(esc.claimed)
+                    return False
+                why = "acknowledged" if incident.status != IncidentStatus.OPEN else "deployment rolled back"
+                incident.timeline.append(
+                    TimelineEntry(at=at, action="page_withdrawn", actor=ACTOR, notes=f"page {esc.claimed.page}: {why}",
+                                  details={"page": esc.claimed.page, "event_id": esc.claimed.event_id})
+                )  # fmt: skip
+                esc.claimed = None
+                return True
             if not _due(incident, at):
                 return False
-            esc = incident.escalation
             assert esc.policy is not None
-            before = _Before(esc.step, esc.next_at, esc.last_paged_at, esc.stopped_reason)
+            if rolled_back(incident):
+                esc.next_at = None
+                esc.stopped_reason = f"deployment {incident.deployment_id} rolled back"
+                incident.timeline.append(
+                    TimelineEntry(at=at, action="escalation_stopped", actor=ACTOR, notes=esc.stopped_reason)
+                )
+                return True
             policy = self.settings.escalation.policies.get(esc.policy)
             if policy is None:
                 esc.next_at = None
@@ -90,7 +134,11 @@ class Escalator:
                 return True
             esc.pages += 1
             esc.last_paged_at = at
-            claimed.append(_Claim(step=esc.step, routes=list(routes), page=esc.pages, policy=esc.policy, before=before))
+            event_id = page_event_id(incident.incident_id, esc.policy, esc.step, esc.pages)
+            esc.claimed = ClaimedPage(
+                page=esc.pages, step=esc.step, policy=esc.policy, routes=list(routes), at=at, event_id=event_id
+            )
+            outcome.append(esc.claimed)
             esc.step += 1
             if esc.pages >= policy.max_pages:
                 esc.next_at = None
@@ -103,105 +151,104 @@ class Escalator:
                     action="paged",
                     actor=ACTOR,
                     notes=f"step {esc.step} of policy {esc.policy}: " + ", ".join(routes),
-                    details={"routes": list(routes), "page": esc.pages},
+                    details={"routes": list(routes), "page": esc.pages, "event_id": event_id},
                 )
             )
             return True
 
-        incident, written = self.incidents.update(incident_id, claim)
-        if not written or not claimed:
+        try:
+            incident, _ = self.incidents.update(incident_id, claim)
+        except Exception:  # the write may have landed (answered 500, then throttled): read it back
+            wanted = outcome[0] if outcome else None
+            stored = self.incidents.find(incident_id) if wanted is not None else None
+            if stored is None or wanted is None or stored.escalation.claimed != wanted:
+                raise
+            logger.warning("page claim answered with an error, found stored", extra={"incident_id": incident_id})
+            incident = stored
+        if not outcome:
             return None
-        routes, step, number, policy = claimed[0].routes, claimed[0].step, claimed[0].page, claimed[0].policy
+        return self._send(incident, outcome[0])
+
+    def _send(self, incident: Incident, page: ClaimedPage) -> Page | None:
+        """Record and publish a claimed page (its event id and time fixed by the claim), audit it once,
+        and clear the claim; the claim stays when the record fails (the next tick sends it again)."""
         event = DeploymentEvent(
+            event_id=page.event_id,
             event_type=EventType.ALERT,
             deployment_id=incident.deployment_id,
             service=incident.service,
             version=incident.version,
             environment=incident.environment,
             severity=incident.severity,
-            title=f"PAGE {number}: {incident.title}"[:200],
+            title=f"PAGE {page.page}: {incident.title}"[:200],
             message=(
                 f"Incident {incident.incident_id} ({incident.severity.value}) is not acknowledged. "
                 f"Acknowledge: deployguard incidents ack {incident.incident_id} --by NAME"
             ),
-            at=at,
+            at=page.at,
             details={
                 "kind": "page",
                 "incident_id": incident.incident_id,
-                "escalation_policy": policy,
-                "escalation_step": step,
-                "page": number,
-                "routes": routes,
+                "escalation_policy": page.policy,
+                "escalation_step": page.step,
+                "page": page.page,
+                "routes": page.routes,
                 "rules": incident.rules,
             },
         )
         try:  # through the outbox: once recorded, it goes out (now, or at the minute tick if SNS refuses it)
             outbox.announce(self.incidents.deployments, self.publisher, event, actor=ACTOR)
-        except Exception:  # not recorded: the page is given back, and the next tick pages it again
-            logger.exception("page not recorded: released", extra={"incident_id": incident_id, "page": number})
-            self._release(incident_id, claimed[0], at)
+        except Exception:  # maybe not recorded: the claim stays, and the next tick sends it (same id and time)
+            logger.exception("page not recorded: sent again at the next tick",
+                             extra={"incident_id": incident.incident_id, "page": page.page})  # fmt: skip
             return None
-        self.incidents.deployments.audit(
+        self.incidents.deployments.audit_once(
             incident.deployment_id,
+            page.event_id,
+            page.at,
             "incident_paged",
             ACTOR,
-            f"page {number} of incident {incident.incident_id}: " + ", ".join(routes),
+            f"page {page.page} of incident {incident.incident_id}: " + ", ".join(page.routes),
             incident_id=incident.incident_id,
-            policy=policy,
-            step=step,
-            routes=routes,
-            event_id=event.event_id,
-        )
-        return Page(
-            incident_id=incident.incident_id,
-            deployment_id=incident.deployment_id,
-            policy=policy,
-            step=step,
-            routes=routes,
-            page_number=number,
-            event_id=event.event_id,
-            at=at,
+            policy=page.policy,
+            step=page.step,
+            routes=page.routes,
+            event_id=page.event_id,
         )
 
-    def _release(self, incident_id: str, claim: _Claim, at: datetime) -> None:
-        """Give back a page claimed at ``at`` and never recorded: the incident is due again as before."""
-
-        def release(incident: Incident) -> bool:
-            esc = incident.escalation
-            if esc.pages != claim.page or esc.last_paged_at != at:
-                return False  # acknowledged, or paged again meanwhile
-            esc.pages -= 1
-            esc.step, esc.next_at = claim.before.step, claim.before.next_at
-            esc.last_paged_at, esc.stopped_reason = claim.before.last_paged_at, claim.before.stopped_reason
-            incident.timeline = [
-                t for t in incident.timeline
-                if not (t.action == "paged" and t.at == at and t.details.get("page") == claim.page)
-            ]  # fmt: skip
+        def recorded(i: Incident) -> bool:
+            if i.escalation.claimed is None or i.escalation.claimed.event_id != page.event_id:
+                return False
+            i.escalation.claimed = None
             return True
 
         try:
-            self.incidents.update(incident_id, release)
-        except Exception:
-            logger.exception("page neither recorded nor given back", extra={"incident_id": incident_id})
+            self.incidents.update(incident.incident_id, recorded)
+        except Exception:  # the next tick finds the claim, and sends it again: recorded once, same id
+            logger.exception("page recorded, its claim not cleared", extra={"incident_id": incident.incident_id})
+        return Page(
+            incident_id=incident.incident_id,
+            deployment_id=incident.deployment_id,
+            policy=page.policy,
+            step=page.step,
+            routes=page.routes,
+            page_number=page.page,
+            event_id=page.event_id,
+            at=page.at,
+        )
 
 
-@dataclass(frozen=True)
-class _Before:
-    """The escalation as it was before a page was claimed."""
-
-    step: int
-    next_at: datetime | None
-    last_paged_at: datetime | None
-    stopped_reason: str | None
+def page_event_id(incident_id: str, policy: str, step: int, page: int) -> str:
+    """The id of a page's event, from what the page is: any retry of it records and publishes the same
+    event (the outbox records an id once, the router delivers an id once)."""
+    return "ev-" + hashlib.sha256(f"{incident_id}#page#{policy}#{step}#{page}".encode()).hexdigest()[:24]
 
 
-@dataclass(frozen=True)
-class _Claim:
-    step: int
-    routes: list[str]
-    page: int
-    policy: str
-    before: _Before
+def deployment_rolled_back(incidents: IncidentRepository, deployment_id: str) -> bool:
+    """Whether the deployment ended rolled back (its new version takes no traffic): its incidents page
+    no more."""
+    deployment = incidents.deployments.find_deployment(deployment_id)
+    return deployment is not None and deployment.status == DeploymentStatus.ROLLED_BACK
 
 
 def _due(incident: Incident, at: datetime) -> bool:

@@ -23,6 +23,20 @@ class TimelineEntry(Model):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class ClaimedPage(Model):
+    """A page claimed on the incident and not known to be recorded in the outbox yet: noted in the claim's
+    own write, cleared once the page's event is recorded. Found by a later tick (the claim's write was
+    answered with an error, or the page's record failed), the page is sent then, under the same event id
+    and time (recorded and delivered once), never skipped."""
+
+    page: int
+    step: int
+    policy: str
+    routes: list[str]
+    at: datetime
+    event_id: str
+
+
 class EscalationState(Model):
     policy: str | None = None
     step: int = Field(default=0, ge=0, description="index of the next step to page")
@@ -30,6 +44,7 @@ class EscalationState(Model):
     next_at: datetime | None = Field(default=None, description="when the next page is due (None: no more)")
     last_paged_at: datetime | None = None
     stopped_reason: str | None = None
+    claimed: ClaimedPage | None = Field(default=None, description="a page claimed, not yet known recorded")
 
 
 class PendingAnnouncement(Model):

@@ -120,17 +120,26 @@ class IncidentService:
                 incident.rules.append(alert.rule)
             if not alert.auto_resolve:
                 incident.auto_resolve = False
-            if alert.severity.rank > incident.severity.rank:
+            more_severe = alert.severity.rank > incident.severity.rank
+            if more_severe:
                 incident.severity = alert.severity
                 upgraded.append(f"severity {alert.severity.value}")
             new_policy = alert.escalation_policy
+            esc = incident.escalation
             if (
                 new_policy
-                and new_policy != incident.escalation.policy
+                and new_policy != esc.policy
                 and incident.status == IncidentStatus.OPEN
-                and (incident.escalation.policy is None or alert.severity.rank >= incident.severity.rank)
-            ):
-                incident.escalation = EscalationState(policy=new_policy, next_at=now)
+                and (esc.policy is None or more_severe)
+            ):  # only a strictly more severe alert changes the policy: it goes on from the step reached, now
+                incident.escalation = EscalationState(
+                    policy=new_policy,
+                    step=esc.step,
+                    pages=esc.pages,
+                    next_at=now,
+                    last_paged_at=esc.last_paged_at,
+                    claimed=esc.claimed,
+                )
                 upgraded.append(f"escalation {new_policy}")
             incident.timeline.append(
                 TimelineEntry(at=now, action="alert_joined", actor=ACTOR, notes=alert.message, details=_ref(alert))
@@ -167,6 +176,8 @@ class IncidentService:
         now = clock.now()
 
         def change(incident: Incident) -> bool:
+            if incident.status == IncidentStatus.ACKNOWLEDGED and incident.acknowledged_by == by:
+                return False  # acknowledged by them already (a retry after an error): done
             if incident.status != IncidentStatus.OPEN:
                 raise IncidentStateError(f"incident {incident.incident_id} is {incident.status.value}, not open")
             incident.status = IncidentStatus.ACKNOWLEDGED
@@ -180,7 +191,17 @@ class IncidentService:
                   time_to_acknowledge_seconds=incident.time_to_acknowledge_seconds)  # fmt: skip
             return True
 
-        incident, _ = self.incidents.update(incident_id, change)
+        try:
+            incident, written = self.incidents.update(incident_id, change)
+            if not written:  # theirs already: its announcement, if still noted, is the minute tick's
+                return incident
+        except IncidentStateError:
+            raise
+        except Exception:  # the write may have landed (answered 500, then throttled): read it back
+            stored = self.incidents.find(incident_id)
+            if stored is None or stored.acknowledged_by != by or stored.acknowledged_at != now:
+                raise
+            incident = stored
         return self._announce_noted(incident)
 
     def resolve(self, incident_id: str, by: str, notes: str = "", *, automatic: bool = False) -> Incident:
