@@ -215,7 +215,8 @@ def builtin_demo(aws: EmbeddedAws, out: TextIO) -> list[RolloutResult]:
             aws, "regression-midway", "payments-api", regressing, bad_versions, out,
             about="The same canary, but the new version starts failing 8% of its requests at minute 5. The judge's "
             "failing verdict raises the canary-issue alert; its automatic remediation puts the alias back at 100% of "
-            "the stable version, incidents open and page until a person acknowledges them.",
+            "the stable version; incidents open, and since the release is rolled back their escalation stops paging "
+            "(PagerDuty stays resolved) until a person acknowledges and resolves them.",
         )
     )  # fmt: skip
     regression = results[-1].deployment
@@ -335,8 +336,9 @@ def _codedeploy_outcome(
 
 
 def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None:
-    """What follows the regression: its incidents page until a person acknowledges them
-    from the CLI, then the person resolves them; every step lands in the audit trail."""
+    """What follows the regression: its incidents stay open, their escalation stopped by the rollback (no page
+    re-opens what the rollback resolved at PagerDuty), until a person acknowledges them from the CLI and resolves
+    them; every step lands in the audit trail."""
     from deployguard.workflows import runtime
     from deployguard_local import incidents_cli
 
@@ -354,10 +356,12 @@ def incident_followup(aws: EmbeddedAws, deployment_id: str, out: TextIO) -> None
     out.write(f"\n== Incidents of {deployment_id} (deployguard incidents list)\n")
     out.flush()
     incidents_cli.main(["list"])
-    out.write("\n== Nobody answers: two minutes later escalation pages its next step\n")
+    out.write("\n== Nobody answers for two minutes: the release is rolled back, so escalation pages no one\n")
     aws.clock.advance(120)
-    for page in engine.on_tick().pages:
+    pages = engine.on_tick().pages
+    for page in pages:
         out.write(f"   page {page.page_number} of {page.incident_id}: {', '.join(page.routes)}\n")
+    out.write(f"   {len(pages)} pages: each incident's escalation stopped when its deployment was rolled back\n")
     what_followed()
     out.write("\n== The on-call engineer acknowledges (deployguard incidents ack ID --by alice)\n")
     out.flush()
