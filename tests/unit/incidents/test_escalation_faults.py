@@ -200,3 +200,51 @@ def _roll_back(repo: Any) -> None:
     deployment = repo.get_deployment("dg-1")
     deployment.status = DeploymentStatus.ROLLED_BACK
     repo.save_deployment(deployment)
+
+
+def test_a_live_releases_alert_joining_a_rolled_back_ones_incident_resumes_escalation(
+    repo: Any, publisher: Any, sim_clock: Any
+) -> None:
+    """Grouped without the deployment (service, environment, group): dg-1's canary opened the incident and was
+    rolled back, which stopped its escalation; dg-2, live, then alerts into the same incident: it pages again."""
+    target = LambdaTarget(function_name="checkout-api", alias="live", stable_version="1", new_version="2")
+    for deployment_id in ("dg-1", "dg-2"):
+        repo.create_deployment(Deployment(deployment_id=deployment_id, service="checkout-api", environment="production",
+                                          version="2", target=target, status=DeploymentStatus.IN_PROGRESS))  # fmt: skip
+    engine = AlertEngine(AlertingSettings.model_validate({"remediation": {"plans": []}}), repo, publisher)
+    incident, _ = engine.incidents.open_or_join(_alert(grouping_key="checkout-api#production#canary"))
+    engine.on_tick()  # page 1
+    _roll_back(repo)
+    sim_clock.advance(120)
+    engine.on_tick()  # the rollback stops it
+    assert engine.incident_store.get(incident.incident_id).escalation.stopped_reason == "deployment dg-1 rolled back"
+    sim_clock.advance(60)
+    joined, _ = engine.incidents.open_or_join(
+        _alert(grouping_key="checkout-api#production#canary", deployment_id="dg-2", alert_id="al-2")
+    )
+    assert joined.incident_id == incident.incident_id and joined.latest_deployment_id == "dg-2"
+    engine.on_tick()
+    assert [n for n, _, _ in _pages(publisher)] == [1, 2]  # goes on from the step reached, for dg-2
+
+
+def test_a_person_escalates_an_incident_the_rollback_quieted(repo: Any, publisher: Any, sim_clock: Any) -> None:
+    """The rollback stopped the automatic pages; a person asking for the next step still gets it."""
+    target = LambdaTarget(function_name="checkout-api", alias="live", stable_version="1", new_version="2")
+    repo.create_deployment(Deployment(deployment_id="dg-1", service="checkout-api", environment="production",
+                                      version="2", target=target, status=DeploymentStatus.IN_PROGRESS))  # fmt: skip
+    engine = AlertEngine(AlertingSettings.model_validate({"remediation": {"plans": []}}), repo, publisher)
+    incident, _ = engine.incidents.open_or_join(_alert())
+    engine.on_tick()  # page 1
+    _roll_back(repo)
+    sim_clock.advance(120)
+    engine.on_tick()  # stopped
+    from deployguard.config import DeployGuardConfig
+    from deployguard.readmodels.deployments import DeploymentReader
+    from deployguard.workflows.console import OperationsConsole
+    from deployguard.workflows.control import CanaryControlService
+
+    control = CanaryControlService(DeployGuardConfig.model_validate({}), repo, publisher)
+    console = OperationsConsole(DeploymentReader(repo), control, engine)
+    result = console.escalate(incident.incident_id, "alice", "need the database team")
+    assert result.page is not None and result.page.page_number == 2
+    assert [n for n, _, _ in _pages(publisher)] == [1, 2]

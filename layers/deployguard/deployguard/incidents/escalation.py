@@ -72,7 +72,7 @@ class Escalator:
                     pages.append(page)
         return pages
 
-    def page_if_due(self, incident_id: str, now: datetime | None = None) -> Page | None:
+    def page_if_due(self, incident_id: str, now: datetime | None = None, *, by_person: bool = False) -> Page | None:
         """Claim the incident's next page if due and send it; or send the page claimed earlier and not
         known recorded (sent late, under its own event id and time: recorded and delivered once).
 
@@ -84,15 +84,19 @@ class Escalator:
 
         No page goes out for an incident whose deployment was rolled back (PagerDuty resolved its key on
         ``rollback.completed``; a page would open it again): its escalation stops (a page claimed before
-        and not recorded is withdrawn); the incident stays open, quiet, for a person to resolve."""
+        and not recorded is withdrawn); the incident stays open, quiet, for a person to resolve. A person's
+        escalation (``by_person``: the console's or CLI's escalate) pages all the same."""
         at = now or clock.now()
         outcome: list[ClaimedPage] = []
         ended: dict[str, bool] = {}
 
         def rolled_back(incident: Incident) -> bool:
-            if incident.deployment_id not in ended:
-                ended[incident.deployment_id] = deployment_rolled_back(self.incidents, incident.deployment_id)
-            return ended[incident.deployment_id]
+            if by_person:
+                return False
+            about = incident.latest_deployment_id or incident.deployment_id
+            if about not in ended:
+                ended[about] = deployment_rolled_back(self.incidents, about)
+            return ended[about]
 
         def claim(incident: Incident) -> bool:
             outcome.clear()
@@ -113,7 +117,9 @@ class Escalator:
             assert esc.policy is not None
             if rolled_back(incident):
                 esc.next_at = None
-                esc.stopped_reason = f"deployment {incident.deployment_id} rolled back"
+                esc.stopped_reason = (
+                    f"deployment {incident.latest_deployment_id or incident.deployment_id} {ROLLED_BACK_STOP}"
+                )
                 incident.timeline.append(
                     TimelineEntry(at=at, action="escalation_stopped", actor=ACTOR, notes=esc.stopped_reason)
                 )
@@ -236,6 +242,14 @@ class Escalator:
             event_id=page.event_id,
             at=page.at,
         )
+
+
+ROLLED_BACK_STOP = "rolled back"  # how a stop for a rollback ends (a later alert or a person resumes it)
+
+
+def stopped_for_rollback(incident: Incident) -> bool:
+    reason = incident.escalation.stopped_reason or ""
+    return reason.startswith("deployment ") and reason.endswith(f" {ROLLED_BACK_STOP}")
 
 
 def page_event_id(incident_id: str, policy: str, step: int, page: int) -> str:

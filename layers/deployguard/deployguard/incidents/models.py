@@ -70,6 +70,11 @@ class Incident(Model):
     key: str = Field(description="grouping key: one open incident per key")
     group: str
     deployment_id: str
+    latest_deployment_id: str | None = Field(
+        default=None,
+        description="the deployment of the latest alert that joined, when another than deployment_id (a grouping "
+        "without the deployment): its rollback, not the first one's, stops the escalation",
+    )
     service: str
     environment: str
     version: str

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
 from deployguard.exceptions import ConflictError, IncidentStateError, NotFoundError
+from deployguard.incidents.escalation import stopped_for_rollback
 from deployguard.incidents.models import (
     EscalationState,
     Incident,
@@ -114,6 +115,13 @@ class IncidentService:
                 return False
             incident.alert_count += 1
             incident.alert_ids = [*incident.alert_ids, alert.alert_id][-keep:]
+            if alert.deployment_id != (incident.latest_deployment_id or incident.deployment_id):
+                # another deployment's alert (a grouping without the deployment): its release is live, so an
+                # escalation the first one's rollback stopped goes on from the step reached
+                incident.latest_deployment_id = alert.deployment_id
+                if stopped_for_rollback(incident) and incident.status == IncidentStatus.OPEN:
+                    incident.escalation.next_at, incident.escalation.stopped_reason = now, None
+                    upgraded.append(f"escalation resumed for {alert.deployment_id}")
             incident.last_alert_at = now
             incident.condition_clear_since = None
             if alert.rule not in incident.rules:

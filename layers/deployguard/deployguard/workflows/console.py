@@ -16,7 +16,7 @@ from pydantic import Field
 from deployguard import clock
 from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter
 from deployguard.exceptions import ForbiddenError, IncidentStateError, NotAuthorizedError, TrafficShiftError
-from deployguard.incidents.escalation import Page
+from deployguard.incidents.escalation import Page, stopped_for_rollback
 from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
 from deployguard.models import Assessment, Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Model, VerdictReason
 from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
@@ -157,7 +157,9 @@ class OperationsConsole:
                 raise IncidentStateError(
                     f"incident {incident.incident_id} is {incident.status.value}: only an open incident escalates"
                 )
-            if incident.escalation.policy is None or incident.escalation.next_at is None:
+            if incident.escalation.policy is not None and stopped_for_rollback(incident):
+                incident.escalation.stopped_reason = None  # a person asks for the next page: it goes out
+            elif incident.escalation.policy is None or incident.escalation.next_at is None:
                 raise IncidentStateError(
                     f"incident {incident.incident_id} has no escalation step left "
                     f"({incident.escalation.stopped_reason or 'no escalation policy'})"
@@ -170,7 +172,7 @@ class OperationsConsole:
         self.alerts.repository.audit(
             incident.deployment_id, "incident_escalated", actor, notes or "escalated", incident_id=incident_id
         )
-        page = self.alerts.escalator.page_if_due(incident_id, now)
+        page = self.alerts.escalator.page_if_due(incident_id, now, by_person=True)
         return EscalationOutcome(incident=self.alerts.incident_store.get(incident_id), page=page)
 
 
