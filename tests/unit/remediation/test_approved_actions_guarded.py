@@ -286,6 +286,38 @@ def test_an_approved_action_not_done_by_its_deadline_pages(repo: Any, publisher:
     assert _alias() == (v1, {v2: 0.25})
 
 
+def test_a_give_up_page_that_cannot_be_recorded_is_sent_by_the_next_tick(
+    repo: Any, publisher: Any, sim_clock: Any
+) -> None:
+    """The page first, then the approval ended: a page whose record fails (DynamoDB throttled for good) leaves
+    the approval approved and the tick running; the next tick gives up again and pages, once."""
+    v1, v2 = make_function("checkout-api")
+    d1 = _deployment(repo, "dg-1", v1, v2)
+    engine = _engine(repo, publisher, approval_ttl_seconds=120)
+    approval = _ask_rollback(engine, d1)
+    engine.decide(approval.approval_id, "bob", approve=True)
+    assert repo.claim_once(LOCK, "lambda:checkout-api", timedelta(hours=1), holder="someone-else")
+    sim_clock.advance(121)
+    faults = FaultInjector(sim_clock)
+    faults.install(["dynamodb"])
+    try:
+        faults.on(
+            "dynamodb", None, [], then="throttle", when=lambda r: b"approved_remediation_failed" in (r.body or b"")
+        )
+        engine.on_tick()  # does not raise: the approval's failure is its own
+    finally:
+        faults.uninstall()
+    assert _pages(publisher) == []
+    assert engine.remediation.store.approval(approval.approval_id).status == ApprovalStatus.APPROVED
+
+    sim_clock.advance(60)
+    engine.on_tick()
+    engine.on_tick()
+    [page] = _pages(publisher)
+    assert "not done by" in page.message
+    assert engine.remediation.store.approval(approval.approval_id).status == ApprovalStatus.EXECUTED
+
+
 # --- 3. acknowledgement keeps automation on
 
 

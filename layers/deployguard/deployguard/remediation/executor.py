@@ -24,6 +24,7 @@ paged (:attr:`RemediationExecutor.page_unconfirmed`, the engine's escalation rou
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -487,61 +488,68 @@ class RemediationExecutor:
         when it no longer applies). One that failed stays approved and runs again at the next tick while
         attempts remain; when they are spent, or it is still not done ``approval_ttl_seconds`` after the
         approval, it ends and a person is paged (:meth:`_page_unconfirmed`)."""
-        results = []
+        results: list[RemediationResult] = []
         now = clock.now()
         for approval in self.store.open_approvals():
             if only is not None and approval.approval_id != only:
                 continue
-            if approval.task_token and approval.status == ApprovalStatus.APPROVED:
-                continue  # its state machine runs it
-            if approval.status == ApprovalStatus.PENDING and now >= approval.expires_at_time:
-                approval.status = ApprovalStatus.EXPIRED
-                self.store.save_approval(approval)
-                continue
-            if approval.status != ApprovalStatus.APPROVED:
-                continue
-            incident = incidents.get(approval.incident_id)
-            deployment = self.repository.find_deployment(approval.deployment_id)
-            if incident is None or deployment is None:
-                approval.status = ApprovalStatus.EXPIRED
-                approval.result = "incident or deployment no longer open"
-                self.store.save_approval(approval)
-                continue
-            if now >= (deadline := self._deadline(approval)):
-                self._give_up(
-                    approval, incident, f"not done by {deadline.isoformat()} ({approval.result or 'never ran'})"
-                )
-                continue
-            result = self.run(
-                incident,
-                deployment,
-                PlanStep(action=approval.action, mode="approval"),
-                actor=f"{ACTOR} (approved by {approval.decided_by})",
-                approved_by=approval.decided_by,
-                approval=approval,
-            )
-            if result.outcome in (Outcome.BUSY, Outcome.COOLDOWN):
-                continue  # try again at the next tick
-            results.append(result)
-            if result.details.get("stale"):
-                approval.status, approval.result = ApprovalStatus.EXPIRED, f"refused: {result.message}"
-                self.store.save_approval(approval)
-                continue
-            config = self.settings.actions.get(approval.action)
-            attempts = config.max_attempts if config is not None else 1
-            if result.outcome == Outcome.FAILED and (result.attempt or attempts) < attempts:
-                approval.result = (
-                    f"failed (attempt {result.attempt}/{attempts}): {result.message}; tried again at the next tick"
-                )
-                self.store.save_approval(approval)  # still approved: the next tick runs it again
-                continue
-            if result.outcome in (Outcome.FAILED, Outcome.EXHAUSTED):
-                self._give_up(approval, incident, f"{result.outcome.value}: {result.message}", result)
-                continue
-            approval.status = ApprovalStatus.EXECUTED
-            approval.result = f"{result.outcome.value}: {result.message}"
-            self.store.save_approval(approval)
+            try:
+                self._run_one(approval, incidents, now, results)
+            except Exception:  # one approval's failure is its own: it stays as stored, the next tick tries again
+                logger.exception("cannot run an approved action", extra={"approval_id": approval.approval_id})
         return results
+
+    def _run_one(
+        self, approval: Approval, incidents: dict[str, Incident], now: datetime, results: list[RemediationResult]
+    ) -> None:
+        """One open approval at a tick (:meth:`run_approved`)."""
+        if approval.task_token and approval.status == ApprovalStatus.APPROVED:
+            return  # its state machine runs it
+        if approval.status == ApprovalStatus.PENDING and now >= approval.expires_at_time:
+            approval.status = ApprovalStatus.EXPIRED
+            self.store.save_approval(approval)
+            return
+        if approval.status != ApprovalStatus.APPROVED:
+            return
+        incident = incidents.get(approval.incident_id)
+        deployment = self.repository.find_deployment(approval.deployment_id)
+        if incident is None or deployment is None:
+            approval.status = ApprovalStatus.EXPIRED
+            approval.result = "incident or deployment no longer open"
+            self.store.save_approval(approval)
+            return
+        if now >= (deadline := self._deadline(approval)):
+            self._give_up(approval, incident, f"not done by {deadline.isoformat()} ({approval.result or 'never ran'})")
+            return
+        result = self.run(
+            incident,
+            deployment,
+            PlanStep(action=approval.action, mode="approval"),
+            actor=f"{ACTOR} (approved by {approval.decided_by})",
+            approved_by=approval.decided_by,
+            approval=approval,
+        )
+        if result.outcome in (Outcome.BUSY, Outcome.COOLDOWN):
+            return  # try again at the next tick
+        results.append(result)
+        if result.details.get("stale"):
+            approval.status, approval.result = ApprovalStatus.EXPIRED, f"refused: {result.message}"
+            self.store.save_approval(approval)
+            return
+        config = self.settings.actions.get(approval.action)
+        attempts = config.max_attempts if config is not None else 1
+        if result.outcome == Outcome.FAILED and (result.attempt or attempts) < attempts:
+            approval.result = (
+                f"failed (attempt {result.attempt}/{attempts}): {result.message}; tried again at the next tick"
+            )
+            self.store.save_approval(approval)  # still approved: the next tick runs it again
+            return
+        if result.outcome in (Outcome.FAILED, Outcome.EXHAUSTED):
+            self._give_up(approval, incident, f"{result.outcome.value}: {result.message}", result)
+            return
+        approval.status = ApprovalStatus.EXECUTED
+        approval.result = f"{result.outcome.value}: {result.message}"
+        self.store.save_approval(approval)
 
     def _deadline(self, approval: Approval) -> datetime:
         """When an approved action that is still not done is given up (and a person paged)."""
@@ -597,10 +605,12 @@ class RemediationExecutor:
     def _give_up(
         self, approval: Approval, incident: Incident, why: str, result: RemediationResult | None = None
     ) -> None:
-        """An approved action that cannot be done: ended, and a person paged."""
+        """An approved action that cannot be done: a person paged, then the approval ended. The page goes first,
+        under an event id of its approval: if it cannot be recorded the approval stays approved, and the next
+        tick gives up again and pages under the same id (recorded and delivered once)."""
+        self._page_unconfirmed(incident, approval, why)
         approval.status, approval.result = ApprovalStatus.EXECUTED, why
         self.store.save_approval(approval)
-        self._page_unconfirmed(incident, approval, why)
 
     def _page_unconfirmed(self, incident: Incident, approval: Approval, why: str) -> None:
         """Page the incident's first escalation routes at once, as for an automatic rollback not confirmed."""
@@ -615,6 +625,7 @@ class RemediationExecutor:
             remediation_action=approval.action, target=approval.target, routes=routes,
         )  # fmt: skip
         event = DeploymentEvent(
+            event_id="ev-" + hashlib.sha256(f"approved-not-done#{approval.approval_id}".encode()).hexdigest()[:20],
             event_type=EventType.ALERT,
             deployment_id=incident.deployment_id,
             service=incident.service,
