@@ -327,25 +327,28 @@ class RemediationExecutor:
             failures=failures,
             routes=routes,
         )
+        self._page(
+            incident, f"Remediation stopped on {target}: a person is needed", text,
+            {"kind": "circuit_breaker_open", "target": target, "action": name, "failures": failures, "routes": routes},
+        )  # fmt: skip
+
+    def _page(self, incident: Incident, title: str, text: str, details: dict[str, object],
+              event_id: str | None = None) -> None:  # fmt: skip
+        """A critical page about an incident's remediation (its ``details`` name the routes), recorded in the
+        outbox and published (without a publisher, by the minute tick)."""
         event = DeploymentEvent(
+            **({"event_id": event_id} if event_id else {}),
             event_type=EventType.ALERT,
             deployment_id=incident.deployment_id,
             service=incident.service,
             version=incident.version,
             environment=incident.environment,
             severity=Severity.CRITICAL,
-            title=f"Remediation stopped on {target}: a person is needed",
+            title=title,
             message=text,
-            details={
-                "kind": "circuit_breaker_open",
-                "incident_id": incident.incident_id,
-                "target": target,
-                "action": name,
-                "failures": failures,
-                "routes": routes,
-            },
+            details={**details, "incident_id": incident.incident_id},
         )
-        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick
+        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
 
     # ------------------------------------------------------------------ approvals
 
@@ -624,26 +627,12 @@ class RemediationExecutor:
             incident_id=incident.incident_id, approval_id=approval.approval_id,
             remediation_action=approval.action, target=approval.target, routes=routes,
         )  # fmt: skip
-        event = DeploymentEvent(
+        self._page(
+            incident, f"Approved remediation not done: {approval.action} on {approval.target}", text,
+            {"kind": "approved_remediation_failed", "approval_id": approval.approval_id, "action": approval.action,
+             "target": approval.target, "routes": routes},
             event_id="ev-" + hashlib.sha256(f"approved-not-done#{approval.approval_id}".encode()).hexdigest()[:20],
-            event_type=EventType.ALERT,
-            deployment_id=incident.deployment_id,
-            service=incident.service,
-            version=incident.version,
-            environment=incident.environment,
-            severity=Severity.CRITICAL,
-            title=f"Approved remediation not done: {approval.action} on {approval.target}",
-            message=text,
-            details={
-                "kind": "approved_remediation_failed",
-                "incident_id": incident.incident_id,
-                "approval_id": approval.approval_id,
-                "action": approval.action,
-                "target": approval.target,
-                "routes": routes,
-            },
-        )
-        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)  # no publisher: the minute tick
+        )  # fmt: skip
 
 
 def _routed_versions(routing: str | None) -> frozenset[str]:
