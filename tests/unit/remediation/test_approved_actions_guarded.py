@@ -318,6 +318,23 @@ def test_a_give_up_page_that_cannot_be_recorded_is_sent_by_the_next_tick(
     assert engine.remediation.store.approval(approval.approval_id).status == ApprovalStatus.EXECUTED
 
 
+def test_an_approved_action_that_automation_may_no_longer_run_pages(repo: Any, publisher: Any, sim_clock: Any) -> None:
+    """Remediation was switched off between the approval and the tick: what a person approved is not done, and a
+    person is told at once (it used to end "executed: disabled" without a word)."""
+    v1, v2 = make_function("checkout-api")
+    d1 = _deployment(repo, "dg-1", v1, v2)
+    approval = _ask_rollback(_engine(repo, publisher), d1)
+    switched_off = _engine(repo, publisher, enabled=False)
+    switched_off.decide(approval.approval_id, "bob", approve=True)
+
+    switched_off.on_tick()
+
+    [page] = _pages(publisher)
+    assert "disabled" in page.message and page.details["approval_id"] == approval.approval_id
+    assert switched_off.remediation.store.approval(approval.approval_id).status == ApprovalStatus.EXECUTED
+    assert _alias() == (v1, {v2: 0.25})
+
+
 # --- 3. acknowledgement keeps automation on
 
 

@@ -547,7 +547,9 @@ class RemediationExecutor:
             )
             self.store.save_approval(approval)  # still approved: the next tick runs it again
             return
-        if result.outcome in (Outcome.FAILED, Outcome.EXHAUSTED):
+        if result.outcome not in (Outcome.SUCCEEDED, Outcome.NOOP, Outcome.DRY_RUN):
+            # failed for good, exhausted, blocked by the open breaker, disabled or refused since the approval:
+            # what a person approved is not done, so a person is told at once
             self._give_up(approval, incident, f"{result.outcome.value}: {result.message}", result)
             return
         approval.status = ApprovalStatus.EXECUTED
