@@ -155,6 +155,8 @@ def test_an_approval_of_a_deployment_that_ended_since_is_refused(repo: Any, publ
     assert result is not None and result.outcome == Outcome.REFUSED
     assert "ended (succeeded)" in result.message
     assert _alias() == (v2, {})
+    [page] = _pages(publisher)  # the person who approved it is told it will not be done
+    assert "refused" in page.message and "ended (succeeded)" in page.message
     assert engine.remediation.store.approval(approval.approval_id).status == ApprovalStatus.EXPIRED
 
 

@@ -536,6 +536,8 @@ class RemediationExecutor:
             return  # try again at the next tick
         results.append(result)
         if result.details.get("stale"):
+            # what a person approved will not be done (a canary promoted meanwhile may now serve everyone): told
+            self._page_unconfirmed(incident, approval, f"refused: {result.message}")
             approval.status, approval.result = ApprovalStatus.EXPIRED, f"refused: {result.message}"
             self.store.save_approval(approval)
             return
