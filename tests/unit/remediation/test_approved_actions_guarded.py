@@ -75,6 +75,16 @@ def _ask_rollback(engine: AlertEngine, d: Deployment) -> Approval:
     return approval
 
 
+def _approved(repo: Any, publisher: Any, **remediation: Any) -> tuple[str, str, AlertEngine, Approval]:
+    """checkout-api's canary dg-1 (25% on version 2) whose rollback bob approved; not run yet."""
+    v1, v2 = make_function("checkout-api")
+    d1 = _deployment(repo, "dg-1", v1, v2)
+    engine = _engine(repo, publisher, **remediation)
+    approval = _ask_rollback(engine, d1)
+    engine.decide(approval.approval_id, "bob", approve=True)
+    return v1, v2, engine, approval
+
+
 def _end(repo: Any, deployment_id: str, status: DeploymentStatus) -> None:
     def change(d: Deployment) -> None:
         d.status, d.ended_at = status, clock.now()
@@ -219,11 +229,7 @@ def test_an_approval_still_runs_when_nothing_changed(repo: Any, publisher: Any, 
 def test_an_approved_rollback_that_fails_once_is_retried_at_the_next_tick(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
-    engine = _engine(repo, publisher)
-    approval = _ask_rollback(engine, d1)
-    engine.decide(approval.approval_id, "bob", approve=True)
+    v1, v2, engine, approval = _approved(repo, publisher)
     with _lambda_faults(sim_clock) as faults:
         plan = faults.on("lambda", "UpdateAlias", [], then="throttle")  # every botocore attempt of one call
         [first] = _approved_tick(engine)
@@ -245,11 +251,7 @@ def test_an_approved_rollback_that_fails_once_is_retried_at_the_next_tick(
 def test_an_approved_rollback_that_keeps_failing_pages_when_its_attempts_are_spent(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
-    engine = _engine(repo, publisher)
-    approval = _ask_rollback(engine, d1)
-    engine.decide(approval.approval_id, "bob", approve=True)
+    _, _, engine, approval = _approved(repo, publisher)
     with _lambda_faults(sim_clock) as faults:
         faults.on("lambda", "UpdateAlias", [], then="throttle")
         outcomes, calls = [], []
@@ -270,11 +272,7 @@ def test_an_approved_rollback_that_keeps_failing_pages_when_its_attempts_are_spe
 
 
 def test_an_approved_action_not_done_by_its_deadline_pages(repo: Any, publisher: Any, sim_clock: Any) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
-    engine = _engine(repo, publisher, approval_ttl_seconds=120)
-    approval = _ask_rollback(engine, d1)
-    engine.decide(approval.approval_id, "bob", approve=True)
+    v1, v2, engine, approval = _approved(repo, publisher, approval_ttl_seconds=120)
     assert repo.claim_once(LOCK, "lambda:checkout-api", timedelta(hours=1), holder="someone-else")
 
     assert engine.on_tick().remediations == []  # busy: tried again at the next tick
@@ -293,11 +291,7 @@ def test_a_give_up_page_that_cannot_be_recorded_is_sent_by_the_next_tick(
 ) -> None:
     """The page first, then the approval ended: a page whose record fails (DynamoDB throttled for good) leaves
     the approval approved and the tick running; the next tick gives up again and pages, once."""
-    v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
-    engine = _engine(repo, publisher, approval_ttl_seconds=120)
-    approval = _ask_rollback(engine, d1)
-    engine.decide(approval.approval_id, "bob", approve=True)
+    _, _, engine, approval = _approved(repo, publisher, approval_ttl_seconds=120)
     assert repo.claim_once(LOCK, "lambda:checkout-api", timedelta(hours=1), holder="someone-else")
     sim_clock.advance(121)
     faults = FaultInjector(sim_clock)
