@@ -143,6 +143,27 @@ def test_a_strictly_more_severe_alert_goes_on_from_the_step_reached(repo: Any, p
     assert service.incidents.get(incident.incident_id).escalation.pages == 2
 
 
+def test_a_stricter_policy_with_fewer_steps_still_pages_its_routes(repo: Any, publisher: Any, sim_clock: Any) -> None:
+    """Two pages into a three-step policy, a critical alert brings a one-step policy without repeat: its routes
+    are paged once, not skipped as "every step paged"."""
+    settings = AlertingSettings.model_validate({"escalation": {"policies": {
+        "standard": {"steps": [{"routes": ["a"], "wait_seconds": 60}, {"routes": ["b"], "wait_seconds": 60},
+                           {"routes": ["c"], "wait_seconds": 60}]},
+        "emergency": {"steps": [{"routes": ["boss"], "wait_seconds": 60}], "repeat_every_seconds": None},
+    }}})  # fmt: skip
+    service = IncidentService(settings, IncidentRepository(repo), publisher)
+    escalator = Escalator(settings, service.incidents, publisher)
+    service.open_or_join(_alert("high-error-rate", "standard", severity=Severity.ERROR))
+    escalator.escalate_due()
+    sim_clock.advance(60)
+    escalator.escalate_due()
+    sim_clock.advance(10)
+    service.open_or_join(_alert("canary-issue", "emergency"))
+    escalator.escalate_due()
+    routes = [e.details["routes"] for e in publisher.events if e.details.get("kind") == "page"]
+    assert routes == [["a"], ["b"], ["boss"]]
+
+
 def test_an_acknowledgement_stored_but_reported_failed_is_taken_when_repeated(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:

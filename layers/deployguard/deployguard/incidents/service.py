@@ -140,9 +140,12 @@ class IncidentService:
                 and incident.status == IncidentStatus.OPEN
                 and (esc.policy is None or more_severe)
             ):  # only a strictly more severe alert changes the policy: it goes on from the step reached, now
+                # (at most its last step: a shorter policy still pages the stricter routes once)
+                stricter = self.settings.escalation.policies.get(new_policy)
+                last = len(stricter.steps) - 1 if stricter is not None and stricter.steps else esc.step
                 incident.escalation = EscalationState(
                     policy=new_policy,
-                    step=esc.step,
+                    step=min(esc.step, max(0, last)),
                     pages=esc.pages,
                     next_at=now,
                     last_paged_at=esc.last_paged_at,
