@@ -573,7 +573,7 @@ class RemediationExecutor:
             (asked is not None and not asked.is_terminal)
             or (asked is None and (current.ended_at is None or current.ended_at >= approval.requested_at))
         )
-        newer = self._newer(current)
+        newer = self.repository.superseding(current)
         if newer is not None:
             self.repository.audit(
                 newer.deployment_id, "stale_remediation_refused", ACTOR,
@@ -598,16 +598,6 @@ class RemediationExecutor:
         ):
             return f"the target no longer routes what was approved (then {approval.routing}, now {plan.routing})"
         return ""
-
-    def _newer(self, deployment: Deployment) -> Deployment | None:
-        """A deployment of the same service and environment that started after ``deployment``."""
-        newer = self.repository.superseding(deployment)
-        if newer is not None:
-            return newer
-        for newest in self.repository.deployments_of(deployment.service, deployment.environment, limit=1):
-            if newest.deployment_id != deployment.deployment_id and newest.started_at > deployment.started_at:
-                return newest
-        return None
 
     def _give_up(
         self, approval: Approval, incident: Incident, why: str, result: RemediationResult | None = None

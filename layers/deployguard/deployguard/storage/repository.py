@@ -484,12 +484,11 @@ class DeploymentRepository:
 
     def superseding(self, deployment: Deployment) -> Deployment | None:
         """The newest deployment of ``deployment``'s service and environment if it started after ``deployment``
-        ended (None while it has not ended, or when nothing started since): its alias or task sets are that
-        later deployment's now, never to be put back under it."""
-        if deployment.ended_at is None:
-            return None
+        ended (after it started, while it has not ended; None when nothing started since): its alias or task
+        sets are that later deployment's now, never to be put back under it."""
+        since = deployment.ended_at or deployment.started_at
         for newest in self.deployments_of(deployment.service, deployment.environment, limit=1):
-            if newest.deployment_id != deployment.deployment_id and newest.started_at > deployment.ended_at:
+            if newest.deployment_id != deployment.deployment_id and newest.started_at > since:
                 return newest
         return None
 

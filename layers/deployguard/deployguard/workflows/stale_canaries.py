@@ -172,15 +172,6 @@ def check_executions(
     return run
 
 
-def _superseded_by(repository: DeploymentRepository, deployment: Deployment) -> str:
-    """A later deployment of the same service and environment that started after this one: the traffic may be
-    its own now, never put back under it ("" when none)."""
-    for newest in repository.deployments_of(deployment.service, deployment.environment, limit=1):
-        if newest.deployment_id != deployment.deployment_id and newest.started_at > deployment.started_at:
-            return newest.deployment_id
-    return ""
-
-
 @dataclass(frozen=True)
 class _Ending:
     """How a stale canary's record is ended: what the execution's own end (or its traffic) says."""
@@ -247,10 +238,10 @@ def _end(
     target = deployment.target
     if not isinstance(target, LambdaTarget):
         return False
-    newer = _superseded_by(repository, deployment)
+    newer = repository.superseding(deployment)
     promoted = False
-    if newer:
-        outcome = f"traffic left to the later deployment {newer}"
+    if newer is not None:
+        outcome = f"traffic left to the later deployment {newer.deployment_id}"
     else:
         shifter = LambdaTrafficShifter(target)
         alias = shifter.current()
