@@ -520,7 +520,7 @@ class CanaryController:
         alias that still routes exactly what this task itself set (``own``) is this task's to put back."""
         if own is not None and alias == own:
             return ""
-        if deployment is not None:
+        if deployment is not None and deployment.ended_at is not None:  # a running canary's alias is its own
             newer = self.repository.superseding(deployment)
             if newer is not None:
                 return (
