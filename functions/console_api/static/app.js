@@ -129,6 +129,21 @@ function verbsFor(deployment) {
   return verbs;
 }
 
+// CodeDeploy moves a CodeDeploy-driven deployment's traffic: abort is StopDeployment with rollback, promote is
+// ContinueDeployment; an ECS service's traffic is its task sets', not an alias
+const CODEDEPLOY_VERBS = {
+  abort: (ecs) => (ecs
+    ? "Roll back now: CodeDeploy stops the deployment with rollback and production traffic goes back to the blue (stable) task set."
+    : "Roll back now: CodeDeploy stops the deployment with rollback and the alias goes back to 100% of the stable version."),
+  promote: () => "Continue the CodeDeploy deployment (ContinueDeployment): a blue/green deployment waiting to reroute traffic moves production to the new version.",
+};
+
+const verbText = (deployment, verb) => (deployment.driver === "codedeploy" && CODEDEPLOY_VERBS[verb]
+  ? CODEDEPLOY_VERBS[verb](deployment.target.kind === "ecs") : VERBS[verb].text);
+
+// an ECS task definition ARN as the ECS console names it (family:revision; deployguard.aws.ecs.family_revision)
+const familyRevision = (taskDefinition) => taskDefinition.split("/").pop();
+
 function controlButtons(deployment) {
   const name = `${deployment.service} ${deployment.version}`;
   return verbsFor(deployment).map((verb) => h("button", {
@@ -139,7 +154,7 @@ function controlButtons(deployment) {
     "aria-label": `${VERBS[verb].label} ${name}`,
     onclick: () => confirmAction({
       title: `${VERBS[verb].label}: ${name}`,
-      text: VERBS[verb].text,
+      text: verbText(deployment, verb),
       danger: VERBS[verb].danger,
       run: async (reason) => {
         const out = await api(`/api/deployments/${encodeURIComponent(deployment.deployment_id)}/control/${verb}`,
@@ -260,14 +275,24 @@ async function showServices() {
       // the version the alias routes to now (GetAlias, read by the API): sent back as from_version, so a repeat
       // changes nothing; when the alias cannot be read the page says so and offers no rollback from a guess
       const unknown = s.live_version_source === "unavailable";
+      const ecs = Boolean(d) && d.target.kind === "ecs";
       const live = s.live_version || "-";
-      const shown = unknown ? `unknown: ${s.live_version_note}` : s.live_version_note ? `${live} (${s.live_version_note})` : live;
+      // an ECS service's live version is a task definition: family:revision, its ARN on hover
+      const named = ecs && s.live_version ? familyRevision(live) : live;
+      const shown = unknown ? `unknown: ${s.live_version_note}` : s.live_version_note ? `${named} (${s.live_version_note})` : named;
+      // why the button is greyed out, said on it and (for ECS, which a person may not expect) beside it
+      const why = !can ? writeHint()
+        : ecs ? "Emergency rollback moves Lambda aliases: for an ECS service, abort its CodeDeploy deployment (stop with rollback: production goes back to the blue task set)"
+          : !lambda ? "Emergency rollback moves Lambda aliases: this service has no Lambda deployment"
+            : unknown || !s.live_version ? "The live version cannot be read: no rollback from a guess" : "";
+      const hintId = `rollback-why-${s.service}`;
       return h("tr", {},
         h("td", {}, s.service), h("td", {}, s.environment),
         h("td", {}, d ? h("a", { href: `#/deployments/${encodeURIComponent(d.deployment_id)}` }, `${d.deployment_id} `) : "-", d ? badge(d.status) : ""),
-        h("td", {}, shown),
+        h("td", ecs && s.live_version ? { title: live } : {}, shown),
         h("td", {}, h("button", {
           type: "button", class: "danger", disabled: !can || !lambda || unknown || !s.live_version,
+          title: why || undefined, "aria-describedby": ecs ? hintId : undefined,
           "aria-label": `Emergency rollback of ${s.service}`,
           onclick: () => confirmAction({
             title: `Emergency rollback: ${s.service}`,
@@ -281,7 +306,7 @@ async function showServices() {
               return `Emergency rollback of ${s.service}: ${out.message}`;
             },
           }),
-        }, "Emergency rollback")));
+        }, "Emergency rollback"), ecs ? h("div", { class: "hint", id: hintId }, why) : null));
     }))));
 }
 
@@ -377,6 +402,7 @@ async function refresh(moveFocus) {
     if (state.view === "deployment") await showDeployment(state.deploymentId);
     else await VIEWS[state.view]();
     if (moveFocus) { const title = document.querySelector(`#view-${state.view} h2`); if (title) { title.tabIndex = -1; title.focus(); } }
+    if ($("status").textContent.startsWith("Could not load")) say("");  // loaded again: the failure is over
   } catch (error) {
     if (error.message !== "unauthorised") say(`Could not load: ${error.message}`);
   }

@@ -204,17 +204,21 @@ def test_ecs_hooks(
     )
     outcome = _hook(publisher, config).handle(_event(deployment_id, execution), lambda: 30_000)
     expected_event = "AfterAllowTraffic" if phase == "post_traffic" else hook
-    assert (outcome.phase, outcome.status, outcome.lifecycle_event) == (phase, "Succeeded", expected_event)
+    # green with all of production but no RequestCount on either target group: missing evidence, Failed
+    expected_status = "Failed" if phase == "post_traffic" else "Succeeded"
+    assert (outcome.phase, outcome.status, outcome.lifecycle_event) == (phase, expected_status, expected_event)
     assert ledger.calls_for(execution) == 1
     record = DeploymentRepository(TABLE).get_deployment(deployment_id)
     assert record.strategy == "blue_green" and record.version == "shop:2"  # family:revision of the new task definition
     assert isinstance(record.target, EcsTarget)
     assert (record.target.cluster, record.target.service) == ("main", "shop")  # from the group's ecsServices
     assert record.target.new_target_group.startswith("targetgroup/shop-green/")
-    if phase == "post_traffic":  # no traffic yet: the judge has no evidence, which alone does not fail
+    if (
+        phase == "post_traffic"
+    ):  # no request on either target group (tests/integration/codedeploy/test_ecs_hook_evidence.py)
         assert record.canary_weight == 1.0 and "judge inconclusive" in outcome.reason
-        warned = [e for e in publisher.events if e.event_type == EventType.VALIDATION_WARNED]
-        assert len(warned) == 1 and "no evidence" in warned[0].message
+        assert "requests: missing evidence: green (targetgroup/shop-green/" in outcome.reason
+        assert [e.event_type for e in publisher.events] == [EventType.VALIDATION_FAILED]
 
 
 def test_simulated_canary_rollout_calls_the_hook_twice_and_the_traffic_each_minute(

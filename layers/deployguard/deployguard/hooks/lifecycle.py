@@ -80,6 +80,8 @@ from deployguard.models import (
     EventType,
     HealthStatus,
     LambdaTarget,
+    MetricKind,
+    MetricSpec,
     Model,
     Phase,
     PhaseChange,
@@ -104,6 +106,7 @@ REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to 
 VERDICT_RETRY = timedelta(hours=24)  # a Failed verdict whose recording keeps failing is given up after this
 FINISH_RESERVE_SECONDS = 10.0  # finish_verdicts starts no verdict with less of the invocation left
 EVENT_REREAD_PAUSES = (1.0, 2.0)  # ECS: GetDeploymentTarget read again after these when it names no hook
+SILENT_MIN_EXPECTED = 5.0  # requests expected on the new version before none of them is missing evidence (P 0.7%)
 ANSWERED = ("accepted", "already_completed")  # the answer marker's outcomes that mean CodeDeploy has a status
 __all__ = ["HOOK_KIND", "HookEvent", "HookOutcome", "LifecycleHook", "answer_without_setup"]
 logger = logging.getLogger(__name__)
@@ -421,6 +424,10 @@ class LifecycleHook:
         # missing evidence of a guarded metric (CloudWatch errors, gaps) never lets a release through,
         # whatever fail_post_traffic_on_inconclusive says: that setting is about too little traffic
         missing = None if failing else _missing_evidence(window, judge_settings, verdict)
+        if not failing and not missing and verdict.decision == Decision.INCONCLUSIVE:
+            missing = self._silent_new_version(
+                deployment, window, window_start, service.hooks.post_traffic_window_seconds
+            )
         if missing:
             judged = f"judge {verdict.decision.value} (health {health.value})"  # its summary: what is missing
             return "Failed", f"{summary}; missing evidence, failing closed: {missing}; {judged}", results, warning
@@ -433,6 +440,68 @@ class LifecycleHook:
             )
             warning = f"{warning}; {no_evidence}" if warning else no_evidence
         return status, f"{summary}; {judged}", results, warning
+
+    def _silent_new_version(
+        self, deployment: Deployment, window: CanaryWindow, window_start: datetime, lookback_seconds: int
+    ) -> str | None:
+        """At AfterAllowTraffic the new version serves production (its weight above 0) but its count (ECS:
+        ``RequestCount`` of green's target group, Lambda: ``Invocations`` of the new version) shows no request
+        in the window: missing evidence when the stable version had traffic, in the window or in as long
+        before it. For ECS no request on either target group is missing evidence too (the load balancer
+        publishes nothing to tell green serves production); a Lambda function without traffic on either
+        version stays "too little traffic" (``hooks.fail_post_traffic_on_inconclusive``). None otherwise."""
+        weight = deployment.canary_weight or 0.0
+        count = next((m for m in window.metrics if m.spec.kind == MetricKind.COUNT), None)
+        if weight <= 0.0 or count is None or any(g.version == "canary" for g in count.gaps):
+            return None  # no weight, no count, or a count CloudWatch did not return (_missing_evidence's)
+        if sum(v for v in count.canary if v):
+            return None
+        target = deployment.target
+        ecs = isinstance(target, EcsTarget)
+        if isinstance(target, EcsTarget):
+            new = f"green ({target.new_target_group or 'its target group'})"
+            old = f"blue ({target.stable_target_group or 'its target group'})"
+        else:
+            new, old = f"version {target.new_version}", f"version {target.stable_version}"
+        metric = f"{count.spec.namespace}/{count.spec.name}"
+        served = (f"{count.spec.id}: missing evidence: {new} has {weight:.0%} of production traffic but no "
+                  f"{metric} in the window's {len(count.canary)} periods")  # fmt: skip
+        periods = len(count.canary)
+        in_window = sum(v for v in count.baseline if v)
+        before, unread = 0.0, None
+        if not in_window:
+            before, unread = self._baseline_before(deployment, count.spec, window_start, lookback_seconds)
+        if in_window or before:
+            # the new version's share of the stable version's rate over the window (a low estimate in the window,
+            # where the stable version had only the rest of the traffic); too few expected to miss: too little traffic
+            stable_periods = periods if in_window else max(1, lookback_seconds // window.interval_seconds)
+            expected = (in_window or before) / stable_periods * weight * periods
+            if expected < SILENT_MIN_EXPECTED:
+                return None
+            had = f"{in_window:g} in them" if in_window else f"{before:g} in the {lookback_seconds // 60} min before it"
+            return f"{served} (about {expected:.0f} expected), while {old} had {had}"
+        if unread:
+            return f"{served}, and {old}'s {metric} before the window could not be read ({unread})"
+        if ecs:
+            return (f"{served}, nor {old} in it or in the {lookback_seconds // 60} min before: the load "
+                    f"balancer published no {metric} for either target group, so nothing shows green serves "
+                    "production")  # fmt: skip
+        return None  # a Lambda function with no traffic on either version: too little traffic, as documented
+
+    def _baseline_before(
+        self, deployment: Deployment, spec: MetricSpec, window_start: datetime, lookback_seconds: int
+    ) -> tuple[float, str | None]:
+        """The stable version's total of ``spec`` in the ``lookback_seconds`` before ``window_start``, and why
+        CloudWatch did not return it (None when it did)."""
+        from deployguard.aws.cloudwatch import MetricsReader
+
+        service = self.config.service(deployment.service)
+        earlier = deployment.model_copy(update={"started_at": window_start - timedelta(seconds=lookback_seconds)})
+        before = MetricsReader().canary_windows([(earlier, [spec])], window_start,
+                                                service.canary.assessment_interval_seconds)  # fmt: skip
+        metric = before[deployment.deployment_id].metrics[0]
+        gaps = [g.reason for g in metric.gaps if g.version == "baseline"]
+        return sum(v for v in metric.baseline if v), "; ".join(gaps) or None
 
     # ------------------------------------------------------------------ duplicates and malformed events
 

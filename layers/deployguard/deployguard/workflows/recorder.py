@@ -198,6 +198,15 @@ class RecordOutcome:
         return deployment_statistics(self.status, self.duration_seconds)
 
 
+def _ended_reason(kept: str | None, marker: str, error_message: str | None) -> str:
+    """Why a CodeDeploy deployment ended: the reason DeployGuard itself set (a hook's Failed verdict, a
+    remediation's StopDeployment), if any, first, then what CodeDeploy says (its state and error)."""
+    codedeploy = f"{marker}: {error_message}" if error_message else marker
+    if not kept or kept == codedeploy or kept.endswith(f"; {codedeploy}"):
+        return kept or codedeploy
+    return f"{kept}; {codedeploy}"
+
+
 class DeploymentRecorder:
     def __init__(
         self,
@@ -245,7 +254,7 @@ class DeploymentRecorder:
             if status.is_terminal:
                 d.ended_at = max(ended_at or at, d.started_at)
                 d.decision = status.value
-                d.decision_reason = info.error_message or marker
+                d.decision_reason = _ended_reason(d.decision_reason, marker, info.error_message)
                 if status == DeploymentStatus.ROLLED_BACK:
                     d.canary_weight = 0.0
 
