@@ -21,7 +21,7 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -63,6 +63,7 @@ class DeliveryResult:
     latency_ms: float
     status_code: int | None = None
     error: str | None = None
+    deadline_reached: bool = False  # ended by the deadline (the caller's budget or deadline_seconds), not an answer
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class _Attempt:
     status_code: int | None = None
     error: str | None = None
     retry_after: float | None = None
+    deadline_reached: bool = False
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -138,7 +140,7 @@ class Deliverer:
             left = ends_at - self.monotonic()
             if left <= 0:
                 reached = f"delivery deadline of {budget:.0f}s reached"
-                last = _Attempt(ok=False, retryable=False, status_code=last.status_code,
+                last = _Attempt(ok=False, retryable=False, status_code=last.status_code, deadline_reached=True,
                                 error=f"{last.error}; {reached}" if attempts else reached)  # fmt: skip
                 break
             attempts += 1
@@ -147,6 +149,8 @@ class Deliverer:
                 last = self._http(message, target, left)
             else:
                 last = self._sns(message)
+            if not last.ok and self.monotonic() >= ends_at:  # cut by the deadline (a read shortened to it)
+                last = replace(last, deadline_reached=True)
             if last.ok or not last.retryable or attempts >= self.settings.max_attempts:
                 break
             wait = self.backoff(attempts) if last.retry_after is None else last.retry_after
@@ -165,6 +169,7 @@ class Deliverer:
                     retryable=False,
                     status_code=last.status_code,
                     error=f"{last.error}; delivery deadline of {budget:.0f}s reached",
+                    deadline_reached=True,
                 )
                 break
             self.sleep(wait)
@@ -175,6 +180,7 @@ class Deliverer:
             latency_ms=round(latency, 3),
             status_code=last.status_code,
             error=None if last.ok else last.error,
+            deadline_reached=not last.ok and last.deadline_reached,
         )
 
     def _http(self, message: HttpMessage, target: CheckedTarget, left: float) -> _Attempt:
