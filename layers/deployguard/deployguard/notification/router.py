@@ -49,7 +49,7 @@ from deployguard.exceptions import ConfigError, ConflictError, DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Notification
 from deployguard.notification import settings as cfg
 from deployguard.notification.delivery import Deliverer, DeliveryResult
-from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
+from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, split_events
 from deployguard.notification.flapguard import DueResolve, FlapGuard
 from deployguard.notification.formatting import health_status
 from deployguard.notification.noise import HeldEvent, NoiseControl
@@ -723,9 +723,14 @@ class NotificationRouter:
         return outcomes
 
     def _fail_digest(self, name: str, events: list[DeploymentEvent], result: DeliveryResult) -> list[Notification]:
-        """The digest dead-lettered whole; every event recorded with its status (FAILED if not dead-lettered)."""
-        first = self._fail(events[0], name, events, "digest", result)
-        return [first] + [self._record(e, name, first.status, result, error=first.error) for e in events[1:]]
+        """The digest dead-lettered in letters that fit SQS's message size (:func:`split_events`), in order;
+        every event recorded with its letter's status (FAILED if that one was not dead-lettered: it stays
+        held, the others are safe in the queue)."""
+        outcomes: list[Notification] = []
+        for part in split_events(events):
+            first = self._fail(part[0], name, part, "digest", result)
+            outcomes += [first] + [self._record(e, name, first.status, result, error=first.error) for e in part[1:]]
+        return outcomes
 
     def _send_held_one_by_one(
         self, name: str, events: list[DeploymentEvent], deadline_at: float | None = None
