@@ -51,9 +51,14 @@ from deployguard.notification import settings as cfg
 from deployguard.notification.delivery import Deliverer, DeliveryResult
 from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, split_events
 from deployguard.notification.flapguard import DueResolve, FlapGuard
-from deployguard.notification.formatting import health_status
+from deployguard.notification.formatting import alert_resolved, health_status
 from deployguard.notification.noise import HeldEvent, NoiseControl
-from deployguard.notification.pagerduty import RECOVERY_EVENTS, PagerDutyChannel, alert_event_key
+from deployguard.notification.pagerduty import (
+    RECOVERY_EVENTS,
+    PagerDutyChannel,
+    alert_event_key,
+    deployment_dedup_key,
+)
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.slack import SlackChannel
 from deployguard.notification.sns_channels import EmailChannel, SmsChannel
@@ -428,6 +433,15 @@ class NotificationRouter:
             return None
         delay = self._resolve_delay(name)
         status = health_status(event) if event.event_type is EventType.ASSESSMENT_STATUS_CHANGED else None
+        alert_key = alert_event_key(event)
+        if event.event_type in RECOVERY_EVENTS:  # terminal: triggers from before it are stale from now on
+            self.flaps.ended(name, deployment_dedup_key(event.deployment_id), event)
+        elif alert_key is not None and alert_resolved(event):
+            self.flaps.ended(name, alert_key, event)
+        elif channel.triggers(event):
+            stale = self._stale_trigger(event, name, alert_key)
+            if stale is not None:
+                return stale
         if event.event_type in RECOVERY_EVENTS or (status == "healthy" and delay <= 0):
             self.flaps.forget(name, event.deployment_id)
             return None
@@ -439,6 +453,23 @@ class NotificationRouter:
             return None
         self._cancel_deferred_resolve(event, name)
         return None
+
+    def _stale_trigger(self, event: DeploymentEvent, name: str, alert_key: str | None) -> str | None:
+        """Why a trigger for ``event`` is not sent (audited): its key was resolved for good by an event that
+        happened after it (a late copy: SNS keeps no order, Lambda retries); None: send it."""
+        keys = [deployment_dedup_key(event.deployment_id)] + ([alert_key] if alert_key else [])
+        ended = self.flaps.ended_after(name, keys, event)
+        if ended is None:
+            return None
+        reason = f"stale trigger: resolved for good by {ended}, after this event"
+        extra = {"channel": name, "event_id": event.event_id, "deployment_id": event.deployment_id, "ended": ended}
+        logger.warning("stale PagerDuty trigger suppressed", extra=extra)
+        self.repository.audit(
+            event.deployment_id, "notification.stale_trigger_suppressed", "notification-router", reason,
+            channel=name, event_id=event.event_id, event_type=event.event_type.value,
+            event_at=event.at.isoformat(),
+        )  # fmt: skip
+        return reason
 
     def _cancel_deferred_resolve(self, event: DeploymentEvent, name: str) -> None:
         """A trigger goes out to PagerDuty for the deployment (a page): the resolve the flap guard defers
