@@ -67,12 +67,11 @@ def slack_blocks(event: DeploymentEvent) -> dict[str, Any]:
     blocks.append(
         {
             "type": "context",
-            "elements": [
-                _mrkdwn(f"DeployGuard · `{event.event_type.value}` · {event.at.strftime('%Y-%m-%d %H:%M:%S UTC')}")
-            ],
+            "elements": [_mrkdwn(f"DeployGuard · `{event.event_type.value}` · {fmt.utc_stamp(event.at)}")],
         }
     )
-    return {"text": fmt.short_text(event, limit=300), "blocks": blocks}
+    # the fallback (notifications, clients without blocks) is mrkdwn too: "<!channel>" there would ping
+    return {"text": _escape(fmt.short_text(event, limit=300)), "blocks": blocks}
 
 
 def _digest_sections(lines: list[str], total: int) -> list[str]:
