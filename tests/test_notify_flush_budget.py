@@ -25,6 +25,7 @@ from notif_support import (
     router_app,
     send,
     sns_event,
+    status_event,
     write_notifications,
 )
 
@@ -109,3 +110,45 @@ def test_a_hung_channel_does_not_hold_the_scheduled_flush_past_the_invocation_s_
     letters = [DeadLetter.model_validate_json(m["Body"]) for m in aws.dlq_messages()]
     digests = sorted((x.channel, [e.event_id for e in x.events]) for x in letters if x.kind == "digest")
     assert digests == [("slack-a", [second.event_id]), ("slack-b", [second.event_id])]
+
+
+def test_a_hung_pagerduty_resolve_leaves_the_digests_their_share_of_the_budget(
+    aws: Aws,  # noqa: F811
+    app: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with ExitStack() as stack:
+        hung = stack.enter_context(never_answering_server("/v2/enqueue"))
+        receivers = stack.enter_context(local_receivers(kinds=("teams",), echo=None))
+        notifications = {
+            "allowed_hosts": ["127.0.0.1"],
+            "channels": {
+                "ops-pagerduty": {"type": "pagerduty", "url": hung, "routing_key": "local-routing-key",
+                                  "trigger_severity": "warning", "resolve_after_healthy_seconds": 180},
+                "teams": {"type": "teams", "url": receivers.urls["teams"]},
+            },
+            "routes": [{"channels": ["ops-pagerduty", "teams"]}],
+            "noise": {"cooldown_seconds": 0, "default_rate_limit": {"max_messages": 1, "per_seconds": 60}},
+            "delivery": {"max_attempts": 10, "read_timeout_seconds": 1, "backoff_base_seconds": 0.01,
+                         "deadline_seconds": 4},
+        }  # fmt: skip
+        monkeypatch.setenv("DEPLOYGUARD_CONFIG_FILE", str(write_notifications(tmp_path / "dg.yaml", notifications)))
+        degraded = status_event(aws, "degraded")
+        app.lambda_handler(sns_event(degraded.model_dump_json()), Countdown(seconds=2))  # the page: dead-lettered
+        aws.clock.advance(30)  # within the rate limit's minute
+        healthy = status_event(aws, "healthy")  # PagerDuty's resolve deferred; Teams holds it (rate limit)
+        app.lambda_handler(sns_event(healthy.model_dump_json()), Countdown(seconds=2))
+        assert receivers.counts()["teams"] == 1
+        aws.clock.advance(181)  # the resolve is due, the digest window passed
+
+        started = time.monotonic()
+        totals = app.lambda_handler(SCHEDULE, Countdown(seconds=4.8))  # 3.6 s: the resolves get half
+        took = time.monotonic() - started
+
+        assert took < 4.8, f"the flush took {took:.1f}s of an invocation that had 4.8s"
+        assert receivers.counts()["teams"] == 2  # the digest went out after the hung resolve was given up
+        assert totals["delivered"] == 1 and totals["dead_lettered"] == 1
+    healthy_records = {n.channel: n.status for n in aws.repository.notifications("dg-1")
+                       if n.event_id == healthy.event_id and n.status is not DeliveryStatus.SUPPRESSED}  # fmt: skip
+    assert healthy_records == {"ops-pagerduty": DeliveryStatus.DEAD_LETTERED, "teams": DeliveryStatus.DELIVERED}
