@@ -21,6 +21,12 @@ For each channel the configured routes select (each channel once per event):
    dead-lettering and recording: a channel throttled with ``Retry-After 60`` delays no
    other; what is not delivered in the budget, or fails, goes to the dead-letter queue.
 
+:meth:`NotificationRouter.flush_digests` keeps to the invocation's time the same way: the deferred
+PagerDuty resolves in half the budget, then every channel's digest at once; a digest cut by a budget
+shorter than ``delivery.deadline_seconds`` stays held for the next flush, and a failed digest is
+dead-lettered in letters that fit an SQS message. A PagerDuty trigger for an event from before the
+terminal resolve of its key (a late copy: SNS keeps no order) is suppressed and audited.
+
 Every outcome is recorded with ``repository.add_notification`` (channel, status,
 attempts, latency, error), so "did ops get paged?" has an answer; the record is also
 kept on the channel's dedup marker, so that a copy of the event arriving after an
@@ -673,7 +679,7 @@ class NotificationRouter:
         """
         budget = delivery_budget(remaining_ms, self.settings.delivery.deadline_seconds)
         deadline_at = self.deliverer.monotonic() + budget
-        names = list(self.settings.channels) if channels is None else [n for n in channels if n in self.channels]
+        names = [n for n in channels if n in self.channels] if channels else list(self.settings.channels)
         recorded: list[Notification] = []
         if channels is None and resolves:  # first, in at most half the budget: a hung PagerDuty starves no digest
             recorded += self._flush_resolves_logged(self.deliverer.monotonic() + budget / 2)
