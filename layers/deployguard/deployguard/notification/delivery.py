@@ -3,7 +3,8 @@
 - timeouts, connection errors, HTTP 408 and 5xx are retried with exponential
   backoff and jitter, up to ``max_attempts`` and within ``deadline_seconds`` (or the
   caller's ``deadline_at``, the router's time budget, if sooner): no wait and no read
-  outlasts it;
+  outlasts it, nor an answer sent a byte at a time (each read well inside the read timeout):
+  a watchdog shuts the attempt's socket down at the deadline;
 - HTTP 429 (and 503) wait what ``Retry-After`` says (seconds or an HTTP date); a wait
   longer than ``max_retry_after_seconds`` ends the delivery (the router dead-letters it);
 - other 4xx and every 3xx fail at once: redirects are never followed (no SSRF hop);
@@ -17,11 +18,14 @@ Error texts are built here and never contain the URL (webhook URLs are secrets).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random as _random
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -63,6 +67,7 @@ class DeliveryResult:
     latency_ms: float
     status_code: int | None = None
     error: str | None = None
+    deadline_reached: bool = False  # ended by the deadline (the caller's budget or deadline_seconds), not an answer
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class _Attempt:
     status_code: int | None = None
     error: str | None = None
     retry_after: float | None = None
+    deadline_reached: bool = False
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -88,6 +94,32 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or clock.now())).total_seconds())
+
+
+class _Watchdog:
+    """Shuts down the sockets of one HTTP attempt when it fires (a blocked read then ends at once)."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.fired:
+                _shut(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Deliverer:
@@ -138,7 +170,7 @@ class Deliverer:
             left = ends_at - self.monotonic()
             if left <= 0:
                 reached = f"delivery deadline of {budget:.0f}s reached"
-                last = _Attempt(ok=False, retryable=False, status_code=last.status_code,
+                last = _Attempt(ok=False, retryable=False, status_code=last.status_code, deadline_reached=True,
                                 error=f"{last.error}; {reached}" if attempts else reached)  # fmt: skip
                 break
             attempts += 1
@@ -147,6 +179,8 @@ class Deliverer:
                 last = self._http(message, target, left)
             else:
                 last = self._sns(message)
+            if not last.ok and self.monotonic() >= ends_at:  # cut by the deadline (a read shortened to it)
+                last = replace(last, deadline_reached=True)
             if last.ok or not last.retryable or attempts >= self.settings.max_attempts:
                 break
             wait = self.backoff(attempts) if last.retry_after is None else last.retry_after
@@ -165,6 +199,7 @@ class Deliverer:
                     retryable=False,
                     status_code=last.status_code,
                     error=f"{last.error}; delivery deadline of {budget:.0f}s reached",
+                    deadline_reached=True,
                 )
                 break
             self.sleep(wait)
@@ -175,6 +210,7 @@ class Deliverer:
             latency_ms=round(latency, 3),
             status_code=last.status_code,
             error=None if last.ok else last.error,
+            deadline_reached=not last.ok and last.deadline_reached,
         )
 
     def _http(self, message: HttpMessage, target: CheckedTarget, left: float) -> _Attempt:
@@ -183,8 +219,14 @@ class Deliverer:
         from deployguard.notification.pinned_http import pinned_session
 
         headers = {"User-Agent": USER_AGENT, **message.headers}
+        # the read timeout bounds each read, not the answer: a receiver that sends a byte now and then would
+        # hold the attempt for ever; the watchdog shuts its sockets down when the attempt's time is up
+        watchdog = _Watchdog()
+        timer = threading.Timer(left, watchdog.fire)
+        timer.daemon = True
         try:
-            with pinned_session(target) as session:
+            with pinned_session(target, on_socket=watchdog.watch) as session:
+                timer.start()
                 resp = session.post(
                     target.url,
                     data=message.body,
@@ -195,12 +237,25 @@ class Deliverer:
                     ),
                     allow_redirects=False,
                 )
-        except requests.Timeout:
-            return _Attempt(ok=False, retryable=True, error="timed out")
-        except requests.ConnectionError:
-            return _Attempt(ok=False, retryable=True, error="connection failed")
         except requests.RequestException as exc:
+            if watchdog.fired:
+                return _Attempt(
+                    ok=False,
+                    retryable=True,
+                    error="no complete answer before the delivery deadline",
+                    deadline_reached=True,
+                )
+            if isinstance(exc, requests.Timeout):
+                return _Attempt(ok=False, retryable=True, error="timed out")
+            if isinstance(exc, requests.ConnectionError):
+                return _Attempt(ok=False, retryable=True, error="connection failed")
             return _Attempt(ok=False, retryable=False, error=f"request failed ({type(exc).__name__})")
+        finally:
+            timer.cancel()
+        if watchdog.fired:  # what was read may be a cut answer ("HTTP/1.1 200 O" parses as a 200): not one
+            resp.close()
+            return _Attempt(ok=False, retryable=True, error="no complete answer before the delivery deadline",
+                            deadline_reached=True)  # fmt: skip
         with resp:
             code = resp.status_code
             if 200 <= code < 300:

@@ -4,6 +4,10 @@ The router writes :class:`DeadLetter` bodies (JSON): the channel, the event(s) a
 delivery failed, or the raw text of a malformed SNS message. The same queue is the
 SNS subscription's redrive target and the function's on-failure destination, whose
 bodies :func:`events_in` reads. ``deployguard notifications retry`` redelivers all.
+
+A body must fit SQS's message size: 256 KiB (a queue's ``MaximumMessageSize`` may be raised to 1 MiB
+since 2025, not lowered below what we send): a digest of many events is dead-lettered in several
+letters, each of at most :data:`LETTER_EVENTS_BYTES` of events (:func:`split_events`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.aws import clients
 from deployguard.models import DeploymentEvent, utcnow
+
+SQS_MESSAGE_BYTES = 256 * 1024  # SQS's message size (the default queue limit before 2025; 1 MiB now at most)
+LETTER_EVENTS_BYTES = 200_000  # the events of one letter: the rest of the body (error, attributes) fits in 56 KiB
+
+
+def split_events(events: list[DeploymentEvent], limit: int = LETTER_EVENTS_BYTES) -> list[list[DeploymentEvent]]:
+    """``events`` in order, in parts whose JSON takes at most ``limit`` bytes (an event larger alone
+    is a part by itself: an event came on SNS, whose messages are at most 256 KiB)."""
+    parts: list[list[DeploymentEvent]] = []
+    current: list[DeploymentEvent] = []
+    size = 0
+    for event in events:
+        length = len(event.model_dump_json().encode()) + 1  # and its comma
+        if current and size + length > limit:
+            parts.append(current)
+            current, size = [], 0
+        current.append(event)
+        size += length
+    if current:
+        parts.append(current)
+    return parts
 
 
 class DeadLetter(BaseModel):

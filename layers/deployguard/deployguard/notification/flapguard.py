@@ -42,7 +42,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from deployguard.storage.repository import DeploymentRepository
 
 KIND = "PD-FLAP"
+ENDED = "PD-END"  # a dedup key's terminal resolve and its event's time (late triggers before it are stale)
 PENDING = f"PENDING#{KIND}"
 TTL = timedelta(days=7)  # the state outlives any flap; a resolve waits at most a day (the setting's bound)
 MAX_WAIT = timedelta(days=1)  # the bound of resolve_after_healthy_seconds
@@ -182,6 +183,38 @@ class FlapGuard:
             channel, event, "attribute_exists(healthy_since) OR attribute_exists(lease_token)", True,
             unhealthy_at=False,
         )  # fmt: skip
+
+    def _ended_key(self, channel: str, dedup_key: str) -> dict[str, str]:
+        pk, sk = keys.singleton_key(ENDED, f"{channel}#{dedup_key}")
+        return {keys.PK: pk, keys.SK: sk}
+
+    def ended(self, channel: str, dedup_key: str, event: DeploymentEvent) -> None:
+        """``event`` resolves ``dedup_key`` for good (a terminal recovery: every key of its deployment; an
+        alert or incident resolved: its key): its time is kept (the latest), so that a trigger from before
+        it, delivered late (SNS keeps no order, Lambda retries), does not open the incident again."""
+        at = keys.time_key(event.at.astimezone(UTC))
+        try:
+            self.repository.table.update_item(
+                Key=self._ended_key(channel, dedup_key),
+                UpdateExpression="SET ended_at = :at, ended_by = :by, expires_at = :expires",
+                ConditionExpression="attribute_not_exists(ended_at) OR ended_at < :at",
+                ExpressionAttributeValues={":at": at, ":by": event.event_type.value, ":expires": self._expires()},
+            )
+        except ClientError as exc:
+            if not _failed(exc):
+                raise
+
+    def ended_after(self, channel: str, dedup_keys: Sequence[str], event: DeploymentEvent) -> str | None:
+        """What ended one of ``dedup_keys`` after ``event`` happened (``"rollback.completed at ..."``), or
+        None: a trigger for ``event`` is then stale."""
+        at = keys.time_key(event.at.astimezone(UTC))
+        for dedup_key in dedup_keys:
+            item = self.repository.table.get_item(Key=self._ended_key(channel, dedup_key), ConsistentRead=True).get(
+                "Item"
+            )
+            if item and str(item.get("ended_at", "")) > at:
+                return f"{item.get('ended_by', 'a resolve')} at {item['ended_at']}"
+        return None
 
     def forget(self, channel: str, deployment_id: str) -> None:
         """A terminal recovery resolved everything at once: no deferred resolve is left to send."""

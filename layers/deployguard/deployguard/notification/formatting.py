@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from deployguard.models import DeploymentEvent, EventType, Severity, VerdictReason
@@ -209,3 +210,9 @@ def digest_environment(events: Sequence[DeploymentEvent]) -> str:
 
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def utc_stamp(at: datetime) -> str:
+    """``2026-03-01 12:00:00 UTC``: ``at`` converted to UTC (a time without offset is taken as UTC)."""
+    when = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")

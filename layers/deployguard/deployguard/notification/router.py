@@ -21,6 +21,12 @@ For each channel the configured routes select (each channel once per event):
    dead-lettering and recording: a channel throttled with ``Retry-After 60`` delays no
    other; what is not delivered in the budget, or fails, goes to the dead-letter queue.
 
+:meth:`NotificationRouter.flush_digests` keeps to the invocation's time the same way: the deferred
+PagerDuty resolves in half the budget, then every channel's digest at once; a digest cut by a budget
+shorter than ``delivery.deadline_seconds`` stays held for the next flush, and a failed digest is
+dead-lettered in letters that fit an SQS message. A PagerDuty trigger for an event from before the
+terminal resolve of its key (a late copy: SNS keeps no order) is suppressed and audited.
+
 Every outcome is recorded with ``repository.add_notification`` (channel, status,
 attempts, latency, error), so "did ops get paged?" has an answer; the record is also
 kept on the channel's dedup marker, so that a copy of the event arriving after an
@@ -49,11 +55,16 @@ from deployguard.exceptions import ConfigError, ConflictError, DeliveryError
 from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Notification
 from deployguard.notification import settings as cfg
 from deployguard.notification.delivery import Deliverer, DeliveryResult
-from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
+from deployguard.notification.dlq import DeadLetter, DeadLetterQueue, split_events
 from deployguard.notification.flapguard import DueResolve, FlapGuard
-from deployguard.notification.formatting import health_status
-from deployguard.notification.noise import NoiseControl
-from deployguard.notification.pagerduty import RECOVERY_EVENTS, PagerDutyChannel, alert_event_key
+from deployguard.notification.formatting import alert_resolved, health_status
+from deployguard.notification.noise import HeldEvent, NoiseControl
+from deployguard.notification.pagerduty import (
+    RECOVERY_EVENTS,
+    PagerDutyChannel,
+    alert_event_key,
+    deployment_dedup_key,
+)
 from deployguard.notification.secrets import SecretResolver
 from deployguard.notification.slack import SlackChannel
 from deployguard.notification.sns_channels import EmailChannel, SmsChannel
@@ -99,6 +110,15 @@ class _Ready:
     channel: str
     messages: list[OutboundMessage]
     claim: Claim
+
+
+@dataclass
+class _Digest:
+    """A channel's due digest, locked by this flush: its held events and the messages that send them."""
+
+    name: str
+    held: list[HeldEvent]
+    messages: list[OutboundMessage]
 
 
 @dataclass
@@ -419,6 +439,15 @@ class NotificationRouter:
             return None
         delay = self._resolve_delay(name)
         status = health_status(event) if event.event_type is EventType.ASSESSMENT_STATUS_CHANGED else None
+        alert_key = alert_event_key(event)
+        if event.event_type in RECOVERY_EVENTS:  # terminal: triggers from before it are stale from now on
+            self.flaps.ended(name, deployment_dedup_key(event.deployment_id), event)
+        elif alert_key is not None and alert_resolved(event):
+            self.flaps.ended(name, alert_key, event)
+        elif channel.triggers(event):
+            stale = self._stale_trigger(event, name, alert_key)
+            if stale is not None:
+                return stale
         if event.event_type in RECOVERY_EVENTS or (status == "healthy" and delay <= 0):
             self.flaps.forget(name, event.deployment_id)
             return None
@@ -430,6 +459,23 @@ class NotificationRouter:
             return None
         self._cancel_deferred_resolve(event, name)
         return None
+
+    def _stale_trigger(self, event: DeploymentEvent, name: str, alert_key: str | None) -> str | None:
+        """Why a trigger for ``event`` is not sent (audited): its key was resolved for good by an event that
+        happened after it (a late copy: SNS keeps no order, Lambda retries); None: send it."""
+        keys = [deployment_dedup_key(event.deployment_id)] + ([alert_key] if alert_key else [])
+        ended = self.flaps.ended_after(name, keys, event)
+        if ended is None:
+            return None
+        reason = f"stale trigger: resolved for good by {ended}, after this event"
+        extra = {"channel": name, "event_id": event.event_id, "deployment_id": event.deployment_id, "ended": ended}
+        logger.warning("stale PagerDuty trigger suppressed", extra=extra)
+        self.repository.audit(
+            event.deployment_id, "notification.stale_trigger_suppressed", "notification-router", reason,
+            channel=name, event_id=event.event_id, event_type=event.event_type.value,
+            event_at=event.at.isoformat(),
+        )  # fmt: skip
+        return reason
 
     def _cancel_deferred_resolve(self, event: DeploymentEvent, name: str) -> None:
         """A trigger goes out to PagerDuty for the deployment (a page): the resolve the flap guard defers
@@ -443,13 +489,14 @@ class NotificationRouter:
         channel = self.settings.channels.get(name)
         return channel.resolve_after_healthy_seconds if isinstance(channel, cfg.PagerDutyChannel) else 0
 
-    def flush_resolves(self) -> list[Notification]:
+    def flush_resolves(self, deadline_at: float | None = None) -> list[Notification]:
         """Send PagerDuty's deferred resolves that are due (the deployment stayed healthy for the channel's
         ``resolve_after_healthy_seconds``): delivered, or dead-lettered; one that could be neither is kept
         for the next flush. One whose channel was removed (or is no PagerDuty channel any more) is dropped;
         one whose channel resolves at once now is sent now, due or not. Called by :meth:`flush_digests`
         (on the router's schedule), which logs what fails here (DynamoDB) and goes on with the digests: the
-        next flush takes the rest."""
+        next flush takes the rest. ``deadline_at`` (on the deliverer's ``monotonic``) bounds every delivery;
+        the resolves not taken by then wait for the next flush."""
         pagerduty = [n for n, c in self.settings.channels.items() if isinstance(c, cfg.PagerDutyChannel)]
         if not pagerduty:
             return []  # none to send to; what an earlier configuration deferred waits for its TTL
@@ -458,11 +505,13 @@ class NotificationRouter:
             if found.channel not in pagerduty:
                 self.flaps.drop(found)  # the channel was removed: nobody to resolve at
                 continue
+            if deadline_at is not None and self.deliverer.monotonic() >= deadline_at:
+                break  # out of time: the next flush finds the rest due
             due = self.flaps.take(found)
             if due is None:
                 continue
             try:
-                recorded += self._send_resolve(due)
+                recorded += self._send_resolve(due, deadline_at)
             except (ClientError, BotoCoreError) as exc:  # the lease runs out: a later flush takes it over
                 logger.error(
                     "cannot send a deferred resolve",
@@ -470,7 +519,7 @@ class NotificationRouter:
                 )
         return recorded
 
-    def _send_resolve(self, due: DueResolve) -> list[Notification]:
+    def _send_resolve(self, due: DueResolve, deadline_at: float | None = None) -> list[Notification]:
         """Deliver a leased resolve, and after it the triggers PagerDuty was sent while it was on the wire
         (so that the incident ends open whichever reached PagerDuty first). Nothing when it was cancelled
         (a trigger, an unhealthy assessment) since it was taken: checked right before sending; but taken
@@ -483,18 +532,21 @@ class NotificationRouter:
         else:
             result = DeliveryResult(True, 0, 0.0)
         if not self.flaps.still_mine(due):  # cancelled meanwhile: a page went out, or will; it must stay open
-            return self._replay(due) if due.taken_over else self._release(due)
+            return self._replay(due, deadline_at) if due.taken_over else self._release(due)
         if result.ok and messages:
-            result = self._deliver_all(messages, name)
+            result = self._deliver_all(messages, name, deadline_at)
         if result.ok:
             outcome = self._record(event, name, DeliveryStatus.DELIVERED, result)
         else:
             outcome = self._fail(event, name, [event], "event", result)
         if self.flaps.finish(due, done=outcome.status is not DeliveryStatus.FAILED):
             return [outcome]
-        return [outcome, *self._replay(due)]  # revoked while it was sent: its triggers go out again, after it
+        return [
+            outcome,
+            *self._replay(due, deadline_at),
+        ]  # revoked while it was sent: its triggers go out again, after it
 
-    def _replay(self, due: DueResolve) -> list[Notification]:
+    def _replay(self, due: DueResolve, deadline_at: float | None = None) -> list[Notification]:
         """Send again, after the resolve, the triggers PagerDuty was sent while the resolve was on the wire;
         then end the lease. One that can be neither delivered nor dead-lettered keeps the lease: once it
         runs out, a later flush takes the resolve over and sends them again."""
@@ -502,7 +554,7 @@ class NotificationRouter:
         recorded: list[Notification] = []
         for trigger in self.flaps.replays(due):
             try:
-                result = self._deliver_all(self.channels[name].render(trigger), name)
+                result = self._deliver_all(self.channels[name].render(trigger), name, deadline_at)
             except (ConfigError, ClientError, BotoCoreError) as exc:
                 result = DeliveryResult(False, 0, 0.0, error=_short(exc))
             if result.ok:
@@ -555,7 +607,9 @@ class NotificationRouter:
             attempts += result.attempts
             latency += result.latency_ms
             if not result.ok:
-                return DeliveryResult(False, attempts, round(latency, 3), result.status_code, result.error)
+                return DeliveryResult(
+                    False, attempts, round(latency, 3), result.status_code, result.error, result.deadline_reached
+                )
         return DeliveryResult(True, attempts, round(latency, 3), 200)
 
     def _fail(
@@ -600,7 +654,11 @@ class NotificationRouter:
     # ------------------------------------------------------------------ digests
 
     def flush_digests(
-        self, force: bool = False, channels: Sequence[str] | None = None, resolves: bool = True
+        self,
+        force: bool = False,
+        channels: Sequence[str] | None = None,
+        resolves: bool = True,
+        remaining_ms: Callable[[], int] | None = None,
     ) -> list[Notification]:
         """Send held events as one digest per channel once the oldest waited ``digest.window_seconds``.
 
@@ -610,65 +668,118 @@ class NotificationRouter:
         next flush and :class:`DeliveryError` is raised. PagerDuty's deferred resolves
         (:meth:`flush_resolves`) are sent too, unless ``channels`` are named or ``resolves``
         is False (the handler's SNS invocations: the schedule sends them).
+
+        ``remaining_ms`` is the invocation's ``context.get_remaining_time_in_millis``: as in
+        :meth:`route`, the deliveries get its time less a reserve (without it:
+        ``delivery.deadline_seconds``): the resolves first, within half of it (those not sent by then wait
+        for the next flush), then every channel's digest at once (one thread each), each within what is
+        left of the budget, so that a channel that hangs holds up no other. A digest
+        not sent when the budget (shorter than ``delivery.deadline_seconds``) runs out stays held for the
+        next flush, which has its own; one that fails within it is dead-lettered.
         """
+        budget = delivery_budget(remaining_ms, self.settings.delivery.deadline_seconds)
+        deadline_at = self.deliverer.monotonic() + budget
+        names = [n for n in channels if n in self.channels] if channels else list(self.settings.channels)
         recorded: list[Notification] = []
-        if channels is None and resolves:
-            try:
-                recorded += self.flush_resolves()
-            except (ClientError, BotoCoreError) as exc:  # the digests still go out; the next flush retries
-                logger.error("cannot flush the deferred PagerDuty resolves", extra={"error": _short(exc)})
-        now = clock.now()
-        for name in channels or list(self.settings.channels):
-            held = self.noise.held(name)
-            if not held:
-                continue
-            oldest = min(h.held_at for h in held)
-            if not force and (now - oldest).total_seconds() < self.settings.digest.window_seconds:
-                continue
-            if not self.noise.lock_digest(name):
-                continue
-            try:
-                outcomes = self._send_digest(name, [h.event for h in held])
-                recorded += outcomes
-                # outcomes[i] tells held[i]; events after a failure sent one by one are not attempted (kept)
-                done = [h for h, n in zip(held, outcomes, strict=False) if n.status is not DeliveryStatus.FAILED]
-                if done:
-                    self.noise.release_held(name, done)
-            finally:
+        if channels is None and resolves:  # first, in at most half the budget: a hung PagerDuty starves no digest
+            recorded += self._flush_resolves_logged(self.deliverer.monotonic() + budget / 2)
+        pool = ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="flush")
+        locked: list[str] = []
+        try:
+            digests: list[_Digest] = []
+            one_by_one: list[_Digest] = []
+            now = clock.now()
+            for name in names:
+                held = self.noise.held(name)
+                if not held:
+                    continue
+                oldest = min(h.held_at for h in held)
+                if not force and (now - oldest).total_seconds() < self.settings.digest.window_seconds:
+                    continue
+                if not self.noise.lock_digest(name):
+                    continue
+                locked.append(name)
+                events = [h.event for h in held]
+                try:
+                    messages = self.channels[name].render_digest(events)
+                except (ConfigError, ClientError, BotoCoreError) as exc:
+                    failed = DeliveryResult(False, 0, 0.0, error=_short(exc))
+                    recorded += self._settle_digest(name, held, self._fail_digest(name, events, failed))
+                    continue
+                # a channel without digests (PagerDuty, held by an earlier version): one by one, in order
+                (digests if messages else one_by_one).append(_Digest(name, held, list(messages)))
+            futures = {d.name: pool.submit(self._deliver_all, d.messages, d.name, deadline_at) for d in digests}
+            for digest in one_by_one:  # in this thread meanwhile
+                sent = self._send_held_one_by_one(digest.name, [h.event for h in digest.held], deadline_at)
+                recorded += self._settle_digest(digest.name, digest.held, sent)
+            wait_for(list(futures.values()), timeout=max(0.0, deadline_at - self.deliverer.monotonic()))
+            for digest in digests:
+                result = _finished(futures[digest.name])
+                cut = result is None or result.deadline_reached
+                if cut and budget < self.settings.delivery.deadline_seconds:
+                    logger.warning(
+                        "digest not sent within the invocation's time budget: kept held for the next flush",
+                        extra={"channel": digest.name, "events": len(digest.held), "budget_seconds": round(budget, 3)},
+                    )
+                    continue
+                if result is None:  # it had the whole delivery deadline: dead-lettered, as in route()
+                    error = f"not delivered within the delivery deadline of {budget:.0f}s"
+                    result = DeliveryResult(False, 0, round(budget * 1000, 3), error=error, deadline_reached=True)
+                events = [h.event for h in digest.held]
+                if result.ok:
+                    outcomes = [self._record(e, digest.name, DeliveryStatus.DELIVERED, result) for e in events]
+                else:
+                    outcomes = self._fail_digest(digest.name, events, result)
+                recorded += self._settle_digest(digest.name, digest.held, outcomes)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a straggler is kept held, not waited for
+            for name in locked:
                 self.noise.unlock_digest(name)
-        failed = [n for n in recorded if n.status is DeliveryStatus.FAILED]
-        if failed:
+        failed_records = [n for n in recorded if n.status is DeliveryStatus.FAILED]
+        if failed_records:
             raise DeliveryError(
-                f"{len(failed)} held events could be neither delivered nor dead-lettered; kept held for the next flush"
+                f"{len(failed_records)} held events could be neither delivered nor dead-lettered; "
+                "kept held for the next flush"
             )
         return recorded
 
-    def _send_digest(self, name: str, events: list[DeploymentEvent]) -> list[Notification]:
-        """The records of the held ``events`` in order, one each (a prefix of them if sent one by one)."""
-        channel = self.channels[name]
+    def _flush_resolves_logged(self, deadline_at: float) -> list[Notification]:
         try:
-            messages = channel.render_digest(events)
-        except (ConfigError, ClientError, BotoCoreError) as exc:
-            return self._fail_digest(name, events, DeliveryResult(False, 0, 0.0, error=_short(exc)))
-        if not messages:  # a channel without digests (PagerDuty, held by an earlier version): one by one
-            return self._send_held_one_by_one(name, events)
-        result = self._deliver_all(messages, name)
-        if result.ok:
-            return [self._record(e, name, DeliveryStatus.DELIVERED, result, error=None) for e in events]
-        return self._fail_digest(name, events, result)
+            return self.flush_resolves(deadline_at)
+        except (ClientError, BotoCoreError) as exc:  # the digests still go out; the next flush retries
+            logger.error("cannot flush the deferred PagerDuty resolves", extra={"error": _short(exc)})
+            return []
+
+    def _settle_digest(self, name: str, held: list[HeldEvent], outcomes: list[Notification]) -> list[Notification]:
+        """Release the held events that are safe: ``outcomes[i]`` tells ``held[i]``; events after a failure
+        sent one by one are not attempted (kept), as are those that could be neither delivered nor
+        dead-lettered."""
+        done = [h for h, n in zip(held, outcomes, strict=False) if n.status is not DeliveryStatus.FAILED]
+        if done:
+            self.noise.release_held(name, done)
+        return outcomes
 
     def _fail_digest(self, name: str, events: list[DeploymentEvent], result: DeliveryResult) -> list[Notification]:
-        """The digest dead-lettered whole; every event recorded with its status (FAILED if not dead-lettered)."""
-        first = self._fail(events[0], name, events, "digest", result)
-        return [first] + [self._record(e, name, first.status, result, error=first.error) for e in events[1:]]
+        """The digest dead-lettered in letters that fit SQS's message size (:func:`split_events`), in order;
+        every event recorded with its letter's status (FAILED if that one was not dead-lettered: it stays
+        held, the others are safe in the queue)."""
+        outcomes: list[Notification] = []
+        for part in split_events(events):
+            first = self._fail(part[0], name, part, "digest", result)
+            outcomes += [first] + [self._record(e, name, first.status, result, error=first.error) for e in part[1:]]
+        return outcomes
 
-    def _send_held_one_by_one(self, name: str, events: list[DeploymentEvent]) -> list[Notification]:
+    def _send_held_one_by_one(
+        self, name: str, events: list[DeploymentEvent], deadline_at: float | None = None
+    ) -> list[Notification]:
         """Held events of a channel that sends no digest, each delivered (or dead-lettered) alone, in the
         order they came; after one that could be neither, the rest wait (a resolve must not overtake
-        its trigger)."""
+        its trigger), as do those left when ``deadline_at`` is reached."""
         channel = self.channels[name]
         recorded: list[Notification] = []
         for event in events:
+            if deadline_at is not None and self.deliverer.monotonic() >= deadline_at:
+                break
             try:
                 self._cancel_deferred_resolve(event, name)
                 messages = channel.render(event)
@@ -679,7 +790,7 @@ class NotificationRouter:
                     error = f"{channel.kind.value} does not act on this event"
                     recorded.append(self._record(event, name, DeliveryStatus.SUPPRESSED, error=error))
                     continue
-                result = self._deliver_all(messages, name)
+                result = self._deliver_all(messages, name, deadline_at)
             if result.ok:
                 recorded.append(self._record(event, name, DeliveryStatus.DELIVERED, result))
                 continue
@@ -716,6 +827,16 @@ class NotificationRouter:
         error = None if result.ok else f"redelivery {letter.redeliveries + 1}: {result.error}"
         notifications = [self._record(e, name, status, result, error=error) for e in letter.events]
         return RedeliveryOutcome(result.ok, notifications, None if result.ok else result.error)
+
+
+def _finished(future: Future[DeliveryResult]) -> DeliveryResult | None:
+    """The result of a delivery that ended (one that raised: failed); None while it is still running."""
+    if not future.done() or future.cancelled():
+        return None
+    exc = future.exception()
+    if exc is not None:
+        return DeliveryResult(False, 0, 0.0, error=f"delivery raised {type(exc).__name__}")
+    return future.result()
 
 
 def _in_progress(notification: Notification) -> bool:

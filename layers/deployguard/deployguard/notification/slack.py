@@ -2,7 +2,8 @@
 
 Payload: ``{"text": fallback, "blocks": [header, section(fields), section(reasons),
 actions(buttons), context]}`` within Block Kit limits (header 150 characters,
-10 fields, section text 3000, 50 blocks).
+10 fields, section text 3000, 50 blocks). A digest's lines fill as many sections as
+they need (none cut); those past the limits are counted in "…and N more".
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 _MAX_FIELDS = 10
 _MAX_BUTTONS = 5
+_SECTION_CHARS = 3000  # a section's text
+_MAX_DIGEST_SECTIONS = 48  # 50 blocks a message, less the digest's header and context
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
@@ -64,25 +67,55 @@ def slack_blocks(event: DeploymentEvent) -> dict[str, Any]:
     blocks.append(
         {
             "type": "context",
-            "elements": [
-                _mrkdwn(f"DeployGuard · `{event.event_type.value}` · {event.at.strftime('%Y-%m-%d %H:%M:%S UTC')}")
-            ],
+            "elements": [_mrkdwn(f"DeployGuard · `{event.event_type.value}` · {fmt.utc_stamp(event.at)}")],
         }
     )
-    return {"text": fmt.short_text(event, limit=300), "blocks": blocks}
+    # the fallback (notifications, clients without blocks) is mrkdwn too: "<!channel>" there would ping
+    return {"text": _escape(fmt.short_text(event, limit=300)), "blocks": blocks}
+
+
+def _digest_sections(lines: list[str], total: int) -> list[str]:
+    """``lines`` (one per event, ``total`` events) in section texts of at most 3000 characters, at most
+    :data:`_MAX_DIGEST_SECTIONS` of them, none cut; what does not fit is counted in a last
+    "…and N more" line, so that every event is either shown whole or counted."""
+    sections: list[list[str]] = [[]]
+    size = 0  # of the last section's text
+    for line in lines:
+        added = len(line) + (1 if sections[-1] else 0)
+        if sections[-1] and size + added > _SECTION_CHARS:
+            if len(sections) >= _MAX_DIGEST_SECTIONS:
+                break
+            sections.append([])
+            size, added = 0, len(line)
+        sections[-1].append(line)
+        size += added
+    shown = sum(len(section) for section in sections)
+    while shown < total:
+        more = f"…and {total - shown} more"
+        if size + 1 + len(more) <= _SECTION_CHARS:
+            sections[-1].append(more)
+            break
+        if len(sections) < _MAX_DIGEST_SECTIONS:
+            sections.append([more])
+            break
+        dropped = sections[-1].pop()  # no room for the count: one event fewer shown
+        size -= len(dropped) + 1
+        shown -= 1
+    return ["\n".join(section) for section in sections if section]
 
 
 def slack_digest(events: Sequence[DeploymentEvent], max_events: int) -> dict[str, Any]:
     heading = fmt.digest_heading(events)
     shown = list(events)[:max_events]
-    lines = "\n".join(f"{fmt.SEVERITY_EMOJI[e.severity]} {_escape(fmt.short_text(e, limit=200))}" for e in shown)
-    if len(events) > len(shown):
-        lines += f"\n…and {len(events) - len(shown)} more"
+    lines = [
+        f"{fmt.SEVERITY_EMOJI[e.severity]} {_escape(' '.join(fmt.short_text(e, limit=200).split()))}" for e in shown
+    ]
+    sections = _digest_sections(lines, len(events)) if events else []
     return {
         "text": heading,
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": fmt.truncate(heading, 150), "emoji": True}},
-            {"type": "section", "text": _mrkdwn(lines)},
+            *({"type": "section", "text": _mrkdwn(text)} for text in sections),
             {"type": "context", "elements": [_mrkdwn("Held by the channel's rate limit and sent as one message")]},
         ],
     }

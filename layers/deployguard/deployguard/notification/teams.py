@@ -3,10 +3,14 @@
 Payload: ``{"type": "message", "attachments": [{"contentType":
 "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": card}]}``
 where ``card`` is an Adaptive Card 1.4 (``TextBlock``, ``FactSet``, ``Action.OpenUrl``).
+TextBlocks and facts render Markdown: text from the event is escaped (:func:`escape_markdown`) and
+cut like Slack's fields, and a card is kept under Teams' message size (about 28 KB, :data:`MAX_CARD_BYTES`).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +29,23 @@ _COLOR = {
     Severity.ERROR: "Attention",
     Severity.CRITICAL: "Attention",
 }
+MAX_CARD_BYTES = 27_000  # Teams refuses a message over about 28 KB (HTTP 413)
+_FIELD_CHARS = 1900  # a fact's value, the message (as Slack's fields)
+_LINE_CHARS = 500  # the title, a reason
+_MAX_REASONS = 20
+_MAX_ACTIONS = 5
+# TextBlocks and facts render Markdown: what the user wrote must not become a link or emphasis
+_MARKDOWN = re.compile(r"([\\`*_~\[\]()<>#|])")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown as written: Markdown's link, emphasis and code characters escaped."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+def _text(text: str, limit: int) -> str:
+    """User text for a TextBlock or fact: cut to ``limit`` characters first, then escaped."""
+    return escape_markdown(fmt.truncate(text, limit))
 
 
 def _message(card_body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -43,47 +64,83 @@ def _message(card_body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> 
     }
 
 
+def _size(payload: Any) -> int:
+    return len(json.dumps(payload, ensure_ascii=False).encode())
+
+
+def _fit(message: dict[str, Any]) -> dict[str, Any]:
+    """Shorten the longest texts of the card (TextBlocks, fact values) until it is at most
+    :data:`MAX_CARD_BYTES`: Teams refuses a larger one, and every retry of it would fail again."""
+    body = message["attachments"][0]["content"]["body"]
+    while _size(message) > MAX_CARD_BYTES:
+        holders: list[tuple[dict[str, Any], str]] = [(b, "text") for b in body if b.get("type") == "TextBlock"]
+        holders += [(f, "value") for b in body if b.get("type") == "FactSet" for f in b["facts"]]
+        holder, key = max(holders, key=lambda h: len(h[0][h[1]]))
+        text = holder[key]
+        if len(text) <= 40:  # nothing long left: the card is made of many short parts (cannot happen here)
+            break
+        cut = fmt.truncate(text, len(text) // 2)
+        holder[key] = cut[:-2] + cut[-1] if cut.endswith("\\…") else cut  # no dangling escape
+    return message
+
+
 def teams_card(event: DeploymentEvent) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
-            "text": f"{fmt.label(event)}: {event.service} {event.version}",
+            "text": _text(f"{fmt.label(event)}: {event.service} {event.version}", 200),
             "weight": "Bolder",
             "size": "Medium",
             "color": _COLOR[event.severity],
             "wrap": True,
         },
-        {"type": "TextBlock", "text": event.title, "wrap": True},
+        {"type": "TextBlock", "text": _text(event.title, _LINE_CHARS), "wrap": True},
     ]
     if event.message:
-        body.append({"type": "TextBlock", "text": event.message, "wrap": True, "isSubtle": True})
-    body.append({"type": "FactSet", "facts": [{"title": f.title, "value": f.value} for f in fmt.facts(event)]})
+        body.append({"type": "TextBlock", "text": _text(event.message, _FIELD_CHARS), "wrap": True, "isSubtle": True})
+    facts = [{"title": f.title, "value": _text(f.value, _FIELD_CHARS)} for f in fmt.facts(event)]
+    body.append({"type": "FactSet", "facts": facts})
     if event.reasons:
         body.append({"type": "TextBlock", "text": "Reasons", "weight": "Bolder", "wrap": True})
-        body += [{"type": "TextBlock", "text": f"- {fmt.reason_line(r)}", "wrap": True} for r in event.reasons]
+        shown = event.reasons[:_MAX_REASONS]
+        body += [
+            {"type": "TextBlock", "text": f"- {_text(fmt.reason_line(r), _LINE_CHARS)}", "wrap": True} for r in shown
+        ]
+        if len(event.reasons) > len(shown):
+            more = f"…and {len(event.reasons) - len(shown)} more reasons"
+            body.append({"type": "TextBlock", "text": more, "wrap": True})
     body.append(
         {
             "type": "TextBlock",
-            "text": f"DeployGuard · {event.event_type.value} · {event.at.strftime('%Y-%m-%d %H:%M:%S UTC')}",
+            "text": f"DeployGuard · {event.event_type.value} · {fmt.utc_stamp(event.at)}",
             "isSubtle": True,
             "size": "Small",
             "wrap": True,
         }
     )
     actions = [
-        {"type": "Action.OpenUrl", "title": name, "url": url}
+        {"type": "Action.OpenUrl", "title": fmt.truncate(name, 75), "url": url}
         for name, url in event.links.items()
-        if url.startswith(("https://", "http://"))
-    ][:5]
-    return _message(body, actions)
+        if url.startswith(("https://", "http://")) and len(url) <= 2000
+    ][:_MAX_ACTIONS]
+    return _fit(_message(body, actions))
 
 
 def teams_digest(events: Sequence[DeploymentEvent], max_events: int) -> dict[str, Any]:
-    shown = list(events)[:max_events]
-    body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": fmt.digest_heading(events), "weight": "Bolder", "size": "Medium", "wrap": True}
-    ]
-    body += [{"type": "TextBlock", "text": fmt.short_text(e, limit=200), "wrap": True} for e in shown]
+    """The held events, one TextBlock each (at most ``max_events``, and as many as fit the card's size);
+    the others counted in "…and N more"."""
+    heading = {"type": "TextBlock", "text": fmt.digest_heading(events), "weight": "Bolder", "size": "Medium",
+               "wrap": True}  # fmt: skip
+    lines = [{"type": "TextBlock", "text": _text(fmt.short_text(e, limit=200), 260), "wrap": True}
+             for e in list(events)[:max_events]]  # fmt: skip
+    budget = MAX_CARD_BYTES - _size(_message([heading], [])) - 100  # 100: the "…and N more" block
+    shown: list[dict[str, Any]] = []
+    for line in lines:
+        budget -= _size(line) + 1
+        if budget < 0:
+            break
+        shown.append(line)
+    body = [heading, *shown]
     if len(events) > len(shown):
         body.append({"type": "TextBlock", "text": f"…and {len(events) - len(shown)} more", "wrap": True})
     return _message(body, [])

@@ -116,12 +116,13 @@ def _count(notifications: list[Notification], totals: dict[str, int]) -> None:
 def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[str, int]:
     """Process one invocation; returns counts per delivery status and of malformed records.
 
-    ``remaining_ms`` (the context's ``get_remaining_time_in_millis``) bounds each event's deliveries.
+    ``remaining_ms`` (the context's ``get_remaining_time_in_millis``) bounds each event's deliveries, and
+    the digests' and deferred resolves' of the flush.
     """
     totals: dict[str, int] = {s.value: 0 for s in DeliveryStatus}
     totals["malformed"] = 0
     if isinstance(event, dict) and event.get("source") == "aws.events":
-        _count(router().flush_digests(), totals)
+        _count(router().flush_digests(remaining_ms=remaining_ms), totals)
         return totals
     try:
         envelope = parse_sns(event)
@@ -147,7 +148,8 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
         except DeliveryError as exc:
             logger.error("event not delivered", extra={"event_id": deployment_event.event_id, "error": str(exc)})
             undelivered.append(deployment_event.event_id)
-    _count(router().flush_digests(resolves=False), totals)  # PagerDuty's deferred resolves: on the schedule
+    # PagerDuty's deferred resolves: on the schedule; the digests within what the invocation has left
+    _count(router().flush_digests(resolves=False, remaining_ms=remaining_ms), totals)
     logger.info("notifications routed", extra={"totals": totals})
     if undelivered:
         raise DeliveryError(f"events neither delivered nor dead-lettered (to be retried): {', '.join(undelivered)}")
