@@ -110,8 +110,9 @@ class AssessorRun:
     assessed: list[Assessment] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # due, left for the next tick (time budget)
-    unreadable: list[str] = field(default_factory=list)  # due, metrics cannot be read (also in skipped)
+    unreadable: list[str] = field(default_factory=list)  # due, not read: in skipped (config) or failed (the read)
     failed: dict[str, str] = field(default_factory=dict)  # due, its look failed (tried again next tick)
+    due: int = 0  # deployments due for a look this run (the DeploymentsDue heartbeat: 0 when none)
     metric_calls: int = 0
     alerts: int = 0
     shards: int = 0
@@ -127,6 +128,7 @@ class AssessorRun:
         self.deferred += other.deferred
         self.unreadable += other.unreadable
         self.failed.update(other.failed)
+        self.due += other.due
         self.metric_calls += other.metric_calls
         self.alerts += other.alerts
         if other.monitoring is not None:
@@ -142,10 +144,14 @@ class AssessorRun:
         monitored = [a.deployment_id for a in self.monitoring.assessed] if self.monitoring else []
         unreadable = self.unreadable + (self.monitoring.unreadable if self.monitoring else [])
         pages = len(self.tick.pages) if self.tick else 0
+        # every run writes DeploymentsDue (0 when nothing is due, or another tick holds the lock): the
+        # AssessorStalledAlarm's heartbeat, missing data breaching
+        add_metric(name="DeploymentsDue", unit="Count", value=self.due)
         add_metric(name="DeploymentsAssessed", unit="Count", value=len(self.assessed) + len(monitored))
         add_metric(name="GetMetricDataCalls", unit="Count", value=self.metric_calls)
         add_metric(name="DeploymentsDeferred", unit="Count", value=len(self.deferred))
-        add_metric(name="DeploymentsUnreadable", unit="Count", value=len(unreadable))  # due, not assessed
+        # due, not judged: metrics config unusable, or GetMetricData failed (DeploymentsUnreadableAlarm)
+        add_metric(name="DeploymentsUnreadable", unit="Count", value=len(unreadable))
         add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
         add_metric(name="AlertsRaised", unit="Count", value=self.alerts)
         add_metric(name="IncidentPages", unit="Count", value=pages)
@@ -160,6 +166,7 @@ class AssessorRun:
             "deferred": self.deferred,
             "unreadable": unreadable,
             "failed": self.failed,
+            "due": self.due,
             "shards": self.shards,
             "overlapping": self.overlapping,
             "metric_calls": self.metric_calls,
@@ -263,6 +270,7 @@ def run_tick(
     with in_cycle:
         try:
             due = _due(cycle, work.active, work.monitored, run)
+            run.due = len(due)
             if send_shards is not None and len(due) > inline_limit:
                 ids = [d.deployment.deployment_id for d in due]
                 run.shards = send_shards([ids[i : i + shard_size] for i in range(0, len(ids), shard_size)])
@@ -307,7 +315,7 @@ def run_shard(
     deployments = repository.deployments_by_id(list(deployment_ids))
     active = [d for d in deployments if not d.status.is_terminal]
     monitored = [d for d in deployments if d.status.is_terminal and d.phase == Phase.MONITORING]
-    due = _due(cycle, active, monitored, run)
+    due = _due(cycle, active, monitored, run)  # the tick that handed them out counted them due (run.due stays 0)
     with alerts.incident_store.one_read_per_cycle() if alerts is not None and due else nullcontext():
         _assess(cycle, due, run, Budget(remaining_ms))
     return run
@@ -513,8 +521,9 @@ def _assess(cycle: Cycle, due: Sequence[Due], run: AssessorRun, budget: Budget) 
             values = cycle.reader.read_windows([item.request for item in chunk])
         except Exception as exc:  # a read that fails (CloudWatch throttled past retries): the chunk stays due
             logger.exception("cannot read a chunk's metrics", extra={"deployments": len(chunk)})
-            for item in chunk:
+            for item in chunk:  # not judged: counted unreadable too (DeploymentsUnreadableAlarm after 3 minutes)
                 run.failed[item.deployment.deployment_id] = f"metrics not read: {type(exc).__name__}: {exc}"
+                run.unreadable.append(item.deployment.deployment_id)
             continue
         for item in chunk:
             try:
