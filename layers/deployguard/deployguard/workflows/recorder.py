@@ -178,6 +178,8 @@ class RecordOutcome:
     strategy: str
     duration_seconds: float | None
     rollback: bool = False  # a CodeDeploy rollback deployment: the old version put back, no release
+    rollback_follows: bool = False  # the release ended and CodeDeploy's rollback deployment of it follows
+    release: Deployment | None = None  # a rollback deployment's end: the release it rolled back, as it ended
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -190,8 +192,12 @@ class RecordOutcome:
         }
 
     def metric_points(self) -> list[tuple[str, str, float]]:
-        """(name, unit, value) of the deployment statistics this change contributes, if any."""
-        if not self.changed or self.kind != "deployment" or self.rollback:
+        """(name, unit, value) of the deployment statistics this change contributes, if any. A release that
+        ends with a rollback deployment of its own following is counted once, when that ends: rolled back
+        (or, the rollback failing, as it ended), as ``deployguard summary`` counts it."""
+        if self.release is not None:  # by the release's environment and strategy (this outcome's, see record)
+            return deployment_statistics(self.release.status, self.release.duration_seconds)
+        if not self.changed or self.kind != "deployment" or self.rollback or self.rollback_follows:
             return []  # a rollback deployment is counted as the release it rolls back: rolled back
         if self.status == DeploymentStatus.IN_PROGRESS:
             return deployment_statistics(self.status, None, started=True) if self.state == "START" else []
@@ -262,10 +268,18 @@ class DeploymentRecorder:
         recorded = next((p for p in deployment.phase_history if p.reason == marker), None)
         if recorded is not None:  # by this delivery, or by an earlier one whose follow-up may not have finished
             self._follow_up(deployment, state, info, recorded.at)
-        if info.rollback_of:
-            self._rollback_ended(info, state, at)
+        release = self._rollback_ended(info, state, at) if info.rollback_of else None
         self._check_long_running(deployment)
-        return self._outcome(deployment, state, "deployment", changed)
+        outcome = self._outcome(deployment, state, "deployment", changed)
+        if release is not None:  # the release's statistics, by its environment and strategy
+            outcome.release, outcome.environment, outcome.strategy = (
+                release,
+                release.environment,
+                release.strategy.value,
+            )
+        elif deployment.status in (DeploymentStatus.FAILED, DeploymentStatus.STOPPED) and info.rollback_deployment_id:
+            outcome.rollback_follows = True  # counted when its rollback deployment ends
+        return outcome
 
     def _follow_up(self, deployment: Deployment, state: str, info: CodeDeployDeployment, at: datetime) -> None:
         """What follows a state recorded at ``at``: its audit entry and announcements. Each is keyed
@@ -364,23 +378,26 @@ class DeploymentRecorder:
 
         return LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
 
-    def _rollback_ended(self, info: CodeDeployDeployment, state: str, at: datetime) -> None:
-        """A rollback deployment ended: the deployment it rolls back is rolled back, or its rollback failed."""
+    def _rollback_ended(self, info: CodeDeployDeployment, state: str, at: datetime) -> Deployment | None:
+        """A rollback deployment ended: the deployment it rolls back is rolled back, or its rollback failed.
+        Returns that deployment as it ended, the first time (its statistics are counted then)."""
         original_id = info.rollback_of
         if original_id is None or state not in ("SUCCESS", "FAILURE", "STOP"):
-            return
+            return None
         original = self.repository.find_deployment(original_id)
         claim = f"{info.deployment_id}#{state}"
         if original is None or not self.repository.claim_once("CD-ROLLBACK", claim, timedelta(days=2)):
-            return
+            return None
         try:
-            self._rollback_outcome(original, info, state, at)
+            return self._rollback_outcome(original, info, state, at)
         except Exception:  # the retry (EventBridge's, Lambda's) does it again: each step is keyed
             with contextlib.suppress(Exception):
                 self.repository.release("CD-ROLLBACK", claim)
             raise
 
-    def _rollback_outcome(self, original: Deployment, info: CodeDeployDeployment, state: str, at: datetime) -> None:
+    def _rollback_outcome(
+        self, original: Deployment, info: CodeDeployDeployment, state: str, at: datetime
+    ) -> Deployment | None:
         original_id = original.deployment_id
         key = f"rollback-{info.deployment_id}-{state}"
         if state == "SUCCESS":
@@ -403,6 +420,12 @@ class DeploymentRecorder:
                            f"rollback deployment {info.deployment_id} restored the previous version",
                            key=key, at=at)  # fmt: skip
             self._announce_canary_completed(updated)
+            ended_here = original.status in (
+                DeploymentStatus.FAILED,
+                DeploymentStatus.STOPPED,
+                DeploymentStatus.IN_PROGRESS,
+            )
+            return updated if ended_here and updated.status == DeploymentStatus.ROLLED_BACK else None
         else:
             self.repository.audit_once(original_id, key, at, "rollback_failed", ACTOR,
                                        f"rollback deployment {info.deployment_id} ended {state}"
@@ -412,6 +435,7 @@ class DeploymentRecorder:
                            f"rollback deployment {info.deployment_id} ended {state}; the new version may still "
                            f"take traffic", key=key, at=at)  # fmt: skip
             self._announce_canary_completed(original, "rollback_failed")
+            return original if original.status.is_terminal else None
 
     # ------------------------------------------------------------------ helpers
 
