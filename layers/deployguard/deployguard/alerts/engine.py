@@ -102,6 +102,10 @@ class AlertEngine:
         self.local_mode = local_mode
         self.evaluator = RuleEvaluator(settings)
         self.allowlist = allowlist or TargetAllowlist(settings.remediation.allowed_targets)
+        # the guard's own counts, where they happen: ``count("AlertsRaised", 1)`` for an alert raised (fired, not
+        # suppressed; a retry of the same alert not again), ``count("IncidentPages", n)`` for pages sent. The
+        # functions' engine writes them as EMF (deployguard.workflows.runtime.alert_engine); None: not counted
+        self.count: Callable[[str, int], None] | None = None
 
     @functools.cached_property
     def incident_store(self) -> IncidentRepository:
@@ -243,7 +247,10 @@ class AlertEngine:
         return incident
 
     def _track_pages(self, pages: Iterable[Page | None]) -> None:
-        """Comment escalations (page 2 on) on the incidents' issues; the first page is the opening."""
+        """Count the pages sent; comment escalations (page 2 on) on the incidents' issues; the first page is
+        the opening."""
+        pages = [page for page in pages if page is not None]
+        self._count("IncidentPages", len(pages))
         for page in pages:
             if page is not None and page.page_number > 1 and self.trackers.enabled:
                 incident = self.incident_store.get(page.incident_id)
@@ -285,6 +292,13 @@ class AlertEngine:
         ]
 
     # ------------------------------------------------------------------ internals
+
+    def _count(self, name: str, value: int) -> None:
+        if self.count is not None and value:
+            try:
+                self.count(name, value)
+            except Exception:  # a metric never stops alerting
+                logger.exception("cannot count", extra={"metric": name})
 
     def _steps_for(self, rule: str, group: str, incident: Incident, deployment: Deployment) -> Iterable[PlanStep]:
         for plan in self.settings.remediation.plans:
@@ -350,7 +364,10 @@ class AlertEngine:
         do (remediation not confirmed, the page, an issue) is done by the retry."""
         incident, opened = self.incidents.open_or_join(alert)
         alert.incident_id = incident.incident_id
+        raised_at = alert.at
         alert.at = self.incident_store.add_alert(alert).at  # raised before (a retry): that time, not this run's
+        if alert.at == raised_at:  # raised now, not a retry's second raise
+            self._count("AlertsRaised", 1)
         self._audit_raised(alert, incident)
         if deployment is not None and incident.is_open:  # acknowledged too: a person looking does not stop a rollback
             self._remediate(alert, incident, deployment, decided_at, decided)

@@ -153,8 +153,7 @@ class AssessorRun:
         # due, not judged: metrics config unusable, or GetMetricData failed (DeploymentsUnreadableAlarm)
         add_metric(name="DeploymentsUnreadable", unit="Count", value=len(unreadable))
         add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
-        add_metric(name="AlertsRaised", unit="Count", value=self.alerts)
-        add_metric(name="IncidentPages", unit="Count", value=pages)
+        # AlertsRaised and IncidentPages: counted by the alert engine where an alert fires or an incident pages
         executions = (self.executions or ExecutionCheckRun()).report(add_metric)
         return {
             "assessed": [

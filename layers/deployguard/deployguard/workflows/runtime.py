@@ -135,7 +135,20 @@ def reset() -> None:
 def alert_engine() -> AlertEngine:
     from deployguard.alerts.engine import AlertEngine
 
-    return AlertEngine.for_config(config(), repository(), publisher(), local_mode=environment().local_mode)
+    engine = AlertEngine.for_config(config(), repository(), publisher(), local_mode=environment().local_mode)
+    engine.count = count_guard_metric  # AlertsRaised, IncidentPages: where alerts fire and incidents page
+    return engine
+
+
+def count_guard_metric(name: str, value: int) -> None:
+    """One EMF record (namespace DeployGuard, dimension ``service`` only) with one count, printed at once:
+    the dashboard's and alarms' metrics of the guard itself, whichever function (and whichever dimensions
+    its own metrics carry: the recorder's are by environment and strategy) counts it."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
+    emf = EphemeralMetrics()
+    emf.add_metric(name=name, unit="Count", value=value)
+    emf.flush_metrics()
 
 
 @functools.cache
