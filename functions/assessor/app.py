@@ -35,5 +35,11 @@ def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any
         remaining_ms=context.get_remaining_time_in_millis, send_shards=send,
     )  # fmt: skip
     summary = {"scheduled_at": event.time.isoformat(), **run.report(metrics.add_metric)}
-    logger.info("assessment run", extra=summary)
+    logger.info("assessment run", extra={**summary, **runtime.deployment_keys(_deployments(summary))})
     return summary
+
+
+def _deployments(summary: dict[str, Any]) -> list[str]:
+    """The deployments a run's summary names: assessed, monitored, deferred, unreadable, failed."""
+    ids = [a["deployment_id"] for a in summary["assessed"]] + summary["monitored"] + summary["deferred"]
+    return ids + summary["unreadable"] + list(summary["failed"])

@@ -25,12 +25,14 @@ logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 def lambda_handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = parse_event(SqsModel, raw, "assessment shard")
     run = AssessorRun()
+    shard_ids: list[str] = []  # the shards' deployments, for the summary line
     for record in event.Records:
         shard = Shard.model_validate_json(record.body)
+        shard_ids += shard.deployment_ids
         run.merge(run_shard(
             shard.deployment_ids, runtime.config(), runtime.repository(), runtime.publisher(),
             alerts=runtime.alert_engine(), remaining_ms=context.get_remaining_time_in_millis,
         ))  # fmt: skip
     summary = {**run.report(metrics.add_metric), "shards": len(event.Records)}  # shards received
-    logger.info("assessment shard", extra=summary)
+    logger.info("assessment shard", extra={**summary, **runtime.deployment_keys(shard_ids)})
     return summary

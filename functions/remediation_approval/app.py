@@ -37,13 +37,18 @@ class ApprovalTask(BaseModel):
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = parse_event(ApprovalTask, event, "approval task")
+    logger.append_keys(action=task.action, approval_id=task.approval_id, deployment_id=None, incident_id=None)
     engine = runtime.alert_engine()
     if task.action == "register":
         assert task.task_token, "ApprovalTask refuses a register without its task token"
         engine.remediation.register_task_token(task.approval_id, task.task_token)
+        logger.info("approval waiting")
         return {"approval_id": task.approval_id, "waiting": True}
     incidents = {i.incident_id: i for i in engine.incident_store.open_incidents()}
     result = engine.remediation.run_one_approved(task.approval_id, incidents)
     outcome = result.outcome.value if result else "not_approved"
+    if result is not None:
+        logger.append_keys(deployment_id=result.deployment_id, incident_id=result.incident_id)
     metrics.add_metric(name="ApprovedRemediations", unit="Count", value=1)
+    logger.info("approved remediation run", extra={"outcome": outcome})
     return {"approval_id": task.approval_id, "outcome": outcome, "message": result.message if result else ""}

@@ -67,5 +67,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             metrics.add_metric(name="RollbackFailed", unit="Count", value=1)
         written += writer().write_deployment(deployment_event.deployment_id)
     metrics.add_metric(name="ReportsWritten", unit="Count", value=len(written))
-    logger.info("reports written", extra={"uris": written})
+    logger.info("reports written", extra={"uris": written, **runtime.deployment_keys(e.deployment_id for e in events)})
     return {"written": written}

@@ -91,7 +91,7 @@ class FunctionRegistry:
                 context = LambdaContext(name, arn, 128, 30)
             else:
                 raise LookupError(f"no local handler for Lambda function {name}")
-            with function_running():
+            with function_running(name):  # its own logger keys (one Powertools logger here, one each in AWS)
                 result = handler(event, context)
         except Exception as exc:  # a Lambda runtime turns any exception into a function error
             with self._lock:

@@ -133,6 +133,7 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
         return totals
 
     undelivered: list[str] = []
+    routed: list[str] = []  # the events' deployments, for the summary line
     for record in envelope.Records:
         raw = str(record.Sns.Message)
         try:
@@ -143,6 +144,7 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
             _dead_letter_malformed(raw, str(exc))
             totals["malformed"] += 1
             continue
+        routed.append(deployment_event.deployment_id)
         try:
             _count(router().route(deployment_event, remaining_ms), totals)
         except DeliveryError as exc:
@@ -150,7 +152,7 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
             undelivered.append(deployment_event.event_id)
     # PagerDuty's deferred resolves: on the schedule; the digests within what the invocation has left
     _count(router().flush_digests(resolves=False, remaining_ms=remaining_ms), totals)
-    logger.info("notifications routed", extra={"totals": totals})
+    logger.info("notifications routed", extra={"totals": totals, **runtime.deployment_keys(routed)})
     if undelivered:
         raise DeliveryError(f"events neither delivered nor dead-lettered (to be retried): {', '.join(undelivered)}")
     return totals

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
@@ -138,6 +138,13 @@ def alert_engine() -> AlertEngine:
     engine = AlertEngine.for_config(config(), repository(), publisher(), local_mode=environment().local_mode)
     engine.count = count_guard_metric  # AlertsRaised, IncidentPages: where alerts fire and incidents page
     return engine
+
+
+def deployment_keys(ids: Iterable[str | None]) -> dict[str, Any]:
+    """The log keys that correlate a summary line with its deployments: ``deployment_ids`` (each once, in
+    order), and ``deployment_id`` when there is one (the key every per-deployment line carries)."""
+    unique = list(dict.fromkeys(i for i in ids if i))
+    return {"deployment_ids": unique, **({"deployment_id": unique[0]} if len(unique) == 1 else {})}
 
 
 def count_guard_metric(name: str, value: int) -> None:
