@@ -62,10 +62,10 @@ def test_self_alarms_page_the_operator_topic() -> None:
                            "StateMachineFailuresAlarm", "RollbackFailedAlarm", "AssessorStalledAlarm",
                            "TrafficCheckBacklogAlarm", "TrafficCheckStalledAlarm", "EventsGivenUpAlarm",
                            "DeploymentsUnreadableAlarm"}  # fmt: skip
-    for logical_id, alarm in alarms.items():
-        assert alarm["Properties"]["AlarmActions"] == {
-            "Fn::If": ["HasOperatorTopic", [{"Ref": "OperatorTopicArn"}], {"Ref": "AWS::NoValue"}]
-        }, logical_id
+    topic = [{"Fn::If": ["HasOperatorTopic", {"Ref": "OperatorTopicArn"}, {"Ref": "OperatorTopic"}]}]
+    for logical_id, alarm in alarms.items():  # the topic given, else the stack's own: ALARM and OK told
+        assert alarm["Properties"]["AlarmActions"] == topic, logical_id
+        assert alarm["Properties"]["OKActions"] == topic, logical_id
     watched = json.dumps(alarms["FunctionErrorsAlarm"]["Properties"]["Metrics"])
     for logical_id in STACK.of_type("AWS::Serverless::Function"):
         assert f'{{"Ref": "{logical_id}"}}' in watched, logical_id
