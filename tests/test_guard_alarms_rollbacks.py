@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deployguard.aws.codedeploy import CodeDeployGateway
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import DeploymentStatus, LambdaTarget
 from deployguard.readmodels import DeploymentReader, SummaryBuilder
@@ -102,3 +103,26 @@ def test_a_release_whose_rollback_deployment_fails_is_counted_as_it_ended(
     (ended,) = _statistics(capsys.readouterr().out)
     assert ended["DeploymentsStopped"] == [1.0] and ended["DeploymentsEnded"] == [1.0]
     assert "DeploymentsRolledBack" not in ended
+
+
+def test_a_release_stopped_before_its_rollback_deployment_exists_is_counted_once_as_rolled_back(
+    aws: EmbeddedAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """StopDeployment with autoRollbackEnabled (as DeployGuard's remediation sends it): CodeDeploy reports
+    STOP with its rollbackInfo before the rollback deployment exists; the release is counted when that ends."""
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    deployment_id = create_lambda_deployment(target, "orders-api", "live")
+    _put(aws, deployment_id, "START")
+    LambdaTrafficShifter(target).shift(0.1)
+    DeploymentRepository().update_deployment(deployment_id, lambda d: setattr(d, "canary_weight", 0.1))
+    capsys.readouterr()
+    CodeDeployGateway().stop(deployment_id, auto_rollback=True)
+    _put(aws, deployment_id, "STOP")  # no rollback deployment yet
+    assert _statistics(capsys.readouterr().out) == []
+    rollback_id = start_rollback_deployment(deployment_id)
+    LambdaTrafficShifter(target).rollback()
+    _put(aws, rollback_id, "START", "SUCCESS")
+    (ended,) = _statistics(capsys.readouterr().out)
+    assert ended["DeploymentsRolledBack"] == [1.0] and ended["DeploymentsEnded"] == [1.0]
+    assert "DeploymentsStopped" not in ended

@@ -56,6 +56,9 @@ class CodeDeployDeployment(Model):
     error_message: str = ""
     rollback_deployment_id: str | None = None  # the deployment that rolls this one back
     rollback_of: str | None = None  # the deployment this one rolls back
+    # rollbackInfo on this deployment (not a rollback itself): a rollback was asked for or made (StopDeployment
+    # with autoRollbackEnabled says so before its rollback deployment exists)
+    rollback_requested: bool = False
     lifecycle_event: str | None = None  # ECS: the lifecycle event in progress on the target
     new_traffic_weight: float | None = None  # ECS: the green task set's share of production traffic
     production_traffic_moved: bool = False  # ECS: the AllowTraffic event began (production reached green)
@@ -362,6 +365,7 @@ class CodeDeployGateway:
             error_message=str(error.get("message", "")),
             rollback_deployment_id=rollback.get("rollbackDeploymentId") or None,
             rollback_of=rollback.get("rollbackTriggeringDeploymentId") or None,
+            rollback_requested=bool(rollback) and not rollback.get("rollbackTriggeringDeploymentId"),
         )
         if isinstance(target, EcsTarget):
             self._add_task_sets(deployment, target)

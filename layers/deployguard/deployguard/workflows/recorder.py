@@ -204,6 +204,13 @@ class RecordOutcome:
         return deployment_statistics(self.status, self.duration_seconds)
 
 
+def _rollback_follows(info: CodeDeployDeployment) -> bool:
+    """A rollback deployment of this release is made, or asked for (a Lambda deployment stopped with
+    ``autoRollbackEnabled`` reports its rollbackInfo before the rollback deployment exists); an ECS
+    deployment rolls back within itself."""
+    return bool(info.rollback_deployment_id) or (info.rollback_requested and info.compute_platform == "Lambda")
+
+
 def _ended_reason(kept: str | None, marker: str, error_message: str | None) -> str:
     """Why a CodeDeploy deployment ended: the reason DeployGuard itself set (a hook's Failed verdict, a
     remediation's StopDeployment), if any, first, then what CodeDeploy says (its state and error)."""
@@ -277,7 +284,7 @@ class DeploymentRecorder:
                 release.environment,
                 release.strategy.value,
             )
-        elif deployment.status in (DeploymentStatus.FAILED, DeploymentStatus.STOPPED) and info.rollback_deployment_id:
+        elif deployment.status in (DeploymentStatus.FAILED, DeploymentStatus.STOPPED) and _rollback_follows(info):
             outcome.rollback_follows = True  # counted when its rollback deployment ends
         return outcome
 
