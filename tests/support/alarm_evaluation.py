@@ -16,6 +16,7 @@ reads the functions' logs. So here:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 from collections.abc import Callable
@@ -60,8 +61,15 @@ def put_emf(output: str, at: datetime) -> list[dict[str, Any]]:
 
 
 def create_alarm(stack: Stack, logical_id: str) -> str:
-    """Create the template's alarm ``logical_id`` (named after it) as its properties say; returns its name."""
-    properties = stack.resolve(stack.resources[logical_id]["Properties"])
+    """Create the template's alarm ``logical_id`` (named after it) as its properties say; returns its name.
+    Its actions (the operator topic) only when ``stack`` knows the topic: a stack loaded without the
+    embedded AWS has created none (and an alarm's actions change nothing in its evaluation here)."""
+    written = stack.resources[logical_id]["Properties"]
+    properties = stack.resolve({key: value for key, value in written.items() if not key.endswith("Actions")})
+    for key in ("AlarmActions", "OKActions"):
+        if key in written:
+            with contextlib.suppress(KeyError):
+                properties[key] = stack.resolve(written[key])
     if "Metrics" in properties:
         raise NotImplementedError(f"{logical_id}: alarms on metric math are not evaluated here")
     request = {key: properties[key] for key in _ALARM_PROPERTIES if key in properties}
