@@ -106,3 +106,33 @@ def test_promote_refuses_a_state_naming_another_alias(embedded: Any) -> None:
     assert failed and refused["errorMessage"].startswith("target: the task's target checkout-api:live")
     assert LambdaTrafficShifter(checkout).current().function_version == checkout.stable_version
     assert LambdaTrafficShifter(payments).current().additional_weights == {"2": 0.1}
+
+
+def test_a_persons_retry_is_driven_by_the_one_execution_that_claims_it(embedded: Any) -> None:
+    """The control service's retry sets a held canary in progress again (phase pre_deployment, last action
+    retry) and starts a new execution: that execution's Validate takes the record over; a second one is refused."""
+    from deployguard import clock
+    from deployguard.models import CanaryControl, Deployment, Phase
+
+    payments, state = _payments_at_ten_percent(embedded)
+    embedded.invoke("CanaryStepFunction", {"action": "rollback", "execution": EXECUTION + "payments-run",
+                                           "state": {**state, "next": "hold"}})  # fmt: skip
+
+    def retried(d: Deployment) -> None:  # what CanaryControlService._retry writes before StartExecution
+        d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
+        d.control = CanaryControl(last_action="retry", last_actor="alice", last_action_at=clock.now())
+        d.phase = Phase.PRE_DEPLOYMENT
+
+    repository = DeploymentRepository()
+    assert repository.get_deployment("pay-42").decision == "held"
+    repository.update_deployment("pay-42", retried)
+    first, failed = _validate(embedded, "pay-42-retry-1", "pay-42", "payments-api", payments)
+    assert not failed, first
+    assert repository.get_deployment("pay-42").execution_arn == EXECUTION + "pay-42-retry-1"
+    second, failed = _validate(embedded, "pay-42-retry-2", "pay-42", "payments-api", payments)
+    assert (
+        failed
+        and second["errorMessage"] == "deployment_id: deployment pay-42: its retry is driven by another execution"
+    )
+    _, failed = _validate(embedded, "pay-42-retry-1", "pay-42", "payments-api", payments)  # its own retry
+    assert not failed and repository.get_deployment("pay-42").execution_arn == EXECUTION + "pay-42-retry-1"

@@ -273,8 +273,11 @@ class CanaryController:
     def validate(self, request: CanaryRequest, execution_arn: str | None = None) -> CanaryState:
         """Record the deployment and check its target before any traffic moves. ``execution_arn``: the
         execution running this canary (the state machine passes ``$$.Execution.Id``), kept on the record
-        (a retried canary's new execution replaces its old one) so the minute tick can tell a canary whose
-        execution ended before it finished (:mod:`deployguard.workflows.stale_canaries`)."""
+        (a person's retry's new execution replaces its old one) so the minute tick can tell a canary whose
+        execution ended before it finished (:mod:`deployguard.workflows.stale_canaries`). The target must be
+        the named service's (:meth:`_configured_service`), and a record already under the deployment id this
+        execution's own or a person's retry waiting for it (:meth:`_may_drive`): an execution never takes over
+        another deployment."""
         service = self._configured_service(request)
         deployment_id = request.deployment_id or (execution_deployment_id(execution_arn) if execution_arn else None)
         # without an id of its own, the record is named after the execution: a retried Validate (or the
