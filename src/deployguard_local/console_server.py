@@ -169,6 +169,20 @@ def http_api_event(
     return event
 
 
+
+class _QuietServer(ThreadingHTTPServer):
+    """A browser that closes a page mid-poll drops its connection: nothing the server did wrong, so no
+    traceback on stderr; any other error is still printed."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 class ConsoleServer:
     """The local stand-in for API Gateway in front of the console's functions (read and write)."""
 
@@ -176,7 +190,7 @@ class ConsoleServer:
         self.aws = aws
         self.credentials = credentials
         self.routes = api_routes(aws.stack)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.httpd = _QuietServer(("127.0.0.1", port), self._handler_class())
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
         # one request at a time, as one Lambda container serves them (the resolver holds the current event)
