@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from deployguard.inbound import parse_event
+from deployguard.remediation.models import ApprovalStatus
 from deployguard.workflows import runtime
 
 if TYPE_CHECKING:
@@ -46,4 +47,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = engine.remediation.run_one_approved(task.approval_id, incidents)
     outcome = result.outcome.value if result else "not_approved"
     metrics.add_metric(name="ApprovedRemediations", unit="Count", value=1)
-    return {"approval_id": task.approval_id, "outcome": outcome, "message": result.message if result else ""}
+    if result is not None:
+        return {"approval_id": task.approval_id, "outcome": outcome, "message": result.message}
+    # nothing ran: say why, from the approval as it now stands (pending: no one approved it yet)
+    approval = engine.remediation.store.approval(task.approval_id)
+    why = approval.result or ("not yet approved" if approval.status == ApprovalStatus.PENDING else "nothing ran")
+    return {"approval_id": task.approval_id, "outcome": outcome,
+            "message": f"approval {task.approval_id} is {approval.status.value}: {why}"}  # fmt: skip
