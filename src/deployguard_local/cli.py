@@ -241,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         with debugging(debug), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=EMPTY_METRICS_WARNING, category=UserWarning)
             return _dispatch(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C outside a command's parsing (click answers that one: commands.invoke)
+        command = argv[0] if argv and not argv[0].startswith("-") else ""
+        print(f"deployguard{' ' + command if command else ''}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `deployguard replay --json DIR | head -1`: the reader has gone, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
