@@ -95,3 +95,39 @@ def test_an_incident_resolved_ends_its_key_only_for_triggers_from_before_it(
     assert pagerduty_actions(receivers) == [("resolve", key), ("trigger", key)]
     assert _status(aws, early_page.event_id)[0] is DeliveryStatus.SUPPRESSED
     assert _status(aws, later_page.event_id)[0] is DeliveryStatus.DELIVERED
+
+
+def test_notifications_retry_does_not_reopen_an_incident_resolved_after_its_dead_lettered_trigger(
+    aws: Aws,  # noqa: F811
+    app: ModuleType,
+    receivers: LocalReceivers,
+    tmp_path: Path,
+) -> None:
+    """``notifications retry`` takes a dead-lettered trigger whose deployment was rolled back since: the
+    trigger is not sent (PagerDuty would open the incident again), recorded suppressed, and the letter
+    leaves the queue; a dead-lettered trigger from after the resolve is still sent."""
+    import io
+    import os
+
+    from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
+    from deployguard_local.notifications_cli import retry
+
+    start = aws.clock()
+    initiated = make_event(EventType.ROLLBACK_INITIATED, Severity.CRITICAL, at=start)
+    completed = make_event(EventType.ROLLBACK_COMPLETED, Severity.WARNING, at=start + timedelta(seconds=60))
+    queue = DeadLetterQueue(aws.dlq_url)
+    queue.send(DeadLetter(kind="event", channel="ops-pagerduty", events=[initiated], error="HTTP 503"))
+    aws.clock.advance(60)
+    send(app, completed)
+    aws.clock.advance(60)
+    later = make_event(EventType.ROLLBACK_FAILED, Severity.CRITICAL, at=aws.clock())
+    queue.send(DeadLetter(kind="event", channel="ops-pagerduty", events=[later], error="HTTP 503"))
+
+    out = io.StringIO()
+    code = retry(os.environ["DEPLOYMENTS_TABLE"], aws.dlq_url, os.environ["DEPLOYGUARD_CONFIG_FILE"], 10, out)
+    assert code == 0, out.getvalue()
+    assert pagerduty_actions(receivers) == [("resolve", "deployguard/dg-1"), ("trigger", "deployguard/dg-1")]
+    status, error = _status(aws, initiated.event_id)
+    assert status is DeliveryStatus.SUPPRESSED and "stale trigger" in (error or "")
+    assert _status(aws, later.event_id)[0] is DeliveryStatus.DELIVERED
+    assert aws.dlq_messages() == []

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from deployguard.inbound import parse_event
+from deployguard.remediation.models import ApprovalStatus
 from deployguard.workflows import runtime
 
 if TYPE_CHECKING:
@@ -50,5 +51,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if result is not None:
         logger.append_keys(deployment_id=result.deployment_id, incident_id=result.incident_id)
     metrics.add_metric(name="ApprovedRemediations", unit="Count", value=1)
-    logger.info("approved remediation run", extra={"outcome": outcome})
-    return {"approval_id": task.approval_id, "outcome": outcome, "message": result.message if result else ""}
+    if result is not None:
+        logger.info("approved remediation run", extra={"outcome": outcome})
+        return {"approval_id": task.approval_id, "outcome": outcome, "message": result.message}
+    # nothing ran: say why, from the approval as it now stands (pending: no one approved it yet)
+    approval = engine.remediation.store.approval(task.approval_id)
+    logger.append_keys(deployment_id=approval.deployment_id, incident_id=approval.incident_id)
+    why = approval.result or ("not yet approved" if approval.status == ApprovalStatus.PENDING else "nothing ran")
+    message = f"approval {task.approval_id} is {approval.status.value}: {why}"
+    logger.info("approved remediation run", extra={"outcome": outcome, "why": message})
+    return {"approval_id": task.approval_id, "outcome": outcome, "message": message}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -33,10 +34,13 @@ import typer
 from typer.core import TyperGroup
 
 from deployguard_local.commands import ERROR_EXIT, debugging, describe_error, invoke
-from deployguard_local.options import ConfigFile, EndpointUrl
+from deployguard_local.options import EndpointUrl
 
 # Powertools warns on every flush of a function that put no metric; locally that is noise on stderr (--verbose shows it)
 EMPTY_METRICS_WARNING = r"No application metrics to publish"
+
+# what `invoke` runs the sample events with (in events/), unless --config or $DEPLOYGUARD_CONFIG_FILE names another
+SAMPLE_CONFIG = "sample-config.yaml"
 
 # Command groups with a module of their own: name -> (module in deployguard_local, its Typer app, its entry point).
 # A module is imported only when its command runs (or help lists it); its entry point keeps its exit codes.
@@ -124,10 +128,14 @@ def demo(
 def invoke_function(
     function: Annotated[str, typer.Argument(help="logical id in template.yaml, e.g. CanaryStepFunction")],
     event: Annotated[Path, typer.Option(help="event JSON file, e.g. events/schedule.json")],
-    config: ConfigFile = None,
+    config: Annotated[
+        str | None,
+        typer.Option(help="DeployGuard configuration file (default: $DEPLOYGUARD_CONFIG_FILE, else the sample's, "
+                     f"events/{SAMPLE_CONFIG})"),
+    ] = None,
     endpoint_url: EndpointUrl = None,
-    verbose: Annotated[bool, typer.Option("--verbose", help="show the function's logs and metrics (on stderr)")]
-    = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show all the function's logs and metrics on stderr "
+                                          "(its warnings and errors show without it)")] = False,
 ) -> None:  # fmt: skip
     """Run one function of template.yaml with an event file; exit 1 if the function errored."""
     from deployguard_local.emulator import EmbeddedAws
@@ -140,7 +148,16 @@ def invoke_function(
     except (OSError, json.JSONDecodeError) as exc:
         print(f"deployguard invoke: event file {event}: {exc}", file=sys.stderr)
         raise typer.Exit(ERROR_EXIT) from exc
-    config_file = Path(config) if config else None
+    named = ("--config", config) if config else ("$DEPLOYGUARD_CONFIG_FILE", os.environ.get("DEPLOYGUARD_CONFIG_FILE"))
+    if named[1]:  # read here: an unreadable file is the command's error (exit 2), not the function's
+        try:
+            with open(named[1], encoding="utf-8") as fh:
+                fh.read(1)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"deployguard invoke: {named[0]} {named[1]}: cannot read: {why}", file=sys.stderr)
+            raise typer.Exit(ERROR_EXIT) from exc
+    config_file = Path(config) if config else _sample_config(endpoint_url)
     with EmbeddedAws(config_file=config_file, endpoint_url=endpoint_url, quiet=not verbose) as aws:
         if function not in aws.functions:
             known = ", ".join(sorted(aws.functions))
@@ -151,6 +168,18 @@ def invoke_function(
         payload, errored = aws.invoke(function, payload_in)
     print(json.dumps(payload, indent=2, default=str))
     raise typer.Exit(1 if errored else 0)
+
+
+def _sample_config(endpoint_url: str | None) -> Path | None:
+    """Without --config or $DEPLOYGUARD_CONFIG_FILE, the embedded AWS's functions run with the configuration of
+    the sample application the events/ files refer to (events/sample-config.yaml: its ECS service is judged by
+    its load balancer's metrics); on a running endpoint (--endpoint-url, no sample) the built-in defaults."""
+    from deployguard_local.emulator.environment import REPO_ROOT
+
+    sample = REPO_ROOT / "events" / SAMPLE_CONFIG
+    if endpoint_url or os.environ.get("DEPLOYGUARD_CONFIG_FILE") or not sample.is_file():
+        return None
+    return sample
 
 
 @app.command("serve")
@@ -212,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         with debugging(debug), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=EMPTY_METRICS_WARNING, category=UserWarning)
             return _dispatch(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C outside a command's parsing (click answers that one: commands.invoke)
+        command = argv[0] if argv and not argv[0].startswith("-") else ""
+        print(f"deployguard{' ' + command if command else ''}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `deployguard replay --json DIR | head -1`: the reader has gone, not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:

@@ -28,6 +28,7 @@ EXIT_CODES = {
 }
 ERROR_EXIT = 2
 GATE_ERROR_EXIT = 4
+INTERRUPTED = 130
 
 _DEBUG: contextvars.ContextVar[bool] = contextvars.ContextVar("deployguard_debug", default=False)
 
@@ -82,21 +83,44 @@ def new_app(name: str, help_text: str, **kwargs: Any) -> typer.Typer:
     return typer.Typer(name=name, help=help_text, add_completion=False, pretty_exceptions_enable=False, **kwargs)
 
 
+def flags_take_no_value(command: Any) -> Any:
+    """Show on/off options (``--json``, ``--local`` ...) without Typer's ``<bool>`` in ``--help``: it reads as if
+    they took a value. Walks the command and its subcommands; returns it."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    made = command.get_help_option  # --help itself is made for each context
+
+    def help_option(ctx: Any) -> Any:
+        option = made(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        flags_take_no_value(sub)
+    return command
+
+
 def invoke(typer_app: typer.Typer, prog: str, argv: list[str], usage_exit: int = ERROR_EXIT) -> int:
     """Run a Typer app on ``argv``; returns its exit code (a usage error prints click's message)."""
-    command = typer.main.get_command(typer_app)
+    command = flags_take_no_value(typer.main.get_command(typer_app))
     try:  # without standalone mode, click returns the code a command exits with
-        return int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
+        code = int(command.main(args=argv, prog_name=prog, standalone_mode=False) or 0)
     except typer.Exit as done:
-        return int(done.exit_code)
+        code = int(done.exit_code)
     except typer.Abort:
-        return 130
+        code = INTERRUPTED
     except Exception as exc:  # Typer's (vendored click's) usage errors: name the option
         show = getattr(exc, "show", None)
         if show is None:
             raise
         show()
         return usage_exit
+    if code == INTERRUPTED:  # Ctrl-C: Typer ends the command with 130 (no command exits so otherwise)
+        sys.stderr.write(f"{prog}: interrupted\n")
+    return code
 
 
 def when(value: datetime | None) -> str:

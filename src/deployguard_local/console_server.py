@@ -7,8 +7,11 @@ the function of the route's integration (``ConsoleReadFunction`` for the GET rou
 AWS; a request no route matches is answered 404, as API Gateway does.
 It also stands in for the JWT authoriser: two local-only bearer tokens, made at start and
 printed, one that may write and one that may only read; any other token is refused (401) as
-API Gateway would, and a request without one reaches the function without an identity (which
-then refuses every /api route). The embedded AWS holds what ``make demo`` left (its saved local
+API Gateway would, and so is a request without one to a route whose ``AuthorizationType`` is not
+``NONE`` (every /api route and /openapi.json: only the page and its assets are public), or whose
+token lacks the route's scope (403). A ``Host`` other than 127.0.0.1, localhost or [::1] is refused
+(403): a page of another site resolving to 127.0.0.1 (DNS rebinding) gets nothing.
+The embedded AWS holds what ``make demo`` left (its saved local
 state, see :mod:`deployguard_local.local_state`; without one the demo's four rollouts run
 in-process at start) and one live canary that moves slowly enough to watch and abort from the
 page (``--no-live`` leaves it out).
@@ -48,6 +51,8 @@ class ApiRoute:
     method: str
     path: re.Pattern[str]
     function: str  # the template's logical id
+    protected: bool = True  # AuthorizationType other than NONE: a bearer token is needed
+    scope: str | None = None  # the scope the route's JWT authoriser asks for (AuthorizationScopes)
 
     def matches(self, method: str, path: str) -> bool:
         wanted = "GET" if method == "HEAD" else method
@@ -71,8 +76,38 @@ def api_routes(stack: Stack) -> list[ApiRoute]:
             continue
         pattern = re.sub(r"\\\{(\w+)\\\+\\\}", ".+", re.escape(template))  # {proxy+}: one or more segments
         pattern = re.sub(r"\\\{(\w+)\\\}", "[^/]+", pattern)  # {name}: one segment
-        routes.append(ApiRoute(method.upper(), re.compile(pattern), functions[integration.group(1)]))
+        protected = props.get("AuthorizationType", "NONE") != "NONE"  # JWT or AWS_IAM (an !If of the two)
+        routes.append(
+            ApiRoute(method.upper(), re.compile(pattern), functions[integration.group(1)], protected,
+                     _route_scope(props.get("AuthorizationScopes")))
+        )  # fmt: skip
     return routes
+
+
+def _route_scope(scopes: Any) -> str | None:
+    """The local scope of a route's ``AuthorizationScopes`` (``!If [ConsoleUsesJwt, [!Ref ConsoleReadScope], ...]``)."""
+    text = json.dumps(scopes) if scopes is not None else ""
+    if "ConsoleWriteScope" in text:
+        return WRITE_SCOPE
+    if "ConsoleReadScope" in text:
+        return READ_SCOPE
+    return None
+
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def local_host(value: str | None) -> bool:
+    """A Host header naming this machine (127.0.0.1 or localhost, any port): a page of another site whose
+    name resolves to 127.0.0.1 (DNS rebinding) sends its own name, and is refused."""
+    if not value:
+        return False
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1]
+    else:
+        host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return host in LOCAL_HOSTS
 
 
 @dataclass
@@ -134,6 +169,20 @@ def http_api_event(
     return event
 
 
+
+class _QuietServer(ThreadingHTTPServer):
+    """A browser that closes a page mid-poll drops its connection: nothing the server did wrong, so no
+    traceback on stderr; any other error is still printed."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 class ConsoleServer:
     """The local stand-in for API Gateway in front of the console's functions (read and write)."""
 
@@ -141,7 +190,7 @@ class ConsoleServer:
         self.aws = aws
         self.credentials = credentials
         self.routes = api_routes(aws.stack)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.httpd = _QuietServer(("127.0.0.1", port), self._handler_class())
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
         # one request at a time, as one Lambda container serves them (the resolver holds the current event)
@@ -174,6 +223,9 @@ class ConsoleServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if not local_host(headers.get("host")):  # DNS rebinding: only this machine's names are served
+                    self._reply(403, {"content-type": "application/json"}, b'{"message":"Forbidden: Host"}')
+                    return
                 claims = None
                 auth = headers.get("authorization", "")
                 if auth:
@@ -186,6 +238,12 @@ class ConsoleServer:
                 route = next((r for r in server.routes if r.matches(self.command, path)), None)
                 if route is None:  # API Gateway answers a request no route matches itself
                     self._reply(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+                    return
+                if route.protected and claims is None:  # API Gateway's authoriser: no token, no function
+                    self._reply(401, {"content-type": "application/json"}, b'{"message":"Unauthorized"}')
+                    return
+                if route.protected and route.scope and route.scope not in str((claims or {}).get("scope", "")).split():
+                    self._reply(403, {"content-type": "application/json"}, b'{"message":"Forbidden"}')
                     return
                 event = http_api_event(self.command, self.path, headers, body, claims)
                 with server.invoke_lock:

@@ -1,6 +1,7 @@
 """``deployguard control``: the canary verbs and emergency rollback from a terminal (deployguard.workflows.control).
 
     deployguard control promote|abort|pause|resume|retry|skip_analysis|approve ID --by NAME --reason TEXT
+                                                    # skip_analysis is also skip-analysis (Argo's spelling)
     deployguard control rollback SERVICE --by NAME --reason TEXT --confirm SERVICE [--environment E] [--from-version V]
 
 ID is a deployment id or a unique prefix of one, as the read commands take it.
@@ -63,7 +64,7 @@ VERB_HELP = {  # the README's verb table, word for word where it can be
     "resume": "Let a paused canary step on again when its verdict is healthy.",
     "retry": "A canary held for a person (no conclusive evidence) starts its step again (a new execution).",
     "skip_analysis": "Emergency fix: verdicts are recorded but no longer roll back (nor raise alerts); steps follow "
-    "their bake time. Announced as critical.",
+    "their bake time. Announced as critical. Also typed skip-analysis.",
     "approve": "Answer the task token of a canary waiting before 100% (approval_before_full_traffic: true).",
 }
 
@@ -124,8 +125,10 @@ def _apply(conn: Connection, state_machine_arn: str | None, verb: str,
     raise typer.Exit(run(action, f"{PROG} {verb}"))
 
 
-def _verb_command(verb: str) -> None:
-    @app.command(verb, help=VERB_HELP.get(verb, f"{verb} a canary"))
+def _verb_command(verb: str, name: str | None = None, hidden: bool = False) -> None:
+    """The command of ``verb``, named ``name`` (default: the verb itself; an alias is ``hidden`` from the list)."""
+
+    @app.command(name or verb, help=VERB_HELP.get(verb, f"{verb} a canary"), hidden=hidden)
     @connected(topic=True, config=True)
     def command(
         conn: Connection,
@@ -150,6 +153,8 @@ def _verb_command(verb: str) -> None:
 
 for _verb in VERBS:
     _verb_command(_verb)
+    if "_" in _verb:  # skip_analysis: also as Argo Rollouts users type it, skip-analysis
+        _verb_command(_verb, name=_verb.replace("_", "-"), hidden=True)
 
 
 @app.command("rollback")

@@ -9,11 +9,14 @@
 Every command takes ``--json``, and reads ``--local`` (the demo's saved state), ``--stack NAME``,
 ``--table NAME`` or ``$DEPLOYMENTS_TABLE`` (:mod:`deployguard_local.options`). IDs may be a
 unique prefix. Errors exit 4 with a message naming the field (2 and 3 belong to the gate).
+With ``--local``, ``--wait`` and ``watch`` read once and do not wait: the saved state changes only when a command
+saves it, so a deployment running in it stays running (exit 3, its message saying it was not waited).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -31,7 +34,7 @@ from deployguard.readmodels import (
     timeline,
 )
 from deployguard_local.commands import GATE_ERROR_EXIT, console, duration, invoke, new_app, print_json, run, when
-from deployguard_local.options import Connection, Json, connected
+from deployguard_local.options import Connection, Json, Resources, connected
 
 SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": ""}
 STATUS_STYLE = {"succeeded": "green", "rolled_back": "red", "failed": "bold red", "stopped": "yellow",
@@ -162,7 +165,7 @@ def watch(
     timeout: Annotated[float, typer.Option(min=0, help="give up after this many seconds")] = 3600.0,
     json_: Json = False,
 ) -> None:  # fmt: skip
-    """Follow a deployment live: print each new timeline entry until it ends (exit as `status`)."""
+    """Follow a deployment live: print each new timeline entry until it ends (exit as `status`; --local: no wait)."""
 
     def action() -> int:
         out = console()
@@ -183,11 +186,31 @@ def watch(
                         line = Text(f"{item.at:%H:%M:%S} {item.kind:<11} {item.title}", style=style)
                         out.print(line, Text(f"  {item.detail}", style="dim") if item.detail else "")
 
-            outcome = src.reader.wait(deployment_id, timeout_seconds=timeout, poll_seconds=interval,
-                                      sleep=src.sleep, on_change=changed)  # fmt: skip
+            if src.changes:
+                outcome = src.reader.wait(deployment_id, timeout_seconds=timeout, poll_seconds=interval,
+                                          sleep=src.sleep, on_change=changed)  # fmt: skip
+            else:
+                outcome = _not_waited(src, deployment_id, on_change=changed)
         return _finish(outcome, json_, out)
 
     raise typer.Exit(run(action, PROG, GATE_ERROR_EXIT))
+
+
+NOT_WAITED = "not waited: the --local state does not change on its own (a command that acts changes it)"
+
+
+def _not_waited(
+    src: Resources, deployment_id: str, on_change: Callable[[Deployment], None] | None = None
+) -> GateOutcome:
+    """``--wait`` / ``watch`` on the --local state: one read, no waiting (nothing changes a saved state while a
+    command waits on it: waiting would only pass the timeout). A deployment still running says so."""
+    deployment = src.reader.get(deployment_id)
+    if on_change is not None:
+        on_change(deployment)
+    outcome = GateOutcome.of(deployment)
+    if outcome.state != "running":
+        return outcome
+    return outcome.model_copy(update={"message": f"{outcome.message}; {NOT_WAITED}"})
 
 
 def _finish(outcome: GateOutcome, json_: bool, out: Console) -> int:
@@ -208,7 +231,9 @@ status_app = new_app("status", "A deployment's outcome as an exit code (CI gate)
 def status(
     conn: Connection,
     deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
-    wait: Annotated[bool, typer.Option("--wait", help="poll until the deployment ends")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="poll until the deployment ends (--local: no wait, the state is static)")
+    ] = False,
     timeout: Annotated[float, typer.Option(min=0, help="with --wait: give up after this many seconds")] = 1800.0,
     interval: Annotated[float, typer.Option(min=1, help="with --wait: seconds between polls")] = 10.0,
     json_: Json = False,
@@ -217,7 +242,9 @@ def status(
 
     def action() -> int:
         with conn.resources() as src:
-            if wait:
+            if wait and not src.changes:
+                outcome = _not_waited(src, deployment_id)
+            elif wait:
                 outcome = src.reader.wait(deployment_id, timeout_seconds=timeout, poll_seconds=interval,
                                           sleep=src.sleep)  # fmt: skip
             else:

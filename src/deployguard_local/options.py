@@ -134,6 +134,7 @@ class Connection:
                 reports_bucket=ref("ReportsBucket"),
                 sleep=aws.clock.advance,
                 local_dir=directory,
+                changes=False,
                 dead_letter_queue=ref("NotificationDeadLetterQueue"),
                 config_file=str(aws.config_file) if aws.config_file else None,
             )
@@ -162,6 +163,9 @@ class Resources:
     local_dir: Path | None = None
     dead_letter_queue: str | None = None
     config_file: str | None = None  # --local: the configuration the embedded stack runs with
+    # False with --local: the saved state changes only when a command saves it, so nothing a command could wait
+    # for happens while it waits (`status --wait` and `deployments watch` answer at once instead)
+    changes: bool = True
 
     @functools.cached_property
     def reader(self) -> DeploymentReader:

@@ -35,18 +35,20 @@ app = new_app("report", "One deployment's health report (md, html, json).")
 def report(
     conn: Connection,
     deployment_id: Annotated[str, typer.Argument(help="deployment id or a unique prefix")],
-    format_: Annotated[Format, typer.Option("--format", "-f", help="md (or markdown), html or json")] = Format.md,
+    format_: Annotated[
+        Format | None, typer.Option("--format", "-f", help="md (or markdown), html or json (default: md)")
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")] = None,
     json_: Json = False,
 ) -> None:  # fmt: skip
     """A deployment's health report: verdicts and reasons, charts per metric, traffic, health, audit trail."""
 
-    if json_ and format_ not in (Format.md, Format.json):  # --format md is the default: --json alone means json
+    if json_ and format_ not in (None, Format.json):  # --json alone means json; with another format, refused
         raise typer.BadParameter(
             f"--json and --format {format_.value} ask for two formats: give one", param_hint="--json"
         )
     fmt: Literal["md", "html", "json"] = (
-        "json" if json_ else "html" if format_ is Format.html else ("json" if format_ is Format.json else "md")
+        "json" if json_ or format_ is Format.json else "html" if format_ is Format.html else "md"
     )
 
     def action() -> int:

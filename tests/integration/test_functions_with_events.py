@@ -53,7 +53,11 @@ CASES = [
     (
         "ConsoleWriteFunction",
         "console_api_pause.json",
-        lambda r: r["statusCode"] == 200 and json.loads(r["body"])["deployment"]["control"]["last_actor"] == "bob",
+        lambda r: (
+            r["statusCode"] == 200
+            and json.loads(r["body"])["deployment"]["control"]["last_actor"]
+            == "7f3c1a2e-0000-4000-8000-000000000002 (bob)"
+        ),  # the token's sub (no iss in the sample), its username beside
     ),
 ]
 

@@ -21,6 +21,7 @@ kept in docs/openapi.json). The logic is in deployguard.workflows.console.
 import functools
 import json
 import os
+import re
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -30,6 +31,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deployguard.aws.lambda_traffic import aws_error_code
 from deployguard.exceptions import (
     CodeDeployError,
     ConflictError,
@@ -132,8 +134,8 @@ class ResolveBody(Body):
 
 class EmergencyRollbackBody(Body):
     reason: str = Field(min_length=1, max_length=1000)
-    confirm: str = Field(description="the service's name again")
-    environment: str | None = None
+    confirm: str = Field(max_length=128, description="the service's name again")
+    environment: str | None = Field(default=None, pattern=SERVICE_NAME_PATTERN, max_length=128)
     from_version: str = Field(
         min_length=1,
         max_length=128,
@@ -152,8 +154,12 @@ class ErrorBody(BaseModel):
 
 def error_response(status: int, exc: Exception) -> Response[str]:
     body: dict[str, Any] = {"message": str(exc)}
-    if isinstance(exc, InvalidEventError) and exc.field:
-        body["field"] = exc.field
+    if isinstance(exc, InvalidEventError):
+        # the workflows' refusals start with the field they name ("confirm: type the service name ...")
+        match = re.match(r"([a-z_][a-z0-9_.]*): ", str(exc))
+        named = exc.field or (match.group(1) if match else None)
+        if named:
+            body["field"] = named
     return Response(status, content_types.APPLICATION_JSON, json.dumps(body))
 
 
@@ -192,8 +198,12 @@ def _invalid_request(exc: RequestValidationError) -> Response[str]:
 
 @app.exception_handler([TrafficShiftError, CodeDeployError, StepFunctionsError])
 def _upstream(exc: Exception) -> Response[str]:
+    """AWS's own message (the function's role ARN, the account id) stays in the log; the caller gets its code."""
     logger.exception("AWS refused a console action")
-    return error_response(502, exc)
+    code = aws_error_code(exc)
+    if code is None and isinstance(exc, TrafficShiftError):  # DeployGuard's own check (the alias read back)
+        return error_response(502, exc)
+    return error_response(502, Exception(f"AWS refused the action: {code or type(exc).__name__} (details in the log)"))
 
 
 ERRORS: dict[int, Any] = {

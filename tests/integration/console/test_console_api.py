@@ -29,7 +29,8 @@ def test_the_committed_document_is_the_generated_one(console: Any) -> None:
     assert json.loads(DOCUMENT.read_text(encoding="utf-8")) == generated, (
         "docs/openapi.json is stale: deployguard serve --openapi > docs/openapi.json"
     )
-    served = requests.get(f"{console.url}/openapi.json", timeout=30).json()
+    reader = {"Authorization": f"Bearer {console.credentials.read_token}"}  # a protected route, as in template.yaml
+    served = requests.get(f"{console.url}/openapi.json", headers=reader, timeout=30).json()
     assert served == generated
     assert len(_writes(generated)) == 5  # control verbs, emergency rollback, acknowledge, escalate, resolve
 

@@ -188,7 +188,7 @@ def test_whoami_promises_no_write_to_an_iam_caller(console: Console) -> None:
     payload, errored = console.aws.invoke("ConsoleReadFunction", event)
     assert not errored and payload["statusCode"] == 200, payload
     assert json.loads(payload["body"]) == {
-        "identity": "arn:aws:iam::123456789012:user/reader", "kind": "iam", "can_write": None,
+        "identity": "arn:aws:iam::123456789012:user/reader", "kind": "iam", "can_write": None, "name": None,
     }  # fmt: skip
     jwt = requests.get(f"{console.server.url}/api/whoami", headers=console.headers("reader"), timeout=30).json()
     assert (jwt["kind"], jwt["can_write"]) == ("jwt", False)

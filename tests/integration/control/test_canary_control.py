@@ -316,6 +316,11 @@ def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> Non
     assert _ask(aws, "dg-codedeploy-1", "abort").changed
     stop = LEDGER.stops[-1]
     assert (stop.deployment_id, stop.auto_rollback, stop.accepted) == (codedeploy_id, True, True)
+    # why it stopped stays on the record: the recorder puts CodeDeploy's STOP after it
+    assert (
+        DeploymentRepository().get_deployment("dg-codedeploy-1").decision_reason
+        == "aborted by alice: abort from the test"
+    )
     again = _ask(aws, "dg-codedeploy-1", "abort")  # CodeDeploy: already completed; nothing changes
     assert not again.changed and "already completed" in again.message
     with pytest.raises(ControlStateError, match="not available for CodeDeploy-driven"):

@@ -22,9 +22,15 @@ def test_an_iam_caller_is_its_arn_and_may_write_where_the_gateway_let_it() -> No
 @pytest.mark.parametrize(
     ("claims", "identity", "can_write"),
     [
-        ({"sub": "u-1", "username": "bob", "scope": "deployguard/read deployguard/write"}, "bob", True),
-        ({"sub": "u-2", "email": "carol@example.com", "scope": "deployguard/read"}, "carol@example.com", False),
+        ({"sub": "u-1", "username": "bob", "scope": "deployguard/read deployguard/write"}, "u-1 (bob)", True),
+        ({"sub": "u-2", "email": "carol@example.com", "scope": "deployguard/read"}, "u-2 (carol@example.com)", False),
         ({"sub": "u-3", "scp": ["deployguard/write"]}, "u-3", True),
+        # the issuer and subject are who the token vouches for; a name or email any issuer's user may claim
+        (
+            {"iss": "https://idp.example", "sub": "u-4", "email": "dave@example.com", "scope": "deployguard/write"},
+            "https://idp.example#u-4 (dave@example.com)",
+            True,
+        ),
     ],
 )
 def test_a_jwt_caller_needs_the_write_scope_to_write(claims: dict[str, object], identity: str, can_write: bool) -> None:
@@ -35,7 +41,10 @@ def test_a_jwt_caller_needs_the_write_scope_to_write(claims: dict[str, object], 
             writer(caller)
 
 
-@pytest.mark.parametrize("authorizer", [None, {}, {"jwt": {"claims": {}}}, {"iam": {}}, {"lambda": {"x": 1}}])
+@pytest.mark.parametrize(
+    "authorizer",
+    [None, {}, {"jwt": {"claims": {}}}, {"jwt": {"claims": {"email": "a@b.c"}}}, {"iam": {}}, {"lambda": {"x": 1}}],
+)
 def test_no_identity_no_service(authorizer: dict[str, object] | None) -> None:
     with pytest.raises(NotAuthorizedError):
         caller_of(authorizer, WRITE)
@@ -62,3 +71,14 @@ def test_people_steer_but_a_failing_verdict_wins(
 def test_skipped_analysis_acts_as_healthy_only_when_skipped() -> None:
     assert effective_decision(CanaryControl(skip_analysis=True), Decision.FAILING) == Decision.HEALTHY
     assert effective_decision(CanaryControl(), Decision.FAILING) == Decision.FAILING
+
+
+def test_a_jwt_identity_fits_the_audit_trails_actor() -> None:
+    """At most 200 characters (ControlRequest.actor): the name is shortened first, a huge issuer and subject
+    digested, never cut (two callers must not end up with one identity)."""
+    from deployguard.workflows.console import MAX_IDENTITY, jwt_identity
+
+    long_name = jwt_identity("https://idp.example", "u-1", "n" * 500)
+    assert len(long_name) <= MAX_IDENTITY and long_name.startswith("https://idp.example#u-1 (nnn")
+    huge = [jwt_identity("https://" + "i" * 300, sub, "bob") for sub in ("a", "b")]
+    assert all(len(h) <= MAX_IDENTITY for h in huge) and huge[0] != huge[1]

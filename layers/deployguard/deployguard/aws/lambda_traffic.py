@@ -89,3 +89,17 @@ class LambdaTrafficShifter:
             raise TrafficShiftError(f"{self.target.function_name}:{self.target.alias}: {exc}") from exc
         weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}) or {}
         return AliasState(alias["FunctionVersion"], {k: float(v) for k, v in weights.items()})
+
+
+def aws_error_code(exc: BaseException) -> str | None:
+    """AWS's short error code behind ``exc`` (``AccessDeniedException``, ``ThrottlingException``), what the
+    console shows of it: AWS's message names the role, its ARN and the account, which readers need not see
+    (it is logged). None when AWS did not answer the call that failed (a DeployGuard check of its own)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ClientError):
+            return str(cause.response.get("Error", {}).get("Code") or "ClientError")[:64]
+        if isinstance(cause, BotoCoreError):
+            return type(cause).__name__
+        cause = cause.__cause__
+    return None

@@ -812,21 +812,39 @@ class NotificationRouter:
             return RedeliveryOutcome(False, error=f"channel {letter.channel!r} is no longer configured")
         name = letter.channel
         channel = self.channels[name]
+        events, stale = self._not_stale(letter, name)
+        if not events:  # every trigger of it was resolved for good after it: sending it would re-open the incident
+            return RedeliveryOutcome(True, stale)
         try:
             if letter.kind == "digest":
-                messages = channel.render_digest(letter.events)
+                messages = channel.render_digest(events)
             else:
-                for event in letter.events:
+                for event in events:
                     self._cancel_deferred_resolve(event, name)
-                messages = [m for e in letter.events for m in channel.render(e)]
+                messages = [m for e in events for m in channel.render(e)]
         except (ConfigError, ClientError, BotoCoreError) as exc:
             result = DeliveryResult(False, 0, 0.0, error=_short(exc))
         else:
             result = self._deliver_all(messages, name) if messages else DeliveryResult(True, 0, 0.0)
         status = DeliveryStatus.DELIVERED if result.ok else DeliveryStatus.DEAD_LETTERED
         error = None if result.ok else f"redelivery {letter.redeliveries + 1}: {result.error}"
-        notifications = [self._record(e, name, status, result, error=error) for e in letter.events]
-        return RedeliveryOutcome(result.ok, notifications, None if result.ok else result.error)
+        notifications = [self._record(e, name, status, result, error=error) for e in events]
+        return RedeliveryOutcome(result.ok, stale + notifications, None if result.ok else result.error)
+
+    def _not_stale(self, letter: DeadLetter, name: str) -> tuple[list[DeploymentEvent], list[Notification]]:
+        """A dead letter's events less the PagerDuty triggers whose key was resolved for good after them
+        (recorded suppressed and audited, as :meth:`route` does for a late copy), and those records."""
+        channel = self.channels[name]
+        if letter.kind == "digest" or not isinstance(channel, PagerDutyChannel):
+            return list(letter.events), []
+        events, stale = [], []
+        for event in letter.events:
+            reason = self._stale_trigger(event, name, alert_event_key(event)) if channel.triggers(event) else None
+            if reason is None:
+                events.append(event)
+            else:
+                stale.append(self._record(event, name, DeliveryStatus.SUPPRESSED, error=reason))
+        return events, stale
 
 
 def _finished(future: Future[DeliveryResult]) -> DeliveryResult | None:

@@ -13,7 +13,6 @@ again is a no-op, then makes its AWS call (``execute``) and checks the effect.
 
 from __future__ import annotations
 
-import logging
 import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -163,7 +162,7 @@ class CodeDeployStop(Handler):
             status = CodeDeployGateway().stop(deployment_id, auto_rollback=True)
         except CodeDeployError as exc:
             raise RemediationError(f"codedeploy:{exc}") from exc
-        _keep_stop_reason(repository, self.deployment.deployment_id, self.reason)
+        repository.keep_stop_reason(self.deployment.deployment_id, self.reason)
         return f"CodeDeploy deployment {deployment_id} stopping with rollback ({status or 'accepted'})"
 
 
@@ -392,22 +391,6 @@ def handler_for(name: str, config: RemediationAction, deployment: Deployment) ->
         else:
             kind = "lambda_rollback"
     return HANDLERS[kind](name, config, deployment)
-
-
-def _keep_stop_reason(repository: DeploymentRepository, deployment_id: str, reason: str) -> None:
-    """Why DeployGuard stopped a CodeDeploy deployment, kept on the record (unless it ended, or a hook's
-    verdict already said why) so the recorder puts CodeDeploy's STOP after it instead of replacing it."""
-
-    def change(d: Deployment) -> None:
-        if not d.status.is_terminal and not d.decision_reason:
-            d.decision_reason = reason[:500]
-
-    try:  # the stop is done: a record that cannot say why never turns it into a failed action
-        if repository.find_deployment(deployment_id) is not None:
-            repository.update_deployment(deployment_id, change)
-    except Exception:
-        logging.getLogger(__name__).exception("cannot keep why the deployment was stopped",
-                                              extra={"deployment_id": deployment_id})  # fmt: skip
 
 
 def _mark_rolled_back(repository: DeploymentRepository, deployment_id: str, reason: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -481,6 +482,24 @@ class DeploymentRepository:
             max_items=limit,
         )
         return [_from_item(Deployment, item) for item in items]
+
+    def keep_stop_reason(self, deployment_id: str, reason: str) -> None:
+        """Why DeployGuard (a remediation, a person's abort) stopped a CodeDeploy deployment, kept on its
+        record (unless it ended, or a hook's verdict already said why), so that the recorder puts CodeDeploy's
+        STOP after it instead of replacing it. Best effort: the stop is done, and a record that cannot say
+        why never turns it into a failure (logged)."""
+
+        def change(d: Deployment) -> None:
+            if not d.status.is_terminal and not d.decision_reason:
+                d.decision_reason = reason[:500]
+
+        try:
+            if self.find_deployment(deployment_id) is not None:
+                self.update_deployment(deployment_id, change)
+        except Exception:
+            logging.getLogger(__name__).exception(
+                "cannot keep why the deployment was stopped", extra={"deployment_id": deployment_id}
+            )
 
     def superseding(self, deployment: Deployment) -> Deployment | None:
         """The newest deployment of ``deployment``'s service and environment if it started after ``deployment``

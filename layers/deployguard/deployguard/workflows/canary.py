@@ -34,7 +34,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
@@ -71,6 +71,8 @@ if TYPE_CHECKING:
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:canary-state-machine"
+RETRY_CLAIM = "canary-retry-execution"  # the one execution that drives a person's retry (claim_once)
+RETRY_CLAIM_TTL = timedelta(days=7)
 logger = logging.getLogger(__name__)
 
 NextStep = Literal["shift", "wait", "advance", "promote", "await_approval", "rollback", "hold", "done"]
@@ -199,14 +201,90 @@ class CanaryController:
             deployment.phase = phase
             deployment.phase_history.append(PhaseChange(phase=phase, at=clock.now(), reason=reason))
 
+    def _configured_service(self, request: CanaryRequest) -> ServiceConfig:
+        """The configuration of the service the request names, whose alias must be the target: a canary of
+        one service never moves another's alias. A service the configuration lists is known by its
+        ``function_name`` (else its own name) and ``alias``; one it does not list (the configuration's
+        ``defaults`` apply, as to every other trigger) by its own name, and never by a function a listed
+        service deploys."""
+        target, name = request.target, request.service
+        service = self.config.services.get(name)
+        if service is not None:
+            if service.function_name is None and service.ecs_service is not None:
+                raise InvalidEventError(
+                    f"service: {name!r} is an ECS service (services.{name}.ecs_service), not a Lambda alias"
+                )
+            function = service.function_name or name
+        else:
+            owner = next(
+                (n for n, s in self.config.services.items() if (s.function_name or n) == target.function_name), None
+            )
+            if owner is not None:
+                raise InvalidEventError(
+                    f"service: function {target.function_name!r} is service {owner!r}'s (services.{owner}), "
+                    f"not {name!r}'s"
+                )
+            service, function = self.config.defaults, name
+        if target.function_name != function:
+            raise InvalidEventError(
+                f"target.function_name: {target.function_name!r} is not service {name!r}'s function {function!r}"
+            )
+        if target.alias != service.alias:
+            raise InvalidEventError(f"target.alias: {target.alias!r} is not service {name!r}'s alias {service.alias!r}")
+        return service
+
+    def _owns(self, deployment: Deployment, request: dict[str, Any], execution_arn: str | None) -> bool:
+        """Whether a rejected request's record is its own to end (:meth:`_may_drive`, from the raw request)."""
+        if deployment.execution_arn == execution_arn:
+            return True
+        try:
+            self._may_drive(deployment, CanaryRequest.model_validate(request), execution_arn)
+        except (InvalidEventError, ValidationError):
+            return False
+        return True
+
+    def _may_drive(self, deployment: Deployment, request: CanaryRequest, execution_arn: str | None) -> None:
+        """Validate found a record under the request's deployment id: only the canary that record is may go on
+        with it. That is the same execution's Validate again (the state machine retries the task), or the new
+        execution of a person's retry (:mod:`deployguard.workflows.control`: a held canary set in progress again,
+        waiting for its execution), claimed by one execution only. Anything else is refused: another service's
+        or target's id, a deployment that ended, or one in progress under another execution."""
+        who = f"deployment_id: deployment {deployment.deployment_id}"
+        if deployment.service != request.service or deployment.target != request.target:
+            raise InvalidEventError(f"{who} is another canary's (its service, target or version differ)")
+        if deployment.version != request.version:
+            raise InvalidEventError(f"{who} deploys version {deployment.version}, not {request.version}")
+        if deployment.execution_arn == execution_arn:
+            return  # this very execution's Validate, retried
+        if deployment.status.is_terminal:
+            ended = deployment.decision or deployment.status.value
+            raise InvalidEventError(f"{who} has ended ({ended}): a new canary needs a new deployment id")
+        if not execution_arn or not _retry_pending(deployment):
+            raise InvalidEventError(f"{who} is in progress under another execution")
+        assert deployment.control.last_action_at is not None  # _retry_pending
+        key = f"{deployment.deployment_id}#{deployment.control.last_action_at.isoformat()}"
+        if not self.repository.claim_once(RETRY_CLAIM, key, RETRY_CLAIM_TTL, execution_arn=execution_arn):
+            claim = self.repository.find_claim(RETRY_CLAIM, key) or {}
+            if claim.get("execution_arn") != execution_arn:
+                raise InvalidEventError(f"{who}: its retry is driven by another execution")
+
     # ------------------------------------------------------------------ actions
 
     def validate(self, request: CanaryRequest, execution_arn: str | None = None) -> CanaryState:
         """Record the deployment and check its target before any traffic moves. ``execution_arn``: the
         execution running this canary (the state machine passes ``$$.Execution.Id``), kept on the record
-        (a retried canary's new execution replaces its old one) so the minute tick can tell a canary whose
-        execution ended before it finished (:mod:`deployguard.workflows.stale_canaries`)."""
-        service = self.config.service(request.service)
+        (a person's retry's new execution replaces its old one) so the minute tick can tell a canary whose
+        execution ended before it finished (:mod:`deployguard.workflows.stale_canaries`). The target must be
+        the named service's (:meth:`_configured_service`), and a record already under the deployment id this
+        execution's own or a person's retry waiting for it (:meth:`_may_drive`): an execution never takes over
+        another deployment."""
+        service = self._configured_service(request)
+        deployment_id = request.deployment_id or (execution_deployment_id(execution_arn) if execution_arn else None)
+        # without an id of its own, the record is named after the execution: a retried Validate (or the
+        # Rollback after it) finds the record an earlier attempt wrote, instead of leaving it in progress
+        deployment = self.repository.find_deployment(deployment_id) if deployment_id else None
+        if deployment is not None:  # refused before the alias is read: another deployment's id is not ours
+            self._may_drive(deployment, request, execution_arn)
         shifter = LambdaTrafficShifter(request.target)
         alias = shifter.current()
         if alias.function_version != request.target.stable_version or alias.additional_weights:
@@ -215,12 +293,6 @@ class CanaryController:
                 f"{alias.function_version} {alias.additional_weights or ''}, expected only the stable version "
                 f"{request.target.stable_version} before a canary starts"
             )
-        deployment = None
-        # without an id of its own, the record is named after the execution: a retried Validate (or the
-        # Rollback after it) finds the record an earlier attempt wrote, instead of leaving it in progress
-        deployment_id = request.deployment_id or (execution_deployment_id(execution_arn) if execution_arn else None)
-        if deployment_id:
-            deployment = self.repository.find_deployment(deployment_id)
         if deployment is None:
             deployment = Deployment(
                 service=request.service,
@@ -236,13 +308,21 @@ class CanaryController:
             )
             self._enter(deployment, Phase.PRE_DEPLOYMENT, "canary requested")
             self.repository.create_deployment(deployment)
-        elif execution_arn and deployment.execution_arn != execution_arn and not deployment.status.is_terminal:
+        elif execution_arn and deployment.execution_arn != execution_arn:
+            taken = False
 
-            def drive(d: Deployment) -> None:  # a retry's new execution drives the record from now on
-                if not d.status.is_terminal:
+            def drive(d: Deployment) -> None:  # a person's retry: its new execution drives the record from now on
+                nonlocal taken
+                taken = _retry_pending(d)
+                if taken:
                     d.execution_arn = execution_arn
 
             deployment = self._change(deployment.deployment_id, drive)
+            if not taken and deployment.execution_arn != execution_arn:
+                raise InvalidEventError(
+                    f"deployment_id: deployment {deployment.deployment_id} is no longer waiting for its retry "
+                    "to start: another execution drives it"
+                )
         self.repository.audit(
             deployment.deployment_id, "validated", ACTOR, "target exists and routes only to the stable version"
         )
@@ -268,6 +348,8 @@ class CanaryController:
     def shift(self, state: CanaryState) -> CanaryState:
         deployment = self.repository.get_deployment(state.deployment_id)
         target = deployment.target
+        if state.target is not None:  # the record's alias, never another one the state names
+            _same_target(deployment, state.target)
         if deployment.status.is_terminal:  # e.g. rolled back by remediation: never shift again
             if isinstance(target, LambdaTarget):  # an earlier attempt's move may have landed after the end
                 self._confirm_the_end(deployment, target, f"shift (step {state.step_index + 1})")
@@ -455,7 +537,7 @@ class CanaryController:
         Never over a record that has ended otherwise (a person's abort, remediation): read before the
         alias moves, and, if the end lands while it moves, the alias goes back to 100% stable."""
         deployment = self.repository.get_deployment(state.deployment_id)
-        target = state.target or self._lambda_target_of(state.deployment_id)
+        target = _same_target(deployment, state.target)  # the record's alias, never another one the state names
         if deployment.status.is_terminal and deployment.decision != "promoted":
             # an earlier attempt's move may have landed after the end (and its undo failed, or it died)
             self._confirm_the_end(deployment, target, "promotion")
@@ -570,16 +652,20 @@ class CanaryController:
         if not deployment_id:
             request = state.get("deployment") or state
             request = request if isinstance(request, dict) else {}
+            rejected = self._reject_unfinished(
+                request.get("deployment_id") or (execution_deployment_id(execution_arn) if execution_arn else None),
+                reason,
+                request,
+                execution_arn,
+            )
             parsed = _lambda_target(request.get("target"))
-            if parsed is not None:  # too malformed to name an alias: nothing was shifted
+            # only this canary's own record: a request refused for naming another deployment (or an alias
+            # another canary is moving) leaves that one's alias alone
+            if parsed is not None and rejected:
                 try:  # validation never moves traffic: this only makes sure
                     LambdaTrafficShifter(parsed).rollback_verified()
                 except TrafficShiftError:
                     logger.exception("cannot confirm the alias of a rejected canary", extra={"reason": reason})
-            rejected = self._reject_unfinished(
-                request.get("deployment_id") or (execution_deployment_id(execution_arn) if execution_arn else None),
-                reason,
-            )
             out: dict[str, Any] = {"next": "done", "decision": "rejected", "reason": reason}
             # a record it ended is announced by NotifyOutcome like any other end
             return {"deployment_id": rejected, **out} if rejected else out
@@ -589,7 +675,10 @@ class CanaryController:
                 target = self._lambda_target_of(deployment_id)
             except NotFoundError:
                 return {"deployment_id": deployment_id, "next": "done", "decision": "rejected", "reason": reason}
-        ended = self._ended_record(deployment_id)
+        record = self._readable_record(deployment_id)
+        if record is not None:  # the record's alias, never another one the state names
+            target = _same_target(record, target)
+        ended = record if record is not None and record.status.is_terminal else None
         refused = ended is not None and self._refused(ended, target, "rollback")
         if not refused:  # traffic first: no record needed to move it; one that ended is only checked
             LambdaTrafficShifter(target).rollback_verified()
@@ -624,15 +713,14 @@ class CanaryController:
             )  # fmt: skip
         return CanaryState.model_validate(out) if "steps" in out else out
 
-    def _ended_record(self, deployment_id: str) -> Deployment | None:
-        """The record, if it has ended already (a retried Rollback, or one that runs after a person's abort);
-        None while in progress or when it cannot be read (the rollback then moves the alias all the same)."""
+    def _readable_record(self, deployment_id: str) -> Deployment | None:
+        """The record (its target, and whether it has ended already: a retried Rollback, or one that runs after
+        a person's abort); None when it cannot be read (the rollback then moves the state's alias all the same)."""
         try:
-            deployment = self.repository.find_deployment(deployment_id)
+            return self.repository.find_deployment(deployment_id)
         except Exception:
             logger.exception("rollback: cannot read the record", extra={"deployment_id": deployment_id})
             return None
-        return deployment if deployment is not None and deployment.status.is_terminal else None
 
     # ------------------------------------------------------------------ recording an outcome
 
@@ -708,14 +796,17 @@ class CanaryController:
         )  # fmt: skip
         return deployment
 
-    def _reject_unfinished(self, deployment_id: Any, reason: str) -> str | None:
+    def _reject_unfinished(
+        self, deployment_id: Any, reason: str, request: dict[str, Any], execution_arn: str | None
+    ) -> str | None:
         """A canary rejected before it started: a record it left in progress is ended (best effort).
-        Returns the id of the record it ended as rejected (now or by an earlier attempt), else None."""
+        Returns the id of the record it ended as rejected (now or by an earlier attempt), else None.
+        Only its own record (:meth:`_may_drive`): a request that named another deployment's id leaves it."""
         if not isinstance(deployment_id, str) or not deployment_id:
             return None
         try:
             deployment = self.repository.find_deployment(deployment_id)
-            if deployment is None:
+            if deployment is None or not self._owns(deployment, request, execution_arn):
                 return None
             if deployment.status.is_terminal:
                 return deployment_id if deployment.decision == "rejected" else None
@@ -855,6 +946,31 @@ class CanaryController:
         self.repository.audit_once(deployment.deployment_id, "rollback_failed", deployment.ended_at or now,
                                    "rollback_failed", ACTOR, message)  # fmt: skip
         return deployment
+
+
+def _same_target(deployment: Deployment, named: LambdaTarget | None) -> LambdaTarget:
+    """The record's Lambda alias; a task state naming another target is refused (a state is only ever built
+    from the record's own request, which Validate checked)."""
+    target = deployment.target
+    if not isinstance(target, LambdaTarget):
+        raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
+    if named is not None and named != target:
+        raise InvalidEventError(
+            f"target: the task's target {named.function_name}:{named.alias} is not deployment "
+            f"{deployment.deployment_id}'s ({target.function_name}:{target.alias}, versions "
+            f"{target.stable_version} -> {target.new_version})"
+        )
+    return target
+
+
+def _retry_pending(deployment: Deployment) -> bool:
+    """A person retried this held canary and its new execution has not shifted traffic yet."""
+    return (
+        not deployment.status.is_terminal
+        and deployment.phase == Phase.PRE_DEPLOYMENT
+        and deployment.control.last_action == "retry"
+        and deployment.control.last_action_at is not None
+    )
 
 
 def execution_deployment_id(execution_arn: str) -> str:

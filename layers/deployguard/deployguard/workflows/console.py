@@ -7,6 +7,8 @@ escalator. Every write names the caller (``actor``), which the audit trail keeps
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from deployguard import clock
-from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter
+from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter, aws_error_code
 from deployguard.exceptions import ForbiddenError, IncidentStateError, NotAuthorizedError, TrafficShiftError
 from deployguard.incidents.escalation import Page, stopped_for_rollback
 from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
@@ -28,6 +30,8 @@ from deployguard.workflows.control import (
     EmergencyRollbackRequest,
     Verb,
 )
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
@@ -197,8 +201,9 @@ def _live(
         except TrafficShiftError as exc:
             aliases[key] = exc
     alias = aliases[key]
-    if isinstance(alias, TrafficShiftError):
-        note = f"cannot read alias {target.function_name}:{target.alias}: {alias}"[:500]
+    if isinstance(alias, TrafficShiftError):  # AWS's own text (role ARN, account id) only in the log
+        logger.warning("cannot read alias", extra={"function": target.function_name, "error": str(alias)})
+        note = f"cannot read alias {target.function_name}:{target.alias}: {aws_error_code(alias) or 'error'}"[:500]
         return {"live_version": None, "live_version_source": "unavailable", "live_version_note": note}
     split = ", ".join(f"{w:.0%} to version {v}" for v, w in sorted(alias.additional_weights.items()))
     return {"live_version": alias.function_version, "live_version_source": "alias",
@@ -211,7 +216,12 @@ def _live(
 class Caller(Model):
     """The identity API Gateway's authoriser vouched for (IAM SigV4, or JWT claims)."""
 
-    identity: str = Field(min_length=1, description="IAM user/role ARN, or the JWT's username, email or sub")
+    identity: str = Field(
+        min_length=1,
+        description="IAM user/role ARN; JWT: the issuer and subject (iss#sub), what the token vouches for, with the "
+        "username or email beside it in brackets, a display name only (another issuer's user may claim any)",
+    )
+    name: str | None = Field(default=None, description="JWT: the username or email claim (display only)")
     kind: Literal["iam", "jwt"]
     can_write: bool | None = Field(
         description="JWT: whether the token carries the write scope. IAM: null (unknown): API Gateway decides each "
@@ -235,12 +245,31 @@ def caller_of(authorizer: Mapping[str, Any] | None, write_scope: str) -> Caller:
         if identity:
             return Caller(identity=str(identity), kind="iam", can_write=None)
     claims = (authorizer.get("jwt") or {}).get("claims") or {}
-    identity = next((str(claims[k]) for k in ("username", "email", "sub") if claims.get(k)), "")
-    if not identity:
+    subject = str(claims.get("sub") or "")
+    if not subject:
         raise NotAuthorizedError("no authorised identity came with the request (IAM SigV4 or a bearer token)")
+    name = next((str(claims[k]) for k in ("username", "cognito:username", "email") if claims.get(k)), None)
     raw = claims.get("scope") or claims.get("scp") or ""
     scopes = raw.split() if isinstance(raw, str) else [str(s) for s in raw]
-    return Caller(identity=identity, kind="jwt", can_write=write_scope in scopes)
+    identity = jwt_identity(str(claims.get("iss") or ""), subject, name)
+    return Caller(identity=identity, name=name, kind="jwt", can_write=write_scope in scopes)
+
+
+MAX_IDENTITY = 200  # an actor in the audit trail (EmergencyRollbackRequest.actor, ControlRequest.actor)
+
+
+def jwt_identity(issuer: str, subject: str, name: str | None) -> str:
+    """``iss#sub`` (the subject alone when the token names no issuer, as the local server's), the only claims an
+    issuer vouches for; the username or email beside it in brackets, for people to read. Within
+    :data:`MAX_IDENTITY`: the name is shortened first; an issuer and subject longer than that are digested."""
+    vouched = f"{issuer}#{subject}" if issuer else subject
+    if len(vouched) > MAX_IDENTITY - 40:
+        vouched = "jwt:" + hashlib.sha256(vouched.encode()).hexdigest()[:32] + f"#{subject[:60]}"
+    if not name or name == subject:
+        return vouched
+    room = MAX_IDENTITY - len(vouched) - 3
+    shown = name if len(name) <= room else name[: max(room - 1, 0)] + "…"
+    return f"{vouched} ({shown})" if room > 4 else vouched
 
 
 def writer(caller: Caller) -> str:

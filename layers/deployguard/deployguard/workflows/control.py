@@ -458,6 +458,7 @@ class CanaryControlService:
                         f"CodeDeploy has no deployment {cd_id} (recorded for {deployment.deployment_id})"
                     ) from exc
                 raise
+            self.repository.keep_stop_reason(deployment.deployment_id, f"aborted by {request.actor}: {request.reason}")
             return True, f"CodeDeploy deployment {cd_id} stopped with rollback"
         if request.verb == "promote":
             try:
