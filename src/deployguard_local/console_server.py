@@ -169,7 +169,6 @@ def http_api_event(
     return event
 
 
-
 class _QuietServer(ThreadingHTTPServer):
     """A browser that closes a page mid-poll drops its connection: nothing the server did wrong, so no
     traceback on stderr; any other error is still printed."""
@@ -182,6 +181,7 @@ class _QuietServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)
+
 
 class ConsoleServer:
     """The local stand-in for API Gateway in front of the console's functions (read and write)."""
