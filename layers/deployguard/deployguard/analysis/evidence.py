@@ -161,6 +161,7 @@ class Result:
     at: int | None = None  # period the failing evidence peaked
     blocks_healthy: bool = True
     missing: bool = False  # a guarded metric without evidence (a reported gap, or silent while invoked)
+    canary_bound: float | None = None  # a pass: how bad the canary may be at the stated confidence
 
     def reason(self) -> VerdictReason:
         return VerdictReason(
@@ -170,6 +171,7 @@ class Result:
             baseline_value=self.baseline_value,
             canary_value=self.canary_value,
             confidence=None if self.confidence is None else round(min(1.0, max(0.0, self.confidence)), 6),
+            canary_bound=self.canary_bound,
             message=self.message,
         )
 
