@@ -180,6 +180,13 @@ def pct(x: float) -> str:
     return f"{100 * x:.3g}%"
 
 
+def signed_pct(x: float) -> str:
+    """A relative change as the reasons and the reports show it: +26.3%, -0.7%, +2583%."""
+    if not math.isfinite(x):
+        return "from none" if x > 0 else "-"
+    return f"{100 * x:+.0f}%" if abs(x) >= 1.0 else f"{100 * x:+.1f}%"
+
+
 # --------------------------------------------------------------------------- missing evidence
 
 

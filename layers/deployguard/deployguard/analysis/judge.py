@@ -81,6 +81,7 @@ from deployguard.analysis.evidence import (
     push_window,
     rate_wobble,
     shift_increments,
+    signed_pct,
     wobble_estimate,
 )
 from deployguard.analysis.packing import Packer, Unpacker, f32
@@ -234,7 +235,7 @@ def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, thres
         diff = wc - wb if bad_up else wb - wc
         if diff >= settings.min_effect.rate_absolute:
             effect: float | None = (wc / wb - 1.0) if wb > 0 else math.inf
-            change = f"{effect:+.0%}" if effect is not None and math.isfinite(effect) else "from none"
+            change = signed_pct(effect if effect is not None else math.inf)
             return Result(
                 spec,
                 "fail",
@@ -461,7 +462,7 @@ def _latency_result(
             spec,
             "fail",
             f"{spec.id}: canary {c_run:.4g} vs baseline {b_run:.4g}{unit}"
-            f" since period {cusum.best_start}, {math.expm1(sign * shift):+.0%}",
+            f" since period {cusum.best_start}, {signed_pct(math.expm1(sign * shift))}",
             evidence=evidence,
             effect=math.expm1(sign * shift),
             baseline_value=b_run,
@@ -499,7 +500,7 @@ def _latency_result(
         # what "pass" means: the shift is bounded within the healthy margin at healthy_confidence
         limit, bound = math.expm1(sign * math.log1p(settings.latency_healthy_margin)), math.expm1(sign * upper)
         side = "upper" if sign > 0 else "lower"
-        within = f"within {limit:+.0%}: {settings.healthy_confidence:.0%} {side} bound {bound:+.1%}"
+        within = f"within {limit:+.0%}: {settings.healthy_confidence:.0%} {side} bound {signed_pct(bound)}"
         return Result(
             spec, "pass", f"{what} ({of}): {within}", evidence=evidence, effect=effect,
             baseline_value=b_mid, canary_value=c_mid, confidence=settings.healthy_confidence,

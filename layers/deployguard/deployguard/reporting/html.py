@@ -8,9 +8,9 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from deployguard.readmodels import DeploymentHistory, business_impact
+from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
 from deployguard.reporting.charts import render_svg
-from deployguard.reporting.figures import report_charts
+from deployguard.reporting.figures import LAST_VERDICT_HEADERS, last_verdict_rows, report_charts
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d1d1f;margin:0;background:#f4f5f7}
@@ -78,7 +78,7 @@ def render_html(history: DeploymentHistory) -> str:
             _t(a.at)[11:19], f"{a.canary_weight:.0%}", _badge(a.verdict.decision.value),
             "-" if a.health_score is None else f"{a.health_score:.0f}",
             "-" if (b := business_impact(a)) is None else f"{b:.1f}",
-            escape("; ".join(r.message for r in a.verdict.reasons if r.status != "pass") or a.verdict.summary),
+            escape(verdict_why(a.verdict)),
         ]
         for a in history.assessments
     ]  # fmt: skip
@@ -93,6 +93,10 @@ def render_html(history: DeploymentHistory) -> str:
                                     ["time", "traffic", "verdict", "health", "impact", "why"], verdict_rows,
                                     raw=(2, 5))),
         ("Charts", f'<div class="charts">{charts}</div>'),
+        ("Metrics (last canary assessment)",
+         _table("The metrics of the canary's last verdict (not a post-deployment look): canary against baseline,"
+                " the change, and for a pass how bad the canary may be at the stated confidence",
+                LAST_VERDICT_HEADERS, last_verdict_rows(history))),
         ("Checks", _table("Validation and CodeDeploy hook checks", ["time", "check", "status", "reason"],
                           [[_t(c.at)[11:19], c.name, c.status, c.reason] for c in history.checks])),
         ("Alerts", _table("Alerts raised", ["time", "rule", "severity", "status", "message"],

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from deployguard.readmodels import DeploymentHistory, business_impact
-from deployguard.reporting.charts import percent
-from deployguard.reporting.figures import is_rate
+from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
+from deployguard.reporting.figures import LAST_VERDICT_HEADERS, last_verdict_rows
 
 
 def _t(value: datetime | None) -> str:
@@ -53,17 +52,14 @@ def render_markdown(history: DeploymentHistory) -> str:
             [_t(a.at), f"{a.canary_weight:.0%}", a.verdict.decision.value,
              "-" if a.health_score is None else f"{a.health_score:.0f}",
              "-" if (b := business_impact(a)) is None else f"{b:.1f}",
-             "; ".join(r.message for r in a.verdict.reasons if r.status != "pass") or a.verdict.summary]
+             verdict_why(a.verdict)]
             for a in history.assessments
         ],
     )  # fmt: skip
-    canary = history.canary_assessments()  # a post-deployment look compares with the last 24 h, not the baseline
-    last = canary[-1].verdict.reasons if canary else []
     channels = Counter((n.channel, n.status.value) for n in history.notifications)
     sections: list[tuple[str, list[str], list[list[Any]]]] = [
-        ("Metrics (last canary assessment)", ["metric", "status", "canary", "baseline", "effect"],
-         [[r.metric_id, r.status, *(_value(history, r.metric_id, v) for v in (r.canary_value, r.baseline_value)),
-           "-" if r.effect is None else f"{r.effect:+.1%}"] for r in last]),
+        # a post-deployment look compares with the last 24 h, not the baseline: the canary's last verdict
+        ("Metrics (last canary assessment)", LAST_VERDICT_HEADERS, last_verdict_rows(history)),
         ("Checks", ["time", "check", "status", "reason"],
          [[_t(c.at), c.name, c.status, c.reason] for c in history.checks]),
         ("Alerts", ["time", "rule", "severity", "status"],
@@ -80,8 +76,3 @@ def render_markdown(history: DeploymentHistory) -> str:
     for title, headers, rows in sections:
         lines += [f"## {title}", "", *_table(headers, rows)]
     return "\n".join(lines)
-
-
-def _value(history: DeploymentHistory, metric_id: str, value: float | None) -> str:
-    """A metric's value as its chart shows it: a rate in percent."""
-    return percent(value) if value is not None and is_rate(history, metric_id) else _num(value)
