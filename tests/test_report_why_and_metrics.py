@@ -103,3 +103,18 @@ def test_health_messages_show_no_exponent() -> None:
     report = assess_health({"latency_p99_ms": 1433.49, "error_rate": 0.5})
     message = next(m.message for m in report.metrics if m.id == "latency_p99_ms")
     assert "1433ms" in message and "e+" not in message and "1000ms" in message
+
+
+def test_a_period_is_given_its_clock_time_where_the_record_tells_it(
+    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = _history(demo_run, "regression-midway", capsys)
+    out = tmp_path / "report.md"
+    where = ["--local", "--state-dir", str(demo_run.state_dir)]
+    assert cli.main(["report", history.deployment.deployment_id, *where, "--format", "md", "-o", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    found = re.findall(r"since (\d\d:\d\d) \(period (\d+)\)", text)
+    assert found and "since period" not in text, text
+    failing = next(a for a in history.assessments if a.verdict.decision == Decision.FAILING)
+    for clock, _period in found:  # within the canary's run, before the verdict that named it
+        assert history.deployment.started_at.strftime("%H:%M") <= clock <= failing.at.strftime("%H:%M")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 
 from deployguard.analysis.evidence import signed_pct
 from deployguard.readmodels import DeploymentHistory, business_impact
@@ -127,6 +128,42 @@ def last_verdict_rows(history: DeploymentHistory) -> list[list[str]]:
 
 
 LAST_VERDICT_HEADERS = ["metric", "status", "canary", "baseline", "effect", "bound (confidence)"]
+
+
+_SINCE = re.compile(r"since period (\d+)")
+
+
+def period_clock(history: DeploymentHistory) -> tuple[datetime, float] | None:
+    """When the canary's period 0 began and how long a period is, as its assessments tell it: each
+    canary assessment judged ``details.periods`` periods up to its time, so consecutive ones give the
+    seconds per period and each gives the start. None unless they all agree (within half a period):
+    a clock time is given only where the record tells it."""
+    looks = [
+        (a.at, int(a.details["periods"]))
+        for a in history.canary_assessments()
+        if isinstance(a.details.get("periods"), int) and a.details["periods"] > 0
+    ]
+    steps = [(b_at - a_at).total_seconds() / (b_n - a_n) for (a_at, a_n), (b_at, b_n) in pairwise(looks) if b_n > a_n]
+    if not steps or max(steps) - min(steps) > 1.0:
+        return None
+    period = round(sum(steps) / len(steps))
+    if period <= 0:
+        return None
+    starts = [at - timedelta(seconds=n * period) for at, n in looks]
+    if (max(starts) - min(starts)).total_seconds() > period / 2:
+        return None
+    return min(starts), float(period)
+
+
+def with_clock(history: DeploymentHistory, text: str) -> str:
+    """A reason's "since period 5" as "since 12:15 (period 5)" where the record tells the periods' times."""
+    clock = period_clock(history)
+    if clock is None:
+        return text
+    start, period = clock
+    return _SINCE.sub(
+        lambda m: f"since {start + timedelta(seconds=int(m.group(1)) * period):%H:%M} (period {m.group(1)})", text
+    )
 
 
 def is_rate(history: DeploymentHistory, metric_id: str) -> bool:
