@@ -393,10 +393,15 @@ def flush_digests(aws: EmbeddedAws) -> None:
 def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
     """Replay one recorded scenario (deployguard-scenario/1) through the whole system.
 
-    Period i's values of both versions are published to CloudWatch at minute i; the
-    canary runs one step at the scenario's weight for the scenario's length.
+    Period i's values of both versions are published to CloudWatch in the first minute of period
+    i (``interval_seconds`` apart); the canary runs one step at the scenario's weight, baked the
+    scenario's whole length (``intervals`` x ``interval_seconds``). A scenario longer than a canary
+    step may bake (``canary.step_duration_seconds``, at most 3600 s) is refused as a configuration
+    error naming the limit, before anything runs.
     """
     from deployguard.analysis.scenario import load_scenario, metric_specs_from_scenario
+    from deployguard.config import parse_config
+    from deployguard.exceptions import ConfigError, ScenarioError
 
     scenario = load_scenario(path)
     specs = [
@@ -413,7 +418,7 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
             "function_name": "scenario-api",
             "canary": {
                 "steps": [min(weight, 99.0)],
-                "step_duration_seconds": max(60, (scenario.intervals - 1) * scenario.interval_seconds),
+                "step_duration_seconds": max(60, scenario.intervals * scenario.interval_seconds),
                 "assessment_interval_seconds": scenario.interval_seconds,
             },
             "judge": {
@@ -423,6 +428,15 @@ def scenario_demo(path: Path, out: TextIO) -> list[RolloutResult]:
             },
         }
     }
+    try:
+        parse_config(
+            yaml.safe_dump(config), "scenario-config.yaml"
+        )  # a limit it breaks: an error now, not a failed rollout
+    except ConfigError as exc:
+        raise ScenarioError(
+            f"{path}: {scenario.intervals} intervals of {scenario.interval_seconds} s cannot run as one canary step:"
+            f" {exc} (at most {3600 // scenario.interval_seconds} intervals of {scenario.interval_seconds} s)"
+        ) from exc
     with tempfile.TemporaryDirectory() as tmp:
         config_file = Path(tmp) / "scenario-config.yaml"
         config_file.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -114,7 +114,8 @@ class LambdaTrafficSource:
 
 @dataclass
 class ScenarioTrafficSource:
-    """Replays a deployguard-scenario/1 file: period i's values are published at minute i."""
+    """Replays a deployguard-scenario/1 file: period i's values are published once, in the first minute of
+    period i (``interval_seconds`` apart: a 5-minute scenario's periods are 5 minutes of the clock)."""
 
     scenario: dict[str, Any]
     function_name: str
@@ -133,9 +134,11 @@ class ScenarioTrafficSource:
     def write_minute(self, minute_start: datetime) -> None:
         if self.started_at is None:
             self.started_at = minute_start
-        period = int((minute_start - self.started_at).total_seconds() // 60)
-        if period >= int(self.scenario["intervals"]):
-            return
+        interval = int(self.scenario.get("interval_seconds") or 60)
+        elapsed = int((minute_start - self.started_at).total_seconds())
+        period = elapsed // interval
+        if period >= int(self.scenario["intervals"]) or elapsed - period * interval >= 60:
+            return  # past the scenario, or not the period's first minute: its values are in CloudWatch once
         stamp = minute_start + timedelta(seconds=30)
         for role, version in (("baseline", self.baseline_version), ("canary", self.canary_version)):
             for metric in self.scenario["metrics"]:

@@ -21,7 +21,7 @@ def test_builtin_demo_reaches_every_decision(demo_run: DemoRun) -> None:
     assert "production 100% blue / 0% green" in text
     assert "Traceback" not in text
     # the story is the read model's timeline (as `deployments show`): every verdict with its reason, in time order
-    assert re.search(r"assessment failing at 25%, health \d+.*\(errors: canary", text)
+    assert re.search(r"assessment failing at 25%, health \d+.*\(canary worse: errors: canary", text)
     for section in text.split("\n== "):
         times = re.findall(r"^  (\d\d:\d\d:\d\d)  (?:traffic|assessment|check|alert|incident|remediation|event) ",
                            section, re.MULTILINE)  # fmt: skip

@@ -20,6 +20,8 @@ DEMO_READERS = (
     "tests/integration/test_cli_audit_demo_state.py",
     "tests/integration/control/test_control_cli_demo_state.py",
     "tests/integration/incidents/test_incidents_cli_demo_state.py",
+    "tests/test_report_why_and_metrics.py",
+    "tests/test_report_console_deployment.py",
 )
 
 

@@ -310,30 +310,53 @@ async function showServices() {
     }))));
 }
 
-function chart(metricId, points) {
+// a metric's values as the report shows them: a rate (its reasons say "%", every value a fraction) in
+// percent with 3 significant digits, anything else with 4 and the unit its reasons state (ms, s)
+const UNIT_SHORT = { milliseconds: "ms", seconds: "s", microseconds: "us", bytes: "B", percent: "%" };
+
+function metricFormat(reasons) {
+  const values = reasons.flatMap((r) => [r.canary_value, r.baseline_value]).filter((v) => v !== null && v !== undefined);
+  const rate = reasons.some((r) => (r.message || "").includes("%")) && values.every((v) => v >= 0 && v <= 1);
+  const found = reasons.map((r) => /vs baseline [-+0-9.e]+ ([A-Za-z]+)/.exec(r.message || "")).find(Boolean);
+  const unit = rate || !found ? "" : (UNIT_SHORT[found[1].toLowerCase()] || found[1]);
+  const sig = (v, n) => { const a = Math.abs(v); return a >= 1e4 && a < 1e15 ? v.toFixed(0) : String(Number(v.toPrecision(n))); };
+  const fmt = (v) => (v === null || v === undefined ? "-" : rate ? `${sig(Number(v) * 100, 3)}%` : `${sig(Number(v), 4)}${unit ? ` ${unit}` : ""}`);
+  return { rate, unit, fmt };
+}
+
+const isPostDeployment = (a) => ((a.details || {}).kind === "post_deployment");
+
+function chart(metricId, points, format) {
+  // points: the canary's verdicts (canary, baseline) and the post-deployment looks after promotion
+  // (after: the version against its own last 24 hours), each its own series
   const W = 380, H = 150, P = 30;
-  const values = points.flatMap((p) => [p.baseline, p.canary]).filter((v) => v !== null && v !== undefined);
+  const values = points.flatMap((p) => [p.baseline, p.canary, p.after]).filter((v) => v !== null && v !== undefined);
   const max = Math.max(...values, 1e-9), min = Math.min(...values, 0);
   const x = (i) => P + (points.length < 2 ? 0 : (i * (W - P - 8)) / (points.length - 1));
   const y = (v) => H - P - ((v - min) / (max - min || 1)) * (H - P - 10);
-  const line = (key, color) => {
+  const line = (key, color, dashed) => {
     const d = points.map((p, i) => (p[key] === null || p[key] === undefined ? null : `${x(i)},${y(p[key])}`)).filter(Boolean);
-    return d.length ? svg("polyline", { points: d.join(" "), fill: "none", stroke: color, "stroke-width": 2.5 }) : null;
+    const attrs = { points: d.join(" "), fill: "none", stroke: color, "stroke-width": 2.5, "data-series": key };
+    return d.length ? svg("polyline", dashed ? { ...attrs, "stroke-dasharray": "5 3" } : attrs) : null;
   };
-  const fmt = (v) => (v === null || v === undefined ? "-" : Number(v).toPrecision(4));
-  const desc = `${metricId}: baseline from ${fmt(points[0].baseline)} to ${fmt(points[points.length - 1].baseline)}, canary from ${fmt(points[0].canary)} to ${fmt(points[points.length - 1].canary)} over ${points.length} assessments`;
+  const fmt = format.fmt;
+  const canary = points.filter((p) => !p.post), after = points.filter((p) => p.post);
+  const first = canary[0], last = canary[canary.length - 1];
+  const desc = (first ? `${metricId}: baseline from ${fmt(first.baseline)} to ${fmt(last.baseline)}, canary from ${fmt(first.canary)} to ${fmt(last.canary)} over ${canary.length} canary assessments` : `${metricId}: no canary assessment`)
+    + (after.length ? `; ${after.length} post-deployment looks after promotion, last ${fmt(after[after.length - 1].after)}` : "");
   return h("figure", { class: "chart" },
-    h("h4", {}, metricId),
+    h("h4", {}, format.unit ? `${metricId} (${format.unit})` : format.rate ? `${metricId} (%)` : metricId),
     svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": desc },
       svg("line", { x1: P, y1: H - P, x2: W, y2: H - P, stroke: "#6b6b6b" }),
       svg("line", { x1: P, y1: 0, x2: P, y2: H - P, stroke: "#6b6b6b" }),
       svg("text", { x: 2, y: 12, "font-size": 10, fill: "#1a1a1a" }, fmt(max)),
       svg("text", { x: 2, y: H - P, "font-size": 10, fill: "#1a1a1a" }, fmt(min)),
-      line("baseline", "#4a4a4a"), line("canary", "#c2410c")),
-    h("div", { class: "legend" }, h("span", { class: "b" }, "baseline (stable)"), h("span", { class: "c" }, "canary (new)")),
+      line("baseline", "#4a4a4a"), line("canary", "#c2410c"), line("after", "#1d4ed8", true)),
+    h("div", { class: "legend" }, h("span", { class: "b" }, "baseline (stable)"), h("span", { class: "c" }, "canary (new)"),
+      after.length ? h("span", { class: "a" }, "after promotion (vs its last 24 h)") : null),
     h("details", {}, h("summary", {}, `Data of ${metricId}`),
-      h("table", {}, h("thead", {}, h("tr", {}, ["Assessed", "Baseline", "Canary", "Status"].map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, points.map((p) => h("tr", {}, h("td", {}, when(p.at)), h("td", {}, fmt(p.baseline)), h("td", {}, fmt(p.canary)), h("td", {}, p.status)))))));
+      h("table", {}, h("thead", {}, h("tr", {}, ["Assessed", "Baseline", "Canary", "After promotion", "Status"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, points.map((p) => h("tr", {}, h("td", {}, when(p.at)), h("td", {}, fmt(p.baseline)), h("td", {}, fmt(p.canary)), h("td", {}, fmt(p.after)), h("td", {}, p.status)))))));
 }
 
 async function showDeployment(id) {
@@ -343,11 +366,17 @@ async function showDeployment(id) {
   ]);
   const d = history.deployment;
   $("deployment-title").textContent = `${d.service} ${d.version} (${d.deployment_id})`;
-  const latest = history.assessments[history.assessments.length - 1];
+  // the canary's last verdict (new version against stable) and, after promotion, the latest
+  // post-deployment look (the version against its own last 24 hours): two things, labelled apart
+  const canaryVerdicts = history.assessments.filter((a) => !isPostDeployment(a));
+  const looks = history.assessments.filter(isPostDeployment);
+  const latest = canaryVerdicts[canaryVerdicts.length - 1];
+  const look = looks[looks.length - 1];
   $("deployment-summary").replaceChildren(h("dl", { class: "kv" },
     h("dt", {}, "Status"), h("dd", {}, badge(d.status), " ", d.decision || ""),
     h("dt", {}, "Traffic on new version"), h("dd", { id: "deployment-weight" }, `${Math.round(d.canary_weight * 10000) / 100}%`),
-    h("dt", {}, "Latest verdict"), h("dd", {}, latest ? [badge(latest.verdict.decision), " ", latest.verdict.summary] : "not assessed"),
+    h("dt", {}, "Canary's last verdict"), h("dd", { id: "deployment-verdict" }, latest ? [badge(latest.verdict.decision), " ", latest.verdict.summary] : "not assessed"),
+    ...(look ? [h("dt", {}, "Latest post-deployment look"), h("dd", { id: "deployment-look" }, badge(look.verdict.decision), " ", look.verdict.summary, ` (${when(look.at)})`)] : []),
     h("dt", {}, "Why it ended"), h("dd", {}, d.decision_reason || "-"),
     h("dt", {}, "Target"), h("dd", {}, d.target.kind === "lambda"
       ? `${d.target.function_name}:${d.target.alias} ${d.target.stable_version} → ${d.target.new_version}`
@@ -357,13 +386,17 @@ async function showDeployment(id) {
     h("dt", {}, "Outcome"), h("dd", {}, history.outcome.message)));
   const report = h("button", { type: "button", class: "secondary", onclick: () => openReport(d.deployment_id) }, "Open the report");
   $("deployment-actions").replaceChildren(...controlButtons(d), report);
-  const series = {};
+  const series = {}, reasons = {};
   for (const a of history.assessments) {
+    const post = isPostDeployment(a);
     for (const r of a.verdict.reasons) {
-      (series[r.metric_id] = series[r.metric_id] || []).push({ at: a.at, baseline: r.baseline_value, canary: r.canary_value, status: r.status });
+      (reasons[r.metric_id] = reasons[r.metric_id] || []).push(r);
+      (series[r.metric_id] = series[r.metric_id] || []).push(post
+        ? { at: a.at, post, after: r.canary_value, status: r.status }
+        : { at: a.at, post, baseline: r.baseline_value, canary: r.canary_value, status: r.status });
     }
   }
-  const charts = Object.entries(series).map(([metric, points]) => chart(metric, points));
+  const charts = Object.entries(series).map(([metric, points]) => chart(metric, points, metricFormat(reasons[metric])));
   $("deployment-charts").replaceChildren(...(charts.length ? charts : [h("p", {}, "No assessment recorded.")]));
   $("deployment-incidents").replaceChildren(incidentTable(history.incidents));
   $("deployment-timeline").replaceChildren(...timeline.map((t) => h("li", {},

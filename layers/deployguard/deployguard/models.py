@@ -315,7 +315,17 @@ class VerdictReason(Model):
     effect: float | None = Field(default=None, description="relative change canary vs baseline")
     baseline_value: float | None = None
     canary_value: float | None = None
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="a fail: how sure the judge is that the canary is worse; a pass: the confidence of canary_bound",
+    )
+    canary_bound: float | None = Field(
+        default=None,
+        description="a pass: how bad the canary's value may be at `confidence` (an upper bound where an increase"
+        " is bad, a lower one where a decrease is), in canary_value's units; within the healthy margin",
+    )
     message: str
 
 

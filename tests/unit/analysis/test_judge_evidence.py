@@ -32,7 +32,7 @@ def test_errors_without_datapoints_while_invoked_are_missing_not_zero() -> None:
     verdict = judge_canary(lost, JudgeSettings())
     assert verdict.decision == Decision.INCONCLUSIVE
     assert "errors" in verdict.summary and "periods 0-19" in verdict.summary and "missing" in verdict.summary
-    assert "no evidence after 20 periods (hold for a person)" in verdict.summary
+    assert "no conclusive evidence after 20 periods" in verdict.summary and "hold" not in verdict.summary
     errors = next(r for r in verdict.reasons if r.metric_id == "errors")
     assert errors.status == "inconclusive"
 

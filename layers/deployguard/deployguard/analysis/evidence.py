@@ -161,6 +161,7 @@ class Result:
     at: int | None = None  # period the failing evidence peaked
     blocks_healthy: bool = True
     missing: bool = False  # a guarded metric without evidence (a reported gap, or silent while invoked)
+    canary_bound: float | None = None  # a pass: how bad the canary may be at the stated confidence
 
     def reason(self) -> VerdictReason:
         return VerdictReason(
@@ -170,12 +171,20 @@ class Result:
             baseline_value=self.baseline_value,
             canary_value=self.canary_value,
             confidence=None if self.confidence is None else round(min(1.0, max(0.0, self.confidence)), 6),
+            canary_bound=self.canary_bound,
             message=self.message,
         )
 
 
 def pct(x: float) -> str:
     return f"{100 * x:.3g}%"
+
+
+def signed_pct(x: float) -> str:
+    """A relative change as the reasons and the reports show it: +26.3%, -0.7%, +2583%."""
+    if not math.isfinite(x):
+        return "from none" if x > 0 else "-"
+    return f"{100 * x:+.0f}%" if abs(x) >= 1.0 else f"{100 * x:+.1f}%"
 
 
 # --------------------------------------------------------------------------- missing evidence

@@ -77,7 +77,8 @@ _ADVICE = {
 
 
 def _fmt(value: float, unit: str) -> str:
-    return f"{value:.3g}{unit}" if unit in ("%", "ms", "/h") else f"{value:.3g} {unit}".rstrip()
+    number = f"{value:.0f}" if 1e3 <= abs(value) < 1e15 else f"{value:.3g}"  # 1433ms, not 1.43e+03ms
+    return f"{number}{unit}" if unit in ("%", "ms", "/h") else f"{number} {unit}".rstrip()
 
 
 def assess_health(values: dict[str, float | None], settings: HealthSettings | None = None) -> HealthReport:

@@ -81,6 +81,7 @@ from deployguard.analysis.evidence import (
     push_window,
     rate_wobble,
     shift_increments,
+    signed_pct,
     wobble_estimate,
 )
 from deployguard.analysis.packing import Packer, Unpacker, f32
@@ -234,7 +235,7 @@ def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, thres
         diff = wc - wb if bad_up else wb - wc
         if diff >= settings.min_effect.rate_absolute:
             effect: float | None = (wc / wb - 1.0) if wb > 0 else math.inf
-            change = f"{effect:+.0%}" if effect is not None and math.isfinite(effect) else "from none"
+            change = signed_pct(effect if effect is not None else math.inf)
             return Result(
                 spec,
                 "fail",
@@ -254,9 +255,16 @@ def _rate_result(st: RateState, spec: MetricSpec, settings: JudgeSettings, thres
     margin = max(settings.healthy_margin_absolute, settings.healthy_margin_relative * rate_b)
     ok = (hi - rate_b <= margin) if bad_up else (rate_b - lo <= margin)
     if ok:
+        # what "pass" means: bounded within the healthy margin at healthy_confidence
+        sure = f"{settings.healthy_confidence:.0%}"
+        within = (
+            f"within {pct(rate_b + margin)} (baseline + {pct(margin)}): {sure} upper bound {pct(hi)}"
+            if bad_up
+            else f"at least {pct(max(0.0, rate_b - margin))} (baseline - {pct(margin)}): {sure} lower bound {pct(lo)}"
+        )
         return Result(
-            spec, "pass", f"{what}: not worse", evidence=evidence, effect=effect, baseline_value=rate_b,
-            canary_value=rate_c, confidence=settings.healthy_confidence,
+            spec, "pass", f"{what}: {within}", evidence=evidence, effect=effect, baseline_value=rate_b,
+            canary_value=rate_c, confidence=settings.healthy_confidence, canary_bound=hi if bad_up else lo,
         )  # fmt: skip
     return Result(
         spec, "inconclusive", f"{what}: too few canary events to bound it", evidence=evidence, effect=effect,
@@ -454,7 +462,7 @@ def _latency_result(
             spec,
             "fail",
             f"{spec.id}: canary {c_run:.4g} vs baseline {b_run:.4g}{unit}"
-            f" since period {cusum.best_start}, {math.expm1(sign * shift):+.0%}",
+            f" since period {cusum.best_start}, {signed_pct(math.expm1(sign * shift))}",
             evidence=evidence,
             effect=math.expm1(sign * shift),
             baseline_value=b_run,
@@ -489,9 +497,14 @@ def _latency_result(
     upper = mean + norm_ppf(settings.healthy_confidence) * se
     what = f"{spec.id}: canary {c_mid:.4g} vs baseline {b_mid:.4g}{unit}"
     if upper <= math.log1p(settings.latency_healthy_margin):
+        # what "pass" means: the shift is bounded within the healthy margin at healthy_confidence
+        limit, bound = math.expm1(sign * math.log1p(settings.latency_healthy_margin)), math.expm1(sign * upper)
+        side = "upper" if sign > 0 else "lower"
+        within = f"within {limit:+.0%}: {settings.healthy_confidence:.0%} {side} bound {signed_pct(bound)}"
         return Result(
-            spec, "pass", f"{what} ({of}): not worse", evidence=evidence, effect=effect,
+            spec, "pass", f"{what} ({of}): {within}", evidence=evidence, effect=effect,
             baseline_value=b_mid, canary_value=c_mid, confidence=settings.healthy_confidence,
+            canary_bound=b_mid * (1.0 + bound),
         )  # fmt: skip
     if sibling is not None and 2 * st.rows < active:
         return Result(
@@ -544,9 +557,10 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
             spec, "fail", f"{what} since period {cusum.best_start}", evidence=evidence, effect=effect,
             baseline_value=b_mean, canary_value=c_mean, confidence=_confidence_of(evidence), at=cusum.best_at,
         )  # fmt: skip
+    # a gauge passes when no shift is found: it is not bounded, so no confidence is stated
     return Result(
-        spec, "pass", f"{what}: not worse", evidence=evidence, effect=effect, baseline_value=b_mean,
-        canary_value=c_mean, confidence=settings.healthy_confidence,
+        spec, "pass", f"{what}: no shift found", evidence=evidence, effect=effect, baseline_value=b_mean,
+        canary_value=c_mean,
     )  # fmt: skip
 
 
@@ -907,10 +921,9 @@ def _verdict(state: JudgeState, metrics: dict[str, MetricWindow], settings: Judg
         others = f" (and {', '.join(r.spec.id for r in failing[1:])})" if failing[1:] else ""
         summary = f"canary worse: {worst.message}{others}; {worst.confidence:.2%} sure"
         return Verdict(decision=Decision.FAILING, summary=summary, reasons=reasons, periods=n, judge=JUDGE_NAME)
-    waited = ""
-    if n > settings.max_inconclusive_periods:
-        then = "roll back" if settings.on_no_evidence == "rollback" else "hold for a person"
-        waited = f"; no evidence after {n} periods ({then})"
+    # how long it has waited; what follows (hold or roll back) is the workflow's to decide and say,
+    # as it counts its own assessments after the bake time
+    waited = f"; no conclusive evidence after {n} periods" if n > settings.max_inconclusive_periods else ""
     missing = [r for r in results if r.missing and r.blocks_healthy]
     if missing:
         return Verdict(
@@ -943,10 +956,15 @@ def _verdict(state: JudgeState, metrics: dict[str, MetricWindow], settings: Judg
             periods=n,
             judge=JUDGE_NAME,
         )
-    tested = [r.spec.id for r in results if r.status == "pass"]
+    # what passing means: bounded within the healthy margins at healthy_confidence (a gauge: no shift found)
+    bounded = [r.spec.id for r in results if r.status == "pass" and r.canary_bound is not None]
+    unbounded = [r.spec.id for r in results if r.status == "pass" and r.canary_bound is None]
+    said = [f"within the healthy margins on {', '.join(bounded)} ({settings.healthy_confidence:.0%} sure)"] * bool(
+        bounded
+    ) + [f"no shift found on {', '.join(unbounded)}"] * bool(unbounded)
     return Verdict(
         decision=Decision.HEALTHY,
-        summary=f"canary not worse on {', '.join(tested) or 'its traffic'} ({traffic})",
+        summary=f"canary {'; '.join(said) or 'not worse on its traffic'} ({traffic})",
         reasons=reasons,
         periods=n,
         judge=JUDGE_NAME,

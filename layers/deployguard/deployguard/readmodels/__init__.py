@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         business_impact,
         history_json_schema,
         timeline,
+        verdict_why,
     )
     from deployguard.readmodels.summary import SUMMARY_SCHEMA, Summary, SummaryBuilder
 
@@ -40,7 +41,8 @@ _MODULE_OF = {
     **dict.fromkeys(("DeploymentPage", "DeploymentQuery", "DeploymentReader", "QueryError", "parse_since"),
                     "deployments"),
     **dict.fromkeys(("HISTORY_SCHEMA", "CheckResult", "DeploymentHistory", "GateOutcome", "RemediationStep",
-                     "TimelineItem", "TrafficStep", "business_impact", "history_json_schema", "timeline"), "history"),
+                     "TimelineItem", "TrafficStep", "business_impact", "history_json_schema", "timeline",
+                     "verdict_why"), "history"),
     **dict.fromkeys(("SUMMARY_SCHEMA", "Summary", "SummaryBuilder"), "summary"),
 }  # fmt: skip
 
@@ -72,4 +74,5 @@ __all__ = [
     "history_json_schema",
     "parse_since",
     "timeline",
+    "verdict_why",
 ]

@@ -17,11 +17,13 @@ from deployguard.incidents.models import Incident
 from deployguard.models import (
     Assessment,
     AuditEntry,
+    Decision,
     Deployment,
     DeploymentEvent,
     DeploymentStatus,
     Model,
     Notification,
+    Verdict,
 )
 
 HISTORY_SCHEMA = "deployguard-history/1"
@@ -133,6 +135,17 @@ class DeploymentHistory(Model):
             for reason in assessment.verdict.reasons:
                 seen.setdefault(reason.metric_id, None)
         return list(seen)
+
+
+def verdict_why(verdict: Verdict) -> str:
+    """Why a verdict is what it is, in one line: a failing or inconclusive verdict leads with its
+    summary (the cause the judge decided on), then its other reasons that are not passes and not
+    already in it (a p99 judged through the p50 does not block anything); a healthy one gives
+    its notes (reasons that are not passes), else its summary."""
+    others = [r.message for r in verdict.reasons if r.status != "pass"]
+    if verdict.decision == Decision.HEALTHY:
+        return "; ".join(others) or verdict.summary
+    return "; ".join([verdict.summary, *(m for m in others if m not in verdict.summary)])
 
 
 def is_post_deployment(assessment: Assessment) -> bool:
@@ -251,7 +264,7 @@ def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[
     ]
     last_step = items[-1] if len(items) > 1 and history.deployment.status.is_terminal else None
     for a in history.assessments:
-        reasons = "; ".join(r.message for r in a.verdict.reasons if r.status != "pass") or a.verdict.summary
+        reasons = verdict_why(a.verdict)
         score = f", health {a.health_score:.0f}" if a.health_score is not None else ""
         impact = business_impact(a)
         impact_text = f", business impact {impact:.1f}/10" if impact is not None else ""

@@ -257,6 +257,7 @@ class RemediationExecutor:
         )
         handler.reason = (
             f"remediation {name} for incident {incident.incident_id} ({', '.join(incident.rules)}): {incident.title}"
+            + self._failing_verdict(incident, handler.deployment.deployment_id)
         )
         try:
             message = handler.execute(self.repository)
@@ -278,6 +279,23 @@ class RemediationExecutor:
             duration_ms=round(duration_ms, 3),
             seconds_since_decision=None if since is None else round(since, 3),
         )
+
+    def _failing_verdict(self, incident: Incident, deployment_id: str) -> str:
+        """The canary's failing verdict behind an incident the judge raised (``canary-issue``), for the stop
+        reason: "...: <title>; canary verdict: canary worse: errors: canary 8.85% (27/305) vs ...". Best
+        effort: "" when the incident did not come from a verdict, or the history cannot be read."""
+        if "canary-issue" not in incident.rules:
+            return ""
+        try:
+            assessments = self.repository.assessments(deployment_id)
+        except Exception:  # the stop goes ahead: its reason is only less precise
+            logger.exception("cannot read the failing verdict", extra={"deployment_id": deployment_id})
+            return ""
+        failing = [
+            a for a in assessments
+            if a.verdict.decision.value == "failing" and a.details.get("kind") != "post_deployment"
+        ]  # fmt: skip
+        return f"; canary verdict: {failing[-1].verdict.summary}" if failing else ""
 
     def _failed(
         self,

@@ -160,4 +160,5 @@ def percent(value: float) -> str:
 
 
 def number(value: float) -> str:
-    return f"{value:.4g}"
+    """4 significant digits, never an exponent for a value people read (1433, not 1.433e+03)."""
+    return f"{value:.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 
+from deployguard.analysis.evidence import signed_pct
 from deployguard.readmodels import DeploymentHistory, business_impact
 from deployguard.reporting.charts import PALETTE, Chart, Marker, Series, number, percent
 
@@ -50,7 +52,11 @@ def metric_chart(history: DeploymentHistory, metric_id: str) -> Chart:
             baseline.append((a.at, reason.baseline_value if reason else None))
             failing += reason is not None and reason.status == "fail"
     as_percent = is_rate(history, metric_id)
-    fmt = percent if as_percent else number
+    unit = "" if as_percent else unit_of(history, metric_id)
+
+    def fmt(v: float) -> str:
+        return percent(v) if as_percent else f"{number(v)} {unit}".rstrip()
+
     known = [v for _, v in canary if v is not None]
     description = (
         f"{metric_id} of the canary (new version) and the baseline (stable version) at each of "
@@ -71,8 +77,92 @@ def metric_chart(history: DeploymentHistory, metric_id: str) -> Chart:
         description=description,
         series=series,
         markers=decision_markers(history),
-        y_label="rate" if as_percent else metric_id,
-        y_format=fmt,
+        y_label="rate" if as_percent else (f"{metric_id} ({unit})" if unit else metric_id),
+        y_format=percent if as_percent else number,
+    )
+
+
+_UNIT = re.compile(r"vs baseline [-+0-9.e]+ ([A-Za-z]+)")
+_SHORT = {"milliseconds": "ms", "seconds": "s", "microseconds": "us", "bytes": "B", "percent": "%"}
+
+
+def unit_of(history: DeploymentHistory, metric_id: str) -> str:
+    """A metric's unit as its reasons state it (``... vs baseline 0.08 Seconds``), short: ``s``, ``ms``;
+    "" when they state none (a rate is in percent, a count has none)."""
+    for a in history.assessments:
+        for r in a.verdict.reasons:
+            if r.metric_id == metric_id and (m := _UNIT.search(r.message)):
+                return _SHORT.get(m.group(1).lower(), m.group(1))
+    return ""
+
+
+def metric_value(history: DeploymentHistory, metric_id: str, value: float | None) -> str:
+    """A metric's value as the report shows it everywhere: a rate in percent, else the number with its unit."""
+    if value is None:
+        return "-"
+    if is_rate(history, metric_id):
+        return percent(value)
+    unit = unit_of(history, metric_id)
+    return f"{number(value)} {unit}".rstrip()
+
+
+def last_verdict_rows(history: DeploymentHistory) -> list[list[str]]:
+    """The metrics of the canary's last verdict (not a post-deployment look): metric, status, canary,
+    baseline, effect (the reasons' own formatting), and for a pass its bound at the stated confidence."""
+    canary = history.canary_assessments()
+    last = canary[-1].verdict.reasons if canary else []
+    return [
+        [
+            r.metric_id,
+            r.status,
+            metric_value(history, r.metric_id, r.canary_value),
+            metric_value(history, r.metric_id, r.baseline_value),
+            "-" if r.effect is None else signed_pct(r.effect),
+            "-"
+            if r.canary_bound is None
+            else f"{metric_value(history, r.metric_id, r.canary_bound)}"
+            + ("" if r.confidence is None else f" ({r.confidence:.0%})"),
+        ]
+        for r in last
+    ]
+
+
+LAST_VERDICT_HEADERS = ["metric", "status", "canary", "baseline", "effect", "bound (confidence)"]
+
+
+_SINCE = re.compile(r"since period (\d+)")
+
+
+def period_clock(history: DeploymentHistory) -> tuple[datetime, float] | None:
+    """When the canary's period 0 began and how long a period is, as its assessments tell it: each
+    canary assessment judged ``details.periods`` periods up to its time, so consecutive ones give the
+    seconds per period and each gives the start. None unless they all agree (within half a period):
+    a clock time is given only where the record tells it."""
+    looks = [
+        (a.at, int(a.details["periods"]))
+        for a in history.canary_assessments()
+        if isinstance(a.details.get("periods"), int) and a.details["periods"] > 0
+    ]
+    steps = [(b_at - a_at).total_seconds() / (b_n - a_n) for (a_at, a_n), (b_at, b_n) in pairwise(looks) if b_n > a_n]
+    if not steps or max(steps) - min(steps) > 1.0:
+        return None
+    period = round(sum(steps) / len(steps))
+    if period <= 0:
+        return None
+    starts = [at - timedelta(seconds=n * period) for at, n in looks]
+    if (max(starts) - min(starts)).total_seconds() > period / 2:
+        return None
+    return min(starts), float(period)
+
+
+def with_clock(history: DeploymentHistory, text: str) -> str:
+    """A reason's "since period 5" as "since 12:15 (period 5)" where the record tells the periods' times."""
+    clock = period_clock(history)
+    if clock is None:
+        return text
+    start, period = clock
+    return _SINCE.sub(
+        lambda m: f"since {start + timedelta(seconds=int(m.group(1)) * period):%H:%M} (period {m.group(1)})", text
     )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from html import escape
 from typing import Any
 
-from deployguard.readmodels import DeploymentHistory, business_impact
+from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
 from deployguard.reporting.charts import render_svg
-from deployguard.reporting.figures import report_charts
+from deployguard.reporting.figures import LAST_VERDICT_HEADERS, last_verdict_rows, report_charts, with_clock
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d1d1f;margin:0;background:#f4f5f7}
@@ -63,8 +64,9 @@ def render_html(history: DeploymentHistory) -> str:
         else f"ECS {target.cluster}/{target.service}, task definition "
         f"{target.stable_task_definition or '(not recorded)'} -> {target.new_task_definition or '(not recorded)'}"
     )
+    clock = partial(with_clock, history)  # "since period 5" -> "since 12:15 (period 5)"
     facts = [
-        ("Outcome", _badge(outcome.state) + " " + escape(outcome.message)),
+        ("Outcome", _badge(outcome.state) + " " + escape(clock(outcome.message))),
         ("Service", escape(f"{d.service} {d.version} in {d.environment}")),
         ("Target", escape(target_text)),
         ("Driven by", escape(f"{d.driver}, strategy {d.strategy.value}")),
@@ -78,7 +80,7 @@ def render_html(history: DeploymentHistory) -> str:
             _t(a.at)[11:19], f"{a.canary_weight:.0%}", _badge(a.verdict.decision.value),
             "-" if a.health_score is None else f"{a.health_score:.0f}",
             "-" if (b := business_impact(a)) is None else f"{b:.1f}",
-            escape("; ".join(r.message for r in a.verdict.reasons if r.status != "pass") or a.verdict.summary),
+            escape(clock(verdict_why(a.verdict))),
         ]
         for a in history.assessments
     ]  # fmt: skip
@@ -93,6 +95,10 @@ def render_html(history: DeploymentHistory) -> str:
                                     ["time", "traffic", "verdict", "health", "impact", "why"], verdict_rows,
                                     raw=(2, 5))),
         ("Charts", f'<div class="charts">{charts}</div>'),
+        ("Metrics (last canary assessment)",
+         _table("The metrics of the canary's last verdict (not a post-deployment look): canary against baseline,"
+                " the change, and for a pass how bad the canary may be at the stated confidence",
+                LAST_VERDICT_HEADERS, last_verdict_rows(history))),
         ("Checks", _table("Validation and CodeDeploy hook checks", ["time", "check", "status", "reason"],
                           [[_t(c.at)[11:19], c.name, c.status, c.reason] for c in history.checks])),
         ("Alerts", _table("Alerts raised", ["time", "rule", "severity", "status", "message"],
@@ -104,11 +110,11 @@ def render_html(history: DeploymentHistory) -> str:
                                _t(i.acknowledged_at), _t(i.resolved_at), i.resolved_by or i.acknowledged_by or "-"]
                               for i in history.incidents])),
         ("Remediation", _table("Actions on the target", ["time", "action", "actor", "reason"],
-                               [[_t(r.at)[11:19], r.action, r.actor, r.reason] for r in history.remediation])),
+                               [[_t(r.at)[11:19], r.action, r.actor, clock(r.reason)] for r in history.remediation])),
         ("Notifications", _table("Deliveries by channel", ["channel", "status", "deliveries"],
                                  [[c, s, n] for (c, s), n in sorted(channels.items())])),
         ("Audit trail", _table("Every recorded action, in order", ["time", "action", "actor", "reason"],
-                               [[_t(e.at)[11:19], e.action, e.actor, e.reason] for e in history.audit])),
+                               [[_t(e.at)[11:19], e.action, e.actor, clock(e.reason)] for e in history.audit])),
     ]  # fmt: skip
     body = "".join(f'<section aria-labelledby="s{i}"><h2 id="s{i}">{escape(title)}</h2>{content}</section>'
                    for i, (title, content) in enumerate(sections))  # fmt: skip

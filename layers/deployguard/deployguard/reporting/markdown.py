@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from deployguard.readmodels import DeploymentHistory, business_impact
-from deployguard.reporting.charts import percent
-from deployguard.reporting.figures import is_rate
+from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
+from deployguard.reporting.figures import LAST_VERDICT_HEADERS, last_verdict_rows, with_clock
 
 
 def _t(value: datetime | None) -> str:
@@ -34,11 +34,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 def render_markdown(history: DeploymentHistory) -> str:
     d, outcome = history.deployment, history.outcome
+    clock = partial(with_clock, history)  # "since period 5" -> "since 12:15 (period 5)"
     took = f"{d.duration_seconds / 60:.1f} min" if d.duration_seconds is not None else "running"
     lines = [
         f"# DeployGuard report: {d.service} {d.version} in {d.environment}",
         "",
-        f"**Outcome: {outcome.state.replace('_', ' ')}** (exit {outcome.exit_code}): {outcome.message}",
+        f"**Outcome: {outcome.state.replace('_', ' ')}** (exit {outcome.exit_code}): {clock(outcome.message)}",
         "",
         f"- deployment `{d.deployment_id}`, driven by {d.driver}, strategy {d.strategy.value}",
         f"- started {d.started_at:%Y-%m-%d %H:%M:%S} UTC, took {took}",
@@ -53,17 +54,14 @@ def render_markdown(history: DeploymentHistory) -> str:
             [_t(a.at), f"{a.canary_weight:.0%}", a.verdict.decision.value,
              "-" if a.health_score is None else f"{a.health_score:.0f}",
              "-" if (b := business_impact(a)) is None else f"{b:.1f}",
-             "; ".join(r.message for r in a.verdict.reasons if r.status != "pass") or a.verdict.summary]
+             clock(verdict_why(a.verdict))]
             for a in history.assessments
         ],
     )  # fmt: skip
-    canary = history.canary_assessments()  # a post-deployment look compares with the last 24 h, not the baseline
-    last = canary[-1].verdict.reasons if canary else []
     channels = Counter((n.channel, n.status.value) for n in history.notifications)
     sections: list[tuple[str, list[str], list[list[Any]]]] = [
-        ("Metrics (last canary assessment)", ["metric", "status", "canary", "baseline", "effect"],
-         [[r.metric_id, r.status, *(_value(history, r.metric_id, v) for v in (r.canary_value, r.baseline_value)),
-           "-" if r.effect is None else f"{r.effect:+.1%}"] for r in last]),
+        # a post-deployment look compares with the last 24 h, not the baseline: the canary's last verdict
+        ("Metrics (last canary assessment)", LAST_VERDICT_HEADERS, last_verdict_rows(history)),
         ("Checks", ["time", "check", "status", "reason"],
          [[_t(c.at), c.name, c.status, c.reason] for c in history.checks]),
         ("Alerts", ["time", "rule", "severity", "status"],
@@ -72,16 +70,11 @@ def render_markdown(history: DeploymentHistory) -> str:
          [[i.incident_id, i.title, i.status.value, _t(i.acknowledged_at), _t(i.resolved_at)]
           for i in history.incidents]),
         ("Remediation", ["time", "action", "actor", "reason"],
-         [[_t(r.at), r.action, r.actor, r.reason] for r in history.remediation]),
+         [[_t(r.at), r.action, r.actor, clock(r.reason)] for r in history.remediation]),
         ("Notifications", ["channel", "status", "deliveries"], [[c, s, n] for (c, s), n in sorted(channels.items())]),
         ("Audit trail", ["time", "action", "actor", "reason"],
-         [[_t(e.at), e.action, e.actor, e.reason] for e in history.audit]),
+         [[_t(e.at), e.action, e.actor, clock(e.reason)] for e in history.audit]),
     ]  # fmt: skip
     for title, headers, rows in sections:
         lines += [f"## {title}", "", *_table(headers, rows)]
     return "\n".join(lines)
-
-
-def _value(history: DeploymentHistory, metric_id: str, value: float | None) -> str:
-    """A metric's value as its chart shows it: a rate in percent."""
-    return percent(value) if value is not None and is_rate(history, metric_id) else _num(value)
