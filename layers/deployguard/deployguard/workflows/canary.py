@@ -648,7 +648,7 @@ class CanaryController:
         error = state.get("error")
         reason = state.get("reason") or "rollback requested"
         if error:
-            reason = f"{error.get('Error', 'error')}: {_short(error.get('Cause', ''))}"
+            reason = _error_reason(error)
         if not deployment_id:
             request = state.get("deployment") or state
             request = request if isinstance(request, dict) else {}
@@ -848,7 +848,7 @@ class CanaryController:
         deployment = self.repository.get_deployment(deployment_id)
         if error:
             title, event_type, severity = "Rollback Failed", EventType.ROLLBACK_FAILED, Severity.CRITICAL
-            message = f"{error.get('Error')}: {_short(error.get('Cause', ''))}"
+            message = _error_reason(error)
             deployment = self._record_rollback_failed(deployment, message)
         elif deployment.status == DeploymentStatus.SUCCEEDED:
             title, event_type, severity = "Deployment Completed", EventType.DEPLOYMENT_COMPLETED, Severity.INFO
@@ -987,6 +987,23 @@ def _lambda_target(value: Any) -> LambdaTarget | None:
         return LambdaTarget.model_validate(value)
     except ValidationError:
         return None
+
+
+APPROVAL_EXPIRED = "DeployGuard.ApprovalExpired"  # the approval wait ran out (statemachine/canary.asl.json)
+CANARY_FAILING = "DeployGuard.CanaryFailing"  # a failing verdict while the canary waited for approval
+CANARY_ENDED = "DeployGuard.CanaryEnded"  # the record ended (a person's abort) while the canary waited for approval
+
+
+def _error_reason(error: Any) -> str:
+    """The reason a caught error gives people. ``Cause`` may be absent or null (SendTaskFailure without one)."""
+    if not isinstance(error, dict):
+        return _short(str(error))
+    name, cause = str(error.get("Error") or "error"), _short(str(error.get("Cause") or ""))
+    if name == APPROVAL_EXPIRED:
+        return cause or "approval expired after 24 h"
+    if name == CANARY_FAILING and cause:
+        return cause
+    return f"{name}: {cause}" if cause else name
 
 
 def _short(text: str, limit: int = 300) -> str:
