@@ -75,7 +75,8 @@ RETRY_CLAIM = "canary-retry-execution"  # the one execution that drives a person
 RETRY_CLAIM_TTL = timedelta(days=7)
 logger = logging.getLogger(__name__)
 
-NextStep = Literal["shift", "wait", "advance", "promote", "await_approval", "rollback", "hold", "done"]
+NextStep = Literal["shift", "wait", "advance", "promote", "await_approval", "expired", "rollback", "hold", "done"]
+APPROVAL_TTL = timedelta(hours=24)  # AwaitApproval's TimeoutSeconds: then the canary is held
 
 
 class CanaryRequest(Model):
@@ -106,6 +107,9 @@ class CanaryState(Model):
     last_verdict: Decision | None = None
     target: LambdaTarget | None = Field(default=None, description="the alias moved: rollback reads no record")
     ended_at: IsoDatetime | None = None
+    approval_requested_at: IsoDatetime | None = Field(
+        default=None, description="when the canary began to wait for approval before 100% (it expires 24 h later)"
+    )
     recorded: bool = Field(default=True, description="false: traffic moved, the record has not followed yet")
 
 
@@ -405,7 +409,14 @@ class CanaryController:
             }
         )
 
-    def assess(self, state: CanaryState) -> CanaryState:
+    def assess_awaiting(self, state: CanaryState) -> CanaryState:
+        """An assessment while the canary waits for approval before 100% (the state machine's AwaitApproval
+        runs the token wait and these side by side): ``rollback`` on a failing verdict, ``promote`` once a
+        person has approved (this fresh verdict is not failing), ``expired`` 24 h after the wait began, else
+        ``await_approval`` (go on waiting); ``done`` when the record has ended."""
+        return self.assess(state, awaiting=True)
+
+    def assess(self, state: CanaryState, awaiting: bool = False) -> CanaryState:
         # the judge and the assessment: imported by the first Assess task, not by Validate's cold start
         from deployguard.analysis.judge import judge_canary
         from deployguard.workflows.assessment import assessment_from_verdict
@@ -479,7 +490,11 @@ class CanaryController:
             "reason": verdict.summary,
         }
         decision = effective_decision(deployment.control, verdict.decision)  # people's control (workflows.control)
-        if decision == Decision.FAILING:
+        if awaiting:
+            update["next"] = self._while_awaiting(deployment, decision, state, now)
+            if update["next"] == "expired":
+                update["reason"] = "approval expired after 24 h"
+        elif decision == Decision.FAILING:
             update["next"] = "rollback"
         elif not step_elapsed:
             update["next"] = "wait"
@@ -500,9 +515,17 @@ class CanaryController:
             else:
                 update["next"] = "wait"
         steered = steer(deployment.control, update["next"], decision, service.approval_before_full_traffic)
-        if steered != update["next"]:  # paused, promote requested, or approval before 100%
+        if not awaiting and steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
             update["next"] = steered
+        if not awaiting and update["next"] == "await_approval":
+            if self._begin_awaiting(deployment.deployment_id):
+                update["approval_requested_at"] = now
+            else:  # ended (a person's abort) since it was read: nothing to approve
+                update["next"], update["decision"] = (
+                    "done",
+                    self.repository.get_deployment(state.deployment_id).decision,
+                )
         if update["next"] == "rollback" and not told:
             self._mark_rolling_back(deployment.deployment_id, str(update["reason"]))
         if not told or update["next"] != "rollback":
@@ -516,6 +539,34 @@ class CanaryController:
                 weight=state.weight,
             )
         return state.model_copy(update=update)
+
+    @staticmethod
+    def _while_awaiting(deployment: Deployment, decision: Decision, state: CanaryState, now: datetime) -> str:
+        """What an assessment during the approval wait leads to (:meth:`assess_awaiting`). Inconclusive
+        verdicts go on waiting: the person decides, and no verdict that is failing is ever promoted."""
+        if decision == Decision.FAILING:
+            return "rollback"
+        control = deployment.control
+        if control.promote_requested and not control.awaiting_approval:  # a person approved (the token answered)
+            return "promote"
+        if state.approval_requested_at is not None and now - state.approval_requested_at >= APPROVAL_TTL:
+            return "expired"
+        return "await_approval"
+
+    def _begin_awaiting(self, deployment_id: str) -> bool:
+        """The canary goes to its approval gate: a promote request that led here is answered by the gate (an
+        approval sets it again, which is how the assessments of the wait tell one). False when the record has
+        ended meanwhile (a person's abort)."""
+        ended = False
+
+        def change(d: Deployment) -> None:
+            nonlocal ended
+            ended = d.status.is_terminal
+            if not ended:
+                d.control.promote_requested = False
+
+        self._change(deployment_id, change)
+        return not ended
 
     def _mark_rolling_back(self, deployment_id: str, reason: str) -> None:
         """The record says the canary is rolling back (phase ``failed`` while in progress) from the moment
@@ -682,7 +733,7 @@ class CanaryController:
         refused = ended is not None and self._refused(ended, target, "rollback")
         if not refused:  # traffic first: no record needed to move it; one that ended is only checked
             LambdaTrafficShifter(target).rollback_verified()
-        hold = state.get("next") == "hold"
+        hold = state.get("next") == "hold" or (isinstance(error, dict) and error.get("Error") == APPROVAL_EXPIRED)
         out = {k: v for k, v in state.items() if k != "error"}
         out.update(
             {
@@ -757,6 +808,7 @@ class CanaryController:
             nonlocal ours
             overridden = d.decision == "promoted" and decision != "promoted"  # a promotion rolled back after all
             ours = d.ended_at == ended_at and d.decision == decision  # an earlier attempt of this step wrote it
+            d.control.awaiting_approval, d.control.approval_token = False, None  # no approval wait outlives the end
             if d.status.is_terminal and not overridden:
                 return  # ended already: by an earlier attempt of this step, or elsewhere
             ours = True
@@ -1013,7 +1065,7 @@ def _short(text: str, limit: int = 300) -> str:
 class CanaryTask(Model):
     """What the state machine sends to the canary step function."""
 
-    action: Literal["validate", "shift", "assess", "promote", "rollback", "notify", "await_approval"]
+    action: Literal["validate", "shift", "assess", "assess_awaiting", "promote", "rollback", "notify", "await_approval"]
     state: dict[str, Any]
     task_token: str | None = Field(default=None, description="await_approval: the token a person's answer resumes")
     execution: str | None = Field(
