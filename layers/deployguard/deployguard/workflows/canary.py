@@ -361,6 +361,16 @@ class CanaryController:
         if not isinstance(target, LambdaTarget):
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
+        if deployment.control.paused and 0 < deployment.canary_weight < weight / 100.0:
+            # a pause that landed after the Assess that advanced: the weight holds, the canary waits
+            self.repository.audit(
+                deployment.deployment_id, "traffic_held", ACTOR,
+                f"paused: step {state.step_index + 1} ({weight:g}%) not started; held at "
+                f"{deployment.canary_weight * 100:g}%", weight=deployment.canary_weight * 100,
+            )  # fmt: skip
+            return state.model_copy(
+                update={"step_index": deployment.step_index, "weight": deployment.canary_weight * 100, "next": "wait"}
+            )
         moved = LambdaTrafficShifter(target).shift(weight / 100.0)
         now = clock.now()
         lost = False
@@ -596,6 +606,14 @@ class CanaryController:
                 update={"weight": 0.0, "next": "done", "decision": deployment.decision, "target": target,
                         "reason": deployment.decision_reason}
             )  # fmt: skip
+        if deployment.control.paused and not deployment.status.is_terminal:
+            # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion)
+            self.repository.audit(
+                deployment.deployment_id, "traffic_held", ACTOR,
+                f"paused: promotion not done; held at {deployment.canary_weight * 100:g}%",
+                weight=deployment.canary_weight * 100,
+            )  # fmt: skip
+            return state.model_copy(update={"next": "wait", "target": target})
         moved = LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
