@@ -146,7 +146,9 @@ def test_an_approval_promotes_after_one_fresh_assessment_and_verbs_during_the_wa
         first = _ask(aws, "approve", by="carol")
         assert first.changed and "one more assessment" in first.message
         again, promote = _ask(aws, "approve", by="dan"), _ask(aws, "promote", by="erin")  # idempotent
-        assert [(o.changed, o.message) for o in (again, promote)] == [(False, "already approved")] * 2
+        # the promotion waits an assessment, which may land meanwhile (a simulated minute goes by in a moment)
+        for outcome in (again, promote):
+            assert not outcome.changed and outcome.message in ("already approved", "already promoted")
         worker.join(60)
         assert result["status"] == "SUCCEEDED"
         deployment = DeploymentRepository().get_deployment(DEP)
