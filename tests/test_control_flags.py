@@ -150,3 +150,26 @@ def test_flag_verbs_are_refused_once_the_execution_has_ended() -> None:
                 _ask(aws, verb)
         assert _ask(aws, "abort", by="bob").changed
         assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+
+
+def test_missing_evidence_does_not_end_a_paused_canary(tmp_path: Path) -> None:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config["services"]["checkout-api"]["judge"] = {"max_inconclusive_periods": 1, "on_no_evidence": "rollback"}
+    path = tmp_path / "deployguard.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with EmbeddedAws(config_file=path) as aws:
+        versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)  # no traffic: no evidence
+        target = LambdaTarget(function_name="checkout-api", alias="live", stable_version=versions[0],
+                              new_version=versions[1])  # fmt: skip
+        request = {"deployment": {"deployment_id": DEP, "service": "checkout-api", "version": versions[1],
+                                  "target": target.model_dump()}}  # fmt: skip
+        seen: list[Any] = []
+        _at_minute(aws, 1, lambda: _ask(aws, "pause", by="bob"))
+        _at_minute(aws, 30, lambda: (seen.append(DeploymentRepository().get_deployment(DEP)), _ask(aws, "resume")))
+        worker, result = _in_background(aws, request)
+        worker.join(120)
+        assert result["status"] == "SUCCEEDED"
+        assert seen and not seen[0].status.is_terminal and seen[0].canary_weight == 0.1  # held while paused
+        deployment = DeploymentRepository().get_deployment(DEP)
+        assert deployment.decision == "rolled_back" and "no conclusive evidence" in (deployment.decision_reason or "")
+        assert LambdaTrafficShifter(target).current().function_version == target.stable_version

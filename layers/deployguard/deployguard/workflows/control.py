@@ -3,14 +3,17 @@
 Verbs on a deployment (``CanaryControlService.apply``):
 
 - ``promote``: skip the remaining steps: the next assessment that is not failing promotes to 100%
-  (for a canary waiting for approval before full traffic, it is the approval);
+  (with ``approval_before_full_traffic`` it leads to the approval gate instead; for a canary waiting
+  there, it is the approval);
 - ``abort``: roll back now: the alias goes back to 100% stable at once, the state machine ends at its next task;
   it also finishes a deployment that ended with its alias still on the new version (a rollback that failed);
-- ``pause`` / ``resume``: hold the current weight; analysis goes on and a failing verdict still rolls back;
+- ``pause`` / ``resume``: hold the current weight; analysis goes on and a failing verdict still rolls back
+  (missing evidence does not: neither ``on_no_evidence`` outcome ends a paused canary);
 - ``retry``: a canary held for a person (no conclusive evidence) starts its step again (a new execution);
 - ``skip_analysis``: an emergency fix: verdicts are still recorded but no longer acted on; steps follow
   their bake time. Announced as critical;
-- ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``).
+- ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``); it
+  promotes after one more assessment that is not failing (the wait is assessed all along).
 
 For CodeDeploy-driven deployments ``abort`` is StopDeployment with rollback and ``promote`` is
 ContinueDeployment; CodeDeploy owns the traffic, so the other verbs are refused with the reason.
@@ -124,8 +127,8 @@ def steer(control: CanaryControl, proposed: str, decision: Decision, approval_be
         return proposed
     if control.promote_requested:  # with approval before 100%, the request leads to the approval gate
         return "await_approval" if approval_before_full_traffic else "promote"
-    if control.paused and proposed in ("advance", "promote", "hold"):
-        return "wait"
+    if control.paused and proposed in ("advance", "promote", "hold", "rollback"):
+        return "wait"  # a rollback that is not a failing verdict's is missing evidence (on_no_evidence): held too
     if proposed == "promote" and approval_before_full_traffic:
         return "await_approval"
     return proposed
