@@ -217,3 +217,28 @@ def test_an_abort_during_the_last_assess_ends_the_execution_without_a_wait_or_an
         assert not deployment.control.awaiting_approval and deployment.control.approval_token is None
         assert "Canary Waiting For Approval" not in _titles() and "Rollback Failed" not in _titles()
         assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+
+
+def test_an_approval_after_a_pause_that_slipped_in_before_the_wait_still_promotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EmbeddedAws(config_file=_config(tmp_path, approval=True)) as aws:
+        request, target = _prepare(aws)
+        original = canary_module.CanaryController.assess
+        paused: list[ControlOutcome] = []
+
+        def assess(self: Any, state: Any, awaiting: bool = False) -> Any:
+            out = original(self, state, awaiting)
+            if out.next == "await_approval" and not awaiting and not paused:  # before the token is stored
+                paused.append(_ask(aws, "pause", by="bob"))
+            return out
+
+        monkeypatch.setattr(canary_module.CanaryController, "assess", assess)
+        worker, result = _in_background(aws, request)
+        _until(_waiting_for_approval)
+        assert paused and paused[0].changed
+        assert _ask(aws, "approve", by="carol").changed  # the approval is the decision: it lifts the pause
+        worker.join(60)
+        assert result["status"] == "SUCCEEDED"
+        assert DeploymentRepository().get_deployment(DEP).decision == "promoted"
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version

@@ -368,7 +368,7 @@ class CanaryControlService:
             changed = d.control.approval_token == token  # else a concurrent approval cleared it first
             if changed:  # the canary's next assessment sees the wait over: promoted unless that verdict is failing
                 d.control.awaiting_approval, d.control.approval_token = False, None
-                d.control.promote_requested = True
+                d.control.promote_requested, d.control.paused = True, False  # approved: go (a pause would loop)
                 d.control.last_action, d.control.last_actor = "approve", request.actor
                 d.control.last_action_at = clock.now()
 
