@@ -7,7 +7,10 @@ one action here with the execution's state and gets the next state back:
 
 ``assess`` sets ``next`` to ``wait``, ``advance``, ``promote`` or ``rollback``; the
 state machine's Choice state follows it. Any failure the machine catches ends in
-``rollback``, which always leaves the alias at 100% stable.
+``rollback``, which always leaves the alias at 100% stable. With approval before full traffic, ``assess``
+may set ``await_approval``: the state machine then waits on a task token (``await_approval``) while
+``assess_awaiting`` goes on judging the canary; a failing verdict rolls back, an approval promotes only
+after one more verdict that is not failing, and 24 h without an answer hold the canary.
 
 Traffic first: ``rollback`` and ``promote`` move the alias and verify it before they
 record and announce anything; ``rollback`` needs no DynamoDB read to do it (the state carries
