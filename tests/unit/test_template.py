@@ -116,8 +116,17 @@ def test_every_task_retries_with_backoff_and_catches_into_rollback() -> None:
     for name, state in tasks.items():
         assert state["Retry"] and all(r.get("BackoffRate", 1) > 1 for r in state["Retry"]), name
         assert state["Catch"], name
-    for name in ("Validate", "ShiftTraffic", "Assess", "Promote", "AwaitApproval"):
+    for name in ("Validate", "ShiftTraffic", "Assess", "Promote"):
         assert tasks[name]["Catch"][0]["Next"] == "Rollback"
+    # approval before 100%: the token wait and the assessments side by side; any failure ends in rollback
+    waiting = definition["States"]["AwaitApproval"]
+    assert waiting["Type"] == "Parallel" and waiting["Catch"][0]["Next"] == "Rollback"
+    token, watch = (branch["States"] for branch in waiting["Branches"])
+    assert token["AwaitApproval"]["Resource"].endswith("waitForTaskToken")
+    assert token["AwaitApproval"]["Catch"] == [
+        {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "ApprovalExpired"}
+    ]
+    assert watch["AssessWhileAwaitingApproval"]["Retry"] and waiting["Next"] == "Promote"
     choices = {c["StringEquals"]: c["Next"] for c in definition["States"]["RouteVerdict"]["Choices"]}
     assert choices == {
         "wait": "WaitForMetrics",

@@ -56,7 +56,9 @@ def test_no_identity_no_service(authorizer: dict[str, object] | None) -> None:
         (CanaryControl(paused=True), "advance", Decision.HEALTHY, False, "wait"),
         (CanaryControl(paused=True), "hold", Decision.INCONCLUSIVE, False, "wait"),
         (CanaryControl(paused=True), "rollback", Decision.FAILING, False, "rollback"),
-        (CanaryControl(promote_requested=True), "wait", Decision.INCONCLUSIVE, True, "promote"),
+        (CanaryControl(promote_requested=True), "wait", Decision.INCONCLUSIVE, False, "promote"),
+        # approval before 100%: a promote request skips the steps, never the approval
+        (CanaryControl(promote_requested=True), "wait", Decision.INCONCLUSIVE, True, "await_approval"),
         (CanaryControl(promote_requested=True), "rollback", Decision.FAILING, False, "rollback"),
         (CanaryControl(), "promote", Decision.HEALTHY, True, "await_approval"),
         (CanaryControl(), "advance", Decision.HEALTHY, True, "advance"),

@@ -7,7 +7,10 @@ one action here with the execution's state and gets the next state back:
 
 ``assess`` sets ``next`` to ``wait``, ``advance``, ``promote`` or ``rollback``; the
 state machine's Choice state follows it. Any failure the machine catches ends in
-``rollback``, which always leaves the alias at 100% stable.
+``rollback``, which always leaves the alias at 100% stable. With approval before full traffic, ``assess``
+may set ``await_approval``: the state machine then waits on a task token (``await_approval``) while
+``assess_awaiting`` goes on judging the canary; a failing verdict rolls back, an approval promotes only
+after one more verdict that is not failing, and 24 h without an answer hold the canary.
 
 Traffic first: ``rollback`` and ``promote`` move the alias and verify it before they
 record and announce anything; ``rollback`` needs no DynamoDB read to do it (the state carries
@@ -75,7 +78,8 @@ RETRY_CLAIM = "canary-retry-execution"  # the one execution that drives a person
 RETRY_CLAIM_TTL = timedelta(days=7)
 logger = logging.getLogger(__name__)
 
-NextStep = Literal["shift", "wait", "advance", "promote", "await_approval", "rollback", "hold", "done"]
+NextStep = Literal["shift", "wait", "advance", "promote", "await_approval", "expired", "rollback", "hold", "done"]
+APPROVAL_TTL = timedelta(hours=24)  # AwaitApproval's TimeoutSeconds: then the canary is held
 
 
 class CanaryRequest(Model):
@@ -106,6 +110,9 @@ class CanaryState(Model):
     last_verdict: Decision | None = None
     target: LambdaTarget | None = Field(default=None, description="the alias moved: rollback reads no record")
     ended_at: IsoDatetime | None = None
+    approval_requested_at: IsoDatetime | None = Field(
+        default=None, description="when the canary began to wait for approval before 100% (it expires 24 h later)"
+    )
     recorded: bool = Field(default=True, description="false: traffic moved, the record has not followed yet")
 
 
@@ -357,6 +364,16 @@ class CanaryController:
         if not isinstance(target, LambdaTarget):
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
+        if deployment.control.paused and 0 < deployment.canary_weight < weight / 100.0:
+            # a pause that landed after the Assess that advanced: the weight holds, the canary waits
+            self.repository.audit(
+                deployment.deployment_id, "traffic_held", ACTOR,
+                f"paused: step {state.step_index + 1} ({weight:g}%) not started; held at "
+                f"{deployment.canary_weight * 100:g}%", weight=deployment.canary_weight * 100,
+            )  # fmt: skip
+            return state.model_copy(
+                update={"step_index": deployment.step_index, "weight": deployment.canary_weight * 100, "next": "wait"}
+            )
         moved = LambdaTrafficShifter(target).shift(weight / 100.0)
         now = clock.now()
         lost = False
@@ -405,7 +422,14 @@ class CanaryController:
             }
         )
 
-    def assess(self, state: CanaryState) -> CanaryState:
+    def assess_awaiting(self, state: CanaryState) -> CanaryState:
+        """An assessment while the canary waits for approval before 100% (the state machine's AwaitApproval
+        runs the token wait and these side by side): ``rollback`` on a failing verdict, ``promote`` once a
+        person has approved (this fresh verdict is not failing), ``expired`` 24 h after the wait began, else
+        ``await_approval`` (go on waiting); ``done`` when the record has ended."""
+        return self.assess(state, awaiting=True)
+
+    def assess(self, state: CanaryState, awaiting: bool = False) -> CanaryState:
         # the judge and the assessment: imported by the first Assess task, not by Validate's cold start
         from deployguard.analysis.judge import judge_canary
         from deployguard.workflows.assessment import assessment_from_verdict
@@ -479,7 +503,11 @@ class CanaryController:
             "reason": verdict.summary,
         }
         decision = effective_decision(deployment.control, verdict.decision)  # people's control (workflows.control)
-        if decision == Decision.FAILING:
+        if awaiting:
+            update["next"] = self._while_awaiting(deployment, decision, state, now)
+            if update["next"] == "expired":
+                update["reason"] = "approval expired after 24 h"
+        elif decision == Decision.FAILING:
             update["next"] = "rollback"
         elif not step_elapsed:
             update["next"] = "wait"
@@ -500,9 +528,17 @@ class CanaryController:
             else:
                 update["next"] = "wait"
         steered = steer(deployment.control, update["next"], decision, service.approval_before_full_traffic)
-        if steered != update["next"]:  # paused, promote requested, or approval before 100%
+        if not awaiting and steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
             update["next"] = steered
+        if not awaiting and update["next"] == "await_approval":
+            if self._begin_awaiting(deployment.deployment_id):
+                update["approval_requested_at"] = now
+            else:  # ended (a person's abort) since it was read: nothing to approve
+                update["next"], update["decision"] = (
+                    "done",
+                    self.repository.get_deployment(state.deployment_id).decision,
+                )
         if update["next"] == "rollback" and not told:
             self._mark_rolling_back(deployment.deployment_id, str(update["reason"]))
         if not told or update["next"] != "rollback":
@@ -516,6 +552,34 @@ class CanaryController:
                 weight=state.weight,
             )
         return state.model_copy(update=update)
+
+    @staticmethod
+    def _while_awaiting(deployment: Deployment, decision: Decision, state: CanaryState, now: datetime) -> str:
+        """What an assessment during the approval wait leads to (:meth:`assess_awaiting`). Inconclusive
+        verdicts go on waiting: the person decides, and no verdict that is failing is ever promoted."""
+        if decision == Decision.FAILING:
+            return "rollback"
+        control = deployment.control
+        if control.promote_requested and not control.awaiting_approval:  # a person approved (the token answered)
+            return "promote"
+        if state.approval_requested_at is not None and now - state.approval_requested_at >= APPROVAL_TTL:
+            return "expired"
+        return "await_approval"
+
+    def _begin_awaiting(self, deployment_id: str) -> bool:
+        """The canary goes to its approval gate: a promote request that led here is answered by the gate (an
+        approval sets it again, which is how the assessments of the wait tell one). False when the record has
+        ended meanwhile (a person's abort)."""
+        ended = False
+
+        def change(d: Deployment) -> None:
+            nonlocal ended
+            ended = d.status.is_terminal
+            if not ended:
+                d.control.promote_requested = False
+
+        self._change(deployment_id, change)
+        return not ended
 
     def _mark_rolling_back(self, deployment_id: str, reason: str) -> None:
         """The record says the canary is rolling back (phase ``failed`` while in progress) from the moment
@@ -545,6 +609,14 @@ class CanaryController:
                 update={"weight": 0.0, "next": "done", "decision": deployment.decision, "target": target,
                         "reason": deployment.decision_reason}
             )  # fmt: skip
+        if deployment.control.paused and not deployment.status.is_terminal:
+            # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion)
+            self.repository.audit(
+                deployment.deployment_id, "traffic_held", ACTOR,
+                f"paused: promotion not done; held at {deployment.canary_weight * 100:g}%",
+                weight=deployment.canary_weight * 100,
+            )  # fmt: skip
+            return state.model_copy(update={"next": "wait", "target": target})
         moved = LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
@@ -648,7 +720,7 @@ class CanaryController:
         error = state.get("error")
         reason = state.get("reason") or "rollback requested"
         if error:
-            reason = f"{error.get('Error', 'error')}: {_short(error.get('Cause', ''))}"
+            reason = _error_reason(error)
         if not deployment_id:
             request = state.get("deployment") or state
             request = request if isinstance(request, dict) else {}
@@ -682,7 +754,7 @@ class CanaryController:
         refused = ended is not None and self._refused(ended, target, "rollback")
         if not refused:  # traffic first: no record needed to move it; one that ended is only checked
             LambdaTrafficShifter(target).rollback_verified()
-        hold = state.get("next") == "hold"
+        hold = state.get("next") == "hold" or (isinstance(error, dict) and error.get("Error") == APPROVAL_EXPIRED)
         out = {k: v for k, v in state.items() if k != "error"}
         out.update(
             {
@@ -757,6 +829,7 @@ class CanaryController:
             nonlocal ours
             overridden = d.decision == "promoted" and decision != "promoted"  # a promotion rolled back after all
             ours = d.ended_at == ended_at and d.decision == decision  # an earlier attempt of this step wrote it
+            d.control.awaiting_approval, d.control.approval_token = False, None  # no approval wait outlives the end
             if d.status.is_terminal and not overridden:
                 return  # ended already: by an earlier attempt of this step, or elsewhere
             ours = True
@@ -848,7 +921,7 @@ class CanaryController:
         deployment = self.repository.get_deployment(deployment_id)
         if error:
             title, event_type, severity = "Rollback Failed", EventType.ROLLBACK_FAILED, Severity.CRITICAL
-            message = f"{error.get('Error')}: {_short(error.get('Cause', ''))}"
+            message = _error_reason(error)
             deployment = self._record_rollback_failed(deployment, message)
         elif deployment.status == DeploymentStatus.SUCCEEDED:
             title, event_type, severity = "Deployment Completed", EventType.DEPLOYMENT_COMPLETED, Severity.INFO
@@ -989,6 +1062,23 @@ def _lambda_target(value: Any) -> LambdaTarget | None:
         return None
 
 
+APPROVAL_EXPIRED = "DeployGuard.ApprovalExpired"  # the approval wait ran out (statemachine/canary.asl.json)
+CANARY_FAILING = "DeployGuard.CanaryFailing"  # a failing verdict while the canary waited for approval
+CANARY_ENDED = "DeployGuard.CanaryEnded"  # the record ended (a person's abort) while the canary waited for approval
+
+
+def _error_reason(error: Any) -> str:
+    """The reason a caught error gives people. ``Cause`` may be absent or null (SendTaskFailure without one)."""
+    if not isinstance(error, dict):
+        return _short(str(error))
+    name, cause = str(error.get("Error") or "error"), _short(str(error.get("Cause") or ""))
+    if name == APPROVAL_EXPIRED:
+        return cause or "approval expired after 24 h"
+    if name == CANARY_FAILING and cause:
+        return cause
+    return f"{name}: {cause}" if cause else name
+
+
 def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -996,7 +1086,7 @@ def _short(text: str, limit: int = 300) -> str:
 class CanaryTask(Model):
     """What the state machine sends to the canary step function."""
 
-    action: Literal["validate", "shift", "assess", "promote", "rollback", "notify", "await_approval"]
+    action: Literal["validate", "shift", "assess", "assess_awaiting", "promote", "rollback", "notify", "await_approval"]
     state: dict[str, Any]
     task_token: str | None = Field(default=None, description="await_approval: the token a person's answer resumes")
     execution: str | None = Field(

@@ -3,14 +3,17 @@
 Verbs on a deployment (``CanaryControlService.apply``):
 
 - ``promote``: skip the remaining steps: the next assessment that is not failing promotes to 100%
-  (for a canary waiting for approval before full traffic, it is the approval);
+  (with ``approval_before_full_traffic`` it leads to the approval gate instead; for a canary waiting
+  there, it is the approval);
 - ``abort``: roll back now: the alias goes back to 100% stable at once, the state machine ends at its next task;
   it also finishes a deployment that ended with its alias still on the new version (a rollback that failed);
-- ``pause`` / ``resume``: hold the current weight; analysis goes on and a failing verdict still rolls back;
+- ``pause`` / ``resume``: hold the current weight; analysis goes on and a failing verdict still rolls back
+  (missing evidence does not: neither ``on_no_evidence`` outcome ends a paused canary);
 - ``retry``: a canary held for a person (no conclusive evidence) starts its step again (a new execution);
 - ``skip_analysis``: an emergency fix: verdicts are still recorded but no longer acted on; steps follow
   their bake time. Announced as critical;
-- ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``).
+- ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``); it
+  promotes after one more assessment that is not failing (the wait is assessed all along).
 
 For CodeDeploy-driven deployments ``abort`` is StopDeployment with rollback and ``promote`` is
 ContinueDeployment; CodeDeploy owns the traffic, so the other verbs are refused with the reason.
@@ -122,10 +125,10 @@ def steer(control: CanaryControl, proposed: str, decision: Decision, approval_be
     """The canary's next step once people's requests are honoured. A failing verdict always wins."""
     if decision == Decision.FAILING:
         return proposed
-    if control.promote_requested:
-        return "promote"
-    if control.paused and proposed in ("advance", "promote", "hold"):
-        return "wait"
+    if control.promote_requested:  # with approval before 100%, the request leads to the approval gate
+        return "await_approval" if approval_before_full_traffic else "promote"
+    if control.paused and proposed in ("advance", "promote", "hold", "rollback"):
+        return "wait"  # a rollback that is not a failing verdict's is missing evidence (on_no_evidence): held too
     if proposed == "promote" and approval_before_full_traffic:
         return "await_approval"
     return proposed
@@ -135,6 +138,18 @@ def rolling_back(deployment: Deployment) -> bool:
     """In progress but failed: the canary's Assess decided to roll back (or a lifecycle hook failed) and
     the rollback is under way. No verb but abort can change what happens next."""
     return not deployment.status.is_terminal and deployment.phase == Phase.FAILED
+
+
+def approved(deployment: Deployment) -> bool:
+    """A person approved 100% (the approval task token is answered); the canary promotes after its next
+    assessment unless that verdict is failing."""
+    control = deployment.control
+    return (
+        not deployment.status.is_terminal
+        and not control.awaiting_approval
+        and control.promote_requested
+        and control.last_action == "approve"
+    )
 
 
 def _last_reason(deployment: Deployment) -> str:
@@ -204,7 +219,9 @@ class CanaryControlService:
         )
 
     def _flags(self, deployment: Deployment, request: ControlRequest, change: Callable[[CanaryControl], bool]) -> bool:
-        """Change the control flags of a deployment in progress; True if they changed."""
+        """Change the control flags of a deployment in progress; True if they changed. Refused when the
+        canary's execution has ended (nothing would ever honour a flag): abort is what is left."""
+        self._refuse_without_execution(deployment, request.verb)
         changed = False
 
         def update(d: Deployment) -> None:
@@ -227,10 +244,36 @@ class CanaryControlService:
         self.repository.update_deployment(deployment.deployment_id, update)
         return changed
 
+    def _refuse_without_execution(self, deployment: Deployment, verb: str) -> None:
+        """A canary in progress whose Step Functions execution is no longer running (it failed, timed out or
+        was stopped) honours no flag: refused, pointing at abort. An execution that cannot be asked about
+        (no permission, throttled) refuses nothing."""
+        arn = deployment.execution_arn
+        if not arn or deployment.status.is_terminal or deployment.driver == "codedeploy":
+            return
+        try:
+            status, _ = stepfunctions.execution_status(arn)
+        except stepfunctions.StepFunctionsError:
+            logger.warning(
+                "cannot ask how the canary's execution is", extra={"deployment_id": deployment.deployment_id}
+            )
+            return
+        if status not in ("RUNNING", "PENDING_REDRIVE"):
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id}: its canary execution has ended ({status}), so nothing would "
+                f"honour {verb}; abort puts the alias back on the stable version and ends the record"
+            )
+
+    def _approval_service(self, deployment: Deployment) -> bool:
+        try:
+            return bool(self.config.service(deployment.service).approval_before_full_traffic)
+        except Exception:
+            return False
+
     def _promote(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         if deployment.decision == "promoted":
             return False, "already promoted"
-        if deployment.control.awaiting_approval:
+        if deployment.control.awaiting_approval or approved(deployment):  # the approval (or already given)
             return self._approve(deployment, request)
 
         def change(c: CanaryControl) -> bool:
@@ -239,15 +282,37 @@ class CanaryControlService:
             return not before
 
         changed = self._flags(deployment, request, change)
+        if self._approval_service(deployment):
+            return changed, (
+                "skips the remaining steps: at the next assessment that is not failing the canary waits for "
+                "approval before 100% (approve, or promote again, then)"
+            )
         return changed, "promotes to 100% at the next assessment unless the verdict is failing"
 
     def _pause(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
+        if deployment.control.awaiting_approval or approved(deployment):
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id} "
+                + ("was approved for 100%" if approved(deployment) else "waits for approval before 100%")
+                + ": pause would not hold it; abort rolls it back"
+                + ("" if approved(deployment) else ", and without an approval it stays where it is")
+            )
+        withdrawn = False
+
         def change(c: CanaryControl) -> bool:
+            nonlocal withdrawn
+            if c.awaiting_approval:  # the approval wait began since it was read
+                raise ControlStateError(
+                    f"deployment {deployment.deployment_id} waits for approval before 100%: pause would not hold it; "
+                    "abort rolls it back, and without an approval it stays where it is"
+                )
             before, c.paused = c.paused, True
-            return not before
+            withdrawn, c.promote_requested = c.promote_requested, False  # a pause holds: the promotion is off
+            return not before or withdrawn
 
         changed = self._flags(deployment, request, change)
-        return changed, f"held at {deployment.canary_weight * 100:g}%; a failing verdict still rolls back"
+        message = f"held at {deployment.canary_weight * 100:g}%; a failing verdict still rolls back"
+        return changed, message + ("; the promote request is withdrawn" if withdrawn else "")
 
     def _resume(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         def change(c: CanaryControl) -> bool:
@@ -269,6 +334,8 @@ class CanaryControlService:
         if deployment.decision == "promoted":
             return False, "already promoted"
         token = deployment.control.approval_token
+        if approved(deployment):
+            return False, "already approved"
         if not deployment.control.awaiting_approval or not token:
             raise ControlStateError(f"deployment {deployment.deployment_id} is not waiting for approval before 100%")
         if deployment.status.is_terminal:
@@ -299,19 +366,24 @@ class CanaryControlService:
                     "nothing goes to 100%"
                 )
             changed = d.control.approval_token == token  # else a concurrent approval cleared it first
-            if changed:
+            if changed:  # the canary's next assessment sees the wait over: promoted unless that verdict is failing
                 d.control.awaiting_approval, d.control.approval_token = False, None
-                d.control.last_action, d.control.last_actor = request.verb, request.actor
+                d.control.promote_requested, d.control.paused = True, False  # approved: go (a pause would loop)
+                d.control.last_action, d.control.last_actor = "approve", request.actor
                 d.control.last_action_at = clock.now()
 
         self.repository.update_deployment(deployment.deployment_id, change)
-        return changed, "approved: traffic goes to 100%" if changed else "already approved"
+        if not changed:
+            return False, "already approved"
+        return True, "approved: traffic goes to 100% after one more assessment, unless its verdict is failing"
 
     def _abort(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         target = deployment.target
         # an ended record whose alias still routes to its new version (a rollback that failed): abort finishes it
         repair = deployment.status.is_terminal and self._left_on_new(deployment)
         if deployment.status == DeploymentStatus.ROLLED_BACK and not repair:
+            if deployment.control.approval_token:  # a wait left on the ended record: its execution ends now
+                self._answer_left_token(deployment, request)
             return False, "already rolled back"
         if deployment.status.is_terminal and not repair:
             raise ControlStateError(
@@ -324,13 +396,13 @@ class CanaryControlService:
         if alias.weight_of(target.stable_version) != 1.0:
             raise TrafficShiftError(f"alias still routes {alias.additional_weights} after the abort")
         reason = f"aborted by {request.actor}: {request.reason}"
-        token = deployment.control.approval_token
+        token = deployment.control.approval_token  # the record's when it ends (a wait may have begun since read)
         now = clock.now()
 
         ended: str | None = None
 
         def change(d: Deployment) -> None:
-            nonlocal ended
+            nonlocal ended, token
             # ended meanwhile (a second abort, the canary's own rollback): its reason stands. A promotion that
             # raced in is overridden: the alias is back on stable, and the record must say so
             ended = d.decision if d.status.is_terminal and d.decision != "promoted" else None
@@ -338,6 +410,7 @@ class CanaryControlService:
                 ended = None
             if ended is not None:
                 return
+            token = d.control.approval_token
             d.canary_weight = 0.0
             d.status = DeploymentStatus.ROLLED_BACK
             d.decision, d.decision_reason, d.ended_at = "aborted", reason, now
@@ -374,6 +447,21 @@ class CanaryControlService:
             Severity.CRITICAL,
         )
         return True, f"alias {target.function_name}:{target.alias} back at 100% version {target.stable_version}"
+
+    def _answer_left_token(self, deployment: Deployment, request: ControlRequest) -> None:
+        """An ended record that still holds an approval task token: fail the wait (best effort) and forget it."""
+        token = deployment.control.approval_token
+        assert token is not None
+        try:
+            stepfunctions.answer_task(token, approved=False, by=request.actor, reason=request.reason)
+        except stepfunctions.StepFunctionsError as exc:  # answered or timed out already
+            self.repository.audit(deployment.deployment_id, "approval_answer_failed", ACTOR, str(exc)[:1000])
+
+        def forget(d: Deployment) -> None:
+            if d.control.approval_token == token:
+                d.control.awaiting_approval, d.control.approval_token = False, None
+
+        self.repository.update_deployment(deployment.deployment_id, forget)
 
     def _left_on_new(self, deployment: Deployment) -> bool:
         """An ended, not promoted, Lambda deployment whose alias still routes to its new version (split or all
@@ -499,12 +587,22 @@ class CanaryControlService:
     # ------------------------------------------------------------------ the canary's side
 
     def wait_for_approval(self, deployment_id: str, task_token: str) -> Deployment:
-        """The canary reached its last step healthy and waits for a person before 100% (task token)."""
+        """The canary reached its last step healthy and waits for a person before 100% (task token). A record
+        that has ended (a person's abort while the last Assess ran) waits for nothing: refused, so the task fails
+        at once (the state machine then ends with the record's decision) and nothing is announced."""
+        ended = False
 
         def change(d: Deployment) -> None:
-            d.control.awaiting_approval, d.control.approval_token = True, task_token
+            nonlocal ended
+            ended = d.status.is_terminal
+            if not ended:
+                d.control.awaiting_approval, d.control.approval_token = True, task_token
 
         deployment = self.repository.update_deployment(deployment_id, change)
+        if ended:
+            raise ControlStateError(
+                f"deployment {deployment_id} has ended ({deployment.decision}): no approval to wait for"
+            )
         self.repository.audit(deployment_id, "approval_requested", "deployguard:canary-state-machine", "before 100%")
         self.announce(
             deployment,
