@@ -82,7 +82,7 @@ def test_a_channel_throttled_with_retry_after_60_delays_no_other(aws: Aws) -> No
         worker.start()
         try:
             # while teams waits out its Retry-After, slack and the webhook already have the event
-            _wait_until(lambda: receivers.counts()["slack"] == 1 and receivers.counts()["webhook"] == 1,
+            _wait_until(lambda: receivers.counts()["slack"] == 1 and receivers.counts()["webhook"] == 1 and sleep.asked,
                         "slack and webhook delivered while teams waits")  # fmt: skip
             assert sleep.asked == [60.0] and receivers.counts()["teams"] == 0
         finally:
