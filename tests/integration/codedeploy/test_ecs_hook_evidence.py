@@ -15,7 +15,6 @@ metrics written to moto's CloudWatch as the load balancer and Lambda publish the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,24 +65,23 @@ def _verdicts(deployment_id: str) -> list[Any]:
     return [e for e in DeploymentRepository().audit_trail(deployment_id) if e.action == "hook_verdict"]
 
 
-def test_green_with_production_but_no_request_metrics_fails_after_allow_traffic(embedded: Any) -> None:
+def test_green_silent_when_the_shift_time_is_unknown_passes_with_the_no_evidence_warning(embedded: Any) -> None:
+    """Green holds production but publishes nothing while blue does; nothing told DeployGuard when production
+    reached green (the minute tick did not see it), so the hook cannot tell which periods green should have
+    served: it does not count the periods before the shift against it (an all-at-once shift would fail every
+    healthy release whose earlier hooks took minutes) and passes with the no-evidence warning, as the
+    zero-length window does (README: too little traffic, hooks.fail_post_traffic_on_inconclusive)."""
     stack = create_ecs_service("shop", "checkout-web")
     source = AlbTrafficSource(stack.prod_listener_arn, 3000, {}, active=False)
     blue = BlueOnly(source, stack.blue_target_group)
     embedded.clock.listeners.append(blue.on_clock)
     result = _rollout(embedded, stack)
     assert blue.minutes  # blue published all along
-    assert result.hooks == [("AfterAllowTestTraffic", "Succeeded"), ("AfterAllowTraffic", "Failed")]
-    assert result.final_state == "FAILURE" and result.rolled_back and result.green_percent == 0.0
-    reason = _verdicts(result.deployment_id)[-1].reason
-    assert (
-        "missing evidence, failing closed: requests: missing evidence: green (targetgroup/checkout-web-green/" in reason
-    )
-    assert "has 100% of production traffic but no AWS/ApplicationELB/RequestCount in the window's 6 periods" in reason
-    assert "(about 18000 expected)" in reason
-    assert "while blue (targetgroup/checkout-web-blue/" in reason and "had 18000 in them" in reason
+    assert result.hooks == [("AfterAllowTestTraffic", "Succeeded"), ("AfterAllowTraffic", "Succeeded")]
     record = DeploymentRepository().get_deployment(result.deployment_id)
-    assert record.status == DeploymentStatus.ROLLED_BACK
+    assert record.traffic_started_at is None
+    reason = _verdicts(result.deployment_id)[-1].reason
+    assert "judge inconclusive: not enough evidence: 0 canary requests" in reason and "missing evidence" not in reason
 
 
 def test_no_load_balancer_metrics_for_either_target_group_fails_after_allow_traffic(embedded: Any) -> None:
@@ -138,7 +136,8 @@ def _after_allow_traffic(embedded: Any, deployment_id: str) -> dict[str, Any]:
     return dict(payload)
 
 
-def test_lambda_alias_shifted_but_new_version_never_invoked_while_old_had_traffic_fails(embedded: Any) -> None:
+def test_lambda_new_version_never_invoked_after_an_unseen_shift_is_no_evidence_not_a_failure(embedded: Any) -> None:
+    """The alias moved outside any observer: the periods before the shift are not counted against the new version."""
     target = _lambda(embedded)
     source = PinnedToVersion("checkout-api", "live", 600, {}, version=target.stable_version)
     embedded.clock.listeners.append(source.on_clock)
@@ -146,11 +145,8 @@ def test_lambda_alias_shifted_but_new_version_never_invoked_while_old_had_traffi
     LambdaTrafficShifter(target).promote()  # AfterAllowTraffic: the alias routes everything to the new version
     embedded.clock.advance(300)
     payload = _after_allow_traffic(embedded, deployment_id)
-    assert (payload["phase"], payload["status"]) == ("post_traffic", "Failed")
-    reason = payload["reason"]
-    assert f"invocations: missing evidence: version {target.new_version} has 100% of production traffic" in reason
-    assert "no AWS/Lambda/Invocations in the window's" in reason
-    assert f"while version {target.stable_version} had " in reason and " in them" in reason
+    assert (payload["phase"], payload["status"]) == ("post_traffic", "Succeeded")
+    assert "missing evidence" not in payload["reason"] and "no evidence (too little traffic)" in payload["warning"]
 
 
 def test_lambda_new_version_not_invoked_when_too_few_were_expected_is_too_little_traffic(embedded: Any) -> None:
@@ -179,8 +175,8 @@ def _invocations(version: str) -> float:
     return float(sum(p["Sum"] for p in points))
 
 
-def test_lambda_traffic_gone_at_the_shift_is_missing_evidence_from_the_look_back(embedded: Any) -> None:
-    """The old version's traffic came before the judged window (read in as long before it)."""
+def test_lambda_traffic_gone_at_an_unseen_shift_passes_with_the_no_evidence_warning(embedded: Any) -> None:
+    """The old version's traffic came before the judged window; the shift was not seen: no evidence, no failure."""
     target = _lambda(embedded)
     source = LambdaTrafficSource("checkout-api", "live", 600, {})
     embedded.clock.listeners.append(source.on_clock)
@@ -190,11 +186,8 @@ def test_lambda_traffic_gone_at_the_shift_is_missing_evidence_from_the_look_back
     source.active = False  # nothing reaches the new version
     embedded.clock.advance(300)
     payload = _after_allow_traffic(embedded, deployment_id)
-    assert (payload["phase"], payload["status"]) == ("post_traffic", "Failed")
-    match = f"version {target.stable_version} had "
-    assert match in payload["reason"] and " min before it" in payload["reason"]
-    before = float(payload["reason"].split(match)[1].split(" ")[0])
-    assert math.isclose(before, 5 * 600, rel_tol=0.2)
+    assert (payload["phase"], payload["status"]) == ("post_traffic", "Succeeded")
+    assert "no evidence (too little traffic)" in payload["warning"]
 
 
 def test_lambda_without_traffic_on_either_version_stays_too_little_traffic(embedded: Any) -> None:

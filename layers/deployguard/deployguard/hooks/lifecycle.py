@@ -454,10 +454,18 @@ class LifecycleHook:
         count = next((m for m in window.metrics if m.spec.kind == MetricKind.COUNT), None)
         if weight <= 0.0 or count is None or any(g.version == "canary" for g in count.gaps):
             return None  # no weight, no count, or a count CloudWatch did not return (_missing_evidence's)
-        if sum(v for v in count.canary if v):
-            return None
         target = deployment.target
         ecs = isinstance(target, EcsTarget)
+        periods = len(count.canary)
+        # only the periods since the new version got its weight count: before the shift it had none (an
+        # all-at-once deployment's window is all before it). ECS: the window starts when production reached green.
+        after = periods if ecs and deployment.traffic_started_at is not None else window.periods_since_shift
+        after = min(periods, after or 0)
+        if after <= 0 and not (ecs and not sum(v for v in count.canary + count.baseline if v)):
+            return None  # no complete period since the shift: nothing expected yet (a zero-length window)
+        after = after or periods  # ECS, neither target group with a request in the window: the look back tells
+        if sum(v for v in count.canary[periods - after :] if v):
+            return None
         if isinstance(target, EcsTarget):
             new = f"green ({target.new_target_group or 'its target group'})"
             old = f"blue ({target.stable_target_group or 'its target group'})"
@@ -465,20 +473,31 @@ class LifecycleHook:
             new, old = f"version {target.new_version}", f"version {target.stable_version}"
         metric = f"{count.spec.namespace}/{count.spec.name}"
         served = (f"{count.spec.id}: missing evidence: {new} has {weight:.0%} of production traffic but no "
-                  f"{metric} in the window's {len(count.canary)} periods")  # fmt: skip
-        periods = len(count.canary)
-        in_window = sum(v for v in count.baseline if v)
+                  f"{metric} in the {after} periods since it got it")  # fmt: skip
+        stable_after = sum(v for v in count.baseline[periods - after :] if v)
+        stable_before = sum(v for v in count.baseline[: periods - after] if v)
+        in_window = stable_after + stable_before
         before, unread = 0.0, None
         if not in_window:
             before, unread = self._baseline_before(deployment, count.spec, window_start, lookback_seconds)
         if in_window or before:
-            # the new version's share of the stable version's rate over the window (a low estimate in the window,
-            # where the stable version had only the rest of the traffic); too few expected to miss: too little traffic
-            stable_periods = periods if in_window else max(1, lookback_seconds // window.interval_seconds)
-            expected = (in_window or before) / stable_periods * weight * periods
+            # all the traffic per period: the stable version's since the shift scaled up by its share, else its rate
+            # before the shift (or before the window), when it had all of it (a low estimate: conservative); the
+            # new version's share of it since the shift; too few expected to miss: too little traffic
+            if stable_after and weight < 1.0:
+                rate = stable_after / (1.0 - weight) / after
+            elif stable_before:
+                rate = stable_before / (periods - after)
+            else:
+                rate = before / max(1, lookback_seconds // window.interval_seconds)
+            expected = rate * weight * after
             if expected < SILENT_MIN_EXPECTED:
                 return None
-            had = f"{in_window:g} in them" if in_window else f"{before:g} in the {lookback_seconds // 60} min before it"
+            had = (
+                f"{in_window:g} in the window"
+                if in_window
+                else f"{before:g} in the {lookback_seconds // 60} min before it"
+            )
             return f"{served} (about {expected:.0f} expected), while {old} had {had}"
         if unread:
             return f"{served}, and {old}'s {metric} before the window could not be read ({unread})"
