@@ -93,6 +93,9 @@ class CanaryRequest(Model):
     start_step: int = Field(default=0, ge=0, description="a retried canary starts again at this step")
 
 
+APPROVAL_LOOK_SECONDS = 60  # the approval wait's looks: 24 h of them stay under Step Functions' history limit
+
+
 class CanaryState(Model):
     """The state every task of the canary state machine receives and returns."""
 
@@ -426,8 +429,13 @@ class CanaryController:
         """An assessment while the canary waits for approval before 100% (the state machine's AwaitApproval
         runs the token wait and these side by side): ``rollback`` on a failing verdict, ``promote`` once a
         person has approved (this fresh verdict is not failing), ``expired`` 24 h after the wait began, else
-        ``await_approval`` (go on waiting); ``done`` when the record has ended."""
-        return self.assess(state, awaiting=True)
+        ``await_approval`` (go on waiting); ``done`` when the record has ended. The wait between these looks is
+        at least ``APPROVAL_LOOK_SECONDS``: each look costs about nine history events, and 24 h of looks at a
+        10 s interval would pass Step Functions' 25,000 per execution."""
+        result = self.assess(state, awaiting=True)
+        if result.next == "await_approval" and result.wait_seconds < APPROVAL_LOOK_SECONDS:
+            result = result.model_copy(update={"wait_seconds": APPROVAL_LOOK_SECONDS})
+        return result
 
     def assess(self, state: CanaryState, awaiting: bool = False) -> CanaryState:
         # the judge and the assessment: imported by the first Assess task, not by Validate's cold start
