@@ -97,7 +97,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 class _Watchdog:
-    """Shuts down the sockets of one HTTP attempt when it fires (a blocked read then ends at once)."""
+    """Shuts down the sockets of one HTTP attempt when it fires (a blocked read then ends at once).
+
+    It keeps its own duplicate of each socket's descriptor: on HTTPS, urllib3 wraps the TCP socket it was
+    told of in TLS, which detaches that object (``fileno()`` -1, ``shutdown()`` fails), so shutting the
+    object down would not reach the connection; a shutdown through the duplicate does (it acts on the
+    connection, not on one descriptor), without touching the TLS object a reader may be blocked in.
+    :meth:`close` closes the duplicates (each holds the connection open until then)."""
 
     def __init__(self) -> None:
         self.fired = False
@@ -105,16 +111,27 @@ class _Watchdog:
         self._lock = threading.Lock()
 
     def watch(self, sock: socket.socket) -> None:
+        try:
+            own = sock.dup()
+        except OSError:  # no descriptor left: the object itself (enough for plain HTTP)
+            own = sock
         with self._lock:
-            self._sockets.append(sock)
+            self._sockets.append(own)
             if self.fired:
-                _shut(sock)
+                _shut(own)
 
     def fire(self) -> None:
         with self._lock:
             self.fired = True
             for sock in self._sockets:
                 _shut(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def _shut(sock: socket.socket) -> None:
@@ -252,6 +269,7 @@ class Deliverer:
             return _Attempt(ok=False, retryable=False, error=f"request failed ({type(exc).__name__})")
         finally:
             timer.cancel()
+            watchdog.close()  # the session is closed: its connections with it
         if watchdog.fired:  # what was read may be a cut answer ("HTTP/1.1 200 O" parses as a 200): not one
             resp.close()
             return _Attempt(ok=False, retryable=True, error="no complete answer before the delivery deadline",

@@ -21,7 +21,8 @@ SocketHook = Callable[[socket.socket], None]
 
 def _pinned(cls: type[HTTPConnection], address: str, on_socket: SocketHook | None = None) -> type[HTTPConnection]:
     """A urllib3 connection class that connects to ``address`` whatever its host name resolves to now;
-    ``on_socket`` is told every socket it opens (so that a watchdog can shut it down)."""
+    ``on_socket`` is told every socket it opens (so that a watchdog can shut it down), before any TLS:
+    wrapping detaches that object, so a hook that must reach the connection later keeps a ``dup()``."""
 
     class Pinned(cls):  # type: ignore[valid-type,misc]
         def _new_conn(self) -> socket.socket:
