@@ -3,73 +3,26 @@ after a promote request or while Assess runs, and no flag is accepted once the e
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from control_support import control_service
+from canary_flow_support import CONFIG, DEP
+from canary_flow_support import ask as _ask
+from canary_flow_support import config_with_approval as _config
+from canary_flow_support import in_background as _in_background
+from canary_flow_support import prepare as _prepare
+from canary_flow_support import until as _until
 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import ControlStateError
-from deployguard.models import Deployment, LambdaTarget
+from deployguard.models import LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import canary as canary_module
-from deployguard.workflows.control import ControlOutcome, ControlRequest
+from deployguard.workflows.control import ControlOutcome
 from deployguard_local.emulator import EmbeddedAws, sample_handler
-from deployguard_local.traffic import LambdaTrafficSource, VersionBehaviour
-
-CONFIG = Path(__file__).resolve().parents[1] / "examples" / "deployguard.yaml"
-DEP = "dep-checkout-api"
-
-
-def _config(tmp_path: Path, approval: bool) -> Path:
-    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    config["services"]["checkout-api"]["approval_before_full_traffic"] = approval
-    path = tmp_path / "deployguard.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def _ask(aws: Any, verb: str, by: str = "alice") -> ControlOutcome:
-    return control_service(aws).apply(DEP, ControlRequest(verb=verb, actor=by, reason=f"{verb} from the test"))  # type: ignore[arg-type]
-
-
-def _prepare(aws: Any, regress_at: int | None = None) -> tuple[dict[str, Any], LambdaTarget]:
-    versions = aws.deploy_sample_function("checkout-api", "live", sample_handler)
-    target = LambdaTarget(function_name="checkout-api", alias="live", stable_version=versions[0],
-                          new_version=versions[1])  # fmt: skip
-    bad = VersionBehaviour(regress_at=regress_at, regressed_error_rate=0.10, regressed_p99_ms=2000)
-    behaviours = {versions[0]: VersionBehaviour(), versions[1]: bad if regress_at is not None else VersionBehaviour()}
-    aws.clock.listeners.append(LambdaTrafficSource("checkout-api", "live", 2000, behaviours, seed=5).on_clock)
-    request = {"deployment": {"deployment_id": DEP, "service": "checkout-api", "version": versions[1],
-                              "target": target.model_dump()}}  # fmt: skip
-    return request, target
-
-
-def _in_background(aws: Any, request: dict[str, Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        result.update(aws.run_state_machine("CanaryStateMachine", request, timeout=180))
-        aws.invoker.drain()
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    return worker, result
-
-
-def _until(check: Callable[[], Deployment | bool | None], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("never happened")
 
 
 def _at_minute(aws: Any, minute: float, action: Callable[[], object]) -> None:
