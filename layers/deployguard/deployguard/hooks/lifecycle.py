@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -106,6 +107,7 @@ REPORT_SAFETY_SECONDS = 0.5  # the status call never starts a try this close to 
 VERDICT_RETRY = timedelta(hours=24)  # a Failed verdict whose recording keeps failing is given up after this
 FINISH_RESERVE_SECONDS = 10.0  # finish_verdicts starts no verdict with less of the invocation left
 EVENT_REREAD_PAUSES = (1.0, 2.0)  # ECS: GetDeploymentTarget read again after these when it names no hook
+LOOKBACK_RESERVE_SECONDS = 30.0  # the look back's GetMetricData (retried) is not started closer to the deadline
 SILENT_MIN_EXPECTED = 5.0  # requests expected on the new version before none of them is missing evidence (P 0.7%)
 ANSWERED = ("accepted", "already_completed")  # the answer marker's outcomes that mean CodeDeploy has a status
 __all__ = ["HOOK_KIND", "HookEvent", "HookOutcome", "LifecycleHook", "answer_without_setup"]
@@ -426,7 +428,7 @@ class LifecycleHook:
         missing = None if failing else _missing_evidence(window, judge_settings, verdict)
         if not failing and not missing and verdict.decision == Decision.INCONCLUSIVE:
             missing = self._silent_new_version(
-                deployment, window, window_start, service.hooks.post_traffic_window_seconds
+                deployment, window, window_start, service.hooks.post_traffic_window_seconds, deadline
             )
         if missing:
             judged = f"judge {verdict.decision.value} (health {health.value})"  # its summary: what is missing
@@ -442,7 +444,12 @@ class LifecycleHook:
         return status, f"{summary}; {judged}", results, warning
 
     def _silent_new_version(
-        self, deployment: Deployment, window: CanaryWindow, window_start: datetime, lookback_seconds: int
+        self,
+        deployment: Deployment,
+        window: CanaryWindow,
+        window_start: datetime,
+        lookback_seconds: int,
+        deadline: float = math.inf,
     ) -> str | None:
         """At AfterAllowTraffic the new version serves production (its weight above 0) but its count (ECS:
         ``RequestCount`` of green's target group, Lambda: ``Invocations`` of the new version) shows no request
@@ -478,7 +485,9 @@ class LifecycleHook:
         stable_before = sum(v for v in count.baseline[: periods - after] if v)
         in_window = stable_after + stable_before
         before, unread = 0.0, None
-        if not in_window:
+        if not in_window and time.monotonic() + LOOKBACK_RESERVE_SECONDS >= deadline:
+            unread = "no time left in the hook to read it"  # the status call must go out: fail closed instead
+        elif not in_window:
             before, unread = self._baseline_before(deployment, count.spec, window_start, lookback_seconds)
         if in_window or before:
             # all the traffic per period: the stable version's since the shift scaled up by its share, else its rate
