@@ -179,3 +179,19 @@ def test_a_deployment_event_is_still_routed_as_before(app: ModuleType, receivers
                        message='the "AlarmName" key in a message')  # fmt: skip
     result = invoke(app, sns_event(event.model_dump_json()))
     assert result["malformed"] == 0 and receivers.counts()["webhook"] == 1
+
+
+def test_a_route_written_for_guard_alarms_must_exist_and_the_default_applies_only_where_defined() -> None:
+    from deployguard.exceptions import ConfigError
+    from deployguard.notification.settings import parse_notification_settings
+
+    slack = {"ops-slack": {"type": "slack", "url": "https://hooks.slack.com/services/x"}}
+    with pytest.raises(ConfigError) as raised:
+        parse_notification_settings({"channels": slack, "guard_alarms": {"routes": ["oncall"]}}, "dg.yaml")
+    assert (
+        raised.value.field == "notifications"
+        and "guard_alarms.routes.0: unknown route, role or channel 'oncall'" in str(raised.value)
+    )
+    assert parse_notification_settings({"channels": slack}, "dg.yaml").guard_alarm_routes() == []
+    defined = {"channels": slack, "roles": {"oncall-primary": {"channels": ["ops-slack"]}}}
+    assert parse_notification_settings(defined, "dg.yaml").guard_alarm_routes() == ["oncall-primary"]
