@@ -4,17 +4,23 @@ local receivers on 127.0.0.1; a malformed alarm notification is dead-lettered na
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
-from notif_support import Aws, invoke, make_event, pagerduty_actions, router_app, sns_event, write_notifications
+from notif_support import TABLE, Aws, invoke, make_event, pagerduty_actions, router_app, sns_event, write_notifications
 
+from deployguard.exceptions import ConfigError
 from deployguard.models import DeliveryStatus, EventType, Severity
 from deployguard.notification.dlq import DeadLetter
+from deployguard.notification.settings import parse_notification_settings
+from deployguard_local import notifications_cli
 from deployguard_local.receivers import LocalReceivers, local_receivers
 
 NAME = "deployguard-AssessorStalledAlarm-1A2B3C"
@@ -182,9 +188,6 @@ def test_a_deployment_event_is_still_routed_as_before(app: ModuleType, receivers
 
 
 def test_a_route_written_for_guard_alarms_must_exist_and_the_default_applies_only_where_defined() -> None:
-    from deployguard.exceptions import ConfigError
-    from deployguard.notification.settings import parse_notification_settings
-
     slack = {"ops-slack": {"type": "slack", "url": "https://hooks.slack.com/services/x"}}
     with pytest.raises(ConfigError) as raised:
         parse_notification_settings({"channels": slack, "guard_alarms": {"routes": ["oncall"]}}, "dg.yaml")
@@ -195,3 +198,30 @@ def test_a_route_written_for_guard_alarms_must_exist_and_the_default_applies_onl
     assert parse_notification_settings({"channels": slack}, "dg.yaml").guard_alarm_routes() == []
     defined = {"channels": slack, "roles": {"oncall-primary": {"channels": ["ops-slack"]}}}
     assert parse_notification_settings(defined, "dg.yaml").guard_alarm_routes() == ["oncall-primary"]
+
+
+def test_retry_routes_a_guard_alarm_lambda_gave_up_on_or_sns_could_not_hand_over(
+    aws: Aws, receivers: LocalReceivers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notification DLQ is the operator topic's redrive target and the function's on-failure destination
+    too: `deployguard notifications retry` routes the alarm in either shape, as its alert (same id)."""
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    on_failure = {
+        "version": "1.0",
+        "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": sns_event(alarm("ALARM")),
+        "responsePayload": {"errorType": "DeliveryError", "errorMessage": "..."},
+    }
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=json.dumps(on_failure))
+    other = "deployguard-DeadLetterQueuesAlarm-Q1W2E3"
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=alarm("ALARM", name=other))  # SNS's redrive: the message
+    args = ["retry", "--queue-url", aws.dlq_url, "--table", TABLE, "--config", os.environ["DEPLOYGUARD_CONFIG_FILE"]]
+    out = io.StringIO()
+    assert notifications_cli.main(args, out) == 0, out.getvalue()
+    assert "redelivered 2, still failing 0" in out.getvalue()
+    assert sorted(pagerduty_actions(receivers)) == [
+        ("trigger", KEY),
+        ("trigger", f"deployguard/guard-alarms/alert/{other}"),
+    ]
+    assert aws.dlq_messages() == []

@@ -11,7 +11,8 @@ otherwise), and :func:`alarm_event` turns it into the :class:`DeploymentEvent` t
   ``details.alert`` the alarm's name, so PagerDuty's dedup key is one per alarm name
   (``deployguard/guard-alarms/alert/<alarm name>``): ``ALARM`` triggers (``details.state`` firing),
   ``OK`` resolves (``resolved``);
-- routed by the configuration's routes like any alert, and to ``guard_alarms.routes`` (``details.routes``);
+- routed by the configuration's routes like any alert, and to ``guard_alarms.routes`` (added when it is
+  routed: :meth:`NotificationSettings.explicit_channels`);
 - its ``at`` is the alarm's ``StateChangeTime`` and its id is derived from the alarm and that time, so an
   SNS redelivery is a duplicate and a late ALARM after its OK is a stale trigger (not sent to PagerDuty).
 """
@@ -115,7 +116,6 @@ def alarm_event(alarm: CloudWatchAlarm, settings: NotificationSettings, environm
         "region": region,
         "account": alarm.AWSAccountId,
         "alarm_arn": alarm.AlarmArn,
-        "routes": settings.guard_alarm_routes(),
     }
     if alarm.Trigger is not None and alarm.Trigger.MetricName:
         details["metric"] = f"{alarm.Trigger.Namespace or ''}/{alarm.Trigger.MetricName}".lstrip("/")

@@ -420,14 +420,16 @@ class NotificationSettings(_Strict):
         return [c for c in chosen if self.channels[c].enabled]
 
     def explicit_channels(self, event: DeploymentEvent) -> list[str]:
-        """Channels named by the event itself: ``details.routes`` of alerts and escalation pages.
+        """Channels named by the event itself: ``details.routes`` of alerts and escalation pages, and
+        ``guard_alarms.routes`` for a guard alarm.
 
         Each name is a route (its roles and channels), a role or a channel; unknown names
         are left out (see :meth:`unknown_targets`).
         """
         names = event.details.get("routes")
-        if not isinstance(names, list):
-            return []
+        names = list(names) if isinstance(names, list) else []
+        if event.event_type is EventType.ALERT and event.details.get("kind") == "guard_alarm":
+            names += self.guard_alarm_routes()  # this configuration's, also for one read from the dead-letter queue
         found: list[str] = []
         by_name = {r.name: r for r in self.routes if r.name}
         for name in (n for n in names if isinstance(n, str)):
