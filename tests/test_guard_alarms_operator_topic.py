@@ -28,7 +28,8 @@ def test_by_default_every_alarm_tells_the_operator_topic_the_stack_created() -> 
             assert props["OKActions"] == [topic], logical_id
         assert stack.resolve(stack.template["Outputs"]["OperatorTopicArn"]["Value"]) == topic
         policy = stack.resolve(stack.resources["OperatorTopicPolicy"]["Properties"])
-        (statement,) = policy["PolicyDocument"]["Statement"]
+        statement, deny = policy["PolicyDocument"]["Statement"]  # CloudWatch may publish; nobody else
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:PrincipalIsAWSService": "false"}}
         assert (
             statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and statement["Action"] == "sns:Publish"
         )

@@ -246,6 +246,14 @@ class AlertEngine:
         self.trackers.on_news(incident, "resolved", f"Resolved by {by}" + (f": {notes}" if notes else "."))
         return incident
 
+    def send_page(self, incident_id: str, at: datetime, *, by_person: bool = False) -> Page | None:
+        """Send the incident's page if it is due (:meth:`Escalator.page_if_due`; ``by_person``: a person's
+        escalation, which pages even after a rollback), counted in IncidentPages and noted on its issue like
+        every page: the automatic ones (this engine) and the ones a person asks for (the console's escalate)."""
+        sent = self.escalator.page_if_due(incident_id, at, by_person=by_person)
+        self._track_pages([sent])
+        return sent
+
     def _track_pages(self, pages: Iterable[Page | None]) -> None:
         """Count the pages sent; comment escalations (page 2 on) on the incidents' issues; the first page is
         the opening."""
@@ -376,7 +384,7 @@ class AlertEngine:
             self.trackers.open_missing(incident)
         due = incident.escalation.next_at
         if self.publisher is not None and due is not None and due <= decided:  # paged as of this run's decision
-            self._track_pages([self.escalator.page_if_due(incident.incident_id, decided)])
+            self.send_page(incident.incident_id, decided)
 
     def _audit_raised(self, alert: Alert, incident: Incident) -> None:
         """The ``alert_raised`` entry: once per alert of an event or assessment (keyed on its id and

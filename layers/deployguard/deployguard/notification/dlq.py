@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.aws import clients
 from deployguard.models import DeploymentEvent, utcnow
+
+if TYPE_CHECKING:
+    from deployguard.notification.settings import NotificationSettings
 
 SQS_MESSAGE_BYTES = 256 * 1024  # SQS's message size (the default queue limit before 2025; 1 MiB now at most)
 LETTER_EVENTS_BYTES = 200_000  # the events of one letter: the rest of the body (error, attributes) fits in 56 KiB
@@ -89,19 +92,38 @@ class DeadLetterQueue:
         clients.client("sqs").delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
 
 
-def events_in(body: str) -> list[DeploymentEvent]:
+def events_in(
+    body: str, settings: NotificationSettings | None = None, environment: str = "production"
+) -> list[DeploymentEvent]:
     """The deployment events in a queue message that is not a :class:`DeadLetter`.
 
     The notification DLQ also receives what SNS could not hand to the function (the
     published message: a DeploymentEvent, or the SNS envelope JSON) and Lambda's
-    on-failure records (``requestPayload`` is the SNS event). Raises ``ValueError``.
+    on-failure records (``requestPayload`` is the SNS event), from the events topic and the
+    operator topic alike: a guard alarm's CloudWatch notification is read as its alert
+    (:func:`deployguard.notification.guard_alarms.alarm_event`, with ``settings``' severity and
+    service, in ``environment``; the same event id as when it first came). Raises ``ValueError``.
     """
     document = json.loads(body)
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     if isinstance(document.get("requestPayload"), dict):  # Lambda on-failure destination record
         records = document["requestPayload"].get("Records") or []
-        return [DeploymentEvent.model_validate_json(r["Sns"]["Message"]) for r in records]
+        return [_event(r["Sns"]["Message"], settings, environment) for r in records]
     if document.get("Type") == "Notification" and isinstance(document.get("Message"), str):  # SNS envelope
-        return [DeploymentEvent.model_validate_json(document["Message"])]
-    return [DeploymentEvent.model_validate(document)]
+        return [_event(document["Message"], settings, environment)]
+    return [_event(document, settings, environment)]
+
+
+def _event(message: str | dict[str, Any], settings: NotificationSettings | None, environment: str) -> DeploymentEvent:
+    if isinstance(message, str):
+        if '"AlarmName"' not in message:
+            return DeploymentEvent.model_validate_json(message)
+        message = json.loads(message)
+    if not (isinstance(message, dict) and "AlarmName" in message and "event_type" not in message):
+        return DeploymentEvent.model_validate(message)
+    from deployguard.notification import guard_alarms
+    from deployguard.notification.settings import NotificationSettings
+
+    alarm = guard_alarms.CloudWatchAlarm.model_validate(message)
+    return guard_alarms.alarm_event(alarm, settings or NotificationSettings(), environment)

@@ -6,7 +6,9 @@ Conventional keys of ``DeploymentEvent.details`` read here (all optional):
 ``alert`` or ``rule`` (alert name) and ``state`` (``firing``/``resolved`` for alerts);
 from the alert engine and incidents: ``kind`` (``alert``, ``page``,
 ``incident_opened``, ``incident_acknowledged``, ``incident_resolved``),
-``incident_id``, ``page`` and ``routes`` (route, role or channel names to notify).
+``incident_id``, ``page`` and ``routes`` (route, role or channel names to notify); the guard's own
+CloudWatch alarms (``kind`` ``guard_alarm``, :mod:`deployguard.notification.guard_alarms`): ``alarm_state``,
+``previous_state``, ``reason``, ``region``, ``account`` and ``metric``.
 """
 
 from __future__ import annotations
@@ -50,8 +52,15 @@ _SUBJECT_LIMIT = 100
 _NON_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
+def is_guard_alarm(event: DeploymentEvent) -> bool:
+    """One of DeployGuard's own CloudWatch alarms (ALARM, OK or INSUFFICIENT_DATA)."""
+    return event.event_type is EventType.ALERT and event.details.get("kind") == "guard_alarm"
+
+
 def label(event: DeploymentEvent) -> str:
     text = LABELS[event.event_type]
+    if is_guard_alarm(event):
+        return f"Guard Alarm: {alert_name(event)}"
     status = health_status(event)
     if event.event_type is EventType.ASSESSMENT_STATUS_CHANGED and status:
         return f"Assessment {status.title()}"
@@ -131,7 +140,30 @@ class Fact:
     value: str
 
 
+def guard_alarm_facts(event: DeploymentEvent) -> list[Fact]:
+    """A guard alarm's name, state, reason, time, region and account (and what else it says)."""
+    d = event.details
+    state = str(d.get("alarm_state") or event.version)
+    if d.get("previous_state"):
+        state += f" (was {d['previous_state']})"
+    items = [
+        Fact("Alarm", alert_name(event) or ""),
+        Fact("State", state),
+        Fact("Reason", str(d.get("reason") or "")),
+        Fact("Time", utc_stamp(event.at)),
+        Fact("Region", str(d.get("region") or "")),
+        Fact("Account", str(d.get("account") or "")),
+        Fact("Environment", event.environment),
+        Fact("Severity", event.severity.value),
+    ]
+    if d.get("metric"):
+        items.append(Fact("Metric", str(d["metric"])))
+    return [f for f in items if f.value]
+
+
 def facts(event: DeploymentEvent) -> list[Fact]:
+    if is_guard_alarm(event):
+        return guard_alarm_facts(event)
     items = [
         Fact("Service", event.service),
         Fact("Version", event.version),
@@ -170,6 +202,11 @@ def plain_text(event: DeploymentEvent) -> str:
     lines = [f"{label(event)}: {event.title}", ""]
     if event.message:
         lines += [event.message, ""]
+    if is_guard_alarm(event):
+        lines += [f"{f.title + ':':<14} {f.value}" for f in guard_alarm_facts(event)]
+        if event.links:
+            lines += ["", "Links:"] + [f"  {name}: {url}" for name, url in event.links.items()]
+        return "\n".join([*lines, "", f"Event id: {event.event_id} ({event.event_type.value})"])
     lines += [
         f"Deployment id: {event.deployment_id}",
         f"Environment:   {event.environment}",
@@ -191,6 +228,10 @@ def plain_text(event: DeploymentEvent) -> str:
 
 def short_text(event: DeploymentEvent, limit: int = 140) -> str:
     """One line for SMS and summaries."""
+    if is_guard_alarm(event):
+        reason = event.details.get("reason")
+        text = f"[{event.environment}] {label(event)} is {event.version}" + (f" - {reason}" if reason else "")
+        return text if len(text) <= limit else text[: limit - 1] + "…"
     text = f"[{event.environment}] {label(event)}: {event.service} {event.version} ({event.deployment_id})"
     error = error_text(event)
     if error:

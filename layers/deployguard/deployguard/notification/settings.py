@@ -297,6 +297,32 @@ class NoiseSettings(_Strict):
     default_rate_limit: RateLimit = Field(default_factory=RateLimit)
 
 
+GUARD_ALARM_DEFAULT_ROUTES = ["oncall-primary"]  # the role the default escalation policies page first
+
+
+class GuardAlarmSettings(_Strict):
+    """DeployGuard's own CloudWatch alarms (ALARM and OK, published to the operator topic the router is
+    subscribed to): sent as alerts of the service ``service`` (``alert`` events whose ``details.kind`` is
+    ``guard_alarm``), so that routes select them like any alert, and to ``routes`` besides."""
+
+    enabled: bool = Field(default=True, description="route the guard's own alarms; off: they are logged only")
+    routes: list[str] = Field(
+        default_factory=lambda: list(GUARD_ALARM_DEFAULT_ROUTES),
+        description="route, role or channel names every guard alarm goes to besides the routes that match it; "
+        "by default oncall-primary (the role the default escalation pages), when the configuration defines it",
+    )
+    severity: Severity = Field(
+        default=Severity.CRITICAL,
+        description="severity of an alarm in ALARM (and of its OK, so that it reaches the same routes and "
+        "resolves PagerDuty's incident); INSUFFICIENT_DATA is a warning",
+    )
+    service: str = Field(
+        default="deployguard",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="the service name guard alarms carry (routes' services filters, service_overrides)",
+    )
+
+
 class NotificationSettings(_Strict):
     """The ``notifications:`` section of the DeployGuard configuration file."""
 
@@ -312,6 +338,7 @@ class NotificationSettings(_Strict):
     noise: NoiseSettings = Field(default_factory=NoiseSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    guard_alarms: GuardAlarmSettings = Field(default_factory=GuardAlarmSettings)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -343,6 +370,11 @@ class NotificationSettings(_Strict):
                 self._known_channel(new, f"service_overrides.{service}.replace.{old}")
             for i, channel in enumerate(override.add_channels):
                 self._known_channel(channel, f"service_overrides.{service}.add_channels.{i}")
+        if "routes" in self.guard_alarms.model_fields_set:  # the default applies only where it is defined
+            known = self.target_names()
+            for i, name in enumerate(self.guard_alarms.routes):
+                if name not in known:
+                    raise ValueError(f"guard_alarms.routes.{i}: unknown route, role or channel {name!r}")
         for warning in self.ignored_settings():  # accepted before, so a stored configuration still loads
             logger.warning("configuration setting ignored", extra={"setting": warning})
         return self
@@ -388,14 +420,16 @@ class NotificationSettings(_Strict):
         return [c for c in chosen if self.channels[c].enabled]
 
     def explicit_channels(self, event: DeploymentEvent) -> list[str]:
-        """Channels named by the event itself: ``details.routes`` of alerts and escalation pages.
+        """Channels named by the event itself: ``details.routes`` of alerts and escalation pages, and
+        ``guard_alarms.routes`` for a guard alarm.
 
         Each name is a route (its roles and channels), a role or a channel; unknown names
         are left out (see :meth:`unknown_targets`).
         """
         names = event.details.get("routes")
-        if not isinstance(names, list):
-            return []
+        names = list(names) if isinstance(names, list) else []
+        if event.event_type is EventType.ALERT and event.details.get("kind") == "guard_alarm":
+            names += self.guard_alarm_routes()  # this configuration's, also for one read from the dead-letter queue
         found: list[str] = []
         by_name = {r.name: r for r in self.routes if r.name}
         for name in (n for n in names if isinstance(n, str)):
@@ -408,11 +442,21 @@ class NotificationSettings(_Strict):
                 found.append(name)
         return found
 
+    def target_names(self) -> set[str]:
+        """What ``details.routes`` may name: a route (by its name), a role or a channel."""
+        return {r.name for r in self.routes if r.name} | set(self.roles) | set(self.channels)
+
+    def guard_alarm_routes(self) -> list[str]:
+        """Where every guard alarm goes besides the routes that match it: ``guard_alarms.routes`` (the
+        default ``oncall-primary`` only when the configuration defines it)."""
+        known = self.target_names()
+        return [name for name in self.guard_alarms.routes if name in known]
+
     def unknown_targets(self, event: DeploymentEvent) -> list[str]:
         names = event.details.get("routes")
         if not isinstance(names, list):
             return []
-        known = {r.name for r in self.routes if r.name} | set(self.roles) | set(self.channels)
+        known = self.target_names()
         return [str(n) for n in names if n not in known]
 
     def noise_controlled(self, channel: str) -> bool:

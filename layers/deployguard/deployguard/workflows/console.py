@@ -176,7 +176,7 @@ class OperationsConsole:
         self.alerts.repository.audit(
             incident.deployment_id, "incident_escalated", actor, notes or "escalated", incident_id=incident_id
         )
-        page = self.alerts.escalator.page_if_due(incident_id, now, by_person=True)
+        page = self.alerts.send_page(incident_id, now, by_person=True)  # counted in IncidentPages as every page
         return EscalationOutcome(incident=self.alerts.incident_store.get(incident_id), page=page)
 
 

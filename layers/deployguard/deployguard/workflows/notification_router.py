@@ -1,8 +1,10 @@
 """What the notification router function does, so that its handler stays thin.
 
-- an SNS event: each record's Message is a DeploymentEvent; a malformed one is logged
-  once with the field that is wrong and kept whole in the dead-letter queue, and the
-  rest of the batch goes on; then due digests are flushed;
+- an SNS event: each record's Message is a DeploymentEvent (the events topic) or the notification
+  CloudWatch publishes when one of DeployGuard's own alarms changes state (the operator topic:
+  ``AlarmName``, ``NewStateValue``, ...), routed as an alert (:mod:`deployguard.notification.guard_alarms`);
+  a malformed one is logged once with the field that is wrong and kept whole in the dead-letter queue,
+  and the rest of the batch goes on; then due digests are flushed;
 - an EventBridge scheduled event (``source: aws.events``, every minute): due digests and
   PagerDuty's due deferred resolves (its flap guard) are flushed; only there, so that an
   SNS invocation does not query the resolves' index.
@@ -25,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployguard.exceptions import DeliveryError, InvalidEventError
 from deployguard.inbound import parse_event, parse_json_event
-from deployguard.models import DeliveryStatus, DeploymentEvent, Notification
+from deployguard.models import DeliveryStatus, DeploymentEvent, EventType, Notification
 from deployguard.workflows import runtime
 
 if TYPE_CHECKING:  # the configuration, the router (channels, HTTP) and the DLQ: imported when first built (cold start)
+    from deployguard.config import DeployGuardConfig
     from deployguard.notification.router import NotificationRouter
     from deployguard.notification.settings import NotificationSettings
 
@@ -50,10 +53,14 @@ def environment() -> RouterEnvironment:
 
 
 @functools.cache
-def settings() -> NotificationSettings:
+def config() -> DeployGuardConfig:
     from deployguard.config import load_config
 
-    return load_config(environment().config_file).notifications
+    return load_config(environment().config_file)
+
+
+def settings() -> NotificationSettings:
+    return config().notifications
 
 
 @functools.cache
@@ -72,7 +79,7 @@ def router() -> NotificationRouter:
 
 def reset() -> None:
     """Forget cached configuration and router (a new container; tests)."""
-    for cached in (environment, settings, router):
+    for cached in (environment, config, router):
         cached.cache_clear()
 
 
@@ -87,6 +94,43 @@ def parse_sns(event: Any) -> SnsModel:
 def parse_deployment_event(message: str) -> DeploymentEvent:
     """One SNS message as a DeploymentEvent (at most SNS's 256 KiB); :class:`InvalidEventError` names the field."""
     return parse_json_event(DeploymentEvent, message, "deployment event")
+
+
+def parse_message(message: str) -> DeploymentEvent | None:
+    """One SNS message as the DeploymentEvent to route: a deployment event, or the alert of a guard alarm
+    (CloudWatch's notification of one of DeployGuard's own alarms); None for a guard alarm when
+    ``notifications.guard_alarms.enabled`` is off. :class:`InvalidEventError` names the field."""
+    document = _alarm_document(message)
+    if document is None:
+        return parse_deployment_event(message)
+    from deployguard.notification.guard_alarms import alarm_event, parse_cloudwatch_alarm
+
+    alarm = parse_cloudwatch_alarm(document)
+    if not settings().guard_alarms.enabled:
+        logger.info("guard alarm not routed: notifications.guard_alarms.enabled is false",
+                    extra={"alarm": alarm.AlarmName, "state": alarm.NewStateValue})  # fmt: skip
+        return None
+    return alarm_event(alarm, settings(), config().environment)
+
+
+def _alarm_document(message: str) -> dict[str, Any] | None:
+    """The JSON object of a CloudWatch alarm notification (``AlarmName`` and no ``event_type``); None for
+    anything else (parsed as a deployment event). A message that names ``AlarmName`` but is no JSON within
+    the bounds is a malformed alarm."""
+    if '"AlarmName"' not in message:
+        return None
+    from deployguard.inbound import MAX_EVENT_BYTES
+    from deployguard.notification.guard_alarms import looks_like_alarm
+
+    size = len(message.encode("utf-8", "surrogatepass"))
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEventError(f"cloudwatch alarm: {size} bytes, at most {MAX_EVENT_BYTES} are accepted",
+                                field="(message)")  # fmt: skip
+    try:
+        document = json.loads(message)
+    except (ValueError, RecursionError):
+        raise InvalidEventError("cloudwatch alarm: not a JSON document", field="(message)") from None
+    return document if looks_like_alarm(document) else None
 
 
 def _kept(event: Any) -> str:
@@ -106,6 +150,14 @@ def _dead_letter_malformed(raw: str, error: str) -> None:
     from deployguard.notification.dlq import DeadLetter, DeadLetterQueue
 
     DeadLetterQueue(url).send(DeadLetter(kind="malformed", raw=raw, error=error))
+
+
+def _warn_unrouted_alarm(event: DeploymentEvent) -> None:
+    if event.details.get("kind") == "guard_alarm" and settings().enabled:
+        logger.warning(
+            "guard alarm reached no channel: set notifications.guard_alarms.routes or a route for alerts",
+            extra={"alarm": event.details.get("alert"), "state": event.details.get("alarm_state")},
+        )
 
 
 def _count(notifications: list[Notification], totals: dict[str, int]) -> None:
@@ -137,16 +189,22 @@ def handle(event: Any, remaining_ms: Callable[[], int] | None = None) -> dict[st
     for record in envelope.Records:
         raw = str(record.Sns.Message)
         try:
-            deployment_event = parse_deployment_event(raw)
+            deployment_event = parse_message(raw)
         except InvalidEventError as exc:
             extra = {"field": exc.field, "error": str(exc), "sns_message_id": record.Sns.MessageId}
-            logger.error("malformed deployment event", extra=extra)
+            what = "cloudwatch alarm" if str(exc).startswith("cloudwatch alarm") else "deployment event"
+            logger.error(f"malformed {what}", extra=extra)
             _dead_letter_malformed(raw, str(exc))
             totals["malformed"] += 1
             continue
+        if deployment_event is None:
+            continue
         routed.append(deployment_event.deployment_id)
         try:
-            _count(router().route(deployment_event, remaining_ms), totals)
+            notifications = router().route(deployment_event, remaining_ms)
+            _count(notifications, totals)
+            if not notifications and deployment_event.event_type is EventType.ALERT:
+                _warn_unrouted_alarm(deployment_event)
         except DeliveryError as exc:
             logger.error("event not delivered", extra={"event_id": deployment_event.event_id, "error": str(exc)})
             undelivered.append(deployment_event.event_id)
