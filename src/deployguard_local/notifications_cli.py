@@ -123,7 +123,7 @@ def _identity(letter: DeadLetter) -> str:
     return f"{letter.kind}:{letter.channel}:{','.join(e.event_id for e in letter.events)}"
 
 
-def _route_again(router: NotificationRouter, body: str) -> str | None:
+def _route_again(router: NotificationRouter, body: str, environment: str = "production") -> str | None:
     """Route the events of an undelivered SNS message or Lambda failure record.
 
     None: the body holds no deployment event; "": not every channel has it yet (routing
@@ -131,7 +131,7 @@ def _route_again(router: NotificationRouter, body: str) -> str | None:
     else a summary. Dedup markers keep channels that already got an event from getting it twice.
     """
     try:
-        events = events_in(body)
+        events = events_in(body, router.settings, environment)
     except (ValueError, ValidationError, KeyError, TypeError):
         return None
     statuses: dict[str, int] = {}
@@ -158,7 +158,9 @@ def retry(table: str, queue_url: str | None, config: str | None, limit: int, out
         raise DeployGuardError("--queue-url (or --stack, or NOTIFICATION_DLQ_URL) is required")
     if limit < 1:
         raise DeployGuardError("--limit must be at least 1")
-    settings = load_config(config).notifications if config else NotificationSettings()
+    loaded = load_config(config) if config else None
+    settings = loaded.notifications if loaded else NotificationSettings()
+    environment = loaded.environment if loaded else "production"
     router = NotificationRouter(settings, DeploymentRepository(table), queue_url)
     queue = DeadLetterQueue(queue_url)
     done: list[dict[str, str | None]] = []
@@ -182,7 +184,7 @@ def retry(table: str, queue_url: str | None, config: str | None, limit: int, out
             try:
                 letter = DeadLetter.model_validate_json(message["Body"])
             except ValidationError as exc:
-                routed = _route_again(router, message["Body"])
+                routed = _route_again(router, message["Body"], environment)
                 if routed is None:
                     field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "(body)"
                     tell("skipped", message["MessageId"], detail=f"not a deployment event (field {field})")

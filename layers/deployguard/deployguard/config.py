@@ -401,11 +401,19 @@ def default_route_warnings(config: DeployGuardConfig) -> list[str]:
     for field, name, written in _alert_routes(config):
         if not written and name not in known:
             missing.setdefault(name, []).append(field.rsplit(".routes", 1)[0].rsplit(".page_routes", 1)[0])
-    return [
+    warnings = [
         f"alerting: {name!r}, paged by the default {', '.join(sorted(set(where)))}, names no notification "
         f"route, role or channel: those pages reach no one (define notifications.roles.{name})"
         for name, where in missing.items()
     ]
+    guard = config.notifications.guard_alarms
+    if guard.enabled and "routes" not in guard.model_fields_set and known and not set(guard.routes) & known:
+        warnings.append(
+            f"notifications.guard_alarms: the default route {', '.join(map(repr, guard.routes))} names no notification "
+            "route, role or channel: the guard's own alarms reach only the routes that match alerts of service "
+            f"{guard.service!r} (define notifications.roles.{guard.routes[0]} or set notifications.guard_alarms.routes)"
+        )
+    return warnings
 
 
 def _inherited(problem: ConfigProblem, problems: list[ConfigProblem]) -> bool:

@@ -225,3 +225,19 @@ def test_retry_routes_a_guard_alarm_lambda_gave_up_on_or_sns_could_not_hand_over
         ("trigger", f"deployguard/guard-alarms/alert/{other}"),
     ]
     assert aws.dlq_messages() == []
+
+
+def test_retry_routes_a_guard_alarm_with_the_configured_severity(
+    aws: Aws, receivers: LocalReceivers, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`notifications retry --config` reads guard_alarms' severity (and the file's environment) as the router
+    does: a retried alarm is the same alert as when it first came, not the defaults'."""
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+    config = write_config(tmp_path / "warn.yaml", receivers, severity="warning")
+    boto3.client("sqs", region_name="us-east-1").send_message(QueueUrl=aws.dlq_url, MessageBody=alarm("ALARM"))
+    args = ["retry", "--queue-url", aws.dlq_url, "--table", TABLE, "--config", str(config)]
+    out = io.StringIO()
+    assert notifications_cli.main(args, out) == 0, out.getvalue()
+    # a warning goes to Slack and Teams; PagerDuty takes critical only (the defaults' severity would page)
+    assert "2 delivered, 1 suppressed" in out.getvalue(), out.getvalue()
+    assert receivers.received("pagerduty") == [] and len(receivers.received("slack")) == 1
