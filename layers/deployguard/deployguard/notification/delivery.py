@@ -32,7 +32,7 @@ from email.utils import parsedate_to_datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deployguard import clock
-from deployguard.aws import clients
+from deployguard.aws import sns
 from deployguard.exceptions import ConfigError
 from deployguard.notification.base import HttpMessage, OutboundMessage, SnsMessage
 from deployguard.notification.settings import DeliverySettings
@@ -295,13 +295,8 @@ class Deliverer:
             return _Attempt(ok=False, retryable=False, status_code=code, error=f"HTTP {code}")
 
     def _sns(self, message: SnsMessage) -> _Attempt:
-        kwargs: dict[str, object] = {"TopicArn": message.topic_arn, "Message": message.body}
-        if message.subject:
-            kwargs["Subject"] = message.subject
-        if message.attributes:
-            kwargs["MessageAttributes"] = message.attributes
         try:
-            clients.client("sns").publish(**kwargs)
+            sns.publish(message.topic_arn, message.body, message.subject, message.attributes)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

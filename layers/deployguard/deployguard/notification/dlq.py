@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployguard.aws import clients
+from deployguard.aws.sqs import Queue
 from deployguard.models import DeploymentEvent, utcnow
 
 if TYPE_CHECKING:
@@ -63,33 +63,21 @@ class DeadLetter(BaseModel):
 class DeadLetterQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
+        self._queue = Queue(queue_url)
 
     def send(self, letter: DeadLetter) -> str:
-        attributes: dict[str, Any] = {"kind": {"DataType": "String", "StringValue": letter.kind}}
-        if letter.channel:
-            attributes["channel"] = {"DataType": "String", "StringValue": letter.channel}
-        resp = clients.client("sqs").send_message(
-            QueueUrl=self.queue_url, MessageBody=letter.model_dump_json(), MessageAttributes=attributes
-        )
-        return str(resp["MessageId"])
+        attributes = {"kind": letter.kind} | ({"channel": letter.channel} if letter.channel else {})
+        return self._queue.send(letter.model_dump_json(), attributes)
 
     def receive(self, max_messages: int, visibility_timeout: int = 300) -> list[dict[str, Any]]:
-        resp = clients.client("sqs").receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(10, max_messages)),
-            VisibilityTimeout=visibility_timeout,
-            WaitTimeSeconds=0,
-        )
-        return list(resp.get("Messages", []))
+        return self._queue.receive(max_messages, visibility_timeout)
 
     def release(self, receipt_handle: str) -> None:
         """Make a received message visible again at once (it stays in the queue)."""
-        clients.client("sqs").change_message_visibility(
-            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
-        )
+        self._queue.release(receipt_handle)
 
     def delete(self, receipt_handle: str) -> None:
-        clients.client("sqs").delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+        self._queue.delete(receipt_handle)
 
 
 def events_in(

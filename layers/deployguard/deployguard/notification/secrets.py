@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from pydantic import SecretStr
 
-from deployguard.aws import clients
+from deployguard.aws.parameters import Parameters
 from deployguard.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -30,20 +29,7 @@ class SecretResolver:
     def __init__(self, local_mode: bool = False, max_age: int = DEFAULT_MAX_AGE_SECONDS) -> None:
         self.local_mode = local_mode
         self.max_age = max_age
-        self._ssm: tuple[Any, SSMProvider] | None = None
-        self._secrets: tuple[Any, SecretsProvider] | None = None
-
-    def _ssm_provider(self) -> SSMProvider:
-        client = clients.client("ssm")
-        if self._ssm is None or self._ssm[0] is not client:
-            self._ssm = (client, SSMProvider(boto3_client=client))
-        return self._ssm[1]
-
-    def _secrets_provider(self) -> SecretsProvider:
-        client = clients.client("secretsmanager")
-        if self._secrets is None or self._secrets[0] is not client:
-            self._secrets = (client, SecretsProvider(boto3_client=client))
-        return self._secrets[1]
+        self._parameters = Parameters()
 
     def check_allowed(self, source: SecretSource, where: str) -> None:
         if source.is_literal and not self.local_mode:
@@ -59,11 +45,11 @@ class SecretResolver:
             return SecretStr(source.value)
         try:
             if source.parameter:
-                value = self._ssm_provider().get(source.parameter, max_age=self.max_age, decrypt=True)
+                value = self._parameters.parameter(source.parameter, self.max_age)
             else:
                 assert source.secret is not None
                 name, _, key = source.secret.partition("#")
-                value = self._secrets_provider().get(name, max_age=self.max_age)
+                value = self._parameters.secret(name, self.max_age)
                 if key:
                     value = self._json_key(value, key, source, where)
         except GetParameterError as exc:
