@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -529,10 +530,7 @@ class CanaryController:
             update["inconclusive_count"] = count
             if count > service.judge.max_inconclusive_periods:
                 update["next"] = "rollback" if service.judge.on_no_evidence == "rollback" else "hold"
-                update["reason"] = (
-                    f"no conclusive evidence after {count - 1} extra assessments at {state.weight:g}%: "
-                    + verdict.summary
-                )
+                update["reason"] = _no_evidence_reason(count - 1, state.weight, verdict.summary)
             else:
                 update["next"] = "wait"
         steered = steer(deployment.control, update["next"], decision, service.approval_before_full_traffic)
@@ -1085,6 +1083,18 @@ def _error_reason(error: Any) -> str:
     if name == CANARY_FAILING and cause:
         return cause
     return f"{name}: {cause}" if cause else name
+
+
+_JUDGE_WAITED = re.compile(r"; no conclusive evidence after \d+ periods$")
+
+
+def _no_evidence_reason(extra: int, weight: float, summary: str) -> str:
+    """Why a step ends without evidence (held or rolled back): said once. The judge's summary ends with its
+    own "no conclusive evidence after N periods" once it has waited long enough; the workflow's lead says it."""
+    plural = "" if extra == 1 else "s"
+    return f"no conclusive evidence after {extra} extra assessment{plural} at {weight:g}%: " + _JUDGE_WAITED.sub(
+        "", summary
+    )
 
 
 def _short(text: str, limit: int = 300) -> str:
