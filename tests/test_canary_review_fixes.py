@@ -3,16 +3,25 @@ on the embedded AWS, the canary step handler (CanaryController), and the control
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from botocore.exceptions import ClientError
 from canary_flow_support import CONFIG, DEP
+from canary_flow_support import ask as _ask
 from canary_flow_support import in_background as _in_background
+from canary_flow_support import prepare as _prepare
+from canary_flow_support import until as _until
 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
-from deployguard.models import DeploymentStatus, LambdaTarget
+from deployguard.models import Deployment, DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows import canary as canary_module
+from deployguard.workflows.control import ControlOutcome
 from deployguard_local.emulator import EmbeddedAws, sample_handler
 
 
@@ -22,6 +31,11 @@ def _config(tmp_path: Path, **service: Any) -> Path:
     path = tmp_path / "deployguard.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def _waiting_for_approval() -> Deployment | None:
+    found = DeploymentRepository().find_deployment(DEP)
+    return found if found is not None and found.control.awaiting_approval and found.control.approval_token else None
 
 
 def test_a_canary_held_for_missing_evidence_says_no_conclusive_evidence_once(tmp_path: Path) -> None:
@@ -43,3 +57,51 @@ def test_a_canary_held_for_missing_evidence_says_no_conclusive_evidence_once(tmp
             "in 0 of 4 periods, need 50 invocations in 3 periods"
         )
         assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+
+
+def _fail_the_next_record_write_after(aws: Any, call: str) -> list[str]:
+    """The next DynamoDB PutItem this (the test's) thread makes after ``call`` (a Step Functions operation) fails
+    with a throttle, once; the canary's tasks run in other threads and are left alone. Returns what it failed."""
+    from deployguard.aws import clients
+
+    armed, failed, me = [False], [], threading.current_thread()
+
+    def arm(**_: Any) -> None:
+        if threading.current_thread() is me:
+            armed[0] = True
+
+    def fail(**_: Any) -> None:
+        if armed[0] and not failed and threading.current_thread() is me:
+            failed.append("PutItem")
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}},
+                              "PutItem")  # fmt: skip
+
+    clients.client("stepfunctions").meta.events.register(f"after-call.states.{call}", arm)
+    clients.resource("dynamodb").meta.client.meta.events.register("before-call.dynamodb.PutItem", fail)
+    return failed
+
+
+def test_an_approval_whose_record_write_fails_after_the_token_is_answered_still_promotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(canary_module, "APPROVAL_TTL", timedelta(minutes=20))  # 24 h, shortened
+    with EmbeddedAws(config_file=_config(tmp_path, approval_before_full_traffic=True)) as aws:
+        request, target = _prepare(aws)
+        worker, result = _in_background(aws, request)
+        _until(_waiting_for_approval)
+        failed = _fail_the_next_record_write_after(aws, "SendTaskSuccess")
+        try:
+            first: ControlOutcome | None = _ask(aws, "approve", by="carol")
+        except ClientError:
+            first = None
+        assert failed == ["PutItem"]  # the token was answered, then the record write failed
+        worker.join(120)
+        assert result["status"] == "SUCCEEDED"
+        deployment = DeploymentRepository().get_deployment(DEP)
+        assert (deployment.status, deployment.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version
+        assert first is not None and first.changed and "approved" in first.message  # the person was told so
+        again = _ask(aws, "approve", by="dan")
+        assert not again.changed and again.message in ("already approved", "already promoted")
+        recorded = [e for e in DeploymentRepository().audit_trail(DEP) if e.action == "approval_recorded"]
+        assert recorded and "carol" in recorded[0].reason

@@ -1104,7 +1104,17 @@ def _short(text: str, limit: int = 300) -> str:
 class CanaryTask(Model):
     """What the state machine sends to the canary step function."""
 
-    action: Literal["validate", "shift", "assess", "assess_awaiting", "promote", "rollback", "notify", "await_approval"]
+    action: Literal[
+        "validate",
+        "shift",
+        "assess",
+        "assess_awaiting",
+        "promote",
+        "rollback",
+        "notify",
+        "await_approval",
+        "approval_answered",
+    ]
     state: dict[str, Any]
     task_token: str | None = Field(default=None, description="await_approval: the token a person's answer resumes")
     execution: str | None = Field(
@@ -1126,6 +1136,9 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
         if not task.task_token:
             raise InvalidEventError("task_token: await_approval needs the state machine's task token")
         controller.control.wait_for_approval(str(task.state.get("deployment_id")), task.task_token)
+        result = task.state
+    elif task.action == "approval_answered":  # the token answered: the approval recorded from the canary's side
+        controller.control.approval_answered(str(task.state.get("deployment_id")), task.state.get("approval"))
         result = task.state
     else:
         state = parse_event(CanaryState, {k: v for k, v in task.state.items() if k != "error"}, "canary state")
