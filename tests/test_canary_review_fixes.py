@@ -105,3 +105,55 @@ def test_an_approval_whose_record_write_fails_after_the_token_is_answered_still_
         assert not again.changed and again.message in ("already approved", "already promoted")
         recorded = [e for e in DeploymentRepository().audit_trail(DEP) if e.action == "approval_recorded"]
         assert recorded and "carol" in recorded[0].reason
+
+
+def test_a_plain_promote_before_the_token_is_stored_is_not_read_as_the_approval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promote that lands after Assess decided to wait for approval but before the token wait has stored its
+    token: the assessing branch must not take it for an approval (only control.approved() is one), or it ends
+    while the token branch waits on, and the canary goes unassessed: here a regression must still roll back."""
+    from deployguard.workflows.control import CanaryControlService
+
+    with EmbeddedAws(config_file=_config(tmp_path, approval_before_full_traffic=True)) as aws:
+        request, target = _prepare(aws, regress_at=14)  # healthy through the steps, bad from minute 14
+        original_assess, original_wait = canary_module.CanaryController.assess, CanaryControlService.wait_for_approval
+        promoted: list[ControlOutcome] = []
+        throttled: list[int] = []
+
+        def assess(self: Any, state: Any, awaiting: bool = False) -> Any:
+            out = original_assess(self, state, awaiting)
+            if out.next == "await_approval" and not awaiting and not promoted:  # before the token is stored
+                promoted.append(_ask(aws, "promote", by="mallory"))
+            return out
+
+        def wait_for_approval(self: Any, deployment_id: str, task_token: str) -> Any:
+            if len(throttled) < 4:  # Step Functions retries it (5 + 10 + 20 + 30 s): the first look comes first
+                throttled.append(1)
+                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "injected"}}, "UpdateItem")
+            return original_wait(self, deployment_id, task_token)
+
+        monkeypatch.setattr(canary_module.CanaryController, "assess", assess)
+        monkeypatch.setattr(CanaryControlService, "wait_for_approval", wait_for_approval)
+        worker, result = _in_background(aws, request)
+        worker.join(60)
+        assert promoted and "waits for approval" in promoted[0].message and len(throttled) == 4
+        assert result["status"] == "SUCCEEDED"
+        deployment = DeploymentRepository().get_deployment(DEP)
+        assert (deployment.status, deployment.decision) == (DeploymentStatus.ROLLED_BACK, "rolled_back")
+        assert not (deployment.decision_reason or "").startswith(("approval expired", "DeployGuard."))
+        assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+
+
+def test_a_plain_promote_during_the_approval_wait_is_the_approval_and_both_branches_agree(tmp_path: Path) -> None:
+    with EmbeddedAws(config_file=_config(tmp_path, approval_before_full_traffic=True)) as aws:
+        request, target = _prepare(aws)
+        worker, result = _in_background(aws, request)
+        _until(_waiting_for_approval)
+        outcome = _ask(aws, "promote", by="erin")
+        assert outcome.changed and outcome.message.startswith("approved")
+        worker.join(60)
+        assert result["status"] == "SUCCEEDED"
+        deployment = DeploymentRepository().get_deployment(DEP)
+        assert (deployment.decision, deployment.control.last_action) == ("promoted", "approve")
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version

@@ -64,7 +64,7 @@ from deployguard.models import (
     deployment_statistics,
 )
 from deployguard.storage import outbox
-from deployguard.workflows.control import CanaryControlService, effective_decision, steer
+from deployguard.workflows.control import CanaryControlService, approved, effective_decision, steer
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
@@ -565,9 +565,8 @@ class CanaryController:
         verdicts go on waiting: the person decides, and no verdict that is failing is ever promoted."""
         if decision == Decision.FAILING:
             return "rollback"
-        control = deployment.control
-        if control.promote_requested and not control.awaiting_approval:  # a person approved (the token answered)
-            return "promote"
+        if approved(deployment):  # a person approved (the token answered), not a plain promote request: that is
+            return "promote"  # the approval only once the token wait has begun (control._promote answers it then)
         if state.approval_requested_at is not None and now - state.approval_requested_at >= APPROVAL_TTL:
             return "expired"
         return "await_approval"
