@@ -157,3 +157,101 @@ def test_a_plain_promote_during_the_approval_wait_is_the_approval_and_both_branc
         deployment = DeploymentRepository().get_deployment(DEP)
         assert (deployment.decision, deployment.control.last_action) == ("promoted", "approve")
         assert LambdaTrafficShifter(target).current().function_version == target.new_version
+
+
+def _fail_after_the_next_alias_move() -> list[str]:
+    """The next UpdateAlias lands, then its caller sees a timeout (the task dies after the move, before its
+    record): once. Returns what it failed."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from deployguard.aws import clients
+
+    failed: list[str] = []
+
+    def fail(**_: Any) -> None:
+        if not failed:
+            failed.append("UpdateAlias")
+            raise ReadTimeoutError(endpoint_url="https://lambda.us-east-1.amazonaws.com")
+
+    clients.client("lambda").meta.events.register("after-call.lambda.UpdateAlias", fail)
+    return failed
+
+
+def _pause(aws: Any, deployment_id: str) -> ControlOutcome:
+    from control_support import control_service
+
+    from deployguard.workflows.control import ControlRequest
+
+    return control_service(aws).apply(deployment_id, ControlRequest(verb="pause", actor="bob", reason="look first"))
+
+
+def test_a_promote_retried_after_a_pause_whose_first_attempt_moved_the_alias_records_the_promotion(
+    tmp_path: Path,
+) -> None:
+    from control_support import canary_controller, canary_in_flight
+
+    from deployguard.workflows.canary import CanaryState
+
+    with EmbeddedAws() as aws:
+        target = canary_in_flight(aws, "pay-api", weight=0.5)
+        controller = canary_controller(aws)
+        state = CanaryState(deployment_id="dep-pay-api", steps=[10, 25, 50], step_index=2, weight=50, target=target,
+                            next="promote")  # fmt: skip
+        failed = _fail_after_the_next_alias_move()
+        with pytest.raises(Exception, match=r"Read timeout on endpoint"):
+            controller.promote(state)  # the alias went to 100%, the record did not follow
+        assert failed and LambdaTrafficShifter(target).current().function_version == target.new_version
+        assert _pause(aws, "dep-pay-api").changed  # the person sees 50% on the record
+        out = controller.promote(state)  # Step Functions' retry of Promote
+        assert (out.next, out.decision, out.weight) == ("done", "promoted", 100.0)
+        deployment = DeploymentRepository().get_deployment("dep-pay-api")
+        assert (deployment.decision, deployment.canary_weight) == ("promoted", 1.0)
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version
+        trail = DeploymentRepository().audit_trail("dep-pay-api")
+        assert not [e for e in trail if e.action == "traffic_held"]  # never "held at 50%" with the alias at 100%
+        assert [e for e in trail if e.action == "pause_after_move"]
+
+
+def test_a_shift_retried_after_a_pause_whose_first_attempt_moved_the_alias_holds_where_the_alias_is(
+    tmp_path: Path,
+) -> None:
+    from control_support import canary_controller, canary_in_flight
+
+    from deployguard.workflows.canary import CanaryState
+
+    with EmbeddedAws() as aws:
+        target = canary_in_flight(aws, "pay-api", weight=0.25)
+        controller = canary_controller(aws)
+        state = CanaryState(deployment_id="dep-pay-api", steps=[10, 25, 50], step_index=2, weight=25, target=target,
+                            next="advance")  # fmt: skip
+        failed = _fail_after_the_next_alias_move()
+        with pytest.raises(Exception, match=r"Read timeout on endpoint"):
+            controller.shift(state)  # the alias went to 50%, the record still says 25%
+        assert failed and LambdaTrafficShifter(target).current().additional_weights == {target.new_version: 0.5}
+        assert _pause(aws, "dep-pay-api").changed
+        out = controller.shift(state)  # Step Functions' retry of ShiftTraffic
+        assert (out.next, out.weight, out.step_index) == ("wait", 50.0, 2)
+        deployment = DeploymentRepository().get_deployment("dep-pay-api")
+        assert (deployment.canary_weight, deployment.step_index, deployment.control.paused) == (0.5, 2, True)
+        assert LambdaTrafficShifter(target).current().additional_weights == {target.new_version: 0.5}
+        held = [e.reason for e in DeploymentRepository().audit_trail("dep-pay-api") if e.action == "traffic_held"]
+        assert not [r for r in held if "held at 25%" in r]  # never claims the 25% the alias no longer routes
+
+
+def test_a_paused_shift_whose_alias_is_elsewhere_records_the_alias_real_weight(tmp_path: Path) -> None:
+    from control_support import canary_controller, canary_in_flight
+
+    from deployguard.workflows.canary import CanaryState
+
+    with EmbeddedAws() as aws:
+        target = canary_in_flight(aws, "pay-api", weight=0.25)
+        controller = canary_controller(aws)
+        LambdaTrafficShifter(target).shift(0.1)  # routed elsewhere than the record says (neither 25% nor 50%)
+        assert _pause(aws, "dep-pay-api").changed
+        state = CanaryState(deployment_id="dep-pay-api", steps=[10, 25, 50], step_index=2, weight=25, target=target,
+                            next="advance")  # fmt: skip
+        out = controller.shift(state)
+        assert (out.next, out.weight) == ("wait", 10.0)
+        assert DeploymentRepository().get_deployment("dep-pay-api").canary_weight == 0.1
+        held = [e.reason for e in DeploymentRepository().audit_trail("dep-pay-api") if e.action == "traffic_held"]
+        assert held and "held at 10%" in held[-1] and "the record said 25%" in held[-1]

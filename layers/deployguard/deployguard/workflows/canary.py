@@ -369,15 +369,17 @@ class CanaryController:
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
         if deployment.control.paused and 0 < deployment.canary_weight < weight / 100.0:
-            # a pause that landed after the Assess that advanced: the weight holds, the canary waits
+            # a pause that landed after the Assess that advanced: the weight holds, the canary waits. An earlier
+            # attempt of this step may have moved the alias and failed before its record: the alias says which
+            alias = LambdaTrafficShifter(target).current()
+            if alias.weight_of(target.new_version) != weight / 100.0 or alias.function_version != target.stable_version:
+                held = self._hold(deployment, target, alias, f"step {state.step_index + 1} ({weight:g}%) not started")
+                return state.model_copy(update={"step_index": deployment.step_index, "weight": held, "next": "wait"})
             self.repository.audit(
-                deployment.deployment_id, "traffic_held", ACTOR,
-                f"paused: step {state.step_index + 1} ({weight:g}%) not started; held at "
-                f"{deployment.canary_weight * 100:g}%", weight=deployment.canary_weight * 100,
+                deployment.deployment_id, "pause_after_move", ACTOR,
+                f"paused after an earlier attempt moved the alias to {weight:g}%: step {state.step_index + 1} is "
+                f"recorded as it is, and held there", weight=weight,
             )  # fmt: skip
-            return state.model_copy(
-                update={"step_index": deployment.step_index, "weight": deployment.canary_weight * 100, "next": "wait"}
-            )
         moved = LambdaTrafficShifter(target).shift(weight / 100.0)
         now = clock.now()
         lost = False
@@ -615,13 +617,18 @@ class CanaryController:
                         "reason": deployment.decision_reason}
             )  # fmt: skip
         if deployment.control.paused and not deployment.status.is_terminal:
-            # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion)
+            # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion).
+            # Unless an earlier attempt already moved the alias to 100% (and failed before its record): the
+            # promotion is done, and the record says so
+            alias = LambdaTrafficShifter(target).current()
+            if alias.weight_of(target.new_version) != 1.0:
+                held = self._hold(deployment, target, alias, "promotion not done")
+                return state.model_copy(update={"next": "wait", "target": target, "weight": held})
             self.repository.audit(
-                deployment.deployment_id, "traffic_held", ACTOR,
-                f"paused: promotion not done; held at {deployment.canary_weight * 100:g}%",
-                weight=deployment.canary_weight * 100,
+                deployment.deployment_id, "pause_after_move", ACTOR,
+                "paused after an earlier attempt moved the alias to 100%: the promotion is recorded as it is",
+                weight=100.0,
             )  # fmt: skip
-            return state.model_copy(update={"next": "wait", "target": target})
         moved = LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
@@ -635,6 +642,28 @@ class CanaryController:
                         "ended_at": recorded.ended_at}
             )  # fmt: skip
         return out.model_copy(update={"recorded": recorded is not None})
+
+    def _hold(self, deployment: Deployment, target: LambdaTarget, alias: AliasState, what: str) -> float:
+        """A paused canary holds where its alias really is (read, not the record's word): the record's weight
+        follows the alias when they differ, so neither the record nor ``traffic_held`` claims a split the
+        alias does not route. Returns the held weight in percent."""
+        actual = alias.weight_of(target.new_version)
+        if actual != deployment.canary_weight:
+
+            def change(d: Deployment) -> None:
+                if not d.status.is_terminal:
+                    d.canary_weight, d.weight_changed_at = actual, clock.now()
+
+            self._change(deployment.deployment_id, change)
+        routes = f"{alias.function_version} {alias.additional_weights or ''}".strip()
+        self.repository.audit(
+            deployment.deployment_id, "traffic_held", ACTOR,
+            f"paused: {what}; held at {actual * 100:g}%"
+            + (f" (the alias routes {routes}; the record said {deployment.canary_weight * 100:g}%)"
+               if actual != deployment.canary_weight else ""),
+            weight=actual * 100, alias=routes,
+        )  # fmt: skip
+        return actual * 100
 
     def _undo_lost_move(
         self,
