@@ -4,6 +4,7 @@ on the embedded AWS, the canary step handler (CanaryController), and the control
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,24 @@ def _config(tmp_path: Path, **service: Any) -> Path:
     path = tmp_path / "deployguard.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+_HOOKS: list[tuple[Any, str, str]] = []
+
+
+def _hook(events: Any, name: str, handler: Any) -> None:
+    """A botocore event hook for this test only (unregistered after it: the clients outlive the test)."""
+    unique = f"test-canary-review-{len(_HOOKS)}-{name}"
+    events.register(name, handler, unique_id=unique)
+    _HOOKS.append((events, name, unique))
+
+
+@pytest.fixture(autouse=True)
+def _unhook() -> Iterator[None]:
+    yield
+    while _HOOKS:
+        events, name, unique = _HOOKS.pop()
+        events.unregister(name, unique_id=unique)
 
 
 def _waiting_for_approval() -> Deployment | None:
@@ -76,8 +95,8 @@ def _fail_the_next_record_write_after(aws: Any, call: str) -> list[str]:
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}},
                               "PutItem")  # fmt: skip
 
-    clients.client("stepfunctions").meta.events.register(f"after-call.states.{call}", arm)
-    clients.resource("dynamodb").meta.client.meta.events.register("before-call.dynamodb.PutItem", fail)
+    _hook(clients.client("stepfunctions").meta.events, f"after-call.states.{call}", arm)
+    _hook(clients.resource("dynamodb").meta.client.meta.events, "before-call.dynamodb.PutItem", fail)
     return failed
 
 
@@ -173,7 +192,7 @@ def _fail_after_the_next_alias_move() -> list[str]:
             failed.append("UpdateAlias")
             raise ReadTimeoutError(endpoint_url="https://lambda.us-east-1.amazonaws.com")
 
-    clients.client("lambda").meta.events.register("after-call.lambda.UpdateAlias", fail)
+    _hook(clients.client("lambda").meta.events, "after-call.lambda.UpdateAlias", fail)
     return failed
 
 
