@@ -13,7 +13,11 @@ Verbs on a deployment (``CanaryControlService.apply``):
 - ``skip_analysis``: an emergency fix: verdicts are still recorded but no longer acted on; steps follow
   their bake time. Announced as critical;
 - ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``); it
-  promotes after one more assessment that is not failing (the wait is assessed all along).
+  promotes after one more assessment that is not failing (the wait is assessed all along). The answered token
+  records the approval from the canary's side too (:meth:`CanaryControlService.approval_answered`), so an
+  approval whose own record write failed after the answer is not lost. Only an approval (``last_action``
+  approve, the token answered: :func:`approved`) promotes from the wait; a plain ``promote`` during the wait is
+  the approval, and one that lands before the wait has stored its token leads to the gate like any other.
 
 For CodeDeploy-driven deployments ``abort`` is StopDeployment with rollback and ``promote`` is
 ContinueDeployment; CodeDeploy owns the traffic, so the other verbs are refused with the reason.
