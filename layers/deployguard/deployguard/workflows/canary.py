@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -63,7 +64,7 @@ from deployguard.models import (
     deployment_statistics,
 )
 from deployguard.storage import outbox
-from deployguard.workflows.control import CanaryControlService, effective_decision, steer
+from deployguard.workflows.control import CanaryControlService, approved, effective_decision, steer
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
 if TYPE_CHECKING:
@@ -368,15 +369,17 @@ class CanaryController:
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
         if deployment.control.paused and 0 < deployment.canary_weight < weight / 100.0:
-            # a pause that landed after the Assess that advanced: the weight holds, the canary waits
+            # a pause that landed after the Assess that advanced: the weight holds, the canary waits. An earlier
+            # attempt of this step may have moved the alias and failed before its record: the alias says which
+            alias = LambdaTrafficShifter(target).current()
+            if alias.weight_of(target.new_version) != weight / 100.0 or alias.function_version != target.stable_version:
+                held = self._hold(deployment, target, alias, f"step {state.step_index + 1} ({weight:g}%) not started")
+                return state.model_copy(update={"step_index": deployment.step_index, "weight": held, "next": "wait"})
             self.repository.audit(
-                deployment.deployment_id, "traffic_held", ACTOR,
-                f"paused: step {state.step_index + 1} ({weight:g}%) not started; held at "
-                f"{deployment.canary_weight * 100:g}%", weight=deployment.canary_weight * 100,
+                deployment.deployment_id, "pause_after_move", ACTOR,
+                f"paused after an earlier attempt moved the alias to {weight:g}%: step {state.step_index + 1} is "
+                f"recorded as it is, and held there", weight=weight,
             )  # fmt: skip
-            return state.model_copy(
-                update={"step_index": deployment.step_index, "weight": deployment.canary_weight * 100, "next": "wait"}
-            )
         moved = LambdaTrafficShifter(target).shift(weight / 100.0)
         now = clock.now()
         lost = False
@@ -529,10 +532,7 @@ class CanaryController:
             update["inconclusive_count"] = count
             if count > service.judge.max_inconclusive_periods:
                 update["next"] = "rollback" if service.judge.on_no_evidence == "rollback" else "hold"
-                update["reason"] = (
-                    f"no conclusive evidence after {count - 1} extra assessments at {state.weight:g}%: "
-                    + verdict.summary
-                )
+                update["reason"] = _no_evidence_reason(count - 1, state.weight, verdict.summary)
             else:
                 update["next"] = "wait"
         steered = steer(deployment.control, update["next"], decision, service.approval_before_full_traffic)
@@ -567,9 +567,8 @@ class CanaryController:
         verdicts go on waiting: the person decides, and no verdict that is failing is ever promoted."""
         if decision == Decision.FAILING:
             return "rollback"
-        control = deployment.control
-        if control.promote_requested and not control.awaiting_approval:  # a person approved (the token answered)
-            return "promote"
+        if approved(deployment):  # a person approved (the token answered), not a plain promote request: that is
+            return "promote"  # the approval only once the token wait has begun (control._promote answers it then)
         if state.approval_requested_at is not None and now - state.approval_requested_at >= APPROVAL_TTL:
             return "expired"
         return "await_approval"
@@ -618,13 +617,18 @@ class CanaryController:
                         "reason": deployment.decision_reason}
             )  # fmt: skip
         if deployment.control.paused and not deployment.status.is_terminal:
-            # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion)
+            # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion).
+            # Unless an earlier attempt already moved the alias to 100% (and failed before its record): the
+            # promotion is done, and the record says so
+            alias = LambdaTrafficShifter(target).current()
+            if alias.weight_of(target.new_version) != 1.0:
+                held = self._hold(deployment, target, alias, "promotion not done")
+                return state.model_copy(update={"next": "wait", "target": target, "weight": held})
             self.repository.audit(
-                deployment.deployment_id, "traffic_held", ACTOR,
-                f"paused: promotion not done; held at {deployment.canary_weight * 100:g}%",
-                weight=deployment.canary_weight * 100,
+                deployment.deployment_id, "pause_after_move", ACTOR,
+                "paused after an earlier attempt moved the alias to 100%: the promotion is recorded as it is",
+                weight=100.0,
             )  # fmt: skip
-            return state.model_copy(update={"next": "wait", "target": target})
         moved = LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
@@ -638,6 +642,28 @@ class CanaryController:
                         "ended_at": recorded.ended_at}
             )  # fmt: skip
         return out.model_copy(update={"recorded": recorded is not None})
+
+    def _hold(self, deployment: Deployment, target: LambdaTarget, alias: AliasState, what: str) -> float:
+        """A paused canary holds where its alias really is (read, not the record's word): the record's weight
+        follows the alias when they differ, so neither the record nor ``traffic_held`` claims a split the
+        alias does not route. Returns the held weight in percent."""
+        actual = alias.weight_of(target.new_version)
+        if actual != deployment.canary_weight:
+
+            def change(d: Deployment) -> None:
+                if not d.status.is_terminal:
+                    d.canary_weight, d.weight_changed_at = actual, clock.now()
+
+            self._change(deployment.deployment_id, change)
+        routes = f"{alias.function_version} {alias.additional_weights or ''}".strip()
+        self.repository.audit(
+            deployment.deployment_id, "traffic_held", ACTOR,
+            f"paused: {what}; held at {actual * 100:g}%"
+            + (f" (the alias routes {routes}; the record said {deployment.canary_weight * 100:g}%)"
+               if actual != deployment.canary_weight else ""),
+            weight=actual * 100, alias=routes,
+        )  # fmt: skip
+        return actual * 100
 
     def _undo_lost_move(
         self,
@@ -1087,6 +1113,18 @@ def _error_reason(error: Any) -> str:
     return f"{name}: {cause}" if cause else name
 
 
+_JUDGE_WAITED = re.compile(r"; no conclusive evidence after \d+ periods$")
+
+
+def _no_evidence_reason(extra: int, weight: float, summary: str) -> str:
+    """Why a step ends without evidence (held or rolled back): said once. The judge's summary ends with its
+    own "no conclusive evidence after N periods" once it has waited long enough; the workflow's lead says it."""
+    plural = "" if extra == 1 else "s"
+    return f"no conclusive evidence after {extra} extra assessment{plural} at {weight:g}%: " + _JUDGE_WAITED.sub(
+        "", summary
+    )
+
+
 def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -1094,7 +1132,17 @@ def _short(text: str, limit: int = 300) -> str:
 class CanaryTask(Model):
     """What the state machine sends to the canary step function."""
 
-    action: Literal["validate", "shift", "assess", "assess_awaiting", "promote", "rollback", "notify", "await_approval"]
+    action: Literal[
+        "validate",
+        "shift",
+        "assess",
+        "assess_awaiting",
+        "promote",
+        "rollback",
+        "notify",
+        "await_approval",
+        "approval_answered",
+    ]
     state: dict[str, Any]
     task_token: str | None = Field(default=None, description="await_approval: the token a person's answer resumes")
     execution: str | None = Field(
@@ -1116,6 +1164,9 @@ def run_task(task: CanaryTask, controller: CanaryController) -> dict[str, Any]:
         if not task.task_token:
             raise InvalidEventError("task_token: await_approval needs the state machine's task token")
         controller.control.wait_for_approval(str(task.state.get("deployment_id")), task.task_token)
+        result = task.state
+    elif task.action == "approval_answered":  # the token answered: the approval recorded from the canary's side
+        controller.control.approval_answered(str(task.state.get("deployment_id")), task.state.get("approval"))
         result = task.state
     else:
         state = parse_event(CanaryState, {k: v for k, v in task.state.items() if k != "error"}, "canary state")

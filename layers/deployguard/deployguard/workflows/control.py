@@ -13,7 +13,11 @@ Verbs on a deployment (``CanaryControlService.apply``):
 - ``skip_analysis``: an emergency fix: verdicts are still recorded but no longer acted on; steps follow
   their bake time. Announced as critical;
 - ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``); it
-  promotes after one more assessment that is not failing (the wait is assessed all along).
+  promotes after one more assessment that is not failing (the wait is assessed all along). The answered token
+  records the approval from the canary's side too (:meth:`CanaryControlService.approval_answered`), so an
+  approval whose own record write failed after the answer is not lost. Only an approval (``last_action``
+  approve, the token answered: :func:`approved`) promotes from the wait; a plain ``promote`` during the wait is
+  the approval, and one that lands before the wait has stored its token leads to the gate like any other.
 
 For CodeDeploy-driven deployments ``abort`` is StopDeployment with rollback and ``promote`` is
 ContinueDeployment; CodeDeploy owns the traffic, so the other verbs are refused with the reason.
@@ -367,12 +371,21 @@ class CanaryControlService:
                 )
             changed = d.control.approval_token == token  # else a concurrent approval cleared it first
             if changed:  # the canary's next assessment sees the wait over: promoted unless that verdict is failing
-                d.control.awaiting_approval, d.control.approval_token = False, None
-                d.control.promote_requested, d.control.paused = True, False  # approved: go (a pause would loop)
-                d.control.last_action, d.control.last_actor = "approve", request.actor
-                d.control.last_action_at = clock.now()
+                _mark_approved(d, request.actor)
 
-        self.repository.update_deployment(deployment.deployment_id, change)
+        try:
+            self.repository.update_deployment(deployment.deployment_id, change)
+        except ControlStateError:
+            raise
+        except Exception:  # the token is answered: the canary's RecordApproval records it (approval_answered)
+            logger.exception(
+                "approve: the token is answered but the record write failed; the canary records the approval",
+                extra={"deployment_id": deployment.deployment_id},
+            )
+            return True, (
+                "approved (the canary records the approval itself): traffic goes to 100% after one more "
+                "assessment, unless its verdict is failing"
+            )
         if not changed:
             return False, "already approved"
         return True, "approved: traffic goes to 100% after one more assessment, unless its verdict is failing"
@@ -615,6 +628,30 @@ class CanaryControlService:
         )
         return deployment
 
+    def approval_answered(self, deployment_id: str, answer: object) -> bool:
+        """The canary's side of an approval: its token wait ended with SendTaskSuccess (a person's approve or
+        promote), and the state machine records the approval from there too (RecordApproval). The person's own
+        record write may have failed after the answer; without this the answered token would be used up, later
+        approvals refused and the wait would expire. Idempotent: True when this wrote it."""
+        answer = answer if isinstance(answer, dict) else {}
+        by = str(answer.get("approved_by") or "a person")[:200]
+        why = str(answer.get("reason") or "approved")[:1000]
+        changed = False
+
+        def change(d: Deployment) -> None:
+            nonlocal changed
+            changed = not d.status.is_terminal and d.control.awaiting_approval
+            if changed:
+                _mark_approved(d, by)
+
+        self.repository.update_deployment(deployment_id, change)
+        if changed:
+            self.repository.audit(
+                deployment_id, "approval_recorded", "deployguard:canary-state-machine",
+                f"approved by {by}: {why}", approved_by=by,
+            )  # fmt: skip
+        return changed
+
     # ------------------------------------------------------------------ emergency rollback
 
     def live_version(self, service: str, environment: str | None = None) -> str:
@@ -768,6 +805,15 @@ class CanaryControlService:
         event = DeploymentEvent.about(deployment, event_type, title, message, severity=severity, details=dict(details))
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
         return event
+
+
+def _mark_approved(d: Deployment, actor: str) -> None:
+    """The approval on the record: the wait is over, and the canary's next assessment that is not failing
+    promotes (:func:`approved`). A pause would loop: the approval lifts it."""
+    d.control.awaiting_approval, d.control.approval_token = False, None
+    d.control.promote_requested, d.control.paused = True, False
+    d.control.last_action, d.control.last_actor = "approve", actor
+    d.control.last_action_at = clock.now()
 
 
 def _identity(identity: str | None) -> dict[str, str]:
