@@ -126,6 +126,45 @@ def test_an_approval_whose_record_write_fails_after_the_token_is_answered_still_
         assert recorded and "carol" in recorded[0].reason
 
 
+def test_a_second_approve_before_the_canary_records_the_first_is_told_so_not_an_aws_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a first approve whose record write failed and the canary's RecordApproval, the record still holds
+    the used token: a second approve gets a 409 saying the wait has its answer, not Step Functions' error."""
+    from deployguard.exceptions import ControlStateError
+    from deployguard.workflows.control import CanaryControlService
+
+    monkeypatch.setattr(canary_module, "APPROVAL_TTL", timedelta(minutes=20))
+    original = CanaryControlService.approval_answered
+    recording, go_on = threading.Event(), threading.Event()
+
+    def approval_answered(self: Any, deployment_id: str, answer: object) -> bool:
+        recording.set()
+        go_on.wait(60)  # the canary's RecordApproval holds until the second approve was asked
+        return original(self, deployment_id, answer)
+
+    monkeypatch.setattr(CanaryControlService, "approval_answered", approval_answered)
+    with EmbeddedAws(config_file=_config(tmp_path, approval_before_full_traffic=True)) as aws:
+        request, target = _prepare(aws)
+        worker, result = _in_background(aws, request)
+        _until(_waiting_for_approval)
+        failed = _fail_the_next_record_write_after(aws, "SendTaskSuccess")
+        assert _ask(aws, "approve", by="carol").changed and failed == ["PutItem"]
+        assert recording.wait(60) and DeploymentRepository().get_deployment(DEP).control.approval_token
+        from deployguard.aws import clients
+
+        def used_token(**_: Any) -> None:  # what AWS answers for a used token (moto accepts it again)
+            raise ClientError({"Error": {"Code": "TaskTimedOut", "Message": "Task Timed Out"}}, "SendTaskSuccess")
+
+        _hook(clients.client("stepfunctions").meta.events, "before-call.states.SendTaskSuccess", used_token)
+        with pytest.raises(ControlStateError, match="the approval wait already has its answer"):
+            _ask(aws, "approve", by="dan")
+        go_on.set()
+        worker.join(120)
+        assert result["status"] == "SUCCEEDED" and DeploymentRepository().get_deployment(DEP).decision == "promoted"
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version
+
+
 def test_a_plain_promote_before_the_token_is_stored_is_not_read_as_the_approval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -88,7 +88,11 @@ class QueryError(DeployGuardError):
 
 
 class StepFunctionsError(DeployGuardError):
-    """Step Functions refused or could not be reached."""
+    """Step Functions refused or could not be reached (``code``: its error code, when it answered one)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class NotAuthorizedError(DeployGuardError):

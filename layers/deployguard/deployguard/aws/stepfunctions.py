@@ -22,6 +22,10 @@ def start_execution(state_machine_arn: str, name: str, execution_input: dict[str
     return str(resp["executionArn"])
 
 
+# what Step Functions answers for a token already answered (or whose wait ended): asking again cannot help
+TOKEN_ANSWERED = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
+
+
 def answer_task(token: str, *, approved: bool, by: str, reason: str) -> None:
     """SendTaskSuccess (approved) or SendTaskFailure (rejected) for a waiting task token."""
     sfn = clients.client("stepfunctions")
@@ -31,7 +35,8 @@ def answer_task(token: str, *, approved: bool, by: str, reason: str) -> None:
         else:
             sfn.send_task_failure(taskToken=token, error="Rejected", cause=f"rejected by {by}: {reason}"[:256])
     except (ClientError, BotoCoreError) as exc:
-        raise StepFunctionsError(f"{'SendTaskSuccess' if approved else 'SendTaskFailure'}: {exc}") from exc
+        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        raise StepFunctionsError(f"{'SendTaskSuccess' if approved else 'SendTaskFailure'}: {exc}", code=code) from exc
 
 
 def execution_status(execution_arn: str) -> tuple[str, dict[str, Any] | None]:

@@ -350,8 +350,14 @@ class CanaryControlService:
         # the answer first: if it fails, the canary still waits and still says so, and approving again works
         try:
             stepfunctions.answer_task(token, approved=True, by=request.actor, reason=request.reason)
-        except stepfunctions.StepFunctionsError:
+        except stepfunctions.StepFunctionsError as exc:
             now = self.repository.get_deployment(deployment.deployment_id)
+            if now.control.approval_token == token and exc.code in stepfunctions.TOKEN_ANSWERED:
+                # answered already (an approval whose record the canary is still writing) or the wait is over
+                raise ControlStateError(
+                    f"deployment {now.deployment_id}: the approval wait already has its answer (the canary is "
+                    "recording it) or has ended; see its status in a minute"
+                ) from None
             if now.control.approval_token == token:  # still waiting: a failure to retry
                 raise
             if now.status.is_terminal and now.decision != "promoted":  # an abort answered the token first
