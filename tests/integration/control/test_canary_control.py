@@ -309,8 +309,9 @@ def test_codedeploy_deployments_map_abort_to_stop_with_rollback(aws: Any) -> Non
             codedeploy_deployment_id=codedeploy_id,
         )
     )
-    with pytest.raises(ControlStateError, match="not waiting to reroute traffic"):
+    with pytest.raises(ControlStateError, match="not waiting to reroute traffic") as refused:
         _ask(aws, "dg-codedeploy-1", "promote")  # a Lambda canary never waits: ContinueDeployment refuses
+    assert str(refused.value).endswith("(CodeDeploy: NotInReadyState)")  # its code, not its message (ARNs)
     _moto_deployment(codedeploy_id).ready_wait = True  # as a blue/green deployment waiting to reroute
     assert _ask(aws, "dg-codedeploy-1", "promote").changed and LEDGER.continues[-1] == codedeploy_id
     assert _ask(aws, "dg-codedeploy-1", "abort").changed
@@ -342,7 +343,8 @@ def test_the_cli_runs_the_same_verbs(aws: Any, capsys: Any) -> None:
     assert _run(aws, request)["status"] == "SUCCEEDED"
     by = ["--by", "erin", "--reason", "bad release"]
     assert main(["control", "pause", "dep-checkout-api", *by]) == 2
-    assert "applies only to a canary in progress" in capsys.readouterr().err
+    refused = capsys.readouterr().err
+    assert "is succeeded (promoted): pause applies only to a canary in progress" in refused
     assert main(["control", "rollback", "checkout-api", *by, "--confirm", "checkout-api"]) == 0
     said = capsys.readouterr()  # without --from-version: the live version is read, shown, and keys the rollback
     assert f"back on version {target.stable_version}" in said.out

@@ -156,6 +156,13 @@ def approved(deployment: Deployment) -> bool:
     )
 
 
+def _ended_as(deployment: Deployment) -> str:
+    """A deployment's status, and its decision when that says more ("rolled_back (aborted)", not
+    "rolled_back (rolled_back)")."""
+    status, decision = deployment.status.value, deployment.decision
+    return status if not decision or decision == status else f"{status} ({decision})"
+
+
 def _last_reason(deployment: Deployment) -> str:
     return deployment.phase_history[-1].reason if deployment.phase_history else "failed"
 
@@ -232,7 +239,7 @@ class CanaryControlService:
             nonlocal changed
             if d.status.is_terminal:
                 raise ControlStateError(
-                    f"deployment {d.deployment_id} is {d.status.value} ({d.decision}): {request.verb} applies "
+                    f"deployment {d.deployment_id} is {_ended_as(d)}: {request.verb} applies "
                     "only to a canary in progress"
                 )
             if rolling_back(d):
@@ -344,7 +351,7 @@ class CanaryControlService:
             raise ControlStateError(f"deployment {deployment.deployment_id} is not waiting for approval before 100%")
         if deployment.status.is_terminal:
             raise ControlStateError(
-                f"deployment {deployment.deployment_id} is {deployment.status.value} ({deployment.decision}): "
+                f"deployment {deployment.deployment_id} is {_ended_as(deployment)}: "
                 "approve applies only to a canary in progress"
             )
         # the answer first: if it fails, the canary still waits and still says so, and approving again works
@@ -362,7 +369,7 @@ class CanaryControlService:
                 raise
             if now.status.is_terminal and now.decision != "promoted":  # an abort answered the token first
                 raise ControlStateError(
-                    f"deployment {now.deployment_id} is {now.status.value} ({now.decision}): nothing to approve"
+                    f"deployment {now.deployment_id} is {_ended_as(now)}: nothing to approve"
                 ) from None
             return False, "already approved"  # another approval answered it first
 
@@ -372,8 +379,7 @@ class CanaryControlService:
             nonlocal changed
             if d.status.is_terminal and d.decision != "promoted":  # an abort (or the rollback) raced the answer
                 raise ControlStateError(
-                    f"deployment {d.deployment_id} is {d.status.value} ({d.decision}): the approval came too late, "
-                    "nothing goes to 100%"
+                    f"deployment {d.deployment_id} is {_ended_as(d)}: the approval came too late, nothing goes to 100%"
                 )
             changed = d.control.approval_token == token  # else a concurrent approval cleared it first
             if changed:  # the canary's next assessment sees the wait over: promoted unless that verdict is failing
@@ -571,10 +577,12 @@ class CanaryControlService:
             try:
                 self.codedeploy.continue_deployment(cd_id)
             except CodeDeployError as exc:
-                if any(code in str(exc) for code in ("NotInReadyState", "AlreadyCompleted", "DoesNotExist")):
+                codes = ("NotInReadyState", "AlreadyCompleted", "DoesNotExist")
+                found = next((code for code in codes if code in str(exc)), None)
+                if found:  # the error code only: CodeDeploy's message may name roles and accounts
                     raise ControlStateError(
                         f"CodeDeploy deployment {cd_id} is not waiting to reroute traffic: only a blue/green "
-                        f"deployment with a wait time continues ({exc})"
+                        f"deployment with a wait time continues (CodeDeploy: {found})"
                     ) from exc
                 raise
             return True, f"CodeDeploy deployment {cd_id} continues (ContinueDeployment)"
