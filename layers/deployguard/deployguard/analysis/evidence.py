@@ -379,18 +379,28 @@ class ShiftEvidence(_State):
     def push(self, period: int, inc: list[float], run_row: list[float], shape: bool, penalty: float,
              settings: JudgeSettings, offsets: list[float] | None = None) -> None:  # fmt: skip
         """Fold one period's increments (``offsets``: the alternatives' weights, as :meth:`Cusum.push`)."""
+        last = inc
         if shape:
             if len(self.pending) >= self.capacity:
                 p, inc_p, row_p = self.pending.pop(0)
-                capped = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
-                self.cusum.push(p, capped, settings.horizon_penalty(p), row_p, offsets)
+                self.cusum.push(p, self._confirmed(inc_p, inc), settings.horizon_penalty(p), row_p, offsets)
             self.pending.append((period, [f32(x) for x in inc], [f32(x) for x in run_row]))
             return
-        for p, inc_p, row_p in self.pending:
-            capped = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
+        confirmed = []
+        for p, inc_p, row_p in reversed(self.pending):  # each as far as every later period confirms it
+            confirmed.append((p, [min(a, b) for a, b in zip(inc_p, inc, strict=True)], row_p))
+            inc = [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
+        for p, capped, row_p in reversed(confirmed):
             self.cusum.push(p, capped, settings.horizon_penalty(p), row_p, offsets)
         self.pending = []
-        self.cusum.push(period, inc, penalty, run_row, offsets)
+        self.cusum.push(period, last, penalty, run_row, offsets)
+
+    def _confirmed(self, inc_p: list[float], inc: list[float]) -> list[float]:
+        """The oldest awaiting period's increments as far as every later period (awaiting, and ``inc``'s)
+        confirms them."""
+        for _, later, _ in self.pending:
+            inc = [min(a, b) for a, b in zip(later, inc, strict=True)]
+        return [min(a, b) for a, b in zip(inc_p, inc, strict=True)]
 
     def settled(self, settings: JudgeSettings, offsets: list[float] | None = None) -> Cusum:
         """The CUSUM as of now: periods still awaiting confirmation count as far as zero."""

@@ -165,7 +165,11 @@ def _new_state(spec: MetricSpec, settings: JudgeSettings) -> RateState | Latency
         return RateState(kind="rate", cusum=Cusum.new(len(grid), 4))
     if spec.kind == MetricKind.LATENCY:
         cusum = Cusum.new(len(_latency_alternatives(settings)[0]), 5, True)
-        return LatencyState(kind="latency", shift=ShiftEvidence(cusum=cusum, capacity=max(1, settings.grace_periods)))
+        # a tail percentile's shape periods may last twice the grace periods (see _tail_only)
+        q = percentile_of_stat(spec.stat)
+        tail = q is not None and min(q, 1.0 - q) < 0.25
+        capacity = max(1, settings.grace_periods) * (2 if tail else 1)
+        return LatencyState(kind="latency", shift=ShiftEvidence(cusum=cusum, capacity=capacity))
     if spec.kind == MetricKind.COUNT:
         return None
     cusum = Cusum.new(len(GAUGE_GRID), 0, True)
@@ -725,6 +729,34 @@ def _in_grace(period: int, shift: int | None, grace: int) -> bool:
     return period < grace or (shift is not None and shift <= period < shift + grace)
 
 
+_MOVED_Z = 3.0  # a lower percentile this many sampling sds from the baseline's: the whole distribution moved
+
+
+def _tail_only(
+    metrics: dict[str, MetricWindow], spec: MetricSpec, counts: MetricWindow | None, sigma: float | None, i: int
+) -> bool:
+    """A tail percentile's period whose lower percentile of the same metric (its sibling) stayed where the
+    baseline's is: what cold starts look like (a few slow calls on new instances lift the p99, not the p50),
+    and what a regression of the whole distribution does not. Such periods just after a traffic shift count
+    as shape periods for as long again as the grace periods (their evidence waits for a later period to
+    confirm it): a cold start that lasts a little longer than the grace periods decays before it is
+    confirmed, while a slowdown of every call moves the p50 too and is confirmed as soon as ever. A
+    tail-only regression that persists is still confirmed, later (after twice the grace periods)."""
+    sibling = _sibling_percentile(metrics, spec)
+    if sibling is None or counts is None:
+        return False
+    mw = metrics[sibling.id]
+    c, b = _at(mw.canary, i), _at(mw.baseline, i)
+    nc, nb = _at(counts.canary, i), _at(counts.baseline, i)
+    if c is None or b is None or c <= 0 or b <= 0 or not nc or not nb:
+        return False  # nothing tells: the tail's own grace only
+    q = percentile_of_stat(sibling.stat)
+    k = quantile_noise_factor(q) if q is not None else 1.0
+    sd = k * (sigma if sigma is not None else 0.6) * math.sqrt(1.0 / nc + 1.0 / nb)
+    sign = 1.0 if spec.direction == Direction.INCREASE_IS_BAD else -1.0
+    return sign * math.log(c / b) < _MOVED_Z * sd
+
+
 def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings: JudgeSettings) -> None:
     """Fold period ``state.periods`` (index ``i`` of the windows in ``metrics``) into the state."""
     period = state.periods
@@ -774,7 +806,13 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
             add = spec.id in settings.outside_denominator
             _fold_rate(st, spec, mw, den, minus, add, i, period, settings)
         elif isinstance(st, LatencyState):
-            _fold_latency(st, mw, counts, sigmas.get(spec.id), i, period, shape, settings)
+            tail_shape = (
+                not shape
+                and st.shift.capacity > settings.grace_periods > 0
+                and _in_grace(period, state.shift, 2 * settings.grace_periods)
+                and _tail_only(metrics, spec, counts, sigmas.get(spec.id), i)
+            )
+            _fold_latency(st, mw, counts, sigmas.get(spec.id), i, period, shape or tail_shape, settings)
         elif isinstance(st, GaugeState):
             _fold_gauge(st, mw, i, period, shape, settings)
     state.periods += 1
