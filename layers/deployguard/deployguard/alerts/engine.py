@@ -413,7 +413,8 @@ class AlertEngine:
         if deployment is not None and incident.is_open:  # acknowledged too: a person looking does not stop a rollback
             self._remediate(alert, incident, deployment, decided_at, decided)
         self._publish(alert, incident, opened or _opened_by(alert, incident))
-        if self.trackers.enabled:  # by the incident's state, not this attempt's: a retry opens what a failure missed
+        if self.trackers.enabled and incident.is_open:  # by the incident's state, not this attempt's: a retry opens
+            # what a failure missed (a resolved one, which a source delivered again joined, gets none)
             self.trackers.open_missing(incident)
         due = incident.escalation.next_at
         if self.publisher is not None and due is not None and due <= decided:  # paged as of this run's decision

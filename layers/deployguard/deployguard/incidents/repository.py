@@ -291,6 +291,14 @@ class IncidentRepository:
             self.table.put_item(Item=item)  # expired meanwhile: stored again
         return alert
 
+    def stored_alert(self, alert: Alert) -> Alert | None:
+        """The record of an alert of an event or an assessment (:attr:`Alert.derived`) raised before, or None."""
+        if not alert.derived:
+            return None
+        key = {keys.PK: keys.deployment_pk(alert.deployment_id), keys.SK: f"{keys.ALERT}{alert.alert_id}"}
+        item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return from_item(Alert, item) if item is not None else None
+
     def alerts(self, deployment_id: str) -> list[Alert]:
         """The deployment's alerts in the order they were raised (by time; the keys of those of an event or
         assessment hold no time)."""

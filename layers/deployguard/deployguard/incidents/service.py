@@ -71,6 +71,8 @@ class IncidentService:
                     return joined, False
                 self.incidents.release_key(alert.grouping_key, existing)  # stale: resolved meanwhile
                 continue
+            if (raised := self._raised_before(alert)) is not None:
+                return raised, False
             incident = Incident(
                 key=alert.grouping_key,
                 group=alert.group,
@@ -100,6 +102,16 @@ class IncidentService:
             if created is not None:
                 return self._announce_noted(created), True
         raise ConflictError(f"could not open or join an incident for {alert.grouping_key}")
+
+    def _raised_before(self, alert: Alert) -> Incident | None:
+        """The resolved incident an alert of an event or assessment joined when it was raised before: its source
+        delivered again (SNS at least once, an outbox retry) after a person or the tick resolved it, which opens
+        no second incident."""
+        stored = self.incidents.stored_alert(alert)
+        if stored is None or stored.incident_id is None:
+            return None
+        incident = self.incidents.find(stored.incident_id)
+        return incident if incident is not None and not incident.is_open else None
 
     def _join(self, incident_id: str, alert: Alert, now: datetime) -> Incident | None:
         keep = self.settings.incidents.max_alerts_kept
