@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from grouped_support import (
     alias,
     audit,
@@ -24,6 +25,7 @@ from remediation_support import make_function
 
 from deployguard import clock
 from deployguard.aws import clients
+from deployguard.exceptions import DeployGuardError
 from deployguard.remediation.models import ApprovalStatus
 from deployguard.remediation.store import APPROVAL_REQUEST, LOCK
 
@@ -152,3 +154,22 @@ def test_expired_and_dropped_approvals_are_audited_and_the_approved_one_is_told(
     assert page.details["approval_id"] == errors.approval_id and page.details["routes"]
     assert "bob" in page.message
     assert alias() == (v1, {v2: 0.25})
+
+
+def test_an_answer_after_the_request_expired_is_refused_and_the_expiry_audited(
+    repo: Any, publisher: Any, sim_clock: Any
+) -> None:
+    v1, v2 = make_function("checkout-api")
+    d1 = deployment(repo, "dg-1", v1, v2)
+    engine = per_deployment_engine(repo, publisher)
+    high_errors(engine, d1)
+    [approval] = engine.remediation.store.open_approvals()
+    sim_clock.advance(engine.settings.remediation.approval_ttl_seconds + 1)
+
+    with pytest.raises(DeployGuardError, match="expired at"):
+        engine.decide(approval.approval_id, "bob", approve=True)
+
+    assert engine.remediation.store.approval(approval.approval_id).status.value == "expired"
+    [entry] = [e for e in repo.audit_trail("dg-1") if e.action == "remediation_approval_expired"]
+    assert entry.actor == "bob" and "nothing was done" in entry.reason
+    assert tick_remediations(engine) == [] and alias() == (v1, {v2: 0.25})

@@ -458,7 +458,9 @@ class RemediationExecutor:
             raise DeployGuardError(f"approval {approval_id} is {approval.status.value}, not pending")
         if clock.now() >= approval.expires_at_time:
             approval.status = ApprovalStatus.EXPIRED
+            approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
+            self._audit_expired(approval, by)
             raise DeployGuardError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
         approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
         approval.decided_by = by
@@ -565,12 +567,7 @@ class RemediationExecutor:
             approval.status = ApprovalStatus.EXPIRED
             approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
-            self.repository.audit(
-                approval.deployment_id, "remediation_approval_expired", ACTOR,
-                f"{approval.action} on {approval.target}: {approval.result}; nothing was done",
-                incident_id=approval.incident_id, approval_id=approval.approval_id,
-                remediation_action=approval.action, target=approval.target,
-            )  # fmt: skip
+            self._audit_expired(approval, ACTOR)
             return
         if approval.status != ApprovalStatus.APPROVED:
             return
@@ -620,6 +617,14 @@ class RemediationExecutor:
         approval.status = ApprovalStatus.EXECUTED
         approval.result = f"{result.outcome.value}: {result.message}"
         self.store.save_approval(approval)
+
+    def _audit_expired(self, approval: Approval, actor: str) -> None:
+        self.repository.audit(
+            approval.deployment_id, "remediation_approval_expired", actor,
+            f"{approval.action} on {approval.target}: {approval.result}; nothing was done",
+            incident_id=approval.incident_id, approval_id=approval.approval_id,
+            remediation_action=approval.action, target=approval.target,
+        )  # fmt: skip
 
     def _deadline(self, approval: Approval) -> datetime:
         """When an approved action that is still not done is given up (and a person paged)."""
