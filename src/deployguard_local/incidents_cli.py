@@ -7,7 +7,7 @@
     deployguard incidents approvals
     deployguard incidents approve APPROVAL_ID --by NAME [--notes TEXT]
     deployguard incidents reject APPROVAL_ID --by NAME [--notes TEXT]
-    deployguard incidents remediate ID --by NAME [--action NAME] [--dry-run]
+    deployguard incidents remediate ID --by NAME [--action NAME] [--dry-run] [--force]
     deployguard incidents history [--limit N]
 
 Every command takes the connection options (:mod:`deployguard_local.options`): ``--stack NAME``
@@ -242,19 +242,28 @@ def remediate(
     by: By,
     action: Annotated[str | None, typer.Option(help="one configured action (default: the incident's plan)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would happen, change nothing")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="run it even if the incident is resolved or a newer deployment started (it may undo it)"
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
-    """Run the incident's remediation now (--dry-run: show the AWS calls it would make); exit 1 if a step fails."""
+    """Run the incident's remediation now, on its latest deployment (--dry-run: show the AWS calls it would make).
+
+    Refused (exit 1) when the incident is resolved or a newer deployment of the service started since: rolling
+    back would undo that release; --force runs it all the same. Exit 1 if a step fails or is refused."""
 
     def use(engine: AlertEngine) -> int:
         incident = engine.incident_store.find_by_prefix(incident_id)
         if conn.local:  # the saved state keeps no CodeDeploy deployments: one its record says has ended is made
             from deployguard_local import local_state  # again, so a rollback (StopDeployment) plans on it, as on AWS
 
-            deployment = engine.repository.find_deployment(incident.deployment_id)
+            deployment = engine.repository.find_deployment(incident.latest_deployment_id or incident.deployment_id)
             if deployment is not None:
                 local_state.restore_codedeploy(deployment)
-        results = engine.remediate(incident.incident_id, by, action, dry_run=dry_run)
+        results = engine.remediate(incident.incident_id, by, action, dry_run=dry_run, force=force)
         rows = []
         for r in results:
             calls = "; ".join(r.plan.calls) if r.plan and r.plan.calls else "-"

@@ -254,6 +254,14 @@ class AlertEngine:
         self._track_pages([sent])
         return sent
 
+    def escalate(self, incident_id: str, by: str, notes: str = "") -> tuple[Incident, Page | None]:
+        """A person pages the incident's next escalation step now (the console's escalate): the page is
+        counted and told to the incident's issue as the tick's are."""
+        now = clock.now()
+        self.incidents.escalate(incident_id, by, notes, now)
+        page = self.send_page(incident_id, now, by_person=True)
+        return self.incident_store.get(incident_id), page
+
     def _track_pages(self, pages: Iterable[Page | None]) -> None:
         """Count the pages sent; comment escalations (page 2 on) on the incidents' issues; the first page is
         the opening."""
@@ -281,23 +289,55 @@ class AlertEngine:
         return steps
 
     def remediate(
-        self, incident_id: str, by: str, action: str | None = None, *, dry_run: bool = False
+        self, incident_id: str, by: str, action: str | None = None, *, dry_run: bool = False, force: bool = False
     ) -> list[RemediationResult]:
         """A person runs remediation of an incident (the configured actions, or one named). With
-        ``remediation.dry_run`` set it only plans whatever ``dry_run`` says (it can only make it drier)."""
+        ``remediation.dry_run`` set it only plans whatever ``dry_run`` says (it can only make it drier).
+
+        It acts on the incident's latest deployment (``latest_deployment_id``: the latest alert's), and is
+        refused, as an approved action is, when the incident is resolved or a newer deployment of the service
+        and environment started since (rolling back would undo that release), unless the target is in the wanted
+        state already (a no-op); ``force`` runs it all the same."""
         from deployguard.alerts.settings import PlanStep
 
         incident = self.incident_store.get(incident_id)
-        deployment = self.repository.find_deployment(incident.deployment_id)
+        deployment_id = incident.latest_deployment_id or incident.deployment_id
+        deployment = self.repository.find_deployment(deployment_id)
         if deployment is None:
-            raise NotFoundError(f"deployment {incident.deployment_id} of incident {incident_id} not found")
+            raise NotFoundError(f"deployment {deployment_id} of incident {incident_id} not found")
         steps = [PlanStep(action=action, mode="auto")] if action else self.plan_steps(incident, deployment)
         if not steps:
             raise DeployGuardError(f"no remediation is configured for incident {incident_id}; name one with --action")
+        why = "" if force else self._not_now(incident, deployment, by)
         return [
-            self.remediation.run(incident, deployment, step, actor=by, manual=True, dry_run=dry_run or None)
+            self.remediation.run(
+                incident, deployment, step, actor=by, manual=True, dry_run=dry_run or None, refuse_unless_noop=why
+            )
             for step in steps
         ]
+
+    def _not_now(self, incident: Incident, deployment: Deployment, by: str) -> str:
+        """Why a person's remediation of ``incident`` is refused ("" when it is not): the checks an approved
+        action gets (its incident still open, no newer deployment its rollback would undo)."""
+        if not incident.is_open:
+            return (
+                f"incident {incident.incident_id} is resolved (by {incident.resolved_by}); "
+                "run it with --force to act anyway"
+            )
+        newer = self.repository.superseding(deployment)
+        if newer is None:
+            return ""
+        self.repository.audit(
+            newer.deployment_id, "stale_remediation_refused", by,
+            f"{by}'s remediation of incident {incident.incident_id} for {deployment.deployment_id} refused: "
+            "it would have undone this deployment",
+            incident_id=incident.incident_id,
+        )  # fmt: skip
+        return (
+            f"deployment {newer.deployment_id} (version {newer.version}) of {deployment.service} in "
+            f"{deployment.environment} started after {deployment.deployment_id}: remediating this incident would "
+            "undo it; run it with --force to act anyway"
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -380,7 +420,8 @@ class AlertEngine:
         if deployment is not None and incident.is_open:  # acknowledged too: a person looking does not stop a rollback
             self._remediate(alert, incident, deployment, decided_at, decided)
         self._publish(alert, incident, opened or _opened_by(alert, incident))
-        if self.trackers.enabled:  # by the incident's state, not this attempt's: a retry opens what a failure missed
+        if self.trackers.enabled and incident.is_open:  # by the incident's state, not this attempt's: a retry opens
+            # what a failure missed (a resolved one, which a source delivered again joined, gets none)
             self.trackers.open_missing(incident)
         due = incident.escalation.next_at
         if self.publisher is not None and due is not None and due <= decided:  # paged as of this run's decision
@@ -402,7 +443,7 @@ class AlertEngine:
         self, alert: Alert, incident: Incident, deployment: Deployment, decided_at: float, decided: datetime
     ) -> None:
         for step in self._steps_for(alert.rule, alert.group, incident, deployment):
-            previous = self.remediation.store.attempts(incident.incident_id, step.action)
+            previous = self.remediation.store.attempts(incident.incident_id, deployment.deployment_id, step.action)
             if previous.get("last_outcome") in (Outcome.SUCCEEDED.value, Outcome.NOOP.value):
                 continue
             result = self.remediation.run(incident, deployment, step, decided_at=decided_at)

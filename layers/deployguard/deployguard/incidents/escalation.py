@@ -209,7 +209,7 @@ class Escalator:
                              extra={"incident_id": incident.incident_id, "page": page.page})  # fmt: skip
             return None
         self.incidents.deployments.audit_once(
-            incident.deployment_id,
+            incident.current_deployment_id,
             page.event_id,
             page.at,
             "incident_paged",

@@ -119,6 +119,12 @@ class Incident(Model):
         return (self.resolved_at - self.opened_at).total_seconds()
 
     @property
+    def current_deployment_id(self) -> str:
+        """The deployment that counts: the latest alert's (``latest_deployment_id``), else the first one.
+        Remediation acts on it, its assessments clear the incident, and the audit entries go to its trail."""
+        return self.latest_deployment_id or self.deployment_id
+
+    @property
     def is_open(self) -> bool:
         return self.status != IncidentStatus.RESOLVED
 

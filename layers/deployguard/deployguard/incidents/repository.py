@@ -217,11 +217,11 @@ class IncidentRepository:
         return [from_item(Incident, item) for item in items]
 
     def open_incidents_of(self, deployment_id: str) -> list[Incident]:
-        """The deployment's open incidents: from the cycle's one read while a cycle runs (see
-        :meth:`one_read_per_cycle`), else read now."""
+        """The deployment's open incidents (those whose deployment that counts, the latest alert's, it is):
+        from the cycle's one read while a cycle runs (see :meth:`one_read_per_cycle`), else read now."""
         if self._cycle is not None:
             return list(self._cycle.get(deployment_id, []))
-        return [i for i in self.open_incidents() if i.deployment_id == deployment_id]
+        return [i for i in self.open_incidents() if i.current_deployment_id == deployment_id]
 
     @contextmanager
     def one_read_per_cycle(self, items: list[dict[str, Any]] | None = None) -> Iterator[dict[str, list[Incident]]]:
@@ -234,7 +234,7 @@ class IncidentRepository:
         found = [from_item(Incident, item) for item in items] if items is not None else self._listed()
         for incident in found:
             if incident.is_open:
-                by_deployment.setdefault(incident.deployment_id, []).append(incident)
+                by_deployment.setdefault(incident.current_deployment_id, []).append(incident)
         self._cycle = by_deployment
         self._cycle_announcing = [incident for incident in found if incident.announcements]
         try:
@@ -290,6 +290,14 @@ class IncidentRepository:
                 return from_item(Alert, stored)
             self.table.put_item(Item=item)  # expired meanwhile: stored again
         return alert
+
+    def stored_alert(self, alert: Alert) -> Alert | None:
+        """The record of an alert of an event or an assessment (:attr:`Alert.derived`) raised before, or None."""
+        if not alert.derived:
+            return None
+        key = {keys.PK: keys.deployment_pk(alert.deployment_id), keys.SK: f"{keys.ALERT}{alert.alert_id}"}
+        item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return from_item(Alert, item) if item is not None else None
 
     def alerts(self, deployment_id: str) -> list[Alert]:
         """The deployment's alerts in the order they were raised (by time; the keys of those of an event or

@@ -71,6 +71,8 @@ class IncidentService:
                     return joined, False
                 self.incidents.release_key(alert.grouping_key, existing)  # stale: resolved meanwhile
                 continue
+            if (raised := self._raised_before(alert)) is not None:
+                return raised, False
             incident = Incident(
                 key=alert.grouping_key,
                 group=alert.group,
@@ -100,6 +102,16 @@ class IncidentService:
             if created is not None:
                 return self._announce_noted(created), True
         raise ConflictError(f"could not open or join an incident for {alert.grouping_key}")
+
+    def _raised_before(self, alert: Alert) -> Incident | None:
+        """The resolved incident an alert of an event or assessment joined when it was raised before: its source
+        delivered again (SNS at least once, an outbox retry) after a person or the tick resolved it, which opens
+        no second incident."""
+        stored = self.incidents.stored_alert(alert)
+        if stored is None or stored.incident_id is None:
+            return None
+        incident = self.incidents.find(stored.incident_id)
+        return incident if incident is not None and not incident.is_open else None
 
     def _join(self, incident_id: str, alert: Alert, now: datetime) -> Incident | None:
         keep = self.settings.incidents.max_alerts_kept
@@ -163,7 +175,7 @@ class IncidentService:
         if incident is None or not written:
             return None
         self.incidents.deployments.audit(
-            incident.deployment_id,
+            alert.deployment_id,
             "alert_joined_incident",
             ACTOR,
             f"{alert.rule}: {alert.message}" + (f" ({', '.join(upgraded)})" if upgraded else ""),
@@ -245,6 +257,32 @@ class IncidentService:
         self.incidents.release_key(incident.key, incident.incident_id)
         return self._announce_noted(incident)
 
+    def escalate(self, incident_id: str, by: str, notes: str, now: datetime) -> Incident:
+        """Bring an open incident's next escalation step forward to ``now`` (a person asks for the next page;
+        one its deployment's rollback stopped goes on); the page itself is the escalator's."""
+
+        def bring_forward(incident: Incident) -> bool:
+            if incident.status != IncidentStatus.OPEN:
+                raise IncidentStateError(
+                    f"incident {incident.incident_id} is {incident.status.value}: only an open incident escalates"
+                )
+            if incident.escalation.policy is not None and stopped_for_rollback(incident):
+                incident.escalation.stopped_reason = None  # a person asks for the next page: it goes out
+            elif incident.escalation.policy is None or incident.escalation.next_at is None:
+                raise IncidentStateError(
+                    f"incident {incident.incident_id} has no escalation step left "
+                    f"({incident.escalation.stopped_reason or 'no escalation policy'})"
+                )
+            incident.escalation.next_at = now
+            incident.timeline.append(TimelineEntry(at=now, action="escalated", actor=by, notes=notes))
+            return True
+
+        incident, _ = self.incidents.update(incident_id, bring_forward)
+        self.incidents.deployments.audit(
+            incident.current_deployment_id, "incident_escalated", by, notes or "escalated", incident_id=incident_id
+        )
+        return incident
+
     # ------------------------------------------------------------------ automatic resolution
 
     @property
@@ -280,7 +318,7 @@ class IncidentService:
             if written:
                 became_clear.append(incident.incident_id)
                 self.incidents.deployments.audit(
-                    incident.deployment_id,
+                    incident.current_deployment_id,
                     "incident_condition_cleared",
                     ACTOR,
                     "every rule of the incident evaluated false",
@@ -362,7 +400,7 @@ class IncidentService:
             return []
         repository = self.incidents.deployments
         for note in notes:
-            repository.audit_once(incident.deployment_id, note.event_id, note.at, note.kind, note.actor,
+            repository.audit_once(incident.current_deployment_id, note.event_id, note.at, note.kind, note.actor,
                                   note.audit_reason, incident_id=incident.incident_id,
                                   **note.audit_details)  # fmt: skip
             if self.publisher is not None:

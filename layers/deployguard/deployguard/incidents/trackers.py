@@ -276,7 +276,7 @@ class IssueTrackerSync:
                 logger.warning("issue tracker failed", extra={"tracker": name, "incident_id": incident.incident_id})
                 kept = self._keep(name, incident, news, text)
                 self.incidents.deployments.audit(
-                    incident.deployment_id, "issue_tracker_failed", ACTOR,
+                    incident.current_deployment_id, "issue_tracker_failed", ACTOR,
                     f"{name}: {news}: {exc}" + ("; retried by the minute tick" if kept else ""),
                     incident_id=incident.incident_id, tracker=name, retried=kept,
                 )  # fmt: skip
@@ -316,7 +316,7 @@ class IssueTrackerSync:
                 if at - datetime.fromisoformat(str(attrs.get("failed_at"))) > SYNC_RETRY:
                     self.pending.done(marker.key, gave_up=True)
                     self.incidents.deployments.audit(
-                        incident.deployment_id, "issue_tracker_gave_up", ACTOR,
+                        incident.current_deployment_id, "issue_tracker_gave_up", ACTOR,
                         f"{name}: {news}: still failing after {SYNC_RETRY}", incident_id=incident.incident_id,
                         tracker=name,
                     )  # fmt: skip
@@ -360,7 +360,7 @@ class IssueTrackerSync:
         closed = news == "resolved" and self._once(f"{key}#close", lambda: self.tracker(name).close(ref))
         if closed or (said and news != "resolved"):
             self.incidents.deployments.audit(
-                incident.deployment_id, f"issue_{'closed' if news == 'resolved' else 'commented'}", ACTOR,
+                incident.current_deployment_id, f"issue_{'closed' if news == 'resolved' else 'commented'}", ACTOR,
                 f"{name} issue {ref.key}: {news}", incident_id=incident.incident_id, tracker=name, issue=ref.key,
             )  # fmt: skip
 
@@ -396,7 +396,7 @@ class IssueTrackerSync:
 
         self.incidents.update(incident.incident_id, keep)
         self.incidents.deployments.audit(
-            incident.deployment_id, "issue_opened" if created else "issue_found", ACTOR,
+            incident.current_deployment_id, "issue_opened" if created else "issue_found", ACTOR,
             f"{name} issue {ref.key} for incident {incident.incident_id}", incident_id=incident.incident_id,
             tracker=name, issue=ref.key, url=ref.url,
         )  # fmt: skip

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
 from deployguard.aws import stepfunctions
-from deployguard.exceptions import DeployGuardError, NotApplicableError, RemediationError
+from deployguard.exceptions import ConflictError, DeployGuardError, NotApplicableError, RemediationError
 from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
 from deployguard.remediation.models import ActionPlan, Approval, ApprovalStatus, Outcome, RemediationResult
@@ -150,14 +150,18 @@ class RemediationExecutor:
         dry_run: bool | None = None,
         decided_at: float | None = None,
         approval: Approval | None = None,
+        refuse_unless_noop: str = "",
     ) -> RemediationResult:
         """Run one plan step for an incident. ``decided_at`` is ``time.monotonic()`` of the decision.
 
         ``manual`` (a person ran it from the CLI) skips the breaker, the attempt limit and the
         cooldown, never the allowlist or the lock. ``dry_run`` can only make it drier: with
         ``remediation.dry_run`` set nothing calls AWS whatever is passed. ``approval``: the approved
-        request it runs, checked against the present under the lock (:meth:`_stale`).
+        request it runs, checked against the present under the lock (:meth:`_stale`). ``refuse_unless_noop``: why
+        it must not change anything (a person's run the present no longer calls for): refused with that reason
+        under the lock, unless the plan finds the target in the wanted state already (a no-op undoes nothing).
         """
+        incident = acting_on(incident, deployment)
         name = step.action
         target = target_id(deployment)
         dry = self.settings.dry_run or bool(dry_run)
@@ -184,7 +188,10 @@ class RemediationExecutor:
             except (NotApplicableError, RemediationError) as exc:
                 return self._result(incident, name, target, Outcome.REFUSED, f"cannot plan: {exc}", actor)
             if dry:
-                return self._result(incident, name, target, Outcome.DRY_RUN, plan.description, actor, plan=plan)
+                said = plan.description
+                if refuse_unless_noop and not plan.noop:
+                    said += f" (not run without --force: {refuse_unless_noop})"
+                return self._result(incident, name, target, Outcome.DRY_RUN, said, actor, plan=plan)
             if plan.noop:
                 return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
             return self._request_approval(incident, deployment, name, target, plan, actor)
@@ -196,9 +203,11 @@ class RemediationExecutor:
                 incident, name, target, Outcome.BUSY, "another remediation holds the target's lock", actor
             )
         try:
-            return self._run_locked(incident, handler, target, actor, manual, decided_at, approved_by, approval)
-        finally:
-            self.repository.release(LOCK, target)
+            return self._run_locked(
+                incident, handler, target, actor, manual, decided_at, approved_by, approval, refuse_unless_noop
+            )
+        finally:  # ours only: a lock that expired under a slow action may be another holder's now
+            self.repository.release(LOCK, target, holder=lock_holder)
 
     def _run_locked(
         self,
@@ -210,9 +219,10 @@ class RemediationExecutor:
         decided_at: float | None,
         approved_by: str | None,
         approval: Approval | None = None,
+        refuse_unless_noop: str = "",
     ) -> RemediationResult:
         name, config = handler.name, handler.config
-        state = self.store.attempts(incident.incident_id, name)
+        state = self.store.attempts(incident.incident_id, incident.deployment_id, name)
         if state.get("succeeded") and not manual:
             return self._result(incident, name, target, Outcome.NOOP, "already done for this incident", actor)
         plan: ActionPlan | None = None
@@ -226,8 +236,10 @@ class RemediationExecutor:
                 incident, name, target, Outcome.REFUSED, f"approval {approval.approval_id} not run: {why}", actor,
                 plan=plan, approval_id=approval.approval_id, details={"stale": True},
             )  # fmt: skip
+        if refuse_unless_noop and not (plan is not None and plan.noop):
+            return self._result(incident, name, target, Outcome.REFUSED, refuse_unless_noop, actor, plan=plan)
         if plan is not None and plan.noop:  # already in the wanted state: no attempt used
-            self.store.record_outcome(incident.incident_id, name, Outcome.NOOP.value, True)
+            self.store.record_outcome(incident.incident_id, incident.deployment_id, name, Outcome.NOOP.value, True)
             return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
         if not manual and not self.repository.claim_once(
             COOLDOWN, f"{target}#{name}", timedelta(seconds=config.cooldown_seconds)
@@ -235,7 +247,9 @@ class RemediationExecutor:
             return self._result(
                 incident, name, target, Outcome.COOLDOWN, f"within the {config.cooldown_seconds} s cooldown", actor
             )
-        attempt = self.store.take_attempt(incident.incident_id, name, 10_000 if manual else config.max_attempts)
+        attempt = self.store.take_attempt(
+            incident.incident_id, incident.deployment_id, name, 10_000 if manual else config.max_attempts
+        )
         if attempt is None:
             return self._result(
                 incident, name, target, Outcome.EXHAUSTED, f"{config.max_attempts} attempts used", actor
@@ -265,7 +279,7 @@ class RemediationExecutor:
             return self._failed(incident, name, target, actor, attempt, str(exc), plan, started)
         duration_ms = (time.monotonic() - started) * 1000.0
         since = time.monotonic() - decided_at if decided_at is not None else None
-        self.store.record_outcome(incident.incident_id, name, Outcome.SUCCEEDED.value, True)
+        self.store.record_outcome(incident.incident_id, incident.deployment_id, name, Outcome.SUCCEEDED.value, True)
         self.store.record_success(self._breaker_scope(target))
         return self._result(
             incident,
@@ -308,7 +322,7 @@ class RemediationExecutor:
         plan: ActionPlan | None,
         started: float,
     ) -> RemediationResult:
-        self.store.record_outcome(incident.incident_id, name, Outcome.FAILED.value, False)
+        self.store.record_outcome(incident.incident_id, incident.deployment_id, name, Outcome.FAILED.value, False)
         breaker = self.settings.circuit_breaker
         failures, opened = self.store.record_failure(
             self._breaker_scope(target), breaker.failure_threshold, self._reset_after
@@ -444,7 +458,9 @@ class RemediationExecutor:
             raise DeployGuardError(f"approval {approval_id} is {approval.status.value}, not pending")
         if clock.now() >= approval.expires_at_time:
             approval.status = ApprovalStatus.EXPIRED
+            approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
+            self._audit_expired(approval, by)
             raise DeployGuardError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
         approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
         approval.decided_by = by
@@ -487,10 +503,33 @@ class RemediationExecutor:
         return approval
 
     def register_task_token(self, approval_id: str, task_token: str) -> Approval:
-        """The approval state machine waits on ``task_token`` until a person answers."""
-        approval = self.store.approval(approval_id)
-        approval.task_token = task_token
-        return self.store.save_approval(approval)
+        """The approval state machine waits on ``task_token`` until a person answers.
+
+        Only a pending approval keeps the token. One decided before its state machine registered (a quick
+        answer, a cold start) is answered at once, and its token not kept: an approved action is run by the
+        state machine, or by the minute tick when Step Functions cannot be told (never skipped as "its state
+        machine runs it" while nothing waits on it)."""
+        for _ in range(3):
+            approval = self.store.approval(approval_id)
+            if approval.status != ApprovalStatus.PENDING:
+                break
+            approval.task_token = task_token
+            try:
+                return self.store.save_approval(approval)
+            except ConflictError:  # decided meanwhile: read it again
+                continue
+        else:
+            raise ConflictError(f"approval {approval_id} keeps changing: its task token is not registered")
+        approved = approval.status == ApprovalStatus.APPROVED
+        try:
+            stepfunctions.answer_task(
+                task_token, approved=approved, by=approval.decided_by or ACTOR,
+                reason=approval.notes or f"{approval.status.value} before its wait began",
+            )  # fmt: skip
+        except stepfunctions.StepFunctionsError as exc:
+            logger.warning("cannot answer an approval decided before its wait: the minute tick runs it",
+                           extra={"approval_id": approval_id, "reason": str(exc)})  # fmt: skip
+        return approval
 
     def run_one_approved(self, approval_id: str, incidents: dict[str, Incident]) -> RemediationResult | None:
         """Run one approved action now (the approval state machine's last step)."""
@@ -524,22 +563,25 @@ class RemediationExecutor:
         self, approval: Approval, incidents: dict[str, Incident], now: datetime, results: list[RemediationResult]
     ) -> None:
         """One open approval at a tick (:meth:`run_approved`)."""
-        if approval.task_token and approval.status == ApprovalStatus.APPROVED:
-            return  # its state machine runs it
         if approval.status == ApprovalStatus.PENDING and now >= approval.expires_at_time:
             approval.status = ApprovalStatus.EXPIRED
+            approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
+            self._audit_expired(approval, ACTOR)
             return
         if approval.status != ApprovalStatus.APPROVED:
             return
+        deadline = self._deadline(approval)
+        if approval.task_token and now < deadline:
+            return  # its state machine runs it; past the deadline it is given up below (a person paged)
         incident = incidents.get(approval.incident_id)
         deployment = self.repository.find_deployment(approval.deployment_id)
         if incident is None or deployment is None:
-            approval.status = ApprovalStatus.EXPIRED
-            approval.result = "incident or deployment no longer open"
-            self.store.save_approval(approval)
+            gone = "its incident was resolved" if deployment is not None else "its deployment is gone"
+            self._drop_approved(approval, incident, gone)
             return
-        if now >= (deadline := self._deadline(approval)):
+        incident = acting_on(incident, deployment)
+        if now >= deadline:
             self._give_up(approval, incident, f"not done by {deadline.isoformat()} ({approval.result or 'never ran'})")
             return
         result = self.run(
@@ -575,6 +617,14 @@ class RemediationExecutor:
         approval.status = ApprovalStatus.EXECUTED
         approval.result = f"{result.outcome.value}: {result.message}"
         self.store.save_approval(approval)
+
+    def _audit_expired(self, approval: Approval, actor: str) -> None:
+        self.repository.audit(
+            approval.deployment_id, "remediation_approval_expired", actor,
+            f"{approval.action} on {approval.target}: {approval.result}; nothing was done",
+            incident_id=approval.incident_id, approval_id=approval.approval_id,
+            remediation_action=approval.action, target=approval.target,
+        )  # fmt: skip
 
     def _deadline(self, approval: Approval) -> datetime:
         """When an approved action that is still not done is given up (and a person paged)."""
@@ -617,6 +667,28 @@ class RemediationExecutor:
             return f"the target no longer routes what was approved (then {approval.routing}, now {plan.routing})"
         return ""
 
+    def _drop_approved(self, approval: Approval, incident: Incident | None, why: str) -> None:
+        """An approved action that will not run (its incident resolved, its deployment gone): the approver and
+        the incident's routes are told (``approved_remediation_failed``, audited), then the approval ended."""
+        if incident is None:
+            from deployguard.incidents.repository import IncidentRepository
+
+            incident = IncidentRepository(self.repository).find(approval.incident_id)
+        text = f"dropped: {why}"
+        if incident is not None and incident.deployment_id != approval.deployment_id:
+            incident = incident.model_copy(update={"deployment_id": approval.deployment_id})
+        if incident is not None:
+            self._page_unconfirmed(incident, approval, text)
+        else:  # nothing to page about: recorded all the same
+            self.repository.audit(
+                approval.deployment_id, "approved_remediation_failed", ACTOR,
+                f"approved {approval.action} of {approval.target} (approved by {approval.decided_by}) not done: {text}",
+                incident_id=approval.incident_id, approval_id=approval.approval_id,
+                remediation_action=approval.action, target=approval.target,
+            )  # fmt: skip
+        approval.status, approval.result = ApprovalStatus.EXPIRED, text
+        self.store.save_approval(approval)
+
     def _give_up(
         self, approval: Approval, incident: Incident, why: str, result: RemediationResult | None = None
     ) -> None:
@@ -650,3 +722,12 @@ class RemediationExecutor:
 def _routed_versions(routing: str | None) -> frozenset[str]:
     """The versions a routing text (:func:`~deployguard.remediation.actions.alias_routing`) names, weights aside."""
     return frozenset(part.split(" at ")[0].strip() for part in (routing or "").split(" + "))
+
+
+def acting_on(incident: Incident, deployment: Deployment) -> Incident:
+    """The incident as an action on ``deployment`` records it. An incident grouped without the deployment
+    (``latest_deployment_id``) acts on its latest alert's deployment, the live release: its results,
+    attempts, approvals, audit entries and pages are that deployment's, not the first one's."""
+    if incident.deployment_id == deployment.deployment_id:
+        return incident
+    return incident.model_copy(update={"deployment_id": deployment.deployment_id, "version": deployment.version})

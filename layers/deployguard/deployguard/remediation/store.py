@@ -1,6 +1,8 @@
 """Remediation state in the DeploymentsTable: attempts, circuit breakers, approvals.
 
-- attempts of one action for one incident: ``REMEDIATION#<incident>#<action>`` / ``REMEDIATION``
+- attempts of one action for one incident and deployment: ``REMEDIATION#<incident>#<deployment>#<action>`` /
+  ``REMEDIATION`` (per deployment: an incident grouped without the deployment acts on its latest alert's,
+  and the first release's rollback done does not make the second's "already done")
 - circuit breaker of a target (or ``global``): ``REMEDIATION-BREAKER#<scope>`` / ``REMEDIATION-BREAKER``
 - an approval request: ``APPROVAL#<id>`` / ``META``, in gsi1 under ``LOOP`` (``!P#``, read by the minute tick)
   while open
@@ -41,6 +43,11 @@ def _epoch(at: datetime) -> int:
     return int(at.timestamp())
 
 
+def _request_key(approval: Approval) -> str:
+    """The marker of an open request: one per incident, deployment and action."""
+    return f"{approval.incident_id}#{approval.deployment_id}#{approval.action}"
+
+
 class RemediationStore:
     def __init__(self, deployments: DeploymentRepository) -> None:
         self.deployments = deployments
@@ -55,20 +62,21 @@ class RemediationStore:
 
     # ------------------------------------------------------------------ attempts
 
-    def _attempts_key(self, incident_id: str, action: str) -> dict[str, str]:
-        pk, sk = keys.singleton_key(ATTEMPTS, f"{incident_id}#{action}")
+    def _attempts_key(self, incident_id: str, deployment_id: str, action: str) -> dict[str, str]:
+        pk, sk = keys.singleton_key(ATTEMPTS, f"{incident_id}#{deployment_id}#{action}")
         return {keys.PK: pk, keys.SK: sk}
 
-    def attempts(self, incident_id: str, action: str) -> dict[str, Any]:
-        item = self.table.get_item(Key=self._attempts_key(incident_id, action), ConsistentRead=True).get("Item")
+    def attempts(self, incident_id: str, deployment_id: str, action: str) -> dict[str, Any]:
+        key = self._attempts_key(incident_id, deployment_id, action)
+        item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
         return dict(item) if item else {}
 
-    def take_attempt(self, incident_id: str, action: str, max_attempts: int) -> int | None:
+    def take_attempt(self, incident_id: str, deployment_id: str, action: str, max_attempts: int) -> int | None:
         """Count one more attempt; its number, or None when ``max_attempts`` were used or it succeeded."""
         now = clock.now()
         try:
             resp = self.table.update_item(
-                Key=self._attempts_key(incident_id, action),
+                Key=self._attempts_key(incident_id, deployment_id, action),
                 UpdateExpression="ADD attempts :one SET last_attempt_at = :now, expires_at = :expires",
                 ConditionExpression="(attribute_not_exists(attempts) OR attempts < :max) AND "
                 "(attribute_not_exists(succeeded) OR succeeded = :false)",
@@ -87,9 +95,9 @@ class RemediationStore:
             raise
         return int(resp["Attributes"]["attempts"])
 
-    def record_outcome(self, incident_id: str, action: str, outcome: str, succeeded: bool) -> None:
+    def record_outcome(self, incident_id: str, deployment_id: str, action: str, outcome: str, succeeded: bool) -> None:
         self.table.update_item(
-            Key=self._attempts_key(incident_id, action),
+            Key=self._attempts_key(incident_id, deployment_id, action),
             UpdateExpression="SET last_outcome = :outcome, succeeded = :ok, expires_at = :expires",
             ExpressionAttributeValues={":outcome": outcome, ":ok": succeeded, ":expires": self._expires()},
         )
@@ -159,9 +167,9 @@ class RemediationStore:
         return item
 
     def request_approval(self, approval: Approval, ttl: timedelta) -> bool:
-        """Store a pending approval, once per incident and action while one is open."""
+        """Store a pending approval, once per incident, deployment and action while one is open."""
         if not self.deployments.claim_once(
-            APPROVAL_REQUEST, f"{approval.incident_id}#{approval.action}", ttl, approval_id=approval.approval_id
+            APPROVAL_REQUEST, _request_key(approval), ttl, approval_id=approval.approval_id
         ):
             return False
         approval.version_counter = 1
@@ -180,7 +188,8 @@ class RemediationStore:
         put_if_unchanged(self.table, self._approval_item(new), expected, f"approval {approval.approval_id}")
         approval.version_counter = expected + 1
         if new.status not in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED):
-            self.deployments.release(APPROVAL_REQUEST, f"{approval.incident_id}#{approval.action}")
+            # only this approval's request marker: an older request ending late never frees a newer one's
+            self.deployments.release(APPROVAL_REQUEST, _request_key(approval), approval_id=approval.approval_id)
         return approval
 
     def open_approvals(self) -> list[Approval]:

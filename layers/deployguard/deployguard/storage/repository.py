@@ -805,9 +805,29 @@ class DeploymentRepository:
             return None
         return dict(item)
 
-    def release(self, kind: str, key: str) -> None:
+    def release(self, kind: str, key: str, **owned_by: Any) -> bool:
+        """Delete a marker made by :meth:`claim_once`. With ``owned_by`` (an attribute given to
+        ``claim_once``, e.g. ``holder=...``) only while the marker still has those values: a lock whose
+        expiry let another holder take it is that holder's, never deleted by the first. True if deleted
+        (or there was nothing to delete without ``owned_by``)."""
         pk, sk = keys.singleton_key(kind, key)
-        self.table.delete_item(Key={keys.PK: pk, keys.SK: sk})
+        if not owned_by:
+            self.table.delete_item(Key={keys.PK: pk, keys.SK: sk})
+            return True
+        names = {f"#a{i}": name for i, name in enumerate(owned_by)}
+        values = {f":v{i}": value for i, value in enumerate(owned_by.values())}
+        try:
+            self.table.delete_item(
+                Key={keys.PK: pk, keys.SK: sk},
+                ConditionExpression=" AND ".join(f"#a{i} = :v{i}" for i in range(len(owned_by))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False  # someone else's now (or gone)
+            raise
+        return True
 
     # ------------------------------------------------------------------ paging
 

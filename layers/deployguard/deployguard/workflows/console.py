@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from deployguard import clock
 from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter, aws_error_code
-from deployguard.exceptions import ForbiddenError, IncidentStateError, NotAuthorizedError, TrafficShiftError
-from deployguard.incidents.escalation import Page, stopped_for_rollback
-from deployguard.incidents.models import Incident, IncidentStatus, TimelineEntry
+from deployguard.exceptions import ForbiddenError, NotAuthorizedError, TrafficShiftError
+from deployguard.incidents.escalation import Page
+from deployguard.incidents.models import Incident
 from deployguard.models import Assessment, Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Model, VerdictReason
 from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
 from deployguard.workflows.control import (
@@ -146,38 +145,18 @@ class OperationsConsole:
     def emergency_rollback(self, request: EmergencyRollbackRequest) -> EmergencyRollbackOutcome:
         return self.control.emergency_rollback(request)
 
+    # incident verbs go through the alert engine, as the CLI's do: issue trackers told, pages counted
+
     def acknowledge(self, incident_id: str, actor: str, notes: str) -> Incident:
-        return self.alerts.incidents.acknowledge(incident_id, actor, notes)
+        return self.alerts.acknowledge(incident_id, actor, notes)
 
     def resolve(self, incident_id: str, actor: str, notes: str) -> Incident:
-        return self.alerts.incidents.resolve(incident_id, actor, notes)
+        return self.alerts.resolve(incident_id, actor, notes)
 
     def escalate(self, incident_id: str, actor: str, notes: str) -> EscalationOutcome:
         """Page the incident's next escalation step now instead of when it is due."""
-        now = clock.now()
-
-        def bring_forward(incident: Incident) -> bool:
-            if incident.status != IncidentStatus.OPEN:
-                raise IncidentStateError(
-                    f"incident {incident.incident_id} is {incident.status.value}: only an open incident escalates"
-                )
-            if incident.escalation.policy is not None and stopped_for_rollback(incident):
-                incident.escalation.stopped_reason = None  # a person asks for the next page: it goes out
-            elif incident.escalation.policy is None or incident.escalation.next_at is None:
-                raise IncidentStateError(
-                    f"incident {incident.incident_id} has no escalation step left "
-                    f"({incident.escalation.stopped_reason or 'no escalation policy'})"
-                )
-            incident.escalation.next_at = now
-            incident.timeline.append(TimelineEntry(at=now, action="escalated", actor=actor, notes=notes))
-            return True
-
-        incident, _ = self.alerts.incident_store.update(incident_id, bring_forward)
-        self.alerts.repository.audit(
-            incident.deployment_id, "incident_escalated", actor, notes or "escalated", incident_id=incident_id
-        )
-        page = self.alerts.send_page(incident_id, now, by_person=True)  # counted in IncidentPages as every page
-        return EscalationOutcome(incident=self.alerts.incident_store.get(incident_id), page=page)
+        incident, page = self.alerts.escalate(incident_id, actor, notes)
+        return EscalationOutcome(incident=incident, page=page)
 
 
 def _live(
