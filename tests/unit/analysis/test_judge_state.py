@@ -123,8 +123,8 @@ def test_state_has_one_size_from_the_first_period_whatever_the_age() -> None:
     assert state is not None and state.periods == 240 and verdict.periods == 240
     assert sizes[5] == sizes[120] == sizes[1] == sizes[12] == sizes[240], sizes
     # five metrics, both versions, packed as float32 (12 latency alternatives, the rate wobble, the latency
-    # tests' weighted log values: 3,616 bytes)
-    assert sizes[120] < 3700, sizes
+    # tests' weighted log values, the p99's room for four awaiting periods: 3,808 bytes)
+    assert sizes[120] < 3900, sizes
 
 
 def test_a_state_with_a_gauge_and_a_shift_round_trips_exactly() -> None:

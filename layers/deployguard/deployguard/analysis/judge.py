@@ -43,8 +43,10 @@ A canary without enough evidence (too few invocations or periods) is inconclusiv
 never healthy; so is one whose guarded metric is missing (a CloudWatch error status,
 or no datapoint in a period its version was invoked: missing, never zero) unless the
 metric is ``optional``. Just after a traffic shift, latency and gauge evidence is told
-apart by shape: it counts only as far as the first period after the grace periods
-confirms it (a cold start decays, a regression persists). The confidence is the
+apart by shape: it counts only as far as every later period up to the first one after the grace
+periods confirms it (a cold start decays, a regression persists); a tail percentile whose lower
+percentile did not move (cold starts lift the tail only) waits up to twice the grace periods. The
+confidence is the
 canary's, not each metric's: its false-alarm budget is split over the metric tests judged
 at once by their ``budget_weight`` (a weighted Bonferroni split,
 ``JudgeSettings.threshold_for_share``; the default Lambda metrics give Throttles a fifth of
@@ -574,7 +576,7 @@ def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, thr
 MetricState = Annotated[RateState | LatencyState | GaugeState, Field(discriminator="kind")]
 
 
-_STATE_FORMAT = "deployguard-judge-state/6"
+_STATE_FORMAT = "deployguard-judge-state/7"
 _KINDS: dict[str, type[RateState] | type[LatencyState] | type[GaugeState]] = {
     "rate": RateState, "latency": LatencyState, "gauge": GaugeState,
 }  # fmt: skip
@@ -593,7 +595,7 @@ class JudgeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["deployguard-judge-state/6"]
+    format: Literal["deployguard-judge-state/7"]
     fingerprint: str
     ids: list[str] = Field(default_factory=list, description="every metric of the window, in order")
     periods: int = Field(default=0, ge=0, description="periods folded in so far (0..periods-1)")

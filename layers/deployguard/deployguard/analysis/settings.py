@@ -211,7 +211,10 @@ class JudgeSettings(BaseModel):
     min_canary_invocations: int = Field(default=50, ge=0, description="evidence needed before a canary can pass")
     min_periods: int = Field(default=3, ge=1, description="periods with canary traffic needed before it can pass")
     grace_periods: int = Field(
-        default=2, ge=0, description="periods after each traffic shift in which latency and gauges are not judged"
+        default=2,
+        ge=0,
+        description="periods after each traffic shift whose latency and gauge evidence counts only as far as the "
+        "periods after them confirm it (a p99 whose p50 did not move: up to twice as many)",
     )
     rate_grace_periods: int = Field(default=0, ge=0, description="the same for rates (errors, throttles)")
     max_inconclusive_periods: int = Field(
