@@ -12,7 +12,7 @@ def test_builtin_demo_reaches_every_decision(demo_run: DemoRun) -> None:
     text = demo_run.output
     rows = {line.split()[0]: line.split()[1:5] for line in text.splitlines() if "(sim)" in line}
     assert rows == {
-        "healthy-release": ["promoted", "10", "min", "(sim)"],
+        "healthy-release": ["promoted", "9", "min", "(sim)"],
         "regression-midway": ["rolled_back", "6", "min", "(sim)"],
         "codedeploy-canary": ["rolled_back", "2", "min", "(sim)"],
         "ecs-blue-green": ["rolled_back", "2", "min", "(sim)"],  # its window starts when production reached green

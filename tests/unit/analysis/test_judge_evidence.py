@@ -63,7 +63,7 @@ def test_a_gap_is_unknown_even_for_a_metric_with_a_fill_value() -> None:
     spec = errors.spec.model_copy(update={"fill_missing": 0.0})
     gap = DataGap(version="baseline", periods=[5], reason="CloudWatch returned Forbidden")
     verdict = judge_canary(_with(window, "errors", spec=spec, gaps=[gap]), JudgeSettings())
-    assert verdict.decision == Decision.INCONCLUSIVE and "Forbidden for the baseline's periods 5" in verdict.summary
+    assert verdict.decision == Decision.INCONCLUSIVE and "Forbidden for the baseline's period 5" in verdict.summary
 
 
 def test_optional_metric_may_be_missing() -> None:

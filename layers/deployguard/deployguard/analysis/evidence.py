@@ -202,6 +202,12 @@ def format_ranges(ranges: list[list[int]]) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
 
 
+def periods_of(ranges: list[list[int]]) -> str:
+    """[[3, 5], [9, 9]] -> 'periods 3-5, 9'; [[10, 10]] -> 'period 10'."""
+    one = len(ranges) == 1 and ranges[0][0] == ranges[0][1]
+    return f"{'period' if one else 'periods'} {format_ranges(ranges)}"
+
+
 class Missing(_State):
     """Periods a guarded metric lacks evidence for, per version: reported by CloudWatch (by
     reason), or silent (no datapoint although the version was invoked: missing, never zero)."""
@@ -219,10 +225,10 @@ class Missing(_State):
         out = []
         for side in ("canary", "baseline"):
             for reason, ranges in self.reported.get(side, {}).items():
-                out.append(f"{reason} for the {side}'s periods {format_ranges(ranges)}")
+                out.append(f"{reason} for the {side}'s {periods_of(ranges)}")
             if self.silent.get(side):
                 out.append(
-                    f"no datapoint for the {side} in periods {format_ranges(self.silent[side])} although it was"
+                    f"no datapoint for the {side} in {periods_of(self.silent[side])} although it was"
                     " invoked (missing, not zero)"
                 )
         return out

@@ -933,6 +933,51 @@ def judge_step(
     return state, _verdict(state, metrics, settings)
 
 
+def live_view(window: CanaryWindow) -> CanaryWindow:
+    """The window a live look judges (the canary's Assess task, the assessor's verdict, the post-traffic
+    hook): without its newest period while that period's datapoints are still arriving
+    (:func:`_newest_still_arriving`), else the window itself. Recordings (replay) are judged whole."""
+    return _without_newest(window) if _newest_still_arriving(window) else window
+
+
+def _without_newest(window: CanaryWindow) -> CanaryWindow:
+    """The window without its newest period (a traffic shift in that period is not in it)."""
+    n = window.periods - 1
+    since = window.periods_since_shift
+    return CanaryWindow.model_construct(
+        interval_seconds=window.interval_seconds,
+        canary_weight=window.canary_weight,
+        periods_since_shift=since - 1 if since is not None and since > 1 else None,
+        metrics=[
+            MetricWindow.model_construct(spec=m.spec, baseline=m.baseline[:n], canary=m.canary[:n], gaps=m.gaps)
+            for m in window.metrics
+        ],
+    )
+
+
+def _newest_still_arriving(window: CanaryWindow) -> bool:
+    """The newest period lacks a metric's datapoint for a version that was invoked in it, and CloudWatch
+    reported nothing wrong: its datapoints may still be arriving (metrics of the minute that just ended do
+    not all land at once). A live look judges it at the next look instead of reading it as missing
+    evidence now; a metric silent in earlier periods too is missing as ever (:func:`_fold`)."""
+    if window.periods < 2:
+        return False
+    metrics = {m.spec.id: m for m in window.metrics}
+    counts = _count_metric(metrics)
+    if counts is None:
+        return False
+    last = window.periods - 1
+    for side in ("canary", "baseline"):
+        if not (_at(getattr(counts, side), last) or 0.0) > 0:
+            continue
+        for m in window.metrics:
+            if m is counts or _at(getattr(m, side), last) is not None:
+                continue
+            if not any(g.version == side and last in g.periods for g in m.gaps):
+                return True
+    return False
+
+
 def judge_canary(window: CanaryWindow, settings: JudgeSettings) -> Verdict:
     """Failing, healthy or inconclusive, with a reason per metric, from periods 0..n-1."""
     return judge_step(None, window, settings, offset=0)[1]

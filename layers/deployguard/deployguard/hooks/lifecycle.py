@@ -396,7 +396,7 @@ class LifecycleHook:
     def _post_traffic(self, deployment: Deployment, deadline: float) -> Validated:
         # the judge, the metrics reader and the assessment: only after traffic moved (a pre-traffic
         # hook's cold start never loads them)
-        from deployguard.analysis.judge import judge_canary
+        from deployguard.analysis.judge import judge_canary, live_view
         from deployguard.aws.cloudwatch import MetricsReader
         from deployguard.workflows.assessment import assessment_from_verdict
 
@@ -413,6 +413,7 @@ class LifecycleHook:
         window = MetricsReader().canary_windows(
             [(windowed, service.judge.metrics)], now, service.canary.assessment_interval_seconds
         )[deployment.deployment_id]
+        window = live_view(window)  # the newest minute's datapoints may still be arriving
         # one look at the window: the false-alarm budget is spread over its periods
         judge_settings = service.judge.for_run(window.periods)
         verdict = judge_canary(window, judge_settings)

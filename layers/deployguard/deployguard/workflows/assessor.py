@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
 from deployguard.alerts.fields import RECENT_PERIODS
-from deployguard.analysis.judge import JudgeState, judge_canary, judge_step, state_fits
+from deployguard.analysis.judge import JudgeState, judge_canary, judge_step, live_view, state_fits
 from deployguard.analysis.scenario import truncate_window
 from deployguard.analysis.settings import resolve_spec
 from deployguard.aws.cloudwatch import (
@@ -593,12 +593,12 @@ def judge_tail(
     try:
         if settled > 0 and (state is None or settled >= state.periods):
             state, _ = judge_step(state, _settled(window, settled - offset), settings, offset=offset)
-        _, verdict = judge_step(state, window, settings, offset=offset)
+        _, verdict = judge_step(state, live_view(window), settings, offset=offset)
     except JudgeStateError:
         if offset:
             raise  # the periods before the offset were not read: the caller reads the whole window
         state = judge_step(None, _settled(window, settled), settings, offset=0)[0] if settled > 0 else None
-        verdict = judge_canary(window, settings)
+        verdict = judge_canary(live_view(window), settings)
     return verdict, ({**key, "state": state.dump()} if state is not None else None)
 
 

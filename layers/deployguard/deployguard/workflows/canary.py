@@ -442,7 +442,7 @@ class CanaryController:
 
     def assess(self, state: CanaryState, awaiting: bool = False) -> CanaryState:
         # the judge and the assessment: imported by the first Assess task, not by Validate's cold start
-        from deployguard.analysis.judge import judge_canary
+        from deployguard.analysis.judge import judge_canary, live_view
         from deployguard.workflows.assessment import assessment_from_verdict
 
         if self.reader is None:
@@ -458,6 +458,7 @@ class CanaryController:
         window = self.reader.canary_windows(
             [(deployment, service.judge.metrics)], now, plan.assessment_interval_seconds
         )[deployment.deployment_id]
+        window = live_view(window)  # the newest minute's datapoints may still be arriving: judged next look
         verdict = judge_canary(window, service.judge)
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
         self.repository.add_assessment(assessment)
