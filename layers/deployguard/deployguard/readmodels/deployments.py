@@ -83,6 +83,7 @@ class DeploymentPage(Model):
 _DURATION = re.compile(r"([0-9]{1,7})([mhdw])")  # ASCII digits only: "²d" is no duration
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_SINCE = timedelta(days=100 * 366)
+_PLUS_AS_SPACE = re.compile(r"^([0-9-]{10}T[0-9:.]{2,15}) ([0-9]{2}(?::?[0-9]{2})?)$")
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -95,6 +96,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         if back > MAX_SINCE:
             raise QueryError(f"since: {text!r} reaches back more than {MAX_SINCE.days // 366} years")
         return (now or clock.now()) - back
+    # a '+' typed into a URL arrives as a space (form decoding: API Gateway's and the local server's)
+    value = _PLUS_AS_SPACE.sub(r"\1+\2", value)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
