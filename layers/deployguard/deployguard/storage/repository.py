@@ -564,9 +564,12 @@ class DeploymentRepository:
         wanted = limit + extra
         budget = max(examine if examine is not None else wanted, wanted)
         found: list[tuple[str, Deployment]] = []
-        examined = 0
+        examined, page_size = 0, wanted
         while True:
-            resp = self.table.query(**kwargs, Limit=budget - examined if statuses else wanted)
+            # a filter's Limit counts the items examined: a page's worth first (a common status fills it at
+            # once), then twice as many each call, up to the budget (a rare one: a few calls, not one per page)
+            resp = self.table.query(**kwargs, Limit=min(page_size, budget - examined) if statuses else wanted)
+            page_size *= 2
             examined += int(resp.get("ScannedCount", len(resp.get("Items", []))))
             for item in resp.get("Items", []):
                 if before and item[keys.GSI2_SK] >= before:  # BETWEEN includes its upper bound
