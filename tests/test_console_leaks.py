@@ -97,7 +97,7 @@ def test_an_emergency_rollback_body_out_of_bounds_names_the_field_without_its_va
                            {"content-type": "application/json"}, json.dumps(body).encode(), claims)  # fmt: skip
     payload, errored = embedded.invoke("ConsoleWriteFunction", event)
     assert not errored and payload["statusCode"] == 400, payload
-    assert json.loads(payload["body"])["field"] == "confirm" and "typo-SECRET" not in payload["body"]
+    assert json.loads(payload["body"])["field"] == "body.confirm" and "typo-SECRET" not in payload["body"]
 
 
 def _get(server: ConsoleServer, path: str, headers: dict[str, str]) -> int:

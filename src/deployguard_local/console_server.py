@@ -266,7 +266,8 @@ class ConsoleServer:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+            # OPTIONS too: no route takes it, so it is API Gateway's 404 JSON (not http.server's 501 HTML page)
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
         return Handler
 

@@ -96,7 +96,7 @@ def _apply(conn: Connection, state_machine_arn: str | None, verb: str,
             repository = DeploymentRepository(res.table, retention_days=config.retention_days)
             local = res.local_dir is not None
             # an id or a unique prefix of one, as the read commands take it (an unknown one: not found, exit 2)
-            found = DeploymentReader(repository).get(deployment_id) if deployment_id else None
+            found = DeploymentReader(repository, prefixes=True).get(deployment_id) if deployment_id else None
             if local:  # the saved local state keeps no CodeDeploy deployments nor executions: say so first
                 from deployguard_local import local_state
 

@@ -243,7 +243,7 @@ def list_deliveries(table: str, deployment_id: str, as_json: bool, out: TextIO) 
     repository = DeploymentRepository(table)
     notifications = repository.notifications(deployment_id)
     if not notifications:  # not an id with deliveries: a deployment's id or prefix, as `deployments show` takes
-        deployment_id = DeploymentReader(repository).get(deployment_id).deployment_id
+        deployment_id = DeploymentReader(repository, prefixes=True).get(deployment_id).deployment_id
         notifications = repository.notifications(deployment_id)
     if as_json:
         print(json.dumps([n.model_dump(mode="json") for n in notifications], indent=2), file=out)

@@ -169,7 +169,7 @@ class Resources:
 
     @functools.cached_property
     def reader(self) -> DeploymentReader:
-        return DeploymentReader(DeploymentRepository(self.table))
+        return DeploymentReader(DeploymentRepository(self.table), prefixes=True)  # people type prefixes of ids
 
 
 def stack_outputs(stack: str) -> dict[str, str]:

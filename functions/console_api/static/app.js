@@ -261,7 +261,10 @@ async function showHistory(append) {
       body));
   }
   body.append(...deploymentRows(page.items));
-  if (!page.items.length && !append) $("history").replaceChildren(h("p", {}, "No deployment matches."));
+  // a status filter searches a bounded number of deployments a request: none found yet may not be none at all
+  if (!page.items.length && !append) $("history").replaceChildren(h("p", {}, page.next_cursor
+    ? "No match among the deployments searched so far: Load more searches further back."
+    : "No deployment matches."));
 }
 
 async function showServices() {

@@ -10,6 +10,11 @@ function fails plainly instead of half-working. Input goes through :mod:`deployg
 bounds first (path, query and body sizes, JSON depth), then the routes' own (id patterns, lengths);
 every refusal is a 400 whose message names the field.
 
+Every error answers one shape, :class:`ErrorBody`: ``{"message": ..., "field": ...}``, ``field`` only for bad
+input, named by where it is: ``path.<name>``, ``query.<name>``, ``body.<name>`` (dotted into nested bodies),
+``header.content-type``, or a whole part (``path``, ``query``, ``body``). Unknown routes (404) and a body
+that is not JSON (415) answer the same shape, not Powertools' own.
+
 Reads: active canaries, deployments with filters, one deployment's history export and timeline,
 incidents, services. Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a
 service, incident acknowledge / escalate / resolve. Every /api route needs an authorised caller
@@ -25,7 +30,10 @@ import re
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -145,11 +153,30 @@ class EmergencyRollbackBody(Body):
 
 
 class ErrorBody(BaseModel):
+    """Every error's body (401, 403, 404, 409, 415, 400, 502)."""
+
+    model_config = ConfigDict(extra="forbid")
     message: str
-    field: str | None = Field(default=None, description="the field at fault (bad input)")
+    field: str | None = Field(
+        default=None,
+        description="bad input only (absent otherwise): where the fault is, path.<name>, query.<name>, "
+        "body.<name> (dotted into nested fields), header.content-type, or a whole part: path, query, body",
+    )
 
 
 # --------------------------------------------------------------------------- errors
+
+
+LOCATIONS = ("path", "query", "body", "header", "request")
+PATH_FIELDS = frozenset({"deployment_id", "incident_id", "service", "verb"})
+
+
+def located(field: str) -> str:
+    """A field named by where it is (``body.from_version``): the workflows and their models name a field
+    alone (``confirm``, ``from_version``), which in a console request is the body's, or the path's id."""
+    if field.split(".", 1)[0] in LOCATIONS:
+        return field
+    return f"path.{field}" if field in PATH_FIELDS else f"body.{field}"
 
 
 def error_response(status: int, exc: Exception) -> Response[str]:
@@ -159,8 +186,22 @@ def error_response(status: int, exc: Exception) -> Response[str]:
         match = re.match(r"([a-z_][a-z0-9_.]*): ", str(exc))
         named = exc.field or (match.group(1) if match else None)
         if named:
-            body["field"] = named
+            body["field"] = located(named)
     return Response(status, content_types.APPLICATION_JSON, json.dumps(body))
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[str]:
+    """An unknown route (or method): the console's error shape, not Powertools' ``{"statusCode", ...}``."""
+    return error_response(404, NotFoundError("no such route"))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response[str]:
+    """A body sent as another type than JSON (Powertools would answer ``{"statusCode": 415, "detail": ...}``)."""
+    return error_response(
+        415, InvalidEventError(f"{WHAT}: the body must be sent as application/json", field="header.content-type")
+    )
 
 
 @app.exception_handler(NotAuthorizedError)
@@ -206,31 +247,51 @@ def _upstream(exc: Exception) -> Response[str]:
     return error_response(502, Exception(f"AWS refused the action: {code or type(exc).__name__} (details in the log)"))
 
 
-ERRORS: dict[int, Any] = {
-    401: {"description": "no authorised caller", "content": {"application/json": {"model": ErrorBody}}},
-    404: {"description": "not found", "content": {"application/json": {"model": ErrorBody}}},
+ERROR_DESCRIPTIONS = {
+    400: "bad input: path, query or body outside its bounds (field names it)",
+    401: "no authorised caller",
+    403: "the caller may not write",
+    404: "no such deployment, incident or service",
+    409: "not possible in the current state",
+    415: "the body is not application/json (field: header.content-type)",
+    502: "AWS refused the action (its error code; the details are in the log)",
 }
-WRITE_ERRORS: dict[int, Any] = {
-    **ERRORS,
-    400: {
-        "description": "bad input (the message names the field)",
-        "content": {"application/json": {"model": ErrorBody}},
-    },
-    403: {"description": "the caller may not write", "content": {"application/json": {"model": ErrorBody}}},
-    409: {"description": "not possible in the current state", "content": {"application/json": {"model": ErrorBody}}},
-    502: {"description": "AWS refused the action", "content": {"application/json": {"model": ErrorBody}}},
-}
+
+
+def documented(*errors: int, ok: str = "OK", content: dict[str, Any] | None = None) -> dict[int, Any]:
+    """A route's responses for the OpenAPI document: 200 (the route's return model unless ``content``
+    says otherwise) and the errors it answers, each an :class:`ErrorBody`. Powertools documents only what
+    ``responses`` lists once it is given, and adds a 422 no route answers (removed in :func:`openapi_document`)."""
+    responses: dict[int, Any] = {200: {"description": ok} | ({"content": content} if content else {})}
+    for status in sorted(errors):
+        responses[status] = {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+    return responses
+
+
+READ = (400, 401)  # every /api route: the inbound bounds (400) and the identity (401) come first
+READ_ONE = (*READ, 404)
+WRITE = (*READ, 403, 409, 415)  # an emergency rollback of a service without deployments: 409, not 404
 
 # --------------------------------------------------------------------------- reads
 
 
-@app.get("/api/canaries", tags=["deployments"], responses=ERRORS, summary="Deployments in flight")
+@app.get("/api/canaries", tags=["deployments"], responses=documented(*READ), summary="Deployments in flight")
 def active_canaries() -> list[CanaryCard]:
     caller()
     return console().active()
 
 
-@app.get("/api/deployments", tags=["deployments"], summary="Deployments, newest first, with filters")
+@app.get(
+    "/api/deployments",
+    tags=["deployments"],
+    responses=documented(*READ),
+    summary="Deployments, newest first, with filters",
+    description="A status filter examines at most 1,000 deployments a request: a page may hold fewer than limit "
+    "items (even none) and still a next_cursor; follow it to go on. Ids are exact (no prefixes).",
+)
 def list_deployments(
     service: Annotated[str | None, Query(max_length=200)] = None,
     environment: Annotated[str | None, Query(max_length=200)] = None,
@@ -261,13 +322,23 @@ def _query_field(exc: QueryError) -> InvalidEventError:
     return InvalidEventError(f"{WHAT}: field {field}: {detail or exc}", field=field)
 
 
-@app.get("/api/deployments/<deployment_id>", tags=["deployments"], summary="Everything recorded about a deployment")
+@app.get(
+    "/api/deployments/<deployment_id>",
+    tags=["deployments"],
+    responses=documented(*READ_ONE),
+    summary="Everything recorded about a deployment (its exact id)",
+)
 def deployment_history(deployment_id: DeploymentId) -> DeploymentHistory:
     caller()
     return console().history(deployment_id)
 
 
-@app.get("/api/deployments/<deployment_id>/timeline", tags=["deployments"], summary="One deployment in time order")
+@app.get(
+    "/api/deployments/<deployment_id>/timeline",
+    tags=["deployments"],
+    responses=documented(*READ_ONE),
+    summary="One deployment in time order",
+)
 def deployment_timeline(
     deployment_id: DeploymentId,
 ) -> list[TimelineItem]:
@@ -279,7 +350,15 @@ def deployment_timeline(
     "/api/deployments/<deployment_id>/report",
     tags=["deployments"],
     summary="The deployment's health report (deployguard.reporting): html, md or json",
-    responses={200: {"description": "the report", "content": {"text/html": {}, "text/markdown": {}}}},
+    responses=documented(
+        *READ_ONE,
+        ok="the report",
+        content={
+            "text/html": {"schema": {"type": "string"}},
+            "text/markdown": {"schema": {"type": "string"}},
+            "application/json": {"model": DeploymentHistory},
+        },
+    ),
 )
 def deployment_report(
     deployment_id: DeploymentId,
@@ -290,13 +369,20 @@ def deployment_report(
     return Response(200, CONTENT_TYPES[format], render(history, format))
 
 
-@app.get("/api/services", tags=["services"], summary="Services with their latest deployment")
+@app.get(
+    "/api/services", tags=["services"], responses=documented(*READ), summary="Services with their latest deployment"
+)
 def services() -> list[ServiceCard]:
     caller()
     return console().services()
 
 
-@app.get("/api/incidents", tags=["incidents"], summary="Open incidents (all recent ones with all=true)")
+@app.get(
+    "/api/incidents",
+    tags=["incidents"],
+    responses=documented(*READ),
+    summary="Open incidents (all recent ones with all=true)",
+)
 def incidents(
     all: Annotated[bool, Query(description="include acknowledged and resolved incidents")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -305,13 +391,18 @@ def incidents(
     return console().incidents(include_resolved=all, limit=limit)
 
 
-@app.get("/api/incidents/<incident_id>", tags=["incidents"], summary="One incident with its timeline")
+@app.get(
+    "/api/incidents/<incident_id>",
+    tags=["incidents"],
+    responses=documented(*READ_ONE),
+    summary="One incident with its timeline",
+)
 def incident(incident_id: IncidentId) -> Incident:
     caller()
     return console().incident(incident_id)
 
 
-@app.get("/api/whoami", tags=["console"], summary="The caller and whether it may write")
+@app.get("/api/whoami", tags=["console"], responses=documented(*READ), summary="The caller and whether it may write")
 def whoami() -> Caller:
     return caller()
 
@@ -322,7 +413,7 @@ def whoami() -> Caller:
 @app.post(
     "/api/deployments/<deployment_id>/control/<verb>",
     tags=["control"],
-    responses=WRITE_ERRORS,
+    responses=documented(*WRITE, 404, 502),
     summary="promote, abort, pause, resume, retry, skip_analysis or approve a canary",
 )
 def control(
@@ -336,7 +427,7 @@ def control(
 @app.post(
     "/api/services/<service>/emergency-rollback",
     tags=["services"],
-    responses=WRITE_ERRORS,
+    responses=documented(*WRITE, 502),
     summary="Put a service back on its last known good version",
 )
 def emergency_rollback(service: ServiceName, body: EmergencyRollbackBody) -> EmergencyRollbackOutcome:
@@ -344,17 +435,17 @@ def emergency_rollback(service: ServiceName, body: EmergencyRollbackBody) -> Eme
     return console().emergency_rollback(request)
 
 
-@app.post("/api/incidents/<incident_id>/acknowledge", tags=["incidents"], responses=WRITE_ERRORS)
+@app.post("/api/incidents/<incident_id>/acknowledge", tags=["incidents"], responses=documented(*WRITE, 404))
 def acknowledge(incident_id: IncidentId, body: NotesBody) -> Incident:
     return console().acknowledge(incident_id, actor(), body.notes)
 
 
-@app.post("/api/incidents/<incident_id>/escalate", tags=["incidents"], responses=WRITE_ERRORS)
+@app.post("/api/incidents/<incident_id>/escalate", tags=["incidents"], responses=documented(*WRITE, 404))
 def escalate(incident_id: IncidentId, body: NotesBody) -> EscalationOutcome:
     return console().escalate(incident_id, actor(), body.notes)
 
 
-@app.post("/api/incidents/<incident_id>/resolve", tags=["incidents"], responses=WRITE_ERRORS)
+@app.post("/api/incidents/<incident_id>/resolve", tags=["incidents"], responses=documented(*WRITE, 404))
 def resolve(incident_id: IncidentId, body: ResolveBody) -> Incident:
     return console().resolve(incident_id, actor(), body.notes)
 
@@ -380,6 +471,14 @@ def openapi_document() -> dict[str, Any]:
         security=[{"sigv4": []}, {"bearer": []}],
     )
     document: dict[str, Any] = json.loads(text)
+    # Powertools documents a 422 on every route (its request validation's): the console answers 400 instead
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        if f'"#/components/schemas/{unused}"' not in json.dumps(document["paths"]):
+            schemas.pop(unused, None)
     return document
 
 

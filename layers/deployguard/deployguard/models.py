@@ -108,7 +108,13 @@ class CanaryControl(Model):
     promote_requested: bool = Field(default=False, description="skip the remaining steps at the next assessment")
     skip_analysis: bool = Field(default=False, description="emergency fix: verdicts are recorded, never acted on")
     awaiting_approval: bool = Field(default=False, description="waiting for a person before 100% of traffic")
-    approval_token: str | None = Field(default=None, description="Step Functions task token of that wait")
+    approval_token: str | None = Field(
+        default=None,
+        exclude=True,
+        description="Step Functions task token of that wait: whoever holds it can answer the wait "
+        "(SendTaskSuccess), so it is never serialised (no API response, report, export, CLI output or schema "
+        "carries it); only the deployment's stored record keeps it (DeploymentRepository._deployment_item)",
+    )
     last_action: str | None = None
     last_actor: str | None = None
     last_action_at: datetime | None = None

@@ -105,7 +105,7 @@ def test_get_by_prefix_and_history_with_timeline(repo: DeploymentRepository, sim
 
     sim_clock.advance(5)
     repo.update_deployment(deployment.deployment_id, rolled_back)
-    reader = DeploymentReader(repo)
+    reader = DeploymentReader(repo, prefixes=True)  # the CLI's reader: ids or unique prefixes
     history = reader.history(deployment.deployment_id[:8])
     assert history.deployment.deployment_id == deployment.deployment_id
     assert history.outcome.exit_code == 1

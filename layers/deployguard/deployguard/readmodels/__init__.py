@@ -4,7 +4,7 @@ A workflow-floor package (it composes :mod:`deployguard.storage`, the incidents 
 and the ground models; it writes nothing):
 
 - :class:`DeploymentReader` (``deployments.py``): lists with filters (service, environment,
-  statuses, since), newest first, paged through the indexes; one deployment by id or prefix;
+  statuses, since), newest first, paged through the indexes; one deployment by id (the CLI: or prefix);
   :meth:`DeploymentReader.history` (everything recorded); :meth:`DeploymentReader.wait` (the CI gate).
 - :class:`DeploymentHistory` (``history.py``): the JSON export, schema ``deployguard-history/1``
   (:func:`history_json_schema`); :func:`timeline` merges it into one list in time order;

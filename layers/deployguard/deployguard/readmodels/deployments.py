@@ -15,7 +15,8 @@ Typical use::
     page = reader.page(DeploymentQuery(service="checkout-api", since=..., limit=20))
     for d in page.items: ...
     page = reader.page(query.model_copy(update={"cursor": page.next_cursor}))
-    history = reader.history("dg-1234")            # DeploymentHistory, the JSON export
+    history = reader.history("dg-1234")            # DeploymentHistory, the JSON export (exact id; a
+                                                   # unique prefix with DeploymentReader(..., prefixes=True))
     outcome = reader.outcome("dg-1234")            # GateOutcome: exit code for CI
 """
 
@@ -64,14 +65,25 @@ class DeploymentQuery(Model):
         return value
 
 
+MAX_EXAMINED = 1000
+"""Deployments one page request examines with a status filter (DynamoDB reads the ones the filter drops), shared
+by the service/environment pairs it reads (each at least ``limit + 1``): a rare status over a long history
+answers a page with fewer items than ``limit``, even none, and a ``next_cursor`` to go on from where it stopped."""
+
+
 class DeploymentPage(Model):
     items: list[Deployment]
-    next_cursor: str | None = Field(default=None, description="pass as cursor for the next page; None at the end")
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as cursor for the next page; None at the end. With a status filter a page examines at most "
+        "1,000 deployments: it may hold fewer items than limit (even none) and still a next_cursor to go on",
+    )
 
 
 _DURATION = re.compile(r"([0-9]{1,7})([mhdw])")  # ASCII digits only: "²d" is no duration
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_SINCE = timedelta(days=100 * 366)
+_PLUS_AS_SPACE = re.compile(r"^([0-9-]{10}T[0-9:.]{2,15}) ([0-9]{2}(?::?[0-9]{2})?)$")
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -84,6 +96,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         if back > MAX_SINCE:
             raise QueryError(f"since: {text!r} reaches back more than {MAX_SINCE.days // 366} years")
         return (now or clock.now()) - back
+    # a '+' typed into a URL arrives as a space (form decoding: API Gateway's and the local server's)
+    value = _PLUS_AS_SPACE.sub(r"\1+\2", value)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -110,12 +124,20 @@ def _decode_cursor(cursor: str) -> str:
     return before
 
 
+PREFIX_RECENT = 200  # a prefix (CLI only) is matched against the ids of this many newest deployments
+
+
 class DeploymentReader:
     """Read-only view of deployments and their history."""
 
-    def __init__(self, repository: DeploymentRepository, incidents: IncidentRepository | None = None) -> None:
+    def __init__(
+        self, repository: DeploymentRepository, incidents: IncidentRepository | None = None, *, prefixes: bool = False
+    ) -> None:
+        """``prefixes``: :meth:`get` also takes a unique prefix of a recent deployment's id (the CLI's, for people
+        typing ids); without it (the console API) an id is exact, and an unknown one costs one GetItem."""
         self.repository = repository
         self.incidents = incidents or IncidentRepository(repository)
+        self.prefixes = prefixes
 
     # ------------------------------------------------------------------ lists
 
@@ -127,16 +149,30 @@ class DeploymentReader:
             return self._active(query)
         pairs = self._pairs(query)
         found: list[tuple[str, Deployment]] = []
+        examine = max(query.limit + 1, MAX_EXAMINED // max(len(pairs), 1))
+        frontier: str | None = None  # the newest key down to which every pair was examined, if any stopped short
         for service, environment in pairs:
-            found += self.repository.deployments_page(
-                service, environment, before=before, since=query.since, statuses=statuses, limit=query.limit + 1
+            items, stopped = self.repository.deployments_page(
+                service,
+                environment,
+                before=before,
+                since=query.since,
+                statuses=statuses,
+                limit=query.limit + 1,
+                examine=examine,
             )
+            found += items
+            if stopped is not None and (frontier is None or stopped > frontier):
+                frontier = stopped
+        if frontier is not None:  # older than the frontier, some pair was not examined: not known yet
+            found = [pair for pair in found if pair[0] >= frontier]
         newest = heapq.nlargest(query.limit + 1, found, key=lambda pair: pair[0])
         page = newest[: query.limit]
-        more = len(newest) > query.limit
-        return DeploymentPage(
-            items=[d for _, d in page], next_cursor=_encode_cursor(page[-1][0]) if more and page else None
-        )
+        if len(newest) > query.limit:
+            next_cursor: str | None = _encode_cursor(page[-1][0])
+        else:  # every match down to the frontier is on this page (perhaps none): go on below it
+            next_cursor = _encode_cursor(frontier) if frontier is not None else None
+        return DeploymentPage(items=[d for _, d in page], next_cursor=next_cursor)
 
     def _pairs(self, query: DeploymentQuery) -> list[tuple[str, str]]:
         if query.service and query.environment:
@@ -171,11 +207,14 @@ class DeploymentReader:
     # ------------------------------------------------------------------ one deployment
 
     def get(self, deployment_id: str) -> Deployment:
-        """A deployment by id, or by a unique prefix of a recent one's id."""
+        """A deployment by its exact id (one GetItem); with ``prefixes`` (the CLI), else by a unique prefix of the
+        id of one of the :data:`PREFIX_RECENT` newest deployments or a running one."""
         found = self.repository.find_deployment(deployment_id)
         if found is not None:
             return found
-        recent = self.page(DeploymentQuery(limit=500)).items + self.active()
+        if not self.prefixes:
+            raise NotFoundError(f"deployment {deployment_id} not found")
+        recent = self.page(DeploymentQuery(limit=PREFIX_RECENT)).items + self.active()
         matches = {d.deployment_id: d for d in recent if d.deployment_id.startswith(deployment_id)}
         if len(matches) == 1:
             return next(iter(matches.values()))
@@ -239,4 +278,4 @@ class DeploymentReader:
             sleep(min(poll_seconds, remaining))
 
 
-__all__ = ["DeploymentPage", "DeploymentQuery", "DeploymentReader", "QueryError", "parse_since"]
+__all__ = ["MAX_EXAMINED", "DeploymentPage", "DeploymentQuery", "DeploymentReader", "QueryError", "parse_since"]

@@ -220,6 +220,8 @@ class DeploymentRepository:
 
     def _deployment_item(self, deployment: Deployment) -> dict[str, Any]:
         item = _to_item(deployment)
+        if deployment.control.approval_token:  # never serialised (models.CanaryControl): the record alone keeps it
+            item["control"]["approval_token"] = deployment.control.approval_token
         started = keys.time_key(deployment.started_at)
         item.update(
             {
@@ -525,11 +527,15 @@ class DeploymentRepository:
         since: datetime | None = None,
         statuses: list[str] | None = None,
         limit: int = 50,
-    ) -> list[tuple[str, Deployment]]:
-        """Deployments of one service/environment, newest first, with their sort keys (for paging).
+        examine: int | None = None,
+    ) -> tuple[list[tuple[str, Deployment]], str | None]:
+        """Deployments of one service/environment, newest first, with their sort keys (for paging), and where
+        the search stopped short: None, or the sort key of the last item examined when ``examine`` items were
+        read without finding ``limit`` (every item from the newest down to that key was examined).
 
         ``before`` is a sort key returned earlier (keyset paging); ``since`` keeps deployments that
-        started at or after it; ``statuses`` keeps those in one of the statuses.
+        started at or after it; ``statuses`` keeps those in one of the statuses (a filter: DynamoDB reads the
+        items it drops, so ``examine`` bounds what one call reads however long the history).
         """
         condition = "gsi2pk = :pk"
         values: dict[str, Any] = {":pk": keys.service_env_pk(service, environment)}
@@ -548,20 +554,33 @@ class DeploymentRepository:
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": values,
             "ScanIndexForward": False,
-            "Limit": limit,
         }
         if statuses:
             names = [f":st{i}" for i in range(len(statuses))]
             kwargs["FilterExpression"] = f"#status IN ({', '.join(names)})"
             kwargs["ExpressionAttributeNames"] = {"#status": "status"}
             values.update(dict(zip(names, statuses, strict=True)))
-        found = []
         extra = 1 if before and low else 0  # BETWEEN may return the ``before`` item itself
-        for item in self._query(max_items=limit + extra, **kwargs):
-            if before and item[keys.GSI2_SK] >= before:  # BETWEEN includes its upper bound
-                continue
-            found.append((str(item[keys.GSI2_SK]), _from_item(Deployment, item)))
-        return found[:limit]
+        wanted = limit + extra
+        budget = max(examine if examine is not None else wanted, wanted)
+        found: list[tuple[str, Deployment]] = []
+        examined, page_size = 0, wanted
+        while True:
+            # a filter's Limit counts the items examined: a page's worth first (a common status fills it at
+            # once), then twice as many each call, up to the budget (a rare one: a few calls, not one per page)
+            resp = self.table.query(**kwargs, Limit=min(page_size, budget - examined) if statuses else wanted)
+            page_size *= 2
+            examined += int(resp.get("ScannedCount", len(resp.get("Items", []))))
+            for item in resp.get("Items", []):
+                if before and item[keys.GSI2_SK] >= before:  # BETWEEN includes its upper bound
+                    continue
+                found.append((str(item[keys.GSI2_SK]), _from_item(Deployment, item)))
+            start = resp.get("LastEvaluatedKey")
+            if len(found) >= limit or not start:
+                return found[:limit], None
+            if examined >= budget:
+                return found, str(start[keys.GSI2_SK])
+            kwargs["ExclusiveStartKey"] = start
 
     # ------------------------------------------------------------------ history
 
@@ -752,6 +771,17 @@ class DeploymentRepository:
 
     def assessments(self, deployment_id: str) -> list[Assessment]:
         return [_from_item(Assessment, i) for i in self._history(deployment_id, keys.ASSESSMENT)]
+
+    def latest_assessment(self, deployment_id: str) -> Assessment | None:
+        """The deployment's newest assessment: one item read (a reverse Query, Limit 1), however long it has run."""
+        items = self._query(
+            1,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": keys.deployment_pk(deployment_id), ":prefix": keys.ASSESSMENT},
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        return next((_from_item(Assessment, i) for i in items), None)
 
     def audit_trail(self, deployment_id: str) -> list[AuditEntry]:
         """The deployment's audit entries in the order they were written: by time, and within one instant

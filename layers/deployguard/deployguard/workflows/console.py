@@ -108,8 +108,8 @@ class OperationsConsole:
         return cards
 
     def latest_assessment(self, deployment_id: str) -> Assessment | None:
-        assessments = self.reader.repository.assessments(deployment_id)
-        return assessments[-1] if assessments else None
+        """The newest assessment only (one item read: the page polls this for every canary every few seconds)."""
+        return self.reader.repository.latest_assessment(deployment_id)
 
     def deployments(self, query: DeploymentQuery) -> DeploymentPage:
         return self.reader.page(query)
