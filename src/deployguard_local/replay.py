@@ -15,8 +15,9 @@ gives on periods 0..i, its state carried from look to look), as it would have be
   ("errors: missing evidence: not in the recording ..."), so it is never promoted. Guarded
   are the ``--config`` settings' metrics when they name them (``judge.metrics`` or
   ``judge.metrics_preset``), otherwise the default metric set of the recording's namespace
-  (AWS/Lambda: invocations, errors, throttles, and Duration, recorded when any of its
-  percentiles is; AWS/ApplicationELB: the ``alb`` preset): ``scenario.configured_metrics``.
+  when it holds any of its metrics (AWS/Lambda: invocations, errors, throttles, and Duration,
+  recorded when any of its percentiles is; AWS/ApplicationELB: the ``alb`` preset):
+  ``scenario.configured_metrics``.
 
 With ``--json`` one line per scenario, as the benchmark's replay contract says:
 ``{"scenario": NAME, "decision": "rollback|promote|hold", "decided_at": PERIOD, "reason": ...}``;

@@ -146,8 +146,26 @@ def test_the_default_metric_set_is_that_of_the_recordings_namespace(
     custom["metrics"].append({"id": "cpu", "namespace": "Shop", "name": "CPU", "stat": "Average",
                               "baseline": [40.0] * 20, "canary": [40.5] * 20})  # fmt: skip
     custom["metrics"] = [m for m in custom["metrics"] if m["id"] != "invocations"]
-    [row] = run(capsys, str(write(tmp_path, "custom.json", custom)))
-    assert "not in the recording" not in row["reason"]  # a namespace without default metrics guards what it has
+    unnamed = dict(
+        custom, name="unnamed", metrics=[{k: v for k, v in custom["metrics"][0].items() if k != "namespace"}]
+    )
+    rows = {
+        r["scenario"]: r
+        for r in run(capsys, str(write(tmp_path, "custom.json", custom)), str(write(tmp_path, "unnamed.json", unnamed)))
+    }
+    # a namespace without default metrics, or custom metrics whose namespace was left to default: what it has
+    assert all("not in the recording" not in r["reason"] for r in rows.values()), rows
+    alb = {
+        "format": "deployguard-scenario/1", "name": "alb", "intervals": 20, "canary_weight": 0.1,
+        "metrics": [
+            {"id": "requests", "namespace": "AWS/ApplicationELB", "name": "RequestCount", "stat": "Sum",
+             "baseline": [900.0] * 20, "canary": [100.0] * 20},
+            {"id": "latency_p50", "namespace": "AWS/ApplicationELB", "name": "TargetResponseTime", "stat": "p50",
+             "baseline": [0.1] * 20, "canary": [0.1] * 20},
+        ],
+    }  # fmt: skip
+    [row] = run(capsys, str(write(tmp_path, "alb.json", alb)))
+    assert row["decision"] == "hold" and row["reason"].startswith("errors: missing evidence: not in the recording")
 
 
 def test_judge_canary_sees_a_metric_the_settings_name_but_the_window_lacks_as_missing() -> None:

@@ -173,18 +173,18 @@ NOT_RECORDED = "not in the recording"
 def configured_metrics(scenario: Scenario, settings: JudgeSettings | None = None) -> list[MetricSpec]:
     """The metrics a recording is judged as guarding: the settings' metrics when they name them
     (``judge.metrics`` or ``judge.metrics_preset`` given); otherwise the default metric set of each
-    namespace the recording reads (``AWS/Lambda``: invocations, errors, throttles, duration p50
-    and p99; ``AWS/ApplicationELB``: the ``alb`` preset), where the percentiles of one latency
+    namespace the recording reads one of the set's metrics of (``AWS/Lambda``: invocations, errors,
+    throttles, duration p50 and p99; ``AWS/ApplicationELB``: the ``alb`` preset), where the percentiles of one latency
     metric count as recorded when any of them is (a recording of a configuration that guards
     only the p99, or only the p50, of Duration). Other namespaces have no default set."""
     if settings is not None and "metrics" in settings.model_fields_set:
         return list(settings.metrics)
-    namespaces = {m.namespace for m in scenario.metrics}
+    recorded = {(m.namespace, m.name) for m in scenario.metrics}
     out: list[MetricSpec] = []
     for preset in METRIC_PRESETS.values():
         specs = preset()
-        if not any(spec.namespace in namespaces for spec in specs):
-            continue
+        if not any((spec.namespace, spec.name) in recorded for spec in specs):
+            continue  # not a recording of that kind (a custom metric's namespace may be left to default)
         for spec in specs:
             recorded_percentile = percentile_of_stat(spec.stat) is not None and any(
                 (m.namespace, m.name) == (spec.namespace, spec.name) and percentile_of_stat(m.stat) is not None
