@@ -352,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
     parser.add_argument("--seeds", help="several seeds, comma-separated (e.g. 1,2,3); overrides --seed")
-    parser.add_argument("--per-family", type=int, default=40, help="scenarios per family (default 40: 520 in all)")
+    parser.add_argument(
+        "--per-family", type=int, default=40, help="scenarios per family (default 40: 720 in all, 18 families)"
+    )
     parser.add_argument("--out", help="keep the corpora and judge_bench JSON here (default: temporary)")
     parser.add_argument("--only", help="run only the sections whose name contains this")
     return parser

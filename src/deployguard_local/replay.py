@@ -6,8 +6,18 @@ gives on periods 0..i, its state carried from look to look), as it would have be
 
 - the first failing verdict rolls back, at that period;
 - otherwise, at the last period, a healthy verdict promotes; an inconclusive one holds
-  (or, with ``on_no_evidence: rollback``, rolls back once ``max_inconclusive_periods``
-  inconclusive verdicts have passed). No traffic is never promoted.
+  (or, with ``on_no_evidence: rollback``, rolls back once more than ``max_inconclusive_periods``
+  inconclusive verdicts have passed, counted as live: only the looks after the step's bake
+  time, the configuration's ``canary.step_duration_seconds``, 300 s by default). No traffic is
+  never promoted. The recording is one step baked for its whole length: live, a healthy
+  verdict after the bake time promotes (or advances) at once, replay promotes at its end.
+- a guarded metric the recording does not hold at all is missing evidence in every period
+  ("errors: missing evidence: not in the recording ..."), so it is never promoted. Guarded
+  are the ``--config`` settings' metrics when they name them (``judge.metrics`` or
+  ``judge.metrics_preset``), otherwise the default metric set of the recording's namespace
+  when it holds any of its metrics (AWS/Lambda: invocations, errors, throttles, and Duration,
+  recorded when any of its percentiles is; AWS/ApplicationELB: the ``alb`` preset):
+  ``scenario.configured_metrics``.
 
 With ``--json`` one line per scenario, as the benchmark's replay contract says:
 ``{"scenario": NAME, "decision": "rollback|promote|hold", "decided_at": PERIOD, "reason": ...}``;
@@ -37,6 +47,7 @@ from deployguard.analysis.scenario import (
     metric_specs_from_scenario,
     scenario_window,
     truncate_window,
+    unrecorded_metrics,
 )
 from deployguard.analysis.settings import JudgeSettings
 from deployguard.exceptions import ConfigError, ScenarioError
@@ -67,10 +78,21 @@ def run_settings(scenario: Scenario, settings: JudgeSettings) -> JudgeSettings:
     return settings.for_run(scenario.intervals)
 
 
-def replay_scenario(scenario: Scenario, settings: JudgeSettings) -> ReplayResult:
-    """Judge one scenario period by period, using at period i only periods 0..i."""
+DEFAULT_STEP_SECONDS = 300  # CanaryPlan.step_duration_seconds's default
+
+
+def replay_scenario(
+    scenario: Scenario, settings: JudgeSettings, step_seconds: int = DEFAULT_STEP_SECONDS
+) -> ReplayResult:
+    """Judge one scenario period by period, using at period i only periods 0..i.
+
+    Inconclusive verdicts count towards ``on_no_evidence: rollback`` as the canary workflow counts
+    them live: only once the step has baked ``step_seconds`` (the look after period i comes
+    (i + 1) periods after the traffic shift at period 0)."""
     settings = run_settings(scenario, settings)
-    window = scenario_window(scenario, metric_specs_from_scenario(scenario, settings))
+    window = scenario_window(
+        scenario, metric_specs_from_scenario(scenario, settings), unrecorded_metrics(scenario, settings)
+    )
     inconclusive = 0
     verdict = None
     state: JudgeState | None = None
@@ -79,14 +101,16 @@ def replay_scenario(scenario: Scenario, settings: JudgeSettings) -> ReplayResult
         state, verdict = judge_step(state, truncate_window(window, i + 1), settings, offset=0)
         if verdict.decision == Decision.FAILING:
             return ReplayResult(scenario.name, "rollback", i, verdict.summary)
-        if verdict.decision == Decision.INCONCLUSIVE:
+        baked = (i + 1) * scenario.interval_seconds >= step_seconds
+        if verdict.decision == Decision.INCONCLUSIVE and baked:
             inconclusive += 1
             if settings.on_no_evidence == "rollback" and inconclusive > settings.max_inconclusive_periods:
                 return ReplayResult(
                     scenario.name,
                     "rollback",
                     i,
-                    f"no conclusive evidence after {inconclusive} periods: {verdict.summary}",
+                    f"no conclusive evidence after {inconclusive} inconclusive looks past the step's"
+                    f" {step_seconds} s bake time: {verdict.summary}",
                 )
     last = scenario.intervals - 1
     assert verdict is not None
@@ -99,6 +123,12 @@ def load_settings(path: str | Path) -> JudgeSettings:
     """JudgeSettings from a whole configuration file (its ``defaults.judge``), a file with a
     ``judge:`` section, or a bare judge section. Read by the one configuration loader, so
     ``${VAR}``s, unknown keys and errors are what ``invoke`` and ``config validate`` say."""
+    return load_run(path)[0]
+
+
+def load_run(path: str | Path) -> tuple[JudgeSettings, int]:
+    """:func:`load_settings`, and the bake time of a canary step in seconds: a whole configuration's
+    ``defaults.canary.step_duration_seconds``, else the default plan's."""
     import yaml
 
     from deployguard.config import check_config, parse_config, read_config_text
@@ -110,13 +140,14 @@ def load_settings(path: str | Path) -> JudgeSettings:
     except (json.JSONDecodeError, yaml.YAMLError):
         document = None  # the loader names the syntax error and its line
     if not isinstance(document, dict) or isinstance(document.get("defaults"), dict) or "services" in document:
-        return parse_config(text, source).defaults.judge
+        defaults = parse_config(text, source).defaults
+        return defaults.judge, defaults.canary.step_duration_seconds
     prefix = "judge" if isinstance(document.get("judge"), dict) and len(document) == 1 else ""
     section = document["judge"] if prefix else document
     wrapped = json.dumps({"defaults": {"judge": section}})
     config, problems = check_config(wrapped, source + ".json")
     if config is not None:
-        return config.defaults.judge
+        return config.defaults.judge, DEFAULT_STEP_SECONDS
     first = problems[0]
     inner = (first.field or "").removeprefix("defaults.judge").lstrip(".")
     more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -164,7 +195,7 @@ def replay(
 
 def _replay(paths: list[str], as_json: bool, config: str | None) -> int:
     try:
-        settings = load_settings(config) if config else JudgeSettings()
+        settings, step_seconds = load_run(config) if config else (JudgeSettings(), DEFAULT_STEP_SECONDS)
     except ConfigError as exc:
         print(f"deployguard replay: {exc}", file=sys.stderr)
         return 2
@@ -176,7 +207,7 @@ def _replay(paths: list[str], as_json: bool, config: str | None) -> int:
         return 2
     for file in files:
         try:
-            result = replay_scenario(load_scenario(file), settings)
+            result = replay_scenario(load_scenario(file), settings, step_seconds)
         except ScenarioError as exc:
             if isinstance(exc.__cause__, OSError):  # missing, a folder, not allowed: an error, not a bad scenario
                 unreadable += 1

@@ -110,6 +110,7 @@ from deployguard.analysis.stats import (
 from deployguard.exceptions import JudgeStateError
 from deployguard.models import (
     CanaryWindow,
+    DataGap,
     Decision,
     Direction,
     MetricKind,
@@ -455,6 +456,15 @@ def _latency_result(
                 "inconclusive",
                 f"{spec.id}: too few invocations per period for a {spec.stat}; judged through {sibling.id}",
                 blocks_healthy=False,
+            )
+        if q is not None and tail < 0.25 and active:
+            # a tail percentile configured alone (live, the reader reads an implicit p50 beside it)
+            return Result(
+                spec,
+                "inconclusive",
+                f"{spec.id}: too few invocations per period for a {spec.stat} (it needs"
+                f" {_latency_min_samples(spec, settings):.0f}) and no p50 of {spec.name} in the data to judge"
+                " it through",
             )
         return Result(spec, "inconclusive", f"{spec.id}: no period with data from both versions yet")
     cusum = st.shift.settled(settings, _latency_alternatives(settings)[1])
@@ -868,10 +878,29 @@ def _results(
     return results
 
 
+NOT_IN_WINDOW = "not in the window"
+
+
+def _with_configured(window: CanaryWindow, settings: JudgeSettings) -> CanaryWindow:
+    """The window, with every guarded (not ``optional``) metric the settings name (``metrics`` given)
+    that it lacks added without a value, every period of both versions a gap "not in the window":
+    missing evidence, never a metric that is not guarded."""
+    if "metrics" not in settings.model_fields_set:
+        return window
+    ids = {m.spec.id for m in window.metrics}
+    absent = [spec for spec in settings.metrics if not spec.optional and spec.id not in ids]
+    if not absent:
+        return window
+    n = window.periods
+    gaps = [DataGap(version=side, periods=list(range(n)), reason=NOT_IN_WINDOW) for side in ("baseline", "canary")]
+    added = [MetricWindow(spec=spec, baseline=[None] * n, canary=[None] * n, gaps=gaps) for spec in absent]
+    return window.model_copy(update={"metrics": [*window.metrics, *added]})
+
+
 def _advance(
     state: JudgeState | None, window: CanaryWindow, settings: JudgeSettings, offset: int | None
 ) -> tuple[JudgeState, dict[str, MetricWindow]]:
-    metrics = _resolved(window)
+    metrics = _resolved(_with_configured(window, settings))
     fingerprint = _fingerprint(settings, [mw.spec for mw in metrics.values()])
     if state is None:
         state = JudgeState(format=_STATE_FORMAT, fingerprint=fingerprint, ids=list(metrics))

@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from deployguard.analysis.settings import JudgeSettings, resolve_spec
+from deployguard.analysis.settings import METRIC_PRESETS, JudgeSettings, resolve_spec
+from deployguard.analysis.stats import percentile_of_stat
 from deployguard.exceptions import ScenarioError
 from deployguard.inbound import TooLarge, check_bounds
-from deployguard.models import CanaryWindow, Direction, MetricSpec, MetricWindow
+from deployguard.models import CanaryWindow, DataGap, Direction, MetricKind, MetricSpec, MetricWindow
 
 MAX_SCENARIO_BYTES = 16 * 1024 * 1024
 MAX_SCENARIO_VALUES = 2_000_000
@@ -166,16 +167,81 @@ def metric_specs_from_scenario(scenario: Scenario, settings: JudgeSettings | Non
     return specs
 
 
-def scenario_window(scenario: Scenario, specs: list[MetricSpec] | None = None) -> CanaryWindow:
-    """The whole scenario as one CanaryWindow (periods 0..intervals-1, one traffic shift at 0)."""
+NOT_RECORDED = "not in the recording"
+
+
+def configured_metrics(scenario: Scenario, settings: JudgeSettings | None = None) -> list[MetricSpec]:
+    """The metrics a recording is judged as guarding: the settings' metrics when they name them
+    (``judge.metrics`` or ``judge.metrics_preset`` given); otherwise the default metric set of each
+    namespace the recording reads one of the set's metrics of (``AWS/Lambda``: invocations, errors,
+    throttles, duration p50 and p99; ``AWS/ApplicationELB``: the ``alb`` preset), where the percentiles of one latency
+    metric count as recorded when any of them is (a recording of a configuration that guards
+    only the p99, or only the p50, of Duration). Other namespaces have no default set."""
+    if settings is not None and "metrics" in settings.model_fields_set:
+        return list(settings.metrics)
+    recorded = {(m.namespace, m.name) for m in scenario.metrics}
+    out: list[MetricSpec] = []
+    for preset in METRIC_PRESETS.values():
+        specs = preset()
+        if not any((spec.namespace, spec.name) in recorded for spec in specs):
+            continue  # not a recording of that kind (a custom metric's namespace may be left to default)
+        for spec in specs:
+            recorded_percentile = percentile_of_stat(spec.stat) is not None and any(
+                (m.namespace, m.name) == (spec.namespace, spec.name) and percentile_of_stat(m.stat) is not None
+                for m in scenario.metrics
+            )
+            if spec.kind != MetricKind.LATENCY or not recorded_percentile:
+                out.append(spec)
+    return out
+
+
+def _recorded(spec: MetricSpec, scenario: Scenario) -> bool:
+    return any(
+        m.id == spec.id or (m.namespace, m.name, m.stat) == (spec.namespace, spec.name, spec.stat)
+        for m in scenario.metrics
+    )
+
+
+def unrecorded_metrics(scenario: Scenario, settings: JudgeSettings | None = None) -> list[MetricSpec]:
+    """The guarded (not ``optional``) metrics of :func:`configured_metrics` the recording does not hold
+    at all, under their id or their CloudWatch name and statistic: missing evidence in every period,
+    never promoted (``scenario_window`` adds them as such)."""
+    ids = {m.id for m in scenario.metrics}
+    return [
+        resolve_spec(spec, ids | {spec.id})
+        for spec in configured_metrics(scenario, settings)
+        if not spec.optional and not _recorded(spec, scenario)
+    ]
+
+
+def scenario_window(
+    scenario: Scenario, specs: list[MetricSpec] | None = None, unrecorded: list[MetricSpec] | None = None
+) -> CanaryWindow:
+    """The whole scenario as one CanaryWindow (periods 0..intervals-1, one traffic shift at 0).
+
+    ``unrecorded`` (:func:`unrecorded_metrics`) are added without a value, every period of both
+    versions a gap "not in the recording": missing evidence, which keeps the verdict inconclusive."""
     specs = specs or metric_specs_from_scenario(scenario)
+    n = scenario.intervals
+    absent = [
+        MetricWindow(
+            spec=spec,
+            baseline=[None] * n,
+            canary=[None] * n,
+            gaps=[
+                DataGap(version=side, periods=list(range(n)), reason=NOT_RECORDED) for side in ("baseline", "canary")
+            ],
+        )
+        for spec in unrecorded or []
+    ]
     return CanaryWindow(
         interval_seconds=scenario.interval_seconds,
         canary_weight=scenario.canary_weight,
         metrics=[
             MetricWindow(spec=spec, baseline=m.baseline, canary=m.canary)
             for spec, m in zip(specs, scenario.metrics, strict=True)
-        ],
+        ]
+        + absent,
     )
 
 

@@ -154,6 +154,53 @@ def resolve_spec(spec: MetricSpec, ids: set[str] | None = None) -> MetricSpec:
     return spec.model_copy(update=updates) if updates else spec
 
 
+def _fallback_id(spec: MetricSpec, taken: set[str]) -> str:
+    """``duration_p50`` for ``duration_p99``; ``<id>_p50`` when that is not free."""
+    stem = re.sub(r"p\d+(\.\d+)?$", "", spec.id)
+    for candidate in (f"{stem}p50" if stem != spec.id else "", f"{spec.id}_p50", f"{spec.id}_fallback_p50"):
+        if candidate and re.fullmatch(r"[a-z][a-zA-Z0-9_]*", candidate) and candidate not in taken:
+            return candidate
+    n = 2
+    while f"{spec.id}_p50_{n}" in taken:
+        n += 1
+    return f"{spec.id}_p50_{n}"
+
+
+def fallback_percentiles(metrics: list[MetricSpec]) -> list[MetricSpec]:
+    """The implicit p50 of every tail percentile (p99, p95, p90...) configured without a lower
+    percentile of the same metric (namespace, name and dimensions).
+
+    Below about 1 / tail invocations a period (100 for a p99) a tail percentile cannot be estimated,
+    and the judge judges it through a lower percentile of the same metric (and reads the metric's
+    spread from the two); a configuration with a p99 alone would leave a low-traffic canary never
+    judged. So the reader reads a p50 beside it, like any metric, which the judge uses as that
+    fallback. It is not a configured metric: not listed, not in the health score or alert fields;
+    it is as ``optional`` as the percentile it stands in for."""
+    out: list[MetricSpec] = []
+    taken = {m.id for m in metrics}
+
+    def same(a: MetricSpec, b: MetricSpec) -> bool:
+        return (a.namespace, a.name, a.dimensions) == (b.namespace, b.name, b.dimensions)
+
+    for spec in metrics:
+        q = percentile_of_stat(spec.stat)
+        if q is None or q <= 0.75 or MetricKind.LATENCY not in (spec.kind, infer_kind(spec)):
+            continue
+        lower = [m for m in [*metrics, *out] if same(m, spec) and (percentile_of_stat(m.stat) or 1.0) < q]
+        if lower:
+            continue
+        fid = _fallback_id(spec, taken)
+        taken.add(fid)
+        out.append(spec.model_copy(update={"id": fid, "stat": "p50", "kind": MetricKind.LATENCY, "budget_weight": 1.0}))
+    return out
+
+
+def with_fallbacks(metrics: list[MetricSpec]) -> list[MetricSpec]:
+    """What is read for the judge: the configured metrics, then their implicit fallback percentiles
+    (:func:`fallback_percentiles`)."""
+    return [*metrics, *fallback_percentiles(metrics)]
+
+
 class MinimumEffects(BaseModel):
     """The smallest changes that matter: smaller real differences are not failures."""
 
@@ -281,6 +328,12 @@ class JudgeSettings(BaseModel):
             if m.relative_to == m.id:
                 raise ValueError(f"metrics.{i}.relative_to: a metric cannot be a rate of itself")
         return self
+
+    @property
+    def read_metrics(self) -> list[MetricSpec]:
+        """The metrics read for the judge: ``metrics``, then the implicit p50 of a tail percentile
+        configured without a lower one (:func:`fallback_percentiles`)."""
+        return with_fallbacks(self.metrics)
 
     evidence_threshold: float | None = Field(
         default=None, gt=0.0, description="expert: the CUSUM threshold itself, instead of one derived from confidence"

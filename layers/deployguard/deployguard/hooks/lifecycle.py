@@ -411,7 +411,7 @@ class LifecycleHook:
         window_start = max(since, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
         windowed = deployment.model_copy(update={"started_at": window_start})
         window = MetricsReader().canary_windows(
-            [(windowed, service.judge.metrics)], now, service.canary.assessment_interval_seconds
+            [(windowed, service.judge.read_metrics)], now, service.canary.assessment_interval_seconds
         )[deployment.deployment_id]
         window = live_view(window)  # the newest minute's datapoints may still be arriving
         # one look at the window: the false-alarm budget is spread over its periods

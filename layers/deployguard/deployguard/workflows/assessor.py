@@ -346,7 +346,7 @@ def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCa
         return None
     interval = service.canary.assessment_interval_seconds
     try:
-        queries = canary_queries(deployment.deployment_id, deployment, service.judge.metrics)
+        queries = canary_queries(deployment.deployment_id, deployment, service.judge.read_metrics)
     except MetricsConfigError as exc:  # e.g. an ECS deployment whose green target group is not known yet
         note_unreadable(cycle.repository, deployment.deployment_id, KIND, str(exc), ACTOR)
         run.skipped.append(deployment.deployment_id)
@@ -563,7 +563,7 @@ def load_judge_state(
     format, settings or metrics, or it cannot be read."""
     if stored is None or stored.get("start") != start.isoformat() or stored.get("interval") != interval_seconds:
         return None
-    if settings is not None and not state_fits(stored.get("state") or {}, settings, settings.metrics):
+    if settings is not None and not state_fits(stored.get("state") or {}, settings, settings.read_metrics):
         return None
     try:
         return JudgeState.load(stored["state"])
@@ -621,7 +621,7 @@ def _complete_canary(
     deployment = item.deployment
     service = cycle.config.service(deployment.service)
     window = canary_window(
-        deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
+        deployment, service.judge.read_metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
     )
     previous = deployment.last_assessment
     previous_decision = previous.decision if previous is not None and previous.kind == KIND else None
@@ -641,7 +641,7 @@ def _complete_canary(
         read_from = start
         values = cycle.reader.read_windows([whole])
         window = canary_window(
-            deployment, service.judge.metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
+            deployment, service.judge.read_metrics, values, cycle.now, item.interval_seconds, cycle.reader.failures
         )
         verdict, judge_state = judge_tail(window, settings, None, start, item.interval_seconds)
     assessment = assessment_from_verdict(deployment, window, verdict, service.health)

@@ -456,7 +456,7 @@ class CanaryController:
         plan = service.canary
         now = clock.now()
         window = self.reader.canary_windows(
-            [(deployment, service.judge.metrics)], now, plan.assessment_interval_seconds
+            [(deployment, service.judge.read_metrics)], now, plan.assessment_interval_seconds
         )[deployment.deployment_id]
         window = live_view(window)  # the newest minute's datapoints may still be arriving: judged next look
         verdict = judge_canary(window, service.judge)
