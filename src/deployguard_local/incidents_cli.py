@@ -32,6 +32,7 @@ import typer
 from deployguard.alerts.engine import AlertEngine
 from deployguard.aws.events import EventPublisher
 from deployguard.incidents.models import Incident
+from deployguard.remediation.models import Approval
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.commands import duration, invoke, new_app, print_json, run, when
 from deployguard_local.options import Connection, Json, Resources, connected
@@ -110,6 +111,15 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
 
 
 # --------------------------------------------------------------------------- commands
+
+
+def _shown(approval: Approval) -> dict[str, Any]:
+    """An approval as printed: never its Step Functions task token (whoever holds it can answer the approval
+    with SendTaskSuccess, past the approver's permission and the audit trail); whether one waits is shown."""
+    shown = approval.model_dump(mode="json", exclude={"task_token"})
+    shown["waiting_in_state_machine"] = approval.task_token is not None
+    return shown
+
 
 app = new_app("incidents", "Incidents, escalation and remediation approvals.", no_args_is_help=True)
 IncidentId = Annotated[str, typer.Argument(help="incident id or a unique prefix")]
@@ -197,7 +207,7 @@ def approvals(conn: Connection, json_: Json = False) -> None:
             for a in waiting
         ]  # fmt: skip
         headers = ["ID", "STATUS", "INCIDENT", "ACTION", "TARGET", "EXPIRES", "WHAT"]
-        _emit(json_, [a.model_dump(mode="json") for a in waiting], table(headers, rows) if rows else "no approvals")
+        _emit(json_, [_shown(a) for a in waiting], table(headers, rows) if rows else "no approvals")
         return 0
 
     _with_engine(conn, "approvals", use)
@@ -214,7 +224,7 @@ def _decide(conn: Connection, approval_id: str, by: str, notes: str | None, json
             (" (its approval state machine runs it now)" if approval.task_token
              else " (runs at the next scheduled check)") if approve else ""
         )  # fmt: skip
-        _emit(json_, approval.model_dump(mode="json"), text)
+        _emit(json_, _shown(approval), text)
         return 0
 
     _with_engine(conn, "approve" if approve else "reject", use, acts=True, changes=True)
@@ -299,7 +309,7 @@ def _show(engine: AlertEngine, incident_id: str, json_: bool) -> int:
         "incident": incident.model_dump(mode="json"),
         "alerts": [a.model_dump(mode="json") for a in alerts],
         "audit": [e.model_dump(mode="json") for e in audit],
-        "open_approvals": [a.model_dump(mode="json") for a in approvals],
+        "open_approvals": [_shown(a) for a in approvals],
     }
     esc = incident.escalation
     lines = [
