@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,29 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-def _history(demo_run: DemoRun, rollout: str, capsys: pytest.CaptureFixture[str]) -> DeploymentHistory:
-    deployment_id = demo_run.deployment_ids()[rollout]
-    assert cli.main(["report", deployment_id, "--local", "--state-dir", str(demo_run.state_dir), "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+@dataclass(frozen=True)
+class Reports:
+    """The demo's regression-midway rollout as the report command exports it: its history (``--json``) and
+    its Markdown report, made once for the module's tests (they only read them)."""
+
+    history: DeploymentHistory
+    markdown: str
+    where: list[str]
+
+
+@pytest.fixture(scope="module")
+def regression(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Reports:
+    deployment_id = demo_run.deployment_ids()["regression-midway"]
+    where = ["--local", "--state-dir", str(demo_run.state_dir)]
+    folder = tmp_path_factory.mktemp("regression-reports")
+    exported, md_file = folder / "history.json", folder / "report.md"
+    assert cli.main(["report", deployment_id, *where, "--json", "-o", str(exported)]) == 0
+    assert cli.main(["report", deployment_id, *where, "--format", "md", "-o", str(md_file)]) == 0
+    data = json.loads(exported.read_text(encoding="utf-8"))
     for incident in data["incidents"]:  # computed fields of the export
         incident.pop("time_to_acknowledge_seconds", None)
         incident.pop("time_to_resolve_seconds", None)
-    return DeploymentHistory.model_validate(data)
+    return Reports(DeploymentHistory.model_validate(data), md_file.read_text(encoding="utf-8"), where)
 
 
 def test_a_non_healthy_verdict_leads_with_its_summary_not_a_non_blocking_note() -> None:
@@ -46,17 +62,11 @@ def test_a_non_healthy_verdict_leads_with_its_summary_not_a_non_blocking_note() 
     assert verdict_why(healthy) == note.message  # a healthy verdict's notes, as before
 
 
-def test_report_timeline_and_show_lead_with_the_cause(
-    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    history = _history(demo_run, "regression-midway", capsys)
+def test_report_timeline_and_show_lead_with_the_cause(regression: Reports) -> None:
+    history = regression.history
     failing = [a for a in history.assessments if a.verdict.decision == Decision.FAILING]
     assert failing
-    deployment_id = history.deployment.deployment_id
-    where = ["--local", "--state-dir", str(demo_run.state_dir)]
-    out = tmp_path / "report.md"
-    assert cli.main(["report", deployment_id, *where, "--format", "md", "-o", str(out)]) == 0
-    text = out.read_text(encoding="utf-8")
+    text = regression.markdown
     row = next(line for line in text.splitlines() if "| failing |" in line)
     assert row.split(" | ")[-1].startswith(failing[-1].verdict.summary.replace("|", "\\|")[:40])
     items = [i for i in timeline(history) if i.kind == "assessment" and i.title.startswith("failing")]
@@ -64,17 +74,15 @@ def test_report_timeline_and_show_lead_with_the_cause(
 
 
 def test_html_report_has_the_last_canary_verdicts_metrics_as_the_markdown_does(
-    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    regression: Reports, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    history = _history(demo_run, "regression-midway", capsys)
+    history = regression.history
     deployment_id = history.deployment.deployment_id
-    where = ["--local", "--state-dir", str(demo_run.state_dir)]
-    page_file, md_file = tmp_path / "report.html", tmp_path / "report.md"
-    assert cli.main(["report", deployment_id, *where, "--format", "html", "-o", str(page_file)]) == 0
-    assert cli.main(["report", deployment_id, *where, "--format", "md", "-o", str(md_file)]) == 0
-    md = md_file.read_text(encoding="utf-8").split("## Metrics (last canary assessment)", 1)[1].split("## ", 1)[0]
+    page_file = tmp_path / "report.html"
+    assert cli.main(["report", deployment_id, *regression.where, "--format", "html", "-o", str(page_file)]) == 0
+    md = regression.markdown.split("## Metrics (last canary assessment)", 1)[1].split("## ", 1)[0]
     md_rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.strip().splitlines()[2:]]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -105,14 +113,9 @@ def test_health_messages_show_no_exponent() -> None:
     assert "1433ms" in message and "e+" not in message and "1000ms" in message
 
 
-def test_a_period_is_given_its_clock_time_where_the_record_tells_it(
-    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    history = _history(demo_run, "regression-midway", capsys)
-    out = tmp_path / "report.md"
-    where = ["--local", "--state-dir", str(demo_run.state_dir)]
-    assert cli.main(["report", history.deployment.deployment_id, *where, "--format", "md", "-o", str(out)]) == 0
-    text = out.read_text(encoding="utf-8")
+def test_a_period_is_given_its_clock_time_where_the_record_tells_it(regression: Reports) -> None:
+    history = regression.history
+    text = regression.markdown
     found = re.findall(r"since (\d\d:\d\d) \(period (\d+)\)", text)
     assert found and "since period" not in text, text
     failing = next(a for a in history.assessments if a.verdict.decision == Decision.FAILING)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from demo_support import DemoRun
@@ -23,19 +25,28 @@ def _report(demo_run: DemoRun, rollout: str, fmt: str, out: Path, capsys: pytest
     return dict(json.loads(capsys.readouterr().out))
 
 
-@pytest.mark.parametrize("rollout", ["regression-midway", "codedeploy-canary"])
-def test_html_report_renders_every_chart_without_errors(
-    demo_run: DemoRun, rollout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module's reports (each opens its own page in a context of its own)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.parametrize("rollout", ["regression-midway", "codedeploy-canary"])
+def test_html_report_renders_every_chart_without_errors(
+    demo_run: DemoRun, rollout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], browser: Any
+) -> None:
     page_file = tmp_path / "report.html"
     history = _report(demo_run, rollout, "html", page_file, capsys)
     metrics = list(dict.fromkeys(r["metric_id"] for a in history["assessments"] for r in a["verdict"]["reasons"]))
     assert metrics, "the demo's assessments reason about metrics"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
         errors: list[str] = []
         requests: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -52,7 +63,8 @@ def test_html_report_renders_every_chart_without_errors(
         decision = page.locator("svg#traffic g.marker-rolled_back").count()
         accessible = page.locator("svg.chart[role=img] > title").count()
         verdict_rows = page.locator("section:has(h2:text('Verdict timeline')) tbody tr").count()
-        browser.close()
+    finally:
+        context.close()
     assert errors == []
     assert requests == [page_file.as_uri()]  # self-contained: nothing fetched but the file itself
     assert (tmp_path / "report.png").stat().st_size > 10_000

@@ -41,9 +41,20 @@ class _ThrottlingDynamoDB(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
+def backoffs() -> Iterator[list[float]]:
+    """botocore's retry back-off sleeps, recorded instead of slept (about 3 s of real waiting otherwise)."""
+    from deployguard_local.chaos.faults import simulated_botocore_backoff
+
+    slept: list[float] = []
+    undo = simulated_botocore_backoff(slept.append)
+    yield slept
+    undo()
+
+
+@pytest.fixture
 def throttling_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_ThrottlingDynamoDB]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ThrottlingDynamoDB)
-    Thread(target=server.serve_forever, daemon=True).start()
+    Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()  # a quick shutdown
     monkeypatch.setenv("DEPLOYGUARD_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
     clients.reset()
     _ThrottlingDynamoDB.throttles_left, _ThrottlingDynamoDB.requests = 2, 0
@@ -52,10 +63,13 @@ def throttling_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Throt
     clients.reset()
 
 
-def test_throttled_calls_are_retried_not_dropped(throttling_endpoint: type[_ThrottlingDynamoDB]) -> None:
+def test_throttled_calls_are_retried_not_dropped(
+    throttling_endpoint: type[_ThrottlingDynamoDB], backoffs: list[float]
+) -> None:
     repository = DeploymentRepository(table_name="t")
     assert repository.find_deployment("d-1") is None  # answered after two throttles
     assert throttling_endpoint.requests == 3
+    assert len(backoffs) == 2 and all(b > 0 for b in backoffs)  # a back-off before each retry
 
 
 def test_clients_use_adaptive_retries() -> None:

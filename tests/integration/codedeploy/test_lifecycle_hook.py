@@ -87,7 +87,7 @@ class _QuietServer(ThreadingHTTPServer):
 @pytest.fixture
 def health_server() -> Iterator[str]:
     server = _QuietServer(("127.0.0.1", 0), _SlowHealth)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 

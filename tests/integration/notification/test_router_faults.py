@@ -130,18 +130,19 @@ def test_a_channel_that_never_answers_is_dead_lettered_within_the_budget_and_the
         )
         router = aws.router(settings)
         event = make_event()
-        # 8 s left in the invocation: a read timeout of 60 s must not keep the router past it (the
-        # budget is wide enough for the good delivery on a loaded machine; the silent one never answers)
-        recorded = {n.channel: n for n in router.route(event, lambda: 8_000)}
+        # 4 s left in the invocation: a read timeout of 60 s must not keep the router past it (the
+        # budget is wide enough for the good delivery, one local answer, on a loaded machine; the silent
+        # one never answers)
+        recorded = {n.channel: n for n in router.route(event, lambda: 4_000)}
         assert receivers.counts()["webhook"] == 1
     assert recorded["audit-webhook"].status is DeliveryStatus.DELIVERED
     slack = recorded["ops-slack"]
     assert slack.status is DeliveryStatus.DEAD_LETTERED
-    # 8 s left less the reserve: the deliveries had 6 s (either the read or the wait for it ended it)
-    assert re.search(r"(delivery deadline|invocation's time budget) of 6s", slack.error or ""), slack.error
+    # 4 s left less the reserve: the deliveries had 3 s (either the read or the wait for it ended it)
+    assert re.search(r"(delivery deadline|invocation's time budget) of 3s", slack.error or ""), slack.error
     [letter] = [DeadLetter.model_validate_json(m["Body"]) for m in aws.dlq_messages()]
     assert letter.channel == "ops-slack" and [e.event_id for e in letter.events] == [event.event_id]
     # SNS delivering the same event again finds it handled: in the queue, not sent twice, not lost
-    again = {n.channel: n for n in router.route(event, lambda: 8_000)}
+    again = {n.channel: n for n in router.route(event, lambda: 4_000)}
     assert {n.status for n in again.values()} == {DeliveryStatus.SUPPRESSED}
     assert len(aws.dlq_messages()) == 1

@@ -128,7 +128,7 @@ class _FirstRequestNeverAnswered:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -146,11 +146,11 @@ class _FirstRequestNeverAnswered:
 
 def test_timeout_is_retried() -> None:
     # the first attempt times out because its server never answers, not because a 50 ms timer
-    # beat a slow one; the second is answered at once, well inside a read timeout of 2 s
+    # beat a slow one; the second is answered at once, well inside a read timeout of 1 s
     with _FirstRequestNeverAnswered() as server:
         fake = FakeTime()
         message = HttpMessage.json(SecretStr(server.url), {"text": "hello"})
-        result = _deliverer(fake, read_timeout_seconds=2).deliver(message)
+        result = _deliverer(fake, read_timeout_seconds=1).deliver(message)
         assert result.ok and result.attempts == 2 and len(fake.sleeps) == 1
         assert (server.requests, server.answered) == (2, 1)
 
