@@ -30,6 +30,7 @@ _SINGLE_ATTEMPT_CONFIG = Config(
 
 _clients: dict[str, Any] = {}
 _resources: dict[str, Any] = {}
+_tables: dict[str, tuple[Any, Any]] = {}
 _lock = threading.Lock()
 
 
@@ -76,8 +77,20 @@ def resource(service: str) -> Any:
         return _resources[key]
 
 
+def table(name: str) -> Any:
+    """The DynamoDB Table resource ``name`` of this container's resource, made once (boto3 builds a
+    sub-resource's class again at every ``Table(name)``: ~2 ms of CPU each)."""
+    parent = resource("dynamodb")
+    cached = _tables.get(name)
+    if cached is None or cached[0] is not parent:
+        cached = (parent, parent.Table(name))
+        _tables[name] = cached
+    return cached[1]
+
+
 def reset() -> None:
     """Forget every cached client (the embedded AWS calls this when it starts)."""
     with _lock:
         _clients.clear()
         _resources.clear()
+        _tables.clear()

@@ -211,7 +211,7 @@ class DeploymentRepository:
 
     @property
     def table(self) -> Any:
-        return clients.resource("dynamodb").Table(self.table_name)
+        return clients.table(self.table_name)
 
     def _expires_at(self, at: datetime | None = None) -> int:
         return int(((at or clock.now()) + self.retention).timestamp())
