@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from grouped_support import deployment
 from remediation_support import make_function
 
 from deployguard import clock
@@ -20,26 +21,13 @@ from deployguard.alerts.engine import AlertEngine
 from deployguard.alerts.models import Alert
 from deployguard.alerts.settings import AlertingSettings
 from deployguard.aws import clients
-from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EventType, LambdaTarget, Severity
+from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EventType, Severity
 from deployguard.remediation.models import Approval, ApprovalStatus, Outcome
 from deployguard.remediation.store import LOCK
 from deployguard.remediation.targets import TargetAllowlist
 from deployguard_local.chaos.faults import FaultInjector
 
 EMERGENCY_FIRST_STEP = ["oncall-primary", "oncall-secondary"]  # the default emergency policy's first routes
-
-
-def _deployment(repo: Any, deployment_id: str, stable: str, new: str) -> Deployment:
-    d = Deployment(
-        deployment_id=deployment_id,
-        service="checkout-api",
-        environment="production",
-        version=new,
-        target=LambdaTarget(function_name="checkout-api", alias="live", stable_version=stable, new_version=new),
-        status=DeploymentStatus.IN_PROGRESS,
-    )
-    repo.create_deployment(d)
-    return d
 
 
 def _engine(repo: Any, publisher: Any, **remediation: Any) -> AlertEngine:
@@ -78,7 +66,7 @@ def _ask_rollback(engine: AlertEngine, d: Deployment) -> Approval:
 def _approved(repo: Any, publisher: Any, **remediation: Any) -> tuple[str, str, AlertEngine, Approval]:
     """checkout-api's canary dg-1 (25% on version 2) whose rollback bob approved; not run yet."""
     v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher, **remediation)
     approval = _ask_rollback(engine, d1)
     engine.decide(approval.approval_id, "bob", approve=True)
@@ -122,14 +110,14 @@ def _pages(publisher: Any) -> list[Any]:
 def test_an_old_approval_never_rolls_back_a_newer_release(repo: Any, publisher: Any, sim_clock: Any) -> None:
     v1, v2, v3 = make_function("checkout-api", versions=3)
     _set_alias(v1, {v2: 0.25})
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher)
     approval = _ask_rollback(engine, d1)
     # dg-1 is promoted after all; dg-2 (v2 -> v3) starts later and is promoted to 100% v3
     _set_alias(v2)
     _end(repo, "dg-1", DeploymentStatus.SUCCEEDED)
     sim_clock.advance(60)
-    _deployment(repo, "dg-2", v2, v3)
+    deployment(repo, "dg-2", v2, v3)
     _set_alias(v3)
     _end(repo, "dg-2", DeploymentStatus.SUCCEEDED)
     sim_clock.advance(1800)
@@ -152,7 +140,7 @@ def test_an_old_approval_never_rolls_back_a_newer_release(repo: Any, publisher: 
 def test_an_approval_of_a_deployment_that_ended_since_is_refused(repo: Any, publisher: Any, sim_clock: Any) -> None:
     """The state machine path (the approval function's run task) makes the same check."""
     v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher)
     approval = _ask_rollback(engine, d1)
     _end(repo, "dg-1", DeploymentStatus.SUCCEEDED)  # promoted: 100% v2
@@ -175,7 +163,7 @@ def test_an_approval_is_refused_when_the_alias_no_longer_routes_what_was_approve
 ) -> None:
     v1, v2, v3 = make_function("checkout-api", versions=3)
     _set_alias(v1, {v2: 0.25})
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher)
     approval = _ask_rollback(engine, d1)
     _set_alias(v1, {v3: 0.1})  # someone moved the alias by hand since
@@ -194,7 +182,7 @@ def test_an_approval_still_runs_when_the_canary_stepped_up_since(repo: Any, publ
     what was approved, and more urgent now, not stale."""
     v1, v2 = make_function("checkout-api")
     _set_alias(v1, {v2: 0.25})
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher)
     approval = _ask_rollback(engine, d1)
     _set_alias(v1, {v2: 0.5})  # the canary's next step
@@ -209,7 +197,7 @@ def test_an_approval_still_runs_when_the_canary_stepped_up_since(repo: Any, publ
 
 def test_an_approval_still_runs_when_nothing_changed(repo: Any, publisher: Any, sim_clock: Any) -> None:
     v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher)
     approval = _ask_rollback(engine, d1)
     sim_clock.advance(300)
@@ -318,7 +306,7 @@ def test_an_approved_action_that_automation_may_no_longer_run_pages(repo: Any, p
     """Remediation was switched off between the approval and the tick: what a person approved is not done, and a
     person is told at once (it used to end "executed: disabled" without a word)."""
     v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     approval = _ask_rollback(_engine(repo, publisher), d1)
     switched_off = _engine(repo, publisher, enabled=False)
     switched_off.decide(approval.approval_id, "bob", approve=True)
@@ -339,7 +327,7 @@ def test_a_later_canary_issue_rolls_back_an_acknowledged_incident_too(
     repo: Any, publisher: Any, sim_clock: Any, acknowledged: bool
 ) -> None:
     v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher)
     engine._raise(_alert(d1, "high-error-rate"), d1, time.monotonic(), clock.now())  # approval asked
     [incident] = engine.incident_store.open_incidents()
@@ -364,7 +352,7 @@ def test_a_later_canary_issue_rolls_back_an_acknowledged_incident_too(
 
 def test_a_manual_remediate_honours_the_dry_run_setting(repo: Any, publisher: Any, sim_clock: Any) -> None:
     v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher, dry_run=True)
     engine._raise(_alert(d1, "high-error-rate"), d1, time.monotonic(), clock.now())
     [incident] = engine.incident_store.open_incidents()
@@ -380,7 +368,7 @@ def test_a_manual_remediate_honours_the_dry_run_setting(repo: Any, publisher: An
 
 def test_the_cli_dry_run_only_makes_it_drier(repo: Any, publisher: Any, sim_clock: Any) -> None:
     v1, v2 = make_function("checkout-api")
-    d1 = _deployment(repo, "dg-1", v1, v2)
+    d1 = deployment(repo, "dg-1", v1, v2)
     engine = _engine(repo, publisher)  # dry_run: false
     engine._raise(_alert(d1, "high-error-rate"), d1, time.monotonic(), clock.now())
     [incident] = engine.incident_store.open_incidents()
