@@ -313,3 +313,33 @@ def test_a_paused_shift_whose_alias_is_elsewhere_records_the_alias_real_weight(t
         assert DeploymentRepository().get_deployment("dep-pay-api").canary_weight == 0.1
         held = [e.reason for e in DeploymentRepository().audit_trail("dep-pay-api") if e.action == "traffic_held"]
         assert held and "held at 10%" in held[-1] and "the record said 25%" in held[-1]
+
+
+def test_an_approval_survives_a_later_skip_analysis_and_promotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verb after the approval (here skip_analysis, which rewrites the record's last action) must not undo
+    it: the wait's next assessment promotes (it once waited on for 24 h and held, the approval lost)."""
+    monkeypatch.setattr(canary_module, "APPROVAL_TTL", timedelta(minutes=20))
+    original = canary_module.CanaryController.assess
+    gate = threading.Event()
+
+    def assess(self: Any, state: Any, awaiting: bool = False) -> Any:
+        if awaiting:  # the wait's assessments look only after both verbs landed
+            gate.wait(60)
+        return original(self, state, awaiting)
+
+    monkeypatch.setattr(canary_module.CanaryController, "assess", assess)
+    with EmbeddedAws(config_file=_config(tmp_path, approval_before_full_traffic=True)) as aws:
+        request, target = _prepare(aws)
+        worker, result = _in_background(aws, request)
+        _until(_waiting_for_approval)
+        assert _ask(aws, "approve", by="carol").changed
+        assert _ask(aws, "skip_analysis", by="dave").changed
+        gate.set()
+        worker.join(120)
+        assert result["status"] == "SUCCEEDED"
+        deployment = DeploymentRepository().get_deployment(DEP)
+        assert (deployment.status, deployment.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
+        assert deployment.control.approved_by == "carol"
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version

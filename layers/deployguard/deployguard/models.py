@@ -115,6 +115,11 @@ class CanaryControl(Model):
         "(SendTaskSuccess), so it is never serialised (no API response, report, export, CLI output or schema "
         "carries it); only the deployment's stored record keeps it (DeploymentRepository._deployment_item)",
     )
+    approved_by: str | None = Field(
+        default=None,
+        description="who approved 100% (the approval wait answered): kept whatever verb comes after it, until the "
+        "canary ends or is retried",
+    )
     last_action: str | None = None
     last_actor: str | None = None
     last_action_at: datetime | None = None

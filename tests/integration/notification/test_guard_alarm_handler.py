@@ -241,3 +241,19 @@ def test_retry_routes_a_guard_alarm_with_the_configured_severity(
     # a warning goes to Slack and Teams; PagerDuty takes critical only (the defaults' severity would page)
     assert "2 delivered, 1 suppressed" in out.getvalue(), out.getvalue()
     assert receivers.received("pagerduty") == [] and len(receivers.received("slack")) == 1
+
+
+def test_retry_drops_a_guard_alarm_when_guard_alarms_are_off(
+    aws: Aws, receivers: LocalReceivers, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As the router drops them (notifications.guard_alarms.enabled: false), `notifications retry` delivers
+    no guard alarm from the queue either; the message is taken off it."""
+    monkeypatch.setenv("DEPLOYGUARD_LOCAL", "1")
+    config = write_config(tmp_path / "off.yaml", receivers, enabled=False)
+    boto3.client("sqs", region_name="us-east-1").send_message(QueueUrl=aws.dlq_url, MessageBody=alarm("ALARM"))
+    args = ["retry", "--queue-url", aws.dlq_url, "--table", TABLE, "--config", str(config)]
+    out = io.StringIO()
+    assert notifications_cli.main(args, out) == 0, out.getvalue()
+    assert "no channel matched" in out.getvalue(), out.getvalue()
+    assert all(receivers.received(name) == [] for name in ("pagerduty", "slack", "teams", "webhook"))
+    assert aws.dlq_messages() == []

@@ -90,20 +90,25 @@ def events_in(
     on-failure records (``requestPayload`` is the SNS event), from the events topic and the
     operator topic alike: a guard alarm's CloudWatch notification is read as its alert
     (:func:`deployguard.notification.guard_alarms.alarm_event`, with ``settings``' severity and
-    service, in ``environment``; the same event id as when it first came). Raises ``ValueError``.
+    service, in ``environment``; the same event id as when it first came; none when ``settings`` turn
+    guard alarms off, as the router drops them). Raises ``ValueError``.
     """
     document = json.loads(body)
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     if isinstance(document.get("requestPayload"), dict):  # Lambda on-failure destination record
         records = document["requestPayload"].get("Records") or []
-        return [_event(r["Sns"]["Message"], settings, environment) for r in records]
-    if document.get("Type") == "Notification" and isinstance(document.get("Message"), str):  # SNS envelope
-        return [_event(document["Message"], settings, environment)]
-    return [_event(document, settings, environment)]
+        found = [_event(r["Sns"]["Message"], settings, environment) for r in records]
+    elif document.get("Type") == "Notification" and isinstance(document.get("Message"), str):  # SNS envelope
+        found = [_event(document["Message"], settings, environment)]
+    else:
+        found = [_event(document, settings, environment)]
+    return [event for event in found if event is not None]
 
 
-def _event(message: str | dict[str, Any], settings: NotificationSettings | None, environment: str) -> DeploymentEvent:
+def _event(
+    message: str | dict[str, Any], settings: NotificationSettings | None, environment: str
+) -> DeploymentEvent | None:
     if isinstance(message, str):
         if '"AlarmName"' not in message:
             return DeploymentEvent.model_validate_json(message)
@@ -114,4 +119,6 @@ def _event(message: str | dict[str, Any], settings: NotificationSettings | None,
     from deployguard.notification.settings import NotificationSettings
 
     alarm = guard_alarms.CloudWatchAlarm.model_validate(message)
+    if settings is not None and not settings.guard_alarms.enabled:
+        return None  # the router drops them too (notifications.guard_alarms.enabled: false)
     return guard_alarms.alarm_event(alarm, settings or NotificationSettings(), environment)

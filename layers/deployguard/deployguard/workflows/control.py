@@ -152,7 +152,7 @@ def approved(deployment: Deployment) -> bool:
         not deployment.status.is_terminal
         and not control.awaiting_approval
         and control.promote_requested
-        and control.last_action == "approve"
+        and control.approved_by is not None  # not last_action: a later verb (skip_analysis) must not undo it
     )
 
 
@@ -826,6 +826,7 @@ def _mark_approved(d: Deployment, actor: str) -> None:
     promotes (:func:`approved`). A pause would loop: the approval lifts it."""
     d.control.awaiting_approval, d.control.approval_token = False, None
     d.control.promote_requested, d.control.paused = True, False
+    d.control.approved_by = actor
     d.control.last_action, d.control.last_actor = "approve", actor
     d.control.last_action_at = clock.now()
 
