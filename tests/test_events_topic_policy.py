@@ -47,10 +47,10 @@ def test_only_the_functions_that_publish_may_publish_and_everyone_else_is_denied
     (policy,) = [p for p in stack.of_type("AWS::SNS::TopicPolicy").values()
                  if p["Properties"]["Topics"] == [{"Ref": "DeploymentEventsTopic"}]]  # fmt: skip
     assert "Condition" not in policy  # always: with or without a customer key or operator topic
-    allow, deny = policy["Properties"]["PolicyDocument"]["Statement"]
+    # the Deny alone: the functions' IAM policies grant Publish (an Allow naming roles the stack just created
+    # can fail SNS's principal validation while IAM propagates)
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
     topic = {"Ref": "DeploymentEventsTopic"}
-    assert (allow["Effect"], allow["Action"], allow["Resource"]) == ("Allow", "sns:Publish", topic)
-    assert _roles(allow["Principal"]["AWS"]) == publishers
     assert (deny["Effect"], deny["Principal"], deny["Action"], deny["Resource"]) == ("Deny", "*", "sns:Publish", topic)
     (condition,) = deny["Condition"].items()
     assert condition[0] == "ArnNotEquals" and list(condition[1]) == ["aws:PrincipalArn"]
