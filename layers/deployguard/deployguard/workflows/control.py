@@ -617,12 +617,12 @@ class CanaryControlService:
         """The canary reached its last step healthy and waits for a person before 100% (task token). A record
         that has ended (a person's abort while the last Assess ran) waits for nothing: refused, so the task fails
         at once (the state machine then ends with the record's decision) and nothing is announced."""
-        ended = False
+        ended = given = False
 
         def change(d: Deployment) -> None:
-            nonlocal ended
-            ended = d.status.is_terminal
-            if not ended:
+            nonlocal ended, given
+            ended, given = d.status.is_terminal, approved(d)
+            if not ended and not given:
                 d.control.awaiting_approval, d.control.approval_token = True, task_token
 
         deployment = self.repository.update_deployment(deployment_id, change)
@@ -630,6 +630,10 @@ class CanaryControlService:
             raise ControlStateError(
                 f"deployment {deployment_id} has ended ({deployment.decision}): no approval to wait for"
             )
+        if given:  # a retried wait after a person approved: the approval stands and answers this token too
+            by = deployment.control.approved_by or "someone"
+            stepfunctions.answer_task(task_token, approved=True, by=by, reason="approved before the wait was retried")
+            return deployment
         self.repository.audit(deployment_id, "approval_requested", "deployguard:canary-state-machine", "before 100%")
         self.announce(
             deployment,
