@@ -40,7 +40,7 @@ from deployguard.exceptions import ConflictError, DeployGuardError, NotApplicabl
 from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
 from deployguard.remediation.models import ActionPlan, Approval, ApprovalStatus, Outcome, RemediationResult
-from deployguard.remediation.store import LOCK, RemediationStore
+from deployguard.remediation.store import RemediationStore
 from deployguard.remediation.targets import TargetAllowlist, target_id
 from deployguard.storage import outbox
 
@@ -195,10 +195,9 @@ class RemediationExecutor:
             if plan.noop:
                 return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
             return self._request_approval(incident, deployment, name, target, plan, actor)
-        lock_holder = f"{incident.incident_id}#{name}"
-        if not self.repository.claim_once(
-            LOCK, target, timedelta(seconds=self.settings.lock_ttl_seconds), holder=lock_holder
-        ):
+        holder = f"{incident.incident_id}#{name}"
+        lock = self.store.take_lock(target, holder, timedelta(seconds=self.settings.lock_ttl_seconds))
+        if lock is None:
             return self._result(
                 incident, name, target, Outcome.BUSY, "another remediation holds the target's lock", actor
             )
@@ -206,8 +205,13 @@ class RemediationExecutor:
             return self._run_locked(
                 incident, handler, target, actor, manual, decided_at, approved_by, approval, refuse_unless_noop
             )
-        finally:  # ours only: a lock that expired under a slow action may be another holder's now
-            self.repository.release(LOCK, target, holder=lock_holder)
+        finally:  # this claim's only: a lock that expired under a slow action may be another run's now (even
+            # one of the same incident and action: the token, not the holder, tells them apart)
+            if not self.store.release_lock(target, lock):
+                logger.warning(
+                    "the target's lock expired under the action: not released (another run's now, or gone)",
+                    extra={"target": target, "holder": holder, "incident_id": incident.incident_id, "action": name},
+                )
 
     def _run_locked(
         self,
