@@ -159,7 +159,8 @@ class RemediationExecutor:
         ``remediation.dry_run`` set nothing calls AWS whatever is passed. ``approval``: the approved
         request it runs, checked against the present under the lock (:meth:`_stale`). ``refuse_unless_noop``: why
         it must not change anything (a person's run the present no longer calls for): refused with that reason
-        under the lock, unless the plan finds the target in the wanted state already (a no-op undoes nothing).
+        under the lock (its details: ``refused_now``), unless the plan finds the target in the wanted state already
+        (a no-op undoes nothing); a dry run says it would be refused.
         """
         incident = acting_on(incident, deployment)
         name = step.action
@@ -189,8 +190,8 @@ class RemediationExecutor:
                 return self._result(incident, name, target, Outcome.REFUSED, f"cannot plan: {exc}", actor)
             if dry:
                 said = plan.description
-                if refuse_unless_noop and not plan.noop:
-                    said += f" (not run without --force: {refuse_unless_noop})"
+                if refuse_unless_noop and not plan.noop:  # what the run would be: refused (nothing audited as such)
+                    said = f"would be refused: {refuse_unless_noop} (it would: {plan.description})"
                 return self._result(incident, name, target, Outcome.DRY_RUN, said, actor, plan=plan)
             if plan.noop:
                 return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
@@ -241,7 +242,10 @@ class RemediationExecutor:
                 plan=plan, approval_id=approval.approval_id, details={"stale": True},
             )  # fmt: skip
         if refuse_unless_noop and not (plan is not None and plan.noop):
-            return self._result(incident, name, target, Outcome.REFUSED, refuse_unless_noop, actor, plan=plan)
+            return self._result(
+                incident, name, target, Outcome.REFUSED, refuse_unless_noop, actor, plan=plan,
+                details={"refused_now": True},
+            )  # fmt: skip
         if plan is not None and plan.noop:  # already in the wanted state: no attempt used
             self.store.record_outcome(incident.incident_id, incident.deployment_id, name, Outcome.NOOP.value, True)
             return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
