@@ -308,36 +308,40 @@ class AlertEngine:
         steps = [PlanStep(action=action, mode="auto")] if action else self.plan_steps(incident, deployment)
         if not steps:
             raise DeployGuardError(f"no remediation is configured for incident {incident_id}; name one with --action")
-        why = "" if force else self._not_now(incident, deployment, by)
-        return [
-            self.remediation.run(
+        why, newer = ("", None) if force else self._not_now(incident, deployment)
+        results = []
+        for step in steps:
+            result = self.remediation.run(
                 incident, deployment, step, actor=by, manual=True, dry_run=dry_run or None, refuse_unless_noop=why
             )
-            for step in steps
-        ]
+            results.append(result)
+            # on the newer deployment only a run refused for it (a dry run or a no-op was not: nothing to record)
+            if newer is not None and result.details.get("refused_now"):
+                self.repository.audit(
+                    newer.deployment_id, "stale_remediation_refused", by,
+                    f"{by}'s {result.action} of incident {incident.incident_id} for {deployment.deployment_id} "
+                    "refused: it would have undone this deployment",
+                    incident_id=incident.incident_id, remediation_action=result.action, target=result.target,
+                )  # fmt: skip
+        return results
 
-    def _not_now(self, incident: Incident, deployment: Deployment, by: str) -> str:
+    def _not_now(self, incident: Incident, deployment: Deployment) -> tuple[str, Deployment | None]:
         """Why a person's remediation of ``incident`` is refused ("" when it is not): the checks an approved
-        action gets (its incident still open, no newer deployment its rollback would undo)."""
+        action gets (its incident still open, no newer deployment its rollback would undo); and that newer
+        deployment, on which :meth:`remediate` audits a run actually refused."""
         if not incident.is_open:
             return (
                 f"incident {incident.incident_id} is resolved (by {incident.resolved_by}); "
                 "run it with --force to act anyway"
-            )
+            ), None
         newer = self.repository.superseding(deployment)
         if newer is None:
-            return ""
-        self.repository.audit(
-            newer.deployment_id, "stale_remediation_refused", by,
-            f"{by}'s remediation of incident {incident.incident_id} for {deployment.deployment_id} refused: "
-            "it would have undone this deployment",
-            incident_id=incident.incident_id,
-        )  # fmt: skip
+            return "", None
         return (
             f"deployment {newer.deployment_id} (version {newer.version}) of {deployment.service} in "
             f"{deployment.environment} started after {deployment.deployment_id}: remediating this incident would "
             "undo it; run it with --force to act anyway"
-        )
+        ), newer
 
     # ------------------------------------------------------------------ internals
 

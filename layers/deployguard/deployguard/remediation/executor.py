@@ -40,7 +40,7 @@ from deployguard.exceptions import ConflictError, DeployGuardError, NotApplicabl
 from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
 from deployguard.remediation.models import ActionPlan, Approval, ApprovalStatus, Outcome, RemediationResult
-from deployguard.remediation.store import LOCK, RemediationStore
+from deployguard.remediation.store import RemediationStore
 from deployguard.remediation.targets import TargetAllowlist, target_id
 from deployguard.storage import outbox
 
@@ -159,7 +159,8 @@ class RemediationExecutor:
         ``remediation.dry_run`` set nothing calls AWS whatever is passed. ``approval``: the approved
         request it runs, checked against the present under the lock (:meth:`_stale`). ``refuse_unless_noop``: why
         it must not change anything (a person's run the present no longer calls for): refused with that reason
-        under the lock, unless the plan finds the target in the wanted state already (a no-op undoes nothing).
+        under the lock (its details: ``refused_now``), unless the plan finds the target in the wanted state already
+        (a no-op undoes nothing); a dry run says it would be refused.
         """
         incident = acting_on(incident, deployment)
         name = step.action
@@ -189,16 +190,15 @@ class RemediationExecutor:
                 return self._result(incident, name, target, Outcome.REFUSED, f"cannot plan: {exc}", actor)
             if dry:
                 said = plan.description
-                if refuse_unless_noop and not plan.noop:
-                    said += f" (not run without --force: {refuse_unless_noop})"
+                if refuse_unless_noop and not plan.noop:  # what the run would be: refused (nothing audited as such)
+                    said = f"would be refused: {refuse_unless_noop} (it would: {plan.description})"
                 return self._result(incident, name, target, Outcome.DRY_RUN, said, actor, plan=plan)
             if plan.noop:
                 return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)
             return self._request_approval(incident, deployment, name, target, plan, actor)
-        lock_holder = f"{incident.incident_id}#{name}"
-        if not self.repository.claim_once(
-            LOCK, target, timedelta(seconds=self.settings.lock_ttl_seconds), holder=lock_holder
-        ):
+        holder = f"{incident.incident_id}#{name}"
+        lock = self.store.take_lock(target, holder, timedelta(seconds=self.settings.lock_ttl_seconds))
+        if lock is None:
             return self._result(
                 incident, name, target, Outcome.BUSY, "another remediation holds the target's lock", actor
             )
@@ -206,8 +206,13 @@ class RemediationExecutor:
             return self._run_locked(
                 incident, handler, target, actor, manual, decided_at, approved_by, approval, refuse_unless_noop
             )
-        finally:  # ours only: a lock that expired under a slow action may be another holder's now
-            self.repository.release(LOCK, target, holder=lock_holder)
+        finally:  # this claim's only: a lock that expired under a slow action may be another run's now (even
+            # one of the same incident and action: the token, not the holder, tells them apart)
+            if not self.store.release_lock(target, lock):
+                logger.warning(
+                    "the target's lock expired under the action: not released (another run's now, or gone)",
+                    extra={"target": target, "holder": holder, "incident_id": incident.incident_id, "action": name},
+                )
 
     def _run_locked(
         self,
@@ -237,7 +242,10 @@ class RemediationExecutor:
                 plan=plan, approval_id=approval.approval_id, details={"stale": True},
             )  # fmt: skip
         if refuse_unless_noop and not (plan is not None and plan.noop):
-            return self._result(incident, name, target, Outcome.REFUSED, refuse_unless_noop, actor, plan=plan)
+            return self._result(
+                incident, name, target, Outcome.REFUSED, refuse_unless_noop, actor, plan=plan,
+                details={"refused_now": True},
+            )  # fmt: skip
         if plan is not None and plan.noop:  # already in the wanted state: no attempt used
             self.store.record_outcome(incident.incident_id, incident.deployment_id, name, Outcome.NOOP.value, True)
             return self._result(incident, name, target, Outcome.NOOP, plan.description, actor, plan=plan)

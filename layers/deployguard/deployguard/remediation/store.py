@@ -6,7 +6,8 @@
 - circuit breaker of a target (or ``global``): ``REMEDIATION-BREAKER#<scope>`` / ``REMEDIATION-BREAKER``
 - an approval request: ``APPROVAL#<id>`` / ``META``, in gsi1 under ``LOOP`` (``!P#``, read by the minute tick)
   while open
-- lock of a target: ``REMEDIATION-LOCK#<target>`` (``DeploymentRepository.claim_once``)
+- lock of a target: ``REMEDIATION-LOCK#<target>`` (``DeploymentRepository.claim_once``), naming its holder (the
+  incident and action) and a token of that one claim, which alone releases it (:meth:`RemediationStore.take_lock`)
 
 Counters change with atomic, conditional updates, so racing workers never both take
 the last attempt or both page for one opening of a breaker.
@@ -26,7 +27,7 @@ from deployguard.exceptions import NotFoundError
 from deployguard.incidents.repository import from_item, to_item
 from deployguard.remediation.models import Approval, ApprovalStatus
 from deployguard.storage import keys
-from deployguard.storage.repository import DeploymentRepository, put_if_unchanged
+from deployguard.storage.repository import DeploymentRepository, new_request_token, put_if_unchanged
 
 ATTEMPTS = "REMEDIATION"
 BREAKER = "REMEDIATION-BREAKER"
@@ -101,6 +102,22 @@ class RemediationStore:
             UpdateExpression="SET last_outcome = :outcome, succeeded = :ok, expires_at = :expires",
             ExpressionAttributeValues={":outcome": outcome, ":ok": succeeded, ":expires": self._expires()},
         )
+
+    # ------------------------------------------------------------------ lock of a target
+
+    def take_lock(self, target: str, holder: str, ttl: timedelta) -> str | None:
+        """Take the target's lock for ``ttl``; the token of this claim (for :meth:`release_lock`), or None
+        while another holds it. ``holder`` (the incident and action) says who has it; it is the same for every
+        run of that incident and action, so the token, new at each claim, is what makes the lock this run's."""
+        token = new_request_token()
+        taken = self.deployments.claim_once(LOCK, target, ttl, holder=holder, lock_token=token)
+        return token if taken else None
+
+    def release_lock(self, target: str, token: str) -> bool:
+        """Release the lock taken with ``token``, only while it is still that claim's: a lock that expired
+        under a slow action and was taken again (by any run, the same incident's and action's too) stands.
+        True if released."""
+        return self.deployments.release(LOCK, target, lock_token=token)
 
     # ------------------------------------------------------------------ circuit breaker
 
