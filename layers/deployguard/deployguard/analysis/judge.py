@@ -97,6 +97,8 @@ from deployguard.analysis.settings import (
     RATE_GRID,
     JudgeSettings,
     resolve_spec,
+    same_metric,
+    stand_ins,
 )
 from deployguard.analysis.stats import (
     mad_sigma,
@@ -833,16 +835,24 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
 def _results(
     state: JudgeState, metrics: dict[str, MetricWindow], settings: JudgeSettings, threshold: float | None = None
 ) -> list[Result]:
+    # an implicit p50 (read for a tail percentile configured alone) is judged only while its tail is
+    # judged through it; otherwise it is no metric test: it neither fails, holds, nor takes budget
+    idle = {
+        p50 for p50, tail in stand_ins(settings.metrics).items()
+        if p50 in state.metrics and not _judged_through(state, metrics, tail, p50, settings)
+    }  # fmt: skip
     # the canary's false-alarm budget is split over the metric tests by their budget weights (a
     # weighted Bonferroni split; even by default): the configured weight, whatever the window says
     configured = {m.id: m.budget_weight for m in settings.metrics}
-    weights = {mid: configured.get(mid, metrics[mid].spec.budget_weight) for mid in state.metrics}
+    weights = {mid: configured.get(mid, metrics[mid].spec.budget_weight) for mid in state.metrics if mid not in idle}
     total = sum(weights.values()) or 1.0
     given = threshold
     optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
     results: list[Result] = []
     for mw in metrics.values():
         spec = mw.spec
+        if spec.id in idle:
+            continue
         st = state.metrics.get(spec.id)
         share = weights.get(spec.id, 1.0) / total
         threshold = given if given is not None else settings.threshold_for_share(share)
@@ -878,6 +888,24 @@ def _results(
     return results
 
 
+def _judged_through(
+    state: JudgeState, metrics: dict[str, MetricWindow], tail: str, p50: str, settings: JudgeSettings
+) -> bool:
+    """Whether the tail percentile ``tail`` is judged through its implicit p50 ``p50`` at this look:
+    it cannot be estimated (too few invocations per period, in every period or in most of them) and
+    is not bounded on its own (:func:`_latency_result`'s "judged through" result, whatever its
+    threshold: its own evidence failing it is its own)."""
+    st = state.metrics.get(tail)
+    if tail not in metrics or not isinstance(st, LatencyState):
+        return False
+    spec = metrics[tail].spec
+    sibling = _sibling_percentile(metrics, spec)
+    if sibling is None or sibling.id != p50:
+        return False
+    result = _latency_result(st, spec, metrics, settings, math.inf, state.active)
+    return result.status == "inconclusive" and not result.blocks_healthy
+
+
 NOT_IN_WINDOW = "not in the window"
 
 
@@ -887,8 +915,11 @@ def _with_configured(window: CanaryWindow, settings: JudgeSettings) -> CanaryWin
     missing evidence, never a metric that is not guarded."""
     if "metrics" not in settings.model_fields_set:
         return window
-    ids = {m.spec.id for m in window.metrics}
-    absent = [spec for spec in settings.metrics if not spec.optional and spec.id not in ids]
+    # held under its id or its CloudWatch namespace, name and statistic, as replay tells it (same_metric)
+    absent = [
+        spec for spec in settings.metrics
+        if not spec.optional and not any(same_metric(spec, m.spec) for m in window.metrics)
+    ]  # fmt: skip
     if not absent:
         return window
     n = window.periods

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from deployguard.analysis.settings import METRIC_PRESETS, JudgeSettings, resolve_spec
+from deployguard.analysis.settings import METRIC_PRESETS, JudgeSettings, resolve_spec, same_metric
 from deployguard.analysis.stats import percentile_of_stat
 from deployguard.exceptions import ScenarioError
 from deployguard.inbound import TooLarge, check_bounds
@@ -196,10 +196,8 @@ def configured_metrics(scenario: Scenario, settings: JudgeSettings | None = None
 
 
 def _recorded(spec: MetricSpec, scenario: Scenario) -> bool:
-    return any(
-        m.id == spec.id or (m.namespace, m.name, m.stat) == (spec.namespace, spec.name, spec.stat)
-        for m in scenario.metrics
-    )
+    """Held under its id or its CloudWatch namespace, name and statistic: the judge's rule (same_metric)."""
+    return any(same_metric(spec, m) for m in scenario.metrics)
 
 
 def unrecorded_metrics(scenario: Scenario, settings: JudgeSettings | None = None) -> list[MetricSpec]:

@@ -175,8 +175,17 @@ def fallback_percentiles(metrics: list[MetricSpec]) -> list[MetricSpec]:
     spread from the two); a configuration with a p99 alone would leave a low-traffic canary never
     judged. So the reader reads a p50 beside it, like any metric, which the judge uses as that
     fallback. It is not a configured metric: not listed, not in the health score or alert fields;
-    it is as ``optional`` as the percentile it stands in for."""
+    it is as ``optional`` as the percentile it stands in for. The judge judges it only while the
+    tail percentile is judged through it (:func:`stand_ins`): otherwise it neither fails nor holds
+    a canary, nor takes a share of the false-alarm budget. Only a percentile whose own kind is
+    latency (given, or inferred when no kind is given) gets one."""
+    return [fallback for _, fallback in _fallback_pairs(metrics)]
+
+
+def _fallback_pairs(metrics: list[MetricSpec]) -> list[tuple[MetricSpec, MetricSpec]]:
+    """(tail percentile, its implicit p50) for :func:`fallback_percentiles` and :func:`stand_ins`."""
     out: list[MetricSpec] = []
+    pairs: list[tuple[MetricSpec, MetricSpec]] = []
     taken = {m.id for m in metrics}
 
     def same(a: MetricSpec, b: MetricSpec) -> bool:
@@ -184,7 +193,8 @@ def fallback_percentiles(metrics: list[MetricSpec]) -> list[MetricSpec]:
 
     for spec in metrics:
         q = percentile_of_stat(spec.stat)
-        if q is None or q <= 0.75 or MetricKind.LATENCY not in (spec.kind, infer_kind(spec)):
+        # its own kind: as given, else inferred (a percentile configured ``kind: gauge``, a CPU p99, is none)
+        if q is None or q <= 0.75 or resolve_spec(spec).kind != MetricKind.LATENCY:
             continue
         lower = [m for m in [*metrics, *out] if same(m, spec) and (percentile_of_stat(m.stat) or 1.0) < q]
         if lower:
@@ -192,7 +202,29 @@ def fallback_percentiles(metrics: list[MetricSpec]) -> list[MetricSpec]:
         fid = _fallback_id(spec, taken)
         taken.add(fid)
         out.append(spec.model_copy(update={"id": fid, "stat": "p50", "kind": MetricKind.LATENCY, "budget_weight": 1.0}))
-    return out
+        pairs.append((spec, out[-1]))
+    return pairs
+
+
+def stand_ins(metrics: list[MetricSpec]) -> dict[str, str]:
+    """The id of every implicit p50 of these configured metrics (:func:`fallback_percentiles`) ->
+    the id of the tail percentile it stands in for. Derived from the configuration, not marked on
+    the spec: a window read with the implicit p50 (live, or recorded and replayed under the same
+    configuration) is judged so, and a stored judge state's fingerprint is unchanged."""
+    return {fallback.id: tail.id for tail, fallback in _fallback_pairs(metrics)}
+
+
+def same_metric(configured: MetricSpec, read: Any) -> bool:
+    """Whether a metric read (a window's spec, a recording's metric: anything with ``id``,
+    ``namespace``, ``name`` and ``stat``) is this configured metric: the same id, or the same
+    CloudWatch namespace, name and statistic under another id (``lambda_errors`` for Errors/Sum).
+    The one rule by which the judge (a window whose settings name its metrics) and replay (a
+    recording under ``--config``) tell a configured metric is there."""
+    return read.id == configured.id or (read.namespace, read.name, read.stat) == (
+        configured.namespace,
+        configured.name,
+        configured.stat,
+    )
 
 
 def with_fallbacks(metrics: list[MetricSpec]) -> list[MetricSpec]:
