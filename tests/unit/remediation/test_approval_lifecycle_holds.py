@@ -30,12 +30,16 @@ from deployguard.remediation.models import ApprovalStatus
 from deployguard.remediation.store import APPROVAL_REQUEST, LOCK
 
 
+def _canary(repo: Any, publisher: Any) -> tuple[str, str, Any, Any]:
+    """checkout-api's canary dg-1 (versions v1 -> v2) and the alert engine, incidents per deployment."""
+    v1, v2 = make_function("checkout-api")
+    return v1, v2, deployment(repo, "dg-1", v1, v2), per_deployment_engine(repo, publisher)
+
+
 def test_an_approval_decided_before_its_state_machine_registers_still_runs(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = deployment(repo, "dg-1", v1, v2)
-    engine = per_deployment_engine(repo, publisher)
+    v1, _v2, d1, engine = _canary(repo, publisher)
     high_errors(engine, d1)
     [approval] = engine.remediation.store.open_approvals()
     engine.decide(approval.approval_id, "bob", approve=True)  # nothing waits on a token yet: nothing to answer
@@ -54,9 +58,7 @@ def test_an_approval_decided_before_its_state_machine_registers_still_runs(
 def test_an_approved_action_whose_state_machine_never_runs_it_is_given_up_and_paged(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = deployment(repo, "dg-1", v1, v2)
-    engine = per_deployment_engine(repo, publisher)
+    v1, v2, d1, engine = _canary(repo, publisher)
     high_errors(engine, d1)
     [approval] = engine.remediation.store.open_approvals()
     engine.remediation.register_task_token(approval.approval_id, "tok-1")  # its state machine waits
@@ -82,9 +84,7 @@ def test_an_approved_action_whose_state_machine_never_runs_it_is_given_up_and_pa
 def test_an_old_request_expiring_never_frees_the_newer_requests_marker(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = deployment(repo, "dg-1", v1, v2)
-    engine = per_deployment_engine(repo, publisher)
+    _v1, _v2, d1, engine = _canary(repo, publisher)
     high_errors(engine, d1)
     [old] = engine.remediation.store.open_approvals()
     sim_clock.advance(engine.settings.remediation.approval_ttl_seconds + 1)  # its marker expired, it is not ended
@@ -104,9 +104,7 @@ def test_an_old_request_expiring_never_frees_the_newer_requests_marker(
 
 
 def test_a_slow_rollback_never_deletes_the_lock_another_holder_took(repo: Any, publisher: Any, sim_clock: Any) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = deployment(repo, "dg-1", v1, v2)
-    engine = per_deployment_engine(repo, publisher)
+    v1, _v2, d1, engine = _canary(repo, publisher)
     lock_ttl = engine.settings.remediation.lock_ttl_seconds
     taken: list[bool] = []
 
@@ -130,9 +128,7 @@ def test_a_slow_rollback_never_deletes_the_lock_another_holder_took(repo: Any, p
 def test_expired_and_dropped_approvals_are_audited_and_the_approved_one_is_told(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = deployment(repo, "dg-1", v1, v2)
-    engine = per_deployment_engine(repo, publisher)
+    v1, v2, d1, engine = _canary(repo, publisher)
     high_errors(engine, d1)  # the canary incident asks for a rollback
     slow(engine, d1)  # the performance incident asks too
     requests = {a.incident_id: a for a in engine.remediation.store.open_approvals()}
@@ -159,9 +155,7 @@ def test_expired_and_dropped_approvals_are_audited_and_the_approved_one_is_told(
 def test_an_answer_after_the_request_expired_is_refused_and_the_expiry_audited(
     repo: Any, publisher: Any, sim_clock: Any
 ) -> None:
-    v1, v2 = make_function("checkout-api")
-    d1 = deployment(repo, "dg-1", v1, v2)
-    engine = per_deployment_engine(repo, publisher)
+    v1, v2, d1, engine = _canary(repo, publisher)
     high_errors(engine, d1)
     [approval] = engine.remediation.store.open_approvals()
     sim_clock.advance(engine.settings.remediation.approval_ttl_seconds + 1)
