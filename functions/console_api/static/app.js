@@ -365,10 +365,10 @@ function chart(metricId, points, format) {
 // A deployment's page is bounded however old the deployment: the API gives the newest assessments and timeline
 // items, in time order, each with a cursor (next_before) to page further back. What "Load older" fetched is kept
 // across the polls; each poll fetches the newest page again and joins it to what was loaded further back.
-const older = { id: null, assessments: [], assessmentsBefore: null, timeline: [], timelineBefore: null };
+const older = { id: null, assessments: [], assessmentsBefore: null, timeline: [], timelineBefore: null, last: null };
 
 function resetOlder(id) {
-  Object.assign(older, { id, assessments: [], assessmentsBefore: null, timeline: [], timelineBefore: null });
+  Object.assign(older, { id, assessments: [], assessmentsBefore: null, timeline: [], timelineBefore: null, last: null });
 }
 
 async function joinOlder(page, fetchBefore, loaded, isNew) {
@@ -387,7 +387,7 @@ async function joinOlder(page, fetchBefore, loaded, isNew) {
 const newerAssessment = (a, edge) => Date.parse(a.at) > Date.parse(edge.at) || (a.at === edge.at && a.assessment_id > edge.assessment_id);
 const newerInstant = (t, edge) => Date.parse(t.at) > Date.parse(edge.at);  // the API never splits an instant
 
-async function assessmentsBefore(base, before) {
+async function olderAssessments(base, before) {
   const page = await api(`${base}?before=${encodeURIComponent(before)}`);  // the detail, an older page of assessments
   return { items: page.assessments, next_before: page.assessments_before };
 }
@@ -396,8 +396,17 @@ async function showDeployment(id) {
   if (older.id !== id) resetOlder(id);
   const base = `/api/deployments/${encodeURIComponent(id)}`;
   const [history, timelinePage] = await Promise.all([api(base), api(`${base}/timeline`)]);
+  if (older.id !== id) return;  // another deployment was opened meanwhile
+  older.last = { history, timelinePage };
+  await drawDeployment(id);
+}
+
+async function drawDeployment(id) {
+  // the newest pages last fetched, joined to what Load older fetched (no new request unless items arrived between)
+  const { history, timelinePage } = older.last;
+  const base = `/api/deployments/${encodeURIComponent(id)}`;
   const assessments = await joinOlder({ items: history.assessments, next_before: history.assessments_before },
-    (before) => assessmentsBefore(base, before), older.assessments, newerAssessment);
+    (before) => olderAssessments(base, before), older.assessments, newerAssessment);
   const timeline = await joinOlder(timelinePage,
     (before) => api(`${base}/timeline?before=${encodeURIComponent(before)}`), older.timeline, newerInstant);
   if (older.id !== id) return;  // another deployment was opened meanwhile
@@ -448,6 +457,8 @@ async function showDeployment(id) {
     h("time", { datetime: t.at }, when(t.at)), " ", badge(t.kind, t.severity), " ", h("strong", {}, t.title), t.detail ? ` ${t.detail}` : "")));
   $("deployment-older-timeline").hidden = !timelineBefore;
   $("deployment-older-timeline").onclick = () => loadOlder(id, "timeline", timeline, timelineBefore);
+  const view = $("view-deployment");
+  view.dataset.drawn = String(Number(view.dataset.drawn || 0) + 1);  // how many times drawn (polls, Load older)
 }
 
 async function loadOlder(id, what, shown, before) {
@@ -455,12 +466,12 @@ async function loadOlder(id, what, shown, before) {
   if (!before) return;
   try {
     const base = `/api/deployments/${encodeURIComponent(id)}`;
-    const page = what === "assessments" ? await assessmentsBefore(base, before)
+    const page = what === "assessments" ? await olderAssessments(base, before)
       : await api(`${base}/timeline?before=${encodeURIComponent(before)}`);
     if (older.id !== id) return;
     older[what] = page.items.concat(shown);
     older[`${what}Before`] = page.next_before;
-    await refresh(false);
+    await drawDeployment(id);
   } catch (error) {
     if (error.message !== "unauthorised") say(`Could not load older ${what}: ${error.message}`);
   }

@@ -8,6 +8,7 @@ DynamoDB on every 3-second poll."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ from deployguard_local.console_server import ConsoleServer, LocalCredentials, ht
 from deployguard_local.emulator import EmbeddedAws
 
 READER = {"sub": "viewer", "username": "viewer", "scope": "deployguard/read"}
-LONG, MID, SHORT = 2000, 450, 25
+LONG, MID, SHORT, PAGE = 2000, 450, 25, 300
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 ONE_MB = 1024 * 1024
 
@@ -100,6 +101,7 @@ def aws() -> Iterator[Any]:
         _seed(repository, "long-1", LONG)
         _seed(repository, "mid-1", MID)
         _seed(repository, "short-1", SHORT)
+        _seed(repository, "page-1", PAGE)
         _seed(repository, "promoted-1", 30, promoted_looks=60)
         _get(embedded, "/api/deployments/short-1")  # warm: the function's first call imports and builds its clients
         yield embedded
@@ -111,35 +113,51 @@ def _get(aws: Any, path: str) -> tuple[int, Any]:
     return int(payload["statusCode"]), str(payload.get("body", ""))
 
 
-def _measured(aws: Any, path: str) -> tuple[Any, int, Counter[str], list[dict[str, Any]]]:
-    """The answer, its size, DynamoDB items read by operation, and every Query's parameters (botocore hooks)."""
-    items: Counter[str] = Counter()
-    queries: list[dict[str, Any]] = []
+class Reads:
+    """DynamoDB items read, by kind of item (``AS#``, ``EVENT#``, ``AUDIT#``), and every Query's parameters, counted
+    with botocore event hooks on the session the function's clients are built from (``bench_scale.counting``)."""
 
-    def after(model: Any, parsed: Any = None, **_: Any) -> None:
+    def __init__(self) -> None:
+        self.items: Counter[str] = Counter()
+        self.queries: list[dict[str, Any]] = []
+
+    def after(self, model: Any, parsed: Any = None, **_: Any) -> None:
         if model.name == "Query":
             found = (parsed or {}).get("Items", [])
-            items["Query"] += len(found)
-            items.update(str(i["sk"]["S"]).split("#", 1)[0] + "#" for i in found)  # by kind: AS#, EVENT#, AUDIT#
+            self.items["Query"] += len(found)
+            self.items.update(str(i["sk"]["S"]).split("#", 1)[0] + "#" for i in found)
         elif model.name == "GetItem" and (parsed or {}).get("Item"):
-            items["GetItem"] += 1
+            self.items["GetItem"] += 1
 
-    def params(model: Any, params: Any = None, **_: Any) -> None:
+    def params(self, model: Any, params: Any = None, **_: Any) -> None:
         if model.name == "Query":
-            queries.append(dict(params or {}))
+            self.queries.append(dict(params or {}))
 
-    with counting() as counter:
-        events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
-        events.register("after-call.dynamodb.*", after, unique_id="histbound-items")
-        events.register("before-parameter-build.dynamodb.*", params, unique_id="histbound-params")
-        try:
-            status, body = _get(aws, path)
-        finally:
-            events.unregister("after-call.dynamodb.*", unique_id="histbound-items")
-            events.unregister("before-parameter-build.dynamodb.*", unique_id="histbound-params")
-    assert status == 200, (path, body)
-    items["bytes"] = counter.dynamodb_read_bytes
-    return json.loads(body), len(body.encode()), items, queries
+    def get(self, aws: Any, path: str) -> tuple[Any, int, Counter[str], list[dict[str, Any]]]:
+        """The answer, its size, and what this request read."""
+        self.items, self.queries = Counter(), []
+        read_before = self.counter.dynamodb_read_bytes
+        status, body = _get(aws, path)
+        assert status == 200, (path, body)
+        self.items["bytes"] = self.counter.dynamodb_read_bytes - read_before
+        return json.loads(body), len(body.encode()), self.items, self.queries
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[Reads]:
+        with counting() as self.counter:
+            events = boto3.DEFAULT_SESSION.events
+            events.register("after-call.dynamodb.*", self.after, unique_id="histbound-items")
+            events.register("before-parameter-build.dynamodb.*", self.params, unique_id="histbound-params")
+            try:
+                yield self
+            finally:
+                events.unregister("after-call.dynamodb.*", unique_id="histbound-items")
+                events.unregister("before-parameter-build.dynamodb.*", unique_id="histbound-params")
+
+
+def _measured(aws: Any, path: str) -> tuple[Any, int, Counter[str], list[dict[str, Any]]]:
+    with Reads().counting() as reads:
+        return reads.get(aws, path)
 
 
 def _assessment_queries(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -172,15 +190,16 @@ def test_the_detail_pages_back_through_every_assessment_once_in_order(aws: Any) 
     seen: list[str] = []
     path = "/api/deployments/mid-1?limit=100"
     pages = 0
-    while True:
-        detail, size, read, _ = _measured(aws, path)
-        pages += 1
-        assert size < ONE_MB and detail["latest_verdict"]["assessment_id"] == f"as-{MID - 1:05d}"
-        assert read["AS#"] <= 102 + 1, read  # the page and the newest one: never O(age)
-        seen = [a["assessment_id"] for a in detail["assessments"]] + seen
-        if not detail["assessments_before"]:
-            break
-        path = f"/api/deployments/mid-1?limit=100&before={quote(detail['assessments_before'], safe='')}"
+    with Reads().counting() as reads:
+        while True:
+            detail, size, read, _ = reads.get(aws, path)
+            pages += 1
+            assert size < ONE_MB and detail["latest_verdict"]["assessment_id"] == f"as-{MID - 1:05d}"
+            assert read["AS#"] <= 102 + 1, read  # the page and the newest one: never O(age)
+            seen = [a["assessment_id"] for a in detail["assessments"]] + seen
+            if not detail["assessments_before"]:
+                break
+            path = f"/api/deployments/mid-1?limit=100&before={quote(detail['assessments_before'], safe='')}"
     assert pages == 5
     assert seen == [f"as-{n:05d}" for n in range(MID)]  # every one, once, in time order
 
@@ -215,16 +234,19 @@ def test_the_timeline_pages_back_through_the_whole_timeline_once_in_order(aws: A
         for i in timeline(DeploymentReader(DeploymentRepository()).history("mid-1"), notifications=False)
     ]
     assert len(whole) == MID + 5 + 6  # assessments, events, traffic steps (the start and 5 shifts)
-    collected, path, pages = [], "/api/deployments/mid-1/timeline?limit=37", 0
-    while path:
-        page, _, read, _ = _measured(aws, path)
-        pages += 1
-        assert read["AS#"] <= 37 + 3 and read["EVENT#"] <= 37 + 3, read  # never O(age)
-        assert 37 <= len(page["items"]) <= 37 + 2 or not page["next_before"], len(page["items"])
-        collected = page["items"] + collected
-        path = f"/api/deployments/mid-1/timeline?limit=37&before={page['next_before']}" if page["next_before"] else ""
+    collected: list[dict[str, Any]] = []
+    path, pages = "/api/deployments/mid-1/timeline?limit=61", 0
+    with Reads().counting() as reads:
+        while path:
+            page, _, read, _ = reads.get(aws, path)
+            pages += 1
+            assert read["AS#"] <= 61 + 3 and read["EVENT#"] <= 61 + 3, read  # never O(age)
+            assert 61 <= len(page["items"]) <= 61 + 2 or not page["next_before"], len(page["items"])
+            collected = page["items"] + collected
+            before = page["next_before"]
+            path = f"/api/deployments/mid-1/timeline?limit=61&before={before}" if before else ""
     assert collected == whole  # each item once, in the timeline's own order (ties at one instant never split)
-    assert pages == -(-len(whole) // 37) or pages == len(whole) // 37
+    assert pages == -(-len(whole) // 61) or pages == len(whole) // 61
 
 
 # --------------------------------------------------------------------------- the page
@@ -245,31 +267,43 @@ def test_the_page_shows_the_newest_and_loads_older(page: Any, server: Any) -> No
     expect = playwright_api.expect
     console, credentials = server
     with console.invoke_lock:  # what the API answers (the server's requests take turns, as in one Lambda container)
-        newest = json.loads(_get(console.aws, "/api/deployments/long-1/timeline")[1])
+        newest = json.loads(_get(console.aws, "/api/deployments/page-1/timeline")[1])
         before = quote(newest["next_before"], safe="")
-        older = json.loads(_get(console.aws, f"/api/deployments/long-1/timeline?before={before}")[1])
+        older = json.loads(_get(console.aws, f"/api/deployments/page-1/timeline?before={before}")[1])
     page.goto(f"{console.url}/#token={credentials.read_token}")
     expect(page.locator("#who")).to_contain_text("local-viewer")
-    page.goto(f"{console.url}/#/deployments/long-1")
-    expect(page.locator("#deployment-verdict")).to_contain_text(f"healthy look {LONG - 1:05d}")
+    page.goto(f"{console.url}/#/deployments/page-1")
+    expect(page.locator("#deployment-verdict")).to_contain_text(f"healthy look {PAGE - 1:05d}")
     rows = page.locator("figure.chart", has=page.locator("h4:text-matches('^metric_0')")).locator("details tbody tr")
     expect(rows).to_have_count(20)  # the newest 20 assessments
     expect(page.locator("#deployment-assessments-shown")).to_contain_text("older ones are stored")
     timeline_items = page.locator("#deployment-timeline li")
     expect(timeline_items).to_have_count(len(newest["items"]))
-    expect(timeline_items.first).to_contain_text(f"healthy look {LONG - 1:05d}")  # the newest first
+    expect(timeline_items.first).to_contain_text(f"healthy look {PAGE - 1:05d}")  # the newest first
 
     page.get_by_role("button", name="Load older assessments").click()
     expect(rows).to_have_count(40)
+    oldest_shown = START + timedelta(minutes=PAGE - 40 + 1)
+    expect(rows.first.locator("td").first).to_have_text(oldest_shown.strftime("%Y-%m-%d %H:%M:%S UTC"))
     page.get_by_role("button", name="Load older", exact=True).click()
     shown = len(newest["items"]) + len(older["items"])
     expect(timeline_items).to_have_count(shown)
     expect(timeline_items.last).to_contain_text(older["items"][0]["title"])  # the oldest loaded last
-    # a poll later (every 3 s; the next starts once one has drawn) what was loaded is still shown
-    timeline_poll = "/api/deployments/long-1/timeline"
-    for _ in range(2):
-        with page.expect_request(lambda r: r.url.endswith(timeline_poll), timeout=30_000):
-            pass
-    expect(rows).to_have_count(40)
-    expect(timeline_items).to_have_count(shown)
-    expect(timeline_items.first).to_contain_text(f"healthy look {LONG - 1:05d}")
+
+    # 60 looks more (more than a page of either) while the page polls: what was loaded stays, the gap is filled
+    drawn = int(page.locator("#view-deployment").get_attribute("data-drawn") or 0)
+    repository = DeploymentRepository()
+    with DirectSeed(repository.table_name) as batch:
+        for n in range(PAGE, PAGE + 60):
+            at = START + timedelta(minutes=n + 1)
+            a = _assessment("page-1", at, n)
+            batch.put_item(Item=repository._history_item("page-1", keys.ASSESSMENT, at, a.assessment_id, a))
+    # two draws later (one poll may have read before the looks were written; a poll starts after the last drew)
+    page.wait_for_function(
+        "(n) => Number(document.getElementById('view-deployment').dataset.drawn) >= n", arg=drawn + 2, timeout=30_000
+    )
+    expect(rows).to_have_count(40 + 60)
+    expect(timeline_items).to_have_count(shown + 60)
+    expect(timeline_items.first).to_contain_text(f"healthy look {PAGE + 59:05d}")
+    expect(timeline_items.last).to_contain_text(older["items"][0]["title"])
+    expect(page.locator("#deployment-verdict")).to_contain_text(f"healthy look {PAGE + 59:05d}")

@@ -8,14 +8,15 @@ every poll. As Argo Rollouts' and Kayenta's UIs do, the console reads instead:
 - :class:`DeploymentDetail`: the record, the outcome, the canary's latest verdict and the latest post-deployment
   look in full, the newest :data:`DEFAULT_ASSESSMENTS` assessments (``limit``, at most :data:`MAX_PAGE`) and the
   newest :data:`RECENT_EVENTS` events, the assessments with a cursor to page further back (``before``); the
-  traffic steps, checks,
-  remediation, alerts, incidents and audit trail in full (they grow with what happens, not with time);
+  traffic steps, checks, remediation, alerts, incidents and audit trail in full (they grow with what happens:
+  shifts, changes of verdict, control actions, not with time);
 - :class:`TimelinePage`: the timeline (:func:`~deployguard.readmodels.history.timeline`) in pages, the newest first.
 
 Every page is the newest slice before its cursor, **in time order** (oldest first), with ``next_before`` to
 page further back; pages put one after the other (the older ones first) are the whole list, each item once.
 Assessments and events are read with one reverse Query each of a ``Limit`` the page's size (DynamoDB reads
-O(page) items, not O(age)). The full history stays for the report, the JSON export and the CLI.
+O(page) items, not O(age)). The full history (:meth:`DeploymentReader.history`) stays for the report, the JSON
+export and ``deployguard deployments show``.
 """
 
 from __future__ import annotations
