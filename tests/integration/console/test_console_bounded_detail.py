@@ -65,9 +65,9 @@ def _assessment(deployment_id: str, at: datetime, n: int, post: bool = False) ->
 
 
 def _seed(repository: DeploymentRepository, deployment_id: str, looks: int, promoted_looks: int = 0) -> Deployment:
-    """A canary looked at once a minute ``looks`` times; an event and an audit entry every 100 minutes at the very
-    instant of a look (ties the timeline must never split); with ``promoted_looks`` it was promoted after them and
-    has that many post-deployment looks."""
+    """A canary looked at once a minute ``looks`` times, each look audited (``assessed``, as the canary does); an
+    event and a traffic shift every 100 minutes at the very instant of a look (ties the timeline must never split);
+    with ``promoted_looks`` it was promoted after them and has that many post-deployment looks."""
     target = LambdaTarget(function_name="svc", alias="live", stable_version="1", new_version="2")
     ended = START + timedelta(minutes=looks, seconds=30) if promoted_looks else None
     deployment = Deployment(
@@ -82,6 +82,16 @@ def _seed(repository: DeploymentRepository, deployment_id: str, looks: int, prom
             at = START + timedelta(minutes=n + 1)
             a = _assessment(deployment_id, at, n, post=n >= looks)
             batch.put_item(Item=repository._history_item(deployment_id, keys.ASSESSMENT, at, a.assessment_id, a))
+            if n < looks:
+                assessed = AuditEntry(
+                    deployment_id=deployment_id,
+                    at=at,
+                    action="assessed",
+                    actor="canary",
+                    reason=a.verdict.summary,
+                    details={"decision": "healthy", "next": "wait"},
+                )
+                batch.put_item(Item=repository._history_item(deployment_id, keys.AUDIT, at, f"{n:020d}-as", assessed))
             if n % 100 == 0 and n < looks:
                 event = DeploymentEvent(event_id=f"ev-{n:05d}", event_type=EventType.ASSESSMENT_STATUS_CHANGED,
                                         deployment_id=deployment_id, service=deployment.service,
@@ -176,13 +186,15 @@ def test_the_detail_of_a_day_old_canary_is_small_and_reads_the_same_as_a_young_o
     assert detail["latest_look"] is None
     assert detail["assessments_before"].endswith("#as-01980")  # the oldest shown: page back from it
     assert len(detail["events"]) == 20 and detail["events_complete"]  # 20 events: one every 100 looks
-    assert detail["traffic"][0]["reason"] == "started" and len(detail["traffic"]) == 21
+    assert len(detail["audit"]) == 50 and not detail["audit_complete"]  # the newest of 2,000 looks audited
+    assert detail["audit"][-1]["reason"] == f"healthy look {LONG - 1:05d}: every metric within its margin"
     # every assessment Query is reverse with a Limit of the page's size: DynamoDB reads O(page), not O(age)
     for query in _assessment_queries(queries):
         assert query["ScanIndexForward"] is False and query["Limit"] <= 22, query
     young, _, young_read, _ = _measured(aws, "/api/deployments/short-1")
     assert len(young["assessments"]) == 20 and young["assessments_before"]
     assert read["AS#"] == young_read["AS#"] == 22, (read, young_read)  # before: all 2,000 (25 of the young one)
+    assert read["AUDIT#"] <= 52 and read["EVENT#"] <= 52, read  # before: all 2,020 audit entries
     assert read["bytes"] < 200_000, read  # before: about 7.2 MB read on every poll
 
 
@@ -240,7 +252,7 @@ def test_the_timeline_pages_back_through_the_whole_timeline_once_in_order(aws: A
         while path:
             page, _, read, _ = reads.get(aws, path)
             pages += 1
-            assert read["AS#"] <= 61 + 3 and read["EVENT#"] <= 61 + 3, read  # never O(age)
+            assert max(read["AS#"], read["EVENT#"], read["AUDIT#"]) <= 61 + 3, read  # never O(age)
             assert 61 <= len(page["items"]) <= 61 + 2 or not page["next_before"], len(page["items"])
             collected = page["items"] + collected
             before = page["next_before"]

@@ -7,10 +7,12 @@ every poll. As Argo Rollouts' and Kayenta's UIs do, the console reads instead:
 
 - :class:`DeploymentDetail`: the record, the outcome, the canary's latest verdict and the latest post-deployment
   look in full, the newest :data:`DEFAULT_ASSESSMENTS` assessments (``limit``, at most :data:`MAX_PAGE`) and the
-  newest :data:`RECENT_EVENTS` events, the assessments with a cursor to page further back (``before``); the
-  traffic steps, checks, remediation, alerts, incidents and audit trail in full (they grow with what happens:
-  shifts, changes of verdict, control actions, not with time);
-- :class:`TimelinePage`: the timeline (:func:`~deployguard.readmodels.history.timeline`) in pages, the newest first.
+  newest :data:`RECENT_EVENTS` events and :data:`RECENT_AUDIT` audit entries (the canary audits every look), the
+  assessments with a cursor to page further back (``before``); the alerts and incidents in full (they grow with
+  what happens, not with time);
+- :class:`TimelinePage`: the timeline (:func:`~deployguard.readmodels.history.timeline`) in pages, the newest first:
+  traffic steps, checks and remediation come from the audit trail's page (at a page's oldest move the weight
+  before it is not read: that move is a step even if it repeats it).
 
 Every page is the newest slice before its cursor, **in time order** (oldest first), with ``next_before`` to
 page further back; pages put one after the other (the older ones first) are the whole list, each item once.
@@ -22,7 +24,7 @@ export and ``deployguard deployments show``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -31,11 +33,8 @@ from deployguard.alerts.models import Alert
 from deployguard.incidents.models import Incident
 from deployguard.models import Assessment, AuditEntry, Deployment, DeploymentEvent, Model
 from deployguard.readmodels.history import (
-    CheckResult,
     GateOutcome,
-    RemediationStep,
     TimelineItem,
-    TrafficStep,
     build_history,
     is_post_deployment,
     timeline,
@@ -53,6 +52,8 @@ MAX_PAGE = 200
 """The largest page (assessments or timeline items): some 900 KB of assessments at most."""
 RECENT_EVENTS = 50
 """Events a detail holds: the newest (events are published on changes, a flapping canary's too)."""
+RECENT_AUDIT = 50
+"""Audit entries a detail holds: the newest (the canary audits every look: ``assessed``)."""
 SAME_INSTANT = 1000
 """Items of one instant a timeline page reads at most to keep that instant whole (never split between pages)."""
 
@@ -88,16 +89,18 @@ class DeploymentDetail(Model):
         description="older assessments are stored: GET /api/deployments/{id}?before=<this> pages back; None: "
         "none older",
     )
-    traffic: list[TrafficStep] = Field(default_factory=list, description="traffic weight changes, in time order")
-    checks: list[CheckResult] = Field(default_factory=list)
     alerts: list[Alert] = Field(default_factory=list)
     incidents: list[Incident] = Field(default_factory=list)
-    remediation: list[RemediationStep] = Field(default_factory=list)
     events: list[DeploymentEvent] = Field(
         default_factory=list, description=f"the newest {RECENT_EVENTS} events published, in time order"
     )
     events_complete: bool = Field(default=True, description="false: older events are stored (the timeline has them)")
-    audit: list[AuditEntry] = Field(default_factory=list, description="the audit trail, in order")
+    audit: list[AuditEntry] = Field(
+        default_factory=list, description=f"the newest {RECENT_AUDIT} audit entries, in the order written"
+    )
+    audit_complete: bool = Field(
+        default=True, description="false: older audit entries are stored (traffic, checks, remediation: the timeline)"
+    )
 
 
 class TimelinePage(Model):
@@ -133,12 +136,12 @@ class DetailReader:
         events, older_events = self.repository.history_page(
             dep_id, keys.EVENT, DeploymentEvent, before=None, limit=RECENT_EVENTS
         )
-        audit = self.repository.audit_trail(dep_id)
+        audit, older_audit = self.repository.audit_page(dep_id, before=None, limit=RECENT_AUDIT)
         alerts = self.reader.incidents.alerts(dep_id)
         history = build_history(
             deployment,
             assessments=[],
-            audit=audit,
+            audit=[],
             events=[e for _, e in reversed(events)],
             notifications=[],
             alerts=alerts,
@@ -157,14 +160,12 @@ class DetailReader:
             latest_look=latest_look,
             assessments=[a for _, a in reversed(page)],
             assessments_before=page[-1][0] if older and page else None,
-            traffic=history.traffic,
-            checks=history.checks,
             alerts=history.alerts,
             incidents=history.incidents,
-            remediation=history.remediation,
             events=history.events,
             events_complete=not older_events,
-            audit=audit,
+            audit=[e for _, e in reversed(audit)],
+            audit_complete=not older_audit,
         )
 
     def _last_canary_verdict(self, deployment: Deployment) -> Assessment | None:
@@ -180,13 +181,12 @@ class DetailReader:
     def timeline(self, deployment_id: str, *, before: str | None, limit: int) -> TimelinePage:
         """The newest ``limit`` timeline items older than the instant ``before`` (a time key), in time order.
 
-        Assessments and events come from one reverse Query each (``limit`` items); the audit trail (traffic,
-        checks, remediation), alerts and incidents are read whole (they grow with what happens, not with time).
+        Assessments, events and the audit trail (traffic, checks, remediation) come from one reverse Query each
+        (``limit`` items); alerts and incidents are read whole (they grow with what happens, not with time).
         Where a Query stopped (its oldest item's instant) the items of that instant may not all be read: the
         page ends above it, and the next page starts there."""
         deployment = self.reader.get(deployment_id)
         dep_id = deployment.deployment_id
-        audit = self.repository.audit_trail(dep_id)
         alerts = self.reader.incidents.alerts(dep_id)
         incidents = self.reader.incidents_of(alerts)
         fetch = limit + 1  # the oldest instant read may be incomplete: one more keeps `limit` above it
@@ -197,19 +197,21 @@ class DetailReader:
             events, more_e = self.repository.history_page(
                 dep_id, keys.EVENT, DeploymentEvent, before=before, limit=fetch
             )
+            audit, more_au = self.repository.audit_page(dep_id, before=before, limit=fetch)
             # below the oldest instant a Query read (when it stopped at its Limit) the page knows nothing yet
-            floors = [page[-1][0].split("#", 1)[0] for page, more in ((assessments, more_a), (events, more_e))
-                      if more and page]  # fmt: skip
+            sources: list[tuple[list[Any], bool]] = [(assessments, more_a), (events, more_e), (audit, more_au)]
+            floors = [min(key for key, _ in page).split("#", 1)[0] for page, more in sources if more and page]
             floor = max(floors, default=None)
             history = build_history(
                 deployment,
                 assessments=[a for _, a in assessments],
-                audit=audit,
+                audit=[e for _, e in reversed(audit)],
                 events=[e for _, e in reversed(events)],
                 notifications=[],
                 alerts=alerts,
                 incidents=incidents,
                 exported_at=clock.now(),
+                from_start=not more_au,
             )
             items = [i for i in timeline(history, notifications=False) if before is None or time_key(i.at) < before]
             known = [i for i in items if floor is None or time_key(i.at) > floor]
@@ -232,6 +234,7 @@ __all__ = [
     "DEFAULT_TIMELINE",
     "DETAIL_SCHEMA",
     "MAX_PAGE",
+    "RECENT_AUDIT",
     "RECENT_EVENTS",
     "TIMELINE_BEFORE_PATTERN",
     "DeploymentDetail",

@@ -791,6 +791,20 @@ class DeploymentRepository:
         ``<time key>#<unique>`` what is older than that item), newest first, each with its key after the prefix;
         and whether older ones are stored. One Query, reverse, with a ``Limit`` of ``limit + 2`` items: what
         DynamoDB reads does not grow with the deployment's age."""
+        found, more = self._history_page_items(deployment_id, prefix, before, limit)
+        return [(str(item[keys.SK])[len(prefix) :], _from_item(cls, item)) for item in found], more
+
+    def audit_page(
+        self, deployment_id: str, *, before: str | None, limit: int
+    ) -> tuple[list[tuple[str, AuditEntry]], bool]:
+        """:meth:`history_page` of the audit trail, newest first in the order written (as :meth:`audit_trail`)."""
+        found, more = self._history_page_items(deployment_id, keys.AUDIT, before, limit)
+        found.sort(key=_written_order, reverse=True)
+        return [(str(item[keys.SK])[len(keys.AUDIT) :], _from_item(AuditEntry, item)) for item in found], more
+
+    def _history_page_items(
+        self, deployment_id: str, prefix: str, before: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
         values: dict[str, Any] = {":pk": keys.deployment_pk(deployment_id), ":prefix": prefix}
         if before is None:
             condition = "pk = :pk AND begins_with(sk, :prefix)"
@@ -803,13 +817,9 @@ class DeploymentRepository:
             ScanIndexForward=False,
             Limit=limit + 2,
         )
-        found = [
-            (str(item[keys.SK])[len(prefix) :], item)
-            for item in resp.get("Items", [])
-            if before is None or str(item[keys.SK]) < prefix + before
-        ]
+        found = [item for item in resp.get("Items", []) if before is None or str(item[keys.SK]) < prefix + before]
         more = len(found) > limit or "LastEvaluatedKey" in resp  # (a 1 MB answer stops short of the Limit)
-        return [(key, _from_item(cls, item)) for key, item in found[:limit]], more
+        return found[:limit], more
 
     def audit_trail(self, deployment_id: str) -> list[AuditEntry]:
         """The deployment's audit entries in the order they were written: by time, and within one instant
