@@ -362,19 +362,64 @@ function chart(metricId, points, format) {
         h("tbody", {}, points.map((p) => h("tr", {}, h("td", {}, when(p.at)), h("td", {}, fmt(p.baseline)), h("td", {}, fmt(p.canary)), h("td", {}, fmt(p.after)), h("td", {}, p.status)))))));
 }
 
+// A deployment's page is bounded however old the deployment: the API gives the newest assessments and timeline
+// items, in time order, each with a cursor (next_before) to page further back. What "Load older" fetched is kept
+// across the polls; each poll fetches the newest page again and joins it to what was loaded further back.
+const older = { id: null, assessments: [], assessmentsBefore: null, timeline: [], timelineBefore: null, last: null };
+
+function resetOlder(id) {
+  Object.assign(older, { id, assessments: [], assessmentsBefore: null, timeline: [], timelineBefore: null, last: null });
+}
+
+async function joinOlder(page, fetchBefore, loaded, isNew) {
+  // the newest page, then the pages between it and what was loaded before (new items arrived since): bounded
+  if (!loaded.length) return page.items;
+  const edge = loaded[loaded.length - 1];
+  let items = page.items, before = page.next_before;
+  for (let rounds = 0; before && items.length && isNew(items[0], edge) && rounds < 20; rounds++) {
+    const more = await fetchBefore(before);
+    items = more.items.concat(items);
+    before = more.next_before;
+  }
+  return loaded.concat(items.filter((i) => isNew(i, edge)));
+}
+
+const newerAssessment = (a, edge) => Date.parse(a.at) > Date.parse(edge.at) || (a.at === edge.at && a.assessment_id > edge.assessment_id);
+const newerInstant = (t, edge) => Date.parse(t.at) > Date.parse(edge.at);  // the API never splits an instant
+
+async function olderAssessments(base, before) {
+  const page = await api(`${base}?before=${encodeURIComponent(before)}`);  // the detail, an older page of assessments
+  return { items: page.assessments, next_before: page.assessments_before };
+}
+
 async function showDeployment(id) {
-  const [history, timeline] = await Promise.all([
-    api(`/api/deployments/${encodeURIComponent(id)}`),
-    api(`/api/deployments/${encodeURIComponent(id)}/timeline`),
-  ]);
+  if (older.id !== id) resetOlder(id);
+  const base = `/api/deployments/${encodeURIComponent(id)}`;
+  const [history, timelinePage] = await Promise.all([api(base), api(`${base}/timeline`)]);
+  if (older.id !== id) return;  // another deployment was opened meanwhile
+  older.last = { history, timelinePage };
+  await drawDeployment(id);
+}
+
+async function drawDeployment(id) {
+  // the newest pages last fetched, joined to what Load older fetched (no new request unless items arrived between)
+  const { history, timelinePage } = older.last;
+  const base = `/api/deployments/${encodeURIComponent(id)}`;
+  const assessments = await joinOlder({ items: history.assessments, next_before: history.assessments_before },
+    (before) => olderAssessments(base, before), older.assessments, newerAssessment);
+  const timeline = await joinOlder(timelinePage,
+    (before) => api(`${base}/timeline?before=${encodeURIComponent(before)}`), older.timeline, newerInstant);
+  if (older.id !== id) return;  // another deployment was opened meanwhile
+  const assessmentsBefore = older.assessments.length ? older.assessmentsBefore : history.assessments_before;
+  const timelineBefore = older.timeline.length ? older.timelineBefore : timelinePage.next_before;
   const d = history.deployment;
   $("deployment-title").textContent = `${d.service} ${d.version} (${d.deployment_id})`;
   // the canary's last verdict (new version against stable) and, after promotion, the latest
   // post-deployment look (the version against its own last 24 hours): two things, labelled apart
-  const canaryVerdicts = history.assessments.filter((a) => !isPostDeployment(a));
-  const looks = history.assessments.filter(isPostDeployment);
-  const latest = canaryVerdicts[canaryVerdicts.length - 1];
-  const look = looks[looks.length - 1];
+  const canaryVerdicts = assessments.filter((a) => !isPostDeployment(a));
+  const looks = assessments.filter(isPostDeployment);
+  const latest = canaryVerdicts[canaryVerdicts.length - 1] || history.latest_verdict;
+  const look = looks[looks.length - 1] || history.latest_look;
   $("deployment-summary").replaceChildren(h("dl", { class: "kv" },
     h("dt", {}, "Status"), h("dd", {}, badge(d.status), " ", d.decision || ""),
     h("dt", {}, "Traffic on new version"), h("dd", { id: "deployment-weight" }, `${Math.round(d.canary_weight * 10000) / 100}%`),
@@ -390,7 +435,7 @@ async function showDeployment(id) {
   const report = h("button", { type: "button", class: "secondary", onclick: () => openReport(d.deployment_id) }, "Open the report");
   $("deployment-actions").replaceChildren(...controlButtons(d), report);
   const series = {}, reasons = {};
-  for (const a of history.assessments) {
+  for (const a of assessments) {
     const post = isPostDeployment(a);
     for (const r of a.verdict.reasons) {
       (reasons[r.metric_id] = reasons[r.metric_id] || []).push(r);
@@ -401,9 +446,35 @@ async function showDeployment(id) {
   }
   const charts = Object.entries(series).map(([metric, points]) => chart(metric, points, metricFormat(reasons[metric])));
   $("deployment-charts").replaceChildren(...(charts.length ? charts : [h("p", {}, "No assessment recorded.")]));
+  $("deployment-assessments-shown").textContent = assessments.length
+    ? `The ${assessments.length} ${assessmentsBefore ? "newest " : ""}assessment(s), from ${when(assessments[0].at)}${assessmentsBefore ? "; older ones are stored" : ""}.`
+    : "";
+  $("deployment-older-assessments").hidden = !assessmentsBefore;
+  $("deployment-older-assessments").onclick = () => loadOlder(id, "assessments", assessments, assessmentsBefore);
   $("deployment-incidents").replaceChildren(incidentTable(history.incidents));
-  $("deployment-timeline").replaceChildren(...timeline.map((t) => h("li", {},
+  // the newest first, older ones below the last (Load older)
+  $("deployment-timeline").replaceChildren(...timeline.slice().reverse().map((t) => h("li", {},
     h("time", { datetime: t.at }, when(t.at)), " ", badge(t.kind, t.severity), " ", h("strong", {}, t.title), t.detail ? ` ${t.detail}` : "")));
+  $("deployment-older-timeline").hidden = !timelineBefore;
+  $("deployment-older-timeline").onclick = () => loadOlder(id, "timeline", timeline, timelineBefore);
+  const view = $("view-deployment");
+  view.dataset.drawn = String(Number(view.dataset.drawn || 0) + 1);  // how many times drawn (polls, Load older)
+}
+
+async function loadOlder(id, what, shown, before) {
+  // one page before the oldest shown; kept (with what is shown now) across the polls until another deployment opens
+  if (!before) return;
+  try {
+    const base = `/api/deployments/${encodeURIComponent(id)}`;
+    const page = what === "assessments" ? await olderAssessments(base, before)
+      : await api(`${base}/timeline?before=${encodeURIComponent(before)}`);
+    if (older.id !== id) return;
+    older[what] = page.items.concat(shown);
+    older[`${what}Before`] = page.next_before;
+    await drawDeployment(id);
+  } catch (error) {
+    if (error.message !== "unauthorised") say(`Could not load older ${what}: ${error.message}`);
+  }
 }
 
 async function openReport(id) {

@@ -15,7 +15,8 @@ input, named by where it is: ``path.<name>``, ``query.<name>``, ``body.<name>`` 
 ``header.content-type``, or a whole part (``path``, ``query``, ``body``). Unknown routes (404) and a body
 that is not JSON (415) answer the same shape, not Powertools' own.
 
-Reads: active canaries, deployments with filters, one deployment's history export and timeline,
+Reads: active canaries, deployments with filters, one deployment (bounded: its newest assessments, pages of
+older ones and of its timeline, :mod:`deployguard.readmodels.detail`) and its report (the whole history),
 incidents, services. Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a
 service, incident acknowledge / escalate / resolve. Every /api route needs an authorised caller
 (IAM SigV4 or a JWT, see template.yaml); writes need write permission and are audited with the
@@ -61,14 +62,23 @@ from deployguard.inbound import (
 from deployguard.incidents.models import Incident
 from deployguard.models import DeploymentStatus
 from deployguard.readmodels import (
+    DeploymentDetail,
     DeploymentHistory,
     DeploymentPage,
     DeploymentQuery,
     DeploymentReader,
+    DetailReader,
     QueryError,
-    TimelineItem,
+    TimelinePage,
     parse_since,
-    timeline,
+)
+from deployguard.readmodels.detail import (
+    ASSESSMENT_BEFORE_PATTERN,
+    DEFAULT_ASSESSMENTS,
+    DEFAULT_TIMELINE,
+    MAX_PAGE,
+    RECENT_EVENTS,
+    TIMELINE_BEFORE_PATTERN,
 )
 from deployguard.reporting import CONTENT_TYPES, ReportFormat, render
 from deployguard.workflows import runtime
@@ -322,28 +332,59 @@ def _query_field(exc: QueryError) -> InvalidEventError:
     return InvalidEventError(f"{WHAT}: field {field}: {detail or exc}", field=field)
 
 
+@functools.cache
+def details() -> DetailReader:
+    """The bounded reads of one deployment (the page polls them every few seconds, however old the deployment)."""
+    runtime.on_reset(details.cache_clear)
+    return DetailReader(console().reader)
+
+
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"items in the page (at most {MAX_PAGE})")]
+
+
 @app.get(
     "/api/deployments/<deployment_id>",
     tags=["deployments"],
     responses=documented(*READ_ONE),
-    summary="Everything recorded about a deployment (its exact id)",
+    summary="A deployment: its record, latest verdicts and newest assessments (its exact id)",
+    description=f"Bounded whatever the deployment's age: the record, the outcome, the canary's latest verdict and "
+    f"the latest post-deployment look in full, the newest `limit` assessments (default {DEFAULT_ASSESSMENTS}) and "
+    f"the newest {RECENT_EVENTS} events in time order, with the traffic steps, checks, remediation, alerts, "
+    "incidents and audit trail. `before` (its `assessments_before`) pages older assessments: the `limit` before "
+    "it, in time order, and `assessments_before` again, null at the first. The whole history is the report's "
+    "(GET .../report?format=json).",
 )
-def deployment_history(deployment_id: DeploymentId) -> DeploymentHistory:
+def deployment_detail(
+    deployment_id: DeploymentId,
+    before: Annotated[
+        str | None,
+        Query(max_length=200, pattern=ASSESSMENT_BEFORE_PATTERN, description="an assessments_before: page back"),
+    ] = None,
+    limit: PageLimit = DEFAULT_ASSESSMENTS,
+) -> DeploymentDetail:
     caller()
-    return console().history(deployment_id)
+    return details().detail(deployment_id, before=before, limit=limit)
 
 
 @app.get(
     "/api/deployments/<deployment_id>/timeline",
     tags=["deployments"],
     responses=documented(*READ_ONE),
-    summary="One deployment in time order",
+    summary="One deployment in time order, a page at a time (the newest first)",
+    description="The newest `limit` items older than `before` (a page's `next_before`; none: the newest), in time "
+    "order within the page; `next_before` pages further back, null at the start. Pages put one after the other "
+    "(older first) are the whole timeline, each item once: an instant is never split, so a page may hold a few "
+    "more than `limit`.",
 )
 def deployment_timeline(
     deployment_id: DeploymentId,
-) -> list[TimelineItem]:
+    before: Annotated[
+        str | None, Query(max_length=64, pattern=TIMELINE_BEFORE_PATTERN, description="a page's next_before")
+    ] = None,
+    limit: PageLimit = DEFAULT_TIMELINE,
+) -> TimelinePage:
     caller()
-    return timeline(console().history(deployment_id), notifications=False)
+    return details().timeline(deployment_id, before=before, limit=limit)
 
 
 @app.get(

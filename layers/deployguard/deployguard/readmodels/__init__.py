@@ -9,6 +9,9 @@ and the ground models; it writes nothing):
 - :class:`DeploymentHistory` (``history.py``): the JSON export, schema ``deployguard-history/1``
   (:func:`history_json_schema`); :func:`timeline` merges it into one list in time order;
   :class:`GateOutcome` maps a deployment to the gate's exit code.
+- :class:`DetailReader` (``detail.py``): what the console shows of one deployment, bounded whatever its age:
+  :class:`DeploymentDetail` (the record, the latest verdicts, the newest assessments and events) and pages
+  further back (``before``; :class:`TimelinePage`), each one reverse Query of the page's size.
 - :class:`SummaryBuilder` (``summary.py``): figures of a period against the previous one.
 """
 
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from deployguard.exceptions import QueryError
     from deployguard.readmodels.deployments import DeploymentPage, DeploymentQuery, DeploymentReader, parse_since
+    from deployguard.readmodels.detail import DeploymentDetail, DetailReader, TimelinePage
     from deployguard.readmodels.history import (
         HISTORY_SCHEMA,
         CheckResult,
@@ -43,6 +47,7 @@ _MODULE_OF = {
     **dict.fromkeys(("HISTORY_SCHEMA", "CheckResult", "DeploymentHistory", "GateOutcome", "RemediationStep",
                      "TimelineItem", "TrafficStep", "business_impact", "history_json_schema", "timeline",
                      "verdict_why"), "history"),
+    **dict.fromkeys(("DeploymentDetail", "DetailReader", "TimelinePage"), "detail"),
     **dict.fromkeys(("SUMMARY_SCHEMA", "Summary", "SummaryBuilder"), "summary"),
 }  # fmt: skip
 
@@ -59,16 +64,19 @@ __all__ = [
     "HISTORY_SCHEMA",
     "SUMMARY_SCHEMA",
     "CheckResult",
+    "DeploymentDetail",
     "DeploymentHistory",
     "DeploymentPage",
     "DeploymentQuery",
     "DeploymentReader",
+    "DetailReader",
     "GateOutcome",
     "QueryError",
     "RemediationStep",
     "Summary",
     "SummaryBuilder",
     "TimelineItem",
+    "TimelinePage",
     "TrafficStep",
     "business_impact",
     "history_json_schema",

@@ -171,12 +171,14 @@ def build_history(
     alerts: list[Alert],
     incidents: list[Incident],
     exported_at: datetime,
+    from_start: bool = True,
 ) -> DeploymentHistory:
+    """``from_start`` false: ``audit`` is the newest part of the trail only (see :func:`traffic_steps`)."""
     return DeploymentHistory(
         exported_at=exported_at,
         deployment=deployment,
         outcome=GateOutcome.of(deployment),
-        traffic=traffic_steps(deployment, audit),
+        traffic=traffic_steps(deployment, audit, from_start=from_start),
         assessments=sorted(assessments, key=lambda a: a.at),
         checks=checks(audit),
         alerts=alerts,
@@ -192,9 +194,12 @@ def build_history(
     )
 
 
-def traffic_steps(deployment: Deployment, audit: list[AuditEntry]) -> list[TrafficStep]:
-    """Traffic weight over time: 0 at the start, then every shift, promotion and rollback."""
+def traffic_steps(deployment: Deployment, audit: list[AuditEntry], *, from_start: bool = True) -> list[TrafficStep]:
+    """Traffic weight over time: 0 at the start, then every shift, promotion and rollback. ``from_start`` false:
+    ``audit`` is the newest part of the trail only (a page), the weight before it unknown: its first move is a step
+    (it may repeat the weight before it), and so is where traffic ended up."""
     steps = [TrafficStep(at=deployment.started_at, weight=0.0, reason="started")]
+    previous: float | None = 0.0 if from_start else None
     for entry in audit:
         weight: float | None = None
         raw = entry.details.get("weight")
@@ -206,11 +211,12 @@ def traffic_steps(deployment: Deployment, audit: list[AuditEntry]) -> list[Traff
             weight = 1.0
         elif entry.action in _TRAFFIC_ZERO:
             weight = 0.0
-        if weight is not None and weight != steps[-1].weight:
+        if weight is not None and weight != previous:
             steps.append(TrafficStep(at=entry.at, weight=min(max(weight, 0.0), 1.0), reason=entry.reason))
+            previous = steps[-1].weight
     if deployment.status.is_terminal and deployment.ended_at is not None:  # where traffic ended up
         final = 1.0 if deployment.status == DeploymentStatus.SUCCEEDED else 0.0
-        if final != steps[-1].weight:
+        if final != previous:
             steps.append(TrafficStep(at=max(deployment.ended_at, steps[-1].at), weight=final,
                                      reason=deployment.decision or deployment.status.value))  # fmt: skip
     return steps

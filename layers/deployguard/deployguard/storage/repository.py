@@ -783,6 +783,44 @@ class DeploymentRepository:
         )
         return next((_from_item(Assessment, i) for i in items), None)
 
+    def history_page(
+        self, deployment_id: str, prefix: str, cls: type[M], *, before: str | None, limit: int
+    ) -> tuple[list[tuple[str, M]], bool]:
+        """The newest ``limit`` history items of one kind (``prefix``: ``AS#``, ``EVENT#`` ...) whose sort key,
+        after the prefix, sorts before ``before`` (``<time key>`` takes what is older than that instant,
+        ``<time key>#<unique>`` what is older than that item), newest first, each with its key after the prefix;
+        and whether older ones are stored. One Query, reverse, with a ``Limit`` of ``limit + 2`` items: what
+        DynamoDB reads does not grow with the deployment's age."""
+        found, more = self._history_page_items(deployment_id, prefix, before, limit)
+        return [(str(item[keys.SK])[len(prefix) :], _from_item(cls, item)) for item in found], more
+
+    def audit_page(
+        self, deployment_id: str, *, before: str | None, limit: int
+    ) -> tuple[list[tuple[str, AuditEntry]], bool]:
+        """:meth:`history_page` of the audit trail, newest first in the order written (as :meth:`audit_trail`)."""
+        found, more = self._history_page_items(deployment_id, keys.AUDIT, before, limit)
+        found.sort(key=_written_order, reverse=True)
+        return [(str(item[keys.SK])[len(keys.AUDIT) :], _from_item(AuditEntry, item)) for item in found], more
+
+    def _history_page_items(
+        self, deployment_id: str, prefix: str, before: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        values: dict[str, Any] = {":pk": keys.deployment_pk(deployment_id), ":prefix": prefix}
+        if before is None:
+            condition = "pk = :pk AND begins_with(sk, :prefix)"
+        else:  # BETWEEN includes its upper bound: an item whose key is exactly ``before`` is dropped below
+            condition = "pk = :pk AND sk BETWEEN :prefix AND :before"
+            values[":before"] = prefix + before
+        resp = self.table.query(
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=limit + 2,
+        )
+        found = [item for item in resp.get("Items", []) if before is None or str(item[keys.SK]) < prefix + before]
+        more = len(found) > limit or "LastEvaluatedKey" in resp  # (a 1 MB answer stops short of the Limit)
+        return found[:limit], more
+
     def audit_trail(self, deployment_id: str) -> list[AuditEntry]:
         """The deployment's audit entries in the order they were written: by time, and within one instant
         (a simulated clock, or one microsecond) by when they were written: an entry's key says it
