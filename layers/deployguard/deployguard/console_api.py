@@ -299,8 +299,9 @@ def active_canaries() -> list[CanaryCard]:
     tags=["deployments"],
     responses=documented(*READ),
     summary="Deployments, newest first, with filters",
-    description="A status filter examines at most 1,000 deployments a request: a page may hold fewer than limit "
-    "items (even none) and still a next_cursor; follow it to go on. Ids are exact (no prefixes).",
+    description="A status filter examines about 1,000 deployments a request (each service/environment pair at "
+    "least limit + 1, so more with many pairs): a page may hold fewer than limit items (even none) and still a "
+    "next_cursor; follow it to go on. Ids are exact (no prefixes).",
 )
 def list_deployments(
     service: Annotated[str | None, Query(max_length=200)] = None,

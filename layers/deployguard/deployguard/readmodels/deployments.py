@@ -75,8 +75,9 @@ class DeploymentPage(Model):
     items: list[Deployment]
     next_cursor: str | None = Field(
         default=None,
-        description="pass as cursor for the next page; None at the end. With a status filter a page examines at most "
-        "1,000 deployments: it may hold fewer items than limit (even none) and still a next_cursor to go on",
+        description="pass as cursor for the next page; None at the end. With a status filter a page examines about "
+        "1,000 deployments (each service/environment pair at least limit + 1: more when there are more than "
+        "1,000 / (limit + 1) pairs): it may hold fewer items than limit (even none) and still a next_cursor to go on",
     )
 
 
