@@ -343,3 +343,28 @@ def test_an_approval_survives_a_later_skip_analysis_and_promotes(
         assert (deployment.status, deployment.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
         assert deployment.control.approved_by == "carol"
         assert LambdaTrafficShifter(target).current().function_version == target.new_version
+
+
+def test_an_approval_the_canary_records_before_the_person_does_is_still_theirs(tmp_path: Path) -> None:
+    """Step Functions takes the answer; the canary's RecordApproval records it (token cleared) before the person's
+    own record write: that person is told "approved", not "already approved" (a race seen under load)."""
+    from deployguard.aws import clients
+
+    with EmbeddedAws(config_file=_config(tmp_path, approval_before_full_traffic=True)) as aws:
+        request, target = _prepare(aws)
+        worker, result = _in_background(aws, request)
+        _until(_waiting_for_approval)
+        me = threading.current_thread()
+
+        def canary_first(**_: Any) -> None:  # the person's thread waits until the canary recorded the approval
+            if threading.current_thread() is me:
+                _until(lambda: DeploymentRepository().get_deployment(DEP).control.approved_by or None)
+
+        _hook(clients.client("stepfunctions").meta.events, "after-call.states.SendTaskSuccess", canary_first)
+        said = _ask(aws, "approve", by="carol")
+        assert said.changed and said.message.startswith("approved"), said.message
+        worker.join(120)
+        assert result["status"] == "SUCCEEDED"
+        deployment = DeploymentRepository().get_deployment(DEP)
+        assert deployment.decision == "promoted" and deployment.control.approved_by == "carol"
+        assert LambdaTrafficShifter(target).current().function_version == target.new_version

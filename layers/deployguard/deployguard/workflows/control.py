@@ -371,7 +371,12 @@ class CanaryControlService:
                 raise ControlStateError(
                     f"deployment {now.deployment_id} is {_ended_as(now)}: nothing to approve"
                 ) from None
-            return False, "already approved"  # another approval answered it first
+            if approved(now) or now.decision == "promoted":
+                return False, "already approved"  # another approval answered it first
+            raise ControlStateError(  # the wait restarted (its task retried with a new token) or is ending
+                f"deployment {now.deployment_id}: the approval wait changed while this approval was sent "
+                f"({'it waits again: approve again' if now.control.awaiting_approval else 'it no longer waits'})"
+            ) from None
 
         changed = False
 
@@ -381,8 +386,10 @@ class CanaryControlService:
                 raise ControlStateError(
                     f"deployment {d.deployment_id} is {_ended_as(d)}: the approval came too late, nothing goes to 100%"
                 )
-            changed = d.control.approval_token == token  # else a concurrent approval cleared it first
-            if changed:  # the canary's next assessment sees the wait over: promoted unless that verdict is failing
+            # Step Functions took this answer, so the approval is this one: the canary's RecordApproval (it gets the
+            # answer too) may have recorded it first, which cleared the token (a second approval's answer fails)
+            changed = True
+            if d.control.approval_token == token:  # the canary's next assessment sees the wait over
                 _mark_approved(d, request.actor)
 
         try:
