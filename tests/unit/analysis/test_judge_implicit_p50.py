@@ -212,3 +212,52 @@ def test_a_configured_metric_recorded_under_another_id_is_judged_under_config(
     absent = window.model_copy(update={"metrics": [m for m in window.metrics if m.spec.id != "lambda_errors"]})
     held = judge_canary(absent, settings.for_run(20))
     assert held.decision == Decision.INCONCLUSIVE and held.summary.startswith("errors: missing evidence"), held.summary
+
+
+def test_a_p50_shift_while_the_tail_was_judged_alone_is_no_evidence_later() -> None:
+    """The median 50% slower in the first 10 minutes at 1,000 calls (the p99 judged on its own, no regression),
+    then traffic falls to 20 calls and the median is fine: the implicit p50 folds only the periods its tail
+    cannot be estimated in, so the canary does not fail on the old shift when the p99 starts being judged
+    through it (it did, 11 periods after the median recovered)."""
+    periods = 40
+    settings = _settings().for_run(periods)
+    specs = {m.id: m for m in settings.read_metrics}
+    rnd = random.Random(3)
+    calls = [1000.0] * 10 + [20.0] * 30
+    p50 = [150.0] * 10 + [100.0] * 30
+
+    def w(x: float, s: float = 0.02) -> float:
+        return x * (1 + rnd.uniform(-s, s))
+
+    series = {
+        "invocations": ([9 * c for c in calls], calls),
+        "errors": ([0.0] * periods, [0.0] * periods),
+        "duration_p99": ([w(800.0, 0.3) for _ in calls], [w(800.0, 0.3) for _ in calls]),
+        "duration_p50": ([w(100.0) for _ in calls], [w(v) for v in p50]),
+    }
+
+    def window(n: int) -> CanaryWindow:
+        return CanaryWindow(
+            interval_seconds=60,
+            canary_weight=0.1,
+            metrics=[MetricWindow(spec=specs[k], baseline=b[:n], canary=c[:n]) for k, (b, c) in series.items()],
+        )
+
+    decisions = [judge_canary(window(n), settings).decision for n in range(12, periods + 1)]
+    assert Decision.FAILING not in decisions, decisions
+
+
+def test_a_tail_recorded_under_another_id_is_still_judged_through_the_implicit_p50() -> None:
+    """The p99 held under another id (same namespace, name and statistic: the configured one, by same_metric):
+    the implicit p50 is still its stand-in, so a 4x slower canary at 20 calls fails through it."""
+    settings = _settings().for_run(N)
+    window = _window(settings, [20.0] * N, p50=(100.0, 400.0), p99=(800.0, 3200.0))
+    renamed = [
+        m.model_copy(update={"spec": m.spec.model_copy(update={"id": "lambda_duration_p99"})})
+        if m.spec.id == "duration_p99"
+        else m
+        for m in window.metrics
+    ]
+    verdict = judge_canary(window.model_copy(update={"metrics": renamed}), settings)
+    assert verdict.decision == Decision.FAILING, verdict.summary
+    assert "duration_p50" in verdict.summary

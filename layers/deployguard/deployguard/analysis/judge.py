@@ -746,6 +746,14 @@ def _in_grace(period: int, shift: int | None, grace: int) -> bool:
 _MOVED_Z = 3.0  # a lower percentile this many sampling sds from the baseline's: the whole distribution moved
 
 
+def _tail_estimable(tail: MetricSpec, counts: MetricWindow | None, i: int, settings: JudgeSettings) -> bool:
+    """Whether both versions had the invocations a tail percentile needs in period ``i`` (100 for a p99)."""
+    if counts is None:
+        return False
+    need = _latency_min_samples(tail, settings)
+    return (_at(counts.canary, i) or 0.0) >= need and (_at(counts.baseline, i) or 0.0) >= need
+
+
 def _tail_only(
     metrics: dict[str, MetricWindow], spec: MetricSpec, counts: MetricWindow | None, sigma: float | None, i: int
 ) -> bool:
@@ -783,6 +791,9 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
             state.canary_calls = f32(state.canary_calls + calls)
             state.active += 1
     sigmas: dict[str, float | None] = {}
+    # an implicit p50 stands in for its tail only where the tail cannot be estimated: it folds only those
+    # periods (a p50 shift while the tail was judged on its own is no evidence the configuration asked for)
+    standing_in = stand_ins(settings.metrics, [m.spec for m in metrics.values()])
     for mw in metrics.values():
         spec = mw.spec
         if _at(mw.canary, i) is not None:
@@ -820,6 +831,9 @@ def _fold(state: JudgeState, metrics: dict[str, MetricWindow], i: int, settings:
             add = spec.id in settings.outside_denominator
             _fold_rate(st, spec, mw, den, minus, add, i, period, settings)
         elif isinstance(st, LatencyState):
+            tail_id = standing_in.get(spec.id)
+            if tail_id is not None and _tail_estimable(metrics[tail_id].spec, counts, i, settings):
+                continue
             tail_shape = (
                 not shape
                 and st.shift.capacity > settings.grace_periods > 0
@@ -838,7 +852,7 @@ def _results(
     # an implicit p50 (read for a tail percentile configured alone) is judged only while its tail is
     # judged through it; otherwise it is no metric test: it neither fails, holds, nor takes budget
     idle = {
-        p50 for p50, tail in stand_ins(settings.metrics).items()
+        p50 for p50, tail in stand_ins(settings.metrics, [m.spec for m in metrics.values()]).items()
         if p50 in state.metrics and not _judged_through(state, metrics, tail, p50, settings)
     }  # fmt: skip
     # the canary's false-alarm budget is split over the metric tests by their budget weights (a

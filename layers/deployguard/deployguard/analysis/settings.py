@@ -206,12 +206,23 @@ def _fallback_pairs(metrics: list[MetricSpec]) -> list[tuple[MetricSpec, MetricS
     return pairs
 
 
-def stand_ins(metrics: list[MetricSpec]) -> dict[str, str]:
+def stand_ins(metrics: list[MetricSpec], read: list[Any] | None = None) -> dict[str, str]:
     """The id of every implicit p50 of these configured metrics (:func:`fallback_percentiles`) ->
     the id of the tail percentile it stands in for. Derived from the configuration, not marked on
     the spec: a window read with the implicit p50 (live, or recorded and replayed under the same
-    configuration) is judged so, and a stored judge state's fingerprint is unchanged."""
-    return {fallback.id: tail.id for tail, fallback in _fallback_pairs(metrics)}
+    configuration) is judged so, and a stored judge state's fingerprint is unchanged. With ``read``
+    (the specs a window holds), the ids are those of the window's metrics that are the pair
+    (:func:`same_metric`: a recording may hold them under other ids)."""
+    pairs = _fallback_pairs(metrics)
+    if read is None:
+        return {fallback.id: tail.id for tail, fallback in pairs}
+    found: dict[str, str] = {}
+    for tail, fallback in pairs:
+        tails = [r.id for r in read if same_metric(tail, r)]
+        fallbacks = [r.id for r in read if same_metric(fallback, r)]
+        if tails and fallbacks:
+            found[fallbacks[0]] = tails[0]
+    return found
 
 
 def same_metric(configured: MetricSpec, read: Any) -> bool:
