@@ -372,15 +372,19 @@ function resetOlder(id) {
 }
 
 async function joinOlder(page, fetchBefore, loaded, isNew) {
-  // the newest page, then the pages between it and what was loaded before (new items arrived since): bounded
+  // the newest page, then the pages between it and what was loaded before (new items arrived since): bounded.
+  // The caller keeps the joined list as what is loaded, so the next poll fetches only what is newer than it.
+  // null: the gap is wider than 20 pages (a tab left open for hours): the caller starts again from the newest.
   if (!loaded.length) return page.items;
   const edge = loaded[loaded.length - 1];
   let items = page.items, before = page.next_before;
-  for (let rounds = 0; before && items.length && isNew(items[0], edge) && rounds < 20; rounds++) {
+  let rounds = 0;
+  for (; before && items.length && isNew(items[0], edge) && rounds < 20; rounds++) {
     const more = await fetchBefore(before);
     items = more.items.concat(items);
     before = more.next_before;
   }
+  if (before && items.length && isNew(items[0], edge)) return null;
   return loaded.concat(items.filter((i) => isNew(i, edge)));
 }
 
@@ -405,11 +409,17 @@ async function drawDeployment(id) {
   // the newest pages last fetched, joined to what Load older fetched (no new request unless items arrived between)
   const { history, timelinePage } = older.last;
   const base = `/api/deployments/${encodeURIComponent(id)}`;
-  const assessments = await joinOlder({ items: history.assessments, next_before: history.assessments_before },
+  let assessments = await joinOlder({ items: history.assessments, next_before: history.assessments_before },
     (before) => olderAssessments(base, before), older.assessments, newerAssessment);
-  const timeline = await joinOlder(timelinePage,
+  let timeline = await joinOlder(timelinePage,
     (before) => api(`${base}/timeline?before=${encodeURIComponent(before)}`), older.timeline, newerInstant);
   if (older.id !== id) return;  // another deployment was opened meanwhile
+  // what is shown is what is loaded: the next poll fetches only what arrived after it; a gap too wide to fill
+  // drops what Load older fetched (shown again from the newest page, Load older to go back)
+  if (assessments === null) { assessments = history.assessments; older.assessments = []; older.assessmentsBefore = null; }
+  else if (older.assessments.length) older.assessments = assessments;
+  if (timeline === null) { timeline = timelinePage.items; older.timeline = []; older.timelineBefore = null; }
+  else if (older.timeline.length) older.timeline = timeline;
   const assessmentsBefore = older.assessments.length ? older.assessmentsBefore : history.assessments_before;
   const timelineBefore = older.timeline.length ? older.timelineBefore : timelinePage.next_before;
   const d = history.deployment;

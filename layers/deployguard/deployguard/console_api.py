@@ -350,10 +350,10 @@ PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"items in the p
     summary="A deployment: its record, latest verdicts and newest assessments (its exact id)",
     description=f"Bounded whatever the deployment's age: the record, the outcome, the canary's latest verdict and "
     f"the latest post-deployment look in full, the newest `limit` assessments (default {DEFAULT_ASSESSMENTS}) and "
-    f"the newest {RECENT_EVENTS} events in time order, with the traffic steps, checks, remediation, alerts, "
-    "incidents and audit trail. `before` (its `assessments_before`) pages older assessments: the `limit` before "
-    "it, in time order, and `assessments_before` again, null at the first. The whole history is the report's "
-    "(GET .../report?format=json).",
+    f"the newest {RECENT_EVENTS} events and audit entries in time order, alerts and incidents (traffic steps, "
+    "checks and remediation are the timeline's). `before` (its `assessments_before`) pages older assessments: "
+    "the `limit` before it, in time order, and `assessments_before` again, null at the first. The whole "
+    "history is the report's (GET .../report?format=json).",
 )
 def deployment_detail(
     deployment_id: DeploymentId,
@@ -374,8 +374,9 @@ def deployment_detail(
     summary="One deployment in time order, a page at a time (the newest first)",
     description="The newest `limit` items older than `before` (a page's `next_before`; none: the newest), in time "
     "order within the page; `next_before` pages further back, null at the start. Pages put one after the other "
-    "(older first) are the whole timeline, each item once: an instant is never split, so a page may hold a few "
-    "more than `limit`.",
+    "(older first) are the whole timeline: an instant is never split, so a page may hold a few more than "
+    "`limit`; a page's oldest traffic move is shown as a step even when it repeats the weight before it (not "
+    "read), so a step may appear twice across pages.",
 )
 def deployment_timeline(
     deployment_id: DeploymentId,

@@ -15,7 +15,8 @@ every poll. As Argo Rollouts' and Kayenta's UIs do, the console reads instead:
   before it is not read: that move is a step even if it repeats it).
 
 Every page is the newest slice before its cursor, **in time order** (oldest first), with ``next_before`` to
-page further back; pages put one after the other (the older ones first) are the whole list, each item once.
+page further back; pages put one after the other (the older ones first) are the whole list, each item once
+(but a timeline page's oldest traffic move, above, which may repeat a step of the page before).
 Assessments and events are read with one reverse Query each of a ``Limit`` the page's size (DynamoDB reads
 O(page) items, not O(age)). The full history (:meth:`DeploymentReader.history`) stays for the report, the JSON
 export and ``deployguard deployments show``.

@@ -15,9 +15,10 @@ Verbs on a deployment (``CanaryControlService.apply``):
 - ``approve``: answer the task token of a canary waiting before 100% (``approval_before_full_traffic``); it
   promotes after one more assessment that is not failing (the wait is assessed all along). The answered token
   records the approval from the canary's side too (:meth:`CanaryControlService.approval_answered`), so an
-  approval whose own record write failed after the answer is not lost. Only an approval (``last_action``
-  approve, the token answered: :func:`approved`) promotes from the wait; a plain ``promote`` during the wait is
-  the approval, and one that lands before the wait has stored its token leads to the gate like any other.
+  approval whose own record write failed after the answer is not lost. Only an approval (``approved_by`` set,
+  the token answered: :func:`approved`, whatever verb comes after it) promotes from the wait; a plain
+  ``promote`` during the wait is the approval, and one that lands before the wait has stored its token leads
+  to the gate like any other.
 
 For CodeDeploy-driven deployments ``abort`` is StopDeployment with rollback and ``promote`` is
 ContinueDeployment; CodeDeploy owns the traffic, so the other verbs are refused with the reason.
