@@ -31,7 +31,14 @@ from deployguard.models import (
 )
 from deployguard.readmodels import DeploymentHistory, DeploymentReader
 from deployguard.reporting import render
-from deployguard.reporting.bounded import REPORT_SAFE_BYTES, ReportTooLarge, render_within
+from deployguard.reporting.bounded import (
+    REPORT_SAFE_BYTES,
+    ReportTooLarge,
+    answer_bytes,
+    bound,
+    render_bounded,
+    render_within,
+)
 from deployguard.storage import keys
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.bench_scale import DirectSeed
@@ -195,9 +202,31 @@ def test_a_small_deployment_report_is_the_whole_report_unchanged(aws: Any) -> No
 
 def test_the_bound_keeps_fewer_looks_until_the_report_fits(long_history: DeploymentHistory) -> None:
     history = long_history
-    body = render_within(history, "json", limit=300_000)
-    document = json.loads(body)
-    assert len(body.encode()) <= 300_000
-    assert len(document["history"]["assessments"]) == 25 + 2 + 25  # 100 at each end did not fit
-    with pytest.raises(ReportTooLarge):
-        render_within(history, "json", limit=20_000)
+    kept_25, summarised_25 = bound(history, 25)
+    limit = answer_bytes(render_bounded(kept_25, "json", summarised_25))  # 25 looks at each end fit exactly
+    for fits, kept in ((limit, 25 + 2 + 25), (limit - 1, 5 + 2 + 5)):
+        body = render_within(history, "json", limit=fits)
+        assert answer_bytes(body) <= fits
+        assert len(json.loads(body)["history"]["assessments"]) == kept
+    with pytest.raises(ReportTooLarge):  # even with no look but the first: the history's other parts are bigger
+        render_within(history, "json", limit=3_000)
+
+
+def test_a_verdict_flapping_every_look_is_bounded_too(long_history: DeploymentHistory) -> None:
+    """Every look a verdict change: keeping every change would not fit, so the first and last changes are kept
+    and the report says how many are summarised."""
+    flapping = [
+        a.model_copy(update={"verdict": a.verdict.model_copy(
+            update={"decision": Decision.INCONCLUSIVE if n % 2 else Decision.HEALTHY})})
+        for n, a in enumerate(long_history.assessments)
+    ]  # fmt: skip
+    history = long_history.model_copy(update={"assessments": flapping})
+    body = render_within(history, "html")
+    assert answer_bytes(body) <= REPORT_SAFE_BYTES
+    looks = int(re.search(r'data-bounded="(\d+)"', body).group(1))  # type: ignore[union-attr]
+    assert looks == LONG - 501  # look 0, and 250 changes at each end
+    assert f"{looks} verdict changes are among the summarised looks: too many to show." in body
+    assert "(every traffic step, alert and incident is shown;" in body
+    document = json.loads(render_within(history, "json"))
+    assert document["summarised"]["changes_left_out"] == looks
+    assert len(document["history"]["assessments"]) == 501

@@ -10,6 +10,7 @@ get the whole export (``deployguard report ID --format json``, or the ReportsBuc
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime
 from typing import Literal
@@ -22,6 +23,7 @@ from deployguard.reporting import ReportFormat, render
 
 REPORT_SAFE_BYTES = 5 * 1024 * 1024  # under Lambda's 6 MB response (the body is escaped into JSON once more)
 EDGES = (100, 25, 5, 0)  # looks kept in full at each end, fewer until the report fits
+CHANGES = (500, 100, 0)  # then verdict changes kept in full, when even they do not fit (a verdict flapping)
 BOUNDED_SCHEMA: Literal["deployguard-report-bounded/1"] = "deployguard-report-bounded/1"
 
 
@@ -40,6 +42,7 @@ class Summarised(Model):
     last_at: datetime | None = None
     by_step: list[StepCount] = Field(default_factory=list)
     audit_entries: int = Field(0, description="'assessed' audit entries of those looks, left out too")
+    changes_left_out: int = Field(0, description="verdict changes among them (only when they alone do not fit)")
     full_export: str = Field(description="how to get every look: the CLI has no size limit")
 
 
@@ -52,15 +55,24 @@ class BoundedReport(Model):
     history: DeploymentHistory
 
 
-def bound(history: DeploymentHistory, edge: int) -> tuple[DeploymentHistory, Summarised]:
-    """The history with only the first and last ``edge`` looks and every verdict change in full; the rest
-    counted. Every other part (traffic, checks, alerts, incidents, events, notifications) is kept whole."""
+def bound(history: DeploymentHistory, edge: int, changes: int | None = None) -> tuple[DeploymentHistory, Summarised]:
+    """The history with only the first and last ``edge`` looks and every verdict change (or traffic weight
+    change) in full, or with ``changes`` only the first and last halves of that many changes (a verdict
+    flapping for a day); the rest counted. Every other part (traffic steps, checks, alerts, incidents, events,
+    notifications) is kept whole."""
     looks = history.assessments
-    kept = [
-        a for i, a in enumerate(looks)
-        if i < edge or i >= len(looks) - edge or i == 0
-        or a.verdict.decision != looks[i - 1].verdict.decision or a.canary_weight != looks[i - 1].canary_weight
+    changed = [
+        i for i, a in enumerate(looks)
+        if i > 0 and (a.verdict.decision != looks[i - 1].verdict.decision
+                      or a.canary_weight != looks[i - 1].canary_weight)
     ]  # fmt: skip
+    every_change = changed
+    if changes is not None and len(changed) > changes:
+        changed = changed[: changes // 2] + changed[len(changed) - changes // 2 :]
+    shown = {*range(min(edge, len(looks))), *range(max(len(looks) - edge, 0), len(looks)), *changed}
+    if looks:
+        shown.add(0)
+    kept = [a for i, a in enumerate(looks) if i in shown]
     kept_ids = {id(a) for a in kept}
     left = [a for a in looks if id(a) not in kept_ids]
     left_at = {a.at for a in left} - {a.at for a in kept}
@@ -71,6 +83,7 @@ def bound(history: DeploymentHistory, edge: int) -> tuple[DeploymentHistory, Sum
         looks=len(left), of=len(looks), first_at=left[0].at if left else None, last_at=left[-1].at if left else None,
         by_step=[StepCount(weight=w, decision=d, looks=n) for (w, d), n in steps.items()],
         audit_entries=len(history.audit) - len(audit),
+        changes_left_out=len(set(every_change) - shown),
         full_export=f"deployguard report {deployment_id} --format json (every look; the CLI has no size limit)",
     )  # fmt: skip
     return history.model_copy(update={"assessments": kept, "audit": audit}), summarised
@@ -78,12 +91,19 @@ def bound(history: DeploymentHistory, edge: int) -> tuple[DeploymentHistory, Sum
 
 def notice_lines(s: Summarised) -> list[str]:
     """The summary of the looks left out, as sentences (the same in HTML and Markdown)."""
+    when = (
+        f", between {s.first_at:%Y-%m-%d %H:%M:%S} and {s.last_at:%Y-%m-%d %H:%M:%S} UTC,"
+        if s.first_at and s.last_at
+        else ""
+    )
+    shown = "every traffic step" if s.changes_left_out else "every verdict change, traffic step"
     lines = [
-        f"This report is bounded: {s.looks} of the deployment's {s.of} looks, between "
-        f"{s.first_at:%Y-%m-%d %H:%M:%S} and {s.last_at:%Y-%m-%d %H:%M:%S} UTC, are summarised below, not shown "
-        "one by one (every verdict change, traffic step, alert and incident is shown; the charts and the audit "
-        f"trail show the looks kept, {s.audit_entries} 'assessed' audit entries of the summarised looks are left out).",
+        f"This report is bounded: {s.looks} of the deployment's {s.of} looks{when} are summarised below, not shown "
+        f"one by one ({shown}, alert and incident is shown; the charts and the audit trail show the looks kept, "
+        f"{s.audit_entries} 'assessed' audit entries of the summarised looks are left out).",
     ]
+    if s.changes_left_out:
+        lines.append(f"{s.changes_left_out} verdict changes are among the summarised looks: too many to show.")
     lines += [f"{c.looks} looks at {c.weight:.0%} traffic: {c.decision}" for c in s.by_step]
     lines.append(f"The full report: {s.full_export}.")
     return lines
@@ -107,15 +127,20 @@ def render_bounded(history: DeploymentHistory, fmt: ReportFormat, summarised: Su
     return body.replace("</header>", "</header>" + notice, 1)
 
 
+def answer_bytes(body: str) -> int:
+    """The body's size in the function's answer: escaped into its JSON (quotes, newlines, non-ASCII)."""
+    return len(json.dumps(body))
+
+
 def render_within(history: DeploymentHistory, fmt: ReportFormat, limit: int = REPORT_SAFE_BYTES) -> str:
     """The whole report when it fits ``limit`` bytes, else the bounded one keeping as many looks as fit."""
     body = render(history, fmt)
-    if len(body.encode()) <= limit:
+    if answer_bytes(body) <= limit:
         return body
-    for edge in EDGES:
-        kept, summarised = bound(history, edge)
+    for edge, changes in [*((edge, None) for edge in EDGES), *((0, n) for n in CHANGES)]:
+        kept, summarised = bound(history, edge, changes)
         body = render_bounded(kept, fmt, summarised)
-        if len(body.encode()) <= limit:
+        if answer_bytes(body) <= limit:
             return body
     raise ReportTooLarge(f"the report of {history.deployment.deployment_id} exceeds {limit} bytes even bounded")
 
