@@ -16,12 +16,13 @@ input, named by where it is: ``path.<name>``, ``query.<name>``, ``body.<name>`` 
 that is not JSON (415) answer the same shape, not Powertools' own.
 
 Reads: active canaries, deployments with filters, one deployment (bounded: its newest assessments, pages of
-older ones and of its timeline, :mod:`deployguard.readmodels.detail`) and its report (the whole history),
-incidents, services. Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a
-service, incident acknowledge / escalate / resolve. Every /api route needs an authorised caller
-(IAM SigV4 or a JWT, see template.yaml); writes need write permission and are audited with the
-caller's identity. The OpenAPI document is generated from these routes (GET /openapi.json,
-kept in docs/openapi.json). The logic is in deployguard.workflows.console.
+older ones and of its timeline, :mod:`deployguard.readmodels.detail`) and its report (the whole history, or
+bounded when that would not fit one answer, :mod:`deployguard.reporting.bounded`), incidents, services.
+Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a service, incident
+acknowledge / escalate / resolve. Every /api route needs an authorised caller (IAM SigV4 or a JWT, see
+template.yaml); writes need write permission and are audited with the caller's identity. The OpenAPI
+document is generated from these routes (GET /openapi.json, kept in docs/openapi.json).
+The logic is in deployguard.workflows.console.
 """
 
 import functools
@@ -80,7 +81,8 @@ from deployguard.readmodels.detail import (
     RECENT_EVENTS,
     TIMELINE_BEFORE_PATTERN,
 )
-from deployguard.reporting import CONTENT_TYPES, ReportFormat, render
+from deployguard.reporting import CONTENT_TYPES, ReportFormat
+from deployguard.reporting.bounded import BoundedReport, render_within
 from deployguard.workflows import runtime
 from deployguard.workflows.console import (
     Caller,
@@ -393,13 +395,18 @@ def deployment_timeline(
     "/api/deployments/<deployment_id>/report",
     tags=["deployments"],
     summary="The deployment's health report (deployguard.reporting): html, md or json",
+    description="The whole report when it fits one answer (5 MB). A bigger one (a canary looked at once a minute "
+    "for a day) is bounded (deployguard.reporting.bounded): every verdict change, traffic step, alert and "
+    "incident, the first and last looks in full, the looks in between counted by traffic step and verdict, "
+    "saying how many and how to get them all (`deployguard report ID --format json`); as JSON it is a "
+    "deployguard-report-bounded/1 document, the history with the kept looks and the summary of the others.",
     responses=documented(
         *READ_ONE,
-        ok="the report",
+        ok="the report, bounded when the whole one would not fit",
         content={
             "text/html": {"schema": {"type": "string"}},
             "text/markdown": {"schema": {"type": "string"}},
-            "application/json": {"model": DeploymentHistory},
+            "application/json": {"model": DeploymentHistory | BoundedReport},
         },
     ),
 )
@@ -409,7 +416,7 @@ def deployment_report(
 ) -> Response[str]:
     caller()
     history = console().history(deployment_id)
-    return Response(200, CONTENT_TYPES[format], render(history, format))
+    return Response(200, CONTENT_TYPES[format], render_within(history, format))
 
 
 @app.get(

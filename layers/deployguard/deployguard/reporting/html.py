@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 from html import escape
 from typing import Any
 
 from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
 from deployguard.reporting.charts import render_svg
-from deployguard.reporting.figures import LAST_VERDICT_HEADERS, last_verdict_rows, report_charts, with_clock
+from deployguard.reporting.figures import LAST_VERDICT_HEADERS, clock_of, last_verdict_rows, report_charts
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d1d1f;margin:0;background:#f4f5f7}
@@ -64,7 +63,7 @@ def render_html(history: DeploymentHistory) -> str:
         else f"ECS {target.cluster}/{target.service}, task definition "
         f"{target.stable_task_definition or '(not recorded)'} -> {target.new_task_definition or '(not recorded)'}"
     )
-    clock = partial(with_clock, history)  # "since period 5" -> "since 12:15 (period 5)"
+    clock = clock_of(history)  # "since period 5" -> "since 12:15 (period 5)"
     facts = [
         ("Outcome", _badge(outcome.state) + " " + escape(clock(outcome.message))),
         ("Service", escape(f"{d.service} {d.version} in {d.environment}")),

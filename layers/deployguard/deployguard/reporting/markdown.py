@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
-from deployguard.reporting.figures import LAST_VERDICT_HEADERS, last_verdict_rows, with_clock
+from deployguard.reporting.figures import LAST_VERDICT_HEADERS, clock_of, last_verdict_rows
 
 
 def _t(value: datetime | None) -> str:
@@ -34,7 +33,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 def render_markdown(history: DeploymentHistory) -> str:
     d, outcome = history.deployment, history.outcome
-    clock = partial(with_clock, history)  # "since period 5" -> "since 12:15 (period 5)"
+    clock = clock_of(history)  # "since period 5" -> "since 12:15 (period 5)"
     took = f"{d.duration_seconds / 60:.1f} min" if d.duration_seconds is not None else "running"
     lines = [
         f"# DeployGuard report: {d.service} {d.version} in {d.environment}",
