@@ -237,8 +237,9 @@ def test_a_failed_approval_leaves_the_canary_waiting_and_is_audited(aws: Any) ->
                    target=target, status=DeploymentStatus.IN_PROGRESS, canary_weight=0.5, control=waiting)
     )  # fmt: skip
 
-    def answered_first(d: Deployment) -> None:
+    def answered_first(d: Deployment) -> None:  # what the first approval (carol's) writes
         d.control.awaiting_approval, d.control.approval_token = False, None
+        d.control.promote_requested, d.control.approved_by = True, "carol"
 
     from botocore.exceptions import ClientError
 
