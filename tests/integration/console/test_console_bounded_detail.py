@@ -18,21 +18,18 @@ from urllib.parse import quote
 
 import boto3
 import pytest
+from long_canary_support import look
 
 from deployguard.models import (
     Assessment,
     AuditEntry,
-    Decision,
     Deployment,
     DeploymentEvent,
     DeploymentStatus,
     EventType,
-    HealthStatus,
     LambdaTarget,
     Phase,
     Severity,
-    Verdict,
-    VerdictReason,
 )
 from deployguard.readmodels import DeploymentReader, timeline
 from deployguard.storage import keys
@@ -48,20 +45,8 @@ ONE_MB = 1024 * 1024
 
 
 def _assessment(deployment_id: str, at: datetime, n: int, post: bool = False) -> Assessment:
-    reasons = [
-        VerdictReason(metric_id=f"metric_{k}", status="pass", effect=0.01 * k, baseline_value=12.5 + k,
-                      canary_value=12.7 + k, confidence=0.95, canary_bound=13.9 + k,
-                      message=f"metric_{k}: canary 12.7 against baseline 12.5, within the 10% margin (look {n})")
-        for k in range(12)
-    ]  # fmt: skip
     summary = f"post-deployment look {n:05d}" if post else f"healthy look {n:05d}: every metric within its margin"
-    verdict = Verdict(decision=Decision.HEALTHY, summary=summary, reasons=reasons, periods=5)
-    details: dict[str, Any] = {"health": {"business_impact": 0.4, "score": 97.0}}
-    if post:
-        details["kind"] = "post_deployment"
-    return Assessment(assessment_id=f"as-{n:05d}", deployment_id=deployment_id, at=at, canary_weight=0.1,
-                      verdict=verdict, health_status=HealthStatus.HEALTHY, health_score=97.0,
-                      details=details)  # fmt: skip
+    return look(deployment_id, at, n, summary, post=post)
 
 
 def _seed(repository: DeploymentRepository, deployment_id: str, looks: int, promoted_looks: int = 0) -> Deployment:

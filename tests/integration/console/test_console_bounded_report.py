@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from long_canary_support import look
 
 from deployguard.models import (
     Assessment,
@@ -23,11 +24,8 @@ from deployguard.models import (
     Decision,
     Deployment,
     DeploymentStatus,
-    HealthStatus,
     LambdaTarget,
     Phase,
-    Verdict,
-    VerdictReason,
 )
 from deployguard.readmodels import DeploymentHistory, DeploymentReader
 from deployguard.reporting import render
@@ -55,16 +53,7 @@ LAMBDA_LIMIT = 6 * 1024 * 1024
 
 def _assessment(deployment_id: str, at: datetime, n: int) -> Assessment:
     decision = Decision.INCONCLUSIVE if n in INCONCLUSIVE else Decision.HEALTHY
-    reasons = [
-        VerdictReason(metric_id=f"metric_{k}", status="pass", effect=0.01 * k, baseline_value=12.5 + k,
-                      canary_value=12.7 + k, confidence=0.95, canary_bound=13.9 + k,
-                      message=f"metric_{k}: canary 12.7 against baseline 12.5, within the 10% margin (look {n})")
-        for k in range(12)
-    ]  # fmt: skip
-    verdict = Verdict(decision=decision, summary=f"{decision.value} look {n:05d}", reasons=reasons, periods=5)
-    return Assessment(assessment_id=f"as-{n:05d}", deployment_id=deployment_id, at=at, canary_weight=0.1,
-                      verdict=verdict, health_status=HealthStatus.HEALTHY, health_score=97.0,
-                      details={"health": {"business_impact": 0.4, "score": 97.0}})  # fmt: skip
+    return look(deployment_id, at, n, f"{decision.value} look {n:05d}", decision=decision)
 
 
 def _seed(repository: DeploymentRepository, deployment_id: str, looks: int) -> None:
