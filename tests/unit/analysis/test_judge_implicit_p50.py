@@ -7,6 +7,7 @@ budget; a percentile configured as a gauge gets none; a configured metric record
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 from analysis_support import make_window
 
-from deployguard.analysis.judge import judge_canary, judge_step, state_fits
-from deployguard.analysis.settings import JudgeSettings
+from deployguard.analysis.judge import evaluate_metrics, judge_canary, judge_step, state_fits
+from deployguard.analysis.scenario import truncate_window
+from deployguard.analysis.settings import ALTERNATIVES, JudgeSettings
 from deployguard.config import parse_config
 from deployguard.models import CanaryWindow, Decision, MetricSpec, MetricWindow, Verdict
 from deployguard_local import replay
@@ -261,3 +263,21 @@ def test_a_tail_recorded_under_another_id_is_still_judged_through_the_implicit_p
     verdict = judge_canary(window.model_copy(update={"metrics": renamed}), settings)
     assert verdict.decision == Decision.FAILING, verdict.summary
     assert "duration_p50" in verdict.summary
+
+
+def test_each_tests_share_of_the_budget_is_the_same_whether_the_p50_stands_in_or_not() -> None:
+    """A tail and its implicit p50 share the tail's budget weight, half each, at every look: a failing errors
+    test has the same share (1/2 of the budget: errors 1, p99 1/2, p50 1/2) at 20 calls a minute, where the p99 is
+    judged through the p50, and at 1,000, where the p50 is idle, so no test's threshold moves when traffic does."""
+    settings = _settings().for_run(N)
+
+    def errors_share(calls: float, canary_errors: float) -> float:
+        bad = _window(settings, [calls] * N, p50=(100.0, 100.0), p99=(800.0, 800.0), errors=(0.002, canary_errors))
+        for n in range(1, N + 1):  # the first failing look: its evidence just past the threshold, not certainty
+            (result,) = [r for r in evaluate_metrics(truncate_window(bad, n), settings) if r.spec.id == "errors"]
+            if result.status == "fail" and result.confidence is not None:
+                return ALTERNATIVES * math.exp(-result.evidence) / (1.0 - result.confidence)
+        raise AssertionError("errors never failed")
+
+    assert errors_share(20.0, 0.05) == pytest.approx(0.5, rel=1e-3)
+    assert errors_share(1000.0, 0.0035) == pytest.approx(0.5, rel=1e-3)

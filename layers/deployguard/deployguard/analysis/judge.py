@@ -851,14 +851,20 @@ def _results(
 ) -> list[Result]:
     # an implicit p50 (read for a tail percentile configured alone) is judged only while its tail is
     # judged through it; otherwise it is no metric test: it neither fails, holds, nor takes budget
+    pairs = stand_ins(settings.metrics, [m.spec for m in metrics.values()])
     idle = {
-        p50 for p50, tail in stand_ins(settings.metrics, [m.spec for m in metrics.values()]).items()
+        p50 for p50, tail in pairs.items()
         if p50 in state.metrics and not _judged_through(state, metrics, tail, p50, settings)
     }  # fmt: skip
     # the canary's false-alarm budget is split over the metric tests by their budget weights (a
-    # weighted Bonferroni split; even by default): the configured weight, whatever the window says
+    # weighted Bonferroni split; even by default): the configured weight, whatever the window says. A tail and
+    # its implicit p50 share the tail's weight, half each, at every look (judged or idle alike), so that no
+    # test's share moves when the p50 starts or stops standing in: the split holds over the whole run
     configured = {m.id: m.budget_weight for m in settings.metrics}
-    weights = {mid: configured.get(mid, metrics[mid].spec.budget_weight) for mid in state.metrics if mid not in idle}
+    weights = {mid: configured.get(mid, metrics[mid].spec.budget_weight) for mid in state.metrics}
+    for p50, tail in pairs.items():
+        if p50 in weights and tail in weights:
+            weights[tail] = weights[p50] = weights[tail] / 2.0
     total = sum(weights.values()) or 1.0
     given = threshold
     optional_ids = {m.id for m in settings.metrics if m.optional}  # configured optional, whatever the window says
