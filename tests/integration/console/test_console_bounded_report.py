@@ -219,3 +219,22 @@ def test_a_verdict_flapping_every_look_is_bounded_too(long_history: DeploymentHi
     document = json.loads(render_within(history, "json"))
     assert document["summarised"]["changes_left_out"] == looks
     assert len(document["history"]["assessments"]) == 501
+
+
+def test_audit_entries_by_the_thousand_leave_out_their_oldest_and_say_so(long_history: DeploymentHistory) -> None:
+    """The last resort, instead of no answer: when even one look at each end does not fit (here 6,000 control
+    audit entries, 2 MB), the newest 200 events, notifications and audit entries are kept and the report says how
+    many older ones it left out."""
+    entry = next(e for e in long_history.audit if e.action != "assessed")
+    many = [
+        entry.model_copy(update={"action": "control_pause", "reason": f"pause {n} " + "x" * 300}) for n in range(6000)
+    ]
+    history = long_history.model_copy(update={"audit": long_history.audit + many})
+    limit = 1024 * 1024
+    body = render_within(history, "json", limit=limit)
+    assert answer_bytes(body) <= limit
+    document = json.loads(body)
+    left_out = document["summarised"]["older_left_out"]["audit entries"]
+    assert left_out > 0 and len(document["history"]["audit"]) == 200
+    html = render_within(history, "html", limit=limit)
+    assert f"the oldest {left_out} audit entries are left out (the newest 200 of each kept)" in html

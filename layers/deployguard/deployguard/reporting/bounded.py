@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,7 @@ REPORT_SAFE_BYTES = 5 * 1024 * 1024  # under Lambda's 6 MB response (the body is
 EDGES = (100, 25, 5, 0)  # looks kept in full at each end, fewer until the report fits
 CHANGES = (500, 100, 0)  # then verdict changes kept in full, when even they do not fit (a verdict flapping)
 BOUNDED_SCHEMA: Literal["deployguard-report-bounded/1"] = "deployguard-report-bounded/1"
+NEWEST_KEPT = 200  # the last resort: the newest events, notifications and audit entries kept of each
 
 
 class StepCount(Model):
@@ -43,6 +44,11 @@ class Summarised(Model):
     by_step: list[StepCount] = Field(default_factory=list)
     audit_entries: int = Field(0, description="'assessed' audit entries of those looks, left out too")
     changes_left_out: int = Field(0, description="verdict changes among them (only when they alone do not fit)")
+    older_left_out: dict[str, int] = Field(
+        default_factory=dict,
+        description="when even that does not fit: the oldest events, notifications and audit entries left out, "
+        f"by part (the newest {NEWEST_KEPT} of each are kept)",
+    )
     full_export: str = Field(description="how to get every look: the CLI has no size limit")
 
 
@@ -104,6 +110,11 @@ def notice_lines(s: Summarised) -> list[str]:
     ]
     if s.changes_left_out:
         lines.append(f"{s.changes_left_out} verdict changes are among the summarised looks: too many to show.")
+    if s.older_left_out:
+        parts = ", ".join(f"{n} {part}" for part, n in s.older_left_out.items())
+        lines.append(
+            f"Too many to show even so: the oldest {parts} are left out (the newest {NEWEST_KEPT} of each kept)."
+        )
     lines += [f"{c.looks} looks at {c.weight:.0%} traffic: {c.decision}" for c in s.by_step]
     lines.append(f"The full report: {s.full_export}.")
     return lines
@@ -142,6 +153,26 @@ def render_within(history: DeploymentHistory, fmt: ReportFormat, limit: int = RE
         body = render_bounded(kept, fmt, summarised)
         if answer_bytes(body) <= limit:
             return body
+    # the last resort (events, notifications or audit entries by the ten thousand): their newest only
+    kept, summarised = bound(history, 0, 0)
+    parts: dict[str, list[Any]] = {
+        "events": kept.events,
+        "notifications": kept.notifications,
+        "audit entries": kept.audit,
+    }
+    summarised.older_left_out = {
+        part: len(items) - NEWEST_KEPT for part, items in parts.items() if len(items) > NEWEST_KEPT
+    }
+    kept = kept.model_copy(
+        update={
+            "events": kept.events[-NEWEST_KEPT:],
+            "notifications": kept.notifications[-NEWEST_KEPT:],
+            "audit": kept.audit[-NEWEST_KEPT:],
+        }
+    )
+    body = render_bounded(kept, fmt, summarised)
+    if answer_bytes(body) <= limit:
+        return body
     raise ReportTooLarge(f"the report of {history.deployment.deployment_id} exceeds {limit} bytes even bounded")
 
 
