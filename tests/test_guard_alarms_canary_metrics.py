@@ -7,6 +7,7 @@ names its deployment, validate's included."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,19 @@ def _lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
+def _records_with(capsys: pytest.CaptureFixture[str], name: str) -> list[dict[str, Any]]:
+    """The JSON log lines so far, and those still being written until one carries ``name``: a task's metrics are
+    flushed when its handler returns, which the execution's end may come before (a busy machine)."""
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30.0
+    while True:
+        captured = capsys.readouterr()
+        records += _lines(captured.out + "\n" + captured.err)
+        if _sum(records, name) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
 def _sum(records: list[dict[str, Any]], name: str) -> float:
     return sum(sum(r[name]) if isinstance(r[name], list) else r[name] for r in records if "_aws" in r and name in r)
 
@@ -67,8 +81,7 @@ def test_the_judges_rollback_is_counted_as_a_canary_rolled_back(
     execution = _run(aws, "payments-api", {1: regressing})
     assert execution["status"] == "SUCCEEDED"
     assert DeploymentRepository().get_deployment("dep-payments-api").decision == "rolled_back"
-    captured = capsys.readouterr()
-    records = _lines(captured.out + "\n" + captured.err)
+    records = _records_with(capsys, "CanaryRollback")
     tasks = [r.get("action") for r in records if r.get("message") == "canary task done"]
     assert "rollback" not in tasks and tasks[-1] == "notify"  # Assess ended it: no Rollback task ran
     assert _sum(records, "CanaryRollback") == 1 and _sum(records, "CanaryPromote") == 0
@@ -80,8 +93,7 @@ def test_a_promoted_canary_is_counted_once_and_validate_logs_its_deployment(
     capsys.readouterr()
     execution = _run(aws, "checkout-api", {}, with_id=False)  # the record named after the execution
     assert execution["status"] == "SUCCEEDED"
-    captured = capsys.readouterr()
-    records = _lines(captured.out + "\n" + captured.err)
+    records = _records_with(capsys, "CanaryPromote")
     assert _sum(records, "CanaryPromote") == 1 and _sum(records, "CanaryRollback") == 0
     done = [r for r in records if r.get("message") == "canary task done"]
     (deployment_id,) = {r["deployment_id"] for r in done}
