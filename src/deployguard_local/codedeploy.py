@@ -496,6 +496,7 @@ def simulate_lambda_rollout(
         say(f"CodeDeploy {state}{label}")
 
     def run_hook(name: str) -> bool:
+        TARGETS.enter(deployment_id, name)
         execution_id = ledger.issue(deployment_id)
         executions.append(execution_id)
         hooks_function({"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution_id})
@@ -532,6 +533,7 @@ def simulate_lambda_rollout(
                              states, ledger.stops_of(deployment_id), rollback_id)  # fmt: skip
 
     def finish(state: FinalState, rolled_back: bool) -> RolloutResult:
+        TARGETS.finish(deployment_id, "Succeeded" if state == "SUCCESS" else "Failed")
         _set_state(deployment_id, "Succeeded" if state == "SUCCESS" else "Failed", ended=True)
         emit(state)
         return result(state, rolled_back)
@@ -541,6 +543,7 @@ def simulate_lambda_rollout(
         rollback = bool(getattr(_moto_deployment(deployment_id), "rollback_requested", False))
         say(f"StopDeployment received with {weight:.0%} of traffic on version {target_version} "
             f"(autoRollbackEnabled={str(rollback).lower()}): no further hooks run")  # fmt: skip
+        TARGETS.finish(deployment_id, "Failed")
         emit("STOP")
         if not rollback:
             return result("STOP", rolled_back=False)
@@ -559,6 +562,7 @@ def simulate_lambda_rollout(
     emit("START")
     if not run_hook("BeforeAllowTraffic"):
         return finish("FAILURE", rolled_back=False)  # no traffic moved: nothing to roll back
+    TARGETS.enter(deployment_id, "AllowTraffic")
     shifter.shift(canary_percent / 100.0)
     TARGETS.weigh_lambda(deployment_id, canary_percent)
     say(f"traffic {canary_percent:g}% to version {target_version} for {canary_minutes} min")

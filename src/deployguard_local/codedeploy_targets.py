@@ -102,10 +102,14 @@ class TargetStore:
     def body(self, deployment_id: str) -> dict[str, Any]:
         return dict(self.targets[deployment_id]["ecsTarget"])
 
+    def _body_of(self, deployment_id: str) -> dict[str, Any]:
+        target = self.targets[deployment_id]
+        return target.get("ecsTarget") or target["lambdaTarget"]
+
     def enter(self, deployment_id: str, lifecycle_event: str) -> None:
-        """``lifecycle_event`` is now in progress; the ones before it succeeded."""
+        """``lifecycle_event`` is now in progress (an ECS or a Lambda target); the ones before it succeeded."""
         with self.lock:
-            body = self.targets[deployment_id]["ecsTarget"]
+            body = self._body_of(deployment_id)
             names = [e["lifecycleEventName"] for e in body["lifecycleEvents"]]
             position = names.index(lifecycle_event)
             for i, event in enumerate(body["lifecycleEvents"]):
@@ -118,7 +122,7 @@ class TargetStore:
     def finish(self, deployment_id: str, status: str) -> None:
         """The target ends: the event in progress takes ``status``, the rest that did not run are Skipped."""
         with self.lock:
-            body = self.targets[deployment_id]["ecsTarget"]
+            body = self._body_of(deployment_id)
             for event in body["lifecycleEvents"]:
                 if event["status"] == "InProgress":
                     event["status"] = status

@@ -6,7 +6,9 @@ for ECS the deployment group's service and the lifecycle event in progress) and 
 the configuration. For a Lambda deployment, which hook this is follows from the alias:
 before traffic moves it routes only to the current version (BeforeAllowTraffic:
 pre-traffic checks); after, it routes to the target version (AfterAllowTraffic: the
-judge and the health assessment over ``post_traffic_window_seconds``). For ECS the event is
+judge and the health assessment over ``post_traffic_window_seconds``; an alias moved back after
+AllowTraffic, as CodeDeploy's target or this deployment's answered BeforeAllowTraffic tells, is still
+AfterAllowTraffic, and fails closed: the new version serves nothing). For ECS the event is
 the one GetDeploymentTarget shows in progress; when it names none (or no hook), green serving
 production traffic means AfterAllowTraffic, and otherwise the hook fails closed
 (:meth:`LifecycleHook._phase`). After traffic moved, missing evidence of a guarded metric fails
@@ -277,10 +279,24 @@ class LifecycleHook:
         check_deadline = deadline - settings.report_margin_seconds
         if isinstance(info.target, EcsTarget) and _event_unknown(info):
             info = self._read_event_again(info, check_deadline)
-        outcome.phase, outcome.lifecycle_event, weight, inferred = self._phase(info, settings.ecs_check_hooks)
+        outcome.phase, outcome.lifecycle_event, weight, inferred = self._phase(
+            info, settings.ecs_check_hooks, outcome.execution_id
+        )
         deployment = self._enter_phase(deployment, outcome, weight, info)
         if outcome.phase == "unknown":  # which hook this is cannot be told: never a blind Succeeded
             outcome.status, outcome.reason = "Failed", f"lifecycle event unknown, failing closed: {inferred}"
+            return settings.report_margin_seconds
+        if isinstance(info.target, LambdaTarget) and outcome.phase == "post_traffic" and not weight:
+            # AfterAllowTraffic while the alias routes nothing to the new version: it was moved back outside
+            # this deployment; a Succeeded would have CodeDeploy report a release that serves no traffic
+            outcome.status, outcome.reason = (
+                "Failed",
+                (
+                    f"AfterAllowTraffic, but {info.target.function_name}:{info.target.alias} routes no traffic to "
+                    f"version {info.target.new_version} (moved back outside this deployment): nothing to judge, "
+                    f"failing closed; lifecycle event inferred: {inferred}"
+                ),
+            )
             return settings.report_margin_seconds
         if outcome.phase == "pre_traffic":
             outcome.status, outcome.reason, outcome.checks, outcome.warning = self._pre_traffic(
@@ -323,7 +339,7 @@ class LifecycleHook:
         return info
 
     def _phase(
-        self, info: CodeDeployDeployment, ecs_check_hooks: Sequence[str]
+        self, info: CodeDeployDeployment, ecs_check_hooks: Sequence[str], execution_id: str | None = None
     ) -> tuple[HookPhase, str | None, float | None, str | None]:
         """Which validation this hook execution is, the lifecycle event, the new version's traffic share,
         and how the event was inferred when CodeDeploy did not name it (for ``unknown``: why not).
@@ -341,6 +357,9 @@ class LifecycleHook:
             if new_weight > 0.0:  # never at BeforeAllowTraffic (the alias routes only to the current version)
                 why = f"the alias routes {new_weight:.0%} of its traffic to version {target.new_version}"
                 return "post_traffic", "AfterAllowTraffic", new_weight, why
+            after = self._traffic_was_allowed(info, target, execution_id)
+            if after:  # the alias was moved back after AllowTraffic: still AfterAllowTraffic, never the pre checks
+                return "post_traffic", "AfterAllowTraffic", new_weight, after
             return "pre_traffic", "BeforeAllowTraffic", new_weight, None
         event, green_weight = info.lifecycle_event, info.new_traffic_weight
         if event == "AfterAllowTraffic":
@@ -359,6 +378,34 @@ class LifecycleHook:
         why = (f"{named} (read {1 + len(EVENT_REREAD_PAUSES)} times) and green has no production traffic: "
                "cannot tell which hook this is")  # fmt: skip
         return "unknown", event, green_weight, why
+
+    def _traffic_was_allowed(
+        self, info: CodeDeployDeployment, target: LambdaTarget, execution_id: str | None
+    ) -> str | None:
+        """Why a Lambda hook whose alias routes nothing to the new version is AfterAllowTraffic all the same
+        (someone moved the alias back after AllowTraffic), or None: CodeDeploy's target shows AllowTraffic
+        done or AfterAllowTraffic in progress, or this deployment's BeforeAllowTraffic was already answered
+        under another hook execution (CodeDeploy runs each hook once). Unreadable: the alias decides."""
+        try:
+            state = self.codedeploy.deployment_target(info.deployment_id, f"{target.function_name}:{target.alias}")
+        except CodeDeployError:
+            state = None
+        if state is not None:
+            events = dict(state.lifecycle_events)
+            if events.get("AfterAllowTraffic") == "InProgress" or events.get("AllowTraffic") == "Succeeded":
+                return "CodeDeploy shows AllowTraffic done, but the alias routes nothing to the new version"
+        try:
+            answered = [
+                e.details.get("execution_id")
+                for e in self.repository.audit_trail(info.deployment_id)
+                if e.action == "hook_verdict" and e.details.get("phase") == "pre_traffic"
+            ]
+        except Exception:  # the trail is a second opinion: unreadable, CodeDeploy's and the alias's words stand
+            logger.warning("cannot read the hook verdicts", extra={"deployment_id": info.deployment_id})
+            return None
+        if any(e and e != execution_id for e in answered):
+            return "its BeforeAllowTraffic was answered already, but the alias routes nothing to the new version"
+        return None
 
     def _enter_phase(
         self, deployment: Deployment, outcome: HookOutcome, weight: float | None, info: CodeDeployDeployment
