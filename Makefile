@@ -2,6 +2,7 @@
 #   make demo   canary rollouts end to end on the embedded AWS (moto)
 #   make test   ruff (lint and format), mypy, cfn-lint, checkov, pytest
 #   make chaos  AWS faults injected on the embedded AWS, counted (chaos-report.json)
+#   make docs-screenshots  the README's pictures (docs/*.png) taken again from the console and report in Chromium
 # Both create .venv and install the pinned requirements first.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -15,7 +16,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 EXPANDED_TEMPLATE := build/template.expanded.json
 
-.PHONY: venv demo test lint typecheck cfn-lint checkov pytest bench chaos sam-validate sam-build layer deploy clean
+.PHONY: venv demo test lint typecheck cfn-lint checkov pytest bench chaos docs-screenshots sam-validate sam-build layer deploy clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
@@ -79,6 +80,11 @@ bench: $(STAMP)
 # Fault injection on the embedded AWS: >= 200 seeded runs, a table and chaos-report.json.
 chaos: $(STAMP)
 	$(BIN)/python -m deployguard_local.chaos.bench
+
+# The README's three pictures: the demo's state, the console as serve --local serves it (live canary held at a
+# fixed simulated minute) and deployguard report's HTML, photographed in Debian's Chromium at a fixed viewport.
+docs-screenshots: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m deployguard_local.screenshots --out docs
 
 # The AWS SAM CLI lives in its own environment (its pins differ from ours).
 $(SAM):
