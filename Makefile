@@ -3,7 +3,7 @@
 #   make test   ruff (lint and format), mypy, cfn-lint, checkov, pytest
 #   make chaos  AWS faults injected on the embedded AWS, counted (chaos-report.json)
 #   make docs-screenshots  the README's pictures (docs/*.png) taken again from the console and report in Chromium
-# Both create .venv and install the pinned requirements first.
+# Each creates .venv and installs the pinned requirements first.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv

@@ -22,6 +22,7 @@ DEMO_READERS = (
     "tests/integration/incidents/test_incidents_cli_demo_state.py",
     "tests/test_report_why_and_metrics.py",
     "tests/test_report_console_deployment.py",
+    "tests/test_screenshots_tool.py",
 )
 
 
