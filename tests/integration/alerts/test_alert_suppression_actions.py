@@ -6,6 +6,7 @@ schedule every simulated minute, StopDeployment on the embedded CodeDeploy, the 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from alert_rules_support import alert_deliveries
@@ -13,6 +14,7 @@ from suppression_support import alerting_stack, alias_version, failed_validation
 
 from deployguard.incidents.repository import IncidentRepository
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.chaos.faults import FaultInjector
 
 SERVICES = {
     name: {"environment": "production", "function_name": name} for name in ("broken-0", "broken-1", "payments-api")
@@ -84,3 +86,27 @@ def test_rate_limited_alert_still_joins_its_incident_and_stops_the_canary() -> N
         assert "alert_rate_limited" in trail and "remediation_succeeded" in trail
         assert "canary-issue" not in alert_deliveries(receivers).get(deployment_id, set())  # held back
         assert "canary-issue" in alert_deliveries(receivers)[first]
+
+
+def test_failed_automatic_stop_is_tried_again_at_the_next_failing_verdict() -> None:
+    """StopDeployment answers 5xx for 90 s: the first failing verdict's stop fails (reported as missed);
+    the next failing verdict, a minute later and cooldown-suppressed, tries it again once CodeDeploy
+    recovered: the stop lands then, not when the rule's 5-minute cooldown is over (by then CodeDeploy
+    had shifted 100% to the failing version)."""
+    with alerting_stack({"payments-api": SERVICES["payments-api"]}) as (aws, _receivers):
+        assert aws.clock is not None
+        with FaultInjector(aws.clock) as faults:
+            outage = faults.at("codedeploy", "5xx", 90, "StopDeployment")
+            recovered = outage.start + timedelta(seconds=90)
+            result, target = regressing_rollout(aws, "payments-api")
+        deployment_id = result.deployment_id
+
+        trail = DeploymentRepository().audit_trail(deployment_id)
+        failed = [e.at for e in trail if e.action == "remediation_failed"]
+        succeeded = [e.at for e in trail if e.action == "remediation_succeeded"]
+        assert failed and failed[0] < recovered  # the first stop met the outage
+        assert len(succeeded) == 1 and recovered < succeeded[0] <= recovered + timedelta(seconds=75)
+        assert [s.accepted for s in result.stop_calls] == [True]
+        assert [h for h, _ in result.hooks] == ["BeforeAllowTraffic"]  # stopped at 10%: never 100%
+        assert alias_version("payments-api") == target.stable_version
+        assert _statuses(deployment_id, "canary-issue")[:2] == ["fired", "suppressed_cooldown"]
