@@ -192,7 +192,13 @@ class AlertEngine:
         if deployment is None:
             deployment = self.repository.find_deployment(event.deployment_id)
         evaluation = self.evaluator.evaluate(deployment=deployment, event=event, now=decided)
-        return self._process(evaluation, deployment, decided_at, decided)
+        alerts = self._process(evaluation, deployment, decided_at, decided)
+        if deployment is not None and deployment.status.is_terminal:  # it ended: what only a running deployment
+            # can be (long-running) is clear now, and its incident resolves after the clear window
+            self.incidents.note_evaluation(
+                deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+            )
+        return alerts
 
     def guarded(self, deployment_id: str, actor: str, what: str, call: Callable[..., object], *args: Any) -> None:
         """Run an entry point for a workflow (recorder, hook, monitoring): a failure of alerting is
@@ -219,9 +225,15 @@ class AlertEngine:
         if not self.settings.enabled:
             return report
         report.announced = self.incidents.announce_pending()  # incident changes whose announcement failed
+        with_incidents = {i.current_deployment_id for i in self.incident_store.open_incidents()}  # the cycle's read
         for deployment in self.repository.active_deployments() if deployments is None else deployments:
             evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
-            report.alerts.extend(self._process(evaluation, deployment, time.monotonic(), at))
+            alerts = self._process(evaluation, deployment, time.monotonic(), at)
+            report.alerts.extend(alerts)
+            if deployment.deployment_id in with_incidents:  # the deployment-only rules clear as the assessments' do
+                self.incidents.note_evaluation(
+                    deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+                )
         if self.publisher is not None:
             report.pages = self.escalator.escalate_due(at)
         resolved = self.incidents.auto_resolve_due(at)
