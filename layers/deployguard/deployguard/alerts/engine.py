@@ -9,11 +9,13 @@
 For every rule that fires the engine, in this order (remediation first: an emergency
 rollback must land within ``remediation.emergency_deadline_seconds`` of the decision, or the
 incident's first escalation routes are paged at once, see ``_enforce_deadline``):
-1. applies the rule's cooldown and rate limit (a suppressed alert is still recorded);
+1. applies the rule's cooldown and rate limit (per rule and grouping key), which hold back only the
+   alert's announcement (step 4): a suppressed alert is recorded, opens or joins its incident and runs
+   its remediation like a fired one (an automatic rollback must never wait for a quiet channel);
 2. stores the alert (deployment history ``ALERT#``) and opens or joins the incident of
    its grouping key (one per deployment and rule group by default);
 3. runs the remediation plans that match, automatically or as an approval request;
-4. publishes the alert (``EventType.ALERT``, ``details.kind = "alert"``, ``details.routes``);
+4. publishes the alert (``EventType.ALERT``, ``details.kind = "alert"``, ``details.routes``), unless suppressed;
 5. pages the first escalation step at once when the incident is new (or its policy rose).
 Every step is in the deployment's audit trail.
 """
@@ -190,7 +192,13 @@ class AlertEngine:
         if deployment is None:
             deployment = self.repository.find_deployment(event.deployment_id)
         evaluation = self.evaluator.evaluate(deployment=deployment, event=event, now=decided)
-        return self._process(evaluation, deployment, decided_at, decided)
+        alerts = self._process(evaluation, deployment, decided_at, decided)
+        if deployment is not None and deployment.status.is_terminal:  # it ended: what only a running deployment
+            # can be (long-running) is clear now, and its incident resolves after the clear window
+            self.incidents.note_evaluation(
+                deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+            )
+        return alerts
 
     def guarded(self, deployment_id: str, actor: str, what: str, call: Callable[..., object], *args: Any) -> None:
         """Run an entry point for a workflow (recorder, hook, monitoring): a failure of alerting is
@@ -217,9 +225,15 @@ class AlertEngine:
         if not self.settings.enabled:
             return report
         report.announced = self.incidents.announce_pending()  # incident changes whose announcement failed
+        with_incidents = {i.current_deployment_id for i in self.incident_store.open_incidents()}  # the cycle's read
         for deployment in self.repository.active_deployments() if deployments is None else deployments:
             evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
-            report.alerts.extend(self._process(evaluation, deployment, time.monotonic(), at))
+            alerts = self._process(evaluation, deployment, time.monotonic(), at)
+            report.alerts.extend(alerts)
+            if deployment.deployment_id in with_incidents:  # the deployment-only rules clear as the assessments' do
+                self.incidents.note_evaluation(
+                    deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+                )
         if self.publisher is not None:
             report.pages = self.escalator.escalate_due(at)
         resolved = self.incidents.auto_resolve_due(at)
@@ -376,23 +390,25 @@ class AlertEngine:
             ):
                 alert.status = AlertStatus.SUPPRESSED_COOLDOWN
             elif not self.incident_store.take_rate_slot(  # a retry of the same alert (same id) takes no second slot
-                alert.rule,
+                cooldown,  # per rule and grouping key: one busy incident never silences another deployment's
                 rule.rate_limit.max_alerts,
                 rule.rate_limit.per_seconds,
                 alert.alert_id if alert.derived else None,
             ):
                 alert.status = AlertStatus.SUPPRESSED_RATE_LIMIT
+                if cooling:  # not announced: the next alert of the group may be, once the rate allows it
+                    with suppress(Exception):
+                        self.repository.release(COOLDOWN, cooldown)
+                    cooling = False
                 self.repository.audit(
                     alert.deployment_id,
                     "alert_rate_limited",
                     ACTOR,
-                    f"{alert.rule}: more than {rule.rate_limit.max_alerts} alerts in {rule.rate_limit.per_seconds} s",
+                    f"{alert.rule}: more than {rule.rate_limit.max_alerts} alerts of {alert.grouping_key} "
+                    f"in {rule.rate_limit.per_seconds} s (announcement held back; incident and remediation go on)",
                     rule=alert.rule,
+                    grouping_key=alert.grouping_key,
                 )
-            if alert.status != AlertStatus.FIRED:
-                alert.at = self.incident_store.add_alert(alert).at  # raised before (a retry): that time
-                out.append(alert)
-                continue
             try:
                 self._raise(alert, deployment, decided_at, decided)
             except Exception:  # its retry (the outbox, the next look) must not find the cooldown taken
@@ -404,7 +420,8 @@ class AlertEngine:
         return out
 
     def _raise(self, alert: Alert, deployment: Deployment | None, decided_at: float, decided: datetime) -> None:
-        """A fired alert: its incident, remediation, announcement and first page.
+        """An alert: its incident, remediation, announcement (a fired one only: not one its rule's cooldown
+        or rate limit suppressed) and first page.
 
         Idempotent per alert id for an alert of an event or an assessment (:attr:`Alert.derived`): the
         outbox runs the engine on an event again when a run failed part-way, and the retry raises the
@@ -418,12 +435,15 @@ class AlertEngine:
         alert.incident_id = incident.incident_id
         raised_at = alert.at
         alert.at = self.incident_store.add_alert(alert).at  # raised before (a retry): that time, not this run's
-        if alert.at == raised_at:  # raised now, not a retry's second raise
+        announced = alert.status == AlertStatus.FIRED  # cooldown and rate limit hold back the announcement only
+        if alert.at == raised_at and announced:  # raised now, not a retry's second raise
             self._count("AlertsRaised", 1)
-        self._audit_raised(alert, incident)
+        if announced:
+            self._audit_raised(alert, incident)
         if deployment is not None and incident.is_open:  # acknowledged too: a person looking does not stop a rollback
             self._remediate(alert, incident, deployment, decided_at, decided)
-        self._publish(alert, incident, opened or _opened_by(alert, incident))
+        if announced:
+            self._publish(alert, incident, opened or _opened_by(alert, incident))
         if self.trackers.enabled and incident.is_open:  # by the incident's state, not this attempt's: a retry opens
             # what a failure missed (a resolved one, which a source delivered again joined, gets none)
             self.trackers.open_missing(incident)
@@ -450,6 +470,9 @@ class AlertEngine:
             previous = self.remediation.store.attempts(incident.incident_id, deployment.deployment_id, step.action)
             if previous.get("last_outcome") in (Outcome.SUCCEEDED.value, Outcome.NOOP.value):
                 continue
+            action = self.settings.remediation.actions.get(step.action)
+            if step.mode == "auto" and action is not None and int(previous.get("attempts", 0)) >= action.max_attempts:
+                continue  # every attempt used (the last failure was reported): not again at each later alert
             result = self.remediation.run(incident, deployment, step, decided_at=decided_at)
             self._enforce_deadline(alert, incident, step, result, decided)
 

@@ -44,7 +44,8 @@ GroupingPart = Literal["deployment_id", "service", "environment", "group", "rule
 
 
 class RateLimit(_Strict):
-    """At most ``max_alerts`` alerts of one rule in any ``per_seconds`` window (all groups together)."""
+    """At most ``max_alerts`` announced alerts of one rule and grouping key (one incident) in any ``per_seconds``
+    window; the alerts beyond are recorded, join their incident and run its remediation, unannounced."""
 
     max_alerts: int = Field(default=20, ge=1)
     per_seconds: int = Field(default=3600, ge=1)

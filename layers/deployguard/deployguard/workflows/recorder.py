@@ -9,7 +9,7 @@ EventBridge delivers at least once and not always in order, so:
 A failed deployment whose traffic had moved is ``rolled_back`` once the stable version
 has all the traffic again (a Lambda alias back on its ``CurrentVersion``, or a rollback
 deployment that succeeded); a rollback that fails raises ``rollback.failed``. A
-deployment running past its expected duration raises ``deployment.long_running``
+deployment running 50% past its expected duration raises ``deployment.long_running``
 once (on its next event, or from :meth:`DeploymentRecorder.sweep_long_running`). The same
 schedule finishes lifecycle-hook answers left unconfirmed
 (:meth:`DeploymentRecorder.sweep_unanswered_hooks`, see :mod:`deployguard.hooks.answers`).
@@ -60,6 +60,7 @@ ACTOR = "deployguard:deployment-recorder"
 DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
 INSTANCE_STATE_CHANGE = "CodeDeploy Instance State-change Notification"
 CANARY_STRATEGIES = frozenset({Strategy.CANARY, Strategy.LINEAR})  # traffic moves in steps: a canary
+LONG_RUNNING_RATIO = 1.5  # deployment.long_running: a deployment running 50% longer than its expected duration
 logger = logging.getLogger(__name__)
 
 _STATUS = {
@@ -313,7 +314,7 @@ class DeploymentRecorder:
         return self._audit_only(deployment, info, action, marker, detail.state, "instance", at)
 
     def sweep_long_running(self) -> list[str]:
-        """Raise ``deployment.long_running`` for every running CodeDeploy deployment past its expected duration."""
+        """Raise ``deployment.long_running`` for every running CodeDeploy deployment 50% past its expected duration."""
         raised = []
         for deployment in self.repository.active_deployments():
             if deployment.driver == "codedeploy" and self._check_long_running(deployment):
@@ -562,7 +563,7 @@ class DeploymentRecorder:
         if expected is None or deployment.status.is_terminal:
             return False
         running = (clock.now() - deployment.started_at).total_seconds()
-        if running <= expected:
+        if running < LONG_RUNNING_RATIO * expected:  # "long running": 50% longer than expected
             return False
         message = f"running {running / 60:.0f} min, expected {expected / 60:.0f} min"
         return self._announce(deployment, EventType.DEPLOYMENT_LONG_RUNNING, "Deployment Long Running",
