@@ -53,6 +53,7 @@ from deployguard.storage import outbox
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
     from deployguard.aws.events import EventPublisher
+    from deployguard.aws.lambda_traffic import AliasState
     from deployguard.config import DeployGuardConfig
     from deployguard.storage.repository import DeploymentRepository
 
@@ -250,7 +251,7 @@ class DeploymentRecorder:
         marker = f"CodeDeploy {state}"
         if state not in _STATUS:
             return self._audit_only(deployment, info, f"codedeploy_{state.lower()}", marker, state, "deployment", at)
-        status = self._final_status(state, deployment, info)
+        status = self._final_status(state, deployment, info, at)
         ended_at = (info.complete_time or at) if status.is_terminal else None
         changed = False
 
@@ -341,7 +342,9 @@ class DeploymentRecorder:
 
     # ------------------------------------------------------------------ status
 
-    def _final_status(self, state: str, deployment: Deployment, info: CodeDeployDeployment) -> DeploymentStatus:
+    def _final_status(
+        self, state: str, deployment: Deployment, info: CodeDeployDeployment, at: datetime
+    ) -> DeploymentStatus:
         status = _STATUS[state]
         if state not in ("FAILURE", "STOP") or info.is_rollback:
             return status
@@ -362,12 +365,18 @@ class DeploymentRecorder:
             )
         elif isinstance(target, LambdaTarget) and traffic_moved:
             try:
-                back = self._alias_back_on_stable(target)
+                alias = self._alias(target)
             except TrafficShiftError as exc:
                 logger.warning("cannot read the alias after a failure", extra={"error": str(exc)})
                 return status
+            new_weight = alias.weight_of(target.new_version)
+            back = new_weight == 0.0  # nothing to the new version: whatever else it routes, this one is back
+            if not back and (why := self._alias_not_its_own(deployment, target, alias)):
+                self._not_judged(deployment, info, at, why)
+                return status  # the alias is not this deployment's to judge: no failed rollback of it
             still = (
-                f"{target.function_name}:{target.alias} does not route all traffic to version {target.stable_version}"
+                f"{target.function_name}:{target.alias} still routes {new_weight:.0%} of traffic "
+                f"to version {target.new_version}"
             )
         else:
             return status
@@ -380,10 +389,31 @@ class DeploymentRecorder:
         return status
 
     @staticmethod
-    def _alias_back_on_stable(target: LambdaTarget) -> bool:
+    def _alias(target: LambdaTarget) -> AliasState:
         from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 
-        return LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
+        return LambdaTrafficShifter(target).current()
+
+    def _alias_not_its_own(self, deployment: Deployment, target: LambdaTarget, alias: AliasState) -> str:
+        """Why the alias no longer tells how ``deployment`` ended ("" while it does): a later deployment of
+        the same service and environment started since (its FAILURE came late; the alias, even routing the
+        same versions again, is that one's now), or the alias routes versions this one never shipped."""
+        newer = self.repository.superseding(deployment)
+        if newer is not None:
+            return f"deployment {newer.deployment_id} (version {newer.version}) started since: the alias is its now"
+        foreign = {alias.function_version, *alias.additional_weights} - {target.stable_version, target.new_version}
+        if foreign:
+            return f"the alias routes version {', '.join(sorted(foreign))}, which this deployment never shipped"
+        return ""
+
+    def _not_judged(self, deployment: Deployment, info: CodeDeployDeployment, at: datetime, why: str) -> None:
+        """Audit (once) that the end of ``deployment`` was recorded as CodeDeploy reported it, its rollback
+        not judged from an alias that is no longer its own."""
+        logger.warning("rollback not judged", extra={"deployment_id": deployment.deployment_id, "reason": why})
+        self.repository.audit_once(
+            deployment.deployment_id, "rollback-not-judged", info.complete_time or at, "rollback_not_judged", ACTOR,
+            f"ended after traffic moved; whether it went back is not judged from the alias: {why}",
+        )  # fmt: skip
 
     def _rollback_ended(self, info: CodeDeployDeployment, state: str, at: datetime) -> Deployment | None:
         """A rollback deployment ended: the deployment it rolls back is rolled back, or its rollback failed.

@@ -1,0 +1,117 @@
+"""The deployment recorder on the embedded AWS, through EventBridge PutEvents and the DeploymentRecorderFunction:
+late and out-of-order notifications, and writes that fail once (faults through botocore's hooks)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.models import LambdaTarget
+from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.chaos.faults import FaultInjector
+from deployguard_local.codedeploy import _set_state, create_lambda_deployment, put_state_change
+from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
+from deployguard_local.receivers import local_receivers
+
+SERVICES = {"orders-api": {"environment": "production", "function_name": "orders-api"}}
+ONE_CALL = ["throttle"] * 9  # every attempt botocore makes of one call
+
+
+@pytest.fixture
+def stack() -> Iterator[tuple[EmbeddedAws, FaultInjector]]:
+    """The embedded AWS configured like the demo for orders-api; faults inside function invocations only."""
+    config = yaml.safe_load((REPO_ROOT / "examples" / "demo.yaml").read_text(encoding="utf-8"))
+    config["services"] = SERVICES
+    with tempfile.TemporaryDirectory() as tmp, local_receivers(echo=None) as receivers:
+        path = Path(tmp) / "deployguard.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        env = {f"DEMO_{kind.upper()}_URL": url for kind, url in receivers.urls.items()}
+        with _environment(env), EmbeddedAws(config_file=path) as aws:
+            assert aws.clock is not None
+            with FaultInjector(aws.clock) as faults:
+                faults.watch(aws.registry)
+                yield aws, faults
+
+
+def mentions(text: str) -> Any:
+    return lambda request: text in (request.body.decode() if isinstance(request.body, bytes) else str(request.body))
+
+
+def _put(aws: EmbeddedAws, deployment_id: str, state: str) -> None:
+    put_state_change(deployment_id, "orders-api", "live", state)
+    aws.invoker.drain()
+
+
+def _actions(deployment_id: str) -> Counter[str]:
+    return Counter(a.action for a in DeploymentRepository().audit_trail(deployment_id))
+
+
+def _event_types(deployment_id: str) -> list[str]:
+    return [e.event_type.value for e in DeploymentRepository().events(deployment_id)]
+
+
+def _failed_then_next_started(aws: EmbeddedAws, next_version: int) -> tuple[str, str]:
+    """Release A (v1 -> v2) moves 10%, fails and is put back on v1 by CodeDeploy; the next release B (v1 ->
+    ``next_version``) starts and moves 10% before A's FAILURE notification is delivered. (A, B)."""
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler, versions=3)
+    a = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep_a = create_lambda_deployment(a, "orders-api", "live")
+    _put(aws, dep_a, "START")
+    LambdaTrafficShifter(a).shift(0.1)  # CodeDeploy moves 10%
+    DeploymentRepository().update_deployment(dep_a, lambda d: setattr(d, "canary_weight", 0.1))  # assessor saw it
+    aws.clock.advance(120)
+    LambdaTrafficShifter(a).rollback()  # CodeDeploy fails A and routes the alias back to v1
+    _set_state(dep_a, "Failed", ended=True)
+    aws.clock.advance(60)
+    b = LambdaTarget(
+        function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[next_version - 1]
+    )
+    dep_b = create_lambda_deployment(b, "orders-api", "live")
+    _put(aws, dep_b, "START")
+    LambdaTrafficShifter(b).shift(0.1)
+    _put(aws, dep_a, "FAILURE")  # delivered late (EventBridge's retry)
+    return dep_a, dep_b
+
+
+def test_a_late_failure_after_the_next_release_started_is_rolled_back_not_a_failed_rollback(stack: Any) -> None:
+    aws, _faults = stack
+    dep_a, dep_b = _failed_then_next_started(aws, next_version=3)
+    record = DeploymentRepository().get_deployment(dep_a)
+    assert record.status.value == "rolled_back"  # the alias routes nothing to A's v2
+    assert "rollback.failed" not in _event_types(dep_a)
+    assert DeploymentRepository().get_deployment(dep_b).status.value == "in_progress"
+    assert LambdaTrafficShifter(record.target).current().additional_weights  # B's 10% untouched
+
+
+def test_a_late_failure_when_the_next_release_ships_the_same_version_is_not_judged(stack: Any) -> None:
+    aws, _faults = stack
+    dep_a, dep_b = _failed_then_next_started(aws, next_version=2)  # B ships v2 again: 10% on v2 is B's
+    record = DeploymentRepository().get_deployment(dep_a)
+    assert record.status.value == "failed"  # as CodeDeploy reported it
+    assert "rollback.failed" not in _event_types(dep_a)
+    trail = [a for a in DeploymentRepository().audit_trail(dep_a) if a.action == "rollback_not_judged"]
+    assert len(trail) == 1 and dep_b in trail[0].reason
+    _put(aws, dep_a, "FAILURE")  # redelivered: nothing new
+    assert _actions(dep_a)["rollback_not_judged"] == 1 and "rollback.failed" not in _event_types(dep_a)
+
+
+def test_a_failure_with_the_alias_still_on_its_new_version_is_still_a_failed_rollback(stack: Any) -> None:
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    a = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep_a = create_lambda_deployment(a, "orders-api", "live")
+    _put(aws, dep_a, "START")
+    LambdaTrafficShifter(a).shift(0.1)
+    DeploymentRepository().update_deployment(dep_a, lambda d: setattr(d, "canary_weight", 0.1))
+    _set_state(dep_a, "Failed", ended=True)
+    _put(aws, dep_a, "FAILURE")
+    assert DeploymentRepository().get_deployment(dep_a).status.value == "failed"
+    failed = [e for e in DeploymentRepository().events(dep_a) if e.event_type.value == "rollback.failed"]
+    assert len(failed) == 1 and "still routes 10% of traffic to version" in failed[0].message
