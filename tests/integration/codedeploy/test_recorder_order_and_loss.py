@@ -115,3 +115,41 @@ def test_a_failure_with_the_alias_still_on_its_new_version_is_still_a_failed_rol
     assert DeploymentRepository().get_deployment(dep_a).status.value == "failed"
     failed = [e for e in DeploymentRepository().events(dep_a) if e.event_type.value == "rollback.failed"]
     assert len(failed) == 1 and "still routes 10% of traffic to version" in failed[0].message
+
+
+def test_a_catalog_write_that_fails_once_leaves_the_deployment_listed(stack: Any) -> None:
+    from deployguard.readmodels import DeploymentReader
+    from deployguard.readmodels.deployments import DeploymentQuery
+
+    aws, faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep = create_lambda_deployment(target, "orders-api", "live")
+    plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=mentions('"CATALOG"'))
+    _put(aws, dep, "START")  # the first attempt's catalog write fails; Lambda's retry records it
+    assert plan.injected == len(ONE_CALL)
+    assert ("orders-api", "production") in DeploymentRepository().service_environments()
+    aws.clock.advance(300)
+    _set_state(dep, "Succeeded", ended=True)
+    _put(aws, dep, "SUCCESS")
+    listed = DeploymentReader(DeploymentRepository()).page(DeploymentQuery()).items
+    assert [(d.deployment_id, d.status.value) for d in listed] == [(dep, "succeeded")]
+
+
+def test_a_canary_whose_catalog_write_fails_once_is_listed(stack: Any) -> None:
+    """The state machine's Validate creates records too: its retry finds the record, the catalog is there."""
+    from deployguard.readmodels import DeploymentReader
+    from deployguard.readmodels.deployments import DeploymentQuery
+
+    aws, faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=mentions('"CATALOG"'))
+    aws.run_state_machine(
+        "CanaryStateMachine",
+        {"deployment": {"service": "orders-api", "version": versions[1], "target": target.model_dump()}},
+    )
+    aws.invoker.drain()
+    assert plan.injected == len(ONE_CALL)
+    listed = DeploymentReader(DeploymentRepository()).page(DeploymentQuery()).items
+    assert len(listed) == 1 and listed[0].service == "orders-api"
