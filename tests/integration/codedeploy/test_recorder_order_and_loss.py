@@ -3,6 +3,7 @@ late and out-of-order notifications, and writes that fail once (faults through b
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from deployguard import clock
+from deployguard.aws import clients
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
@@ -153,3 +156,52 @@ def test_a_canary_whose_catalog_write_fails_once_is_listed(stack: Any) -> None:
     assert plan.injected == len(ONE_CALL)
     listed = DeploymentReader(DeploymentRepository()).page(DeploymentQuery()).items
     assert len(listed) == 1 and listed[0].service == "orders-api"
+
+
+def _put_instance(aws: EmbeddedAws, deployment_id: str, state: str) -> None:
+    detail = {
+        "region": clients.region(),
+        "deploymentId": deployment_id,
+        "application": "orders-api",
+        "deploymentGroup": "live",
+        "state": state,
+        "instanceId": "orders-api:live",
+        "instanceGroupId": "g-1",
+    }
+    entry = {"Source": "aws.codedeploy", "DetailType": "CodeDeploy Instance State-change Notification",
+             "Detail": json.dumps(detail), "Resources": [], "Time": clock.now()}  # fmt: skip
+    assert not clients.client("events").put_events(Entries=[entry]).get("FailedEntryCount")
+    aws.invoker.drain()
+
+
+def _started(aws: EmbeddedAws) -> str:
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep = create_lambda_deployment(target, "orders-api", "live")
+    _put(aws, dep, "START")
+    return dep
+
+
+def test_an_instance_event_whose_audit_write_fails_once_is_audited_once(stack: Any) -> None:
+    aws, faults = stack
+    dep = _started(aws)
+    plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=mentions("codedeploy_instance_success"))
+    _put_instance(aws, dep, "SUCCESS")  # the first attempt's audit write fails; Lambda's retry writes it
+    assert plan.injected == len(ONE_CALL)
+    assert _actions(dep)["codedeploy_instance_success"] == 1
+    aws.clock.advance(30)
+    _put_instance(aws, dep, "SUCCESS")  # a duplicate notification, later: still one entry
+    assert _actions(dep)["codedeploy_instance_success"] == 1
+    entry = next(a for a in DeploymentRepository().audit_trail(dep) if a.action == "codedeploy_instance_success")
+    assert entry.reason == "orders-api/live: orders-api:live#SUCCESS"
+
+
+def test_an_unknown_state_whose_audit_write_fails_once_is_audited_once(stack: Any) -> None:
+    aws, faults = stack
+    dep = _started(aws)
+    plan = faults.on("dynamodb", "PutItem", ONE_CALL, when=mentions("codedeploy_in_weird_state"))
+    _put(aws, dep, "IN_WEIRD_STATE")
+    _put(aws, dep, "IN_WEIRD_STATE")
+    assert plan.injected == len(ONE_CALL)
+    assert _actions(dep)["codedeploy_in_weird_state"] == 1
+    assert DeploymentRepository().get_deployment(dep).status.value == "in_progress"

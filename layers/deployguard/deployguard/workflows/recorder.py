@@ -198,6 +198,8 @@ class RecordOutcome:
         (or, the rollback failing, as it ended), as ``deployguard summary`` counts it."""
         if self.release is not None:  # by the release's environment and strategy (this outcome's, see record)
             return deployment_statistics(self.release.status, self.release.duration_seconds)
+        if self.state not in _STATUS:  # a state the recorder does not know: audited, nothing counted
+            return []
         if not self.changed or self.kind != "deployment" or self.rollback or self.rollback_follows:
             return []  # a rollback deployment is counted as the release it rolls back: rolled back
         if self.status == DeploymentStatus.IN_PROGRESS:
@@ -486,10 +488,19 @@ class DeploymentRecorder:
         kind: Literal["deployment", "instance"],
         at: datetime,
     ) -> RecordOutcome:
-        changed = self.repository.claim_once("CD-STATE", f"{info.deployment_id}#{marker}", timedelta(days=2))
-        if changed:
-            self.repository.audit(deployment.deployment_id, action, ACTOR,
-                                  f"{info.application}/{info.group}: {marker}", event_time=at.isoformat())  # fmt: skip
+        """Audit a notification that changes nothing else, once. The claim keeps the time of its first
+        delivery, the audit entry is keyed by it: a redelivery, or the retry of a delivery whose audit
+        write failed, writes that entry if it is missing and never a second one."""
+        key = f"{info.deployment_id}#{marker}"
+        changed = self.repository.claim_once("CD-STATE", key, timedelta(days=2), first_at=at.isoformat())
+        first_at: datetime | None = at
+        if not changed:  # delivered before: by the first delivery's time (None: claimed before it was kept)
+            kept = (self.repository.find_claim("CD-STATE", key) or {}).get("first_at")
+            first_at = datetime.fromisoformat(str(kept)) if kept else None
+        if first_at is not None:
+            self.repository.audit_once(deployment.deployment_id, f"codedeploy-{marker}", first_at, action, ACTOR,
+                                       f"{info.application}/{info.group}: {marker}",
+                                       event_time=first_at.isoformat())  # fmt: skip
         self._check_long_running(deployment)
         return self._outcome(deployment, state, kind, changed)
 
