@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
     from deployguard.aws.lambda_traffic import AliasState
     from deployguard.config import DeployGuardConfig
+    from deployguard.hooks.answers import Settled
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:deployment-recorder"
@@ -324,23 +325,43 @@ class DeploymentRecorder:
         return raised
 
     def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
-        """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died."""
+        """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died.
+
+        An answer CodeDeploy confirmed is audited once (keyed by its execution and what the sweep did) before
+        its marker is done: an audit write that fails leaves the marker for the next sweep, which audits it
+        then. One answer's failure never stops the sweep's others."""
         from deployguard.hooks.answers import HookAnswers  # the schedule's sweep only, not a state change's cold start
 
         finished = []
         seconds_left = (lambda: remaining_ms() / 1000.0) if remaining_ms is not None else None
-        for settled in HookAnswers(self.repository, self.codedeploy).sweep(seconds_left=seconds_left):
+        answers = HookAnswers(self.repository, self.codedeploy)
+        for settled in answers.sweep(seconds_left=seconds_left, before_done=self._audit_hook_answer):
             report = settled.report
-            summary = {"execution_id": settled.execution_id, "deployment_id": settled.deployment_id,
-                       "action": settled.action, "status": settled.status,
-                       "answer": report.outcome if report else None}  # fmt: skip
-            finished.append(summary)
-            if settled.deployment_id and self.repository.find_deployment(settled.deployment_id) is not None:
-                self.repository.audit(settled.deployment_id, f"hook_{settled.action}", ACTOR,
-                                      f"{settled.status}: hook answer finished by the scheduled sweep "
-                                      f"({summary['answer']})", execution_id=settled.execution_id,
-                                      status=settled.status, answer=summary["answer"])  # fmt: skip
+            finished.append({"execution_id": settled.execution_id, "deployment_id": settled.deployment_id,
+                             "action": settled.action, "status": settled.status,
+                             "answer": report.outcome if report else None})  # fmt: skip
+            if report is not None and report.settled:
+                continue  # audited before its marker was done
+            try:  # not confirmed: audited at each attempt
+                self._audit_hook_answer(settled)
+            except Exception:
+                logger.exception("cannot audit the hook answer", extra={"execution_id": settled.execution_id})
         return finished
+
+    def _audit_hook_answer(self, settled: Settled) -> None:
+        """The audit entry of a hook answer the sweep finished: once per execution and action when CodeDeploy
+        confirmed it (at the time the status was decided, or now for an attempt found dead)."""
+        if not settled.deployment_id or self.repository.find_deployment(settled.deployment_id) is None:
+            return
+        answer = settled.report.outcome if settled.report else None
+        reason = f"{settled.status}: hook answer finished by the scheduled sweep ({answer})"
+        details = {"execution_id": settled.execution_id, "status": settled.status, "answer": answer}
+        if settled.report is not None and settled.report.settled:
+            key = f"hook-{settled.action}-{settled.execution_id}"
+            self.repository.audit_once(settled.deployment_id, key, settled.decided_at or clock.now(),
+                                       f"hook_{settled.action}", ACTOR, reason, **details)  # fmt: skip
+        else:
+            self.repository.audit(settled.deployment_id, f"hook_{settled.action}", ACTOR, reason, **details)
 
     # ------------------------------------------------------------------ status
 
