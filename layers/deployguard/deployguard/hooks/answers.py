@@ -71,10 +71,20 @@ class Settled:
     deployment_id: str | None
     status: HookStatus | None = None
     report: StatusReport | None = None
+    decided_at: datetime | None = None  # when the status sent was decided (None: by this very settle)
 
     @property
     def confirmed(self) -> bool:
         return self.action == "answered" or (self.report is not None and self.report.settled)
+
+
+def _decided_at(marker: Marker) -> datetime | None:
+    """When the status stored on ``marker`` was decided, if it says."""
+    decided_at = marker.attributes.get("decided_at")
+    try:
+        return datetime.fromisoformat(str(decided_at)) if decided_at else None
+    except ValueError:
+        return None
 
 
 def _status(value: str | None) -> HookStatus | None:
@@ -95,13 +105,26 @@ class HookAnswers:
         self.sleep = sleep
 
     def send(
-        self, deployment_id: str | None, execution_id: str, status: HookStatus, budget_seconds: float
+        self,
+        deployment_id: str | None,
+        execution_id: str,
+        status: HookStatus,
+        budget_seconds: float,
+        before_done: Callable[[StatusReport], None] | None = None,
     ) -> StatusReport:
-        """The status call within ``budget_seconds``; the marker is done once CodeDeploy settled it."""
+        """The status call within ``budget_seconds``; the marker is done once CodeDeploy settled it, after
+        ``before_done`` (what must be kept of the answer, e.g. its audit entry): when that fails, the marker
+        stays pending and the next sweep sends the same status again and calls it again."""
         report = self.codedeploy.report(
             deployment_id, execution_id, status, budget_seconds=max(0.0, budget_seconds), sleep=self.sleep
         )
         if report.settled:
+            if before_done is not None:
+                try:
+                    before_done(report)
+                except Exception:  # left pending: the next sweep finishes it
+                    logger.exception("cannot keep the confirmed hook answer", extra={"execution_id": execution_id})
+                    return report
             try:
                 self.markers.done(execution_id, answer=report.outcome, attempts=report.attempts)
             except Exception:  # CodeDeploy has its answer; a re-send later is harmless
@@ -124,18 +147,33 @@ class HookAnswers:
             return False
         return True
 
-    def settle(self, marker: Marker, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> Settled:
-        """Finish a marker somebody else claimed (see the module docstring)."""
+    def settle(
+        self,
+        marker: Marker,
+        budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+        before_done: Callable[[Settled], None] | None = None,
+    ) -> Settled:
+        """Finish a marker somebody else claimed (see the module docstring). ``before_done``: called with
+        the outcome once CodeDeploy has the status, before the marker is done (see :meth:`send`)."""
         deployment_id = marker.attributes.get("deployment_id")
         deployment_id = str(deployment_id) if deployment_id else None
         if marker.state == DONE:
             return Settled("answered", marker.key, deployment_id, _status(marker.result))
+
+        def kept(
+            action: SettleAction, status: HookStatus, at: datetime | None
+        ) -> Callable[[StatusReport], None] | None:
+            if before_done is None:
+                return None
+            return lambda report: before_done(Settled(action, marker.key, deployment_id, status, report, at))
+
         decided = _status(marker.result)
         if decided is not None:
             if decided == "Failed" and deployment_id is not None:  # kept before it is sent again
                 self._keep_decided(marker, deployment_id)
-            report = self.send(deployment_id, marker.key, decided, budget_seconds)
-            return Settled("resent", marker.key, deployment_id, decided, report)
+            at = _decided_at(marker)
+            report = self.send(deployment_id, marker.key, decided, budget_seconds, kept("resent", decided, at))
+            return Settled("resent", marker.key, deployment_id, decided, report, at)
         if clock.now().timestamp() <= marker.lease_until + DEAD_ATTEMPT_GRACE_SECONDS:
             return Settled("in_progress", marker.key, deployment_id)
         if not self.markers.decide(marker.key, marker.token, "Failed"):
@@ -148,7 +186,9 @@ class HookAnswers:
             dead = {"execution_id": marker.key, "deployment_id": deployment_id, "status": "Failed",
                     "reason": DEAD_ATTEMPT_REASON}  # fmt: skip
             self.keep_verdict(marker.key, deployment_id, clock.now(), json.dumps(dead), before_answer=True)
-        report = self.send(deployment_id, marker.key, "Failed", budget_seconds)
+        report = self.send(
+            deployment_id, marker.key, "Failed", budget_seconds, kept("failed_for_dead_attempt", "Failed", None)
+        )
         return Settled("failed_for_dead_attempt", marker.key, deployment_id, "Failed", report)
 
     def _keep_decided(self, marker: Marker, deployment_id: str) -> None:
@@ -156,11 +196,7 @@ class HookAnswers:
         have ended before it kept its verdict. One it kept stays (a verdict marker is claimed once); recorded
         once the answer marker says CodeDeploy has it
         (:meth:`~deployguard.hooks.lifecycle.LifecycleHook.finish_verdicts`)."""
-        decided_at = marker.attributes.get("decided_at")
-        try:
-            at = datetime.fromisoformat(str(decided_at)) if decided_at else clock.now()
-        except ValueError:
-            at = clock.now()
+        at = _decided_at(marker) or clock.now()
         verdict = {"execution_id": marker.key, "deployment_id": deployment_id, "status": "Failed",
                    "reason": RESENT_FAILED_REASON, "resent": True}  # fmt: skip
         self.keep_verdict(marker.key, deployment_id, at, json.dumps(verdict), before_answer=True)
@@ -170,11 +206,12 @@ class HookAnswers:
         budget_seconds: float = DEFAULT_BUDGET_SECONDS,
         max_items: int = 100,
         seconds_left: Callable[[], float] | None = None,
+        before_done: Callable[[Settled], None] | None = None,
     ) -> list[Settled]:
         """Settle every hook marker left unconfirmed (the recorder's schedule calls this).
 
         ``seconds_left``: the invocation's remaining time; no status call starts that could not
-        end within it (the rest waits for the next run).
+        end within it (the rest waits for the next run). ``before_done``: see :meth:`settle`.
         """
         settled = []
         for marker in self.markers.pending(max_items):
@@ -183,7 +220,7 @@ class HookAnswers:
             fresh = self.markers.get(marker.key)  # the index lags: read the marker itself
             if fresh is None or fresh.state == DONE:
                 continue
-            result = self.settle(fresh, budget_seconds)
+            result = self.settle(fresh, budget_seconds, before_done)
             if result.action != "in_progress":
                 settled.append(result)
         return settled

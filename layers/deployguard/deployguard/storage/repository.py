@@ -255,11 +255,13 @@ class DeploymentRepository:
         return item
 
     def create_deployment(self, deployment: Deployment) -> Deployment:
-        """Store a new deployment; fails with ConflictError if the id exists."""
+        """Store a new deployment; fails with ConflictError if the id exists.
+
+        Its service/environment pair goes in the catalog first (idempotent: each pair once), so no stored
+        record is ever missing from the lists: a catalog write that fails fails the whole call before the
+        record exists, and the retry (which would find the record and not create it again) writes both."""
         deployment.version_counter = 1
-        if not self._put_new(self._deployment_item(deployment)):
-            raise ConflictError(f"deployment {deployment.deployment_id} already exists")
-        self.table.put_item(  # idempotent: the catalog lists every service/environment pair once
+        self.table.put_item(
             Item={
                 keys.PK: keys.CATALOG,
                 keys.SK: keys.service_env_pk(deployment.service, deployment.environment),
@@ -267,6 +269,8 @@ class DeploymentRepository:
                 "environment": deployment.environment,
             }
         )
+        if not self._put_new(self._deployment_item(deployment)):
+            raise ConflictError(f"deployment {deployment.deployment_id} already exists")
         return deployment
 
     def save_deployment(self, deployment: Deployment) -> Deployment:

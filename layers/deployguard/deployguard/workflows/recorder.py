@@ -53,7 +53,9 @@ from deployguard.storage import outbox
 if TYPE_CHECKING:
     from deployguard.alerts.engine import AlertEngine
     from deployguard.aws.events import EventPublisher
+    from deployguard.aws.lambda_traffic import AliasState
     from deployguard.config import DeployGuardConfig
+    from deployguard.hooks.answers import Settled
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:deployment-recorder"
@@ -198,6 +200,8 @@ class RecordOutcome:
         (or, the rollback failing, as it ended), as ``deployguard summary`` counts it."""
         if self.release is not None:  # by the release's environment and strategy (this outcome's, see record)
             return deployment_statistics(self.release.status, self.release.duration_seconds)
+        if self.state not in _STATUS:  # a state the recorder does not know: audited, nothing counted
+            return []
         if not self.changed or self.kind != "deployment" or self.rollback or self.rollback_follows:
             return []  # a rollback deployment is counted as the release it rolls back: rolled back
         if self.status == DeploymentStatus.IN_PROGRESS:
@@ -251,7 +255,7 @@ class DeploymentRecorder:
         marker = f"CodeDeploy {state}"
         if state not in _STATUS:
             return self._audit_only(deployment, info, f"codedeploy_{state.lower()}", marker, state, "deployment", at)
-        status = self._final_status(state, deployment, info)
+        status = self._final_status(state, deployment, info, at)
         ended_at = (info.complete_time or at) if status.is_terminal else None
         changed = False
 
@@ -322,27 +326,49 @@ class DeploymentRecorder:
         return raised
 
     def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
-        """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died."""
+        """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died.
+
+        An answer CodeDeploy confirmed is audited once (keyed by its execution and what the sweep did) before
+        its marker is done: an audit write that fails leaves the marker for the next sweep, which audits it
+        then. One answer's failure never stops the sweep's others."""
         from deployguard.hooks.answers import HookAnswers  # the schedule's sweep only, not a state change's cold start
 
         finished = []
         seconds_left = (lambda: remaining_ms() / 1000.0) if remaining_ms is not None else None
-        for settled in HookAnswers(self.repository, self.codedeploy).sweep(seconds_left=seconds_left):
+        answers = HookAnswers(self.repository, self.codedeploy)
+        for settled in answers.sweep(seconds_left=seconds_left, before_done=self._audit_hook_answer):
             report = settled.report
-            summary = {"execution_id": settled.execution_id, "deployment_id": settled.deployment_id,
-                       "action": settled.action, "status": settled.status,
-                       "answer": report.outcome if report else None}  # fmt: skip
-            finished.append(summary)
-            if settled.deployment_id and self.repository.find_deployment(settled.deployment_id) is not None:
-                self.repository.audit(settled.deployment_id, f"hook_{settled.action}", ACTOR,
-                                      f"{settled.status}: hook answer finished by the scheduled sweep "
-                                      f"({summary['answer']})", execution_id=settled.execution_id,
-                                      status=settled.status, answer=summary["answer"])  # fmt: skip
+            finished.append({"execution_id": settled.execution_id, "deployment_id": settled.deployment_id,
+                             "action": settled.action, "status": settled.status,
+                             "answer": report.outcome if report else None})  # fmt: skip
+            if report is not None and report.settled:
+                continue  # audited before its marker was done
+            try:  # not confirmed: audited at each attempt
+                self._audit_hook_answer(settled)
+            except Exception:
+                logger.exception("cannot audit the hook answer", extra={"execution_id": settled.execution_id})
         return finished
+
+    def _audit_hook_answer(self, settled: Settled) -> None:
+        """The audit entry of a hook answer the sweep finished: once per execution and action when CodeDeploy
+        confirmed it (at the time the status was decided, or now for an attempt found dead)."""
+        if not settled.deployment_id or self.repository.find_deployment(settled.deployment_id) is None:
+            return
+        answer = settled.report.outcome if settled.report else None
+        reason = f"{settled.status}: hook answer finished by the scheduled sweep ({answer})"
+        details = {"execution_id": settled.execution_id, "status": settled.status, "answer": answer}
+        if settled.report is not None and settled.report.settled:
+            key = f"hook-{settled.action}-{settled.execution_id}"
+            self.repository.audit_once(settled.deployment_id, key, settled.decided_at or clock.now(),
+                                       f"hook_{settled.action}", ACTOR, reason, **details)  # fmt: skip
+        else:
+            self.repository.audit(settled.deployment_id, f"hook_{settled.action}", ACTOR, reason, **details)
 
     # ------------------------------------------------------------------ status
 
-    def _final_status(self, state: str, deployment: Deployment, info: CodeDeployDeployment) -> DeploymentStatus:
+    def _final_status(
+        self, state: str, deployment: Deployment, info: CodeDeployDeployment, at: datetime
+    ) -> DeploymentStatus:
         status = _STATUS[state]
         if state not in ("FAILURE", "STOP") or info.is_rollback:
             return status
@@ -363,12 +389,18 @@ class DeploymentRecorder:
             )
         elif isinstance(target, LambdaTarget) and traffic_moved:
             try:
-                back = self._alias_back_on_stable(target)
+                alias = self._alias(target)
             except TrafficShiftError as exc:
                 logger.warning("cannot read the alias after a failure", extra={"error": str(exc)})
                 return status
+            new_weight = alias.weight_of(target.new_version)
+            back = new_weight == 0.0  # nothing to the new version: whatever else it routes, this one is back
+            if not back and (why := self._alias_not_its_own(deployment, target, alias)):
+                self._not_judged(deployment, info, at, why)
+                return status  # the alias is not this deployment's to judge: no failed rollback of it
             still = (
-                f"{target.function_name}:{target.alias} does not route all traffic to version {target.stable_version}"
+                f"{target.function_name}:{target.alias} still routes {new_weight:.0%} of traffic "
+                f"to version {target.new_version}"
             )
         else:
             return status
@@ -381,10 +413,31 @@ class DeploymentRecorder:
         return status
 
     @staticmethod
-    def _alias_back_on_stable(target: LambdaTarget) -> bool:
+    def _alias(target: LambdaTarget) -> AliasState:
         from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 
-        return LambdaTrafficShifter(target).current().weight_of(target.stable_version) == 1.0
+        return LambdaTrafficShifter(target).current()
+
+    def _alias_not_its_own(self, deployment: Deployment, target: LambdaTarget, alias: AliasState) -> str:
+        """Why the alias no longer tells how ``deployment`` ended ("" while it does): a later deployment of
+        the same service and environment started since (its FAILURE came late; the alias, even routing the
+        same versions again, is that one's now), or the alias routes versions this one never shipped."""
+        newer = self.repository.superseding(deployment)
+        if newer is not None:
+            return f"deployment {newer.deployment_id} (version {newer.version}) started since: the alias is its now"
+        foreign = {alias.function_version, *alias.additional_weights} - {target.stable_version, target.new_version}
+        if foreign:
+            return f"the alias routes version {', '.join(sorted(foreign))}, which this deployment never shipped"
+        return ""
+
+    def _not_judged(self, deployment: Deployment, info: CodeDeployDeployment, at: datetime, why: str) -> None:
+        """Audit (once) that the end of ``deployment`` was recorded as CodeDeploy reported it, its rollback
+        not judged from an alias that is no longer its own."""
+        logger.warning("rollback not judged", extra={"deployment_id": deployment.deployment_id, "reason": why})
+        self.repository.audit_once(
+            deployment.deployment_id, "rollback-not-judged", info.complete_time or at, "rollback_not_judged", ACTOR,
+            f"ended after traffic moved; whether it went back is not judged from the alias: {why}",
+        )  # fmt: skip
 
     def _rollback_ended(self, info: CodeDeployDeployment, state: str, at: datetime) -> Deployment | None:
         """A rollback deployment ended: the deployment it rolls back is rolled back, or its rollback failed.
@@ -457,10 +510,19 @@ class DeploymentRecorder:
         kind: Literal["deployment", "instance"],
         at: datetime,
     ) -> RecordOutcome:
-        changed = self.repository.claim_once("CD-STATE", f"{info.deployment_id}#{marker}", timedelta(days=2))
-        if changed:
-            self.repository.audit(deployment.deployment_id, action, ACTOR,
-                                  f"{info.application}/{info.group}: {marker}", event_time=at.isoformat())  # fmt: skip
+        """Audit a notification that changes nothing else, once. The claim keeps the time of its first
+        delivery, the audit entry is keyed by it: a redelivery, or the retry of a delivery whose audit
+        write failed, writes that entry if it is missing and never a second one."""
+        key = f"{info.deployment_id}#{marker}"
+        changed = self.repository.claim_once("CD-STATE", key, timedelta(days=2), first_at=at.isoformat())
+        first_at: datetime | None = at
+        if not changed:  # delivered before: by the first delivery's time (None: claimed before it was kept)
+            kept = (self.repository.find_claim("CD-STATE", key) or {}).get("first_at")
+            first_at = datetime.fromisoformat(str(kept)) if kept else None
+        if first_at is not None:
+            self.repository.audit_once(deployment.deployment_id, f"codedeploy-{marker}", first_at, action, ACTOR,
+                                       f"{info.application}/{info.group}: {marker}",
+                                       event_time=first_at.isoformat())  # fmt: skip
         self._check_long_running(deployment)
         return self._outcome(deployment, state, kind, changed)
 
