@@ -368,13 +368,16 @@ class CanaryController:
         if not isinstance(target, LambdaTarget):
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
-        if deployment.control.paused and 0 < deployment.canary_weight < weight / 100.0:
-            # a pause that landed after the Assess that advanced: the weight holds, the canary waits. An earlier
-            # attempt of this step may have moved the alias and failed before its record: the alias says which
+        if deployment.control.paused and deployment.canary_weight < weight / 100.0:
+            # a pause that landed after the Assess that advanced, or before the first shift ("held at 0%"): the
+            # weight holds, the canary waits. An earlier attempt of this step may have moved the alias and failed
+            # before its record: the alias says which
             alias = LambdaTrafficShifter(target).current()
             if alias.weight_of(target.new_version) != weight / 100.0 or alias.function_version != target.stable_version:
                 held = self._hold(deployment, target, alias, f"step {state.step_index + 1} ({weight:g}%) not started")
-                return state.model_copy(update={"step_index": deployment.step_index, "weight": held, "next": "wait"})
+                # held before its first shift: the step is still to start (Assess starts it once resumed)
+                step = state.step_index if held == 0 and state.step_started_at is None else deployment.step_index
+                return state.model_copy(update={"step_index": step, "weight": held, "next": "wait"})
             self.repository.audit(
                 deployment.deployment_id, "pause_after_move", ACTOR,
                 f"paused after an earlier attempt moved the alias to {weight:g}%: step {state.step_index + 1} is "
@@ -536,6 +539,10 @@ class CanaryController:
                 update["reason"] = _no_evidence_reason(count - 1, state.weight, verdict.summary)
             else:
                 update["next"] = "wait"
+        if not awaiting and decision != Decision.FAILING and _not_started(deployment, state):
+            # held at 0% before its first shift (a pause, :meth:`shift`): once resumed, the step starts now
+            update.pop("step_index", None)
+            update["next"] = "advance"
         steered = steer(deployment.control, update["next"], decision, service.approval_before_full_traffic)
         if not awaiting and steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
@@ -1069,6 +1076,12 @@ def _same_target(deployment: Deployment, named: LambdaTarget | None) -> LambdaTa
             f"{target.stable_version} -> {target.new_version})"
         )
     return target
+
+
+def _not_started(deployment: Deployment, state: CanaryState) -> bool:
+    """The canary was held at 0% before its step's first shift (a pause accepted before any traffic moved):
+    no traffic yet, and no step started."""
+    return state.step_started_at is None and state.weight == 0 and deployment.canary_weight == 0
 
 
 def _retry_pending(deployment: Deployment) -> bool:
