@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from deployguard import clock as dg_clock
 from deployguard.aws import clients
@@ -247,7 +248,47 @@ def install_in_process_lambda(
     original_sns = lambda_models.LambdaBackend.send_sns_message
     lambda_models.LambdaBackend.send_sns_message = send_sns_message_async  # type: ignore[method-assign]
     undo.append(lambda: setattr(lambda_models.LambdaBackend, "send_sns_message", original_sns))
+    undo += install_alias_revisions()
     return undo
+
+
+def install_alias_revisions() -> list[Callable[[], None]]:
+    """Fill moto's alias revision gap: every UpdateAlias gives the alias a new ``RevisionId`` (moto keeps the
+    first forever), and an UpdateAlias whose ``RevisionId`` is not the alias's current one fails with
+    ``PreconditionFailedException`` (moto ignores it), as Lambda does. The check and the update are one step
+    (a lock), as in Lambda. Returns the undos."""
+    from moto.awslambda import exceptions as lambda_exceptions
+    from moto.awslambda import models as lambda_models
+    from moto.awslambda import responses as lambda_responses
+
+    lock = threading.RLock()
+    original_update = lambda_models.LambdaAlias.update
+    original_response = lambda_responses.LambdaResponse.update_alias
+
+    def update_with_new_revision(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_update(self, *args, **kwargs)
+        self.revision_id = str(uuid.uuid4())
+
+    def update_alias_if_revision(self: Any) -> Any:
+        revision = json.loads(self.body or "{}").get("RevisionId")
+        with lock:
+            if revision:
+                function_name = unquote(self.path.rsplit("/")[-3])
+                alias_name = unquote(self.path.rsplit("/", 2)[-1])
+                alias = self.backend.get_alias(name=alias_name, function_name=function_name)
+                if alias.revision_id != revision:
+                    raise lambda_exceptions.PreconditionFailedException(
+                        "The Revision Id provided does not match the latest Revision Id. "
+                        "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+                    )
+            return original_response(self)
+
+    setattr(lambda_models.LambdaAlias, "update", update_with_new_revision)  # noqa: B010
+    setattr(lambda_responses.LambdaResponse, "update_alias", update_alias_if_revision)  # noqa: B010
+    return [
+        lambda: setattr(lambda_models.LambdaAlias, "update", original_update),
+        lambda: setattr(lambda_responses.LambdaResponse, "update_alias", original_response),
+    ]
 
 
 def code_zip(code_dir: Path) -> bytes:

@@ -64,7 +64,10 @@ def test_a_shift_landing_after_the_promotion_leaves_the_alias_on_new(aws: Any) -
     assert (deployment.status, deployment.decision) == (DeploymentStatus.SUCCEEDED, "promoted")
     assert _alias(target) == (target.new_version, {})
     assert (out.next, out.decision, out.weight) == ("done", "promoted", 100.0)
-    assert [e.details["alias"] for e in _undone("dep-checkout-api")] == ["100% new"]
+    # its UpdateAlias carried the RevisionId it read: Lambda refused it, nothing to undo
+    assert _undone("dep-checkout-api") == []
+    refused = [e for e in DeploymentRepository().audit_trail("dep-checkout-api") if e.action == "traffic_move_refused"]
+    assert len(refused) == 1 and "moved since it was read" in refused[0].reason
 
 
 def test_a_promote_retry_that_finds_the_abort_puts_the_alias_back_on_stable(aws: Any) -> None:

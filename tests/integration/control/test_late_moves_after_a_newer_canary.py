@@ -98,11 +98,11 @@ def test_with_no_newer_canary_the_late_move_is_still_undone(embedded: Any) -> No
     assert _audited("dep-checkout-api", "traffic_move_refused") == []
 
 
-def test_a_shift_landing_on_the_newer_canarys_alias_takes_its_own_move_back(embedded: Any) -> None:
+def test_a_shift_landing_on_the_newer_canarys_alias_never_overwrites_it(embedded: Any) -> None:
     """The aborted canary's ShiftTraffic read its record in progress; the abort and the newer canary's
-    Validate and first step land before its UpdateAlias (to 50%). Its move is the one on the alias now:
-    it takes it back (100% stable: the aborted version never keeps traffic), and the newer canary's next
-    step sets its own weight again."""
+    Validate and first step land before its UpdateAlias (to 50%). That UpdateAlias carries the RevisionId
+    it read: Lambda refuses it, and the newer canary's routing stays as it set it (the aborted version never
+    gets traffic back, and nothing of the newer canary's is undone)."""
     from control_support import canary_controller, while_the_alias_moves_once
 
     from deployguard.workflows.canary import CanaryState
@@ -122,6 +122,6 @@ def test_a_shift_landing_on_the_newer_canarys_alias_takes_its_own_move_back(embe
     with while_the_alias_moves_once(abort_then_the_newer_canary):
         out = canary_controller(embedded).shift(state)
     assert (out.next, out.decision) == ("done", "aborted")
-    assert _alias(older) == (older.stable_version, {})
-    [undone] = _audited("dep-checkout-api", "traffic_move_undone")
-    assert undone.details["alias"] == "100% stable"
+    assert _alias(older) == (older.stable_version, {"3": 0.1})  # the newer canary's first step, untouched
+    assert _audited("dep-checkout-api", "traffic_move_undone") == []
+    assert any("moved since it was read" in e.reason for e in _audited("dep-checkout-api", "traffic_move_refused"))

@@ -7,7 +7,7 @@ version with no routing; rollback points it at the stable version with no routin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,10 +19,27 @@ if TYPE_CHECKING:
     from deployguard.models import LambdaTarget
 
 
+class AliasMovedError(TrafficShiftError):
+    """An UpdateAlias made only if the alias was still as read (its ``RevisionId``) found it moved since:
+    Lambda refused it (``PreconditionFailedException``), nothing changed."""
+
+
 @dataclass(frozen=True)
 class AliasState:
     function_version: str
     additional_weights: dict[str, float]
+    revision: str | None = field(default=None, compare=False)  # GetAlias's RevisionId: UpdateAlias only if unchanged
+
+    def routes(self, target: LambdaTarget, weight: float) -> bool:
+        """Whether the alias routes ``weight`` (0..1) of its traffic to ``target``'s new version and the rest to
+        its stable version, and nothing else (0: all on stable, no routing)."""
+        if self.function_version != target.stable_version:
+            return False
+        if weight <= 0:
+            return not any(self.additional_weights.values())
+        return set(self.additional_weights) == {target.new_version} and (
+            abs(self.additional_weights[target.new_version] - weight) < 1e-4
+        )
 
     def weight_of(self, version: str) -> float:
         if self.function_version == version and not self.additional_weights:
@@ -36,26 +53,47 @@ class LambdaTrafficShifter:
     def __init__(self, target: LambdaTarget) -> None:
         self.target = target
 
-    def _update(self, function_version: str, weights: dict[str, float]) -> AliasState:
+    def _update(
+        self, function_version: str, weights: dict[str, float], expected: AliasState | None = None
+    ) -> AliasState:
+        """UpdateAlias; with ``expected`` (an alias as read) only while the alias is still that revision:
+        :class:`AliasMovedError` when it moved since (another writer's move is never overwritten)."""
+        guard = {"RevisionId": expected.revision} if expected is not None and expected.revision else {}
         try:
             clients.client("lambda").update_alias(
                 FunctionName=self.target.function_name,
                 Name=self.target.alias,
                 FunctionVersion=function_version,
                 RoutingConfig={"AdditionalVersionWeights": weights},
+                **guard,
             )
         except (ClientError, BotoCoreError) as exc:
+            if (
+                guard
+                and isinstance(exc, ClientError)
+                and exc.response.get("Error", {}).get("Code")
+                in (
+                    "PreconditionFailedException",
+                    "PreconditionFailed",
+                )
+            ):
+                raise AliasMovedError(
+                    f"{self.target.function_name}:{self.target.alias} moved since it was read "
+                    f"({expected.function_version} {expected.additional_weights or ''}): not routed to "  # type: ignore[union-attr]
+                    f"{weights or 'all'} on version {function_version}"
+                ) from exc
             raise TrafficShiftError(
                 f"{self.target.function_name}:{self.target.alias}: cannot route {weights or 'all'} "
                 f"to version {function_version}: {exc}"
             ) from exc
         return AliasState(function_version, weights)
 
-    def shift(self, weight: float) -> AliasState:
-        """Send ``weight`` (0..1, exclusive) of the alias's traffic to the new version."""
+    def shift(self, weight: float, expected: AliasState | None = None) -> AliasState:
+        """Send ``weight`` (0..1, exclusive) of the alias's traffic to the new version; with ``expected`` (the
+        alias as read, :meth:`current`) only if nobody moved it since (:class:`AliasMovedError`)."""
         if not 0.0 < weight < 1.0:
             raise TrafficShiftError(f"canary weight {weight} must be between 0 and 1 (exclusive)")
-        return self._update(self.target.stable_version, {self.target.new_version: round(weight, 4)})
+        return self._update(self.target.stable_version, {self.target.new_version: round(weight, 4)}, expected)
 
     def promote(self) -> AliasState:
         return self._update(self.target.new_version, {})
@@ -87,8 +125,8 @@ class LambdaTrafficShifter:
             alias = clients.client("lambda").get_alias(FunctionName=self.target.function_name, Name=self.target.alias)
         except (ClientError, BotoCoreError) as exc:
             raise TrafficShiftError(f"{self.target.function_name}:{self.target.alias}: {exc}") from exc
-        weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}) or {}
-        return AliasState(alias["FunctionVersion"], {k: float(v) for k, v in weights.items()})
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights", {}) or {}
+        return AliasState(alias["FunctionVersion"], {k: float(v) for k, v in weights.items()}, alias.get("RevisionId"))
 
 
 def aws_error_code(exc: BaseException) -> str | None:

@@ -11,6 +11,7 @@ queries the product needs, none of them a scan:
 | active deployments                           | gsi1    | gsi1pk = LOOP, gsi1sk begins_with !A#           |
 | promoted, in post-deployment monitoring      | gsi1    | gsi1pk = LOOP, gsi1sk = <next due>#M#<id>       |
 | ended unpromoted, traffic check due          | gsi1    | gsi1pk = TRAFFIC, gsi1sk = <next check>#E#<id>  |
+| promoted, traffic check due (its first minutes) | gsi1 | gsi1pk = TRAFFIC, gsi1sk = <next check>#P#<id>  |
 | events recorded, not yet published (outbox)  | gsi1    | gsi1pk = LOOP, gsi1sk = <event time>#O#<id>     |
 | deployments of service S in environment E    | gsi2    | gsi2pk = SVC#<S>#ENV#<E>, newest first by gsi2sk|
 | every service/environment ever deployed      | table   | pk = CATALOG, sk = SVC#<S>#ENV#<E>              |
@@ -57,6 +58,8 @@ INCIDENT_OPEN = "I"
 APPROVAL_OPEN = "P"
 MONITORING = "M"
 ENDED = "E"
+PROMOTED = "P"  # a promoted deployment's traffic check (item ``sk = PROMOTION_CHECK`` next to its record)
+PROMOTION_CHECK = "PROMOTION_CHECK"
 OUTBOX = "O"
 CATALOG = "CATALOG"  # one item per service/environment pair that has deployments
 

@@ -40,6 +40,7 @@ from deployguard.models import (
     DeploymentStatus,
     Notification,
     Phase,
+    TrafficCheck,
     new_id,
 )
 from deployguard.storage import keys
@@ -435,14 +436,64 @@ class DeploymentRepository:
         """Deployments that ended without promotion (rolled back, failed, held) whose next traffic
         check is due at ``now``, the longest due first, at most ``limit`` (the reconciler's, bounded:
         see :class:`~deployguard.models.TrafficCheck`), from their own partition of ``gsi1``."""
-        items = self._query(
-            limit,
-            IndexName=keys.GSI1,
-            KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
-            ExpressionAttributeValues={":pk": keys.TRAFFIC, ":now": f"{keys.time_key(now)}#~"},
-            **({"Limit": limit} if limit is not None else {}),
+        return [deployment for deployment, promoted in self.traffic_work(now, limit) if not promoted]
+
+    def traffic_work(self, now: datetime, limit: int | None = None) -> list[tuple[Deployment, bool]]:
+        """Every traffic check due at ``now`` in the ``TRAFFIC`` partition, the longest due first, at most
+        ``limit``: ``(deployment, False)`` for one that ended without promotion (its record), ``(deployment,
+        True)`` for a promotion's check (:meth:`schedule_promotion_check`: the record as it is now, its
+        ``traffic_check`` the promotion check's)."""
+        items = list(
+            self._query(
+                limit,
+                IndexName=keys.GSI1,
+                KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
+                ExpressionAttributeValues={":pk": keys.TRAFFIC, ":now": f"{keys.time_key(now)}#~"},
+                **({"Limit": limit} if limit is not None else {}),
+            )
         )
-        return [_from_item(Deployment, item) for item in items]
+        checks = {str(i["deployment_id"]): i for i in items if i.get(keys.SK) == keys.PROMOTION_CHECK}
+        records = {d.deployment_id: d for d in self.deployments_by_id(list(checks))} if checks else {}
+        work: list[tuple[Deployment, bool]] = []
+        for item in items:
+            if item.get(keys.SK) != keys.PROMOTION_CHECK:
+                work.append((_from_item(Deployment, item), False))
+                continue
+            deployment_id = str(item["deployment_id"])
+            record = records.get(deployment_id)
+            check = TrafficCheck(
+                checks=int(item.get("checks", 0)),
+                failures=int(item.get("failures", 0)),
+                next_at=datetime.fromisoformat(str(item["next_at"])),
+            )
+            if record is None:  # its record is gone (retention): nothing to check
+                self.end_promotion_check(deployment_id)
+                continue
+            work.append((record.model_copy(update={"traffic_check": check}), True))
+        return work
+
+    def schedule_promotion_check(self, deployment_id: str, due: datetime, checks: int = 0, failures: int = 0) -> None:
+        """A promoted deployment's next traffic check (the reconciler's, :meth:`traffic_work`): an item next to
+        its record, in the ``TRAFFIC`` partition of ``gsi1`` by when it is due; the record itself is not
+        written (post-deployment monitoring keeps it)."""
+        self.table.put_item(
+            Item={
+                keys.PK: keys.deployment_pk(deployment_id),
+                keys.SK: keys.PROMOTION_CHECK,
+                keys.GSI1_PK: keys.TRAFFIC,
+                keys.GSI1_SK: keys.loop_due(keys.PROMOTED, due, deployment_id),
+                keys.TTL_ATTRIBUTE: self._expires_at(due),
+                "record_type": "promotion_check",
+                "deployment_id": deployment_id,
+                "next_at": due.isoformat(),
+                "checks": checks,
+                "failures": failures,
+            }
+        )
+
+    def end_promotion_check(self, deployment_id: str) -> None:
+        """A promoted deployment's traffic checks are over: its check item goes (and leaves the index)."""
+        self.table.delete_item(Key={keys.PK: keys.deployment_pk(deployment_id), keys.SK: keys.PROMOTION_CHECK})
 
     def loop_work(self, now: datetime) -> LoopWork:
         """Everything the minute tick works on, in one Query (paged): active deployments, monitored

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError
 
 from deployguard import clock
-from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter
+from deployguard.aws.lambda_traffic import AliasMovedError, AliasState, LambdaTrafficShifter
 from deployguard.exceptions import InvalidEventError, NotFoundError, TrafficShiftError
 from deployguard.hooks.checks import CheckContext, Sleep, run_check
 from deployguard.inbound import IsoDatetime, parse_event
@@ -368,19 +368,49 @@ class CanaryController:
         if not isinstance(target, LambdaTarget):
             raise InvalidEventError(f"deployment {deployment.deployment_id}: target is not a Lambda alias")
         weight = state.steps[state.step_index]
-        if deployment.control.paused and 0 < deployment.canary_weight < weight / 100.0:
-            # a pause that landed after the Assess that advanced: the weight holds, the canary waits. An earlier
-            # attempt of this step may have moved the alias and failed before its record: the alias says which
+        if deployment.control.paused and deployment.canary_weight < weight / 100.0:
+            # a pause that landed after the Assess that advanced, or before the first shift ("held at 0%"): the
+            # weight holds, the canary waits. An earlier attempt of this step may have moved the alias and failed
+            # before its record: the alias says which
             alias = LambdaTrafficShifter(target).current()
             if alias.weight_of(target.new_version) != weight / 100.0 or alias.function_version != target.stable_version:
                 held = self._hold(deployment, target, alias, f"step {state.step_index + 1} ({weight:g}%) not started")
-                return state.model_copy(update={"step_index": deployment.step_index, "weight": held, "next": "wait"})
+                # held before its first shift: the step is still to start (Assess starts it once resumed)
+                step = state.step_index if held == 0 and state.step_started_at is None else deployment.step_index
+                return state.model_copy(update={"step_index": step, "weight": held, "next": "wait"})
             self.repository.audit(
                 deployment.deployment_id, "pause_after_move", ACTOR,
                 f"paused after an earlier attempt moved the alias to {weight:g}%: step {state.step_index + 1} is "
                 f"recorded as it is, and held there", weight=weight,
             )  # fmt: skip
-        moved = LambdaTrafficShifter(target).shift(weight / 100.0)
+        if state.step_index < deployment.step_index:
+            # a late attempt of an earlier step (Step Functions gave up on it after its TimeoutSeconds and retried;
+            # the invocation ran on): the canary is past it, its move would lower the traffic and the record
+            return self._refuse_shift(deployment, state, weight, f"the record is at step {deployment.step_index + 1}")
+        shifter = LambdaTrafficShifter(target)
+        alias = shifter.current()
+        if not (alias.routes(target, deployment.canary_weight) or alias.routes(target, weight / 100.0)):
+            # the alias routes neither what the record says nor this step (an earlier attempt's move): someone
+            # else moved it (a Promote that has not recorded yet, a person). Never overwritten
+            self._refuse_shift(deployment, state, weight, f"the alias routes {_routing(alias)}, "
+                               f"the record expects {deployment.canary_weight * 100:g}%")  # fmt: skip
+            raise TrafficShiftError(
+                f"{target.function_name}:{target.alias} routes {_routing(alias)}, not the "
+                f"{deployment.canary_weight * 100:g}% deployment {deployment.deployment_id} recorded: not shifted"
+            )
+        try:  # only if the alias is still as read: a move landing in between is never overwritten
+            moved = shifter.shift(weight / 100.0, expected=alias)
+        except AliasMovedError as exc:
+            deployment = self.repository.get_deployment(deployment.deployment_id)
+            if deployment.status.is_terminal:  # ended (aborted, promoted) while it moved: the end stands
+                self._refuse_shift(deployment, state, weight, f"{exc} (the deployment ended: {deployment.decision})")
+                self._confirm_the_end(deployment, target, f"shift (step {state.step_index + 1})")
+                promoted = deployment.decision == "promoted"
+                return state.model_copy(
+                    update={"next": "done", "decision": deployment.decision, "weight": 100.0 if promoted else 0.0}
+                )
+            self._refuse_shift(deployment, state, weight, str(exc))
+            raise TrafficShiftError(str(exc)) from exc  # the state machine retries: it reads the alias again
         now = clock.now()
         lost = False
 
@@ -426,6 +456,19 @@ class CanaryController:
                 "inconclusive_count": 0,
                 "next": "wait",
             }
+        )
+
+    def _refuse_shift(self, deployment: Deployment, state: CanaryState, weight: float, why: str) -> CanaryState:
+        """A shift that must not move the alias: audited (``traffic_move_refused``), nothing moves. Returns the
+        state as the record has it (a late attempt's answer, which Step Functions no longer reads)."""
+        logger.warning("shift refused", extra={"deployment_id": deployment.deployment_id, "reason": why})
+        self.repository.audit(
+            deployment.deployment_id, "traffic_move_refused", ACTOR,
+            f"shift to step {state.step_index + 1} ({weight:g}%) not done: {why}",
+            step=state.step_index, weight=weight,
+        )  # fmt: skip
+        return state.model_copy(
+            update={"step_index": deployment.step_index, "weight": deployment.canary_weight * 100, "next": "wait"}
         )
 
     def assess_awaiting(self, state: CanaryState) -> CanaryState:
@@ -536,6 +579,10 @@ class CanaryController:
                 update["reason"] = _no_evidence_reason(count - 1, state.weight, verdict.summary)
             else:
                 update["next"] = "wait"
+        if not awaiting and decision != Decision.FAILING and _not_started(deployment, state):
+            # held at 0% before its first shift (a pause, :meth:`shift`): once resumed, the step starts now
+            update.pop("step_index", None)
+            update["next"] = "advance"
         steered = steer(deployment.control, update["next"], decision, service.approval_before_full_traffic)
         if not awaiting and steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
@@ -642,7 +689,25 @@ class CanaryController:
                 update={"weight": 0.0, "decision": recorded.decision, "reason": recorded.decision_reason,
                         "ended_at": recorded.ended_at}
             )  # fmt: skip
+        if recorded is not None:
+            self._confirm_promoted(recorded, target)
         return out.model_copy(update={"recorded": recorded is not None})
+
+    def _confirm_promoted(self, deployment: Deployment, target: LambdaTarget) -> None:
+        """The record says promoted: read the alias again. A late move that landed after the promotion's move
+        (a ShiftTraffic attempt Step Functions had given up on, still running) is undone: 100% new again,
+        audited (``traffic_move_undone``). Only while the alias is still this deployment's (:meth:`_refused`)."""
+        alias = LambdaTrafficShifter(target).current()
+        if alias.weight_of(target.new_version) == 1.0 and not alias.additional_weights:
+            return
+        if self._refused(deployment, target, "the promotion's check", alias):
+            return
+        LambdaTrafficShifter(target).promote_verified()
+        self.repository.audit(
+            deployment.deployment_id, "traffic_move_undone", ACTOR,
+            f"a late move undone: the alias routed {_routing(alias)} once the promotion recorded",
+            alias="100% new", decision=deployment.decision,
+        )  # fmt: skip
 
     def _hold(self, deployment: Deployment, target: LambdaTarget, alias: AliasState, what: str) -> float:
         """A paused canary holds where its alias really is (read, not the record's word): the record's weight
@@ -846,6 +911,17 @@ class CanaryController:
             logger.exception("traffic moved, recording deferred", extra={"deployment_id": deployment_id})
             return None
 
+    def _schedule_promotion_check(self, deployment_id: str, ended_at: datetime) -> None:
+        """The reconciler checks a promoted alias for a short while (a late move may still land): its first
+        check (:data:`deployguard.workflows.reconciler.PROMOTION_CHECK_SCHEDULE`). Best effort: Promote has
+        read the alias back already."""
+        from deployguard.workflows.reconciler import PROMOTION_CHECK_SCHEDULE
+
+        try:
+            self.repository.schedule_promotion_check(deployment_id, ended_at + PROMOTION_CHECK_SCHEDULE[0])
+        except Exception:
+            logger.exception("cannot schedule the promotion's traffic checks", extra={"deployment_id": deployment_id})
+
     def _record_outcome(self, state: CanaryState | dict[str, Any]) -> Deployment:
         """The record, audit and announcements of a promotion, rollback or hold whose traffic has moved.
 
@@ -883,6 +959,7 @@ class CanaryController:
         target = deployment.target
         assert isinstance(target, LambdaTarget)
         if decision == "promoted":
+            self._schedule_promotion_check(deployment_id, ended_at)
             self.repository.audit_once(deployment_id, "promoted", ended_at, "promoted", ACTOR, reason)
             self._announce_once(
                 deployment, "promotion.completed", ended_at, EventType.PROMOTION_COMPLETED, "Promotion Completed",
@@ -953,6 +1030,8 @@ class CanaryController:
             if state.get("decision") == "promoted" and recorded.decision != "promoted" and target is not None:
                 self._undo_lost_move(recorded, target, "promotion")  # ended otherwise while the alias moved
                 state.update({"weight": 0.0, "decision": recorded.decision, "reason": recorded.decision_reason})
+            elif recorded.decision == "promoted" and target is not None:
+                self._confirm_promoted(recorded, target)  # Promote could not record: nor read the alias after
         deployment = self.repository.get_deployment(deployment_id)
         if error:
             title, event_type, severity = "Rollback Failed", EventType.ROLLBACK_FAILED, Severity.CRITICAL
@@ -1069,6 +1148,16 @@ def _same_target(deployment: Deployment, named: LambdaTarget | None) -> LambdaTa
             f"{target.stable_version} -> {target.new_version})"
         )
     return target
+
+
+def _routing(alias: AliasState) -> str:
+    return f"{alias.function_version} {alias.additional_weights or ''}".strip()
+
+
+def _not_started(deployment: Deployment, state: CanaryState) -> bool:
+    """The canary was held at 0% before its step's first shift (a pause accepted before any traffic moved):
+    no traffic yet, and no step started."""
+    return state.step_started_at is None and state.weight == 0 and deployment.canary_weight == 0
 
 
 def _retry_pending(deployment: Deployment) -> bool:

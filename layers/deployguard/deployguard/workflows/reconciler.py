@@ -12,6 +12,14 @@ deployment not due is not read) and compares the record with the real traffic:
 - an ECS green task set that still serves production traffic while its CodeDeploy
   deployment runs is stopped with rollback, so production returns to blue.
 
+A promoted deployment's traffic is checked too, for a short while (:data:`PROMOTION_CHECK_SCHEDULE`, its
+first quarter hour: a ShiftTraffic attempt Step Functions gave up on may land up to its Lambda timeout,
+six minutes, after it began): the alias must route 100% to the promoted version. One left split between
+its stable and new versions (a late move landed after Promote read it back) is promoted again and read
+back (the check is an item next to the record, ``sk = PROMOTION_CHECK``, in the same ``TRAFFIC``
+partition; the record itself stays with post-deployment monitoring). An alias wholly on another version
+is left alone: an emergency rollback moves it and ends the record itself.
+
 Each repair is audited (``traffic_reconciled``) and announced once
 (``rollback.completed``, details ``reconciled: true``). A later release is never undone: once a
 newer deployment of the same service and environment started after this one ended, the checks
@@ -64,6 +72,8 @@ CHECKS_PER_SECOND = 5.0  # a third of the GetAlias quota (15 a second per accoun
 RUN_LOCK = "TRAFFIC-CHECK-RUN"
 LEASE_SECONDS = 50  # the run works within it; the next run, a minute later, finds it expired
 RESERVE_MS = 5_000  # a check is started only with this much of the invocation (and lease) left
+# when a promoted deployment's alias is checked, after it was promoted (the late moves' window), then no more
+PROMOTION_CHECK_SCHEDULE: tuple[timedelta, ...] = tuple(timedelta(minutes=m) for m in (1, 3, 7, 15))
 MAX_FAILURES = 20  # checks that could not read or repair the traffic, retried 1, 1, ..., 2, 4 ... 60 minutes later
 logger = logging.getLogger(__name__)
 
@@ -164,29 +174,32 @@ def reconcile_traffic(
     run = ReconcileRun()
     at = now or clock.now()
     try:
-        due = repository.traffic_checks_due(at, None if limit is None else limit + 1)  # one more: a backlog?
+        due = repository.traffic_work(at, None if limit is None else limit + 1)  # one more: a backlog?
     except Exception as exc:
         logger.warning("cannot list ended deployments", extra={"reason": str(exc)})
         run.failed["*"] = f"{type(exc).__name__}: {exc}"
         return run
     if limit is not None and len(due) > limit:
         run.more_due, due = True, due[:limit]
-    for index, deployment in enumerate(due):
+    for index, (deployment, promoted) in enumerate(due):
         if proceed is not None and not proceed():
             run.deferred = len(due) - index
             break
         run.checked += 1
         try:
+            if promoted and deployment.decision != "promoted":  # ended otherwise since (an emergency rollback)
+                repository.end_promotion_check(deployment.deployment_id)  # its own traffic checks follow it
+                continue
             newer = _superseded_by(repository, deployment)
             if newer:  # the traffic is a later release's now: never put back under it
-                _checked(repository, deployment, at, superseded=newer)
+                _checked(repository, deployment, at, superseded=newer, promoted=promoted)
                 continue
-            repair = _reconcile(deployment)
+            repair = _reconcile_promoted(deployment) if promoted else _reconcile(deployment)
         except Exception as exc:
             logger.warning("cannot reconcile traffic", extra={"deployment_id": deployment.deployment_id,
                                                                "reason": str(exc)})  # fmt: skip
             run.failed[deployment.deployment_id] = f"{type(exc).__name__}: {exc}"
-            _checked(repository, deployment, at, failed=str(exc))
+            _checked(repository, deployment, at, failed=str(exc), promoted=promoted)
             continue
         if repair is not None:
             run.repaired.append(repair)
@@ -195,7 +208,7 @@ def reconcile_traffic(
             except Exception as exc:  # the traffic is right; the next check finds nothing to repair
                 logger.exception("traffic reconciled, not recorded", extra={"deployment_id": deployment.deployment_id})
                 run.failed[deployment.deployment_id] = f"recording the repair: {type(exc).__name__}: {exc}"
-        _checked(repository, deployment, at)
+        _checked(repository, deployment, at, promoted=promoted)
     return run
 
 
@@ -211,12 +224,18 @@ def _superseded_by(repository: DeploymentRepository, deployment: Deployment) -> 
 
 
 def _checked(
-    repository: DeploymentRepository, deployment: Deployment, now: datetime, failed: str = "", superseded: str = ""
+    repository: DeploymentRepository,
+    deployment: Deployment,
+    now: datetime,
+    failed: str = "",
+    superseded: str = "",
+    promoted: bool = False,
 ) -> None:
-    """Keep the check on the record: when the next is due, or reconciled after the last (then audited);
-    a superseded deployment's checks end now."""
+    """Keep the check on the record (a promotion's: on its check item): when the next is due, or reconciled
+    after the last (then audited); a superseded deployment's checks end now."""
     check = deployment.traffic_check
     ended_at = deployment.ended_at or now
+    schedule = PROMOTION_CHECK_SCHEDULE if promoted else CHECK_SCHEDULE
     if superseded:
         check.checks += 1
         check.reconciled_at = now
@@ -228,15 +247,21 @@ def _checked(
             check.reconciled_at = now
     else:
         check.checks += 1
-        later = [ended_at + after for after in CHECK_SCHEDULE if ended_at + after > now]
-        if check.checks >= len(CHECK_SCHEDULE) or not later:
+        later = [ended_at + after for after in schedule if ended_at + after > now]
+        if check.checks >= len(schedule) or not later:
             check.reconciled_at = now
         else:
             check.next_at = later[0]
-    try:
-        repository.save_deployment(deployment)  # only if unchanged since the index read; else checked again
-    except ConflictError:
-        return
+    if promoted:  # the record stays as it is (post-deployment monitoring writes it): the check item follows
+        if check.reconciled_at is not None:
+            repository.end_promotion_check(deployment.deployment_id)
+        elif check.next_at is not None:
+            repository.schedule_promotion_check(deployment.deployment_id, check.next_at, check.checks, check.failures)
+    else:
+        try:
+            repository.save_deployment(deployment)  # only if unchanged since the index read; else checked again
+        except ConflictError:
+            return
     if check.reconciled_at is not None:
         outcome = (
             f"traffic not verified: {check.failures} checks failed, the last: {failed}" if failed
@@ -298,6 +323,28 @@ def _reconcile_alias(deployment: Deployment, target: LambdaTarget) -> Repair | N
     return Repair(deployment.deployment_id, observed, f"alias back at 100% version {target.stable_version}")
 
 
+def _reconcile_promoted(deployment: Deployment) -> Repair | None:
+    """A promoted deployment's alias must route 100% to its new version. Left split between its stable and new
+    versions (a late move landed after the promotion): promoted again, read back. Wholly on one version, or
+    routing a version it never shipped, it is not this check's to move (an emergency rollback ends the record
+    itself; a later release's alias is its own)."""
+    target = deployment.target
+    if not isinstance(target, LambdaTarget):
+        return None
+    from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+
+    shifter = LambdaTrafficShifter(target)
+    alias = shifter.current()
+    versions = {alias.function_version, *alias.additional_weights}
+    if not versions <= {target.stable_version, target.new_version} or not 0 < alias.weight_of(target.new_version) < 1:
+        return None
+    observed = f"alias {target.function_name}:{target.alias} routes to {alias.function_version}" + (
+        f" and {alias.additional_weights}" if alias.additional_weights else ""
+    )
+    shifter.promote_verified()
+    return Repair(deployment.deployment_id, observed, f"alias back at 100% version {target.new_version} (promoted)")
+
+
 def _reconcile_task_sets(deployment: Deployment) -> Repair | None:
     codedeploy_id = deployment.codedeploy_deployment_id
     if not codedeploy_id:
@@ -324,8 +371,10 @@ def _record(
 ) -> None:
     reason = f"record says {deployment.decision or deployment.status.value}, but {repair.observed}"
     repository.audit(deployment.deployment_id, "traffic_reconciled", ACTOR, reason, repair=repair.action)
+    promoted = deployment.decision == "promoted"
     event = DeploymentEvent.about(
-        deployment, EventType.ROLLBACK_COMPLETED, "Traffic Reconciled", f"{reason}; {repair.action}",
+        deployment, EventType.PROMOTION_COMPLETED if promoted else EventType.ROLLBACK_COMPLETED, "Traffic Reconciled",
+        f"{reason}; {repair.action}",
         severity=Severity.CRITICAL, details={"reconciled": True, "observed": repair.observed, "action": repair.action},
     )  # fmt: skip
     outbox.announce(repository, publisher, event, actor=ACTOR)
