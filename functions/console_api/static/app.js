@@ -329,12 +329,23 @@ function metricFormat(reasons) {
 
 const isPostDeployment = (a) => ((a.details || {}).kind === "post_deployment");
 
+// a reason's "since period 5" as "since 12:14 (period 5)" on the canary's period clock the API worked out
+// from the assessments (deployguard.readmodels.wording.period_clock, as the report says it); as is without one
+function onClock(clock, text) {
+  if (!clock || !text) return text;
+  const start = Date.parse(clock.start);
+  return text.replace(/since period (\d+)/g, (_, n) =>
+    `since ${new Date(start + Number(n) * clock.seconds * 1000).toISOString().slice(11, 16)} (period ${n})`);
+}
+
 function chart(metricId, points, format) {
   // points: the canary's verdicts (canary, baseline) and the post-deployment looks after promotion
   // (after: the version against its own last 24 hours), each its own series
   const W = 380, H = 150, P = 30;
   const values = points.flatMap((p) => [p.baseline, p.canary, p.after]).filter((v) => v !== null && v !== undefined);
-  const max = Math.max(...values, 1e-9), min = Math.min(...values, 0);
+  // the axis from 0 (or the lowest value) to the highest; all zero: one unit high (1, or 1% for a rate), no 1e-7%
+  const min = Math.min(...values, 0), highest = Math.max(...values, 0);
+  const max = highest > min ? highest : min + (format.rate ? 0.01 : 1);
   const x = (i) => P + (points.length < 2 ? 0 : (i * (W - P - 8)) / (points.length - 1));
   const y = (v) => H - P - ((v - min) / (max - min || 1)) * (H - P - 10);
   const line = (key, color, dashed) => {
@@ -423,6 +434,7 @@ async function drawDeployment(id) {
   const assessmentsBefore = older.assessments.length ? older.assessmentsBefore : history.assessments_before;
   const timelineBefore = older.timeline.length ? older.timelineBefore : timelinePage.next_before;
   const d = history.deployment;
+  const clock = (text) => onClock(history.period_clock, text);
   $("deployment-title").textContent = `${d.service} ${d.version} (${d.deployment_id})`;
   // the canary's last verdict (new version against stable) and, after promotion, the latest
   // post-deployment look (the version against its own last 24 hours): two things, labelled apart
@@ -433,15 +445,17 @@ async function drawDeployment(id) {
   $("deployment-summary").replaceChildren(h("dl", { class: "kv" },
     h("dt", {}, "Status"), h("dd", {}, badge(d.status), " ", d.decision || ""),
     h("dt", {}, "Traffic on new version"), h("dd", { id: "deployment-weight" }, `${Math.round(d.canary_weight * 10000) / 100}%`),
-    h("dt", {}, "Canary's last verdict"), h("dd", { id: "deployment-verdict" }, latest ? [badge(latest.verdict.decision), " ", latest.verdict.summary] : "not assessed"),
-    ...(look ? [h("dt", {}, "Latest post-deployment look"), h("dd", { id: "deployment-look" }, badge(look.verdict.decision), " ", look.verdict.summary, ` (${when(look.at)})`)] : []),
-    h("dt", {}, "Why it ended"), h("dd", {}, d.decision_reason || "-"),
+    h("dt", {}, "Canary's last verdict"), h("dd", { id: "deployment-verdict" }, latest ? [badge(latest.verdict.decision), " ", clock(latest.verdict.summary)] : "not assessed"),
+    ...(look ? [h("dt", {}, "Latest post-deployment look"), h("dd", { id: "deployment-look" }, badge(look.verdict.decision), " ", clock(look.verdict.summary), ` (${when(look.at)})`)] : []),
+    // each said once: why it ended (the remediation's cause, not the verdict again), then the gate's outcome
+    h("dt", {}, "Why it ended"), h("dd", { id: "deployment-why" }, clock(history.why_ended || "-")),
     h("dt", {}, "Target"), h("dd", {}, d.target.kind === "lambda"
       ? `${d.target.function_name}:${d.target.alias} ${d.target.stable_version} → ${d.target.new_version}`
       : `${d.target.cluster}/${d.target.service}`),
     h("dt", {}, "Driver"), h("dd", {}, d.driver),
     h("dt", {}, "Started"), h("dd", {}, when(d.started_at)),
-    h("dt", {}, "Outcome"), h("dd", {}, history.outcome.message)));
+    h("dt", {}, "Outcome"), h("dd", { id: "deployment-outcome" },
+      `${history.outcome_note || history.outcome.state.replace(/_/g, " ")} (exit ${history.outcome.exit_code})`)));
   const report = h("button", { type: "button", class: "secondary", onclick: () => openReport(d.deployment_id) }, "Open the report");
   $("deployment-actions").replaceChildren(...controlButtons(d), report);
   const series = {}, reasons = {};
@@ -464,7 +478,7 @@ async function drawDeployment(id) {
   $("deployment-incidents").replaceChildren(incidentTable(history.incidents));
   // the newest first, older ones below the last (Load older)
   $("deployment-timeline").replaceChildren(...timeline.slice().reverse().map((t) => h("li", {},
-    h("time", { datetime: t.at }, when(t.at)), " ", badge(t.kind, t.severity), " ", h("strong", {}, t.title), t.detail ? ` ${t.detail}` : "")));
+    h("time", { datetime: t.at }, when(t.at)), " ", badge(t.kind, t.severity), " ", h("strong", {}, clock(t.title)), t.detail ? ` ${clock(t.detail)}` : "")));
   $("deployment-older-timeline").hidden = !timelineBefore;
   $("deployment-older-timeline").onclick = () => loadOlder(id, "timeline", timeline, timelineBefore);
   const view = $("view-deployment");

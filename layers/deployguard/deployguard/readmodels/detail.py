@@ -33,6 +33,7 @@ from deployguard import clock
 from deployguard.alerts.models import Alert
 from deployguard.incidents.models import Incident
 from deployguard.models import Assessment, AuditEntry, Deployment, DeploymentEvent, Model
+from deployguard.readmodels import wording
 from deployguard.readmodels.history import (
     GateOutcome,
     TimelineItem,
@@ -67,6 +68,13 @@ def time_key(at: datetime) -> str:
     return keys.time_key(at.astimezone(UTC))
 
 
+class PeriodClock(Model):
+    """The canary's periods on the clock (:func:`~deployguard.readmodels.wording.period_clock`)."""
+
+    start: datetime = Field(description="when period 0 began")
+    seconds: float = Field(description="a period's length in seconds")
+
+
 class DeploymentDetail(Model):
     """A deployment as the console's page shows it (``deployguard-deployment/1``): bounded, whatever its age."""
 
@@ -89,6 +97,20 @@ class DeploymentDetail(Model):
         default=None,
         description="older assessments are stored: GET /api/deployments/{id}?before=<this> pages back; None: "
         "none older",
+    )
+    why_ended: str | None = Field(
+        default=None,
+        description="why it ended, said once: the remediation's cause without the canary's verdict again (the "
+        "latest verdict says it), as the report says it; null while it runs",
+    )
+    outcome_note: str = Field(
+        default="", description='what the outcome says beyond why it ended ("" when that is all it says)'
+    )
+    period_clock: PeriodClock | None = Field(
+        default=None,
+        description="when the canary's period 0 began and a period's length, as these assessments tell it: a "
+        'reason\'s "since period 5" is said "since 12:14 (period 5)", as the report says it; null when they '
+        "do not tell it",
     )
     alerts: list[Alert] = Field(default_factory=list)
     incidents: list[Incident] = Field(default_factory=list)
@@ -153,13 +175,18 @@ class DetailReader:
         latest = next((a for a in newest if not is_post_deployment(a)), None)
         if latest is None and (older or before is not None):
             latest = self._last_canary_verdict(deployment)
+        assessments = [a for _, a in reversed(page)]
+        clock_of = wording.period_clock([*assessments, *([latest] if latest is not None else [])])
         return DeploymentDetail(
             read_at=history.exported_at,
             deployment=deployment,
             outcome=history.outcome,
             latest_verdict=latest,
             latest_look=latest_look,
-            assessments=[a for _, a in reversed(page)],
+            why_ended=wording.why_ended(deployment, history.outcome.state, latest),
+            outcome_note=wording.outcome_note(history.outcome.message, deployment),
+            period_clock=None if clock_of is None else PeriodClock(start=clock_of[0], seconds=clock_of[1]),
+            assessments=assessments,
             assessments_before=page[-1][0] if older and page else None,
             alerts=history.alerts,
             incidents=history.incidents,
@@ -240,5 +267,6 @@ __all__ = [
     "TIMELINE_BEFORE_PATTERN",
     "DeploymentDetail",
     "DetailReader",
+    "PeriodClock",
     "TimelinePage",
 ]

@@ -25,6 +25,7 @@ from deployguard.models import (
     Notification,
     Verdict,
 )
+from deployguard.readmodels import wording
 
 HISTORY_SCHEMA = "deployguard-history/1"
 
@@ -310,8 +311,8 @@ def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[
         for r in history.remediation
     ]
     items += [
-        TimelineItem(at=e.at, kind="event", title=f"{e.event_type.value}: {e.title}", detail=e.message,
-                     severity=e.severity.value)
+        TimelineItem(at=e.at, kind="event", title=f"{e.event_type.value}: {e.title}",
+                     detail=wording.said_once(e.message), severity=e.severity.value)  # the verdict said once
         for e in history.events
     ]  # fmt: skip
     if notifications:

@@ -103,10 +103,11 @@ def render_svg(chart: Chart) -> str:
         parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" fill="#444">'
                      f"{escape(chart.y_format(value))}</text>")  # fmt: skip
     ticks = 6
-    for i in range(ticks + 1):  # time axis
+    for i in range(ticks + 1):  # time axis; the last label ends at the plot's right edge, inside the viewBox
         at = start + (end - start) * i / ticks
         label = at.strftime("%H:%M" if span >= 600 else "%H:%M:%S")
-        parts.append(f'<text x="{x(at):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#444">'
+        anchor = "end" if i == ticks else "middle"
+        parts.append(f'<text x="{x(at):.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" fill="#444">'
                      f"{label}</text>")  # fmt: skip
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" fill="#444">time (UTC)</text>')
     if chart.y_label:

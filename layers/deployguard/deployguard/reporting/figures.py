@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from itertools import pairwise
+from datetime import datetime
 
 from deployguard.analysis.evidence import signed_pct
-from deployguard.readmodels import DeploymentHistory, business_impact
+from deployguard.readmodels import DeploymentHistory, business_impact, wording
 from deployguard.reporting.charts import PALETTE, Chart, Marker, Series, number, percent
 
 _CHART_ID = re.compile(r"[^a-zA-Z0-9_-]")
@@ -131,29 +130,10 @@ def last_verdict_rows(history: DeploymentHistory) -> list[list[str]]:
 LAST_VERDICT_HEADERS = ["metric", "status", "canary", "baseline", "effect", "bound (confidence)"]
 
 
-_SINCE = re.compile(r"since period (\d+)")
-
-
 def period_clock(history: DeploymentHistory) -> tuple[datetime, float] | None:
-    """When the canary's period 0 began and how long a period is, as its assessments tell it: each
-    canary assessment judged ``details.periods`` periods up to its time, so consecutive ones give the
-    seconds per period and each gives the start. None unless they all agree (within half a period):
-    a clock time is given only where the record tells it."""
-    looks = [
-        (a.at, int(a.details["periods"]))
-        for a in history.canary_assessments()
-        if isinstance(a.details.get("periods"), int) and a.details["periods"] > 0
-    ]
-    steps = [(b_at - a_at).total_seconds() / (b_n - a_n) for (a_at, a_n), (b_at, b_n) in pairwise(looks) if b_n > a_n]
-    if not steps or max(steps) - min(steps) > 1.0:
-        return None
-    period = round(sum(steps) / len(steps))
-    if period <= 0:
-        return None
-    starts = [at - timedelta(seconds=n * period) for at, n in looks]
-    if (max(starts) - min(starts)).total_seconds() > period / 2:
-        return None
-    return min(starts), float(period)
+    """When the canary's period 0 began and how long a period is, as its canary assessments tell it
+    (:func:`deployguard.readmodels.wording.period_clock`, which the console's detail uses too)."""
+    return wording.period_clock(history.canary_assessments())
 
 
 def with_clock(history: DeploymentHistory, text: str) -> str:
@@ -165,16 +145,7 @@ def clock_of(history: DeploymentHistory) -> Callable[[str], str]:
     """:func:`with_clock` for many texts of one history: the period clock worked out once, not per text
     (per row it made a report of 2,000 looks quadratic, seconds to render)."""
     clock = period_clock(history)
-    return lambda text: _on_clock(clock, text)
-
-
-def _on_clock(clock: tuple[datetime, float] | None, text: str) -> str:
-    if clock is None:
-        return text
-    start, period = clock
-    return _SINCE.sub(
-        lambda m: f"since {start + timedelta(seconds=int(m.group(1)) * period):%H:%M} (period {m.group(1)})", text
-    )
+    return lambda text: wording.on_clock(clock, text)
 
 
 def is_rate(history: DeploymentHistory, metric_id: str) -> bool:

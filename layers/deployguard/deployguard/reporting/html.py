@@ -8,7 +8,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
+from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why, wording
 from deployguard.reporting.charts import render_svg
 from deployguard.reporting.figures import LAST_VERDICT_HEADERS, clock_of, last_verdict_rows, report_charts
 
@@ -64,8 +64,19 @@ def render_html(history: DeploymentHistory) -> str:
         f"{target.stable_task_definition or '(not recorded)'} -> {target.new_task_definition or '(not recorded)'}"
     )
     clock = clock_of(history)  # "since period 5" -> "since 12:15 (period 5)"
+    # each said once: the outcome, why it ended (the remediation's cause), the canary's last verdict
+    canary = history.canary_assessments()
+    last = canary[-1] if canary else None
+    note = wording.outcome_note(outcome.message, d)
+    why = wording.why_ended(d, outcome.state, last)
     facts = [
-        ("Outcome", _badge(outcome.state) + " " + escape(clock(outcome.message))),
+        ("Outcome", _badge(outcome.state) + " " + escape(f"{note} (exit {outcome.exit_code})".lstrip())),
+        *([("Why it ended", escape(clock(why)))] if why else []),
+        *(
+            [("Canary's last verdict", _badge(last.verdict.decision.value) + " " + escape(clock(last.verdict.summary)))]
+            if last is not None
+            else []
+        ),
         ("Service", escape(f"{d.service} {d.version} in {d.environment}")),
         ("Target", escape(target_text)),
         ("Driven by", escape(f"{d.driver}, strategy {d.strategy.value}")),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why
+from deployguard.readmodels import DeploymentHistory, business_impact, verdict_why, wording
 from deployguard.reporting.figures import LAST_VERDICT_HEADERS, clock_of, last_verdict_rows
 
 
@@ -34,12 +34,21 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 def render_markdown(history: DeploymentHistory) -> str:
     d, outcome = history.deployment, history.outcome
     clock = clock_of(history)  # "since period 5" -> "since 12:15 (period 5)"
+    canary = history.canary_assessments()
+    last = canary[-1] if canary else None  # said once: the outcome, why it ended, the canary's last verdict
+    note, why = wording.outcome_note(outcome.message, d), wording.why_ended(d, outcome.state, last)
     took = f"{d.duration_seconds / 60:.1f} min" if d.duration_seconds is not None else "running"
     lines = [
         f"# DeployGuard report: {d.service} {d.version} in {d.environment}",
         "",
-        f"**Outcome: {outcome.state.replace('_', ' ')}** (exit {outcome.exit_code}): {clock(outcome.message)}",
+        f"**Outcome: {outcome.state.replace('_', ' ')}** (exit {outcome.exit_code})" + (f": {note}" if note else ""),
         "",
+        *([f"- why it ended: {clock(why)}"] if why else []),
+        *(
+            [f"- the canary's last verdict: {last.verdict.decision.value}: {clock(last.verdict.summary)}"]
+            if last is not None
+            else []
+        ),
         f"- deployment `{d.deployment_id}`, driven by {d.driver}, strategy {d.strategy.value}",
         f"- started {d.started_at:%Y-%m-%d %H:%M:%S} UTC, took {took}",
         "- traffic: " + ", ".join(f"{s.weight:.0%} at {_t(s.at)}" for s in history.traffic),

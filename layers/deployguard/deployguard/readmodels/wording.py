@@ -1,0 +1,140 @@
+"""How a deployment's end is said to people: once each, in the report and the console alike.
+
+The record's ``decision_reason`` is audit text, kept as written. A canary rolled back by remediation on its
+failing verdict stores the verdict twice in it, ``<verdict> (remediation rollback for incident inc-1
+(canary-issue): <title>; canary verdict: <verdict>)``, and the gate's outcome repeats the whole reason. What
+people read says each thing once:
+
+- :func:`why_ended`: why it ended, the remediation's cause without the verdict again ("rolled back by
+  remediation for incident inc-1 (canary-issue) on the canary's failing verdict"); the verdict itself is shown
+  once, as the canary's last verdict;
+- :func:`said_once`: an event's message that says the verdict twice, with the verdict said once;
+- :func:`outcome_note`: what the gate's outcome says beyond that reason ("" when that is all it says);
+- :func:`period_clock` and :func:`on_clock`: a reason's "since period 5" as "since 12:14 (period 5)" where the
+  assessments tell the periods' times.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from deployguard.models import Assessment, Deployment
+
+_REMEDIATION = re.compile(r"remediation (?P<action>\S+) for incident (?P<incident>\S+) \((?P<rules>[^()]*)\): ")
+_VERDICT = "; canary verdict: "
+_CODEDEPLOY = re.compile(r"; (CodeDeploy [A-Z_]+(?::.*)?)$")
+_VERB = {"promoted": "promoted", "rolled_back": "rolled back", "failed": "failed", "held": "held"}
+_SINCE = re.compile(r"since period (\d+)")
+
+
+def why_ended(deployment: Deployment, state: str, last_verdict: Assessment | None) -> str | None:
+    """Why the deployment ended, without the canary's verdict said again: ``state`` is the gate's outcome
+    (:class:`~deployguard.readmodels.history.GateOutcome`), ``last_verdict`` the canary's last verdict (shown
+    on its own). None while it runs; the reason as recorded when it is of no known shape."""
+    reason = deployment.decision_reason
+    if state == "running" or not reason:
+        return None if state == "running" else reason
+    verb = _VERB.get(state, "ended")
+    summary = last_verdict.verdict.summary if last_verdict is not None else None
+    found = _REMEDIATION.search(reason)
+    if found is not None:
+        return _remediation(reason, found, verb, summary)
+    if summary and reason.startswith(summary):  # the canary's verdict ended it: its row says the verdict
+        decision = last_verdict.verdict.decision.value if last_verdict is not None else "last"
+        return f"{verb} on the canary's {decision} verdict{reason[len(summary) :]}"
+    return reason
+
+
+def _remediation(reason: str, found: re.Match[str], verb: str, summary: str | None) -> str:
+    head, tail = reason[: found.start()], reason[found.end() :]
+    if head and not head.endswith(" ("):
+        return reason  # some other text that names a remediation: said as recorded
+    outer = head[:-2]  # the canary's verdict the workflow put first: "<verdict> (remediation ...)"
+    if outer and tail.endswith(")"):
+        tail = tail[:-1]
+    title, said, verdict = tail.partition(_VERDICT)
+    rest = verdict if said else title
+    known = outer or summary
+    if said and known and verdict.startswith(known):
+        suffix = verdict[len(known) :].removeprefix("; ")
+    else:
+        suffix = m.group(1) if (m := _CODEDEPLOY.search(rest)) else ""
+    action = found["action"]
+    text = (
+        f"{verb} by remediation{'' if action == 'rollback' else f' {action}'} for incident {found['incident']}"
+        f" ({found['rules']})"
+    )
+    if said:
+        text += " on the canary's failing verdict"
+    elif outer and outer != summary:  # a verdict of its time that is not the canary's last one: said here
+        text += f"; the canary's verdict then: {outer}"
+    return f"{text}; {suffix}" if suffix else text
+
+
+def said_once(text: str) -> str:
+    """A recorded text that says the canary's verdict twice, ``[...] <verdict> (remediation ...: <title>; canary
+    verdict: <verdict>)[...]`` (an event's message), with the verdict said once: ``[...] <verdict> (remediation
+    ...: <title>)[...]``. Any other text as it is."""
+    start = text.find(" (remediation ")
+    said = text.find(_VERDICT, start) if start > 0 else -1
+    if said < 0:
+        return text
+    after = text[said + len(_VERDICT) :]
+    ends = [j for j, c in enumerate(after) if c == ")"]
+    for j in reversed(ends):  # the longest verdict said before the remediation too
+        if text[:start].endswith(after[:j]) and j > 0:
+            return text[:said] + after[j:]
+    return text
+
+
+def outcome_note(message: str, deployment: Deployment) -> str:
+    """The gate's outcome ``message`` without the reason :func:`why_ended` says: "" when it is only that
+    reason; "rollback deployment of X succeeded: version 1 is back" of a rollback deployment's."""
+    why = deployment.decision_reason or deployment.decision or deployment.status.value
+    if message == why:
+        return ""
+    for tail in (f" ({why})", f": {why}"):
+        if message.endswith(tail):
+            return message[: -len(tail)]
+    return message
+
+
+def period_clock(assessments: Iterable[Assessment]) -> tuple[datetime, float] | None:
+    """When the canary's period 0 began and how long a period is, as its canary assessments (not the
+    post-deployment looks) tell it: each judged ``details.periods`` periods up to its time, so consecutive
+    ones give the seconds per period and each gives the start. None unless they all agree (within half a
+    period): a clock time is given only where the record tells it."""
+    looks = [
+        (a.at, int(a.details["periods"]))
+        for a in assessments
+        if a.details.get("kind") != "post_deployment"
+        and isinstance(a.details.get("periods"), int)
+        and a.details["periods"] > 0
+    ]
+    looks.sort(key=lambda look: look[0])
+    steps = [(b_at - a_at).total_seconds() / (b_n - a_n) for (a_at, a_n), (b_at, b_n) in pairwise(looks) if b_n > a_n]
+    if not steps or max(steps) - min(steps) > 1.0:
+        return None
+    period = round(sum(steps) / len(steps))
+    if period <= 0:
+        return None
+    starts = [at - timedelta(seconds=n * period) for at, n in looks]
+    if (max(starts) - min(starts)).total_seconds() > period / 2:
+        return None
+    return min(starts), float(period)
+
+
+def on_clock(clock: tuple[datetime, float] | None, text: str) -> str:
+    """``text`` with each "since period N" as "since HH:MM (period N)" on ``clock`` (:func:`period_clock`)."""
+    if clock is None:
+        return text
+    start, period = clock
+    return _SINCE.sub(
+        lambda m: f"since {start + timedelta(seconds=int(m.group(1)) * period):%H:%M} (period {m.group(1)})", text
+    )
+
+
+__all__ = ["on_clock", "outcome_note", "period_clock", "said_once", "why_ended"]
