@@ -1,0 +1,125 @@
+"""One canary at a time per Lambda alias: Validate claims the alias, a second canary of it is refused (naming the
+first) before any traffic moves, and the claim never outlives the canary. Through the real CanaryStepFunction
+handler on the embedded AWS, as the state machine runs it (a Validate that fails goes to Rollback, then
+NotifyOutcome)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alias_race_support import EXECUTION, audit_actions, request, step
+from control_support import control_service
+
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.models import DeploymentStatus, LambdaTarget
+from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows import alias_claim
+from deployguard.workflows.control import ControlRequest
+from deployguard_local.chaos.scenario import write_lean_config
+from deployguard_local.emulator import EmbeddedAws, sample_handler
+
+
+def two_targets(aws: EmbeddedAws) -> tuple[LambdaTarget, LambdaTarget]:
+    v = aws.deploy_sample_function("svc", "live", sample_handler, versions=3)
+    return (
+        LambdaTarget(function_name="svc", alias="live", stable_version=v[0], new_version=v[1]),
+        LambdaTarget(function_name="svc", alias="live", stable_version=v[0], new_version=v[2]),
+    )
+
+
+def refused_validate(aws: EmbeddedAws, deployment_id: str, target: LambdaTarget) -> dict[str, Any]:
+    """Validate refused, then what the state machine does next: Rollback (the error in the state), NotifyOutcome."""
+    req = request(deployment_id, target)
+    out, errored = step(aws, "validate", req, EXECUTION + deployment_id)
+    assert errored and out["errorType"] == "InvalidEventError", out
+    error = {"Error": out["errorType"], "Cause": out["errorMessage"]}
+    rolled, errored = step(aws, "rollback", {**req, "error": error}, EXECUTION + deployment_id)
+    assert not errored, rolled
+    notified, errored = step(aws, "notify", rolled)
+    assert not errored, notified
+    return {"validate": out, "rollback": rolled}
+
+
+def test_a_second_canary_of_the_alias_is_refused_naming_the_first(tmp_path: Path) -> None:
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        a, b = two_targets(aws)
+        sa, errored = step(aws, "validate", request("dep-A", a), EXECUTION + "A")
+        assert not errored and sa["next"] == "shift"
+        refused = refused_validate(aws, "dep-B", b)  # both would see the alias on the stable version
+        assert "claimed by deployment dep-A" in refused["validate"]["errorMessage"]
+        assert refused["rollback"]["decision"] == "rejected"
+
+        repo = DeploymentRepository()
+        record_b = repo.get_deployment("dep-B")
+        assert (record_b.status, record_b.decision) == (DeploymentStatus.FAILED, "rejected")
+        assert "dep-A" in (record_b.decision_reason or "")
+        claim_refused = [e for e in repo.audit_trail("dep-B") if e.action == "alias_claim_refused"]
+        assert len(claim_refused) == 1 and claim_refused[0].details["holder"] == "dep-A"
+        assert "traffic_shifted" not in audit_actions("dep-B")
+
+        sa, _ = step(aws, "shift", sa)  # A goes on: B's rollback never touched its alias
+        shifter = LambdaTrafficShifter(a)
+        assert shifter.current().routes(a, sa["weight"] / 100)
+        out, errored = step(aws, "promote", {**sa, "next": "promote"})
+        assert not errored and out["decision"] == "promoted"
+        alias = shifter.current()
+        assert (alias.function_version, alias.additional_weights) == (a.new_version, {})
+        assert alias_claim.holder_of(repo, a) is None  # released when A ended
+
+
+def test_the_claim_is_released_when_the_canary_ends(tmp_path: Path) -> None:
+    """Promoted, aborted or rejected by its own pre-traffic checks: the next canary of the alias may start."""
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        a, b = two_targets(aws)
+        repo = DeploymentRepository()
+        step(aws, "validate", request("dep-A", a), EXECUTION + "A")
+        assert alias_claim.holder_of(repo, a) == "dep-A"
+        step(aws, "validate", request("dep-A", a), EXECUTION + "A")  # a retried Validate: its own claim
+        assert alias_claim.holder_of(repo, a) == "dep-A"
+        aborted = control_service(aws).apply("dep-A", ControlRequest(verb="abort", actor="bob", reason="not today"))
+        assert aborted.changed
+        assert alias_claim.holder_of(repo, a) is None
+        sb, errored = step(aws, "validate", request("dep-B", b), EXECUTION + "B")
+        assert not errored and sb["next"] == "shift"
+        assert alias_claim.holder_of(repo, b) == "dep-B"
+
+
+def test_a_claim_whose_release_never_ran_does_not_block_the_alias(tmp_path: Path) -> None:
+    """The holder's record ended without releasing (a crash between the two, an end written elsewhere): the
+    next canary takes the claim over."""
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        a, b = two_targets(aws)
+        repo = DeploymentRepository()
+        step(aws, "validate", request("dep-A", a), EXECUTION + "A")
+
+        def ended(d: Any) -> None:
+            d.status, d.decision = DeploymentStatus.ROLLED_BACK, "rolled_back"
+
+        repo.update_deployment("dep-A", ended)
+        assert alias_claim.holder_of(repo, a) == "dep-A"  # left behind
+        sb, errored = step(aws, "validate", request("dep-B", b), EXECUTION + "B")
+        assert not errored and sb["next"] == "shift"
+        assert alias_claim.holder_of(repo, b) == "dep-B"
+
+
+@pytest.mark.parametrize("ended_by", ["rollback", "stale"])
+def test_the_claim_goes_with_every_end(tmp_path: Path, ended_by: str) -> None:
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        a, _ = two_targets(aws)
+        repo = DeploymentRepository()
+        sa, _ = step(aws, "validate", request("dep-A", a), EXECUTION + "A")
+        sa, _ = step(aws, "shift", sa)
+        if ended_by == "rollback":
+            out, errored = step(aws, "rollback", {**sa, "next": "rollback", "reason": "failing"}, EXECUTION + "A")
+            assert not errored and out["decision"] == "rolled_back"
+        else:  # the execution died (stopped by a person): the minute tick's stale-canary repair ends it
+            from deployguard.config import load_config
+            from deployguard.workflows.stale_canaries import _end
+
+            record = repo.get_deployment("dep-A")
+            aws.clock.advance(3600)
+            assert _end(load_config(), repo, None, record, "ABORTED", aws.clock())
+        assert repo.get_deployment("dep-A").status.is_terminal
+        assert alias_claim.holder_of(repo, a) is None
