@@ -440,12 +440,15 @@ class CanaryController:
             self._refuse_shift(deployment, state, weight, str(exc))
             raise TrafficShiftError(str(exc)) from exc  # the state machine retries: it reads the alias again
         now = clock.now()
-        lost = False
+        lost = passed = False
 
         def change(d: Deployment) -> None:
-            nonlocal lost
+            nonlocal lost, passed
             lost = d.status.is_terminal
             if lost:  # ended (aborted, remediated, promoted) while the alias moved: the record's end stands
+                return
+            passed = d.step_index > state.step_index
+            if passed:  # a later step recorded while this (late) attempt moved: its record is not set back
                 return
             d.status = DeploymentStatus.IN_PROGRESS
             d.canary_weight = weight / 100.0
@@ -454,6 +457,8 @@ class CanaryController:
             self._enter(d, Phase.DEPLOYMENT_ACTIVE, f"traffic shifted to {weight:g}%")
 
         deployment = self._change(deployment.deployment_id, change)
+        if passed:  # its move landed before the later step's (whose UpdateAlias read it): that step's routing stands
+            return self._refuse_shift(deployment, state, weight, f"the record is at step {deployment.step_index + 1}")
         if lost:  # the alias back where the record's end put it: 100% new if promoted, else 100% stable
             self._undo_lost_move(deployment, target, f"shift to {weight:g}%", own=moved)
             promoted = deployment.decision == "promoted"
