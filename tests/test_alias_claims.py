@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from alias_race_support import EXECUTION, audit_actions, request, step
 from control_support import control_service
+from tick_support import minute_tick
 
+from deployguard.aws import clients
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import DeploymentStatus, LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
@@ -104,22 +105,45 @@ def test_a_claim_whose_release_never_ran_does_not_block_the_alias(tmp_path: Path
         assert alias_claim.holder_of(repo, b) == "dep-B"
 
 
-@pytest.mark.parametrize("ended_by", ["rollback", "stale"])
-def test_the_claim_goes_with_every_end(tmp_path: Path, ended_by: str) -> None:
+def test_the_claim_goes_when_the_canary_rolls_back(tmp_path: Path) -> None:
     with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
         a, _ = two_targets(aws)
         repo = DeploymentRepository()
         sa, _ = step(aws, "validate", request("dep-A", a), EXECUTION + "A")
         sa, _ = step(aws, "shift", sa)
-        if ended_by == "rollback":
-            out, errored = step(aws, "rollback", {**sa, "next": "rollback", "reason": "failing"}, EXECUTION + "A")
-            assert not errored and out["decision"] == "rolled_back"
-        else:  # the execution died (stopped by a person): the minute tick's stale-canary repair ends it
-            from deployguard.config import load_config
-            from deployguard.workflows.stale_canaries import _end
-
-            record = repo.get_deployment("dep-A")
-            aws.clock.advance(3600)
-            assert _end(load_config(), repo, None, record, "ABORTED", aws.clock())
-        assert repo.get_deployment("dep-A").status.is_terminal
+        out, errored = step(aws, "rollback", {**sa, "next": "rollback", "reason": "failing"}, EXECUTION + "A")
+        assert not errored and out["decision"] == "rolled_back"
         assert alias_claim.holder_of(repo, a) is None
+
+
+def test_the_stale_canary_repair_releases_the_claim(tmp_path: Path) -> None:
+    """The canary's execution was stopped by a person at its first Wait (alias at 20%, record in progress, the
+    alias claimed): the minute tick's stale-canary repair ends the record and frees the alias for the next one."""
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        assert aws.clock is not None
+        a, b = two_targets(aws)
+        repo = DeploymentRepository()
+        stopped: list[bool] = []
+
+        def stop_at_first_wait(before: Any, after: Any) -> None:
+            if not stopped:
+                stopped.append(True)
+                arn = repo.get_deployment("dep-A").execution_arn
+                clients.client("stepfunctions").stop_execution(executionArn=arn, cause="stopped by an operator")
+
+        aws.clock.listeners.append(stop_at_first_wait)
+        try:
+            aws.run_state_machine("CanaryStateMachine", request("dep-A", a), timeout=30)
+        finally:
+            aws.clock.listeners.remove(stop_at_first_wait)
+        aws.invoker.drain()
+        assert alias_claim.holder_of(repo, a) == "dep-A"
+        refused_validate(aws, "dep-B", b)  # while A is (still recorded) in progress
+
+        aws.clock.advance(30 * 60)
+        minute_tick(aws)
+        record = repo.get_deployment("dep-A")
+        assert record.status == DeploymentStatus.ROLLED_BACK and "ABORTED" in (record.decision_reason or "")
+        assert alias_claim.holder_of(repo, a) is None
+        sc, errored = step(aws, "validate", request("dep-C", b), EXECUTION + "C")
+        assert not errored and sc["next"] == "shift"
