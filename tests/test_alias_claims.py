@@ -5,6 +5,7 @@ NotifyOutcome)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,20 @@ def two_targets(aws: EmbeddedAws) -> tuple[LambdaTarget, LambdaTarget]:
 
 
 def refused_validate(aws: EmbeddedAws, deployment_id: str, target: LambdaTarget) -> dict[str, Any]:
-    """Validate refused, then what the state machine does next: Rollback (the error in the state), NotifyOutcome."""
+    """Validate refused: the state the state machine's Catch gives Rollback (the request, the error)."""
     req = request(deployment_id, target)
     out, errored = step(aws, "validate", req, EXECUTION + deployment_id)
     assert errored and out["errorType"] == "InvalidEventError", out
-    error = {"Error": out["errorType"], "Cause": out["errorMessage"]}
-    rolled, errored = step(aws, "rollback", {**req, "error": error}, EXECUTION + deployment_id)
+    return {**req, "error": {"Error": out["errorType"], "Cause": out["errorMessage"]}}
+
+
+def rollback_and_notify(aws: EmbeddedAws, deployment_id: str, caught: dict[str, Any]) -> dict[str, Any]:
+    """What the state machine runs after a Validate that failed: Rollback, then NotifyOutcome."""
+    rolled, errored = step(aws, "rollback", caught, EXECUTION + deployment_id)
     assert not errored, rolled
     notified, errored = step(aws, "notify", rolled)
     assert not errored, notified
-    return {"validate": out, "rollback": rolled}
+    return dict(rolled)
 
 
 def test_a_second_canary_of_the_alias_is_refused_naming_the_first(tmp_path: Path) -> None:
@@ -48,9 +53,13 @@ def test_a_second_canary_of_the_alias_is_refused_naming_the_first(tmp_path: Path
         a, b = two_targets(aws)
         sa, errored = step(aws, "validate", request("dep-A", a), EXECUTION + "A")
         assert not errored and sa["next"] == "shift"
-        refused = refused_validate(aws, "dep-B", b)  # both would see the alias on the stable version
-        assert "claimed by deployment dep-A" in refused["validate"]["errorMessage"]
-        assert refused["rollback"]["decision"] == "rejected"
+        caught = refused_validate(aws, "dep-B", b)  # both would see the alias on the stable version
+        assert "claimed by deployment dep-A" in caught["error"]["Cause"]
+        sa, _ = step(aws, "shift", sa)  # A goes on: its first step is on the alias when B's Rollback runs
+        shifter = LambdaTrafficShifter(a)
+        assert shifter.current().routes(a, sa["weight"] / 100)
+        assert rollback_and_notify(aws, "dep-B", caught)["decision"] == "rejected"
+        assert shifter.current().routes(a, sa["weight"] / 100)  # B's Rollback left A's alias alone
 
         repo = DeploymentRepository()
         record_b = repo.get_deployment("dep-B")
@@ -60,9 +69,6 @@ def test_a_second_canary_of_the_alias_is_refused_naming_the_first(tmp_path: Path
         assert len(claim_refused) == 1 and claim_refused[0].details["holder"] == "dep-A"
         assert "traffic_shifted" not in audit_actions("dep-B")
 
-        sa, _ = step(aws, "shift", sa)  # A goes on: B's rollback never touched its alias
-        shifter = LambdaTrafficShifter(a)
-        assert shifter.current().routes(a, sa["weight"] / 100)
         out, errored = step(aws, "promote", {**sa, "next": "promote"})
         assert not errored and out["decision"] == "promoted"
         alias = shifter.current()
@@ -138,7 +144,7 @@ def test_the_stale_canary_repair_releases_the_claim(tmp_path: Path) -> None:
             aws.clock.listeners.remove(stop_at_first_wait)
         aws.invoker.drain()
         assert alias_claim.holder_of(repo, a) == "dep-A"
-        refused_validate(aws, "dep-B", b)  # while A is (still recorded) in progress
+        rollback_and_notify(aws, "dep-B", refused_validate(aws, "dep-B", b))  # A is (still recorded) in progress
 
         aws.clock.advance(30 * 60)
         minute_tick(aws)
@@ -147,3 +153,25 @@ def test_the_stale_canary_repair_releases_the_claim(tmp_path: Path) -> None:
         assert alias_claim.holder_of(repo, a) is None
         sc, errored = step(aws, "validate", request("dep-C", b), EXECUTION + "C")
         assert not errored and sc["next"] == "shift"
+
+
+def test_the_refused_canary_s_execution_ends_without_moving_the_alias(tmp_path: Path) -> None:
+    """The second canary run by the real state machine after the first one's Validate: its Validate is refused,
+    Rollback and NotifyOutcome move nothing, and the execution ends with the decision ``rejected``, naming the
+    first canary, which goes on."""
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        a, b = two_targets(aws)
+        sa, _ = step(aws, "validate", request("dep-A", a), EXECUTION + "A")
+        before = LambdaTrafficShifter(a).current()
+        execution = aws.run_state_machine("CanaryStateMachine", request("dep-B", b), timeout=30)
+        aws.invoker.drain()
+        output = json.loads(execution["output"])
+        assert execution["status"] == "SUCCEEDED" and output["decision"] == "rejected"
+        assert "claimed by deployment dep-A" in output["reason"]
+        assert LambdaTrafficShifter(a).current() == before
+        repo = DeploymentRepository()
+        assert repo.get_deployment("dep-B").decision == "rejected"
+        assert repo.get_deployment("dep-A").status == DeploymentStatus.IN_PROGRESS
+        assert alias_claim.holder_of(repo, a) == "dep-A"
+        sa, errored = step(aws, "shift", sa)
+        assert not errored and LambdaTrafficShifter(a).current().routes(a, sa["weight"] / 100)
