@@ -108,3 +108,33 @@ def test_a_move_between_the_read_and_the_update_is_not_overwritten(tmp_path: Pat
         assert alias.function_version == target.new_version and not alias.additional_weights
         assert DeploymentRepository().get_deployment("dep-R").canary_weight == 0.0
         assert "traffic_move_refused" in audit_actions("dep-R")
+
+
+def test_a_late_attempt_whose_move_landed_first_never_sets_the_record_back(tmp_path: Path) -> None:
+    """The late step-1 attempt read the record and the alias before step 2 began, and its UpdateAlias landed
+    first; step 2 then moved the alias over it and recorded. The late attempt's record write must not set the
+    record back to step 1 under step 2's traffic."""
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        target, s0 = started(aws, "dep-W")
+        s1, _ = step(aws, "shift", s0)
+        advanced: list[tuple[Any, bool]] = []
+
+        def step_two_runs_now(**_: Any) -> None:
+            if not advanced:
+                advanced.append(("", False))
+                advanced[0] = step(aws, "shift", {**s1, "step_index": 1, "next": "advance"})
+
+        lam = clients.client("lambda")
+        lam.meta.events.register("after-call.lambda.UpdateAlias", step_two_runs_now, unique_id="step-two")
+        try:
+            out, errored = step(aws, "shift", s0)  # step 1 again: the late attempt
+        finally:
+            lam.meta.events.unregister("after-call.lambda.UpdateAlias", unique_id="step-two")
+        s2, step_two_errored = advanced[0]
+        assert not step_two_errored and s2["weight"] == s0["steps"][1]
+        assert not errored and (out["step_index"], out["weight"]) == (1, s2["weight"])
+        alias = LambdaTrafficShifter(target).current()
+        assert (alias.function_version, alias.additional_weights) == (target.stable_version, {"2": 0.5})
+        record = DeploymentRepository().get_deployment("dep-W")
+        assert (record.step_index, record.canary_weight) == (1, pytest.approx(0.5))
+        assert "traffic_move_refused" in audit_actions("dep-W")

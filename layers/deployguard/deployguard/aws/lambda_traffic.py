@@ -68,18 +68,10 @@ class LambdaTrafficShifter:
                 **guard,
             )
         except (ClientError, BotoCoreError) as exc:
-            if (
-                guard
-                and isinstance(exc, ClientError)
-                and exc.response.get("Error", {}).get("Code")
-                in (
-                    "PreconditionFailedException",
-                    "PreconditionFailed",
-                )
-            ):
+            if expected is not None and guard and aws_error_code(exc) == "PreconditionFailedException":
                 raise AliasMovedError(
                     f"{self.target.function_name}:{self.target.alias} moved since it was read "
-                    f"({expected.function_version} {expected.additional_weights or ''}): not routed to "  # type: ignore[union-attr]
+                    f"({expected.function_version} {expected.additional_weights or ''}): not routed to "
                     f"{weights or 'all'} on version {function_version}"
                 ) from exc
             raise TrafficShiftError(

@@ -64,6 +64,7 @@ from deployguard.models import (
     deployment_statistics,
 )
 from deployguard.storage import outbox
+from deployguard.workflows import alias_claim
 from deployguard.workflows.control import CanaryControlService, approved, effective_decision, steer
 from deployguard.workflows.verdict_metrics import publish_verdict_metrics
 
@@ -334,6 +335,9 @@ class CanaryController:
                     f"deployment_id: deployment {deployment.deployment_id} is no longer waiting for its retry "
                     "to start: another execution drives it"
                 )
+        holder = alias_claim.claim(self.repository, request.target, deployment.deployment_id, execution_arn)
+        if holder is not None:  # one canary at a time per alias: this one ends before any traffic moves
+            self._refuse_claimed(deployment, holder)
         self.repository.audit(
             deployment.deployment_id, "validated", ACTOR, "target exists and routes only to the stable version"
         )
@@ -355,6 +359,30 @@ class CanaryController:
             reason=failed,
             target=request.target,
         )
+
+    def _refuse_claimed(self, deployment: Deployment, holder: Deployment) -> None:
+        """Another canary of the alias is in progress (:mod:`deployguard.workflows.alias_claim`): this one ends
+        rejected, audited (``alias_claim_refused``), and Validate fails (``InvalidEventError`` naming the other
+        deployment); its Rollback leaves the alias, the other canary's, alone."""
+        target = deployment.target
+        assert isinstance(target, LambdaTarget)
+        reason = (
+            f"target: alias {target.function_name}:{target.alias} is claimed by deployment {holder.deployment_id} "
+            f"(version {holder.version}, in progress, execution {holder.execution_arn or 'unknown'}): one canary "
+            "at a time per alias; start this one once that one has ended"
+        )
+        now = clock.now()
+
+        def change(d: Deployment) -> None:
+            if not d.status.is_terminal:
+                d.status, d.decision, d.ended_at = DeploymentStatus.FAILED, "rejected", now
+                d.decision_reason = reason
+                self._enter(d, Phase.FAILED, reason[:300])
+
+        ended = self._change(deployment.deployment_id, change)
+        self.repository.audit_once(deployment.deployment_id, "alias-claimed", ended.ended_at or now,
+                                   "alias_claim_refused", ACTOR, reason, holder=holder.deployment_id)  # fmt: skip
+        raise InvalidEventError(reason)
 
     def shift(self, state: CanaryState) -> CanaryState:
         deployment = self.repository.get_deployment(state.deployment_id)
@@ -412,12 +440,15 @@ class CanaryController:
             self._refuse_shift(deployment, state, weight, str(exc))
             raise TrafficShiftError(str(exc)) from exc  # the state machine retries: it reads the alias again
         now = clock.now()
-        lost = False
+        lost = passed = False
 
         def change(d: Deployment) -> None:
-            nonlocal lost
+            nonlocal lost, passed
             lost = d.status.is_terminal
             if lost:  # ended (aborted, remediated, promoted) while the alias moved: the record's end stands
+                return
+            passed = d.step_index > state.step_index
+            if passed:  # a later step recorded while this (late) attempt moved: its record is not set back
                 return
             d.status = DeploymentStatus.IN_PROGRESS
             d.canary_weight = weight / 100.0
@@ -426,6 +457,8 @@ class CanaryController:
             self._enter(d, Phase.DEPLOYMENT_ACTIVE, f"traffic shifted to {weight:g}%")
 
         deployment = self._change(deployment.deployment_id, change)
+        if passed:  # its move landed before the later step's (whose UpdateAlias read it): that step's routing stands
+            return self._refuse_shift(deployment, state, weight, f"the record is at step {deployment.step_index + 1}")
         if lost:  # the alias back where the record's end put it: 100% new if promoted, else 100% stable
             self._undo_lost_move(deployment, target, f"shift to {weight:g}%", own=moved)
             promoted = deployment.decision == "promoted"
@@ -833,7 +866,10 @@ class CanaryController:
             parsed = _lambda_target(request.get("target"))
             # only this canary's own record: a request refused for naming another deployment (or an alias
             # another canary is moving) leaves that one's alias alone
-            if parsed is not None and rejected:
+            holder = alias_claim.holder_of(self.repository, parsed) if parsed is not None and rejected else None
+            if holder is not None and holder != rejected:  # refused for another canary's alias: that one's to move
+                logger.warning("rejected canary: the alias is another canary's", extra={"holder": holder})
+            elif parsed is not None and rejected:
                 try:  # validation never moves traffic: this only makes sure
                     LambdaTrafficShifter(parsed).rollback_verified()
                 except TrafficShiftError:
@@ -954,6 +990,8 @@ class CanaryController:
                 self._enter(d, Phase.FAILED, reason)
 
         deployment = self._change(deployment_id, change)
+        if deployment.status.is_terminal:
+            alias_claim.release(self.repository, deployment)  # the alias is free for the next canary
         if not ours:
             return deployment  # ended elsewhere first (at the same instant, maybe); whoever ended it announced it
         target = deployment.target
@@ -1003,7 +1041,8 @@ class CanaryController:
                     d.decision_reason = reason
                     self._enter(d, Phase.FAILED, reason)
 
-            self._change(deployment_id, change)
+            deployment = self._change(deployment_id, change)
+            alias_claim.release(self.repository, deployment)
             self.repository.audit_once(deployment_id, "rejected", now, "rejected", ACTOR, reason)
             return deployment_id
         except Exception:
@@ -1090,6 +1129,7 @@ class CanaryController:
             self._enter(d, Phase.FAILED, summary[:300])
 
         deployment = self._change(deployment.deployment_id, fail)
+        alias_claim.release(self.repository, deployment)
         self._announce(deployment, EventType.VALIDATION_FAILED, "Validation Failed", summary, severity=Severity.ERROR,
                        checks=[r.report() for r in failed])  # fmt: skip
         return summary
@@ -1130,6 +1170,7 @@ class CanaryController:
                 self._enter(d, Phase.FAILED, message)
 
         deployment = self._change(deployment.deployment_id, change)
+        alias_claim.release(self.repository, deployment)
         self.repository.audit_once(deployment.deployment_id, "rollback_failed", deployment.ended_at or now,
                                    "rollback_failed", ACTOR, message)  # fmt: skip
         return deployment

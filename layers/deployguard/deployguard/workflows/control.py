@@ -57,6 +57,7 @@ from deployguard.models import (
     Severity,
 )
 from deployguard.storage import outbox
+from deployguard.workflows import alias_claim
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
@@ -454,6 +455,8 @@ class CanaryControlService:
                 d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
+        if deployment.status.is_terminal:
+            alias_claim.release(self.repository, deployment)  # the alias is free for the next canary
         # a ShiftTraffic or Promote task may have moved the alias between our move and our record: once the
         # record is terminal they undo their own moves, and this puts back any move made before it
         try:

@@ -56,6 +56,7 @@ from deployguard.models import (
 )
 from deployguard.storage import outbox
 from deployguard.storage.repository import OutboxEntry
+from deployguard.workflows import alias_claim
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
@@ -283,6 +284,7 @@ def _end(
         except ConflictError:
             deployment = repository.get_deployment(seen.deployment_id)
             continue
+        alias_claim.release(repository, deployment)  # the alias is free for the next canary
         # recorded with the record: published now, or by the tick's outbox run (deployguard.storage.outbox)
         outbox.deliver(repository, publisher, OutboxEntry(event, published=False, alerts_due=False), actor=ACTOR)
         return True
