@@ -111,6 +111,7 @@ class AssessorRun:
     skipped: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # due, left for the next tick (time budget)
     unreadable: list[str] = field(default_factory=list)  # due, not read: in skipped (config) or failed (the read)
+    records_unreadable: list[str] = field(default_factory=list)  # stored items the models reject: skipped (keys)
     failed: dict[str, str] = field(default_factory=dict)  # due, its look failed (tried again next tick)
     due: int = 0  # deployments due for a look this run (the DeploymentsDue heartbeat: 0 when none)
     metric_calls: int = 0
@@ -127,6 +128,7 @@ class AssessorRun:
         self.skipped += other.skipped
         self.deferred += other.deferred
         self.unreadable += other.unreadable
+        self.records_unreadable += other.records_unreadable
         self.failed.update(other.failed)
         self.due += other.due
         self.metric_calls += other.metric_calls
@@ -153,6 +155,8 @@ class AssessorRun:
         # due, not judged: metrics config unusable, or GetMetricData failed (DeploymentsUnreadableAlarm)
         add_metric(name="DeploymentsUnreadable", unit="Count", value=len(unreadable))
         add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
+        # stored items (deployments, events, incidents, approvals) the models reject, skipped (RecordsUnreadableAlarm)
+        add_metric(name="RecordsUnreadable", unit="Count", value=len(self.records_unreadable))
         # AlertsRaised and IncidentPages: counted by the alert engine where an alert fires or an incident pages
         executions = (self.executions or ExecutionCheckRun()).report(add_metric)
         return {
@@ -164,6 +168,7 @@ class AssessorRun:
             "skipped": self.skipped,
             "deferred": self.deferred,
             "unreadable": unreadable,
+            "records_unreadable": self.records_unreadable,
             "failed": self.failed,
             "due": self.due,
             "shards": self.shards,
@@ -264,7 +269,8 @@ def run_tick(
         left = remaining_ms() if remaining_ms is not None else 10**9
         return min(left, int((lease_end - clock.now()).total_seconds() * 1000)) if lock else left
 
-    work = repository.loop_work(cycle.now)
+    work = repository.loop_work(cycle.now)  # an item the models reject is left out of it (noted once), not the tick
+    run.records_unreadable += work.unreadable
     in_cycle = alerts.cycle(work.incident_items, work.approval_items) if alerts is not None else nullcontext()
     with in_cycle:
         try:
@@ -311,7 +317,7 @@ def run_shard(
     due assessed within the time budget; the rest stays due for the next tick."""
     cycle = Cycle(config, repository, publisher, reader or MetricsReader(), alerts, clock.now())
     run = AssessorRun(monitoring=MonitoringRun())
-    deployments = repository.deployments_by_id(list(deployment_ids))
+    deployments = repository.deployments_by_id(list(deployment_ids), run.records_unreadable)  # others: not the shard
     active = [d for d in deployments if not d.status.is_terminal]
     monitored = [d for d in deployments if d.status.is_terminal and d.phase == Phase.MONITORING]
     due = _due(cycle, active, monitored, run)  # the tick that handed them out counted them due (run.due stays 0)
