@@ -330,14 +330,30 @@ def run_shard(
 
 
 def _due(cycle: Cycle, active: Sequence[Deployment], monitored: Sequence[Deployment], run: AssessorRun) -> list[Due]:
+    """The looks due now. Each deployment's step (a monitoring that ends writes its record) is its own: one
+    that fails is in ``run.failed`` with its reason, and the others are still looked at."""
     due: list[Due] = []
     for deployment in active:
-        item = _due_canary(cycle, deployment, run)
+        try:
+            item = _due_canary(cycle, deployment, run)
+        except Exception as exc:
+            _failed(run, deployment, "canary look not planned", exc)
+            continue
         if item is not None:
             due.append(item)
     assert run.monitoring is not None
-    due.extend(due_monitoring(monitored, cycle.config, cycle.repository, cycle.now, run.monitoring))
+    for deployment in monitored:
+        try:
+            due.extend(due_monitoring([deployment], cycle.config, cycle.repository, cycle.now, run.monitoring))
+        except Exception as exc:  # e.g. the write that ends its 24 hours, throttled: the next tick tries again
+            _failed(run, deployment, "post-deployment look not planned", exc)
     return due
+
+
+def _failed(run: AssessorRun, deployment: Deployment, what: str, exc: Exception) -> None:
+    """One deployment's step failed: logged, and reported (``run.failed``) with the true reason."""
+    logger.exception(f"{what}: the others go on", extra={"deployment_id": deployment.deployment_id})
+    run.failed[deployment.deployment_id] = f"{what}: {type(exc).__name__}: {exc}"
 
 
 def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCanary | None:
@@ -395,12 +411,16 @@ def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -
     kept: list[Due] = []
     for item in chunk:
         if isinstance(item, DueCanary):
-            _refresh_weight(cycle, item.deployment)
-            if isinstance(item.deployment.target, EcsTarget) and item.deployment.canary_weight == 0.0:
-                # green serves only the test listener: test traffic is no production evidence against blue
-                run.skipped.append(item.deployment.deployment_id)
+            try:  # one canary's failure (e.g. its weight change's audit entry, throttled) is its own, not the chunk's
+                _refresh_weight(cycle, item.deployment)
+                if isinstance(item.deployment.target, EcsTarget) and item.deployment.canary_weight == 0.0:
+                    # green serves only the test listener: test traffic is no production evidence against blue
+                    run.skipped.append(item.deployment.deployment_id)
+                    continue
+                _plan_read(cycle, item)  # periods from traffic start, which the weight may have just set
+            except Exception as exc:  # not looked at: the next tick asks for the weight again
+                _failed(run, item.deployment, "weight refresh or read plan failed", exc)
                 continue
-            _plan_read(cycle, item)  # periods from traffic start, which the weight may have just set
         kept.append(item)
     return kept
 
