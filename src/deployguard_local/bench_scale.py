@@ -130,7 +130,7 @@ ASSUMPTIONS: dict[str, Any] = {
     "service's grid (deployguard.workflows.monitoring.look_due; services = deployments a day / "
     "deployments_per_service_per_day, deployments evenly spread over the day: service_looks_per_day); DynamoDB read "
     "and write units (item sizes as DynamoDB counts them, transactions twice, each index write), guard CPU, AWS "
-    "calls and log bytes per assessment measured by this bench (per deployment per cycle at age 120); Lambda "
+    "calls and log bytes per assessment measured by this bench (per look at age 120); Lambda "
     "billed for the CPU stretched to the memory's vCPU share plus the AWS calls' latency (assumed, per service); "
     "one tick a minute on top, and one run of the traffic check function (its DynamoDB units measured); "
     "verdict metrics (EMF, one set per service, measured names) billed for the hours a "
@@ -675,8 +675,10 @@ def _schedule_event(at: datetime) -> dict[str, Any]:
 
 def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, ended: int = 0) -> dict[str, Any]:
     """One configuration: :func:`cycles_for` consecutive minute ticks (and their shards) after a warm-up
-    tick; counts per deployment per cycle over all of them, the guard's CPU per look the median of the
-    cycles' (each cycle starts from the same collector state: collected, everything older frozen)."""
+    tick; counts per look over all of them (a look: one deployment assessed in a cycle, each canary every
+    cycle, a monitored deployment when due; the ``*_per_deployment`` figures are per look), the guard's CPU
+    per look the median of the cycles' (each cycle starts from the same collector state: collected,
+    everything older frozen)."""
     cycles = cycles_for(deployments, monitored)
     started = time.monotonic()
     with capturing_logs() as logs, EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC), quiet=False) as aws:
@@ -735,7 +737,7 @@ def measure(deployments: int, age_minutes: int, monitored: int, seed: int = 7, e
         verdict_metrics, own_metrics = logs.per_service()
         gc.unfreeze()
         calls = counter.guard_calls()
-        per = max(1, assessed)
+        per = max(1, assessed)  # the *_per_deployment figures are per look: one deployment assessed in a cycle
         looks = {"canary": canary_looks, "monitoring": assessed - canary_looks}
         units_per_look = {
             kind: [round(counter.dynamodb_read_units[source] / max(1, times), 3),
@@ -823,7 +825,7 @@ def monitoring_looks_per_deployment() -> int:
 
 
 def monthly_cost(run: dict[str, Any], deployments_per_day: int) -> dict[str, float]:
-    """The estimate of ASSUMPTIONS from one measured run (age 120, per deployment per cycle), by service."""
+    """The estimate of ASSUMPTIONS from one measured run (age 120, per look), by service."""
     a = ASSUMPTIONS
     month = deployments_per_day * a["days_per_month"]
     canary_looks = month * a["canary_minutes_per_deployment"]
@@ -996,9 +998,9 @@ def paired_cpu_ratio(young: dict[str, Any], old: dict[str, Any], against_bench: 
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = ["Minute loop at scale (embedded AWS, real AssessorFunction and AssessorShardFunction, per deployment "
-             "per cycle over `cyc` cycles; CPU: the guard's, the median of the cycles', moto's server side and the "
-             "bench's counting apart)",
+    lines = ["Minute loop at scale (embedded AWS, real AssessorFunction and AssessorShardFunction, per look: one "
+             "deployment assessed, each canary every cycle and a monitored deployment when due, over `cyc` cycles; "
+             "CPU: the guard's, the median of the cycles', moto's server side and the bench's counting apart)",
              f"  {'N':>6} {'age':>4} {'mon':>5} {'ended':>5} {'cyc':>3} {'calls':>6} {'DDB KB':>7} {'RU':>5} {'WU':>5} "
              f"{'GMD':>4} {'ceil':>4} {'lambda':>6} {'CPU ms':>7} {'moto ms':>7}  by operation"]  # fmt: skip
     for r in result["runs"]:

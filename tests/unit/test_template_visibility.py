@@ -61,7 +61,7 @@ def test_self_alarms_page_the_operator_topic() -> None:
     assert set(alarms) == {"DeadLetterQueuesAlarm", "FunctionErrorsAlarm", "HookFunctionErrorsAlarm",
                            "StateMachineFailuresAlarm", "RollbackFailedAlarm", "AssessorStalledAlarm",
                            "TrafficCheckBacklogAlarm", "TrafficCheckStalledAlarm", "EventsGivenUpAlarm",
-                           "DeploymentsUnreadableAlarm"}  # fmt: skip
+                           "DeploymentsUnreadableAlarm", "RecordsUnreadableAlarm"}  # fmt: skip
     topic = [{"Fn::If": ["HasOperatorTopic", {"Ref": "OperatorTopicArn"}, {"Ref": "OperatorTopic"}]}]
     for logical_id, alarm in alarms.items():  # the topic given, else the stack's own: ALARM and OK told
         assert alarm["Properties"]["AlarmActions"] == topic, logical_id

@@ -227,12 +227,17 @@ class AlertEngine:
         report.announced = self.incidents.announce_pending()  # incident changes whose announcement failed
         with_incidents = {i.current_deployment_id for i in self.incident_store.open_incidents()}  # the cycle's read
         for deployment in self.repository.active_deployments() if deployments is None else deployments:
-            evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
-            alerts = self._process(evaluation, deployment, time.monotonic(), at)
-            report.alerts.extend(alerts)
-            if deployment.deployment_id in with_incidents:  # the deployment-only rules clear as the assessments' do
-                self.incidents.note_evaluation(
-                    deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+            try:  # one deployment's failure (e.g. its incident cannot be read) is its own: the tick goes on
+                evaluation = self.evaluator.evaluate(deployment=deployment, now=at)
+                alerts = self._process(evaluation, deployment, time.monotonic(), at)
+                report.alerts.extend(alerts)
+                if deployment.deployment_id in with_incidents:  # the deployment-only rules clear as the assessments' do
+                    self.incidents.note_evaluation(
+                        deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+                    )
+            except Exception:
+                logger.exception(
+                    "alert tick failed for a deployment", extra={"deployment_id": deployment.deployment_id}
                 )
         if self.publisher is not None:
             report.pages = self.escalator.escalate_due(at)

@@ -194,15 +194,17 @@ class IncidentRepository:
         return [incident for incident in self._listed() if incident.announcements]
 
     def _listed(self) -> list[Incident]:
-        """The incidents listed for the minute tick: open, or resolved with announcements pending."""
-        return [
-            from_item(Incident, item)
+        """The incidents listed for the minute tick: open, or resolved with announcements pending (one the
+        model rejects is left out, noted once: :meth:`DeploymentRepository.readable`)."""
+        found = (
+            self.deployments.readable(Incident, item)
             for item in self._query(
                 IndexName=keys.GSI1,
                 KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
                 ExpressionAttributeValues={":pk": keys.LOOP, ":prefix": f"{keys.ALWAYS}{keys.INCIDENT_OPEN}#"},
             )
-        ]
+        )
+        return [incident for incident in found if incident is not None]
 
     def recent(self, limit: int = 50) -> list[Incident]:
         """Incidents newest first, open and resolved (within the retention)."""

@@ -49,6 +49,10 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_RETENTION_DAYS = 90
 DUE_EARLY = timedelta(seconds=5)  # a tick this early still counts as on time (the assessor's SAME_CYCLE)
+UNREADABLE_RECORD = "RECORD-UNREADABLE"  # once per stored item the model rejects: logged and audited once a day
+UNREADABLE_RECORD_NOTE_TTL = timedelta(days=1)
+UNREADABLE_ERRORS = (ValueError, TypeError, KeyError)  # pydantic's ValidationError is a ValueError
+logger = logging.getLogger(__name__)
 
 
 def _to_item(model: BaseModel) -> dict[str, Any]:
@@ -201,6 +205,12 @@ class LoopWork:
     outbox: list[OutboxEntry] = field(default_factory=list)
     incident_items: list[dict[str, Any]] = field(default_factory=list)
     approval_items: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # keys of items the models reject: skipped (RecordsUnreadable)
+
+
+def record_key(item: dict[str, Any]) -> str:
+    """A stored item's key as text (``<pk>|<sk>``), naming it in logs, reports and its once-only note."""
+    return f"{item.get(keys.PK)}|{item.get(keys.SK)}"
 
 
 class DeploymentRepository:
@@ -370,8 +380,9 @@ class DeploymentRepository:
         deployment.version_counter = expected + 1
         return deployment
 
-    def deployments_by_id(self, deployment_ids: list[str]) -> list[Deployment]:
-        """Many deployments in BatchGetItem calls (100 keys a call, unprocessed keys asked again)."""
+    def deployments_by_id(self, deployment_ids: list[str], unreadable: list[str] | None = None) -> list[Deployment]:
+        """Many deployments in BatchGetItem calls (100 keys a call, unprocessed keys asked again); a record
+        the model rejects is left out (:meth:`readable`: noted once, its key added to ``unreadable``)."""
         found: list[Deployment] = []
         dynamodb = clients.resource("dynamodb")
         for offset in range(0, len(deployment_ids), 100):
@@ -387,7 +398,7 @@ class DeploymentRepository:
             while request:
                 resp = dynamodb.batch_get_item(RequestItems=request)
                 items = resp.get("Responses", {}).get(self.table_name, [])
-                found.extend(_from_item(Deployment, item) for item in items)
+                found.extend(d for d in (self.readable(Deployment, item, unreadable) for item in items) if d)
                 request = resp.get("UnprocessedKeys") or {}
         order = {d: i for i, d in enumerate(deployment_ids)}
         return sorted(found, key=lambda d: order[d.deployment_id])
@@ -421,7 +432,8 @@ class DeploymentRepository:
         return _from_item(Deployment, item) if item else None
 
     def active_deployments(self) -> list[Deployment]:
-        return [_from_item(Deployment, item) for item in self._loop_query(f"{keys.ALWAYS}{keys.ACTIVE}#")]
+        found = (self.readable(Deployment, item) for item in self._loop_query(f"{keys.ALWAYS}{keys.ACTIVE}#"))
+        return [deployment for deployment in found if deployment is not None]  # one unreadable: skipped, noted
 
     def monitored_deployments(self) -> list[Deployment]:
         """Promoted deployments still in post-deployment monitoring (24 hours), due or not."""
@@ -430,19 +442,25 @@ class DeploymentRepository:
             KeyConditionExpression="gsi1pk = :pk AND gsi1sk > :always",
             ExpressionAttributeValues={":pk": keys.LOOP, ":always": f"{keys.ALWAYS}~"},
         )
-        return [_from_item(Deployment, i) for i in items if keys.loop_kind(i[keys.GSI1_SK]) == keys.MONITORING]
+        found = (self.readable(Deployment, i) for i in items if keys.loop_kind(i[keys.GSI1_SK]) == keys.MONITORING)
+        return [deployment for deployment in found if deployment is not None]
 
-    def traffic_checks_due(self, now: datetime, limit: int | None = None) -> list[Deployment]:
+    def traffic_checks_due(
+        self, now: datetime, limit: int | None = None, unreadable: list[str] | None = None
+    ) -> list[Deployment]:
         """Deployments that ended without promotion (rolled back, failed, held) whose next traffic
         check is due at ``now``, the longest due first, at most ``limit`` (the reconciler's, bounded:
         see :class:`~deployguard.models.TrafficCheck`), from their own partition of ``gsi1``."""
-        return [deployment for deployment, promoted in self.traffic_work(now, limit) if not promoted]
+        return [deployment for deployment, promoted in self.traffic_work(now, limit, unreadable) if not promoted]
 
-    def traffic_work(self, now: datetime, limit: int | None = None) -> list[tuple[Deployment, bool]]:
+    def traffic_work(
+        self, now: datetime, limit: int | None = None, unreadable: list[str] | None = None
+    ) -> list[tuple[Deployment, bool]]:
         """Every traffic check due at ``now`` in the ``TRAFFIC`` partition, the longest due first, at most
         ``limit``: ``(deployment, False)`` for one that ended without promotion (its record), ``(deployment,
         True)`` for a promotion's check (:meth:`schedule_promotion_check`: the record as it is now, its
-        ``traffic_check`` the promotion check's)."""
+        ``traffic_check`` the promotion check's). An item the model rejects is left out, the others are
+        checked (:meth:`readable`: noted once, its key added to ``unreadable``)."""
         items = list(
             self._query(
                 limit,
@@ -453,19 +471,23 @@ class DeploymentRepository:
             )
         )
         checks = {str(i["deployment_id"]): i for i in items if i.get(keys.SK) == keys.PROMOTION_CHECK}
-        records = {d.deployment_id: d for d in self.deployments_by_id(list(checks))} if checks else {}
+        skipped: list[str] = []
+        records = {d.deployment_id: d for d in self.deployments_by_id(list(checks), skipped)} if checks else {}
+        if unreadable is not None:
+            unreadable += skipped
+        unread_records = {name.split("|")[0] for name in skipped}  # records there, and unreadable
         work: list[tuple[Deployment, bool]] = []
         for item in items:
             if item.get(keys.SK) != keys.PROMOTION_CHECK:
-                work.append((_from_item(Deployment, item), False))
+                deployment = self.readable(Deployment, item, unreadable)
+                if deployment is not None:
+                    work.append((deployment, False))
                 continue
             deployment_id = str(item["deployment_id"])
             record = records.get(deployment_id)
-            check = TrafficCheck(
-                checks=int(item.get("checks", 0)),
-                failures=int(item.get("failures", 0)),
-                next_at=datetime.fromisoformat(str(item["next_at"])),
-            )
+            check = self.readable(TrafficCheck, item, unreadable)
+            if check is None or keys.deployment_pk(deployment_id) in unread_records:
+                continue  # left as it is (noted): the others are checked
             if record is None:  # its record is gone (retention): nothing to check
                 self.end_promotion_check(deployment_id)
                 continue
@@ -506,21 +528,59 @@ class DeploymentRepository:
             KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
             ExpressionAttributeValues={":pk": keys.LOOP, ":now": f"{keys.time_key(now)}#~"},
         )
-        for item in items:
+        from deployguard.incidents.models import Incident  # (imported here: those packages import this module)
+        from deployguard.remediation.models import Approval
+
+        for item in items:  # each item read on its own: one the models reject is skipped (noted once), not the loop
             kind = keys.loop_kind(item[keys.GSI1_SK])
-            if kind == keys.ACTIVE:
-                work.active.append(_from_item(Deployment, item))
-            elif kind == keys.MONITORING:
-                work.monitored.append(_from_item(Deployment, item))
-            elif kind == keys.ENDED:
-                work.ended.append(_from_item(Deployment, item))
+            if kind in (keys.ACTIVE, keys.MONITORING, keys.ENDED):
+                deployment = self.readable(Deployment, item, work.unreadable)
+                if deployment is not None:
+                    {keys.ACTIVE: work.active, keys.MONITORING: work.monitored, keys.ENDED: work.ended}[kind].append(
+                        deployment
+                    )
             elif kind == keys.OUTBOX:
-                work.outbox.append(_outbox_entry(item))
-            elif kind == keys.INCIDENT_OPEN:
-                work.incident_items.append(item)
-            elif kind == keys.APPROVAL_OPEN:
-                work.approval_items.append(item)
+                if self.readable(DeploymentEvent, item, work.unreadable) is not None:
+                    work.outbox.append(_outbox_entry(item))
+            elif kind in (keys.INCIDENT_OPEN, keys.APPROVAL_OPEN):  # the alert engine's stores read them: those
+                model = Incident if kind == keys.INCIDENT_OPEN else Approval  # they can read
+                if self.readable(model, item, work.unreadable) is not None:
+                    (work.incident_items if kind == keys.INCIDENT_OPEN else work.approval_items).append(item)
         return work
+
+    def readable(self, cls: type[M], item: dict[str, Any], unreadable: list[str] | None = None) -> M | None:
+        """The stored ``item`` as a ``cls``, or None when the model rejects it (a status, phase or event
+        type written by a newer release, a hand edit): its key added to ``unreadable`` and noted once
+        (:meth:`note_unreadable_record`), so that one such item costs the loops reading it only itself."""
+        try:
+            return _from_item(cls, item)
+        except UNREADABLE_ERRORS as exc:
+            name = record_key(item)
+            if unreadable is not None:
+                unreadable.append(name)
+            self.note_unreadable_record(name, cls.__name__, item, exc)
+            return None
+
+    def note_unreadable_record(self, name: str, model: str, item: dict[str, Any], exc: Exception) -> None:
+        """A stored item the model rejects, skipped by the loops that read it: logged with its key and
+        audited (in its deployment's trail, when it names one) once a day while it stays, not every
+        minute (the loops count it every time: RecordsUnreadable). Never raises."""
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        deployment_id = item.get("deployment_id")
+        try:
+            if not self.claim_once(UNREADABLE_RECORD, name, UNREADABLE_RECORD_NOTE_TTL, model=model, reason=reason):
+                return
+        except Exception:
+            logger.exception("cannot note an unreadable record", extra={"record": name})
+        extra = {"record": name, "model": model, "deployment_id": deployment_id, "reason": reason}
+        logger.error("a stored record cannot be read: skipped", extra=extra)
+        if not isinstance(deployment_id, str) or not deployment_id:
+            return
+        try:
+            message = f"a stored {model} cannot be read and is skipped: {reason}"
+            self.audit(deployment_id, "record_unreadable", "deployguard:storage", message, record=name, model=model)
+        except Exception:
+            logger.exception("cannot audit an unreadable record", extra={"record": name})
 
     def _loop_query(self, prefix: str) -> Iterator[dict[str, Any]]:
         return self._query(

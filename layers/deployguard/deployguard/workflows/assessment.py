@@ -80,8 +80,11 @@ def save_assessment(
 ) -> Deployment | None:
     """Store ``assessment`` and the deployment's record with ``cursor`` (and ``change``) in one
     conditional write, with the ``events`` it announces in the outbox. On a conflict the record is
-    read again and the write retried, unless another run stored a newer assessment meanwhile (then
-    None: this one is dropped, not doubled, and so are its events)."""
+    read again and the write retried, unless another run stored an assessment of the same kind since
+    ``deployment`` was read, or the look is no longer due at this one's time (then None: this one is
+    dropped, not doubled, and so are its events: a verdict change is announced once). Two runs that
+    overlap (a shard handed out again while the first still works on it) judge a deployment once."""
+    read = deployment.last_assessment  # the look this run's judgement followed
     for attempt in range(attempts):
         deployment.last_assessment = cursor
         if change is not None:
@@ -92,10 +95,19 @@ def save_assessment(
             if attempt == attempts - 1:
                 raise
             deployment = repository.get_deployment(deployment.deployment_id)
-            last = deployment.last_assessment
-            if last is not None and last.kind == cursor.kind and last.at >= cursor.at - SAME_CYCLE:
+            if _assessed_meanwhile(deployment.last_assessment, read, cursor):
                 return None
     return None
+
+
+def _assessed_meanwhile(last: AssessmentCursor | None, read: AssessmentCursor | None, cursor: AssessmentCursor) -> bool:
+    """Whether the stored last look ``last`` (read again after a conflict) is another run's look of this
+    cycle: of the same kind as ``cursor``, and newer than the one this run read (``read``), or one after
+    which this look is not due yet, or of the same cycle."""
+    if last is None or last.kind != cursor.kind:
+        return False
+    newer = read is None or read.kind != last.kind or last.at > read.at
+    return newer or not last.due(cursor.kind, cursor.at) or last.at >= cursor.at - SAME_CYCLE
 
 
 def note_unreadable(repository: DeploymentRepository, deployment_id: str, kind: str, reason: str, actor: str) -> None:

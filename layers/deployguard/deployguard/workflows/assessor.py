@@ -111,6 +111,7 @@ class AssessorRun:
     skipped: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # due, left for the next tick (time budget)
     unreadable: list[str] = field(default_factory=list)  # due, not read: in skipped (config) or failed (the read)
+    records_unreadable: list[str] = field(default_factory=list)  # stored items the models reject: skipped (keys)
     failed: dict[str, str] = field(default_factory=dict)  # due, its look failed (tried again next tick)
     due: int = 0  # deployments due for a look this run (the DeploymentsDue heartbeat: 0 when none)
     metric_calls: int = 0
@@ -127,6 +128,7 @@ class AssessorRun:
         self.skipped += other.skipped
         self.deferred += other.deferred
         self.unreadable += other.unreadable
+        self.records_unreadable += other.records_unreadable
         self.failed.update(other.failed)
         self.due += other.due
         self.metric_calls += other.metric_calls
@@ -153,6 +155,8 @@ class AssessorRun:
         # due, not judged: metrics config unusable, or GetMetricData failed (DeploymentsUnreadableAlarm)
         add_metric(name="DeploymentsUnreadable", unit="Count", value=len(unreadable))
         add_metric(name="AssessmentsFailed", unit="Count", value=len(self.failed))
+        # stored items (deployments, events, incidents, approvals) the models reject, skipped (RecordsUnreadableAlarm)
+        add_metric(name="RecordsUnreadable", unit="Count", value=len(self.records_unreadable))
         # AlertsRaised and IncidentPages: counted by the alert engine where an alert fires or an incident pages
         executions = (self.executions or ExecutionCheckRun()).report(add_metric)
         return {
@@ -164,6 +168,7 @@ class AssessorRun:
             "skipped": self.skipped,
             "deferred": self.deferred,
             "unreadable": unreadable,
+            "records_unreadable": self.records_unreadable,
             "failed": self.failed,
             "due": self.due,
             "shards": self.shards,
@@ -264,7 +269,8 @@ def run_tick(
         left = remaining_ms() if remaining_ms is not None else 10**9
         return min(left, int((lease_end - clock.now()).total_seconds() * 1000)) if lock else left
 
-    work = repository.loop_work(cycle.now)
+    work = repository.loop_work(cycle.now)  # an item the models reject is left out of it (noted once), not the tick
+    run.records_unreadable += work.unreadable
     in_cycle = alerts.cycle(work.incident_items, work.approval_items) if alerts is not None else nullcontext()
     with in_cycle:
         try:
@@ -311,7 +317,7 @@ def run_shard(
     due assessed within the time budget; the rest stays due for the next tick."""
     cycle = Cycle(config, repository, publisher, reader or MetricsReader(), alerts, clock.now())
     run = AssessorRun(monitoring=MonitoringRun())
-    deployments = repository.deployments_by_id(list(deployment_ids))
+    deployments = repository.deployments_by_id(list(deployment_ids), run.records_unreadable)  # others: not the shard
     active = [d for d in deployments if not d.status.is_terminal]
     monitored = [d for d in deployments if d.status.is_terminal and d.phase == Phase.MONITORING]
     due = _due(cycle, active, monitored, run)  # the tick that handed them out counted them due (run.due stays 0)
@@ -324,14 +330,30 @@ def run_shard(
 
 
 def _due(cycle: Cycle, active: Sequence[Deployment], monitored: Sequence[Deployment], run: AssessorRun) -> list[Due]:
+    """The looks due now. Each deployment's step (a monitoring that ends writes its record) is its own: one
+    that fails is in ``run.failed`` with its reason, and the others are still looked at."""
     due: list[Due] = []
     for deployment in active:
-        item = _due_canary(cycle, deployment, run)
+        try:
+            item = _due_canary(cycle, deployment, run)
+        except Exception as exc:
+            _failed(run, deployment, "canary look not planned", exc)
+            continue
         if item is not None:
             due.append(item)
     assert run.monitoring is not None
-    due.extend(due_monitoring(monitored, cycle.config, cycle.repository, cycle.now, run.monitoring))
+    for deployment in monitored:
+        try:
+            due.extend(due_monitoring([deployment], cycle.config, cycle.repository, cycle.now, run.monitoring))
+        except Exception as exc:  # e.g. the write that ends its 24 hours, throttled: the next tick tries again
+            _failed(run, deployment, "post-deployment look not planned", exc)
     return due
+
+
+def _failed(run: AssessorRun, deployment: Deployment, what: str, exc: Exception) -> None:
+    """One deployment's step failed: logged, and reported (``run.failed``) with the true reason."""
+    logger.exception(f"{what}: the others go on", extra={"deployment_id": deployment.deployment_id})
+    run.failed[deployment.deployment_id] = f"{what}: {type(exc).__name__}: {exc}"
 
 
 def _due_canary(cycle: Cycle, deployment: Deployment, run: AssessorRun) -> DueCanary | None:
@@ -389,12 +411,16 @@ def _with_production_traffic(cycle: Cycle, chunk: list[Due], run: AssessorRun) -
     kept: list[Due] = []
     for item in chunk:
         if isinstance(item, DueCanary):
-            _refresh_weight(cycle, item.deployment)
-            if isinstance(item.deployment.target, EcsTarget) and item.deployment.canary_weight == 0.0:
-                # green serves only the test listener: test traffic is no production evidence against blue
-                run.skipped.append(item.deployment.deployment_id)
+            try:  # one canary's failure (e.g. its weight change's audit entry, throttled) is its own, not the chunk's
+                _refresh_weight(cycle, item.deployment)
+                if isinstance(item.deployment.target, EcsTarget) and item.deployment.canary_weight == 0.0:
+                    # green serves only the test listener: test traffic is no production evidence against blue
+                    run.skipped.append(item.deployment.deployment_id)
+                    continue
+                _plan_read(cycle, item)  # periods from traffic start, which the weight may have just set
+            except Exception as exc:  # not looked at: the next tick asks for the weight again
+                _failed(run, item.deployment, "weight refresh or read plan failed", exc)
                 continue
-            _plan_read(cycle, item)  # periods from traffic start, which the weight may have just set
         kept.append(item)
     return kept
 

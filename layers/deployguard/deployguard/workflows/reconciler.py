@@ -93,12 +93,14 @@ class ReconcileRun:
     deferred: int = 0  # due, read, left for the next run (rate or time budget)
     more_due: bool = False  # more were due than the run reads (its limit): a backlog
     overlapping: bool = False  # another run held the run lock: nothing done
+    unreadable: list[str] = field(default_factory=list)  # keys of due items the models reject: skipped
 
     def report(self, add_metric: Callable[..., object]) -> dict[str, Any]:
         """The run's summary (what the handler returns and logs), its EMF metrics given to ``add_metric``."""
         add_metric(name="TrafficChecks", unit="Count", value=self.checked)
         add_metric(name="TrafficRepairs", unit="Count", value=len(self.repaired))
         add_metric(name="TrafficChecksDeferred", unit="Count", value=self.deferred + int(self.more_due))
+        add_metric(name="RecordsUnreadable", unit="Count", value=len(self.unreadable))  # RecordsUnreadableAlarm
         return {
             "checked": self.checked,
             "repaired": [{"deployment_id": r.deployment_id, "observed": r.observed, "action": r.action}
@@ -107,6 +109,7 @@ class ReconcileRun:
             "deferred": self.deferred,
             "more_due": self.more_due,
             "overlapping": self.overlapping,
+            "records_unreadable": self.unreadable,
         }  # fmt: skip
 
 
@@ -174,7 +177,7 @@ def reconcile_traffic(
     run = ReconcileRun()
     at = now or clock.now()
     try:
-        due = repository.traffic_work(at, None if limit is None else limit + 1)  # one more: a backlog?
+        due = repository.traffic_work(at, None if limit is None else limit + 1, run.unreadable)  # one more: a backlog?
     except Exception as exc:
         logger.warning("cannot list ended deployments", extra={"reason": str(exc)})
         run.failed["*"] = f"{type(exc).__name__}: {exc}"
