@@ -23,6 +23,7 @@ DEMO_READERS = (
     "tests/test_report_why_and_metrics.py",
     "tests/test_report_console_deployment.py",
     "tests/test_screenshots_tool.py",
+    "tests/test_display_polish.py",
 )
 
 
