@@ -103,6 +103,7 @@ BUILTIN_FIELDS: dict[str, Unit] = {
     "orders_per_minute": Unit.NUMBER,
     # security
     "failed_authentications": Unit.COUNT,
+    "failed_authentication_rate": Unit.RATIO,  # failed authentications per request
     "security_violations": Unit.COUNT,
 }
 
@@ -131,6 +132,7 @@ class FieldSource:
     denominator: str | None = None  # the count a rate is of
     scaling: Scaling = "none"
     to_milliseconds: float = 1.0
+    rare: bool = False  # a rate of rare events (failed logins): over the periods counts span, not the latest ones
 
     @property
     def description(self) -> str:
@@ -186,6 +188,9 @@ def field_sources(metrics: Iterable[MetricSpec]) -> dict[str, FieldSource]:
             if spec.metric_type == MetricType.SECURITY or _matches(spec, r"auth|security|violation|intrusion"):
                 name = "failed_authentications" if _matches(spec, r"auth|login") else "security_violations"
                 out.setdefault(name, FieldSource(name, (spec.id,), "count", scaling="requests"))
+                if name == "failed_authentications" and of is not None:
+                    rate = "failed_authentication_rate"
+                    out.setdefault(rate, FieldSource(rate, (spec.id,), "rate", of, rare=True))
             elif not bad_up:  # conversions, successful checkouts: a rate that should not fall
                 if spec.metric_type == MetricType.BUSINESS and of is not None:
                     out.setdefault("conversion_rate", FieldSource("conversion_rate", (spec.id,), "rate", of))
@@ -313,8 +318,9 @@ def fields_from_window(
     share = weight / (1.0 - weight) if 0.0 < weight < 1.0 and data.share_start < data.end else None
 
     def rate(source: FieldSource, side: str) -> float | None:
-        den = data.total([source.denominator or ""], side)
-        num = data.total(source.metrics, side)
+        start = data.count_start if source.rare else None  # rare events: over the periods their counts span
+        den = data.total([source.denominator or ""], side, start)
+        num = data.total(source.metrics, side, start)
         return None if num is None or den is None or den < min_requests else num / den
 
     def requests_ratio(start: int) -> float | None:

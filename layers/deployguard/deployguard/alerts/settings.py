@@ -163,10 +163,16 @@ def default_rules() -> list[AlertRule]:
         ),
         AlertRule(
             name="security-signals",
-            description="failed authentications surge, or security violations are reported (custom metrics)",
+            description=(
+                "failed authentications surge against the baseline (3 times its rate, and more than 20), or "
+                "security violations are reported (custom metrics)"
+            ),
+            # traffic-relative: failed authentications per request, or the count against the baseline's put on
+            # the canary's requests, so a busy release whose versions fail logins alike never fires; the floor
+            # keeps a few stray failures from paging
             expression=(
-                "security_violations > 0 or failed_authentications > 50 "
-                "or failed_authentications increase > 200% vs baseline"
+                "security_violations > 0 or ((failed_authentication_rate increase > 200% vs baseline "
+                "or failed_authentications increase > 200% vs baseline) and failed_authentications > 20)"
             ),
             severity=Severity.CRITICAL,
             group="security",
