@@ -104,6 +104,10 @@ def default_rules() -> list[AlertRule]:
             expression='event == "deployment.failed" or event == "rollback.completed"',
             severity=Severity.ERROR,
             group="deployment",
+            # one announcement per deployment: its deployment.failed and the rollback.completed that follows
+            # (minutes later, for CodeDeploy's own rollback deployment) are one failure; the second joins the
+            # incident unannounced
+            cooldown_seconds=86400,
             auto_resolve=False,
             escalation="none",
         ),
