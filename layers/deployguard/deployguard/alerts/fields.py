@@ -109,6 +109,9 @@ BUILTIN_FIELDS: dict[str, Unit] = {
 
 _NAMES = list(BUILTIN_FIELDS)
 METRIC_FIELDS = frozenset(_NAMES[_NAMES.index("error_rate") :])  # fields only a metric can fill
+# fields that never have a baseline: a deployment's, an assessment's or an event's own values, and the drop
+# (already against the baseline): a relative change of one ("health_score decrease > 10% vs baseline") never fires
+NO_BASELINE = frozenset(_NAMES[: _NAMES.index("error_rate")]) | {"conversion_rate_drop"}
 
 RECENT_PERIODS = 5  # readings look back at most five periods, as the health report's
 MIN_REQUESTS = 200.0  # a rate over fewer requests is sampling noise: unknown (the health report's minimum)

@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from deployguard.alerts.expression import Expression, Unit, parse
-from deployguard.alerts.fields import BUILTIN_FIELDS
+from deployguard.alerts.fields import BUILTIN_FIELDS, NO_BASELINE
 from deployguard.exceptions import ExpressionError, Problem, problems_error
 from deployguard.models import Severity
 from deployguard.notification.urlsafety import check_allowlist
@@ -83,7 +83,7 @@ class AlertRule(_Strict):
     def compile(self, fields: dict[str, Unit] | None = None) -> Expression:
         """Parse and type-check the expression; the error names this rule and the column."""
         try:
-            self._compiled = parse(self.expression, fields if fields is not None else BUILTIN_FIELDS)
+            self._compiled = parse(self.expression, fields if fields is not None else BUILTIN_FIELDS, NO_BASELINE)
         except ExpressionError as exc:
             raise exc.for_rule(self.name) from None
         return self._compiled
