@@ -70,7 +70,7 @@ def test_relative_changes_against_the_baseline() -> None:
     assert ev(tput, {"throughput": 1000}, throughput=800) is False
     assert ev("throughput change >= 20%", {"throughput": 100}, throughput=120) is True
     assert ev("throughput change >= 20%", {"throughput": 100}, throughput=80) is True
-    assert ev("throughput change < 0.1", {"throughput": 100}, throughput=105) is True
+    assert ev("throughput change < 10%", {"throughput": 100}, throughput=105) is True  # a change is always a percentage
 
 
 def test_unknown_values_are_unknown_and_follow_kleene_logic() -> None:

@@ -178,11 +178,29 @@ class AlertEngine:
             baseline_values=baseline_values,
             now=decided,
         )
+        held = self._readings_after_promotion(evaluation) if assessment.details.get("kind") == "post_deployment" else []
         alerts = self._process(evaluation, deployment, decided_at, decided)
         self.incidents.note_evaluation(
-            deployment.deployment_id, [a.grouping_key for a in alerts], [r.name for r in evaluation.clear]
+            deployment.deployment_id, [a.grouping_key for a in alerts + held], [r.name for r in evaluation.clear]
         )
         return alerts
+
+    def _readings_after_promotion(self, evaluation: Evaluation) -> list[Alert]:
+        """A post-deployment look's readings (the latest periods since the promotion against those before the
+        deployment) keep or clear the incidents the canary's readings opened: a metric rule true on them keeps
+        its incident from clearing, false clears it; it raises no alert of its own (after the promotion that
+        is ``post-deployment-anomaly``'s, against the service's last 24 hours). Takes those alerts out of
+        ``evaluation.fired`` and returns them."""
+        from deployguard.alerts.fields import METRIC_FIELDS
+
+        metric = METRIC_FIELDS | set(self.settings.custom_fields)
+        held = []
+        for alert in evaluation.fired:
+            rule = self.settings.rule(alert.rule)
+            if rule is not None and set(rule.compiled.fields) & metric:
+                held.append(alert)
+        evaluation.fired = [a for a in evaluation.fired if a not in held]
+        return held
 
     def on_event(self, event: DeploymentEvent, deployment: Deployment | None = None) -> list[Alert]:
         """Evaluate the rules on a deployment event (failed, rollback failed, long running ...)."""

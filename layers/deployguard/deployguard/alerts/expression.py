@@ -9,7 +9,7 @@ walking that tree. Grammar::
     and        := not ("and" not)*
     not        := "not" not | primary
     primary    := "(" expression ")" | comparison
-    comparison := FIELD change OP quantity ["vs" "baseline"]     relative to the baseline
+    comparison := FIELD change OP NUMBER "%" ["vs" "baseline"]  relative to the baseline (metric fields only)
                 | operand OP operand
     change     := "increase" | "decrease" | "change"
     operand    := FIELD | NUMBER ["%"] | STRING
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -257,11 +257,12 @@ def _any_relative(node: Node) -> bool:
 
 
 class _Parser:
-    def __init__(self, text: str, fields: Mapping[str, Unit]) -> None:
+    def __init__(self, text: str, fields: Mapping[str, Unit], no_baseline: Collection[str] = ()) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.pos = 0
         self.fields = fields
+        self.no_baseline = no_baseline
         self.depth = 0
 
     def _nest(self, column: int) -> None:
@@ -370,6 +371,12 @@ class _Parser:
             raise ExpressionError(f"'{direction_tok.text}' needs a field before it", direction_tok.column)
         if not left.unit.numeric:
             raise ExpressionError(f"field {left.name!r} is text: it cannot increase or decrease", left.column)
+        if left.name in self.no_baseline:  # a deployment's or an assessment's own value: nothing to compare with
+            raise ExpressionError(
+                f"field {left.name!r} has no baseline: '{direction_tok.text}' compares a metric with the "
+                f"baseline's, which {left.name!r} never has (compare its value instead: {left.name} < N)",
+                left.column,
+            )
         op = self._op()
         if op.text in ("==", "!="):
             raise ExpressionError(f"a relative change is compared with > >= < <=, not {op.text}", op.column)
@@ -378,9 +385,14 @@ class _Parser:
             raise self._expected("a percentage such as 50%")
         self._take()
         threshold = float(quantity.text)
-        if self.tok.kind == "percent":
-            self._take()
-            threshold /= 100.0
+        if self.tok.kind != "percent":  # a bare number would be read as a ratio: 500 == +50,000%
+            raise ExpressionError(
+                f"a relative change of {left.name!r} is a percentage: write {quantity.text}% (a change of "
+                f"{quantity.text} percent), or compare the value itself ({left.name} > {quantity.text})",
+                quantity.column,
+            )
+        self._take()
+        threshold /= 100.0
         if self.tok.keyword == "vs":
             self._take()
             if self.tok.keyword != "baseline":
@@ -430,9 +442,10 @@ def _operand_column(operand: Operand) -> int:
     return operand.column
 
 
-def parse(text: str, fields: Mapping[str, Unit]) -> Expression:
-    """Parse and type-check ``text``; raises :class:`ExpressionError` with the column."""
-    return _Parser(text, fields).parse()
+def parse(text: str, fields: Mapping[str, Unit], no_baseline: Collection[str] = ()) -> Expression:
+    """Parse and type-check ``text``; raises :class:`ExpressionError` with the column. ``no_baseline``: the
+    fields that never have a baseline (a relative change of one can never be evaluated: an error)."""
+    return _Parser(text, fields, no_baseline).parse()
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -103,11 +103,15 @@ BUILTIN_FIELDS: dict[str, Unit] = {
     "orders_per_minute": Unit.NUMBER,
     # security
     "failed_authentications": Unit.COUNT,
+    "failed_authentication_rate": Unit.RATIO,  # failed authentications per request
     "security_violations": Unit.COUNT,
 }
 
 _NAMES = list(BUILTIN_FIELDS)
 METRIC_FIELDS = frozenset(_NAMES[_NAMES.index("error_rate") :])  # fields only a metric can fill
+# fields that never have a baseline: a deployment's, an assessment's or an event's own values, and the drop
+# (already against the baseline): a relative change of one ("health_score decrease > 10% vs baseline") never fires
+NO_BASELINE = frozenset(_NAMES[: _NAMES.index("error_rate")]) | {"conversion_rate_drop"}
 
 RECENT_PERIODS = 5  # readings look back at most five periods, as the health report's
 MIN_REQUESTS = 200.0  # a rate over fewer requests is sampling noise: unknown (the health report's minimum)
@@ -131,6 +135,7 @@ class FieldSource:
     denominator: str | None = None  # the count a rate is of
     scaling: Scaling = "none"
     to_milliseconds: float = 1.0
+    rare: bool = False  # a rate of rare events (failed logins): over the periods counts span, not the latest ones
 
     @property
     def description(self) -> str:
@@ -186,6 +191,9 @@ def field_sources(metrics: Iterable[MetricSpec]) -> dict[str, FieldSource]:
             if spec.metric_type == MetricType.SECURITY or _matches(spec, r"auth|security|violation|intrusion"):
                 name = "failed_authentications" if _matches(spec, r"auth|login") else "security_violations"
                 out.setdefault(name, FieldSource(name, (spec.id,), "count", scaling="requests"))
+                if name == "failed_authentications" and of is not None:
+                    rate = "failed_authentication_rate"
+                    out.setdefault(rate, FieldSource(rate, (spec.id,), "rate", of, rare=True))
             elif not bad_up:  # conversions, successful checkouts: a rate that should not fall
                 if spec.metric_type == MetricType.BUSINESS and of is not None:
                     out.setdefault("conversion_rate", FieldSource("conversion_rate", (spec.id,), "rate", of))
@@ -313,8 +321,9 @@ def fields_from_window(
     share = weight / (1.0 - weight) if 0.0 < weight < 1.0 and data.share_start < data.end else None
 
     def rate(source: FieldSource, side: str) -> float | None:
-        den = data.total([source.denominator or ""], side)
-        num = data.total(source.metrics, side)
+        start = data.count_start if source.rare else None  # rare events: over the periods their counts span
+        den = data.total([source.denominator or ""], side, start)
+        num = data.total(source.metrics, side, start)
         return None if num is None or den is None or den < min_requests else num / den
 
     def requests_ratio(start: int) -> float | None:

@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from deployguard.alerts.expression import Expression, Unit, parse
-from deployguard.alerts.fields import BUILTIN_FIELDS
+from deployguard.alerts.fields import BUILTIN_FIELDS, NO_BASELINE
 from deployguard.exceptions import ExpressionError, Problem, problems_error
 from deployguard.models import Severity
 from deployguard.notification.urlsafety import check_allowlist
@@ -83,7 +83,7 @@ class AlertRule(_Strict):
     def compile(self, fields: dict[str, Unit] | None = None) -> Expression:
         """Parse and type-check the expression; the error names this rule and the column."""
         try:
-            self._compiled = parse(self.expression, fields if fields is not None else BUILTIN_FIELDS)
+            self._compiled = parse(self.expression, fields if fields is not None else BUILTIN_FIELDS, NO_BASELINE)
         except ExpressionError as exc:
             raise exc.for_rule(self.name) from None
         return self._compiled
@@ -104,6 +104,10 @@ def default_rules() -> list[AlertRule]:
             expression='event == "deployment.failed" or event == "rollback.completed"',
             severity=Severity.ERROR,
             group="deployment",
+            # one announcement per deployment: its deployment.failed and the rollback.completed that follows
+            # (minutes later, for CodeDeploy's own rollback deployment) are one failure; the second joins the
+            # incident unannounced
+            cooldown_seconds=86400,
             auto_resolve=False,
             escalation="none",
         ),
@@ -163,10 +167,16 @@ def default_rules() -> list[AlertRule]:
         ),
         AlertRule(
             name="security-signals",
-            description="failed authentications surge, or security violations are reported (custom metrics)",
+            description=(
+                "failed authentications surge against the baseline (3 times its rate, and more than 20), or "
+                "security violations are reported (custom metrics)"
+            ),
+            # traffic-relative: failed authentications per request, or the count against the baseline's put on
+            # the canary's requests, so a busy release whose versions fail logins alike never fires; the floor
+            # keeps a few stray failures from paging
             expression=(
-                "security_violations > 0 or failed_authentications > 50 "
-                "or failed_authentications increase > 200% vs baseline"
+                "security_violations > 0 or ((failed_authentication_rate increase > 200% vs baseline "
+                "or failed_authentications increase > 200% vs baseline) and failed_authentications > 20)"
             ),
             severity=Severity.CRITICAL,
             group="security",

@@ -148,24 +148,12 @@ def _series(
     combined; rates derived from counts)."""
     specs = config.service(deployment.service).judge.metrics
     by_id = {spec.id: spec for spec in specs}
-    read = {q.key[1]: q.key for q in request.queries if q.key[2] == ALIAS}
-
-    def combined(metric_id: str) -> list[float | None]:
-        if metric_id in read:
-            return values[read[metric_id]]
-        base = values[(deployment.deployment_id, metric_id, "baseline")]
-        new = values[(deployment.deployment_id, metric_id, "canary")]
-        if by_id[metric_id].kind in (MetricKind.COUNT, MetricKind.RATE_COUNT):
-            return [
-                None if b is None and n is None else (b or 0.0) + (n or 0.0) for b, n in zip(base, new, strict=True)
-            ]
-        return [n if n is not None else b for b, n in zip(base, new, strict=True)]
-
+    combined = _combined(deployment, specs, request, values)
     out: dict[str, list[tuple[datetime, float]]] = {}
     for spec in specs:
-        series = combined(spec.id)
+        series = combined[spec.id]
         if spec.kind == MetricKind.RATE_COUNT and spec.relative_to in by_id:
-            totals = combined(spec.relative_to)
+            totals = combined[spec.relative_to]
             series = [k / n if k is not None and n else None for k, n in zip(series, totals, strict=True)]
         elif spec.kind == MetricKind.COUNT:
             continue  # traffic volume alone is not health
@@ -173,6 +161,64 @@ def _series(
             (request.start + timedelta(seconds=i * PERIOD_SECONDS), v) for i, v in enumerate(series) if v is not None
         ]
     return out
+
+
+def _combined(
+    deployment: Deployment,
+    specs: list[MetricSpec],
+    request: WindowRequest,
+    values: dict[tuple[str, str, str], list[float | None]],
+) -> dict[str, list[float | None]]:
+    """Per metric, the service's raw values per period (at the alias, or both versions combined)."""
+    read = {q.key[1]: q.key for q in request.queries if q.key[2] == ALIAS}
+
+    def combined(spec: MetricSpec) -> list[float | None]:
+        if spec.id in read:
+            return values[read[spec.id]]
+        base = values[(deployment.deployment_id, spec.id, "baseline")]
+        new = values[(deployment.deployment_id, spec.id, "canary")]
+        if spec.kind in (MetricKind.COUNT, MetricKind.RATE_COUNT):
+            return [
+                None if b is None and n is None else (b or 0.0) + (n or 0.0) for b, n in zip(base, new, strict=True)
+            ]
+        return [n if n is not None else b for b, n in zip(base, new, strict=True)]
+
+    return {spec.id: combined(spec) for spec in specs}
+
+
+def monitoring_fields(
+    deployment: Deployment, specs: list[MetricSpec], request: WindowRequest,
+    values: dict[tuple[str, str, str], list[float | None]], now: datetime,
+) -> dict[str, object] | None:  # fmt: skip
+    """The alert rules' field readings of a post-deployment look, as an assessment of the canary has them
+    (:func:`~deployguard.alerts.fields.fields_from_window`): the service's latest complete periods since the
+    promotion (every request on the new version), against, as the baseline, as many complete periods just
+    before the deployment started (the stable version alone; a field with no such history is unknown). So
+    a rule whose condition held during the canary (``system-overload``, ``business-impact``) evaluates
+    false once the problem is gone, and its incident clears and resolves after the clear window. None
+    before a whole period after the promotion."""
+    from deployguard.alerts.fields import RECENT_PERIODS, fields_from_window
+    from deployguard.models import CanaryWindow, MetricWindow
+
+    promoted_at = deployment.ended_at or deployment.started_at
+    period = timedelta(seconds=PERIOD_SECONDS)
+    combined = _combined(deployment, specs, request, values)
+    starts = [request.start + i * period for i in range(max((len(v) for v in combined.values()), default=0))]
+    after = [i for i, at in enumerate(starts) if at >= promoted_at and at + period <= now][-RECENT_PERIODS:]
+    before = [i for i, at in enumerate(starts) if at + period <= deployment.started_at][-len(after) :] if after else []
+    if not after:
+        return None
+    metrics = []
+    for spec in specs:
+        series = combined[spec.id]
+        canary = [series[i] if i < len(series) else None for i in after]
+        baseline: list[float | None] = [None] * (len(canary) - len(before))  # no history: unknown, never 0
+        baseline += [series[i] if i < len(series) else None for i in before]
+        metrics.append(MetricWindow(spec=spec, canary=canary, baseline=baseline))
+    # every request is the new version's, as every one before it was the stable version's: the same share
+    # of traffic on both sides (weight 0.5: the baseline's throughput is compared one to one)
+    window = CanaryWindow(interval_seconds=PERIOD_SECONDS, canary_weight=0.5, metrics=metrics)
+    return fields_from_window(window).as_details()
 
 
 def _last(deployment: Deployment) -> AssessmentCursor | None:
@@ -309,6 +355,9 @@ def complete_monitoring(
     if interval is not None and failed:
         interval = min(interval, RETRY_SECONDS)
     details: dict[str, object] = {"kind": KIND, "next_in_seconds": interval}
+    readings = monitoring_fields(deployment, specs, item.request, values, now) if judged else None
+    if readings is not None:  # what the alert rules read: their incidents of the canary clear when it is gone
+        details["fields"] = readings
     if not judged:
         details["inconclusive"] = True
     if failed:
