@@ -205,3 +205,29 @@ def test_an_unknown_state_whose_audit_write_fails_once_is_audited_once(stack: An
     assert plan.injected == len(ONE_CALL)
     assert _actions(dep)["codedeploy_in_weird_state"] == 1
     assert DeploymentRepository().get_deployment(dep).status.value == "in_progress"
+
+
+def test_a_start_delivered_after_the_success_is_kept_in_time_order_and_audited(stack: Any) -> None:
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep = create_lambda_deployment(target, "orders-api", "live")
+    aws.clock.advance(300)
+    _set_state(dep, "Succeeded", ended=True)
+    _put(aws, dep, "SUCCESS")
+    events_before = _event_types(dep)
+    aws.clock.advance(60)
+    _put(aws, dep, "START")  # delivered after
+    _put(aws, dep, "START")  # and again
+    record = DeploymentRepository().get_deployment(dep)
+    assert (record.status.value, record.phase.value, record.duration_seconds) == ("succeeded", "monitoring", 300)
+    assert [p.reason for p in record.phase_history] == [
+        "recorded from CodeDeploy",
+        "CodeDeploy START (after the recorded end)",  # in time order: before the end it came after
+        "CodeDeploy SUCCESS",
+    ]
+    assert all(p.at <= record.ended_at for p in record.phase_history if record.ended_at)
+    assert _actions(dep)["codedeploy_start"] == 1
+    late = next(a for a in DeploymentRepository().audit_trail(dep) if a.action == "codedeploy_start")
+    assert "delivered after the recorded end" in late.reason
+    assert _event_types(dep) == events_before  # no deployment.started after the end

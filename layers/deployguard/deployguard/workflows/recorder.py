@@ -2,16 +2,17 @@
 
 EventBridge delivers at least once and not always in order, so:
 - a state already recorded is not recorded twice (nor counted twice in the metrics);
-- a terminal status is never overwritten by a late START or READY;
+- a terminal status is never overwritten by a late START or READY (nor a second terminal state): a state
+  delivered after the end is kept in the phase history and audited, not announced;
 - the phase history is kept in time order whatever the delivery order;
 - start and end come from CodeDeploy (``createTime``, ``completeTime``) when it has them.
 
-A failed deployment whose traffic had moved is ``rolled_back`` once the stable version
-has all the traffic again (a Lambda alias back on its ``CurrentVersion``, or a rollback
-deployment that succeeded); a rollback that fails raises ``rollback.failed``. A
-deployment running 50% past its expected duration raises ``deployment.long_running``
-once (on its next event, or from :meth:`DeploymentRecorder.sweep_long_running`). The same
-schedule finishes lifecycle-hook answers left unconfirmed
+A failed deployment whose traffic had moved is ``rolled_back`` once the new version has no
+traffic left (a Lambda alias routing nothing to its ``TargetVersion``, or a rollback deployment
+that succeeded); a rollback that fails raises ``rollback.failed``, never judged from an alias a
+later deployment has taken over. A deployment running 50% past its expected duration raises
+``deployment.long_running`` once (on its next event, or from
+:meth:`DeploymentRecorder.sweep_long_running`). The same schedule finishes lifecycle-hook answers left unconfirmed
 (:meth:`DeploymentRecorder.sweep_unanswered_hooks`, see :mod:`deployguard.hooks.answers`).
 
 A CodeDeploy canary or linear deployment ends with ``canary.completed`` (as the state machine's
@@ -63,6 +64,7 @@ DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
 INSTANCE_STATE_CHANGE = "CodeDeploy Instance State-change Notification"
 CANARY_STRATEGIES = frozenset({Strategy.CANARY, Strategy.LINEAR})  # traffic moves in steps: a canary
 LONG_RUNNING_RATIO = 1.5  # deployment.long_running: a deployment running 50% longer than its expected duration
+AFTER_THE_END = " (after the recorded end)"  # a phase change delivered after the deployment ended
 logger = logging.getLogger(__name__)
 
 _STATUS = {
@@ -216,6 +218,28 @@ def _rollback_follows(info: CodeDeployDeployment) -> bool:
     return bool(info.rollback_deployment_id) or (info.rollback_requested and info.compute_platform == "Lambda")
 
 
+_END_PHASES = frozenset({Phase.MONITORING, Phase.COMPLETED, Phase.FAILED})
+
+
+def _insert_late(deployment: Deployment, late: PhaseChange) -> None:
+    """Put a state delivered after ``deployment`` ended in its phase history, in time order. A START or
+    READY happened before the end whenever it was delivered: a START at CodeDeploy's ``createTime`` (the
+    record's start), a READY at its time but no later than the end, before an end of the same instant."""
+    history = deployment.phase_history
+    if late.phase not in _END_PHASES:
+        ended = deployment.ended_at or late.at
+        when = deployment.started_at if late.phase == Phase.DEPLOYMENT_ACTIVE else min(late.at, ended)
+        late = late.model_copy(update={"at": max(min(when, ended), deployment.started_at)})
+        index = next(
+            (i for i, p in enumerate(history) if p.at > late.at or (p.at == late.at and p.phase in _END_PHASES)),
+            len(history),
+        )
+        history.insert(index, late)
+        return
+    history.append(late)
+    history.sort(key=lambda p: p.at)
+
+
 def _ended_reason(kept: str | None, marker: str, error_message: str | None) -> str:
     """Why a CodeDeploy deployment ended: the reason DeployGuard itself set (a hook's Failed verdict, a
     remediation's StopDeployment), if any, first, then what CodeDeploy says (its state and error)."""
@@ -262,8 +286,11 @@ class DeploymentRecorder:
         def change(d: Deployment) -> None:
             nonlocal changed
             changed = False
-            if any(p.reason == marker for p in d.phase_history) or d.status.is_terminal:
-                return  # a duplicate, or a late event after the end
+            if any(p.reason in (marker, marker + AFTER_THE_END) for p in d.phase_history):
+                return  # a duplicate
+            if d.status.is_terminal:  # a late event: in the history in time order, the end untouched
+                _insert_late(d, PhaseChange(phase=_PHASE[state], at=at, reason=marker + AFTER_THE_END))
+                return
             changed = True
             d.phase_history.append(PhaseChange(phase=_PHASE[state], at=at, reason=marker))
             d.phase_history.sort(key=lambda p: p.at)
@@ -277,9 +304,9 @@ class DeploymentRecorder:
                     d.canary_weight = 0.0
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
-        recorded = next((p for p in deployment.phase_history if p.reason == marker), None)
+        recorded = next((p for p in deployment.phase_history if p.reason in (marker, marker + AFTER_THE_END)), None)
         if recorded is not None:  # by this delivery, or by an earlier one whose follow-up may not have finished
-            self._follow_up(deployment, state, info, recorded.at)
+            self._follow_up(deployment, state, info, recorded.at, late=recorded.reason != marker)
         release = self._rollback_ended(info, state, at) if info.rollback_of else None
         self._check_long_running(deployment)
         outcome = self._outcome(deployment, state, "deployment", changed)
@@ -293,17 +320,23 @@ class DeploymentRecorder:
             outcome.rollback_follows = True  # counted when its rollback deployment ends
         return outcome
 
-    def _follow_up(self, deployment: Deployment, state: str, info: CodeDeployDeployment, at: datetime) -> None:
+    def _follow_up(
+        self, deployment: Deployment, state: str, info: CodeDeployDeployment, at: datetime, late: bool = False
+    ) -> None:
         """What follows a state recorded at ``at``: its audit entry and announcements. Each is keyed
         (the audit entry and the state's event by the state and its time, ``canary.completed`` by its
         claim), so a redelivery, or the retry of a delivery that failed half-way, finishes what an
-        earlier attempt began and duplicates nothing."""
+        earlier attempt began and duplicates nothing. ``late``: delivered after the deployment was recorded
+        as ended: audited only (its announcements would say what is no longer so)."""
         self.repository.audit_once(
             deployment.deployment_id, f"codedeploy-{state}", at, f"codedeploy_{state.lower()}", ACTOR,
             f"{info.application}/{info.group}: {state} ({deployment.status.value})"
-            + (f": {info.error_message}" if info.error_message else ""),
+            + (f": {info.error_message}" if info.error_message else "")
+            + ("; delivered after the recorded end, which it does not change" if late else ""),
             state=state, status=deployment.status.value, creator=info.creator,
         )  # fmt: skip
+        if late:
+            return
         ended_here = _STATUS[state].is_terminal and deployment.status.is_terminal
         if ended_here and not info.is_rollback and not info.rollback_deployment_id:
             self._announce_canary_completed(deployment)  # else when its rollback deployment ends
@@ -370,8 +403,8 @@ class DeploymentRecorder:
         self, state: str, deployment: Deployment, info: CodeDeployDeployment, at: datetime
     ) -> DeploymentStatus:
         status = _STATUS[state]
-        if state not in ("FAILURE", "STOP") or info.is_rollback:
-            return status
+        if state not in ("FAILURE", "STOP") or info.is_rollback or deployment.status.is_terminal:
+            return status  # (a record that ended already keeps its end: nothing to judge)
         if info.rollback_deployment_id:
             return status  # a rollback deployment of its own follows; it decides (see _rollback_ended)
         target = info.target
