@@ -19,7 +19,12 @@ from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.chaos.faults import FaultInjector
-from deployguard_local.codedeploy import _set_state, create_lambda_deployment, put_state_change
+from deployguard_local.codedeploy import (
+    _set_state,
+    create_lambda_deployment,
+    put_state_change,
+    start_rollback_deployment,
+)
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 from deployguard_local.receivers import local_receivers
 
@@ -231,3 +236,31 @@ def test_a_start_delivered_after_the_success_is_kept_in_time_order_and_audited(s
     late = next(a for a in DeploymentRepository().audit_trail(dep) if a.action == "codedeploy_start")
     assert "delivered after the recorded end" in late.reason
     assert _event_types(dep) == events_before  # no deployment.started after the end
+
+
+def test_a_rollback_deployment_whose_notifications_come_first_marks_the_release_rolled_back(stack: Any) -> None:
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep = create_lambda_deployment(target, "orders-api", "live")
+    aws.clock.advance(120)
+    _set_state(dep, "Stopped", ended=True)
+    rollback_id = start_rollback_deployment(dep)
+    aws.clock.advance(30)
+    _set_state(rollback_id, "Succeeded", ended=True)
+    # the rollback deployment's notifications arrive first; the release's START and STOP after
+    _put(aws, rollback_id, "START")
+    _put(aws, rollback_id, "SUCCESS")
+    release = DeploymentRepository().get_deployment(dep)
+    assert (release.status.value, release.version, release.rollback_of) == ("rolled_back", versions[1], None)
+    _put(aws, dep, "START")
+    _put(aws, dep, "STOP")
+    _put(aws, rollback_id, "SUCCESS")  # redelivered
+    release = DeploymentRepository().get_deployment(dep)
+    assert release.status.value == "rolled_back" and release.canary_weight == 0.0
+    assert release.phase_history[-1].reason == f"rolled back by {rollback_id}"
+    assert _event_types(dep).count("rollback.completed") == 1
+    assert "rollback.failed" not in _event_types(dep)
+    actions = _actions(dep)
+    assert (actions["rollback_completed"], actions["codedeploy_start"], actions["codedeploy_stop"]) == (1, 1, 1)
+    assert DeploymentRepository().get_deployment(rollback_id).rollback_of == dep

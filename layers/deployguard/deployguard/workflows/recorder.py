@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import ConfigDict, Field
 
 from deployguard import clock
 from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
-from deployguard.exceptions import ConflictError, TrafficShiftError
+from deployguard.exceptions import CodeDeployError, ConflictError, TrafficShiftError
 from deployguard.models import (
     Deployment,
     DeploymentEvent,
@@ -224,7 +225,8 @@ _END_PHASES = frozenset({Phase.MONITORING, Phase.COMPLETED, Phase.FAILED})
 def _insert_late(deployment: Deployment, late: PhaseChange) -> None:
     """Put a state delivered after ``deployment`` ended in its phase history, in time order. A START or
     READY happened before the end whenever it was delivered: a START at CodeDeploy's ``createTime`` (the
-    record's start), a READY at its time but no later than the end, before an end of the same instant."""
+    record's start), a READY at its time but no later than the end, before an end of the same instant; a
+    terminal state at its time (CodeDeploy's ``completeTime``)."""
     history = deployment.phase_history
     if late.phase not in _END_PHASES:
         ended = deployment.ended_at or late.at
@@ -289,7 +291,8 @@ class DeploymentRecorder:
             if any(p.reason in (marker, marker + AFTER_THE_END) for p in d.phase_history):
                 return  # a duplicate
             if d.status.is_terminal:  # a late event: in the history in time order, the end untouched
-                _insert_late(d, PhaseChange(phase=_PHASE[state], at=at, reason=marker + AFTER_THE_END))
+                late = PhaseChange(phase=_PHASE[state], at=ended_at or at, reason=marker + AFTER_THE_END)
+                _insert_late(d, late)
                 return
             changed = True
             d.phase_history.append(PhaseChange(phase=_PHASE[state], at=at, reason=marker))
@@ -478,7 +481,7 @@ class DeploymentRecorder:
         original_id = info.rollback_of
         if original_id is None or state not in ("SUCCESS", "FAILURE", "STOP"):
             return None
-        original = self.repository.find_deployment(original_id)
+        original = self.repository.find_deployment(original_id) or self._release_record(original_id, at)
         claim = f"{info.deployment_id}#{state}"
         if original is None or not self.repository.claim_once("CD-ROLLBACK", claim, timedelta(days=2)):
             return None
@@ -488,6 +491,20 @@ class DeploymentRecorder:
             with contextlib.suppress(Exception):
                 self.repository.release("CD-ROLLBACK", claim)
             raise
+
+    def _release_record(self, deployment_id: str, at: datetime) -> Deployment | None:
+        """The record of a release whose rollback deployment's notifications came before its own: made from
+        CodeDeploy's GetDeployment (its own, when they come, find it). None if CodeDeploy has no such one."""
+        try:
+            info = self.codedeploy.deployment(deployment_id)
+        except CodeDeployError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "DeploymentDoesNotExistException":
+                logger.warning("the deployment rolled back is unknown", extra={"deployment_id": deployment_id})
+                return None
+            raise  # the retry asks again
+        reason = "recorded from CodeDeploy (its rollback deployment's notification came first)"
+        return ensure_record(self.repository, self.config, info, at, reason, self.codedeploy)
 
     def _rollback_outcome(
         self, original: Deployment, info: CodeDeployDeployment, state: str, at: datetime
