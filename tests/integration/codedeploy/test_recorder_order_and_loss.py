@@ -264,3 +264,30 @@ def test_a_rollback_deployment_whose_notifications_come_first_marks_the_release_
     actions = _actions(dep)
     assert (actions["rollback_completed"], actions["codedeploy_start"], actions["codedeploy_stop"]) == (1, 1, 1)
     assert DeploymentRepository().get_deployment(rollback_id).rollback_of == dep
+
+
+def test_an_end_whose_notification_went_to_the_dead_letter_queue_is_recorded_by_the_schedule(stack: Any) -> None:
+    aws, faults = stack
+    dep = _started(aws)
+    started = clock.now()
+    aws.clock.advance(300)
+    _set_state(dep, "Succeeded", ended=True)
+    lost = faults.on("dynamodb", "PutItem", [], then="throttle", when=mentions("CodeDeploy SUCCESS"))
+    _put(aws, dep, "SUCCESS")  # every attempt fails: the notification ends in the FunctionFailureQueue
+    assert lost.injected and any(name.endswith("DeploymentRecorderFunction") for name, _ in aws.invoker.failed)
+    faults.clear()
+    assert DeploymentRepository().get_deployment(dep).status.value == "in_progress"
+    undo = aws.follow_schedules(["DeploymentRecorderFunction"])
+    try:
+        aws.clock.advance(1770 - (clock.now() - started).total_seconds())  # no phase change for 29.5 min: not asked
+        assert DeploymentRepository().get_deployment(dep).status.value == "in_progress"
+        aws.clock.advance(300)  # the recorder's schedule: every 5 minutes
+    finally:
+        undo()
+    record = DeploymentRepository().get_deployment(dep)
+    assert (record.status.value, record.duration_seconds) == ("succeeded", 300)  # CodeDeploy's completeTime
+    actions = _actions(dep)
+    assert (actions["codedeploy_success"], actions["codedeploy_reconciled"]) == (1, 1)
+    assert _event_types(dep).count("deployment.completed") == 1
+    _put(aws, dep, "SUCCESS")  # the dead letter redriven: recorded already
+    assert _actions(dep)["codedeploy_success"] == 1 and _event_types(dep).count("deployment.completed") == 1

@@ -65,6 +65,10 @@ DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
 INSTANCE_STATE_CHANGE = "CodeDeploy Instance State-change Notification"
 CANARY_STRATEGIES = frozenset({Strategy.CANARY, Strategy.LINEAR})  # traffic moves in steps: a canary
 LONG_RUNNING_RATIO = 1.5  # deployment.long_running: a deployment running 50% longer than its expected duration
+# no phase change this long (Lambda gave up its retries long since): CodeDeploy is asked whether it ended
+RECONCILE_AFTER = timedelta(minutes=30)
+RECONCILE_PER_SWEEP = 10  # GetDeployment calls of one scheduled run, at most
+_CODEDEPLOY_ENDS = {"Succeeded": "SUCCESS", "Failed": "FAILURE", "Stopped": "STOP"}
 AFTER_THE_END = " (after the recorded end)"  # a phase change delivered after the deployment ended
 logger = logging.getLogger(__name__)
 
@@ -360,6 +364,53 @@ class DeploymentRecorder:
             if deployment.driver == "codedeploy" and self._check_long_running(deployment):
                 raised.append(deployment.deployment_id)
         return raised
+
+    def sweep_unrecorded_ends(self, limit: int = RECONCILE_PER_SWEEP) -> list[RecordOutcome]:
+        """Record the end of CodeDeploy deployments whose terminal notification never arrived (EventBridge
+        gave up on it, or the recorder's retries did and it went to the FunctionFailureQueue): a record still
+        in progress with no phase change for :data:`RECONCILE_AFTER` is looked up with GetDeployment (each at
+        most once in that time, at most ``limit`` a run), and an end CodeDeploy reports is recorded as its
+        notification would have been (a redriven notification then finds it recorded)."""
+        now = clock.now()
+        outcomes: list[RecordOutcome] = []
+        asked = 0
+        for deployment in self.repository.active_deployments():
+            if asked >= limit:
+                break
+            codedeploy_id = deployment.codedeploy_deployment_id
+            if deployment.driver != "codedeploy" or not codedeploy_id:
+                continue
+            last = max((p.at for p in deployment.phase_history), default=deployment.started_at)
+            if now - last < RECONCILE_AFTER:
+                continue
+            if not self.repository.claim_once("CD-RECONCILE", deployment.deployment_id, RECONCILE_AFTER):
+                continue  # asked within RECONCILE_AFTER
+            asked += 1
+            try:
+                outcome = self._record_unrecorded_end(codedeploy_id, now)
+            except Exception:  # the next run asks again; the others are not held up
+                logger.exception("cannot reconcile the deployment with CodeDeploy",
+                                 extra={"deployment_id": deployment.deployment_id})  # fmt: skip
+                continue
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _record_unrecorded_end(self, deployment_id: str, now: datetime) -> RecordOutcome | None:
+        info = self.codedeploy.deployment(deployment_id)
+        state = _CODEDEPLOY_ENDS.get(info.status)
+        if state is None:
+            return None  # still running
+        detail = StateChangeDetail(deploymentId=deployment_id, application=info.application,
+                                   deploymentGroup=info.group, state=state)  # fmt: skip
+        at = info.complete_time or now
+        outcome = self.record(detail, at)
+        self.repository.audit_once(
+            deployment_id, f"reconciled-{state}", at, "codedeploy_reconciled", ACTOR,
+            f"CodeDeploy reports {info.status} and its {state} notification was never recorded: recorded from "
+            "GetDeployment by the scheduled sweep", state=state,
+        )  # fmt: skip
+        return outcome
 
     def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
         """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died.
