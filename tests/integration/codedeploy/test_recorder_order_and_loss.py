@@ -197,6 +197,8 @@ def test_an_instance_event_whose_audit_write_fails_once_is_audited_once(stack: A
     aws.clock.advance(30)
     _put_instance(aws, dep, "SUCCESS")  # a duplicate notification, later: still one entry
     assert _actions(dep)["codedeploy_instance_success"] == 1
+    trail = [a.action for a in DeploymentRepository().audit_trail(dep)]
+    assert trail.index("codedeploy_start") < trail.index("codedeploy_instance_success")  # in the order written
     entry = next(a for a in DeploymentRepository().audit_trail(dep) if a.action == "codedeploy_instance_success")
     assert entry.reason == "orders-api/live: orders-api:live#SUCCESS"
 

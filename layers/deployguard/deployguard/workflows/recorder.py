@@ -223,6 +223,11 @@ def _rollback_follows(info: CodeDeployDeployment) -> bool:
     return bool(info.rollback_deployment_id) or (info.rollback_requested and info.compute_platform == "Lambda")
 
 
+def _audit_key(key: str) -> str:
+    """``key`` as the key of an audit entry written once: without ``#`` (its sort key's separator) or spaces."""
+    return "".join(c if c.isalnum() or c in "-_.:" else "-" for c in key)
+
+
 _END_PHASES = frozenset({Phase.MONITORING, Phase.COMPLETED, Phase.FAILED})
 
 
@@ -621,8 +626,8 @@ class DeploymentRecorder:
             kept = (self.repository.find_claim("CD-STATE", key) or {}).get("first_at")
             first_at = datetime.fromisoformat(str(kept)) if kept else None
         if first_at is not None:
-            self.repository.audit_once(deployment.deployment_id, f"codedeploy-{marker}", first_at, action, ACTOR,
-                                       f"{info.application}/{info.group}: {marker}",
+            self.repository.audit_once(deployment.deployment_id, _audit_key(f"codedeploy-{marker}"), first_at,
+                                       action, ACTOR, f"{info.application}/{info.group}: {marker}",
                                        event_time=first_at.isoformat())  # fmt: skip
         self._check_long_running(deployment)
         return self._outcome(deployment, state, kind, changed)
