@@ -293,3 +293,25 @@ def test_an_end_whose_notification_went_to_the_dead_letter_queue_is_recorded_by_
     assert _event_types(dep).count("deployment.completed") == 1
     _put(aws, dep, "SUCCESS")  # the dead letter redriven: recorded already
     assert _actions(dep)["codedeploy_success"] == 1 and _event_types(dep).count("deployment.completed") == 1
+
+
+def test_the_schedule_asks_codedeploy_about_a_bounded_number_of_deployments_a_run(stack: Any) -> None:
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import parse_config
+    from deployguard.workflows.recorder import DeploymentRecorder
+
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    deployments = [create_lambda_deployment(target, "orders-api", "live") for _ in range(3)]
+    for dep in deployments:
+        _put(aws, dep, "START")
+        _set_state(dep, "Succeeded", ended=True)  # and every SUCCESS lost
+    aws.clock.advance(31 * 60)
+    recorder = DeploymentRecorder(parse_config("{}", "t.yaml"), DeploymentRepository(), EventPublisher())
+    first = recorder.sweep_unrecorded_ends(limit=2)
+    assert len(first) == 2 and all(o.status.value == "succeeded" for o in first)
+    second = recorder.sweep_unrecorded_ends(limit=2)  # the ones asked are not asked again; the third is
+    assert [o.deployment_id for o in second] == sorted(set(deployments) - {o.deployment_id for o in first})
+    assert recorder.sweep_unrecorded_ends(limit=2) == []
+    assert {DeploymentRepository().get_deployment(d).status.value for d in deployments} == {"succeeded"}
