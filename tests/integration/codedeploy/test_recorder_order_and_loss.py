@@ -19,7 +19,12 @@ from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import LambdaTarget
 from deployguard.storage.repository import DeploymentRepository
 from deployguard_local.chaos.faults import FaultInjector
-from deployguard_local.codedeploy import _set_state, create_lambda_deployment, put_state_change
+from deployguard_local.codedeploy import (
+    _set_state,
+    create_lambda_deployment,
+    put_state_change,
+    start_rollback_deployment,
+)
 from deployguard_local.emulator import REPO_ROOT, EmbeddedAws, _environment, sample_handler
 from deployguard_local.receivers import local_receivers
 
@@ -192,6 +197,8 @@ def test_an_instance_event_whose_audit_write_fails_once_is_audited_once(stack: A
     aws.clock.advance(30)
     _put_instance(aws, dep, "SUCCESS")  # a duplicate notification, later: still one entry
     assert _actions(dep)["codedeploy_instance_success"] == 1
+    trail = [a.action for a in DeploymentRepository().audit_trail(dep)]
+    assert trail.index("codedeploy_start") < trail.index("codedeploy_instance_success")  # in the order written
     entry = next(a for a in DeploymentRepository().audit_trail(dep) if a.action == "codedeploy_instance_success")
     assert entry.reason == "orders-api/live: orders-api:live#SUCCESS"
 
@@ -205,3 +212,106 @@ def test_an_unknown_state_whose_audit_write_fails_once_is_audited_once(stack: An
     assert plan.injected == len(ONE_CALL)
     assert _actions(dep)["codedeploy_in_weird_state"] == 1
     assert DeploymentRepository().get_deployment(dep).status.value == "in_progress"
+
+
+def test_a_start_delivered_after_the_success_is_kept_in_time_order_and_audited(stack: Any) -> None:
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep = create_lambda_deployment(target, "orders-api", "live")
+    aws.clock.advance(300)
+    _set_state(dep, "Succeeded", ended=True)
+    _put(aws, dep, "SUCCESS")
+    events_before = _event_types(dep)
+    aws.clock.advance(60)
+    _put(aws, dep, "START")  # delivered after
+    _put(aws, dep, "START")  # and again
+    record = DeploymentRepository().get_deployment(dep)
+    assert (record.status.value, record.phase.value, record.duration_seconds) == ("succeeded", "monitoring", 300)
+    assert [p.reason for p in record.phase_history] == [
+        "recorded from CodeDeploy",
+        "CodeDeploy START (after the recorded end)",  # in time order: before the end it came after
+        "CodeDeploy SUCCESS",
+    ]
+    assert all(p.at <= record.ended_at for p in record.phase_history if record.ended_at)
+    assert _actions(dep)["codedeploy_start"] == 1
+    late = next(a for a in DeploymentRepository().audit_trail(dep) if a.action == "codedeploy_start")
+    assert "delivered after the recorded end" in late.reason
+    assert _event_types(dep) == events_before  # no deployment.started after the end
+
+
+def test_a_rollback_deployment_whose_notifications_come_first_marks_the_release_rolled_back(stack: Any) -> None:
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep = create_lambda_deployment(target, "orders-api", "live")
+    aws.clock.advance(120)
+    _set_state(dep, "Stopped", ended=True)
+    rollback_id = start_rollback_deployment(dep)
+    aws.clock.advance(30)
+    _set_state(rollback_id, "Succeeded", ended=True)
+    # the rollback deployment's notifications arrive first; the release's START and STOP after
+    _put(aws, rollback_id, "START")
+    _put(aws, rollback_id, "SUCCESS")
+    release = DeploymentRepository().get_deployment(dep)
+    assert (release.status.value, release.version, release.rollback_of) == ("rolled_back", versions[1], None)
+    _put(aws, dep, "START")
+    _put(aws, dep, "STOP")
+    _put(aws, rollback_id, "SUCCESS")  # redelivered
+    release = DeploymentRepository().get_deployment(dep)
+    assert release.status.value == "rolled_back" and release.canary_weight == 0.0
+    assert release.phase_history[-1].reason == f"rolled back by {rollback_id}"
+    assert _event_types(dep).count("rollback.completed") == 1
+    assert "rollback.failed" not in _event_types(dep)
+    actions = _actions(dep)
+    assert (actions["rollback_completed"], actions["codedeploy_start"], actions["codedeploy_stop"]) == (1, 1, 1)
+    assert DeploymentRepository().get_deployment(rollback_id).rollback_of == dep
+
+
+def test_an_end_whose_notification_went_to_the_dead_letter_queue_is_recorded_by_the_schedule(stack: Any) -> None:
+    aws, faults = stack
+    dep = _started(aws)
+    started = clock.now()
+    aws.clock.advance(300)
+    _set_state(dep, "Succeeded", ended=True)
+    lost = faults.on("dynamodb", "PutItem", [], then="throttle", when=mentions("CodeDeploy SUCCESS"))
+    _put(aws, dep, "SUCCESS")  # every attempt fails: the notification ends in the FunctionFailureQueue
+    assert lost.injected and any(name.endswith("DeploymentRecorderFunction") for name, _ in aws.invoker.failed)
+    faults.clear()
+    assert DeploymentRepository().get_deployment(dep).status.value == "in_progress"
+    undo = aws.follow_schedules(["DeploymentRecorderFunction"])
+    try:
+        aws.clock.advance(1770 - (clock.now() - started).total_seconds())  # no phase change for 29.5 min: not asked
+        assert DeploymentRepository().get_deployment(dep).status.value == "in_progress"
+        aws.clock.advance(300)  # the recorder's schedule: every 5 minutes
+    finally:
+        undo()
+    record = DeploymentRepository().get_deployment(dep)
+    assert (record.status.value, record.duration_seconds) == ("succeeded", 300)  # CodeDeploy's completeTime
+    actions = _actions(dep)
+    assert (actions["codedeploy_success"], actions["codedeploy_reconciled"]) == (1, 1)
+    assert _event_types(dep).count("deployment.completed") == 1
+    _put(aws, dep, "SUCCESS")  # the dead letter redriven: recorded already
+    assert _actions(dep)["codedeploy_success"] == 1 and _event_types(dep).count("deployment.completed") == 1
+
+
+def test_the_schedule_asks_codedeploy_about_a_bounded_number_of_deployments_a_run(stack: Any) -> None:
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import parse_config
+    from deployguard.workflows.recorder import DeploymentRecorder
+
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    deployments = [create_lambda_deployment(target, "orders-api", "live") for _ in range(3)]
+    for dep in deployments:
+        _put(aws, dep, "START")
+        _set_state(dep, "Succeeded", ended=True)  # and every SUCCESS lost
+    aws.clock.advance(31 * 60)
+    recorder = DeploymentRecorder(parse_config("{}", "t.yaml"), DeploymentRepository(), EventPublisher())
+    first = recorder.sweep_unrecorded_ends(limit=2)
+    assert len(first) == 2 and all(o.status.value == "succeeded" for o in first)
+    second = recorder.sweep_unrecorded_ends(limit=2)  # the ones asked are not asked again; the third is
+    assert [o.deployment_id for o in second] == sorted(set(deployments) - {o.deployment_id for o in first})
+    assert recorder.sweep_unrecorded_ends(limit=2) == []
+    assert {DeploymentRepository().get_deployment(d).status.value for d in deployments} == {"succeeded"}

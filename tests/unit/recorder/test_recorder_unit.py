@@ -55,6 +55,7 @@ def test_duplicates_and_late_events_do_not_corrupt_the_record(
     assert [p.reason for p in record.phase_history] == [
         "recorded from CodeDeploy",
         "CodeDeploy START",
+        "CodeDeploy READY (after the recorded end)",  # kept in time order, the end untouched
         "CodeDeploy SUCCESS",
     ]
     assert (record.driver, record.strategy, record.codedeploy_group) == ("codedeploy", Strategy.CANARY, "live")

@@ -23,6 +23,38 @@ class TimelineEntry(Model):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+TIMELINE_FIRST = 10  # the incident's first entries (it opened, its first alerts), always kept
+TIMELINE_LAST = 100  # at most this many of its newest entries kept after them
+TIMELINE_BYTES = 100_000  # and at most about this much JSON in all: the record stays far below DynamoDB's 400 KB
+TIMELINE_OMITTED = "entries_omitted"  # the entry standing for those left out between the first and the newest
+
+
+def bound_timeline(timeline: list[TimelineEntry]) -> list[TimelineEntry]:
+    """``timeline`` bounded: its first :data:`TIMELINE_FIRST` entries, then one ``entries_omitted`` entry
+    saying how many were left out (``details.omitted``, "N entries omitted"), then the newest entries, at most
+    :data:`TIMELINE_LAST` and :data:`TIMELINE_BYTES` in all. An open incident that alerts join for days, or
+    whose condition flaps, would otherwise outgrow the item size DynamoDB allows, and every later alert of
+    its key fail. The same list when nothing is left out."""
+    head, rest = timeline[:TIMELINE_FIRST], timeline[TIMELINE_FIRST:]
+    omitted = 0
+    if rest and rest[0].action == TIMELINE_OMITTED:
+        omitted, rest = int(rest[0].details.get("omitted", 0)), rest[1:]
+    size = sum(len(e.model_dump_json()) for e in head)
+    kept: list[TimelineEntry] = []
+    for entry in reversed(rest):
+        size += len(entry.model_dump_json())
+        if len(kept) >= TIMELINE_LAST or size > TIMELINE_BYTES:
+            break
+        kept.append(entry)
+    left_out = rest[: len(rest) - len(kept)]
+    if not left_out:
+        return timeline
+    omitted += len(left_out)
+    note = TimelineEntry(at=left_out[-1].at, action=TIMELINE_OMITTED, actor="deployguard",
+                         notes=f"{omitted} entries omitted", details={"omitted": omitted})  # fmt: skip
+    return [*head, note, *reversed(kept)]
+
+
 class ClaimedPage(Model):
     """A page claimed on the incident and not known to be recorded in the outbox yet: noted in the claim's
     own write, cleared once the page's event is recorded. Found by a later tick (the claim's write was

@@ -11,8 +11,9 @@
 
 An incident is written before its key marker is claimed (conditionally), so two alerts
 of one group racing each other open one incident and a key always leads to its incident;
-every change is conditional on the incident's ``version_counter``. Resolved incidents and alerts expire (``expires_at``)
-after the repository's retention.
+every change is conditional on the incident's ``version_counter``. Its timeline is stored bounded
+(:func:`~deployguard.incidents.models.bound_timeline`: the first entries, "N entries omitted", the newest).
+Resolved incidents and alerts expire (``expires_at``) after the repository's retention.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pydantic import BaseModel
 from deployguard import clock
 from deployguard.alerts.models import Alert
 from deployguard.exceptions import ConflictError, NotFoundError
-from deployguard.incidents.models import Incident
+from deployguard.incidents.models import Incident, bound_timeline
 from deployguard.storage import keys
 from deployguard.storage.repository import DeploymentRepository, put_if_unchanged, query_pages
 
@@ -80,7 +81,7 @@ class IncidentRepository:
     # ------------------------------------------------------------------ incidents
 
     def _item(self, incident: Incident, provisional: bool = False) -> dict[str, Any]:
-        item = to_item(incident)
+        item = to_item(incident.model_copy(update={"timeline": bound_timeline(incident.timeline)}))
         opened = f"{keys.time_key(incident.opened_at)}#{incident.incident_id}"
         item.update(
             {

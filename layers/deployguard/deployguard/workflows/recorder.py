@@ -2,16 +2,17 @@
 
 EventBridge delivers at least once and not always in order, so:
 - a state already recorded is not recorded twice (nor counted twice in the metrics);
-- a terminal status is never overwritten by a late START or READY;
+- a terminal status is never overwritten by a late START or READY (nor a second terminal state): a state
+  delivered after the end is kept in the phase history and audited, not announced;
 - the phase history is kept in time order whatever the delivery order;
 - start and end come from CodeDeploy (``createTime``, ``completeTime``) when it has them.
 
-A failed deployment whose traffic had moved is ``rolled_back`` once the stable version
-has all the traffic again (a Lambda alias back on its ``CurrentVersion``, or a rollback
-deployment that succeeded); a rollback that fails raises ``rollback.failed``. A
-deployment running 50% past its expected duration raises ``deployment.long_running``
-once (on its next event, or from :meth:`DeploymentRecorder.sweep_long_running`). The same
-schedule finishes lifecycle-hook answers left unconfirmed
+A failed deployment whose traffic had moved is ``rolled_back`` once the new version has no
+traffic left (a Lambda alias routing nothing to its ``TargetVersion``, or a rollback deployment
+that succeeded); a rollback that fails raises ``rollback.failed``, never judged from an alias a
+later deployment has taken over. A deployment running 50% past its expected duration raises
+``deployment.long_running`` once (on its next event, or from
+:meth:`DeploymentRecorder.sweep_long_running`). The same schedule finishes lifecycle-hook answers left unconfirmed
 (:meth:`DeploymentRecorder.sweep_unanswered_hooks`, see :mod:`deployguard.hooks.answers`).
 
 A CodeDeploy canary or linear deployment ends with ``canary.completed`` (as the state machine's
@@ -29,11 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import ConfigDict, Field
 
 from deployguard import clock
 from deployguard.aws.codedeploy import CodeDeployDeployment, CodeDeployGateway
-from deployguard.exceptions import ConflictError, TrafficShiftError
+from deployguard.exceptions import CodeDeployError, ConflictError, TrafficShiftError
 from deployguard.models import (
     Deployment,
     DeploymentEvent,
@@ -63,6 +65,11 @@ DEPLOYMENT_STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
 INSTANCE_STATE_CHANGE = "CodeDeploy Instance State-change Notification"
 CANARY_STRATEGIES = frozenset({Strategy.CANARY, Strategy.LINEAR})  # traffic moves in steps: a canary
 LONG_RUNNING_RATIO = 1.5  # deployment.long_running: a deployment running 50% longer than its expected duration
+# no phase change this long (Lambda gave up its retries long since): CodeDeploy is asked whether it ended
+RECONCILE_AFTER = timedelta(minutes=30)
+RECONCILE_PER_SWEEP = 10  # GetDeployment calls of one scheduled run, at most
+_CODEDEPLOY_ENDS = {"Succeeded": "SUCCESS", "Failed": "FAILURE", "Stopped": "STOP"}
+AFTER_THE_END = " (after the recorded end)"  # a phase change delivered after the deployment ended
 logger = logging.getLogger(__name__)
 
 _STATUS = {
@@ -216,6 +223,34 @@ def _rollback_follows(info: CodeDeployDeployment) -> bool:
     return bool(info.rollback_deployment_id) or (info.rollback_requested and info.compute_platform == "Lambda")
 
 
+def _audit_key(key: str) -> str:
+    """``key`` as the key of an audit entry written once: without ``#`` (its sort key's separator) or spaces."""
+    return "".join(c if c.isalnum() or c in "-_.:" else "-" for c in key)
+
+
+_END_PHASES = frozenset({Phase.MONITORING, Phase.COMPLETED, Phase.FAILED})
+
+
+def _insert_late(deployment: Deployment, late: PhaseChange) -> None:
+    """Put a state delivered after ``deployment`` ended in its phase history, in time order. A START or
+    READY happened before the end whenever it was delivered: a START at CodeDeploy's ``createTime`` (the
+    record's start), a READY at its time but no later than the end, before an end of the same instant; a
+    terminal state at its time (CodeDeploy's ``completeTime``)."""
+    history = deployment.phase_history
+    if late.phase not in _END_PHASES:
+        ended = deployment.ended_at or late.at
+        when = deployment.started_at if late.phase == Phase.DEPLOYMENT_ACTIVE else min(late.at, ended)
+        late = late.model_copy(update={"at": max(min(when, ended), deployment.started_at)})
+        index = next(
+            (i for i, p in enumerate(history) if p.at > late.at or (p.at == late.at and p.phase in _END_PHASES)),
+            len(history),
+        )
+        history.insert(index, late)
+        return
+    history.append(late)
+    history.sort(key=lambda p: p.at)
+
+
 def _ended_reason(kept: str | None, marker: str, error_message: str | None) -> str:
     """Why a CodeDeploy deployment ended: the reason DeployGuard itself set (a hook's Failed verdict, a
     remediation's StopDeployment), if any, first, then what CodeDeploy says (its state and error)."""
@@ -262,8 +297,12 @@ class DeploymentRecorder:
         def change(d: Deployment) -> None:
             nonlocal changed
             changed = False
-            if any(p.reason == marker for p in d.phase_history) or d.status.is_terminal:
-                return  # a duplicate, or a late event after the end
+            if any(p.reason in (marker, marker + AFTER_THE_END) for p in d.phase_history):
+                return  # a duplicate
+            if d.status.is_terminal:  # a late event: in the history in time order, the end untouched
+                late = PhaseChange(phase=_PHASE[state], at=ended_at or at, reason=marker + AFTER_THE_END)
+                _insert_late(d, late)
+                return
             changed = True
             d.phase_history.append(PhaseChange(phase=_PHASE[state], at=at, reason=marker))
             d.phase_history.sort(key=lambda p: p.at)
@@ -277,9 +316,9 @@ class DeploymentRecorder:
                     d.canary_weight = 0.0
 
         deployment = self.repository.update_deployment(deployment.deployment_id, change)
-        recorded = next((p for p in deployment.phase_history if p.reason == marker), None)
+        recorded = next((p for p in deployment.phase_history if p.reason in (marker, marker + AFTER_THE_END)), None)
         if recorded is not None:  # by this delivery, or by an earlier one whose follow-up may not have finished
-            self._follow_up(deployment, state, info, recorded.at)
+            self._follow_up(deployment, state, info, recorded.at, late=recorded.reason != marker)
         release = self._rollback_ended(info, state, at) if info.rollback_of else None
         self._check_long_running(deployment)
         outcome = self._outcome(deployment, state, "deployment", changed)
@@ -293,17 +332,23 @@ class DeploymentRecorder:
             outcome.rollback_follows = True  # counted when its rollback deployment ends
         return outcome
 
-    def _follow_up(self, deployment: Deployment, state: str, info: CodeDeployDeployment, at: datetime) -> None:
+    def _follow_up(
+        self, deployment: Deployment, state: str, info: CodeDeployDeployment, at: datetime, late: bool = False
+    ) -> None:
         """What follows a state recorded at ``at``: its audit entry and announcements. Each is keyed
         (the audit entry and the state's event by the state and its time, ``canary.completed`` by its
         claim), so a redelivery, or the retry of a delivery that failed half-way, finishes what an
-        earlier attempt began and duplicates nothing."""
+        earlier attempt began and duplicates nothing. ``late``: delivered after the deployment was recorded
+        as ended: audited only (its announcements would say what is no longer so)."""
         self.repository.audit_once(
             deployment.deployment_id, f"codedeploy-{state}", at, f"codedeploy_{state.lower()}", ACTOR,
             f"{info.application}/{info.group}: {state} ({deployment.status.value})"
-            + (f": {info.error_message}" if info.error_message else ""),
+            + (f": {info.error_message}" if info.error_message else "")
+            + ("; delivered after the recorded end, which it does not change" if late else ""),
             state=state, status=deployment.status.value, creator=info.creator,
         )  # fmt: skip
+        if late:
+            return
         ended_here = _STATUS[state].is_terminal and deployment.status.is_terminal
         if ended_here and not info.is_rollback and not info.rollback_deployment_id:
             self._announce_canary_completed(deployment)  # else when its rollback deployment ends
@@ -324,6 +369,53 @@ class DeploymentRecorder:
             if deployment.driver == "codedeploy" and self._check_long_running(deployment):
                 raised.append(deployment.deployment_id)
         return raised
+
+    def sweep_unrecorded_ends(self, limit: int = RECONCILE_PER_SWEEP) -> list[RecordOutcome]:
+        """Record the end of CodeDeploy deployments whose terminal notification never arrived (EventBridge
+        gave up on it, or the recorder's retries did and it went to the FunctionFailureQueue): a record still
+        in progress with no phase change for :data:`RECONCILE_AFTER` is looked up with GetDeployment (each at
+        most once in that time, at most ``limit`` a run), and an end CodeDeploy reports is recorded as its
+        notification would have been (a redriven notification then finds it recorded)."""
+        now = clock.now()
+        outcomes: list[RecordOutcome] = []
+        asked = 0
+        for deployment in self.repository.active_deployments():
+            if asked >= limit:
+                break
+            codedeploy_id = deployment.codedeploy_deployment_id
+            if deployment.driver != "codedeploy" or not codedeploy_id:
+                continue
+            last = max((p.at for p in deployment.phase_history), default=deployment.started_at)
+            if now - last < RECONCILE_AFTER:
+                continue
+            if not self.repository.claim_once("CD-RECONCILE", deployment.deployment_id, RECONCILE_AFTER):
+                continue  # asked within RECONCILE_AFTER
+            asked += 1
+            try:
+                outcome = self._record_unrecorded_end(codedeploy_id, now)
+            except Exception:  # the next run asks again; the others are not held up
+                logger.exception("cannot reconcile the deployment with CodeDeploy",
+                                 extra={"deployment_id": deployment.deployment_id})  # fmt: skip
+                continue
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _record_unrecorded_end(self, deployment_id: str, now: datetime) -> RecordOutcome | None:
+        info = self.codedeploy.deployment(deployment_id)
+        state = _CODEDEPLOY_ENDS.get(info.status)
+        if state is None:
+            return None  # still running
+        detail = StateChangeDetail(deploymentId=deployment_id, application=info.application,
+                                   deploymentGroup=info.group, state=state)  # fmt: skip
+        at = info.complete_time or now
+        outcome = self.record(detail, at)
+        self.repository.audit_once(
+            deployment_id, f"reconciled-{state}", at, "codedeploy_reconciled", ACTOR,
+            f"CodeDeploy reports {info.status} and its {state} notification was never recorded: recorded from "
+            "GetDeployment by the scheduled sweep", state=state,
+        )  # fmt: skip
+        return outcome
 
     def sweep_unanswered_hooks(self, remaining_ms: Callable[[], int] | None = None) -> list[dict[str, Any]]:
         """Send again every hook status decided but not confirmed, and ``Failed`` for attempts that died.
@@ -370,8 +462,8 @@ class DeploymentRecorder:
         self, state: str, deployment: Deployment, info: CodeDeployDeployment, at: datetime
     ) -> DeploymentStatus:
         status = _STATUS[state]
-        if state not in ("FAILURE", "STOP") or info.is_rollback:
-            return status
+        if state not in ("FAILURE", "STOP") or info.is_rollback or deployment.status.is_terminal:
+            return status  # (a record that ended already keeps its end: nothing to judge)
         if info.rollback_deployment_id:
             return status  # a rollback deployment of its own follows; it decides (see _rollback_ended)
         target = info.target
@@ -445,7 +537,7 @@ class DeploymentRecorder:
         original_id = info.rollback_of
         if original_id is None or state not in ("SUCCESS", "FAILURE", "STOP"):
             return None
-        original = self.repository.find_deployment(original_id)
+        original = self.repository.find_deployment(original_id) or self._release_record(original_id, at)
         claim = f"{info.deployment_id}#{state}"
         if original is None or not self.repository.claim_once("CD-ROLLBACK", claim, timedelta(days=2)):
             return None
@@ -455,6 +547,20 @@ class DeploymentRecorder:
             with contextlib.suppress(Exception):
                 self.repository.release("CD-ROLLBACK", claim)
             raise
+
+    def _release_record(self, deployment_id: str, at: datetime) -> Deployment | None:
+        """The record of a release whose rollback deployment's notifications came before its own: made from
+        CodeDeploy's GetDeployment (its own, when they come, find it). None if CodeDeploy has no such one."""
+        try:
+            info = self.codedeploy.deployment(deployment_id)
+        except CodeDeployError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "DeploymentDoesNotExistException":
+                logger.warning("the deployment rolled back is unknown", extra={"deployment_id": deployment_id})
+                return None
+            raise  # the retry asks again
+        reason = "recorded from CodeDeploy (its rollback deployment's notification came first)"
+        return ensure_record(self.repository, self.config, info, at, reason, self.codedeploy)
 
     def _rollback_outcome(
         self, original: Deployment, info: CodeDeployDeployment, state: str, at: datetime
@@ -520,8 +626,8 @@ class DeploymentRecorder:
             kept = (self.repository.find_claim("CD-STATE", key) or {}).get("first_at")
             first_at = datetime.fromisoformat(str(kept)) if kept else None
         if first_at is not None:
-            self.repository.audit_once(deployment.deployment_id, f"codedeploy-{marker}", first_at, action, ACTOR,
-                                       f"{info.application}/{info.group}: {marker}",
+            self.repository.audit_once(deployment.deployment_id, _audit_key(f"codedeploy-{marker}"), first_at,
+                                       action, ACTOR, f"{info.application}/{info.group}: {marker}",
                                        event_time=first_at.isoformat())  # fmt: skip
         self._check_long_running(deployment)
         return self._outcome(deployment, state, kind, changed)
