@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from deployguard import clock
+from deployguard.alerts.expression import Unit
 from deployguard.alerts.fields import EvaluationContext, build_context
 from deployguard.alerts.models import Alert, derived_alert_id
 from deployguard.models import Assessment, Deployment, DeploymentEvent, EcsTarget, LambdaTarget
@@ -47,10 +48,24 @@ def alert_id_of(rule: str, assessment: Assessment | None, event: DeploymentEvent
     return derived_alert_id(source, rule)
 
 
-def _format(value: float | str | None) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
+def _format(value: float | str | None, unit: Unit | None = None) -> str:
+    """A reading as people read it: rates in percent (``7.95%``, not 0.07948), milliseconds with their unit."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        if unit is Unit.RATIO:
+            return f"{number * 100:.3g}%"
+        if unit in (Unit.PERCENT, Unit.SCORE):
+            return f"{number:.4g}" + ("%" if unit is Unit.PERCENT else "")
+        if unit is Unit.MILLISECONDS:
+            return f"{number:.4g} ms"
+        return f"{number:.4g}"
     return str(value)
+
+
+def _reading(name: str, value: float | str | None, base: float | None, unit: Unit | None) -> str:
+    """``error_rate=7.95% vs baseline 0.61%``: the value, and the baseline's when there is one."""
+    text = f"{name}={_format(value, unit)}"
+    return text + (f" vs baseline {_format(base, unit)}" if base is not None else "")
 
 
 class RuleEvaluator:
@@ -100,7 +115,12 @@ class RuleEvaluator:
                 continue
             used = {name: context.values.get(name) for name in sorted(expression.fields)}
             base = {name: context.baseline.get(name) for name in sorted(expression.fields) if name in context.baseline}
-            readings = ", ".join(f"{k}={_format(v)}" for k, v in used.items() if v is not None and v != "")
+            units = self.settings.fields
+            readings = ", ".join(
+                _reading(k, v, base.get(k), units.get(k)) for k, v in used.items() if v is not None and v != ""
+            )
+            fired_on = " or ".join(expression.true_branches(context.values, context.baseline))
+            what = rule.description or rule.expression
             same = alert_id_of(rule.name, assessment, event)
             result.fired.append(
                 Alert(
@@ -117,7 +137,7 @@ class RuleEvaluator:
                     stable_version=stable,
                     title=f"{rule.severity.value.upper()}: {rule.name} on {service} {version}"
                     + (f" (stable {stable})" if stable else ""),
-                    message=f"{rule.description or rule.expression} ({readings})" if readings else rule.expression,
+                    message=_message(what, fired_on, readings),
                     expression=rule.expression,
                     values=used,
                     baseline=base,
@@ -130,6 +150,12 @@ class RuleEvaluator:
                 )
             )
         return result
+
+
+def _message(what: str, fired_on: str, readings: str) -> str:
+    """``<description>: <the condition that fired> (<readings vs baseline>)``."""
+    text = f"{what}: {fired_on}" if fired_on and fired_on != what else what
+    return f"{text} ({readings})" if readings else text
 
 
 def stable_version_of(deployment: Deployment) -> str | None:

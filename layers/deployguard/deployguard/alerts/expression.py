@@ -228,6 +228,35 @@ class Expression:
         """True, False, or None when the values needed are not known."""
         return _evaluate(self.root, values, baseline)
 
+    def true_branches(
+        self, values: Mapping[str, float | str | None], baseline: Mapping[str, float | None]
+    ) -> list[str]:
+        """The branches of a top-level ``or`` that are true, as text (``error_rate > 5%``); the whole expression
+        when it is not an ``or`` (and true): which condition fired."""
+        branches = self.root.operands if isinstance(self.root, BoolOp) and self.root.op == "or" else (self.root,)
+        return [render(b) for b in branches if _evaluate(b, values, baseline) is True]
+
+
+def render(node: Node) -> str:
+    """A node as the rule language writes it."""
+    if isinstance(node, Compare):
+        return f"{_render_operand(node.left)} {node.op} {_render_operand(node.right)}"
+    if isinstance(node, Relative):
+        return f"{node.field.name} {node.direction} {node.op} {node.threshold * 100:g}% vs baseline"
+    if isinstance(node, Not):
+        inner = render(node.operand)
+        return f"not ({inner})" if isinstance(node.operand, BoolOp) else f"not {inner}"
+    parts = [f"({render(c)})" if isinstance(c, BoolOp) else render(c) for c in node.operands]
+    return f" {node.op} ".join(parts)
+
+
+def _render_operand(operand: Operand) -> str:
+    if isinstance(operand, Field):
+        return operand.name
+    if isinstance(operand.value, str):
+        return '"' + operand.value + '"'
+    return f"{operand.value:g}" + ("%" if operand.is_percent else "")
+
 
 def _collect_fields(node: Node, out: set[str]) -> None:
     if isinstance(node, Compare):
