@@ -106,14 +106,20 @@ def shop_stack(
 
 
 def run_canary(
-    aws: EmbeddedAws, name: str, canary: VersionBehaviour, shop: ShopBehaviour, rpm: float = 3000
+    aws: EmbeddedAws,
+    name: str,
+    canary: VersionBehaviour,
+    shop: ShopBehaviour,
+    rpm: float = 3000,
+    stable_shop: ShopBehaviour | None = None,
 ) -> tuple[dict[str, Any], LambdaTarget]:
-    """A canary of ``name`` whose new version behaves as given from its first minute."""
+    """A canary of ``name`` whose new version behaves as given from its first minute (the stable version's
+    custom metrics: ``stable_shop``, the defaults when not given)."""
     versions = aws.deploy_sample_function(name, "live", sample_handler)
     target = LambdaTarget(function_name=name, alias="live", stable_version=versions[0], new_version=versions[1])
     traffic = ShopTrafficSource(
         name, "live", rpm, {versions[0]: VersionBehaviour(), versions[1]: canary}, seed=5,
-        shop={versions[0]: ShopBehaviour(), versions[1]: shop},
+        shop={versions[0]: stable_shop or ShopBehaviour(), versions[1]: shop},
     )  # fmt: skip
     assert aws.clock is not None
     aws.clock.listeners.append(traffic.on_clock)

@@ -31,3 +31,15 @@ def test_busy_healthy_release_raises_no_security_alert_and_a_surge_does() -> Non
 
         assert "security-signals" in _alerts("dep-surge")
         assert "security-signals" in alert_deliveries(receivers)["dep-surge"]
+
+
+def test_a_surge_of_failed_logins_from_none_fires() -> None:
+    """A stable version that never fails a login: the new version's failed logins are a surge beyond any
+    ratio (a baseline of zero is known, not missing), once past the floor of 20."""
+    with shop_stack(["fromnone"]) as (aws, receivers):
+        run_canary(aws, "fromnone", VersionBehaviour(), ShopBehaviour(failed_login_rate=0.05), rpm=3000,
+                   stable_shop=ShopBehaviour(failed_login_rate=0.0))  # fmt: skip
+        fields = [a.details.get("fields", {}) for a in DeploymentRepository().assessments("dep-fromnone")]
+        assert any((f.get("baseline") or {}).get("failed_authentication_rate") == 0 for f in fields)
+        assert "security-signals" in _alerts("dep-fromnone")
+        assert "security-signals" in alert_deliveries(receivers)["dep-fromnone"]

@@ -81,6 +81,9 @@ def test_unknown_values_are_unknown_and_follow_kleene_logic() -> None:
     assert ev("error_rate > 5% and health_score < 70", health_score=80) is False
     assert ev("error_rate > 5% and health_score < 70", health_score=60) is None
     assert ev("not error_rate > 5%") is None
+    # zero events at the baseline are known: a surge from none is beyond any ratio, none against none no change
+    assert ev("failed_authentications increase > 200%", {"failed_authentications": 0}, failed_authentications=30)
+    assert ev("error_rate increase > 50%", {"error_rate": 0}, error_rate=0) is False
 
 
 def test_text_fields_compare_with_equality() -> None:

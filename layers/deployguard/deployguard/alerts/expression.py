@@ -28,7 +28,9 @@ Percentages follow the unit of the field they are compared with: ``5%`` is 0.05 
 ratio (``error_rate``) and 90 for a field measured in percent (``cpu_utilization``).
 Evaluation is three-valued: a comparison over a value that is not known (no metric,
 no baseline, not an event) is *unknown*; ``and``/``or``/``not`` follow Kleene logic, and
-a rule fires only when its expression is *true*.
+a rule fires only when its expression is *true*. A baseline of zero events (a count or a rate) is
+known: against it none is no change and any other value a change beyond every ratio (a surge from
+none); a latency or gauge of zero measured nothing (unknown).
 """
 
 from __future__ import annotations
@@ -518,9 +520,15 @@ def _evaluate(
     if isinstance(node, Relative):
         current = values.get(node.field.name)
         base = baseline.get(node.field.name)
-        if not isinstance(current, int | float) or base is None or base == 0:
+        if not isinstance(current, int | float) or base is None:
             return None
-        change = (float(current) - base) / abs(base)
+        if base == 0:
+            if node.field.unit not in (Unit.COUNT, Unit.RATIO):  # a latency or gauge of zero measured nothing
+                return None
+            # events against a baseline of none: no change, or one beyond any ratio (a surge from zero)
+            change = 0.0 if current == 0 else math.copysign(math.inf, float(current))
+        else:
+            change = (float(current) - base) / abs(base)
         if node.direction == "decrease":
             change = -change
         elif node.direction == "change":
