@@ -87,8 +87,9 @@ class LambdaTrafficShifter:
             raise TrafficShiftError(f"canary weight {weight} must be between 0 and 1 (exclusive)")
         return self._update(self.target.stable_version, {self.target.new_version: round(weight, 4)}, expected)
 
-    def promote(self) -> AliasState:
-        return self._update(self.target.new_version, {})
+    def promote(self, expected: AliasState | None = None) -> AliasState:
+        """All traffic to the new version; with ``expected`` only if nobody moved the alias since it was read."""
+        return self._update(self.target.new_version, {}, expected)
 
     def rollback(self) -> AliasState:
         return self._update(self.target.stable_version, {})
@@ -98,9 +99,9 @@ class LambdaTrafficShifter:
         self.rollback()
         return self._verify(self.target.stable_version, "rollback")
 
-    def promote_verified(self) -> AliasState:
+    def promote_verified(self, expected: AliasState | None = None) -> AliasState:
         """Promote, then read the alias back: TrafficShiftError unless it routes 100% to the new version."""
-        self.promote()
+        self.promote(expected)
         return self._verify(self.target.new_version, "promotion")
 
     def _verify(self, version: str, after: str) -> AliasState:

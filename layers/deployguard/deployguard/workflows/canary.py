@@ -729,13 +729,27 @@ class CanaryController:
     def _confirm_promoted(self, deployment: Deployment, target: LambdaTarget) -> None:
         """The record says promoted: read the alias again. A late move that landed after the promotion's move
         (a ShiftTraffic attempt Step Functions had given up on, still running) is undone: 100% new again,
-        audited (``traffic_move_undone``). Only while the alias is still this deployment's (:meth:`_refused`)."""
+        audited (``traffic_move_undone``). Only a split between this deployment's two versions, as the
+        reconciler's promoted checks: an alias wholly on one version (an emergency rollback's, landed just
+        after the promotion recorded) or on others is left alone, and the move is made only while the alias is
+        still as read (its RevisionId: a move landing in between is never overwritten)."""
         alias = LambdaTrafficShifter(target).current()
-        if alias.weight_of(target.new_version) == 1.0 and not alias.additional_weights:
+        versions = {alias.function_version, *alias.additional_weights}
+        if (
+            not versions <= {target.stable_version, target.new_version}
+            or not 0 < alias.weight_of(target.new_version) < 1
+        ):
             return
         if self._refused(deployment, target, "the promotion's check", alias):
             return
-        LambdaTrafficShifter(target).promote_verified()
+        try:
+            LambdaTrafficShifter(target).promote_verified(expected=alias)
+        except AliasMovedError as exc:  # someone moved it meanwhile: theirs stands; the promoted checks look again
+            self.repository.audit(
+                deployment.deployment_id, "traffic_move_refused", ACTOR,
+                f"the promotion's check left the alias alone: {exc}", alias=_routing(alias),
+            )  # fmt: skip
+            return
         self.repository.audit(
             deployment.deployment_id, "traffic_move_undone", ACTOR,
             f"a late move undone: the alias routed {_routing(alias)} once the promotion recorded",
