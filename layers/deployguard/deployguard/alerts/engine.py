@@ -464,7 +464,7 @@ class AlertEngine:
         if announced:
             self._audit_raised(alert, incident)
         if deployment is not None and incident.is_open:  # acknowledged too: a person looking does not stop a rollback
-            self._remediate(alert, incident, deployment, decided_at, decided)
+            self._remediate(alert, incident, deployment, decided_at, decided, announced)
         if announced:
             self._publish(alert, incident, opened or _opened_by(alert, incident))
         if self.trackers.enabled and incident.is_open:  # by the incident's state, not this attempt's: a retry opens
@@ -487,9 +487,21 @@ class AlertEngine:
             self.repository.audit(alert.deployment_id, "alert_raised", ACTOR, reason, **details)
 
     def _remediate(
-        self, alert: Alert, incident: Incident, deployment: Deployment, decided_at: float, decided: datetime
+        self,
+        alert: Alert,
+        incident: Incident,
+        deployment: Deployment,
+        decided_at: float,
+        decided: datetime,
+        announced: bool = True,
     ) -> None:
+        """The incident's plan for this alert. One its rule's cooldown or rate limit held back (not
+        ``announced``) runs the automatic steps only (a stop or rollback never waits on a cooldown) and pages
+        only an attempt that failed now: asking people (an approval, asked again each minute after they said
+        no) and what was reported already (refused, out of attempts) wait for an announced alert."""
         for step in self._steps_for(alert.rule, alert.group, incident, deployment):
+            if not announced and step.mode != "auto":
+                continue
             previous = self.remediation.store.attempts(incident.incident_id, deployment.deployment_id, step.action)
             if previous.get("last_outcome") in (Outcome.SUCCEEDED.value, Outcome.NOOP.value):
                 continue
@@ -497,7 +509,8 @@ class AlertEngine:
             if step.mode == "auto" and action is not None and int(previous.get("attempts", 0)) >= action.max_attempts:
                 continue  # every attempt used (the last failure was reported): not again at each later alert
             result = self.remediation.run(incident, deployment, step, decided_at=decided_at)
-            self._enforce_deadline(alert, incident, step, result, decided)
+            if announced or result.outcome not in (Outcome.REFUSED, Outcome.EXHAUSTED):
+                self._enforce_deadline(alert, incident, step, result, decided)
 
     def _enforce_deadline(
         self, alert: Alert, incident: Incident, step: PlanStep, result: RemediationResult, decided: datetime
