@@ -315,3 +315,38 @@ def test_the_schedule_asks_codedeploy_about_a_bounded_number_of_deployments_a_ru
     assert [o.deployment_id for o in second] == sorted(set(deployments) - {o.deployment_id for o in first})
     assert recorder.sweep_unrecorded_ends(limit=2) == []
     assert {DeploymentRepository().get_deployment(d).status.value for d in deployments} == {"succeeded"}
+
+
+def test_a_codedeploy_read_that_fails_is_asked_again_at_the_next_run(stack: Any) -> None:
+    """The schedule's GetDeployment fails (a botocore hook answers it with a throttle): the claim that keeps a
+    deployment from being asked twice in RECONCILE_AFTER is given back, so the next run asks again."""
+    from botocore.exceptions import ClientError
+
+    from deployguard.aws.events import EventPublisher
+    from deployguard.config import parse_config
+    from deployguard.workflows.recorder import DeploymentRecorder
+
+    aws, _faults = stack
+    versions = aws.deploy_sample_function("orders-api", "live", sample_handler)
+    target = LambdaTarget(function_name="orders-api", alias="live", stable_version=versions[0], new_version=versions[1])
+    dep = create_lambda_deployment(target, "orders-api", "live")
+    _put(aws, dep, "START")
+    _set_state(dep, "Succeeded", ended=True)  # and its SUCCESS lost
+    aws.clock.advance(31 * 60)
+    failed: list[str] = []
+
+    def throttled(**kwargs: Any) -> None:
+        if not failed:
+            failed.append("GetDeployment")
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "injected"}}, "GetDeployment")
+
+    events = clients.client("codedeploy").meta.events
+    events.register("before-call.codedeploy.GetDeployment", throttled, unique_id="throttled-once")
+    try:
+        recorder = DeploymentRecorder(parse_config("{}", "t.yaml"), DeploymentRepository(), EventPublisher())
+        assert recorder.sweep_unrecorded_ends() == [] and failed
+        again = recorder.sweep_unrecorded_ends()  # the next run, no 30 minutes later
+    finally:
+        events.unregister("before-call.codedeploy.GetDeployment", unique_id="throttled-once")
+    assert [o.deployment_id for o in again] == [dep]
+    assert DeploymentRepository().get_deployment(dep).status.value == "succeeded"

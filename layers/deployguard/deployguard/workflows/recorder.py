@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -393,9 +394,11 @@ class DeploymentRecorder:
             asked += 1
             try:
                 outcome = self._record_unrecorded_end(codedeploy_id, now)
-            except Exception:  # the next run asks again; the others are not held up
+            except Exception:  # the next run asks again (its claim given back); the others are not held up
                 logger.exception("cannot reconcile the deployment with CodeDeploy",
                                  extra={"deployment_id": deployment.deployment_id})  # fmt: skip
+                with suppress(Exception):
+                    self.repository.release("CD-RECONCILE", deployment.deployment_id)
                 continue
             if outcome is not None:
                 outcomes.append(outcome)
