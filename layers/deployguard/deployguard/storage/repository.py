@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -517,20 +517,21 @@ class DeploymentRepository:
         """A promoted deployment's traffic checks are over: its check item goes (and leaves the index)."""
         self.table.delete_item(Key={keys.PK: keys.deployment_pk(deployment_id), keys.SK: keys.PROMOTION_CHECK})
 
-    def loop_work(self, now: datetime) -> LoopWork:
+    def loop_work(self, now: datetime, readers: Mapping[str, type[Any]] | None = None) -> LoopWork:
         """Everything the minute tick works on, in one Query (paged): active deployments, monitored
         ones whose assessment is due, unpublished events, and the open incidents and approvals (as
         stored items: their stores read them); ``ended``: only deployments stored before the traffic
-        checks had a partition of their own (:meth:`traffic_checks_due`)."""
+        checks had a partition of their own (:meth:`traffic_checks_due`). ``readers``: the model each kind of
+        open incident or approval item is read with (``keys.INCIDENT_OPEN``, ``keys.APPROVAL_OPEN``), given
+        by the caller (storage knows no incident or approval model), so that one such item the model rejects
+        is left out and counted here too."""
         work = LoopWork()
+        readers = readers or {}
         items = self._query(
             IndexName=keys.GSI1,
             KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :now",
             ExpressionAttributeValues={":pk": keys.LOOP, ":now": f"{keys.time_key(now)}#~"},
         )
-        from deployguard.incidents.models import Incident  # (imported here: those packages import this module)
-        from deployguard.remediation.models import Approval
-
         for item in items:  # each item read on its own: one the models reject is skipped (noted once), not the loop
             kind = keys.loop_kind(item[keys.GSI1_SK])
             if kind in (keys.ACTIVE, keys.MONITORING, keys.ENDED):
@@ -542,9 +543,9 @@ class DeploymentRepository:
             elif kind == keys.OUTBOX:
                 if self.readable(DeploymentEvent, item, work.unreadable) is not None:
                     work.outbox.append(_outbox_entry(item))
-            elif kind in (keys.INCIDENT_OPEN, keys.APPROVAL_OPEN):  # the alert engine's stores read them: those
-                model = Incident if kind == keys.INCIDENT_OPEN else Approval  # they can read
-                if self.readable(model, item, work.unreadable) is not None:
+            elif kind in (keys.INCIDENT_OPEN, keys.APPROVAL_OPEN):  # the alert engine's stores read them
+                model = readers.get(kind)
+                if model is None or self.readable(model, item, work.unreadable) is not None:
                     (work.incident_items if kind == keys.INCIDENT_OPEN else work.approval_items).append(item)
         return work
 

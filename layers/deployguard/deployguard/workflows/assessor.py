@@ -66,7 +66,7 @@ from deployguard.models import (
     Verdict,
     judged_from,
 )
-from deployguard.storage import outbox
+from deployguard.storage import keys, outbox
 from deployguard.storage.repository import OutboxEntry
 from deployguard.workflows.assessment import SAME_CYCLE, assessment_from_verdict, note_unreadable, save_assessment
 from deployguard.workflows.monitoring import DueMonitoring, MonitoringRun, complete_monitoring, due_monitoring
@@ -269,7 +269,11 @@ def run_tick(
         left = remaining_ms() if remaining_ms is not None else 10**9
         return min(left, int((lease_end - clock.now()).total_seconds() * 1000)) if lock else left
 
-    work = repository.loop_work(cycle.now)  # an item the models reject is left out of it (noted once), not the tick
+    from deployguard.incidents.models import Incident
+    from deployguard.remediation.models import Approval
+
+    # an item the models reject is left out of it (noted once), not the tick
+    work = repository.loop_work(cycle.now, {keys.INCIDENT_OPEN: Incident, keys.APPROVAL_OPEN: Approval})
     run.records_unreadable += work.unreadable
     in_cycle = alerts.cycle(work.incident_items, work.approval_items) if alerts is not None else nullcontext()
     with in_cycle:
