@@ -563,8 +563,9 @@ def _fold_gauge(st: GaugeState, mw: MetricWindow, i: int, period: int, shape: bo
 
 
 def _gauge_result(st: GaugeState, spec: MetricSpec, settings: JudgeSettings, threshold: float) -> Result:
-    if st.pairs < GAUGE_MIN_PAIRS:
-        return Result(spec, "inconclusive", f"{spec.id}: {st.pairs} periods, too few to judge", blocks_healthy=False)
+    if st.pairs < GAUGE_MIN_PAIRS:  # a guarded gauge not judged yet (revenue, CPU) holds a promotion, as any metric
+        return Result(spec, "inconclusive", f"{spec.id}: {st.pairs} periods, too few to judge (it needs "
+                      f"{GAUGE_MIN_PAIRS})")  # fmt: skip
     cusum = st.shift.settled(settings)
     evidence = cusum.best
     c_mean, b_mean = st.sums[0] / st.pairs, st.sums[1] / st.pairs
