@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from alert_rules_support import ShopBehaviour, ShopTrafficSource
+from alert_rules_support import ShopBehaviour, ShopTrafficSource, service_config
 from metric_history import write_lambda_history
 from suppression_support import alerting_stack
 
@@ -60,8 +60,18 @@ def _incidents(deployment_id: str, rule: str) -> list[Any]:
     ]  # fmt: skip
 
 
+def _tolerant(name: str) -> dict[str, Any]:
+    """A service whose judge tolerates these gauges (CPU, revenue) far beyond what the rules page on, and whose
+    rules ask for no remediation: the canary is promoted with the incidents open (a judge failing them, or a
+    rollback asked for, would hold or end it first: test_promotion_waits_for_approval.py)."""
+    config = service_config(name)
+    config["judge"]["min_effect"] = {"gauge_relative": 2.0}
+    return config
+
+
 def test_canary_metric_incidents_resolve_once_the_condition_is_gone_after_promotion() -> None:
-    with alerting_stack({}, {"incidents": {"auto_resolve_after_seconds": 300}}, shop=["shop-api"]) as (aws, _):
+    alerting = {"incidents": {"auto_resolve_after_seconds": 300}, "remediation": {"plans": []}}
+    with alerting_stack({"shop-api": _tolerant("shop-api")}, alerting) as (aws, _):
         deployment_id = _canary_then_fixed(aws, "shop-api", TROUBLED)
         repository = DeploymentRepository()
         assert repository.get_deployment(deployment_id).phase == Phase.MONITORING  # promoted
