@@ -70,7 +70,9 @@ class SampleApplication(StackResources):
 
     @staticmethod
     def _seed_approval() -> None:
-        """A pending remediation approval ``ap-sample00001`` (the approval function's sample event)."""
+        """A pending remediation approval ``ap-sample00001`` (the approval function's sample event), of the
+        CodeDeploy-driven ``dg-sample-0003``: one of ``dg-sample-0001`` would hold its promotion (the canary
+        waits for people asked whether to roll it back), which ``canary_promote.json`` shows."""
         from datetime import timedelta
 
         from deployguard import clock
@@ -82,7 +84,7 @@ class SampleApplication(StackResources):
             Approval(
                 approval_id="ap-sample00001",
                 incident_id="inc-sample00001",
-                deployment_id="dg-sample-0001",
+                deployment_id="dg-sample-0003",
                 action="rollback",
                 target="lambda:checkout-api",
                 description="roll checkout-api:live back to 1",
