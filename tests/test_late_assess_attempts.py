@@ -30,6 +30,12 @@ TIMED_OUT = 122  # Assess's TimeoutSeconds (120) and its retry's first interval 
 
 def _canary(aws: EmbeddedAws, deployment_id: str, new: VersionBehaviour | None = None) -> dict[str, Any]:
     """Validated, shifted to step 1 (20%, the lean plan's [20, 50] over 120 s steps), traffic on the clock."""
+    return _canary_and_traffic(aws, deployment_id, new)[0]
+
+
+def _canary_and_traffic(
+    aws: EmbeddedAws, deployment_id: str, new: VersionBehaviour | None = None
+) -> tuple[dict[str, Any], LambdaTrafficSource]:
     _, s0 = started(aws, deployment_id)
     traffic = LambdaTrafficSource("svc", "live", 2000, {"1": VersionBehaviour(), "2": new or VersionBehaviour()},
                                   seed=3)  # fmt: skip
@@ -37,7 +43,7 @@ def _canary(aws: EmbeddedAws, deployment_id: str, new: VersionBehaviour | None =
     aws.clock.listeners.append(traffic.on_clock)
     s1, errored = step(aws, "shift", s0)
     assert not errored and s1["weight"] == 20
-    return s1
+    return s1, traffic
 
 
 def _looks(aws: EmbeddedAws, state: dict[str, Any], count: int) -> dict[str, Any]:
@@ -214,3 +220,42 @@ def test_a_retry_of_the_look_that_is_still_current_decides(tmp_path: Path) -> No
         retry, errored = step(aws, "assess", look)
         assert not errored and (retry["next"], retry["step_index"]) == ("advance", 1)
         assert audit_actions("dep-R").count("assessed") == 3 and _stale("dep-R") == []
+
+
+def test_a_retry_whose_older_attempt_lands_during_its_read_still_decides(tmp_path: Path) -> None:
+    """The other order: attempt 1 (begun at 12:03) records its verdict while the retry (begun at 12:05:02) reads.
+    That newer assessment is an older attempt's (its look began first): the retry is the attempt Step Functions
+    reads, and decides; it is not taken for a stale one. Single-threaded: inside the retry's read the simulated
+    clock is set back to attempt 1's start (the traffic paused, no minute written twice), attempt 1 runs, and its
+    own read takes the clock past the retry's start before it records."""
+    with EmbeddedAws(config_file=write_lean_config(tmp_path)) as aws:
+        assert aws.clock is not None
+        clock = aws.clock
+        s1, traffic = _canary_and_traffic(aws, "dep-O")
+        look = _looks(aws, s1, 2)  # 12:03
+        began = clock()
+        clock.advance(TIMED_OUT)  # the retry begins at 12:05:02
+        calls: list[str] = []
+        events = clients.client("cloudwatch").meta.events
+        first: list[Any] = []
+
+        def interleave(**_: Any) -> None:
+            calls.append("read")
+            if len(calls) == 1:  # the retry's first read: attempt 1, begun at 12:03, runs on and lands now
+                traffic.active = False
+                clock.advance((began - clock()).total_seconds())
+                first.append(step(aws, "assess", look))
+                clock.advance(20)  # back in the retry's read, past attempt 1's landing
+                traffic.active = True
+            elif len(calls) == 2:  # attempt 1's first read: it lands after the retry began
+                clock.advance(TIMED_OUT + 8)
+
+        events.register("before-call.cloudwatch", interleave, unique_id="older-lands")
+        try:
+            retry, errored = step(aws, "assess", look)
+        finally:
+            events.unregister("before-call.cloudwatch", unique_id="older-lands")
+        (late, late_errored) = first[0]
+        assert not late_errored and late["next"] == "advance"  # it decided as the look's only attempt so far
+        assert not errored and (retry["next"], retry["step_index"]) == ("advance", 1), retry
+        assert _stale("dep-O") == [] and audit_actions("dep-O").count("assessed") == 4

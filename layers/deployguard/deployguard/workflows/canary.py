@@ -95,6 +95,7 @@ class CanaryRequest(Model):
     start_step: int = Field(default=0, ge=0, description="a retried canary starts again at this step")
 
 
+LOOK_BEGAN = "look_began"  # an Assess assessment's details: when the attempt that recorded it began its look
 APPROVAL_LOOK_SECONDS = 60  # the approval wait's looks: 24 h of them stay under Step Functions' history limit
 
 
@@ -542,6 +543,7 @@ class CanaryController:
         if stale is not None:
             return stale
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
+        assessment.details[LOOK_BEGAN] = now.isoformat()  # a later attempt of the look tells an older one's by it
         self.repository.add_assessment(assessment)
         publish_verdict_metrics(deployment, assessment)
         told = False
@@ -668,12 +670,14 @@ class CanaryController:
         """The answer of a late Assess attempt (begun at ``began``) once the canary has gone on without it, else
         None (the look is current: a retry of a look whose earlier attempts recorded nothing is current). Gone
         on: the record ended, is at a later step, its traffic moved after the look began (the next ShiftTraffic,
-        a hold), or an assessment was recorded after the look began (a retry of this look, or a later look)."""
+        a hold), or an assessment was recorded after the look began (a retry of this look, or a later look) by
+        an attempt that began after this one: an older attempt's that landed meanwhile does not make this one
+        stale (the newest attempt is the one Step Functions reads)."""
         deployment = self.repository.get_deployment(state.deployment_id)
         why = _moved_on(deployment, state, began)
         if why is None:
             latest = self.repository.latest_assessment(state.deployment_id)
-            if latest is not None and latest.at > began:
+            if latest is not None and latest.at > began and not _older_look(latest.details.get(LOOK_BEGAN), began):
                 why = f"an assessment was recorded at {latest.at.isoformat()}, after this look began"
         return None if why is None else self._stale(deployment, state, began, awaiting, why)
 
@@ -1250,6 +1254,15 @@ def _moved_on(deployment: Deployment, state: CanaryState, began: datetime) -> st
             "after this look began"
         )
     return None
+
+
+def _older_look(began_text: Any, began: datetime) -> bool:
+    """Whether an assessment whose look began at ``began_text`` (its details' ``look_began``) began before
+    ``began``: an older attempt's. Unknown (written before looks said when they began): not older."""
+    try:
+        return isinstance(began_text, str) and datetime.fromisoformat(began_text) < began
+    except ValueError:
+        return False
 
 
 def _retry_pending(deployment: Deployment) -> bool:
