@@ -96,6 +96,7 @@ class CanaryRequest(Model):
     start_step: int = Field(default=0, ge=0, description="a retried canary starts again at this step")
 
 
+LOOK_BEGAN = "look_began"  # an Assess assessment's details: when the attempt that recorded it began its look
 APPROVAL_LOOK_SECONDS = 60  # the approval wait's looks: 24 h of them stay under Step Functions' history limit
 
 
@@ -531,13 +532,19 @@ class CanaryController:
             return state.model_copy(update={"next": "done", "decision": deployment.decision})
         service = self._service(deployment)
         plan = service.canary
-        now = clock.now()
+        now = clock.now()  # when this attempt's look began
         window = self.reader.canary_windows(
             [(deployment, service.judge.read_metrics)], now, plan.assessment_interval_seconds
         )[deployment.deployment_id]
         window = live_view(window)  # the newest minute's datapoints may still be arriving: judged next look
         verdict = judge_canary(window, service.judge)
+        # the read may have outlived the task's TimeoutSeconds: Step Functions retried the look, and the canary
+        # may have gone on (the retry decided, the next step shifted, promoted). Such a late attempt records nothing
+        stale = self._stale_look(state, now, awaiting)
+        if stale is not None:
+            return stale
         assessment = assessment_from_verdict(deployment, window, verdict, service.health)
+        assessment.details[LOOK_BEGAN] = now.isoformat()  # a later attempt of the look tells an older one's by it
         self.repository.add_assessment(assessment)
         publish_verdict_metrics(deployment, assessment)
         told = False
@@ -548,10 +555,14 @@ class CanaryController:
                     decision=verdict.decision.value, next="rollback", weight=state.weight,
                 )  # fmt: skip
                 told = True
-                self._mark_rolling_back(deployment.deployment_id, verdict.summary)  # before remediation may act
+                self._mark_rolling_back(deployment.deployment_id, verdict.summary, (state, now))  # before remediation
             alerts = self.alerts
             self._alerting(deployment.deployment_id, "assessment", lambda: alerts.on_assessment(deployment, assessment))
             deployment = self.repository.get_deployment(deployment.deployment_id)
+            if deployment.decision == "promoted" or (
+                not deployment.status.is_terminal and _moved_on(deployment, state, now) is not None
+            ):  # the canary went on (a retry of this look) while the alerts were told: this attempt is late
+                return self._stale(deployment, state, now, awaiting, str(_moved_on(deployment, state, now)))
             if deployment.status.is_terminal:  # remediation already rolled it back: say so, with the verdict
                 reason = f"{verdict.summary} ({deployment.decision_reason})"
                 deployment = self._change(deployment.deployment_id, lambda d: setattr(d, "decision_reason", reason))
@@ -622,15 +633,16 @@ class CanaryController:
             update.pop("step_index", None)
             update["next"] = steered
         if not awaiting and update["next"] == "await_approval":
-            if self._begin_awaiting(deployment.deployment_id):
+            current = self._begin_awaiting(deployment.deployment_id, (state, now))
+            why = _moved_on(current, state, now)
+            if why is None:
                 update["approval_requested_at"] = now
-            else:  # ended (a person's abort) since it was read: nothing to approve
-                update["next"], update["decision"] = (
-                    "done",
-                    self.repository.get_deployment(state.deployment_id).decision,
-                )
+            elif current.status.is_terminal:  # ended (a person's abort) since it was read: nothing to approve
+                update["next"], update["decision"] = "done", current.decision
+            else:  # the canary went on without this (late) attempt: no approval wait begins
+                return self._stale(current, state, now, awaiting, why)
         if update["next"] == "rollback" and not told:
-            self._mark_rolling_back(deployment.deployment_id, str(update["reason"]))
+            self._mark_rolling_back(deployment.deployment_id, str(update["reason"]), (state, now))
         if not told or update["next"] != "rollback":
             self.repository.audit(
                 deployment.deployment_id,
@@ -655,28 +667,56 @@ class CanaryController:
             return "expired"
         return "await_approval"
 
-    def _begin_awaiting(self, deployment_id: str) -> bool:
+    def _stale_look(self, state: CanaryState, began: datetime, awaiting: bool) -> CanaryState | None:
+        """The answer of a late Assess attempt (begun at ``began``) once the canary has gone on without it, else
+        None (the look is current: a retry of a look whose earlier attempts recorded nothing is current). Gone
+        on: the record ended, is at a later step, its traffic moved after the look began (the next ShiftTraffic,
+        a hold), or an assessment was recorded after the look began (a retry of this look, or a later look) by
+        an attempt that began after this one: an older attempt's that landed meanwhile does not make this one
+        stale (the newest attempt is the one Step Functions reads)."""
+        deployment = self.repository.get_deployment(state.deployment_id)
+        why = _moved_on(deployment, state, began)
+        if why is None:
+            latest = self.repository.latest_assessment(state.deployment_id)
+            if latest is not None and latest.at > began and not _older_look(latest.details.get(LOOK_BEGAN), began):
+                why = f"an assessment was recorded at {latest.at.isoformat()}, after this look began"
+        return None if why is None else self._stale(deployment, state, began, awaiting, why)
+
+    def _stale(
+        self, deployment: Deployment, state: CanaryState, began: datetime, awaiting: bool, why: str
+    ) -> CanaryState:
+        """A late Assess attempt changes nothing: no verdict, phase or approval wait recorded; audited once
+        (``assessment_stale``). Its answer, which Step Functions no longer reads, says what the record says."""
+        logger.warning("late assessment ignored", extra={"deployment_id": deployment.deployment_id, "reason": why})
+        key = f"assess-stale#{state.step_index}#{state.assessments_in_step}#{began.isoformat()}"
+        self.repository.audit_once(
+            deployment.deployment_id, key, clock.now(), "assessment_stale", ACTOR,
+            f"assessment of step {state.step_index + 1} begun at {began.isoformat()} not recorded: {why}",
+            step=state.step_index, began=began.isoformat(),
+        )  # fmt: skip
+        if deployment.status.is_terminal:
+            return state.model_copy(update={"next": "done", "decision": deployment.decision})
+        return state.model_copy(update={"next": "await_approval" if awaiting else "wait"})
+
+    def _begin_awaiting(self, deployment_id: str, look: tuple[CanaryState, datetime]) -> Deployment:
         """The canary goes to its approval gate: a promote request that led here is answered by the gate (an
-        approval sets it again, which is how the assessments of the wait tell one). False when the record has
-        ended meanwhile (a person's abort)."""
-        ended = False
+        approval sets it again, which is how the assessments of the wait tell one). Not when the record has
+        ended meanwhile (a person's abort) or gone on without this look (:func:`_moved_on`). Returns the record."""
 
         def change(d: Deployment) -> None:
-            nonlocal ended
-            ended = d.status.is_terminal
-            if not ended:
+            if _moved_on(d, *look) is None:
                 d.control.promote_requested = False
 
-        self._change(deployment_id, change)
-        return not ended
+        return self._change(deployment_id, change)
 
-    def _mark_rolling_back(self, deployment_id: str, reason: str) -> None:
+    def _mark_rolling_back(self, deployment_id: str, reason: str, look: tuple[CanaryState, datetime]) -> None:
         """The record says the canary is rolling back (phase ``failed`` while in progress) from the moment
         Assess decides it: people's verbs are refused from then on (:mod:`deployguard.workflows.control`)
-        instead of being accepted and never honoured. Best effort: the rollback never waits for it."""
+        instead of being accepted and never honoured. Never on a record that ended or went on without this
+        look (:func:`_moved_on`: a late attempt). Best effort: the rollback never waits for it."""
 
         def change(d: Deployment) -> None:
-            if not d.status.is_terminal:
+            if _moved_on(d, *look) is None:
                 self._enter(d, Phase.FAILED, f"rolling back: {reason}"[:300])
 
         try:
@@ -1249,6 +1289,30 @@ def _not_started(deployment: Deployment, state: CanaryState) -> bool:
     """The canary was held at 0% before its step's first shift (a pause accepted before any traffic moved):
     no traffic yet, and no step started."""
     return state.step_started_at is None and state.weight == 0 and deployment.canary_weight == 0
+
+
+def _moved_on(deployment: Deployment, state: CanaryState, began: datetime) -> str | None:
+    """Why the record has gone on without the Assess look of ``state`` begun at ``began`` (None: it has not):
+    it ended, it is at a later step, or its traffic moved after the look began."""
+    if deployment.status.is_terminal:
+        return f"the deployment ended ({deployment.decision or deployment.status.value})"
+    if deployment.step_index > state.step_index:
+        return f"the record is at step {deployment.step_index + 1}"
+    if deployment.weight_changed_at is not None and deployment.weight_changed_at > began:
+        return (
+            f"the traffic moved to {deployment.canary_weight * 100:g}% at {deployment.weight_changed_at.isoformat()}, "
+            "after this look began"
+        )
+    return None
+
+
+def _older_look(began_text: Any, began: datetime) -> bool:
+    """Whether an assessment whose look began at ``began_text`` (its details' ``look_began``) began before
+    ``began``: an older attempt's. Unknown (written before looks said when they began): not older."""
+    try:
+        return isinstance(began_text, str) and datetime.fromisoformat(began_text) < began
+    except ValueError:
+        return False
 
 
 def _retry_pending(deployment: Deployment) -> bool:
