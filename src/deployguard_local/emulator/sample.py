@@ -71,8 +71,7 @@ class SampleApplication(StackResources):
     @staticmethod
     def _seed_approval() -> None:
         """A pending remediation approval ``ap-sample00001`` (the approval function's sample event), of the
-        CodeDeploy-driven ``dg-sample-0003``: one of ``dg-sample-0001`` would hold its promotion (the canary
-        waits for people asked whether to roll it back), which ``canary_promote.json`` shows."""
+        CodeDeploy-driven ``dg-sample-0003`` (``canary_promote.json`` promotes ``dg-sample-0001``)."""
         from datetime import timedelta
 
         from deployguard import clock

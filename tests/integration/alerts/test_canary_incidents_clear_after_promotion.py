@@ -62,8 +62,8 @@ def _incidents(deployment_id: str, rule: str) -> list[Any]:
 
 def _tolerant(name: str) -> dict[str, Any]:
     """A service whose judge tolerates these gauges (CPU, revenue) far beyond what the rules page on, and whose
-    rules ask for no remediation: the canary is promoted with the incidents open (a judge failing them, or a
-    rollback asked for, would hold or end it first: test_promotion_waits_for_approval.py)."""
+    rules ask for no remediation: the canary is promoted with the incidents open (a judge failing them would
+    end it first)."""
     config = service_config(name)
     config["judge"]["min_effect"] = {"gauge_relative": 2.0}
     return config

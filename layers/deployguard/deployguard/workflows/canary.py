@@ -73,7 +73,6 @@ if TYPE_CHECKING:
     from deployguard.aws.cloudwatch import MetricsReader
     from deployguard.aws.events import EventPublisher
     from deployguard.config import DeployGuardConfig, ServiceConfig
-    from deployguard.remediation.models import Approval
     from deployguard.storage.repository import DeploymentRepository
 
 ACTOR = "deployguard:canary-state-machine"
@@ -738,21 +737,6 @@ class CanaryController:
                 update={"weight": 0.0, "next": "done", "decision": deployment.decision, "target": target,
                         "reason": deployment.decision_reason}
             )  # fmt: skip
-        waiting_on = None if deployment.control.paused else self._remediation_pending(deployment)
-        if waiting_on is not None:  # people are asked whether to roll it back: no 100% before they answer
-            alias = LambdaTrafficShifter(target).current()
-            if alias.weight_of(target.new_version) != 1.0:
-                self.repository.audit_once(
-                    deployment.deployment_id, f"promotion-waits-{waiting_on.approval_id}", clock.now(),
-                    "promotion_waits_for_approval", ACTOR,
-                    f"promotion waits: {waiting_on.action} of incident {waiting_on.incident_id} is asked for "
-                    f"({waiting_on.approval_id}, {waiting_on.status.value}, until "
-                    f"{waiting_on.expires_at_time:%Y-%m-%d %H:%M:%S} UTC); traffic held at "
-                    f"{alias.weight_of(target.new_version) * 100:g}%",
-                    approval_id=waiting_on.approval_id, incident_id=waiting_on.incident_id,
-                )  # fmt: skip
-                weight = alias.weight_of(target.new_version) * 100
-                return state.model_copy(update={"next": "wait", "target": target, "weight": weight})
         if deployment.control.paused and not deployment.status.is_terminal:
             # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion).
             # Unless an earlier attempt already moved the alias to 100% (and failed before its record): the
@@ -781,26 +765,6 @@ class CanaryController:
         if recorded is not None:
             self._confirm_promoted(recorded, target)
         return out.model_copy(update={"recorded": recorded is not None})
-
-    def _remediation_pending(self, deployment: Deployment) -> Approval | None:
-        """A remediation of this deployment that people are asked for (pending) or approved and not yet done,
-        not expired: the promotion waits for it (approved: the rollback ends the record; rejected or expired:
-        the promotion goes on). Unreadable: not waited on (the approval's own paging stands)."""
-        from deployguard.remediation.models import ApprovalStatus  # only at the promotion: not the cold start
-        from deployguard.remediation.store import RemediationStore
-
-        try:
-            approvals = RemediationStore(self.repository).open_approvals()
-        except Exception:
-            logger.exception("cannot read the open approvals", extra={"deployment_id": deployment.deployment_id})
-            return None
-        now = clock.now()
-        open_ = (ApprovalStatus.PENDING, ApprovalStatus.APPROVED)
-        mine = [
-            a for a in approvals
-            if a.deployment_id == deployment.deployment_id and a.status in open_ and a.expires_at_time > now
-        ]  # fmt: skip
-        return min(mine, key=lambda a: a.requested_at) if mine else None
 
     def _confirm_promoted(self, deployment: Deployment, target: LambdaTarget) -> None:
         """The record says promoted: read the alias again. A late move that landed after the promotion's move
