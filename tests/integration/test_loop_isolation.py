@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from alarm_evaluation import create_alarm, evaluate, put_emf
-from tick_support import minute_tick, schedule_event
+from tick_support import CANARIES, minute_tick, schedule_event, seeded_loop
 
 from deployguard import clock
 from deployguard.aws.shards import send_shards
@@ -34,16 +34,12 @@ from deployguard_local.emulator import EmbeddedAws, sample_handler
 from deployguard_local.template import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
-CANARIES = ["bench-00000", "bench-00001", "bench-00002"]
 POISON_KEY = f"{keys.deployment_pk('poison-1')}|{keys.META}"
 
 
 @pytest.fixture
 def loop() -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
-        seed_loop(deployments=3, age_minutes=5, monitored=0)
-        assert aws.clock is not None
-        aws.clock.advance(60)
+    with seeded_loop() as aws:
         yield aws
 
 

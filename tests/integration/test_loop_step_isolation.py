@@ -6,39 +6,32 @@ the true reason and looked at again the next minute; every other deployment is a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from tick_support import minute_tick
+from tick_support import CANARIES, function_faults, minute_tick, seeded_loop
 
 from deployguard import clock
 from deployguard.aws.shards import send_shards
 from deployguard.models import Deployment, DeploymentStatus, LambdaTarget, Phase
 from deployguard.storage.repository import DeploymentRepository
-from deployguard_local.bench_scale import seed_loop
 from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.codedeploy_targets import TARGETS
 from deployguard_local.emulator import EmbeddedAws
 
 ONE_CALL = ["throttle"] * 9  # botocore's attempts of one call (adaptive mode: 8 retries)
-CANARIES = ["bench-00000", "bench-00001", "bench-00002"]
 
 
 @pytest.fixture
 def loop() -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
-        seed_loop(deployments=3, age_minutes=5, monitored=0)
-        assert aws.clock is not None
-        aws.clock.advance(60)
+    with seeded_loop() as aws:
         yield aws
 
 
 @pytest.fixture
 def faults(loop: EmbeddedAws) -> Iterator[FaultInjector]:
-    assert loop.clock is not None
-    with FaultInjector(loop.clock) as injector:
-        injector.watch(loop.registry)  # the functions' calls only
+    with function_faults(loop) as injector:  # the functions' calls only
         yield injector
 
 

@@ -6,16 +6,16 @@ that meets another change of the record (not a look) is still stored."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from tick_support import seeded_loop
 
 from deployguard import clock
 from deployguard.models import Decision, Deployment, EventType
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
 from deployguard.workflows.assessor import run_shard
-from deployguard_local.bench_scale import seed_loop
 from deployguard_local.emulator import EmbeddedAws
 
 IDS = ["bench-00000", "bench-00001", "bench-00002"]
@@ -23,10 +23,7 @@ IDS = ["bench-00000", "bench-00001", "bench-00002"]
 
 @pytest.fixture
 def loop() -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
-        seed_loop(deployments=3, age_minutes=5, monitored=0)
-        assert aws.clock is not None
-        aws.clock.advance(60)
+    with seeded_loop() as aws:
         yield aws
 
 

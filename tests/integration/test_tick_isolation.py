@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alarm_evaluation import create_alarm, evaluate, put_emf
-from tick_support import minute_tick
+from tick_support import function_faults, minute_tick, seeded_loop
 
 from deployguard import clock
 from deployguard.incidents.repository import IncidentRepository
@@ -27,7 +27,6 @@ from deployguard.models import (
 )
 from deployguard.storage import keys
 from deployguard.storage.repository import RECORDED_AT, DeploymentRepository
-from deployguard_local.bench_scale import seed_loop
 from deployguard_local.chaos.faults import FaultInjector
 from deployguard_local.emulator import EmbeddedAws
 from deployguard_local.template import Stack
@@ -38,18 +37,13 @@ ONE_CALL = ["throttle"] * 9  # botocore's attempts of one call (adaptive mode: 8
 
 @pytest.fixture
 def loop() -> Iterator[EmbeddedAws]:
-    with EmbeddedAws(start=datetime(2026, 11, 2, 12, 0, 30, tzinfo=UTC)) as aws:
-        seed_loop(deployments=3, age_minutes=5, monitored=0)
-        assert aws.clock is not None
-        aws.clock.advance(60)
+    with seeded_loop() as aws:
         yield aws
 
 
 @pytest.fixture
 def faults(loop: EmbeddedAws) -> Iterator[FaultInjector]:
-    assert loop.clock is not None
-    with FaultInjector(loop.clock) as injector:
-        injector.watch(loop.registry)  # the function's calls only
+    with function_faults(loop) as injector:  # the functions' calls only
         yield injector
 
 
