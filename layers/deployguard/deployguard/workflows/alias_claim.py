@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployguard import clock
+from deployguard.exceptions import ConflictError
 
 if TYPE_CHECKING:
     from deployguard.models import Deployment, LambdaTarget
@@ -59,7 +60,7 @@ def claim(
     found = repository.find_claim(KIND, key(target)) or {}
     holder = repository.find_deployment(str(found.get("deployment_id") or "-"))
     if holder is None:  # three times taken and freed under us: say so rather than loop
-        raise RuntimeError(f"alias {key(target)}: its claim keeps changing")
+        raise ConflictError(f"alias {key(target)}: its claim keeps changing")
     return holder
 
 
