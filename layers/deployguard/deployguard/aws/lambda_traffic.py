@@ -41,6 +41,14 @@ class AliasState:
             abs(self.additional_weights[target.new_version] - weight) < 1e-4
         )
 
+    def split_between(self, target: LambdaTarget) -> bool:
+        """Whether the alias splits its traffic between ``target``'s two versions (stable and new), and routes no
+        other: some but not all on the new version. What a promoted deployment's alias must not be left at (a late
+        move landed after the promotion); an alias wholly on one version, or routing a version the deployment
+        never shipped, is not."""
+        versions = {self.function_version, *self.additional_weights}
+        return versions <= {target.stable_version, target.new_version} and 0 < self.weight_of(target.new_version) < 1
+
     def weight_of(self, version: str) -> float:
         if self.function_version == version and not self.additional_weights:
             return 1.0

@@ -774,11 +774,7 @@ class CanaryController:
         after the promotion recorded) or on others is left alone, and the move is made only while the alias is
         still as read (its RevisionId: a move landing in between is never overwritten)."""
         alias = LambdaTrafficShifter(target).current()
-        versions = {alias.function_version, *alias.additional_weights}
-        if (
-            not versions <= {target.stable_version, target.new_version}
-            or not 0 < alias.weight_of(target.new_version) < 1
-        ):
+        if not alias.split_between(target):
             return
         if self._refused(deployment, target, "the promotion's check", alias):
             return
