@@ -848,7 +848,7 @@ class LifecycleHook:
             if not d.status.is_terminal and d.phase != Phase.FAILED:  # once, whatever the retries
                 d.phase = Phase.FAILED
                 d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=at, reason=outcome.reason[:300]))
-                d.decision_reason = outcome.reason[:500]
+                d.decision_reason, d.end_cause = outcome.reason[:500], None  # the hook's verdict, not a stop's
 
         deployment = self.repository.update_deployment(deployment.deployment_id, failed)
         failing_checks = [c for c in outcome.checks if c.status == "failed"]

@@ -562,9 +562,9 @@ class CanaryController:
                 not deployment.status.is_terminal and _moved_on(deployment, state, now) is not None
             ):  # the canary went on (a retry of this look) while the alerts were told: this attempt is late
                 return self._stale(deployment, state, now, awaiting, str(_moved_on(deployment, state, now)))
-            if deployment.status.is_terminal:  # remediation already rolled it back: say so, with the verdict
-                reason = f"{verdict.summary} ({deployment.decision_reason})"
-                deployment = self._change(deployment.deployment_id, lambda d: setattr(d, "decision_reason", reason))
+            if deployment.status.is_terminal:  # remediation already rolled it back: say so, with the verdict once
+                deployment = self._change(deployment.deployment_id, lambda d: _with_verdict(d, verdict.summary))
+                reason = deployment.decision_reason or verdict.summary
                 self._announce(
                     deployment,
                     EventType.ROLLBACK_INITIATED,
@@ -1239,6 +1239,18 @@ def _same_target(deployment: Deployment, named: LambdaTarget | None) -> LambdaTa
             f"{target.stable_version} -> {target.new_version})"
         )
     return target
+
+
+def _with_verdict(d: Deployment, summary: str) -> None:
+    """A record ended while Assess told the alerts its failing verdict (``summary``): its reason says the verdict
+    once. A remediation's cause (:class:`~deployguard.models.EndCause`) names it already (the executor read it), or
+    takes it here, and the reason is composed from it again; any other end's reason is said after the verdict."""
+    if d.end_cause is not None:
+        if d.end_cause.verdict is None:
+            d.end_cause.verdict = summary
+            d.decision_reason = d.end_cause.reason()
+    else:
+        d.decision_reason = f"{summary} ({d.decision_reason})" if d.decision_reason else summary
 
 
 def _routing(alias: AliasState) -> str:

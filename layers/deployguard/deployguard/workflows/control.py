@@ -447,7 +447,7 @@ class CanaryControlService:
             token = d.control.approval_token
             d.canary_weight = 0.0
             d.status = DeploymentStatus.ROLLED_BACK
-            d.decision, d.decision_reason, d.ended_at = "aborted", reason, now
+            d.decision, d.decision_reason, d.ended_at, d.end_cause = "aborted", reason, now, None
             d.control.awaiting_approval, d.control.approval_token = False, None
             d.control.last_action, d.control.last_actor, d.control.last_action_at = "abort", request.actor, now
             if d.phase != Phase.FAILED:
@@ -530,6 +530,7 @@ class CanaryControlService:
             if flipped:
                 now = clock.now()
                 d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
+                d.end_cause = None
                 d.control = CanaryControl(last_action="retry", last_actor=request.actor, last_action_at=now)
                 # the hold left the phase failed (rolling back); the new execution validates before it shifts
                 d.phase = Phase.PRE_DEPLOYMENT
