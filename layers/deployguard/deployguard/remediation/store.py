@@ -105,16 +105,19 @@ class RemediationStore:
         """People were asked for this incident, deployment and action and the request ended without a yes:
         rejected, or expired unanswered. Kept on its attempts record (``answered``), so later alerts of the
         incident do not ask again (a new request would restart a canary's promotion hold, :mod:`deployguard.
-        workflows.canary`)."""
-        self.table.update_item(
-            Key=self._attempts_key(approval.incident_id, approval.deployment_id, approval.action),
-            UpdateExpression="SET answered = :status, answered_approval = :id, expires_at = :expires",
-            ExpressionAttributeValues={
-                ":status": approval.status.value,
-                ":id": approval.approval_id,
-                ":expires": self._expires(),
-            },
-        )
+        workflows.promotion_hold`). Best effort: the answer stands whatever; unrecorded, a later alert may ask again."""
+        try:
+            self.table.update_item(
+                Key=self._attempts_key(approval.incident_id, approval.deployment_id, approval.action),
+                UpdateExpression="SET answered = :status, answered_approval = :id, expires_at = :expires",
+                ExpressionAttributeValues={
+                    ":status": approval.status.value,
+                    ":id": approval.approval_id,
+                    ":expires": self._expires(),
+                },
+            )
+        except ClientError:
+            logger.exception("cannot note the answer on its attempts", extra={"approval_id": approval.approval_id})
 
     def record_outcome(self, incident_id: str, deployment_id: str, action: str, outcome: str, succeeded: bool) -> None:
         self.table.update_item(
