@@ -86,3 +86,20 @@ def test_a_canary_that_starts_failing_while_held_rolls_back_as_usual_and_the_hol
         assert ended[0].details["outcome"] == "rolled_back" and "the canary ended" in ended[0].reason
         failing = [e for e in trail(DEP, "assessed") if e.details.get("decision") == "failing"]
         assert failing and began[0].at < failing[0].at <= ended[0].at  # judged failing while held
+
+
+def test_a_request_that_expired_unanswered_is_not_asked_again_and_the_canary_is_not_promoted() -> None:
+    alerting = {**LOUD, "remediation": {"approval_ttl_seconds": 60}}  # the question lapses after a minute
+    with alerting_stack({"revenue": tolerant()}, alerting) as (aws, _receivers):
+        aws.follow_schedules(["AssessorFunction"])  # the minute tick expires the request nobody answered
+        _execution, target = run_canary(aws, "revenue", VersionBehaviour(), REVENUE_DOWN)
+        assert [a.status for a in requests()] == [ApprovalStatus.EXPIRED]
+        assert len(asked()) == 1  # the later alerts of the incident (announced, no cooldown) did not ask again
+        record = DeploymentRepository().get_deployment(DEP)
+        assert (record.status, record.decision) == (DeploymentStatus.STOPPED, "held")  # on_no_evidence: hold
+        assert "nobody answered rollback request" in (record.decision_reason or "")
+        assert "before it expired" in (record.decision_reason or "")
+        assert not trail(DEP, "promoted")
+        alias = LambdaTrafficShifter(target).current()
+        assert (alias.function_version, alias.additional_weights) == (target.stable_version, {})
+        assert len(trail(DEP, "promotion_refused")) == 1 and not trail(DEP, "promotion_held")
