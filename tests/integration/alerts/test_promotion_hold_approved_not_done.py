@@ -47,7 +47,7 @@ def test_a_rollback_approved_during_the_hold_whose_own_run_fails_rolls_the_canar
         _rolled_back_by_the_canary(target)
         began, ended = trail(DEP, "promotion_held"), trail(DEP, "promotion_hold_ended")
         assert len(began) == 1 and len(ended) == 1, (began, ended)
-        assert ended[0].details["outcome"] == "rolled back" and "approved by carol" in ended[0].reason
+        assert ended[0].details["outcome"] == "rolled_back" and "approved by carol" in ended[0].reason
         assert ended[0].at >= person.answered_at
 
 

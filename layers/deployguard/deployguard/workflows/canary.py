@@ -821,12 +821,9 @@ class CanaryController:
             next_ = "hold"
         reason = f"not promoted: {found.reason}"
         if state.promotion_held_since is not None:
-            promotion_hold.end(self.repository, deployment, now, "held" if next_ == "hold" else "rolled back", reason)
-        else:
-            self.repository.audit_once(
-                deployment.deployment_id, f"promotion-refused#{deployment.execution_arn or ''}", now,
-                "promotion_refused", ACTOR, reason, approval_ids=[a.approval_id for a in found.requests],
-            )  # fmt: skip
+            promotion_hold.end(self.repository, deployment, now, "held" if next_ == "hold" else "rolled_back", reason)
+        else:  # nothing to wait for: people had answered yes, or nobody did before the request expired
+            promotion_hold.refuse(self.repository, deployment, now, found)
         return state.model_copy(update={"next": next_, "target": target, "reason": reason})
 
     def _confirm_promoted(self, deployment: Deployment, target: LambdaTarget) -> None:

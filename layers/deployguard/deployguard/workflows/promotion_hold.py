@@ -138,6 +138,17 @@ def end(repository: DeploymentRepository, deployment: Deployment, now: datetime,
         )  # fmt: skip
 
 
+def refuse(repository: DeploymentRepository, deployment: Deployment, now: datetime, found: Look) -> None:
+    """Not promoted with no hold begun (people had answered yes, or nobody had before the request expired):
+    audited once (``promotion_refused``)."""
+    key = _key(deployment)
+    if repository.claim_once(ENDED, key, CLAIM_TTL, at=now.isoformat()):
+        repository.audit_once(
+            deployment.deployment_id, f"promotion-refused#{key}", now, "promotion_refused", ACTOR,
+            f"not promoted: {found.reason}", approval_ids=[a.approval_id for a in found.requests],
+        )  # fmt: skip
+
+
 def _key(deployment: Deployment) -> str:
     return f"{deployment.deployment_id}#{deployment.execution_arn or ''}"
 
