@@ -469,6 +469,7 @@ class RemediationExecutor:
             approval.status = ApprovalStatus.EXPIRED
             approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
+            self.store.mark_answered(approval)
             self._audit_expired(approval, by)
             raise DeployGuardError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
         approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
@@ -476,6 +477,8 @@ class RemediationExecutor:
         approval.decided_at = clock.now()
         approval.notes = notes
         approval = self.store.save_approval(approval)
+        if not approve:  # people said no: later alerts of the incident do not ask again
+            self.store.mark_answered(approval)
         if approval.task_token:
             approval = self._answer_waiting(approval, by, approve, notes)
         self.repository.audit(
@@ -576,6 +579,7 @@ class RemediationExecutor:
             approval.status = ApprovalStatus.EXPIRED
             approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
+            self.store.mark_answered(approval)  # nobody answered: later alerts of the incident do not ask again
             self._audit_expired(approval, ACTOR)
             return
         if approval.status != ApprovalStatus.APPROVED:

@@ -120,6 +120,9 @@ class CanaryState(Model):
         default=None, description="when the canary began to wait for approval before 100% (it expires 24 h later)"
     )
     recorded: bool = Field(default=True, description="false: traffic moved, the record has not followed yet")
+    promotion_held_since: IsoDatetime | None = Field(
+        default=None, description="when Promote began to hold for people asked whether to roll it back"
+    )
 
 
 class CanaryController:
@@ -631,6 +634,16 @@ class CanaryController:
         if not awaiting and steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
             update["next"] = steered
+        if (
+            not awaiting
+            and update["next"] == "await_approval"
+            and decision != Decision.FAILING
+            and approved(deployment)
+        ):
+            # approved before 100% already (a promotion hold sent it back to waiting): that approval still counts,
+            # the canary is not asked again (and _begin_awaiting would take the approval back)
+            update.pop("step_index", None)
+            update["next"] = "promote"
         if not awaiting and update["next"] == "await_approval":
             current = self._begin_awaiting(deployment.deployment_id, (state, now))
             why = _moved_on(current, state, now)
@@ -750,6 +763,10 @@ class CanaryController:
                 "paused after an earlier attempt moved the alias to 100%: the promotion is recorded as it is",
                 weight=100.0,
             )  # fmt: skip
+        elif not deployment.status.is_terminal:
+            waits = self._promotion_hold(deployment, target, state)
+            if waits is not None:
+                return waits
         moved = LambdaTrafficShifter(target).promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
@@ -765,6 +782,49 @@ class CanaryController:
         if recorded is not None:
             self._confirm_promoted(recorded, target)
         return out.model_copy(update={"recorded": recorded is not None})
+
+    def _promotion_hold(self, deployment: Deployment, target: LambdaTarget, state: CanaryState) -> CanaryState | None:
+        """No 100% while people are asked whether to roll the canary back (:mod:`deployguard.workflows.
+        promotion_hold`): the state to go on with (``wait`` at the alias's weight; ``rollback`` after a yes;
+        the ``on_no_evidence`` outcome when nobody answered), or None to promote. Requests that cannot be read
+        fail the task: Promote's retries, then its Rollback (never 100% without knowing)."""
+        from deployguard.workflows import promotion_hold  # only at the promotion: not the cold start
+
+        service = self._service(deployment)
+        limit = promotion_hold.bound(service)
+        actions = self.config.alerting.remediation.actions
+        requests = promotion_hold.rollback_requests(self.repository, actions, deployment.deployment_id)
+        now = clock.now()
+        found = promotion_hold.look(requests, now, state.promotion_held_since, limit)
+        if found.outcome == "hold":
+            alias = LambdaTrafficShifter(target).current()
+            weight = alias.weight_of(target.new_version) * 100
+            if weight == 100.0:  # an earlier attempt of this Promote moved it already: the promotion is recorded
+                return None
+            since = state.promotion_held_since or promotion_hold.begin(
+                self.repository, deployment, now, found, limit, weight
+            )
+            found = promotion_hold.look(requests, now, since, limit)  # a retry's hold that began long ago
+            if found.outcome == "hold":
+                wait = max(state.wait_seconds, promotion_hold.HOLD_LOOK_SECONDS)
+                return state.model_copy(
+                    update={"next": "wait", "target": target, "weight": weight, "wait_seconds": wait,
+                            "promotion_held_since": since}
+                )  # fmt: skip
+            state = state.model_copy(update={"promotion_held_since": since})
+        if found.outcome == "promote":
+            if state.promotion_held_since is not None:
+                promotion_hold.end(self.repository, deployment, now, "promoted", found.reason)
+            return None
+        next_: NextStep = "rollback"
+        if found.outcome == "no_evidence" and service.judge.on_no_evidence == "hold":
+            next_ = "hold"
+        reason = f"not promoted: {found.reason}"
+        if state.promotion_held_since is not None:
+            promotion_hold.end(self.repository, deployment, now, "held" if next_ == "hold" else "rolled_back", reason)
+        else:  # nothing to wait for: people had answered yes, or nobody did before the request expired
+            promotion_hold.refuse(self.repository, deployment, now, found)
+        return state.model_copy(update={"next": next_, "target": target, "reason": reason})
 
     def _confirm_promoted(self, deployment: Deployment, target: LambdaTarget) -> None:
         """The record says promoted: read the alias again. A late move that landed after the promotion's move
@@ -1122,6 +1182,12 @@ class CanaryController:
             elif recorded.decision == "promoted" and target is not None:
                 self._confirm_promoted(recorded, target)  # Promote could not record: nor read the alias after
         deployment = self.repository.get_deployment(deployment_id)
+        if state.get("promotion_held_since"):  # ended while Promote held (a failing verdict, an abort): said once
+            from deployguard.workflows import promotion_hold
+
+            why = deployment.decision_reason or (_error_reason(error) if error else None)
+            promotion_hold.end(self.repository, deployment, clock.now(), str(deployment.decision or "ended"),
+                               f"the canary ended: {why or deployment.status.value}")  # fmt: skip
         if error:
             title, event_type, severity = "Rollback Failed", EventType.ROLLBACK_FAILED, Severity.CRITICAL
             message = _error_reason(error)
