@@ -99,6 +99,10 @@ class LambdaTrafficShifter:
         """All traffic to the new version; with ``expected`` only if nobody moved the alias since it was read."""
         return self._update(self.target.new_version, {}, expected)
 
+    def restore(self, routing: AliasState, expected: AliasState) -> AliasState:
+        """Route the alias as ``routing`` routed it (a move taken back), only while it is still ``expected``."""
+        return self._update(routing.function_version, dict(routing.additional_weights), expected)
+
     def rollback(self) -> AliasState:
         return self._update(self.target.stable_version, {})
 

@@ -444,15 +444,18 @@ class CanaryController:
             self._refuse_shift(deployment, state, weight, str(exc))
             raise TrafficShiftError(str(exc)) from exc  # the state machine retries: it reads the alias again
         now = clock.now()
-        lost = passed = False
+        lost = passed = paused = False
 
         def change(d: Deployment) -> None:
-            nonlocal lost, passed
+            nonlocal lost, passed, paused
             lost = d.status.is_terminal
             if lost:  # ended (aborted, remediated, promoted) while the alias moved: the record's end stands
                 return
             passed = d.step_index > state.step_index
             if passed:  # a later step recorded while this (late) attempt moved: its record is not set back
+                return
+            paused = d.control.paused and not deployment.control.paused
+            if paused:  # a person's pause landed while the alias moved: taken back below, held where it said
                 return
             d.status = DeploymentStatus.IN_PROGRESS
             d.canary_weight = weight / 100.0
@@ -463,6 +466,10 @@ class CanaryController:
         deployment = self._change(deployment.deployment_id, change)
         if passed:  # its move landed before the later step's (whose UpdateAlias read it): that step's routing stands
             return self._refuse_shift(deployment, state, weight, f"the record is at step {deployment.step_index + 1}")
+        if paused:  # the pause answered "held at" the record's weight: the move is taken back, the canary waits
+            held = self._take_back_for_pause(deployment, target, alias, moved, f"step {state.step_index + 1}")
+            step = state.step_index if held == 0 and state.step_started_at is None else deployment.step_index
+            return state.model_copy(update={"step_index": step, "weight": held, "next": "wait"})
         if lost:  # the alias back where the record's end put it: 100% new if promoted, else 100% stable
             self._undo_lost_move(deployment, target, f"shift to {weight:g}%", own=moved)
             promoted = deployment.decision == "promoted"
@@ -767,12 +774,19 @@ class CanaryController:
             waits = self._promotion_hold(deployment, target, state)
             if waits is not None:
                 return waits
-        moved = LambdaTrafficShifter(target).promote_verified()
+        shifter = LambdaTrafficShifter(target)
+        # read before the move, so a pause landing while it moves can take it back (paused already: recorded as is)
+        before = None if deployment.control.paused or deployment.status.is_terminal else shifter.current()
+        moved = shifter.promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
             update={"weight": 100.0, "next": "done", "decision": "promoted", "target": target, "ended_at": ended_at}
         )
-        recorded = self._record_or_defer(out)
+        recorded = self._record_or_defer(out, unless_paused=before is not None)
+        if recorded is not None and before is not None and not recorded.status.is_terminal:
+            # a person's pause landed while the alias moved (its answer said "held at" the record's weight)
+            held = self._take_back_for_pause(recorded, target, before, moved, "the promotion")
+            return state.model_copy(update={"next": "wait", "target": target, "weight": held})
         if recorded is not None and recorded.decision != "promoted":  # lost the race to an abort
             self._undo_lost_move(recorded, target, "promotion", own=moved)
             return out.model_copy(
@@ -873,6 +887,25 @@ class CanaryController:
             weight=actual * 100, alias=routes,
         )  # fmt: skip
         return actual * 100
+
+    def _take_back_for_pause(
+        self, deployment: Deployment, target: LambdaTarget, before: AliasState, moved: AliasState, move: str
+    ) -> float:
+        """A person's pause landed while ``move`` moved the alias from ``before`` to ``moved``: its answer said the
+        canary holds at the record's weight, so the move is taken back (only while the alias still routes what this
+        task set, its RevisionId guarding it) and the canary holds there; the move left in place if someone moved
+        the alias since (the record then follows the alias, :meth:`_hold`). Returns the held weight in percent."""
+        shifter = LambdaTrafficShifter(target)
+        alias = shifter.current()
+        taken_back = ""
+        if alias == moved and not self._not_ours(deployment, target, alias, own=moved):
+            try:
+                shifter.restore(before, expected=alias)
+                taken_back = ": taken back"
+            except AliasMovedError:
+                pass  # moved by someone else in between: held where it is
+            alias = shifter.current()
+        return self._hold(deployment, target, alias, f"the pause landed while {move} moved the alias{taken_back}")
 
     def _undo_lost_move(
         self,
@@ -1048,10 +1081,12 @@ class CanaryController:
             raise InvalidEventError(f"deployment {deployment_id}: target is not a Lambda alias")
         return deployment.target
 
-    def _record_or_defer(self, state: CanaryState | dict[str, Any]) -> Deployment | None:
-        """Record the outcome the traffic already shows; on failure leave it to ``notify`` (None)."""
+    def _record_or_defer(self, state: CanaryState | dict[str, Any], unless_paused: bool = False) -> Deployment | None:
+        """Record the outcome the traffic already shows; on failure leave it to ``notify`` (None). ``unless_paused``:
+        a promotion is not recorded over a pause that landed while its alias moved (the record is returned as is,
+        not ended: the caller takes the move back)."""
         try:
-            return self._record_outcome(state)
+            return self._record_outcome(state, unless_paused)
         except Exception:
             deployment_id = state.deployment_id if isinstance(state, CanaryState) else state.get("deployment_id")
             logger.exception("traffic moved, recording deferred", extra={"deployment_id": deployment_id})
@@ -1068,7 +1103,7 @@ class CanaryController:
         except Exception:
             logger.exception("cannot schedule the promotion's traffic checks", extra={"deployment_id": deployment_id})
 
-    def _record_outcome(self, state: CanaryState | dict[str, Any]) -> Deployment:
+    def _record_outcome(self, state: CanaryState | dict[str, Any], unless_paused: bool = False) -> Deployment:
         """The record, audit and announcements of a promotion, rollback or hold whose traffic has moved.
 
         Idempotent: keyed by the outcome and its time, so a retry completes what an earlier
@@ -1089,6 +1124,8 @@ class CanaryController:
             d.control.awaiting_approval, d.control.approval_token = False, None  # no approval wait outlives the end
             if d.status.is_terminal and not overridden:
                 return  # ended already: by an earlier attempt of this step, or elsewhere
+            if unless_paused and d.control.paused:
+                return  # a pause landed while the alias moved: the caller takes the move back and holds
             ours = True
             d.decision, d.decision_reason, d.ended_at = decision, reason, ended_at
             if decision == "promoted":
