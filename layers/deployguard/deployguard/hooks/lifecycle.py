@@ -11,8 +11,13 @@ AllowTraffic, as CodeDeploy's target or this deployment's answered BeforeAllowTr
 AfterAllowTraffic, and fails closed: the new version serves nothing). For ECS the event is
 the one GetDeploymentTarget shows in progress; when it names none (or no hook), green serving
 production traffic means AfterAllowTraffic, and otherwise the hook fails closed
-(:meth:`LifecycleHook._phase`). After traffic moved, missing evidence of a guarded metric fails
-the hook whatever ``fail_post_traffic_on_inconclusive`` says (that setting is about too little
+(:meth:`LifecycleHook._phase`); when it names a hook this deployment already answered under another
+execution id (a stale read: CodeDeploy runs each hook once) it is read again, and still stale, green's
+share of its production listener or only AfterAllowTraffic left makes it AfterAllowTraffic (only a
+healthy verdict passes it), else it fails closed. An ECS AfterAllowTraffic judges from CodeDeploy's
+AllowTraffic start (GetDeploymentTarget), else the assessor's ``traffic_started_at``, else no period:
+green's test-listener traffic is never production evidence. After traffic moved, missing evidence of a
+guarded metric fails the hook whatever ``fail_post_traffic_on_inconclusive`` says (that setting is about too little
 traffic).
 
 Exactly once (:mod:`deployguard.hooks.answers`): a marker keyed on the hook execution id is
