@@ -163,6 +163,40 @@ def test_a_stale_read_of_an_answered_hook_at_after_allow_traffic_runs_the_judge(
     assert _verdicts(deployment_id) == [(answered, first_phase), ("AfterAllowTraffic", "post_traffic")]
 
 
+def test_a_read_naming_no_hook_then_a_stale_one_is_still_taken_for_stale(embedded: Any) -> None:
+    """The first read names no hook in progress (read again), the next ones the answered AfterAllowTestTraffic:
+    stale all the same; green's listener says AfterAllowTraffic, and with no period since an AllowTraffic start the
+    stale read does not tell, the execution in doubt is answered Failed."""
+    _, deployment_id, _, stale = _stale_after_allow_traffic(embedded, "AfterAllowTestTraffic", times=0)
+    stale.stop()
+    assert stale.snapshot is not None
+    reads: list[str] = []
+
+    def no_hook_then_stale(parsed: dict[str, Any], **_: Any) -> None:
+        answer = copy.deepcopy(stale.snapshot)
+        assert answer is not None
+        if not reads:
+            for event in answer["ecsTarget"]["lifecycleEvents"]:
+                event["status"] = "Succeeded" if event["status"] == "InProgress" else event["status"]
+        reads.append("read")
+        parsed["deploymentTarget"] = answer
+
+    codedeploy = clients.client("codedeploy")
+    codedeploy.meta.events.register("after-call.codedeploy.GetDeploymentTarget", no_hook_then_stale)
+    try:
+        second, execution = _hook(embedded, deployment_id)
+    finally:
+        codedeploy.meta.events.unregister("after-call.codedeploy.GetDeploymentTarget", no_hook_then_stale)
+    assert len(reads) == 3
+    assert (second["lifecycle_event"], second["phase"], LEDGER.status_of(execution)) == (
+        "AfterAllowTraffic", "post_traffic", "Failed",
+    )  # fmt: skip
+    assert (
+        "a stale read" in second["reason"]
+        and "the hook was inferred from a stale read: failing closed" in (second["reason"])
+    )
+
+
 def test_a_stale_read_corrected_by_reading_again_is_judged_as_after_allow_traffic(embedded: Any) -> None:
     """One stale answer, then CodeDeploy's current one: the hook reads again and judges from what it shows."""
     _, deployment_id, _, stale = _stale_after_allow_traffic(embedded, "AfterAllowTestTraffic", times=1)

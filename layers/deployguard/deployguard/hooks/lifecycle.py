@@ -354,10 +354,10 @@ class LifecycleHook:
 
     def _answered_ecs_hooks(self, info: CodeDeployDeployment, execution_id: str | None) -> tuple[str, ...]:
         """The ECS hooks of this deployment answered under another hook execution id (the audit trail's
-        verdicts), when GetDeploymentTarget shows a hook before AfterAllowTraffic in progress and green
-        has no production traffic (else the read cannot be mistaken for a later hook). CodeDeploy runs
+        verdicts), when GetDeploymentTarget shows a hook before AfterAllowTraffic in progress, or none, and
+        green has no production traffic (else the read cannot be mistaken for a later hook). CodeDeploy runs
         each hook once: the one in progress is none of them. Unreadable: none (the read decides)."""
-        if not _before_traffic_hook(info):
+        if not (_before_traffic_hook(info) or _event_unknown(info)):
             return ()
         try:
             return tuple(
