@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 from collections.abc import Iterator
@@ -222,3 +223,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests make millions of short-lived objects (moto's items, botocore's requests) beside a large heap that
+    lives as long as the run (modules, models, parsers): the objects alive now are set aside from every later
+    collection (``gc.freeze``) and the youngest generation is collected less often. About a tenth less CPU, some
+    60 MB more memory a worker; what a test frees is still freed as before."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 20, 10)
