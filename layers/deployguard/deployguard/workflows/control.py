@@ -522,6 +522,7 @@ class CanaryControlService:
             )
         if not self.canary_state_machine_arn:
             raise ControlStateError("retry needs the canary state machine (CANARY_STATE_MACHINE_ARN is not set)")
+        self._refuse_stale_retry(deployment)
         flipped = False
 
         def change(d: Deployment) -> None:
@@ -566,6 +567,29 @@ class CanaryControlService:
             self.repository.update_deployment(deployment.deployment_id, undo)
             raise
         return True, f"step {step + 1} starts again (execution {name})"
+
+    def _refuse_stale_retry(self, deployment: Deployment) -> None:
+        """A held canary starts again only while it is its service's newest deployment and its alias routes
+        only its stable version: after a newer deployment (or any other move) the new execution's Validate
+        would refuse, and its rollback must not take production back to this canary's stable version."""
+        target = deployment.target
+        assert isinstance(target, LambdaTarget)
+        newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=1)
+        if newest and newest[0].deployment_id != deployment.deployment_id:
+            later = newest[0]
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id} is no longer the newest of {deployment.service} in "
+                f"{deployment.environment}: {later.deployment_id} (version {later.version}, {_ended_as(later)}) came "
+                "after it; deploy again instead of retrying"
+            )
+        alias = LambdaTrafficShifter(target).current()
+        if alias.function_version != target.stable_version or alias.additional_weights:
+            routes = f"{alias.function_version} {alias.additional_weights or ''}".strip()
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id}: alias {target.function_name}:{target.alias} routes {routes}, "
+                f"not only its stable version {target.stable_version}; a retry would start from the wrong traffic "
+                "(deploy again instead)"
+            )
 
     def _codedeploy(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         cd_id = deployment.codedeploy_deployment_id
