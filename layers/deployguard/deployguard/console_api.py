@@ -39,6 +39,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployguard.aws.lambda_traffic import aws_error_code
@@ -249,14 +250,27 @@ def _invalid_request(exc: RequestValidationError) -> Response[str]:
     return error_response(400, invalid_from_errors(WHAT, list(exc.errors()), "request"))
 
 
-@app.exception_handler([TrafficShiftError, CodeDeployError, StepFunctionsError])
+DYNAMODB_OPERATIONS = frozenset(
+    {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem",
+     "TransactGetItems", "TransactWriteItems"}
+)  # fmt: skip
+
+
+@app.exception_handler([TrafficShiftError, CodeDeployError, StepFunctionsError, ClientError, BotoCoreError])
 def _upstream(exc: Exception) -> Response[str]:
-    """AWS's own message (the function's role ARN, the account id) stays in the log; the caller gets its code."""
+    """AWS's own message (the function's role ARN, the account id) stays in the log; the caller gets its code,
+    and for a call DeployGuard makes itself (its table: DynamoDB) the service and operation that failed."""
     logger.exception("AWS refused a console action")
     code = aws_error_code(exc)
     if code is None and isinstance(exc, TrafficShiftError):  # DeployGuard's own check (the alias read back)
         return error_response(502, exc)
-    return error_response(502, Exception(f"AWS refused the action: {code or type(exc).__name__} (details in the log)"))
+    where = ""
+    if isinstance(exc, ClientError):
+        operation = str(exc.operation_name)
+        where = f" from {'DynamoDB ' if operation in DYNAMODB_OPERATIONS else ''}{operation}"
+    return error_response(
+        502, Exception(f"AWS refused the action: {code or type(exc).__name__}{where} (details in the log)")
+    )
 
 
 ERROR_DESCRIPTIONS = {

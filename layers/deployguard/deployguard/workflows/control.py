@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -45,6 +46,7 @@ from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import CodeDeployError, ControlStateError, InvalidEventError, TrafficShiftError
 from deployguard.models import (
     CanaryControl,
+    ControlReport,
     Decision,
     Deployment,
     DeploymentEvent,
@@ -55,6 +57,7 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
+    new_id,
 )
 from deployguard.storage import outbox
 from deployguard.workflows import alias_claim
@@ -70,6 +73,9 @@ logger = logging.getLogger(__name__)
 Verb = Literal["promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve"]
 VERBS: tuple[Verb, ...] = ("promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve")
 EMERGENCY_CLAIM_TTL = timedelta(days=1)
+# the verb being applied: its effect's write puts it on the record (``CanaryControl.unreported``) until its audit
+# entry and announcement are written, so a failure between the two loses neither (:meth:`_report`)
+_REPORT: ContextVar[ControlReport | None] = ContextVar("deployguard_control_report", default=None)
 
 
 class ControlRequest(Model):
@@ -193,6 +199,12 @@ class CanaryControlService:
 
     def apply(self, deployment_id: str, request: ControlRequest) -> ControlOutcome:
         deployment = self.repository.get_deployment(deployment_id)
+        self.report_left(deployment)  # an earlier verb whose audit entry or announcement could not be written
+        report = ControlReport(
+            key=new_id("ctl"), verb=request.verb, actor=request.actor, reason=request.reason,
+            identity=request.identity, at=clock.now(),
+        )  # fmt: skip
+        applying = _REPORT.set(report)
         try:
             if deployment.driver == "codedeploy":
                 changed, message = self._codedeploy(deployment, request)
@@ -210,7 +222,14 @@ class CanaryControlService:
             except Exception:
                 logger.exception("cannot audit a control attempt", extra={"deployment_id": deployment_id})
             raise
+        finally:
+            _REPORT.reset(applying)
         deployment = self.repository.get_deployment(deployment_id)
+        if changed and any(r.key == report.key for r in deployment.control.unreported):
+            self._report(deployment, report, message)  # the effect's write carries it: nothing can lose it now
+            return ControlOutcome(
+                deployment_id=deployment_id, verb=request.verb, changed=True, message=message, deployment=deployment
+            )
         self.repository.audit(
             deployment_id, f"control_{request.verb}", request.actor, request.reason,
             changed=changed, outcome="done" if changed else "unchanged", result=message,
@@ -230,6 +249,55 @@ class CanaryControlService:
         return ControlOutcome(
             deployment_id=deployment_id, verb=request.verb, changed=changed, message=message, deployment=deployment
         )
+
+    def report_left(self, deployment: Deployment) -> Deployment:
+        """Write the audit entries and announcements of earlier verbs whose effect landed but whose own writes
+        failed (``CanaryControl.unreported``), once each; returns the record as it is then."""
+        for report in list(deployment.control.unreported):
+            deployment = self._report(deployment, report)
+        return deployment
+
+    def _report(self, deployment: Deployment, report: ControlReport, message: str | None = None) -> Deployment:
+        """Audit and announce ``report``'s verb (ids from its key: a repeat writes nothing twice), then take it
+        off the record. ``message``: what the verb said; a report finished later says when it was done."""
+        said = message or (
+            f"{report.verb.replace('_', ' ')} done at {report.at.isoformat(timespec='seconds')} (recorded late: its "
+            "audit entry and announcement could not be written then)"
+        )
+        deployment_id, at = deployment.deployment_id, report.at
+        target = deployment.target
+        if report.verb == "abort" and isinstance(target, LambdaTarget):
+            reason = f"aborted by {report.actor}: {report.reason}"
+            self.repository.audit_once(
+                deployment_id, f"{report.key}-rolled_back", at, "rolled_back", report.actor, reason,
+                alias="100% stable",
+            )  # fmt: skip
+            self.announce(
+                deployment, EventType.ROLLBACK_COMPLETED, "Rollback Completed",
+                f"{reason}; alias back at 100% version {target.stable_version}", Severity.CRITICAL,
+                event_id=f"ev-{report.key}-rollback", at=at,
+            )  # fmt: skip
+        self.repository.audit_once(
+            deployment_id, report.key, at, f"control_{report.verb}", report.actor, report.reason,
+            changed=True, outcome="done", result=said, **_identity(report.identity),
+        )  # fmt: skip
+        loud = report.verb in ("abort", "skip_analysis")
+        self.announce(
+            deployment,
+            EventType.CONTROL_ACTION,
+            f"Canary {report.verb.replace('_', ' ').title()} by {report.actor}",
+            f"{said}. Reason: {report.reason}",
+            Severity.CRITICAL if loud else Severity.WARNING,
+            event_id=f"ev-{report.key}",
+            at=at,
+            verb=report.verb,
+            actor=report.actor,
+        )
+
+        def reported(d: Deployment) -> None:
+            d.control.unreported = [r for r in d.control.unreported if r.key != report.key]
+
+        return self.repository.update_deployment(deployment_id, reported)
 
     def _flags(self, deployment: Deployment, request: ControlRequest, change: Callable[[CanaryControl], bool]) -> bool:
         """Change the control flags of a deployment in progress; True if they changed. Refused when the
@@ -253,6 +321,7 @@ class CanaryControlService:
             if changed:
                 d.control.last_action, d.control.last_actor = request.verb, request.actor
                 d.control.last_action_at = clock.now()
+                _unreported(d)
 
         self.repository.update_deployment(deployment.deployment_id, update)
         return changed
@@ -391,6 +460,7 @@ class CanaryControlService:
             # Step Functions took this answer, so the approval is this one: the canary's RecordApproval (it gets the
             # answer too) may have recorded it first, which cleared the token (a second approval's answer fails)
             changed = True
+            _unreported(d)
             if d.control.approval_token == token:  # the canary's next assessment sees the wait over
                 _mark_approved(d, request.actor)
 
@@ -450,6 +520,7 @@ class CanaryControlService:
             d.decision, d.decision_reason, d.ended_at = "aborted", reason, now
             d.control.awaiting_approval, d.control.approval_token = False, None
             d.control.last_action, d.control.last_actor, d.control.last_action_at = "abort", request.actor, now
+            _unreported(d)  # the rollback's audit entry and announcement too (:meth:`_report`)
             if d.phase != Phase.FAILED:
                 d.phase = Phase.FAILED
                 d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
@@ -474,14 +545,6 @@ class CanaryControlService:
                     "abort: cannot answer the approval task", extra={"deployment_id": deployment.deployment_id}
                 )
                 self.repository.audit(deployment.deployment_id, "approval_answer_failed", ACTOR, str(exc)[:1000])
-        self.repository.audit(deployment.deployment_id, "rolled_back", request.actor, reason, alias="100% stable")
-        self.announce(
-            deployment,
-            EventType.ROLLBACK_COMPLETED,
-            "Rollback Completed",
-            f"{reason}; alias back at 100% version {target.stable_version}",
-            Severity.CRITICAL,
-        )
         return True, f"alias {target.function_name}:{target.alias} back at 100% version {target.stable_version}"
 
     def _answer_left_token(self, deployment: Deployment, request: ControlRequest) -> None:
@@ -531,7 +594,10 @@ class CanaryControlService:
             if flipped:
                 now = clock.now()
                 d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
+                left = d.control.unreported  # earlier verbs still to report
                 d.control = CanaryControl(last_action="retry", last_actor=request.actor, last_action_at=now)
+                d.control.unreported = left
+                _unreported(d)
                 # the hold left the phase failed (rolling back); the new execution validates before it shifts
                 d.phase = Phase.PRE_DEPLOYMENT
                 d.phase_history.append(
@@ -556,9 +622,11 @@ class CanaryControlService:
         try:
             stepfunctions.start_execution(self.canary_state_machine_arn, name, execution_input)
         except stepfunctions.StepFunctionsError:
+            report = _REPORT.get()
 
             def undo(d: Deployment) -> None:
                 d.status, d.decision = DeploymentStatus.STOPPED, "held"
+                d.control.unreported = [r for r in d.control.unreported if report is None or r.key != report.key]
                 d.phase = Phase.FAILED
                 d.phase_history.append(
                     PhaseChange(phase=Phase.FAILED, at=clock.now(), reason="the retry did not start")
@@ -852,10 +920,19 @@ class CanaryControlService:
         title: str,
         message: str,
         severity: Severity,
+        *,
+        event_id: str | None = None,
+        at: datetime | None = None,
         **details: object,
     ) -> DeploymentEvent:
-        """Through the outbox: recorded, then published (by the minute tick if the topic refuses it now)."""
-        event = DeploymentEvent.about(deployment, event_type, title, message, severity=severity, details=dict(details))
+        """Through the outbox: recorded, then published (by the minute tick if the topic refuses it now).
+        ``event_id`` and ``at`` make it idempotent: announced again, it is the same event (recorded once)."""
+        fixed: dict[str, object] = {"event_id": event_id} if event_id else {}
+        if at is not None:
+            fixed["at"] = at
+        event = DeploymentEvent.about(
+            deployment, event_type, title, message, severity=severity, details=dict(details), **fixed
+        )
         outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
         return event
 
@@ -868,6 +945,13 @@ def _mark_approved(d: Deployment, actor: str) -> None:
     d.control.approved_by = actor
     d.control.last_action, d.control.last_actor = "approve", actor
     d.control.last_action_at = clock.now()
+
+
+def _unreported(d: Deployment) -> None:
+    """The verb being applied goes on the record with its effect (same write) until it is audited and announced."""
+    report = _REPORT.get()
+    if report is not None and all(r.key != report.key for r in d.control.unreported):
+        d.control.unreported.append(report)
 
 
 def _identity(identity: str | None) -> dict[str, str]:

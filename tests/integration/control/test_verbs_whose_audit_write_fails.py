@@ -1,0 +1,92 @@
+"""A verb's effect lands but its audit entry (or announcement) cannot be written (DynamoDB throttles every
+attempt of that PutItem): the verb goes on the record with its effect (``CanaryControl.unreported``), so the
+next request about the deployment writes the entry and the announcement, once, under the first person's name.
+Faults through botocore's hooks on the embedded AWS (``FaultInjector``); the real control service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from control_support import canary_in_flight, control_service
+
+from deployguard.aws.lambda_traffic import LambdaTrafficShifter
+from deployguard.models import DeploymentStatus, EventType
+from deployguard.storage.repository import DeploymentRepository
+from deployguard.workflows.control import ControlRequest
+
+THROTTLED = ["throttle"] * 20  # more than botocore's attempts: the write fails for good
+
+
+def _body(request: Any) -> str:
+    body = getattr(request, "body", b"") or b""
+    return body.decode() if isinstance(body, bytes) else str(body)
+
+
+def _trail(deployment_id: str) -> list[tuple[str, str, Any]]:
+    entries = DeploymentRepository().audit_trail(deployment_id)
+    return [(e.action, e.actor, e.details.get("outcome")) for e in entries if e.action.startswith(("control_", "rol"))]
+
+
+def _events(deployment_id: str) -> list[tuple[str, str]]:
+    return [(e.event_type.value, e.title) for e in DeploymentRepository().events(deployment_id)]
+
+
+@pytest.mark.parametrize(
+    ("verb", "audited"),
+    [("skip_analysis", "control_skip_analysis"), ("abort", "rolled_back"), ("pause", "control_pause")],
+)
+def test_a_lost_audit_write_is_finished_by_the_next_request(
+    embedded: Any, faults: Any, verb: str, audited: str
+) -> None:
+    name = f"{verb.replace('_', '-')}-api"
+    target = canary_in_flight(embedded, name)
+    did = f"dep-{name}"
+    plan = faults.on(
+        "dynamodb", "PutItem", THROTTLED, when=lambda r: f'"{audited}"' in _body(r) and "AUDIT#" in _body(r)
+    )
+    with pytest.raises(ClientError, match="Throttling"):
+        control_service(embedded).apply(did, ControlRequest(verb=verb, actor="alice", reason="first"))  # type: ignore[arg-type]
+    assert plan.injected > 1
+    faults.clear()
+    record = DeploymentRepository().get_deployment(did)
+    assert (record.control.skip_analysis, record.control.paused) == (verb == "skip_analysis", verb == "pause")
+    if verb == "abort":
+        assert (record.status, record.decision) == (DeploymentStatus.ROLLED_BACK, "aborted")
+        assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+    assert _trail(did) == [] and _events(did) == []  # lost so far: the first request failed
+
+    again = control_service(embedded).apply(did, ControlRequest(verb=verb, actor="bob", reason="again"))  # type: ignore[arg-type]
+    assert not again.changed
+    done = [("rolled_back", "alice", None)] if verb == "abort" else []
+    assert _trail(did) == [*done, (f"control_{verb}", "alice", "done"), (f"control_{verb}", "bob", "unchanged")]
+    title = f"Canary {verb.replace('_', ' ').title()} by alice"
+    rolled = [(EventType.ROLLBACK_COMPLETED.value, "Rollback Completed")] if verb == "abort" else []
+    assert sorted(_events(did)) == sorted([*rolled, (EventType.CONTROL_ACTION.value, title)])
+    assert DeploymentRepository().get_deployment(did).control.unreported == []
+
+    control_service(embedded).apply(did, ControlRequest(verb=verb, actor="carol", reason="third"))  # type: ignore[arg-type]
+    assert len(_events(did)) == len(rolled) + 1  # announced once
+    assert [a for a in _trail(did) if a[2] == "done"] == [(f"control_{verb}", "alice", "done")]
+
+
+def test_a_lost_announcement_is_finished_by_another_verb(embedded: Any, faults: Any) -> None:
+    """The audit entry was written but the announcement's outbox write failed: resume (another verb) writes the
+    pause's announcement first, and the pause's entry stays single."""
+    canary_in_flight(embedded, "paused-api")
+    plan = faults.on(
+        "dynamodb", "PutItem", THROTTLED, when=lambda r: "EVENT#" in _body(r) and "Canary Pause by alice" in _body(r)
+    )
+    with pytest.raises(ClientError):
+        control_service(embedded).apply("dep-paused-api", ControlRequest(verb="pause", actor="alice", reason="look"))
+    assert plan.injected > 1
+    faults.clear()
+    assert _trail("dep-paused-api") == [("control_pause", "alice", "done")] and _events("dep-paused-api") == []
+    resumed = control_service(embedded).apply(
+        "dep-paused-api", ControlRequest(verb="resume", actor="bob", reason="fine")
+    )
+    assert resumed.changed
+    assert _trail("dep-paused-api") == [("control_pause", "alice", "done"), ("control_resume", "bob", "done")]
+    assert [t for _, t in _events("dep-paused-api")] == ["Canary Pause by alice", "Canary Resume by bob"]
+    assert DeploymentRepository().get_deployment("dep-paused-api").control.unreported == []
