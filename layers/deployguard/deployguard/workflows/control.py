@@ -841,10 +841,7 @@ class CanaryControlService:
             (_new(d) for d in lambda_history if d.decision == "promoted" and _new(d) != current),
             _stable(culprit),
         )
-        if not self.repository.claim_once(
-            "emergency_rollback", claim_key, EMERGENCY_CLAIM_TTL, to_version=good, deployment_id=culprit.deployment_id,
-            at=clock.now().isoformat(),
-        ):  # fmt: skip
+        if not self._claim_emergency(claim_key, good, culprit.deployment_id):
             raise ControlStateError(f"an emergency rollback of {request.service} from {current} is under way")
         target = LambdaTarget(
             function_name=newest.function_name, alias=newest.alias, stable_version=good, new_version=current
@@ -871,6 +868,23 @@ class CanaryControlService:
             message=message,
             deployment_id=culprit.deployment_id,
         )
+
+    def _claim_emergency(self, claim_key: str, good: str, culprit_id: str) -> bool:
+        """The claim of one emergency rollback of a service from a version. A claim left by the rollback of an
+        earlier deployment of that version (the version put live again since, by another deployment) is over:
+        taken over, so the version can be rolled back again within the claim's day."""
+        for _ in range(2):
+            if self.repository.claim_once(
+                "emergency_rollback", claim_key, EMERGENCY_CLAIM_TTL, to_version=good, deployment_id=culprit_id,
+                at=clock.now().isoformat(),
+            ):  # fmt: skip
+                return True
+            held = self.repository.find_claim("emergency_rollback", claim_key) or {}
+            earlier = str(held.get("deployment_id") or "")
+            if not earlier or earlier == culprit_id:
+                return False  # this deployment's rollback: under way (or its repeat)
+            self.repository.release("emergency_rollback", claim_key, deployment_id=earlier)
+        return False
 
     def _finish_emergency_rollback(
         self, request: EmergencyRollbackRequest, claim: dict[str, object], claim_key: str, from_version: str
@@ -901,15 +915,16 @@ class CanaryControlService:
             culprit = self.repository.update_deployment(deployment_id, change)
         if culprit.decision != "emergency_rolled_back":
             return  # another outcome was recorded since (not this rollback's to finish)
-        audited = self.repository.audit_once(
+        self.repository.audit_once(
             deployment_id, f"emergency_rollback-{claim_key}", at, "emergency_rollback", request.actor, request.reason,
             from_version=from_version, to=good, **_identity(request.identity),
         )  # fmt: skip
-        if changed or audited:
-            message = f"{target.function_name}:{target.alias} back on version {good} (was {from_version})"
-            self.announce(
-                culprit, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL
-            )
+        # always: its id and time come from the claim, so a repeat after a failed write records it once
+        message = f"{target.function_name}:{target.alias} back on version {good} (was {from_version})"
+        self.announce(
+            culprit, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL,
+            event_id=f"ev-emergency-{deployment_id}-{from_version}", at=at,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ announcing
 
