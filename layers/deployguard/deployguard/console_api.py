@@ -380,7 +380,9 @@ def deployment_detail(
     limit: PageLimit = DEFAULT_ASSESSMENTS,
 ) -> DeploymentDetail:
     caller()
-    return details().detail(deployment_id, before=before, limit=limit)
+    detail = details().detail(deployment_id, before=before, limit=limit)
+    detail.left_on_new = console().control.left_on_new(detail.deployment)  # GetAlias only for an ended one
+    return detail
 
 
 @app.get(

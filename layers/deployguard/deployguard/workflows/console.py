@@ -28,6 +28,7 @@ from deployguard.workflows.control import (
     EmergencyRollbackOutcome,
     EmergencyRollbackRequest,
     Verb,
+    routes_new,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class ServiceCard(Model):
     )
     live_version_note: str | None = Field(
         default=None, description="why the live version is unknown, or that the alias splits its traffic"
+    )
+    left_on_new: bool = Field(
+        default=False,
+        description="the latest deployment ended unpromoted while its alias still routes its new version (its "
+        "rollback failed): abort it to put the alias back (emergency rollback refuses a split alias)",
     )
 
 
@@ -125,7 +131,9 @@ class OperationsConsole:
         for service, environment in sorted(self.reader.repository.service_environments()):
             page = self.reader.page(DeploymentQuery(service=service, environment=environment, limit=1)).items
             latest = page[0] if page else None
-            cards.append(ServiceCard(service=service, environment=environment, latest=latest, **_live(latest, aliases)))
+            card = ServiceCard(service=service, environment=environment, latest=latest, **_live(latest, aliases))
+            card.left_on_new = _left_on_new(latest, aliases)
+            cards.append(card)
         return cards
 
     def incidents(self, *, include_resolved: bool = False, limit: int = 50) -> list[Incident]:
@@ -187,6 +195,16 @@ def _live(
     split = ", ".join(f"{w:.0%} to version {v}" for v, w in sorted(alias.additional_weights.items()))
     return {"live_version": alias.function_version, "live_version_source": "alias",
             "live_version_note": f"the alias splits its traffic: {split}" if split else None}  # fmt: skip
+
+
+def _left_on_new(deployment: Deployment | None, aliases: dict[tuple[str, str], AliasState | TrafficShiftError]) -> bool:
+    """The latest deployment ended unpromoted and its alias (as :func:`_live` read it) still routes its new
+    version: its rollback failed (``CanaryControlService._left_on_new``), abort finishes it."""
+    if deployment is None or not deployment.status.is_terminal or deployment.decision == "promoted":
+        return False
+    target = deployment.target
+    alias = aliases.get((target.function_name, target.alias)) if isinstance(target, LambdaTarget) else None
+    return isinstance(target, LambdaTarget) and isinstance(alias, AliasState) and routes_new(target, alias)
 
 
 # --------------------------------------------------------------------------- who is calling

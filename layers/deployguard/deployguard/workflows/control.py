@@ -64,6 +64,7 @@ from deployguard.workflows import alias_claim
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
+    from deployguard.aws.lambda_traffic import AliasState
     from deployguard.config import DeployGuardConfig
     from deployguard.storage.repository import DeploymentRepository
 
@@ -571,9 +572,18 @@ class CanaryControlService:
         newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=1)
         if newest and newest[0].deployment_id != deployment.deployment_id:
             return False  # a later deployment owns the alias now
-        alias = LambdaTrafficShifter(target).current()
-        versions = {alias.function_version, *alias.additional_weights}
-        return target.new_version in versions and versions <= {target.stable_version, target.new_version}
+        return routes_new(target, LambdaTrafficShifter(target).current())
+
+    def left_on_new(self, deployment: Deployment) -> bool:
+        """What the console shows: an ended deployment whose rollback failed (:meth:`_left_on_new`), so abort
+        is offered. False when the alias cannot be read (the abort itself would say why)."""
+        if not deployment.status.is_terminal:
+            return False
+        try:
+            return self._left_on_new(deployment)
+        except TrafficShiftError:
+            logger.warning("cannot read the alias", extra={"deployment_id": deployment.deployment_id})
+            return False
 
     def _retry(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         if not deployment.status.is_terminal:
@@ -960,6 +970,12 @@ def _mark_approved(d: Deployment, actor: str) -> None:
     d.control.approved_by = actor
     d.control.last_action, d.control.last_actor = "approve", actor
     d.control.last_action_at = clock.now()
+
+
+def routes_new(target: LambdaTarget, alias: AliasState) -> bool:
+    """The alias routes ``target``'s new version (split or all of it) and nothing but its two versions."""
+    versions = {alias.function_version, *alias.additional_weights}
+    return target.new_version in versions and versions <= {target.stable_version, target.new_version}
 
 
 def _unreported(d: Deployment) -> None:
