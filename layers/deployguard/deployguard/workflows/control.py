@@ -597,11 +597,13 @@ class CanaryControlService:
             raise ControlStateError("retry needs the canary state machine (CANARY_STATE_MACHINE_ARN is not set)")
         self._refuse_stale_retry(deployment)
         flipped = False
+        held: Deployment | None = None  # the record as the hold left it: put back if the retry does not start
 
         def change(d: Deployment) -> None:
-            nonlocal flipped
+            nonlocal flipped, held
             flipped = d.status.is_terminal and d.decision == "held"
             if flipped:
+                held = d.model_copy(deep=True)
                 now = clock.now()
                 d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
                 left = d.control.unreported  # earlier verbs still to report
@@ -634,9 +636,12 @@ class CanaryControlService:
         except stepfunctions.StepFunctionsError:
             report = _REPORT.get()
 
-            def undo(d: Deployment) -> None:
-                d.status, d.decision = DeploymentStatus.STOPPED, "held"
-                d.control.unreported = [r for r in d.control.unreported if report is None or r.key != report.key]
+            def undo(d: Deployment) -> None:  # held again, as it was: why and when it was held, its flags
+                assert held is not None
+                d.status, d.decision = held.status, "held"
+                d.decision_reason, d.ended_at = held.decision_reason, held.ended_at
+                left = [r for r in d.control.unreported if report is None or r.key != report.key]
+                d.control = held.control.model_copy(update={"unreported": left})
                 d.phase = Phase.FAILED
                 d.phase_history.append(
                     PhaseChange(phase=Phase.FAILED, at=clock.now(), reason="the retry did not start")
