@@ -582,11 +582,29 @@ def refuse_before_reading(event: dict[str, Any], access: Access | None = None) -
     if access == "write" and (method in READ_METHODS or not path.startswith("/api/")):
         return _refusal(405, f"{method} {path}: the console's write function takes only POST /api/ requests "
                         "(reads go to ConsoleReadFunction)", Allow="POST")  # fmt: skip
+    if method not in READ_METHODS and path.startswith("/api/") and event.get("body") and not _json_body(event):
+        return _refusal(415, f"{WHAT}: the body must be sent as application/json", "header.content-type")
     try:
         bounded_http_request(event, WHAT)
     except InvalidEventError as exc:
         return _refusal(400, str(exc), exc.field)
     return None
+
+
+def _json_body(event: dict[str, Any]) -> bool:
+    """The request says its body is JSON: ``Content-Type: application/json`` (parameters allowed; a media type
+    is case-insensitive, RFC 9110). Its header is then given to the routes in lower case, as Powertools reads it;
+    a body sent without the header, or as a form, is not read as JSON (415)."""
+    headers = event.get("headers") or {}
+    name = next((k for k in headers if str(k).lower() == "content-type"), None)
+    value = str(headers.get(name) or "") if name is not None else ""
+    media, _, parameters = value.partition(";")
+    if media.strip().lower() != content_types.APPLICATION_JSON:
+        return False
+    event["headers"] = {k: v for k, v in headers.items() if k != name} | {
+        "content-type": content_types.APPLICATION_JSON + (f";{parameters}" if parameters else "")
+    }
+    return True
 
 
 def handle(event: dict[str, Any], context: LambdaContext, access: Access) -> dict[str, Any]:

@@ -70,3 +70,50 @@ def test_an_abort_whose_audit_write_fails_answers_502_and_the_repeat_finishes_it
     assert trail == [("rolled_back", None), ("control_abort", "done"), ("control_abort", "unchanged")]
     titles = sorted(e.title for e in DeploymentRepository().events("dep-checkout-api"))
     assert titles == ["Canary Abort by local-operator", "Rollback Completed"]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_json_body_not_sent_as_json_is_415_naming_the_header(
+    embedded: Any, server: Any, content_type: str | None
+) -> None:
+    canary_in_flight(embedded, "checkout-api")
+    body = json.dumps({"reason": "look"}).encode()
+    if content_type is None:  # urllib would add a form type: a raw request without the header
+        status, answer = _post_without_content_type(server, "/api/deployments/dep-checkout-api/control/pause", body)
+    else:
+        status, answer = _post(server, "/api/deployments/dep-checkout-api/control/pause", body, content_type)
+    assert status == 415, answer
+    assert answer == {
+        "message": "console request: the body must be sent as application/json",
+        "field": "header.content-type",
+    }
+    assert not DeploymentRepository().get_deployment("dep-checkout-api").control.paused
+
+
+@pytest.mark.parametrize("content_type", ["APPLICATION/JSON", "Application/Json; charset=UTF-8", "application/json"])
+def test_a_json_media_type_in_any_case_is_json(embedded: Any, server: Any, content_type: str) -> None:
+    canary_in_flight(embedded, "checkout-api")
+    body = json.dumps({"reason": "look"}).encode()
+    status, answer = _post(server, "/api/deployments/dep-checkout-api/control/pause", body, content_type)
+    assert status == 200 and answer["changed"] is True, answer
+    assert DeploymentRepository().get_deployment("dep-checkout-api").control.paused
+
+
+def _post_without_content_type(
+    server: tuple[ConsoleServer, LocalCredentials], path: str, data: bytes
+) -> tuple[int, dict[str, Any]]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    console, credentials = server
+    where = urlsplit(console.url)
+    connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=10)
+    try:
+        connection.putrequest("POST", path)
+        connection.putheader("Authorization", f"Bearer {credentials.write_token}")
+        connection.putheader("Content-Length", str(len(data)))
+        connection.endheaders(data)
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
