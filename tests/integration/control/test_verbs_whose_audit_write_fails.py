@@ -90,3 +90,37 @@ def test_a_lost_announcement_is_finished_by_another_verb(embedded: Any, faults: 
     assert _trail("dep-paused-api") == [("control_pause", "alice", "done"), ("control_resume", "bob", "done")]
     assert [t for _, t in _events("dep-paused-api")] == ["Canary Pause by alice", "Canary Resume by bob"]
     assert DeploymentRepository().get_deployment("dep-paused-api").control.unreported == []
+
+
+def _tick(embedded: Any, function: str) -> None:
+    from deployguard import clock
+
+    event = {"version": "0", "id": "tick", "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": clock.now().isoformat(), "region": "us-east-1",
+             "resources": [], "detail": {}}  # fmt: skip
+    out, failed = embedded.invoke(function, event)
+    assert not failed, out
+
+
+@pytest.mark.parametrize(("verb", "audited", "function"), [
+    ("pause", "control_pause", "AssessorFunction"),  # a canary in progress: the minute tick
+    ("abort", "rolled_back", "TrafficCheckFunction"),  # an ended one: its traffic checks
+])  # fmt: skip
+def test_nobody_asks_again_and_the_schedule_writes_them(
+    embedded: Any, faults: Any, verb: str, audited: str, function: str
+) -> None:
+    canary_in_flight(embedded, "quiet-api")
+    faults.on("dynamodb", "PutItem", THROTTLED, when=lambda r: f'"{audited}"' in _body(r) and "AUDIT#" in _body(r))
+    with pytest.raises(ClientError):
+        control_service(embedded).apply("dep-quiet-api", ControlRequest(verb=verb, actor="alice", reason="first"))  # type: ignore[arg-type]
+    faults.clear()
+    _tick(embedded, function)  # within the minute: the request might still be writing them
+    assert _trail("dep-quiet-api") == []
+    embedded.clock.advance(90)
+    _tick(embedded, function)
+    done = [("rolled_back", "alice", None)] if verb == "abort" else []
+    assert _trail("dep-quiet-api") == [*done, (f"control_{verb}", "alice", "done")]
+    assert f"Canary {verb.title()} by alice" in [t for _, t in _events("dep-quiet-api")]
+    assert DeploymentRepository().get_deployment("dep-quiet-api").control.unreported == []
+    _tick(embedded, function)
+    assert len(_trail("dep-quiet-api")) == len(done) + 1  # once

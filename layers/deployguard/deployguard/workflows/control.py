@@ -32,7 +32,7 @@ is false) and announces nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -74,6 +74,7 @@ logger = logging.getLogger(__name__)
 Verb = Literal["promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve"]
 VERBS: tuple[Verb, ...] = ("promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve")
 EMERGENCY_CLAIM_TTL = timedelta(days=1)
+REPORT_GRACE = timedelta(minutes=1)  # a verb's own request writes its report; the minute tick only after this
 # the verb being applied: its effect's write puts it on the record (``CanaryControl.unreported``) until its audit
 # entry and announcement are written, so a failure between the two loses neither (:meth:`_report`)
 _REPORT: ContextVar[ControlReport | None] = ContextVar("deployguard_control_report", default=None)
@@ -259,46 +260,7 @@ class CanaryControlService:
         return deployment
 
     def _report(self, deployment: Deployment, report: ControlReport, message: str | None = None) -> Deployment:
-        """Audit and announce ``report``'s verb (ids from its key: a repeat writes nothing twice), then take it
-        off the record. ``message``: what the verb said; a report finished later says when it was done."""
-        said = message or (
-            f"{report.verb.replace('_', ' ')} done at {report.at.isoformat(timespec='seconds')} (recorded late: its "
-            "audit entry and announcement could not be written then)"
-        )
-        deployment_id, at = deployment.deployment_id, report.at
-        target = deployment.target
-        if report.verb == "abort" and isinstance(target, LambdaTarget):
-            reason = f"aborted by {report.actor}: {report.reason}"
-            self.repository.audit_once(
-                deployment_id, f"{report.key}-rolled_back", at, "rolled_back", report.actor, reason,
-                alias="100% stable",
-            )  # fmt: skip
-            self.announce(
-                deployment, EventType.ROLLBACK_COMPLETED, "Rollback Completed",
-                f"{reason}; alias back at 100% version {target.stable_version}", Severity.CRITICAL,
-                event_id=f"ev-{report.key}-rollback", at=at,
-            )  # fmt: skip
-        self.repository.audit_once(
-            deployment_id, report.key, at, f"control_{report.verb}", report.actor, report.reason,
-            changed=True, outcome="done", result=said, **_identity(report.identity),
-        )  # fmt: skip
-        loud = report.verb in ("abort", "skip_analysis")
-        self.announce(
-            deployment,
-            EventType.CONTROL_ACTION,
-            f"Canary {report.verb.replace('_', ' ').title()} by {report.actor}",
-            f"{said}. Reason: {report.reason}",
-            Severity.CRITICAL if loud else Severity.WARNING,
-            event_id=f"ev-{report.key}",
-            at=at,
-            verb=report.verb,
-            actor=report.actor,
-        )
-
-        def reported(d: Deployment) -> None:
-            d.control.unreported = [r for r in d.control.unreported if r.key != report.key]
-
-        return self.repository.update_deployment(deployment_id, reported)
+        return write_report(self.repository, self.publisher, deployment, report, message)
 
     def _flags(self, deployment: Deployment, request: ControlRequest, change: Callable[[CanaryControl], bool]) -> bool:
         """Change the control flags of a deployment in progress; True if they changed. Refused when the
@@ -957,14 +919,106 @@ class CanaryControlService:
     ) -> DeploymentEvent:
         """Through the outbox: recorded, then published (by the minute tick if the topic refuses it now).
         ``event_id`` and ``at`` make it idempotent: announced again, it is the same event (recorded once)."""
-        fixed: dict[str, object] = {"event_id": event_id} if event_id else {}
-        if at is not None:
-            fixed["at"] = at
-        event = DeploymentEvent.about(
-            deployment, event_type, title, message, severity=severity, details=dict(details), **fixed
-        )
-        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
-        return event
+        return _announce(
+            self.repository, self.publisher, deployment, event_type, title, message, severity,
+            event_id=event_id, at=at, **details,
+        )  # fmt: skip
+
+
+def write_report(
+    repository: DeploymentRepository,
+    publisher: EventPublisher | None,
+    deployment: Deployment,
+    report: ControlReport,
+    message: str | None = None,
+) -> Deployment:
+    """Audit and announce ``report``'s verb (ids from its key: a repeat writes nothing twice), then take it
+    off the record. ``message``: what the verb said; a report finished later says when it was done."""
+    said = message or (
+        f"{report.verb.replace('_', ' ')} done at {report.at.isoformat(timespec='seconds')} (recorded late: its "
+        "audit entry and announcement could not be written then)"
+    )
+    deployment_id, at = deployment.deployment_id, report.at
+    target = deployment.target
+    if report.verb == "abort" and isinstance(target, LambdaTarget):
+        reason = f"aborted by {report.actor}: {report.reason}"
+        repository.audit_once(
+            deployment_id, f"{report.key}-rolled_back", at, "rolled_back", report.actor, reason,
+            alias="100% stable",
+        )  # fmt: skip
+        _announce(
+            repository, publisher, deployment, EventType.ROLLBACK_COMPLETED, "Rollback Completed",
+            f"{reason}; alias back at 100% version {target.stable_version}", Severity.CRITICAL,
+            event_id=f"ev-{report.key}-rollback", at=at,
+        )  # fmt: skip
+    repository.audit_once(
+        deployment_id, report.key, at, f"control_{report.verb}", report.actor, report.reason,
+        changed=True, outcome="done", result=said, **_identity(report.identity),
+    )  # fmt: skip
+    loud = report.verb in ("abort", "skip_analysis")
+    _announce(
+        repository,
+        publisher,
+        deployment,
+        EventType.CONTROL_ACTION,
+        f"Canary {report.verb.replace('_', ' ').title()} by {report.actor}",
+        f"{said}. Reason: {report.reason}",
+        Severity.CRITICAL if loud else Severity.WARNING,
+        event_id=f"ev-{report.key}",
+        at=at,
+        verb=report.verb,
+        actor=report.actor,
+    )
+
+    def reported(d: Deployment) -> None:
+        d.control.unreported = [r for r in d.control.unreported if r.key != report.key]
+
+    return repository.update_deployment(deployment_id, reported)
+
+
+def report_left_verbs(
+    repository: DeploymentRepository, publisher: EventPublisher | None, deployments: Sequence[Deployment], now: datetime
+) -> int:
+    """The minute tick's part: verbs whose effect is on a record but whose audit entry and announcement are still
+    missing a minute later (their writes failed and nobody asked about the deployment since) are written now, once
+    each (:func:`write_report`). Returns how many. Never raises: the next tick tries again."""
+    written = 0
+    for deployment in deployments:
+        for report in deployment.control.unreported:
+            if report.at > now - REPORT_GRACE:  # the request may still be writing them itself
+                continue
+            try:
+                deployment = write_report(repository, publisher, deployment, report)
+                written += 1
+            except Exception as exc:
+                logger.warning("cannot report a control verb", extra={"deployment_id": deployment.deployment_id,
+                                                                     "reason": str(exc)})  # fmt: skip
+                break
+    return written
+
+
+def _announce(
+    repository: DeploymentRepository,
+    publisher: EventPublisher | None,
+    deployment: Deployment,
+    event_type: EventType,
+    title: str,
+    message: str,
+    severity: Severity,
+    *,
+    event_id: str | None = None,
+    at: datetime | None = None,
+    **details: object,
+) -> DeploymentEvent:
+    """Through the outbox (:meth:`CanaryControlService.announce`)."""
+    fixed: dict[str, object] = {"event_id": event_id} if event_id else {}
+    if at is not None:
+        fixed["at"] = at
+    event = DeploymentEvent.about(
+        deployment, event_type, title, message, severity=severity, details=dict(details), **fixed
+    )
+    outbox.announce(repository, publisher, event, actor=ACTOR)
+    return event
 
 
 def _mark_approved(d: Deployment, actor: str) -> None:
