@@ -26,7 +26,10 @@ The canary controller honours the flags through :func:`effective_decision` and :
 
 Every action is recorded in the audit trail with who, when and why; a change is announced on the
 events topic. Actions are idempotent: asking again for what is already so changes nothing (``changed``
-is false) and announces nothing.
+is false) and announces nothing. The verb goes on the record in the same write as its effect
+(``CanaryControl.unreported``) until its audit entry and announcement are written (ids from its key): if
+those writes fail, the next request about the deployment, or the minute tick a minute later
+(:func:`report_left_verbs`), writes them, once.
 """
 
 from __future__ import annotations
