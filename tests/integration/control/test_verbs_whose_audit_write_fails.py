@@ -124,3 +124,21 @@ def test_nobody_asks_again_and_the_schedule_writes_them(
     assert DeploymentRepository().get_deployment("dep-quiet-api").control.unreported == []
     _tick(embedded, function)
     assert len(_trail("dep-quiet-api")) == len(done) + 1  # once
+
+
+def test_a_report_that_still_cannot_be_written_never_blocks_an_abort(embedded: Any, faults: Any) -> None:
+    """The pause's announcement cannot be written for as long as the abort takes: the abort is done and reported
+    all the same, and the pause's report waits on the record for the next request."""
+    target = canary_in_flight(embedded, "stuck-api")
+    faults.on("dynamodb", "PutItem", ["throttle"] * 40, when=lambda r: "Canary Pause by alice" in _body(r))
+    with pytest.raises(ClientError):
+        control_service(embedded).apply("dep-stuck-api", ControlRequest(verb="pause", actor="alice", reason="look"))
+    aborted = control_service(embedded).apply("dep-stuck-api", ControlRequest(verb="abort", actor="bob", reason="bad"))
+    assert aborted.changed
+    assert LambdaTrafficShifter(target).current().function_version == target.stable_version
+    assert [r.verb for r in DeploymentRepository().get_deployment("dep-stuck-api").control.unreported] == ["pause"]
+    faults.clear()
+    control_service(embedded).apply("dep-stuck-api", ControlRequest(verb="abort", actor="carol", reason="again"))
+    titles = [t for _, t in _events("dep-stuck-api")]
+    assert sorted(titles) == ["Canary Abort by bob", "Canary Pause by alice", "Rollback Completed"]
+    assert DeploymentRepository().get_deployment("dep-stuck-api").control.unreported == []

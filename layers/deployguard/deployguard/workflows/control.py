@@ -204,7 +204,10 @@ class CanaryControlService:
 
     def apply(self, deployment_id: str, request: ControlRequest) -> ControlOutcome:
         deployment = self.repository.get_deployment(deployment_id)
-        self.report_left(deployment)  # an earlier verb whose audit entry or announcement could not be written
+        try:  # an earlier verb whose audit entry or announcement could not be written; never in this verb's way
+            deployment = self.report_left(deployment)
+        except Exception:
+            logger.exception("cannot report an earlier control verb", extra={"deployment_id": deployment_id})
         report = ControlReport(
             key=new_id("ctl"), verb=request.verb, actor=request.actor, reason=request.reason,
             identity=request.identity, at=clock.now(),
