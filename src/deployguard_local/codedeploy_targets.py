@@ -112,12 +112,16 @@ class TargetStore:
             body = self._body_of(deployment_id)
             names = [e["lifecycleEventName"] for e in body["lifecycleEvents"]]
             position = names.index(lifecycle_event)
+            now = clock.now()
             for i, event in enumerate(body["lifecycleEvents"]):
                 if i < position and event["status"] in ("Pending", "InProgress"):
                     event["status"] = "Succeeded"
+                    event.setdefault("startTime", now)  # as CodeDeploy says when each event began and ended
+                    event["endTime"] = now
                 elif i == position:
                     event["status"] = "InProgress"
-            body["lastUpdatedAt"] = clock.now()
+                    event.setdefault("startTime", now)
+            body["lastUpdatedAt"] = now
 
     def finish(self, deployment_id: str, status: str) -> None:
         """The target ends: the event in progress takes ``status``, the rest that did not run are Skipped."""
@@ -126,6 +130,7 @@ class TargetStore:
             for event in body["lifecycleEvents"]:
                 if event["status"] == "InProgress":
                     event["status"] = status
+                    event["endTime"] = clock.now()
                 elif event["status"] == "Pending":
                     event["status"] = "Skipped"
             body["status"] = status
@@ -183,8 +188,10 @@ def install_deployment_target_api(store: TargetStore = TARGETS) -> Callable[[], 
                     "DeploymentTargetDoesNotExistException", f"no target {target_id} in deployment {deployment_id}"
                 )
             answer = json.loads(json.dumps(target, default=str))
-        kind = "ecsTarget" if "ecsTarget" in target else "lambdaTarget"
-        answer[kind]["lastUpdatedAt"] = target[kind]["lastUpdatedAt"]
+            kind = "ecsTarget" if "ecsTarget" in target else "lambdaTarget"
+            answer[kind]["lastUpdatedAt"] = target[kind]["lastUpdatedAt"]
+            for copied, event in zip(answer[kind]["lifecycleEvents"], target[kind]["lifecycleEvents"], strict=True):
+                copied.update({k: event[k] for k in ("startTime", "endTime") if k in event})  # timestamps, as sent
         return ActionResult({"deploymentTarget": answer})
 
     added = {"list_deployment_targets": list_deployment_targets, "get_deployment_target": get_deployment_target}

@@ -32,6 +32,7 @@ from deployguard.readmodels import (
     TimelineItem,
     parse_since,
     timeline,
+    wording,
 )
 from deployguard_local.commands import GATE_ERROR_EXIT, console, duration, invoke, new_app, print_json, run, when
 from deployguard_local.options import Connection, Json, Resources, connected
@@ -82,8 +83,19 @@ def print_history(out: Console, history: DeploymentHistory, notifications: bool)
     out.print(Text(f"{d.deployment_id}  {d.service} {d.version} -> {d.environment}", style="bold"))
     out.print(f"target {_target(d)}  driver {d.driver}  strategy {d.strategy.value}  phase {d.phase.value}")
     out.print(f"started {when(d.started_at)}  ended {when(d.ended_at)}  took {duration(d.duration_seconds)}")
-    out.print(Text(f"outcome: {history.outcome.message} (exit {history.outcome.exit_code})",
+    # said once each, as the report and the console say them (readmodels.wording): the outcome, why it ended (the
+    # remediation's cause), the canary's last verdict
+    outcome, canary = history.outcome, history.canary_assessments()
+    last = canary[-1] if canary else None
+    note, why = wording.outcome_note(outcome.message, d), wording.why_ended(d, outcome.state, last)
+    clock = wording.period_clock(canary)
+    out.print(Text(f"outcome: {outcome.state}{f': {note}' if note else ''} (exit {outcome.exit_code})",
                    style=STATUS_STYLE.get(d.status.value, "")))  # fmt: skip
+    if why:
+        out.print(Text(f"why it ended: {wording.on_clock(clock, why)}"))
+    if last is not None:
+        verdict = wording.on_clock(clock, last.verdict.summary)
+        out.print(Text(f"the canary's last verdict: {last.verdict.decision.value}: {verdict}"))
     steps = "  ".join(f"{s.at:%H:%M} {s.weight:.0%}" for s in history.traffic)
     out.print(f"traffic: {steps}")
     scores = [f"{a.health_score:.0f}" for a in history.assessments if a.health_score is not None]

@@ -154,6 +154,34 @@ class TrafficCheck(Model):
     reconciled_at: datetime | None = Field(default=None, description="when the checks ended: no more reads")
 
 
+class EndCause(Model):
+    """A remediation that ended a deployment, in the parts its ``decision_reason`` is composed from once
+    (:meth:`reason`): the incident, the canary's failing verdict it came from, CodeDeploy's end after it. What
+    people read (deployguard.readmodels.wording) is put together from these, never taken apart from the sentence.
+    Records written before it have the reason alone."""
+
+    remediation: str = Field(min_length=1, description="the remediation action that ended it: rollback, ...")
+    incident_id: str = Field(min_length=1)
+    rules: list[str] = Field(default_factory=list, description="the incident's alert rules: canary-issue, ...")
+    title: str = Field(default="", description="the incident's title")
+    verdict: str | None = Field(
+        default=None,
+        description="the canary's failing verdict behind the incident (its summary), said here once; None when the "
+        "incident came from no verdict",
+    )
+    codedeploy: str | None = Field(
+        default=None, description='what CodeDeploy said when it ended after the remediation: "CodeDeploy STOP"'
+    )
+
+    def reason(self) -> str:
+        """The audit sentence ``decision_reason`` keeps, each part once: "remediation rollback for incident inc-1
+        (canary-issue): <title>; canary verdict: <verdict>; CodeDeploy STOP"."""
+        text = f"remediation {self.remediation} for incident {self.incident_id} ({', '.join(self.rules)}): {self.title}"
+        if self.verdict:
+            text += f"; canary verdict: {self.verdict}"
+        return f"{text}; {self.codedeploy}" if self.codedeploy else text
+
+
 class Deployment(Model):
     deployment_id: str = Field(default_factory=lambda: new_id("dg"), min_length=1)
     service: str = Field(min_length=1)
@@ -198,6 +226,11 @@ class Deployment(Model):
     )
     decision: str | None = None
     decision_reason: str | None = None
+    end_cause: EndCause | None = Field(
+        default=None,
+        description="a remediation's end, in the parts decision_reason was composed from (each said once); None for "
+        "other ends and for records written before it",
+    )
     last_assessment: "AssessmentCursor | None" = Field(
         default=None, description="what the next scheduled assessment needs, written with each assessment"
     )

@@ -75,7 +75,14 @@ def test_green_silent_when_the_shift_time_is_unknown_passes_with_the_no_evidence
     source = AlbTrafficSource(stack.prod_listener_arn, 3000, {}, active=False)
     blue = BlueOnly(source, stack.blue_target_group)
     embedded.clock.listeners.append(blue.on_clock)
+
+    def no_start(parsed: dict[str, Any], **_: Any) -> None:  # CodeDeploy's AllowTraffic start not told either
+        for event in parsed["deploymentTarget"]["ecsTarget"]["lifecycleEvents"]:
+            event.pop("startTime", None)
+
+    clients.client("codedeploy").meta.events.register("after-call.codedeploy.GetDeploymentTarget", no_start)
     result = _rollout(embedded, stack)
+    clients.client("codedeploy").meta.events.unregister("after-call.codedeploy.GetDeploymentTarget", no_start)
     assert blue.minutes  # blue published all along
     assert result.hooks == [("AfterAllowTestTraffic", "Succeeded"), ("AfterAllowTraffic", "Succeeded")]
     record = DeploymentRepository().get_deployment(result.deployment_id)

@@ -1,7 +1,8 @@
 """The console's deployment page in headless Chromium says each thing once, as the report does.
 
-demo-regression-midway was rolled back by remediation on its failing verdict; its stored reason says the verdict
-twice and the gate's outcome repeated it: the page showed the verdict three times. Now the verdict is said once
+demo-regression-midway was rolled back by remediation on its failing verdict; its stored reason said the verdict
+twice and the gate's outcome repeated it: the page showed the verdict three times. Now the reason is composed with
+the verdict once (its parts kept apart, ``end_cause``), and the page says the verdict once
 ("Canary's last verdict", its periods on the clock as the report says them: "since 12:14 (period 5)"), the
 remediation's cause once ("Why it ended"), the outcome without either; a metric zero at every look (throttles)
 gets an axis labelled 0% to 1%, not "1e-7%".
@@ -27,7 +28,8 @@ def test_the_detail_api_says_why_once_and_tells_the_period_clock(console: Any) -
     reader = {"Authorization": f"Bearer {console.credentials.read_token}"}
     detail = requests.get(f"{console.url}/api/deployments/{DEPLOYMENT}", headers=reader, timeout=30).json()
     reason = detail["deployment"]["decision_reason"]
-    assert reason.count("canary worse: errors:") == 2, "the stored audit text is kept as written"
+    assert reason.count("canary worse: errors:") == 1, "the stored audit text says the verdict once"
+    assert detail["deployment"]["end_cause"]["verdict"].startswith("canary worse: errors:")
     assert WHY.match(detail["why_ended"]), detail["why_ended"]
     assert detail["outcome_note"] == "" and detail["outcome"]["message"] == reason
     assert detail["period_clock"] == {"start": "2026-01-01T12:09:00Z", "seconds": 60.0}, detail["period_clock"]

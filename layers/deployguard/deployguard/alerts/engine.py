@@ -498,13 +498,17 @@ class AlertEngine:
         """The incident's plan for this alert. One its rule's cooldown or rate limit held back (not
         ``announced``) runs the automatic steps only (a stop or rollback never waits on a cooldown) and pages
         only an attempt that failed now: asking people (an approval, asked again each minute after they said
-        no) and what was reported already (refused, out of attempts) wait for an announced alert."""
+        no) and what was reported already (refused, out of attempts) wait for an announced alert. An approval
+        people rejected, or let expire unanswered, is not asked again for the incident and action at all
+        (:meth:`RemediationStore.mark_answered`): a new request would restart a canary's promotion hold."""
         for step in self._steps_for(alert.rule, alert.group, incident, deployment):
             if not announced and step.mode != "auto":
                 continue
             previous = self.remediation.store.attempts(incident.incident_id, deployment.deployment_id, step.action)
             if previous.get("last_outcome") in (Outcome.SUCCEEDED.value, Outcome.NOOP.value):
                 continue
+            if step.mode == "approval" and previous.get("answered"):
+                continue  # people were asked for this incident and action: they said no, or never answered
             action = self.settings.remediation.actions.get(step.action)
             if step.mode == "auto" and action is not None and int(previous.get("attempts", 0)) >= action.max_attempts:
                 continue  # every attempt used (the last failure was reported): not again at each later alert

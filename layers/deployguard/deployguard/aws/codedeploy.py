@@ -62,6 +62,7 @@ class CodeDeployDeployment(Model):
     lifecycle_event: str | None = None  # ECS: the lifecycle event in progress on the target
     new_traffic_weight: float | None = None  # ECS: the green task set's share of production traffic
     production_traffic_moved: bool = False  # ECS: the AllowTraffic event began (production reached green)
+    traffic_started_at: datetime | None = None  # ECS: when the AllowTraffic event began (its startTime)
 
     @property
     def is_rollback(self) -> bool:
@@ -252,6 +253,7 @@ class DeploymentTargetInfo(Model):
     lifecycle_events: list[tuple[str, str]] = Field(default_factory=list)  # (name, status), in order
     task_sets: list[TaskSetInfo] = Field(default_factory=list)
     lambda_weight: float | None = None  # Lambda: lambdaFunctionInfo.targetVersionWeight, in percent
+    started: dict[str, datetime] = Field(default_factory=dict)  # lifecycle event -> its startTime, when begun
 
     def new_version_weight(self) -> float | None:
         """The new version's share of production traffic (0..1): the Lambda target version's
@@ -265,6 +267,12 @@ class DeploymentTargetInfo(Model):
     def running_event(self) -> str | None:
         return next((name for name, status in self.lifecycle_events if status == "InProgress"), None)
 
+    @property
+    def traffic_started_at(self) -> datetime | None:
+        """ECS: when production traffic began to move to green (the AllowTraffic event's startTime), if it has."""
+        began = any(n == "AllowTraffic" and s not in ("Pending", "Skipped") for n, s in self.lifecycle_events)
+        return self.started.get("AllowTraffic") if began else None
+
     def task_set(self, label: str) -> TaskSetInfo | None:
         return next((t for t in self.task_sets if t.label.lower() == label.lower()), None)
 
@@ -276,6 +284,11 @@ def _target_info(body: dict[str, Any]) -> DeploymentTargetInfo:
         lifecycle_events=[
             (str(e.get("lifecycleEventName", "")), str(e.get("status", ""))) for e in body.get("lifecycleEvents", [])
         ],
+        started={
+            str(e.get("lifecycleEventName", "")): e["startTime"]
+            for e in body.get("lifecycleEvents", [])
+            if isinstance(e.get("startTime"), datetime)
+        },
         task_sets=[
             TaskSetInfo(
                 task_set=str(t.get("identifer") or t.get("identifier") or ""),  # the API spells it "identifer"
@@ -381,6 +394,7 @@ class CodeDeployGateway:
         deployment.production_traffic_moved = any(
             name == "AllowTraffic" and status not in ("Pending", "Skipped") for name, status in state.lifecycle_events
         )
+        deployment.traffic_started_at = state.traffic_started_at
         blue, green = state.task_set("Blue"), state.task_set("Green")
         if green is not None:
             deployment.new_traffic_weight = min(1.0, max(0.0, green.traffic_weight / 100.0))

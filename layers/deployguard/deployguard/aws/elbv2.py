@@ -63,3 +63,31 @@ def target_group_dimensions(names: Sequence[str]) -> dict[str, TargetGroupDimens
     if missing:
         raise LoadBalancerError(f"DescribeTargetGroups: no target group named {', '.join(missing)}")
     return found
+
+
+def forwarded_share(listener_arns: Sequence[str], target_group: str) -> float | None:
+    """The share of the listeners' traffic their default actions forward to ``target_group`` (its ARN suffix,
+    ``targetgroup/<name>/<id>``), the highest of the listeners: as CodeDeploy sets an ECS service's production
+    listener when it moves traffic (DescribeListeners). None when no listener forwards anything."""
+    arns = [a for a in listener_arns if a]
+    if not arns or not target_group:
+        return None
+    try:
+        listeners = clients.client("elbv2").describe_listeners(ListenerArns=arns).get("Listeners", [])
+    except (ClientError, BotoCoreError) as exc:
+        raise LoadBalancerError(f"DescribeListeners {', '.join(arns)}: {exc}") from exc
+    shares: list[float] = []
+    for listener in listeners:
+        for action in listener.get("DefaultActions") or []:
+            if action.get("Type") != "forward":
+                continue
+            groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or (
+                [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 1}] if action.get("TargetGroupArn") else []
+            )
+            total = sum(float(g.get("Weight", 1)) for g in groups)
+            if total > 0:
+                mine = sum(
+                    float(g.get("Weight", 1)) for g in groups if arn_suffix(str(g["TargetGroupArn"])) == target_group
+                )
+                shares.append(mine / total)
+    return max(shares) if shares else None

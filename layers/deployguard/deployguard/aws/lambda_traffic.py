@@ -41,6 +41,14 @@ class AliasState:
             abs(self.additional_weights[target.new_version] - weight) < 1e-4
         )
 
+    def split_between(self, target: LambdaTarget) -> bool:
+        """Whether the alias splits its traffic between ``target``'s two versions (stable and new), and routes no
+        other: some but not all on the new version. What a promoted deployment's alias must not be left at (a late
+        move landed after the promotion); an alias wholly on one version, or routing a version the deployment
+        never shipped, is not."""
+        versions = {self.function_version, *self.additional_weights}
+        return versions <= {target.stable_version, target.new_version} and 0 < self.weight_of(target.new_version) < 1
+
     def weight_of(self, version: str) -> float:
         if self.function_version == version and not self.additional_weights:
             return 1.0
@@ -90,6 +98,10 @@ class LambdaTrafficShifter:
     def promote(self, expected: AliasState | None = None) -> AliasState:
         """All traffic to the new version; with ``expected`` only if nobody moved the alias since it was read."""
         return self._update(self.target.new_version, {}, expected)
+
+    def restore(self, routing: AliasState, expected: AliasState) -> AliasState:
+        """Route the alias as ``routing`` routed it (a move taken back), only while it is still ``expected``."""
+        return self._update(routing.function_version, dict(routing.additional_weights), expected)
 
     def rollback(self) -> AliasState:
         return self._update(self.target.stable_version, {})

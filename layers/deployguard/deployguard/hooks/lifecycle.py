@@ -11,8 +11,13 @@ AllowTraffic, as CodeDeploy's target or this deployment's answered BeforeAllowTr
 AfterAllowTraffic, and fails closed: the new version serves nothing). For ECS the event is
 the one GetDeploymentTarget shows in progress; when it names none (or no hook), green serving
 production traffic means AfterAllowTraffic, and otherwise the hook fails closed
-(:meth:`LifecycleHook._phase`). After traffic moved, missing evidence of a guarded metric fails
-the hook whatever ``fail_post_traffic_on_inconclusive`` says (that setting is about too little
+(:meth:`LifecycleHook._phase`); when it names a hook this deployment already answered under another
+execution id (a stale read: CodeDeploy runs each hook once) it is read again, and still stale, green's
+share of its production listener or only AfterAllowTraffic left makes it AfterAllowTraffic (only a
+healthy verdict passes it), else it fails closed. An ECS AfterAllowTraffic judges from CodeDeploy's
+AllowTraffic start (GetDeploymentTarget), else the assessor's ``traffic_started_at``, else no period:
+green's test-listener traffic is never production evidence. After traffic moved, missing evidence of a
+guarded metric fails the hook whatever ``fail_post_traffic_on_inconclusive`` says (that setting is about too little
 traffic).
 
 Exactly once (:mod:`deployguard.hooks.answers`): a marker keyed on the hook execution id is
@@ -277,11 +282,16 @@ class LifecycleHook:
         )
         settings = self.config.service(deployment.service).hooks
         check_deadline = deadline - settings.report_margin_seconds
-        if isinstance(info.target, EcsTarget) and _event_unknown(info):
-            info = self._read_event_again(info, check_deadline)
+        answered: tuple[str, ...] = ()
+        if isinstance(info.target, EcsTarget):
+            answered = self._answered_ecs_hooks(info, outcome.execution_id)
+            if _event_unknown(info) or _stale_read(info, answered):
+                info = self._read_event_again(info, check_deadline, answered)
         outcome.phase, outcome.lifecycle_event, weight, inferred = self._phase(
-            info, settings.ecs_check_hooks, outcome.execution_id
+            info, settings.ecs_check_hooks, outcome.execution_id, answered
         )
+        # a stale read CodeDeploy never corrected: which hook this is stays in doubt (only evidence passes it)
+        in_doubt = _stale_read(info, answered)
         deployment = self._enter_phase(deployment, outcome, weight, info)
         if outcome.phase == "unknown":  # which hook this is cannot be told: never a blind Succeeded
             outcome.status, outcome.reason = "Failed", f"lifecycle event unknown, failing closed: {inferred}"
@@ -304,7 +314,7 @@ class LifecycleHook:
             )
         elif outcome.phase == "post_traffic":
             outcome.status, outcome.reason, outcome.checks, outcome.warning = self._post_traffic(
-                deployment, check_deadline
+                deployment, check_deadline, in_doubt=in_doubt
             )
         else:
             outcome.status, outcome.reason = "Succeeded", f"{outcome.lifecycle_event}: no checks configured"
@@ -312,9 +322,12 @@ class LifecycleHook:
             outcome.reason = f"{outcome.reason}; lifecycle event inferred: {inferred}"
         return settings.report_margin_seconds
 
-    def _read_event_again(self, info: CodeDeployDeployment, deadline: float) -> CodeDeployDeployment:
+    def _read_event_again(
+        self, info: CodeDeployDeployment, deadline: float, answered: Sequence[str] = ()
+    ) -> CodeDeployDeployment:
         """GetDeploymentTarget read again (its lifecycle events are eventually consistent) while it names
-        no hook in progress and green has no production traffic, a few times within the checks' budget."""
+        no hook in progress and green has no production traffic, or names a hook this deployment answered
+        already (``answered``: a stale read, :func:`_stale_read`), a few times within the checks' budget."""
         assert isinstance(info.target, EcsTarget)
         target_id = f"{info.target.cluster}:{info.target.service}"  # as CodeDeploy names an ECS target
         for pause in EVENT_REREAD_PAUSES:
@@ -333,13 +346,39 @@ class LifecycleHook:
             info = info.model_copy(update={
                 "lifecycle_event": state.running_event, "production_traffic_moved": moved,
                 "new_traffic_weight": info.new_traffic_weight if weight is None else weight,
+                "traffic_started_at": info.traffic_started_at or state.traffic_started_at,
             })  # fmt: skip
-            if not _event_unknown(info):
+            if not _event_unknown(info) and not _stale_read(info, answered):
                 break
         return info
 
+    def _answered_ecs_hooks(self, info: CodeDeployDeployment, execution_id: str | None) -> tuple[str, ...]:
+        """The ECS hooks of this deployment answered under another hook execution id (the audit trail's
+        verdicts), when GetDeploymentTarget shows a hook before AfterAllowTraffic in progress, or none, and
+        green has no production traffic (else the read cannot be mistaken for a later hook). CodeDeploy runs
+        each hook once: the one in progress is none of them. Unreadable: none (the read decides)."""
+        if not (_before_traffic_hook(info) or _event_unknown(info)):
+            return ()
+        try:
+            return tuple(
+                dict.fromkeys(
+                    str(e.details["lifecycle_event"])
+                    for e in self.repository.audit_trail(info.deployment_id)
+                    if e.action == "hook_verdict"
+                    and e.details.get("lifecycle_event") in ECS_HOOKS
+                    and e.details.get("execution_id") not in (None, execution_id)
+                )
+            )
+        except Exception:  # a second opinion: unreadable, CodeDeploy's word stands
+            logger.warning("cannot read the hook verdicts", extra={"deployment_id": info.deployment_id})
+            return ()
+
     def _phase(
-        self, info: CodeDeployDeployment, ecs_check_hooks: Sequence[str], execution_id: str | None = None
+        self,
+        info: CodeDeployDeployment,
+        ecs_check_hooks: Sequence[str],
+        execution_id: str | None = None,
+        answered: Sequence[str] = (),
     ) -> tuple[HookPhase, str | None, float | None, str | None]:
         """Which validation this hook execution is, the lifecycle event, the new version's traffic share,
         and how the event was inferred when CodeDeploy did not name it (for ``unknown``: why not).
@@ -347,7 +386,9 @@ class LifecycleHook:
         CodeDeploy's invocation names no lifecycle event (only the deployment and the execution): for ECS
         it is the event GetDeploymentTarget shows in progress. Whenever the new version serves production
         traffic the judge decides, whatever event a stale read shows; an event not known (none in progress,
-        or one that is no hook) before any production traffic moved fails closed (``unknown``)."""
+        or one that is no hook) before any production traffic moved fails closed (``unknown``). A hook this
+        deployment already answered under another execution id (``answered``) is a stale read, never run
+        again: :meth:`_after_stale_read` tells the later hook, or fails closed."""
         target = info.target
         if isinstance(target, LambdaTarget):
             alias = LambdaTrafficShifter(target).current()
@@ -368,6 +409,8 @@ class LifecycleHook:
         if green_weight:  # green serves production: only AfterAllowTraffic runs now, whatever a stale read says
             why = f"{named}, but green has {green_weight:.0%} of production traffic"
             return "post_traffic", "AfterAllowTraffic", green_weight, why
+        if _stale_read(info, answered):
+            return self._after_stale_read(info, answered)
         if event in ECS_HOOKS:
             if event not in ecs_check_hooks:
                 return "no_checks", event, green_weight, None
@@ -378,6 +421,49 @@ class LifecycleHook:
         why = (f"{named} (read {1 + len(EVENT_REREAD_PAUSES)} times) and green has no production traffic: "
                "cannot tell which hook this is")  # fmt: skip
         return "unknown", event, green_weight, why
+
+    def _after_stale_read(
+        self, info: CodeDeployDeployment, answered: Sequence[str]
+    ) -> tuple[HookPhase, str | None, float | None, str | None]:
+        """ECS, GetDeploymentTarget still showing a hook this deployment answered already (read again
+        :data:`EVENT_REREAD_PAUSES`): this execution is a later hook. Green serving production traffic (its
+        production listener, as CodeDeploy sets it) or only AfterAllowTraffic left means AfterAllowTraffic
+        (the judge; the hook is in doubt, so an inconclusive verdict fails it); otherwise ``unknown``."""
+        assert isinstance(info.target, EcsTarget)
+        last = max(answered, key=ECS_HOOKS.index)
+        later = ECS_HOOKS[ECS_HOOKS.index(last) + 1 :]
+        named = (
+            f"CodeDeploy still shows {info.lifecycle_event} in progress (read {1 + len(EVENT_REREAD_PAUSES)} "
+            f"times), but this deployment answered its {last} under another hook execution: a stale read"
+        )
+        weight, seen = self._listener_weight(info, info.target)
+        if weight:
+            return "post_traffic", "AfterAllowTraffic", weight, f"{named}; {seen}"
+        if later == ("AfterAllowTraffic",):
+            return "post_traffic", "AfterAllowTraffic", weight, f"{named}; only AfterAllowTraffic follows it ({seen})"
+        return (
+            "unknown",
+            info.lifecycle_event,
+            weight,
+            f"{named}, and {seen}: cannot tell which of {', '.join(later)} this is",
+        )
+
+    def _listener_weight(self, info: CodeDeployDeployment, target: EcsTarget) -> tuple[float | None, str]:
+        """Green's share of production traffic as its production listener forwards it (the deployment
+        group's ``prodTrafficRoute``, DescribeListeners), and how that was seen; None when unreadable."""
+        from deployguard.aws.elbv2 import forwarded_share  # ECS deployments only
+        from deployguard.exceptions import LoadBalancerError
+
+        try:
+            group = self.codedeploy.deployment_group(info.application, info.group)
+            pairs = (group.get("loadBalancerInfo") or {}).get("targetGroupPairInfoList") or []
+            listeners = [a for p in pairs for a in (p.get("prodTrafficRoute") or {}).get("listenerArns") or []]
+            share = forwarded_share(listeners, target.new_target_group)
+        except (CodeDeployError, LoadBalancerError) as exc:
+            return None, f"green's production listener could not be read ({exc})"
+        if share is None:
+            return None, "green's production listener is not known"
+        return share, f"its production listener forwards {share:.0%} to green"
 
     def _traffic_was_allowed(
         self, info: CodeDeployDeployment, target: LambdaTarget, execution_id: str | None
@@ -422,6 +508,8 @@ class LifecycleHook:
             if weight is not None and weight != d.canary_weight:
                 d.canary_weight = weight
                 d.weight_changed_at = clock.now()
+            if info.traffic_started_at is not None and d.target.kind == "ecs":  # CodeDeploy's AllowTraffic start
+                d.traffic_started_at = info.traffic_started_at
             d.phase = Phase.VALIDATION
             d.phase_history.append(PhaseChange(phase=Phase.VALIDATION, at=clock.now(), reason=reason))
 
@@ -440,7 +528,7 @@ class LifecycleHook:
                                       **result.details)  # fmt: skip
         return _summarise("pre-traffic", results)
 
-    def _post_traffic(self, deployment: Deployment, deadline: float) -> Validated:
+    def _post_traffic(self, deployment: Deployment, deadline: float, *, in_doubt: bool = False) -> Validated:
         # the judge, the metrics reader and the assessment: only after traffic moved (a pre-traffic
         # hook's cold start never loads them)
         from deployguard.analysis.judge import judge_canary, live_view
@@ -454,7 +542,12 @@ class LifecycleHook:
         results = [run_check(check, ctx, deadline, self.sleep) for check in alarm_checks]
         # the judge compares the versions: Lambda versions by ExecutedVersion, ECS task sets by target group
         now = clock.now()
-        since = judged_from(deployment).started_at  # ECS: from when production reached green, if known
+        since = judged_from(deployment).started_at  # ECS: from when production reached green
+        # ECS, that time unknown (neither CodeDeploy's AllowTraffic event nor the assessor tells): green's
+        # test-listener traffic is no evidence, so no period counts (inconclusive)
+        start_unknown = isinstance(deployment.target, EcsTarget) and deployment.traffic_started_at is None
+        if start_unknown:
+            since = now
         window_start = max(since, now - timedelta(seconds=service.hooks.post_traffic_window_seconds))
         windowed = deployment.model_copy(update={"started_at": window_start})
         window = MetricsReader().canary_windows(
@@ -474,7 +567,12 @@ class LifecycleHook:
         # missing evidence of a guarded metric (CloudWatch errors, gaps) never lets a release through,
         # whatever fail_post_traffic_on_inconclusive says: that setting is about too little traffic
         missing = None if failing else _missing_evidence(window, judge_settings, verdict)
-        if not failing and not missing and verdict.decision == Decision.INCONCLUSIVE:
+        if start_unknown:
+            judged += (
+                "; when production traffic reached green is unknown (CodeDeploy's AllowTraffic event names no "
+                "start): its test-listener traffic is no evidence, no period counted"
+            )
+        if not failing and not missing and verdict.decision == Decision.INCONCLUSIVE and not start_unknown:
             missing = self._silent_new_version(
                 deployment, window, window_start, service.hooks.post_traffic_window_seconds, deadline
             )
@@ -483,6 +581,13 @@ class LifecycleHook:
             return "Failed", f"{summary}; missing evidence, failing closed: {missing}; {judged}", results, warning
         if failing or inconclusive:
             return "Failed", f"{summary}; {judged}", results, warning
+        if in_doubt and verdict.decision != Decision.HEALTHY:  # which hook this is was inferred: evidence or Failed
+            return (
+                "Failed",
+                f"{summary}; {judged}; the hook was inferred from a stale read: failing closed",
+                results,
+                warning,
+            )
         if verdict.decision == Decision.INCONCLUSIVE:  # passes without evidence: say so, loudly
             no_evidence = (
                 "post-traffic judge had no evidence (too little traffic) and let the deployment pass: "
@@ -848,7 +953,7 @@ class LifecycleHook:
             if not d.status.is_terminal and d.phase != Phase.FAILED:  # once, whatever the retries
                 d.phase = Phase.FAILED
                 d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=at, reason=outcome.reason[:300]))
-                d.decision_reason = outcome.reason[:500]
+                d.decision_reason, d.end_cause = outcome.reason[:500], None  # the hook's verdict, not a stop's
 
         deployment = self.repository.update_deployment(deployment.deployment_id, failed)
         failing_checks = [c for c in outcome.checks if c.status == "failed"]
@@ -910,6 +1015,25 @@ def _missing_evidence(window: CanaryWindow, settings: JudgeSettings, verdict: Ve
 def _event_unknown(info: CodeDeployDeployment) -> bool:
     """ECS: CodeDeploy names no hook in progress and nothing says production traffic reached green."""
     return info.lifecycle_event not in ECS_HOOKS and not info.new_traffic_weight and not info.production_traffic_moved
+
+
+def _before_traffic_hook(info: CodeDeployDeployment) -> bool:
+    """ECS: CodeDeploy shows a hook before AfterAllowTraffic in progress and nothing says production
+    traffic reached green (what a read from before AllowTraffic shows)."""
+    event = info.lifecycle_event
+    return (
+        event in ECS_HOOKS and event != "AfterAllowTraffic"
+        and not info.new_traffic_weight and not info.production_traffic_moved
+    )  # fmt: skip
+
+
+def _stale_read(info: CodeDeployDeployment, answered: Sequence[str]) -> bool:
+    """ECS: the hook GetDeploymentTarget shows in progress (or one after it) was answered already under another
+    hook execution (``answered``): CodeDeploy runs each hook once, so the read is older than this execution."""
+    event = info.lifecycle_event
+    if not _before_traffic_hook(info) or event is None:
+        return False
+    return any(ECS_HOOKS.index(a) >= ECS_HOOKS.index(event) for a in answered)
 
 
 def _traffic_moved(events: Sequence[tuple[str, str]]) -> bool:

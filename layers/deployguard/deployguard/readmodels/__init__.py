@@ -13,8 +13,9 @@ and the ground models; it writes nothing):
   :class:`DeploymentDetail` (the record, the latest verdicts, the newest assessments and events) and pages
   further back (``before``; :class:`TimelinePage`), each one reverse Query of the page's size.
 - :class:`SummaryBuilder` (``summary.py``): figures of a period against the previous one.
-- ``wording.py``: how a deployment's end is said to people, in the report and the console alike: the verdict
-  once, the remediation's cause once (the stored reason repeats the verdict), periods on the clock.
+- ``wording.py``: how a deployment's end is said to people, in the report, the console and the CLI alike: the
+  verdict once, the remediation's cause once (read from its stored parts, ``EndCause``; records written before
+  them from their reason, which repeats the verdict), periods on the clock.
 """
 
 from __future__ import annotations

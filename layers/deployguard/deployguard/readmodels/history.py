@@ -81,7 +81,7 @@ class GateOutcome(Model):
     @classmethod
     def of(cls, deployment: Deployment) -> Self:
         status, decision = deployment.status, deployment.decision or ""
-        why = deployment.decision_reason or decision or status.value
+        why = wording.reason_once(deployment) or decision or status.value  # the verdict said once
         dep_id = deployment.deployment_id
         if deployment.rollback_of:  # CodeDeploy's rollback deployment: the old version back, no release of its own
             rollback = f"rollback deployment of {deployment.rollback_of}"

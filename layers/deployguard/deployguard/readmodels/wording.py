@@ -1,17 +1,23 @@
-"""How a deployment's end is said to people: once each, in the report and the console alike.
+"""How a deployment's end is said to people: once each, in the report, the console and the CLI alike.
 
-The record's ``decision_reason`` is audit text, kept as written. A canary rolled back by remediation on its
-failing verdict stores the verdict twice in it, ``<verdict> (remediation rollback for incident inc-1
-(canary-issue): <title>; canary verdict: <verdict>)``, and the gate's outcome repeats the whole reason. What
-people read says each thing once:
+A remediation's end is stored in its parts (:class:`~deployguard.models.EndCause`: the incident and its rules, the
+canary's failing verdict behind it, CodeDeploy's end after it) beside the audit sentence composed from them once
+(``decision_reason``: "remediation rollback for incident inc-1 (canary-issue): <title>; canary verdict:
+<verdict>"). What people read is put together from the parts, never taken apart from the sentence:
 
 - :func:`why_ended`: why it ended, the remediation's cause without the verdict again ("rolled back by
   remediation for incident inc-1 (canary-issue) on the canary's failing verdict"); the verdict itself is shown
   once, as the canary's last verdict;
-- :func:`said_once`: an event's message that says the verdict twice, with the verdict said once;
+- :func:`reason_once`: the record's reason with the verdict said once (the CI gate's message, ``deployguard
+  status``);
 - :func:`outcome_note`: what the gate's outcome says beyond that reason ("" when that is all it says);
 - :func:`period_clock` and :func:`on_clock`: a reason's "since period 5" as "since 12:14 (period 5)" where the
   assessments tell the periods' times.
+
+Records written before the parts were stored have the sentence alone, and one rolled back by remediation on its
+failing verdict says the verdict twice in it, ``<verdict> (remediation rollback for incident inc-1
+(canary-issue): <title>; canary verdict: <verdict>)``, as do the events' messages of its time: those alone are
+read by their text (:func:`said_once`, ``_legacy_remediation``), and said once all the same.
 """
 
 from __future__ import annotations
@@ -21,34 +27,51 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from deployguard.models import Assessment, Deployment
+from deployguard.models import Assessment, Deployment, EndCause
 
+_VERB = {"promoted": "promoted", "rolled_back": "rolled back", "failed": "failed", "held": "held"}
+_SINCE = re.compile(r"since period (\d+)")
+# the sentence of records written before EndCause: read by its text, for them alone
 _REMEDIATION = re.compile(r"remediation (?P<action>\S+) for incident (?P<incident>\S+) \((?P<rules>[^()]*)\): ")
 _VERDICT = "; canary verdict: "
 _CODEDEPLOY = re.compile(r"; (CodeDeploy [A-Z_]+(?::.*)?)$")
-_VERB = {"promoted": "promoted", "rolled_back": "rolled back", "failed": "failed", "held": "held"}
-_SINCE = re.compile(r"since period (\d+)")
 
 
 def why_ended(deployment: Deployment, state: str, last_verdict: Assessment | None) -> str | None:
     """Why the deployment ended, without the canary's verdict said again: ``state`` is the gate's outcome
     (:class:`~deployguard.readmodels.history.GateOutcome`), ``last_verdict`` the canary's last verdict (shown
     on its own). None while it runs; the reason as recorded when it is of no known shape."""
-    reason = deployment.decision_reason
-    if state == "running" or not reason:
-        return None if state == "running" else reason
+    if state == "running":
+        return None
     verb = _VERB.get(state, "ended")
     summary = last_verdict.verdict.summary if last_verdict is not None else None
+    if deployment.end_cause is not None:
+        return _remediation(deployment.end_cause, verb, summary)
+    reason = deployment.decision_reason
+    if not reason:
+        return reason
     found = _REMEDIATION.search(reason)
-    if found is not None:
-        return _remediation(reason, found, verb, summary)
+    if found is not None:  # a record written before EndCause
+        return _legacy_remediation(reason, found, verb, summary)
     if summary and reason.startswith(summary):  # the canary's verdict ended it: its row says the verdict
         decision = last_verdict.verdict.decision.value if last_verdict is not None else "last"
         return f"{verb} on the canary's {decision} verdict{reason[len(summary) :]}"
     return reason
 
 
-def _remediation(reason: str, found: re.Match[str], verb: str, summary: str | None) -> str:
+def _remediation(cause: EndCause, verb: str, summary: str | None) -> str:
+    """A remediation's end from its parts: the verdict is named, not said, when it is the canary's last one
+    (said there); one of its time that is not (or with no last verdict shown) is said here."""
+    action = "" if cause.remediation == "rollback" else f" {cause.remediation}"
+    text = f"{verb} by remediation{action} for incident {cause.incident_id} ({', '.join(cause.rules)})"
+    if cause.verdict is not None:
+        said = cause.verdict == summary
+        text += " on the canary's failing verdict" if said else f"; the canary's verdict then: {cause.verdict}"
+    return f"{text}; {cause.codedeploy}" if cause.codedeploy else text
+
+
+def _legacy_remediation(reason: str, found: re.Match[str], verb: str, summary: str | None) -> str:
+    """:func:`_remediation` of a record written before EndCause, from its sentence."""
     head, tail = reason[: found.start()], reason[found.end() :]
     if head and not head.endswith(" ("):
         return reason  # some other text that names a remediation: said as recorded
@@ -74,10 +97,20 @@ def _remediation(reason: str, found: re.Match[str], verb: str, summary: str | No
     return f"{text}; {suffix}" if suffix else text
 
 
+def reason_once(deployment: Deployment) -> str | None:
+    """The record's reason with the canary's verdict said once: as stored when it was composed from its parts
+    (or by no remediation); a record written before EndCause that said it twice, with it said once
+    (:func:`said_once`)."""
+    reason = deployment.decision_reason
+    if not reason or deployment.end_cause is not None:
+        return reason
+    return said_once(reason)
+
+
 def said_once(text: str) -> str:
-    """A recorded text that says the canary's verdict twice, ``[...] <verdict> (remediation ...: <title>; canary
-    verdict: <verdict>)[...]`` (an event's message), with the verdict said once: ``[...] <verdict> (remediation
-    ...: <title>)[...]``. Any other text as it is."""
+    """A text recorded before EndCause that says the canary's verdict twice, ``[...] <verdict> (remediation ...:
+    <title>; canary verdict: <verdict>)[...]`` (an event's message, a reason), with the verdict said once: ``[...]
+    <verdict> (remediation ...: <title>)[...]``. Any other text (every newer one) as it is."""
     start = text.find(" (remediation ")
     said = text.find(_VERDICT, start) if start > 0 else -1
     if said < 0:
@@ -93,7 +126,7 @@ def said_once(text: str) -> str:
 def outcome_note(message: str, deployment: Deployment) -> str:
     """The gate's outcome ``message`` without the reason :func:`why_ended` says: "" when it is only that
     reason; "rollback deployment of X succeeded: version 1 is back" of a rollback deployment's."""
-    why = deployment.decision_reason or deployment.decision or deployment.status.value
+    why = reason_once(deployment) or deployment.decision or deployment.status.value
     if message == why:
         return ""
     for tail in (f" ({why})", f": {why}"):
@@ -137,4 +170,4 @@ def on_clock(clock: tuple[datetime, float] | None, text: str) -> str:
     )
 
 
-__all__ = ["on_clock", "outcome_note", "period_clock", "said_once", "why_ended"]
+__all__ = ["on_clock", "outcome_note", "period_clock", "reason_once", "said_once", "why_ended"]

@@ -29,7 +29,7 @@ from deployguard.exceptions import (
     RemediationError,
     TrafficShiftError,
 )
-from deployguard.models import Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Phase, PhaseChange
+from deployguard.models import Deployment, DeploymentStatus, EcsTarget, EndCause, LambdaTarget, Phase, PhaseChange
 from deployguard.remediation.models import ActionPlan
 from deployguard.remediation.targets import target_id
 
@@ -48,6 +48,7 @@ class Handler(ABC):
         self.config = config
         self.deployment = deployment
         self.reason = f"remediation {name}"  # why it runs; the executor names the incident and its rules
+        self.cause: EndCause | None = None  # the same in parts (the executor's): kept on the record it ends
 
     @property
     def target(self) -> str:
@@ -127,7 +128,7 @@ class LambdaRollback(_LambdaHandler):
             raise RemediationError(str(exc)) from exc
         if alias.weight_of(t.stable_version) != 1.0:
             raise RemediationError(f"alias still routes {alias.additional_weights} to {alias.function_version}")
-        _mark_rolled_back(repository, self.deployment.deployment_id, self.reason)
+        _mark_rolled_back(repository, self.deployment.deployment_id, self.reason, self.cause)
         return f"alias {t.function_name}:{t.alias} at 100% version {t.stable_version}"
 
 
@@ -162,7 +163,7 @@ class CodeDeployStop(Handler):
             status = CodeDeployGateway().stop(deployment_id, auto_rollback=True)
         except CodeDeployError as exc:
             raise RemediationError(f"codedeploy:{exc}") from exc
-        repository.keep_stop_reason(self.deployment.deployment_id, self.reason)
+        repository.keep_stop_reason(self.deployment.deployment_id, self.reason, self.cause)
         return f"CodeDeploy deployment {deployment_id} stopping with rollback ({status or 'accepted'})"
 
 
@@ -360,7 +361,7 @@ class EcsRollback(_EcsHandler):
         service = self._update(taskDefinition=previous, forceNewDeployment=True)
         if not self._same(str(service.get("taskDefinition", "")), previous):
             raise RemediationError(f"{t.cluster}/{t.service} does not run {previous} after UpdateService")
-        _mark_rolled_back(repository, self.deployment.deployment_id, self.reason)
+        _mark_rolled_back(repository, self.deployment.deployment_id, self.reason, self.cause)
         return f"{t.cluster}/{t.service} back on {previous}"
 
 
@@ -393,9 +394,12 @@ def handler_for(name: str, config: RemediationAction, deployment: Deployment) ->
     return HANDLERS[kind](name, config, deployment)
 
 
-def _mark_rolled_back(repository: DeploymentRepository, deployment_id: str, reason: str) -> None:
-    """Record on the deployment that it was rolled back (unless it already ended). A canary that was
-    already rolling back (phase ``failed`` while in progress) keeps its one ``failed`` phase entry."""
+def _mark_rolled_back(
+    repository: DeploymentRepository, deployment_id: str, reason: str, cause: EndCause | None = None
+) -> None:
+    """Record on the deployment that it was rolled back (unless it already ended), why (``reason``, and
+    ``cause``: the same in parts). A canary that was already rolling back (phase ``failed`` while in progress)
+    keeps its one ``failed`` phase entry."""
     now = clock.now()
 
     def change(d: Deployment) -> None:
@@ -405,6 +409,7 @@ def _mark_rolled_back(repository: DeploymentRepository, deployment_id: str, reas
         d.canary_weight = 0.0
         d.decision = "rolled_back"
         d.decision_reason = reason
+        d.end_cause = cause
         d.ended_at = now
         if d.phase != Phase.FAILED:  # a canary already rolling back (Assess decided it) says so once
             d.phase = Phase.FAILED

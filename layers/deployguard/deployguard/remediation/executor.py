@@ -37,7 +37,7 @@ from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
 from deployguard.aws import stepfunctions
 from deployguard.exceptions import ConflictError, DeployGuardError, NotApplicableError, RemediationError
-from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EventType, Severity
+from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EndCause, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
 from deployguard.remediation.models import ActionPlan, Approval, ApprovalStatus, Outcome, RemediationResult
 from deployguard.remediation.store import RemediationStore
@@ -277,10 +277,11 @@ class RemediationExecutor:
             calls=plan.calls,
             approved_by=approved_by,
         )
-        handler.reason = (
-            f"remediation {name} for incident {incident.incident_id} ({', '.join(incident.rules)}): {incident.title}"
-            + self._failing_verdict(incident, handler.deployment.deployment_id)
-        )
+        handler.cause = EndCause(
+            remediation=name, incident_id=incident.incident_id, rules=list(incident.rules), title=incident.title,
+            verdict=self._failing_verdict(incident, handler.deployment.deployment_id),
+        )  # fmt: skip
+        handler.reason = handler.cause.reason()  # the verdict said once, here: the canary adds it only if missing
         try:
             message = handler.execute(self.repository)
         except (RemediationError, NotApplicableError, DeployGuardError) as exc:
@@ -302,22 +303,22 @@ class RemediationExecutor:
             seconds_since_decision=None if since is None else round(since, 3),
         )
 
-    def _failing_verdict(self, incident: Incident, deployment_id: str) -> str:
-        """The canary's failing verdict behind an incident the judge raised (``canary-issue``), for the stop
-        reason: "...: <title>; canary verdict: canary worse: errors: canary 8.85% (27/305) vs ...". Best
-        effort: "" when the incident did not come from a verdict, or the history cannot be read."""
+    def _failing_verdict(self, incident: Incident, deployment_id: str) -> str | None:
+        """The canary's failing verdict (its summary) behind an incident the judge raised (``canary-issue``), for
+        the stop's cause (:class:`~deployguard.models.EndCause`): "canary worse: errors: canary 8.85% (27/305)
+        vs ...". Best effort: None when the incident did not come from a verdict, or the history cannot be read."""
         if "canary-issue" not in incident.rules:
-            return ""
+            return None
         try:
             assessments = self.repository.assessments(deployment_id)
         except Exception:  # the stop goes ahead: its reason is only less precise
             logger.exception("cannot read the failing verdict", extra={"deployment_id": deployment_id})
-            return ""
+            return None
         failing = [
             a for a in assessments
             if a.verdict.decision.value == "failing" and a.details.get("kind") != "post_deployment"
         ]  # fmt: skip
-        return f"; canary verdict: {failing[-1].verdict.summary}" if failing else ""
+        return failing[-1].verdict.summary if failing else None
 
     def _failed(
         self,
@@ -468,6 +469,7 @@ class RemediationExecutor:
             approval.status = ApprovalStatus.EXPIRED
             approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
+            self.store.mark_answered(approval)
             self._audit_expired(approval, by)
             raise DeployGuardError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
         approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
@@ -475,6 +477,8 @@ class RemediationExecutor:
         approval.decided_at = clock.now()
         approval.notes = notes
         approval = self.store.save_approval(approval)
+        if not approve:  # people said no: later alerts of the incident do not ask again
+            self.store.mark_answered(approval)
         if approval.task_token:
             approval = self._answer_waiting(approval, by, approve, notes)
         self.repository.audit(
@@ -575,6 +579,7 @@ class RemediationExecutor:
             approval.status = ApprovalStatus.EXPIRED
             approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
+            self.store.mark_answered(approval)  # nobody answered: later alerts of the incident do not ask again
             self._audit_expired(approval, ACTOR)
             return
         if approval.status != ApprovalStatus.APPROVED:

@@ -6,6 +6,8 @@
 - circuit breaker of a target (or ``global``): ``REMEDIATION-BREAKER#<scope>`` / ``REMEDIATION-BREAKER``
 - an approval request: ``APPROVAL#<id>`` / ``META``, in gsi1 under ``LOOP`` (``!P#``, read by the minute tick)
   while open
+- the approval requests of one deployment, whatever became of them: ``APPROVALS-OF#<deployment>`` /
+  ``APPROVALS-OF`` (a string set of their ids; the canary's promotion reads it, :meth:`RemediationStore.approvals_of`)
 - lock of a target: ``REMEDIATION-LOCK#<target>`` (``DeploymentRepository.claim_once``), naming its holder (the
   incident and action) and a token of that one claim, which alone releases it (:meth:`RemediationStore.take_lock`)
 
@@ -15,6 +17,7 @@ the last attempt or both page for one opening of a breaker.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -34,6 +37,8 @@ BREAKER = "REMEDIATION-BREAKER"
 LOCK = "REMEDIATION-LOCK"
 APPROVAL = "APPROVAL"
 APPROVAL_REQUEST = "APPROVAL-REQUEST"
+APPROVALS_OF = "APPROVALS-OF"
+logger = logging.getLogger(__name__)
 
 
 def _failed_condition(exc: ClientError) -> bool:
@@ -95,6 +100,24 @@ class RemediationStore:
                 return None
             raise
         return int(resp["Attributes"]["attempts"])
+
+    def mark_answered(self, approval: Approval) -> None:
+        """People were asked for this incident, deployment and action and the request ended without a yes:
+        rejected, or expired unanswered. Kept on its attempts record (``answered``), so later alerts of the
+        incident do not ask again (a new request would restart a canary's promotion hold, :mod:`deployguard.
+        workflows.promotion_hold`). Best effort: the answer stands whatever; unrecorded, a later alert may ask again."""
+        try:
+            self.table.update_item(
+                Key=self._attempts_key(approval.incident_id, approval.deployment_id, approval.action),
+                UpdateExpression="SET answered = :status, answered_approval = :id, expires_at = :expires",
+                ExpressionAttributeValues={
+                    ":status": approval.status.value,
+                    ":id": approval.approval_id,
+                    ":expires": self._expires(),
+                },
+            )
+        except ClientError:
+            logger.exception("cannot note the answer on its attempts", extra={"approval_id": approval.approval_id})
 
     def record_outcome(self, incident_id: str, deployment_id: str, action: str, outcome: str, succeeded: bool) -> None:
         self.table.update_item(
@@ -191,6 +214,15 @@ class RemediationStore:
             return False
         approval.version_counter = 1
         self.table.put_item(Item=self._approval_item(approval), ConditionExpression="attribute_not_exists(pk)")
+        try:  # best effort: while it is open the canary finds it among the open approvals all the same
+            pk, sk = keys.singleton_key(APPROVALS_OF, approval.deployment_id)
+            self.table.update_item(
+                Key={keys.PK: pk, keys.SK: sk},
+                UpdateExpression="ADD approval_ids :id SET expires_at = :expires",
+                ExpressionAttributeValues={":id": {approval.approval_id}, ":expires": self._expires()},
+            )
+        except ClientError:
+            logger.exception("cannot note the approval on its deployment", extra={"approval_id": approval.approval_id})
         return True
 
     def approval(self, approval_id: str) -> Approval:
@@ -208,6 +240,19 @@ class RemediationStore:
             # only this approval's request marker: an older request ending late never frees a newer one's
             self.deployments.release(APPROVAL_REQUEST, _request_key(approval), approval_id=approval.approval_id)
         return approval
+
+    def approvals_of(self, deployment_id: str) -> list[Approval]:
+        """Every approval request asked for the deployment, open or ended (rejected, expired, executed), oldest
+        first: the ids noted on the deployment (:meth:`request_approval`) and its open ones."""
+        pk, sk = keys.singleton_key(APPROVALS_OF, deployment_id)
+        item = self.table.get_item(Key={keys.PK: pk, keys.SK: sk}, ConsistentRead=True).get("Item") or {}
+        found = {a.approval_id: a for a in self.open_approvals() if a.deployment_id == deployment_id}
+        for approval_id in set(item.get("approval_ids") or ()) - set(found):
+            try:
+                found[approval_id] = self.approval(approval_id)
+            except NotFoundError:  # ended long ago and gone with its retention
+                continue
+        return sorted(found.values(), key=lambda a: (a.requested_at, a.approval_id))
 
     def open_approvals(self) -> list[Approval]:
         """The pending and approved requests: the cycle's one read while a cycle runs (:meth:`one_read_per_cycle`)."""

@@ -38,6 +38,7 @@ from deployguard.models import (
     Deployment,
     DeploymentEvent,
     DeploymentStatus,
+    EndCause,
     Notification,
     Phase,
     TrafficCheck,
@@ -603,15 +604,15 @@ class DeploymentRepository:
         )
         return [_from_item(Deployment, item) for item in items]
 
-    def keep_stop_reason(self, deployment_id: str, reason: str) -> None:
+    def keep_stop_reason(self, deployment_id: str, reason: str, cause: EndCause | None = None) -> None:
         """Why DeployGuard (a remediation, a person's abort) stopped a CodeDeploy deployment, kept on its
         record (unless it ended, or a hook's verdict already said why), so that the recorder puts CodeDeploy's
-        STOP after it instead of replacing it. Best effort: the stop is done, and a record that cannot say
-        why never turns it into a failure (logged)."""
+        STOP after it instead of replacing it; a remediation's ``cause`` (the same in parts) with it. Best
+        effort: the stop is done, and a record that cannot say why never turns it into a failure (logged)."""
 
         def change(d: Deployment) -> None:
             if not d.status.is_terminal and not d.decision_reason:
-                d.decision_reason = reason[:500]
+                d.decision_reason, d.end_cause = reason[:500], cause
 
         try:
             if self.find_deployment(deployment_id) is not None:

@@ -120,6 +120,9 @@ class CanaryState(Model):
         default=None, description="when the canary began to wait for approval before 100% (it expires 24 h later)"
     )
     recorded: bool = Field(default=True, description="false: traffic moved, the record has not followed yet")
+    promotion_held_since: IsoDatetime | None = Field(
+        default=None, description="when Promote began to hold for people asked whether to roll it back"
+    )
 
 
 class CanaryController:
@@ -441,15 +444,18 @@ class CanaryController:
             self._refuse_shift(deployment, state, weight, str(exc))
             raise TrafficShiftError(str(exc)) from exc  # the state machine retries: it reads the alias again
         now = clock.now()
-        lost = passed = False
+        lost = passed = paused = False
 
         def change(d: Deployment) -> None:
-            nonlocal lost, passed
+            nonlocal lost, passed, paused
             lost = d.status.is_terminal
             if lost:  # ended (aborted, remediated, promoted) while the alias moved: the record's end stands
                 return
             passed = d.step_index > state.step_index
             if passed:  # a later step recorded while this (late) attempt moved: its record is not set back
+                return
+            paused = d.control.paused and not deployment.control.paused
+            if paused:  # a person's pause landed while the alias moved: taken back below, held where it said
                 return
             d.status = DeploymentStatus.IN_PROGRESS
             d.canary_weight = weight / 100.0
@@ -460,6 +466,10 @@ class CanaryController:
         deployment = self._change(deployment.deployment_id, change)
         if passed:  # its move landed before the later step's (whose UpdateAlias read it): that step's routing stands
             return self._refuse_shift(deployment, state, weight, f"the record is at step {deployment.step_index + 1}")
+        if paused:  # the pause answered "held at" the record's weight: the move is taken back, the canary waits
+            held = self._take_back_for_pause(deployment, target, alias, moved, f"step {state.step_index + 1}")
+            step = state.step_index if held == 0 and state.step_started_at is None else deployment.step_index
+            return state.model_copy(update={"step_index": step, "weight": held, "next": "wait"})
         if lost:  # the alias back where the record's end put it: 100% new if promoted, else 100% stable
             self._undo_lost_move(deployment, target, f"shift to {weight:g}%", own=moved)
             promoted = deployment.decision == "promoted"
@@ -562,9 +572,9 @@ class CanaryController:
                 not deployment.status.is_terminal and _moved_on(deployment, state, now) is not None
             ):  # the canary went on (a retry of this look) while the alerts were told: this attempt is late
                 return self._stale(deployment, state, now, awaiting, str(_moved_on(deployment, state, now)))
-            if deployment.status.is_terminal:  # remediation already rolled it back: say so, with the verdict
-                reason = f"{verdict.summary} ({deployment.decision_reason})"
-                deployment = self._change(deployment.deployment_id, lambda d: setattr(d, "decision_reason", reason))
+            if deployment.status.is_terminal:  # remediation already rolled it back: say so, with the verdict once
+                deployment = self._change(deployment.deployment_id, lambda d: _with_verdict(d, verdict.summary))
+                reason = deployment.decision_reason or verdict.summary
                 self._announce(
                     deployment,
                     EventType.ROLLBACK_INITIATED,
@@ -631,6 +641,16 @@ class CanaryController:
         if not awaiting and steered != update["next"]:  # paused, promote requested, or approval before 100%
             update.pop("step_index", None)
             update["next"] = steered
+        if (
+            not awaiting
+            and update["next"] == "await_approval"
+            and decision != Decision.FAILING
+            and approved(deployment)
+        ):
+            # approved before 100% already (a promotion hold sent it back to waiting): that approval still counts,
+            # the canary is not asked again (and _begin_awaiting would take the approval back)
+            update.pop("step_index", None)
+            update["next"] = "promote"
         if not awaiting and update["next"] == "await_approval":
             current = self._begin_awaiting(deployment.deployment_id, (state, now))
             why = _moved_on(current, state, now)
@@ -750,12 +770,23 @@ class CanaryController:
                 "paused after an earlier attempt moved the alias to 100%: the promotion is recorded as it is",
                 weight=100.0,
             )  # fmt: skip
-        moved = LambdaTrafficShifter(target).promote_verified()
+        elif not deployment.status.is_terminal:
+            waits = self._promotion_hold(deployment, target, state)
+            if waits is not None:
+                return waits
+        shifter = LambdaTrafficShifter(target)
+        # read before the move, so a pause landing while it moves can take it back (paused already: recorded as is)
+        before = None if deployment.control.paused or deployment.status.is_terminal else shifter.current()
+        moved = shifter.promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
             update={"weight": 100.0, "next": "done", "decision": "promoted", "target": target, "ended_at": ended_at}
         )
-        recorded = self._record_or_defer(out)
+        recorded = self._record_or_defer(out, unless_paused=before is not None)
+        if recorded is not None and before is not None and not recorded.status.is_terminal:
+            # a person's pause landed while the alias moved (its answer said "held at" the record's weight)
+            held = self._take_back_for_pause(recorded, target, before, moved, "the promotion")
+            return state.model_copy(update={"next": "wait", "target": target, "weight": held})
         if recorded is not None and recorded.decision != "promoted":  # lost the race to an abort
             self._undo_lost_move(recorded, target, "promotion", own=moved)
             return out.model_copy(
@@ -766,6 +797,49 @@ class CanaryController:
             self._confirm_promoted(recorded, target)
         return out.model_copy(update={"recorded": recorded is not None})
 
+    def _promotion_hold(self, deployment: Deployment, target: LambdaTarget, state: CanaryState) -> CanaryState | None:
+        """No 100% while people are asked whether to roll the canary back (:mod:`deployguard.workflows.
+        promotion_hold`): the state to go on with (``wait`` at the alias's weight; ``rollback`` after a yes;
+        the ``on_no_evidence`` outcome when nobody answered), or None to promote. Requests that cannot be read
+        fail the task: Promote's retries, then its Rollback (never 100% without knowing)."""
+        from deployguard.workflows import promotion_hold  # only at the promotion: not the cold start
+
+        service = self._service(deployment)
+        limit = promotion_hold.bound(service)
+        actions = self.config.alerting.remediation.actions
+        requests = promotion_hold.rollback_requests(self.repository, actions, deployment.deployment_id)
+        now = clock.now()
+        found = promotion_hold.look(requests, now, state.promotion_held_since, limit)
+        if found.outcome == "hold":
+            alias = LambdaTrafficShifter(target).current()
+            weight = alias.weight_of(target.new_version) * 100
+            if weight == 100.0:  # an earlier attempt of this Promote moved it already: the promotion is recorded
+                return None
+            since = state.promotion_held_since or promotion_hold.begin(
+                self.repository, deployment, now, found, limit, weight
+            )
+            found = promotion_hold.look(requests, now, since, limit)  # a retry's hold that began long ago
+            if found.outcome == "hold":
+                wait = max(state.wait_seconds, promotion_hold.HOLD_LOOK_SECONDS)
+                return state.model_copy(
+                    update={"next": "wait", "target": target, "weight": weight, "wait_seconds": wait,
+                            "promotion_held_since": since}
+                )  # fmt: skip
+            state = state.model_copy(update={"promotion_held_since": since})
+        if found.outcome == "promote":
+            if state.promotion_held_since is not None:
+                promotion_hold.end(self.repository, deployment, now, "promoted", found.reason)
+            return None
+        next_: NextStep = "rollback"
+        if found.outcome == "no_evidence" and service.judge.on_no_evidence == "hold":
+            next_ = "hold"
+        reason = f"not promoted: {found.reason}"
+        if state.promotion_held_since is not None:
+            promotion_hold.end(self.repository, deployment, now, "held" if next_ == "hold" else "rolled_back", reason)
+        else:  # nothing to wait for: people had answered yes, or nobody did before the request expired
+            promotion_hold.refuse(self.repository, deployment, now, found)
+        return state.model_copy(update={"next": next_, "target": target, "reason": reason})
+
     def _confirm_promoted(self, deployment: Deployment, target: LambdaTarget) -> None:
         """The record says promoted: read the alias again. A late move that landed after the promotion's move
         (a ShiftTraffic attempt Step Functions had given up on, still running) is undone: 100% new again,
@@ -774,11 +848,7 @@ class CanaryController:
         after the promotion recorded) or on others is left alone, and the move is made only while the alias is
         still as read (its RevisionId: a move landing in between is never overwritten)."""
         alias = LambdaTrafficShifter(target).current()
-        versions = {alias.function_version, *alias.additional_weights}
-        if (
-            not versions <= {target.stable_version, target.new_version}
-            or not 0 < alias.weight_of(target.new_version) < 1
-        ):
+        if not alias.split_between(target):
             return
         if self._refused(deployment, target, "the promotion's check", alias):
             return
@@ -817,6 +887,25 @@ class CanaryController:
             weight=actual * 100, alias=routes,
         )  # fmt: skip
         return actual * 100
+
+    def _take_back_for_pause(
+        self, deployment: Deployment, target: LambdaTarget, before: AliasState, moved: AliasState, move: str
+    ) -> float:
+        """A person's pause landed while ``move`` moved the alias from ``before`` to ``moved``: its answer said the
+        canary holds at the record's weight, so the move is taken back (only while the alias still routes what this
+        task set, its RevisionId guarding it) and the canary holds there; the move left in place if someone moved
+        the alias since (the record then follows the alias, :meth:`_hold`). Returns the held weight in percent."""
+        shifter = LambdaTrafficShifter(target)
+        alias = shifter.current()
+        taken_back = ""
+        if alias == moved and not self._not_ours(deployment, target, alias, own=moved):
+            try:
+                shifter.restore(before, expected=alias)
+                taken_back = ": taken back"
+            except AliasMovedError:
+                pass  # moved by someone else in between: held where it is
+            alias = shifter.current()
+        return self._hold(deployment, target, alias, f"the pause landed while {move} moved the alias{taken_back}")
 
     def _undo_lost_move(
         self,
@@ -993,10 +1082,12 @@ class CanaryController:
             raise InvalidEventError(f"deployment {deployment_id}: target is not a Lambda alias")
         return deployment.target
 
-    def _record_or_defer(self, state: CanaryState | dict[str, Any]) -> Deployment | None:
-        """Record the outcome the traffic already shows; on failure leave it to ``notify`` (None)."""
+    def _record_or_defer(self, state: CanaryState | dict[str, Any], unless_paused: bool = False) -> Deployment | None:
+        """Record the outcome the traffic already shows; on failure leave it to ``notify`` (None). ``unless_paused``:
+        a promotion is not recorded over a pause that landed while its alias moved (the record is returned as is,
+        not ended: the caller takes the move back)."""
         try:
-            return self._record_outcome(state)
+            return self._record_outcome(state, unless_paused)
         except Exception:
             deployment_id = state.deployment_id if isinstance(state, CanaryState) else state.get("deployment_id")
             logger.exception("traffic moved, recording deferred", extra={"deployment_id": deployment_id})
@@ -1013,7 +1104,7 @@ class CanaryController:
         except Exception:
             logger.exception("cannot schedule the promotion's traffic checks", extra={"deployment_id": deployment_id})
 
-    def _record_outcome(self, state: CanaryState | dict[str, Any]) -> Deployment:
+    def _record_outcome(self, state: CanaryState | dict[str, Any], unless_paused: bool = False) -> Deployment:
         """The record, audit and announcements of a promotion, rollback or hold whose traffic has moved.
 
         Idempotent: keyed by the outcome and its time, so a retry completes what an earlier
@@ -1034,6 +1125,8 @@ class CanaryController:
             d.control.awaiting_approval, d.control.approval_token = False, None  # no approval wait outlives the end
             if d.status.is_terminal and not overridden:
                 return  # ended already: by an earlier attempt of this step, or elsewhere
+            if unless_paused and d.control.paused:
+                return  # a pause landed while the alias moved: the caller takes the move back and holds
             ours = True
             d.decision, d.decision_reason, d.ended_at = decision, reason, ended_at
             if decision == "promoted":
@@ -1127,6 +1220,12 @@ class CanaryController:
             elif recorded.decision == "promoted" and target is not None:
                 self._confirm_promoted(recorded, target)  # Promote could not record: nor read the alias after
         deployment = self.repository.get_deployment(deployment_id)
+        if state.get("promotion_held_since"):  # ended while Promote held (a failing verdict, an abort): said once
+            from deployguard.workflows import promotion_hold
+
+            why = deployment.decision_reason or (_error_reason(error) if error else None)
+            promotion_hold.end(self.repository, deployment, clock.now(), str(deployment.decision or "ended"),
+                               f"the canary ended: {why or deployment.status.value}")  # fmt: skip
         if error:
             title, event_type, severity = "Rollback Failed", EventType.ROLLBACK_FAILED, Severity.CRITICAL
             message = _error_reason(error)
@@ -1244,6 +1343,18 @@ def _same_target(deployment: Deployment, named: LambdaTarget | None) -> LambdaTa
             f"{target.stable_version} -> {target.new_version})"
         )
     return target
+
+
+def _with_verdict(d: Deployment, summary: str) -> None:
+    """A record ended while Assess told the alerts its failing verdict (``summary``): its reason says the verdict
+    once. A remediation's cause (:class:`~deployguard.models.EndCause`) names it already (the executor read it), or
+    takes it here, and the reason is composed from it again; any other end's reason is said after the verdict."""
+    if d.end_cause is not None:
+        if d.end_cause.verdict is None:
+            d.end_cause.verdict = summary
+            d.decision_reason = d.end_cause.reason()
+    else:
+        d.decision_reason = f"{summary} ({d.decision_reason})" if d.decision_reason else summary
 
 
 def _routing(alias: AliasState) -> str:

@@ -176,11 +176,8 @@ def _live(
     if deployment is None:
         return {}
     target = deployment.target
-    if not isinstance(target, LambdaTarget):
-        stable = target.stable_task_definition if isinstance(target, EcsTarget) else None
-        version = deployment.version if deployment.status == DeploymentStatus.SUCCEEDED else stable
-        return {"live_version": version, "live_version_source": "record",
-                "live_version_note": "from the latest deployment's record"}  # fmt: skip
+    if isinstance(target, EcsTarget):
+        return _ecs_live(deployment, target)
     key = (target.function_name, target.alias)
     if key not in aliases:
         try:
@@ -195,6 +192,32 @@ def _live(
     split = ", ".join(f"{w:.0%} to version {v}" for v, w in sorted(alias.additional_weights.items()))
     return {"live_version": alias.function_version, "live_version_source": "alias",
             "live_version_note": f"the alias splits its traffic: {split}" if split else None}  # fmt: skip
+
+
+def _ecs_live(deployment: Deployment, target: EcsTarget) -> dict[str, Any]:
+    """An ECS service's live version, from its latest deployment's record: green's share of production as last
+    recorded (``canary_weight``: CodeDeploy's, as the hook and the assessor read it) decides, whatever the
+    status. All of it: the new version (AfterAllowTraffic, or a failure CodeDeploy did not roll back); none:
+    blue's; a part: blue's, and the note says the split (as a Lambda alias's)."""
+    status, weight = deployment.status, deployment.canary_weight
+    new, stable = deployment.version, target.stable_task_definition or None
+    note = "from the latest deployment's record"
+    if status == DeploymentStatus.SUCCEEDED:
+        return {"live_version": new, "live_version_source": "record", "live_version_note": note}
+    if status == DeploymentStatus.ROLLED_BACK or weight <= 0.0:
+        return {"live_version": stable, "live_version_source": "record", "live_version_note": note}
+    if status.is_terminal:  # failed or stopped, and no rollback recorded: green keeps what it had
+        note = (
+            f"deployment {status.value} and no rollback is recorded: green ({new}) still serves {weight:.0%} of "
+            "production traffic, as last recorded"
+        )
+    elif weight >= 1.0:
+        note = f"green ({new}) serves all production traffic (the latest deployment's record)"
+    if weight >= 1.0:
+        return {"live_version": new, "live_version_source": "record", "live_version_note": note}
+    split = f"the production listener splits its traffic: {weight:.0%} to green ({new}), as last recorded"
+    return {"live_version": stable, "live_version_source": "record",
+            "live_version_note": f"{note}; {split}" if status.is_terminal else split}  # fmt: skip
 
 
 def _left_on_new(deployment: Deployment | None, aliases: dict[tuple[str, str], AliasState | TrafficShiftError]) -> bool:

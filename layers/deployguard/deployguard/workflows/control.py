@@ -486,7 +486,7 @@ class CanaryControlService:
             token = d.control.approval_token
             d.canary_weight = 0.0
             d.status = DeploymentStatus.ROLLED_BACK
-            d.decision, d.decision_reason, d.ended_at = "aborted", reason, now
+            d.decision, d.decision_reason, d.ended_at, d.end_cause = "aborted", reason, now, None
             d.control.awaiting_approval, d.control.approval_token = False, None
             d.control.last_action, d.control.last_actor, d.control.last_action_at = "abort", request.actor, now
             _unreported(d)  # the rollback's audit entry and announcement too (:meth:`_report`)
@@ -574,6 +574,7 @@ class CanaryControlService:
                 held = d.model_copy(deep=True)
                 now = clock.now()
                 d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
+                d.end_cause = None
                 left = d.control.unreported  # earlier verbs still to report
                 d.control = CanaryControl(last_action="retry", last_actor=request.actor, last_action_at=now)
                 d.control.unreported = left
@@ -607,7 +608,7 @@ class CanaryControlService:
             def undo(d: Deployment) -> None:  # held again, as it was: why and when it was held, its flags
                 assert held is not None
                 d.status, d.decision = held.status, "held"
-                d.decision_reason, d.ended_at = held.decision_reason, held.ended_at
+                d.decision_reason, d.ended_at, d.end_cause = held.decision_reason, held.ended_at, held.end_cause
                 left = [r for r in d.control.unreported if report is None or r.key != report.key]
                 d.control = held.control.model_copy(update={"unreported": left})
                 d.phase = Phase.FAILED

@@ -343,8 +343,7 @@ def _reconcile_promoted(deployment: Deployment) -> Repair | None:
 
     shifter = LambdaTrafficShifter(target)
     alias = shifter.current()
-    versions = {alias.function_version, *alias.additional_weights}
-    if not versions <= {target.stable_version, target.new_version} or not 0 < alias.weight_of(target.new_version) < 1:
+    if not alias.split_between(target):
         return None
     observed = f"alias {target.function_name}:{target.alias} routes to {alias.function_version}" + (
         f" and {alias.additional_weights}" if alias.additional_weights else ""

@@ -252,10 +252,15 @@ def _insert_late(deployment: Deployment, late: PhaseChange) -> None:
     history.sort(key=lambda p: p.at)
 
 
+def _codedeploy_said(marker: str, error_message: str | None) -> str:
+    """What CodeDeploy said when the deployment ended: its state ("CodeDeploy STOP") and error, if any."""
+    return f"{marker}: {error_message}" if error_message else marker
+
+
 def _ended_reason(kept: str | None, marker: str, error_message: str | None) -> str:
     """Why a CodeDeploy deployment ended: the reason DeployGuard itself set (a hook's Failed verdict, a
     remediation's StopDeployment), if any, first, then what CodeDeploy says (its state and error)."""
-    codedeploy = f"{marker}: {error_message}" if error_message else marker
+    codedeploy = _codedeploy_said(marker, error_message)
     if not kept or kept == codedeploy or kept.endswith(f"; {codedeploy}"):
         return kept or codedeploy
     return f"{kept}; {codedeploy}"
@@ -313,6 +318,8 @@ class DeploymentRecorder:
                 d.ended_at = max(ended_at or at, d.started_at)
                 d.decision = status.value
                 d.decision_reason = _ended_reason(d.decision_reason, marker, info.error_message)
+                if d.end_cause is not None:  # a remediation's stop: CodeDeploy's end after it, in its parts too
+                    d.end_cause.codedeploy = _codedeploy_said(marker, info.error_message)
                 if status == DeploymentStatus.ROLLED_BACK:
                     d.canary_weight = 0.0
 
