@@ -138,6 +138,26 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
+# a request model's field as the command line gives it (ControlRequest.actor is --by); others: --field-name
+OPTION_OF_FIELD = {"actor": "--by", "notes": "--notes"}
+REQUEST_MODELS = ("ControlRequest", "EmergencyRollbackRequest")
+
+
+def _invalid_input(exc: Any) -> str:
+    """A pydantic ValidationError in the API's words (``invalid_from_errors``): the first field and its message,
+    how many others failed. A control request's fields are named as the options that fill them."""
+    from deployguard.inbound import invalid_from_errors
+
+    errors, what = list(exc.errors()), f"invalid {exc.title}"
+    if exc.title in REQUEST_MODELS:
+        what = "invalid option"
+        errors = [
+            {**e, "loc": tuple(OPTION_OF_FIELD.get(str(p), f"--{str(p).replace('_', '-')}") for p in e["loc"][:1])}
+            for e in errors
+        ]
+    return str(invalid_from_errors(what, errors, "input"))
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for a person: what went wrong and, where we know it, what to do about it."""
     from botocore.exceptions import (
@@ -147,11 +167,14 @@ def describe_error(exc: BaseException) -> str:
         NoRegionError,
         ReadTimeoutError,
     )
+    from pydantic import ValidationError
 
     from deployguard.exceptions import DeployGuardError
 
     if isinstance(exc, DeployGuardError):
         return str(exc)
+    if isinstance(exc, ValidationError):  # a request the options made: the field as its option names it
+        return _invalid_input(exc)
     if isinstance(exc, NoCredentialsError):
         return "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or try --local)"
     if isinstance(exc, NoRegionError):

@@ -116,11 +116,13 @@ const VERBS = {
 // in progress, phase failed: the rollback is under way (the record ends when the alias is back)
 const rollingBack = (d) => (d.status === "in_progress" || d.status === "pending") && d.phase === "failed";
 
-function verbsFor(deployment) {
+// leftOnNew: it ended unpromoted while its alias still routes its new version (its rollback failed; the API's
+// left_on_new, read from the alias): abort puts the alias back, and nothing else would
+function verbsFor(deployment, leftOnNew = false) {
   const active = deployment.status === "in_progress" || deployment.status === "pending";
   if (deployment.driver === "codedeploy") return active ? ["promote", "abort"] : [];
   if (deployment.decision === "held") return ["retry"];
-  if (!active) return [];
+  if (!active) return leftOnNew ? ["abort"] : [];
   if (rollingBack(deployment)) return ["abort"];  // Assess decided to roll back: no other verb would be honoured
   const verbs = [deployment.control.paused ? "resume" : "pause", "promote"];
   if (deployment.control.awaiting_approval) verbs.push("approve");
@@ -144,9 +146,9 @@ const verbText = (deployment, verb) => (deployment.driver === "codedeploy" && CO
 // an ECS task definition ARN as the ECS console names it (family:revision; deployguard.aws.ecs.family_revision)
 const familyRevision = (taskDefinition) => taskDefinition.split("/").pop();
 
-function controlButtons(deployment) {
+function controlButtons(deployment, leftOnNew = false) {
   const name = `${deployment.service} ${deployment.version}`;
-  return verbsFor(deployment).map((verb) => h("button", {
+  return verbsFor(deployment, leftOnNew).map((verb) => h("button", {
     type: "button",
     class: VERBS[verb].danger ? "danger" : "secondary",
     disabled: !mayWrite(),
@@ -309,7 +311,11 @@ async function showServices() {
               return `Emergency rollback of ${s.service}: ${out.message}`;
             },
           }),
-        }, "Emergency rollback"), ecs ? h("div", { class: "hint", id: hintId }, why) : null));
+        }, "Emergency rollback"),
+        // its rollback failed with the alias still on the new version: emergency rollback refuses a split alias,
+        // abort of that deployment is what puts it back
+        ...(s.left_on_new && d ? controlButtons(d, true) : []),
+        ecs ? h("div", { class: "hint", id: hintId }, why) : null));
     }))));
 }
 
@@ -457,7 +463,7 @@ async function drawDeployment(id) {
     h("dt", {}, "Outcome"), h("dd", { id: "deployment-outcome" },
       `${history.outcome_note || history.outcome.state.replace(/_/g, " ")} (exit ${history.outcome.exit_code})`)));
   const report = h("button", { type: "button", class: "secondary", onclick: () => openReport(d.deployment_id) }, "Open the report");
-  $("deployment-actions").replaceChildren(...controlButtons(d), report);
+  $("deployment-actions").replaceChildren(...controlButtons(d, history.left_on_new), report);
   const series = {}, reasons = {};
   for (const a of assessments) {
     const post = isPostDeployment(a);

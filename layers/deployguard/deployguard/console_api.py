@@ -39,6 +39,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployguard.aws.lambda_traffic import aws_error_code
@@ -249,14 +250,27 @@ def _invalid_request(exc: RequestValidationError) -> Response[str]:
     return error_response(400, invalid_from_errors(WHAT, list(exc.errors()), "request"))
 
 
-@app.exception_handler([TrafficShiftError, CodeDeployError, StepFunctionsError])
+DYNAMODB_OPERATIONS = frozenset(
+    {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem",
+     "TransactGetItems", "TransactWriteItems"}
+)  # fmt: skip
+
+
+@app.exception_handler([TrafficShiftError, CodeDeployError, StepFunctionsError, ClientError, BotoCoreError])
 def _upstream(exc: Exception) -> Response[str]:
-    """AWS's own message (the function's role ARN, the account id) stays in the log; the caller gets its code."""
+    """AWS's own message (the function's role ARN, the account id) stays in the log; the caller gets its code,
+    and for a call DeployGuard makes itself (its table: DynamoDB) the service and operation that failed."""
     logger.exception("AWS refused a console action")
     code = aws_error_code(exc)
     if code is None and isinstance(exc, TrafficShiftError):  # DeployGuard's own check (the alias read back)
         return error_response(502, exc)
-    return error_response(502, Exception(f"AWS refused the action: {code or type(exc).__name__} (details in the log)"))
+    where = ""
+    if isinstance(exc, ClientError):
+        operation = str(exc.operation_name)
+        where = f" from {'DynamoDB ' if operation in DYNAMODB_OPERATIONS else ''}{operation}"
+    return error_response(
+        502, Exception(f"AWS refused the action: {code or type(exc).__name__}{where} (details in the log)")
+    )
 
 
 ERROR_DESCRIPTIONS = {
@@ -366,7 +380,9 @@ def deployment_detail(
     limit: PageLimit = DEFAULT_ASSESSMENTS,
 ) -> DeploymentDetail:
     caller()
-    return details().detail(deployment_id, before=before, limit=limit)
+    detail = details().detail(deployment_id, before=before, limit=limit)
+    detail.left_on_new = console().control.left_on_new(detail.deployment)  # GetAlias only for an ended one
+    return detail
 
 
 @app.get(
@@ -566,11 +582,29 @@ def refuse_before_reading(event: dict[str, Any], access: Access | None = None) -
     if access == "write" and (method in READ_METHODS or not path.startswith("/api/")):
         return _refusal(405, f"{method} {path}: the console's write function takes only POST /api/ requests "
                         "(reads go to ConsoleReadFunction)", Allow="POST")  # fmt: skip
+    if method not in READ_METHODS and path.startswith("/api/") and event.get("body") and not _json_body(event):
+        return _refusal(415, f"{WHAT}: the body must be sent as application/json", "header.content-type")
     try:
         bounded_http_request(event, WHAT)
     except InvalidEventError as exc:
         return _refusal(400, str(exc), exc.field)
     return None
+
+
+def _json_body(event: dict[str, Any]) -> bool:
+    """The request says its body is JSON: ``Content-Type: application/json`` (parameters allowed; a media type
+    is case-insensitive, RFC 9110). Its header is then given to the routes in lower case, as Powertools reads it;
+    a body sent without the header, or as a form, is not read as JSON (415)."""
+    headers = event.get("headers") or {}
+    name = next((k for k in headers if str(k).lower() == "content-type"), None)
+    value = str(headers.get(name) or "") if name is not None else ""
+    media, _, parameters = value.partition(";")
+    if media.strip().lower() != content_types.APPLICATION_JSON:
+        return False
+    event["headers"] = {k: v for k, v in headers.items() if k != name} | {
+        "content-type": content_types.APPLICATION_JSON + (f";{parameters}" if parameters else "")
+    }
+    return True
 
 
 def handle(event: dict[str, Any], context: LambdaContext, access: Access) -> dict[str, Any]:

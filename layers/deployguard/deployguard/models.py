@@ -101,6 +101,19 @@ class EcsTarget(Model):
     new_task_set: str = ""
 
 
+class ControlReport(Model):
+    """A person's verb whose effect is on the record, written with it, while its audit entry and announcement
+    may still be missing (their write failed after the effect landed): whoever finds it on the record (a later
+    request about the deployment) writes them, once (their ids come from ``key``), then removes it."""
+
+    key: str
+    verb: str
+    actor: str
+    reason: str
+    identity: str | None = None
+    at: datetime
+
+
 class CanaryControl(Model):
     """What people asked of a running canary (deployguard.workflows.control); the canary controller honours it."""
 
@@ -123,6 +136,12 @@ class CanaryControl(Model):
     last_action: str | None = None
     last_actor: str | None = None
     last_action_at: datetime | None = None
+    unreported: list[ControlReport] = Field(
+        default_factory=list,
+        exclude=True,
+        description="verbs whose audit entry and announcement are still to be written (never serialised: only the "
+        "stored record keeps them, DeploymentRepository._deployment_item)",
+    )
 
 
 class TrafficCheck(Model):

@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,11 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
             start_live_canary(aws, seconds_per_minute=None)  # held at its gate until the embedded AWS closes
             assert wait_until(lambda: (d := repository.find_deployment("live-orders-api")) is not None
                               and d.canary_weight > 0)  # fmt: skip
+            # started before dep-quiet-api: a retry is refused once a newer deployment of the service came after it
+            before = repository.get_deployment("dep-quiet-api").started_at - timedelta(seconds=1)
             waiting = Deployment(deployment_id="dep-waiting", service="quiet-api", version=versions[1],
                                  environment="production", target=target, status=DeploymentStatus.IN_PROGRESS,
-                                 canary_weight=0.5)  # fmt: skip
+                                 canary_weight=0.5, started_at=before)  # fmt: skip
             repository.create_deployment(waiting)
             service = CanaryControlService(load_config(), repository, EventPublisher(aws.ref("DeploymentEventsTopic")))
             service.wait_for_approval("dep-waiting", "token-of-an-execution")  # as the canary's approval task does

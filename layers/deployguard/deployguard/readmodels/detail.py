@@ -124,6 +124,11 @@ class DeploymentDetail(Model):
     audit_complete: bool = Field(
         default=True, description="false: older audit entries are stored (traffic, checks, remediation: the timeline)"
     )
+    left_on_new: bool = Field(
+        default=False,
+        description="ended unpromoted while its Lambda alias still routes its new version (its rollback failed), "
+        "and the newest of its service: abort puts the alias back on the stable version",
+    )
 
 
 class TimelinePage(Model):

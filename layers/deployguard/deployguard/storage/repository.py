@@ -234,6 +234,8 @@ class DeploymentRepository:
         item = _to_item(deployment)
         if deployment.control.approval_token:  # never serialised (models.CanaryControl): the record alone keeps it
             item["control"]["approval_token"] = deployment.control.approval_token
+        if deployment.control.unreported:  # never serialised either: a verb's audit and announcement still due
+            item["control"]["unreported"] = [json.loads(r.model_dump_json()) for r in deployment.control.unreported]
         started = keys.time_key(deployment.started_at)
         item.update(
             {

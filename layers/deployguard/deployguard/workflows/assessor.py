@@ -291,6 +291,10 @@ def run_tick(
             run.executions = check_executions(
                 config, repository, publisher, work.active, cycle.now, proceed=lambda: budget.allows(EXECUTION_CHECK_MS)
             )
+            # a person's verb whose audit entry and announcement were lost after its effect landed: written now
+            from deployguard.workflows.control import report_left_verbs
+
+            report_left_verbs(repository, publisher, work.active, cycle.now)
             # unpublished events out (deployguard.workflows.reconciler); the traffic checks of ended deployments
             # run in a function of their own (TrafficCheckFunction: Lambda's control plane, with a rate budget)
             publish_outbox(repository, publisher, events=work.outbox, alert=_event_alerts(alerts))

@@ -1013,8 +1013,9 @@ class CanaryController:
             if holder is not None and holder != rejected:  # refused for another canary's alias: that one's to move
                 logger.warning("rejected canary: the alias is another canary's", extra={"holder": holder})
             elif parsed is not None and rejected:
-                try:  # validation never moves traffic: this only makes sure
-                    LambdaTrafficShifter(parsed).rollback_verified()
+                try:  # validation never moves traffic: this only makes sure, on an alias still its own
+                    if not self._refused(self._readable_record(rejected), parsed, "the rejected canary's rollback"):
+                        LambdaTrafficShifter(parsed).rollback_verified()
                 except TrafficShiftError:
                     logger.exception("cannot confirm the alias of a rejected canary", extra={"reason": reason})
             out: dict[str, Any] = {"next": "done", "decision": "rejected", "reason": reason}

@@ -19,7 +19,7 @@ from deployguard.aws.lambda_traffic import AliasState, LambdaTrafficShifter, aws
 from deployguard.exceptions import ForbiddenError, NotAuthorizedError, TrafficShiftError
 from deployguard.incidents.escalation import Page
 from deployguard.incidents.models import Incident
-from deployguard.models import Assessment, Deployment, DeploymentStatus, EcsTarget, Model, VerdictReason
+from deployguard.models import Assessment, Deployment, DeploymentStatus, EcsTarget, LambdaTarget, Model, VerdictReason
 from deployguard.readmodels import DeploymentHistory, DeploymentPage, DeploymentQuery, DeploymentReader
 from deployguard.workflows.control import (
     CanaryControlService,
@@ -28,6 +28,7 @@ from deployguard.workflows.control import (
     EmergencyRollbackOutcome,
     EmergencyRollbackRequest,
     Verb,
+    routes_new,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class ServiceCard(Model):
     )
     live_version_note: str | None = Field(
         default=None, description="why the live version is unknown, or that the alias splits its traffic"
+    )
+    left_on_new: bool = Field(
+        default=False,
+        description="the latest deployment ended unpromoted while its alias still routes its new version (its "
+        "rollback failed): abort it to put the alias back (emergency rollback refuses a split alias)",
     )
 
 
@@ -125,7 +131,9 @@ class OperationsConsole:
         for service, environment in sorted(self.reader.repository.service_environments()):
             page = self.reader.page(DeploymentQuery(service=service, environment=environment, limit=1)).items
             latest = page[0] if page else None
-            cards.append(ServiceCard(service=service, environment=environment, latest=latest, **_live(latest, aliases)))
+            card = ServiceCard(service=service, environment=environment, latest=latest, **_live(latest, aliases))
+            card.left_on_new = _left_on_new(latest, aliases)
+            cards.append(card)
         return cards
 
     def incidents(self, *, include_resolved: bool = False, limit: int = 50) -> list[Incident]:
@@ -210,6 +218,16 @@ def _ecs_live(deployment: Deployment, target: EcsTarget) -> dict[str, Any]:
     split = f"the production listener splits its traffic: {weight:.0%} to green ({new}), as last recorded"
     return {"live_version": stable, "live_version_source": "record",
             "live_version_note": f"{note}; {split}" if status.is_terminal else split}  # fmt: skip
+
+
+def _left_on_new(deployment: Deployment | None, aliases: dict[tuple[str, str], AliasState | TrafficShiftError]) -> bool:
+    """The latest deployment ended unpromoted and its alias (as :func:`_live` read it) still routes its new
+    version: its rollback failed (``CanaryControlService._left_on_new``), abort finishes it."""
+    if deployment is None or not deployment.status.is_terminal or deployment.decision == "promoted":
+        return False
+    target = deployment.target
+    alias = aliases.get((target.function_name, target.alias)) if isinstance(target, LambdaTarget) else None
+    return isinstance(target, LambdaTarget) and isinstance(alias, AliasState) and routes_new(target, alias)
 
 
 # --------------------------------------------------------------------------- who is calling

@@ -26,13 +26,17 @@ The canary controller honours the flags through :func:`effective_decision` and :
 
 Every action is recorded in the audit trail with who, when and why; a change is announced on the
 events topic. Actions are idempotent: asking again for what is already so changes nothing (``changed``
-is false) and announces nothing.
+is false) and announces nothing. The verb goes on the record in the same write as its effect
+(``CanaryControl.unreported``) until its audit entry and announcement are written (ids from its key): if
+those writes fail, the next request about the deployment, or the minute tick a minute later
+(:func:`report_left_verbs`), writes them, once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -45,6 +49,7 @@ from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.exceptions import CodeDeployError, ControlStateError, InvalidEventError, TrafficShiftError
 from deployguard.models import (
     CanaryControl,
+    ControlReport,
     Decision,
     Deployment,
     DeploymentEvent,
@@ -55,12 +60,14 @@ from deployguard.models import (
     Phase,
     PhaseChange,
     Severity,
+    new_id,
 )
 from deployguard.storage import outbox
 from deployguard.workflows import alias_claim
 
 if TYPE_CHECKING:
     from deployguard.aws.events import EventPublisher
+    from deployguard.aws.lambda_traffic import AliasState
     from deployguard.config import DeployGuardConfig
     from deployguard.storage.repository import DeploymentRepository
 
@@ -70,6 +77,10 @@ logger = logging.getLogger(__name__)
 Verb = Literal["promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve"]
 VERBS: tuple[Verb, ...] = ("promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve")
 EMERGENCY_CLAIM_TTL = timedelta(days=1)
+REPORT_GRACE = timedelta(minutes=1)  # a verb's own request writes its report; the minute tick only after this
+# the verb being applied: its effect's write puts it on the record (``CanaryControl.unreported``) until its audit
+# entry and announcement are written, so a failure between the two loses neither (:meth:`_report`)
+_REPORT: ContextVar[ControlReport | None] = ContextVar("deployguard_control_report", default=None)
 
 
 class ControlRequest(Model):
@@ -193,6 +204,15 @@ class CanaryControlService:
 
     def apply(self, deployment_id: str, request: ControlRequest) -> ControlOutcome:
         deployment = self.repository.get_deployment(deployment_id)
+        try:  # an earlier verb whose audit entry or announcement could not be written; never in this verb's way
+            deployment = self.report_left(deployment)
+        except Exception:
+            logger.exception("cannot report an earlier control verb", extra={"deployment_id": deployment_id})
+        report = ControlReport(
+            key=new_id("ctl"), verb=request.verb, actor=request.actor, reason=request.reason,
+            identity=request.identity, at=clock.now(),
+        )  # fmt: skip
+        applying = _REPORT.set(report)
         try:
             if deployment.driver == "codedeploy":
                 changed, message = self._codedeploy(deployment, request)
@@ -210,7 +230,14 @@ class CanaryControlService:
             except Exception:
                 logger.exception("cannot audit a control attempt", extra={"deployment_id": deployment_id})
             raise
+        finally:
+            _REPORT.reset(applying)
         deployment = self.repository.get_deployment(deployment_id)
+        if changed and any(r.key == report.key for r in deployment.control.unreported):
+            self._report(deployment, report, message)  # the effect's write carries it: nothing can lose it now
+            return ControlOutcome(
+                deployment_id=deployment_id, verb=request.verb, changed=True, message=message, deployment=deployment
+            )
         self.repository.audit(
             deployment_id, f"control_{request.verb}", request.actor, request.reason,
             changed=changed, outcome="done" if changed else "unchanged", result=message,
@@ -230,6 +257,16 @@ class CanaryControlService:
         return ControlOutcome(
             deployment_id=deployment_id, verb=request.verb, changed=changed, message=message, deployment=deployment
         )
+
+    def report_left(self, deployment: Deployment) -> Deployment:
+        """Write the audit entries and announcements of earlier verbs whose effect landed but whose own writes
+        failed (``CanaryControl.unreported``), once each; returns the record as it is then."""
+        for report in list(deployment.control.unreported):
+            deployment = self._report(deployment, report)
+        return deployment
+
+    def _report(self, deployment: Deployment, report: ControlReport, message: str | None = None) -> Deployment:
+        return write_report(self.repository, self.publisher, deployment, report, message)
 
     def _flags(self, deployment: Deployment, request: ControlRequest, change: Callable[[CanaryControl], bool]) -> bool:
         """Change the control flags of a deployment in progress; True if they changed. Refused when the
@@ -253,6 +290,7 @@ class CanaryControlService:
             if changed:
                 d.control.last_action, d.control.last_actor = request.verb, request.actor
                 d.control.last_action_at = clock.now()
+                _unreported(d)
 
         self.repository.update_deployment(deployment.deployment_id, update)
         return changed
@@ -391,6 +429,7 @@ class CanaryControlService:
             # Step Functions took this answer, so the approval is this one: the canary's RecordApproval (it gets the
             # answer too) may have recorded it first, which cleared the token (a second approval's answer fails)
             changed = True
+            _unreported(d)
             if d.control.approval_token == token:  # the canary's next assessment sees the wait over
                 _mark_approved(d, request.actor)
 
@@ -450,6 +489,7 @@ class CanaryControlService:
             d.decision, d.decision_reason, d.ended_at, d.end_cause = "aborted", reason, now, None
             d.control.awaiting_approval, d.control.approval_token = False, None
             d.control.last_action, d.control.last_actor, d.control.last_action_at = "abort", request.actor, now
+            _unreported(d)  # the rollback's audit entry and announcement too (:meth:`_report`)
             if d.phase != Phase.FAILED:
                 d.phase = Phase.FAILED
                 d.phase_history.append(PhaseChange(phase=Phase.FAILED, at=now, reason=reason))
@@ -474,14 +514,6 @@ class CanaryControlService:
                     "abort: cannot answer the approval task", extra={"deployment_id": deployment.deployment_id}
                 )
                 self.repository.audit(deployment.deployment_id, "approval_answer_failed", ACTOR, str(exc)[:1000])
-        self.repository.audit(deployment.deployment_id, "rolled_back", request.actor, reason, alias="100% stable")
-        self.announce(
-            deployment,
-            EventType.ROLLBACK_COMPLETED,
-            "Rollback Completed",
-            f"{reason}; alias back at 100% version {target.stable_version}",
-            Severity.CRITICAL,
-        )
         return True, f"alias {target.function_name}:{target.alias} back at 100% version {target.stable_version}"
 
     def _answer_left_token(self, deployment: Deployment, request: ControlRequest) -> None:
@@ -508,9 +540,18 @@ class CanaryControlService:
         newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=1)
         if newest and newest[0].deployment_id != deployment.deployment_id:
             return False  # a later deployment owns the alias now
-        alias = LambdaTrafficShifter(target).current()
-        versions = {alias.function_version, *alias.additional_weights}
-        return target.new_version in versions and versions <= {target.stable_version, target.new_version}
+        return routes_new(target, LambdaTrafficShifter(target).current())
+
+    def left_on_new(self, deployment: Deployment) -> bool:
+        """What the console shows: an ended deployment whose rollback failed (:meth:`_left_on_new`), so abort
+        is offered. False when the alias cannot be read (the abort itself would say why)."""
+        if not deployment.status.is_terminal:
+            return False
+        try:
+            return self._left_on_new(deployment)
+        except TrafficShiftError:
+            logger.warning("cannot read the alias", extra={"deployment_id": deployment.deployment_id})
+            return False
 
     def _retry(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         if not deployment.status.is_terminal:
@@ -522,16 +563,22 @@ class CanaryControlService:
             )
         if not self.canary_state_machine_arn:
             raise ControlStateError("retry needs the canary state machine (CANARY_STATE_MACHINE_ARN is not set)")
+        self._refuse_stale_retry(deployment)
         flipped = False
+        held: Deployment | None = None  # the record as the hold left it: put back if the retry does not start
 
         def change(d: Deployment) -> None:
-            nonlocal flipped
+            nonlocal flipped, held
             flipped = d.status.is_terminal and d.decision == "held"
             if flipped:
+                held = d.model_copy(deep=True)
                 now = clock.now()
                 d.status, d.decision, d.decision_reason, d.ended_at = DeploymentStatus.IN_PROGRESS, None, None, None
                 d.end_cause = None
+                left = d.control.unreported  # earlier verbs still to report
                 d.control = CanaryControl(last_action="retry", last_actor=request.actor, last_action_at=now)
+                d.control.unreported = left
+                _unreported(d)
                 # the hold left the phase failed (rolling back); the new execution validates before it shifts
                 d.phase = Phase.PRE_DEPLOYMENT
                 d.phase_history.append(
@@ -556,9 +603,14 @@ class CanaryControlService:
         try:
             stepfunctions.start_execution(self.canary_state_machine_arn, name, execution_input)
         except stepfunctions.StepFunctionsError:
+            report = _REPORT.get()
 
-            def undo(d: Deployment) -> None:
-                d.status, d.decision = DeploymentStatus.STOPPED, "held"
+            def undo(d: Deployment) -> None:  # held again, as it was: why and when it was held, its flags
+                assert held is not None
+                d.status, d.decision = held.status, "held"
+                d.decision_reason, d.ended_at, d.end_cause = held.decision_reason, held.ended_at, held.end_cause
+                left = [r for r in d.control.unreported if report is None or r.key != report.key]
+                d.control = held.control.model_copy(update={"unreported": left})
                 d.phase = Phase.FAILED
                 d.phase_history.append(
                     PhaseChange(phase=Phase.FAILED, at=clock.now(), reason="the retry did not start")
@@ -567,6 +619,29 @@ class CanaryControlService:
             self.repository.update_deployment(deployment.deployment_id, undo)
             raise
         return True, f"step {step + 1} starts again (execution {name})"
+
+    def _refuse_stale_retry(self, deployment: Deployment) -> None:
+        """A held canary starts again only while it is its service's newest deployment and its alias routes
+        only its stable version: after a newer deployment (or any other move) the new execution's Validate
+        would refuse, and its rollback must not take production back to this canary's stable version."""
+        target = deployment.target
+        assert isinstance(target, LambdaTarget)
+        newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=1)
+        if newest and newest[0].deployment_id != deployment.deployment_id:
+            later = newest[0]
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id} is no longer the newest of {deployment.service} in "
+                f"{deployment.environment}: {later.deployment_id} (version {later.version}, {_ended_as(later)}) came "
+                "after it; deploy again instead of retrying"
+            )
+        alias = LambdaTrafficShifter(target).current()
+        if alias.function_version != target.stable_version or alias.additional_weights:
+            routes = f"{alias.function_version} {alias.additional_weights or ''}".strip()
+            raise ControlStateError(
+                f"deployment {deployment.deployment_id}: alias {target.function_name}:{target.alias} routes {routes}, "
+                f"not only its stable version {target.stable_version}; a retry would start from the wrong traffic "
+                "(deploy again instead)"
+            )
 
     def _codedeploy(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         cd_id = deployment.codedeploy_deployment_id
@@ -750,10 +825,7 @@ class CanaryControlService:
             (_new(d) for d in lambda_history if d.decision == "promoted" and _new(d) != current),
             _stable(culprit),
         )
-        if not self.repository.claim_once(
-            "emergency_rollback", claim_key, EMERGENCY_CLAIM_TTL, to_version=good, deployment_id=culprit.deployment_id,
-            at=clock.now().isoformat(),
-        ):  # fmt: skip
+        if not self._claim_emergency(claim_key, good, culprit.deployment_id):
             raise ControlStateError(f"an emergency rollback of {request.service} from {current} is under way")
         target = LambdaTarget(
             function_name=newest.function_name, alias=newest.alias, stable_version=good, new_version=current
@@ -780,6 +852,23 @@ class CanaryControlService:
             message=message,
             deployment_id=culprit.deployment_id,
         )
+
+    def _claim_emergency(self, claim_key: str, good: str, culprit_id: str) -> bool:
+        """The claim of one emergency rollback of a service from a version. A claim left by the rollback of an
+        earlier deployment of that version (the version put live again since, by another deployment) is over:
+        taken over, so the version can be rolled back again within the claim's day."""
+        for _ in range(2):
+            if self.repository.claim_once(
+                "emergency_rollback", claim_key, EMERGENCY_CLAIM_TTL, to_version=good, deployment_id=culprit_id,
+                at=clock.now().isoformat(),
+            ):  # fmt: skip
+                return True
+            held = self.repository.find_claim("emergency_rollback", claim_key) or {}
+            earlier = str(held.get("deployment_id") or "")
+            if not earlier or earlier == culprit_id:
+                return False  # this deployment's rollback: under way (or its repeat)
+            self.repository.release("emergency_rollback", claim_key, deployment_id=earlier)
+        return False
 
     def _finish_emergency_rollback(
         self, request: EmergencyRollbackRequest, claim: dict[str, object], claim_key: str, from_version: str
@@ -810,15 +899,16 @@ class CanaryControlService:
             culprit = self.repository.update_deployment(deployment_id, change)
         if culprit.decision != "emergency_rolled_back":
             return  # another outcome was recorded since (not this rollback's to finish)
-        audited = self.repository.audit_once(
+        self.repository.audit_once(
             deployment_id, f"emergency_rollback-{claim_key}", at, "emergency_rollback", request.actor, request.reason,
             from_version=from_version, to=good, **_identity(request.identity),
         )  # fmt: skip
-        if changed or audited:
-            message = f"{target.function_name}:{target.alias} back on version {good} (was {from_version})"
-            self.announce(
-                culprit, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL
-            )
+        # always: its id and time come from the claim, so a repeat after a failed write records it once
+        message = f"{target.function_name}:{target.alias} back on version {good} (was {from_version})"
+        self.announce(
+            culprit, EventType.ROLLBACK_COMPLETED, "Emergency Rollback", f"{message}. {reason}", Severity.CRITICAL,
+            event_id=f"ev-emergency-{deployment_id}-{from_version}", at=at,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ announcing
 
@@ -829,12 +919,113 @@ class CanaryControlService:
         title: str,
         message: str,
         severity: Severity,
+        *,
+        event_id: str | None = None,
+        at: datetime | None = None,
         **details: object,
     ) -> DeploymentEvent:
-        """Through the outbox: recorded, then published (by the minute tick if the topic refuses it now)."""
-        event = DeploymentEvent.about(deployment, event_type, title, message, severity=severity, details=dict(details))
-        outbox.announce(self.repository, self.publisher, event, actor=ACTOR)
-        return event
+        """Through the outbox: recorded, then published (by the minute tick if the topic refuses it now).
+        ``event_id`` and ``at`` make it idempotent: announced again, it is the same event (recorded once)."""
+        return _announce(
+            self.repository, self.publisher, deployment, event_type, title, message, severity,
+            event_id=event_id, at=at, **details,
+        )  # fmt: skip
+
+
+def write_report(
+    repository: DeploymentRepository,
+    publisher: EventPublisher | None,
+    deployment: Deployment,
+    report: ControlReport,
+    message: str | None = None,
+) -> Deployment:
+    """Audit and announce ``report``'s verb (ids from its key: a repeat writes nothing twice), then take it
+    off the record. ``message``: what the verb said; a report finished later says when it was done."""
+    said = message or (
+        f"{report.verb.replace('_', ' ')} done at {report.at.isoformat(timespec='seconds')} (recorded late: its "
+        "audit entry and announcement could not be written then)"
+    )
+    deployment_id, at = deployment.deployment_id, report.at
+    target = deployment.target
+    if report.verb == "abort" and isinstance(target, LambdaTarget):
+        reason = f"aborted by {report.actor}: {report.reason}"
+        repository.audit_once(
+            deployment_id, f"{report.key}-rolled_back", at, "rolled_back", report.actor, reason,
+            alias="100% stable",
+        )  # fmt: skip
+        _announce(
+            repository, publisher, deployment, EventType.ROLLBACK_COMPLETED, "Rollback Completed",
+            f"{reason}; alias back at 100% version {target.stable_version}", Severity.CRITICAL,
+            event_id=f"ev-{report.key}-rollback", at=at,
+        )  # fmt: skip
+    repository.audit_once(
+        deployment_id, report.key, at, f"control_{report.verb}", report.actor, report.reason,
+        changed=True, outcome="done", result=said, **_identity(report.identity),
+    )  # fmt: skip
+    loud = report.verb in ("abort", "skip_analysis")
+    _announce(
+        repository,
+        publisher,
+        deployment,
+        EventType.CONTROL_ACTION,
+        f"Canary {report.verb.replace('_', ' ').title()} by {report.actor}",
+        f"{said}. Reason: {report.reason}",
+        Severity.CRITICAL if loud else Severity.WARNING,
+        event_id=f"ev-{report.key}",
+        at=at,
+        verb=report.verb,
+        actor=report.actor,
+    )
+
+    def reported(d: Deployment) -> None:
+        d.control.unreported = [r for r in d.control.unreported if r.key != report.key]
+
+    return repository.update_deployment(deployment_id, reported)
+
+
+def report_left_verbs(
+    repository: DeploymentRepository, publisher: EventPublisher | None, deployments: Sequence[Deployment], now: datetime
+) -> int:
+    """The minute tick's part: verbs whose effect is on a record but whose audit entry and announcement are still
+    missing a minute later (their writes failed and nobody asked about the deployment since) are written now, once
+    each (:func:`write_report`). Returns how many. Never raises: the next tick tries again."""
+    written = 0
+    for deployment in deployments:
+        for report in deployment.control.unreported:
+            if report.at > now - REPORT_GRACE:  # the request may still be writing them itself
+                continue
+            try:
+                deployment = write_report(repository, publisher, deployment, report)
+                written += 1
+            except Exception as exc:
+                logger.warning("cannot report a control verb", extra={"deployment_id": deployment.deployment_id,
+                                                                     "reason": str(exc)})  # fmt: skip
+                break
+    return written
+
+
+def _announce(
+    repository: DeploymentRepository,
+    publisher: EventPublisher | None,
+    deployment: Deployment,
+    event_type: EventType,
+    title: str,
+    message: str,
+    severity: Severity,
+    *,
+    event_id: str | None = None,
+    at: datetime | None = None,
+    **details: object,
+) -> DeploymentEvent:
+    """Through the outbox (:meth:`CanaryControlService.announce`)."""
+    fixed: dict[str, object] = {"event_id": event_id} if event_id else {}
+    if at is not None:
+        fixed["at"] = at
+    event = DeploymentEvent.about(
+        deployment, event_type, title, message, severity=severity, details=dict(details), **fixed
+    )
+    outbox.announce(repository, publisher, event, actor=ACTOR)
+    return event
 
 
 def _mark_approved(d: Deployment, actor: str) -> None:
@@ -845,6 +1036,19 @@ def _mark_approved(d: Deployment, actor: str) -> None:
     d.control.approved_by = actor
     d.control.last_action, d.control.last_actor = "approve", actor
     d.control.last_action_at = clock.now()
+
+
+def routes_new(target: LambdaTarget, alias: AliasState) -> bool:
+    """The alias routes ``target``'s new version (split or all of it) and nothing but its two versions."""
+    versions = {alias.function_version, *alias.additional_weights}
+    return target.new_version in versions and versions <= {target.stable_version, target.new_version}
+
+
+def _unreported(d: Deployment) -> None:
+    """The verb being applied goes on the record with its effect (same write) until it is audited and announced."""
+    report = _REPORT.get()
+    if report is not None and all(r.key != report.key for r in d.control.unreported):
+        d.control.unreported.append(report)
 
 
 def _identity(identity: str | None) -> dict[str, str]:

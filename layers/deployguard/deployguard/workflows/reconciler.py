@@ -212,6 +212,11 @@ def reconcile_traffic(
                 logger.exception("traffic reconciled, not recorded", extra={"deployment_id": deployment.deployment_id})
                 run.failed[deployment.deployment_id] = f"recording the repair: {type(exc).__name__}: {exc}"
         _checked(repository, deployment, at, promoted=promoted)
+    # a person's verb (an abort) whose audit entry and announcement were lost after its effect: written now, after
+    # the checks (each saves the record only if unchanged since read)
+    from deployguard.workflows.control import report_left_verbs
+
+    report_left_verbs(repository, publisher, [d for d, _ in due if d.control.unreported], at)
     return run
 
 
