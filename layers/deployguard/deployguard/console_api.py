@@ -19,9 +19,11 @@ Reads: active canaries, deployments with filters, one deployment (bounded: its n
 older ones and of its timeline, :mod:`deployguard.readmodels.detail`) and its report (the whole history, or
 bounded when that would not fit one answer, :mod:`deployguard.reporting.bounded`), incidents, services.
 Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a service, incident
-acknowledge / escalate / resolve. Every /api route needs an authorised caller (IAM SigV4 or a JWT, see
-template.yaml); writes need write permission and are audited with the caller's identity. The OpenAPI
-document is generated from these routes (GET /openapi.json, kept in docs/openapi.json).
+acknowledge / escalate / resolve, and people's answers to remediation requests (approve / reject a rollback an
+incident asks; read too: the pending ones and a deployment's, deployguard.workflows.remediation_requests).
+Every /api route needs an authorised caller (IAM SigV4 or a JWT, see template.yaml); writes need write
+permission and are audited with the caller's identity. The OpenAPI document is generated from these routes
+(GET /openapi.json, kept in docs/openapi.json).
 The logic is in deployguard.workflows.console.
 """
 
