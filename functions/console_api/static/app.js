@@ -167,6 +167,70 @@ function controlButtons(deployment, leftOnNew = false) {
   }, VERBS[verb].label));
 }
 
+// ------------------------------------------------------------------ remediation requests people answer
+// A remediation in approval mode (an incident's rollback) waits for a person's yes or no; while it waits a canary
+// holds its promotion. Pending ones get a "Waiting for your answer" panel (dashboard and deployment page) with
+// Approve / Reject (a reason asked, as for the other verbs); answered ones are listed on the deployment page.
+
+const pct = (value) => `${Math.round(value * 100) / 100}%`;
+
+function answerButtons(request) {
+  const name = `${request.action} of ${request.service || request.deployment_id} ${request.version || ""}`.trim();
+  const answer = (verb, label, text, danger) => h("button", {
+    type: "button",
+    class: danger ? "danger" : "secondary",
+    disabled: !mayWrite(),
+    title: writeHint(),
+    "aria-label": `${label} ${request.action} request ${request.approval_id}`,
+    onclick: () => confirmAction({
+      title: `${label}: ${name}`,
+      text,
+      danger,
+      run: async (reason) => {
+        const out = await api(`/api/remediation-requests/${encodeURIComponent(request.approval_id)}/${verb}`,
+          { method: "POST", body: JSON.stringify({ notes: reason }) });
+        return `${label} ${name}: ${out.state} by ${out.decided_by}`;
+      },
+    }),
+  }, label);
+  return [
+    answer("approve", "Approve", `Run it: ${request.description}`, true),
+    answer("reject", "Reject", "Do not run it. A canary held for this answer may then be promoted.", false),
+  ];
+}
+
+function answerItem(request) {
+  const hold = request.hold && !request.hold.ended ? request.hold : null;
+  return h("article", { class: "answer", "data-approval": request.approval_id },
+    h("h4", {}, badge("waiting", "warning"), " ", `${request.action} of `,
+      h("a", { href: `#/deployments/${encodeURIComponent(request.deployment_id)}` },
+        `${request.service || request.deployment_id} ${request.version || ""}`.trim())),
+    h("dl", { class: "kv" },
+      h("dt", {}, "Incident"), h("dd", {}, request.incident_id, request.incident_title ? ` (${request.incident_title})` : ""),
+      h("dt", {}, "Action"), h("dd", {}, `${request.action} on ${request.target}: ${request.description}`),
+      h("dt", {}, "Asked"), h("dd", {}, when(request.requested_at)),
+      h("dt", {}, "Expires"), h("dd", {}, when(request.expires_at)),
+      ...(hold ? [h("dt", {}, "Canary"), h("dd", { class: "held" },
+        `promotion held at ${pct(hold.weight_percent)} since ${when(hold.since)}`)] : [])),
+    h("div", { class: "actions" }, answerButtons(request)));
+}
+
+function drawAnswers(sectionId, requests) {
+  const waiting = requests.filter((r) => r.answerable);
+  $(sectionId).hidden = !waiting.length;
+  $(`${sectionId}-list`).replaceChildren(...waiting.map(answerItem));
+}
+
+function answeredRequests(requests) {
+  const answered = requests.filter((r) => !r.answerable);
+  if (!answered.length) return [];
+  return [h("h3", {}, "Remediation requests answered"), h("ul", { class: "timeline" }, answered.map((r) => h("li", { "data-approval": r.approval_id },
+    badge(r.state, r.state === "rejected" ? "info" : "warning"), " ",
+    h("strong", {}, `${r.action} ${r.state}`), r.decided_by ? ` by ${r.decided_by} at ${when(r.decided_at)}` : "",
+    ` (incident ${r.incident_id}, asked ${when(r.requested_at)})`, r.notes ? `: ${r.notes}` : "",
+    r.result ? h("div", { class: "hint" }, r.result) : null)))];
+}
+
 // ------------------------------------------------------------------ views
 
 function canaryCard(card) {
@@ -192,7 +256,9 @@ function canaryCard(card) {
 }
 
 async function showDashboard() {
-  const [cards, incidents] = await Promise.all([api("/api/canaries"), api("/api/incidents")]);
+  const [cards, incidents, waiting] = await Promise.all([api("/api/canaries"), api("/api/incidents"),
+    api("/api/remediation-requests")]);
+  drawAnswers("dashboard-answers", waiting);
   const box = $("canaries");
   box.replaceChildren(...(cards.length ? cards.map(canaryCard) : [h("p", {}, "No canary in flight.")]));
   $("dashboard-incidents").replaceChildren(incidentTable(incidents));
@@ -416,9 +482,10 @@ async function olderAssessments(base, before) {
 async function showDeployment(id) {
   if (older.id !== id) resetOlder(id);
   const base = `/api/deployments/${encodeURIComponent(id)}`;
-  const [history, timelinePage] = await Promise.all([api(base), api(`${base}/timeline`)]);
+  const [history, timelinePage, requests] = await Promise.all([api(base), api(`${base}/timeline`),
+    api(`${base}/remediation-requests`)]);
   if (older.id !== id) return;  // another deployment was opened meanwhile
-  older.last = { history, timelinePage };
+  older.last = { history, timelinePage, requests };
   await drawDeployment(id);
 }
 
@@ -464,6 +531,8 @@ async function drawDeployment(id) {
       `${history.outcome_note || history.outcome.state.replace(/_/g, " ")} (exit ${history.outcome.exit_code})`)));
   const report = h("button", { type: "button", class: "secondary", onclick: () => openReport(d.deployment_id) }, "Open the report");
   $("deployment-actions").replaceChildren(...controlButtons(d, history.left_on_new), report);
+  drawAnswers("deployment-answers", older.last.requests);
+  $("deployment-requests").replaceChildren(...answeredRequests(older.last.requests));
   const series = {}, reasons = {};
   for (const a of assessments) {
     const post = isPostDeployment(a);

@@ -19,9 +19,11 @@ Reads: active canaries, deployments with filters, one deployment (bounded: its n
 older ones and of its timeline, :mod:`deployguard.readmodels.detail`) and its report (the whole history, or
 bounded when that would not fit one answer, :mod:`deployguard.reporting.bounded`), incidents, services.
 Writes: the canary verbs (deployguard.workflows.control), emergency rollback of a service, incident
-acknowledge / escalate / resolve. Every /api route needs an authorised caller (IAM SigV4 or a JWT, see
-template.yaml); writes need write permission and are audited with the caller's identity. The OpenAPI
-document is generated from these routes (GET /openapi.json, kept in docs/openapi.json).
+acknowledge / escalate / resolve, and people's answers to remediation requests (approve / reject a rollback an
+incident asks; read too: the pending ones and a deployment's, deployguard.workflows.remediation_requests).
+Every /api route needs an authorised caller (IAM SigV4 or a JWT, see template.yaml); writes need write
+permission and are audited with the caller's identity. The OpenAPI document is generated from these routes
+(GET /openapi.json, kept in docs/openapi.json).
 The logic is in deployguard.workflows.console.
 """
 
@@ -95,6 +97,7 @@ from deployguard.workflows.console import (
     writer,
 )
 from deployguard.workflows.control import ControlOutcome, EmergencyRollbackOutcome, EmergencyRollbackRequest, Verb
+from deployguard.workflows.remediation_requests import RemediationRequest, RemediationRequests
 
 logger, metrics, tracer = runtime.logger, runtime.metrics, runtime.tracer
 API_TITLE = "DeployGuard operations console"
@@ -181,7 +184,7 @@ class ErrorBody(BaseModel):
 
 
 LOCATIONS = ("path", "query", "body", "header", "request")
-PATH_FIELDS = frozenset({"deployment_id", "incident_id", "service", "verb"})
+PATH_FIELDS = frozenset({"deployment_id", "incident_id", "service", "verb", "approval_id"})
 
 
 def located(field: str) -> str:
@@ -514,6 +517,88 @@ def escalate(incident_id: IncidentId, body: NotesBody) -> EscalationOutcome:
 @app.post("/api/incidents/<incident_id>/resolve", tags=["incidents"], responses=documented(*WRITE, 404))
 def resolve(incident_id: IncidentId, body: ResolveBody) -> Incident:
     return console().resolve(incident_id, actor(), body.notes)
+
+
+# --------------------------------------------------------------------------- remediation requests
+# a remediation step in approval mode asks people (a rollback an incident wants); while one is pending the canary
+# holds its promotion (deployguard.workflows.promotion_hold). Read by both functions, answered by the write one.
+
+ApprovalId = Annotated[
+    str, PathParam(pattern=RECORD_ID_PATTERN, max_length=128, description="a remediation request's approval id")
+]
+
+
+@functools.cache
+def remediation_requests() -> RemediationRequests:
+    runtime.on_reset(remediation_requests.cache_clear)
+    return RemediationRequests(console().alerts)
+
+
+class AnswerBody(Body):
+    notes: str = Field(min_length=1, max_length=2000, description="why: kept in the audit trail with the answer")
+
+
+@app.get(
+    "/api/remediation-requests",
+    tags=["remediation"],
+    responses=documented(*READ),
+    summary="Remediation requests waiting for people's answer (every deployment), the oldest first",
+)
+def pending_remediation_requests() -> list[RemediationRequest]:
+    caller()
+    return remediation_requests().pending()
+
+
+@app.get(
+    "/api/deployments/<deployment_id>/remediation-requests",
+    tags=["remediation"],
+    responses=documented(*READ_ONE),
+    summary="A deployment's remediation requests, pending or answered, the newest first",
+    description="At most 20: each with its incident, action, when it was asked and until when it can be answered, "
+    "who answered and when, what became of it, and the canary's promotion hold while it is pending.",
+)
+def deployment_remediation_requests(deployment_id: DeploymentId) -> list[RemediationRequest]:
+    caller()
+    return remediation_requests().of_deployment(deployment_id)
+
+
+@app.get(
+    "/api/remediation-requests/<approval_id>",
+    tags=["remediation"],
+    responses=documented(*READ_ONE),
+    summary="One remediation request",
+)
+def remediation_request(approval_id: ApprovalId) -> RemediationRequest:
+    caller()
+    return remediation_requests().one(approval_id)
+
+
+ANSWER_DESCRIPTION = (
+    "The caller's identity is recorded as who answered (audit trail: remediation_{verb}). 409 when the request "
+    "was answered already, expired or was withdrawn (the message says which); 404 for an unknown id."
+)
+
+
+@app.post(
+    "/api/remediation-requests/<approval_id>/approve",
+    tags=["remediation"],
+    responses=documented(*WRITE, 404),
+    summary="Approve a remediation request: the action runs (a canary's rollback)",
+    description=ANSWER_DESCRIPTION.format(verb="approved"),
+)
+def approve_remediation(approval_id: ApprovalId, body: AnswerBody) -> RemediationRequest:
+    return remediation_requests().decide(approval_id, actor(), True, body.notes)
+
+
+@app.post(
+    "/api/remediation-requests/<approval_id>/reject",
+    tags=["remediation"],
+    responses=documented(*WRITE, 404),
+    summary="Reject a remediation request: the action does not run (a held canary may promote)",
+    description=ANSWER_DESCRIPTION.format(verb="rejected"),
+)
+def reject_remediation(approval_id: ApprovalId, body: AnswerBody) -> RemediationRequest:
+    return remediation_requests().decide(approval_id, actor(), False, body.notes)
 
 
 # --------------------------------------------------------------------------- the document

@@ -32,7 +32,8 @@ def test_the_committed_document_is_the_generated_one(console: Any) -> None:
     reader = {"Authorization": f"Bearer {console.credentials.read_token}"}  # a protected route, as in template.yaml
     served = requests.get(f"{console.url}/openapi.json", headers=reader, timeout=30).json()
     assert served == generated
-    assert len(_writes(generated)) == 5  # control verbs, emergency rollback, acknowledge, escalate, resolve
+    # control verbs, emergency rollback, acknowledge, escalate, resolve, a remediation request's approve and reject
+    assert len(_writes(generated)) == 7
 
 
 @pytest.mark.parametrize("who", ["nobody", "reader", "stranger"])
@@ -50,7 +51,8 @@ def test_every_write_refuses_callers_who_may_not_write(console: Any, who: str) -
         headers={"Authorization": f"Bearer {console.credentials.write_token}"},
         timeout=30,
     ).json()[0]["incident_id"]
-    values = {"deployment_id": "live-orders-api", "incident_id": incident, "service": "checkout-api"}
+    values = {"deployment_id": "live-orders-api", "incident_id": incident, "service": "checkout-api",
+              "approval_id": "ap-000000000000"}  # fmt: skip
     bodies = {"reason": "test", "notes": "test", "confirm": "checkout-api"}
     for _, template in _writes(openapi_document()):
         verbs = (

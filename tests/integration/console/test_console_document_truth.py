@@ -193,7 +193,13 @@ def test_every_route_answers_what_the_document_says(checker: Checker) -> None:
         assert c.send("POST", f"/api/incidents/{first}/{verb}", json={"notes": "x"}).status_code == 409, verb
 
     # ----------------------------------------------------------------- every documented answer was met
-    documented = {(m, t, s) for t, item in DOCUMENT["paths"].items() for m, op in item.items() for s in op["responses"]}
+    documented = {
+        (m, t, s)
+        for t, item in DOCUMENT["paths"].items()
+        if "remediation-requests" not in t  # met by test_console_remediation_requests.py (a request asked first)
+        for m, op in item.items()
+        for s in op["responses"]
+    }
     assert documented - c.met == set(), sorted(documented - c.met)
 
 

@@ -187,7 +187,7 @@ def build_history(
         remediation=[
             RemediationStep(at=e.at, action=e.action, actor=e.actor, reason=e.reason, details=e.details)
             for e in audit
-            if e.action.startswith(("remediation_", "circuit_breaker_"))
+            if e.action.startswith(("remediation_", "circuit_breaker_")) or e.action in wording.PROMOTION_HOLD_ACTIONS
         ],
         events=events,
         notifications=notifications,
@@ -306,10 +306,10 @@ def timeline(history: DeploymentHistory, *, notifications: bool = True) -> list[
             if entry.action != "opened":
                 title = f"incident {inc.incident_id} {entry.action} by {entry.actor}"
                 items.append(TimelineItem(at=entry.at, kind="incident", title=title, detail=entry.notes))
-    items += [
-        TimelineItem(at=r.at, kind="remediation", title=f"{r.action} by {r.actor}", detail=r.reason)
-        for r in history.remediation
-    ]
+    for r in history.remediation:  # people's answers and the promotion hold in words, the rest as recorded
+        said = wording.remediation_said(r.action, r.actor, r.reason, r.details)
+        title, detail, severity = said or (f"{r.action} by {r.actor}", r.reason, "info")
+        items.append(TimelineItem(at=r.at, kind="remediation", title=title, detail=detail, severity=severity))
     items += [
         TimelineItem(at=e.at, kind="event", title=f"{e.event_type.value}: {e.title}",
                      detail=wording.said_once(e.message), severity=e.severity.value)  # the verdict said once

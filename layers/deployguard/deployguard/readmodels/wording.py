@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 from deployguard.models import Assessment, Deployment, EndCause
 
@@ -170,4 +171,43 @@ def on_clock(clock: tuple[datetime, float] | None, text: str) -> str:
     )
 
 
-__all__ = ["on_clock", "outcome_note", "period_clock", "reason_once", "said_once", "why_ended"]
+# --------------------------------------------------------------------------- people's answers and the promotion hold
+
+PROMOTION_HOLD_ACTIONS = ("promotion_held", "promotion_hold_ended", "promotion_refused")
+
+
+def remediation_said(action: str, actor: str, reason: str, details: dict[str, Any]) -> tuple[str, str, str] | None:
+    """A remediation request, people's answer and the canary's promotion hold as the timeline says them: (title,
+    detail, severity); None for another audit action (said as recorded: "<action> by <actor>")."""
+    what = str(details.get("remediation_action") or "remediation")
+    request = f" (request {details['approval_id']})" if details.get("approval_id") else ""
+    incident = f" for incident {details['incident_id']}" if details.get("incident_id") else ""
+    if action == "remediation_pending_approval":
+        return f"{what} asked of people{incident}: waiting for an answer{request}", reason, "warning"
+    if action == "remediation_approved":
+        return f"{what} approved by {actor}{request}", f"notes: {reason}" if reason else "", "warning"
+    if action == "remediation_rejected":
+        return f"{what} rejected by {actor}{request}", f"notes: {reason}" if reason else "", "info"
+    if action == "remediation_approval_expired":
+        return f"{what} request expired unanswered{request}", reason, "warning"
+    if action == "promotion_held":
+        weight = details.get("weight")
+        at = f" at {float(weight):g}%" if isinstance(weight, int | float) else ""
+        return f"promotion held{at}: waiting for people's answer on a rollback", reason, "warning"
+    if action == "promotion_hold_ended":
+        outcome = str(details.get("outcome") or "").replace("_", " ")
+        return f"promotion hold ended{f': {outcome}' if outcome else ''}", reason, "info"
+    if action == "promotion_refused":
+        return "promotion refused: people were asked to roll it back", reason, "warning"
+    return None
+
+
+__all__ = [
+    "on_clock",
+    "outcome_note",
+    "period_clock",
+    "reason_once",
+    "remediation_said",
+    "said_once",
+    "why_ended",
+]

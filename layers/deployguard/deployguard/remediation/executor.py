@@ -464,14 +464,14 @@ class RemediationExecutor:
             raise DeployGuardError("deciding an approval needs a name (--by)")
         approval = self.store.approval(approval_id)
         if approval.status != ApprovalStatus.PENDING:
-            raise DeployGuardError(f"approval {approval_id} is {approval.status.value}, not pending")
+            raise ConflictError(f"approval {approval_id} is {approval.status.value}, not pending")
         if clock.now() >= approval.expires_at_time:
             approval.status = ApprovalStatus.EXPIRED
             approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
             self.store.save_approval(approval)
             self.store.mark_answered(approval)
             self._audit_expired(approval, by)
-            raise DeployGuardError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
+            raise ConflictError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
         approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
         approval.decided_by = by
         approval.decided_at = clock.now()
