@@ -432,7 +432,8 @@ class RemediationExecutor:
             name,
             target,
             Outcome.PENDING_APPROVAL,
-            f"{plan.description}; approve with: deployguard incidents approve {approval.approval_id} --by NAME",
+            f"{plan.description}; answer it in the console (Waiting for your answer) or with: deployguard incidents "
+            f"approve|reject {approval.approval_id} --by NAME",
             actor,
             plan=plan,
             approval_id=approval.approval_id,
