@@ -808,6 +808,10 @@ class CanaryController:
         limit = promotion_hold.bound(service)
         actions = self.config.alerting.remediation.actions
         requests = promotion_hold.rollback_requests(self.repository, actions, deployment.deployment_id)
+        # only this run's: a held canary retried by a person starts again, its earlier run's requests answered
+        # (or lapsed) for that run, which ended held; they would hold or roll back every retry for ever
+        began = _run_began(deployment)
+        requests = [a for a in requests if a.requested_at >= began]
         now = clock.now()
         found = promotion_hold.look(requests, now, state.promotion_held_since, limit)
         if found.outcome == "hold":
@@ -1365,6 +1369,13 @@ def _not_started(deployment: Deployment, state: CanaryState) -> bool:
     """The canary was held at 0% before its step's first shift (a pause accepted before any traffic moved):
     no traffic yet, and no step started."""
     return state.step_started_at is None and state.weight == 0 and deployment.canary_weight == 0
+
+
+def _run_began(deployment: Deployment) -> datetime:
+    """When this run of the canary began: its last entry into pre-deployment (a person's retry of a held canary
+    enters it again), else the deployment's start."""
+    entered = [p.at for p in deployment.phase_history if p.phase == Phase.PRE_DEPLOYMENT]
+    return max(entered) if entered else deployment.started_at
 
 
 def _moved_on(deployment: Deployment, state: CanaryState, began: datetime) -> str | None:
