@@ -97,3 +97,42 @@ def test_a_pause_landing_while_a_step_shifts_holds_at_the_weight_it_said(aws: An
     trail = DeploymentRepository().audit_trail(DEPLOYMENT)
     assert any(e.action == "traffic_held" and "taken back" in e.reason for e in trail)
     assert record.decision == "promoted"  # the canary went on once resumed
+
+
+def _body(request: Any) -> str:
+    body = getattr(request, "body", b"") or b""
+    return body.decode() if isinstance(body, bytes) else str(body)
+
+
+def test_a_pause_whose_take_back_lambda_refuses_is_still_never_promoted_over(embedded: Any, faults: Any) -> None:
+    """Taking the promotion's move back is throttled through all of botocore's attempts (review: the task failed,
+    its retry found the alias at 100% and recorded the promotion over the pause): the canary holds where the alias
+    is, says so, and is promoted only once resumed."""
+    aws = embedded
+    taking_back = [False]
+
+    def throttled(request: Any) -> bool:  # the take-back: back to the split, guarded by the alias's RevisionId
+        body = _body(request).replace(" ", "")
+        return taking_back[0] and "RevisionId" in body and '"AdditionalVersionWeights":{"' in body
+
+    plan = faults.on("lambda", "UpdateAlias", ["throttle"] * 12, when=throttled)
+
+    def to_full(params: dict[str, Any], target: LambdaTarget) -> bool:
+        routing = (params.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+        if params.get("FunctionVersion") == target.new_version and not routing:
+            taking_back[0] = True
+            return True
+        return False
+
+    record, seen, target = _run_with_pause_during(aws, to_full)
+    answer, (weight_while_paused, alias_while_paused) = seen
+    assert plan.injected >= 9, plan.injected  # every attempt of the take-back refused
+    assert answer.changed and "held at 50%" in answer.message, answer.message
+    assert weight_while_paused == 1.0 and alias_while_paused.weight_of(target.new_version) == 1.0  # the truth
+    trail = DeploymentRepository().audit_trail(DEPLOYMENT)
+    assert any(e.action == "traffic_held" and "could not be taken back" in e.reason for e in trail)
+    assert not any(e.action == "pause_after_move" for e in trail)
+    promoted = [e for e in trail if e.action == "promoted"]
+    resumed = [e for e in trail if e.action == "control_resume"]
+    assert promoted and resumed and promoted[0].at >= resumed[0].at  # promoted only after the person resumed
+    assert record.decision == "promoted" and not record.control.paused

@@ -908,6 +908,8 @@ class CanaryController:
                 taken_back = ": taken back"
             except AliasMovedError:
                 pass  # moved by someone else in between: held where it is
+            except TrafficShiftError as exc:  # Lambda refused it after its retries: held where it is, and said so
+                taken_back = f"; it could not be taken back ({exc})"
             alias = shifter.current()
         return self._hold(deployment, target, alias, f"the pause landed while {move} moved the alias{taken_back}")
 
