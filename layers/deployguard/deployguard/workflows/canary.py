@@ -757,6 +757,7 @@ class CanaryController:
                 update={"weight": 0.0, "next": "done", "decision": deployment.decision, "target": target,
                         "reason": deployment.decision_reason}
             )  # fmt: skip
+        hold_ends: str | None = None  # a promotion hold that ends once the promotion is recorded: why it ended
         if deployment.control.paused and not deployment.status.is_terminal:
             # a pause that landed after the Assess that promoted: nothing moves, the canary waits (RoutePromotion).
             # Unless an earlier attempt already moved the alias to 100% (and failed before its record): the
@@ -771,7 +772,7 @@ class CanaryController:
                 weight=100.0,
             )  # fmt: skip
         elif not deployment.status.is_terminal:
-            waits = self._promotion_hold(deployment, target, state)
+            waits, hold_ends = self._promotion_hold(deployment, target, state)
             if waits is not None:
                 return waits
         shifter = LambdaTrafficShifter(target)
@@ -794,14 +795,22 @@ class CanaryController:
                         "ended_at": recorded.ended_at}
             )  # fmt: skip
         if recorded is not None:
+            if hold_ends is not None:  # said once the record is promoted (otherwise notify says how it ended)
+                from deployguard.workflows import promotion_hold
+
+                promotion_hold.end(self.repository, recorded, ended_at, "promoted", hold_ends)
             self._confirm_promoted(recorded, target)
         return out.model_copy(update={"recorded": recorded is not None})
 
-    def _promotion_hold(self, deployment: Deployment, target: LambdaTarget, state: CanaryState) -> CanaryState | None:
+    def _promotion_hold(
+        self, deployment: Deployment, target: LambdaTarget, state: CanaryState
+    ) -> tuple[CanaryState | None, str | None]:
         """No 100% while people are asked whether to roll the canary back (:mod:`deployguard.workflows.
         promotion_hold`): the state to go on with (``wait`` at the alias's weight; ``rollback`` after a yes;
-        the ``on_no_evidence`` outcome when nobody answered), or None to promote. Requests that cannot be read
-        fail the task: Promote's retries, then its Rollback (never 100% without knowing)."""
+        the ``on_no_evidence`` outcome when nobody answered), or None to promote, with why a hold that was
+        running ends (said once the promotion is recorded: an abort may still land while the alias moves).
+        Requests that cannot be read fail the task: Promote's retries, then its Rollback (never 100% without
+        knowing)."""
         from deployguard.workflows import promotion_hold  # only at the promotion: not the cold start
 
         service = self._service(deployment)
@@ -818,7 +827,7 @@ class CanaryController:
             alias = LambdaTrafficShifter(target).current()
             weight = alias.weight_of(target.new_version) * 100
             if weight == 100.0:  # an earlier attempt of this Promote moved it already: the promotion is recorded
-                return None
+                return None, None
             since = state.promotion_held_since or promotion_hold.begin(
                 self.repository, deployment, now, found, limit, weight
             )
@@ -828,12 +837,10 @@ class CanaryController:
                 return state.model_copy(
                     update={"next": "wait", "target": target, "weight": weight, "wait_seconds": wait,
                             "promotion_held_since": since}
-                )  # fmt: skip
+                ), None  # fmt: skip
             state = state.model_copy(update={"promotion_held_since": since})
         if found.outcome == "promote":
-            if state.promotion_held_since is not None:
-                promotion_hold.end(self.repository, deployment, now, "promoted", found.reason)
-            return None
+            return None, (found.reason if state.promotion_held_since is not None else None)
         next_: NextStep = "rollback"
         if found.outcome == "no_evidence" and service.judge.on_no_evidence == "hold":
             next_ = "hold"
@@ -842,7 +849,7 @@ class CanaryController:
             promotion_hold.end(self.repository, deployment, now, "held" if next_ == "hold" else "rolled_back", reason)
         else:  # nothing to wait for: people had answered yes, or nobody did before the request expired
             promotion_hold.refuse(self.repository, deployment, now, found)
-        return state.model_copy(update={"next": next_, "target": target, "reason": reason})
+        return state.model_copy(update={"next": next_, "target": target, "reason": reason}), None
 
     def _confirm_promoted(self, deployment: Deployment, target: LambdaTarget) -> None:
         """The record says promoted: read the alias again. A late move that landed after the promotion's move
