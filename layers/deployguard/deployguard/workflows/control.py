@@ -81,6 +81,7 @@ REPORT_GRACE = timedelta(minutes=1)  # a verb's own request writes its report; t
 # the verb being applied: its effect's write puts it on the record (``CanaryControl.unreported``) until its audit
 # entry and announcement are written, so a failure between the two loses neither (:meth:`_report`)
 _REPORT: ContextVar[ControlReport | None] = ContextVar("deployguard_control_report", default=None)
+_CARRIED: ContextVar[set[str] | None] = ContextVar("carried", default=None)  # keys put on a record
 
 
 class ControlRequest(Model):
@@ -213,6 +214,8 @@ class CanaryControlService:
             identity=request.identity, at=clock.now(),
         )  # fmt: skip
         applying = _REPORT.set(report)
+        carried: set[str] = set()
+        carrying = _CARRIED.set(carried)
         try:
             if deployment.driver == "codedeploy":
                 changed, message = self._codedeploy(deployment, request)
@@ -232,9 +235,11 @@ class CanaryControlService:
             raise
         finally:
             _REPORT.reset(applying)
+            _CARRIED.reset(carrying)
         deployment = self.repository.get_deployment(deployment_id)
-        if changed and any(r.key == report.key for r in deployment.control.unreported):
-            self._report(deployment, report, message)  # the effect's write carries it: nothing can lose it now
+        if changed and report.key in carried:
+            # the effect's write carried it: written through its key (whoever else finished it meanwhile, once)
+            deployment = self._report(deployment, report, message)
             return ControlOutcome(
                 deployment_id=deployment_id, verb=request.verb, changed=True, message=message, deployment=deployment
             )
@@ -261,7 +266,7 @@ class CanaryControlService:
     def report_left(self, deployment: Deployment) -> Deployment:
         """Write the audit entries and announcements of earlier verbs whose effect landed but whose own writes
         failed (``CanaryControl.unreported``), once each; returns the record as it is then."""
-        for report in list(deployment.control.unreported):
+        for report in list(deployment.control.unreported):  # ids from its key: its own request writes nothing twice
             deployment = self._report(deployment, report)
         return deployment
 
@@ -1049,6 +1054,9 @@ def _unreported(d: Deployment) -> None:
     report = _REPORT.get()
     if report is not None and all(r.key != report.key for r in d.control.unreported):
         d.control.unreported.append(report)
+    carried = _CARRIED.get()
+    if report is not None and carried is not None:
+        carried.add(report.key)
 
 
 def _identity(identity: str | None) -> dict[str, str]:
