@@ -131,11 +131,14 @@ def current_function() -> str | None:
 
 @dataclass
 class RolePolicy:
-    """The IAM actions a function's role allows and denies (patterns, lower case)."""
+    """The IAM actions a function's role allows and denies (patterns, lower case); its inline statements and
+    SAM policy templates (name, parameters) as the template gives them, ``Fn::If`` decided."""
 
     function: str
     allow: list[str] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    templates: list[tuple[str, Any]] = field(default_factory=list)
 
     def allows(self, action: str) -> bool:
         wanted = action.lower()
@@ -168,6 +171,7 @@ def _add_statement(policy: RolePolicy, statement: Any) -> None:
     if "NotAction" in statement:
         raise ValueError(f"{policy.function}: NotAction is not enforced locally; use Action")
     actions = [str(a).lower() for a in _as_list(statement.get("Action"))]
+    policy.statements.append(statement)
     (policy.allow if statement["Effect"] == "Allow" else policy.deny).extend(actions)
 
 
@@ -196,6 +200,7 @@ def role_policies(stack: Stack, parameters: Mapping[str, str] | None = None) -> 
                         "add its actions from aws-sam-translator's policy_templates.json"
                     )
                 policy.allow.extend(a.lower() for a in SAM_POLICY_TEMPLATES[name])
+                policy.templates.append((name, item[name]))
         events = properties.get("Events") or {}
         if any(isinstance(e, dict) and e.get("Type") == "SQS" for e in events.values()):
             policy.allow.extend(a.lower() for a in SQS_EVENT_SOURCE_ACTIONS)
