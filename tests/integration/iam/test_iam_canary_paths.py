@@ -5,16 +5,18 @@ action is refused (the enforcement is real)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from canary_flow_support import ask, config_with_approval, in_background, prepare, until
+from canary_flow_support import config_with_approval, in_background, prepare, until
 
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import DeploymentStatus
 from deployguard.storage.repository import DeploymentRepository
+from deployguard_local.console_server import LocalCredentials, http_api_event
 from deployguard_local.emulator import EmbeddedAws
 
 DEMO_CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
@@ -59,7 +61,13 @@ def test_a_canary_waiting_for_approval_is_promoted_once_approved(tmp_path: Path)
         request, target = prepare(aws)
         worker, result = in_background(aws, request)
         until(lambda: (found := DeploymentRepository().find_deployment(DEP)) and found.control.awaiting_approval)
-        assert ask(aws, "approve").changed
+        creds = LocalCredentials()  # the person approves in the console: ConsoleWriteFunction answers the token
+        body = json.dumps({"reason": "looks good"}).encode()
+        event = http_api_event(
+            "POST", f"/api/deployments/{DEP}/control/approve", {}, body, creds.claims(creds.write_token)
+        )
+        payload, errored = aws.invoke("ConsoleWriteFunction", event)
+        assert not errored and payload["statusCode"] == 200, payload
         worker.join(60)
         deployment = DeploymentRepository().get_deployment(DEP)
         assert result["status"] == "SUCCEEDED"
