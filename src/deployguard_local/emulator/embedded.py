@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -100,13 +101,14 @@ class EmbeddedAws(Schedules, SampleApplication):
         endpoint_url: str | None = None,
         quiet: bool = True,
         storage_only: bool = False,
-        enforce_iam: bool | Mapping[str, str] = False,
+        enforce_iam: bool | Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.storage_only = storage_only  # tables and buckets only: what read commands need
         # template functions' calls refused as AWS would when their roles do not allow them (emulator.iam); a
-        # mapping gives the template parameters the roles are read for (default: every guard prefix set)
-        self.enforce_iam = enforce_iam
+        # mapping gives the template parameters the roles are read for (default: every guard prefix set); not
+        # given, DEPLOYGUARD_ENFORCE_IAM=1 in the environment turns it on (a whole test run under IAM)
+        self.enforce_iam = os.environ.get("DEPLOYGUARD_ENFORCE_IAM") == "1" if enforce_iam is None else enforce_iam
         self.iam: IamEnforcement | None = None
         self.clock = ListeningClock(start) if simulated_clock else None
         self.config_file = config_file
