@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from deployguard import clock as dg_clock
+from deployguard_local.emulator.iam import running_as
 
 ClockListener = Callable[[datetime, datetime], None]
 
@@ -28,6 +29,7 @@ class ListeningClock(dg_clock.SimulatedClock):
         with self._advance_lock:
             before = self()
             after = super().advance(seconds)
-            for listener in [*self.listeners, *self.late_listeners]:
-                listener(before, after)
+            with running_as(None):  # the listeners' calls (traffic, schedules) are not the sleeping function's
+                for listener in [*self.listeners, *self.late_listeners]:
+                    listener(before, after)
             return after

@@ -6,11 +6,12 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from deployguard_local.emulator.dynamodb import (
     transactions_without_table_copy,
 )
 from deployguard_local.emulator.environment import REPO_ROOT, _environment
+from deployguard_local.emulator.iam import IamEnforcement, role_policies
 from deployguard_local.emulator.lambda_runtime import (
     AsyncInvoker,
     FunctionRegistry,
@@ -99,9 +101,15 @@ class EmbeddedAws(Schedules, SampleApplication):
         endpoint_url: str | None = None,
         quiet: bool = True,
         storage_only: bool = False,
+        enforce_iam: bool | Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.storage_only = storage_only  # tables and buckets only: what read commands need
+        # template functions' calls refused as AWS would when their roles do not allow them (emulator.iam); a
+        # mapping gives the template parameters the roles are read for (default: every guard prefix set); not
+        # given, DEPLOYGUARD_ENFORCE_IAM=1 in the environment turns it on (a whole test run under IAM)
+        self.enforce_iam = os.environ.get("DEPLOYGUARD_ENFORCE_IAM") == "1" if enforce_iam is None else enforce_iam
+        self.iam: IamEnforcement | None = None
         self.clock = ListeningClock(start) if simulated_clock else None
         self.config_file = config_file
         self.endpoint_url = endpoint_url
@@ -198,6 +206,10 @@ class EmbeddedAws(Schedules, SampleApplication):
         self._exit.callback(clients.reset)
         self._exit.callback(runtime.reset)
         self._create_stack()
+        if self.enforce_iam is not False:
+            parameters = None if self.enforce_iam is True else dict(self.enforce_iam)
+            self.iam = IamEnforcement(role_policies(self.stack, parameters))
+            self._exit.callback(self.iam.install())
         return self
 
     def __exit__(self, *exc: object) -> None:

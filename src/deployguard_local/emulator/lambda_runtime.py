@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from deployguard import clock as dg_clock
 from deployguard.aws import clients
+from deployguard_local.emulator.iam import running_as
 from deployguard_local.function_logs import function_running
 
 
@@ -92,7 +93,8 @@ class FunctionRegistry:
                 context = LambdaContext(name, arn, 128, 30)
             else:
                 raise LookupError(f"no local handler for Lambda function {name}")
-            with function_running(name):  # its own logger keys (one Powertools logger here, one each in AWS)
+            # its own logger keys (one Powertools logger here, one each in AWS); its own role (emulator.iam)
+            with function_running(name), running_as(fn.logical_id if fn is not None else None):
                 result = handler(event, context)
         except Exception as exc:  # a Lambda runtime turns any exception into a function error
             with self._lock:

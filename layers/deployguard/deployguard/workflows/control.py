@@ -687,7 +687,7 @@ class CanaryControlService:
         """StopDeployment refused: nothing changed if it was stopped or rolled back; a deployment that
         succeeded is refused, for its version is live and stopping it can no longer bring the old one back."""
         try:
-            status = self.codedeploy.deployment(cd_id).status
+            status = self.codedeploy.status(cd_id)  # GetDeployment only: the role reads no AppSpec, group or targets
         except CodeDeployError:  # the record's word then
             status = "Succeeded" if deployment.status == DeploymentStatus.SUCCEEDED else ""
         if status != "Succeeded":
