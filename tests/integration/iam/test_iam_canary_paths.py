@@ -23,6 +23,9 @@ DEMO_CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.ya
 DEP = "dep-checkout-api"
 
 
+JSON = {"content-type": "application/json"}  # a write's body (415 without it)
+
+
 @pytest.fixture
 def aws() -> Iterator[Any]:
     with EmbeddedAws(config_file=DEMO_CONFIG, enforce_iam=True) as embedded:
@@ -64,7 +67,7 @@ def test_a_canary_waiting_for_approval_is_promoted_once_approved(tmp_path: Path)
         creds = LocalCredentials()  # the person approves in the console: ConsoleWriteFunction answers the token
         body = json.dumps({"reason": "looks good"}).encode()
         event = http_api_event(
-            "POST", f"/api/deployments/{DEP}/control/approve", {}, body, creds.claims(creds.write_token)
+            "POST", f"/api/deployments/{DEP}/control/approve", JSON, body, creds.claims(creds.write_token)
         )
         payload, errored = aws.invoke("ConsoleWriteFunction", event)
         assert not errored and payload["statusCode"] == 200, payload

@@ -32,6 +32,9 @@ from deployguard_local.traffic import VersionBehaviour
 DEMO_CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
 
 
+JSON = {"content-type": "application/json"}  # a write's body (415 without it)
+
+
 @pytest.fixture
 def aws() -> Iterator[Any]:
     with EmbeddedAws(config_file=DEMO_CONFIG, enforce_iam=True) as embedded:
@@ -95,7 +98,7 @@ def _ecs_codedeploy_record(state: str, *, ended: bool) -> str:
 
 def _console_abort(aws: Any) -> tuple[int, dict[str, Any]]:
     creds = LocalCredentials()
-    event = http_api_event("POST", "/api/deployments/dg-ecs-1/control/abort", {},
+    event = http_api_event("POST", "/api/deployments/dg-ecs-1/control/abort", JSON,
                            json.dumps({"reason": "too late"}).encode(), creds.claims(creds.write_token))  # fmt: skip
     payload, errored = aws.invoke("ConsoleWriteFunction", event)
     assert not errored, payload

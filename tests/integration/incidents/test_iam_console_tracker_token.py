@@ -20,6 +20,9 @@ from deployguard_local.emulator import EmbeddedAws
 DEMO_CONFIG = Path(__file__).resolve().parents[3] / "examples" / "deployguard.yaml"
 
 
+JSON = {"content-type": "application/json"}  # a write's body (415 without it)
+
+
 def test_the_console_acknowledgement_comments_with_the_secret_token_under_its_role(tmp_path: Path) -> None:
     with tracker_servers() as (github, _jira):
         config = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
@@ -43,7 +46,7 @@ def test_the_console_acknowledgement_comments_with_the_secret_token_under_its_ro
             creds = LocalCredentials()
             route = f"/api/incidents/{incident.incident_id}/acknowledge"
             body = json.dumps({"notes": "looking"}).encode()
-            event = http_api_event("POST", route, {}, body, creds.claims(creds.write_token))
+            event = http_api_event("POST", route, JSON, body, creds.claims(creds.write_token))
             payload, errored = aws.invoke("ConsoleWriteFunction", event)
             assert not errored and payload["statusCode"] == 200, payload
             assert sum(len(c) for c in github.comments.values()) == comments_before + 1

@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from deployguard.remediation.models import Approval, ApprovalStatus
-from deployguard.remediation.store import RemediationStore
 
 if TYPE_CHECKING:
     from deployguard.alerts.settings import RemediationAction
@@ -71,6 +70,8 @@ def rollback_requests(
     repository: DeploymentRepository, actions: dict[str, RemediationAction], deployment_id: str
 ) -> list[Approval]:
     """The approval requests of the deployment whose action rolls it back (``rollback`` and the like)."""
+    from deployguard.remediation.store import RemediationStore  # only where read: not the console's cold start
+
     mine = RemediationStore(repository).approvals_of(deployment_id)
     return [a for a in mine if (actions[a.action].type if a.action in actions else a.action) in ROLLBACK_TYPES]
 
