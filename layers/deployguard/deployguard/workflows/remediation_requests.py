@@ -24,7 +24,7 @@ from pydantic import Field
 
 from deployguard import clock
 from deployguard.exceptions import ConflictError, NotFoundError
-from deployguard.models import Deployment, Model
+from deployguard.models import Deployment, DeploymentStatus, Model
 from deployguard.remediation.models import Approval, ApprovalStatus
 from deployguard.workflows import promotion_hold
 
@@ -66,6 +66,9 @@ class RemediationRequest(Model):
         "(the request could not be sent)"
     )
     answerable: bool = Field(description="pending and not expired: approve and reject are possible")
+    moot: str | None = Field(
+        default=None, description="why a pending rollback request needs no answer: its deployment ended on stable"
+    )
     requested_at: datetime
     expires_at: datetime = Field(description="until when it can be answered")
     decided_by: str | None = None
@@ -116,7 +119,8 @@ class RemediationRequests:
         """Every request waiting for an answer (the oldest first), across deployments."""
         waiting = [a for a in self.alerts.remediation.store.open_approvals() if a.status == ApprovalStatus.PENDING]
         deployments: dict[str, Deployment | None] = {}
-        return [self._shown(a, deployments) for a in sorted(waiting, key=lambda a: (a.requested_at, a.approval_id))]
+        shown = [self._shown(a, deployments) for a in sorted(waiting, key=lambda a: (a.requested_at, a.approval_id))]
+        return [r for r in shown if r.answerable or r.moot is None]  # a moot one waits for nobody's answer
 
     def of_deployment(self, deployment_id: str) -> list[RemediationRequest]:
         """The deployment's requests, pending or answered, the newest first (at most :data:`RECENT`)."""
@@ -135,6 +139,7 @@ class RemediationRequests:
         deployment = deployments[approval.deployment_id]
         incident = self.alerts.incident_store.find(approval.incident_id)
         state = state_of(approval)
+        moot = self._moot(approval, deployment) if state == "pending" else None
         return RemediationRequest(
             approval_id=approval.approval_id,
             incident_id=approval.incident_id,
@@ -147,7 +152,8 @@ class RemediationRequests:
             target=approval.target,
             description=approval.description,
             state=state,
-            answerable=refusal(approval, clock.now()) is None,
+            answerable=refusal(approval, clock.now()) is None and moot is None,
+            moot=moot,
             requested_at=approval.requested_at,
             expires_at=approval.expires_at_time,
             decided_by=approval.decided_by,
@@ -156,6 +162,18 @@ class RemediationRequests:
             result=approval.result,
             hold=self._hold(deployment) if state == "pending" else None,
         )
+
+    def _moot(self, approval: Approval, deployment: Deployment | None) -> str | None:
+        """Why a pending rollback request needs nobody's answer any more (None: it does): its deployment ended
+        with the traffic back on the stable version (rolled back, aborted, held), so there is nothing to roll
+        back. A promoted deployment's request still counts (a rollback of the live release)."""
+        actions = self.alerts.remediation.settings.actions
+        kind = actions[approval.action].type if approval.action in actions else approval.action
+        if deployment is None or kind not in promotion_hold.ROLLBACK_TYPES:
+            return None
+        if deployment.status in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.STOPPED):
+            return f"deployment {deployment.deployment_id} has ended {deployment.decision or deployment.status.value}"
+        return None
 
     def _hold(self, deployment: Deployment | None) -> PromotionHold | None:
         """The promotion hold of the deployment's canary execution (its claims, two reads), if one began."""
@@ -180,6 +198,9 @@ class RemediationRequests:
         why = refusal(approval, clock.now())
         if why is not None and approval.status != ApprovalStatus.PENDING:
             raise ConflictError(why)
+        moot = self._moot(approval, self.repository.find_deployment(approval.deployment_id))
+        if approve and moot is not None and approval.status == ApprovalStatus.PENDING:
+            raise ConflictError(f"{approval.action} request {approval.approval_id}: nothing to roll back, {moot}")
         # a pending one past its expiry is expired by decide (saved and audited), then refused
         self.alerts.decide(approval_id, actor, approve, notes)
         return self.one(approval_id)
