@@ -463,21 +463,27 @@ class RemediationExecutor:
         """A person's answer to an approval request; an approved action runs at the next tick."""
         if not by.strip():
             raise DeployGuardError("deciding an approval needs a name (--by)")
-        approval = self.store.approval(approval_id)
-        if approval.status != ApprovalStatus.PENDING:
-            raise ConflictError(f"approval {approval_id} is {approval.status.value}, not pending")
-        if clock.now() >= approval.expires_at_time:
-            approval.status = ApprovalStatus.EXPIRED
-            approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
-            self.store.save_approval(approval)
-            self.store.mark_answered(approval)
-            self._audit_expired(approval, by)
-            raise ConflictError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
-        approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-        approval.decided_by = by
-        approval.decided_at = clock.now()
-        approval.notes = notes
-        approval = self.store.save_approval(approval)
+        for attempt in range(3):  # a request changed since it was read but still pending (its state machine
+            approval = self.store.approval(approval_id)  # registered its task token meanwhile) is answered anew
+            if approval.status != ApprovalStatus.PENDING:
+                raise ConflictError(f"approval {approval_id} is {approval.status.value}, not pending")
+            if clock.now() >= approval.expires_at_time:
+                approval.status = ApprovalStatus.EXPIRED
+                approval.result = f"not answered by {approval.expires_at_time.isoformat()}"
+                self.store.save_approval(approval)
+                self.store.mark_answered(approval)
+                self._audit_expired(approval, by)
+                raise ConflictError(f"approval {approval_id} expired at {approval.expires_at_time.isoformat()}")
+            approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
+            approval.decided_by = by
+            approval.decided_at = clock.now()
+            approval.notes = notes
+            try:
+                approval = self.store.save_approval(approval)
+                break
+            except ConflictError:
+                if attempt == 2:
+                    raise
         if not approve:  # people said no: later alerts of the incident do not ask again
             self.store.mark_answered(approval)
         if approval.task_token:
