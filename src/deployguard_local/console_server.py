@@ -202,7 +202,9 @@ class ConsoleServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> ConsoleServer:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="console-server", daemon=True)
+        self.thread = threading.Thread(  # stopped within 50 ms (serve_forever's default poll: half a second)
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="console-server", daemon=True
+        )
         self.thread.start()
         return self
 
