@@ -73,7 +73,13 @@ def rollback_requests(
     from deployguard.remediation.store import RemediationStore  # only where read: not the console's cold start
 
     mine = RemediationStore(repository).approvals_of(deployment_id)
-    return [a for a in mine if (actions[a.action].type if a.action in actions else a.action) in ROLLBACK_TYPES]
+    return [a for a in mine if rolls_back(a, actions)]
+
+
+def rolls_back(approval: Approval, actions: dict[str, RemediationAction]) -> bool:
+    """Whether the request's action rolls its deployment back (its configured type, or a built-in name)."""
+    kind = actions[approval.action].type if approval.action in actions else approval.action
+    return kind in ROLLBACK_TYPES
 
 
 def look(requests: list[Approval], now: datetime, held_since: datetime | None, limit: timedelta) -> Look:

@@ -168,8 +168,7 @@ class RemediationRequests:
         with the traffic back on the stable version (rolled back, aborted, held), so there is nothing to roll
         back. A promoted deployment's request still counts (a rollback of the live release)."""
         actions = self.alerts.remediation.settings.actions
-        kind = actions[approval.action].type if approval.action in actions else approval.action
-        if deployment is None or kind not in promotion_hold.ROLLBACK_TYPES:
+        if deployment is None or not promotion_hold.rolls_back(approval, actions):
             return None
         if deployment.status in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.STOPPED):
             return f"deployment {deployment.deployment_id} has ended {deployment.decision or deployment.status.value}"
