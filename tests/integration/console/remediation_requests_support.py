@@ -17,7 +17,7 @@ from deployguard.alerts.settings import PlanStep
 from deployguard.remediation.models import Approval, Outcome
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
-from deployguard_local.console_server import demo_console
+from deployguard_local.console_server import demo_console, wait_until
 from deployguard_local.local_state import DEMO_CONFIG
 
 LIVE = "live-orders-api"
@@ -44,7 +44,12 @@ def ask(nth: int = 0) -> Approval:
     incident = engine.incident_store.recent(50)[nth]
     result = engine.remediation.run(incident, deployment, PlanStep(action="rollback", mode="approval"))
     assert result.outcome == Outcome.PENDING_APPROVAL and result.approval_id, result
-    return engine.remediation.store.approval(result.approval_id)
+    store = engine.remediation.store
+    # asked once its approval state machine waits on it: that registers a task token on the stored request (a
+    # write of its own, on its own thread), so a test that then rewrites the request starts from the stored one
+    registered = wait_until(lambda: store.approval(result.approval_id).task_token is not None, timeout=30)
+    assert registered, f"approval {result.approval_id}: its state machine registered no task token"
+    return store.approval(result.approval_id)
 
 
 def store_state(approval_id: str) -> str:
