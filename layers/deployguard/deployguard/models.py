@@ -10,7 +10,7 @@ about 50 µs a field on every cold start (see README "Cold starts").
 """
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Self
 
@@ -118,6 +118,13 @@ class CanaryControl(Model):
     """What people asked of a running canary (deployguard.workflows.control); the canary controller honours it."""
 
     paused: bool = Field(default=False, description="hold the current weight; a failing verdict still rolls back")
+    paused_at: datetime | None = Field(default=None, description="when the pause going on began (null: none)")
+    paused_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="how long people held this run of the canary paused, in pauses that ended (a promotion hold "
+        "does not count paused time against its bound)",
+    )
     promote_requested: bool = Field(default=False, description="skip the remaining steps at the next assessment")
     skip_analysis: bool = Field(default=False, description="emergency fix: verdicts are recorded, never acted on")
     awaiting_approval: bool = Field(default=False, description="waiting for a person before 100% of traffic")
@@ -142,6 +149,11 @@ class CanaryControl(Model):
         description="verbs whose audit entry and announcement are still to be written (never serialised: only the "
         "stored record keeps them, DeploymentRepository._deployment_item)",
     )
+
+    def paused_for(self, now: datetime) -> timedelta:
+        """How long people have held this run paused up to ``now``: the pauses that ended and the one going on."""
+        ongoing = now - self.paused_at if self.paused and self.paused_at is not None else timedelta(0)
+        return timedelta(seconds=self.paused_seconds) + max(ongoing, timedelta(0))
 
 
 class TrafficCheck(Model):

@@ -123,6 +123,9 @@ class CanaryState(Model):
     promotion_held_since: IsoDatetime | None = Field(
         default=None, description="when Promote began to hold for people asked whether to roll it back"
     )
+    promotion_hold_paused_before: float | None = Field(
+        default=None, description="seconds people had held the run paused when the hold began (later pauses: its own)"
+    )
 
 
 class CanaryController:
@@ -822,23 +825,27 @@ class CanaryController:
         began = _run_began(deployment)
         requests = [a for a in requests if a.requested_at >= began]
         now = clock.now()
-        found = promotion_hold.look(requests, now, state.promotion_held_since, limit)
+        # the time people held the canary paused since the hold began does not count against its bound
+        paused = deployment.control.paused_for(now)
+        before = timedelta(seconds=state.promotion_hold_paused_before or 0)
+        found = promotion_hold.look(requests, now, state.promotion_held_since, limit, paused - before)
         if found.outcome == "hold":
             alias = LambdaTrafficShifter(target).current()
             weight = alias.weight_of(target.new_version) * 100
             if weight == 100.0:  # an earlier attempt of this Promote moved it already: the promotion is recorded
                 return None, None
-            since = state.promotion_held_since or promotion_hold.begin(
-                self.repository, deployment, now, found, limit, weight
-            )
-            found = promotion_hold.look(requests, now, since, limit)  # a retry's hold that began long ago
+            if state.promotion_held_since is not None:
+                since = state.promotion_held_since
+            else:
+                since, before = promotion_hold.begin(self.repository, deployment, now, found, limit, weight)
+            found = promotion_hold.look(requests, now, since, limit, paused - before)  # a retry's that began long ago
+            hold = {"promotion_held_since": since, "promotion_hold_paused_before": before.total_seconds()}
             if found.outcome == "hold":
                 wait = max(state.wait_seconds, promotion_hold.HOLD_LOOK_SECONDS)
                 return state.model_copy(
-                    update={"next": "wait", "target": target, "weight": weight, "wait_seconds": wait,
-                            "promotion_held_since": since}
+                    update={"next": "wait", "target": target, "weight": weight, "wait_seconds": wait, **hold}
                 ), None  # fmt: skip
-            state = state.model_copy(update={"promotion_held_since": since})
+            state = state.model_copy(update=hold)
         if found.outcome == "promote":
             return None, (found.reason if state.promotion_held_since is not None else None)
         next_: NextStep = "rollback"

@@ -334,7 +334,8 @@ class CanaryControlService:
 
         def change(c: CanaryControl) -> bool:
             before = c.promote_requested and not c.paused
-            c.promote_requested, c.paused = True, False
+            c.promote_requested = True
+            _lift_pause(c)
             return not before
 
         changed = self._flags(deployment, request, change)
@@ -362,7 +363,9 @@ class CanaryControlService:
                     f"deployment {deployment.deployment_id} waits for approval before 100%: pause would not hold it; "
                     "abort rolls it back, and without an approval it stays where it is"
                 )
-            before, c.paused = c.paused, True
+            before = c.paused
+            if not before:
+                c.paused, c.paused_at = True, clock.now()
             withdrawn, c.promote_requested = c.promote_requested, False  # a pause holds: the promotion is off
             return not before or withdrawn
 
@@ -372,7 +375,8 @@ class CanaryControlService:
 
     def _resume(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         def change(c: CanaryControl) -> bool:
-            before, c.paused = c.paused, False
+            before = c.paused
+            _lift_pause(c)
             return before
 
         changed = self._flags(deployment, request, change)
@@ -1037,10 +1041,19 @@ def _mark_approved(d: Deployment, actor: str) -> None:
     """The approval on the record: the wait is over, and the canary's next assessment that is not failing
     promotes (:func:`approved`). A pause would loop: the approval lifts it."""
     d.control.awaiting_approval, d.control.approval_token = False, None
-    d.control.promote_requested, d.control.paused = True, False
+    d.control.promote_requested = True
+    _lift_pause(d.control)
     d.control.approved_by = actor
     d.control.last_action, d.control.last_actor = "approve", actor
     d.control.last_action_at = clock.now()
+
+
+def _lift_pause(c: CanaryControl) -> None:
+    """The pause ends (resume, promote, an approval): its time is added to the run's paused time, which a
+    promotion hold does not count against its bound (:mod:`deployguard.workflows.promotion_hold`)."""
+    if c.paused:
+        c.paused_seconds = c.paused_for(clock.now()).total_seconds()
+    c.paused, c.paused_at = False, None
 
 
 def routes_new(target: LambdaTarget, alias: AliasState) -> bool:

@@ -12,7 +12,9 @@ An alert rule's plan may ask people to approve a rollback of the deployment (``m
   evidence;
 - one pending (not expired): ``hold``: the traffic stays at its weight, the canary goes back to waiting
   and is assessed every period as before (a failing verdict rolls it back). At most :func:`bound` from the
-  hold's beginning, whatever requests come and go; then the ``on_no_evidence`` outcome;
+  hold's beginning, whatever requests come and go, the time people held the canary paused not counted (a person
+  holding it is not a lapse of people's answer: resumed, the hold goes on for what is left of its bound); then the
+  ``on_no_evidence`` outcome;
 - rejected only (or none): ``promote``.
 
 The bound is the canary's own: ``judge.max_inconclusive_periods`` times ``canary.assessment_interval_seconds``,
@@ -82,8 +84,15 @@ def rolls_back(approval: Approval, actions: dict[str, RemediationAction]) -> boo
     return kind in ROLLBACK_TYPES
 
 
-def look(requests: list[Approval], now: datetime, held_since: datetime | None, limit: timedelta) -> Look:
-    """The outcome of ``Promote`` given the deployment's rollback requests (module docstring)."""
+def look(
+    requests: list[Approval],
+    now: datetime,
+    held_since: datetime | None,
+    limit: timedelta,
+    paused: timedelta = timedelta(0),
+) -> Look:
+    """The outcome of ``Promote`` given the deployment's rollback requests (module docstring). ``paused``: how long
+    people held the canary paused since the hold began, not counted against ``limit``."""
     said_yes = [a for a in requests if a.decided_by is not None and a.status != ApprovalStatus.REJECTED]
     if said_yes:
         a = said_yes[0]
@@ -98,9 +107,10 @@ def look(requests: list[Approval], now: datetime, held_since: datetime | None, l
         return Look("no_evidence", f"nobody answered {_one(a)} before it expired at {_at(a.expires_at_time)}", lapsed)
     pending = [a for a in asked if a.status == ApprovalStatus.PENDING]
     if pending:
-        if held_since is not None and now - held_since >= limit:
+        if held_since is not None and now - held_since - paused >= limit:
+            not_counted = f" ({paused.total_seconds():g} s paused by people not counted)" if paused else ""
             return Look("no_evidence", f"nobody answered {_one(pending[0])} within the hold's bound of "
-                        f"{limit.total_seconds():g} s", pending)  # fmt: skip
+                        f"{limit.total_seconds():g} s{not_counted}", pending)  # fmt: skip
         return Look("hold", f"people are asked whether to roll it back: {_one(pending[0])}, until "
                     f"{_at(pending[0].expires_at_time)}", pending)  # fmt: skip
     rejected = [a for a in requests if a.status == ApprovalStatus.REJECTED]
@@ -117,11 +127,13 @@ def begin(
     found: Look,
     limit: timedelta,
     weight: float,
-) -> datetime:
+) -> tuple[datetime, timedelta]:
     """The hold's beginning for this execution: ``now`` the first time (audited once, ``promotion_held``),
-    else when an earlier attempt began it."""
+    else when an earlier attempt began it; with how long people had held the run paused then
+    (:meth:`~deployguard.models.CanaryControl.paused_for`: only later pauses are the hold's)."""
     key = _key(deployment)
-    if repository.claim_once(BEGAN, key, CLAIM_TTL, since=now.isoformat()):
+    paused = deployment.control.paused_for(now)
+    if repository.claim_once(BEGAN, key, CLAIM_TTL, since=now.isoformat(), paused_before=paused.total_seconds()):
         repository.audit_once(
             deployment.deployment_id, f"{BEGAN}#{key}", now, "promotion_held", ACTOR,
             f"promotion held at {weight:g}%: {found.reason}; at most {limit.total_seconds():g} s, then the canary's "
@@ -130,9 +142,11 @@ def begin(
             approval_ids=[a.approval_id for a in found.requests],
             incident_ids=sorted({a.incident_id for a in found.requests}),
         )  # fmt: skip
-        return now
+        return now, paused
     claim = repository.find_claim(BEGAN, key) or {}
-    return datetime.fromisoformat(str(claim["since"])) if claim.get("since") else now
+    if not claim.get("since"):
+        return now, paused
+    return datetime.fromisoformat(str(claim["since"])), timedelta(seconds=float(claim.get("paused_before") or 0))
 
 
 def end(repository: DeploymentRepository, deployment: Deployment, now: datetime, outcome: str, reason: str) -> None:
