@@ -781,12 +781,21 @@ class CanaryController:
         shifter = LambdaTrafficShifter(target)
         # read before the move, so a pause landing while it moves can take it back (paused already: recorded as is)
         before = None if deployment.control.paused or deployment.status.is_terminal else shifter.current()
+        too_late = before is not None and before.weight_of(target.new_version) == 1.0
+        if too_late:  # an earlier attempt moved it already: a pause landing now finds the traffic at 100%, too late
+            before = None  # to hold; the promotion is recorded as it is (as when the pause is read first, above)
         moved = shifter.promote_verified()
         ended_at = clock.now()
         out = state.model_copy(
             update={"weight": 100.0, "next": "done", "decision": "promoted", "target": target, "ended_at": ended_at}
         )
         recorded = self._record_or_defer(out, unless_paused=before is not None)
+        if too_late and recorded is not None and recorded.decision == "promoted" and recorded.control.paused:
+            self.repository.audit(
+                deployment.deployment_id, "pause_after_move", ACTOR,
+                "paused after an earlier attempt moved the alias to 100%: too late to hold it, the promotion is "
+                "recorded as it is", weight=100.0,
+            )  # fmt: skip
         if recorded is not None and before is not None and not recorded.status.is_terminal:
             # a person's pause landed while the alias moved (its answer said "held at" the record's weight)
             held = self._take_back_for_pause(recorded, target, before, moved, "the promotion")
