@@ -126,6 +126,11 @@ class CanaryState(Model):
     promotion_hold_paused_before: float | None = Field(
         default=None, description="seconds people had held the run paused when the hold began (later pauses: its own)"
     )
+    promoted_from: dict[str, Any] | None = Field(
+        default=None,
+        description="Promote's record deferred (recorded: false): the routing its move left (function_version, "
+        "additional_weights), which NotifyOutcome takes the move back to if a person's pause landed while it moved",
+    )
 
 
 class CanaryController:
@@ -812,7 +817,10 @@ class CanaryController:
 
                 promotion_hold.end(self.repository, recorded, ended_at, "promoted", hold_ends)
             self._confirm_promoted(recorded, target)
-        return out.model_copy(update={"recorded": recorded is not None})
+        deferred = None  # a pause that lands while the alias moves is NotifyOutcome's to honour then (as above)
+        if recorded is None and before is not None:
+            deferred = {"function_version": before.function_version, "additional_weights": before.additional_weights}
+        return out.model_copy(update={"recorded": recorded is not None, "promoted_from": deferred})
 
     def _promotion_hold(
         self, deployment: Deployment, target: LambdaTarget, state: CanaryState
@@ -1240,9 +1248,12 @@ class CanaryController:
             return state
         error = state.get("error")
         if state.get("recorded") is False and not error:
-            recorded = self._record_outcome(state)
-            state = {**state, "recorded": True}
+            moved_from = state.get("promoted_from") if state.get("decision") == "promoted" else None
+            recorded = self._record_outcome(state, unless_paused=isinstance(moved_from, dict))
             target = _lambda_target(state.get("target"))
+            if isinstance(moved_from, dict) and target is not None and not recorded.status.is_terminal:
+                return self._hold_deferred_promotion(state, recorded, target, moved_from)  # paused as it moved
+            state = {**state, "recorded": True}
             if state.get("decision") == "promoted" and recorded.decision != "promoted" and target is not None:
                 self._undo_lost_move(recorded, target, "promotion")  # ended otherwise while the alias moved
                 state.update({"weight": 0.0, "decision": recorded.decision, "reason": recorded.decision_reason})
@@ -1278,6 +1289,21 @@ class CanaryController:
             decision=deployment.decision,
         )
         return state
+
+    def _hold_deferred_promotion(
+        self, state: dict[str, Any], recorded: Deployment, target: LambdaTarget, moved_from: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A person's pause landed while Promote moved the alias to 100%, and Promote could not write its record
+        (``recorded: false``, :meth:`notify`): the pause's answer said "held at" the record's weight, so, as Promote
+        does when its record goes through, the move is taken back (:meth:`_take_back_for_pause`) and the canary
+        holds there and goes back to waiting (the state machine's ``RouteOutcome``), never promoted over the pause.
+        """
+        weights = moved_from.get("additional_weights") or {}
+        before = AliasState(str(moved_from.get("function_version")), {str(k): float(v) for k, v in weights.items()})
+        moved = AliasState(target.new_version, {})
+        held = self._take_back_for_pause(recorded, target, before, moved, "the promotion (its record deferred)")
+        return {**state, "next": "wait", "weight": held, "decision": None, "ended_at": None, "recorded": True,
+                "promoted_from": None}  # fmt: skip
 
     # ------------------------------------------------------------------ pre-deployment checks (alerts lane)
 
