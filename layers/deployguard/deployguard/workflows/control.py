@@ -77,6 +77,8 @@ logger = logging.getLogger(__name__)
 Verb = Literal["promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve"]
 VERBS: tuple[Verb, ...] = ("promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve")
 EMERGENCY_CLAIM_TTL = timedelta(days=1)
+NEVER_SHIFTED = ("rejected", "validation_failed")  # decisions of a deployment that may end before any traffic moved
+NEWEST_LOOKED_AT = 10  # retry: the newest deployments of the service read to pass over those that took no traffic
 REPORT_GRACE = timedelta(minutes=1)  # a verb's own request writes its report; the minute tick only after this
 # the verb being applied: its effect's write puts it on the record (``CanaryControl.unreported``) until its audit
 # entry and announcement are written, so a failure between the two loses neither (:meth:`_report`)
@@ -175,6 +177,17 @@ def _ended_as(deployment: Deployment) -> str:
     "rolled_back (rolled_back)")."""
     status, decision = deployment.status.value, deployment.decision
     return status if not decision or decision == status else f"{status} ({decision})"
+
+
+def _never_took_traffic(deployment: Deployment) -> bool:
+    """A deployment that ended before any of its traffic moved: rejected at Validate (an alias another canary
+    claimed, a refused request) or failed its pre-traffic checks, its weight never changed."""
+    return (
+        deployment.status.is_terminal
+        and deployment.decision in NEVER_SHIFTED
+        and deployment.weight_changed_at is None
+        and deployment.canary_weight == 0
+    )
 
 
 def _last_reason(deployment: Deployment) -> str:
@@ -572,7 +585,7 @@ class CanaryControlService:
             )
         if not self.canary_state_machine_arn:
             raise ControlStateError("retry needs the canary state machine (CANARY_STATE_MACHINE_ARN is not set)")
-        self._refuse_stale_retry(deployment)
+        passed = self._refuse_stale_retry(deployment)
         flipped = False
         held: Deployment | None = None  # the record as the hold left it: put back if the retry does not start
 
@@ -627,17 +640,26 @@ class CanaryControlService:
 
             self.repository.update_deployment(deployment.deployment_id, undo)
             raise
-        return True, f"step {step + 1} starts again (execution {name})"
+        said = "".join(f"; passed over the newer {d.deployment_id} (version {d.version}, {_ended_as(d)}: it never "
+                       "took traffic)" for d in passed)  # fmt: skip
+        return True, f"step {step + 1} starts again (execution {name}){said}"
 
-    def _refuse_stale_retry(self, deployment: Deployment) -> None:
+    def _refuse_stale_retry(self, deployment: Deployment) -> list[Deployment]:
         """A held canary starts again only while it is its service's newest deployment and its alias routes
         only its stable version: after a newer deployment (or any other move) the new execution's Validate
-        would refuse, and its rollback must not take production back to this canary's stable version."""
+        would refuse, and its rollback must not take production back to this canary's stable version. A newer
+        one that ended before any traffic moved (rejected at Validate: :func:`_never_took_traffic`) changed
+        nothing of the service's traffic and is passed over; returns those passed over."""
         target = deployment.target
         assert isinstance(target, LambdaTarget)
-        newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=1)
-        if newest and newest[0].deployment_id != deployment.deployment_id:
-            later = newest[0]
+        newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=NEWEST_LOOKED_AT)
+        passed: list[Deployment] = []
+        for later in newest:  # newest first, down to this one
+            if later.deployment_id == deployment.deployment_id:
+                break
+            if _never_took_traffic(later) and len(passed) + 1 < len(newest):  # not the last read: look further
+                passed.append(later)
+                continue
             raise ControlStateError(
                 f"deployment {deployment.deployment_id} is no longer the newest of {deployment.service} in "
                 f"{deployment.environment}: {later.deployment_id} (version {later.version}, {_ended_as(later)}) came "
@@ -651,6 +673,7 @@ class CanaryControlService:
                 f"not only its stable version {target.stable_version}; a retry would start from the wrong traffic "
                 "(deploy again instead)"
             )
+        return passed
 
     def _codedeploy(self, deployment: Deployment, request: ControlRequest) -> tuple[bool, str]:
         cd_id = deployment.codedeploy_deployment_id
