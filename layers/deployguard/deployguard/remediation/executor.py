@@ -37,7 +37,7 @@ from deployguard import clock
 from deployguard.alerts.settings import PlanStep, RemediationSettings
 from deployguard.aws import stepfunctions
 from deployguard.exceptions import ConflictError, DeployGuardError, NotApplicableError, RemediationError
-from deployguard.models import Deployment, DeploymentEvent, DeploymentStatus, EndCause, EventType, Severity
+from deployguard.models import Deployment, DeploymentEvent, EndCause, EventType, Severity
 from deployguard.remediation.actions import Handler, handler_for
 from deployguard.remediation.models import ActionPlan, Approval, ApprovalStatus, Outcome, RemediationResult
 from deployguard.remediation.store import RemediationStore
@@ -656,11 +656,7 @@ class RemediationExecutor:
         request, a newer deployment of its service and environment started, or the target no longer
         routes what the approval saw (an action already in place is a no-op, not stale)."""
         current = self.repository.find_deployment(deployment.deployment_id) or deployment
-        asked = DeploymentStatus(approval.deployment_status) if approval.deployment_status else None
-        ended_since = current.status.is_terminal and (
-            (asked is not None and not asked.is_terminal)
-            or (asked is None and (current.ended_at is None or current.ended_at >= approval.requested_at))
-        )
+        ended_since = approval.ended_since_asked(current)  # the console says such a request is moot (the same test)
         newer = self.repository.superseding(current)
         if newer is not None:
             self.repository.audit(

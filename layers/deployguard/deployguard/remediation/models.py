@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from deployguard.models import Model, new_id, utcnow
+from deployguard.models import Deployment, DeploymentStatus, Model, new_id, utcnow
 
 
 class Outcome(StrEnum):
@@ -83,3 +83,12 @@ class Approval(Model):
     )
     deployment_status: str | None = Field(default=None, description="the deployment's status when it was asked")
     version_counter: int = 0
+
+    def ended_since_asked(self, deployment: Deployment) -> bool:
+        """Whether ``deployment`` (this request's, as it is now) ended after people were asked: an approval is
+        then never run (the executor refuses it as stale), so the request waits for nobody's answer."""
+        asked = DeploymentStatus(self.deployment_status) if self.deployment_status else None
+        return deployment.status.is_terminal and (
+            (asked is not None and not asked.is_terminal)
+            or (asked is None and (deployment.ended_at is None or deployment.ended_at >= self.requested_at))
+        )

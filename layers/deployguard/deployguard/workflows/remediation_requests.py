@@ -67,7 +67,9 @@ class RemediationRequest(Model):
     )
     answerable: bool = Field(description="pending and not expired: approve and reject are possible")
     moot: str | None = Field(
-        default=None, description="why a pending rollback request needs no answer: its deployment ended on stable"
+        default=None,
+        description="why a pending request needs no answer: its deployment ended on stable (a rollback request), or "
+        "ended after it was asked (an approval would be refused, never run)",
     )
     requested_at: datetime
     expires_at: datetime = Field(description="until when it can be answered")
@@ -164,11 +166,30 @@ class RemediationRequests:
         )
 
     def _moot(self, approval: Approval, deployment: Deployment | None) -> str | None:
-        """Why a pending rollback request needs nobody's answer any more (None: it does): its deployment ended
-        with the traffic back on the stable version (rolled back, aborted, held), so there is nothing to roll
-        back. A promoted deployment's request still counts (a rollback of the live release)."""
+        """Why a pending request needs nobody's answer any more (None: it does): :meth:`_on_stable`, or its
+        deployment ended after it was asked (succeeded, failed...): the remediation executor refuses an approval
+        of it then (:meth:`~deployguard.remediation.models.Approval.ended_since_asked`), so none is offered. A
+        request asked of a deployment that had ended already (a rollback of the live release) still counts."""
+        if deployment is None:
+            return None
+        on_stable = self._on_stable(approval, deployment)
+        if on_stable is not None:
+            return on_stable
+        if approval.ended_since_asked(deployment):
+            ended = deployment.status.value
+            if deployment.decision and deployment.decision != ended:
+                ended += f" ({deployment.decision})"
+            return (
+                f"deployment {deployment.deployment_id} ended {ended} after it was asked: an approval would not be "
+                "done (the remediation refuses it)"
+            )
+        return None
+
+    def _on_stable(self, approval: Approval, deployment: Deployment) -> str | None:
+        """A rollback request whose deployment ended with the traffic back on the stable version (rolled back,
+        aborted, held): nothing to roll back."""
         actions = self.alerts.remediation.settings.actions
-        if deployment is None or not promotion_hold.rolls_back(approval, actions):
+        if not promotion_hold.rolls_back(approval, actions):
             return None
         if deployment.status in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.STOPPED):
             return f"deployment {deployment.deployment_id} has ended {deployment.decision or deployment.status.value}"
@@ -197,9 +218,12 @@ class RemediationRequests:
         why = refusal(approval, clock.now())
         if why is not None and approval.status != ApprovalStatus.PENDING:
             raise ConflictError(why)
-        moot = self._moot(approval, self.repository.find_deployment(approval.deployment_id))
+        deployment = self.repository.find_deployment(approval.deployment_id)
+        moot = self._moot(approval, deployment)
         if approve and moot is not None and approval.status == ApprovalStatus.PENDING:
-            raise ConflictError(f"{approval.action} request {approval.approval_id}: nothing to roll back, {moot}")
+            assert deployment is not None  # _moot
+            lead = "nothing to roll back, " if self._on_stable(approval, deployment) else ""
+            raise ConflictError(f"{approval.action} request {approval.approval_id}: {lead}{moot}")
         # a pending one past its expiry is expired by decide (saved and audited), then refused
         self.alerts.decide(approval_id, actor, approve, notes)
         return self.one(approval_id)
