@@ -28,6 +28,11 @@ def reset() -> None:
     install(lambda: datetime.now(UTC))
 
 
+def is_simulated() -> bool:
+    """Whether "now" is a clock that moves only when told (:class:`SimulatedClock`), not the wall clock."""
+    return callable(getattr(_source, "advance", None))
+
+
 def sleep(seconds: float) -> None:
     """Wait ``seconds``: really on AWS; under a :class:`SimulatedClock` by moving it instead."""
     if seconds <= 0:

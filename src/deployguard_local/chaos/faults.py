@@ -31,7 +31,8 @@ function timed out, what it did stands), and
 (``at every state of the canary state machine``).
 
 botocore's retry back-off sleeps advance the simulated clock (as the emulator does for
-Step Functions retries), so a 300-second outage costs no wall time. For what is not an AWS
+Step Functions retries), so a 300-second outage costs no wall time; the adaptive mode's pacing of a
+throttled client does not wait (:mod:`deployguard_local.emulator.client_pacing`). For what is not an AWS
 call, :func:`never_answering_server` is an HTTP endpoint that accepts and never answers.
 """
 
@@ -56,7 +57,7 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from deployguard import clock
 from deployguard.aws import clients
 from deployguard.clock import SimulatedClock
-from deployguard_local.emulator import FunctionRegistry
+from deployguard_local.emulator import FunctionRegistry, client_pacing
 
 FaultKind = Literal["throttle", "5xx", "unavailable", "timeout", "outage", "ambiguous"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("throttle", "5xx", "unavailable", "timeout", "outage", "ambiguous")
@@ -359,17 +360,14 @@ def simulated_botocore_backoff(sleep: Callable[[float], Any]) -> Callable[[], No
     Functions' retry back-offs do, so a fault costs simulated seconds, not wall seconds.
     """
     from botocore import endpoint
-    from botocore.retries import bucket
 
     original_time = endpoint.time
     endpoint.time = types.SimpleNamespace(sleep=sleep, time=original_time.time)
-    # adaptive mode paces a throttled client with a token bucket that waits in real time: not simulated
-    original_acquire = bucket.TokenBucket.acquire
-    bucket.TokenBucket.acquire = lambda self, amount=1, block=True: True
+    paced = client_pacing.without_waits()  # and afterwards while the clock is simulated (client_pacing)
 
     def undo() -> None:
         endpoint.time = original_time
-        bucket.TokenBucket.acquire = original_acquire
+        paced()
 
     return undo
 

@@ -23,6 +23,7 @@ import botocore.session
 from deployguard import clock as dg_clock
 from deployguard.aws import clients
 from deployguard.workflows import runtime
+from deployguard_local.emulator import client_pacing
 from deployguard_local.emulator.clock import ListeningClock
 from deployguard_local.emulator.cloudwatch import install_cloudwatch
 from deployguard_local.emulator.dynamodb import (
@@ -180,6 +181,7 @@ class EmbeddedAws(Schedules, SampleApplication):
             boto3.setup_default_session(botocore_session=_session_with_shared_loader())
             search_paths = _shared_loader().search_paths  # each boto3 session adds its data folder again
             search_paths[:] = list(dict.fromkeys(search_paths))
+            client_pacing.install()  # a throttled client's pacing does not wait on the simulated clock
             self.invoker = AsyncInvoker(self.registry)
             self._exit.callback(self.invoker.stop)
             topics = lambda: [v.get("Ref", "") for k, v in self.stack.physical.items() if "TopicName" in v]  # noqa: E731
