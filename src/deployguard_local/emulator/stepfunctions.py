@@ -53,6 +53,7 @@ def install_simulated_waits(sim_clock: ListeningClock) -> list[Callable[[], None
 
 
 _PARSED: dict[str, Any] = {}  # definition -> its ANTLR parse tree, for every embedded AWS of the process
+_VALIDATED: set[str] = set()  # definitions CreateStateMachine found valid (bounded as _PARSED is)
 
 
 def parse_definitions_once() -> Callable[[], None]:
@@ -60,11 +61,21 @@ def parse_definitions_once() -> Callable[[], None]:
     again at every StartExecution, though every embedded AWS creates the same two. Here a definition is parsed
     once per process; each caller still gets evaluation components of its own, built from the tree (which
     the preprocessor only reads). A definition that does not parse is never kept: moto's error comes again
-    each time. Returns the undo."""
+    each time. CreateStateMachine's validation of a definition that was valid before is not built again.
+    Returns the undo."""
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
     original = AmazonStateLanguageParser.__dict__["parse"]
+    original_validate = StepFunctionsParserBackend.__dict__["_validate_definition"]
+
+    def validate(definition: str) -> None:
+        # CreateStateMachine builds the evaluation components only to see that they build, then drops them: a
+        # definition that built once builds again (the same tree, the same preprocessor)
+        if definition not in _VALIDATED:
+            original_validate.__func__(definition)
+            _VALIDATED.add(definition)
 
     def parse(definition: str) -> tuple[Any, Any]:
         tree = _PARSED.get(definition)
@@ -72,9 +83,16 @@ def parse_definitions_once() -> Callable[[], None]:
             program, tree = original.__func__(definition)
             if len(_PARSED) >= 64:
                 _PARSED.clear()
+                _VALIDATED.clear()
             _PARSED[definition] = tree
             return program, tree
         return Preprocessor().visit(tree), tree
 
     setattr(AmazonStateLanguageParser, "parse", staticmethod(parse))  # noqa: B010
-    return lambda: setattr(AmazonStateLanguageParser, "parse", original)
+    setattr(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate))  # noqa: B010
+
+    def undo() -> None:
+        AmazonStateLanguageParser.parse = original
+        StepFunctionsParserBackend._validate_definition = original_validate
+
+    return undo
