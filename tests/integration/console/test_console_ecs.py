@@ -85,13 +85,19 @@ def test_abort_of_a_codedeploy_ecs_deployment_says_traffic_goes_back_to_blue(con
         DeploymentRepository().update_deployment("ecs-running", lambda d: setattr(d, "status", DeploymentStatus.FAILED))
 
 
+POLL_MS = 3_000  # app.js's POLL_MS
+
+
 def test_a_failed_poll_is_cleared_by_the_next_one_that_loads(console: Any, page: Any) -> None:
     expect = playwright_api.expect
+    page.clock.install()  # the page's timers on a clock the test moves: each poll comes when told, not 3 s later
     page.goto(f"{console.url}/#token={console.credentials.write_token}")
     expect(page.locator("#canaries article").first).to_be_visible()
     status = page.locator("#status")
     page.route("**/api/canaries", lambda route: route.abort())  # the network fails the dashboard's poll
+    page.clock.fast_forward(POLL_MS)
     expect(status).to_contain_text("Could not load")
     page.unroute("**/api/canaries")  # the network is back: the next poll loads
+    page.clock.fast_forward(POLL_MS)
     expect(status).not_to_contain_text("Could not load")
     expect(page.locator("#canaries article").first).to_be_visible()

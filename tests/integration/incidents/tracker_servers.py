@@ -213,7 +213,9 @@ def tracker_servers() -> Iterator[tuple[FakeApi, FakeApi]]:
     servers = [_server(github, _github), _server(jira, _jira)]
     for api, server in zip((github, jira), servers, strict=True):
         api.url = f"http://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()  # a quick shutdown
     try:
         yield github, jira
     finally:
