@@ -35,7 +35,7 @@ def install() -> None:
                 return True
             return bool(original_acquire(self, amount=amount, block=block))
 
-        bucket.TokenBucket.acquire = acquire  # type: ignore[method-assign]
+        bucket.TokenBucket.acquire = acquire
         _installed = True
 
 

@@ -92,7 +92,7 @@ def parse_definitions_once() -> Callable[[], None]:
     setattr(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate))  # noqa: B010
 
     def undo() -> None:
-        AmazonStateLanguageParser.parse = original
-        StepFunctionsParserBackend._validate_definition = original_validate
+        setattr(AmazonStateLanguageParser, "parse", original)  # noqa: B010
+        setattr(StepFunctionsParserBackend, "_validate_definition", original_validate)  # noqa: B010
 
     return undo
