@@ -194,6 +194,9 @@ class EndCause(Model):
         return f"{text}; {self.codedeploy}" if self.codedeploy else text
 
 
+NEVER_SHIFTED = ("rejected", "validation_failed")  # decisions of a deployment that may end before any traffic moved
+
+
 class Deployment(Model):
     deployment_id: str = Field(default_factory=lambda: new_id("dg"), min_length=1)
     service: str = Field(min_length=1)
@@ -266,6 +269,18 @@ class Deployment(Model):
         if self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds()
+
+    @property
+    def never_took_traffic(self) -> bool:
+        """Ended before any of its traffic moved: rejected at Validate (an alias another canary claimed, a refused
+        request) or failed its pre-traffic checks, its weight never changed. The service's traffic was never its:
+        a later deployment like this overtakes nothing (a retried canary stays its service's live one)."""
+        return (
+            self.status.is_terminal
+            and self.decision in NEVER_SHIFTED
+            and self.weight_changed_at is None
+            and self.canary_weight == 0
+        )
 
 
 # --------------------------------------------------------------------------- metrics

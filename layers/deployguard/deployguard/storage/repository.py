@@ -52,6 +52,7 @@ DEFAULT_RETENTION_DAYS = 90
 DUE_EARLY = timedelta(seconds=5)  # a tick this early still counts as on time (the assessor's SAME_CYCLE)
 UNREADABLE_RECORD = "RECORD-UNREADABLE"  # once per stored item the model rejects: logged and audited once a day
 UNREADABLE_RECORD_NOTE_TTL = timedelta(days=1)
+OWNERS_LOOKED_AT = 10  # newest_that_took_traffic: the newest deployments read to pass over those that took none
 UNREADABLE_ERRORS = (ValueError, TypeError, KeyError)  # pydantic's ValidationError is a ValueError
 logger = logging.getLogger(__name__)
 
@@ -625,12 +626,25 @@ class DeploymentRepository:
     def superseding(self, deployment: Deployment) -> Deployment | None:
         """The newest deployment of ``deployment``'s service and environment if it started after ``deployment``
         ended (after it started, while it has not ended; None when nothing started since): its alias or task
-        sets are that later deployment's now, never to be put back under it."""
+        sets are that later deployment's now, never to be put back under it. One that ended before any of its
+        traffic moved is passed over (:meth:`newest_that_took_traffic`): a canary retried after it is still
+        its service's live one."""
         since = deployment.ended_at or deployment.started_at
-        for newest in self.deployments_of(deployment.service, deployment.environment, limit=1):
-            if newest.deployment_id != deployment.deployment_id and newest.started_at > since:
-                return newest
+        newest = self.newest_that_took_traffic(deployment.service, deployment.environment)
+        if newest is not None and newest.deployment_id != deployment.deployment_id and newest.started_at > since:
+            return newest
         return None
+
+    def newest_that_took_traffic(self, service: str, environment: str) -> Deployment | None:
+        """The newest deployment of the service and environment, passing over those that ended before any of their
+        traffic moved (``Deployment.never_took_traffic``: rejected at Validate, failed their pre-traffic checks):
+        such a one never owned the alias or task sets. One record read while the newest took traffic (or may
+        still); a few more only after such a deployment (within :data:`OWNERS_LOOKED_AT`, else the last read)."""
+        newest = self.deployments_of(service, environment, limit=1)
+        if not newest or not newest[0].never_took_traffic:
+            return newest[0] if newest else None
+        recent = self.deployments_of(service, environment, limit=OWNERS_LOOKED_AT)
+        return next((d for d in recent if not d.never_took_traffic), recent[-1])
 
     def service_environments(self) -> list[tuple[str, str]]:
         """Every (service, environment) pair that has had a deployment (the catalog)."""

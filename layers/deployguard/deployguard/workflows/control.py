@@ -77,7 +77,6 @@ logger = logging.getLogger(__name__)
 Verb = Literal["promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve"]
 VERBS: tuple[Verb, ...] = ("promote", "abort", "pause", "resume", "retry", "skip_analysis", "approve")
 EMERGENCY_CLAIM_TTL = timedelta(days=1)
-NEVER_SHIFTED = ("rejected", "validation_failed")  # decisions of a deployment that may end before any traffic moved
 NEWEST_LOOKED_AT = 10  # retry: the newest deployments of the service read to pass over those that took no traffic
 REPORT_GRACE = timedelta(minutes=1)  # a verb's own request writes its report; the minute tick only after this
 # the verb being applied: its effect's write puts it on the record (``CanaryControl.unreported``) until its audit
@@ -177,17 +176,6 @@ def _ended_as(deployment: Deployment) -> str:
     "rolled_back (rolled_back)")."""
     status, decision = deployment.status.value, deployment.decision
     return status if not decision or decision == status else f"{status} ({decision})"
-
-
-def _never_took_traffic(deployment: Deployment) -> bool:
-    """A deployment that ended before any of its traffic moved: rejected at Validate (an alias another canary
-    claimed, a refused request) or failed its pre-traffic checks, its weight never changed."""
-    return (
-        deployment.status.is_terminal
-        and deployment.decision in NEVER_SHIFTED
-        and deployment.weight_changed_at is None
-        and deployment.canary_weight == 0
-    )
 
 
 def _last_reason(deployment: Deployment) -> str:
@@ -559,9 +547,9 @@ class CanaryControlService:
         target = deployment.target
         if not isinstance(target, LambdaTarget) or deployment.decision == "promoted":
             return False
-        newest = self.repository.deployments_of(deployment.service, deployment.environment, limit=1)
-        if newest and newest[0].deployment_id != deployment.deployment_id:
-            return False  # a later deployment owns the alias now
+        owner = self.repository.newest_that_took_traffic(deployment.service, deployment.environment)
+        if owner is not None and owner.deployment_id != deployment.deployment_id:
+            return False  # a later deployment owns the alias now (one that ended before any traffic moved does not)
         return routes_new(target, LambdaTrafficShifter(target).current())
 
     def left_on_new(self, deployment: Deployment) -> bool:
@@ -648,7 +636,7 @@ class CanaryControlService:
         """A held canary starts again only while it is its service's newest deployment and its alias routes
         only its stable version: after a newer deployment (or any other move) the new execution's Validate
         would refuse, and its rollback must not take production back to this canary's stable version. A newer
-        one that ended before any traffic moved (rejected at Validate: :func:`_never_took_traffic`) changed
+        one that ended before any traffic moved (rejected at Validate: ``Deployment.never_took_traffic``) changed
         nothing of the service's traffic and is passed over; returns those passed over."""
         target = deployment.target
         assert isinstance(target, LambdaTarget)
@@ -657,7 +645,7 @@ class CanaryControlService:
         for later in newest:  # newest first, down to this one
             if later.deployment_id == deployment.deployment_id:
                 break
-            if _never_took_traffic(later) and len(passed) + 1 < len(newest):  # not the last read: look further
+            if later.never_took_traffic and len(passed) + 1 < len(newest):  # not the last read: look further
                 passed.append(later)
                 continue
             raise ControlStateError(
