@@ -18,7 +18,7 @@ from deployguard.models import Deployment, DeploymentStatus, LambdaTarget, Sever
 from deployguard.remediation.models import Outcome
 from deployguard.storage.repository import DeploymentRepository
 from deployguard.workflows import runtime
-from deployguard_local.console_server import ConsoleServer, LocalCredentials
+from deployguard_local.console_server import ConsoleServer, LocalCredentials, wait_until
 from deployguard_local.demo import DEMO_CONFIG
 from deployguard_local.emulator import EmbeddedAws, _environment, sample_handler
 from deployguard_local.receivers import local_receivers
@@ -49,6 +49,11 @@ def served() -> Iterator[tuple[ConsoleServer, EmbeddedAws, LocalCredentials, str
         result = engine.remediation.run(incident, deployment, PlanStep(action="rollback", mode="approval"))
         assert result.outcome == Outcome.PENDING_APPROVAL and result.approval_id, result
         aws.invoker.drain()  # the request's announcement delivered (SNS to the notification router) before the reads
+        # and its approval state machine waiting on it: its register task (RemediationApprovalFunction, a write) runs
+        # on the execution's own thread; landing during the reads it was counted as theirs (a loaded machine)
+        store = engine.remediation.store
+        registered = wait_until(lambda: store.approval(result.approval_id).task_token is not None, timeout=60)
+        assert registered, f"approval {result.approval_id}: its state machine registered no task token"
         credentials = LocalCredentials()
         server = ConsoleServer(aws, credentials, port=0).start()
         try:
