@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from botocore.retries import standard
 from control_support import canary_in_flight, control_service
 
+from deployguard import clock
 from deployguard.aws.lambda_traffic import LambdaTrafficShifter
 from deployguard.models import DeploymentStatus, EventType
 from deployguard.storage.repository import DeploymentRepository
-from deployguard.workflows.control import ControlRequest
+from deployguard.workflows.control import REPORT_GRACE, ControlRequest
 
 THROTTLED = ["throttle"] * 20  # more than botocore's attempts: the write fails for good
 
@@ -107,20 +109,20 @@ def _tick(embedded: Any, function: str) -> None:
     ("abort", "rolled_back", "TrafficCheckFunction"),  # an ended one: its traffic checks
 ])  # fmt: skip
 def test_nobody_asks_again_and_the_schedule_writes_them(
-    embedded: Any, faults: Any, verb: str, audited: str, function: str
+    embedded: Any, faults: Any, verb: str, audited: str, function: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # botocore's back-off between the throttled attempts moves the simulated clock by a random amount (up to a minute
+    # and more): here none, so the tick below is within the verb's minute for certain
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
     canary_in_flight(embedded, "quiet-api")
     faults.on("dynamodb", "PutItem", THROTTLED, when=lambda r: f'"{audited}"' in _body(r) and "AUDIT#" in _body(r))
     with pytest.raises(ClientError):
         control_service(embedded).apply("dep-quiet-api", ControlRequest(verb=verb, actor="alice", reason="first"))  # type: ignore[arg-type]
     faults.clear()
-    from deployguard import clock
-    from deployguard.workflows.control import REPORT_GRACE
-
     asked = DeploymentRepository().get_deployment("dep-quiet-api").control.unreported[0].at
     _tick(embedded, function)  # within the minute: the request might still be writing them
-    if clock.now() - asked < REPORT_GRACE:  # the canary in flight moves the simulated clock on its own thread
-        assert _trail("dep-quiet-api") == []
+    assert clock.now() - asked < REPORT_GRACE
+    assert _trail("dep-quiet-api") == []
     embedded.clock.advance(90)
     _tick(embedded, function)
     done = [("rolled_back", "alice", None)] if verb == "abort" else []
