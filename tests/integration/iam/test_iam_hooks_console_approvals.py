@@ -162,10 +162,11 @@ def test_an_approval_decided_before_its_state_machine_registers_is_run(aws: Any)
     RemediationApprovalFunction answers the token itself, and the approved rollback runs."""
     gate = threading.Event()
     invoke = aws.registry.invoke
+    registered_after_the_answer: list[bool] = []  # the ordering under test held (the gate opened, not timed out)
 
     def cold_register(name: str, arn: str, event: Any) -> Any:
         if "RemediationApprovalFunction" in name and isinstance(event, dict) and event.get("action") == "register":
-            gate.wait(10)
+            registered_after_the_answer.append(gate.wait(120))
         return invoke(name, arn, event)
 
     aws.registry.invoke = cold_register
@@ -186,4 +187,5 @@ def test_an_approval_decided_before_its_state_machine_registers_is_run(aws: Any)
     _until(lambda: sfn.describe_execution(executionArn=execution)["status"] != "RUNNING")
     assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
     assert shifter.current().weight_of(target.stable_version) == 1.0  # the approved rollback ran
+    assert registered_after_the_answer == [True]
     assert aws.iam.refused == []
